@@ -1,0 +1,122 @@
+"""What every optimization kind provides, and what the stages hand it.
+
+A kind is written in YAML, compiled to cvxpy and measured on the final dose. Keeping those
+three in one module (one per kind) means the module cannot belong to a single stage, so the
+stages meet it through two small interfaces defined here: `BuildContext` (implemented by
+the compile stage) and `EvaluationContext` (implemented by the evaluate stage). Neither
+interface mentions how voxels are stored, sampled or merged: a kind only sees per-structure
+dose vectors with their relative volume weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
+
+if TYPE_CHECKING:  # cvxpy is only needed once a term is built
+    import cvxpy as cp
+    import scipy.sparse as sp
+
+    from specc.protocol.units import Dose
+
+
+@dataclass(frozen=True)
+class SourceLocation:
+    """Where a protocol statement was written, so reports and errors can point at it."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+class BuildContext(Protocol):
+    """The compiled problem as a term sees it (implemented by `specc.compile`)."""
+
+    @property
+    def fluence(self) -> cp.Variable:
+        """Beamlet weights x >= 0 (one entry per beamlet of the case)."""
+
+    def dose(self, structure: str) -> cp.Expression:
+        """Per-fraction dose in Gy on the voxels (or voxel groups) that represent `structure`."""
+
+    def voxel_weights(self, structure: str) -> np.ndarray:
+        """Relative volume of each entry of `dose(structure)`; sums to 1."""
+
+    def per_fraction(self, dose: Dose) -> float:
+        """A protocol (total) dose converted to Gy per fraction: the one place this happens."""
+
+    def smoothness_operator(self) -> sp.csr_matrix:
+        """Sparse differences between neighbouring beamlets of the same beam (rows = pairs)."""
+
+
+class EvaluationContext(Protocol):
+    """The final plan as a term sees it (implemented by `specc.evaluate`)."""
+
+    fractions: int
+    fluence: np.ndarray
+
+    def dose(self, structure: str) -> np.ndarray:
+        """Total dose in Gy on every voxel of `structure` on the full grid."""
+
+    def voxel_volume_cc(self) -> float:
+        """Volume of one dose-grid voxel in cc."""
+
+    def smoothness_operator(self) -> sp.csr_matrix:
+        """Same operator as `BuildContext.smoothness_operator`."""
+
+
+@dataclass
+class BuiltTerm:
+    """A term's contribution to the program: an objective part and/or hard constraints."""
+
+    objective: cp.Expression | None = None
+    constraints: list[cp.Constraint] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TermResult:
+    """A term measured on the final dose, for the optimization log of the report.
+
+    `satisfied` is None for pure objectives (nothing to satisfy), a bool for limits.
+    """
+
+    value: float
+    unit: str
+    satisfied: bool | None
+    detail: str = ""
+
+
+class TermBase(BaseModel):
+    """Fields and behaviour shared by all optimization kinds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str
+    # Filled in by the loader from the YAML position; never written by users.
+    source: SkipJsonSchema[SourceLocation | None] = Field(default=None, exclude=True)
+
+    # Whether the kind is a hard constraint (True) or an objective (False) by nature;
+    # kinds that can be either expose a `hard` field instead.
+    is_constraint: ClassVar[bool] = False
+
+    def structures(self) -> tuple[str, ...]:
+        """Structure names this term refers to (checked against the protocol's structures)."""
+        name = getattr(self, "structure", None)
+        return (name,) if name else ()
+
+    def label(self) -> str:
+        """Short human description for logs and reports, e.g. 'max_dose Rectum <= 75 Gy'."""
+        raise NotImplementedError(f"{type(self).__name__} must describe itself")
+
+    def build(self, ctx: BuildContext) -> BuiltTerm:
+        raise NotImplementedError(f"{type(self).__name__} has no cvxpy form")
+
+    def evaluate(self, ctx: EvaluationContext) -> TermResult:
+        raise NotImplementedError(f"{type(self).__name__} has no evaluation")
