@@ -1,0 +1,144 @@
+"""Dose and volume quantities that carry their unit.
+
+A protocol writes doses as strings with a unit ("78 Gy", "7800 cGy"); once parsed, a dose is
+a `Dose` (always the total over the whole course, stored in Gy) and never a bare float that
+could be Gy or cGy, total or per fraction. Per-fraction dose is derived in the compile stage.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, model_serializer, model_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema
+
+DOSE_UNITS: dict[str, float] = {"Gy": 1.0, "cGy": 0.01}
+VolumeUnit = Literal["%", "cc"]
+
+_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+_DOSE_RE = re.compile(rf"^\s*(?P<value>{_NUMBER})\s*(?P<unit>[A-Za-z]+)\s*$")
+_VOLUME_RE = re.compile(rf"^\s*(?P<value>{_NUMBER})\s*(?P<unit>%|cc|cm3|ml|mL)\s*$")
+
+
+def format_number(value: float) -> str:
+    """Shortest decimal form that parses back to the same float ('78', '0.03', '52.5')."""
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return repr(float(value))
+
+
+class Dose(BaseModel):
+    """A total dose over the treatment course, in Gy."""
+
+    model_config = ConfigDict(frozen=True)
+
+    gy: float
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"gy": parse_dose_gy(data)}
+        if isinstance(data, bool) or isinstance(data, (int, float)):
+            raise ValueError(f'dose {data!r} has no unit: write it as "{data} Gy" or "{data} cGy"')
+        return data
+
+    @model_validator(mode="after")
+    def _physical(self) -> Dose:
+        if not math.isfinite(self.gy) or self.gy < 0:
+            raise ValueError(f"dose must be a finite, non-negative number of Gy, got {self.gy}")
+        return self
+
+    @model_serializer
+    def _to_text(self) -> str:
+        return str(self)
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, _schema: core_schema.CoreSchema, _handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {
+            "type": "string",
+            "pattern": rf"^\s*{_NUMBER}\s*(Gy|cGy)\s*$",
+            "description": 'A total dose with its unit, e.g. "78 Gy" or "7800 cGy".',
+            "examples": ["78 Gy", "7800 cGy"],
+        }
+
+    @classmethod
+    def parse(cls, text: str) -> Dose:
+        return cls(gy=parse_dose_gy(text))
+
+    @property
+    def cgy(self) -> float:
+        return self.gy * 100.0
+
+    def __str__(self) -> str:
+        return f"{format_number(self.gy)} Gy"
+
+
+class Volume(BaseModel):
+    """A volume, relative to the structure (%) or absolute (cc)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    value: float
+    unit: VolumeUnit
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            value, unit = parse_volume(data)
+            return {"value": value, "unit": unit}
+        return data
+
+    @model_validator(mode="after")
+    def _physical(self) -> Volume:
+        if not math.isfinite(self.value) or self.value < 0:
+            raise ValueError(f"volume must be a finite, non-negative number, got {self.value}")
+        if self.unit == "%" and self.value > 100:
+            raise ValueError(f"a relative volume cannot exceed 100%, got {format_number(self.value)}%")
+        return self
+
+    @model_serializer
+    def _to_text(self) -> str:
+        return str(self)
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, _schema: core_schema.CoreSchema, _handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {
+            "type": "string",
+            "pattern": rf"^\s*{_NUMBER}\s*(%|cc)\s*$",
+            "description": 'A volume with its unit: "20%" of the structure or "2 cc".',
+            "examples": ["20%", "2 cc"],
+        }
+
+    def __str__(self) -> str:
+        return f"{format_number(self.value)}%" if self.unit == "%" else f"{format_number(self.value)} cc"
+
+
+def parse_dose_gy(text: str) -> float:
+    """Parse "78 Gy" / "7800 cGy" into Gy; the unit is mandatory and case-sensitive."""
+    match = _DOSE_RE.match(text)
+    if not match:
+        raise ValueError(f'cannot read dose "{text}": expected a number and a unit, e.g. "78 Gy" or "7800 cGy"')
+    unit = match["unit"]
+    if unit not in DOSE_UNITS:
+        near = {u.lower(): u for u in DOSE_UNITS}.get(unit.lower())
+        hint = f' (did you mean "{near}"?)' if near else f" (expected one of {', '.join(DOSE_UNITS)})"
+        raise ValueError(f'unknown dose unit "{unit}"{hint}')
+    return float(match["value"]) * DOSE_UNITS[unit]
+
+
+def parse_volume(text: str) -> tuple[float, VolumeUnit]:
+    """Parse "20%" / "2 cc" (cm3 and ml are accepted as cc)."""
+    match = _VOLUME_RE.match(text)
+    if not match:
+        raise ValueError(f'cannot read volume "{text}": expected e.g. "20%" or "2 cc"')
+    unit: VolumeUnit = "%" if match["unit"] == "%" else "cc"
+    return float(match["value"]), unit
