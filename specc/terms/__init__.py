@@ -1,11 +1,90 @@
 """Optimization kinds: one module per kind (model, cvxpy form, evaluation).
 
-`Term` is the discriminated union of all kinds, used by the protocol models. To add a kind,
-write its module and add its class to `KINDS` below.
+`Term` is the discriminated union of all kinds, used by the protocol models; `KINDS` maps
+each YAML `kind:` name to its class. To add a kind, write its module and add its class to
+`_KIND_CLASSES` below.
 """
 
 from __future__ import annotations
 
-from specc.terms.base import BuildContext, BuiltTerm, EvaluationContext, SourceLocation, TermBase, TermResult
+from typing import Annotated, Union
 
-__all__ = ["BuildContext", "BuiltTerm", "EvaluationContext", "SourceLocation", "TermBase", "TermResult"]
+from pydantic import Field
+
+from specc.terms.base import (
+    LIMIT_TOLERANCE,
+    BuildContext,
+    BuiltTerm,
+    EvaluationContext,
+    SourceLocation,
+    TermBase,
+    TermResult,
+)
+from specc.terms.dvh import DVH
+from specc.terms.fluence_regularization import FluenceRegularization
+from specc.terms.geud import GEUD
+from specc.terms.limits import HardOrSoftLimit
+from specc.terms.linear_overdose import LinearOverdose
+from specc.terms.max_dose import MaxDose
+from specc.terms.mean_dose import MeanDose
+from specc.terms.min_dose import MinDose
+from specc.terms.quadratic_overdose import QuadraticOverdose
+from specc.terms.quadratic_underdose import QuadraticUnderdose
+from specc.terms.smoothness import Smoothness
+from specc.terms.uniform_dose import UniformDose
+
+Term = Annotated[
+    Union[
+        MinDose,
+        MaxDose,
+        MeanDose,
+        QuadraticUnderdose,
+        QuadraticOverdose,
+        UniformDose,
+        LinearOverdose,
+        DVH,
+        GEUD,
+        Smoothness,
+        FluenceRegularization,
+    ],
+    Field(discriminator="kind"),
+]
+
+_KIND_CLASSES: tuple[type[TermBase], ...] = (
+    MinDose,
+    MaxDose,
+    MeanDose,
+    QuadraticUnderdose,
+    QuadraticOverdose,
+    UniformDose,
+    LinearOverdose,
+    DVH,
+    GEUD,
+    Smoothness,
+    FluenceRegularization,
+)
+KINDS: dict[str, type[TermBase]] = {cls.model_fields["kind"].default: cls for cls in _KIND_CLASSES}
+
+__all__ = [
+    "DVH",
+    "GEUD",
+    "KINDS",
+    "LIMIT_TOLERANCE",
+    "BuildContext",
+    "BuiltTerm",
+    "EvaluationContext",
+    "FluenceRegularization",
+    "HardOrSoftLimit",
+    "LinearOverdose",
+    "MaxDose",
+    "MeanDose",
+    "MinDose",
+    "QuadraticOverdose",
+    "QuadraticUnderdose",
+    "Smoothness",
+    "SourceLocation",
+    "Term",
+    "TermBase",
+    "TermResult",
+    "UniformDose",
+]

@@ -11,7 +11,7 @@ dose vectors with their relative volume weights.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -49,6 +49,9 @@ class BuildContext(Protocol):
     def voxel_weights(self, structure: str) -> np.ndarray:
         """Relative volume of each entry of `dose(structure)`; sums to 1."""
 
+    def volume_cc(self, structure: str) -> float:
+        """Volume of the whole structure in cc (for DVH limits written in cc)."""
+
     def per_fraction(self, dose: Dose) -> float:
         """A protocol (total) dose converted to Gy per fraction: the one place this happens."""
 
@@ -68,8 +71,17 @@ class EvaluationContext(Protocol):
     def voxel_volume_cc(self) -> float:
         """Volume of one dose-grid voxel in cc."""
 
+    def volume_cc(self, structure: str) -> float:
+        """Volume of the whole structure in cc."""
+
     def smoothness_operator(self) -> sp.csr_matrix:
         """Same operator as `BuildContext.smoothness_operator`."""
+
+
+# A hard limit counts as met on the final dose when violated by at most this fraction of
+# its dose (solver tolerances make exact equality unattainable); larger violations are
+# reported, never hidden.
+LIMIT_TOLERANCE = 1e-3
 
 
 @dataclass
@@ -102,9 +114,13 @@ class TermBase(BaseModel):
     # Filled in by the loader from the YAML position; never written by users.
     source: SkipJsonSchema[SourceLocation | None] = Field(default=None, exclude=True)
 
-    # Whether the kind is a hard constraint (True) or an objective (False) by nature;
-    # kinds that can be either expose a `hard` field instead.
-    is_constraint: ClassVar[bool] = False
+    @property
+    def is_constraint(self) -> bool:
+        """Whether this term gives hard constraints (True) or an objective (False).
+
+        False for pure objectives; limit kinds answer from their `hard` field.
+        """
+        return False
 
     def structures(self) -> tuple[str, ...]:
         """Structure names this term refers to (checked against the protocol's structures)."""

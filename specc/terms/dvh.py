@@ -1,0 +1,172 @@
+"""`dvh`: a dose-volume limit, in the V form (`bound: upper`) or the D form (`bound: lower`).
+
+A DVH limit counts voxels, which is not convex. The optimizer uses the conditional
+value-at-risk bound of Rockafellar and Uryasev instead, written on the structure's dose
+entries d (Gy per fraction) with their relative volumes w, for the volume fraction v:
+
+- upper ("at most v above D"): the mean dose of the hottest v,
+  `min_t t + w @ pos(d - t) / v`, must be at most D;
+- lower ("at least v at D or more"): the mean dose of the coldest 1 - v,
+  `max_s s - w @ pos(s - d) / (1 - v)`, must be at least D.
+
+Both are convex and conservative: whenever the bound holds, the exact DVH limit holds too
+on the same voxels, at the price of a plan somewhat stricter than required. v = 0 (upper)
+and v = 100% (lower) are the plain maximum and minimum, and so is any v (or 1 - v) no larger
+than the volume of one entry, which is how it is then written. An upper limit on at least the
+whole structure is always met and adds nothing; a lower limit on more volume than the
+structure has cannot be met and is a compile error. Volumes in cc are converted with the
+structure's volume. Soft (`hard: false`), `weight` times the squared violation of the bound
+in Gy per fraction is penalized (see `limits`).
+
+On the final dose the exact DVH is measured from the voxel order statistics (no
+interpolation): the upper form reports the volume above `dose` (in the unit of `volume`),
+the lower form the dose that at least `volume` receives (D_v, in Gy).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from specc.errors import CompileError
+from specc.protocol.units import Dose, Volume, format_number
+from specc.terms.base import LIMIT_TOLERANCE, BuildContext, BuiltTerm, EvaluationContext, TermResult
+from specc.terms.limits import HardOrSoftLimit, StructureName, meets_lower
+
+# Voxel counts are compared with volumes given as decimal fractions: without this slack,
+# "95% of 20 voxels" (19.000000000000004 in floating point) would demand 20 voxels.
+_COUNT_SLACK = 1e-9
+
+
+def dose_covering(dose: np.ndarray, fraction: float) -> float:
+    """The highest dose that at least `fraction` of the (equal-volume) voxels receive: D_v."""
+    if fraction > 1.0 + _COUNT_SLACK:
+        return math.nan
+    hottest_first = np.sort(dose)[::-1]
+    needed = max(1, math.ceil(fraction * dose.size - _COUNT_SLACK))
+    return float(hottest_first[min(needed, dose.size) - 1])
+
+
+def fraction_above(dose: np.ndarray, threshold_gy: float) -> float:
+    """Fraction of the (equal-volume) voxels receiving strictly more than `threshold_gy`: V_D."""
+    return float(np.count_nonzero(dose > threshold_gy)) / dose.size
+
+
+class DVH(HardOrSoftLimit):
+    """A dose-volume limit: at most (`upper`) or at least (`lower`) `volume` of `structure` at `dose`.
+
+    Clinical meaning: `bound: upper` is the V form of organ-at-risk limits, "at most
+    `volume` of the structure may receive more than `dose`" (rectum V70Gy <= 20%, lung
+    V20Gy <= 30%). `bound: lower` is the D form of target coverage, "at least `volume`
+    receives at least `dose`" (PTV D95% >= 78 Gy). `volume` is a share of the structure
+    (`%`) or an absolute volume (`cc`, as in D2cc). Hard by default; `hard: false` with a
+    `weight` makes it a penalty.
+    """
+
+    kind: Literal["dvh"] = "dvh"
+    structure: StructureName
+    dose: Dose = Field(description="The dose level of the limit (total).")
+    volume: Volume = Field(description='Volume of the limit: "20%" of the structure or "2 cc".')
+    bound: Literal["upper", "lower"] = Field(
+        description="upper: at most `volume` receives more than `dose` (V form, organs); "
+        "lower: at least `volume` receives at least `dose` (D form, targets)."
+    )
+
+    @model_validator(mode="after")
+    def _constrains_something(self) -> DVH:
+        if self.bound == "upper" and self.volume.unit == "%" and self.volume.value == 100:
+            raise ValueError("an upper DVH limit on 100% of the volume is always met: give a smaller volume")
+        if self.bound == "lower" and self.volume.value == 0:
+            raise ValueError("a lower DVH limit on 0 volume is always met: give the volume that must be covered")
+        if self.bound == "lower" and self.dose.gy == 0:
+            raise ValueError("every voxel receives at least 0 Gy, so this limit is always met: give a dose")
+        return self
+
+    def label(self) -> str:
+        return f"dvh {self.structure} {self.metric()}{self.limit_suffix()}"
+
+    def metric(self) -> str:
+        """The limit in TG-263 notation: 'V70Gy <= 20%', 'V20Gy <= 10 cc', 'D95% >= 78 Gy', 'D2cc >= 60 Gy'."""
+        if self.bound == "upper":
+            return f"V{format_number(self.dose.gy)}Gy <= {self.volume}"
+        return f"D{self._compact_volume()} >= {self.dose}"
+
+    def _compact_volume(self) -> str:
+        return f"{format_number(self.volume.value)}{self.volume.unit}"
+
+    def _fraction(self, structure_cc: float) -> float:
+        if self.volume.unit == "%":
+            return self.volume.value / 100.0
+        return self.volume.value / structure_cc
+
+    def build(self, ctx: BuildContext) -> BuiltTerm:
+        import cvxpy as cp
+
+        fraction = self._fraction(ctx.volume_cc(self.structure))
+        dose = ctx.dose(self.structure)
+        weights = ctx.voxel_weights(self.structure)
+        limit = ctx.per_fraction(self.dose)
+        # A share no larger than any one entry's volume lies inside a single entry, so the
+        # CVaR is then exactly the maximum (minimum): written so, it avoids a 1/fraction blow-up.
+        smallest_entry = float(np.min(weights))
+        if self.bound == "upper":
+            if fraction >= 1.0:
+                return BuiltTerm()  # the whole structure is allowed above the dose: nothing to limit
+            if fraction <= smallest_entry:
+                hottest = cp.max(dose)
+            else:  # mean of the hottest `fraction` (upper CVaR), minimized over the threshold
+                threshold = cp.Variable(name=f"cvar_threshold_{self.structure}")
+                hottest = threshold + (weights @ cp.pos(dose - threshold)) / fraction
+            objective, constraints = self.upper_limit(hottest, limit)
+        else:
+            if fraction > 1.0 + _COUNT_SLACK:  # the compile stage prefixes the protocol line and label
+                raise CompileError(
+                    f"{self.structure} is only {ctx.volume_cc(self.structure):.3g} cc, "
+                    f"less than the {self.volume} that must be covered"
+                )
+            cold_fraction = 1.0 - min(fraction, 1.0)
+            if cold_fraction <= smallest_entry:
+                coldest = cp.min(dose)
+            else:  # mean of the coldest `1 - fraction` (lower CVaR), maximized over the threshold
+                threshold = cp.Variable(name=f"cvar_threshold_{self.structure}")
+                coldest = threshold - (weights @ cp.pos(threshold - dose)) / cold_fraction
+            objective, constraints = self.lower_limit(coldest, limit)
+        return BuiltTerm(objective=objective, constraints=constraints)
+
+    def evaluate(self, ctx: EvaluationContext) -> TermResult:
+        dose = ctx.dose(self.structure)
+        structure_cc = ctx.volume_cc(self.structure)
+        fraction = self._fraction(structure_cc)
+        if self.bound == "upper":
+            above = fraction_above(dose, self.dose.gy)
+            # The tolerance is on dose: voxels within LIMIT_TOLERANCE of the limit are not counted as above it.
+            above_tolerated = fraction_above(dose, self.dose.gy * (1.0 + LIMIT_TOLERANCE))
+            if fraction >= 1.0:
+                detail = f"the limit is not less than {self.structure}'s {structure_cc:.3g} cc: always met"
+            else:
+                detail = f"D{self._compact_volume()} = {dose_covering(dose, fraction):.2f} Gy"
+            return TermResult(
+                value=100.0 * above if self.volume.unit == "%" else above * structure_cc,
+                unit=self.volume.unit,
+                satisfied=above_tolerated <= fraction + _COUNT_SLACK,
+                detail=f"volume of {self.structure} above {self.dose}; {detail}",
+            )
+        covered = dose_covering(dose, fraction)
+        if math.isnan(covered):
+            return TermResult(
+                value=covered,
+                unit="Gy",
+                satisfied=False,
+                detail=f"{self.structure} is only {structure_cc:.3g} cc, less than the {self.volume} to be covered",
+            )
+        reached = 100.0 * float(np.mean(dose >= self.dose.gy))
+        return TermResult(
+            value=covered,
+            unit="Gy",
+            satisfied=meets_lower(covered, self.dose.gy),
+            detail=f"dose received by at least {self.volume} of {self.structure}; "
+            f"{reached:.1f}% receives at least {self.dose}",
+        )

@@ -1,0 +1,56 @@
+"""`fluence_regularization`: a penalty on the total fluence.
+
+Objective: `weight * mean_j x_j` (`norm: l1`; the total fluence, since x >= 0) or
+`weight * mean_j x_j**2` (`norm: l2`), with x the beamlet weights per fraction: means over
+beamlets, so that the weight does not depend on the number of beamlets. In the case's
+fluence unit. Reported on the final fluence as the mean (l1) or root-mean-square (l2)
+beamlet weight.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field
+
+from specc.terms.base import BuildContext, BuiltTerm, EvaluationContext, TermBase, TermResult
+from specc.terms.limits import Weight, format_weight
+
+FLUENCE_UNIT = "beamlet weight"
+
+
+class FluenceRegularization(TermBase):
+    """Penalty on the total (`l1`) or squared (`l2`) fluence.
+
+    Clinical meaning: among plans of equal dose quality, prefer the one that delivers less
+    fluence (fewer monitor units, less leakage and scatter dose to the whole patient); it also
+    makes an otherwise flat optimum unique. `l1` lowers the total; `l2` also spreads fluence
+    over many beamlets rather than a few intense ones.
+    """
+
+    kind: Literal["fluence_regularization"] = "fluence_regularization"
+    weight: Weight
+    norm: Literal["l1", "l2"] = Field(
+        default="l1", description="l1: mean beamlet weight (total fluence); l2: mean squared beamlet weight."
+    )
+
+    def label(self) -> str:
+        return f"fluence_regularization {self.norm} (weight {format_weight(self.weight)})"
+
+    def build(self, ctx: BuildContext) -> BuiltTerm:
+        import cvxpy as cp
+
+        fluence = ctx.fluence
+        size = fluence.size
+        if self.norm == "l1":
+            return BuiltTerm(objective=self.weight * cp.sum(fluence) / size)
+        return BuiltTerm(objective=self.weight * cp.sum_squares(fluence) / size)
+
+    def evaluate(self, ctx: EvaluationContext) -> TermResult:
+        fluence = np.asarray(ctx.fluence, dtype=float)
+        if self.norm == "l1":
+            return TermResult(value=float(np.mean(fluence)), unit=FLUENCE_UNIT, satisfied=None,
+                              detail="mean beamlet weight per fraction")
+        return TermResult(value=float(np.sqrt(np.mean(fluence**2))), unit=FLUENCE_UNIT, satisfied=None,
+                          detail="root-mean-square beamlet weight per fraction")

@@ -1,0 +1,95 @@
+"""Fields and judgements shared by the kinds: structure names, weights, hard-or-soft limits.
+
+A limit kind (min/max/mean dose, DVH, gEUD) is hard by default: it becomes a cvxpy
+constraint and the solver must meet it. Written with `hard: false` and a `weight` (then
+required), it becomes the penalty `weight * pos(violation)**2`, the violation measured in
+Gy per fraction. Squaring puts soft limits on the same Gy^2-per-fraction scale as the quadratic
+objectives, so a weight means the same thing whichever kind it sits on.
+
+On the final dose a limit is judged with `LIMIT_TOLERANCE`: an upper limit of D counts as
+met up to D * (1 + LIMIT_TOLERANCE), a lower limit down to D * (1 - LIMIT_TOLERANCE).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+from pydantic import Field, StringConstraints, model_validator
+
+from specc.terms.base import LIMIT_TOLERANCE, TermBase
+
+if TYPE_CHECKING:
+    import cvxpy as cp
+
+StructureName = Annotated[
+    str,
+    StringConstraints(min_length=1),
+    Field(description="Name of a structure defined in the protocol's `structures`."),
+]
+# Strict: a YAML `weight: yes` or `weight: "2"` is a typo to report, not a value to coerce.
+Weight = Annotated[
+    float,
+    Field(strict=True, gt=0, allow_inf_nan=False, description="Relative importance of this objective (> 0)."),
+]
+
+
+def format_weight(weight: float) -> str:
+    return f"{weight:g}"
+
+
+def meets_upper(value_gy: float, limit_gy: float) -> bool:
+    """Whether a dose meets an upper limit, allowing the solver's tolerance."""
+    return value_gy <= limit_gy * (1.0 + LIMIT_TOLERANCE)
+
+
+def meets_lower(value_gy: float, limit_gy: float) -> bool:
+    """Whether a dose meets a lower limit, allowing the solver's tolerance."""
+    return value_gy >= limit_gy * (1.0 - LIMIT_TOLERANCE)
+
+
+class HardOrSoftLimit(TermBase):
+    """A limit the solver must meet (`hard: true`, the default) or a weighted penalty."""
+
+    hard: bool = Field(
+        default=True,
+        strict=True,
+        description="true: a constraint the plan must meet; false: a penalty weighted by `weight`.",
+    )
+    weight: Weight | None = Field(
+        default=None,
+        description="Importance of the penalty; required with `hard: false`, not allowed on a hard limit.",
+    )
+
+    @model_validator(mode="after")
+    def _weight_only_when_soft(self) -> HardOrSoftLimit:
+        if self.hard and self.weight is not None:
+            raise ValueError(
+                "a hard limit has no weight: remove `weight`, or set `hard: false` to make it a weighted penalty"
+            )
+        if not self.hard and self.weight is None:
+            raise ValueError("a soft limit (`hard: false`) needs a `weight` > 0")
+        return self
+
+    @property
+    def is_constraint(self) -> bool:
+        return self.hard
+
+    def limit_suffix(self) -> str:
+        """' (soft, weight 2)' for soft limits, '' for hard ones: appended to labels."""
+        return "" if self.hard else f" (soft, weight {format_weight(self.weight or 0.0)})"
+
+    def upper_limit(self, value: cp.Expression, limit: float) -> tuple[cp.Expression | None, list[cp.Constraint]]:
+        """`value <= limit` (Gy per fraction) as a constraint or as the squared-excess penalty."""
+        import cvxpy as cp
+
+        if self.hard:
+            return None, [value <= limit]
+        return self.weight * cp.square(cp.pos(value - limit)), []
+
+    def lower_limit(self, value: cp.Expression, limit: float) -> tuple[cp.Expression | None, list[cp.Constraint]]:
+        """`value >= limit` (Gy per fraction) as a constraint or as the squared-shortfall penalty."""
+        import cvxpy as cp
+
+        if self.hard:
+            return None, [value >= limit]
+        return self.weight * cp.square(cp.pos(limit - value)), []

@@ -1,0 +1,73 @@
+"""`mean_dose`: bounds on the volume-weighted mean dose of a structure.
+
+Hard: `w @ d <= max / fractions` and/or `w @ d >= min / fractions`, with w the relative
+volumes of the structure's dose entries (so that sampling or merging voxels in the compile
+stage does not change the mean). Soft: each violated bound adds `weight` times its squared
+excess or shortfall in Gy per fraction (see `limits`). Measured on the final dose as the
+mean total dose over the structure's voxels, in Gy.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from specc.protocol.units import Dose
+from specc.terms.base import BuildContext, BuiltTerm, EvaluationContext, TermResult
+from specc.terms.limits import HardOrSoftLimit, StructureName, meets_lower, meets_upper
+
+
+class MeanDose(HardOrSoftLimit):
+    """The mean total dose of `structure` is at most `max` and/or at least `min`.
+
+    Clinical meaning: for parallel organs the mean dose is what predicts complications
+    (parotid mean <= 26 Gy against xerostomia, lung mean <= 20 Gy against pneumonitis, liver,
+    kidneys); a lower bound is rarer (a target's mean near its prescription). Give `max`,
+    `min` or both. Hard by default; `hard: false` with a `weight` makes it a penalty.
+    """
+
+    kind: Literal["mean_dose"] = "mean_dose"
+    structure: StructureName
+    max: Dose | None = Field(default=None, description="Highest allowed mean dose (total).")
+    min: Dose | None = Field(default=None, description="Lowest allowed mean dose (total, > 0).")
+
+    @model_validator(mode="after")
+    def _consistent_bounds(self) -> MeanDose:
+        if self.max is None and self.min is None:
+            raise ValueError("mean_dose needs `max`, `min` or both")
+        if self.min is not None and self.min.gy == 0:
+            raise ValueError("a minimum mean dose of 0 Gy constrains nothing: remove `min` or give a dose")
+        if self.min is not None and self.max is not None and self.min.gy > self.max.gy:
+            raise ValueError(f"mean_dose `min` ({self.min}) is above `max` ({self.max}): no dose can meet both")
+        return self
+
+    def label(self) -> str:
+        bounds = []
+        if self.min is not None:
+            bounds.append(f">= {self.min}")
+        if self.max is not None:
+            bounds.append(f"<= {self.max}")
+        return f"mean_dose {self.structure} {' and '.join(bounds)}{self.limit_suffix()}"
+
+    def build(self, ctx: BuildContext) -> BuiltTerm:
+        mean = ctx.voxel_weights(self.structure) @ ctx.dose(self.structure)
+        built = BuiltTerm()
+        parts = []
+        if self.max is not None:
+            parts.append(self.upper_limit(mean, ctx.per_fraction(self.max)))
+        if self.min is not None:
+            parts.append(self.lower_limit(mean, ctx.per_fraction(self.min)))
+        for objective, constraints in parts:
+            built.constraints.extend(constraints)
+            if objective is not None:
+                built.objective = objective if built.objective is None else built.objective + objective
+        return built
+
+    def evaluate(self, ctx: EvaluationContext) -> TermResult:
+        mean = float(np.mean(ctx.dose(self.structure)))
+        satisfied = (self.max is None or meets_upper(mean, self.max.gy)) and (
+            self.min is None or meets_lower(mean, self.min.gy)
+        )
+        return TermResult(value=mean, unit="Gy", satisfied=satisfied, detail=f"mean dose in {self.structure}")
