@@ -1,0 +1,64 @@
+"""The final plan as an optimization term sees it: the evaluate stage's `EvaluationContext`.
+
+Terms are measured on the total dose of every voxel of each structure on the full grid,
+never on the voxel selection the optimizer used, so a limit the optimizer met only on its
+sampled voxels shows up here as violated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import scipy.sparse as sp
+
+from specc.errors import SpeccError
+
+
+class EvaluationError(SpeccError):
+    """A plan that cannot be evaluated as asked (a structure without voxels, a missing input)."""
+
+
+class PlanDoseContext:
+    """Implements `specc.terms.EvaluationContext` over the full-grid total dose."""
+
+    def __init__(
+        self,
+        dose_gy: np.ndarray,
+        masks: Mapping[str, np.ndarray],
+        voxel_volume_cc: float,
+        fractions: int,
+        fluence: np.ndarray,
+        smoothness: Callable[[], sp.csr_matrix] | None,
+    ) -> None:
+        self._dose_gy = dose_gy
+        self._masks = masks
+        self._voxel_volume_cc = voxel_volume_cc
+        self._smoothness = smoothness
+        self.fractions = fractions
+        self.fluence = fluence
+
+    def _mask(self, structure: str) -> np.ndarray:
+        try:
+            return self._masks[structure]
+        except KeyError:
+            raise EvaluationError(
+                f"a term asked for the dose of {structure!r}, which has no mask "
+                f"(known: {', '.join(sorted(self._masks))})"
+            ) from None
+
+    def dose(self, structure: str) -> np.ndarray:
+        return self._dose_gy[self._mask(structure)]
+
+    def voxel_volume_cc(self) -> float:
+        return self._voxel_volume_cc
+
+    def volume_cc(self, structure: str) -> float:
+        return float(np.count_nonzero(self._mask(structure))) * self._voxel_volume_cc
+
+    def smoothness_operator(self) -> sp.csr_matrix:
+        if self._smoothness is None:
+            raise EvaluationError(
+                "a smoothness term needs the beamlet neighbour operator, which was not passed to evaluate_plan"
+            )
+        return self._smoothness()

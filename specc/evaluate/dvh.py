@@ -1,0 +1,135 @@
+"""The exact cumulative dose-volume histogram of one structure.
+
+Clinical DVH tools (dicompyler-core, treatment planning systems) bin the dose and read
+metrics off the binned curve, so a reported D95% depends on the bin width. specc keeps the
+voxel doses themselves, sorted, with their volumes: every metric is an order statistic of
+the volume-weighted dose distribution, exact to the voxel.
+
+Conventions (the TG-263 vocabulary; dicompyler-core's `DVH` in the limit of zero bin width):
+
+- V(d), "volume receiving at least d" = total volume of the voxels with dose >= d.
+- D_v, "dose to the hottest v" = max{d : V(d) >= v}: the minimum dose received by the
+  hottest volume v. No interpolation between voxels: D_v is always some voxel's dose, the
+  coldest voxel needed to accumulate v counting from the hottest. D0 is the maximum dose,
+  D100% the minimum.
+- DC_v, "dose complement" = min{d : volume with dose <= d >= v}: the maximum dose received by
+  the coldest volume v.
+- CV(d), "complement volume" = total volume with dose < d.
+
+Volumes accumulate with a relative tolerance of 1e-9 of the structure volume so that, e.g.,
+95% of 20 equal voxels is exactly 19 voxels despite floating-point rounding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from specc.errors import SpeccError
+from specc.protocol.units import Volume, VolumeUnit
+
+_RELATIVE_VOLUME_TOLERANCE = 1e-9
+
+
+class UndefinedMetric(SpeccError):
+    """A metric that has no value on this structure (e.g. D2cc of a 1 cc structure)."""
+
+
+@dataclass(frozen=True)
+class DVH:
+    """Voxel doses of one structure sorted hottest first, with the volume they accumulate."""
+
+    doses_gy: np.ndarray  # voxel doses in Gy, descending
+    cumulative_cc: np.ndarray  # volume of the voxels up to and including each position, cc
+
+    @classmethod
+    def from_dose(cls, dose_gy: np.ndarray, voxel_volume_cc: float, weights: np.ndarray | None = None) -> DVH:
+        """Build from the dose of every voxel of a structure.
+
+        `weights` are the fractions of each voxel inside the structure (1 when omitted);
+        voxels with zero weight do not count.
+        """
+        dose = np.asarray(dose_gy, dtype=np.float64).ravel()
+        volume = np.full(dose.shape, float(voxel_volume_cc))
+        if weights is not None:
+            weights = np.asarray(weights, dtype=np.float64).ravel()
+            if weights.shape != dose.shape:
+                raise ValueError(f"{weights.size} weights for {dose.size} voxel doses")
+            if np.any(weights < 0) or not np.all(np.isfinite(weights)):
+                raise ValueError("voxel weights must be finite and non-negative")
+            volume = volume * weights
+        if not np.all(np.isfinite(dose)):
+            raise SpeccError("the dose contains NaN or infinite values; the plan cannot be evaluated")
+        keep = volume > 0
+        if not np.any(keep):
+            raise UndefinedMetric("a DVH needs at least one voxel with a positive volume")
+        dose, volume = dose[keep], volume[keep]
+        order = np.argsort(-dose, kind="stable")
+        return cls(doses_gy=dose[order], cumulative_cc=np.cumsum(volume[order]))
+
+    @property
+    def volume_cc(self) -> float:
+        return float(self.cumulative_cc[-1])
+
+    @property
+    def max(self) -> float:
+        return float(self.doses_gy[0])
+
+    @property
+    def min(self) -> float:
+        return float(self.doses_gy[-1])
+
+    @property
+    def mean(self) -> float:
+        voxel_volumes = np.diff(self.cumulative_cc, prepend=0.0)
+        return float(np.dot(self.doses_gy, voxel_volumes) / self.volume_cc)
+
+    def _to_cc(self, volume: Volume) -> float:
+        cc = volume.value / 100.0 * self.volume_cc if volume.unit == "%" else volume.value
+        if cc > self.volume_cc * (1 + _RELATIVE_VOLUME_TOLERANCE):
+            raise UndefinedMetric(f"{volume} is more than the whole structure ({self.volume_cc:.4g} cc)")
+        return cc
+
+    def _tolerance_cc(self) -> float:
+        return _RELATIVE_VOLUME_TOLERANCE * self.volume_cc
+
+    def dose_at_volume(self, volume: Volume) -> float:
+        """D_v in Gy: the minimum dose received by the hottest `volume` (D95%, D2cc, D0.03cc)."""
+        needed = self._to_cc(volume) - self._tolerance_cc()
+        position = int(np.searchsorted(self.cumulative_cc, needed, side="left"))
+        return float(self.doses_gy[min(position, self.doses_gy.size - 1)])
+
+    def dose_at_cold_volume(self, volume: Volume) -> float:
+        """DC_v in Gy: the maximum dose received by the coldest `volume`."""
+        needed = self._to_cc(volume) - self._tolerance_cc()
+        # Volume of the coldest voxels, accumulated from the cold end.
+        cold_cumulative = self.volume_cc - np.concatenate(([0.0], self.cumulative_cc[:-1]))[::-1]
+        position = int(np.searchsorted(cold_cumulative, needed, side="left"))
+        return float(self.doses_gy[::-1][min(position, self.doses_gy.size - 1)])
+
+    def volume_at_dose_cc(self, dose_gy: float) -> float:
+        """V(d) in cc: volume receiving at least `dose_gy`."""
+        hot_count = int(np.searchsorted(-self.doses_gy, -dose_gy, side="right"))
+        return float(self.cumulative_cc[hot_count - 1]) if hot_count else 0.0
+
+    def volume_at_dose(self, dose_gy: float, unit: VolumeUnit = "%") -> float:
+        """V(d): volume receiving at least `dose_gy`, in % of the structure or in cc (V20Gy)."""
+        cc = self.volume_at_dose_cc(dose_gy)
+        return 100.0 * (cc / self.volume_cc) if unit == "%" else cc
+
+    def volume_below_dose(self, dose_gy: float, unit: VolumeUnit = "cc") -> float:
+        """CV(d): volume receiving less than `dose_gy` (spared volume), in cc or %."""
+        cc = self.volume_cc - self.volume_at_dose_cc(dose_gy)
+        return 100.0 * (cc / self.volume_cc) if unit == "%" else cc
+
+    def curve(self, n: int = 200, max_dose_gy: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The cumulative DVH sampled at `n` doses from 0 to `max_dose_gy` (default: the maximum).
+
+        Returns (dose in Gy, volume in % receiving at least that dose); exact at each sample.
+        """
+        top = self.max if max_dose_gy is None else max_dose_gy
+        doses = np.linspace(0.0, top, n)
+        hot_counts = np.searchsorted(-self.doses_gy, -doses, side="right")
+        cumulative = np.concatenate(([0.0], self.cumulative_cc))
+        return doses, 100.0 * (cumulative[hot_counts] / self.volume_cc)

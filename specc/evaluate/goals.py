@@ -1,0 +1,48 @@
+"""Judging a clinical goal on the measured value: pass, within variation, or fail.
+
+A goal is judged only on a value measured on the full-resolution dose grid (evaluation
+never uses the optimizer's sampled voxels). The judgement of the dose is `measured_status`;
+the reported `status` equals it only when the solver converged to an optimal point.
+Otherwise every goal is reported as `not_converged`: an unconverged fluence is not a plan,
+so no goal of it is ever shown as passed, even when its dose happens to meet the goal.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+# Only floating-point noise (e.g. a value normalized to exactly its threshold) is forgiven;
+# this is 1e-9 of the threshold, never a clinical tolerance.
+_RELATIVE_ROUNDING = 1e-9
+
+Comparator = Literal["<=", ">=", "<", ">"]
+MeasuredStatus = Literal["pass", "variation", "fail", "not_evaluated"]
+GoalStatus = Literal["pass", "variation", "fail", "not_evaluated", "not_converged"]
+
+
+def meets(value: float, comparator: str, threshold: float) -> bool:
+    """Whether `value comparator threshold` holds (<= and >= forgive rounding noise only)."""
+    slack = _RELATIVE_ROUNDING * max(abs(threshold), 1e-12)
+    if comparator == "<=":
+        return value <= threshold + slack
+    if comparator == ">=":
+        return value >= threshold - slack
+    if comparator == "<":
+        return value < threshold
+    if comparator == ">":
+        return value > threshold
+    raise ValueError(f"unknown comparator {comparator!r}")
+
+
+def judge(value: float, comparator: str, threshold: float, variation: float | None) -> MeasuredStatus:
+    """Pass if the threshold is met, variation if only the acceptable-variation threshold is."""
+    if meets(value, comparator, threshold):
+        return "pass"
+    if variation is not None and meets(value, comparator, variation):
+        return "variation"
+    return "fail"
+
+
+def reported_status(measured: MeasuredStatus, converged: bool) -> GoalStatus:
+    """The status a report shows: the measured one only for a converged plan."""
+    return measured if converged else "not_converged"

@@ -1,0 +1,66 @@
+"""Target quality indices at the prescription, and hot spots.
+
+- Homogeneity (ICRU Report 83): HI = (D2% - D98%) / D50% of the target.
+- Conformity (Paddick 2000): CI = TV_PIV^2 / (TV x PIV), with TV the target volume, PIV the
+  volume of the prescription isodose over the whole dose grid and TV_PIV the part of the
+  target inside it; 1 is perfect.
+- Gradient: R50 = volume of the 50% prescription isodose (whole grid) / TV.
+- Hot spot: D0.03cc (the near-maximum of ICRU 83 practice) and the position of the hottest
+  voxel in patient coordinates (mm, LPS), taken from the grid geometry.
+
+Isodose volumes count every voxel of the grid, so with several dose levels the isodose of a
+lower level also contains the higher-level targets (as in any planning system).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from specc.evaluate.dvh import DVH
+from specc.evaluate.record import HotSpot, TargetIndices
+from specc.protocol.units import Volume
+
+if TYPE_CHECKING:
+    from specc.case import Grid
+
+NEAR_MAX_VOLUME_CC = 0.03
+
+
+def hot_spot(region: str, dose_gy: np.ndarray, mask: np.ndarray, grid: Grid, voxel_volume_cc: float) -> HotSpot:
+    """D0.03cc of `mask` and where its hottest voxel is (the whole region when under 0.03 cc)."""
+    dvh = DVH.from_dose(dose_gy[mask], voxel_volume_cc)
+    near_max = dvh.dose_at_volume(Volume(value=min(NEAR_MAX_VOLUME_CC, dvh.volume_cc), unit="cc"))
+    masked = np.where(mask, dose_gy, -np.inf)
+    x, y, z = grid.positions_mm(np.array([np.argmax(masked)]))[0]
+    return HotSpot(region=region, d0_03cc_gy=near_max, max_gy=dvh.max, location_mm=(float(x), float(y), float(z)))
+
+
+def target_indices(
+    structure: str, prescription_gy: float, dose_gy: np.ndarray, mask: np.ndarray, grid: Grid, voxel_volume_cc: float
+) -> TargetIndices:
+    """All indices of one target; `dose_gy` is the total dose on the whole grid."""
+    dvh = DVH.from_dose(dose_gy[mask], voxel_volume_cc)
+    d98 = dvh.dose_at_volume(Volume(value=98, unit="%"))
+    d50 = dvh.dose_at_volume(Volume(value=50, unit="%"))
+    d2 = dvh.dose_at_volume(Volume(value=2, unit="%"))
+    target_cc = dvh.volume_cc
+    covered_cc = dvh.volume_at_dose_cc(prescription_gy)
+    isodose_cc = float(np.count_nonzero(dose_gy >= prescription_gy)) * voxel_volume_cc
+    half_isodose_cc = float(np.count_nonzero(dose_gy >= 0.5 * prescription_gy)) * voxel_volume_cc
+    return TargetIndices(
+        structure=structure,
+        prescription_gy=prescription_gy,
+        volume_cc=target_cc,
+        d98_gy=d98,
+        d50_gy=d50,
+        d2_gy=d2,
+        homogeneity_index=(d2 - d98) / d50 if d50 > 0 else None,
+        coverage_percent=100.0 * covered_cc / target_cc,
+        prescription_isodose_cc=isodose_cc,
+        paddick_conformity_index=covered_cc**2 / (target_cc * isodose_cc) if isodose_cc > 0 else 0.0,
+        half_isodose_cc=half_isodose_cc,
+        r50=half_isodose_cc / target_cc,
+        hot_spot=hot_spot(structure, dose_gy, mask, grid, voxel_volume_cc),
+    )

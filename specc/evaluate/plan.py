@@ -1,0 +1,278 @@
+"""Evaluate a solved plan on the full dose grid and assemble its `PlanRecord`.
+
+Order matters: total dose on every grid voxel (A x times the fractions), then the
+protocol's normalization (fluence and dose scaled), then goals, target indices, DVHs and
+the optimization terms, all measured on that one normalized full-resolution dose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
+
+import specc
+from specc.errors import SolveError
+from specc.evaluate.context import EvaluationError, PlanDoseContext
+from specc.evaluate.dvh import DVH, UndefinedMetric
+from specc.evaluate.goals import judge, reported_status
+from specc.evaluate.indices import hot_spot, target_indices
+from specc.evaluate.metrics import dvh_point, measure
+from specc.evaluate.normalization import normalization_factor
+from specc.evaluate.record import (
+    CaseInfo,
+    DoseLevelRecord,
+    GoalRecord,
+    GridInfo,
+    NormalizationRecord,
+    PlanRecord,
+    PrescriptionRecord,
+    ProtocolInfo,
+    SolverRecord,
+    StructureDose,
+    TermRecord,
+)
+
+if TYPE_CHECKING:
+    from specc.case import Case
+    from specc.protocol import Protocol
+    from specc.protocol.goals import Goal
+    from specc.solve import SolveResult
+
+# Points per DVH curve in the record: 0.5% of the highest dose per step, enough to draw it.
+DVH_CURVE_POINTS = 201
+# Colours for structures that neither the protocol nor the case colours (matplotlib's tab10).
+_FALLBACK_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+@dataclass(frozen=True)
+class PlanEvaluation:
+    """The record and the arrays the report draws (both after normalization)."""
+
+    record: PlanRecord
+    dose: np.ndarray  # total dose in Gy on the case grid, shape grid.shape
+    fluence: np.ndarray  # beamlet weights
+
+
+def _check_masks(masks: Mapping[str, np.ndarray], shape: tuple[int, ...]) -> None:
+    for name, mask in masks.items():
+        if mask.shape != tuple(shape):
+            raise EvaluationError(f"structure {name!r}: mask shape {mask.shape} differs from the dose grid {shape}")
+        if not mask.any():
+            raise EvaluationError(f"structure {name!r} has no voxel on the dose grid: it cannot be evaluated")
+
+
+def _structure_mask(masks: Mapping[str, np.ndarray], name: str, what: str) -> np.ndarray:
+    try:
+        return masks[name]
+    except KeyError:
+        raise EvaluationError(f"{what}: structure {name!r} has no mask on the dose grid") from None
+
+
+def _normalize(
+    protocol: Protocol, masks: Mapping[str, np.ndarray], dose: np.ndarray, voxel_volume_cc: float
+) -> tuple[float, NormalizationRecord | None]:
+    rule = protocol.prescription.normalization
+    if rule is None:
+        return 1.0, None
+    mask = _structure_mask(masks, rule.structure, f"normalization {rule}")
+    dvh = DVH.from_dose(dose[mask], voxel_volume_cc)
+    prescription = protocol.prescription_for(rule.structure)
+    target_value = rule.percent / 100.0 * prescription.gy
+    try:
+        factor = normalization_factor(rule.metric, target_value, dvh, prescription)
+    except UndefinedMetric as error:
+        raise EvaluationError(f"normalization {rule}: {error}") from None
+    before = measure(rule.metric, dvh, prescription)
+    after = measure(rule.metric, DVH.from_dose(dose[mask] * factor, voxel_volume_cc), prescription)
+    record = NormalizationRecord(
+        rule=str(rule),
+        structure=rule.structure,
+        metric=str(rule.metric),
+        target_value=target_value,
+        unit=rule.metric.unit,
+        value_before=before,
+        value_after=after,
+        factor=factor,
+    )
+    return factor, record
+
+
+def _goal_record(goal: Goal, dvhs: Mapping[str, DVH], protocol: Protocol, converged: bool) -> GoalRecord:
+    if goal.structure not in dvhs:
+        raise EvaluationError(f"goal {goal.text!r} ({goal.source}): structure {goal.structure!r} has no mask")
+    value: float | None
+    # The dose "% of prescription" refers to, as the protocol resolved the goal's thresholds.
+    dvh, prescription = dvhs[goal.structure], protocol.reference_dose(goal.structure)
+    try:
+        value = measure(goal.metric, dvh, prescription)
+        measured = judge(value, goal.comparator, goal.threshold_value, goal.variation_value)
+        note = ""
+    except UndefinedMetric as error:
+        value, measured, note = None, "not_evaluated", str(error)
+    return GoalRecord(
+        structure=goal.structure,
+        text=goal.text,
+        metric=str(goal.metric),
+        comparator=goal.comparator,
+        threshold=goal.threshold_value,
+        variation=goal.variation_value,
+        unit=goal.metric.unit,
+        priority=goal.priority,
+        source=str(goal.source),
+        value=value,
+        measured_status=measured,
+        status=reported_status(measured, converged),
+        note=note,
+        dvh_point=dvh_point(goal.metric, goal.threshold_value, dvh, prescription),
+    )
+
+
+def _term_records(protocol: Protocol, solve: SolveResult, context: PlanDoseContext) -> list[TermRecord]:
+    """The compiled terms of the solve, each measured on the final dose by its own evaluate()."""
+    optimization = protocol.optimization
+    protocol_terms = {(str(term.source), term.label()): term for term in (optimization.terms if optimization else [])}
+    records = []
+    for compiled in solve.terms:
+        term = protocol_terms.get((compiled.source, compiled.label))
+        if term is None:
+            value, unit, satisfied, detail = None, None, None, "not a protocol term: measured by the solver only"
+        else:
+            result = term.evaluate(context)
+            value, unit, satisfied, detail = result.value, result.unit, result.satisfied, result.detail
+        records.append(
+            TermRecord(
+                label=compiled.label,
+                kind=compiled.kind,
+                source=compiled.source,
+                hard=compiled.hard,
+                objective_contribution=compiled.objective_contribution,
+                value=value,
+                unit=unit,
+                satisfied=satisfied,
+                detail=detail,
+            )
+        )
+    return records
+
+
+def _structure_color(protocol: Protocol, case: Case, name: str, index: int) -> str:
+    spec = protocol.structures.get(name)
+    if spec is not None and spec.color:
+        return spec.color
+    case_structure = case.structures.get(name)
+    if case_structure is not None and case_structure.color:
+        return case_structure.color
+    return _FALLBACK_COLORS[index % len(_FALLBACK_COLORS)]
+
+
+def evaluate_plan(
+    protocol: Protocol,
+    case: Case,
+    masks: dict[str, np.ndarray],
+    solve: SolveResult,
+    timings: dict[str, float],
+    smoothness: Callable[[], sp.csr_matrix] | None = None,
+) -> PlanEvaluation:
+    """Measure a solved plan on the full grid; raises SolveError when the solve left no plan.
+
+    `masks` are the resolved (and derived) structure masks on the case grid, keyed by
+    protocol structure name. `smoothness` returns the beamlet neighbour-difference operator
+    (the compiled program's `smoothness_operator`, which the evaluate stage may not build
+    itself); it is called only when a smoothness term is measured.
+    """
+    if solve.fluence is None:
+        raise SolveError(f"no plan to evaluate: the solve ended {solve.status}: {solve.message}")
+    grid = case.grid
+    _check_masks(masks, tuple(grid.shape))
+    fractions = protocol.prescription.fractions
+    voxel_cc = case.voxel_volume_cc
+    dose = case.dose_on_grid(solve.fluence, fractions)
+    factor, normalization = _normalize(protocol, masks, dose, voxel_cc)
+    dose = dose * factor
+    fluence = np.asarray(solve.fluence, dtype=np.float64) * factor
+
+    dvhs = {name: DVH.from_dose(dose[mask], voxel_cc) for name, mask in masks.items()}
+    goals = [_goal_record(goal, dvhs, protocol, solve.converged) for goal in protocol.goals]
+    indices = [
+        target_indices(
+            level.target,
+            level.dose.gy,
+            dose,
+            _structure_mask(masks, level.target, f"prescription {level.dose} to {level.target}"),
+            grid,
+            voxel_cc,
+        )
+        for level in protocol.prescription.levels
+    ]
+    highest_gy = float(dose.max())
+    structures = []
+    for index, (name, dvh) in enumerate(dvhs.items()):
+        curve_gy, curve_percent = dvh.curve(DVH_CURVE_POINTS, max_dose_gy=highest_gy)
+        structures.append(
+            StructureDose(
+                structure=name,
+                color=_structure_color(protocol, case, name, index),
+                volume_cc=dvh.volume_cc,
+                min_gy=dvh.min,
+                mean_gy=dvh.mean,
+                max_gy=dvh.max,
+                dose_gy=curve_gy.tolist(),
+                volume_percent=curve_percent.tolist(),
+            )
+        )
+    context = PlanDoseContext(dose, masks, voxel_cc, fractions, fluence, smoothness)
+    record = PlanRecord(
+        specc_version=specc.__version__,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        converged=solve.converged,
+        protocol=ProtocolInfo(
+            name=protocol.name,
+            version=str(protocol.version),
+            site=protocol.site,
+            files=[str(path) for path in protocol.source.files],
+            sha256=protocol.source.sha256,
+        ),
+        case=CaseInfo(
+            case_id=case.case_id,
+            sha256=case.content_hash(),
+            source=case.metadata.source,
+            grid=GridInfo(
+                shape=tuple(int(n) for n in grid.shape),
+                spacing_mm=tuple(float(s) for s in grid.spacing_mm),
+                origin_mm=tuple(float(o) for o in grid.origin_mm),
+            ),
+            voxel_volume_cc=voxel_cc,
+            n_beams=len(case.beams),
+            n_beamlets=int(fluence.size),
+        ),
+        prescription=PrescriptionRecord(
+            fractions=fractions,
+            levels=[
+                DoseLevelRecord(target=level.target, total_gy=level.dose.gy, per_fraction_gy=level.dose_per_fraction_gy)
+                for level in protocol.prescription.levels
+            ],
+        ),
+        solver=SolverRecord(
+            solver=solve.solver,
+            status=solve.status,
+            converged=solve.converged,
+            message=solve.message,
+            objective=solve.objective,
+            iterations=solve.iterations,
+            solve_time_s=solve.solve_time_s,
+            terms=_term_records(protocol, solve, context),
+            steps=list(solve.steps),
+        ),
+        normalization=normalization,
+        goals=goals,
+        target_indices=indices,
+        hot_spot=hot_spot("dose grid", dose, np.ones(dose.shape, dtype=bool), grid, voxel_cc),
+        structures=structures,
+        timings_s=dict(timings),
+    )
+    return PlanEvaluation(record=record, dose=dose, fluence=fluence)

@@ -1,0 +1,181 @@
+"""The plan record: every number the report shows, in one pydantic model (plan.json).
+
+The report is rendered from a `PlanRecord` (plus the arrays it draws), so that the signed
+document and the machine-readable record cannot disagree. Field units are in their names
+(`_gy`, `_cc`, `_mm`, `_s`) or given by a `unit` field next to the value. All doses are
+totals over the course unless the name says `per_fraction`. docs/plan-json.md documents it.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from specc.evaluate.goals import Comparator, GoalStatus, MeasuredStatus
+
+RECORD_FORMAT = 1
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProtocolInfo(_Record):
+    name: str
+    version: str
+    site: str
+    files: list[str]
+    sha256: str
+
+
+class GridInfo(_Record):
+    shape: tuple[int, int, int]
+    spacing_mm: tuple[float, float, float]
+    origin_mm: tuple[float, float, float]
+
+
+class CaseInfo(_Record):
+    case_id: str
+    sha256: str
+    source: str
+    grid: GridInfo
+    voxel_volume_cc: float
+    n_beams: int
+    n_beamlets: int
+
+
+class DoseLevelRecord(_Record):
+    target: str
+    total_gy: float
+    per_fraction_gy: float
+
+
+class PrescriptionRecord(_Record):
+    fractions: int
+    levels: list[DoseLevelRecord]
+
+
+class TermRecord(_Record):
+    """One optimization term: how it was compiled and what it measures on the final dose."""
+
+    label: str
+    kind: str
+    source: str
+    hard: bool
+    objective_contribution: float | None
+    value: float | None  # term.evaluate() on the full-grid total dose, in `unit`
+    unit: str | None
+    satisfied: bool | None  # None for pure objectives
+    detail: str
+
+
+class SolverRecord(_Record):
+    solver: str
+    status: str
+    converged: bool
+    message: str
+    objective: float | None
+    iterations: int | None
+    solve_time_s: float
+    terms: list[TermRecord]
+    steps: list[dict]
+
+
+class NormalizationRecord(_Record):
+    """The prescription normalization applied before evaluation (fluence and dose scaled)."""
+
+    rule: str
+    structure: str
+    metric: str
+    target_value: float
+    unit: str
+    value_before: float
+    value_after: float
+    factor: float
+
+
+class GoalRecord(_Record):
+    structure: str
+    text: str  # the goal as written in the protocol
+    metric: str
+    comparator: Comparator
+    threshold: float
+    variation: float | None
+    unit: str
+    priority: int
+    source: str  # protocol file:line
+    value: float | None  # measured on the full-grid dose, in `unit`; None when not evaluated
+    measured_status: MeasuredStatus  # what the dose says
+    status: GoalStatus  # what the report shows: measured_status only for a converged plan
+    note: str
+    dvh_point: tuple[float, float] | None  # the threshold on the DVH plane: (dose Gy, volume %)
+
+
+class HotSpot(_Record):
+    """The hottest 0.03 cc of a region and where its maximum lies (patient coordinates, LPS)."""
+
+    region: str
+    d0_03cc_gy: float
+    max_gy: float
+    location_mm: tuple[float, float, float]
+
+
+class TargetIndices(_Record):
+    """Quality indices of one target at its prescription (ICRU 83, Paddick, R50)."""
+
+    structure: str
+    prescription_gy: float
+    volume_cc: float
+    d98_gy: float
+    d50_gy: float
+    d2_gy: float
+    homogeneity_index: float | None  # ICRU 83: (D2% - D98%) / D50%; None when D50% is 0
+    coverage_percent: float  # V(prescription) of the target
+    prescription_isodose_cc: float  # whole-grid volume receiving at least the prescription
+    paddick_conformity_index: float  # TV_PIV^2 / (TV * PIV)
+    half_isodose_cc: float  # whole-grid volume receiving at least 50% of the prescription
+    r50: float  # half_isodose_cc / volume_cc
+    hot_spot: HotSpot
+
+
+class StructureDose(_Record):
+    """Dose statistics and the cumulative DVH curve of one structure."""
+
+    structure: str
+    color: str
+    volume_cc: float
+    min_gy: float
+    mean_gy: float
+    max_gy: float
+    dose_gy: list[float]
+    volume_percent: list[float]  # receiving at least the dose at the same position
+
+
+class Review(_Record):
+    reviewer: str | None = None
+    date: str | None = None
+    approved: bool = False
+
+
+class PlanRecord(_Record):
+    format: int = RECORD_FORMAT
+    specc_version: str
+    created: str  # ISO 8601, UTC
+    converged: bool  # False: every goal status reads not_converged
+    protocol: ProtocolInfo
+    case: CaseInfo
+    prescription: PrescriptionRecord
+    solver: SolverRecord
+    normalization: NormalizationRecord | None
+    goals: list[GoalRecord]
+    target_indices: list[TargetIndices]
+    hot_spot: HotSpot  # over every voxel of the dose grid
+    structures: list[StructureDose]
+    timings_s: dict[str, float]
+    review: Review = Review()
+
+    def goal_counts(self) -> dict[str, int]:
+        """Number of goals per reported status, for summaries."""
+        counts: dict[str, int] = {}
+        for goal in self.goals:
+            counts[goal.status] = counts.get(goal.status, 0) + 1
+        return counts

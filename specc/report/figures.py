@@ -1,0 +1,203 @@
+"""The report's figures, drawn with matplotlib as vector SVG.
+
+Figures are embedded as `data:image/svg+xml` images: self-contained, vector in the PDF, and
+sandboxed (an SVG inside <img> runs no script, whatever a structure name contains).
+Display conventions follow radiotherapy practice in DICOM patient coordinates (LPS):
+axial slices with the patient's left on the right and anterior up, coronal with superior
+up, sagittal with anterior on the left and superior up.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+from matplotlib.collections import PatchCollection
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
+
+from specc.evaluate.record import PlanRecord
+
+if TYPE_CHECKING:
+    from specc.case import Case
+
+# Isodose lines in % of the highest prescription (issue 4), and their colours.
+ISODOSE_PERCENTS = (50, 80, 95, 100, 107)
+_ISODOSE_COLORS = ("#2c7bb6", "#00a6ca", "#90eb9d", "#f9d057", "#d7191c")
+# The colour wash starts at this fraction of the highest prescription, so that low dose
+# does not hide the anatomy.
+WASH_FROM_FRACTION = 0.1
+STATUS_COLORS = {
+    "pass": "#1a7f37",
+    "variation": "#d4a106",
+    "fail": "#cf222e",
+    "not_evaluated": "#6e7781",
+    "not_converged": "#cf222e",
+}
+
+
+def to_data_uri(figure: Figure) -> str:
+    """The figure as an inline SVG data URI."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def reference_dose_gy(record: PlanRecord, dose: np.ndarray) -> float:
+    """The highest prescription (isodoses are relative to it); the maximum dose without one."""
+    levels = [level.total_gy for level in record.prescription.levels if level.total_gy > 0]
+    return max(levels) if levels else max(float(dose.max()), 1e-9)
+
+
+def dvh_figure(record: PlanRecord) -> Figure:
+    """Cumulative DVH of every structure, each goal's threshold marked on its curve's colour."""
+    figure = Figure(figsize=(8.0, 4.6))
+    axes = figure.add_subplot()
+    colors = {structure.structure: structure.color for structure in record.structures}
+    for structure in record.structures:
+        axes.plot(structure.dose_gy, structure.volume_percent, color=structure.color, lw=1.6, label=structure.structure)
+    for goal in record.goals:
+        if goal.dvh_point is None:
+            continue
+        dose_gy, volume_percent = goal.dvh_point
+        lower_bound = goal.comparator in (">=", ">")
+        axes.plot(
+            dose_gy,
+            volume_percent,
+            marker="^" if lower_bound else "v",
+            ms=8,
+            mfc=colors.get(goal.structure, "black"),
+            mec=STATUS_COLORS[goal.status],
+            mew=2.0,
+            ls="none",
+        )
+    axes.set_xlabel("Dose (Gy, total)")
+    axes.set_ylabel("Volume (%)")
+    axes.set_ylim(0, 102)
+    axes.set_xlim(left=0)
+    axes.grid(alpha=0.3)
+    handles, labels = axes.get_legend_handles_labels()
+    handles += [
+        Line2D([], [], marker="^", ls="none", mfc="white", mec="black", label="goal: at least"),
+        Line2D([], [], marker="v", ls="none", mfc="white", mec="black", label="goal: at most"),
+    ]
+    axes.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    figure.tight_layout()
+    return figure
+
+
+def slice_centre(record: PlanRecord, masks: Mapping[str, np.ndarray], dose: np.ndarray) -> tuple[int, int, int]:
+    """Voxel at the centre of the highest-prescription target (the hottest voxel without one)."""
+    targets = sorted(record.target_indices, key=lambda target: -target.prescription_gy)
+    if targets and targets[0].structure in masks:
+        centre = np.argwhere(masks[targets[0].structure]).mean(axis=0)
+        return tuple(int(round(c)) for c in centre)  # type: ignore[return-value]
+    return tuple(int(c) for c in np.unravel_index(np.argmax(dose), dose.shape))  # type: ignore[return-value]
+
+
+def _planes(centre: tuple[int, int, int]):
+    """(title, 3-D index, horizontal axis, vertical axis, fixed axis, image origin) per plane."""
+    i, j, k = centre
+    return (
+        ("Axial", (slice(None), slice(None), k), 0, 1, 2, "upper"),
+        ("Coronal", (slice(None), j, slice(None)), 0, 2, 1, "lower"),
+        ("Sagittal", (i, slice(None), slice(None)), 1, 2, 0, "lower"),
+    )
+
+
+def _extent(h_mm: np.ndarray, v_mm: np.ndarray, half_h: float, half_v: float, origin: str) -> tuple[float, ...]:
+    """imshow/contour extent: voxel edges; with origin "upper" the first row is on top."""
+    left, right = h_mm[0] - half_h, h_mm[-1] + half_h
+    first, last = v_mm[0] - half_v, v_mm[-1] + half_v
+    return (left, right, last, first) if origin == "upper" else (left, right, first, last)
+
+
+def slices_figure(
+    record: PlanRecord, case: Case, dose: np.ndarray, masks: Mapping[str, np.ndarray]
+) -> Figure:
+    """Axial, coronal and sagittal planes through the target centre: density, wash, isodoses, contours."""
+    reference = reference_dose_gy(record, dose)
+    centre = slice_centre(record, masks, dose)
+    axes_mm = case.grid.axes_mm()
+    spacing = case.grid.spacing_mm
+    colors = {structure.structure: structure.color for structure in record.structures}
+    figure = Figure(figsize=(11.0, 4.4), layout="constrained")
+    plane_axes = []
+    wash_image = None
+    for column, (title, index, horizontal, vertical, fixed, origin) in enumerate(_planes(centre)):
+        axes = figure.add_subplot(1, 3, column + 1)
+        plane_axes.append(axes)
+        extent = _extent(axes_mm[horizontal], axes_mm[vertical], spacing[horizontal] / 2, spacing[vertical] / 2, origin)
+        if case.density is not None:
+            density = case.density[index].T
+            axes.imshow(density, cmap="gray", vmin=0.0, vmax=max(1.5, float(density.max())), origin=origin,
+                        extent=extent, interpolation="nearest")
+        plane_dose = dose[index].T
+        wash = np.ma.masked_less(plane_dose, WASH_FROM_FRACTION * reference)
+        wash_image = axes.imshow(wash, cmap="jet", alpha=0.45, vmin=0, vmax=1.1 * reference, origin=origin,
+                                 extent=extent, interpolation="nearest")
+        if plane_dose.shape[0] > 1 and plane_dose.shape[1] > 1:
+            levels = [p / 100 * reference for p in ISODOSE_PERCENTS]
+            present = [(level, color) for level, color in zip(levels, _ISODOSE_COLORS) if plane_dose.max() >= level]
+            if present:
+                axes.contour(plane_dose, levels=[lv for lv, _ in present], colors=[c for _, c in present],
+                             linewidths=1.0, linestyles="--", origin=origin, extent=extent)
+            for name, mask in masks.items():
+                plane_mask = mask[index].T
+                if plane_mask.any() and not plane_mask.all():
+                    axes.contour(plane_mask.astype(float), levels=[0.5], colors=[colors.get(name, "white")],
+                                 linewidths=1.8, origin=origin, extent=extent)
+        axes.set_title(f"{title}, {'xyz'[fixed]} = {axes_mm[fixed][centre[fixed]]:.1f} mm", fontsize=9)
+        axes.set_xlabel(f"{'xyz'[horizontal]} (mm)", fontsize=8)
+        axes.set_ylabel(f"{'xyz'[vertical]} (mm)", fontsize=8)
+        axes.tick_params(labelsize=7)
+        axes.set_aspect("equal")
+    colorbar = figure.colorbar(wash_image, ax=plane_axes, shrink=0.75)
+    colorbar.set_label("Dose (Gy, total)", fontsize=8)
+    colorbar.ax.tick_params(labelsize=7)
+    handles = [Line2D([], [], color=c, lw=1.0, ls="--", label=f"{p}% ({p / 100 * reference:.1f} Gy)")
+               for p, c in zip(ISODOSE_PERCENTS, _ISODOSE_COLORS)]
+    handles += [Line2D([], [], color=colors.get(name, "white"), lw=1.8, label=name) for name in masks]
+    figure.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), fontsize=7, frameon=False)
+    return figure
+
+
+def fluence_figure(case: Case, fluence: np.ndarray) -> Figure:
+    """One fluence map per beam in the beam's-eye view at the isocentre plane, one colour scale."""
+    beams = case.beams
+    columns = min(len(beams), 5)
+    rows = -(-len(beams) // columns)
+    figure = Figure(figsize=(2.3 * columns + 0.8, 2.4 * rows))
+    beamlets = case.beamlets
+    top = max(float(fluence.max()), 1e-12)
+    collection = None
+    for position, beam in enumerate(beams):
+        axes = figure.add_subplot(rows, columns, position + 1)
+        members = np.flatnonzero(beamlets.beam_id == beam.id)
+        patches = [
+            Rectangle((beamlets.x_mm[m] - beamlets.width_mm[m] / 2, beamlets.y_mm[m] - beamlets.height_mm[m] / 2),
+                      beamlets.width_mm[m], beamlets.height_mm[m])
+            for m in members
+        ]
+        collection = PatchCollection(patches, cmap="viridis", edgecolor="none")
+        collection.set_array(fluence[members])
+        collection.set_clim(0.0, top)
+        axes.add_collection(collection)
+        if len(members):
+            x_lo = (beamlets.x_mm[members] - beamlets.width_mm[members] / 2).min()
+            x_hi = (beamlets.x_mm[members] + beamlets.width_mm[members] / 2).max()
+            y_lo = (beamlets.y_mm[members] - beamlets.height_mm[members] / 2).min()
+            y_hi = (beamlets.y_mm[members] + beamlets.height_mm[members] / 2).max()
+            axes.set_xlim(x_lo - 5, x_hi + 5)
+            axes.set_ylim(y_lo - 5, y_hi + 5)
+        axes.set_aspect("equal")
+        axes.set_title(f"Beam {beam.id}: gantry {beam.gantry_deg:g}°", fontsize=8)
+        axes.tick_params(labelsize=6)
+    if collection is not None:
+        colorbar = figure.colorbar(collection, ax=figure.axes, shrink=0.8)
+        colorbar.set_label("Beamlet weight", fontsize=8)
+    return figure

@@ -1,0 +1,84 @@
+"""Rendering the plan report as one self-contained HTML file (jinja2, autoescaped)."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from importlib.resources import files
+from typing import TYPE_CHECKING
+
+import numpy as np
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from specc.evaluate import PlanEvaluation, PlanRecord
+from specc.report.figures import (
+    ISODOSE_PERCENTS,
+    WASH_FROM_FRACTION,
+    dvh_figure,
+    fluence_figure,
+    reference_dose_gy,
+    slices_figure,
+    to_data_uri,
+)
+
+if TYPE_CHECKING:
+    from specc.case import Case
+
+STATUS_LABELS = {
+    "pass": "PASS",
+    "variation": "VARIATION",
+    "fail": "FAIL",
+    "not_evaluated": "NOT EVALUATED",
+    "not_converged": "NOT CONVERGED",
+}
+_HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+def format_number(value: float | None, digits: int = 2) -> str:
+    """Fixed decimals for tables; 'n/a' for a missing or non-finite value."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def css_color(value: str) -> str:
+    """A colour safe inside a style attribute (only #rrggbb passes)."""
+    return value if _HEX_COLOR.match(value) else "#000000"
+
+
+def _environment() -> Environment:
+    environment = Environment(
+        loader=PackageLoader("specc.report", "templates"),
+        autoescape=True,
+        undefined=StrictUndefined,
+        trim_blocks=False,
+    )
+    environment.filters["fmt"] = format_number
+    environment.filters["css_color"] = css_color
+    return environment
+
+
+def render_html(
+    record: PlanRecord, case: Case, evaluation: PlanEvaluation, masks: Mapping[str, np.ndarray]
+) -> str:
+    """The report page for `record`, drawing the dose and fluence held by `evaluation`."""
+    figures = {
+        "dvh": to_data_uri(dvh_figure(record)),
+        "slices": to_data_uri(slices_figure(record, case, evaluation.dose, masks)),
+        "fluence": to_data_uri(fluence_figure(case, evaluation.fluence)),
+    }
+    css = files("specc.report").joinpath("templates/report.css").read_text(encoding="utf-8")
+    return (
+        _environment()
+        .get_template("report.html")
+        .render(
+            record=record,
+            figures=figures,
+            css=css,
+            status_labels=STATUS_LABELS,
+            isodose_percents=ISODOSE_PERCENTS,
+            reference_gy=reference_dose_gy(record, evaluation.dose),
+            wash_percent=round(100 * WASH_FROM_FRACTION),
+        )
+    )

@@ -1,0 +1,123 @@
+"""evaluate_plan on a synthetic case: goals, statuses, indices, normalization, the record."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from evaluate_fakes import masks_of, protocol, solve_result, synthetic_case
+
+from specc.errors import SolveError
+from specc.evaluate import EvaluationError, PlanRecord, evaluate_plan
+
+FRACTIONS = 30
+
+
+@pytest.fixture(scope="module")
+def case():
+    return synthetic_case()
+
+
+GOALS = {
+    "Target": ["D95% >= 50 Gy", "D95% >= 70 Gy (variation 50 Gy)"],
+    "Organ": ["Max <= 40 Gy", "D2000cc <= 10 Gy (priority 2)", "V30Gy[%] <= 50 (priority 2)"],
+}
+
+
+def _evaluate(case, status="optimal", goals=None, **kwargs):
+    plan_protocol = protocol(goals if goals is not None else GOALS, fractions=FRACTIONS, **kwargs)
+    return evaluate_plan(
+        plan_protocol,
+        case,
+        masks_of(case),
+        solve_result(case, status=status, scale=0.65, protocol=plan_protocol),
+        {"compile": 0.1, "solve": 0.5},
+    )
+
+
+def test_goals_are_measured_on_the_full_grid_dose(case):
+    evaluation = _evaluate(case)
+    dose = case.influence @ np.full(case.n_beamlets, 0.65) * FRACTIONS
+    target_dose = np.sort(dose[case.rows(case.structures["Target"].mask)])[::-1]
+    expected_d95 = target_dose[int(np.ceil(0.95 * target_dose.size)) - 1]
+    goals = evaluation.record.goals
+    assert goals[0].value == pytest.approx(expected_d95, rel=1e-6)
+    organ_dose = dose[case.rows(case.structures["Organ"].mask)]
+    organ_v30 = 100 * np.mean(organ_dose >= 30.0)
+    assert goals[4].value == pytest.approx(organ_v30)
+    organ_status = "pass" if organ_v30 <= 50 else "fail"
+    assert [g.status for g in goals] == ["pass", "variation", "fail", "not_evaluated", organ_status]
+    assert "more than the whole structure" in goals[3].note and goals[3].value is None
+    assert goals[0].source == "protocols/test.yaml:14" and goals[3].priority == 2
+    assert evaluation.dose.shape == case.grid.shape
+    assert evaluation.record.converged
+
+
+@pytest.mark.parametrize("status", ["optimal_inaccurate"])
+def test_an_unconverged_solve_labels_every_goal(case, status):
+    record = _evaluate(case, status=status).record
+    assert not record.converged
+    assert {g.status for g in record.goals} == {"not_converged"}
+    assert [g.measured_status for g in record.goals][:3] == ["pass", "variation", "fail"]
+
+
+@pytest.mark.parametrize("status", ["infeasible", "unbounded", "time_limit", "solver_error"])
+def test_no_fluence_means_no_plan(case, status):
+    with pytest.raises(SolveError, match=status):
+        _evaluate(case, status=status)
+
+
+def test_target_indices_match_their_definitions(case):
+    record = _evaluate(case).record
+    dose = case.dose_on_grid(np.full(case.n_beamlets, 0.65), FRACTIONS)
+    target = case.structures["Target"].mask
+    rx = 60.0
+    (indices,) = record.target_indices
+    voxel = case.voxel_volume_cc
+    tv = target.sum() * voxel
+    tv_piv = np.count_nonzero(dose[target] >= rx) * voxel
+    piv = np.count_nonzero(dose >= rx) * voxel
+    assert indices.volume_cc == pytest.approx(tv)
+    assert indices.paddick_conformity_index == pytest.approx(tv_piv**2 / (tv * piv))
+    assert indices.r50 == pytest.approx(np.count_nonzero(dose >= 30.0) * voxel / tv)
+    assert indices.homogeneity_index == pytest.approx((indices.d2_gy - indices.d98_gy) / indices.d50_gy)
+    hottest = np.unravel_index(np.argmax(np.where(target, dose, -1)), dose.shape)
+    expected_mm = np.array(case.grid.origin_mm) + np.array(hottest) * np.array(case.grid.spacing_mm)
+    assert indices.hot_spot.location_mm == pytest.approx(tuple(expected_mm))
+    assert record.hot_spot.max_gy == pytest.approx(dose.max())
+
+
+def test_normalization_scales_fluence_and_dose_before_goals(case):
+    evaluation = _evaluate(case, normalization="{structure: Target, metric: D95%, percent: 100}")
+    normalization = evaluation.record.normalization
+    assert normalization.value_after == pytest.approx(60.0, rel=1e-12)
+    assert normalization.factor == pytest.approx(60.0 / normalization.value_before)
+    assert evaluation.record.goals[0].value == pytest.approx(60.0, rel=1e-12)
+    assert np.allclose(evaluation.fluence, 0.65 * normalization.factor)
+    assert evaluation.dose.max() == pytest.approx(evaluation.record.hot_spot.max_gy)
+
+
+def test_terms_are_measured_on_the_final_dose(case):
+    evaluation = _evaluate(case, terms=["{kind: max_dose, structure: Organ, dose: 20 Gy}",
+                                        "{kind: uniform_dose, structure: Target, dose: 60 Gy, weight: 1}"])
+    limit, objective = evaluation.record.solver.terms
+    organ_max = evaluation.dose[case.structures["Organ"].mask].max()
+    assert (limit.label, limit.hard, limit.value, limit.unit) == ("max_dose Organ <= 20 Gy", True, organ_max, "Gy")
+    assert organ_max > 20.0 and limit.satisfied is False  # violated on the full grid: reported
+    assert limit.source == "protocols/test.yaml:22" and objective.objective_contribution == 1.25
+    assert objective.value is not None and objective.satisfied is None
+
+
+def test_relative_volume_goals_use_the_prescription(case):
+    evaluation = _evaluate(case, goals={"Target": ["V95%[%] >= 90"]})
+    target_dose = evaluation.dose[case.structures["Target"].mask]
+    assert evaluation.record.goals[0].value == pytest.approx(100 * np.mean(target_dose >= 57.0))
+
+
+def test_a_goal_on_a_structure_without_mask_is_an_error(case):
+    with pytest.raises(EvaluationError, match="Organ"):
+        evaluate_plan(protocol(GOALS), case, {"Target": case.structures["Target"].mask}, solve_result(case), {})
+
+
+def test_plan_json_round_trips(case):
+    record = _evaluate(case).record
+    assert PlanRecord.model_validate_json(record.model_dump_json(indent=2)) == record
