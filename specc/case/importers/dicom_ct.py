@@ -1,0 +1,188 @@
+"""A DICOM folder sorted into one CT series and one RT Structure Set.
+
+Only what the case needs is read, and every geometric assumption the importer makes is
+checked here with an error naming the file: one axis-aligned CT series (ImageOrientationPatient
+[1,0,0,0,1,0]), equal rows/columns/pixel spacing on every slice, and uniformly spaced slices
+with none missing. Files of other modalities are listed in the import report, never read.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from specc.errors import CaseError
+
+# Positions and spacings in DICOM are decimal strings; agree to a micrometre.
+POSITION_TOLERANCE_MM = 1e-3
+AXIAL_ORIENTATION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+
+# DICOM attributes kept in the case metadata so that exported RT Dose joins the source study.
+IDENTIFYING_ATTRIBUTES = (
+    "PatientID",
+    "PatientName",
+    "PatientBirthDate",
+    "PatientSex",
+    "StudyInstanceUID",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "AccessionNumber",
+    "ReferringPhysicianName",
+    "FrameOfReferenceUID",
+    "SeriesInstanceUID",
+    "PositionReferenceIndicator",
+)
+
+
+@dataclass
+class CtSeries:
+    """HU values on the CT grid, arrays indexed [i, j, k] = (x, y, z) in patient LPS."""
+
+    hu: np.ndarray
+    origin_mm: tuple[float, float, float]
+    spacing_mm: tuple[float, float, float]
+    identifiers: dict[str, str]
+    files: list[Path]
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.hu.shape)  # type: ignore[return-value]
+
+    def axis_mm(self, axis: int) -> np.ndarray:
+        """Coordinates of voxel centres along one axis."""
+        return self.origin_mm[axis] + self.spacing_mm[axis] * np.arange(self.hu.shape[axis])
+
+
+@dataclass
+class DicomFolder:
+    """What a folder held: the CT series, the structure set and the files not used."""
+
+    ct: CtSeries
+    structure_set: Dataset
+    structure_set_file: Path
+    unused: list[str] = field(default_factory=list)
+
+
+def read_dicom_folder(folder: str | Path) -> DicomFolder:
+    """Sort a folder (recursively) into its CT series and RT Structure Set."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CaseError(f"{folder}: not a folder of DICOM files")
+    ct_slices: dict[str, list[tuple[Path, Dataset]]] = {}
+    structure_sets: list[tuple[Path, Dataset]] = []
+    unused: list[str] = []
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        try:
+            dataset = pydicom.dcmread(path, stop_before_pixels=True)
+        except (InvalidDicomError, OSError):
+            unused.append(f"{path.name}: not a DICOM file")
+            continue
+        modality = str(dataset.get("Modality", ""))
+        if modality == "CT":
+            ct_slices.setdefault(str(dataset.get("SeriesInstanceUID", "")), []).append((path, dataset))
+        elif modality == "RTSTRUCT":
+            structure_sets.append((path, dataset))
+        else:
+            unused.append(f"{path.name}: modality {modality or 'unknown'} is not used by the importer")
+    if not ct_slices:
+        raise CaseError(f"{folder}: no CT images found")
+    if len(ct_slices) > 1:
+        counts = ", ".join(f"{uid} ({len(files)} slices)" for uid, files in ct_slices.items())
+        raise CaseError(f"{folder}: more than one CT series ({counts}); put one series per folder")
+    if not structure_sets:
+        raise CaseError(f"{folder}: no RT Structure Set (RTSTRUCT) found")
+    if len(structure_sets) > 1:
+        names = ", ".join(path.name for path, _ in structure_sets)
+        raise CaseError(f"{folder}: more than one RT Structure Set ({names}); keep the one to import")
+    ct = _read_ct_series(next(iter(ct_slices.values())))
+    rs_path, rs_header = structure_sets[0]
+    return DicomFolder(ct=ct, structure_set=pydicom.dcmread(rs_path), structure_set_file=rs_path, unused=unused)
+
+
+def _read_ct_series(slices: list[tuple[Path, Dataset]]) -> CtSeries:
+    for path, header in slices:
+        for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns"):
+            if keyword not in header:
+                raise CaseError(f"{path}: CT image has no {keyword}")
+        orientation = tuple(float(v) for v in header.ImageOrientationPatient)
+        if not np.allclose(orientation, AXIAL_ORIENTATION, atol=1e-4):
+            raise CaseError(
+                f"{path}: ImageOrientationPatient {list(orientation)} is not axial [1,0,0,0,1,0]; "
+                "oblique or rotated CT series are not supported"
+            )
+    first_path, first = slices[0]
+    geometry = (int(first.Rows), int(first.Columns), tuple(float(v) for v in first.PixelSpacing))
+    for path, header in slices[1:]:
+        other = (int(header.Rows), int(header.Columns), tuple(float(v) for v in header.PixelSpacing))
+        if other != geometry:
+            raise CaseError(
+                f"{path}: rows/columns/pixel spacing {other} differ from {first_path.name} {geometry}"
+            )
+    ordered = sorted(slices, key=lambda item: float(item[1].ImagePositionPatient[2]))
+    z = np.array([float(h.ImagePositionPatient[2]) for _, h in ordered])
+    _check_slice_spacing(z, [path for path, _ in ordered])
+    for path, header in ordered[1:]:
+        xy = [float(v) for v in header.ImagePositionPatient[:2]]
+        if not np.allclose(xy, [float(v) for v in first.ImagePositionPatient[:2]], atol=POSITION_TOLERANCE_MM):
+            raise CaseError(f"{path}: ImagePositionPatient x/y {xy} differ from the other slices (tilted series)")
+
+    rows, columns, (row_spacing, column_spacing) = geometry
+    hu = np.empty((columns, rows, len(ordered)), dtype=np.float32)
+    for k, (path, _) in enumerate(ordered):
+        image = pydicom.dcmread(path)
+        try:
+            pixels = image.pixel_array.astype(np.float32)
+        except Exception as error:  # pydicom raises many types for undecodable pixel data
+            raise CaseError(f"{path}: cannot decode CT pixel data ({error})") from None
+        slope = float(image.get("RescaleSlope", 1.0))
+        intercept = float(image.get("RescaleIntercept", 0.0))
+        hu[:, :, k] = (pixels * slope + intercept).T  # pixel rows are y, columns are x
+
+    spacing_z = float(z[1] - z[0]) if len(z) > 1 else float(first.get("SliceThickness", 0) or 0)
+    if spacing_z <= 0:
+        raise CaseError(f"{first_path}: a single CT slice with no SliceThickness has no slice spacing")
+    origin = (float(first.ImagePositionPatient[0]), float(first.ImagePositionPatient[1]), float(z[0]))
+    identifiers = {
+        keyword: str(first.get(keyword))
+        for keyword in IDENTIFYING_ATTRIBUTES
+        if first.get(keyword) not in (None, "")
+    }
+    return CtSeries(
+        hu=hu,
+        origin_mm=origin,
+        spacing_mm=(column_spacing, row_spacing, spacing_z),
+        identifiers=identifiers,
+        files=[path for path, _ in ordered],
+    )
+
+
+def _check_slice_spacing(z: np.ndarray, paths: list[Path]) -> None:
+    """Slices must be uniformly spaced; a gap of a whole number of spacings is a missing slice."""
+    if len(z) < 2:
+        return
+    gaps = np.diff(z)
+    duplicate = np.flatnonzero(gaps < POSITION_TOLERANCE_MM)
+    if duplicate.size:
+        i = int(duplicate[0])
+        raise CaseError(f"{paths[i + 1]}: two CT slices at z = {z[i]:g} mm ({paths[i].name}, {paths[i + 1].name})")
+    spacing = Counter(np.round(gaps, 3)).most_common(1)[0][0]
+    for i, gap in enumerate(gaps):
+        if abs(gap - spacing) <= POSITION_TOLERANCE_MM * 10:
+            continue
+        multiple = gap / spacing
+        if abs(multiple - round(multiple)) < 1e-2 and round(multiple) >= 2:
+            raise CaseError(
+                f"{paths[i + 1].parent}: {round(multiple) - 1} CT slice(s) missing between "
+                f"z = {z[i]:g} mm ({paths[i].name}) and z = {z[i + 1]:g} mm ({paths[i + 1].name})"
+            )
+        raise CaseError(
+            f"{paths[i + 1].parent}: non-uniform CT slice spacing: {gap:g} mm between z = {z[i]:g} and "
+            f"{z[i + 1]:g} mm, {spacing:g} mm elsewhere; resample the series to uniform slices first"
+        )

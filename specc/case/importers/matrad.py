@@ -1,0 +1,379 @@
+"""matRad / pyRadPlan workspaces (.mat with ct, cst, dij and optionally stf, pln) as specc cases.
+
+matRad keeps structures on the CT grid (cst{i,4}{1}: 1-based, column-major linear indices
+into a [Ny Nx Nz] cube) and the influence matrix on the dose grid (dij.physicalDose{1}: one
+row per dose-grid voxel in the same column-major order, Gy per unit weight per fraction).
+The specc case lives on the dose grid, so masks are resampled the way matRad itself does
+before optimizing (matRad_resizeCstToGrid: nearest-neighbour interpolation of the binary
+CT-grid mask at the dose-grid voxel centres, zero outside the CT). docs/formats/matrad.md
+lists what is mapped and what is not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from specc.case.importers.mat_file import load_mat
+from specc.case.importers.report import ImportedCase, build_case, record_in_metadata
+from specc.case.model import Beam, Beamlets, CaseMetadata, Grid, Structure
+from specc.errors import CaseError
+
+_AXIS_TOLERANCE_MM = 1e-3
+_FALLBACK_COLORS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c")
+
+
+def import_matrad(path: str | Path, *, exclude: Sequence[str] = (), case_id: str | None = None) -> ImportedCase:
+    """Read a matRad workspace; `exclude` names cst structures to leave out on purpose."""
+    path = Path(path)
+    workspace = load_mat(path)
+    missing = [name for name in ("ct", "cst", "dij") if name not in workspace]
+    if missing:
+        raise CaseError(
+            f"{path}: no variable(s) {', '.join(missing)}; a matRad workspace needs ct, cst and dij "
+            "(in MATLAB: save(file, 'ct', 'cst', 'dij', 'stf', 'pln', '-v7.3'))"
+        )
+    source = str(path)
+    ct, cst, dij = workspace["ct"], workspace["cst"], workspace["dij"]
+    for name, value in (("ct", ct), ("dij", dij)):
+        if not isinstance(value, dict):
+            raise CaseError(f"{source}: '{name}' is not a MATLAB struct")
+    notes: list[str] = []
+    not_imported: list[str] = []
+
+    ct_dims = _int_vector(_field(ct, "cubeDim", source, "ct"), 3, source, "ct.cubeDim")
+    ct_axes = _ct_axes(ct, dij, ct_dims, source, notes)
+    dose_axes, dose_dims = _dose_axes(dij, ct_axes, ct_dims, source)
+    grid = Grid(
+        shape=(len(dose_axes[0]), len(dose_axes[1]), len(dose_axes[2])),
+        spacing_mm=tuple(_uniform_step(axis, source, f"dose grid {label}") for axis, label in zip(dose_axes, "xyz")),
+        origin_mm=tuple(float(axis[0]) for axis in dose_axes),
+    )
+
+    influence_matlab = _physical_dose(dij, source)
+    n_voxels = int(np.prod(dose_dims))
+    if influence_matlab.shape[0] != n_voxels:
+        raise CaseError(
+            f"{source}: dij.physicalDose{{1}} has {influence_matlab.shape[0]} rows, the dose grid "
+            f"dij.doseGrid.dimensions {list(dose_dims)} has {n_voxels} voxels"
+        )
+    # matRad row r (0-based, column-major over [Ny Nx Nz]) -> specc flat index (C order over [Nx Ny Nz]).
+    iy, ix, iz = np.unravel_index(np.arange(n_voxels), dose_dims, order="F")
+    specc_index_of_row = np.ravel_multi_index((ix, iy, iz), grid.shape)
+
+    structures = _structures(cst, ct_dims, ct_axes, dose_axes, grid, exclude, source, not_imported)
+    for name in exclude:
+        if name not in structures and not any(item.startswith(f"{name}:") for item in not_imported):
+            raise CaseError(f"{source}: --exclude {name}: cst has no structure of that name")
+
+    keep = np.zeros(grid.n_voxels, dtype=bool)
+    for structure in structures.values():
+        keep |= structure.mask.ravel()
+    influence_rows = influence_matlab.tocsr()
+    nonzero_rows = np.flatnonzero(np.diff(influence_rows.indptr))
+    keep[specc_index_of_row[nonzero_rows]] = True
+    voxel_indices = np.flatnonzero(keep)
+    order = np.empty(grid.n_voxels, dtype=np.int64)
+    order[specc_index_of_row] = np.arange(n_voxels)
+    influence = influence_rows[order[voxel_indices]].astype(np.float32)
+
+    beams, beamlets = _beams(workspace, dij, influence.shape[1], source, notes)
+    fractions = _fractions(workspace, dij)
+    if fractions:
+        notes.append(f"matRad plan has {fractions} fractions (the protocol's prescription decides in specc)")
+    notes.append("dij.physicalDose{1} read as Gy per unit bixel weight per fraction, as matRad uses it")
+    notes.append(
+        "structure masks resampled from the CT grid to the dose grid by nearest neighbour "
+        "(matRad_resizeCstToGrid)"
+    )
+    case = build_case(
+        source,
+        case_id=case_id or path.stem,
+        grid=grid,
+        voxel_indices=voxel_indices,
+        influence=influence,
+        beams=beams,
+        beamlets=beamlets,
+        structures=structures,
+        density=None,
+        metadata=CaseMetadata(source=f"matRad workspace {path.name}", dose_engine="matRad (dij.physicalDose)"),
+    )
+    not_imported.append("ct.cube / ct.cubeHU: the CT is not stored in the case (the influence matrix is given)")
+    for name in sorted(set(workspace) - {"ct", "cst", "dij", "stf", "pln"}):
+        not_imported.append(f"variable '{name}': not part of a matRad case")
+    imported = ImportedCase(case=case, format="matrad", source=source, notes=notes, not_imported=not_imported)
+    record_in_metadata(imported)
+    return imported
+
+
+# --- grids ---------------------------------------------------------------------------------
+def _ct_axes(ct: dict, dij: dict, dims: tuple[int, ...], source: str, notes: list[str]) -> tuple[np.ndarray, ...]:
+    """CT voxel-centre coordinates (x, y, z) in mm, as matRad would compute them."""
+    ct_grid = dij.get("ctGrid")
+    for holder, label in ((ct_grid, "dij.ctGrid"), (ct, "ct")):
+        if isinstance(holder, dict) and all(axis in holder for axis in "xyz"):
+            axes = tuple(np.asarray(holder[axis], dtype=np.float64).ravel() for axis in "xyz")
+            expected = (dims[1], dims[0], dims[2])
+            if tuple(len(a) for a in axes) != expected:
+                raise CaseError(f"{source}: {label}.x/y/z lengths {[len(a) for a in axes]} do not match ct.cubeDim {list(dims)}")
+            return axes
+    resolution = _resolution(_field(ct, "resolution", source, "ct"), source, "ct.resolution")
+    if isinstance(ct.get("dicomInfo"), dict) and "ImagePositionPatient" in ct["dicomInfo"]:
+        first = np.asarray(ct["dicomInfo"]["ImagePositionPatient"], dtype=np.float64).ravel()
+    else:  # matRad_getWorldAxes: the cube centred on the origin (its [Ny Nx Nz] order included)
+        first = -(np.asarray(dims, dtype=np.float64) / 2) * np.asarray(resolution)
+    notes.append("ct has no x/y/z axes: world axes computed as matRad_getWorldAxes does")
+    return (
+        first[0] + resolution[0] * np.arange(dims[1]),
+        first[1] + resolution[1] * np.arange(dims[0]),
+        first[2] + resolution[2] * np.arange(dims[2]),
+    )
+
+
+def _dose_axes(
+    dij: dict, ct_axes: tuple[np.ndarray, ...], ct_dims: tuple[int, ...], source: str
+) -> tuple[tuple[np.ndarray, ...], tuple[int, int, int]]:
+    dose_grid = dij.get("doseGrid")
+    if isinstance(dose_grid, dict):
+        dims = _int_vector(_field(dose_grid, "dimensions", source, "dij.doseGrid"), 3, source, "dij.doseGrid.dimensions")
+        if all(axis in dose_grid for axis in "xyz"):
+            axes = tuple(np.asarray(dose_grid[axis], dtype=np.float64).ravel() for axis in "xyz")
+        elif dims == ct_dims:
+            axes = ct_axes
+        else:
+            raise CaseError(f"{source}: dij.doseGrid has no x/y/z axes and differs from the CT grid")
+    else:
+        dims, axes = ct_dims, ct_axes  # dose computed on the CT grid
+    if (len(axes[0]), len(axes[1]), len(axes[2])) != (dims[1], dims[0], dims[2]):
+        raise CaseError(
+            f"{source}: dij.doseGrid.x/y/z lengths {[len(a) for a in axes]} do not match dimensions {list(dims)}"
+        )
+    return axes, dims  # type: ignore[return-value]
+
+
+def _uniform_step(axis: np.ndarray, source: str, label: str) -> float:
+    if len(axis) < 2:
+        raise CaseError(f"{source}: {label} axis has fewer than two voxels; its spacing is unknown")
+    steps = np.diff(axis)
+    if steps.min() <= 0 or np.ptp(steps) > _AXIS_TOLERANCE_MM:
+        raise CaseError(f"{source}: {label} axis is not uniformly increasing (steps {steps.min():g} to {steps.max():g} mm)")
+    return float(steps.mean())
+
+
+# --- structures ------------------------------------------------------------------------------
+def _structures(
+    cst: Any,
+    ct_dims: tuple[int, ...],
+    ct_axes: tuple[np.ndarray, ...],
+    dose_axes: tuple[np.ndarray, ...],
+    grid: Grid,
+    exclude: Sequence[str],
+    source: str,
+    not_imported: list[str],
+) -> dict[str, Structure]:
+    if not isinstance(cst, np.ndarray) or cst.dtype != object or cst.ndim != 2 or cst.shape[1] < 4:
+        raise CaseError(f"{source}: 'cst' must be a cell array with at least 4 columns (index, name, type, voxels)")
+    nearest = [_nearest_indices(ct_axes[a], dose_axes[a]) for a in range(3)]  # dose axis -> CT index or -1
+    n_ct = int(np.prod(ct_dims))
+    structures: dict[str, Structure] = {}
+    for row in range(cst.shape[0]):
+        name = cst[row, 1]
+        if not isinstance(name, str) or not name.strip():
+            raise CaseError(f"{source}: cst{{{row + 1},2}} is not a structure name")
+        name = name.strip()
+        if name in exclude:
+            not_imported.append(f"{name}: excluded on request")
+            continue
+        voxels = cst[row, 3]
+        scenarios = list(voxels.ravel()) if isinstance(voxels, np.ndarray) and voxels.dtype == object else [voxels]
+        if len(scenarios) != 1:
+            raise CaseError(f"{source}: structure '{name}' has {len(scenarios)} CT scenarios; specc imports one")
+        indices = np.asarray(scenarios[0], dtype=np.float64).ravel()
+        if indices.size == 0:
+            raise CaseError(f"{source}: structure '{name}' has no voxels (cst{{{row + 1},4}}); exclude it with --exclude")
+        if indices.min() < 1 or indices.max() > n_ct or not np.all(indices == np.round(indices)):
+            raise CaseError(
+                f"{source}: structure '{name}' has voxel indices outside the CT cube of {n_ct} voxels "
+                "(matRad indices are 1-based)"
+            )
+        ct_mask = np.zeros(n_ct, dtype=bool)
+        ct_mask[indices.astype(np.int64) - 1] = True
+        ct_mask = ct_mask.reshape(ct_dims, order="F")  # [y, x, z]
+        ix, iy, iz = np.meshgrid(*nearest, indexing="ij")
+        inside_ct = (ix >= 0) & (iy >= 0) & (iz >= 0)
+        mask = np.zeros(grid.shape, dtype=bool)
+        mask[inside_ct] = ct_mask[iy[inside_ct], ix[inside_ct], iz[inside_ct]]
+        if not mask.any():
+            raise CaseError(
+                f"{source}: structure '{name}' has no voxel on the dose grid after resampling "
+                "(too small for the dose grid); exclude it with --exclude"
+            )
+        if name in structures:
+            raise CaseError(f"{source}: structure name '{name}' appears twice in cst")
+        structures[name] = Structure(name=name, mask=mask, color=_color(cst, row, len(structures)))
+    return structures
+
+
+def _nearest_indices(old: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """For each new coordinate the nearest old index, -1 beyond half a voxel outside `old`."""
+    index = np.clip(np.searchsorted(old, new), 1, len(old) - 1) if len(old) > 1 else np.zeros(len(new), int)
+    if len(old) > 1:
+        index = np.where(np.abs(new - old[index - 1]) <= np.abs(new - old[index]), index - 1, index)
+    half = (abs(old[1] - old[0]) / 2 if len(old) > 1 else 0.5) + _AXIS_TOLERANCE_MM
+    outside = (new < old[0] - half) | (new > old[-1] + half)
+    return np.where(outside, -1, index)
+
+
+def _color(cst: np.ndarray, row: int, position: int) -> str:
+    if cst.shape[1] >= 5 and isinstance(cst[row, 4], dict) and "visibleColor" in cst[row, 4]:
+        rgb = np.asarray(cst[row, 4]["visibleColor"], dtype=np.float64).ravel()
+        if rgb.size == 3 and np.all((rgb >= 0) & (rgb <= 1)):
+            return "#{:02x}{:02x}{:02x}".format(*(int(round(c * 255)) for c in rgb))
+    return _FALLBACK_COLORS[position % len(_FALLBACK_COLORS)]
+
+
+# --- influence and beams ---------------------------------------------------------------------
+def _physical_dose(dij: dict, source: str) -> sp.csc_matrix:
+    dose = dij.get("physicalDose")
+    if dose is None:
+        raise CaseError(f"{source}: dij has no physicalDose (the influence matrix)")
+    if isinstance(dose, np.ndarray) and dose.dtype == object:
+        cells = [c for c in dose.ravel() if not (isinstance(c, np.ndarray) and c.size == 0)]
+        if len(cells) != 1:
+            raise CaseError(f"{source}: dij.physicalDose has {len(cells)} scenarios; specc imports one")
+        dose = cells[0]
+    if sp.issparse(dose):
+        return sp.csc_matrix(dose)
+    if isinstance(dose, np.ndarray) and dose.ndim == 2 and dose.dtype.kind == "f":
+        return sp.csc_matrix(dose)
+    raise CaseError(f"{source}: dij.physicalDose{{1}} is not a matrix")
+
+
+def _beams(workspace: dict, dij: dict, n_columns: int, source: str, notes: list[str]) -> tuple[list[Beam], Beamlets]:
+    stf = workspace.get("stf")
+    if stf is not None:
+        return _beams_from_stf(stf if isinstance(stf, list) else [stf], dij, n_columns, source)
+    pln = workspace.get("pln") if isinstance(workspace.get("pln"), dict) else {}
+    prop = pln.get("propStf", {}) if isinstance(pln.get("propStf"), dict) else {}
+    beam_num = _index_vector(dij, "beamNum", n_columns, source)
+    ray_num = _index_vector(dij, "rayNum", n_columns, source)
+    beam_ids = np.unique(beam_num)
+    gantry = np.asarray(prop.get("gantryAngles", []), dtype=np.float64).ravel()
+    couch = np.asarray(prop.get("couchAngles", np.zeros(len(gantry))), dtype=np.float64).ravel()
+    iso = np.asarray(prop.get("isoCenter", np.zeros((1, 3))), dtype=np.float64).reshape(-1, 3)
+    width = float(np.asarray(prop.get("bixelWidth", np.nan)).ravel()[0])
+    if len(gantry) == len(beam_ids):
+        notes.append("no stf: beam angles and isocentre from pln.propStf")
+    else:
+        gantry = np.zeros(len(beam_ids))
+        couch = np.zeros(len(beam_ids))
+        notes.append("no stf and no pln.propStf angles: beam angles unknown, recorded as gantry 0")
+    if not np.isfinite(width) or width <= 0:
+        width = 1.0
+        notes.append("bixel width unknown: beamlets recorded as 1 mm wide")
+    notes.append(
+        "no stf: beamlet positions unknown, laid out in a row in dij.rayNum order; "
+        "fluence smoothness between beamlets is not meaningful for this case"
+    )
+    beams = [
+        Beam(id=int(b), gantry_deg=float(gantry[n]), couch_deg=float(couch[n] if n < len(couch) else 0.0),
+             isocenter_mm=tuple(iso[min(n, len(iso) - 1)]), energy="unknown")
+        for n, b in enumerate(beam_ids)
+    ]
+    beamlets = Beamlets(beam_id=beam_num, x_mm=(ray_num - 1) * width, y_mm=np.zeros(n_columns),
+                        width_mm=np.full(n_columns, width), height_mm=np.full(n_columns, width))
+    return beams, beamlets
+
+
+def _beams_from_stf(stf: list[dict], dij: dict, n_columns: int, source: str) -> tuple[list[Beam], Beamlets]:
+    beams: list[Beam] = []
+    parts: list[Beamlets] = []
+    for number, beam in enumerate(stf, start=1):
+        mode = str(beam.get("radiationMode", "photons"))
+        if mode != "photons":
+            raise CaseError(f"{source}: stf({number}).radiationMode is '{mode}'; specc plans photon IMRT only")
+        rays = beam.get("ray")
+        rays = rays if isinstance(rays, list) else [rays] if isinstance(rays, dict) else []
+        if not rays:
+            raise CaseError(f"{source}: stf({number}) has no rays")
+        width = _scalar(beam, "bixelWidth", source, f"stf({number})")
+        positions = []
+        for ray_number, ray in enumerate(rays, start=1):
+            bixels = int(np.asarray(ray.get("energy", [[0]])).size)
+            if bixels != 1:
+                raise CaseError(f"{source}: stf({number}).ray({ray_number}) has {bixels} bixels; photon rays have one")
+            position = np.asarray(ray.get("rayPos_bev"), dtype=np.float64).ravel()
+            if position.size != 3:
+                raise CaseError(f"{source}: stf({number}).ray({ray_number}).rayPos_bev is not [x y z]")
+            positions.append(position)
+        positions_array = np.asarray(positions)
+        energy = float(np.asarray(rays[0].get("energy", [[np.nan]])).ravel()[0])
+        beams.append(
+            Beam(
+                id=number,
+                gantry_deg=_scalar(beam, "gantryAngle", source, f"stf({number})"),
+                couch_deg=float(np.asarray(beam.get("couchAngle", 0.0)).ravel()[0]),
+                isocenter_mm=tuple(np.asarray(_field(beam, "isoCenter", source, f"stf({number})"), dtype=np.float64).ravel()[:3]),
+                sad_mm=float(np.asarray(beam.get("SAD", 1000.0)).ravel()[0]),
+                energy=f"{energy:g} MV" if np.isfinite(energy) else "unknown",
+            )
+        )
+        # matRad's beam's-eye view: x lateral, y along the central axis, z the second lateral axis.
+        n = len(rays)
+        parts.append(Beamlets(beam_id=np.full(n, number), x_mm=positions_array[:, 0], y_mm=positions_array[:, 2],
+                              width_mm=np.full(n, width), height_mm=np.full(n, width)))
+    beamlets = Beamlets.concatenate(parts)
+    if len(beamlets) != n_columns:
+        raise CaseError(f"{source}: stf describes {len(beamlets)} bixels, dij.physicalDose{{1}} has {n_columns} columns")
+    if "beamNum" in dij:
+        beam_num = _index_vector(dij, "beamNum", n_columns, source)
+        if not np.array_equal(beam_num, beamlets.beam_id):
+            raise CaseError(f"{source}: dij.beamNum disagrees with the order of the bixels in stf")
+    return beams, beamlets
+
+
+def _fractions(workspace: dict, dij: dict) -> int | None:
+    for holder in (workspace.get("pln"), dij):
+        if isinstance(holder, dict) and "numOfFractions" in holder:
+            return int(np.asarray(holder["numOfFractions"]).ravel()[0])
+    return None
+
+
+# --- small readers -----------------------------------------------------------------------------
+def _field(struct: dict, name: str, source: str, owner: str) -> Any:
+    if not isinstance(struct, dict) or name not in struct:
+        raise CaseError(f"{source}: {owner} has no field '{name}'")
+    return struct[name]
+
+
+def _scalar(struct: dict, name: str, source: str, owner: str) -> float:
+    value = np.asarray(_field(struct, name, source, owner), dtype=np.float64).ravel()
+    if value.size != 1 or not np.isfinite(value[0]):
+        raise CaseError(f"{source}: {owner}.{name} is not a finite number")
+    return float(value[0])
+
+
+def _int_vector(value: Any, length: int, source: str, label: str) -> tuple[int, ...]:
+    array = np.asarray(value, dtype=np.float64).ravel()
+    if array.size != length or np.any(array < 1) or not np.all(array == np.round(array)):
+        raise CaseError(f"{source}: {label} must be {length} positive integers, got {array.tolist()}")
+    return tuple(int(v) for v in array)
+
+
+def _resolution(value: Any, source: str, label: str) -> tuple[float, float, float]:
+    if not isinstance(value, dict) or not all(axis in value for axis in "xyz"):
+        raise CaseError(f"{source}: {label} must be a struct with x, y and z")
+    return tuple(float(np.asarray(value[axis]).ravel()[0]) for axis in "xyz")  # type: ignore[return-value]
+
+
+def _index_vector(dij: dict, name: str, length: int, source: str) -> np.ndarray:
+    if name not in dij:
+        raise CaseError(f"{source}: there is no stf and dij has no {name}; the beam of each bixel is unknown")
+    values = np.asarray(dij[name], dtype=np.float64).ravel()
+    if values.size != length:
+        raise CaseError(f"{source}: dij.{name} has {values.size} entries for {length} bixels")
+    return values.astype(np.int64)

@@ -1,0 +1,144 @@
+"""RT Structure Set contours, and their rasterization onto a dose grid.
+
+Boundary rule (docs/formats/dicom.md): a voxel belongs to a structure when its centre lies
+inside the structure's contours on the plane that voxel is on. All closed contours of one
+structure on one plane combine by the even-odd rule (a contour inside another is a hole),
+which is also how dicompyler-core computes DVHs, so the two agree on the same dose. A
+dose-grid plane takes the contours of the nearest contoured CT plane when that plane is
+within half a CT slice; there is no interpolation between contoured planes. A centre that
+lies exactly on an edge is decided by matplotlib's point-in-polygon test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from matplotlib.path import Path as PolygonPath
+from pydicom.dataset import Dataset
+
+from specc.case.importers.dicom_ct import POSITION_TOLERANCE_MM, CtSeries
+from specc.errors import CaseError
+
+
+@dataclass
+class RoiContours:
+    """One ROI's closed planar contours, grouped by plane z (mm): polygons of (x, y) points."""
+
+    number: int
+    name: str
+    color: str
+    planes: dict[float, list[np.ndarray]] = field(default_factory=dict)
+
+
+def read_structure_set(dataset: Dataset, ct: CtSeries, source: str) -> tuple[list[RoiContours], list[str]]:
+    """ROIs with closed planar contours, checked against the CT; and the ROIs that have none.
+
+    An ROI without CLOSED_PLANAR contours (a point marker, an empty ROI) has no volume to
+    rasterize: it is returned in the second list with the reason, for the import report.
+    """
+    frame = ct.identifiers.get("FrameOfReferenceUID")
+    referenced = [str(item.FrameOfReferenceUID) for item in dataset.get("ReferencedFrameOfReferenceSequence", [])]
+    if frame and referenced and frame not in referenced:
+        raise CaseError(
+            f"{source}: the structure set references Frame of Reference {', '.join(referenced)}, "
+            f"the CT series is in {frame}"
+        )
+    names = {int(item.ROINumber): str(item.ROIName) for item in dataset.get("StructureSetROISequence", [])}
+    if not names:
+        raise CaseError(f"{source}: StructureSetROISequence is empty: no structures to import")
+    rois: list[RoiContours] = []
+    without_volume: list[str] = []
+    seen: set[int] = set()
+    for roi_contour in dataset.get("ROIContourSequence", []):
+        number = int(roi_contour.ReferencedROINumber)
+        if number not in names:
+            raise CaseError(f"{source}: ROIContourSequence refers to ROI number {number}, which has no name")
+        seen.add(number)
+        roi = RoiContours(number=number, name=names[number], color=_color(roi_contour))
+        kinds: set[str] = set()
+        for contour in roi_contour.get("ContourSequence", []):
+            kind = str(contour.get("ContourGeometricType", ""))
+            kinds.add(kind)
+            if kind != "CLOSED_PLANAR":
+                continue
+            points = np.asarray([float(v) for v in contour.ContourData], dtype=np.float64).reshape(-1, 3)
+            if np.ptp(points[:, 2]) > POSITION_TOLERANCE_MM * 10:
+                raise CaseError(f"{source}: ROI '{roi.name}' has a CLOSED_PLANAR contour that is not axial")
+            _check_inside_ct(points, roi.name, ct, source)
+            z = _ct_plane(float(points[0, 2]), roi.name, ct, source)
+            roi.planes.setdefault(z, []).append(points[:, :2])
+        if roi.planes:
+            ignored = kinds - {"CLOSED_PLANAR"}
+            if ignored:
+                raise CaseError(
+                    f"{source}: ROI '{roi.name}' mixes CLOSED_PLANAR with {', '.join(sorted(ignored))} contours"
+                )
+            rois.append(roi)
+        else:
+            kind_text = ", ".join(sorted(k or "untyped" for k in kinds)) or "no"
+            without_volume.append(f"{roi.name}: {kind_text} contours, no closed planar contour to rasterize")
+    for number in sorted(set(names) - seen):
+        without_volume.append(f"{names[number]}: no contours")
+    duplicates = sorted({r.name for r in rois if sum(o.name == r.name for o in rois) > 1})
+    if duplicates:
+        raise CaseError(f"{source}: ROI name(s) used twice: {', '.join(duplicates)}")
+    return rois, without_volume
+
+
+def rasterize(roi: RoiContours, x_mm: np.ndarray, y_mm: np.ndarray, z_mm: np.ndarray, slice_mm: float) -> np.ndarray:
+    """Boolean mask of shape (len(x), len(y), len(z)) by the boundary rule of this module."""
+    mask = np.zeros((len(x_mm), len(y_mm), len(z_mm)), dtype=bool)
+    if not roi.planes:
+        return mask
+    contoured = np.array(sorted(roi.planes))
+    grid_x, grid_y = np.meshgrid(x_mm, y_mm, indexing="ij")
+    centres = np.column_stack([grid_x.ravel(), grid_y.ravel()])
+    for k, z in enumerate(z_mm):
+        nearest = contoured[np.argmin(np.abs(contoured - z))]
+        if abs(nearest - z) > slice_mm / 2 + POSITION_TOLERANCE_MM:
+            continue
+        inside = np.zeros(len(centres), dtype=bool)
+        for polygon in roi.planes[float(nearest)]:
+            inside ^= PolygonPath(polygon).contains_points(centres)
+        mask[:, :, k] = inside.reshape(len(x_mm), len(y_mm))
+    return mask
+
+
+def _color(roi_contour: Dataset) -> str:
+    rgb = roi_contour.get("ROIDisplayColor")
+    if rgb is None or len(rgb) != 3:
+        return "#808080"
+    return "#{:02x}{:02x}{:02x}".format(*(max(0, min(255, int(c))) for c in rgb))
+
+
+def _check_inside_ct(points: np.ndarray, name: str, ct: CtSeries, source: str) -> None:
+    """Contour points beyond the CT's outer voxel edges cannot be mapped to the images."""
+    for axis, label in ((0, "x"), (1, "y")):
+        centres = ct.axis_mm(axis)
+        half = ct.spacing_mm[axis] / 2
+        low, high = centres[0] - half, centres[-1] + half
+        outside = (points[:, axis] < low - POSITION_TOLERANCE_MM) | (points[:, axis] > high + POSITION_TOLERANCE_MM)
+        if outside.any():
+            point = points[np.argmax(outside)]
+            raise CaseError(
+                f"{source}: ROI '{name}' has a contour point ({point[0]:g}, {point[1]:g}, {point[2]:g}) mm "
+                f"outside the CT images ({label} from {low:g} to {high:g} mm)"
+            )
+
+
+def _ct_plane(z: float, name: str, ct: CtSeries, source: str) -> float:
+    """The CT slice a contour lies on; contours between slices are not from this CT."""
+    planes = ct.axis_mm(2)
+    nearest = int(np.argmin(np.abs(planes - z)))
+    if abs(planes[nearest] - z) > ct.spacing_mm[2] / 2:
+        raise CaseError(
+            f"{source}: ROI '{name}' has a contour at z = {z:g} mm, outside the CT slices "
+            f"({planes[0]:g} to {planes[-1]:g} mm)"
+        )
+    if abs(planes[nearest] - z) > 0.01:
+        raise CaseError(
+            f"{source}: ROI '{name}' has a contour at z = {z:g} mm, between CT slices "
+            f"(nearest {planes[nearest]:g} mm)"
+        )
+    return float(planes[nearest])

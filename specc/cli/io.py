@@ -1,0 +1,160 @@
+"""`specc import` and `specc export`: cases in from matRad, PortPy and DICOM; plans out as RT Dose and DVH tables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typing import TYPE_CHECKING
+
+import typer
+
+from specc.cli.app import app, console, fail
+from specc.errors import SpeccError
+
+if TYPE_CHECKING:
+    from specc.case.importers import ImportedCase
+
+IMPORT_FORMATS = ("matrad", "portpy", "dicom", "portpy-criteria")
+EXPORT_FORMATS = ("rtdose", "dvh")
+# Options that only make sense when specc computes the influence matrix itself.
+_ENGINE_OPTIONS = ("--beams", "--beamlet", "--grid", "--target")
+
+
+@app.command("import")
+def import_command(
+    format: str = typer.Argument(..., help=f"Source format: {', '.join(IMPORT_FORMATS)}."),
+    source: Path = typer.Argument(..., help="A .mat file (matrad), a patient folder (portpy, dicom) or a criteria JSON."),
+    out: Path = typer.Option(..., "--out", "-o", help="Case file to write (HDF5), or protocol YAML for portpy-criteria."),
+    beams: str | None = typer.Option(None, "--beams", help="dicom: number of beams, or gantry angles '0,72,144'."),
+    beamlet: float | None = typer.Option(None, "--beamlet", help="dicom: beamlet size in mm (default 5)."),
+    grid: str | None = typer.Option(None, "--grid", help="dicom: dose grid spacing in mm, 'S' or 'SX,SY,SZ' (default 3)."),
+    target: list[str] = typer.Option([], "--target", help="dicom: ROI the beams cover; portpy-criteria: prescribed target (default PTV, PortPy's default)."),
+    exclude: list[str] = typer.Option([], "--exclude", help="Structure to leave out on purpose (repeatable)."),
+    hu_table: Path | None = typer.Option(None, "--hu-table", help="dicom, portpy: CSV of HU, relative electron density."),
+    case_id: str | None = typer.Option(None, "--case-id", help="Case id (default: from the source)."),
+) -> None:
+    """Import a case (or a PortPy criteria file as a protocol) and report what was read."""
+    if format not in IMPORT_FORMATS:
+        fail(f"unknown import format '{format}'; choose one of {', '.join(IMPORT_FORMATS)}")
+    given = {"--beams": beams, "--beamlet": beamlet, "--grid": grid, "--target": target or None}
+    misplaced = [name for name in _ENGINE_OPTIONS if given[name] is not None and format not in ("dicom",)]
+    if format == "portpy-criteria":
+        misplaced = [name for name in misplaced if name != "--target"]
+    if misplaced:
+        fail(f"{', '.join(misplaced)} only apply to dicom import (other formats bring their own influence matrix)")
+    try:
+        if format == "portpy-criteria":
+            _import_criteria(source, out, target[0] if target else "PTV", len(target))
+            return
+        table = None
+        if hu_table is not None:
+            if format == "matrad":
+                fail("--hu-table does not apply to matrad (the case stores no CT)")
+            from specc.case.importers.hu_density import read_hu_table
+
+            table = read_hu_table(hu_table)
+        imported = _import_case(format, source, beams, beamlet, grid, target, exclude, table, case_id)
+        imported.case.save(out)
+    except SpeccError as error:
+        fail(error)
+    for line in imported.summary_lines():
+        console.print(line, markup=False, highlight=False)
+    console.print(f"wrote {out}", markup=False)
+
+
+def _import_case(
+    format: str,
+    source: Path,
+    beams: str | None,
+    beamlet: float | None,
+    grid: str | None,
+    target: list[str],
+    exclude: list[str],
+    table: tuple[tuple[float, float], ...] | None,
+    case_id: str | None,
+) -> ImportedCase:
+    from specc.case.importers import import_dicom, import_matrad, import_portpy
+    from specc.case.importers.hu_density import DEFAULT_HU_TABLE
+
+    if format == "matrad":
+        return import_matrad(source, exclude=exclude, case_id=case_id)
+    if format == "portpy":
+        return import_portpy(source, exclude=exclude, hu_table=table or DEFAULT_HU_TABLE, case_id=case_id)
+    return import_dicom(
+        source,
+        beams=_beams(beams) if beams is not None else 7,
+        beamlet_mm=beamlet if beamlet is not None else 5.0,
+        grid_mm=_grid(grid) if grid is not None else 3.0,
+        targets=target,
+        exclude=exclude,
+        hu_table=table or DEFAULT_HU_TABLE,
+        case_id=case_id,
+    )
+
+
+def _import_criteria(source: Path, out: Path, target: str, targets_given: int) -> None:
+    from specc.case.importers.portpy_criteria import convert_portpy_criteria
+
+    if targets_given > 1:
+        fail("portpy-criteria takes one --target (the structure the prescription is for)")
+    converted = convert_portpy_criteria(source, target=target)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(converted.yaml_text)
+    console.print(f"wrote {out}: {converted.goals} goals, prescription to {target}", markup=False)
+    for item in converted.untranslated:
+        console.print(f"not translated: {item}", markup=False, highlight=False)
+
+
+def _beams(text: str) -> int | list[float]:
+    try:
+        if "," not in text:
+            return int(text)
+        return [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        fail(f"--beams: expected a number of beams or gantry angles like '0,72,144', got '{text}'")
+
+
+def _grid(text: str) -> float | tuple[float, ...]:
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        fail(f"--grid: expected a spacing in mm or 'SX,SY,SZ', got '{text}'")
+    if len(values) not in (1, 3):
+        fail(f"--grid: give one spacing or three (x, y, z), got '{text}'")
+    return values[0] if len(values) == 1 else values
+
+
+@app.command("export")
+def export_command(
+    format: str = typer.Argument(..., help=f"Output format: {', '.join(EXPORT_FORMATS)}."),
+    result: Path = typer.Argument(..., help="result.h5 written by specc plan."),
+    out: Path = typer.Option(..., "--out", "-o", help="rtdose: the .dcm file to write; dvh: the folder for the tables."),
+    case: Path | None = typer.Option(None, "--case", help="The case file, when it moved since planning."),
+) -> None:
+    """Export a planned dose as DICOM RT Dose, or its DVHs and goal results as CSV and JSON."""
+    from specc.export import read_result
+
+    if format not in EXPORT_FORMATS:
+        fail(f"unknown export format '{format}'; choose one of {', '.join(EXPORT_FORMATS)}")
+    try:
+        plan_result = read_result(result)
+        if format == "rtdose":
+            from specc.export.rtdose import write_rtdose
+
+            written = [write_rtdose(plan_result, out)]
+            linked = "dicom.FrameOfReferenceUID" in plan_result.metadata_extra
+            console.print(
+                "RT Dose in the source study's Frame of Reference" if linked
+                else "the case did not come from DICOM: the RT Dose has a new study and Frame of Reference",
+                markup=False,
+            )
+        else:
+            from specc.export.dvh_tables import write_dvh_tables
+
+            needs_case = plan_result.record_json is None
+            loaded = plan_result.load_case(case) if needs_case else None
+            written = write_dvh_tables(plan_result, out, loaded)
+    except SpeccError as error:
+        fail(error)
+    for path in written:
+        console.print(f"wrote {path}", markup=False)

@@ -1,0 +1,169 @@
+"""result.h5: the solved plan in one file that exporters and other tools read back.
+
+The plan report is for people; result.h5 is for programs. It holds what cannot be
+recomputed without the solver (the fluence) and what every exporter needs (the total dose on
+the case grid, its geometry, the DICOM identifiers of the source images), plus the case's
+content hash so an exporter that needs structures can check it was handed the same case.
+The layout is documented in docs/formats/result-h5.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import h5py
+import numpy as np
+
+from specc import __version__
+from specc.errors import SpeccError
+
+if TYPE_CHECKING:
+    from specc.case import Case, Grid
+
+FORMAT_NAME = "specc-result"
+FORMAT_VERSION = 1
+
+
+class ResultError(SpeccError):
+    """A result.h5 file that cannot be read, or that does not belong to the case given with it."""
+
+
+@dataclass
+class PlanResult:
+    """A solved plan as stored in result.h5: fluence, total dose in Gy, grid and provenance."""
+
+    path: Path
+    case_id: str
+    case_sha256: str
+    case_path: Path | None
+    fractions: int
+    grid: Grid
+    fluence: np.ndarray
+    dose_gy: np.ndarray
+    metadata_extra: dict[str, str] = field(default_factory=dict)
+    record_json: str | None = None
+
+    def load_case(self, path: str | Path | None = None) -> Case:
+        """The case this plan was made on, checked against the stored content hash.
+
+        `path` overrides the case path recorded at planning time (cases move between machines).
+        """
+        from specc.case import Case
+
+        case_path = Path(path) if path is not None else self.case_path
+        if case_path is None:
+            raise ResultError(
+                f"{self.path}: the plan does not record where its case file is; pass it with --case"
+            )
+        if not case_path.exists():
+            raise ResultError(
+                f"{self.path}: its case file {case_path} does not exist; pass the case with --case"
+            )
+        case = Case.load(case_path)
+        actual = case.content_hash()
+        if actual != self.case_sha256:
+            raise ResultError(
+                f"{case_path} is not the case {self.path} was planned on "
+                f"(case sha256 {actual[:12]}..., result expects {self.case_sha256[:12]}...)"
+            )
+        return case
+
+
+def write_result(
+    path: str | Path,
+    case: Case,
+    fluence: np.ndarray,
+    dose_gy: np.ndarray,
+    fractions: int,
+    record_json: str | None = None,
+    *,
+    case_path: str | Path | None = None,
+) -> Path:
+    """Write result.h5. `dose_gy` is the total dose over all `fractions`, shape `case.grid.shape`."""
+    fluence = np.asarray(fluence, dtype=np.float64)
+    dose_gy = np.asarray(dose_gy, dtype=np.float32)
+    n_beamlets = case.influence.shape[1]
+    if fluence.shape != (n_beamlets,):
+        raise ValueError(f"fluence has shape {fluence.shape}, the case has {n_beamlets} beamlets")
+    if dose_gy.shape != tuple(case.grid.shape):
+        raise ValueError(f"dose has shape {dose_gy.shape}, the case grid is {tuple(case.grid.shape)}")
+    if not (np.all(np.isfinite(fluence)) and np.all(np.isfinite(dose_gy))):
+        raise ValueError("fluence and dose must be finite")
+    if isinstance(fractions, bool) or int(fractions) != fractions or fractions < 1:
+        raise ValueError(f"fractions must be a positive integer, got {fractions!r}")
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with h5py.File(path, "w") as out:
+        out.attrs["format"] = FORMAT_NAME
+        out.attrs["format_version"] = FORMAT_VERSION
+        out.attrs["specc_version"] = __version__
+        out.attrs["case_id"] = case.case_id
+        out.attrs["case_sha256"] = case.content_hash()
+        out.attrs["case_path"] = str(Path(case_path).resolve()) if case_path is not None else ""
+        out.attrs["fractions"] = int(fractions)
+
+        grid = out.create_group("grid")
+        grid.attrs["shape"] = np.asarray(case.grid.shape, dtype=np.int64)
+        grid.attrs["spacing_mm"] = np.asarray(case.grid.spacing_mm, dtype=np.float64)
+        grid.attrs["origin_mm"] = np.asarray(case.grid.origin_mm, dtype=np.float64)
+
+        flu = out.create_dataset("fluence", data=fluence)
+        flu.attrs["unit"] = "beamlet weight per fraction"
+        dose = out.create_dataset("dose_gy", data=dose_gy, compression="gzip", shuffle=True)
+        dose.attrs["unit"] = "Gy"
+        dose.attrs["summation"] = "total over all fractions"
+
+        extra = out.create_group("case_metadata")
+        for key, value in case.metadata.extra.items():
+            extra.attrs[key] = str(value)
+
+        if record_json is not None:
+            out.create_dataset("plan_json", data=record_json, dtype=h5py.string_dtype("utf-8"))
+    return path
+
+
+def read_result(path: str | Path) -> PlanResult:
+    """Read result.h5 back; errors name the file and the dataset that is missing or wrong."""
+    from specc.case import Grid
+
+    path = Path(path)
+    if not path.exists():
+        raise ResultError(f"{path}: no such result file")
+    try:
+        handle = h5py.File(path, "r")
+    except OSError as error:
+        raise ResultError(f"{path}: not an HDF5 file ({error})") from None
+    with handle as src:
+        if src.attrs.get("format") != FORMAT_NAME:
+            raise ResultError(f"{path}: not a specc result file (attribute 'format' is not {FORMAT_NAME!r})")
+        version = int(src.attrs.get("format_version", -1))
+        if version != FORMAT_VERSION:
+            raise ResultError(f"{path}: result format version {version}, this specc reads {FORMAT_VERSION}")
+        for name in ("grid", "fluence", "dose_gy", "case_metadata"):
+            if name not in src:
+                raise ResultError(f"{path}: dataset '/{name}' is missing")
+        grid = Grid(
+            shape=tuple(int(n) for n in src["grid"].attrs["shape"]),
+            spacing_mm=tuple(float(s) for s in src["grid"].attrs["spacing_mm"]),
+            origin_mm=tuple(float(o) for o in src["grid"].attrs["origin_mm"]),
+        )
+        dose_gy = src["dose_gy"][...]
+        if dose_gy.shape != tuple(grid.shape):
+            raise ResultError(f"{path}: '/dose_gy' has shape {dose_gy.shape}, '/grid' says {tuple(grid.shape)}")
+        record = src["plan_json"][()] if "plan_json" in src else None
+        case_path = str(src.attrs.get("case_path", ""))
+        return PlanResult(
+            path=path,
+            case_id=str(src.attrs["case_id"]),
+            case_sha256=str(src.attrs["case_sha256"]),
+            case_path=Path(case_path) if case_path else None,
+            fractions=int(src.attrs["fractions"]),
+            grid=grid,
+            fluence=src["fluence"][...],
+            dose_gy=dose_gy,
+            metadata_extra={key: str(value) for key, value in src["case_metadata"].attrs.items()},
+            record_json=record.decode("utf-8") if isinstance(record, bytes) else record,
+        )

@@ -1,0 +1,83 @@
+"""`specc import` / `specc export` on the command line: exit codes and what they print."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pydicom
+import pytest
+from interop_fixtures import matrad_workspace, save_matrad_v5, write_portpy_folder, write_study
+from typer.testing import CliRunner
+
+import specc.cli.io  # noqa: F401  (registers the commands)
+from specc.case import Case
+from specc.cli.app import app
+from specc.export import write_result
+from specc.protocol import load_protocol
+
+runner = CliRunner()
+
+
+def test_import_dicom_then_export_rtdose(tmp_path):
+    write_study(tmp_path / "study")
+    result = runner.invoke(app, ["import", "dicom", str(tmp_path / "study"), "--out", str(tmp_path / "case.h5"),
+                                 "--beams", "0,120,240", "--grid", "2.5", "--target", "Target"])
+    assert result.exit_code == 0, result.output
+    for fragment in ("Target", "Spinal Cord", "beams: 3", "nonzeros"):
+        assert fragment in result.output
+    case = Case.load(tmp_path / "case.h5")
+    fluence = np.ones(case.n_beamlets)
+    write_result(tmp_path / "result.h5", case, fluence, case.dose_on_grid(fluence, 25), 25, case_path=tmp_path / "case.h5")
+    exported = runner.invoke(app, ["export", "rtdose", str(tmp_path / "result.h5"), "--out", str(tmp_path / "RD.dcm")])
+    assert exported.exit_code == 0, exported.output
+    assert "source study's Frame of Reference" in exported.output
+    assert pydicom.dcmread(tmp_path / "RD.dcm").PatientID == "SPECC-TEST-001"
+
+
+def test_export_dvh_from_the_case_when_there_is_no_record(tmp_path):
+    folder = tmp_path / "P"
+    write_portpy_folder(folder)
+    assert runner.invoke(app, ["import", "portpy", str(folder), "--out", str(tmp_path / "case.h5")]).exit_code == 0
+    case = Case.load(tmp_path / "case.h5")
+    fluence = np.ones(case.n_beamlets)
+    write_result(tmp_path / "result.h5", case, fluence, case.dose_on_grid(fluence, 10), 10)
+    missing = runner.invoke(app, ["export", "dvh", str(tmp_path / "result.h5"), "--out", str(tmp_path / "dvh")])
+    assert missing.exit_code == 1 and "--case" in missing.output
+    done = runner.invoke(app, ["export", "dvh", str(tmp_path / "result.h5"), "--out", str(tmp_path / "dvh"),
+                               "--case", str(tmp_path / "case.h5")])
+    assert done.exit_code == 0, done.output
+    tables = json.loads((tmp_path / "dvh" / "dvh.json").read_text())
+    assert tables["source"] == "case structures"
+    ptv = next(s for s in tables["structures"] if s["structure"] == "PTV")
+    assert ptv["volume_percent"][0] == 100.0
+    assert ptv["max_gy"] == pytest.approx(case.dose_on_grid(fluence, 10)[case.structures["PTV"].mask].max(), rel=1e-6)
+    assert (tmp_path / "dvh" / "dvh.csv").read_text().startswith("structure,dose_gy,volume_percent,volume_cc")
+
+
+def test_engine_options_are_refused_for_formats_with_their_own_matrix(tmp_path):
+    path = save_matrad_v5(tmp_path / "ws.mat", matrad_workspace())
+    result = runner.invoke(app, ["import", "matrad", str(path), "--out", str(tmp_path / "c.h5"), "--beams", "5"])
+    assert result.exit_code == 1
+    assert "--beams only apply to dicom" in result.output
+    ok = runner.invoke(app, ["import", "matrad", str(path), "--out", str(tmp_path / "c.h5")])
+    assert ok.exit_code == 0, ok.output
+
+
+def test_unknown_format_and_bad_input_exit_1_without_traceback(tmp_path):
+    unknown = runner.invoke(app, ["import", "eclipse", str(tmp_path), "--out", str(tmp_path / "c.h5")])
+    assert unknown.exit_code == 1 and "unknown import format 'eclipse'" in unknown.output
+    empty = runner.invoke(app, ["import", "dicom", str(tmp_path), "--out", str(tmp_path / "c.h5")])
+    assert empty.exit_code == 1 and "no CT images found" in empty.output
+    assert "Traceback" not in empty.output
+
+
+def test_portpy_criteria_command_writes_a_valid_protocol(tmp_path):
+    criteria = {"disease_site": "Lung", "protocol_name": "Lung_2Gy_30Fx", "pres_per_fraction_gy": 2,
+                "num_of_fractions": 30, "criteria": [
+                    {"type": "max_dose", "parameters": {"structure_name": "CORD"}, "constraints": {"limit_dose_gy": 50}}]}
+    (tmp_path / "c.json").write_text(json.dumps(criteria))
+    result = runner.invoke(app, ["import", "portpy-criteria", str(tmp_path / "c.json"), "--out", str(tmp_path / "p.yaml")])
+    assert result.exit_code == 0, result.output
+    protocol = load_protocol(tmp_path / "p.yaml")
+    assert protocol.prescription.levels[0].target == "PTV"

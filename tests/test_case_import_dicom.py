@@ -1,0 +1,182 @@
+"""DICOM CT + RTSTRUCT import: geometry, rasterization rule, identifiers, and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from interop_fixtures import (
+    CircleRoi,
+    CtGeometry,
+    body_hu,
+    circle_points,
+    standard_rois,
+    write_ct_series,
+    write_rtstruct,
+    write_study,
+)
+
+from specc.case import Case
+from specc.case.importers.dicom import import_dicom
+from specc.case.importers.dicom_ct import read_dicom_folder
+from specc.case.importers.hu_density import hu_to_relative_electron_density
+from specc.case.importers.rtstruct import RoiContours, rasterize
+from specc.errors import CaseError
+
+
+@pytest.fixture(scope="module")
+def imported(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("study")
+    geometry, rois = write_study(folder)
+    return geometry, rois, import_dicom(folder, beams=[0, 120, 240], grid_mm=2.5, targets=["Target"])
+
+
+def test_structures_match_their_analytic_volumes(imported):
+    geometry, rois, result = imported
+    case = result.case
+    assert set(case.structures) == {roi.name for roi in rois}
+    for roi in rois:
+        planes = np.count_nonzero((geometry.z() >= roi.z_low - 1e-6) & (geometry.z() <= roi.z_high + 1e-6))
+        expected_cc = np.pi * roi.radius_mm**2 * geometry.slice_mm * planes / 1000
+        got_cc = case.structures[roi.name].n_voxels * case.voxel_volume_cc
+        assert got_cc == pytest.approx(expected_cc, rel=0.06), roi.name
+
+
+def test_grid_planes_lie_on_the_ct_slices_and_cover_the_contours(imported):
+    geometry, _, result = imported
+    x, y, z = result.case.grid.axes_mm()
+    np.testing.assert_allclose(z, geometry.z())  # every contoured slice is a dose plane
+    assert x[0] <= -34 and x[-1] >= 34 and y[0] <= -34 and y[-1] >= 34
+
+
+def test_metadata_keeps_the_identifiers_export_needs(imported):
+    _, _, result = imported
+    extra = result.case.metadata.extra
+    ct = pydicom.dcmread(sorted(Path(extra["import.source"]).glob("CT_*.dcm"))[0])
+    assert extra["dicom.PatientID"] == ct.PatientID == "SPECC-TEST-001"
+    assert extra["dicom.FrameOfReferenceUID"] == ct.FrameOfReferenceUID
+    assert extra["dicom.StudyInstanceUID"] == ct.StudyInstanceUID
+
+
+def test_density_follows_the_hu_table(imported):
+    _, _, result = imported
+    case = result.case
+    x, y, _ = case.grid.axes_mm()
+    i, j = int(np.argmin(np.abs(x - 10))), int(np.argmin(np.abs(y)))  # water, away from the lung disc
+    assert case.density[i, j, 5] == pytest.approx(1.0, abs=1e-3)
+    i_lung = int(np.argmin(np.abs(x + 25)))
+    assert case.density[i_lung, j, 5] == pytest.approx(float(hu_to_relative_electron_density(np.array(-700.0))), abs=0.02)
+    assert case.density[0, 0, 0] < 0.01  # air in the corner of the box
+
+
+def test_every_structure_voxel_is_a_row_and_the_case_saves(imported, tmp_path):
+    _, _, result = imported
+    result.case.save(tmp_path / "case.h5")
+    loaded = Case.load(tmp_path / "case.h5")
+    assert loaded.content_hash() == result.case.content_hash()
+    assert loaded.influence.nnz > 0
+    assert "import.format" in loaded.metadata.extra
+
+
+def test_report_lists_structures_grid_beams_and_nonzeros(imported):
+    _, _, result = imported
+    text = "\n".join(result.summary_lines())
+    for fragment in ("External", "Target", "Spinal Cord", "beams: 3", "nonzeros", "grid:"):
+        assert fragment in text
+
+
+def test_rasterization_takes_voxel_centres_inside_with_holes_by_even_odd():
+    square = np.array([[0.0, 0.0], [4.0, 0.0], [4.0, 4.0], [0.0, 4.0]])
+    hole = np.array([[1.6, 1.6], [2.4, 1.6], [2.4, 2.4], [1.6, 2.4]])
+    roi = RoiContours(number=1, name="Ring", color="#ffffff", planes={0.0: [square, hole]})
+    axis = np.arange(-0.5, 5.0, 1.0)  # centres -0.5, 0.5, ..., 4.5
+    mask = rasterize(roi, axis, axis, np.array([-3.0, 0.0, 1.0, 3.0]), slice_mm=3.0)
+    # The hole (1.6..2.4) contains no voxel centre: the ring covers the same centres as the square.
+    inside = (axis > 0) & (axis < 4)
+    expected = inside[:, None] & inside[None, :]
+    np.testing.assert_array_equal(mask[:, :, 1], expected)
+    np.testing.assert_array_equal(mask[:, :, 2], expected)  # within half a slice of the contour
+    assert not mask[:, :, 0].any() and not mask[:, :, 3].any()  # beyond half a slice: nothing
+
+
+def test_a_hole_removes_the_centres_inside_it():
+    square = np.array([[0.0, 0.0], [4.0, 0.0], [4.0, 4.0], [0.0, 4.0]])
+    hole = np.array([[1.0, 1.0], [3.0, 1.0], [3.0, 3.0], [1.0, 3.0]])
+    roi = RoiContours(number=1, name="Ring", color="#ffffff", planes={0.0: [square, hole]})
+    axis = np.arange(0.5, 4.0, 1.0)  # centres 0.5 .. 3.5
+    mask = rasterize(roi, axis, axis, np.array([0.0]), slice_mm=2.0)[:, :, 0]
+    assert mask.sum() == 16 - 4
+    assert not mask[1:3, 1:3].any()
+
+
+# --- malformed input ---------------------------------------------------------------------------
+def _study_with(tmp_path, geometry, z_values=None, rois=None, extra_contours=None):
+    write_ct_series(tmp_path, geometry, body_hu(geometry), z_values=z_values)
+    write_rtstruct(tmp_path / "RS.dcm", geometry, rois or standard_rois(geometry), extra_contours)
+    return tmp_path
+
+
+def test_missing_slice_is_reported_with_its_position(tmp_path):
+    geometry = CtGeometry(slices=8)
+    z = np.delete(geometry.z(), 4)
+    folder = _study_with(tmp_path, geometry, z_values=z)
+    with pytest.raises(CaseError, match=r"1 CT slice\(s\) missing between z = -6 mm .* and z = 0 mm"):
+        read_dicom_folder(folder)
+
+
+def test_non_uniform_slice_spacing_is_refused(tmp_path):
+    geometry = CtGeometry(slices=6)
+    z = geometry.z().copy()
+    z[3:] += 1.3
+    folder = _study_with(tmp_path, geometry, z_values=z)
+    with pytest.raises(CaseError, match="non-uniform CT slice spacing"):
+        read_dicom_folder(folder)
+
+
+def test_contour_outside_the_ct_is_refused(tmp_path):
+    geometry = CtGeometry(slices=6)
+    far = CircleRoi("Far", 100.0, 0.0, 5.0, 0, 0)
+    data = circle_points(far, float(geometry.z()[2]))
+    folder = _study_with(tmp_path, geometry, extra_contours={"Target": [data]})
+    with pytest.raises(CaseError, match=r"ROI 'Target' has a contour point \(105, 0, -9\) mm outside the CT images"):
+        import_dicom(folder, targets=["Target"])
+
+
+def test_contour_beyond_the_last_slice_is_refused(tmp_path):
+    geometry = CtGeometry(slices=6)
+    data = circle_points(CircleRoi("X", 0, 0, 5, 0, 0), float(geometry.z()[-1] + 3 * geometry.slice_mm))
+    folder = _study_with(tmp_path, geometry, extra_contours={"External": [data]})
+    with pytest.raises(CaseError, match="'External' has a contour at z = 9 mm, outside the CT slices"):
+        import_dicom(folder, targets=["Target"])
+
+
+def test_a_structure_set_of_another_frame_of_reference_is_refused(tmp_path):
+    geometry = CtGeometry(slices=6)
+    folder = _study_with(tmp_path, geometry)
+    rs = pydicom.dcmread(folder / "RS.dcm")
+    rs.ReferencedFrameOfReferenceSequence[0].FrameOfReferenceUID = "1.2.3.4"
+    rs.save_as(folder / "RS.dcm")
+    with pytest.raises(CaseError, match="Frame of Reference 1.2.3.4"):
+        import_dicom(folder, targets=["Target"])
+
+
+def test_a_folder_without_structure_set_or_target_says_what_is_missing(tmp_path):
+    geometry = CtGeometry(slices=4)
+    write_ct_series(tmp_path, geometry, body_hu(geometry))
+    with pytest.raises(CaseError, match="no RT Structure Set"):
+        import_dicom(tmp_path)
+    write_rtstruct(tmp_path / "RS.dcm", geometry, standard_rois(geometry)[:1])
+    with pytest.raises(CaseError, match="--target"):
+        import_dicom(tmp_path)
+
+
+def test_structures_without_volume_are_listed_not_dropped(tmp_path):
+    geometry = CtGeometry(slices=6)
+    rois = standard_rois(geometry) + [CircleRoi("Marker", 0, 0, 1, 99, 99)]  # no contour on any slice
+    folder = _study_with(tmp_path, geometry, rois=rois)
+    result = import_dicom(folder, beams=3, targets=["Target"])
+    assert "Marker" not in result.case.structures
+    assert any(item.startswith("ROI Marker: no contours") for item in result.not_imported)
+    assert "Marker" in result.case.metadata.extra["import.not_imported"]

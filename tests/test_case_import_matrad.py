@@ -1,0 +1,94 @@
+"""matRad workspace import (v5 and v7.3): voxel order, mask resampling, beams, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from interop_fixtures import matrad_workspace, save_matrad_v5, save_matrad_v73
+
+from specc.case.importers.matrad import import_matrad
+from specc.errors import CaseError
+
+SAVERS = {"v5": save_matrad_v5, "v7.3": save_matrad_v73}
+
+
+@pytest.fixture(scope="module", params=sorted(SAVERS))
+def imported(request, tmp_path_factory):
+    path = SAVERS[request.param](tmp_path_factory.mktemp("matrad") / "workspace.mat", matrad_workspace())
+    return import_matrad(path)
+
+
+def test_dose_grid_geometry_comes_from_dij(imported):
+    grid = imported.case.grid
+    assert grid.shape == (5, 4, 3)
+    assert grid.spacing_mm == (4.0, 4.0, 4.0)
+    assert grid.origin_mm == (-8.5, -6.5, -4.5)
+
+
+def test_influence_rows_follow_matrad_column_major_order(imported):
+    case = imported.case
+    ix, iy, iz = np.unravel_index(case.voxel_indices, case.grid.shape)
+    expected = (1 + ix + 10 * iy + 100 * iz) / 1000.0 * (iz > 0)
+    dense = case.influence.toarray()
+    np.testing.assert_allclose(dense[:, 0], expected, rtol=1e-6)
+    np.testing.assert_allclose(dense[:, 5], 6 * expected, rtol=1e-6)
+
+
+def test_masks_are_resampled_by_nearest_neighbour(imported):
+    # CT box x in [-6, 6), y in [-4, 4), z in [-2, 4) on 2 mm voxels centred at odd mm; the
+    # nearest CT centre of dose centres x = -8.5, -4.5, 0.5, 4.5, 8.5 is -9, -5, 1, 5, 9.
+    ptv = imported.case.structures["PTV"].mask
+    expected = np.zeros((5, 4, 3), dtype=bool)
+    expected[1:4, 1:3, 1:3] = True
+    np.testing.assert_array_equal(ptv, expected)
+    assert imported.case.structures["Body"].mask.all()
+    assert imported.case.structures["PTV"].color == "#ff0000"
+
+
+def test_beams_and_beamlets_come_from_stf(imported):
+    case = imported.case
+    assert [beam.gantry_deg for beam in case.beams] == [0.0, 180.0]
+    assert case.beams[0].isocenter_mm == (0.0, 0.0, 1.0)
+    assert case.beams[0].energy == "6 MV"
+    np.testing.assert_array_equal(case.beamlets.beam_id, [1, 1, 1, 2, 2, 2])
+    np.testing.assert_array_equal(case.beamlets.x_mm, [-5, 0, 5, -5, 0, 5])
+    np.testing.assert_array_equal(case.beamlets.width_mm, 5.0)
+
+
+def test_without_stf_the_geometry_gap_is_noted(tmp_path):
+    path = save_matrad_v5(tmp_path / "nostf.mat", matrad_workspace(with_stf=False))
+    result = import_matrad(path)
+    np.testing.assert_array_equal(result.case.beamlets.beam_id, [1, 1, 1, 2, 2, 2])
+    assert any("beamlet positions unknown" in note for note in result.notes)
+    assert "beamlet positions unknown" in result.case.metadata.notes
+
+
+def test_a_workspace_without_dij_is_refused(tmp_path):
+    workspace = matrad_workspace()
+    del workspace["dij"]
+    path = save_matrad_v5(tmp_path / "nodij.mat", workspace)
+    with pytest.raises(CaseError, match=r"nodij\.mat: no variable\(s\) dij"):
+        import_matrad(path)
+
+
+def test_a_dij_of_the_wrong_size_is_refused(tmp_path):
+    workspace = matrad_workspace()
+    workspace["dij"]["doseGrid"]["dimensions"] = np.array([[4.0, 5.0, 4.0]])
+    path = save_matrad_v5(tmp_path / "bad.mat", workspace)
+    with pytest.raises(CaseError, match="dij.doseGrid"):
+        import_matrad(path)
+
+
+def test_exclude_leaves_a_structure_out_and_says_so(tmp_path):
+    path = save_matrad_v5(tmp_path / "ws.mat", matrad_workspace())
+    result = import_matrad(path, exclude=["Body"])
+    assert set(result.case.structures) == {"PTV"}
+    assert "Body: excluded on request" in result.not_imported
+    with pytest.raises(CaseError, match="--exclude Nope"):
+        import_matrad(path, exclude=["Nope"])
+
+
+def test_not_a_mat_file(tmp_path):
+    (tmp_path / "x.mat").write_text("hello")
+    with pytest.raises(CaseError, match="x.mat"):
+        import_matrad(tmp_path / "x.mat")
