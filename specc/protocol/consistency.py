@@ -1,0 +1,178 @@
+"""Cross-field rules of a protocol, checked once every field is valid on its own.
+
+Each rule returns `Issue`s located by model path, so all problems are reported together and
+the loader can point each at its line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from specc.protocol.diagnostics import Issue
+from specc.protocol.goals import Goal
+from specc.protocol.metrics import Metric
+from specc.protocol.suggest import did_you_mean
+from specc.terms import MaxDose, MinDose
+
+if TYPE_CHECKING:
+    from specc.protocol.models import Protocol
+
+
+def consistency_issues(protocol: Protocol) -> list[Issue]:
+    defined = list(protocol.structures)
+    return [
+        *_prescription_targets(protocol, defined),
+        *_expressions(protocol, defined),
+        *_alias_clashes(protocol),
+        *_goal_structures(protocol, defined),
+        *_term_structures(protocol, defined),
+        *_conflicting_goals(protocol.goals),
+        *_conflicting_terms(protocol),
+    ]
+
+
+def _undefined(name: str, defined: list[str]) -> str:
+    return f'undefined structure "{name}"{did_you_mean(name, defined)}'
+
+
+def _prescription_targets(protocol: Protocol, defined: list[str]) -> Iterator[Issue]:
+    for index, level in enumerate(protocol.prescription.levels):
+        loc = ("prescription", "levels", index, "target")
+        spec = protocol.structures.get(level.target)
+        if spec is None:
+            yield Issue(loc, _undefined(level.target, defined))
+        elif spec.role != "target":
+            yield Issue(loc, f'"{level.target}" has role {spec.role}; a dose level needs a structure with role: target')
+
+
+def _expressions(protocol: Protocol, defined: list[str]) -> Iterator[Issue]:
+    derived = {name: spec.expression for name, spec in protocol.structures.items() if spec.expression is not None}
+    for name, expression in derived.items():
+        for used in expression.names():
+            if used not in protocol.structures:
+                yield Issue(("structures", name, "expression"), _undefined(used, defined))
+    reported: set[frozenset[str]] = set()
+    for name in derived:
+        cycle = _cycle_from(name, derived)
+        if cycle and frozenset(cycle) not in reported:
+            reported.add(frozenset(cycle))
+            yield Issue(
+                ("structures", name, "expression"),
+                f"structure \"{name}\" is derived from itself: {' -> '.join([*cycle, cycle[0]])}",
+            )
+
+
+def _cycle_from(start: str, derived: dict) -> list[str] | None:
+    """The names on a derivation cycle through `start`, or None."""
+    path: list[str] = []
+
+    def visit(name: str) -> list[str] | None:
+        if name == start and path:
+            return list(path)
+        if name in path or name not in derived:
+            return None
+        path.append(name)
+        for used in derived[name].names():
+            if found := visit(used):
+                return found
+        path.pop()
+        return None
+
+    return visit(start)
+
+
+def _alias_clashes(protocol: Protocol) -> Iterator[Issue]:
+    owner = {name.casefold(): name for name in protocol.structures}
+    for name, spec in protocol.structures.items():
+        for index, alias in enumerate(spec.aliases):
+            other = owner.setdefault(alias.casefold(), name)
+            if other != name:
+                yield Issue(
+                    ("structures", name, "aliases", index),
+                    f'alias "{alias}" already names structure "{other}" (names and aliases are matched ignoring case)',
+                )
+
+
+def _goal_structures(protocol: Protocol, defined: list[str]) -> Iterator[Issue]:
+    for name in dict.fromkeys(goal.structure for goal in protocol.goals):
+        if name not in protocol.structures:
+            yield Issue(("goals", name), _undefined(name, defined), at_key=True)
+
+
+def _term_structures(protocol: Protocol, defined: list[str]) -> Iterator[Issue]:
+    if protocol.optimization is None:
+        return
+    for index, term in enumerate(protocol.optimization.terms):
+        for name in term.structures():
+            if name not in protocol.structures:
+                field = next((f for f in type(term).model_fields if getattr(term, f) == name), None)
+                loc = ("optimization", "terms", index) + ((field,) if field else ())
+                yield Issue(loc, _undefined(name, defined))
+
+
+def _hot_rank(metric: Metric) -> tuple[str, float] | None:
+    """Where a dose metric sits on the DVH, as volume counted from the hottest end."""
+    if metric.quantity == "Max":
+        return ("%", 0.0)
+    if metric.quantity == "Min":
+        return ("%", 100.0)
+    if metric.volume is None:
+        return None
+    if metric.quantity == "D":
+        return (metric.volume.unit, metric.volume.value)
+    if metric.volume.unit == "%":  # DC x% is the dose to the hottest (100 - x)%
+        return ("%", 100.0 - metric.volume.value)
+    return None
+
+
+def _never_above(low: Metric, high: Metric) -> bool:
+    """Whether `low` <= `high` holds for every dose distribution (both dose metrics)."""
+    if low == high or low.quantity == "Min" or high.quantity == "Max":
+        return True
+    low_rank, high_rank = _hot_rank(low), _hot_rank(high)
+    return bool(low_rank and high_rank and low_rank[0] == high_rank[0] and low_rank[1] >= high_rank[1])
+
+
+def _cannot_both_hold(lower: Goal, upper: Goal) -> bool:
+    """Whether a lower-bound goal and an upper-bound goal on one structure exclude each other."""
+    minimum, maximum = lower.threshold_value, upper.threshold_value
+    strict = lower.comparator == ">" or upper.comparator == "<"
+    too_high = minimum > maximum or (strict and minimum == maximum)
+    if lower.metric.is_dose and upper.metric.is_dose:
+        return too_high and _never_above(lower.metric, upper.metric)
+    if lower.metric.quantity == upper.metric.quantity == "V" and lower.metric.unit == upper.metric.unit:
+        # The volume above a dose shrinks as the dose grows: V(high dose) <= V(low dose).
+        return too_high and (lower.metric_dose_gy or 0.0) >= (upper.metric_dose_gy or 0.0)
+    return False
+
+
+def _conflicting_goals(goals: list[Goal]) -> Iterator[Issue]:
+    for index, lower in enumerate(goals):
+        if not lower.is_lower_bound:
+            continue
+        for upper in goals:
+            if upper.structure == lower.structure and not upper.is_lower_bound and _cannot_both_hold(lower, upper):
+                yield Issue(
+                    ("goals", index),
+                    f'minimum goal "{lower}" is above maximum goal "{upper}" on {lower.structure}: '
+                    "no dose can meet both",
+                )
+                break
+
+
+def _conflicting_terms(protocol: Protocol) -> Iterator[Issue]:
+    if protocol.optimization is None:
+        return
+    terms = list(enumerate(protocol.optimization.terms))
+    for index, low in terms:
+        if not isinstance(low, MinDose):
+            continue
+        for other, high in terms:
+            if isinstance(high, MaxDose) and high.structure == low.structure and low.dose.gy > high.dose.gy:
+                yield Issue(
+                    ("optimization", "terms", index, "dose"),
+                    f"min_dose {low.dose} on {low.structure} is above max_dose {high.dose} "
+                    f"(optimization.terms[{other}]): no dose can meet both",
+                )
+                break

@@ -1,0 +1,75 @@
+"""Protocol errors that point at the line a physicist has to fix.
+
+A protocol is edited by hand; an error is only useful if it names the file, line and column,
+the field path and what was expected. All problems of a file are collected and reported
+together, so one run of `specc validate` shows everything to fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from specc.errors import SpeccError
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One problem in a protocol file; line and column are 1-based (0 when unknown)."""
+
+    file: str
+    line: int
+    column: int
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}:{self.column}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+    def as_dict(self) -> dict[str, str | int]:
+        return {"file": self.file, "line": self.line, "column": self.column, "path": self.path, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Issue:
+    """A problem found on the validated model, located by its model path (like a pydantic `loc`).
+
+    The loader turns issues into diagnostics by looking the path up in the YAML positions.
+    """
+
+    loc: tuple[str | int, ...]
+    message: str
+    at_key: bool = False  # point at the mapping key (a name) rather than its value
+
+
+class ProtocolError(SpeccError):
+    """A protocol that cannot be used; `str()` lists every diagnostic, one per line."""
+
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        self.diagnostics = list(diagnostics)
+        super().__init__("\n".join(str(d) for d in self.diagnostics))
+
+
+class ProtocolConsistencyError(ProtocolError):
+    """Cross-field problems found while building a `Protocol` (undefined names, conflicting goals).
+
+    Raised from the model validator so that pydantic does not fold the issues into one message;
+    without a YAML source the diagnostics carry no position.
+    """
+
+    def __init__(self, issues: list[Issue]) -> None:
+        self.issues = list(issues)
+        super().__init__(
+            [Diagnostic("<protocol>", 0, 0, format_loc(issue.loc), issue.message) for issue in self.issues]
+        )
+
+
+def format_loc(loc: tuple[str | int, ...]) -> str:
+    """('goals', 'Rectum', 1, 'priority') -> 'goals.Rectum[1].priority'."""
+    text = ""
+    for part in loc:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text

@@ -1,0 +1,302 @@
+"""Loading a protocol file: templates, validation, and errors that point at lines.
+
+Pydantic reports errors by model path (`loc`); the YAML reader knows where each value was
+written. This module joins the two so that every error reads
+`file:line:column: path: message`, and fills in the source location of goals and terms.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+from yaml.nodes import MappingNode
+
+from specc.protocol.diagnostics import (
+    Diagnostic,
+    ProtocolConsistencyError,
+    ProtocolError,
+    format_loc,
+)
+from specc.protocol.goals import GoalMapping
+from specc.protocol.models import Protocol, ProtocolSource, goal_layout
+from specc.protocol.suggest import did_you_mean
+from specc.protocol.templates import EXTENDS, read_protocol_tree
+from specc.protocol.yaml_source import Path as DataPath
+from specc.protocol.yaml_source import Position, YamlDocument, compose, to_document
+from specc.terms import KINDS
+from specc.terms.base import SourceLocation
+
+# Fields the loader fills in; a protocol file may not set them.
+_INTERNAL_KEYS = ("source",)
+
+
+def load_protocol(path: str | Path, root: str | Path | None = None) -> Protocol:
+    """The validated, template-merged protocol in `path`.
+
+    Templates (`extends`) must lie under `root`, by default the folder of `path`. Raises
+    `ProtocolError` listing every problem found.
+    """
+    path = Path(path)
+    display = str(path)
+    if not path.is_file():
+        raise ProtocolError([Diagnostic(display, 0, 0, "", "protocol file not found")])
+    tree = read_protocol_tree(path, display, Path(root) if root is not None else path.parent)
+    source = ProtocolSource(path=display, files=tree.files, sha256=tree.sha256)
+    return _validate(tree.node, tree.diagnostics, source)
+
+
+def parse_protocol_text(text: str, filename: str = "<text>") -> Protocol:
+    """A protocol from YAML text (no templates: `extends` needs a file to resolve against)."""
+    node, diagnostics = compose(text, filename)
+    if isinstance(node, MappingNode):
+        for key, _ in node.value:
+            if key.value == EXTENDS:
+                diagnostics.append(_at(key.start_mark, EXTENDS, "extends needs a protocol file: use load_protocol"))
+    elif node is not None:
+        diagnostics.append(_at(node.start_mark, "", "a protocol is a mapping of keys (specc:, name:, ...)"))
+        node = None
+    source = ProtocolSource(path=filename, files=[filename], sha256=hashlib.sha256(text.encode()).hexdigest())
+    return _validate(node, diagnostics, source)
+
+
+def _at(mark: Any, path: str, message: str) -> Diagnostic:
+    return Diagnostic(mark.name, mark.line + 1, mark.column + 1, path, message)
+
+
+def _validate(node: Any, diagnostics: list[Diagnostic], source: ProtocolSource) -> Protocol:
+    if node is None:
+        raise ProtocolError(diagnostics)
+    document, unreadable = to_document(node)
+    diagnostics = [*diagnostics, *unreadable]
+    locator = _Locator(document, source.path)
+    data = document.data
+    for loc in _internal_keys(data):
+        diagnostics.append(locator.diagnostic(loc, f'unknown key "{loc[-1]}"', at_key=True))
+        parent = data
+        for part in loc[:-1]:
+            parent = parent[part]
+        del parent[loc[-1]]
+    protocol: Protocol | None = None
+    try:
+        protocol = Protocol.model_validate(data)
+    except ValidationError as error:
+        diagnostics += [locator.from_pydantic(details) for details in error.errors(include_url=False)]
+    except ProtocolConsistencyError as error:
+        diagnostics += [locator.diagnostic(locator.raw_loc(issue.loc), issue.message, at_key=issue.at_key) for issue in error.issues]
+    if diagnostics or protocol is None:
+        raise ProtocolError(_in_reading_order(diagnostics, source.files))
+    return _with_sources(protocol, locator, source)
+
+
+def _internal_keys(data: Any) -> list[DataPath]:
+    found: list[DataPath] = [(key,) for key in _INTERNAL_KEYS if key in data]
+    optimization = data.get("optimization")
+    terms = optimization.get("terms") if isinstance(optimization, dict) else None
+    if isinstance(terms, list):
+        for index, term in enumerate(terms):
+            if isinstance(term, dict):
+                found += [("optimization", "terms", index, key) for key in _INTERNAL_KEYS if key in term]
+    return found
+
+
+def _in_reading_order(diagnostics: list[Diagnostic], files: list[str]) -> list[Diagnostic]:
+    order = {name: index for index, name in enumerate(files)}
+    unique = list(dict.fromkeys(diagnostics))
+    return sorted(unique, key=lambda d: (order.get(d.file, len(order)), d.file, d.line, d.column))
+
+
+def _with_sources(protocol: Protocol, locator: _Locator, source: ProtocolSource) -> Protocol:
+    goals = [
+        goal.model_copy(update={"source": locator.location(locator.raw_loc(("goals", index)))})
+        for index, goal in enumerate(protocol.goals)
+    ]
+    optimization = protocol.optimization
+    if optimization is not None:
+        terms = [
+            term.model_copy(update={"source": locator.location(("optimization", "terms", index))})
+            for index, term in enumerate(optimization.terms)
+        ]
+        optimization = optimization.model_copy(update={"terms": terms})
+    return protocol.model_copy(update={"goals": goals, "optimization": optimization, "source": source})
+
+
+class _Locator:
+    """Maps model paths to YAML positions and pydantic errors to diagnostics."""
+
+    def __init__(self, document: YamlDocument, main_file: str) -> None:
+        self.document = document
+        self.main_file = main_file
+        goals = document.data.get("goals") if isinstance(document.data, dict) else None
+        self.goal_paths = [path for path, _ in goal_layout(goals)] if isinstance(goals, dict) else None
+
+    def raw_loc(self, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+        """A model path with goal indices turned into the `goals: {structure: [...]}` layout."""
+        if len(loc) >= 2 and loc[0] == "goals" and isinstance(loc[1], int) and self.goal_paths is not None:
+            if 0 <= loc[1] < len(self.goal_paths):
+                return ("goals", *self.goal_paths[loc[1]], *loc[2:])
+        return loc
+
+    def _walk(self, loc: tuple[str | int, ...]) -> DataPath:
+        """The longest part of `loc` present in the data (skipping union tags such as a term's kind)."""
+        current = self.document.data
+        matched: list[str | int] = []
+        for part in loc:
+            if isinstance(current, dict) and isinstance(part, str) and part in current:
+                current = current[part]
+            elif isinstance(current, list) and isinstance(part, int) and 0 <= part < len(current):
+                current = current[part]
+            else:
+                continue
+            matched.append(part)
+        return tuple(matched)
+
+    def position(self, path: DataPath, at_key: bool = False) -> Position:
+        if at_key and path in self.document.keys:
+            return self.document.keys[path]
+        for cut in range(len(path), -1, -1):
+            if path[:cut] in self.document.values:
+                return self.document.values[path[:cut]]
+        return Position(self.main_file, 0, 0)
+
+    def location(self, loc: tuple[str | int, ...]) -> SourceLocation:
+        position = self.position(self._walk(loc))
+        return SourceLocation(position.file, position.line, position.column)
+
+    def diagnostic(self, loc: tuple[str | int, ...], message: str, at_key: bool = False, missing: str = "") -> Diagnostic:
+        path = self._walk(loc)
+        position = self.position(path, at_key=at_key)
+        shown = (*path, missing) if missing else path
+        return Diagnostic(position.file, position.line, position.column, format_loc(shown), message)
+
+    def from_pydantic(self, error: ErrorDetails) -> Diagnostic:
+        model_loc = tuple(error["loc"])
+        loc = self.raw_loc(model_loc)
+        kind = error["type"]
+        if kind == "extra_forbidden":
+            key = str(model_loc[-1])
+            allowed = _allowed_keys(model_loc[:-1])
+            hint = did_you_mean(key, allowed) or (f" (allowed: {', '.join(allowed)})" if allowed else "")
+            return self.diagnostic(loc, f'unknown key "{key}"{hint}', at_key=True)
+        if kind == "missing":
+            return self.diagnostic(loc[:-1], f'missing required key "{loc[-1]}"', missing=str(loc[-1]))
+        return self.diagnostic(loc, _message(error))
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing (an empty value)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+_TYPE_MESSAGES = {
+    "model_type": "expected a mapping of keys",
+    "model_attributes_type": "expected a mapping of keys",
+    "dict_type": "expected a mapping of keys",
+    "list_type": "expected a list",
+    "string_type": "expected text",
+    "int_type": "expected a whole number",
+    "int_parsing": "expected a whole number",
+    "int_from_float": "expected a whole number",
+    "float_type": "expected a number",
+    "float_parsing": "expected a number",
+    "bool_type": "expected true or false",
+    "bool_parsing": "expected true or false",
+    "date_type": "expected a date YYYY-MM-DD",
+    "date_parsing": "expected a date YYYY-MM-DD",
+    "date_from_datetime_parsing": "expected a date YYYY-MM-DD",
+    "date_from_datetime_inexact": "expected a date YYYY-MM-DD (no time of day)",
+}
+
+
+def _message(error: ErrorDetails) -> str:
+    kind, value, context = error["type"], error.get("input"), error.get("ctx") or {}
+    if kind in ("value_error", "assertion_error"):
+        return str(context.get("error", error["msg"]))
+    if kind == "union_tag_invalid":
+        tag = str(context.get("tag"))
+        return f'unknown kind "{tag}"{did_you_mean(tag, KINDS)} (kinds: {", ".join(KINDS)})'
+    if kind == "union_tag_not_found":
+        return f'missing required key "kind" (kinds: {", ".join(KINDS)})'
+    if kind == "literal_error":
+        options = re.findall(r"'([^']*)'", str(context.get("expected", "")))
+        hint = did_you_mean(str(value), options) if isinstance(value, str) else ""
+        return f"expected one of {', '.join(options)}, got {_describe(value)}{hint}"
+    if kind in _TYPE_MESSAGES:
+        return f"{_TYPE_MESSAGES[kind]}, got {_describe(value)}"
+    if kind == "too_short":
+        return f"needs at least {context.get('min_length')} item(s)"
+    message = error["msg"]
+    if message.startswith("Input should be "):
+        return f"must be {message.removeprefix('Input should be ')}, got {_describe(value)}"
+    if message.startswith("String should "):
+        return f"text should {message.removeprefix('String should ')}, got {_describe(value)}"
+    return f"{message}, got {_describe(value)}"
+
+
+def _allowed_keys(loc: tuple[str | int, ...]) -> list[str]:
+    """Keys allowed by the model at a pydantic `loc` (for near-match suggestions)."""
+    if loc[:1] == ("goals",):
+        return _field_keys(GoalMapping)
+    annotation: Any = Protocol
+    for part in loc:
+        annotation = _step(annotation, part)
+        if annotation is None:
+            return []
+    model = _model_of(annotation)
+    return _field_keys(model) if model is not None else []
+
+
+def _field_keys(model: type[BaseModel]) -> list[str]:
+    return [info.alias or name for name, info in model.model_fields.items() if name not in _INTERNAL_KEYS]
+
+
+def _members(annotation: Any) -> list[Any]:
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation = typing.get_args(annotation)[0]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [member for arg in typing.get_args(annotation) for member in _members(arg) if member is not type(None)]
+    return [annotation]
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    models = [m for m in _members(annotation) if isinstance(m, type) and issubclass(m, BaseModel)]
+    return models[0] if len(models) == 1 else None
+
+
+def _step(annotation: Any, part: str | int) -> Any:
+    members = _members(annotation)
+    if isinstance(part, str):
+        for member in members:  # a discriminated union's tag names the member
+            if isinstance(member, type) and issubclass(member, BaseModel) and "kind" in member.model_fields:
+                if member.model_fields["kind"].default == part:
+                    return member
+    if len(members) != 1:
+        return None
+    member = members[0]
+    origin, args = typing.get_origin(member), typing.get_args(member)
+    if origin is list and isinstance(part, int):
+        return args[0]
+    if origin is dict and isinstance(part, str):
+        return args[1]
+    if isinstance(member, type) and issubclass(member, BaseModel) and isinstance(part, str):
+        field = member.model_fields.get(part) or next(
+            (info for info in member.model_fields.values() if info.alias == part), None
+        )
+        return field.annotation if field is not None else None
+    return None
+

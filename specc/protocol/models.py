@@ -1,0 +1,284 @@
+"""The protocol document: header, prescription, structures, goals, optimization.
+
+These pydantic models are both the validator of the YAML (the JSON Schema is generated from
+them) and the object the later stages read. Cross-field rules (undefined structures,
+conflicting goals) are checked in `consistency` once every field is valid.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    PrivateAttr,
+    StrictInt,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
+
+from specc.protocol.consistency import consistency_issues
+from specc.protocol.diagnostics import ProtocolConsistencyError
+from specc.protocol.goals import Goal, GoalEntry, GoalMapping
+from specc.protocol.metrics import Metric
+from specc.protocol.structures import FUNCTIONS, StructureExpr, parse_expression
+from specc.protocol.units import Dose, format_number
+from specc.terms import Term
+
+FORMAT_VERSION = 1
+SOLVERS = ("CLARABEL", "OSQP", "SCS", "HIGHS")
+
+# semver.org's regular expression for MAJOR.MINOR.PATCH[-pre][+build].
+_SEMVER = re.compile(
+    r"^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
+    r"(?:-((?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*)(?:\.(?:0|[1-9]\d*|\d*[a-zA-Z-][0-9a-zA-Z-]*))*))?"
+    r"(?:\+([0-9a-zA-Z-]+(?:\.[0-9a-zA-Z-]+)*))?$"
+)
+
+Text = Annotated[str, Field(min_length=1)]
+
+
+class _Strict(BaseModel):
+    """Unknown keys are errors: a typo must never be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Approval(_Strict):
+    by: Text = Field(description="Who approved the protocol.")
+    date: datetime.date = Field(description="Approval date, YYYY-MM-DD.")
+
+
+class DoseLevel(_Strict):
+    """One dose level of a (possibly simultaneous integrated boost) prescription."""
+
+    target: Text = Field(description="The structure that receives this dose.")
+    dose: Dose = Field(description='Total prescribed dose over all fractions, e.g. "78 Gy".')
+    _fractions: int | None = PrivateAttr(default=None)
+
+    @property
+    def dose_per_fraction_gy(self) -> float:
+        """Gy per fraction, derived from the total and the prescription's number of fractions."""
+        if self._fractions is None:
+            raise ValueError("a dose level knows its fractions only inside a Prescription")
+        return self.dose.gy / self._fractions
+
+
+class Normalization(_Strict):
+    """After optimization, scale the plan so that `metric` of `structure` is `percent` of its prescription."""
+
+    structure: Text = Field(description="A prescription target.")
+    metric: Metric = Field(description="A dose metric, e.g. D95% or Mean.")
+    percent: float = Field(default=100.0, gt=0, le=200, allow_inf_nan=False)
+
+    @field_validator("metric")
+    @classmethod
+    def _dose_metric(cls, metric: Metric) -> Metric:
+        if not metric.is_dose:
+            raise ValueError(f"normalization needs a dose metric (D95%, Mean, ...), {metric} measures a volume")
+        return metric
+
+    def __str__(self) -> str:
+        return f"{self.structure} {self.metric} = {format_number(self.percent)}% of prescription"
+
+
+class Prescription(_Strict):
+    fractions: StrictInt = Field(ge=1, description="Number of treatment fractions.")
+    levels: list[DoseLevel] = Field(min_length=1, description="Dose levels, highest first by convention.")
+    normalization: Normalization | None = None
+
+    @model_validator(mode="after")
+    def _bind_levels(self) -> Prescription:
+        targets = [level.target for level in self.levels]
+        repeated = sorted({target for target in targets if targets.count(target) > 1})
+        if repeated:
+            raise ValueError(f"a target has one dose level; repeated: {', '.join(repeated)}")
+        if self.normalization is not None and self.normalization.structure not in targets:
+            raise ValueError(
+                f'normalization structure "{self.normalization.structure}" has no dose level '
+                f"(targets: {', '.join(targets)})"
+            )
+        for level in self.levels:
+            level._fractions = self.fractions
+        return self
+
+    def level_for(self, structure: str) -> DoseLevel | None:
+        return next((level for level in self.levels if level.target == structure), None)
+
+    def reference_dose(self, structure: str) -> Dose:
+        """The dose that "% of prescription" means for `structure`.
+
+        A target's own dose level; for any other structure the highest dose level, the
+        convention of "Bladder V100%" in site protocols.
+        """
+        level = self.level_for(structure)
+        return level.dose if level else max((level.dose for level in self.levels), key=lambda dose: dose.gy)
+
+
+def _expression(value: Any) -> StructureExpr:
+    if isinstance(value, str):
+        return parse_expression(value)
+    raise ValueError(f"an expression is text such as \"expand(CTV, 7mm) - PTV_High\", got {value!r}")
+
+
+Expression = Annotated[
+    StructureExpr,
+    PlainValidator(_expression),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "description": "Derived structure: names combined with | & - and the functions "
+            + ", ".join(FUNCTIONS)
+            + ", e.g. expand(CTV, 7mm) - PTV_High.",
+        }
+    ),
+]
+
+
+class StructureSpec(_Strict):
+    role: Literal["target", "oar", "other"] = Field(description="target, oar (organ at risk) or other.")
+    aliases: list[Text] = Field(
+        default_factory=list, description="Other names this structure may have in a case (case-insensitive)."
+    )
+    color: str | None = Field(default=None, pattern=r"^#[0-9a-fA-F]{6}$", description='Display colour "#rrggbb".')
+    expression: Expression | None = Field(default=None, description="Derive this structure from others.")
+
+
+class SolverOptions(_Strict):
+    name: Literal["CLARABEL", "OSQP", "SCS", "HIGHS"] | None = Field(
+        default=None, description="cvxpy solver; left out, specc chooses one that fits the problem."
+    )
+    tolerance: float | None = Field(
+        default=None, gt=0, lt=1, allow_inf_nan=False, description="Relative optimality/feasibility tolerance."
+    )
+    time_limit_s: float | None = Field(default=None, gt=0, allow_inf_nan=False, description="Seconds per solve.")
+    max_iterations: StrictInt | None = Field(default=None, ge=1)
+    slip_percent: float | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        allow_inf_nan=False,
+        description="Lexicographic priorities: how much (%) a higher-priority objective may worsen "
+        "while lower priorities are optimized.",
+    )
+
+
+class Optimization(_Strict):
+    terms: list[Term] = Field(min_length=1, description="Objectives and hard constraints.")
+    solver: SolverOptions = Field(default_factory=SolverOptions)
+
+
+class ProtocolSource(BaseModel):
+    """Which files a protocol was read from, and a hash that changes when any of them does."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    files: list[str]
+    sha256: str = Field(description="sha256 over the bytes of all files read, in the order read.")
+
+
+def goal_layout(goals: Any) -> list[tuple[tuple[str | int, ...], GoalEntry]]:
+    """Goals as written (`{structure: [goal, ...]}`) in order, with each one's path under `goals`.
+
+    A structure may hold one goal directly instead of a list. The loader uses the same
+    order to map a goal's index back to the line it was written on.
+    """
+    layout: list[tuple[tuple[str | int, ...], GoalEntry]] = []
+    for structure, entries in goals.items():
+        if isinstance(entries, list):
+            layout.extend(((structure, index), GoalEntry(structure, entry)) for index, entry in enumerate(entries))
+        else:
+            layout.append(((structure,), GoalEntry(structure, entries)))
+    return layout
+
+
+def _goals_from_layout(value: Any) -> Any:
+    if isinstance(value, dict):
+        return [entry for _, entry in goal_layout(value)]
+    if isinstance(value, list) and all(isinstance(item, Goal) for item in value):
+        return value
+    raise ValueError('goals are grouped by structure: goals: {Rectum: ["V70Gy[%] <= 20", ...], ...}')
+
+
+GoalInput = str | GoalMapping
+
+
+class Protocol(_Strict):
+    """A validated clinical protocol (template-merged when loaded from a file)."""
+
+    specc: Literal[1] = Field(description="Format version of the protocol language.")
+    name: Text
+    site: Text = Field(description="Treatment site, e.g. prostate.")
+    version: str = Field(
+        description='Version of this protocol, semantic versioning ("1.2.0").',
+        json_schema_extra={"pattern": _SEMVER.pattern},
+    )
+    description: str = ""
+    references: list[Text] = Field(default_factory=list, description="Citations for the constraints.")
+    authors: list[Text] = Field(default_factory=list)
+    approval: Approval | None = None
+    structures: dict[str, StructureSpec] = Field(min_length=1)
+    prescription: Prescription
+    goals: Annotated[
+        list[Goal],
+        BeforeValidator(_goals_from_layout, json_schema_input_type=dict[str, list[GoalInput] | GoalInput]),
+    ] = Field(default_factory=list, description='Clinical goals by structure, e.g. Rectum: ["V70Gy[%] <= 20"].')
+    optimization: Optimization | None = None
+    source: SkipJsonSchema[ProtocolSource | None] = Field(default=None, exclude=True)
+
+    @field_validator("specc", mode="before")
+    @classmethod
+    def _supported_format(cls, value: Any) -> Any:
+        if value != FORMAT_VERSION or isinstance(value, bool):
+            raise ValueError(f"unsupported format version {value!r}: this specc reads `specc: {FORMAT_VERSION}`")
+        return value
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _semver(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise ValueError(f'version must be text in semantic versioning, e.g. "1.0.0" (quote it), got {value!r}')
+        if not _SEMVER.match(value):
+            raise ValueError(f'version "{value}" is not a semantic version MAJOR.MINOR.PATCH, e.g. "1.0.0"')
+        return value
+
+    @field_validator("goals")
+    @classmethod
+    def _resolve_references(cls, goals: list[Goal], info: ValidationInfo) -> list[Goal]:
+        prescription = info.data.get("prescription")
+        if prescription is None:  # reported on `prescription`; nothing to resolve against
+            return goals
+        return [
+            goal.model_copy(update={"reference_dose": prescription.reference_dose(goal.structure)})
+            if goal.needs_reference and goal.reference_dose is None
+            else goal
+            for goal in goals
+        ]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Protocol:
+        issues = consistency_issues(self)
+        if issues:
+            raise ProtocolConsistencyError(issues)
+        return self
+
+    def prescription_for(self, structure: str) -> Dose | None:
+        """The prescribed dose of `structure` if it is a prescription target."""
+        level = self.prescription.level_for(structure)
+        return level.dose if level else None
+
+    def reference_dose(self, structure: str) -> Dose:
+        """The dose that "% of prescription" means for `structure` (see `Prescription.reference_dose`)."""
+        return self.prescription.reference_dose(structure)

@@ -1,0 +1,327 @@
+"""Derived-structure expressions: a tiny grammar, parsed by hand (never by eval).
+
+    PTV_High | PTV_Low              union
+    CTV & PTV                       intersection
+    PTV - Rectum                    difference
+    expand(CTV, 7mm)                isotropic margin
+    expand(CTV, 5mm, 5mm, 10mm)     anisotropic margin along x, y, z (patient LPS axes)
+    expand(CTV, z=10mm)             named axes; unnamed ones get 0 mm
+    shrink(PTV, 3mm)                inner margin (same argument forms as expand)
+    ring(PTV, 2mm, 20mm)            shell from 2 mm to 20 mm outside the surface
+    crop(PTV, Body)                 the part inside Body; crop(PTV, Body, 4mm) keeps 4 mm inside it
+    "Bowel bag" - (PTV)             quoted names, parentheses
+
+`&` binds tighter than `|` and `-`, which associate to the left. The compile stage evaluates
+the tree on masks; here it is only parsed, checked and printed back.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Union as TypingUnion
+
+from specc.protocol.suggest import near_match
+from specc.protocol.units import format_number
+
+Margins = tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class StructureRef:
+    name: str
+
+    def names(self) -> tuple[str, ...]:
+        return (self.name,)
+
+    def __str__(self) -> str:
+        if _IDENTIFIER.fullmatch(self.name) and self.name not in FUNCTIONS:
+            return self.name
+        quote = "'" if '"' in self.name else '"'
+        return f"{quote}{self.name}{quote}"
+
+
+@dataclass(frozen=True)
+class _Binary:
+    left: StructureExpr
+    right: StructureExpr
+
+    symbol = ""
+    precedence = 0
+
+    def names(self) -> tuple[str, ...]:
+        return _unique(self.left.names() + self.right.names())
+
+    def __str__(self) -> str:
+        left = _wrapped(self.left, self.precedence > _precedence(self.left))
+        right = _wrapped(self.right, self.precedence >= _precedence(self.right))
+        return f"{left} {self.symbol} {right}"
+
+
+@dataclass(frozen=True)
+class Union(_Binary):
+    symbol = "|"
+    precedence = 1
+
+
+@dataclass(frozen=True)
+class Difference(_Binary):
+    symbol = "-"
+    precedence = 1
+
+
+@dataclass(frozen=True)
+class Intersection(_Binary):
+    symbol = "&"
+    precedence = 2
+
+
+@dataclass(frozen=True)
+class Expand:
+    """Grow `operand` by a margin in mm along each patient axis (x, y, z)."""
+
+    operand: StructureExpr
+    margins_mm: Margins
+
+    def names(self) -> tuple[str, ...]:
+        return self.operand.names()
+
+    def __str__(self) -> str:
+        return f"expand({self.operand}, {_margins_text(self.margins_mm)})"
+
+
+@dataclass(frozen=True)
+class Shrink:
+    """Erode `operand` by a margin in mm along each patient axis (x, y, z)."""
+
+    operand: StructureExpr
+    margins_mm: Margins
+
+    def names(self) -> tuple[str, ...]:
+        return self.operand.names()
+
+    def __str__(self) -> str:
+        return f"shrink({self.operand}, {_margins_text(self.margins_mm)})"
+
+
+@dataclass(frozen=True)
+class Ring:
+    """The shell between `inner_mm` and `outer_mm` outside the surface of `operand`."""
+
+    operand: StructureExpr
+    inner_mm: float
+    outer_mm: float
+
+    def names(self) -> tuple[str, ...]:
+        return self.operand.names()
+
+    def __str__(self) -> str:
+        return f"ring({self.operand}, {_mm(self.inner_mm)}, {_mm(self.outer_mm)})"
+
+
+@dataclass(frozen=True)
+class Crop:
+    """The part of `operand` inside `boundary`, at least `margin_mm` inside its surface."""
+
+    operand: StructureExpr
+    boundary: StructureExpr
+    margin_mm: float = 0.0
+
+    def names(self) -> tuple[str, ...]:
+        return _unique(self.operand.names() + self.boundary.names())
+
+    def __str__(self) -> str:
+        margin = f", {_mm(self.margin_mm)}" if self.margin_mm else ""
+        return f"crop({self.operand}, {self.boundary}{margin})"
+
+
+StructureExpr = TypingUnion[StructureRef, Union, Difference, Intersection, Expand, Shrink, Ring, Crop]
+FUNCTIONS = ("expand", "shrink", "ring", "crop")
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_TOKEN = re.compile(
+    r"""\s*(?:
+        (?P<margin>(?:\d+(?:\.\d*)?|\.\d+)\s*(?:mm|cm)\b)
+      | (?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+)[A-Za-z]*)
+      | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
+      | (?P<quoted>"[^"]*"|'[^']*')
+      | (?P<symbol>[|&()\-,=])
+    )""",
+    re.VERBOSE,
+)
+
+
+def parse_expression(text: str) -> StructureExpr:
+    """Parse an expression; raises ValueError naming the position of the first problem."""
+    return _Parser(text).parse()
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str
+    text: str
+    position: int  # 1-based character position in the expression
+
+
+class _Parser:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens = self._tokenize(text)
+        self.index = 0
+
+    def _tokenize(self, text: str) -> list[_Token]:
+        tokens: list[_Token] = []
+        position = 0
+        while position < len(text):
+            if not text[position:].strip():
+                break
+            match = _TOKEN.match(text, position)
+            if not match or match.end() == position:
+                offset = position + len(text[position:]) - len(text[position:].lstrip())
+                self._fail(offset + 1, f'unexpected character "{text[offset]}"')
+            kind = match.lastgroup or ""
+            start = match.start(kind) + 1
+            if kind == "number":
+                self._fail(start, f'"{match[kind]}" needs a unit: write margins in mm, e.g. "5mm"')
+            tokens.append(_Token(kind, match[kind], start))
+            position = match.end()
+        tokens.append(_Token("end", "", len(text) + 1))
+        return tokens
+
+    def _fail(self, position: int, message: str) -> None:
+        raise ValueError(f'structure expression "{self.text}": {message} at character {position}')
+
+    def _peek(self, offset: int = 0) -> _Token:
+        return self.tokens[min(self.index + offset, len(self.tokens) - 1)]
+
+    def _take(self, text: str | None = None, kind: str | None = None, what: str = "") -> _Token:
+        token = self._peek()
+        if (text is not None and token.text != text) or (kind is not None and token.kind != kind):
+            found = "the end" if token.kind == "end" else f'"{token.text}"'
+            self._fail(token.position, f"expected {what or repr(text)}, found {found}")
+        self.index += 1
+        return token
+
+    def parse(self) -> StructureExpr:
+        if self._peek().kind == "end":
+            self._fail(1, "empty expression")
+        expression = self._union()
+        self._take(kind="end", what="an operator (|, &, -) or the end")
+        return expression
+
+    def _union(self) -> StructureExpr:
+        expression = self._intersection()
+        while self._peek().text in ("|", "-") and self._peek().kind == "symbol":
+            operator = self._take().text
+            right = self._intersection()
+            expression = Union(expression, right) if operator == "|" else Difference(expression, right)
+        return expression
+
+    def _intersection(self) -> StructureExpr:
+        expression = self._atom()
+        while self._peek().text == "&":
+            self._take()
+            expression = Intersection(expression, self._atom())
+        return expression
+
+    def _atom(self) -> StructureExpr:
+        token = self._peek()
+        if token.text == "(" and token.kind == "symbol":
+            self._take()
+            expression = self._union()
+            self._take(")", what='")"')
+            return expression
+        if token.kind == "quoted":
+            self._take()
+            if len(token.text) == 2:
+                self._fail(token.position, "empty structure name")
+            return StructureRef(token.text[1:-1])
+        if token.kind == "name":
+            self._take()
+            if self._peek().text == "(" and token.text in FUNCTIONS:
+                return self._call(token.text)
+            if self._peek().text == "(":
+                hint = f' (did you mean "{near}"?)' if (near := near_match(token.text, FUNCTIONS)) else ""
+                self._fail(token.position, f'unknown function "{token.text}"{hint}; known: {", ".join(FUNCTIONS)}')
+            return StructureRef(token.text)
+        found = "the end" if token.kind == "end" else f'"{token.text}"'
+        self._fail(token.position, f"expected a structure name, a function or \"(\", found {found}")
+        raise AssertionError("unreachable")
+
+    def _call(self, function: str) -> StructureExpr:
+        opening = self._take("(")
+        operand = self._union()
+        if function == "crop":
+            self._take(",", what='"," and the structure to crop to')
+            boundary = self._union()
+            margins = self._margin_list()
+            if len(margins) > 1:
+                self._fail(opening.position, "crop takes one margin (how far inside the boundary to keep)")
+            return Crop(operand, boundary, margins[0] if margins else 0.0)
+        if self._peek().text != ",":
+            self._fail(self._peek().position, f"{function} needs a margin, e.g. {function}(PTV, 5mm)")
+        if function == "ring":
+            margins = self._margin_list()
+            if len(margins) != 2:
+                self._fail(opening.position, "ring takes two distances: ring(PTV, inner, outer), e.g. ring(PTV, 2mm, 20mm)")
+            inner, outer = margins
+            if not inner < outer:
+                self._fail(opening.position, f"ring inner distance {_mm(inner)} must be smaller than outer {_mm(outer)}")
+            return Ring(operand, inner, outer)
+        named = self._peek(1).kind == "name" and self._peek(2).text == "="
+        margins = self._named_margins() if named else self._margin_list()
+        if len(margins) == 1:
+            margins = margins * 3
+        if len(margins) != 3:
+            self._fail(opening.position, f"{function} takes one margin or three (x, y, z)")
+        triple: Margins = (margins[0], margins[1], margins[2])
+        return Expand(operand, triple) if function == "expand" else Shrink(operand, triple)
+
+    def _margin_list(self) -> list[float]:
+        margins: list[float] = []
+        while self._peek().text == ",":
+            self._take()
+            margins.append(self._margin())
+        self._take(")", what='")"')
+        return margins
+
+    def _named_margins(self) -> list[float]:
+        axes: dict[str, float] = {}
+        while self._peek().text == ",":
+            self._take()
+            axis = self._take(kind="name", what="an axis x, y or z")
+            if axis.text not in ("x", "y", "z"):
+                self._fail(axis.position, f'unknown axis "{axis.text}" (expected x, y or z)')
+            if axis.text in axes:
+                self._fail(axis.position, f'axis "{axis.text}" is given twice')
+            self._take("=", what='"="')
+            axes[axis.text] = self._margin()
+        self._take(")", what='")"')
+        return [axes.get(axis, 0.0) for axis in ("x", "y", "z")]
+
+    def _margin(self) -> float:
+        token = self._take(kind="margin", what='a margin in mm, e.g. "5mm"')
+        value = float(re.sub(r"\s*(mm|cm)$", "", token.text))
+        return value * 10.0 if token.text.endswith("cm") else value
+
+
+def _precedence(expression: StructureExpr) -> int:
+    return expression.precedence if isinstance(expression, _Binary) else 3
+
+
+def _wrapped(expression: StructureExpr, parenthesize: bool) -> str:
+    return f"({expression})" if parenthesize else str(expression)
+
+
+def _mm(value: float) -> str:
+    return f"{format_number(value)}mm"
+
+
+def _margins_text(margins: Margins) -> str:
+    if margins[0] == margins[1] == margins[2]:
+        return _mm(margins[0])
+    return ", ".join(_mm(value) for value in margins)
+
+
+def _unique(names: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(names))

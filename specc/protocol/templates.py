@@ -1,0 +1,172 @@
+"""Template inheritance: `extends: base.yaml` merges a site template under a protocol.
+
+Merge rules (applied on YAML nodes, so each value keeps the file and line it came from):
+- mappings merge key by key, recursively; the including file wins;
+- goals are matched by structure, metric and side (lower or upper bound): an override
+  replaces the base goal in place, new goals are appended;
+- any other list (references, authors, levels, aliases, optimization terms) is replaced as a
+  whole by the including file's list.
+`extends` is resolved relative to the including file and must stay inside the protocol tree
+(the main file's folder unless another root is given); cycles are errors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from specc.protocol.diagnostics import Diagnostic
+from specc.protocol.goals import COMPARATORS, LOWER_BOUNDS
+from specc.protocol.metrics import Metric
+from specc.protocol.yaml_source import compose, position_of
+
+EXTENDS = "extends"
+
+
+@dataclass
+class ReadProtocol:
+    """The merged node tree of a protocol and everything learned while reading it."""
+
+    node: Node | None
+    files: list[str] = field(default_factory=list)
+    sha256: str = ""
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+
+def read_protocol_tree(path: Path, display: str, root: Path) -> ReadProtocol:
+    reader = _Reader(root.resolve())
+    node = reader.read(path.resolve(), display, chain=[])
+    return ReadProtocol(node, reader.files, reader.digest.hexdigest(), reader.diagnostics)
+
+
+class _Reader:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.files: list[str] = []
+        self.digest = hashlib.sha256()
+        self.diagnostics: list[Diagnostic] = []
+
+    def read(self, real: Path, display: str, chain: list[Path]) -> Node | None:
+        try:
+            data = real.read_bytes()
+        except OSError as error:
+            self.diagnostics.append(Diagnostic(display, 0, 0, "", f"cannot read file: {error.strerror}"))
+            return None
+        self.files.append(display)
+        self.digest.update(data)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            line = data[: error.start].count(b"\n") + 1
+            self.diagnostics.append(Diagnostic(display, line, 0, "", "the file is not UTF-8 text"))
+            return None
+        node, diagnostics = compose(text, display)
+        self.diagnostics.extend(diagnostics)
+        if node is None:
+            return None
+        if not isinstance(node, MappingNode):
+            mark = position_of(node.start_mark)
+            self.diagnostics.append(
+                Diagnostic(display, mark.line, mark.column, "", "a protocol is a mapping of keys (specc:, name:, ...)")
+            )
+            return None
+        own, extends = _split_extends(node)
+        if extends is None:
+            return own
+        base_path = self._template_path(real, display, extends, chain)
+        if base_path is None:
+            return None
+        base_display = os.path.normpath(os.path.join(os.path.dirname(display), extends.value))
+        base = self.read(base_path, base_display, [*chain, real])
+        return None if base is None else merge(base, own)
+
+    def _template_path(self, real: Path, display: str, extends: Node, chain: list[Path]) -> Path | None:
+        mark = position_of(extends.start_mark)
+
+        def problem(message: str) -> None:
+            self.diagnostics.append(Diagnostic(display, mark.line, mark.column, EXTENDS, message))
+
+        if not isinstance(extends, ScalarNode) or extends.tag != "tag:yaml.org,2002:str" or not extends.value:
+            problem("extends names one template file, e.g. extends: base-pelvis.yaml")
+            return None
+        written = extends.value
+        if os.path.isabs(written):
+            problem(f'template path "{written}" must be relative to this file')
+            return None
+        candidate = (real.parent / written).resolve()
+        if not candidate.is_relative_to(self.root):
+            problem(f'template "{written}" leaves the protocol tree ({self.root})')
+            return None
+        if candidate in chain or candidate == real:
+            names = [p.name for p in [*chain, real, candidate]]
+            problem(f"template cycle: {' -> '.join(names[names.index(candidate.name):])}")
+            return None
+        if not candidate.is_file():
+            problem(f'template file "{written}" not found (looked for {candidate})')
+            return None
+        return candidate
+
+
+def _split_extends(node: MappingNode) -> tuple[MappingNode, Node | None]:
+    extends = next((value for key, value in node.value if key.value == EXTENDS), None)
+    if extends is None:
+        return node, None
+    rest = [(key, value) for key, value in node.value if key.value != EXTENDS]
+    return MappingNode(node.tag, rest, node.start_mark, node.end_mark), extends
+
+
+def merge(base: Node, override: Node, path: tuple[str, ...] = ()) -> Node:
+    """`override` laid over `base` by the module's rules."""
+    if isinstance(base, SequenceNode) and isinstance(override, SequenceNode) and len(path) == 2 and path[0] == "goals":
+        return _merge_goal_lists(base, override)
+    if not (isinstance(base, MappingNode) and isinstance(override, MappingNode)):
+        return override
+    merged = list(base.value)
+    position = {key.value: index for index, (key, _) in enumerate(merged)}
+    for key, value in override.value:
+        if key.value in position:
+            index = position[key.value]
+            merged[index] = (key, merge(merged[index][1], value, (*path, key.value)))
+        else:
+            position[key.value] = len(merged)
+            merged.append((key, value))
+    return MappingNode(override.tag, merged, override.start_mark, override.end_mark)
+
+
+def _merge_goal_lists(base: SequenceNode, override: SequenceNode) -> SequenceNode:
+    merged = list(base.value)
+    for goal in override.value:
+        key = _goal_key(goal)
+        match = next((index for index, old in enumerate(merged) if key is not None and _goal_key(old) == key), None)
+        if match is None:
+            merged.append(goal)
+        else:
+            merged[match] = goal
+    return SequenceNode(override.tag, merged, override.start_mark, override.end_mark)
+
+
+_COMPACT_HEAD = re.compile(r"^\s*(?P<metric>[^\s<>=]+)\s*(?P<cmp><=|>=|<|>)")
+
+
+def _goal_key(node: Node) -> tuple[str, bool] | None:
+    """(metric, is lower bound) of a goal node, or None when it cannot be read (validation reports it)."""
+    metric_text: str | None = None
+    comparator: str | None = None
+    if isinstance(node, ScalarNode) and (match := _COMPACT_HEAD.match(node.value)):
+        metric_text, comparator = match["metric"], match["cmp"]
+    elif isinstance(node, MappingNode):
+        keys = {key.value: value for key, value in node.value}
+        metric_node = keys.get("metric")
+        metric_text = metric_node.value if isinstance(metric_node, ScalarNode) else None
+        comparator = next((c for c in COMPARATORS if c in keys), None)
+    if metric_text is None or comparator is None:
+        return None
+    try:
+        return str(Metric.parse(metric_text)), comparator in LOWER_BOUNDS
+    except ValueError:
+        return None

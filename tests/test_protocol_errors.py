@@ -1,0 +1,184 @@
+"""Each broken protocol gives exactly the expected diagnostics, with file, line and column."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from specc.protocol import ProtocolError, load_protocol, parse_protocol_text
+
+BROKEN = Path(__file__).parent / "data" / "broken_protocols"
+
+# file -> every diagnostic it must produce: (file, line, column, path, message)
+EXPECTED: dict[str, list[tuple[str, int, int, str, str]]] = {
+    "bad-metric.yaml": [
+        ("bad-metric.yaml", 19, 7, "goals.Rectum[0]", 'unknown metric "V70" (did you mean "V70Gy"?)'),
+    ],
+    "bad-unit.yaml": [
+        ("bad-unit.yaml", 14, 27, "prescription.levels[0].dose", 'unknown dose unit "cgy" (did you mean "cGy"?)'),
+    ],
+    "unknown-key.yaml": [
+        ("unknown-key.yaml", 12, 3, "prescription.fractions", 'missing required key "fractions"'),
+        ("unknown-key.yaml", 12, 3, "prescription.fractons", 'unknown key "fractons" (did you mean "fractions"?)'),
+    ],
+    "duplicate-key.yaml": [
+        ("duplicate-key.yaml", 11, 3, "structures.Rectum", 'duplicate key "Rectum" (first written at line 10)'),
+    ],
+    "undefined-structure-goal.yaml": [
+        ("undefined-structure-goal.yaml", 18, 3, "goals.Rectm", 'undefined structure "Rectm" (did you mean "Rectum"?)'),
+    ],
+    "undefined-structure-term.yaml": [
+        ("undefined-structure-term.yaml", 24, 35, "optimization.terms[1].structure", 'undefined structure "Bladder"'),
+    ],
+    "undefined-structure-expression.yaml": [
+        ("undefined-structure-expression.yaml", 9, 35, "structures.PTV.expression", 'undefined structure "GTV"'),
+    ],
+    "min-above-max-goal.yaml": [
+        (
+            "min-above-max-goal.yaml", 17, 7, "goals.PTV[0]",
+            'minimum goal "D95% >= 78 Gy" is above maximum goal "Max <= 75 Gy" on PTV: no dose can meet both',
+        ),
+    ],
+    "min-above-max-term.yaml": [
+        (
+            "min-above-max-term.yaml", 25, 46, "optimization.terms[2].dose",
+            "min_dose 84 Gy on PTV is above max_dose 82 Gy (optimization.terms[1]): no dose can meet both",
+        ),
+    ],
+    "negative-dose.yaml": [
+        (
+            "negative-dose.yaml", 24, 49, "optimization.terms[1].dose",
+            "dose must be a finite, non-negative number of Gy, got -79.0",
+        ),
+    ],
+    "volume-over-100.yaml": [
+        ("volume-over-100.yaml", 19, 7, "goals.Rectum[0]", 'threshold "120" of V70Gy[%]: a volume cannot exceed 100%'),
+    ],
+    "fractions-below-one.yaml": [
+        ("fractions-below-one.yaml", 12, 14, "prescription.fractions", "must be greater than or equal to 1, got 0"),
+    ],
+    "bad-semver.yaml": [
+        ("bad-semver.yaml", 5, 10, "version", 'version "1.0" is not a semantic version MAJOR.MINOR.PATCH, e.g. "1.0.0"'),
+    ],
+    "bad-yaml-syntax.yaml": [
+        (
+            "bad-yaml-syntax.yaml", 20, 8, "",
+            "invalid YAML: expected <block end>, but found '<scalar>' "
+            "(while parsing a block collection started at line 17)",
+        ),
+    ],
+    "bad-expression.yaml": [
+        (
+            "bad-expression.yaml", 9, 35, "structures.PTV.expression",
+            'structure expression "expand(CTV, 7)": "7" needs a unit: write margins in mm, e.g. "5mm" at character 13',
+        ),
+    ],
+    "unknown-kind.yaml": [
+        (
+            "unknown-kind.yaml", 24, 7, "optimization.terms[1]",
+            'unknown kind "max_dos" (did you mean "max_dose"?) (kinds: min_dose, max_dose, mean_dose, '
+            "quadratic_underdose, quadratic_overdose, uniform_dose, linear_overdose, dvh, geud, smoothness, "
+            "fluence_regularization)",
+        ),
+    ],
+    "variation-wrong-side.yaml": [
+        (
+            "variation-wrong-side.yaml", 20, 7, "goals.Rectum[1]",
+            "variation 77 Gy must lie above the threshold 79 Gy (it is the acceptable deviation)",
+        ),
+    ],
+    "missing-prescription-role.yaml": [
+        (
+            "missing-prescription-role.yaml", 14, 16, "prescription.levels[0].target",
+            '"PTV" has role oar; a dose level needs a structure with role: target',
+        ),
+    ],
+    "template-cycle.yaml": [
+        ("templates/cycle-b.yaml", 2, 10, "extends", "template cycle: cycle-a.yaml -> cycle-b.yaml -> cycle-a.yaml"),
+    ],
+    "template-missing.yaml": [
+        (
+            "template-missing.yaml", 2, 10, "extends",
+            f'template file "no-such-base.yaml" not found (looked for {BROKEN.resolve() / "no-such-base.yaml"})',
+        ),
+    ],
+    "template-escapes.yaml": [
+        (
+            "template-escapes.yaml", 2, 10, "extends",
+            f'template "../outside-base.yaml" leaves the protocol tree ({BROKEN.resolve()})',
+        ),
+    ],
+}
+
+
+def test_every_broken_protocol_is_pinned() -> None:
+    assert sorted(EXPECTED) == sorted(path.name for path in BROKEN.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_broken_protocol_gives_expected_diagnostics(name: str) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        load_protocol(BROKEN / name)
+    found = [
+        (str(Path(d.file).relative_to(BROKEN)), d.line, d.column, d.path, d.message) for d in caught.value.diagnostics
+    ]
+    assert found == EXPECTED[name]
+
+
+def test_error_text_is_one_diagnostic_per_line() -> None:
+    with pytest.raises(ProtocolError) as caught:
+        load_protocol(BROKEN / "unknown-key.yaml")
+    lines = str(caught.value).splitlines()
+    assert lines == [str(d) for d in caught.value.diagnostics]
+    assert lines[1].endswith('unknown-key.yaml:12:3: prescription.fractons: unknown key "fractons" (did you mean "fractions"?)')
+
+
+def test_all_errors_of_a_file_are_reported_together() -> None:
+    text = (BROKEN / "bad-metric.yaml").read_text()
+    text = text.replace("fractions: 39", "fractions: 0").replace("version: 1.0.0", "version: one")
+    with pytest.raises(ProtocolError) as caught:
+        parse_protocol_text(text, "several.yaml")
+    assert [(d.line, d.path) for d in caught.value.diagnostics] == [
+        (5, "version"),
+        (12, "prescription.fractions"),
+        (19, "goals.Rectum[0]"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("snippet", "message"),
+    [
+        ("{kind: max_dose, structure: Rectum, dose: 79 Gy, source: x}", 'unknown key "source"'),
+        ("{kind: max_dose, structure: Rectum, dose: 79}", 'dose 79 has no unit: write it as "79 Gy" or "79 cGy"'),
+        ("{kind: max_dose, structure: Rectum, dose: 79 Gy, hard: false}", "a soft limit (`hard: false`) needs a `weight` > 0"),
+        ("{kind: max_dose, structure: Rectum, dose: 79 Gy, wieght: 2}", 'unknown key "wieght" (did you mean "weight"?)'),
+        ("{structure: Rectum, dose: 79 Gy}", 'missing required key "kind"'),
+    ],
+)
+def test_term_errors(snippet: str, message: str) -> None:
+    text = (BROKEN / "negative-dose.yaml").read_text().replace(
+        "{kind: max_dose, structure: Rectum, dose: -79 Gy}", snippet
+    )
+    with pytest.raises(ProtocolError) as caught:
+        parse_protocol_text(text, "term.yaml")
+    assert len(caught.value.diagnostics) == 1
+    diagnostic = caught.value.diagnostics[0]
+    assert diagnostic.line == 24 and diagnostic.path.startswith("optimization.terms[1]")
+    assert diagnostic.message.startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "the file holds no YAML document"),
+        ("- a\n- b\n", "a protocol is a mapping of keys (specc:, name:, ...)"),
+        ("a: !!python/object:os.system x\n", 'unsupported YAML tag "tag:yaml.org,2002:python/object:os.system"'),
+        ("a: &x [*x]\n", "a YAML alias refers to a value that contains it (recursive alias)"),
+        ("base: &b {x: 1}\nother:\n  <<: *b\n", 'YAML merge keys ("<<") are not supported'),
+    ],
+)
+def test_unsafe_or_odd_yaml_is_refused(text: str, message: str) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        parse_protocol_text(text, "odd.yaml")
+    assert any(d.message.startswith(message) for d in caught.value.diagnostics), caught.value

@@ -1,0 +1,128 @@
+"""Metric and goal notation: parsing, suggestions, printing, and parse(print(g)) == g."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from specc.protocol import Dose, Goal, Metric
+from specc.protocol.goals import COMPARATORS
+
+PRESCRIPTION = Dose.parse("70 Gy")
+
+
+@pytest.mark.parametrize(
+    ("text", "quantity", "unit", "printed"),
+    [
+        ("D95%", "D", "Gy", "D95%"),
+        ("D2cc", "D", "Gy", "D2cc"),
+        ("D0.03cc", "D", "Gy", "D0.03cc"),
+        ("DC5%", "DC", "Gy", "DC5%"),
+        ("V20Gy", "V", "%", "V20Gy[%]"),
+        ("V2000cGy[cc]", "V", "cc", "V20Gy[cc]"),
+        ("V95%", "V", "%", "V95%[%]"),
+        ("CV15Gy", "CV", "cc", "CV15Gy[cc]"),
+        ("Mean", "Mean", "Gy", "Mean"),
+        ("Max[Gy]", "Max", "Gy", "Max"),
+    ],
+)
+def test_metric_notation(text: str, quantity: str, unit: str, printed: str) -> None:
+    metric = Metric.parse(text)
+    assert (metric.quantity, metric.unit, str(metric)) == (quantity, unit, printed)
+    assert Metric.parse(str(metric)) == metric
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("V70", 'unknown metric "V70" (did you mean "V70Gy"?)'),
+        ("D95", 'unknown metric "D95" (did you mean "D95%"?)'),
+        ("Dmax", 'unknown metric "Dmax" (did you mean "Max"?)'),
+        ("mean", 'unknown metric "mean" (did you mean "Mean"?)'),
+        ("D2 cc", 'unknown metric "D2 cc" (did you mean "D2cc"?)'),
+        ("D101%", 'metric "D101%": a volume cannot exceed 100%'),
+        ("Q5", 'unknown metric "Q5" (expected TG-263 notation'),
+    ],
+)
+def test_bad_metric_messages(text: str, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        Metric.parse(text)
+    assert str(caught.value).startswith(message)
+
+
+def test_goal_fields_and_values() -> None:
+    goal = Goal.parse("D95% >= 95% (variation 93%, priority 2)", "PTV", PRESCRIPTION)
+    assert goal.is_lower_bound and goal.priority == 2 and goal.threshold.relative
+    assert goal.threshold_value == pytest.approx(66.5) and goal.variation_value == pytest.approx(65.1)
+    assert goal.text == "D95% >= 95% (variation 93%, priority 2)"
+    volume = Goal.parse("V70Gy[%] <= 20", "Rectum")
+    assert (volume.threshold_value, volume.metric.unit, volume.metric_dose_gy) == (20.0, "%", 70.0)
+    assert Goal.parse("Max < 7500 cGy", "Cord").threshold_value == 75.0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("D95% >= 78", 'threshold 78 of D95% has no unit: write "78 Gy", "78 cGy"'),
+        ("V70Gy[%] <= 5 cc", 'threshold "5 cc" is in cc but V70Gy[%] measures % (use "V70Gy[cc]"'),
+        ("D95% = 78 Gy", "needs one of the comparators <=, >=, <, >"),
+        ("D95% ≥ 78 Gy", 'write ">=" instead of "≥"'),
+        ("D95% >= 78 Gy (variation 80 Gy)", "variation 80 Gy must lie below the threshold 78 Gy"),
+        ("Max <= 75 Gy (priorty 2)", 'unknown item "priorty" in parentheses (did you mean "priority"?)'),
+        ("Mean <= -2 Gy", 'threshold "-2 Gy" must be a finite, non-negative number'),
+        ("V20Gy[%] <= 20 Gy", 'unknown unit "Gy" in threshold "20 Gy" of V20Gy[%] (expected %)'),
+        ("V20Gy[%] <= 101%", 'threshold "101%" of V20Gy[%]: a volume cannot exceed 100%'),
+    ],
+)
+def test_bad_goal_messages(text: str, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        Goal.parse(text, "X")
+    assert message in str(caught.value)
+
+
+def _number(low: float, high: float) -> st.SearchStrategy[float]:
+    return st.one_of(st.integers(int(low), int(high)).map(float), st.floats(low, high).map(lambda v: round(v, 3)))
+
+
+METRICS = st.one_of(
+    st.builds(lambda v: f"D{v:g}%", _number(0, 100)),
+    st.builds(lambda v: f"D{v:g}cc", _number(0, 500)),
+    st.builds(lambda v: f"DC{v:g}%", _number(0, 100)),
+    st.builds(lambda v, u: f"V{v:g}Gy[{u}]", _number(0, 100), st.sampled_from(["%", "cc"])),
+    st.builds(lambda v: f"V{v:g}%", _number(0, 120)),
+    st.builds(lambda v: f"CV{v:g}Gy", _number(0, 80)),
+    st.sampled_from(["Mean", "Max", "Min"]),
+)
+
+
+@st.composite
+def compact_goals(draw: st.DrawFn) -> str:
+    metric = Metric.parse(draw(METRICS))
+    comparator = draw(st.sampled_from(COMPARATORS))
+    relative = metric.is_dose and draw(st.booleans())
+    top = 100 if metric.unit == "%" or relative else 500
+    value = draw(_number(1, top - 1))
+    unit = {"Gy": draw(st.sampled_from([" Gy", "Gy"])), "%": draw(st.sampled_from(["", "%"])), "cc": " cc"}[metric.unit]
+    threshold = f"{value:g}{'%' if relative else unit}"
+    extras = []
+    if draw(st.booleans()):
+        lower = comparator in (">=", ">")
+        variation = value * 0.9 if lower else min(value + draw(_number(0.5, 1)), top)
+        if variation != value:
+            extras.append(f"variation {variation:g}{'%' if relative else unit}")
+    if draw(st.booleans()):
+        extras.append(f"priority {draw(st.integers(1, 5))}")
+    tail = f" ({', '.join(extras)})" if extras else ""
+    return f"{metric} {comparator} {threshold}{tail}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(compact_goals())
+def test_compact_goals_round_trip(text: str) -> None:
+    goal = Goal.parse(text, "Structure_1", PRESCRIPTION)
+    printed = str(goal)
+    again = Goal.parse(printed, "Structure_1", PRESCRIPTION)
+    assert again == goal
+    assert str(again) == printed
+    assert again.threshold_value == goal.threshold_value

@@ -1,0 +1,66 @@
+"""The committed JSON Schema is current, and `specc validate` / `specc schema` behave."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+import specc.cli.validate  # noqa: F401  (registers the commands)
+from specc.cli.app import app
+from specc.protocol.schema import protocol_json_schema, protocol_json_schema_text
+
+ROOT = Path(__file__).parent.parent
+EXAMPLES = ROOT / "protocols" / "examples"
+BROKEN = ROOT / "tests" / "data" / "broken_protocols"
+runner = CliRunner()
+
+
+def test_committed_schema_is_current() -> None:
+    committed = (ROOT / "schemas" / "protocol.schema.json").read_text(encoding="utf-8")
+    assert committed == protocol_json_schema_text(), (
+        "schemas/protocol.schema.json is stale: python -m specc.protocol.schema > schemas/protocol.schema.json"
+    )
+
+
+def test_schema_describes_the_document() -> None:
+    schema = protocol_json_schema()
+    assert {"extends", "specc", "prescription", "goals", "optimization"} <= set(schema["properties"])
+    assert "source" not in schema["properties"]
+    assert schema["$defs"]["StructureSpec"]["additionalProperties"] is False
+    kinds = json.dumps(schema["$defs"]["Optimization"])
+    assert "max_dose" in kinds or "MaxDose" in kinds
+
+
+def test_shipped_protocols_name_the_schema() -> None:
+    for path in EXAMPLES.glob("*.yaml"):
+        assert "# yaml-language-server: $schema=../../schemas/protocol.schema.json" in path.read_text(), path
+
+
+def test_validate_ok_and_errors() -> None:
+    ok = runner.invoke(app, ["validate", str(EXAMPLES / "prostate-sib.yaml")])
+    assert ok.exit_code == 0 and ok.output.strip() == f"OK {EXAMPLES / 'prostate-sib.yaml'}"
+    bad = runner.invoke(app, ["validate", str(EXAMPLES / "prostate-sib.yaml"), str(BROKEN / "bad-metric.yaml")])
+    assert bad.exit_code == 1
+    assert f"{BROKEN / 'bad-metric.yaml'}:19:7: goals.Rectum[0]: unknown metric \"V70\" (did you mean \"V70Gy\"?)" in bad.output
+    assert "Traceback" not in bad.output
+
+
+def test_validate_json() -> None:
+    result = runner.invoke(app, ["validate", "--format", "json", str(BROKEN / "unknown-key.yaml")])
+    assert result.exit_code == 1
+    diagnostics = json.loads(result.stdout)
+    assert [(d["line"], d["column"], d["path"]) for d in diagnostics] == [
+        (12, 3, "prescription.fractions"),
+        (12, 3, "prescription.fractons"),
+    ]
+    assert set(diagnostics[0]) == {"file", "line", "column", "path", "message"}
+
+
+def test_schema_command(tmp_path: Path) -> None:
+    printed = runner.invoke(app, ["schema"])
+    assert printed.exit_code == 0 and json.loads(printed.stdout) == protocol_json_schema()
+    out = tmp_path / "schema.json"
+    assert runner.invoke(app, ["schema", "--out", str(out)]).exit_code == 0
+    assert out.read_text(encoding="utf-8") == protocol_json_schema_text()

@@ -1,0 +1,82 @@
+"""Structure expressions parse without eval, print back, and name what they use."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from specc.protocol.structures import (
+    Crop,
+    Difference,
+    Expand,
+    Intersection,
+    Ring,
+    Shrink,
+    StructureRef,
+    Union,
+    parse_expression,
+)
+
+
+def test_precedence_and_associativity() -> None:
+    a, b, c = StructureRef("A"), StructureRef("B"), StructureRef("C")
+    assert parse_expression("A | B & C") == Union(a, Intersection(b, c))
+    assert parse_expression("A - B - C") == Difference(Difference(a, b), c)
+    assert parse_expression("A - (B | C)") == Difference(a, Union(b, c))
+    assert str(parse_expression("(A - B) | C")) == "A - B | C"
+
+
+def test_functions() -> None:
+    ctv = StructureRef("CTV")
+    assert parse_expression("expand(CTV, 7mm)") == Expand(ctv, (7.0, 7.0, 7.0))
+    assert parse_expression("expand(CTV, 5mm, 5 mm, 1cm)") == Expand(ctv, (5.0, 5.0, 10.0))
+    assert parse_expression("shrink(CTV, z=3mm)") == Shrink(ctv, (0.0, 0.0, 3.0))
+    assert parse_expression("ring(CTV, 2mm, 20mm)") == Ring(ctv, 2.0, 20.0)
+    assert parse_expression('crop(CTV, "External body", 4mm)') == Crop(ctv, StructureRef("External body"), 4.0)
+    assert parse_expression("crop(expand(CTV, 7mm), Body) - PTV").names() == ("CTV", "Body", "PTV")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("expand(CTV, 5)", '"5" needs a unit: write margins in mm'),
+        ("expnd(CTV, 5mm)", 'unknown function "expnd" (did you mean "expand"?)'),
+        ("A |", 'expected a structure name, a function or "(", found the end at character 4'),
+        ("ring(A, 5mm, 2mm)", "ring inner distance 5mm must be smaller than outer 2mm"),
+        ("__import__('os')", 'unknown function "__import__"'),
+        ("A; B", 'unexpected character ";" at character 2'),
+        ("(A", 'expected ")", found the end'),
+    ],
+)
+def test_errors(text: str, message: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_expression(text)
+    assert message in str(caught.value)
+
+
+NAMES = st.one_of(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True), st.sampled_from(["Bowel bag", "PTV-70"]))
+MM = st.integers(0, 300).map(lambda tenths: tenths / 10)
+
+
+def expressions() -> st.SearchStrategy:
+    leaves = NAMES.map(StructureRef)
+
+    def extend(children: st.SearchStrategy) -> st.SearchStrategy:
+        return st.one_of(
+            st.builds(Union, children, children),
+            st.builds(Difference, children, children),
+            st.builds(Intersection, children, children),
+            st.builds(Expand, children, st.tuples(MM, MM, MM)),
+            st.builds(Shrink, children, st.tuples(MM, MM, MM)),
+            st.builds(lambda e, inner, extra: Ring(e, inner, inner + extra + 0.1), children, MM, MM),
+            st.builds(Crop, children, children, MM),
+        )
+
+    return st.recursive(leaves, extend, max_leaves=8)
+
+
+@settings(max_examples=200, deadline=None)
+@given(expressions())
+def test_print_parse_round_trip(expression) -> None:
+    assert parse_expression(str(expression)) == expression
