@@ -1,0 +1,350 @@
+"""The patient case every later stage plans against: grid, influence matrix, beams, structures.
+
+A `Case` is validated when it is built, whoever builds it (the HDF5 reader, a phantom, an
+importer), so later stages can trust its shapes and never re-check them. Errors are
+`CaseError`s naming the field; the file reader adds the file and dataset.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from specc.errors import CaseError
+
+_COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A regular dose grid in DICOM patient coordinates (LPS, mm).
+
+    `origin_mm` is the centre of voxel (0, 0, 0); arrays on the grid have shape `shape` and
+    are indexed [i, j, k] = (x, y, z); flat indices are C order (`i*ny*nz + j*nz + k`).
+    """
+
+    shape: tuple[int, int, int]
+    spacing_mm: tuple[float, float, float]
+    origin_mm: tuple[float, float, float]
+
+    def __post_init__(self) -> None:
+        shape = tuple(int(n) for n in self.shape)
+        spacing = tuple(float(s) for s in self.spacing_mm)
+        origin = tuple(float(o) for o in self.origin_mm)
+        if len(shape) != 3 or min(shape) < 1:
+            raise CaseError(f"grid shape must be three positive integers, got {self.shape}")
+        if len(spacing) != 3 or not all(math.isfinite(s) and s > 0 for s in spacing):
+            raise CaseError(f"grid spacing_mm must be three positive numbers, got {self.spacing_mm}")
+        if len(origin) != 3 or not all(math.isfinite(o) for o in origin):
+            raise CaseError(f"grid origin_mm must be three finite numbers, got {self.origin_mm}")
+        object.__setattr__(self, "shape", shape)
+        object.__setattr__(self, "spacing_mm", spacing)
+        object.__setattr__(self, "origin_mm", origin)
+
+    @property
+    def n_voxels(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def voxel_volume_cc(self) -> float:
+        return math.prod(self.spacing_mm) / 1000.0
+
+    def axes_mm(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Voxel-centre coordinates along x, y and z."""
+        return tuple(  # type: ignore[return-value]
+            o + s * np.arange(n) for o, s, n in zip(self.origin_mm, self.spacing_mm, self.shape)
+        )
+
+    def positions_mm(self, flat_indices: np.ndarray) -> np.ndarray:
+        """Voxel-centre positions (n, 3) in mm of the given flat indices."""
+        ijk = np.stack(np.unravel_index(np.asarray(flat_indices, dtype=np.int64), self.shape), axis=1)
+        return np.asarray(self.origin_mm) + ijk * np.asarray(self.spacing_mm)
+
+
+@dataclass(frozen=True)
+class Beam:
+    """A treatment beam; angles follow IEC 61217 for a head-first supine patient."""
+
+    id: int
+    gantry_deg: float
+    couch_deg: float = 0.0
+    collimator_deg: float = 0.0
+    isocenter_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    sad_mm: float = 1000.0
+    energy: str = "6 MV"
+
+    def __post_init__(self) -> None:
+        iso = tuple(float(c) for c in self.isocenter_mm)
+        if len(iso) != 3 or not all(math.isfinite(c) for c in iso):
+            raise CaseError(f"beam {self.id}: isocenter_mm must be three finite numbers, got {self.isocenter_mm}")
+        for name in ("gantry_deg", "couch_deg", "collimator_deg"):
+            if not math.isfinite(getattr(self, name)):
+                raise CaseError(f"beam {self.id}: {name} must be finite")
+        if not (math.isfinite(self.sad_mm) and self.sad_mm > 0):
+            raise CaseError(f"beam {self.id}: sad_mm must be positive, got {self.sad_mm}")
+        object.__setattr__(self, "id", int(self.id))
+        object.__setattr__(self, "isocenter_mm", iso)
+        for name in ("gantry_deg", "couch_deg", "collimator_deg", "sad_mm"):
+            object.__setattr__(self, name, float(getattr(self, name)))
+
+
+@dataclass(frozen=True, eq=False)
+class Beamlets:
+    """One entry per influence-matrix column: its beam and its square in beam's-eye view.
+
+    Positions are the beamlet centre at the isocentre plane in the collimator frame (mm):
+    x along IEC X_b (patient left at gantry/collimator 0), y along IEC Y_b (towards the gantry).
+    """
+
+    beam_id: np.ndarray
+    x_mm: np.ndarray
+    y_mm: np.ndarray
+    width_mm: np.ndarray
+    height_mm: np.ndarray
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "beam_id", np.asarray(self.beam_id, dtype=np.int64))
+        for name in ("x_mm", "y_mm", "width_mm", "height_mm"):
+            object.__setattr__(self, name, np.asarray(getattr(self, name), dtype=np.float64))
+        n = len(self.beam_id)
+        for name in ("beam_id", "x_mm", "y_mm", "width_mm", "height_mm"):
+            values = getattr(self, name)
+            if values.ndim != 1 or len(values) != n:
+                raise CaseError(f"beamlets.{name} must be a 1-D array of length {n}, got shape {values.shape}")
+        for name in ("x_mm", "y_mm"):
+            if not np.isfinite(getattr(self, name)).all():
+                raise CaseError(f"beamlets.{name} contains NaN or Inf")
+        for name in ("width_mm", "height_mm"):
+            values = getattr(self, name)
+            if not (np.isfinite(values).all() and (values > 0).all()):
+                raise CaseError(f"beamlets.{name} must be positive and finite")
+
+    def __len__(self) -> int:
+        return len(self.beam_id)
+
+    def of_beam(self, beam_id: int) -> np.ndarray:
+        """Column indices of the beamlets of one beam."""
+        return np.flatnonzero(self.beam_id == beam_id)
+
+    @classmethod
+    def concatenate(cls, parts: list[Beamlets]) -> Beamlets:
+        if not parts:
+            return cls(*(np.empty(0) for _ in range(5)))
+        return cls(
+            *(np.concatenate([getattr(p, n) for p in parts]) for n in ("beam_id", "x_mm", "y_mm", "width_mm", "height_mm"))
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class Structure:
+    """A named region of interest as a boolean mask on the dose grid."""
+
+    name: str
+    mask: np.ndarray
+    color: str = "#ff0000"
+
+    def __post_init__(self) -> None:
+        if not self.name or self.name != self.name.strip():
+            raise CaseError(f"structure name {self.name!r} must be non-empty without surrounding spaces")
+        if not _COLOR_RE.match(self.color):
+            raise CaseError(f"structure {self.name!r}: color must be '#rrggbb', got {self.color!r}")
+        mask = np.asarray(self.mask)
+        if mask.dtype != bool:
+            raise CaseError(f"structure {self.name!r}: mask must be boolean, got {mask.dtype}")
+        object.__setattr__(self, "mask", mask)
+
+    @property
+    def n_voxels(self) -> int:
+        return int(np.count_nonzero(self.mask))
+
+
+@dataclass
+class CaseMetadata:
+    """Where a case came from. `extra` holds importer identifiers (e.g. DICOM UIDs) for export."""
+
+    source: str
+    dose_engine: str
+    created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    notes: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for key, value in self.extra.items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise CaseError(f"metadata.extra must map strings to strings, got {key!r}: {value!r}")
+
+
+@dataclass(eq=False)
+class Case:
+    """A patient (or phantom) ready to plan on.
+
+    `influence` rows are the grid voxels listed in `voxel_indices` (strictly increasing flat
+    indices); columns are `beamlets`; entries are Gy per unit beamlet weight per fraction.
+    Every voxel of every structure is a row.
+    """
+
+    case_id: str
+    grid: Grid
+    voxel_indices: np.ndarray
+    influence: sp.csr_matrix
+    beams: list[Beam]
+    beamlets: Beamlets
+    structures: dict[str, Structure]
+    metadata: CaseMetadata
+    density: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    # --- file format -------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path) -> Case:
+        from specc.case.hdf5 import read_case
+
+        return read_case(path)
+
+    def save(self, path: str | Path) -> None:
+        from specc.case.hdf5 import write_case
+
+        write_case(self, path)
+
+    # --- derived quantities ------------------------------------------------------------
+    @property
+    def n_beamlets(self) -> int:
+        return self.influence.shape[1]
+
+    @property
+    def voxel_volume_cc(self) -> float:
+        return self.grid.voxel_volume_cc
+
+    def rows(self, mask: np.ndarray) -> np.ndarray:
+        """Influence-matrix row of each voxel of a grid mask (in flat-index order)."""
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != self.grid.shape:
+            raise CaseError(f"mask shape {mask.shape} does not match the case grid {self.grid.shape}")
+        flat = np.flatnonzero(mask.ravel())
+        rows = np.searchsorted(self.voxel_indices, flat)
+        found = rows < len(self.voxel_indices)
+        found[found] = self.voxel_indices[rows[found]] == flat[found]
+        if not found.all():
+            raise CaseError(
+                f"{np.count_nonzero(~found)} voxels of the mask are not rows of the influence matrix "
+                f"of case {self.case_id!r} (no dose is computed there)"
+            )
+        return rows.astype(np.int64)
+
+    def dose_on_grid(self, fluence: np.ndarray, fractions: int) -> np.ndarray:
+        """Total dose in Gy on the full grid for beamlet weights `fluence` (zero off the rows)."""
+        fluence = np.asarray(fluence, dtype=np.float64)
+        if fluence.shape != (self.n_beamlets,):
+            raise CaseError(f"fluence has shape {fluence.shape}, the case has {self.n_beamlets} beamlets")
+        if int(fractions) != fractions or fractions < 1:
+            raise CaseError(f"fractions must be a positive integer, got {fractions}")
+        dose = np.zeros(self.grid.n_voxels, dtype=np.float64)
+        dose[self.voxel_indices] = (self.influence @ fluence) * int(fractions)
+        return dose.reshape(self.grid.shape)
+
+    def content_hash(self) -> str:
+        """sha256 of the planning content (grid, matrix, beams, structures, density).
+
+        Metadata (creation time, notes) is left out, so rebuilding the same phantom gives
+        the same hash and a report can prove which data it was planned on.
+        """
+        digest = hashlib.sha256()
+
+        def add(label: str, values: np.ndarray | str) -> None:
+            digest.update(label.encode())
+            if isinstance(values, str):
+                digest.update(values.encode())
+            else:
+                array = np.ascontiguousarray(values)
+                digest.update(f"{array.dtype.str}{array.shape}".encode())
+                digest.update(memoryview(array).cast("B"))
+
+        add("grid", np.array([*self.grid.shape, *self.grid.spacing_mm, *self.grid.origin_mm], dtype=np.float64))
+        add("voxel_indices", self.voxel_indices)
+        add("influence.shape", np.array(self.influence.shape, dtype=np.int64))
+        add("influence.indptr", self.influence.indptr.astype(np.int64, copy=False))
+        add("influence.indices", self.influence.indices.astype(np.int32, copy=False))
+        add("influence.data", self.influence.data)
+        for beam in self.beams:
+            add("beam", repr((beam.id, beam.gantry_deg, beam.couch_deg, beam.collimator_deg,
+                              beam.isocenter_mm, beam.sad_mm, beam.energy)))
+        for name in ("beam_id", "x_mm", "y_mm", "width_mm", "height_mm"):
+            add(f"beamlets.{name}", getattr(self.beamlets, name))
+        for name in sorted(self.structures):
+            structure = self.structures[name]
+            add("structure", f"{name}\0{structure.color}")
+            add("mask", np.packbits(structure.mask.ravel()))
+        if self.density is not None:
+            add("density", self.density)
+        return digest.hexdigest()
+
+
+def _validate(case: Case) -> None:
+    """Check the invariants later stages rely on; raise `CaseError` naming the field."""
+    if not case.case_id:
+        raise CaseError("case_id must not be empty")
+    grid = case.grid
+    indices = np.asarray(case.voxel_indices)
+    if indices.ndim != 1 or not np.issubdtype(indices.dtype, np.integer):
+        raise CaseError(f"voxel_indices must be a 1-D integer array, got {indices.dtype} {indices.shape}")
+    case.voxel_indices = indices = indices.astype(np.int64, copy=False)
+    if len(indices) and (indices[0] < 0 or indices[-1] >= grid.n_voxels):
+        raise CaseError(f"voxel_indices out of range: the grid has {grid.n_voxels} voxels (flat indices 0..{grid.n_voxels - 1})")
+    if len(indices) > 1 and not (np.diff(indices) > 0).all():
+        raise CaseError("voxel_indices must be strictly increasing")
+
+    influence = case.influence
+    if not sp.issparse(influence):
+        raise CaseError(f"influence must be a scipy sparse matrix, got {type(influence).__name__}")
+    if influence.format != "csr":
+        influence = influence.tocsr()
+    if influence.dtype != np.float32:
+        influence = influence.astype(np.float32)
+    case.influence = influence
+    if influence.shape[0] != len(indices):
+        raise CaseError(f"influence has {influence.shape[0]} rows but voxel_indices lists {len(indices)} voxels")
+    if influence.shape[1] != len(case.beamlets):
+        raise CaseError(f"influence has {influence.shape[1]} columns but there are {len(case.beamlets)} beamlets")
+    if not np.isfinite(influence.data).all():
+        raise CaseError("influence contains NaN or Inf entries")
+    if (influence.data < 0).any():
+        raise CaseError("influence contains negative entries (dose per unit weight must be >= 0)")
+    if not influence.has_canonical_format:
+        influence.sum_duplicates()  # sorts indices in place; no copy of the matrix
+
+    beam_ids = [beam.id for beam in case.beams]
+    if len(set(beam_ids)) != len(beam_ids):
+        raise CaseError(f"beam ids must be unique, got {beam_ids}")
+    unknown = set(np.unique(case.beamlets.beam_id).tolist()) - set(beam_ids)
+    if unknown:
+        raise CaseError(f"beamlets refer to beams {sorted(unknown)} that are not in the case")
+
+    rows = np.zeros(grid.n_voxels, dtype=bool)
+    rows[indices] = True
+    for name, structure in case.structures.items():
+        if name != structure.name:
+            raise CaseError(f"structure stored under {name!r} is named {structure.name!r}")
+        if structure.mask.shape != grid.shape:
+            raise CaseError(f"structure {name!r}: mask shape {structure.mask.shape} does not match the grid {grid.shape}")
+        if not structure.mask.any():
+            raise CaseError(f"structure {name!r} is empty (no voxel on the dose grid)")
+        missing = np.count_nonzero(structure.mask.ravel() & ~rows)
+        if missing:
+            raise CaseError(f"structure {name!r}: {missing} of its voxels are not rows of the influence matrix")
+
+    if case.density is not None:
+        density = np.asarray(case.density, dtype=np.float32)
+        if density.shape != grid.shape:
+            raise CaseError(f"density shape {density.shape} does not match the grid {grid.shape}")
+        if not (np.isfinite(density).all() and (density >= 0).all()):
+            raise CaseError("density must be finite and non-negative (relative electron density)")
+        case.density = density

@@ -1,0 +1,213 @@
+"""The HDF5 case format: bit-exact round trip, a plain-h5py writer following the doc, and
+one clear error per kind of damaged file."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from specc import Case
+from specc.case.phantoms import build_phantom
+from specc.errors import CaseError
+
+
+@pytest.fixture(scope="module")
+def case() -> Case:
+    built = build_phantom("c-shape", beams=3, grid_mm=10.0, beamlet_mm=10.0)
+    built.metadata.extra["FrameOfReferenceUID"] = "1.2.826.0.1.3680043.2.1125.1"
+    return built
+
+
+@pytest.fixture()
+def saved(case: Case, tmp_path: Path) -> Path:
+    path = tmp_path / "case.h5"
+    case.save(path)
+    return path
+
+
+def test_round_trip_is_bit_exact(case: Case, saved: Path):
+    loaded = Case.load(saved)
+    assert loaded.content_hash() == case.content_hash()
+    assert loaded.case_id == case.case_id and loaded.grid == case.grid
+    np.testing.assert_array_equal(loaded.voxel_indices, case.voxel_indices)
+    for name in ("data", "indices", "indptr"):
+        np.testing.assert_array_equal(getattr(loaded.influence, name), getattr(case.influence, name))
+    assert loaded.influence.dtype == np.float32 and loaded.influence.shape == case.influence.shape
+    assert loaded.beams == case.beams
+    for name in ("beam_id", "x_mm", "y_mm", "width_mm", "height_mm"):
+        np.testing.assert_array_equal(getattr(loaded.beamlets, name), getattr(case.beamlets, name))
+    assert list(loaded.structures) == list(case.structures)
+    for name, structure in case.structures.items():
+        np.testing.assert_array_equal(loaded.structures[name].mask, structure.mask)
+        assert loaded.structures[name].color == structure.color
+    np.testing.assert_array_equal(loaded.density, case.density)
+    assert loaded.metadata == case.metadata
+    assert loaded.metadata.extra == {"FrameOfReferenceUID": "1.2.826.0.1.3680043.2.1125.1"}
+
+
+def test_datasets_are_chunked_and_compressed(saved: Path):
+    with h5py.File(saved, "r") as file:
+        for name in ("influence/data", "influence/indices", "structures/masks", "density"):
+            assert file[name].compression == "gzip" and file[name].chunks is not None
+
+
+def test_a_case_written_with_plain_h5py_following_the_doc_loads(tmp_path: Path):
+    """Writes every dataset of docs/case-format.md by hand (no specc code) and loads it."""
+    path = tmp_path / "external.h5"
+    shape = (4, 3, 2)
+    n_voxels = 24
+    rows = np.array([0, 5, 6, 23], dtype=np.int64)  # flat C-order indices i*ny*nz + j*nz + k
+    # A 4 x 2 matrix (voxels x beamlets) in CSR form, Gy per unit weight per fraction.
+    dense = np.array([[0.5, 0.0], [0.25, 0.125], [0.0, 1.0], [0.0, 0.0]], dtype=np.float32)
+    with h5py.File(path, "w") as file:
+        file.attrs["format"] = "specc-case"
+        file.attrs["format_version"] = 1
+        file.attrs["case_id"] = "external"
+        file["grid/shape"] = np.array(shape, dtype=np.int64)
+        file["grid/spacing_mm"] = np.array([2.0, 2.0, 3.0])
+        file["grid/origin_mm"] = np.array([-3.0, -2.0, 10.0])
+        group = file.create_group("influence")
+        group.attrs["n_beamlets"] = 2
+        group["voxel_indices"] = rows
+        group["indptr"] = np.array([0, 1, 3, 4, 4], dtype=np.int64)
+        group["indices"] = np.array([0, 0, 1, 1], dtype=np.int32)
+        group["data"] = np.array([0.5, 0.25, 0.125, 1.0], dtype=np.float32)
+        file["beams/id"] = np.array([7], dtype=np.int64)
+        for name, value in (("gantry_deg", 90.0), ("couch_deg", 0.0), ("collimator_deg", 0.0), ("sad_mm", 1000.0)):
+            file[f"beams/{name}"] = np.array([value])
+        file["beams/isocenter_mm"] = np.array([[0.0, 0.0, 10.0]])
+        file.create_dataset("beams/energy", data=["6 MV"], dtype=h5py.string_dtype())
+        file["beamlets/beam_id"] = np.array([7, 7], dtype=np.int64)
+        file["beamlets/x_mm"] = np.array([-2.5, 2.5])
+        file["beamlets/y_mm"] = np.array([0.0, 0.0])
+        file["beamlets/width_mm"] = np.array([5.0, 5.0])
+        file["beamlets/height_mm"] = np.array([5.0, 5.0])
+        file.create_dataset("structures/names", data=["GTV"], dtype=h5py.string_dtype())
+        file.create_dataset("structures/colors", data=["#00ff00"], dtype=h5py.string_dtype())
+        masks = np.zeros((1, *shape), dtype=np.uint8)
+        masks[0, 0, 2, 1] = masks[0, 0, 0, 0] = 1  # flat indices 5 and 0
+        file["structures/masks"] = masks
+        metadata = file.create_group("metadata")
+        metadata.attrs["source"] = "hand-written"
+        metadata.attrs["dose_engine"] = "none"
+        metadata.attrs["created"] = "2024-01-01T00:00:00+00:00"
+        metadata.create_group("extra").attrs["PatientID"] = "anon"
+
+    case = Case.load(path)
+    assert case.grid.shape == shape and case.grid.voxel_volume_cc == pytest.approx(0.012)
+    np.testing.assert_array_equal(case.influence.toarray(), dense)
+    assert case.beams[0].id == 7 and case.beams[0].gantry_deg == 90.0
+    assert case.rows(case.structures["GTV"].mask).tolist() == [0, 1]
+    dose = case.dose_on_grid(np.array([2.0, 4.0]), fractions=10)
+    assert dose.shape == shape and dose.reshape(-1)[5] == pytest.approx(10 * (0.25 * 2 + 0.125 * 4))
+    assert dose.reshape(-1)[rows[2]] == pytest.approx(40.0) and np.count_nonzero(dose) == 3
+    assert case.metadata.extra == {"PatientID": "anon"} and n_voxels == case.grid.n_voxels
+
+
+def _rewrite(path: Path, name: str, values: np.ndarray) -> None:
+    with h5py.File(path, "a") as file:
+        del file[name]
+        file[name] = values
+
+
+def _set_attr(path: Path, obj: str, attr: str, value: object) -> None:
+    with h5py.File(path, "a") as file:
+        file[obj].attrs[attr] = value
+
+
+def _corrupt_data(value: float) -> Callable[[Path, Case], None]:
+    def corrupt(path: Path, case: Case) -> None:
+        data = case.influence.data.copy()
+        data[len(data) // 2] = value
+        _rewrite(path, "influence/data", data)
+
+    return corrupt
+
+
+CORRUPTIONS: dict[str, tuple[Callable[[Path, Case], None], str]] = {
+    "unknown format version": (
+        lambda path, case: _set_attr(path, "/", "format_version", 99),
+        r"format_version'.*unknown format version 99",
+    ),
+    "not a specc case": (lambda path, case: _set_attr(path, "/", "format", "other"), r"attribute 'format'"),
+    "NaN in A": (_corrupt_data(np.nan), r"/influence/data: contains NaN or Inf"),
+    "Inf in A": (_corrupt_data(np.inf), r"/influence/data: contains NaN or Inf"),
+    "negative A": (_corrupt_data(-1.0), r"/influence/data: contains negative"),
+    "A stored as float64": (
+        lambda path, case: _rewrite(path, "influence/data", case.influence.data.astype(np.float64)),
+        r"/influence/data: has dtype float64, expected float32",
+    ),
+    "voxel index out of range": (
+        lambda path, case: _rewrite(
+            path, "influence/voxel_indices", np.append(case.voxel_indices[:-1], case.grid.n_voxels)
+        ),
+        r"/influence/voxel_indices: index out of range",
+    ),
+    "voxel indices not increasing": (
+        lambda path, case: _rewrite(path, "influence/voxel_indices", case.voxel_indices[::-1].copy()),
+        r"/influence/voxel_indices: must be strictly increasing",
+    ),
+    "beamlet index out of range": (
+        lambda path, case: _rewrite(
+            path, "influence/indices", np.where(np.arange(case.influence.nnz) == 0, case.n_beamlets, case.influence.indices)
+        ),
+        r"/influence/indices: column index out of range",
+    ),
+    "indptr disagrees with rows": (
+        lambda path, case: _rewrite(path, "influence/indptr", case.influence.indptr[:-1].astype(np.int64)),
+        r"/influence/indptr: has \d+ entries, expected \d+",
+    ),
+    "beamlet arrays disagree with A": (
+        lambda path, case: _rewrite(path, "beamlets/x_mm", case.beamlets.x_mm[:-1]),
+        r"/beamlets/x_mm: has \d+ entries, expected \d+",
+    ),
+    "mask shape disagrees with grid": (
+        lambda path, case: _rewrite(path, "structures/masks", np.zeros((len(case.structures), 2, 2, 2), np.uint8)),
+        r"/structures/masks: has shape",
+    ),
+    "density shape disagrees with grid": (
+        lambda path, case: _rewrite(path, "density", case.density[:-1]),
+        r"/density: has shape",
+    ),
+    "empty structure": (
+        lambda path, case: _empty_first_structure(path),
+        r"/structures/masks\[0\] \('PTV'\): structure is empty",
+    ),
+    "missing dataset": (lambda path, case: _delete(path, "beams/gantry_deg"), r"/beams/gantry_deg: missing"),
+    "edited after writing": (
+        lambda path, case: _rewrite(path, "beamlets/x_mm", case.beamlets.x_mm + 1.0),
+        r"content_hash'.*does not match",
+    ),
+}
+
+
+def _empty_first_structure(path: Path) -> None:
+    with h5py.File(path, "a") as file:
+        file["structures/masks"][0] = 0
+
+
+def _delete(path: Path, name: str) -> None:
+    with h5py.File(path, "a") as file:
+        del file[name]
+
+
+@pytest.mark.parametrize("corruption", list(CORRUPTIONS))
+def test_each_damaged_file_gives_a_clear_error_naming_file_and_dataset(corruption: str, case: Case, saved: Path):
+    corrupt, message = CORRUPTIONS[corruption]
+    corrupt(saved, case)
+    with pytest.raises(CaseError, match=message) as error:
+        Case.load(saved)
+    assert str(saved) in str(error.value)
+
+
+def test_missing_and_non_hdf5_files(tmp_path: Path):
+    with pytest.raises(CaseError, match="case file not found"):
+        Case.load(tmp_path / "nothing.h5")
+    text = tmp_path / "text.h5"
+    text.write_text("not hdf5")
+    with pytest.raises(CaseError, match="not a readable HDF5 file"):
+        Case.load(text)

@@ -1,0 +1,106 @@
+"""The Case contract: validation on construction, rows, dose on the grid, content hash."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+import specc
+from specc.case import Beam, Beamlets, Case, CaseMetadata, Grid, Structure
+from specc.errors import CaseError
+
+GRID = Grid((3, 2, 2), (2.0, 2.0, 2.5), (0.0, 0.0, 0.0))
+
+
+def _case(**overrides) -> Case:
+    mask = np.zeros(GRID.shape, dtype=bool)
+    mask[1, 0, 1] = mask[2, 1, 0] = True  # flat 5 and 10
+    fields = dict(
+        case_id="tiny",
+        grid=GRID,
+        voxel_indices=np.array([1, 5, 10], dtype=np.int64),
+        influence=sp.csr_matrix(np.array([[1.0, 0.0], [0.5, 0.25], [0.0, 2.0]], dtype=np.float32)),
+        beams=[Beam(1, 0.0), Beam(2, 180.0)],
+        beamlets=Beamlets([1, 2], [0.0, 0.0], [0.0, 0.0], [5.0, 5.0], [5.0, 5.0]),
+        structures={"Target": Structure("Target", mask, "#ff0000")},
+        metadata=CaseMetadata(source="test", dose_engine="none"),
+    )
+    fields.update(overrides)
+    return Case(**fields)
+
+
+def test_specc_case_is_the_case_class():
+    assert specc.Case is Case
+
+
+def test_rows_map_a_grid_mask_to_matrix_rows():
+    case = _case()
+    assert case.rows(case.structures["Target"].mask).tolist() == [1, 2]
+    outside = np.zeros(GRID.shape, bool)
+    outside[0, 0, 0] = True
+    with pytest.raises(CaseError, match="not rows of the influence matrix"):
+        case.rows(outside)
+
+
+def test_dose_on_grid_is_total_dose_and_zero_off_the_rows():
+    case = _case()
+    dose = case.dose_on_grid(np.array([2.0, 4.0]), fractions=5)
+    flat = dose.reshape(-1)
+    assert flat[1] == pytest.approx(5 * 2.0) and flat[5] == pytest.approx(5 * 2.0) and flat[10] == pytest.approx(5 * 8.0)
+    assert np.count_nonzero(flat) == 3 and dose.shape == GRID.shape
+    assert case.voxel_volume_cc == pytest.approx(0.01)
+    with pytest.raises(CaseError, match="fluence has shape"):
+        case.dose_on_grid(np.ones(3), 1)
+    with pytest.raises(CaseError, match="fractions"):
+        case.dose_on_grid(np.ones(2), 0)
+
+
+def test_content_hash_ignores_metadata_but_not_content():
+    case = _case()
+    same = _case(metadata=CaseMetadata(source="other", dose_engine="none", notes="x", created="2000-01-01"))
+    assert case.content_hash() == same.content_hash()
+    changed = _case(influence=sp.csr_matrix(np.array([[1.0, 0.0], [0.5, 0.25], [0.0, 2.5]], dtype=np.float32)))
+    assert changed.content_hash() != case.content_hash()
+    assert len(case.content_hash()) == 64
+
+
+def test_influence_is_stored_as_float32_csr():
+    case = _case(influence=sp.coo_matrix(np.array([[1.0, 0.0], [0.5, 0.25], [0.0, 2.0]])))
+    assert case.influence.format == "csr" and case.influence.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"voxel_indices": np.array([1, 5, 12])}, "out of range"),
+        ({"voxel_indices": np.array([5, 1, 10])}, "strictly increasing"),
+        ({"voxel_indices": np.array([1, 5])}, "3 rows but voxel_indices lists 2"),
+        ({"influence": sp.csr_matrix(np.array([[np.nan, 0], [0, 0], [0, 1]], dtype=np.float32))}, "NaN or Inf"),
+        ({"influence": sp.csr_matrix(np.array([[-1.0, 0], [0, 0], [0, 1]], dtype=np.float32))}, "negative"),
+        ({"beamlets": Beamlets([1], [0.0], [0.0], [5.0], [5.0])}, "2 columns but there are 1 beamlets"),
+        ({"beamlets": Beamlets([1, 3], [0.0, 0.0], [0.0, 0.0], [5.0, 5.0], [5.0, 5.0])}, r"beams \[3\]"),
+        ({"beams": [Beam(1, 0.0), Beam(1, 90.0)]}, "unique"),
+        ({"structures": {"Empty": Structure("Empty", np.zeros(GRID.shape, bool))}}, "'Empty' is empty"),
+        ({"structures": {"Off": Structure("Off", np.ones(GRID.shape, bool))}}, "not rows"),
+        ({"structures": {"Small": Structure("Small", np.ones((2, 2, 2), bool))}}, "does not match the grid"),
+        ({"density": np.ones((3, 2, 1))}, "density shape"),
+        ({"density": -np.ones(GRID.shape)}, "non-negative"),
+    ],
+)
+def test_invalid_cases_raise_case_errors_naming_the_field(overrides, message):
+    with pytest.raises(CaseError, match=message):
+        _case(**overrides)
+
+
+def test_parts_validate_themselves():
+    with pytest.raises(CaseError, match="spacing_mm"):
+        Grid((2, 2, 2), (1.0, 0.0, 1.0), (0.0, 0.0, 0.0))
+    with pytest.raises(CaseError, match="color"):
+        Structure("A", np.ones((1, 1, 1), bool), "red")
+    with pytest.raises(CaseError, match="boolean"):
+        Structure("A", np.ones((1, 1, 1)))
+    with pytest.raises(CaseError, match="width_mm"):
+        Beamlets([1], [0.0], [0.0], [0.0], [5.0])
+    with pytest.raises(CaseError, match="strings"):
+        CaseMetadata(source="s", dose_engine="e", extra={"PatientID": 5})  # type: ignore[dict-item]
