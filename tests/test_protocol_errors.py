@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from specc.protocol import ProtocolError, load_protocol, parse_protocol_text
+from specc.protocol import Diagnostic, ProtocolError, load_protocol, parse_protocol_text
 
 BROKEN = Path(__file__).parent / "data" / "broken_protocols"
 
@@ -18,8 +18,7 @@ EXPECTED: dict[str, list[tuple[str, int, int, str, str]]] = {
     "bad-unit.yaml": [
         ("bad-unit.yaml", 14, 27, "prescription.levels[0].dose", 'unknown dose unit "cgy" (did you mean "cGy"?)'),
     ],
-    "unknown-key.yaml": [
-        ("unknown-key.yaml", 12, 3, "prescription.fractions", 'missing required key "fractions"'),
+    "unknown-key.yaml": [  # one typo, one message: not also 'missing required key "fractions"'
         ("unknown-key.yaml", 12, 3, "prescription.fractons", 'unknown key "fractons" (did you mean "fractions"?)'),
     ],
     "duplicate-key.yaml": [
@@ -127,11 +126,42 @@ def test_broken_protocol_gives_expected_diagnostics(name: str) -> None:
 
 
 def test_error_text_is_one_diagnostic_per_line() -> None:
+    text = (BROKEN / "unknown-key.yaml").read_text().replace("version: 1.0.0", "version: one")
     with pytest.raises(ProtocolError) as caught:
-        load_protocol(BROKEN / "unknown-key.yaml")
+        parse_protocol_text(text, "unknown-key.yaml")
     lines = str(caught.value).splitlines()
-    assert lines == [str(d) for d in caught.value.diagnostics]
-    assert lines[1].endswith('unknown-key.yaml:12:3: prescription.fractons: unknown key "fractons" (did you mean "fractions"?)')
+    assert len(lines) == 2 and lines == [str(d) for d in caught.value.diagnostics]
+    assert lines[1] == (
+        'unknown-key.yaml:12:3: prescription.fractons: unknown key "fractons" (did you mean "fractions"?)'
+    )
+
+
+def test_missing_key_is_kept_when_the_unknown_key_is_not_its_misspelling() -> None:
+    text = (BROKEN / "unknown-key.yaml").read_text().replace("fractons: 39", "sessions: 39")
+    with pytest.raises(ProtocolError) as caught:
+        parse_protocol_text(text, "other-key.yaml")
+    assert [(d.path, d.message.split(" (")[0]) for d in caught.value.diagnostics] == [
+        ("prescription.fractions", 'missing required key "fractions"'),
+        ("prescription.sessions", 'unknown key "sessions"'),
+    ]
+
+
+def test_missing_file_has_no_made_up_position(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(ProtocolError) as caught:
+        load_protocol(missing)
+    (diagnostic,) = caught.value.diagnostics
+    assert (diagnostic.line, diagnostic.column) == (None, None)
+    assert str(diagnostic) == f"{missing}: protocol file not found"
+    assert diagnostic.as_dict()["line"] is None
+
+
+@pytest.mark.parametrize(
+    ("line", "column", "text"),
+    [(None, None, "f.yaml: goals: bad"), (3, None, "f.yaml:3: goals: bad"), (3, 7, "f.yaml:3:7: goals: bad")],
+)
+def test_diagnostic_shows_only_the_position_it_knows(line: int | None, column: int | None, text: str) -> None:
+    assert str(Diagnostic("f.yaml", line, column, "goals", "bad")) == text
 
 
 def test_all_errors_of_a_file_are_reported_together() -> None:
@@ -182,3 +212,18 @@ def test_unsafe_or_odd_yaml_is_refused(text: str, message: str) -> None:
     with pytest.raises(ProtocolError) as caught:
         parse_protocol_text(text, "odd.yaml")
     assert any(d.message.startswith(message) for d in caught.value.diagnostics), caught.value
+
+
+def test_min_above_max_is_found_in_any_order_and_only_between_hard_limits() -> None:
+    text = (BROKEN / "min-above-max-term.yaml").read_text()
+    maximum = "    - {kind: max_dose, structure: PTV, dose: 82 Gy}\n"
+    minimum = "    - {kind: min_dose, structure: PTV, dose: 84 Gy}\n"
+    with pytest.raises(ProtocolError) as caught:
+        parse_protocol_text(text.replace(maximum, "").replace(minimum, minimum + maximum), "swapped.yaml")
+    assert [(d.line, d.path, d.message) for d in caught.value.diagnostics] == [
+        (24, "optimization.terms[1].dose",
+         "min_dose 84 Gy on PTV is above max_dose 82 Gy (optimization.terms[2]): no dose can meet both"),
+    ]
+    # A soft limit is a penalty the solver trades off, not a bound no dose can meet.
+    soft = text.replace("dose: 84 Gy}", "dose: 84 Gy, hard: false, weight: 5}")
+    assert parse_protocol_text(soft, "soft.yaml").optimization.terms[2].dose_bounds() == (None, None)

@@ -54,7 +54,7 @@ def test_goal_override_replaces_template_goal_in_place(prostate) -> None:
     override = next(goal for goal in prostate.goals if goal.metric.dose == Dose.parse("70 Gy") and goal.structure == "Rectum")
     assert Path(override.source.file).name == "prostate-sib.yaml" and override.source.line == 60
     inherited = next(goal for goal in prostate.goals if goal.structure == "Bladder")
-    assert Path(inherited.source.file).name == "base-pelvis.yaml" and inherited.source.line == 46
+    assert Path(inherited.source.file).name == "base-pelvis.yaml" and inherited.source.line == 47
 
 
 def test_relative_thresholds_resolve_against_each_targets_prescription(prostate) -> None:

@@ -17,7 +17,8 @@ STANDALONE = EXAMPLE.replace("extends: base-pelvis.yaml\n", "specc: 1\n").replac
     "  Femur_Head_L: {role: oar}\n  Femur_Head_R: {role: oar}\n", 1
 )
 KEYS = ["specc", "name", "version", "prescription", "fractions", "levels", "target", "dose", "structures",
-        "role", "goals", "metric", "<=", ">=", "optimization", "terms", "kind", "structure", "weight", "extends"]
+        "role", "goals", "metric", "<=", ">=", "optimization", "terms", "kind", "structure", "weight", "extends",
+        "template"]
 SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True, allow_infinity=True),
     st.text(max_size=20), st.sampled_from(["78 Gy", "D95%", "V70Gy[%] <= 20", "expand(A, 5mm)", "max_dose", "-1 Gy"]),

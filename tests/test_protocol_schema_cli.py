@@ -26,7 +26,8 @@ def test_committed_schema_is_current() -> None:
 
 def test_schema_describes_the_document() -> None:
     schema = protocol_json_schema()
-    assert {"extends", "specc", "prescription", "goals", "optimization"} <= set(schema["properties"])
+    assert {"extends", "template", "specc", "prescription", "goals", "optimization"} <= set(schema["properties"])
+    assert schema["properties"]["template"]["type"] == "boolean"
     assert "source" not in schema["properties"]
     assert schema["$defs"]["StructureSpec"]["additionalProperties"] is False
     kinds = json.dumps(schema["$defs"]["Optimization"])
@@ -47,14 +48,30 @@ def test_validate_ok_and_errors() -> None:
     assert "Traceback" not in bad.output
 
 
+def test_validate_a_template_library() -> None:
+    files = sorted(EXAMPLES.glob("*.yaml"))
+    result = runner.invoke(app, ["validate", *map(str, files)])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == [
+        f"OK {EXAMPLES / 'base-pelvis.yaml'} (template)",
+        f"OK {EXAMPLES / 'prostate-sib.yaml'}",
+    ]
+
+
+def test_validate_missing_file() -> None:
+    text = runner.invoke(app, ["validate", "nope.yaml"])
+    assert text.exit_code == 1 and text.output.strip() == "nope.yaml: protocol file not found"
+    as_json = runner.invoke(app, ["validate", "--format", "json", "nope.yaml"])
+    assert json.loads(as_json.stdout) == [
+        {"file": "nope.yaml", "line": None, "column": None, "path": "", "message": "protocol file not found"}
+    ]
+
+
 def test_validate_json() -> None:
     result = runner.invoke(app, ["validate", "--format", "json", str(BROKEN / "unknown-key.yaml")])
     assert result.exit_code == 1
     diagnostics = json.loads(result.stdout)
-    assert [(d["line"], d["column"], d["path"]) for d in diagnostics] == [
-        (12, 3, "prescription.fractions"),
-        (12, 3, "prescription.fractons"),
-    ]
+    assert [(d["line"], d["column"], d["path"]) for d in diagnostics] == [(12, 3, "prescription.fractons")]
     assert set(diagnostics[0]) == {"file", "line", "column", "path", "message"}
 
 

@@ -12,7 +12,7 @@ import typer
 from rich.text import Text
 
 from specc.cli.app import app, console, error_console
-from specc.protocol import ProtocolError, load_protocol
+from specc.protocol import ProtocolError, SiteTemplate, load_protocol_or_template
 from specc.protocol.schema import protocol_json_schema_text
 
 
@@ -32,11 +32,11 @@ def validate(
         typer.Option(help="Folder templates must stay inside (default: each protocol's own folder)."),
     ] = None,
 ) -> None:
-    """Check protocol files; exit 0 when all are valid, 1 otherwise."""
+    """Check protocol files and site templates (template: true); exit 0 when all are valid, 1 otherwise."""
     diagnostics = []
     for file in files:
         try:
-            load_protocol(file, root=root)
+            checked = load_protocol_or_template(file, root=root)
         except ProtocolError as error:
             diagnostics += error.diagnostics
             if output is OutputFormat.text:
@@ -44,7 +44,8 @@ def validate(
                     error_console.print(Text(str(diagnostic)), soft_wrap=True, highlight=False)
             continue
         if output is OutputFormat.text:
-            console.print(Text(f"OK {file}"), highlight=False)
+            kind = " (template)" if isinstance(checked, SiteTemplate) else ""
+            console.print(Text(f"OK {file}{kind}"), highlight=False)
     if output is OutputFormat.json:
         sys.stdout.write(json.dumps([d.as_dict() for d in diagnostics], indent=2) + "\n")
     raise typer.Exit(1 if diagnostics else 0)

@@ -13,13 +13,13 @@ from specc.protocol.diagnostics import Issue
 from specc.protocol.goals import Goal
 from specc.protocol.metrics import Metric
 from specc.protocol.suggest import did_you_mean
-from specc.terms import MaxDose, MinDose
+from specc.terms.base import TermBase
 
 if TYPE_CHECKING:
-    from specc.protocol.models import Protocol
+    from specc.protocol.models import ProtocolDocument
 
 
-def consistency_issues(protocol: Protocol) -> list[Issue]:
+def consistency_issues(protocol: ProtocolDocument) -> list[Issue]:
     defined = list(protocol.structures)
     return [
         *_prescription_targets(protocol, defined),
@@ -36,7 +36,9 @@ def _undefined(name: str, defined: list[str]) -> str:
     return f'undefined structure "{name}"{did_you_mean(name, defined)}'
 
 
-def _prescription_targets(protocol: Protocol, defined: list[str]) -> Iterator[Issue]:
+def _prescription_targets(protocol: ProtocolDocument, defined: list[str]) -> Iterator[Issue]:
+    if protocol.prescription is None:  # a site template leaves it to the protocols extending it
+        return
     for index, level in enumerate(protocol.prescription.levels):
         loc = ("prescription", "levels", index, "target")
         spec = protocol.structures.get(level.target)
@@ -46,7 +48,7 @@ def _prescription_targets(protocol: Protocol, defined: list[str]) -> Iterator[Is
             yield Issue(loc, f'"{level.target}" has role {spec.role}; a dose level needs a structure with role: target')
 
 
-def _expressions(protocol: Protocol, defined: list[str]) -> Iterator[Issue]:
+def _expressions(protocol: ProtocolDocument, defined: list[str]) -> Iterator[Issue]:
     derived = {name: spec.expression for name, spec in protocol.structures.items() if spec.expression is not None}
     for name, expression in derived.items():
         for used in expression.names():
@@ -82,7 +84,7 @@ def _cycle_from(start: str, derived: dict) -> list[str] | None:
     return visit(start)
 
 
-def _alias_clashes(protocol: Protocol) -> Iterator[Issue]:
+def _alias_clashes(protocol: ProtocolDocument) -> Iterator[Issue]:
     owner = {name.casefold(): name for name in protocol.structures}
     for name, spec in protocol.structures.items():
         for index, alias in enumerate(spec.aliases):
@@ -94,21 +96,19 @@ def _alias_clashes(protocol: Protocol) -> Iterator[Issue]:
                 )
 
 
-def _goal_structures(protocol: Protocol, defined: list[str]) -> Iterator[Issue]:
+def _goal_structures(protocol: ProtocolDocument, defined: list[str]) -> Iterator[Issue]:
     for name in dict.fromkeys(goal.structure for goal in protocol.goals):
         if name not in protocol.structures:
             yield Issue(("goals", name), _undefined(name, defined), at_key=True)
 
 
-def _term_structures(protocol: Protocol, defined: list[str]) -> Iterator[Issue]:
+def _term_structures(protocol: ProtocolDocument, defined: list[str]) -> Iterator[Issue]:
     if protocol.optimization is None:
         return
     for index, term in enumerate(protocol.optimization.terms):
         for name in term.structures():
             if name not in protocol.structures:
-                field = next((f for f in type(term).model_fields if getattr(term, f) == name), None)
-                loc = ("optimization", "terms", index) + ((field,) if field else ())
-                yield Issue(loc, _undefined(name, defined))
+                yield Issue(("optimization", "terms", index, *_field_holding(term, name)), _undefined(name, defined))
 
 
 def _hot_rank(metric: Metric) -> tuple[str, float] | None:
@@ -147,11 +147,17 @@ def _cannot_both_hold(lower: Goal, upper: Goal) -> bool:
     return False
 
 
+def _resolved(goal: Goal) -> bool:
+    """Whether the goal's doses are known (not so for % of a prescription a template leaves out)."""
+    return goal.reference_dose is not None or not goal.needs_reference
+
+
 def _conflicting_goals(goals: list[Goal]) -> Iterator[Issue]:
-    for index, lower in enumerate(goals):
+    comparable = [(index, goal) for index, goal in enumerate(goals) if _resolved(goal)]
+    for index, lower in comparable:
         if not lower.is_lower_bound:
             continue
-        for upper in goals:
+        for _, upper in comparable:
             if upper.structure == lower.structure and not upper.is_lower_bound and _cannot_both_hold(lower, upper):
                 yield Issue(
                     ("goals", index),
@@ -161,18 +167,30 @@ def _conflicting_goals(goals: list[Goal]) -> Iterator[Issue]:
                 break
 
 
-def _conflicting_terms(protocol: Protocol) -> Iterator[Issue]:
+def _conflicting_terms(protocol: ProtocolDocument) -> Iterator[Issue]:
+    """Hard terms whose per-voxel dose bounds on one structure leave no dose between them."""
     if protocol.optimization is None:
         return
     terms = list(enumerate(protocol.optimization.terms))
     for index, low in terms:
-        if not isinstance(low, MinDose):
+        lower = low.dose_bounds()[0]
+        if lower is None:
             continue
         for other, high in terms:
-            if isinstance(high, MaxDose) and high.structure == low.structure and low.dose.gy > high.dose.gy:
+            upper = high.dose_bounds()[1]
+            if other == index or upper is None or lower.gy <= upper.gy:
+                continue
+            shared = [name for name in low.structures() if name in high.structures()]
+            if shared:
                 yield Issue(
-                    ("optimization", "terms", index, "dose"),
-                    f"min_dose {low.dose} on {low.structure} is above max_dose {high.dose} "
+                    ("optimization", "terms", index, *_field_holding(low, lower)),
+                    f"{low.kind} {lower} on {shared[0]} is above {high.kind} {upper} "
                     f"(optimization.terms[{other}]): no dose can meet both",
                 )
                 break
+
+
+def _field_holding(term: TermBase, value: object) -> tuple[str, ...]:
+    """The name of the term's field holding `value` (to point at its line), if one does."""
+    field = next((name for name in type(term).model_fields if getattr(term, name) == value), None)
+    return (field,) if field else ()

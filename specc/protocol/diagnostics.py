@@ -14,19 +14,25 @@ from specc.errors import SpeccError
 
 @dataclass(frozen=True)
 class Diagnostic:
-    """One problem in a protocol file; line and column are 1-based (0 when unknown)."""
+    """One problem in a protocol file; line and column are 1-based, None when unknown.
+
+    An unknown position is left out of the text rather than shown as a fake `:0:0`, which
+    editors would take for a place in the file (a missing file has no line to point at).
+    """
 
     file: str
-    line: int
-    column: int
+    line: int | None
+    column: int | None
     path: str
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}:{self.column}"
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}" if self.column is None else f":{self.line}:{self.column}"
         return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
 
-    def as_dict(self) -> dict[str, str | int]:
+    def as_dict(self) -> dict[str, str | int | None]:
         return {"file": self.file, "line": self.line, "column": self.column, "path": self.path, "message": self.message}
 
 
@@ -60,7 +66,7 @@ class ProtocolConsistencyError(ProtocolError):
     def __init__(self, issues: list[Issue]) -> None:
         self.issues = list(issues)
         super().__init__(
-            [Diagnostic("<protocol>", 0, 0, format_loc(issue.loc), issue.message) for issue in self.issues]
+            [Diagnostic("<protocol>", None, None, format_loc(issue.loc), issue.message) for issue in self.issues]
         )
 
 

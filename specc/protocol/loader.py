@@ -3,6 +3,10 @@
 Pydantic reports errors by model path (`loc`); the YAML reader knows where each value was
 written. This module joins the two so that every error reads
 `file:line:column: path: message`, and fills in the source location of goals and terms.
+
+A file with `template: true` is a site template: it is checked as a `SiteTemplate` (every
+key optional) and can be read with `load_protocol_or_template`, but `load_protocol`, which
+hands a protocol to planning, refuses it.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import hashlib
 import re
 import types
 import typing
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,9 +30,9 @@ from specc.protocol.diagnostics import (
     format_loc,
 )
 from specc.protocol.goals import GoalMapping
-from specc.protocol.models import Protocol, ProtocolSource, goal_layout
-from specc.protocol.suggest import did_you_mean
-from specc.protocol.templates import EXTENDS, read_protocol_tree
+from specc.protocol.models import Protocol, ProtocolDocument, ProtocolSource, SiteTemplate, goal_layout
+from specc.protocol.suggest import did_you_mean, near_match
+from specc.protocol.templates import EXTENDS, TEMPLATE, read_protocol_tree
 from specc.protocol.yaml_source import Path as DataPath
 from specc.protocol.yaml_source import Position, YamlDocument, compose, to_document
 from specc.terms import KINDS
@@ -36,20 +41,35 @@ from specc.terms.base import SourceLocation
 # Fields the loader fills in; a protocol file may not set them.
 _INTERNAL_KEYS = ("source",)
 
+_Document = typing.TypeVar("_Document", bound=ProtocolDocument)
+
 
 def load_protocol(path: str | Path, root: str | Path | None = None) -> Protocol:
-    """The validated, template-merged protocol in `path`.
+    """The validated, template-merged protocol in `path`, ready for planning.
 
     Templates (`extends`) must lie under `root`, by default the folder of `path`. Raises
-    `ProtocolError` listing every problem found.
+    `ProtocolError` listing every problem found; a site template (`template: true`) is one.
     """
+    # _validate refuses a site template when told to, so what comes back is a Protocol.
+    return typing.cast(Protocol, _validate(*_read(path, root), template_allowed=False))
+
+
+def load_protocol_or_template(path: str | Path, root: str | Path | None = None) -> Protocol | SiteTemplate:
+    """What `path` holds, validated: a protocol, or a site template checked on its own.
+
+    For checking a library of protocol files (`specc validate`), where templates are files
+    like any other. Raises `ProtocolError` listing every problem found.
+    """
+    return _validate(*_read(path, root), template_allowed=True)
+
+
+def _read(path: str | Path, root: str | Path | None) -> tuple[Any, list[Diagnostic], ProtocolSource]:
     path = Path(path)
     display = str(path)
     if not path.is_file():
-        raise ProtocolError([Diagnostic(display, 0, 0, "", "protocol file not found")])
+        raise ProtocolError([Diagnostic(display, None, None, "", "protocol file not found")])
     tree = read_protocol_tree(path, display, Path(root) if root is not None else path.parent)
-    source = ProtocolSource(path=display, files=tree.files, sha256=tree.sha256)
-    return _validate(tree.node, tree.diagnostics, source)
+    return tree.node, tree.diagnostics, ProtocolSource(path=display, files=tree.files, sha256=tree.sha256)
 
 
 def parse_protocol_text(text: str, filename: str = "<text>") -> Protocol:
@@ -63,36 +83,86 @@ def parse_protocol_text(text: str, filename: str = "<text>") -> Protocol:
         diagnostics.append(_at(node.start_mark, "", "a protocol is a mapping of keys (specc:, name:, ...)"))
         node = None
     source = ProtocolSource(path=filename, files=[filename], sha256=hashlib.sha256(text.encode()).hexdigest())
-    return _validate(node, diagnostics, source)
+    return typing.cast(Protocol, _validate(node, diagnostics, source, template_allowed=False))
 
 
 def _at(mark: Any, path: str, message: str) -> Diagnostic:
     return Diagnostic(mark.name, mark.line + 1, mark.column + 1, path, message)
 
 
-def _validate(node: Any, diagnostics: list[Diagnostic], source: ProtocolSource) -> Protocol:
+def _validate(
+    node: Any, diagnostics: list[Diagnostic], source: ProtocolSource, template_allowed: bool
+) -> Protocol | SiteTemplate:
     if node is None:
         raise ProtocolError(diagnostics)
     document, unreadable = to_document(node)
     diagnostics = [*diagnostics, *unreadable]
     locator = _Locator(document, source.path)
     data = document.data
+    is_template, template_problems = _template_flag(data, locator, template_allowed)
+    diagnostics += template_problems
+    data.pop(TEMPLATE, None)
     for loc in _internal_keys(data):
         diagnostics.append(locator.diagnostic(loc, f'unknown key "{loc[-1]}"', at_key=True))
         parent = data
         for part in loc[:-1]:
             parent = parent[part]
         del parent[loc[-1]]
-    protocol: Protocol | None = None
+    model = SiteTemplate if is_template else Protocol
+    protocol: Protocol | SiteTemplate | None = None
     try:
-        protocol = Protocol.model_validate(data)
+        protocol = model.model_validate(data)
     except ValidationError as error:
-        diagnostics += [locator.from_pydantic(details) for details in error.errors(include_url=False)]
+        errors = _without_misspelled_missing(error.errors(include_url=False))
+        diagnostics += [locator.from_pydantic(details) for details in errors]
     except ProtocolConsistencyError as error:
         diagnostics += [locator.diagnostic(locator.raw_loc(issue.loc), issue.message, at_key=issue.at_key) for issue in error.issues]
     if diagnostics or protocol is None:
         raise ProtocolError(_in_reading_order(diagnostics, source.files))
     return _with_sources(protocol, locator, source)
+
+
+def _template_flag(data: dict[str, Any], locator: _Locator, template_allowed: bool) -> tuple[bool, list[Diagnostic]]:
+    """Whether the file is a site template, and what is wrong with its `template` key.
+
+    A value other than true or false is reported and the file checked as a template, which
+    adds no complaints about keys a template may leave out.
+    """
+    if TEMPLATE not in data:
+        return False, []
+    flag = data[TEMPLATE]
+    if not isinstance(flag, bool):
+        message = f"template is true (a site template) or false (a complete protocol), got {_describe(flag)}"
+        return True, [locator.diagnostic((TEMPLATE,), message)]
+    if flag and not template_allowed:
+        message = "this file is a site template (template: true); plan a protocol that extends it"
+        return True, [locator.diagnostic((TEMPLATE,), message, at_key=True)]
+    return flag, []
+
+
+def _without_misspelled_missing(errors: Sequence[ErrorDetails]) -> list[ErrorDetails]:
+    """The errors less each "missing key" whose key an unknown key beside it misspells.
+
+    `fractons:` in place of `fractions:` is one typo: the unknown key's message names the
+    missing one ("did you mean"), so a second message about the same key would only add noise.
+    """
+    misspelled = {
+        (tuple(error["loc"][:-1]), _suggested_key(tuple(error["loc"])))
+        for error in errors
+        if error["type"] == "extra_forbidden"
+    }
+    return [
+        error
+        for error in errors
+        if error["type"] != "missing" or (tuple(error["loc"][:-1]), error["loc"][-1]) not in misspelled
+    ]
+
+
+def _suggested_key(loc: tuple[str | int, ...]) -> str | None:
+    """The allowed key that the unknown key at pydantic `loc` most likely misspells."""
+    key = str(loc[-1])
+    match = near_match(key, _allowed_keys(loc[:-1]))
+    return match if match != key else None
 
 
 def _internal_keys(data: Any) -> list[DataPath]:
@@ -109,10 +179,10 @@ def _internal_keys(data: Any) -> list[DataPath]:
 def _in_reading_order(diagnostics: list[Diagnostic], files: list[str]) -> list[Diagnostic]:
     order = {name: index for index, name in enumerate(files)}
     unique = list(dict.fromkeys(diagnostics))
-    return sorted(unique, key=lambda d: (order.get(d.file, len(order)), d.file, d.line, d.column))
+    return sorted(unique, key=lambda d: (order.get(d.file, len(order)), d.file, d.line or 0, d.column or 0))
 
 
-def _with_sources(protocol: Protocol, locator: _Locator, source: ProtocolSource) -> Protocol:
+def _with_sources(protocol: _Document, locator: _Locator, source: ProtocolSource) -> _Document:
     goals = [
         goal.model_copy(update={"source": locator.location(locator.raw_loc(("goals", index)))})
         for index, goal in enumerate(protocol.goals)
@@ -160,10 +230,9 @@ class _Locator:
     def position(self, path: DataPath, at_key: bool = False) -> Position:
         if at_key and path in self.document.keys:
             return self.document.keys[path]
-        for cut in range(len(path), -1, -1):
-            if path[:cut] in self.document.values:
-                return self.document.values[path[:cut]]
-        return Position(self.main_file, 0, 0)
+        # The longest known prefix; the empty one, the document itself, is always known.
+        known = (path[:cut] for cut in range(len(path), -1, -1) if path[:cut] in self.document.values)
+        return self.document.values[next(known)]
 
     def location(self, loc: tuple[str | int, ...]) -> SourceLocation:
         position = self.position(self._walk(loc))
@@ -182,7 +251,9 @@ class _Locator:
         if kind == "extra_forbidden":
             key = str(model_loc[-1])
             allowed = _allowed_keys(model_loc[:-1])
-            hint = did_you_mean(key, allowed) or (f" (allowed: {', '.join(allowed)})" if allowed else "")
+            suggestion = _suggested_key(model_loc)
+            listed = f" (allowed: {', '.join(allowed)})" if allowed else ""
+            hint = f' (did you mean "{suggestion}"?)' if suggestion else listed
             return self.diagnostic(loc, f'unknown key "{key}"{hint}', at_key=True)
         if kind == "missing":
             return self.diagnostic(loc[:-1], f'missing required key "{loc[-1]}"', missing=str(loc[-1]))
@@ -250,9 +321,11 @@ def _message(error: ErrorDetails) -> str:
 
 def _allowed_keys(loc: tuple[str | int, ...]) -> list[str]:
     """Keys allowed by the model at a pydantic `loc` (for near-match suggestions)."""
+    if not loc:  # the loader reads these two before validation
+        return [EXTENDS, TEMPLATE, *_field_keys(ProtocolDocument)]
     if loc[:1] == ("goals",):
         return _field_keys(GoalMapping)
-    annotation: Any = Protocol
+    annotation: Any = ProtocolDocument
     for part in loc:
         annotation = _step(annotation, part)
         if annotation is None:

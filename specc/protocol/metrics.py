@@ -25,6 +25,16 @@ _AT_VOLUME = re.compile(rf"^(?P<q>DC|D)(?P<num>{_NUMBER})(?P<u>%|cc)(?:\[(?P<ru>
 _AT_DOSE = re.compile(rf"^(?P<q>CV|V)(?P<num>{_NUMBER})(?P<u>Gy|cGy|%)(?:\[(?P<ru>%|cc)\])?$")
 _STATISTIC = re.compile(r"^(?P<q>Mean|Max|Min)(?:\[(?P<ru>Gy)\])?$")
 
+
+def _schema_pattern(*patterns: re.Pattern[str]) -> str:
+    """The patterns as one JSON Schema (ECMA-262) pattern.
+
+    Named groups `(?P<q>...)` are Python syntax, and one name in several alternatives is not
+    a valid regex anywhere: editors would reject the whole schema. Plain groups match the same.
+    """
+    return "|".join(re.sub(r"\(\?P<\w+>", "(", pattern.pattern) for pattern in patterns)
+
+
 EXAMPLES = "D95%, D2cc, D0.03cc, DC5%, V20Gy[%], V20Gy[cc], V95%, CV15Gy, Mean, Max, Min"
 
 
@@ -73,7 +83,7 @@ class Metric(BaseModel):
     ) -> JsonSchemaValue:
         return {
             "type": "string",
-            "pattern": "|".join(p.pattern for p in (_AT_VOLUME, _AT_DOSE, _STATISTIC)),
+            "pattern": _schema_pattern(_AT_VOLUME, _AT_DOSE, _STATISTIC),
             "description": f"A DVH metric in TG-263 notation: {EXAMPLES}.",
             "examples": ["D95%", "D0.03cc", "V20Gy[%]", "Mean"],
         }

@@ -215,22 +215,31 @@ def _goals_from_layout(value: Any) -> Any:
 GoalInput = str | GoalMapping
 
 
-class Protocol(_Strict):
-    """A validated clinical protocol (template-merged when loaded from a file)."""
+_SPECC_DESCRIPTION = "Format version of the protocol language."
+_SITE_DESCRIPTION = "Treatment site, e.g. prostate."
+_VERSION_DESCRIPTION = 'Version of this protocol, semantic versioning ("1.2.0").'
+_VERSION_SCHEMA = {"pattern": _SEMVER.pattern}
 
-    specc: Literal[1] = Field(description="Format version of the protocol language.")
-    name: Text
-    site: Text = Field(description="Treatment site, e.g. prostate.")
-    version: str = Field(
-        description='Version of this protocol, semantic versioning ("1.2.0").',
-        json_schema_extra={"pattern": _SEMVER.pattern},
-    )
+
+class ProtocolDocument(_Strict):
+    """The keys of a protocol file and every rule a file can be checked against on its own.
+
+    Its two forms differ only in which keys must be present: a `Protocol` is complete, a
+    `SiteTemplate` may leave any key to the protocols that extend it. Everything written is
+    checked the same way in both (types, units, metrics, goals, expressions, and references
+    among the structures it defines).
+    """
+
+    specc: Literal[1] | None = Field(default=None, description=_SPECC_DESCRIPTION)
+    name: Text | None = None
+    site: Text | None = Field(default=None, description=_SITE_DESCRIPTION)
+    version: str | None = Field(default=None, description=_VERSION_DESCRIPTION, json_schema_extra=_VERSION_SCHEMA)
     description: str = ""
     references: list[Text] = Field(default_factory=list, description="Citations for the constraints.")
     authors: list[Text] = Field(default_factory=list)
     approval: Approval | None = None
-    structures: dict[str, StructureSpec] = Field(min_length=1)
-    prescription: Prescription
+    structures: dict[str, StructureSpec] = Field(default_factory=dict)
+    prescription: Prescription | None = None
     goals: Annotated[
         list[Goal],
         BeforeValidator(_goals_from_layout, json_schema_input_type=dict[str, list[GoalInput] | GoalInput]),
@@ -257,8 +266,10 @@ class Protocol(_Strict):
     @field_validator("goals")
     @classmethod
     def _resolve_references(cls, goals: list[Goal], info: ValidationInfo) -> list[Goal]:
+        # Without a prescription (a template's, or one reported as invalid) a goal in % of
+        # the prescription stays unresolved: the protocol that extends the template gives it.
         prescription = info.data.get("prescription")
-        if prescription is None:  # reported on `prescription`; nothing to resolve against
+        if prescription is None:
             return goals
         return [
             goal.model_copy(update={"reference_dose": prescription.reference_dose(goal.structure)})
@@ -268,11 +279,30 @@ class Protocol(_Strict):
         ]
 
     @model_validator(mode="after")
-    def _consistent(self) -> Protocol:
+    def _consistent(self) -> ProtocolDocument:
         issues = consistency_issues(self)
         if issues:
             raise ProtocolConsistencyError(issues)
         return self
+
+
+class SiteTemplate(ProtocolDocument):
+    """A partial protocol shared by the protocols of a site (`template: true` in its file).
+
+    Usually the organs at risk with their goals and aliases; the protocols that `extends` it
+    add the prescription and the targets. It cannot be planned on its own.
+    """
+
+
+class Protocol(ProtocolDocument):
+    """A validated clinical protocol (template-merged when loaded from a file)."""
+
+    specc: Literal[1] = Field(description=_SPECC_DESCRIPTION)
+    name: Text
+    site: Text = Field(description=_SITE_DESCRIPTION)
+    version: str = Field(description=_VERSION_DESCRIPTION, json_schema_extra=_VERSION_SCHEMA)
+    structures: dict[str, StructureSpec] = Field(min_length=1)
+    prescription: Prescription
 
     def prescription_for(self, structure: str) -> Dose | None:
         """The prescribed dose of `structure` if it is a prescription target."""

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from specc.protocol.models import Protocol
-from specc.protocol.templates import EXTENDS
+from specc.protocol.templates import EXTENDS, TEMPLATE
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -21,11 +21,18 @@ def protocol_json_schema() -> dict[str, Any]:
     schema = Protocol.model_json_schema()
     schema["$schema"] = SCHEMA_DIALECT
     schema["title"] = "specc protocol"
-    # `extends` is resolved by the loader before validation, so the model does not hold it.
+    # `extends` and `template` are read by the loader before validation (they choose what
+    # the rest is validated as), so the models do not hold them.
     schema["properties"] = {
         EXTENDS: {
             "type": "string",
             "description": "Template this protocol builds on, relative to this file (e.g. base-pelvis.yaml).",
+        },
+        TEMPLATE: {
+            "type": "boolean",
+            "default": False,
+            "description": "true: a site template, a partial protocol that other protocols extend; "
+            "checked on its own but never planned. Not inherited by the protocols extending it.",
         },
         **schema["properties"],
     }
@@ -33,8 +40,8 @@ def protocol_json_schema() -> dict[str, Any]:
     # template, so no key is required of a single file; the loader checks the merged result.
     del schema["required"]
     schema["description"] = (
-        "A clinical IMRT protocol or a site template. specc, name, site, version, structures and "
-        "prescription are required once templates are merged."
+        "A clinical IMRT protocol or a site template (template: true). specc, name, site, version, "
+        "structures and prescription are required of a protocol once templates are merged."
     )
     return schema
 

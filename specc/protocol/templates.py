@@ -8,6 +8,9 @@ Merge rules (applied on YAML nodes, so each value keeps the file and line it cam
   whole by the including file's list.
 `extends` is resolved relative to the including file and must stay inside the protocol tree
 (the main file's folder unless another root is given); cycles are errors.
+
+`template: true` marks a file as a site template; it describes that one file, so it is not
+inherited: a protocol extending a template is complete unless it says `template: true` itself.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from specc.protocol.metrics import Metric
 from specc.protocol.yaml_source import compose, position_of
 
 EXTENDS = "extends"
+TEMPLATE = "template"
 
 
 @dataclass
@@ -55,7 +59,7 @@ class _Reader:
         try:
             data = real.read_bytes()
         except OSError as error:
-            self.diagnostics.append(Diagnostic(display, 0, 0, "", f"cannot read file: {error.strerror}"))
+            self.diagnostics.append(Diagnostic(display, None, None, "", f"cannot read file: {error.strerror}"))
             return None
         self.files.append(display)
         self.digest.update(data)
@@ -63,7 +67,7 @@ class _Reader:
             text = data.decode("utf-8")
         except UnicodeDecodeError as error:
             line = data[: error.start].count(b"\n") + 1
-            self.diagnostics.append(Diagnostic(display, line, 0, "", "the file is not UTF-8 text"))
+            self.diagnostics.append(Diagnostic(display, line, None, "", "the file is not UTF-8 text"))
             return None
         node, diagnostics = compose(text, display)
         self.diagnostics.extend(diagnostics)
@@ -75,7 +79,7 @@ class _Reader:
                 Diagnostic(display, mark.line, mark.column, "", "a protocol is a mapping of keys (specc:, name:, ...)")
             )
             return None
-        own, extends = _split_extends(node)
+        own, extends = _split_key(node, EXTENDS)
         if extends is None:
             return own
         base_path = self._template_path(real, display, extends, chain)
@@ -83,7 +87,7 @@ class _Reader:
             return None
         base_display = os.path.normpath(os.path.join(os.path.dirname(display), extends.value))
         base = self.read(base_path, base_display, [*chain, real])
-        return None if base is None else merge(base, own)
+        return None if base is None else merge(_split_key(base, TEMPLATE)[0], own)
 
     def _template_path(self, real: Path, display: str, extends: Node, chain: list[Path]) -> Path | None:
         mark = position_of(extends.start_mark)
@@ -112,12 +116,15 @@ class _Reader:
         return candidate
 
 
-def _split_extends(node: MappingNode) -> tuple[MappingNode, Node | None]:
-    extends = next((value for key, value in node.value if key.value == EXTENDS), None)
-    if extends is None:
+def _split_key(node: Node, name: str) -> tuple[Node, Node | None]:
+    """A mapping `node` without its key `name`, and that key's value (None if absent)."""
+    if not isinstance(node, MappingNode):
         return node, None
-    rest = [(key, value) for key, value in node.value if key.value != EXTENDS]
-    return MappingNode(node.tag, rest, node.start_mark, node.end_mark), extends
+    value = next((value for key, value in node.value if key.value == name), None)
+    if value is None:
+        return node, None
+    rest = [(key, value) for key, value in node.value if key.value != name]
+    return MappingNode(node.tag, rest, node.start_mark, node.end_mark), value
 
 
 def merge(base: Node, override: Node, path: tuple[str, ...] = ()) -> Node:

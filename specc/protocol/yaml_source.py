@@ -71,12 +71,12 @@ def compose(text: str, filename: str) -> tuple[Node | None, list[Diagnostic]]:
         problem = error.problem or error.context or "cannot be read"
         if error.context and error.context_mark and error.problem:
             problem += f" ({error.context} started at line {error.context_mark.line + 1})"
-        line, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
         return None, [Diagnostic(filename, line, column, "", f"invalid YAML: {problem}")]
     except yaml.YAMLError as error:  # reader errors (control characters further on) carry no mark
-        return None, [Diagnostic(filename, 0, 0, "", f"invalid YAML: {error}")]
+        return None, [Diagnostic(filename, None, None, "", f"invalid YAML: {error}")]
     except RecursionError:
-        return None, [Diagnostic(filename, 0, 0, "", "invalid YAML: nested too deeply")]
+        return None, [Diagnostic(filename, None, None, "", "invalid YAML: nested too deeply")]
     finally:
         loader.dispose()
     if node is None:

@@ -1,0 +1,127 @@
+"""Site templates (`template: true`): checked on their own, never planned, not inherited."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from specc.protocol import (
+    Protocol,
+    ProtocolError,
+    SiteTemplate,
+    load_protocol,
+    load_protocol_or_template,
+    parse_protocol_text,
+)
+
+EXAMPLES = Path(__file__).parent.parent / "protocols" / "examples"
+BASE = EXAMPLES / "base-pelvis.yaml"
+PROSTATE = EXAMPLES / "prostate-sib.yaml"
+
+
+def diagnostics_of(path: Path, loader=load_protocol_or_template) -> list[tuple[int | None, str, str]]:
+    with pytest.raises(ProtocolError) as caught:
+        loader(path)
+    return [(d.line, d.path, d.message) for d in caught.value.diagnostics]
+
+
+def write_base(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "base-pelvis.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_shipped_template_is_checked_on_its_own() -> None:
+    template = load_protocol_or_template(BASE)
+    assert isinstance(template, SiteTemplate) and not isinstance(template, Protocol)
+    assert template.prescription is None and template.site == "pelvis"
+    assert {"Rectum", "Bladder"} <= set(template.structures)
+    assert [str(goal) for goal in template.goals if goal.structure == "Femur_Head_L"] == ["V50Gy[%] <= 5%"]
+    assert [Path(name).name for name in template.source.files] == ["base-pelvis.yaml"]
+
+
+def test_a_template_is_not_planned() -> None:
+    assert diagnostics_of(BASE, load_protocol) == [
+        (7, "template", "this file is a site template (template: true); plan a protocol that extends it")
+    ]
+    with pytest.raises(ProtocolError, match="is a site template"):
+        parse_protocol_text(BASE.read_text(), "base.yaml")
+
+
+def test_refusal_comes_with_the_templates_own_problems(tmp_path: Path) -> None:
+    base = write_base(tmp_path, BASE.read_text().replace('"V50Gy[%] <= 5"', '"V50 <= 5"', 1))
+    messages = [message for _, _, message in diagnostics_of(base, load_protocol)]
+    assert messages[0].startswith("this file is a site template")
+    assert messages[1] == 'unknown metric "V50" (did you mean "V50Gy"?)'
+
+
+def test_extending_protocol_does_not_inherit_template() -> None:
+    protocol = load_protocol(PROSTATE)
+    assert isinstance(protocol, Protocol) and protocol.prescription.fractions == 39
+    assert isinstance(load_protocol_or_template(PROSTATE), Protocol)
+
+
+def test_an_incomplete_protocol_extending_a_template_is_still_incomplete(tmp_path: Path) -> None:
+    write_base(tmp_path, BASE.read_text())
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: base-pelvis.yaml\nname: Child\n")
+    assert diagnostics_of(child) == [(1, "prescription", 'missing required key "prescription"')]
+
+
+def test_a_template_extending_a_template_says_so(tmp_path: Path) -> None:
+    write_base(tmp_path, BASE.read_text())
+    child = tmp_path / "pelvis-hypo.yaml"
+    child.write_text("extends: base-pelvis.yaml\ntemplate: true\nname: Pelvis, hypofractionated\n")
+    template = load_protocol_or_template(child)
+    assert isinstance(template, SiteTemplate) and template.name == "Pelvis, hypofractionated"
+    assert "Rectum" in template.structures
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (("role: oar\n    aliases: [rectum_o", "rol: oar\n    aliases: [rectum_o"),
+         (23, "structures.Rectum.rol", 'unknown key "rol" (did you mean "role"?)')),
+        (('"V60Gy[%] <= 35"', '"V60Gy[%] <= 135"'),
+         (42, "goals.Rectum[1]", 'threshold "135" of V60Gy[%]: a volume cannot exceed 100%')),
+        (("  Bladder:\n    - \"V65Gy", "  Bladdr:\n    - \"V65Gy"),
+         (46, "goals.Bladdr", 'undefined structure "Bladdr" (did you mean "Bladder"?)')),
+        (('color: "#ffd700"', 'color: "#ffd700"\n    expression: Rectum | Prostate'),
+         (30, "structures.Bladder.expression", 'undefined structure "Prostate"')),
+        (("version: 1.0.0", "version: 1.0"),
+         (11, "version", 'version must be text in semantic versioning, e.g. "1.0.0" (quote it), got 1.0')),
+        (("\ntemplate: true\n", "\ntemplate: yes please\n"),
+         (7, "template", 'template is true (a site template) or false (a complete protocol), got "yes please"')),
+        (("\ntemplate: true\n", "\ntemplte: true\n"),
+         (7, "templte", 'unknown key "templte" (did you mean "template"?)')),
+    ],
+)
+def test_a_template_is_checked_for_everything_but_completeness(
+    change: tuple[str, str], expected: tuple[int, str, str], tmp_path: Path
+) -> None:
+    text = BASE.read_text()
+    assert text.count(change[0]) == 1
+    found = diagnostics_of(write_base(tmp_path, text.replace(*change)))
+    if "templte" in change[1]:  # no longer a template: incomplete as a protocol too
+        assert found[0] == (7, "prescription", 'missing required key "prescription"')
+        found = found[1:]
+    assert found == [expected]
+
+
+def test_goals_in_percent_wait_for_the_extending_protocols_prescription(tmp_path: Path) -> None:
+    text = BASE.read_text() + '  Body: ["D0.03cc <= 110%", "D0.03cc >= 50%"]\n'
+    template = load_protocol_or_template(write_base(tmp_path, text))
+    hot = [goal for goal in template.goals if goal.structure == "Body"]
+    assert [goal.reference_dose for goal in hot] == [None, None]
+    child = tmp_path / "prostate-sib.yaml"
+    child.write_text(PROSTATE.read_text())
+    body = [goal for goal in load_protocol(child).goals if goal.structure == "Body"]
+    assert [goal.threshold_value for goal in body] == pytest.approx([1.10 * 78, 0.50 * 78])  # the highest level
+
+
+def test_a_template_with_a_prescription_is_checked_against_its_own_structures(tmp_path: Path) -> None:
+    text = BASE.read_text() + "prescription: {fractions: 39, levels: [{target: Rectum, dose: 78 Gy}]}\n"
+    assert diagnostics_of(write_base(tmp_path, text)) == [
+        (55, "prescription.levels[0].target", '"Rectum" has role oar; a dose level needs a structure with role: target')
+    ]
