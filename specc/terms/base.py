@@ -17,11 +17,14 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
+from specc.terms.smooth import NoSmoothForm
+
 if TYPE_CHECKING:  # cvxpy is only needed once a term is built
     import cvxpy as cp
     import scipy.sparse as sp
 
     from specc.protocol.units import Dose
+    from specc.terms.smooth import SmoothContext, SmoothForm
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,15 @@ class TermBase(BaseModel):
         name = getattr(self, "structure", None)
         return (name,) if name else ()
 
+    def dose_bounds(self) -> tuple[Dose | None, Dose | None]:
+        """The (lower, upper) total dose this term forces on every voxel of its structures.
+
+        Only a hard limit on each voxel bounds it; objectives, soft limits and limits on an
+        aggregate (mean, DVH, gEUD) leave single voxels free, hence (None, None). The
+        protocol stage uses it to refuse terms that no dose can meet together.
+        """
+        return None, None
+
     def label(self) -> str:
         """Short human description for logs and reports, e.g. 'max_dose Rectum <= 75 Gy'."""
         raise NotImplementedError(f"{type(self).__name__} must describe itself")
@@ -136,3 +148,7 @@ class TermBase(BaseModel):
 
     def evaluate(self, ctx: EvaluationContext) -> TermResult:
         raise NotImplementedError(f"{type(self).__name__} has no evaluation")
+
+    def smooth_form(self, ctx: SmoothContext) -> SmoothForm:
+        """The same term for the first-order fast path (`specc.terms.smooth`); exact, never smoothed."""
+        raise NoSmoothForm(f"{self.kind} has no smooth form for the first-order solver")

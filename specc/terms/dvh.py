@@ -35,6 +35,7 @@ from specc.errors import CompileError
 from specc.protocol.units import Dose, Volume, format_number
 from specc.terms.base import LIMIT_TOLERANCE, BuildContext, BuiltTerm, EvaluationContext, TermResult
 from specc.terms.limits import HardOrSoftLimit, StructureName, meets_lower
+from specc.terms.smooth import ConditionalValueAtRisk, SmoothContext, SmoothForm, scalar_limit, voxelwise_limit
 
 # Voxel counts are compared with volumes given as decimal fractions: without this slack,
 # "95% of 20 voxels" (19.000000000000004 in floating point) would demand 20 voxels.
@@ -135,6 +136,35 @@ class DVH(HardOrSoftLimit):
                 coldest = threshold - (weights @ cp.pos(threshold - dose)) / cold_fraction
             objective, constraints = self.lower_limit(coldest, limit)
         return BuiltTerm(objective=objective, constraints=constraints)
+
+    def smooth_form(self, ctx: SmoothContext) -> SmoothForm:
+        """The same CVaR bound as `build`, its `pos` written exactly with auxiliary variables."""
+        fraction = self._fraction(ctx.volume_cc(self.structure))
+        volumes = ctx.voxel_weights(self.structure)
+        limit = ctx.per_fraction(self.dose)
+        smallest_entry = float(np.min(volumes))
+        upper = self.bound == "upper"
+        if upper:
+            if fraction >= 1.0:
+                return SmoothForm(self.structure)
+            share = fraction
+        else:
+            if fraction > 1.0 + _COUNT_SLACK:
+                raise CompileError(
+                    f"{self.structure} is only {ctx.volume_cc(self.structure):.3g} cc, "
+                    f"less than the {self.volume} that must be covered"
+                )
+            share = 1.0 - min(fraction, 1.0)
+        if share <= smallest_entry:
+            return voxelwise_limit(self.structure, limit, upper=upper, hard=self.hard, weight=self.weight)
+        cvar = ConditionalValueAtRisk(volumes, share, upper, limit)
+        objective, constraints = scalar_limit(cvar.value, limit, upper, self.hard, self.weight)
+        return SmoothForm(
+            self.structure,
+            objective=objective,
+            constraints=(*constraints, cvar.rewriting()),
+            auxiliary=cvar.auxiliary(),
+        )
 
     def evaluate(self, ctx: EvaluationContext) -> TermResult:
         dose = ctx.dose(self.structure)

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from specc.terms.base import BuildContext, BuiltTerm, EvaluationContext, TermBase, TermResult
 from specc.terms.limits import Weight, format_weight
+from specc.terms.smooth import SmoothContext, SmoothForm, SmoothGradient, SmoothPoint
 
 FLUENCE_UNIT = "beamlet weight"
 
@@ -46,6 +47,19 @@ class FluenceRegularization(TermBase):
         if self.norm == "l1":
             return BuiltTerm(objective=self.weight * cp.sum(fluence) / size)
         return BuiltTerm(objective=self.weight * cp.sum_squares(fluence) / size)
+
+    def smooth_form(self, ctx: SmoothContext) -> SmoothForm:
+        size = ctx.n_beamlets
+        weight = self.weight
+
+        def l1(point: SmoothPoint) -> tuple[float, SmoothGradient]:  # x >= 0, so sum(x) is the l1 norm
+            return weight * float(point.fluence.sum()) / size, SmoothGradient(fluence=np.full(size, weight / size))
+
+        def l2(point: SmoothPoint) -> tuple[float, SmoothGradient]:
+            fluence = point.fluence
+            return weight * float(fluence @ fluence) / size, SmoothGradient(fluence=2.0 * weight / size * fluence)
+
+        return SmoothForm(None, objective=l1 if self.norm == "l1" else l2)
 
     def evaluate(self, ctx: EvaluationContext) -> TermResult:
         fluence = np.asarray(ctx.fluence, dtype=float)

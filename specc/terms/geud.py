@@ -18,6 +18,7 @@ from pydantic import Field, field_validator
 from specc.protocol.units import Dose, format_number
 from specc.terms.base import BuildContext, BuiltTerm, EvaluationContext, TermResult
 from specc.terms.limits import HardOrSoftLimit, StructureName, meets_upper
+from specc.terms.smooth import SmoothContext, SmoothForm, SmoothGradient, SmoothPoint, scalar_limit
 
 
 def generalized_eud(dose: np.ndarray, a: float) -> float:
@@ -72,6 +73,25 @@ class GEUD(HardOrSoftLimit):
             eud = cp.pnorm(cp.multiply(weights ** (1.0 / self.a), dose), self.a)
         objective, constraints = self.upper_limit(eud, ctx.per_fraction(self.max))
         return BuiltTerm(objective=objective, constraints=constraints)
+
+    def smooth_form(self, ctx: SmoothContext) -> SmoothForm:
+        """gEUD = ||volumes**(1/a) * d||_a: smooth wherever some entry has dose, with gradient
+        `volumes * |d|**(a-1) * sign(d) / gEUD**(a-1)` (computed relative to max |d| against overflow)."""
+        volumes = ctx.voxel_weights(self.structure)
+        a = self.a
+
+        def eud(point: SmoothPoint) -> tuple[float, SmoothGradient]:
+            magnitude = np.abs(point.dose)
+            highest = float(np.max(magnitude)) if magnitude.size else 0.0
+            if highest <= 0.0:  # all-zero dose: the gEUD is 0 and any direction raises it alike
+                return 0.0, SmoothGradient(dose=volumes ** (1.0 / a))
+            relative = magnitude / highest
+            value = highest * float(volumes @ relative**a) ** (1.0 / a)
+            gradient = volumes * np.sign(point.dose) * relative ** (a - 1.0) * (highest / value) ** (a - 1.0)
+            return value, SmoothGradient(dose=gradient)
+
+        objective, constraints = scalar_limit(eud, ctx.per_fraction(self.max), True, self.hard, self.weight)
+        return SmoothForm(self.structure, objective=objective, constraints=constraints)
 
     def evaluate(self, ctx: EvaluationContext) -> TermResult:
         eud = generalized_eud(ctx.dose(self.structure), self.a)

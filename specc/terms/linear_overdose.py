@@ -16,6 +16,7 @@ from pydantic import Field
 from specc.protocol.units import Dose
 from specc.terms.base import BuildContext, BuiltTerm, EvaluationContext, TermBase, TermResult
 from specc.terms.limits import StructureName, Weight, format_weight
+from specc.terms.smooth import Auxiliary, SmoothConstraint, SmoothContext, SmoothForm, SmoothGradient, SmoothPoint
 
 
 class LinearOverdose(TermBase):
@@ -39,6 +40,28 @@ class LinearOverdose(TermBase):
 
         excess = cp.pos(ctx.dose(self.structure) - ctx.per_fraction(self.dose))
         return BuiltTerm(objective=self.weight * (ctx.voxel_weights(self.structure) @ excess))
+
+    def smooth_form(self, ctx: SmoothContext) -> SmoothForm:
+        """`weight * volumes @ u` with `d_i - D <= u_i`, u >= 0: at the optimum u = pos(d - D)."""
+        volumes = ctx.voxel_weights(self.structure)
+        level = ctx.per_fraction(self.dose)
+        weighted = self.weight * volumes
+
+        def objective(point: SmoothPoint) -> tuple[float, SmoothGradient]:
+            return float(weighted @ point.auxiliary), SmoothGradient(auxiliary=weighted)
+
+        excess = SmoothConstraint(
+            residual=lambda point: point.dose - level - point.auxiliary,
+            pullback=lambda point, multipliers: SmoothGradient(dose=multipliers, auxiliary=-multipliers),
+            scale=level,
+            hard=False,
+        )
+        auxiliary = Auxiliary(
+            lower=np.zeros(len(volumes)),
+            upper=np.full(len(volumes), np.inf),
+            start=lambda dose: np.maximum(dose - level, 0.0),
+        )
+        return SmoothForm(self.structure, objective=objective, constraints=(excess,), auxiliary=auxiliary)
 
     def evaluate(self, ctx: EvaluationContext) -> TermResult:
         dose = ctx.dose(self.structure)

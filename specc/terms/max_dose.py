@@ -14,6 +14,7 @@ from pydantic import Field
 
 from specc.protocol.units import Dose
 from specc.terms.base import BuildContext, BuiltTerm, EvaluationContext, TermResult
+from specc.terms.smooth import SmoothContext, SmoothForm, voxelwise_limit
 from specc.terms.limits import HardOrSoftLimit, StructureName, meets_upper
 
 
@@ -30,6 +31,9 @@ class MaxDose(HardOrSoftLimit):
     structure: StructureName
     dose: Dose = Field(description="Highest total dose any voxel may receive.")
 
+    def dose_bounds(self) -> tuple[Dose | None, Dose | None]:
+        return None, (self.dose if self.hard else None)
+
     def label(self) -> str:
         return f"max_dose {self.structure} <= {self.dose}{self.limit_suffix()}"
 
@@ -38,6 +42,9 @@ class MaxDose(HardOrSoftLimit):
 
         objective, constraints = self.upper_limit(cp.max(ctx.dose(self.structure)), ctx.per_fraction(self.dose))
         return BuiltTerm(objective=objective, constraints=constraints)
+
+    def smooth_form(self, ctx: SmoothContext) -> SmoothForm:
+        return voxelwise_limit(self.structure, ctx.per_fraction(self.dose), upper=True, hard=self.hard, weight=self.weight)
 
     def evaluate(self, ctx: EvaluationContext) -> TermResult:
         highest = float(np.max(ctx.dose(self.structure)))

@@ -17,6 +17,7 @@ from pydantic import Field, model_validator
 from specc.protocol.units import Dose
 from specc.terms.base import BuildContext, BuiltTerm, EvaluationContext, TermResult
 from specc.terms.limits import HardOrSoftLimit, StructureName, meets_lower, meets_upper
+from specc.terms.smooth import SmoothContext, SmoothForm, SmoothGradient, SmoothPoint, scalar_limit
 
 
 class MeanDose(HardOrSoftLimit):
@@ -64,6 +65,23 @@ class MeanDose(HardOrSoftLimit):
             if objective is not None:
                 built.objective = objective if built.objective is None else built.objective + objective
         return built
+
+    def smooth_form(self, ctx: SmoothContext) -> SmoothForm:
+        volumes = ctx.voxel_weights(self.structure)
+
+        def mean(point: SmoothPoint) -> tuple[float, SmoothGradient]:
+            return float(volumes @ point.dose), SmoothGradient(dose=volumes)
+
+        bounds = [(self.max, True), (self.min, False)]
+        parts = [scalar_limit(mean, ctx.per_fraction(dose), upper, self.hard, self.weight) for dose, upper in bounds if dose]
+        objectives = [objective for objective, _ in parts if objective is not None]
+
+        def objective(point: SmoothPoint) -> tuple[float, SmoothGradient]:
+            values = [part(point) for part in objectives]
+            return sum(value for value, _ in values), SmoothGradient(dose=sum(g.dose for _, g in values))
+
+        constraints = tuple(constraint for _, part in parts for constraint in part)
+        return SmoothForm(self.structure, objective=objective if objectives else None, constraints=constraints)
 
     def evaluate(self, ctx: EvaluationContext) -> TermResult:
         mean = float(np.mean(ctx.dose(self.structure)))

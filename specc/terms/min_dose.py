@@ -14,6 +14,7 @@ from pydantic import Field, field_validator
 
 from specc.protocol.units import Dose
 from specc.terms.base import BuildContext, BuiltTerm, EvaluationContext, TermResult
+from specc.terms.smooth import SmoothContext, SmoothForm, voxelwise_limit
 from specc.terms.limits import HardOrSoftLimit, StructureName, meets_lower
 
 
@@ -36,6 +37,9 @@ class MinDose(HardOrSoftLimit):
             raise ValueError("a minimum dose of 0 Gy constrains nothing: give the dose the structure must reach")
         return dose
 
+    def dose_bounds(self) -> tuple[Dose | None, Dose | None]:
+        return (self.dose if self.hard else None), None
+
     def label(self) -> str:
         return f"min_dose {self.structure} >= {self.dose}{self.limit_suffix()}"
 
@@ -44,6 +48,9 @@ class MinDose(HardOrSoftLimit):
 
         objective, constraints = self.lower_limit(cp.min(ctx.dose(self.structure)), ctx.per_fraction(self.dose))
         return BuiltTerm(objective=objective, constraints=constraints)
+
+    def smooth_form(self, ctx: SmoothContext) -> SmoothForm:
+        return voxelwise_limit(self.structure, ctx.per_fraction(self.dose), upper=False, hard=self.hard, weight=self.weight)
 
     def evaluate(self, ctx: EvaluationContext) -> TermResult:
         lowest = float(np.min(ctx.dose(self.structure)))

@@ -15,6 +15,7 @@ import numpy as np
 
 from specc.terms.base import BuildContext, BuiltTerm, EvaluationContext, TermBase, TermResult
 from specc.terms.limits import Weight, format_weight
+from specc.terms.smooth import SmoothContext, SmoothForm, SmoothGradient, SmoothPoint
 
 
 class Smoothness(TermBase):
@@ -39,6 +40,20 @@ class Smoothness(TermBase):
         if pairs == 0:  # no beam has two neighbouring beamlets: every fluence is as smooth as it gets
             return BuiltTerm()
         return BuiltTerm(objective=self.weight * cp.sum_squares(differences @ ctx.fluence) / pairs)
+
+    def smooth_form(self, ctx: SmoothContext) -> SmoothForm:
+        differences = ctx.smoothness_operator()
+        pairs = differences.shape[0]
+        if pairs == 0:
+            return SmoothForm(None)
+        factor = self.weight / pairs
+        transposed = differences.T.tocsr()
+
+        def objective(point: SmoothPoint) -> tuple[float, SmoothGradient]:
+            step = differences @ point.fluence
+            return factor * float(step @ step), SmoothGradient(fluence=2.0 * factor * (transposed @ step))
+
+        return SmoothForm(None, objective=objective)
 
     def evaluate(self, ctx: EvaluationContext) -> TermResult:
         differences = ctx.smoothness_operator() @ ctx.fluence

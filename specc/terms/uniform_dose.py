@@ -17,6 +17,7 @@ from pydantic import Field
 from specc.protocol.units import Dose
 from specc.terms.base import BuildContext, BuiltTerm, EvaluationContext, TermBase, TermResult
 from specc.terms.limits import StructureName, Weight, format_weight
+from specc.terms.smooth import SmoothContext, SmoothForm, weighted_squares
 
 
 class UniformDose(TermBase):
@@ -39,6 +40,11 @@ class UniformDose(TermBase):
 
         deviation = ctx.dose(self.structure) - ctx.per_fraction(self.dose)
         return BuiltTerm(objective=self.weight * (ctx.voxel_weights(self.structure) @ cp.square(deviation)))
+
+    def smooth_form(self, ctx: SmoothContext) -> SmoothForm:
+        volumes = ctx.voxel_weights(self.structure)
+        level = ctx.per_fraction(self.dose)
+        return SmoothForm(self.structure, objective=weighted_squares(self.weight, volumes, level, "both"))
 
     def evaluate(self, ctx: EvaluationContext) -> TermResult:
         dose = ctx.dose(self.structure)

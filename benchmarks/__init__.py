@@ -1,0 +1,1 @@
+"""Benchmarks of the compile / solve / evaluate path (python -m benchmarks.run)."""

@@ -1,0 +1,200 @@
+"""Benchmark: compile, solve and verify built-in phantom cases with each solving method.
+
+    python -m benchmarks.run            # the 5 mm C-shape (TG-119 protocol), a few minutes
+    python -m benchmarks.run --large    # adds the clinical-size case (see docs/performance.md)
+    python -m benchmarks.run --tiny     # the CI configuration (seconds)
+
+Per case and method it prints compile, solve and evaluation time, wall time, peak memory
+(resident set of a child process that does only that run), the objective, its relative gap
+to a tight reference solve (CLARABEL at 1e-9), the largest hard-limit violation on the full
+grid (Gy) and every term's value on the final dose; results also go to a JSON file. The naive
+baseline is the whole program handed to cvxpy with its default solver and canon backend.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REFERENCE_TOLERANCE = 1e-9
+
+
+@dataclass(frozen=True)
+class BenchmarkCase:
+    name: str
+    phantom: str
+    protocol: str
+    grid_mm: float
+    beams: int
+    beamlet_mm: float
+
+
+TINY = BenchmarkCase("c-shape 10 mm (CI)", "c-shape", "protocols/tg119/c-shape.yaml", 10.0, 5, 10.0)
+STANDARD = BenchmarkCase("c-shape 5 mm", "c-shape", "protocols/tg119/c-shape.yaml", 5.0, 7, 5.0)
+LARGE = BenchmarkCase("prostate 2.5 mm", "prostate", "protocols/tg119/prostate.yaml", 2.5, 9, 5.0)
+
+# method name -> solver name given to specc.solve (None: cvxpy's own default solver and backend)
+METHODS = {"naive cvxpy": None, "reference CLARABEL 1e-9": "CLARABEL", "specc fast path": "SPECC-LBFGS"}
+
+
+def _run_method(case_path: str, protocol_path: str, method: str, queue: multiprocessing.Queue) -> None:
+    """One method on one case, alone in this process so that its peak memory is its own."""
+    import cvxpy as cp
+
+    import specc.protocol  # noqa: F401  (the protocol package before the terms)
+    from specc.case import Case
+    from specc.compile import compile_protocol
+    from specc.evaluate.context import PlanDoseContext
+    from specc.protocol import load_protocol
+    from specc.solve import choose_solver, solve_program
+
+    protocol = load_protocol(protocol_path)
+    case = Case.load(case_path)
+    started = time.perf_counter()
+    program = compile_protocol(protocol, case)
+    compile_s = time.perf_counter() - started
+    solver = METHODS[method]
+    started = time.perf_counter()
+    if solver is None:
+        program.problem.solve()
+        fluence = np.maximum(np.asarray(program.fluence.value, dtype=float), 0.0)
+        status, objective = program.problem.status, float(program.problem.value)
+        solver_name = program.problem.solver_stats.solver_name
+    else:
+        settings = choose_solver(solver, protocol.optimization.solver)
+        if solver == "CLARABEL":
+            settings = type(settings)(settings.name, settings.time_limit_s, REFERENCE_TOLERANCE, settings.max_iterations)
+        result = solve_program(program, settings)
+        fluence, status, objective, solver_name = result.fluence, result.status, result.objective, result.solver
+    solve_s = time.perf_counter() - started
+    started = time.perf_counter()
+    fractions = protocol.prescription.fractions
+    dose = case.dose_on_grid(fluence, fractions)
+    context = PlanDoseContext(dose, program.masks, case.voxel_volume_cc, fractions, fluence, program.smoothness.get)
+    values, violation = {}, 0.0
+    for term in protocol.optimization.terms:
+        measured = term.evaluate(context)
+        values[term.label()] = f"{measured.value:.4g} {measured.unit}"
+        if term.is_constraint:
+            violation = max(violation, _violation_gy(term, context))
+    evaluate_s = time.perf_counter() - started
+    queue.put({
+        "method": method, "solver": solver_name, "status": str(status), "objective": objective,
+        "compile_s": compile_s, "solve_s": solve_s, "evaluate_s": evaluate_s,
+        "total_s": compile_s + solve_s + evaluate_s,
+        "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "hard_violation_gy": violation, "terms": values,
+        "influence_mb": (program.influence.data.nbytes + program.influence.indices.nbytes
+                         + program.influence.indptr.nbytes) / 2**20,
+        "cvxpy": cp.__version__,
+    })
+
+
+def _violation_gy(term, context) -> float:
+    """How far (Gy, total) a voxelwise or mean limit is broken on the full grid; 0 when met."""
+    dose = context.dose(term.structure)
+    if term.kind == "max_dose":
+        return max(float(dose.max()) - term.dose.gy, 0.0)
+    if term.kind == "min_dose":
+        return max(term.dose.gy - float(dose.min()), 0.0)
+    if term.kind == "mean_dose":
+        mean = float(dose.mean())
+        return max(mean - (term.max.gy if term.max else np.inf), (term.min.gy if term.min else 0.0) - mean, 0.0)
+    measured = term.evaluate(context)  # dvh / geud: their own measure, judged by the term
+    return 0.0 if measured.satisfied else float("nan")
+
+
+def _measure(case_path: str, protocol: str, method: str) -> dict:
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_run_method, args=(case_path, protocol, method, queue))
+    process.start()
+    result = queue.get()
+    process.join()
+    return result
+
+
+def run_case(case: BenchmarkCase, folder: Path, methods: list[str]) -> dict:
+    from specc.case.phantoms import build_phantom
+
+    started = time.perf_counter()
+    built = build_phantom(case.phantom, beams=case.beams, grid_mm=case.grid_mm, beamlet_mm=case.beamlet_mm)
+    build_s = time.perf_counter() - started
+    case_path = folder / f"{case.phantom}-{case.grid_mm:g}.h5"
+    built.save(case_path)
+    body = max(int(s.mask.sum()) for s in built.structures.values())
+    size = {"grid_voxels": built.grid.n_voxels, "largest_structure_voxels": body,
+            "rows": built.influence.shape[0], "beamlets": built.n_beamlets, "nonzeros": int(built.influence.nnz),
+            "phantom_build_s": build_s}
+    del built
+    runs = [_measure(str(case_path), case.protocol, method) for method in methods]
+    reference = next((r for r in runs if r["method"].startswith("reference")), None)
+    for run in runs:
+        if reference and run["objective"] is not None and reference["objective"]:
+            run["gap_to_reference"] = (run["objective"] - reference["objective"]) / abs(reference["objective"])
+    naive = next((r for r in runs if r["method"] == "naive cvxpy"), None)
+    for run in runs:
+        if naive:
+            run["speedup_vs_naive"] = naive["total_s"] / run["total_s"]
+    return {"case": case.name, "protocol": case.protocol, "size": size, "runs": runs}
+
+
+def _print(result: dict) -> None:
+    size = result["size"]
+    print(f"\n{result['case']} ({result['protocol']}): {size['grid_voxels']} grid voxels, {size['rows']} rows, "
+          f"{size['beamlets']} beamlets, {size['nonzeros']} nonzeros")
+    header = f"{'method':26} {'status':18} {'compile':>8} {'solve':>8} {'eval':>7} {'total':>8} {'peak MB':>8} " \
+             f"{'objective':>12} {'gap':>9} {'viol Gy':>8} {'speed-up':>8}"
+    print(header)
+    for run in result["runs"]:
+        print(f"{run['method']:26} {run['status'][:18]:18} {run['compile_s']:8.2f} {run['solve_s']:8.2f} "
+              f"{run['evaluate_s']:7.2f} {run['total_s']:8.2f} {run['peak_memory_mb']:8.0f} "
+              f"{run['objective'] if run['objective'] is not None else float('nan'):12.6g} "
+              f"{run.get('gap_to_reference', float('nan')):9.2e} {run['hard_violation_gy']:8.3g} "
+              f"{run.get('speedup_vs_naive', float('nan')):8.1f}")
+        for label, value in run["terms"].items():
+            print(f"    {label}: {value}")
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--large", action="store_true", help="also run the clinical-size case")
+    size.add_argument("--tiny", action="store_true", help="only the small CI case")
+    parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
+    parser.add_argument("--json", type=Path, default=Path("benchmark-results.json"))
+    args = parser.parse_args(argv)
+    cases = [TINY] if args.tiny else [STANDARD, LARGE] if args.large else [STANDARD]
+    report = {"machine": {"platform": platform.platform(), "python": sys.version.split()[0],
+                          "cpus": multiprocessing.cpu_count()},
+              "date": time.strftime("%Y-%m-%d %H:%M"), "commit": _commit(), "cases": []}
+    with tempfile.TemporaryDirectory() as folder:
+        for case in cases:
+            result = run_case(case, Path(folder), args.methods)
+            _print(result)
+            report["cases"].append(result)
+    args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    print(f"\nwrote {args.json}")
+    return report
+
+
+if __name__ == "__main__":
+    main()

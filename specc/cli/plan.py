@@ -1,0 +1,196 @@
+"""`specc plan` and `specc compile`: argument parsing and printing around `specc.plan`."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.status import Status
+from rich.table import Table
+from rich.text import Text
+
+from specc.cli.app import app, console, error_console, fail
+from specc.errors import SpeccError
+
+if TYPE_CHECKING:
+    from specc.case import Case
+
+_STATUS_STYLE = {"pass": "green", "variation": "yellow", "fail": "red", "not_evaluated": "dim", "not_converged": "magenta"}
+
+
+class _StagePrinter:
+    """Rich progress for the pipeline: a spinner while a stage runs, a line when it ends."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self._status: Status | None = None
+
+    def __call__(self, stage: str, seconds: float | None) -> None:
+        if self.quiet:
+            return
+        if seconds is None:
+            self._status = console.status(f"{stage} ...")
+            self._status.start()
+            return
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+        console.print(Text.assemble(("  done ", "green"), (f"{stage:<14}", "bold"), f"{seconds:7.2f} s"))
+
+    def stop(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
+
+    def phantom_progress(self, name: str) -> Callable[[int, int], None] | None:
+        """Per-beam progress while a phantom's influence matrix is computed."""
+        if self.quiet:
+            return None
+
+        def report(done: int, total: int) -> None:
+            if self._status is not None:
+                self._status.update(f"phantom {name}: dose of beam {done}/{total} ...")
+
+        return report
+
+
+def _load_case(
+    case_path: Path | None, phantom: str | None, grid: float | None, beams: int | None, printer: _StagePrinter
+) -> Case | Path:
+    """The case object or path for the library, from --case or --phantom (built in memory)."""
+    if (case_path is None) == (phantom is None):
+        fail("give exactly one of --case CASE.h5 or --phantom NAME")
+    if case_path is not None:
+        if grid is not None or beams is not None:
+            fail("--grid and --beams apply to --phantom only (a case file has its own grid and beams)")
+        return case_path
+    from specc.case.phantoms import build_phantom
+
+    printer(f"phantom {phantom}", None)
+    started = time.perf_counter()
+    case = build_phantom(
+        phantom,
+        beams=beams if beams is not None else 9,
+        grid_mm=grid if grid is not None else 5.0,
+        progress=printer.phantom_progress(phantom),
+    )
+    printer(f"phantom {phantom}", time.perf_counter() - started)
+    return case
+
+
+_CASE = typer.Option(None, "--case", help="Case file (HDF5) to plan on.")
+_PHANTOM = typer.Option(None, "--phantom", help="Plan on a built-in phantom instead (see `specc phantom --list`).")
+_GRID = typer.Option(None, "--grid", help="With --phantom: dose grid spacing in mm (default 5).")
+_BEAMS = typer.Option(None, "--beams", help="With --phantom: number of equispaced beams (default 9).")
+
+
+@app.command()
+def plan(
+    protocol: Path = typer.Argument(..., help="Protocol file (YAML)."),
+    case: Path | None = _CASE,
+    phantom: str | None = _PHANTOM,
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for report.html, plan.json and result.h5."),
+    solver: str | None = typer.Option(None, "--solver", help="Solver to use (CLARABEL, OSQP, SCS, ...)."),
+    pdf: bool = typer.Option(False, "--pdf", help="Also write report.pdf (needs WeasyPrint)."),
+    strict: bool = typer.Option(False, "--strict", help="Exit 2 when a priority-1 goal fails."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors and the final line."),
+    grid: float | None = _GRID,
+    beams: int | None = _BEAMS,
+) -> None:
+    """Plan a case with a protocol: compile, solve, evaluate on the full grid, write the report.
+
+    Exit code 0 when the solve gave a plan (goal failures are in the report), 1 when it did
+    not (nothing is written), 2 with --strict when a priority-1 goal fails.
+    """
+    from specc.pipeline import plan as run_plan
+
+    printer = _StagePrinter(quiet)
+    try:
+        case_or_path = _load_case(case, phantom, grid, beams, printer)
+        outcome = run_plan(protocol, case_or_path, out, solver=solver, pdf=pdf, progress=printer)
+    except SpeccError as error:
+        printer.stop()
+        fail(error)
+
+    for note in outcome.notes:
+        if not quiet:
+            console.print(Text("note: ", style="yellow") + Text(note))
+    if not outcome.succeeded:
+        fail(f"no plan: {outcome.solve.status}: {outcome.solve.message}", code=outcome.exit_code(strict))
+
+    record = outcome.record
+    assert record is not None
+    if not quiet:
+        table = Table("structure", "goal", "value", "status", title="Clinical goals")
+        for goal in record.goals:
+            value = "-" if goal.value is None else f"{goal.value:.2f} {goal.unit}"
+            table.add_row(goal.structure, goal.text, value, Text(goal.status, style=_STATUS_STYLE.get(goal.status, "")))
+        console.print(table)
+        if not outcome.solve.converged:
+            console.print(Text(f"NOT CONVERGED: {outcome.solve.message}", style="bold magenta"))
+    counts = ", ".join(f"{n} {status}" for status, n in record.goal_counts().items()) or "no goals"
+    console.print(
+        f"{outcome.solve.status} ({outcome.solve.solver}); goals: {counts}; "
+        f"wrote {', '.join(str(path) for path in outcome.paths)}"
+    )
+    failed = outcome.failed_must_goals()
+    if strict and failed:
+        names = "; ".join(f"{goal.structure} {goal.text} ({goal.source})" for goal in failed)
+        error_console.print(Text(f"--strict: priority-1 goals failed: {names}", style="red"))
+    raise typer.Exit(outcome.exit_code(strict))
+
+
+@app.command("compile")
+def compile_command(
+    protocol: Path = typer.Argument(..., help="Protocol file (YAML)."),
+    case: Path | None = _CASE,
+    phantom: str | None = _PHANTOM,
+    grid: float | None = _GRID,
+    beams: int | None = _BEAMS,
+    explain: bool = typer.Option(
+        False, "--explain", help="Print the optimization derived from the prescription and goals, as YAML to paste "
+        "into the protocol and tune (nothing is compiled)."
+    ),
+) -> None:
+    """Compile a protocol against a case and print the program's size (nothing is solved)."""
+    from specc.case import Case
+    from specc.compile import compile_protocol
+    from specc.compile.derive import derive_optimization, explain_yaml, structure_volumes_cc, with_optimization
+    from specc.protocol import load_protocol
+
+    printer = _StagePrinter(quiet=True)
+    try:
+        loaded = load_protocol(protocol)
+        case_or_path = _load_case(case, phantom, grid, beams, printer)
+        case_object = case_or_path if isinstance(case_or_path, Case) else Case.load(case_or_path)
+        if explain:
+            derived = derive_optimization(loaded, structure_volumes_cc(loaded, case_object))
+            if loaded.optimization is not None:
+                typer.echo("# note: this protocol has its own optimization section, which `specc plan` uses;")
+                typer.echo("# below is what its goals alone would give.")
+            typer.echo(explain_yaml(loaded, derived), nl=False)
+            return
+        program = compile_protocol(with_optimization(loaded, case_object)[0], case_object)
+    except SpeccError as error:
+        fail(error)
+
+    stats = program.stats
+    table = Table("structure", "voxels", "entries", "nonzeros", "sampled", title=f"{loaded.name} on {case_object.case_id}")
+    for structure in stats.structures:
+        table.add_row(
+            structure.name, str(structure.voxels), str(structure.entries), str(structure.nonzeros), "yes" if structure.sampled else ""
+        )
+    console.print(table)
+    console.print(
+        f"variables {stats.variables}, constraints {stats.constraints}, dose entries {stats.dose_entries}, "
+        f"beamlets {stats.beamlets}, nonzeros {stats.nonzeros}, "
+        f"estimated memory {stats.estimated_memory_bytes / 2**20:.0f} MiB, compiled in {stats.compile_time_s:.2f} s"
+    )
+    console.print(Text("terms:", style="bold"))
+    for term in program.terms:  # one line each, not a table: the protocol path must stay whole
+        console.print(Text(f"  {term.source}  {'hard' if term.hard else 'soft'}  {term.label}"), soft_wrap=True)
+    for note in program.notes:
+        console.print(Text("note: ", style="yellow") + Text(note))

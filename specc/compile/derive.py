@@ -1,0 +1,324 @@
+"""An optimization derived from the prescription and the goals, for protocols without one.
+
+A physicist writes goals ("Rectum V70Gy[%] <= 20 (priority 2)"), not solver weights. When a
+protocol has no `optimization` section, its terms are derived here from three things the
+protocol already states, never from structure names:
+
+* each prescription level (target T at dose D) gives coverage and hot-spot penalties
+  (`quadratic_underdose` and `quadratic_overdose` of T at D) and a fall-off shell: a
+  derived structure `ring(T, 5mm, 30mm)` minus every target, penalized above half of D, so
+  that the dose falls off outside the target instead of spilling into unnamed tissue;
+* each goal becomes the limit kind that measures it (D / V metrics a `dvh` limit, Max
+  `max_dose`, Min `min_dose`, Mean `mean_dose`), carrying the goal's protocol line:
+  priority 1 is hard at the goal's threshold, or, when the goal names an acceptable
+  variation, hard at the variation and a penalty towards the threshold; priority p >= 2 is
+  a penalty whose weight falls tenfold per priority level (`goal_weight`);
+* every goal-derived limit aims `LIMIT_TOLERANCE` (0.1%) of its dose inside the goal, so
+  that the solver's own tolerance cannot leave a met goal a hair beyond its threshold (goals
+  are judged without tolerance);
+* goals that no convex program can aim for (a hot spot wanted: "Max >= X", a cold spot
+  wanted: "Min <= X") are refused with the goal's line.
+
+The fall-off shells are structures that the compile stage creates; `explain_yaml` prints
+them with the terms so that the whole derivation can be pasted into the protocol and tuned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from specc.compile.structures import resolve_structures
+from specc.errors import CompileError
+from specc.protocol.models import Optimization, SolverOptions, StructureSpec
+from specc.protocol.structures import parse_expression
+from specc.protocol.units import Dose, Volume, format_number
+from specc.terms import DVH, MaxDose, MeanDose, MinDose, QuadraticOverdose, QuadraticUnderdose, TermBase
+from specc.terms.base import LIMIT_TOLERANCE, SourceLocation
+
+if TYPE_CHECKING:
+    from specc.case import Case
+    from specc.protocol import Goal, Protocol
+
+# Coverage dominates: the squared shortfall below the prescription (Gy^2 per fraction,
+# volume-averaged) weighs as much as a violated priority-1 goal, five times the hot-spot and
+# twenty times the fall-off penalty. These ratios, not the absolute values, shape the plan.
+COVERAGE_WEIGHT = 100.0
+HOT_SPOT_WEIGHT = 20.0
+FALLOFF_WEIGHT = 5.0
+# Fall-off shell around each target: from 5 mm (the penumbra a beam needs to cover the
+# target edge) to 30 mm outside it, penalized above half the target's prescription.
+FALLOFF_INNER_MM = 5.0
+FALLOFF_OUTER_MM = 30.0
+FALLOFF_DOSE_FRACTION = 0.5
+FALLOFF_COLOR = "#b0b0e0"
+# Penalty weight of a goal of priority 1 (its part beyond the acceptable variation); each
+# further priority level weighs ten times less, so a lower priority never outweighs a higher.
+PRIORITY_ONE_WEIGHT = 100.0
+PRIORITY_RATIO = 10.0
+
+
+def goal_weight(priority: int) -> float:
+    """Penalty weight of a goal of `priority` (see the module docstring)."""
+    return PRIORITY_ONE_WEIGHT / PRIORITY_RATIO ** (priority - 1)
+
+
+@dataclass(frozen=True)
+class DerivedOptimization:
+    """The derived terms, the structures compile creates for them, and what was decided."""
+
+    structures: dict[str, StructureSpec]
+    optimization: Optimization
+    # term index -> priority of the goal it came from (absent: coverage, hot spot, fall-off)
+    goal_priorities: dict[int, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def with_optimization(protocol: Protocol, case: Case | None = None) -> tuple[Protocol, dict[int, int]]:
+    """The protocol to compile, and the goal priority of each term index (for `solve_clinical`).
+
+    `protocol` itself (and no priorities) when it has an optimization section; else a copy
+    with the derived terms and the fall-off structures, so later stages see them like any
+    protocol structure. The protocol file is never touched. `case` supplies structure
+    volumes, needed only by goals on a complement volume in cc.
+    """
+    if protocol.optimization is not None:
+        return protocol, {}
+    derived = derive_optimization(protocol, structure_volumes_cc(protocol, case) if case is not None else None)
+    copy = protocol.model_copy(
+        update={
+            "structures": {**protocol.structures, **derived.structures},
+            "optimization": derived.optimization,
+        }
+    )
+    return copy, dict(derived.goal_priorities)
+
+
+def structure_volumes_cc(protocol: Protocol, case: Case) -> dict[str, float]:
+    """Volume in cc of each protocol structure found in (or derived on) `case`."""
+    masks = resolve_structures(protocol, case).masks
+    return {name: float(mask.sum()) * case.voxel_volume_cc for name, mask in masks.items()}
+
+
+def derive_optimization(protocol: Protocol, volumes_cc: Mapping[str, float] | None = None) -> DerivedOptimization:
+    """Terms from the prescription and goals of `protocol` (see the module docstring).
+
+    `volumes_cc` (structure volumes on the case) is needed only for goals whose convex form
+    is the complement of a volume in cc (CV metrics, DC in cc).
+    """
+    location = _prescription_locations(protocol)
+    targets = [level.target for level in protocol.prescription.levels]
+    structures: dict[str, StructureSpec] = {}
+    terms: list[TermBase] = []
+    priorities: dict[int, int] = {}
+    notes: list[str] = []
+
+    for level in protocol.prescription.levels:
+        source = location.get(level.target)
+        terms.append(
+            QuadraticUnderdose(structure=level.target, dose=level.dose, weight=COVERAGE_WEIGHT, source=source)
+        )
+        terms.append(QuadraticOverdose(structure=level.target, dose=level.dose, weight=HOT_SPOT_WEIGHT, source=source))
+        shell = _falloff_shell(level.target, targets, protocol, structures)
+        structures[shell.name] = shell.spec
+        terms.append(
+            QuadraticOverdose(
+                structure=shell.name,
+                dose=Dose(gy=FALLOFF_DOSE_FRACTION * level.dose.gy),
+                weight=FALLOFF_WEIGHT,
+                source=source,
+            )
+        )
+
+    for goal in protocol.goals:
+        for term, priority in _goal_terms(goal, volumes_cc, notes):
+            if priority is not None:
+                priorities[len(terms)] = priority
+            terms.append(term)
+
+    optimization = Optimization(terms=terms, solver=SolverOptions())
+    return DerivedOptimization(structures, optimization, priorities, notes)
+
+
+@dataclass(frozen=True)
+class _Shell:
+    name: str
+    spec: StructureSpec
+
+
+def _falloff_shell(target: str, targets: list[str], protocol: Protocol, taken: Mapping[str, Any]) -> _Shell:
+    name = f"Falloff_{target}"
+    while name in protocol.structures or name in taken:
+        name = f"_{name}"
+    others = [t for t in targets if t != target]
+    text = f"ring({_quoted(target)}, {format_number(FALLOFF_INNER_MM)}mm, {format_number(FALLOFF_OUTER_MM)}mm)"
+    if others:
+        text += " - (" + " | ".join(_quoted(t) for t in others) + ")"
+    return _Shell(name, StructureSpec(role="other", color=FALLOFF_COLOR, expression=text))
+
+
+def _quoted(name: str) -> str:
+    return str(parse_expression(f'"{name}"'))
+
+
+def _goal_terms(
+    goal: Goal, volumes_cc: Mapping[str, float] | None, notes: list[str]
+) -> list[tuple[TermBase, int | None]]:
+    """The limit terms of one goal, each with the priority of its penalty (None: hard)."""
+    if goal.priority > 1:
+        term = _limit(goal, goal.threshold_value, volumes_cc, hard=False, weight=goal_weight(goal.priority))
+        return [] if term is None else [(term, goal.priority)]
+    variation = goal.variation_value
+    hard = _limit(goal, variation if variation is not None else goal.threshold_value, volumes_cc, hard=True)
+    if hard is None:
+        notes.append(f"{goal.structure} {goal.text} ({goal.source}): always met, nothing to optimize")
+        return []
+    terms: list[tuple[TermBase, int | None]] = [(hard, None)]
+    if variation is not None:
+        soft = _limit(goal, goal.threshold_value, volumes_cc, hard=False, weight=goal_weight(1))
+        if soft is not None:
+            terms.append((soft, 1))
+    return terms
+
+
+def _limit(
+    goal: Goal, threshold: float, volumes_cc: Mapping[str, float] | None, hard: bool, weight: float | None = None
+) -> TermBase | None:
+    """The limit kind that measures `goal` at `threshold` (its metric's unit); None if always met."""
+    metric, structure = goal.metric, goal.structure
+    options: dict[str, Any] = {"structure": structure, "hard": hard, "source": goal.source}
+    if not hard:
+        options["weight"] = weight
+    upper = not goal.is_lower_bound
+    quantity = metric.quantity
+    if quantity == "Max":
+        if not upper:
+            raise _nonconvex(goal, "a hot spot (a maximum at least some dose)")
+        return MaxDose(dose=_aim(threshold, upper=True), **options)
+    if quantity == "Min":
+        if upper:
+            raise _nonconvex(goal, "a cold spot (a minimum at most some dose)")
+        return MinDose(dose=_aim(threshold, upper=False), **options) if threshold > 0 else None
+    if quantity == "Mean":
+        if not upper and threshold == 0:
+            return None
+        return MeanDose(**{"max" if upper else "min": _aim(threshold, upper)}, **options)
+    if quantity in ("D", "DC"):
+        volume = metric.volume
+        assert volume is not None  # guaranteed by Metric
+        if quantity == "DC":  # the coldest v is the complement of the hottest (whole - v)
+            volume = _complement(volume, structure, volumes_cc, goal)
+        return _dvh(threshold, volume, "upper" if upper else "lower", options)
+    # V / CV: a volume at a dose; threshold is the volume in the metric's unit.
+    dose_gy = goal.metric_dose_gy or 0.0
+    volume = Volume(value=threshold, unit=metric.unit)  # type: ignore[arg-type]
+    bound = "upper" if upper else "lower"
+    if quantity == "CV":  # volume below the dose = whole minus the volume above it
+        volume = _complement(volume, structure, volumes_cc, goal)
+        bound = "lower" if upper else "upper"
+    if bound == "lower" and dose_gy == 0:
+        return None
+    return _dvh(dose_gy, volume, bound, options)
+
+
+def _dvh(dose_gy: float, volume: Volume, bound: str, options: dict[str, Any]) -> TermBase | None:
+    if bound == "upper" and volume.unit == "%" and volume.value >= 100:
+        return None  # the whole structure may exceed: always met
+    if bound == "lower" and volume.value == 0:
+        return None
+    return DVH(dose=_aim(dose_gy, bound == "upper"), volume=volume, bound=bound, **options)
+
+
+def _aim(gy: float, upper: bool) -> Dose:
+    """A goal's dose moved `LIMIT_TOLERANCE` inside the goal, rounded to a printable cGy/100."""
+    return Dose(gy=round(gy * (1.0 - LIMIT_TOLERANCE if upper else 1.0 + LIMIT_TOLERANCE), 4))
+
+
+def _complement(volume: Volume, structure: str, volumes_cc: Mapping[str, float] | None, goal: Goal) -> Volume:
+    if volume.unit == "%":
+        return Volume(value=max(0.0, 100.0 - volume.value), unit="%")
+    if volumes_cc is None or structure not in volumes_cc:
+        raise CompileError(
+            f"{goal.source}: goal {goal.text!r} on {structure}: its convex form needs {structure}'s volume "
+            "from the case (derive the optimization with the case)"
+        )
+    return Volume(value=max(0.0, volumes_cc[structure] - volume.value), unit="cc")
+
+
+def _nonconvex(goal: Goal, wanted: str) -> CompileError:
+    return CompileError(
+        f"{goal.source}: goal {goal.text!r} on {goal.structure} asks for {wanted}, which no convex program "
+        "can aim for: remove the goal, or write an `optimization:` section by hand"
+    )
+
+
+def _prescription_locations(protocol: Protocol) -> dict[str, SourceLocation]:
+    """The protocol line of each dose level (by target), read back from the protocol's YAML.
+
+    Terms derived from a dose level point at it in logs and diagnoses; a protocol built in
+    memory (no file) or with the prescription in a template the lookup cannot find gets the
+    protocol file at line 0.
+    """
+    path = protocol.source.path if protocol.source is not None else "<protocol>"
+    fallback = SourceLocation(path, 0, 0)
+    locations = {level.target: fallback for level in protocol.prescription.levels}
+    files = protocol.source.files if protocol.source is not None else []
+    for file in files:
+        try:
+            with open(file, encoding="utf-8") as handle:
+                root = yaml.compose(handle)
+        except (OSError, yaml.YAMLError):
+            continue
+        levels = _mapping_value(_mapping_value(root, "prescription"), "levels")
+        if not isinstance(levels, yaml.SequenceNode):
+            continue
+        for node in levels.value:
+            target = _mapping_value(node, "target")
+            if isinstance(target, yaml.ScalarNode) and target.value in locations:
+                mark = node.start_mark
+                locations[target.value] = SourceLocation(file, mark.line + 1, mark.column + 1)
+    return locations
+
+
+def _mapping_value(node: Any, key: str) -> Any:
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    return next((value for name, value in node.value if getattr(name, "value", None) == key), None)
+
+
+def explain_yaml(protocol: Protocol, derived: DerivedOptimization) -> str:
+    """The derivation as YAML to paste into the protocol: shells under `structures`, then `optimization`."""
+    structures = {
+        name: {"role": spec.role, "color": spec.color, "expression": str(spec.expression)}
+        for name, spec in derived.structures.items()
+    }
+    terms = []
+    for term in derived.optimization.terms:
+        fields = term.model_dump(mode="json", exclude_none=True)
+        if fields.get("hard") is True:
+            del fields["hard"]  # hard is the default; a hard limit carries no weight
+        # kind and structure first, as protocols are written; hard / weight last
+        order = ["kind", "structure", *[k for k in fields if k not in ("kind", "structure", "hard", "weight")]]
+        terms.append({key: fields[key] for key in [*order, "hard", "weight"] if key in fields})
+    header = [
+        f"# Optimization derived by specc from the prescription and goals of {protocol.name!r}.",
+        "# Add the structures below to the protocol's `structures:` and the `optimization:` section",
+        "# at the top level; then tune the weights. Pasted, the terms form one weighted program: the",
+        "# steps by goal priority (docs/optimizer.md) apply to the derived optimization only.",
+        "# Terms come from (file:line):",
+    ]
+    for term in derived.optimization.terms:
+        header.append(f"#   {term.label()}  <-  {term.source if term.source is not None else 'derived'}")
+    for note in derived.notes:
+        header.append(f"# note: {note}")
+    body = yaml.safe_dump(
+        {"structures": structures, "optimization": {"terms": terms}},
+        sort_keys=False,
+        default_flow_style=None,
+        width=120,
+        allow_unicode=True,
+    )
+    return "\n".join(header) + "\n" + body

@@ -1,0 +1,220 @@
+"""Protocol x case -> one cvxpy fluence-map program.
+
+The steps, each small and each keeping what the later stages need:
+structure resolution and derived structures (`structures.py`) -> the dose entries the terms
+need (`voxels.py`) -> one fluence variable x >= 0 and one dose variable d == A_sel @ x
+(`context.py`) -> each term built by its own kind module, remembering its protocol line ->
+the problem, with size statistics for `specc compile`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import cvxpy as cp
+import numpy as np
+import scipy.sparse as sp
+
+from specc.compile.context import ProgramContext
+from specc.compile.smoothness import SmoothnessOperator
+from specc.compile.structures import ResolvedStructures, resolve_structures
+from specc.compile.voxels import DEFAULT_SAMPLE_LIMIT, VoxelSelection, select_voxels
+from specc.errors import CompileError
+
+if TYPE_CHECKING:
+    from specc.case import Case
+    from specc.protocol import Protocol
+    from specc.terms import TermBase
+
+# Bytes per nonzero kept by cvxpy and the solver: the float64 value and int64 index of the
+# canonical matrix, the solver's own copy and its factorization workspace (rough, for the
+# summary only; measured on the TG-119 phantoms to within a factor of two, docs/compiler.md).
+_BYTES_PER_NONZERO = 3 * (8 + 8)
+
+
+@dataclass(frozen=True)
+class CompiledTerm:
+    """One protocol term in the program, with the protocol line it came from."""
+
+    term: TermBase
+    label: str
+    kind: str
+    source: str
+    hard: bool
+    objective: cp.Expression | None
+    constraints: list[cp.Constraint]
+
+
+@dataclass(frozen=True)
+class StructureStats:
+    """Size of one structure in the program (for the compile summary)."""
+
+    name: str
+    voxels: int  # on the full grid
+    entries: int  # dose entries representing it in the program
+    nonzeros: int  # influence nonzeros of those entries
+    sampled: bool
+
+
+@dataclass(frozen=True)
+class ProgramStats:
+    variables: int
+    constraints: int
+    dose_entries: int
+    beamlets: int
+    nonzeros: int
+    estimated_memory_bytes: int
+    structures: list[StructureStats]
+    compile_time_s: float
+
+
+@dataclass
+class CompiledProgram:
+    """A solvable program plus what is needed to explain and evaluate its solution."""
+
+    problem: cp.Problem
+    fluence: cp.Variable
+    dose: cp.Variable
+    terms: list[CompiledTerm]
+    structures: ResolvedStructures
+    selection: VoxelSelection
+    fractions: int
+    stats: ProgramStats
+    smoothness: SmoothnessOperator
+    notes: list[str] = field(default_factory=list)
+    # The influence rows of the dose entries as the case stores them (Gy per unit beamlet weight per
+    # fraction) and the voxel volume: what a matrix-free solver (specc.solve.first_order) reads.
+    influence: sp.csr_matrix | None = None
+    voxel_volume_cc: float = 0.0
+
+    @property
+    def masks(self) -> dict[str, np.ndarray]:
+        """Resolved and derived structure masks on the case grid, by protocol name."""
+        return self.structures.masks
+
+    def hard_terms(self) -> list[CompiledTerm]:
+        return [term for term in self.terms if term.hard]
+
+
+def _source(term: TermBase) -> str:
+    return str(term.source) if term.source is not None else "(no source line)"
+
+
+def _is_hard(term: TermBase) -> bool:
+    return bool(term.is_constraint)
+
+
+def compile_protocol(
+    protocol: Protocol, case: Case, sample_limit: int = DEFAULT_SAMPLE_LIMIT
+) -> CompiledProgram:
+    """Compile `protocol` against `case`; raises CompileError naming the protocol line."""
+    started = time.perf_counter()
+    if protocol.optimization is None or not protocol.optimization.terms:
+        raise CompileError(
+            f"{protocol.source.path}: the protocol has no `optimization:` terms, so there is nothing to "
+            "optimize; add terms (e.g. min_dose / max_dose / quadratic_overdose) under `optimization:`"
+        )
+    terms: list[TermBase] = list(protocol.optimization.terms)
+    structures = resolve_structures(protocol, case)
+    notes = list(structures.notes)
+
+    referenced: dict[str, None] = {}
+    for term in terms:
+        for name in term.structures():
+            if name not in structures.masks:
+                raise CompileError(f"{_source(term)}: {term.label()}: structure {name!r} is not defined")
+            referenced[name] = None
+    exact = {name for term in terms if _is_hard(term) for name in term.structures()}
+    exact |= {name for name in referenced if structures.is_target(name)}
+    structure_rows = {name: case.rows(structures.masks[name]) for name in referenced}
+    influence = case.influence
+    if structure_rows:
+        selection = select_voxels(influence, structure_rows, exact, sample_limit)
+    else:
+        selection = VoxelSelection(rows=np.empty(0, dtype=np.int64), structures={})
+    for entries in selection.structures.values():
+        if entries.sampled:
+            notes.append(
+                f"{entries.name}: soft objectives see a uniform sample of {sample_limit} of its "
+                f"{entries.n_voxels} voxels (no hard term refers to it); the plan is evaluated on every voxel"
+            )
+
+    influence_rows = influence[selection.rows]
+    influence_selected = influence_rows.astype(np.float64)
+    fluence = cp.Variable(case.n_beamlets, nonneg=True, name="fluence")
+    dose = cp.Variable(len(selection.rows), name="dose_per_fraction")
+    smoothness = SmoothnessOperator(case.beamlets)
+    context = ProgramContext(
+        fluence, dose, selection.structures, case.voxel_volume_cc, protocol.prescription.fractions, smoothness
+    )
+
+    compiled: list[CompiledTerm] = []
+    for term in terms:
+        try:
+            built = term.build(context)
+        except CompileError as error:
+            raise CompileError(f"{_source(term)}: {term.label()}: {error}") from None
+        compiled.append(
+            CompiledTerm(
+                term=term,
+                label=term.label(),
+                kind=term.kind,
+                source=_source(term),
+                hard=_is_hard(term),
+                objective=built.objective,
+                constraints=list(built.constraints),
+            )
+        )
+
+    objectives = [term.objective for term in compiled if term.objective is not None]
+    if not objectives:
+        notes.append("no term has an objective: the solver returns any fluence that meets the hard limits")
+    constraints: list[cp.Constraint] = [dose == influence_selected @ fluence] if len(selection.rows) else []
+    for term in compiled:
+        constraints.extend(term.constraints)
+    problem = cp.Problem(cp.Minimize(cp.sum(objectives) if objectives else cp.Constant(0.0)), constraints)
+
+    stats = _statistics(problem, selection, influence_selected, case.n_beamlets, time.perf_counter() - started)
+    return CompiledProgram(
+        problem=problem,
+        fluence=fluence,
+        dose=dose,
+        terms=compiled,
+        structures=structures,
+        selection=selection,
+        fractions=protocol.prescription.fractions,
+        stats=stats,
+        smoothness=smoothness,
+        notes=notes,
+        influence=influence_rows,
+        voxel_volume_cc=case.voxel_volume_cc,
+    )
+
+
+def _statistics(
+    problem: cp.Problem, selection: VoxelSelection, influence_selected: sp.csr_matrix, beamlets: int, seconds: float
+) -> ProgramStats:
+    row_nonzeros = np.diff(influence_selected.indptr)
+    structures = [
+        StructureStats(
+            name=name,
+            voxels=entries.n_voxels,
+            entries=len(entries.entries),
+            nonzeros=int(row_nonzeros[entries.entries].sum()),
+            sampled=entries.sampled,
+        )
+        for name, entries in selection.structures.items()
+    ]
+    nonzeros = int(influence_selected.nnz)
+    return ProgramStats(
+        variables=int(sum(variable.size for variable in problem.variables())),
+        constraints=int(sum(constraint.size for constraint in problem.constraints)),
+        dose_entries=len(selection.rows),
+        beamlets=beamlets,
+        nonzeros=nonzeros,
+        estimated_memory_bytes=nonzeros * _BYTES_PER_NONZERO,
+        structures=structures,
+        compile_time_s=seconds,
+    )

@@ -1,0 +1,84 @@
+"""Which beamlets are neighbours, as a sparse difference operator.
+
+Smoothness penalties act on the fluence map of each beam: the difference between adjacent
+beamlets (left-right and up-down in the beam's-eye view). Beamlets of different beams are
+never neighbours. The operator has one row per adjacent pair with +1 and -1 in the two
+columns, so ||S x||^2 is the sum of squared neighbour differences; it is built from the
+beamlet positions alone and is never dense.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
+
+from specc.errors import CompileError
+
+if TYPE_CHECKING:
+    from specc.case import Beamlets
+
+# Two beamlet centres on the same BEV grid line differ by less than this fraction of a pitch.
+_GRID_TOLERANCE = 0.25
+
+
+def _grid_indices(position_mm: np.ndarray, pitch_mm: float, what: str, beam: object) -> np.ndarray:
+    steps = (position_mm - position_mm.min()) / pitch_mm
+    indices = np.rint(steps)
+    if np.any(np.abs(steps - indices) > _GRID_TOLERANCE):
+        raise CompileError(
+            f"beam {beam}: beamlet {what} positions are not on a regular {pitch_mm:g} mm grid, "
+            "so neighbouring beamlets (for smoothness) cannot be identified"
+        )
+    return indices.astype(np.int64)
+
+
+def neighbour_differences(
+    beam_id: np.ndarray, x_mm: np.ndarray, y_mm: np.ndarray, width_mm: np.ndarray, height_mm: np.ndarray
+) -> sp.csr_matrix:
+    """Sparse (pairs x beamlets) matrix of differences between adjacent beamlets of one beam.
+
+    Positions are snapped to each beam's grid, whose pitch is its smallest beamlet width
+    (x) and height (y); two beamlets falling on the same grid cell are an error.
+    """
+    n_beamlets = len(beam_id)
+    first: list[np.ndarray] = []
+    second: list[np.ndarray] = []
+    for beam in np.unique(beam_id):
+        members = np.flatnonzero(beam_id == beam)
+        ix = _grid_indices(x_mm[members], float(width_mm[members].min()), "x", beam)
+        iy = _grid_indices(y_mm[members], float(height_mm[members].min()), "y", beam)
+        cells = np.full((ix.max() + 1, iy.max() + 1), -1, dtype=np.int64)
+        if np.any(np.bincount(ix * cells.shape[1] + iy) > 1):
+            raise CompileError(f"beam {beam}: two beamlets share one beam's-eye-view position")
+        cells[ix, iy] = members
+        for a, b in ((cells[:-1, :], cells[1:, :]), (cells[:, :-1], cells[:, 1:])):
+            adjacent = (a >= 0) & (b >= 0)
+            first.append(a[adjacent])
+            second.append(b[adjacent])
+    left = np.concatenate(first) if first else np.empty(0, dtype=np.int64)
+    right = np.concatenate(second) if second else np.empty(0, dtype=np.int64)
+    n_pairs = len(left)
+    rows = np.repeat(np.arange(n_pairs), 2)
+    columns = np.column_stack([left, right]).ravel()
+    values = np.tile([1.0, -1.0], n_pairs)
+    return sp.csr_matrix((values, (rows, columns)), shape=(n_pairs, n_beamlets))
+
+
+class SmoothnessOperator:
+    """The case's neighbour-difference operator, built the first time a term asks for it.
+
+    Cases whose beamlets do not lie on a regular grid can still be planned without a
+    smoothness term; `built` tells the evaluate stage whether a term used the operator.
+    """
+
+    def __init__(self, beamlets: Beamlets) -> None:
+        self._beamlets = beamlets
+        self.built: sp.csr_matrix | None = None
+
+    def get(self) -> sp.csr_matrix:
+        if self.built is None:
+            b = self._beamlets
+            self.built = neighbour_differences(b.beam_id, b.x_mm, b.y_mm, b.width_mm, b.height_mm)
+        return self.built

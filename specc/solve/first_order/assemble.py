@@ -1,0 +1,217 @@
+"""The compiled program as one smooth function of a flat vector, for L-BFGS-B.
+
+The vector z holds the fluence x (per fraction, >= 0) followed by each term's auxiliary
+variables. `SmoothProgram` keeps the dose operator (the selected influence rows, as the case
+stores them in float32, and its transpose view: no copy) and the terms' smooth forms
+(`specc.terms.smooth`); one evaluation costs one product with A and one with A.T, however
+many terms look at a structure. Forms can be rebuilt from changed terms (a new weight or
+limit) without touching the operator, which is what makes a re-solve cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
+
+from specc.errors import CompileError
+from specc.terms.smooth import NoSmoothForm, SmoothConstraint, SmoothForm, SmoothGradient, SmoothPoint
+
+if TYPE_CHECKING:
+    from specc.compile.voxels import StructureEntries
+    from specc.protocol.units import Dose
+    from specc.terms import TermBase
+
+_NO_DOSE = np.empty(0)
+
+
+class FastPathRefused(Exception):
+    """The program has a part the first-order solver cannot take; the message says which."""
+
+
+class SmoothFormContext:
+    """Implements `specc.terms.smooth.SmoothContext` over the compiled voxel selection."""
+
+    def __init__(
+        self,
+        structures: Mapping[str, StructureEntries],
+        voxel_volume_cc: float,
+        fractions: int,
+        n_beamlets: int,
+        smoothness: Callable[[], sp.csr_matrix],
+    ) -> None:
+        self._structures = structures
+        self._voxel_volume_cc = voxel_volume_cc
+        self._fractions = fractions
+        self.n_beamlets = n_beamlets
+        self._smoothness = smoothness
+
+    def entries(self, structure: str) -> np.ndarray:
+        return self._structures[structure].entries
+
+    def voxel_weights(self, structure: str) -> np.ndarray:
+        return self._structures[structure].weights
+
+    def volume_cc(self, structure: str) -> float:
+        return self._structures[structure].n_voxels * self._voxel_volume_cc
+
+    def per_fraction(self, dose: Dose) -> float:
+        return dose.gy / self._fractions
+
+    def smoothness_operator(self) -> sp.csr_matrix:
+        return self._smoothness()
+
+
+@dataclass(frozen=True)
+class PlacedForm:
+    """A term's smooth form with where its dose entries and auxiliary variables sit."""
+
+    label: str
+    form: SmoothForm
+    entries: np.ndarray | None  # positions in the dose vector; None: the term names no structure
+    auxiliary: slice
+
+
+@dataclass(frozen=True)
+class PlacedConstraint:
+    placed: PlacedForm
+    constraint: SmoothConstraint
+    multipliers: slice  # its block in the multiplier vector
+    scale: float  # Gy per fraction the residual is measured against (> 0)
+
+
+class DoseOperator:
+    """d = A x and A.T g with the case's float32 matrix; results in float64."""
+
+    def __init__(self, influence: sp.csr_matrix) -> None:
+        self.influence = influence.tocsr()
+        self.transposed = self.influence.T  # a CSC view sharing the data: no second copy
+
+    def forward(self, fluence: np.ndarray) -> np.ndarray:
+        return np.asarray(self.influence @ fluence.astype(self.influence.dtype), dtype=np.float64)
+
+    def adjoint(self, dose_gradient: np.ndarray) -> np.ndarray:
+        return np.asarray(self.transposed @ dose_gradient.astype(self.influence.dtype), dtype=np.float64)
+
+
+@dataclass
+class Evaluation:
+    """One point z: the objective, the normalized residuals and the augmented Lagrangian."""
+
+    objective: float
+    residuals: np.ndarray  # residual / scale of every constraint entry (<= 0 is met)
+    lagrangian: float
+    gradient: np.ndarray  # of the Lagrangian on z (of the objective when no multipliers are given)
+
+
+class SmoothProgram:
+    """Objective pieces and constraints over z = (fluence, auxiliary variables)."""
+
+    def __init__(self, operator: DoseOperator, context: SmoothFormContext, terms: Sequence[TermBase]) -> None:
+        self.operator = operator
+        self.context = context
+        self.n_beamlets = context.n_beamlets
+        placed: list[PlacedForm] = []
+        offset = self.n_beamlets
+        for term in terms:
+            try:
+                form = term.smooth_form(context)
+            except NoSmoothForm as error:
+                raise FastPathRefused(f"{term.label()}: {error}") from None
+            except CompileError as error:
+                raise CompileError(f"{term.label()}: {error}") from None
+            entries = context.entries(form.structure) if form.structure is not None else None
+            placed.append(PlacedForm(term.label(), form, entries, slice(offset, offset + form.n_auxiliary)))
+            offset += form.n_auxiliary
+        self.forms = placed
+        self.size = offset
+        levels = [abs(c.scale) for p in placed for c in p.form.constraints]
+        fallback = max(levels, default=1.0) or 1.0  # the largest dose level (Gy per fraction) of the program
+        constraints: list[PlacedConstraint] = []
+        count = 0
+        for p in placed:
+            sizes = p.form.constraints
+            for constraint in sizes:
+                n = len(constraint.residual(self._point(p, np.zeros(self.size), self._zero_dose())))
+                scale = constraint.scale if constraint.scale > 0 else fallback
+                constraints.append(PlacedConstraint(p, constraint, slice(count, count + n), scale))
+                count += n
+        self.constraints = constraints
+        self.n_constraints = count
+
+    def _zero_dose(self) -> np.ndarray:
+        return np.zeros(self.operator.influence.shape[0])
+
+    def _point(self, placed: PlacedForm, z: np.ndarray, dose: np.ndarray) -> SmoothPoint:
+        return SmoothPoint(
+            dose=dose[placed.entries] if placed.entries is not None else _NO_DOSE,
+            auxiliary=z[placed.auxiliary],
+            fluence=z[: self.n_beamlets],
+        )
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        lower = np.zeros(self.size)
+        upper = np.full(self.size, np.inf)
+        for p in self.forms:
+            if p.form.auxiliary is not None:
+                lower[p.auxiliary] = p.form.auxiliary.lower
+                upper[p.auxiliary] = p.form.auxiliary.upper
+        return lower, upper
+
+    def start(self, fluence: np.ndarray) -> np.ndarray:
+        """z for a fluence, with each term's auxiliary variables at their consistent start."""
+        z = np.zeros(self.size)
+        z[: self.n_beamlets] = fluence
+        dose = self.operator.forward(fluence)
+        for p in self.forms:
+            if p.form.auxiliary is not None:
+                z[p.auxiliary] = p.form.auxiliary.start(dose[p.entries] if p.entries is not None else _NO_DOSE)
+        return z
+
+    def _add(self, gradient: np.ndarray, dose_gradient: np.ndarray, p: PlacedForm, piece: SmoothGradient) -> None:
+        if piece.dose is not None and p.entries is not None:
+            dose_gradient[p.entries] += piece.dose  # entries of one structure are unique
+        if piece.auxiliary is not None:
+            gradient[p.auxiliary] += piece.auxiliary
+        if piece.fluence is not None:
+            gradient[: self.n_beamlets] += piece.fluence
+
+    def objective_values(self, z: np.ndarray) -> list[float]:
+        """Each term's objective part at z (0 for pure constraints), in the order of the terms."""
+        dose = self.operator.forward(z[: self.n_beamlets])
+        return [p.form.objective(self._point(p, z, dose))[0] if p.form.objective else 0.0 for p in self.forms]
+
+    def evaluate(self, z: np.ndarray, multipliers: np.ndarray | None = None, penalty: float = 1.0) -> Evaluation:
+        """The objective and residuals at z, and the augmented Lagrangian with its gradient.
+
+        For constraints r(z) <= 0 (normalized by their scale), multipliers y >= 0 and penalty
+        rho: L = f + sum(pos(y + rho r)**2 - y**2) / (2 rho) (Powell-Hestenes-Rockafellar), with
+        gradient grad f + J^T pos(y + rho r).
+        """
+        dose = self.operator.forward(z[: self.n_beamlets])
+        gradient = np.zeros(self.size)
+        dose_gradient = np.zeros(len(dose))
+        objective = 0.0
+        for p in self.forms:
+            if p.form.objective is not None:
+                value, piece = p.form.objective(self._point(p, z, dose))
+                objective += value
+                self._add(gradient, dose_gradient, p, piece)
+        residuals = np.empty(self.n_constraints)
+        lagrangian = objective
+        for c in self.constraints:
+            point = self._point(c.placed, z, dose)
+            residual = c.constraint.residual(point) / c.scale
+            residuals[c.multipliers] = residual
+            if multipliers is None:
+                continue
+            current = multipliers[c.multipliers]
+            shifted = np.maximum(current + penalty * residual, 0.0)
+            lagrangian += float(shifted @ shifted - current @ current) / (2.0 * penalty)
+            if shifted.any():
+                self._add(gradient, dose_gradient, c.placed, c.constraint.pullback(point, shifted / c.scale))
+        gradient[: self.n_beamlets] += self.operator.adjoint(dose_gradient)
+        return Evaluation(objective, residuals, lagrangian, gradient)

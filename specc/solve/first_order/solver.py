@@ -1,0 +1,200 @@
+"""The fast path: solve a compiled program matrix-free, in the contract's statuses.
+
+Interior-point and ADMM solvers factorize a dense beamlets x beamlets block; on clinical
+sizes that alone takes minutes (docs/performance.md). `FirstOrderSolver` instead minimizes
+the terms' smooth forms (`specc.terms.smooth`) with L-BFGS-B inside an augmented Lagrangian
+(`augmented_lagrangian.py`), touching the influence matrix only through products.
+
+It keeps the operator and its last solution: `solve(settings, terms=...)` after a weight or
+limit change rebuilds only the terms' forms and warm-starts from the previous fluence and
+multipliers, without recompiling.
+
+It never guesses. It refuses (and the reference cvxpy solver runs instead, with a note in
+the message) when a term has no smooth form or when the cvxpy problem it is handed is not
+the compiled one (e.g. a lexicographic step with extra constraints). When it cannot reach
+feasibility (the penalty grows without the violation shrinking), the reference solver
+decides, which also gives the elastic diagnosis of an infeasible program.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from specc.solve.first_order.assemble import DoseOperator, FastPathRefused, SmoothFormContext, SmoothProgram
+from specc.solve.first_order.augmented_lagrangian import (
+    AugmentedLagrangianResult,
+    Tolerances,
+    minimize_augmented_lagrangian,
+)
+from specc.solve.result import SolveResult, SolveStatus, TermValue
+from specc.terms.base import LIMIT_TOLERANCE
+
+if TYPE_CHECKING:
+    from specc.compile import CompiledProgram
+    from specc.solve.choice import SolverSettings
+    from specc.terms import TermBase
+
+FIRST_ORDER_SOLVER = "SPECC-LBFGS"
+# What decides when the fast path refuses or cannot reach feasibility: the stock default.
+REFERENCE_SOLVER = "CLARABEL"
+
+
+def _is_compiled_problem(program: CompiledProgram) -> bool:
+    """Whether `program.problem` is exactly what the compile stage built from the terms.
+
+    The solve stage may hand over a modified problem (lexicographic steps, exact DVH
+    refinement); the fast path reads the terms, not the cvxpy problem, so it may only take
+    the problem whose constraints and objective parts are the terms' own.
+    """
+    problem = program.problem
+    expected = [id(c) for term in program.terms for c in term.constraints]
+    constraints = [id(c) for c in problem.constraints]
+    if constraints[len(constraints) - len(expected):] != expected or len(constraints) - len(expected) > 1:
+        return False
+    objectives = {id(term.objective) for term in program.terms if term.objective is not None}
+    expression = problem.objective.args[0]
+    parts = {id(expression)} if len(objectives) <= 1 else {id(arg) for arg in expression.args}
+    return parts == objectives or (not objectives and not expression.variables())
+
+
+class FirstOrderSolver:
+    """A compiled program's operator and last solution, for first and warm re-solves."""
+
+    def __init__(self, program: CompiledProgram) -> None:
+        if program.influence is None:
+            raise FastPathRefused("the compiled program carries no influence matrix")
+        self.program = program
+        self.operator = DoseOperator(program.influence)
+        self.context = SmoothFormContext(
+            program.selection.structures,
+            program.voxel_volume_cc,
+            program.fractions,
+            program.influence.shape[1],
+            program.smoothness.get,
+        )
+        self._last: tuple[SmoothProgram, AugmentedLagrangianResult] | None = None
+
+    def smooth_program(self, terms: Sequence[TermBase] | None = None) -> SmoothProgram:
+        chosen = [compiled.term for compiled in self.program.terms] if terms is None else terms
+        return SmoothProgram(self.operator, self.context, chosen)
+
+    def solve(self, settings: SolverSettings, terms: Sequence[TermBase] | None = None) -> SolveResult:
+        """Solve the program, or the same structures with changed `terms`, warm when possible."""
+        started = time.perf_counter()
+        smooth = self.smooth_program(terms)
+        tolerances = Tolerances(
+            feasibility=min(settings.tolerance, Tolerances.feasibility) if settings.tolerance else Tolerances.feasibility,
+            time_limit_s=settings.time_limit_s,
+            max_iterations=settings.max_iterations or Tolerances.max_iterations,
+        )
+        multipliers = penalty = None
+        if self._last is None:
+            z = smooth.start(np.zeros(smooth.n_beamlets))
+        else:
+            previous, result = self._last
+            z = smooth.start(result.z[: smooth.n_beamlets])
+            if [c.multipliers for c in previous.constraints] == [c.multipliers for c in smooth.constraints]:
+                multipliers, penalty = result.multipliers, result.penalty
+        result = minimize_augmented_lagrangian(smooth, z, tolerances, multipliers, penalty)
+        self._last = (smooth, result)
+        used_terms = [t.term for t in self.program.terms] if terms is None else list(terms)
+        return self._result(smooth, result, used_terms, settings, time.perf_counter() - started)
+
+    def _result(
+        self,
+        smooth: SmoothProgram,
+        result: AugmentedLagrangianResult,
+        terms: Sequence[TermBase],
+        settings: SolverSettings,
+        seconds: float,
+    ) -> SolveResult:
+        hard_violation = max((float(r.max(initial=0.0)) for r in _hard_residuals(smooth, result.z)), default=0.0)
+        status: SolveStatus
+        if result.outcome == "converged":
+            status = "optimal"
+        elif result.outcome in ("time_limit", "iteration_limit") and hard_violation <= LIMIT_TOLERANCE:
+            status = "optimal_inaccurate"
+        elif result.outcome == "time_limit":
+            status = "time_limit"
+        else:
+            status = "solver_error"
+        fluence = result.z[: smooth.n_beamlets].copy() if status in ("optimal", "optimal_inaccurate") else None
+        if fluence is not None:
+            self.program.fluence.value = fluence
+            self.program.dose.value = self.operator.forward(fluence)
+        values = smooth.objective_values(result.z)
+        term_values = [
+            TermValue(
+                label=term.label(),
+                kind=term.kind,
+                source=str(term.source) if term.source is not None else "(no source line)",
+                hard=bool(term.is_constraint),
+                objective_contribution=value if fluence is not None and form.form.objective is not None else None,
+            )
+            for term, form, value in zip(terms, smooth.forms, values)
+        ]
+        return SolveResult(
+            status=status,
+            converged=status == "optimal",
+            solver=FIRST_ORDER_SOLVER,
+            message=_message(status, result, hard_violation, settings),
+            fluence=fluence,
+            objective=result.objective if fluence is not None else None,
+            iterations=result.iterations,
+            solve_time_s=seconds,
+            terms=term_values,
+        )
+
+
+def _hard_residuals(smooth: SmoothProgram, z: np.ndarray) -> list[np.ndarray]:
+    residuals = smooth.evaluate(z).residuals
+    return [residuals[c.multipliers] for c in smooth.constraints if c.constraint.hard]
+
+
+def _message(status: SolveStatus, result: AugmentedLagrangianResult, violation: float, settings: SolverSettings) -> str:
+    after = f"after {result.iterations} L-BFGS-B iterations in {result.outer_iterations} augmented-Lagrangian rounds"
+    if status == "optimal":
+        return (
+            f"{FIRST_ORDER_SOLVER} found the optimal fluence {after}; hard limits met within "
+            f"{100 * violation:.3g}% of their dose."
+        )
+    if status == "optimal_inaccurate":
+        return (
+            f"{FIRST_ORDER_SOLVER} stopped at its {result.outcome.replace('_', ' ')} {after} before reaching its "
+            f"tolerances; hard limits hold within {100 * violation:.3g}% of their dose. The plan is shown but "
+            "labelled NOT CONVERGED; raise `time_limit_s` / `max_iterations` or try --solver CLARABEL."
+        )
+    if status == "time_limit":
+        return (
+            f"{FIRST_ORDER_SOLVER} stopped at its time limit of {settings.time_limit_s:g} s {after} with hard limits "
+            f"still violated by up to {100 * violation:.3g}% of their dose; raise `time_limit_s` under "
+            "`optimization.solver`, or try another solver (--solver)."
+        )
+    return f"{FIRST_ORDER_SOLVER} could not meet the hard limits {after} (violation {100 * violation:.3g}% of their dose)."
+
+
+def solve_first_order(program: CompiledProgram, settings: SolverSettings) -> SolveResult:
+    """The fast path for `solve_program`; the reference solver runs where it refuses or fails."""
+    from specc.solve.run import solve_program  # the reference path; imported here to keep the modules acyclic
+
+    reference = dataclasses.replace(settings, name=REFERENCE_SOLVER)
+    reason = None
+    if not _is_compiled_problem(program):
+        reason = "the problem carries constraints or objectives beyond the compiled terms"
+    else:
+        try:
+            result = FirstOrderSolver(program).solve(settings)
+        except FastPathRefused as error:
+            reason = str(error)
+        else:
+            if result.status != "solver_error":
+                return result
+            reason = result.message
+    fallback = solve_program(program, reference)
+    note = f"{FIRST_ORDER_SOLVER} did not solve this program ({reason}); {REFERENCE_SOLVER} solved it instead. "
+    return dataclasses.replace(fallback, message=note + fallback.message)

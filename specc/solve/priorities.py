@@ -1,0 +1,187 @@
+"""Lexicographic solving by goal priority (ECHO-like), on one parameterized problem.
+
+A clinic ranks goals; weights only approximate a ranking. Here the compiled terms are
+grouped into steps solved in order, each step minimizing its own terms while every earlier
+step's objective is kept within a slip of the value it reached:
+
+1. the penalties of priority-1 goals beyond their threshold (their hard part, at the
+   acceptable variation, is a constraint throughout) -- "must" goals first;
+2. everything that is not a goal penalty: target coverage, hot spots, fall-off, and any
+   hand-written term;
+3. the penalties of priority-2 goals, then priority 3, and so on.
+
+Hard terms are constraints in every step. A step with no term is skipped. The slip is
+`optimization.solver.slip_percent` (default `DEFAULT_SLIP_PERCENT`): after step k reached
+f_k*, later steps require f_k <= f_k* (1 + slip) + `ABSOLUTE_SLIP` (the absolute part only
+absorbs solver tolerance when f_k* is 0, a goal fully met).
+
+The steps share one cvxpy problem, `minimize sum_k select_k f_k` subject to the hard terms
+and `kept_k f_k <= bound_k`, where `select`, `kept` and `bound` are cvxpy Parameters: moving to the next
+step changes parameter values only, so cvxpy reuses its canonicalization (DPP) instead of
+recompiling the program.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import cvxpy as cp
+import numpy as np
+
+from specc.solve.result import SolveResult
+from specc.solve.run import solve_program
+
+if TYPE_CHECKING:
+    from specc.compile import CompiledProgram
+    from specc.solve.choice import SolverSettings
+
+DEFAULT_SLIP_PERCENT = 3.0
+# Absorbs the solver's tolerance when an earlier step reached 0 (its goals all met):
+# objectives are in Gy^2 per fraction, and CLARABEL's default tolerances are about 1e-8.
+ABSOLUTE_SLIP = 1e-6
+
+COVERAGE_STEP = "coverage, hot spots, fall-off and other terms"
+
+
+@dataclass(frozen=True)
+class Step:
+    """The terms one lexicographic step minimizes (indices into `CompiledProgram.terms`)."""
+
+    name: str
+    terms: tuple[int, ...]
+
+
+def plan_steps(program: CompiledProgram, goal_priorities: Mapping[int, int]) -> list[Step]:
+    """The steps for `program`; `goal_priorities` maps a term index to its goal's priority.
+
+    Terms absent from `goal_priorities` (not goal penalties) form the coverage step.
+    """
+    with_objective = [index for index, term in enumerate(program.terms) if term.objective is not None]
+    by_priority: dict[int, list[int]] = {}
+    coverage: list[int] = []
+    for index in with_objective:
+        if index in goal_priorities:
+            by_priority.setdefault(goal_priorities[index], []).append(index)
+        else:
+            coverage.append(index)
+    steps: list[Step] = []
+    if 1 in by_priority:
+        steps.append(Step("priority 1 goals beyond their variation", tuple(by_priority.pop(1))))
+    if coverage:
+        steps.append(Step(COVERAGE_STEP, tuple(coverage)))
+    for priority in sorted(by_priority):
+        steps.append(Step(f"priority {priority} goals", tuple(by_priority[priority])))
+    return steps
+
+
+class LexicographicProblem:
+    """One cvxpy problem whose Parameters select the step being solved and bound earlier ones."""
+
+    def __init__(self, program: CompiledProgram, steps: list[Step]) -> None:
+        self.program = program
+        self.steps = steps
+        self.objectives = [cp.sum([program.terms[i].objective for i in step.terms]) for step in steps]
+        self.select = cp.Parameter(len(steps), nonneg=True, name="step_selected")
+        self.kept = cp.Parameter(len(steps), nonneg=True, name="step_kept")
+        self.bounds = cp.Parameter(len(steps), nonneg=True, name="step_bound")
+        objective = cp.sum([self.select[k] * f for k, f in enumerate(self.objectives)])
+        # kept_k = 0 makes step k's bound vacuous (0 <= 0) until the step has been solved.
+        kept = [self.kept[k] * f <= self.bounds[k] for k, f in enumerate(self.objectives)]
+        self.problem = cp.Problem(cp.Minimize(objective), [*program.problem.constraints, *kept])
+        self.select.value = np.zeros(len(steps))
+        self.kept.value = np.zeros(len(steps))
+        self.bounds.value = np.zeros(len(steps))
+
+    def solve_step(self, index: int, settings: SolverSettings) -> SolveResult:
+        selection = np.zeros(len(self.steps))
+        selection[index] = 1.0
+        self.select.value = selection
+        return solve_program(dataclasses.replace(self.program, problem=self.problem), settings)
+
+    def keep(self, index: int, reached: float, slip: float) -> None:
+        """Bound step `index`'s objective at `reached` plus the slip for the steps after it."""
+        bounds = np.array(self.bounds.value, dtype=float)
+        kept = np.array(self.kept.value, dtype=float)
+        bounds[index] = max(reached, 0.0) * (1.0 + slip) + ABSOLUTE_SLIP
+        kept[index] = 1.0
+        self.bounds.value, self.kept.value = bounds, kept
+
+
+def slip_fraction(slip_percent: float | None) -> float:
+    return (DEFAULT_SLIP_PERCENT if slip_percent is None else slip_percent) / 100.0
+
+
+def solve_lexicographic(
+    program: CompiledProgram,
+    settings: SolverSettings,
+    goal_priorities: Mapping[int, int],
+    slip_percent: float | None = None,
+) -> tuple[SolveResult, LexicographicProblem | None]:
+    """Solve `program` step by step (module docstring); the result's `steps` log each step.
+
+    Stops at the first step without a usable point and returns its result (an infeasible
+    first step carries the diagnosis of the hard terms). The returned problem holds the
+    final parameter values, for a refinement solve of the last step (None when the program
+    has no objective at all).
+    """
+    steps = plan_steps(program, goal_priorities)
+    if not steps:  # only hard terms: one feasibility solve, nothing to rank
+        return solve_program(program, settings), None
+    slip = slip_fraction(slip_percent)
+    if len(steps) == 1:  # one step ranks nothing: solve the compiled problem itself (the fast path can take it)
+        started = time.perf_counter()
+        result = solve_program(program, settings)
+        reached = result.objective if result.usable else None
+        record = _record(0, steps[0], program, reached, result, time.perf_counter() - started, slip)
+        return dataclasses.replace(result, steps=[record]), None
+    lexicographic = LexicographicProblem(program, steps)
+    records: list[dict] = []
+    total = 0.0
+    result: SolveResult | None = None
+    for index, step in enumerate(steps):
+        started = time.perf_counter()
+        result = lexicographic.solve_step(index, settings)
+        total += result.solve_time_s
+        if not result.usable:
+            records.append(_record(index, step, program, None, result, time.perf_counter() - started, slip))
+            break
+        reached = float(lexicographic.objectives[index].value)
+        records.append(_record(index, step, program, reached, result, time.perf_counter() - started, slip))
+        lexicographic.keep(index, reached, slip)
+    assert result is not None
+    return dataclasses.replace(result, steps=records, solve_time_s=total), lexicographic
+
+
+def _record(
+    index: int, step: Step, program: CompiledProgram, reached: float | None, result: SolveResult, seconds: float,
+    slip: float,
+) -> dict:
+    labels = "; ".join(program.terms[i].label for i in step.terms) or "(none)"
+    return step_row(
+        step=f"{index + 1}. {step.name}",
+        minimized=labels,
+        reached="n/a" if reached is None else f"{reached:.6g}",
+        kept_within="n/a" if reached is None else f"{max(reached, 0.0) * (1 + slip) + ABSOLUTE_SLIP:.6g}",
+        status=result.status,
+        time=f"{seconds:.2f} s",
+    )
+
+
+# Columns of the optimization log's step table (the report prints the keys as headers).
+STEP_COLUMNS = ("step", "minimized", "reached", "then kept within", "status", "time")
+
+
+def step_row(
+    step: str, minimized: str = "", reached: str = "", kept_within: str = "", status: str = "", time: str = ""
+) -> dict:
+    """One row of `SolveResult.steps`, with every column present and in order."""
+    return dict(zip(STEP_COLUMNS, (step, minimized, reached, kept_within, status, time)))
+
+
+def step_values(lexicographic: LexicographicProblem) -> list[float]:
+    """Each step's objective at the problem's current solution (for checks and the log)."""
+    return [float(f.value) for f in lexicographic.objectives]

@@ -1,0 +1,154 @@
+"""Exact DVH limits: a second solve after the conditional value-at-risk one.
+
+A hard `dvh` term compiles to a CVaR bound (`specc.terms.dvh`), which is convex but
+conservative: it limits the mean dose of the hottest v, so the plan usually keeps far less
+than v above the dose. Once the CVaR solve has said *which* voxels may be hot, the exact
+limit is linear, as in constrained hierarchical planners:
+
+* upper ("at most v above D"): the hottest entries of the CVaR plan whose volumes add up
+  to at most v may exceed D; every other entry is bounded, d_i <= D;
+* lower ("at least v at D or more"): the hottest entries whose volumes first reach v must
+  receive d_i >= D; the others are free.
+
+The CVaR plan meets these bounds (it met the exact limit, which the CVaR bound implies),
+so the second solve, of the same objective with the CVaR bounds replaced, is feasible and
+can only improve the objective, while its plan meets every exact DVH limit. Each limit's
+exact value before and after is recorded for the optimization log.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import cvxpy as cp
+import numpy as np
+
+from specc.solve.priorities import step_row
+from specc.solve.result import SolveResult
+from specc.solve.run import solve_program
+
+if TYPE_CHECKING:
+    from specc.compile import CompiledProgram, CompiledTerm
+    from specc.solve.choice import SolverSettings
+    from specc.terms import DVH
+
+# Volumes are compared as decimal fractions: 95% of 20 entries must be 19, not 20.
+_COUNT_SLACK = 1e-9
+
+
+@dataclass(frozen=True)
+class ExactDvh:
+    """One hard DVH limit measured exactly on the program's dose entries (total dose)."""
+
+    label: str
+    source: str
+    value: float  # volume above the dose (in the limit's volume unit), or D_v in Gy
+    unit: str
+    holds: bool
+
+
+def hard_dvh_terms(program: CompiledProgram) -> list[CompiledTerm]:
+    return [term for term in program.terms if term.kind == "dvh" and term.hard]
+
+
+def _share(term: DVH, program: CompiledProgram) -> float:
+    """The limit's volume as a share of its structure."""
+    if term.volume.unit == "%":
+        return term.volume.value / 100.0
+    voxels = program.selection.structures[term.structure].n_voxels
+    return term.volume.value / (voxels * program.voxel_volume_cc)
+
+
+def _entries(program: CompiledProgram, structure: str) -> tuple[np.ndarray, np.ndarray]:
+    entries = program.selection.structures[structure]
+    return entries.entries, entries.weights
+
+
+def measure_exact(program: CompiledProgram, term: CompiledTerm, dose_per_fraction: np.ndarray) -> ExactDvh:
+    """The exact DVH value of a hard `dvh` term on the program's dose entries."""
+    limit: DVH = term.term  # type: ignore[assignment]
+    entries, weights = _entries(program, limit.structure)
+    dose = dose_per_fraction[entries] * program.fractions
+    share = _share(limit, program)
+    tolerance = 1e-3 * limit.dose.gy  # LIMIT_TOLERANCE of the terms, on dose
+    if limit.bound == "upper":
+        above = float(weights[dose > limit.dose.gy].sum())
+        tolerated = float(weights[dose > limit.dose.gy + tolerance].sum())
+        value = 100.0 * above if limit.volume.unit == "%" else above * _structure_cc(program, limit)
+        return ExactDvh(term.label, term.source, value, limit.volume.unit, tolerated <= share + _COUNT_SLACK)
+    order = np.argsort(-dose, kind="stable")
+    reached = np.cumsum(weights[order])
+    position = int(np.searchsorted(reached, min(share, 1.0) - _COUNT_SLACK))
+    covered = float(dose[order][min(position, len(order) - 1)]) if share <= 1.0 + _COUNT_SLACK else math.nan
+    return ExactDvh(term.label, term.source, covered, "Gy", covered >= limit.dose.gy - tolerance)
+
+
+def _structure_cc(program: CompiledProgram, limit: DVH) -> float:
+    return program.selection.structures[limit.structure].n_voxels * program.voxel_volume_cc
+
+
+def exact_bounds(program: CompiledProgram, term: CompiledTerm, dose_per_fraction: np.ndarray) -> list[cp.Constraint]:
+    """The linear bounds that replace the CVaR bound of `term`, given the CVaR plan's dose."""
+    limit: DVH = term.term  # type: ignore[assignment]
+    entries, weights = _entries(program, limit.structure)
+    order = np.argsort(-dose_per_fraction[entries], kind="stable")
+    reached = np.cumsum(weights[order])
+    share = _share(limit, program)
+    level = limit.dose.gy / program.fractions
+    if limit.bound == "upper":
+        bounded = entries[order[reached > share + _COUNT_SLACK]]
+        return [program.dose[np.sort(bounded)] <= level] if len(bounded) else []
+    needed = int(np.searchsorted(reached, min(share, 1.0) - _COUNT_SLACK)) + 1
+    return [program.dose[np.sort(entries[order[:needed]])] >= level]
+
+
+def refine_dvh_limits(
+    program: CompiledProgram, problem: cp.Problem, result: SolveResult, settings: SolverSettings
+) -> SolveResult:
+    """Re-solve `problem` (the program's final objective) with exact DVH limits (module docstring).
+
+    `result` is the CVaR solve of `problem`. Returns it unchanged when the program has no
+    hard DVH limit or no usable plan; otherwise the second solve, whose `steps` end with one
+    entry per limit giving its exact value before and after. A second solve that fails
+    leaves the CVaR plan in place, saying so in the log.
+    """
+    terms = hard_dvh_terms(program)
+    if not terms or not result.usable or program.dose.value is None:
+        return result
+    cvar_dose = np.asarray(program.dose.value, dtype=float)
+    before = [measure_exact(program, term, cvar_dose) for term in terms]
+    replaced = {id(constraint) for term in terms for constraint in term.constraints}
+    constraints = [c for c in problem.constraints if id(c) not in replaced]
+    for term in terms:
+        constraints.extend(exact_bounds(program, term, cvar_dose))
+    exact = cp.Problem(problem.objective, constraints)
+    refined = solve_program(dataclasses.replace(program, problem=exact), settings)
+    steps = list(result.steps)
+    if not refined.usable:
+        steps.append(step_row(step="exact DVH refinement", status=refined.status, reached="CVaR plan kept: " + refined.message))
+        return dataclasses.replace(result, steps=steps)
+    after = [measure_exact(program, term, np.asarray(program.dose.value, dtype=float)) for term in terms]
+    steps.append(
+        step_row(
+            step=f"{len(result.steps) + 1}. exact DVH refinement",
+            minimized="the last objective, with each CVaR bound replaced by exact voxel bounds",
+            reached=f"{refined.objective:.6g} (CVaR plan: {result.objective:.6g})",
+            status=refined.status,
+            time=f"{refined.solve_time_s:.2f} s",
+        )
+    )
+    for old, new in zip(before, after):
+        steps.append(
+            step_row(
+                step="exact value",
+                minimized=f"{new.label} ({new.source})",
+                reached=f"{new.value:.4g} {new.unit}; CVaR plan: {old.value:.4g} {old.unit}",
+                status="met" if new.holds else "VIOLATED",
+            )
+        )
+    return dataclasses.replace(
+        refined, steps=steps, solve_time_s=result.solve_time_s + refined.solve_time_s
+    )

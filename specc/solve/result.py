@@ -1,0 +1,50 @@
+"""What a solve produced, in the vocabulary the evaluate and report stages read.
+
+The solver's own status strings differ between solvers and cvxpy versions; this module is
+the one contract the later stages see: six statuses, a message a physicist can act on and
+the fluence (when a usable point exists).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+SolveStatus = Literal["optimal", "optimal_inaccurate", "infeasible", "unbounded", "time_limit", "solver_error"]
+
+# Statuses for which the solver returned a point worth evaluating (labelled when inaccurate).
+USABLE_STATUSES: frozenset[str] = frozenset({"optimal", "optimal_inaccurate"})
+
+
+@dataclass(frozen=True)
+class TermValue:
+    """One compiled term in the optimization log."""
+
+    label: str
+    kind: str
+    source: str  # "protocols/x.yaml:14": the protocol statement it came from
+    hard: bool
+    objective_contribution: float | None  # its objective part at the solution; None for constraints
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    """The outcome of one solve; `fluence` is None when no usable point exists."""
+
+    status: SolveStatus
+    converged: bool  # True only for "optimal"
+    solver: str
+    message: str
+    fluence: np.ndarray | None
+    objective: float | None
+    iterations: int | None
+    solve_time_s: float
+    terms: list[TermValue] = field(default_factory=list)
+    steps: list[dict] = field(default_factory=list)
+
+    @property
+    def usable(self) -> bool:
+        """Whether the fluence may be evaluated (an optimal or labelled inaccurate point)."""
+        return self.status in USABLE_STATUSES and self.fluence is not None

@@ -1,0 +1,113 @@
+"""Run a compiled program and say, in the contract's six statuses, what came out.
+
+cvxpy reports a dozen statuses that differ between solvers; a physicist needs to know one
+thing first: is there a plan to look at? Only "optimal" and "optimal_inaccurate" carry a
+fluence (the latter labelled as not converged downstream); every other status returns no
+fluence and a message saying what to change. An infeasible program is diagnosed
+(`diagnose.py`) so the message names the hard terms in conflict.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import TYPE_CHECKING
+
+import cvxpy as cp
+import numpy as np
+
+from specc.solve.choice import SolverSettings
+from specc.solve.diagnose import explain_infeasibility
+from specc.solve.first_order.solver import FIRST_ORDER_SOLVER
+from specc.solve.result import SolveResult, SolveStatus, TermValue
+
+if TYPE_CHECKING:
+    from specc.compile import CompiledProgram
+
+_STATUS: dict[str, SolveStatus] = {
+    cp.OPTIMAL: "optimal",
+    cp.OPTIMAL_INACCURATE: "optimal_inaccurate",
+    cp.INFEASIBLE: "infeasible",
+    cp.INFEASIBLE_INACCURATE: "infeasible",
+    cp.UNBOUNDED: "unbounded",
+    cp.UNBOUNDED_INACCURATE: "unbounded",
+    cp.USER_LIMIT: "time_limit",
+    cp.SOLVER_ERROR: "solver_error",
+}
+
+
+def _message(status: SolveStatus, settings: SolverSettings, iterations: int | None, detail: str) -> str:
+    solver = settings.name
+    after = f" after {iterations} iterations" if iterations is not None else ""
+    if status == "optimal":
+        return f"{solver} found the optimal fluence{after}."
+    if status == "optimal_inaccurate":
+        return (
+            f"{solver} stopped{after} near the optimum without reaching its tolerances: the plan is shown "
+            "but labelled NOT CONVERGED; try another solver (--solver) or a longer time limit."
+        )
+    if status == "infeasible":
+        return f"the hard limits cannot all be met at once: {detail}"
+    if status == "unbounded":
+        return (
+            "the objective decreases without bound, so no optimal fluence exists; an objective term must "
+            "be missing its lower bound."
+        )
+    if status == "time_limit":
+        limit = f"its time limit of {settings.time_limit_s:g} s" if settings.time_limit_s else "its iteration limit"
+        return (
+            f"{solver} stopped at {limit}{after} without a usable point; raise `time_limit_s` under "
+            "`optimization.solver`, or try another solver (--solver)."
+        )
+    return f"{solver} failed{after}: {detail or 'no reason given'}; try another solver (--solver)."
+
+
+def solve_program(program: CompiledProgram, settings: SolverSettings) -> SolveResult:
+    """Solve `program` with `settings`; never raises for solver trouble, it returns the status."""
+    if settings.name == FIRST_ORDER_SOLVER:
+        from specc.solve.first_order import solve_first_order
+
+        return solve_first_order(program, settings)
+    started = time.perf_counter()
+    detail = ""
+    try:
+        with warnings.catch_warnings():  # cvxpy's generic warning; the status message below says more
+            warnings.filterwarnings("ignore", message="Solution may be inaccurate")
+            program.problem.solve(solver=settings.name, canon_backend=cp.SCIPY_CANON_BACKEND, **settings.arguments())
+        status = _STATUS.get(program.problem.status, "solver_error")
+        if status == "solver_error":
+            detail = f"cvxpy status {program.problem.status!r}"
+    except cp.SolverError as error:
+        status, detail = "solver_error", str(error)
+    stats = program.problem.solver_stats if status != "solver_error" else None
+    iterations = getattr(stats, "num_iters", None)
+    usable = status in ("optimal", "optimal_inaccurate") and program.fluence.value is not None
+    if status in ("optimal", "optimal_inaccurate") and not usable:
+        status, detail = "solver_error", "the solver reported success but returned no fluence"
+    if status == "infeasible":
+        detail = explain_infeasibility(program, settings)
+    fluence = np.maximum(np.asarray(program.fluence.value, dtype=np.float64), 0.0) if usable else None
+
+    terms = [
+        TermValue(
+            label=term.label,
+            kind=term.kind,
+            source=term.source,
+            hard=term.hard,
+            objective_contribution=(
+                float(term.objective.value) if usable and term.objective is not None else None
+            ),
+        )
+        for term in program.terms
+    ]
+    return SolveResult(
+        status=status,
+        converged=status == "optimal",
+        solver=settings.name,
+        message=_message(status, settings, iterations, detail),
+        fluence=fluence,
+        objective=float(program.problem.value) if usable else None,
+        iterations=iterations,
+        solve_time_s=time.perf_counter() - started,
+        terms=terms,
+    )

@@ -1,0 +1,20 @@
+"""The benchmark's CI configuration runs end to end, so `python -m benchmarks.run` never rots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks.run import main
+
+
+def test_the_tiny_benchmark_runs_and_agrees_with_the_reference(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    report = main(["--tiny", "--methods", "reference CLARABEL 1e-9", "specc fast path", "--json", str(out)])
+    assert json.loads(out.read_text())["cases"][0]["case"] == report["cases"][0]["case"]
+    runs = {run["method"]: run for run in report["cases"][0]["runs"]}
+    fast = runs["specc fast path"]
+    assert fast["solver"] == "SPECC-LBFGS" and fast["status"] == "optimal"
+    assert abs(fast["gap_to_reference"]) <= 1e-3
+    assert fast["hard_violation_gy"] == 0.0 or fast["hard_violation_gy"] <= 1e-3 * 50
+    assert fast["terms"] and fast["peak_memory_mb"] > 0

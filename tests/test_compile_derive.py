@@ -1,0 +1,134 @@
+"""Optimization derived from the prescription and goals (specc.compile.derive)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from specc.compile import compile_protocol
+from specc.compile.derive import derive_optimization, explain_yaml, goal_weight, with_optimization
+from specc.errors import CompileError
+from specc.protocol import load_protocol, parse_protocol_text
+from specc.terms import DVH, MaxDose, MeanDose, QuadraticOverdose, QuadraticUnderdose
+from tests.optimizer_fixtures import c_shape, protocol_text
+
+GOALS = """goals:
+  {target}:
+    - "D95% >= 50 Gy"
+    - "D10% <= 55 Gy (priority 2)"
+  {organ}:
+    - "D10% <= 10 Gy (variation 25 Gy)"
+    - "Max <= 30 Gy (priority 3)"
+    - "Mean <= 15 Gy"
+"""
+
+
+def _derived(target: str = "PTV", organ: str = "Core"):
+    protocol = parse_protocol_text(protocol_text(GOALS.format(target=target, organ=organ), target, organ), "p.yaml")
+    return protocol, derive_optimization(protocol)
+
+
+def test_targets_get_coverage_hot_spot_and_a_fall_off_shell_created_by_compile() -> None:
+    protocol, derived = _derived()
+    kinds = [(type(term), term.structure) for term in derived.optimization.terms[:3]]
+    shell = next(iter(derived.structures))
+    assert kinds == [(QuadraticUnderdose, "PTV"), (QuadraticOverdose, "PTV"), (QuadraticOverdose, shell)]
+    assert str(derived.structures[shell].expression) == "ring(PTV, 5mm, 30mm)"
+    assert shell not in protocol.structures  # the protocol is not edited
+    assert derived.optimization.terms[2].dose.gy == pytest.approx(25.0)  # half the prescription
+    # read from a file, the dose-level terms point at the prescription line
+    from_file = derive_optimization(load_protocol("protocols/tg119/c-shape-goals.yaml"))
+    level_line = "    - {target: PTV, dose: 50 Gy}"
+    lines = open("protocols/tg119/c-shape-goals.yaml", encoding="utf-8").read().splitlines()
+    assert from_file.optimization.terms[0].source.line == lines.index(level_line) + 1
+
+
+def test_goals_become_constraints_or_penalties_by_priority() -> None:
+    _, derived = _derived()
+    by_line = {}
+    for index, term in enumerate(derived.optimization.terms[3:], start=3):
+        by_line.setdefault(term.source.line, []).append((term, derived.goal_priorities.get(index)))
+    (coverage, none), = by_line[13]  # D95% >= 50 Gy, priority 1: hard, aiming 0.1% inside the goal
+    assert isinstance(coverage, DVH) and coverage.hard and coverage.bound == "lower" and none is None
+    assert coverage.dose.gy == pytest.approx(50.05) and coverage.volume.value == 95
+    (hot, priority), = by_line[14]  # priority 2: a penalty ten times lighter than priority 1
+    assert not hot.hard and hot.weight == goal_weight(2) == goal_weight(1) / 10 and priority == 2
+    (hard, _), (soft, soft_priority) = by_line[16]  # variation: hard at 25 Gy, penalty towards 10 Gy
+    assert hard.hard and hard.dose.gy == pytest.approx(24.975)
+    assert not soft.hard and soft.dose.gy == pytest.approx(9.99) and soft_priority == 1
+    (maximum, max_priority), = by_line[17]
+    assert isinstance(maximum, MaxDose) and maximum.weight == goal_weight(3) and max_priority == 3
+    (mean, _), = by_line[18]
+    assert isinstance(mean, MeanDose) and mean.hard and mean.max.gy == pytest.approx(14.985)
+
+
+def test_derivation_follows_roles_and_prescription_not_structure_names() -> None:
+    _, plain = _derived()
+    _, renamed = _derived("Tumour", "Spine")
+    rename = {"PTV": "Tumour", "Core": "Spine", "Falloff_PTV": "Falloff_Tumour"}
+    expected = [term.label().replace("Falloff_PTV", "Falloff_Tumour").replace("PTV", "Tumour").replace("Core", "Spine")
+                for term in plain.optimization.terms]
+    assert [term.label() for term in renamed.optimization.terms] == expected
+    assert set(renamed.structures) == {rename["Falloff_PTV"]}
+
+
+def test_explain_yaml_merged_into_the_protocol_validates_and_compiles_to_the_same_terms() -> None:
+    text = protocol_text(GOALS.format(target="PTV", organ="Core"))
+    protocol = parse_protocol_text(text, "p.yaml")
+    derived = derive_optimization(protocol)
+    explained = yaml.safe_load(explain_yaml(protocol, derived))
+    document = yaml.safe_load(text)
+    document["structures"].update(explained["structures"])
+    document["optimization"] = explained["optimization"]
+    pasted = parse_protocol_text(yaml.safe_dump(document, sort_keys=False), "pasted.yaml")
+    assert [t.label() for t in pasted.optimization.terms] == [t.label() for t in derived.optimization.terms]
+    compiled = compile_protocol(pasted, c_shape())
+    assert len(compiled.hard_terms()) == 3
+
+
+def test_a_protocol_with_an_optimization_section_is_compiled_as_written() -> None:
+    protocol = load_protocol("protocols/tg119/c-shape.yaml")
+    assert with_optimization(protocol) == (protocol, {})
+
+
+def test_goal_only_tg119_protocol_compiles_with_its_shell() -> None:
+    protocol, priorities = with_optimization(load_protocol("protocols/tg119/c-shape-goals.yaml"), c_shape())
+    program = compile_protocol(protocol, c_shape())
+    assert "Falloff_PTV" in program.masks and program.masks["Falloff_PTV"].any()
+    assert set(priorities.values()) == {1}  # the core's penalty towards 10 Gy, beyond its variation
+
+
+@pytest.mark.parametrize("goal", ['"Max >= 60 Gy"', '"Min <= 10 Gy"'])
+def test_a_goal_no_convex_program_can_aim_for_is_refused_with_its_line(goal: str) -> None:
+    protocol = parse_protocol_text(protocol_text(f"goals:\n  Core:\n    - {goal}\n"), "p.yaml")
+    with pytest.raises(CompileError, match=r"p\.yaml:13: goal .* convex"):
+        derive_optimization(protocol)
+
+
+def test_a_complement_volume_in_cc_needs_the_case_volume() -> None:
+    protocol = parse_protocol_text(protocol_text('goals:\n  Core:\n    - "CV20Gy >= 10 cc"\n'), "p.yaml")
+    with pytest.raises(CompileError, match="needs Core's volume"):
+        derive_optimization(protocol)
+    with_case, priorities = with_optimization(protocol, c_shape())  # the case gives the volume
+    assert priorities == {} and with_case.optimization.terms[3].bound == "upper"
+    derived = derive_optimization(protocol, {"Core": 26.0})
+    (limit,) = derived.optimization.terms[3:]
+    assert limit.bound == "upper" and limit.volume.value == pytest.approx(16.0) and limit.volume.unit == "cc"
+
+
+def test_specc_compile_explain_prints_yaml_that_validates_in_the_protocol() -> None:
+    from typer.testing import CliRunner
+
+    from specc.cli import app
+    from specc.cli.plan import compile_command  # noqa: F401  (registers `compile`)
+
+    path = "protocols/tg119/c-shape-goals.yaml"
+    result = CliRunner().invoke(app, ["compile", path, "--phantom", "c-shape", "--grid", "10", "--beams", "5", "--explain"])
+    assert result.exit_code == 0, result.output
+    explained = yaml.safe_load(result.output)
+    document = yaml.safe_load(open(path, encoding="utf-8"))
+    document["structures"].update(explained["structures"])
+    document["optimization"] = explained["optimization"]
+    pasted = parse_protocol_text(yaml.safe_dump(document, sort_keys=False), "pasted.yaml")
+    derived = derive_optimization(load_protocol(path))
+    assert [t.label() for t in pasted.optimization.terms] == [t.label() for t in derived.optimization.terms]

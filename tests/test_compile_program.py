@@ -1,0 +1,131 @@
+"""Compiling a protocol against a small synthetic case: structures, dose entries, statistics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from evaluate_fakes import protocol, synthetic_case
+from specc.compile import compile_protocol, resolve_structures
+from specc.compile.margins import expand
+from specc.compile.voxels import select_voxels
+from specc.errors import CompileError
+from specc.protocol import parse_protocol_text
+
+GOALS = {"Target": ["D95% >= 57 Gy"]}
+TERMS = [
+    "{kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}",
+    "{kind: max_dose, structure: Organ, dose: 30 Gy}",
+    "{kind: quadratic_overdose, structure: Body, dose: 20 Gy, weight: 1}",
+]
+
+
+def test_summary_counts_rows_and_nonzeros_of_each_structure() -> None:
+    case = synthetic_case()
+    program = compile_protocol(protocol(GOALS, terms=TERMS), case)
+    stats = {s.name: s for s in program.stats.structures}
+    assert set(stats) == {"Target", "Organ", "Body"}
+    for name, structure in case.structures.items():
+        entries = program.selection.structures[name]
+        assert stats[name].voxels == structure.n_voxels
+        assert stats[name].entries == len(entries.entries) <= structure.n_voxels
+        rows = program.selection.rows[entries.entries]
+        assert stats[name].nonzeros == case.influence[rows].nnz
+        assert not stats[name].sampled
+    assert program.stats.dose_entries == len(program.selection.rows)
+    assert program.stats.nonzeros == case.influence[program.selection.rows].nnz
+    assert program.stats.beamlets == case.n_beamlets
+    # variables: fluence, dose entries and cvxpy's own (none for these kinds before canonicalization)
+    assert program.stats.variables == case.n_beamlets + program.stats.dose_entries
+    assert program.stats.estimated_memory_bytes > 0
+    assert all(term.source.startswith("protocols/test.yaml:") for term in program.terms)
+    assert [t.hard for t in program.terms] == [False, True, False]
+
+
+def test_only_structures_that_terms_use_enter_the_program() -> None:
+    case = synthetic_case()
+    program = compile_protocol(protocol(GOALS, terms=TERMS[:1]), case)
+    assert set(program.selection.structures) == {"Target"}
+    assert program.stats.dose_entries <= case.structures["Target"].n_voxels
+    assert set(program.masks) == {"Target", "Organ", "Body"}  # every structure is still evaluated
+
+
+def test_total_doses_become_per_fraction_doses_in_the_program() -> None:
+    case = synthetic_case()
+    terms = ["{kind: min_dose, structure: Target, dose: 60 Gy}", "{kind: fluence_regularization, weight: 1, norm: l1}"]
+    program = compile_protocol(protocol(GOALS, fractions=30, terms=terms), case)
+    program.problem.solve(solver="CLARABEL")
+    fluence = program.fluence.value
+    per_fraction = case.influence[case.rows(case.structures["Target"].mask)] @ fluence
+    assert per_fraction.min() == pytest.approx(2.0, rel=1e-4)  # 60 Gy / 30 fractions, met with equality
+
+
+def test_identical_rows_are_merged_exactly_and_weights_are_relative_volumes() -> None:
+    rng = np.random.default_rng(3)
+    dense = rng.random((6, 8))
+    dense[dense < 0.4] = 0
+    dense[:, 0] = np.arange(1, 7)  # six distinct, non-zero rows
+    distinct = sp.csr_matrix(dense.astype(np.float32))
+    influence = sp.vstack([distinct, distinct[[0, 0, 2]], sp.csr_matrix((3, 8), dtype=np.float32)]).tocsr()
+    rows = {"A": np.arange(12), "B": np.array([0, 6, 7, 9, 10])}
+    selection = select_voxels(influence, rows, exact={"A", "B"})
+    fluence = rng.random(8)
+    dose = influence[selection.rows] @ fluence
+    for name, voxel_rows in rows.items():
+        entries = selection.structures[name]
+        assert entries.weights.sum() == pytest.approx(1.0)
+        assert entries.weights @ dose[entries.entries] == pytest.approx((influence[voxel_rows] @ fluence).mean())
+        assert (dose[entries.entries].max()) == pytest.approx((influence[voxel_rows] @ fluence).max())
+    assert len(selection.structures["B"].entries) == 2  # rows 0, 6, 7 are equal; 9 and 10 are zero rows
+    assert len(selection.rows) == 7  # the 6 distinct rows and one zero row
+
+
+def test_large_soft_only_structures_are_sampled_but_targets_and_hard_limits_are_not() -> None:
+    case = synthetic_case()
+    program = compile_protocol(protocol(GOALS, terms=TERMS), case, sample_limit=50)
+    entries = program.selection.structures
+    assert entries["Body"].sampled and len(entries["Body"].entries) <= 50
+    assert not entries["Target"].sampled and not entries["Organ"].sampled
+    assert any("Body" in note and "sample of 50" in note for note in program.notes)
+
+
+def test_case_structures_are_found_by_alias_case_insensitively() -> None:
+    case = synthetic_case(target_name="ptv_high", oar_name="RECTUM")
+    text = (
+        "specc: 1\nname: t\nsite: t\nversion: 1.0.0\n"
+        "structures:\n  PTV: {role: target, aliases: [PTV_High]}\n  Rectum: {role: oar}\n"
+        "prescription: {fractions: 2, levels: [{target: PTV, dose: 4 Gy}]}\n"
+    )
+    resolved = resolve_structures(parse_protocol_text(text, "p.yaml"), case)
+    assert resolved.case_names == {"PTV": "ptv_high", "Rectum": "RECTUM"}
+
+
+def test_a_missing_organ_is_an_error_naming_the_protocol_and_the_case_structures() -> None:
+    case = synthetic_case(oar_name="Rectum_wall")
+    text = (
+        "specc: 1\nname: t\nsite: t\nversion: 1.0.0\n"
+        "structures:\n  Target: {role: target}\n  Rectum: {role: oar}\n"
+        "prescription: {fractions: 2, levels: [{target: Target, dose: 4 Gy}]}\n"
+    )
+    with pytest.raises(CompileError) as raised:
+        resolve_structures(parse_protocol_text(text, "p.yaml"), case)
+    message = str(raised.value)
+    assert "p.yaml" in message and "'Rectum'" in message
+    assert "Body, Rectum_wall, Target" in message and "Did you mean 'Rectum_wall'?" in message
+
+
+def test_derived_structures_follow_their_expression_and_are_clipped_to_the_rows() -> None:
+    case = synthetic_case()
+    text = (
+        "specc: 1\nname: t\nsite: t\nversion: 1.0.0\n"
+        "structures:\n  Target: {role: target}\n  Organ: {role: oar}\n  Body: {role: other}\n"
+        "  Big: {role: other, expression: 'expand(Target, 10mm) - Organ'}\n"
+        "  Wide: {role: other, expression: 'expand(Body, 10mm)'}\n"
+        "prescription: {fractions: 2, levels: [{target: Target, dose: 4 Gy}]}\n"
+    )
+    resolved = resolve_structures(parse_protocol_text(text, "p.yaml"), case)
+    target, organ, body = (case.structures[n].mask for n in ("Target", "Organ", "Body"))
+    np.testing.assert_array_equal(resolved.masks["Big"], expand(target, 10.0, case.grid.spacing_mm) & ~organ & body)
+    np.testing.assert_array_equal(resolved.masks["Wide"], body)  # nothing outside the body has dose
+    assert any(note.startswith("Wide:") and "left out" in note for note in resolved.notes)

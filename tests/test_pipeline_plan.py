@@ -1,0 +1,48 @@
+"""`specc.plan` end to end on a small synthetic case: files, timings, exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from evaluate_fakes import protocol, synthetic_case
+from specc.export import read_result
+from specc.pipeline import plan
+
+TERMS = [
+    "{kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}",
+    "{kind: quadratic_overdose, structure: Target, dose: 61 Gy, weight: 10}",
+    "{kind: quadratic_overdose, structure: Organ, dose: 10 Gy, weight: 1}",
+]
+
+
+def test_a_plan_writes_report_plan_json_and_result_with_stage_timings(tmp_path: Path) -> None:
+    events: list[tuple[str, float | None]] = []
+    case = synthetic_case()
+    goals = {"Target": ["D50% >= 50 Gy"], "Organ": ["Mean <= 1 Gy"]}  # the organ goal cannot be met
+    outcome = plan(protocol(goals, terms=TERMS), case, tmp_path, progress=lambda s, t: events.append((s, t)))
+    assert outcome.succeeded and outcome.exit_code() == 0
+    assert sorted(p.name for p in outcome.paths) == ["plan.json", "report.html", "result.h5"]
+    assert [s for s, t in events if t is None] == ["compile", "solve", "evaluate", "report"]
+    assert set(outcome.timings_s) == {"compile", "solve", "evaluate", "report"}
+
+    record = json.loads((tmp_path / "plan.json").read_text())
+    statuses = {goal["text"]: goal["status"] for goal in record["goals"]}
+    assert statuses == {"D50% >= 50 Gy": "pass", "Mean <= 1 Gy": "fail"}
+    assert set(record["timings_s"]) == {"compile", "solve", "evaluate"}
+    assert outcome.exit_code(strict=True) == 2  # a failed priority-1 goal
+    assert [goal.text for goal in outcome.failed_must_goals()] == ["Mean <= 1 Gy"]
+    result = read_result(tmp_path / "result.h5")
+    np.testing.assert_allclose(result.fluence, outcome.solve.fluence, rtol=1e-12)
+    np.testing.assert_allclose(result.dose_gy, case.dose_on_grid(outcome.solve.fluence, 30), rtol=1e-5, atol=1e-4)
+
+
+def test_an_infeasible_protocol_writes_nothing_and_exits_non_zero(tmp_path: Path) -> None:
+    terms = ["{kind: min_dose, structure: Target, dose: 60 Gy}", "{kind: max_dose, structure: Body, dose: 10 Gy}"]
+    outcome = plan(protocol({"Target": ["D95% >= 50 Gy"]}, terms=terms), synthetic_case(), tmp_path / "out")
+    assert not outcome.succeeded and outcome.record is None
+    assert outcome.exit_code() == 1 and outcome.exit_code(strict=True) == 1
+    assert outcome.paths == [] and not (tmp_path / "out").exists()
+    assert "min_dose Target >= 60 Gy" in outcome.solve.message

@@ -1,0 +1,76 @@
+"""Solving compiled programs: solver agreement, statuses and the infeasibility diagnosis."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from evaluate_fakes import protocol, synthetic_case
+from specc.compile import compile_protocol
+from specc.errors import SolveError
+from specc.protocol import SolverOptions
+from specc.solve import SolverSettings, choose_solver, solve_program
+
+GOALS = {"Target": ["D95% >= 57 Gy"]}
+TERMS = [
+    "{kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}",
+    "{kind: quadratic_overdose, structure: Target, dose: 61 Gy, weight: 10}",
+    "{kind: max_dose, structure: Organ, dose: 30 Gy}",
+    "{kind: quadratic_overdose, structure: Body, dose: 20 Gy, weight: 1}",
+]
+
+
+def test_clarabel_and_scs_give_the_same_plan() -> None:
+    case = synthetic_case()
+    plans = {}
+    for name in ("CLARABEL", "SCS"):
+        program = compile_protocol(protocol(GOALS, terms=TERMS), case)
+        result = solve_program(program, SolverSettings(name=name, tolerance=1e-7))
+        assert result.status == "optimal" and result.converged and result.solver == name
+        plans[name] = result
+    clarabel, scs = plans["CLARABEL"], plans["SCS"]
+    assert scs.objective == pytest.approx(clarabel.objective, rel=1e-3)
+    dose = {name: case.dose_on_grid(result.fluence, 30) for name, result in plans.items()}
+    # the same dose to within 0.5% of the prescription everywhere (fluences may differ where A is flat)
+    assert np.abs(dose["CLARABEL"] - dose["SCS"]).max() < 0.005 * 60.0
+    contributions = [term.objective_contribution for term in clarabel.terms]
+    assert contributions[2] is None and all(c is not None and c >= 0 for i, c in enumerate(contributions) if i != 2)
+    assert sum(c for c in contributions if c is not None) == pytest.approx(clarabel.objective, rel=1e-6)
+
+
+def test_an_infeasible_program_names_the_conflicting_hard_terms_with_their_lines() -> None:
+    case = synthetic_case()
+    terms = [
+        "{kind: min_dose, structure: Target, dose: 60 Gy}",
+        "{kind: max_dose, structure: Body, dose: 10 Gy}",
+        "{kind: max_dose, structure: Organ, dose: 50 Gy}",
+        "{kind: quadratic_overdose, structure: Body, dose: 5 Gy, weight: 1}",
+    ]
+    program = compile_protocol(protocol(GOALS, terms=terms), case)
+    result = solve_program(program, choose_solver())
+    assert result.status == "infeasible" and not result.converged
+    assert result.fluence is None and result.objective is None
+    conflict = result.message.split("All hard terms:")[0]
+    lines = {term.label: term.source for term in program.terms}
+    assert f"min_dose Target >= 60 Gy ({lines['min_dose Target >= 60 Gy']})" in conflict
+    assert f"max_dose Body <= 10 Gy ({lines['max_dose Body <= 10 Gy']})" in conflict
+    assert "Organ" not in conflict  # met by any plan that meets the Body limit
+    assert "max_dose Organ <= 50 Gy" in result.message  # still listed among all hard terms
+
+
+def test_a_solver_stopped_by_its_limit_returns_no_plan() -> None:
+    case = synthetic_case()
+    program = compile_protocol(protocol(GOALS, terms=TERMS), case)
+    result = solve_program(program, choose_solver("CLARABEL", SolverOptions(max_iterations=1)))
+    assert result.status == "time_limit" and result.fluence is None and not result.usable
+    assert "iteration limit" in result.message
+
+
+def test_solver_precedence_and_unknown_solvers() -> None:
+    assert choose_solver().name == "CLARABEL"
+    assert choose_solver(None, SolverOptions(name="SCS", time_limit_s=5)).name == "SCS"
+    settings = choose_solver("osqp", SolverOptions(name="SCS", time_limit_s=5, tolerance=1e-5))
+    assert settings.name == "OSQP"
+    assert settings.arguments() == {"polish": True, "time_limit": 5.0, "eps_rel": 1e-5, "eps_abs": 1e-5}
+    with pytest.raises(SolveError, match="not installed; installed solvers: .*CLARABEL"):
+        choose_solver("GUROBI")
