@@ -8,48 +8,44 @@ on its own, for validating a library of protocol files.
 
 from __future__ import annotations
 
-from specc.protocol.diagnostics import Diagnostic, ProtocolError
-from specc.protocol.goals import Goal, Threshold
-from specc.protocol.loader import load_protocol, load_protocol_or_template, parse_protocol_text
-from specc.protocol.metrics import Metric
-from specc.protocol.models import (
-    Approval,
-    DoseLevel,
-    Normalization,
-    Optimization,
-    Prescription,
-    Protocol,
-    ProtocolDocument,
-    ProtocolSource,
-    SiteTemplate,
-    SolverOptions,
-    StructureSpec,
-)
-from specc.protocol.structures import StructureExpr, parse_expression
-from specc.protocol.units import Dose, Volume
+from importlib import import_module
+from typing import Any
 
-__all__ = [
-    "Approval",
-    "Diagnostic",
-    "Dose",
-    "DoseLevel",
-    "Goal",
-    "Metric",
-    "Normalization",
-    "Optimization",
-    "Prescription",
-    "Protocol",
-    "ProtocolError",
-    "ProtocolDocument",
-    "ProtocolSource",
-    "SiteTemplate",
-    "SolverOptions",
-    "StructureExpr",
-    "StructureSpec",
-    "Threshold",
-    "Volume",
-    "load_protocol",
-    "load_protocol_or_template",
-    "parse_expression",
-    "parse_protocol_text",
-]
+# Resolved on first use: `specc.terms` (below the stages) imports `specc.protocol.units`,
+# and the protocol models import `specc.terms`; eager imports here would make the order in
+# which a user imports the two matter.
+_EXPORTS = {
+    "Approval": "models",
+    "Diagnostic": "diagnostics",
+    "Dose": "units",
+    "DoseLevel": "models",
+    "Goal": "goals",
+    "Metric": "metrics",
+    "Normalization": "models",
+    "Optimization": "models",
+    "Prescription": "models",
+    "Protocol": "models",
+    "ProtocolError": "diagnostics",
+    "ProtocolDocument": "models",
+    "ProtocolSource": "models",
+    "SiteTemplate": "models",
+    "SolverOptions": "models",
+    "StructureExpr": "structures",
+    "StructureSpec": "models",
+    "Threshold": "goals",
+    "Volume": "units",
+    "load_protocol": "loader",
+    "load_protocol_or_template": "loader",
+    "parse_expression": "structures",
+    "parse_protocol_text": "loader",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'specc.protocol' has no attribute {name!r}") from None
+    return getattr(import_module(f"specc.protocol.{module}"), name)
