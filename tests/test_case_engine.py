@@ -173,3 +173,30 @@ def test_bad_inputs_raise_case_errors():
         compute_influence(-density, grid, [beam], target, rows)
     with pytest.raises(CaseError, match="unique"):
         compute_influence(density, grid, [beam, beam], target, rows)
+
+
+def test_beamlets_are_exactly_those_whose_central_ray_passes_within_the_margin():
+    """Head-neck PTV, oblique beam: compare with an independent dense projection of the target voxels."""
+    from scipy.spatial import cKDTree
+
+    from specc.case.phantoms import phantom_geometry
+
+    geometry = phantom_geometry("head-neck", 5.0)
+    target = geometry.structures["PTV"].mask
+    beam = Beam(1, 40.0, isocenter_mm=(0.0, 0.0, -10.0))
+    margin = 5.0
+    beamlets = compute_influence(geometry.density, geometry.grid, [beam], target, target, margin_mm=margin).beamlets
+    # Every voxel as a cube: 6 samples per axis (1 mm apart), faces included.
+    offsets = np.stack(np.meshgrid(*[np.linspace(-2.5, 2.5, 6)] * 3, indexing="ij"), axis=-1).reshape(-1, 3)
+    points = (geometry.grid.positions_mm(np.flatnonzero(target.ravel()))[:, None, :] + offsets).reshape(-1, 3)
+    x, y, _ = BeamFrame.of(beam).project(points)
+    tree = cKDTree(np.stack([x, y], axis=1))
+    # Candidate beamlet centres on the same 5 mm lattice, well beyond the field.
+    cx, cy = np.meshgrid(np.arange(-200, 200, 5.0) + 2.5, np.arange(-200, 200, 5.0) + 2.5, indexing="ij")
+    distance, _ = tree.query(np.stack([cx.ravel(), cy.ravel()], axis=1))
+    created = np.zeros(cx.shape, dtype=bool)
+    created[np.round((beamlets.x_mm + 197.5) / 5).astype(int), np.round((beamlets.y_mm + 197.5) / 5).astype(int)] = True
+    tolerance = 1.0  # the 1 mm projection raster and the 1 mm sampling here
+    assert created.ravel()[distance <= margin - tolerance].all()
+    assert not created.ravel()[distance > margin + tolerance].any()
+    assert len(beamlets) == np.count_nonzero(created)

@@ -45,13 +45,15 @@ def test_round_trip_is_bit_exact(case: Case, saved: Path):
         np.testing.assert_array_equal(loaded.structures[name].mask, structure.mask)
         assert loaded.structures[name].color == structure.color
     np.testing.assert_array_equal(loaded.density, case.density)
+    assert case.ct_hu is not None and loaded.ct_hu.dtype == np.float32
+    np.testing.assert_array_equal(loaded.ct_hu, case.ct_hu)
     assert loaded.metadata == case.metadata
     assert loaded.metadata.extra == {"FrameOfReferenceUID": "1.2.826.0.1.3680043.2.1125.1"}
 
 
 def test_datasets_are_chunked_and_compressed(saved: Path):
     with h5py.File(saved, "r") as file:
-        for name in ("influence/data", "influence/indices", "structures/masks", "density"):
+        for name in ("influence/data", "influence/indices", "structures/masks", "density", "ct_hu"):
             assert file[name].compression == "gzip" and file[name].chunks is not None
 
 
@@ -106,6 +108,11 @@ def test_a_case_written_with_plain_h5py_following_the_doc_loads(tmp_path: Path):
     assert dose.shape == shape and dose.reshape(-1)[5] == pytest.approx(10 * (0.25 * 2 + 0.125 * 4))
     assert dose.reshape(-1)[rows[2]] == pytest.approx(40.0) and np.count_nonzero(dose) == 3
     assert case.metadata.extra == {"PatientID": "anon"} and n_voxels == case.grid.n_voxels
+    assert case.density is None and case.ct_hu is None  # both optional: files without them still load
+
+    with h5py.File(path, "a") as file:  # the optional CT, in HU on the dose grid
+        file["ct_hu"] = np.full(shape, -1000.0, dtype=np.float32)
+    assert Case.load(path).ct_hu.shape == shape
 
 
 def _rewrite(path: Path, name: str, values: np.ndarray) -> None:
@@ -172,6 +179,22 @@ CORRUPTIONS: dict[str, tuple[Callable[[Path, Case], None], str]] = {
     "density shape disagrees with grid": (
         lambda path, case: _rewrite(path, "density", case.density[:-1]),
         r"/density: has shape",
+    ),
+    "CT shape disagrees with grid": (
+        lambda path, case: _rewrite(path, "ct_hu", case.ct_hu[:-1]),
+        r"/ct_hu: has shape",
+    ),
+    "CT below air": (
+        lambda path, case: _rewrite(path, "ct_hu", np.full(case.grid.shape, -3024.0, np.float32)),
+        r"/ct_hu: has values below -1024 HU",
+    ),
+    "NaN in CT": (
+        lambda path, case: _rewrite(path, "ct_hu", np.full(case.grid.shape, np.nan, np.float32)),
+        r"/ct_hu: contains NaN or Inf",
+    ),
+    "CT stored as integers": (
+        lambda path, case: _rewrite(path, "ct_hu", case.ct_hu.astype(np.int16)),
+        r"/ct_hu: has dtype int16, expected a float type",
     ),
     "empty structure": (
         lambda path, case: _empty_first_structure(path),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -65,6 +68,22 @@ def test_content_hash_ignores_metadata_but_not_content():
     assert len(case.content_hash()) == 64
 
 
+def test_ct_is_optional_float32_and_part_of_the_content_hash():
+    case = _case()
+    assert case.ct_hu is None
+    with_ct = _case(ct_hu=np.zeros(GRID.shape, dtype=np.int16))
+    assert with_ct.ct_hu.dtype == np.float32
+    assert with_ct.content_hash() != case.content_hash()
+    assert _case(ct_hu=np.ones(GRID.shape)).content_hash() != with_ct.content_hash()
+
+
+@pytest.mark.parametrize("module", ["specc.terms", "specc.case", "specc.compile", "specc.case.phantoms", "specc.cli.phantom"])
+def test_each_package_imports_first_in_a_fresh_interpreter(module: str):
+    """Circular imports show only when a module is the first one imported."""
+    result = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
 def test_influence_is_stored_as_float32_csr():
     case = _case(influence=sp.coo_matrix(np.array([[1.0, 0.0], [0.5, 0.25], [0.0, 2.0]])))
     assert case.influence.format == "csr" and case.influence.dtype == np.float32
@@ -86,6 +105,9 @@ def test_influence_is_stored_as_float32_csr():
         ({"structures": {"Small": Structure("Small", np.ones((2, 2, 2), bool))}}, "does not match the grid"),
         ({"density": np.ones((3, 2, 1))}, "density shape"),
         ({"density": -np.ones(GRID.shape)}, "non-negative"),
+        ({"ct_hu": np.zeros((3, 2, 1))}, "ct_hu shape"),
+        ({"ct_hu": np.full(GRID.shape, np.inf)}, "ct_hu contains NaN or Inf"),
+        ({"ct_hu": np.full(GRID.shape, -2048.0)}, "below -1024 HU"),
     ],
 )
 def test_invalid_cases_raise_case_errors_naming_the_field(overrides, message):

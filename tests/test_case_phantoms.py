@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy.ndimage import binary_dilation
 
 from specc import Case
-from specc.case.phantoms import PHANTOMS, analytic_volumes_cc, build_phantom, phantom_geometry
-from specc.case.shapes import CShape, EllipseWithKeepout
+from specc.case.phantoms import PHANTOMS, analytic_volumes_cc, build_phantom, density_to_hu, phantom_geometry
+from specc.case.shapes import Box, CShape, Difference, EllipseWithKeepout, Ellipsoid, EllipticCylinder
 from specc.errors import CaseError
 
 STRUCTURES = {
@@ -38,10 +39,25 @@ def test_structure_volumes_are_within_2_percent_of_analytic(name: str):
 
 def test_tg119_dimensions():
     volumes = analytic_volumes_cc("c-shape")
-    assert volumes["Core"] == pytest.approx(np.pi * 1.0**2 * 8.0)  # 1 cm radius, 8 cm long
+    assert volumes["Core"] == pytest.approx(np.pi * 1.0**2 * 10.0)  # 1 cm radius, 10 cm long
+    # The AAPM C-shape structure set (3 x 3 x 2.5 mm): PTV 167.8 cc, core 29.7 cc, body a 30 x 15 cm slab.
+    assert volumes["PTV"] == pytest.approx(167.8, rel=0.03)
+    assert volumes["Body"] == pytest.approx(30.0 * 15.0 * 20.0)
     for name in ("PTV_Central", "PTV_Superior", "PTV_Inferior"):
         assert analytic_volumes_cc("multi-target")[name] == pytest.approx(np.pi * 2.0**2 * 4.0)
-    assert analytic_volumes_cc("prostate")["Prostate"] == pytest.approx(4 / 3 * np.pi * 2.0 * 1.3 * 3.25)
+    # Prostate 4.0 x 2.6 x 6.5 cm, less the indentation the rectum sits in.
+    ellipsoid = 4 / 3 * np.pi * 2.0 * 1.3 * 3.25
+    assert 0.95 * ellipsoid < analytic_volumes_cc("prostate")["Prostate"] < ellipsoid
+
+
+def test_c_shape_wraps_the_core_anteriorly_and_opens_posteriorly():
+    geometry = phantom_geometry("c-shape", 3.0)
+    ptv, core = geometry.structures["PTV"].mask, geometry.structures["Core"].mask
+    ptv_y = geometry.grid.positions_mm(np.flatnonzero(ptv.ravel()))[:, 1]
+    assert ptv_y.max() <= 7.0 + 1.5 and ptv_y.min() < -35.0  # arms end 7 mm posterior of the core axis
+    core_z = geometry.grid.positions_mm(np.flatnonzero(core.ravel()))[:, 2]
+    ptv_z = geometry.grid.positions_mm(np.flatnonzero(ptv.ravel()))[:, 2]
+    assert core_z.min() < ptv_z.min() - 8.0 and core_z.max() > ptv_z.max() + 8.0  # core 1 cm longer each end
 
 
 def test_closed_form_volumes_of_composite_shapes_match_numeric_integration():
@@ -49,17 +65,37 @@ def test_closed_form_volumes_of_composite_shapes_match_numeric_integration():
     step = 0.1
     x, y = np.meshgrid(np.arange(-80, 80, step) + step / 2, np.arange(-80, 80, step) + step / 2, indexing="ij")
     z = np.zeros_like(x)
-    for shape in (CShape(3.0, -2.0, 15.0, 37.0, 12.0, 0.0, 1.0), EllipseWithKeepout(69.0, 59.0, 35.0, 20.0, 0.0, 1.0)):
+    shapes = (
+        CShape(3.0, -2.0, 15.0, 37.0, 7.0, 0.0, 1.0),
+        CShape(0.0, 0.0, 15.0, 37.0, 0.0, 0.0, 1.0),
+        EllipseWithKeepout(69.0, 59.0, 35.0, 20.0, 0.0, 1.0),
+        Box(-30.0, 50.0, -20.0, 10.0, 0.0, 1.0),
+    )
+    for shape in shapes:
         area = np.count_nonzero(shape.contains(x, y, z)) * step * step
         assert area == pytest.approx(shape.volume_mm3, rel=1e-3)
+
+
+def test_difference_volume_matches_a_closed_form_case():
+    # A cylinder cut out of a longer cylinder around the same axis: the volume is exact.
+    outer = EllipticCylinder(0.0, 0.0, 20.0, 20.0, -30.0, 30.0)
+    inner = EllipticCylinder(0.0, 0.0, 8.0, 8.0, -10.0, 10.0)
+    assert Difference(outer, inner).volume_mm3 == pytest.approx(outer.volume_mm3 - inner.volume_mm3, rel=1e-3)
+    apart = Ellipsoid((100.0, 0.0, 0.0), (5.0, 5.0, 5.0))
+    assert Difference(outer, apart).volume_mm3 == outer.volume_mm3
 
 
 def test_overlaps_follow_tg119():
     geometry = phantom_geometry("prostate", 3.0)
     s = {name: structure.mask for name, structure in geometry.structures.items()}
-    for organ in ("Rectum", "Bladder"):
-        inside = np.count_nonzero(s[organ] & s["PTV"]) / np.count_nonzero(s[organ])
-        assert 0.05 < inside < 0.5, organ  # partly inside the PTV
+    # TG-119: the PTV includes about a third of the rectal volume.
+    rectum_inside = np.count_nonzero(s["Rectum"] & s["PTV"]) / np.count_nonzero(s["Rectum"])
+    assert 0.25 < rectum_inside < 0.42
+    # The rectum abuts the indented prostate: touching, never inside it.
+    assert not (s["Rectum"] & s["Prostate"]).any()
+    assert (binary_dilation(s["Rectum"]) & s["Prostate"]).any()
+    bladder_inside = np.count_nonzero(s["Bladder"] & s["PTV"]) / np.count_nonzero(s["Bladder"])
+    assert 0.05 < bladder_inside < 0.5  # centred on the prostate's superior aspect: partly inside
     assert np.count_nonzero(s["Prostate"] & ~s["PTV"]) <= 0.01 * np.count_nonzero(s["Prostate"])
     hn = {name: structure.mask for name, structure in phantom_geometry("head-neck", 3.0).structures.items()}
     assert not (hn["Cord"] & hn["PTV"]).any()
@@ -101,6 +137,18 @@ def test_built_phantom_is_a_plannable_case(small_case: Case):
     assert dose[target].min() > 0.5 * dose[target].max()
     assert 1.0 < dose[target].mean() < 10.0  # a few Gy per fraction for weights of order 1
     assert case.metadata.source == "phantom:c-shape" and "pencil beam" in case.metadata.dose_engine
+
+
+def test_phantom_ct_numbers_map_back_to_its_density(small_case: Case):
+    from specc.case.importers.hu_density import hu_to_relative_electron_density
+
+    assert small_case.ct_hu is not None
+    body = small_case.structures["Body"].mask
+    np.testing.assert_allclose(small_case.ct_hu[body], 0.0, atol=1e-3)  # water
+    np.testing.assert_allclose(small_case.ct_hu[~body], -1000.0, atol=1e-3)  # air
+    np.testing.assert_allclose(hu_to_relative_electron_density(small_case.ct_hu), small_case.density, rtol=1e-5)
+    heads = phantom_geometry("prostate", 8.0).density > 1.1
+    assert 400.0 < float(density_to_hu(phantom_geometry("prostate", 8.0).density)[heads].min()) < 700.0  # bone
 
 
 def test_unknown_phantom_and_unresolvable_grid():

@@ -21,7 +21,7 @@ from functools import cached_property
 import numpy as np
 import scipy.sparse as sp
 from scipy.integrate import cumulative_trapezoid
-from scipy.ndimage import binary_dilation, binary_fill_holes, map_coordinates
+from scipy.ndimage import binary_closing, binary_erosion, binary_fill_holes, distance_transform_edt, map_coordinates
 from scipy.spatial.transform import Rotation
 from scipy.special import erf, erfcinv
 
@@ -178,14 +178,14 @@ def compute_influence(
 
     voxel_indices = np.flatnonzero(np.asarray(rows_mask, dtype=bool).ravel()).astype(np.int64)
     positions = grid.positions_mm(voxel_indices)
-    target_positions = _voxel_corners(grid.positions_mm(np.flatnonzero(np.asarray(target_mask).ravel())), grid)
+    target_points = _target_points(np.asarray(target_mask, dtype=bool), grid, beamlet_mm / _RASTER_PER_BEAMLET)
 
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     beamlet_parts: list[Beamlets] = []
     n_columns = 0
     for done, beam in enumerate(beams, start=1):
         frame = BeamFrame.of(beam)
-        cells = _beamlet_cells(frame, target_positions, beamlet_mm, margin_mm)
+        cells = _beamlet_cells(frame, target_points, beamlet_mm, margin_mm)
         rows, columns, values = _beam_entries(frame, cells, beamlet_mm, positions, density, grid, model)
         iy, ix = np.nonzero(cells.open)
         beamlet_parts.append(
@@ -225,29 +225,53 @@ class _Cells:
         return numbers
 
 
-def _voxel_corners(centres: np.ndarray, grid: Grid) -> np.ndarray:
-    """Voxel centres plus their 8 corners, so a target's projection has no holes between voxels."""
-    half = 0.5 * np.asarray(grid.spacing_mm)
-    signs = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], dtype=np.float64)
-    corners = centres[:, None, :] + signs[None, :, :] * half
-    return np.concatenate([centres, corners.reshape(-1, 3)])
+# The target's beam's-eye-view projection is rasterised at this many pixels per beamlet
+# width (odd, so beamlet centres are pixel centres): beamlet selection is exact to 1/5 of a beamlet.
+_RASTER_PER_BEAMLET = 5
+
+
+def _target_points(target: np.ndarray, grid: Grid, spacing_mm: float) -> np.ndarray:
+    """Points filling the target voxels (as cubes) no further apart than `spacing_mm`.
+
+    Interior voxels contribute their centre only (their neighbours cover them); boundary
+    voxels are sampled on a lattice including their faces, so the projection of the points
+    is the projection of the voxelised target, edges included.
+    """
+    boundary = target & ~binary_erosion(target)
+    interior_points = grid.positions_mm(np.flatnonzero((target & ~boundary).ravel()))
+    spacing = np.asarray(grid.spacing_mm)
+    counts = np.ceil(spacing / spacing_mm).astype(int) + 1
+    offsets = np.stack(
+        np.meshgrid(*(np.linspace(-0.5, 0.5, n) * s for n, s in zip(counts, spacing)), indexing="ij"), axis=-1
+    ).reshape(-1, 3)
+    boundary_points = grid.positions_mm(np.flatnonzero(boundary.ravel()))[:, None, :] + offsets[None, :, :]
+    return np.concatenate([interior_points, boundary_points.reshape(-1, 3)])
 
 
 def _beamlet_cells(frame: BeamFrame, target_points: np.ndarray, beamlet_mm: float, margin_mm: float) -> _Cells:
+    """The beamlets whose central ray passes within `margin_mm` of the target (at the isocentre plane).
+
+    The projected target is rasterised at `beamlet_mm / _RASTER_PER_BEAMLET` (closed and
+    hole-filled so the sampled points form one region) and its Euclidean distance map decides
+    each beamlet by its centre.
+    """
     x, y, _ = frame.project(target_points)
-    ix = np.floor(x / beamlet_mm).astype(np.int64)
-    iy = np.floor(y / beamlet_mm).astype(np.int64)
-    pad = int(math.ceil(margin_mm / beamlet_mm))
-    ix0, iy0 = ix.min() - pad, iy.min() - pad
-    hit = np.zeros((iy.max() - iy0 + pad + 1, ix.max() - ix0 + pad + 1), dtype=bool)
-    hit[iy - iy0, ix - ix0] = True
-    hit = binary_fill_holes(hit)
-    if pad:
-        # Cells whose centre is within margin_mm of a cell touched by the target.
-        offsets = np.arange(-pad, pad + 1) * beamlet_mm
-        disk = (offsets[:, None] ** 2 + offsets[None, :] ** 2) <= margin_mm**2 + 1e-9
-        hit = binary_dilation(hit, structure=disk)
-    return _Cells(hit, int(ix0), int(iy0))
+    pixel = beamlet_mm / _RASTER_PER_BEAMLET
+    pad = int(math.ceil(margin_mm / beamlet_mm)) + 1
+    ix0 = int(np.floor(x.min() / beamlet_mm)) - pad
+    iy0 = int(np.floor(y.min() / beamlet_mm)) - pad
+    nx = int(np.floor(x.max() / beamlet_mm)) + pad + 1 - ix0
+    ny = int(np.floor(y.max() / beamlet_mm)) + pad + 1 - iy0
+    projection = np.zeros((ny * _RASTER_PER_BEAMLET, nx * _RASTER_PER_BEAMLET), dtype=bool)
+    projection[
+        np.floor(y / pixel).astype(np.int64) - iy0 * _RASTER_PER_BEAMLET,
+        np.floor(x / pixel).astype(np.int64) - ix0 * _RASTER_PER_BEAMLET,
+    ] = True
+    projection = binary_fill_holes(binary_closing(projection, structure=np.ones((3, 3), bool)))
+    distance_mm = distance_transform_edt(~projection, sampling=pixel)
+    centre = _RASTER_PER_BEAMLET // 2
+    at_centres = distance_mm[centre::_RASTER_PER_BEAMLET, centre::_RASTER_PER_BEAMLET]
+    return _Cells(at_centres <= margin_mm + 1e-9, ix0, iy0)
 
 
 def _beam_entries(

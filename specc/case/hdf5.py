@@ -13,7 +13,7 @@ import h5py
 import numpy as np
 import scipy.sparse as sp
 
-from specc.case.model import Beam, Beamlets, Case, CaseMetadata, Grid, Structure
+from specc.case.model import MIN_HU, Beam, Beamlets, Case, CaseMetadata, Grid, Structure
 from specc.errors import CaseError
 
 FORMAT_NAME = "specc-case"
@@ -77,13 +77,14 @@ def write_case(case: Case, path: str | Path) -> None:
             for position, name in enumerate(names):
                 masks[position] = case.structures[name].mask.view(np.uint8)
 
-            if case.density is not None:
-                file.create_dataset(
-                    "density",
-                    data=case.density.astype(np.float32, copy=False),
-                    chunks=(1, *case.grid.shape[1:]),
-                    **_COMPRESSION,
-                )
+            for name, values in (("density", case.density), ("ct_hu", case.ct_hu)):
+                if values is not None:
+                    file.create_dataset(
+                        name,
+                        data=values.astype(np.float32, copy=False),
+                        chunks=(1, *case.grid.shape[1:]),
+                        **_COMPRESSION,
+                    )
 
             metadata = file.create_group("metadata")
             for name in ("source", "dose_engine", "created", "notes"):
@@ -184,9 +185,16 @@ class _Reader:
                 raise self.error("dataset /density", f"has shape {density.shape}, the grid is {grid.shape}")
             if (density < 0).any():
                 raise self.error("dataset /density", "contains negative values")
+        ct_hu = None
+        if "ct_hu" in file:
+            ct_hu = self.dataset("ct_hu", "f", 3)
+            if ct_hu.shape != grid.shape:
+                raise self.error("dataset /ct_hu", f"has shape {ct_hu.shape}, the grid is {grid.shape}")
+            if ct_hu.min() < MIN_HU:
+                raise self.error("dataset /ct_hu", f"has values below {MIN_HU:g} HU (air is -1000 HU)")
         metadata = self.metadata()
         try:
-            case = Case(case_id, grid, voxel_indices, influence, beams, beamlets, structures, metadata, density)
+            case = Case(case_id, grid, voxel_indices, influence, beams, beamlets, structures, metadata, density, ct_hu)
         except CaseError as error:
             raise CaseError(f"{self.path}: {error}") from error
 

@@ -21,6 +21,9 @@ from specc.errors import CaseError
 
 _COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 
+# Lowest CT number accepted: air is -1000 HU; 12-bit scanners store down to -1024.
+MIN_HU = -1024.0
+
 
 @dataclass(frozen=True)
 class Grid:
@@ -199,6 +202,9 @@ class Case:
     structures: dict[str, Structure]
     metadata: CaseMetadata
     density: np.ndarray | None = None
+    # CT numbers (HU) on the dose grid, for report images and for recomputing density with
+    # another calibration; optional because influence-matrix sources may carry no CT.
+    ct_hu: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -252,7 +258,7 @@ class Case:
         return dose.reshape(self.grid.shape)
 
     def content_hash(self) -> str:
-        """sha256 of the planning content (grid, matrix, beams, structures, density).
+        """sha256 of the planning content (grid, matrix, beams, structures, density, CT).
 
         Metadata (creation time, notes) is left out, so rebuilding the same phantom gives
         the same hash and a report can prove which data it was planned on.
@@ -285,6 +291,8 @@ class Case:
             add("mask", np.packbits(structure.mask.ravel()))
         if self.density is not None:
             add("density", self.density)
+        if self.ct_hu is not None:
+            add("ct_hu", self.ct_hu)
         return digest.hexdigest()
 
 
@@ -348,3 +356,16 @@ def _validate(case: Case) -> None:
         if not (np.isfinite(density).all() and (density >= 0).all()):
             raise CaseError("density must be finite and non-negative (relative electron density)")
         case.density = density
+
+    if case.ct_hu is not None:
+        ct_hu = np.asarray(case.ct_hu, dtype=np.float32)
+        if ct_hu.shape != grid.shape:
+            raise CaseError(f"ct_hu shape {ct_hu.shape} does not match the grid {grid.shape}")
+        if not np.isfinite(ct_hu).all():
+            raise CaseError("ct_hu contains NaN or Inf")
+        if ct_hu.min() < MIN_HU:
+            raise CaseError(
+                f"ct_hu has values down to {float(ct_hu.min()):g} HU, below {MIN_HU:g} HU (air); "
+                "replace CT padding outside the scan with air"
+            )
+        case.ct_hu = ct_hu

@@ -15,12 +15,25 @@ import numpy as np
 
 from specc.case.engine import PencilBeamModel, ProgressCallback, compute_influence, equispaced_beams
 from specc.case.model import Case, CaseMetadata, Grid, Structure
-from specc.case.shapes import CShape, EllipseWithKeepout, Ellipsoid, EllipticCylinder, Shape
+from specc.case.shapes import Box, CShape, Difference, EllipseWithKeepout, Ellipsoid, EllipticCylinder, Shape
 from specc.errors import CaseError
 
 WATER = 1.0
 AIR = 0.001
 BONE = 1.3  # relative electron density of the femoral heads (mixed cortical / trabecular bone)
+
+
+def density_to_hu(density: np.ndarray) -> np.ndarray:
+    """CT numbers for a phantom's densities: the importers' default HU -> density table, inverted.
+
+    The table is increasing in both columns, so inverting it is interpolation with the
+    columns swapped; re-importing the CT with that table gives back the same density.
+    """
+    # Imported here: the importers package loads pydicom, which geometry-only users never need.
+    from specc.case.importers.hu_density import DEFAULT_HU_TABLE
+
+    table = np.asarray(DEFAULT_HU_TABLE, dtype=np.float64)
+    return np.interp(density, table[:, 1], table[:, 0]).astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -36,7 +49,7 @@ class PhantomSpec:
 
     name: str
     description: str
-    body: EllipticCylinder
+    body: Shape
     regions: dict[str, _Region]
     targets: tuple[str, ...]
     # Structures that touch by design (stacked targets): a voxel drawn in several of them
@@ -44,27 +57,33 @@ class PhantomSpec:
     disjoint: tuple[str, ...] = ()
 
 
-def _body(a: float, b: float, length: float) -> EllipticCylinder:
-    return EllipticCylinder(0.0, 0.0, a, b, -length / 2, length / 2)
+def _slab(length: float) -> Box:
+    """The solid-water slab of the TG-119 CT as distributed by the AAPM: 300 mm (RL) x 150 mm (AP)."""
+    return Box(-150.0, 150.0, -75.0, 75.0, -length / 2, length / 2)
 
+
+# Rectum of the mock prostate: a 15 mm cylinder in the indented posterior aspect of the
+# prostate. TG-119 gives its diameter and that the PTV holds about a third of it; its axis
+# depth follows from that third (docs/phantoms.md), its 80 mm length is our choice.
+_RECTUM = EllipticCylinder(0.0, 17.5, 7.5, 7.5, -40.0, 40.0)
 
 _SPECS: dict[str, PhantomSpec] = {
     spec.name: spec
     for spec in [
         PhantomSpec(
             name="c-shape",
-            description="TG-119 C-shape: C-shaped PTV around a 1 cm radius cylindrical core, 5 mm gap, 8 cm long",
-            body=_body(150.0, 100.0, 160.0),
+            description="TG-119 C-shape: PTV wrapped anteriorly around a 1 cm radius, 10 cm long core with a 5 mm gap, 8 cm long",
+            body=_slab(200.0),
             regions={
-                "PTV": _Region(CShape(0.0, 0.0, 15.0, 37.0, 15.0, -40.0, 40.0), "#e6194b"),
-                "Core": _Region(EllipticCylinder(0.0, 0.0, 10.0, 10.0, -40.0, 40.0), "#3cb44b"),
+                "PTV": _Region(CShape(0.0, 0.0, 15.0, 37.0, 7.0, -40.0, 40.0), "#e6194b"),
+                "Core": _Region(EllipticCylinder(0.0, 0.0, 10.0, 10.0, -50.0, 50.0), "#3cb44b"),
             },
             targets=("PTV",),
         ),
         PhantomSpec(
             name="multi-target",
             description="TG-119 multi-target: three 4 cm diameter x 4 cm long cylinders stacked along the patient axis",
-            body=_body(150.0, 100.0, 200.0),
+            body=_slab(200.0),
             regions={
                 "PTV_Superior": _Region(EllipticCylinder(0.0, 0.0, 20.0, 20.0, 20.0, 60.0), "#4363d8"),
                 "PTV_Central": _Region(EllipticCylinder(0.0, 0.0, 20.0, 20.0, -20.0, 20.0), "#e6194b"),
@@ -75,13 +94,13 @@ _SPECS: dict[str, PhantomSpec] = {
         ),
         PhantomSpec(
             name="prostate",
-            description="TG-119 mock prostate: prostate + 6 mm PTV, rectum and bladder partly inside the PTV, femoral heads",
-            body=_body(170.0, 110.0, 200.0),
+            description="TG-119 mock prostate: prostate + 6 mm PTV holding a third of the rectum, bladder on the prostate's superior aspect",
+            body=_slab(200.0),
             regions={
                 "PTV": _Region(Ellipsoid((0.0, 0.0, 0.0), (26.0, 19.0, 38.5)), "#e6194b"),
-                "Prostate": _Region(Ellipsoid((0.0, 0.0, 0.0), (20.0, 13.0, 32.5)), "#911eb4"),
-                "Rectum": _Region(EllipticCylinder(0.0, 20.5, 7.5, 7.5, -40.0, 40.0), "#9a6324"),
-                "Bladder": _Region(Ellipsoid((0.0, -5.0, 32.5), (25.0, 20.0, 25.0)), "#ffe119"),
+                "Prostate": _Region(Difference(Ellipsoid((0.0, 0.0, 0.0), (20.0, 13.0, 32.5)), _RECTUM), "#911eb4"),
+                "Rectum": _Region(_RECTUM, "#9a6324"),
+                "Bladder": _Region(Ellipsoid((0.0, 0.0, 32.5), (25.0, 20.0, 25.0)), "#ffe119"),
                 "FemoralHead_L": _Region(Ellipsoid((95.0, 0.0, 0.0), (25.0, 25.0, 25.0)), "#46f0f0", BONE),
                 "FemoralHead_R": _Region(Ellipsoid((-95.0, 0.0, 0.0), (25.0, 25.0, 25.0)), "#f032e6", BONE),
             },
@@ -90,7 +109,7 @@ _SPECS: dict[str, PhantomSpec] = {
         PhantomSpec(
             name="head-neck",
             description="TG-119 mock head and neck: PTV 6 mm inside the skin wrapping the cord with a 15 mm gap, parotids",
-            body=_body(75.0, 65.0, 200.0),
+            body=EllipticCylinder(0.0, 0.0, 75.0, 65.0, -100.0, 100.0),
             regions={
                 "PTV": _Region(EllipseWithKeepout(69.0, 59.0, 35.0, 20.0, -60.0, 40.0), "#e6194b"),
                 "Cord": _Region(EllipticCylinder(0.0, 35.0, 5.0, 5.0, -90.0, 90.0), "#3cb44b"),
@@ -187,11 +206,10 @@ def phantom_geometry(name: str, grid_mm: float = 5.0) -> PhantomGeometry:
     spec = phantom_spec(name)
     if not (math.isfinite(grid_mm) and 0.5 <= grid_mm <= 20.0):
         raise CaseError(f"grid spacing must be between 0.5 and 20 mm, got {grid_mm}")
-    body = spec.body
-    half_extents = (body.a + abs(body.center_x), body.b + abs(body.center_y), max(abs(body.z_min), abs(body.z_max)))
+    half_extents = tuple(max(abs(lo), abs(hi)) for lo, hi in spec.body.bounds_mm)
     shape = tuple(2 * math.ceil(extent / grid_mm + 1) + 1 for extent in half_extents)
     grid = Grid(shape, (grid_mm,) * 3, tuple(-(n - 1) / 2 * grid_mm for n in shape))  # type: ignore[arg-type]
-    body_mask = _volume_matched_mask(_coverage(body, grid))
+    body_mask = _volume_matched_mask(_coverage(spec.body, grid))
     density = np.where(body_mask, WATER, AIR).astype(np.float32)
     coverages = {region_name: _coverage(region.shape, grid) for region_name, region in spec.regions.items()}
     masks = {region_name: _volume_matched_mask(coverage) & body_mask for region_name, coverage in coverages.items()}
@@ -266,4 +284,5 @@ def build_phantom(
         structures=geometry.structures,
         metadata=metadata,
         density=geometry.density,
+        ct_hu=density_to_hu(geometry.density),
     )
