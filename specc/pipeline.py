@@ -8,8 +8,10 @@ Goal failures are not errors: they are what the report is for.
 
 from __future__ import annotations
 
+import csv
+import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +19,11 @@ from pathlib import Path
 from specc.case import Case
 from specc.compile import ProgramStats, compile_protocol
 from specc.compile.derive import with_optimization
+from specc.errors import SpeccError
 from specc.evaluate import GoalRecord, PlanRecord, evaluate_plan
 from specc.export import write_result
 from specc.protocol import Protocol, load_protocol
+from specc.protocol.goals import Goal
 from specc.report import write_report
 from specc.solve import SolveResult, choose_solver
 from specc.solve.clinical import solve_clinical
@@ -92,7 +96,6 @@ def plan(
     input (protocol, case, options); a failed solve is returned, not raised, and writes nothing.
     """
     stages = _Stages(progress)
-    out = Path(out_dir)
     if not isinstance(protocol, Protocol):
         with stages.stage("load protocol"):
             protocol = load_protocol(protocol)
@@ -101,15 +104,31 @@ def plan(
         case_path = Path(case)
         with stages.stage("load case"):
             case = Case.load(case_path)
+    return _plan_case(protocol, case, case_path, Path(out_dir), solver, pdf, stages)
 
+
+def _plan_case(
+    protocol: Protocol, case: Case, case_path: Path | None, out: Path, solver: str | None, pdf: bool, stages: _Stages
+) -> PlanOutcome:
+    notes: list[str] = []
     with stages.stage("compile"):
+        if protocol.optimization is None:
+            notes.append(
+                "the protocol has no optimization section: the terms were derived from its prescription "
+                "and goals (see them with `specc compile --explain`)"
+            )
         # A protocol with goals only gets its optimization derived (specc.compile.derive).
         protocol, goal_priorities = with_optimization(protocol, case)
         program = compile_protocol(protocol, case)
+    notes.extend(program.notes)
     settings = choose_solver(solver, protocol.optimization.solver)
     with stages.stage("solve"):
         solve = solve_clinical(program, settings, goal_priorities, protocol.optimization.solver.slip_percent)
-    notes = list(program.notes)
+    if solve.solver != settings.name:
+        notes.append(
+            f"solver: {settings.name} was chosen, but {solve.solver} produced this plan "
+            "(the reason is in the solver message of the optimization log)"
+        )
     if not solve.usable:
         stale = [out / name for name in ("report.html", "report.pdf", PLAN_JSON, RESULT_H5) if (out / name).exists()]
         if stale:
@@ -118,7 +137,7 @@ def plan(
 
     with stages.stage("evaluate"):
         evaluation = evaluate_plan(
-            protocol, case, program.masks, solve, dict(stages.timings), program.smoothness.get
+            protocol, case, program.masks, solve, dict(stages.timings), program.smoothness.get, notes=notes
         )
     timings = dict(stages.timings)
     record = evaluation.record.model_copy(update={"timings_s": timings})
@@ -141,3 +160,147 @@ def plan(
         )
     return PlanOutcome(solve, record, paths, stages.timings, program.stats, notes)
 
+
+# --- cohorts: one protocol over many cases --------------------------------------------------
+
+COHORT_CSV = "cohort.csv"
+# Called with (index, total, case file, None) when a case starts and with its entry when it ends.
+CaseProgress = Callable[[int, int, str, "CohortEntry | None"], None]
+# Characters kept in a case's folder name; anything else in a case id becomes "_".
+_UNSAFE_IN_FOLDER = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass(frozen=True)
+class CohortEntry:
+    """One case of a cohort: where its files went, and its outcome or the error that stopped it."""
+
+    case_file: str
+    case_id: str | None  # None when the case could not be loaded
+    folder: Path | None  # None when the case could not be loaded
+    outcome: PlanOutcome | None  # None when an error stopped the case before a solve
+    error: str | None
+
+    def exit_code(self, strict: bool = False) -> int:
+        return 1 if self.outcome is None else self.outcome.exit_code(strict)
+
+    @property
+    def status(self) -> str:
+        """The solver status, or "error" when the case stopped before a solve."""
+        return "error" if self.outcome is None else self.outcome.solve.status
+
+
+@dataclass(frozen=True)
+class CohortOutcome:
+    """Every case of a cohort in the order given, and the summary file written."""
+
+    protocol: Protocol
+    entries: list[CohortEntry]
+    summary_csv: Path
+
+    def exit_code(self, strict: bool = False) -> int:
+        """The worst case's code: 1 (no plan) is worse than 2 (--strict goal failure), 0 best."""
+        codes = {entry.exit_code(strict) for entry in self.entries}
+        return 1 if 1 in codes else max(codes, default=0)
+
+
+def _folder_name(case_id: str, taken: set[str]) -> str:
+    """A folder name for `case_id` that is safe on any file system and unique in the cohort."""
+    base = _UNSAFE_IN_FOLDER.sub("_", case_id).strip("._") or "case"
+    name, count = base, 1
+    while name in taken:
+        count += 1
+        name = f"{base}-{count}"
+    return name
+
+
+def goal_column(goal: Goal) -> str:
+    """How a protocol goal heads its cohort.csv columns: structure, goal as written, unit."""
+    return f"{goal.structure}: {goal.text} [{goal.metric.unit}]"
+
+
+def write_cohort_csv(path: Path, protocol: Protocol, entries: Sequence[CohortEntry]) -> Path:
+    """cohort.csv: one row per case; per protocol goal its measured value and reported status."""
+    header = ["case_id", "case_file", "folder", "solver", "solver_status", "exit_code", "error"]
+    for goal in protocol.goals:
+        header += [f"{goal_column(goal)} value", f"{goal_column(goal)} status"]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        for entry in entries:
+            outcome = entry.outcome
+            row = [
+                entry.case_id or "",
+                entry.case_file,
+                str(entry.folder) if entry.folder is not None and outcome and outcome.record else "",
+                outcome.solve.solver if outcome else "",
+                entry.status,
+                entry.exit_code(),
+                entry.error or (outcome.solve.message if outcome and not outcome.succeeded else ""),
+            ]
+            if outcome is not None and outcome.record is not None:
+                for goal in outcome.record.goals:
+                    row += ["" if goal.value is None else f"{goal.value:.4f}", goal.status]
+            else:  # no plan: no value and no status for any goal
+                row += ["", ""] * len(protocol.goals)
+            writer.writerow(row)
+    return path
+
+
+def plan_cohort(
+    protocol: Protocol | str | Path,
+    cases: Sequence[str | Path],
+    out_dir: str | Path,
+    solver: str | None = None,
+    pdf: bool = False,
+    progress: StageProgress | None = None,
+    case_progress: CaseProgress | None = None,
+) -> CohortOutcome:
+    """Plan each case file with one protocol into `out_dir`/<case id>/ and write `out_dir`/cohort.csv.
+
+    A bad protocol raises (no case could be planned). A case that cannot be loaded, compiled
+    or solved is recorded with its error and the next case is planned; cohort.csv is
+    rewritten after every case, so it is complete up to the last case finished.
+    """
+    out = Path(out_dir)
+    if not isinstance(protocol, Protocol):
+        protocol = load_protocol(protocol)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SpeccError(f"cannot create the output folder {out}: {error.strerror}") from None
+    summary = out / COHORT_CSV
+    entries: list[CohortEntry] = []
+    taken: set[str] = set()
+    for index, case_file in enumerate(cases, start=1):
+        if case_progress is not None:
+            case_progress(index, len(cases), str(case_file), None)
+        entry = _plan_cohort_case(protocol, Path(case_file), out, taken, solver, pdf, progress)
+        entries.append(entry)
+        write_cohort_csv(summary, protocol, entries)
+        if case_progress is not None:
+            case_progress(index, len(cases), str(case_file), entry)
+    return CohortOutcome(protocol, entries, summary)
+
+
+def _plan_cohort_case(
+    protocol: Protocol,
+    case_file: Path,
+    out: Path,
+    taken: set[str],
+    solver: str | None,
+    pdf: bool,
+    progress: StageProgress | None,
+) -> CohortEntry:
+    stages = _Stages(progress)
+    try:
+        with stages.stage("load case"):
+            case = Case.load(case_file)
+    except SpeccError as error:
+        return CohortEntry(str(case_file), None, None, None, str(error))
+    folder = out / _folder_name(case.case_id, taken)
+    taken.add(folder.name)
+    try:
+        outcome = _plan_case(protocol, case, case_file, folder, solver, pdf, stages)
+    except SpeccError as error:
+        return CohortEntry(str(case_file), case.case_id, folder, None, str(error))
+    return CohortEntry(str(case_file), case.case_id, folder, outcome, None)

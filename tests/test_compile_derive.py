@@ -50,12 +50,13 @@ def test_goals_become_constraints_or_penalties_by_priority() -> None:
         by_line.setdefault(term.source.line, []).append((term, derived.goal_priorities.get(index)))
     (coverage, none), = by_line[13]  # D95% >= 50 Gy, priority 1: hard, aiming 0.1% inside the goal
     assert isinstance(coverage, DVH) and coverage.hard and coverage.bound == "lower" and none is None
+    assert coverage.priority is None  # hard in every step
     assert coverage.dose.gy == pytest.approx(50.05) and coverage.volume.value == 95
     (hot, priority), = by_line[14]  # priority 2: a penalty ten times lighter than priority 1
-    assert not hot.hard and hot.weight == goal_weight(2) == goal_weight(1) / 10 and priority == 2
+    assert not hot.hard and hot.weight == goal_weight(2) == goal_weight(1) / 10 and priority == hot.priority == 2
     (hard, _), (soft, soft_priority) = by_line[16]  # variation: hard at 25 Gy, penalty towards 10 Gy
     assert hard.hard and hard.dose.gy == pytest.approx(24.975)
-    assert not soft.hard and soft.dose.gy == pytest.approx(9.99) and soft_priority == 1
+    assert not soft.hard and soft.dose.gy == pytest.approx(9.99) and soft_priority == soft.priority == 1
     (maximum, max_priority), = by_line[17]
     assert isinstance(maximum, MaxDose) and maximum.weight == goal_weight(3) and max_priority == 3
     (mean, _), = by_line[18]
@@ -82,8 +83,24 @@ def test_explain_yaml_merged_into_the_protocol_validates_and_compiles_to_the_sam
     document["optimization"] = explained["optimization"]
     pasted = parse_protocol_text(yaml.safe_dump(document, sort_keys=False), "pasted.yaml")
     assert [t.label() for t in pasted.optimization.terms] == [t.label() for t in derived.optimization.terms]
+    assert [t.priority for t in pasted.optimization.terms] == [t.priority for t in derived.optimization.terms]
+    assert with_optimization(pasted)[1] == derived.goal_priorities == {4: 2, 6: 1, 7: 3}
     compiled = compile_protocol(pasted, c_shape())
     assert len(compiled.hard_terms()) == 3
+
+
+def test_a_hard_limit_with_a_priority_is_refused_at_its_line() -> None:
+    from specc.protocol import ProtocolError
+
+    term = "    - {kind: max_dose, structure: Core, dose: 20 Gy, priority: 2}"
+    text = protocol_text(f"optimization:\n  terms:\n{term}\n")
+    with pytest.raises(ProtocolError) as caught:
+        parse_protocol_text(text, "p.yaml")
+    (diagnostic,) = caught.value.diagnostics
+    assert diagnostic.line == text.splitlines().index(term) + 1
+    assert "a hard limit holds in every step, so it has no priority" in diagnostic.message
+    soft = parse_protocol_text(text.replace("priority: 2", "hard: false, weight: 1, priority: 2"), "p.yaml")
+    assert with_optimization(soft)[1] == {0: 2}
 
 
 def test_a_protocol_with_an_optimization_section_is_compiled_as_written() -> None:

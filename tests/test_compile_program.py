@@ -129,3 +129,13 @@ def test_derived_structures_follow_their_expression_and_are_clipped_to_the_rows(
     np.testing.assert_array_equal(resolved.masks["Big"], expand(target, 10.0, case.grid.spacing_mm) & ~organ & body)
     np.testing.assert_array_equal(resolved.masks["Wide"], body)  # nothing outside the body has dose
     assert any(note.startswith("Wide:") and "left out" in note for note in resolved.notes)
+
+
+def test_without_a_sample_limit_every_voxel_enters_the_program() -> None:
+    case = synthetic_case()
+    program = compile_protocol(protocol(GOALS, terms=TERMS), case, sample_limit=None)
+    body = program.selection.structures["Body"]
+    assert not body.sampled and body.weights.sum() == pytest.approx(1.0)
+    # every Body voxel is represented: the merged entries' weights count all of them
+    assert np.allclose(np.sort(body.weights * body.n_voxels) % 1.0, 0.0)
+    assert not any("sample" in note for note in program.notes)

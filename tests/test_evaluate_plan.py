@@ -8,6 +8,7 @@ from evaluate_fakes import masks_of, protocol, solve_result, synthetic_case
 
 from specc.errors import SolveError
 from specc.evaluate import EvaluationError, PlanRecord, evaluate_plan
+from specc.protocol import parse_protocol_text
 
 FRACTIONS = 30
 
@@ -121,3 +122,25 @@ def test_a_goal_on_a_structure_without_mask_is_an_error(case):
 def test_plan_json_round_trips(case):
     record = _evaluate(case).record
     assert PlanRecord.model_validate_json(record.model_dump_json(indent=2)) == record
+
+
+def test_dose_per_fraction_in_the_record_is_the_protocols_own(case):
+    text = (
+        "specc: 1\nname: t\nsite: t\nversion: 1.0.0\n"
+        "structures: {Target: {role: target}, Organ: {role: target}}\n"
+        "prescription: {fractions: 28, levels: [{target: Target, dose: 70 Gy}, {target: Organ, dose: 5600 cGy}]}\n"
+    )
+    plan_protocol = parse_protocol_text(text, "p.yaml")
+    record = evaluate_plan(plan_protocol, case, masks_of(case), solve_result(case, scale=0.65), {}).record
+    levels = {level.target: level for level in plan_protocol.prescription.levels}
+    assert [(r.target, r.total_gy, r.per_fraction_gy) for r in record.prescription.levels] == [
+        (name, levels[name].dose.gy, levels[name].dose_per_fraction_gy) for name in ("Target", "Organ")
+    ]
+    assert [r.per_fraction_gy for r in record.prescription.levels] == pytest.approx([2.5, 2.0], rel=1e-12)
+
+
+def test_notes_from_earlier_stages_are_kept_in_the_record(case):
+    notes = ["Body: soft objectives see a uniform sample", "Ring: 3 voxels left out"]
+    record = evaluate_plan(protocol(GOALS), case, masks_of(case), solve_result(case), {}, notes=notes).record
+    assert record.notes == notes
+    assert PlanRecord.model_validate_json(record.model_dump_json()).notes == notes

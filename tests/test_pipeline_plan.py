@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import numpy as np
+import pytest
+from markupsafe import escape
 
 from evaluate_fakes import protocol, synthetic_case
 from specc.export import read_result
 from specc.pipeline import plan
+from specc.protocol import parse_protocol_text
+from specc.solve.clinical import solve_clinical
 
 TERMS = [
     "{kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}",
@@ -46,3 +51,36 @@ def test_an_infeasible_protocol_writes_nothing_and_exits_non_zero(tmp_path: Path
     assert outcome.exit_code() == 1 and outcome.exit_code(strict=True) == 1
     assert outcome.paths == [] and not (tmp_path / "out").exists()
     assert "min_dose Target >= 60 Gy" in outcome.solve.message
+
+
+def test_compile_notes_reach_plan_json_and_the_report(tmp_path: Path) -> None:
+    text = (
+        "specc: 1\nname: t\nsite: t\nversion: 1.0.0\n"
+        "structures:\n  Target: {role: target}\n  Body: {role: other}\n"
+        "  Wide: {role: other, expression: 'expand(Body, 10mm)'}\n"  # reaches beyond the dose rows
+        "prescription: {fractions: 30, levels: [{target: Target, dose: 60 Gy}]}\n"
+        "goals: {Target: ['D50% >= 50 Gy']}\n"
+        "optimization:\n  terms:\n"
+        "    - {kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}\n"
+        "    - {kind: quadratic_overdose, structure: Wide, dose: 20 Gy, weight: 1}\n"
+    )
+    outcome = plan(parse_protocol_text(text, "notes.yaml"), synthetic_case(), tmp_path)
+    clipped = [note for note in outcome.notes if note.startswith("Wide:") and "left out" in note]
+    assert len(clipped) == 1
+    assert outcome.record is not None and outcome.record.notes == outcome.notes
+    assert json.loads((tmp_path / "plan.json").read_text())["notes"] == outcome.notes
+    html = (tmp_path / "report.html").read_text()
+    assert f'<li class="note">{escape(clipped[0])}</li>' in html
+
+
+def test_a_solver_fallback_is_a_note_in_the_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import specc.pipeline
+
+    def solved_by_another(program, settings, *args):
+        result = solve_clinical(program, settings, *args)
+        return dataclasses.replace(result, solver="OTHER", message=f"{settings.name} refused; OTHER solved it")
+
+    monkeypatch.setattr(specc.pipeline, "solve_clinical", solved_by_another)
+    outcome = plan(protocol({"Target": ["D50% >= 50 Gy"]}, terms=TERMS), synthetic_case(), tmp_path, solver="CLARABEL")
+    fallback = [note for note in outcome.notes if note.startswith("solver: CLARABEL was chosen, but OTHER")]
+    assert len(fallback) == 1 and outcome.record is not None and fallback[0] in outcome.record.notes

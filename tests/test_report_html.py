@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timezone
 from html.parser import HTMLParser
 
 import pytest
+from markupsafe import escape
 from evaluate_fakes import masks_of, protocol, solve_result, synthetic_case
 
 from specc.evaluate import Review, evaluate_plan
 from specc.report import ReportError, render_html, write_report
+from specc.report.figures import slices_figure
 
 HOSTILE = '<script>alert("x")</script>'
 TARGET = f"PTV {HOSTILE}"
@@ -43,7 +47,10 @@ class GoalRows(HTMLParser):
             self.rows[-1][self._cell] = self.rows[-1].get(self._cell, "") + data
 
 
-def _plan(status: str = "optimal", name: str = "Protocol"):
+NOTES = [f"{TARGET}: a note that names a structure", "Body: soft objectives see a uniform sample"]
+
+
+def _plan(status: str = "optimal", name: str = "Protocol", notes: tuple[str, ...] = tuple(NOTES)):
     case = synthetic_case(target_name=TARGET)
     goals = {
         TARGET: ["D95% >= 50 Gy", "D2% <= 62 Gy (variation 90 Gy)"],
@@ -51,7 +58,8 @@ def _plan(status: str = "optimal", name: str = "Protocol"):
     }
     masks = masks_of(case)
     plan_protocol = protocol(goals, target=TARGET, name=name)
-    evaluation = evaluate_plan(plan_protocol, case, masks, solve_result(case, status=status, scale=0.65), {})
+    solve = solve_result(case, status=status, scale=0.65)
+    evaluation = evaluate_plan(plan_protocol, case, masks, solve, {}, notes=notes)
     return case, masks, evaluation
 
 
@@ -85,6 +93,39 @@ def test_user_strings_are_escaped(converged):
     _, _, _, html = converged
     assert "<script" not in html
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
+
+
+def test_notes_are_listed_in_order_and_escaped(converged):
+    _, _, _, html = converged
+    listed = re.findall(r'<li class="note">(.*?)</li>', html)
+    assert listed == [str(escape(note)) for note in NOTES]
+    assert html.index('id="notes"') < html.index('id="optimization"')
+
+
+def test_a_plan_without_notes_says_so():
+    case, masks, evaluation = _plan(notes=())
+    html = render_html(evaluation.record, case, evaluation, masks)
+    assert 'class="note"' not in html and 'id="no-notes"' in html
+
+
+def test_style_sheet_is_inlined_as_css_not_as_escaped_text(converged):
+    _, _, _, html = converged
+    style = html[html.index("<style>"): html.index("</style>")]
+    assert 'font-family: "DejaVu Sans"' in style and "&#34;" not in style
+
+
+def test_each_printed_page_names_the_case_and_protocol(converged):
+    _, _, evaluation, html = converged
+    record = evaluation.record
+    expected = f"Case {record.case.case_id} · {record.protocol.name} v{record.protocol.version}"
+    assert f'<p class="running-title">{escape(expected)}</p>' in html
+    assert "string-set: running content(text)" in html and "content: string(running)" in html
+
+
+def test_creation_time_is_shown_in_utc(converged):
+    _, _, evaluation, html = converged
+    shown = datetime.fromisoformat(evaluation.record.created).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    assert f"<td>{shown} UTC by specc" in html
 
 
 def test_report_is_self_contained(converged):
@@ -138,3 +179,19 @@ def test_chromium_renders_the_report(converged, tmp_path):
         check=True, capture_output=True, timeout=120,
     )
     assert screenshot.stat().st_size > 50_000  # a rendered page with figures, not a blank one
+
+
+def test_slice_planes_are_labelled_with_the_patient_directions_they_show(converged):
+    case, masks, evaluation, _ = converged
+    figure = slices_figure(evaluation.record, case, evaluation.dose, masks)
+    # LPS: the positive end of x, y, z is the patient's left, posterior, superior.
+    ends = {"x": ("R", "L"), "y": ("A", "P"), "z": ("I", "S")}
+    planes = [axes for axes in figure.axes if axes.get_title().split(",")[0] in ("Axial", "Coronal", "Sagittal")]
+    assert len(planes) == 3
+    for axes in planes:
+        labels = {(round(t.get_position()[0], 2), round(t.get_position()[1], 2)): t.get_text() for t in axes.texts}
+        horizontal, vertical = axes.get_xlabel()[0], axes.get_ylabel()[0]
+        (left, right), (bottom, top) = axes.get_xlim(), axes.get_ylim()
+        rightwards, upwards = int(right > left), int(top > bottom)  # 1: the axis grows that way
+        assert (labels[(0.02, 0.5)], labels[(0.98, 0.5)]) == (ends[horizontal][1 - rightwards], ends[horizontal][rightwards])
+        assert (labels[(0.5, 0.03)], labels[(0.5, 0.97)]) == (ends[vertical][1 - upwards], ends[vertical][upwards])

@@ -31,7 +31,7 @@ INFEASIBLE = """goals:
 def infeasible():
     protocol, _ = with_optimization(parse_protocol_text(protocol_text(INFEASIBLE), "cord.yaml"))
     program = compile_protocol(protocol, c_shape())
-    return program, solve_program(program, choose_solver())
+    return program, solve_program(program, choose_solver("CLARABEL"))
 
 
 def test_the_diagnosis_names_exactly_the_conflicting_goals_with_their_lines(infeasible) -> None:
@@ -39,7 +39,7 @@ def test_the_diagnosis_names_exactly_the_conflicting_goals_with_their_lines(infe
     assert result.status == "infeasible" and result.fluence is None
     named = result.message.split("All hard terms")[0]
     assert set(re.findall(r"cord\.yaml:(\d+)", named)) == {"13", "14", "16"}  # PTV D95%, PTV Max, Core Max
-    conflicts, _ = find_conflicts(program, choose_solver())
+    conflicts, _ = find_conflicts(program, choose_solver("CLARABEL"))
     assert {c.term.source for c in conflicts} == {"cord.yaml:13", "cord.yaml:14", "cord.yaml:16"}
     for conflict in conflicts:  # each alone could be relaxed enough, by a positive dose
         assert conflict.alone_gy is not None and conflict.alone_gy > 1.0
@@ -48,16 +48,16 @@ def test_the_diagnosis_names_exactly_the_conflicting_goals_with_their_lines(infe
 
 def test_relaxing_a_goal_by_the_amount_named_makes_the_program_feasible(infeasible) -> None:
     program, _ = infeasible
-    conflicts, _ = find_conflicts(program, choose_solver())
+    conflicts, _ = find_conflicts(program, choose_solver("CLARABEL"))
     core = next(c for c in conflicts if c.term.source == "cord.yaml:16")
     relaxed_max = 5.0 + core.alone_gy * 1.01 + 0.05
     text = protocol_text(INFEASIBLE.replace('"Max <= 5 Gy"', f'"Max <= {relaxed_max:.2f} Gy"'))
     protocol, _ = with_optimization(parse_protocol_text(text, "cord.yaml"))
-    assert solve_program(compile_protocol(protocol, c_shape()), choose_solver()).usable
+    assert solve_program(compile_protocol(protocol, c_shape()), choose_solver("CLARABEL")).usable
 
 
 def test_an_infeasible_protocol_writes_no_report_and_exits_non_zero(tmp_path) -> None:
     protocol = parse_protocol_text(protocol_text(INFEASIBLE), "cord.yaml")
-    outcome = plan(protocol, c_shape(), tmp_path)
+    outcome = plan(protocol, c_shape(), tmp_path, solver="CLARABEL")
     assert outcome.exit_code() == 1 and outcome.record is None
     assert list(tmp_path.iterdir()) == []

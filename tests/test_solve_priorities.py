@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
 from specc.compile import compile_protocol
-from specc.compile.derive import with_optimization
+from specc.compile.derive import derive_optimization, explain_yaml, with_optimization
 from specc.protocol import parse_protocol_text
 from specc.solve import choose_solver
 from specc.solve.priorities import (
@@ -44,7 +45,8 @@ def test_steps_go_must_goals_then_coverage_then_each_lower_priority() -> None:
     _, program, priorities = _program()
     steps = plan_steps(program, priorities)
     assert [step.name for step in steps] == [
-        "priority 1 goals beyond their variation", COVERAGE_STEP, "priority 2 goals", "priority 3 goals"
+        "priority 1 penalties (goals beyond their variation)", COVERAGE_STEP, "priority 2 penalties",
+        "priority 3 penalties",
     ]
     assert [program.terms[i].label for i in steps[0].terms] == ["dvh Core V9.99Gy <= 10% (soft, weight 100)"]
     assert len(steps[3].terms) == 2
@@ -53,7 +55,7 @@ def test_steps_go_must_goals_then_coverage_then_each_lower_priority() -> None:
 @pytest.fixture(scope="module")
 def default_slip():
     protocol, program, priorities = _program()
-    result, lexicographic = solve_lexicographic(program, choose_solver(), priorities, None)
+    result, lexicographic = solve_lexicographic(program, choose_solver("CLARABEL"), priorities, None)
     return result, lexicographic
 
 
@@ -74,9 +76,9 @@ def test_later_steps_never_worsen_an_earlier_priority_beyond_the_slip(default_sl
 def test_the_protocol_slip_gives_lower_priorities_more_room(default_slip) -> None:
     protocol, program, priorities = _program("20")
     assert protocol.optimization.solver.slip_percent == 20
-    result, _ = solve_lexicographic(program, choose_solver(), priorities, protocol.optimization.solver.slip_percent)
+    result, _ = solve_lexicographic(program, choose_solver("CLARABEL"), priorities, protocol.optimization.solver.slip_percent)
     wider, narrow = float(result.steps[2]["reached"]), float(default_slip[0].steps[2]["reached"])
-    assert result.steps[2]["step"].endswith("priority 2 goals")
+    assert result.steps[2]["step"].endswith("priority 2 penalties")
     assert wider < narrow  # the first step after coverage gains from coverage's wider slip
 
 
@@ -85,3 +87,22 @@ def test_the_steps_reuse_one_parameterized_problem(default_slip) -> None:
     parameters = {p.name() for p in lexicographic.problem.parameters()}
     assert parameters == {"step_selected", "step_kept", "step_bound"}
     assert lexicographic.problem.is_dpp()
+
+
+def test_pasted_explain_output_is_solved_in_the_same_steps() -> None:
+    text = protocol_text(GOALS)
+    protocol = parse_protocol_text(text, "p.yaml")
+    derived = derive_optimization(protocol)
+    explained = yaml.safe_load(explain_yaml(protocol, derived))
+    document = yaml.safe_load(text)
+    document["structures"].update(explained["structures"])
+    document["optimization"] = explained["optimization"]
+    pasted, pasted_priorities = with_optimization(parse_protocol_text(yaml.safe_dump(document), "pasted.yaml"))
+    _, program, priorities = _program()
+    pasted_program = compile_protocol(pasted, c_shape())
+
+    def described(program, priorities):
+        return [(step.name, [program.terms[i].label for i in step.terms]) for step in plan_steps(program, priorities)]
+
+    assert len(plan_steps(program, priorities)) == 4
+    assert described(pasted_program, pasted_priorities) == described(program, priorities)

@@ -1,4 +1,7 @@
-"""Exact DVH limits after the CVaR solve (specc.solve.refine)."""
+"""Exact DVH limits after the CVaR solve (specc.solve.refine), on the reference solver CLARABEL.
+
+The fast path has its own tests; here the refinement's logic is pinned.
+"""
 
 from __future__ import annotations
 
@@ -25,7 +28,7 @@ def _core_v30_percent(program, fluence: np.ndarray) -> float:
 
 
 def test_the_refined_plan_meets_the_exact_limit_that_the_cvar_plan_overfulfils() -> None:
-    settings = choose_solver()
+    settings = choose_solver("CLARABEL")
     free = compile_protocol(parse_protocol_text(protocol_text(COVERAGE), "p.yaml"), c_shape())
     unconstrained = solve_program(free, settings)
     assert _core_v30_percent(free, unconstrained.fluence) > 30.0  # the limit matters here
@@ -46,7 +49,7 @@ def test_the_refined_plan_meets_the_exact_limit_that_the_cvar_plan_overfulfils()
 
 
 def test_a_lower_dvh_limit_is_refined_to_its_exact_coverage() -> None:
-    settings = choose_solver()
+    settings = choose_solver("CLARABEL")
     text = protocol_text(COVERAGE + CORE_LIMIT.replace("30 Gy", "15 Gy") + PTV_COVERAGE)
     program = compile_protocol(parse_protocol_text(text, "p.yaml"), c_shape())
     cvar = solve_program(program, settings)
@@ -59,5 +62,17 @@ def test_a_lower_dvh_limit_is_refined_to_its_exact_coverage() -> None:
 
 def test_a_program_without_hard_dvh_limits_is_left_as_solved() -> None:
     program = compile_protocol(parse_protocol_text(protocol_text(COVERAGE), "p.yaml"), c_shape())
-    result = solve_program(program, choose_solver())
-    assert refine_dvh_limits(program, program.problem, result, choose_solver()) is result
+    result = solve_program(program, choose_solver("CLARABEL"))
+    assert refine_dvh_limits(program, program.problem, result, choose_solver("CLARABEL")) is result
+
+
+def test_the_refinement_reads_the_plan_from_its_fluence_not_from_the_cvxpy_variable() -> None:
+    settings = choose_solver("CLARABEL")
+    program = compile_protocol(parse_protocol_text(protocol_text(COVERAGE + CORE_LIMIT), "p.yaml"), c_shape())
+    cvar = solve_program(program, settings)
+    cvar_v30 = _core_v30_percent(program, cvar.fluence)
+    program.dose.value = None  # as a fast-path (matrix-free) solve leaves it
+    refined = refine_dvh_limits(program, program.problem, cvar, settings)
+    (exact,) = [step for step in refined.steps if step["step"] == "exact value"]
+    assert exact["status"] == "met" and exact["reached"].endswith(f"CVaR plan: {cvar_v30:.4g} %")
+    assert _core_v30_percent(program, refined.fluence) > cvar_v30 + 5.0

@@ -67,7 +67,9 @@ def test_a_solver_stopped_by_its_limit_returns_no_plan() -> None:
 
 
 def test_solver_precedence_and_unknown_solvers() -> None:
-    assert choose_solver().name == "CLARABEL"
+    assert choose_solver().name == "SPECC-LBFGS"  # the fast path by default (docs/compiler.md)
+    assert choose_solver(None, SolverOptions(name="SPECC-LBFGS")).name == "SPECC-LBFGS"
+    assert choose_solver("clarabel", SolverOptions(name="SPECC-LBFGS")).name == "CLARABEL"
     assert choose_solver(None, SolverOptions(name="SCS", time_limit_s=5)).name == "SCS"
     settings = choose_solver("osqp", SolverOptions(name="SCS", time_limit_s=5, tolerance=1e-5))
     assert settings.name == "OSQP"

@@ -109,7 +109,7 @@ INVALID = [
     ({"kind": "dvh", **R, "dose": "0 Gy", "volume": "95%", "bound": "lower"}, ("dvh",), "always met"),
     ({"kind": "dvh", **R, "dose": "70 Gy", "volume": "20%", "bound": "max"}, ("dvh", "bound"), "'upper' or 'lower'"),
     ({"kind": "dvh", **R, "dose": "70 Gy", "volume": "20%"}, ("dvh", "bound"), "Field required"),
-    ({"kind": "geud", **R, "a": 0.5, "max": "20 Gy"}, ("geud", "a"), "must be a finite number >= 1"),
+    ({"kind": "geud", **R, "a": 0.5, "max": "20 Gy"}, ("geud",), "a = 0.5 is not convex: an upper bound needs a >= 1"),
     ({"kind": "fluence_regularization", "weight": 1, "norm": "l3"}, ("fluence_regularization", "norm"), "'l1' or 'l2'"),
 ]
 

@@ -17,8 +17,32 @@ from specc.errors import SpeccError
 
 if TYPE_CHECKING:
     from specc.case import Case
+    from specc.evaluate import GoalRecord
+    from specc.pipeline import CohortEntry, CohortOutcome
 
-_STATUS_STYLE = {"pass": "green", "variation": "yellow", "fail": "red", "not_evaluated": "dim", "not_converged": "magenta"}
+# Goal statuses, then solver statuses (cohort table) and "error" (a case that stopped before a solve).
+_STATUS_STYLE = {
+    "pass": "green",
+    "variation": "yellow",
+    "fail": "red",
+    "not_evaluated": "dim",
+    "not_converged": "magenta",
+    "optimal": "green",
+    "optimal_inaccurate": "magenta",
+    "infeasible": "red",
+    "unbounded": "red",
+    "time_limit": "red",
+    "solver_error": "red",
+    "error": "bold red",
+}
+
+
+def _goal_value(goal: GoalRecord) -> str:
+    return "-" if goal.value is None else f"{goal.value:.2f} {goal.unit}"
+
+
+def _goal_status(status: str) -> Text:
+    return Text(status, style=_STATUS_STYLE.get(status, ""))
 
 
 class _StagePrinter:
@@ -90,7 +114,7 @@ _BEAMS = typer.Option(None, "--beams", help="With --phantom: number of equispace
 @app.command()
 def plan(
     protocol: Path = typer.Argument(..., help="Protocol file (YAML)."),
-    case: Path | None = _CASE,
+    cases: list[Path] | None = typer.Option(None, "--case", help="Case file (HDF5) to plan on."),
     phantom: str | None = _PHANTOM,
     out: Path = typer.Option(..., "--out", "-o", help="Folder for report.html, plan.json and result.h5."),
     solver: str | None = typer.Option(None, "--solver", help="Solver to use (CLARABEL, OSQP, SCS, ...)."),
@@ -107,9 +131,11 @@ def plan(
     """
     from specc.pipeline import plan as run_plan
 
+    if cases and len(cases) > 1:
+        fail("`specc plan` plans one case; for several, run `specc cohort PROTOCOL CASE.h5 CASE.h5 ... --out DIR`")
     printer = _StagePrinter(quiet)
     try:
-        case_or_path = _load_case(case, phantom, grid, beams, printer)
+        case_or_path = _load_case(cases[0] if cases else None, phantom, grid, beams, printer)
         outcome = run_plan(protocol, case_or_path, out, solver=solver, pdf=pdf, progress=printer)
     except SpeccError as error:
         printer.stop()
@@ -126,8 +152,7 @@ def plan(
     if not quiet:
         table = Table("structure", "goal", "value", "status", title="Clinical goals")
         for goal in record.goals:
-            value = "-" if goal.value is None else f"{goal.value:.2f} {goal.unit}"
-            table.add_row(goal.structure, goal.text, value, Text(goal.status, style=_STATUS_STYLE.get(goal.status, "")))
+            table.add_row(goal.structure, goal.text, _goal_value(goal), _goal_status(goal.status))
         console.print(table)
         if not outcome.solve.converged:
             console.print(Text(f"NOT CONVERGED: {outcome.solve.message}", style="bold magenta"))
@@ -141,6 +166,72 @@ def plan(
         names = "; ".join(f"{goal.structure} {goal.text} ({goal.source})" for goal in failed)
         error_console.print(Text(f"--strict: priority-1 goals failed: {names}", style="red"))
     raise typer.Exit(outcome.exit_code(strict))
+
+
+@app.command()
+def cohort(
+    protocol: Path = typer.Argument(..., help="Protocol file (YAML)."),
+    cases: list[Path] = typer.Argument(..., help="Case files (HDF5), e.g. cases/*.h5."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for one folder per case and cohort.csv."),
+    solver: str | None = typer.Option(None, "--solver", help="Solver to use (CLARABEL, OSQP, SCS, ...)."),
+    pdf: bool = typer.Option(False, "--pdf", help="Also write each case's report.pdf (needs WeasyPrint)."),
+    strict: bool = typer.Option(False, "--strict", help="Count a failed priority-1 goal as exit code 2."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors and the summary table."),
+) -> None:
+    """Plan every case with one protocol: OUT/<case id>/ per case, OUT/cohort.csv for the cohort.
+
+    A case that fails (cannot be read, compiled or solved) is reported and the others are
+    planned. Exit code: the worst case's (1 when any case has no plan, else 2 with --strict
+    when a priority-1 goal failed, else 0).
+    """
+    from specc.pipeline import plan_cohort
+
+    printer = _StagePrinter(quiet)
+
+    def on_case(index: int, total: int, case_file: str, entry: CohortEntry | None) -> None:
+        if entry is None:
+            if not quiet:
+                console.print(Text(f"case {index}/{total}: {case_file}", style="bold"))
+            return
+        printer.stop()
+        if entry.error is not None:
+            # Case errors start with the file already; compile errors with the protocol line.
+            named = "" if entry.error.startswith(case_file) else f"{case_file}: "
+            error_console.print(Text(f"  {named}error: ", style="red") + Text(entry.error), soft_wrap=True)
+        elif entry.outcome is not None and not entry.outcome.succeeded:
+            solve = entry.outcome.solve
+            error_console.print(Text(f"  {case_file}: no plan: {solve.status}: ", style="red") + Text(solve.message))
+        if entry.outcome is not None and not quiet:
+            for note in entry.outcome.notes:
+                console.print(Text("  note: ", style="yellow") + Text(note))
+
+    try:
+        outcome = plan_cohort(protocol, cases, out, solver=solver, pdf=pdf, progress=printer, case_progress=on_case)
+    except SpeccError as error:
+        printer.stop()
+        fail(error)
+    console.print(_cohort_table(outcome))
+    planned = sum(1 for entry in outcome.entries if entry.outcome is not None and entry.outcome.succeeded)
+    console.print(f"{planned} of {len(outcome.entries)} cases planned; wrote {outcome.summary_csv}")
+    raise typer.Exit(outcome.exit_code(strict))
+
+
+def _cohort_table(outcome: CohortOutcome) -> Table:
+    """Cases down, goals across: each goal's value and reported status per case."""
+    from specc.pipeline import goal_column
+
+    table = Table("case", "solver status", title=f"{outcome.protocol.name}: cohort of {len(outcome.entries)}")
+    for goal in outcome.protocol.goals:
+        table.add_column(goal_column(goal))
+    for entry in outcome.entries:
+        cells: list[str | Text] = [entry.case_id or entry.case_file, _goal_status(entry.status)]
+        record = entry.outcome.record if entry.outcome is not None else None
+        if record is None:
+            cells += ["-"] * len(outcome.protocol.goals)
+        else:
+            cells += [Text(_goal_value(goal) + " ") + _goal_status(goal.status) for goal in record.goals]
+        table.add_row(*cells)
+    return table
 
 
 @app.command("compile")

@@ -12,7 +12,9 @@ protocol already states, never from structure names:
   `max_dose`, Min `min_dose`, Mean `mean_dose`), carrying the goal's protocol line:
   priority 1 is hard at the goal's threshold, or, when the goal names an acceptable
   variation, hard at the variation and a penalty towards the threshold; priority p >= 2 is
-  a penalty whose weight falls tenfold per priority level (`goal_weight`);
+  a penalty whose weight falls tenfold per priority level (`goal_weight`); each penalty
+  carries its goal's `priority`, which places it in its lexicographic step
+  (`specc.solve.priorities`), also once pasted into a protocol from `explain_yaml`;
 * every goal-derived limit aims `LIMIT_TOLERANCE` (0.1%) of its dose inside the goal, so
   that the solver's own tolerance cannot leave a met goal a hair beyond its threshold (goals
   are judged without tolerance);
@@ -72,21 +74,29 @@ class DerivedOptimization:
 
     structures: dict[str, StructureSpec]
     optimization: Optimization
-    # term index -> priority of the goal it came from (absent: coverage, hot spot, fall-off)
-    goal_priorities: dict[int, int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def goal_priorities(self) -> dict[int, int]:
+        """Term index -> priority of the goal penalty it is (absent: coverage, hot spot, fall-off)."""
+        return term_priorities(self.optimization)
+
+
+def term_priorities(optimization: Optimization) -> dict[int, int]:
+    """Term index -> the term's `priority`, for the terms that have one."""
+    return {index: term.priority for index, term in enumerate(optimization.terms) if term.priority is not None}
 
 
 def with_optimization(protocol: Protocol, case: Case | None = None) -> tuple[Protocol, dict[int, int]]:
-    """The protocol to compile, and the goal priority of each term index (for `solve_clinical`).
+    """The protocol to compile, and the priority of each term index that has one (for `solve_clinical`).
 
-    `protocol` itself (and no priorities) when it has an optimization section; else a copy
-    with the derived terms and the fall-off structures, so later stages see them like any
-    protocol structure. The protocol file is never touched. `case` supplies structure
-    volumes, needed only by goals on a complement volume in cc.
+    `protocol` itself (with its terms' own priorities) when it has an optimization section;
+    else a copy with the derived terms and the fall-off structures, so later stages see them
+    like any protocol structure. The protocol file is never touched. `case` supplies
+    structure volumes, needed only by goals on a complement volume in cc.
     """
     if protocol.optimization is not None:
-        return protocol, {}
+        return protocol, term_priorities(protocol.optimization)
     derived = derive_optimization(protocol, structure_volumes_cc(protocol, case) if case is not None else None)
     copy = protocol.model_copy(
         update={
@@ -113,7 +123,6 @@ def derive_optimization(protocol: Protocol, volumes_cc: Mapping[str, float] | No
     targets = [level.target for level in protocol.prescription.levels]
     structures: dict[str, StructureSpec] = {}
     terms: list[TermBase] = []
-    priorities: dict[int, int] = {}
     notes: list[str] = []
 
     for level in protocol.prescription.levels:
@@ -134,13 +143,10 @@ def derive_optimization(protocol: Protocol, volumes_cc: Mapping[str, float] | No
         )
 
     for goal in protocol.goals:
-        for term, priority in _goal_terms(goal, volumes_cc, notes):
-            if priority is not None:
-                priorities[len(terms)] = priority
-            terms.append(term)
+        terms.extend(_goal_terms(goal, volumes_cc, notes))
 
     optimization = Optimization(terms=terms, solver=SolverOptions())
-    return DerivedOptimization(structures, optimization, priorities, notes)
+    return DerivedOptimization(structures, optimization, notes)
 
 
 @dataclass(frozen=True)
@@ -164,34 +170,37 @@ def _quoted(name: str) -> str:
     return str(parse_expression(f'"{name}"'))
 
 
-def _goal_terms(
-    goal: Goal, volumes_cc: Mapping[str, float] | None, notes: list[str]
-) -> list[tuple[TermBase, int | None]]:
-    """The limit terms of one goal, each with the priority of its penalty (None: hard)."""
+def _goal_terms(goal: Goal, volumes_cc: Mapping[str, float] | None, notes: list[str]) -> list[TermBase]:
+    """The limit terms of one goal: hard ones, and penalties carrying the goal's priority."""
     if goal.priority > 1:
-        term = _limit(goal, goal.threshold_value, volumes_cc, hard=False, weight=goal_weight(goal.priority))
-        return [] if term is None else [(term, goal.priority)]
+        term = _limit(goal, goal.threshold_value, volumes_cc, hard=False, priority=goal.priority)
+        return [] if term is None else [term]
     variation = goal.variation_value
     hard = _limit(goal, variation if variation is not None else goal.threshold_value, volumes_cc, hard=True)
     if hard is None:
         notes.append(f"{goal.structure} {goal.text} ({goal.source}): always met, nothing to optimize")
         return []
-    terms: list[tuple[TermBase, int | None]] = [(hard, None)]
+    terms = [hard]
     if variation is not None:
-        soft = _limit(goal, goal.threshold_value, volumes_cc, hard=False, weight=goal_weight(1))
+        soft = _limit(goal, goal.threshold_value, volumes_cc, hard=False, priority=1)
         if soft is not None:
-            terms.append((soft, 1))
+            terms.append(soft)
     return terms
 
 
 def _limit(
-    goal: Goal, threshold: float, volumes_cc: Mapping[str, float] | None, hard: bool, weight: float | None = None
+    goal: Goal, threshold: float, volumes_cc: Mapping[str, float] | None, hard: bool, priority: int | None = None
 ) -> TermBase | None:
-    """The limit kind that measures `goal` at `threshold` (its metric's unit); None if always met."""
+    """The limit kind that measures `goal` at `threshold` (its metric's unit); None if always met.
+
+    A penalty (not `hard`) weighs `goal_weight(priority)` and carries `priority`.
+    """
     metric, structure = goal.metric, goal.structure
     options: dict[str, Any] = {"structure": structure, "hard": hard, "source": goal.source}
     if not hard:
-        options["weight"] = weight
+        assert priority is not None
+        options["weight"] = goal_weight(priority)
+        options["priority"] = priority
     upper = not goal.is_lower_bound
     quantity = metric.quantity
     if quantity == "Max":
@@ -300,14 +309,15 @@ def explain_yaml(protocol: Protocol, derived: DerivedOptimization) -> str:
         fields = term.model_dump(mode="json", exclude_none=True)
         if fields.get("hard") is True:
             del fields["hard"]  # hard is the default; a hard limit carries no weight
-        # kind and structure first, as protocols are written; hard / weight last
-        order = ["kind", "structure", *[k for k in fields if k not in ("kind", "structure", "hard", "weight")]]
-        terms.append({key: fields[key] for key in [*order, "hard", "weight"] if key in fields})
+        # kind and structure first, as protocols are written; hard / weight / priority last
+        last = ("hard", "weight", "priority")
+        order = ["kind", "structure", *[k for k in fields if k not in ("kind", "structure", *last)]]
+        terms.append({key: fields[key] for key in [*order, *last] if key in fields})
     header = [
         f"# Optimization derived by specc from the prescription and goals of {protocol.name!r}.",
         "# Add the structures below to the protocol's `structures:` and the `optimization:` section",
-        "# at the top level; then tune the weights. Pasted, the terms form one weighted program: the",
-        "# steps by goal priority (docs/optimizer.md) apply to the derived optimization only.",
+        "# at the top level; then tune the weights. Pasted, each penalty keeps its goal's `priority`,",
+        "# so the plan is solved in the same lexicographic steps (docs/optimizer.md).",
         "# Terms come from (file:line):",
     ]
     for term in derived.optimization.terms:

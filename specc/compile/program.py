@@ -107,9 +107,13 @@ def _is_hard(term: TermBase) -> bool:
 
 
 def compile_protocol(
-    protocol: Protocol, case: Case, sample_limit: int = DEFAULT_SAMPLE_LIMIT
+    protocol: Protocol, case: Case, sample_limit: int | None = DEFAULT_SAMPLE_LIMIT
 ) -> CompiledProgram:
-    """Compile `protocol` against `case`; raises CompileError naming the protocol line."""
+    """Compile `protocol` against `case`; raises CompileError naming the protocol line.
+
+    `sample_limit`: soft-only, non-target structures with more entries are sampled to it
+    (`specc.compile.voxels`); None keeps every voxel.
+    """
     started = time.perf_counter()
     if protocol.optimization is None or not protocol.optimization.terms:
         raise CompileError(

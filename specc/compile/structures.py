@@ -40,10 +40,11 @@ class ResolvedStructures:
 
 
 def _where(protocol: Protocol, name: str) -> str:
-    """'file:line' of a structure's definition, or the protocol file."""
+    """'file:line' of a structure's definition; the protocol file for one the compiler added."""
     spec = protocol.structures.get(name)
-    location = getattr(spec, "source", None)
-    return str(location) if location is not None else str(protocol.source.path)
+    if spec is not None and spec.source is not None:
+        return str(spec.source)
+    return str(protocol.source.path) if protocol.source is not None else "(protocol)"
 
 
 def _referenced_names(protocol: Protocol) -> set[str]:
@@ -70,15 +71,25 @@ def resolve_structures(protocol: Protocol, case: Case) -> ResolvedStructures:
         resolved.roles[name] = spec.role
         if spec.expression is not None:
             continue
+        needed = spec.role in ("target", "oar") or name in referenced
         try:
             case_name = match_structure(name, list(spec.aliases), case.structures)
         except NoMatch as error:
-            if spec.role in ("target", "oar") or name in referenced:
+            if needed:
                 raise CompileError(f"{_where(protocol, name)}: structure {name!r}: {error}") from None
             resolved.notes.append(f"{name}: not in the case and not used by any goal or term; skipped")
             continue
+        mask = case.structures[case_name].mask
+        if not mask.any():
+            if needed:
+                raise CompileError(
+                    f"{_where(protocol, name)}: structure {name!r}: the case structure {case_name!r} of "
+                    f"case {case.case_id!r} has no voxel on the dose grid (an empty contour)"
+                )
+            resolved.notes.append(f"{name}: the case structure {case_name!r} is empty and no goal or term uses it; skipped")
+            continue
         resolved.case_names[name] = case_name
-        resolved.masks[name] = case.structures[case_name].mask
+        resolved.masks[name] = mask
 
     def lookup(name: str) -> np.ndarray:
         if name in resolved.masks:

@@ -78,12 +78,13 @@ def select_voxels(
     influence: sp.csr_matrix,
     structure_rows: Mapping[str, np.ndarray],
     exact: Iterable[str],
-    sample_limit: int = DEFAULT_SAMPLE_LIMIT,
+    sample_limit: int | None = DEFAULT_SAMPLE_LIMIT,
 ) -> VoxelSelection:
     """Build the dose entries for the structures that terms refer to.
 
     `structure_rows` gives each structure's influence rows (all its voxels); structures in
-    `exact` (targets and those under a hard limit) are never sampled.
+    `exact` (targets and those under a hard limit) are never sampled, nor any structure when
+    `sample_limit` is None.
     """
     exact = set(exact)
     union = np.unique(np.concatenate([np.asarray(r, dtype=np.int64) for r in structure_rows.values()]))
@@ -96,7 +97,7 @@ def select_voxels(
     for name, rows in structure_rows.items():
         rows = np.asarray(rows, dtype=np.int64)
         voxel_groups = group[np.searchsorted(union, rows)]
-        sampled = name not in exact and len(np.unique(voxel_groups)) > sample_limit
+        sampled = sample_limit is not None and name not in exact and len(np.unique(voxel_groups)) > sample_limit
         if sampled:
             rng = np.random.default_rng(_SAMPLE_SEED)
             voxel_groups = rng.choice(voxel_groups, size=sample_limit, replace=False)

@@ -7,7 +7,7 @@ the optimization terms, all measured on that one normalized full-resolution dose
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -177,13 +177,15 @@ def evaluate_plan(
     solve: SolveResult,
     timings: dict[str, float],
     smoothness: Callable[[], sp.csr_matrix] | None = None,
+    notes: Sequence[str] = (),
 ) -> PlanEvaluation:
     """Measure a solved plan on the full grid; raises SolveError when the solve left no plan.
 
     `masks` are the resolved (and derived) structure masks on the case grid, keyed by
     protocol structure name. `smoothness` returns the beamlet neighbour-difference operator
     (the compiled program's `smoothness_operator`, which the evaluate stage may not build
-    itself); it is called only when a smoothness term is measured.
+    itself); it is called only when a smoothness term is measured. `notes` are what the
+    earlier stages noted (compile, solve); the record carries them to the report.
     """
     if solve.fluence is None:
         raise SolveError(f"no plan to evaluate: the solve ended {solve.status}: {solve.message}")
@@ -273,6 +275,7 @@ def evaluate_plan(
         target_indices=indices,
         hot_spot=hot_spot("dose grid", dose, np.ones(dose.shape, dtype=bool), grid, voxel_cc),
         structures=structures,
+        notes=list(notes),
         timings_s=dict(timings),
     )
     return PlanEvaluation(record=record, dose=dose, fluence=fluence)

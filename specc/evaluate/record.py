@@ -170,6 +170,9 @@ class PlanRecord(_Record):
     target_indices: list[TargetIndices]
     hot_spot: HotSpot  # over every voxel of the dose grid
     structures: list[StructureDose]
+    # What the stages decided that changes how to read the plan (a structure sampled for
+    # optimization, a derived structure clipped to the dose rows, a structure skipped, ...).
+    notes: list[str] = []
     timings_s: dict[str, float]
     review: Review = Review()
 

@@ -167,6 +167,11 @@ def _suggested_key(loc: tuple[str | int, ...]) -> str | None:
 
 def _internal_keys(data: Any) -> list[DataPath]:
     found: list[DataPath] = [(key,) for key in _INTERNAL_KEYS if key in data]
+    structures = data.get("structures")
+    if isinstance(structures, dict):
+        for name, spec in structures.items():
+            if isinstance(spec, dict):
+                found += [("structures", name, key) for key in _INTERNAL_KEYS if key in spec]
     optimization = data.get("optimization")
     terms = optimization.get("terms") if isinstance(optimization, dict) else None
     if isinstance(terms, list):
@@ -194,7 +199,13 @@ def _with_sources(protocol: _Document, locator: _Locator, source: ProtocolSource
             for index, term in enumerate(optimization.terms)
         ]
         optimization = optimization.model_copy(update={"terms": terms})
-    return protocol.model_copy(update={"goals": goals, "optimization": optimization, "source": source})
+    structures = {
+        name: spec.model_copy(update={"source": locator.location(("structures", name), at_key=True)})
+        for name, spec in protocol.structures.items()
+    }
+    return protocol.model_copy(
+        update={"goals": goals, "optimization": optimization, "structures": structures, "source": source}
+    )
 
 
 class _Locator:
@@ -234,8 +245,8 @@ class _Locator:
         known = (path[:cut] for cut in range(len(path), -1, -1) if path[:cut] in self.document.values)
         return self.document.values[next(known)]
 
-    def location(self, loc: tuple[str | int, ...]) -> SourceLocation:
-        position = self.position(self._walk(loc))
+    def location(self, loc: tuple[str | int, ...], at_key: bool = False) -> SourceLocation:
+        position = self.position(self._walk(loc), at_key=at_key)
         return SourceLocation(position.file, position.line, position.column)
 
     def diagnostic(self, loc: tuple[str | int, ...], message: str, at_key: bool = False, missing: str = "") -> Diagnostic:

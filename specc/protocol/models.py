@@ -34,9 +34,10 @@ from specc.protocol.metrics import Metric
 from specc.protocol.structures import FUNCTIONS, StructureExpr, parse_expression
 from specc.protocol.units import Dose, format_number
 from specc.terms import Term
+from specc.terms.base import SourceLocation
 
 FORMAT_VERSION = 1
-SOLVERS = ("CLARABEL", "OSQP", "SCS", "HIGHS")
+SOLVERS = ("SPECC-LBFGS", "CLARABEL", "OSQP", "SCS", "HIGHS")
 
 # semver.org's regular expression for MAJOR.MINOR.PATCH[-pre][+build].
 _SEMVER = re.compile(
@@ -153,11 +154,15 @@ class StructureSpec(_Strict):
     )
     color: str | None = Field(default=None, pattern=r"^#[0-9a-fA-F]{6}$", description='Display colour "#rrggbb".')
     expression: Expression | None = Field(default=None, description="Derive this structure from others.")
+    # Filled in by the loader from the YAML position, so compile errors can point at the line.
+    source: SkipJsonSchema[SourceLocation | None] = Field(default=None, exclude=True)
 
 
 class SolverOptions(_Strict):
-    name: Literal["CLARABEL", "OSQP", "SCS", "HIGHS"] | None = Field(
-        default=None, description="cvxpy solver; left out, specc chooses one that fits the problem."
+    name: Literal["SPECC-LBFGS", "CLARABEL", "OSQP", "SCS", "HIGHS"] | None = Field(
+        default=None,
+        description="SPECC-LBFGS (specc's matrix-free fast path) or a cvxpy solver; left out, specc "
+        "chooses by its documented rule (docs/compiler.md).",
     )
     tolerance: float | None = Field(
         default=None, gt=0, lt=1, allow_inf_nan=False, description="Relative optimality/feasibility tolerance."

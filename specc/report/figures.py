@@ -109,6 +109,22 @@ def _planes(centre: tuple[int, int, int]):
     )
 
 
+# Patient directions at the (left, right, top, bottom) edges of each plane as drawn above
+# (LPS: +x left, +y posterior, +z superior).
+_ORIENTATION = {"Axial": "RLAP", "Coronal": "RLSI", "Sagittal": "APSI"}
+
+
+def _label_directions(axes, plane: str) -> None:
+    """Write the patient direction at each edge, as a TPS does, so no reader has to know LPS."""
+    left, right, top, bottom = _ORIENTATION[plane]
+    style = {"transform": axes.transAxes, "fontsize": 9, "fontweight": "bold", "color": "white",
+             "bbox": {"boxstyle": "round,pad=0.15", "facecolor": "black", "alpha": 0.55, "linewidth": 0}}
+    axes.text(0.02, 0.5, left, ha="left", va="center", **style)
+    axes.text(0.98, 0.5, right, ha="right", va="center", **style)
+    axes.text(0.5, 0.97, top, ha="center", va="top", **style)
+    axes.text(0.5, 0.03, bottom, ha="center", va="bottom", **style)
+
+
 def _extent(h_mm: np.ndarray, v_mm: np.ndarray, half_h: float, half_v: float, origin: str) -> tuple[float, ...]:
     """imshow/contour extent: voxel edges; with origin "upper" the first row is on top."""
     left, right = h_mm[0] - half_h, h_mm[-1] + half_h
@@ -119,18 +135,23 @@ def _extent(h_mm: np.ndarray, v_mm: np.ndarray, half_h: float, half_v: float, or
 def slices_figure(
     record: PlanRecord, case: Case, dose: np.ndarray, masks: Mapping[str, np.ndarray]
 ) -> Figure:
-    """Axial, coronal and sagittal planes through the target centre: density, wash, isodoses, contours."""
+    """Axial, coronal and sagittal planes through the target centre: density, wash, isodoses, contours.
+
+    Two by two (the key in the fourth place) rather than one row: on an A4 page a row of
+    three leaves each plane too small to read an isodose line against a contour.
+    """
     reference = reference_dose_gy(record, dose)
     centre = slice_centre(record, masks, dose)
     axes_mm = case.grid.axes_mm()
     spacing = case.grid.spacing_mm
     colors = {structure.structure: structure.color for structure in record.structures}
-    figure = Figure(figsize=(11.0, 4.4), layout="constrained")
-    plane_axes = []
+    figure = Figure(figsize=(10.0, 8.6), layout="constrained")
+    places = figure.add_gridspec(2, 2)
     wash_image = None
-    for column, (title, index, horizontal, vertical, fixed, origin) in enumerate(_planes(centre)):
-        axes = figure.add_subplot(1, 3, column + 1)
-        plane_axes.append(axes)
+    for place, (title, index, horizontal, vertical, fixed, origin) in zip(
+        (places[0, 0], places[0, 1], places[1, 0]), _planes(centre)
+    ):
+        axes = figure.add_subplot(place)
         extent = _extent(axes_mm[horizontal], axes_mm[vertical], spacing[horizontal] / 2, spacing[vertical] / 2, origin)
         if case.density is not None:
             density = case.density[index].T
@@ -151,29 +172,39 @@ def slices_figure(
                 if plane_mask.any() and not plane_mask.all():
                     axes.contour(plane_mask.astype(float), levels=[0.5], colors=[colors.get(name, "white")],
                                  linewidths=1.8, origin=origin, extent=extent)
-        axes.set_title(f"{title}, {'xyz'[fixed]} = {axes_mm[fixed][centre[fixed]]:.1f} mm", fontsize=9)
-        axes.set_xlabel(f"{'xyz'[horizontal]} (mm)", fontsize=8)
-        axes.set_ylabel(f"{'xyz'[vertical]} (mm)", fontsize=8)
-        axes.tick_params(labelsize=7)
+        axes.set_title(f"{title}, {'xyz'[fixed]} = {axes_mm[fixed][centre[fixed]]:.1f} mm", fontsize=10)
+        axes.set_xlabel(f"{'xyz'[horizontal]} (mm)", fontsize=9)
+        axes.set_ylabel(f"{'xyz'[vertical]} (mm)", fontsize=9)
+        axes.tick_params(labelsize=8)
         axes.set_aspect("equal")
-    colorbar = figure.colorbar(wash_image, ax=plane_axes, shrink=0.75)
-    colorbar.set_label("Dose (Gy, total)", fontsize=8)
-    colorbar.ax.tick_params(labelsize=7)
-    handles = [Line2D([], [], color=c, lw=1.0, ls="--", label=f"{p}% ({p / 100 * reference:.1f} Gy)")
+        _label_directions(axes, title)
+    key = figure.add_subplot(places[1, 1])
+    key.axis("off")
+    colorbar = figure.colorbar(wash_image, ax=key, location="left", shrink=0.9)
+    colorbar.set_label("Dose (Gy, total)", fontsize=9)
+    colorbar.ax.tick_params(labelsize=8)
+    handles = [Line2D([], [], color=c, lw=1.2, ls="--", label=f"{p}% ({p / 100 * reference:.1f} Gy)")
                for p, c in zip(ISODOSE_PERCENTS, _ISODOSE_COLORS)]
     handles += [Line2D([], [], color=colors.get(name, "white"), lw=1.8, label=name) for name in masks]
-    figure.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), fontsize=7, frameon=False)
+    key.legend(handles=handles, loc="center left", fontsize=9, frameon=False, title="Isodoses, contours",
+               title_fontsize=9, ncol=2 if len(handles) > 14 else 1)
     return figure
 
 
 def fluence_figure(case: Case, fluence: np.ndarray) -> Figure:
-    """One fluence map per beam in the beam's-eye view at the isocentre plane, one colour scale."""
+    """One fluence map per beam in the beam's-eye view at the isocentre plane.
+
+    One colour scale and one field of view for all beams, so that maps compare at a glance.
+    """
     beams = case.beams
     columns = min(len(beams), 5)
     rows = -(-len(beams) // columns)
     figure = Figure(figsize=(2.3 * columns + 0.8, 2.4 * rows))
     beamlets = case.beamlets
     top = max(float(fluence.max()), 1e-12)
+    margin_mm = 5.0
+    x_lo, x_hi = (beamlets.x_mm - beamlets.width_mm / 2).min(), (beamlets.x_mm + beamlets.width_mm / 2).max()
+    y_lo, y_hi = (beamlets.y_mm - beamlets.height_mm / 2).min(), (beamlets.y_mm + beamlets.height_mm / 2).max()
     collection = None
     for position, beam in enumerate(beams):
         axes = figure.add_subplot(rows, columns, position + 1)
@@ -187,17 +218,15 @@ def fluence_figure(case: Case, fluence: np.ndarray) -> Figure:
         collection.set_array(fluence[members])
         collection.set_clim(0.0, top)
         axes.add_collection(collection)
-        if len(members):
-            x_lo = (beamlets.x_mm[members] - beamlets.width_mm[members] / 2).min()
-            x_hi = (beamlets.x_mm[members] + beamlets.width_mm[members] / 2).max()
-            y_lo = (beamlets.y_mm[members] - beamlets.height_mm[members] / 2).min()
-            y_hi = (beamlets.y_mm[members] + beamlets.height_mm[members] / 2).max()
-            axes.set_xlim(x_lo - 5, x_hi + 5)
-            axes.set_ylim(y_lo - 5, y_hi + 5)
+        axes.set_xlim(x_lo - margin_mm, x_hi + margin_mm)
+        axes.set_ylim(y_lo - margin_mm, y_hi + margin_mm)
         axes.set_aspect("equal")
-        axes.set_title(f"Beam {beam.id}: gantry {beam.gantry_deg:g}°", fontsize=8)
+        couch = f", couch {beam.couch_deg:g}°" if beam.couch_deg else ""
+        axes.set_title(f"Beam {beam.id}: gantry {beam.gantry_deg:g}°{couch}", fontsize=8)
         axes.tick_params(labelsize=6)
     if collection is not None:
         colorbar = figure.colorbar(collection, ax=figure.axes, shrink=0.8)
         colorbar.set_label("Beamlet weight", fontsize=8)
+    figure.supxlabel("x (mm at the isocentre plane)", fontsize=8)
+    figure.supylabel("y (mm)", fontsize=8)
     return figure

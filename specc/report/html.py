@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from importlib.resources import files
 from typing import TYPE_CHECKING
 
 import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
 
 from specc.evaluate import PlanEvaluation, PlanRecord
 from specc.report.figures import (
@@ -42,6 +44,17 @@ def format_number(value: float | None, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
 
+def format_time(iso: str) -> str:
+    """An ISO 8601 time as a reader writes it, in UTC: '2025-03-04 09:15:02 UTC'."""
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S") + (" UTC" if moment.tzinfo is not None else "")
+
+
 def css_color(value: str) -> str:
     """A colour safe inside a style attribute (only #rrggbb passes)."""
     return value if _HEX_COLOR.match(value) else "#000000"
@@ -56,6 +69,7 @@ def _environment() -> Environment:
     )
     environment.filters["fmt"] = format_number
     environment.filters["css_color"] = css_color
+    environment.filters["time"] = format_time
     return environment
 
 
@@ -68,7 +82,8 @@ def render_html(
         "slices": to_data_uri(slices_figure(record, case, evaluation.dose, masks)),
         "fluence": to_data_uri(fluence_figure(case, evaluation.fluence)),
     }
-    css = files("specc.report").joinpath("templates/report.css").read_text(encoding="utf-8")
+    # Our own style sheet, not user text: HTML escaping would break its quoted font names.
+    css = Markup(files("specc.report").joinpath("templates/report.css").read_text(encoding="utf-8"))
     return (
         _environment()
         .get_template("report.html")

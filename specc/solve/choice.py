@@ -4,12 +4,12 @@ Precedence: `--solver` on the command line, then the protocol's `optimization.so
 then the default rule below. Tolerances and the time limit come from the protocol and are
 translated to each solver's own option names here, the only place that knows them.
 
-Default rule (measured on the TG-119 phantoms, docs/compiler.md): CLARABEL, an
-interior-point solver, for every program. It handles every kind specc compiles (the
-second-order cones of gEUD and the quadratic penalties alike), converges to high accuracy
-in a few dozen iterations whatever the weights, and on the TG-119 phantoms at 5 mm was the
-fastest of the installed solvers. First-order solvers (OSQP, SCS) are available by name for
-programs too large to factorize; they return less accurate points, which specc labels.
+Default rule (measured on the TG-119 phantoms, docs/compiler.md and docs/performance.md):
+SPECC-LBFGS, the matrix-free fast path (`specc.solve.first_order`), wherever it applies; it
+solves the same program 3-10x faster than CLARABEL at 5 mm because it factorizes nothing.
+Where it does not apply (a kind without a smooth form, a problem beyond the compiled terms,
+hard limits it cannot reach) CLARABEL, the reference interior-point solver, solves instead
+and the solve message says so. CLARABEL, OSQP, SCS and HIGHS stay selectable by name.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from specc.errors import SolveError
 from specc.protocol import SolverOptions
 from specc.solve.first_order.solver import FIRST_ORDER_SOLVER
 
-DEFAULT_SOLVER = "CLARABEL"
+DEFAULT_SOLVER = FIRST_ORDER_SOLVER
 
 # Option names of each supported solver, as cvxpy passes them on.
 _TIME_LIMIT = {"CLARABEL": "time_limit", "OSQP": "time_limit", "SCS": "time_limit_secs", "HIGHS": "time_limit"}

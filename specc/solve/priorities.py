@@ -70,11 +70,11 @@ def plan_steps(program: CompiledProgram, goal_priorities: Mapping[int, int]) -> 
             coverage.append(index)
     steps: list[Step] = []
     if 1 in by_priority:
-        steps.append(Step("priority 1 goals beyond their variation", tuple(by_priority.pop(1))))
+        steps.append(Step("priority 1 penalties (goals beyond their variation)", tuple(by_priority.pop(1))))
     if coverage:
         steps.append(Step(COVERAGE_STEP, tuple(coverage)))
     for priority in sorted(by_priority):
-        steps.append(Step(f"priority {priority} goals", tuple(by_priority[priority])))
+        steps.append(Step(f"priority {priority} penalties", tuple(by_priority[priority])))
     return steps
 
 

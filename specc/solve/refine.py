@@ -50,6 +50,12 @@ class ExactDvh:
     holds: bool
 
 
+def dose_per_fraction(program: CompiledProgram, fluence: np.ndarray | None) -> np.ndarray:
+    """Gy per fraction on the program's dose entries (the rows of `program.dose`) for `fluence`."""
+    assert program.influence is not None and fluence is not None
+    return np.asarray(program.influence @ np.asarray(fluence, dtype=float), dtype=float)
+
+
 def hard_dvh_terms(program: CompiledProgram) -> list[CompiledTerm]:
     return [term for term in program.terms if term.kind == "dvh" and term.hard]
 
@@ -116,9 +122,10 @@ def refine_dvh_limits(
     leaves the CVaR plan in place, saying so in the log.
     """
     terms = hard_dvh_terms(program)
-    if not terms or not result.usable or program.dose.value is None:
+    if not terms or not result.usable:
         return result
-    cvar_dose = np.asarray(program.dose.value, dtype=float)
+    # From the result's fluence, not the cvxpy variable: a fast-path solve leaves that unset (or stale).
+    cvar_dose = dose_per_fraction(program, result.fluence)
     before = [measure_exact(program, term, cvar_dose) for term in terms]
     replaced = {id(constraint) for term in terms for constraint in term.constraints}
     constraints = [c for c in problem.constraints if id(c) not in replaced]
@@ -130,7 +137,7 @@ def refine_dvh_limits(
     if not refined.usable:
         steps.append(step_row(step="exact DVH refinement", status=refined.status, reached="CVaR plan kept: " + refined.message))
         return dataclasses.replace(result, steps=steps)
-    after = [measure_exact(program, term, np.asarray(program.dose.value, dtype=float)) for term in terms]
+    after = [measure_exact(program, term, dose_per_fraction(program, refined.fluence)) for term in terms]
     steps.append(
         step_row(
             step=f"{len(result.steps) + 1}. exact DVH refinement",

@@ -114,6 +114,16 @@ class TermBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: str
+    # The lexicographic step of this term (docs/optimizer.md): what `specc compile --explain`
+    # writes for a goal's penalty, so that pasted terms are solved in the same steps.
+    priority: int | None = Field(
+        default=None,
+        strict=True,
+        ge=1,
+        description="Lexicographic priority of this objective: priority-1 terms are optimized first, then the "
+        "terms without a priority (coverage, fall-off), then priority 2, 3, ...; each step keeps the earlier "
+        "ones within `optimization.solver.slip_percent`. Left out: optimized with the other unranked terms.",
+    )
     # Filled in by the loader from the YAML position; never written by users.
     source: SkipJsonSchema[SourceLocation | None] = Field(default=None, exclude=True)
 

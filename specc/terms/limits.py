@@ -68,6 +68,11 @@ class HardOrSoftLimit(TermBase):
             )
         if not self.hard and self.weight is None:
             raise ValueError("a soft limit (`hard: false`) needs a `weight` > 0")
+        if self.hard and self.priority is not None:
+            raise ValueError(
+                "a hard limit holds in every step, so it has no priority: remove `priority`, or set `hard: false` "
+                "with a `weight` to make it a penalty optimized at that priority"
+            )
         return self
 
     @property

@@ -1,0 +1,87 @@
+"""`plan_cohort`: one protocol over several case files, failures reported and the rest planned."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from evaluate_fakes import protocol, synthetic_case
+from specc.pipeline import COHORT_CSV, plan_cohort
+
+TERMS = [
+    "{kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}",
+    "{kind: quadratic_overdose, structure: Organ, dose: 10 Gy, weight: 1}",
+]
+GOALS = {"Target": ["D50% >= 50 Gy"], "Organ": ["Mean <= 1 Gy"]}  # the organ goal cannot be met
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cohort")
+    files = {
+        "first": folder / "first.h5",
+        "no organ": folder / "no-organ.h5",
+        "damaged": folder / "damaged.h5",
+        "same id": folder / "same-id.h5",
+    }
+    dataclasses.replace(synthetic_case(), case_id="patient/1").save(files["first"])
+    dataclasses.replace(synthetic_case(oar_name="Rectum_wall"), case_id="patient 2").save(files["no organ"])
+    files["damaged"].write_bytes(b"not an HDF5 file")
+    dataclasses.replace(synthetic_case(seed=1), case_id="patient/1").save(files["same id"])
+    events: list[tuple[int, str, bool]] = []
+    outcome = plan_cohort(
+        protocol(GOALS, terms=TERMS),
+        list(files.values()),
+        folder / "out",
+        case_progress=lambda index, total, case, entry: events.append((index, Path(case).name, entry is None)),
+    )
+    return files, folder / "out", outcome, events
+
+
+def test_every_case_is_planned_into_its_own_folder_and_failures_do_not_stop_the_others(cohort) -> None:
+    files, out, outcome, events = cohort
+    first, no_organ, damaged, same_id = outcome.entries
+    assert [entry.case_file for entry in outcome.entries] == [str(path) for path in files.values()]
+    assert first.folder == out / "patient_1" and same_id.folder == out / "patient_1-2"  # safe and unique
+    for entry in (first, same_id):
+        assert entry.error is None and entry.outcome is not None and entry.outcome.succeeded
+        assert sorted(p.name for p in entry.folder.iterdir()) == ["plan.json", "report.html", "result.h5"]
+    assert no_organ.outcome is None and "structure 'Organ'" in no_organ.error and "Rectum_wall" in no_organ.error
+    assert no_organ.case_id == "patient 2" and not no_organ.folder.exists()
+    assert damaged.case_id is None and damaged.folder is None and "not a readable HDF5 file" in damaged.error
+    assert [e for e in events if e[2]] == [(i, p.name, True) for i, p in enumerate(files.values(), start=1)]
+    assert len(events) == 8
+
+
+def test_cohort_csv_holds_each_cases_solver_status_and_goal_values_from_its_plan_json(cohort) -> None:
+    files, out, outcome, _ = cohort
+    assert outcome.summary_csv == out / COHORT_CSV
+    with outcome.summary_csv.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["case_file"] for row in rows] == [str(path) for path in files.values()]
+    assert [row["solver_status"] for row in rows] == ["optimal", "error", "error", "optimal"]
+    assert [row["exit_code"] for row in rows] == ["0", "1", "1", "0"]
+    for row, entry in zip(rows, outcome.entries):
+        if entry.outcome is None:
+            assert row["error"] == entry.error and row["folder"] == ""
+            assert row["Target: D50% >= 50 Gy [Gy] value"] == row["Target: D50% >= 50 Gy [Gy] status"] == ""
+            continue
+        record = json.loads((entry.folder / "plan.json").read_text())
+        assert row["folder"] == str(entry.folder) and row["case_id"] == record["case"]["case_id"] == "patient/1"
+        for goal in record["goals"]:
+            column = f"{goal['structure']}: {goal['text']} [{goal['unit']}]"
+            assert float(row[f"{column} value"]) == pytest.approx(goal["value"], abs=5e-5)
+            assert row[f"{column} status"] == goal["status"]
+    assert [row["Organ: Mean <= 1 Gy [Gy] status"] for row in rows] == ["fail", "", "", "fail"]
+
+
+def test_the_cohort_exit_code_is_its_worst_case(cohort) -> None:
+    _, _, outcome, _ = cohort
+    assert [entry.exit_code(strict=True) for entry in outcome.entries] == [2, 1, 1, 2]
+    assert outcome.exit_code() == 1 and outcome.exit_code(strict=True) == 1  # no plan outranks a failed goal
+    planned = dataclasses.replace(outcome, entries=[outcome.entries[0], outcome.entries[3]])
+    assert planned.exit_code() == 0 and planned.exit_code(strict=True) == 2
