@@ -32,8 +32,10 @@ _RANK = {"pass": 2, "variation": 1, "fail": 0, "not_evaluated": -1}
 @dataclass(frozen=True)
 class PlannedGoal:
     structure: str
-    text: str
+    text: str  # as written (a goals-only twin may add its priority)
+    metric: str
     comparator: str
+    threshold: float
     unit: str
     value: float | None
     status: str  # the measured status (pass / variation / fail / not_evaluated)
@@ -68,7 +70,10 @@ def plan_goals(protocol_path: Path, case, solver: str | None) -> PlanRun:
         return PlanRun(str(protocol_path), solve.status, seconds, list(solve.steps), [])
     record = evaluate_plan(protocol, case, program.masks, solve, {}, program.smoothness.get).record
     goals = [
-        PlannedGoal(goal.structure, goal.text, goal.comparator, goal.unit, goal.value, goal.measured_status)
+        PlannedGoal(
+            goal.structure, goal.text, goal.metric, goal.comparator, goal.threshold, goal.unit, goal.value,
+            goal.measured_status,
+        )
         for goal in record.goals
     ]
     return PlanRun(str(protocol_path), solve.status, seconds, list(solve.steps), goals)
@@ -94,6 +99,11 @@ def verdict(tuned: PlannedGoal, goals_only: PlannedGoal) -> str:
     return "ok" if worse_by <= allowed_shortfall(tuned) + 1e-9 else "WORSE"
 
 
+def _key(goal: PlannedGoal) -> tuple[str, str, str, float]:
+    """The same goal in both protocols: structure, metric, comparator and threshold (not priority)."""
+    return goal.structure, goal.metric, goal.comparator, goal.threshold
+
+
 def _value(goal: PlannedGoal) -> str:
     return "-" if goal.value is None else f"{goal.value:.2f} {goal.unit}"
 
@@ -108,9 +118,9 @@ def table(phantom: str, tuned: PlanRun, goals_only: PlanRun) -> tuple[str, int]:
         "|---|---|---|---|---|",
     ]
     worse = 0
-    by_key = {(g.structure, g.text): g for g in goals_only.goals}
+    by_key = {_key(g): g for g in goals_only.goals}
     for goal in tuned.goals:
-        twin = by_key.get((goal.structure, goal.text))
+        twin = by_key.get(_key(goal))
         if twin is None:
             lines.append(f"| {goal.structure} | {goal.text} | {_value(goal)} {goal.status} | (no such goal) | WORSE |")
             worse += 1

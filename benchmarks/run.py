@@ -2,6 +2,7 @@
 
     python -m benchmarks.run            # the 5 mm C-shape (TG-119 protocol), a few minutes
     python -m benchmarks.run --large    # adds the clinical-size case (see docs/performance.md)
+    python -m benchmarks.run --large-only --time-limit 900   # that case alone
     python -m benchmarks.run --tiny     # the CI configuration (seconds)
 
 Per case and method it prints compile, solve and evaluation time, wall time, peak memory
@@ -45,7 +46,9 @@ class BenchmarkCase:
 
 TINY = BenchmarkCase("c-shape 10 mm (CI)", "c-shape", "protocols/tg119/c-shape.yaml", 10.0, 5, 10.0)
 STANDARD = BenchmarkCase("c-shape 5 mm", "c-shape", "protocols/tg119/c-shape.yaml", 5.0, 7, 5.0)
-LARGE = BenchmarkCase("c-shape 2.5 mm", "c-shape", "protocols/tg119/c-shape.yaml", 2.5, 9, 5.0)
+# 11 beams: with 9 the 2.5 mm C-shape has 26.4M nonzeros, below the clinical size
+# (>= 30M); 11 beams give 32.2M nonzeros and 3,153 beamlets (docs/performance.md).
+LARGE = BenchmarkCase("c-shape 2.5 mm, 11 beams", "c-shape", "protocols/tg119/c-shape.yaml", 2.5, 11, 5.0)
 
 # method name -> (solver given to specc.solve, None: cvxpy's own default solver and backend;
 # compile's sample limit for soft-only structures, None: every voxel). The last rows are the
@@ -82,12 +85,14 @@ def _run_method(case_path: str, protocol_path: str, method: str, queue: multipro
         fluence = np.maximum(np.asarray(program.fluence.value, dtype=float), 0.0)
         status, objective = program.problem.status, float(program.problem.value)
         solver_name = program.problem.solver_stats.solver_name
+        message = ""
     else:
         settings = choose_solver(solver, protocol.optimization.solver)
         if solver == "CLARABEL":
             settings = type(settings)(settings.name, settings.time_limit_s, REFERENCE_TOLERANCE, settings.max_iterations)
         result = solve_program(program, settings)
         fluence, status, objective, solver_name = result.fluence, result.status, result.objective, result.solver
+        message = result.message
     solve_s = time.perf_counter() - started
     started = time.perf_counter()
     fractions = protocol.prescription.fractions
@@ -101,7 +106,7 @@ def _run_method(case_path: str, protocol_path: str, method: str, queue: multipro
             violation = max(violation, _violation_gy(term, context))
     evaluate_s = time.perf_counter() - started
     queue.put({
-        "method": method, "solver": solver_name, "status": str(status), "objective": objective,
+        "method": method, "solver": solver_name, "status": str(status), "objective": objective, "message": message,
         "compile_s": compile_s, "solve_s": solve_s, "evaluate_s": evaluate_s,
         "total_s": compile_s + solve_s + evaluate_s,
         "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
@@ -203,13 +208,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--large", action="store_true", help="also run the clinical-size case")
+    size.add_argument("--large-only", action="store_true", help="only the clinical-size case")
     size.add_argument("--tiny", action="store_true", help="only the small CI case")
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     parser.add_argument("--json", type=Path, default=Path("benchmark-results.json"))
     parser.add_argument("--time-limit", type=float, default=600.0,
                         help="seconds per run (the naive baseline may need more; it is then reported as '> limit')")
     args = parser.parse_args(argv)
-    cases = [TINY] if args.tiny else [STANDARD, LARGE] if args.large else [STANDARD]
+    cases = [TINY] if args.tiny else [LARGE] if args.large_only else [STANDARD, LARGE] if args.large else [STANDARD]
     report = {"machine": {"platform": platform.platform(), "python": sys.version.split()[0],
                           "cpus": multiprocessing.cpu_count()},
               "date": time.strftime("%Y-%m-%d %H:%M"), "commit": _commit(), "cases": []}

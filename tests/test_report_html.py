@@ -195,3 +195,17 @@ def test_slice_planes_are_labelled_with_the_patient_directions_they_show(converg
         rightwards, upwards = int(right > left), int(top > bottom)  # 1: the axis grows that way
         assert (labels[(0.02, 0.5)], labels[(0.98, 0.5)]) == (ends[horizontal][1 - rightwards], ends[horizontal][rightwards])
         assert (labels[(0.5, 0.03)], labels[(0.5, 0.97)]) == (ends[vertical][1 - upwards], ends[vertical][upwards])
+
+
+def test_a_soft_limit_not_reached_is_not_shown_as_a_violated_constraint():
+    case = synthetic_case()
+    terms = ["{kind: max_dose, structure: Organ, dose: 20 Gy}", "{kind: max_dose, structure: Organ, dose: 20 Gy, hard: false, weight: 1}"]
+    plan_protocol = protocol({"Organ": ["Max <= 40 Gy"]}, terms=terms)
+    masks = masks_of(case)
+    solve = solve_result(case, scale=0.65, protocol=plan_protocol)
+    evaluation = evaluate_plan(plan_protocol, case, masks, solve, {})
+    hard, soft = evaluation.record.solver.terms
+    assert (hard.hard, hard.satisfied, soft.hard, soft.satisfied) == (True, False, False, False)
+    html = render_html(evaluation.record, case, evaluation, masks)
+    assert html.count('<span class="status status-fail">violated</span>') == 1
+    assert html.count('<span class="status status-variation">not reached</span>') == 1

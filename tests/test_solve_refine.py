@@ -9,7 +9,7 @@ import numpy as np
 
 from specc.compile import compile_protocol
 from specc.protocol import parse_protocol_text
-from specc.solve import choose_solver, solve_program
+from specc.solve import SolverSettings, choose_solver, solve_program
 from specc.solve.refine import refine_dvh_limits
 from tests.optimizer_fixtures import c_shape, protocol_text
 
@@ -76,3 +76,27 @@ def test_the_refinement_reads_the_plan_from_its_fluence_not_from_the_cvxpy_varia
     (exact,) = [step for step in refined.steps if step["step"] == "exact value"]
     assert exact["status"] == "met" and exact["reached"].endswith(f"CVaR plan: {cvar_v30:.4g} %")
     assert _core_v30_percent(program, refined.fluence) > cvar_v30 + 5.0
+
+
+def test_a_refinement_that_does_not_improve_the_plan_keeps_the_cvar_plan() -> None:
+    program = compile_protocol(parse_protocol_text(protocol_text(COVERAGE + CORE_LIMIT), "p.yaml"), c_shape())
+    cvar = solve_program(program, choose_solver("CLARABEL"))
+    starved = SolverSettings("CLARABEL", max_iterations=2)  # the refinement cannot finish
+    kept = refine_dvh_limits(program, program.problem, cvar, starved)
+    assert kept.status == cvar.status == "optimal" and np.array_equal(kept.fluence, cvar.fluence)
+    (row,) = [step for step in kept.steps if step["step"].endswith("exact DVH refinement")]
+    assert row["reached"].startswith("CVaR plan kept: the refinement ended")
+    (exact,) = [step for step in kept.steps if step["step"] == "exact value"]
+    cvar_v30 = _core_v30_percent(program, cvar.fluence)
+    assert exact["reached"] == f"{cvar_v30:.4g} %; CVaR plan: {cvar_v30:.4g} %" and exact["status"] == "met"
+
+
+def test_nothing_is_refined_when_the_last_objective_is_already_zero() -> None:
+    easy = "    - {kind: quadratic_overdose, structure: Core, dose: 60 Gy, weight: 1}\n"  # met by any plan that fits
+    text = protocol_text("optimization:\n  terms:\n" + easy + PTV_COVERAGE)
+    program = compile_protocol(parse_protocol_text(text, "p.yaml"), c_shape())
+    cvar = solve_program(program, choose_solver("CLARABEL"))
+    assert cvar.objective <= 1e-9
+    kept = refine_dvh_limits(program, program.problem, cvar, choose_solver("CLARABEL"))
+    assert kept.fluence is cvar.fluence
+    assert [step["status"] for step in kept.steps] == ["skipped", "met"]

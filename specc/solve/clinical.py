@@ -27,8 +27,8 @@ def solve_clinical(
 ) -> SolveResult:
     """Solve `program` by priority steps, then refine its DVH limits to their exact form.
 
-    `goal_priorities` maps a term index to the priority of the goal it came from
-    (`DerivedOptimization.goal_priorities`); `slip_percent` is the protocol's
+    `goal_priorities` maps a term index to its priority (`with_optimization` gives it: the
+    terms' own `priority` fields, derived from goals or written); `slip_percent` is the protocol's
     `optimization.solver.slip_percent` (None: the documented default).
     """
     result, lexicographic = solve_lexicographic(program, settings, goal_priorities or {}, slip_percent)

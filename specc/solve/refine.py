@@ -12,8 +12,12 @@ limit is linear, as in constrained hierarchical planners:
 
 The CVaR plan meets these bounds (it met the exact limit, which the CVaR bound implies),
 so the second solve, of the same objective with the CVaR bounds replaced, is feasible and
-can only improve the objective, while its plan meets every exact DVH limit. Each limit's
-exact value before and after is recorded for the optimization log.
+can only improve the objective, while its plan meets every exact DVH limit. A solver can
+still disappoint (stop inaccurate, or a hair above the CVaR objective): the refined plan
+replaces the CVaR plan only when it is better, and the log says which plan was kept and
+gives each limit's exact value in both.
+
+Soft DVH terms are not refined: their penalty stays on the CVaR (docs/optimizer.md).
 """
 
 from __future__ import annotations
@@ -26,7 +30,9 @@ from typing import TYPE_CHECKING
 import cvxpy as cp
 import numpy as np
 
-from specc.solve.priorities import step_row
+from specc.solve.choice import choose_solver
+from specc.solve.first_order.solver import FIRST_ORDER_SOLVER, REFERENCE_SOLVER
+from specc.solve.priorities import ABSOLUTE_SLIP, step_row
 from specc.solve.result import SolveResult
 from specc.solve.run import solve_program
 
@@ -117,9 +123,10 @@ def refine_dvh_limits(
     """Re-solve `problem` (the program's final objective) with exact DVH limits (module docstring).
 
     `result` is the CVaR solve of `problem`. Returns it unchanged when the program has no
-    hard DVH limit or no usable plan; otherwise the second solve, whose `steps` end with one
-    entry per limit giving its exact value before and after. A second solve that fails
-    leaves the CVaR plan in place, saying so in the log.
+    hard DVH limit or no usable plan. Otherwise the log (`steps`) gains the refinement and
+    each limit's exact value, and the refined plan replaces the CVaR plan only when it is
+    better: solved at least as accurately, its objective lower, every exact limit held. The
+    refinement is skipped when the last objective already reached 0 (nothing to gain).
     """
     terms = hard_dvh_terms(program)
     if not terms or not result.usable:
@@ -127,35 +134,74 @@ def refine_dvh_limits(
     # From the result's fluence, not the cvxpy variable: a fast-path solve leaves that unset (or stale).
     cvar_dose = dose_per_fraction(program, result.fluence)
     before = [measure_exact(program, term, cvar_dose) for term in terms]
+    steps = list(result.steps)
+    row = f"{len(result.steps) + 1}. exact DVH refinement"
+    if result.objective is not None and result.objective <= ABSOLUTE_SLIP:
+        steps.append(step_row(step=row, status="skipped", reached="the last objective is already 0: CVaR plan kept"))
+        return dataclasses.replace(result, steps=steps + _exact_rows(before, before))
     replaced = {id(constraint) for term in terms for constraint in term.constraints}
     constraints = [c for c in problem.constraints if id(c) not in replaced]
     for term in terms:
         constraints.extend(exact_bounds(program, term, cvar_dose))
     exact = cp.Problem(problem.objective, constraints)
-    refined = solve_program(dataclasses.replace(program, problem=exact), settings)
-    steps = list(result.steps)
-    if not refined.usable:
-        steps.append(step_row(step="exact DVH refinement", status=refined.status, reached="CVaR plan kept: " + refined.message))
-        return dataclasses.replace(result, steps=steps)
-    after = [measure_exact(program, term, dose_per_fraction(program, refined.fluence)) for term in terms]
+    refined = solve_program(dataclasses.replace(program, problem=exact), reference_settings(settings))
+    after = [measure_exact(program, term, dose_per_fraction(program, refined.fluence)) for term in terms] if (
+        refined.usable
+    ) else []
+    worse = _why_not_better(result, refined, after)
     steps.append(
         step_row(
-            step=f"{len(result.steps) + 1}. exact DVH refinement",
+            step=row,
             minimized="the last objective, with each CVaR bound replaced by exact voxel bounds",
-            reached=f"{refined.objective:.6g} (CVaR plan: {result.objective:.6g})",
+            reached=f"{refined.objective:.6g} (CVaR plan: {result.objective:.6g})"
+            if refined.usable and worse is None
+            else f"CVaR plan kept: {worse}",
             status=refined.status,
             time=f"{refined.solve_time_s:.2f} s",
         )
     )
-    for old, new in zip(before, after):
-        steps.append(
-            step_row(
-                step="exact value",
-                minimized=f"{new.label} ({new.source})",
-                reached=f"{new.value:.4g} {new.unit}; CVaR plan: {old.value:.4g} {old.unit}",
-                status="met" if new.holds else "VIOLATED",
-            )
+    if worse is not None:
+        return dataclasses.replace(
+            result, steps=steps + _exact_rows(before, before), solve_time_s=result.solve_time_s + refined.solve_time_s
         )
     return dataclasses.replace(
-        refined, steps=steps, solve_time_s=result.solve_time_s + refined.solve_time_s
+        refined, steps=steps + _exact_rows(before, after), solve_time_s=result.solve_time_s + refined.solve_time_s
     )
+
+
+def reference_settings(settings: SolverSettings) -> SolverSettings:
+    """The settings for the refinement, a cvxpy program beyond the compiled terms.
+
+    The fast path refuses such a program, so it goes straight to the reference solver,
+    with the reference's default tolerance unless the protocol set one.
+    """
+    if settings.name != FIRST_ORDER_SOLVER:
+        return settings
+    tolerance = settings.tolerance if settings.tolerance is not None else choose_solver(REFERENCE_SOLVER).tolerance
+    return dataclasses.replace(settings, name=REFERENCE_SOLVER, tolerance=tolerance)
+
+
+def _why_not_better(cvar: SolveResult, refined: SolveResult, after: list[ExactDvh]) -> str | None:
+    """None when the refined plan should replace the CVaR plan, else the reason it does not."""
+    if not refined.usable:
+        return f"the refinement ended {refined.status}: {refined.message}"
+    if cvar.converged and not refined.converged:
+        return f"the refinement ended {refined.status}, the CVaR plan optimal"
+    if not all(limit.holds for limit in after):
+        return "the refined plan breaks an exact limit"
+    if cvar.objective is not None and refined.objective is not None and refined.objective > cvar.objective:
+        return f"the refined objective {refined.objective:.6g} is above the CVaR plan's"
+    return None
+
+
+def _exact_rows(before: list[ExactDvh], after: list[ExactDvh]) -> list[dict]:
+    """One log row per hard DVH limit: its exact value in the plan kept, and in the CVaR plan."""
+    return [
+        step_row(
+            step="exact value",
+            minimized=f"{new.label} ({new.source})",
+            reached=f"{new.value:.4g} {new.unit}; CVaR plan: {old.value:.4g} {old.unit}",
+            status="met" if new.holds else "VIOLATED",
+        )
+        for old, new in zip(before, after)
+    ]

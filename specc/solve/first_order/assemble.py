@@ -10,6 +10,7 @@ limit) without touching the operator, which is what makes a re-solve cheap.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -90,6 +91,21 @@ class DoseOperator:
         self.influence = influence.tocsr()
         self.transposed = self.influence.T  # a CSC view sharing the data: no second copy
 
+    def in_float64(self) -> DoseOperator:
+        """The same operator with float64 products, for the final certification and polish.
+
+        float32 products carry a relative error of about 1e-7 that an augmented Lagrangian at
+        a large penalty turns into gradient noise; float64 products do not. Only the values
+        are copied (the index arrays are shared), and only while certifying.
+        """
+        if self.influence.dtype == np.float64:
+            return self
+        influence = sp.csr_matrix(
+            (self.influence.data.astype(np.float64), self.influence.indices, self.influence.indptr),
+            shape=self.influence.shape,
+        )
+        return DoseOperator(influence)
+
     def forward(self, fluence: np.ndarray) -> np.ndarray:
         return np.asarray(self.influence @ fluence.astype(self.influence.dtype), dtype=np.float64)
 
@@ -105,6 +121,16 @@ class Evaluation:
     residuals: np.ndarray  # residual / scale of every constraint entry (<= 0 is met)
     lagrangian: float
     gradient: np.ndarray  # of the Lagrangian on z (of the objective when no multipliers are given)
+
+
+@dataclass
+class KktParts:
+    """The pieces of the KKT conditions at (z, y), for certifying a solution."""
+
+    objective: float
+    residuals: np.ndarray  # normalized, as in `Evaluation`
+    objective_gradient: np.ndarray  # grad f(z)
+    constraint_gradient: np.ndarray  # J(z).T y, the multipliers' pull
 
 
 class SmoothProgram:
@@ -141,6 +167,12 @@ class SmoothProgram:
                 count += n
         self.constraints = constraints
         self.n_constraints = count
+
+    def with_operator(self, operator: DoseOperator) -> SmoothProgram:
+        """The same program evaluated through another operator (e.g. its float64 twin)."""
+        twin = copy.copy(self)
+        twin.operator = operator
+        return twin
 
     def _zero_dose(self) -> np.ndarray:
         return np.zeros(self.operator.influence.shape[0])
@@ -215,3 +247,27 @@ class SmoothProgram:
                 self._add(gradient, dose_gradient, c.placed, c.constraint.pullback(point, shifted / c.scale))
         gradient[: self.n_beamlets] += self.operator.adjoint(dose_gradient)
         return Evaluation(objective, residuals, lagrangian, gradient)
+
+    def kkt_parts(self, z: np.ndarray, multipliers: np.ndarray) -> KktParts:
+        """grad f(z) and J(z).T y apart (two adjoint products), with the objective and residuals."""
+        dose = self.operator.forward(z[: self.n_beamlets])
+        objective_gradient = np.zeros(self.size)
+        constraint_gradient = np.zeros(self.size)
+        objective_dose = np.zeros(len(dose))
+        constraint_dose = np.zeros(len(dose))
+        objective = 0.0
+        for p in self.forms:
+            if p.form.objective is not None:
+                value, piece = p.form.objective(self._point(p, z, dose))
+                objective += value
+                self._add(objective_gradient, objective_dose, p, piece)
+        residuals = np.empty(self.n_constraints)
+        for c in self.constraints:
+            point = self._point(c.placed, z, dose)
+            residuals[c.multipliers] = c.constraint.residual(point) / c.scale
+            pull = multipliers[c.multipliers]
+            if pull.any():
+                self._add(constraint_gradient, constraint_dose, c.placed, c.constraint.pullback(point, pull / c.scale))
+        objective_gradient[: self.n_beamlets] += self.operator.adjoint(objective_dose)
+        constraint_gradient[: self.n_beamlets] += self.operator.adjoint(constraint_dose)
+        return KktParts(objective, residuals, objective_gradient, constraint_gradient)

@@ -7,13 +7,13 @@ updated, y <- pos(y + rho r), and the penalty rho grows tenfold whenever the vio
 not at least halve (the safeguarded rules of ALGENCAN: Andreani, Birgin, Martinez and
 Schuverdt, SIAM J Optim 18:1286, 2008; also Nocedal and Wright, ch. 17.4).
 
-Stopping (documented in docs/performance.md), all three must hold:
-- feasibility and complementarity: |min(-r, y / rho)| <= `feasibility` for every constraint
-  (so every residual is at most `feasibility`, a fraction of the limit's dose, and every
-  constraint with a positive multiplier is that close to active);
-- stationarity: the inner L-BFGS-B run stopped on its own tolerances (relative objective
-  decrease below `ftol`, projected gradient below `gtol` relative to the start, or no
-  decrease left along a descent direction at the precision of the float32 products).
+The rounds run on the case's float32 products. They stop when every constraint is met and
+complementary within `feasibility` and the inner L-BFGS-B run stopped on its own
+tolerances. That stop is a candidate, not a verdict: float32 noise can end an inner run far
+from stationarity once the penalty is large. `certify` then checks the KKT conditions with
+float64 products (thresholds in `Tolerances`, documented in docs/performance.md); a
+candidate that fails is polished by further rounds in float64 and checked again. Only a
+certified point is reported `converged`.
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ from typing import Literal
 
 import numpy as np
 from scipy.optimize import OptimizeResult, minimize
+from threadpoolctl import threadpool_limits
 
 from specc.solve.first_order.assemble import SmoothProgram
 
-Outcome = Literal["converged", "iteration_limit", "time_limit", "stalled"]
+Outcome = Literal["converged", "uncertified", "iteration_limit", "time_limit", "stalled"]
 
 _GROWTH = 10.0  # penalty growth when the violation did not at least halve (ALGENCAN's gamma, tau)
 _REQUIRED_DECREASE = 0.5
@@ -39,13 +40,45 @@ _HISTORY = 20  # L-BFGS memory (pairs kept)
 
 @dataclass(frozen=True)
 class Tolerances:
-    """Stopping tolerances of the fast path (see the module docstring)."""
+    """Stopping and certification tolerances of the fast path (see the module docstring).
+
+    The certificate is a relative KKT test in the manner of OSQP and SCS: every normalized
+    residual at most `feasibility` (a fraction of the limit's dose); the multipliers'
+    complementarity sum |y_i r_i| at most `complementarity` of the objective; the projected
+    gradient of the Lagrangian at most `stationarity` of the larger of its two parts (the
+    objective's gradient and the multipliers' pull), in the max norm.
+    """
 
     feasibility: float = 1e-4  # ten times tighter than LIMIT_TOLERANCE, which judges the final dose
+    complementarity: float = 1e-4
+    stationarity: float = 1e-3
     ftol: float = 1e-12
     gtol: float = 1e-9
     max_iterations: int = 20_000  # inner L-BFGS-B iterations over all outer rounds
+    polish_iterations: int = 5_000  # of those, at most this many for the float64 polish
     time_limit_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Certificate:
+    """The KKT residuals of a point, measured with float64 products (see `Tolerances`)."""
+
+    feasibility: float
+    complementarity: float
+    stationarity: float
+
+    def holds(self, tolerances: Tolerances) -> bool:
+        return (
+            self.feasibility <= tolerances.feasibility
+            and self.complementarity <= tolerances.complementarity
+            and self.stationarity <= tolerances.stationarity
+        )
+
+    def describe(self) -> str:
+        return (
+            f"largest violation {self.feasibility:.1e} of a limit's dose, complementarity "
+            f"{self.complementarity:.1e} of the objective, stationarity {self.stationarity:.1e}"
+        )
 
 
 @dataclass
@@ -60,6 +93,8 @@ class AugmentedLagrangianResult:
     outer_iterations: int
     evaluations: int
     rounds: list[dict[str, float]]  # per outer round: inner iterations, objective, violation, penalty
+    certificate: Certificate | None = None  # measured on every candidate stop
+    polished: bool = False  # whether float64 rounds were needed
 
 
 def _violation(residuals: np.ndarray) -> float:
@@ -72,8 +107,104 @@ def _initial_penalty(objective: float, residuals: np.ndarray) -> float:
     return float(np.clip(10.0 * max(1.0, abs(objective)) / max(1.0, squared), 1e-8, 1e8))
 
 
-class _Deadline(Exception):
-    pass
+def projected_gradient(gradient: np.ndarray, z: np.ndarray, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+    """The part of a gradient that a move inside the bounds can still use."""
+    blocked = ((z <= lower) & (gradient > 0)) | ((z >= upper) & (gradient < 0))
+    return np.where(blocked, 0.0, gradient)
+
+
+def certify(program: SmoothProgram, z: np.ndarray, multipliers: np.ndarray) -> Certificate:
+    """KKT residuals of (z, y) with `program`'s products (give it the float64 operator)."""
+    lower, upper = program.bounds()
+    parts = program.kkt_parts(z, multipliers)
+    stationary = projected_gradient(parts.objective_gradient + parts.constraint_gradient, z, lower, upper)
+    pull = max(np.abs(parts.objective_gradient).max(initial=0.0), np.abs(parts.constraint_gradient).max(initial=0.0))
+    stationarity = float(np.abs(stationary).max(initial=0.0)) / pull if pull > 0 else 0.0
+    complementarity = _complementarity(multipliers, parts.residuals, parts.objective)
+    return Certificate(_violation(parts.residuals), complementarity, stationarity)
+
+
+def _complementarity(multipliers: np.ndarray, residuals: np.ndarray, objective: float) -> float:
+    """sum |y_i r_i| relative to the objective: how far f and the Lagrangian differ at z."""
+    complementary = float(np.abs(multipliers * residuals).sum())
+    if complementary == 0.0:
+        return 0.0
+    return complementary / abs(objective) if objective != 0.0 else np.inf
+
+
+class _Rounds:
+    """The outer loop, with the iteration and time budget shared by the float32 and float64 rounds."""
+
+    def __init__(self, program: SmoothProgram, tolerances: Tolerances) -> None:
+        self.tolerances = tolerances
+        self.started = time.perf_counter()
+        lower, upper = program.bounds()
+        self.lower, self.upper = lower, upper
+        self.bounds = list(zip(lower, upper))
+        self.iterations = self.evaluations = self.outer = 0
+        self.gtol = tolerances.gtol
+        self.rounds: list[dict[str, float]] = []
+
+    def out_of_time(self) -> bool:
+        limit = self.tolerances.time_limit_s
+        return limit is not None and time.perf_counter() - self.started > limit
+
+    def inner(self, function: Callable[[np.ndarray], tuple[float, np.ndarray]], point: np.ndarray,
+              budget: int) -> OptimizeResult:
+        def check_time(_: object) -> None:
+            if self.out_of_time():
+                raise StopIteration
+
+        remaining = max(min(self.tolerances.max_iterations - self.iterations, budget), 1)
+        result = minimize(
+            function, point, jac=True, method="L-BFGS-B", bounds=self.bounds, callback=check_time,
+            options={"maxiter": remaining, "maxfun": 4 * remaining, "ftol": self.tolerances.ftol,
+                     "gtol": self.gtol, "maxcor": _HISTORY},
+        )
+        self.iterations += int(result.nit)
+        self.evaluations += int(result.nfev)
+        return result
+
+    def run(self, program: SmoothProgram, z: np.ndarray, y: np.ndarray, rho: float,
+            budget: int) -> tuple[np.ndarray, np.ndarray, float, Outcome]:
+        """Outer rounds from (z, y, rho) until the stopping test, a limit, or `budget` inner iterations."""
+        spent_before = self.iterations
+        previous = np.inf
+        for _ in range(_MAX_OUTER):
+            self.outer += 1
+
+            def lagrangian(point: np.ndarray, y: np.ndarray = y, rho: float = rho) -> tuple[float, np.ndarray]:
+                current = program.evaluate(point, y, rho)
+                return current.lagrangian, current.gradient
+
+            inner = self.inner(lagrangian, z, budget - (self.iterations - spent_before))
+            z = inner.x
+            deadline_hit = self.out_of_time()
+            evaluation = program.evaluate(z)
+            residuals = evaluation.residuals
+            y = np.maximum(y + rho * residuals, 0.0)
+            # ALGENCAN's measure: the violation, and the slack of every constraint whose multiplier is positive.
+            progress = float(np.abs(np.minimum(-residuals, y / rho)).max(initial=0.0))
+            complementary = _complementarity(y, residuals, evaluation.objective)
+            # Status 2 is a line search that found no decrease along a descent direction: the
+            # Lagrangian is flat to the precision of the products. A candidate only: `certify` decides.
+            inner_converged = inner.status in (0, 2) and not deadline_hit
+            self.rounds.append({"iterations": int(inner.nit), "violation": _violation(residuals),
+                                "progress": progress, "penalty": rho,
+                                "float64": float(program.operator.influence.dtype == np.float64)})
+            if (inner_converged and progress <= self.tolerances.feasibility
+                    and complementary <= self.tolerances.complementarity):
+                return z, y, rho, "converged"
+            if deadline_hit:
+                return z, y, rho, "time_limit"
+            if self.iterations >= self.tolerances.max_iterations or self.iterations - spent_before >= budget:
+                return z, y, rho, "iteration_limit"
+            if progress > _REQUIRED_DECREASE * previous:
+                rho *= _GROWTH
+            if rho > _LARGEST_PENALTY:
+                return z, y, rho, "stalled"
+            previous = progress
+        return z, y, rho, "stalled"
 
 
 def minimize_augmented_lagrangian(
@@ -83,32 +214,25 @@ def minimize_augmented_lagrangian(
     multipliers: np.ndarray | None = None,
     penalty: float | None = None,
 ) -> AugmentedLagrangianResult:
-    """Run from z (and from previous multipliers and penalty, when warm-starting)."""
-    started = time.perf_counter()
-    lower, upper = program.bounds()
-    bounds = list(zip(lower, upper))
-    z = np.clip(z, lower, upper)
+    """Run from z (and from previous multipliers and penalty, when warm-starting), then certify."""
+    # One BLAS thread: the products are sparse (scipy's own loops); threaded BLAS only spins
+    # in the small dense dots on shared cores (measured in docs/performance.md).
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _minimize(program, z, tolerances, multipliers, penalty)
+
+
+def _minimize(
+    program: SmoothProgram,
+    z: np.ndarray,
+    tolerances: Tolerances,
+    multipliers: np.ndarray | None,
+    penalty: float | None,
+) -> AugmentedLagrangianResult:
+    loop = _Rounds(program, tolerances)
+    z = np.clip(z, loop.lower, loop.upper)
     first = program.evaluate(z)
-    start_gradient = np.abs(np.where((z <= lower) & (first.gradient > 0), 0.0, first.gradient)).max(initial=0.0)
-    gtol = tolerances.gtol * max(1.0, start_gradient)
-    iterations = evaluations = 0
-
-    def run_inner(function: Callable[[np.ndarray], tuple[float, np.ndarray]], point: np.ndarray, inner_gtol: float) -> OptimizeResult:
-        nonlocal iterations, evaluations
-        remaining = max(tolerances.max_iterations - iterations, 1)
-        result = minimize(
-            function, point, jac=True, method="L-BFGS-B", bounds=bounds, callback=check_time,
-            options={"maxiter": remaining, "maxfun": 4 * remaining, "ftol": tolerances.ftol, "gtol": inner_gtol,
-                     "maxcor": _HISTORY},
-        )
-        iterations += int(result.nit)
-        evaluations += int(result.nfev)
-        return result
-
-    def check_time(_: object) -> None:
-        if tolerances.time_limit_s is not None and time.perf_counter() - started > tolerances.time_limit_s:
-            raise StopIteration
-
+    start_gradient = np.abs(projected_gradient(first.gradient, z, loop.lower, loop.upper)).max(initial=0.0)
+    loop.gtol = tolerances.gtol * max(1.0, start_gradient)
     y = np.zeros(program.n_constraints) if multipliers is None else multipliers.copy()
     if penalty is None and program.n_constraints:
         # Cold start: the objective alone first, which puts z, the objective's scale and the
@@ -117,47 +241,23 @@ def minimize_augmented_lagrangian(
             current = program.evaluate(point)
             return current.objective, current.gradient
 
-        z = run_inner(objective_only, z, gtol).x
+        z = loop.inner(objective_only, z, tolerances.max_iterations).x
         first = program.evaluate(z)
     rho = penalty if penalty is not None else _initial_penalty(first.objective, first.residuals)
-    previous = np.inf
-    outcome: Outcome = "stalled"
-    evaluation = first
-    rounds: list[dict[str, float]] = []
 
-    for outer in range(1, _MAX_OUTER + 1):
-        def lagrangian(point: np.ndarray) -> tuple[float, np.ndarray]:
-            current = program.evaluate(point, y, rho)
-            return current.lagrangian, current.gradient
-
-        inner = run_inner(lagrangian, z, gtol)
-        z = inner.x
-        deadline_hit = tolerances.time_limit_s is not None and time.perf_counter() - started > tolerances.time_limit_s
-        evaluation = program.evaluate(z)
-        residuals = evaluation.residuals
-        y = np.maximum(y + rho * residuals, 0.0)
-        # ALGENCAN's measure: the violation, and the slack of every constraint whose multiplier is positive.
-        progress = float(np.abs(np.minimum(-residuals, y / rho)).max(initial=0.0))
-        # Status 2 is a line search that found no decrease along a descent direction: the
-        # Lagrangian is flat to the precision of the float32 products, which is stationarity here.
-        inner_converged = inner.status in (0, 2) and not deadline_hit
-        rounds.append({"iterations": int(inner.nit), "objective": evaluation.objective,
-                       "violation": _violation(residuals), "progress": progress, "penalty": rho})
-        if inner_converged and progress <= tolerances.feasibility:
-            outcome = "converged"
-            break
-        if deadline_hit:
-            outcome = "time_limit"
-            break
-        if iterations >= tolerances.max_iterations:
-            outcome = "iteration_limit"
-            break
-        if progress > _REQUIRED_DECREASE * previous:
-            rho *= _GROWTH
-        if rho > _LARGEST_PENALTY:
-            outcome = "stalled"
-            break
-        previous = progress
+    z, y, rho, outcome = loop.run(program, z, y, rho, tolerances.max_iterations)
+    certificate = None
+    polished = False
+    if outcome == "converged":
+        precise = program.with_operator(program.operator.in_float64())
+        certificate = certify(precise, z, y)
+        if not certificate.holds(tolerances):
+            polished = True
+            z, y, rho, outcome = loop.run(precise, z, y, rho, tolerances.polish_iterations)
+            certificate = certify(precise, z, y)
+        if outcome != "time_limit" and not (outcome == "converged" and certificate.holds(tolerances)):
+            outcome = "uncertified"
+    evaluation = program.evaluate(z)
     return AugmentedLagrangianResult(
         z=z,
         multipliers=y,
@@ -165,8 +265,10 @@ def minimize_augmented_lagrangian(
         outcome=outcome,
         objective=evaluation.objective,
         violation=_violation(evaluation.residuals),
-        iterations=iterations,
-        outer_iterations=outer,
-        evaluations=evaluations,
-        rounds=rounds,
+        iterations=loop.iterations,
+        outer_iterations=loop.outer,
+        evaluations=loop.evaluations,
+        rounds=loop.rounds,
+        certificate=certificate,
+        polished=polished,
     )

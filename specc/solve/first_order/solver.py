@@ -117,7 +117,7 @@ class FirstOrderSolver:
         status: SolveStatus
         if result.outcome == "converged":
             status = "optimal"
-        elif result.outcome in ("time_limit", "iteration_limit") and hard_violation <= LIMIT_TOLERANCE:
+        elif result.outcome in ("time_limit", "iteration_limit", "uncertified") and hard_violation <= LIMIT_TOLERANCE:
             status = "optimal_inaccurate"
         elif result.outcome == "time_limit":
             status = "time_limit"
@@ -158,10 +158,17 @@ def _hard_residuals(smooth: SmoothProgram, z: np.ndarray) -> list[np.ndarray]:
 
 def _message(status: SolveStatus, result: AugmentedLagrangianResult, violation: float, settings: SolverSettings) -> str:
     after = f"after {result.iterations} L-BFGS-B iterations in {result.outer_iterations} augmented-Lagrangian rounds"
+    certificate = f" (KKT check in float64: {result.certificate.describe()})" if result.certificate else ""
     if status == "optimal":
         return (
-            f"{FIRST_ORDER_SOLVER} found the optimal fluence {after}; hard limits met within "
+            f"{FIRST_ORDER_SOLVER} found the optimal fluence {after}{certificate}; hard limits met within "
             f"{100 * violation:.3g}% of their dose."
+        )
+    if status == "optimal_inaccurate" and result.outcome == "uncertified":
+        return (
+            f"{FIRST_ORDER_SOLVER} stopped {after} at a point it could not certify optimal{certificate}; hard "
+            f"limits hold within {100 * violation:.3g}% of their dose. The plan is labelled NOT CONVERGED; "
+            f"try --solver {REFERENCE_SOLVER}."
         )
     if status == "optimal_inaccurate":
         return (
@@ -178,6 +185,12 @@ def _message(status: SolveStatus, result: AugmentedLagrangianResult, violation: 
     return f"{FIRST_ORDER_SOLVER} could not meet the hard limits {after} (violation {100 * violation:.3g}% of their dose)."
 
 
+def _stopped_by_user_limit(result: SolveResult, settings: SolverSettings) -> bool:
+    """A stop at a limit the protocol set is the user's choice: no reference solve after it."""
+    user_limit = settings.time_limit_s is not None or settings.max_iterations is not None
+    return user_limit and result.status in ("optimal_inaccurate", "time_limit")
+
+
 def solve_first_order(program: CompiledProgram, settings: SolverSettings) -> SolveResult:
     """The fast path for `solve_program`; the reference solver runs where it refuses or fails."""
     from specc.solve.run import solve_program  # the reference path; imported here to keep the modules acyclic
@@ -192,7 +205,7 @@ def solve_first_order(program: CompiledProgram, settings: SolverSettings) -> Sol
         except FastPathRefused as error:
             reason = str(error)
         else:
-            if result.status != "solver_error":
+            if result.status == "optimal" or _stopped_by_user_limit(result, settings):
                 return result
             reason = result.message
     fallback = solve_program(program, reference)
