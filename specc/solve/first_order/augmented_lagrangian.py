@@ -50,7 +50,7 @@ class Tolerances:
     """
 
     feasibility: float = 1e-4  # ten times tighter than LIMIT_TOLERANCE, which judges the final dose
-    complementarity: float = 1e-4
+    complementarity: float = 5e-4  # |f - L| bounds this part of the gap: half the issue's 0.1% accuracy
     stationarity: float = 1e-3
     ftol: float = 1e-12
     gtol: float = 1e-9
@@ -150,7 +150,7 @@ class _Rounds:
         return limit is not None and time.perf_counter() - self.started > limit
 
     def inner(self, function: Callable[[np.ndarray], tuple[float, np.ndarray]], point: np.ndarray,
-              budget: int) -> OptimizeResult:
+              budget: int, loose: float = 0.0) -> OptimizeResult:
         def check_time(_: object) -> None:
             if self.out_of_time():
                 raise StopIteration
@@ -158,16 +158,20 @@ class _Rounds:
         remaining = max(min(self.tolerances.max_iterations - self.iterations, budget), 1)
         result = minimize(
             function, point, jac=True, method="L-BFGS-B", bounds=self.bounds, callback=check_time,
-            options={"maxiter": remaining, "maxfun": 4 * remaining, "ftol": self.tolerances.ftol,
-                     "gtol": self.gtol, "maxcor": _HISTORY},
+            options={"maxiter": remaining, "maxfun": 4 * remaining, "ftol": max(self.tolerances.ftol, loose ** 2),
+                     "gtol": max(self.gtol, loose * self.gradient_scale), "maxcor": _HISTORY},
         )
         self.iterations += int(result.nit)
         self.evaluations += int(result.nfev)
         return result
 
-    def run(self, program: SmoothProgram, z: np.ndarray, y: np.ndarray, rho: float,
-            budget: int) -> tuple[np.ndarray, np.ndarray, float, Outcome]:
-        """Outer rounds from (z, y, rho) until the stopping test, a limit, or `budget` inner iterations."""
+    def run(self, program: SmoothProgram, z: np.ndarray, y: np.ndarray, rho: float, budget: int,
+            certified: Callable[[np.ndarray, np.ndarray], bool] | None = None
+            ) -> tuple[np.ndarray, np.ndarray, float, Outcome]:
+        """Outer rounds from (z, y, rho) until the stopping test, a limit, or `budget` inner iterations.
+
+        With `certified` (the polish), a round whose point passes it ends the rounds too.
+        """
         spent_before = self.iterations
         previous = np.inf
         for _ in range(_MAX_OUTER):
@@ -177,7 +181,10 @@ class _Rounds:
                 current = program.evaluate(point, y, rho)
                 return current.lagrangian, current.gradient
 
-            inner = self.inner(lagrangian, z, budget - (self.iterations - spent_before))
+            import os
+            tau = float(os.environ.get("SPECC_EXP_ADAPT", "0"))
+            loose = tau * min(previous, 1.0) if np.isfinite(previous) else tau * 0.1
+            inner = self.inner(lagrangian, z, budget - (self.iterations - spent_before), loose)
             z = inner.x
             deadline_hit = self.out_of_time()
             evaluation = program.evaluate(z)
@@ -193,7 +200,7 @@ class _Rounds:
                                 "progress": progress, "penalty": rho,
                                 "float64": float(program.operator.influence.dtype == np.float64)})
             if (inner_converged and progress <= self.tolerances.feasibility
-                    and complementary <= self.tolerances.complementarity):
+                    and complementary <= self.tolerances.complementarity) or (certified and certified(z, y)):
                 return z, y, rho, "converged"
             if deadline_hit:
                 return z, y, rho, "time_limit"
@@ -233,6 +240,10 @@ def _minimize(
     first = program.evaluate(z)
     start_gradient = np.abs(projected_gradient(first.gradient, z, loop.lower, loop.upper)).max(initial=0.0)
     loop.gtol = tolerances.gtol * max(1.0, start_gradient)
+    loop.gradient_scale = max(1.0, start_gradient)
+    import os
+    if os.environ.get("SPECC_EXP_F64"):
+        program = program.with_operator(program.operator.in_float64())
     y = np.zeros(program.n_constraints) if multipliers is None else multipliers.copy()
     if penalty is None and program.n_constraints:
         # Cold start: the objective alone first, which puts z, the objective's scale and the
@@ -253,10 +264,12 @@ def _minimize(
         certificate = certify(precise, z, y)
         if not certificate.holds(tolerances):
             polished = True
-            z, y, rho, outcome = loop.run(precise, z, y, rho, tolerances.polish_iterations)
+            z, y, rho, outcome = loop.run(precise, z, y, rho, tolerances.polish_iterations,
+                                          lambda z, y: certify(precise, z, y).holds(tolerances))
             certificate = certify(precise, z, y)
-        if outcome != "time_limit" and not (outcome == "converged" and certificate.holds(tolerances)):
-            outcome = "uncertified"
+        # The certificate is the verdict, whatever ended the polish (short of the time limit).
+        if outcome != "time_limit":
+            outcome = "converged" if certificate.holds(tolerances) else "uncertified"
     evaluation = program.evaluate(z)
     return AugmentedLagrangianResult(
         z=z,
