@@ -8,11 +8,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy.ndimage import binary_dilation
+from scipy.ndimage import binary_dilation, distance_transform_edt
 
 from specc import Case
-from specc.case.phantoms import PHANTOMS, analytic_volumes_cc, build_phantom, density_to_hu, phantom_geometry
-from specc.case.shapes import Box, CShape, Difference, EllipseWithKeepout, Ellipsoid, EllipticCylinder
+from specc.case.phantoms import (
+    PHANTOMS,
+    analytic_volumes_cc,
+    build_phantom,
+    density_to_hu,
+    phantom_geometry,
+    phantom_spec,
+)
+from specc.case.shapes import Box, CShape, Difference, EllipseWithKeepout, Ellipsoid, EllipticCylinder, Expansion
 from specc.errors import CaseError
 
 STRUCTURES = {
@@ -85,22 +92,110 @@ def test_difference_volume_matches_a_closed_form_case():
     assert Difference(outer, apart).volume_mm3 == outer.volume_mm3
 
 
-def test_overlaps_follow_tg119():
-    geometry = phantom_geometry("prostate", 3.0)
-    s = {name: structure.mask for name, structure in geometry.structures.items()}
-    # TG-119: the PTV includes about a third of the rectal volume.
-    rectum_inside = np.count_nonzero(s["Rectum"] & s["PTV"]) / np.count_nonzero(s["Rectum"])
-    assert 0.25 < rectum_inside < 0.42
-    # The rectum abuts the indented prostate: touching, never inside it.
+def _masks(name: str, grid_mm: float) -> dict[str, np.ndarray]:
+    return {n: structure.mask for n, structure in phantom_geometry(name, grid_mm).structures.items()}
+
+
+def _inside_ptv(masks: dict[str, np.ndarray], oar: str) -> tuple[float, float]:
+    """(fraction of the OAR inside the PTV, that overlap as a fraction of the PTV)."""
+    overlap = np.count_nonzero(masks[oar] & masks["PTV"])
+    return overlap / np.count_nonzero(masks[oar]), overlap / np.count_nonzero(masks["PTV"])
+
+
+def test_prostate_overlaps_are_the_documented_ones():
+    # docs/phantoms.md, on the default 5 mm planning grid: the PTV holds the rectum's anterior
+    # wall and the bladder's base, a small part of each.
+    masks = _masks("prostate", 5.0)
+    rectum, bladder = _inside_ptv(masks, "Rectum"), _inside_ptv(masks, "Bladder")
+    assert rectum == pytest.approx((0.162, 0.055), abs=0.01)
+    assert bladder == pytest.approx((0.028, 0.017), abs=0.01)
+    # Without a grid: 15.7% of the rectum and 1.8% of the bladder lie within 6 mm of the prostate.
+    spec = phantom_spec("prostate").regions
+    for oar, fraction in (("Rectum", 0.157), ("Bladder", 0.018)):
+        shape = spec[oar].shape
+        inside = 1.0 - Difference(shape, spec["PTV"].shape).volume_mm3 / shape.volume_mm3
+        assert inside == pytest.approx(fraction, abs=0.005), oar
+
+
+def test_prostate_organs_touch_but_never_share_tissue():
+    s = _masks("prostate", 3.0)
+    # TG-119: the rectum abuts the indented posterior aspect of the prostate.
     assert not (s["Rectum"] & s["Prostate"]).any()
     assert (binary_dilation(s["Rectum"]) & s["Prostate"]).any()
-    bladder_inside = np.count_nonzero(s["Bladder"] & s["PTV"]) / np.count_nonzero(s["Bladder"])
-    assert 0.05 < bladder_inside < 0.5  # centred on the prostate's superior aspect: partly inside
-    assert np.count_nonzero(s["Prostate"] & ~s["PTV"]) <= 0.01 * np.count_nonzero(s["Prostate"])
-    hn = {name: structure.mask for name, structure in phantom_geometry("head-neck", 3.0).structures.items()}
-    assert not (hn["Cord"] & hn["PTV"]).any()
-    c = {name: structure.mask for name, structure in phantom_geometry("c-shape", 3.0).structures.items()}
+    # The bladder rests on the prostate's superior aspect: touching, never inside it.
+    assert not (s["Bladder"] & s["Prostate"]).any()
+    assert (binary_dilation(s["Bladder"], iterations=2) & s["Prostate"]).any()
+    assert not (s["Bladder"] & s["Rectum"]).any()
+    # PTV = prostate + 6 mm: all of the prostate, and nothing farther than the margin from it.
+    assert not (s["Prostate"] & ~s["PTV"]).any()
+    distance_mm = distance_transform_edt(~s["Prostate"], sampling=3.0)
+    assert distance_mm[s["PTV"]].max() <= 6.0 + 3.0  # within a voxel of the margin
+
+
+def test_prostate_rectum_is_long_and_under_the_chamber_point():
+    geometry = phantom_geometry("prostate", 3.0)
+    s = {n: structure.mask for n, structure in geometry.structures.items()}
+    positions = geometry.grid.positions_mm(np.flatnonzero(s["Rectum"].ravel()))
+    ptv_positions = geometry.grid.positions_mm(np.flatnonzero(s["PTV"].ravel()))
+    assert np.ptp(positions[:, 2]) > 140.0  # 15 cm (RTOG), twice the PTV length
+    assert np.ptp(ptv_positions[:, 2]) < 80.0
+    # TG-119's low-dose chamber point, 2.5 cm posterior of the isocentre, lies in the rectum.
+    isocentre = ptv_positions.mean(axis=0)
+    point = isocentre + np.array([0.0, 25.0, 0.0])
+    nearest = np.argmin(np.linalg.norm(positions - point, axis=1))
+    assert np.linalg.norm(positions[nearest] - point) < 3.0
+
+
+def test_head_neck_parotids_sit_beside_the_ptv_at_the_isocentre_depth():
+    geometry = phantom_geometry("head-neck", 3.0)
+    s = {n: structure.mask for n, structure in geometry.structures.items()}
+    assert not (s["Cord"] & s["PTV"]).any()
+    # About 1.5 cm between the cord and the PTV (TG-119), to within a 3 mm voxel.
+    gap_mm = distance_transform_edt(~s["Cord"], sampling=3.0)[s["PTV"]].min()
+    assert 12.0 <= gap_mm <= 18.0
+    ptv = geometry.grid.positions_mm(np.flatnonzero(s["PTV"].ravel()))
+    isocentre = ptv.mean(axis=0)
+    for name in ("Parotid_L", "Parotid_R"):
+        assert _inside_ptv(s, name) == (0.0, 0.0)
+        assert (binary_dilation(s[name]) & s["PTV"]).any()  # abutting: the PTV wraps it medially
+        parotid = geometry.grid.positions_mm(np.flatnonzero(s[name].ravel()))
+        # TG-119's film in the coronal plane through the isocentre shows the parotids.
+        assert parotid[:, 1].min() < isocentre[1] < parotid[:, 1].max()
+        # Beside the PTV's upper part, within its superior-inferior extent: in the beams' path.
+        assert ptv[:, 2].min() < parotid[:, 2].min() and parotid[:, 2].max() <= ptv[:, 2].max()
+    masks = _masks("head-neck", 5.0)
+    for name in ("Parotid_L", "Parotid_R"):
+        # Abutting shapes share a rim of voxels on the 5 mm grid (docs/phantoms.md).
+        assert _inside_ptv(masks, name) == pytest.approx((0.06, 0.0014), abs=0.01)
+
+
+def test_c_shape_core_is_outside_the_ptv():
+    c = _masks("c-shape", 3.0)
     assert not (c["Core"] & c["PTV"]).any()
+
+
+def test_expansion_matches_closed_forms():
+    # Steiner's formula for convex bodies: V + S m + M m^2 + 4/3 pi m^3.
+    sphere = Expansion(Ellipsoid((1.0, -2.0, 3.0), (20.0, 20.0, 20.0)), 6.0)
+    assert sphere.volume_mm3 == pytest.approx(4 / 3 * np.pi * 26.0**3, rel=0.02)
+    a, b, c, m = 40.0, 26.0, 60.0, 6.0
+    box = Expansion(Box(-20.0, 20.0, -13.0, 13.0, -30.0, 30.0), m)
+    steiner = a * b * c + 2 * (a * b + b * c + c * a) * m + np.pi * (a + b + c) * m**2 + 4 / 3 * np.pi * m**3
+    assert box.volume_mm3 == pytest.approx(steiner, rel=0.02)
+    x = np.array([26.5, 27.5, 1.0, 1.0])
+    y = np.array([-2.0, -2.0, -2.0, -2.0])
+    z = np.array([3.0, 3.0, 3.0 + 25.5, 3.0 - 26.5])
+    assert sphere.contains(x, y, z).tolist() == [True, False, True, False]
+
+
+def test_expansion_of_an_indented_shape_reaches_into_the_indentation_only_by_the_margin():
+    plate = Difference(Box(-30.0, 30.0, -30.0, 30.0, -5.0, 5.0), EllipticCylinder(0.0, 0.0, 10.0, 10.0, -50.0, 50.0))
+    grown = Expansion(plate, 6.0)
+    x = np.array([0.0, 0.0, 5.0, 3.5])
+    y = np.zeros(4)
+    z = np.zeros(4)
+    # The hole (radius 10) keeps its centre out of the PTV; 5 mm from the wall is in, 6.5 mm is not.
+    assert grown.contains(x, y, z).tolist() == [False, False, True, False]
 
 
 @pytest.mark.parametrize("grid_mm", [5.0, 8.0, 10.0])

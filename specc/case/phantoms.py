@@ -15,7 +15,16 @@ import numpy as np
 
 from specc.case.engine import PencilBeamModel, ProgressCallback, compute_influence, equispaced_beams
 from specc.case.model import Case, CaseMetadata, Grid, Structure
-from specc.case.shapes import Box, CShape, Difference, EllipseWithKeepout, Ellipsoid, EllipticCylinder, Shape
+from specc.case.shapes import (
+    Box,
+    CShape,
+    Difference,
+    EllipseWithKeepout,
+    Ellipsoid,
+    EllipticCylinder,
+    Expansion,
+    Shape,
+)
 from specc.errors import CaseError
 
 WATER = 1.0
@@ -62,10 +71,18 @@ def _slab(length: float) -> Box:
     return Box(-150.0, 150.0, -75.0, 75.0, -length / 2, length / 2)
 
 
-# Rectum of the mock prostate: a 15 mm cylinder in the indented posterior aspect of the
-# prostate. TG-119 gives its diameter and that the PTV holds about a third of it; its axis
-# depth follows from that third (docs/phantoms.md), its 80 mm length is our choice.
-_RECTUM = EllipticCylinder(0.0, 17.5, 7.5, 7.5, -40.0, 40.0)
+# Mock prostate (docs/phantoms.md gives the source of each number). The rectum, a 15 mm
+# cylinder, indents the prostate's posterior aspect by 3 mm and runs 150 mm along z (the RTOG
+# rectum length). It also grooves the bladder, which rests on the prostate's superior aspect
+# and would otherwise share voxels with it.
+_RECTUM = EllipticCylinder(0.0, 17.5, 7.5, 7.5, -75.0, 75.0)
+_PROSTATE = Difference(Ellipsoid((0.0, 0.0, 0.0), (20.0, 13.0, 32.5)), _RECTUM)
+_BLADDER = Difference(Ellipsoid((0.0, 0.0, 32.5 + 25.0), (25.0, 20.0, 25.0)), _RECTUM)
+
+# Mock head and neck: superficial parotids beside the upper 40 mm of the PTV, which abuts them.
+_PAROTID_L = Ellipsoid((55.0, 5.0, 20.0), (15.0, 20.0, 20.0))
+_PAROTID_R = Ellipsoid((-55.0, 5.0, 20.0), (15.0, 20.0, 20.0))
+_HEAD_NECK_PTV = Difference(Difference(EllipseWithKeepout(69.0, 59.0, 35.0, 20.0, -60.0, 40.0), _PAROTID_L), _PAROTID_R)
 
 _SPECS: dict[str, PhantomSpec] = {
     spec.name: spec
@@ -94,13 +111,13 @@ _SPECS: dict[str, PhantomSpec] = {
         ),
         PhantomSpec(
             name="prostate",
-            description="TG-119 mock prostate: prostate + 6 mm PTV holding a third of the rectum, bladder on the prostate's superior aspect",
+            description="TG-119 mock prostate: prostate indented by the rectum, PTV = prostate + 6 mm, bladder resting on the prostate",
             body=_slab(200.0),
             regions={
-                "PTV": _Region(Ellipsoid((0.0, 0.0, 0.0), (26.0, 19.0, 38.5)), "#e6194b"),
-                "Prostate": _Region(Difference(Ellipsoid((0.0, 0.0, 0.0), (20.0, 13.0, 32.5)), _RECTUM), "#911eb4"),
+                "PTV": _Region(Expansion(_PROSTATE, 6.0), "#e6194b"),
+                "Prostate": _Region(_PROSTATE, "#911eb4"),
                 "Rectum": _Region(_RECTUM, "#9a6324"),
-                "Bladder": _Region(Ellipsoid((0.0, 0.0, 32.5), (25.0, 20.0, 25.0)), "#ffe119"),
+                "Bladder": _Region(_BLADDER, "#ffe119"),
                 "FemoralHead_L": _Region(Ellipsoid((95.0, 0.0, 0.0), (25.0, 25.0, 25.0)), "#46f0f0", BONE),
                 "FemoralHead_R": _Region(Ellipsoid((-95.0, 0.0, 0.0), (25.0, 25.0, 25.0)), "#f032e6", BONE),
             },
@@ -108,13 +125,13 @@ _SPECS: dict[str, PhantomSpec] = {
         ),
         PhantomSpec(
             name="head-neck",
-            description="TG-119 mock head and neck: PTV 6 mm inside the skin wrapping the cord with a 15 mm gap, parotids",
+            description="TG-119 mock head and neck: PTV 6 mm inside the skin wrapping the cord with a 15 mm gap, parotids beside it",
             body=EllipticCylinder(0.0, 0.0, 75.0, 65.0, -100.0, 100.0),
             regions={
-                "PTV": _Region(EllipseWithKeepout(69.0, 59.0, 35.0, 20.0, -60.0, 40.0), "#e6194b"),
+                "PTV": _Region(_HEAD_NECK_PTV, "#e6194b"),
                 "Cord": _Region(EllipticCylinder(0.0, 35.0, 5.0, 5.0, -90.0, 90.0), "#3cb44b"),
-                "Parotid_L": _Region(Ellipsoid((50.0, 5.0, 50.0), (15.0, 20.0, 20.0)), "#4363d8"),
-                "Parotid_R": _Region(Ellipsoid((-50.0, 5.0, 50.0), (15.0, 20.0, 20.0)), "#f58231"),
+                "Parotid_L": _Region(_PAROTID_L, "#4363d8"),
+                "Parotid_R": _Region(_PAROTID_R, "#f58231"),
             },
             targets=("PTV",),
         ),

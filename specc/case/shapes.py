@@ -1,8 +1,8 @@
 """Solid shapes with a known volume, from which the phantoms are built.
 
 Each shape answers "is this point inside?" for voxel centres, knows its volume (closed form,
-or for a `Difference` a fine numerical integration independent of any dose grid) and its
-bounding box, so the tests can check that a phantom's voxelised structures match their
+or for a `Difference` and an `Expansion` a fine numerical integration independent of any dose
+grid) and its bounding box, so the tests can check that a phantom's voxelised structures match their
 intended size. Coordinates are DICOM patient coordinates (LPS, mm): +x left, +y posterior,
 +z superior. Extents along z are half-open [z_min, z_max) so stacked shapes never share a voxel.
 """
@@ -15,6 +15,7 @@ from functools import cached_property
 from typing import Protocol
 
 import numpy as np
+from scipy.ndimage import distance_transform_edt
 
 _EDGE = 1e-9  # points exactly on a curved boundary count as inside
 
@@ -244,3 +245,53 @@ class Difference:
     @property
     def bounds_mm(self) -> Bounds:
         return self.base.bounds_mm
+
+
+# Lattice step (mm) on which an `Expansion` measures distances: its margin comes out short by
+# about a fifth of the step (0.1 mm), 1.3% of the volume of a 20 mm sphere grown by 6 mm.
+_EXPANSION_STEP_MM = 0.5
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """`base` grown by `margin_mm` in every direction: a PTV drawn as its CTV plus an isotropic margin.
+
+    A point is inside when it lies within `margin_mm` of `base`, so the expansion of an indented
+    CTV reaches into the indentation only as far as the margin (an ellipsoid with longer
+    semi-axes would fill it). Distances come from a Euclidean distance transform of `base` on a
+    lattice of `_EXPANSION_STEP_MM`, computed once; the volume is counted on the same lattice.
+    """
+
+    base: Shape
+    margin_mm: float
+
+    def __post_init__(self) -> None:
+        if not self.margin_mm > 0:
+            raise ValueError("expansion margin must be positive")
+
+    @cached_property
+    def _lattice(self) -> tuple[tuple[np.ndarray, ...], np.ndarray]:
+        """(lattice axes, mask of the lattice points within the margin of `base`)."""
+        step = _EXPANSION_STEP_MM
+        axes = tuple(np.arange(lo + step / 2, hi, step) for lo, hi in self.bounds_mm)
+        inside = self.base.contains(axes[0][:, None, None], axes[1][None, :, None], axes[2][None, None, :])
+        within = distance_transform_edt(~inside, sampling=step) <= self.margin_mm
+        return axes, within
+
+    def contains(self, x: np.ndarray, y: np.ndarray, z: np.ndarray) -> np.ndarray:
+        axes, within = self._lattice
+        index, valid = [], []
+        for coordinate, axis in zip((x, y, z), axes):
+            i = np.rint((np.asarray(coordinate, dtype=np.float64) - axis[0]) / _EXPANSION_STEP_MM).astype(np.int64)
+            valid.append((i >= 0) & (i < len(axis)))
+            index.append(np.clip(i, 0, len(axis) - 1))
+        return within[index[0], index[1], index[2]] & valid[0] & valid[1] & valid[2]
+
+    @cached_property
+    def volume_mm3(self) -> float:
+        return float(np.count_nonzero(self._lattice[1])) * _EXPANSION_STEP_MM**3
+
+    @property
+    def bounds_mm(self) -> Bounds:
+        m = self.margin_mm
+        return tuple((lo - m, hi + m) for lo, hi in self.base.bounds_mm)  # type: ignore[return-value]
