@@ -31,8 +31,9 @@ def _derived(target: str = "PTV", organ: str = "Core"):
 def test_targets_get_coverage_hot_spot_and_a_fall_off_shell_created_by_compile() -> None:
     protocol, derived = _derived()
     kinds = [(type(term), term.structure) for term in derived.optimization.terms[:3]]
-    shell = next(iter(derived.structures))
-    assert kinds == [(QuadraticUnderdose, "PTV"), (QuadraticOverdose, "PTV"), (QuadraticOverdose, shell)]
+    covered, shell = derived.structures
+    assert kinds == [(QuadraticUnderdose, covered), (QuadraticOverdose, "PTV"), (QuadraticOverdose, shell)]
+    assert str(derived.structures[covered].expression) == "PTV - Core"  # Core's goals cap it below 50 Gy
     assert str(derived.structures[shell].expression) == "ring(PTV, 5mm, 30mm)"
     assert shell not in protocol.structures  # the protocol is not edited
     assert derived.optimization.terms[2].dose.gy == pytest.approx(25.0)  # half the prescription
@@ -66,11 +67,9 @@ def test_goals_become_constraints_or_penalties_by_priority() -> None:
 def test_derivation_follows_roles_and_prescription_not_structure_names() -> None:
     _, plain = _derived()
     _, renamed = _derived("Tumour", "Spine")
-    rename = {"PTV": "Tumour", "Core": "Spine", "Falloff_PTV": "Falloff_Tumour"}
-    expected = [term.label().replace("Falloff_PTV", "Falloff_Tumour").replace("PTV", "Tumour").replace("Core", "Spine")
-                for term in plain.optimization.terms]
+    expected = [term.label().replace("PTV", "Tumour").replace("Core", "Spine") for term in plain.optimization.terms]
     assert [term.label() for term in renamed.optimization.terms] == expected
-    assert set(renamed.structures) == {rename["Falloff_PTV"]}
+    assert set(renamed.structures) == {"Coverage_Tumour", "Falloff_Tumour"}
 
 
 def test_explain_yaml_merged_into_the_protocol_validates_and_compiles_to_the_same_terms() -> None:
@@ -149,3 +148,39 @@ def test_specc_compile_explain_prints_yaml_that_validates_in_the_protocol() -> N
     pasted = parse_protocol_text(yaml.safe_dump(document, sort_keys=False), "pasted.yaml")
     derived = derive_optimization(load_protocol(path))
     assert [t.label() for t in pasted.optimization.terms] == [t.label() for t in derived.optimization.terms]
+
+
+@pytest.mark.parametrize(
+    ("organ_goal", "covered"),
+    [
+        ('"D10% <= 45 Gy (priority 2)"', "PTV - Core"),  # caps voxels below the prescription
+        ('"V40Gy <= 20%"', "PTV - Core"),  # the dose of a V goal is its cap
+        ('"Max <= 49 Gy"', "PTV - Core"),
+        ('"Max <= 55 Gy"', None),  # above the prescription: no conflict
+        ('"Mean <= 20 Gy"', None),  # a mean caps no single voxel
+        ('"D10% >= 5 Gy"', None),  # a lower goal caps nothing
+    ],
+)
+def test_coverage_is_penalized_on_the_target_less_the_organs_capped_below_its_dose(
+    organ_goal: str, covered: str | None
+) -> None:
+    goals = f'goals:\n  PTV:\n    - "D95% >= 50 Gy"\n  Core:\n    - {organ_goal}\n'
+    derived = derive_optimization(parse_protocol_text(protocol_text(goals), "p.yaml"))
+    coverage = derived.optimization.terms[0]
+    assert isinstance(coverage, QuadraticUnderdose)
+    if covered is None:
+        assert coverage.structure == "PTV" and set(derived.structures) == {"Falloff_PTV"}
+    else:
+        assert str(derived.structures[coverage.structure].expression) == covered
+        assert any(coverage.structure in note for note in derived.notes)
+    # the target's own goals still count every voxel of it
+    assert {term.structure for term in derived.optimization.terms if isinstance(term, DVH) and term.hard} >= {"PTV"}
+
+
+def test_an_upper_d_goal_leaves_fewer_voxels_above_than_its_volume() -> None:
+    """D50% <= 20 Gy of 200 voxels is the 100th hottest: at most 99 may exceed, not 100."""
+    goals = 'goals:\n  Core:\n    - "D50% <= 20 Gy (priority 2)"\n    - "V20Gy <= 50%"\n'
+    derived = derive_optimization(parse_protocol_text(protocol_text(goals), "p.yaml"))
+    d_form, v_form = derived.optimization.terms[3:]
+    assert d_form.volume.value == pytest.approx(49.95) and d_form.volume.value * 2 < 100  # 200 voxels: 99 above
+    assert v_form.volume.value == 50  # a V goal counts voxels above exactly as the limit does

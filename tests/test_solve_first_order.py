@@ -115,7 +115,7 @@ def test_those_hard_limits_are_active(name: str) -> None:
     assert _hard_terms_met(protocol, program, free.fluence) != []
 
 
-@pytest.mark.xfail(strict=True, reason="measured 1418 warm vs 1778 cold iterations (target < 50%)")
+@pytest.mark.xfail(strict=True, reason="measured 495 warm vs 758 cold iterations (target < 50%)")
 def test_a_weight_change_resolves_warm_without_recompiling() -> None:
     protocol, program = _compile(CASES["hard max and mean limits"])
     solver = FirstOrderSolver(program)
@@ -202,5 +202,13 @@ def test_a_time_limit_gives_no_plan_or_a_labelled_one() -> None:
     _, program = _compile(CASES["hard max and mean limits"])
     settings = dataclasses.replace(choose_solver(FIRST_ORDER_SOLVER), max_iterations=3)
     result = FirstOrderSolver(program).solve(settings)
-    assert result.status in ("optimal_inaccurate", "solver_error") and not result.converged
+    assert result.status in ("optimal_inaccurate", "time_limit") and not result.converged
     assert (result.fluence is not None) == (result.status == "optimal_inaccurate")
+
+
+def test_a_limit_the_protocol_set_is_respected_not_replaced_by_the_reference() -> None:
+    _, program = _compile(CASES["hard max and mean limits"])
+    settings = dataclasses.replace(choose_solver(FIRST_ORDER_SOLVER), max_iterations=3)
+    result = solve_program(program, settings)
+    assert result.solver == FIRST_ORDER_SOLVER and not result.converged
+    assert result.status in ("optimal_inaccurate", "time_limit") and "limit" in result.message

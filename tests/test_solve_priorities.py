@@ -48,7 +48,7 @@ def test_steps_go_must_goals_then_coverage_then_each_lower_priority() -> None:
         "priority 1 penalties (goals beyond their variation)", COVERAGE_STEP, "priority 2 penalties",
         "priority 3 penalties",
     ]
-    assert [program.terms[i].label for i in steps[0].terms] == ["dvh Core V9.99Gy <= 10% (soft, weight 100)"]
+    assert [program.terms[i].label for i in steps[0].terms] == ["dvh Core V9.99Gy <= 9.99% (soft, weight 100)"]  # D10% <= 10 Gy: fewer than 10% above
     assert len(steps[3].terms) == 2
 
 

@@ -100,3 +100,32 @@ def test_nothing_is_refined_when_the_last_objective_is_already_zero() -> None:
     kept = refine_dvh_limits(program, program.problem, cvar, choose_solver("CLARABEL"))
     assert kept.fluence is cvar.fluence
     assert [step["status"] for step in kept.steps] == ["skipped", "met"]
+
+
+def test_a_lower_limit_frees_the_entries_an_organ_limit_caps_below_its_dose_first() -> None:
+    """Where an organ overlaps the target, the cold allowance goes to the overlap, not to the coldest entries."""
+    from specc.solve.refine import bounded_entries, capped_entries
+
+    overlap = "  Overlap: {role: oar, expression: 'PTV & expand(Core, 20mm)'}\n"
+    text = protocol_text(
+        "optimization:\n  terms:\n"
+        "    - {kind: dvh, structure: PTV, dose: 49 Gy, volume: 40%, bound: lower}\n"
+        "    - {kind: dvh, structure: Overlap, dose: 40 Gy, volume: 10%, bound: upper, hard: false, weight: 1}\n"
+    ).replace("prescription:", overlap + "prescription:")
+    program = compile_protocol(parse_protocol_text(text, "p.yaml"), c_shape())
+    ptv, organ = program.selection.structures["PTV"], program.selection.structures["Overlap"]
+    assert 0 < len(organ.entries) < 0.6 * len(ptv.entries)  # fits in the 60% cold allowance
+    assert set(capped_entries(program, 49.0)) == set(organ.entries)
+    assert len(capped_entries(program, 40.0)) == 0  # a cap at or above the limit's dose is no conflict
+    # a CVaR-like plan: every PTV entry at 2 Gy per fraction, the overlap the hottest
+    dose = np.zeros(program.dose.shape[0])
+    dose[ptv.entries] = 2.0 + np.linspace(0.0, 0.1, len(ptv.entries))
+    dose[organ.entries] = 3.0
+    lower = next(term for term in program.terms if term.kind == "dvh" and term.hard)
+    bounded = bounded_entries(program, lower, dose)
+    assert not np.isin(organ.entries, bounded).any()
+    assert ptv.weights[np.isin(ptv.entries, bounded)].sum() >= 0.4 - 1e-9
+    # an entry the plan leaves below the dose stays free, so that the plan meets its own bounds
+    cold = ptv.entries[~np.isin(ptv.entries, organ.entries)][0]
+    dose[cold] = 1.0
+    assert cold not in bounded_entries(program, lower, dose)

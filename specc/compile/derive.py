@@ -57,6 +57,7 @@ FALLOFF_INNER_MM = 5.0
 FALLOFF_OUTER_MM = 30.0
 FALLOFF_DOSE_FRACTION = 0.5
 FALLOFF_COLOR = "#b0b0e0"
+COVERAGE_COLOR = "#f0a0a0"
 # Penalty weight of a goal of priority 1 (its part beyond the acceptable variation); each
 # further priority level weighs ten times less, so a lower priority never outweighs a higher.
 PRIORITY_ONE_WEIGHT = 100.0
@@ -127,9 +128,8 @@ def derive_optimization(protocol: Protocol, volumes_cc: Mapping[str, float] | No
 
     for level in protocol.prescription.levels:
         source = location.get(level.target)
-        terms.append(
-            QuadraticUnderdose(structure=level.target, dose=level.dose, weight=COVERAGE_WEIGHT, source=source)
-        )
+        covered = _coverage_region(level.target, level.dose.gy, protocol, structures, notes)
+        terms.append(QuadraticUnderdose(structure=covered, dose=level.dose, weight=COVERAGE_WEIGHT, source=source))
         terms.append(QuadraticOverdose(structure=level.target, dose=level.dose, weight=HOT_SPOT_WEIGHT, source=source))
         shell = _falloff_shell(level.target, targets, protocol, structures)
         structures[shell.name] = shell.spec
@@ -149,6 +149,56 @@ def derive_optimization(protocol: Protocol, volumes_cc: Mapping[str, float] | No
     return DerivedOptimization(structures, optimization, notes)
 
 
+def capped_below(dose_gy: float, protocol: Protocol, targets: list[str]) -> list[str]:
+    """Non-target structures with an upper goal below `dose_gy`: a Max, D or V goal (its dose).
+
+    Where such a structure overlaps a target at `dose_gy` the two cannot both be met voxel by
+    voxel; a mean goal does not cap single voxels and is left out.
+    """
+    capped: list[str] = []
+    for goal in protocol.goals:
+        if goal.structure in targets or goal.is_lower_bound or goal.structure in capped:
+            continue
+        quantity = goal.metric.quantity
+        if quantity in ("Max", "D"):
+            cap = goal.threshold_value
+        elif quantity == "V":
+            cap = goal.metric_dose_gy
+        else:
+            continue
+        if cap is not None and cap < dose_gy:
+            capped.append(goal.structure)
+    return capped
+
+
+def _coverage_region(
+    target: str, dose_gy: float, protocol: Protocol, structures: dict[str, StructureSpec], notes: list[str]
+) -> str:
+    """The structure whose underdose is penalized: the target less the organs capped below its dose.
+
+    The coverage penalty holds every voxel to the prescription, so kept within the slip
+    after its step it would also hold the voxels an organ's goal needs colder, and a lower
+    priority organ goal would find no room. Those voxels are covered by the target's own
+    goals (a D95% lets 5% stay cold), which still count them; this is the planner's
+    "PTV minus overlap" optimization structure. Without such an organ: the target itself.
+    """
+    targets = [level.target for level in protocol.prescription.levels]
+    capped = capped_below(dose_gy, protocol, targets)
+    if not capped:
+        return target
+    name = _free_name(f"Coverage_{target}", protocol, structures)
+    text = f"{_quoted(target)} - (" + " | ".join(_quoted(organ) for organ in capped) + ")"
+    structures[name] = StructureSpec(role="other", color=COVERAGE_COLOR, expression=text)
+    notes.append(f"coverage of {target} penalized on {name} = {text}: organs with goals below {format_number(dose_gy)} Gy")
+    return name
+
+
+def _free_name(name: str, protocol: Protocol, taken: Mapping[str, Any]) -> str:
+    while name in protocol.structures or name in taken:
+        name = f"_{name}"
+    return name
+
+
 @dataclass(frozen=True)
 class _Shell:
     name: str
@@ -156,9 +206,7 @@ class _Shell:
 
 
 def _falloff_shell(target: str, targets: list[str], protocol: Protocol, taken: Mapping[str, Any]) -> _Shell:
-    name = f"Falloff_{target}"
-    while name in protocol.structures or name in taken:
-        name = f"_{name}"
+    name = _free_name(f"Falloff_{target}", protocol, taken)
     others = [t for t in targets if t != target]
     text = f"ring({_quoted(target)}, {format_number(FALLOFF_INNER_MM)}mm, {format_number(FALLOFF_OUTER_MM)}mm)"
     if others:
@@ -220,6 +268,8 @@ def _limit(
         assert volume is not None  # guaranteed by Metric
         if quantity == "DC":  # the coldest v is the complement of the hottest (whole - v)
             volume = _complement(volume, structure, volumes_cc, goal)
+        if upper and quantity == "D":
+            volume = _strictly_less(volume)
         return _dvh(threshold, volume, "upper" if upper else "lower", options)
     # V / CV: a volume at a dose; threshold is the volume in the metric's unit.
     dose_gy = goal.metric_dose_gy or 0.0
@@ -239,6 +289,16 @@ def _dvh(dose_gy: float, volume: Volume, bound: str, options: dict[str, Any]) ->
     if bound == "lower" and volume.value == 0:
         return None
     return DVH(dose=_aim(dose_gy, bound == "upper"), volume=volume, bound=bound, **options)
+
+
+def _strictly_less(volume: Volume) -> Volume:
+    """The volume of an upper limit that measures "D_v <= D": `LIMIT_TOLERANCE` of v inside it.
+
+    D_v is the dose of the ceil(v n)-th hottest of n voxels, so D_v <= D allows fewer than
+    v n voxels above D, one fewer than "V_D <= v" allows when v n is a whole number (D50% of
+    200 voxels: 99 above, not 100).
+    """
+    return Volume(value=volume.value * (1.0 - LIMIT_TOLERANCE), unit=volume.unit)
 
 
 def _aim(gy: float, upper: bool) -> Dose:

@@ -8,7 +8,9 @@ limit is linear, as in constrained hierarchical planners:
 * upper ("at most v above D"): the hottest entries of the CVaR plan whose volumes add up
   to at most v may exceed D; every other entry is bounded, d_i <= D;
 * lower ("at least v at D or more"): the hottest entries whose volumes first reach v must
-  receive d_i >= D; the others are free.
+  receive d_i >= D; the others are free. After the entries the CVaR plan leaves below D,
+  the entries that an upper limit (of any priority) caps below D, an organ where it
+  overlaps the target, are freed first (`bounded_entries`).
 
 The CVaR plan meets these bounds (it met the exact limit, which the CVaR bound implies),
 so the second solve, of the same objective with the CVaR bounds replaced, is feasible and
@@ -102,19 +104,57 @@ def _structure_cc(program: CompiledProgram, limit: DVH) -> float:
     return program.selection.structures[limit.structure].n_voxels * program.voxel_volume_cc
 
 
+def capped_entries(program: CompiledProgram, below_gy: float) -> np.ndarray:
+    """Dose entries that some limit caps below `below_gy` (total): an upper `dvh` or `max_dose` term.
+
+    Hard or soft, whatever its priority: such an entry cannot both reach `below_gy` and meet
+    the cap, so a lower limit at `below_gy` should leave it to the cap when it may.
+    """
+    capped = [
+        program.selection.structures[term.term.structure].entries  # type: ignore[attr-defined]
+        for term in program.terms
+        if (term.kind == "max_dose" or (term.kind == "dvh" and term.term.bound == "upper"))  # type: ignore[attr-defined]
+        and term.term.dose.gy < below_gy  # type: ignore[attr-defined]
+        and term.term.structure in program.selection.structures  # type: ignore[attr-defined]
+    ]
+    return np.unique(np.concatenate(capped)) if capped else np.empty(0, dtype=np.int64)
+
+
 def exact_bounds(program: CompiledProgram, term: CompiledTerm, dose_per_fraction: np.ndarray) -> list[cp.Constraint]:
-    """The linear bounds that replace the CVaR bound of `term`, given the CVaR plan's dose."""
+    """The linear bounds that replace the CVaR bound of `term`, given the CVaR plan's dose.
+
+    An upper limit frees the hottest entries of the CVaR plan. A lower limit frees first the
+    entries that another limit caps below its dose (an organ's limit where it overlaps the
+    target: they cannot be covered and spared at once), then the coldest of the CVaR plan:
+    the CVaR plan's order alone would spend the cold allowance on whichever entries the CVaR
+    bound happened to leave coldest, and the organ's limit would then find none to use.
+    """
     limit: DVH = term.term  # type: ignore[assignment]
-    entries, weights = _entries(program, limit.structure)
-    order = np.argsort(-dose_per_fraction[entries], kind="stable")
-    reached = np.cumsum(weights[order])
-    share = _share(limit, program)
+    bounded = bounded_entries(program, term, dose_per_fraction)
     level = limit.dose.gy / program.fractions
     if limit.bound == "upper":
-        bounded = entries[order[reached > share + _COUNT_SLACK]]
-        return [program.dose[np.sort(bounded)] <= level] if len(bounded) else []
+        return [program.dose[bounded] <= level] if len(bounded) else []
+    return [program.dose[bounded] >= level]
+
+
+def bounded_entries(program: CompiledProgram, term: CompiledTerm, dose_per_fraction: np.ndarray) -> np.ndarray:
+    """The dose entries (sorted) that the exact form of `term` bounds at its dose (see `exact_bounds`)."""
+    limit: DVH = term.term  # type: ignore[assignment]
+    entries, weights = _entries(program, limit.structure)
+    dose = dose_per_fraction[entries]
+    share = _share(limit, program)
+    if limit.bound == "upper":
+        order = np.argsort(-dose, kind="stable")
+        reached = np.cumsum(weights[order])
+        return np.sort(entries[order[reached > share + _COUNT_SLACK]])
+    # Freed first: entries the CVaR plan leaves below the dose (so that it stays feasible),
+    # then the capped ones, then the coldest; bounded are the others, hottest first.
+    below = dose < limit.dose.gy / program.fractions
+    capped = np.isin(entries, capped_entries(program, limit.dose.gy))
+    order = np.lexsort((-dose, capped, below))
+    reached = np.cumsum(weights[order])
     needed = int(np.searchsorted(reached, min(share, 1.0) - _COUNT_SLACK)) + 1
-    return [program.dose[np.sort(entries[order[:needed]])] >= level]
+    return np.sort(entries[order[:needed]])
 
 
 def refine_dvh_limits(

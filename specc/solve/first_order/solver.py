@@ -11,9 +11,13 @@ multipliers, without recompiling.
 
 It never guesses. It refuses (and the reference cvxpy solver runs instead, with a note in
 the message) when a term has no smooth form or when the cvxpy problem it is handed is not
-the compiled one (e.g. a lexicographic step with extra constraints). When it cannot reach
-feasibility (the penalty grows without the violation shrinking), the reference solver
-decides, which also gives the elastic diagnosis of an infeasible program.
+the compiled one (e.g. a lexicographic step with extra constraints). It calls a point
+optimal only when its float64 KKT certificate holds (`augmented_lagrangian.certify`); an
+uncertified point is `optimal_inaccurate`, and `solve_first_order` then hands the program
+to the reference solver. When it cannot reach feasibility (the penalty grows without the
+violation shrinking), the reference solver decides too, which also gives the elastic
+diagnosis of an infeasible program. Only a stop at a limit the protocol set is returned
+as it is.
 """
 
 from __future__ import annotations
@@ -79,6 +83,11 @@ class FirstOrderSolver:
         )
         self._last: tuple[SmoothProgram, AugmentedLagrangianResult] | None = None
 
+    @property
+    def last_outcome(self) -> str | None:
+        """How the last solve ended (`augmented_lagrangian.Outcome`); None before the first."""
+        return None if self._last is None else self._last[1].outcome
+
     def smooth_program(self, terms: Sequence[TermBase] | None = None) -> SmoothProgram:
         chosen = [compiled.term for compiled in self.program.terms] if terms is None else terms
         return SmoothProgram(self.operator, self.context, chosen)
@@ -119,7 +128,7 @@ class FirstOrderSolver:
             status = "optimal"
         elif result.outcome in ("time_limit", "iteration_limit", "uncertified") and hard_violation <= LIMIT_TOLERANCE:
             status = "optimal_inaccurate"
-        elif result.outcome == "time_limit":
+        elif result.outcome in ("time_limit", "iteration_limit"):
             status = "time_limit"
         else:
             status = "solver_error"
@@ -177,18 +186,20 @@ def _message(status: SolveStatus, result: AugmentedLagrangianResult, violation: 
             "labelled NOT CONVERGED; raise `time_limit_s` / `max_iterations` or try --solver CLARABEL."
         )
     if status == "time_limit":
+        limit = (f"time limit of {settings.time_limit_s:g} s" if result.outcome == "time_limit"
+                 else f"limit of {settings.max_iterations or result.iterations} iterations")
         return (
-            f"{FIRST_ORDER_SOLVER} stopped at its time limit of {settings.time_limit_s:g} s {after} with hard limits "
-            f"still violated by up to {100 * violation:.3g}% of their dose; raise `time_limit_s` under "
+            f"{FIRST_ORDER_SOLVER} stopped at its {limit} {after} with hard limits "
+            f"still violated by up to {100 * violation:.3g}% of their dose; raise `time_limit_s` / `max_iterations` under "
             "`optimization.solver`, or try another solver (--solver)."
         )
     return f"{FIRST_ORDER_SOLVER} could not meet the hard limits {after} (violation {100 * violation:.3g}% of their dose)."
 
 
-def _stopped_by_user_limit(result: SolveResult, settings: SolverSettings) -> bool:
+def _stopped_by_user_limit(solver: FirstOrderSolver, settings: SolverSettings) -> bool:
     """A stop at a limit the protocol set is the user's choice: no reference solve after it."""
     user_limit = settings.time_limit_s is not None or settings.max_iterations is not None
-    return user_limit and result.status in ("optimal_inaccurate", "time_limit")
+    return user_limit and solver.last_outcome in ("time_limit", "iteration_limit")
 
 
 def solve_first_order(program: CompiledProgram, settings: SolverSettings) -> SolveResult:
@@ -201,11 +212,12 @@ def solve_first_order(program: CompiledProgram, settings: SolverSettings) -> Sol
         reason = "the problem carries constraints or objectives beyond the compiled terms"
     else:
         try:
-            result = FirstOrderSolver(program).solve(settings)
+            solver = FirstOrderSolver(program)
+            result = solver.solve(settings)
         except FastPathRefused as error:
             reason = str(error)
         else:
-            if result.status == "optimal" or _stopped_by_user_limit(result, settings):
+            if result.status == "optimal" or _stopped_by_user_limit(solver, settings):
                 return result
             reason = result.message
     fallback = solve_program(program, reference)
