@@ -9,6 +9,7 @@ import scipy.sparse as sp
 from evaluate_fakes import protocol, synthetic_case
 from specc.compile import compile_protocol, resolve_structures
 from specc.compile.margins import expand
+from specc.compile import voxels
 from specc.compile.voxels import select_voxels
 from specc.errors import CompileError
 from specc.protocol import parse_protocol_text
@@ -79,6 +80,29 @@ def test_identical_rows_are_merged_exactly_and_weights_are_relative_volumes() ->
         assert (dose[entries.entries].max()) == pytest.approx((influence[voxel_rows] @ fluence).max())
     assert len(selection.structures["B"].entries) == 2  # rows 0, 6, 7 are equal; 9 and 10 are zero rows
     assert len(selection.rows) == 7  # the 6 distinct rows and one zero row
+
+
+def test_rows_merged_in_chunks_are_exactly_the_identical_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Rows of equal length that differ only in one value (by one float32 step) or in one
+    # column, plus true duplicates and zero rows, grouped in chunks of a few nonzeros.
+    base = np.array([[1, 0, 2, 0], [0, 3, 0, 4], [1, 0, 0, 2], [0, 0, 0, 0]], dtype=np.float32)
+    near = np.array([[1, 0, np.nextafter(np.float32(2), np.float32(3)), 0], [0, 1, 0, 2]], dtype=np.float32)
+    dense = np.vstack([base, near, base[[1, 0, 3, 2]], near[[0]]])
+    influence = sp.csr_matrix(dense)
+    rows = np.arange(len(dense))
+    identical = (dense[:, None, :] == dense[None, :, :]).all(axis=2)
+    monkeypatch.setattr(voxels, "_CHUNK_NONZEROS", 3)
+
+    group = voxels._group_identical_rows(influence, rows)
+    assert np.array_equal(group[:, None] == group[None, :], identical)
+
+    # Projections made useless (every row of a length collides): the exact check alone keeps
+    # every unequal row apart (a colliding row may stay unmerged, never wrongly merged).
+    monkeypatch.setattr(voxels, "_projection", lambda matrix, rows, vectors: np.zeros((len(rows), vectors.shape[1])))
+    group = voxels._group_identical_rows(influence, rows)
+    merged = group[:, None] == group[None, :]
+    assert not (merged & ~identical).any()
+    assert merged[0, 7] and merged[3, 8]  # a duplicate of its group's first row is still merged
 
 
 def test_large_soft_only_structures_are_sampled_but_targets_and_hard_limits_are_not() -> None:

@@ -7,7 +7,8 @@ protocol already states, never from structure names:
 * each prescription level (target T at dose D) gives coverage and hot-spot penalties
   (`quadratic_underdose` and `quadratic_overdose` of T at D) and a fall-off shell: a
   derived structure `ring(T, 5mm, 30mm)` minus every target, penalized above half of D, so
-  that the dose falls off outside the target instead of spilling into unnamed tissue;
+  that the dose falls off outside the target instead of spilling into unnamed tissue; the
+  underdose penalty leaves out organs whose goals cap them below D (`_coverage_region`);
 * each goal becomes the limit kind that measures it (D / V metrics a `dvh` limit, Max
   `max_dose`, Min `min_dose`, Mean `mean_dose`), carrying the goal's protocol line:
   priority 1 is hard at the goal's threshold, or, when the goal names an acceptable

@@ -145,8 +145,9 @@ def compile_protocol(
                 f"{entries.n_voxels} voxels (no hard term refers to it); the plan is evaluated on every voxel"
             )
 
+    # The case's dtype, no float64 copy: cvxpy converts the constant to its own float64
+    # matrix anyway, and the fast path reads the float32 rows.
     influence_rows = influence[selection.rows]
-    influence_selected = influence_rows.astype(np.float64)
     fluence = cp.Variable(case.n_beamlets, nonneg=True, name="fluence")
     dose = cp.Variable(len(selection.rows), name="dose_per_fraction")
     smoothness = SmoothnessOperator(case.beamlets)
@@ -175,12 +176,12 @@ def compile_protocol(
     objectives = [term.objective for term in compiled if term.objective is not None]
     if not objectives:
         notes.append("no term has an objective: the solver returns any fluence that meets the hard limits")
-    constraints: list[cp.Constraint] = [dose == influence_selected @ fluence] if len(selection.rows) else []
+    constraints: list[cp.Constraint] = [dose == influence_rows @ fluence] if len(selection.rows) else []
     for term in compiled:
         constraints.extend(term.constraints)
     problem = cp.Problem(cp.Minimize(cp.sum(objectives) if objectives else cp.Constant(0.0)), constraints)
 
-    stats = _statistics(problem, selection, influence_selected, case.n_beamlets, time.perf_counter() - started)
+    stats = _statistics(problem, selection, influence_rows, case.n_beamlets, time.perf_counter() - started)
     return CompiledProgram(
         problem=problem,
         fluence=fluence,
@@ -198,9 +199,9 @@ def compile_protocol(
 
 
 def _statistics(
-    problem: cp.Problem, selection: VoxelSelection, influence_selected: sp.csr_matrix, beamlets: int, seconds: float
+    problem: cp.Problem, selection: VoxelSelection, influence_rows: sp.csr_matrix, beamlets: int, seconds: float
 ) -> ProgramStats:
-    row_nonzeros = np.diff(influence_selected.indptr)
+    row_nonzeros = np.diff(influence_rows.indptr)
     structures = [
         StructureStats(
             name=name,
@@ -211,7 +212,7 @@ def _statistics(
         )
         for name, entries in selection.structures.items()
     ]
-    nonzeros = int(influence_selected.nnz)
+    nonzeros = int(influence_rows.nnz)
     return ProgramStats(
         variables=int(sum(variable.size for variable in problem.variables())),
         constraints=int(sum(constraint.size for constraint in problem.constraints)),

@@ -50,25 +50,69 @@ class VoxelSelection:
     structures: dict[str, StructureEntries]
 
 
-def _group_identical_rows(influence: sp.csr_matrix) -> np.ndarray:
-    """Group id of each row; rows with identical sparsity pattern and values share an id.
+# Row budget of one chunk of the row grouping (nonzeros): its temporaries (a float64 copy of
+# a chunk's values for the projection, positions and comparisons for the exact check, about
+# 50 bytes per nonzero) stay near 50 MB whatever the size of the influence matrix.
+_CHUNK_NONZEROS = 1_000_000
+
+
+def _chunks(lengths: np.ndarray) -> list[tuple[int, int]]:
+    """Consecutive index ranges whose `lengths` sum to about `_CHUNK_NONZEROS` (a longer item alone)."""
+    cumulative = np.cumsum(lengths)
+    total = int(cumulative[-1]) if len(cumulative) else 0
+    cuts = np.searchsorted(cumulative, np.arange(_CHUNK_NONZEROS, total, _CHUNK_NONZEROS), side="right")
+    edges = np.unique(np.concatenate([[0], cuts, [len(lengths)]]))
+    return [(int(start), int(stop)) for start, stop in zip(edges[:-1], edges[1:])]
+
+
+def _projection(influence: sp.csr_matrix, rows: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """`influence[rows] @ vectors`, chunk by chunk.
+
+    A float32 matrix times float64 vectors makes scipy convert all of the matrix's values to
+    float64 first; per chunk that copy stays small. Each row's sum is the same either way.
+    """
+    result = np.empty((len(rows), vectors.shape[1]), dtype=np.float64)
+    for start, stop in _chunks(np.diff(influence.indptr)[rows]):
+        result[start:stop] = influence[rows[start:stop]] @ vectors
+    return result
+
+
+def _differ(influence: sp.csr_matrix, rows: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """Whether row `rows[k]` differs from row `others[k]` (same stored length assumed) in pattern or values."""
+    differs = np.zeros(len(rows), dtype=bool)
+    lengths = np.diff(influence.indptr)[rows]
+    for start, stop in _chunks(lengths):
+        length = lengths[start:stop]
+        owner = np.repeat(np.arange(stop - start), length)
+        offset = np.arange(len(owner)) - np.repeat(np.cumsum(length) - length, length)
+        mine = influence.indptr[rows[start:stop]][owner] + offset
+        theirs = influence.indptr[others[start:stop]][owner] + offset
+        mismatch = (influence.indices[mine] != influence.indices[theirs]) | (influence.data[mine] != influence.data[theirs])
+        differs[start:stop] = np.bincount(owner[mismatch], minlength=stop - start) > 0
+    return differs
+
+
+def _group_identical_rows(influence: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
+    """Group id of each of `rows`; rows with identical sparsity pattern and values share an id.
 
     Candidate groups come from two random projections (equal rows always project equally);
     each candidate is then checked exactly against its representative, and a row that
-    differs keeps a group of its own, so the merge never relies on luck.
+    differs keeps a group of its own, so the merge never relies on luck. Both passes go
+    through the case's own arrays chunk by chunk: no copy of the selected rows is made.
     """
-    n_rows = influence.shape[0]
-    if n_rows == 0:
+    if len(rows) == 0:
         return np.empty(0, dtype=np.int64)
     rng = np.random.default_rng(0)
-    projection = influence @ rng.standard_normal((influence.shape[1], 2))
-    signature = np.column_stack([np.diff(influence.indptr), projection])
+    projection = _projection(influence, rows, rng.standard_normal((influence.shape[1], 2)))
+    signature = np.column_stack([np.diff(influence.indptr)[rows], projection])
     _, first, group = np.unique(signature, axis=0, return_index=True, return_inverse=True)
+    del signature, projection
     group = group.ravel().astype(np.int64)
-    representative = influence[first[group]]
-    differs = np.asarray((abs(influence - representative)).max(axis=1).todense()).ravel() > 0
+    representative = first[group]
+    candidates = np.flatnonzero(representative != np.arange(len(rows)))
+    differs = np.zeros(len(rows), dtype=bool)
+    differs[candidates] = _differ(influence, rows[candidates], rows[representative[candidates]])
     if differs.any():
-        group = group.copy()
         group[differs] = group.max() + 1 + np.arange(int(differs.sum()))
     _, group = np.unique(group, return_inverse=True)
     return group.ravel().astype(np.int64)
@@ -88,7 +132,7 @@ def select_voxels(
     """
     exact = set(exact)
     union = np.unique(np.concatenate([np.asarray(r, dtype=np.int64) for r in structure_rows.values()]))
-    group = _group_identical_rows(influence[union])
+    group = _group_identical_rows(influence, union)
     _, first_of_group = np.unique(group, return_index=True)
     representative = union[first_of_group]  # any row of a group stands for all of them
     n_groups = len(representative)
