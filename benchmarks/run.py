@@ -19,7 +19,6 @@ import json
 import multiprocessing
 import platform
 import queue as queue_module
-import resource
 import subprocess
 import sys
 import tempfile
@@ -113,12 +112,24 @@ def _run_method(case_path: str, protocol_path: str, method: str, queue: multipro
         "method": method, "solver": solver_name, "status": str(status), "objective": objective, "message": message,
         "compile_s": compile_s, "solve_s": solve_s, "evaluate_s": evaluate_s,
         "total_s": compile_s + solve_s + evaluate_s,
-        "peak_memory_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "peak_memory_mb": _own_peak_rss_mb(),
         "hard_violation_gy": violation, "terms": values,
         "influence_mb": (program.influence.data.nbytes + program.influence.indices.nbytes
                          + program.influence.indptr.nbytes) / 2**20,
         "cvxpy": cp.__version__,
     })
+
+
+def _own_peak_rss_mb() -> float:
+    """This process's own peak resident memory (VmHWM).
+
+    `ru_maxrss` is inherited across fork and exec on Linux, so in a spawned child it reports
+    the parent's peak (the parent holds the built phantom), not the method's own.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024.0
+    return float("nan")  # no /proc (not Linux): unknown rather than a misleading number
 
 
 def _violation_gy(term, context) -> float:

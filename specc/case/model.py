@@ -24,6 +24,9 @@ _COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 # Lowest CT number accepted: air is -1000 HU; 12-bit scanners store down to -1024.
 MIN_HU = -1024.0
 
+# Rows per block when the full-grid dose is computed (see `Case.dose_on_grid`).
+_DOSE_ROW_BLOCK = 65_536
+
 
 @dataclass(frozen=True)
 class Grid:
@@ -254,7 +257,11 @@ class Case:
         if int(fractions) != fractions or fractions < 1:
             raise CaseError(f"fractions must be a positive integer, got {fractions}")
         dose = np.zeros(self.grid.n_voxels, dtype=np.float64)
-        dose[self.voxel_indices] = (self.influence @ fluence) * int(fractions)
+        # A float32 matrix times a float64 vector makes scipy upcast every stored value at
+        # once (as large as A itself); row blocks bound that copy without changing the sums.
+        for start in range(0, self.influence.shape[0], _DOSE_ROW_BLOCK):
+            stop = start + _DOSE_ROW_BLOCK
+            dose[self.voxel_indices[start:stop]] = (self.influence[start:stop] @ fluence) * int(fractions)
         return dose.reshape(self.grid.shape)
 
     def content_hash(self) -> str:
