@@ -29,7 +29,14 @@ from pydantic import Field, model_validator
 
 from specc.protocol.units import Dose, format_number
 from specc.terms.base import BuildContext, BuiltTerm, EvaluationContext, TermResult
-from specc.terms.limits import HardOrSoftLimit, StructureName, meets_lower, meets_upper
+from specc.terms.limits import (
+    HardOrSoftLimit,
+    StructureName,
+    check_min_max,
+    meets_lower,
+    meets_upper,
+    min_max_text,
+)
 from specc.terms.smooth import NoSmoothForm, SmoothContext, SmoothForm, SmoothGradient, SmoothPoint, scalar_limit
 
 
@@ -98,19 +105,12 @@ class GEUD(HardOrSoftLimit):
                 "gEUD with a = 0 is the geometric mean, which specc does not compile: give a small negative "
                 "exponent (e.g. -1) or a = 1 (the mean dose)"
             )
-        if self.min is not None and self.min.gy == 0:
-            raise ValueError("a minimum gEUD of 0 Gy constrains nothing: remove `min` or give a dose")
-        if self.min is not None and self.max is not None and self.min.gy > self.max.gy:
-            raise ValueError(f"geud `min` ({self.min}) is above `max` ({self.max}): no dose can meet both")
+        check_min_max("geud", self.min, self.max)
         return self
 
     def label(self) -> str:
-        bounds = []
-        if self.min is not None:
-            bounds.append(f">= {self.min}")
-        if self.max is not None:
-            bounds.append(f"<= {self.max}")
-        return f"geud {self.structure} (a={format_number(self.a)}) {' and '.join(bounds)}{self.limit_suffix()}"
+        bounds = min_max_text(self.min, self.max)
+        return f"geud {self.structure} (a={format_number(self.a)}) {bounds}{self.limit_suffix()}"
 
     def build(self, ctx: BuildContext) -> BuiltTerm:
         import cvxpy as cp

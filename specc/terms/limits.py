@@ -21,6 +21,8 @@ from specc.terms.base import LIMIT_TOLERANCE, TermBase
 if TYPE_CHECKING:
     import cvxpy as cp
 
+    from specc.protocol.units import Dose
+
 StructureName = Annotated[
     str,
     StringConstraints(min_length=1),
@@ -35,6 +37,20 @@ Weight = Annotated[
 
 def format_weight(weight: float) -> str:
     return f"{weight:g}"
+
+
+def check_min_max(kind: str, low: Dose | None, high: Dose | None) -> None:
+    """The rules shared by kinds bounding one value from below and/or above (mean dose, gEUD)."""
+    if low is not None and low.gy == 0:
+        raise ValueError(f"a minimum {kind} of 0 Gy constrains nothing: remove `min` or give a dose")
+    if low is not None and high is not None and low.gy > high.gy:
+        raise ValueError(f"{kind} `min` ({low}) is above `max` ({high}): no dose can meet both")
+
+
+def min_max_text(low: Dose | None, high: Dose | None) -> str:
+    """'>= 20 Gy and <= 26 Gy', as a label writes a two-sided bound."""
+    bounds = ([f">= {low}"] if low is not None else []) + ([f"<= {high}"] if high is not None else [])
+    return " and ".join(bounds)
 
 
 def meets_upper(value_gy: float, limit_gy: float) -> bool:

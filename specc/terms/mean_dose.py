@@ -16,7 +16,14 @@ from pydantic import Field, model_validator
 
 from specc.protocol.units import Dose
 from specc.terms.base import BuildContext, BuiltTerm, EvaluationContext, TermResult
-from specc.terms.limits import HardOrSoftLimit, StructureName, meets_lower, meets_upper
+from specc.terms.limits import (
+    HardOrSoftLimit,
+    StructureName,
+    check_min_max,
+    meets_lower,
+    meets_upper,
+    min_max_text,
+)
 from specc.terms.smooth import SmoothContext, SmoothForm, SmoothGradient, SmoothPoint, scalar_limit
 
 
@@ -38,19 +45,11 @@ class MeanDose(HardOrSoftLimit):
     def _consistent_bounds(self) -> MeanDose:
         if self.max is None and self.min is None:
             raise ValueError("mean_dose needs `max`, `min` or both")
-        if self.min is not None and self.min.gy == 0:
-            raise ValueError("a minimum mean dose of 0 Gy constrains nothing: remove `min` or give a dose")
-        if self.min is not None and self.max is not None and self.min.gy > self.max.gy:
-            raise ValueError(f"mean_dose `min` ({self.min}) is above `max` ({self.max}): no dose can meet both")
+        check_min_max("mean_dose", self.min, self.max)
         return self
 
     def label(self) -> str:
-        bounds = []
-        if self.min is not None:
-            bounds.append(f">= {self.min}")
-        if self.max is not None:
-            bounds.append(f"<= {self.max}")
-        return f"mean_dose {self.structure} {' and '.join(bounds)}{self.limit_suffix()}"
+        return f"mean_dose {self.structure} {min_max_text(self.min, self.max)}{self.limit_suffix()}"
 
     def build(self, ctx: BuildContext) -> BuiltTerm:
         mean = ctx.voxel_weights(self.structure) @ ctx.dose(self.structure)
