@@ -121,17 +121,11 @@ class GEUD(HardOrSoftLimit):
             eud = weights @ dose
         else:  # convex for a > 1, concave (on d >= 0, which cvxpy adds) for a < 1
             eud = cp.pnorm(cp.multiply(weights ** (1.0 / self.a), dose), self.a)
-        built = BuiltTerm()
-        parts = []
-        if self.max is not None:
-            parts.append(self.upper_limit(eud, ctx.per_fraction(self.max)))
-        if self.min is not None:
-            parts.append(self.lower_limit(eud, ctx.per_fraction(self.min)))
-        for objective, constraints in parts:
-            built.constraints.extend(constraints)
-            if objective is not None:
-                built.objective = objective if built.objective is None else built.objective + objective
-        return built
+        return self.min_max_limits(
+            eud,
+            None if self.min is None else ctx.per_fraction(self.min),
+            None if self.max is None else ctx.per_fraction(self.max),
+        )
 
     def smooth_form(self, ctx: SmoothContext) -> SmoothForm:
         """gEUD = ||volumes**(1/a) * d||_a: smooth wherever some entry has dose, with gradient

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field, StringConstraints, model_validator
 
-from specc.terms.base import LIMIT_TOLERANCE, TermBase
+from specc.terms.base import LIMIT_TOLERANCE, BuiltTerm, TermBase
 
 if TYPE_CHECKING:
     import cvxpy as cp
@@ -114,3 +114,19 @@ class HardOrSoftLimit(TermBase):
         if self.hard:
             return None, [value >= limit]
         return self.weight * cp.square(cp.pos(limit - value)), []
+
+    def min_max_limits(
+        self, value: cp.Expression, low: float | None, high: float | None
+    ) -> BuiltTerm:
+        """`low <= value <= high` (Gy per fraction, either side optional), hard or soft."""
+        built = BuiltTerm()
+        parts = []
+        if high is not None:
+            parts.append(self.upper_limit(value, high))
+        if low is not None:
+            parts.append(self.lower_limit(value, low))
+        for objective, constraints in parts:
+            built.constraints.extend(constraints)
+            if objective is not None:
+                built.objective = objective if built.objective is None else built.objective + objective
+        return built

@@ -53,17 +53,11 @@ class MeanDose(HardOrSoftLimit):
 
     def build(self, ctx: BuildContext) -> BuiltTerm:
         mean = ctx.voxel_weights(self.structure) @ ctx.dose(self.structure)
-        built = BuiltTerm()
-        parts = []
-        if self.max is not None:
-            parts.append(self.upper_limit(mean, ctx.per_fraction(self.max)))
-        if self.min is not None:
-            parts.append(self.lower_limit(mean, ctx.per_fraction(self.min)))
-        for objective, constraints in parts:
-            built.constraints.extend(constraints)
-            if objective is not None:
-                built.objective = objective if built.objective is None else built.objective + objective
-        return built
+        return self.min_max_limits(
+            mean,
+            None if self.min is None else ctx.per_fraction(self.min),
+            None if self.max is None else ctx.per_fraction(self.max),
+        )
 
     def smooth_form(self, ctx: SmoothContext) -> SmoothForm:
         volumes = ctx.voxel_weights(self.structure)
