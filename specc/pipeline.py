@@ -130,9 +130,12 @@ def _plan_case(
             "(the reason is in the solver message of the optimization log)"
         )
     if not solve.usable:
+        # An earlier plan left in the folder would read as this run's result: remove it.
         stale = [out / name for name in ("report.html", "report.pdf", PLAN_JSON, RESULT_H5) if (out / name).exists()]
+        for path in stale:
+            path.unlink()
         if stale:
-            notes.append(f"{', '.join(map(str, stale))} are from an earlier run, not this one")
+            notes.append(f"removed {', '.join(map(str, stale))}: they were an earlier run's plan, not this one")
         return PlanOutcome(solve, None, [], stages.timings, program.stats, notes)
 
     with stages.stage("evaluate"):

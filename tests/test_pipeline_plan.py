@@ -53,6 +53,17 @@ def test_an_infeasible_protocol_writes_nothing_and_exits_non_zero(tmp_path: Path
     assert "min_dose Target >= 60 Gy" in outcome.solve.message
 
 
+def test_a_failed_plan_removes_an_earlier_plan_from_its_folder(tmp_path: Path) -> None:
+    case = synthetic_case()
+    first = plan(protocol({"Target": ["D50% >= 50 Gy"]}, terms=TERMS), case, tmp_path)
+    assert first.succeeded and (tmp_path / "report.html").exists()
+    terms = ["{kind: min_dose, structure: Target, dose: 60 Gy}", "{kind: max_dose, structure: Body, dose: 10 Gy}"]
+    second = plan(protocol({"Target": ["D95% >= 50 Gy"]}, terms=terms), case, tmp_path)
+    assert not second.succeeded
+    assert sorted(path.name for path in tmp_path.iterdir()) == []
+    assert any("earlier run" in note for note in second.notes)
+
+
 def test_compile_notes_reach_plan_json_and_the_report(tmp_path: Path) -> None:
     text = (
         "specc: 1\nname: t\nsite: t\nversion: 1.0.0\n"

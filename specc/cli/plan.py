@@ -130,13 +130,16 @@ def plan(
     not (nothing is written), 2 with --strict when a priority-1 goal fails.
     """
     from specc.pipeline import plan as run_plan
+    from specc.protocol import load_protocol
 
     if cases and len(cases) > 1:
         fail("`specc plan` plans one case; for several, run `specc cohort PROTOCOL CASE.h5 CASE.h5 ... --out DIR`")
     printer = _StagePrinter(quiet)
     try:
+        # The protocol first: a typo in it should not wait for a phantom's dose engine.
+        loaded = load_protocol(protocol)
         case_or_path = _load_case(cases[0] if cases else None, phantom, grid, beams, printer)
-        outcome = run_plan(protocol, case_or_path, out, solver=solver, pdf=pdf, progress=printer)
+        outcome = run_plan(loaded, case_or_path, out, solver=solver, pdf=pdf, progress=printer)
     except SpeccError as error:
         printer.stop()
         fail(error)
