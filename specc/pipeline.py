@@ -130,12 +130,9 @@ def _plan_case(
             "(the reason is in the solver message of the optimization log)"
         )
     if not solve.usable:
-        # An earlier plan left in the folder would read as this run's result: remove it.
-        stale = [out / name for name in ("report.html", "report.pdf", PLAN_JSON, RESULT_H5) if (out / name).exists()]
-        for path in stale:
-            path.unlink()
-        if stale:
-            notes.append(f"removed {', '.join(map(str, stale))}: they were an earlier run's plan, not this one")
+        removed = _remove_earlier_plan(out)
+        if removed:
+            notes.append(f"removed {', '.join(map(str, removed))}: they were an earlier run's plan, not this one")
         return PlanOutcome(solve, None, [], stages.timings, program.stats, notes)
 
     with stages.stage("evaluate"):
@@ -145,6 +142,7 @@ def _plan_case(
     timings = dict(stages.timings)
     record = evaluation.record.model_copy(update={"timings_s": timings})
     with stages.stage("report"):
+        _remove_earlier_plan(out)  # a failure below must not leave a mix of two runs' files
         paths = write_report(out, record, case, evaluation, program.masks, pdf=pdf)
         record_json = record.model_dump_json(indent=2)
         plan_json = out / PLAN_JSON
@@ -162,6 +160,14 @@ def _plan_case(
             )
         )
     return PlanOutcome(solve, record, paths, stages.timings, program.stats, notes)
+
+
+def _remove_earlier_plan(out: Path) -> list[Path]:
+    """Delete the files an earlier `plan` wrote into `out`: left there, they would read as this run's."""
+    earlier = [out / name for name in ("report.html", "report.pdf", PLAN_JSON, RESULT_H5) if (out / name).exists()]
+    for path in earlier:
+        path.unlink()
+    return earlier
 
 
 # --- cohorts: one protocol over many cases --------------------------------------------------
