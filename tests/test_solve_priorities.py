@@ -12,6 +12,7 @@ from specc.solve import choose_solver
 from specc.solve.priorities import (
     ABSOLUTE_SLIP,
     COVERAGE_STEP,
+    DEFAULT_COVERAGE_SLIP_GY,
     DEFAULT_SLIP_PERCENT,
     STEP_COLUMNS,
     plan_steps,
@@ -59,27 +60,57 @@ def default_slip():
     return result, lexicographic
 
 
+def _allowed(program, step, best: float, slip_gy: float = DEFAULT_COVERAGE_SLIP_GY) -> float:
+    """What the docs promise: a goal step within the relative slip, coverage's RMS excess within slip_gy."""
+    relative = best * (1 + DEFAULT_SLIP_PERCENT / 100) + ABSOLUTE_SLIP
+    if step.name != COVERAGE_STEP:
+        return relative
+    weight = sum(program.terms[i].term.weight for i in step.terms)
+    in_dose = weight * ((best / weight) ** 0.5 + slip_gy / program.fractions) ** 2 + ABSOLUTE_SLIP
+    return max(relative, in_dose)
+
+
 def test_later_steps_never_worsen_an_earlier_priority_beyond_the_slip(default_slip) -> None:
     result, lexicographic = default_slip
+    _, program, priorities = _program()
     assert result.usable and len(result.steps) == 4
     assert all(step["status"] == "optimal" for step in result.steps)
     assert all(list(step) == list(STEP_COLUMNS) for step in result.steps)
-    slip = DEFAULT_SLIP_PERCENT / 100
     reached = [float(step["reached"]) for step in result.steps]
     final = step_values(lexicographic)
-    for value, best in zip(final, reached):
+    for step, row, value, best in zip(plan_steps(program, priorities), result.steps, final, reached):
+        allowed = _allowed(program, step, best)
+        assert float(row["then kept within"]) == pytest.approx(allowed, rel=1e-5)  # the log states the bound
         # solver tolerance (CLARABEL ~1e-8 relative) on top of the documented slip
-        assert value <= best * (1 + slip) + ABSOLUTE_SLIP + 1e-6 * max(1.0, best)
+        assert value <= allowed + 1e-6 * max(1.0, best)
     assert final[-1] == pytest.approx(reached[-1], rel=1e-5, abs=1e-9)  # the log prints 6 digits
+
+
+def test_the_coverage_step_is_kept_within_a_dose_not_a_percentage(default_slip) -> None:
+    result, _ = default_slip
+    _, program, priorities = _program()
+    coverage = plan_steps(program, priorities)[1]
+    best = float(result.steps[1]["reached"])
+    # here 1 Gy of RMS excess allows more than 3% of the squared penalty: the dose bound is the one kept
+    assert float(result.steps[1]["then kept within"]) > best * (1 + DEFAULT_SLIP_PERCENT / 100) + ABSOLUTE_SLIP
+    assert coverage.name == COVERAGE_STEP and coverage.kept_in_dose
 
 
 def test_the_protocol_slip_gives_lower_priorities_more_room(default_slip) -> None:
     protocol, program, priorities = _program("20")
     assert protocol.optimization.solver.slip_percent == 20
     result, _ = solve_lexicographic(program, choose_solver("CLARABEL"), priorities, protocol.optimization.solver.slip_percent)
-    wider, narrow = float(result.steps[2]["reached"]), float(default_slip[0].steps[2]["reached"])
+    wider, narrow = float(result.steps[3]["reached"]), float(default_slip[0].steps[3]["reached"])
+    assert result.steps[3]["step"].endswith("priority 3 penalties")
+    assert wider < narrow  # priority 3 gains from priority 2's wider slip
+
+
+def test_a_tighter_coverage_slip_leaves_the_next_priority_less_room(default_slip) -> None:
+    _, program, priorities = _program()
+    result, _ = solve_lexicographic(program, choose_solver("CLARABEL"), priorities, None, coverage_slip_gy=0.0)
+    tight, default = float(result.steps[2]["reached"]), float(default_slip[0].steps[2]["reached"])
     assert result.steps[2]["step"].endswith("priority 2 penalties")
-    assert wider < narrow  # the first step after coverage gains from coverage's wider slip
+    assert tight > default
 
 
 def test_the_steps_reuse_one_parameterized_problem(default_slip) -> None:

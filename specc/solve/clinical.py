@@ -24,13 +24,17 @@ def solve_clinical(
     settings: SolverSettings,
     goal_priorities: Mapping[int, int] | None = None,
     slip_percent: float | None = None,
+    coverage_slip_gy: float | None = None,
 ) -> SolveResult:
     """Solve `program` by priority steps, then refine its DVH limits to their exact form.
 
     `goal_priorities` maps a term index to its priority (`with_optimization` gives it: the
     terms' own `priority` fields, derived from goals or written); `slip_percent` is the protocol's
-    `optimization.solver.slip_percent` (None: the documented default).
+    `optimization.solver.slip_percent` and `coverage_slip_gy` the coverage step's slip in Gy
+    (None: the documented defaults, `specc.solve.priorities`).
     """
-    result, lexicographic = solve_lexicographic(program, settings, goal_priorities or {}, slip_percent)
+    result, lexicographic = solve_lexicographic(
+        program, settings, goal_priorities or {}, slip_percent, coverage_slip_gy
+    )
     problem = lexicographic.problem if lexicographic is not None else program.problem
     return refine_dvh_limits(program, problem, result, settings)

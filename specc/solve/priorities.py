@@ -10,10 +10,23 @@ step's objective is kept within a slip of the value it reached:
    hand-written term;
 3. the penalties of priority-2 goals, then priority 3, and so on.
 
-Hard terms are constraints in every step. A step with no term is skipped. The slip is
-`optimization.solver.slip_percent` (default `DEFAULT_SLIP_PERCENT`): after step k reached
-f_k*, later steps require f_k <= f_k* (1 + slip) + `ABSOLUTE_SLIP` (the absolute part only
-absorbs solver tolerance when f_k* is 0, a goal fully met).
+Hard terms are constraints in every step. A step with no term is skipped. A goal step
+(priority p) is kept within a relative slip, `optimization.solver.slip_percent` (default
+`DEFAULT_SLIP_PERCENT`): after it reached f_k*, later steps require
+f_k <= f_k* (1 + slip) + `ABSOLUTE_SLIP` (the absolute part only absorbs solver tolerance
+when f_k* is 0, a goal fully met).
+
+The coverage step is kept within a slip in dose instead, `coverage_slip_gy` (default
+`DEFAULT_COVERAGE_SLIP_GY`): its penalties are weighted mean squares of a dose excess (Gy^2
+per fraction), so sqrt(f / W), with W the sum of the step's weights, is their RMS excess in
+Gy per fraction, and later steps may raise it by the slip (per fraction):
+f <= W (sqrt(f* / W) + slip_gy / fractions)^2, or the relative bound where that is looser.
+Why: a few percent of a squared penalty is a fraction of a percent of a dose. Kept that
+tightly, coverage of every target voxel left a priority-2 organ goal no room at all (TG-119
+head-neck, parotid D50% 26.6 Gy for a goal of 20 Gy) while the target goals that coverage
+serves hold anyway, as hard limits or as goal steps of their own. A hand-written unranked
+term in other units (smoothness) is counted the same way: the bound is then no dose, but it
+is never tighter than the relative one.
 
 The steps share one cvxpy problem, `minimize sum_k select_k f_k` subject to the hard terms
 and `kept_k f_k <= bound_k`, where `select`, `kept` and `bound` are cvxpy Parameters: moving to the next
@@ -40,6 +53,9 @@ if TYPE_CHECKING:
     from specc.solve.choice import SolverSettings
 
 DEFAULT_SLIP_PERCENT = 3.0
+# How much the coverage step's RMS dose excess may rise (Gy, total dose) while lower
+# priorities are optimized: a round clinical tolerance, that of the TG-119 comparisons.
+DEFAULT_COVERAGE_SLIP_GY = 1.0
 # Absorbs the solver's tolerance when an earlier step reached 0 (its goals all met):
 # objectives are in Gy^2 per fraction, and CLARABEL's default tolerances are about 1e-8.
 ABSOLUTE_SLIP = 1e-6
@@ -53,6 +69,7 @@ class Step:
 
     name: str
     terms: tuple[int, ...]
+    kept_in_dose: bool = False  # the coverage step: kept within a slip in Gy (module docstring)
 
 
 def plan_steps(program: CompiledProgram, goal_priorities: Mapping[int, int]) -> list[Step]:
@@ -72,7 +89,7 @@ def plan_steps(program: CompiledProgram, goal_priorities: Mapping[int, int]) -> 
     if 1 in by_priority:
         steps.append(Step("priority 1 penalties (goals beyond their variation)", tuple(by_priority.pop(1))))
     if coverage:
-        steps.append(Step(COVERAGE_STEP, tuple(coverage)))
+        steps.append(Step(COVERAGE_STEP, tuple(coverage), kept_in_dose=True))
     for priority in sorted(by_priority):
         steps.append(Step(f"priority {priority} penalties", tuple(by_priority[priority])))
     return steps
@@ -102,11 +119,11 @@ class LexicographicProblem:
         self.select.value = selection
         return solve_program(dataclasses.replace(self.program, problem=self.problem), settings)
 
-    def keep(self, index: int, reached: float, slip: float) -> None:
-        """Bound step `index`'s objective at `reached` plus the slip for the steps after it."""
+    def keep(self, index: int, bound: float) -> None:
+        """Bound step `index`'s objective at `bound` (`kept_bound`) for the steps after it."""
         bounds = np.array(self.bounds.value, dtype=float)
         kept = np.array(self.kept.value, dtype=float)
-        bounds[index] = max(reached, 0.0) * (1.0 + slip) + ABSOLUTE_SLIP
+        bounds[index] = bound
         kept[index] = 1.0
         self.bounds.value, self.kept.value = bounds, kept
 
@@ -115,13 +132,36 @@ def slip_fraction(slip_percent: float | None) -> float:
     return (DEFAULT_SLIP_PERCENT if slip_percent is None else slip_percent) / 100.0
 
 
+@dataclass(frozen=True)
+class Slip:
+    """How far later steps may worsen an earlier one: relative (goal steps) and in dose (coverage)."""
+
+    fraction: float
+    coverage_gy: float
+
+
+def kept_bound(program: CompiledProgram, step: Step, reached: float, slip: Slip) -> float:
+    """The bound later steps keep on `step`'s objective after it reached `reached` (module docstring)."""
+    reached = max(reached, 0.0)
+    relative = reached * (1.0 + slip.fraction) + ABSOLUTE_SLIP
+    if not step.kept_in_dose:
+        return relative
+    # every term with an objective carries a weight (a hard limit has neither)
+    total = float(sum(program.terms[i].term.weight for i in step.terms))  # type: ignore[attr-defined]
+    rms = np.sqrt(reached / total) + slip.coverage_gy / program.fractions
+    return max(relative, total * rms**2 + ABSOLUTE_SLIP)
+
+
 def solve_lexicographic(
     program: CompiledProgram,
     settings: SolverSettings,
     goal_priorities: Mapping[int, int],
     slip_percent: float | None = None,
+    coverage_slip_gy: float | None = None,
 ) -> tuple[SolveResult, LexicographicProblem | None]:
     """Solve `program` step by step (module docstring); the result's `steps` log each step.
+
+    `slip_percent` and `coverage_slip_gy` (None: their documented defaults) are the slips.
 
     Stops at the first step without a usable point and returns its result (an infeasible
     first step carries the diagnosis of the hard terms). The returned problem holds the
@@ -131,7 +171,9 @@ def solve_lexicographic(
     steps = plan_steps(program, goal_priorities)
     if not steps:  # only hard terms: one feasibility solve, nothing to rank
         return solve_program(program, settings), None
-    slip = slip_fraction(slip_percent)
+    slip = Slip(
+        slip_fraction(slip_percent), DEFAULT_COVERAGE_SLIP_GY if coverage_slip_gy is None else coverage_slip_gy
+    )
     if len(steps) == 1:  # one step ranks nothing: solve the compiled problem itself (the fast path can take it)
         started = time.perf_counter()
         result = solve_program(program, settings)
@@ -151,21 +193,21 @@ def solve_lexicographic(
             break
         reached = float(lexicographic.objectives[index].value)
         records.append(_record(index, step, program, reached, result, time.perf_counter() - started, slip))
-        lexicographic.keep(index, reached, slip)
+        lexicographic.keep(index, kept_bound(program, step, reached, slip))
     assert result is not None
     return dataclasses.replace(result, steps=records, solve_time_s=total), lexicographic
 
 
 def _record(
     index: int, step: Step, program: CompiledProgram, reached: float | None, result: SolveResult, seconds: float,
-    slip: float,
+    slip: Slip,
 ) -> dict:
     labels = "; ".join(program.terms[i].label for i in step.terms) or "(none)"
     return step_row(
         step=f"{index + 1}. {step.name}",
         minimized=labels,
         reached="n/a" if reached is None else f"{reached:.6g}",
-        kept_within="n/a" if reached is None else f"{max(reached, 0.0) * (1 + slip) + ABSOLUTE_SLIP:.6g}",
+        kept_within="n/a" if reached is None else f"{kept_bound(program, step, reached, slip):.6g}",
         status=result.status,
         time=f"{seconds:.2f} s",
     )
