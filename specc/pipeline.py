@@ -112,9 +112,9 @@ def _plan_case(
 ) -> PlanOutcome:
     notes: list[str] = []
     with stages.stage("compile"):
-        if protocol.optimization is None:
+        if protocol.optimization is None or not protocol.optimization.terms:
             notes.append(
-                "the protocol has no optimization section: the terms were derived from its prescription "
+                "the protocol has no optimization terms: they were derived from its prescription "
                 "and goals (see them with `specc compile --explain`)"
             )
         # A protocol with goals only gets its optimization derived (specc.compile.derive).
@@ -123,7 +123,8 @@ def _plan_case(
     notes.extend(program.notes)
     settings = choose_solver(solver, protocol.optimization.solver)
     with stages.stage("solve"):
-        solve = solve_clinical(program, settings, goal_priorities, protocol.optimization.solver.slip_percent)
+        options = protocol.optimization.solver
+        solve = solve_clinical(program, settings, goal_priorities, options.slip_percent, options.coverage_slip_gy)
     if solve.solver != settings.name:
         notes.append(
             f"solver: {settings.name} was chosen, but {solve.solver} produced this plan "

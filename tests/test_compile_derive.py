@@ -184,3 +184,34 @@ def test_an_upper_d_goal_leaves_fewer_voxels_above_than_its_volume() -> None:
     d_form, v_form = derived.optimization.terms[3:]
     assert d_form.volume.value == pytest.approx(49.95) and d_form.volume.value * 2 < 100  # 200 voxels: 99 above
     assert v_form.volume.value == 50  # a V goal counts voxels above exactly as the limit does
+
+
+def test_solver_options_without_terms_keep_the_derived_optimization_and_apply() -> None:
+    text = """
+specc: 1
+name: goals with solver options
+site: phantom
+version: 1.0.0
+structures:
+  PTV: {role: target}
+  Core: {role: oar}
+  Body: {role: other}
+prescription:
+  fractions: 25
+  levels: [{target: PTV, dose: 50 Gy}]
+goals:
+  PTV: ["D95% >= 50 Gy"]
+  Core: ["D10% <= 25 Gy (priority 2)"]
+optimization:
+  solver: {slip_percent: 5, coverage_slip_gy: 0.5}
+"""
+    from specc.compile.derive import with_optimization
+    from specc.protocol import parse_protocol_text
+
+    written = parse_protocol_text(text, "solver-only.yaml")
+    assert written.optimization is not None and written.optimization.terms == []
+    compiled, priorities = with_optimization(written)
+    assert compiled.optimization is not None and compiled.optimization.terms
+    assert compiled.optimization.solver.slip_percent == 5
+    assert compiled.optimization.solver.coverage_slip_gy == 0.5
+    assert 2 in priorities.values()

@@ -262,7 +262,7 @@ def compile_command(
         case_object = case_or_path if isinstance(case_or_path, Case) else Case.load(case_or_path)
         if explain:
             derived = derive_optimization(loaded, structure_volumes_cc(loaded, case_object))
-            if loaded.optimization is not None:
+            if loaded.optimization is not None and loaded.optimization.terms:
                 typer.echo("# note: this protocol has its own optimization section, which `specc plan` uses;")
                 typer.echo("# below is what its goals alone would give.")
             typer.echo(explain_yaml(loaded, derived), nl=False)

@@ -97,13 +97,16 @@ def with_optimization(protocol: Protocol, case: Case | None = None) -> tuple[Pro
     like any protocol structure. The protocol file is never touched. `case` supplies
     structure volumes, needed only by goals on a complement volume in cc.
     """
-    if protocol.optimization is not None:
+    if protocol.optimization is not None and protocol.optimization.terms:
         return protocol, term_priorities(protocol.optimization)
     derived = derive_optimization(protocol, structure_volumes_cc(protocol, case) if case is not None else None)
+    optimization = derived.optimization
+    if protocol.optimization is not None:  # solver options written without terms still apply
+        optimization = optimization.model_copy(update={"solver": protocol.optimization.solver})
     copy = protocol.model_copy(
         update={
             "structures": {**protocol.structures, **derived.structures},
-            "optimization": derived.optimization,
+            "optimization": optimization,
         }
     )
     return copy, dict(derived.goal_priorities)

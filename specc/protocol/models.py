@@ -177,10 +177,21 @@ class SolverOptions(_Strict):
         description="Lexicographic priorities: how much (%) a higher-priority objective may worsen "
         "while lower priorities are optimized.",
     )
+    coverage_slip_gy: float | None = Field(
+        default=None,
+        ge=0,
+        allow_inf_nan=False,
+        description="Lexicographic priorities: how much the coverage step's RMS dose deviation (Gy, total) "
+        "may grow while organ goals are optimized (default 1 Gy).",
+    )
 
 
 class Optimization(_Strict):
-    terms: list[Term] = Field(min_length=1, description="Objectives and hard constraints.")
+    terms: list[Term] = Field(
+        default_factory=list,
+        description="Objectives and hard constraints. Left out (or empty), the terms are derived from the "
+        "prescription and goals, and `solver` still applies.",
+    )
     solver: SolverOptions = Field(default_factory=SolverOptions)
 
 
