@@ -7,7 +7,7 @@ each YAML `kind:` name to its class. To add a kind, write its module and add its
 
 from __future__ import annotations
 
-from typing import Annotated, Union
+from typing import Annotated, Union, get_args
 
 from pydantic import Field
 
@@ -50,20 +50,8 @@ Term = Annotated[
     Field(discriminator="kind"),
 ]
 
-_KIND_CLASSES: tuple[type[TermBase], ...] = (
-    MinDose,
-    MaxDose,
-    MeanDose,
-    QuadraticUnderdose,
-    QuadraticOverdose,
-    UniformDose,
-    LinearOverdose,
-    DVH,
-    GEUD,
-    Smoothness,
-    FluenceRegularization,
-)
-KINDS: dict[str, type[TermBase]] = {cls.model_fields["kind"].default: cls for cls in _KIND_CLASSES}
+# The kinds in the order of the union above (written once, there, for type checkers).
+KINDS: dict[str, type[TermBase]] = {cls.model_fields["kind"].default: cls for cls in get_args(get_args(Term)[0])}
 
 __all__ = [
     "DVH",
