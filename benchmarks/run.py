@@ -69,7 +69,6 @@ def _run_method(case_path: str, protocol_path: str, method: str, queue: multipro
     """One method on one case, alone in this process so that its peak memory is its own."""
     import cvxpy as cp
 
-    import specc.protocol  # noqa: F401  (the protocol package before the terms)
     from specc.case import Case
     from specc.compile import compile_protocol
     from specc.evaluate.context import PlanDoseContext

@@ -14,7 +14,6 @@ import dataclasses
 import numpy as np
 import pytest
 
-import specc.protocol  # noqa: F401  (imports the protocol before the terms: their import order)
 from specc.compile import compile_protocol
 from specc.evaluate.context import PlanDoseContext
 from specc.protocol import parse_protocol_text

@@ -37,7 +37,7 @@ from specc.terms.limits import (
     meets_upper,
     min_max_text,
 )
-from specc.terms.smooth import NoSmoothForm, SmoothContext, SmoothForm, SmoothGradient, SmoothPoint, scalar_limit
+from specc.terms.smooth import NoSmoothForm, SmoothContext, SmoothForm, SmoothGradient, SmoothPoint, min_max_form
 
 
 def generalized_eud(dose: np.ndarray, a: float) -> float:
@@ -152,16 +152,14 @@ class GEUD(HardOrSoftLimit):
             gradient = volumes * np.sign(point.dose) * relative ** (a - 1.0) * (highest / value) ** (a - 1.0)
             return value, SmoothGradient(dose=gradient)
 
-        bounds = [(self.max, True), (self.min, False)]
-        parts = [scalar_limit(eud, ctx.per_fraction(dose), upper, self.hard, self.weight) for dose, upper in bounds if dose]
-        objectives = [objective for objective, _ in parts if objective is not None]
-
-        def objective(point: SmoothPoint) -> tuple[float, SmoothGradient]:
-            values = [part(point) for part in objectives]
-            return sum(value for value, _ in values), SmoothGradient(dose=sum(g.dose for _, g in values))
-
-        constraints = tuple(constraint for _, part in parts for constraint in part)
-        return SmoothForm(self.structure, objective=objective if objectives else None, constraints=constraints)
+        return min_max_form(
+            self.structure,
+            eud,
+            None if self.min is None else ctx.per_fraction(self.min),
+            None if self.max is None else ctx.per_fraction(self.max),
+            self.hard,
+            self.weight,
+        )
 
     def evaluate(self, ctx: EvaluationContext) -> TermResult:
         eud = generalized_eud(ctx.dose(self.structure), self.a)

@@ -24,7 +24,7 @@ from specc.terms.limits import (
     meets_upper,
     min_max_text,
 )
-from specc.terms.smooth import SmoothContext, SmoothForm, SmoothGradient, SmoothPoint, scalar_limit
+from specc.terms.smooth import SmoothContext, SmoothForm, SmoothGradient, SmoothPoint, min_max_form
 
 
 class MeanDose(HardOrSoftLimit):
@@ -65,16 +65,14 @@ class MeanDose(HardOrSoftLimit):
         def mean(point: SmoothPoint) -> tuple[float, SmoothGradient]:
             return float(volumes @ point.dose), SmoothGradient(dose=volumes)
 
-        bounds = [(self.max, True), (self.min, False)]
-        parts = [scalar_limit(mean, ctx.per_fraction(dose), upper, self.hard, self.weight) for dose, upper in bounds if dose]
-        objectives = [objective for objective, _ in parts if objective is not None]
-
-        def objective(point: SmoothPoint) -> tuple[float, SmoothGradient]:
-            values = [part(point) for part in objectives]
-            return sum(value for value, _ in values), SmoothGradient(dose=sum(g.dose for _, g in values))
-
-        constraints = tuple(constraint for _, part in parts for constraint in part)
-        return SmoothForm(self.structure, objective=objective if objectives else None, constraints=constraints)
+        return min_max_form(
+            self.structure,
+            mean,
+            None if self.min is None else ctx.per_fraction(self.min),
+            None if self.max is None else ctx.per_fraction(self.max),
+            self.hard,
+            self.weight,
+        )
 
     def evaluate(self, ctx: EvaluationContext) -> TermResult:
         mean = float(np.mean(ctx.dose(self.structure)))

@@ -176,6 +176,28 @@ def scalar_limit(
     return objective, ()
 
 
+def min_max_form(
+    structure: str,
+    value: ScalarFunction,
+    low: float | None,
+    high: float | None,
+    hard: bool,
+    weight: float | None,
+) -> SmoothForm:
+    """`low <= value <= high` (per fraction, either side optional) on one smooth scalar, as
+    `scalar_limit` makes each side; the smooth twin of `HardOrSoftLimit.min_max_limits`."""
+    bounds = [(high, True), (low, False)]
+    parts = [scalar_limit(value, limit, upper, hard, weight) for limit, upper in bounds if limit is not None]
+    objectives = [objective for objective, _ in parts if objective is not None]
+
+    def objective(point: SmoothPoint) -> tuple[float, SmoothGradient]:
+        values = [part(point) for part in objectives]
+        return sum(v for v, _ in values), SmoothGradient(dose=sum(g.dose for _, g in values))
+
+    constraints = tuple(constraint for _, part in parts for constraint in part)
+    return SmoothForm(structure, objective=objective if objectives else None, constraints=constraints)
+
+
 def voxelwise_limit(structure: str, limit: float, upper: bool, hard: bool, weight: float | None) -> SmoothForm:
     """`max(d) <= limit` (upper) or `min(d) >= limit` on every entry; soft through an epigraph variable.
 
