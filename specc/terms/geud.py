@@ -29,15 +29,8 @@ from pydantic import Field, model_validator
 
 from specc.protocol.units import Dose, format_number
 from specc.terms.base import BuildContext, BuiltTerm, EvaluationContext, TermResult
-from specc.terms.limits import (
-    HardOrSoftLimit,
-    StructureName,
-    check_min_max,
-    meets_lower,
-    meets_upper,
-    min_max_text,
-)
-from specc.terms.smooth import NoSmoothForm, SmoothContext, SmoothForm, SmoothGradient, SmoothPoint, min_max_form
+from specc.terms.limits import ScalarLimit, StructureName, check_min_max
+from specc.terms.smooth import NoSmoothForm, SmoothContext, SmoothForm, SmoothGradient, SmoothPoint
 
 
 def generalized_eud(dose: np.ndarray, a: float) -> float:
@@ -60,7 +53,7 @@ def generalized_eud(dose: np.ndarray, a: float) -> float:
     return lowest * float(np.mean((dose / lowest) ** a)) ** (1.0 / a)
 
 
-class GEUD(HardOrSoftLimit):
+class GEUD(ScalarLimit):
     """The gEUD of `structure` with exponent `a` is at most `max` and/or at least `min` (total).
 
     Clinical meaning: the generalized equivalent uniform dose (Niemierko) summarizes a whole
@@ -109,7 +102,7 @@ class GEUD(HardOrSoftLimit):
         return self
 
     def label(self) -> str:
-        bounds = min_max_text(self.min, self.max)
+        bounds = self.bounds_text()
         return f"geud {self.structure} (a={format_number(self.a)}) {bounds}{self.limit_suffix()}"
 
     def build(self, ctx: BuildContext) -> BuiltTerm:
@@ -121,11 +114,7 @@ class GEUD(HardOrSoftLimit):
             eud = weights @ dose
         else:  # convex for a > 1, concave (on d >= 0, which cvxpy adds) for a < 1
             eud = cp.pnorm(cp.multiply(weights ** (1.0 / self.a), dose), self.a)
-        return self.min_max_limits(
-            eud,
-            None if self.min is None else ctx.per_fraction(self.min),
-            None if self.max is None else ctx.per_fraction(self.max),
-        )
+        return self.limit_value(eud, ctx)
 
     def smooth_form(self, ctx: SmoothContext) -> SmoothForm:
         """gEUD = ||volumes**(1/a) * d||_a: smooth wherever some entry has dose, with gradient
@@ -152,20 +141,11 @@ class GEUD(HardOrSoftLimit):
             gradient = volumes * np.sign(point.dose) * relative ** (a - 1.0) * (highest / value) ** (a - 1.0)
             return value, SmoothGradient(dose=gradient)
 
-        return min_max_form(
-            self.structure,
-            eud,
-            None if self.min is None else ctx.per_fraction(self.min),
-            None if self.max is None else ctx.per_fraction(self.max),
-            self.hard,
-            self.weight,
-        )
+        return self.limit_smooth_value(self.structure, eud, ctx)
 
     def evaluate(self, ctx: EvaluationContext) -> TermResult:
         eud = generalized_eud(ctx.dose(self.structure), self.a)
-        satisfied = (self.max is None or meets_upper(eud, self.max.gy)) and (
-            self.min is None or meets_lower(eud, self.min.gy)
-        )
+        satisfied = self.within_bounds(eud)
         return TermResult(
             value=eud,
             unit="Gy",

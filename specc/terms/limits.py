@@ -18,10 +18,13 @@ from pydantic import Field, StringConstraints, model_validator
 
 from specc.terms.base import LIMIT_TOLERANCE, BuiltTerm, TermBase
 
+from specc.protocol.units import Dose
+from specc.terms.smooth import ScalarFunction, SmoothContext, SmoothForm, min_max_form
+
 if TYPE_CHECKING:
     import cvxpy as cp
 
-    from specc.protocol.units import Dose
+    from specc.terms.base import BuildContext
 
 StructureName = Annotated[
     str,
@@ -115,10 +118,29 @@ class HardOrSoftLimit(TermBase):
             return None, [value >= limit]
         return self.weight * cp.square(cp.pos(limit - value)), []
 
-    def min_max_limits(
-        self, value: cp.Expression, low: float | None, high: float | None
-    ) -> BuiltTerm:
-        """`low <= value <= high` (Gy per fraction, either side optional), hard or soft."""
+
+class ScalarLimit(HardOrSoftLimit):
+    """A limit on one number summarizing a structure's dose (its mean, its gEUD): `min` and/or `max`.
+
+    The kind computes its number (cvxpy expression, smooth function, measured value); the
+    bounds, their per-fraction conversion and their judgement are shared here.
+    """
+
+    max: Dose | None = None
+    min: Dose | None = None
+
+    def bounds_text(self) -> str:
+        return min_max_text(self.min, self.max)
+
+    def fraction_bounds(self, ctx: BuildContext | SmoothContext) -> tuple[float | None, float | None]:
+        """(min, max) in Gy per fraction; None where the protocol gives no bound."""
+        low = None if self.min is None else ctx.per_fraction(self.min)
+        high = None if self.max is None else ctx.per_fraction(self.max)
+        return low, high
+
+    def limit_value(self, value: cp.Expression, ctx: BuildContext) -> BuiltTerm:
+        """`min <= value <= max` (value in Gy per fraction, either side optional), hard or soft."""
+        low, high = self.fraction_bounds(ctx)
         built = BuiltTerm()
         parts = []
         if high is not None:
@@ -130,3 +152,12 @@ class HardOrSoftLimit(TermBase):
             if objective is not None:
                 built.objective = objective if built.objective is None else built.objective + objective
         return built
+
+    def limit_smooth_value(self, structure: str, value: ScalarFunction, ctx: SmoothContext) -> SmoothForm:
+        return min_max_form(structure, value, *self.fraction_bounds(ctx), self.hard, self.weight)
+
+    def within_bounds(self, value_gy: float) -> bool:
+        """Whether a measured total dose meets both bounds (with `LIMIT_TOLERANCE`)."""
+        return (self.max is None or meets_upper(value_gy, self.max.gy)) and (
+            self.min is None or meets_lower(value_gy, self.min.gy)
+        )

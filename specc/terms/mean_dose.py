@@ -16,18 +16,11 @@ from pydantic import Field, model_validator
 
 from specc.protocol.units import Dose
 from specc.terms.base import BuildContext, BuiltTerm, EvaluationContext, TermResult
-from specc.terms.limits import (
-    HardOrSoftLimit,
-    StructureName,
-    check_min_max,
-    meets_lower,
-    meets_upper,
-    min_max_text,
-)
-from specc.terms.smooth import SmoothContext, SmoothForm, SmoothGradient, SmoothPoint, min_max_form
+from specc.terms.limits import ScalarLimit, StructureName, check_min_max
+from specc.terms.smooth import SmoothContext, SmoothForm, SmoothGradient, SmoothPoint
 
 
-class MeanDose(HardOrSoftLimit):
+class MeanDose(ScalarLimit):
     """The mean total dose of `structure` is at most `max` and/or at least `min`.
 
     Clinical meaning: for parallel organs the mean dose is what predicts complications
@@ -49,15 +42,11 @@ class MeanDose(HardOrSoftLimit):
         return self
 
     def label(self) -> str:
-        return f"mean_dose {self.structure} {min_max_text(self.min, self.max)}{self.limit_suffix()}"
+        return f"mean_dose {self.structure} {self.bounds_text()}{self.limit_suffix()}"
 
     def build(self, ctx: BuildContext) -> BuiltTerm:
         mean = ctx.voxel_weights(self.structure) @ ctx.dose(self.structure)
-        return self.min_max_limits(
-            mean,
-            None if self.min is None else ctx.per_fraction(self.min),
-            None if self.max is None else ctx.per_fraction(self.max),
-        )
+        return self.limit_value(mean, ctx)
 
     def smooth_form(self, ctx: SmoothContext) -> SmoothForm:
         volumes = ctx.voxel_weights(self.structure)
@@ -65,18 +54,9 @@ class MeanDose(HardOrSoftLimit):
         def mean(point: SmoothPoint) -> tuple[float, SmoothGradient]:
             return float(volumes @ point.dose), SmoothGradient(dose=volumes)
 
-        return min_max_form(
-            self.structure,
-            mean,
-            None if self.min is None else ctx.per_fraction(self.min),
-            None if self.max is None else ctx.per_fraction(self.max),
-            self.hard,
-            self.weight,
-        )
+        return self.limit_smooth_value(self.structure, mean, ctx)
 
     def evaluate(self, ctx: EvaluationContext) -> TermResult:
         mean = float(np.mean(ctx.dose(self.structure)))
-        satisfied = (self.max is None or meets_upper(mean, self.max.gy)) and (
-            self.min is None or meets_lower(mean, self.min.gy)
-        )
+        satisfied = self.within_bounds(mean)
         return TermResult(value=mean, unit="Gy", satisfied=satisfied, detail=f"mean dose in {self.structure}")

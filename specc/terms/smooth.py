@@ -185,7 +185,7 @@ def min_max_form(
     weight: float | None,
 ) -> SmoothForm:
     """`low <= value <= high` (per fraction, either side optional) on one smooth scalar, as
-    `scalar_limit` makes each side; the smooth twin of `HardOrSoftLimit.min_max_limits`."""
+    `scalar_limit` makes each side; the smooth twin of `ScalarLimit.limit_value`."""
     bounds = [(high, True), (low, False)]
     parts = [scalar_limit(value, limit, upper, hard, weight) for limit, upper in bounds if limit is not None]
     objectives = [objective for objective, _ in parts if objective is not None]
