@@ -9,13 +9,11 @@ that uses it, because the metric alone does not know the prescription.
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, model_serializer, model_validator
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import core_schema
+from pydantic import model_validator
 
-from specc.protocol.units import DOSE_UNITS, Dose, Volume, format_number
+from specc.protocol.units import DOSE_UNITS, Dose, TextValue, Volume, format_number
 
 Quantity = Literal["D", "V", "Mean", "Max", "Min", "CV", "DC"]
 MetricUnit = Literal["Gy", "%", "cc"]
@@ -38,10 +36,14 @@ def _schema_pattern(*patterns: re.Pattern[str]) -> str:
 EXAMPLES = "D95%, D2cc, D0.03cc, DC5%, V20Gy[%], V20Gy[cc], V95%, CV15Gy, Mean, Max, Min"
 
 
-class Metric(BaseModel):
+class Metric(TextValue):
     """A TG-263 DVH metric; build it with `Metric.parse("D95%")`, print it with `str()`."""
 
-    model_config = ConfigDict(frozen=True)
+    text_schema: ClassVar[dict[str, Any]] = {
+        "pattern": _schema_pattern(_AT_VOLUME, _AT_DOSE, _STATISTIC),
+        "description": f"A DVH metric in TG-263 notation: {EXAMPLES}.",
+        "examples": ["D95%", "D0.03cc", "V20Gy[%]", "Mean"],
+    }
 
     quantity: Quantity
     volume: Volume | None = None
@@ -72,21 +74,6 @@ class Metric(BaseModel):
         if self.dose_percent is not None and not (self.dose_percent >= 0 and self.dose_percent < float("inf")):
             raise ValueError(f"dose percentage must be finite and non-negative, got {self.dose_percent}")
         return self
-
-    @model_serializer
-    def _to_text(self) -> str:
-        return str(self)
-
-    @classmethod
-    def __get_pydantic_json_schema__(
-        cls, _schema: core_schema.CoreSchema, _handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        return {
-            "type": "string",
-            "pattern": _schema_pattern(_AT_VOLUME, _AT_DOSE, _STATISTIC),
-            "description": f"A DVH metric in TG-263 notation: {EXAMPLES}.",
-            "examples": ["D95%", "D0.03cc", "V20Gy[%]", "Mean"],
-        }
 
     @classmethod
     def parse(cls, text: str) -> Metric:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, model_serializer, model_validator
 from pydantic.json_schema import JsonSchemaValue
@@ -30,10 +30,34 @@ def format_number(value: float) -> str:
     return repr(float(value))
 
 
-class Dose(BaseModel):
-    """A total dose over the treatment course, in Gy."""
+class TextValue(BaseModel):
+    """A value a protocol writes as one string ("78 Gy", "20%", "D95%"): parsed from text by
+    the subclass, serialized back to the same text, and described to editors as a string
+    with a pattern (the JSON Schema of the subclass's `text_schema`)."""
 
     model_config = ConfigDict(frozen=True)
+
+    text_schema: ClassVar[dict[str, Any]]
+
+    @model_serializer
+    def _to_text(self) -> str:
+        return str(self)
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, _schema: core_schema.CoreSchema, _handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        return {"type": "string", **cls.text_schema}
+
+
+class Dose(TextValue):
+    """A total dose over the treatment course, in Gy."""
+
+    text_schema: ClassVar[dict[str, Any]] = {
+        "pattern": rf"^\s*{_NUMBER}\s*(Gy|cGy)\s*$",
+        "description": 'A total dose with its unit, e.g. "78 Gy" or "7800 cGy".',
+        "examples": ["78 Gy", "7800 cGy"],
+    }
 
     gy: float
 
@@ -52,21 +76,6 @@ class Dose(BaseModel):
             raise ValueError(f"dose must be a finite, non-negative number of Gy, got {self.gy}")
         return self
 
-    @model_serializer
-    def _to_text(self) -> str:
-        return str(self)
-
-    @classmethod
-    def __get_pydantic_json_schema__(
-        cls, _schema: core_schema.CoreSchema, _handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        return {
-            "type": "string",
-            "pattern": rf"^\s*{_NUMBER}\s*(Gy|cGy)\s*$",
-            "description": 'A total dose with its unit, e.g. "78 Gy" or "7800 cGy".',
-            "examples": ["78 Gy", "7800 cGy"],
-        }
-
     @classmethod
     def parse(cls, text: str) -> Dose:
         return cls(gy=parse_dose_gy(text))
@@ -79,10 +88,14 @@ class Dose(BaseModel):
         return f"{format_number(self.gy)} Gy"
 
 
-class Volume(BaseModel):
+class Volume(TextValue):
     """A volume, relative to the structure (%) or absolute (cc)."""
 
-    model_config = ConfigDict(frozen=True)
+    text_schema: ClassVar[dict[str, Any]] = {
+        "pattern": rf"^\s*{_NUMBER}\s*(%|cc)\s*$",
+        "description": 'A volume with its unit: "20%" of the structure or "2 cc".',
+        "examples": ["20%", "2 cc"],
+    }
 
     value: float
     unit: VolumeUnit
@@ -102,21 +115,6 @@ class Volume(BaseModel):
         if self.unit == "%" and self.value > 100:
             raise ValueError(f"a relative volume cannot exceed 100%, got {format_number(self.value)}%")
         return self
-
-    @model_serializer
-    def _to_text(self) -> str:
-        return str(self)
-
-    @classmethod
-    def __get_pydantic_json_schema__(
-        cls, _schema: core_schema.CoreSchema, _handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        return {
-            "type": "string",
-            "pattern": rf"^\s*{_NUMBER}\s*(%|cc)\s*$",
-            "description": 'A volume with its unit: "20%" of the structure or "2 cc".',
-            "examples": ["20%", "2 cc"],
-        }
 
     def __str__(self) -> str:
         return f"{format_number(self.value)}%" if self.unit == "%" else f"{format_number(self.value)} cc"
