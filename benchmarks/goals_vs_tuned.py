@@ -68,7 +68,7 @@ def plan_goals(protocol_path: Path, case, solver: str | None) -> PlanRun:
     seconds = time.perf_counter() - started
     if not solve.usable:
         return PlanRun(str(protocol_path), solve.status, seconds, list(solve.steps), [])
-    record = evaluate_plan(protocol, case, program.masks, solve, {}, program.smoothness.get).record
+    record = evaluate_plan(protocol, case, program.masks, solve, {}).record
     goals = [
         PlannedGoal(
             goal.structure, goal.text, goal.metric, goal.comparator, goal.threshold, goal.unit, goal.value,

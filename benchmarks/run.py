@@ -99,7 +99,7 @@ def _run_method(case_path: str, protocol_path: str, method: str, queue: multipro
     started = time.perf_counter()
     fractions = protocol.prescription.fractions
     dose = case.dose_on_grid(fluence, fractions)
-    context = PlanDoseContext(dose, program.masks, case.voxel_volume_cc, fractions, fluence, program.smoothness.get)
+    context = PlanDoseContext(dose, program.masks, case.voxel_volume_cc, fractions, fluence, case.beamlets)
     values, violation = {}, 0.0
     for term in protocol.optimization.terms:
         measured = term.evaluate(context)

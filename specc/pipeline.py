@@ -138,7 +138,7 @@ def _plan_case(
 
     with stages.stage("evaluate"):
         evaluation = evaluate_plan(
-            protocol, case, program.masks, solve, dict(stages.timings), program.smoothness.get, notes=notes
+            protocol, case, program.masks, solve, dict(stages.timings), notes=notes
         )
     timings = dict(stages.timings)
     record = evaluation.record.model_copy(update={"timings_s": timings})

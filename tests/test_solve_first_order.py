@@ -76,7 +76,7 @@ def _hard_terms_met(protocol, program, fluence: np.ndarray) -> list[str]:
     fractions = protocol.prescription.fractions
     context = PlanDoseContext(
         case.dose_on_grid(fluence, fractions), program.masks, case.voxel_volume_cc, fractions, fluence,
-        program.smoothness.get,
+        lambda: program.beamlets.neighbour_differences,
     )
     return [term.label() for term in protocol.optimization.terms if term.is_constraint and not term.evaluate(context).satisfied]
 

@@ -11,6 +11,7 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -131,6 +132,17 @@ class Beamlets:
             values = getattr(self, name)
             if not (np.isfinite(values).all() and (values > 0).all()):
                 raise CaseError(f"beamlets.{name} must be positive and finite")
+
+    @cached_property
+    def neighbour_differences(self) -> sp.csr_matrix:
+        """Sparse differences between adjacent beamlets of each beam (for smoothness terms).
+
+        Built on first use: a case whose beamlets are not on a regular grid plans fine
+        without smoothness and raises CaseError only when a smoothness term asks.
+        """
+        from specc.case.neighbours import neighbour_differences
+
+        return neighbour_differences(self.beam_id, self.x_mm, self.y_mm, self.width_mm, self.height_mm)
 
     def __len__(self) -> int:
         return len(self.beam_id)

@@ -9,15 +9,18 @@ enters the program once however many terms look at a structure. A term asks for
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
 
-from specc.compile.smoothness import SmoothnessOperator
 from specc.compile.voxels import StructureEntries
 from specc.errors import CompileError
 from specc.protocol.units import Dose
+
+if TYPE_CHECKING:
+    from specc.case import Beamlets
 
 
 class ProgramContext:
@@ -30,14 +33,14 @@ class ProgramContext:
         structures: Mapping[str, StructureEntries],
         voxel_volume_cc: float,
         fractions: int,
-        smoothness: SmoothnessOperator,
+        beamlets: Beamlets,
     ) -> None:
         self._fluence = fluence
         self._dose = dose
         self._structures = structures
         self._voxel_volume_cc = voxel_volume_cc
         self._fractions = fractions
-        self._smoothness = smoothness
+        self._beamlets = beamlets
 
     @property
     def fluence(self) -> cp.Variable:
@@ -68,4 +71,4 @@ class ProgramContext:
         return dose.gy / self._fractions
 
     def smoothness_operator(self) -> sp.csr_matrix:
-        return self._smoothness.get()
+        return self._beamlets.neighbour_differences

@@ -18,13 +18,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from specc.compile.context import ProgramContext
-from specc.compile.smoothness import SmoothnessOperator
 from specc.compile.structures import ResolvedStructures, resolve_structures
 from specc.compile.voxels import DEFAULT_SAMPLE_LIMIT, VoxelSelection, select_voxels
 from specc.errors import CompileError
 
 if TYPE_CHECKING:
-    from specc.case import Case
+    from specc.case import Beamlets, Case
     from specc.protocol import Protocol
     from specc.terms import TermBase
 
@@ -82,7 +81,7 @@ class CompiledProgram:
     selection: VoxelSelection
     fractions: int
     stats: ProgramStats
-    smoothness: SmoothnessOperator
+    beamlets: Beamlets
     notes: list[str] = field(default_factory=list)
     # The influence rows of the dose entries as the case stores them (Gy per unit beamlet weight per
     # fraction) and the voxel volume: what a matrix-free solver (specc.solve.first_order) reads.
@@ -150,9 +149,8 @@ def compile_protocol(
     influence_rows = influence[selection.rows]
     fluence = cp.Variable(case.n_beamlets, nonneg=True, name="fluence")
     dose = cp.Variable(len(selection.rows), name="dose_per_fraction")
-    smoothness = SmoothnessOperator(case.beamlets)
     context = ProgramContext(
-        fluence, dose, selection.structures, case.voxel_volume_cc, protocol.prescription.fractions, smoothness
+        fluence, dose, selection.structures, case.voxel_volume_cc, protocol.prescription.fractions, case.beamlets
     )
 
     compiled: list[CompiledTerm] = []
@@ -191,7 +189,7 @@ def compile_protocol(
         selection=selection,
         fractions=protocol.prescription.fractions,
         stats=stats,
-        smoothness=smoothness,
+        beamlets=case.beamlets,
         notes=notes,
         influence=influence_rows,
         voxel_volume_cc=case.voxel_volume_cc,

@@ -7,12 +7,16 @@ sampled voxels shows up here as violated.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
 from specc.errors import SpeccError
+
+if TYPE_CHECKING:
+    from specc.case import Beamlets
 
 
 class EvaluationError(SpeccError):
@@ -29,12 +33,12 @@ class PlanDoseContext:
         voxel_volume_cc: float,
         fractions: int,
         fluence: np.ndarray,
-        smoothness: Callable[[], sp.csr_matrix] | None,
+        beamlets: Beamlets,
     ) -> None:
         self._dose_gy = dose_gy
         self._masks = masks
         self._voxel_volume_cc = voxel_volume_cc
-        self._smoothness = smoothness
+        self._beamlets = beamlets
         self.fractions = fractions
         self.fluence = fluence
 
@@ -57,8 +61,4 @@ class PlanDoseContext:
         return float(np.count_nonzero(self._mask(structure))) * self._voxel_volume_cc
 
     def smoothness_operator(self) -> sp.csr_matrix:
-        if self._smoothness is None:
-            raise EvaluationError(
-                "a smoothness term needs the beamlet neighbour operator, which was not passed to evaluate_plan"
-            )
-        return self._smoothness()
+        return self._beamlets.neighbour_differences

@@ -7,13 +7,12 @@ the optimization terms, all measured on that one normalized full-resolution dose
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
 
 import specc
 from specc.errors import SolveError
@@ -176,16 +175,12 @@ def evaluate_plan(
     masks: dict[str, np.ndarray],
     solve: SolveResult,
     timings: dict[str, float],
-    smoothness: Callable[[], sp.csr_matrix] | None = None,
     notes: Sequence[str] = (),
 ) -> PlanEvaluation:
     """Measure a solved plan on the full grid; raises SolveError when the solve left no plan.
 
     `masks` are the resolved (and derived) structure masks on the case grid, keyed by
-    protocol structure name. `smoothness` returns the beamlet neighbour-difference operator
-    (the compiled program's `smoothness_operator`, which the evaluate stage may not build
-    itself); it is called only when a smoothness term is measured. `notes` are what the
-    earlier stages noted (compile, solve); the record carries them to the report.
+    protocol structure name. `notes` are what the earlier stages noted (compile, solve); the record carries them to the report.
     """
     if solve.fluence is None:
         raise SolveError(f"no plan to evaluate: the solve ended {solve.status}: {solve.message}")
@@ -227,7 +222,7 @@ def evaluate_plan(
                 volume_percent=curve_percent.tolist(),
             )
         )
-    context = PlanDoseContext(dose, masks, voxel_cc, fractions, fluence, smoothness)
+    context = PlanDoseContext(dose, masks, voxel_cc, fractions, fluence, case.beamlets)
     record = PlanRecord(
         specc_version=specc.__version__,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -79,7 +79,7 @@ class FirstOrderSolver:
             program.voxel_volume_cc,
             program.fractions,
             program.influence.shape[1],
-            program.smoothness.get,
+            lambda: program.beamlets.neighbour_differences,
         )
         self._last: tuple[SmoothProgram, AugmentedLagrangianResult] | None = None
 

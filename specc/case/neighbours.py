@@ -4,20 +4,16 @@ Smoothness penalties act on the fluence map of each beam: the difference between
 beamlets (left-right and up-down in the beam's-eye view). Beamlets of different beams are
 never neighbours. The operator has one row per adjacent pair with +1 and -1 in the two
 columns, so ||S x||^2 is the sum of squared neighbour differences; it is built from the
-beamlet positions alone and is never dense.
+beamlet positions alone and is never dense. It belongs to the case (its beamlet geometry),
+so the compile and evaluate stages both read it from `Beamlets.neighbour_differences`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 import scipy.sparse as sp
 
-from specc.errors import CompileError
-
-if TYPE_CHECKING:
-    from specc.case import Beamlets
+from specc.errors import CaseError
 
 # Two beamlet centres on the same BEV grid line differ by less than this fraction of a pitch.
 _GRID_TOLERANCE = 0.25
@@ -27,7 +23,7 @@ def _grid_indices(position_mm: np.ndarray, pitch_mm: float, what: str, beam: obj
     steps = (position_mm - position_mm.min()) / pitch_mm
     indices = np.rint(steps)
     if np.any(np.abs(steps - indices) > _GRID_TOLERANCE):
-        raise CompileError(
+        raise CaseError(
             f"beam {beam}: beamlet {what} positions are not on a regular {pitch_mm:g} mm grid, "
             "so neighbouring beamlets (for smoothness) cannot be identified"
         )
@@ -51,7 +47,7 @@ def neighbour_differences(
         iy = _grid_indices(y_mm[members], float(height_mm[members].min()), "y", beam)
         cells = np.full((ix.max() + 1, iy.max() + 1), -1, dtype=np.int64)
         if np.any(np.bincount(ix * cells.shape[1] + iy) > 1):
-            raise CompileError(f"beam {beam}: two beamlets share one beam's-eye-view position")
+            raise CaseError(f"beam {beam}: two beamlets share one beam's-eye-view position")
         cells[ix, iy] = members
         for a, b in ((cells[:-1, :], cells[1:, :]), (cells[:, :-1], cells[:, 1:])):
             adjacent = (a >= 0) & (b >= 0)
@@ -65,20 +61,3 @@ def neighbour_differences(
     values = np.tile([1.0, -1.0], n_pairs)
     return sp.csr_matrix((values, (rows, columns)), shape=(n_pairs, n_beamlets))
 
-
-class SmoothnessOperator:
-    """The case's neighbour-difference operator, built the first time a term asks for it.
-
-    Cases whose beamlets do not lie on a regular grid can still be planned without a
-    smoothness term; `built` tells the evaluate stage whether a term used the operator.
-    """
-
-    def __init__(self, beamlets: Beamlets) -> None:
-        self._beamlets = beamlets
-        self.built: sp.csr_matrix | None = None
-
-    def get(self) -> sp.csr_matrix:
-        if self.built is None:
-            b = self._beamlets
-            self.built = neighbour_differences(b.beam_id, b.x_mm, b.y_mm, b.width_mm, b.height_mm)
-        return self.built
