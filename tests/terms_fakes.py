@@ -125,3 +125,21 @@ def solve(ctx: FakeBuildContext, built_terms: list, extra_objective: cp.Expressi
     problem.solve(solver=cp.CLARABEL)
     assert problem.status == cp.OPTIMAL, problem.status
     return np.asarray(ctx.fluence.value, dtype=float)
+
+
+def target_reward(ctx: FakeBuildContext) -> cp.Expression:
+    """Push the target's mean dose up (the fluence bound in `solve` keeps the problem bounded)."""
+    return -cp.sum(ctx.dose("Target")) / ctx.dose("Target").size
+
+
+def fluence_cost(ctx: FakeBuildContext) -> cp.Expression:
+    return cp.sum(ctx.fluence) / ctx.fluence.size
+
+
+def total_dose(case: FakeCase, structure: str, fluence: np.ndarray) -> np.ndarray:
+    return case.fractions * case.influence[structure] @ fluence
+
+
+def solve_with(case: FakeCase, terms: list, extra) -> np.ndarray:
+    ctx = FakeBuildContext(case)
+    return solve(ctx, [term.build(ctx) for term in terms], extra_objective=extra(ctx))

@@ -2,32 +2,25 @@
 
 from __future__ import annotations
 
-import cvxpy as cp
 import numpy as np
 import pytest
 
 from specc.protocol.units import Dose
 from specc.terms import GEUD, LIMIT_TOLERANCE, MaxDose, MeanDose, MinDose
 from specc.terms.geud import generalized_eud
-from terms_fakes import FakeBuildContext, FakeEvaluationContext, random_case, solve
+from terms_fakes import (
+    FakeBuildContext,
+    FakeEvaluationContext,
+    fluence_cost,
+    random_case,
+    solve_with,
+    target_reward,
+    total_dose,
+)
 
 
-def target_reward(ctx: FakeBuildContext) -> cp.Expression:
-    """Push the target's mean dose up (the fluence bound in `solve` keeps the problem bounded)."""
-    return -cp.sum(ctx.dose("Target")) / ctx.dose("Target").size
 
 
-def fluence_cost(ctx: FakeBuildContext) -> cp.Expression:
-    return cp.sum(ctx.fluence) / ctx.fluence.size
-
-
-def total_dose(case, structure: str, fluence: np.ndarray) -> np.ndarray:
-    return case.fractions * case.influence[structure] @ fluence
-
-
-def solve_with(case, terms, extra) -> np.ndarray:
-    ctx = FakeBuildContext(case)
-    return solve(ctx, [term.build(ctx) for term in terms], extra_objective=extra(ctx))
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

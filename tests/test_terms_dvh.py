@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import cvxpy as cp
 import numpy as np
 import pytest
 
@@ -10,24 +9,19 @@ from specc.errors import CompileError
 from specc.protocol.units import Dose, Volume
 from specc.terms import DVH, LIMIT_TOLERANCE, MaxDose, MinDose
 from specc.terms.dvh import dose_covering, fraction_above
-from terms_fakes import FakeBuildContext, FakeEvaluationContext, random_case, solve
+from terms_fakes import (
+    FakeBuildContext,
+    FakeEvaluationContext,
+    fluence_cost,
+    random_case,
+    solve_with,
+    target_reward,
+    total_dose,
+)
 
 
-def target_reward(ctx: FakeBuildContext) -> cp.Expression:
-    return -cp.sum(ctx.dose("Target")) / ctx.dose("Target").size
 
 
-def fluence_cost(ctx: FakeBuildContext) -> cp.Expression:
-    return cp.sum(ctx.fluence) / ctx.fluence.size
-
-
-def total_dose(case, structure: str, fluence: np.ndarray) -> np.ndarray:
-    return case.fractions * case.influence[structure] @ fluence
-
-
-def solve_with(case, terms, extra) -> np.ndarray:
-    ctx = FakeBuildContext(case)
-    return solve(ctx, [term.build(ctx) for term in terms], extra_objective=extra(ctx))
 
 
 def brute_dose_covering(dose: np.ndarray, fraction: float) -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import cvxpy as cp
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -12,12 +11,9 @@ from specc.protocol.units import Dose
 from specc.terms import GEUD, LIMIT_TOLERANCE
 from specc.terms.geud import generalized_eud
 from specc.terms.smooth import NoSmoothForm
-from terms_fakes import FakeBuildContext, FakeEvaluationContext, random_case, solve
+from terms_fakes import FakeBuildContext, FakeEvaluationContext, fluence_cost, random_case, solve_with
 from tests.optimizer_fixtures import protocol_text
 
-
-def fluence_cost(ctx: FakeBuildContext) -> cp.Expression:
-    return cp.sum(ctx.fluence) / ctx.fluence.size
 
 
 def total_dose(case, structure: str, fluence: np.ndarray) -> np.ndarray:
@@ -81,10 +77,10 @@ def test_soft_lower_bound_penalizes_the_volume_weighted_shortfall(a: float) -> N
 def test_hard_lower_bound_holds_where_the_cheapest_plan_falls_short(a: float) -> None:
     case = random_case(12)
     floor = GEUD(structure="Target", a=1, min="5 Gy")  # keeps the cheapest plan from being all zero
-    cheapest = solve_with(case, [floor])
+    cheapest = solve_with(case, [floor], fluence_cost)
     short = generalized_eud(total_dose(case, "Target", cheapest), a)
     term = GEUD(structure="Target", a=a, min=Dose(gy=1.5 * short))
-    fluence = solve_with(case, [floor, term])
+    fluence = solve_with(case, [floor, term], fluence_cost)
     result = term.evaluate(FakeEvaluationContext(case, fluence))
     dose = total_dose(case, "Target", fluence)
     assert result.value == pytest.approx(np.mean(dose**a) ** (1 / a))
@@ -93,10 +89,6 @@ def test_hard_lower_bound_holds_where_the_cheapest_plan_falls_short(a: float) ->
     # the shortfall is measured as such: a plan short of the bound is not satisfied
     assert term.evaluate(FakeEvaluationContext(case, cheapest)).satisfied is False
 
-
-def solve_with(case, terms) -> np.ndarray:
-    ctx = FakeBuildContext(case)
-    return solve(ctx, [term.build(ctx) for term in terms], extra_objective=fluence_cost(ctx))
 
 
 def test_generalized_eud_with_negative_exponents_tends_to_the_minimum_without_overflow() -> None:
