@@ -28,7 +28,7 @@ them with the terms so that the whole derivation can be pasted into the protocol
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -99,7 +99,7 @@ def with_optimization(protocol: Protocol, case: Case | None = None) -> tuple[Pro
     """
     if protocol.optimization is not None and protocol.optimization.terms:
         return protocol, term_priorities(protocol.optimization)
-    derived = derive_optimization(protocol, structure_volumes_cc(protocol, case) if case is not None else None)
+    derived = derive_optimization(protocol, _VolumesOnDemand(protocol, case) if case is not None else None)
     optimization = derived.optimization
     if protocol.optimization is not None:  # solver options written without terms still apply
         optimization = optimization.model_copy(update={"solver": protocol.optimization.solver})
@@ -110,6 +110,33 @@ def with_optimization(protocol: Protocol, case: Case | None = None) -> tuple[Pro
         }
     )
     return copy, dict(derived.goal_priorities)
+
+
+class _VolumesOnDemand(Mapping[str, float]):
+    """Structure volumes, resolved on the case only if a goal asks for one.
+
+    Few goals need them (complement volumes in cc), and resolving derives every structure
+    on the grid, which the compile stage does again right after.
+    """
+
+    def __init__(self, protocol: Protocol, case: Case) -> None:
+        self._protocol = protocol
+        self._case = case
+        self._volumes: dict[str, float] | None = None
+
+    def _resolved(self) -> dict[str, float]:
+        if self._volumes is None:
+            self._volumes = structure_volumes_cc(self._protocol, self._case)
+        return self._volumes
+
+    def __getitem__(self, name: str) -> float:
+        return self._resolved()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._resolved())
+
+    def __len__(self) -> int:
+        return len(self._resolved())
 
 
 def structure_volumes_cc(protocol: Protocol, case: Case) -> dict[str, float]:
