@@ -19,6 +19,7 @@ from pathlib import Path
 from specc.case import Case
 from specc.compile import ProgramStats, compile_protocol
 from specc.compile.derive import with_optimization
+from specc.compile.sampling import sampled_terms
 from specc.errors import SpeccError
 from specc.evaluate import GoalRecord, PlanRecord, evaluate_plan
 from specc.export import write_result
@@ -137,6 +138,8 @@ def _plan_case(
         return PlanOutcome(solve, None, [], stages.timings, program.stats, notes)
 
     with stages.stage("evaluate"):
+        # What sampling cost: each sampled soft term on its sample and on every voxel.
+        notes.extend(term.note() for term in sampled_terms(program, case, solve.fluence))
         evaluation = evaluate_plan(
             protocol, case, program.masks, solve, dict(stages.timings), notes=notes
         )
