@@ -12,6 +12,7 @@ from specc.compile.margins import expand
 from specc.compile import voxels
 from specc.compile.voxels import select_voxels
 from specc.errors import CompileError
+from specc.protocol.diagnostics import ProtocolError
 from specc.protocol import parse_protocol_text
 
 GOALS = {"Target": ["D95% >= 57 Gy"]}
@@ -112,6 +113,23 @@ def test_large_soft_only_structures_are_sampled_but_targets_and_hard_limits_are_
     assert entries["Body"].sampled and len(entries["Body"].entries) <= 50
     assert not entries["Target"].sampled and not entries["Organ"].sampled
     assert any("Body" in note and "sample of 50" in note for note in program.notes)
+
+
+def test_the_protocol_sets_the_sample_or_asks_for_every_voxel() -> None:
+    case = synthetic_case()
+    sampled = compile_protocol(protocol(GOALS, terms=TERMS, solver="{sample_voxels: 50}"), case)
+    assert sampled.selection.structures["Body"].sampled
+    assert any("Body" in note and "sample of 50" in note for note in sampled.notes)
+    every = compile_protocol(protocol(GOALS, terms=TERMS, solver="{sample_voxels: all}"), case)
+    assert not any(entries.sampled for entries in every.selection.structures.values())
+    assert every.selection.structures["Body"].n_voxels > 50
+
+
+@pytest.mark.parametrize("value", ["0", "some", "2.5"])
+def test_a_sample_size_must_be_a_positive_count_or_all(value: str) -> None:
+    with pytest.raises(ProtocolError) as raised:
+        protocol(GOALS, terms=TERMS, solver=f"{{sample_voxels: {value}}}")
+    assert "sample_voxels" in str(raised.value) and "protocols/test.yaml:" in str(raised.value)
 
 
 def test_case_structures_are_found_by_alias_case_insensitively() -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import cvxpy as cp
 import numpy as np
@@ -97,6 +97,13 @@ class CompiledProgram:
         return [term for term in self.terms if term.hard]
 
 
+def _protocol_sample_limit(protocol: Protocol) -> int | None:
+    chosen = protocol.optimization.solver.sample_voxels if protocol.optimization is not None else None
+    if chosen == "all":
+        return None
+    return DEFAULT_SAMPLE_LIMIT if chosen is None else chosen
+
+
 def _source(term: TermBase) -> str:
     return str(term.source) if term.source is not None else "(no source line)"
 
@@ -106,13 +113,16 @@ def _is_hard(term: TermBase) -> bool:
 
 
 def compile_protocol(
-    protocol: Protocol, case: Case, sample_limit: int | None = DEFAULT_SAMPLE_LIMIT
+    protocol: Protocol, case: Case, sample_limit: int | None | Literal["protocol"] = "protocol"
 ) -> CompiledProgram:
     """Compile `protocol` against `case`; raises CompileError naming the protocol line.
 
     `sample_limit`: soft-only, non-target structures with more entries are sampled to it
-    (`specc.compile.voxels`); None keeps every voxel.
+    (`specc.compile.voxels`); None keeps every voxel; "protocol" takes the protocol's
+    `optimization.solver.sample_voxels` (default `DEFAULT_SAMPLE_LIMIT`).
     """
+    if sample_limit == "protocol":
+        sample_limit = _protocol_sample_limit(protocol)
     started = time.perf_counter()
     if protocol.optimization is None or not protocol.optimization.terms:
         raise CompileError(
@@ -141,7 +151,8 @@ def compile_protocol(
         if entries.sampled:
             notes.append(
                 f"{entries.name}: soft objectives see a uniform sample of {sample_limit} of its "
-                f"{entries.n_voxels} voxels (no hard term refers to it); the plan is evaluated on every voxel"
+                f"{entries.n_voxels} voxels (no hard term refers to it; `optimization.solver.sample_voxels` "
+                "sets the sample, `all` optimizes on every voxel); the plan is evaluated on every voxel"
             )
 
     # The case's dtype, no float64 copy: cvxpy converts the constant to its own float64

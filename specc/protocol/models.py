@@ -184,6 +184,13 @@ class SolverOptions(_Strict):
         description="Lexicographic priorities: how much the coverage step's RMS dose deviation (Gy, total) "
         "may grow while organ goals are optimized (default 1 Gy).",
     )
+    sample_voxels: Annotated[StrictInt, Field(ge=1)] | Literal["all"] | None = Field(
+        default=None,
+        description="A non-target structure that only soft terms refer to, with more voxels than this, "
+        "is shown to the optimizer as a uniform sample of this many (default 3000): faster, at a cost "
+        "the plan notes measure on every voxel. `all` optimizes on every voxel. Goals and hard limits "
+        "always see every voxel.",
+    )
 
 
 class Optimization(_Strict):
