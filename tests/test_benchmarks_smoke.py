@@ -10,7 +10,8 @@ from benchmarks.run import main
 
 def test_the_tiny_benchmark_runs_and_agrees_with_the_reference(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    report = main(["--tiny", "--methods", "reference CLARABEL 1e-9", "specc fast path", "--json", str(out)])
+    report = main(["--tiny", "--methods", "reference CLARABEL 1e-9", "specc fast path",
+                   "fast path, every voxel (no sampling)", "--json", str(out)])
     assert json.loads(out.read_text())["cases"][0]["case"] == report["cases"][0]["case"]
     runs = {run["method"]: run for run in report["cases"][0]["runs"]}
     fast = runs["specc fast path"]
@@ -18,3 +19,7 @@ def test_the_tiny_benchmark_runs_and_agrees_with_the_reference(tmp_path: Path) -
     assert abs(fast["gap_to_reference"]) <= 1e-3
     assert fast["hard_violation_gy"] == 0.0 or fast["hard_violation_gy"] <= 1e-3 * 50
     assert fast["terms"] and fast["peak_memory_mb"] > 0
+    # The sampled plan on every voxel: never better than the every-voxel optimum (beyond its tolerance).
+    every = runs["fast path, every voxel (no sampling)"]
+    assert every["gap_every_voxel"] == 0.0 and every["objective_every_voxel"] == every["objective"]
+    assert -1e-3 <= fast["gap_every_voxel"] < 0.1
