@@ -17,7 +17,7 @@ version: 1.0.0
 structures:
   {target}: {{role: target, aliases: [PTV]}}
   {organ}: {{role: oar, aliases: [Core]}}
-prescription:
+{others}prescription:
   fractions: 25
   levels: [{{target: {target}, dose: 50 Gy}}]
 """
@@ -28,10 +28,12 @@ def c_shape() -> Case:
     return build_phantom("c-shape", beams=5, grid_mm=10.0, beamlet_mm=10.0)
 
 
-def protocol_text(body: str, target: str = "PTV", organ: str = "Core") -> str:
+def protocol_text(body: str, target: str = "PTV", organ: str = "Core", with_body: bool = False) -> str:
     """A protocol on the C-shape with `body` (goals / optimization YAML) appended.
 
-    `target` and `organ` name the PTV and the core (matched to the case through aliases).
+    `target` and `organ` name the PTV and the core (matched to the case through aliases);
+    `with_body` also declares the phantom's Body.
     """
-    return HEADER.format(target=target, organ=organ) + body
+    others = "  Body: {role: other}\n" if with_body else ""
+    return HEADER.format(target=target, organ=organ, others=others) + body
 

@@ -9,20 +9,9 @@ from specc.compile import compile_protocol
 from specc.compile.sampling import sampled_terms
 from specc.protocol import parse_protocol_text
 from specc.solve import choose_solver, solve_program
-from tests.optimizer_fixtures import c_shape
+from tests.optimizer_fixtures import c_shape, protocol_text
 
-PROTOCOL = """specc: 1
-name: test
-site: phantom
-version: 1.0.0
-structures:
-  PTV: {role: target}
-  Core: {role: oar}
-  Body: {role: other}
-prescription:
-  fractions: 25
-  levels: [{target: PTV, dose: 50 Gy}]
-optimization:
+TERMS = """optimization:
   terms:
     - {kind: quadratic_underdose, structure: PTV, dose: 50 Gy, weight: 100}
     - {kind: quadratic_overdose, structure: Core, dose: 10 Gy, weight: 10}
@@ -33,7 +22,8 @@ optimization:
 
 def _plan(sample_limit: int | None):
     case = c_shape()
-    program = compile_protocol(parse_protocol_text(PROTOCOL, "p.yaml"), case, sample_limit=sample_limit)
+    protocol = parse_protocol_text(protocol_text(TERMS, with_body=True), "p.yaml")
+    program = compile_protocol(protocol, case, sample_limit=sample_limit)
     result = solve_program(program, choose_solver("SPECC-LBFGS"))
     assert result.status == "optimal", result.message
     return case, program, result
