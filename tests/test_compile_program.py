@@ -45,6 +45,17 @@ def test_summary_counts_rows_and_nonzeros_of_each_structure() -> None:
     assert [t.hard for t in program.terms] == [False, True, False]
 
 
+def test_the_summary_counts_what_the_cvxpy_problem_holds_once_built() -> None:
+    terms = [*TERMS, "{kind: dvh, structure: Organ, dose: 20 Gy, volume: 30%, bound: upper}",
+             "{kind: mean_dose, structure: Organ, max: 15 Gy}"]
+    program = compile_protocol(protocol(GOALS, terms=terms), synthetic_case())
+    assert program._problem is None  # the sizes are counted without building it
+    problem = program.problem
+    assert program.stats.variables == sum(variable.size for variable in problem.variables())
+    assert program.stats.constraints == sum(constraint.size for constraint in problem.constraints)
+    assert program.problem is problem  # built once
+
+
 def test_only_structures_that_terms_use_enter_the_program() -> None:
     case = synthetic_case()
     program = compile_protocol(protocol(GOALS, terms=TERMS[:1]), case)

@@ -104,6 +104,13 @@ def test_the_fast_path_gives_the_reference_plan(terms: str) -> None:
     assert sum(contributions) == pytest.approx(fast.objective)  # the optimization log adds up
 
 
+def test_the_fast_path_never_builds_the_cvxpy_problem() -> None:
+    """cvxpy copies the influence rows to float64 when its problem is built: the fast path reads them as they are."""
+    _, program = _compile(CASES["hard max and mean limits"])
+    assert solve_program(program, choose_solver(FIRST_ORDER_SOLVER)).status == "optimal"
+    assert program._problem is None
+
+
 @pytest.mark.parametrize("name", ["hard max and mean limits", "hard DVH limits (CVaR, both bounds) and a hard min dose",
                                   "hard gEUD limit"])
 def test_those_hard_limits_are_active(name: str) -> None:
@@ -183,7 +190,7 @@ def test_a_problem_beyond_the_compiled_terms_goes_to_the_reference_solver() -> N
     extra = program.problem.constraints + [program.fluence <= 1.0]
     import cvxpy as cp
 
-    changed = dataclasses.replace(program, problem=cp.Problem(program.problem.objective, extra))
+    changed = program.with_problem(cp.Problem(program.problem.objective, extra))
     result = solve_program(changed, choose_solver(FIRST_ORDER_SOLVER))
     assert result.solver == "CLARABEL" and result.usable
     assert "SPECC-LBFGS did not solve this program" in result.message

@@ -9,6 +9,7 @@ the problem, with size statistics for `specc compile`.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
@@ -71,11 +72,18 @@ class ProgramStats:
 
 @dataclass
 class CompiledProgram:
-    """A solvable program plus what is needed to explain and evaluate its solution."""
+    """A solvable program plus what is needed to explain and evaluate its solution.
 
-    problem: cp.Problem
+    `problem` (the cvxpy problem: `objective` under `dose == A_sel @ fluence` and the terms'
+    constraints) is built on first use. cvxpy copies A_sel to a float64 matrix of its own
+    when the linking constraint is written (12 bytes per nonzero: 386 MB for every voxel of
+    the 2.5 mm benchmark case), and the fast path, which reads `influence` directly, never
+    needs it; a cvxpy solve, a lexicographic step or a diagnosis builds it.
+    """
+
     fluence: cp.Variable
     dose: cp.Variable
+    objective: cp.Expression
     terms: list[CompiledTerm]
     structures: ResolvedStructures
     selection: VoxelSelection
@@ -87,6 +95,22 @@ class CompiledProgram:
     # fraction) and the voxel volume: what a matrix-free solver (specc.solve.first_order) reads.
     influence: sp.csr_matrix | None = None
     voxel_volume_cc: float = 0.0
+    # Set by `with_problem` (a lexicographic step, an exact refinement): a problem that is not
+    # the compiled one, which the fast path must not take for it.
+    _problem: cp.Problem | None = field(default=None, repr=False)
+    problem_is_compiled: bool = True
+
+    @property
+    def problem(self) -> cp.Problem:
+        if self._problem is None:
+            linking = [self.dose == self.influence @ self.fluence] if self.dose.size and self.influence is not None else []
+            constraints = [*linking, *(c for term in self.terms for c in term.constraints)]
+            self._problem = cp.Problem(cp.Minimize(self.objective), constraints)
+        return self._problem
+
+    def with_problem(self, problem: cp.Problem) -> CompiledProgram:
+        """The same program handed to a solver as `problem` (extra constraints or another objective)."""
+        return dataclasses.replace(self, _problem=problem, problem_is_compiled=False)
 
     @property
     def masks(self) -> dict[str, np.ndarray]:
@@ -185,16 +209,16 @@ def compile_protocol(
     objectives = [term.objective for term in compiled if term.objective is not None]
     if not objectives:
         notes.append("no term has an objective: the solver returns any fluence that meets the hard limits")
-    constraints: list[cp.Constraint] = [dose == influence_rows @ fluence] if len(selection.rows) else []
-    for term in compiled:
-        constraints.extend(term.constraints)
-    problem = cp.Problem(cp.Minimize(cp.sum(objectives) if objectives else cp.Constant(0.0)), constraints)
-
-    stats = _statistics(problem, selection, influence_rows, case.n_beamlets, time.perf_counter() - started)
+    objective = cp.sum(objectives) if objectives else cp.Constant(0.0)
+    term_constraints = [c for term in compiled for c in term.constraints]
+    stats = _statistics(
+        objective, term_constraints, fluence, dose, selection, influence_rows, case.n_beamlets,
+        time.perf_counter() - started,
+    )
     return CompiledProgram(
-        problem=problem,
         fluence=fluence,
         dose=dose,
+        objective=objective,
         terms=compiled,
         structures=structures,
         selection=selection,
@@ -208,8 +232,17 @@ def compile_protocol(
 
 
 def _statistics(
-    problem: cp.Problem, selection: VoxelSelection, influence_rows: sp.csr_matrix, beamlets: int, seconds: float
+    objective: cp.Expression,
+    term_constraints: list[cp.Constraint],
+    fluence: cp.Variable,
+    dose: cp.Variable,
+    selection: VoxelSelection,
+    influence_rows: sp.csr_matrix,
+    beamlets: int,
+    seconds: float,
 ) -> ProgramStats:
+    """Sizes as cvxpy will see them, without building the problem (the linking constraint
+    `dose == A_sel @ fluence` adds one row per dose entry)."""
     row_nonzeros = np.diff(influence_rows.indptr)
     structures = [
         StructureStats(
@@ -222,9 +255,11 @@ def _statistics(
         for name, entries in selection.structures.items()
     ]
     nonzeros = int(influence_rows.nnz)
+    variables = {id(v): v for v in [fluence, dose, *objective.variables()]}
+    variables.update({id(v): v for constraint in term_constraints for v in constraint.variables()})
     return ProgramStats(
-        variables=int(sum(variable.size for variable in problem.variables())),
-        constraints=int(sum(constraint.size for constraint in problem.constraints)),
+        variables=int(sum(variable.size for variable in variables.values())),
+        constraints=int(dose.size + sum(constraint.size for constraint in term_constraints)),
         dose_entries=len(selection.rows),
         beamlets=beamlets,
         nonzeros=nonzeros,

@@ -36,5 +36,5 @@ def solve_clinical(
     result, lexicographic = solve_lexicographic(
         program, settings, goal_priorities or {}, slip_percent, coverage_slip_gy
     )
-    problem = lexicographic.problem if lexicographic is not None else program.problem
+    problem = lexicographic.problem if lexicographic is not None else None
     return refine_dvh_limits(program, problem, result, settings)

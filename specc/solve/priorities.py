@@ -117,7 +117,7 @@ class LexicographicProblem:
         selection = np.zeros(len(self.steps))
         selection[index] = 1.0
         self.select.value = selection
-        return solve_program(dataclasses.replace(self.program, problem=self.problem), settings)
+        return solve_program(self.program.with_problem(self.problem), settings)
 
     def keep(self, index: int, bound: float) -> None:
         """Bound step `index`'s objective at `bound` (`kept_bound`) for the steps after it."""

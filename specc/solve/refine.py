@@ -158,9 +158,10 @@ def bounded_entries(program: CompiledProgram, term: CompiledTerm, dose_per_fract
 
 
 def refine_dvh_limits(
-    program: CompiledProgram, problem: cp.Problem, result: SolveResult, settings: SolverSettings
+    program: CompiledProgram, problem: cp.Problem | None, result: SolveResult, settings: SolverSettings
 ) -> SolveResult:
-    """Re-solve `problem` (the program's final objective) with exact DVH limits (module docstring).
+    """Re-solve `problem` (the program's final objective; None: the compiled problem) with exact
+    DVH limits (module docstring).
 
     `result` is the CVaR solve of `problem`. Returns it unchanged when the program has no
     hard DVH limit or no usable plan. Otherwise the log (`steps`) gains the refinement and
@@ -179,12 +180,13 @@ def refine_dvh_limits(
     if result.objective is not None and result.objective <= ABSOLUTE_SLIP:
         steps.append(step_row(step=row, status="skipped", reached="the last objective is already 0: CVaR plan kept"))
         return dataclasses.replace(result, steps=steps + _exact_rows(before, before))
+    problem = program.problem if problem is None else problem
     replaced = {id(constraint) for term in terms for constraint in term.constraints}
     constraints = [c for c in problem.constraints if id(c) not in replaced]
     for term in terms:
         constraints.extend(exact_bounds(program, term, cvar_dose))
     exact = cp.Problem(problem.objective, constraints)
-    refined = solve_program(dataclasses.replace(program, problem=exact), reference_settings(settings))
+    refined = solve_program(program.with_problem(exact), reference_settings(settings))
     after = [measure_exact(program, term, dose_per_fraction(program, refined.fluence)) for term in terms] if (
         refined.usable
     ) else []

@@ -48,24 +48,6 @@ FIRST_ORDER_SOLVER = "SPECC-LBFGS"
 REFERENCE_SOLVER = "CLARABEL"
 
 
-def _is_compiled_problem(program: CompiledProgram) -> bool:
-    """Whether `program.problem` is exactly what the compile stage built from the terms.
-
-    The solve stage may hand over a modified problem (lexicographic steps, exact DVH
-    refinement); the fast path reads the terms, not the cvxpy problem, so it may only take
-    the problem whose constraints and objective parts are the terms' own.
-    """
-    problem = program.problem
-    expected = [id(c) for term in program.terms for c in term.constraints]
-    constraints = [id(c) for c in problem.constraints]
-    if constraints[len(constraints) - len(expected):] != expected or len(constraints) - len(expected) > 1:
-        return False
-    objectives = {id(term.objective) for term in program.terms if term.objective is not None}
-    expression = problem.objective.args[0]
-    parts = {id(expression)} if len(objectives) <= 1 else {id(arg) for arg in expression.args}
-    return parts == objectives or (not objectives and not expression.variables())
-
-
 class FirstOrderSolver:
     """A compiled program's operator and last solution, for first and warm re-solves."""
 
@@ -208,7 +190,7 @@ def solve_first_order(program: CompiledProgram, settings: SolverSettings) -> Sol
 
     reference = dataclasses.replace(settings, name=REFERENCE_SOLVER)
     reason = None
-    if not _is_compiled_problem(program):
+    if not program.problem_is_compiled:
         reason = "the problem carries constraints or objectives beyond the compiled terms"
     else:
         try:
