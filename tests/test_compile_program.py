@@ -140,7 +140,9 @@ def test_the_protocol_sets_the_sample_or_asks_for_every_voxel() -> None:
 def test_a_sample_size_must_be_a_positive_count_or_all(value: str) -> None:
     with pytest.raises(ProtocolError) as raised:
         protocol(GOALS, terms=TERMS, solver=f"{{sample_voxels: {value}}}")
-    assert "sample_voxels" in str(raised.value) and "protocols/test.yaml:" in str(raised.value)
+    message = str(raised.value)
+    assert "sample_voxels" in message and "protocols/test.yaml:" in message
+    assert message.count("sample_voxels") == 1 and "or `all`" in message  # one error, not one per union branch
 
 
 def test_case_structures_are_found_by_alias_case_insensitively() -> None:

@@ -192,6 +192,14 @@ class SolverOptions(_Strict):
         "always see every voxel.",
     )
 
+    @field_validator("sample_voxels", mode="before")
+    @classmethod
+    def _voxel_count_or_all(cls, value: Any) -> Any:
+        """One message for both forms (a union would report one error per branch)."""
+        if value is None or value == "all" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError(f"expected a whole number of voxels (at least 1) or `all`, got {value!r}")
+
 
 class Optimization(_Strict):
     terms: list[Term] = Field(
