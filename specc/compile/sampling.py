@@ -12,45 +12,22 @@ plan, so the plan notes give both values and a reviewer sees what the sampling c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from specc.compile.smooth_context import SmoothFormContext
+from specc.compile.voxels import StructureEntries
 from specc.terms.smooth import SmoothPoint
 
 if TYPE_CHECKING:
-    import scipy.sparse as sp
-
     from specc.case import Case
     from specc.compile.program import CompiledProgram
-    from specc.protocol.units import Dose
     from specc.terms import TermBase
 
 
-class _Entries:
-    """`specc.terms.smooth.SmoothContext` over given dose entries of the program's structures."""
-
-    def __init__(self, program: CompiledProgram, weights: Mapping[str, np.ndarray]) -> None:
-        self._program = program
-        self._weights = weights
-        self.n_beamlets = program.influence.shape[1]
-
-    def voxel_weights(self, structure: str) -> np.ndarray:
-        return self._weights[structure]
-
-    def volume_cc(self, structure: str) -> float:
-        return self._program.selection.structures[structure].n_voxels * self._program.voxel_volume_cc
-
-    def per_fraction(self, dose: Dose) -> float:
-        return dose.gy / self._program.fractions
-
-    def smoothness_operator(self) -> sp.csr_matrix:
-        return self._program.beamlets.neighbour_differences
-
-
-def _value(term: TermBase, context: _Entries, dose: np.ndarray, fluence: np.ndarray) -> float:
+def _value(term: TermBase, context: SmoothFormContext, dose: np.ndarray, fluence: np.ndarray) -> float:
     """A term's objective at a dose, its auxiliary variables at their exact values."""
     form = term.smooth_form(context)
     if form.objective is None:
@@ -89,8 +66,11 @@ def sampled_terms(program: CompiledProgram, case: Case, fluence: np.ndarray) -> 
     grid = case.dose_on_grid(fluence, 1).ravel()  # Gy per fraction, every voxel
     program_dose = np.asarray(program.influence @ fluence.astype(program.influence.dtype), dtype=np.float64)
     whole = {name: grid[np.flatnonzero(program.masks[name].ravel())] for name in sampled}
-    every_voxel = _Entries(program, {name: np.full(len(dose), 1.0 / len(dose)) for name, dose in whole.items()})
-    on_sample = _Entries(program, {name: entries.weights for name, entries in sampled.items()})
+    every_voxel = SmoothFormContext.of(program, {
+        name: StructureEntries(name, np.arange(len(dose)), np.full(len(dose), 1.0 / len(dose)), len(dose), False)
+        for name, dose in whole.items()
+    })
+    on_sample = SmoothFormContext.of(program, sampled)
     found = []
     for compiled in program.terms:
         names = [name for name in compiled.term.structures() if name in sampled]

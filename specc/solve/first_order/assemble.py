@@ -11,19 +11,18 @@ limit) without touching the operator, which is what makes a re-solve cheap.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
 
+from specc.compile.smooth_context import SmoothFormContext
 from specc.errors import CompileError
 from specc.terms.smooth import NoSmoothForm, SmoothConstraint, SmoothForm, SmoothGradient, SmoothPoint
 
 if TYPE_CHECKING:
-    from specc.compile.voxels import StructureEntries
-    from specc.protocol.units import Dose
     from specc.terms import TermBase
 
 _NO_DOSE = np.empty(0)
@@ -31,39 +30,6 @@ _NO_DOSE = np.empty(0)
 
 class FastPathRefused(Exception):
     """The program has a part the first-order solver cannot take; the message says which."""
-
-
-class SmoothFormContext:
-    """Implements `specc.terms.smooth.SmoothContext` over the compiled voxel selection."""
-
-    def __init__(
-        self,
-        structures: Mapping[str, StructureEntries],
-        voxel_volume_cc: float,
-        fractions: int,
-        n_beamlets: int,
-        smoothness: Callable[[], sp.csr_matrix],
-    ) -> None:
-        self._structures = structures
-        self._voxel_volume_cc = voxel_volume_cc
-        self._fractions = fractions
-        self.n_beamlets = n_beamlets
-        self._smoothness = smoothness
-
-    def entries(self, structure: str) -> np.ndarray:
-        return self._structures[structure].entries
-
-    def voxel_weights(self, structure: str) -> np.ndarray:
-        return self._structures[structure].weights
-
-    def volume_cc(self, structure: str) -> float:
-        return self._structures[structure].n_voxels * self._voxel_volume_cc
-
-    def per_fraction(self, dose: Dose) -> float:
-        return dose.gy / self._fractions
-
-    def smoothness_operator(self) -> sp.csr_matrix:
-        return self._smoothness()
 
 
 @dataclass(frozen=True)

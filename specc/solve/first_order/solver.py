@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from specc.solve.first_order.assemble import DoseOperator, FastPathRefused, SmoothFormContext, SmoothProgram
+from specc.compile.smooth_context import SmoothFormContext
+from specc.solve.first_order.assemble import DoseOperator, FastPathRefused, SmoothProgram
 from specc.solve.first_order.augmented_lagrangian import (
     AugmentedLagrangianResult,
     Tolerances,
@@ -56,13 +57,7 @@ class FirstOrderSolver:
             raise FastPathRefused("the compiled program carries no influence matrix")
         self.program = program
         self.operator = DoseOperator(program.influence)
-        self.context = SmoothFormContext(
-            program.selection.structures,
-            program.voxel_volume_cc,
-            program.fractions,
-            program.influence.shape[1],
-            lambda: program.beamlets.neighbour_differences,
-        )
+        self.context = SmoothFormContext.of(program)
         self._last: tuple[SmoothProgram, AugmentedLagrangianResult] | None = None
 
     @property
