@@ -4,7 +4,8 @@ The steps, each small and each keeping what the later stages need:
 structure resolution and derived structures (`structures.py`) -> the dose entries the terms
 need (`voxels.py`) -> one fluence variable x >= 0 and one dose variable d == A_sel @ x
 (`context.py`) -> each term built by its own kind module, remembering its protocol line ->
-the problem, with size statistics for `specc compile`.
+the program, with size statistics for `specc compile` (its cvxpy problem is built on first
+use: `CompiledProgram`).
 """
 
 from __future__ import annotations
