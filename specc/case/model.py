@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from specc.case.products import RowBlocks
 from specc.errors import CaseError
 
 _COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -25,8 +26,6 @@ _COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 # Lowest CT number accepted: air is -1000 HU; 12-bit scanners store down to -1024.
 MIN_HU = -1024.0
 
-# Rows per block when the full-grid dose is computed (see `Case.dose_on_grid`).
-_DOSE_ROW_BLOCK = 65_536
 
 
 @dataclass(frozen=True)
@@ -270,11 +269,14 @@ class Case:
             raise CaseError(f"fractions must be a positive integer, got {fractions}")
         dose = np.zeros(self.grid.n_voxels, dtype=np.float64)
         # A float32 matrix times a float64 vector makes scipy upcast every stored value at
-        # once (as large as A itself); row blocks bound that copy without changing the sums.
-        for start in range(0, self.influence.shape[0], _DOSE_ROW_BLOCK):
-            stop = start + _DOSE_ROW_BLOCK
-            dose[self.voxel_indices[start:stop]] = (self.influence[start:stop] @ fluence) * int(fractions)
+        # once (as large as A itself); row blocks bound that copy without changing the sums,
+        # and run on threads (`specc.case.products`).
+        dose[self.voxel_indices] = self._row_blocks.forward(fluence) * int(fractions)
         return dose.reshape(self.grid.shape)
+
+    @cached_property
+    def _row_blocks(self) -> RowBlocks:
+        return RowBlocks(self.influence)
 
     def content_hash(self) -> str:
         """sha256 of the planning content (grid, matrix, beams, structures, density, CT).

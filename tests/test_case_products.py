@@ -1,0 +1,52 @@
+"""Products with the influence matrix by row blocks on threads: the plain products, block by block."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from specc.case import products
+from specc.solve.first_order.assemble import DoseOperator
+
+
+@pytest.fixture
+def matrix() -> sp.csr_matrix:
+    rng = np.random.default_rng(7)
+    dense = rng.random((300, 40)) * (rng.random((300, 40)) < 0.2)
+    dense[50:60] = 0.0  # empty rows inside a block
+    return sp.csr_matrix(dense.astype(np.float32))
+
+
+def test_blocked_products_equal_the_plain_ones(monkeypatch: pytest.MonkeyPatch, matrix: sp.csr_matrix) -> None:
+    monkeypatch.setattr(products, "BLOCK_NONZEROS", 97)  # many uneven blocks
+    operator = DoseOperator(matrix)
+    assert len(operator._blocks.blocks) > 10
+    starts = [block[0] for block in operator._blocks.blocks]
+    stops = [block[1] for block in operator._blocks.blocks]
+    assert starts[0] == 0 and stops[-1] == matrix.shape[0] and starts[1:] == stops[:-1]  # every row once
+    views = [matrix_ for block in operator._blocks.blocks for matrix_ in block[2:]]
+    assert all(np.shares_memory(view.data, matrix.data) for view in views)  # no copy of the values
+    rng = np.random.default_rng(8)
+    fluence, gradient = rng.random(40), rng.random(300)
+    np.testing.assert_allclose(operator.forward(fluence), matrix @ fluence.astype(np.float32), rtol=1e-6)
+    np.testing.assert_allclose(operator.adjoint(gradient), matrix.T @ gradient.astype(np.float32), rtol=1e-5)
+    precise = operator.in_float64()
+    np.testing.assert_allclose(precise.forward(fluence), matrix.astype(np.float64) @ fluence, rtol=1e-12)
+    np.testing.assert_allclose(precise.adjoint(gradient), matrix.T.astype(np.float64) @ gradient, rtol=1e-12)
+
+
+def test_the_blocks_do_not_depend_on_the_machine(monkeypatch: pytest.MonkeyPatch, matrix: sp.csr_matrix) -> None:
+    """Same blocks, same sums, bit for bit, however many threads run them."""
+    monkeypatch.setattr(products, "BLOCK_NONZEROS", 97)
+    gradient = np.random.default_rng(9).random(300)
+    threaded = DoseOperator(matrix).adjoint(gradient)
+    monkeypatch.setattr(products, "_pool", lambda: _Serial())
+    np.testing.assert_array_equal(DoseOperator(matrix).adjoint(gradient), threaded)
+
+
+class _Serial:
+    """A pool of one: runs the work in order on this thread."""
+
+    def map(self, work, items):
+        return [work(item) for item in items]
