@@ -74,5 +74,6 @@ def test_solver_precedence_and_unknown_solvers() -> None:
     settings = choose_solver("osqp", SolverOptions(name="SCS", time_limit_s=5, tolerance=1e-5))
     assert settings.name == "OSQP"
     assert settings.arguments() == {"polish": True, "time_limit": 5.0, "eps_rel": 1e-5, "eps_abs": 1e-5}
+    assert choose_solver("CLARABEL").arguments()["max_threads"] == 1  # faer's threads lose here (choice.py)
     with pytest.raises(SolveError, match="not installed; installed solvers: .*CLARABEL"):
         choose_solver("GUROBI")
