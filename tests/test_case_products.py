@@ -7,6 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from specc.case import products
+from specc.solve.first_order import assemble
 from specc.solve.first_order.assemble import DoseOperator
 
 
@@ -32,6 +33,12 @@ def test_blocked_products_equal_the_plain_ones(monkeypatch: pytest.MonkeyPatch, 
     np.testing.assert_allclose(operator.forward(fluence), matrix @ fluence.astype(np.float32), rtol=1e-6)
     np.testing.assert_allclose(operator.adjoint(gradient), matrix.T @ gradient.astype(np.float32), rtol=1e-5)
     precise = operator.in_float64()
+    assert precise.float64
+    monkeypatch.setattr(assemble, "_FLOAT64_COPY_NONZEROS", 10)  # a large matrix: float64 products, no copy
+    uncopied = operator.in_float64()
+    assert uncopied.float64 and np.shares_memory(uncopied.influence.data, matrix.data)
+    np.testing.assert_array_equal(uncopied.forward(fluence), precise.forward(fluence))  # the same float64 sums
+    np.testing.assert_array_equal(uncopied.adjoint(gradient), precise.adjoint(gradient))
     np.testing.assert_allclose(precise.forward(fluence), matrix.astype(np.float64) @ fluence, rtol=1e-12)
     np.testing.assert_allclose(precise.adjoint(gradient), matrix.T.astype(np.float64) @ gradient, rtol=1e-12)
 

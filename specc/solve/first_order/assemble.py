@@ -51,22 +51,37 @@ class PlacedConstraint:
     scale: float  # Gy per fraction the residual is measured against (> 0)
 
 
-class DoseOperator:
-    """d = A x and A.T g with the case's float32 matrix (by row blocks on threads); results in float64."""
+# Up to this many nonzeros (64 MB of float64 values) the float64 operator copies the values.
+_FLOAT64_COPY_NONZEROS = 8_000_000
 
-    def __init__(self, influence: sp.csr_matrix) -> None:
+
+class DoseOperator:
+    """d = A x and A.T g with the case's matrix as stored (by row blocks on threads); results in float64.
+
+    The products run in the matrix's precision (float32 for a case file), or in float64 for
+    the operator `in_float64` returns.
+    """
+
+    def __init__(self, influence: sp.csr_matrix, blocks: RowBlocks | None = None, float64: bool = False) -> None:
         self.influence = influence.tocsr()
-        self._blocks = RowBlocks(self.influence)
+        self._blocks = RowBlocks(self.influence) if blocks is None else blocks
+        self.float64 = float64 or self.influence.dtype == np.float64
+        self._vector = np.float64 if self.float64 else self.influence.dtype
 
     def in_float64(self) -> DoseOperator:
         """The same operator with float64 products, for the final certification and polish.
 
         float32 products carry a relative error of about 1e-7 that an augmented Lagrangian at
-        a large penalty turns into gradient noise; float64 products do not. Only the values
-        are copied (the index arrays are shared), and only while certifying.
+        a large penalty turns into gradient noise; float64 products do not. A float32 block
+        times a float64 vector is computed in float64 by scipy (bitwise the same as with a
+        float64 copy of the values), about 1.5x slower than with the copy: the values are
+        copied to float64 only while the copy stays small (`_FLOAT64_COPY_NONZEROS`; every
+        voxel of the large benchmark case would take 258 MB more; docs/performance.md).
         """
-        if self.influence.dtype == np.float64:
+        if self.float64:
             return self
+        if self.influence.nnz > _FLOAT64_COPY_NONZEROS:
+            return DoseOperator(self.influence, self._blocks, float64=True)
         influence = sp.csr_matrix(
             (self.influence.data.astype(np.float64), self.influence.indices, self.influence.indptr),
             shape=self.influence.shape,
@@ -74,10 +89,10 @@ class DoseOperator:
         return DoseOperator(influence)
 
     def forward(self, fluence: np.ndarray) -> np.ndarray:
-        return self._blocks.forward(fluence.astype(self.influence.dtype))
+        return self._blocks.forward(fluence.astype(self._vector))
 
     def adjoint(self, dose_gradient: np.ndarray) -> np.ndarray:
-        return self._blocks.adjoint(dose_gradient.astype(self.influence.dtype))
+        return self._blocks.adjoint(dose_gradient.astype(self._vector))
 
 
 @dataclass

@@ -209,14 +209,14 @@ class _Rounds:
             progress = float(np.abs(np.minimum(-residuals, y / rho)).max(initial=0.0))
             self.rounds.append({"iterations": int(inner.nit), "violation": _violation(residuals),
                                 "progress": progress, "penalty": rho,
-                                "float64": float(program.operator.influence.dtype == np.float64)})
+                                "float64": float(program.operator.float64)})
             # Status 0 or 2 (no decrease left at the products' precision) ends a round too: the test decides.
             if finished or (inner.status in (0, 2) and not deadline_hit and certify(checker, z, y).holds(self.tolerances)):
                 return z, y, rho, "converged"
             if deadline_hit:
                 return z, y, rho, "time_limit"
             if (inner.status == 2 and progress <= self.tolerances.feasibility
-                    and program.operator.influence.dtype != np.float64):
+                    and not program.operator.float64):
                 # Limits met, but no decrease left at float32 precision and not yet certified.
                 return z, y, rho, "float32_noise"
             if self.iterations >= self.tolerances.max_iterations or self.iterations - spent_before >= budget:
