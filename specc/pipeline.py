@@ -27,7 +27,7 @@ from specc.protocol import Protocol, load_protocol
 from specc.protocol.goals import Goal
 from specc.report import write_report
 from specc.solve import SolveResult, choose_solver
-from specc.solve.clinical import solve_clinical
+from specc.solve.clinical import sample_limit_for, solve_clinical
 
 # Called with (stage, None) when a stage starts and (stage, seconds) when it ends.
 StageProgress = Callable[[str, float | None], None]
@@ -120,9 +120,9 @@ def _plan_case(
             )
         # A protocol with goals only gets its optimization derived (specc.compile.derive).
         protocol, goal_priorities = with_optimization(protocol, case)
-        program = compile_protocol(protocol, case)
+        settings = choose_solver(solver, protocol.optimization.solver)
+        program = compile_protocol(protocol, case, sample_limit_for(protocol, settings, goal_priorities))
     notes.extend(program.notes)
-    settings = choose_solver(solver, protocol.optimization.solver)
     with stages.stage("solve"):
         options = protocol.optimization.solver
         solve = solve_clinical(program, settings, goal_priorities, options.slip_percent, options.coverage_slip_gy)

@@ -254,6 +254,8 @@ def compile_command(
     from specc.compile import compile_protocol
     from specc.compile.derive import derive_optimization, explain_yaml, structure_volumes_cc, with_optimization
     from specc.protocol import load_protocol
+    from specc.solve import choose_solver
+    from specc.solve.clinical import sample_limit_for
 
     printer = _StagePrinter(quiet=True)
     try:
@@ -267,7 +269,10 @@ def compile_command(
                 typer.echo("# below is what its goals alone would give.")
             typer.echo(explain_yaml(loaded, derived), nl=False)
             return
-        program = compile_protocol(with_optimization(loaded, case_object)[0], case_object)
+        derived, priorities = with_optimization(loaded, case_object)
+        # The sample `specc plan` would compile with (it depends on who will solve the program).
+        settings = choose_solver(None, derived.optimization.solver)
+        program = compile_protocol(derived, case_object, sample_limit_for(derived, settings, priorities))
     except SpeccError as error:
         fail(error)
 

@@ -122,11 +122,12 @@ class CompiledProgram:
         return [term for term in self.terms if term.hard]
 
 
-def _protocol_sample_limit(protocol: Protocol) -> int | None:
+def protocol_sample_limit(protocol: Protocol, default: int = DEFAULT_SAMPLE_LIMIT) -> int | None:
+    """The protocol's `optimization.solver.sample_voxels` as a sample limit (None: every voxel), else `default`."""
     chosen = protocol.optimization.solver.sample_voxels if protocol.optimization is not None else None
     if chosen == "all":
         return None
-    return DEFAULT_SAMPLE_LIMIT if chosen is None else chosen
+    return default if chosen is None else chosen
 
 
 def _source(term: TermBase) -> str:
@@ -147,7 +148,7 @@ def compile_protocol(
     `optimization.solver.sample_voxels` (default `DEFAULT_SAMPLE_LIMIT`).
     """
     if sample_limit == "protocol":
-        sample_limit = _protocol_sample_limit(protocol)
+        sample_limit = protocol_sample_limit(protocol)
     started = time.perf_counter()
     if protocol.optimization is None or not protocol.optimization.terms:
         raise CompileError(

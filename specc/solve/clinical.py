@@ -10,13 +10,40 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from specc.solve.priorities import solve_lexicographic
+from specc.compile.program import protocol_sample_limit
+from specc.solve.first_order.solver import FIRST_ORDER_SOLVER
+from specc.solve.priorities import group_steps, solve_lexicographic
 from specc.solve.refine import refine_dvh_limits
 
 if TYPE_CHECKING:
     from specc.compile import CompiledProgram
+    from specc.protocol import Protocol
     from specc.solve.choice import SolverSettings
     from specc.solve.result import SolveResult
+
+# The default sample of soft-only structures when an interior-point solver will solve the
+# program. Its factorization grows with the rows, unlike the fast path's products: the
+# goals-only TG-119 C-shape (5 mm) took 48.5 s at 3,000 and 113 s at 30,000
+# (`specc.compile.voxels.DEFAULT_SAMPLE_LIMIT`, the fast path's default); docs/performance.md.
+CVXPY_SAMPLE_LIMIT = 3_000
+
+
+def sample_limit_for(protocol: Protocol, settings: SolverSettings, goal_priorities: Mapping[int, int]) -> int | None:
+    """The sample of soft-only structures to compile `protocol` with (None: every voxel).
+
+    The protocol's own `sample_voxels` when it sets one; otherwise the fast path's default,
+    or `CVXPY_SAMPLE_LIMIT` when a cvxpy solver will solve the program: one was asked for,
+    the priorities make more than one lexicographic step, or a hard DVH limit needs its exact
+    refinement (both cvxpy problems; the fast path does not certify hard CVaR limits either).
+    """
+    terms = protocol.optimization.terms if protocol.optimization is not None else []
+    with_objective = [index for index, term in enumerate(terms) if not term.is_constraint]
+    by_cvxpy = (
+        settings.name != FIRST_ORDER_SOLVER
+        or len(group_steps(with_objective, goal_priorities)) > 1
+        or any(term.kind == "dvh" and term.is_constraint for term in terms)
+    )
+    return protocol_sample_limit(protocol, CVXPY_SAMPLE_LIMIT) if by_cvxpy else protocol_sample_limit(protocol)
 
 
 def solve_clinical(

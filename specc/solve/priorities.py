@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -77,7 +77,11 @@ def plan_steps(program: CompiledProgram, goal_priorities: Mapping[int, int]) -> 
 
     Terms absent from `goal_priorities` (not goal penalties) form the coverage step.
     """
-    with_objective = [index for index, term in enumerate(program.terms) if term.objective is not None]
+    return group_steps([index for index, term in enumerate(program.terms) if term.objective is not None], goal_priorities)
+
+
+def group_steps(with_objective: Sequence[int], goal_priorities: Mapping[int, int]) -> list[Step]:
+    """The steps for the terms `with_objective` (indices of the terms that have one)."""
     by_priority: dict[int, list[int]] = {}
     coverage: list[int] = []
     for index in with_objective:
