@@ -52,19 +52,14 @@ class PlanRun:
 
 def plan_goals(protocol_path: Path, case, solver: str | None) -> PlanRun:
     """Compile, solve (by priority, exact DVH limits) and measure the goals of one protocol."""
-    from specc.compile import compile_protocol
-    from specc.compile.derive import with_optimization
     from specc.evaluate import evaluate_plan
+    from specc.pipeline import compile_for_plan
     from specc.protocol import load_protocol
-    from specc.solve import choose_solver
-    from specc.solve.clinical import solve_clinical
 
     started = time.perf_counter()
-    protocol, priorities = with_optimization(load_protocol(protocol_path), case)
-    program = compile_protocol(protocol, case)
-    assert protocol.optimization is not None
-    settings = choose_solver(solver, protocol.optimization.solver)
-    solve = solve_clinical(program, settings, priorities, protocol.optimization.solver.slip_percent)
+    compiled = compile_for_plan(load_protocol(protocol_path), case, solver)  # as `specc plan` does
+    protocol, program = compiled.protocol, compiled.program
+    solve = compiled.solve()
     seconds = time.perf_counter() - started
     if not solve.usable:
         return PlanRun(str(protocol_path), solve.status, seconds, list(solve.steps), [])

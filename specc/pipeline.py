@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from specc.case import Case
-from specc.compile import ProgramStats, compile_protocol
+from specc.compile import CompiledProgram, ProgramStats, compile_protocol
 from specc.compile.derive import with_optimization
 from specc.compile.sampling import sampled_terms
 from specc.errors import SpeccError
@@ -26,7 +26,7 @@ from specc.export import write_result
 from specc.protocol import Protocol, load_protocol
 from specc.protocol.goals import Goal
 from specc.report import write_report
-from specc.solve import SolveResult, choose_solver
+from specc.solve import SolveResult, SolverSettings, choose_solver
 from specc.solve.clinical import sample_limit_for, solve_clinical
 
 # Called with (stage, None) when a stage starts and (stage, seconds) when it ends.
@@ -108,6 +108,31 @@ def plan(
     return _plan_case(protocol, case, case_path, Path(out_dir), solver, pdf, stages)
 
 
+@dataclass(frozen=True)
+class CompiledPlan:
+    """A protocol compiled for planning: what `specc plan` solves, as `solve()` solves it."""
+
+    protocol: Protocol  # with its optimization (derived from the goals when it had none)
+    program: CompiledProgram
+    settings: SolverSettings
+    goal_priorities: dict[int, int]
+
+    def solve(self) -> SolveResult:
+        options = self.protocol.optimization.solver
+        return solve_clinical(
+            self.program, self.settings, self.goal_priorities, options.slip_percent, options.coverage_slip_gy
+        )
+
+
+def compile_for_plan(protocol: Protocol, case: Case, solver: str | None = None) -> CompiledPlan:
+    """Derive the optimization when the protocol has none, choose the solver, compile with the
+    sample that solver wants (`sample_limit_for`): the steps of `specc plan` before solving."""
+    protocol, goal_priorities = with_optimization(protocol, case)
+    settings = choose_solver(solver, protocol.optimization.solver)
+    program = compile_protocol(protocol, case, sample_limit_for(protocol, settings, goal_priorities))
+    return CompiledPlan(protocol, program, settings, dict(goal_priorities))
+
+
 def _plan_case(
     protocol: Protocol, case: Case, case_path: Path | None, out: Path, solver: str | None, pdf: bool, stages: _Stages
 ) -> PlanOutcome:
@@ -118,14 +143,11 @@ def _plan_case(
                 "the protocol has no optimization terms: they were derived from its prescription "
                 "and goals (see them with `specc compile --explain`)"
             )
-        # A protocol with goals only gets its optimization derived (specc.compile.derive).
-        protocol, goal_priorities = with_optimization(protocol, case)
-        settings = choose_solver(solver, protocol.optimization.solver)
-        program = compile_protocol(protocol, case, sample_limit_for(protocol, settings, goal_priorities))
+        compiled = compile_for_plan(protocol, case, solver)
+    protocol, program, settings = compiled.protocol, compiled.program, compiled.settings
     notes.extend(program.notes)
     with stages.stage("solve"):
-        options = protocol.optimization.solver
-        solve = solve_clinical(program, settings, goal_priorities, options.slip_percent, options.coverage_slip_gy)
+        solve = compiled.solve()
     if solve.solver != settings.name:
         notes.append(
             f"solver: {settings.name} was chosen, but {solve.solver} produced this plan "

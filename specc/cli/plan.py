@@ -251,11 +251,9 @@ def compile_command(
 ) -> None:
     """Compile a protocol against a case and print the program's size (nothing is solved)."""
     from specc.case import Case
-    from specc.compile import compile_protocol
-    from specc.compile.derive import derive_optimization, explain_yaml, structure_volumes_cc, with_optimization
+    from specc.compile.derive import derive_optimization, explain_yaml, structure_volumes_cc
+    from specc.pipeline import compile_for_plan
     from specc.protocol import load_protocol
-    from specc.solve import choose_solver
-    from specc.solve.clinical import sample_limit_for
 
     printer = _StagePrinter(quiet=True)
     try:
@@ -269,10 +267,7 @@ def compile_command(
                 typer.echo("# below is what its goals alone would give.")
             typer.echo(explain_yaml(loaded, derived), nl=False)
             return
-        derived, priorities = with_optimization(loaded, case_object)
-        # The sample `specc plan` would compile with (it depends on who will solve the program).
-        settings = choose_solver(None, derived.optimization.solver)
-        program = compile_protocol(derived, case_object, sample_limit_for(derived, settings, priorities))
+        program = compile_for_plan(loaded, case_object).program  # as `specc plan` compiles it
     except SpeccError as error:
         fail(error)
 
