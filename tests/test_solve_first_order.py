@@ -83,8 +83,9 @@ def _hard_terms_met(protocol, program, fluence: np.ndarray) -> list[str]:
 
 # Known limitation (docs/performance.md, "Not done yet"): with hard CVaR limits of both bounds the
 # augmented Lagrangian does not converge (inner problems ill-conditioned; float32 noise at high
-# penalty); the certificate refuses its point (1-2% above CLARABEL's optimum), so the plan comes from
-# CLARABEL (test_an_uncertified_point_is_not_called_optimal). Strict: the mark fails once it passes.
+# penalty); the certificate refuses its point (1-2% above CLARABEL's optimum), so `solve_program`
+# does not even try: CLARABEL plans it (test_hard_dvh_limits_go_to_the_reference_solver,
+# test_an_uncertified_point_is_not_called_optimal). Strict: the mark fails once it passes.
 _STALLS = pytest.mark.xfail(strict=True, reason="AL does not converge on two-sided hard CVaR limits")
 
 
@@ -136,6 +137,14 @@ def test_a_weight_change_resolves_warm_without_recompiling() -> None:
     assert warm.objective == pytest.approx(cold.objective, rel=OBJECTIVE_ACCURACY)
     assert warm.objective > first.objective  # the heavier weight really changed the program
     assert warm.iterations < 0.5 * cold.iterations
+
+
+def test_hard_dvh_limits_go_to_the_reference_solver() -> None:
+    _, program = _compile(CASES["hard DVH limits (CVaR, both bounds) and a hard min dose"])
+    result = solve_program(program, choose_solver(FIRST_ORDER_SOLVER))
+    assert result.solver == "CLARABEL" and result.status == "optimal"
+    assert "does not certify hard DVH (CVaR) limits: dvh Core" in result.message  # says why, naming the limits
+    assert "L-BFGS-B iterations" not in result.message  # no fast-path attempt before it
 
 
 def test_an_uncertified_point_is_not_called_optimal() -> None:
