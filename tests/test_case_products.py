@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -57,3 +60,25 @@ class _Serial:
 
     def map(self, work, items):
         return [work(item) for item in items]
+
+
+def _forward_in_child(matrix: sp.csr_matrix, fluence: np.ndarray, queue) -> None:
+    queue.put(DoseOperator(matrix).forward(fluence))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX only")
+def test_a_forked_process_runs_its_own_products(monkeypatch: pytest.MonkeyPatch, matrix: sp.csr_matrix) -> None:
+    """A cohort run by a fork-based pool must not wait on threads that stayed in the parent."""
+    monkeypatch.setattr(products, "BLOCK_NONZEROS", 97)
+    fluence = np.random.default_rng(10).random(40)
+    expected = DoseOperator(matrix).forward(fluence)  # the parent's pool now exists
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_forward_in_child, args=(matrix, fluence, queue))
+    child.start()
+    try:
+        np.testing.assert_array_equal(queue.get(timeout=60), expected)
+    finally:
+        child.join(timeout=10)
+        if child.is_alive():
+            child.kill()

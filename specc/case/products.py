@@ -10,7 +10,6 @@ same partial products in the same order, and they are views of the matrix's arra
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,10 +35,25 @@ def _view(kind: type, shape: tuple[int, int], data: np.ndarray, indices: np.ndar
     return matrix
 
 
-@functools.cache
+_POOL: ThreadPoolExecutor | None = None
+
+
 def _pool() -> ThreadPoolExecutor:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return ThreadPoolExecutor(max_workers=cores)
+    global _POOL
+    if _POOL is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        _POOL = ThreadPoolExecutor(max_workers=cores)
+    return _POOL
+
+
+def _forget_pool() -> None:
+    """A forked child has none of its parent's threads: it starts its own pool (or its work would wait forever)."""
+    global _POOL
+    _POOL = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
 
 
 class RowBlocks:
