@@ -13,18 +13,17 @@ from typing import TYPE_CHECKING
 
 import cvxpy as cp
 import numpy as np
-import scipy.sparse as sp
 
+from specc.compile.smooth_context import SmoothFormContext
 from specc.compile.voxels import StructureEntries
-from specc.errors import CompileError
-from specc.protocol.units import Dose
 
 if TYPE_CHECKING:
     from specc.case import Beamlets
 
 
-class ProgramContext:
-    """Implements `specc.terms.BuildContext` over a voxel selection."""
+class ProgramContext(SmoothFormContext):
+    """Implements `specc.terms.BuildContext` over a voxel selection: the dose entries'
+    weights and volumes as the smooth forms see them, plus the program's cvxpy variables."""
 
     def __init__(
         self,
@@ -35,40 +34,16 @@ class ProgramContext:
         fractions: int,
         beamlets: Beamlets,
     ) -> None:
+        super().__init__(structures, voxel_volume_cc, fractions, fluence.size, lambda: beamlets.neighbour_differences)
         self._fluence = fluence
         self._dose = dose
-        self._structures = structures
-        self._voxel_volume_cc = voxel_volume_cc
-        self._fractions = fractions
-        self._beamlets = beamlets
 
     @property
     def fluence(self) -> cp.Variable:
         return self._fluence
-
-    def _entries(self, structure: str) -> StructureEntries:
-        try:
-            return self._structures[structure]
-        except KeyError:
-            raise CompileError(
-                f"a term asked for the dose of {structure!r}, which is not among the structures "
-                f"its structures() declared ({', '.join(sorted(self._structures))})"
-            ) from None
 
     def dose(self, structure: str) -> cp.Expression:
         entries = self._entries(structure).entries
         if len(entries) == self._dose.size and np.array_equal(entries, np.arange(len(entries))):
             return self._dose
         return self._dose[entries]
-
-    def voxel_weights(self, structure: str) -> np.ndarray:
-        return self._entries(structure).weights
-
-    def volume_cc(self, structure: str) -> float:
-        return self._entries(structure).n_voxels * self._voxel_volume_cc
-
-    def per_fraction(self, dose: Dose) -> float:
-        return dose.gy / self._fractions
-
-    def smoothness_operator(self) -> sp.csr_matrix:
-        return self._beamlets.neighbour_differences

@@ -2,7 +2,8 @@
 
 The first-order solver (`specc.solve.first_order`) evaluates the terms' smooth forms on the
 program's entries; `specc.compile.sampling` evaluates the same forms on every voxel of a
-sampled structure to say what the sample cost. Both read the forms through this context.
+sampled structure to say what the sample cost. Both read the forms through this context,
+and the cvxpy `BuildContext` (`context.py`) extends it with the program's variables.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from specc.errors import CompileError
 
 if TYPE_CHECKING:
     import scipy.sparse as sp
@@ -48,14 +51,23 @@ class SmoothFormContext:
             lambda: program.beamlets.neighbour_differences,
         )
 
+    def _entries(self, structure: str) -> StructureEntries:
+        try:
+            return self._structures[structure]
+        except KeyError:
+            raise CompileError(
+                f"a term asked for the dose of {structure!r}, which is not among the structures "
+                f"its structures() declared ({', '.join(sorted(self._structures))})"
+            ) from None
+
     def entries(self, structure: str) -> np.ndarray:
-        return self._structures[structure].entries
+        return self._entries(structure).entries
 
     def voxel_weights(self, structure: str) -> np.ndarray:
-        return self._structures[structure].weights
+        return self._entries(structure).weights
 
     def volume_cc(self, structure: str) -> float:
-        return self._structures[structure].n_voxels * self._voxel_volume_cc
+        return self._entries(structure).n_voxels * self._voxel_volume_cc
 
     def per_fraction(self, dose: Dose) -> float:
         return dose.gy / self._fractions
