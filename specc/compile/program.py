@@ -121,6 +121,10 @@ class CompiledProgram:
     def hard_terms(self) -> list[CompiledTerm]:
         return [term for term in self.terms if term.hard]
 
+    def hard_dvh_terms(self) -> list[CompiledTerm]:
+        """Hard DVH limits: CVaR bounds a cvxpy solver refines to exact ones (`specc.solve.refine`)."""
+        return [term for term in self.hard_terms() if term.kind == "dvh"]
+
 
 def protocol_sample_limit(protocol: Protocol, default: int = DEFAULT_SAMPLE_LIMIT) -> int | None:
     """The protocol's `optimization.solver.sample_voxels` as a sample limit (None: every voxel), else `default`."""

@@ -64,10 +64,6 @@ def dose_per_fraction(program: CompiledProgram, fluence: np.ndarray | None) -> n
     return np.asarray(program.influence @ np.asarray(fluence, dtype=float), dtype=float)
 
 
-def hard_dvh_terms(program: CompiledProgram) -> list[CompiledTerm]:
-    return [term for term in program.terms if term.kind == "dvh" and term.hard]
-
-
 def _share(term: DVH, program: CompiledProgram) -> float:
     """The limit's volume as a share of its structure."""
     if term.volume.unit == "%":
@@ -169,7 +165,7 @@ def refine_dvh_limits(
     better: solved at least as accurately, its objective lower, every exact limit held. The
     refinement is skipped when the last objective already reached 0 (nothing to gain).
     """
-    terms = hard_dvh_terms(program)
+    terms = program.hard_dvh_terms()
     if not terms or not result.usable:
         return result
     # From the result's fluence, not the cvxpy variable: a fast-path solve leaves that unset (or stale).

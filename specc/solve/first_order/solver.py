@@ -186,7 +186,7 @@ def solve_first_order(program: CompiledProgram, settings: SolverSettings) -> Sol
 
     reference = dataclasses.replace(settings, name=REFERENCE_SOLVER)
     reason = None
-    hard_dvh = [term.label for term in program.terms if term.kind == "dvh" and term.hard]
+    hard_dvh = [term.label for term in program.hard_dvh_terms()]
     if not program.problem_is_compiled:
         reason = "the problem carries constraints or objectives beyond the compiled terms"
     elif hard_dvh:
