@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from specc.compile.program import protocol_sample_limit
+from specc.compile.voxels import DEFAULT_SAMPLE_LIMIT
 from specc.solve.first_order.solver import FIRST_ORDER_SOLVER
 from specc.solve.priorities import group_steps, solve_lexicographic
 from specc.solve.refine import refine_dvh_limits
@@ -43,7 +44,7 @@ def sample_limit_for(protocol: Protocol, settings: SolverSettings, goal_prioriti
         or len(group_steps(with_objective, goal_priorities)) > 1
         or any(term.kind == "dvh" and term.is_constraint for term in terms)
     )
-    return protocol_sample_limit(protocol, CVXPY_SAMPLE_LIMIT) if by_cvxpy else protocol_sample_limit(protocol)
+    return protocol_sample_limit(protocol, CVXPY_SAMPLE_LIMIT if by_cvxpy else DEFAULT_SAMPLE_LIMIT)
 
 
 def solve_clinical(
