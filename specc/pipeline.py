@@ -19,7 +19,7 @@ from pathlib import Path
 from specc.case import Case
 from specc.compile import CompiledProgram, ProgramStats, compile_protocol
 from specc.compile.derive import with_optimization
-from specc.compile.sampling import sampled_terms
+from specc.compile.sampling import sampled_terms, sampling_note
 from specc.errors import SpeccError
 from specc.evaluate import GoalRecord, PlanRecord, evaluate_plan
 from specc.export import write_result
@@ -161,7 +161,10 @@ def _plan_case(
 
     with stages.stage("evaluate"):
         # What sampling cost: each sampled soft term on its sample and on every voxel.
-        notes.extend(term.note() for term in sampled_terms(program, case, solve.fluence))
+        sampled = sampled_terms(program, case, solve.fluence)
+        notes.extend(term.note() for term in sampled)
+        summary = sampling_note(sampled, solve.objective)
+        notes.extend([summary] if summary else [])
         evaluation = evaluate_plan(
             protocol, case, program.masks, solve, dict(stages.timings), notes=notes
         )

@@ -121,9 +121,36 @@ def test_large_soft_only_structures_are_sampled_but_targets_and_hard_limits_are_
     case = synthetic_case()
     program = compile_protocol(protocol(GOALS, terms=TERMS), case, sample_limit=50)
     entries = program.selection.structures
-    assert entries["Body"].sampled and len(entries["Body"].entries) <= 50
-    assert not entries["Target"].sampled and not entries["Organ"].sampled
-    assert any("Body" in note and "sample of 50" in note for note in program.notes)
+    body, target, organ = entries["Body"], entries["Target"], entries["Organ"]
+    assert body.sampled and not target.sampled and not organ.sampled
+    # The Body voxels inside the target and the organ are rows the program holds anyway: kept
+    # exactly, one voxel's weight each; only the rest of the body is sampled.
+    held = np.union1d(target.entries, organ.entries)
+    assert len(np.setdiff1d(body.entries, held)) <= 50
+    inside = np.isin(body.entries, held)
+    in_target_or_organ = int(np.count_nonzero(case.structures["Target"].mask | case.structures["Organ"].mask))
+    assert body.kept == in_target_or_organ
+    assert body.weights[inside].sum() * body.n_voxels == pytest.approx(in_target_or_organ)
+    assert body.weights.sum() == pytest.approx(1.0)
+    assert any("Body" in note and "sample of 50" in note and f"its {body.kept} voxels" in note for note in program.notes)
+
+
+def test_the_sample_takes_one_voxel_from_each_compact_patch_of_the_grid() -> None:
+    # 16^3 voxels with distinct rows: runs of 64 along the Morton curve are exactly the
+    # aligned 4 x 4 x 4 cubes, so a stratified sample of 64 has one voxel in each cube.
+    shape = (16, 16, 16)
+    n = int(np.prod(shape))
+    influence = sp.csr_matrix((np.arange(1, n + 1, dtype=np.float32), (np.arange(n), np.zeros(n, int))), shape=(n, 2))
+    locate = lambda rows: np.column_stack(np.unravel_index(rows, shape))  # noqa: E731
+    selection = select_voxels(influence, {"Big": np.arange(n)}, exact=(), sample_limit=64, locate=locate)
+    big = selection.structures["Big"]
+    assert big.sampled and big.kept == 0 and len(big.entries) == 64
+    cubes = np.column_stack(np.unravel_index(selection.rows[big.entries], shape)) // 4
+    assert len(np.unique(cubes, axis=0)) == 64
+    np.testing.assert_allclose(big.weights, 1 / 64)
+    # Without grid positions the strata are runs of the rows' own (raster) order: one voxel per slab of 4 x 16.
+    raster = select_voxels(influence, {"Big": np.arange(n)}, exact=(), sample_limit=64)
+    assert len(np.unique(raster.rows[raster.structures["Big"].entries] // 64)) == 64
 
 
 def test_the_protocol_sets_the_sample_or_asks_for_every_voxel() -> None:

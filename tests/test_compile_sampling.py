@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from specc.compile import compile_protocol
-from specc.compile.sampling import sampled_terms
+from specc.compile.sampling import sampled_terms, sampling_note
 from specc.protocol import parse_protocol_text
 from specc.solve import choose_solver, solve_program
 from tests.optimizer_fixtures import c_shape, protocol_text
@@ -43,8 +43,13 @@ def test_a_sampled_terms_values_are_the_optimizers_and_the_whole_structures() ->
     assert hottest.on_every_voxel == pytest.approx(2.0 * max(dose.max() - 40.0, 0.0) ** 2 / 25**2, rel=1e-6)
     assert hottest.structure_voxels == int(program.masks["Body"].sum()) > hottest.sample_entries
     assert "on every voxel" in overdose.note() and "Body" in overdose.note()
+    # The total excess, against the plan's objective, is what sampling can have cost on average.
+    excess = sum(term.on_every_voxel - term.on_sample for term in found.values())
+    note = sampling_note(list(found.values()), result.objective)
+    assert f"{100 * excess / result.objective:+.3f}% of the objective" in note and "sample_voxels: all" in note
 
 
 def test_nothing_is_reported_when_no_structure_is_sampled() -> None:
     case, program, result = _plan(sample_limit=None)
     assert sampled_terms(program, case, result.fluence) == []
+    assert sampling_note([], result.objective) is None

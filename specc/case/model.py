@@ -260,6 +260,10 @@ class Case:
             )
         return rows.astype(np.int64)
 
+    def grid_indices(self, rows: np.ndarray) -> np.ndarray:
+        """(n, 3) grid indices of influence-matrix rows, in the grid's axis order."""
+        return np.column_stack(np.unravel_index(self.voxel_indices[rows], self.grid.shape))
+
     def dose_on_grid(self, fluence: np.ndarray, fractions: int) -> np.ndarray:
         """Total dose in Gy on the full grid for beamlet weights `fluence` (zero off the rows)."""
         fluence = np.asarray(fluence, dtype=np.float64)

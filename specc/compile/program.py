@@ -174,15 +174,17 @@ def compile_protocol(
     structure_rows = {name: case.rows(structures.masks[name]) for name in referenced}
     influence = case.influence
     if structure_rows:
-        selection = select_voxels(influence, structure_rows, exact, sample_limit)
+        selection = select_voxels(influence, structure_rows, exact, sample_limit, locate=case.grid_indices)
     else:
         selection = VoxelSelection(rows=np.empty(0, dtype=np.int64), structures={})
     for entries in selection.structures.values():
         if entries.sampled:
+            inside = (f"its {entries.kept} voxels whose rows the program holds anyway and " if entries.kept else "")
             notes.append(
-                f"{entries.name}: soft objectives see a uniform sample of {sample_limit} of its "
-                f"{entries.n_voxels} voxels (no hard term refers to it; `optimization.solver.sample_voxels` "
-                "sets the sample, `all` optimizes on every voxel); the plan is evaluated on every voxel"
+                f"{entries.name}: soft objectives see {inside}a spatially stratified sample of {sample_limit} of its "
+                f"other {entries.n_voxels - entries.kept} voxels (no hard term refers to it; "
+                "`optimization.solver.sample_voxels` sets the sample, `all` optimizes on every voxel); the plan is "
+                "evaluated on every voxel"
             )
 
     # The case's dtype, no float64 copy: cvxpy converts the constant to its own float64

@@ -7,26 +7,36 @@ Two reductions keep it small, each keeping what is needed to read results back:
   stands for. This is exact for every kind (means, quadratic penalties, maxima, CVaR are all
   sums or extremes over volume-weighted voxels). In practice it mostly merges the voxels no
   beamlet reaches (all-zero rows), which can be a large part of a body contour.
-* A structure that no hard term refers to, that is not a target and that still has more
-  entries than `sample_limit`, is represented by a seeded uniform sample of `sample_limit`
-  of its voxels (merged as above), an unbiased estimate of every volume-weighted mean. Only soft objectives see the sample; a hard limit always sees every voxel
-  of its structure, so it is never weakened. The sample is reported in the program notes and
-  the plan is still evaluated on the full grid.
+* A structure that no hard term refers to and that is not a target is sampled when its
+  voxels outside the program's other rows have more distinct rows than `sample_limit`.
+  Its voxels whose rows the program holds anyway (inside a target, an exactly represented
+  organ) stay exact: they cost no product. The rest is represented by a spatially
+  stratified sample of `sample_limit` voxels: ordered along a Morton (Z-order) curve of
+  their grid indices, cut into `sample_limit` runs of (nearly) equal length, one voxel
+  drawn at random (seeded) from each run and weighted by its run's length. Each run is a
+  compact patch of the grid, so the sample covers the structure evenly; the estimate of
+  every volume-weighted mean stays unbiased, and stratification never raises its variance
+  above that of a uniform sample (proportional allocation). Measured on every voxel, the
+  optimum it leads to is nearer the every-voxel optimum than a uniform sample's
+  (docs/performance.md, eighth pass). Only soft objectives see the sample; a hard limit
+  always sees every voxel of its structure, so it is never weakened. The sample is
+  reported in the program notes and the plan is still evaluated on the full grid.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
-# Soft-only, non-target structures with more dose entries than this are sampled (see module
-# docstring). The smallest round size whose plans came within about the optimizer's own
-# accuracy (0.1%) of the every-voxel optimum, measured on every voxel (docs/performance.md,
-# seventh pass; TG-119 C-shape): 3,000 voxels left 1.04% at 5 mm and 2.1% at 2.5 mm, 10,000
-# 0.05% and 0.56%, 30,000 0.01% and 0.13% (6.8 s for the 2.5 mm case, 24 s on every voxel).
+# Soft-only, non-target structures with more dose entries than this (outside the rows the
+# program holds anyway) are sampled (see module docstring). Measured on every voxel
+# (docs/performance.md, seventh and eighth passes; TG-119 C-shape): with a uniform sample,
+# 3,000 voxels left plans 1.04% above the every-voxel optimum at 5 mm and 2.1% at 2.5 mm,
+# 10,000 0.05% and 0.56%, 30,000 0.01% and 0.13% (6.8 s for the 2.5 mm case, 24 s on every
+# voxel); the stratified sample brought 30,000 to 0.006% and 0.05%.
 DEFAULT_SAMPLE_LIMIT = 30_000
 
 _SAMPLE_SEED = 20_090_601  # fixed so that compiling twice gives the same program
@@ -41,6 +51,7 @@ class StructureEntries:
     weights: np.ndarray  # relative volume of each entry, sums to 1
     n_voxels: int  # voxels of the structure on the full grid
     sampled: bool
+    kept: int = 0  # of a sampled structure: its voxels kept exactly (their rows are in the program anyway)
 
 
 @dataclass(frozen=True)
@@ -119,17 +130,40 @@ def _group_identical_rows(influence: sp.csr_matrix, rows: np.ndarray) -> np.ndar
     return group.ravel().astype(np.int64)
 
 
+def morton_order(grid_indices: np.ndarray) -> np.ndarray:
+    """The permutation that orders (n, 3) integer grid indices along a Morton (Z-order) curve."""
+    indices = np.asarray(grid_indices, dtype=np.uint64)
+    bits = max(int(indices.max(initial=0)).bit_length(), 1)
+    key = np.zeros(len(indices), dtype=np.uint64)
+    for bit in range(bits):
+        for axis in range(3):
+            key |= ((indices[:, axis] >> np.uint64(bit)) & np.uint64(1)) << np.uint64(3 * bit + axis)
+    return np.argsort(key, kind="stable")
+
+
+def stratified_sample(
+    voxel_groups: np.ndarray, order: np.ndarray, size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """One voxel from each of `size` equal runs of `order`: (its group, its run's length)."""
+    edges = np.linspace(0, len(order), size + 1).round().astype(np.int64)
+    lengths = np.diff(edges)
+    drawn = edges[:-1] + np.floor(rng.random(size) * lengths).astype(np.int64)
+    return voxel_groups[order[drawn]], lengths
+
+
 def select_voxels(
     influence: sp.csr_matrix,
     structure_rows: Mapping[str, np.ndarray],
     exact: Iterable[str],
     sample_limit: int | None = DEFAULT_SAMPLE_LIMIT,
+    locate: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> VoxelSelection:
     """Build the dose entries for the structures that terms refer to.
 
     `structure_rows` gives each structure's influence rows (all its voxels); structures in
     `exact` (targets and those under a hard limit) are never sampled, nor any structure when
-    `sample_limit` is None.
+    `sample_limit` is None. `locate` gives the (n, 3) grid indices of influence rows, for
+    the sample's strata; without it the rows' own order (the grid's raster order) is used.
     """
     exact = set(exact)
     union = np.unique(np.concatenate([np.asarray(r, dtype=np.int64) for r in structure_rows.values()]))
@@ -138,22 +172,42 @@ def select_voxels(
     representative = union[first_of_group]  # any row of a group stands for all of them
     n_groups = len(representative)
 
+    voxel_groups = {
+        name: group[np.searchsorted(union, np.asarray(rows, dtype=np.int64))] for name, rows in structure_rows.items()
+    }
+    candidates = {name for name in structure_rows if sample_limit is not None and name not in exact}
+    held = np.zeros(n_groups, dtype=bool)  # groups the program holds whatever is sampled
+    for name, groups in voxel_groups.items():
+        if name not in candidates or len(np.unique(groups)) <= (sample_limit or 0):
+            held[groups] = True
+
     structures: dict[str, StructureEntries] = {}
     for name, rows in structure_rows.items():
-        rows = np.asarray(rows, dtype=np.int64)
-        voxel_groups = group[np.searchsorted(union, rows)]
-        sampled = sample_limit is not None and name not in exact and len(np.unique(voxel_groups)) > sample_limit
-        if sampled:
-            rng = np.random.default_rng(_SAMPLE_SEED)
-            voxel_groups = rng.choice(voxel_groups, size=sample_limit, replace=False)
-        groups, counts = np.unique(voxel_groups, return_counts=True)
-        structures[name] = StructureEntries(name, groups, counts / counts.sum(), len(rows), sampled)
+        groups_of_voxels = voxel_groups[name]
+        counts_of = np.ones(len(groups_of_voxels))
+        sampled = False
+        kept = 0
+        if name in candidates and sample_limit is not None:
+            inside = held[groups_of_voxels]
+            rest = np.flatnonzero(~inside)
+            if len(np.unique(groups_of_voxels[rest])) > sample_limit:
+                sampled, kept = True, int(np.count_nonzero(inside))
+                order = (morton_order(locate(np.asarray(rows, dtype=np.int64)[rest])) if locate is not None
+                         else np.arange(len(rest)))
+                drawn, lengths = stratified_sample(
+                    groups_of_voxels[rest], order, sample_limit, np.random.default_rng(_SAMPLE_SEED)
+                )
+                groups_of_voxels = np.concatenate([groups_of_voxels[inside], drawn])
+                counts_of = np.concatenate([np.ones(kept), lengths.astype(np.float64)])
+        groups, position = np.unique(groups_of_voxels, return_inverse=True)
+        counts = np.bincount(position.ravel(), weights=counts_of, minlength=len(groups))
+        structures[name] = StructureEntries(name, groups, counts / counts.sum(), len(rows), sampled, kept)
 
     used = np.unique(np.concatenate([s.entries for s in structures.values()]))
     renumber = np.full(n_groups, -1, dtype=np.int64)
     renumber[used] = np.arange(len(used))
     structures = {
-        name: StructureEntries(s.name, renumber[s.entries], s.weights, s.n_voxels, s.sampled)
+        name: StructureEntries(s.name, renumber[s.entries], s.weights, s.n_voxels, s.sampled, s.kept)
         for name, s in structures.items()
     }
     return VoxelSelection(rows=representative[used], structures=structures)
