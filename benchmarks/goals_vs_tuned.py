@@ -58,8 +58,8 @@ def plan_goals(protocol_path: Path, case, solver: str | None) -> PlanRun:
 
     started = time.perf_counter()
     compiled = compile_for_plan(load_protocol(protocol_path), case, solver)  # as `specc plan` does
-    protocol, program = compiled.protocol, compiled.program
-    solve = compiled.solve()
+    checked = compiled.solve()
+    protocol, program, solve = compiled.protocol, checked.program, checked.result
     seconds = time.perf_counter() - started
     if not solve.usable:
         return PlanRun(str(protocol_path), solve.status, seconds, list(solve.steps), [])

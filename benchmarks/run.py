@@ -57,11 +57,12 @@ LARGE = BenchmarkCase("c-shape 2.5 mm, 11 beams", "c-shape", "protocols/tg119/c-
 # program specc compiles (sampled). The last rows are the ablations: each drops one technique
 # of the default path (docs/performance.md).
 NAIVE = "naive cvxpy, every voxel"
+SPECC_PLAN = "specc fast path"  # compiled and solved as `specc plan` does (`compile_for_plan`)
 METHODS: dict[str, tuple[str | None, int | None]] = {
     NAIVE: (None, None),
     "naive cvxpy": (None, DEFAULT_SAMPLE_LIMIT),
     "reference CLARABEL 1e-9": ("CLARABEL", DEFAULT_SAMPLE_LIMIT),
-    "specc fast path": ("SPECC-LBFGS", DEFAULT_SAMPLE_LIMIT),
+    SPECC_PLAN: ("SPECC-LBFGS", DEFAULT_SAMPLE_LIMIT),
     "CLARABEL 1e-6 (no fast path)": ("CLARABEL", DEFAULT_SAMPLE_LIMIT),
     "fast path, every voxel (no sampling)": ("SPECC-LBFGS", None),
 }
@@ -74,6 +75,7 @@ def _run_method(case_path: str, protocol_path: str, method: str, queue: multipro
 
     from specc.case import Case
     from specc.compile import compile_protocol
+    from specc.pipeline import compile_for_plan
     from specc.evaluate.context import PlanDoseContext
     from specc.protocol import load_protocol
     from specc.solve import choose_solver, solve_program
@@ -82,10 +84,19 @@ def _run_method(case_path: str, protocol_path: str, method: str, queue: multipro
     case = Case.load(case_path)
     started = time.perf_counter()
     solver, sample_limit = METHODS[method]
-    program = compile_protocol(protocol, case, sample_limit=sample_limit)
+    if method == SPECC_PLAN:
+        compiled = compile_for_plan(protocol, case)  # as `specc plan` compiles and solves
+        program = compiled.program
+    else:
+        program = compile_protocol(protocol, case, sample_limit=sample_limit)
     compile_s = time.perf_counter() - started
     started = time.perf_counter()
-    if solver is None:
+    if method == SPECC_PLAN:
+        checked = compiled.solve()  # the sample checked on every voxel, finished there when it cost too much
+        result, program = checked.result, checked.program
+        fluence, status, objective, solver_name = result.fluence, result.status, result.objective, result.solver
+        message = result.message
+    elif solver is None:
         program.problem.solve()
         fluence = np.maximum(np.asarray(program.fluence.value, dtype=float), 0.0)
         status, objective = program.problem.status, float(program.problem.value)
@@ -122,7 +133,8 @@ def _run_method(case_path: str, protocol_path: str, method: str, queue: multipro
     }
     # After the timings and the peak: the plan's objective on every voxel, which a sampled
     # program only estimates (compiling the every-voxel program here is not part of the run).
-    every_voxel = program if sample_limit is None else compile_protocol(protocol, case, sample_limit=None)
+    sampled = any(entries.sampled for entries in program.selection.structures.values())
+    every_voxel = compile_protocol(protocol, case, sample_limit=None) if sampled else program
     run["objective_every_voxel"] = _objective(every_voxel, fluence)
     queue.put(run)
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from specc.case import Case
 from specc.compile import CompiledProgram, ProgramStats, compile_protocol
 from specc.compile.derive import with_optimization
-from specc.compile.sampling import sampled_terms, sampling_note
 from specc.errors import SpeccError
 from specc.evaluate import GoalRecord, PlanRecord, evaluate_plan
 from specc.export import write_result
@@ -28,6 +27,7 @@ from specc.protocol.goals import Goal
 from specc.report import write_report
 from specc.solve import SolveResult, SolverSettings, choose_solver
 from specc.solve.clinical import sample_limit_for, solve_clinical
+from specc.solve.sample_check import CheckedSolve, check_sample
 
 # Called with (stage, None) when a stage starts and (stage, seconds) when it ends.
 StageProgress = Callable[[str, float | None], None]
@@ -113,15 +113,18 @@ class CompiledPlan:
     """A protocol compiled for planning: what `specc plan` solves, as `solve()` solves it."""
 
     protocol: Protocol  # with its optimization (derived from the goals when it had none)
+    case: Case
     program: CompiledProgram
     settings: SolverSettings
     goal_priorities: dict[int, int]
 
-    def solve(self) -> SolveResult:
+    def solve(self) -> CheckedSolve:
+        """The clinical solve, its sample checked on every voxel (and finished there when it cost too much)."""
         options = self.protocol.optimization.solver
-        return solve_clinical(
+        result = solve_clinical(
             self.program, self.settings, self.goal_priorities, options.slip_percent, options.coverage_slip_gy
         )
+        return check_sample(self.protocol, self.case, self.program, result, self.settings)
 
 
 def compile_for_plan(protocol: Protocol, case: Case, solver: str | None = None) -> CompiledPlan:
@@ -130,7 +133,7 @@ def compile_for_plan(protocol: Protocol, case: Case, solver: str | None = None) 
     protocol, goal_priorities = with_optimization(protocol, case)
     settings = choose_solver(solver, protocol.optimization.solver)
     program = compile_protocol(protocol, case, sample_limit_for(protocol, settings, goal_priorities))
-    return CompiledPlan(protocol, program, settings, dict(goal_priorities))
+    return CompiledPlan(protocol, case, program, settings, dict(goal_priorities))
 
 
 def _plan_case(
@@ -147,7 +150,9 @@ def _plan_case(
     protocol, program, settings = compiled.protocol, compiled.program, compiled.settings
     notes.extend(program.notes)
     with stages.stage("solve"):
-        solve = compiled.solve()
+        checked = compiled.solve()
+    solve, program = checked.result, checked.program
+    notes.extend(checked.notes)
     if solve.solver != settings.name:
         notes.append(
             f"solver: {settings.name} was chosen, but {solve.solver} produced this plan "
@@ -160,11 +165,6 @@ def _plan_case(
         return PlanOutcome(solve, None, [], stages.timings, program.stats, notes)
 
     with stages.stage("evaluate"):
-        # What sampling cost: each sampled soft term on its sample and on every voxel.
-        sampled = sampled_terms(program, case, solve.fluence)
-        notes.extend(term.note() for term in sampled)
-        summary = sampling_note(sampled, solve.objective)
-        notes.extend([summary] if summary else [])
         evaluation = evaluate_plan(
             protocol, case, program.masks, solve, dict(stages.timings), notes=notes
         )

@@ -95,3 +95,18 @@ def test_a_solver_fallback_is_a_note_in_the_record(tmp_path: Path, monkeypatch: 
     outcome = plan(protocol({"Target": ["D50% >= 50 Gy"]}, terms=TERMS), synthetic_case(), tmp_path, solver="CLARABEL")
     fallback = [note for note in outcome.notes if note.startswith("solver: CLARABEL was chosen, but OTHER")]
     assert len(fallback) == 1 and outcome.record is not None and fallback[0] in outcome.record.notes
+
+
+def test_a_plan_says_what_its_sample_cost_and_finishes_on_every_voxel_when_it_cost_too_much(tmp_path: Path) -> None:
+    case = synthetic_case()
+    terms = TERMS + ["{kind: quadratic_overdose, structure: Body, dose: 20 Gy, weight: 1}"]
+    goals = {"Target": ["D50% >= 50 Gy"]}
+    tiny = plan(protocol(goals, terms=terms, solver="{sample_voxels: 20}"), case, tmp_path / "tiny")
+    every = plan(protocol(goals, terms=terms, solver="{sample_voxels: all}"), case, tmp_path / "every")
+    assert tiny.succeeded and every.succeeded and tiny.solve.status == "optimal"
+    notes = json.loads((tmp_path / "tiny" / "plan.json").read_text())["notes"]
+    assert any("sample of 20" in note for note in notes)
+    assert any(note.startswith("Sampling:") and "finished on every voxel" in note for note in notes)
+    assert "compiled on every voxel" in tiny.solve.message
+    assert tiny.solve.objective == pytest.approx(every.solve.objective, rel=5e-4)
+    assert not any(stats.sampled for stats in tiny.stats.structures)  # the program that gave the plan

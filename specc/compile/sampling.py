@@ -102,5 +102,6 @@ def sampling_note(terms: list[SampledTerm], objective: float | None) -> str | No
     return (
         f"Sampling: on every voxel the sampled terms add {excess:.4g} ({100.0 * excess / objective:+.3f}% of the "
         f"objective {objective:.6g}) to their value on the sample; on average this bounds how far the plan lies "
-        "above the every-voxel optimum (`optimization.solver.sample_voxels: all` removes it)"
+        "above the every-voxel optimum, and its size shows how far the sample's estimate can be off "
+        "(`optimization.solver.sample_voxels: all` removes both)"
     )

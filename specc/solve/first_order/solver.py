@@ -70,8 +70,14 @@ class FirstOrderSolver:
         chosen = [compiled.term for compiled in self.program.terms] if terms is None else terms
         return SmoothProgram(self.operator, self.context, chosen)
 
-    def solve(self, settings: SolverSettings, terms: Sequence[TermBase] | None = None) -> SolveResult:
-        """Solve the program, or the same structures with changed `terms`, warm when possible."""
+    def solve(
+        self, settings: SolverSettings, terms: Sequence[TermBase] | None = None, start: np.ndarray | None = None
+    ) -> SolveResult:
+        """Solve the program, or the same structures with changed `terms`, warm when possible.
+
+        `start`: a fluence to start from on a first solve (e.g. the plan of a sampled program
+        of the same protocol); its multipliers start cold.
+        """
         started = time.perf_counter()
         smooth = self.smooth_program(terms)
         tolerances = Tolerances(
@@ -81,7 +87,7 @@ class FirstOrderSolver:
         )
         multipliers = penalty = None
         if self._last is None:
-            z = smooth.start(np.zeros(smooth.n_beamlets))
+            z = smooth.start(np.zeros(smooth.n_beamlets) if start is None else start)
         else:
             previous, result = self._last
             z = smooth.start(result.z[: smooth.n_beamlets])

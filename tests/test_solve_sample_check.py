@@ -1,0 +1,59 @@
+"""A sampled plan checked on every voxel, and finished there when its sample cost more than the accuracy."""
+
+from __future__ import annotations
+
+import pytest
+
+from specc.compile import compile_protocol
+from specc.protocol import parse_protocol_text
+from specc.solve import choose_solver, solve_program
+from specc.solve.sample_check import check_sample
+from tests.optimizer_fixtures import c_shape, protocol_text
+
+TERMS = """optimization:
+  terms:
+    - {kind: quadratic_underdose, structure: PTV, dose: 50 Gy, weight: 100}
+    - {kind: quadratic_overdose, structure: Core, dose: 10 Gy, weight: 10}
+    - {kind: quadratic_overdose, structure: Body, dose: 20 Gy, weight: 3}
+"""
+
+
+@pytest.fixture(scope="module")
+def sampled_plan():
+    case = c_shape()
+    protocol = parse_protocol_text(protocol_text(TERMS, with_body=True), "p.yaml")
+    program = compile_protocol(protocol, case, sample_limit=40)  # a sample far too small for this body
+    settings = choose_solver("SPECC-LBFGS")
+    result = solve_program(program, settings)
+    assert result.status == "optimal" and program.selection.structures["Body"].sampled
+    every_voxel = solve_program(compile_protocol(protocol, case, sample_limit=None), settings)
+    return protocol, case, program, settings, result, every_voxel
+
+
+def test_a_sample_that_cost_more_than_the_accuracy_is_finished_on_every_voxel(sampled_plan) -> None:
+    protocol, case, program, settings, result, every_voxel = sampled_plan
+    checked = check_sample(protocol, case, program, result, settings)
+    assert not any(entries.sampled for entries in checked.program.selection.structures.values())
+    assert checked.result.status == "optimal" and checked.result.solver == "SPECC-LBFGS"
+    # The every-voxel optimum, reached warm from the sampled plan (both certified by the same KKT test).
+    assert checked.result.objective == pytest.approx(every_voxel.objective, rel=5e-4)
+    assert checked.result.iterations > result.iterations and checked.result.solve_time_s > result.solve_time_s
+    assert "compiled on every voxel" in checked.result.message
+    assert checked.sampled == [] and len(checked.notes) == 1
+    assert "finished on every voxel" in checked.notes[0] and "% of the objective" in checked.notes[0]
+
+
+def test_a_sample_within_the_accuracy_is_kept_with_what_it_cost(sampled_plan) -> None:
+    protocol, case, program, settings, result, _ = sampled_plan
+    checked = check_sample(protocol, case, program, result, settings, tolerance=float("inf"))
+    assert checked.program is program and checked.result is result
+    assert {term.structure for term in checked.sampled} == {"Body"}
+    assert any(note.startswith("Sampling: on every voxel") for note in checked.notes)
+
+
+def test_a_plan_from_a_cvxpy_solver_keeps_its_sample(sampled_plan) -> None:
+    protocol, case, program, _, _, _ = sampled_plan
+    settings = choose_solver("CLARABEL")
+    result = solve_program(program, settings)
+    checked = check_sample(protocol, case, program, result, settings)
+    assert checked.program is program and checked.result is result and checked.sampled
