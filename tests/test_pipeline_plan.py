@@ -14,6 +14,7 @@ from evaluate_fakes import protocol, synthetic_case
 from specc.export import read_result
 from specc.pipeline import plan
 from specc.protocol import parse_protocol_text
+import specc.solve.clinical
 from specc.solve.clinical import solve_clinical
 
 TERMS = [
@@ -97,11 +98,14 @@ def test_a_solver_fallback_is_a_note_in_the_record(tmp_path: Path, monkeypatch: 
     assert len(fallback) == 1 and outcome.record is not None and fallback[0] in outcome.record.notes
 
 
-def test_a_plan_says_what_its_sample_cost_and_finishes_on_every_voxel_when_it_cost_too_much(tmp_path: Path) -> None:
+def test_a_plan_says_what_its_sample_cost_and_finishes_on_every_voxel_when_it_cost_too_much(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     case = synthetic_case()
     terms = TERMS + ["{kind: quadratic_overdose, structure: Body, dose: 20 Gy, weight: 1}"]
     goals = {"Target": ["D50% >= 50 Gy"]}
-    tiny = plan(protocol(goals, terms=terms, solver="{sample_voxels: 20}"), case, tmp_path / "tiny")
+    monkeypatch.setattr(specc.solve.clinical, "DEFAULT_SAMPLE_LIMIT", 20)  # a default far too small for this body
+    tiny = plan(protocol(goals, terms=terms), case, tmp_path / "tiny")
     every = plan(protocol(goals, terms=terms, solver="{sample_voxels: all}"), case, tmp_path / "every")
     assert tiny.succeeded and every.succeeded and tiny.solve.status == "optimal"
     notes = json.loads((tmp_path / "tiny" / "plan.json").read_text())["notes"]
@@ -110,3 +114,9 @@ def test_a_plan_says_what_its_sample_cost_and_finishes_on_every_voxel_when_it_co
     assert "compiled on every voxel" in tiny.solve.message
     assert tiny.solve.objective == pytest.approx(every.solve.objective, rel=5e-4)
     assert not any(stats.sampled for stats in tiny.stats.structures)  # the program that gave the plan
+
+    # A protocol that sets its own sample keeps it, and its notes say what the sample cost.
+    chosen = plan(protocol(goals, terms=terms, solver="{sample_voxels: 20}"), case, tmp_path / "chosen")
+    assert chosen.succeeded and "compiled on every voxel" not in chosen.solve.message
+    assert any(stats.sampled for stats in chosen.stats.structures)
+    assert any(note.startswith("Sampling: on every voxel the sampled terms add") for note in chosen.notes)

@@ -9,7 +9,8 @@ is more than the optimizer's own accuracy (`SAMPLE_TOLERANCE` of the objective) 
 direction, the sample is too coarse to trust to that accuracy: the protocol is compiled
 on every voxel and the fast path goes on from the sampled plan: most of the work is done,
 so it costs a fraction of a cold every-voxel solve (measured in docs/performance.md, eighth
-pass). Only a certified fast-path plan is finished this way; a plan from a cvxpy solver
+pass). Only a certified fast-path plan on the default sample is finished this way: a
+protocol that sets its own `sample_voxels` has chosen its sample; a plan from a cvxpy solver
 (priorities, exact DVH refinement, a requested solver) keeps its sample and its notes say
 what the sample cost, since an interior-point solve on every voxel can take minutes.
 """
@@ -60,7 +61,8 @@ def check_sample(
     found = sampled_terms(program, case, result.fluence)
     summary = sampling_note(found, result.objective)
     notes = [term.note() for term in found] + ([summary] if summary else [])
-    if not found or result.solver != FIRST_ORDER_SOLVER or result.status != "optimal" or not result.objective:
+    chosen = protocol.optimization is not None and protocol.optimization.solver.sample_voxels is not None
+    if chosen or not found or result.solver != FIRST_ORDER_SOLVER or result.status != "optimal" or not result.objective:
         return CheckedSolve(program, result, found, notes)
     excess = sum(term.on_every_voxel - term.on_sample for term in found) / result.objective
     if abs(excess) <= tolerance:
