@@ -46,6 +46,17 @@ def test_blocked_products_equal_the_plain_ones(monkeypatch: pytest.MonkeyPatch, 
     np.testing.assert_allclose(precise.adjoint(gradient), matrix.T.astype(np.float64) @ gradient, rtol=1e-12)
 
 
+def test_selected_rows_share_the_matrix_when_they_skip_only_empty_rows(matrix: sp.csr_matrix) -> None:
+    skipping_empty = np.concatenate([np.arange(3, 52), np.arange(58, 250)])  # skips rows 52-57: empty
+    skipping_full = np.concatenate([np.arange(3, 30), np.arange(32, 250)])  # skips two rows with nonzeros
+    for rows, shared in ((skipping_empty, True), (skipping_full, False), (np.array([5, 2]), False)):
+        selected = products.select_rows(matrix, rows)
+        assert np.shares_memory(selected.data, matrix.data) == shared
+        selected.check_format(full_check=True)
+        np.testing.assert_array_equal(selected.toarray(), matrix[rows].toarray())
+        assert selected.nnz == matrix[rows].nnz
+
+
 def test_the_blocks_do_not_depend_on_the_machine(monkeypatch: pytest.MonkeyPatch, matrix: sp.csr_matrix) -> None:
     """Same blocks, same sums, bit for bit, however many threads run them."""
     monkeypatch.setattr(products, "BLOCK_NONZEROS", 97)

@@ -216,6 +216,11 @@ def test_derived_structures_follow_their_expression_and_are_clipped_to_the_rows(
 def test_without_a_sample_limit_every_voxel_enters_the_program() -> None:
     case = synthetic_case()
     program = compile_protocol(protocol(GOALS, terms=TERMS), case, sample_limit=None)
+    # Entries in row order; the rows merged away are empty, so A_sel is a view of the case's matrix.
+    assert np.all(np.diff(program.selection.rows) > 0)
+    assert all(np.all(np.diff(entries.entries) > 0) for entries in program.selection.structures.values())
+    assert np.shares_memory(program.influence.data, case.influence.data)
+    np.testing.assert_array_equal(program.influence.toarray(), case.influence[program.selection.rows].toarray())
     body = program.selection.structures["Body"]
     assert not body.sampled and body.weights.sum() == pytest.approx(1.0)
     # every Body voxel is represented: the merged entries' weights count all of them

@@ -35,6 +35,25 @@ def _view(kind: type, shape: tuple[int, int], data: np.ndarray, indices: np.ndar
     return matrix
 
 
+def select_rows(matrix: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
+    """`matrix[rows]` for strictly increasing `rows`, sharing the matrix's arrays when it can.
+
+    When every row `rows` skips between its first and last holds no nonzero (typically the
+    empty rows of voxels no beamlet reaches, merged into one entry), the selected rows' values
+    and indices are one contiguous run of the matrix's arrays: the result is a view of them
+    with its own row pointers, and an unsampled program costs no copy of the matrix. Otherwise
+    (a sample, rows of structures no term needs) scipy copies the rows.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    indptr = matrix.indptr
+    if len(rows) == 0 or np.any(np.diff(rows) <= 0) or np.any(indptr[rows[:-1] + 1] != indptr[rows[1:]]):
+        return matrix[rows]
+    first, last = indptr[rows[0]], indptr[rows[-1] + 1]
+    pointers = np.append(indptr[rows], last) - first
+    return _view(sp.csr_matrix, (len(rows), matrix.shape[1]), matrix.data[first:last], matrix.indices[first:last],
+                 pointers.astype(indptr.dtype))
+
+
 _POOL: ThreadPoolExecutor | None = None
 
 

@@ -19,6 +19,7 @@ import cvxpy as cp
 import numpy as np
 import scipy.sparse as sp
 
+from specc.case.products import select_rows
 from specc.compile.context import ProgramContext
 from specc.compile.structures import ResolvedStructures, resolve_structures
 from specc.compile.voxels import DEFAULT_SAMPLE_LIMIT, VoxelSelection, select_voxels
@@ -92,14 +93,21 @@ class CompiledProgram:
     stats: ProgramStats
     beamlets: Beamlets
     notes: list[str] = field(default_factory=list)
-    # The influence rows of the dose entries as the case stores them (Gy per unit beamlet weight per
-    # fraction) and the voxel volume: what a matrix-free solver (specc.solve.first_order) reads.
+    # The influence rows of the dose entries as the case stores them (Gy per unit beamlet weight
+    # per fraction; `select_rows`: for an unsampled program a view of the case's arrays, no
+    # copy) and the voxel volume: what a matrix-free solver (specc.solve.first_order) reads.
     influence: sp.csr_matrix | None = None
     voxel_volume_cc: float = 0.0
     # Set by `with_problem` (a lexicographic step, an exact refinement): a problem that is not
     # the compiled one, which the fast path must not take for it.
     _problem: cp.Problem | None = field(default=None, repr=False)
     problem_is_compiled: bool = True
+
+    def dose_per_fraction(self, fluence: np.ndarray) -> np.ndarray:
+        """d = A_sel x in Gy per fraction (float64), on the program's dose entries."""
+        matrix = self.influence
+        assert matrix is not None, "the program carries no influence matrix"
+        return np.asarray(matrix @ np.asarray(fluence, dtype=matrix.dtype), dtype=np.float64)
 
     @property
     def problem(self) -> cp.Problem:
@@ -177,6 +185,9 @@ def compile_protocol(
         selection = select_voxels(influence, structure_rows, exact, sample_limit, locate=case.grid_indices)
     else:
         selection = VoxelSelection(rows=np.empty(0, dtype=np.int64), structures={})
+    # The case's dtype, no float64 copy: cvxpy converts the constant to its own float64
+    # matrix anyway, and the fast path reads the float32 rows.
+    influence_rows = select_rows(influence, selection.rows)
     for entries in selection.structures.values():
         if entries.sampled:
             inside = (f"its {entries.kept} voxels whose rows the program holds anyway and " if entries.kept else "")
@@ -187,9 +198,6 @@ def compile_protocol(
                 "evaluated on every voxel"
             )
 
-    # The case's dtype, no float64 copy: cvxpy converts the constant to its own float64
-    # matrix anyway, and the fast path reads the float32 rows.
-    influence_rows = influence[selection.rows]
     fluence = cp.Variable(case.n_beamlets, nonneg=True, name="fluence")
     dose = cp.Variable(len(selection.rows), name="dose_per_fraction")
     context = ProgramContext(

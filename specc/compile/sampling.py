@@ -71,7 +71,7 @@ def sampled_terms(program: CompiledProgram, case: Case, fluence: np.ndarray) -> 
     if not sampled:
         return []
     grid = case.dose_on_grid(fluence, 1).ravel()  # Gy per fraction, every voxel
-    program_dose = np.asarray(program.influence @ fluence.astype(program.influence.dtype), dtype=np.float64)
+    program_dose = program.dose_per_fraction(fluence)
     whole = {name: grid[np.flatnonzero(program.masks[name].ravel())] for name in sampled}
     every_voxel = SmoothFormContext.of(program, {
         name: StructureEntries(name, np.arange(len(dose)), np.full(len(dose), 1.0 / len(dose)), len(dose), False)

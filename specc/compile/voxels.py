@@ -26,6 +26,7 @@ Two reductions keep it small, each keeping what is needed to read results back:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -58,7 +59,7 @@ class StructureEntries:
 class VoxelSelection:
     """The program's dose entries: one representative influence row per entry."""
 
-    rows: np.ndarray  # influence-matrix row of each dose entry
+    rows: np.ndarray  # influence-matrix row of each dose entry, increasing
     structures: dict[str, StructureEntries]
 
 
@@ -204,10 +205,16 @@ def select_voxels(
         structures[name] = StructureEntries(name, groups, counts / counts.sum(), len(rows), sampled, kept)
 
     used = np.unique(np.concatenate([s.entries for s in structures.values()]))
+    used = used[np.argsort(representative[used])]  # entries in row order: A_sel can be a view (`select_rows`)
     renumber = np.full(n_groups, -1, dtype=np.int64)
     renumber[used] = np.arange(len(used))
-    structures = {
-        name: StructureEntries(s.name, renumber[s.entries], s.weights, s.n_voxels, s.sampled, s.kept)
-        for name, s in structures.items()
-    }
-    return VoxelSelection(rows=representative[used], structures=structures)
+    return VoxelSelection(
+        rows=representative[used], structures={name: _renumbered(s, renumber) for name, s in structures.items()}
+    )
+
+
+def _renumbered(entries: StructureEntries, renumber: np.ndarray) -> StructureEntries:
+    """`entries` at their positions in the dose vector, kept sorted with their weights."""
+    positions = renumber[entries.entries]
+    order = np.argsort(positions)
+    return dataclasses.replace(entries, entries=positions[order], weights=entries.weights[order])

@@ -58,12 +58,6 @@ class ExactDvh:
     holds: bool
 
 
-def dose_per_fraction(program: CompiledProgram, fluence: np.ndarray | None) -> np.ndarray:
-    """Gy per fraction on the program's dose entries (the rows of `program.dose`) for `fluence`."""
-    assert program.influence is not None and fluence is not None
-    return np.asarray(program.influence @ np.asarray(fluence, dtype=float), dtype=float)
-
-
 def _share(term: DVH, program: CompiledProgram) -> float:
     """The limit's volume as a share of its structure."""
     if term.volume.unit == "%":
@@ -169,7 +163,7 @@ def refine_dvh_limits(
     if not terms or not result.usable:
         return result
     # From the result's fluence, not the cvxpy variable: a fast-path solve leaves that unset (or stale).
-    cvar_dose = dose_per_fraction(program, result.fluence)
+    cvar_dose = program.dose_per_fraction(result.fluence)
     before = [measure_exact(program, term, cvar_dose) for term in terms]
     steps = list(result.steps)
     row = f"{len(result.steps) + 1}. exact DVH refinement"
@@ -183,7 +177,7 @@ def refine_dvh_limits(
         constraints.extend(exact_bounds(program, term, cvar_dose))
     exact = cp.Problem(problem.objective, constraints)
     refined = solve_program(program.with_problem(exact), reference_settings(settings))
-    after = [measure_exact(program, term, dose_per_fraction(program, refined.fluence)) for term in terms] if (
+    after = [measure_exact(program, term, program.dose_per_fraction(refined.fluence)) for term in terms] if (
         refined.usable
     ) else []
     worse = _why_not_better(result, refined, after)
