@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from specc.compile import compile_protocol
 from specc.protocol import parse_protocol_text
 from specc.solve import choose_solver, solve_program
+from specc.solve.first_order import FirstOrderSolver
 from specc.solve.sample_check import check_sample
 from tests.optimizer_fixtures import c_shape, protocol_text
 
@@ -26,7 +29,14 @@ def sampled_plan():
     settings = choose_solver("SPECC-LBFGS")
     result = solve_program(program, settings)
     assert result.status == "optimal" and program.selection.structures["Body"].sampled
-    every_voxel = solve_program(compile_protocol(protocol, case, sample_limit=None), settings)
+    # The reference: the plain cvxpy solve of the every-voxel program, tight.
+    reference = dataclasses.replace(choose_solver("CLARABEL"), tolerance=1e-9)
+    full = compile_protocol(protocol, case, sample_limit=None)
+    every_voxel = solve_program(full, reference)
+    assert every_voxel.status == "optimal", every_voxel.message
+    # Valued on every voxel, the sampled plan alone is further from that optimum than the accuracy.
+    smooth = FirstOrderSolver(full).smooth_program()
+    assert smooth.evaluate(smooth.start(result.fluence)).objective > every_voxel.objective * (1 + 1e-3)
     return protocol, case, program, settings, result, every_voxel
 
 
@@ -35,8 +45,8 @@ def test_a_sample_that_cost_more_than_the_accuracy_is_finished_on_every_voxel(sa
     checked = check_sample(protocol, case, program, result, settings)
     assert not any(entries.sampled for entries in checked.program.selection.structures.values())
     assert checked.result.status == "optimal" and checked.result.solver == "SPECC-LBFGS"
-    # The every-voxel optimum, reached warm from the sampled plan (both certified by the same KKT test).
-    assert checked.result.objective == pytest.approx(every_voxel.objective, rel=5e-4)
+    # The every-voxel optimum, reached warm from the sampled plan, within the 0.1% of CLARABEL's.
+    assert checked.result.objective == pytest.approx(every_voxel.objective, rel=1e-3)
     assert checked.result.iterations > result.iterations and checked.result.solve_time_s > result.solve_time_s
     assert "compiled on every voxel" in checked.result.message
     assert checked.sampled == [] and len(checked.notes) == 1
