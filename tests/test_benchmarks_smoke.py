@@ -23,3 +23,17 @@ def test_the_tiny_benchmark_runs_and_agrees_with_the_reference(tmp_path: Path) -
     every = runs["fast path, every voxel (no sampling)"]
     assert every["gap_every_voxel"] == 0.0 and every["objective_every_voxel"] == every["objective"]
     assert -1e-3 <= fast["gap_every_voxel"] < 0.1
+
+
+def test_the_tiny_resolve_benchmark_runs_and_its_warm_plans_are_the_cold_ones(tmp_path: Path) -> None:
+    from benchmarks.resolve import CHANGES
+    from benchmarks.resolve import main as resolve
+
+    out = tmp_path / "resolve.json"
+    result = resolve(["--tiny", "--json", str(out)])
+    assert json.loads(out.read_text())["runs"] == result["runs"]
+    assert [run["change"] for run in result["runs"]] == [label for label, _ in CHANGES]
+    for run in result["runs"]:
+        assert run["statuses"] == ["optimal"]
+        assert abs(run["warm_vs_cold_objective"]) <= 1e-3  # the accuracy, both certified
+        assert run["warm_s"] > 0 and run["warm_over_first"] == run["warm_s"] / run["first_s"]

@@ -1,0 +1,111 @@
+"""Benchmark: re-solving after a weight or level change, warm and without recompiling.
+
+    python -m benchmarks.resolve            # the 5 mm C-shape (TG-119 protocol), about a minute
+    python -m benchmarks.resolve --large    # the clinical-size case of benchmarks.run
+    python -m benchmarks.resolve --tiny     # the CI configuration (seconds)
+
+The issue's target: a re-solve after changing a weight or a limit costs no recompilation and
+at most 20% of the first solve. The program is compiled once, as `specc plan` compiles it;
+each change is applied to one term (the core's overdose penalty) and solved twice, warm (the
+same `FirstOrderSolver`, from the first plan) and cold (a new solver on the same compiled
+program), in one process, so the ratios compare runs on the same machine minutes apart.
+It prints, per change, the first solve's time, the warm and the cold re-solve's time and
+L-BFGS-B iterations, warm / first, and how far the warm and cold objectives differ (both
+are certified by the same KKT test). Results also go to a JSON file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmarks.run import LARGE, STANDARD, TINY, BenchmarkCase
+from specc.protocol.units import Dose
+from specc.terms import TermBase
+
+# (label, change of the core's overdose term): weights and levels as a planner tunes them.
+CHANGES: list[tuple[str, Callable[[TermBase], TermBase]]] = [
+    ("weight x1.05", lambda term: term.model_copy(update={"weight": term.weight * 1.05})),
+    ("weight x1.5", lambda term: term.model_copy(update={"weight": term.weight * 1.5})),
+    ("weight x4", lambda term: term.model_copy(update={"weight": term.weight * 4.0})),
+    ("level -0.5 Gy", lambda term: term.model_copy(update={"dose": Dose(gy=term.dose.gy - 0.5)})),
+]
+
+
+def _is_changed(term: TermBase) -> bool:
+    return term.kind == "quadratic_overdose" and term.structures() == ("Core",)
+
+
+def run_case(case: BenchmarkCase) -> dict:
+    from specc.case.phantoms import build_phantom
+    from specc.pipeline import compile_for_plan
+    from specc.protocol import load_protocol
+    from specc.solve.first_order import FirstOrderSolver
+
+    built = build_phantom(case.phantom, beams=case.beams, grid_mm=case.grid_mm, beamlet_mm=case.beamlet_mm)
+    started = time.perf_counter()
+    compiled = compile_for_plan(load_protocol(case.protocol), built)
+    compile_s = time.perf_counter() - started
+    program, settings = compiled.program, compiled.settings
+    terms = [term.term for term in program.terms]
+    if not any(_is_changed(term) for term in terms):
+        raise SystemExit(f"{case.protocol}: no quadratic_overdose term on Core to change")
+    runs = []
+    for label, change in CHANGES:
+        changed = [change(term) if _is_changed(term) else term for term in terms]
+        solver = FirstOrderSolver(program)
+        started = time.perf_counter()
+        first = solver.solve(settings)
+        first_s = time.perf_counter() - started
+        started = time.perf_counter()
+        warm = solver.solve(settings, terms=changed)
+        warm_s = time.perf_counter() - started
+        started = time.perf_counter()
+        cold = FirstOrderSolver(program).solve(settings, terms=changed)
+        cold_s = time.perf_counter() - started
+        statuses = {first.status, warm.status, cold.status}
+        runs.append({
+            "change": label, "statuses": sorted(statuses),
+            "first_s": first_s, "first_iterations": first.iterations,
+            "warm_s": warm_s, "warm_iterations": warm.iterations,
+            "cold_s": cold_s, "cold_iterations": cold.iterations,
+            "warm_over_first": warm_s / first_s, "warm_over_compile_and_first": warm_s / (compile_s + first_s),
+            "warm_vs_cold_objective": (warm.objective - cold.objective) / cold.objective
+            if warm.objective is not None and cold.objective else float("nan"),
+        })
+    return {"case": case.name, "compile_s": compile_s, "dose_entries": program.stats.dose_entries,
+            "nonzeros": program.stats.nonzeros, "runs": runs}
+
+
+def _print(result: dict) -> None:
+    print(f"\n{result['case']}: compiled once in {result['compile_s']:.2f} s "
+          f"({result['dose_entries']} dose entries, {result['nonzeros']} nonzeros)")
+    print(f"{'change':16s} {'first s':>8s} {'it':>5s} {'warm s':>7s} {'it':>5s} {'cold s':>7s} {'it':>5s} "
+          f"{'warm/first':>10s} {'warm/(compile+first)':>20s} {'warm vs cold':>12s} status")
+    for run in result["runs"]:
+        print(f"{run['change']:16s} {run['first_s']:8.2f} {run['first_iterations']:5d} {run['warm_s']:7.2f} "
+              f"{run['warm_iterations']:5d} {run['cold_s']:7.2f} {run['cold_iterations']:5d} "
+              f"{run['warm_over_first']:10.2f} {run['warm_over_compile_and_first']:20.2f} "
+              f"{run['warm_vs_cold_objective']:12.1e} {'/'.join(run['statuses'])}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.resolve", description=__doc__.splitlines()[0])
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--large", action="store_true", help="the clinical-size case instead of the 5 mm one")
+    size.add_argument("--tiny", action="store_true", help="the small CI case")
+    parser.add_argument("--json", type=Path, default=Path("resolve-results.json"))
+    args = parser.parse_args(argv)
+    case = TINY if args.tiny else LARGE if args.large else STANDARD
+    result = run_case(case)
+    _print(result)
+    args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    print(f"\nwrote {args.json}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
