@@ -112,6 +112,25 @@ def test_the_fast_path_never_builds_the_cvxpy_problem() -> None:
     assert program._problem is None
 
 
+def test_limits_met_within_tolerance_do_not_run_the_penalty_away() -> None:
+    """A sampled body beside hard max and mean limits: the violation reaches float32 rounding (~1e-7),
+    where it can no longer halve; growing the penalty there wiped the active limits' multipliers and the
+    rounds stalled at a penalty of 3e8 (then CLARABEL had to solve it)."""
+    text = protocol_text("""optimization:
+  terms:
+    - {kind: quadratic_underdose, structure: PTV, dose: 50 Gy, weight: 100}
+    - {kind: quadratic_overdose, structure: Core, dose: 10 Gy, weight: 10}
+    - {kind: quadratic_overdose, structure: Body, dose: 20 Gy, weight: 3}
+    - {kind: max_dose, structure: PTV, dose: 53 Gy}
+    - {kind: mean_dose, structure: Core, max: 12 Gy}
+""", with_body=True)
+    program = compile_protocol(parse_protocol_text(text, "p.yaml"), c_shape(), sample_limit=200)
+    fast = solve_program(program, choose_solver(FIRST_ORDER_SOLVER))
+    assert fast.solver == FIRST_ORDER_SOLVER and fast.status == "optimal", fast.message
+    reference = _reference(program)
+    assert abs(fast.objective - reference.objective) <= OBJECTIVE_ACCURACY * reference.objective
+
+
 @pytest.mark.parametrize("name", ["hard max and mean limits", "hard DVH limits (CVaR, both bounds) and a hard min dose",
                                   "hard gEUD limit"])
 def test_those_hard_limits_are_active(name: str) -> None:

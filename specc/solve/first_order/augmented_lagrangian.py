@@ -221,7 +221,12 @@ class _Rounds:
                 return z, y, rho, "float32_noise"
             if self.iterations >= self.tolerances.max_iterations or self.iterations - spent_before >= budget:
                 return z, y, rho, "iteration_limit"
-            if progress > _REQUIRED_DECREASE * previous:
+            # Growing the penalty once the limits hold within their tolerance buys nothing: the
+            # violation left is the products' rounding (float32: about 1e-7 of a dose), which a
+            # large penalty turns into multiplier noise, until the multipliers of active limits
+            # are wiped out and the rounds stall (measured: a sampled body with a hard max and
+            # mean limit ran the penalty to 4e7 and stalled; docs/performance.md, eighth pass).
+            if progress > _REQUIRED_DECREASE * previous and progress > self.tolerances.feasibility:
                 rho *= _GROWTH
             if rho > _LARGEST_PENALTY:
                 return z, y, rho, "stalled"
