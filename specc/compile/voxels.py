@@ -186,25 +186,9 @@ def select_voxels(
 
     structures: dict[str, StructureEntries] = {}
     for name, rows in structure_rows.items():
-        groups_of_voxels = voxel_groups[name]
-        counts_of = np.ones(len(groups_of_voxels))
-        sampled = False
-        kept = 0
-        if name in candidates and sample_limit is not None:
-            inside = held[groups_of_voxels]
-            rest = np.flatnonzero(~inside)
-            if len(np.unique(groups_of_voxels[rest])) > sample_limit:
-                sampled, kept = True, int(np.count_nonzero(inside))
-                order = (morton_order(locate(np.asarray(rows, dtype=np.int64)[rest])) if locate is not None
-                         else np.arange(len(rest)))
-                drawn, lengths = stratified_sample(
-                    groups_of_voxels[rest], order, sample_limit, np.random.default_rng(_SAMPLE_SEED)
-                )
-                groups_of_voxels = np.concatenate([groups_of_voxels[inside], drawn])
-                counts_of = np.concatenate([np.ones(kept), lengths.astype(np.float64)])
-        groups, position = np.unique(groups_of_voxels, return_inverse=True)
-        counts = np.bincount(position.ravel(), weights=counts_of, minlength=len(groups))
-        structures[name] = StructureEntries(name, groups, counts / counts.sum(), len(rows), sampled, kept)
+        limit = sample_limit if name in candidates else None
+        groups, counts, kept = _represented(np.asarray(rows, dtype=np.int64), voxel_groups[name], held, limit, locate)
+        structures[name] = StructureEntries(name, groups, counts / counts.sum(), len(rows), kept is not None, kept or 0)
 
     used = np.unique(np.concatenate([s.entries for s in structures.values()]))
     used = used[np.argsort(representative[used])]  # entries in row order: A_sel can be a view (`select_rows`)
@@ -213,6 +197,30 @@ def select_voxels(
     return VoxelSelection(
         rows=representative[used], structures={name: _renumbered(s, renumber) for name, s in structures.items()}
     )
+
+
+def _represented(
+    rows: np.ndarray,
+    voxel_groups: np.ndarray,
+    held: np.ndarray,
+    sample_limit: int | None,
+    locate: Callable[[np.ndarray], np.ndarray] | None,
+) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """The groups standing for a structure's voxels, the voxels each stands for, and how many voxels were
+    kept exactly when the structure is sampled (None: not sampled; see the module docstring)."""
+    counts_of = np.ones(len(voxel_groups))
+    kept = None
+    if sample_limit is not None:
+        inside = held[voxel_groups]
+        rest = np.flatnonzero(~inside)
+        if len(np.unique(voxel_groups[rest])) > sample_limit:
+            kept = int(np.count_nonzero(inside))
+            order = morton_order(locate(rows[rest])) if locate is not None else np.arange(len(rest))
+            drawn, lengths = stratified_sample(voxel_groups[rest], order, sample_limit, np.random.default_rng(_SAMPLE_SEED))
+            voxel_groups = np.concatenate([voxel_groups[inside], drawn])
+            counts_of = np.concatenate([np.ones(kept), lengths.astype(np.float64)])
+    groups, position = np.unique(voxel_groups, return_inverse=True)
+    return groups, np.bincount(position.ravel(), weights=counts_of, minlength=len(groups)), kept
 
 
 def _renumbered(entries: StructureEntries, renumber: np.ndarray) -> StructureEntries:
