@@ -186,9 +186,11 @@ class SolverOptions(_Strict):
     )
     sample_voxels: Annotated[StrictInt, Field(ge=1)] | Literal["all"] | None = Field(
         default=None,
-        description="A non-target structure that only soft terms refer to, with more voxels than this, "
-        "is shown to the optimizer as a uniform sample of this many (default 30000 for the fast path, 3000 when a cvxpy solver solves): faster, at a cost "
-        "the plan notes measure on every voxel. `all` optimizes on every voxel. Goals and hard limits "
+        description="A non-target structure that only soft terms refer to, with more voxels than this outside the "
+        "rows the program holds anyway, is shown to the optimizer as a spatially stratified sample of this many "
+        "(default 30000 for the fast path, 3000 when a cvxpy solver solves): faster, at a cost the plan notes "
+        "measure on every voxel. Left out, a fast-path plan whose sample cost more than 0.1% of the objective is "
+        "finished on every voxel; set, the sample is kept. `all` optimizes on every voxel. Goals and hard limits "
         "always see every voxel.",
     )
 
