@@ -67,3 +67,14 @@ def test_a_plan_from_a_cvxpy_solver_keeps_its_sample(sampled_plan) -> None:
     result = solve_program(program, settings)
     checked = check_sample(protocol, case, program, result, settings)
     assert checked.program is program and checked.result is result and checked.sampled
+
+
+def test_a_finish_that_does_not_certify_leaves_the_sampled_plan_and_says_so(
+    sampled_plan, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    protocol, case, program, settings, result, _ = sampled_plan
+    uncertified = dataclasses.replace(result, status="optimal_inaccurate", converged=False, message="not certified")
+    monkeypatch.setattr(FirstOrderSolver, "solve", lambda self, settings, terms=None, start=None: uncertified)
+    checked = check_sample(protocol, case, program, result, settings)
+    assert checked.program is program and checked.result is result
+    assert "did not certify (not certified), so the plan is the sampled one" in checked.notes[-1]

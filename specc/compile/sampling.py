@@ -95,11 +95,16 @@ def sampled_terms(program: CompiledProgram, case: Case, fluence: np.ndarray) -> 
     return found
 
 
+def sampling_excess(terms: list[SampledTerm]) -> float:
+    """How much more the sampled terms are on every voxel than on their sample (module docstring)."""
+    return sum(term.on_every_voxel - term.on_sample for term in terms)
+
+
 def sampling_note(terms: list[SampledTerm], objective: float | None) -> str | None:
-    """The sampled terms' total excess on every voxel, against the plan's objective (module docstring)."""
+    """The sampled terms' total excess on every voxel, against the plan's objective."""
     if not terms or objective is None or objective <= 0:
         return None
-    excess = sum(term.on_every_voxel - term.on_sample for term in terms)
+    excess = sampling_excess(terms)
     return (
         f"Sampling: on every voxel the sampled terms add {excess:.4g} ({100.0 * excess / objective:+.3f}% of the "
         f"objective {objective:.6g}) to their value on the sample; on average this bounds how far the plan lies "

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from specc.compile import compile_protocol
-from specc.compile.sampling import SampledTerm, sampled_terms, sampling_note
+from specc.compile.sampling import SampledTerm, sampled_terms, sampling_excess, sampling_note
 from specc.solve.first_order.solver import FIRST_ORDER_SOLVER, FirstOrderSolver
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ def check_sample(
     chosen = protocol.optimization is not None and protocol.optimization.solver.sample_voxels is not None
     if chosen or not found or result.solver != FIRST_ORDER_SOLVER or result.status != "optimal" or not result.objective:
         return CheckedSolve(program, result, found, notes)
-    excess = sum(term.on_every_voxel - term.on_sample for term in found) / result.objective
+    excess = sampling_excess(found) / result.objective
     if abs(excess) <= tolerance:
         return CheckedSolve(program, result, found, notes)
 
