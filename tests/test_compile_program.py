@@ -226,3 +226,12 @@ def test_without_a_sample_limit_every_voxel_enters_the_program() -> None:
     # every Body voxel is represented: the merged entries' weights count all of them
     assert np.allclose(np.sort(body.weights * body.n_voxels) % 1.0, 0.0)
     assert not any("sample" in note for note in program.notes)
+
+
+def test_distinct_ids_match_numpy_unique() -> None:
+    values = np.random.default_rng(5).integers(0, 1000, 5000)
+    distinct, inverse = voxels._distinct(values, 1000)
+    expected, expected_inverse = np.unique(values, return_inverse=True)
+    np.testing.assert_array_equal(distinct, expected)
+    np.testing.assert_array_equal(inverse, expected_inverse)
+    assert voxels._count_distinct(values, 1000) == len(expected)
