@@ -11,8 +11,8 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,6 @@ _COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 # Lowest CT number accepted: air is -1000 HU; 12-bit scanners store down to -1024.
 MIN_HU = -1024.0
-
 
 
 @dataclass(frozen=True)
