@@ -141,6 +141,16 @@ def test_those_hard_limits_are_active(name: str) -> None:
     assert _hard_terms_met(protocol, program, free.fluence) != []
 
 
+def test_a_given_start_replaces_the_last_solution() -> None:
+    _, program = _compile(CASES["hard max and mean limits"])
+    settings = choose_solver(FIRST_ORDER_SOLVER)
+    solver = FirstOrderSolver(program)
+    solver.solve(settings)
+    restarted = solver.solve(settings, start=np.zeros(program.fluence.size))
+    cold = FirstOrderSolver(program).solve(settings)
+    assert restarted.iterations == cold.iterations and restarted.objective == cold.objective
+
+
 @pytest.mark.xfail(strict=True, reason="measured 448 warm vs 731 cold iterations (target < 50%)")
 def test_a_weight_change_resolves_warm_without_recompiling() -> None:
     protocol, program = _compile(CASES["hard max and mean limits"])

@@ -75,8 +75,8 @@ class FirstOrderSolver:
     ) -> SolveResult:
         """Solve the program, or the same structures with changed `terms`, warm when possible.
 
-        `start`: a fluence to start from on a first solve (e.g. the plan of a sampled program
-        of the same protocol); its multipliers start cold.
+        `start`: a fluence to start from instead of the last solution (e.g. the plan of a
+        sampled program of the same protocol); the multipliers then start cold.
         """
         started = time.perf_counter()
         smooth = self.smooth_program(terms)
@@ -86,7 +86,7 @@ class FirstOrderSolver:
             max_iterations=settings.max_iterations or Tolerances.max_iterations,
         )
         multipliers = penalty = None
-        if self._last is None:
+        if self._last is None or start is not None:
             z = smooth.start(np.zeros(smooth.n_beamlets) if start is None else start)
         else:
             previous, result = self._last
