@@ -93,3 +93,20 @@ def test_a_forked_process_runs_its_own_products(monkeypatch: pytest.MonkeyPatch,
         child.join(timeout=10)
         if child.is_alive():
             child.kill()
+
+
+def test_float32_doses_near_an_anchor_carry_the_error_of_the_step_only(matrix: sp.csr_matrix) -> None:
+    """A float32 forward product is an exact float64 anchor dose plus the product of the step from it:
+    near an optimum, where L-BFGS-B compares objectives that differ by less than float32 rounding of the
+    whole dose, the difference of two doses is then exact to 1e-7 of the step."""
+    operator = DoseOperator(matrix)
+    exact = matrix.astype(np.float64)
+    rng = np.random.default_rng(11)
+    anchor = rng.random(40)
+    np.testing.assert_array_equal(operator.forward(anchor), DoseOperator(matrix, float64=True).forward(anchor))
+    near = anchor + 1e-6 * rng.random(40)
+    error = np.abs(operator.forward(near) - exact @ near).max()
+    plain = np.abs(matrix @ near.astype(np.float32) - exact @ near).max()  # a float32 product of the whole fluence
+    assert error < 1e-3 * plain and error < 1e-12 * np.abs(exact @ near).max()
+    operator.forget_anchor()  # the next product is the anchor: a run does not depend on earlier runs
+    np.testing.assert_array_equal(operator.forward(near), DoseOperator(matrix).forward(near))

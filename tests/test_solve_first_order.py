@@ -82,8 +82,9 @@ def _hard_terms_met(protocol, program, fluence: np.ndarray) -> list[str]:
 
 
 # Known limitation (docs/performance.md, "Not done yet"): with hard CVaR limits of both bounds the
-# augmented Lagrangian does not converge (inner problems ill-conditioned; float32 noise at high
-# penalty); the certificate refuses its point (1-2% above CLARABEL's optimum), so `solve_program`
+# augmented Lagrangian does not converge (inner problems ill-conditioned at high penalty): the rounds
+# reach the iteration limit without a certified point (before the ninth pass float32 noise stopped
+# them and the certificate refused a point 1-2% above CLARABEL's optimum), so `solve_program`
 # does not even try: CLARABEL plans it (test_hard_dvh_limits_go_to_the_reference_solver,
 # test_an_uncertified_point_is_not_called_optimal). Strict: the mark fails once it passes.
 _STALLS = pytest.mark.xfail(strict=True, reason="AL does not converge on two-sided hard CVaR limits")
@@ -151,7 +152,7 @@ def test_a_given_start_replaces_the_last_solution() -> None:
     assert restarted.iterations == cold.iterations and restarted.objective == cold.objective
 
 
-@pytest.mark.xfail(strict=True, reason="measured 448 warm vs 731 cold iterations (target < 50%)")
+@pytest.mark.xfail(strict=True, reason="measured 510 warm vs 560 cold iterations (target < 50%)")
 def test_a_weight_change_resolves_warm_without_recompiling() -> None:
     protocol, program = _compile(CASES["hard max and mean limits"])
     solver = FirstOrderSolver(program)
@@ -184,8 +185,10 @@ def test_an_uncertified_point_is_not_called_optimal() -> None:
     if own.status == "optimal":  # allowed only where it really is
         assert abs(own.objective - reference.objective) <= OBJECTIVE_ACCURACY * reference.objective
     else:
+        # Refused by the certificate, or stopped at the iteration limit: either way labelled as such.
         assert own.status == "optimal_inaccurate" and not own.converged
-        assert "could not certify" in own.message and "KKT check in float64" in own.message
+        assert "NOT CONVERGED" in own.message
+        assert "could not certify" in own.message or "stopped at its iteration limit" in own.message
     planned = solve_program(program, choose_solver(FIRST_ORDER_SOLVER))
     assert planned.status == "optimal"
     assert abs(planned.objective - reference.objective) <= OBJECTIVE_ACCURACY * reference.objective
@@ -256,3 +259,43 @@ def test_a_limit_the_protocol_set_is_respected_not_replaced_by_the_reference() -
     result = solve_program(program, settings)
     assert result.solver == FIRST_ORDER_SOLVER and not result.converged
     assert result.status in ("optimal_inaccurate", "time_limit") and "limit" in result.message
+
+
+def test_rounds_stop_at_their_own_tolerance_and_the_last_is_certified() -> None:
+    """A round's subproblem is solved only as far as the violation the previous round left: solving it
+    further polishes a point whose multipliers are still wrong (measured: 3-7x the inner iterations)."""
+    _, program = _compile(CASES["hard max and mean limits"])
+    smooth = FirstOrderSolver(program).smooth_program()
+    result = minimize_augmented_lagrangian(smooth, smooth.start(np.zeros(smooth.n_beamlets)), Tolerances())
+    assert result.outcome == "converged" and len(result.rounds) > 2
+    assert any(r["at_round_tolerance"] for r in result.rounds[:-1])  # the early rounds stopped short
+    assert not result.rounds[-1]["at_round_tolerance"]  # the last one stopped at the certificate
+
+
+class _TwoBlocks:
+    """A program of one fluence beamlet and one auxiliary variable, with the KKT parts given."""
+
+    def __init__(self, objective_gradient: list[float], constraint_gradient: list[float]) -> None:
+        from specc.solve.first_order.assemble import KktParts
+
+        self.parts = KktParts(1.0, np.zeros(1), np.array(objective_gradient), np.array(constraint_gradient))
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.zeros(2), np.full(2, np.inf)
+
+    def kkt_parts(self, z: np.ndarray, multipliers: np.ndarray):
+        return self.parts
+
+    def variable_blocks(self) -> list[slice]:
+        return [slice(0, 1), slice(1, 2)]
+
+
+def test_the_certificate_judges_the_fluence_on_its_own_scale() -> None:
+    """An auxiliary variable (a CVaR's threshold, in Gy) can carry a pull 100x the fluence's: measured
+    against that, a fluence residual of 3e-3 of its own scale passed, at a point 0.14% above the optimum."""
+    z = np.array([1.0, 0.0])  # the auxiliary variable at its bound, pushed against it: stationary
+    fluence_off = _TwoBlocks([0.4, 0.0], [-0.397, 40.0])  # a fluence residual of 0.003, 7.5e-3 of its own pull
+    assert certify(fluence_off, z, np.zeros(1)).stationarity == pytest.approx(0.003 / 0.4)
+    assert not certify(fluence_off, z, np.zeros(1)).holds(Tolerances())
+    balanced = _TwoBlocks([0.4, 0.0], [-0.39999, 40.0])
+    assert certify(balanced, z, np.zeros(1)).holds(Tolerances())

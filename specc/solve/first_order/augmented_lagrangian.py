@@ -30,6 +30,7 @@ from threadpoolctl import threadpool_limits
 
 from specc.solve.first_order.assemble import SmoothProgram
 
+Stop = Literal["certified", "round"]  # why an inner run stopped early: the KKT test, or the round's tolerance
 Outcome = Literal["converged", "uncertified", "iteration_limit", "time_limit", "stalled", "float32_noise"]
 
 _GROWTH = 10.0  # penalty growth when the violation did not at least halve (ALGENCAN's gamma, tau)
@@ -48,7 +49,10 @@ class Tolerances:
     residual at most `feasibility` (a fraction of the limit's dose); the multipliers'
     complementarity sum |y_i r_i| at most `complementarity` of the objective; the projected
     gradient of the Lagrangian at most `stationarity` of the larger of its two parts (the
-    objective's gradient and the multipliers' pull), in the max norm.
+    objective's gradient and the multipliers' pull), in the max norm, block by block: the fluence
+    and each term's auxiliary variables apart, since they are in different units. (One max
+    over all of them let a CVaR's large auxiliary pull hide a fluence residual of 3e-3 of its
+    own scale, at a point 0.14% above the optimum; docs/performance.md, ninth pass.)
     """
 
     feasibility: float = 1e-4  # ten times tighter than LIMIT_TOLERANCE, which judges the final dose
@@ -96,9 +100,14 @@ class AugmentedLagrangianResult:
     iterations: int  # inner L-BFGS-B iterations
     outer_iterations: int
     evaluations: int
-    rounds: list[dict[str, float]]  # per outer round: inner iterations, objective, violation, penalty
+    rounds: list[dict[str, float]]  # per outer round: inner iterations, violation, penalty, how it ended
     certificate: Certificate | None = None  # measured on every candidate stop
     polished: bool = False  # whether float64 rounds were needed
+
+
+def _progress(residuals: np.ndarray, multipliers: np.ndarray, penalty: float) -> float:
+    """ALGENCAN's measure: the violation, and the slack of every constraint whose multiplier is positive."""
+    return float(np.abs(np.minimum(-residuals, multipliers / penalty)).max(initial=0.0))
 
 
 def _violation(residuals: np.ndarray) -> float:
@@ -121,9 +130,13 @@ def certify(program: SmoothProgram, z: np.ndarray, multipliers: np.ndarray) -> C
     """KKT residuals of (z, y) with `program`'s products (give it the float64 operator)."""
     lower, upper = program.bounds()
     parts = program.kkt_parts(z, multipliers)
-    stationary = projected_gradient(parts.objective_gradient + parts.constraint_gradient, z, lower, upper)
-    pull = max(np.abs(parts.objective_gradient).max(initial=0.0), np.abs(parts.constraint_gradient).max(initial=0.0))
-    stationarity = float(np.abs(stationary).max(initial=0.0)) / pull if pull > 0 else 0.0
+    stationary = np.abs(projected_gradient(parts.objective_gradient + parts.constraint_gradient, z, lower, upper))
+    stationarity = 0.0
+    for block in program.variable_blocks():
+        pull = max(np.abs(parts.objective_gradient[block]).max(initial=0.0),
+                   np.abs(parts.constraint_gradient[block]).max(initial=0.0))
+        if pull > 0:
+            stationarity = max(stationarity, float(stationary[block].max(initial=0.0)) / pull)
     complementarity = _complementarity(multipliers, parts.residuals, parts.objective)
     return Certificate(_violation(parts.residuals), complementarity, stationarity)
 
@@ -154,19 +167,20 @@ class _Rounds:
         return limit is not None and time.perf_counter() - self.started > limit
 
     def inner(self, function: Callable[[np.ndarray], tuple[float, np.ndarray]], point: np.ndarray,
-              budget: int, done: Callable[[np.ndarray], bool] | None = None) -> tuple[OptimizeResult, bool]:
-        """One L-BFGS-B run; also stops (and says so) when `done` holds at a checked iterate."""
+              budget: int, done: Callable[[np.ndarray], Stop | None] | None = None) -> tuple[OptimizeResult, Stop | None]:
+        """One L-BFGS-B run; also stops (and says why) when `done` gives a reason at a checked iterate."""
         checked = 0
-        finished = False
+        reason: Stop | None = None
 
         def check(current: np.ndarray) -> None:
-            nonlocal checked, finished
+            nonlocal checked, reason
             checked += 1
             if self.out_of_time():
                 raise StopIteration
-            if done is not None and checked % _CHECK_EVERY == 0 and done(current):
-                finished = True
-                raise StopIteration
+            if done is not None and checked % _CHECK_EVERY == 0:
+                reason = done(current)
+                if reason is not None:
+                    raise StopIteration
 
         remaining = max(min(self.tolerances.max_iterations - self.iterations, budget), 1)
         result = minimize(
@@ -176,7 +190,7 @@ class _Rounds:
         )
         self.iterations += int(result.nit)
         self.evaluations += int(result.nfev)
-        return result, finished
+        return result, reason
 
     def run(self, program: SmoothProgram, z: np.ndarray, y: np.ndarray, rho: float, budget: int,
             checker: SmoothProgram) -> tuple[np.ndarray, np.ndarray, float, Outcome]:
@@ -185,10 +199,15 @@ class _Rounds:
         The KKT test (`certify` with `checker`'s products) runs on the multipliers the round
         would produce, y+ = pos(y + rho r(z)): the gradient of the augmented Lagrangian is
         exactly that of the Lagrangian at y+, so an inner run stops as soon as its iterate
-        is certifiable instead of running on to `ftol`.
+        is certifiable instead of running on to `ftol`. It also stops once that stationarity
+        is down to the round's own tolerance: the violation the previous round left (never
+        below the certificate's). Solving a round's subproblem further only polishes a point
+        whose multipliers are still wrong (inexact rounds in the manner of Conn, Gould and
+        Toint's LANCELOT; docs/performance.md, ninth pass).
         """
         spent_before = self.iterations
         previous = np.inf
+        round_tolerance = max(self.tolerances.stationarity, _progress(program.evaluate(z).residuals, y, rho))
         for _ in range(_MAX_OUTER):
             self.outer += 1
 
@@ -196,20 +215,24 @@ class _Rounds:
                 current = program.evaluate(point, y, rho)
                 return current.lagrangian, current.gradient
 
-            def kkt_holds(point: np.ndarray, y: np.ndarray = y, rho: float = rho) -> bool:
+            def stop(point: np.ndarray, y: np.ndarray = y, rho: float = rho, within: float = round_tolerance) -> Stop | None:
                 shifted = np.maximum(y + rho * checker.evaluate(point).residuals, 0.0)
-                return certify(checker, point, shifted).holds(self.tolerances)
+                certificate = certify(checker, point, shifted)
+                if certificate.holds(self.tolerances):
+                    return "certified"
+                return "round" if certificate.stationarity <= within else None
 
-            inner, finished = self.inner(lagrangian, z, budget - (self.iterations - spent_before), kkt_holds)
+            inner, reason = self.inner(lagrangian, z, budget - (self.iterations - spent_before), stop)
+            finished = reason == "certified"
             z = inner.x
             deadline_hit = self.out_of_time()
             residuals = program.evaluate(z).residuals
             y = np.maximum(y + rho * residuals, 0.0)
-            # ALGENCAN's measure: the violation, and the slack of every constraint whose multiplier is positive.
-            progress = float(np.abs(np.minimum(-residuals, y / rho)).max(initial=0.0))
+            progress = _progress(residuals, y, rho)
             self.rounds.append({"iterations": int(inner.nit), "violation": _violation(residuals),
                                 "progress": progress, "penalty": rho,
-                                "float64": float(program.operator.float64)})
+                                "float64": float(program.operator.float64),
+                                "at_round_tolerance": float(reason == "round")})
             # Status 0 or 2 (no decrease left at the products' precision) ends a round too: the test decides.
             if finished or (inner.status in (0, 2) and not deadline_hit and certify(checker, z, y).holds(self.tolerances)):
                 return z, y, rho, "converged"
@@ -231,6 +254,7 @@ class _Rounds:
             if rho > _LARGEST_PENALTY:
                 return z, y, rho, "stalled"
             previous = progress
+            round_tolerance = max(self.tolerances.stationarity, progress)
         return z, y, rho, "stalled"
 
 
@@ -255,6 +279,7 @@ def _minimize(
     multipliers: np.ndarray | None,
     penalty: float | None,
 ) -> AugmentedLagrangianResult:
+    program.operator.forget_anchor()
     loop = _Rounds(program, tolerances)
     z = np.clip(z, loop.lower, loop.upper)
     first = program.evaluate(z)
@@ -263,12 +288,17 @@ def _minimize(
     y = np.zeros(program.n_constraints) if multipliers is None else multipliers.copy()
     if penalty is None and program.n_constraints:
         # Cold start: the objective alone first, which puts z, the objective's scale and the
-        # initial penalty where the constraints will be enforced.
+        # initial penalty where the constraints will be enforced; like a round, only until it
+        # is as stationary as the limits are met (or the certificate asks).
         def objective_only(point: np.ndarray) -> tuple[float, np.ndarray]:
             current = program.evaluate(point)
             return current.objective, current.gradient
 
-        z = loop.inner(objective_only, z, tolerances.max_iterations)[0].x
+        def stop(point: np.ndarray) -> Stop | None:
+            within = max(tolerances.stationarity, _violation(program.evaluate(point).residuals))
+            return "round" if certify(program, point, y).stationarity <= within else None
+
+        z = loop.inner(objective_only, z, tolerances.max_iterations, stop)[0].x
         first = program.evaluate(z)
     rho = penalty if penalty is not None else _initial_penalty(first.objective, first.residuals)
 
@@ -278,8 +308,8 @@ def _minimize(
     z, y, rho, outcome = loop.run(program, z, y, rho, tolerances.max_iterations, program)
     certificate = None
     polished = False
+    precise = program.with_operator(program.operator.in_float64())
     if outcome in ("converged", "float32_noise"):
-        precise = program.with_operator(program.operator.in_float64())
         certificate = certify(precise, z, y)
         if not certificate.holds(tolerances):
             polished = True
@@ -288,7 +318,7 @@ def _minimize(
         # The certificate is the verdict, whatever ended the polish (short of the time limit).
         if outcome != "time_limit":
             outcome = "converged" if certificate.holds(tolerances) else "uncertified"
-    evaluation = program.evaluate(z)
+    evaluation = precise.evaluate(z)  # the reported objective and violation: float64 products
     return AugmentedLagrangianResult(
         z=z,
         multipliers=y,
