@@ -28,7 +28,7 @@ import numpy as np
 from scipy.optimize import OptimizeResult, minimize
 from threadpoolctl import threadpool_limits
 
-from specc.solve.first_order.assemble import SmoothProgram
+from specc.solve.first_order.assemble import Evaluation, KktParts, SmoothProgram
 
 Stop = Literal["certified", "round"]  # why an inner run stopped early: the KKT test, or the round's tolerance
 Outcome = Literal["converged", "uncertified", "iteration_limit", "time_limit", "stalled", "float32_noise"]
@@ -128,8 +128,11 @@ def projected_gradient(gradient: np.ndarray, z: np.ndarray, lower: np.ndarray, u
 
 def certify(program: SmoothProgram, z: np.ndarray, multipliers: np.ndarray) -> Certificate:
     """KKT residuals of (z, y) with `program`'s products (give it the float64 operator)."""
+    return _judge(program, z, multipliers, program.kkt_parts(z, multipliers))
+
+
+def _judge(program: SmoothProgram, z: np.ndarray, multipliers: np.ndarray, parts: KktParts) -> Certificate:
     lower, upper = program.bounds()
-    parts = program.kkt_parts(z, multipliers)
     stationary = np.abs(projected_gradient(parts.objective_gradient + parts.constraint_gradient, z, lower, upper))
     stationarity = 0.0
     for block in program.variable_blocks():
@@ -211,13 +214,22 @@ class _Rounds:
         for _ in range(_MAX_OUTER):
             self.outer += 1
 
+            last: list[tuple[np.ndarray, Evaluation]] = []  # the latest evaluation, which the check reuses
+
             def lagrangian(point: np.ndarray, y: np.ndarray = y, rho: float = rho) -> tuple[float, np.ndarray]:
                 current = program.evaluate(point, y, rho)
+                last[:] = [(point.copy(), current)]
                 return current.lagrangian, current.gradient
 
             def stop(point: np.ndarray, y: np.ndarray = y, rho: float = rho, within: float = round_tolerance) -> Stop | None:
-                shifted = np.maximum(y + rho * checker.evaluate(point).residuals, 0.0)
-                certificate = certify(checker, point, shifted)
+                current = last[0][1] if last and checker is program and np.array_equal(last[0][0], point) else None
+                if current is not None and not program.n_constraints:
+                    # No multipliers: the iterate's own gradient is the objective's; the check costs no product.
+                    parts = KktParts(current.objective, current.residuals, current.gradient, np.zeros(program.size))
+                    certificate = _judge(program, point, y, parts)
+                else:
+                    residuals = (current if current is not None else checker.evaluate(point)).residuals
+                    certificate = certify(checker, point, np.maximum(y + rho * residuals, 0.0))
                 if certificate.holds(self.tolerances):
                     return "certified"
                 return "round" if certificate.stationarity <= within else None
