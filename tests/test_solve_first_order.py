@@ -81,13 +81,13 @@ def _hard_terms_met(protocol, program, fluence: np.ndarray) -> list[str]:
     return [term.label() for term in protocol.optimization.terms if term.is_constraint and not term.evaluate(context).satisfied]
 
 
-# Known limitation (docs/performance.md, "Not done yet"): with hard CVaR limits of both bounds the
-# augmented Lagrangian does not converge (inner problems ill-conditioned at high penalty): the rounds
-# reach the iteration limit without a certified point (before the ninth pass float32 noise stopped
-# them and the certificate refused a point 1-2% above CLARABEL's optimum), so `solve_program`
-# does not even try: CLARABEL plans it (test_hard_dvh_limits_go_to_the_reference_solver,
+# Known limitation (docs/performance.md, "Not done yet"): `solve_program` sends programs with hard
+# DVH (CVaR) limits to CLARABEL without a fast-path attempt. Since the ninth pass the fast path
+# certifies this case on its own (15,550 iterations, 4.1e-4 above CLARABEL) and the 5 mm prostate,
+# but not the 5 mm head-neck (20,000 iterations, 88 s, rounds still converging), and a failed
+# attempt costs its time before CLARABEL runs (test_hard_dvh_limits_go_to_the_reference_solver,
 # test_an_uncertified_point_is_not_called_optimal). Strict: the mark fails once it passes.
-_STALLS = pytest.mark.xfail(strict=True, reason="AL does not converge on two-sided hard CVaR limits")
+_STALLS = pytest.mark.xfail(strict=True, reason="hard DVH limits go to CLARABEL (the fast path does not converge on every case)")
 
 
 @pytest.mark.parametrize(
