@@ -152,7 +152,7 @@ def test_a_given_start_replaces_the_last_solution() -> None:
     assert restarted.iterations == cold.iterations and restarted.objective == cold.objective
 
 
-@pytest.mark.xfail(strict=True, reason="measured 510 warm vs 560 cold iterations (target < 50%)")
+@pytest.mark.xfail(strict=True, reason="measured 300 warm vs 460 cold iterations (target < 50%)")
 def test_a_weight_change_resolves_warm_without_recompiling() -> None:
     protocol, program = _compile(CASES["hard max and mean limits"])
     solver = FirstOrderSolver(program)
@@ -299,3 +299,21 @@ def test_the_certificate_judges_the_fluence_on_its_own_scale() -> None:
     assert not certify(fluence_off, z, np.zeros(1)).holds(Tolerances())
     balanced = _TwoBlocks([0.4, 0.0], [-0.39999, 40.0])
     assert certify(balanced, z, np.zeros(1)).holds(Tolerances())
+
+
+def test_a_warm_re_solve_keeps_the_multipliers_and_restarts_the_penalty() -> None:
+    """The last solve's final penalty is its largest: starting there makes the first round ill-conditioned
+    (measured on the 10 mm test cases: 5,980 -> 5,150 warm iterations over six weight changes)."""
+    _, program = _compile(CASES["hard max and mean limits"])
+    solver = FirstOrderSolver(program)
+    settings = choose_solver(FIRST_ORDER_SOLVER)
+    solver.solve(settings)
+    _, first = solver._last
+    assert first.penalty > first.initial_penalty  # the penalty grew during the first solve
+    terms = [compiled.term for compiled in program.terms]
+    heavier = [t.model_copy(update={"weight": 15.0}) if t.kind == "quadratic_overdose" and t.structure == "Core" else t
+               for t in terms]
+    warm = solver.solve(settings, terms=heavier)
+    _, again = solver._last
+    assert warm.status == "optimal" and again.initial_penalty == first.initial_penalty
+    assert again.outer_iterations > 0 and again.rounds[0]["penalty"] == first.initial_penalty

@@ -97,6 +97,7 @@ class AugmentedLagrangianResult:
     z: np.ndarray
     multipliers: np.ndarray
     penalty: float
+    initial_penalty: float  # the first round's
     outcome: Outcome
     objective: float
     violation: float  # largest normalized residual (a fraction of the limit's dose), 0 when met
@@ -315,7 +316,7 @@ def _minimize(
 
         z = loop.inner(objective_only, z, tolerances.max_iterations, stop)[0].x
         first = program.evaluate(z)
-    rho = penalty if penalty is not None else _initial_penalty(first.objective, first.residuals)
+    rho = initial_penalty = penalty if penalty is not None else _initial_penalty(first.objective, first.residuals)
 
     # The rounds run and check the KKT test with the float32 products until the test holds or
     # float32 precision is exhausted; the verdict is given in float64, and a point that fails
@@ -338,6 +339,7 @@ def _minimize(
         z=z,
         multipliers=y,
         penalty=rho,
+        initial_penalty=initial_penalty,
         outcome=outcome,
         objective=evaluation.objective,
         violation=_violation(evaluation.residuals),
