@@ -129,6 +129,7 @@ class Evaluation:
     residuals: np.ndarray  # residual / scale of every constraint entry (<= 0 is met)
     lagrangian: float
     gradient: np.ndarray  # of the Lagrangian on z (of the objective when no multipliers are given)
+    dose: np.ndarray  # A x, which a KKT check at the same point reuses
 
 
 @dataclass
@@ -258,11 +259,14 @@ class SmoothProgram:
             if shifted.any():
                 self._add(gradient, dose_gradient, c.placed, c.constraint.pullback(point, shifted / c.scale))
         gradient[: self.n_beamlets] += self.operator.adjoint(dose_gradient)
-        return Evaluation(objective, residuals, lagrangian, gradient)
+        return Evaluation(objective, residuals, lagrangian, gradient, dose)
 
-    def kkt_parts(self, z: np.ndarray, multipliers: np.ndarray) -> KktParts:
-        """grad f(z) and J(z).T y apart (two adjoint products), with the objective and residuals."""
-        dose = self.operator.forward(z[: self.n_beamlets])
+    def kkt_parts(self, z: np.ndarray, multipliers: np.ndarray, dose: np.ndarray | None = None) -> KktParts:
+        """grad f(z) and J(z).T y apart (two adjoint products), with the objective and residuals.
+
+        `dose`: A x at z when the caller has it (an evaluation at the same point), which saves the product.
+        """
+        dose = self.operator.forward(z[: self.n_beamlets]) if dose is None else dose
         objective_gradient = np.zeros(self.size)
         constraint_gradient = np.zeros(self.size)
         objective_dose = np.zeros(len(dose))

@@ -231,9 +231,11 @@ class _Rounds:
                     # No multipliers: the iterate's own gradient is the objective's; the check costs no product.
                     parts = KktParts(current.objective, current.residuals, current.gradient, np.zeros(program.size))
                     certificate = _judge(program, point, y, parts)
+                elif current is not None:
+                    shifted = np.maximum(y + rho * current.residuals, 0.0)
+                    certificate = _judge(program, point, shifted, program.kkt_parts(point, shifted, current.dose))
                 else:
-                    residuals = (current if current is not None else checker.evaluate(point)).residuals
-                    certificate = certify(checker, point, np.maximum(y + rho * residuals, 0.0))
+                    certificate = certify(checker, point, np.maximum(y + rho * checker.evaluate(point).residuals, 0.0))
                 if certificate.holds(self.tolerances):
                     return "certified"
                 return "round" if certificate.stationarity <= within else None
