@@ -87,7 +87,9 @@ def _hard_terms_met(protocol, program, fluence: np.ndarray) -> list[str]:
 # but the 5 mm head-neck only after 70,690 iterations, 303 s (CLARABEL 168 s), and a failed
 # attempt costs its time before CLARABEL runs (test_hard_dvh_limits_go_to_the_reference_solver,
 # test_an_uncertified_point_is_not_called_optimal). Strict: the mark fails once it passes.
-_STALLS = pytest.mark.xfail(strict=True, reason="hard DVH limits go to CLARABEL (the fast path does not converge on every case)")
+_STALLS = pytest.mark.xfail(
+    strict=True, reason="hard DVH limits go to CLARABEL (the fast path does not converge on every case)"
+)
 
 
 @pytest.mark.parametrize(

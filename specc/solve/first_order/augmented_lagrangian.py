@@ -174,7 +174,8 @@ class _Rounds:
         return limit is not None and time.perf_counter() - self.started > limit
 
     def inner(self, function: Callable[[np.ndarray], tuple[float, np.ndarray]], point: np.ndarray,
-              budget: int, done: Callable[[np.ndarray], Stop | None] | None = None) -> tuple[OptimizeResult, Stop | None]:
+              budget: int, done: Callable[[np.ndarray], Stop | None] | None = None
+              ) -> tuple[OptimizeResult, Stop | None]:
         """One L-BFGS-B run; also stops (and says why) when `done` gives a reason at a checked iterate."""
         checked = 0
         reason: Stop | None = None
@@ -225,7 +226,8 @@ class _Rounds:
                 last[:] = [(point.copy(), current)]
                 return current.lagrangian, current.gradient
 
-            def stop(point: np.ndarray, y: np.ndarray = y, rho: float = rho, within: float = round_tolerance) -> Stop | None:
+            def stop(point: np.ndarray, y: np.ndarray = y, rho: float = rho,
+                     within: float = round_tolerance) -> Stop | None:
                 current = last[0][1] if last and checker is program and np.array_equal(last[0][0], point) else None
                 if current is not None and not program.n_constraints:
                     # No multipliers: the iterate's own gradient is the objective's; the check costs no product.
@@ -235,7 +237,8 @@ class _Rounds:
                     shifted = np.maximum(y + rho * current.residuals, 0.0)
                     certificate = _judge(program, point, shifted, program.kkt_parts(point, shifted, current.dose))
                 else:
-                    certificate = certify(checker, point, np.maximum(y + rho * checker.evaluate(point).residuals, 0.0))
+                    shifted = np.maximum(y + rho * checker.evaluate(point).residuals, 0.0)
+                    certificate = certify(checker, point, shifted)
                 if certificate.holds(self.tolerances):
                     return "certified"
                 return "round" if certificate.stationarity <= within else None
