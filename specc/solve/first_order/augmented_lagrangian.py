@@ -148,6 +148,27 @@ def _judge(program: SmoothProgram, z: np.ndarray, multipliers: np.ndarray, parts
     return Certificate(_violation(parts.residuals), complementarity, stationarity)
 
 
+def _objective_certificate(program: SmoothProgram, z: np.ndarray, evaluation: Evaluation) -> Certificate:
+    """The KKT test at z with no multipliers, from an evaluation at z without them: no products."""
+    parts = KktParts(evaluation.objective, evaluation.residuals, evaluation.gradient, np.zeros(program.size))
+    return _judge(program, z, np.zeros(program.n_constraints), parts)
+
+
+class _LastEvaluation:
+    """An inner run's latest evaluation, which a check at the same iterate reuses instead of new products."""
+
+    def __init__(self) -> None:
+        self._point: np.ndarray | None = None
+        self._evaluation: Evaluation | None = None
+
+    def keep(self, point: np.ndarray, evaluation: Evaluation) -> Evaluation:
+        self._point, self._evaluation = point.copy(), evaluation
+        return evaluation
+
+    def at(self, point: np.ndarray) -> Evaluation | None:
+        return self._evaluation if self._point is not None and np.array_equal(self._point, point) else None
+
+
 def _complementarity(multipliers: np.ndarray, residuals: np.ndarray, objective: float) -> float:
     """sum |y_i r_i| relative to the objective: how far f and the Lagrangian differ at z."""
     complementary = float(np.abs(multipliers * residuals).sum())
@@ -219,20 +240,19 @@ class _Rounds:
         for _ in range(_MAX_OUTER):
             self.outer += 1
 
-            last: list[tuple[np.ndarray, Evaluation]] = []  # the latest evaluation, which the check reuses
+            last = _LastEvaluation()
 
-            def lagrangian(point: np.ndarray, y: np.ndarray = y, rho: float = rho) -> tuple[float, np.ndarray]:
-                current = program.evaluate(point, y, rho)
-                last[:] = [(point.copy(), current)]
+            def lagrangian(point: np.ndarray, y: np.ndarray = y, rho: float = rho,
+                           last: _LastEvaluation = last) -> tuple[float, np.ndarray]:
+                current = last.keep(point, program.evaluate(point, y, rho))
                 return current.lagrangian, current.gradient
 
             def stop(point: np.ndarray, y: np.ndarray = y, rho: float = rho,
-                     within: float = round_tolerance) -> Stop | None:
-                current = last[0][1] if last and checker is program and np.array_equal(last[0][0], point) else None
+                     within: float = round_tolerance, last: _LastEvaluation = last) -> Stop | None:
+                current = last.at(point) if checker is program else None
                 if current is not None and not program.n_constraints:
                     # No multipliers: the iterate's own gradient is the objective's; the check costs no product.
-                    parts = KktParts(current.objective, current.residuals, current.gradient, np.zeros(program.size))
-                    certificate = _judge(program, point, y, parts)
+                    certificate = _objective_certificate(program, point, current)
                 elif current is not None:
                     shifted = np.maximum(y + rho * current.residuals, 0.0)
                     certificate = _judge(program, point, shifted, program.kkt_parts(point, shifted, current.dose))
@@ -313,13 +333,17 @@ def _minimize(
         # Cold start: the objective alone first, which puts z, the objective's scale and the
         # initial penalty where the constraints will be enforced; like a round, only until it
         # is as stationary as the limits are met (or the certificate asks).
+        last = _LastEvaluation()
+
         def objective_only(point: np.ndarray) -> tuple[float, np.ndarray]:
-            current = program.evaluate(point)
+            current = last.keep(point, program.evaluate(point))
             return current.objective, current.gradient
 
         def stop(point: np.ndarray) -> Stop | None:
-            within = max(tolerances.stationarity, _violation(program.evaluate(point).residuals))
-            return "round" if certify(program, point, y).stationarity <= within else None
+            current = last.at(point)
+            current = program.evaluate(point) if current is None else current
+            within = max(tolerances.stationarity, _violation(current.residuals))
+            return "round" if _objective_certificate(program, point, current).stationarity <= within else None
 
         z = loop.inner(objective_only, z, tolerances.max_iterations, stop)[0].x
         first = program.evaluate(z)
