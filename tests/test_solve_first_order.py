@@ -175,7 +175,7 @@ def test_hard_dvh_limits_go_to_the_reference_solver() -> None:
     _, program = _compile(CASES["hard DVH limits (CVaR, both bounds) and a hard min dose"])
     result = solve_program(program, choose_solver(FIRST_ORDER_SOLVER))
     assert result.solver == "CLARABEL" and result.status == "optimal"
-    assert "does not certify hard DVH (CVaR) limits: dvh Core" in result.message  # says why, naming the limits
+    assert "hard DVH (CVaR) limits are left to the reference solver: dvh Core" in result.message  # why, naming them
     assert "L-BFGS-B iterations" not in result.message  # no fast-path attempt before it
 
 

@@ -35,7 +35,7 @@ def sample_limit_for(protocol: Protocol, settings: SolverSettings, goal_prioriti
     The protocol's own `sample_voxels` when it sets one; otherwise the fast path's default,
     or `CVXPY_SAMPLE_LIMIT` when a cvxpy solver will solve the program: one was asked for,
     the priorities make more than one lexicographic step, or a hard DVH limit needs its exact
-    refinement (both cvxpy problems; the fast path does not certify hard CVaR limits either).
+    refinement (both cvxpy problems; the fast path leaves hard CVaR limits to CLARABEL too).
     """
     terms = protocol.optimization.terms if protocol.optimization is not None else []
     with_objective = [index for index, term in enumerate(terms) if not term.is_constraint]

@@ -12,7 +12,8 @@ multipliers, without recompiling.
 It never guesses. It refuses (and the reference cvxpy solver runs instead, with a note in
 the message) when a term has no smooth form, when the cvxpy problem it is handed is not
 the compiled one (e.g. a lexicographic step with extra constraints), or when the program
-has a hard DVH limit (its CVaR form is not certified; measured in docs/performance.md). It calls a point
+has a hard DVH limit (its CVaR form certifies on some cases only, and more slowly than
+CLARABEL on others; measured in docs/performance.md). It calls a point
 optimal only when its float64 KKT certificate holds (`augmented_lagrangian.certify`); an
 uncertified point is `optimal_inaccurate`, and `solve_first_order` then hands the program
 to the reference solver. When it cannot reach feasibility (the penalty grows without the
@@ -200,10 +201,11 @@ def solve_first_order(program: CompiledProgram, settings: SolverSettings) -> Sol
     if not program.problem_is_compiled:
         reason = "the problem carries constraints or objectives beyond the compiled terms"
     elif hard_dvh:
-        # Measured (docs/performance.md, sixth pass): its point comes within ~1e-4 of the
-        # optimum but is never certified, so the attempt only costs time (74 s of a 245 s
-        # head-neck plan); the exact DVH refinement that follows is a cvxpy problem anyway.
-        reason = f"it does not certify hard DVH (CVaR) limits: {'; '.join(hard_dvh)}"
+        # Measured (docs/performance.md, ninth pass): certified on the 5 mm prostate in 7.6 s
+        # (CLARABEL 13.7 s) but on the 5 mm head-neck only after 303 s (CLARABEL 168 s), and
+        # an attempt that fails costs its time first; the exact DVH refinement that follows is
+        # a cvxpy problem anyway.
+        reason = f"hard DVH (CVaR) limits are left to the reference solver: {'; '.join(hard_dvh)}"
     else:
         try:
             solver = FirstOrderSolver(program)
