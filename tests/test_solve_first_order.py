@@ -285,7 +285,7 @@ class _TwoBlocks:
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(2), np.full(2, np.inf)
 
-    def kkt_parts(self, z: np.ndarray, multipliers: np.ndarray):
+    def kkt_parts(self, z: np.ndarray, multipliers: np.ndarray, dose: np.ndarray | None = None):
         return self.parts
 
     def variable_blocks(self) -> list[slice]:

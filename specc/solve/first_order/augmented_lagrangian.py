@@ -97,7 +97,6 @@ class AugmentedLagrangianResult:
     z: np.ndarray
     multipliers: np.ndarray
     penalty: float
-    initial_penalty: float  # the first round's
     outcome: Outcome
     objective: float
     violation: float  # largest normalized residual (a fraction of the limit's dose), 0 when met
@@ -107,6 +106,11 @@ class AugmentedLagrangianResult:
     rounds: list[dict[str, float]]  # per outer round: inner iterations, violation, penalty, how it ended
     certificate: Certificate | None = None  # measured on every candidate stop
     polished: bool = False  # whether float64 rounds were needed
+
+    @property
+    def initial_penalty(self) -> float:
+        """The first round's penalty (a warm re-solve restarts there)."""
+        return self.rounds[0]["penalty"] if self.rounds else self.penalty
 
 
 def _progress(residuals: np.ndarray, multipliers: np.ndarray, penalty: float) -> float:
@@ -130,9 +134,10 @@ def projected_gradient(gradient: np.ndarray, z: np.ndarray, lower: np.ndarray, u
     return np.where(blocked, 0.0, gradient)
 
 
-def certify(program: SmoothProgram, z: np.ndarray, multipliers: np.ndarray) -> Certificate:
-    """KKT residuals of (z, y) with `program`'s products (give it the float64 operator)."""
-    return _judge(program, z, multipliers, program.kkt_parts(z, multipliers))
+def certify(program: SmoothProgram, z: np.ndarray, multipliers: np.ndarray, dose: np.ndarray | None = None
+            ) -> Certificate:
+    """KKT residuals of (z, y) with `program`'s products (give it the float64 operator); `dose`: A x at z, if known."""
+    return _judge(program, z, multipliers, program.kkt_parts(z, multipliers, dose))
 
 
 def _judge(program: SmoothProgram, z: np.ndarray, multipliers: np.ndarray, parts: KktParts) -> Certificate:
@@ -253,12 +258,10 @@ class _Rounds:
                 if current is not None and not program.n_constraints:
                     # No multipliers: the iterate's own gradient is the objective's; the check costs no product.
                     certificate = _objective_certificate(program, point, current)
-                elif current is not None:
-                    shifted = np.maximum(y + rho * current.residuals, 0.0)
-                    certificate = _judge(program, point, shifted, program.kkt_parts(point, shifted, current.dose))
                 else:
-                    shifted = np.maximum(y + rho * checker.evaluate(point).residuals, 0.0)
-                    certificate = certify(checker, point, shifted)
+                    residuals = (checker.evaluate(point) if current is None else current).residuals
+                    shifted = np.maximum(y + rho * residuals, 0.0)
+                    certificate = certify(checker, point, shifted, None if current is None else current.dose)
                 if certificate.holds(self.tolerances):
                     return "certified"
                 return "round" if certificate.stationarity <= within else None
@@ -347,7 +350,7 @@ def _minimize(
 
         z = loop.inner(objective_only, z, tolerances.max_iterations, stop)[0].x
         first = program.evaluate(z)
-    rho = initial_penalty = penalty if penalty is not None else _initial_penalty(first.objective, first.residuals)
+    rho = penalty if penalty is not None else _initial_penalty(first.objective, first.residuals)
 
     # The rounds run and check the KKT test with the float32 products until the test holds or
     # float32 precision is exhausted; the verdict is given in float64, and a point that fails
@@ -370,7 +373,6 @@ def _minimize(
         z=z,
         multipliers=y,
         penalty=rho,
-        initial_penalty=initial_penalty,
         outcome=outcome,
         objective=evaluation.objective,
         violation=_violation(evaluation.residuals),
