@@ -24,6 +24,7 @@ from specc.errors import CompileError
 from specc.terms.smooth import NoSmoothForm, SmoothConstraint, SmoothForm, SmoothGradient, SmoothPoint
 
 if TYPE_CHECKING:
+    from specc.solve.first_order.working_set import WorkingSetOperator
     from specc.terms import TermBase
 
 _NO_DOSE = np.empty(0)
@@ -71,6 +72,10 @@ class DoseOperator:
         self._vector = np.float64 if self.float64 else self.influence.dtype
         self._anchor: tuple[np.ndarray, np.ndarray] | None = None
         self._since_anchor = 0
+
+    @property
+    def nonzeros(self) -> int:
+        return int(self.influence.nnz)
 
     def in_float64(self) -> DoseOperator:
         """The same operator with float64 products, for the final certification and polish.
@@ -176,11 +181,26 @@ class SmoothProgram:
                 count += n
         self.constraints = constraints
         self.n_constraints = count
+        self.frozen: np.ndarray | None = None  # beamlets held at 0 (a working set's complement)
+        self.pull_floors: tuple[float, ...] | None = None  # per variable block; see `on_working_set`
 
     def with_operator(self, operator: DoseOperator) -> SmoothProgram:
         """The same program evaluated through another operator (e.g. its float64 twin)."""
         twin = copy.copy(self)
         twin.operator = operator
+        return twin
+
+    def on_working_set(self, operator: DoseOperator | WorkingSetOperator, frozen: np.ndarray,
+                       pull_floors: tuple[float, ...]) -> SmoothProgram:
+        """The same program with the `frozen` beamlets held at 0, evaluated through a working-set operator.
+
+        `pull_floors` (one per `variable_blocks` entry) are the whole program's pulls: the
+        certificate measures stationarity against them, since the pull of the free beamlets
+        alone vanishes at their optimum (their gradient does) and would ask for a stationarity
+        the whole program's certificate never needs.
+        """
+        twin = self.with_operator(operator)
+        twin.frozen, twin.pull_floors = frozen, pull_floors
         return twin
 
     def _zero_dose(self) -> np.ndarray:
@@ -200,6 +220,8 @@ class SmoothProgram:
             if p.form.auxiliary is not None:
                 lower[p.auxiliary] = p.form.auxiliary.lower
                 upper[p.auxiliary] = p.form.auxiliary.upper
+        if self.frozen is not None:
+            upper[: self.n_beamlets][self.frozen] = 0.0
         return lower, upper
 
     def variable_blocks(self) -> list[slice]:
@@ -260,6 +282,34 @@ class SmoothProgram:
                 self._add(gradient, dose_gradient, c.placed, c.constraint.pullback(point, shifted / c.scale))
         gradient[: self.n_beamlets] += self.operator.adjoint(dose_gradient)
         return Evaluation(objective, residuals, lagrangian, gradient, dose)
+
+    def active_entries(self, z: np.ndarray, multipliers: np.ndarray, penalty: float, margin: float,
+                       dose: np.ndarray | None = None) -> np.ndarray:
+        """The dose entries whose gradient is nonzero at z, or once every dose moves by `margin` of itself.
+
+        The other entries are where no objective part and no constraint (at the shifted
+        multipliers `pos(y + rho r)`) pulls: a working set leaves their rows out of the products.
+        A term that pulls on all its voxels (a mean, a gEUD) keeps them all.
+        """
+        dose = self.operator.forward(z[: self.n_beamlets]) if dose is None else dose
+        active = np.zeros(len(dose), dtype=bool)
+
+        def mark(placed: PlacedForm, piece: SmoothGradient) -> None:
+            if piece.dose is not None and placed.entries is not None:
+                active[placed.entries[np.broadcast_to(piece.dose, placed.entries.shape) != 0]] = True
+
+        for moved in (dose, dose * (1.0 - margin), dose * (1.0 + margin)):
+            for p in self.forms:
+                if p.form.objective is not None and p.entries is not None:
+                    mark(p, p.form.objective(self._point(p, z, moved))[1])
+            for c in self.constraints:
+                if c.placed.entries is None:
+                    continue
+                point = self._point(c.placed, z, moved)
+                shifted = np.maximum(multipliers[c.multipliers] + penalty * c.constraint.residual(point) / c.scale, 0.0)
+                if shifted.any():
+                    mark(c.placed, c.constraint.pullback(point, shifted / c.scale))
+        return active
 
     def kkt_parts(self, z: np.ndarray, multipliers: np.ndarray, dose: np.ndarray | None = None) -> KktParts:
         """grad f(z) and J(z).T y apart (two adjoint products), with the objective and residuals.

@@ -106,6 +106,10 @@ class AugmentedLagrangianResult:
     rounds: list[dict[str, float]]  # per outer round: inner iterations, violation, penalty, how it ended
     certificate: Certificate | None = None  # measured on every candidate stop
     polished: bool = False  # whether float64 rounds were needed
+    # Inner iterations times the nonzeros of the matrix they ran on: the work, where iterations differ in cost.
+    nonzero_iterations: int = 0
+    # (beamlets, dose rows) of each working set a warm re-solve ran on (`working_set.py`); empty: the whole program
+    working_sets: tuple[tuple[int, int], ...] = ()
 
     @property
     def initial_penalty(self) -> float:
@@ -137,16 +141,18 @@ def projected_gradient(gradient: np.ndarray, z: np.ndarray, lower: np.ndarray, u
 def certify(program: SmoothProgram, z: np.ndarray, multipliers: np.ndarray, dose: np.ndarray | None = None
             ) -> Certificate:
     """KKT residuals of (z, y) with `program`'s products (give it the float64 operator); `dose`: A x at z, if known."""
-    return _judge(program, z, multipliers, program.kkt_parts(z, multipliers, dose))
+    return judge(program, z, multipliers, program.kkt_parts(z, multipliers, dose))
 
 
-def _judge(program: SmoothProgram, z: np.ndarray, multipliers: np.ndarray, parts: KktParts) -> Certificate:
+def judge(program: SmoothProgram, z: np.ndarray, multipliers: np.ndarray, parts: KktParts) -> Certificate:
+    """The certificate from KKT parts already at hand (`SmoothProgram.kkt_parts`)."""
     lower, upper = program.bounds()
     stationary = np.abs(projected_gradient(parts.objective_gradient + parts.constraint_gradient, z, lower, upper))
     stationarity = 0.0
-    for block in program.variable_blocks():
+    blocks = program.variable_blocks()
+    for block, floor in zip(blocks, program.pull_floors or (0.0,) * len(blocks)):
         pull = max(np.abs(parts.objective_gradient[block]).max(initial=0.0),
-                   np.abs(parts.constraint_gradient[block]).max(initial=0.0))
+                   np.abs(parts.constraint_gradient[block]).max(initial=0.0), floor)
         if pull > 0:
             stationarity = max(stationarity, float(stationary[block].max(initial=0.0)) / pull)
     complementarity = _complementarity(multipliers, parts.residuals, parts.objective)
@@ -156,7 +162,7 @@ def _judge(program: SmoothProgram, z: np.ndarray, multipliers: np.ndarray, parts
 def _objective_certificate(program: SmoothProgram, z: np.ndarray, evaluation: Evaluation) -> Certificate:
     """The KKT test at z with no multipliers, from an evaluation at z without them: no products."""
     parts = KktParts(evaluation.objective, evaluation.residuals, evaluation.gradient, np.zeros(program.size))
-    return _judge(program, z, np.zeros(program.n_constraints), parts)
+    return judge(program, z, np.zeros(program.n_constraints), parts)
 
 
 class _LastEvaluation:
@@ -191,7 +197,8 @@ class _Rounds:
         lower, upper = program.bounds()
         self.lower, self.upper = lower, upper
         self.bounds = list(zip(lower, upper))
-        self.iterations = self.evaluations = self.outer = 0
+        self.iterations = self.evaluations = self.outer = self.nonzero_iterations = 0
+        self.nonzeros = program.operator.nonzeros
         self.gtol = tolerances.gtol
         self.rounds: list[dict[str, float]] = []
 
@@ -223,6 +230,7 @@ class _Rounds:
                      "gtol": self.gtol, "maxcor": _HISTORY},
         )
         self.iterations += int(result.nit)
+        self.nonzero_iterations += int(result.nit) * self.nonzeros
         self.evaluations += int(result.nfev)
         return result, reason
 
@@ -382,4 +390,5 @@ def _minimize(
         rounds=loop.rounds,
         certificate=certificate,
         polished=polished,
+        nonzero_iterations=loop.nonzero_iterations,
     )

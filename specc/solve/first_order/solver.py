@@ -33,6 +33,7 @@ import numpy as np
 
 from specc.compile.smooth_context import SmoothFormContext
 from specc.solve.first_order.assemble import DoseOperator, FastPathRefused, SmoothProgram
+from specc.solve.first_order.working_set import minimize_on_working_sets
 from specc.solve.first_order.augmented_lagrangian import (
     AugmentedLagrangianResult,
     Tolerances,
@@ -63,9 +64,9 @@ class FirstOrderSolver:
         self._last: tuple[SmoothProgram, AugmentedLagrangianResult] | None = None
 
     @property
-    def last_outcome(self) -> str | None:
-        """How the last solve ended (`augmented_lagrangian.Outcome`); None before the first."""
-        return None if self._last is None else self._last[1].outcome
+    def last_run(self) -> AugmentedLagrangianResult | None:
+        """The last solve's run (rounds, working sets, certificate); None before the first."""
+        return None if self._last is None else self._last[1]
 
     def smooth_program(self, terms: Sequence[TermBase] | None = None) -> SmoothProgram:
         chosen = [compiled.term for compiled in self.program.terms] if terms is None else terms
@@ -89,6 +90,7 @@ class FirstOrderSolver:
         multipliers = penalty = None
         if self._last is None or start is not None:
             z = smooth.start(np.zeros(smooth.n_beamlets) if start is None else start)
+            result = minimize_augmented_lagrangian(smooth, z, tolerances)
         else:
             previous, result = self._last
             z = smooth.start(result.z[: smooth.n_beamlets])
@@ -98,7 +100,7 @@ class FirstOrderSolver:
                 # test cases, weight x1.5 and x4: 5,980 -> 5,150 warm iterations in all;
                 # docs/performance.md, ninth pass).
                 multipliers, penalty = result.multipliers, result.initial_penalty
-        result = minimize_augmented_lagrangian(smooth, z, tolerances, multipliers, penalty)
+            result = minimize_on_working_sets(smooth, z, tolerances, multipliers, penalty)
         self._last = (smooth, result)
         used_terms = [t.term for t in self.program.terms] if terms is None else list(terms)
         return self._result(smooth, result, used_terms, settings, time.perf_counter() - started)
@@ -156,6 +158,9 @@ def _hard_residuals(smooth: SmoothProgram, z: np.ndarray) -> list[np.ndarray]:
 
 def _message(status: SolveStatus, result: AugmentedLagrangianResult, violation: float, settings: SolverSettings) -> str:
     after = f"after {result.iterations} L-BFGS-B iterations in {result.outer_iterations} augmented-Lagrangian rounds"
+    if result.working_sets:
+        sizes = ", then ".join(f"{beamlets} beamlets x {rows} dose rows" for beamlets, rows in result.working_sets)
+        after += f" (warm, on working sets of the last plan's beamlets and voxels: {sizes})"
     certificate = f" (KKT check in float64: {result.certificate.describe()})" if result.certificate else ""
     if status == "optimal":
         return (
@@ -188,7 +193,7 @@ def _message(status: SolveStatus, result: AugmentedLagrangianResult, violation: 
 def _stopped_by_user_limit(solver: FirstOrderSolver, settings: SolverSettings) -> bool:
     """A stop at a limit the protocol set is the user's choice: no reference solve after it."""
     user_limit = settings.time_limit_s is not None or settings.max_iterations is not None
-    return user_limit and solver.last_outcome in ("time_limit", "iteration_limit")
+    return user_limit and solver.last_run is not None and solver.last_run.outcome in ("time_limit", "iteration_limit")
 
 
 def solve_first_order(program: CompiledProgram, settings: SolverSettings) -> SolveResult:

@@ -1,0 +1,84 @@
+"""Warm re-solves on working sets (specc.solve.first_order.working_set).
+
+A working set leaves out beamlets and dose rows that the last plan says do not matter; the
+plan it finds must still be the whole program's optimum, certified on every beamlet and
+every row. The changes below are chosen so that the first working set is wrong: beamlets
+outside it must gain fluence, or rows outside it must come under a term's pull.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from specc.compile import compile_protocol
+from specc.protocol import parse_protocol_text
+from specc.protocol.units import Dose
+from specc.solve import choose_solver
+from specc.solve.first_order import FIRST_ORDER_SOLVER, FirstOrderSolver, Tolerances
+from specc.solve.first_order.assemble import DoseOperator
+from specc.solve.first_order.working_set import WorkingSetOperator
+from tests.optimizer_fixtures import c_shape, protocol_text
+
+OBJECTIVE_ACCURACY = 1e-3
+
+TERMS = """
+    - {kind: quadratic_underdose, structure: PTV, dose: 50 Gy, weight: 100}
+    - {kind: quadratic_overdose, structure: PTV, dose: 52 Gy, weight: 30}
+    - {kind: quadratic_overdose, structure: Core, dose: 10 Gy, weight: 200}
+    - {kind: quadratic_overdose, structure: Body, dose: 30 Gy, weight: 1}
+    - {kind: max_dose, structure: PTV, dose: 54 Gy}
+"""
+
+
+def test_the_operator_is_exact_on_its_rows_and_columns() -> None:
+    rng = np.random.default_rng(3)
+    matrix = sp.random(60, 40, density=0.2, format="csr", random_state=rng)
+    rows, columns = np.array([2, 5, 6, 30, 59]), np.array([0, 7, 8, 39])
+    base = rng.random(60)
+    operator = WorkingSetOperator(DoseOperator(matrix[rows][:, columns]), rows, columns, 40, base)
+    fluence = np.zeros(40)
+    fluence[columns] = rng.random(len(columns))
+    dose = operator.forward(fluence)
+    np.testing.assert_allclose(dose[rows], (matrix @ fluence)[rows])
+    others = np.setdiff1d(np.arange(60), rows)
+    np.testing.assert_array_equal(dose[others], base[others])  # rows outside keep the dose they were chosen at
+    gradient = np.zeros(60)
+    gradient[rows] = rng.random(len(rows))
+    adjoint = operator.adjoint(gradient)
+    np.testing.assert_allclose(adjoint[columns], (matrix.T @ gradient)[columns])
+    assert not adjoint[np.setdiff1d(np.arange(40), columns)].any()
+
+
+def _program():
+    protocol = parse_protocol_text(protocol_text("optimization:\n  terms:" + TERMS, with_body=True), "p.yaml")
+    return compile_protocol(protocol, c_shape())
+
+
+def _changed(program, kind: str, structure: str, **update):
+    return [c.term.model_copy(update=update) if c.term.kind == kind and c.term.structure == structure else c.term
+            for c in program.terms]
+
+
+@pytest.mark.parametrize(("what", "kind", "structure", "update"), [
+    # The core's weight drops 1000-fold: beamlets through the core, at 0 in the last plan, now carry fluence.
+    ("beamlets join", "quadratic_overdose", "Core", {"weight": 0.2}),
+    # The body's level drops from 30 to 8 Gy: voxels far below the old level come under its pull.
+    ("rows join", "quadratic_overdose", "Body", {"dose": Dose(gy=8.0)}),
+])
+def test_a_wrong_working_set_grows_until_the_whole_program_is_optimal(what, kind, structure, update) -> None:
+    program = _program()
+    settings = choose_solver(FIRST_ORDER_SOLVER)
+    solver = FirstOrderSolver(program)
+    first = solver.solve(settings)
+    changed = _changed(program, kind, structure, **update)
+    warm = solver.solve(settings, terms=changed)
+    cold = FirstOrderSolver(program).solve(settings, terms=changed)
+    assert first.status == warm.status == cold.status == "optimal", warm.message
+    run = solver.last_run
+    (beamlets, rows), (more_beamlets, more_rows) = run.working_sets[:2]  # a second set: the first was wrong
+    assert more_beamlets > beamlets if what == "beamlets join" else more_rows > rows
+    assert "working set" in warm.message
+    assert warm.objective == pytest.approx(cold.objective, rel=OBJECTIVE_ACCURACY)
+    assert run.certificate is not None and run.certificate.holds(Tolerances())
