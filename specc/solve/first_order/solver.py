@@ -7,7 +7,8 @@ the terms' smooth forms (`specc.terms.smooth`) with L-BFGS-B inside an augmented
 
 It keeps the operator and its last solution: `solve(settings, terms=...)` after a weight or
 limit change rebuilds only the terms' forms and warm-starts from the previous fluence and
-multipliers, without recompiling.
+multipliers, without recompiling, on the beamlets and dose rows that plan used
+(`working_set.py`).
 
 It never guesses. It refuses (and the reference cvxpy solver runs instead, with a note in
 the message) when a term has no smooth form, when the cvxpy problem it is handed is not
@@ -78,7 +79,9 @@ class FirstOrderSolver:
         """Solve the program, or the same structures with changed `terms`, warm when possible.
 
         `start`: a fluence to start from instead of the last solution (e.g. the plan of a
-        sampled program of the same protocol); the multipliers then start cold.
+        sampled program of the same protocol); the multipliers then start cold. A warm solve
+        runs on working sets of the previous plan's beamlets and dose rows (`working_set.py`)
+        and is certified on the whole program like any other.
         """
         started = time.perf_counter()
         smooth = self.smooth_program(terms)
@@ -88,9 +91,12 @@ class FirstOrderSolver:
             max_iterations=settings.max_iterations or Tolerances.max_iterations,
         )
         multipliers = penalty = None
-        if self._last is None or start is not None:
-            z = smooth.start(np.zeros(smooth.n_beamlets) if start is None else start)
-            result = minimize_augmented_lagrangian(smooth, z, tolerances)
+        if start is not None and start.any():
+            # A plan to start from (of the sampled program, for a finish on every voxel): its working
+            # sets, multipliers from scratch (multi-target 5 mm, sampled solve and finish: 6.9 -> 6.0 s).
+            result = minimize_on_working_sets(smooth, smooth.start(start), tolerances, None, None)
+        elif self._last is None or start is not None:
+            result = minimize_augmented_lagrangian(smooth, smooth.start(np.zeros(smooth.n_beamlets)), tolerances)
         else:
             previous, result = self._last
             z = smooth.start(result.z[: smooth.n_beamlets])
