@@ -90,12 +90,16 @@ class DoseOperator:
         if self.float64:
             return self
         if self.influence.nnz > _FLOAT64_COPY_NONZEROS:
-            return DoseOperator(self.influence, self._blocks, float64=True)
+            return self.in_float64_without_copy()
         influence = sp.csr_matrix(
             (self.influence.data.astype(np.float64), self.influence.indices, self.influence.indptr),
             shape=self.influence.shape,
         )
         return DoseOperator(influence)
+
+    def in_float64_without_copy(self) -> DoseOperator:
+        """float64 products on the matrix's own values (for a matrix that lives beside a larger one)."""
+        return self if self.float64 else DoseOperator(self.influence, self._blocks, float64=True)
 
     def forget_anchor(self) -> None:
         """Start the next forward product from a new anchor, so that a run does not depend on earlier ones."""

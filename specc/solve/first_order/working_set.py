@@ -67,7 +67,10 @@ class WorkingSetOperator:
         return self._products.nonzeros
 
     def in_float64(self) -> WorkingSetOperator:
-        return WorkingSetOperator(self._products.in_float64(), self.rows, self.columns, self.n_beamlets, self.base_dose)
+        # No float64 copy of the set's values: it would live beside the whole matrix (every voxel of
+        # the large case, weight x4: peak 3.06x the matrix with the copy; docs/performance.md, tenth pass).
+        products = self._products.in_float64_without_copy()
+        return WorkingSetOperator(products, self.rows, self.columns, self.n_beamlets, self.base_dose)
 
     def forget_anchor(self) -> None:
         self._products.forget_anchor()
@@ -100,7 +103,7 @@ def minimize_on_working_sets(
     y = np.zeros(program.n_constraints) if multipliers is None else multipliers
     runs: list[AugmentedLagrangianResult] = []
     sets: list[tuple[int, int]] = []
-    working: SmoothProgram | None = None
+    operator: WorkingSetOperator | None = None
     while True:
         dose = precise.operator.forward(z[:n])
         parts = precise.kkt_parts(z, y, dose)
@@ -114,8 +117,9 @@ def minimize_on_working_sets(
         # The set grows when the whole program's certificate fails outside it: a beamlet that
         # wants fluence beyond the stationarity tolerance, a row some term pulls on. It then
         # takes every beamlet that wants any, and the rows pulled on within the margin.
-        pull = max(np.abs(parts.objective_gradient[:n]).max(initial=0.0), np.abs(parts.constraint_gradient[:n]).max(initial=0.0))
-        grown = (working is None or bool(np.any(~free & (gradient < -tolerances.stationarity * pull)))
+        pull = max(np.abs(parts.objective_gradient[:n]).max(initial=0.0),
+                   np.abs(parts.constraint_gradient[:n]).max(initial=0.0))
+        grown = (operator is None or bool(np.any(~free & (gradient < -tolerances.stationarity * pull)))
                  or bool(np.any(~rows & precise.active_entries(z, y, rho, 0.0, dose))))
         if (not grown and runs[-1].outcome != "iteration_limit") or (grown and len(sets) == _MAX_WORKING_SETS):
             break  # converged on a set that does not grow, yet not optimal, or too many sets: the whole program decides
@@ -129,15 +133,17 @@ def minimize_on_working_sets(
                        for block in program.variable_blocks())
         if grown:
             sets.append((int(free.sum()), int(rows.sum())))
+            operator = None  # the last set's matrix goes before the next is built
             operator = WorkingSetOperator.of(influence, np.flatnonzero(rows), np.flatnonzero(free), dose)
-        working = program.on_working_set(operator, ~free, floors)
         run = minimize_augmented_lagrangian(
-            working, z, dataclasses.replace(remaining, max_iterations=min(remaining.max_iterations, CHECK_EVERY)),
+            program.on_working_set(operator, ~free, floors), z,
+            dataclasses.replace(remaining, max_iterations=min(remaining.max_iterations, CHECK_EVERY)),
             y, penalty)
         runs.append(run)
         paused = run.outcome == "iteration_limit" and remaining.max_iterations > CHECK_EVERY
         if run.outcome == "time_limit" or (run.outcome == "iteration_limit" and not paused):
-            return _combined(precise, tolerances, runs, sets, run.z, run.multipliers, precise.kkt_parts(run.z, run.multipliers))
+            return _combined(precise, tolerances, runs, sets, run.z, run.multipliers,
+                             precise.kkt_parts(run.z, run.multipliers))
         # A paused run goes on at its penalty; a converged one hands its point to a larger set
         # with the penalty it started from (as a warm re-solve does: 10 mm test case, 170 -> 90
         # iterations after the set grew).
