@@ -157,9 +157,9 @@ def test_a_given_start_replaces_the_last_solution() -> None:
 def test_a_weight_change_resolves_warm_without_recompiling() -> None:
     """Warm re-solves run on working sets (`working_set.py`), so the work is iterations times nonzeros.
 
-    Measured: 290 + 90 warm iterations on two working sets of 49% of the nonzeros against 670
-    cold on all of them (0.28 of the cold work); on the whole matrix, 250 warm iterations (0.37)
-    and, before the ninth pass, 448 against 731 (a strict xfail then).
+    Measured: 340 warm iterations on working sets of about half the nonzeros against a cold
+    solve of 120 iterations on all of them and 580 on its own sets: 0.38 of the cold work. On
+    the whole matrix (ninth pass) 250 against 670; before it, 448 against 731 (a strict xfail then).
     """
     protocol, program = _compile(CASES["hard max and mean limits"])
     solver = FirstOrderSolver(program)
@@ -175,7 +175,7 @@ def test_a_weight_change_resolves_warm_without_recompiling() -> None:
     assert warm.objective == pytest.approx(cold.objective, rel=OBJECTIVE_ACCURACY)
     assert warm.objective > first.objective  # the heavier weight really changed the program
     cold_run, warm_run = solver_cold.last_run, solver.last_run
-    assert warm_run.working_sets and not cold_run.working_sets
+    assert warm_run.working_sets
     assert warm_run.nonzero_iterations < 0.5 * cold_run.nonzero_iterations
 
 

@@ -33,7 +33,7 @@ from threadpoolctl import threadpool_limits
 from specc.solve.first_order.assemble import Evaluation, KktParts, SmoothProgram
 
 Stop = Literal["certified", "round"]  # why an inner run stopped early: the KKT test, or the round's tolerance
-Outcome = Literal["converged", "uncertified", "iteration_limit", "time_limit", "stalled", "float32_noise"]
+Outcome = Literal["converged", "uncertified", "iteration_limit", "time_limit", "stalled", "float32_noise", "paused"]
 
 _GROWTH = 10.0  # penalty growth when the violation did not at least halve (ALGENCAN's gamma, tau)
 _REQUIRED_DECREASE = 0.5
@@ -68,6 +68,10 @@ class Tolerances:
     max_iterations: int = 20_000  # inner L-BFGS-B iterations over all outer rounds
     polish_iterations: int = 5_000  # of those, at most this many for the float64 polish
     time_limit_s: float | None = None
+    # Return "paused" at the end of the first round after this many inner iterations (a program
+    # without constraints has one round, cut there), so that a caller can look at the point
+    # (`working_set.py`); a round is never cut, or its multipliers would be updated half-way.
+    pause_after: int | None = None
 
 
 @dataclass(frozen=True)
@@ -276,7 +280,10 @@ class _Rounds:
 
             # Without constraints the check reuses the iterate's gradient and costs no product: at every iterate.
             every = 1 if checker is program and not program.n_constraints else _CHECK_EVERY
-            inner, reason = self.inner(lagrangian, z, budget - (self.iterations - spent_before), stop, every)
+            inner_budget = budget - (self.iterations - spent_before)
+            if self.tolerances.pause_after is not None and not program.n_constraints:
+                inner_budget = min(inner_budget, self.tolerances.pause_after - self.iterations)
+            inner, reason = self.inner(lagrangian, z, inner_budget, stop, every)
             finished = reason == "certified"
             z = inner.x
             deadline_hit = self.out_of_time()
@@ -298,6 +305,8 @@ class _Rounds:
                 return z, y, rho, "float32_noise"
             if self.iterations >= self.tolerances.max_iterations or self.iterations - spent_before >= budget:
                 return z, y, rho, "iteration_limit"
+            if self.tolerances.pause_after is not None and self.iterations >= self.tolerances.pause_after:
+                return z, y, rho, "paused"
             # Growing the penalty once the limits hold within their tolerance buys nothing: the
             # violation left is the products' rounding (float32: about 1e-7 of a dose), which a
             # large penalty turns into multiplier noise, until the multipliers of active limits
@@ -373,8 +382,8 @@ def _minimize(
             polished = True
             z, y, rho, outcome = loop.run(precise, z, y, rho, tolerances.polish_iterations, precise)
             certificate = certify(precise, z, y)
-        # The certificate is the verdict, whatever ended the polish (short of the time limit).
-        if outcome != "time_limit":
+        # The certificate is the verdict, whatever ended the polish (short of the time limit or a pause).
+        if certificate.holds(tolerances) or outcome not in ("time_limit", "paused"):
             outcome = "converged" if certificate.holds(tolerances) else "uncertified"
     evaluation = precise.evaluate(z)  # the reported objective and violation: float64 products
     return AugmentedLagrangianResult(

@@ -34,12 +34,8 @@ import numpy as np
 
 from specc.compile.smooth_context import SmoothFormContext
 from specc.solve.first_order.assemble import DoseOperator, FastPathRefused, SmoothProgram
-from specc.solve.first_order.working_set import minimize_on_working_sets
-from specc.solve.first_order.augmented_lagrangian import (
-    AugmentedLagrangianResult,
-    Tolerances,
-    minimize_augmented_lagrangian,
-)
+from specc.solve.first_order.augmented_lagrangian import AugmentedLagrangianResult, Tolerances
+from specc.solve.first_order.working_set import minimize_from_scratch, minimize_on_working_sets
 from specc.solve.result import SolveResult, SolveStatus, TermValue
 from specc.terms.base import LIMIT_TOLERANCE
 
@@ -96,7 +92,7 @@ class FirstOrderSolver:
             # sets, multipliers from scratch (multi-target 5 mm, sampled solve and finish: 6.9 -> 6.0 s).
             result = minimize_on_working_sets(smooth, smooth.start(start), tolerances, None, None)
         elif self._last is None or start is not None:
-            result = minimize_augmented_lagrangian(smooth, smooth.start(np.zeros(smooth.n_beamlets)), tolerances)
+            result = minimize_from_scratch(smooth, smooth.start(np.zeros(smooth.n_beamlets)), tolerances)
         else:
             previous, result = self._last
             z = smooth.start(result.z[: smooth.n_beamlets])
@@ -166,7 +162,7 @@ def _message(status: SolveStatus, result: AugmentedLagrangianResult, violation: 
     after = f"after {result.iterations} L-BFGS-B iterations in {result.outer_iterations} augmented-Lagrangian rounds"
     if result.working_sets:
         sizes = ", then ".join(f"{beamlets} beamlets x {rows} dose rows" for beamlets, rows in result.working_sets)
-        after += f" (warm, on working sets of the last plan's beamlets and voxels: {sizes})"
+        after += f" (ending on working sets of {sizes})"
     certificate = f" (KKT check in float64: {result.certificate.describe()})" if result.certificate else ""
     if status == "optimal":
         return (

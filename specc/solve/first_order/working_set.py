@@ -1,4 +1,4 @@
-"""A warm re-solve on a working set: the beamlets and voxels the previous plan says matter.
+"""Solving on a working set: the beamlets and voxels the plan so far says matter.
 
 After a weight or limit change the optimum moves, but mostly within the beamlets that
 carry fluence and the voxels whose dose some term pulls on. At the 5 mm C-shape's optimum
@@ -6,7 +6,8 @@ half the beamlets are at 0 with a gradient pushing them there, and 79% of the do
 (54% of the nonzeros) sit where no term pulls even with every dose moved by 10%. A warm
 re-solve therefore runs on the submatrix of the pulled rows and the beamlets that hold or
 want fluence (`WorkingSetOperator`): every product is cheaper, and beamlets that only
-hover at 0 no longer slow L-BFGS-B down (docs/performance.md, tenth pass).
+hover at 0 no longer slow L-BFGS-B down (docs/performance.md, tenth pass). A first solve
+does the same once its plan has taken shape (`minimize_from_scratch`).
 
 Nothing is assumed: the working set's plan is judged by the whole program's float64
 certificate. Where beamlets outside it want fluence or rows outside it are pulled on, they
@@ -35,10 +36,11 @@ from specc.solve.first_order.augmented_lagrangian import (
 # to this fraction of itself: a cushion for the doses the change moves.
 ROW_MARGIN = 0.1
 _MAX_WORKING_SETS = 6  # after that many, the whole program finishes the solve
-# Inner iterations between checks of the set against the whole program: beamlets the moving
-# plan comes to want join before a run converges without them (each such convergence cost
-# about as many iterations again after the set grew; docs/performance.md, tenth pass).
+# Inner iterations (at the end of a round) between checks of the set against the whole program:
+# beamlets the moving plan comes to want join before a run converges without them (each such
+# convergence cost about as many iterations again after the set grew; docs/performance.md, tenth pass).
 CHECK_EVERY = 200
+SHAPED = 0.1  # the stationarity at which a first solve leaves the whole program for working sets
 
 
 class WorkingSetOperator:
@@ -121,7 +123,7 @@ def minimize_on_working_sets(
                    np.abs(parts.constraint_gradient[:n]).max(initial=0.0))
         grown = (operator is None or bool(np.any(~free & (gradient < -tolerances.stationarity * pull)))
                  or bool(np.any(~rows & precise.active_entries(z, y, rho, 0.0, dose))))
-        if (not grown and runs[-1].outcome != "iteration_limit") or (grown and len(sets) == _MAX_WORKING_SETS):
+        if (not grown and runs[-1].outcome != "paused") or (grown and len(sets) == _MAX_WORKING_SETS):
             break  # converged on a set that does not grow, yet not optimal, or too many sets: the whole program decides
         if grown:
             free = free | (z[:n] > 0) | (gradient < 0)
@@ -135,13 +137,11 @@ def minimize_on_working_sets(
             sets.append((int(free.sum()), int(rows.sum())))
             operator = None  # the last set's matrix goes before the next is built
             operator = WorkingSetOperator.of(influence, np.flatnonzero(rows), np.flatnonzero(free), dose)
-        run = minimize_augmented_lagrangian(
-            program.on_working_set(operator, ~free, floors), z,
-            dataclasses.replace(remaining, max_iterations=min(remaining.max_iterations, CHECK_EVERY)),
-            y, penalty)
+        run = minimize_augmented_lagrangian(program.on_working_set(operator, ~free, floors), z,
+                                            dataclasses.replace(remaining, pause_after=CHECK_EVERY), y, penalty)
         runs.append(run)
-        paused = run.outcome == "iteration_limit" and remaining.max_iterations > CHECK_EVERY
-        if run.outcome == "time_limit" or (run.outcome == "iteration_limit" and not paused):
+        paused = run.outcome == "paused"
+        if run.outcome in ("time_limit", "iteration_limit"):
             return _combined(precise, tolerances, runs, sets, run.z, run.multipliers,
                              precise.kkt_parts(run.z, run.multipliers))
         # A paused run goes on at its penalty; a converged one hands its point to a larger set
@@ -150,6 +150,34 @@ def minimize_on_working_sets(
         z, y, penalty = run.z, run.multipliers, run.penalty if paused else run.initial_penalty
     whole = minimize_augmented_lagrangian(program, z, _remaining(tolerances, runs, started), y, penalty)
     return _combined(precise, tolerances, [*runs, whole], sets, whole.z, whole.multipliers, None)
+
+
+def minimize_from_scratch(program: SmoothProgram, z: np.ndarray, tolerances: Tolerances) -> AugmentedLagrangianResult:
+    """A first solve: the whole program until the plan has taken shape, then its working sets.
+
+    The whole program runs until its stationarity is `SHAPED` (a tenth of the pull), when the
+    beamlets and rows that matter are known; working sets take it from there to the
+    certificate (5 mm C-shape first solve 1.65 -> 0.87 s, large case 3.66 -> 2.59 s, and
+    within the noise of that for a stationarity of 0.03 to 0.3; docs/performance.md, tenth pass).
+    """
+    started = time.perf_counter()
+    shaped = minimize_augmented_lagrangian(
+        program, z, dataclasses.replace(tolerances, stationarity=max(SHAPED, tolerances.stationarity)))
+    if shaped.outcome != "converged":
+        return shaped  # a limit, or no shape even at the loose tolerance: the caller decides as for any run
+    # The multipliers go on; the penalty restarts where this run started, as for a warm re-solve:
+    # at its final value the first round must be solved to the certificate's stationarity at the
+    # worst conditioning (10 mm soft-limits test case: 10,680 iterations instead of 2,010).
+    constrained = program.n_constraints > 0
+    rest = minimize_on_working_sets(program, shaped.z, _remaining(tolerances, [shaped], started),
+                                    shaped.multipliers if constrained else None,
+                                    shaped.initial_penalty if constrained else None)
+    return dataclasses.replace(
+        rest, iterations=shaped.iterations + rest.iterations, rounds=shaped.rounds + rest.rounds,
+        outer_iterations=shaped.outer_iterations + rest.outer_iterations,
+        evaluations=shaped.evaluations + rest.evaluations, polished=shaped.polished or rest.polished,
+        nonzero_iterations=shaped.nonzero_iterations + rest.nonzero_iterations,
+    )
 
 
 def _remaining(tolerances: Tolerances, runs: list[AugmentedLagrangianResult], started: float) -> Tolerances:
