@@ -23,7 +23,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
-from specc.case.products import select_rows
+from specc.case.products import BLOCK_NONZEROS, select_rows
 from specc.solve.first_order.assemble import DoseOperator, KktParts, SmoothProgram
 from specc.solve.first_order.augmented_lagrangian import (
     AugmentedLagrangianResult,
@@ -62,7 +62,7 @@ class WorkingSetOperator:
     @classmethod
     def of(cls, influence: sp.csr_matrix, rows: np.ndarray, columns: np.ndarray, base_dose: np.ndarray
            ) -> WorkingSetOperator:
-        return cls(DoseOperator(select_rows(influence, rows)[:, columns]), rows, columns, influence.shape[1], base_dose)
+        return cls(DoseOperator(_submatrix(influence, rows, columns)), rows, columns, influence.shape[1], base_dose)
 
     @property
     def nonzeros(self) -> int:
@@ -86,6 +86,13 @@ class WorkingSetOperator:
         gradient = np.zeros(self.n_beamlets)
         gradient[self.columns] = self._products.adjoint(dose_gradient[self.rows])
         return gradient
+
+
+def _submatrix(influence: sp.csr_matrix, rows: np.ndarray, columns: np.ndarray) -> sp.csr_matrix:
+    """`influence[rows][:, columns]` by blocks of rows, so that the rows' copy with every column never lives whole."""
+    nonzeros = int(np.diff(influence.indptr)[rows].sum())
+    blocks = np.array_split(rows, max(1, -(-nonzeros // BLOCK_NONZEROS)))
+    return sp.vstack([select_rows(influence, block)[:, columns] for block in blocks], format="csr")
 
 
 def minimize_on_working_sets(
