@@ -198,10 +198,11 @@ class SmoothProgram:
                        pull_floors: tuple[float, ...]) -> SmoothProgram:
         """The same program with the `frozen` beamlets held at 0, evaluated through a working-set operator.
 
-        `pull_floors` (one per `variable_blocks` entry) are the whole program's pulls: the
-        certificate measures stationarity against them, since the pull of the free beamlets
-        alone vanishes at their optimum (their gradient does) and would ask for a stationarity
-        the whole program's certificate never needs.
+        `pull_floors` (one per `variable_blocks` entry): the pull of the held beamlets when the
+        set was chosen. The certificate measures stationarity against the larger of it and the
+        set's own pull, as the whole program's would: the free beamlets' pull alone vanishes at
+        their optimum (their gradient does) and would ask for a stationarity the whole program's
+        certificate never needs.
         """
         twin = self.with_operator(operator)
         twin.frozen, twin.pull_floors = frozen, pull_floors

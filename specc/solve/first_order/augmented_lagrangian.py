@@ -112,7 +112,7 @@ class AugmentedLagrangianResult:
     polished: bool = False  # whether float64 rounds were needed
     # Inner iterations times the nonzeros of the matrix they ran on: the work, where iterations differ in cost.
     nonzero_iterations: int = 0
-    # (beamlets, dose rows) of each working set a warm re-solve ran on (`working_set.py`); empty: the whole program
+    # (beamlets, dose rows) of each working set the solve ran on (`working_set.py`); empty: the whole program only
     working_sets: tuple[tuple[int, int], ...] = ()
 
     @property
