@@ -303,7 +303,7 @@ class SmoothProgram:
             if piece.dose is not None and placed.entries is not None:
                 active[placed.entries[np.broadcast_to(piece.dose, placed.entries.shape) != 0]] = True
 
-        for moved in (dose, dose * (1.0 - margin), dose * (1.0 + margin)):
+        for moved in (dose, dose * (1.0 - margin), dose * (1.0 + margin)) if margin else (dose,):
             for p in self.forms:
                 if p.form.objective is not None and p.entries is not None:
                     mark(p, p.form.objective(self._point(p, z, moved))[1])
