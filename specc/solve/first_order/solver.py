@@ -159,7 +159,9 @@ def _hard_residuals(smooth: SmoothProgram, z: np.ndarray) -> list[np.ndarray]:
 
 
 def _message(status: SolveStatus, result: AugmentedLagrangianResult, violation: float, settings: SolverSettings) -> str:
-    after = f"after {result.iterations} L-BFGS-B iterations in {result.outer_iterations} augmented-Lagrangian rounds"
+    after = f"after {result.iterations} L-BFGS-B iterations"
+    if result.multipliers.size:  # rounds only mean something where there are constraints
+        after += f" in {result.outer_iterations} augmented-Lagrangian rounds"
     if result.working_sets:
         sizes = ", then ".join(f"{beamlets} beamlets x {rows} dose rows" for beamlets, rows in result.working_sets)
         after += f" (ending on working sets of {sizes})"
