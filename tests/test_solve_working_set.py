@@ -8,6 +8,8 @@ outside it must gain fluence, or rows outside it must come under a term's pull.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -82,3 +84,16 @@ def test_a_wrong_working_set_grows_until_the_whole_program_is_optimal(what, kind
     assert "working set" in warm.message
     assert warm.objective == pytest.approx(cold.objective, rel=OBJECTIVE_ACCURACY)
     assert run.certificate is not None and run.certificate.holds(Tolerances())
+
+
+def test_a_limit_reached_on_a_working_set_stops_there_and_says_so() -> None:
+    """The iteration budget is the protocol's, across the whole-program start and every set."""
+    program = _program()
+    settings = dataclasses.replace(choose_solver(FIRST_ORDER_SOLVER), max_iterations=400)
+    solver = FirstOrderSolver(program)
+    result = solver.solve(settings)
+    run = solver.last_run
+    assert run.working_sets, "the limit fell before the working sets: the case tests nothing"
+    assert result.iterations <= 400 and run.outcome == "iteration_limit"
+    assert result.status in ("optimal_inaccurate", "time_limit") and not result.converged
+    assert "limit" in result.message
