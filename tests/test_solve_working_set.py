@@ -97,3 +97,4 @@ def test_a_limit_reached_on_a_working_set_stops_there_and_says_so() -> None:
     assert result.iterations <= 400 and run.outcome == "iteration_limit"
     assert result.status in ("optimal_inaccurate", "time_limit") and not result.converged
     assert "limit" in result.message
+

@@ -27,6 +27,7 @@ from specc.case.products import BLOCK_NONZEROS, select_rows
 from specc.solve.first_order.assemble import DoseOperator, KktParts, SmoothProgram
 from specc.solve.first_order.augmented_lagrangian import (
     AugmentedLagrangianResult,
+    Outcome,
     Tolerances,
     judge,
     minimize_augmented_lagrangian,
@@ -102,7 +103,8 @@ def minimize_on_working_sets(
     multipliers: np.ndarray | None,
     penalty: float | None,
 ) -> AugmentedLagrangianResult:
-    """`minimize_augmented_lagrangian` from a previous plan, run on working sets that grow as needed."""
+    """`minimize_augmented_lagrangian` from a plan (the last one, a sampled one, a first solve's shaped one),
+    run on working sets that grow as needed."""
     started = time.perf_counter()
     precise = program.with_operator(program.operator.in_float64())
     influence = program.operator.influence
@@ -120,7 +122,8 @@ def minimize_on_working_sets(
             return _combined(precise, tolerances, runs, sets, z, y, parts)
         remaining = _remaining(tolerances, runs, started)
         if runs and (remaining.max_iterations <= 0 or remaining.time_limit_s == 0.0):
-            return _combined(precise, tolerances, runs, sets, z, y, parts)
+            stop: Outcome = "iteration_limit" if remaining.max_iterations <= 0 else "time_limit"
+            return _combined(precise, tolerances, runs, sets, z, y, parts, stop)
         gradient = parts.objective_gradient[:n] + parts.constraint_gradient[:n]
         rho = 1.0 if penalty is None else penalty
         # The set grows when the whole program's certificate fails outside it: a beamlet that
@@ -197,10 +200,13 @@ def _remaining(tolerances: Tolerances, runs: list[AugmentedLagrangianResult], st
 
 
 def _combined(precise: SmoothProgram, tolerances: Tolerances, runs: list[AugmentedLagrangianResult],
-              sets: list[tuple[int, int]], z: np.ndarray, y: np.ndarray, parts: KktParts | None
-              ) -> AugmentedLagrangianResult:
-    """One result for the runs, judged on the whole program (`parts` at z; None: the last run was the whole program)."""
-    certificate, outcome = runs[-1].certificate, runs[-1].outcome
+              sets: list[tuple[int, int]], z: np.ndarray, y: np.ndarray, parts: KktParts | None,
+              stop: Outcome | None = None) -> AugmentedLagrangianResult:
+    """One result for the runs, judged on the whole program (`parts` at z; None: the last run was the whole program).
+
+    `stop`: the budget ran out between runs (the last run may have ended otherwise, e.g. paused).
+    """
+    certificate, outcome = runs[-1].certificate, stop or runs[-1].outcome
     if parts is not None:
         certificate = judge(precise, z, y, parts)
         if outcome not in ("time_limit", "iteration_limit"):
