@@ -2,11 +2,13 @@
 
     python -m benchmarks.resolve            # the 5 mm C-shape (TG-119 protocol), about a minute
     python -m benchmarks.resolve --large    # the clinical-size case of benchmarks.run
+    python -m benchmarks.resolve --prostate # 5 mm prostate, a protocol with limits of every kind
     python -m benchmarks.resolve --tiny     # the CI configuration (seconds)
 
 The issue's target: a re-solve after changing a weight or a limit costs no recompilation and
 at most 20% of the first solve. The program is compiled once, as `specc plan` compiles it;
-each change is applied to one term (the core's overdose penalty) and solved twice, warm (the
+each change is applied to one term (on the C-shape the core's overdose penalty, which the
+plan leans on most; on the prostate one term of each kind) and solved twice, warm (the
 same `FirstOrderSolver`, from the first plan) and cold (a new solver on the same compiled
 program), in one process, so the ratios compare runs on the same machine minutes apart.
 It prints, per change, the first solve's time, the warm and the cold re-solve's time and
@@ -26,20 +28,52 @@ from benchmarks.run import LARGE, STANDARD, TINY, BenchmarkCase
 from specc.protocol.units import Dose
 from specc.terms import TermBase
 
-# (label, change of the core's overdose term): weights and levels as a planner tunes them.
-CHANGES: list[tuple[str, Callable[[TermBase], TermBase]]] = [
-    ("weight x1.05", lambda term: term.model_copy(update={"weight": term.weight * 1.05})),
-    ("weight x1.5", lambda term: term.model_copy(update={"weight": term.weight * 1.5})),
-    ("weight x4", lambda term: term.model_copy(update={"weight": term.weight * 4.0})),
-    ("level -0.5 Gy", lambda term: term.model_copy(update={"dose": Dose(gy=term.dose.gy - 0.5)})),
+# A change: the changed term, or None for a term it does not touch.
+Change = Callable[[TermBase], TermBase | None]
+
+
+def _weight(kind: str, structure: str, factor: float) -> Change:
+    def change(term: TermBase) -> TermBase | None:
+        if term.kind != kind or term.structures() != (structure,):
+            return None
+        return term.model_copy(update={"weight": term.weight * factor})
+    return change
+
+
+def _level(kind: str, structure: str, shift_gy: float) -> Change:
+    def change(term: TermBase) -> TermBase | None:
+        if term.kind != kind or term.structures() != (structure,):
+            return None
+        return term.model_copy(update={"dose": Dose(gy=term.dose.gy + shift_gy)})
+    return change
+
+
+# (label, change): weights and levels as a planner tunes them.
+CHANGES: list[tuple[str, Change]] = [
+    ("weight x1.05", _weight("quadratic_overdose", "Core", 1.05)),
+    ("weight x1.5", _weight("quadratic_overdose", "Core", 1.5)),
+    ("weight x4", _weight("quadratic_overdose", "Core", 4.0)),
+    ("level -0.5 Gy", _level("quadratic_overdose", "Core", -0.5)),
 ]
+PROSTATE_CHANGES: list[tuple[str, Change]] = [
+    ("rectum gEUD weight x2", _weight("geud", "Rectum", 2.0)),
+    ("rectum DVH weight x4", _weight("dvh", "Rectum", 4.0)),
+    ("PTV uniform weight x1.5", _weight("uniform_dose", "PTV", 1.5)),
+    ("body overdose weight x4", _weight("quadratic_overdose", "Body", 4.0)),
+    ("body level -5 Gy", _level("quadratic_overdose", "Body", -5.0)),
+]
+PROSTATE = BenchmarkCase("prostate 5 mm, limits of every kind", "prostate", "benchmarks/protocols/prostate-limits.yaml",
+                         5.0, 9, 5.0)
 
 
-def _is_changed(term: TermBase) -> bool:
-    return term.kind == "quadratic_overdose" and term.structures() == ("Core",)
+def _changed(terms: list[TermBase], change: Change) -> list[TermBase]:
+    changed = [change(term) for term in terms]
+    if all(term is None for term in changed):
+        raise SystemExit("the protocol has no term this change applies to")
+    return [new if new is not None else old for new, old in zip(changed, terms)]
 
 
-def run_case(case: BenchmarkCase) -> dict:
+def run_case(case: BenchmarkCase, changes: list[tuple[str, Change]] = CHANGES) -> dict:
     from specc.case.phantoms import build_phantom
     from specc.pipeline import compile_for_plan
     from specc.protocol import load_protocol
@@ -51,11 +85,9 @@ def run_case(case: BenchmarkCase) -> dict:
     compile_s = time.perf_counter() - started
     program, settings = compiled.program, compiled.settings
     terms = [term.term for term in program.terms]
-    if not any(_is_changed(term) for term in terms):
-        raise SystemExit(f"{case.protocol}: no quadratic_overdose term on Core to change")
     runs = []
-    for label, change in CHANGES:
-        changed = [change(term) if _is_changed(term) else term for term in terms]
+    for label, change in changes:
+        changed = _changed(terms, change)
         solver = FirstOrderSolver(program)
         started = time.perf_counter()
         first = solver.solve(settings)
@@ -83,10 +115,11 @@ def run_case(case: BenchmarkCase) -> dict:
 def _print(result: dict) -> None:
     print(f"\n{result['case']}: compiled once in {result['compile_s']:.2f} s "
           f"({result['dose_entries']} dose entries, {result['nonzeros']} nonzeros)")
-    print(f"{'change':16s} {'first s':>8s} {'it':>5s} {'warm s':>7s} {'it':>5s} {'cold s':>7s} {'it':>5s} "
+    width = max(len(run["change"]) for run in result["runs"])
+    print(f"{'change':{width}s} {'first s':>8s} {'it':>5s} {'warm s':>7s} {'it':>5s} {'cold s':>7s} {'it':>5s} "
           f"{'warm/first':>10s} {'warm/(compile+first)':>20s} {'warm vs cold':>12s} status")
     for run in result["runs"]:
-        print(f"{run['change']:16s} {run['first_s']:8.2f} {run['first_iterations']:5d} {run['warm_s']:7.2f} "
+        print(f"{run['change']:{width}s} {run['first_s']:8.2f} {run['first_iterations']:5d} {run['warm_s']:7.2f} "
               f"{run['warm_iterations']:5d} {run['cold_s']:7.2f} {run['cold_iterations']:5d} "
               f"{run['warm_over_first']:10.2f} {run['warm_over_compile_and_first']:20.2f} "
               f"{run['warm_vs_cold_objective']:12.1e} {'/'.join(run['statuses'])}")
@@ -96,11 +129,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.resolve", description=__doc__.splitlines()[0])
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--large", action="store_true", help="the clinical-size case instead of the 5 mm one")
+    size.add_argument("--prostate", action="store_true", help="the 5 mm prostate, a protocol with limits of every kind")
     size.add_argument("--tiny", action="store_true", help="the small CI case")
     parser.add_argument("--json", type=Path, default=Path("resolve-results.json"))
     args = parser.parse_args(argv)
-    case = TINY if args.tiny else LARGE if args.large else STANDARD
-    result = run_case(case)
+    case = TINY if args.tiny else LARGE if args.large else PROSTATE if args.prostate else STANDARD
+    result = run_case(case, PROSTATE_CHANGES if args.prostate else CHANGES)
     _print(result)
     args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
     print(f"\nwrote {args.json}")

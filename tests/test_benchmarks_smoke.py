@@ -37,3 +37,17 @@ def test_the_tiny_resolve_benchmark_runs_and_its_warm_plans_are_the_cold_ones(tm
         assert run["statuses"] == ["optimal"]
         assert abs(run["warm_vs_cold_objective"]) <= 1e-3  # the issue's accuracy, both certified
         assert run["warm_s"] > 0 and run["warm_over_first"] == run["warm_s"] / run["first_s"]
+
+
+def test_the_prostate_resolve_changes_every_kind_and_its_warm_plans_are_the_cold_ones() -> None:
+    """`--prostate` at 10 mm: a protocol with hard maxima and soft DVH, gEUD and mean limits (their
+    auxiliary variables and epigraph constraints go through the working sets too)."""
+    from benchmarks.resolve import PROSTATE, PROSTATE_CHANGES, run_case
+    from benchmarks.run import BenchmarkCase
+
+    coarse = BenchmarkCase("prostate 10 mm", PROSTATE.phantom, PROSTATE.protocol, 10.0, 5, 10.0)
+    result = run_case(coarse, PROSTATE_CHANGES)
+    assert [run["change"] for run in result["runs"]] == [label for label, _ in PROSTATE_CHANGES]
+    for run in result["runs"]:
+        assert run["statuses"] == ["optimal"]
+        assert abs(run["warm_vs_cold_objective"]) <= 1e-3  # the issue's accuracy, both certified
