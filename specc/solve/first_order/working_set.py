@@ -42,6 +42,7 @@ _MAX_WORKING_SETS = 6  # after that many, the whole program finishes the solve
 # convergence cost about as many iterations again after the set grew; docs/performance.md, tenth pass).
 CHECK_EVERY = 200
 SHAPED = 0.1  # the stationarity at which a first solve leaves the whole program for working sets
+LOOK_AHEAD = 20  # whole-program iterations before the first set, from a start that is not shaped
 
 
 class WorkingSetOperator:
@@ -137,6 +138,18 @@ def minimize_on_working_sets(
             break  # converged on a set that does not grow, yet not optimal, or too many sets: the whole program decides
         if grown:
             free = free | (z[:n] > 0) | (gradient < 0)
+            rows = rows | precise.active_entries(z, y, rho, ROW_MARGIN, dose)
+        if operator is None and judge(precise, z, y, parts).stationarity > SHAPED:
+            # A start far from its optimum (a large change) says little about where the plan goes:
+            # look ahead on the whole program, start from there, and take what either point wants.
+            budget = dataclasses.replace(remaining, max_iterations=min(LOOK_AHEAD, remaining.max_iterations))
+            ahead = minimize_augmented_lagrangian(program, z, budget, multipliers, penalty)
+            runs.append(ahead)
+            remaining = _remaining(tolerances, runs, started)
+            z = ahead.z
+            dose = precise.operator.forward(z[:n])
+            parts = precise.kkt_parts(z, y, dose)
+            free = free | (z[:n] > 0) | (parts.objective_gradient[:n] + parts.constraint_gradient[:n] < 0)
             rows = rows | precise.active_entries(z, y, rho, ROW_MARGIN, dose)
         frozen = np.zeros(program.size, dtype=bool)
         frozen[:n] = ~free
