@@ -224,10 +224,12 @@ def _combined(precise: SmoothProgram, tolerances: Tolerances, runs: list[Augment
         certificate = judge(precise, z, y, parts)
         if outcome not in ("time_limit", "iteration_limit"):
             outcome = "converged" if certificate.holds(tolerances) else "uncertified"
-    evaluation = precise.evaluate(z)
+    if parts is None:  # the whole program's own run measured them
+        objective, violation = runs[-1].objective, runs[-1].violation
+    else:
+        objective, violation = parts.objective, float(max(parts.residuals.max(initial=0.0), 0.0))
     return AugmentedLagrangianResult(
-        z=z, multipliers=y, penalty=runs[-1].penalty, outcome=outcome, objective=evaluation.objective,
-        violation=float(max(evaluation.residuals.max(initial=0.0), 0.0)),
+        z=z, multipliers=y, penalty=runs[-1].penalty, outcome=outcome, objective=objective, violation=violation,
         iterations=sum(r.iterations for r in runs), outer_iterations=sum(r.outer_iterations for r in runs),
         evaluations=sum(r.evaluations for r in runs), rounds=[round_ for r in runs for round_ in r.rounds],
         certificate=certificate, polished=any(r.polished for r in runs),
