@@ -53,6 +53,39 @@ def test_the_operator_is_exact_on_its_rows_and_columns() -> None:
     assert not adjoint[np.setdiff1d(np.arange(40), columns)].any()
 
 
+def test_a_set_evaluates_sums_over_entries_on_its_rows_alone_and_the_same_program() -> None:
+    """Objectives that are sums over entries see the set's rows only; value and gradient stay the whole program's."""
+    program = _program()
+    solver = FirstOrderSolver(program)
+    solver.solve(choose_solver(FIRST_ORDER_SOLVER))
+    whole = solver.smooth_program().with_operator(solver.operator.in_float64())
+    z = solver.last_run.z
+    n = whole.n_beamlets
+    # Every third pulled row left out too, so that the rows outside hold some of the objective's value.
+    rows = np.flatnonzero(whole.active_entries(z, np.zeros(whole.n_constraints), 1.0, 0.1))
+    rows = np.delete(rows, np.s_[::3])
+    columns = np.flatnonzero(z[:n] > 0)
+    held = np.zeros(n)
+    held[columns] = z[columns]  # the set's beamlets with the plan's fluence, the others at 0
+    base = whole.operator.forward(held)
+    influence = program.influence.astype(np.float64).tocsr()
+    operator = WorkingSetOperator(DoseOperator(influence[rows][:, columns]), rows, columns, n, base)
+    frozen = np.ones(whole.size, dtype=bool)
+    frozen[columns] = False
+    on_set = whole.on_working_set(operator, frozen, (0.0,) * len(whole.variable_blocks()))
+    # Every sum of squares is cut down to the set's rows; the hard max keeps its entries (one multiplier each).
+    restricted = [" ".join(p.label.split()[:2]) for p, q in zip(whole.forms, on_set.forms) if q.entries is not p.entries]
+    assert restricted == ["quadratic_underdose PTV", "quadratic_overdose PTV", "quadratic_overdose Core",
+                          "quadratic_overdose Body"]
+    assert all(np.isin(q.entries, rows).all() for p, q in zip(whole.forms, on_set.forms) if q.entries is not p.entries)
+    point = z.copy()
+    point[:n] = held * 1.05  # a move inside the set: the rows outside keep the base dose
+    expected = whole.with_operator(operator).evaluate(point)  # the same set, every entry evaluated
+    got = on_set.evaluate(point)
+    assert got.objective == pytest.approx(expected.objective, rel=1e-12)
+    np.testing.assert_allclose(got.gradient, expected.gradient, rtol=1e-10, atol=1e-14)
+
+
 def _program():
     protocol = parse_protocol_text(protocol_text("optimization:\n  terms:" + TERMS, with_body=True), "p.yaml")
     return compile_protocol(protocol, c_shape())
@@ -97,4 +130,5 @@ def test_a_limit_reached_on_a_working_set_stops_there_and_says_so() -> None:
     assert result.iterations <= 400 and run.outcome == "iteration_limit"
     assert result.status in ("optimal_inaccurate", "time_limit") and not result.converged
     assert "limit" in result.message
+
 

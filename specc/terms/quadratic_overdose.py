@@ -17,7 +17,7 @@ from pydantic import Field
 from specc.protocol.units import Dose
 from specc.terms.base import BuildContext, BuiltTerm, EvaluationContext, TermBase, TermResult
 from specc.terms.limits import StructureName, Weight, format_weight
-from specc.terms.smooth import SmoothContext, SmoothForm, weighted_squares
+from specc.terms.smooth import SmoothContext, SmoothForm, squares_form
 
 
 class QuadraticOverdose(TermBase):
@@ -46,7 +46,7 @@ class QuadraticOverdose(TermBase):
     def smooth_form(self, ctx: SmoothContext) -> SmoothForm:
         volumes = ctx.voxel_weights(self.structure)
         level = ctx.per_fraction(self.dose)
-        return SmoothForm(self.structure, objective=weighted_squares(self.weight, volumes, level, "over"))
+        return squares_form(self.structure, self.weight, volumes, level, "over")
 
     def evaluate(self, ctx: EvaluationContext) -> TermResult:
         dose = ctx.dose(self.structure)

@@ -100,6 +100,9 @@ class SmoothForm:
     objective: ObjectiveFunction | None = None
     constraints: tuple[SmoothConstraint, ...] = ()
     auxiliary: Auxiliary | None = None
+    # The objective on some of the structure's entries alone (their positions among them), for
+    # an objective that is a sum over entries: a working set evaluates it on its own rows only.
+    on_entries: Callable[[np.ndarray], ObjectiveFunction] | None = None
 
     @property
     def n_auxiliary(self) -> int:
@@ -126,6 +129,15 @@ def weighted_squares(weight: float, volumes: np.ndarray, level: float, side: str
         return float(weighted @ deviation), SmoothGradient(dose=2.0 * weighted)
 
     return objective
+
+
+def squares_form(structure: str, weight: float, volumes: np.ndarray, level: float, side: str) -> SmoothForm:
+    """`weighted_squares` as a term's whole form, which a working set may evaluate on some entries only."""
+    return SmoothForm(
+        structure,
+        objective=weighted_squares(weight, volumes, level, side),
+        on_entries=lambda kept: weighted_squares(weight, volumes[kept], level, side),
+    )
 
 
 def squared_excess(
