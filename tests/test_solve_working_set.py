@@ -132,3 +132,29 @@ def test_a_limit_reached_on_a_working_set_stops_there_and_says_so() -> None:
     assert "limit" in result.message
 
 
+
+def test_a_set_that_passed_against_stale_floors_goes_on_on_the_same_set(monkeypatch) -> None:
+    """The held beamlets' pull is measured when a set is chosen; when the whole program's certificate
+    then fails without the set growing, the run goes on once on the same set against their pull now,
+    not on the whole program. Here the first set's floors are made 20x too large, so that its run
+    stops early and its point fails the whole program's test."""
+    import specc.solve.first_order.working_set as working_set
+
+    program = _program()
+    settings = choose_solver(FIRST_ORDER_SOLVER)
+    solver = FirstOrderSolver(program)
+    solver.solve(settings)
+    runs: list[tuple[object, bool]] = []  # (the operator each run used, whether it was on a set)
+    minimize = working_set.minimize_augmented_lagrangian
+
+    def spy(smooth, z, tolerances, multipliers=None, penalty=None):
+        if smooth.frozen is not None and not runs:
+            smooth.pull_floors = tuple(20.0 * floor for floor in smooth.pull_floors)
+        runs.append((smooth.operator, smooth.frozen is not None))
+        return minimize(smooth, z, tolerances, multipliers, penalty)
+
+    monkeypatch.setattr(working_set, "minimize_augmented_lagrangian", spy)
+    warm = solver.solve(settings, terms=_changed(program, "quadratic_overdose", "Core", weight=210.0))
+    assert warm.status == "optimal", warm.message
+    assert len(runs) == 2 and runs[0][0] is runs[1][0]  # the same set twice ...
+    assert all(on_set for _, on_set in runs)  # ... and never the whole program
