@@ -17,11 +17,14 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import scipy.sparse as sp
 
-# About this many nonzeros per block: large enough that a block's product dwarfs the
-# thread hand-off (500k-nonzero blocks were 20% slower on the benchmark matrix), small
-# enough to share two to sixteen cores, and it bounds the float64 copy scipy makes of a
-# float32 block multiplied by a float64 vector (16 MB).
-BLOCK_NONZEROS = 2_000_000
+# At most this many nonzeros per block, the blocks of a matrix equal in nonzeros: large
+# enough that a block's product dwarfs the thread hand-off (a 600k-nonzero matrix in two
+# blocks: 0.50 -> 0.60 ms), small enough that the working sets of a solve (1-6M nonzeros)
+# share two cores. A x and A.T g on two cores, 2M-nonzero blocks -> these (the first as
+# uneven as the old cuts left them): 1.8M nonzeros 1.42 -> 0.95 ms, 5.5M 3.10 -> 2.66 ms,
+# 13.6M and the 32M benchmark matrix unchanged (docs/performance.md, eleventh pass). It
+# also bounds the float64 copy scipy makes of a float32 block times a float64 vector (8 MB).
+BLOCK_NONZEROS = 1_000_000
 
 
 def _view(kind: type, shape: tuple[int, int], data: np.ndarray, indices: np.ndarray, indptr: np.ndarray) -> sp.spmatrix:
@@ -81,7 +84,8 @@ class RowBlocks:
     def __init__(self, matrix: sp.csr_matrix) -> None:
         self.shape = matrix.shape
         indptr = matrix.indptr
-        cuts = np.searchsorted(indptr, np.arange(BLOCK_NONZEROS, matrix.nnz, BLOCK_NONZEROS))
+        count = max(1, -(-matrix.nnz // BLOCK_NONZEROS))
+        cuts = np.searchsorted(indptr, np.arange(1, count) * (matrix.nnz / count))
         bounds = np.unique(np.concatenate([[0], cuts, [matrix.shape[0]]]))
         self.blocks: list[tuple[int, int, sp.csr_matrix, sp.csc_matrix]] = []
         for start, stop in zip(bounds[:-1], bounds[1:]):
