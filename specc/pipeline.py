@@ -3,7 +3,8 @@
 The stages run in order (compile -> solve -> evaluate -> report), each timed. A solve that
 leaves no usable fluence (infeasible, unbounded, time limit, solver error) stops the
 pipeline before anything is written: there is no report that could be mistaken for a plan.
-Goal failures are not errors: they are what the report is for.
+Goal failures are not errors: they are what the report is for. `PlanSession` plans one case
+again as its protocol changes (`specc plan --watch`), warm where the change allows.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from specc.case import Case
 from specc.compile import CompiledProgram, ProgramStats, compile_protocol
 from specc.compile.derive import with_optimization
@@ -26,7 +29,8 @@ from specc.protocol import Protocol, load_protocol
 from specc.protocol.goals import Goal
 from specc.report import write_report
 from specc.solve import SolveResult, SolverSettings, choose_solver
-from specc.solve.clinical import sample_limit_for, solve_clinical
+from specc.solve.clinical import fast_path_alone, sample_limit_for, solve_clinical
+from specc.solve.first_order import FastPathRefused, FirstOrderSolver
 from specc.solve.sample_check import CheckedSolve, check_sample
 
 # Called with (stage, None) when a stage starts and (stage, seconds) when it ends.
@@ -127,30 +131,45 @@ class CompiledPlan:
         return check_sample(self.protocol, self.case, self.program, result, self.settings)
 
 
-def compile_for_plan(protocol: Protocol, case: Case, solver: str | None = None) -> CompiledPlan:
+def compile_for_plan(
+    protocol: Protocol, case: Case, solver: str | None = None, reuse: CompiledProgram | None = None
+) -> CompiledPlan:
     """Derive the optimization when the protocol has none, choose the solver, compile with the
-    sample that solver wants (`sample_limit_for`): the steps of `specc plan` before solving."""
+    sample that solver wants (`sample_limit_for`): the steps of `specc plan` before solving.
+    `reuse`: an earlier program of the case, whose rows a compile selecting the same keeps."""
     protocol, goal_priorities = with_optimization(protocol, case)
     settings = choose_solver(solver, protocol.optimization.solver)
-    program = compile_protocol(protocol, case, sample_limit_for(protocol, settings, goal_priorities))
+    program = compile_protocol(protocol, case, sample_limit_for(protocol, settings, goal_priorities), reuse=reuse)
     return CompiledPlan(protocol, case, program, settings, dict(goal_priorities))
+
+
+def _derived_terms_note(protocol: Protocol) -> list[str]:
+    if protocol.optimization is None or not protocol.optimization.terms:
+        return [
+            "the protocol has no optimization terms: they were derived from its prescription "
+            "and goals (see them with `specc compile --explain`)"
+        ]
+    return []
 
 
 def _plan_case(
     protocol: Protocol, case: Case, case_path: Path | None, out: Path, solver: str | None, pdf: bool, stages: _Stages
 ) -> PlanOutcome:
-    notes: list[str] = []
     with stages.stage("compile"):
-        if protocol.optimization is None or not protocol.optimization.terms:
-            notes.append(
-                "the protocol has no optimization terms: they were derived from its prescription "
-                "and goals (see them with `specc compile --explain`)"
-            )
+        notes = _derived_terms_note(protocol)
         compiled = compile_for_plan(protocol, case, solver)
-    protocol, program, settings = compiled.protocol, compiled.program, compiled.settings
-    notes.extend(program.notes)
     with stages.stage("solve"):
         checked = compiled.solve()
+    return _write_plan(compiled, checked, case_path, out, pdf, stages, notes)
+
+
+def _write_plan(
+    compiled: CompiledPlan, checked: CheckedSolve, case_path: Path | None, out: Path, pdf: bool, stages: _Stages,
+    notes: list[str],
+) -> PlanOutcome:
+    """Evaluate a solved plan on the full grid and write its files (nothing, and no earlier plan, without a solve)."""
+    protocol, case, settings = compiled.protocol, compiled.case, compiled.settings
+    notes = [*notes, *compiled.program.notes]
     solve, program = checked.result, checked.program
     notes.extend(checked.notes)
     if solve.solver != settings.name:
@@ -189,6 +208,72 @@ def _plan_case(
             )
         )
     return PlanOutcome(solve, record, paths, stages.timings, program.stats, notes)
+
+
+class PlanSession:
+    """One case planned again each time its protocol changes (`specc plan --watch`).
+
+    Tuning a protocol means changing a weight or a level and looking at the plan again. A
+    change that leaves the program's dose entries as they were (the same structures named, the
+    same ones hard) is compiled on the earlier program's rows and matrix (`compile_protocol`'s
+    `reuse`: no row selection), and when the fast path alone solves it, that solve starts
+    from the earlier plan: warm, on its working sets, with its multipliers where the limits are
+    the same (`FirstOrderSolver.solve`; docs/performance.md for what a re-solve costs). The
+    result is certified, checked on every voxel, evaluated and reported exactly as `plan`
+    does; a warm solve that does not certify is redone from scratch the usual way.
+    """
+
+    def __init__(
+        self, case: Case, out: Path, case_path: Path | None = None, solver: str | None = None, pdf: bool = False,
+        progress: StageProgress | None = None,
+    ) -> None:
+        self.case, self.out, self.case_path = case, out, case_path
+        self.solver, self.pdf, self.progress = solver, pdf, progress
+        self._compiled: CompiledPlan | None = None  # the last program compiled (sampled as solved)
+        self._fluence: np.ndarray | None = None  # the last plan's fluence
+        self._fast: FirstOrderSolver | None = None  # holds the last plan when the fast path made it on that program
+
+    def plan(self, protocol: Protocol) -> PlanOutcome:
+        stages = _Stages(self.progress)
+        with stages.stage("compile"):
+            notes = _derived_terms_note(protocol)
+            earlier = self._compiled.program if self._compiled is not None else None
+            compiled = compile_for_plan(protocol, self.case, self.solver, reuse=earlier)
+        same_rows = earlier is not None and compiled.program.influence is earlier.influence
+        with stages.stage("solve"):
+            checked, how = self._solve(compiled, same_rows)
+        if how:
+            notes.append(how)
+        self._compiled = compiled
+        self._fluence = checked.result.fluence if checked.result.usable else None
+        return _write_plan(compiled, checked, self.case_path, self.out, self.pdf, stages, notes)
+
+    def _solve(self, compiled: CompiledPlan, same_rows: bool) -> tuple[CheckedSolve, str | None]:
+        """The clinical solve, warm from the last plan when the fast path alone solves the program."""
+        if self._fluence is None or not fast_path_alone(compiled.protocol, compiled.settings, compiled.goal_priorities):
+            self._fast = None
+            return compiled.solve(), None
+        terms = [term.term for term in compiled.program.terms]
+        try:
+            if same_rows and self._fast is not None and self._fast.program.fractions == compiled.program.fractions:
+                result = self._fast.solve(compiled.settings, terms=terms)  # the last plan's multipliers too
+            else:
+                self._fast = FirstOrderSolver(compiled.program)
+                result = self._fast.solve(compiled.settings, start=self._fluence)
+        except FastPathRefused:
+            self._fast = None
+            return compiled.solve(), None
+        if result.status != "optimal":
+            self._fast = None
+            return compiled.solve(), (
+                f"re-planned after a protocol change: the solve warm from the previous plan did not certify "
+                f"({result.status}), so this plan was solved from scratch"
+            )
+        rows = "on the previous program's rows (no row selection), " if same_rows else ""
+        return check_sample(compiled.protocol, self.case, compiled.program, result, compiled.settings), (
+            f"re-planned after a protocol change: compiled {rows}solved warm from the previous plan and certified "
+            f"like any other ({result.solve_time_s:.2f} s)"
+        )
 
 
 def _remove_earlier_plan(out: Path) -> list[Path]:

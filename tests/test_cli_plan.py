@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -93,3 +94,28 @@ def test_cohort_plans_each_case_reports_failures_and_exits_with_the_worst_code(t
 def test_plan_takes_one_case_and_points_to_cohort_for_several(tmp_path: Path) -> None:
     result = runner.invoke(app, ["plan", str(PROTOCOL), "--case", "a.h5", "--case", "b.h5", "--out", str(tmp_path)])
     assert result.exit_code == 1 and "specc cohort PROTOCOL CASE.h5 CASE.h5 ... --out DIR" in result.output
+
+
+def test_watch_plans_again_on_each_save_and_keeps_the_last_plan_through_a_broken_edit(tmp_path: Path, monkeypatch) -> None:
+    protocol = tmp_path / "c-shape.yaml"
+    text = PROTOCOL.read_text(encoding="utf-8")
+    protocol.write_text(text, encoding="utf-8")
+    core = "{kind: quadratic_overdose, structure: Core, dose: 8 Gy, weight: 5}"
+    assert core in text
+    edits = [text.replace(core, core.replace("weight: 5", "weight: 6")), text.replace(core, core.replace("weight: 5", "weight: -6"))]
+
+    def saves(files):  # stands in for the file poller: each yield is one save of the protocol
+        assert protocol in files
+        for edit in edits:
+            protocol.write_text(edit, encoding="utf-8")
+            yield
+
+    monkeypatch.setattr(specc.cli.plan, "_changes", saves)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["plan", str(protocol), *COARSE, "--out", str(out), "--watch", "-q"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("planned again in") == 1  # the broken edit is not planned
+    assert f"{protocol}:" in result.output and "weight" in result.output  # where the broken edit is wrong
+    record = json.loads((out / "plan.json").read_text())
+    assert record["protocol"]["sha256"] == hashlib.sha256(edits[0].encode()).hexdigest()  # the last good plan stays
+    assert any("solved warm from the previous plan" in note for note in record["notes"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,7 +18,7 @@ from specc.errors import SpeccError
 if TYPE_CHECKING:
     from specc.case import Case
     from specc.evaluate import GoalRecord
-    from specc.pipeline import CohortEntry, CohortOutcome
+    from specc.pipeline import CohortEntry, CohortOutcome, PlanOutcome
 
 # Goal statuses, then solver statuses (cohort table) and "error" (a case that stopped before a solve).
 _STATUS_STYLE = {
@@ -123,13 +123,19 @@ def plan(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors and the final line."),
     grid: float | None = _GRID,
     beams: int | None = _BEAMS,
+    watch: bool = typer.Option(
+        False, "--watch", help="After the plan, plan again whenever the protocol file (or a template it extends) "
+        "is saved; a changed weight or level re-solves warm, without recompiling. Stop with Ctrl-C."
+    ),
 ) -> None:
     """Plan a case with a protocol: compile, solve, evaluate on the full grid, write the report.
 
     Exit code 0 when the solve gave a plan (goal failures are in the report), 1 when it did
-    not (nothing is written), 2 with --strict when a priority-1 goal fails.
+    not (nothing is written), 2 with --strict when a priority-1 goal fails (with --watch: the
+    last plan's).
     """
-    from specc.pipeline import plan as run_plan
+    from specc.case import Case
+    from specc.pipeline import PlanSession
     from specc.protocol import load_protocol
 
     if cases and len(cases) > 1:
@@ -139,16 +145,78 @@ def plan(
         # The protocol first: a typo in it should not wait for a phantom's dose engine.
         loaded = load_protocol(protocol)
         case_or_path = _load_case(cases[0] if cases else None, phantom, grid, beams, printer)
-        outcome = run_plan(loaded, case_or_path, out, solver=solver, pdf=pdf, progress=printer)
+        case_path = None if isinstance(case_or_path, Case) else case_or_path
+        case = case_or_path if isinstance(case_or_path, Case) else _read_case(case_or_path, printer)
+        session = PlanSession(case, out, case_path, solver=solver, pdf=pdf, progress=printer)
+        outcome = session.plan(loaded)
     except SpeccError as error:
         printer.stop()
         fail(error)
+    code = _print_outcome(outcome, quiet, strict)
+    if not watch:
+        raise typer.Exit(code)
 
+    files = [Path(name) for name in loaded.source.files] if loaded.source is not None else [protocol]
+    console.print(f"watching {', '.join(map(str, files))}: save to plan again; Ctrl-C to stop")
+    try:
+        for _ in _changes(files):
+            started = time.perf_counter()
+            try:
+                loaded = load_protocol(protocol)
+                outcome = session.plan(loaded)
+            except SpeccError as error:  # a half-edited file: say where, keep the last plan, keep watching
+                printer.stop()
+                error_console.print(Text("error: ", style="red") + Text(str(error)), soft_wrap=True)
+                continue
+            if loaded.source is not None:
+                files = [Path(name) for name in loaded.source.files]
+            code = _print_outcome(outcome, quiet, strict)
+            console.print(f"planned again in {time.perf_counter() - started:.2f} s; watching")
+    except KeyboardInterrupt:
+        pass
+    raise typer.Exit(code)
+
+
+def _read_case(path: Path, printer: _StagePrinter) -> Case:
+    from specc.case import Case
+
+    printer("load case", None)
+    started = time.perf_counter()
+    case = Case.load(path)
+    printer("load case", time.perf_counter() - started)
+    return case
+
+
+# Seconds between looks at the watched files.
+_POLL_S = 0.5
+
+
+def _changes(files: list[Path]) -> Iterator[None]:
+    """Yields each time one of `files` holds other bytes than at the last look (forever)."""
+
+    def contents() -> list[bytes | None]:
+        return [path.read_bytes() if path.exists() else None for path in files]
+
+    seen = contents()
+    while True:
+        time.sleep(_POLL_S)
+        now = contents()
+        if now != seen:
+            seen = now
+            yield
+
+
+def _print_outcome(outcome: PlanOutcome, quiet: bool, strict: bool) -> int:
+    """The notes, goals and files of a plan (or why there is none); returns the exit code."""
     for note in outcome.notes:
         if not quiet:
             console.print(Text("note: ", style="yellow") + Text(note))
     if not outcome.succeeded:
-        fail(f"no plan: {outcome.solve.status}: {outcome.solve.message}", code=outcome.exit_code(strict))
+        error_console.print(
+            Text("error: ", style="bold red") + Text(f"no plan: {outcome.solve.status}: {outcome.solve.message}"),
+            soft_wrap=True,
+        )
+        return outcome.exit_code(strict)
 
     record = outcome.record
     assert record is not None
@@ -168,7 +236,7 @@ def plan(
     if strict and failed:
         names = "; ".join(f"{goal.structure} {goal.text} ({goal.source})" for goal in failed)
         error_console.print(Text(f"--strict: priority-1 goals failed: {names}", style="red"))
-    raise typer.Exit(outcome.exit_code(strict))
+    return outcome.exit_code(strict)
 
 
 @app.command()

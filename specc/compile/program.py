@@ -37,6 +37,15 @@ _BYTES_PER_NONZERO = 3 * (8 + 8)
 
 
 @dataclass(frozen=True)
+class RowInputs:
+    """What the program's dose entries were selected from, besides the structures' masks."""
+
+    referenced: tuple[str, ...]
+    exact: frozenset[str]
+    sample_limit: int | None
+
+
+@dataclass(frozen=True)
 class CompiledTerm:
     """One protocol term in the program, with the protocol line it came from."""
 
@@ -98,6 +107,8 @@ class CompiledProgram:
     # copy) and the voxel volume: what a matrix-free solver (specc.solve.first_order) reads.
     influence: sp.csr_matrix | None = None
     voxel_volume_cc: float = 0.0
+    # What chose the rows (`select_voxels`): a recompile with the same keeps them (`reuse`).
+    row_inputs: RowInputs | None = None
     # Set by `with_problem` (a lexicographic step, an exact refinement): a problem that is not
     # the compiled one, which the fast path must not take for it.
     _problem: cp.Problem | None = field(default=None, repr=False)
@@ -151,13 +162,21 @@ def _is_hard(term: TermBase) -> bool:
 
 
 def compile_protocol(
-    protocol: Protocol, case: Case, sample_limit: int | None | Literal["protocol"] = "protocol"
+    protocol: Protocol,
+    case: Case,
+    sample_limit: int | None | Literal["protocol"] = "protocol",
+    reuse: CompiledProgram | None = None,
 ) -> CompiledProgram:
     """Compile `protocol` against `case`; raises CompileError naming the protocol line.
 
     `sample_limit`: soft-only, non-target structures with more entries are sampled to it
     (`specc.compile.voxels`); None keeps every voxel; "protocol" takes the protocol's
     `optimization.solver.sample_voxels` (default `DEFAULT_SAMPLE_LIMIT`).
+    `reuse`: an earlier program of the same case. When the new protocol would select the same
+    dose entries (same masks of the structures its terms name, same hard and target ones, same
+    sample), its rows, matrix and variables are kept and only the terms are built: a weight or
+    a level changed while tuning costs no row selection (large benchmark case: 0.06 s instead
+    of 0.56-0.73 s), and a solver holding the earlier program's plan can warm-start.
     """
     if sample_limit == "protocol":
         sample_limit = protocol_sample_limit(protocol)
@@ -179,15 +198,22 @@ def compile_protocol(
             referenced[name] = None
     exact = {name for term in terms if _is_hard(term) for name in term.structures()}
     exact |= {name for name in referenced if structures.is_target(name)}
-    structure_rows = {name: case.rows(structures.masks[name]) for name in referenced}
-    influence = case.influence
-    if structure_rows:
-        selection = select_voxels(influence, structure_rows, exact, sample_limit, locate=case.grid_indices)
+    row_inputs = RowInputs(tuple(referenced), frozenset(exact), sample_limit)
+    if reuse is not None and _same_rows(reuse, row_inputs, structures):
+        assert reuse.influence is not None
+        selection, influence_rows = reuse.selection, reuse.influence
+        fluence, dose = reuse.fluence, reuse.dose
     else:
-        selection = VoxelSelection(rows=np.empty(0, dtype=np.int64), structures={})
-    # The case's dtype, no float64 copy: cvxpy converts the constant to its own float64
-    # matrix anyway, and the fast path reads the float32 rows.
-    influence_rows = select_rows(influence, selection.rows)
+        structure_rows = {name: case.rows(structures.masks[name]) for name in referenced}
+        if structure_rows:
+            selection = select_voxels(case.influence, structure_rows, exact, sample_limit, locate=case.grid_indices)
+        else:
+            selection = VoxelSelection(rows=np.empty(0, dtype=np.int64), structures={})
+        # The case's dtype, no float64 copy: cvxpy converts the constant to its own float64
+        # matrix anyway, and the fast path reads the float32 rows.
+        influence_rows = select_rows(case.influence, selection.rows)
+        fluence = cp.Variable(case.n_beamlets, nonneg=True, name="fluence")
+        dose = cp.Variable(len(selection.rows), name="dose_per_fraction")
     for entries in selection.structures.values():
         if entries.sampled:
             inside = (f"its {entries.kept} voxels whose rows the program holds anyway and " if entries.kept else "")
@@ -198,8 +224,6 @@ def compile_protocol(
                 "evaluated on every voxel"
             )
 
-    fluence = cp.Variable(case.n_beamlets, nonneg=True, name="fluence")
-    dose = cp.Variable(len(selection.rows), name="dose_per_fraction")
     context = ProgramContext(
         fluence, dose, selection.structures, case.voxel_volume_cc, protocol.prescription.fractions, case.beamlets
     )
@@ -244,7 +268,15 @@ def compile_protocol(
         notes=notes,
         influence=influence_rows,
         voxel_volume_cc=case.voxel_volume_cc,
+        row_inputs=row_inputs,
     )
+
+
+def _same_rows(earlier: CompiledProgram, inputs: RowInputs, structures: ResolvedStructures) -> bool:
+    """Whether `earlier` selected its dose entries from the same inputs (so the same entries)."""
+    if earlier.row_inputs != inputs or earlier.influence is None:
+        return False
+    return all(np.array_equal(earlier.structures.masks[name], structures.masks[name]) for name in inputs.referenced)
 
 
 def _statistics(

@@ -37,14 +37,20 @@ def sample_limit_for(protocol: Protocol, settings: SolverSettings, goal_prioriti
     the priorities make more than one lexicographic step, or a hard DVH limit needs its exact
     refinement (both cvxpy problems; the fast path leaves hard CVaR limits to CLARABEL too).
     """
+    by_cvxpy = not fast_path_alone(protocol, settings, goal_priorities)
+    return protocol_sample_limit(protocol, CVXPY_SAMPLE_LIMIT if by_cvxpy else DEFAULT_SAMPLE_LIMIT)
+
+
+def fast_path_alone(protocol: Protocol, settings: SolverSettings, goal_priorities: Mapping[int, int]) -> bool:
+    """Whether `solve_clinical` is a single fast-path solve: that solver chosen, one priority
+    step, no hard DVH limit to refine (a cvxpy problem each)."""
     terms = protocol.optimization.terms if protocol.optimization is not None else []
     with_objective = [index for index, term in enumerate(terms) if not term.is_constraint]
-    by_cvxpy = (
-        settings.name != FIRST_ORDER_SOLVER
-        or len(group_steps(with_objective, goal_priorities)) > 1
-        or any(term.kind == "dvh" and term.is_constraint for term in terms)
+    return (
+        settings.name == FIRST_ORDER_SOLVER
+        and len(group_steps(with_objective, goal_priorities)) <= 1
+        and not any(term.kind == "dvh" and term.is_constraint for term in terms)
     )
-    return protocol_sample_limit(protocol, CVXPY_SAMPLE_LIMIT if by_cvxpy else DEFAULT_SAMPLE_LIMIT)
 
 
 def solve_clinical(

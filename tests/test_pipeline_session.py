@@ -1,0 +1,86 @@
+"""`PlanSession` (`specc plan --watch`): a protocol tuned on one case, each change planned again.
+
+A change of weights or levels keeps the program's rows (no row selection) and starts the fast
+path from the last plan; the plan must be the one a fresh `plan` gives, certified the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import specc.compile.program as program_module
+from specc.pipeline import PlanSession, plan
+from specc.protocol import parse_protocol_text
+from tests.optimizer_fixtures import c_shape, protocol_text
+
+CORE = "    - {kind: quadratic_overdose, structure: Core, dose: 10 Gy, weight: WEIGHT}\n"
+TERMS = """optimization:
+  terms:
+    - {kind: quadratic_underdose, structure: PTV, dose: 50 Gy, weight: 100}
+    - {kind: quadratic_overdose, structure: PTV, dose: 52 Gy, weight: 30}
+    - {kind: max_dose, structure: PTV, dose: 54 Gy}
+"""
+
+
+def _protocol(core_weight: float, body_term: str = ""):
+    text = protocol_text(TERMS + CORE.replace("WEIGHT", str(core_weight)) + body_term, with_body=True)
+    return parse_protocol_text(text, "tuned.yaml")
+
+
+@pytest.fixture
+def selections(monkeypatch) -> list[int]:
+    """One entry per row selection (`select_voxels`) the compiles make."""
+    calls: list[int] = []
+    select = program_module.select_voxels
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return select(*args, **kwargs)
+
+    monkeypatch.setattr(program_module, "select_voxels", counted)
+    return calls
+
+
+def test_a_weight_change_keeps_the_rows_starts_warm_and_gives_the_fresh_plan(tmp_path: Path, selections) -> None:
+    case = c_shape()
+    session = PlanSession(case, tmp_path / "tuned")
+    first = session.plan(_protocol(200))
+    assert first.succeeded and first.solve.converged and len(selections) == 1
+    for weight in (220, 260):  # the second change re-solves on the solver the first one left
+        changed = _protocol(weight)
+        before = len(selections)
+        again = session.plan(changed)
+        assert len(selections) == before, "a weight change selected the rows again"
+        assert again.succeeded and again.solve.converged, again.solve.message
+        assert any("solved warm from the previous plan" in note and "no row selection" in note for note in again.notes)
+        fresh = plan(changed, case, tmp_path / f"fresh{weight}")
+        assert again.solve.objective == pytest.approx(fresh.solve.objective, rel=1e-3)
+        assert again.solve.iterations < fresh.solve.iterations  # warm: less work than the cold solve
+        record = json.loads((tmp_path / "tuned" / "plan.json").read_text())
+        assert record["protocol"]["sha256"] == changed.source.sha256  # the report is the changed protocol's
+
+
+def test_a_change_of_structures_selects_the_rows_again(tmp_path: Path, selections) -> None:
+    case = c_shape()
+    session = PlanSession(case, tmp_path / "tuned")
+    assert session.plan(_protocol(200)).succeeded
+    body = "    - {kind: quadratic_overdose, structure: Body, dose: 30 Gy, weight: 1}\n"
+    again = session.plan(_protocol(200, body))
+    assert len(selections) == 2
+    assert again.succeeded and again.solve.converged
+    warm = [note for note in again.notes if "solved warm" in note]
+    assert warm and "no row selection" not in warm[0]  # new rows, still started from the last plan
+    fresh = plan(_protocol(200, body), case, tmp_path / "fresh")
+    assert again.solve.objective == pytest.approx(fresh.solve.objective, rel=1e-3)
+
+
+def test_a_session_on_a_cvxpy_solver_plans_each_change_from_scratch(tmp_path: Path) -> None:
+    text = protocol_text(TERMS.replace("terms:", "solver: {name: CLARABEL}\n  terms:") + CORE.replace("WEIGHT", "200"))
+    session = PlanSession(c_shape(), tmp_path)
+    assert session.plan(parse_protocol_text(text, "p.yaml")).succeeded
+    again = session.plan(parse_protocol_text(text.replace("weight: 200", "weight: 220"), "p.yaml"))
+    assert again.succeeded and again.solve.solver == "CLARABEL"
+    assert not any("warm" in note for note in again.notes)
