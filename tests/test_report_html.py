@@ -10,13 +10,15 @@ import sys
 from datetime import datetime, timezone
 from html.parser import HTMLParser
 
+import numpy as np
 import pytest
 from markupsafe import escape
+from matplotlib.collections import PolyCollection
 from evaluate_fakes import masks_of, protocol, solve_result, synthetic_case
 
 from specc.evaluate import Review, evaluate_plan
 from specc.report import ReportError, render_html, write_report
-from specc.report.figures import slices_figure
+from specc.report.figures import fluence_figure, slices_figure
 
 HOSTILE = '<script>alert("x")</script>'
 TARGET = f"PTV {HOSTILE}"
@@ -209,3 +211,21 @@ def test_a_soft_limit_not_reached_is_not_shown_as_a_violated_constraint():
     html = render_html(evaluation.record, case, evaluation, masks)
     assert html.count('<span class="status status-fail">violated</span>') == 1
     assert html.count('<span class="status status-variation">not reached</span>') == 1
+
+
+def test_the_fluence_figure_draws_each_beamlet_as_its_cell_with_its_weight() -> None:
+    case = synthetic_case()
+    fluence = np.linspace(0.0, 2.0, case.n_beamlets)
+    figure = fluence_figure(case, fluence)
+    beamlets = case.beamlets
+    for beam, axes in zip(case.beams, figure.axes):
+        (collection,) = [c for c in axes.collections if isinstance(c, PolyCollection)]
+        members = np.flatnonzero(beamlets.beam_id == beam.id)
+        np.testing.assert_array_equal(collection.get_array(), fluence[members])
+        for path, m in zip(collection.get_paths(), members):
+            xs, ys = path.vertices[:4, 0], path.vertices[:4, 1]
+            assert (xs.min(), xs.max()) == pytest.approx((beamlets.x_mm[m] - beamlets.width_mm[m] / 2,
+                                                          beamlets.x_mm[m] + beamlets.width_mm[m] / 2))
+            assert (ys.min(), ys.max()) == pytest.approx((beamlets.y_mm[m] - beamlets.height_mm[m] / 2,
+                                                          beamlets.y_mm[m] + beamlets.height_mm[m] / 2))
+        assert collection.get_rasterized()  # a grid of cells: an image in the SVG, not one path per beamlet
