@@ -112,9 +112,11 @@ def test_watch_plans_again_on_each_save_and_keeps_the_last_plan_through_a_broken
 
     monkeypatch.setattr(specc.cli.plan, "_changes", saves)
     out = tmp_path / "out"
-    result = runner.invoke(app, ["plan", str(protocol), *COARSE, "--out", str(out), "--watch", "-q"])
+    result = runner.invoke(app, ["plan", str(protocol), *COARSE, "--out", str(out), "--watch"])
     assert result.exit_code == 0, result.output
     assert result.output.count("planned again in") == 1  # the broken edit is not planned
+    first_table, second_table = result.output.split("Clinical goals")[1:]
+    assert "before" not in first_table and "before" in second_table  # the new values beside the last plan's
     assert f"{protocol}:" in result.output and "weight" in result.output  # where the broken edit is wrong
     record = json.loads((out / "plan.json").read_text())
     assert record["protocol"]["sha256"] == hashlib.sha256(edits[0].encode()).hexdigest()  # the last good plan stays

@@ -17,7 +17,7 @@ from specc.errors import SpeccError
 
 if TYPE_CHECKING:
     from specc.case import Case
-    from specc.evaluate import GoalRecord
+    from specc.evaluate import GoalRecord, PlanRecord
     from specc.pipeline import CohortEntry, CohortOutcome, PlanOutcome
 
 # Goal statuses, then solver statuses (cohort table) and "error" (a case that stopped before a solve).
@@ -156,6 +156,7 @@ def plan(
     if not watch:
         raise typer.Exit(code)
 
+    last = outcome.record  # the plan the next one's goals are compared with
     files = [Path(name) for name in loaded.source.files] if loaded.source is not None else [protocol]
     console.print(f"watching {', '.join(map(str, files))}: save to plan again; Ctrl-C to stop")
     try:
@@ -170,7 +171,8 @@ def plan(
                 continue
             if loaded.source is not None:
                 files = [Path(name) for name in loaded.source.files]
-            code = _print_outcome(outcome, quiet, strict)
+            code = _print_outcome(outcome, quiet, strict, before=last)
+            last = outcome.record or last
             console.print(f"planned again in {time.perf_counter() - started:.2f} s; watching")
     except KeyboardInterrupt:
         pass
@@ -206,8 +208,11 @@ def _changes(files: list[Path]) -> Iterator[None]:
             yield
 
 
-def _print_outcome(outcome: PlanOutcome, quiet: bool, strict: bool) -> int:
-    """The notes, goals and files of a plan (or why there is none); returns the exit code."""
+def _print_outcome(outcome: PlanOutcome, quiet: bool, strict: bool, before: PlanRecord | None = None) -> int:
+    """The notes, goals and files of a plan (or why there is none); returns the exit code.
+
+    `before`: the plan this one replaces (--watch), whose goal values are shown beside the new ones.
+    """
     for note in outcome.notes:
         if not quiet:
             console.print(Text("note: ", style="yellow") + Text(note))
@@ -221,9 +226,15 @@ def _print_outcome(outcome: PlanOutcome, quiet: bool, strict: bool) -> int:
     record = outcome.record
     assert record is not None
     if not quiet:
-        table = Table("structure", "goal", "value", "status", title="Clinical goals")
+        earlier = {(goal.structure, goal.text): goal for goal in before.goals} if before is not None else None
+        columns = ["structure", "goal", "value", "status"] + (["before"] if earlier is not None else [])
+        table = Table(*columns, title="Clinical goals")
         for goal in record.goals:
-            table.add_row(goal.structure, goal.text, _goal_value(goal), _goal_status(goal.status))
+            cells: list[str | Text] = [goal.structure, goal.text, _goal_value(goal), _goal_status(goal.status)]
+            if earlier is not None:
+                was = earlier.get((goal.structure, goal.text))
+                cells.append("(new goal)" if was is None else Text(_goal_value(was) + " ") + _goal_status(was.status))
+            table.add_row(*cells)
         console.print(table)
         if not outcome.solve.converged:
             console.print(Text(f"NOT CONVERGED: {outcome.solve.message}", style="bold magenta"))
