@@ -4,6 +4,7 @@
     python -m benchmarks.resolve --large    # the clinical-size case of benchmarks.run
     python -m benchmarks.resolve --prostate # 5 mm prostate, a protocol with limits of every kind
     python -m benchmarks.resolve --tiny     # the CI configuration (seconds)
+    python -m benchmarks.resolve --session  # as `specc plan --watch` re-plans (any size flag too)
 
 The issue's target: a re-solve after changing a weight or a limit costs no recompilation and
 at most 20% of the first solve. The program is compiled once, as `specc plan` compiles it;
@@ -14,6 +15,11 @@ program), in one process, so the ratios compare runs on the same machine minutes
 It prints, per change, the first solve's time, the warm and the cold re-solve's time and
 L-BFGS-B iterations, warm / first, and how far the warm and cold objectives differ (both
 are certified by the same KKT test). Results also go to a JSON file.
+
+`--session` measures what a planner tuning a protocol waits for instead: each change planned
+by a `PlanSession` after its first plan (as `specc plan --watch` does: the compile keeps the
+rows, the solve starts from the last plan) against a fresh `specc plan` of the changed
+protocol, stage by stage (compile, solve, evaluate, report).
 """
 
 from __future__ import annotations
@@ -112,6 +118,59 @@ def run_case(case: BenchmarkCase, changes: list[tuple[str, Change]] = CHANGES) -
             "nonzeros": program.stats.nonzeros, "runs": runs}
 
 
+def _changed_protocol(protocol, change: Change):
+    """The protocol with `change` applied to its optimization terms (its source stays the original's)."""
+    optimization = protocol.optimization
+    terms = _changed(list(optimization.terms), change)
+    return protocol.model_copy(update={"optimization": optimization.model_copy(update={"terms": terms})})
+
+
+def run_session(case: BenchmarkCase, changes: list[tuple[str, Change]] = CHANGES) -> dict:
+    import tempfile
+
+    from specc.case.phantoms import build_phantom
+    from specc.pipeline import PlanSession, plan
+    from specc.protocol import load_protocol
+
+    built = build_phantom(case.phantom, beams=case.beams, grid_mm=case.grid_mm, beamlet_mm=case.beamlet_mm)
+    protocol = load_protocol(case.protocol)
+    runs = []
+    with tempfile.TemporaryDirectory() as folder:
+        for label, change in changes:
+            session = PlanSession(built, Path(folder) / "session")
+            first = session.plan(protocol)
+            changed = _changed_protocol(protocol, change)
+            again = session.plan(changed)
+            fresh = plan(changed, built, Path(folder) / "fresh")
+            outcomes = {"first": first, "again": again, "fresh": fresh}
+            runs.append({
+                "change": label,
+                "statuses": sorted({outcome.solve.status for outcome in outcomes.values()}),
+                "warm": any("solved warm" in note for note in again.notes),
+                **{f"{name}_s": dict(outcome.timings_s) for name, outcome in outcomes.items()},
+                "again_vs_fresh_objective": (again.solve.objective - fresh.solve.objective) / fresh.solve.objective
+                if again.solve.objective is not None and fresh.solve.objective else float("nan"),
+            })
+    return {"case": case.name, "session": True, "runs": runs}
+
+
+def _compile_and_solve(timings: dict[str, float]) -> float:
+    return timings["compile"] + timings["solve"]
+
+
+def _print_session(result: dict) -> None:
+    print(f"\n{result['case']}: each change re-planned by a PlanSession (specc plan --watch) after its first plan, "
+          "against a fresh specc plan of the changed protocol; seconds")
+    width = max(len(run["change"]) for run in result["runs"])
+    print(f"{'change':{width}s} {'first c+s':>9s} {'re-plan c+s':>11s} {'fresh c+s':>9s} {'re-plan/first':>13s} "
+          f"{'re-plan/fresh':>13s} {'report':>6s} {'vs fresh':>9s} warm status")
+    for run in result["runs"]:
+        first, again, fresh = (_compile_and_solve(run[f"{name}_s"]) for name in ("first", "again", "fresh"))
+        print(f"{run['change']:{width}s} {first:9.2f} {again:11.2f} {fresh:9.2f} {again / first:13.2f} "
+              f"{again / fresh:13.2f} {run['again_s']['report']:6.2f} {run['again_vs_fresh_objective']:9.1e} "
+              f"{'yes ' if run['warm'] else 'no  '} {'/'.join(run['statuses'])}")
+
+
 def _print(result: dict) -> None:
     print(f"\n{result['case']}: compiled once in {result['compile_s']:.2f} s "
           f"({result['dose_entries']} dose entries, {result['nonzeros']} nonzeros)")
@@ -131,11 +190,17 @@ def main(argv: list[str] | None = None) -> dict:
     size.add_argument("--large", action="store_true", help="the clinical-size case instead of the 5 mm one")
     size.add_argument("--prostate", action="store_true", help="the 5 mm prostate, a protocol with limits of every kind")
     size.add_argument("--tiny", action="store_true", help="the small CI case")
+    parser.add_argument("--session", action="store_true", help="re-plan as `specc plan --watch` does, all stages")
     parser.add_argument("--json", type=Path, default=Path("resolve-results.json"))
     args = parser.parse_args(argv)
     case = TINY if args.tiny else LARGE if args.large else PROSTATE if args.prostate else STANDARD
-    result = run_case(case, PROSTATE_CHANGES if args.prostate else CHANGES)
-    _print(result)
+    changes = PROSTATE_CHANGES if args.prostate else CHANGES
+    if args.session:
+        result = run_session(case, changes)
+        _print_session(result)
+    else:
+        result = run_case(case, changes)
+        _print(result)
     args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
     print(f"\nwrote {args.json}")
     return result

@@ -51,3 +51,18 @@ def test_the_prostate_resolve_changes_every_kind_and_its_warm_plans_are_the_cold
     for run in result["runs"]:
         assert run["statuses"] == ["optimal"]
         assert abs(run["warm_vs_cold_objective"]) <= 1e-3  # the issue's accuracy, both certified
+
+
+def test_the_tiny_session_benchmark_re_plans_warm_and_gives_the_fresh_plans(tmp_path: Path) -> None:
+    """`--session`: each change re-planned as `specc plan --watch` does, every stage timed."""
+    from benchmarks.resolve import CHANGES
+    from benchmarks.resolve import main as resolve
+
+    out = tmp_path / "session.json"
+    result = resolve(["--tiny", "--session", "--json", str(out)])
+    assert json.loads(out.read_text())["runs"] == result["runs"]
+    assert [run["change"] for run in result["runs"]] == [label for label, _ in CHANGES]
+    for run in result["runs"]:
+        assert run["statuses"] == ["optimal"] and run["warm"]
+        assert abs(run["again_vs_fresh_objective"]) <= 1e-3
+        assert set(run["again_s"]) == {"compile", "solve", "evaluate", "report"}
