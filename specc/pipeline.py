@@ -17,8 +17,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from specc.case import Case
 from specc.compile import CompiledProgram, ProgramStats, compile_protocol
 from specc.compile.derive import with_optimization
@@ -30,7 +28,7 @@ from specc.protocol.goals import Goal
 from specc.report import write_report
 from specc.solve import SolveResult, SolverSettings, choose_solver
 from specc.solve.clinical import fast_path_alone, sample_limit_for, solve_clinical
-from specc.solve.first_order import FastPathRefused, FirstOrderSolver
+from specc.solve.first_order import FIRST_ORDER_SOLVER, WarmStart
 from specc.solve.sample_check import CheckedSolve, check_sample
 
 # Called with (stage, None) when a stage starts and (stage, seconds) when it ends.
@@ -122,11 +120,14 @@ class CompiledPlan:
     settings: SolverSettings
     goal_priorities: dict[int, int]
 
-    def solve(self) -> CheckedSolve:
-        """The clinical solve, its sample checked on every voxel (and finished there when it cost too much)."""
+    def solve(self, warm: WarmStart | None = None) -> CheckedSolve:
+        """The clinical solve, its sample checked on every voxel (and finished there when it cost too much).
+
+        `warm`: where the fast path starts, when it solves the program alone (a previous plan).
+        """
         options = self.protocol.optimization.solver
         result = solve_clinical(
-            self.program, self.settings, self.goal_priorities, options.slip_percent, options.coverage_slip_gy
+            self.program, self.settings, self.goal_priorities, options.slip_percent, options.coverage_slip_gy, warm
         )
         return check_sample(self.protocol, self.case, self.program, result, self.settings)
 
@@ -215,12 +216,12 @@ class PlanSession:
 
     Tuning a protocol means changing a weight or a level and looking at the plan again. A
     change that leaves the program's dose entries as they were (the same structures named, the
-    same ones hard) is compiled on the earlier program's rows and matrix (`compile_protocol`'s
-    `reuse`: no row selection), and when the fast path alone solves it, that solve starts
-    from the earlier plan: warm, on its working sets, with its multipliers where the limits are
-    the same (`FirstOrderSolver.solve`; docs/performance.md for what a re-solve costs). The
-    result is certified, checked on every voxel, evaluated and reported exactly as `plan`
-    does; a warm solve that does not certify is redone from scratch the usual way.
+    same ones hard, the same sample) is compiled on the earlier program's rows and matrix
+    (`compile_protocol`'s `reuse`: no row selection). When the fast path solves the protocol
+    alone (`fast_path_alone`), its solve starts from the last plan (`WarmStart`): on the same
+    rows the solver that made it re-solves warm with its multipliers, on other rows the last
+    fluence is the start. The plan is certified, falls back to the reference solver, is checked
+    on every voxel, evaluated and reported exactly as `plan` does it; docs/compiler.md.
     """
 
     def __init__(
@@ -230,8 +231,7 @@ class PlanSession:
         self.case, self.out, self.case_path = case, out, case_path
         self.solver, self.pdf, self.progress = solver, pdf, progress
         self._compiled: CompiledPlan | None = None  # the last program compiled (sampled as solved)
-        self._fluence: np.ndarray | None = None  # the last plan's fluence
-        self._fast: FirstOrderSolver | None = None  # holds the last plan when the fast path made it on that program
+        self._warm = WarmStart()  # the last plan's fluence, and the fast-path solver that made it
 
     def plan(self, protocol: Protocol) -> PlanOutcome:
         stages = _Stages(self.progress)
@@ -239,41 +239,20 @@ class PlanSession:
             notes = _derived_terms_note(protocol)
             earlier = self._compiled.program if self._compiled is not None else None
             compiled = compile_for_plan(protocol, self.case, self.solver, reuse=earlier)
-        same_rows = earlier is not None and compiled.program.influence is earlier.influence
+        alone = fast_path_alone(compiled.protocol, compiled.settings, compiled.goal_priorities)
+        if not alone:
+            self._warm.solver = None
+        warm_from = self._warm.fluence if alone else None
         with stages.stage("solve"):
-            checked, how = self._solve(compiled, same_rows)
-        if how:
-            notes.append(how)
+            checked = compiled.solve(self._warm if alone else None)
+        if warm_from is not None and checked.result.solver == FIRST_ORDER_SOLVER:
+            rows = "on the previous program's rows (no row selection), " if compiled.program.influence is getattr(
+                earlier, "influence", None) else ""
+            notes.append(f"re-planned after a protocol change: compiled {rows}solved warm from the previous plan "
+                         "and certified like any other")
         self._compiled = compiled
-        self._fluence = checked.result.fluence if checked.result.usable else None
+        self._warm.fluence = checked.result.fluence if checked.result.usable else None
         return _write_plan(compiled, checked, self.case_path, self.out, self.pdf, stages, notes)
-
-    def _solve(self, compiled: CompiledPlan, same_rows: bool) -> tuple[CheckedSolve, str | None]:
-        """The clinical solve, warm from the last plan when the fast path alone solves the program."""
-        if self._fluence is None or not fast_path_alone(compiled.protocol, compiled.settings, compiled.goal_priorities):
-            self._fast = None
-            return compiled.solve(), None
-        terms = [term.term for term in compiled.program.terms]
-        try:
-            if same_rows and self._fast is not None and self._fast.program.fractions == compiled.program.fractions:
-                result = self._fast.solve(compiled.settings, terms=terms)  # the last plan's multipliers too
-            else:
-                self._fast = FirstOrderSolver(compiled.program)
-                result = self._fast.solve(compiled.settings, start=self._fluence)
-        except FastPathRefused:
-            self._fast = None
-            return compiled.solve(), None
-        if result.status != "optimal":
-            self._fast = None
-            return compiled.solve(), (
-                f"re-planned after a protocol change: the solve warm from the previous plan did not certify "
-                f"({result.status}), so this plan was solved from scratch"
-            )
-        rows = "on the previous program's rows (no row selection), " if same_rows else ""
-        return check_sample(compiled.protocol, self.case, compiled.program, result, compiled.settings), (
-            f"re-planned after a protocol change: compiled {rows}solved warm from the previous plan and certified "
-            f"like any other ({result.solve_time_s:.2f} s)"
-        )
 
 
 def _remove_earlier_plan(out: Path) -> list[Path]:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from specc.compile import CompiledProgram
     from specc.protocol import Protocol
     from specc.solve.choice import SolverSettings
+    from specc.solve.first_order.solver import WarmStart
     from specc.solve.result import SolveResult
 
 # The default sample of soft-only structures when an interior-point solver will solve the
@@ -59,16 +60,18 @@ def solve_clinical(
     goal_priorities: Mapping[int, int] | None = None,
     slip_percent: float | None = None,
     coverage_slip_gy: float | None = None,
+    warm: WarmStart | None = None,
 ) -> SolveResult:
     """Solve `program` by priority steps, then refine its DVH limits to their exact form.
 
     `goal_priorities` maps a term index to its priority (`with_optimization` gives it: the
     terms' own `priority` fields, derived from goals or written); `slip_percent` is the protocol's
     `optimization.solver.slip_percent` and `coverage_slip_gy` the coverage step's slip in Gy
-    (None: the documented defaults, `specc.solve.priorities`).
+    (None: the documented defaults, `specc.solve.priorities`). `warm`: where the fast path
+    starts when it solves the program in one step (`fast_path_alone`).
     """
     result, lexicographic = solve_lexicographic(
-        program, settings, goal_priorities or {}, slip_percent, coverage_slip_gy
+        program, settings, goal_priorities or {}, slip_percent, coverage_slip_gy, warm
     )
     problem = lexicographic.problem if lexicographic is not None else None
     return refine_dvh_limits(program, problem, result, settings)

@@ -51,6 +51,7 @@ from specc.solve.run import solve_program
 if TYPE_CHECKING:
     from specc.compile import CompiledProgram
     from specc.solve.choice import SolverSettings
+    from specc.solve.first_order.solver import WarmStart
 
 DEFAULT_SLIP_PERCENT = 3.0
 # How much the coverage step's RMS dose excess may rise (Gy, total dose) while lower
@@ -162,10 +163,12 @@ def solve_lexicographic(
     goal_priorities: Mapping[int, int],
     slip_percent: float | None = None,
     coverage_slip_gy: float | None = None,
+    warm: WarmStart | None = None,
 ) -> tuple[SolveResult, LexicographicProblem | None]:
     """Solve `program` step by step (module docstring); the result's `steps` log each step.
 
     `slip_percent` and `coverage_slip_gy` (None: their documented defaults) are the slips.
+    `warm`: where a single solve of the compiled problem starts on the fast path (steps are cvxpy problems).
 
     Stops at the first step without a usable point and returns its result (an infeasible
     first step carries the diagnosis of the hard terms). The returned problem holds the
@@ -174,13 +177,13 @@ def solve_lexicographic(
     """
     steps = plan_steps(program, goal_priorities)
     if not steps:  # only hard terms: one feasibility solve, nothing to rank
-        return solve_program(program, settings), None
+        return solve_program(program, settings, warm), None
     slip = Slip(
         slip_fraction(slip_percent), DEFAULT_COVERAGE_SLIP_GY if coverage_slip_gy is None else coverage_slip_gy
     )
     if len(steps) == 1:  # one step ranks nothing: solve the compiled problem itself (the fast path can take it)
         started = time.perf_counter()
-        result = solve_program(program, settings)
+        result = solve_program(program, settings, warm)
         reached = result.objective if result.usable else None
         record = _record(0, steps[0], program, reached, result, time.perf_counter() - started, slip)
         return dataclasses.replace(result, steps=[record]), None

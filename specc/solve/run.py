@@ -23,6 +23,7 @@ from specc.solve.result import SolveResult, SolveStatus, TermValue
 
 if TYPE_CHECKING:
     from specc.compile import CompiledProgram
+    from specc.solve.first_order.solver import WarmStart
 
 _STATUS: dict[str, SolveStatus] = {
     cp.OPTIMAL: "optimal",
@@ -62,12 +63,15 @@ def _message(status: SolveStatus, settings: SolverSettings, iterations: int | No
     return f"{solver} failed{after}: {detail or 'no reason given'}; try another solver (--solver)."
 
 
-def solve_program(program: CompiledProgram, settings: SolverSettings) -> SolveResult:
-    """Solve `program` with `settings`; never raises for solver trouble, it returns the status."""
+def solve_program(program: CompiledProgram, settings: SolverSettings, warm: WarmStart | None = None) -> SolveResult:
+    """Solve `program` with `settings`; never raises for solver trouble, it returns the status.
+
+    `warm`: where the fast path starts (a previous plan); a cvxpy solver starts as it does.
+    """
     if settings.name == FIRST_ORDER_SOLVER:
         from specc.solve.first_order import solve_first_order
 
-        return solve_first_order(program, settings)
+        return solve_first_order(program, settings, warm)
     started = time.perf_counter()
     detail = ""
     try:

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from specc.solve.first_order.assemble import FastPathRefused, SmoothProgram
 from specc.solve.first_order.augmented_lagrangian import Tolerances
-from specc.solve.first_order.solver import FIRST_ORDER_SOLVER, REFERENCE_SOLVER, FirstOrderSolver, solve_first_order
+from specc.solve.first_order.solver import (
+    FIRST_ORDER_SOLVER,
+    REFERENCE_SOLVER,
+    FirstOrderSolver,
+    WarmStart,
+    solve_first_order,
+)
 
 __all__ = [
     "FIRST_ORDER_SOLVER",
@@ -17,5 +23,6 @@ __all__ = [
     "FirstOrderSolver",
     "SmoothProgram",
     "Tolerances",
+    "WarmStart",
     "solve_first_order",
 ]

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -194,14 +195,41 @@ def _message(status: SolveStatus, result: AugmentedLagrangianResult, violation: 
     return f"{FIRST_ORDER_SOLVER} could not meet the hard limits {after} (violation {100 * violation:.3g}% of their dose)."
 
 
+@dataclass
+class WarmStart:
+    """Where the next fast-path solve of a changed program starts (`specc plan --watch`).
+
+    `solver`: the one that made the last plan; it re-solves a program on the same rows (and
+    the same fractions) warm, keeping its multipliers (`FirstOrderSolver.solve(terms=...)`).
+    `fluence`: the last plan, the start for a program on other rows. `solve_first_order`
+    leaves the solver it used here, for the change after.
+    """
+
+    fluence: np.ndarray | None = None
+    solver: FirstOrderSolver | None = None
+
+    def solve(self, program: CompiledProgram, settings: SolverSettings) -> tuple[FirstOrderSolver, SolveResult]:
+        last = self.solver
+        if last is not None and last.program.influence is program.influence and last.program.fractions == program.fractions:
+            solver, result = last, last.solve(settings, terms=[compiled.term for compiled in program.terms])
+        else:
+            solver = FirstOrderSolver(program)
+            result = solver.solve(settings, start=self.fluence)
+        self.solver = solver
+        return solver, result
+
+
 def _stopped_by_user_limit(solver: FirstOrderSolver, settings: SolverSettings) -> bool:
     """A stop at a limit the protocol set is the user's choice: no reference solve after it."""
     user_limit = settings.time_limit_s is not None or settings.max_iterations is not None
     return user_limit and solver.last_run is not None and solver.last_run.outcome in ("time_limit", "iteration_limit")
 
 
-def solve_first_order(program: CompiledProgram, settings: SolverSettings) -> SolveResult:
-    """The fast path for `solve_program`; the reference solver runs where it refuses or fails."""
+def solve_first_order(program: CompiledProgram, settings: SolverSettings, warm: WarmStart | None = None) -> SolveResult:
+    """The fast path for `solve_program`; the reference solver runs where it refuses or fails.
+
+    `warm`: start from a previous plan (`WarmStart`) instead of from zero.
+    """
     from specc.solve.run import solve_program  # the reference path; imported here to keep the modules acyclic
 
     reference = dataclasses.replace(settings, name=REFERENCE_SOLVER)
@@ -217,14 +245,15 @@ def solve_first_order(program: CompiledProgram, settings: SolverSettings) -> Sol
         reason = f"hard DVH (CVaR) limits are left to the reference solver: {'; '.join(hard_dvh)}"
     else:
         try:
-            solver = FirstOrderSolver(program)
-            result = solver.solve(settings)
+            solver, result = (WarmStart() if warm is None else warm).solve(program, settings)
         except FastPathRefused as error:
             reason = str(error)
         else:
             if result.status == "optimal" or _stopped_by_user_limit(solver, settings):
                 return result
             reason = result.message
+    if warm is not None:
+        warm.solver = None  # the plan is the reference solver's: the next change starts from its fluence
     fallback = solve_program(program, reference)
     note = f"{FIRST_ORDER_SOLVER} did not solve this program ({reason}); {REFERENCE_SOLVER} solved it instead. "
     return dataclasses.replace(fallback, message=note + fallback.message)
