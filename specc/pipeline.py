@@ -239,6 +239,7 @@ class PlanSession:
             notes = _derived_terms_note(protocol)
             earlier = self._compiled.program if self._compiled is not None else None
             compiled = compile_for_plan(protocol, self.case, self.solver, reuse=earlier)
+        same_rows = earlier is not None and compiled.program.influence is earlier.influence
         alone = fast_path_alone(compiled.protocol, compiled.settings, compiled.goal_priorities)
         if not alone:
             self._warm.solver = None
@@ -246,8 +247,7 @@ class PlanSession:
         with stages.stage("solve"):
             checked = compiled.solve(self._warm if alone else None)
         if warm_from is not None and checked.result.solver == FIRST_ORDER_SOLVER:
-            rows = "on the previous program's rows (no row selection), " if compiled.program.influence is getattr(
-                earlier, "influence", None) else ""
+            rows = "on the previous program's rows (no row selection), " if same_rows else ""
             notes.append(f"re-planned after a protocol change: compiled {rows}solved warm from the previous plan "
                          "and certified like any other")
         self._compiled = compiled

@@ -209,6 +209,7 @@ class WarmStart:
     solver: FirstOrderSolver | None = None
 
     def solve(self, program: CompiledProgram, settings: SolverSettings) -> tuple[FirstOrderSolver, SolveResult]:
+        """Solve `program` from here (from zero when empty); the solver used, and its result."""
         last = self.solver
         if last is not None and last.program.influence is program.influence and last.program.fractions == program.fractions:
             solver, result = last, last.solve(settings, terms=[compiled.term for compiled in program.terms])
