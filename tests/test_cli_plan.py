@@ -121,3 +121,24 @@ def test_watch_plans_again_on_each_save_and_keeps_the_last_plan_through_a_broken
     record = json.loads((out / "plan.json").read_text())
     assert record["protocol"]["sha256"] == hashlib.sha256(edits[0].encode()).hexdigest()  # the last good plan stays
     assert any("solved warm from the previous plan" in note for note in record["notes"])
+
+
+def test_watch_also_watches_the_template_a_protocol_extends(tmp_path: Path, monkeypatch) -> None:
+    template = tmp_path / "c-shape.yaml"
+    template.write_text(PROTOCOL.read_text(encoding="utf-8"), encoding="utf-8")
+    easy = tmp_path / "c-shape-easy.yaml"
+    easy.write_text((PROTOCOL.parent / "c-shape-easy.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    core = "{kind: quadratic_overdose, structure: Core, dose: 8 Gy, weight: 5}"
+
+    def saves(files):
+        assert {path.resolve() for path in files} == {easy.resolve(), template.resolve()}
+        template.write_text(template.read_text(encoding="utf-8").replace(core, core.replace("5}", "6}")), encoding="utf-8")
+        yield
+
+    monkeypatch.setattr(specc.cli.plan, "_changes", saves)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["plan", str(easy), *COARSE, "--out", str(out), "--watch", "-q"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("planned again in") == 1
+    record = json.loads((out / "plan.json").read_text())
+    assert any("weight 6" in term["label"] for term in record["solver"]["terms"])  # the template's edit took effect
