@@ -9,9 +9,10 @@
 The issue's target: a re-solve after changing a weight or a limit costs no recompilation and
 at most 20% of the first solve. The program is compiled once, as `specc plan` compiles it;
 each change is applied to one term (on the C-shape the core's overdose penalty, which the
-plan leans on most; on the prostate one term of each kind) and solved twice, warm (the
-same `FirstOrderSolver`, from the first plan) and cold (a new solver on the same compiled
-program), in one process, so the ratios compare runs on the same machine minutes apart.
+plan leans on most; on the prostate one term of each kind, hard limits included) and solved
+twice, warm (the same `FirstOrderSolver`, from the first plan) and cold (a new solver on the
+same compiled program), in one process, so the ratios compare runs on the same machine
+minutes apart.
 It prints, per change, the first solve's time, the warm and the cold re-solve's time and
 L-BFGS-B iterations, warm / first, and how far the warm and cold objectives differ (both
 are certified by the same KKT test). Results also go to a JSON file.
@@ -67,6 +68,8 @@ PROSTATE_CHANGES: list[tuple[str, Change]] = [
     ("PTV uniform weight x1.5", _weight("uniform_dose", "PTV", 1.5)),
     ("body overdose weight x4", _weight("quadratic_overdose", "Body", 4.0)),
     ("body level -5 Gy", _level("quadratic_overdose", "Body", -5.0)),
+    ("PTV hard max -2 Gy", _level("max_dose", "PTV", -2.0)),
+    ("left femoral head hard max -10 Gy", _level("max_dose", "FemoralHead_L", -10.0)),
 ]
 PROSTATE = BenchmarkCase("prostate 5 mm, limits of every kind", "prostate", "benchmarks/protocols/prostate-limits.yaml",
                          5.0, 9, 5.0)
