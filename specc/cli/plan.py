@@ -174,8 +174,8 @@ def plan(
             code = _print_outcome(outcome, quiet, strict, before=last)
             last = outcome.record or last
             console.print(f"planned again in {time.perf_counter() - started:.2f} s; watching")
-    except KeyboardInterrupt:
-        pass
+    except KeyboardInterrupt:  # Ctrl-C, also in the middle of a plan: stop the spinner, keep the last plan's code
+        printer.stop()
     raise typer.Exit(code)
 
 
