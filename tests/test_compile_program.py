@@ -246,3 +246,29 @@ def test_rows_are_grouped_as_numpy_unique_groups_them() -> None:
     first, inverse = voxels._unique_rows(table)
     np.testing.assert_array_equal(first, expected_first)
     np.testing.assert_array_equal(inverse, expected_inverse.ravel())
+
+
+def test_a_recompile_that_selects_the_same_rows_keeps_them_and_builds_the_new_terms() -> None:
+    """`reuse`: a weight or level change keeps the earlier program's rows, matrix and variables; the
+    program is the one a fresh compile gives. A term on another structure selects rows anew."""
+    case = synthetic_case()
+    terms = ["{kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}",
+             "{kind: quadratic_overdose, structure: Organ, dose: 10 Gy, weight: 1}"]
+    earlier = compile_protocol(protocol(GOALS, terms=terms), case, sample_limit=40)
+    changed = protocol(GOALS, terms=[terms[0], terms[1].replace("weight: 1", "weight: 3").replace("10 Gy", "8 Gy")])
+    reused = compile_protocol(changed, case, sample_limit=40, reuse=earlier)
+    fresh = compile_protocol(changed, case, sample_limit=40)
+    assert reused.influence is earlier.influence and reused.fluence is earlier.fluence
+    np.testing.assert_array_equal(reused.selection.rows, fresh.selection.rows)
+    fluence = np.random.default_rng(2).random(case.n_beamlets)
+    for program in (reused, fresh):
+        program.fluence.value = fluence
+        program.dose.value = program.dose_per_fraction(fluence)
+    assert reused.objective.value == pytest.approx(fresh.objective.value, rel=1e-12)
+    assert reused.objective.value != pytest.approx(earlier.objective.value, rel=1e-6)  # the new terms, not the old
+
+    body = terms + ["{kind: quadratic_overdose, structure: Body, dose: 20 Gy, weight: 1}"]
+    other = compile_protocol(protocol(GOALS, terms=body), case, sample_limit=40, reuse=earlier)
+    assert other.influence is not earlier.influence
+    np.testing.assert_array_equal(other.selection.rows, compile_protocol(protocol(GOALS, terms=body), case,
+                                                                          sample_limit=40).selection.rows)
