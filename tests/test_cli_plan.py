@@ -104,8 +104,8 @@ def test_watch_plans_again_on_each_save_and_keeps_the_last_plan_through_a_broken
     assert core in text
     edits = [text.replace(core, core.replace("weight: 5", "weight: 6")), text.replace(core, core.replace("weight: 5", "weight: -6"))]
 
-    def saves(files):  # stands in for the file poller: each yield is one save of the protocol
-        assert protocol in files
+    def saves(watched, seen):  # stands in for the file poller: each yield is one save of the protocol
+        assert watched() == [protocol] and seen == [text.encode()]
         for edit in edits:
             protocol.write_text(edit, encoding="utf-8")
             yield
@@ -130,8 +130,8 @@ def test_watch_also_watches_the_template_a_protocol_extends(tmp_path: Path, monk
     easy.write_text((PROTOCOL.parent / "c-shape-easy.yaml").read_text(encoding="utf-8"), encoding="utf-8")
     core = "{kind: quadratic_overdose, structure: Core, dose: 8 Gy, weight: 5}"
 
-    def saves(files):
-        assert {path.resolve() for path in files} == {easy.resolve(), template.resolve()}
+    def saves(watched, seen):
+        assert {path.resolve() for path in watched()} == {easy.resolve(), template.resolve()}
         template.write_text(template.read_text(encoding="utf-8").replace(core, core.replace("5}", "6}")), encoding="utf-8")
         yield
 
@@ -142,3 +142,16 @@ def test_watch_also_watches_the_template_a_protocol_extends(tmp_path: Path, monk
     assert result.output.count("planned again in") == 1
     record = json.loads((out / "plan.json").read_text())
     assert any("weight 6" in term["label"] for term in record["solver"]["terms"])  # the template's edit took effect
+
+
+def test_the_poller_sees_a_save_made_while_the_plan_ran(tmp_path: Path, monkeypatch) -> None:
+    """The files' bytes are taken when the protocol is read: a save during the (first) plan is a change."""
+    monkeypatch.setattr(specc.cli.plan, "_POLL_S", 0.001)
+    protocol = tmp_path / "p.yaml"
+    protocol.write_text("a", encoding="utf-8")
+    seen = specc.cli.plan._snapshot([protocol])
+    protocol.write_text("b", encoding="utf-8")  # saved while the plan ran, before the poller started
+    changes = specc.cli.plan._changes(lambda: [protocol], seen)
+    next(changes)
+    protocol.write_text("c", encoding="utf-8")
+    next(changes)  # and each save after it

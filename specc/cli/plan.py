@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from specc.case import Case
     from specc.evaluate import GoalRecord, PlanRecord
     from specc.pipeline import CohortEntry, CohortOutcome, PlanOutcome
+    from specc.protocol import Protocol
 
 # Goal statuses, then solver statuses (cohort table) and "error" (a case that stopped before a solve).
 _STATUS_STYLE = {
@@ -144,6 +145,7 @@ def plan(
     try:
         # The protocol first: a typo in it should not wait for a phantom's dose engine.
         loaded = load_protocol(protocol)
+        seen = _snapshot(_files_of(loaded, protocol))  # what is planned: a save from now on is a change
         case_or_path = _load_case(cases[0] if cases else None, phantom, grid, beams, printer)
         case_path = None if isinstance(case_or_path, Case) else case_or_path
         case = case_or_path if isinstance(case_or_path, Case) else _read_case(case_or_path, printer)
@@ -157,10 +159,10 @@ def plan(
         raise typer.Exit(code)
 
     last = outcome.record  # the plan the next one's goals are compared with
-    files = [Path(name) for name in loaded.source.files] if loaded.source is not None else [protocol]
+    files = _files_of(loaded, protocol)
     console.print(f"watching {', '.join(map(str, files))}: save to plan again; Ctrl-C to stop")
     try:
-        for _ in _changes(files):
+        for _ in _changes(lambda: files, seen):
             started = time.perf_counter()
             try:
                 loaded = load_protocol(protocol)
@@ -169,8 +171,7 @@ def plan(
                 printer.stop()
                 error_console.print(Text("error: ", style="red") + Text(str(error)), soft_wrap=True)
                 continue
-            if loaded.source is not None:
-                files = [Path(name) for name in loaded.source.files]
+            files = _files_of(loaded, protocol)
             code = _print_outcome(outcome, quiet, strict, before=last)
             last = outcome.record or last
             console.print(f"planned again in {time.perf_counter() - started:.2f} s; watching")
@@ -193,16 +194,23 @@ def _read_case(path: Path, printer: _StagePrinter) -> Case:
 _POLL_S = 0.5
 
 
-def _changes(files: list[Path]) -> Iterator[None]:
-    """Yields each time one of `files` holds other bytes than at the last look (forever)."""
+def _files_of(loaded: Protocol, path: Path) -> list[Path]:
+    """The files a protocol was read from: the file itself and the templates it extends."""
+    return [Path(name) for name in loaded.source.files] if loaded.source is not None else [path]
 
-    def contents() -> list[bytes | None]:
-        return [path.read_bytes() if path.exists() else None for path in files]
 
-    seen = contents()
+def _snapshot(files: list[Path]) -> list[bytes | None]:
+    return [path.read_bytes() if path.exists() else None for path in files]
+
+
+def _changes(watched: Callable[[], list[Path]], seen: list[bytes | None]) -> Iterator[None]:
+    """Yields each time the files `watched()` names hold other bytes than `seen` or the last look (forever).
+
+    `seen`: their bytes when the protocol was read, so that a save while a plan runs is not missed.
+    """
     while True:
         time.sleep(_POLL_S)
-        now = contents()
+        now = _snapshot(watched())
         if now != seen:
             seen = now
             yield
