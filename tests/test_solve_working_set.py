@@ -134,10 +134,11 @@ def test_a_limit_reached_on_a_working_set_stops_there_and_says_so() -> None:
 
 
 def test_a_set_that_passed_against_stale_floors_goes_on_on_the_same_set(monkeypatch) -> None:
-    """The held beamlets' pull is measured when a set is chosen; when the whole program's certificate
-    then fails without the set growing, the run goes on once on the same set against their pull now,
-    not on the whole program. Here the first set's floors are made 20x too large, so that its run
-    stops early and its point fails the whole program's test."""
+    """The held beamlets' pull is measured when a set is chosen; where it has shrunk, a run can pass
+    its own test while the whole program's certificate fails, the set not growing. The run then goes
+    on once on the same set (against the pull measured anew), not on the whole program. Here the
+    whole program's verdict after the first run is made a failure (stationarity 1), so that the
+    case arises whatever path the solver takes."""
     import specc.solve.first_order.working_set as working_set
 
     program = _program()
@@ -145,16 +146,24 @@ def test_a_set_that_passed_against_stale_floors_goes_on_on_the_same_set(monkeypa
     solver = FirstOrderSolver(program)
     solver.solve(settings)
     runs: list[tuple[object, bool]] = []  # (the operator each run used, whether it was on a set)
-    minimize = working_set.minimize_augmented_lagrangian
+    failed: list[int] = []
+    minimize, judge = working_set.minimize_augmented_lagrangian, working_set.judge
 
     def spy(smooth, z, tolerances, multipliers=None, penalty=None):
-        if smooth.frozen is not None and not runs:
-            smooth.pull_floors = tuple(20.0 * floor for floor in smooth.pull_floors)
         runs.append((smooth.operator, smooth.frozen is not None))
         return minimize(smooth, z, tolerances, multipliers, penalty)
 
+    def failing_once(program, z, multipliers, parts):
+        certificate = judge(program, z, multipliers, parts)
+        if len(runs) == 1 and not failed:
+            failed.append(1)
+            return dataclasses.replace(certificate, stationarity=1.0)
+        return certificate
+
     monkeypatch.setattr(working_set, "minimize_augmented_lagrangian", spy)
+    monkeypatch.setattr(working_set, "judge", failing_once)
     warm = solver.solve(settings, terms=_changed(program, "quadratic_overdose", "Core", weight=210.0))
     assert warm.status == "optimal", warm.message
+    assert failed, "the first run's verdict was never asked for"
     assert len(runs) == 2 and runs[0][0] is runs[1][0]  # the same set twice ...
     assert all(on_set for _, on_set in runs)  # ... and never the whole program

@@ -39,7 +39,16 @@ _GROWTH = 10.0  # penalty growth when the violation did not at least halve (ALGE
 _REQUIRED_DECREASE = 0.5
 _LARGEST_PENALTY = 1e12  # beyond this the limits are taken to be in conflict: the reference solver decides
 _MAX_OUTER = 60
-_HISTORY = 20  # L-BFGS memory (pairs kept)
+# L-BFGS memory (pairs kept): more pairs take fewer iterations (5 mm C-shape first solve: 539,
+# 459, 360 iterations with 20, 50, 100) but L-BFGS-B's own work per iteration grows with pairs
+# x variables (5 mm prostate, 6,706 variables: 1.5 ms per iteration with 20 pairs, 2.7 ms with
+# 100). A quarter of the nonzeros per variable, between 20 and 100 pairs, keeps that work to
+# about a quarter of the products': 100 on the large case (first solve 2.3-2.5 -> 2.0 s), 20 on
+# the tests' 10 mm programs (100 made them 15% slower); docs/performance.md, eleventh pass.
+_HISTORY_MIN, _HISTORY_MAX = 20, 100
+_NONZEROS_PER_PAIR_AND_VARIABLE = 4
+
+
 _CHECK_EVERY = 10  # inner iterations between KKT checks that cost products (about 1.5 evaluations)
 
 
@@ -130,6 +139,12 @@ def _violation(residuals: np.ndarray) -> float:
     return float(max(residuals.max(), 0.0)) if residuals.size else 0.0
 
 
+def _history(program: SmoothProgram) -> int:
+    """The L-BFGS memory for `program` (see `_NONZEROS_PER_PAIR_AND_VARIABLE`)."""
+    pairs = program.operator.nonzeros // (_NONZEROS_PER_PAIR_AND_VARIABLE * max(program.size, 1))
+    return int(np.clip(pairs, _HISTORY_MIN, _HISTORY_MAX))
+
+
 def _initial_penalty(objective: float, residuals: np.ndarray) -> float:
     """ALGENCAN's rule: balance the objective against the squared violation at the start."""
     squared = 0.5 * float(np.sum(np.maximum(residuals, 0.0) ** 2))
@@ -203,6 +218,7 @@ class _Rounds:
         self.bounds = list(zip(lower, upper))
         self.iterations = self.evaluations = self.outer = self.nonzero_iterations = 0
         self.nonzeros = program.operator.nonzeros
+        self.history = _history(program)
         self.gtol = tolerances.gtol
         self.rounds: list[dict[str, float]] = []
 
@@ -231,7 +247,7 @@ class _Rounds:
         result = minimize(
             function, point, jac=True, method="L-BFGS-B", bounds=self.bounds, callback=check,
             options={"maxiter": remaining, "maxfun": 4 * remaining, "ftol": self.tolerances.ftol,
-                     "gtol": self.gtol, "maxcor": _HISTORY},
+                     "gtol": self.gtol, "maxcor": self.history},
         )
         self.iterations += int(result.nit)
         self.nonzero_iterations += int(result.nit) * self.nonzeros
