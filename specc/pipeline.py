@@ -156,12 +156,7 @@ def _derived_terms_note(protocol: Protocol) -> list[str]:
 def _plan_case(
     protocol: Protocol, case: Case, case_path: Path | None, out: Path, solver: str | None, pdf: bool, stages: _Stages
 ) -> PlanOutcome:
-    with stages.stage("compile"):
-        notes = _derived_terms_note(protocol)
-        compiled = compile_for_plan(protocol, case, solver)
-    with stages.stage("solve"):
-        checked = compiled.solve()
-    return _write_plan(compiled, checked, case_path, out, pdf, stages, notes)
+    return PlanSession(case, out, case_path, solver, pdf).plan(protocol, stages)
 
 
 def _write_plan(
@@ -233,8 +228,9 @@ class PlanSession:
         self._compiled: CompiledPlan | None = None  # the last program compiled (sampled as solved)
         self._warm = WarmStart()  # the last plan's fluence, and the fast-path solver that made it
 
-    def plan(self, protocol: Protocol) -> PlanOutcome:
-        stages = _Stages(self.progress)
+    def plan(self, protocol: Protocol, stages: _Stages | None = None) -> PlanOutcome:
+        """Plan the case with `protocol`; `stages`: the timer of a caller that has timed earlier stages."""
+        stages = _Stages(self.progress) if stages is None else stages
         with stages.stage("compile"):
             notes = _derived_terms_note(protocol)
             earlier = self._compiled.program if self._compiled is not None else None
