@@ -31,6 +31,7 @@ from specc.solve.first_order.augmented_lagrangian import (
     Tolerances,
     judge,
     minimize_augmented_lagrangian,
+    pulls,
 )
 
 # A row stays in the products when some term pulls on its voxel with every dose moved by up
@@ -131,8 +132,7 @@ def minimize_on_working_sets(
         # The set grows when the whole program's certificate fails outside it: a beamlet that
         # wants fluence beyond the stationarity tolerance, a row some term pulls on. It then
         # takes every beamlet that wants any, and the rows pulled on within the margin.
-        pull = max(np.abs(parts.objective_gradient[:n]).max(initial=0.0),
-                   np.abs(parts.constraint_gradient[:n]).max(initial=0.0))
+        pull = pulls(precise, z, parts)[0]
         grown = (operator is None or bool(np.any(~free & (gradient < -tolerances.stationarity * pull)))
                  or bool(np.any(~rows & precise.active_entries(z, y, rho, 0.0, dose))))
         settled = not grown and runs[-1].outcome != "paused"
@@ -161,9 +161,7 @@ def minimize_on_working_sets(
             rows = rows | precise.active_entries(z, y, rho, ROW_MARGIN, dose)
         frozen = np.zeros(program.size, dtype=bool)
         frozen[:n] = ~free
-        floors = tuple(max(np.abs(parts.objective_gradient[block][frozen[block]]).max(initial=0.0),
-                           np.abs(parts.constraint_gradient[block][frozen[block]]).max(initial=0.0))
-                       for block in program.variable_blocks())
+        floors = tuple(pulls(precise, z, parts, among=frozen))
         if grown:
             sets.append((int(free.sum()), int(rows.sum())))
             operator = None  # the last set's matrix goes before the next is built
