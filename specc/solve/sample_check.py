@@ -11,8 +11,9 @@ on every voxel and the fast path goes on from the sampled plan: most of the work
 so it costs a fraction of a cold every-voxel solve (measured in docs/performance.md, eighth
 pass). Only a certified fast-path plan on the default sample is finished this way: a
 protocol that sets its own `sample_voxels` has chosen its sample; a plan from a cvxpy solver
-(priorities, exact DVH refinement, a requested solver) keeps its sample and its notes say
-what the sample cost, since an interior-point solve on every voxel can take minutes.
+(priorities, a requested solver) or with hard DVH limits (a CVaR solve by the reference
+solver, then an exact refinement) keeps its sample and its notes say what the sample cost,
+since an interior-point solve on every voxel can take minutes.
 """
 
 from __future__ import annotations
@@ -62,7 +63,10 @@ def check_sample(
     summary = sampling_note(found, result.objective)
     notes = [term.note() for term in found] + ([summary] if summary else [])
     chosen = protocol.optimization is not None and protocol.optimization.solver.sample_voxels is not None
-    if chosen or not found or result.solver != FIRST_ORDER_SOLVER or result.status != "optimal" or not result.objective:
+    # A refined plan solved the compiled program with its DVH limits exact, not the program a finish would solve.
+    refined = bool(program.hard_dvh_terms())
+    if (chosen or refined or not found or result.solver != FIRST_ORDER_SOLVER or result.status != "optimal"
+            or not result.objective):
         return CheckedSolve(program, result, found, notes)
     excess = sampling_excess(found) / result.objective
     if abs(excess) <= tolerance:

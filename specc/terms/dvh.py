@@ -25,7 +25,9 @@ the lower form the dose that at least `volume` receives (D_v, in Gy).
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -200,3 +202,45 @@ class DVH(HardOrSoftLimit):
             detail=f"dose received by at least {self.volume} of {self.structure}; "
             f"{reached:.1f}% receives at least {self.dose}",
         )
+
+
+@dataclass(frozen=True)
+class ExactDvhLimit:
+    """A hard DVH limit in its exact, linear form: each of some entries at most (`upper`) or at
+    least (`lower`) the limit's dose, the form the fast path solves in the exact refinement.
+
+    Which entries is the refinement's choice (`specc.solve.refine.bounded_entries`, from the
+    CVaR plan); `positions` are theirs among the structure's dose entries. The limit keeps
+    its label, source and kind, so the solve log and the report name the protocol's term.
+    `inside`: how far inside the limit's dose (a fraction of it) the bounds sit. A solver
+    that meets its bounds within a tolerance, from outside, leaves the bounded entries a hair
+    above an upper limit's dose, and the exact DVH on the dose itself, which counts every
+    entry above it, would then exceed the limit (10 mm test: V30Gy 45% for a limit of 30%).
+    """
+
+    limit: DVH
+    positions: np.ndarray
+    inside: float = 0.0
+
+    @property
+    def kind(self) -> str:
+        return self.limit.kind
+
+    @property
+    def source(self) -> object:
+        return self.limit.source
+
+    @property
+    def is_constraint(self) -> bool:
+        return True
+
+    def label(self) -> str:
+        return self.limit.label()
+
+    def smooth_form(self, ctx: SmoothContext) -> SmoothForm:
+        if not len(self.positions):  # an upper limit may leave every entry free
+            return SmoothForm(self.limit.structure)
+        upper = self.limit.bound == "upper"
+        level = ctx.per_fraction(self.limit.dose) * (1.0 - self.inside if upper else 1.0 + self.inside)
+        bounds = voxelwise_limit(self.limit.structure, level, upper=upper, hard=True, weight=None)
+        return dataclasses.replace(bounds, among=self.positions)

@@ -103,10 +103,29 @@ class SmoothForm:
     # The objective on some of the structure's entries alone (their positions among them), for
     # an objective that is a sum over entries: a working set evaluates it on its own rows only.
     on_entries: Callable[[np.ndarray], ObjectiveFunction] | None = None
+    # The positions, among the structure's entries, that the form sees (None: all of them); its
+    # points and dose gradients are on these entries only (an exact DVH limit bounds some entries).
+    among: np.ndarray | None = None
 
     @property
     def n_auxiliary(self) -> int:
         return 0 if self.auxiliary is None else len(self.auxiliary.lower)
+
+
+class SmoothTerm(Protocol):
+    """What the fast path solves: a protocol term (`TermBase`) or a solver-made stand-in for one."""
+
+    kind: str
+
+    @property
+    def source(self) -> object: ...
+
+    @property
+    def is_constraint(self) -> bool: ...
+
+    def label(self) -> str: ...
+
+    def smooth_form(self, ctx: SmoothContext) -> SmoothForm: ...
 
 
 class NoSmoothForm(Exception):

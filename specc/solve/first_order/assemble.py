@@ -26,7 +26,7 @@ from specc.terms.smooth import NoSmoothForm, SmoothConstraint, SmoothForm, Smoot
 
 if TYPE_CHECKING:
     from specc.solve.first_order.working_set import WorkingSetOperator
-    from specc.terms import TermBase
+    from specc.terms.smooth import SmoothTerm
 
 _NO_DOSE = np.empty(0)
 
@@ -155,7 +155,7 @@ class KktParts:
 def _on_rows(placed: PlacedForm, in_set: np.ndarray, base_dose: np.ndarray) -> PlacedForm:
     """`placed` with its objective on the entries whose rows are `in_set`, the others' value a constant."""
     form = placed.form
-    if form.on_entries is None or form.objective is None or placed.entries is None:
+    if form.on_entries is None or form.objective is None or placed.entries is None or form.among is not None:
         return placed
     kept = in_set[placed.entries]
     if kept.all():
@@ -174,7 +174,7 @@ def _on_rows(placed: PlacedForm, in_set: np.ndarray, base_dose: np.ndarray) -> P
 class SmoothProgram:
     """Objective pieces and constraints over z = (fluence, auxiliary variables)."""
 
-    def __init__(self, operator: DoseOperator, context: SmoothFormContext, terms: Sequence[TermBase]) -> None:
+    def __init__(self, operator: DoseOperator, context: SmoothFormContext, terms: Sequence[SmoothTerm]) -> None:
         self.operator = operator
         self.context = context
         self.n_beamlets = context.n_beamlets
@@ -188,6 +188,8 @@ class SmoothProgram:
             except CompileError as error:
                 raise CompileError(f"{term.label()}: {error}") from None
             entries = context.entries(form.structure) if form.structure is not None else None
+            if entries is not None and form.among is not None:
+                entries = entries[form.among]
             placed.append(PlacedForm(term.label(), form, entries, slice(offset, offset + form.n_auxiliary)))
             offset += form.n_auxiliary
         self.forms = placed

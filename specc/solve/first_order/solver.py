@@ -14,7 +14,8 @@ It never guesses. It refuses (and the reference cvxpy solver runs instead, with 
 the message) when a term has no smooth form, when the cvxpy problem it is handed is not
 the compiled one (e.g. a lexicographic step with extra constraints), or when the program
 has a hard DVH limit (its CVaR form certifies on some cases only, and more slowly than
-CLARABEL on others; measured in docs/performance.md). It calls a point
+CLARABEL on others; measured in docs/performance.md; the exact refinement that follows,
+voxelwise bounds, is solved here again: `specc.solve.refine`). It calls a point
 optimal only when its float64 KKT certificate holds (`augmented_lagrangian.certify`); an
 uncertified point is `optimal_inaccurate`, and `solve_first_order` then hands the program
 to the reference solver. When it cannot reach feasibility (the penalty grows without the
@@ -43,7 +44,7 @@ from specc.terms.base import LIMIT_TOLERANCE
 if TYPE_CHECKING:
     from specc.compile import CompiledProgram
     from specc.solve.choice import SolverSettings
-    from specc.terms import TermBase
+    from specc.terms.smooth import SmoothTerm
 
 FIRST_ORDER_SOLVER = "SPECC-LBFGS"
 # What decides when the fast path refuses or cannot reach feasibility: the stock default.
@@ -66,12 +67,12 @@ class FirstOrderSolver:
         """The last solve's run (rounds, working sets, certificate); None before the first."""
         return None if self._last is None else self._last[1]
 
-    def smooth_program(self, terms: Sequence[TermBase] | None = None) -> SmoothProgram:
+    def smooth_program(self, terms: Sequence[SmoothTerm] | None = None) -> SmoothProgram:
         chosen = [compiled.term for compiled in self.program.terms] if terms is None else terms
         return SmoothProgram(self.operator, self.context, chosen)
 
     def solve(
-        self, settings: SolverSettings, terms: Sequence[TermBase] | None = None, start: np.ndarray | None = None
+        self, settings: SolverSettings, terms: Sequence[SmoothTerm] | None = None, start: np.ndarray | None = None
     ) -> SolveResult:
         """Solve the program, or the same structures with changed `terms`, warm when possible.
 
@@ -112,7 +113,7 @@ class FirstOrderSolver:
         self,
         smooth: SmoothProgram,
         result: AugmentedLagrangianResult,
-        terms: Sequence[TermBase],
+        terms: Sequence[SmoothTerm],
         settings: SolverSettings,
         seconds: float,
     ) -> SolveResult:
@@ -220,7 +221,7 @@ class WarmStart:
         return solver, result
 
 
-def _stopped_by_user_limit(solver: FirstOrderSolver, settings: SolverSettings) -> bool:
+def stopped_by_user_limit(solver: FirstOrderSolver, settings: SolverSettings) -> bool:
     """A stop at a limit the protocol set is the user's choice: no reference solve after it."""
     user_limit = settings.time_limit_s is not None or settings.max_iterations is not None
     return user_limit and solver.last_run is not None and solver.last_run.outcome in ("time_limit", "iteration_limit")
@@ -250,7 +251,7 @@ def solve_first_order(program: CompiledProgram, settings: SolverSettings, warm: 
         except FastPathRefused as error:
             reason = str(error)
         else:
-            if result.status == "optimal" or _stopped_by_user_limit(solver, settings):
+            if result.status == "optimal" or stopped_by_user_limit(solver, settings):
                 return result
             reason = result.message
     if warm is not None:
