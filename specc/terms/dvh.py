@@ -215,7 +215,8 @@ class ExactDvhLimit:
     `inside`: how far inside the limit's dose (a fraction of it) the bounds sit. A solver
     that meets its bounds within a tolerance, from outside, leaves the bounded entries a hair
     above an upper limit's dose, and the exact DVH on the dose itself, which counts every
-    entry above it, would then exceed the limit (10 mm test: V30Gy 45% for a limit of 30%).
+    entry above it, would then exceed the limit (10 mm test: V30Gy 45% for a limit of 30%,
+    with the entries at 30.0003 Gy).
     """
 
     limit: DVH
