@@ -66,3 +66,19 @@ def test_the_tiny_session_benchmark_re_plans_warm_and_gives_the_fresh_plans(tmp_
         assert run["statuses"] == ["optimal"] and run["warm"]
         assert abs(run["again_vs_fresh_objective"]) <= 1e-3
         assert set(run["again_s"]) == {"compile", "solve", "evaluate", "report"}
+
+
+def test_the_refine_benchmark_compares_both_refinements_of_one_cvar_plan(tmp_path: Path) -> None:
+    """`python -m benchmarks.refine` at 10 mm: the fast path's refinement is CLARABEL's, within the issue's accuracy."""
+    from benchmarks.refine import main as refine
+
+    out = tmp_path / "refine.json"
+    report = refine(["--phantoms", "prostate", "--grid", "10", "--beams", "5", "--json", str(out)])
+    assert json.loads(out.read_text()) == report
+    (run,) = report["runs"]
+    fast, reference = run["refinements"]["specc plan"], run["refinements"]["CLARABEL"]
+    assert (fast["solver"], fast["status"]) == ("SPECC-LBFGS", "optimal")
+    assert (reference["solver"], reference["status"]) == ("CLARABEL", "optimal")
+    assert abs(run["relative_objective"]) <= 1e-3 and fast["objective"] < run["cvar_objective"]
+    assert len(fast["exact"]) == len(reference["exact"]) > 0
+    assert all(value.endswith("(met)") for value in fast["exact"] + reference["exact"])
