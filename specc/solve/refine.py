@@ -56,10 +56,11 @@ if TYPE_CHECKING:
 
 # Volumes are compared as decimal fractions: 95% of 20 entries must be 19, not 20.
 _COUNT_SLACK = 1e-9
-# The fast path meets the exact bounds within this fraction of their dose, from outside, and
-# they sit this far inside the limit (`ExactDvhLimit.inside`). Its default feasibility, 1e-4,
-# cost 0.2% of the refined objective on the 10 mm lower-limit test (1e-5: 0.06%) and leaves
-# the prostate and head-neck refinements as fast (docs/performance.md, twelfth pass).
+# The exact bounds sit this fraction of their dose inside the limit (`ExactDvhLimit.inside`),
+# and the fast path meets them within it: a plan then holds every exact limit counted
+# strictly. The fast path's default feasibility, 1e-4, cost 0.2% of the refined objective on
+# the 10 mm lower-limit test (1e-5: 0.06%) and leaves the prostate and head-neck refinements
+# as fast (docs/performance.md, twelfth pass).
 EXACT_FEASIBILITY = 1e-5
 
 
@@ -135,12 +136,21 @@ def exact_bounds(program: CompiledProgram, term: CompiledTerm, dose_per_fraction
     the CVaR plan's order alone would spend the cold allowance on whichever entries the CVaR
     bound happened to leave coldest, and the organ's limit would then find none to use.
     """
-    limit: DVH = term.term  # type: ignore[assignment]
-    bounded = bounded_entries(program, term, dose_per_fraction)
-    level = limit.dose.gy / program.fractions
-    if limit.bound == "upper":
+    exact, bounded = exact_limit(program, term, dose_per_fraction)
+    level = exact.bound.gy / program.fractions
+    if exact.limit.bound == "upper":
         return [program.dose[bounded] <= level] if len(bounded) else []
     return [program.dose[bounded] >= level]
+
+
+def exact_limit(
+    program: CompiledProgram, term: CompiledTerm, dose_per_fraction: np.ndarray
+) -> tuple[ExactDvhLimit, np.ndarray]:
+    """`term`'s exact form given the CVaR plan's dose, and the dose entries it bounds (`bounded_entries`)."""
+    bounded = bounded_entries(program, term, dose_per_fraction)
+    entries, _ = _entries(program, term.term.structure)  # type: ignore[attr-defined]
+    positions = np.flatnonzero(np.isin(entries, bounded))
+    return ExactDvhLimit(term.term, positions, inside=EXACT_FEASIBILITY), bounded  # type: ignore[arg-type]
 
 
 def bounded_entries(program: CompiledProgram, term: CompiledTerm, dose_per_fraction: np.ndarray) -> np.ndarray:
@@ -248,11 +258,7 @@ def _solve_exact_fast(
 ) -> tuple[SolveResult | None, str]:
     """The compiled terms with each hard DVH limit exact (`ExactDvhLimit`), on the fast path from
     the CVaR plan; None and the reason when it refuses the program or does not certify its point."""
-    exact: dict[int, ExactDvhLimit] = {}
-    for term in program.hard_dvh_terms():
-        entries, _ = _entries(program, term.term.structure)  # type: ignore[attr-defined]
-        positions = np.flatnonzero(np.isin(entries, bounded_entries(program, term, cvar_dose)))
-        exact[id(term)] = ExactDvhLimit(term.term, positions, inside=EXACT_FEASIBILITY)  # type: ignore[arg-type]
+    exact = {id(term): exact_limit(program, term, cvar_dose)[0] for term in program.hard_dvh_terms()}
     chosen = [exact.get(id(term), term.term) for term in program.terms]
     tight = dataclasses.replace(settings, tolerance=min(settings.tolerance or EXACT_FEASIBILITY, EXACT_FEASIBILITY))
     try:

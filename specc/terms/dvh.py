@@ -213,10 +213,10 @@ class ExactDvhLimit:
     CVaR plan); `positions` are theirs among the structure's dose entries. The limit keeps
     its label, source and kind, so the solve log and the report name the protocol's term.
     `inside`: how far inside the limit's dose (a fraction of it) the bounds sit. A solver
-    that meets its bounds within a tolerance, from outside, leaves the bounded entries a hair
-    above an upper limit's dose, and the exact DVH on the dose itself, which counts every
-    entry above it, would then exceed the limit (10 mm test: V30Gy 45% for a limit of 30%,
-    with the entries at 30.0003 Gy).
+    meets its bounds within a tolerance, and a hair above an upper limit's dose the bounded
+    entries put the exact DVH on the dose itself, which counts every entry above it, over
+    the limit (fast path, 10 mm test: V30Gy 45% for a limit of 30%, with the entries at
+    30.0003 Gy; CLARABEL, 5 mm head-neck: V19Gy 55.5% for 48%).
     """
 
     limit: DVH
@@ -238,10 +238,17 @@ class ExactDvhLimit:
     def label(self) -> str:
         return self.limit.label()
 
+    @property
+    def bound(self) -> Dose:
+        """The (total) dose the bounded entries are held at or under (`upper`), at or over (`lower`)."""
+        factor = 1.0 - self.inside if self.limit.bound == "upper" else 1.0 + self.inside
+        return Dose(gy=self.limit.dose.gy * factor)
+
     def smooth_form(self, ctx: SmoothContext) -> SmoothForm:
         if not len(self.positions):  # an upper limit may leave every entry free
             return SmoothForm(self.limit.structure)
-        upper = self.limit.bound == "upper"
-        level = ctx.per_fraction(self.limit.dose) * (1.0 - self.inside if upper else 1.0 + self.inside)
-        bounds = voxelwise_limit(self.limit.structure, level, upper=upper, hard=True, weight=None)
+        bounds = voxelwise_limit(
+            self.limit.structure, ctx.per_fraction(self.bound), upper=self.limit.bound == "upper", hard=True,
+            weight=None,
+        )
         return dataclasses.replace(bounds, among=self.positions)
