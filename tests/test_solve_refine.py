@@ -173,3 +173,14 @@ def test_a_fast_refinement_that_does_not_certify_is_redone_by_the_reference_solv
     assert refined.solver == "CLARABEL" and refined.status == "optimal"
     assert "SPECC-LBFGS did not solve the refinement (not certified); CLARABEL solved it instead." in refined.message
     assert _core_v30_percent(program, refined.fluence) <= 30.0 + 1e-9
+
+
+def test_a_program_the_fast_path_refuses_is_refined_by_the_reference_solver_with_the_reason() -> None:
+    cold_spot = "    - {kind: geud, structure: PTV, a: -10, min: 45 Gy, hard: false, weight: 1}\n"  # no smooth form
+    program = compile_protocol(parse_protocol_text(protocol_text(COVERAGE + CORE_LIMIT + cold_spot), "p.yaml"), c_shape())
+    cvar = solve_program(program, choose_solver("CLARABEL"))
+    refined = refine_dvh_limits(program, None, cvar, choose_solver("SPECC-LBFGS"))
+    assert refined.solver == "CLARABEL" and refined.status == "optimal"
+    assert "SPECC-LBFGS did not solve the refinement (geud PTV" in refined.message
+    assert "CLARABEL solved it instead." in refined.message
+    assert _core_v30_percent(program, refined.fluence) <= 30.0
