@@ -17,8 +17,14 @@ import pytest
 from specc.compile import compile_protocol
 from specc.evaluate.context import PlanDoseContext
 from specc.protocol import parse_protocol_text
-from specc.solve import choose_solver, solve_program
-from specc.solve.first_order import FIRST_ORDER_SOLVER, FastPathRefused, FirstOrderSolver, Tolerances
+from specc.solve import SolverSettings, choose_solver, solve_program
+from specc.solve.first_order import (
+    FIRST_ORDER_SOLVER,
+    FastPathRefused,
+    FirstOrderSolver,
+    Tolerances,
+    solve_first_order,
+)
 from specc.solve.first_order.augmented_lagrangian import certify, minimize_augmented_lagrangian
 from specc.terms import TermBase
 from tests.optimizer_fixtures import c_shape, protocol_text
@@ -195,6 +201,27 @@ def test_hard_dvh_limits_go_to_the_reference_solver() -> None:
     assert result.solver == "CLARABEL" and result.status == "optimal"
     assert "hard DVH (CVaR) limits are left to the reference solver: dvh Core" in result.message  # why, naming them
     assert "L-BFGS-B iterations" not in result.message  # no fast-path attempt before it
+
+
+@pytest.mark.parametrize("tolerance", [None, 1e-7], ids=["default", "the protocol's"])
+def test_the_reference_solver_takes_over_at_the_documented_tolerance(
+    tolerance: float | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CLARABEL in the fast path's place runs at 1e-6 (docs/compiler.md), or at the protocol's tolerance."""
+    import specc.solve.run
+
+    _, program = _compile(CASES["hard DVH limits (CVaR, both bounds) and a hard min dose"])
+    handed = []
+    solve = specc.solve.run.solve_program
+
+    def spy(program, settings, warm=None):
+        handed.append(settings)
+        return solve(program, settings, warm)
+
+    monkeypatch.setattr(specc.solve.run, "solve_program", spy)
+    settings = dataclasses.replace(choose_solver(FIRST_ORDER_SOLVER), tolerance=tolerance, time_limit_s=60.0)
+    assert solve_first_order(program, settings).solver == "CLARABEL"
+    assert handed == [SolverSettings("CLARABEL", time_limit_s=60.0, tolerance=tolerance or 1e-6)]
 
 
 def test_an_uncertified_point_is_not_called_optimal() -> None:

@@ -15,6 +15,7 @@ instead and the solve message says so. CLARABEL, OSQP, SCS and HIGHS stay select
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ import cvxpy as cp
 
 from specc.errors import SolveError
 from specc.protocol import SolverOptions
-from specc.solve.first_order.solver import FIRST_ORDER_SOLVER
+from specc.solve.first_order.solver import FIRST_ORDER_SOLVER, REFERENCE_SOLVER
 
 DEFAULT_SOLVER = FIRST_ORDER_SOLVER
 
@@ -83,3 +84,17 @@ def choose_solver(requested: str | None = None, options: SolverOptions | None = 
         tolerance=options.tolerance if options.tolerance is not None else _DEFAULT_TOLERANCE.get(name),
         max_iterations=options.max_iterations,
     )
+
+
+def reference_settings(settings: SolverSettings) -> SolverSettings:
+    """What the reference solver runs with where it solves in the fast path's place.
+
+    The protocol's limits and tolerance, else the reference's default tolerance (1e-6), as
+    docs/compiler.md promises. (Until the twelfth pass only the exact refinement had it: the
+    fallbacks, the lexicographic steps and the CVaR step of a hard DVH limit among them,
+    ran at CLARABEL's own 1e-8.)
+    """
+    if settings.name != FIRST_ORDER_SOLVER:
+        return settings
+    tolerance = settings.tolerance if settings.tolerance is not None else _DEFAULT_TOLERANCE.get(REFERENCE_SOLVER)
+    return dataclasses.replace(settings, name=REFERENCE_SOLVER, tolerance=tolerance)

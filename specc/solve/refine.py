@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import cvxpy as cp
 import numpy as np
 
-from specc.solve.choice import choose_solver
+from specc.solve.choice import reference_settings
 from specc.solve.first_order.assemble import FastPathRefused
 from specc.solve.first_order.solver import (
     FIRST_ORDER_SOLVER,
@@ -269,17 +269,6 @@ def _solve_exact_fast(
     if refined.status == "optimal" or stopped_by_user_limit(solver, settings):
         return refined, ""
     return None, refined.message
-
-
-def reference_settings(settings: SolverSettings) -> SolverSettings:
-    """The settings for a refinement the reference solver makes (a cvxpy program beyond the compiled terms).
-
-    The reference's default tolerance unless the protocol set one.
-    """
-    if settings.name != FIRST_ORDER_SOLVER:
-        return settings
-    tolerance = settings.tolerance if settings.tolerance is not None else choose_solver(REFERENCE_SOLVER).tolerance
-    return dataclasses.replace(settings, name=REFERENCE_SOLVER, tolerance=tolerance)
 
 
 def _why_not_better(cvar: SolveResult, refined: SolveResult, after: list[ExactDvh]) -> str | None:

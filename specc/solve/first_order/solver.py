@@ -232,9 +232,10 @@ def solve_first_order(program: CompiledProgram, settings: SolverSettings, warm: 
 
     `warm`: start from a previous plan (`WarmStart`) instead of from zero.
     """
-    from specc.solve.run import solve_program  # the reference path; imported here to keep the modules acyclic
+    from specc.solve.choice import reference_settings  # imported here to keep the modules acyclic
+    from specc.solve.run import solve_program  # the reference path
 
-    reference = dataclasses.replace(settings, name=REFERENCE_SOLVER)
+    reference = reference_settings(settings)
     reason = None
     hard_dvh = [term.label for term in program.hard_dvh_terms()]
     if not program.problem_is_compiled:
