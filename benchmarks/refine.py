@@ -4,7 +4,8 @@
     python -m benchmarks.refine --phantoms prostate --grid 10 --beams 5   # seconds
 
 A protocol with hard DVH limits is solved in two stages (`specc.solve.refine`): the CVaR
-form, then the exact form, voxelwise bounds on the entries the CVaR plan chose. For each hand-tuned TG-119 protocol given (`protocols/tg119/NAME.yaml`), the
+form by the reference solver, then the exact form, voxelwise bounds on the entries the CVaR
+plan chose. For each hand-tuned TG-119 protocol given (`protocols/tg119/NAME.yaml`), the
 program is compiled as `specc plan` compiles it, the CVaR plan solved once, and its
 refinement made twice in the same process: as `specc plan` makes it (the fast path, falling
 back to CLARABEL where it does not certify) and by CLARABEL alone (`--solver CLARABEL`'s
@@ -39,7 +40,7 @@ def refine_case(phantom: str, grid_mm: float, beams: int) -> dict:
     program = compile_for_plan(load_protocol(PROTOCOL_FOLDER / f"{phantom}.yaml"), case).program
     if not program.hard_dvh_terms():
         raise SystemExit(f"{phantom}: its protocol has no hard DVH limit to refine")
-    # The CVaR plan as `specc plan` gets it (the fast path; the reference solver where it does not certify).
+    # The CVaR plan as `specc plan` gets it: the fast path hands the program to the reference solver.
     started = time.perf_counter()
     cvar = solve_program(program, choose_solver(FIRST_ORDER_SOLVER))
     cvar_s = time.perf_counter() - started

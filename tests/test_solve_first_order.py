@@ -95,7 +95,22 @@ def _hard_terms_met(protocol, program, fluence: np.ndarray) -> list[str]:
     return [term.label() for term in protocol.optimization.terms if term.is_constraint and not term.evaluate(context).satisfied]
 
 
-@pytest.mark.parametrize("terms", list(CASES.values()), ids=list(CASES))
+# Known limitation (docs/performance.md, "Not done yet"): `solve_program` sends programs with hard
+# DVH (CVaR) limits to CLARABEL without a fast-path attempt. Since the ninth pass the fast path
+# certifies this case on its own (12,080 iterations, within 2e-4 of CLARABEL) and the 5 mm prostate,
+# but the 5 mm head-neck only after 70,690 iterations, 303 s (CLARABEL 168 s), and a failed
+# attempt costs its time before CLARABEL runs (test_hard_dvh_limits_go_to_the_reference_solver,
+# test_an_uncertified_point_is_not_called_optimal). Strict: the mark fails once it passes.
+_STALLS = pytest.mark.xfail(
+    strict=True, reason="hard DVH limits go to CLARABEL (the fast path does not converge on every case)"
+)
+
+
+@pytest.mark.parametrize(
+    "terms",
+    [pytest.param(terms, marks=_STALLS) if name.startswith("hard DVH") else terms for name, terms in CASES.items()],
+    ids=list(CASES),
+)
 def test_the_fast_path_gives_the_reference_plan(terms: str) -> None:
     protocol, program = _compile(terms)
     reference = _reference(program)
@@ -180,12 +195,12 @@ def test_a_weight_change_resolves_warm_without_recompiling() -> None:
     assert warm_run.nonzero_iterations < 0.6 * cold_run.nonzero_iterations
 
 
-def test_hard_dvh_limits_are_solved_by_the_fast_path() -> None:
-    """Hard CVaR limits went to CLARABEL until the twelfth pass (then certified on this case, the 5 mm prostate
-    and the 5 mm head-neck, faster than CLARABEL: docs/performance.md)."""
+def test_hard_dvh_limits_go_to_the_reference_solver() -> None:
     _, program = _compile(CASES["hard DVH limits (CVaR, both bounds) and a hard min dose"])
     result = solve_program(program, choose_solver(FIRST_ORDER_SOLVER))
-    assert result.solver == FIRST_ORDER_SOLVER and result.status == "optimal", result.message
+    assert result.solver == "CLARABEL" and result.status == "optimal"
+    assert "hard DVH (CVaR) limits are left to the reference solver: dvh Core" in result.message  # why, naming them
+    assert "L-BFGS-B iterations" not in result.message  # no fast-path attempt before it
 
 
 @pytest.mark.parametrize("tolerance", [None, 1e-7], ids=["default", "the protocol's"])
@@ -195,8 +210,7 @@ def test_the_reference_solver_takes_over_at_the_documented_tolerance(
     """CLARABEL in the fast path's place runs at 1e-6 (docs/compiler.md), or at the protocol's tolerance."""
     import specc.solve.run
 
-    # a lower gEUD with a < 1 has no smooth form: the fast path refuses the program
-    _, program = _compile(SOFT + "    - {kind: geud, structure: PTV, a: -10, min: 45 Gy, hard: false, weight: 1}\n")
+    _, program = _compile(CASES["hard DVH limits (CVaR, both bounds) and a hard min dose"])
     handed = []
     solve = specc.solve.run.solve_program
 

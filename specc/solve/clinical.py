@@ -34,12 +34,9 @@ def sample_limit_for(protocol: Protocol, settings: SolverSettings, goal_prioriti
     """The sample of soft-only structures to compile `protocol` with (None: every voxel).
 
     The protocol's own `sample_voxels` when it sets one; otherwise the fast path's default,
-    or `CVXPY_SAMPLE_LIMIT` when a cvxpy solver will solve the program (one was asked for, or
-    the priorities make more than one lexicographic step: cvxpy problems) or when a hard DVH
-    limit needs its exact refinement: a refined plan is not finished on every voxel
-    (`sample_check`), and the smaller sample keeps its CVaR solve quick on the fast path too
-    (5 mm TG-119 prostate: 4.6 s in all at 3,000, 7.4 s at the default; docs/performance.md,
-    twelfth pass).
+    or `CVXPY_SAMPLE_LIMIT` when a cvxpy solver will solve the program: one was asked for,
+    the priorities make more than one lexicographic step, or a hard DVH limit needs its exact
+    refinement (both cvxpy problems; the fast path leaves hard CVaR limits to CLARABEL too).
     """
     by_cvxpy = not fast_path_alone(protocol, settings, goal_priorities)
     return protocol_sample_limit(protocol, CVXPY_SAMPLE_LIMIT if by_cvxpy else DEFAULT_SAMPLE_LIMIT)
@@ -47,7 +44,7 @@ def sample_limit_for(protocol: Protocol, settings: SolverSettings, goal_prioriti
 
 def fast_path_alone(protocol: Protocol, settings: SolverSettings, goal_priorities: Mapping[int, int]) -> bool:
     """Whether `solve_clinical` is a single fast-path solve: that solver chosen, one priority
-    step, no hard DVH limit to refine (a second solve)."""
+    step, no hard DVH limit to refine (a cvxpy problem each)."""
     terms = protocol.optimization.terms if protocol.optimization is not None else []
     with_objective = [index for index, term in enumerate(terms) if not term.is_constraint]
     return (

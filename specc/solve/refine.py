@@ -21,8 +21,9 @@ gives each limit's exact value in both.
 
 Soft DVH terms are not refined: their penalty stays on the CVaR (docs/optimizer.md).
 
-The exact bounds are voxelwise hard limits, which the fast path certifies: a one-step plan
-is refined there when it was chosen (`_solve_exact`), as its CVaR plan was solved there.
+The CVaR plan comes from the reference solver (the fast path leaves hard CVaR limits to it),
+but the exact bounds are voxelwise hard limits, which the fast path certifies: a one-step
+plan is refined there when it was chosen (`_solve_exact`).
 """
 
 from __future__ import annotations

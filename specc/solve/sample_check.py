@@ -11,9 +11,9 @@ on every voxel and the fast path goes on from the sampled plan: most of the work
 so it costs a fraction of a cold every-voxel solve (measured in docs/performance.md, eighth
 pass). Only a certified fast-path plan on the default sample is finished this way: a
 protocol that sets its own `sample_voxels` has chosen its sample; a plan from a cvxpy solver
-(priorities, a requested solver) or with hard DVH limits (a CVaR solve, then an exact
-refinement: a finish would solve the CVaR program again) keeps its sample and its notes say
-what the sample cost, since an interior-point solve on every voxel can take minutes.
+(priorities, a requested solver) or with hard DVH limits (a CVaR solve by the reference
+solver, then an exact refinement) keeps its sample and its notes say what the sample cost,
+since an interior-point solve on every voxel can take minutes.
 """
 
 from __future__ import annotations

@@ -11,10 +11,11 @@ multipliers, without recompiling, on the beamlets and dose rows that plan used
 (`working_set.py`).
 
 It never guesses. It refuses (and the reference cvxpy solver runs instead, with a note in
-the message) when a term has no smooth form, or when the cvxpy problem it is handed is not
-the compiled one (e.g. a lexicographic step with extra constraints). (Programs with a hard
-DVH limit went to the reference solver until the twelfth pass, when the fast path first
-certified the TG-119 prostate and head-neck faster than CLARABEL; docs/performance.md.) It calls a point
+the message) when a term has no smooth form, when the cvxpy problem it is handed is not
+the compiled one (e.g. a lexicographic step with extra constraints), or when the program
+has a hard DVH limit (its CVaR form certifies on some cases only, and more slowly than
+CLARABEL on others; measured in docs/performance.md; the exact refinement that follows,
+voxelwise bounds, is solved here again: `specc.solve.refine`). It calls a point
 optimal only when its float64 KKT certificate holds (`augmented_lagrangian.certify`); an
 uncertified point is `optimal_inaccurate`, and `solve_first_order` then hands the program
 to the reference solver. When it cannot reach feasibility (the penalty grows without the
@@ -236,8 +237,15 @@ def solve_first_order(program: CompiledProgram, settings: SolverSettings, warm: 
 
     reference = reference_settings(settings)
     reason = None
+    hard_dvh = [term.label for term in program.hard_dvh_terms()]
     if not program.problem_is_compiled:
         reason = "the problem carries constraints or objectives beyond the compiled terms"
+    elif hard_dvh:
+        # Measured (docs/performance.md, ninth pass): certified on the 5 mm prostate in 7.6 s
+        # (CLARABEL 13.7 s) but on the 5 mm head-neck only after 303 s (CLARABEL 168 s), and
+        # an attempt that fails costs its time first; the exact DVH refinement that follows is
+        # a cvxpy problem anyway.
+        reason = f"hard DVH (CVaR) limits are left to the reference solver: {'; '.join(hard_dvh)}"
     else:
         try:
             solver, result = (WarmStart() if warm is None else warm).solve(program, settings)
