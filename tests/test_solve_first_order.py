@@ -96,9 +96,9 @@ def _hard_terms_met(protocol, program, fluence: np.ndarray) -> list[str]:
 
 
 # Known limitation (docs/performance.md, "Not done yet"): `solve_program` sends programs with hard
-# DVH (CVaR) limits to CLARABEL without a fast-path attempt. Since the ninth pass the fast path
-# certifies this case on its own (12,080 iterations, within 2e-4 of CLARABEL) and the 5 mm prostate,
-# but the 5 mm head-neck only after 70,690 iterations, 303 s (CLARABEL 168 s), and a failed
+# DVH (CVaR) limits to CLARABEL without a fast-path attempt. Since the twelfth pass the fast path
+# certifies this case on its own, the 5 mm prostate and the 5 mm head-neck (faster than CLARABEL),
+# but not the goals-only multi-target (its 20,000 iterations, 55 s, then CLARABEL's 13 s), and a failed
 # attempt costs its time before CLARABEL runs (test_hard_dvh_limits_go_to_the_reference_solver,
 # test_an_uncertified_point_is_not_called_optimal). Strict: the mark fails once it passes.
 _STALLS = pytest.mark.xfail(

@@ -241,10 +241,10 @@ def solve_first_order(program: CompiledProgram, settings: SolverSettings, warm: 
     if not program.problem_is_compiled:
         reason = "the problem carries constraints or objectives beyond the compiled terms"
     elif hard_dvh:
-        # Measured (docs/performance.md, ninth pass): certified on the 5 mm prostate in 7.6 s
-        # (CLARABEL 13.7 s) but on the 5 mm head-neck only after 303 s (CLARABEL 168 s), and
-        # an attempt that fails costs its time first; the exact DVH refinement that follows is
-        # a cvxpy problem anyway.
+        # Measured (docs/performance.md, twelfth pass): certified on the 5 mm prostate in 3.7 s
+        # and head-neck in 37.8 s (CLARABEL 6.9 / 88.6 s), but the goals-only multi-target ran
+        # to its 20,000-iteration limit uncertified (55 s) before CLARABEL's 13 s: an attempt
+        # that fails costs its time first, and nothing yet tells early that it will.
         reason = f"hard DVH (CVaR) limits are left to the reference solver: {'; '.join(hard_dvh)}"
     else:
         try:
