@@ -37,13 +37,7 @@ import cvxpy as cp
 import numpy as np
 
 from specc.solve.choice import reference_settings
-from specc.solve.first_order.assemble import FastPathRefused
-from specc.solve.first_order.solver import (
-    FIRST_ORDER_SOLVER,
-    REFERENCE_SOLVER,
-    FirstOrderSolver,
-    stopped_by_user_limit,
-)
+from specc.solve.first_order.solver import FIRST_ORDER_SOLVER, FirstOrderSolver, attempt, handed_over
 from specc.solve.priorities import ABSOLUTE_SLIP, step_row
 from specc.solve.result import SolveResult
 from specc.solve.run import solve_program
@@ -242,7 +236,7 @@ def _solve_exact(
         refined, reason = _solve_exact_fast(program, cvar_fluence, cvar_dose, settings)
         if refined is not None:
             return refined
-        note = f"{FIRST_ORDER_SOLVER} did not solve the refinement ({reason}); {REFERENCE_SOLVER} solved it instead. "
+        note = handed_over("the refinement", reason)
     problem = program.problem if problem is None else problem
     terms = program.hard_dvh_terms()
     replaced = {id(constraint) for term in terms for constraint in term.constraints}
@@ -261,14 +255,12 @@ def _solve_exact_fast(
     exact = {id(term): exact_limit(program, term, cvar_dose)[0] for term in program.hard_dvh_terms()}
     chosen = [exact.get(id(term), term.term) for term in program.terms]
     tight = dataclasses.replace(settings, tolerance=min(settings.tolerance or EXACT_FEASIBILITY, EXACT_FEASIBILITY))
-    try:
+
+    def solve() -> tuple[FirstOrderSolver, SolveResult]:
         solver = FirstOrderSolver(program)
-        refined = solver.solve(tight, terms=chosen, start=cvar_fluence)
-    except FastPathRefused as error:
-        return None, str(error)
-    if refined.status == "optimal" or stopped_by_user_limit(solver, settings):
-        return refined, ""
-    return None, refined.message
+        return solver, solver.solve(tight, terms=chosen, start=cvar_fluence)
+
+    return attempt(solve, settings)
 
 
 def _why_not_better(cvar: SolveResult, refined: SolveResult, after: list[ExactDvh]) -> str | None:

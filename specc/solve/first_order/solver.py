@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -221,10 +221,29 @@ class WarmStart:
         return solver, result
 
 
-def stopped_by_user_limit(solver: FirstOrderSolver, settings: SolverSettings) -> bool:
+def _stopped_by_user_limit(solver: FirstOrderSolver, settings: SolverSettings) -> bool:
     """A stop at a limit the protocol set is the user's choice: no reference solve after it."""
     user_limit = settings.time_limit_s is not None or settings.max_iterations is not None
     return user_limit and solver.last_run is not None and solver.last_run.outcome in ("time_limit", "iteration_limit")
+
+
+def attempt(
+    solve: Callable[[], tuple[FirstOrderSolver, SolveResult]], settings: SolverSettings
+) -> tuple[SolveResult | None, str]:
+    """A fast-path solve's result where it stands (certified, or stopped at a limit the protocol
+    set), else None and why not: the reference solver then solves instead (`handed_over`)."""
+    try:
+        solver, result = solve()
+    except FastPathRefused as error:
+        return None, str(error)
+    if result.status == "optimal" or _stopped_by_user_limit(solver, settings):
+        return result, ""
+    return None, result.message
+
+
+def handed_over(what: str, reason: str) -> str:
+    """The note that starts the reference solver's message where it solved `what` instead."""
+    return f"{FIRST_ORDER_SOLVER} did not solve {what} ({reason}); {REFERENCE_SOLVER} solved it instead. "
 
 
 def solve_first_order(program: CompiledProgram, settings: SolverSettings, warm: WarmStart | None = None) -> SolveResult:
@@ -247,16 +266,10 @@ def solve_first_order(program: CompiledProgram, settings: SolverSettings, warm: 
         # that fails costs its time first, and nothing yet tells early that it will.
         reason = f"hard DVH (CVaR) limits are left to the reference solver: {'; '.join(hard_dvh)}"
     else:
-        try:
-            solver, result = (WarmStart() if warm is None else warm).solve(program, settings)
-        except FastPathRefused as error:
-            reason = str(error)
-        else:
-            if result.status == "optimal" or stopped_by_user_limit(solver, settings):
-                return result
-            reason = result.message
+        result, reason = attempt(lambda: (WarmStart() if warm is None else warm).solve(program, settings), settings)
+        if result is not None:
+            return result
     if warm is not None:
         warm.solver = None  # the plan is the reference solver's: the next change starts from its fluence
     fallback = solve_program(program, reference)
-    note = f"{FIRST_ORDER_SOLVER} did not solve this program ({reason}); {REFERENCE_SOLVER} solved it instead. "
-    return dataclasses.replace(fallback, message=note + fallback.message)
+    return dataclasses.replace(fallback, message=handed_over("this program", reason) + fallback.message)
