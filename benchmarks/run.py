@@ -95,20 +95,20 @@ def _run_method(case_path: str, protocol_path: str, method: str, queue: multipro
         checked = compiled.solve()  # the sample checked on every voxel, finished there when it cost too much
         result, program = checked.result, checked.program
         fluence, status, objective, solver_name = result.fluence, result.status, result.objective, result.solver
-        message = result.message
+        message, iterations = result.message, result.iterations
     elif solver is None:
         program.problem.solve()
         fluence = np.maximum(np.asarray(program.fluence.value, dtype=float), 0.0)
         status, objective = program.problem.status, float(program.problem.value)
         solver_name = program.problem.solver_stats.solver_name
-        message = ""
+        message, iterations = "", program.problem.solver_stats.num_iters
     else:
         settings = choose_solver(solver, protocol.optimization.solver)
         if solver == "CLARABEL":
             settings = type(settings)(settings.name, settings.time_limit_s, REFERENCE_TOLERANCE, settings.max_iterations)
         result = solve_program(program, settings)
         fluence, status, objective, solver_name = result.fluence, result.status, result.objective, result.solver
-        message = result.message
+        message, iterations = result.message, result.iterations
     solve_s = time.perf_counter() - started
     started = time.perf_counter()
     fractions = protocol.prescription.fractions
@@ -123,6 +123,7 @@ def _run_method(case_path: str, protocol_path: str, method: str, queue: multipro
     evaluate_s = time.perf_counter() - started
     run = {
         "method": method, "solver": solver_name, "status": str(status), "objective": objective, "message": message,
+        "iterations": iterations,
         "compile_s": compile_s, "solve_s": solve_s, "evaluate_s": evaluate_s,
         "total_s": compile_s + solve_s + evaluate_s,
         "peak_memory_mb": _own_peak_rss_mb(),

@@ -82,3 +82,23 @@ def test_the_refine_benchmark_compares_both_refinements_of_one_cvar_plan(tmp_pat
     assert abs(run["relative_objective"]) <= 1e-3 and fast["objective"] < run["cvar_objective"]
     assert len(fast["exact"]) == len(reference["exact"]) > 0
     assert all(value.endswith("(met)") for value in fast["exact"] + reference["exact"])
+
+
+def test_the_tiny_ablation_switches_each_technique_off_and_every_run_gives_the_same_plan(tmp_path: Path) -> None:
+    """`python -m benchmarks.ablation`: no technique of the fast path changes the plan beyond the issue's accuracy."""
+    from benchmarks.ablation import ABLATIONS, DEFAULT
+    from benchmarks.ablation import main as ablation
+
+    out = tmp_path / "ablation.json"
+    report = ablation(["--tiny", "--json", str(out)])
+    assert json.loads(out.read_text())["rows"] == report["rows"]
+    rows = {row["ablation"]: row for row in report["rows"]}
+    assert list(rows) == list(ABLATIONS)
+    assert rows[DEFAULT]["total_over_default"] == 1.0
+    for name, row in rows.items():
+        assert row["status"] == "optimal", name
+        assert abs(row["gap_every_voxel"]) <= 1e-3, name  # against the every-voxel plan, all certified
+    assert rows["no fast path (CLARABEL 1e-6)"]["solver"] == "CLARABEL"
+    assert {row["solver"] for name, row in rows.items() if not name.startswith("no fast path")} == {"SPECC-LBFGS"}
+    # The switches reach the solve: without working sets the first solve runs on the whole program.
+    assert rows["no working sets"]["iterations"] != rows[DEFAULT]["iterations"]
