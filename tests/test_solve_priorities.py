@@ -15,6 +15,7 @@ from specc.solve.priorities import (
     DEFAULT_COVERAGE_SLIP_GY,
     DEFAULT_SLIP_PERCENT,
     STEP_COLUMNS,
+    LexicographicProblem,
     plan_steps,
     solve_lexicographic,
     step_values,
@@ -113,11 +114,30 @@ def test_a_tighter_coverage_slip_leaves_the_next_priority_less_room(default_slip
     assert tight > default
 
 
-def test_the_steps_reuse_one_parameterized_problem(default_slip) -> None:
-    _, lexicographic = default_slip
-    parameters = {p.name() for p in lexicographic.problem.parameters()}
-    assert parameters == {"step_selected", "step_kept", "step_bound"}
-    assert lexicographic.problem.is_dpp()
+def test_each_step_is_its_own_problem_under_the_earlier_steps_bounds_only() -> None:
+    """A step carries no later step's objective: kept objectives are second-order cones, one per
+    dose entry of a quadratic term, and one shared problem carrying them all made CLARABEL 2.6x
+    slower on the first step of the goals-only C-shape (docs/performance.md, thirteenth pass)."""
+    _, program, priorities = _program()
+    steps = plan_steps(program, priorities)
+    lexicographic = LexicographicProblem(program, steps)
+
+    def cones(problem) -> int:
+        data, _, _ = problem.get_problem_data(solver="CLARABEL")
+        return sum(data["dims"].soc)
+
+    first = lexicographic.step_problem(0)
+    assert len(first.constraints) == len(program.problem.constraints) and not first.parameters()
+    assert cones(first) == 0  # the later steps' quadratic objectives are not in it
+    lexicographic.keep(0, 1.0)
+    second = lexicographic.step_problem(1)
+    assert second.objective.args[0] is lexicographic.objectives[1]
+    assert len(second.constraints) == len(program.problem.constraints) + 1
+    for index, _ in enumerate(steps[1:], start=1):
+        lexicographic.keep(index, 1.0)
+    final = lexicographic.problem  # what the exact refinement refines: the last step under every bound
+    assert final.objective.args[0] is lexicographic.objectives[-1]
+    assert len(final.constraints) == len(program.problem.constraints) + len(steps)
 
 
 def test_pasted_explain_output_is_solved_in_the_same_steps() -> None:

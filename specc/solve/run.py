@@ -22,7 +22,7 @@ from specc.solve.first_order.solver import FIRST_ORDER_SOLVER
 from specc.solve.result import SolveResult, SolveStatus, TermValue
 
 if TYPE_CHECKING:
-    from specc.compile import CompiledProgram
+    from specc.compile import CompiledProgram, CompiledTerm
     from specc.solve.first_order.solver import WarmStart
 
 _STATUS: dict[str, SolveStatus] = {
@@ -63,6 +63,14 @@ def _message(status: SolveStatus, settings: SolverSettings, iterations: int | No
     return f"{solver} failed{after}: {detail or 'no reason given'}; try another solver (--solver)."
 
 
+def _contribution(term: CompiledTerm) -> float | None:
+    """The term's objective at the solution; None for a hard term, or one whose variables no solve has
+    set (a later lexicographic step's term during an earlier step: only the last step's result, whose
+    problem holds every term, reaches a report)."""
+    value = term.objective.value if term.objective is not None else None
+    return None if value is None else float(value)
+
+
 def solve_program(program: CompiledProgram, settings: SolverSettings, warm: WarmStart | None = None) -> SolveResult:
     """Solve `program` with `settings`; never raises for solver trouble, it returns the status.
 
@@ -98,9 +106,7 @@ def solve_program(program: CompiledProgram, settings: SolverSettings, warm: Warm
             kind=term.kind,
             source=term.source,
             hard=term.hard,
-            objective_contribution=(
-                float(term.objective.value) if usable and term.objective is not None else None
-            ),
+            objective_contribution=_contribution(term) if usable else None,
         )
         for term in program.terms
     ]
