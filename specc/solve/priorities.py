@@ -35,7 +35,7 @@ cvxpy canonicalizes once; but then every solve carried every step's objective as
 constraint, and quadratic terms in a constraint are second-order cones, one per dose entry:
 5,881 cones in the first step of the goals-only TG-119 C-shape at 5 mm, which CLARABEL solved
 in 22.3 s and 50 iterations against 8.5 s and 26 iterations for the step alone, the same
-optimum within 2e-7. Canonicalizing a step costs about 0.2 s there; docs/performance.md.)
+optimum within 2e-7. Canonicalizing a step costs 0.13-0.16 s there; docs/performance.md.)
 """
 
 from __future__ import annotations
