@@ -135,9 +135,9 @@ def test_each_step_is_its_own_problem_under_the_earlier_steps_bounds_only() -> N
     assert len(second.constraints) == len(program.problem.constraints) + 1
     for index, _ in enumerate(steps[1:], start=1):
         lexicographic.keep(index, 1.0)
-    final = lexicographic.problem  # what the exact refinement refines: the last step under every bound
+    final = lexicographic.problem  # what the exact refinement refines: the last step under the earlier bounds
     assert final.objective.args[0] is lexicographic.objectives[-1]
-    assert len(final.constraints) == len(program.problem.constraints) + len(steps)
+    assert len(final.constraints) == len(program.problem.constraints) + len(steps) - 1
 
 
 def test_pasted_explain_output_is_solved_in_the_same_steps() -> None:

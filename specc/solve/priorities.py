@@ -114,8 +114,8 @@ class LexicographicProblem:
         self.bounds: dict[int, float] = {}  # step index -> the bound later steps keep on its objective
 
     def step_problem(self, index: int) -> cp.Problem:
-        """Step `index`'s objective under the hard terms and every bound kept so far."""
-        kept = [self.objectives[k] <= bound for k, bound in self.bounds.items()]
+        """Step `index`'s objective under the hard terms and the bounds kept on the steps before it."""
+        kept = [self.objectives[k] <= bound for k, bound in self.bounds.items() if k < index]
         return cp.Problem(cp.Minimize(self.objectives[index]), [*self.program.problem.constraints, *kept])
 
     def solve_step(self, index: int, settings: SolverSettings) -> SolveResult:
@@ -127,7 +127,13 @@ class LexicographicProblem:
 
     @property
     def problem(self) -> cp.Problem:
-        """The last step's objective under every step's bound: what the exact DVH refinement refines."""
+        """The last step's problem, which the exact DVH refinement refines.
+
+        Without the last step's own bound: a bound on the objective being minimized can only
+        make the problem infeasible, never move its optimum, and the refinement's optimum is no
+        worse than the CVaR plan it starts from, which met that bound. Kept, it cost the
+        goals-only C-shape's refinement its coverage terms as cones (9.3 against 7.5 s).
+        """
         return self.step_problem(len(self.steps) - 1)
 
 
@@ -169,9 +175,9 @@ def solve_lexicographic(
     `warm`: where a single solve of the compiled problem starts on the fast path (steps are cvxpy problems).
 
     Stops at the first step without a usable point and returns its result (an infeasible
-    first step carries the diagnosis of the hard terms). The returned problem holds every
-    bound kept, for a refinement solve of the last step (None when the program has no
-    objective at all, or a single step).
+    first step carries the diagnosis of the hard terms). The returned problem is the last
+    step's, for a refinement solve of it (None when the program has no objective at all, or
+    a single step).
     """
     steps = plan_steps(program, goal_priorities)
     if not steps:  # only hard terms: one feasibility solve, nothing to rank
