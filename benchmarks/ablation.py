@@ -21,14 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import queue as queue_module
 import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.run import EVERY_VOXEL, LARGE, STANDARD, TINY, BenchmarkCase, _commit, _run_method
+from benchmarks.run import EVERY_VOXEL, LARGE, STANDARD, TINY, BenchmarkCase, _commit, _run_method, in_child
 
 DEFAULT = "default (as specc plan)"
 FAST_PATH = "specc fast path"
@@ -102,18 +101,9 @@ def _run_ablation(case_path: str, protocol: str, name: str, queue: multiprocessi
 
 
 def _measure(case_path: str, protocol: str, name: str, time_limit_s: float) -> dict:
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    process = context.Process(target=_run_ablation, args=(case_path, protocol, name, results))
-    started = time.perf_counter()
-    process.start()
-    try:
-        run = results.get(timeout=time_limit_s)
-    except queue_module.Empty:
-        process.kill()
-        process.join()
-        return {"ablation": name, "status": "time limit (benchmark)", "total_s": time.perf_counter() - started}
-    process.join()
+    run, seconds = in_child(_run_ablation, (case_path, protocol, name), time_limit_s)
+    if run is None:
+        return {"ablation": name, "status": "time limit (benchmark)", "total_s": seconds}
     return {"ablation": name, **run}
 
 

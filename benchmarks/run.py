@@ -176,24 +176,31 @@ def _violation_gy(term, context) -> float:
     return 0.0 if measured.satisfied else float("nan")
 
 
-def _measure(case_path: str, protocol: str, method: str, time_limit_s: float) -> dict:
-    """One run in a child process; one that passes `time_limit_s` is stopped and reported as such."""
+def in_child(target, args: tuple, time_limit_s: float) -> tuple[dict | None, float]:
+    """`target(*args, queue)` in a spawned process (its peak memory its own): what it put on the queue
+    (None when it passed `time_limit_s` and was stopped) and the seconds it took."""
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_run_method, args=(case_path, protocol, method, queue))
+    process = context.Process(target=target, args=(*args, queue))
     started = time.perf_counter()
     process.start()
     try:
         result = queue.get(timeout=time_limit_s)
     except queue_module.Empty:
         process.kill()
-        process.join()
-        seconds = time.perf_counter() - started
+        result = None
+    process.join()
+    return result, time.perf_counter() - started
+
+
+def _measure(case_path: str, protocol: str, method: str, time_limit_s: float) -> dict:
+    """One run in a child process; one that passes `time_limit_s` is stopped and reported as such."""
+    result, seconds = in_child(_run_method, (case_path, protocol, method), time_limit_s)
+    if result is None:
         return {"method": method, "solver": METHODS[method][0] or "cvxpy default", "status": "time limit (benchmark)",
                 "objective": None, "compile_s": float("nan"), "solve_s": float("nan"), "evaluate_s": float("nan"),
                 "total_s": seconds, "time_limit_s": time_limit_s, "peak_memory_mb": float("nan"),
                 "hard_violation_gy": float("nan"), "terms": {}}
-    process.join()
     return result
 
 
