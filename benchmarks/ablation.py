@@ -12,8 +12,8 @@ is its own; the switch never leaks into another run), and prints the figures of
 `benchmarks.run` plus the run's time over the default's from the same command. Runs are
 interleaved over the repeats, so machine load falls on all of them alike, and the table
 gives each one's median. A switch replaces one name in the module that owns the technique
-(listed in `ABLATIONS`); a renamed function makes this benchmark fail, never silently
-measure the default. Results also go to a JSON file.
+(listed in `ABLATIONS`), which must exist: a renamed function makes this benchmark fail,
+never silently measure the default. Results also go to a JSON file.
 """
 
 from __future__ import annotations
@@ -33,19 +33,26 @@ DEFAULT = "default (as specc plan)"
 FAST_PATH = "specc fast path"
 
 
+def _replace(owner: object, name: str, value: object) -> None:
+    """Set `owner.name`, which must exist: setting a name the code no longer has would measure the default."""
+    if not hasattr(owner, name):
+        raise AttributeError(f"{owner!r} has no {name!r}: the ablation no longer switches anything off")
+    setattr(owner, name, value)
+
+
 def _no_working_sets() -> None:
     """A first solve on the whole program to the certificate (tenth pass: working sets)."""
     from specc.solve.first_order import augmented_lagrangian, solver
 
-    solver.minimize_from_scratch = lambda program, z, tolerances: augmented_lagrangian.minimize_augmented_lagrangian(
-        program, z, tolerances)
+    _replace(solver, "minimize_from_scratch", lambda program, z, tolerances:
+             augmented_lagrangian.minimize_augmented_lagrangian(program, z, tolerances))
 
 
 def _no_threads() -> None:
     """Every product as one block on one thread (seventh pass: products on threads)."""
     from specc.case import products
 
-    products.BLOCK_NONZEROS = 2**62
+    _replace(products, "BLOCK_NONZEROS", 2**62)
 
 
 def _no_row_merging() -> None:
@@ -54,14 +61,14 @@ def _no_row_merging() -> None:
 
     from specc.compile import voxels
 
-    voxels._group_identical_rows = lambda influence, rows: np.arange(len(rows), dtype=np.int64)
+    _replace(voxels, "_group_identical_rows", lambda influence, rows: np.arange(len(rows), dtype=np.int64))
 
 
 def _fixed_memory() -> None:
     """20 L-BFGS pairs whatever the program's size (eleventh pass: memory from the program)."""
     from specc.solve.first_order import augmented_lagrangian
 
-    augmented_lagrangian._history = lambda program: 20
+    _replace(augmented_lagrangian, "_history", lambda program: 20)
 
 
 def _float64_matrix() -> None:
@@ -77,7 +84,7 @@ def _float64_matrix() -> None:
         case.influence = case.influence.astype(np.float64)
         return case
 
-    Case.load = load_in_float64
+    _replace(Case, "load", load_in_float64)
 
 
 # name -> (method of benchmarks.run, switch applied in the child before it runs)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import types
 from pathlib import Path
+
+import pytest
 
 from benchmarks.run import main
 
@@ -102,3 +105,14 @@ def test_the_tiny_ablation_switches_each_technique_off_and_every_run_gives_the_s
     assert {row["solver"] for name, row in rows.items() if not name.startswith("no fast path")} == {"SPECC-LBFGS"}
     # The switches reach the solve: without working sets the first solve runs on the whole program.
     assert rows["no working sets"]["iterations"] != rows[DEFAULT]["iterations"]
+
+
+def test_an_ablation_switch_refuses_a_name_the_code_no_longer_has() -> None:
+    """A switch that set a missing name would leave the technique on and the table would measure the default."""
+    from benchmarks.ablation import _replace
+
+    owner = types.SimpleNamespace(present=1)
+    _replace(owner, "present", 2)
+    assert owner.present == 2
+    with pytest.raises(AttributeError, match="no longer switches anything off"):
+        _replace(owner, "renamed", 3)
