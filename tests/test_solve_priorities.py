@@ -157,3 +157,13 @@ def test_pasted_explain_output_is_solved_in_the_same_steps() -> None:
 
     assert len(plan_steps(program, priorities)) == 4
     assert described(pasted_program, pasted_priorities) == described(program, priorities)
+
+
+def test_a_quadratic_programming_solver_is_refused_before_any_step_with_the_reason() -> None:
+    """OSQP would solve the first step (or run to its iteration limit) and only then refuse the
+    second, whose bound on a quadratic penalty is a second-order cone."""
+    _, program, priorities = _program()
+    result, lexicographic = solve_lexicographic(program, choose_solver("OSQP"), priorities, None)
+    assert (result.status, result.usable, lexicographic) == ("solver_error", False, None)
+    assert "OSQP solves quadratic programs only" in result.message and "CLARABEL or SCS" in result.message
+    assert result.solve_time_s == 0.0 and not result.steps

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING
 import cvxpy as cp
 import numpy as np
 
+from specc.solve.first_order.solver import FIRST_ORDER_SOLVER
 from specc.solve.result import SolveResult
 from specc.solve.run import solve_program
 
@@ -113,9 +114,11 @@ class LexicographicProblem:
         self.objectives = [cp.sum([program.terms[i].objective for i in step.terms]) for step in steps]
         self.bounds: dict[int, float] = {}  # step index -> the bound later steps keep on its objective
 
-    def step_problem(self, index: int) -> cp.Problem:
-        """Step `index`'s objective under the hard terms and the bounds kept on the steps before it."""
-        kept = [self.objectives[k] <= bound for k, bound in self.bounds.items() if k < index]
+    def step_problem(self, index: int, bounds: Mapping[int, float] | None = None) -> cp.Problem:
+        """Step `index`'s objective under the hard terms and the bounds kept on the steps before it
+        (`bounds` instead of those kept so far: a problem of the same form, to ask what it needs)."""
+        chosen = self.bounds if bounds is None else bounds
+        kept = [self.objectives[k] <= bound for k, bound in chosen.items() if k < index]
         return cp.Problem(cp.Minimize(self.objectives[index]), [*self.program.problem.constraints, *kept])
 
     def solve_step(self, index: int, settings: SolverSettings) -> SolveResult:
@@ -192,6 +195,10 @@ def solve_lexicographic(
         record = _record(0, steps[0], program, reached, result, time.perf_counter() - started, slip)
         return dataclasses.replace(result, steps=[record]), None
     lexicographic = LexicographicProblem(program, steps)
+    refusal = _bounds_refused(lexicographic, settings)
+    if refusal is not None:
+        return SolveResult(status="solver_error", converged=False, solver=settings.name, message=refusal,
+                           fluence=None, objective=None, iterations=None, solve_time_s=0.0), None
     records: list[dict] = []
     total = 0.0
     result: SolveResult | None = None
@@ -207,6 +214,33 @@ def solve_lexicographic(
         lexicographic.keep(index, kept_bound(program, step, reached, slip))
     assert result is not None
     return dataclasses.replace(result, steps=records, solve_time_s=total), lexicographic
+
+
+def _bounds_refused(lexicographic: LexicographicProblem, settings: SolverSettings) -> str | None:
+    """Why the solver cannot take the steps after the first (None: it can), said before any step runs.
+
+    A later step keeps each earlier step's objective as a bound, and a bound on a quadratic
+    objective is a second-order cone, which a quadratic-programming solver (OSQP, HiGHS)
+    cannot take: it would solve the first step (OSQP ran to its 10,000-iteration limit on the
+    goals-only C-shape at 10 mm) and only then refuse the second. The fast path hands the steps
+    to the reference solver, which takes cones.
+    """
+    from cvxpy.constraints import SOC
+    from cvxpy.reductions.solvers.defines import SOLVER_MAP_CONIC
+
+    if settings.name == FIRST_ORDER_SOLVER:
+        return None
+    conic = SOLVER_MAP_CONIC.get(settings.name)
+    if conic is not None and SOC in conic.SUPPORTED_CONSTRAINTS:
+        return None
+    last = len(lexicographic.steps) - 1
+    if lexicographic.step_problem(last, dict.fromkeys(range(last), 0.0)).is_qp():
+        return None
+    return (
+        f"{settings.name} solves quadratic programs only, but the priority steps after the first keep each earlier "
+        "step's objective as a bound, and a bound on a quadratic penalty is a second-order cone: use CLARABEL or "
+        "SCS (--solver), or the default solver (it hands the steps to CLARABEL)."
+    )
 
 
 def _record(
