@@ -29,6 +29,7 @@ from specc.report import write_report
 from specc.solve import SolveResult, SolverSettings, choose_solver
 from specc.solve.clinical import fast_path_alone, sample_limit_for, solve_clinical
 from specc.solve.first_order import FIRST_ORDER_SOLVER, WarmStart
+from specc.solve.priorities import STEP_KEPT, StepMemory
 from specc.solve.sample_check import CheckedSolve, check_sample
 
 # Called with (stage, None) when a stage starts and (stage, seconds) when it ends.
@@ -120,14 +121,16 @@ class CompiledPlan:
     settings: SolverSettings
     goal_priorities: dict[int, int]
 
-    def solve(self, warm: WarmStart | None = None) -> CheckedSolve:
+    def solve(self, warm: WarmStart | None = None, steps: StepMemory | None = None) -> CheckedSolve:
         """The clinical solve, its sample checked on every voxel (and finished there when it cost too much).
 
-        `warm`: where the fast path starts, when it solves the program alone (a previous plan).
+        `warm`: where the fast path starts, when it solves the program alone (a previous plan);
+        `steps`: the previous plan's priority steps, kept where unchanged (`StepMemory`).
         """
         options = self.protocol.optimization.solver
         result = solve_clinical(
-            self.program, self.settings, self.goal_priorities, options.slip_percent, options.coverage_slip_gy, warm
+            self.program, self.settings, self.goal_priorities, options.slip_percent, options.coverage_slip_gy, warm,
+            steps,
         )
         return check_sample(self.protocol, self.case, self.program, result, self.settings)
 
@@ -227,6 +230,7 @@ class PlanSession:
         self.solver, self.pdf, self.progress = solver, pdf, progress
         self._compiled: CompiledPlan | None = None  # the last program compiled (sampled as solved)
         self._warm = WarmStart()  # the last plan's fluence, and the fast-path solver that made it
+        self._steps = StepMemory()  # the last plan's priority steps
 
     def plan(self, protocol: Protocol, stages: _Stages | None = None) -> PlanOutcome:
         """Plan the case with `protocol`; `stages`: the timer of a caller that has timed earlier stages."""
@@ -241,11 +245,16 @@ class PlanSession:
             self._warm.solver = None
         warm_from = self._warm.fluence if alone else None
         with stages.stage("solve"):
-            checked = compiled.solve(self._warm if alone else None)
+            checked = compiled.solve(self._warm if alone else None, self._steps)
         if warm_from is not None and checked.result.solver == FIRST_ORDER_SOLVER:
             rows = "on the previous program's rows (no row selection), " if same_rows else ""
             notes.append(f"re-planned after a protocol change: compiled {rows}solved warm from the previous plan "
                          "and certified like any other")
+        kept = [row["step"] for row in checked.result.steps if row["status"] == STEP_KEPT]
+        if kept:
+            notes.append(f"re-planned after a protocol change: priority steps {', '.join(kept)} kept from the previous "
+                         "plan (their terms, the hard terms and the rows are unchanged, so is their optimum); "
+                         "the steps after them solved again")
         self._compiled = compiled
         self._warm.fluence = checked.result.fluence if checked.result.usable else None
         return _write_plan(compiled, checked, self.case_path, self.out, self.pdf, stages, notes)

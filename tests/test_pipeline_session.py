@@ -84,3 +84,41 @@ def test_a_session_on_a_cvxpy_solver_plans_each_change_from_scratch(tmp_path: Pa
     again = session.plan(parse_protocol_text(text.replace("weight: 200", "weight: 220"), "p.yaml"))
     assert again.succeeded and again.solve.solver == "CLARABEL"
     assert not any("warm" in note for note in again.notes)
+
+
+PRIORITY_GOALS = """goals:
+  PTV:
+    - "D95% >= 50 Gy (priority 2)"
+    - "D10% <= 55 Gy (priority 3)"
+  Core:
+    - "D10% <= 10 Gy (variation 25 Gy)"
+    - "Mean <= MEAN Gy (priority 3)"
+"""
+
+
+def _goals(core_mean_gy: float, core_d10_gy: float = 10):
+    text = PRIORITY_GOALS.replace("MEAN", str(core_mean_gy)).replace("D10% <= 10 Gy", f"D10% <= {core_d10_gy} Gy")
+    return parse_protocol_text(protocol_text(text), "goals.yaml")
+
+
+def test_a_lower_priority_change_keeps_the_unchanged_steps_and_gives_the_fresh_plan(tmp_path: Path) -> None:
+    """Steps: priority-1 penalties, coverage, priority 2, priority 3. A priority-3 goal changed leaves the
+    first three steps' optimum as it was: the re-plan keeps them and solves the last, as a fresh plan would."""
+    from specc.solve.priorities import STEP_KEPT
+
+    case = c_shape()
+    session = PlanSession(case, tmp_path / "session")
+    first = session.plan(_goals(8))
+    assert first.succeeded and [row["status"] for row in first.solve.steps[:4]] == ["optimal"] * 4
+    changed = _goals(9)
+    again = session.plan(changed)
+    assert again.succeeded and again.solve.converged, again.solve.message
+    assert [row["status"] for row in again.solve.steps[:4]] == [STEP_KEPT] * 3 + ["optimal"]
+    assert [row["reached"] for row in again.solve.steps[:3]] == [row["reached"] for row in first.solve.steps[:3]]
+    assert any("priority steps 1." in note and "kept from the previous plan" in note for note in again.notes)
+    fresh = plan(changed, case, tmp_path / "fresh")
+    assert [row["reached"] for row in again.solve.steps[:4]] == [row["reached"] for row in fresh.solve.steps[:4]]
+    assert again.solve.objective == pytest.approx(fresh.solve.objective, rel=1e-5)
+    # A priority-1 goal changed: the first step's optimum may move, and every step is solved again.
+    moved = session.plan(_goals(9, core_d10_gy=12))
+    assert moved.succeeded and STEP_KEPT not in [row["status"] for row in moved.solve.steps]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from specc.compile.program import protocol_sample_limit
 from specc.compile.voxels import DEFAULT_SAMPLE_LIMIT
 from specc.solve.first_order.solver import FIRST_ORDER_SOLVER
-from specc.solve.priorities import group_steps, solve_lexicographic
+from specc.solve.priorities import StepMemory, group_steps, solve_lexicographic
 from specc.solve.refine import refine_dvh_limits
 
 if TYPE_CHECKING:
@@ -61,6 +61,7 @@ def solve_clinical(
     slip_percent: float | None = None,
     coverage_slip_gy: float | None = None,
     warm: WarmStart | None = None,
+    steps: StepMemory | None = None,
 ) -> SolveResult:
     """Solve `program` by priority steps, then refine its DVH limits to their exact form.
 
@@ -68,10 +69,11 @@ def solve_clinical(
     terms' own `priority` fields, derived from goals or written); `slip_percent` is the protocol's
     `optimization.solver.slip_percent` and `coverage_slip_gy` the coverage step's slip in Gy
     (None: the documented defaults, `specc.solve.priorities`). `warm`: where the fast path
-    starts when it solves the program in one step (`fast_path_alone`).
+    starts when it solves the program in one step (`fast_path_alone`). `steps`: the last plan's
+    priority steps, of which the unchanged leading ones are kept (`StepMemory`).
     """
     result, lexicographic = solve_lexicographic(
-        program, settings, goal_priorities or {}, slip_percent, coverage_slip_gy, warm
+        program, settings, goal_priorities or {}, slip_percent, coverage_slip_gy, warm, steps
     )
     problem = lexicographic.problem if lexicographic is not None else None
     return refine_dvh_limits(program, problem, result, settings)

@@ -41,6 +41,7 @@ optimum within 2e-7. Canonicalizing a step costs 0.13-0.16 s there; docs/perform
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -140,6 +141,51 @@ class LexicographicProblem:
         return self.step_problem(len(self.steps) - 1)
 
 
+@dataclass(frozen=True)
+class SolvedSteps:
+    """A plan's priority steps: what each step's optimum depended on, the bound it left, its log row."""
+
+    influence: object  # the program's matrix: the same object means the same dose rows
+    keys: tuple[str, ...]  # `_step_keys`
+    bounds: tuple[float, ...]
+    records: tuple[dict, ...]
+
+
+class StepMemory:
+    """The last plan's priority steps, kept by a session that plans the same case again (`specc plan --watch`).
+
+    A step's optimum depends only on the rows, the hard terms, the solver's settings, its own
+    terms and the bounds of the steps before it. While all of those are unchanged, so is the
+    optimum and the bound it leaves: a re-plan keeps the leading steps that are unchanged and
+    solves from the first that may not be (a changed priority-2 goal leaves the coverage step
+    as it was). The last step is always solved, since the plan is its solution.
+    """
+
+    def __init__(self) -> None:
+        self.last: SolvedSteps | None = None
+
+
+def _step_keys(program: CompiledProgram, steps: list[Step], settings: SolverSettings, slip: Slip) -> list[str]:
+    """Per step, as JSON, what its optimum depends on besides the rows (`StepMemory`)."""
+    hard = [term.term.model_dump(mode="json") for term in program.terms if term.hard]
+    solver = [settings.name, settings.tolerance, settings.time_limit_s, settings.max_iterations]
+    base = {"fractions": program.fractions, "solver": solver,
+            "slip": [slip.fraction, slip.coverage_gy], "hard": hard}
+    keys: list[str] = []
+    so_far: list[dict] = []
+    for step in steps:
+        terms = [program.terms[i].term.model_dump(mode="json") for i in step.terms]
+        so_far.append({"name": step.name, "kept_in_dose": step.kept_in_dose, "terms": terms})
+        keys.append(json.dumps({**base, "steps": so_far}, sort_keys=True))
+    return keys
+
+
+def _unchanged(memory: StepMemory | None, program: CompiledProgram) -> SolvedSteps | None:
+    """The last plan's steps when they were solved on the same rows (None: nothing to keep)."""
+    last = memory.last if memory is not None else None
+    return last if last is not None and last.influence is program.influence else None
+
+
 def slip_fraction(slip_percent: float | None) -> float:
     return (DEFAULT_SLIP_PERCENT if slip_percent is None else slip_percent) / 100.0
 
@@ -171,11 +217,14 @@ def solve_lexicographic(
     slip_percent: float | None = None,
     coverage_slip_gy: float | None = None,
     warm: WarmStart | None = None,
+    memory: StepMemory | None = None,
 ) -> tuple[SolveResult, LexicographicProblem | None]:
     """Solve `program` step by step (module docstring); the result's `steps` log each step.
 
     `slip_percent` and `coverage_slip_gy` (None: their documented defaults) are the slips.
     `warm`: where a single solve of the compiled problem starts on the fast path (steps are cvxpy problems).
+    `memory`: the last plan's steps, of which the unchanged leading ones are kept (`StepMemory`);
+    it then holds this plan's.
 
     Stops at the first step without a usable point and returns its result (an infeasible
     first step carries the diagnosis of the hard terms). The returned problem is the last
@@ -199,10 +248,17 @@ def solve_lexicographic(
     if refusal is not None:
         return SolveResult(status="solver_error", converged=False, solver=settings.name, message=refusal,
                            fluence=None, objective=None, iterations=None, solve_time_s=0.0), None
-    records: list[dict] = []
+    keys = _step_keys(program, steps, settings, slip)
+    earlier = _unchanged(memory, program)
+    kept = 0
+    while earlier is not None and kept < min(len(steps) - 1, len(earlier.keys)) and earlier.keys[kept] == keys[kept]:
+        lexicographic.keep(kept, earlier.bounds[kept])
+        kept += 1
+    records: list[dict] = [dict(earlier.records[k]) for k in range(kept)] if earlier is not None else []
     total = 0.0
     result: SolveResult | None = None
-    for index, step in enumerate(steps):
+    for index in range(kept, len(steps)):
+        step = steps[index]
         started = time.perf_counter()
         result = lexicographic.solve_step(index, settings)
         total += result.solve_time_s
@@ -213,7 +269,12 @@ def solve_lexicographic(
         records.append(_record(index, step, program, reached, result, time.perf_counter() - started, slip))
         lexicographic.keep(index, kept_bound(program, step, reached, slip))
     assert result is not None
-    return dataclasses.replace(result, steps=records, solve_time_s=total), lexicographic
+    if memory is not None:
+        memory.last = SolvedSteps(program.influence, tuple(keys), tuple(lexicographic.bounds[k] for k in range(len(steps))),
+                                  tuple(records)) if result.usable else None
+    shown = [{**row, "status": STEP_KEPT, "time": ""} if k < kept else row
+             for k, row in enumerate(records)]
+    return dataclasses.replace(result, steps=shown, solve_time_s=total), lexicographic
 
 
 def _bounds_refused(lexicographic: LexicographicProblem, settings: SolverSettings) -> str | None:
@@ -257,6 +318,9 @@ def _record(
         time=f"{seconds:.2f} s",
     )
 
+
+# The status of a step kept from the last plan of a session (`StepMemory`) in the log.
+STEP_KEPT = "unchanged since the last plan: kept"
 
 # Columns of the optimization log's step table (the report prints the keys as headers).
 STEP_COLUMNS = ("step", "minimized", "reached", "then kept within", "status", "time")
