@@ -154,8 +154,8 @@ class SolvedSteps:
 class StepMemory:
     """The last plan's priority steps, kept by a session that plans the same case again (`specc plan --watch`).
 
-    A step's optimum depends only on the rows, the hard terms, the solver's settings, its own
-    terms and the bounds of the steps before it. While all of those are unchanged, so is the
+    A step's optimum depends only on the rows, the hard terms, the solver's settings, the
+    prescription's fractions, the slips, its own terms and the bounds of the steps before it. While all of those are unchanged, so is the
     optimum and the bound it leaves: a re-plan keeps the leading steps that are unchanged and
     solves from the first that may not be (a changed priority-2 goal leaves the coverage step
     as it was). The last step is always solved, since the plan is its solution.
@@ -270,8 +270,10 @@ def solve_lexicographic(
         lexicographic.keep(index, kept_bound(program, step, reached, slip))
     assert result is not None
     if memory is not None:
-        memory.last = SolvedSteps(program.influence, tuple(keys), tuple(lexicographic.bounds[k] for k in range(len(steps))),
-                                  tuple(records)) if result.usable else None
+        memory.last = None  # a plan whose steps did not all end usable leaves nothing to keep
+        if result.usable:
+            bounds = tuple(lexicographic.bounds[k] for k in range(len(steps)))
+            memory.last = SolvedSteps(program.influence, tuple(keys), bounds, tuple(records))
     shown = [{**row, "status": STEP_KEPT, "time": ""} if k < kept else row
              for k, row in enumerate(records)]
     return dataclasses.replace(result, steps=shown, solve_time_s=total), lexicographic
