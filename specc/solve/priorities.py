@@ -155,10 +155,11 @@ class StepMemory:
     """The last plan's priority steps, kept by a session that plans the same case again (`specc plan --watch`).
 
     A step's optimum depends only on the rows, the hard terms, the solver's settings, the
-    prescription's fractions, the slips, its own terms and the bounds of the steps before it. While all of those are unchanged, so is the
-    optimum and the bound it leaves: a re-plan keeps the leading steps that are unchanged and
-    solves from the first that may not be (a changed priority-2 goal leaves the coverage step
-    as it was). The last step is always solved, since the plan is its solution.
+    prescription's fractions, the slips, its own terms and the bounds of the steps before it.
+    While all of those are unchanged, so is the optimum and the bound it leaves: a re-plan
+    keeps the leading steps that are unchanged and solves from the first that may not be (a
+    changed priority-2 goal leaves the coverage step as it was). The last step is always
+    solved, since the plan is its solution.
     """
 
     def __init__(self) -> None:
@@ -248,7 +249,7 @@ def solve_lexicographic(
     if refusal is not None:
         return SolveResult(status="solver_error", converged=False, solver=settings.name, message=refusal,
                            fluence=None, objective=None, iterations=None, solve_time_s=0.0), None
-    keys = _step_keys(program, steps, settings, slip)
+    keys = _step_keys(program, steps, settings, slip) if memory is not None else []  # only a session keeps steps
     earlier = _unchanged(memory, program)
     kept = 0
     while earlier is not None and kept < min(len(steps) - 1, len(earlier.keys)) and earlier.keys[kept] == keys[kept]:
