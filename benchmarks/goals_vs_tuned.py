@@ -53,7 +53,7 @@ class PlanRun:
 def plan_goals(protocol_path: Path, case, solver: str | None) -> PlanRun:
     """Compile, solve (by priority, exact DVH limits) and measure the goals of one protocol."""
     from specc.evaluate import evaluate_plan
-    from specc.pipeline import compile_for_plan
+    from specc.planning import compile_for_plan
     from specc.protocol import load_protocol
 
     started = time.perf_counter()

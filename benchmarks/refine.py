@@ -30,7 +30,7 @@ PHANTOMS = ("prostate", "head-neck")  # the hand-tuned TG-119 protocols with har
 def refine_case(phantom: str, grid_mm: float, beams: int) -> dict:
     """The CVaR plan of `phantom`'s hand-tuned protocol and its two refinements (module docstring)."""
     from specc.case.phantoms import build_phantom
-    from specc.pipeline import compile_for_plan
+    from specc.planning import compile_for_plan
     from specc.protocol import load_protocol
     from specc.solve import choose_solver, solve_program
     from specc.solve.first_order import FIRST_ORDER_SOLVER, REFERENCE_SOLVER

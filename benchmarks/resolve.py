@@ -84,7 +84,7 @@ def _changed(terms: list[TermBase], change: Change) -> list[TermBase]:
 
 def run_case(case: BenchmarkCase, changes: list[tuple[str, Change]] = CHANGES) -> dict:
     from specc.case.phantoms import build_phantom
-    from specc.pipeline import compile_for_plan
+    from specc.planning import compile_for_plan
     from specc.protocol import load_protocol
     from specc.solve.first_order import FirstOrderSolver
 

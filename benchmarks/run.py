@@ -78,7 +78,7 @@ def _run_method(case_path: str, protocol_path: str, method: str, queue: multipro
 
     from specc.case import Case
     from specc.compile import compile_protocol
-    from specc.pipeline import compile_for_plan
+    from specc.planning import compile_for_plan
     from specc.evaluate.context import PlanDoseContext
     from specc.protocol import load_protocol
     from specc.solve import choose_solver, solve_program

@@ -18,25 +18,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from specc.case import Case
-from specc.compile import CompiledProgram, ProgramStats, compile_protocol
-from specc.compile.derive import with_optimization
+from specc.compile import ProgramStats
 from specc.errors import SpeccError
-from specc.evaluate import GoalRecord, PlanRecord, evaluate_plan
-from specc.export import write_result
-from specc.protocol import Protocol, load_protocol
+from specc.delivery import Delivered, deliver
+from specc.evaluate import BeamSegmentsRecord, DeliveryRecord, GoalRecord, PlanEvaluation, PlanRecord, evaluate_plan
+from specc.export import write_result, write_segments
+from specc.protocol import Delivery, Protocol, load_protocol
 from specc.protocol.goals import Goal
 from specc.report import write_report
-from specc.solve import SolveResult, SolverSettings, choose_solver
-from specc.solve.clinical import fast_path_alone, sample_limit_for, solve_clinical
+from specc.planning import CompiledPlan, compile_for_plan
+from specc.solve import SolveResult
+from specc.solve.clinical import fast_path_alone
 from specc.solve.first_order import FIRST_ORDER_SOLVER, WarmStart
 from specc.solve.priorities import STEP_KEPT, StepMemory
-from specc.solve.sample_check import CheckedSolve, check_sample
+from specc.solve.sample_check import CheckedSolve
 
 # Called with (stage, None) when a stage starts and (stage, seconds) when it ends.
 StageProgress = Callable[[str, float | None], None]
 
 PLAN_JSON = "plan.json"
 RESULT_H5 = "result.h5"
+SEGMENTS_JSON = "segments.json"
 
 
 @dataclass(frozen=True)
@@ -111,42 +113,6 @@ def plan(
     return _plan_case(protocol, case, case_path, Path(out_dir), solver, pdf, stages)
 
 
-@dataclass(frozen=True)
-class CompiledPlan:
-    """A protocol compiled for planning: what `specc plan` solves, as `solve()` solves it."""
-
-    protocol: Protocol  # with its optimization (derived from the goals when it had none)
-    case: Case
-    program: CompiledProgram
-    settings: SolverSettings
-    goal_priorities: dict[int, int]
-
-    def solve(self, warm: WarmStart | None = None, steps: StepMemory | None = None) -> CheckedSolve:
-        """The clinical solve, its sample checked on every voxel (and finished there when it cost too much).
-
-        `warm`: where the fast path starts, when it solves the program alone (a previous plan);
-        `steps`: the previous plan's priority steps, kept where unchanged (`StepMemory`).
-        """
-        options = self.protocol.optimization.solver
-        result = solve_clinical(
-            self.program, self.settings, self.goal_priorities, options.slip_percent, options.coverage_slip_gy, warm,
-            steps,
-        )
-        return check_sample(self.protocol, self.case, self.program, result, self.settings)
-
-
-def compile_for_plan(
-    protocol: Protocol, case: Case, solver: str | None = None, reuse: CompiledProgram | None = None
-) -> CompiledPlan:
-    """Derive the optimization when the protocol has none, choose the solver, compile with the
-    sample that solver wants (`sample_limit_for`): the steps of `specc plan` before solving.
-    `reuse`: an earlier program of the case, whose rows a compile selecting the same keeps."""
-    protocol, goal_priorities = with_optimization(protocol, case)
-    settings = choose_solver(solver, protocol.optimization.solver)
-    program = compile_protocol(protocol, case, sample_limit_for(protocol, settings, goal_priorities), reuse=reuse)
-    return CompiledPlan(protocol, case, program, settings, dict(goal_priorities))
-
-
 def _derived_terms_note(protocol: Protocol) -> list[str]:
     if protocol.optimization is None or not protocol.optimization.terms:
         return [
@@ -182,15 +148,26 @@ def _write_plan(
             notes.append(f"removed {', '.join(map(str, removed))}: they were an earlier run's plan, not this one")
         return PlanOutcome(solve, None, [], stages.timings, program.stats, notes)
 
+    delivered = None
+    if protocol.delivery is not None and protocol.delivery.technique == "step_and_shoot":
+        with stages.stage("sequence"):
+            delivered = deliver(compiled, solve, protocol.delivery)
+        solve = delivered.result
+        notes.extend(delivered.notes)
     with stages.stage("evaluate"):
         evaluation = evaluate_plan(
             protocol, case, program.masks, solve, dict(stages.timings), notes=notes
         )
-    timings = dict(stages.timings)
-    record = evaluation.record.model_copy(update={"timings_s": timings})
+        optimized = evaluate_plan(protocol, case, program.masks, delivered.fluence_result, {}) if delivered else None
+    update: dict = {"timings_s": dict(stages.timings)}
+    if delivered is not None and optimized is not None:
+        update["delivery"] = _delivery_record(protocol.delivery, delivered, evaluation, optimized)
+    record = evaluation.record.model_copy(update=update)
     with stages.stage("report"):
         _remove_earlier_plan(out)  # a failure below must not leave a mix of two runs' files
         paths = write_report(out, record, case, evaluation, program.masks, pdf=pdf)
+        if delivered is not None:
+            paths.append(write_segments(out / SEGMENTS_JSON, delivered.sequence, case, _factor(record), record))
         record_json = record.model_dump_json(indent=2)
         plan_json = out / PLAN_JSON
         plan_json.write_text(record_json, encoding="utf-8")
@@ -207,6 +184,30 @@ def _write_plan(
             )
         )
     return PlanOutcome(solve, record, paths, stages.timings, program.stats, notes)
+
+
+def _factor(record: PlanRecord) -> float:
+    return record.normalization.factor if record.normalization is not None else 1.0
+
+
+def _delivery_record(
+    delivery: Delivery, delivered: Delivered, evaluation: PlanEvaluation, optimized: PlanEvaluation
+) -> DeliveryRecord:
+    """What the report says of the segments; weights scaled by the delivered plan's normalization."""
+    factor = _factor(evaluation.record)
+    beams = [
+        BeamSegmentsRecord(beam=beam.beam, segments=len(beam.weights), total_weight=float(beam.weights.sum() * factor))
+        for beam in delivered.sequence.beams
+    ]
+    return DeliveryRecord(
+        technique=delivery.technique,
+        intensity_levels=delivery.levels,
+        segment_weights=delivered.weights,
+        beams=beams,
+        total_segments=sum(beam.segments for beam in beams),
+        fluence_goal_values=[goal.value for goal in optimized.record.goals],
+        fluence_solver=optimized.record.solver,
+    )
 
 
 class PlanSession:
@@ -262,7 +263,8 @@ class PlanSession:
 
 def _remove_earlier_plan(out: Path) -> list[Path]:
     """Delete the files an earlier `plan` wrote into `out`: left there, they would read as this run's."""
-    earlier = [out / name for name in ("report.html", "report.pdf", PLAN_JSON, RESULT_H5) if (out / name).exists()]
+    names = ("report.html", "report.pdf", PLAN_JSON, RESULT_H5, SEGMENTS_JSON)
+    earlier = [out / name for name in names if (out / name).exists()]
     for path in earlier:
         path.unlink()
     return earlier

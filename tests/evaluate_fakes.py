@@ -72,8 +72,8 @@ def synthetic_case(target_name: str = "Target", oar_name: str = "Organ", seed: i
 
 def protocol(goals: dict[str, list[str]], target: str = "Target", dose: str = "60 Gy", fractions: int = 30,
              name: str = "Test protocol", organ: str = "Organ", normalization: str = "",
-             terms: list[str] | None = None, solver: str = "") -> Protocol:
-    """A real protocol parsed from YAML; goals in compact form per structure; `solver` a flow mapping."""
+             terms: list[str] | None = None, solver: str = "", delivery: str = "") -> Protocol:
+    """A real protocol parsed from YAML; goals in compact form per structure; `solver`, `delivery` flow mappings."""
     lines = [
         "specc: 1",
         f"name: {json.dumps(name)}",
@@ -97,6 +97,8 @@ def protocol(goals: dict[str, list[str]], target: str = "Target", dose: str = "6
         lines += ["optimization:", "  terms:"] + [f"    - {term}" for term in terms]
         if solver:
             lines.append(f"  solver: {solver}")
+    if delivery:
+        lines.append(f"delivery: {delivery}")
     return parse_protocol_text("\n".join(lines) + "\n", "protocols/test.yaml")
 
 

@@ -86,13 +86,13 @@ def test_compile_notes_reach_plan_json_and_the_report(tmp_path: Path) -> None:
 
 
 def test_a_solver_fallback_is_a_note_in_the_record(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import specc.pipeline
+    import specc.planning
 
     def solved_by_another(program, settings, *args):
         result = solve_clinical(program, settings, *args)
         return dataclasses.replace(result, solver="OTHER", message=f"{settings.name} refused; OTHER solved it")
 
-    monkeypatch.setattr(specc.pipeline, "solve_clinical", solved_by_another)
+    monkeypatch.setattr(specc.planning, "solve_clinical", solved_by_another)
     outcome = plan(protocol({"Target": ["D50% >= 50 Gy"]}, terms=TERMS), synthetic_case(), tmp_path, solver="CLARABEL")
     fallback = [note for note in outcome.notes if note.startswith("solver: CLARABEL was chosen, but OTHER")]
     assert len(fallback) == 1 and outcome.record is not None and fallback[0] in outcome.record.notes

@@ -235,13 +235,18 @@ def _print_outcome(outcome: PlanOutcome, quiet: bool, strict: bool, before: Plan
     assert record is not None
     if not quiet:
         earlier = {(goal.structure, goal.text): goal for goal in before.goals} if before is not None else None
+        fluence_values = record.delivery.fluence_goal_values if record.delivery is not None else None
         columns = ["structure", "goal", "value", "status"] + (["before"] if earlier is not None else [])
-        table = Table(*columns, title="Clinical goals")
-        for goal in record.goals:
+        columns += ["optimized fluence"] if fluence_values is not None else []
+        title = "Clinical goals" + (" (delivered segments)" if fluence_values is not None else "")
+        table = Table(*columns, title=title)
+        for index, goal in enumerate(record.goals):
             cells: list[str | Text] = [goal.structure, goal.text, _goal_value(goal), _goal_status(goal.status)]
             if earlier is not None:
                 was = earlier.get((goal.structure, goal.text))
                 cells.append("(new goal)" if was is None else Text(_goal_value(was) + " ") + _goal_status(was.status))
+            if fluence_values is not None:
+                cells.append(_goal_value(goal.model_copy(update={"value": fluence_values[index]})))
             table.add_row(*cells)
         console.print(table)
         if not outcome.solve.converged:
@@ -339,7 +344,7 @@ def compile_command(
     """Compile a protocol against a case and print the program's size (nothing is solved)."""
     from specc.case import Case
     from specc.compile.derive import derive_optimization, explain_yaml, structure_volumes_cc
-    from specc.pipeline import compile_for_plan
+    from specc.planning import compile_for_plan
     from specc.protocol import load_protocol
 
     printer = _StagePrinter(quiet=True)

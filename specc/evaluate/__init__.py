@@ -9,6 +9,8 @@ from specc.evaluate.indices import hot_spot, target_indices
 from specc.evaluate.metrics import measure
 from specc.evaluate.plan import PlanEvaluation, evaluate_plan
 from specc.evaluate.record import (
+    BeamSegmentsRecord,
+    DeliveryRecord,
     GoalRecord,
     HotSpot,
     NormalizationRecord,
@@ -21,7 +23,9 @@ from specc.evaluate.record import (
 )
 
 __all__ = [
+    "BeamSegmentsRecord",
     "DVH",
+    "DeliveryRecord",
     "EvaluationError",
     "GoalRecord",
     "GoalStatus",

@@ -80,6 +80,29 @@ class SolverRecord(_Record):
     steps: list[dict]
 
 
+class BeamSegmentsRecord(_Record):
+    beam: int
+    segments: int
+    total_weight: float  # sum of the segments' weights per fraction (case fluence unit), after normalization
+
+
+class DeliveryRecord(_Record):
+    """How the evaluated plan is delivered: step-and-shoot segments cut from an optimized fluence.
+
+    The record's goals, dose and solver log are the delivered plan's; `fluence_goal_values`
+    (in the order of the record's goals) and `fluence_solver` are those of the optimized
+    fluence the segments were cut from, to show what sequencing cost.
+    """
+
+    technique: str
+    intensity_levels: int
+    segment_weights: str  # "optimized", "as sequenced", or why the optimization's result was not used
+    beams: list[BeamSegmentsRecord]
+    total_segments: int
+    fluence_goal_values: list[float | None]
+    fluence_solver: SolverRecord
+
+
 class NormalizationRecord(_Record):
     """The prescription normalization applied before evaluation (fluence and dose scaled)."""
 
@@ -166,6 +189,7 @@ class PlanRecord(_Record):
     prescription: PrescriptionRecord
     solver: SolverRecord
     normalization: NormalizationRecord | None
+    delivery: DeliveryRecord | None = None  # None: the optimized fluence is the plan (not sequenced)
     goals: list[GoalRecord]
     target_indices: list[TargetIndices]
     hot_spot: HotSpot  # over every voxel of the dose grid

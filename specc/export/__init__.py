@@ -1,5 +1,6 @@
-"""Getting a plan out of specc: result.h5, DICOM RT Dose, DVH tables."""
+"""Getting a plan out of specc: result.h5, MLC segments, DICOM RT Dose, DVH tables."""
 
 from specc.export.result_file import PlanResult, ResultError, read_result, write_result
+from specc.export.segments import write_segments
 
-__all__ = ["PlanResult", "ResultError", "read_result", "write_result"]
+__all__ = ["PlanResult", "ResultError", "read_result", "write_result", "write_segments"]

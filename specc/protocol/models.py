@@ -38,6 +38,8 @@ from specc.terms.base import SourceLocation
 
 FORMAT_VERSION = 1
 SOLVERS = ("SPECC-LBFGS", "CLARABEL", "OSQP", "SCS", "HIGHS")
+# Intensity levels per beam when a step-and-shoot protocol does not say: a common planning-system default.
+DEFAULT_INTENSITY_LEVELS = 10
 
 # semver.org's regular expression for MAJOR.MINOR.PATCH[-pre][+build].
 _SEMVER = re.compile(
@@ -212,6 +214,51 @@ class Optimization(_Strict):
     solver: SolverOptions = Field(default_factory=SolverOptions)
 
 
+class Delivery(_Strict):
+    """How the plan is to be delivered, which is what the report evaluates and the physician signs.
+
+    An optimized beamlet fluence is not deliverable as it stands: a step-and-shoot treatment
+    delivers a few MLC apertures per beam, and rounding the fluence to intensity levels changes
+    the dose. With `step_and_shoot` the plan's goals are measured on the sequenced segments'
+    dose, never on the ideal fluence's (docs/delivery.md).
+    """
+
+    technique: Literal["fluence", "step_and_shoot"] = Field(
+        default="fluence",
+        description="fluence: the optimized beamlet fluence is the plan (not sequenced); step_and_shoot: it is "
+        "sequenced into MLC segments and the plan is what the segments deliver.",
+    )
+    intensity_levels: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description="step_and_shoot: each beam's fluence is rounded to this many equal steps of its largest beamlet "
+        "weight before sequencing (default 10); more levels, more segments and a dose closer to the optimized one.",
+    )
+    segment_weights: Literal["optimized", "as_sequenced"] | None = Field(
+        default=None,
+        description="step_and_shoot: optimized (default): the segments' weights are optimized again on the "
+        "protocol's dose terms, the apertures fixed; as_sequenced: each segment keeps the weight it was cut with.",
+    )
+
+    @model_validator(mode="after")
+    def _options_of_the_technique(self) -> Delivery:
+        if self.technique == "fluence":
+            written = [name for name in ("intensity_levels", "segment_weights") if getattr(self, name) is not None]
+            if written:
+                verb = "apply" if len(written) > 1 else "applies"
+                raise ValueError(f"{' and '.join(written)} {verb} to `technique: step_and_shoot`, not to fluence")
+        return self
+
+    @property
+    def levels(self) -> int:
+        return DEFAULT_INTENSITY_LEVELS if self.intensity_levels is None else self.intensity_levels
+
+    @property
+    def optimize_segment_weights(self) -> bool:
+        return self.segment_weights != "as_sequenced"
+
+
 class ProtocolSource(BaseModel):
     """Which files a protocol was read from, and a hash that changes when any of them does."""
 
@@ -278,6 +325,9 @@ class ProtocolDocument(_Strict):
         BeforeValidator(_goals_from_layout, json_schema_input_type=dict[str, list[GoalInput] | GoalInput]),
     ] = Field(default_factory=list, description='Clinical goals by structure, e.g. Rectum: ["V70Gy[%] <= 20"].')
     optimization: Optimization | None = None
+    delivery: Delivery | None = Field(
+        default=None, description="How the plan is delivered; left out, the optimized fluence is the plan."
+    )
     source: SkipJsonSchema[ProtocolSource | None] = Field(default=None, exclude=True)
 
     @field_validator("specc", mode="before")

@@ -1,0 +1,129 @@
+"""A plan's beamlet fluence as step-and-shoot MLC segments on the case's beamlet grid.
+
+Leaf pairs are the rows of a beam's beamlet grid (one beamlet height each, along IEC Y_b) and
+leaves travel along its columns (IEC X_b), so a leaf can stop at every beamlet edge. Each
+beam's fluence is rounded to `levels` equal quanta of its own largest beamlet weight, and the
+rounded map is sequenced (`sweep`). The delivered fluence is then exactly the apertures'
+sum: what the plan is evaluated on. Cells with no beamlet in the case carry no dose
+information; the sweep never opens them, since a cell is open only where its rounded fluence
+is positive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from specc.case import Beamlets
+from specc.case.neighbours import BeamGrid, beam_grids
+from specc.errors import SpeccError
+from specc.sequence.sweep import Apertures, sweep_apertures
+
+
+class SequenceError(SpeccError):
+    """A plan that cannot be sequenced into MLC segments (beamlet geometry, levels)."""
+
+
+@dataclass(frozen=True)
+class BeamSegments:
+    """One beam's segments: leaf edges in mm, and each segment's fluence weight.
+
+    `weights[s]` is segment s's beamlet weight per fraction in the case's fluence unit (the
+    quanta times the beam's quantum as sequenced; what the segment weight optimization
+    made of it afterwards). Leaf pair r is centred on `leaf_y_mm[r]`.
+    """
+
+    beam: int
+    grid: BeamGrid
+    apertures: Apertures
+    weights: np.ndarray
+
+    @property
+    def leaf_y_mm(self) -> np.ndarray:
+        return self.grid.y0_mm + self.grid.pitch_y_mm * np.arange(self.grid.cells.shape[1])
+
+    def leaf_edges_mm(self) -> tuple[np.ndarray, np.ndarray]:
+        """(left, right) leaf tip positions in mm, (segments, leaf pairs); NaN for a closed pair."""
+        edge0 = self.grid.x0_mm - self.grid.pitch_x_mm / 2
+        closed = self.apertures.right <= self.apertures.left
+        left = np.where(closed, np.nan, edge0 + self.grid.pitch_x_mm * self.apertures.left)
+        right = np.where(closed, np.nan, edge0 + self.grid.pitch_x_mm * self.apertures.right)
+        return left, right
+
+
+@dataclass(frozen=True)
+class Sequence:
+    """Every beam's segments and the (beamlets x segments) aperture matrix S: fluence = S w."""
+
+    beams: list[BeamSegments]
+    levels: int
+    apertures: sp.csc_matrix
+
+    @property
+    def weights(self) -> np.ndarray:
+        return np.concatenate([beam.weights for beam in self.beams]) if self.beams else np.zeros(0)
+
+    def fluence(self, weights: np.ndarray | None = None) -> np.ndarray:
+        """The beamlet fluence the segments deliver (with `weights`, or their own)."""
+        return self.apertures @ (self.weights if weights is None else weights)
+
+    def with_weights(self, weights: np.ndarray) -> Sequence:
+        """The same apertures with new weights (in `apertures`' column order)."""
+        beams, start = [], 0
+        for beam in self.beams:
+            stop = start + len(beam.weights)
+            beams.append(BeamSegments(beam.beam, beam.grid, beam.apertures, np.asarray(weights[start:stop], dtype=float)))
+            start = stop
+        return Sequence(beams, self.levels, self.apertures)
+
+    def without_empty(self) -> Sequence:
+        """The segments that deliver something (a weight optimization may zero some)."""
+        keep_columns: list[int] = []
+        beams, start = [], 0
+        for beam in self.beams:
+            kept = np.flatnonzero(beam.weights > 0)
+            keep_columns.extend((start + kept).tolist())
+            start += len(beam.weights)
+            if len(kept):
+                apertures = Apertures(beam.apertures.left[kept], beam.apertures.right[kept], beam.apertures.quanta[kept])
+                beams.append(BeamSegments(beam.beam, beam.grid, apertures, beam.weights[kept]))
+        return Sequence(beams, self.levels, self.apertures[:, keep_columns].tocsc())
+
+    def segment_counts(self) -> dict[int, int]:
+        return {beam.beam: len(beam.weights) for beam in self.beams}
+
+
+def sequence_fluence(beamlets: Beamlets, fluence: np.ndarray, levels: int) -> Sequence:
+    """Round each beam's fluence to `levels` quanta of its largest weight and sequence it."""
+    if levels < 1:
+        raise SequenceError(f"intensity levels must be at least 1, got {levels}")
+    fluence = np.asarray(fluence, dtype=np.float64)
+    if fluence.shape != (len(beamlets),):
+        raise SequenceError(f"the fluence has {fluence.size} beamlet weights, the case {len(beamlets)} beamlets")
+    purpose = "its MLC leaf pairs and leaf stops cannot be placed for sequencing"
+    grids = beam_grids(
+        beamlets.beam_id, beamlets.x_mm, beamlets.y_mm, beamlets.width_mm, beamlets.height_mm, purpose
+    )
+    beams: list[BeamSegments] = []
+    columns: list[np.ndarray] = []
+    for grid in grids:
+        cells = grid.cells.T  # rows: leaf pairs (y); columns: leaf travel (x)
+        present = cells >= 0
+        beam_fluence = np.where(present, fluence[np.where(present, cells, 0)], 0.0)
+        top = float(beam_fluence.max())
+        if top <= 0:
+            continue  # a beam the plan does not use has no segment
+        quantum = top / levels
+        apertures = sweep_apertures(np.rint(beam_fluence / quantum).astype(np.int64))
+        opened = apertures.openings(cells.shape[1])
+        for segment in opened:
+            columns.append(cells[segment])
+        beams.append(BeamSegments(grid.beam, grid, apertures, apertures.quanta * quantum))
+    data_rows = np.concatenate(columns) if columns else np.zeros(0, dtype=np.int64)
+    data_columns = np.repeat(np.arange(len(columns)), [len(c) for c in columns])
+    matrix = sp.csc_matrix(
+        (np.ones(len(data_rows)), (data_rows, data_columns)), shape=(len(beamlets), len(columns))
+    )
+    return Sequence(beams, levels, matrix)
