@@ -1,9 +1,19 @@
-"""Step-and-shoot delivery of a solved plan: sequence it, weight the segments, record what changed.
+"""Plans delivered as MLC segments: sequenced from a solved fluence, or forward planned.
 
 With `delivery: {technique: step_and_shoot}` the plan a physician signs is what the MLC
 segments deliver, so the pipeline evaluates the segments' fluence, not the optimized one; the
 optimized fluence's goal values are kept beside it to show what sequencing cost. A plan is
-converged only when both the fluence and the segment weights were.
+converged only when both the fluence and the segment weights were. With `technique: forward`
+no fluence is optimized: the segments are shaped from the structures (`sequence.forward`)
+and only their weights are.
+
+The segment weights are solved by the reference solver (CLARABEL) where the fluence was the
+fast path's: the segment program has a few hundred columns, and columns of one beam overlap
+(a beamlet is open in up to `intensity_levels` of them), which is where an interior-point
+method is fast and a first-order one is slow. Measured on the 5 mm C-shape (docs/delivery.md):
+116 / 215 / 369 segments, CLARABEL 0.7 / 1.3 / 4.4 s, the fast path 0.4 / 1.6 s and, at 369,
+not certified after 2,856 iterations (26 s with the fallback). A cvxpy solver named by the
+protocol or the command line solves them itself.
 """
 
 from __future__ import annotations
@@ -14,9 +24,12 @@ import numpy as np
 
 from specc.planning import CompiledPlan, compile_terms
 from specc.protocol import Delivery
-from specc.sequence import Sequence, sequence_fluence
+from specc.sequence import Sequence, check_sequenceable, sequence_fluence
+from specc.sequence.forward import forward_sequence
 from specc.sequence.weights import segment_case, segment_program
 from specc.solve import SolveResult
+from specc.solve.choice import reference_settings
+from specc.solve.result import TermValue
 
 # A segment weight below this fraction of the largest is a solver's rounding of zero: the
 # segment is not delivered (and the plan is evaluated without it).
@@ -27,45 +40,32 @@ WEIGHT_FLOOR = 1e-6
 class Delivered:
     """The delivered plan (`result`: its beamlet fluence, status and terms) and its segments."""
 
+    delivery: Delivery
     result: SolveResult
     sequence: Sequence
-    fluence_result: SolveResult  # the optimized fluence it was sequenced from
+    fluence_result: SolveResult | None  # the optimized fluence it was sequenced from (None: forward planned)
     weights: str  # how the segments were weighted, as the report says it
     notes: list[str]
 
 
 def deliver(compiled: CompiledPlan, solve: SolveResult, delivery: Delivery) -> Delivered:
     """Sequence `solve`'s fluence and (unless the protocol says `as_sequenced`) optimize the weights."""
+    check_sequenceable(compiled.case)
     sequence = sequence_fluence(compiled.case.beamlets, solve.fluence, delivery.levels)
     notes = [
         f"step-and-shoot delivery: each beam's fluence rounded to {delivery.levels} levels of its largest beamlet "
         f"weight and sequenced into {len(sequence.weights)} segments (sweep); goals are measured on the segments' dose"
     ]
     if not delivery.optimize_segment_weights:
-        return Delivered(_as_sequenced(solve, sequence), sequence, solve, "as sequenced", notes)
-    program = segment_program(compiled.protocol, compiled.goal_priorities)
-    segments = compile_terms(
-        program.protocol, segment_case(compiled.case, sequence), compiled.settings, program.goal_priorities
-    )
-    checked = segments.solve()
-    weighted = checked.result
-    notes.extend(f"segment weights: {note}" for note in checked.notes)
+        return Delivered(delivery, _as_sequenced(solve, sequence), sequence, solve, "as sequenced", notes)
+    weighted, sequence = _optimized_weights(compiled, sequence, notes)
     if not weighted.usable:
         notes.append(
             f"segment weight optimization ended {weighted.status} ({weighted.message}); "
             "the segments keep the weights they were sequenced with"
         )
-        return Delivered(
-            _as_sequenced(solve, sequence), sequence, solve, f"as sequenced (optimization ended {weighted.status})", notes
-        )
-    if program.left_out:
-        notes.append(
-            f"segment weights optimized without {', '.join(program.left_out)}: the apertures fix the fluence's shape; "
-            "measured on the delivered fluence"
-        )
-    weights = np.where(weighted.fluence > WEIGHT_FLOOR * weighted.fluence.max(), weighted.fluence, 0.0)
-    sequence = sequence.with_weights(weights).without_empty()
-    left_out = [replace(term, objective_contribution=None) for term in solve.terms if term.label in program.left_out]
+        weights = f"as sequenced (optimization ended {weighted.status})"
+        return Delivered(delivery, _as_sequenced(solve, sequence), sequence, solve, weights, notes)
     message = f"segment weights ({weighted.solver}): {weighted.message}"
     if not solve.converged:
         message += f"; the fluence they were sequenced from did not converge: {solve.message}"
@@ -74,10 +74,60 @@ def deliver(compiled: CompiledPlan, solve: SolveResult, delivery: Delivery) -> D
         status=weighted.status if solve.converged else solve.status,
         converged=solve.converged and weighted.converged,
         message=message,
-        fluence=sequence.fluence(),
-        terms=[*weighted.terms, *left_out],
     )
-    return Delivered(result, sequence, solve, "optimized", notes)
+    return Delivered(delivery, result, sequence, solve, "optimized", notes)
+
+
+def plan_forward(compiled: CompiledPlan, delivery: Delivery) -> Delivered:
+    """Shape each beam's segments from the targets and blocked organs, and optimize their weights.
+
+    There is no fluence to fall back on: a weight solve that leaves no point leaves no plan
+    (the result says why, and the pipeline writes nothing)."""
+    check_sequenceable(compiled.case)
+    protocol = compiled.protocol
+    targets = [name for name, spec in protocol.structures.items() if spec.role == "target"]
+    blocked = delivery.block if delivery.block is not None else [
+        name for name, spec in protocol.structures.items() if spec.role == "oar"
+    ]
+    sequence = forward_sequence(compiled.case, compiled.program.masks, targets, blocked)
+    notes = [
+        f"forward plan: {len(sequence.weights)} segments shaped from the projection of {', '.join(targets)}"
+        + (f" blocking {', '.join(blocked)}" if blocked else "")
+        + " (a beamlet is in a projection when half its maximum dose reaches the structure); only their weights "
+        "were optimized"
+    ]
+    weighted, sequence = _optimized_weights(compiled, sequence, notes)
+    if weighted.usable:
+        weighted = replace(weighted, message=f"segment weights ({weighted.solver}): {weighted.message}")
+    return Delivered(delivery, weighted, sequence, None, "optimized", notes)
+
+
+def _optimized_weights(compiled: CompiledPlan, sequence: Sequence, notes: list[str]) -> tuple[SolveResult, Sequence]:
+    """The protocol's program solved for the weights of `sequence`'s segments (notes appended).
+
+    Usable: the result's fluence is the beamlet fluence of the weighted segments, which are
+    returned without those the optimum does not use. Otherwise both come back as they were.
+    """
+    program = segment_program(compiled.protocol, compiled.goal_priorities)
+    settings = reference_settings(compiled.settings)  # few, overlapping columns: see the module docstring
+    segments = compile_terms(program.protocol, segment_case(compiled.case, sequence), settings, program.goal_priorities)
+    checked = segments.solve()
+    weighted = checked.result
+    notes.extend(f"segment weights: {note}" for note in checked.notes)
+    if not weighted.usable:
+        return weighted, sequence
+    if program.left_out:
+        labels = ", ".join(term.label() for term in program.left_out)
+        notes.append(
+            f"segment weights optimized without {labels}: the apertures fix the fluence's shape; "
+            "measured on the delivered fluence"
+        )
+    weights = np.where(weighted.fluence > WEIGHT_FLOOR * weighted.fluence.max(), weighted.fluence, 0.0)
+    sequence = sequence.with_weights(weights).without_empty()
+    left_out = [
+        TermValue(term.label(), term.kind, str(term.source), bool(term.is_constraint), None) for term in program.left_out
+    ]
+    return replace(weighted, fluence=sequence.fluence(), terms=[*weighted.terms, *left_out]), sequence
 
 
 def _as_sequenced(solve: SolveResult, sequence: Sequence) -> SolveResult:

@@ -20,13 +20,14 @@ from pathlib import Path
 from specc.case import Case
 from specc.compile import ProgramStats
 from specc.errors import SpeccError
-from specc.delivery import Delivered, deliver
+from specc.delivery import Delivered, deliver, plan_forward
 from specc.evaluate import BeamSegmentsRecord, DeliveryRecord, GoalRecord, PlanEvaluation, PlanRecord, evaluate_plan
 from specc.export import write_result, write_segments
-from specc.protocol import Delivery, Protocol, load_protocol
+from specc.protocol import Protocol, load_protocol
 from specc.protocol.goals import Goal
-from specc.report import write_report
 from specc.planning import CompiledPlan, compile_for_plan
+from specc.report import write_report
+from specc.sequence import check_sequenceable
 from specc.solve import SolveResult
 from specc.solve.clinical import fast_path_alone
 from specc.solve.first_order import FIRST_ORDER_SOLVER, WarmStart
@@ -130,14 +131,19 @@ def _plan_case(
 
 def _write_plan(
     compiled: CompiledPlan, checked: CheckedSolve, case_path: Path | None, out: Path, pdf: bool, stages: _Stages,
-    notes: list[str],
+    notes: list[str], delivered: Delivered | None = None,
 ) -> PlanOutcome:
-    """Evaluate a solved plan on the full grid and write its files (nothing, and no earlier plan, without a solve)."""
+    """Evaluate a solved plan on the full grid and write its files (nothing, and no earlier plan, without a solve).
+
+    `delivered`: a forward plan's segments, whose weights are `checked`'s solve; a step-and-shoot
+    protocol's fluence is sequenced here."""
     protocol, case, settings = compiled.protocol, compiled.case, compiled.settings
     notes = [*notes, *compiled.program.notes]
     solve, program = checked.result, checked.program
     notes.extend(checked.notes)
-    if solve.solver != settings.name:
+    if delivered is not None:
+        notes.extend(delivered.notes)
+    elif solve.solver != settings.name:
         notes.append(
             f"solver: {settings.name} was chosen, but {solve.solver} produced this plan "
             "(the reason is in the solver message of the optimization log)"
@@ -148,8 +154,8 @@ def _write_plan(
             notes.append(f"removed {', '.join(map(str, removed))}: they were an earlier run's plan, not this one")
         return PlanOutcome(solve, None, [], stages.timings, program.stats, notes)
 
-    delivered = None
-    if protocol.delivery is not None and protocol.delivery.technique == "step_and_shoot":
+    delivery = None
+    if delivered is None and protocol.delivery is not None and protocol.delivery.sequenced:
         with stages.stage("sequence"):
             delivered = deliver(compiled, solve, protocol.delivery)
         solve = delivered.result
@@ -158,16 +164,17 @@ def _write_plan(
         evaluation = evaluate_plan(
             protocol, case, program.masks, solve, dict(stages.timings), notes=notes
         )
-        optimized = evaluate_plan(protocol, case, program.masks, delivered.fluence_result, {}) if delivered else None
-    update: dict = {"timings_s": dict(stages.timings)}
-    if delivered is not None and optimized is not None:
-        update["delivery"] = _delivery_record(protocol.delivery, delivered, evaluation, optimized)
-    record = evaluation.record.model_copy(update=update)
+        if delivered is not None:
+            optimized = None
+            if delivered.fluence_result is not None:
+                optimized = evaluate_plan(protocol, case, program.masks, delivered.fluence_result, {})
+            delivery = _delivery_record(delivered, evaluation, optimized)
+    record = evaluation.record.model_copy(update={"timings_s": dict(stages.timings), "delivery": delivery})
     with stages.stage("report"):
         _remove_earlier_plan(out)  # a failure below must not leave a mix of two runs' files
         paths = write_report(out, record, case, evaluation, program.masks, pdf=pdf)
         if delivered is not None:
-            paths.append(write_segments(out / SEGMENTS_JSON, delivered.sequence, case, _factor(record), record))
+            paths.append(write_segments(out / SEGMENTS_JSON, delivered.sequence, case, record))
         record_json = record.model_dump_json(indent=2)
         plan_json = out / PLAN_JSON
         plan_json.write_text(record_json, encoding="utf-8")
@@ -186,27 +193,24 @@ def _write_plan(
     return PlanOutcome(solve, record, paths, stages.timings, program.stats, notes)
 
 
-def _factor(record: PlanRecord) -> float:
-    return record.normalization.factor if record.normalization is not None else 1.0
-
-
 def _delivery_record(
-    delivery: Delivery, delivered: Delivered, evaluation: PlanEvaluation, optimized: PlanEvaluation
+    delivered: Delivered, evaluation: PlanEvaluation, optimized: PlanEvaluation | None
 ) -> DeliveryRecord:
-    """What the report says of the segments; weights scaled by the delivered plan's normalization."""
-    factor = _factor(evaluation.record)
+    """What the report says of the segments; weights scaled by the delivered plan's normalization.
+    `optimized`: the fluence the segments were sequenced from, evaluated (None: forward planned)."""
+    factor = evaluation.record.normalization_factor
     beams = [
         BeamSegmentsRecord(beam=beam.beam, segments=len(beam.weights), total_weight=float(beam.weights.sum() * factor))
         for beam in delivered.sequence.beams
     ]
     return DeliveryRecord(
-        technique=delivery.technique,
-        intensity_levels=delivery.levels,
+        technique=delivered.delivery.technique,
+        intensity_levels=delivered.sequence.levels,
         segment_weights=delivered.weights,
         beams=beams,
         total_segments=sum(beam.segments for beam in beams),
-        fluence_goal_values=[goal.value for goal in optimized.record.goals],
-        fluence_solver=optimized.record.solver,
+        fluence_goal_values=[goal.value for goal in optimized.record.goals] if optimized is not None else None,
+        fluence_solver=optimized.record.solver if optimized is not None else None,
     )
 
 
@@ -237,9 +241,17 @@ class PlanSession:
         """Plan the case with `protocol`; `stages`: the timer of a caller that has timed earlier stages."""
         stages = _Stages(self.progress) if stages is None else stages
         with stages.stage("compile"):
+            if protocol.delivery is not None and protocol.delivery.segments:
+                check_sequenceable(self.case)  # before a solve whose plan could not be delivered
             notes = _derived_terms_note(protocol)
             earlier = self._compiled.program if self._compiled is not None else None
             compiled = compile_for_plan(protocol, self.case, self.solver, reuse=earlier)
+        if compiled.protocol.delivery is not None and compiled.protocol.delivery.forward:
+            with stages.stage("solve"):
+                delivered = plan_forward(compiled, compiled.protocol.delivery)
+            self._compiled = compiled
+            checked = CheckedSolve(compiled.program, delivered.result)
+            return _write_plan(compiled, checked, self.case_path, self.out, self.pdf, stages, notes, delivered)
         same_rows = earlier is not None and compiled.program.influence is earlier.influence
         alone = fast_path_alone(compiled.protocol, compiled.settings, compiled.goal_priorities)
         if not alone:

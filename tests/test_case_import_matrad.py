@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from interop_fixtures import matrad_workspace, save_matrad_v5, save_matrad_v73
 
+from specc.case import Case
 from specc.case.importers.matrad import import_matrad
 from specc.errors import CaseError
 
@@ -61,6 +62,11 @@ def test_without_stf_the_geometry_gap_is_noted(tmp_path):
     np.testing.assert_array_equal(result.case.beamlets.beam_id, [1, 1, 1, 2, 2, 2])
     assert any("beamlet positions unknown" in note for note in result.notes)
     assert "beamlet positions unknown" in result.case.metadata.notes
+    assert not result.case.metadata.beamlet_positions_known  # kept in the case file: no MLC segments from it
+    saved = tmp_path / "nostf.h5"
+    result.case.save(saved)
+    assert not Case.load(saved).metadata.beamlet_positions_known
+    assert import_matrad(save_matrad_v5(tmp_path / "stf.mat", matrad_workspace())).case.metadata.beamlet_positions_known
 
 
 def test_a_workspace_without_dij_is_refused(tmp_path):

@@ -29,6 +29,17 @@ def test_plan_on_a_coarse_phantom_writes_the_report_and_exits_0(tmp_path: Path) 
     assert record["solver"]["status"] == "optimal"
 
 
+def test_a_step_and_shoot_plan_shows_both_goal_values_and_writes_its_segments(tmp_path: Path) -> None:
+    protocol = tmp_path / "c-shape-sns.yaml"
+    protocol.write_text(PROTOCOL.read_text() + "\ndelivery:\n  technique: step_and_shoot\n  intensity_levels: 5\n")
+    result = runner.invoke(app, ["plan", str(protocol), *COARSE, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "Clinical goals (delivered segments)" in result.output and "optimized fluence" in result.output
+    assert "done sequence" in result.output and "segments (sweep)" in result.output
+    document = json.loads((tmp_path / "out" / "segments.json").read_text())
+    assert document["intensity_levels"] == 5 and len(document["beams"]) == 5
+
+
 def test_compile_prints_the_program_summary() -> None:
     result = runner.invoke(app, ["compile", str(PROTOCOL), *COARSE])
     assert result.exit_code == 0, result.output

@@ -13,9 +13,11 @@ from evaluate_fakes import protocol, solve_result, synthetic_case
 from specc.delivery import deliver
 from specc.export import read_result
 from specc.pipeline import plan
-from specc.planning import compile_for_plan
+from specc.planning import CompiledPlan, compile_for_plan, compile_terms
+from specc.solve.sample_check import CheckedSolve
 from specc.protocol import ProtocolError, parse_protocol_text
-from specc.sequence import sequence_fluence
+from specc.case.model import BEAMLET_POSITIONS
+from specc.sequence import SequenceError, sequence_fluence
 
 TERMS = [
     "{kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}",
@@ -41,11 +43,13 @@ def _fluence_from_segments(document: dict, case) -> np.ndarray:
     return fluence
 
 
-def test_the_report_plan_json_and_result_are_the_delivered_segments_plan(tmp_path: Path) -> None:
+@pytest.mark.parametrize("normalization", ["", "{structure: Target, metric: D95%, percent: 100}"])
+def test_the_report_plan_json_and_result_are_the_delivered_segments_plan(tmp_path: Path, normalization: str) -> None:
     case = synthetic_case()
-    delivered = plan(protocol(GOALS, terms=TERMS, delivery="{technique: step_and_shoot, intensity_levels: 4}"),
+    delivery = "{technique: step_and_shoot, intensity_levels: 4}"
+    delivered = plan(protocol(GOALS, terms=TERMS, delivery=delivery, normalization=normalization),
                      case, tmp_path / "segments")
-    ideal = plan(protocol(GOALS, terms=TERMS), case, tmp_path / "fluence")
+    ideal = plan(protocol(GOALS, terms=TERMS, normalization=normalization), case, tmp_path / "fluence")
     assert delivered.succeeded and ideal.succeeded
     assert "segments.json" in {path.name for path in delivered.paths}
     assert "sequence" in delivered.timings_s and "sequence" not in ideal.timings_s
@@ -59,7 +63,11 @@ def test_the_report_plan_json_and_result_are_the_delivered_segments_plan(tmp_pat
     assert document["converged"] is True and document["intensity_levels"] == 4
 
     record = delivered.record
+    assert (record.normalization is not None) == bool(normalization)
     assert record.delivery is not None and record.delivery.segment_weights == "optimized"
+    assert sum(beam.total_weight for beam in record.delivery.beams) == pytest.approx(
+        sum(segment["weight"] for beam in document["beams"] for segment in beam["segments"]), rel=1e-9
+    )
     assert record.delivery.total_segments == sum(len(beam["segments"]) for beam in document["beams"])
     # the optimized fluence's column holds the values of the same protocol planned without delivery
     np.testing.assert_allclose(record.delivery.fluence_goal_values, [goal.value for goal in ideal.record.goals],
@@ -127,3 +135,77 @@ def test_a_delivery_section_with_an_error_names_its_line(delivery: str, message:
     with pytest.raises(ProtocolError) as error:
         parse_protocol_text(text, "protocols/site.yaml")
     assert "protocols/site.yaml:10:" in str(error.value) and message in str(error.value)
+
+
+def test_a_case_without_beamlet_positions_is_refused_before_solving(tmp_path: Path) -> None:
+    case = synthetic_case()
+    case.metadata.extra[BEAMLET_POSITIONS] = "unknown"  # as the matRad importer marks a workspace without stf
+    with pytest.raises(SequenceError, match="beamlet positions are unknown"):
+        plan(protocol(GOALS, terms=TERMS, delivery="{technique: step_and_shoot}"), case, tmp_path, progress=_no_solve)
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())
+    assert plan(protocol(GOALS, terms=TERMS), case, tmp_path).succeeded  # the fluence alone still plans
+
+
+def _no_solve(stage: str, seconds: float | None) -> None:
+    assert stage != "solve", "the solve ran for a case that cannot be sequenced"
+
+
+def test_a_segment_weight_solve_without_a_plan_keeps_the_sequenced_weights_and_says_why(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import specc.delivery
+
+    case = synthetic_case()
+    written = protocol(GOALS, terms=TERMS, delivery="{technique: step_and_shoot, intensity_levels: 3}")
+    compiled = compile_for_plan(written, case)
+    fluence = compiled.solve().result
+
+    class Infeasible(CompiledPlan):
+        def solve(self, warm=None, steps=None) -> CheckedSolve:
+            failed = dataclasses.replace(fluence, status="infeasible", converged=False, fluence=None, message="no point")
+            return CheckedSolve(self.program, failed)
+
+    def infeasible_segments(*args, **kwargs) -> CompiledPlan:
+        return Infeasible(**vars(compile_terms(*args, **kwargs)))
+
+    monkeypatch.setattr(specc.delivery, "compile_terms", infeasible_segments)
+    delivered = deliver(compiled, fluence, written.delivery)
+    assert delivered.weights == "as sequenced (optimization ended infeasible)"
+    assert any("ended infeasible (no point)" in note and "sequenced with" in note for note in delivered.notes)
+    np.testing.assert_allclose(delivered.result.fluence, sequence_fluence(case.beamlets, fluence.fluence, 3).fluence())
+    assert delivered.result.status == "optimal" and delivered.result.objective is None
+
+
+def test_a_forward_plan_optimizes_only_shaped_segments_and_reports_them(tmp_path: Path) -> None:
+    case = synthetic_case()
+    outcome = plan(protocol(GOALS, terms=TERMS, delivery="{technique: forward, block: [Organ]}"), case, tmp_path)
+    assert outcome.succeeded and "sequence" not in outcome.timings_s
+    record = outcome.record
+    assert record.delivery.technique == "forward" and record.delivery.intensity_levels is None
+    assert record.delivery.fluence_goal_values is None and record.delivery.fluence_solver is None
+    assert any(note.startswith("forward plan:") and "blocking Organ" in note for note in record.notes)
+    document = json.loads((tmp_path / "segments.json").read_text())
+    result = read_result(tmp_path / "result.h5")
+    np.testing.assert_allclose(_fluence_from_segments(document, case), result.fluence, rtol=1e-9, atol=1e-12)
+    assert record.delivery.total_segments <= 3 * len(case.beams)  # a few per beam: target, blocked, per organ
+    html = (tmp_path / "report.html").read_text()
+    assert "forward-planned segments" in html and "Optimized fluence (not delivered)" not in html
+    # only the segments' weights were free: the plan is no better than the optimized fluence's
+    fluence_plan = plan(protocol(GOALS, terms=TERMS[:3]), case, tmp_path / "fluence")
+    forward_plan = plan(protocol(GOALS, terms=TERMS[:3], delivery="{technique: forward}"), case, tmp_path / "fwd")
+    assert forward_plan.solve.objective >= fluence_plan.solve.objective * (1 - 1e-4)
+
+
+@pytest.mark.parametrize(
+    ("delivery", "message"),
+    [
+        ("{technique: step_and_shoot, block: [Organ]}", "block applies to `technique: forward`, not to step_and_shoot"),
+        ("{technique: forward, block: [Orgna]}", 'undefined structure "Orgna" (did you mean "Organ"?)'),
+        ("{technique: forward, block: [Target]}", '"Target" is a target'),
+        ("{technique: forward, intensity_levels: 5}", "intensity_levels applies to `technique: step_and_shoot`"),
+    ],
+)
+def test_forward_options_are_checked_against_the_technique_and_the_structures(delivery: str, message: str) -> None:
+    with pytest.raises(ProtocolError) as error:
+        protocol(GOALS, terms=TERMS, delivery=delivery)
+    assert message in str(error.value) and "protocols/test.yaml:" in str(error.value)

@@ -109,7 +109,7 @@ def test_the_segment_program_leaves_out_the_fluence_terms_and_renumbers_prioriti
     program = segment_program(written, {3: 2})
     assert [term.kind for term in program.protocol.optimization.terms] == ["quadratic_underdose", "quadratic_overdose"]
     assert program.goal_priorities == {1: 2}
-    assert program.left_out == ["smoothness (weight 0.1)", "fluence_regularization l1 (weight 0.01)"]
+    assert [term.label() for term in program.left_out] == ["smoothness (weight 0.1)", "fluence_regularization l1 (weight 0.01)"]
     only_fluence = protocol({"Target": ["D95% >= 57 Gy"]}, terms=[terms[0]])
     with pytest.raises(SequenceError, match="none is left"):
         segment_program(only_fluence, {})

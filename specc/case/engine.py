@@ -178,7 +178,7 @@ def compute_influence(
 
     voxel_indices = np.flatnonzero(np.asarray(rows_mask, dtype=bool).ravel()).astype(np.int64)
     positions = grid.positions_mm(voxel_indices)
-    target_points = _target_points(np.asarray(target_mask, dtype=bool), grid, beamlet_mm / _RASTER_PER_BEAMLET)
+    target_points = filling_points(np.asarray(target_mask, dtype=bool), grid, beamlet_mm / _RASTER_PER_BEAMLET)
 
     parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     beamlet_parts: list[Beamlets] = []
@@ -230,7 +230,7 @@ class _Cells:
 _RASTER_PER_BEAMLET = 5
 
 
-def _target_points(target: np.ndarray, grid: Grid, spacing_mm: float) -> np.ndarray:
+def filling_points(target: np.ndarray, grid: Grid, spacing_mm: float) -> np.ndarray:
     """Points filling the target voxels (as cubes) no further apart than `spacing_mm`.
 
     Interior voxels contribute their centre only (their neighbours cover them); boundary

@@ -181,6 +181,12 @@ class Structure:
         return int(np.count_nonzero(self.mask))
 
 
+# `metadata.extra[BEAMLET_POSITIONS] == "unknown"`: the source gave no beamlet positions and the
+# importer laid the beamlets out itself, so nothing that needs the real beam's-eye view
+# (MLC segments) may use them.
+BEAMLET_POSITIONS = "beamlet_positions"
+
+
 @dataclass
 class CaseMetadata:
     """Where a case came from. `extra` holds importer identifiers (e.g. DICOM UIDs) for export."""
@@ -195,6 +201,10 @@ class CaseMetadata:
         for key, value in self.extra.items():
             if not isinstance(key, str) or not isinstance(value, str):
                 raise CaseError(f"metadata.extra must map strings to strings, got {key!r}: {value!r}")
+
+    @property
+    def beamlet_positions_known(self) -> bool:
+        return self.extra.get(BEAMLET_POSITIONS) != "unknown"
 
 
 @dataclass(eq=False)

@@ -238,7 +238,7 @@ def _print_outcome(outcome: PlanOutcome, quiet: bool, strict: bool, before: Plan
         fluence_values = record.delivery.fluence_goal_values if record.delivery is not None else None
         columns = ["structure", "goal", "value", "status"] + (["before"] if earlier is not None else [])
         columns += ["optimized fluence"] if fluence_values is not None else []
-        title = "Clinical goals" + (" (delivered segments)" if fluence_values is not None else "")
+        title = "Clinical goals" + (" (delivered segments)" if record.delivery is not None else "")
         table = Table(*columns, title=title)
         for index, goal in enumerate(record.goals):
             cells: list[str | Text] = [goal.structure, goal.text, _goal_value(goal), _goal_status(goal.status)]

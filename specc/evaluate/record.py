@@ -87,20 +87,21 @@ class BeamSegmentsRecord(_Record):
 
 
 class DeliveryRecord(_Record):
-    """How the evaluated plan is delivered: step-and-shoot segments cut from an optimized fluence.
+    """How the evaluated plan is delivered: MLC segments, cut from an optimized fluence
+    (step_and_shoot) or shaped from the structures (forward).
 
     The record's goals, dose and solver log are the delivered plan's; `fluence_goal_values`
     (in the order of the record's goals) and `fluence_solver` are those of the optimized
     fluence the segments were cut from, to show what sequencing cost.
     """
 
-    technique: str
-    intensity_levels: int
+    technique: str  # step_and_shoot | forward
+    intensity_levels: int | None  # None: forward planned
     segment_weights: str  # "optimized", "as sequenced", or why the optimization's result was not used
     beams: list[BeamSegmentsRecord]
     total_segments: int
-    fluence_goal_values: list[float | None]
-    fluence_solver: SolverRecord
+    fluence_goal_values: list[float | None] | None  # None: forward planned, no fluence was optimized
+    fluence_solver: SolverRecord | None
 
 
 class NormalizationRecord(_Record):
@@ -199,6 +200,11 @@ class PlanRecord(_Record):
     notes: list[str] = []
     timings_s: dict[str, float]
     review: Review = Review()
+
+    @property
+    def normalization_factor(self) -> float:
+        """What the optimized fluence and its dose were multiplied by (1 without a normalization)."""
+        return self.normalization.factor if self.normalization is not None else 1.0
 
     def goal_counts(self) -> dict[str, int]:
         """Number of goals per reported status, for summaries."""

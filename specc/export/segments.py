@@ -26,8 +26,9 @@ def _mm(values: list[float]) -> list[float | None]:
     return [None if math.isnan(value) else round(value, 3) for value in values]
 
 
-def write_segments(path: Path, sequence: Sequence, case: Case, factor: float, record: PlanRecord) -> Path:
-    """Write `sequence` (its weights scaled by the plan's normalization `factor`) to `path`."""
+def write_segments(path: Path, sequence: Sequence, case: Case, record: PlanRecord) -> Path:
+    """Write `sequence`, its weights scaled by the normalization of the plan `record` describes, to `path`."""
+    factor = record.normalization_factor
     beams_by_id = {beam.id: beam for beam in case.beams}
     beams = []
     for segments in sequence.beams:

@@ -27,6 +27,7 @@ def consistency_issues(protocol: ProtocolDocument) -> list[Issue]:
         *_alias_clashes(protocol),
         *_goal_structures(protocol, defined),
         *_term_structures(protocol, defined),
+        *_blocked_structures(protocol, defined),
         *_conflicting_goals(protocol.goals),
         *_conflicting_terms(protocol),
     ]
@@ -109,6 +110,17 @@ def _term_structures(protocol: ProtocolDocument, defined: list[str]) -> Iterator
         for name in term.structures():
             if name not in protocol.structures:
                 yield Issue(("optimization", "terms", index, *_field_holding(term, name)), _undefined(name, defined))
+
+
+def _blocked_structures(protocol: ProtocolDocument, defined: list[str]) -> Iterator[Issue]:
+    if protocol.delivery is None or protocol.delivery.block is None:
+        return
+    for index, name in enumerate(protocol.delivery.block):
+        spec = protocol.structures.get(name)
+        if spec is None:
+            yield Issue(("delivery", "block", index), _undefined(name, defined))
+        elif spec.role == "target":
+            yield Issue(("delivery", "block", index), f'"{name}" is a target: forward segments are shaped to it, not blocked')
 
 
 def _hot_rank(metric: Metric) -> tuple[str, float] | None:

@@ -214,6 +214,10 @@ class Optimization(_Strict):
     solver: SolverOptions = Field(default_factory=SolverOptions)
 
 
+# The options each delivery technique takes (an error with any other technique).
+_TECHNIQUE_OPTIONS = {"step_and_shoot": ("intensity_levels", "segment_weights"), "forward": ("block",)}
+
+
 class Delivery(_Strict):
     """How the plan is to be delivered, which is what the report evaluates and the physician signs.
 
@@ -223,10 +227,12 @@ class Delivery(_Strict):
     dose, never on the ideal fluence's (docs/delivery.md).
     """
 
-    technique: Literal["fluence", "step_and_shoot"] = Field(
+    technique: Literal["fluence", "step_and_shoot", "forward"] = Field(
         default="fluence",
         description="fluence: the optimized beamlet fluence is the plan (not sequenced); step_and_shoot: it is "
-        "sequenced into MLC segments and the plan is what the segments deliver.",
+        "sequenced into MLC segments and the plan is what the segments deliver; forward: no fluence is optimized, "
+        "each beam gets a few segments shaped from the targets and the blocked organs, and only their weights are "
+        "optimized.",
     )
     intensity_levels: StrictInt | None = Field(
         default=None,
@@ -241,14 +247,35 @@ class Delivery(_Strict):
         "protocol's dose terms, the apertures fixed; as_sequenced: each segment keeps the weight it was cut with.",
     )
 
+    block: list[Text] | None = Field(
+        default=None,
+        description="forward: the structures whose beam's-eye-view projection segments block (default: every "
+        "structure with role: oar).",
+    )
+
     @model_validator(mode="after")
     def _options_of_the_technique(self) -> Delivery:
-        if self.technique == "fluence":
-            written = [name for name in ("intensity_levels", "segment_weights") if getattr(self, name) is not None]
-            if written:
+        for technique, options in _TECHNIQUE_OPTIONS.items():
+            written = [name for name in options if getattr(self, name) is not None]
+            if written and self.technique != technique:
                 verb = "apply" if len(written) > 1 else "applies"
-                raise ValueError(f"{' and '.join(written)} {verb} to `technique: step_and_shoot`, not to fluence")
+                raise ValueError(f"{' and '.join(written)} {verb} to `technique: {technique}`, not to {self.technique}")
         return self
+
+    @property
+    def segments(self) -> bool:
+        """Whether the plan is delivered as MLC segments (either technique that makes them)."""
+        return self.technique != "fluence"
+
+    @property
+    def forward(self) -> bool:
+        """Whether the plan is forward-planned: shaped segments, only their weights optimized."""
+        return self.technique == "forward"
+
+    @property
+    def sequenced(self) -> bool:
+        """Whether the plan is delivered as MLC segments (and evaluated as they deliver it)."""
+        return self.technique == "step_and_shoot"
 
     @property
     def levels(self) -> int:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from specc.case import Beamlets
+from specc.case import Beamlets, Case
 from specc.case.neighbours import BeamGrid, beam_grids
 from specc.errors import SpeccError
 from specc.sequence.sweep import Apertures, sweep_apertures
@@ -58,7 +58,7 @@ class Sequence:
     """Every beam's segments and the (beamlets x segments) aperture matrix S: fluence = S w."""
 
     beams: list[BeamSegments]
-    levels: int
+    levels: int | None  # intensity levels of a sequenced fluence; None for forward-planned shapes
     apertures: sp.csc_matrix
 
     @property
@@ -95,6 +95,45 @@ class Sequence:
         return {beam.beam: len(beam.weights) for beam in self.beams}
 
 
+def check_sequenceable(case: Case) -> None:
+    """Refuse, before any solve, a case whose beamlets cannot stand for MLC leaf positions."""
+    if not case.metadata.beamlet_positions_known:
+        raise SequenceError(
+            f"case {case.case_id!r}: its beamlet positions are unknown (the importer laid the beamlets out itself, "
+            "see the case notes), so its fluence cannot be sequenced into MLC segments; "
+            "import it with its beam geometry (matRad: with stf) or plan it with `technique: fluence`"
+        )
+    beam_grids_of(case.beamlets)
+
+
+def beam_grids_of(beamlets: Beamlets) -> list[BeamGrid]:
+    purpose = "its MLC leaf pairs and leaf stops cannot be placed for sequencing"
+    return beam_grids(beamlets.beam_id, beamlets.x_mm, beamlets.y_mm, beamlets.width_mm, beamlets.height_mm, purpose)
+
+
+def beam_maps(beamlets: Beamlets, values: np.ndarray) -> list[tuple[BeamGrid, np.ndarray]]:
+    """Each beam's grid and `values` (one per beamlet) on it as (leaf pairs, cells along the leaves); 0 off the beam."""
+    maps = []
+    for grid in beam_grids_of(beamlets):
+        cells = grid.cells.T  # rows: leaf pairs (y); columns: leaf travel (x)
+        present = cells >= 0
+        maps.append((grid, np.where(present, values[np.where(present, cells, 0)], 0)))
+    return maps
+
+
+def assemble(beams: list[BeamSegments], n_beamlets: int, levels: int | None) -> Sequence:
+    """The sequence of `beams`' segments, with its (beamlets x segments) aperture matrix."""
+    columns: list[np.ndarray] = []
+    for beam in beams:
+        cells = beam.grid.cells.T
+        for segment in beam.apertures.openings(cells.shape[1]):
+            columns.append(cells[segment])
+    rows = np.concatenate(columns) if columns else np.zeros(0, dtype=np.int64)
+    segment_of_row = np.repeat(np.arange(len(columns)), [len(c) for c in columns])
+    matrix = sp.csc_matrix((np.ones(len(rows)), (rows, segment_of_row)), shape=(n_beamlets, len(columns)))
+    return Sequence(beams, levels, matrix)
+
+
 def sequence_fluence(beamlets: Beamlets, fluence: np.ndarray, levels: int) -> Sequence:
     """Round each beam's fluence to `levels` quanta of its largest weight and sequence it."""
     if levels < 1:
@@ -102,28 +141,12 @@ def sequence_fluence(beamlets: Beamlets, fluence: np.ndarray, levels: int) -> Se
     fluence = np.asarray(fluence, dtype=np.float64)
     if fluence.shape != (len(beamlets),):
         raise SequenceError(f"the fluence has {fluence.size} beamlet weights, the case {len(beamlets)} beamlets")
-    purpose = "its MLC leaf pairs and leaf stops cannot be placed for sequencing"
-    grids = beam_grids(
-        beamlets.beam_id, beamlets.x_mm, beamlets.y_mm, beamlets.width_mm, beamlets.height_mm, purpose
-    )
     beams: list[BeamSegments] = []
-    columns: list[np.ndarray] = []
-    for grid in grids:
-        cells = grid.cells.T  # rows: leaf pairs (y); columns: leaf travel (x)
-        present = cells >= 0
-        beam_fluence = np.where(present, fluence[np.where(present, cells, 0)], 0.0)
+    for grid, beam_fluence in beam_maps(beamlets, fluence):
         top = float(beam_fluence.max())
         if top <= 0:
             continue  # a beam the plan does not use has no segment
         quantum = top / levels
         apertures = sweep_apertures(np.rint(beam_fluence / quantum).astype(np.int64))
-        opened = apertures.openings(cells.shape[1])
-        for segment in opened:
-            columns.append(cells[segment])
         beams.append(BeamSegments(grid.beam, grid, apertures, apertures.quanta * quantum))
-    data_rows = np.concatenate(columns) if columns else np.zeros(0, dtype=np.int64)
-    data_columns = np.repeat(np.arange(len(columns)), [len(c) for c in columns])
-    matrix = sp.csc_matrix(
-        (np.ones(len(data_rows)), (data_rows, data_columns)), shape=(len(beamlets), len(columns))
-    )
-    return Sequence(beams, levels, matrix)
+    return assemble(beams, len(beamlets), levels)

@@ -22,6 +22,7 @@ import numpy as np
 from specc.case import Beamlets, Case
 from specc.protocol import Protocol
 from specc.sequence.segments import Sequence, SequenceError
+from specc.terms.base import TermBase
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class SegmentProgram:
 
     protocol: Protocol
     goal_priorities: dict[int, int]
-    left_out: list[str]  # labels of the fluence terms left out
+    left_out: list[TermBase]  # the fluence terms left out
 
 
 def segment_program(protocol: Protocol, goal_priorities: Mapping[int, int]) -> SegmentProgram:
@@ -40,7 +41,7 @@ def segment_program(protocol: Protocol, goal_priorities: Mapping[int, int]) -> S
     if optimization is None or not optimization.terms:
         raise SequenceError("segment weights are optimized on the plan's own terms, and the protocol has none")
     kept = [index for index, term in enumerate(optimization.terms) if term.structures()]
-    left_out = [term.label() for term in optimization.terms if not term.structures()]
+    left_out = [term for term in optimization.terms if not term.structures()]
     if not kept:
         raise SequenceError("every optimization term acts on the fluence alone: none is left to weight the segments")
     renumbered = {new: goal_priorities[old] for new, old in enumerate(kept) if old in goal_priorities}

@@ -20,7 +20,7 @@ import scipy.sparse as sp
 
 from specc.case.importers.mat_file import load_mat
 from specc.case.importers.report import ImportedCase, build_case, record_in_metadata
-from specc.case.model import Beam, Beamlets, CaseMetadata, Grid, Structure
+from specc.case.model import BEAMLET_POSITIONS, Beam, Beamlets, CaseMetadata, Grid, Structure
 from specc.errors import CaseError
 
 _AXIS_TOLERANCE_MM = 1e-3
@@ -100,7 +100,11 @@ def import_matrad(path: str | Path, *, exclude: Sequence[str] = (), case_id: str
         beamlets=beamlets,
         structures=structures,
         density=None,
-        metadata=CaseMetadata(source=f"matRad workspace {path.name}", dose_engine="matRad (dij.physicalDose)"),
+        metadata=CaseMetadata(
+            source=f"matRad workspace {path.name}",
+            dose_engine="matRad (dij.physicalDose)",
+            extra={} if "stf" in workspace else {BEAMLET_POSITIONS: "unknown"},
+        ),
     )
     not_imported.append("ct.cube / ct.cubeHU: the CT is not stored in the case (the influence matrix is given)")
     for name in sorted(set(workspace) - {"ct", "cst", "dij", "stf", "pln"}):

@@ -1,0 +1,88 @@
+"""Forward planning: a few segments per beam shaped from the targets and the organs at risk.
+
+A forward (field-in-field) plan shapes each field to the target in the beam's-eye view, adds
+segments that block the organs at risk, and optimizes only the segments' weights. A beamlet
+belongs to a structure's projection when its central ray crosses the structure: the structure,
+filled with points a fifth of a beamlet apart, is projected through the beam's source onto the
+isocentre plane (`BeamFrame`, IEC 61217, the case contract's frame), rasterised, closed and
+hole-filled, and read at the beamlet centres. A case whose beam geometry does not agree with its
+influence matrix (target-projection beamlets that put no dose in the target) is refused.
+
+Per beam the shapes are the targets' projection, that projection without the projections of
+every blocked organ, and, for each blocked organ that shades it, the projection without that
+organ alone. Each shape is cut into apertures with one open interval per leaf pair (the sweep
+of its 0/1 map: a row an organ splits in two gives two apertures); a beam keeps each aperture
+once. The weights are then optimized as for a step-and-shoot plan (`weights.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from collections.abc import Sequence as Names
+
+import numpy as np
+from scipy.ndimage import binary_closing, binary_fill_holes
+
+from specc.case import Case
+from specc.case.engine import BeamFrame, filling_points
+from specc.case.neighbours import BeamGrid
+from specc.sequence.segments import BeamSegments, Sequence, SequenceError, assemble, beam_grids_of
+from specc.sequence.sweep import Apertures, sweep_apertures
+
+# Raster pixels per beamlet pitch (odd: beamlet centres are pixel centres).
+RASTER_PER_BEAMLET = 5
+
+
+def projection(frame: BeamFrame, grid: BeamGrid, points_mm: np.ndarray) -> np.ndarray:
+    """Which cells of `grid` (shape `grid.cells`) have their centre inside the points' projection."""
+    x, y, _ = frame.project(points_mm)
+    pad = RASTER_PER_BEAMLET  # one beamlet of margin, so closing does not eat the grid's border
+    px = np.floor((x - grid.x0_mm) / grid.pitch_x_mm * RASTER_PER_BEAMLET + RASTER_PER_BEAMLET / 2).astype(np.int64)
+    py = np.floor((y - grid.y0_mm) / grid.pitch_y_mm * RASTER_PER_BEAMLET + RASTER_PER_BEAMLET / 2).astype(np.int64)
+    shape = np.array(grid.cells.shape) * RASTER_PER_BEAMLET
+    raster = np.zeros(shape + 2 * pad, dtype=bool)
+    inside = (px >= -pad) & (px < shape[0] + pad) & (py >= -pad) & (py < shape[1] + pad)
+    raster[px[inside] + pad, py[inside] + pad] = True
+    raster = binary_fill_holes(binary_closing(raster, structure=np.ones((3, 3), dtype=bool)))
+    centre = pad + RASTER_PER_BEAMLET // 2
+    return raster[centre : centre + shape[0] : RASTER_PER_BEAMLET, centre : centre + shape[1] : RASTER_PER_BEAMLET]
+
+
+def forward_sequence(case: Case, masks: Mapping[str, np.ndarray], targets: Names[str], blocked: Names[str]) -> Sequence:
+    """Apertures shaped from the union of `targets` and the `blocked` organs, each of weight 1."""
+    spacing = float(min(case.beamlets.width_mm.min(), case.beamlets.height_mm.min())) / RASTER_PER_BEAMLET
+    target_mask = np.logical_or.reduce([masks[name] for name in targets])
+    target_points = filling_points(target_mask, case.grid, spacing)
+    organ_points = [filling_points(masks[name], case.grid, spacing) for name in blocked]
+    target_dose = case.influence[case.rows(target_mask)].max(axis=0).toarray().ravel()
+    frames = {beam.id: BeamFrame.of(beam) for beam in case.beams}
+    beams: list[BeamSegments] = []
+    for grid in beam_grids_of(case.beamlets):
+        present = grid.cells >= 0
+        target = projection(frames[grid.beam], grid, target_points) & present
+        if not target.any():
+            continue  # no central ray of this beam crosses the targets
+        _check_geometry(case, grid, target_dose[grid.cells[target]])
+        organs = [projection(frames[grid.beam], grid, points) & present for points in organ_points]
+        shapes = [target]
+        if organs:
+            shapes.append(target & ~np.logical_or.reduce(organs))
+            shapes.extend(target & ~organ for organ in organs if (target & organ).any())
+        cut = [sweep_apertures(shape.T.astype(np.int64)) for shape in shapes]  # rows: leaf pairs (y)
+        edges = np.unique(np.concatenate([np.concatenate([a.left, a.right], axis=1) for a in cut]), axis=0)
+        pairs = grid.cells.shape[1]
+        apertures = Apertures(edges[:, :pairs], edges[:, pairs:], np.ones(len(edges), dtype=np.int64))
+        beams.append(BeamSegments(grid.beam, grid, apertures, np.ones(len(edges))))
+    if not beams:
+        raise SequenceError(f"no beamlet's central ray crosses the targets ({', '.join(targets)}): no field to shape")
+    return assemble(beams, case.n_beamlets, None)
+
+
+def _check_geometry(case: Case, grid: BeamGrid, dose_to_target: np.ndarray) -> None:
+    """Refuse shapes from a beam geometry that disagrees with the influence matrix."""
+    if np.count_nonzero(dose_to_target > 0) < 0.5 * len(dose_to_target):
+        raise SequenceError(
+            f"case {case.case_id!r}, beam {grid.beam}: most beamlets whose central ray crosses the target by the "
+            "case's beam geometry put no dose in it, so the geometry (angles, isocentre, beamlet positions) does "
+            "not match the influence matrix and segments cannot be shaped from it"
+        )

@@ -1,0 +1,64 @@
+"""Forward-planned segments: shaped from the targets' and organs' beam's-eye-view projections."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from optimizer_fixtures import c_shape
+from specc.case.engine import BeamFrame, filling_points
+from specc.sequence import SequenceError
+from specc.sequence.forward import forward_sequence, projection
+from specc.sequence.segments import beam_grids_of
+
+
+def _masks(case):
+    return {name: structure.mask for name, structure in case.structures.items()}
+
+
+def _open_cells(beam) -> np.ndarray:
+    """(segments, cells of the beam grid [ix, iy]) which beamlets each segment leaves open."""
+    return beam.apertures.openings(beam.grid.cells.shape[0]).transpose(0, 2, 1)
+
+
+def test_segments_open_only_the_target_projection_and_one_of_them_blocks_the_core() -> None:
+    case = c_shape()
+    sequence = forward_sequence(case, _masks(case), ["PTV"], ["Core"])
+    frames = {beam.id: BeamFrame.of(beam) for beam in case.beams}
+    ptv = filling_points(case.structures["PTV"].mask, case.grid, 2.0)
+    core = filling_points(case.structures["Core"].mask, case.grid, 2.0)
+    grids = {grid.beam: grid for grid in beam_grids_of(case.beamlets)}
+    assert sorted(sequence.segment_counts()) == sorted(grids)
+    for beam in sequence.beams:
+        grid = grids[beam.beam]
+        present = grid.cells >= 0
+        target = projection(frames[beam.beam], grid, ptv) & present
+        organ = projection(frames[beam.beam], grid, core) & present
+        opened = _open_cells(beam)
+        assert not (opened & ~target).any()  # nothing outside the target's projection
+        assert np.array_equal(opened.any(axis=0), target)  # the whole projection is some segment's
+        if (target & organ).any():  # the core shades the target: some segment spares it
+            assert any(not (segment & organ).any() for segment in opened)
+        edges = np.concatenate([beam.apertures.left, beam.apertures.right], axis=1)
+        assert len(np.unique(edges, axis=0)) == len(edges)  # each aperture once
+    np.testing.assert_array_equal(sequence.weights, 1.0)
+
+
+def test_a_beam_geometry_that_disagrees_with_the_influence_matrix_is_refused() -> None:
+    case = c_shape()
+    influence = case.influence.tolil()
+    rows = case.rows(case.structures["PTV"].mask)
+    influence[np.ix_(rows, case.beamlets.of_beam(1))] = 0.0  # beam 1's beamlets no longer reach the target
+    broken = dataclasses.replace(case, influence=influence.tocsr())
+    with pytest.raises(SequenceError, match="beam 1: most beamlets .* put no dose in it"):
+        forward_sequence(broken, _masks(broken), ["PTV"], ["Core"])
+
+
+def test_targets_outside_every_beam_leave_no_field_to_shape() -> None:
+    case = c_shape()
+    far = [dataclasses.replace(beam, isocenter_mm=tuple(c + 500.0 for c in beam.isocenter_mm)) for beam in case.beams]
+    moved = dataclasses.replace(case, beams=far)
+    with pytest.raises(SequenceError, match="no field to shape"):
+        forward_sequence(moved, _masks(moved), ["PTV"], [])
