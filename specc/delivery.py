@@ -91,10 +91,9 @@ def plan_forward(compiled: CompiledPlan, delivery: Delivery) -> Delivered:
     ]
     sequence = forward_sequence(compiled.case, compiled.program.masks, targets, blocked)
     notes = [
-        f"forward plan: {len(sequence.weights)} segments shaped from the projection of {', '.join(targets)}"
-        + (f" blocking {', '.join(blocked)}" if blocked else "")
-        + " (a beamlet is in a projection when half its maximum dose reaches the structure); only their weights "
-        "were optimized"
+        f"forward plan: {len(sequence.weights)} segments shaped from the beam's-eye-view projection of "
+        f"{', '.join(targets)}" + (f", blocking {', '.join(blocked)}" if blocked else "")
+        + "; only their weights were optimized (segments left without weight are not delivered)"
     ]
     weighted, sequence = _optimized_weights(compiled, sequence, notes)
     if weighted.usable:

@@ -62,3 +62,14 @@ def test_targets_outside_every_beam_leave_no_field_to_shape() -> None:
     moved = dataclasses.replace(case, beams=far)
     with pytest.raises(SequenceError, match="no field to shape"):
         forward_sequence(moved, _masks(moved), ["PTV"], [])
+
+
+def test_each_of_several_targets_gets_a_field_of_its_own() -> None:
+    case = c_shape()  # the core stands in for a second target, nested in the first one's projection
+    sequence = forward_sequence(case, _masks(case), ["PTV", "Core"], [])
+    frames = {beam.id: BeamFrame.of(beam) for beam in case.beams}
+    core = filling_points(case.structures["Core"].mask, case.grid, 2.0)
+    grids = {grid.beam: grid for grid in beam_grids_of(case.beamlets)}
+    for beam in sequence.beams:
+        own = projection(frames[beam.beam], grids[beam.beam], core) & (grids[beam.beam].cells >= 0)
+        assert any(np.array_equal(segment, own) for segment in _open_cells(beam)), beam.beam

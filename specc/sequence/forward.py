@@ -10,7 +10,8 @@ influence matrix (target-projection beamlets that put no dose in the target) is 
 
 Per beam the shapes are the targets' projection, that projection without the projections of
 every blocked organ, and, for each blocked organ that shades it, the projection without that
-organ alone. Each shape is cut into apertures with one open interval per leaf pair (the sweep
+organ alone; with several targets (dose levels), also each target's own projection, with and
+without the blocked organs. Each shape is cut into apertures with one open interval per leaf pair (the sweep
 of its 0/1 map: a row an organ splits in two gives two apertures); a beam keeps each aperture
 once. The weights are then optimized as for a step-and-shoot plan (`weights.py`).
 """
@@ -52,6 +53,7 @@ def forward_sequence(case: Case, masks: Mapping[str, np.ndarray], targets: Names
     """Apertures shaped from the union of `targets` and the `blocked` organs, each of weight 1."""
     spacing = float(min(case.beamlets.width_mm.min(), case.beamlets.height_mm.min())) / RASTER_PER_BEAMLET
     target_mask = np.logical_or.reduce([masks[name] for name in targets])
+    each_target = [filling_points(masks[name], case.grid, spacing) for name in targets] if len(targets) > 1 else []
     target_points = filling_points(target_mask, case.grid, spacing)
     organ_points = [filling_points(masks[name], case.grid, spacing) for name in blocked]
     target_dose = case.influence[case.rows(target_mask)].max(axis=0).toarray().ravel()
@@ -64,11 +66,13 @@ def forward_sequence(case: Case, masks: Mapping[str, np.ndarray], targets: Names
             continue  # no central ray of this beam crosses the targets
         _check_geometry(case, grid, target_dose[grid.cells[target]])
         organs = [projection(frames[grid.beam], grid, points) & present for points in organ_points]
-        shapes = [target]
-        if organs:
-            shapes.append(target & ~np.logical_or.reduce(organs))
-            shapes.extend(target & ~organ for organ in organs if (target & organ).any())
-        cut = [sweep_apertures(shape.T.astype(np.int64)) for shape in shapes]  # rows: leaf pairs (y)
+        spared = target & ~np.logical_or.reduce(organs) if organs else target
+        shapes = [target, spared]
+        shapes.extend(target & ~organ for organ in organs if (target & organ).any())
+        for points in each_target:  # targets of other dose levels get fields of their own
+            own = projection(frames[grid.beam], grid, points) & present
+            shapes.extend([own, own & spared])
+        cut = [sweep_apertures(shape.T.astype(np.int64)) for shape in shapes if shape.any()]  # rows: leaf pairs (y)
         edges = np.unique(np.concatenate([np.concatenate([a.left, a.right], axis=1) for a in cut]), axis=0)
         pairs = grid.cells.shape[1]
         apertures = Apertures(edges[:, :pairs], edges[:, pairs:], np.ones(len(edges), dtype=np.int64))
