@@ -224,7 +224,8 @@ class Delivery(_Strict):
     An optimized beamlet fluence is not deliverable as it stands: a step-and-shoot treatment
     delivers a few MLC apertures per beam, and rounding the fluence to intensity levels changes
     the dose. With `step_and_shoot` the plan's goals are measured on the sequenced segments'
-    dose, never on the ideal fluence's (docs/delivery.md).
+    dose, never on the ideal fluence's; with `forward` there is no fluence, only segments shaped
+    from the structures (docs/delivery.md).
     """
 
     technique: Literal["fluence", "step_and_shoot", "forward"] = Field(

@@ -6,7 +6,8 @@ beam's fluence is rounded to `levels` equal quanta of its own largest beamlet we
 rounded map is sequenced (`sweep`). The delivered fluence is then exactly the apertures'
 sum: what the plan is evaluated on. Cells with no beamlet in the case carry no dose
 information; the sweep never opens them, since a cell is open only where its rounded fluence
-is positive.
+is positive. Forward-planned shapes (`forward`) become segments through the same grid and
+aperture matrix (`beam_maps`, `assemble`).
 """
 
 from __future__ import annotations
@@ -30,9 +31,9 @@ class SequenceError(SpeccError):
 class BeamSegments:
     """One beam's segments: leaf edges in mm, and each segment's fluence weight.
 
-    `weights[s]` is segment s's beamlet weight per fraction in the case's fluence unit (the
-    quanta times the beam's quantum as sequenced; what the segment weight optimization
-    made of it afterwards). Leaf pair r is centred on `leaf_y_mm[r]`.
+    `weights[s]` is segment s's beamlet weight per fraction in the case's fluence unit: as cut,
+    its quanta times the beam's quantum (a sequenced fluence) or 1 (a forward shape); after a
+    weight optimization, its result. Leaf pair r is centred on `leaf_y_mm[r]`.
     """
 
     beam: int
