@@ -7,7 +7,7 @@ rounded map is sequenced (`sweep`). The delivered fluence is then exactly the ap
 sum: what the plan is evaluated on. Cells with no beamlet in the case carry no dose
 information; the sweep never opens them, since a cell is open only where its rounded fluence
 is positive. Forward-planned shapes (`forward`) become segments through the same grid and
-aperture matrix (`beam_maps`, `assemble`).
+aperture matrix (`beam_grids_of`, `assemble`).
 """
 
 from __future__ import annotations
@@ -112,7 +112,7 @@ def beam_grids_of(beamlets: Beamlets) -> list[BeamGrid]:
     return beam_grids(beamlets.beam_id, beamlets.x_mm, beamlets.y_mm, beamlets.width_mm, beamlets.height_mm, purpose)
 
 
-def beam_maps(beamlets: Beamlets, values: np.ndarray) -> list[tuple[BeamGrid, np.ndarray]]:
+def _beam_maps(beamlets: Beamlets, values: np.ndarray) -> list[tuple[BeamGrid, np.ndarray]]:
     """Each beam's grid and `values` (one per beamlet) on it as (leaf pairs, cells along the leaves); 0 off the beam."""
     maps = []
     for grid in beam_grids_of(beamlets):
@@ -143,7 +143,7 @@ def sequence_fluence(beamlets: Beamlets, fluence: np.ndarray, levels: int) -> Se
     if fluence.shape != (len(beamlets),):
         raise SequenceError(f"the fluence has {fluence.size} beamlet weights, the case {len(beamlets)} beamlets")
     beams: list[BeamSegments] = []
-    for grid, beam_fluence in beam_maps(beamlets, fluence):
+    for grid, beam_fluence in _beam_maps(beamlets, fluence):
         top = float(beam_fluence.max())
         if top <= 0:
             continue  # a beam the plan does not use has no segment
