@@ -200,13 +200,19 @@ def _delivery_record(
     `optimized`: the fluence the segments were sequenced from, evaluated (None: forward planned)."""
     factor = evaluation.record.normalization_factor
     beams = [
-        BeamSegmentsRecord(beam=beam.beam, segments=len(beam.weights), total_weight=float(beam.weights.sum() * factor))
+        BeamSegmentsRecord(
+            beam=beam.beam,
+            segments=len(beam.weights),
+            total_weight=float(beam.weights.sum() * factor),
+            smallest_weight_percent=float(100.0 * beam.weights.min() / beam.weights.sum()),
+        )
         for beam in delivered.sequence.beams
     ]
     return DeliveryRecord(
         technique=delivered.delivery.technique,
         intensity_levels=delivered.sequence.levels,
         segment_weights=delivered.weights,
+        min_segment_weight_percent=delivered.delivery.min_segment_weight_percent,
         beams=beams,
         total_segments=sum(beam.segments for beam in beams),
         fluence_goal_values=[goal.value for goal in optimized.record.goals] if optimized is not None else None,

@@ -203,9 +203,58 @@ def test_a_forward_plan_optimizes_only_shaped_segments_and_reports_them(tmp_path
         ("{technique: forward, block: [Orgna]}", 'undefined structure "Orgna" (did you mean "Organ"?)'),
         ("{technique: forward, block: [Target]}", '"Target" is a target'),
         ("{technique: forward, intensity_levels: 5}", "intensity_levels applies to `technique: step_and_shoot`"),
+        ("{technique: fluence, min_segment_weight_percent: 2}",
+         "min_segment_weight_percent applies to `technique: step_and_shoot` or `technique: forward`, not to fluence"),
+        ("{technique: step_and_shoot, segment_weights: as_sequenced, min_segment_weight_percent: 2}",
+         "min_segment_weight_percent needs optimized segment weights"),
+        ("{technique: forward, min_segment_weight_percent: 100}", "delivery.min_segment_weight_percent"),
     ],
 )
 def test_forward_options_are_checked_against_the_technique_and_the_structures(delivery: str, message: str) -> None:
     with pytest.raises(ProtocolError) as error:
         protocol(GOALS, terms=TERMS, delivery=delivery)
     assert message in str(error.value) and "protocols/test.yaml:" in str(error.value)
+
+
+def test_segments_below_the_minimum_weight_are_removed_and_the_weights_solved_again(tmp_path: Path) -> None:
+    case = synthetic_case()
+    plans = {}
+    for minimum in ("", ", min_segment_weight_percent: 8"):
+        delivery = f"{{technique: step_and_shoot, intensity_levels: 8{minimum}}}"
+        plans[minimum] = plan(protocol(GOALS, terms=TERMS, delivery=delivery), case, tmp_path / str(len(minimum)))
+    document = json.loads((tmp_path / str(len(", min_segment_weight_percent: 8")) / "segments.json").read_text())
+    for beam in document["beams"]:
+        weights = np.array([segment["weight"] for segment in beam["segments"]])
+        assert (weights >= 0.08 * weights.sum()).all()
+    free, limited = plans[""].record, plans[", min_segment_weight_percent: 8"].record
+    assert limited.delivery.total_segments < free.delivery.total_segments
+    assert min(beam.smallest_weight_percent for beam in limited.delivery.beams) >= 8.0
+    assert min(beam.smallest_weight_percent for beam in free.delivery.beams) < 8.0  # the minimum had work to do
+    assert any("below 8% of their beam's summed weight removed" in note for note in limited.notes)
+    assert limited.converged
+
+
+def test_a_removal_that_leaves_no_solution_keeps_the_last_solved_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    import specc.delivery
+
+    case = synthetic_case()
+    written = protocol(GOALS, terms=TERMS, delivery="{technique: step_and_shoot, min_segment_weight_percent: 20}")
+    compiled = compile_for_plan(written, case)
+    fluence = compiled.solve().result
+    solves: list[int] = []
+
+    class SecondFails(CompiledPlan):
+        def solve(self, warm=None, steps=None) -> CheckedSolve:
+            solves.append(self.case.n_beamlets)
+            checked = super().solve()
+            if len(solves) == 1:
+                return checked
+            return CheckedSolve(self.program, dataclasses.replace(checked.result, status="infeasible", fluence=None))
+
+    monkeypatch.setattr(specc.delivery, "compile_terms", lambda *a, **k: SecondFails(**vars(compile_terms(*a, **k))))
+    delivered = deliver(compiled, fluence, written.delivery)
+    assert len(solves) == 2 and solves[1] < solves[0]  # the second solve had fewer segments
+    assert delivered.result.usable and delivered.weights == "optimized"
+    assert len(delivered.sequence.weights) > solves[1]  # the small segments are back
+    assert any("keeps the last weights the solver gave" in note for note in delivered.notes)
+    np.testing.assert_allclose(delivered.result.fluence, delivered.sequence.fluence())

@@ -84,6 +84,7 @@ class BeamSegmentsRecord(_Record):
     beam: int
     segments: int
     total_weight: float  # sum of the segments' weights per fraction (case fluence unit), after normalization
+    smallest_weight_percent: float  # the lightest segment's share of total_weight
 
 
 class DeliveryRecord(_Record):
@@ -98,6 +99,7 @@ class DeliveryRecord(_Record):
     technique: str  # step_and_shoot | forward
     intensity_levels: int | None  # None: forward planned
     segment_weights: str  # "optimized", "as sequenced", or why the optimization's result was not used
+    min_segment_weight_percent: float | None  # of a beam's summed weight; None: no minimum
     beams: list[BeamSegmentsRecord]
     total_segments: int
     fluence_goal_values: list[float | None] | None  # None: forward planned, no fluence was optimized

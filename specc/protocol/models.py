@@ -214,8 +214,13 @@ class Optimization(_Strict):
     solver: SolverOptions = Field(default_factory=SolverOptions)
 
 
-# The options each delivery technique takes (an error with any other technique).
-_TECHNIQUE_OPTIONS = {"step_and_shoot": ("intensity_levels", "segment_weights"), "forward": ("block",)}
+# The techniques each delivery option applies to (an error with any other technique).
+_OPTION_TECHNIQUES = {
+    "intensity_levels": ("step_and_shoot",),
+    "segment_weights": ("step_and_shoot",),
+    "block": ("forward",),
+    "min_segment_weight_percent": ("step_and_shoot", "forward"),
+}
 
 
 class Delivery(_Strict):
@@ -254,13 +259,24 @@ class Delivery(_Strict):
         "structure with role: oar).",
     )
 
+    min_segment_weight_percent: float | None = Field(
+        default=None,
+        gt=0,
+        lt=100,
+        allow_inf_nan=False,
+        description="step_and_shoot (optimized weights) and forward: a segment whose weight is below this percentage "
+        "of its beam's summed segment weights is removed and the weights are optimized again, until none is (the "
+        "planning system's minimum monitor units per segment, relative to the beam's).",
+    )
+
     @model_validator(mode="after")
     def _options_of_the_technique(self) -> Delivery:
-        for technique, options in _TECHNIQUE_OPTIONS.items():
-            written = [name for name in options if getattr(self, name) is not None]
-            if written and self.technique != technique:
-                verb = "apply" if len(written) > 1 else "applies"
-                raise ValueError(f"{' and '.join(written)} {verb} to `technique: {technique}`, not to {self.technique}")
+        for option, techniques in _OPTION_TECHNIQUES.items():
+            if getattr(self, option) is not None and self.technique not in techniques:
+                allowed = " or ".join(f"`technique: {technique}`" for technique in techniques)
+                raise ValueError(f"{option} applies to {allowed}, not to {self.technique}")
+        if self.min_segment_weight_percent is not None and self.segment_weights == "as_sequenced":
+            raise ValueError("min_segment_weight_percent needs optimized segment weights, not `as_sequenced`")
         return self
 
     @property
