@@ -116,3 +116,19 @@ def test_an_ablation_switch_refuses_a_name_the_code_no_longer_has() -> None:
     assert owner.present == 2
     with pytest.raises(AttributeError, match="no longer switches anything off"):
         _replace(owner, "renamed", 3)
+
+
+def test_the_tiny_delivery_benchmark_solves_every_segment_program_with_both_solvers(tmp_path: Path) -> None:
+    from benchmarks.delivery import SOLVERS
+    from benchmarks.delivery import main as delivery
+
+    out = tmp_path / "delivery.json"
+    result = delivery(["--tiny", "--levels", "3", "9", "--json", str(out)])
+    assert json.loads(out.read_text()) == result
+    rows = result["rows"]
+    assert [row["levels"] for row in rows] == [3, 9] and rows[0]["segments"] < rows[1]["segments"]
+    for row in rows:
+        for solver in SOLVERS:
+            assert row[solver]["status"] == "optimal" and row[solver]["solved_by"] == solver
+        # each on its own sample (the fast path's and CLARABEL's differ), so close, not equal
+        assert row["SPECC-LBFGS"]["objective"] == pytest.approx(row["CLARABEL"]["objective"], rel=1e-2)

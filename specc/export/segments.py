@@ -1,4 +1,4 @@
-"""segments.json: a step-and-shoot plan's MLC segments, for a record-and-verify or planning system.
+"""segments.json: a plan's MLC segments (step-and-shoot or forward), for a record-and-verify or planning system.
 
 Per beam: its angles and isocentre, the leaf pairs (centre and width along IEC Y_b at the
 isocentre plane), and per segment its weight and the two leaf tips of each pair (IEC X_b, mm;
