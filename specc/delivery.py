@@ -10,10 +10,10 @@ and only their weights are.
 The segment weights are solved by the reference solver (CLARABEL) where the fluence was the
 fast path's: the segment program has a few hundred columns, and columns of one beam overlap
 (a beamlet is open in up to `intensity_levels` of them), which is where an interior-point
-method is fast and a first-order one is slow. Measured on the 5 mm C-shape (docs/delivery.md):
-116 / 215 / 369 segments, CLARABEL 0.7 / 1.3 / 4.4 s, the fast path 0.4 / 1.6 s and, at 369,
-not certified after 2,856 iterations (26 s with the fallback). A cvxpy solver named by the
-protocol or the command line solves them itself.
+method is fast and a first-order one is slow. `python -m benchmarks.delivery` (5 mm C-shape,
+7 beams, docs/delivery.md): 86 / 168 / 293 segments at 5 / 10 / 20 levels, CLARABEL 0.49 /
+0.96 / 3.59 s, the fast path 0.22 / 1.09 s and, at 293, not certified, then CLARABEL: 15.4 s.
+A cvxpy solver named by the protocol or the command line solves them itself.
 """
 
 from __future__ import annotations
