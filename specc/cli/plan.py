@@ -17,7 +17,7 @@ from specc.errors import SpeccError
 
 if TYPE_CHECKING:
     from specc.case import Case
-    from specc.evaluate import GoalRecord, PlanRecord
+    from specc.evaluate import GoalRecord, PlanRecord, RobustnessRecord
     from specc.pipeline import CohortEntry, CohortOutcome, PlanOutcome
     from specc.protocol import Protocol
 
@@ -40,6 +40,17 @@ _STATUS_STYLE = {
 
 def _goal_value(goal: GoalRecord) -> str:
     return "-" if goal.value is None else f"{goal.value:.2f} {goal.unit}"
+
+
+def _print_robustness(robustness: RobustnessRecord) -> None:
+    setup = "/".join(f"{size:g}" for size in robustness.setup_error_mm)
+    table = Table("structure", "goal", "nominal", "worst", "status",
+                  title=f"Setup error {setup} mm ({len(robustness.scenarios_mm)} scenarios, worst shown)")
+    for goal in robustness.goals:
+        nominal = "-" if goal.nominal is None else f"{goal.nominal:.2f} {goal.unit}"
+        worst = "-" if goal.worst is None else f"{goal.worst:.2f} {goal.unit}"
+        table.add_row(goal.structure, goal.text, nominal, worst, _goal_status(goal.status))
+    console.print(table)
 
 
 def _goal_status(status: str) -> Text:
@@ -249,6 +260,8 @@ def _print_outcome(outcome: PlanOutcome, quiet: bool, strict: bool, before: Plan
                 cells.append(_goal_value(goal.model_copy(update={"value": fluence_values[index]})))
             table.add_row(*cells)
         console.print(table)
+        if record.robustness is not None:
+            _print_robustness(record.robustness)
         if not outcome.solve.converged:
             console.print(Text(f"NOT CONVERGED: {outcome.solve.message}", style="bold magenta"))
     counts = ", ".join(f"{n} {status}" for status, n in record.goal_counts().items()) or "no goals"

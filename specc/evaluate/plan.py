@@ -22,6 +22,7 @@ from specc.evaluate.goals import judge, reported_status
 from specc.evaluate.indices import hot_spot, target_indices
 from specc.evaluate.metrics import dvh_point, measure
 from specc.evaluate.normalization import normalization_factor
+from specc.evaluate.robustness import robustness_record
 from specc.evaluate.record import (
     CaseInfo,
     DoseLevelRecord,
@@ -222,6 +223,9 @@ def evaluate_plan(
                 volume_percent=curve_percent.tolist(),
             )
         )
+    robustness = None
+    if protocol.robustness is not None:
+        robustness = robustness_record(protocol, dose, masks, grid, voxel_cc, solve.converged)
     context = PlanDoseContext(dose, masks, voxel_cc, fractions, fluence, case.beamlets)
     record = PlanRecord(
         specc_version=specc.__version__,
@@ -266,6 +270,7 @@ def evaluate_plan(
             steps=list(solve.steps),
         ),
         normalization=normalization,
+        robustness=robustness,
         goals=goals,
         target_indices=indices,
         hot_spot=hot_spot("dose grid", dose, np.ones(dose.shape, dtype=bool), grid, voxel_cc),

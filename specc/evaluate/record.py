@@ -106,6 +106,30 @@ class DeliveryRecord(_Record):
     fluence_solver: SolverRecord | None
 
 
+class RobustGoalRecord(_Record):
+    """One goal, nominal and in each setup-error scenario (`RobustnessRecord.scenarios_mm` order)."""
+
+    structure: str
+    text: str
+    unit: str
+    nominal: float | None
+    scenario_values: list[float | None]
+    worst: float | None  # the lowest for a lower bound, the highest for an upper bound
+    worst_scenario: int | None  # index into scenarios_mm
+    measured_status: MeasuredStatus  # of the worst value
+    status: GoalStatus
+
+
+class RobustnessRecord(_Record):
+    """Goals under patient setup errors (evaluation only; docs/robustness.md)."""
+
+    setup_error_mm: tuple[float, float, float]
+    model: str
+    scenarios_mm: list[tuple[float, float, float]]  # patient shift of each scenario, LPS mm
+    structures: list[str]
+    goals: list[RobustGoalRecord]
+
+
 class NormalizationRecord(_Record):
     """The prescription normalization applied before evaluation (fluence and dose scaled)."""
 
@@ -193,6 +217,7 @@ class PlanRecord(_Record):
     solver: SolverRecord
     normalization: NormalizationRecord | None
     delivery: DeliveryRecord | None = None  # None: the optimized fluence is the plan (not sequenced)
+    robustness: RobustnessRecord | None = None  # None: the protocol asks no setup-error check
     goals: list[GoalRecord]
     target_indices: list[TargetIndices]
     hot_spot: HotSpot  # over every voxel of the dose grid

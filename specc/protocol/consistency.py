@@ -28,6 +28,7 @@ def consistency_issues(protocol: ProtocolDocument) -> list[Issue]:
         *_goal_structures(protocol, defined),
         *_term_structures(protocol, defined),
         *_blocked_structures(protocol, defined),
+        *_robust_structures(protocol, defined),
         *_conflicting_goals(protocol.goals),
         *_conflicting_terms(protocol),
     ]
@@ -121,6 +122,14 @@ def _blocked_structures(protocol: ProtocolDocument, defined: list[str]) -> Itera
             yield Issue(("delivery", "block", index), _undefined(name, defined))
         elif spec.role == "target":
             yield Issue(("delivery", "block", index), f'"{name}" is a target: forward segments are shaped to it, not blocked')
+
+
+def _robust_structures(protocol: ProtocolDocument, defined: list[str]) -> Iterator[Issue]:
+    if protocol.robustness is None or protocol.robustness.structures is None:
+        return
+    for index, name in enumerate(protocol.robustness.structures):
+        if name not in protocol.structures:
+            yield Issue(("robustness", "structures", index), _undefined(name, defined))
 
 
 def _hot_rank(metric: Metric) -> tuple[str, float] | None:

@@ -32,7 +32,7 @@ from specc.protocol.diagnostics import ProtocolConsistencyError
 from specc.protocol.goals import Goal, GoalEntry, GoalMapping
 from specc.protocol.metrics import Metric
 from specc.protocol.structures import FUNCTIONS, StructureExpr, parse_expression
-from specc.protocol.units import Dose, format_number
+from specc.protocol.units import Dose, Length, format_number
 from specc.terms import Term
 from specc.terms.base import SourceLocation
 
@@ -303,6 +303,40 @@ class Delivery(_Strict):
         return self.segment_weights != "as_sequenced"
 
 
+def _three_lengths(value: Any) -> Any:
+    """One distance for every axis, or three: one message for both forms (a union reports one per branch)."""
+    if isinstance(value, str):
+        return [value] * 3
+    if isinstance(value, list) and len(value) == 3:
+        return value
+    raise ValueError(f'expected one distance ("3 mm") or three along x, y, z (["3 mm", "3 mm", "5 mm"]), got {value!r}')
+
+
+class Robustness(_Strict):
+    """How the plan is checked against patient setup errors: every goal of the listed
+    structures is measured again with the dose shifted by the setup error along each patient
+    axis, both ways (six scenarios; a rigid shift of the dose, the static dose cloud model),
+    and the report gives the worst. It evaluates; it does not change the optimization
+    (margins do that: docs/robustness.md).
+    """
+
+    setup_error: Annotated[list[Length], BeforeValidator(_three_lengths, json_schema_input_type=Length | list[Length])] = (
+        Field(
+            description='The setup error: "3 mm" along every axis, or ["3 mm", "3 mm", "5 mm"] along x, y, z '
+            "(patient LPS axes)."
+        )
+    )
+    structures: list[Text] | None = Field(
+        default=None,
+        description="The structures whose goals are measured in every scenario (default: the prescription targets).",
+    )
+
+    @property
+    def setup_error_mm(self) -> tuple[float, float, float]:
+        x, y, z = (length.mm for length in self.setup_error)
+        return (x, y, z)
+
+
 class ProtocolSource(BaseModel):
     """Which files a protocol was read from, and a hash that changes when any of them does."""
 
@@ -371,6 +405,9 @@ class ProtocolDocument(_Strict):
     optimization: Optimization | None = None
     delivery: Delivery | None = Field(
         default=None, description="How the plan is delivered; left out, the optimized fluence is the plan."
+    )
+    robustness: Robustness | None = Field(
+        default=None, description="Goals measured again under patient setup errors (evaluation only)."
     )
     source: SkipJsonSchema[ProtocolSource | None] = Field(default=None, exclude=True)
 

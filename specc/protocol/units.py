@@ -1,4 +1,4 @@
-"""Dose and volume quantities that carry their unit.
+"""Dose, volume and length quantities that carry their unit.
 
 A protocol writes doses as strings with a unit ("78 Gy", "7800 cGy"); once parsed, a dose is
 a `Dose` (always the total over the whole course, stored in Gy) and never a bare float that
@@ -16,6 +16,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
 DOSE_UNITS: dict[str, float] = {"Gy": 1.0, "cGy": 0.01}
+LENGTH_UNITS: dict[str, float] = {"mm": 1.0, "cm": 10.0}
 VolumeUnit = Literal["%", "cc"]
 
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
@@ -120,17 +121,52 @@ class Volume(TextValue):
         return f"{format_number(self.value)}%" if self.unit == "%" else f"{format_number(self.value)} cc"
 
 
+class Length(TextValue):
+    """A distance in the patient (a setup error, a margin), stored in mm."""
+
+    text_schema: ClassVar[dict[str, Any]] = {
+        "pattern": rf"^\s*{_NUMBER}\s*(mm|cm)\s*$",
+        "description": 'A distance with its unit, e.g. "3 mm" or "0.5 cm".',
+        "examples": ["3 mm", "0.5 cm"],
+    }
+
+    mm: float
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            return {"mm": _parse_with_unit(data, LENGTH_UNITS, "distance", '"3 mm" or "0.5 cm"')}
+        if isinstance(data, bool) or isinstance(data, (int, float)):
+            raise ValueError(f'distance {data!r} has no unit: write it as "{data} mm" or "{data} cm"')
+        return data
+
+    @model_validator(mode="after")
+    def _physical(self) -> Length:
+        if not math.isfinite(self.mm) or self.mm < 0:
+            raise ValueError(f"distance must be a finite, non-negative number of mm, got {self.mm}")
+        return self
+
+    def __str__(self) -> str:
+        return f"{format_number(self.mm)} mm"
+
+
 def parse_dose_gy(text: str) -> float:
     """Parse "78 Gy" / "7800 cGy" into Gy; the unit is mandatory and case-sensitive."""
+    return _parse_with_unit(text, DOSE_UNITS, "dose", '"78 Gy" or "7800 cGy"')
+
+
+def _parse_with_unit(text: str, units: dict[str, float], what: str, example: str) -> float:
+    """A number and one of `units` (case-sensitive), converted by the unit's factor."""
     match = _DOSE_RE.match(text)
     if not match:
-        raise ValueError(f'cannot read dose "{text}": expected a number and a unit, e.g. "78 Gy" or "7800 cGy"')
+        raise ValueError(f'cannot read {what} "{text}": expected a number and a unit, e.g. {example}')
     unit = match["unit"]
-    if unit not in DOSE_UNITS:
-        near = {u.lower(): u for u in DOSE_UNITS}.get(unit.lower())
-        hint = f' (did you mean "{near}"?)' if near else f" (expected one of {', '.join(DOSE_UNITS)})"
-        raise ValueError(f'unknown dose unit "{unit}"{hint}')
-    return float(match["value"]) * DOSE_UNITS[unit]
+    if unit not in units:
+        near = {u.lower(): u for u in units}.get(unit.lower())
+        hint = f' (did you mean "{near}"?)' if near else f" (expected one of {', '.join(units)})"
+        raise ValueError(f'unknown {what} unit "{unit}"{hint}')
+    return float(match["value"]) * units[unit]
 
 
 def parse_volume(text: str) -> tuple[float, VolumeUnit]:

@@ -1,0 +1,112 @@
+"""Goals under patient setup errors: the dose shifted rigidly, the worst scenario judged."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from evaluate_fakes import synthetic_case
+from specc.evaluate.robustness import robustness_record, scenarios_mm
+from specc.protocol import ProtocolError, parse_protocol_text
+
+HEADER = """specc: 1
+name: robust
+site: test
+version: 1.0.0
+structures:
+  Target: {role: target}
+  Organ: {role: oar}
+prescription:
+  fractions: 30
+  levels: [{target: Target, dose: 60 Gy}]
+goals:
+  Target: ["Mean >= 1 Gy", "Max <= 100 Gy"]
+  Organ: ["Mean <= 5 Gy"]
+"""
+
+
+def _protocol(robustness: str):
+    return parse_protocol_text(HEADER + robustness, "protocols/robust.yaml")
+
+
+def test_a_patient_shift_gives_each_voxel_the_dose_that_far_away_and_the_worst_is_judged() -> None:
+    case = synthetic_case()
+    masks = {name: structure.mask for name, structure in case.structures.items()}
+    x, y, z = np.meshgrid(*case.grid.axes_mm(), indexing="ij")
+    dose = 10.0 + x + 0.5 * z  # a linear dose (Gy): trilinear interpolation is exact for it
+    protocol = _protocol('robustness: {setup_error: ["5 mm", "0 mm", "2 mm"]}\n')
+    record = robustness_record(protocol, dose, masks, case.grid, case.voxel_volume_cc, converged=True)
+    assert record.scenarios_mm == [(5.0, 0.0, 0.0), (-5.0, 0.0, 0.0), (0.0, 0.0, 2.0), (0.0, 0.0, -2.0)]
+    assert record.structures == ["Target"]  # the prescription targets by default
+    mean = next(goal for goal in record.goals if goal.text == "Mean >= 1 Gy")
+    inside = masks["Target"]  # the sphere of radius 15 mm sits 2 voxels and more from every edge
+    assert mean.nominal == pytest.approx(dose[inside].mean())
+    # patient moved +5 mm in x: its voxels sit where the dose is 5 Gy higher
+    np.testing.assert_allclose(mean.scenario_values, np.array([5.0, -5.0, 1.0, -1.0]) + mean.nominal, rtol=1e-9)
+    assert mean.worst == pytest.approx(mean.nominal - 5.0) and mean.worst_scenario == 1  # lowest for a lower bound
+    highest = next(goal for goal in record.goals if goal.text == "Max <= 100 Gy")
+    assert highest.worst_scenario == 0 and highest.worst == max(highest.scenario_values)  # highest for an upper bound
+    assert [goal.status for goal in record.goals] == ["pass", "pass"]
+
+
+def test_a_goal_failed_in_one_scenario_fails_and_an_unconverged_plan_is_labelled() -> None:
+    case = synthetic_case()
+    masks = {name: structure.mask for name, structure in case.structures.items()}
+    x, _, _ = np.meshgrid(*case.grid.axes_mm(), indexing="ij")
+    dose = np.where(x < 10.0, 40.0, 0.0)  # a field edge 7.5 mm from the organ (x from 17.5 to 32.5 mm)
+    protocol = _protocol("robustness: {setup_error: 10 mm, structures: [Organ]}\n")
+    record = robustness_record(protocol, dose, masks, case.grid, case.voxel_volume_cc, converged=True)
+    (organ,) = record.goals
+    assert organ.text == "Mean <= 5 Gy" and organ.nominal == 0.0
+    # moved 10 mm towards -x (two voxels: no interpolation), the organ's first of four columns is in the field
+    assert record.scenarios_mm[organ.worst_scenario] == (-10.0, 0.0, 0.0)
+    assert organ.worst == pytest.approx(10.0) and organ.status == "fail"
+    unconverged = robustness_record(protocol, dose, masks, case.grid, case.voxel_volume_cc, converged=False)
+    assert unconverged.goals[0].status == "not_converged" and unconverged.goals[0].measured_status == "fail"
+
+
+def test_scenarios_are_both_ways_along_the_axes_that_have_an_error() -> None:
+    assert scenarios_mm((3.0, 0.0, 0.0)) == [(3.0, 0.0, 0.0), (-3.0, 0.0, 0.0)]
+    assert len(scenarios_mm((3.0, 3.0, 5.0))) == 6
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ('robustness: {setup_error: ["3 mm", "3 mm"]}', "expected one distance"),
+        ("robustness: {setup_error: 3}", "expected one distance"),
+        ("robustness: {setup_error: 3 inch}", 'unknown distance unit "inch"'),
+        ("robustness: {setup_error: 3 mm, structures: [Orgna]}", 'undefined structure "Orgna"'),
+    ],
+)
+def test_a_robustness_section_with_an_error_names_its_line(section: str, message: str) -> None:
+    with pytest.raises(ProtocolError) as error:
+        _protocol(section + "\n")
+    assert message in str(error.value) and "protocols/robust.yaml:14:" in str(error.value)
+
+
+def test_a_plan_reports_the_setup_error_check_in_plan_json_the_report_and_the_terminal(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    import specc.cli.plan  # noqa: F401  (registers the commands)
+    from specc.cli.app import app
+
+    case_path = tmp_path / "case.h5"
+    synthetic_case().save(case_path)
+    terms = (
+        "optimization:\n  terms:\n"
+        "    - {kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}\n"
+        "    - {kind: quadratic_overdose, structure: Organ, dose: 10 Gy, weight: 1}\n"
+    )
+    protocol = tmp_path / "robust.yaml"
+    protocol.write_text(HEADER + terms + "robustness: {setup_error: 5 mm, structures: [Target, Organ]}\n")
+    result = CliRunner().invoke(app, ["plan", str(protocol), "--case", str(case_path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "Setup error 5/5/5 mm (6 scenarios, worst shown)" in result.output
+    record = json.loads((tmp_path / "out" / "plan.json").read_text())["robustness"]
+    assert record["structures"] == ["Target", "Organ"] and len(record["scenarios_mm"]) == 6
+    assert [goal["text"] for goal in record["goals"]] == ["Mean >= 1 Gy", "Max <= 100 Gy", "Mean <= 5 Gy"]
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert 'id="robustness"' in html and html.count('class="robust-goal"') == 3
