@@ -49,7 +49,9 @@ def robustness_record(
     """Every goal of the protocol's robustness structures, nominal and in each scenario."""
     robustness = protocol.robustness
     assert robustness is not None, "a robustness record needs a robustness section"
-    names = robustness.structures or [level.target for level in protocol.prescription.levels]
+    names = robustness.structures if robustness.structures is not None else [
+        level.target for level in protocol.prescription.levels
+    ]
     scenarios = scenarios_mm(robustness.setup_error_mm)
     spacing = np.asarray(grid.spacing_mm, dtype=np.float64)
     doses = [shifted(dose, -np.asarray(offset) / spacing, order=1, mode="nearest") for offset in scenarios]

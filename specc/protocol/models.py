@@ -326,7 +326,7 @@ class Robustness(_Strict):
             "(patient LPS axes)."
         )
     )
-    structures: list[Text] | None = Field(
+    structures: Annotated[list[Text], Field(min_length=1)] | None = Field(
         default=None,
         description="The structures whose goals are measured in every scenario (default: the prescription targets).",
     )
