@@ -18,6 +18,7 @@ version: 1.0.0
 structures:
   Target: {role: target}
   Organ: {role: oar}
+  Body: {role: other}
 prescription:
   fractions: 30
   levels: [{target: Target, dose: 60 Gy}]
@@ -79,12 +80,14 @@ def test_scenarios_are_both_ways_along_the_axes_that_have_an_error() -> None:
         ("robustness: {setup_error: 3}", "expected one distance"),
         ("robustness: {setup_error: 3 inch}", 'unknown distance unit "inch"'),
         ("robustness: {setup_error: 3 mm, structures: [Orgna]}", 'undefined structure "Orgna"'),
+        ("robustness: {setup_error: 3 mm, structures: [Body]}", '"Body" has no goal to measure'),
+        ("robustness: {setup_error: 3 mm, structures: []}", "needs at least 1 item"),
     ],
 )
 def test_a_robustness_section_with_an_error_names_its_line(section: str, message: str) -> None:
     with pytest.raises(ProtocolError) as error:
         _protocol(section + "\n")
-    assert message in str(error.value) and "protocols/robust.yaml:14:" in str(error.value)
+    assert message in str(error.value) and "protocols/robust.yaml:15:" in str(error.value)
 
 
 def test_a_plan_reports_the_setup_error_check_in_plan_json_the_report_and_the_terminal(tmp_path) -> None:

@@ -127,9 +127,12 @@ def _blocked_structures(protocol: ProtocolDocument, defined: list[str]) -> Itera
 def _robust_structures(protocol: ProtocolDocument, defined: list[str]) -> Iterator[Issue]:
     if protocol.robustness is None or protocol.robustness.structures is None:
         return
+    with_goals = {goal.structure for goal in protocol.goals}
     for index, name in enumerate(protocol.robustness.structures):
         if name not in protocol.structures:
             yield Issue(("robustness", "structures", index), _undefined(name, defined))
+        elif name not in with_goals and protocol.prescription is not None:  # a template's goals may come later
+            yield Issue(("robustness", "structures", index), f'"{name}" has no goal to measure under setup errors')
 
 
 def _hot_rank(metric: Metric) -> tuple[str, float] | None:
