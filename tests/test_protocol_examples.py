@@ -70,7 +70,7 @@ def test_terms_carry_their_source(prostate) -> None:
     terms = prostate.optimization.terms
     assert [term.kind for term in terms][:3] == ["uniform_dose", "quadratic_underdose", "max_dose"]
     assert all(Path(term.source.file).name == "prostate-sib.yaml" for term in terms)
-    assert [term.source.line for term in terms] == list(range(67, 78))
+    assert [term.source.line for term in terms] == list(range(69, 80))
     assert prostate.optimization.solver.time_limit_s == 300
 
 
