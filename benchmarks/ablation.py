@@ -19,7 +19,6 @@ never silently measure the default. Results also go to a JSON file.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import statistics
 import tempfile
@@ -27,7 +26,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.run import EVERY_VOXEL, LARGE, STANDARD, TINY, BenchmarkCase, _commit, _run_method, in_child
+from benchmarks.run import (
+    EVERY_VOXEL, LARGE, STANDARD, TINY, BenchmarkCase, _commit, _run_method, in_child, write_json,
+)
 
 DEFAULT = "default (as specc plan)"
 FAST_PATH = "specc fast path"
@@ -191,8 +192,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {"date": time.strftime("%Y-%m-%d %H:%M"), "commit": _commit(), "cpus": multiprocessing.cpu_count(),
               **result}
     _print(result)
-    args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
-    print(f"\nwrote {args.json}")
+    write_json(args.json, report)
     return report
 
 

@@ -17,11 +17,10 @@ and fast path / CLARABEL seconds. Results also go to a JSON file.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
-from benchmarks.run import STANDARD, TINY, BenchmarkCase
+from benchmarks.run import STANDARD, TINY, BenchmarkCase, write_json
 
 SOLVERS = ("SPECC-LBFGS", "CLARABEL")
 
@@ -84,8 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     result = run_case(TINY if args.tiny else STANDARD, args.levels)
     _print(result)
-    args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
-    print(f"\nwrote {args.json}")
+    write_json(args.json, result)
     return result
 
 

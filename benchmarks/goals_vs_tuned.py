@@ -16,10 +16,11 @@ percentage points; 1% of the value for volumes in cc).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from benchmarks.run import write_json
 
 PHANTOMS = ("c-shape", "multi-target", "prostate", "head-neck")
 PROTOCOL_FOLDER = Path("protocols/tg119")
@@ -160,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         runs[phantom] = {"tuned": _as_dict(tuned), "goals_only": _as_dict(goals_only)}
     print(f"goals judged worse than the hand-tuned plan: {total_worse}")
     if arguments.json is not None:
-        arguments.json.write_text(json.dumps(runs, indent=2), encoding="utf-8")
+        write_json(arguments.json, runs)
     return 1 if total_worse else 0
 
 

@@ -18,11 +18,11 @@ to a JSON file.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 from benchmarks.goals_vs_tuned import PROTOCOL_FOLDER
+from benchmarks.run import write_json
 
 PHANTOMS = ("prostate", "head-neck")  # the hand-tuned TG-119 protocols with hard DVH limits
 
@@ -94,8 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
         results.append(refine_case(phantom, args.grid, args.beams))
         _print(results[-1])
     report = {"runs": results}
-    args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
-    print(f"\nwrote {args.json}")
+    write_json(args.json, report)
     return report
 
 

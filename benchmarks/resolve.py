@@ -26,12 +26,11 @@ protocol, stage by stage (compile, solve, evaluate, report).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.run import LARGE, STANDARD, TINY, BenchmarkCase
+from benchmarks.run import LARGE, STANDARD, TINY, BenchmarkCase, write_json
 from specc.protocol.units import Dose
 from specc.terms import TermBase
 
@@ -204,8 +203,7 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         result = run_case(case, changes)
         _print(result)
-    args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
-    print(f"\nwrote {args.json}")
+    write_json(args.json, result)
     return result
 
 

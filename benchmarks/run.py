@@ -284,9 +284,14 @@ def main(argv: list[str] | None = None) -> dict:
             result = run_case(case, Path(folder), args.methods, args.time_limit)
             _print(result)
             report["cases"].append(result)
-    args.json.write_text(json.dumps(report, indent=2), encoding="utf-8")
-    print(f"\nwrote {args.json}")
+    write_json(args.json, report)
     return report
+
+
+def write_json(path: Path, result: dict | list) -> None:
+    """A benchmark's results as JSON, and where they went (every benchmark's last line)."""
+    path.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":
