@@ -51,7 +51,35 @@ class TextValue(BaseModel):
         return {"type": "string", **cls.text_schema}
 
 
-class Dose(TextValue):
+class _Quantity(TextValue):
+    """A non-negative amount written with one of `units` ("78 Gy", "3 mm"), stored in the
+    first unit under the field named `field`; a bare number is an error that names the units."""
+
+    units: ClassVar[dict[str, float]]
+    field: ClassVar[str]
+    what: ClassVar[str]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, data: Any) -> Any:
+        if isinstance(data, str):
+            example = " or ".join(f'"{value}"' for value in cls.text_schema["examples"])
+            return {cls.field: _parse_with_unit(data, cls.units, cls.what, example)}
+        if isinstance(data, bool) or isinstance(data, (int, float)):
+            written = " or ".join(f'"{data} {unit}"' for unit in cls.units)
+            raise ValueError(f"{cls.what} {data!r} has no unit: write it as {written}")
+        return data
+
+    @model_validator(mode="after")
+    def _physical(self) -> _Quantity:
+        amount = getattr(self, self.field)
+        if not math.isfinite(amount) or amount < 0:
+            unit = next(iter(self.units))
+            raise ValueError(f"{self.what} must be a finite, non-negative number of {unit}, got {amount}")
+        return self
+
+
+class Dose(_Quantity):
     """A total dose over the treatment course, in Gy."""
 
     text_schema: ClassVar[dict[str, Any]] = {
@@ -59,23 +87,11 @@ class Dose(TextValue):
         "description": 'A total dose with its unit, e.g. "78 Gy" or "7800 cGy".',
         "examples": ["78 Gy", "7800 cGy"],
     }
+    units: ClassVar[dict[str, float]] = DOSE_UNITS
+    field: ClassVar[str] = "gy"
+    what: ClassVar[str] = "dose"
 
     gy: float
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_text(cls, data: Any) -> Any:
-        if isinstance(data, str):
-            return {"gy": parse_dose_gy(data)}
-        if isinstance(data, bool) or isinstance(data, (int, float)):
-            raise ValueError(f'dose {data!r} has no unit: write it as "{data} Gy" or "{data} cGy"')
-        return data
-
-    @model_validator(mode="after")
-    def _physical(self) -> Dose:
-        if not math.isfinite(self.gy) or self.gy < 0:
-            raise ValueError(f"dose must be a finite, non-negative number of Gy, got {self.gy}")
-        return self
 
     @classmethod
     def parse(cls, text: str) -> Dose:
@@ -121,7 +137,7 @@ class Volume(TextValue):
         return f"{format_number(self.value)}%" if self.unit == "%" else f"{format_number(self.value)} cc"
 
 
-class Length(TextValue):
+class Length(_Quantity):
     """A distance in the patient (a setup error, a margin), stored in mm."""
 
     text_schema: ClassVar[dict[str, Any]] = {
@@ -129,23 +145,11 @@ class Length(TextValue):
         "description": 'A distance with its unit, e.g. "3 mm" or "0.5 cm".',
         "examples": ["3 mm", "0.5 cm"],
     }
+    units: ClassVar[dict[str, float]] = LENGTH_UNITS
+    field: ClassVar[str] = "mm"
+    what: ClassVar[str] = "distance"
 
     mm: float
-
-    @model_validator(mode="before")
-    @classmethod
-    def _from_text(cls, data: Any) -> Any:
-        if isinstance(data, str):
-            return {"mm": _parse_with_unit(data, LENGTH_UNITS, "distance", '"3 mm" or "0.5 cm"')}
-        if isinstance(data, bool) or isinstance(data, (int, float)):
-            raise ValueError(f'distance {data!r} has no unit: write it as "{data} mm" or "{data} cm"')
-        return data
-
-    @model_validator(mode="after")
-    def _physical(self) -> Length:
-        if not math.isfinite(self.mm) or self.mm < 0:
-            raise ValueError(f"distance must be a finite, non-negative number of mm, got {self.mm}")
-        return self
 
     def __str__(self) -> str:
         return f"{format_number(self.mm)} mm"
