@@ -26,7 +26,7 @@ from specc.planning import CompiledPlan, compile_terms
 from specc.protocol import Delivery
 from specc.sequence import Sequence, check_sequenceable, sequence_fluence
 from specc.sequence.forward import forward_sequence
-from specc.sequence.weights import segment_case, segment_program
+from specc.sequence.weights import keep_segments, segment_case, segment_program
 from specc.solve import SolveResult
 from specc.solve.choice import reference_settings
 from specc.solve.result import TermValue
@@ -117,8 +117,8 @@ def _optimized_weights(
     settings = reference_settings(compiled.settings)  # few, overlapping columns: see the module docstring
     kept: tuple[SolveResult, Sequence, CheckedSolve] | None = None  # the last solve whose segments all pass
     removed = solves = 0
+    case = segment_case(compiled.case, sequence)
     while True:
-        case = segment_case(compiled.case, sequence)
         checked = compile_terms(program.protocol, case, settings, program.goal_priorities).solve()
         weighted, solves = checked.result, solves + 1
         if not weighted.usable:
@@ -137,7 +137,9 @@ def _optimized_weights(
             sequence = kept[1]
             break
         removed += int(np.count_nonzero(small))
-        sequence = sequence.with_weights(np.where(small, 0.0, weights)).without_empty()
+        weights = np.where(small, 0.0, weights)
+        sequence = sequence.with_weights(weights).without_empty()
+        case = keep_segments(case, np.flatnonzero(weights > 0))  # the segments `without_empty` kept, in order
     notes.extend(f"segment weights: {note}" for note in checked.notes)
     if removed:
         notes.append(

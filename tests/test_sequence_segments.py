@@ -9,7 +9,7 @@ from evaluate_fakes import protocol, synthetic_case
 from specc.case import Beamlets
 from specc.errors import CaseError
 from specc.sequence import SequenceError, sequence_fluence
-from specc.sequence.weights import segment_case, segment_program
+from specc.sequence.weights import keep_segments, segment_case, segment_program
 
 
 def _rounded(beamlets: Beamlets, fluence: np.ndarray, levels: int) -> np.ndarray:
@@ -113,3 +113,15 @@ def test_the_segment_program_leaves_out_the_fluence_terms_and_renumbers_prioriti
     only_fluence = protocol({"Target": ["D95% >= 57 Gy"]}, terms=[terms[0]])
     with pytest.raises(SequenceError, match="none is left"):
         segment_program(only_fluence, {})
+
+
+def test_keeping_some_segments_takes_their_columns_of_the_segment_case() -> None:
+    case = synthetic_case()
+    sequence = sequence_fluence(case.beamlets, np.random.default_rng(4).uniform(0, 1, case.n_beamlets), 4)
+    weights = sequence.weights.copy()
+    weights[1::3] = 0.0
+    kept = keep_segments(segment_case(case, sequence), np.flatnonzero(weights > 0))
+    rebuilt = segment_case(case, sequence.with_weights(weights).without_empty())
+    np.testing.assert_array_equal(kept.influence.toarray(), rebuilt.influence.toarray())
+    np.testing.assert_array_equal(kept.beamlets.beam_id, rebuilt.beamlets.beam_id)
+    np.testing.assert_allclose(kept.beamlets.x_mm, rebuilt.beamlets.x_mm)

@@ -69,3 +69,11 @@ def segment_case(case: Case, sequence: Sequence) -> Case:
         beam_of_segment, centre_x, centre_y, np.ones(len(open_count)), np.ones(len(open_count))
     )
     return replace(case, case_id=f"{case.case_id} (segments)", influence=influence, beamlets=segments)
+
+
+def keep_segments(segments: Case, columns: np.ndarray) -> Case:
+    """A segment case restricted to some of its segments (`columns`, in order): the columns of
+    A S it already holds, not a new product."""
+    b = segments.beamlets
+    kept = Beamlets(b.beam_id[columns], b.x_mm[columns], b.y_mm[columns], b.width_mm[columns], b.height_mm[columns])
+    return replace(segments, influence=segments.influence[:, columns], beamlets=kept)
