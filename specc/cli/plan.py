@@ -39,7 +39,11 @@ _STATUS_STYLE = {
 
 
 def _goal_value(goal: GoalRecord) -> str:
-    return "-" if goal.value is None else f"{goal.value:.2f} {goal.unit}"
+    return _value_text(goal.value, goal.unit)
+
+
+def _value_text(value: float | None, unit: str) -> str:
+    return "-" if value is None else f"{value:.2f} {unit}"
 
 
 def _print_robustness(robustness: RobustnessRecord) -> None:
@@ -47,8 +51,7 @@ def _print_robustness(robustness: RobustnessRecord) -> None:
     table = Table("structure", "goal", "nominal", "worst", "status",
                   title=f"Setup error {setup} mm ({len(robustness.scenarios_mm)} scenarios, worst shown)")
     for goal in robustness.goals:
-        nominal = "-" if goal.nominal is None else f"{goal.nominal:.2f} {goal.unit}"
-        worst = "-" if goal.worst is None else f"{goal.worst:.2f} {goal.unit}"
+        nominal, worst = _value_text(goal.nominal, goal.unit), _value_text(goal.worst, goal.unit)
         table.add_row(goal.structure, goal.text, nominal, worst, _goal_status(goal.status))
     console.print(table)
 
@@ -257,7 +260,7 @@ def _print_outcome(outcome: PlanOutcome, quiet: bool, strict: bool, before: Plan
                 was = earlier.get((goal.structure, goal.text))
                 cells.append("(new goal)" if was is None else Text(_goal_value(was) + " ") + _goal_status(was.status))
             if fluence_values is not None:
-                cells.append(_goal_value(goal.model_copy(update={"value": fluence_values[index]})))
+                cells.append(_value_text(fluence_values[index], goal.unit))
             table.add_row(*cells)
         console.print(table)
         if record.robustness is not None:

@@ -92,9 +92,6 @@ class Sequence:
                 beams.append(BeamSegments(beam.beam, beam.grid, apertures, beam.weights[kept]))
         return Sequence(beams, self.levels, self.apertures[:, keep_columns].tocsc())
 
-    def segment_counts(self) -> dict[int, int]:
-        return {beam.beam: len(beam.weights) for beam in self.beams}
-
 
 def check_sequenceable(case: Case) -> None:
     """Refuse, before any solve, a case whose beamlets cannot stand for MLC leaf positions."""
