@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from evaluate_fakes import synthetic_case
-from specc.evaluate.robustness import robustness_record, scenarios_mm
+from specc.evaluate.robustness import robustness_record
 from specc.protocol import ProtocolError, parse_protocol_text
 
 HEADER = """specc: 1
@@ -69,8 +69,10 @@ def test_a_goal_failed_in_one_scenario_fails_and_an_unconverged_plan_is_labelled
 
 
 def test_scenarios_are_both_ways_along_the_axes_that_have_an_error() -> None:
-    assert scenarios_mm((3.0, 0.0, 0.0)) == [(3.0, 0.0, 0.0), (-3.0, 0.0, 0.0)]
-    assert len(scenarios_mm((3.0, 3.0, 5.0))) == 6
+    assert _protocol('robustness: {setup_error: ["3 mm", "0 mm", "0 mm"]}\n').robustness.offsets_mm == [
+        (3.0, 0.0, 0.0), (-3.0, 0.0, 0.0)
+    ]
+    assert len(_protocol('robustness: {setup_error: ["3 mm", "3 mm", "5 mm"]}\n').robustness.offsets_mm) == 6
 
 
 @pytest.mark.parametrize(
@@ -107,9 +109,10 @@ def test_a_plan_reports_the_setup_error_check_in_plan_json_the_report_and_the_te
     protocol.write_text(HEADER + terms + "robustness: {setup_error: 5 mm, structures: [Target, Organ]}\n")
     result = CliRunner().invoke(app, ["plan", str(protocol), "--case", str(case_path), "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
-    assert "Setup error 5/5/5 mm (6 scenarios, worst shown)" in result.output
+    assert "Setup error 5/5/5 mm (6 scenarios, worst shown; checked only)" in result.output
     record = json.loads((tmp_path / "out" / "plan.json").read_text())["robustness"]
     assert record["structures"] == ["Target", "Organ"] and len(record["scenarios_mm"]) == 6
     assert [goal["text"] for goal in record["goals"]] == ["Mean >= 1 Gy", "Max <= 100 Gy", "Mean <= 5 Gy"]
     html = (tmp_path / "out" / "report.html").read_text()
     assert 'id="robustness"' in html and html.count('class="robust-goal"') == 3
+    assert "Evaluation only: the plan was optimized on the nominal position" in html

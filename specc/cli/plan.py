@@ -49,7 +49,8 @@ def _value_text(value: float | None, unit: str) -> str:
 def _print_robustness(robustness: RobustnessRecord) -> None:
     setup = "/".join(f"{size:g}" for size in robustness.setup_error_mm)
     table = Table("structure", "goal", "nominal", "worst", "status",
-                  title=f"Setup error {setup} mm ({len(robustness.scenarios_mm)} scenarios, worst shown)")
+                  title=f"Setup error {setup} mm ({len(robustness.scenarios_mm)} scenarios, worst shown; "
+                  f"{'optimized robustly' if robustness.optimized else 'checked only'})")
     for goal in robustness.goals:
         nominal, worst = _value_text(goal.nominal, goal.unit), _value_text(goal.worst, goal.unit)
         table.add_row(goal.structure, goal.text, nominal, worst, _goal_status(goal.status))

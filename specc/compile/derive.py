@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from specc.compile.scenarios import with_scenarios
 from specc.compile.structures import resolve_structures
 from specc.errors import CompileError
 from specc.protocol.models import Optimization, SolverOptions, StructureSpec
@@ -77,6 +78,8 @@ class DerivedOptimization:
     structures: dict[str, StructureSpec]
     optimization: Optimization
     notes: list[str] = field(default_factory=list)
+    # Coverage region -> the target it stands for (robust when the target is: `with_scenarios`).
+    regions: dict[str, str] = field(default_factory=dict)
 
     @property
     def goal_priorities(self) -> dict[int, int]:
@@ -94,11 +97,13 @@ def with_optimization(protocol: Protocol, case: Case | None = None) -> tuple[Pro
 
     `protocol` itself (with its terms' own priorities) when it has an optimization section;
     else a copy with the derived terms and the fall-off structures, so later stages see them
-    like any protocol structure. The protocol file is never touched. `case` supplies
+    like any protocol structure. Either way, with robust optimization, its robust terms are
+    copied into every setup-error scenario (`with_scenarios`). The protocol file is never touched. `case` supplies
     structure volumes, needed only by goals on a complement volume in cc.
     """
     if protocol.optimization is not None and protocol.optimization.terms:
-        return protocol, term_priorities(protocol.optimization)
+        robust = with_scenarios(protocol, {})
+        return robust, term_priorities(robust.optimization)
     derived = derive_optimization(protocol, _VolumesOnDemand(protocol, case) if case is not None else None)
     optimization = derived.optimization
     if protocol.optimization is not None:  # solver options written without terms still apply
@@ -109,7 +114,8 @@ def with_optimization(protocol: Protocol, case: Case | None = None) -> tuple[Pro
             "optimization": optimization,
         }
     )
-    return copy, dict(derived.goal_priorities)
+    robust = with_scenarios(copy, derived.regions)
+    return robust, term_priorities(robust.optimization)
 
 
 class _VolumesOnDemand(Mapping[str, float]):
@@ -157,9 +163,12 @@ def derive_optimization(protocol: Protocol, volumes_cc: Mapping[str, float] | No
     terms: list[TermBase] = []
     notes: list[str] = []
 
+    regions: dict[str, str] = {}
     for level in protocol.prescription.levels:
         source = location.get(level.target)
         covered = _coverage_region(level.target, level.dose.gy, protocol, structures, notes)
+        if covered != level.target:
+            regions[covered] = level.target
         terms.append(QuadraticUnderdose(structure=covered, dose=level.dose, weight=COVERAGE_WEIGHT, source=source))
         terms.append(QuadraticOverdose(structure=level.target, dose=level.dose, weight=HOT_SPOT_WEIGHT, source=source))
         shell = _falloff_shell(level.target, targets, protocol, structures)
@@ -177,7 +186,7 @@ def derive_optimization(protocol: Protocol, volumes_cc: Mapping[str, float] | No
         terms.extend(_goal_terms(goal, volumes_cc, notes))
 
     optimization = Optimization(terms=terms, solver=SolverOptions())
-    return DerivedOptimization(structures, optimization, notes)
+    return DerivedOptimization(structures, optimization, notes, regions)
 
 
 def capped_below(dose_gy: float, protocol: Protocol, targets: list[str]) -> list[str]:

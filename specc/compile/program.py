@@ -20,14 +20,18 @@ import numpy as np
 import scipy.sparse as sp
 
 from specc.case.products import select_rows
+from specc.case.shifts import shifted_influence
 from specc.compile.context import ProgramContext
 from specc.compile.structures import ResolvedStructures, resolve_structures
-from specc.compile.voxels import DEFAULT_SAMPLE_LIMIT, VoxelSelection, select_voxels
+from specc.compile.voxels import DEFAULT_SAMPLE_LIMIT, StructureEntries, VoxelSelection, select_voxels
 from specc.errors import CompileError
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from specc.case import Beamlets, Case
     from specc.protocol import Protocol
+    from specc.protocol.models import SetupScenario
     from specc.terms import TermBase
 
 # Bytes per nonzero kept by cvxpy and the solver: the float64 value and int64 index of the
@@ -43,6 +47,7 @@ class RowInputs:
     referenced: tuple[str, ...]
     exact: frozenset[str]
     sample_limit: int | None
+    displaced: tuple[str, ...] = ()  # setup-error scenarios the terms name (robust optimization)
 
 
 @dataclass(frozen=True)
@@ -190,15 +195,18 @@ def compile_protocol(
     structures = resolve_structures(protocol, case)
     notes = list(structures.notes)
 
+    scenarios = protocol.optimization.scenarios
     referenced: dict[str, None] = {}
+    displaced: dict[str, None] = {}
     for term in terms:
         for name in term.structures():
-            if name not in structures.masks:
-                raise CompileError(f"{_source(term)}: {term.label()}: structure {name!r} is not defined")
-            referenced[name] = None
-    exact = {name for term in terms if _is_hard(term) for name in term.structures()}
+            base = scenarios[name].structure if name in scenarios else name
+            if base not in structures.masks:
+                raise CompileError(f"{_source(term)}: {term.label()}: structure {base!r} is not defined")
+            (displaced if name in scenarios else referenced)[name] = None
+    exact = {name for term in terms if _is_hard(term) for name in term.structures() if name not in scenarios}
     exact |= {name for name in referenced if structures.is_target(name)}
-    row_inputs = RowInputs(tuple(referenced), frozenset(exact), sample_limit)
+    row_inputs = RowInputs(tuple(referenced), frozenset(exact), sample_limit, tuple(displaced))
     if reuse is not None and _same_rows(reuse, row_inputs, structures):
         assert reuse.influence is not None
         selection, influence_rows = reuse.selection, reuse.influence
@@ -212,8 +220,12 @@ def compile_protocol(
         # The case's dtype, no float64 copy: cvxpy converts the constant to its own float64
         # matrix anyway, and the fast path reads the float32 rows.
         influence_rows = select_rows(case.influence, selection.rows)
+        if displaced:
+            selection, influence_rows = _with_displaced(
+                case, structures, selection, influence_rows, {name: scenarios[name] for name in displaced}
+            )
         fluence = cp.Variable(case.n_beamlets, nonneg=True, name="fluence")
-        dose = cp.Variable(len(selection.rows), name="dose_per_fraction")
+        dose = cp.Variable(influence_rows.shape[0], name="dose_per_fraction")
     for entries in selection.structures.values():
         if entries.sampled:
             inside = (f"its {entries.kept} voxels whose rows the program holds anyway and " if entries.kept else "")
@@ -223,6 +235,9 @@ def compile_protocol(
                 "`optimization.solver.sample_voxels` sets the sample, `all` optimizes on every voxel); the plan is "
                 "evaluated on every voxel"
             )
+
+    if displaced:
+        notes.append(_robust_note(protocol, scenarios, displaced))
 
     context = ProgramContext(
         fluence, dose, selection.structures, case.voxel_volume_cc, protocol.prescription.fractions, case.beamlets
@@ -276,7 +291,49 @@ def _same_rows(earlier: CompiledProgram, inputs: RowInputs, structures: Resolved
     """Whether `earlier` selected its dose entries from the same inputs (so the same entries)."""
     if earlier.row_inputs != inputs or earlier.influence is None:
         return False
-    return all(np.array_equal(earlier.structures.masks[name], structures.masks[name]) for name in inputs.referenced)
+    scenarios = {name: entries.scenario for name, entries in earlier.selection.structures.items() if entries.scenario}
+    masks = [*inputs.referenced, *(scenarios[name].structure for name in inputs.displaced)]
+    return all(np.array_equal(earlier.structures.masks[name], structures.masks[name]) for name in masks)
+
+
+def _with_displaced(
+    case: Case,
+    structures: ResolvedStructures,
+    selection: VoxelSelection,
+    influence_rows: sp.csr_matrix,
+    scenarios: Mapping[str, SetupScenario],
+) -> tuple[VoxelSelection, sp.csr_matrix]:
+    """The selection with one dose entry per voxel of each displaced structure, after the others.
+
+    A displaced voxel's row is an interpolation of up to eight case rows (`shifted_influence`),
+    not a row of the case, so it is neither merged with others nor sampled: a robust term sees
+    every voxel of its structure in every scenario.
+    """
+    blocks, entries, start = [influence_rows], dict(selection.structures), influence_rows.shape[0]
+    for name, scenario in scenarios.items():
+        block = shifted_influence(case, structures.masks[scenario.structure], scenario.offset_mm)
+        count = block.shape[0]
+        entries[name] = StructureEntries(
+            name=name, entries=np.arange(start, start + count), weights=np.full(count, 1.0 / max(count, 1)),
+            n_voxels=count, sampled=False, scenario=scenario,
+        )
+        blocks.append(block)
+        start += count
+    return dataclasses.replace(selection, structures=entries), sp.vstack(blocks, format="csr")
+
+
+def _robust_note(protocol: Protocol, scenarios: Mapping[str, SetupScenario], displaced: Mapping[str, None]) -> str:
+    """What robust optimization did, and which listed structures it found no term on."""
+    robust = list(dict.fromkeys(scenarios[name].structure for name in displaced))
+    count = len(protocol.robustness.offsets_mm) + 1 if protocol.robustness else 1
+    note = (
+        f"robust optimization: the terms on {', '.join(robust)} are held in {count} setup-error scenarios "
+        "(nominal and each displaced one, static dose cloud): hard limits in every one, objectives averaged over them"
+    )
+    missing = [name for name in protocol.robust_structures() if name not in robust]
+    if missing:
+        note += f"; no term names {', '.join(missing)}, so its goals are checked in the scenarios but not optimized there"
+    return note
 
 
 def _statistics(
@@ -308,7 +365,7 @@ def _statistics(
     return ProgramStats(
         variables=int(sum(variable.size for variable in variables.values())),
         constraints=int(dose.size + sum(constraint.size for constraint in term_constraints)),
-        dose_entries=len(selection.rows),
+        dose_entries=int(influence_rows.shape[0]),
         beamlets=beamlets,
         nonzeros=nonzeros,
         estimated_memory_bytes=nonzeros * _BYTES_PER_NONZERO,

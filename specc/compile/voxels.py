@@ -29,8 +29,13 @@ import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import scipy.sparse as sp
+
+if TYPE_CHECKING:
+    from specc.protocol.models import SetupScenario
 
 # Soft-only, non-target structures with more dose entries than this (outside the rows the
 # program holds anyway) are sampled (see module docstring). Measured on every voxel
@@ -55,13 +60,16 @@ class StructureEntries:
     n_voxels: int  # voxels of the structure on the full grid
     sampled: bool
     kept: int = 0  # of a sampled structure: its voxels kept exactly (their rows are in the program anyway)
+    # Of a structure displaced by a setup error (robust optimization): its base and offset; its
+    # entries' rows are interpolations, after the selected case rows (`VoxelSelection.rows`).
+    scenario: SetupScenario | None = None
 
 
 @dataclass(frozen=True)
 class VoxelSelection:
     """The program's dose entries: one representative influence row per entry."""
 
-    rows: np.ndarray  # influence-matrix row of each dose entry, increasing
+    rows: np.ndarray  # influence-matrix row of each dose entry, increasing (displaced structures' entries follow)
     structures: dict[str, StructureEntries]
 
 

@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from specc.case.shifts import shifted_dose
 from specc.errors import SpeccError
 
 if TYPE_CHECKING:
-    from specc.case import Beamlets
+    from specc.case import Beamlets, Grid
+    from specc.protocol.models import SetupScenario
 
 
 class EvaluationError(SpeccError):
@@ -34,15 +36,24 @@ class PlanDoseContext:
         fractions: int,
         fluence: np.ndarray,
         beamlets: Beamlets,
+        grid: Grid | None = None,
+        scenarios: Mapping[str, SetupScenario] | None = None,
     ) -> None:
+        """`scenarios`: the displaced structures robust term copies name, measured on `grid`
+        with the interpolation the optimization used (`specc.case.shifts`)."""
         self._dose_gy = dose_gy
         self._masks = masks
+        self._grid = grid
+        self._scenarios = dict(scenarios or {})
         self._voxel_volume_cc = voxel_volume_cc
         self._beamlets = beamlets
         self.fractions = fractions
         self.fluence = fluence
 
     def _mask(self, structure: str) -> np.ndarray:
+        """The structure's mask; a displaced structure's is its base's (the same voxels, displaced)."""
+        if structure in self._scenarios:
+            structure = self._scenarios[structure].structure
         try:
             return self._masks[structure]
         except KeyError:
@@ -52,7 +63,11 @@ class PlanDoseContext:
             ) from None
 
     def dose(self, structure: str) -> np.ndarray:
-        return self._dose_gy[self._mask(structure)]
+        scenario = self._scenarios.get(structure)
+        if scenario is None:
+            return self._dose_gy[self._mask(structure)]
+        assert self._grid is not None, "a displaced structure is measured on the grid"
+        return shifted_dose(self._dose_gy, self._mask(structure), self._grid, scenario.offset_mm)
 
     def voxel_volume_cc(self) -> float:
         return self._voxel_volume_cc

@@ -226,7 +226,8 @@ def evaluate_plan(
     robustness = None
     if protocol.robustness is not None:
         robustness = robustness_record(protocol, dose, masks, grid, voxel_cc, solve.converged)
-    context = PlanDoseContext(dose, masks, voxel_cc, fractions, fluence, case.beamlets)
+    scenarios = protocol.optimization.scenarios if protocol.optimization is not None else {}
+    context = PlanDoseContext(dose, masks, voxel_cc, fractions, fluence, case.beamlets, grid, scenarios)
     record = PlanRecord(
         specc_version=specc.__version__,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),

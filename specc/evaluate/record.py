@@ -121,12 +121,15 @@ class RobustGoalRecord(_Record):
 
 
 class RobustnessRecord(_Record):
-    """Goals under patient setup errors (evaluation only; docs/robustness.md)."""
+    """Goals under patient setup errors (docs/robustness.md)."""
 
     setup_error_mm: tuple[float, float, float]
     model: str
     scenarios_mm: list[tuple[float, float, float]]  # patient shift of each scenario, LPS mm
     structures: list[str]
+    # Whether the optimization held these structures' terms in every scenario (robust
+    # optimization) or the plan is only checked in them.
+    optimized: bool = False
     goals: list[RobustGoalRecord]
 
 

@@ -1,13 +1,11 @@
 """Robustness to patient setup errors: the goals measured again on rigidly shifted dose.
 
-A setup error moves the patient, not the beams. For photons the dose distribution barely
-changes in the machine's frame (the static dose cloud approximation: good inside the body,
-poor near its surface and across strong heterogeneities), so a structure displaced by d
-receives the nominal dose at its voxels' positions plus d: dose_d(v) = D(v + d), trilinearly
-interpolated on the full grid (beyond the grid, the nearest edge voxel's dose). The scenarios
-are the setup error along each patient axis, both ways; a goal's worst value over them, judged
-against its thresholds, is what the report shows beside the nominal one. This evaluates a
-plan; it optimizes nothing (margins are what make a plan robust in specc today).
+A structure displaced by a setup error d receives the nominal dose at its voxels' positions
+plus d (`specc.case.shifts`: the static dose cloud, trilinear on the full grid). The scenarios
+are the setup error along each patient axis, both ways; a goal's worst value over them,
+judged against its thresholds, is what the report shows beside the nominal one. The check is
+the same whether the plan was optimized robustly (`robustness.optimize`, over the same
+scenarios and interpolation) or made robust by margins.
 """
 
 from __future__ import annotations
@@ -16,8 +14,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
-from scipy.ndimage import shift as shifted
 
+from specc.case.shifts import shifted_dose
 from specc.evaluate.dvh import DVH, UndefinedMetric
 from specc.evaluate.goals import MeasuredStatus, judge, reported_status
 from specc.evaluate.metrics import measure
@@ -30,18 +28,6 @@ if TYPE_CHECKING:
 MODEL = "static dose cloud: rigid shift of the dose, trilinear interpolation"
 
 
-def scenarios_mm(setup_error_mm: tuple[float, float, float]) -> list[tuple[float, float, float]]:
-    """The setup error along x, y and z, each both ways (axes with no error give no scenario)."""
-    out: list[tuple[float, float, float]] = []
-    for axis, size in enumerate(setup_error_mm):
-        if size > 0:
-            for sign in (1.0, -1.0):
-                offset = [0.0, 0.0, 0.0]
-                offset[axis] = sign * size
-                out.append((offset[0], offset[1], offset[2]))
-    return out
-
-
 def robustness_record(
     protocol: Protocol, dose: np.ndarray, masks: Mapping[str, np.ndarray], grid: Grid, voxel_cc: float,
     converged: bool,
@@ -49,18 +35,15 @@ def robustness_record(
     """Every goal of the protocol's robustness structures, nominal and in each scenario."""
     robustness = protocol.robustness
     assert robustness is not None, "a robustness record needs a robustness section"
-    names = robustness.structures if robustness.structures is not None else [
-        level.target for level in protocol.prescription.levels
-    ]
-    scenarios = scenarios_mm(robustness.setup_error_mm)
-    spacing = np.asarray(grid.spacing_mm, dtype=np.float64)
-    doses = [shifted(dose, -np.asarray(offset) / spacing, order=1, mode="nearest") for offset in scenarios]
+    names = protocol.robust_structures()
+    scenarios = robustness.offsets_mm
     goals = []
     for goal in protocol.goals:
         if goal.structure not in names:
             continue
         mask, prescription = masks[goal.structure], protocol.reference_dose(goal.structure)
-        values = [_value(goal.metric, DVH.from_dose(d[mask], voxel_cc), prescription) for d in [dose, *doses]]
+        doses = [dose[mask], *(shifted_dose(dose, mask, grid, offset) for offset in scenarios)]
+        values = [_value(goal.metric, DVH.from_dose(d, voxel_cc), prescription) for d in doses]
         nominal, in_scenarios = values[0], values[1:]
         known = [(value, index) for index, value in enumerate(in_scenarios) if value is not None]
         worst, at = (min(known) if goal.comparator in (">", ">=") else max(known)) if known else (None, None)
@@ -75,8 +58,8 @@ def robustness_record(
             )
         )
     return RobustnessRecord(
-        setup_error_mm=robustness.setup_error_mm, model=MODEL, scenarios_mm=scenarios, structures=list(names),
-        goals=goals,
+        setup_error_mm=robustness.setup_error_mm, model=MODEL, scenarios_mm=scenarios, structures=names,
+        optimized=robustness.optimize, goals=goals,
     )
 
 

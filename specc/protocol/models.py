@@ -19,6 +19,7 @@ from pydantic import (
     PlainSerializer,
     PlainValidator,
     PrivateAttr,
+    StrictBool,
     StrictInt,
     ValidationInfo,
     WithJsonSchema,
@@ -205,6 +206,13 @@ class SolverOptions(_Strict):
         raise ValueError(f"expected a whole number of voxels (at least 1) or `all`, got {value!r}")
 
 
+class SetupScenario(_Strict):
+    """A structure displaced by a setup error: what a robust term copy names instead of the structure."""
+
+    structure: Text
+    offset_mm: tuple[float, float, float]
+
+
 class Optimization(_Strict):
     terms: list[Term] = Field(
         default_factory=list,
@@ -212,6 +220,9 @@ class Optimization(_Strict):
         "prescription and goals, and `solver` still applies.",
     )
     solver: SolverOptions = Field(default_factory=SolverOptions)
+    # Filled in by robust optimization (`specc.compile.scenarios`), never written by users: the
+    # displaced structures its term copies name, by name.
+    scenarios: SkipJsonSchema[dict[str, SetupScenario]] = Field(default_factory=dict, exclude=True)
 
 
 # The techniques each delivery option applies to (an error with any other technique).
@@ -313,11 +324,12 @@ def _three_lengths(value: Any) -> Any:
 
 
 class Robustness(_Strict):
-    """How the plan is checked against patient setup errors: every goal of the listed
-    structures is measured again with the dose shifted by the setup error along each patient
-    axis, both ways (six scenarios; a rigid shift of the dose, the static dose cloud model),
-    and the report gives the worst. It evaluates; it does not change the optimization
-    (margins do that: docs/robustness.md).
+    """How the plan is made and checked robust against patient setup errors: every goal of
+    the listed structures is measured again with the dose shifted by the setup error along
+    each patient axis, both ways (six scenarios; a rigid shift of the dose, the static dose
+    cloud model), and the report gives the worst. With `optimize: true` the optimization also
+    holds those structures' terms in every scenario (docs/robustness.md); without it, margins
+    are what make a plan robust.
     """
 
     setup_error: Annotated[list[Length], BeforeValidator(_three_lengths, json_schema_input_type=Length | list[Length])] = (
@@ -331,10 +343,29 @@ class Robustness(_Strict):
         description="The structures whose goals are measured in every scenario (default: the prescription targets).",
     )
 
+    optimize: StrictBool = Field(
+        default=False,
+        description="true: robust optimization. Every hard limit on the listed structures holds in the nominal "
+        "scenario and in each setup-error scenario, and every objective on them is averaged over those scenarios "
+        "(equal weights, the sum of their weights unchanged); the scenarios are the ones the check measures.",
+    )
+
     @property
     def setup_error_mm(self) -> tuple[float, float, float]:
         x, y, z = (length.mm for length in self.setup_error)
         return (x, y, z)
+
+    @property
+    def offsets_mm(self) -> list[tuple[float, float, float]]:
+        """The scenarios: the setup error along x, y and z, each both ways (an axis without error gives none)."""
+        out: list[tuple[float, float, float]] = []
+        for axis, size in enumerate(self.setup_error_mm):
+            if size > 0:
+                for sign in (1.0, -1.0):
+                    offset = [0.0, 0.0, 0.0]
+                    offset[axis] = sign * size
+                    out.append((offset[0], offset[1], offset[2]))
+        return out
 
 
 class ProtocolSource(BaseModel):
@@ -407,7 +438,8 @@ class ProtocolDocument(_Strict):
         default=None, description="How the plan is delivered; left out, the optimized fluence is the plan."
     )
     robustness: Robustness | None = Field(
-        default=None, description="Goals measured again under patient setup errors (evaluation only)."
+        default=None,
+        description="Goals measured again under patient setup errors; with `optimize: true`, also optimized in them.",
     )
     source: SkipJsonSchema[ProtocolSource | None] = Field(default=None, exclude=True)
 
@@ -476,3 +508,11 @@ class Protocol(ProtocolDocument):
     def reference_dose(self, structure: str) -> Dose:
         """The dose that "% of prescription" means for `structure` (see `Prescription.reference_dose`)."""
         return self.prescription.reference_dose(structure)
+
+    def robust_structures(self) -> list[str]:
+        """The structures of the robustness section: those listed, else the prescription targets (none without one)."""
+        if self.robustness is None:
+            return []
+        if self.robustness.structures is not None:
+            return list(self.robustness.structures)
+        return [level.target for level in self.prescription.levels]

@@ -1,0 +1,80 @@
+"""Robust optimization over setup-error scenarios: the protocol's terms copied into each one.
+
+With `robustness: {optimize: true}`, every term on a robust structure (those the robustness
+section lists, else the prescription targets) is written once more for the structure
+displaced by each scenario's setup error: the structure's name replaced by a scenario name
+such as "CTV (x +3 mm)", whose dose the compile stage gives as the interpolated rows W A of
+`specc.case.shifts` and the evaluate stage as the same interpolation of the final dose.
+
+* A hard limit then holds in the nominal scenario and in every displaced one: the worst case
+  over the scenarios, exactly, with nothing else changed (the copies are ordinary limits).
+* An objective becomes its average over the scenarios (equal probabilities: the stochastic
+  programming form of Unkelbach and Oelfke 2004): each copy weighs 1/(scenarios + 1) of the
+  term, so the term's total weight, and its balance against the other terms, is unchanged.
+  A minimax objective (the worst scenario's penalty) would need a maximum over scenarios,
+  which the fast first-order path has no form for; it is not offered.
+
+The copies keep the term's protocol line and priority, so reports cite the line the user
+wrote and priority steps keep their order. The scenarios are the ones the robustness check
+measures, so a hard limit met in the optimization is met there too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from specc.errors import CompileError
+from specc.protocol.models import SetupScenario
+from specc.protocol.units import format_number
+
+if TYPE_CHECKING:
+    from specc.protocol import Protocol
+
+
+def scenario_name(structure: str, offset_mm: tuple[float, float, float]) -> str:
+    """The name a term copy uses for `structure` displaced by `offset_mm`, e.g. "CTV (x +3 mm)"."""
+    parts = [
+        f"{axis} {'+' if value > 0 else '-'}{format_number(abs(value))} mm"
+        for axis, value in zip("xyz", offset_mm)
+        if value
+    ]
+    return f"{structure} ({', '.join(parts)})"
+
+
+def with_scenarios(protocol: Protocol, regions: Mapping[str, str]) -> Protocol:
+    """`protocol` with its robust terms copied into every scenario (itself without robust optimization).
+
+    `regions`: structures that stand for a part of another one (a derived coverage region
+    `Coverage_T` for target T) and are robust when that one is.
+    """
+    robustness, optimization = protocol.robustness, protocol.optimization
+    if robustness is None or not robustness.optimize or optimization is None or not robustness.offsets_mm:
+        return protocol
+    listed = set(protocol.robust_structures())
+    robust = listed | {region for region, whole in regions.items() if whole in listed}
+    offsets = robustness.offsets_mm
+    share = 1.0 / (len(offsets) + 1)
+    scenarios: dict[str, SetupScenario] = {}
+    terms = []
+    for term in optimization.terms:
+        structure = getattr(term, "structure", None)
+        if structure not in robust:
+            terms.append(term)
+            continue
+        names = [scenario_name(structure, offset) for offset in offsets]
+        for name, offset in zip(names, offsets):
+            if name in protocol.structures:
+                where = protocol.source.path if protocol.source else "the protocol"
+                raise CompileError(
+                    f"{where}: structure {name!r} has the name robust optimization gives {structure} displaced by "
+                    "a setup error; rename it"
+                )
+            scenarios[name] = SetupScenario(structure=structure, offset_mm=offset)
+        copies = [term, *(term.model_copy(update={"structure": name}) for name in names)]
+        if not term.is_constraint:
+            weight = term.weight  # type: ignore[attr-defined]
+            copies = [copy.model_copy(update={"weight": weight * share}) for copy in copies]
+        terms.extend(copies)
+    robust_optimization = optimization.model_copy(update={"terms": terms, "scenarios": scenarios})
+    return protocol.model_copy(update={"optimization": robust_optimization})

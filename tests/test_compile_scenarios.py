@@ -1,0 +1,148 @@
+"""Robust optimization: terms copied into every setup-error scenario, held there, measured there."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evaluate_fakes import synthetic_case
+from specc.case.shifts import shifted_dose, shifted_influence
+from specc.compile import compile_protocol
+from specc.compile.derive import with_optimization
+from specc.errors import CompileError
+from specc.export import read_result
+from specc.pipeline import plan
+from specc.planning import compile_for_plan
+from specc.protocol import parse_protocol_text
+
+HEADER = """specc: 1
+name: robust
+site: test
+version: 1.0.0
+structures:
+  Target: {role: target}
+  Organ: {role: oar}
+  Body: {role: other}
+prescription:
+  fractions: 30
+  levels: [{target: Target, dose: 60 Gy}]
+goals:
+  Target: ["D95% >= 57 Gy"]
+  Organ: ["Max <= 30 Gy"]
+"""
+TERMS = """optimization:
+  terms:
+    - {kind: min_dose, structure: Target, dose: 55 Gy}
+    - {kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 70, priority: 2}
+    - {kind: quadratic_overdose, structure: Target, dose: 62 Gy, weight: 10}
+    - {kind: quadratic_overdose, structure: Organ, dose: 20 Gy, weight: 5}
+    - {kind: quadratic_overdose, structure: Body, dose: 30 Gy, weight: 1}
+"""
+SECTION = "robustness: {setup_error: 5 mm, structures: [Target], optimize: true}\n"
+OFFSETS = [(5.0, 0.0, 0.0), (-5.0, 0.0, 0.0), (0.0, 5.0, 0.0), (0.0, -5.0, 0.0), (0.0, 0.0, 5.0), (0.0, 0.0, -5.0)]
+
+
+def _protocol(section: str = SECTION, terms: str = TERMS, header: str = HEADER):
+    return parse_protocol_text(header + terms + section, "protocols/robust.yaml")
+
+
+def test_each_term_on_a_robust_structure_is_copied_into_every_scenario() -> None:
+    robust, priorities = with_optimization(_protocol())
+    terms = robust.optimization.terms
+    names = ["Target", *(f"Target ({axis} {sign}5 mm)" for axis in "xyz" for sign in "+-")]
+    hard = [term for term in terms if term.kind == "min_dose"]
+    assert [term.structure for term in hard] == names and all(term.hard and term.dose.gy == 55 for term in hard)
+    underdose = [term for term in terms if term.kind == "quadratic_underdose"]
+    # objectives are averaged over the 7 scenarios: the term's total weight is unchanged
+    assert [term.structure for term in underdose] == names
+    assert sum(term.weight for term in underdose) == pytest.approx(70.0)
+    assert [term.weight for term in underdose] == pytest.approx([10.0] * 7)
+    assert {str(term.source) for term in underdose} == {"protocols/robust.yaml:18"}  # the line the user wrote
+    assert sorted(index for index, priority in priorities.items() if priority == 2) == [
+        index for index, term in enumerate(terms) if term.kind == "quadratic_underdose"
+    ]
+    organ = [term for term in terms if term.structures() == ("Organ",)]
+    assert len(organ) == 1 and organ[0].weight == 5  # not a robust structure: unchanged
+    scenarios = robust.optimization.scenarios
+    assert [(s.structure, s.offset_mm) for s in scenarios.values()] == [("Target", offset) for offset in OFFSETS]
+
+
+def test_without_optimize_the_section_only_checks_and_the_terms_are_unchanged() -> None:
+    protocol = _protocol("robustness: {setup_error: 5 mm, structures: [Target]}\n")
+    assert with_optimization(protocol)[0] is protocol
+    with pytest.raises(Exception, match="optimize"):
+        _protocol("robustness: {setup_error: 5 mm, optimize: yes please}\n")
+
+
+def test_a_structure_named_like_a_scenario_is_refused() -> None:
+    header = HEADER.replace("  Body: {role: other}\n", "  Body: {role: other}\n  Target (x +5 mm): {role: other}\n")
+    with pytest.raises(CompileError, match=r"'Target \(x \+5 mm\)'.*rename it"):
+        with_optimization(_protocol(header=header))
+
+
+def test_derived_coverage_regions_of_a_robust_target_are_robust_too() -> None:
+    """Goals-only: the coverage penalty sits on `Coverage_Target` when an organ goal caps its voxels."""
+    robust, _ = with_optimization(_protocol(terms=""), synthetic_case())
+    covered = [term for term in robust.optimization.terms if term.kind == "quadratic_underdose"]
+    assert [term.structure for term in covered][:2] == ["Coverage_Target", "Coverage_Target (x +5 mm)"]
+    assert len(covered) == 7
+
+
+def test_a_displaced_structure_enters_the_program_as_its_interpolated_rows() -> None:
+    case = synthetic_case()
+    program = compile_protocol(with_optimization(_protocol())[0], case)
+    target = case.structures["Target"].mask
+    entries = program.selection.structures["Target (y -5 mm)"]
+    assert entries.n_voxels == target.sum() and not entries.sampled
+    assert entries.scenario is not None and entries.scenario.offset_mm == (0.0, -5.0, 0.0)
+    expected = shifted_influence(case, target, (0.0, -5.0, 0.0))
+    assert (program.influence[entries.entries] != expected).nnz == 0
+    assert program.stats.dose_entries == program.influence.shape[0] == program.dose.size
+    assert any("robust optimization: the terms on Target are held in 7" in note for note in program.notes)
+
+
+def _worst_minimum(case, fluence: np.ndarray) -> float:
+    dose = case.dose_on_grid(fluence, 30)
+    mask = case.structures["Target"].mask
+    return min(float(shifted_dose(dose, mask, case.grid, offset).min()) for offset in [(0.0, 0.0, 0.0), *OFFSETS])
+
+
+def test_a_hard_limit_holds_in_every_scenario_and_only_with_robust_optimization() -> None:
+    case = synthetic_case()
+    nominal = compile_for_plan(_protocol("robustness: {setup_error: 5 mm, structures: [Target]}\n"), case).solve()
+    assert nominal.result.converged and _worst_minimum(case, nominal.result.fluence) < 50.0  # the check's failure
+    robust = compile_for_plan(_protocol(), case).solve()
+    assert robust.result.converged
+    assert _worst_minimum(case, robust.result.fluence) >= 55.0 * (1 - 1e-3)
+
+
+def test_the_fast_path_and_the_reference_solver_give_the_same_robust_plan() -> None:
+    case = synthetic_case()
+    protocol = _protocol(terms=TERMS.replace(", priority: 2", ""))
+    fast = compile_for_plan(protocol, case).solve().result
+    reference = compile_for_plan(protocol, case, solver="CLARABEL").solve().result
+    assert fast.solver == "SPECC-LBFGS" and reference.solver == "CLARABEL"
+    assert fast.objective == pytest.approx(reference.objective, rel=1e-3)
+    assert _worst_minimum(case, fast.fluence) >= 55.0 * (1 - 1e-3)
+
+
+def test_the_report_measures_each_copy_in_its_scenario_and_says_the_plan_was_optimized_robustly(
+    tmp_path: Path,
+) -> None:
+    case = synthetic_case()
+    outcome = plan(_protocol(), case, tmp_path)
+    assert outcome.succeeded
+    record = json.loads((tmp_path / "plan.json").read_text())
+    assert record["robustness"]["optimized"] is True
+    minimum = {term["label"]: term["value"] for term in record["solver"]["terms"] if term["kind"] == "min_dose"}
+    dose = read_result(tmp_path / "result.h5").dose_gy  # the plan's total dose on the grid, as written
+    mask = case.structures["Target"].mask
+    assert minimum["min_dose Target (z +5 mm) >= 55 Gy"] == pytest.approx(
+        float(shifted_dose(dose, mask, case.grid, (0.0, 0.0, 5.0)).min())
+    )
+    assert all(value >= 55.0 * (1 - 1e-3) for value in minimum.values()) and len(minimum) == 7
+    html = (tmp_path / "report.html").read_text()
+    assert "were optimized in every scenario" in html
