@@ -146,3 +146,24 @@ def test_the_report_measures_each_copy_in_its_scenario_and_says_the_plan_was_opt
     assert all(value >= 55.0 * (1 - 1e-3) for value in minimum.values()) and len(minimum) == 7
     html = (tmp_path / "report.html").read_text()
     assert "were optimized in every scenario" in html
+
+
+def test_a_recompile_with_the_same_scenarios_keeps_their_rows_and_another_setup_error_builds_new_ones() -> None:
+    """`specc plan --watch`: a weight changed keeps the displaced rows; a new setup error cannot."""
+    case = synthetic_case()
+    earlier = compile_protocol(with_optimization(_protocol())[0], case)
+    reweighted = with_optimization(_protocol(terms=TERMS.replace("weight: 70", "weight: 140")))[0]
+    reused = compile_protocol(reweighted, case, reuse=earlier)
+    assert reused.influence is earlier.influence
+    fluence = np.random.default_rng(4).random(case.n_beamlets)
+    fresh = compile_protocol(reweighted, case)
+    for program in (reused, fresh):
+        program.fluence.value = fluence
+        program.dose.value = program.dose_per_fraction(fluence)
+    assert reused.objective.value == pytest.approx(fresh.objective.value, rel=1e-12)
+
+    wider = compile_protocol(with_optimization(_protocol(SECTION.replace("5 mm", "3 mm")))[0], case, reuse=earlier)
+    assert wider.influence is not earlier.influence
+    target = case.structures["Target"].mask
+    entries = wider.selection.structures["Target (x -3 mm)"].entries
+    assert (wider.influence[entries] != shifted_influence(case, target, (-3.0, 0.0, 0.0))).nnz == 0
