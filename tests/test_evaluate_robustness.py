@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from evaluate_fakes import synthetic_case
+from specc.evaluate.dvh import DVH
 from specc.evaluate.robustness import robustness_record
 from specc.protocol import ProtocolError, parse_protocol_text
 
@@ -68,6 +69,22 @@ def test_a_goal_failed_in_one_scenario_fails_and_an_unconverged_plan_is_labelled
     assert unconverged.goals[0].status == "not_converged" and unconverged.goals[0].measured_status == "fail"
 
 
+def test_each_structure_gets_the_envelope_of_its_scenario_dvhs_around_the_nominal_one() -> None:
+    case = synthetic_case()
+    masks = {name: structure.mask for name, structure in case.structures.items()}
+    x, _, _ = np.meshgrid(*case.grid.axes_mm(), indexing="ij")
+    dose = np.where(x < 10.0, 40.0, 0.0)  # the organ's first column enters the field 10 mm towards -x
+    protocol = _protocol("robustness: {setup_error: 10 mm, structures: [Organ]}\n")
+    (band,) = robustness_record(protocol, dose, masks, case.grid, case.voxel_volume_cc, converged=True).bands
+    assert band.structure == "Organ" and band.dose_gy[0] == 0.0 and band.dose_gy[-1] == 40.0
+    nominal = DVH.from_dose(dose[masks["Organ"]], case.voxel_volume_cc)
+    _, nominal_percent = nominal.curve(len(band.dose_gy), max_dose_gy=40.0)
+    assert np.all(np.array(band.volume_min_percent) <= nominal_percent)
+    assert np.all(nominal_percent <= np.array(band.volume_max_percent))
+    # at 40 Gy: none of the organ nominally, a quarter of it (one of four columns) in the worst scenario
+    assert band.volume_min_percent[-1] == 0.0 and band.volume_max_percent[-1] == pytest.approx(25.0)
+
+
 def test_scenarios_are_both_ways_along_the_axes_that_have_an_error() -> None:
     assert _protocol('robustness: {setup_error: ["3 mm", "0 mm", "0 mm"]}\n').robustness.offsets_mm == [
         (3.0, 0.0, 0.0), (-3.0, 0.0, 0.0)
@@ -116,3 +133,10 @@ def test_a_plan_reports_the_setup_error_check_in_plan_json_the_report_and_the_te
     html = (tmp_path / "out" / "report.html").read_text()
     assert 'id="robustness"' in html and html.count('class="robust-goal"') == 3
     assert "Evaluation only: the plan was optimized on the nominal position" in html
+    # the report's DVH draws one band per robustness structure, in its colour
+    from specc.evaluate.record import PlanRecord
+    from specc.report.figures import dvh_figure
+
+    plan_record = PlanRecord.model_validate_json((tmp_path / "out" / "plan.json").read_text())
+    assert [band["structure"] for band in record["bands"]] == ["Target", "Organ"]
+    assert len(dvh_figure(plan_record).axes[0].collections) == 2

@@ -32,6 +32,9 @@ from specc.protocol.units import Volume, VolumeUnit
 _RELATIVE_VOLUME_TOLERANCE = 1e-9
 
 
+# Points per DVH curve in the plan record: 0.5% of the highest dose per step, enough to draw it.
+DVH_CURVE_POINTS = 201
+
 class UndefinedMetric(SpeccError):
     """A metric that has no value on this structure (e.g. D2cc of a 1 cc structure)."""
 

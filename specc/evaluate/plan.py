@@ -17,7 +17,7 @@ import numpy as np
 import specc
 from specc.errors import SolveError
 from specc.evaluate.context import EvaluationError, PlanDoseContext
-from specc.evaluate.dvh import DVH, UndefinedMetric
+from specc.evaluate.dvh import DVH, DVH_CURVE_POINTS, UndefinedMetric
 from specc.evaluate.goals import judge, reported_status
 from specc.evaluate.indices import hot_spot, target_indices
 from specc.evaluate.metrics import dvh_point, measure
@@ -43,8 +43,6 @@ if TYPE_CHECKING:
     from specc.protocol.goals import Goal
     from specc.solve import SolveResult
 
-# Points per DVH curve in the record: 0.5% of the highest dose per step, enough to draw it.
-DVH_CURVE_POINTS = 201
 # Colours for structures that neither the protocol nor the case colours (matplotlib's tab10).
 _FALLBACK_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 

@@ -120,6 +120,15 @@ class RobustGoalRecord(_Record):
     status: GoalStatus
 
 
+class DVHBand(_Record):
+    """The spread of one structure's DVH over the nominal and every setup-error scenario."""
+
+    structure: str
+    dose_gy: list[float]  # the doses of the structure's nominal curve (`StructureDose.dose_gy`)
+    volume_min_percent: list[float]  # the least volume receiving at least each dose, over the scenarios
+    volume_max_percent: list[float]  # the most
+
+
 class RobustnessRecord(_Record):
     """Goals under patient setup errors (docs/robustness.md)."""
 
@@ -130,6 +139,7 @@ class RobustnessRecord(_Record):
     # Whether the optimization held these structures' terms in every scenario (robust
     # optimization) or the plan is only checked in them.
     optimized: bool = False
+    bands: list[DVHBand] = []  # one per structure, drawn around its DVH in the report
     goals: list[RobustGoalRecord]
 
 

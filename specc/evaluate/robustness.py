@@ -16,14 +16,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from specc.case.shifts import shifted_dose
-from specc.evaluate.dvh import DVH, UndefinedMetric
+from specc.evaluate.dvh import DVH, DVH_CURVE_POINTS, UndefinedMetric
 from specc.evaluate.goals import MeasuredStatus, judge, reported_status
 from specc.evaluate.metrics import measure
-from specc.evaluate.record import RobustGoalRecord, RobustnessRecord
+from specc.evaluate.record import DVHBand, RobustGoalRecord, RobustnessRecord
 
 if TYPE_CHECKING:
     from specc.case import Grid
     from specc.protocol import Dose, Metric, Protocol
+    from specc.protocol.goals import Goal
 
 MODEL = "static dose cloud: rigid shift of the dose, trilinear interpolation"
 
@@ -32,34 +33,53 @@ def robustness_record(
     protocol: Protocol, dose: np.ndarray, masks: Mapping[str, np.ndarray], grid: Grid, voxel_cc: float,
     converged: bool,
 ) -> RobustnessRecord:
-    """Every goal of the protocol's robustness structures, nominal and in each scenario."""
+    """Every goal of the protocol's robustness structures, nominal and in each scenario, and their DVH bands."""
     robustness = protocol.robustness
     assert robustness is not None, "a robustness record needs a robustness section"
     names = protocol.robust_structures()
     scenarios = robustness.offsets_mm
-    goals = []
-    for goal in protocol.goals:
-        if goal.structure not in names:
-            continue
-        mask, prescription = masks[goal.structure], protocol.reference_dose(goal.structure)
-        doses = [dose[mask], *(shifted_dose(dose, mask, grid, offset) for offset in scenarios)]
-        values = [_value(goal.metric, DVH.from_dose(d, voxel_cc), prescription) for d in doses]
-        nominal, in_scenarios = values[0], values[1:]
-        known = [(value, index) for index, value in enumerate(in_scenarios) if value is not None]
-        worst, at = (min(known) if goal.comparator in (">", ">=") else max(known)) if known else (None, None)
-        measured: MeasuredStatus = "not_evaluated"
-        if worst is not None:
-            measured = judge(worst, goal.comparator, goal.threshold_value, goal.variation_value)
-        goals.append(
-            RobustGoalRecord(
-                structure=goal.structure, text=goal.text, unit=goal.metric.unit, nominal=nominal,
-                scenario_values=in_scenarios, worst=worst, worst_scenario=at, measured_status=measured,
-                status=reported_status(measured, converged) if worst is not None else measured,
-            )
-        )
+    # Nominal first, then each scenario: the DVHs every goal and band of a structure is read from.
+    dvhs = {
+        name: [
+            DVH.from_dose(values, voxel_cc)
+            for values in [dose[masks[name]], *(shifted_dose(dose, masks[name], grid, offset) for offset in scenarios)]
+        ]
+        for name in names
+    }
+    goals = [
+        _goal_record(goal, dvhs[goal.structure], protocol.reference_dose(goal.structure), converged)
+        for goal in protocol.goals
+        if goal.structure in names
+    ]
     return RobustnessRecord(
         setup_error_mm=robustness.setup_error_mm, model=MODEL, scenarios_mm=scenarios, structures=names,
         optimized=robustness.optimize, goals=goals,
+        bands=[_band(name, curves, float(dose.max())) for name, curves in dvhs.items()],
+    )
+
+
+def _goal_record(goal: Goal, dvhs: list[DVH], prescription: Dose, converged: bool) -> RobustGoalRecord:
+    values = [_value(goal.metric, dvh, prescription) for dvh in dvhs]
+    nominal, in_scenarios = values[0], values[1:]
+    known = [(value, index) for index, value in enumerate(in_scenarios) if value is not None]
+    worst, at = (min(known) if goal.comparator in (">", ">=") else max(known)) if known else (None, None)
+    measured: MeasuredStatus = "not_evaluated"
+    if worst is not None:
+        measured = judge(worst, goal.comparator, goal.threshold_value, goal.variation_value)
+    return RobustGoalRecord(
+        structure=goal.structure, text=goal.text, unit=goal.metric.unit, nominal=nominal,
+        scenario_values=in_scenarios, worst=worst, worst_scenario=at, measured_status=measured,
+        status=reported_status(measured, converged) if worst is not None else measured,
+    )
+
+
+def _band(name: str, dvhs: list[DVH], highest_gy: float) -> DVHBand:
+    """The curves sampled at the nominal record's doses (0 to the plan's highest), their envelope kept."""
+    curves = [dvh.curve(DVH_CURVE_POINTS, max_dose_gy=highest_gy) for dvh in dvhs]
+    volumes = np.array([percent for _, percent in curves])
+    return DVHBand(
+        structure=name, dose_gy=curves[0][0].tolist(), volume_min_percent=volumes.min(axis=0).tolist(),
+        volume_max_percent=volumes.max(axis=0).tolist(),
     )
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
 from specc.evaluate.record import PlanRecord
 
@@ -59,6 +60,12 @@ def dvh_figure(record: PlanRecord) -> Figure:
     colors = {structure.structure: structure.color for structure in record.structures}
     for structure in record.structures:
         axes.plot(structure.dose_gy, structure.volume_percent, color=structure.color, lw=1.6, label=structure.structure)
+    bands = record.robustness.bands if record.robustness is not None else []
+    for band in bands:
+        axes.fill_between(
+            band.dose_gy, band.volume_min_percent, band.volume_max_percent, color=colors.get(band.structure, "black"),
+            alpha=0.25, lw=0,
+        )
     for goal in record.goals:
         if goal.dvh_point is None:
             continue
@@ -84,6 +91,9 @@ def dvh_figure(record: PlanRecord) -> Figure:
         Line2D([], [], marker="^", ls="none", mfc="white", mec="black", label="goal: at least"),
         Line2D([], [], marker="v", ls="none", mfc="white", mec="black", label="goal: at most"),
     ]
+    if bands:
+        scenarios = len(record.robustness.scenarios_mm)  # type: ignore[union-attr]
+        handles.append(Patch(color="black", alpha=0.25, lw=0, label=f"band: nominal and {scenarios} setup errors"))
     axes.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     figure.tight_layout()
     return figure
