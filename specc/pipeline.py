@@ -346,10 +346,14 @@ def goal_column(goal: Goal) -> str:
 
 
 def write_cohort_csv(path: Path, protocol: Protocol, entries: Sequence[CohortEntry]) -> Path:
-    """cohort.csv: one row per case; per protocol goal its measured value and reported status."""
+    """cohort.csv: one row per case; per protocol goal its measured value and reported status,
+    then per goal of a robustness structure its worst value over the setup-error scenarios and that one's status."""
     header = ["case_id", "case_file", "folder", "solver", "solver_status", "exit_code", "error"]
     for goal in protocol.goals:
         header += [f"{goal_column(goal)} value", f"{goal_column(goal)} status"]
+    robust = [goal for goal in protocol.goals if goal.structure in protocol.robust_structures()]
+    for goal in robust:
+        header += [f"{goal_column(goal)} worst value", f"{goal_column(goal)} worst status"]
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
@@ -364,11 +368,17 @@ def write_cohort_csv(path: Path, protocol: Protocol, entries: Sequence[CohortEnt
                 entry.exit_code(),
                 entry.error or (outcome.solve.message if outcome and not outcome.succeeded else ""),
             ]
-            if outcome is not None and outcome.record is not None:
-                for goal in outcome.record.goals:
+            record = outcome.record if outcome is not None else None
+            if record is not None:
+                for goal in record.goals:
                     row += ["" if goal.value is None else f"{goal.value:.4f}", goal.status]
             else:  # no plan: no value and no status for any goal
                 row += ["", ""] * len(protocol.goals)
+            if record is not None and record.robustness is not None:
+                for worst in record.robustness.goals:
+                    row += ["" if worst.worst is None else f"{worst.worst:.4f}", worst.status]
+            else:
+                row += ["", ""] * len(robust)
             writer.writerow(row)
     return path
 

@@ -72,8 +72,9 @@ def synthetic_case(target_name: str = "Target", oar_name: str = "Organ", seed: i
 
 def protocol(goals: dict[str, list[str]], target: str = "Target", dose: str = "60 Gy", fractions: int = 30,
              name: str = "Test protocol", organ: str = "Organ", normalization: str = "",
-             terms: list[str] | None = None, solver: str = "", delivery: str = "") -> Protocol:
-    """A real protocol parsed from YAML; goals in compact form per structure; `solver`, `delivery` flow mappings."""
+             terms: list[str] | None = None, solver: str = "", delivery: str = "", robustness: str = "") -> Protocol:
+    """A real protocol parsed from YAML; goals in compact form per structure; `solver`, `delivery`,
+    `robustness` flow mappings."""
     lines = [
         "specc: 1",
         f"name: {json.dumps(name)}",
@@ -99,6 +100,8 @@ def protocol(goals: dict[str, list[str]], target: str = "Target", dose: str = "6
             lines.append(f"  solver: {solver}")
     if delivery:
         lines.append(f"delivery: {delivery}")
+    if robustness:
+        lines.append(f"robustness: {robustness}")
     return parse_protocol_text("\n".join(lines) + "\n", "protocols/test.yaml")
 
 

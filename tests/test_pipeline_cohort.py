@@ -85,3 +85,17 @@ def test_the_cohort_exit_code_is_its_worst_case(cohort) -> None:
     assert outcome.exit_code() == 1 and outcome.exit_code(strict=True) == 1  # no plan outranks a failed goal
     planned = dataclasses.replace(outcome, entries=[outcome.entries[0], outcome.entries[3]])
     assert planned.exit_code() == 0 and planned.exit_code(strict=True) == 2
+
+
+def test_with_a_robustness_section_each_robust_goal_gets_its_worst_value_and_status(tmp_path: Path) -> None:
+    case_file = tmp_path / "case.h5"
+    synthetic_case().save(case_file)
+    robust = protocol(GOALS, terms=TERMS, robustness="{setup_error: 5 mm}")  # the target checked by default
+    outcome = plan_cohort(robust, [case_file], tmp_path / "out")
+    with outcome.summary_csv.open(newline="") as handle:
+        (row,) = list(csv.DictReader(handle))
+    worst = json.loads((outcome.entries[0].folder / "plan.json").read_text())["robustness"]["goals"]
+    assert [goal["text"] for goal in worst] == ["D50% >= 50 Gy"]  # the target's goal, not the organ's
+    assert float(row["Target: D50% >= 50 Gy [Gy] worst value"]) == pytest.approx(worst[0]["worst"], abs=5e-5)
+    assert row["Target: D50% >= 50 Gy [Gy] worst status"] == worst[0]["status"]
+    assert "Organ: Mean <= 1 Gy [Gy] worst value" not in row
