@@ -167,3 +167,11 @@ def test_a_recompile_with_the_same_scenarios_keeps_their_rows_and_another_setup_
     target = case.structures["Target"].mask
     entries = wider.selection.structures["Target (x -3 mm)"].entries
     assert (wider.influence[entries] != shifted_influence(case, target, (-3.0, 0.0, 0.0))).nnz == 0
+
+
+def test_robust_optimization_notes_voxels_displaced_beyond_the_computed_dose() -> None:
+    case = synthetic_case()
+    section = "robustness: {setup_error: 10 mm, structures: [Organ], optimize: true}\n"
+    program = compile_protocol(with_optimization(_protocol(section))[0], case)
+    (note,) = [note for note in program.notes if "where the case computes no dose" in note]
+    assert note.startswith("Organ: ") and "in Organ (x +10 mm)" in note and "Organ (x -10 mm)" not in note

@@ -9,6 +9,7 @@ import pytest
 
 from evaluate_fakes import synthetic_case
 from specc.evaluate.dvh import DVH
+from specc.case.shifts import outside_rows
 from specc.evaluate.robustness import robustness_record
 from specc.protocol import ProtocolError, parse_protocol_text
 
@@ -39,7 +40,7 @@ def test_a_patient_shift_gives_each_voxel_the_dose_that_far_away_and_the_worst_i
     x, y, z = np.meshgrid(*case.grid.axes_mm(), indexing="ij")
     dose = 10.0 + x + 0.5 * z  # a linear dose (Gy): trilinear interpolation is exact for it
     protocol = _protocol('robustness: {setup_error: ["5 mm", "0 mm", "2 mm"]}\n')
-    record = robustness_record(protocol, dose, masks, case.grid, case.voxel_volume_cc, converged=True)
+    record = robustness_record(protocol, dose, masks, case.grid, case.voxel_volume_cc, True, case.voxel_indices)
     assert record.scenarios_mm == [(5.0, 0.0, 0.0), (-5.0, 0.0, 0.0), (0.0, 0.0, 2.0), (0.0, 0.0, -2.0)]
     assert record.structures == ["Target"]  # the prescription targets by default
     mean = next(goal for goal in record.goals if goal.text == "Mean >= 1 Gy")
@@ -59,13 +60,13 @@ def test_a_goal_failed_in_one_scenario_fails_and_an_unconverged_plan_is_labelled
     x, _, _ = np.meshgrid(*case.grid.axes_mm(), indexing="ij")
     dose = np.where(x < 10.0, 40.0, 0.0)  # a field edge 7.5 mm from the organ (x from 17.5 to 32.5 mm)
     protocol = _protocol("robustness: {setup_error: 10 mm, structures: [Organ]}\n")
-    record = robustness_record(protocol, dose, masks, case.grid, case.voxel_volume_cc, converged=True)
+    record = robustness_record(protocol, dose, masks, case.grid, case.voxel_volume_cc, True, case.voxel_indices)
     (organ,) = record.goals
     assert organ.text == "Mean <= 5 Gy" and organ.nominal == 0.0
     # moved 10 mm towards -x (two voxels: no interpolation), the organ's first of four columns is in the field
     assert record.scenarios_mm[organ.worst_scenario] == (-10.0, 0.0, 0.0)
     assert organ.worst == pytest.approx(10.0) and organ.status == "fail"
-    unconverged = robustness_record(protocol, dose, masks, case.grid, case.voxel_volume_cc, converged=False)
+    unconverged = robustness_record(protocol, dose, masks, case.grid, case.voxel_volume_cc, False, case.voxel_indices)
     assert unconverged.goals[0].status == "not_converged" and unconverged.goals[0].measured_status == "fail"
 
 
@@ -75,7 +76,7 @@ def test_each_structure_gets_the_envelope_of_its_scenario_dvhs_around_the_nomina
     x, _, _ = np.meshgrid(*case.grid.axes_mm(), indexing="ij")
     dose = np.where(x < 10.0, 40.0, 0.0)  # the organ's first column enters the field 10 mm towards -x
     protocol = _protocol("robustness: {setup_error: 10 mm, structures: [Organ]}\n")
-    (band,) = robustness_record(protocol, dose, masks, case.grid, case.voxel_volume_cc, converged=True).bands
+    (band,) = robustness_record(protocol, dose, masks, case.grid, case.voxel_volume_cc, True, case.voxel_indices).bands
     assert band.structure == "Organ" and band.dose_gy[0] == 0.0 and band.dose_gy[-1] == 40.0
     nominal = DVH.from_dose(dose[masks["Organ"]], case.voxel_volume_cc)
     _, nominal_percent = nominal.curve(len(band.dose_gy), max_dose_gy=40.0)
@@ -140,3 +141,19 @@ def test_a_plan_reports_the_setup_error_check_in_plan_json_the_report_and_the_te
     plan_record = PlanRecord.model_validate_json((tmp_path / "out" / "plan.json").read_text())
     assert [band["structure"] for band in record["bands"]] == ["Target", "Organ"]
     assert len(dvh_figure(plan_record).axes[0].collections) == 2
+
+
+def test_voxels_displaced_beyond_the_computed_dose_are_counted_and_noted() -> None:
+    """The organ box reaches x = 32.5 mm, the body x = 38 mm: moved 10 mm along +x, part of it leaves the rows."""
+    case = synthetic_case()
+    masks = {name: structure.mask for name, structure in case.structures.items()}
+    dose = np.zeros(case.grid.shape)
+    dose.ravel()[case.voxel_indices] = 30.0  # a plan's dose: none off the case's rows
+    protocol = _protocol("robustness: {setup_error: 10 mm, structures: [Organ, Target]}\n")
+    record = robustness_record(protocol, dose, masks, case.grid, case.voxel_volume_cc, True, case.voxel_indices)
+    outside = outside_rows(case.voxel_indices, case.grid, masks["Organ"], (10.0, 0.0, 0.0))
+    assert outside > 0 and outside_rows(case.voxel_indices, case.grid, masks["Organ"], (-10.0, 0.0, 0.0)) == 0
+    (note,) = record.notes  # the target, 15 mm around the centre, stays inside the body
+    assert note.startswith(f"Organ: some of its {int(masks['Organ'].sum())} voxels") and f"{outside} in Organ (x +10 mm)" in note
+    organ = next(goal for goal in record.goals if goal.structure == "Organ")
+    assert organ.scenario_values[0] < 30.0  # there the grid holds no dose: what the note warns of

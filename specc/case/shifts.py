@@ -46,17 +46,35 @@ def shifted_dose(dose: np.ndarray, mask: np.ndarray, grid: Grid, offset_mm: tupl
     return np.sum(np.asarray(dose, dtype=np.float64).ravel()[corners] * weights, axis=1)
 
 
+def outside_rows(voxel_indices: np.ndarray, grid: Grid, mask: np.ndarray, offset_mm: tuple[float, float, float]) -> int:
+    """How many voxels of `mask` are displaced (partly) where the case computes no dose.
+
+    The grid holds 0 Gy off the influence matrix's rows (`voxel_indices`, typically the body),
+    so there the static dose cloud says the voxel gets nothing, which is the model's error
+    near the body surface rather than a dose: the check and the optimization both count it.
+    """
+    corners, weights = _samples(grid, mask, offset_mm)
+    return int(np.count_nonzero(np.any(~_is_row(voxel_indices, corners)[0] & (weights > 0), axis=1)))
+
+
+def _is_row(voxel_indices: np.ndarray, corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each flat grid index is a row of the influence matrix, and which row."""
+    rows = np.searchsorted(voxel_indices, corners)
+    known = rows < len(voxel_indices)
+    known[known] = voxel_indices[rows[known]] == corners[known]
+    return known, rows
+
+
 def shifted_influence(case: Case, mask: np.ndarray, offset_mm: tuple[float, float, float]) -> sp.csr_matrix:
     """Influence rows, one per voxel of `mask` (C order), giving its dose when displaced by `offset_mm`.
 
     Each row is the interpolation's weighted sum of up to eight rows of the case; a corner
     where the case computes no dose (outside its rows) contributes nothing, as its zero dose
-    does in `shifted_dose`. Same dtype as the case's matrix.
+    does in `shifted_dose` (`outside_rows` counts the voxels concerned). Same dtype as the
+    case's matrix.
     """
     corners, weights = _samples(case.grid, mask, offset_mm)
-    rows = np.searchsorted(case.voxel_indices, corners)
-    known = rows < len(case.voxel_indices)
-    known[known] = case.voxel_indices[rows[known]] == corners[known]
+    known, rows = _is_row(case.voxel_indices, corners)
     known &= weights > 0
     owner = np.broadcast_to(np.arange(len(corners))[:, None], corners.shape)
     # In the matrix's own dtype: a float64 interpolation would make scipy convert every value

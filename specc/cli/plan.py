@@ -55,6 +55,8 @@ def _print_robustness(robustness: RobustnessRecord) -> None:
         nominal, worst = _value_text(goal.nominal, goal.unit), _value_text(goal.worst, goal.unit)
         table.add_row(goal.structure, goal.text, nominal, worst, _goal_status(goal.status))
     console.print(table)
+    for note in robustness.notes:
+        console.print(f"note: {note}", markup=False)
 
 
 def _goal_status(status: str) -> Text:

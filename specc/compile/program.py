@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from specc.case.products import select_rows
 from specc.case.shifts import shifted_influence
 from specc.compile.context import ProgramContext
+from specc.compile.scenarios import outside_note
 from specc.compile.structures import ResolvedStructures, resolve_structures
 from specc.compile.voxels import DEFAULT_SAMPLE_LIMIT, StructureEntries, VoxelSelection, select_voxels
 from specc.errors import CompileError
@@ -238,6 +239,10 @@ def compile_protocol(
 
     if displaced:
         notes.append(_robust_note(protocol, scenarios, displaced))
+        for base in dict.fromkeys(scenarios[name].structure for name in displaced):
+            offsets = [scenarios[name].offset_mm for name in displaced if scenarios[name].structure == base]
+            if note := outside_note(case.voxel_indices, case.grid, base, structures.masks[base], offsets):
+                notes.append(note)
 
     context = ProgramContext(
         fluence, dose, selection.structures, case.voxel_volume_cc, protocol.prescription.fractions, case.beamlets

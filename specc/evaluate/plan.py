@@ -223,7 +223,7 @@ def evaluate_plan(
         )
     robustness = None
     if protocol.robustness is not None:
-        robustness = robustness_record(protocol, dose, masks, grid, voxel_cc, solve.converged)
+        robustness = robustness_record(protocol, dose, masks, grid, voxel_cc, solve.converged, case.voxel_indices)
     scenarios = protocol.optimization.scenarios if protocol.optimization is not None else {}
     context = PlanDoseContext(dose, masks, voxel_cc, fractions, fluence, case.beamlets, grid, scenarios)
     record = PlanRecord(

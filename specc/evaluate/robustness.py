@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from specc.case.shifts import shifted_dose
+from specc.compile.scenarios import outside_note
 from specc.evaluate.dvh import DVH, DVH_CURVE_POINTS, UndefinedMetric
 from specc.evaluate.goals import MeasuredStatus, judge, reported_status
 from specc.evaluate.metrics import measure
@@ -31,9 +32,12 @@ MODEL = "static dose cloud: rigid shift of the dose, trilinear interpolation"
 
 def robustness_record(
     protocol: Protocol, dose: np.ndarray, masks: Mapping[str, np.ndarray], grid: Grid, voxel_cc: float,
-    converged: bool,
+    converged: bool, voxel_indices: np.ndarray,
 ) -> RobustnessRecord:
-    """Every goal of the protocol's robustness structures, nominal and in each scenario, and their DVH bands."""
+    """Every goal of the protocol's robustness structures, nominal and in each scenario, and their DVH bands.
+
+    `voxel_indices`: the grid voxels the case computes dose on; displaced voxels reaching
+    beyond them are noted (`outside_rows`)."""
     robustness = protocol.robustness
     assert robustness is not None, "a robustness record needs a robustness section"
     names = protocol.robust_structures()
@@ -55,6 +59,7 @@ def robustness_record(
         setup_error_mm=robustness.setup_error_mm, model=MODEL, scenarios_mm=scenarios, structures=names,
         optimized=robustness.optimize, goals=goals,
         bands=[_band(name, curves, float(dose.max())) for name, curves in dvhs.items()],
+        notes=[note for name in names if (note := outside_note(voxel_indices, grid, name, masks[name], scenarios))],
     )
 
 
