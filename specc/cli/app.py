@@ -19,6 +19,23 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
+# Goal statuses, then solver statuses (cohort table) and "error" (a case that stopped before a solve).
+STATUS_STYLE = {
+    "pass": "green",
+    "variation": "yellow",
+    "fail": "red",
+    "not_evaluated": "dim",
+    "not_converged": "magenta",
+    "optimal": "green",
+    "optimal_inaccurate": "magenta",
+    "infeasible": "red",
+    "unbounded": "red",
+    "time_limit": "red",
+    "solver_error": "red",
+    "error": "bold red",
+}
+
+
 console = Console()
 error_console = Console(stderr=True)
 
@@ -28,3 +45,8 @@ def fail(error: SpeccError | str, code: int = 1) -> NoReturn:
     # User strings (file names, structure names) may contain rich markup: print them as plain text.
     error_console.print(Text("error: ", style="bold red") + Text(str(error)), soft_wrap=True)
     sys.exit(code)
+
+
+def status_text(status: str) -> Text:
+    """A goal or solver status, coloured as every table of the command line colours it."""
+    return Text(status, style=STATUS_STYLE.get(status, ""))

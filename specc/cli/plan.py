@@ -12,7 +12,7 @@ from rich.status import Status
 from rich.table import Table
 from rich.text import Text
 
-from specc.cli.app import app, console, error_console, fail
+from specc.cli.app import app, console, error_console, fail, status_text
 from specc.errors import SpeccError
 
 if TYPE_CHECKING:
@@ -21,21 +21,6 @@ if TYPE_CHECKING:
     from specc.pipeline import CohortEntry, CohortOutcome, PlanOutcome
     from specc.protocol import Protocol
 
-# Goal statuses, then solver statuses (cohort table) and "error" (a case that stopped before a solve).
-_STATUS_STYLE = {
-    "pass": "green",
-    "variation": "yellow",
-    "fail": "red",
-    "not_evaluated": "dim",
-    "not_converged": "magenta",
-    "optimal": "green",
-    "optimal_inaccurate": "magenta",
-    "infeasible": "red",
-    "unbounded": "red",
-    "time_limit": "red",
-    "solver_error": "red",
-    "error": "bold red",
-}
 
 
 def _goal_value(goal: GoalRecord) -> str:
@@ -53,14 +38,10 @@ def _print_robustness(robustness: RobustnessRecord) -> None:
                   f"{'optimized robustly' if robustness.optimized else 'checked only'})")
     for goal in robustness.goals:
         nominal, worst = _value_text(goal.nominal, goal.unit), _value_text(goal.worst, goal.unit)
-        table.add_row(goal.structure, goal.text, nominal, worst, _goal_status(goal.status))
+        table.add_row(goal.structure, goal.text, nominal, worst, status_text(goal.status))
     console.print(table)
     for note in robustness.notes:
         console.print(f"note: {note}", markup=False)
-
-
-def _goal_status(status: str) -> Text:
-    return Text(status, style=_STATUS_STYLE.get(status, ""))
 
 
 class _StagePrinter:
@@ -258,10 +239,10 @@ def _print_outcome(outcome: PlanOutcome, quiet: bool, strict: bool, before: Plan
         title = "Clinical goals" + (" (delivered segments)" if record.delivery is not None else "")
         table = Table(*columns, title=title)
         for index, goal in enumerate(record.goals):
-            cells: list[str | Text] = [goal.structure, goal.text, _goal_value(goal), _goal_status(goal.status)]
+            cells: list[str | Text] = [goal.structure, goal.text, _goal_value(goal), status_text(goal.status)]
             if earlier is not None:
                 was = earlier.get((goal.structure, goal.text))
-                cells.append("(new goal)" if was is None else Text(_goal_value(was) + " ") + _goal_status(was.status))
+                cells.append("(new goal)" if was is None else Text(_goal_value(was) + " ") + status_text(was.status))
             if fluence_values is not None:
                 cells.append(_value_text(fluence_values[index], goal.unit))
             table.add_row(*cells)
@@ -338,12 +319,12 @@ def _cohort_table(outcome: CohortOutcome) -> Table:
     for goal in outcome.protocol.goals:
         table.add_column(goal_column(goal))
     for entry in outcome.entries:
-        cells: list[str | Text] = [entry.case_id or entry.case_file, _goal_status(entry.status)]
+        cells: list[str | Text] = [entry.case_id or entry.case_file, status_text(entry.status)]
         record = entry.outcome.record if entry.outcome is not None else None
         if record is None:
             cells += ["-"] * len(outcome.protocol.goals)
         else:
-            cells += [Text(_goal_value(goal) + " ") + _goal_status(goal.status) for goal in record.goals]
+            cells += [Text(_goal_value(goal) + " ") + status_text(goal.status) for goal in record.goals]
         table.add_row(*cells)
     return table
 

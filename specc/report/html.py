@@ -60,7 +60,8 @@ def css_color(value: str) -> str:
     return value if _HEX_COLOR.match(value) else "#000000"
 
 
-def _environment() -> Environment:
+def environment() -> Environment:
+    """The templates' jinja2 environment (autoescaped, strict), shared by the report and the comparison."""
     environment = Environment(
         loader=PackageLoader("specc.report", "templates"),
         autoescape=True,
@@ -85,7 +86,7 @@ def render_html(
     # Our own style sheet, not user text: HTML escaping would break its quoted font names.
     css = Markup(files("specc.report").joinpath("templates/report.css").read_text(encoding="utf-8"))
     return (
-        _environment()
+        environment()
         .get_template("report.html")
         .render(
             record=record,

@@ -20,7 +20,8 @@ class ReportError(SpeccError):
     """The report could not be written (e.g. WeasyPrint or its system libraries are missing)."""
 
 
-def _html_to_pdf(html: str, path: Path) -> None:
+def html_to_pdf(html: str, path: Path) -> None:
+    """The page printed by WeasyPrint (a clear error when it or its system libraries are missing)."""
     try:
         import weasyprint
     except (ImportError, OSError) as error:  # OSError: Pango/HarfBuzz shared libraries not found
@@ -51,6 +52,6 @@ def write_report(
     written = [html_path]
     if pdf:
         pdf_path = out / "report.pdf"
-        _html_to_pdf(html, pdf_path)
+        html_to_pdf(html, pdf_path)
         written.append(pdf_path)
     return written

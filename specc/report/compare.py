@@ -1,0 +1,219 @@
+"""Plans side by side: the same goals measured in each, and their DVHs on one figure.
+
+Physicists compare plans all the time: a margin plan against a robust one, one protocol
+version against the next, a re-plan against the approved plan. Each plan is read from the
+plan.json that `specc plan` wrote (the record its report and signature stand on), never
+recomputed, so the comparison shows exactly what each report showed. Goals are matched by
+structure and goal text as written; a goal that one plan lacks shows as absent, never as a
+value. What would make a comparison misleading is said before any number: plans of different
+cases or prescriptions, and a plan whose solver did not converge.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+from typing import Literal
+
+from markupsafe import Markup
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from pydantic import ValidationError
+
+from specc.errors import SpeccError
+from specc.evaluate import PlanRecord
+from specc.evaluate.record import RECORD_FORMAT
+from specc.report.figures import to_data_uri
+from specc.report.html import STATUS_LABELS, environment
+from specc.report.write import ReportError, html_to_pdf
+
+PLAN_FILE = "plan.json"
+COMPARE_HTML = "compare.html"
+COMPARE_PDF = "compare.pdf"
+# One line style per plan on the DVH figure (structures keep their colours); beyond four, they repeat.
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
+class CompareError(SpeccError):
+    """Plans that cannot be compared as asked (a missing or unreadable plan.json, one plan only)."""
+
+
+@dataclass(frozen=True)
+class ComparedPlan:
+    label: str
+    source: Path  # the plan.json read
+    record: PlanRecord
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One plan's value of a goal, as its report gave it."""
+
+    value: float | None
+    status: str
+
+
+@dataclass(frozen=True)
+class GoalRow:
+    """A goal across the plans; `scope` "worst" is its worst setup-error scenario (robustness check)."""
+
+    structure: str
+    text: str
+    unit: str
+    scope: Literal["nominal", "worst"]
+    measured: list[Measured | None]  # per plan; None: that plan has no such goal
+
+    def difference(self) -> float | None:
+        """Second plan minus first, with exactly two plans that both measured it; else None."""
+        if len(self.measured) != 2 or any(m is None or m.value is None for m in self.measured):
+            return None
+        first, second = self.measured
+        return second.value - first.value  # type: ignore[union-attr,operator]
+
+
+def read_plans(paths: Sequence[Path], labels: Sequence[str] = ()) -> list[ComparedPlan]:
+    """The plans at `paths` (folders `specc plan` wrote, or their plan.json), labelled."""
+    if len(paths) < 2:
+        raise CompareError("give at least two plans to compare (folders written by `specc plan`, or their plan.json)")
+    if labels and len(labels) != len(paths):
+        raise CompareError(f"{len(labels)} labels for {len(paths)} plans: give one --label per plan, or none")
+    plans = []
+    for index, path in enumerate(paths):
+        plan_file = path / PLAN_FILE if path.is_dir() else path
+        record = _read_record(plan_file)
+        label = labels[index] if labels else (plan_file.parent.name or str(plan_file))
+        plans.append(ComparedPlan(label, plan_file, record))
+    seen: dict[str, int] = {}
+    for position, plan in enumerate(plans):  # two folders of the same name: number them
+        if [p.label for p in plans].count(plan.label) > 1:
+            seen[plan.label] = seen.get(plan.label, 0) + 1
+            plans[position] = ComparedPlan(f"{plan.label} ({seen[plan.label]})", plan.source, plan.record)
+    return plans
+
+
+def _read_record(plan_file: Path) -> PlanRecord:
+    try:
+        text = plan_file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CompareError(f"{plan_file}: no such file (give a folder written by `specc plan`, or its plan.json)") from None
+    except OSError as error:
+        raise CompareError(f"{plan_file}: cannot be read ({error.strerror})") from None
+    try:
+        record = PlanRecord.model_validate_json(text)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the file"
+        raise CompareError(f"{plan_file}: not a specc plan record ({where}: {first['msg']})") from None
+    if record.format != RECORD_FORMAT:
+        raise CompareError(f"{plan_file}: plan record format {record.format}; this specc reads format {RECORD_FORMAT}")
+    return record
+
+
+def goal_rows(plans: Sequence[ComparedPlan]) -> list[GoalRow]:
+    """Every goal of any plan, in the order first met, then each robust goal's worst scenario."""
+    nominal: dict[tuple[str, str], dict[int, Measured]] = {}
+    worst: dict[tuple[str, str], dict[int, Measured]] = {}
+    units: dict[tuple[str, str], str] = {}
+    for index, plan in enumerate(plans):
+        for goal in plan.record.goals:
+            nominal.setdefault((goal.structure, goal.text), {})[index] = Measured(goal.value, goal.status)
+            units[(goal.structure, goal.text)] = goal.unit
+        robustness = plan.record.robustness
+        for robust in robustness.goals if robustness is not None else []:
+            worst.setdefault((robust.structure, robust.text), {})[index] = Measured(robust.worst, robust.status)
+            units[(robust.structure, robust.text)] = robust.unit
+    rows = []
+    for scope, table in (("nominal", nominal), ("worst", worst)):
+        for (structure, text), by_plan in table.items():
+            measured = [by_plan.get(index) for index in range(len(plans))]
+            rows.append(GoalRow(structure, text, units[(structure, text)], scope, measured))  # type: ignore[arg-type]
+    return rows
+
+
+def warnings(plans: Sequence[ComparedPlan]) -> list[str]:
+    """What the reader must know before comparing numbers."""
+    out = []
+    cases = {(plan.record.case.case_id, plan.record.case.sha256) for plan in plans}
+    if len(cases) > 1:
+        listed = "; ".join(f"{plan.label}: {plan.record.case.case_id} ({plan.record.case.sha256[:12]})" for plan in plans)
+        out.append(f"the plans are of different cases ({listed}): each value is measured on its own case")
+    prescriptions = {
+        (plan.record.prescription.fractions, tuple((l.target, l.total_gy) for l in plan.record.prescription.levels))
+        for plan in plans
+    }
+    if len(prescriptions) > 1:
+        listed = "; ".join(
+            f"{plan.label}: " + ", ".join(f"{l.target} {l.total_gy:g} Gy" for l in plan.record.prescription.levels)
+            + f" in {plan.record.prescription.fractions}"
+            for plan in plans
+        )
+        out.append(f"the prescriptions differ ({listed}): a goal in % of prescription refers to each plan's own")
+    for plan in plans:
+        if not plan.record.converged:
+            out.append(
+                f"{plan.label}: the solver ended {plan.record.solver.status!r}; not a usable plan, its goals read "
+                "NOT CONVERGED"
+            )
+    return out
+
+
+def comparison_figure(plans: Sequence[ComparedPlan]) -> Figure:
+    """Every plan's DVHs on one axes: a structure's colour from the first plan that has it, a line style per plan."""
+    figure = Figure(figsize=(8.0, 4.6))
+    axes = figure.add_subplot()
+    colors: dict[str, str] = {}
+    for plan in plans:
+        for structure in plan.record.structures:
+            colors.setdefault(structure.structure, structure.color)
+    for index, plan in enumerate(plans):
+        style = LINE_STYLES[index % len(LINE_STYLES)]
+        for structure in plan.record.structures:
+            axes.plot(structure.dose_gy, structure.volume_percent, color=colors[structure.structure], ls=style, lw=1.5)
+    axes.set_xlabel("Dose (Gy, total)")
+    axes.set_ylabel("Volume (%)")
+    axes.set_ylim(0, 102)
+    axes.set_xlim(left=0)
+    axes.grid(alpha=0.3)
+    handles = [Line2D([], [], color=color, lw=2.0, label=name) for name, color in colors.items()]
+    handles += [
+        Line2D([], [], color="black", ls=LINE_STYLES[index % len(LINE_STYLES)], label=plan.label)
+        for index, plan in enumerate(plans)
+    ]
+    axes.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    figure.tight_layout()
+    return figure
+
+
+def render_comparison(plans: Sequence[ComparedPlan]) -> str:
+    """The comparison page: provenance of each plan, warnings, goals side by side, DVHs overlaid."""
+    css = Markup(files("specc.report").joinpath("templates/report.css").read_text(encoding="utf-8"))
+    structures = list(dict.fromkeys(s.structure for plan in plans for s in plan.record.structures))
+    doses = [{s.structure: s for s in plan.record.structures} for plan in plans]
+    return environment().get_template("compare.html").render(
+        plans=plans,
+        rows=goal_rows(plans),
+        warnings=warnings(plans),
+        structures=structures,
+        doses=doses,
+        dvh=to_data_uri(comparison_figure(plans)),
+        css=css,
+        status_labels=STATUS_LABELS,
+    )
+
+
+def write_comparison(out_dir: str | Path, plans: Sequence[ComparedPlan], pdf: bool = False) -> list[Path]:
+    """Write compare.html (and compare.pdf when `pdf`) into `out_dir`; returns the paths written."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ReportError(f"cannot create the output folder {out}: {error.strerror}") from None
+    html = render_comparison(plans)
+    written = [out / COMPARE_HTML]
+    written[0].write_text(html, encoding="utf-8")
+    if pdf:
+        written.append(out / COMPARE_PDF)
+        html_to_pdf(html, written[1])
+    return written

@@ -1,0 +1,113 @@
+"""`specc compare`: plans side by side, read back from the plan.json each plan wrote."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from evaluate_fakes import protocol, synthetic_case
+from specc.cli.app import app
+from specc.pipeline import plan
+from specc.report.compare import CompareError, goal_rows, read_plans, warnings, write_comparison
+
+TERMS = [
+    "{kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}",
+    "{kind: quadratic_overdose, structure: Organ, dose: 10 Gy, weight: 1}",
+]
+
+
+@pytest.fixture(scope="module")
+def plans(tmp_path_factory) -> dict[str, Path]:
+    """Two plans of one case (the second with a heavier organ penalty, an extra goal and a setup-error check)."""
+    folder = tmp_path_factory.mktemp("plans")
+    case = synthetic_case()
+    goals = {"Target": ["D95% >= 54 Gy"], "Organ": ["Mean <= 5 Gy"]}
+    plan(protocol(goals, terms=TERMS), case, folder / "first")
+    heavier = [TERMS[0], TERMS[1].replace("weight: 1", "weight: 20")]
+    more = {**goals, "Organ": ["Mean <= 5 Gy", "Max <= 40 Gy"]}
+    plan(protocol(more, terms=heavier, robustness="{setup_error: 5 mm}"), case, folder / "second")
+    other_case = dataclasses.replace(synthetic_case(seed=3), case_id="another")
+    plan(protocol(goals, terms=TERMS, fractions=25), other_case, folder / "other")
+    return {name: folder / name for name in ("first", "second", "other")}
+
+
+def _record(folder: Path) -> dict:
+    return json.loads((folder / "plan.json").read_text())
+
+
+def test_goals_are_matched_by_structure_and_text_and_a_missing_goal_is_never_a_value(plans) -> None:
+    compared = read_plans([plans["first"], plans["second"] / "plan.json"])
+    assert [plan.label for plan in compared] == ["first", "second"]
+    rows = {(row.structure, row.text, row.scope): row for row in goal_rows(compared)}
+    first, second = _record(plans["first"]), _record(plans["second"])
+    mean = rows[("Organ", "Mean <= 5 Gy", "nominal")]
+    assert [m.value for m in mean.measured] == [first["goals"][1]["value"], second["goals"][1]["value"]]
+    assert mean.difference() == pytest.approx(second["goals"][1]["value"] - first["goals"][1]["value"])
+    assert mean.difference() < 0  # the heavier organ penalty lowers its mean
+    highest = rows[("Organ", "Max <= 40 Gy", "nominal")]
+    assert highest.measured[0] is None and highest.difference() is None  # the first plan has no such goal
+    worst = rows[("Target", "D95% >= 54 Gy", "worst")]
+    assert worst.measured[0] is None and worst.measured[1].value == second["robustness"]["goals"][0]["worst"]
+    assert warnings(compared) == []  # same case, same prescription, both converged
+
+
+def test_what_would_mislead_is_said_first(plans, tmp_path: Path) -> None:
+    record = _record(plans["second"])
+    record.update(converged=False)
+    record["solver"]["status"] = "time_limit"
+    unconverged = tmp_path / "unconverged"
+    unconverged.mkdir()
+    (unconverged / "plan.json").write_text(json.dumps(record))
+    found = warnings(read_plans([plans["first"], plans["other"], unconverged]))
+    assert "different cases" in found[0] and "another" in found[0]
+    assert "prescriptions differ" in found[1] and "in 25" in found[1]
+    assert found[2].startswith("unconverged: the solver ended 'time_limit'; not a usable plan")
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("one", "at least two plans"),
+        ("missing", "missing: no such file"),
+        ("not json", "not a specc plan record"),
+        ("labels", "1 labels for 2 plans"),
+    ],
+)
+def test_bad_input_is_a_clear_error_naming_the_file(plans, tmp_path: Path, setup: str, message: str) -> None:
+    paths, labels = [plans["first"], plans["second"]], []
+    if setup == "one":
+        paths = paths[:1]
+    elif setup == "missing":
+        paths[1] = tmp_path / "missing"
+    elif setup == "not json":
+        broken = tmp_path / "broken.json"
+        broken.write_text('{"format": 1, "goals": "no"}')
+        paths[1] = broken
+    else:
+        labels = ["only one"]
+    with pytest.raises(CompareError, match=message):
+        read_plans(paths, labels)
+
+
+def test_the_page_shows_each_plan_s_provenance_and_escapes_labels(plans, tmp_path: Path) -> None:
+    compared = read_plans([plans["first"], plans["second"]], ["<b>margin</b>", "robust"])
+    (page,) = write_comparison(tmp_path, compared)
+    html = page.read_text()
+    assert "<b>margin</b>" not in html and "&lt;b&gt;margin&lt;/b&gt;" in html
+    assert html.count('class="compared-plan"') == 2 and html.count('class="compared-goal"') == 4
+    assert _record(plans["second"])["protocol"]["sha256"][:12] in html
+    assert "robust − &lt;b&gt;margin&lt;/b&gt;" in html  # the difference column of two plans
+    assert "checked only" in html and 'id="warnings"' not in html
+
+
+def test_the_command_prints_the_goals_and_writes_the_page(plans, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["compare", str(plans["first"]), str(plans["other"]), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "warning: the plans are of different cases" in result.output and "Mean <= 5 Gy" in result.output
+    assert (tmp_path / "compare.html").exists()
+    missing = CliRunner().invoke(app, ["compare", str(plans["first"]), str(tmp_path / "nowhere"), "--out", str(tmp_path)])
+    assert missing.exit_code == 1 and "no such file" in missing.output and "Traceback" not in missing.output
