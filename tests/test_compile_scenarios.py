@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evaluate_fakes import synthetic_case
+from evaluate_fakes import protocol, synthetic_case
 from specc.case.shifts import shifted_dose, shifted_influence
 from specc.compile import compile_protocol
 from specc.compile.derive import with_optimization
@@ -16,37 +16,22 @@ from specc.errors import CompileError
 from specc.export import read_result
 from specc.pipeline import plan
 from specc.planning import compile_for_plan
-from specc.protocol import parse_protocol_text
 
-HEADER = """specc: 1
-name: robust
-site: test
-version: 1.0.0
-structures:
-  Target: {role: target}
-  Organ: {role: oar}
-  Body: {role: other}
-prescription:
-  fractions: 30
-  levels: [{target: Target, dose: 60 Gy}]
-goals:
-  Target: ["D95% >= 57 Gy"]
-  Organ: ["Max <= 30 Gy"]
-"""
-TERMS = """optimization:
-  terms:
-    - {kind: min_dose, structure: Target, dose: 55 Gy}
-    - {kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 70, priority: 2}
-    - {kind: quadratic_overdose, structure: Target, dose: 62 Gy, weight: 10}
-    - {kind: quadratic_overdose, structure: Organ, dose: 20 Gy, weight: 5}
-    - {kind: quadratic_overdose, structure: Body, dose: 30 Gy, weight: 1}
-"""
-SECTION = "robustness: {setup_error: 5 mm, structures: [Target], optimize: true}\n"
+GOALS = {"Target": ["D95% >= 57 Gy"], "Organ": ["Max <= 30 Gy"]}
+TERMS = [
+    "{kind: min_dose, structure: Target, dose: 55 Gy}",
+    "{kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 70, priority: 2}",
+    "{kind: quadratic_overdose, structure: Target, dose: 62 Gy, weight: 10}",
+    "{kind: quadratic_overdose, structure: Organ, dose: 20 Gy, weight: 5}",
+    "{kind: quadratic_overdose, structure: Body, dose: 30 Gy, weight: 1}",
+]
+SECTION = "{setup_error: 5 mm, structures: [Target], optimize: true}"
 OFFSETS = [(5.0, 0.0, 0.0), (-5.0, 0.0, 0.0), (0.0, 5.0, 0.0), (0.0, -5.0, 0.0), (0.0, 0.0, 5.0), (0.0, 0.0, -5.0)]
 
 
-def _protocol(section: str = SECTION, terms: str = TERMS, header: str = HEADER):
-    return parse_protocol_text(header + terms + section, "protocols/robust.yaml")
+def _protocol(robustness: str = SECTION, terms: list[str] | None = TERMS, organ: str = "Organ"):
+    return protocol(GOALS if organ == "Organ" else {"Target": GOALS["Target"]}, terms=terms, organ=organ,
+                    robustness=robustness)
 
 
 def test_each_term_on_a_robust_structure_is_copied_into_every_scenario() -> None:
@@ -60,7 +45,7 @@ def test_each_term_on_a_robust_structure_is_copied_into_every_scenario() -> None
     assert [term.structure for term in underdose] == names
     assert sum(term.weight for term in underdose) == pytest.approx(70.0)
     assert [term.weight for term in underdose] == pytest.approx([10.0] * 7)
-    assert {str(term.source) for term in underdose} == {"protocols/robust.yaml:18"}  # the line the user wrote
+    assert {term.source for term in underdose} == {underdose[0].source}  # the line the user wrote
     assert sorted(index for index, priority in priorities.items() if priority == 2) == [
         index for index, term in enumerate(terms) if term.kind == "quadratic_underdose"
     ]
@@ -71,21 +56,20 @@ def test_each_term_on_a_robust_structure_is_copied_into_every_scenario() -> None
 
 
 def test_without_optimize_the_section_only_checks_and_the_terms_are_unchanged() -> None:
-    protocol = _protocol("robustness: {setup_error: 5 mm, structures: [Target]}\n")
+    protocol = _protocol("{setup_error: 5 mm, structures: [Target]}")
     assert with_optimization(protocol)[0] is protocol
     with pytest.raises(Exception, match="optimize"):
-        _protocol("robustness: {setup_error: 5 mm, optimize: yes please}\n")
+        _protocol("{setup_error: 5 mm, optimize: yes please}")
 
 
 def test_a_structure_named_like_a_scenario_is_refused() -> None:
-    header = HEADER.replace("  Body: {role: other}\n", "  Body: {role: other}\n  Target (x +5 mm): {role: other}\n")
     with pytest.raises(CompileError, match=r"'Target \(x \+5 mm\)'.*rename it"):
-        with_optimization(_protocol(header=header))
+        with_optimization(_protocol(terms=TERMS[:3], organ="Target (x +5 mm)"))
 
 
 def test_derived_coverage_regions_of_a_robust_target_are_robust_too() -> None:
     """Goals-only: the coverage penalty sits on `Coverage_Target` when an organ goal caps its voxels."""
-    robust, _ = with_optimization(_protocol(terms=""), synthetic_case())
+    robust, _ = with_optimization(_protocol(terms=None), synthetic_case())
     covered = [term for term in robust.optimization.terms if term.kind == "quadratic_underdose"]
     assert [term.structure for term in covered][:2] == ["Coverage_Target", "Coverage_Target (x +5 mm)"]
     assert len(covered) == 7
@@ -112,7 +96,7 @@ def _worst_minimum(case, fluence: np.ndarray) -> float:
 
 def test_a_hard_limit_holds_in_every_scenario_and_only_with_robust_optimization() -> None:
     case = synthetic_case()
-    nominal = compile_for_plan(_protocol("robustness: {setup_error: 5 mm, structures: [Target]}\n"), case).solve()
+    nominal = compile_for_plan(_protocol("{setup_error: 5 mm, structures: [Target]}"), case).solve()
     assert nominal.result.converged and _worst_minimum(case, nominal.result.fluence) < 50.0  # the check's failure
     robust = compile_for_plan(_protocol(), case).solve()
     assert robust.result.converged
@@ -121,7 +105,7 @@ def test_a_hard_limit_holds_in_every_scenario_and_only_with_robust_optimization(
 
 def test_the_fast_path_and_the_reference_solver_give_the_same_robust_plan() -> None:
     case = synthetic_case()
-    protocol = _protocol(terms=TERMS.replace(", priority: 2", ""))
+    protocol = _protocol(terms=[term.replace(", priority: 2", "") for term in TERMS])
     fast = compile_for_plan(protocol, case).solve().result
     reference = compile_for_plan(protocol, case, solver="CLARABEL").solve().result
     assert fast.solver == "SPECC-LBFGS" and reference.solver == "CLARABEL"
@@ -152,7 +136,7 @@ def test_a_recompile_with_the_same_scenarios_keeps_their_rows_and_another_setup_
     """`specc plan --watch`: a weight changed keeps the displaced rows; a new setup error cannot."""
     case = synthetic_case()
     earlier = compile_protocol(with_optimization(_protocol())[0], case)
-    reweighted = with_optimization(_protocol(terms=TERMS.replace("weight: 70", "weight: 140")))[0]
+    reweighted = with_optimization(_protocol(terms=[term.replace("weight: 70", "weight: 140") for term in TERMS]))[0]
     reused = compile_protocol(reweighted, case, reuse=earlier)
     assert reused.influence is earlier.influence
     fluence = np.random.default_rng(4).random(case.n_beamlets)
@@ -171,7 +155,7 @@ def test_a_recompile_with_the_same_scenarios_keeps_their_rows_and_another_setup_
 
 def test_robust_optimization_notes_voxels_displaced_beyond_the_computed_dose() -> None:
     case = synthetic_case()
-    section = "robustness: {setup_error: 10 mm, structures: [Organ], optimize: true}\n"
+    section = "{setup_error: 10 mm, structures: [Organ], optimize: true}"
     program = compile_protocol(with_optimization(_protocol(section))[0], case)
     (note,) = [note for note in program.notes if "where the case computes no dose" in note]
     assert note.startswith("Organ: ") and "in Organ (x +10 mm)" in note and "Organ (x -10 mm)" not in note
