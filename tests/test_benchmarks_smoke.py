@@ -132,3 +132,20 @@ def test_the_tiny_delivery_benchmark_solves_every_segment_program_with_both_solv
             assert row[solver]["status"] == "optimal" and row[solver]["solved_by"] == solver
         # each on its own sample (the fast path's and CLARABEL's differ), so close, not equal
         assert row["SPECC-LBFGS"]["objective"] == pytest.approx(row["CLARABEL"]["objective"], rel=1e-2)
+
+
+def test_the_tiny_robust_benchmark_holds_the_ctv_in_every_scenario_only_when_optimized_robustly(tmp_path: Path) -> None:
+    """`python -m benchmarks.robust --tiny`: the margin, nominal, robust and robust + DVH plans of the prostate."""
+    from benchmarks.robust import main as robust
+
+    out = tmp_path / "robust.json"
+    result = robust(["--tiny", "--json", str(out)])
+    assert json.loads(out.read_text())["rows"] == result["rows"]
+    rows = {row["plan"]: row for row in result["rows"]}
+    assert list(rows) == ["margin", "nominal", "robust", "robust + DVH"]
+    assert all(row["status"] == "optimal" for row in rows.values())
+    d95, minimum = "D95% >= 75.6 Gy", "Min >= 72 Gy"
+    for name in ("robust", "robust + DVH"):  # the hard minimum, in the worst scenario
+        assert rows[name]["ctv"][minimum][1] >= 72.0 * (1 - 1e-3)
+    assert rows["robust + DVH"]["ctv"][d95][1] >= 76.0 * (1 - 1e-3)  # the hard D95%, in the worst scenario
+    assert rows["nominal"]["ctv"][minimum][1] < 72.0 * (1 - 1e-3)  # without robust optimization it fails

@@ -1,0 +1,106 @@
+"""Benchmark: robust optimization against a PTV margin, on the TG-119 prostate.
+
+    python -m benchmarks.robust            # 5 mm grid, 9 beams (the table in docs/robustness.md)
+    python -m benchmarks.robust --tiny     # the CI configuration: 10 mm, 5 beams (seconds)
+
+Four plans of one case, each planned as `specc plan` plans it (in this process, one after the
+other) and each checked with the same 5 mm setup error on the prostate, the CTV:
+
+* margin: protocols/tg119/prostate.yaml (PTV = prostate + 6 mm), the prostate's two goals added;
+* nominal: protocols/tg119/prostate-robust.yaml (no PTV) without its hard DVH limit, checked only;
+* robust: the same with `optimize: true`;
+* robust + DVH: the shipped prostate-robust.yaml as it is.
+
+It prints, per plan, the solver and status, compile and solve seconds, the prostate's D95% and
+minimum (nominal / worst scenario), the rectum's and bladder's D30% and D10%; JSON too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from benchmarks.run import BenchmarkCase, write_json
+
+ROBUST = "protocols/tg119/prostate-robust.yaml"
+MARGIN = "protocols/tg119/prostate.yaml"
+STANDARD = BenchmarkCase("prostate 5 mm", "prostate", ROBUST, 5.0, 9, 5.0)
+TINY = BenchmarkCase("prostate 10 mm (CI)", "prostate", ROBUST, 10.0, 5, 10.0)
+CTV = "Prostate"
+CTV_GOALS = ("D95% >= 75.6 Gy", "Min >= 72 Gy")
+ORGAN_GOALS = (("Rectum", "D30% <= 70 Gy"), ("Rectum", "D10% <= 75 Gy"), ("Bladder", "D30% <= 70 Gy"),
+               ("Bladder", "D10% <= 75 Gy"))
+
+
+def variants():
+    """The four protocols, by name (see the module docstring)."""
+    from specc.protocol import Goal, load_protocol
+    from specc.protocol.models import Robustness
+
+    robust = load_protocol(ROBUST)
+    assert robust.robustness is not None and robust.optimization is not None
+    without_dvh = robust.optimization.model_copy(
+        update={"terms": [term for term in robust.optimization.terms if term.kind != "dvh"]}
+    )
+    averaged = robust.model_copy(update={"optimization": without_dvh})
+    nominal = averaged.model_copy(update={"robustness": robust.robustness.model_copy(update={"optimize": False})})
+    margin = load_protocol(MARGIN)
+    margin = margin.model_copy(
+        update={
+            "goals": [*margin.goals, *(Goal.parse(text, CTV) for text in CTV_GOALS)],
+            "robustness": Robustness(setup_error=robust.robustness.setup_error, structures=[CTV]),
+        }
+    )
+    return {"margin": margin, "nominal": nominal, "robust": averaged, "robust + DVH": robust}
+
+
+def run_case(case: BenchmarkCase) -> dict:
+    from specc.case.phantoms import build_phantom
+    from specc.pipeline import plan
+
+    built = build_phantom(case.phantom, beams=case.beams, grid_mm=case.grid_mm, beamlet_mm=case.beamlet_mm)
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for name, protocol in variants().items():
+            outcome = plan(protocol, built, Path(folder) / name.replace(" ", ""))
+            record = outcome.record
+            row: dict = {"plan": name, "solver": outcome.solve.solver, "status": outcome.solve.status,
+                         "compile_s": outcome.timings_s.get("compile"), "solve_s": outcome.timings_s.get("solve")}
+            if record is not None and record.robustness is not None:
+                worst = {goal.text: goal for goal in record.robustness.goals if goal.structure == CTV}
+                row["ctv"] = {text: [worst[text].nominal, worst[text].worst] for text in CTV_GOALS}
+                values = {(goal.structure, goal.text): goal.value for goal in record.goals}
+                row["organs"] = {f"{structure} {text}": values[(structure, text)] for structure, text in ORGAN_GOALS}
+            rows.append(row)
+    return {"case": case.name, "setup_error": "5 mm", "rows": rows}
+
+
+def _print(result: dict) -> None:
+    print(f"{result['case']}, each plan checked with a {result['setup_error']} setup error on the {CTV} (CTV)")
+    header = f"{'plan':<13} {'status (solver)':<26} {'compile s':>9} {'solve s':>8}"
+    header += "".join(f" | {text + ' nom/worst':>27}" for text in CTV_GOALS)
+    header += "".join(f" | {structure + ' ' + text.split()[0]:>14}" for structure, text in ORGAN_GOALS)
+    print(header)
+    for row in result["rows"]:
+        line = f"{row['plan']:<13} {row['status'] + ' (' + row['solver'] + ')':<26} "
+        line += f"{row['compile_s'] or 0:>9.2f} {row['solve_s'] or 0:>8.2f}"
+        if "ctv" in row:
+            line += "".join(f" | {nominal:>13.2f} / {worst:>6.2f} Gy" for nominal, worst in row["ctv"].values())
+            line += "".join(f" | {value:>11.2f} Gy" for value in row["organs"].values())
+        print(line)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.robust", description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true", help="the small CI case")
+    parser.add_argument("--json", type=Path, default=Path("robust-results.json"))
+    args = parser.parse_args(argv)
+    result = run_case(TINY if args.tiny else STANDARD)
+    _print(result)
+    write_json(args.json, result)
+    return result
+
+
+if __name__ == "__main__":
+    main()
