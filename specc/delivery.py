@@ -24,7 +24,7 @@ import numpy as np
 
 from specc.planning import CompiledPlan, compile_terms
 from specc.protocol import Delivery
-from specc.sequence import Sequence, check_sequenceable, sequence_fluence
+from specc.sequence import Sequence, SequenceError, check_sequenceable, sequence_fluence
 from specc.sequence.forward import forward_sequence
 from specc.sequence.weights import keep_segments, segment_case, segment_program
 from specc.solve import SolveResult
@@ -57,6 +57,8 @@ def deliver(compiled: CompiledPlan, solve: SolveResult, delivery: Delivery) -> D
         f"step-and-shoot delivery: each beam's fluence rounded to {delivery.levels} levels of its largest beamlet "
         f"weight and sequenced into {len(sequence.weights)} segments (sweep); goals are measured on the segments' dose"
     ]
+    then = "before the weights were optimized" if delivery.optimize_segment_weights else "(the others keep their weights)"
+    sequence = _without_small(sequence, delivery, notes, then)
     if not delivery.optimize_segment_weights:
         return Delivered(delivery, _as_sequenced(solve, sequence), sequence, solve, "as sequenced", notes)
     weighted, sequence = _optimized_weights(compiled, sequence, notes, delivery.min_segment_weight_percent)
@@ -96,10 +98,35 @@ def plan_forward(compiled: CompiledPlan, delivery: Delivery) -> Delivered:
         f"{', '.join(targets)}" + (f", blocking {', '.join(blocked)}" if blocked else "")
         + "; only their weights were optimized (segments left without weight are not delivered)"
     ]
+    sequence = _without_small(sequence, delivery, notes, "before the weights were optimized")
     weighted, sequence = _optimized_weights(compiled, sequence, notes, delivery.min_segment_weight_percent)
     if weighted.usable:
         weighted = replace(weighted, message=f"segment weights ({weighted.solver}): {weighted.message}")
     return Delivered(delivery, weighted, sequence, None, "optimized", notes)
+
+
+def _without_small(sequence: Sequence, delivery: Delivery, notes: list[str], then: str) -> Sequence:
+    """`sequence` without the segments opening less than `delivery.min_segment_area` (noted);
+    a SequenceError when none is left, since there would be nothing to deliver."""
+    if delivery.min_segment_area is None:
+        return sequence
+    areas = sequence.areas_cm2()
+    small = areas < delivery.min_segment_area.cm2
+    if not small.any():
+        return sequence
+    if small.all():
+        raise SequenceError(
+            f"every one of the {len(areas)} segments opens less than min_segment_area {delivery.min_segment_area} "
+            f"(the largest {areas.max():.2f} cm²): nothing is left to deliver"
+        )
+    kept = sequence.with_weights(np.where(small, 0.0, sequence.weights)).without_empty()
+    emptied = sorted({beam.beam for beam in sequence.beams} - {beam.beam for beam in kept.beams})
+    notes.append(
+        f"{int(small.sum())} of {len(areas)} segments open less than {delivery.min_segment_area} (the smallest "
+        f"{areas.min():.2f} cm²) and were removed {then}"
+        + (f"; beam {', '.join(map(str, emptied))} keeps no segment and delivers nothing" if emptied else "")
+    )
+    return kept
 
 
 def _optimized_weights(

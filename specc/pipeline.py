@@ -205,6 +205,7 @@ def _delivery_record(
             segments=len(beam.weights),
             total_weight=float(beam.weights.sum() * factor),
             smallest_weight_percent=float(100.0 * beam.weights.min() / beam.weights.sum()),
+            smallest_area_cm2=float(beam.areas_cm2().min()),
         )
         for beam in delivered.sequence.beams
     ]
@@ -213,6 +214,7 @@ def _delivery_record(
         intensity_levels=delivered.sequence.levels,
         segment_weights=delivered.weights,
         min_segment_weight_percent=delivered.delivery.min_segment_weight_percent,
+        min_segment_area_cm2=area.cm2 if (area := delivered.delivery.min_segment_area) is not None else None,
         beams=beams,
         total_segments=sum(beam.segments for beam in beams),
         fluence_goal_values=[goal.value for goal in optimized.record.goals] if optimized is not None else None,

@@ -208,6 +208,9 @@ def test_a_forward_plan_optimizes_only_shaped_segments_and_reports_them(tmp_path
         ("{technique: step_and_shoot, segment_weights: as_sequenced, min_segment_weight_percent: 2}",
          "min_segment_weight_percent needs optimized segment weights"),
         ("{technique: forward, min_segment_weight_percent: 100}", "delivery.min_segment_weight_percent"),
+        ("{technique: fluence, min_segment_area: 4 cm2}", "min_segment_area applies to `technique: step_and_shoot`"),
+        ("{technique: step_and_shoot, min_segment_area: 4}", 'area 4 has no unit: write it as "4 cm2"'),
+        ("{technique: step_and_shoot, min_segment_area: 4 cm}", 'unknown area unit "cm"'),
     ],
 )
 def test_forward_options_are_checked_against_the_technique_and_the_structures(delivery: str, message: str) -> None:
@@ -232,6 +235,38 @@ def test_segments_below_the_minimum_weight_are_removed_and_the_weights_solved_ag
     assert min(beam.smallest_weight_percent for beam in free.delivery.beams) < 8.0  # the minimum had work to do
     assert any("below 8% of their beam's summed weight removed" in note for note in limited.notes)
     assert limited.converged
+
+
+@pytest.mark.parametrize("weights", ["optimized", "as_sequenced"])
+def test_segments_opening_less_than_the_minimum_area_are_removed(tmp_path: Path, weights: str) -> None:
+    """5 mm beamlets: one open cell is 0.25 cm². Optimized weights are solved without the small
+    segments; as sequenced, the others keep the weights they were cut with."""
+    case = synthetic_case()
+    plans = {}
+    for minimum in ("", ", min_segment_area: 1 cm2"):
+        delivery = f"{{technique: step_and_shoot, intensity_levels: 8, segment_weights: {weights}{minimum}}}"
+        plans[minimum] = plan(protocol(GOALS, terms=TERMS, delivery=delivery), case, tmp_path / f"{weights}{len(minimum)}")
+    free, limited = plans[""].record, plans[", min_segment_area: 1 cm2"].record
+    assert min(beam.smallest_area_cm2 for beam in free.delivery.beams) < 1.0  # the minimum had work to do
+    assert min(beam.smallest_area_cm2 for beam in limited.delivery.beams) >= 1.0
+    folder = tmp_path / f"{weights}{len(', min_segment_area: 1 cm2')}"
+    document = json.loads((folder / "segments.json").read_text())
+    areas = [segment["area_cm2"] for beam in document["beams"] for segment in beam["segments"]]
+    assert len(areas) == limited.delivery.total_segments and min(areas) >= 1.0
+    assert limited.delivery.total_segments < free.delivery.total_segments
+    assert limited.delivery.min_segment_area_cm2 == 1.0 and free.delivery.min_segment_area_cm2 is None
+    (note,) = [note for note in limited.notes if "open less than 1 cm²" in note]
+    assert ("before the weights were optimized" if weights == "optimized" else "keep their weights") in note
+    html = (tmp_path / f"{weights}{len(', min_segment_area: 1 cm2')}" / "report.html").read_text()
+    assert "none opening less than 1.00 cm²" in html and "Smallest segment (cm² at the isocentre)" in html
+
+
+def test_a_minimum_area_no_segment_reaches_is_an_error_not_an_empty_plan() -> None:
+    case = synthetic_case()
+    written = protocol(GOALS, terms=TERMS, delivery="{technique: step_and_shoot, min_segment_area: 100 cm2}")
+    compiled = compile_for_plan(written, case)
+    with pytest.raises(SequenceError, match="nothing is left to deliver"):
+        deliver(compiled, compiled.solve().result, written.delivery)
 
 
 def test_a_removal_that_leaves_no_solution_keeps_the_last_solved_weights(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -55,6 +55,18 @@ def test_a_cell_without_a_beamlet_is_never_opened() -> None:
     assert opened and all(hi <= -2.5 or lo >= 2.5 for lo, hi in opened)
 
 
+def test_a_segment_s_area_is_its_leaf_gaps_times_the_leaf_width() -> None:
+    """Every cell of the synthetic beams holds a 5 x 5 mm beamlet: a segment opens 0.25 cm² per open beamlet."""
+    case = synthetic_case()
+    fluence = np.random.default_rng(7).uniform(0.0, 1.0, case.n_beamlets)
+    sequence = sequence_fluence(case.beamlets, fluence, 5)
+    open_beamlets = np.asarray(sequence.apertures.sum(axis=0)).ravel()
+    np.testing.assert_allclose(sequence.areas_cm2(), 0.25 * open_beamlets)
+    beam = sequence.beams[0]
+    left, right = beam.leaf_edges_mm()
+    np.testing.assert_allclose(beam.areas_cm2(), np.nansum(right - left, axis=1) * 5.0 / 100.0)
+
+
 def test_beamlets_off_a_regular_grid_cannot_be_sequenced() -> None:
     case = synthetic_case()
     b = case.beamlets

@@ -85,6 +85,7 @@ class BeamSegmentsRecord(_Record):
     segments: int
     total_weight: float  # sum of the segments' weights per fraction (case fluence unit), after normalization
     smallest_weight_percent: float  # the lightest segment's share of total_weight
+    smallest_area_cm2: float  # the smallest segment's opening at the isocentre plane
 
 
 class DeliveryRecord(_Record):
@@ -100,6 +101,7 @@ class DeliveryRecord(_Record):
     intensity_levels: int | None  # None: forward planned
     segment_weights: str  # "optimized", "as sequenced", or why the optimization's result was not used
     min_segment_weight_percent: float | None  # of a beam's summed weight; None: no minimum
+    min_segment_area_cm2: float | None = None  # None: no minimum segment area asked
     beams: list[BeamSegmentsRecord]
     total_segments: int
     fluence_goal_values: list[float | None] | None  # None: forward planned, no fluence was optimized

@@ -47,11 +47,14 @@ def write_segments(path: Path, sequence: Sequence, case: Case, record: PlanRecor
                 "segments": [
                     {
                         "weight": float(weight * factor),
+                        "area_cm2": round(float(area), 4),
                         "quanta_as_sequenced": int(quanta),
                         "left_mm": _mm(left[index].tolist()),
                         "right_mm": _mm(right[index].tolist()),
                     }
-                    for index, (weight, quanta) in enumerate(zip(segments.weights, segments.apertures.quanta))
+                    for index, (weight, quanta, area) in enumerate(
+                        zip(segments.weights, segments.apertures.quanta, segments.areas_cm2())
+                    )
                 ],
             }
         )

@@ -16,6 +16,7 @@ from typing import Any
 # which a user imports the two matter.
 _EXPORTS = {
     "Approval": "models",
+    "Area": "units",
     "Delivery": "models",
     "Diagnostic": "diagnostics",
     "Dose": "units",

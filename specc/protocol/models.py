@@ -33,7 +33,7 @@ from specc.protocol.diagnostics import ProtocolConsistencyError
 from specc.protocol.goals import Goal, GoalEntry, GoalMapping
 from specc.protocol.metrics import Metric
 from specc.protocol.structures import FUNCTIONS, StructureExpr, parse_expression
-from specc.protocol.units import Dose, Length, format_number
+from specc.protocol.units import Area, Dose, Length, format_number
 from specc.terms import Term
 from specc.terms.base import SourceLocation
 
@@ -231,6 +231,7 @@ _OPTION_TECHNIQUES = {
     "segment_weights": ("step_and_shoot",),
     "block": ("forward",),
     "min_segment_weight_percent": ("step_and_shoot", "forward"),
+    "min_segment_area": ("step_and_shoot", "forward"),
 }
 
 
@@ -278,6 +279,13 @@ class Delivery(_Strict):
         description="step_and_shoot (optimized weights) and forward: a segment whose weight is below this percentage "
         "of its beam's summed segment weights is removed and the weights are optimized again, until none is (the "
         "planning system's minimum monitor units per segment, relative to the beam's).",
+    )
+
+    min_segment_area: Area | None = Field(
+        default=None,
+        description='step_and_shoot and forward: a segment opening less than this at the isocentre ("4 cm2") is '
+        "removed before the segment weights are optimized (with `as_sequenced`, the others keep their weights): "
+        "the planning system's minimum segment area, below which output and leaf-position uncertainty grow.",
     )
 
     @model_validator(mode="after")

@@ -1,4 +1,4 @@
-"""Dose, volume and length quantities that carry their unit.
+"""Dose, volume, length and area quantities that carry their unit.
 
 A protocol writes doses as strings with a unit ("78 Gy", "7800 cGy"); once parsed, a dose is
 a `Dose` (always the total over the whole course, stored in Gy) and never a bare float that
@@ -17,10 +17,11 @@ from pydantic_core import core_schema
 
 DOSE_UNITS: dict[str, float] = {"Gy": 1.0, "cGy": 0.01}
 LENGTH_UNITS: dict[str, float] = {"mm": 1.0, "cm": 10.0}
+AREA_UNITS: dict[str, float] = {"cm2": 1.0, "mm2": 0.01, "cm²": 1.0, "mm²": 0.01}
 VolumeUnit = Literal["%", "cc"]
 
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
-_DOSE_RE = re.compile(rf"^\s*(?P<value>{_NUMBER})\s*(?P<unit>[A-Za-z]+)\s*$")
+_DOSE_RE = re.compile(rf"^\s*(?P<value>{_NUMBER})\s*(?P<unit>[A-Za-z]+[2²]?)\s*$")
 _VOLUME_RE = re.compile(rf"^\s*(?P<value>{_NUMBER})\s*(?P<unit>%|cc|cm3|ml|mL)\s*$")
 
 
@@ -153,6 +154,24 @@ class Length(_Quantity):
 
     def __str__(self) -> str:
         return f"{format_number(self.mm)} mm"
+
+
+class Area(_Quantity):
+    """An area in the beam's eye view at the isocentre (a segment's opening), stored in cm²."""
+
+    text_schema: ClassVar[dict[str, Any]] = {
+        "pattern": rf"^\s*{_NUMBER}\s*(cm2|mm2|cm²|mm²)\s*$",
+        "description": 'An area with its unit, e.g. "4 cm2" or "400 mm2".',
+        "examples": ["4 cm2", "400 mm2"],
+    }
+    units: ClassVar[dict[str, float]] = AREA_UNITS
+    field: ClassVar[str] = "cm2"
+    what: ClassVar[str] = "area"
+
+    cm2: float
+
+    def __str__(self) -> str:
+        return f"{format_number(self.cm2)} cm²"
 
 
 def parse_dose_gy(text: str) -> float:

@@ -45,6 +45,11 @@ class BeamSegments:
     def leaf_y_mm(self) -> np.ndarray:
         return self.grid.y0_mm + self.grid.pitch_y_mm * np.arange(self.grid.cells.shape[1])
 
+    def areas_cm2(self) -> np.ndarray:
+        """Each segment's opening at the isocentre plane: its leaf pairs' gaps times their width."""
+        gaps = np.maximum(self.apertures.right - self.apertures.left, 0)
+        return gaps.sum(axis=1) * self.grid.pitch_x_mm * self.grid.pitch_y_mm / 100.0
+
     def leaf_edges_mm(self) -> tuple[np.ndarray, np.ndarray]:
         """(left, right) leaf tip positions in mm, (segments, leaf pairs); NaN for a closed pair."""
         edge0 = self.grid.x0_mm - self.grid.pitch_x_mm / 2
@@ -69,6 +74,10 @@ class Sequence:
     def fluence(self, weights: np.ndarray | None = None) -> np.ndarray:
         """The beamlet fluence the segments deliver (with `weights`, or their own)."""
         return self.apertures @ (self.weights if weights is None else weights)
+
+    def areas_cm2(self) -> np.ndarray:
+        """Each segment's opening in cm², in `apertures`' column order."""
+        return np.concatenate([beam.areas_cm2() for beam in self.beams]) if self.beams else np.zeros(0)
 
     def with_weights(self, weights: np.ndarray) -> Sequence:
         """The same apertures with new weights (in `apertures`' column order)."""
