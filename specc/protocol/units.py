@@ -58,6 +58,7 @@ class _Quantity(TextValue):
 
     units: ClassVar[dict[str, float]]
     field: ClassVar[str]
+    symbol: ClassVar[str]  # how the stored amount is written back
     what: ClassVar[str]
 
     @model_validator(mode="before")
@@ -79,6 +80,9 @@ class _Quantity(TextValue):
             raise ValueError(f"{self.what} must be a finite, non-negative number of {unit}, got {amount}")
         return self
 
+    def __str__(self) -> str:
+        return f"{format_number(getattr(self, self.field))} {self.symbol}"
+
 
 class Dose(_Quantity):
     """A total dose over the treatment course, in Gy."""
@@ -90,6 +94,7 @@ class Dose(_Quantity):
     }
     units: ClassVar[dict[str, float]] = DOSE_UNITS
     field: ClassVar[str] = "gy"
+    symbol: ClassVar[str] = "Gy"
     what: ClassVar[str] = "dose"
 
     gy: float
@@ -101,9 +106,6 @@ class Dose(_Quantity):
     @property
     def cgy(self) -> float:
         return self.gy * 100.0
-
-    def __str__(self) -> str:
-        return f"{format_number(self.gy)} Gy"
 
 
 class Volume(TextValue):
@@ -148,12 +150,10 @@ class Length(_Quantity):
     }
     units: ClassVar[dict[str, float]] = LENGTH_UNITS
     field: ClassVar[str] = "mm"
+    symbol: ClassVar[str] = "mm"
     what: ClassVar[str] = "distance"
 
     mm: float
-
-    def __str__(self) -> str:
-        return f"{format_number(self.mm)} mm"
 
 
 class Area(_Quantity):
@@ -166,12 +166,10 @@ class Area(_Quantity):
     }
     units: ClassVar[dict[str, float]] = AREA_UNITS
     field: ClassVar[str] = "cm2"
+    symbol: ClassVar[str] = "cm²"
     what: ClassVar[str] = "area"
 
     cm2: float
-
-    def __str__(self) -> str:
-        return f"{format_number(self.cm2)} cm²"
 
 
 def parse_dose_gy(text: str) -> float:
