@@ -22,7 +22,7 @@ import scipy.sparse as sp
 from specc.case.products import select_rows
 from specc.case.shifts import shifted_influence
 from specc.compile.context import ProgramContext
-from specc.compile.scenarios import outside_note
+from specc.compile.scenarios import robust_notes
 from specc.compile.structures import ResolvedStructures, resolve_structures
 from specc.compile.voxels import DEFAULT_SAMPLE_LIMIT, StructureEntries, VoxelSelection, select_voxels
 from specc.errors import CompileError
@@ -238,11 +238,7 @@ def compile_protocol(
             )
 
     if displaced:
-        notes.append(_robust_note(protocol, scenarios, displaced))
-        for base in dict.fromkeys(scenarios[name].structure for name in displaced):
-            offsets = [scenarios[name].offset_mm for name in displaced if scenarios[name].structure == base]
-            if note := outside_note(case.voxel_indices, case.grid, base, structures.masks[base], offsets):
-                notes.append(note)
+        notes.extend(robust_notes(protocol, [scenarios[name] for name in displaced], case, structures.masks))
 
     context = ProgramContext(
         fluence, dose, selection.structures, case.voxel_volume_cc, protocol.prescription.fractions, case.beamlets
@@ -325,20 +321,6 @@ def _with_displaced(
         blocks.append(block)
         start += count
     return dataclasses.replace(selection, structures=entries), sp.vstack(blocks, format="csr")
-
-
-def _robust_note(protocol: Protocol, scenarios: Mapping[str, SetupScenario], displaced: Mapping[str, None]) -> str:
-    """What robust optimization did, and which listed structures it found no term on."""
-    robust = list(dict.fromkeys(scenarios[name].structure for name in displaced))
-    count = len(protocol.robustness.offsets_mm) + 1 if protocol.robustness else 1
-    note = (
-        f"robust optimization: the terms on {', '.join(robust)} are held in {count} setup-error scenarios "
-        "(nominal and each displaced one, static dose cloud): hard limits in every one, objectives averaged over them"
-    )
-    missing = [name for name in protocol.robust_structures() if name not in robust]
-    if missing:
-        note += f"; no term names {', '.join(missing)}, so its goals are checked in the scenarios but not optimized there"
-    return note
 
 
 def _statistics(

@@ -32,7 +32,7 @@ from specc.protocol.models import SetupScenario
 from specc.protocol.units import format_number
 
 if TYPE_CHECKING:
-    from specc.case import Grid
+    from specc.case import Case, Grid
     from specc.protocol import Protocol
 
 
@@ -98,3 +98,25 @@ def outside_note(
         f"rows, typically the body): {listed}. The static dose cloud gives them 0 Gy there, its error near the body "
         "surface rather than a plan's dose; a hard limit on them cannot be met in robust optimization"
     )
+
+
+def robust_notes(
+    protocol: Protocol, displaced: list[SetupScenario], case: Case, masks: Mapping[str, np.ndarray]
+) -> list[str]:
+    """What robust optimization did (the program's notes): the structures held in the scenarios, those
+    listed that no term names, and voxels displaced where the case computes no dose."""
+    robust = list(dict.fromkeys(scenario.structure for scenario in displaced))
+    count = len(protocol.robustness.offsets_mm) + 1 if protocol.robustness else 1
+    note = (
+        f"robust optimization: the terms on {', '.join(robust)} are held in {count} setup-error scenarios "
+        "(nominal and each displaced one, static dose cloud): hard limits in every one, objectives averaged over them"
+    )
+    missing = [name for name in protocol.robust_structures() if name not in robust]
+    if missing:
+        note += f"; no term names {', '.join(missing)}, so its goals are checked in the scenarios but not optimized there"
+    notes = [note]
+    for base in robust:
+        offsets = [scenario.offset_mm for scenario in displaced if scenario.structure == base]
+        if outside := outside_note(case.voxel_indices, case.grid, base, masks[base], offsets):
+            notes.append(outside)
+    return notes
