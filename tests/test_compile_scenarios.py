@@ -12,9 +12,11 @@ from evaluate_fakes import protocol, synthetic_case
 from specc.case.shifts import shifted_dose, shifted_influence
 from specc.compile import compile_protocol
 from specc.compile.derive import with_optimization
+from specc.compile.scenarios import robust_structures
 from specc.errors import CompileError
 from specc.export import read_result
 from specc.pipeline import plan
+from specc.protocol import StructureSpec
 from specc.planning import compile_for_plan
 
 GOALS = {"Target": ["D95% >= 57 Gy"], "Organ": ["Max <= 30 Gy"]}
@@ -159,3 +161,16 @@ def test_robust_optimization_notes_voxels_displaced_beyond_the_computed_dose() -
     program = compile_protocol(with_optimization(_protocol(section))[0], case)
     (note,) = [note for note in program.notes if "where the case computes no dose" in note]
     assert note.startswith("Organ: ") and "in Organ (x +10 mm)" in note and "Organ (x -10 mm)" not in note
+
+
+def test_a_structure_defined_as_part_of_a_robust_one_is_robust_and_one_around_it_is_not() -> None:
+    """So that pasting `specc compile --explain` (its coverage region written out) keeps the plan's robust terms."""
+    written = _protocol()
+    parts = {
+        "Eval": StructureSpec(role="other", expression="crop(Target - Organ, Body)"),
+        "Rim": StructureSpec(role="other", expression="ring(Target, 5mm, 20mm)"),
+        "EvalInner": StructureSpec(role="other", expression="shrink(Eval, 2mm)"),
+    }
+    assert robust_structures(written.model_copy(update={"structures": {**written.structures, **parts}})) == {
+        "Target", "Eval", "EvalInner"
+    }

@@ -80,3 +80,19 @@ def expressions() -> st.SearchStrategy:
 @given(expressions())
 def test_print_parse_round_trip(expression) -> None:
     assert parse_expression(str(expression)) == expression
+
+
+@pytest.mark.parametrize(
+    ("text", "within"),
+    [
+        ("PTV", ("PTV",)),
+        ("PTV - (Rectum | Bladder)", ("PTV",)),  # a coverage region: part of the PTV
+        ("crop(PTV - Rectum, Body)", ("PTV", "Body")),
+        ("shrink(CTV, 3mm) & Body", ("CTV", "Body")),
+        ("PTV | CTV", ()),
+        ("expand(CTV, 5mm)", ()),
+        ("ring(PTV, 5mm, 30mm)", ()),
+    ],
+)
+def test_an_expression_knows_the_structures_it_lies_inside_by_construction(text: str, within: tuple) -> None:
+    assert parse_expression(text).within() == within

@@ -78,8 +78,6 @@ class DerivedOptimization:
     structures: dict[str, StructureSpec]
     optimization: Optimization
     notes: list[str] = field(default_factory=list)
-    # Coverage region -> the target it stands for (robust when the target is: `with_scenarios`).
-    regions: dict[str, str] = field(default_factory=dict)
 
     @property
     def goal_priorities(self) -> dict[int, int]:
@@ -102,7 +100,7 @@ def with_optimization(protocol: Protocol, case: Case | None = None) -> tuple[Pro
     structure volumes, needed only by goals on a complement volume in cc.
     """
     if protocol.optimization is not None and protocol.optimization.terms:
-        robust = with_scenarios(protocol, {})
+        robust = with_scenarios(protocol)
         return robust, term_priorities(robust.optimization)
     derived = derive_optimization(protocol, _VolumesOnDemand(protocol, case) if case is not None else None)
     optimization = derived.optimization
@@ -114,7 +112,7 @@ def with_optimization(protocol: Protocol, case: Case | None = None) -> tuple[Pro
             "optimization": optimization,
         }
     )
-    robust = with_scenarios(copy, derived.regions)
+    robust = with_scenarios(copy)
     return robust, term_priorities(robust.optimization)
 
 
@@ -163,12 +161,9 @@ def derive_optimization(protocol: Protocol, volumes_cc: Mapping[str, float] | No
     terms: list[TermBase] = []
     notes: list[str] = []
 
-    regions: dict[str, str] = {}
     for level in protocol.prescription.levels:
         source = location.get(level.target)
         covered = _coverage_region(level.target, level.dose.gy, protocol, structures, notes)
-        if covered != level.target:
-            regions[covered] = level.target
         terms.append(QuadraticUnderdose(structure=covered, dose=level.dose, weight=COVERAGE_WEIGHT, source=source))
         terms.append(QuadraticOverdose(structure=level.target, dose=level.dose, weight=HOT_SPOT_WEIGHT, source=source))
         shell = _falloff_shell(level.target, targets, protocol, structures)
@@ -186,7 +181,7 @@ def derive_optimization(protocol: Protocol, volumes_cc: Mapping[str, float] | No
         terms.extend(_goal_terms(goal, volumes_cc, notes))
 
     optimization = Optimization(terms=terms, solver=SolverOptions())
-    return DerivedOptimization(structures, optimization, notes, regions)
+    return DerivedOptimization(structures, optimization, notes)
 
 
 def capped_below(dose_gy: float, protocol: Protocol, targets: list[str]) -> list[str]:

@@ -1,7 +1,7 @@
 """Robust optimization over setup-error scenarios: the protocol's terms copied into each one.
 
 With `robustness: {optimize: true}`, every term on a robust structure (those the robustness
-section lists, else the prescription targets) is written once more for the structure
+section lists, else the prescription targets, and their parts: `robust_structures`) is written once more for the structure
 displaced by each scenario's setup error: the structure's name replaced by a scenario name
 such as "CTV (x +3 mm)", whose dose the compile stage gives as the interpolated rows W A of
 `specc.case.shifts` and the evaluate stage as the same interpolation of the final dose.
@@ -46,17 +46,29 @@ def scenario_name(structure: str, offset_mm: tuple[float, float, float]) -> str:
     return f"{structure} ({', '.join(parts)})"
 
 
-def with_scenarios(protocol: Protocol, regions: Mapping[str, str]) -> Protocol:
-    """`protocol` with its robust terms copied into every scenario (itself without robust optimization).
+def robust_structures(protocol: Protocol) -> set[str]:
+    """The structures robust optimization copies terms for: those the robustness section lists,
+    and every structure defined as a part of one (a difference, intersection, crop or shrink of
+    it, such as the coverage region `PTV - Rectum` that goals-only protocols derive), since a
+    part of a displaced structure is displaced with it."""
+    robust = set(protocol.robust_structures())
+    grown = True
+    while grown:
+        parts = {
+            name for name, spec in protocol.structures.items()
+            if spec.expression is not None and robust.intersection(spec.expression.within())
+        }
+        grown = not parts <= robust
+        robust |= parts
+    return robust
 
-    `regions`: structures that stand for a part of another one (a derived coverage region
-    `Coverage_T` for target T) and are robust when that one is.
-    """
+
+def with_scenarios(protocol: Protocol) -> Protocol:
+    """`protocol` with its robust terms copied into every scenario (itself without robust optimization)."""
     robustness, optimization = protocol.robustness, protocol.optimization
     if robustness is None or not robustness.optimize or optimization is None or not robustness.offsets_mm:
         return protocol
-    listed = set(protocol.robust_structures())
-    robust = listed | {region for region, whole in regions.items() if whole in listed}
+    robust = robust_structures(protocol)
     offsets = robustness.offsets_mm
     share = 1.0 / (len(offsets) + 1)
     scenarios: dict[str, SetupScenario] = {}

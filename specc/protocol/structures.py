@@ -34,6 +34,10 @@ class StructureRef:
     def names(self) -> tuple[str, ...]:
         return (self.name,)
 
+    def within(self) -> tuple[str, ...]:
+        """The named structures this one lies inside by construction (whatever the masks)."""
+        return (self.name,)
+
     def __str__(self) -> str:
         if _IDENTIFIER.fullmatch(self.name) and self.name not in FUNCTIONS:
             return self.name
@@ -52,6 +56,9 @@ class _Binary:
     def names(self) -> tuple[str, ...]:
         return _unique(self.left.names() + self.right.names())
 
+    def within(self) -> tuple[str, ...]:
+        return ()
+
     def __str__(self) -> str:
         left = _wrapped(self.left, self.precedence > _precedence(self.left))
         right = _wrapped(self.right, self.precedence >= _precedence(self.right))
@@ -69,11 +76,17 @@ class Difference(_Binary):
     symbol = "-"
     precedence = 1
 
+    def within(self) -> tuple[str, ...]:
+        return self.left.within()
+
 
 @dataclass(frozen=True)
 class Intersection(_Binary):
     symbol = "&"
     precedence = 2
+
+    def within(self) -> tuple[str, ...]:
+        return _unique(self.left.within() + self.right.within())
 
 
 @dataclass(frozen=True)
@@ -85,6 +98,9 @@ class Expand:
 
     def names(self) -> tuple[str, ...]:
         return self.operand.names()
+
+    def within(self) -> tuple[str, ...]:
+        return ()
 
     def __str__(self) -> str:
         return f"expand({self.operand}, {_margins_text(self.margins_mm)})"
@@ -99,6 +115,9 @@ class Shrink:
 
     def names(self) -> tuple[str, ...]:
         return self.operand.names()
+
+    def within(self) -> tuple[str, ...]:
+        return self.operand.within()
 
     def __str__(self) -> str:
         return f"shrink({self.operand}, {_margins_text(self.margins_mm)})"
@@ -115,6 +134,9 @@ class Ring:
     def names(self) -> tuple[str, ...]:
         return self.operand.names()
 
+    def within(self) -> tuple[str, ...]:
+        return ()
+
     def __str__(self) -> str:
         return f"ring({self.operand}, {_mm(self.inner_mm)}, {_mm(self.outer_mm)})"
 
@@ -129,6 +151,9 @@ class Crop:
 
     def names(self) -> tuple[str, ...]:
         return _unique(self.operand.names() + self.boundary.names())
+
+    def within(self) -> tuple[str, ...]:
+        return _unique(self.operand.within() + (self.boundary.within() if self.margin_mm >= 0 else ()))
 
     def __str__(self) -> str:
         margin = f", {_mm(self.margin_mm)}" if self.margin_mm else ""
