@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 from rich.text import Text
 
-from specc.cli.app import app, console, error_console
+from specc.cli.app import app, console, error_console, fail
 from specc.protocol import ProtocolError, SiteTemplate, load_protocol_or_template
 from specc.protocol.schema import protocol_json_schema_text
 
@@ -62,3 +62,55 @@ def schema(
     else:
         out.write_text(text, encoding="utf-8")
         console.print(Text(f"wrote {out}"), highlight=False)
+
+
+@app.command("diff")
+def diff_command(
+    old: Annotated[Path, typer.Argument(help="The earlier protocol file (or, with --rev, the protocol file).")],
+    new: Annotated[Optional[Path], typer.Argument(help="The later protocol file (default: OLD as it is now).")] = None,
+    rev: Annotated[
+        Optional[str], typer.Option("--rev", help="Read OLD as this git revision holds it (templates too), e.g. HEAD~1.")
+    ] = None,
+    root: Annotated[Optional[Path], typer.Option(help="Folder templates must stay inside.")] = None,
+) -> None:
+    """What changed between two versions of a protocol, after templates; exit 1 if it changed but its version did not."""
+    from contextlib import nullcontext
+
+    from specc.errors import SpeccError
+    from specc.protocol import load_protocol
+    from specc.protocol.diff import diff_protocols
+    from specc.protocol.revision import protocol_at_revision
+
+    if new is None and rev is None:
+        fail("give two protocol files, or one with --rev REVISION to compare it with that revision")
+    try:
+        later = load_protocol(new if new is not None else old, root=root)
+        with protocol_at_revision(old, rev, root) if rev is not None else nullcontext(load_protocol(old, root=root)) as earlier:
+            found = diff_protocols(earlier, later)
+    except ProtocolError as error:
+        for diagnostic in error.diagnostics:
+            error_console.print(Text(str(diagnostic)), soft_wrap=True, highlight=False)
+        raise typer.Exit(1) from None
+    except SpeccError as error:
+        fail(error)
+    before = f"{old} at {rev}" if rev is not None else str(old)
+    after = str(new if new is not None else old)
+    console.print(Text(f"{before}: {earlier.name} v{earlier.version} (sha256 {earlier.source.sha256[:12]})"), highlight=False)
+    console.print(Text(f"{after}: {later.name} v{later.version} (sha256 {later.source.sha256[:12]})"), highlight=False)
+    if not found.changes:
+        console.print("no difference in what the protocols state (formatting, order and units aside)")
+        return
+    for change in found.changes:
+        where = f"{change.section} {change.item}" + (f" {change.field}" if change.field else "")
+        added_or_removed = change.new if change.old is None else change.old
+        if change.old is None or change.new is None:
+            # a term's label starts with its kind and structure: said once
+            shown = change.section if added_or_removed.startswith(change.item) else where
+            line = f"{'+' if change.old is None else '-'} {shown}: {added_or_removed}"
+        else:
+            line = f"~ {where}: {change.old} -> {change.new}"
+        console.print(Text(line + (" (cosmetic)" if change.cosmetic else "")), soft_wrap=True, highlight=False)
+    cosmetic = sum(change.cosmetic for change in found.changes)
+    console.print(f"{len(found.changes)} changes ({cosmetic} cosmetic: colours, description, references, authors)")
+    if found.version_unchanged:
+        fail(f"the protocol changed but its version did not (still {later.version}): give the new version a new number")
