@@ -1,4 +1,4 @@
-"""`specc compare`: plans side by side, from the plan.json files `specc plan` wrote."""
+"""`specc compare`: plans, or cohorts, side by side, from the files `specc plan` / `specc cohort` wrote."""
 
 from __future__ import annotations
 
@@ -14,21 +14,38 @@ from specc.errors import SpeccError
 
 @app.command("compare")
 def compare_command(
-    plans: list[Path] = typer.Argument(..., help="Two or more plans: folders written by `specc plan`, or their plan.json."),
+    paths: list[Path] = typer.Argument(
+        ..., help="Two or more plans (folders written by `specc plan`, or their plan.json), or cohort folders "
+        "(written by `specc cohort`)."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Folder to write compare.html (and compare.pdf) into."),
-    label: list[str] = typer.Option([], "--label", help="A name per plan, in order (default: each plan's folder name)."),
+    label: list[str] = typer.Option([], "--label", help="A name per plan or cohort, in order (default: folder names)."),
     pdf: bool = typer.Option(False, "--pdf", help="Also write compare.pdf (WeasyPrint)."),
 ) -> None:
-    """Compare plans goal by goal (and their worst setup-error scenarios), with their DVHs overlaid."""
-    from specc.report.compare import goal_rows, read_plans, warnings, write_comparison
+    """Compare plans goal by goal (and their worst setup-error scenarios), or cohorts case by case."""
+    from specc.pipeline import COHORT_CSV
 
+    cohorts = [path / COHORT_CSV for path in paths if (path / COHORT_CSV).is_file()]
     try:
-        compared = read_plans(plans, label)
-        paths = write_comparison(out, compared, pdf=pdf)
+        if cohorts and len(cohorts) != len(paths):
+            fail("give plans or cohort folders, not both")
+        written = _compare_cohorts(cohorts, label, out, pdf) if cohorts else _compare_plans(paths, label, out, pdf)
     except SpeccError as error:
         fail(error)
-    for warning in warnings(compared):
+    console.print(f"wrote {', '.join(str(path) for path in written)}", markup=False)
+
+
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
         error_console.print(Text("warning: ", style="bold yellow") + Text(warning), soft_wrap=True)
+
+
+def _compare_plans(paths: list[Path], labels: list[str], out: Path, pdf: bool) -> list[Path]:
+    from specc.report.compare import goal_rows, read_plans, warnings, write_comparison
+
+    compared = read_plans(paths, labels)
+    written = write_comparison(out, compared, pdf=pdf)
+    _warn(warnings(compared))
     table = Table("structure", "goal", *(plan.label for plan in compared), title="Clinical goals")
     for row in goal_rows(compared):
         goal = row.text + (" (worst setup error)" if row.scope == "worst" else "")
@@ -41,4 +58,34 @@ def compare_command(
                 cells.append(Text(value + " ") + status_text(measured.status))
         table.add_row(*cells)
     console.print(table)
-    console.print(f"wrote {', '.join(str(path) for path in paths)}", markup=False)
+    return written
+
+
+def _compare_cohorts(summaries: list[Path], labels: list[str], out: Path, pdf: bool) -> list[Path]:
+    from specc.report.compare import CompareError
+    from specc.report.compare_cohorts import STATUS_ORDER, cohort_goal_rows, cohort_warnings, read_cohort, write_cohort_comparison
+
+    if len(summaries) < 2:
+        raise CompareError("give at least two cohort folders to compare")
+    if labels and len(labels) != len(summaries):
+        raise CompareError(f"{len(labels)} labels for {len(summaries)} cohorts: give one --label per cohort, or none")
+    cohorts = [read_cohort(summary, labels[index] if labels else None) for index, summary in enumerate(summaries)]
+    written = write_cohort_comparison(out, cohorts, pdf=pdf)
+    _warn(cohort_warnings(cohorts))
+    paired = len(cohorts) == 2
+    table = Table("structure", "goal", *(cohort.label for cohort in cohorts), *(["median paired difference"] if paired else []),
+                  title="Clinical goals over the cohort (cases per status; median)")
+    for row in cohort_goal_rows(cohorts):
+        goal = row.text + (" (worst setup error)" if row.scope == "worst" else "")
+        cells: list[str | Text] = [row.structure, goal]
+        for counts, median in zip(row.counts, row.medians):
+            text = Text()
+            for status in STATUS_ORDER:
+                if counts[status]:
+                    text += status_text(status) + Text(f" {counts[status]} ")
+            cells.append(text + Text("" if median is None else f"| {median:.2f} {row.unit}"))
+        if paired:
+            cells.append("-" if row.paired_median is None else f"{row.paired_median:+.2f} {row.unit} ({row.paired_cases})")
+        table.add_row(*cells)
+    console.print(table)
+    return written

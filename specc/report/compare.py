@@ -27,11 +27,10 @@ from specc.evaluate import PlanRecord
 from specc.evaluate.record import RECORD_FORMAT
 from specc.report.figures import to_data_uri
 from specc.report.html import STATUS_LABELS, environment
-from specc.report.write import ReportError, html_to_pdf
+from specc.report.write import write_page
 
 PLAN_FILE = "plan.json"
-COMPARE_HTML = "compare.html"
-COMPARE_PDF = "compare.pdf"
+COMPARE_PAGE = "compare"  # compare.html, compare.pdf
 # One line style per plan on the DVH figure (structures keep their colours); beyond four, they repeat.
 LINE_STYLES = ("-", "--", ":", "-.")
 
@@ -82,7 +81,7 @@ def read_plans(paths: Sequence[Path], labels: Sequence[str] = ()) -> list[Compar
     plans = []
     for index, path in enumerate(paths):
         plan_file = path / PLAN_FILE if path.is_dir() else path
-        record = _read_record(plan_file)
+        record = read_record(plan_file)
         label = labels[index] if labels else (plan_file.parent.name or str(plan_file))
         plans.append(ComparedPlan(label, plan_file, record))
     seen: dict[str, int] = {}
@@ -93,7 +92,8 @@ def read_plans(paths: Sequence[Path], labels: Sequence[str] = ()) -> list[Compar
     return plans
 
 
-def _read_record(plan_file: Path) -> PlanRecord:
+def read_record(plan_file: Path) -> PlanRecord:
+    """A plan.json as `specc plan` wrote it; errors name the file and the field."""
     try:
         text = plan_file.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -111,25 +111,29 @@ def _read_record(plan_file: Path) -> PlanRecord:
     return record
 
 
+def recorded_goals(record: PlanRecord) -> list[tuple[tuple[str, str, str], str, Measured]]:
+    """A plan's goals as (structure, text, scope), unit and value: every goal, then each robust goal's
+    worst setup-error scenario (scope "worst")."""
+    out = [((goal.structure, goal.text, "nominal"), goal.unit, Measured(goal.value, goal.status)) for goal in record.goals]
+    robust = record.robustness.goals if record.robustness is not None else []
+    out += [((goal.structure, goal.text, "worst"), goal.unit, Measured(goal.worst, goal.status)) for goal in robust]
+    return out
+
+
 def goal_rows(plans: Sequence[ComparedPlan]) -> list[GoalRow]:
     """Every goal of any plan, in the order first met, then each robust goal's worst scenario."""
-    nominal: dict[tuple[str, str], dict[int, Measured]] = {}
-    worst: dict[tuple[str, str], dict[int, Measured]] = {}
-    units: dict[tuple[str, str], str] = {}
+    measured: dict[tuple[str, str, str], dict[int, Measured]] = {}
+    units: dict[tuple[str, str, str], str] = {}
     for index, plan in enumerate(plans):
-        for goal in plan.record.goals:
-            nominal.setdefault((goal.structure, goal.text), {})[index] = Measured(goal.value, goal.status)
-            units[(goal.structure, goal.text)] = goal.unit
-        robustness = plan.record.robustness
-        for robust in robustness.goals if robustness is not None else []:
-            worst.setdefault((robust.structure, robust.text), {})[index] = Measured(robust.worst, robust.status)
-            units[(robust.structure, robust.text)] = robust.unit
-    rows = []
-    for scope, table in (("nominal", nominal), ("worst", worst)):
-        for (structure, text), by_plan in table.items():
-            measured = [by_plan.get(index) for index in range(len(plans))]
-            rows.append(GoalRow(structure, text, units[(structure, text)], scope, measured))  # type: ignore[arg-type]
-    return rows
+        for key, unit, value in recorded_goals(plan.record):
+            measured.setdefault(key, {})[index] = value
+            units[key] = unit
+    ordered = sorted(measured.items(), key=lambda item: item[0][2] == "worst")  # stable: nominal goals first
+    return [
+        GoalRow(structure, text, units[(structure, text, scope)], scope,  # type: ignore[arg-type]
+                [by_plan.get(index) for index in range(len(plans))])
+        for (structure, text, scope), by_plan in ordered
+    ]
 
 
 def warnings(plans: Sequence[ComparedPlan]) -> list[str]:
@@ -192,6 +196,8 @@ def render_comparison(plans: Sequence[ComparedPlan]) -> str:
     structures = list(dict.fromkeys(s.structure for plan in plans for s in plan.record.structures))
     doses = [{s.structure: s for s in plan.record.structures} for plan in plans]
     return environment().get_template("compare.html").render(
+        heading="Plan comparison",
+        names=" vs ".join(plan.label for plan in plans),
         plans=plans,
         rows=goal_rows(plans),
         warnings=warnings(plans),
@@ -205,15 +211,4 @@ def render_comparison(plans: Sequence[ComparedPlan]) -> str:
 
 def write_comparison(out_dir: str | Path, plans: Sequence[ComparedPlan], pdf: bool = False) -> list[Path]:
     """Write compare.html (and compare.pdf when `pdf`) into `out_dir`; returns the paths written."""
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ReportError(f"cannot create the output folder {out}: {error.strerror}") from None
-    html = render_comparison(plans)
-    written = [out / COMPARE_HTML]
-    written[0].write_text(html, encoding="utf-8")
-    if pdf:
-        written.append(out / COMPARE_PDF)
-        html_to_pdf(html, written[1])
-    return written
+    return write_page(out_dir, COMPARE_PAGE, render_comparison(plans), pdf)

@@ -32,6 +32,23 @@ def html_to_pdf(html: str, path: Path) -> None:
     weasyprint.HTML(string=html, base_url=str(path.parent)).write_pdf(path)
 
 
+def write_page(out_dir: str | Path, stem: str, html: str, pdf: bool) -> list[Path]:
+    """Write `stem`.html (and `stem`.pdf when `pdf`) into `out_dir`; returns the paths written."""
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ReportError(f"cannot create the output folder {out}: {error.strerror}") from None
+    html_path = out / f"{stem}.html"
+    html_path.write_text(html, encoding="utf-8")
+    written = [html_path]
+    if pdf:
+        pdf_path = out / f"{stem}.pdf"
+        html_to_pdf(html, pdf_path)
+        written.append(pdf_path)
+    return written
+
+
 def write_report(
     out_dir: str | Path,
     record: PlanRecord,
@@ -41,17 +58,4 @@ def write_report(
     pdf: bool = False,
 ) -> list[Path]:
     """Write report.html (and report.pdf when `pdf`) into `out_dir`; returns the paths written."""
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ReportError(f"cannot create the output folder {out}: {error.strerror}") from None
-    html = render_html(record, case, evaluation, masks)
-    html_path = out / "report.html"
-    html_path.write_text(html, encoding="utf-8")
-    written = [html_path]
-    if pdf:
-        pdf_path = out / "report.pdf"
-        html_to_pdf(html, pdf_path)
-        written.append(pdf_path)
-    return written
+    return write_page(out_dir, "report", render_html(record, case, evaluation, masks), pdf)

@@ -1,0 +1,147 @@
+"""Cohorts side by side: one protocol version against another over the same cases.
+
+Revising a class solution is judged over a cohort: does the new version pass more goals, on
+which cases does it lose? Each cohort is the folder `specc cohort` wrote: its cohort.csv
+lists the cases, and each planned case's plan.json holds its values, read as written (nothing
+recomputed). Cases are matched by case id; a goal is counted per status over the cases each
+cohort planned (an unconverged plan's goals count as NOT CONVERGED, never as passed), and,
+with two cohorts, the median of the per-case differences over the cases both planned shows
+which way the change moved it.
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+from markupsafe import Markup
+
+from specc.evaluate import PlanRecord
+from specc.report.compare import COMPARE_PAGE, CompareError, Measured, read_record, recorded_goals
+from specc.report.html import STATUS_LABELS, environment
+from specc.report.write import write_page
+
+# The order statuses are counted in, best first.
+STATUS_ORDER = ("pass", "variation", "fail", "not_evaluated", "not_converged")
+
+
+@dataclass(frozen=True)
+class ComparedCohort:
+    label: str
+    summary: Path  # its cohort.csv
+    plans: dict[str, PlanRecord]  # by case id: the cases it planned
+    unplanned: list[str]  # cases it could not plan (case id, else case file), with why
+
+    @property
+    def protocol(self) -> str:
+        """The protocol of its plans, as "name vVERSION" (several when they differ)."""
+        names = sorted({f"{r.protocol.name} v{r.protocol.version}" for r in self.plans.values()})
+        return "; ".join(names) or "(no plan)"
+
+
+@dataclass(frozen=True)
+class CohortGoalRow:
+    """A goal over each cohort's planned cases."""
+
+    structure: str
+    text: str
+    unit: str
+    scope: str  # "nominal", or "worst" (its worst setup-error scenario)
+    counts: list[Counter]  # per cohort: reported status -> cases
+    medians: list[float | None]  # per cohort: median value over the cases that measured it
+    paired_median: float | None  # two cohorts: median over the cases both measured of (second - first)
+    paired_cases: int
+
+
+def read_cohort(summary: Path, label: str | None = None) -> ComparedCohort:
+    """The cohort whose cohort.csv is `summary`; its planned cases' plan.json read as written."""
+    try:
+        with summary.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except FileNotFoundError:
+        raise CompareError(f"{summary}: no such file (give a folder written by `specc cohort`)") from None
+    if rows and not {"case_id", "case_file", "folder", "error"} <= set(rows[0]):
+        raise CompareError(f"{summary}: not a specc cohort summary (no case_id / case_file / folder / error columns)")
+    plans, unplanned = {}, []
+    for row in rows:
+        name = row["case_id"] or row["case_file"]
+        if not row["folder"]:
+            unplanned.append(f"{name} ({row['error'] or row.get('solver_status', 'no plan')})")
+            continue
+        record = read_record(summary.parent / Path(row["folder"]).name / "plan.json")
+        if name in plans:
+            raise CompareError(f"{summary}: case {name!r} appears twice; compare cohorts of distinct case ids")
+        plans[name] = record
+    return ComparedCohort(label or summary.parent.name, summary, plans, unplanned)
+
+
+def cohort_goal_rows(cohorts: Sequence[ComparedCohort]) -> list[CohortGoalRow]:
+    """Every goal of any plan of any cohort, counted per cohort."""
+    measured: dict[tuple[str, str, str], list[dict[str, Measured]]] = {}
+    units: dict[tuple[str, str, str], str] = {}
+    for index, cohort in enumerate(cohorts):
+        for case, record in cohort.plans.items():
+            for key, unit, value in recorded_goals(record):
+                measured.setdefault(key, [{} for _ in cohorts])[index][case] = value
+                units[key] = unit
+    rows = []
+    for (structure, text, scope), by_cohort in sorted(measured.items(), key=lambda item: item[0][2] == "worst"):
+        counts = [Counter(m.status for m in cases.values()) for cases in by_cohort]
+        medians = [_median([m.value for m in cases.values()]) for cases in by_cohort]
+        paired: list[float] = []
+        if len(cohorts) == 2:
+            first, second = by_cohort
+            paired = [
+                second[case].value - first[case].value  # type: ignore[operator]
+                for case in first.keys() & second.keys()
+                if first[case].value is not None and second[case].value is not None
+            ]
+        rows.append(CohortGoalRow(
+            structure, text, units[(structure, text, scope)], scope, counts, medians, _median(paired), len(paired)
+        ))
+    return rows
+
+
+def cohort_warnings(cohorts: Sequence[ComparedCohort]) -> list[str]:
+    """Cases a comparison cannot pair, different data under one case id, cases left unplanned."""
+    out = []
+    every = set().union(*(cohort.plans for cohort in cohorts))
+    for cohort in cohorts:
+        missing = sorted(every - set(cohort.plans))
+        if missing:
+            out.append(f"{cohort.label}: no plan for {', '.join(missing)} (planned in another cohort)")
+        if cohort.unplanned:
+            out.append(f"{cohort.label}: {len(cohort.unplanned)} cases without a plan: {'; '.join(cohort.unplanned)}")
+    for case in sorted(every):
+        hashes = {cohort.plans[case].case.sha256 for cohort in cohorts if case in cohort.plans}
+        if len(hashes) > 1:
+            out.append(f"case {case}: different case data in different cohorts (case SHA-256 differs)")
+    for cohort in cohorts:
+        unconverged = sorted(case for case, record in cohort.plans.items() if not record.converged)
+        if unconverged:
+            out.append(f"{cohort.label}: {', '.join(unconverged)} did not converge; their goals count as NOT CONVERGED")
+    return out
+
+
+def render_cohort_comparison(cohorts: Sequence[ComparedCohort]) -> str:
+    css = Markup(files("specc.report").joinpath("templates/report.css").read_text(encoding="utf-8"))
+    return environment().get_template("compare_cohorts.html").render(
+        heading="Cohort comparison", names=" vs ".join(cohort.label for cohort in cohorts),
+        cohorts=cohorts, rows=cohort_goal_rows(cohorts), warnings=cohort_warnings(cohorts), css=css,
+        status_labels=STATUS_LABELS, status_order=STATUS_ORDER,
+    )
+
+
+def write_cohort_comparison(out_dir: str | Path, cohorts: Sequence[ComparedCohort], pdf: bool = False) -> list[Path]:
+    """Write compare.html (and compare.pdf when `pdf`) into `out_dir`; returns the paths written."""
+    return write_page(out_dir, COMPARE_PAGE, render_cohort_comparison(cohorts), pdf)
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    known = [value for value in values if value is not None]
+    return statistics.median(known) if known else None

@@ -1,0 +1,81 @@
+"""`specc compare` on cohort folders: one protocol version against another over the same cases."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from evaluate_fakes import protocol, synthetic_case
+from specc.cli.app import app
+from specc.pipeline import COHORT_CSV, plan_cohort
+from specc.report.compare_cohorts import cohort_goal_rows, cohort_warnings, read_cohort
+
+TERMS = [
+    "{kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}",
+    "{kind: quadratic_overdose, structure: Organ, dose: 10 Gy, weight: 1}",
+]
+GOALS = {"Target": ["D95% >= 54 Gy"], "Organ": ["Mean <= 5 Gy"]}
+
+
+@pytest.fixture(scope="module")
+def cohorts(tmp_path_factory) -> dict[str, Path]:
+    """Version 1 over three cases; version 2 (a heavier organ penalty) over the same three and a fourth."""
+    folder = tmp_path_factory.mktemp("cohorts")
+    files = []
+    for seed in range(4):
+        path = folder / f"case{seed}.h5"
+        dataclasses.replace(synthetic_case(seed=seed), case_id=f"p{seed}").save(path)
+        files.append(path)
+    heavier = [TERMS[0], TERMS[1].replace("weight: 1", "weight: 20")]
+    plan_cohort(protocol(GOALS, terms=TERMS, name="Site v1"), files[:3], folder / "v1")
+    plan_cohort(protocol(GOALS, terms=heavier, name="Site v2", robustness="{setup_error: 5 mm}"), files, folder / "v2")
+    return {"v1": folder / "v1", "v2": folder / "v2"}
+
+
+def _values(folder: Path, structure: str) -> dict[str, float]:
+    out = {}
+    for case in folder.iterdir():
+        if (case / "plan.json").exists():
+            record = json.loads((case / "plan.json").read_text())
+            out[record["case"]["case_id"]] = next(g["value"] for g in record["goals"] if g["structure"] == structure)
+    return out
+
+
+def test_each_goal_is_counted_per_status_with_its_median_and_the_paired_difference(cohorts) -> None:
+    first, second = (read_cohort(cohorts[name] / COHORT_CSV) for name in ("v1", "v2"))
+    assert (first.label, len(first.plans), second.label, len(second.plans)) == ("v1", 3, "v2", 4)
+    rows = {(row.structure, row.scope): row for row in cohort_goal_rows([first, second])}
+    organ = rows[("Organ", "nominal")]
+    assert [sum(counts.values()) for counts in organ.counts] == [3, 4]
+    before, after = _values(cohorts["v1"], "Organ"), _values(cohorts["v2"], "Organ")
+    assert organ.medians == [pytest.approx(statistics.median(before.values())), pytest.approx(statistics.median(after.values()))]
+    differences = [after[case] - before[case] for case in before]
+    assert organ.paired_cases == 3 and organ.paired_median == pytest.approx(statistics.median(differences))
+    assert organ.paired_median < 0  # the heavier organ penalty lowers its mean
+    worst = rows[("Target", "worst")]  # only v2 checks setup errors
+    assert sum(worst.counts[0].values()) == 0 and sum(worst.counts[1].values()) == 4 and worst.paired_median is None
+
+
+def test_unpaired_cases_and_unconverged_plans_are_said(cohorts, tmp_path: Path) -> None:
+    first, second = (read_cohort(cohorts[name] / COHORT_CSV) for name in ("v1", "v2"))
+    assert cohort_warnings([first, second]) == ["v1: no plan for p3 (planned in another cohort)"]
+    record = first.plans["p0"].model_copy(update={"converged": False})
+    stalled = dataclasses.replace(first, plans={**first.plans, "p0": record})
+    assert "v1: p0 did not converge; their goals count as NOT CONVERGED" in cohort_warnings([stalled, second])
+
+
+def test_the_command_compares_cohort_folders_and_refuses_a_mix(cohorts, tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["compare", str(cohorts["v1"]), str(cohorts["v2"]), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "warning: v1: no plan for p3" in result.output and "Mean <= 5 Gy" in result.output
+    html = (tmp_path / "compare.html").read_text()
+    assert html.count('class="compared-cohort"') == 2 and "Site v1 v1.0.0" in html and "Median paired difference" in html
+    plan_folder = next(path for path in cohorts["v1"].iterdir() if path.is_dir())
+    mixed = runner.invoke(app, ["compare", str(cohorts["v1"]), str(plan_folder), "--out", str(tmp_path)])
+    assert mixed.exit_code == 1 and "not both" in mixed.output
