@@ -99,6 +99,7 @@ def test_scenarios_are_both_ways_along_the_axes_that_have_an_error() -> None:
         ('robustness: {setup_error: ["3 mm", "3 mm"]}', "expected one distance"),
         ("robustness: {setup_error: 3}", "expected one distance"),
         ("robustness: {setup_error: 3 inch}", 'unknown distance unit "inch"'),
+        ("robustness: {setup_error: 0 mm}", "0 mm along every axis gives no scenario"),
         ("robustness: {setup_error: 3 mm, structures: [Orgna]}", 'undefined structure "Orgna"'),
         ("robustness: {setup_error: 3 mm, structures: [Body]}", '"Body" has no goal to measure'),
         ("robustness: {setup_error: 3 mm, structures: []}", "needs at least 1 item"),

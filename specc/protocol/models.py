@@ -358,6 +358,13 @@ class Robustness(_Strict):
         "(equal weights, the sum of their weights unchanged); the scenarios are the ones the check measures.",
     )
 
+    @field_validator("setup_error")
+    @classmethod
+    def _some_error(cls, setup_error: list[Length]) -> list[Length]:
+        if all(length.mm == 0 for length in setup_error):
+            raise ValueError("a setup error of 0 mm along every axis gives no scenario: give the error to check")
+        return setup_error
+
     @property
     def setup_error_mm(self) -> tuple[float, float, float]:
         x, y, z = (length.mm for length in self.setup_error)
