@@ -111,3 +111,13 @@ def test_the_command_prints_the_goals_and_writes_the_page(plans, tmp_path: Path)
     assert (tmp_path / "compare.html").exists()
     missing = CliRunner().invoke(app, ["compare", str(plans["first"]), str(tmp_path / "nowhere"), "--out", str(tmp_path)])
     assert missing.exit_code == 1 and "no such file" in missing.output and "Traceback" not in missing.output
+
+
+def test_plans_in_folders_of_the_same_name_are_numbered(plans, tmp_path: Path) -> None:
+    copies = []
+    for place in ("a", "b"):
+        folder = tmp_path / place / "plan"
+        folder.mkdir(parents=True)
+        (folder / "plan.json").write_text((plans["first"] / "plan.json").read_text())
+        copies.append(folder)
+    assert [plan.label for plan in read_plans([*copies, plans["second"]])] == ["plan (1)", "plan (2)", "second"]

@@ -79,3 +79,19 @@ def test_the_command_compares_cohort_folders_and_refuses_a_mix(cohorts, tmp_path
     plan_folder = next(path for path in cohorts["v1"].iterdir() if path.is_dir())
     mixed = runner.invoke(app, ["compare", str(cohorts["v1"]), str(plan_folder), "--out", str(tmp_path)])
     assert mixed.exit_code == 1 and "not both" in mixed.output
+
+
+def test_bad_cohort_input_is_a_clear_error(cohorts, tmp_path: Path) -> None:
+    from specc.report.compare import CompareError
+    from specc.report.compare_cohorts import read_cohorts
+
+    summaries = [cohorts["v1"] / COHORT_CSV, cohorts["v2"] / COHORT_CSV]
+    with pytest.raises(CompareError, match="at least two cohort folders"):
+        read_cohorts(summaries[:1])
+    with pytest.raises(CompareError, match="1 labels for 2 cohorts"):
+        read_cohorts(summaries, ["one"])
+    foreign = tmp_path / COHORT_CSV
+    foreign.write_text("patient,dose\nA,1\n")
+    with pytest.raises(CompareError, match="not a specc cohort summary"):
+        read_cohorts([summaries[0], foreign])
+    assert [cohort.label for cohort in read_cohorts([summaries[0], summaries[0]])] == ["v1 (1)", "v1 (2)"]

@@ -62,14 +62,11 @@ def _compare_plans(paths: list[Path], labels: list[str], out: Path, pdf: bool) -
 
 
 def _compare_cohorts(summaries: list[Path], labels: list[str], out: Path, pdf: bool) -> list[Path]:
-    from specc.report.compare import CompareError
-    from specc.report.compare_cohorts import STATUS_ORDER, cohort_goal_rows, cohort_warnings, read_cohort, write_cohort_comparison
+    from specc.report.compare_cohorts import (
+        STATUS_ORDER, cohort_goal_rows, cohort_warnings, read_cohorts, write_cohort_comparison,
+    )
 
-    if len(summaries) < 2:
-        raise CompareError("give at least two cohort folders to compare")
-    if labels and len(labels) != len(summaries):
-        raise CompareError(f"{len(labels)} labels for {len(summaries)} cohorts: give one --label per cohort, or none")
-    cohorts = [read_cohort(summary, labels[index] if labels else None) for index, summary in enumerate(summaries)]
+    cohorts = read_cohorts(summaries, labels)
     written = write_cohort_comparison(out, cohorts, pdf=pdf)
     _warn(cohort_warnings(cohorts))
     paired = len(cohorts) == 2

@@ -11,6 +11,8 @@ cases or prescriptions, and a plan whose solver did not converge.
 
 from __future__ import annotations
 
+import dataclasses
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib.resources import files
@@ -84,12 +86,21 @@ def read_plans(paths: Sequence[Path], labels: Sequence[str] = ()) -> list[Compar
         record = read_record(plan_file)
         label = labels[index] if labels else (plan_file.parent.name or str(plan_file))
         plans.append(ComparedPlan(label, plan_file, record))
-    seen: dict[str, int] = {}
-    for position, plan in enumerate(plans):  # two folders of the same name: number them
-        if [p.label for p in plans].count(plan.label) > 1:
-            seen[plan.label] = seen.get(plan.label, 0) + 1
-            plans[position] = ComparedPlan(f"{plan.label} ({seen[plan.label]})", plan.source, plan.record)
-    return plans
+    return numbered(plans)
+
+
+def numbered(items: list) -> list:
+    """Items (plans, cohorts) whose labels repeat (folders of the same name elsewhere) numbered in order:
+    "out (1)", "out (2)"."""
+    counts = Counter(item.label for item in items)
+    seen: Counter = Counter()
+    out = []
+    for item in items:
+        if counts[item.label] > 1:
+            seen[item.label] += 1
+            item = dataclasses.replace(item, label=f"{item.label} ({seen[item.label]})")
+        out.append(item)
+    return out
 
 
 def read_record(plan_file: Path) -> PlanRecord:

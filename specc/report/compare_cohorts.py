@@ -22,7 +22,7 @@ from pathlib import Path
 from markupsafe import Markup
 
 from specc.evaluate import PlanRecord
-from specc.report.compare import COMPARE_PAGE, CompareError, Measured, read_record, recorded_goals
+from specc.report.compare import COMPARE_PAGE, CompareError, Measured, numbered, read_record, recorded_goals
 from specc.report.html import STATUS_LABELS, environment
 from specc.report.write import write_page
 
@@ -56,6 +56,15 @@ class CohortGoalRow:
     medians: list[float | None]  # per cohort: median value over the cases that measured it
     paired_median: float | None  # two cohorts: median over the cases both measured of (second - first)
     paired_cases: int
+
+
+def read_cohorts(summaries: Sequence[Path], labels: Sequence[str] = ()) -> list[ComparedCohort]:
+    """The cohorts whose cohort.csv files are `summaries`, labelled (default: their folders' names)."""
+    if len(summaries) < 2:
+        raise CompareError("give at least two cohort folders to compare")
+    if labels and len(labels) != len(summaries):
+        raise CompareError(f"{len(labels)} labels for {len(summaries)} cohorts: give one --label per cohort, or none")
+    return numbered([read_cohort(summary, labels[index] if labels else None) for index, summary in enumerate(summaries)])
 
 
 def read_cohort(summary: Path, label: str | None = None) -> ComparedCohort:
