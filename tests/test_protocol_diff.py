@@ -102,3 +102,12 @@ def test_the_command_compares_with_a_git_revision_and_asks_for_a_new_version(lib
     assert bumped.exit_code == 0 and "~ header version: 1.3.0 -> 1.4.0" in bumped.output
     unknown = runner.invoke(app, ["diff", str(protocol), "--rev", "no-such-revision"])
     assert unknown.exit_code == 1 and "git archive" in unknown.output and "Traceback" not in unknown.output
+
+
+def test_site_templates_are_compared_too(library: Path) -> None:
+    edited = library / "edited-template.yaml"
+    shutil.copy(library / TEMPLATE.name, edited)
+    _edit(edited, '"V65Gy[%] <= 50"', '"V65Gy[%] <= 45"')
+    result = CliRunner().invoke(app, ["diff", str(library / TEMPLATE.name), str(edited)])
+    assert "~ goal Bladder V65Gy[%] <= threshold: V65Gy[%] <= 50 -> V65Gy[%] <= 45" in result.output
+    assert result.exit_code == 1 and "its version did not" in result.output

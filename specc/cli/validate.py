@@ -73,19 +73,22 @@ def diff_command(
     ] = None,
     root: Annotated[Optional[Path], typer.Option(help="Folder templates must stay inside.")] = None,
 ) -> None:
-    """What changed between two versions of a protocol, after templates; exit 1 if it changed but its version did not."""
+    """What changed between two versions of a protocol (or site template), after templates; exit 1 if it changed
+    but its version did not."""
     from contextlib import nullcontext
 
     from specc.errors import SpeccError
-    from specc.protocol import load_protocol
     from specc.protocol.diff import diff_protocols
     from specc.protocol.revision import protocol_at_revision
 
     if new is None and rev is None:
         fail("give two protocol files, or one with --rev REVISION to compare it with that revision")
     try:
-        later = load_protocol(new if new is not None else old, root=root)
-        with protocol_at_revision(old, rev, root) if rev is not None else nullcontext(load_protocol(old, root=root)) as earlier:
+        later = load_protocol_or_template(new if new is not None else old, root=root)
+        reading = (
+            protocol_at_revision(old, rev, root) if rev is not None else nullcontext(load_protocol_or_template(old, root=root))
+        )
+        with reading as earlier:
             found = diff_protocols(earlier, later)
     except ProtocolError as error:
         for diagnostic in error.diagnostics:
@@ -101,15 +104,7 @@ def diff_command(
         console.print("no difference in what the protocols state (formatting, order and units aside)")
         return
     for change in found.changes:
-        where = f"{change.section} {change.item}" + (f" {change.field}" if change.field else "")
-        added_or_removed = change.new if change.old is None else change.old
-        if change.old is None or change.new is None:
-            # a term's label starts with its kind and structure: said once
-            shown = change.section if added_or_removed.startswith(change.item) else where
-            line = f"{'+' if change.old is None else '-'} {shown}: {added_or_removed}"
-        else:
-            line = f"~ {where}: {change.old} -> {change.new}"
-        console.print(Text(line + (" (cosmetic)" if change.cosmetic else "")), soft_wrap=True, highlight=False)
+        console.print(Text(change.line()), soft_wrap=True, highlight=False)
     cosmetic = sum(change.cosmetic for change in found.changes)
     console.print(f"{len(found.changes)} changes ({cosmetic} cosmetic: colours, description, references, authors)")
     if found.version_unchanged:

@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from specc.protocol.models import Protocol
+from specc.protocol.models import Protocol, SiteTemplate
 
 _HEADER = ("name", "site", "version", "description", "references", "authors", "approval")
 # Changes that do not change what is planned or how it is judged.
@@ -37,11 +37,23 @@ class Change:
     def cosmetic(self) -> bool:
         return (self.section, self.field or self.item) in _COSMETIC
 
+    def line(self) -> str:
+        """The change as one line: "+ ..." added, "- ..." removed, "~ ...: old -> new" changed."""
+        where = f"{self.section} {self.item}" + (f" {self.field}" if self.field else "")
+        if self.old is not None and self.new is not None:
+            text = f"~ {where}: {self.old} -> {self.new}"
+        else:
+            value = self.new if self.old is None else self.old
+            assert value is not None
+            shown = self.section if value.startswith(self.item) else where  # a term's label starts with its item
+            text = f"{'+' if self.old is None else '-'} {shown}: {value}"
+        return text + (" (cosmetic)" if self.cosmetic else "")
+
 
 @dataclass(frozen=True)
 class ProtocolDiff:
-    old: Protocol
-    new: Protocol
+    old: Protocol | SiteTemplate
+    new: Protocol | SiteTemplate
     changes: list[Change]
 
     @property
@@ -51,7 +63,7 @@ class ProtocolDiff:
         return bool(substantive) and self.old.version == self.new.version
 
 
-def diff_protocols(old: Protocol, new: Protocol) -> ProtocolDiff:
+def diff_protocols(old: Protocol | SiteTemplate, new: Protocol | SiteTemplate) -> ProtocolDiff:
     """Every difference between `old` and `new`, section by section, in protocol order."""
     before, after = _dump(old), _dump(new)
     changes: list[Change] = []
@@ -69,7 +81,7 @@ def diff_protocols(old: Protocol, new: Protocol) -> ProtocolDiff:
     return ProtocolDiff(old, new, changes)
 
 
-def _dump(protocol: Protocol) -> dict[str, Any]:
+def _dump(protocol: Protocol | SiteTemplate) -> dict[str, Any]:
     """The protocol as normalized JSON values (doses as "70.2 Gy" whatever was written)."""
     return protocol.model_dump(mode="json")
 
@@ -111,7 +123,10 @@ def _keyed(section: str, before: dict[str, dict], after: dict[str, dict]) -> lis
     return changes
 
 
-def _prescription(before: dict, after: dict) -> list[Change]:
+def _prescription(before: dict | None, after: dict | None) -> list[Change]:
+    """Fractions, each level by target, normalization (a site template may have no prescription)."""
+    if before is None or after is None:
+        return [] if before == after else [Change("prescription", "prescription", _text(before), _text(after))]
     changes = _fields("prescription", "prescription", {"fractions": before["fractions"]}, {"fractions": after["fractions"]})
     levels_before = {f"level {level['target']}": {"dose": level["dose"]} for level in before["levels"]}
     levels_after = {f"level {level['target']}": {"dose": level["dose"]} for level in after["levels"]}
@@ -120,14 +135,16 @@ def _prescription(before: dict, after: dict) -> list[Change]:
     return changes
 
 
-def _goals(old: Protocol, new: Protocol) -> list[Change]:
+def _goals(old: Protocol | SiteTemplate, new: Protocol | SiteTemplate) -> list[Change]:
     """Goals keyed by structure, metric and comparator; changed when what judges them changed (the
     threshold, the acceptable variation, the priority; not the spelling: "78 Gy" and "7800 cGy" are one)."""
-    def keyed(protocol: Protocol) -> dict[str, Any]:
+    def keyed(protocol: Protocol | SiteTemplate) -> dict[str, Any]:
         return {f"{goal.structure} {goal.metric} {goal.comparator}": goal for goal in protocol.goals}
 
     def judged(goal: Any) -> tuple:
-        return goal.threshold_value, goal.variation_value, goal.priority
+        # Thresholds as stored (Gy, or % of a prescription a template may leave to its protocols).
+        variation = goal.variation.model_dump() if goal.variation is not None else None
+        return goal.threshold.model_dump(), variation, goal.priority
 
     def shown(goal: Any) -> str:
         return goal.text
@@ -144,7 +161,9 @@ def _goals(old: Protocol, new: Protocol) -> list[Change]:
     return changes
 
 
-def _terms(old: Protocol, new: Protocol, before: list[dict], after: list[dict]) -> list[Change]:
+def _terms(
+    old: Protocol | SiteTemplate, new: Protocol | SiteTemplate, before: list[dict], after: list[dict]
+) -> list[Change]:
     """Terms as a multiset: the unchanged ones cancel; of the rest, a single term of a kind and
     structure on each side is one term changed field by field, the others are removed or added
     (shown by their labels, as the report's optimization log shows them)."""

@@ -16,8 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from specc.errors import SpeccError
-from specc.protocol.loader import load_protocol
-from specc.protocol.models import Protocol
+from specc.protocol.loader import load_protocol_or_template
+from specc.protocol.models import Protocol, SiteTemplate
 
 
 class RevisionError(SpeccError):
@@ -25,8 +25,9 @@ class RevisionError(SpeccError):
 
 
 @contextmanager
-def protocol_at_revision(path: Path, revision: str, root: Path | None = None) -> Iterator[Protocol]:
-    """The protocol at `path` as `revision` has it (`root`: the templates' folder, as for `load_protocol`)."""
+def protocol_at_revision(path: Path, revision: str, root: Path | None = None) -> Iterator[Protocol | SiteTemplate]:
+    """The protocol (or site template) at `path` as `revision` has it (`root`: the templates' folder, as for
+    `load_protocol`)."""
     folder = path.resolve().parent
     top = _git(folder, "rev-parse", "--show-toplevel").decode().strip()
     repository = Path(top)
@@ -39,7 +40,7 @@ def protocol_at_revision(path: Path, revision: str, root: Path | None = None) ->
         if not copy.is_file():
             raise RevisionError(f"{path}: not in revision {revision!r} of {repository}")
         copied_root = Path(scratch) / root.resolve().relative_to(repository) if root is not None else None
-        yield load_protocol(copy, root=copied_root)
+        yield load_protocol_or_template(copy, root=copied_root)
 
 
 def _git(folder: Path, *arguments: str) -> bytes:
