@@ -92,10 +92,12 @@ def plan_forward(compiled: CompiledPlan, delivery: Delivery) -> Delivered:
     blocked = delivery.block if delivery.block is not None else [
         name for name, spec in protocol.structures.items() if spec.role == "oar"
     ]
-    sequence = forward_sequence(compiled.case, compiled.program.masks, targets, blocked)
+    margin = delivery.aperture_margin.mm if delivery.aperture_margin is not None else 0.0
+    sequence = forward_sequence(compiled.case, compiled.program.masks, targets, blocked, margin)
     notes = [
         f"forward plan: {len(sequence.weights)} segments shaped from the beam's-eye-view projection of "
-        f"{', '.join(targets)}" + (f", blocking {', '.join(blocked)}" if blocked else "")
+        f"{', '.join(targets)}" + (f" grown by {delivery.aperture_margin}" if margin else "")
+        + (f", blocking {', '.join(blocked)}" if blocked else "")
         + "; only their weights were optimized (segments left without weight are not delivered)"
     ]
     sequence = _without_small(sequence, delivery, notes, "before the weights were optimized")

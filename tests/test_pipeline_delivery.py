@@ -211,6 +211,7 @@ def test_a_forward_plan_optimizes_only_shaped_segments_and_reports_them(tmp_path
         ("{technique: fluence, min_segment_area: 4 cm2}", "min_segment_area applies to `technique: step_and_shoot`"),
         ("{technique: step_and_shoot, min_segment_area: 4}", 'area 4 has no unit: write it as "4 cm2"'),
         ("{technique: step_and_shoot, min_segment_area: 4 cm}", 'unknown area unit "cm"'),
+        ("{technique: step_and_shoot, aperture_margin: 5 mm}", "aperture_margin applies to `technique: forward`"),
     ],
 )
 def test_forward_options_are_checked_against_the_technique_and_the_structures(delivery: str, message: str) -> None:

@@ -73,3 +73,26 @@ def test_each_of_several_targets_gets_a_field_of_its_own() -> None:
     for beam in sequence.beams:
         own = projection(frames[beam.beam], grids[beam.beam], core) & (grids[beam.beam].cells >= 0)
         assert any(np.array_equal(segment, own) for segment in _open_cells(beam)), beam.beam
+
+
+def test_an_aperture_margin_grows_the_field_by_whole_beamlets_at_the_isocentre() -> None:
+    """10 mm beamlets: a 10 mm margin opens every beamlet next to the projection (in x and y), a 4 mm one
+    no beamlet whose centre lies 10 mm out; the projection without margin stays inside both."""
+    case = c_shape()
+    frames = {beam.id: BeamFrame.of(beam) for beam in case.beams}
+    ptv = filling_points(case.structures["PTV"].mask, case.grid, 2.0)
+    for grid in beam_grids_of(case.beamlets):
+        bare = projection(frames[grid.beam], grid, ptv)
+        grown = projection(frames[grid.beam], grid, ptv, margin_mm=10.0)
+        small = projection(frames[grid.beam], grid, ptv, margin_mm=4.0)
+        assert not (bare & ~small).any() and not (small & ~grown).any()
+        neighbours = bare.copy()
+        neighbours[1:, :] |= bare[:-1, :]
+        neighbours[:-1, :] |= bare[1:, :]
+        neighbours[:, 1:] |= bare[:, :-1]
+        neighbours[:, :-1] |= bare[:, 1:]
+        assert (neighbours <= grown).all() and (grown & ~bare).any()
+        assert not (small & ~bare & ~neighbours).any()  # 4 mm never reaches a second ring of beamlets
+    with_margin = forward_sequence(case, _masks(case), ["PTV"], ["Core"], margin_mm=10.0)
+    without = forward_sequence(case, _masks(case), ["PTV"], ["Core"])
+    assert with_margin.apertures.sum() > without.apertures.sum()

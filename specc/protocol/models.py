@@ -230,6 +230,7 @@ _OPTION_TECHNIQUES = {
     "intensity_levels": ("step_and_shoot",),
     "segment_weights": ("step_and_shoot",),
     "block": ("forward",),
+    "aperture_margin": ("forward",),
     "min_segment_weight_percent": ("step_and_shoot", "forward"),
     "min_segment_area": ("step_and_shoot", "forward"),
 }
@@ -269,6 +270,13 @@ class Delivery(_Strict):
         default=None,
         description="forward: the structures whose beam's-eye-view projection segments block (default: every "
         "structure with role: oar).",
+    )
+
+    aperture_margin: Length | None = Field(
+        default=None,
+        description='forward: the targets\' beam\'s-eye-view projection is grown by this much at the isocentre ("5 mm") '
+        "before the segments are shaped, so that the field edge's penumbra falls outside the target (default 0: the "
+        "projection itself).",
     )
 
     min_segment_weight_percent: float | None = Field(

@@ -8,7 +8,8 @@ isocentre plane (`BeamFrame`, IEC 61217, the case contract's frame), rasterised,
 hole-filled, and read at the beamlet centres. A case whose beam geometry does not agree with its
 influence matrix (target-projection beamlets that put no dose in the target) is refused.
 
-Per beam the shapes are the targets' projection, that projection without the projections of
+Per beam the shapes are the targets' projection (grown by the aperture margin, which covers
+the penumbra at the field edge, as a block margin does), that projection without the projections of
 every blocked organ, and, for each blocked organ that shades it, the projection without that
 organ alone; with several targets (dose levels), also each target's own projection, with and
 without the blocked organs. Each shape is cut into apertures with one open interval per leaf pair (the sweep
@@ -22,7 +23,7 @@ from collections.abc import Mapping
 from collections.abc import Sequence as Names
 
 import numpy as np
-from scipy.ndimage import binary_closing, binary_fill_holes
+from scipy.ndimage import binary_closing, binary_dilation, binary_fill_holes
 
 from specc.case import Case
 from specc.case.engine import BeamFrame, filling_points
@@ -34,10 +35,13 @@ from specc.sequence.sweep import Apertures, sweep_apertures
 RASTER_PER_BEAMLET = 5
 
 
-def projection(frame: BeamFrame, grid: BeamGrid, points_mm: np.ndarray) -> np.ndarray:
-    """Which cells of `grid` (shape `grid.cells`) have their centre inside the points' projection."""
+def projection(frame: BeamFrame, grid: BeamGrid, points_mm: np.ndarray, margin_mm: float = 0.0) -> np.ndarray:
+    """Which cells of `grid` (shape `grid.cells`) have their centre inside the points' projection,
+    grown by `margin_mm` at the isocentre plane (the aperture margin that covers the penumbra)."""
     x, y, _ = frame.project(points_mm)
-    pad = RASTER_PER_BEAMLET  # one beamlet of margin, so closing does not eat the grid's border
+    radius = (margin_mm / grid.pitch_x_mm * RASTER_PER_BEAMLET, margin_mm / grid.pitch_y_mm * RASTER_PER_BEAMLET)
+    # One beamlet and the margin beyond the grid, so closing and growing do not eat its border.
+    pad = RASTER_PER_BEAMLET + int(np.ceil(max(radius)))
     px = np.floor((x - grid.x0_mm) / grid.pitch_x_mm * RASTER_PER_BEAMLET + RASTER_PER_BEAMLET / 2).astype(np.int64)
     py = np.floor((y - grid.y0_mm) / grid.pitch_y_mm * RASTER_PER_BEAMLET + RASTER_PER_BEAMLET / 2).astype(np.int64)
     shape = np.array(grid.cells.shape) * RASTER_PER_BEAMLET
@@ -45,12 +49,23 @@ def projection(frame: BeamFrame, grid: BeamGrid, points_mm: np.ndarray) -> np.nd
     inside = (px >= -pad) & (px < shape[0] + pad) & (py >= -pad) & (py < shape[1] + pad)
     raster[px[inside] + pad, py[inside] + pad] = True
     raster = binary_fill_holes(binary_closing(raster, structure=np.ones((3, 3), dtype=bool)))
+    if margin_mm > 0:
+        raster = binary_dilation(raster, structure=_ellipse(*radius))
     centre = pad + RASTER_PER_BEAMLET // 2
     return raster[centre : centre + shape[0] : RASTER_PER_BEAMLET, centre : centre + shape[1] : RASTER_PER_BEAMLET]
 
 
-def forward_sequence(case: Case, masks: Mapping[str, np.ndarray], targets: Names[str], blocked: Names[str]) -> Sequence:
-    """Apertures shaped from the union of `targets` and the `blocked` organs, each of weight 1."""
+def _ellipse(radius_x: float, radius_y: float) -> np.ndarray:
+    """The raster pixels within an ellipse of these radii (pixels) around the centre one."""
+    half_x, half_y = int(np.floor(radius_x)), int(np.floor(radius_y))
+    i, j = np.mgrid[-half_x : half_x + 1, -half_y : half_y + 1]
+    return (i / max(radius_x, 1e-9)) ** 2 + (j / max(radius_y, 1e-9)) ** 2 <= 1.0
+
+
+def forward_sequence(
+    case: Case, masks: Mapping[str, np.ndarray], targets: Names[str], blocked: Names[str], margin_mm: float = 0.0
+) -> Sequence:
+    """Apertures shaped from the union of `targets` (grown by `margin_mm`) and the `blocked` organs, each of weight 1."""
     spacing = float(min(case.beamlets.width_mm.min(), case.beamlets.height_mm.min())) / RASTER_PER_BEAMLET
     target_mask = np.logical_or.reduce([masks[name] for name in targets])
     each_target = [filling_points(masks[name], case.grid, spacing) for name in targets] if len(targets) > 1 else []
@@ -61,7 +76,7 @@ def forward_sequence(case: Case, masks: Mapping[str, np.ndarray], targets: Names
     beams: list[BeamSegments] = []
     for grid in beam_grids_of(case.beamlets):
         present = grid.cells >= 0
-        target = projection(frames[grid.beam], grid, target_points) & present
+        target = projection(frames[grid.beam], grid, target_points, margin_mm) & present
         if not target.any():
             continue  # no central ray of this beam crosses the targets
         _check_geometry(case, grid, target_dose[grid.cells[target]])
@@ -70,7 +85,7 @@ def forward_sequence(case: Case, masks: Mapping[str, np.ndarray], targets: Names
         shapes = [target, spared]
         shapes.extend(target & ~organ for organ in organs if (target & organ).any())
         for points in each_target:  # targets of other dose levels get fields of their own
-            own = projection(frames[grid.beam], grid, points) & present
+            own = projection(frames[grid.beam], grid, points, margin_mm) & present
             shapes.extend([own, own & spared])
         cut = [sweep_apertures(shape.T.astype(np.int64)) for shape in shapes if shape.any()]  # rows: leaf pairs (y)
         edges = np.unique(np.concatenate([np.concatenate([a.left, a.right], axis=1) for a in cut]), axis=0)
