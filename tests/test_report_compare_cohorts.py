@@ -67,6 +67,13 @@ def test_unpaired_cases_and_unconverged_plans_are_said(cohorts, tmp_path: Path) 
     record = first.plans["p0"].model_copy(update={"converged": False})
     stalled = dataclasses.replace(first, plans={**first.plans, "p0": record})
     assert "v1: p0 did not converge; their goals count as NOT CONVERGED" in cohort_warnings([stalled, second])
+    goals = [goal.model_copy(update={"status": "not_converged"}) for goal in record.goals]
+    stalled.plans["p0"] = record.model_copy(update={"goals": goals})
+    organ = next(row for row in cohort_goal_rows([stalled, second]) if row.structure == "Organ")
+    assert organ.counts[0]["not_converged"] == 1 and organ.paired_cases == 2  # p0 counted, but in no median
+    values = [goal.value for case, plan in first.plans.items() if case != "p0" for goal in plan.goals
+              if goal.structure == "Organ"]
+    assert organ.medians[0] == pytest.approx(statistics.median(values))
 
 
 def test_the_command_compares_cohort_folders_and_refuses_a_mix(cohorts, tmp_path: Path) -> None:

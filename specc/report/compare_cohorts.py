@@ -4,9 +4,9 @@ Revising a class solution is judged over a cohort: does the new version pass mor
 which cases does it lose? Each cohort is the folder `specc cohort` wrote: its cohort.csv
 lists the cases, and each planned case's plan.json holds its values, read as written (nothing
 recomputed). Cases are matched by case id; a goal is counted per status over the cases each
-cohort planned (an unconverged plan's goals count as NOT CONVERGED, never as passed), and,
-with two cohorts, the median of the per-case differences over the cases both planned shows
-which way the change moved it.
+cohort planned (an unconverged plan's goals count as NOT CONVERGED, never as passed, and its
+values enter no median), and, with two cohorts, the median of the per-case differences over
+the cases both planned shows which way the change moved it.
 """
 
 from __future__ import annotations
@@ -101,15 +101,14 @@ def cohort_goal_rows(cohorts: Sequence[ComparedCohort]) -> list[CohortGoalRow]:
     rows = []
     for (structure, text, scope), by_cohort in sorted(measured.items(), key=lambda item: item[0][2] == "worst"):
         counts = [Counter(m.status for m in cases.values()) for cases in by_cohort]
-        medians = [_median([m.value for m in cases.values()]) for cases in by_cohort]
+        # An unconverged plan is counted (as NOT CONVERGED) but its values move no median.
+        usable = [{case: m.value for case, m in cases.items() if m.value is not None and m.status != "not_converged"}
+                  for cases in by_cohort]
+        medians = [_median(list(values.values())) for values in usable]
         paired: list[float] = []
         if len(cohorts) == 2:
-            first, second = by_cohort
-            paired = [
-                second[case].value - first[case].value  # type: ignore[operator]
-                for case in first.keys() & second.keys()
-                if first[case].value is not None and second[case].value is not None
-            ]
+            first, second = usable
+            paired = [second[case] - first[case] for case in first.keys() & second.keys()]
         rows.append(CohortGoalRow(
             structure, text, units[(structure, text, scope)], scope, counts, medians, _median(paired), len(paired)
         ))
