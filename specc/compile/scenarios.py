@@ -1,10 +1,11 @@
 """Robust optimization over setup-error scenarios: the protocol's terms copied into each one.
 
 With `robustness: {optimize: true}`, every term on a robust structure (those the robustness
-section lists, else the prescription targets, and their parts: `robust_structures`) is written once more for the structure
-displaced by each scenario's setup error: the structure's name replaced by a scenario name
-such as "CTV (x +3 mm)", whose dose the compile stage gives as the interpolated rows W A of
-`specc.case.shifts` and the evaluate stage as the same interpolation of the final dose.
+section lists, else the prescription targets, and their parts: `robust_structures`) is
+written once more for the structure displaced by each scenario's setup error: the
+structure's name replaced by a scenario name such as "CTV (x +3 mm)", whose dose the compile
+stage gives as the interpolated rows W A of `specc.case.shifts` and the evaluate stage as the
+same interpolation of the final dose.
 
 * A hard limit then holds in the nominal scenario and in every displaced one: the worst case
   over the scenarios, exactly, with nothing else changed (the copies are ordinary limits).
