@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
 
@@ -215,3 +217,16 @@ optimization:
     assert compiled.optimization.solver.slip_percent == 5
     assert compiled.optimization.solver.coverage_slip_gy == 0.5
     assert 2 in priorities.values()
+
+
+SHIPPED = sorted(path for path in (Path(__file__).parent.parent / "protocols").rglob("*.yaml")
+                 if "template: true" not in path.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[path.name for path in SHIPPED])
+def test_every_shipped_protocol_has_an_optimization_to_compile(path: Path) -> None:
+    """Written or derived from its goals (the goals-only examples: no goal that no convex program can aim for)."""
+    protocol, priorities = with_optimization(load_protocol(path))
+    assert protocol.optimization is not None and protocol.optimization.terms
+    named = set(protocol.structures) | set(protocol.optimization.scenarios)  # robust copies name displaced ones
+    assert all(set(term.structures()) <= named for term in protocol.optimization.terms)
