@@ -61,3 +61,18 @@ def test_an_infeasible_protocol_writes_no_report_and_exits_non_zero(tmp_path) ->
     outcome = plan(protocol, c_shape(), tmp_path, solver="CLARABEL")
     assert outcome.exit_code() == 1 and outcome.record is None
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_limit_held_in_setup_error_scenarios_is_diagnosed_once_with_its_scenarios() -> None:
+    """Robust optimization copies each PTV limit into 7 scenarios: one slack per protocol limit, not per copy."""
+    text = protocol_text(INFEASIBLE) + "robustness: {setup_error: 5 mm, structures: [PTV], optimize: true}\n"
+    protocol, _ = with_optimization(parse_protocol_text(text, "cord.yaml"))
+    program = compile_protocol(protocol, c_shape())
+    assert len(program.hard_terms()) == 7 + 7 + 2  # the PTV's two limits in 7 scenarios, the core's two once
+    conflicts, _ = find_conflicts(program, choose_solver("CLARABEL"))
+    assert len({c.term.source for c in conflicts}) == len(conflicts)  # each protocol limit named once
+    ptv = [c for c in conflicts if c.term.source in ("cord.yaml:13", "cord.yaml:14")]
+    assert ptv and all(c.scenarios == 7 and c.label.endswith("in 7 setup-error scenarios") for c in ptv)
+    assert all(c.scenarios == 1 for c in conflicts if c.term.source == "cord.yaml:16")
+    result = solve_program(program, choose_solver("CLARABEL"))
+    assert result.status == "infeasible" and "in 7 setup-error scenarios (cord.yaml:13)" in result.message

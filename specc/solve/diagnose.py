@@ -10,7 +10,10 @@ for each conflicting term, a second elastic program loosens that term alone: its
 the relaxation that term alone would need (Gy per fraction for every dose limit, printed
 as total Gy), or none is enough when the others must give too.
 
-Terms derived from goals carry the goal's protocol line, so the message names goals.
+Terms derived from goals carry the goal's protocol line, so the message names goals. A hard
+limit that robust optimization copied into setup-error scenarios (`specc.compile.scenarios`)
+is one term here: its copies share one slack, so the message names the protocol's limit once
+("in 7 setup-error scenarios") and the diagnosis solves one program per limit, not per copy.
 """
 
 from __future__ import annotations
@@ -48,38 +51,53 @@ def _relaxed(constraint: cp.Constraint, slack: cp.Expression) -> tuple[cp.Constr
 class Conflict:
     """A hard term in conflict and the relaxation it alone would need (None: not enough alone)."""
 
-    term: CompiledTerm
+    term: CompiledTerm  # the protocol's limit (of robust copies, the nominal one)
     slack_in_sum: float  # its slack (Gy per fraction) when all terms may give, summed minimum
     alone_gy: float | None  # total Gy when it is the only term relaxed
+    scenarios: int = 1  # setup-error scenarios it holds in (robust optimization), sharing the slack
+
+    @property
+    def label(self) -> str:
+        return self.term.label + (f" in {self.scenarios} setup-error scenarios" if self.scenarios > 1 else "")
+
+
+def _limits(program: CompiledProgram) -> list[list[CompiledTerm]]:
+    """The hard terms grouped by the protocol limit they are: a limit and its robust copies together
+    (same protocol line, kind and fields, the copies naming the limit's structure displaced)."""
+    scenarios = {name: entries.scenario for name, entries in program.selection.structures.items() if entries.scenario}
+    groups: dict[str, list[CompiledTerm]] = {}
+    for term in program.hard_terms():
+        fields = term.term.model_dump(mode="json")
+        if fields.get("structure") in scenarios:
+            fields["structure"] = scenarios[fields["structure"]].structure
+        groups.setdefault(f"{term.source} {sorted(fields.items())}", []).append(term)
+    return list(groups.values())
 
 
 class _Elastic:
-    """The program with a slack on each hard term listed in `relaxable` (the others kept hard)."""
+    """The program with one slack on each group of hard terms in `relaxable` (the others kept hard)."""
 
-    def __init__(self, program: CompiledProgram, relaxable: list[CompiledTerm]) -> None:
+    def __init__(self, program: CompiledProgram, relaxable: list[list[CompiledTerm]]) -> None:
         hard = program.hard_terms()
-        loosened = {id(term) for term in relaxable}
+        slack_of = {id(term): index for index, group in enumerate(relaxable) for term in group}
         self.slacks = cp.Variable(len(relaxable), nonneg=True, name="slack")
         own = {id(c) for term in hard for c in term.constraints}
         constraints = [c for c in program.problem.constraints if id(c) not in own]
-        self.relaxed: list[list[cp.Constraint]] = []
+        self.relaxed: list[list[cp.Constraint]] = [[] for _ in relaxable]
         self.unrelaxable: list[str] = []
-        index = 0
         for term in hard:
-            if id(term) not in loosened:
+            if id(term) not in slack_of:
                 constraints.extend(term.constraints)
                 continue
-            mine: list[cp.Constraint] = []
+            index = slack_of[id(term)]
             for constraint in term.constraints:
                 relaxed = _relaxed(constraint, self.slacks[index])
                 if relaxed is None:
                     self.unrelaxable.append(term.label)
                     constraints.append(constraint)
                 else:
-                    mine.extend(relaxed)
-            constraints.extend(mine)
-            self.relaxed.append(mine)
-            index += 1
+                    self.relaxed[index].extend(relaxed)
+                    constraints.extend(relaxed)
         self.problem = cp.Problem(cp.Minimize(cp.sum(self.slacks)), constraints)
 
     def solve(self, settings: SolverSettings) -> str:
@@ -98,20 +116,20 @@ class _Elastic:
 
 def find_conflicts(program: CompiledProgram, settings: SolverSettings) -> tuple[list[Conflict], str]:
     """The hard terms in conflict (most needed relaxation first) and a note when that failed."""
-    hard = program.hard_terms()
-    elastic = _Elastic(program, hard)
+    limits = _limits(program)
+    elastic = _Elastic(program, limits)
     trouble = elastic.solve(settings)
     if trouble:
         return [], f"the diagnosis ended {trouble}"
     slacks = np.asarray(elastic.slacks.value, dtype=float)
     prices = elastic.prices()
-    involved = [i for i, term in enumerate(hard) if slacks[i] > _SLACK_NOISE or prices[i] > _DUAL_NOISE]
+    involved = [i for i in range(len(limits)) if slacks[i] > _SLACK_NOISE or prices[i] > _DUAL_NOISE]
     conflicts = []
     for i in involved:
-        alone = _Elastic(program, [hard[i]])
+        alone = _Elastic(program, [limits[i]])
         alone_trouble = alone.solve(settings)
         alone_gy = None if alone_trouble else float(alone.slacks.value[0]) * program.fractions
-        conflicts.append(Conflict(hard[i], float(slacks[i]), alone_gy))
+        conflicts.append(Conflict(limits[i][0], float(slacks[i]), alone_gy, len(limits[i])))
     conflicts.sort(key=lambda c: (c.alone_gy is None, c.alone_gy or 0.0))
     note = f"not relaxable, kept hard: {', '.join(sorted(set(elastic.unrelaxable)))}" if elastic.unrelaxable else ""
     return conflicts, note
@@ -120,18 +138,19 @@ def find_conflicts(program: CompiledProgram, settings: SolverSettings) -> tuple[
 def explain_infeasibility(program: CompiledProgram, settings: SolverSettings) -> str:
     """A message naming the conflicting hard terms (with protocol lines) and what each would need."""
     hard = program.hard_terms()
-    listing = "; ".join(f"{term.label} ({term.source})" for term in hard) or "none"
+    listing = "; ".join(
+        f"{group[0].label}{f' in {len(group)} setup-error scenarios' if len(group) > 1 else ''} ({group[0].source})"
+        for group in _limits(program)
+    ) or "none"
     if not hard:
         return f"no hard term is involved, which points at a solver problem; hard terms: {listing}"
     conflicts, note = find_conflicts(program, settings)
     if not conflicts:
         reason = note or "the solver found no conflict when each hard term may be loosened (numerical trouble?)"
         return f"{reason}; hard terms: {listing}"
-    named = " and ".join(f"{c.term.label} ({c.term.source})" for c in conflicts)
+    named = " and ".join(f"{c.label} ({c.term.source})" for c in conflicts)
     needs = "; ".join(
-        f"{c.term.label} alone by about {c.alone_gy:.3g} Gy"
-        if c.alone_gy is not None
-        else f"{c.term.label} alone cannot resolve it"
+        f"{c.label} alone by about {c.alone_gy:.3g} Gy" if c.alone_gy is not None else f"{c.label} alone cannot resolve it"
         for c in conflicts
     )
     extra = f" ({note})" if note else ""
