@@ -81,8 +81,7 @@ class _Elastic:
         hard = program.hard_terms()
         slack_of = {id(term): index for index, group in enumerate(relaxable) for term in group}
         self.slacks = cp.Variable(len(relaxable), nonneg=True, name="slack")
-        own = {id(c) for term in hard for c in term.constraints}
-        constraints = [c for c in program.problem.constraints if id(c) not in own]
+        constraints = _hard_rows(program, hard)
         self.relaxed: list[list[cp.Constraint]] = [[] for _ in relaxable]
         self.unrelaxable: list[str] = []
         for term in hard:
@@ -112,6 +111,21 @@ class _Elastic:
         return np.array(
             [sum(float(np.sum(np.abs(c.dual_value))) for c in mine if c.dual_value is not None) for mine in self.relaxed]
         )
+
+
+def _hard_rows(program: CompiledProgram, hard: list[CompiledTerm]) -> list[cp.Constraint]:
+    """The dose of the entries some hard term reads, linked to the fluence: all that feasibility
+    depends on. Soft terms, their rows and the bounds of earlier priority steps (met by the step
+    that set them) cannot make a program infeasible, and leaving them out keeps the elastic
+    programs small (the rows of a body sample, a fall-off shell, a target's coverage region)."""
+    entries = [
+        program.selection.structures[name].entries for term in hard for name in term.term.structures()
+        if name in program.selection.structures
+    ]
+    if not entries or program.influence is None:
+        return []
+    rows = np.unique(np.concatenate(entries))
+    return [program.dose[rows] == program.influence[rows] @ program.fluence]
 
 
 def find_conflicts(program: CompiledProgram, settings: SolverSettings) -> tuple[list[Conflict], str]:
