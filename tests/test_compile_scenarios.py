@@ -130,8 +130,11 @@ def test_the_report_measures_each_copy_in_its_scenario_and_says_the_plan_was_opt
         float(shifted_dose(dose, mask, case.grid, (0.0, 0.0, 5.0)).min())
     )
     assert all(value >= 55.0 * (1 - 1e-3) for value in minimum.values()) and len(minimum) == 7
+    copies = {term["label"]: term["scenario_mm"] for term in record["solver"]["terms"]}
+    assert copies["min_dose Target (z +5 mm) >= 55 Gy"] == [0.0, 0.0, 5.0] and copies["min_dose Target >= 55 Gy"] is None
     html = (tmp_path / "report.html").read_text()
     assert "were optimized in every scenario" in html
+    assert html.count('class="scenario-copy"') == 3 * 6  # the target's three terms, each in six displaced scenarios
 
 
 def test_a_recompile_with_the_same_scenarios_keeps_their_rows_and_another_setup_error_builds_new_ones() -> None:

@@ -134,14 +134,18 @@ def _term_records(protocol: Protocol, solve: SolveResult, context: PlanDoseConte
     """The compiled terms of the solve, each measured on the final dose by its own evaluate()."""
     optimization = protocol.optimization
     protocol_terms = {(str(term.source), term.label()): term for term in (optimization.terms if optimization else [])}
+    scenarios = optimization.scenarios if optimization is not None else {}
     records = []
     for compiled in solve.terms:
         term = protocol_terms.get((compiled.source, compiled.label))
+        scenario = None
         if term is None:
             value, unit, satisfied, detail = None, None, None, "not a protocol term: measured by the solver only"
         else:
             result = term.evaluate(context)
             value, unit, satisfied, detail = result.value, result.unit, result.satisfied, result.detail
+            displaced = scenarios.get(getattr(term, "structure", None) or "")
+            scenario = list(displaced.offset_mm) if displaced is not None else None
         records.append(
             TermRecord(
                 label=compiled.label,
@@ -153,6 +157,7 @@ def _term_records(protocol: Protocol, solve: SolveResult, context: PlanDoseConte
                 unit=unit,
                 satisfied=satisfied,
                 detail=detail,
+                scenario_mm=scenario,
             )
         )
     return records

@@ -66,6 +66,8 @@ class TermRecord(_Record):
     unit: str | None
     satisfied: bool | None  # None for pure objectives
     detail: str
+    # Of a robust copy: the setup error (LPS mm) its structure is displaced by, measured there.
+    scenario_mm: list[float] | None = None
 
 
 class SolverRecord(_Record):
