@@ -187,6 +187,15 @@ class Structure:
 BEAMLET_POSITIONS = "beamlet_positions"
 
 
+def row_lookup(voxel_indices: np.ndarray, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Whether each flat grid index is a row of an influence matrix over `voxel_indices`
+    (strictly increasing), and the row it is where it is one."""
+    rows = np.searchsorted(voxel_indices, flat)
+    found = rows < len(voxel_indices)
+    found[found] = voxel_indices[rows[found]] == flat[found]
+    return found, rows
+
+
 @dataclass
 class CaseMetadata:
     """Where a case came from. `extra` holds importer identifiers (e.g. DICOM UIDs) for export."""
@@ -258,10 +267,7 @@ class Case:
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != self.grid.shape:
             raise CaseError(f"mask shape {mask.shape} does not match the case grid {self.grid.shape}")
-        flat = np.flatnonzero(mask.ravel())
-        rows = np.searchsorted(self.voxel_indices, flat)
-        found = rows < len(self.voxel_indices)
-        found[found] = self.voxel_indices[rows[found]] == flat[found]
+        found, rows = row_lookup(self.voxel_indices, np.flatnonzero(mask.ravel()))
         if not found.all():
             raise CaseError(
                 f"{np.count_nonzero(~found)} voxels of the mask are not rows of the influence matrix "

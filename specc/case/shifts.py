@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from specc.case.model import row_lookup
+
 if TYPE_CHECKING:
     from specc.case.model import Case, Grid
 
@@ -54,15 +56,7 @@ def outside_rows(voxel_indices: np.ndarray, grid: Grid, mask: np.ndarray, offset
     near the body surface rather than a dose: the check and the optimization both count it.
     """
     corners, weights = _samples(grid, mask, offset_mm)
-    return int(np.count_nonzero(np.any(~_is_row(voxel_indices, corners)[0] & (weights > 0), axis=1)))
-
-
-def _is_row(voxel_indices: np.ndarray, corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Whether each flat grid index is a row of the influence matrix, and which row."""
-    rows = np.searchsorted(voxel_indices, corners)
-    known = rows < len(voxel_indices)
-    known[known] = voxel_indices[rows[known]] == corners[known]
-    return known, rows
+    return int(np.count_nonzero(np.any(~row_lookup(voxel_indices, corners)[0] & (weights > 0), axis=1)))
 
 
 def shifted_influence(case: Case, mask: np.ndarray, offset_mm: tuple[float, float, float]) -> sp.csr_matrix:
@@ -74,7 +68,7 @@ def shifted_influence(case: Case, mask: np.ndarray, offset_mm: tuple[float, floa
     case's matrix.
     """
     corners, weights = _samples(case.grid, mask, offset_mm)
-    known, rows = _is_row(case.voxel_indices, corners)
+    known, rows = row_lookup(case.voxel_indices, corners)
     known &= weights > 0
     owner = np.broadcast_to(np.arange(len(corners))[:, None], corners.shape)
     # In the matrix's own dtype: a float64 interpolation would make scipy convert every value
