@@ -45,6 +45,7 @@ class PlanDoseContext:
         self._masks = masks
         self._grid = grid
         self._scenarios = dict(scenarios or {})
+        self._displaced: dict[str, np.ndarray] = {}  # each scenario's dose, read by every term copied into it
         self._voxel_volume_cc = voxel_volume_cc
         self._beamlets = beamlets
         self.fractions = fractions
@@ -67,7 +68,9 @@ class PlanDoseContext:
         if scenario is None:
             return self._dose_gy[self._mask(structure)]
         assert self._grid is not None, "a displaced structure is measured on the grid"
-        return shifted_dose(self._dose_gy, self._mask(structure), self._grid, scenario.offset_mm)
+        if structure not in self._displaced:
+            self._displaced[structure] = shifted_dose(self._dose_gy, self._mask(structure), self._grid, scenario.offset_mm)
+        return self._displaced[structure]
 
     def voxel_volume_cc(self) -> float:
         return self._voxel_volume_cc
