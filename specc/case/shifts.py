@@ -19,6 +19,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from specc.case.model import row_lookup
+from specc.protocol.models import scenario_name
 
 if TYPE_CHECKING:
     from specc.case.model import Case, Grid
@@ -78,3 +79,19 @@ def shifted_influence(case: Case, mask: np.ndarray, offset_mm: tuple[float, floa
         shape=(len(corners), case.influence.shape[0]),
     )
     return (interpolation @ case.influence).tocsr()
+
+
+def outside_note(
+    voxel_indices: np.ndarray, grid: Grid, name: str, mask: np.ndarray, offsets: list[tuple[float, float, float]]
+) -> str:
+    """What the static dose cloud cannot say of `name`: its voxels displaced where no dose is computed ("" if none)."""
+    counts = {scenario_name(name, offset): outside_rows(voxel_indices, grid, mask, offset) for offset in offsets}
+    counts = {scenario: count for scenario, count in counts.items() if count}
+    if not counts:
+        return ""
+    listed = ", ".join(f"{count} in {scenario}" for scenario, count in counts.items())
+    return (
+        f"{name}: some of its {int(mask.sum())} voxels are displaced where the case computes no dose (outside its "
+        f"rows, typically the body): {listed}. The static dose cloud gives them 0 Gy there, its error near the body "
+        "surface rather than a plan's dose; a hard limit on them cannot be met in robust optimization"
+    )

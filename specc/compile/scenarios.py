@@ -27,24 +27,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from specc.case.shifts import outside_rows
+from specc.case.shifts import outside_note
 from specc.errors import CompileError
-from specc.protocol.models import SetupScenario
-from specc.protocol.units import format_number
+from specc.protocol.models import SetupScenario, scenario_name
 
 if TYPE_CHECKING:
-    from specc.case import Case, Grid
+    from specc.case import Case
     from specc.protocol import Protocol
-
-
-def scenario_name(structure: str, offset_mm: tuple[float, float, float]) -> str:
-    """The name a term copy uses for `structure` displaced by `offset_mm`, e.g. "CTV (x +3 mm)"."""
-    parts = [
-        f"{axis} {'+' if value > 0 else '-'}{format_number(abs(value))} mm"
-        for axis, value in zip("xyz", offset_mm)
-        if value
-    ]
-    return f"{structure} ({', '.join(parts)})"
 
 
 def robust_structures(protocol: Protocol) -> set[str]:
@@ -95,22 +84,6 @@ def with_scenarios(protocol: Protocol) -> Protocol:
         terms.extend(copies)
     robust_optimization = optimization.model_copy(update={"terms": terms, "scenarios": scenarios})
     return protocol.model_copy(update={"optimization": robust_optimization})
-
-
-def outside_note(
-    voxel_indices: np.ndarray, grid: Grid, name: str, mask: np.ndarray, offsets: list[tuple[float, float, float]]
-) -> str:
-    """What the static dose cloud cannot say of `name`: its voxels displaced where no dose is computed ("" if none)."""
-    counts = {scenario_name(name, offset): outside_rows(voxel_indices, grid, mask, offset) for offset in offsets}
-    counts = {scenario: count for scenario, count in counts.items() if count}
-    if not counts:
-        return ""
-    listed = ", ".join(f"{count} in {scenario}" for scenario, count in counts.items())
-    return (
-        f"{name}: some of its {int(mask.sum())} voxels are displaced where the case computes no dose (outside its "
-        f"rows, typically the body): {listed}. The static dose cloud gives them 0 Gy there, its error near the body "
-        "surface rather than a plan's dose; a hard limit on them cannot be met in robust optimization"
-    )
 
 
 def robust_notes(

@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from specc.case.shifts import shifted_dose
-from specc.compile.scenarios import outside_note
+from specc.case.shifts import outside_note, shifted_dose
 from specc.evaluate.dvh import DVH, DVH_CURVE_POINTS, UndefinedMetric
 from specc.evaluate.goals import MeasuredStatus, judge, reported_status
 from specc.evaluate.metrics import measure

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -211,6 +212,18 @@ class SetupScenario(_Strict):
 
     structure: Text
     offset_mm: tuple[float, float, float]
+
+
+def offset_text(offset_mm: Sequence[float]) -> str:
+    """A setup-error scenario as the report and the scenario names write it, e.g. "x +3 mm"."""
+    return ", ".join(
+        f"{axis} {'+' if value > 0 else '-'}{format_number(abs(value))} mm" for axis, value in zip("xyz", offset_mm) if value
+    )
+
+
+def scenario_name(structure: str, offset_mm: tuple[float, float, float]) -> str:
+    """The name a term copy uses for `structure` displaced by `offset_mm`, e.g. "CTV (x +3 mm)"."""
+    return f"{structure} ({offset_text(offset_mm)})"
 
 
 class Optimization(_Strict):

@@ -14,6 +14,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from specc.evaluate import PlanEvaluation, PlanRecord
+from specc.protocol.models import offset_text
 from specc.report.figures import (
     ISODOSE_PERCENTS,
     WASH_FROM_FRACTION,
@@ -71,6 +72,7 @@ def environment() -> Environment:
     environment.filters["fmt"] = format_number
     environment.filters["css_color"] = css_color
     environment.filters["time"] = format_time
+    environment.filters["offset"] = offset_text
     return environment
 
 
