@@ -77,11 +77,15 @@ def _limits(program: CompiledProgram) -> list[list[CompiledTerm]]:
 class _Elastic:
     """The program with one slack on each group of hard terms in `relaxable` (the others kept hard)."""
 
-    def __init__(self, program: CompiledProgram, relaxable: list[list[CompiledTerm]]) -> None:
+    def __init__(
+        self, program: CompiledProgram, relaxable: list[list[CompiledTerm]], linking: list[cp.Constraint]
+    ) -> None:
+        """`linking`: the dose rows the hard terms read, tied to the fluence (`_hard_rows`, shared by every
+        elastic program of one diagnosis)."""
         hard = program.hard_terms()
         slack_of = {id(term): index for index, group in enumerate(relaxable) for term in group}
         self.slacks = cp.Variable(len(relaxable), nonneg=True, name="slack")
-        constraints = _hard_rows(program, hard)
+        constraints = list(linking)
         self.relaxed: list[list[cp.Constraint]] = [[] for _ in relaxable]
         self.unrelaxable: list[str] = []
         for term in hard:
@@ -131,7 +135,8 @@ def _hard_rows(program: CompiledProgram, hard: list[CompiledTerm]) -> list[cp.Co
 def find_conflicts(program: CompiledProgram, settings: SolverSettings) -> tuple[list[Conflict], str]:
     """The hard terms in conflict (most needed relaxation first) and a note when that failed."""
     limits = _limits(program)
-    elastic = _Elastic(program, limits)
+    linking = _hard_rows(program, program.hard_terms())
+    elastic = _Elastic(program, limits, linking)
     trouble = elastic.solve(settings)
     if trouble:
         return [], f"the diagnosis ended {trouble}"
@@ -140,7 +145,7 @@ def find_conflicts(program: CompiledProgram, settings: SolverSettings) -> tuple[
     involved = [i for i in range(len(limits)) if slacks[i] > _SLACK_NOISE or prices[i] > _DUAL_NOISE]
     conflicts = []
     for i in involved:
-        alone = _Elastic(program, [limits[i]])
+        alone = _Elastic(program, [limits[i]], linking)
         alone_trouble = alone.solve(settings)
         alone_gy = None if alone_trouble else float(alone.slacks.value[0]) * program.fractions
         conflicts.append(Conflict(limits[i][0], float(slacks[i]), alone_gy, len(limits[i])))
