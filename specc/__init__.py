@@ -16,6 +16,8 @@ _EXPORTS = {
     "Protocol": ("specc.protocol", "Protocol"),
     "Case": ("specc.case", "Case"),
     "plan": ("specc.pipeline", "plan"),
+    "check_export": ("specc.check", "check_export"),
+    "check_dose": ("specc.check", "check_dose"),
     "SpeccError": ("specc.errors", "SpeccError"),
 }
 

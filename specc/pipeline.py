@@ -71,7 +71,7 @@ class PlanOutcome:
         return 2 if strict and self.failed_must_goals() else 0
 
 
-class _Stages:
+class StageTimer:
     """Times each stage and reports it to the progress callback."""
 
     def __init__(self, progress: StageProgress | None) -> None:
@@ -102,7 +102,7 @@ def plan(
     `solver` overrides the protocol's and the default choice. Raises a `SpeccError` for bad
     input (protocol, case, options); a failed solve is returned, not raised, and writes nothing.
     """
-    stages = _Stages(progress)
+    stages = StageTimer(progress)
     if not isinstance(protocol, Protocol):
         with stages.stage("load protocol"):
             protocol = load_protocol(protocol)
@@ -124,13 +124,13 @@ def _derived_terms_note(protocol: Protocol) -> list[str]:
 
 
 def _plan_case(
-    protocol: Protocol, case: Case, case_path: Path | None, out: Path, solver: str | None, pdf: bool, stages: _Stages
+    protocol: Protocol, case: Case, case_path: Path | None, out: Path, solver: str | None, pdf: bool, stages: StageTimer
 ) -> PlanOutcome:
     return PlanSession(case, out, case_path, solver, pdf).plan(protocol, stages)
 
 
 def _write_plan(
-    compiled: CompiledPlan, checked: CheckedSolve, case_path: Path | None, out: Path, pdf: bool, stages: _Stages,
+    compiled: CompiledPlan, checked: CheckedSolve, case_path: Path | None, out: Path, pdf: bool, stages: StageTimer,
     notes: list[str], delivered: Delivered | None = None,
 ) -> PlanOutcome:
     """Evaluate a solved plan on the full grid and write its files (nothing, and no earlier plan, without a solve).
@@ -149,7 +149,7 @@ def _write_plan(
             "(the reason is in the solver message of the optimization log)"
         )
     if not solve.usable:
-        removed = _remove_earlier_plan(out)
+        removed = remove_earlier_plan(out)
         if removed:
             notes.append(f"removed {', '.join(map(str, removed))}: they were an earlier run's plan, not this one")
         return PlanOutcome(solve, None, [], stages.timings, program.stats, notes)
@@ -171,7 +171,7 @@ def _write_plan(
             delivery = _delivery_record(delivered, evaluation, optimized)
     record = evaluation.record.model_copy(update={"timings_s": dict(stages.timings), "delivery": delivery})
     with stages.stage("report"):
-        _remove_earlier_plan(out)  # a failure below must not leave a mix of two runs' files
+        remove_earlier_plan(out)  # a failure below must not leave a mix of two runs' files
         paths = write_report(out, record, case, evaluation, program.masks, pdf=pdf)
         if delivered is not None:
             paths.append(write_segments(out / SEGMENTS_JSON, delivered.sequence, case, record))
@@ -245,9 +245,9 @@ class PlanSession:
         self._warm = WarmStart()  # the last plan's fluence, and the fast-path solver that made it
         self._steps = StepMemory()  # the last plan's priority steps
 
-    def plan(self, protocol: Protocol, stages: _Stages | None = None) -> PlanOutcome:
+    def plan(self, protocol: Protocol, stages: StageTimer | None = None) -> PlanOutcome:
         """Plan the case with `protocol`; `stages`: the timer of a caller that has timed earlier stages."""
-        stages = _Stages(self.progress) if stages is None else stages
+        stages = StageTimer(self.progress) if stages is None else stages
         with stages.stage("compile"):
             if protocol.delivery is not None and protocol.delivery.segments:
                 check_sequenceable(self.case)  # before a solve whose plan could not be delivered
@@ -281,7 +281,7 @@ class PlanSession:
         return _write_plan(compiled, checked, self.case_path, self.out, self.pdf, stages, notes)
 
 
-def _remove_earlier_plan(out: Path) -> list[Path]:
+def remove_earlier_plan(out: Path) -> list[Path]:
     """Delete the files an earlier `plan` wrote into `out`: left there, they would read as this run's."""
     names = ("report.html", "report.pdf", PLAN_JSON, RESULT_H5, SEGMENTS_JSON)
     earlier = [out / name for name in names if (out / name).exists()]
@@ -430,7 +430,7 @@ def _plan_cohort_case(
     pdf: bool,
     progress: StageProgress | None,
 ) -> CohortEntry:
-    stages = _Stages(progress)
+    stages = StageTimer(progress)
     try:
         with stages.stage("load case"):
             case = Case.load(case_file)

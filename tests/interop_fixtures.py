@@ -12,7 +12,14 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, RTStructureSetStorage, generate_uid
+from pydicom.uid import (
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    RTDoseStorage,
+    RTPlanStorage,
+    RTStructureSetStorage,
+    generate_uid,
+)
 
 FRAME_OF_REFERENCE = generate_uid()
 STUDY = generate_uid()
@@ -463,3 +470,79 @@ def small_case(extra: dict[str, str] | None = None):
         structures={"Target": Structure("Target", mask)},
         metadata=CaseMetadata(source="test", dose_engine="none", extra=extra or {}),
     )
+
+
+# --- plans from other systems: RT Dose and RT Plan ---------------------------------------------
+def write_rtdose_file(
+    path: Path,
+    dose_gy: np.ndarray,
+    origin: tuple[float, float, float],
+    spacing: tuple[float, float, float],
+    *,
+    summation: str = "PLAN",
+    units: str = "GY",
+    prone: bool = False,
+    absolute_offsets: bool = False,
+    plan_uid: str | None = None,
+    frame_uid: str | None = None,
+    manufacturer: str = "OtherTPS",
+) -> Path:
+    """`dose_gy` indexed [x, y, z] (LPS voxel centres from `origin`) as an RT Dose as a TPS writes it.
+
+    `prone`: stored head-first prone (rows along -x, columns along -y), the first pixel at the
+    highest x and y; `absolute_offsets`: GridFrameOffsetVector as z positions (the older form).
+    """
+    ds = _file_dataset(path, RTDoseStorage)
+    ds.Modality = "RTDOSE"
+    ds.Manufacturer = manufacturer
+    ds.SeriesInstanceUID = generate_uid()
+    if frame_uid is not None:
+        ds.FrameOfReferenceUID = frame_uid
+    values = np.asarray(dose_gy, dtype=np.float64)
+    nx, ny, nz = values.shape
+    x0, y0, z0 = origin
+    if prone:
+        values = values[::-1, ::-1, :]
+        x0, y0 = x0 + (nx - 1) * spacing[0], y0 + (ny - 1) * spacing[1]
+        ds.ImageOrientationPatient = [-1, 0, 0, 0, -1, 0]
+    else:
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.ImagePositionPatient = [x0, y0, z0]
+    ds.PixelSpacing = [spacing[1], spacing[0]]
+    ds.Rows, ds.Columns, ds.NumberOfFrames = ny, nx, nz
+    offsets = [k * spacing[2] for k in range(nz)]
+    ds.GridFrameOffsetVector = [z0 + offset for offset in offsets] if absolute_offsets else offsets
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 32
+    ds.HighBit = 31
+    ds.PixelRepresentation = 0
+    ds.DoseUnits = units
+    ds.DoseType = "PHYSICAL"
+    ds.DoseSummationType = summation
+    scaling = max(float(values.max()), 1e-9) / 4e9
+    ds.DoseGridScaling = f"{scaling:.9e}"
+    stored = np.rint(np.transpose(values, (2, 1, 0)) / float(f"{scaling:.9e}"))
+    ds.PixelData = stored.astype("<u4").tobytes()
+    if plan_uid is not None:
+        reference = Dataset()
+        reference.ReferencedSOPClassUID = RTPlanStorage
+        reference.ReferencedSOPInstanceUID = plan_uid
+        ds.ReferencedRTPlanSequence = Sequence([reference])
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def write_rtplan(path: Path, fractions: int, label: str = "Plan1", approval: str = "APPROVED") -> str:
+    """A minimal RT Plan with one fraction group; returns its SOPInstanceUID."""
+    ds = _file_dataset(path, RTPlanStorage)
+    ds.Modality = "RTPLAN"
+    ds.SeriesInstanceUID = generate_uid()
+    ds.RTPlanLabel = label
+    ds.ApprovalStatus = approval
+    group = Dataset()
+    group.FractionGroupNumber = 1
+    group.NumberOfFractionsPlanned = fractions
+    ds.FractionGroupSequence = Sequence([group])
+    ds.save_as(path, enforce_file_format=True)
+    return str(ds.SOPInstanceUID)

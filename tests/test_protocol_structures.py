@@ -96,3 +96,19 @@ def test_print_parse_round_trip(expression) -> None:
 )
 def test_an_expression_knows_the_structures_it_lies_inside_by_construction(text: str, within: tuple) -> None:
     assert parse_expression(text).within() == within
+
+
+@pytest.mark.parametrize(
+    "text, sources",
+    [
+        ("A", ("A",)),
+        ("A - B", ("A",)),
+        ("A | B - C", ("A", "B")),
+        ("A & B", ("A", "B")),
+        ("ring(A - B, 3mm, 10mm)", ("A",)),
+        ("crop(expand(A, 5mm), Body)", ("A",)),
+        ("shrink(A | B, 2mm) - C", ("A", "B")),
+    ],
+)
+def test_sources_are_the_structures_that_make_voxels_not_those_that_remove_them(text, sources):
+    assert parse_expression(text).sources() == sources

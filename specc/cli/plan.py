@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 
-def _goal_value(goal: GoalRecord) -> str:
+def goal_value(goal: GoalRecord) -> str:
     return _value_text(goal.value, goal.unit)
 
 
@@ -31,7 +31,7 @@ def _value_text(value: float | None, unit: str) -> str:
     return "-" if value is None else f"{value:.2f} {unit}"
 
 
-def _print_robustness(robustness: RobustnessRecord) -> None:
+def print_robustness(robustness: RobustnessRecord) -> None:
     setup = "/".join(f"{size:g}" for size in robustness.setup_error_mm)
     table = Table("structure", "goal", "nominal", "worst", "status",
                   title=f"Setup error {setup} mm ({len(robustness.scenarios_mm)} scenarios, worst shown; "
@@ -44,7 +44,7 @@ def _print_robustness(robustness: RobustnessRecord) -> None:
         console.print(f"note: {note}", markup=False)
 
 
-class _StagePrinter:
+class StagePrinter:
     """Rich progress for the pipeline: a spinner while a stage runs, a line when it ends."""
 
     def __init__(self, quiet: bool) -> None:
@@ -81,7 +81,7 @@ class _StagePrinter:
 
 
 def _load_case(
-    case_path: Path | None, phantom: str | None, grid: float | None, beams: int | None, printer: _StagePrinter
+    case_path: Path | None, phantom: str | None, grid: float | None, beams: int | None, printer: StagePrinter
 ) -> Case | Path:
     """The case object or path for the library, from --case or --phantom (built in memory)."""
     if (case_path is None) == (phantom is None):
@@ -139,7 +139,7 @@ def plan(
 
     if cases and len(cases) > 1:
         fail("`specc plan` plans one case; for several, run `specc cohort PROTOCOL CASE.h5 CASE.h5 ... --out DIR`")
-    printer = _StagePrinter(quiet)
+    printer = StagePrinter(quiet)
     try:
         # The protocol first: a typo in it should not wait for a phantom's dose engine.
         loaded = load_protocol(protocol)
@@ -178,7 +178,7 @@ def plan(
     raise typer.Exit(code)
 
 
-def _read_case(path: Path, printer: _StagePrinter) -> Case:
+def _read_case(path: Path, printer: StagePrinter) -> Case:
     from specc.case import Case
 
     printer("load case", None)
@@ -239,16 +239,16 @@ def _print_outcome(outcome: PlanOutcome, quiet: bool, strict: bool, before: Plan
         title = "Clinical goals" + (" (delivered segments)" if record.delivery is not None else "")
         table = Table(*columns, title=title)
         for index, goal in enumerate(record.goals):
-            cells: list[str | Text] = [goal.structure, goal.text, _goal_value(goal), status_text(goal.status)]
+            cells: list[str | Text] = [goal.structure, goal.text, goal_value(goal), status_text(goal.status)]
             if earlier is not None:
                 was = earlier.get((goal.structure, goal.text))
-                cells.append("(new goal)" if was is None else Text(_goal_value(was) + " ") + status_text(was.status))
+                cells.append("(new goal)" if was is None else Text(goal_value(was) + " ") + status_text(was.status))
             if fluence_values is not None:
                 cells.append(_value_text(fluence_values[index], goal.unit))
             table.add_row(*cells)
         console.print(table)
         if record.robustness is not None:
-            _print_robustness(record.robustness)
+            print_robustness(record.robustness)
         if not outcome.solve.converged:
             console.print(Text(f"NOT CONVERGED: {outcome.solve.message}", style="bold magenta"))
     counts = ", ".join(f"{n} {status}" for status, n in record.goal_counts().items()) or "no goals"
@@ -281,7 +281,7 @@ def cohort(
     """
     from specc.pipeline import plan_cohort
 
-    printer = _StagePrinter(quiet)
+    printer = StagePrinter(quiet)
 
     def on_case(index: int, total: int, case_file: str, entry: CohortEntry | None) -> None:
         if entry is None:
@@ -324,7 +324,7 @@ def _cohort_table(outcome: CohortOutcome) -> Table:
         if record is None:
             cells += ["-"] * len(outcome.protocol.goals)
         else:
-            cells += [Text(_goal_value(goal) + " ") + status_text(goal.status) for goal in record.goals]
+            cells += [Text(goal_value(goal) + " ") + status_text(goal.status) for goal in record.goals]
         table.add_row(*cells)
     return table
 
@@ -347,7 +347,7 @@ def compile_command(
     from specc.planning import compile_for_plan
     from specc.protocol import load_protocol
 
-    printer = _StagePrinter(quiet=True)
+    printer = StagePrinter(quiet=True)
     try:
         loaded = load_protocol(protocol)
         case_or_path = _load_case(case, phantom, grid, beams, printer)

@@ -7,10 +7,11 @@ from specc.evaluate.dvh import DVH, UndefinedMetric
 from specc.evaluate.goals import GoalStatus, MeasuredStatus, judge, reported_status
 from specc.evaluate.indices import hot_spot, target_indices
 from specc.evaluate.metrics import measure
-from specc.evaluate.plan import PlanEvaluation, evaluate_plan
+from specc.evaluate.plan import PlanEvaluation, evaluate_dose, evaluate_plan
 from specc.evaluate.record import (
     BeamSegmentsRecord,
     DeliveryRecord,
+    DoseSourceRecord,
     GoalRecord,
     HotSpot,
     NormalizationRecord,
@@ -28,6 +29,7 @@ __all__ = [
     "BeamSegmentsRecord",
     "DVH",
     "DeliveryRecord",
+    "DoseSourceRecord",
     "EvaluationError",
     "GoalRecord",
     "GoalStatus",
@@ -45,6 +47,7 @@ __all__ = [
     "TargetIndices",
     "TermRecord",
     "UndefinedMetric",
+    "evaluate_dose",
     "evaluate_plan",
     "hot_spot",
     "judge",

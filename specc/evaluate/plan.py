@@ -26,6 +26,7 @@ from specc.evaluate.robustness import robustness_record
 from specc.evaluate.record import (
     CaseInfo,
     DoseLevelRecord,
+    DoseSourceRecord,
     GoalRecord,
     GridInfo,
     NormalizationRecord,
@@ -100,13 +101,18 @@ def _normalize(
     return factor, record
 
 
-def _goal_record(goal: Goal, dvhs: Mapping[str, DVH], protocol: Protocol, converged: bool) -> GoalRecord:
+def _goal_record(
+    goal: Goal, dvhs: Mapping[str, DVH], protocol: Protocol, converged: bool, incomplete: str | None
+) -> GoalRecord:
+    """`incomplete`: why part of the goal's structure has no dose (the goal is then not judged)."""
     if goal.structure not in dvhs:
         raise EvaluationError(f"goal {goal.text!r} ({goal.source}): structure {goal.structure!r} has no mask")
     value: float | None
     # The dose "% of prescription" refers to, as the protocol resolved the goal's thresholds.
     dvh, prescription = dvhs[goal.structure], protocol.reference_dose(goal.structure)
     try:
+        if incomplete is not None:
+            raise UndefinedMetric(f"{goal.structure}: {incomplete}")
         value = measure(goal.metric, dvh, prescription)
         measured = judge(value, goal.comparator, goal.threshold_value, goal.variation_value)
         note = ""
@@ -191,14 +197,95 @@ def evaluate_plan(
     grid = case.grid
     _check_masks(masks, tuple(grid.shape))
     fractions = protocol.prescription.fractions
-    voxel_cc = case.voxel_volume_cc
     dose = case.dose_on_grid(solve.fluence, fractions)
-    factor, normalization = _normalize(protocol, masks, dose, voxel_cc)
+    factor, normalization = _normalize(protocol, masks, dose, case.voxel_volume_cc)
     dose = dose * factor
     fluence = np.asarray(solve.fluence, dtype=np.float64) * factor
+    scenarios = protocol.optimization.scenarios if protocol.optimization is not None else {}
+    context = PlanDoseContext(dose, masks, case.voxel_volume_cc, fractions, fluence, case.beamlets, grid, scenarios)
+    solver = SolverRecord(
+        solver=solve.solver,
+        status=solve.status,
+        converged=solve.converged,
+        message=solve.message,
+        objective=solve.objective,
+        iterations=solve.iterations,
+        solve_time_s=solve.solve_time_s,
+        terms=_term_records(protocol, solve, context),
+        steps=list(solve.steps),
+    )
+    record = _plan_record(
+        protocol, case, masks, dose, case.voxel_indices, {}, converged=solve.converged, solver=solver,
+        normalization=normalization, notes=notes, timings=timings, n_beamlets=int(fluence.size),
+    )
+    return PlanEvaluation(record=record, dose=dose, fluence=fluence)
 
+
+def evaluate_dose(
+    protocol: Protocol,
+    case: Case,
+    masks: dict[str, np.ndarray],
+    dose: np.ndarray,
+    known: np.ndarray,
+    source: DoseSourceRecord,
+    timings: dict[str, float],
+    notes: Sequence[str] = (),
+) -> PlanEvaluation:
+    """Measure a dose specc did not plan (`specc check`) on the case grid, as it is: not normalized.
+
+    `dose`: total Gy on the grid; `known`: where it has a value (outside, `dose` is ignored).
+    A structure with voxels outside `known` is measured on the rest for its DVH, and no goal on
+    it is judged (`source.incomplete` says why); a prescription target must be whole.
+    """
+    grid = case.grid
+    _check_masks(masks, tuple(grid.shape))
+    if known.shape != tuple(grid.shape) or dose.shape != tuple(grid.shape):
+        raise EvaluationError(f"the dose and its known region must have the grid's shape {tuple(grid.shape)}")
+    for level in protocol.prescription.levels:
+        if level.target in source.incomplete:
+            raise EvaluationError(
+                f"prescription target {level.target}: {source.incomplete[level.target]}; "
+                "a plan whose target is not all inside its dose grid cannot be checked"
+            )
+    dose = np.where(known, dose, 0.0)
+    measured = {name: mask & known for name, mask in masks.items()}
+    for name, mask in measured.items():
+        if not mask.any():
+            raise EvaluationError(f"structure {name!r} lies wholly outside the dose grid: nothing of it can be measured")
+    notes = list(notes)
+    if protocol.prescription.normalization is not None:
+        notes.append(
+            f"normalization {protocol.prescription.normalization} not applied: a dose from another system is "
+            "checked as it was exported"
+        )
+    record = _plan_record(
+        protocol, case, measured, dose, np.flatnonzero(known.ravel()), source.incomplete, converged=True,
+        solver=None, normalization=None, notes=notes, timings=timings, n_beamlets=0,
+    )
+    return PlanEvaluation(record=record.model_copy(update={"dose_source": source}), dose=dose, fluence=np.zeros(0))
+
+
+def _plan_record(
+    protocol: Protocol,
+    case: Case,
+    masks: dict[str, np.ndarray],
+    dose: np.ndarray,
+    dose_voxels: np.ndarray,
+    incomplete: Mapping[str, str],
+    *,
+    converged: bool,
+    solver: SolverRecord | None,
+    normalization: NormalizationRecord | None,
+    notes: Sequence[str],
+    timings: dict[str, float],
+    n_beamlets: int,
+) -> PlanRecord:
+    """Everything measured on the final total dose; `dose_voxels`: the flat indices that have a dose."""
+    grid = case.grid
+    fractions = protocol.prescription.fractions
+    voxel_cc = case.voxel_volume_cc
     dvhs = {name: DVH.from_dose(dose[mask], voxel_cc) for name, mask in masks.items()}
-    goals = [_goal_record(goal, dvhs, protocol, solve.converged) for goal in protocol.goals]
+    goals = [_goal_record(goal, dvhs, protocol, converged, incomplete.get(goal.structure)) for goal in protocol.goals]
     indices = [
         target_indices(
             level.target,
@@ -228,13 +315,11 @@ def evaluate_plan(
         )
     robustness = None
     if protocol.robustness is not None:
-        robustness = robustness_record(protocol, dose, masks, grid, voxel_cc, solve.converged, case.voxel_indices)
-    scenarios = protocol.optimization.scenarios if protocol.optimization is not None else {}
-    context = PlanDoseContext(dose, masks, voxel_cc, fractions, fluence, case.beamlets, grid, scenarios)
-    record = PlanRecord(
+        robustness = robustness_record(protocol, dose, masks, grid, voxel_cc, converged, dose_voxels, incomplete)
+    return PlanRecord(
         specc_version=specc.__version__,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        converged=solve.converged,
+        converged=converged,
         protocol=ProtocolInfo(
             name=protocol.name,
             version=str(protocol.version),
@@ -253,7 +338,7 @@ def evaluate_plan(
             ),
             voxel_volume_cc=voxel_cc,
             n_beams=len(case.beams),
-            n_beamlets=int(fluence.size),
+            n_beamlets=n_beamlets,
         ),
         prescription=PrescriptionRecord(
             fractions=fractions,
@@ -262,17 +347,7 @@ def evaluate_plan(
                 for level in protocol.prescription.levels
             ],
         ),
-        solver=SolverRecord(
-            solver=solve.solver,
-            status=solve.status,
-            converged=solve.converged,
-            message=solve.message,
-            objective=solve.objective,
-            iterations=solve.iterations,
-            solve_time_s=solve.solve_time_s,
-            terms=_term_records(protocol, solve, context),
-            steps=list(solve.steps),
-        ),
+        solver=solver,
         normalization=normalization,
         robustness=robustness,
         goals=goals,
@@ -282,4 +357,3 @@ def evaluate_plan(
         notes=list(notes),
         timings_s=dict(timings),
     )
-    return PlanEvaluation(record=record, dose=dose, fluence=fluence)

@@ -218,6 +218,22 @@ class StructureDose(_Record):
     volume_percent: list[float]  # receiving at least the dose at the same position
 
 
+class DoseSourceRecord(_Record):
+    """A dose another system computed (`specc check`): specc measured it and optimized nothing."""
+
+    format: str  # what was read: "DICOM RT Dose"
+    file: str
+    sha256: str
+    dose_type: str  # PHYSICAL or EFFECTIVE
+    summation: str  # DoseSummationType as written
+    fractions_scaled: int | None  # the file held one fraction, multiplied by this
+    grid: GridInfo  # the file's own grid
+    interpolated: bool  # evaluated on another grid (trilinear)
+    attributes: dict[str, str]  # the file's manufacturer, software, description, identifiers
+    plan: dict[str, str] = {}  # the RT Plan's label, approval, ... when one was read
+    incomplete: dict[str, str] = {}  # structure -> why part of it has no dose (its goals are not judged)
+
+
 class Review(_Record):
     reviewer: str | None = None
     date: str | None = None
@@ -228,11 +244,11 @@ class PlanRecord(_Record):
     format: int = RECORD_FORMAT
     specc_version: str
     created: str  # ISO 8601, UTC
-    converged: bool  # False: every goal status reads not_converged
+    converged: bool  # False: every goal status reads not_converged (True for a checked external dose)
     protocol: ProtocolInfo
     case: CaseInfo
     prescription: PrescriptionRecord
-    solver: SolverRecord
+    solver: SolverRecord | None  # None: the dose came from elsewhere (`dose_source`)
     normalization: NormalizationRecord | None
     delivery: DeliveryRecord | None = None  # None: the optimized fluence is the plan (not sequenced)
     robustness: RobustnessRecord | None = None  # None: the protocol asks no setup-error check
@@ -245,6 +261,7 @@ class PlanRecord(_Record):
     notes: list[str] = []
     timings_s: dict[str, float]
     review: Review = Review()
+    dose_source: DoseSourceRecord | None = None  # set when specc checked a dose it did not plan
 
     @property
     def normalization_factor(self) -> float:

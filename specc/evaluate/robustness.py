@@ -10,7 +10,7 @@ scenarios and interpolation) or made robust by margins.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -31,12 +31,13 @@ MODEL = "static dose cloud: rigid shift of the dose, trilinear interpolation"
 
 def robustness_record(
     protocol: Protocol, dose: np.ndarray, masks: Mapping[str, np.ndarray], grid: Grid, voxel_cc: float,
-    converged: bool, voxel_indices: np.ndarray,
+    converged: bool, voxel_indices: np.ndarray, incomplete: Collection[str] = (),
 ) -> RobustnessRecord:
     """Every goal of the protocol's robustness structures, nominal and in each scenario, and their DVH bands.
 
     `voxel_indices`: the grid voxels the case computes dose on; displaced voxels reaching
-    beyond them are noted (`outside_rows`)."""
+    beyond them are noted (`outside_rows`). Goals on `incomplete` structures (part of them
+    has no dose) are not judged."""
     robustness = protocol.robustness
     assert robustness is not None, "a robustness record needs a robustness section"
     names = protocol.robust_structures()
@@ -50,7 +51,8 @@ def robustness_record(
         for name in names
     }
     goals = [
-        _goal_record(goal, dvhs[goal.structure], protocol.reference_dose(goal.structure), converged)
+        _goal_record(goal, dvhs[goal.structure], protocol.reference_dose(goal.structure), converged,
+                     goal.structure not in incomplete)
         for goal in protocol.goals
         if goal.structure in names
     ]
@@ -62,8 +64,8 @@ def robustness_record(
     )
 
 
-def _goal_record(goal: Goal, dvhs: list[DVH], prescription: Dose, converged: bool) -> RobustGoalRecord:
-    values = [_value(goal.metric, dvh, prescription) for dvh in dvhs]
+def _goal_record(goal: Goal, dvhs: list[DVH], prescription: Dose, converged: bool, whole: bool) -> RobustGoalRecord:
+    values = [_value(goal.metric, dvh, prescription) if whole else None for dvh in dvhs]
     nominal, in_scenarios = values[0], values[1:]
     known = [(value, index) for index, value in enumerate(in_scenarios) if value is not None]
     worst, at = (min(known) if goal.comparator in (">", ">=") else max(known)) if known else (None, None)

@@ -38,6 +38,11 @@ class StructureRef:
         """The named structures this one lies inside by construction (whatever the masks)."""
         return (self.name,)
 
+    def sources(self) -> tuple[str, ...]:
+        """The named structures whose voxels (or margins around them) make this one's; a subtracted
+        or cropping structure only removes voxels and is not one."""
+        return (self.name,)
+
     def __str__(self) -> str:
         if _IDENTIFIER.fullmatch(self.name) and self.name not in FUNCTIONS:
             return self.name
@@ -59,6 +64,9 @@ class _Binary:
     def within(self) -> tuple[str, ...]:
         return ()
 
+    def sources(self) -> tuple[str, ...]:
+        return _unique(self.left.sources() + self.right.sources())
+
     def __str__(self) -> str:
         left = _wrapped(self.left, self.precedence > _precedence(self.left))
         right = _wrapped(self.right, self.precedence >= _precedence(self.right))
@@ -78,6 +86,9 @@ class Difference(_Binary):
 
     def within(self) -> tuple[str, ...]:
         return self.left.within()
+
+    def sources(self) -> tuple[str, ...]:
+        return self.left.sources()
 
 
 @dataclass(frozen=True)
@@ -102,6 +113,9 @@ class Expand:
     def within(self) -> tuple[str, ...]:
         return ()
 
+    def sources(self) -> tuple[str, ...]:
+        return self.operand.sources()
+
     def __str__(self) -> str:
         return f"expand({self.operand}, {_margins_text(self.margins_mm)})"
 
@@ -118,6 +132,9 @@ class Shrink:
 
     def within(self) -> tuple[str, ...]:
         return self.operand.within()
+
+    def sources(self) -> tuple[str, ...]:
+        return self.operand.sources()
 
     def __str__(self) -> str:
         return f"shrink({self.operand}, {_margins_text(self.margins_mm)})"
@@ -137,6 +154,9 @@ class Ring:
     def within(self) -> tuple[str, ...]:
         return ()
 
+    def sources(self) -> tuple[str, ...]:
+        return self.operand.sources()
+
     def __str__(self) -> str:
         return f"ring({self.operand}, {_mm(self.inner_mm)}, {_mm(self.outer_mm)})"
 
@@ -154,6 +174,9 @@ class Crop:
 
     def within(self) -> tuple[str, ...]:
         return _unique(self.operand.within() + (self.boundary.within() if self.margin_mm >= 0 else ()))
+
+    def sources(self) -> tuple[str, ...]:
+        return self.operand.sources()
 
     def __str__(self) -> str:
         margin = f", {_mm(self.margin_mm)}" if self.margin_mm else ""

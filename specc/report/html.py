@@ -83,8 +83,9 @@ def render_html(
     figures = {
         "dvh": to_data_uri(dvh_figure(record)),
         "slices": to_data_uri(slices_figure(record, case, evaluation.dose, masks)),
-        "fluence": to_data_uri(fluence_figure(case, evaluation.fluence)),
     }
+    if record.solver is not None:  # a checked external dose has no fluence of specc's
+        figures["fluence"] = to_data_uri(fluence_figure(case, evaluation.fluence))
     # Our own style sheet, not user text: HTML escaping would break its quoted font names.
     css = Markup(files("specc.report").joinpath("templates/report.css").read_text(encoding="utf-8"))
     return (

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from scipy.ndimage import map_coordinates
 
 from specc.case.engine import PencilBeamModel, compute_influence, equispaced_beams
 from specc.case.importers.dicom_ct import DicomFolder, read_dicom_folder
@@ -26,7 +25,6 @@ from specc.errors import CaseError
 
 # ROI interpreted types that make an ROI a target for aiming the beamlets, in order of preference.
 _TARGET_TYPES = ("PTV", "CTV", "GTV")
-AIR_HU = -1000.0
 
 
 def import_dicom(
@@ -80,7 +78,7 @@ def import_dicom(
     isocenter = tuple(float(v) for v in np.round(grid.positions_mm(np.flatnonzero(target_mask.ravel())).mean(axis=0), 1))
     beam_list = _beams(beams, isocenter)
 
-    density = hu_to_relative_electron_density(_hu_on_grid(dicom, grid), hu_table)
+    density = hu_to_relative_electron_density(dicom.ct.on_grid(grid), hu_table)
     rows_mask = np.zeros(grid.shape, dtype=bool)
     for structure in structures.values():
         rows_mask |= structure.mask
@@ -133,13 +131,6 @@ def _dose_grid(dicom: DicomFolder, rois: list[RoiContours], grid_mm: float | Seq
     shape.append(n_z)
     origin.append(low[2])
     return Grid(shape=tuple(shape), spacing_mm=spacing, origin_mm=tuple(origin))  # type: ignore[arg-type]
-
-
-def _hu_on_grid(dicom: DicomFolder, grid: Grid) -> np.ndarray:
-    ct = dicom.ct
-    axes = grid.axes_mm()
-    index = np.meshgrid(*[(axes[a] - ct.origin_mm[a]) / ct.spacing_mm[a] for a in range(3)], indexing="ij")
-    return map_coordinates(ct.hu, index, order=1, mode="constant", cval=AIR_HU)
 
 
 def _target_names(dicom: DicomFolder, rois: list[RoiContours], targets: Sequence[str], source: str) -> list[str]:

@@ -16,12 +16,15 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from scipy.ndimage import map_coordinates
 
+from specc.case.model import Grid
 from specc.errors import CaseError
 
 # Positions and spacings in DICOM are decimal strings; agree to a micrometre.
 POSITION_TOLERANCE_MM = 1e-3
 AXIAL_ORIENTATION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+AIR_HU = -1000.0
 
 # DICOM attributes kept in the case metadata so that exported RT Dose joins the source study.
 IDENTIFYING_ATTRIBUTES = (
@@ -59,6 +62,12 @@ class CtSeries:
         """Coordinates of voxel centres along one axis."""
         return self.origin_mm[axis] + self.spacing_mm[axis] * np.arange(self.hu.shape[axis])
 
+    def on_grid(self, grid: Grid) -> np.ndarray:
+        """HU at a grid's voxel centres: trilinear, air beyond the images (where nothing was scanned)."""
+        axes = grid.axes_mm()
+        index = np.meshgrid(*[(axes[a] - self.origin_mm[a]) / self.spacing_mm[a] for a in range(3)], indexing="ij")
+        return map_coordinates(self.hu, index, order=1, mode="constant", cval=AIR_HU)
+
 
 @dataclass
 class DicomFolder:
@@ -68,6 +77,8 @@ class DicomFolder:
     structure_set: Dataset
     structure_set_file: Path
     unused: list[str] = field(default_factory=list)
+    # Files of the other DICOM modalities (RTDOSE, RTPLAN, ...) by modality: a plan check reads them.
+    by_modality: dict[str, list[Path]] = field(default_factory=dict)
 
 
 def read_dicom_folder(folder: str | Path) -> DicomFolder:
@@ -78,6 +89,7 @@ def read_dicom_folder(folder: str | Path) -> DicomFolder:
     ct_slices: dict[str, list[tuple[Path, Dataset]]] = {}
     structure_sets: list[tuple[Path, Dataset]] = []
     unused: list[str] = []
+    by_modality: dict[str, list[Path]] = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         try:
             dataset = pydicom.dcmread(path, stop_before_pixels=True)
@@ -91,6 +103,7 @@ def read_dicom_folder(folder: str | Path) -> DicomFolder:
             structure_sets.append((path, dataset))
         else:
             unused.append(f"{path.name}: modality {modality or 'unknown'} is not used by the importer")
+            by_modality.setdefault(modality, []).append(path)
     if not ct_slices:
         raise CaseError(f"{folder}: no CT images found")
     if len(ct_slices) > 1:
@@ -103,7 +116,10 @@ def read_dicom_folder(folder: str | Path) -> DicomFolder:
         raise CaseError(f"{folder}: more than one RT Structure Set ({names}); keep the one to import")
     ct = _read_ct_series(next(iter(ct_slices.values())))
     rs_path, rs_header = structure_sets[0]
-    return DicomFolder(ct=ct, structure_set=pydicom.dcmread(rs_path), structure_set_file=rs_path, unused=unused)
+    return DicomFolder(
+        ct=ct, structure_set=pydicom.dcmread(rs_path), structure_set_file=rs_path, unused=unused,
+        by_modality=by_modality,
+    )
 
 
 def _read_ct_series(slices: list[tuple[Path, Dataset]]) -> CtSeries:

@@ -1,0 +1,180 @@
+"""A plan exported from another planning system (CT + RTSTRUCT + RT Dose, and its RT Plan) as a
+case to check: the structures rasterized on the RT Dose grid, no influence matrix.
+
+The evaluation grid is the RT Dose's own (as the exporting system's DVHs are computed), or a
+finer one over the same box on request, where the dose is interpolated (trilinear). Contours
+reaching beyond the dose grid are the usual clinical case (a body contour longer than the
+calculation volume): the part outside has no dose, so such a structure is `incomplete` and no
+goal on it may be judged. When the RT Plan is in the folder, its fractions must be the
+protocol's: a plan of 28 fractions is not an implementation of a 39-fraction protocol, and a
+per-fraction dose must never be scaled by the wrong number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import scipy.sparse as sp
+
+from specc.case.importers.dicom_ct import POSITION_TOLERANCE_MM, DicomFolder, read_dicom_folder
+from specc.case.importers.report import build_case
+from specc.case.importers.rtdose import ExternalDose, read_rtdose
+from specc.case.importers.rtstruct import RoiContours, rasterize, read_structure_set
+from specc.case.model import Beamlets, Case, CaseMetadata, Grid, Structure
+from specc.errors import CaseError
+
+# What the report shows of the RT Plan, when it has it.
+_PLAN_ATTRIBUTES = ("RTPlanLabel", "RTPlanName", "RTPlanDate", "ApprovalStatus", "ReviewerName", "ReviewDate")
+
+
+@dataclass
+class ExportedPlan:
+    """The case to evaluate on, the dose, and what the folder said of the plan."""
+
+    case: Case
+    dose: ExternalDose
+    incomplete: dict[str, str]  # case structure name -> why some of it has no dose
+    plan_attributes: dict[str, str]  # _PLAN_ATTRIBUTES of the RT Plan, when the folder has one
+    notes: list[str] = field(default_factory=list)
+
+
+def read_plan_export(
+    folder: str | Path, fractions: int, *, dose_file: str | Path | None = None, grid_mm: float | None = None
+) -> ExportedPlan:
+    """Read a plan export for checking a protocol of `fractions` fractions (see module docstring).
+
+    `dose_file`: the RT Dose to check when the folder has several; `grid_mm`: a finer isotropic
+    evaluation grid than the RT Dose's (small structures, sharper DVHs).
+    """
+    folder = Path(folder)
+    dicom = read_dicom_folder(folder)
+    dose = read_rtdose(_dose_path(folder, dicom, dose_file), fractions)
+    ct_frame = dicom.ct.identifiers.get("FrameOfReferenceUID")
+    if ct_frame and dose.frame_of_reference_uid and ct_frame != dose.frame_of_reference_uid:
+        raise CaseError(
+            f"{dose.path}: the RT Dose is in Frame of Reference {dose.frame_of_reference_uid}, "
+            f"the CT in {ct_frame}: they are not one patient position"
+        )
+    plan_attributes, notes = _plan(folder, dicom, dose, fractions)
+    notes = [*dose.notes, *notes]
+    grid = dose.grid if grid_mm is None else _finer_grid(dose.grid, grid_mm)
+    if grid_mm is not None:
+        notes.append(
+            f"evaluated on a {grid_mm:g} mm grid over the RT Dose grid ({' x '.join(f'{s:g}' for s in dose.grid.spacing_mm)} mm): "
+            "dose interpolated trilinearly"
+        )
+
+    source = str(dicom.structure_set_file)
+    rois, without_volume = read_structure_set(dicom.structure_set, dicom.ct, source)
+    notes += [f"ROI {item}: not evaluated" for item in without_volume]
+    structures: dict[str, Structure] = {}
+    incomplete: dict[str, str] = {}
+    for roi in rois:
+        mask, outside = _rasterize_with_outside(roi, grid, dicom.ct.spacing_mm[2])
+        if not mask.any():
+            notes.append(
+                f"ROI {roi.name}: no voxel centre of the {_spacing_text(grid)} mm evaluation grid lies inside it "
+                "(outside the dose grid, or smaller than a voxel: a finer --grid samples it); left out"
+            )
+            continue
+        structures[roi.name] = Structure(name=roi.name, mask=mask, color=roi.color)
+        if outside:
+            total = outside + int(np.count_nonzero(mask))
+            incomplete[roi.name] = (
+                f"{outside} of its {total} voxels ({100.0 * outside / total:.1f}%, {outside * grid.voxel_volume_cc:.1f} cc) "
+                f"lie outside the RT Dose grid of {dose.path.name}: they have no dose"
+            )
+    if not structures:
+        raise CaseError(f"{source}: no ROI covers a voxel of the RT Dose grid of {dose.path.name}")
+
+    extra = {f"dicom.{key}": value for key, value in dicom.ct.identifiers.items()}
+    extra["dicom.StructureSetSOPInstanceUID"] = str(dicom.structure_set.get("SOPInstanceUID", ""))
+    voxels = grid.n_voxels
+    case = build_case(
+        source,
+        case_id=str(dicom.ct.identifiers.get("PatientID", folder.name)),
+        grid=grid,
+        voxel_indices=np.arange(voxels, dtype=np.int64),
+        influence=sp.csr_matrix((voxels, 0), dtype=np.float32),
+        beams=[],
+        beamlets=Beamlets(beam_id=[], x_mm=[], y_mm=[], width_mm=[], height_mm=[]),
+        structures=structures,
+        ct_hu=dicom.ct.on_grid(grid),
+        metadata=CaseMetadata(
+            source=f"DICOM plan export {folder.name} (CT + RTSTRUCT + RT Dose)",
+            dose_engine=f"none: the dose is the RT Dose {dose.path.name}",
+            extra=extra,
+        ),
+    )
+    return ExportedPlan(case=case, dose=dose, incomplete=incomplete, plan_attributes=plan_attributes, notes=notes)
+
+
+def _dose_path(folder: Path, dicom: DicomFolder, dose_file: str | Path | None) -> Path:
+    if dose_file is not None:
+        return Path(dose_file)
+    doses = dicom.by_modality.get("RTDOSE", [])
+    if not doses:
+        raise CaseError(f"{folder}: no RT Dose (RTDOSE) found: nothing to check")
+    if len(doses) > 1:
+        names = ", ".join(path.name for path in doses)
+        raise CaseError(f"{folder}: several RT Doses ({names}); name the plan sum to check with --dose")
+    return doses[0]
+
+
+def _plan(folder: Path, dicom: DicomFolder, dose: ExternalDose, fractions: int) -> tuple[dict[str, str], list[str]]:
+    """The RT Plan the dose belongs to (its fractions checked), or a note that there is none."""
+    plans = [(path, pydicom.dcmread(path, stop_before_pixels=True)) for path in dicom.by_modality.get("RTPLAN", [])]
+    if dose.referenced_plan_uid is not None:
+        plans = [(path, plan) for path, plan in plans if str(plan.get("SOPInstanceUID", "")) == dose.referenced_plan_uid]
+    if len(plans) != 1:
+        why = "not in the folder" if not plans else "not identified (several, none referenced by the dose)"
+        return {}, [f"RT Plan {why}: the fractions could not be checked against the protocol's {fractions}"]
+    path, plan = plans[0]
+    groups = plan.get("FractionGroupSequence", [])
+    planned = sum(int(group.get("NumberOfFractionsPlanned", 0) or 0) for group in groups)
+    if planned and planned != fractions:
+        raise CaseError(
+            f"{path}: the RT Plan delivers {planned} fractions, the protocol prescribes {fractions}: "
+            "the plan does not implement this protocol's fractionation"
+        )
+    attributes = {keyword: str(plan.get(keyword)) for keyword in _PLAN_ATTRIBUTES if plan.get(keyword) not in (None, "")}
+    attributes["file"] = path.name
+    notes = [] if planned else [f"{path.name}: no NumberOfFractionsPlanned; fractions not checked"]
+    return attributes, notes
+
+
+def _finer_grid(dose_grid: Grid, spacing_mm: float) -> Grid:
+    """An isotropic grid of `spacing_mm` whose centres span the dose grid's centres."""
+    if not spacing_mm > 0:
+        raise CaseError(f"--grid must be a positive spacing in mm, got {spacing_mm:g}")
+    extent = [(n - 1) * s for n, s in zip(dose_grid.shape, dose_grid.spacing_mm)]
+    shape = tuple(int(np.floor(length / spacing_mm + 1e-6)) + 1 for length in extent)
+    origin = tuple(o + 0.5 * (length - (n - 1) * spacing_mm) for o, length, n in zip(dose_grid.origin_mm, extent, shape))
+    return Grid(shape=shape, spacing_mm=(spacing_mm,) * 3, origin_mm=origin)  # type: ignore[arg-type]
+
+
+def _rasterize_with_outside(roi: RoiContours, grid: Grid, slice_mm: float) -> tuple[np.ndarray, int]:
+    """The ROI's mask on `grid`, and how many voxels of the same lattice it covers beyond the grid."""
+    axes = grid.axes_mm()
+    points = np.concatenate([polygon for polygons in roi.planes.values() for polygon in polygons])
+    planes = np.array(sorted(roi.planes))
+    low = (points[:, 0].min(), points[:, 1].min(), planes.min() - slice_mm / 2)
+    high = (points[:, 0].max(), points[:, 1].max(), planes.max() + slice_mm / 2)
+    extended, lead = [], []
+    for axis in range(3):
+        spacing, first, last = grid.spacing_mm[axis], axes[axis][0], axes[axis][-1]
+        before = max(0, int(np.ceil((first - low[axis] - POSITION_TOLERANCE_MM) / spacing)))
+        after = max(0, int(np.ceil((high[axis] - last - POSITION_TOLERANCE_MM) / spacing)))
+        extended.append(first + spacing * np.arange(-before, len(axes[axis]) + after))
+        lead.append(before)
+    whole = rasterize(roi, *extended, slice_mm)
+    inside = tuple(slice(start, start + n) for start, n in zip(lead, grid.shape))
+    mask = whole[inside]
+    return np.ascontiguousarray(mask), int(np.count_nonzero(whole)) - int(np.count_nonzero(mask))
+
+
+def _spacing_text(grid: Grid) -> str:
+    return " x ".join(f"{s:g}" for s in grid.spacing_mm)

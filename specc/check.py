@@ -1,0 +1,215 @@
+"""`specc.check`: a plan made in another planning system, judged against a protocol.
+
+Clinics compare the plans their planning system made with their protocols, and with what
+specc would make. A check reads the other system's dose (DICOM RT Dose) as it was exported,
+measures every goal on it with the same DVHs and judgements as `specc plan` (nothing is
+optimized, nothing renormalized) and writes the same report and plan.json, marked as a check
+of an external dose with the file's SHA-256, so `specc compare` can set it beside a specc plan.
+
+Two sources: a plan export folder (CT + RTSTRUCT + RT Dose, and the RT Plan when present:
+structures on the dose grid) or a specc case file with an RT Dose (the dose interpolated onto
+the case grid, so specc's and the other system's plans are measured on the same masks). A
+structure part of which has no dose (beyond the dose grid) is measured on the rest for its DVH,
+and its goals are reported NOT EVALUATED with the reason, never judged on part of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from specc.case import Case
+from specc.case.importers.plan_export import read_plan_export
+from specc.case.importers.rtdose import ExternalDose, read_rtdose
+from specc.compile import ResolvedStructures, resolve_structures
+from specc.errors import CaseError, CompileError
+from specc.evaluate import DoseSourceRecord, GoalRecord, PlanRecord, evaluate_dose
+from specc.evaluate.record import GridInfo
+from specc.pipeline import PLAN_JSON, StageProgress, remove_earlier_plan, StageTimer
+from specc.protocol import Protocol, load_protocol
+from specc.report import write_report
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """What `check` measured and wrote."""
+
+    record: PlanRecord
+    paths: list[Path]
+    timings_s: dict[str, float]
+
+    def failed_must_goals(self) -> list[GoalRecord]:
+        """Priority-1 goals the dose fails (beyond any acceptable variation)."""
+        return [goal for goal in self.record.goals if goal.priority == 1 and goal.measured_status == "fail"]
+
+    def exit_code(self, strict: bool = False) -> int:
+        """0: checked; 2: `strict` and a priority-1 goal failed."""
+        return 2 if strict and self.failed_must_goals() else 0
+
+
+def check_export(
+    protocol: Protocol | str | Path,
+    folder: str | Path,
+    out_dir: str | Path,
+    *,
+    dose_file: str | Path | None = None,
+    grid_mm: float | None = None,
+    pdf: bool = False,
+    progress: StageProgress | None = None,
+) -> CheckOutcome:
+    """Check the RT Dose of a plan export folder against `protocol` (see module docstring)."""
+    stages = StageTimer(progress)
+    protocol = _loaded(protocol, stages)
+    with stages.stage("read dose"):
+        exported = read_plan_export(folder, protocol.prescription.fractions, dose_file=dose_file, grid_mm=grid_mm)
+        case, dose = exported.case, exported.dose
+        resolved = _resolved(protocol, case, exported.notes)
+        values, known = dose.on_grid(case.grid)
+        incomplete = _carried(protocol, resolved, exported.incomplete)
+    source = _source_record(dose, interpolated=grid_mm is not None, incomplete=incomplete, plan=exported.plan_attributes)
+    return _measure(protocol, case, resolved, values, known, source, [*exported.notes, *resolved.notes], out_dir, pdf, stages)
+
+
+def check_dose(
+    protocol: Protocol | str | Path,
+    case: Case | str | Path,
+    dose_file: str | Path,
+    out_dir: str | Path,
+    *,
+    pdf: bool = False,
+    progress: StageProgress | None = None,
+) -> CheckOutcome:
+    """Check an RT Dose against `protocol` on a specc case's grid and structures."""
+    stages = StageTimer(progress)
+    protocol = _loaded(protocol, stages)
+    if not isinstance(case, Case):
+        with stages.stage("load case"):
+            case = Case.load(case)
+    with stages.stage("read dose"):
+        dose = read_rtdose(dose_file, protocol.prescription.fractions)
+        notes = [*dose.notes, *_frame_note(case, dose)]
+        resolved = _resolved(protocol, case, notes)
+        values, known = dose.on_grid(case.grid)
+        incomplete = {
+            name: f"{outside} of its {int(np.count_nonzero(mask))} voxels lie outside the RT Dose grid of "
+            f"{dose.path.name}: they have no dose"
+            for name, mask in resolved.masks.items()
+            if (outside := int(np.count_nonzero(mask & ~known)))
+        }
+    source = _source_record(dose, interpolated=not dose.has_grid(case.grid), incomplete=incomplete, plan={})
+    return _measure(protocol, case, resolved, values, known, source, [*notes, *resolved.notes], out_dir, pdf, stages)
+
+
+def _loaded(protocol: Protocol | str | Path, stages: StageTimer) -> Protocol:
+    if isinstance(protocol, Protocol):
+        return protocol
+    with stages.stage("load protocol"):
+        return load_protocol(protocol)
+
+
+def _resolved(protocol: Protocol, case: Case, notes: list[str]) -> ResolvedStructures:
+    """The protocol's masks on the case; a missing structure's error names those the reader left out."""
+    try:
+        return resolve_structures(protocol, case)
+    except CompileError as error:
+        left_out = [note for note in notes if note.endswith("left out")]
+        if not left_out:
+            raise
+        raise CompileError(f"{error} ({'; '.join(left_out)})") from None
+
+
+def _frame_note(case: Case, dose: ExternalDose) -> list[str]:
+    """The RT Dose must be in the case's Frame of Reference when the case knows its own."""
+    frame = case.metadata.extra.get("dicom.FrameOfReferenceUID")
+    if frame is None:
+        return [
+            f"the case {case.case_id!r} has no DICOM Frame of Reference: {dose.path.name} is placed on it by its "
+            "patient coordinates alone"
+        ]
+    if dose.frame_of_reference_uid is not None and dose.frame_of_reference_uid != frame:
+        raise CaseError(
+            f"{dose.path}: the RT Dose is in Frame of Reference {dose.frame_of_reference_uid}, the case "
+            f"{case.case_id!r} in {frame}: they are not one patient position"
+        )
+    return []
+
+
+def _carried(protocol: Protocol, resolved: ResolvedStructures, by_case_name: Mapping[str, str]) -> dict[str, str]:
+    """Incomplete case structures under their protocol names, and the derived structures that may be.
+
+    A derived structure inside a whole structure by construction (`A - B`, `A & B`, a crop, a
+    shrink: `StructureExpr.within`) is whole. Otherwise it is incomplete when it is made from an
+    incomplete one (`StructureExpr.sources`: a subtracted structure only removes voxels), or when
+    it reaches the dose grid's outer faces (a margin or a ring computed on the grid stops there,
+    though the structure would go on where there is no dose).
+    """
+    incomplete = {
+        name: by_case_name[case_name] for name, case_name in resolved.case_names.items() if case_name in by_case_name
+    }
+    pending = [name for name, spec in protocol.structures.items() if spec.expression is not None and name in resolved.masks]
+    while pending:  # derived structures may build on derived ones: the ready ones first
+        ready = [name for name in pending if not set(protocol.structures[name].expression.names()) & set(pending)]
+        for name in ready or pending:
+            pending.remove(name)
+            expression = protocol.structures[name].expression
+            if any(part in resolved.masks and part not in incomplete for part in expression.within()):
+                continue
+            parts = [part for part in expression.sources() if part in incomplete]
+            if parts:
+                incomplete[name] = f"built from {', '.join(parts)}, part of which has no dose"
+            elif _touches_faces(resolved.masks[name]):
+                incomplete[name] = (
+                    f"`{expression}` reaches the edge of the dose grid: it may go on beyond, where there is no dose"
+                )
+    return incomplete
+
+
+def _touches_faces(mask: np.ndarray) -> bool:
+    return any(mask.take(index, axis=axis).any() for axis in range(3) for index in (0, -1))
+
+
+def _source_record(
+    dose: ExternalDose, *, interpolated: bool, incomplete: dict[str, str], plan: dict[str, str]
+) -> DoseSourceRecord:
+    grid = dose.grid
+    return DoseSourceRecord(
+        format="DICOM RT Dose",
+        file=str(dose.path),
+        sha256=dose.sha256,
+        dose_type=dose.dose_type,
+        summation=dose.summation,
+        fractions_scaled=dose.fractions_scaled,
+        grid=GridInfo(shape=grid.shape, spacing_mm=grid.spacing_mm, origin_mm=grid.origin_mm),
+        interpolated=interpolated,
+        attributes=dose.attributes,
+        plan=plan,
+        incomplete=incomplete,
+    )
+
+
+def _measure(
+    protocol: Protocol,
+    case: Case,
+    resolved: ResolvedStructures,
+    dose: np.ndarray,
+    known: np.ndarray,
+    source: DoseSourceRecord,
+    notes: list[str],
+    out_dir: str | Path,
+    pdf: bool,
+    stages: StageTimer,
+) -> CheckOutcome:
+    out = Path(out_dir)
+    with stages.stage("evaluate"):
+        evaluation = evaluate_dose(protocol, case, resolved.masks, dose, known, source, dict(stages.timings), notes)
+    with stages.stage("report"):
+        remove_earlier_plan(out)  # an earlier plan's files beside this check would read as its own
+        record = evaluation.record.model_copy(update={"timings_s": dict(stages.timings)})
+        paths = write_report(out, record, case, evaluation, resolved.masks, pdf=pdf)
+        plan_json = out / PLAN_JSON
+        plan_json.write_text(record.model_dump_json(indent=2), encoding="utf-8")
+        paths.append(plan_json)
+    return CheckOutcome(record=record, paths=paths, timings_s=dict(stages.timings))

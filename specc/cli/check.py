@@ -1,0 +1,83 @@
+"""`specc check`: argument parsing and printing around `specc.check_export` / `specc.check_dose`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from specc.cli.app import app, console, error_console, fail, status_text
+from specc.cli.plan import StagePrinter, goal_value, print_robustness
+from specc.errors import SpeccError
+
+
+@app.command()
+def check(
+    protocol: Path = typer.Argument(..., help="Protocol file (YAML)."),
+    export: Path | None = typer.Argument(
+        None, help="A plan export folder: CT + RTSTRUCT + RT Dose (and the RT Plan, whose fractions are checked)."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for report.html and plan.json."),
+    dose: Path | None = typer.Option(
+        None, "--dose", help="The RT Dose file to check (with --case; or the one of several in the folder)."
+    ),
+    case: Path | None = typer.Option(
+        None, "--case", help="A specc case file: the dose is interpolated onto its grid and judged on its structures."
+    ),
+    grid: float | None = typer.Option(
+        None, "--grid", help="With a folder: evaluate on a finer isotropic grid (mm) than the RT Dose's, interpolated."
+    ),
+    pdf: bool = typer.Option(False, "--pdf", help="Also write report.pdf (needs WeasyPrint)."),
+    strict: bool = typer.Option(False, "--strict", help="Exit 2 when a priority-1 goal fails."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors and the final line."),
+) -> None:
+    """Check a plan made in another system against a protocol: its RT Dose measured, nothing optimized.
+
+    Give a plan export folder (structures from its RTSTRUCT, on the dose grid), or --case CASE.h5
+    with --dose RD.dcm (structures from the case). Exit code 0 when the dose was checked (goal
+    failures are in the report), 1 on bad input, 2 with --strict when a priority-1 goal fails.
+    """
+    from specc.check import check_dose, check_export
+
+    if (export is None) == (case is None):
+        fail("give a plan export folder, or --case CASE.h5 with --dose RD.dcm (not both)")
+    if case is not None and dose is None:
+        fail("--case needs --dose RD.dcm: the RT Dose to check on the case")
+    if case is not None and grid is not None:
+        fail("--grid applies to a plan export folder; a case file has its own grid")
+    printer = StagePrinter(quiet)
+    try:
+        if export is not None:
+            outcome = check_export(protocol, export, out, dose_file=dose, grid_mm=grid, pdf=pdf, progress=printer)
+        else:
+            outcome = check_dose(protocol, case, dose, out, pdf=pdf, progress=printer)
+    except SpeccError as error:
+        printer.stop()
+        fail(error)
+    record = outcome.record
+    if not quiet:
+        for note in record.notes:
+            console.print(Text("note: ", style="yellow") + Text(note))
+        table = Table("structure", "goal", "value", "status", title="Clinical goals (external dose)")
+        for goal in record.goals:
+            table.add_row(goal.structure, goal.text, goal_value(goal), status_text(goal.status))
+        console.print(table)
+        for goal in record.goals:
+            if goal.status == "not_evaluated":
+                console.print(Text(f"not evaluated: {goal.structure} {goal.text}: {goal.note}"), soft_wrap=True)
+        if record.robustness is not None:
+            print_robustness(record.robustness)
+    counts = ", ".join(f"{n} {status}" for status, n in record.goal_counts().items()) or "no goals"
+    source = record.dose_source
+    assert source is not None
+    console.print(
+        f"checked {source.file} (sha256 {source.sha256[:12]}); goals: {counts}; "
+        f"wrote {', '.join(str(path) for path in outcome.paths)}"
+    )
+    failed = outcome.failed_must_goals()
+    if strict and failed:
+        names = "; ".join(f"{goal.structure} {goal.text} ({goal.source})" for goal in failed)
+        error_console.print(Text(f"--strict: priority-1 goals failed: {names}", style="red"))
+    raise typer.Exit(outcome.exit_code(strict))

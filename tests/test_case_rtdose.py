@@ -1,0 +1,96 @@
+"""Reading another system's RT Dose: what each value means (total Gy), where it is, what is refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from interop_fixtures import write_rtdose_file
+
+from specc.case.importers.rtdose import read_rtdose
+from specc.case.model import Grid
+from specc.errors import CaseError
+
+ORIGIN = (-20.0, -10.0, 5.0)
+SPACING = (2.5, 2.0, 3.0)
+SHAPE = (9, 7, 5)
+
+
+def linear_dose(shape=SHAPE, origin=ORIGIN, spacing=SPACING) -> np.ndarray:
+    """20 Gy + a gradient along every axis: trilinear interpolation reproduces it exactly."""
+    x, y, z = (o + s * np.arange(n) for o, s, n in zip(origin, spacing, shape))
+    return 20.0 + 0.3 * x[:, None, None] + 0.2 * y[None, :, None] + 0.5 * z[None, None, :]
+
+
+def test_a_plan_sum_is_read_as_the_total_in_gy_on_its_grid(tmp_path):
+    dose = linear_dose()
+    read = read_rtdose(write_rtdose_file(tmp_path / "RD.dcm", dose, ORIGIN, SPACING), fractions=30)
+    assert read.grid == Grid(SHAPE, SPACING, ORIGIN)
+    np.testing.assert_allclose(read.dose_gy, dose, rtol=1e-8)
+    assert read.fractions_scaled is None and read.summation == "PLAN"
+    assert read.attributes["Manufacturer"] == "OtherTPS"
+    assert len(read.sha256) == 64
+
+
+def test_a_fraction_dose_is_multiplied_by_the_fractions_and_says_so(tmp_path):
+    dose = linear_dose()
+    read = read_rtdose(write_rtdose_file(tmp_path / "RD.dcm", dose, ORIGIN, SPACING, summation="FRACTION"), 28)
+    np.testing.assert_allclose(read.dose_gy, 28 * dose, rtol=1e-8)
+    assert read.fractions_scaled == 28
+    assert any("one fraction" in note and "28 fractions" in note for note in read.notes)
+
+
+@pytest.mark.parametrize("prone, absolute", [(True, False), (False, True), (True, True)])
+def test_prone_storage_and_absolute_frame_offsets_give_the_same_dose_in_patient_coordinates(tmp_path, prone, absolute):
+    dose = linear_dose()
+    path = write_rtdose_file(tmp_path / "RD.dcm", dose, ORIGIN, SPACING, prone=prone, absolute_offsets=absolute)
+    read = read_rtdose(path, 30)
+    assert read.grid == Grid(SHAPE, SPACING, ORIGIN)
+    np.testing.assert_allclose(read.dose_gy, dose, rtol=1e-8)
+
+
+def test_on_another_grid_the_dose_is_trilinear_and_unknown_beyond_the_dose_grid(tmp_path):
+    read = read_rtdose(write_rtdose_file(tmp_path / "RD.dcm", linear_dose(), ORIGIN, SPACING), 30)
+    # 1 mm voxels starting 2 mm before the dose grid along x: the first two planes have no dose.
+    grid = Grid((20, 10, 8), (1.0, 1.0, 1.0), (ORIGIN[0] - 2.0, ORIGIN[1] + 0.5, ORIGIN[2] + 0.25))
+    values, known = read.on_grid(grid)
+    assert not known[:2].any() and np.isnan(values[:2]).all()
+    assert known[2:].all()
+    expected = linear_dose(grid.shape, grid.origin_mm, grid.spacing_mm)
+    np.testing.assert_allclose(values[2:], expected[2:], rtol=1e-7)
+    assert not read.has_grid(grid) and read.has_grid(read.grid)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"units": "RELATIVE"}, "DoseUnits RELATIVE"),
+        ({"summation": "BEAM"}, "DoseSummationType BEAM is part of a plan"),
+    ],
+)
+def test_doses_that_are_not_a_plans_total_in_gy_are_refused_with_the_file_named(tmp_path, change, message):
+    path = write_rtdose_file(tmp_path / "RD.dcm", linear_dose(), ORIGIN, SPACING, **change)
+    with pytest.raises(CaseError, match=message) as error:
+        read_rtdose(path, 30)
+    assert str(path) in str(error.value)
+
+
+def test_non_uniform_frames_and_oblique_grids_are_refused(tmp_path):
+    import pydicom
+
+    path = write_rtdose_file(tmp_path / "RD.dcm", linear_dose(), ORIGIN, SPACING)
+    dataset = pydicom.dcmread(path)
+    dataset.GridFrameOffsetVector = [0, 3, 6, 10, 13]
+    dataset.save_as(tmp_path / "gaps.dcm")
+    with pytest.raises(CaseError, match="not uniformly spaced"):
+        read_rtdose(tmp_path / "gaps.dcm", 30)
+    dataset = pydicom.dcmread(path)
+    dataset.ImageOrientationPatient = [0.866, 0.5, 0, -0.5, 0.866, 0]
+    dataset.save_as(tmp_path / "oblique.dcm")
+    with pytest.raises(CaseError, match="not axis-aligned"):
+        read_rtdose(tmp_path / "oblique.dcm", 30)
+
+
+def test_a_file_that_is_not_an_rt_dose_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("not DICOM")
+    with pytest.raises(CaseError, match="not a readable DICOM file"):
+        read_rtdose(tmp_path / "notes.txt", 30)

@@ -1,0 +1,273 @@
+"""`specc check`: a plan made elsewhere (its RT Dose) judged against a protocol, nothing optimized."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from interop_fixtures import (
+    FRAME_OF_REFERENCE,
+    CircleRoi,
+    CtGeometry,
+    body_hu,
+    dicompyler_dvhcalc,
+    standard_rois,
+    write_ct_series,
+    write_rtdose_file,
+    write_rtplan,
+    write_rtstruct,
+)
+from typer.testing import CliRunner
+
+import specc
+from specc.case.importers.dicom import import_dicom
+from specc.cli import app
+from specc.errors import SpeccError
+from specc.evaluate.dvh import DVH
+from specc.export import read_result
+from specc.export.rtdose import write_rtdose
+
+REPO = Path(__file__).resolve().parents[1]
+
+PROTOCOL = """\
+specc: 1
+name: Check test
+site: test
+version: 1.0.0
+structures:
+  Target: {role: target}
+  Cord: {role: oar, aliases: [Spinal Cord]}
+  Body: {role: other, aliases: [External]}
+  Ring: {role: other, expression: "Target - Cord"}
+  Halo: {role: other, expression: "ring(Target, 3mm, 15mm)"}
+  Shell: {role: other, expression: "Body - Target"}
+prescription:
+  fractions: 30
+  levels:
+    - {target: Target, dose: 60 Gy}
+goals:
+  Target:
+    - "D95% >= 57 Gy"
+    - "Max <= 66 Gy"
+  Cord:
+    - "Max <= 45 Gy"
+  Ring:
+    - "Mean <= 50 Gy"
+  Shell:
+    - "D2cc <= 60 Gy"
+  Halo:
+    - "Mean <= 40 Gy"
+"""
+
+# The dose grid: x -40..40, y -40..37.5 (2.5 mm), z on CT slices 1..10 of 12: the body and the
+# cord run over all 12 slices, so part of each has no dose; the target (slices 2..9) is inside.
+DOSE_ORIGIN = (-40.0, -40.0, -12.0)
+DOSE_SPACING = (2.5, 2.5, 3.0)
+DOSE_SHAPE = (33, 32, 10)
+
+
+def target_dose(origin=DOSE_ORIGIN, spacing=DOSE_SPACING, shape=DOSE_SHAPE) -> np.ndarray:
+    """62 Gy on the target's axis falling off with the distance from it (a smooth, plan-like dose)."""
+    x, y, _ = (o + s * np.arange(n) for o, s, n in zip(origin, spacing, shape))
+    r = np.hypot(x[:, None] - 5.0, y[None, :] - 3.0)
+    plane = 62.0 / (1.0 + np.exp((r - 14.0) / 2.5))
+    return np.repeat(plane[:, :, None], shape[2], axis=2)
+
+
+@pytest.fixture
+def export(tmp_path) -> Path:
+    """A plan export as a TPS writes it: CT, RTSTRUCT, RT Dose (plan sum) and the RT Plan it references."""
+    geometry = CtGeometry()
+    folder = tmp_path / "export"
+    write_ct_series(folder, geometry, body_hu(geometry))
+    write_rtstruct(folder / "RS.dcm", geometry, standard_rois(geometry))
+    plan_uid = write_rtplan(folder / "RP.dcm", fractions=30)
+    write_rtdose_file(folder / "RD.dcm", target_dose(), DOSE_ORIGIN, DOSE_SPACING, plan_uid=plan_uid,
+                      frame_uid=FRAME_OF_REFERENCE)
+    return folder
+
+
+@pytest.fixture
+def protocol_file(tmp_path) -> Path:
+    path = tmp_path / "check.yaml"
+    path.write_text(PROTOCOL)
+    return path
+
+
+def goals_by_text(record) -> dict[tuple[str, str], object]:
+    return {(goal.structure, goal.text): goal for goal in record.goals}
+
+
+def test_an_export_is_judged_on_its_own_dose_grid_and_agrees_with_dicompyler(export, protocol_file, tmp_path):
+    outcome = specc.check_export(protocol_file, export, tmp_path / "out")
+    record = outcome.record
+    goals = goals_by_text(record)
+    target = goals[("Target", "D95% >= 57 Gy")]
+    assert target.status in ("pass", "fail") and target.value is not None
+    assert record.solver is None and record.converged and record.normalization is None
+    assert record.case.grid.shape == DOSE_SHAPE
+    source = record.dose_source
+    assert source.file == str(export / "RD.dcm") and not source.interpolated
+    assert source.plan["RTPlanLabel"] == "Plan1" and source.plan["ApprovalStatus"] == "APPROVED"
+
+    # The same RTSTRUCT and RT Dose through dicompyler-core (an independent DVH calculator):
+    # mean and maximum of the target agree within 1% (its DVH uses its own voxel rule).
+    theirs = dicompyler_dvhcalc().get_dvh(str(export / "RS.dcm"), str(export / "RD.dcm"), 2)
+    ours = next(s for s in record.structures if s.structure == "Target")
+    assert abs(theirs.mean - ours.mean_gy) <= 0.01 * ours.mean_gy
+    assert abs(theirs.max - ours.max_gy) <= 0.01 * ours.max_gy
+
+
+def test_goals_on_structures_reaching_beyond_the_dose_grid_are_not_evaluated_and_say_why(export, protocol_file, tmp_path):
+    record = specc.check_export(protocol_file, export, tmp_path / "out").record
+    goals = goals_by_text(record)
+    cord = goals[("Cord", "Max <= 45 Gy")]
+    assert cord.status == "not_evaluated" and cord.value is None
+    assert "outside the RT Dose grid" in cord.note
+    # Derived from an incomplete structure: incomplete too; from whole ones only: judged.
+    assert goals[("Shell", "D2cc <= 60 Gy")].status == "not_evaluated"
+    assert "built from Body" in goals[("Shell", "D2cc <= 60 Gy")].note
+    # Inside a whole structure by construction, less one that is cut (the cord): judged.
+    assert goals[("Ring", "Mean <= 50 Gy")].status != "not_evaluated"
+    # A 15 mm ring around the target reaches beyond the dose grid's first and last planes (3 mm apart).
+    assert "reaches the edge of the dose grid" in goals[("Halo", "Mean <= 40 Gy")].note
+    assert set(record.dose_source.incomplete) >= {"Cord", "Body", "Shell"}
+    # Body over 12 CT slices, the dose grid over 10 of them: 2 of 12 planes have no dose.
+    assert "16.7%" in record.dose_source.incomplete["Body"]
+
+
+def test_the_report_is_marked_as_a_check_of_an_external_dose(export, protocol_file, tmp_path):
+    outcome = specc.check_export(protocol_file, export, tmp_path / "out")
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "Plan check: Check test" in html and 'id="external-dose"' in html
+    assert 'id="dose-source"' in html and outcome.record.dose_source.sha256 in html
+    assert 'id="optimization"' not in html and 'id="fluence"' not in html
+    assert "NOT EVALUATED" in html
+    saved = json.loads((tmp_path / "out" / "plan.json").read_text())
+    assert saved["solver"] is None and saved["dose_source"]["summation"] == "PLAN"
+
+
+def test_a_plan_of_other_fractions_than_the_protocol_is_refused(export, protocol_file, tmp_path):
+    (export / "RP.dcm").unlink()
+    plan_uid = write_rtplan(export / "RP.dcm", fractions=28)
+    write_rtdose_file(export / "RD.dcm", target_dose(), DOSE_ORIGIN, DOSE_SPACING, plan_uid=plan_uid)
+    with pytest.raises(SpeccError, match="delivers 28 fractions, the protocol prescribes 30"):
+        specc.check_export(protocol_file, export, tmp_path / "out")
+    assert not (tmp_path / "out" / "report.html").exists()
+
+
+def test_a_fraction_dose_is_checked_as_the_total_of_the_protocols_fractions(export, protocol_file, tmp_path):
+    whole = specc.check_export(protocol_file, export, tmp_path / "plan-sum").record
+    write_rtdose_file(export / "RD.dcm", target_dose() / 30, DOSE_ORIGIN, DOSE_SPACING, summation="FRACTION")
+    (export / "RP.dcm").unlink()  # the new dose references no plan
+    per_fraction = specc.check_export(protocol_file, export, tmp_path / "fraction").record
+    for one, other in zip(whole.goals, per_fraction.goals):
+        if one.value is not None:
+            assert other.value == pytest.approx(one.value, rel=1e-6)
+    assert per_fraction.dose_source.fractions_scaled == 30
+
+
+def test_a_dose_in_another_frame_of_reference_is_refused(export, protocol_file, tmp_path):
+    write_rtdose_file(export / "RD.dcm", target_dose(), DOSE_ORIGIN, DOSE_SPACING, frame_uid="1.2.3.4")
+    with pytest.raises(SpeccError, match="Frame of Reference 1.2.3.4"):
+        specc.check_export(protocol_file, export, tmp_path / "out")
+
+
+def test_a_finer_evaluation_grid_interpolates_the_dose_over_the_same_box(export, protocol_file, tmp_path):
+    coarse = specc.check_export(protocol_file, export, tmp_path / "coarse").record
+    fine = specc.check_export(protocol_file, export, tmp_path / "fine", grid_mm=1.25).record
+    assert fine.case.grid.spacing_mm == (1.25, 1.25, 1.25) and fine.dose_source.interpolated
+    for axis in range(3):  # the same box: the outer voxel centres of both grids coincide
+        assert fine.case.grid.origin_mm[axis] == pytest.approx(coarse.case.grid.origin_mm[axis], abs=0.75)
+    means = [next(s.mean_gy for s in record.structures if s.structure == "Target") for record in (coarse, fine)]
+    # Within 2%: the finer grid also rasterizes the target's edge, where the dose falls steeply, finer.
+    assert means[1] == pytest.approx(means[0], rel=0.02)
+    assert fine.hot_spot.max_gy <= coarse.hot_spot.max_gy + 1e-9  # interpolation makes no new maximum
+
+
+def test_a_target_partly_outside_the_dose_grid_cannot_be_checked(export, protocol_file, tmp_path):
+    shape = (33, 32, 4)  # z -12..-3: the target (slices 2..9, z -9..12) is cut
+    write_rtdose_file(export / "RD.dcm", target_dose(shape=shape), DOSE_ORIGIN, DOSE_SPACING)
+    (export / "RP.dcm").unlink()
+    with pytest.raises(SpeccError, match="prescription target Target: .* outside the RT Dose grid"):
+        specc.check_export(protocol_file, export, tmp_path / "out")
+
+
+def test_several_doses_in_a_folder_need_the_one_to_check_named(export, protocol_file, tmp_path):
+    write_rtdose_file(export / "RD-beam1.dcm", target_dose() / 2, DOSE_ORIGIN, DOSE_SPACING)
+    with pytest.raises(SpeccError, match="several RT Doses .*--dose"):
+        specc.check_export(protocol_file, export, tmp_path / "out")
+    record = specc.check_export(protocol_file, export, tmp_path / "out", dose_file=export / "RD.dcm").record
+    assert record.dose_source.file == str(export / "RD.dcm")
+
+
+@pytest.fixture
+def planned(tmp_path) -> tuple[Path, Path, Path]:
+    """A DICOM study imported and planned by specc with the TG-119 C-shape protocol, its dose exported."""
+    geometry = CtGeometry(slices=8)
+    z = geometry.z()
+    rois = [
+        CircleRoi("External", 0.0, 0.0, 34.0, z[0], z[-1], (0, 255, 0)),
+        CircleRoi("PTV", 0.0, 0.0, 14.0, z[1], z[-2], (255, 0, 0)),
+        CircleRoi("Core", 0.0, 22.0, 5.0, z[0], z[-1], (0, 0, 255)),
+    ]
+    study = tmp_path / "study"
+    write_ct_series(study, geometry, body_hu(geometry))
+    write_rtstruct(study / "RS.dcm", geometry, rois)
+    case_path = tmp_path / "case.h5"
+    import_dicom(study, beams=5, grid_mm=2.5, targets=["PTV"]).case.save(case_path)
+    specc.plan(REPO / "protocols" / "tg119" / "c-shape.yaml", case_path, tmp_path / "plan")
+    dose_path = write_rtdose(read_result(tmp_path / "plan" / "result.h5"), tmp_path / "RD.dcm")
+    return case_path, dose_path, tmp_path / "plan"
+
+
+def test_specc_s_own_exported_dose_checked_on_its_case_gives_the_plan_s_goal_values(planned, tmp_path):
+    case_path, dose_path, plan_dir = planned
+    protocol = REPO / "protocols" / "tg119" / "c-shape.yaml"
+    record = specc.check_dose(protocol, case_path, dose_path, tmp_path / "check").record
+    plan = json.loads((plan_dir / "plan.json").read_text())
+    for theirs, ours in zip(plan["goals"], record.goals):
+        # result.h5 keeps the dose in float32 (4e-6 Gy steps at 50 Gy), the RT Dose in 2^32 steps.
+        assert ours.value == pytest.approx(theirs["value"], abs=2e-5)
+        assert ours.status == theirs["status"]
+    assert not record.dose_source.interpolated and record.dose_source.incomplete == {}
+
+
+def test_a_dose_grid_smaller_than_the_case_leaves_its_outer_structures_unjudged(planned, tmp_path):
+    case_path, dose_path, _ = planned
+    case = specc.Case.load(case_path)
+    result = read_result(dose_path.parent / "plan" / "result.h5")
+    # Keep x from the 3rd voxel on: the body's edge at low x loses its dose, the PTV keeps it.
+    origin = tuple(o + (2 * s if axis == 0 else 0) for axis, (o, s) in enumerate(zip(case.grid.origin_mm, case.grid.spacing_mm)))
+    cut = write_rtdose_file(tmp_path / "RD-cut.dcm", result.dose_gy[2:], origin, case.grid.spacing_mm)
+    protocol = REPO / "protocols" / "tg119" / "c-shape.yaml"
+    record = specc.check_dose(protocol, case_path, cut, tmp_path / "check").record
+    incomplete = record.dose_source.incomplete
+    assert "Body" in incomplete and "PTV" not in incomplete
+    body = DVH.from_dose(result.dose_gy[2:][case.structures["External"].mask[2:]], case.voxel_volume_cc)
+    measured = next(s for s in record.structures if s.structure == "Body")
+    assert measured.volume_cc == pytest.approx(body.volume_cc)
+
+
+def test_a_check_compares_with_a_specc_plan_of_the_same_case(planned, tmp_path):
+    case_path, dose_path, plan_dir = planned
+    protocol = REPO / "protocols" / "tg119" / "c-shape.yaml"
+    specc.check_dose(protocol, case_path, dose_path, tmp_path / "check")
+    result = CliRunner().invoke(app, ["compare", str(plan_dir), str(tmp_path / "check"), "--out", str(tmp_path / "cmp")])
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "cmp" / "compare.html").read_text()
+    assert "external dose from specc" in html  # our own export names specc as its manufacturer
+
+
+def test_cli_check_prints_the_goals_and_refuses_bad_combinations(export, protocol_file, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["check", str(protocol_file), str(export), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "not evaluated: Cord Max <= 45 Gy" in result.output
+    assert "checked" in result.output and "report.html" in result.output
+    result = runner.invoke(app, ["check", str(protocol_file), "--case", "x.h5", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1 and "--case needs --dose" in result.output
+    result = runner.invoke(app, ["check", str(protocol_file), str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1 and "Traceback" not in result.output and "nowhere" in result.output
