@@ -18,6 +18,7 @@ _EXPORTS = {
     "plan": ("specc.pipeline", "plan"),
     "check_export": ("specc.check", "check_export"),
     "check_dose": ("specc.check", "check_dose"),
+    "check_cohort": ("specc.check", "check_cohort"),
     "SpeccError": ("specc.errors", "SpeccError"),
 }
 

@@ -15,7 +15,7 @@ and its goals are reported NOT EVALUATED with the reason, never judged on part o
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,10 +25,21 @@ from specc.case import Case
 from specc.case.importers.plan_export import read_plan_export
 from specc.case.importers.rtdose import ExternalDose, read_rtdose
 from specc.compile import ResolvedStructures, resolve_structures
-from specc.errors import CaseError, CompileError
+from specc.errors import CaseError, CompileError, SpeccError
 from specc.evaluate import DoseSourceRecord, GoalRecord, PlanRecord, evaluate_dose
 from specc.evaluate.record import GridInfo
-from specc.pipeline import PLAN_JSON, StageProgress, remove_earlier_plan, StageTimer
+from specc.pipeline import (
+    COHORT_CSV,
+    PLAN_JSON,
+    CaseProgress,
+    CohortEntry,
+    CohortOutcome,
+    StageProgress,
+    StageTimer,
+    folder_name,
+    remove_earlier_plan,
+    write_cohort_csv,
+)
 from specc.protocol import Protocol, load_protocol
 from specc.report import write_report
 
@@ -49,6 +60,16 @@ class CheckOutcome:
         """0: checked; 2: `strict` and a priority-1 goal failed."""
         return 2 if strict and self.failed_must_goals() else 0
 
+    # What a cohort lists for the case (`CohortEntry`, cohort.csv), as for a plan.
+    succeeded = True
+    solver_name = ""
+    status = "checked"
+    message = ""
+
+    @property
+    def notes(self) -> list[str]:
+        return self.record.notes
+
 
 def check_export(
     protocol: Protocol | str | Path,
@@ -63,6 +84,71 @@ def check_export(
     """Check the RT Dose of a plan export folder against `protocol` (see module docstring)."""
     stages = StageTimer(progress)
     protocol = _loaded(protocol, stages)
+    read = _read_export(protocol, folder, dose_file, grid_mm, stages)
+    return _measure(protocol, read, out_dir, pdf, stages)
+
+
+def check_cohort(
+    protocol: Protocol | str | Path,
+    folders: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    grid_mm: float | None = None,
+    pdf: bool = False,
+    progress: StageProgress | None = None,
+    case_progress: CaseProgress | None = None,
+) -> CohortOutcome:
+    """Check each plan export folder into `out_dir`/<patient id>/ and write `out_dir`/cohort.csv.
+
+    The same layout and summary as `plan_cohort`, so `specc compare` sets a clinic's plans of a
+    cohort beside specc's. A folder that cannot be read or checked is recorded with its error
+    and the next one is checked.
+    """
+    out = Path(out_dir)
+    protocol = _loaded(protocol, StageTimer(None))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SpeccError(f"cannot create the output folder {out}: {error.strerror}") from None
+    summary = out / COHORT_CSV
+    entries: list[CohortEntry] = []
+    taken: set[str] = set()
+    for index, folder in enumerate(folders, start=1):
+        if case_progress is not None:
+            case_progress(index, len(folders), str(folder), None)
+        stages = StageTimer(progress)
+        case_id = None
+        target: Path | None = None
+        try:
+            read = _read_export(protocol, folder, None, grid_mm, stages)
+            case_id = read.case.case_id
+            target = out / folder_name(case_id, taken)
+            taken.add(target.name)
+            entry = CohortEntry(str(folder), case_id, target, _measure(protocol, read, target, pdf, stages), None)
+        except SpeccError as error:
+            entry = CohortEntry(str(folder), case_id, target, None, str(error))
+        entries.append(entry)
+        write_cohort_csv(summary, protocol, entries)
+        if case_progress is not None:
+            case_progress(index, len(folders), str(folder), entry)
+    return CohortOutcome(protocol, entries, summary)
+
+
+@dataclass(frozen=True)
+class _Read:
+    """A dose read for a check, on the case it is judged on."""
+
+    case: Case
+    resolved: ResolvedStructures
+    dose: np.ndarray
+    known: np.ndarray
+    source: DoseSourceRecord
+    notes: list[str]
+
+
+def _read_export(
+    protocol: Protocol, folder: str | Path, dose_file: str | Path | None, grid_mm: float | None, stages: StageTimer
+) -> _Read:
     with stages.stage("read dose"):
         exported = read_plan_export(folder, protocol.prescription.fractions, dose_file=dose_file, grid_mm=grid_mm)
         case, dose = exported.case, exported.dose
@@ -70,7 +156,7 @@ def check_export(
         values, known = dose.on_grid(case.grid)
         incomplete = _carried(protocol, resolved, exported.incomplete)
     source = _source_record(dose, interpolated=grid_mm is not None, incomplete=incomplete, plan=exported.plan_attributes)
-    return _measure(protocol, case, resolved, values, known, source, [*exported.notes, *resolved.notes], out_dir, pdf, stages)
+    return _Read(case, resolved, values, known, source, [*exported.notes, *resolved.notes])
 
 
 def check_dose(
@@ -100,7 +186,8 @@ def check_dose(
             if (outside := int(np.count_nonzero(mask & ~known)))
         }
     source = _source_record(dose, interpolated=not dose.has_grid(case.grid), incomplete=incomplete, plan={})
-    return _measure(protocol, case, resolved, values, known, source, [*notes, *resolved.notes], out_dir, pdf, stages)
+    read = _Read(case, resolved, values, known, source, [*notes, *resolved.notes])
+    return _measure(protocol, read, out_dir, pdf, stages)
 
 
 def _loaded(protocol: Protocol | str | Path, stages: StageTimer) -> Protocol:
@@ -190,25 +277,16 @@ def _source_record(
     )
 
 
-def _measure(
-    protocol: Protocol,
-    case: Case,
-    resolved: ResolvedStructures,
-    dose: np.ndarray,
-    known: np.ndarray,
-    source: DoseSourceRecord,
-    notes: list[str],
-    out_dir: str | Path,
-    pdf: bool,
-    stages: StageTimer,
-) -> CheckOutcome:
+def _measure(protocol: Protocol, read: _Read, out_dir: str | Path, pdf: bool, stages: StageTimer) -> CheckOutcome:
     out = Path(out_dir)
     with stages.stage("evaluate"):
-        evaluation = evaluate_dose(protocol, case, resolved.masks, dose, known, source, dict(stages.timings), notes)
+        evaluation = evaluate_dose(
+            protocol, read.case, read.resolved.masks, read.dose, read.known, read.source, dict(stages.timings), read.notes
+        )
     with stages.stage("report"):
         remove_earlier_plan(out)  # an earlier plan's files beside this check would read as its own
         record = evaluation.record.model_copy(update={"timings_s": dict(stages.timings)})
-        paths = write_report(out, record, case, evaluation, resolved.masks, pdf=pdf)
+        paths = write_report(out, record, read.case, evaluation, read.resolved.masks, pdf=pdf)
         plan_json = out / PLAN_JSON
         plan_json.write_text(record.model_dump_json(indent=2), encoding="utf-8")
         paths.append(plan_json)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from specc.case import Case
 from specc.compile import ProgramStats
@@ -33,6 +34,9 @@ from specc.solve.clinical import fast_path_alone
 from specc.solve.first_order import FIRST_ORDER_SOLVER, WarmStart
 from specc.solve.priorities import STEP_KEPT, StepMemory
 from specc.solve.sample_check import CheckedSolve
+
+if TYPE_CHECKING:
+    from specc.check import CheckOutcome
 
 # Called with (stage, None) when a stage starts and (stage, seconds) when it ends.
 StageProgress = Callable[[str, float | None], None]
@@ -69,6 +73,19 @@ class PlanOutcome:
         if not self.succeeded:
             return 1
         return 2 if strict and self.failed_must_goals() else 0
+
+    @property
+    def solver_name(self) -> str:
+        return self.solve.solver
+
+    @property
+    def status(self) -> str:
+        """The solver's status: what a cohort lists for the case."""
+        return self.solve.status
+
+    @property
+    def message(self) -> str:
+        return self.solve.message
 
 
 class StageTimer:
@@ -306,7 +323,7 @@ class CohortEntry:
     case_file: str
     case_id: str | None  # None when the case could not be loaded
     folder: Path | None  # None when the case could not be loaded
-    outcome: PlanOutcome | None  # None when an error stopped the case before a solve
+    outcome: PlanOutcome | CheckOutcome | None  # None when an error stopped the case before a solve (or a check)
     error: str | None
 
     def exit_code(self, strict: bool = False) -> int:
@@ -314,8 +331,8 @@ class CohortEntry:
 
     @property
     def status(self) -> str:
-        """The solver status, or "error" when the case stopped before a solve."""
-        return "error" if self.outcome is None else self.outcome.solve.status
+        """The solver status ("checked" for an external dose), or "error" when the case stopped before it."""
+        return "error" if self.outcome is None else self.outcome.status
 
 
 @dataclass(frozen=True)
@@ -332,7 +349,7 @@ class CohortOutcome:
         return 1 if 1 in codes else max(codes, default=0)
 
 
-def _folder_name(case_id: str, taken: set[str]) -> str:
+def folder_name(case_id: str, taken: set[str]) -> str:
     """A folder name for `case_id` that is safe on any file system and unique in the cohort."""
     base = _UNSAFE_IN_FOLDER.sub("_", case_id).strip("._") or "case"
     name, count = base, 1
@@ -365,10 +382,10 @@ def write_cohort_csv(path: Path, protocol: Protocol, entries: Sequence[CohortEnt
                 entry.case_id or "",
                 entry.case_file,
                 str(entry.folder) if entry.folder is not None and outcome and outcome.record else "",
-                outcome.solve.solver if outcome else "",
+                outcome.solver_name if outcome else "",
                 entry.status,
                 entry.exit_code(),
-                entry.error or (outcome.solve.message if outcome and not outcome.succeeded else ""),
+                entry.error or (outcome.message if outcome and not outcome.succeeded else ""),
             ]
             record = outcome.record if outcome is not None else None
             if record is not None:
@@ -436,7 +453,7 @@ def _plan_cohort_case(
             case = Case.load(case_file)
     except SpeccError as error:
         return CohortEntry(str(case_file), None, None, None, str(error))
-    folder = out / _folder_name(case.case_id, taken)
+    folder = out / folder_name(case.case_id, taken)
     taken.add(folder.name)
     try:
         outcome = _plan_case(protocol, case, case_file, folder, solver, pdf, stages)

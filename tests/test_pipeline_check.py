@@ -271,3 +271,47 @@ def test_cli_check_prints_the_goals_and_refuses_bad_combinations(export, protoco
     assert result.exit_code == 1 and "--case needs --dose" in result.output
     result = runner.invoke(app, ["check", str(protocol_file), str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
     assert result.exit_code == 1 and "Traceback" not in result.output and "nowhere" in result.output
+
+
+def _renamed_patient(folder: Path, patient_id: str) -> Path:
+    import pydicom
+
+    for path in folder.iterdir():
+        dataset = pydicom.dcmread(path)
+        dataset.PatientID = patient_id
+        dataset.save_as(path)
+    return folder
+
+
+def test_a_cohort_of_exports_is_checked_into_one_folder_per_patient_with_a_summary(export, protocol_file, tmp_path):
+    import csv
+    import shutil
+
+    second = _renamed_patient(shutil.copytree(export, tmp_path / "export-2"), "P-002")
+    broken = tmp_path / "export-3"
+    broken.mkdir()
+    outcome = specc.check_cohort(protocol_file, [export, second, broken], tmp_path / "audit")
+    assert [entry.status for entry in outcome.entries] == ["checked", "checked", "error"]
+    assert "no CT images" in outcome.entries[2].error
+    assert outcome.exit_code() == 1
+    rows = list(csv.DictReader((tmp_path / "audit" / "cohort.csv").open()))
+    assert [row["case_id"] for row in rows] == ["SPECC-TEST-001", "P-002", ""]
+    assert rows[0]["solver_status"] == "checked" and rows[0]["folder"].endswith("SPECC-TEST-001")
+    assert rows[0]["Cord: Max <= 45 Gy [Gy] status"] == "not_evaluated"
+    assert (tmp_path / "audit" / "P-002" / "report.html").exists()
+
+    # Two audits of the same patients compare as cohorts (here: the same doses, so no difference).
+    specc.check_cohort(protocol_file, [export, second], tmp_path / "audit-again")
+    runner = CliRunner()
+    result = runner.invoke(app, ["compare", str(tmp_path / "audit"), str(tmp_path / "audit-again"), "--out", str(tmp_path / "cmp")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "cmp" / "compare.html").exists()
+
+
+def test_cli_check_of_several_folders_needs_cohort(export, protocol_file, tmp_path):
+    runner = CliRunner()
+    result = runner.invoke(app, ["check", str(protocol_file), str(export), str(export), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1 and "add --cohort" in result.output
+    result = runner.invoke(app, ["check", str(protocol_file), str(export), "--cohort", "--out", str(tmp_path / "audit")])
+    assert result.exit_code == 0, result.output
+    assert "1 of 1 exports checked" in result.output and "checked" in result.output

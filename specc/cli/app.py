@@ -19,7 +19,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-# Goal statuses, then solver statuses (cohort table) and "error" (a case that stopped before a solve).
+# Goal statuses, then solver statuses (cohort table), "checked" (an external dose, `specc check
+# --cohort`) and "error" (a case that stopped before a solve).
 STATUS_STYLE = {
     "pass": "green",
     "variation": "yellow",
@@ -32,6 +33,7 @@ STATUS_STYLE = {
     "unbounded": "red",
     "time_limit": "red",
     "solver_error": "red",
+    "checked": "green",
     "error": "bold red",
 }
 

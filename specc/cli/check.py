@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
 from specc.cli.app import app, console, error_console, fail, status_text
-from specc.cli.plan import StagePrinter, goal_value, print_robustness
+from specc.cli.plan import StagePrinter, cohort_table, goal_value, print_robustness
 from specc.errors import SpeccError
+
+if TYPE_CHECKING:
+    from specc.pipeline import CohortEntry
 
 
 @app.command()
 def check(
     protocol: Path = typer.Argument(..., help="Protocol file (YAML)."),
-    export: Path | None = typer.Argument(
-        None, help="A plan export folder: CT + RTSTRUCT + RT Dose (and the RT Plan, whose fractions are checked)."
+    exports: list[Path] | None = typer.Argument(
+        None, help="A plan export folder: CT + RTSTRUCT + RT Dose (and the RT Plan, whose fractions are checked); "
+        "several with --cohort."
     ),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for report.html and plan.json."),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for report.html and plan.json (--cohort: one per patient)."),
+    cohort: bool = typer.Option(
+        False, "--cohort", help="Check every export folder given into OUT/<patient id>/ and write OUT/cohort.csv "
+        "(as `specc cohort` does, so `specc compare` can set the two cohorts side by side)."
+    ),
     dose: Path | None = typer.Option(
         None, "--dose", help="The RT Dose file to check (with --case; or the one of several in the folder)."
     ),
@@ -37,20 +46,27 @@ def check(
 
     Give a plan export folder (structures from its RTSTRUCT, on the dose grid), or --case CASE.h5
     with --dose RD.dcm (structures from the case). Exit code 0 when the dose was checked (goal
-    failures are in the report), 1 on bad input, 2 with --strict when a priority-1 goal fails.
+    failures are in the report), 1 on bad input (with --cohort: any folder), 2 with --strict when
+    a priority-1 goal fails.
     """
     from specc.check import check_dose, check_export
 
-    if (export is None) == (case is None):
+    if bool(exports) == (case is not None):
         fail("give a plan export folder, or --case CASE.h5 with --dose RD.dcm (not both)")
+    if cohort:
+        if dose is not None or case is not None:
+            fail("--cohort checks export folders, each with its one RT Dose; --dose and --case do not apply")
+        _check_cohort(protocol, exports or [], out, grid, pdf, strict, quiet)
+    if exports and len(exports) > 1:
+        fail(f"{len(exports)} export folders: add --cohort to check each into OUT/<patient id>/ with OUT/cohort.csv")
     if case is not None and dose is None:
         fail("--case needs --dose RD.dcm: the RT Dose to check on the case")
     if case is not None and grid is not None:
         fail("--grid applies to a plan export folder; a case file has its own grid")
     printer = StagePrinter(quiet)
     try:
-        if export is not None:
-            outcome = check_export(protocol, export, out, dose_file=dose, grid_mm=grid, pdf=pdf, progress=printer)
+        if exports:
+            outcome = check_export(protocol, exports[0], out, dose_file=dose, grid_mm=grid, pdf=pdf, progress=printer)
         else:
             outcome = check_dose(protocol, case, dose, out, pdf=pdf, progress=printer)
     except SpeccError as error:
@@ -80,4 +96,30 @@ def check(
     if strict and failed:
         names = "; ".join(f"{goal.structure} {goal.text} ({goal.source})" for goal in failed)
         error_console.print(Text(f"--strict: priority-1 goals failed: {names}", style="red"))
+    raise typer.Exit(outcome.exit_code(strict))
+
+
+def _check_cohort(
+    protocol: Path, exports: list[Path], out: Path, grid: float | None, pdf: bool, strict: bool, quiet: bool
+) -> None:
+    from specc.check import check_cohort
+
+    printer = StagePrinter(quiet=True)
+
+    def on_export(index: int, total: int, folder: str, entry: CohortEntry | None) -> None:
+        if entry is None:
+            if not quiet:
+                console.print(Text(f"export {index}/{total}: {folder}", style="bold"))
+            return
+        if entry.error is not None:
+            named = "" if entry.error.startswith(folder) else f"{folder}: "
+            error_console.print(Text(f"  {named}error: ", style="red") + Text(entry.error), soft_wrap=True)
+
+    try:
+        outcome = check_cohort(protocol, exports, out, grid_mm=grid, pdf=pdf, progress=printer, case_progress=on_export)
+    except SpeccError as error:
+        fail(error)
+    console.print(cohort_table(outcome))
+    checked = sum(1 for entry in outcome.entries if entry.outcome is not None)
+    console.print(f"{checked} of {len(outcome.entries)} exports checked; wrote {outcome.summary_csv}")
     raise typer.Exit(outcome.exit_code(strict))

@@ -305,17 +305,17 @@ def cohort(
     except SpeccError as error:
         printer.stop()
         fail(error)
-    console.print(_cohort_table(outcome))
+    console.print(cohort_table(outcome))
     planned = sum(1 for entry in outcome.entries if entry.outcome is not None and entry.outcome.succeeded)
     console.print(f"{planned} of {len(outcome.entries)} cases planned; wrote {outcome.summary_csv}")
     raise typer.Exit(outcome.exit_code(strict))
 
 
-def _cohort_table(outcome: CohortOutcome) -> Table:
+def cohort_table(outcome: CohortOutcome) -> Table:
     """Cases down, goals across: each goal's value and reported status per case."""
     from specc.pipeline import goal_column
 
-    table = Table("case", "solver status", title=f"{outcome.protocol.name}: cohort of {len(outcome.entries)}")
+    table = Table("case", "status", title=f"{outcome.protocol.name}: cohort of {len(outcome.entries)}")
     for goal in outcome.protocol.goals:
         table.add_column(goal_column(goal))
     for entry in outcome.entries:
