@@ -23,7 +23,9 @@ import numpy as np
 
 from specc.case import Case
 from specc.case.importers.plan_export import read_plan_export
-from specc.case.importers.rtdose import ExternalDose, read_rtdose
+from specc.case.importers.external_dose import ExternalDose
+from specc.case.importers.matrad_dose import read_matrad_dose
+from specc.case.importers.rtdose import read_rtdose
 from specc.compile import ResolvedStructures, resolve_structures
 from specc.errors import CaseError, CompileError, SpeccError
 from specc.evaluate import DoseSourceRecord, GoalRecord, PlanRecord, evaluate_dose
@@ -168,19 +170,22 @@ def check_dose(
     pdf: bool = False,
     progress: StageProgress | None = None,
 ) -> CheckOutcome:
-    """Check an RT Dose against `protocol` on a specc case's grid and structures."""
+    """Check a dose against `protocol` on a specc case's grid and structures.
+
+    `dose_file`: a DICOM RT Dose, or a matRad workspace (.mat) whose resultGUI holds matRad's plan.
+    """
     stages = StageTimer(progress)
     protocol = _loaded(protocol, stages)
     if not isinstance(case, Case):
         with stages.stage("load case"):
             case = Case.load(case)
     with stages.stage("read dose"):
-        dose = read_rtdose(dose_file, protocol.prescription.fractions)
+        dose = _read_dose(Path(dose_file), protocol.prescription.fractions)
         notes = [*dose.notes, *_frame_note(case, dose)]
         resolved = _resolved(protocol, case, notes)
         values, known = dose.on_grid(case.grid)
         incomplete = {
-            name: f"{outside} of its {int(np.count_nonzero(mask))} voxels lie outside the RT Dose grid of "
+            name: f"{outside} of its {int(np.count_nonzero(mask))} voxels lie outside the dose grid of "
             f"{dose.path.name}: they have no dose"
             for name, mask in resolved.masks.items()
             if (outside := int(np.count_nonzero(mask & ~known)))
@@ -208,15 +213,20 @@ def _resolved(protocol: Protocol, case: Case, notes: list[str]) -> ResolvedStruc
         raise CompileError(f"{error} ({'; '.join(left_out)})") from None
 
 
+def _read_dose(path: Path, fractions: int) -> ExternalDose:
+    """A matRad workspace (.mat) or a DICOM RT Dose, as the total dose of `fractions` fractions."""
+    return read_matrad_dose(path, fractions) if path.suffix.lower() == ".mat" else read_rtdose(path, fractions)
+
+
 def _frame_note(case: Case, dose: ExternalDose) -> list[str]:
-    """The RT Dose must be in the case's Frame of Reference when the case knows its own."""
+    """The dose must be in the case's Frame of Reference when both know theirs."""
     frame = case.metadata.extra.get("dicom.FrameOfReferenceUID")
-    if frame is None:
+    if frame is None or dose.frame_of_reference_uid is None:
         return [
-            f"the case {case.case_id!r} has no DICOM Frame of Reference: {dose.path.name} is placed on it by its "
-            "patient coordinates alone"
+            f"{dose.path.name} and the case {case.case_id!r} do not both have a DICOM Frame of Reference: the dose "
+            "is placed on the case by its patient coordinates alone"
         ]
-    if dose.frame_of_reference_uid is not None and dose.frame_of_reference_uid != frame:
+    if dose.frame_of_reference_uid != frame:
         raise CaseError(
             f"{dose.path}: the RT Dose is in Frame of Reference {dose.frame_of_reference_uid}, the case "
             f"{case.case_id!r} in {frame}: they are not one patient position"
@@ -263,7 +273,7 @@ def _source_record(
 ) -> DoseSourceRecord:
     grid = dose.grid
     return DoseSourceRecord(
-        format="DICOM RT Dose",
+        format=dose.format,
         file=str(dose.path),
         sha256=dose.sha256,
         dose_type=dose.dose_type,

@@ -30,7 +30,8 @@ def check(
         "(as `specc cohort` does, so `specc compare` can set the two cohorts side by side)."
     ),
     dose: Path | None = typer.Option(
-        None, "--dose", help="The RT Dose file to check (with --case; or the one of several in the folder)."
+        None, "--dose", help="The RT Dose file to check (with --case: or a matRad workspace .mat with resultGUI; "
+        "with a folder: the one of several)."
     ),
     case: Path | None = typer.Option(
         None, "--case", help="A specc case file: the dose is interpolated onto its grid and judged on its structures."

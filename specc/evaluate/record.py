@@ -221,11 +221,11 @@ class StructureDose(_Record):
 class DoseSourceRecord(_Record):
     """A dose another system computed (`specc check`): specc measured it and optimized nothing."""
 
-    format: str  # what was read: "DICOM RT Dose"
+    format: str  # what was read: "DICOM RT Dose", "matRad resultGUI"
     file: str
     sha256: str
     dose_type: str  # PHYSICAL or EFFECTIVE
-    summation: str  # DoseSummationType as written
+    summation: str  # DoseSummationType as written (DICOM), or what the source's dose is
     fractions_scaled: int | None  # the file held one fraction, multiplied by this
     grid: GridInfo  # the file's own grid
     interpolated: bool  # evaluated on another grid (trilinear)

@@ -46,11 +46,11 @@ def import_matrad(path: str | Path, *, exclude: Sequence[str] = (), case_id: str
     not_imported: list[str] = []
 
     ct_dims = _int_vector(_field(ct, "cubeDim", source, "ct"), 3, source, "ct.cubeDim")
-    ct_axes = _ct_axes(ct, dij, ct_dims, source, notes)
-    dose_axes, dose_dims = _dose_axes(dij, ct_axes, ct_dims, source)
+    ct_grid_axes = ct_axes(ct, dij, ct_dims, source, notes)
+    dose_axes, dose_dims = _dose_axes(dij, ct_grid_axes, ct_dims, source)
     grid = Grid(
         shape=(len(dose_axes[0]), len(dose_axes[1]), len(dose_axes[2])),
-        spacing_mm=tuple(_uniform_step(axis, source, f"dose grid {label}") for axis, label in zip(dose_axes, "xyz")),
+        spacing_mm=tuple(uniform_step(axis, source, f"dose grid {label}") for axis, label in zip(dose_axes, "xyz")),
         origin_mm=tuple(float(axis[0]) for axis in dose_axes),
     )
 
@@ -65,7 +65,7 @@ def import_matrad(path: str | Path, *, exclude: Sequence[str] = (), case_id: str
     iy, ix, iz = np.unravel_index(np.arange(n_voxels), dose_dims, order="F")
     specc_index_of_row = np.ravel_multi_index((ix, iy, iz), grid.shape)
 
-    structures = _structures(cst, ct_dims, ct_axes, dose_axes, grid, exclude, source, not_imported)
+    structures = _structures(cst, ct_dims, ct_grid_axes, dose_axes, grid, exclude, source, not_imported)
     for name in exclude:
         if name not in structures and not any(item.startswith(f"{name}:") for item in not_imported):
             raise CaseError(f"{source}: --exclude {name}: cst has no structure of that name")
@@ -82,7 +82,7 @@ def import_matrad(path: str | Path, *, exclude: Sequence[str] = (), case_id: str
     influence = influence_rows[order[voxel_indices]].astype(np.float32)
 
     beams, beamlets = _beams(workspace, dij, influence.shape[1], source, notes)
-    fractions = _fractions(workspace, dij)
+    fractions = plan_fractions(workspace, dij)
     if fractions:
         notes.append(f"matRad plan has {fractions} fractions (the protocol's prescription decides in specc)")
     notes.append("dij.physicalDose{1} read as Gy per unit bixel weight per fraction, as matRad uses it")
@@ -115,7 +115,7 @@ def import_matrad(path: str | Path, *, exclude: Sequence[str] = (), case_id: str
 
 
 # --- grids ---------------------------------------------------------------------------------
-def _ct_axes(ct: dict, dij: dict, dims: tuple[int, ...], source: str, notes: list[str]) -> tuple[np.ndarray, ...]:
+def ct_axes(ct: dict, dij: dict, dims: tuple[int, ...], source: str, notes: list[str]) -> tuple[np.ndarray, ...]:
     """CT voxel-centre coordinates (x, y, z) in mm, as matRad would compute them."""
     ct_grid = dij.get("ctGrid")
     for holder, label in ((ct_grid, "dij.ctGrid"), (ct, "ct")):
@@ -159,7 +159,7 @@ def _dose_axes(
     return axes, dims  # type: ignore[return-value]
 
 
-def _uniform_step(axis: np.ndarray, source: str, label: str) -> float:
+def uniform_step(axis: np.ndarray, source: str, label: str) -> float:
     if len(axis) < 2:
         raise CaseError(f"{source}: {label} axis has fewer than two voxels; its spacing is unknown")
     steps = np.diff(axis)
@@ -340,7 +340,7 @@ def _beams_from_stf(stf: list[dict], dij: dict, n_columns: int, source: str) -> 
     return beams, beamlets
 
 
-def _fractions(workspace: dict, dij: dict) -> int | None:
+def plan_fractions(workspace: dict, dij: dict) -> int | None:
     for holder in (workspace.get("pln"), dij):
         if isinstance(holder, dict) and "numOfFractions" in holder:
             return int(np.asarray(holder["numOfFractions"]).ravel()[0])

@@ -1,0 +1,70 @@
+"""A dose another planning system computed, on its own grid: what `specc check` judges.
+
+The readers (rtdose.py: DICOM RT Dose; matrad_dose.py: a matRad workspace's resultGUI) turn
+their source into one of these, a total dose in Gy over all fractions, so that the check never
+needs to know where a dose came from, and nothing downstream can mistake a fraction's dose for
+the plan's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import map_coordinates
+
+from specc.case.importers.dicom_ct import POSITION_TOLERANCE_MM
+from specc.case.model import Grid
+
+
+@dataclass(frozen=True)
+class ExternalDose:
+    """A total dose in Gy on its own grid (LPS, axes x, y, z), and what its file says of it."""
+
+    format: str  # what was read: "DICOM RT Dose", "matRad resultGUI"
+    dose_gy: np.ndarray
+    grid: Grid
+    path: Path
+    sha256: str
+    dose_type: str  # PHYSICAL or EFFECTIVE (RBE-weighted)
+    summation: str  # DoseSummationType as written (or what the source's dose is a sum of)
+    fractions_scaled: int | None  # the file held one fraction; its values were multiplied by this
+    attributes: dict[str, str]  # what the file says of where the dose came from
+    referenced_plan_uid: str | None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def frame_of_reference_uid(self) -> str | None:
+        return self.attributes.get("FrameOfReferenceUID")
+
+    def has_grid(self, grid: Grid) -> bool:
+        """`grid` is the RT Dose's own (to a micrometre): its values need no interpolation."""
+        return grid.shape == self.grid.shape and all(
+            abs(a - b) <= POSITION_TOLERANCE_MM
+            for a, b in zip((*grid.spacing_mm, *grid.origin_mm), (*self.grid.spacing_mm, *self.grid.origin_mm))
+        )
+
+    def on_grid(self, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
+        """The dose at `grid`'s voxel centres (trilinear) and where it is known.
+
+        A centre beyond the RT Dose grid's outer voxel centres (more than a micrometre) has
+        no dose: it is NaN in the first array and False in the second, never extrapolated.
+        """
+        if self.has_grid(grid):
+            return self.dose_gy.astype(np.float64), np.ones(grid.shape, dtype=bool)
+        index_axes = [
+            (axis - origin) / spacing
+            for axis, origin, spacing in zip(grid.axes_mm(), self.grid.origin_mm, self.grid.spacing_mm)
+        ]
+        inside_axes = []
+        for axis, (index, n, spacing) in enumerate(zip(index_axes, self.grid.shape, self.grid.spacing_mm)):
+            tolerance = POSITION_TOLERANCE_MM / spacing
+            inside = (index >= -tolerance) & (index <= n - 1 + tolerance)
+            index_axes[axis] = np.clip(index, 0, n - 1)
+            inside_axes.append(inside)
+        known = inside_axes[0][:, None, None] & inside_axes[1][None, :, None] & inside_axes[2][None, None, :]
+        coordinates = np.meshgrid(*index_axes, indexing="ij")
+        dose = map_coordinates(self.dose_gy.astype(np.float64), coordinates, order=1, mode="nearest")
+        dose[~known] = np.nan
+        return dose, known
