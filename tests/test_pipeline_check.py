@@ -315,3 +315,18 @@ def test_cli_check_of_several_folders_needs_cohort(export, protocol_file, tmp_pa
     result = runner.invoke(app, ["check", str(protocol_file), str(export), "--cohort", "--out", str(tmp_path / "audit")])
     assert result.exit_code == 0, result.output
     assert "1 of 1 exports checked" in result.output and "checked" in result.output
+
+
+def test_a_checks_dvh_and_goal_tables_export_from_its_folder(export, protocol_file, tmp_path):
+    import csv
+
+    record = specc.check_export(protocol_file, export, tmp_path / "out").record
+    runner = CliRunner()
+    result = runner.invoke(app, ["export", "dvh", str(tmp_path / "out"), "--out", str(tmp_path / "tables")])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((tmp_path / "tables" / "goals.csv").open()))
+    assert [row["status"] for row in rows] == [goal.status for goal in record.goals]
+    saved = json.loads((tmp_path / "tables" / "dvh.json").read_text())
+    assert saved["dose_file"]["sha256"] == record.dose_source.sha256
+    result = runner.invoke(app, ["export", "rtdose", str(tmp_path / "out"), "--out", str(tmp_path / "x.dcm")])
+    assert result.exit_code == 1 and "rtdose needs the result.h5" in result.output

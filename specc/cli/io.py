@@ -127,7 +127,9 @@ def _grid(text: str) -> float | tuple[float, ...]:
 @app.command("export")
 def export_command(
     format: str = typer.Argument(..., help=f"Output format: {', '.join(EXPORT_FORMATS)}."),
-    result: Path = typer.Argument(..., help="result.h5 written by specc plan."),
+    result: Path = typer.Argument(
+        ..., help="result.h5 written by specc plan; for dvh also a plan folder or its plan.json (e.g. of specc check)."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="rtdose: the .dcm file to write; dvh: the folder for the tables."),
     case: Path | None = typer.Option(None, "--case", help="The case file, when it moved since planning."),
 ) -> None:
@@ -136,6 +138,12 @@ def export_command(
 
     if format not in EXPORT_FORMATS:
         fail(f"unknown export format '{format}'; choose one of {', '.join(EXPORT_FORMATS)}")
+    record_file = result / "plan.json" if result.is_dir() else result if result.suffix == ".json" else None
+    if record_file is not None:
+        if format != "dvh":
+            fail(f"{result}: rtdose needs the result.h5 of specc plan (a checked dose is already its own RT Dose)")
+        _export_record_tables(record_file, out)
+        return
     try:
         plan_result = read_result(result)
         if format == "rtdose":
@@ -157,4 +165,20 @@ def export_command(
     except SpeccError as error:
         fail(error)
     for path in written:
+        console.print(f"wrote {path}", markup=False)
+
+
+def _export_record_tables(record_file: Path, out: Path) -> None:
+    from pydantic import ValidationError
+
+    from specc.evaluate import PlanRecord
+    from specc.export.dvh_tables import write_record_tables
+
+    try:
+        record = PlanRecord.model_validate_json(record_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        fail(f"{record_file}: no such file (give a folder written by specc plan or specc check)")
+    except ValidationError as error:
+        fail(f"{record_file}: not a specc plan record ({error.error_count()} problems, first: {error.errors()[0]['msg']})")
+    for path in write_record_tables(record, out):
         console.print(f"wrote {path}", markup=False)

@@ -1,9 +1,10 @@
 """DVH curves and goal results as CSV and JSON, for spreadsheets and scripts.
 
-The tables come from the plan record in result.h5 when it has one: the same curves and goal
-results the signed report shows, derived structures included. A result written without a
-record gets curves computed from the case's structures (exact, voxel by voxel) and no goals,
-and the JSON says which source was used.
+The tables come from the plan record in result.h5 when it has one, or from plan.json (a
+`specc check` writes no result.h5: it has no fluence, and its dose is the other system's own
+file): the same curves and goal results the signed report shows, derived structures included.
+A result written without a record gets curves computed from the case's structures (exact,
+voxel by voxel) and no goals, and the JSON says which source was used.
 """
 
 from __future__ import annotations
@@ -29,16 +30,30 @@ GOAL_COLUMNS = ("structure", "goal", "metric", "comparator", "threshold", "varia
 
 def write_dvh_tables(result: PlanResult, out_dir: str | Path, case: Case | None = None) -> list[Path]:
     """Write dvh.csv, goals.csv (when the result has a plan record) and dvh.json into `out_dir`."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     if result.record_json is not None:
-        record = PlanRecord.model_validate_json(result.record_json)
-        curves, goals, source = record.structures, [_goal_row(g) for g in record.goals], "plan record"
-    else:
-        if case is None:
-            raise ResultError(f"{result.path}: no plan record inside; pass the case with --case to compute DVHs")
-        curves, goals, source = _curves_from_case(result, case), [], "case structures"
+        return write_record_tables(PlanRecord.model_validate_json(result.record_json), out_dir)
+    if case is None:
+        raise ResultError(f"{result.path}: no plan record inside; pass the case with --case to compute DVHs")
+    return _write_tables(Path(out_dir), _curves_from_case(result, case), [], {
+        "case_id": result.case_id, "fractions": result.fractions, "source": "case structures",
+    })
 
+
+def write_record_tables(record: PlanRecord, out_dir: str | Path) -> list[Path]:
+    """The tables of a plan record (plan.json): a plan's, or a check's of another system's dose."""
+    header: dict[str, object] = {
+        "case_id": record.case.case_id, "fractions": record.prescription.fractions, "source": "plan record",
+    }
+    if record.dose_source is not None:
+        header["dose_file"] = {"file": record.dose_source.file, "sha256": record.dose_source.sha256,
+                               "format": record.dose_source.format}
+    return _write_tables(Path(out_dir), record.structures, [_goal_row(goal) for goal in record.goals], header)
+
+
+def _write_tables(
+    out_dir: Path, curves: list[StructureDose], goals: list[dict[str, object]], header: dict[str, object]
+) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
     dvh_csv = out_dir / "dvh.csv"
     with dvh_csv.open("w", newline="") as handle:
         writer = csv.writer(handle)
@@ -56,10 +71,9 @@ def write_dvh_tables(result: PlanResult, out_dir: str | Path, case: Case | None 
         written.append(goals_csv)
     dvh_json = out_dir / "dvh.json"
     dvh_json.write_text(json.dumps({
-        "case_id": result.case_id,
-        "fractions": result.fractions,
+        **{key: header[key] for key in ("case_id", "fractions")},
         "dose": "total over all fractions, Gy",
-        "source": source,
+        **{key: value for key, value in header.items() if key not in ("case_id", "fractions")},
         "structures": [curve.model_dump() for curve in curves],
         "goals": goals,
     }, indent=1))
