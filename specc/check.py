@@ -31,7 +31,6 @@ from specc.errors import CaseError, CompileError, SpeccError
 from specc.evaluate import DoseSourceRecord, GoalRecord, PlanRecord, evaluate_dose
 from specc.evaluate.record import GridInfo
 from specc.pipeline import (
-    COHORT_CSV,
     PLAN_JSON,
     CaseProgress,
     CohortEntry,
@@ -40,7 +39,7 @@ from specc.pipeline import (
     StageTimer,
     folder_name,
     remove_earlier_plan,
-    write_cohort_csv,
+    run_cohort,
 )
 from specc.protocol import Protocol, load_protocol
 from specc.report import write_report
@@ -55,8 +54,7 @@ class CheckOutcome:
     timings_s: dict[str, float]
 
     def failed_must_goals(self) -> list[GoalRecord]:
-        """Priority-1 goals the dose fails (beyond any acceptable variation)."""
-        return [goal for goal in self.record.goals if goal.priority == 1 and goal.measured_status == "fail"]
+        return self.record.failed_must_goals()
 
     def exit_code(self, strict: bool = False) -> int:
         """0: checked; 2: `strict` and a priority-1 goal failed."""
@@ -106,34 +104,21 @@ def check_cohort(
     cohort beside specc's. A folder that cannot be read or checked is recorded with its error
     and the next one is checked.
     """
-    out = Path(out_dir)
-    protocol = _loaded(protocol, StageTimer(None))
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise SpeccError(f"cannot create the output folder {out}: {error.strerror}") from None
-    summary = out / COHORT_CSV
-    entries: list[CohortEntry] = []
-    taken: set[str] = set()
-    for index, folder in enumerate(folders, start=1):
-        if case_progress is not None:
-            case_progress(index, len(folders), str(folder), None)
+    loaded = _loaded(protocol, StageTimer(None))
+
+    def check_one(folder: Path, out: Path, taken: set[str]) -> CohortEntry:
         stages = StageTimer(progress)
-        case_id = None
-        target: Path | None = None
+        case_id, target = None, None
         try:
-            read = _read_export(protocol, folder, None, grid_mm, stages)
+            read = _read_export(loaded, folder, None, grid_mm, stages)
             case_id = read.case.case_id
             target = out / folder_name(case_id, taken)
             taken.add(target.name)
-            entry = CohortEntry(str(folder), case_id, target, _measure(protocol, read, target, pdf, stages), None)
+            return CohortEntry(str(folder), case_id, target, _measure(loaded, read, target, pdf, stages), None)
         except SpeccError as error:
-            entry = CohortEntry(str(folder), case_id, target, None, str(error))
-        entries.append(entry)
-        write_cohort_csv(summary, protocol, entries)
-        if case_progress is not None:
-            case_progress(index, len(folders), str(folder), entry)
-    return CohortOutcome(protocol, entries, summary)
+            return CohortEntry(str(folder), case_id, target, None, str(error))
+
+    return run_cohort(loaded, folders, out_dir, check_one, case_progress)
 
 
 @dataclass(frozen=True)

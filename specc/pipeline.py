@@ -64,9 +64,7 @@ class PlanOutcome:
 
     def failed_must_goals(self) -> list[GoalRecord]:
         """Priority-1 goals the dose fails (beyond any acceptable variation)."""
-        if self.record is None:
-            return []
-        return [goal for goal in self.record.goals if goal.priority == 1 and goal.measured_status == "fail"]
+        return [] if self.record is None else self.record.failed_must_goals()
 
     def exit_code(self, strict: bool = False) -> int:
         """0: a plan; 1: no plan (the solve failed); 2: `strict` and a priority-1 goal failed."""
@@ -417,9 +415,25 @@ def plan_cohort(
     or solved is recorded with its error and the next case is planned; cohort.csv is
     rewritten after every case, so it is complete up to the last case finished.
     """
-    out = Path(out_dir)
     if not isinstance(protocol, Protocol):
         protocol = load_protocol(protocol)
+    loaded = protocol
+
+    def plan_one(case_file: Path, out: Path, taken: set[str]) -> CohortEntry:
+        return _plan_cohort_case(loaded, case_file, out, taken, solver, pdf, progress)
+
+    return run_cohort(loaded, cases, out_dir, plan_one, case_progress)
+
+
+def run_cohort(
+    protocol: Protocol,
+    items: Sequence[str | Path],
+    out_dir: str | Path,
+    run_one: Callable[[Path, Path, set[str]], CohortEntry],
+    case_progress: CaseProgress | None = None,
+) -> CohortOutcome:
+    """`run_one(item, out_dir, folder names taken)` for each item, cohort.csv rewritten after each."""
+    out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -427,14 +441,14 @@ def plan_cohort(
     summary = out / COHORT_CSV
     entries: list[CohortEntry] = []
     taken: set[str] = set()
-    for index, case_file in enumerate(cases, start=1):
+    for index, item in enumerate(items, start=1):
         if case_progress is not None:
-            case_progress(index, len(cases), str(case_file), None)
-        entry = _plan_cohort_case(protocol, Path(case_file), out, taken, solver, pdf, progress)
+            case_progress(index, len(items), str(item), None)
+        entry = run_one(Path(item), out, taken)
         entries.append(entry)
         write_cohort_csv(summary, protocol, entries)
         if case_progress is not None:
-            case_progress(index, len(cases), str(case_file), entry)
+            case_progress(index, len(items), str(item), entry)
     return CohortOutcome(protocol, entries, summary)
 
 

@@ -188,6 +188,20 @@ def write_study(folder: Path, geometry: CtGeometry | None = None) -> tuple[CtGeo
     return geometry, rois
 
 
+def write_c_shape_study(folder: Path) -> list[CircleRoi]:
+    """A DICOM study a TG-119 C-shape protocol plans (External, PTV, Core): CT and RTSTRUCT, 8 slices."""
+    geometry = CtGeometry(slices=8)
+    z = geometry.z()
+    rois = [
+        CircleRoi("External", 0.0, 0.0, 34.0, z[0], z[-1], (0, 255, 0)),
+        CircleRoi("PTV", 0.0, 0.0, 14.0, z[1], z[-2], (255, 0, 0)),
+        CircleRoi("Core", 0.0, 22.0, 5.0, z[0], z[-1], (0, 0, 255)),
+    ]
+    write_ct_series(folder, geometry, body_hu(geometry))
+    write_rtstruct(folder / "RS.dcm", geometry, rois)
+    return rois
+
+
 # --- matRad workspaces -----------------------------------------------------------------------
 def matrad_workspace(with_stf: bool = True) -> dict:
     """A small matRad workspace: CT 10 x 8 x 6 voxels of 2 mm, dose grid of 4 mm, 2 beams.

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from interop_fixtures import CircleRoi, CtGeometry, body_hu, dicompyler_dvhcalc, write_ct_series, write_rtstruct
+from interop_fixtures import dicompyler_dvhcalc, write_c_shape_study
 
 from specc.case.importers.dicom import import_dicom
 from specc.evaluate.dvh import DVH
@@ -23,16 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 def test_dicom_study_plans_with_the_c_shape_protocol_and_exports(tmp_path):
     import specc
 
-    geometry = CtGeometry(slices=8)
-    z = geometry.z()
-    rois = [
-        CircleRoi("External", 0.0, 0.0, 34.0, z[0], z[-1], (0, 255, 0)),
-        CircleRoi("PTV", 0.0, 0.0, 14.0, z[1], z[-2], (255, 0, 0)),
-        CircleRoi("Core", 0.0, 22.0, 5.0, z[0], z[-1], (0, 0, 255)),
-    ]
     study = tmp_path / "study"
-    write_ct_series(study, geometry, body_hu(geometry))
-    write_rtstruct(study / "RS.dcm", geometry, rois)
+    rois = write_c_shape_study(study)
     case = import_dicom(study, beams=5, grid_mm=2.5, targets=["PTV"]).case
     case.save(tmp_path / "case.h5")
 

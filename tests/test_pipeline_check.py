@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from interop_fixtures import (
     FRAME_OF_REFERENCE,
-    CircleRoi,
     CtGeometry,
     body_hu,
     dicompyler_dvhcalc,
     standard_rois,
+    write_c_shape_study,
     write_ct_series,
     write_rtdose_file,
     write_rtplan,
@@ -206,16 +206,8 @@ def test_several_doses_in_a_folder_need_the_one_to_check_named(export, protocol_
 @pytest.fixture
 def planned(tmp_path) -> tuple[Path, Path, Path]:
     """A DICOM study imported and planned by specc with the TG-119 C-shape protocol, its dose exported."""
-    geometry = CtGeometry(slices=8)
-    z = geometry.z()
-    rois = [
-        CircleRoi("External", 0.0, 0.0, 34.0, z[0], z[-1], (0, 255, 0)),
-        CircleRoi("PTV", 0.0, 0.0, 14.0, z[1], z[-2], (255, 0, 0)),
-        CircleRoi("Core", 0.0, 22.0, 5.0, z[0], z[-1], (0, 0, 255)),
-    ]
     study = tmp_path / "study"
-    write_ct_series(study, geometry, body_hu(geometry))
-    write_rtstruct(study / "RS.dcm", geometry, rois)
+    write_c_shape_study(study)
     case_path = tmp_path / "case.h5"
     import_dicom(study, beams=5, grid_mm=2.5, targets=["PTV"]).case.save(case_path)
     specc.plan(REPO / "protocols" / "tg119" / "c-shape.yaml", case_path, tmp_path / "plan")

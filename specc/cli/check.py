@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from specc.cli.app import app, console, error_console, fail, status_text
-from specc.cli.plan import StagePrinter, cohort_table, goal_value, print_robustness
+from specc.cli.plan import StagePrinter, cohort_table, goal_value, print_robustness, print_summary
 from specc.errors import SpeccError
 
 if TYPE_CHECKING:
@@ -86,17 +86,9 @@ def check(
                 console.print(Text(f"not evaluated: {goal.structure} {goal.text}: {goal.note}"), soft_wrap=True)
         if record.robustness is not None:
             print_robustness(record.robustness)
-    counts = ", ".join(f"{n} {status}" for status, n in record.goal_counts().items()) or "no goals"
     source = record.dose_source
     assert source is not None
-    console.print(
-        f"checked {source.file} (sha256 {source.sha256[:12]}); goals: {counts}; "
-        f"wrote {', '.join(str(path) for path in outcome.paths)}"
-    )
-    failed = outcome.failed_must_goals()
-    if strict and failed:
-        names = "; ".join(f"{goal.structure} {goal.text} ({goal.source})" for goal in failed)
-        error_console.print(Text(f"--strict: priority-1 goals failed: {names}", style="red"))
+    print_summary(f"checked {source.file} (sha256 {source.sha256[:12]})", record, outcome.paths, strict)
     raise typer.Exit(outcome.exit_code(strict))
 
 

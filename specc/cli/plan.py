@@ -251,16 +251,18 @@ def _print_outcome(outcome: PlanOutcome, quiet: bool, strict: bool, before: Plan
             print_robustness(record.robustness)
         if not outcome.solve.converged:
             console.print(Text(f"NOT CONVERGED: {outcome.solve.message}", style="bold magenta"))
+    print_summary(f"{outcome.solve.status} ({outcome.solve.solver})", record, outcome.paths, strict)
+    return outcome.exit_code(strict)
+
+
+def print_summary(head: str, record: PlanRecord, paths: list[Path], strict: bool) -> None:
+    """The last line of a plan or a check: goal counts and files; with --strict, the failed must-goals."""
     counts = ", ".join(f"{n} {status}" for status, n in record.goal_counts().items()) or "no goals"
-    console.print(
-        f"{outcome.solve.status} ({outcome.solve.solver}); goals: {counts}; "
-        f"wrote {', '.join(str(path) for path in outcome.paths)}"
-    )
-    failed = outcome.failed_must_goals()
+    console.print(f"{head}; goals: {counts}; wrote {', '.join(str(path) for path in paths)}")
+    failed = record.failed_must_goals()
     if strict and failed:
         names = "; ".join(f"{goal.structure} {goal.text} ({goal.source})" for goal in failed)
         error_console.print(Text(f"--strict: priority-1 goals failed: {names}", style="red"))
-    return outcome.exit_code(strict)
 
 
 @app.command()

@@ -268,6 +268,10 @@ class PlanRecord(_Record):
         """What the optimized fluence and its dose were multiplied by (1 without a normalization)."""
         return self.normalization.factor if self.normalization is not None else 1.0
 
+    def failed_must_goals(self) -> list[GoalRecord]:
+        """Priority-1 goals the dose fails (beyond any acceptable variation): what --strict stops on."""
+        return [goal for goal in self.goals if goal.priority == 1 and goal.measured_status == "fail"]
+
     def goal_counts(self) -> dict[str, int]:
         """Number of goals per reported status, for summaries."""
         counts: dict[str, int] = {}
