@@ -98,3 +98,16 @@ def test_not_a_mat_file(tmp_path):
     (tmp_path / "x.mat").write_text("hello")
     with pytest.raises(CaseError, match="x.mat"):
         import_matrad(tmp_path / "x.mat")
+
+
+def test_world_axes_of_a_ct_without_axes_are_matrads_for_a_non_square_cube():
+    """matRad_getWorldAxes: first voxel at -(dimensions([2 1 3]) / 2) .* resolution, cubeDim being [Ny Nx Nz]."""
+    from specc.case.importers.matrad import ct_axes
+
+    ct = {"cubeDim": np.array([[8, 10, 6]]), "resolution": {"x": 2.0, "y": 3.0, "z": 4.0}}
+    notes: list[str] = []
+    x, y, z = ct_axes(ct, {}, (8, 10, 6), "ws.mat", notes)
+    np.testing.assert_allclose(x, -10.0 + 2.0 * np.arange(10))
+    np.testing.assert_allclose(y, -12.0 + 3.0 * np.arange(8))
+    np.testing.assert_allclose(z, -12.0 + 4.0 * np.arange(6))
+    assert notes and "matRad_getWorldAxes" in notes[0]

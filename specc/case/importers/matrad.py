@@ -128,8 +128,8 @@ def ct_axes(ct: dict, dij: dict, dims: tuple[int, ...], source: str, notes: list
     resolution = _resolution(_field(ct, "resolution", source, "ct"), source, "ct.resolution")
     if isinstance(ct.get("dicomInfo"), dict) and "ImagePositionPatient" in ct["dicomInfo"]:
         first = np.asarray(ct["dicomInfo"]["ImagePositionPatient"], dtype=np.float64).ravel()
-    else:  # matRad_getWorldAxes: the cube centred on the origin (its [Ny Nx Nz] order included)
-        first = -(np.asarray(dims, dtype=np.float64) / 2) * np.asarray(resolution)
+    else:  # matRad_getWorldAxes: the cube centred on the origin, cubeDim [Ny Nx Nz] taken as (x, y, z) counts
+        first = -(np.asarray((dims[1], dims[0], dims[2]), dtype=np.float64) / 2) * np.asarray(resolution)
     notes.append("ct has no x/y/z axes: world axes computed as matRad_getWorldAxes does")
     return (
         first[0] + resolution[0] * np.arange(dims[1]),
