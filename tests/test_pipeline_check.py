@@ -196,11 +196,19 @@ def test_a_target_partly_outside_the_dose_grid_cannot_be_checked(export, protoco
 
 
 def test_several_doses_in_a_folder_need_the_one_to_check_named(export, protocol_file, tmp_path):
-    write_rtdose_file(export / "RD-beam1.dcm", target_dose() / 2, DOSE_ORIGIN, DOSE_SPACING)
-    with pytest.raises(SpeccError, match="several RT Doses .*--dose"):
+    write_rtdose_file(export / "RD-second-plan.dcm", target_dose() / 2, DOSE_ORIGIN, DOSE_SPACING)
+    with pytest.raises(SpeccError, match=r"several RT Doses \(RD-second-plan.dcm \(PLAN\), RD.dcm \(PLAN\)\).*--dose"):
         specc.check_export(protocol_file, export, tmp_path / "out")
     record = specc.check_export(protocol_file, export, tmp_path / "out", dose_file=export / "RD.dcm").record
     assert record.dose_source.file == str(export / "RD.dcm")
+
+
+def test_the_plan_sum_is_checked_when_the_other_doses_are_per_beam(export, protocol_file, tmp_path):
+    for beam in (1, 2):
+        write_rtdose_file(export / f"RD-beam{beam}.dcm", target_dose() / 2, DOSE_ORIGIN, DOSE_SPACING, summation="BEAM")
+    record = specc.check_export(protocol_file, export, tmp_path / "out").record
+    assert record.dose_source.file == str(export / "RD.dcm")
+    assert any("RD-beam1.dcm (BEAM), RD-beam2.dcm (BEAM) were not used" in note for note in record.notes)
 
 
 @pytest.fixture

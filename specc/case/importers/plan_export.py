@@ -51,7 +51,8 @@ def read_plan_export(
     """
     folder = Path(folder)
     dicom = read_dicom_folder(folder)
-    dose = read_rtdose(_dose_path(folder, dicom, dose_file), fractions)
+    dose_path, dose_notes = _dose_path(folder, dicom, dose_file)
+    dose = read_rtdose(dose_path, fractions)
     ct_frame = dicom.ct.identifiers.get("FrameOfReferenceUID")
     if ct_frame and dose.frame_of_reference_uid and ct_frame != dose.frame_of_reference_uid:
         raise CaseError(
@@ -59,7 +60,7 @@ def read_plan_export(
             f"the CT in {ct_frame}: they are not one patient position"
         )
     plan_attributes, notes = _plan(folder, dicom, dose, fractions)
-    notes = [*dose.notes, *notes]
+    notes = [*dose_notes, *dose.notes, *notes]
     grid = dose.grid if grid_mm is None else _finer_grid(dose.grid, grid_mm)
     if grid_mm is not None:
         notes.append(
@@ -112,16 +113,25 @@ def read_plan_export(
     return ExportedPlan(case=case, dose=dose, incomplete=incomplete, plan_attributes=plan_attributes, notes=notes)
 
 
-def _dose_path(folder: Path, dicom: DicomFolder, dose_file: str | Path | None) -> Path:
+def _dose_path(folder: Path, dicom: DicomFolder, dose_file: str | Path | None) -> tuple[Path, list[str]]:
+    """The RT Dose to check, and a note of those left aside: the one plan sum when the others are partial."""
     if dose_file is not None:
-        return Path(dose_file)
+        return Path(dose_file), []
     doses = dicom.by_modality.get("RTDOSE", [])
     if not doses:
         raise CaseError(f"{folder}: no RT Dose (RTDOSE) found: nothing to check")
-    if len(doses) > 1:
-        names = ", ".join(path.name for path in doses)
-        raise CaseError(f"{folder}: several RT Doses ({names}); name the plan sum to check with --dose")
-    return doses[0]
+    if len(doses) == 1:
+        return doses[0], []
+    summations = {
+        path: str(pydicom.dcmread(path, stop_before_pixels=True).get("DoseSummationType", "")).upper() for path in doses
+    }
+    sums = [path for path, summation in summations.items() if summation in ("PLAN", "MULTI_PLAN")]
+    partial = [path for path, summation in summations.items() if summation in ("BEAM", "BEAM_SESSION", "CONTROL_POINT")]
+    if len(sums) == 1 and len(sums) + len(partial) == len(doses):
+        names = ", ".join(f"{path.name} ({summations[path]})" for path in partial)
+        return sums[0], [f"checked the plan sum {sums[0].name}; the partial doses {names} were not used"]
+    listed = ", ".join(f"{path.name} ({summations[path] or 'no DoseSummationType'})" for path in doses)
+    raise CaseError(f"{folder}: several RT Doses ({listed}); name the plan sum to check with --dose")
 
 
 def _plan(folder: Path, dicom: DicomFolder, dose: ExternalDose, fractions: int) -> tuple[dict[str, str], list[str]]:
