@@ -78,13 +78,18 @@ def check_export(
     *,
     dose_file: str | Path | None = None,
     grid_mm: float | None = None,
+    outside_zero: bool = False,
     pdf: bool = False,
     progress: StageProgress | None = None,
 ) -> CheckOutcome:
-    """Check the RT Dose of a plan export folder against `protocol` (see module docstring)."""
+    """Check the RT Dose of a plan export folder against `protocol` (see module docstring).
+
+    `outside_zero`: voxels of structures beyond the RT Dose grid get 0 Gy, said in the notes
+    and the record, instead of leaving those structures' goals unjudged.
+    """
     stages = StageTimer(progress)
     protocol = _loaded(protocol, stages)
-    read = _read_export(protocol, folder, dose_file, grid_mm, stages)
+    read = _read_export(protocol, folder, dose_file, grid_mm, outside_zero, stages)
     return _measure(protocol, read, out_dir, pdf, stages)
 
 
@@ -94,6 +99,7 @@ def check_cohort(
     out_dir: str | Path,
     *,
     grid_mm: float | None = None,
+    outside_zero: bool = False,
     pdf: bool = False,
     progress: StageProgress | None = None,
     case_progress: CaseProgress | None = None,
@@ -110,7 +116,7 @@ def check_cohort(
         stages = StageTimer(progress)
         case_id, target = None, None
         try:
-            read = _read_export(loaded, folder, None, grid_mm, stages)
+            read = _read_export(loaded, folder, None, grid_mm, outside_zero, stages)
             case_id = read.case.case_id
             target = out / folder_name(case_id, taken)
             taken.add(target.name)
@@ -134,16 +140,27 @@ class _Read:
 
 
 def _read_export(
-    protocol: Protocol, folder: str | Path, dose_file: str | Path | None, grid_mm: float | None, stages: StageTimer
+    protocol: Protocol, folder: str | Path, dose_file: str | Path | None, grid_mm: float | None, outside_zero: bool,
+    stages: StageTimer,
 ) -> _Read:
     with stages.stage("read dose"):
-        exported = read_plan_export(folder, protocol.prescription.fractions, dose_file=dose_file, grid_mm=grid_mm)
+        exported = read_plan_export(
+            folder, protocol.prescription.fractions, dose_file=dose_file, grid_mm=grid_mm, outside_zero=outside_zero
+        )
         case, dose = exported.case, exported.dose
         resolved = _resolved(protocol, case, exported.notes)
         values, known = dose.on_grid(case.grid)
-        incomplete = _carried(protocol, resolved, exported.incomplete)
-    source = _source_record(dose, interpolated=grid_mm is not None, incomplete=incomplete, plan=exported.plan_attributes)
-    return _Read(case, resolved, values, known, source, [*exported.notes, *resolved.notes])
+        notes = [*exported.notes, *resolved.notes]
+        if outside_zero:
+            values, known, zeroed = _zero_outside(values, known, resolved, dose)
+            notes += zeroed
+        # With every voxel beyond the dose at 0 Gy on a grid holding every contour, nothing is left unknown.
+        incomplete = {} if outside_zero else _carried(protocol, resolved, exported.incomplete)
+    source = _source_record(
+        dose, interpolated=not dose.has_grid(case.grid), incomplete=incomplete, plan=exported.plan_attributes,
+        outside_zero=outside_zero,
+    )
+    return _Read(case, resolved, values, known, source, notes)
 
 
 def check_dose(
@@ -152,12 +169,14 @@ def check_dose(
     dose_file: str | Path,
     out_dir: str | Path,
     *,
+    outside_zero: bool = False,
     pdf: bool = False,
     progress: StageProgress | None = None,
 ) -> CheckOutcome:
     """Check a dose against `protocol` on a specc case's grid and structures.
 
-    `dose_file`: a DICOM RT Dose, or a matRad workspace (.mat) whose resultGUI holds matRad's plan.
+    `dose_file`: a DICOM RT Dose, or a matRad workspace (.mat) whose resultGUI holds matRad's plan;
+    `outside_zero`: as for `check_export`.
     """
     stages = StageTimer(progress)
     protocol = _loaded(protocol, stages)
@@ -169,13 +188,18 @@ def check_dose(
         notes = [*dose.notes, *_frame_note(case, dose)]
         resolved = _resolved(protocol, case, notes)
         values, known = dose.on_grid(case.grid)
+        if outside_zero:
+            values, known, zeroed = _zero_outside(values, known, resolved, dose)
+            notes += zeroed
         incomplete = {
             name: f"{outside} of its {int(np.count_nonzero(mask))} voxels lie outside the dose grid of "
             f"{dose.path.name}: they have no dose"
             for name, mask in resolved.masks.items()
             if (outside := int(np.count_nonzero(mask & ~known)))
         }
-    source = _source_record(dose, interpolated=not dose.has_grid(case.grid), incomplete=incomplete, plan={})
+    source = _source_record(
+        dose, interpolated=not dose.has_grid(case.grid), incomplete=incomplete, plan={}, outside_zero=outside_zero
+    )
     read = _Read(case, resolved, values, known, source, [*notes, *resolved.notes])
     return _measure(protocol, read, out_dir, pdf, stages)
 
@@ -253,8 +277,21 @@ def _touches_faces(mask: np.ndarray) -> bool:
     return any(mask.take(index, axis=axis).any() for axis in range(3) for index in (0, -1))
 
 
+def _zero_outside(
+    values: np.ndarray, known: np.ndarray, resolved: ResolvedStructures, dose: ExternalDose
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The dose with 0 Gy where the dose grid gives none, and a note per structure that has such voxels."""
+    notes = [
+        f"{name}: {outside} of its {int(np.count_nonzero(mask))} voxels lie outside the dose grid of "
+        f"{dose.path.name} and are counted at 0 Gy (--outside-zero)"
+        for name, mask in resolved.masks.items()
+        if (outside := int(np.count_nonzero(mask & ~known)))
+    ]
+    return np.where(known, values, 0.0), np.ones_like(known), notes
+
+
 def _source_record(
-    dose: ExternalDose, *, interpolated: bool, incomplete: dict[str, str], plan: dict[str, str]
+    dose: ExternalDose, *, interpolated: bool, incomplete: dict[str, str], plan: dict[str, str], outside_zero: bool
 ) -> DoseSourceRecord:
     grid = dose.grid
     return DoseSourceRecord(
@@ -269,6 +306,7 @@ def _source_record(
         attributes=dose.attributes,
         plan=plan,
         incomplete=incomplete,
+        outside_zero=outside_zero,
     )
 
 

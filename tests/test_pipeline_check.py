@@ -330,3 +330,20 @@ def test_a_checks_dvh_and_goal_tables_export_from_its_folder(export, protocol_fi
     assert saved["dose_file"]["sha256"] == record.dose_source.sha256
     result = runner.invoke(app, ["export", "rtdose", str(tmp_path / "out"), "--out", str(tmp_path / "x.dcm")])
     assert result.exit_code == 1 and "rtdose needs the result.h5" in result.output
+
+
+def test_outside_zero_counts_the_voxels_beyond_the_dose_grid_at_0_gy_and_says_so(export, protocol_file, tmp_path):
+    unknown = specc.check_export(protocol_file, export, tmp_path / "unknown").record
+    zero = specc.check_export(protocol_file, export, tmp_path / "zero", outside_zero=True).record
+    assert zero.dose_source.outside_zero and zero.dose_source.incomplete == {}
+    cord = goals_by_text(zero)[("Cord", "Max <= 45 Gy")]
+    assert cord.status != "not_evaluated" and cord.value is not None
+    # The body is measured whole: 12 CT slices of 12 instead of 10 (its DVH in the unknown run is of the part).
+    volumes = [next(s.volume_cc for s in record.structures if s.structure == "Body") for record in (unknown, zero)]
+    assert volumes[1] == pytest.approx(volumes[0] * 12 / 10, rel=0.02)
+    assert any("counted at 0 Gy" in note and note.startswith("Body") for note in zero.notes)
+    # Voxels inside the dose grid keep their dose: the target's goals are unchanged.
+    d95 = ("Target", "D95% >= 57 Gy")
+    assert goals_by_text(zero)[d95].value == pytest.approx(goals_by_text(unknown)[d95].value, rel=1e-9)
+    html = (tmp_path / "zero" / "report.html").read_text()
+    assert "0 Gy, assumed on request (--outside-zero)" in html

@@ -39,6 +39,10 @@ def check(
     grid: float | None = typer.Option(
         None, "--grid", help="With a folder: evaluate on a finer isotropic grid (mm) than the RT Dose's, interpolated."
     ),
+    outside_zero: bool = typer.Option(
+        False, "--outside-zero", help="Give voxels of structures beyond the dose grid 0 Gy (the exporting system's "
+        "calculation volume held all the dose), instead of leaving those structures' goals NOT EVALUATED."
+    ),
     pdf: bool = typer.Option(False, "--pdf", help="Also write report.pdf (needs WeasyPrint)."),
     strict: bool = typer.Option(False, "--strict", help="Exit 2 when a priority-1 goal fails."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors and the final line."),
@@ -57,7 +61,7 @@ def check(
     if cohort:
         if dose is not None or case is not None:
             fail("--cohort checks export folders, each with its one RT Dose; --dose and --case do not apply")
-        _check_cohort(protocol, exports or [], out, grid, pdf, strict, quiet)
+        _check_cohort(protocol, exports or [], out, grid, outside_zero, pdf, strict, quiet)
     if exports and len(exports) > 1:
         fail(f"{len(exports)} export folders: add --cohort to check each into OUT/<patient id>/ with OUT/cohort.csv")
     if case is not None and dose is None:
@@ -67,9 +71,12 @@ def check(
     printer = StagePrinter(quiet)
     try:
         if exports:
-            outcome = check_export(protocol, exports[0], out, dose_file=dose, grid_mm=grid, pdf=pdf, progress=printer)
+            outcome = check_export(
+                protocol, exports[0], out, dose_file=dose, grid_mm=grid, outside_zero=outside_zero, pdf=pdf,
+                progress=printer,
+            )
         else:
-            outcome = check_dose(protocol, case, dose, out, pdf=pdf, progress=printer)
+            outcome = check_dose(protocol, case, dose, out, outside_zero=outside_zero, pdf=pdf, progress=printer)
     except SpeccError as error:
         printer.stop()
         fail(error)
@@ -93,7 +100,8 @@ def check(
 
 
 def _check_cohort(
-    protocol: Path, exports: list[Path], out: Path, grid: float | None, pdf: bool, strict: bool, quiet: bool
+    protocol: Path, exports: list[Path], out: Path, grid: float | None, outside_zero: bool, pdf: bool, strict: bool,
+    quiet: bool,
 ) -> None:
     from specc.check import check_cohort
 
@@ -109,7 +117,10 @@ def _check_cohort(
             error_console.print(Text(f"  {named}error: ", style="red") + Text(entry.error), soft_wrap=True)
 
     try:
-        outcome = check_cohort(protocol, exports, out, grid_mm=grid, pdf=pdf, progress=printer, case_progress=on_export)
+        outcome = check_cohort(
+            protocol, exports, out, grid_mm=grid, outside_zero=outside_zero, pdf=pdf, progress=printer,
+            case_progress=on_export,
+        )
     except SpeccError as error:
         fail(error)
     console.print(cohort_table(outcome))

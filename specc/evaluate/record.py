@@ -232,6 +232,7 @@ class DoseSourceRecord(_Record):
     attributes: dict[str, str]  # the file's manufacturer, software, description, identifiers
     plan: dict[str, str] = {}  # the RT Plan's label, approval, ... when one was read
     incomplete: dict[str, str] = {}  # structure -> why part of it has no dose (its goals are not judged)
+    outside_zero: bool = False  # voxels beyond the dose grid were given 0 Gy on request (none is then incomplete)
 
 
 class Review(_Record):

@@ -42,12 +42,19 @@ class ExportedPlan:
 
 
 def read_plan_export(
-    folder: str | Path, fractions: int, *, dose_file: str | Path | None = None, grid_mm: float | None = None
+    folder: str | Path,
+    fractions: int,
+    *,
+    dose_file: str | Path | None = None,
+    grid_mm: float | None = None,
+    outside_zero: bool = False,
 ) -> ExportedPlan:
     """Read a plan export for checking a protocol of `fractions` fractions (see module docstring).
 
     `dose_file`: the RT Dose to check when the folder has several; `grid_mm`: a finer isotropic
-    evaluation grid than the RT Dose's (small structures, sharper DVHs).
+    evaluation grid than the RT Dose's (small structures, sharper DVHs); `outside_zero`: the
+    grid is grown on the same lattice to hold every contour whole, for the caller to give the
+    voxels beyond the RT Dose 0 Gy (its assumption to state), and no structure is incomplete.
     """
     folder = Path(folder)
     dicom = read_dicom_folder(folder)
@@ -71,6 +78,8 @@ def read_plan_export(
     source = str(dicom.structure_set_file)
     rois, without_volume = read_structure_set(dicom.structure_set, dicom.ct, source)
     notes += [f"ROI {item}: not evaluated" for item in without_volume]
+    if outside_zero and rois:
+        grid = _holding(grid, rois, dicom.ct.spacing_mm[2])
     structures: dict[str, Structure] = {}
     incomplete: dict[str, str] = {}
     for roi in rois:
@@ -168,22 +177,37 @@ def _finer_grid(dose_grid: Grid, spacing_mm: float) -> Grid:
 
 def _rasterize_with_outside(roi: RoiContours, grid: Grid, slice_mm: float) -> tuple[np.ndarray, int]:
     """The ROI's mask on `grid`, and how many voxels of the same lattice it covers beyond the grid."""
-    axes = grid.axes_mm()
-    points = np.concatenate([polygon for polygons in roi.planes.values() for polygon in polygons])
-    planes = np.array(sorted(roi.planes))
-    low = (points[:, 0].min(), points[:, 1].min(), planes.min() - slice_mm / 2)
-    high = (points[:, 0].max(), points[:, 1].max(), planes.max() + slice_mm / 2)
-    extended, lead = [], []
-    for axis in range(3):
-        spacing, first, last = grid.spacing_mm[axis], axes[axis][0], axes[axis][-1]
-        before = max(0, int(np.ceil((first - low[axis] - POSITION_TOLERANCE_MM) / spacing)))
-        after = max(0, int(np.ceil((high[axis] - last - POSITION_TOLERANCE_MM) / spacing)))
-        extended.append(first + spacing * np.arange(-before, len(axes[axis]) + after))
-        lead.append(before)
+    extended, lead = _extended_axes(grid, [roi], slice_mm)
     whole = rasterize(roi, *extended, slice_mm)
     inside = tuple(slice(start, start + n) for start, n in zip(lead, grid.shape))
     mask = whole[inside]
     return np.ascontiguousarray(mask), int(np.count_nonzero(whole)) - int(np.count_nonzero(mask))
+
+
+def _holding(grid: Grid, rois: list[RoiContours], slice_mm: float) -> Grid:
+    """`grid` grown on its own lattice until every ROI's contours lie inside it."""
+    extended, _ = _extended_axes(grid, rois, slice_mm)
+    return Grid(
+        shape=tuple(len(axis) for axis in extended),  # type: ignore[arg-type]
+        spacing_mm=grid.spacing_mm,
+        origin_mm=tuple(float(axis[0]) for axis in extended),  # type: ignore[arg-type]
+    )
+
+
+def _extended_axes(grid: Grid, rois: list[RoiContours], slice_mm: float) -> tuple[list[np.ndarray], list[int]]:
+    """The grid's axes extended on its lattice over the ROIs' contours, and how many centres were put before each."""
+    points = np.concatenate([polygon for roi in rois for polygons in roi.planes.values() for polygon in polygons])
+    planes = np.array(sorted({z for roi in rois for z in roi.planes}))
+    low = (points[:, 0].min(), points[:, 1].min(), planes.min() - slice_mm / 2)
+    high = (points[:, 0].max(), points[:, 1].max(), planes.max() + slice_mm / 2)
+    extended, lead = [], []
+    for axis, centres in enumerate(grid.axes_mm()):
+        spacing, first, last = grid.spacing_mm[axis], centres[0], centres[-1]
+        before = max(0, int(np.ceil((first - low[axis] - POSITION_TOLERANCE_MM) / spacing)))
+        after = max(0, int(np.ceil((high[axis] - last - POSITION_TOLERANCE_MM) / spacing)))
+        extended.append(first + spacing * np.arange(-before, len(centres) + after))
+        lead.append(before)
+    return extended, lead
 
 
 def _spacing_text(grid: Grid) -> str:
