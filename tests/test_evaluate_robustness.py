@@ -86,6 +86,37 @@ def test_each_structure_gets_the_envelope_of_its_scenario_dvhs_around_the_nomina
     assert band.volume_min_percent[-1] == 0.0 and band.volume_max_percent[-1] == pytest.approx(25.0)
 
 
+def test_random_errors_blur_the_dose_of_every_scenario_by_their_standard_deviation() -> None:
+    """A 40 Gy field edge at x = 10 mm blurred by sigma = 5 mm (one voxel). Each organ voxel (centres 7.5
+    to 22.5 mm beyond the edge) receives 40 Gy times the weight of the sampled, normalized Gaussian that
+    lies across the edge; the continuous 40 Gy x (1 - Phi(d / sigma)) is within 20% of that on this grid."""
+    from scipy.stats import norm
+
+    case = synthetic_case()
+    masks = {name: structure.mask for name, structure in case.structures.items()}
+    x, _, _ = np.meshgrid(*case.grid.axes_mm(), indexing="ij")
+    dose = np.where(x < 10.0, 40.0, 0.0)
+    protocol = _protocol("robustness: {random_error: 5 mm, structures: [Organ]}\n")
+    record = robustness_record(protocol, dose, masks, case.grid, case.voxel_volume_cc, True, case.voxel_indices)
+    assert record.scenarios_mm == [(0.0, 0.0, 0.0)] and record.random_error_mm == (5.0, 5.0, 5.0)
+    assert "blurred by a Gaussian" in record.model
+    (organ,) = record.goals
+    assert organ.nominal == 0.0  # the planned dose itself is not blurred
+    columns = x[masks["Organ"]]  # every organ voxel's x
+    steps = np.arange(-4, 5)  # the filter's reach: 4 standard deviations, in voxels
+    weights = np.exp(-0.5 * steps**2) / np.exp(-0.5 * steps**2).sum()
+    in_field = (columns[:, None] - 5.0 * steps[None, :]) < 10.0  # the voxel k steps towards -x is in the field
+    assert organ.scenario_values[0] == pytest.approx(40.0 * (in_field * weights).sum(axis=1).mean(), rel=1e-9)
+    assert organ.scenario_values[0] == pytest.approx(40.0 * norm.sf((columns - 10.0) / 5.0).mean(), rel=0.20)
+    # With a setup error as well, each shift is applied to the blurred dose, after the unshifted one.
+    both = _protocol("robustness: {setup_error: 10 mm, random_error: 5 mm, structures: [Organ]}\n")
+    record = robustness_record(both, dose, masks, case.grid, case.voxel_volume_cc, True, case.voxel_indices)
+    assert record.scenarios_mm[0] == (0.0, 0.0, 0.0) and len(record.scenarios_mm) == 7
+    worst = record.goals[0]
+    assert record.scenarios_mm[worst.worst_scenario] == (-10.0, 0.0, 0.0)
+    assert worst.worst > 10.0  # the shifted, blurred edge reaches further in than the shift alone (10 Gy)
+
+
 def test_scenarios_are_both_ways_along_the_axes_that_have_an_error() -> None:
     assert _protocol('robustness: {setup_error: ["3 mm", "0 mm", "0 mm"]}\n').robustness.offsets_mm == [
         (3.0, 0.0, 0.0), (-3.0, 0.0, 0.0)
@@ -99,7 +130,9 @@ def test_scenarios_are_both_ways_along_the_axes_that_have_an_error() -> None:
         ('robustness: {setup_error: ["3 mm", "3 mm"]}', "expected one distance"),
         ("robustness: {setup_error: 3}", "expected one distance"),
         ("robustness: {setup_error: 3 inch}", 'unknown distance unit "inch"'),
-        ("robustness: {setup_error: 0 mm}", "0 mm along every axis gives no scenario"),
+        ("robustness: {setup_error: 0 mm}", "no setup error and no random error gives no scenario"),
+        ("robustness: {random_error: 2 mm, setup_error: 3 mm, optimize: true}", "random_error is checked, not optimized"),
+        ("robustness: {random_error: 2 mm, optimize: true}", "random_error is checked, not optimized"),
         ("robustness: {setup_error: 3 mm, structures: [Orgna]}", 'undefined structure "Orgna"'),
         ("robustness: {setup_error: 3 mm, structures: [Body]}", '"Body" has no goal to measure'),
         ("robustness: {setup_error: 3 mm, structures: []}", "needs at least 1 item"),
@@ -142,6 +175,14 @@ def test_a_plan_reports_the_setup_error_check_in_plan_json_the_report_and_the_te
     plan_record = PlanRecord.model_validate_json((tmp_path / "out" / "plan.json").read_text())
     assert [band["structure"] for band in record["bands"]] == ["Target", "Organ"]
     assert len(dvh_figure(plan_record).axes[0].collections) == 2
+
+    # Random errors as well: a column without a shift, the blur said in the heading and the terminal.
+    protocol.write_text(HEADER + terms + "robustness: {setup_error: 5 mm, random_error: 2 mm, structures: [Target]}\n")
+    result = CliRunner().invoke(app, ["plan", str(protocol), "--case", str(case_path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "Setup error 5/5/5 mm, random 2/2/2 mm SD (7 scenarios" in result.output
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert "random error (2.0, 2.0, 2.0) mm SD" in html and "<th>random only</th>" in html
 
 
 def test_voxels_displaced_beyond_the_computed_dose_are_counted_and_noted() -> None:

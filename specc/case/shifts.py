@@ -9,6 +9,10 @@ the nearest edge voxel's dose (as `scipy.ndimage.shift(order=1, mode="nearest")`
 One interpolation serves both uses, so that what robust optimization holds is exactly what
 the robustness check measures: `shifted_dose` reads a computed dose, `shifted_influence`
 gives the influence rows (W A) whose product with a fluence is that same dose.
+
+Random (day-to-day) errors of standard deviation sigma average, over many fractions, into the
+dose convolved with a Gaussian of sigma (Leong 1987; van Herk et al. 2000): `blurred_dose`, on
+the same static cloud (beyond the grid, the edge voxel's dose).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.ndimage import gaussian_filter
 
 from specc.case.model import row_lookup
 from specc.protocol.models import scenario_name
@@ -47,6 +52,12 @@ def shifted_dose(dose: np.ndarray, mask: np.ndarray, grid: Grid, offset_mm: tupl
     """The dose each voxel of `mask` (C order) receives with the patient displaced by `offset_mm`."""
     corners, weights = _samples(grid, mask, offset_mm)
     return np.sum(np.asarray(dose, dtype=np.float64).ravel()[corners] * weights, axis=1)
+
+
+def blurred_dose(dose: np.ndarray, grid: Grid, sigma_mm: tuple[float, float, float]) -> np.ndarray:
+    """The expected dose under random setup errors of `sigma_mm` (one SD per axis; 0: none along it)."""
+    sigma_voxels = [sigma / spacing for sigma, spacing in zip(sigma_mm, grid.spacing_mm)]
+    return gaussian_filter(np.asarray(dose, dtype=np.float64), sigma=sigma_voxels, mode="nearest", truncate=4.0)
 
 
 def outside_rows(voxel_indices: np.ndarray, grid: Grid, mask: np.ndarray, offset_mm: tuple[float, float, float]) -> int:

@@ -33,8 +33,12 @@ def _value_text(value: float | None, unit: str) -> str:
 
 def print_robustness(robustness: RobustnessRecord) -> None:
     setup = "/".join(f"{size:g}" for size in robustness.setup_error_mm)
+    if robustness.random_error_mm is not None:
+        setup += " mm, random " + "/".join(f"{size:g}" for size in robustness.random_error_mm) + " mm SD"
+    else:
+        setup += " mm"
     table = Table("structure", "goal", "nominal", "worst", "status",
-                  title=f"Setup error {setup} mm ({len(robustness.scenarios_mm)} scenarios, worst shown; "
+                  title=f"Setup error {setup} ({len(robustness.scenarios_mm)} scenarios, worst shown; "
                   f"{'optimized robustly' if robustness.optimized else 'checked only'})")
     for goal in robustness.goals:
         nominal, worst = _value_text(goal.nominal, goal.unit), _value_text(goal.worst, goal.unit)

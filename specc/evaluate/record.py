@@ -137,6 +137,7 @@ class RobustnessRecord(_Record):
     """Goals under patient setup errors (docs/robustness.md)."""
 
     setup_error_mm: tuple[float, float, float]
+    random_error_mm: tuple[float, float, float] | None = None  # SD; every scenario is measured on the blurred dose
     model: str
     scenarios_mm: list[tuple[float, float, float]]  # patient shift of each scenario, LPS mm
     structures: list[str]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from specc.case.shifts import outside_note, shifted_dose
+from specc.case.shifts import blurred_dose, outside_note, shifted_dose
 from specc.evaluate.dvh import DVH, DVH_CURVE_POINTS, UndefinedMetric
 from specc.evaluate.goals import MeasuredStatus, judge, reported_status
 from specc.evaluate.metrics import measure
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from specc.protocol.goals import Goal
 
 MODEL = "static dose cloud: rigid shift of the dose, trilinear interpolation"
+RANDOM_MODEL = "random errors: the dose blurred by a Gaussian of their standard deviation (the expected dose over many fractions)"
 
 
 def robustness_record(
@@ -42,11 +43,18 @@ def robustness_record(
     assert robustness is not None, "a robustness record needs a robustness section"
     names = protocol.robust_structures()
     scenarios = robustness.offsets_mm
+    random = robustness.random_error_mm
+    scenario_dose = dose
+    if random is not None and any(random):
+        scenario_dose = blurred_dose(dose, grid, random)
+        scenarios = [(0.0, 0.0, 0.0), *scenarios]  # random errors alone: the blurred dose, not shifted
     # Nominal first, then each scenario: the DVHs every goal and band of a structure is read from.
     dvhs = {
         name: [
             DVH.from_dose(values, voxel_cc)
-            for values in [dose[masks[name]], *(shifted_dose(dose, masks[name], grid, offset) for offset in scenarios)]
+            for values in [
+                dose[masks[name]], *(shifted_dose(scenario_dose, masks[name], grid, offset) for offset in scenarios)
+            ]
         ]
         for name in names
     }
@@ -57,7 +65,8 @@ def robustness_record(
         if goal.structure in names
     ]
     return RobustnessRecord(
-        setup_error_mm=robustness.setup_error_mm, model=MODEL, scenarios_mm=scenarios, structures=names,
+        setup_error_mm=robustness.setup_error_mm, random_error_mm=random,
+        model=MODEL if random is None else f"{MODEL}; {RANDOM_MODEL}", scenarios_mm=scenarios, structures=names,
         optimized=robustness.optimize, goals=goals,
         bands=[_band(name, curves, float(dose.max())) for name, curves in dvhs.items()],
         notes=[note for name in names if (note := outside_note(voxel_indices, grid, name, masks[name], scenarios))],

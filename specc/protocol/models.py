@@ -352,20 +352,35 @@ def _three_lengths(value: Any) -> Any:
     raise ValueError(f'expected one distance ("3 mm") or three along x, y, z (["3 mm", "3 mm", "5 mm"]), got {value!r}')
 
 
+def _three_lengths_or_none(value: Any) -> Any:
+    return None if value is None else _three_lengths(value)
+
+
 class Robustness(_Strict):
     """How the plan is made and checked robust against patient setup errors: every goal of
     the listed structures is measured again with the dose shifted by the setup error along
     each patient axis, both ways (six scenarios; a rigid shift of the dose, the static dose
-    cloud model), and the report gives the worst. With `optimize: true` the optimization also
-    holds those structures' terms in every scenario (docs/robustness.md); without it, margins
-    are what make a plan robust.
+    cloud model), and the report gives the worst. Random (day-to-day) errors blur the dose
+    of a many-fraction treatment: with `random_error`, the scenarios are measured on the dose
+    convolved with a Gaussian of that standard deviation, and a scenario with no shift is
+    added. With `optimize: true` the optimization also holds those structures' terms in every
+    setup-error scenario (docs/robustness.md); without it, margins are what make a plan robust.
     """
 
     setup_error: Annotated[list[Length], BeforeValidator(_three_lengths, json_schema_input_type=Length | list[Length])] = (
         Field(
-            description='The setup error: "3 mm" along every axis, or ["3 mm", "3 mm", "5 mm"] along x, y, z '
-            "(patient LPS axes)."
+            default_factory=lambda: [Length(mm=0.0)] * 3,
+            description='The systematic setup error: "3 mm" along every axis, or ["3 mm", "3 mm", "5 mm"] along x, '
+            "y, z (patient LPS axes). Each non-zero axis gives two scenarios, the patient shifted both ways.",
         )
+    )
+    random_error: Annotated[
+        list[Length] | None, BeforeValidator(_three_lengths_or_none, json_schema_input_type=Length | list[Length])
+    ] = Field(
+        default=None,
+        description='The random (day-to-day) setup error, one standard deviation: "2 mm", or three along x, y, z. '
+        "The check measures every scenario on the dose blurred by it (a Gaussian: the expected dose over many "
+        "fractions), and adds a scenario without a shift. Checked only, not optimized.",
     )
     structures: Annotated[list[Text], Field(min_length=1)] | None = Field(
         default=None,
@@ -379,12 +394,26 @@ class Robustness(_Strict):
         "(equal weights, the sum of their weights unchanged); the scenarios are the ones the check measures.",
     )
 
-    @field_validator("setup_error")
-    @classmethod
-    def _some_error(cls, setup_error: list[Length]) -> list[Length]:
-        if all(length.mm == 0 for length in setup_error):
-            raise ValueError("a setup error of 0 mm along every axis gives no scenario: give the error to check")
-        return setup_error
+    @model_validator(mode="after")
+    def _some_error(self) -> Robustness:
+        random = self.random_error_mm
+        if all(length.mm == 0 for length in self.setup_error) and (random is None or not any(random)):
+            raise ValueError("no setup error and no random error gives no scenario: give the error to check")
+        if self.optimize and random is not None and any(random):
+            raise ValueError(
+                "random_error is checked, not optimized: robust optimization holds the systematic setup-error "
+                "scenarios; leave random_error out of it, or set optimize: false to check both"
+            )
+        if self.optimize and all(length.mm == 0 for length in self.setup_error):
+            raise ValueError("optimize: true needs a setup_error: its scenarios are what the plan is optimized in")
+        return self
+
+    @property
+    def random_error_mm(self) -> tuple[float, float, float] | None:
+        if self.random_error is None:
+            return None
+        x, y, z = (length.mm for length in self.random_error)
+        return (x, y, z)
 
     @property
     def setup_error_mm(self) -> tuple[float, float, float]:
