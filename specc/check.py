@@ -1,7 +1,8 @@
 """`specc.check`: a plan made in another planning system, judged against a protocol.
 
 Clinics compare the plans their planning system made with their protocols, and with what
-specc would make. A check reads the other system's dose (DICOM RT Dose) as it was exported,
+specc would make. A check reads the other system's dose (a DICOM RT Dose, or the plan a
+matRad workspace holds in resultGUI) as it was exported,
 measures every goal on it with the same DVHs and judgements as `specc plan` (nothing is
 optimized, nothing renormalized) and writes the same report and plan.json, marked as a check
 of an external dose with the file's SHA-256, so `specc compare` can set it beside a specc plan.
@@ -53,18 +54,18 @@ class CheckOutcome:
     paths: list[Path]
     timings_s: dict[str, float]
 
+    # What a cohort lists for the case (`CohortEntry`, cohort.csv), as `PlanOutcome` gives for a plan.
+    succeeded = True
+    solver_name = ""
+    status = "checked"
+    message = ""
+
     def failed_must_goals(self) -> list[GoalRecord]:
         return self.record.failed_must_goals()
 
     def exit_code(self, strict: bool = False) -> int:
         """0: checked; 2: `strict` and a priority-1 goal failed."""
         return 2 if strict and self.failed_must_goals() else 0
-
-    # What a cohort lists for the case (`CohortEntry`, cohort.csv), as for a plan.
-    succeeded = True
-    solver_name = ""
-    status = "checked"
-    message = ""
 
     @property
     def notes(self) -> list[str]:

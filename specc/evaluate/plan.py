@@ -18,7 +18,7 @@ import specc
 from specc.errors import SolveError
 from specc.evaluate.context import EvaluationError, PlanDoseContext
 from specc.evaluate.dvh import DVH, DVH_CURVE_POINTS, UndefinedMetric
-from specc.evaluate.goals import judge, reported_status
+from specc.evaluate.goals import MeasuredStatus, judge, reported_status
 from specc.evaluate.indices import hot_spot, target_indices
 from specc.evaluate.metrics import dvh_point, measure
 from specc.evaluate.normalization import normalization_factor
@@ -110,14 +110,16 @@ def _goal_record(
     value: float | None
     # The dose "% of prescription" refers to, as the protocol resolved the goal's thresholds.
     dvh, prescription = dvhs[goal.structure], protocol.reference_dose(goal.structure)
-    try:
-        if incomplete is not None:
-            raise UndefinedMetric(f"{goal.structure}: {incomplete}")
-        value = measure(goal.metric, dvh, prescription)
-        measured = judge(value, goal.comparator, goal.threshold_value, goal.variation_value)
-        note = ""
-    except UndefinedMetric as error:
-        value, measured, note = None, "not_evaluated", str(error)
+    measured: MeasuredStatus
+    if incomplete is not None:
+        value, measured, note = None, "not_evaluated", f"{goal.structure}: {incomplete}"
+    else:
+        try:
+            value = measure(goal.metric, dvh, prescription)
+            measured = judge(value, goal.comparator, goal.threshold_value, goal.variation_value)
+            note = ""
+        except UndefinedMetric as error:
+            value, measured, note = None, "not_evaluated", str(error)
     return GoalRecord(
         structure=goal.structure,
         text=goal.text,
