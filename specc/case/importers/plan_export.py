@@ -21,7 +21,8 @@ import scipy.sparse as sp
 
 from specc.case.importers.dicom_ct import POSITION_TOLERANCE_MM, DicomFolder, read_dicom_folder
 from specc.case.importers.report import build_case
-from specc.case.importers.rtdose import ExternalDose, read_rtdose
+from specc.case.importers.external_dose import ExternalDose
+from specc.case.importers.rtdose import read_rtdose
 from specc.case.importers.rtstruct import RoiContours, rasterize, read_structure_set
 from specc.case.model import Beamlets, Case, CaseMetadata, Grid, Structure
 from specc.errors import CaseError
