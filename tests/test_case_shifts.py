@@ -7,7 +7,7 @@ import pytest
 from scipy.ndimage import shift as ndimage_shift
 
 from evaluate_fakes import synthetic_case
-from specc.case.shifts import shifted_dose, shifted_influence
+from specc.case.shifts import Displacement, displaced_dose, shifted_dose, shifted_influence
 
 
 @pytest.mark.parametrize("offset_mm", [(3.0, 0.0, 0.0), (-7.5, 2.0, 0.0), (0.0, -12.0, 4.0), (40.0, 0.0, -1.0)])
@@ -39,3 +39,29 @@ def test_the_shifted_rows_give_the_shifted_dose_of_any_fluence(offset_mm) -> Non
         assert rows.shape == (int(mask.sum()), case.n_beamlets) and rows.dtype == case.influence.dtype
         expected = shifted_dose(case.dose_on_grid(fluence, 1), mask, case.grid, offset_mm)
         np.testing.assert_allclose(rows @ fluence, expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    ("rotation_deg", "moved_to"),
+    [
+        ((0.0, 0.0, 90.0), (0.0, 10.0, 0.0)),  # about z: +x turns to +y (right-handed)
+        ((0.0, 0.0, -90.0), (0.0, -10.0, 0.0)),
+        ((0.0, 90.0, 0.0), (0.0, 0.0, -10.0)),  # about y: +x turns to -z
+        ((0.0, 0.0, 2.0), (10.0 * np.cos(np.radians(2.0)), 10.0 * np.sin(np.radians(2.0)), 0.0)),
+    ],
+)
+def test_a_rotated_voxel_receives_the_dose_where_the_rotation_about_the_centre_takes_it(rotation_deg, moved_to) -> None:
+    """A voxel 10 mm along +x from the centre, in a dose rising 1 Gy/mm along each axis (trilinear is exact)."""
+    case = synthetic_case()
+    grid = case.grid
+    centre = (grid.origin_mm[0] + 5 * grid.spacing_mm[0], grid.origin_mm[1] + 6 * grid.spacing_mm[1],
+              grid.origin_mm[2] + 5 * grid.spacing_mm[2])
+    x, y, z = np.meshgrid(*grid.axes_mm(), indexing="ij")
+    dose = 100.0 + (x - centre[0]) + 2.0 * (y - centre[1]) + 3.0 * (z - centre[2])
+    voxel = np.zeros(grid.shape, dtype=bool)
+    voxel[5 + 2, 6, 5] = True  # 10 mm along +x from the centre on the 5 mm grid
+    received = displaced_dose(dose, voxel, grid, Displacement(rotation_deg=rotation_deg, centre_mm=centre))
+    dx, dy, dz = moved_to
+    assert received[0] == pytest.approx(100.0 + dx + 2.0 * dy + 3.0 * dz, abs=1e-9)
+    assert Displacement(rotation_deg=rotation_deg).text().startswith("about ")
+    assert Displacement(offset_mm=(3.0, 0.0, 0.0)).text() == "x +3 mm" and Displacement().text() == ""

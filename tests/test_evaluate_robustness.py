@@ -9,7 +9,7 @@ import pytest
 
 from evaluate_fakes import synthetic_case
 from specc.evaluate.dvh import DVH
-from specc.case.shifts import outside_rows
+from specc.case.shifts import Displacement, outside_rows
 from specc.evaluate.robustness import robustness_record
 from specc.protocol import ProtocolError, parse_protocol_text
 
@@ -117,6 +117,30 @@ def test_random_errors_blur_the_dose_of_every_scenario_by_their_standard_deviati
     assert worst.worst > 10.0  # the shifted, blurred edge reaches further in than the shift alone (10 Gy)
 
 
+def test_rotations_turn_the_patient_about_the_isocentre_both_ways_about_each_axis() -> None:
+    """Organ centred 25 mm along x from the isocentre, dose rising 1 Gy/mm along y: turned +10 deg about
+    z its mean rises by sin(10 deg) x its mean x (a linear map of a linear dose: exact)."""
+    case = synthetic_case()
+    masks = {name: structure.mask for name, structure in case.structures.items()}
+    x, y, _ = np.meshgrid(*case.grid.axes_mm(), indexing="ij")
+    dose = 40.0 + y
+    protocol = _protocol("robustness: {rotation_error: [0 deg, 0 deg, 10 deg], structures: [Organ]}\n")
+    record = robustness_record(protocol, dose, masks, case.grid, case.voxel_volume_cc, True, case.voxel_indices,
+                               isocentre_mm=(0.0, 0.0, 0.0))
+    assert record.scenario_labels == ["about z +10 deg", "about z -10 deg"]
+    assert record.scenario_rotations_deg == [(0.0, 0.0, 10.0), (0.0, 0.0, -10.0)]
+    assert record.rotation_centre_mm == (0.0, 0.0, 0.0) and record.rotation_centre == "the beams' isocentre"
+    (organ,) = record.goals
+    organ_x, organ_y = x[masks["Organ"]].mean(), y[masks["Organ"]].mean()
+    turned = 40.0 + np.sin(np.radians(10.0)) * organ_x + np.cos(np.radians(10.0)) * organ_y
+    assert organ.scenario_values[0] == pytest.approx(turned, rel=1e-9)
+    assert organ.worst_scenario == 0 and organ.worst == pytest.approx(turned)  # the highest, for Mean <= 5 Gy
+    # Without an isocentre, about the prescription targets' centre (the sphere at the origin here).
+    centred = robustness_record(protocol, dose, masks, case.grid, case.voxel_volume_cc, True, case.voxel_indices)
+    assert centred.rotation_centre.startswith("the centre of the prescription targets")
+    np.testing.assert_allclose(centred.rotation_centre_mm, (0.0, 0.0, 0.0), atol=1e-9)
+
+
 def test_scenarios_are_both_ways_along_the_axes_that_have_an_error() -> None:
     assert _protocol('robustness: {setup_error: ["3 mm", "0 mm", "0 mm"]}\n').robustness.offsets_mm == [
         (3.0, 0.0, 0.0), (-3.0, 0.0, 0.0)
@@ -130,7 +154,10 @@ def test_scenarios_are_both_ways_along_the_axes_that_have_an_error() -> None:
         ('robustness: {setup_error: ["3 mm", "3 mm"]}', "expected one distance"),
         ("robustness: {setup_error: 3}", "expected one distance"),
         ("robustness: {setup_error: 3 inch}", 'unknown distance unit "inch"'),
-        ("robustness: {setup_error: 0 mm}", "no setup error and no random error gives no scenario"),
+        ("robustness: {setup_error: 0 mm}", "no setup, random or rotation error gives no scenario"),
+        ("robustness: {rotation_error: 2 deg, optimize: true}", "rotation_error is checked, not optimized"),
+        ("robustness: {rotation_error: 2}", "expected one angle (\"2 deg\")"),
+        ("robustness: {rotation_error: 2 rad}", "unknown angle unit \"rad\""),
         ("robustness: {random_error: 2 mm, setup_error: 3 mm, optimize: true}", "random_error is checked, not optimized"),
         ("robustness: {random_error: 2 mm, optimize: true}", "random_error is checked, not optimized"),
         ("robustness: {setup_error: 3 mm, structures: [Orgna]}", 'undefined structure "Orgna"'),
@@ -193,8 +220,8 @@ def test_voxels_displaced_beyond_the_computed_dose_are_counted_and_noted() -> No
     dose.ravel()[case.voxel_indices] = 30.0  # a plan's dose: none off the case's rows
     protocol = _protocol("robustness: {setup_error: 10 mm, structures: [Organ, Target]}\n")
     record = robustness_record(protocol, dose, masks, case.grid, case.voxel_volume_cc, True, case.voxel_indices)
-    outside = outside_rows(case.voxel_indices, case.grid, masks["Organ"], (10.0, 0.0, 0.0))
-    assert outside > 0 and outside_rows(case.voxel_indices, case.grid, masks["Organ"], (-10.0, 0.0, 0.0)) == 0
+    outside = outside_rows(case.voxel_indices, case.grid, masks["Organ"], Displacement(offset_mm=(10.0, 0.0, 0.0)))
+    assert outside > 0 and outside_rows(case.voxel_indices, case.grid, masks["Organ"], Displacement(offset_mm=(-10.0, 0.0, 0.0))) == 0
     (note,) = record.notes  # the target, 15 mm around the centre, stays inside the body
     assert note.startswith(f"Organ: some of its {int(masks['Organ'].sum())} voxels") and f"{outside} in Organ (x +10 mm)" in note
     organ = next(goal for goal in record.goals if goal.structure == "Organ")

@@ -17,6 +17,7 @@ the same static cloud (beyond the grid, the edge voxel's dose).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -24,16 +25,60 @@ import scipy.sparse as sp
 from scipy.ndimage import gaussian_filter
 
 from specc.case.model import row_lookup
-from specc.protocol.models import scenario_name
+from specc.protocol.models import offset_text
 
 if TYPE_CHECKING:
     from specc.case.model import Case, Grid
 
 
-def _samples(grid: Grid, mask: np.ndarray, offset_mm: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """(n, 8) flat grid indices and trilinear weights of each mask voxel's position + offset."""
+@dataclass(frozen=True)
+class Displacement:
+    """A rigid displacement of the patient: a shift, and a rotation about `centre_mm`.
+
+    The rotation is about the patient axes through the centre (right-handed, LPS), applied
+    about x, then y, then z; the robustness check's scenarios rotate about one axis at a time.
+    A voxel at p moves to R (p - c) + c + offset and receives the dose there.
+    """
+
+    offset_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    rotation_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    centre_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def text(self) -> str:
+        """How a report heads the scenario, e.g. "x +3 mm" or "about z +2 deg" ("" for none)."""
+        parts = [offset_text(self.offset_mm)] if any(self.offset_mm) else []
+        parts += [
+            f"about {axis} {'+' if angle > 0 else '-'}{abs(angle):g} deg"
+            for axis, angle in zip("xyz", self.rotation_deg)
+            if angle
+        ]
+        return ", ".join(parts)
+
+    def points(self, grid: Grid, mask: np.ndarray) -> np.ndarray:
+        """(n, 3) fractional grid indices where the voxels of `mask` (C order) are displaced to."""
+        spacing = np.asarray(grid.spacing_mm)
+        index = np.argwhere(mask).astype(np.float64)
+        if any(self.rotation_deg):
+            positions = np.asarray(grid.origin_mm) + index * spacing
+            centre = np.asarray(self.centre_mm)
+            moved = (positions - centre) @ rotation_matrix(self.rotation_deg).T + centre
+            index = (moved - np.asarray(grid.origin_mm)) / spacing
+        return index + np.asarray(self.offset_mm, dtype=np.float64) / spacing
+
+
+def rotation_matrix(angles_deg: tuple[float, float, float]) -> np.ndarray:
+    """R = Rz Ry Rx for right-handed rotations about x, y and z by `angles_deg`."""
+    ax, ay, az = np.radians(angles_deg)
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    return rz @ ry @ rx
+
+
+def _samples(grid: Grid, mask: np.ndarray, displacement: Displacement) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 8) flat grid indices and trilinear weights of each mask voxel's displaced position."""
     shape = np.asarray(grid.shape)
-    points = np.argwhere(mask) + np.asarray(offset_mm, dtype=np.float64) / np.asarray(grid.spacing_mm)
+    points = displacement.points(grid, mask)
     floor = np.floor(points)
     fraction = points - floor
     low = floor.astype(np.int64)
@@ -50,7 +95,12 @@ def _samples(grid: Grid, mask: np.ndarray, offset_mm: tuple[float, float, float]
 
 def shifted_dose(dose: np.ndarray, mask: np.ndarray, grid: Grid, offset_mm: tuple[float, float, float]) -> np.ndarray:
     """The dose each voxel of `mask` (C order) receives with the patient displaced by `offset_mm`."""
-    corners, weights = _samples(grid, mask, offset_mm)
+    return displaced_dose(dose, mask, grid, Displacement(offset_mm=offset_mm))
+
+
+def displaced_dose(dose: np.ndarray, mask: np.ndarray, grid: Grid, displacement: Displacement) -> np.ndarray:
+    """The dose each voxel of `mask` (C order) receives with the patient displaced (shifted or rotated)."""
+    corners, weights = _samples(grid, mask, displacement)
     return np.sum(np.asarray(dose, dtype=np.float64).ravel()[corners] * weights, axis=1)
 
 
@@ -60,14 +110,14 @@ def blurred_dose(dose: np.ndarray, grid: Grid, sigma_mm: tuple[float, float, flo
     return gaussian_filter(np.asarray(dose, dtype=np.float64), sigma=sigma_voxels, mode="nearest", truncate=4.0)
 
 
-def outside_rows(voxel_indices: np.ndarray, grid: Grid, mask: np.ndarray, offset_mm: tuple[float, float, float]) -> int:
+def outside_rows(voxel_indices: np.ndarray, grid: Grid, mask: np.ndarray, displacement: Displacement) -> int:
     """How many voxels of `mask` are displaced (partly) where the case computes no dose.
 
     The grid holds 0 Gy off the influence matrix's rows (`voxel_indices`, typically the body),
     so there the static dose cloud says the voxel gets nothing, which is the model's error
     near the body surface rather than a dose: the check and the optimization both count it.
     """
-    corners, weights = _samples(grid, mask, offset_mm)
+    corners, weights = _samples(grid, mask, displacement)
     return int(np.count_nonzero(np.any(~row_lookup(voxel_indices, corners)[0] & (weights > 0), axis=1)))
 
 
@@ -79,7 +129,7 @@ def shifted_influence(case: Case, mask: np.ndarray, offset_mm: tuple[float, floa
     does in `shifted_dose` (`outside_rows` counts the voxels concerned). Same dtype as the
     case's matrix.
     """
-    corners, weights = _samples(case.grid, mask, offset_mm)
+    corners, weights = _samples(case.grid, mask, Displacement(offset_mm=offset_mm))
     known, rows = row_lookup(case.voxel_indices, corners)
     known &= weights > 0
     owner = np.broadcast_to(np.arange(len(corners))[:, None], corners.shape)
@@ -93,10 +143,14 @@ def shifted_influence(case: Case, mask: np.ndarray, offset_mm: tuple[float, floa
 
 
 def outside_note(
-    voxel_indices: np.ndarray, grid: Grid, name: str, mask: np.ndarray, offsets: list[tuple[float, float, float]]
+    voxel_indices: np.ndarray, grid: Grid, name: str, mask: np.ndarray, displacements: list[Displacement]
 ) -> str:
     """What the static dose cloud cannot say of `name`: its voxels displaced where no dose is computed ("" if none)."""
-    counts = {scenario_name(name, offset): outside_rows(voxel_indices, grid, mask, offset) for offset in offsets}
+    counts = {
+        f"{name} ({displacement.text()})": outside_rows(voxel_indices, grid, mask, displacement)
+        for displacement in displacements
+        if displacement.text()
+    }
     counts = {scenario: count for scenario, count in counts.items() if count}
     if not counts:
         return ""

@@ -33,10 +33,11 @@ def _value_text(value: float | None, unit: str) -> str:
 
 def print_robustness(robustness: RobustnessRecord) -> None:
     setup = "/".join(f"{size:g}" for size in robustness.setup_error_mm)
+    setup += " mm"
+    if robustness.rotation_error_deg is not None:
+        setup += ", rotation " + "/".join(f"{angle:g}" for angle in robustness.rotation_error_deg) + " deg"
     if robustness.random_error_mm is not None:
-        setup += " mm, random " + "/".join(f"{size:g}" for size in robustness.random_error_mm) + " mm SD"
-    else:
-        setup += " mm"
+        setup += ", random " + "/".join(f"{size:g}" for size in robustness.random_error_mm) + " mm SD"
     table = Table("structure", "goal", "nominal", "worst", "status",
                   title=f"Setup error {setup} ({len(robustness.scenarios_mm)} scenarios, worst shown; "
                   f"{'optimized robustly' if robustness.optimized else 'checked only'})")

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from specc.case.shifts import outside_note
+from specc.case.shifts import Displacement, outside_note
 from specc.errors import CompileError
 from specc.protocol.models import SetupScenario, scenario_name
 
@@ -102,7 +102,7 @@ def robust_notes(
         note += f"; no term names {', '.join(missing)}, so its goals are checked in the scenarios but not optimized there"
     notes = [note]
     for base in robust:
-        offsets = [scenario.offset_mm for scenario in displaced if scenario.structure == base]
+        offsets = [Displacement(offset_mm=scenario.offset_mm) for scenario in displaced if scenario.structure == base]
         if outside := outside_note(case.voxel_indices, case.grid, base, masks[base], offsets):
             notes.append(outside)
     return notes

@@ -317,7 +317,11 @@ def _plan_record(
         )
     robustness = None
     if protocol.robustness is not None:
-        robustness = robustness_record(protocol, dose, masks, grid, voxel_cc, converged, dose_voxels, incomplete)
+        isocentres = {beam.isocenter_mm for beam in case.beams}
+        robustness = robustness_record(
+            protocol, dose, masks, grid, voxel_cc, converged, dose_voxels, incomplete,
+            next(iter(isocentres)) if len(isocentres) == 1 else None,
+        )
     return PlanRecord(
         specc_version=specc.__version__,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),

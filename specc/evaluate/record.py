@@ -138,8 +138,13 @@ class RobustnessRecord(_Record):
 
     setup_error_mm: tuple[float, float, float]
     random_error_mm: tuple[float, float, float] | None = None  # SD; every scenario is measured on the blurred dose
+    rotation_error_deg: tuple[float, float, float] | None = None  # about x, y, z
+    rotation_centre_mm: tuple[float, float, float] | None = None  # what rotations turn about, LPS mm
+    rotation_centre: str = ""  # why there
     model: str
     scenarios_mm: list[tuple[float, float, float]]  # patient shift of each scenario, LPS mm
+    scenario_rotations_deg: list[tuple[float, float, float]] = []  # with rotations: each scenario's, else empty
+    scenario_labels: list[str] = []  # how the report heads each scenario ("x +3 mm", "about z +2 deg", "random only")
     structures: list[str]
     # Whether the optimization held these structures' terms in every scenario (robust
     # optimization) or the plan is only checked in them.

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from specc.case.shifts import blurred_dose, outside_note, shifted_dose
+from specc.case.shifts import Displacement, blurred_dose, displaced_dose, outside_note
 from specc.evaluate.dvh import DVH, DVH_CURVE_POINTS, UndefinedMetric
 from specc.evaluate.goals import MeasuredStatus, judge, reported_status
 from specc.evaluate.metrics import measure
@@ -33,27 +33,33 @@ RANDOM_MODEL = "random errors: the dose blurred by a Gaussian of their standard 
 def robustness_record(
     protocol: Protocol, dose: np.ndarray, masks: Mapping[str, np.ndarray], grid: Grid, voxel_cc: float,
     converged: bool, voxel_indices: np.ndarray, incomplete: Collection[str] = (),
+    isocentre_mm: tuple[float, float, float] | None = None,
 ) -> RobustnessRecord:
     """Every goal of the protocol's robustness structures, nominal and in each scenario, and their DVH bands.
 
     `voxel_indices`: the grid voxels the case computes dose on; displaced voxels reaching
     beyond them are noted (`outside_rows`). Goals on `incomplete` structures (part of them
-    has no dose) are not judged."""
+    has no dose) are not judged. Rotations turn the patient about `isocentre_mm` (the beams',
+    when they share one), or without one about the centre of the prescription targets."""
     robustness = protocol.robustness
     assert robustness is not None, "a robustness record needs a robustness section"
     names = protocol.robust_structures()
-    scenarios = robustness.offsets_mm
     random = robustness.random_error_mm
+    centre, centre_source = _rotation_centre(protocol, masks, grid, isocentre_mm)
+    scenarios = [Displacement(offset_mm=offset) for offset in robustness.offsets_mm]
+    scenarios += [Displacement(rotation_deg=angles, centre_mm=centre) for angles in robustness.rotations_deg]
     scenario_dose = dose
+    model = MODEL
     if random is not None and any(random):
         scenario_dose = blurred_dose(dose, grid, random)
-        scenarios = [(0.0, 0.0, 0.0), *scenarios]  # random errors alone: the blurred dose, not shifted
+        scenarios = [Displacement(), *scenarios]  # random errors alone: the blurred dose, not displaced
+        model = f"{MODEL}; {RANDOM_MODEL}"
     # Nominal first, then each scenario: the DVHs every goal and band of a structure is read from.
     dvhs = {
         name: [
             DVH.from_dose(values, voxel_cc)
             for values in [
-                dose[masks[name]], *(shifted_dose(scenario_dose, masks[name], grid, offset) for offset in scenarios)
+                dose[masks[name]], *(displaced_dose(scenario_dose, masks[name], grid, moved) for moved in scenarios)
             ]
         ]
         for name in names
@@ -64,13 +70,31 @@ def robustness_record(
         for goal in protocol.goals
         if goal.structure in names
     ]
+    rotated = robustness.rotation_error_deg is not None and any(robustness.rotation_error_deg)
     return RobustnessRecord(
         setup_error_mm=robustness.setup_error_mm, random_error_mm=random,
-        model=MODEL if random is None else f"{MODEL}; {RANDOM_MODEL}", scenarios_mm=scenarios, structures=names,
+        rotation_error_deg=robustness.rotation_error_deg if rotated else None,
+        rotation_centre_mm=centre if rotated else None, rotation_centre=centre_source if rotated else "",
+        model=model, scenarios_mm=[moved.offset_mm for moved in scenarios],
+        scenario_rotations_deg=[moved.rotation_deg for moved in scenarios] if rotated else [],
+        scenario_labels=[moved.text() or "random only" for moved in scenarios], structures=names,
         optimized=robustness.optimize, goals=goals,
         bands=[_band(name, curves, float(dose.max())) for name, curves in dvhs.items()],
         notes=[note for name in names if (note := outside_note(voxel_indices, grid, name, masks[name], scenarios))],
     )
+
+
+def _rotation_centre(
+    protocol: Protocol, masks: Mapping[str, np.ndarray], grid: Grid, isocentre_mm: tuple[float, float, float] | None
+) -> tuple[tuple[float, float, float], str]:
+    """Where rotations turn the patient: the beams' isocentre, else the prescription targets' centre."""
+    if isocentre_mm is not None:
+        return isocentre_mm, "the beams' isocentre"
+    targets = np.zeros(grid.shape, dtype=bool)
+    for level in protocol.prescription.levels:
+        targets |= masks[level.target]
+    x, y, z = grid.positions_mm(np.flatnonzero(targets.ravel())).mean(axis=0)
+    return (float(x), float(y), float(z)), "the centre of the prescription targets (no single beam isocentre)"
 
 
 def _goal_record(goal: Goal, dvhs: list[DVH], prescription: Dose, converged: bool, whole: bool) -> RobustGoalRecord:

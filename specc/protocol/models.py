@@ -34,7 +34,7 @@ from specc.protocol.diagnostics import ProtocolConsistencyError
 from specc.protocol.goals import Goal, GoalEntry, GoalMapping
 from specc.protocol.metrics import Metric
 from specc.protocol.structures import FUNCTIONS, StructureExpr, parse_expression
-from specc.protocol.units import Area, Dose, Length, format_number
+from specc.protocol.units import Angle, Area, Dose, Length, format_number
 from specc.terms import Term
 from specc.terms.base import SourceLocation
 
@@ -356,6 +356,15 @@ def _three_lengths_or_none(value: Any) -> Any:
     return None if value is None else _three_lengths(value)
 
 
+def _three_angles_or_none(value: Any) -> Any:
+    """One angle for every axis, or three (about x, y, z)."""
+    if value is None or (isinstance(value, list) and len(value) == 3):
+        return value
+    if isinstance(value, str):
+        return [value] * 3
+    raise ValueError(f'expected one angle ("2 deg") or three about x, y, z (["1 deg", "1 deg", "2 deg"]), got {value!r}')
+
+
 class Robustness(_Strict):
     """How the plan is made and checked robust against patient setup errors: every goal of
     the listed structures is measured again with the dose shifted by the setup error along
@@ -382,6 +391,14 @@ class Robustness(_Strict):
         "The check measures every scenario on the dose blurred by it (a Gaussian: the expected dose over many "
         "fractions), and adds a scenario without a shift. Checked only, not optimized.",
     )
+    rotation_error: Annotated[
+        list[Angle] | None, BeforeValidator(_three_angles_or_none, json_schema_input_type=Angle | list[Angle])
+    ] = Field(
+        default=None,
+        description='The rotational setup error: "2 deg" about every patient axis, or three about x, y, z. Each '
+        "non-zero angle gives two scenarios, the patient rotated both ways about the beams' isocentre (the "
+        "prescription targets' centre when the case has no beams). Checked only, not optimized.",
+    )
     structures: Annotated[list[Text], Field(min_length=1)] | None = Field(
         default=None,
         description="The structures whose goals are measured in every scenario (default: the prescription targets).",
@@ -396,17 +413,37 @@ class Robustness(_Strict):
 
     @model_validator(mode="after")
     def _some_error(self) -> Robustness:
-        random = self.random_error_mm
-        if all(length.mm == 0 for length in self.setup_error) and (random is None or not any(random)):
-            raise ValueError("no setup error and no random error gives no scenario: give the error to check")
-        if self.optimize and random is not None and any(random):
-            raise ValueError(
-                "random_error is checked, not optimized: robust optimization holds the systematic setup-error "
-                "scenarios; leave random_error out of it, or set optimize: false to check both"
-            )
+        random, rotation = self.random_error_mm, self.rotation_error_deg
+        if not any(self.setup_error_mm) and not any(random or ()) and not any(rotation or ()):
+            raise ValueError("no setup, random or rotation error gives no scenario: give the error to check")
+        for name, given in (("random_error", random), ("rotation_error", rotation)):
+            if self.optimize and any(given or ()):
+                raise ValueError(
+                    f"{name} is checked, not optimized: robust optimization holds the systematic setup-error "
+                    f"scenarios; leave {name} out of it, or set optimize: false to check it"
+                )
         if self.optimize and all(length.mm == 0 for length in self.setup_error):
             raise ValueError("optimize: true needs a setup_error: its scenarios are what the plan is optimized in")
         return self
+
+    @property
+    def rotation_error_deg(self) -> tuple[float, float, float] | None:
+        if self.rotation_error is None:
+            return None
+        x, y, z = (angle.deg for angle in self.rotation_error)
+        return (x, y, z)
+
+    @property
+    def rotations_deg(self) -> list[tuple[float, float, float]]:
+        """The rotation scenarios: about x, y and z, each both ways (an axis without error gives none)."""
+        out: list[tuple[float, float, float]] = []
+        for axis, angle in enumerate(self.rotation_error_deg or (0.0, 0.0, 0.0)):
+            if angle > 0:
+                for sign in (1.0, -1.0):
+                    rotation = [0.0, 0.0, 0.0]
+                    rotation[axis] = sign * angle
+                    out.append((rotation[0], rotation[1], rotation[2]))
+        return out
 
     @property
     def random_error_mm(self) -> tuple[float, float, float] | None:

@@ -18,6 +18,7 @@ from pydantic_core import core_schema
 DOSE_UNITS: dict[str, float] = {"Gy": 1.0, "cGy": 0.01}
 LENGTH_UNITS: dict[str, float] = {"mm": 1.0, "cm": 10.0}
 AREA_UNITS: dict[str, float] = {"cm2": 1.0, "mm2": 0.01, "cm²": 1.0, "mm²": 0.01}
+ANGLE_UNITS: dict[str, float] = {"deg": 1.0}
 VolumeUnit = Literal["%", "cc"]
 
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
@@ -154,6 +155,22 @@ class Length(_Quantity):
     what: ClassVar[str] = "distance"
 
     mm: float
+
+
+class Angle(_Quantity):
+    """A rotation of the patient (a rotational setup error), stored in degrees."""
+
+    text_schema: ClassVar[dict[str, Any]] = {
+        "pattern": rf"^\s*{_NUMBER}\s*deg\s*$",
+        "description": 'An angle in degrees, e.g. "2 deg".',
+        "examples": ["2 deg", "1.5 deg"],
+    }
+    units: ClassVar[dict[str, float]] = ANGLE_UNITS
+    field: ClassVar[str] = "deg"
+    symbol: ClassVar[str] = "deg"
+    what: ClassVar[str] = "angle"
+
+    deg: float
 
 
 class Area(_Quantity):
