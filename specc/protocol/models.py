@@ -369,11 +369,12 @@ class Robustness(_Strict):
     """How the plan is made and checked robust against patient setup errors: every goal of
     the listed structures is measured again with the dose shifted by the setup error along
     each patient axis, both ways (six scenarios; a rigid shift of the dose, the static dose
-    cloud model), and the report gives the worst. Random (day-to-day) errors blur the dose
+    cloud model), and the report gives the worst. `rotation_error` adds the patient turned
+    both ways about each axis through the isocentre. Random (day-to-day) errors blur the dose
     of a many-fraction treatment: with `random_error`, the scenarios are measured on the dose
     convolved with a Gaussian of that standard deviation, and a scenario with no shift is
     added. With `optimize: true` the optimization also holds those structures' terms in every
-    setup-error scenario (docs/robustness.md); without it, margins are what make a plan robust.
+    setup-error shift (docs/robustness.md); without it, margins are what make a plan robust.
     """
 
     setup_error: Annotated[list[Length], BeforeValidator(_three_lengths, json_schema_input_type=Length | list[Length])] = (
