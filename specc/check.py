@@ -125,7 +125,7 @@ def check_cohort(
         except SpeccError as error:
             return CohortEntry(str(folder), case_id, target, None, str(error))
 
-    return run_cohort(loaded, folders, out_dir, check_one, case_progress)
+    return run_cohort(loaded, folders, out_dir, check_one, case_progress, pdf)
 
 
 @dataclass(frozen=True)

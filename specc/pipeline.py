@@ -28,6 +28,7 @@ from specc.protocol import Protocol, load_protocol
 from specc.protocol.goals import Goal
 from specc.planning import CompiledPlan, compile_for_plan
 from specc.report import write_report
+from specc.report.cohort_page import write_cohort_page
 from specc.sequence import check_sequenceable
 from specc.solve import SolveResult
 from specc.solve.clinical import fast_path_alone
@@ -340,6 +341,7 @@ class CohortOutcome:
     protocol: Protocol
     entries: list[CohortEntry]
     summary_csv: Path
+    pages: list[Path]  # cohort.html (and cohort.pdf): the cohort on one page, each case linked to its report
 
     def exit_code(self, strict: bool = False) -> int:
         """The worst case's code: 1 (no plan) is worse than 2 (--strict goal failure), 0 best."""
@@ -422,7 +424,7 @@ def plan_cohort(
     def plan_one(case_file: Path, out: Path, taken: set[str]) -> CohortEntry:
         return _plan_cohort_case(loaded, case_file, out, taken, solver, pdf, progress)
 
-    return run_cohort(loaded, cases, out_dir, plan_one, case_progress)
+    return run_cohort(loaded, cases, out_dir, plan_one, case_progress, pdf)
 
 
 def run_cohort(
@@ -431,8 +433,10 @@ def run_cohort(
     out_dir: str | Path,
     run_one: Callable[[Path, Path, set[str]], CohortEntry],
     case_progress: CaseProgress | None = None,
+    pdf: bool = False,
 ) -> CohortOutcome:
-    """`run_one(item, out_dir, folder names taken)` for each item, cohort.csv rewritten after each."""
+    """`run_one(item, out_dir, folder names taken)` for each item, cohort.csv rewritten after each,
+    cohort.html (and cohort.pdf when `pdf`) at the end."""
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -449,7 +453,7 @@ def run_cohort(
         write_cohort_csv(summary, protocol, entries)
         if case_progress is not None:
             case_progress(index, len(items), str(item), entry)
-    return CohortOutcome(protocol, entries, summary)
+    return CohortOutcome(protocol, entries, summary, write_cohort_page(summary, pdf=pdf))
 
 
 def _plan_cohort_case(

@@ -299,6 +299,9 @@ def test_a_cohort_of_exports_is_checked_into_one_folder_per_patient_with_a_summa
     assert rows[0]["solver_status"] == "checked" and rows[0]["folder"].endswith("SPECC-TEST-001")
     assert rows[0]["Cord: Max <= 45 Gy [Gy] status"] == "not_evaluated"
     assert (tmp_path / "audit" / "P-002" / "report.html").exists()
+    page = (tmp_path / "audit" / "cohort.html").read_text()
+    assert outcome.pages == [tmp_path / "audit" / "cohort.html"] and 'href="P-002/report.html"' in page
+    assert page.count('class="cohort-case"') == 2 and "1 cases without a plan" in page
 
     # Two audits of the same patients compare as cohorts (here: the same doses, so no difference).
     specc.check_cohort(protocol_file, [export, second], tmp_path / "audit-again")

@@ -99,3 +99,15 @@ def test_with_a_robustness_section_each_robust_goal_gets_its_worst_value_and_sta
     assert float(row["Target: D50% >= 50 Gy [Gy] worst value"]) == pytest.approx(worst[0]["worst"], abs=5e-5)
     assert row["Target: D50% >= 50 Gy [Gy] worst status"] == worst[0]["status"]
     assert "Organ: Mean <= 1 Gy [Gy] worst value" not in row
+
+
+def test_cohort_html_counts_each_goal_and_links_every_case_to_its_report(cohort) -> None:
+    _, out, outcome, _ = cohort
+    assert outcome.pages == [out / "cohort.html"]
+    html = (out / "cohort.html").read_text()
+    # One patient id planned twice (two folders): both rows, each linked to its own report.
+    assert html.count('class="cohort-case"') == 2
+    assert 'href="patient_1/report.html"' in html and 'href="patient_1-2/report.html"' in html
+    organ = next(row for row in html.split('<tr class="cohort-goal">')[1:] if "Mean &lt;= 1 Gy" in row)
+    assert '<span class="status status-fail">FAIL</span> 2' in organ
+    assert "2 cases without a plan" in html and "not a readable HDF5 file" in html

@@ -125,5 +125,6 @@ def _check_cohort(
         fail(error)
     console.print(cohort_table(outcome))
     checked = sum(1 for entry in outcome.entries if entry.outcome is not None)
-    console.print(f"{checked} of {len(outcome.entries)} exports checked; wrote {outcome.summary_csv}")
+    written = ", ".join(str(path) for path in [outcome.summary_csv, *outcome.pages])
+    console.print(f"{checked} of {len(outcome.entries)} exports checked; wrote {written}")
     raise typer.Exit(outcome.exit_code(strict))

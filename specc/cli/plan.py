@@ -314,7 +314,8 @@ def cohort(
         fail(error)
     console.print(cohort_table(outcome))
     planned = sum(1 for entry in outcome.entries if entry.outcome is not None and entry.outcome.succeeded)
-    console.print(f"{planned} of {len(outcome.entries)} cases planned; wrote {outcome.summary_csv}")
+    written = ", ".join(str(path) for path in [outcome.summary_csv, *outcome.pages])
+    console.print(f"{planned} of {len(outcome.entries)} cases planned; wrote {written}")
     raise typer.Exit(outcome.exit_code(strict))
 
 

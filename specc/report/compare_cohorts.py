@@ -15,7 +15,7 @@ import csv
 import statistics
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
@@ -36,6 +36,7 @@ class ComparedCohort:
     summary: Path  # its cohort.csv
     plans: dict[str, PlanRecord]  # by case id: the cases it planned
     unplanned: list[str]  # cases it could not plan (case id, else case file), with why
+    folders: dict[str, str] = field(default_factory=dict)  # by case id: its folder's name, beside cohort.csv
 
     @property
     def protocol(self) -> str:
@@ -67,8 +68,11 @@ def read_cohorts(summaries: Sequence[Path], labels: Sequence[str] = ()) -> list[
     return numbered([read_cohort(summary, labels[index] if labels else None) for index, summary in enumerate(summaries)])
 
 
-def read_cohort(summary: Path, label: str | None = None) -> ComparedCohort:
-    """The cohort whose cohort.csv is `summary`; its planned cases' plan.json read as written."""
+def read_cohort(summary: Path, label: str | None = None, by_folder: bool = False) -> ComparedCohort:
+    """The cohort whose cohort.csv is `summary`; its planned cases' plan.json read as written.
+
+    Cases are keyed by case id (to pair them across cohorts), or by `by_folder` by their folder's
+    name, unique within a cohort even when one patient was planned twice."""
     try:
         with summary.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
@@ -76,17 +80,19 @@ def read_cohort(summary: Path, label: str | None = None) -> ComparedCohort:
         raise CompareError(f"{summary}: no such file (give a folder written by `specc cohort`)") from None
     if rows and not {"case_id", "case_file", "folder", "error"} <= set(rows[0]):
         raise CompareError(f"{summary}: not a specc cohort summary (no case_id / case_file / folder / error columns)")
-    plans, unplanned = {}, []
+    plans, unplanned, folders = {}, [], {}
     for row in rows:
         name = row["case_id"] or row["case_file"]
         if not row["folder"]:
             unplanned.append(f"{name} ({row['error'] or row.get('solver_status', 'no plan')})")
             continue
-        record = read_record(summary.parent / Path(row["folder"]).name / "plan.json")
+        folder = Path(row["folder"]).name
+        record = read_record(summary.parent / folder / "plan.json")
+        name = folder if by_folder else name
         if name in plans:
             raise CompareError(f"{summary}: case {name!r} appears twice; compare cohorts of distinct case ids")
-        plans[name] = record
-    return ComparedCohort(label or summary.parent.name, summary, plans, unplanned)
+        plans[name], folders[name] = record, folder
+    return ComparedCohort(label or summary.parent.name, summary, plans, unplanned, folders)
 
 
 def cohort_goal_rows(cohorts: Sequence[ComparedCohort]) -> list[CohortGoalRow]:
