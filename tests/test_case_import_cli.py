@@ -59,9 +59,13 @@ def test_engine_options_are_refused_for_formats_with_their_own_matrix(tmp_path):
     path = save_matrad_v5(tmp_path / "ws.mat", matrad_workspace())
     result = runner.invoke(app, ["import", "matrad", str(path), "--out", str(tmp_path / "c.h5"), "--beams", "5"])
     assert result.exit_code == 1
-    assert "--beams only apply to dicom" in result.output
+    assert "has a dij (matRad's influence matrix); beams apply only to a workspace without one" in result.output
     ok = runner.invoke(app, ["import", "matrad", str(path), "--out", str(tmp_path / "c.h5")])
     assert ok.exit_code == 0, ok.output
+    folder = tmp_path / "portpy"
+    write_portpy_folder(folder)
+    result = runner.invoke(app, ["import", "portpy", str(folder), "--out", str(tmp_path / "p.h5"), "--grid", "3"])
+    assert result.exit_code == 1 and "--grid only apply to dicom import and to matrad workspaces without a dij" in result.output
 
 
 def test_unknown_format_and_bad_input_exit_1_without_traceback(tmp_path):

@@ -69,11 +69,11 @@ def test_without_stf_the_geometry_gap_is_noted(tmp_path):
     assert import_matrad(save_matrad_v5(tmp_path / "stf.mat", matrad_workspace())).case.metadata.beamlet_positions_known
 
 
-def test_a_workspace_without_dij_is_refused(tmp_path):
+def test_a_workspace_without_ct_is_refused(tmp_path):
     workspace = matrad_workspace()
-    del workspace["dij"]
-    path = save_matrad_v5(tmp_path / "nodij.mat", workspace)
-    with pytest.raises(CaseError, match=r"nodij\.mat: no variable\(s\) dij"):
+    del workspace["ct"]
+    path = save_matrad_v5(tmp_path / "noct.mat", workspace)
+    with pytest.raises(CaseError, match=r"noct\.mat: no variable\(s\) ct; a matRad workspace needs ct and cst"):
         import_matrad(path)
 
 

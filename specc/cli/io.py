@@ -25,31 +25,32 @@ def import_command(
     format: str = typer.Argument(..., help=f"Source format: {', '.join(IMPORT_FORMATS)}."),
     source: Path = typer.Argument(..., help="A .mat file (matrad), a patient folder (portpy, dicom) or a criteria JSON."),
     out: Path = typer.Option(..., "--out", "-o", help="Case file to write (HDF5), or protocol YAML for portpy-criteria."),
-    beams: str | None = typer.Option(None, "--beams", help="dicom: number of beams, or gantry angles '0,72,144'."),
-    beamlet: float | None = typer.Option(None, "--beamlet", help="dicom: beamlet size in mm (default 5)."),
-    grid: str | None = typer.Option(None, "--grid", help="dicom: dose grid spacing in mm, 'S' or 'SX,SY,SZ' (default 3)."),
-    target: list[str] = typer.Option([], "--target", help="dicom: ROI the beams cover; portpy-criteria: prescribed target (default PTV, PortPy's default)."),
+    beams: str | None = typer.Option(None, "--beams", help="dicom, matrad without dij: number of beams, or gantry angles '0,72,144' (default 7; matrad: pln's angles when it has them)."),
+    beamlet: float | None = typer.Option(None, "--beamlet", help="dicom, matrad without dij: beamlet size in mm (default 5)."),
+    grid: str | None = typer.Option(None, "--grid", help="dicom, matrad without dij: dose grid spacing in mm, 'S' (z on the CT slices) or 'SX,SY,SZ' (default 3)."),
+    target: list[str] = typer.Option([], "--target", help="dicom, matrad without dij: structure the beams cover (default: typed PTV/CTV/GTV, matrad: TARGET); portpy-criteria: prescribed target (default PTV, PortPy's default)."),
     exclude: list[str] = typer.Option([], "--exclude", help="Structure to leave out on purpose (repeatable)."),
-    hu_table: Path | None = typer.Option(None, "--hu-table", help="dicom, portpy: CSV of HU, relative electron density."),
+    hu_table: Path | None = typer.Option(None, "--hu-table", help="dicom, portpy, matrad without ct.cube: CSV of HU, relative electron density."),
     case_id: str | None = typer.Option(None, "--case-id", help="Case id (default: from the source)."),
 ) -> None:
     """Import a case (or a PortPy criteria file as a protocol) and report what was read."""
     if format not in IMPORT_FORMATS:
         fail(f"unknown import format '{format}'; choose one of {', '.join(IMPORT_FORMATS)}")
     given = {"--beams": beams, "--beamlet": beamlet, "--grid": grid, "--target": target or None}
-    misplaced = [name for name in _ENGINE_OPTIONS if given[name] is not None and format not in ("dicom",)]
+    misplaced = [name for name in _ENGINE_OPTIONS if given[name] is not None and format not in ("dicom", "matrad")]
     if format == "portpy-criteria":
         misplaced = [name for name in misplaced if name != "--target"]
     if misplaced:
-        fail(f"{', '.join(misplaced)} only apply to dicom import (other formats bring their own influence matrix)")
+        fail(
+            f"{', '.join(misplaced)} only apply to dicom import and to matrad workspaces without a dij "
+            "(other sources bring their own influence matrix)"
+        )
     try:
         if format == "portpy-criteria":
             _import_criteria(source, out, target[0] if target else "PTV", len(target))
             return
         table = None
         if hu_table is not None:
-            if format == "matrad":
-                fail("--hu-table does not apply to matrad (the case stores no CT)")
             from specc.case.importers.hu_density import read_hu_table
 
             table = read_hu_table(hu_table)
@@ -77,7 +78,18 @@ def _import_case(
     from specc.case.importers.hu_density import DEFAULT_HU_TABLE
 
     if format == "matrad":
-        return import_matrad(source, exclude=exclude, case_id=case_id)
+        engine: dict[str, object] = {}
+        if beams is not None:
+            engine["beams"] = _beams(beams)
+        if beamlet is not None:
+            engine["beamlet_mm"] = beamlet
+        if grid is not None:
+            engine["grid_mm"] = _grid(grid)
+        if target:
+            engine["targets"] = target
+        if table is not None:
+            engine["hu_table"] = table
+        return import_matrad(source, exclude=exclude, case_id=case_id, engine=engine)
     if format == "portpy":
         return import_portpy(source, exclude=exclude, hu_table=table or DEFAULT_HU_TABLE, case_id=case_id)
     return import_dicom(

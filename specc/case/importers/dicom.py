@@ -15,12 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from specc.case.engine import PencilBeamModel, compute_influence, equispaced_beams
+from specc.case.engine import PencilBeamModel
+from specc.case.importers.engine_case import box_grid, engine_influence
 from specc.case.importers.dicom_ct import DicomFolder, read_dicom_folder
 from specc.case.importers.hu_density import DEFAULT_HU_TABLE, hu_to_relative_electron_density
 from specc.case.importers.report import ImportedCase, build_case, record_in_metadata
 from specc.case.importers.rtstruct import RoiContours, rasterize, read_structure_set
-from specc.case.model import Beam, CaseMetadata, Grid, Structure
+from specc.case.model import CaseMetadata, Grid, Structure
 from specc.errors import CaseError
 
 # ROI interpreted types that make an ROI a target for aiming the beamlets, in order of preference.
@@ -72,24 +73,15 @@ def import_dicom(
         structures[roi.name] = Structure(name=roi.name, mask=mask, color=roi.color)
 
     target_names = _target_names(dicom, rois, targets, source)
-    target_mask = np.zeros(grid.shape, dtype=bool)
-    for name in target_names:
-        target_mask |= structures[name].mask
-    isocenter = tuple(float(v) for v in np.round(grid.positions_mm(np.flatnonzero(target_mask.ravel())).mean(axis=0), 1))
-    beam_list = _beams(beams, isocenter)
-
     density = hu_to_relative_electron_density(dicom.ct.on_grid(grid), hu_table)
-    rows_mask = np.zeros(grid.shape, dtype=bool)
-    for structure in structures.values():
-        rows_mask |= structure.mask
     model = model or PencilBeamModel()
-    influence = compute_influence(density, grid, beam_list, target_mask, rows_mask, beamlet_mm=beamlet_mm, model=model)
+    computed = engine_influence(grid, structures, density, target_names, beams, beamlet_mm, model)
+    influence, beam_list = computed.influence, computed.beams
 
     extra = {f"dicom.{key}": value for key, value in dicom.ct.identifiers.items()}
     extra["dicom.StructureSetSOPInstanceUID"] = str(dicom.structure_set.get("SOPInstanceUID", ""))
     notes = [
-        f"influence matrix computed by the built-in engine: {len(beam_list)} beams, {beamlet_mm:g} mm beamlets, "
-        f"aimed at {', '.join(target_names)}, isocentre ({', '.join(f'{c:g}' for c in isocenter)}) mm",
+        computed.note,
         "CT resampled to the dose grid (trilinear, air outside the images) and converted to relative "
         f"electron density with {'the default' if hu_table == DEFAULT_HU_TABLE else 'a user'} HU table",
         "contours rasterized by voxel centre inside the polygon, per plane (docs/formats/dicom.md)",
@@ -113,24 +105,12 @@ def import_dicom(
 
 def _dose_grid(dicom: DicomFolder, rois: list[RoiContours], grid_mm: float | Sequence[float]) -> Grid:
     """The box around all contours; z planes on the CT slices when the z spacing is the CT's."""
-    ct = dicom.ct
-    spacing = (float(grid_mm),) * 2 + (ct.spacing_mm[2],) if np.isscalar(grid_mm) else tuple(float(s) for s in grid_mm)
-    if len(spacing) != 3 or min(spacing) <= 0:
-        raise CaseError(f"--grid must be one spacing or three (x, y, z) in mm, all positive; got {grid_mm}")
+    spacing = (float(grid_mm),) * 2 + (dicom.ct.spacing_mm[2],) if np.isscalar(grid_mm) else tuple(grid_mm)
     points = np.concatenate([polygon for roi in rois for polygons in roi.planes.values() for polygon in polygons])
     planes = np.array(sorted({z for roi in rois for z in roi.planes}))
-    low = [points[:, 0].min(), points[:, 1].min(), planes.min()]
-    high = [points[:, 0].max(), points[:, 1].max(), planes.max()]
-    shape, origin = [], []
-    for axis in range(2):
-        n = int(np.ceil((high[axis] - low[axis]) / spacing[axis])) + 1
-        centre = 0.5 * (low[axis] + high[axis])
-        shape.append(n)
-        origin.append(centre - 0.5 * (n - 1) * spacing[axis])
-    n_z = int(np.floor((high[2] - low[2]) / spacing[2] + 1e-6)) + 1
-    shape.append(n_z)
-    origin.append(low[2])
-    return Grid(shape=tuple(shape), spacing_mm=spacing, origin_mm=tuple(origin))  # type: ignore[arg-type]
+    low = (points[:, 0].min(), points[:, 1].min(), planes.min())
+    high = (points[:, 0].max(), points[:, 1].max(), planes.max())
+    return box_grid(low, high, spacing)  # type: ignore[arg-type]
 
 
 def _target_names(dicom: DicomFolder, rois: list[RoiContours], targets: Sequence[str], source: str) -> list[str]:
@@ -151,12 +131,3 @@ def _target_names(dicom: DicomFolder, rois: list[RoiContours], targets: Sequence
     raise CaseError(
         f"{source}: no ROI is typed PTV, CTV or GTV; name the target(s) the beams must cover with --target"
     )
-
-
-def _beams(beams: int | Sequence[float], isocenter: tuple[float, ...]) -> list[Beam]:
-    if isinstance(beams, int):
-        return equispaced_beams(beams, isocenter)
-    angles = [float(a) for a in beams]
-    if not angles:
-        raise CaseError("--beams needs a number of beams or a list of gantry angles")
-    return [Beam(id=n + 1, gantry_deg=angle, isocenter_mm=isocenter) for n, angle in enumerate(angles)]  # type: ignore[arg-type]

@@ -27,15 +27,35 @@ _AXIS_TOLERANCE_MM = 1e-3
 _FALLBACK_COLORS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c")
 
 
-def import_matrad(path: str | Path, *, exclude: Sequence[str] = (), case_id: str | None = None) -> ImportedCase:
-    """Read a matRad workspace; `exclude` names cst structures to leave out on purpose."""
+def import_matrad(
+    path: str | Path,
+    *,
+    exclude: Sequence[str] = (),
+    case_id: str | None = None,
+    engine: dict[str, Any] | None = None,
+) -> ImportedCase:
+    """Read a matRad workspace; `exclude` names cst structures to leave out on purpose.
+
+    A workspace without a dij (ct and cst only, as matRad's phantom files) gets its influence
+    matrix from specc's engine (`matrad_geometry.py`), with `engine` holding that import's
+    options (beams, beamlet_mm, grid_mm, targets, hu_table); with a dij they are an error.
+    """
     path = Path(path)
     workspace = load_mat(path)
-    missing = [name for name in ("ct", "cst", "dij") if name not in workspace]
+    missing = [name for name in ("ct", "cst") if name not in workspace]
     if missing:
         raise CaseError(
-            f"{path}: no variable(s) {', '.join(missing)}; a matRad workspace needs ct, cst and dij "
-            "(in MATLAB: save(file, 'ct', 'cst', 'dij', 'stf', 'pln', '-v7.3'))"
+            f"{path}: no variable(s) {', '.join(missing)}; a matRad workspace needs ct and cst, and dij for "
+            "matRad's influence matrix (in MATLAB: save(file, 'ct', 'cst', 'dij', 'stf', 'pln', '-v7.3'))"
+        )
+    if "dij" not in workspace:
+        from specc.case.importers.matrad_geometry import import_matrad_geometry
+
+        return import_matrad_geometry(path, workspace, exclude=exclude, case_id=case_id, **(engine or {}))
+    if engine:
+        raise CaseError(
+            f"{path}: the workspace has a dij (matRad's influence matrix); {', '.join(sorted(engine))} apply only "
+            "to a workspace without one"
         )
     source = str(path)
     ct, cst, dij = workspace["ct"], workspace["cst"], workspace["dij"]
@@ -45,7 +65,7 @@ def import_matrad(path: str | Path, *, exclude: Sequence[str] = (), case_id: str
     notes: list[str] = []
     not_imported: list[str] = []
 
-    ct_dims = _int_vector(_field(ct, "cubeDim", source, "ct"), 3, source, "ct.cubeDim")
+    ct_dims = int_vector(field_of(ct, "cubeDim", source, "ct"), 3, source, "ct.cubeDim")
     ct_grid_axes = ct_axes(ct, dij, ct_dims, source, notes)
     dose_axes, dose_dims = _dose_axes(dij, ct_grid_axes, ct_dims, source)
     grid = Grid(
@@ -65,7 +85,7 @@ def import_matrad(path: str | Path, *, exclude: Sequence[str] = (), case_id: str
     iy, ix, iz = np.unravel_index(np.arange(n_voxels), dose_dims, order="F")
     specc_index_of_row = np.ravel_multi_index((ix, iy, iz), grid.shape)
 
-    structures = _structures(cst, ct_dims, ct_grid_axes, dose_axes, grid, exclude, source, not_imported)
+    structures = cst_structures(cst, ct_dims, ct_grid_axes, dose_axes, grid, exclude, source, not_imported)
     for name in exclude:
         if name not in structures and not any(item.startswith(f"{name}:") for item in not_imported):
             raise CaseError(f"{source}: --exclude {name}: cst has no structure of that name")
@@ -125,7 +145,7 @@ def ct_axes(ct: dict, dij: dict, dims: tuple[int, ...], source: str, notes: list
             if tuple(len(a) for a in axes) != expected:
                 raise CaseError(f"{source}: {label}.x/y/z lengths {[len(a) for a in axes]} do not match ct.cubeDim {list(dims)}")
             return axes
-    resolution = _resolution(_field(ct, "resolution", source, "ct"), source, "ct.resolution")
+    resolution = _resolution(field_of(ct, "resolution", source, "ct"), source, "ct.resolution")
     if isinstance(ct.get("dicomInfo"), dict) and "ImagePositionPatient" in ct["dicomInfo"]:
         first = np.asarray(ct["dicomInfo"]["ImagePositionPatient"], dtype=np.float64).ravel()
     else:  # matRad_getWorldAxes: the cube centred on the origin, cubeDim [Ny Nx Nz] taken as (x, y, z) counts
@@ -143,7 +163,7 @@ def _dose_axes(
 ) -> tuple[tuple[np.ndarray, ...], tuple[int, int, int]]:
     dose_grid = dij.get("doseGrid")
     if isinstance(dose_grid, dict):
-        dims = _int_vector(_field(dose_grid, "dimensions", source, "dij.doseGrid"), 3, source, "dij.doseGrid.dimensions")
+        dims = int_vector(field_of(dose_grid, "dimensions", source, "dij.doseGrid"), 3, source, "dij.doseGrid.dimensions")
         if all(axis in dose_grid for axis in "xyz"):
             axes = tuple(np.asarray(dose_grid[axis], dtype=np.float64).ravel() for axis in "xyz")
         elif dims == ct_dims:
@@ -169,7 +189,7 @@ def uniform_step(axis: np.ndarray, source: str, label: str) -> float:
 
 
 # --- structures ------------------------------------------------------------------------------
-def _structures(
+def cst_structures(
     cst: Any,
     ct_dims: tuple[int, ...],
     ct_axes: tuple[np.ndarray, ...],
@@ -321,7 +341,7 @@ def _beams_from_stf(stf: list[dict], dij: dict, n_columns: int, source: str) -> 
                 id=number,
                 gantry_deg=_scalar(beam, "gantryAngle", source, f"stf({number})"),
                 couch_deg=float(np.asarray(beam.get("couchAngle", 0.0)).ravel()[0]),
-                isocenter_mm=tuple(np.asarray(_field(beam, "isoCenter", source, f"stf({number})"), dtype=np.float64).ravel()[:3]),
+                isocenter_mm=tuple(np.asarray(field_of(beam, "isoCenter", source, f"stf({number})"), dtype=np.float64).ravel()[:3]),
                 sad_mm=float(np.asarray(beam.get("SAD", 1000.0)).ravel()[0]),
                 energy=f"{energy:g} MV" if np.isfinite(energy) else "unknown",
             )
@@ -348,20 +368,20 @@ def plan_fractions(workspace: dict, dij: dict) -> int | None:
 
 
 # --- small readers -----------------------------------------------------------------------------
-def _field(struct: dict, name: str, source: str, owner: str) -> Any:
+def field_of(struct: dict, name: str, source: str, owner: str) -> Any:
     if not isinstance(struct, dict) or name not in struct:
         raise CaseError(f"{source}: {owner} has no field '{name}'")
     return struct[name]
 
 
 def _scalar(struct: dict, name: str, source: str, owner: str) -> float:
-    value = np.asarray(_field(struct, name, source, owner), dtype=np.float64).ravel()
+    value = np.asarray(field_of(struct, name, source, owner), dtype=np.float64).ravel()
     if value.size != 1 or not np.isfinite(value[0]):
         raise CaseError(f"{source}: {owner}.{name} is not a finite number")
     return float(value[0])
 
 
-def _int_vector(value: Any, length: int, source: str, label: str) -> tuple[int, ...]:
+def int_vector(value: Any, length: int, source: str, label: str) -> tuple[int, ...]:
     array = np.asarray(value, dtype=np.float64).ravel()
     if array.size != length or np.any(array < 1) or not np.all(array == np.round(array)):
         raise CaseError(f"{source}: {label} must be {length} positive integers, got {array.tolist()}")

@@ -1,0 +1,92 @@
+"""The influence matrix of a case that brings geometry but no dose: computed by specc's own engine.
+
+A DICOM CT + RTSTRUCT, or a matRad workspace without a dij (the phantom files matRad and
+pyRadPlan ship hold only ct and cst), has structures and densities but no influence matrix.
+Both get one the same way: the beams aimed at the targets' centre of mass (as matRad's
+matRad_getIsoCenter does) unless the source says where, beamlets over the targets'
+projection, rows on every structure voxel (docs/dose-engine.md for the model and its limits).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from specc.case.engine import Influence, PencilBeamModel, compute_influence, equispaced_beams
+from specc.case.model import Beam, Grid, Structure
+from specc.errors import CaseError
+
+
+def box_grid(
+    low: Sequence[float], high: Sequence[float], spacing_mm: Sequence[float]
+) -> Grid:
+    """A dose grid over the box from `low` to `high` (mm): centred on it in x and y, from its lowest
+    plane in z (so z planes stay on the image slices when the z spacing is theirs)."""
+    spacing = tuple(float(s) for s in spacing_mm)
+    if len(spacing) != 3 or min(spacing) <= 0:
+        raise CaseError(f"--grid must be one spacing or three (x, y, z) in mm, all positive; got {spacing_mm}")
+    shape, origin = [], []
+    for axis in range(2):
+        n = int(np.ceil((high[axis] - low[axis]) / spacing[axis])) + 1
+        shape.append(n)
+        origin.append(0.5 * (low[axis] + high[axis]) - 0.5 * (n - 1) * spacing[axis])
+    shape.append(int(np.floor((high[2] - low[2]) / spacing[2] + 1e-6)) + 1)
+    origin.append(float(low[2]))
+    return Grid(shape=tuple(shape), spacing_mm=spacing, origin_mm=tuple(origin))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class EngineInfluence:
+    influence: Influence
+    beams: list[Beam]
+    note: str  # what was computed, for the import report
+
+
+def engine_influence(
+    grid: Grid,
+    structures: Mapping[str, Structure],
+    density: np.ndarray,
+    targets: Sequence[str],
+    beams: int | Sequence[float],
+    beamlet_mm: float,
+    model: PencilBeamModel,
+    *,
+    isocenter_mm: tuple[float, float, float] | None = None,
+    couch_deg: Sequence[float] = (),
+) -> EngineInfluence:
+    """Beams (a count of equispaced coplanar ones, or gantry angles) aimed at `targets`, and their influence."""
+    target_mask = np.zeros(grid.shape, dtype=bool)
+    for name in targets:
+        target_mask |= structures[name].mask
+    if isocenter_mm is None:
+        centre = grid.positions_mm(np.flatnonzero(target_mask.ravel())).mean(axis=0)
+        isocenter_mm = tuple(float(v) for v in np.round(centre, 1))  # type: ignore[assignment]
+    beam_list = _beams(beams, isocenter_mm, couch_deg)  # type: ignore[arg-type]
+    rows_mask = np.zeros(grid.shape, dtype=bool)
+    for structure in structures.values():
+        rows_mask |= structure.mask
+    influence = compute_influence(density, grid, beam_list, target_mask, rows_mask, beamlet_mm=beamlet_mm, model=model)
+    iso = ", ".join(f"{c:g}" for c in isocenter_mm)  # type: ignore[union-attr]
+    note = (
+        f"influence matrix computed by the built-in engine: {len(beam_list)} beams "
+        f"(gantry {', '.join(f'{beam.gantry_deg:g}' for beam in beam_list)} deg), {beamlet_mm:g} mm beamlets, "
+        f"aimed at {', '.join(targets)}, isocentre ({iso}) mm"
+    )
+    return EngineInfluence(influence, beam_list, note)
+
+
+def _beams(beams: int | Sequence[float], isocenter: tuple[float, float, float], couch_deg: Sequence[float]) -> list[Beam]:
+    if isinstance(beams, int):
+        return equispaced_beams(beams, isocenter)
+    angles = [float(a) for a in beams]
+    if not angles:
+        raise CaseError("--beams needs a number of beams or a list of gantry angles")
+    couches = list(couch_deg) or [0.0] * len(angles)
+    if len(couches) != len(angles):
+        raise CaseError(f"{len(angles)} gantry angles but {len(couches)} couch angles")
+    return [
+        Beam(id=n + 1, gantry_deg=angle, couch_deg=float(couch), isocenter_mm=isocenter)
+        for n, (angle, couch) in enumerate(zip(angles, couches))
+    ]

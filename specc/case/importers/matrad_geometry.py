@@ -1,0 +1,185 @@
+"""A matRad workspace without a dij (ct and cst only) as a specc case, its influence matrix computed here.
+
+The phantoms matRad and pyRadPlan ship (TG119.mat, PROSTATE.mat, HEAD_AND_NECK.mat, ...) hold
+the CT and the structures but no dose influence matrix: matRad computes one when a plan is
+made. specc computes it with its own engine instead (`engine_case.py`; approximate, and said
+so in the case's notes): a dose grid over the box of all structures (x and y at `grid_mm`, z on
+the CT slices unless three spacings are given), the masks resampled as matRad resamples them
+(`cst_structures`), the densities from ct.cube (matRad's relative electron density) or, without
+it, ct.cubeHU through an HU table, and the beams from `beams`, or else from pln.propStf's
+angles, aimed at the centre of mass of the TARGET structures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.ndimage import map_coordinates
+
+from specc.case.engine import PencilBeamModel
+from specc.case.importers.engine_case import box_grid, engine_influence
+from specc.case.importers.hu_density import DEFAULT_HU_TABLE, hu_to_relative_electron_density
+from specc.case.importers.matrad import ct_axes, cst_structures, field_of, int_vector
+from specc.case.importers.report import ImportedCase, build_case, record_in_metadata
+from specc.case.model import CaseMetadata
+from specc.errors import CaseError
+
+DEFAULT_BEAMS = 7
+# Relative electron density given to dose-grid voxels beyond the CT (air).
+_AIR_DENSITY = 0.001
+
+
+def import_matrad_geometry(
+    path: Path,
+    workspace: dict,
+    *,
+    beams: int | Sequence[float] | None = None,
+    beamlet_mm: float = 5.0,
+    grid_mm: float | Sequence[float] = 3.0,
+    targets: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    hu_table: tuple[tuple[float, float], ...] = DEFAULT_HU_TABLE,
+    case_id: str | None = None,
+    model: PencilBeamModel | None = None,
+) -> ImportedCase:
+    """The case of a workspace with ct and cst but no dij (see the module docstring)."""
+    source = str(path)
+    ct, cst = workspace["ct"], workspace["cst"]
+    notes: list[str] = ["no dij in the workspace: the influence matrix is specc's own (below), not matRad's"]
+    not_imported: list[str] = []
+    dims = int_vector(field_of(ct, "cubeDim", source, "ct"), 3, source, "ct.cubeDim")
+    axes = ct_axes(ct, {}, dims, source, notes)
+    grid = box_grid(*_structures_box(cst, dims, axes, exclude, source), _spacing(grid_mm, axes))
+    structures = cst_structures(cst, dims, axes, grid.axes_mm(), grid, exclude, source, not_imported)
+    density, density_note = _density(ct, dims, axes, grid, hu_table, source)
+    notes.append(density_note)
+    target_names = _targets(cst, structures, targets, source)
+    angles, couches = _angles(workspace, beams, notes)
+    model = model or PencilBeamModel()
+    computed = engine_influence(grid, structures, density, target_names, angles, beamlet_mm, model, couch_deg=couches)
+    notes.append(computed.note)
+    notes.append("structure masks resampled from the CT grid to the dose grid by nearest neighbour (matRad_resizeCstToGrid)")
+    case = build_case(
+        source,
+        case_id=case_id or path.stem,
+        grid=grid,
+        voxel_indices=computed.influence.voxel_indices,
+        influence=computed.influence.matrix,
+        beams=computed.beams,
+        beamlets=computed.influence.beamlets,
+        structures=structures,
+        density=density,
+        metadata=CaseMetadata(source=f"matRad workspace {path.name} (no dij)", dose_engine=model.label),
+    )
+    for name in sorted(set(workspace) - {"ct", "cst", "pln"}):
+        not_imported.append(f"variable '{name}': not part of a matRad case")
+    imported = ImportedCase(case=case, format="matrad", source=source, notes=notes, not_imported=not_imported)
+    record_in_metadata(imported)
+    return imported
+
+
+def _structures_box(
+    cst: Any, dims: tuple[int, ...], axes: tuple[np.ndarray, ...], exclude: Sequence[str], source: str
+) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """The lowest and highest CT voxel centres (x, y, z) of any structure kept."""
+    low, high = np.full(3, np.inf), np.full(3, -np.inf)
+    for row in range(cst.shape[0] if isinstance(cst, np.ndarray) and cst.ndim == 2 else 0):
+        if str(cst[row, 1]).strip() in exclude:
+            continue
+        voxels = cst[row, 3]
+        voxels = voxels.ravel()[0] if isinstance(voxels, np.ndarray) and voxels.dtype == object and voxels.size else voxels
+        indices = np.asarray(voxels, dtype=np.float64).ravel()
+        valid = indices[(indices >= 1) & (indices <= np.prod(dims))].astype(np.int64) - 1
+        if valid.size == 0:
+            continue  # cst_structures names the problem
+        iy, ix, iz = np.unravel_index(valid, dims, order="F")
+        for axis, index in enumerate((ix, iy, iz)):
+            low[axis] = min(low[axis], axes[axis][index.min()])
+            high[axis] = max(high[axis], axes[axis][index.max()])
+    if not np.all(np.isfinite(low)):
+        raise CaseError(f"{source}: cst holds no structure voxels to place a dose grid on")
+    return tuple(low), tuple(high)  # type: ignore[return-value]
+
+
+def _spacing(grid_mm: float | Sequence[float], axes: tuple[np.ndarray, ...]) -> tuple[float, float, float]:
+    if np.isscalar(grid_mm):
+        z_step = float(np.diff(axes[2]).mean()) if len(axes[2]) > 1 else float(grid_mm)  # type: ignore[arg-type]
+        return (float(grid_mm), float(grid_mm), z_step)  # type: ignore[arg-type]
+    spacing = tuple(float(s) for s in grid_mm)  # type: ignore[union-attr]
+    if len(spacing) != 3:
+        raise CaseError(f"--grid must be one spacing or three (x, y, z) in mm, got {grid_mm}")
+    return spacing  # type: ignore[return-value]
+
+
+def _density(
+    ct: dict, dims: tuple[int, ...], axes: tuple[np.ndarray, ...], grid, hu_table, source: str
+) -> tuple[np.ndarray, str]:
+    """Relative electron density on the dose grid (trilinear; air beyond the CT), and where it came from."""
+    for name, converted in (("cube", False), ("cubeHU", True)):
+        if name in ct:
+            cube = _first_scenario(ct[name], f"ct.{name}", source)
+            break
+    else:
+        raise CaseError(f"{source}: ct has neither cube (electron density) nor cubeHU: no density for the dose engine")
+    if cube.shape != dims:
+        raise CaseError(f"{source}: ct.{name} has shape {list(cube.shape)}, ct.cubeDim is {list(dims)}")
+    values = np.transpose(np.asarray(cube, dtype=np.float32), (1, 0, 2))  # [Ny Nx Nz] -> (x, y, z)
+    index = np.meshgrid(
+        *[(grid_axis - axis[0]) / (axis[1] - axis[0] if len(axis) > 1 else 1.0)
+          for grid_axis, axis in zip(grid.axes_mm(), axes)],
+        indexing="ij",
+    )
+    if converted:
+        hu = map_coordinates(values, index, order=1, mode="constant", cval=-1000.0)
+        return hu_to_relative_electron_density(hu, hu_table), "density from ct.cubeHU through the HU table (no ct.cube)"
+    density = map_coordinates(values, index, order=1, mode="constant", cval=_AIR_DENSITY)
+    if not (np.isfinite(density).all() and density.min() >= 0):
+        raise CaseError(f"{source}: ct.cube has negative or non-finite values: not an electron density")
+    return density, "density: ct.cube (matRad's relative electron density), trilinear on the dose grid, air beyond the CT"
+
+
+def _first_scenario(value: Any, label: str, source: str) -> np.ndarray:
+    if isinstance(value, np.ndarray) and value.dtype == object:
+        cells = [cell for cell in value.ravel() if isinstance(cell, np.ndarray) and cell.size]
+        if len(cells) != 1:
+            raise CaseError(f"{source}: {label} has {len(cells)} CT scenarios; specc imports one")
+        value = cells[0]
+    array = np.asarray(value)
+    if array.ndim != 3:
+        raise CaseError(f"{source}: {label} is not a 3-D cube")
+    return array
+
+
+def _targets(cst: Any, structures: dict, targets: Sequence[str], source: str) -> list[str]:
+    if targets:
+        unknown = [name for name in targets if name not in structures]
+        if unknown:
+            raise CaseError(f"{source}: --target {', '.join(unknown)}: no such structure ({', '.join(structures)})")
+        return list(targets)
+    typed = [
+        str(cst[row, 1]).strip() for row in range(cst.shape[0])
+        if str(cst[row, 2]).strip().upper() == "TARGET" and str(cst[row, 1]).strip() in structures
+    ]
+    if not typed:
+        raise CaseError(f"{source}: no cst structure is typed TARGET; name the target(s) the beams cover with --target")
+    return typed
+
+
+def _angles(
+    workspace: dict, beams: int | Sequence[float] | None, notes: list[str]
+) -> tuple[int | list[float], list[float]]:
+    """The beams asked for, else pln.propStf's gantry (and couch) angles, else equispaced ones."""
+    if beams is not None:
+        return (beams if isinstance(beams, int) else list(beams)), []
+    pln = workspace.get("pln") if isinstance(workspace.get("pln"), dict) else {}
+    prop = pln.get("propStf", {}) if isinstance(pln.get("propStf"), dict) else {}
+    gantry = np.asarray(prop.get("gantryAngles", []), dtype=np.float64).ravel()
+    if gantry.size:
+        couch = np.asarray(prop.get("couchAngles", np.zeros(gantry.size)), dtype=np.float64).ravel()
+        notes.append("beam angles from pln.propStf; its isoCenter is not used (the beams aim at the targets' centre)")
+        return gantry.tolist(), couch.tolist() if couch.size == gantry.size else []
+    notes.append(f"no pln.propStf angles and no --beams: {DEFAULT_BEAMS} equispaced coplanar beams")
+    return DEFAULT_BEAMS, []

@@ -1,0 +1,73 @@
+"""matRad workspaces without a dij (ct + cst, as matRad's and pyRadPlan's phantom files): the case gets
+specc's own influence matrix, on masks resampled as matRad does, aimed at the TARGET structures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from interop_fixtures import matrad_workspace, save_matrad_v5, save_matrad_v73
+from typer.testing import CliRunner
+
+from specc.case.engine import PencilBeamModel
+from specc.case.importers.matrad import import_matrad
+from specc.cli import app
+from specc.errors import CaseError
+
+
+def geometry_workspace(**extra) -> dict:
+    workspace = matrad_workspace(with_stf=False)
+    del workspace["dij"]
+    workspace.update(extra)
+    return workspace
+
+
+@pytest.mark.parametrize("save", [save_matrad_v5, save_matrad_v73])
+def test_a_workspace_without_dij_gets_the_engines_influence_on_matrads_masks(tmp_path, save):
+    path = save(tmp_path / "phantom.mat", geometry_workspace())
+    imported = import_matrad(path, engine={"grid_mm": 2.0, "beams": 5})
+    case = imported.case
+    # A 2 mm grid over the CT (the body is every CT voxel): the CT's own lattice, so the masks are
+    # the CT masks: the PTV box x in [-6, 6), y in [-4, 4), z in [-2, 4) is 6 x 4 x 3 voxels of 2 mm.
+    assert case.grid.shape == (10, 8, 6) and case.grid.origin_mm == (-9.0, -7.0, -5.0)
+    assert case.structures["PTV"].n_voxels == 72 and case.structures["Body"].n_voxels == 480
+    assert len(case.beams) == 5 and case.n_beamlets > 0 and case.influence.nnz > 0
+    np.testing.assert_allclose(case.density, 1.0)  # ct.cube: water everywhere
+    # The beams aim at the TARGET's centre of mass.
+    np.testing.assert_allclose(case.beams[0].isocenter_mm, (0.0, 0.0, 1.0), atol=0.05)
+    assert any("specc's own" in note for note in imported.notes)
+    assert case.metadata.dose_engine == PencilBeamModel().label
+    # Every PTV voxel receives dose from the beams aimed at it.
+    dose = case.dose_on_grid(np.ones(case.n_beamlets), 1)
+    assert dose[case.structures["PTV"].mask].min() > 0
+
+
+def test_plan_angles_are_used_when_the_workspace_has_them(tmp_path):
+    pln = {"propStf": {"gantryAngles": np.array([[0.0, 90.0, 180.0]]), "couchAngles": np.array([[0.0, 0.0, 10.0]])}}
+    path = save_matrad_v5(tmp_path / "phantom.mat", geometry_workspace(pln=pln))
+    case = import_matrad(path, engine={"grid_mm": 2.0}).case
+    assert [beam.gantry_deg for beam in case.beams] == [0.0, 90.0, 180.0]
+    assert [beam.couch_deg for beam in case.beams] == [0.0, 0.0, 10.0]
+
+
+def test_engine_options_with_a_dij_and_a_workspace_without_target_are_refused(tmp_path):
+    with_dij = save_matrad_v5(tmp_path / "ws.mat", matrad_workspace())
+    with pytest.raises(CaseError, match="the workspace has a dij .*beams apply only"):
+        import_matrad(with_dij, engine={"beams": 5})
+    workspace = geometry_workspace()
+    workspace["cst"][0, 2] = "OAR"  # no structure typed TARGET any more
+    untyped = save_matrad_v5(tmp_path / "untyped.mat", workspace)
+    with pytest.raises(CaseError, match="no cst structure is typed TARGET; name .* --target"):
+        import_matrad(untyped)
+    assert len(import_matrad(untyped, engine={"targets": ["PTV"], "grid_mm": 2.0, "beams": 3}).case.beams) == 3
+
+
+def test_cli_imports_a_phantom_file_and_refuses_engine_options_for_a_dij(tmp_path):
+    runner = CliRunner()
+    phantom = save_matrad_v5(tmp_path / "phantom.mat", geometry_workspace())
+    result = runner.invoke(app, ["import", "matrad", str(phantom), "--out", str(tmp_path / "case.h5"), "--beams", "0,120,240",
+                                 "--grid", "2"])
+    assert result.exit_code == 0, result.output
+    assert "specc's own" in result.output and "3 beams" in result.output
+    with_dij = save_matrad_v5(tmp_path / "ws.mat", matrad_workspace())
+    result = runner.invoke(app, ["import", "matrad", str(with_dij), "--out", str(tmp_path / "x.h5"), "--beams", "5"])
+    assert result.exit_code == 1 and "has a dij" in result.output
