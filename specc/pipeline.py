@@ -361,7 +361,7 @@ def folder_name(case_id: str, taken: set[str]) -> str:
 
 def goal_column(goal: Goal) -> str:
     """How a protocol goal heads its cohort.csv columns: structure, goal as written, unit."""
-    return f"{goal.structure}: {goal.text} [{goal.metric.unit}]"
+    return f"{goal.structure}: {goal.text}" + (f" [{goal.metric.unit}]" if goal.metric.unit else "")
 
 
 def write_cohort_csv(path: Path, protocol: Protocol, entries: Sequence[CohortEntry]) -> Path:

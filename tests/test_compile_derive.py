@@ -230,3 +230,14 @@ def test_every_shipped_protocol_has_an_optimization_to_compile(path: Path) -> No
     assert protocol.optimization is not None and protocol.optimization.terms
     named = set(protocol.structures) | set(protocol.optimization.scenarios)  # robust copies name displaced ones
     assert all(set(term.structures()) <= named for term in protocol.optimization.terms)
+
+
+def test_plan_quality_index_goals_are_measured_not_optimized() -> None:
+    """A CI or GI goal has no convex term: derivation leaves it to the coverage and fall-off terms, and says so."""
+    body = GOALS.format(target="PTV", organ="Core").replace('    - "D95% >= 50 Gy"\n', '    - "D95% >= 50 Gy"\n    - "CI <= 1.2"\n    - "GI <= 4 (priority 2)"\n')
+    protocol = parse_protocol_text(protocol_text(body), "p.yaml")
+    derived = derive_optimization(protocol)
+    _, plain = _derived()
+    assert [term.label() for term in derived.optimization.terms] == [term.label() for term in plain.optimization.terms]
+    noted = [note for note in derived.notes if "plan-quality index is measured on the plan, not optimized" in note]
+    assert [note.split(" (")[0] for note in noted] == ["PTV CI <= 1.2", "PTV GI <= 4"]

@@ -87,6 +87,31 @@ def test_target_indices_match_their_definitions(case):
     assert record.hot_spot.max_gy == pytest.approx(dose.max())
 
 
+def test_plan_quality_index_goals_read_their_targets_indices(case):
+    """SBRT-style goals: CI and R50 (RTOG), PCI and GI (Paddick), HI (ICRU 83), from the target's indices."""
+    goals = {"Target": ["CI <= 1.2 (variation 1.5)", "PCI >= 0.8", "GI <= 3", "R50 <= 5", "HI <= 0.1"]}
+    record = _evaluate(case, goals=goals).record
+    (indices,) = record.target_indices
+    values = {goal.metric: goal for goal in record.goals}
+    assert values["CI"].value == pytest.approx(indices.prescription_isodose_cc / indices.volume_cc)
+    assert values["PCI"].value == pytest.approx(indices.paddick_conformity_index)
+    assert values["GI"].value == pytest.approx(indices.half_isodose_cc / indices.prescription_isodose_cc)
+    assert values["R50"].value == pytest.approx(indices.r50)
+    assert values["HI"].value == pytest.approx(indices.homogeneity_index)
+    for goal in record.goals:  # judged like any goal, in no unit
+        assert goal.unit == "" and goal.status in ("pass", "variation", "fail") and goal.dvh_point is None
+    assert values["CI"].text == "CI <= 1.2 (variation 1.5)"
+
+
+def test_an_index_goal_on_a_structure_without_a_dose_level_is_a_protocol_error():
+    from specc.protocol import ProtocolError
+
+    with pytest.raises(ProtocolError, match=r'goals.Organ\[0\]: CI is an index of a prescription target \(Target\)'):
+        protocol({"Organ": ["CI <= 1.2"]})
+    with pytest.raises(ProtocolError, match=r'the index is a ratio, written without a unit'):
+        protocol({"Target": ["CI <= 1.2 cc"]})
+
+
 def test_normalization_scales_fluence_and_dose_before_goals(case):
     evaluation = _evaluate(case, normalization="{structure: Target, metric: D95%, percent: 100}")
     normalization = evaluation.record.normalization

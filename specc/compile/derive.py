@@ -255,6 +255,12 @@ def _quoted(name: str) -> str:
 
 def _goal_terms(goal: Goal, volumes_cc: Mapping[str, float] | None, notes: list[str]) -> list[TermBase]:
     """The limit terms of one goal: hard ones, and penalties carrying the goal's priority."""
+    if goal.metric.is_index:  # a ratio of isodose volumes: no convex term measures it
+        notes.append(
+            f"{goal.structure} {goal.text} ({goal.source}): a plan-quality index is measured on the plan, not "
+            "optimized (the target's coverage and the dose fall-off terms shape it)"
+        )
+        return []
     if goal.priority > 1:
         term = _limit(goal, goal.threshold_value, volumes_cc, hard=False, priority=goal.priority)
         return [] if term is None else [term]

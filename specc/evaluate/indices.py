@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from specc.evaluate.dvh import DVH
+from specc.evaluate.dvh import DVH, UndefinedMetric
 from specc.evaluate.record import HotSpot, TargetIndices
 from specc.protocol.units import Volume
 
 if TYPE_CHECKING:
     from specc.case import Grid
+    from specc.protocol import Metric
 
 NEAR_MAX_VOLUME_CC = 0.03
 
@@ -64,3 +65,23 @@ def target_indices(
         r50=half_isodose_cc / target_cc,
         hot_spot=hot_spot(structure, dose_gy, mask, grid, voxel_volume_cc),
     )
+
+
+def index_value(metric: Metric, indices: TargetIndices) -> float:
+    """A plan-quality index goal's value, read from its target's indices (`metric.is_index`)."""
+    quantity = metric.quantity
+    if quantity == "CI":
+        return indices.prescription_isodose_cc / indices.volume_cc
+    if quantity == "PCI":
+        return indices.paddick_conformity_index
+    if quantity == "R50":
+        return indices.r50
+    if quantity == "GI":
+        if indices.prescription_isodose_cc == 0:
+            raise UndefinedMetric("GI: no voxel receives the prescription dose (the ratio has no denominator)")
+        return indices.half_isodose_cc / indices.prescription_isodose_cc
+    if quantity == "HI":
+        if indices.homogeneity_index is None:
+            raise UndefinedMetric("HI: D50% of the target is 0 Gy (the ratio has no denominator)")
+        return indices.homogeneity_index
+    raise UndefinedMetric(f"{metric} is not a plan-quality index")

@@ -19,7 +19,7 @@ from specc.errors import SolveError
 from specc.evaluate.context import EvaluationError, PlanDoseContext
 from specc.evaluate.dvh import DVH, DVH_CURVE_POINTS, UndefinedMetric
 from specc.evaluate.goals import MeasuredStatus, judge, reported_status
-from specc.evaluate.indices import hot_spot, target_indices
+from specc.evaluate.indices import hot_spot, index_value, target_indices
 from specc.evaluate.metrics import dvh_point, measure
 from specc.evaluate.normalization import normalization_factor
 from specc.evaluate.robustness import robustness_record
@@ -35,6 +35,7 @@ from specc.evaluate.record import (
     ProtocolInfo,
     SolverRecord,
     StructureDose,
+    TargetIndices,
     TermRecord,
 )
 
@@ -102,9 +103,11 @@ def _normalize(
 
 
 def _goal_record(
-    goal: Goal, dvhs: Mapping[str, DVH], protocol: Protocol, converged: bool, incomplete: str | None
+    goal: Goal, dvhs: Mapping[str, DVH], protocol: Protocol, converged: bool, incomplete: str | None,
+    indices: Mapping[str, TargetIndices],
 ) -> GoalRecord:
-    """`incomplete`: why part of the goal's structure has no dose (the goal is then not judged)."""
+    """`incomplete`: why part of the goal's structure has no dose (the goal is then not judged);
+    `indices`: the prescription targets' plan-quality indices, by target (index goals read them)."""
     if goal.structure not in dvhs:
         raise EvaluationError(f"goal {goal.text!r} ({goal.source}): structure {goal.structure!r} has no mask")
     value: float | None
@@ -115,7 +118,10 @@ def _goal_record(
         value, measured, note = None, "not_evaluated", f"{goal.structure}: {incomplete}"
     else:
         try:
-            value = measure(goal.metric, dvh, prescription)
+            if goal.metric.is_index:
+                value = index_value(goal.metric, indices[goal.structure])
+            else:
+                value = measure(goal.metric, dvh, prescription)
             measured = judge(value, goal.comparator, goal.threshold_value, goal.variation_value)
             note = ""
         except UndefinedMetric as error:
@@ -287,7 +293,6 @@ def _plan_record(
     fractions = protocol.prescription.fractions
     voxel_cc = case.voxel_volume_cc
     dvhs = {name: DVH.from_dose(dose[mask], voxel_cc) for name, mask in masks.items()}
-    goals = [_goal_record(goal, dvhs, protocol, converged, incomplete.get(goal.structure)) for goal in protocol.goals]
     indices = [
         target_indices(
             level.target,
@@ -298,6 +303,11 @@ def _plan_record(
             voxel_cc,
         )
         for level in protocol.prescription.levels
+    ]
+    by_target = {record.structure: record for record in indices}
+    goals = [
+        _goal_record(goal, dvhs, protocol, converged, incomplete.get(goal.structure), by_target)
+        for goal in protocol.goals
     ]
     highest_gy = float(dose.max())
     structures = []

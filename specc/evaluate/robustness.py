@@ -68,7 +68,7 @@ def robustness_record(
         _goal_record(goal, dvhs[goal.structure], protocol.reference_dose(goal.structure), converged,
                      goal.structure not in incomplete)
         for goal in protocol.goals
-        if goal.structure in names
+        if goal.structure in names and not goal.metric.is_index  # indices are of the planned dose only
     ]
     rotated = robustness.rotation_error_deg is not None and any(robustness.rotation_error_deg)
     return RobustnessRecord(

@@ -26,6 +26,7 @@ def consistency_issues(protocol: ProtocolDocument) -> list[Issue]:
         *_expressions(protocol, defined),
         *_alias_clashes(protocol),
         *_goal_structures(protocol, defined),
+        *_index_goals(protocol),
         *_term_structures(protocol, defined),
         *_blocked_structures(protocol, defined),
         *_robust_structures(protocol, defined),
@@ -102,6 +103,22 @@ def _goal_structures(protocol: ProtocolDocument, defined: list[str]) -> Iterator
     for name in dict.fromkeys(goal.structure for goal in protocol.goals):
         if name not in protocol.structures:
             yield Issue(("goals", name), _undefined(name, defined), at_key=True)
+
+
+def _index_goals(protocol: ProtocolDocument) -> Iterator[Issue]:
+    """A plan-quality index (CI, PCI, GI, R50, HI) is measured against a target's own prescription."""
+    if protocol.prescription is None:  # a site template: the protocol extending it is checked
+        return
+    targets = [level.target for level in protocol.prescription.levels]
+    position: dict[str, int] = {}
+    for goal in protocol.goals:
+        index = position[goal.structure] = position.get(goal.structure, -1) + 1
+        if goal.metric.is_index and goal.structure not in targets:
+            yield Issue(
+                ("goals", goal.structure, index),
+                f"{goal.metric} is an index of a prescription target ({', '.join(targets)}): "
+                f'"{goal.structure}" has no dose level of its own',
+            )
 
 
 def _term_structures(protocol: ProtocolDocument, defined: list[str]) -> Iterator[Issue]:

@@ -56,7 +56,7 @@ class Threshold(BaseModel):
         number = format_number(self.value)
         if self.relative or unit == "%":
             return f"{number}%"
-        return f"{number} {unit}"
+        return f"{number} {unit}" if unit else number
 
     def resolve(self, reference: Dose | None) -> float:
         """The limit in the metric's unit (Gy for a relative dose threshold)."""
@@ -78,6 +78,10 @@ def parse_threshold(written: Any, metric: Metric, what: str = "threshold") -> Th
     value, unit = float(match["value"]), match["unit"] or ""
     if not math.isfinite(value) or value < 0:
         raise ValueError(f'{what} "{text}" must be a finite, non-negative number')
+    if metric.is_index:
+        if unit:
+            raise ValueError(f'{what} "{text}" of {metric}: the index is a ratio, written without a unit ("{value:g}")')
+        return Threshold(value=value)
     if metric.unit == "Gy":
         if unit == "%":
             return Threshold(value=value, relative=True)

@@ -15,13 +15,23 @@ from pydantic import model_validator
 
 from specc.protocol.units import DOSE_UNITS, Dose, TextValue, Volume, format_number
 
-Quantity = Literal["D", "V", "Mean", "Max", "Min", "CV", "DC"]
-MetricUnit = Literal["Gy", "%", "cc"]
+Quantity = Literal["D", "V", "Mean", "Max", "Min", "CV", "DC", "CI", "PCI", "GI", "R50", "HI"]
+MetricUnit = Literal["Gy", "%", "cc", ""]
+# Plan-quality indices of a prescription target, measured on the whole dose grid against its
+# prescription (evaluate/indices.py): ratios, written without a unit.
+INDEX_QUANTITIES: dict[str, str] = {
+    "CI": "RTOG conformity index: prescription isodose volume / target volume",
+    "PCI": "Paddick conformity index: (target volume in the prescription isodose)^2 / (target volume x isodose volume)",
+    "GI": "Paddick gradient index: half-prescription isodose volume / prescription isodose volume",
+    "R50": "half-prescription isodose volume / target volume",
+    "HI": "ICRU 83 homogeneity index: (D2% - D98%) / D50%",
+}
 
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
 _AT_VOLUME = re.compile(rf"^(?P<q>DC|D)(?P<num>{_NUMBER})(?P<u>%|cc)(?:\[(?P<ru>Gy)\])?$")
 _AT_DOSE = re.compile(rf"^(?P<q>CV|V)(?P<num>{_NUMBER})(?P<u>Gy|cGy|%)(?:\[(?P<ru>%|cc)\])?$")
 _STATISTIC = re.compile(r"^(?P<q>Mean|Max|Min)(?:\[(?P<ru>Gy)\])?$")
+_INDEX = re.compile(r"^(?P<q>CI|PCI|GI|R50|HI)$")
 
 
 def _schema_pattern(*patterns: re.Pattern[str]) -> str:
@@ -33,14 +43,14 @@ def _schema_pattern(*patterns: re.Pattern[str]) -> str:
     return "|".join(re.sub(r"\(\?P<\w+>", "(", pattern.pattern) for pattern in patterns)
 
 
-EXAMPLES = "D95%, D2cc, D0.03cc, DC5%, V20Gy[%], V20Gy[cc], V95%, CV15Gy, Mean, Max, Min"
+EXAMPLES = "D95%, D2cc, D0.03cc, DC5%, V20Gy[%], V20Gy[cc], V95%, CV15Gy, Mean, Max, Min, CI, PCI, GI, R50, HI"
 
 
 class Metric(TextValue):
     """A TG-263 DVH metric; build it with `Metric.parse("D95%")`, print it with `str()`."""
 
     text_schema: ClassVar[dict[str, Any]] = {
-        "pattern": _schema_pattern(_AT_VOLUME, _AT_DOSE, _STATISTIC),
+        "pattern": _schema_pattern(_AT_VOLUME, _AT_DOSE, _STATISTIC, _INDEX),
         "description": f"A DVH metric in TG-263 notation: {EXAMPLES}.",
         "examples": ["D95%", "D0.03cc", "V20Gy[%]", "Mean"],
     }
@@ -85,6 +95,11 @@ class Metric(TextValue):
         """Whether the measured value is a dose (Gy) rather than a volume."""
         return self.unit == "Gy"
 
+    @property
+    def is_index(self) -> bool:
+        """A plan-quality index of a prescription target (CI, PCI, GI, R50, HI), not a DVH point."""
+        return self.quantity in INDEX_QUANTITIES
+
     def __str__(self) -> str:
         if self.volume is not None:
             unit = "%" if self.volume.unit == "%" else "cc"
@@ -104,6 +119,7 @@ _RESULT_UNITS: dict[str, tuple[MetricUnit, ...]] = {
     "Min": ("Gy",),
     "V": ("%", "cc"),
     "CV": ("cc",),
+    **{quantity: ("",) for quantity in INDEX_QUANTITIES},
 }
 
 
@@ -127,6 +143,8 @@ def _fields(text: str) -> dict[str, Any]:
         return fields
     if match := _STATISTIC.match(stripped):
         return {"quantity": match["q"], "unit": "Gy"}
+    if match := _INDEX.match(stripped):
+        return {"quantity": match["q"], "unit": ""}
     raise ValueError(f'unknown metric "{text}"{_hint(stripped)}')
 
 
