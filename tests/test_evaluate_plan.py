@@ -110,6 +110,9 @@ def test_an_index_goal_on_a_structure_without_a_dose_level_is_a_protocol_error()
         protocol({"Organ": ["CI <= 1.2"]})
     with pytest.raises(ProtocolError, match=r'the index is a ratio, written without a unit'):
         protocol({"Target": ["CI <= 1.2 cc"]})
+    with pytest.raises(ProtocolError, match=r'minimum goal "PCI >= 0.9" is above maximum goal "PCI <= 0.5"'):
+        protocol({"Target": ["PCI >= 0.9", "PCI <= 0.5"]})
+    assert len(protocol({"Target": ["PCI >= 0.7", "PCI <= 0.95", "CI >= 1", "GI <= 0.5"]}).goals) == 4
 
 
 def test_normalization_scales_fluence_and_dose_before_goals(case):

@@ -182,6 +182,8 @@ def _cannot_both_hold(lower: Goal, upper: Goal) -> bool:
     too_high = minimum > maximum or (strict and minimum == maximum)
     if lower.metric.is_dose and upper.metric.is_dose:
         return too_high and _never_above(lower.metric, upper.metric)
+    if lower.metric.is_index and lower.metric == upper.metric:  # one ratio, bounded from both sides
+        return too_high
     if lower.metric.quantity == upper.metric.quantity == "V" and lower.metric.unit == upper.metric.unit:
         # The volume above a dose shrinks as the dose grows: V(high dose) <= V(low dose).
         return too_high and (lower.metric_dose_gy or 0.0) >= (upper.metric_dose_gy or 0.0)
