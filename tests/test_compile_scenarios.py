@@ -177,3 +177,40 @@ def test_a_structure_defined_as_part_of_a_robust_one_is_robust_and_one_around_it
     assert robust_structures(written.model_copy(update={"structures": {**written.structures, **parts}})) == {
         "Target", "Eval", "EvalInner"
     }
+
+
+def test_rotation_scenarios_are_optimized_about_the_beams_isocentre_and_hold_the_hard_limit() -> None:
+    """`rotation_error` with `optimize: true`: copies named "Target (about z +10 deg)", rows turned about the
+    isocentre the check turns about, and the hard minimum met in every turned position."""
+    from specc.case.shifts import Displacement, beams_isocentre, displaced_dose, displaced_influence
+
+    case = synthetic_case()
+    section = "{rotation_error: [0 deg, 0 deg, 10 deg], structures: [Target, Organ], optimize: true}"
+    protocol = _protocol(section)
+    robust, _ = with_optimization(protocol)
+    names = [term.structure for term in robust.optimization.terms if term.kind == "min_dose"]
+    assert names == ["Target", "Target (about z +10 deg)", "Target (about z -10 deg)"]
+    program = compile_protocol(robust, case)
+    entries = program.selection.structures["Target (about z +10 deg)"]
+    centre = beams_isocentre(case.beams)
+    turned = Displacement(rotation_deg=(0.0, 0.0, 10.0), centre_mm=centre)
+    expected = displaced_influence(case, case.structures["Target"].mask, turned)
+    assert (program.influence[entries.entries] != expected).nnz == 0
+    # The organ sits 25 mm off the isocentre: a turn moves it, and its overdose term is held there too.
+    assert "Organ (about z -10 deg)" in program.selection.structures
+    solved = compile_for_plan(protocol, case).solve().result
+    dose = case.dose_on_grid(solved.fluence, 30)
+    for angle in (10.0, -10.0):
+        moved = Displacement(rotation_deg=(0.0, 0.0, angle), centre_mm=centre)
+        assert displaced_dose(dose, case.structures["Target"].mask, case.grid, moved).min() >= 55.0 * (1 - 1e-3)
+
+
+def test_rotation_scenarios_need_one_isocentre() -> None:
+    import dataclasses
+
+    case = synthetic_case()
+    beams = [dataclasses.replace(beam, isocenter_mm=(float(beam.id), 0.0, 0.0)) for beam in case.beams]
+    split = dataclasses.replace(case, beams=beams)
+    robust, _ = with_optimization(_protocol("{rotation_error: 5 deg, structures: [Target], optimize: true}"))
+    with pytest.raises(CompileError, match=r"Target \(about x \+5 deg\): a rotation scenario turns about the beams' isocentre"):
+        compile_protocol(robust, split)

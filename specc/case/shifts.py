@@ -17,6 +17,7 @@ the same static cloud (beyond the grid, the edge voxel's dose).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,10 +26,11 @@ import scipy.sparse as sp
 from scipy.ndimage import gaussian_filter
 
 from specc.case.model import row_lookup
-from specc.protocol.models import offset_text
+from specc.errors import CaseError
+from specc.protocol.models import SetupScenario, scenario_name, scenario_text
 
 if TYPE_CHECKING:
-    from specc.case.model import Case, Grid
+    from specc.case.model import Beam, Case, Grid
 
 
 @dataclass(frozen=True)
@@ -46,13 +48,18 @@ class Displacement:
 
     def text(self) -> str:
         """How a report heads the scenario, e.g. "x +3 mm" or "about z +2 deg" ("" for none)."""
-        parts = [offset_text(self.offset_mm)] if any(self.offset_mm) else []
-        parts += [
-            f"about {axis} {'+' if angle > 0 else '-'}{abs(angle):g} deg"
-            for axis, angle in zip("xyz", self.rotation_deg)
-            if angle
-        ]
-        return ", ".join(parts)
+        return scenario_text(self.offset_mm, self.rotation_deg)
+
+    @classmethod
+    def of(cls, scenario: SetupScenario, centre_mm: tuple[float, float, float] | None) -> Displacement:
+        """A robust term copy's displacement; a rotation needs the centre it turns about."""
+        if any(scenario.rotation_deg) and centre_mm is None:
+            raise CaseError(
+                f"{scenario_name(scenario.structure, scenario.offset_mm, scenario.rotation_deg)}: a rotation scenario "
+                "turns about the beams' isocentre, and the case's beams do not share one"
+            )
+        return cls(scenario.offset_mm, scenario.rotation_deg, centre_mm or (0.0, 0.0, 0.0))
+
 
     def points(self, grid: Grid, mask: np.ndarray) -> np.ndarray:
         """(n, 3) fractional grid indices where the voxels of `mask` (C order) are displaced to."""
@@ -64,6 +71,12 @@ class Displacement:
             moved = (positions - centre) @ rotation_matrix(self.rotation_deg).T + centre
             index = (moved - np.asarray(grid.origin_mm)) / spacing
         return index + np.asarray(self.offset_mm, dtype=np.float64) / spacing
+
+
+def beams_isocentre(beams: Sequence[Beam]) -> tuple[float, float, float] | None:
+    """The isocentre all `beams` share (what rotations turn about), or None."""
+    isocentres = {beam.isocenter_mm for beam in beams}
+    return next(iter(isocentres)) if len(isocentres) == 1 else None
 
 
 def rotation_matrix(angles_deg: tuple[float, float, float]) -> np.ndarray:
@@ -122,14 +135,19 @@ def outside_rows(voxel_indices: np.ndarray, grid: Grid, mask: np.ndarray, displa
 
 
 def shifted_influence(case: Case, mask: np.ndarray, offset_mm: tuple[float, float, float]) -> sp.csr_matrix:
-    """Influence rows, one per voxel of `mask` (C order), giving its dose when displaced by `offset_mm`.
+    """Influence rows, one per voxel of `mask` (C order), giving its dose when displaced by `offset_mm`."""
+    return displaced_influence(case, mask, Displacement(offset_mm=offset_mm))
+
+
+def displaced_influence(case: Case, mask: np.ndarray, displacement: Displacement) -> sp.csr_matrix:
+    """Influence rows, one per voxel of `mask` (C order), giving its dose when displaced (shifted or turned).
 
     Each row is the interpolation's weighted sum of up to eight rows of the case; a corner
     where the case computes no dose (outside its rows) contributes nothing, as its zero dose
     does in `shifted_dose` (`outside_rows` counts the voxels concerned). Same dtype as the
     case's matrix.
     """
-    corners, weights = _samples(case.grid, mask, Displacement(offset_mm=offset_mm))
+    corners, weights = _samples(case.grid, mask, displacement)
     known, rows = row_lookup(case.voxel_indices, corners)
     known &= weights > 0
     owner = np.broadcast_to(np.arange(len(corners))[:, None], corners.shape)

@@ -20,12 +20,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from specc.case.products import select_rows
-from specc.case.shifts import shifted_influence
+from specc.case.shifts import Displacement, beams_isocentre, displaced_influence
 from specc.compile.context import ProgramContext
 from specc.compile.scenarios import robust_notes
 from specc.compile.structures import ResolvedStructures, resolve_structures
 from specc.compile.voxels import DEFAULT_SAMPLE_LIMIT, StructureEntries, VoxelSelection, select_voxels
-from specc.errors import CompileError
+from specc.errors import CaseError, CompileError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -306,13 +306,18 @@ def _with_displaced(
 ) -> tuple[VoxelSelection, sp.csr_matrix]:
     """The selection with one dose entry per voxel of each displaced structure, after the others.
 
-    A displaced voxel's row is an interpolation of up to eight case rows (`shifted_influence`),
+    A displaced voxel's row is an interpolation of up to eight case rows (`displaced_influence`),
     not a row of the case, so it is neither merged with others nor sampled: a robust term sees
     every voxel of its structure in every scenario.
     """
     blocks, entries, start = [influence_rows], dict(selection.structures), influence_rows.shape[0]
+    centre = beams_isocentre(case.beams)
     for name, scenario in scenarios.items():
-        block = shifted_influence(case, structures.masks[scenario.structure], scenario.offset_mm)
+        try:
+            moved = Displacement.of(scenario, centre)
+        except CaseError as error:
+            raise CompileError(str(error)) from None
+        block = displaced_influence(case, structures.masks[scenario.structure], moved)
         count = block.shape[0]
         entries[name] = StructureEntries(
             name=name, entries=np.arange(start, start + count), weights=np.full(count, 1.0 / max(count, 1)),

@@ -2,10 +2,11 @@
 
 With `robustness: {optimize: true}`, every term on a robust structure (those the robustness
 section lists, else the prescription targets, and their parts: `robust_structures`) is
-written once more for the structure displaced by each scenario's setup error: the
-structure's name replaced by a scenario name such as "CTV (x +3 mm)", whose dose the compile
-stage gives as the interpolated rows W A of `specc.case.shifts` and the evaluate stage as the
-same interpolation of the final dose.
+written once more for the structure displaced by each scenario's setup error, a shift or a
+turn about the beams' isocentre: the structure's name replaced by a scenario name such as
+"CTV (x +3 mm)" or "CTV (about z +2 deg)", whose dose the compile stage gives as the
+interpolated rows W A of `specc.case.shifts` and the evaluate stage as the same
+interpolation of the final dose.
 
 * A hard limit then holds in the nominal scenario and in every displaced one: the worst case
   over the scenarios, exactly, with nothing else changed (the copies are ordinary limits).
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from specc.case.shifts import Displacement, outside_note
+from specc.case.shifts import Displacement, beams_isocentre, outside_note
 from specc.errors import CompileError
 from specc.protocol.models import SetupScenario, scenario_name
 
@@ -56,11 +57,14 @@ def robust_structures(protocol: Protocol) -> set[str]:
 def with_scenarios(protocol: Protocol) -> Protocol:
     """`protocol` with its robust terms copied into every scenario (itself without robust optimization)."""
     robustness, optimization = protocol.robustness, protocol.optimization
-    if robustness is None or not robustness.optimize or optimization is None or not robustness.offsets_mm:
+    if robustness is None or not robustness.optimize or optimization is None:
+        return protocol
+    displacements = [(offset, (0.0, 0.0, 0.0)) for offset in robustness.offsets_mm]
+    displacements += [((0.0, 0.0, 0.0), rotation) for rotation in robustness.rotations_deg]
+    if not displacements:
         return protocol
     robust = robust_structures(protocol)
-    offsets = robustness.offsets_mm
-    share = 1.0 / (len(offsets) + 1)
+    share = 1.0 / (len(displacements) + 1)
     scenarios: dict[str, SetupScenario] = {}
     terms = []
     for term in optimization.terms:
@@ -68,15 +72,15 @@ def with_scenarios(protocol: Protocol) -> Protocol:
         if structure not in robust:
             terms.append(term)
             continue
-        names = [scenario_name(structure, offset) for offset in offsets]
-        for name, offset in zip(names, offsets):
+        names = [scenario_name(structure, offset, rotation) for offset, rotation in displacements]
+        for name, (offset, rotation) in zip(names, displacements):
             if name in protocol.structures:
                 where = protocol.source.path if protocol.source else "the protocol"
                 raise CompileError(
                     f"{where}: structure {name!r} has the name robust optimization gives {structure} displaced by "
                     "a setup error; rename it"
                 )
-            scenarios[name] = SetupScenario(structure=structure, offset_mm=offset)
+            scenarios[name] = SetupScenario(structure=structure, offset_mm=offset, rotation_deg=rotation)
         copies = [term, *(term.model_copy(update={"structure": name}) for name in names)]
         if not term.is_constraint:
             weight = term.weight  # type: ignore[attr-defined]
@@ -92,7 +96,7 @@ def robust_notes(
     """What robust optimization did (the program's notes): the structures held in the scenarios, those
     listed that no term names, and voxels displaced where the case computes no dose."""
     robust = list(dict.fromkeys(scenario.structure for scenario in displaced))
-    count = len(protocol.robustness.offsets_mm) + 1 if protocol.robustness else 1
+    count = len(displaced) // max(len(robust), 1) + 1
     note = (
         f"robust optimization: the terms on {', '.join(robust)} are held in {count} setup-error scenarios "
         "(nominal and each displaced one, static dose cloud): hard limits in every one, objectives averaged over them"
@@ -101,8 +105,9 @@ def robust_notes(
     if missing:
         note += f"; no term names {', '.join(missing)}, so its goals are checked in the scenarios but not optimized there"
     notes = [note]
+    centre = beams_isocentre(case.beams)
     for base in robust:
-        offsets = [Displacement(offset_mm=scenario.offset_mm) for scenario in displaced if scenario.structure == base]
-        if outside := outside_note(case.voxel_indices, case.grid, base, masks[base], offsets):
+        moved = [Displacement.of(scenario, centre) for scenario in displaced if scenario.structure == base]
+        if outside := outside_note(case.voxel_indices, case.grid, base, masks[base], moved):
             notes.append(outside)
     return notes

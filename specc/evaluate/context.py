@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
-from specc.case.shifts import shifted_dose
+from specc.case.shifts import Displacement, displaced_dose
 from specc.errors import SpeccError
 
 if TYPE_CHECKING:
@@ -38,13 +38,16 @@ class PlanDoseContext:
         beamlets: Beamlets,
         grid: Grid | None = None,
         scenarios: Mapping[str, SetupScenario] | None = None,
+        isocentre_mm: tuple[float, float, float] | None = None,
     ) -> None:
         """`scenarios`: the displaced structures robust term copies name, measured on `grid`
-        with the interpolation the optimization used (`specc.case.shifts`)."""
+        with the interpolation the optimization used (`specc.case.shifts`); rotations turn
+        about `isocentre_mm`, the beams' (as at compile)."""
         self._dose_gy = dose_gy
         self._masks = masks
         self._grid = grid
         self._scenarios = dict(scenarios or {})
+        self._isocentre_mm = isocentre_mm
         self._displaced: dict[str, np.ndarray] = {}  # each scenario's dose, read by every term copied into it
         self._voxel_volume_cc = voxel_volume_cc
         self._beamlets = beamlets
@@ -69,7 +72,8 @@ class PlanDoseContext:
             return self._dose_gy[self._mask(structure)]
         assert self._grid is not None, "a displaced structure is measured on the grid"
         if structure not in self._displaced:
-            self._displaced[structure] = shifted_dose(self._dose_gy, self._mask(structure), self._grid, scenario.offset_mm)
+            moved = Displacement.of(scenario, self._isocentre_mm)
+            self._displaced[structure] = displaced_dose(self._dose_gy, self._mask(scenario.structure), self._grid, moved)
         return self._displaced[structure]
 
     def voxel_volume_cc(self) -> float:

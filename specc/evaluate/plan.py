@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 import specc
+from specc.case.shifts import beams_isocentre
 from specc.errors import SolveError
 from specc.evaluate.context import EvaluationError, PlanDoseContext
 from specc.evaluate.dvh import DVH, DVH_CURVE_POINTS, UndefinedMetric
@@ -152,7 +153,7 @@ def _term_records(protocol: Protocol, solve: SolveResult, context: PlanDoseConte
     records = []
     for compiled in solve.terms:
         term = protocol_terms.get((compiled.source, compiled.label))
-        scenario = None
+        scenario = rotation = None
         if term is None:
             value, unit, satisfied, detail = None, None, None, "not a protocol term: measured by the solver only"
         else:
@@ -160,6 +161,7 @@ def _term_records(protocol: Protocol, solve: SolveResult, context: PlanDoseConte
             value, unit, satisfied, detail = result.value, result.unit, result.satisfied, result.detail
             displaced = scenarios.get(getattr(term, "structure", None) or "")
             scenario = list(displaced.offset_mm) if displaced is not None else None
+            rotation = list(displaced.rotation_deg) if displaced is not None and any(displaced.rotation_deg) else None
         records.append(
             TermRecord(
                 label=compiled.label,
@@ -172,6 +174,7 @@ def _term_records(protocol: Protocol, solve: SolveResult, context: PlanDoseConte
                 satisfied=satisfied,
                 detail=detail,
                 scenario_mm=scenario,
+                scenario_rotation_deg=rotation,
             )
         )
     return records
@@ -210,7 +213,9 @@ def evaluate_plan(
     dose = dose * factor
     fluence = np.asarray(solve.fluence, dtype=np.float64) * factor
     scenarios = protocol.optimization.scenarios if protocol.optimization is not None else {}
-    context = PlanDoseContext(dose, masks, case.voxel_volume_cc, fractions, fluence, case.beamlets, grid, scenarios)
+    context = PlanDoseContext(
+        dose, masks, case.voxel_volume_cc, fractions, fluence, case.beamlets, grid, scenarios, beams_isocentre(case.beams)
+    )
     solver = SolverRecord(
         solver=solve.solver,
         status=solve.status,
@@ -327,10 +332,8 @@ def _plan_record(
         )
     robustness = None
     if protocol.robustness is not None:
-        isocentres = {beam.isocenter_mm for beam in case.beams}
         robustness = robustness_record(
-            protocol, dose, masks, grid, voxel_cc, converged, dose_voxels, incomplete,
-            next(iter(isocentres)) if len(isocentres) == 1 else None,
+            protocol, dose, masks, grid, voxel_cc, converged, dose_voxels, incomplete, beams_isocentre(case.beams)
         )
     return PlanRecord(
         specc_version=specc.__version__,

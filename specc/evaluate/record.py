@@ -66,8 +66,10 @@ class TermRecord(_Record):
     unit: str | None
     satisfied: bool | None  # None for pure objectives
     detail: str
-    # Of a robust copy: the setup error (LPS mm) its structure is displaced by, measured there.
+    # Of a robust copy: the setup error (LPS mm) its structure is displaced by, measured there,
+    # and for a rotation scenario the turn (deg about x, y, z) about the beams' isocentre.
     scenario_mm: list[float] | None = None
+    scenario_rotation_deg: list[float] | None = None
 
 
 class SolverRecord(_Record):

@@ -208,10 +208,14 @@ class SolverOptions(_Strict):
 
 
 class SetupScenario(_Strict):
-    """A structure displaced by a setup error: what a robust term copy names instead of the structure."""
+    """A structure displaced by a setup error: what a robust term copy names instead of the structure.
+
+    A shift by `offset_mm`, or a turn by `rotation_deg` about the case's beam isocentre (which the
+    compile and evaluate stages take from the case)."""
 
     structure: Text
     offset_mm: tuple[float, float, float]
+    rotation_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 def offset_text(offset_mm: Sequence[float]) -> str:
@@ -221,9 +225,22 @@ def offset_text(offset_mm: Sequence[float]) -> str:
     )
 
 
-def scenario_name(structure: str, offset_mm: tuple[float, float, float]) -> str:
-    """The name a term copy uses for `structure` displaced by `offset_mm`, e.g. "CTV (x +3 mm)"."""
-    return f"{structure} ({offset_text(offset_mm)})"
+def scenario_text(offset_mm: Sequence[float], rotation_deg: Sequence[float] = (0.0, 0.0, 0.0)) -> str:
+    """A shift and a turn as reports write them: "x +3 mm", "about z +2 deg" ("" for neither)."""
+    parts = [offset_text(offset_mm)] if any(offset_mm) else []
+    parts += [
+        f"about {axis} {'+' if angle > 0 else '-'}{format_number(abs(angle))} deg"
+        for axis, angle in zip("xyz", rotation_deg)
+        if angle
+    ]
+    return ", ".join(parts)
+
+
+def scenario_name(
+    structure: str, offset_mm: tuple[float, float, float], rotation_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)
+) -> str:
+    """The name a term copy uses for `structure` displaced, e.g. "CTV (x +3 mm)" or "CTV (about z +2 deg)"."""
+    return f"{structure} ({scenario_text(offset_mm, rotation_deg)})"
 
 
 class Optimization(_Strict):
@@ -374,7 +391,7 @@ class Robustness(_Strict):
     of a many-fraction treatment: with `random_error`, the scenarios are measured on the dose
     convolved with a Gaussian of that standard deviation, and a scenario with no shift is
     added. With `optimize: true` the optimization also holds those structures' terms in every
-    setup-error shift (docs/robustness.md); without it, margins are what make a plan robust.
+    shift and rotation scenario (docs/robustness.md); without it, margins make a plan robust.
     """
 
     setup_error: Annotated[list[Length], BeforeValidator(_three_lengths, json_schema_input_type=Length | list[Length])] = (
@@ -397,8 +414,8 @@ class Robustness(_Strict):
     ] = Field(
         default=None,
         description='The rotational setup error: "2 deg" about every patient axis, or three about x, y, z. Each '
-        "non-zero angle gives two scenarios, the patient rotated both ways about the beams' isocentre (the "
-        "prescription targets' centre when the case has no beams). Checked only, not optimized.",
+        "non-zero angle gives two scenarios, the patient rotated both ways about the beams' isocentre (checked "
+        "without beams: about the prescription targets' centre). With optimize: true, held like the shifts.",
     )
     structures: Annotated[list[Text], Field(min_length=1)] | None = Field(
         default=None,
@@ -417,14 +434,16 @@ class Robustness(_Strict):
         random, rotation = self.random_error_mm, self.rotation_error_deg
         if not any(self.setup_error_mm) and not any(random or ()) and not any(rotation or ()):
             raise ValueError("no setup, random or rotation error gives no scenario: give the error to check")
-        for name, given in (("random_error", random), ("rotation_error", rotation)):
-            if self.optimize and any(given or ()):
-                raise ValueError(
-                    f"{name} is checked, not optimized: robust optimization holds the systematic setup-error "
-                    f"scenarios; leave {name} out of it, or set optimize: false to check it"
-                )
-        if self.optimize and all(length.mm == 0 for length in self.setup_error):
-            raise ValueError("optimize: true needs a setup_error: its scenarios are what the plan is optimized in")
+        if self.optimize and any(random or ()):
+            raise ValueError(
+                "random_error is checked, not optimized: robust optimization holds the systematic shift and "
+                "rotation scenarios; leave random_error out of it, or set optimize: false to check it"
+            )
+        if self.optimize and not any(self.setup_error_mm) and not any(rotation or ()):
+            raise ValueError(
+                "optimize: true needs a setup_error or a rotation_error: their scenarios are what the plan is "
+                "optimized in"
+            )
         return self
 
     @property
