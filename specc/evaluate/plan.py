@@ -229,7 +229,7 @@ def evaluate_plan(
     )
     record = _plan_record(
         protocol, case, masks, dose, case.voxel_indices, {}, converged=solve.converged, solver=solver,
-        normalization=normalization, notes=notes, timings=timings, n_beamlets=int(fluence.size),
+        normalization=normalization, notes=notes, timings=timings, isocentre_mm=beams_isocentre(case.beams),
     )
     return PlanEvaluation(record=record, dose=dose, fluence=fluence)
 
@@ -271,9 +271,10 @@ def evaluate_dose(
             f"normalization {protocol.prescription.normalization} not applied: a dose from another system is "
             "checked as it was exported"
         )
+    # The checked plan's beams are not known (the case's own are not its): rotations turn about the targets' centre.
     record = _plan_record(
         protocol, case, measured, dose, np.flatnonzero(known.ravel()), source.incomplete, converged=True,
-        solver=None, normalization=None, notes=notes, timings=timings, n_beamlets=0,
+        solver=None, normalization=None, notes=notes, timings=timings, isocentre_mm=None,
     )
     return PlanEvaluation(record=record.model_copy(update={"dose_source": source}), dose=dose, fluence=np.zeros(0))
 
@@ -291,9 +292,10 @@ def _plan_record(
     normalization: NormalizationRecord | None,
     notes: Sequence[str],
     timings: dict[str, float],
-    n_beamlets: int,
+    isocentre_mm: tuple[float, float, float] | None,
 ) -> PlanRecord:
-    """Everything measured on the final total dose; `dose_voxels`: the flat indices that have a dose."""
+    """Everything measured on the final total dose; `dose_voxels`: the flat indices that have a dose;
+    `isocentre_mm`: what the robustness check's rotations turn about (None: the targets' centre)."""
     grid = case.grid
     fractions = protocol.prescription.fractions
     voxel_cc = case.voxel_volume_cc
@@ -333,7 +335,7 @@ def _plan_record(
     robustness = None
     if protocol.robustness is not None:
         robustness = robustness_record(
-            protocol, dose, masks, grid, voxel_cc, converged, dose_voxels, incomplete, beams_isocentre(case.beams)
+            protocol, dose, masks, grid, voxel_cc, converged, dose_voxels, incomplete, isocentre_mm
         )
     return PlanRecord(
         specc_version=specc.__version__,
@@ -357,7 +359,7 @@ def _plan_record(
             ),
             voxel_volume_cc=voxel_cc,
             n_beams=len(case.beams),
-            n_beamlets=n_beamlets,
+            n_beamlets=case.n_beamlets,
         ),
         prescription=PrescriptionRecord(
             fractions=fractions,
