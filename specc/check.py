@@ -138,6 +138,7 @@ class _Read:
     known: np.ndarray
     source: DoseSourceRecord
     notes: list[str]
+    isocentre_mm: tuple[float, float, float] | None = None  # the checked plan's, from its RT Plan
 
 
 def _read_export(
@@ -161,7 +162,7 @@ def _read_export(
         dose, interpolated=not dose.has_grid(case.grid), incomplete=incomplete, plan=exported.plan_attributes,
         outside_zero=outside_zero,
     )
-    return _Read(case, resolved, values, known, source, notes)
+    return _Read(case, resolved, values, known, source, notes, exported.isocentre_mm)
 
 
 def check_dose(
@@ -315,7 +316,8 @@ def _measure(protocol: Protocol, read: _Read, out_dir: str | Path, pdf: bool, st
     out = Path(out_dir)
     with stages.stage("evaluate"):
         evaluation = evaluate_dose(
-            protocol, read.case, read.resolved.masks, read.dose, read.known, read.source, dict(stages.timings), read.notes
+            protocol, read.case, read.resolved.masks, read.dose, read.known, read.source, dict(stages.timings),
+            read.notes, read.isocentre_mm,
         )
     with stages.stage("report"):
         remove_earlier_plan(out)  # an earlier plan's files beside this check would read as its own

@@ -547,8 +547,11 @@ def write_rtdose_file(
     return path
 
 
-def write_rtplan(path: Path, fractions: int, label: str = "Plan1", approval: str = "APPROVED") -> str:
-    """A minimal RT Plan with one fraction group; returns its SOPInstanceUID."""
+def write_rtplan(
+    path: Path, fractions: int, label: str = "Plan1", approval: str = "APPROVED",
+    isocentre: tuple[float, float, float] | None = None,
+) -> str:
+    """A minimal RT Plan with one fraction group (and two beams at `isocentre`); returns its SOPInstanceUID."""
     ds = _file_dataset(path, RTPlanStorage)
     ds.Modality = "RTPLAN"
     ds.SeriesInstanceUID = generate_uid()
@@ -558,5 +561,16 @@ def write_rtplan(path: Path, fractions: int, label: str = "Plan1", approval: str
     group.FractionGroupNumber = 1
     group.NumberOfFractionsPlanned = fractions
     ds.FractionGroupSequence = Sequence([group])
+    if isocentre is not None:
+        ds.BeamSequence = Sequence()
+        for number, gantry in ((1, 0.0), (2, 180.0)):
+            point = Dataset()
+            point.ControlPointIndex = 0
+            point.GantryAngle = gantry
+            point.IsocenterPosition = list(isocentre)
+            beam = Dataset()
+            beam.BeamNumber = number
+            beam.ControlPointSequence = Sequence([point])
+            ds.BeamSequence.append(beam)
     ds.save_as(path, enforce_file_format=True)
     return str(ds.SOPInstanceUID)

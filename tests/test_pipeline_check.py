@@ -350,3 +350,19 @@ def test_outside_zero_counts_the_voxels_beyond_the_dose_grid_at_0_gy_and_says_so
     assert goals_by_text(zero)[d95].value == pytest.approx(goals_by_text(unknown)[d95].value, rel=1e-9)
     html = (tmp_path / "zero" / "report.html").read_text()
     assert "0 Gy, assumed on request (--outside-zero)" in html
+
+
+def test_rotations_in_a_check_turn_about_the_rt_plans_isocentre(export, protocol_file, tmp_path):
+    (export / "RP.dcm").unlink()
+    plan_uid = write_rtplan(export / "RP.dcm", fractions=30, isocentre=(5.0, 3.0, 1.5))
+    write_rtdose_file(export / "RD.dcm", target_dose(), DOSE_ORIGIN, DOSE_SPACING, plan_uid=plan_uid)
+    robust = tmp_path / "robust.yaml"
+    robust.write_text(PROTOCOL + "robustness: {rotation_error: 3 deg, structures: [Target]}\n")
+    record = specc.check_export(robust, export, tmp_path / "out").record
+    assert record.robustness.rotation_centre_mm == (5.0, 3.0, 1.5)
+    assert len(record.robustness.scenario_labels) == 6
+    # Without the plan's isocentre: about the target's centre, said so.
+    (export / "RP.dcm").unlink()
+    write_rtdose_file(export / "RD.dcm", target_dose(), DOSE_ORIGIN, DOSE_SPACING)
+    record = specc.check_export(robust, export, tmp_path / "out").record
+    assert record.robustness.rotation_centre.startswith("the centre of the prescription targets")

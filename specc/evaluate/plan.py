@@ -243,12 +243,15 @@ def evaluate_dose(
     source: DoseSourceRecord,
     timings: dict[str, float],
     notes: Sequence[str] = (),
+    isocentre_mm: tuple[float, float, float] | None = None,
 ) -> PlanEvaluation:
     """Measure a dose specc did not plan (`specc check`) on the case grid, as it is: not normalized.
 
     `dose`: total Gy on the grid; `known`: where it has a value (outside, `dose` is ignored).
     A structure with voxels outside `known` is measured on the rest for its DVH, and no goal on
     it is judged (`source.incomplete` says why); a prescription target must be whole.
+    `isocentre_mm`: the checked plan's (its RT Plan's), which rotations turn about; None: the
+    targets' centre (the case's own beams are not the checked plan's).
     """
     grid = case.grid
     _check_masks(masks, tuple(grid.shape))
@@ -271,10 +274,9 @@ def evaluate_dose(
             f"normalization {protocol.prescription.normalization} not applied: a dose from another system is "
             "checked as it was exported"
         )
-    # The checked plan's beams are not known (the case's own are not its): rotations turn about the targets' centre.
     record = _plan_record(
         protocol, case, measured, dose, np.flatnonzero(known.ravel()), source.incomplete, converged=True,
-        solver=None, normalization=None, notes=notes, timings=timings, isocentre_mm=None,
+        solver=None, normalization=None, notes=notes, timings=timings, isocentre_mm=isocentre_mm,
     )
     return PlanEvaluation(record=record.model_copy(update={"dose_source": source}), dose=dose, fluence=np.zeros(0))
 

@@ -40,6 +40,7 @@ class ExportedPlan:
     incomplete: dict[str, str]  # case structure name -> why some of it has no dose
     plan_attributes: dict[str, str]  # _PLAN_ATTRIBUTES of the RT Plan, when the folder has one
     notes: list[str] = field(default_factory=list)
+    isocentre_mm: tuple[float, float, float] | None = None  # the RT Plan's, when all its beams share one
 
 
 def read_plan_export(
@@ -67,7 +68,7 @@ def read_plan_export(
             f"{dose.path}: the RT Dose is in Frame of Reference {dose.frame_of_reference_uid}, "
             f"the CT in {ct_frame}: they are not one patient position"
         )
-    plan_attributes, notes = _plan(folder, dicom, dose, fractions)
+    plan_attributes, isocentre, notes = _plan(folder, dicom, dose, fractions)
     notes = [*dose_notes, *dose.notes, *notes]
     grid = dose.grid if grid_mm is None else _finer_grid(dose.grid, grid_mm)
     if grid_mm is not None:
@@ -120,7 +121,9 @@ def read_plan_export(
             extra=extra,
         ),
     )
-    return ExportedPlan(case=case, dose=dose, incomplete=incomplete, plan_attributes=plan_attributes, notes=notes)
+    return ExportedPlan(
+        case=case, dose=dose, incomplete=incomplete, plan_attributes=plan_attributes, notes=notes, isocentre_mm=isocentre
+    )
 
 
 def _dose_path(folder: Path, dicom: DicomFolder, dose_file: str | Path | None) -> tuple[Path, list[str]]:
@@ -144,14 +147,16 @@ def _dose_path(folder: Path, dicom: DicomFolder, dose_file: str | Path | None) -
     raise CaseError(f"{folder}: several RT Doses ({listed}); name the plan sum to check with --dose")
 
 
-def _plan(folder: Path, dicom: DicomFolder, dose: ExternalDose, fractions: int) -> tuple[dict[str, str], list[str]]:
-    """The RT Plan the dose belongs to (its fractions checked), or a note that there is none."""
+def _plan(
+    folder: Path, dicom: DicomFolder, dose: ExternalDose, fractions: int
+) -> tuple[dict[str, str], tuple[float, float, float] | None, list[str]]:
+    """The RT Plan the dose belongs to (its fractions checked, its isocentre), or a note that there is none."""
     plans = [(path, pydicom.dcmread(path, stop_before_pixels=True)) for path in dicom.by_modality.get("RTPLAN", [])]
     if dose.referenced_plan_uid is not None:
         plans = [(path, plan) for path, plan in plans if str(plan.get("SOPInstanceUID", "")) == dose.referenced_plan_uid]
     if len(plans) != 1:
         why = "not in the folder" if not plans else "not identified (several, none referenced by the dose)"
-        return {}, [f"RT Plan {why}: the fractions could not be checked against the protocol's {fractions}"]
+        return {}, None, [f"RT Plan {why}: the fractions could not be checked against the protocol's {fractions}"]
     path, plan = plans[0]
     groups = plan.get("FractionGroupSequence", [])
     planned = sum(int(group.get("NumberOfFractionsPlanned", 0) or 0) for group in groups)
@@ -163,7 +168,17 @@ def _plan(folder: Path, dicom: DicomFolder, dose: ExternalDose, fractions: int) 
     attributes = {keyword: str(plan.get(keyword)) for keyword in _PLAN_ATTRIBUTES if plan.get(keyword) not in (None, "")}
     attributes["file"] = path.name
     notes = [] if planned else [f"{path.name}: no NumberOfFractionsPlanned; fractions not checked"]
-    return attributes, notes
+    return attributes, _isocentre(plan), notes
+
+
+def _isocentre(plan: pydicom.Dataset) -> tuple[float, float, float] | None:
+    """The isocentre every beam's first control point names, when they name one and the same."""
+    found = {
+        tuple(round(float(v), 3) for v in beam.ControlPointSequence[0].IsocenterPosition)
+        for beam in plan.get("BeamSequence", [])
+        if beam.get("ControlPointSequence") and "IsocenterPosition" in beam.ControlPointSequence[0]
+    }
+    return next(iter(found)) if len(found) == 1 else None  # type: ignore[return-value]
 
 
 def _finer_grid(dose_grid: Grid, spacing_mm: float) -> Grid:
