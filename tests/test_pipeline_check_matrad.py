@@ -90,3 +90,9 @@ def test_a_workspace_without_result_says_how_to_save_it(tmp_path):
     import_matrad(path).case.save(case_path)
     with pytest.raises(SpeccError, match="no resultGUI.physicalDose"):
         specc.check_dose(protocol_file(tmp_path, 30), case_path, path, tmp_path / "out")
+
+
+def test_the_import_report_points_a_workspaces_result_to_specc_check(tmp_path):
+    path = save_matrad_v5(tmp_path / "ws.mat", workspace_with_result())
+    imported = import_matrad(path)
+    assert any("resultGUI" in item and "specc check" in item for item in imported.not_imported)

@@ -102,7 +102,8 @@ def read_dicom_folder(folder: str | Path) -> DicomFolder:
         elif modality == "RTSTRUCT":
             structure_sets.append((path, dataset))
         else:
-            unused.append(f"{path.name}: modality {modality or 'unknown'} is not used by the importer")
+            hint = " (another system's plan: judge it with `specc check`)" if modality in ("RTDOSE", "RTPLAN") else ""
+            unused.append(f"{path.name}: modality {modality or 'unknown'} is not used by the importer{hint}")
             by_modality.setdefault(modality, []).append(path)
     if not ct_slices:
         raise CaseError(f"{folder}: no CT images found")

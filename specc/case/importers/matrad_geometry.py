@@ -75,7 +75,10 @@ def import_matrad_geometry(
         metadata=CaseMetadata(source=f"matRad workspace {path.name} (no dij)", dose_engine=model.label),
     )
     for name in sorted(set(workspace) - {"ct", "cst", "pln"}):
-        not_imported.append(f"variable '{name}': not part of a matRad case")
+        not_imported.append(f"variable '{name}': not part of a matRad case" + (
+            " (matRad's plan: judge it with `specc check PROTOCOL --case CASE.h5 --dose WORKSPACE.mat`)"
+            if name == "resultGUI" else ""
+        ))
     imported = ImportedCase(case=case, format="matrad", source=source, notes=notes, not_imported=not_imported)
     record_in_metadata(imported)
     return imported
