@@ -80,17 +80,19 @@ def check_export(
     dose_file: str | Path | None = None,
     grid_mm: float | None = None,
     outside_zero: bool = False,
+    per_fraction: bool = False,
     pdf: bool = False,
     progress: StageProgress | None = None,
 ) -> CheckOutcome:
     """Check the RT Dose of a plan export folder against `protocol` (see module docstring).
 
     `outside_zero`: voxels of structures beyond the RT Dose grid get 0 Gy, said in the notes
-    and the record, instead of leaving those structures' goals unjudged.
+    and the record, instead of leaving those structures' goals unjudged. `per_fraction`: the
+    RT Dose holds one fraction whatever its DoseSummationType says (multiplied by the fractions).
     """
     stages = StageTimer(progress)
     protocol = _loaded(protocol, stages)
-    read = _read_export(protocol, folder, dose_file, grid_mm, outside_zero, stages)
+    read = _read_export(protocol, folder, dose_file, grid_mm, outside_zero, per_fraction, stages)
     return _measure(protocol, read, out_dir, pdf, stages)
 
 
@@ -101,6 +103,7 @@ def check_cohort(
     *,
     grid_mm: float | None = None,
     outside_zero: bool = False,
+    per_fraction: bool = False,
     pdf: bool = False,
     progress: StageProgress | None = None,
     case_progress: CaseProgress | None = None,
@@ -117,7 +120,7 @@ def check_cohort(
         stages = StageTimer(progress)
         case_id, target = None, None
         try:
-            read = _read_export(loaded, folder, None, grid_mm, outside_zero, stages)
+            read = _read_export(loaded, folder, None, grid_mm, outside_zero, per_fraction, stages)
             case_id = read.case.case_id
             target = out / folder_name(case_id, taken)
             taken.add(target.name)
@@ -143,15 +146,17 @@ class _Read:
 
 def _read_export(
     protocol: Protocol, folder: str | Path, dose_file: str | Path | None, grid_mm: float | None, outside_zero: bool,
-    stages: StageTimer,
+    per_fraction: bool, stages: StageTimer,
 ) -> _Read:
     with stages.stage("read dose"):
         exported = read_plan_export(
-            folder, protocol.prescription.fractions, dose_file=dose_file, grid_mm=grid_mm, outside_zero=outside_zero
+            folder, protocol.prescription.fractions, dose_file=dose_file, grid_mm=grid_mm, outside_zero=outside_zero,
+            per_fraction=per_fraction,
         )
         case, dose = exported.case, exported.dose
         resolved = _resolved(protocol, case, exported.notes)
         values, known = dose.on_grid(case.grid)
+        _plausible(protocol, resolved, values, known, dose)
         notes = [*exported.notes, *resolved.notes]
         if outside_zero:
             values, known, zeroed = _zero_outside(values, known, resolved, dose)
@@ -172,13 +177,14 @@ def check_dose(
     out_dir: str | Path,
     *,
     outside_zero: bool = False,
+    per_fraction: bool = False,
     pdf: bool = False,
     progress: StageProgress | None = None,
 ) -> CheckOutcome:
     """Check a dose against `protocol` on a specc case's grid and structures.
 
-    `dose_file`: a DICOM RT Dose, or a matRad workspace (.mat) whose resultGUI holds matRad's plan;
-    `outside_zero`: as for `check_export`.
+    `dose_file`: a DICOM RT Dose, or a matRad workspace (.mat) whose resultGUI holds matRad's plan
+    (always one fraction); `outside_zero`, `per_fraction`: as for `check_export`.
     """
     stages = StageTimer(progress)
     protocol = _loaded(protocol, stages)
@@ -186,10 +192,11 @@ def check_dose(
         with stages.stage("load case"):
             case = Case.load(case)
     with stages.stage("read dose"):
-        dose = _read_dose(Path(dose_file), protocol.prescription.fractions)
+        dose = _read_dose(Path(dose_file), protocol.prescription.fractions, per_fraction)
         notes = [*dose.notes, *_frame_note(case, dose)]
         resolved = _resolved(protocol, case, notes)
         values, known = dose.on_grid(case.grid)
+        _plausible(protocol, resolved, values, known, dose)
         if outside_zero:
             values, known, zeroed = _zero_outside(values, known, resolved, dose)
             notes += zeroed
@@ -224,9 +231,56 @@ def _resolved(protocol: Protocol, case: Case, notes: list[str]) -> ResolvedStruc
         raise CompileError(f"{error} ({'; '.join(left_out)})") from None
 
 
-def _read_dose(path: Path, fractions: int) -> ExternalDose:
+def _read_dose(path: Path, fractions: int, per_fraction: bool) -> ExternalDose:
     """A matRad workspace (.mat) or a DICOM RT Dose, as the total dose of `fractions` fractions."""
-    return read_matrad_dose(path, fractions) if path.suffix.lower() == ".mat" else read_rtdose(path, fractions)
+    if path.suffix.lower() == ".mat":
+        return read_matrad_dose(path, fractions)
+    return read_rtdose(path, fractions, per_fraction)
+
+
+# How far a target's median dose may sit from one fraction's (or N totals') prescription and
+# still be read as that confusion: a factor either way.
+_CONFUSION_FACTOR = 1.5
+
+
+def _plausible(
+    protocol: Protocol, resolved: ResolvedStructures, values: np.ndarray, known: np.ndarray, dose: ExternalDose
+) -> None:
+    """Refuse a dose that reads as one fraction where a total was meant (or the reverse).
+
+    A mislabelled file (a fraction written as the plan sum, or a plan sum multiplied by the
+    fractions) puts the target's median at the prescription divided (multiplied) by the
+    fractions; judged as it stands, every goal would read as failed or passed for the wrong
+    reason. The user says which (`--per-fraction`) rather than specc guessing.
+    """
+    fractions = protocol.prescription.fractions
+    if fractions < 2:
+        return
+    level = max(protocol.prescription.levels, key=lambda level: level.dose.gy)
+    mask = resolved.masks.get(level.target)
+    if mask is None or not (mask & known).any():
+        return
+    median = float(np.median(values[mask & known]))
+    prescribed = level.dose.gy
+    one_fraction, all_fractions = prescribed / fractions, prescribed * fractions
+    written = f"DoseSummationType {dose.summation}" if dose.format == "DICOM RT Dose" else dose.summation
+    # Never within half to twice the prescription: a plan there, however poor, is judged as it stands.
+    if dose.fractions_scaled is None and one_fraction / _CONFUSION_FACTOR <= median <= min(
+        one_fraction * _CONFUSION_FACTOR, prescribed / 2
+    ):
+        raise CaseError(
+            f"{dose.path}: {level.target} receives {median:.2f} Gy at its median, about one fraction of its "
+            f"{prescribed:g} Gy in {fractions} ({one_fraction:.2f} Gy), though the file says it holds the total "
+            f"({written}). If it holds one fraction, check it with --per-fraction"
+        )
+    if dose.fractions_scaled is not None and max(all_fractions / _CONFUSION_FACTOR, prescribed * 2) <= median <= (
+        all_fractions * _CONFUSION_FACTOR
+    ):
+        raise CaseError(
+            f"{dose.path}: multiplied by {fractions} fractions, {level.target} receives {median:.2f} Gy at its median, "
+            f"about {fractions} times its {prescribed:g} Gy: the file holds the total already"
+            + (" (leave out --per-fraction)" if dose.format == "DICOM RT Dose" else "")
+        )
 
 
 def _frame_note(case: Case, dose: ExternalDose) -> list[str]:

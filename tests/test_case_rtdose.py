@@ -31,12 +31,20 @@ def test_a_plan_sum_is_read_as_the_total_in_gy_on_its_grid(tmp_path):
     assert len(read.sha256) == 64
 
 
-def test_a_fraction_dose_is_multiplied_by_the_fractions_and_says_so(tmp_path):
+def test_a_session_dose_is_multiplied_by_the_fractions_and_a_fraction_groups_is_a_total(tmp_path):
+    """DICOM: FRACTION_SESSION is one session (one fraction); FRACTION one fraction group, all its fractions."""
     dose = linear_dose()
-    read = read_rtdose(write_rtdose_file(tmp_path / "RD.dcm", dose, ORIGIN, SPACING, summation="FRACTION"), 28)
-    np.testing.assert_allclose(read.dose_gy, 28 * dose, rtol=1e-8)
-    assert read.fractions_scaled == 28
-    assert any("one fraction" in note and "28 fractions" in note for note in read.notes)
+    session = read_rtdose(write_rtdose_file(tmp_path / "RS.dcm", dose, ORIGIN, SPACING, summation="FRACTION_SESSION"), 28)
+    np.testing.assert_allclose(session.dose_gy, 28 * dose, rtol=1e-8)
+    assert session.fractions_scaled == 28
+    assert any("one fraction" in note and "28 fractions" in note for note in session.notes)
+    group = read_rtdose(write_rtdose_file(tmp_path / "RF.dcm", dose, ORIGIN, SPACING, summation="FRACTION"), 28)
+    np.testing.assert_allclose(group.dose_gy, dose, rtol=1e-8)
+    assert group.fractions_scaled is None and any("one fraction group" in note for note in group.notes)
+    # The user's word that the file holds one fraction (matRad writes FRACTION for one).
+    stated = read_rtdose(tmp_path / "RF.dcm", 28, per_fraction=True)
+    np.testing.assert_allclose(stated.dose_gy, 28 * dose, rtol=1e-8)
+    assert any("as stated (--per-fraction)" in note for note in stated.notes)
 
 
 @pytest.mark.parametrize("prone, absolute", [(True, False), (False, True), (True, True)])
@@ -65,6 +73,7 @@ def test_on_another_grid_the_dose_is_trilinear_and_unknown_beyond_the_dose_grid(
     [
         ({"units": "RELATIVE"}, "DoseUnits RELATIVE"),
         ({"summation": "BEAM"}, "DoseSummationType BEAM is part of a plan"),
+        ({"summation": "BEAM_SESSION"}, "DoseSummationType BEAM_SESSION is part of a plan"),
     ],
 )
 def test_doses_that_are_not_a_plans_total_in_gy_are_refused_with_the_file_named(tmp_path, change, message):

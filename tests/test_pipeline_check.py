@@ -158,15 +158,33 @@ def test_a_plan_of_other_fractions_than_the_protocol_is_refused(export, protocol
     assert not (tmp_path / "out" / "report.html").exists()
 
 
-def test_a_fraction_dose_is_checked_as_the_total_of_the_protocols_fractions(export, protocol_file, tmp_path):
+def test_a_session_dose_is_checked_as_the_total_of_the_protocols_fractions(export, protocol_file, tmp_path):
     whole = specc.check_export(protocol_file, export, tmp_path / "plan-sum").record
-    write_rtdose_file(export / "RD.dcm", target_dose() / 30, DOSE_ORIGIN, DOSE_SPACING, summation="FRACTION")
+    write_rtdose_file(export / "RD.dcm", target_dose() / 30, DOSE_ORIGIN, DOSE_SPACING, summation="FRACTION_SESSION")
     (export / "RP.dcm").unlink()  # the new dose references no plan
     per_fraction = specc.check_export(protocol_file, export, tmp_path / "fraction").record
     for one, other in zip(whole.goals, per_fraction.goals):
         if one.value is not None:
             assert other.value == pytest.approx(one.value, rel=1e-6)
     assert per_fraction.dose_source.fractions_scaled == 30
+
+
+def test_one_fraction_labelled_as_a_total_is_refused_until_the_user_says_so(export, protocol_file, tmp_path):
+    """matRad writes FRACTION (DICOM: a fraction group's total) for one fraction: the target's median at
+    2 Gy of a 60 Gy in 30 prescription gives it away; --per-fraction says what the file holds."""
+    total = specc.check_export(protocol_file, export, tmp_path / "total").record
+    (export / "RP.dcm").unlink()
+    write_rtdose_file(export / "RD.dcm", target_dose() / 30, DOSE_ORIGIN, DOSE_SPACING, summation="FRACTION")
+    with pytest.raises(SpeccError, match=r"Target receives \d\.\d\d Gy at its median, about one fraction .* --per-fraction"):
+        specc.check_export(protocol_file, export, tmp_path / "out")
+    stated = specc.check_export(protocol_file, export, tmp_path / "out", per_fraction=True).record
+    assert stated.dose_source.fractions_scaled == 30
+    d95 = ("Target", "D95% >= 57 Gy")
+    assert goals_by_text(stated)[d95].value == pytest.approx(goals_by_text(total)[d95].value, rel=1e-6)
+    # The reverse: a total declared as one fraction would be 30 times the prescription.
+    write_rtdose_file(export / "RD.dcm", target_dose(), DOSE_ORIGIN, DOSE_SPACING)
+    with pytest.raises(SpeccError, match="the file holds the total already .leave out --per-fraction"):
+        specc.check_export(protocol_file, export, tmp_path / "out", per_fraction=True)
 
 
 def test_a_dose_in_another_frame_of_reference_is_refused(export, protocol_file, tmp_path):

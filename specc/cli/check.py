@@ -43,6 +43,10 @@ def check(
         False, "--outside-zero", help="Give voxels of structures beyond the dose grid 0 Gy (the exporting system's "
         "calculation volume held all the dose), instead of leaving those structures' goals NOT EVALUATED."
     ),
+    per_fraction: bool = typer.Option(
+        False, "--per-fraction", help="The RT Dose holds one fraction, whatever its DoseSummationType says (matRad "
+        "writes FRACTION for one): it is multiplied by the protocol's fractions."
+    ),
     pdf: bool = typer.Option(False, "--pdf", help="Also write report.pdf (needs WeasyPrint)."),
     strict: bool = typer.Option(False, "--strict", help="Exit 2 when a priority-1 goal fails."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors and the final line."),
@@ -61,7 +65,7 @@ def check(
     if cohort:
         if dose is not None or case is not None:
             fail("--cohort checks export folders, each with its one RT Dose; --dose and --case do not apply")
-        _check_cohort(protocol, exports or [], out, grid, outside_zero, pdf, strict, quiet)
+        _check_cohort(protocol, exports or [], out, grid, outside_zero, per_fraction, pdf, strict, quiet)
     if exports and len(exports) > 1:
         fail(f"{len(exports)} export folders: add --cohort to check each into OUT/<patient id>/ with OUT/cohort.csv")
     if case is not None and dose is None:
@@ -72,11 +76,14 @@ def check(
     try:
         if exports:
             outcome = check_export(
-                protocol, exports[0], out, dose_file=dose, grid_mm=grid, outside_zero=outside_zero, pdf=pdf,
-                progress=printer,
+                protocol, exports[0], out, dose_file=dose, grid_mm=grid, outside_zero=outside_zero,
+                per_fraction=per_fraction, pdf=pdf, progress=printer,
             )
         else:
-            outcome = check_dose(protocol, case, dose, out, outside_zero=outside_zero, pdf=pdf, progress=printer)
+            outcome = check_dose(
+                protocol, case, dose, out, outside_zero=outside_zero, per_fraction=per_fraction, pdf=pdf,
+                progress=printer,
+            )
     except SpeccError as error:
         printer.stop()
         fail(error)
@@ -100,8 +107,8 @@ def check(
 
 
 def _check_cohort(
-    protocol: Path, exports: list[Path], out: Path, grid: float | None, outside_zero: bool, pdf: bool, strict: bool,
-    quiet: bool,
+    protocol: Path, exports: list[Path], out: Path, grid: float | None, outside_zero: bool, per_fraction: bool,
+    pdf: bool, strict: bool, quiet: bool,
 ) -> None:
     from specc.check import check_cohort
 
@@ -118,8 +125,8 @@ def _check_cohort(
 
     try:
         outcome = check_cohort(
-            protocol, exports, out, grid_mm=grid, outside_zero=outside_zero, pdf=pdf, progress=printer,
-            case_progress=on_export,
+            protocol, exports, out, grid_mm=grid, outside_zero=outside_zero, per_fraction=per_fraction, pdf=pdf,
+            progress=printer, case_progress=on_export,
         )
     except SpeccError as error:
         fail(error)

@@ -50,6 +50,7 @@ def read_plan_export(
     dose_file: str | Path | None = None,
     grid_mm: float | None = None,
     outside_zero: bool = False,
+    per_fraction: bool = False,
 ) -> ExportedPlan:
     """Read a plan export for checking a protocol of `fractions` fractions (see module docstring).
 
@@ -61,7 +62,7 @@ def read_plan_export(
     folder = Path(folder)
     dicom = read_dicom_folder(folder)
     dose_path, dose_notes = _dose_path(folder, dicom, dose_file)
-    dose = read_rtdose(dose_path, fractions)
+    dose = read_rtdose(dose_path, fractions, per_fraction)
     ct_frame = dicom.ct.identifiers.get("FrameOfReferenceUID")
     if ct_frame and dose.frame_of_reference_uid and ct_frame != dose.frame_of_reference_uid:
         raise CaseError(
@@ -159,6 +160,11 @@ def _plan(
         return {}, None, [f"RT Plan {why}: the fractions could not be checked against the protocol's {fractions}"]
     path, plan = plans[0]
     groups = plan.get("FractionGroupSequence", [])
+    if dose.summation == "FRACTION" and len(groups) > 1 and dose.fractions_scaled is None:
+        raise CaseError(
+            f"{dose.path}: DoseSummationType FRACTION is the dose of one fraction group, and the RT Plan {path.name} "
+            f"has {len(groups)}: export the plan sum (PLAN) to check the whole plan"
+        )
     planned = sum(int(group.get("NumberOfFractionsPlanned", 0) or 0) for group in groups)
     if planned and planned != fractions:
         raise CaseError(

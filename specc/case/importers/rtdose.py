@@ -4,11 +4,14 @@ A plan check judges what the other system computed, as it computed it: the store
 times DoseGridScaling on the RT Dose's own grid, never renormalized. What the file says of
 its dose decides what a value means, so everything that could change a number is checked
 here and refused with the file named: DoseUnits must be GY (RELATIVE doses have no Gy to
-judge); DoseSummationType PLAN or MULTI_PLAN holds the plan's total over all fractions and
-FRACTION one fraction (scaled by the fractions the caller gives, and said so in the notes);
-BEAM, CONTROL_POINT and the other partial sums are refused. Only axis-aligned grids (prone
-and feet-first flips included) are read; oblique ones would need an interpolation the check
-should not hide.
+judge). DoseSummationType, as DICOM defines it: PLAN (all fraction groups), MULTI_PLAN and
+FRACTION (one fraction group, all its fractions: the plan's total when it has one group) hold
+totals; FRACTION_SESSION holds one session, one fraction, and is scaled by the fractions the
+caller gives (said so in the notes); BEAM, BEAM_SESSION, CONTROL_POINT and the other partial
+sums are refused. Some systems write FRACTION for one fraction (matRad does): the caller can
+say so (`per_fraction`), and the check refuses a dose whose target sits at one fraction's
+prescription (`specc.check`). Only axis-aligned grids (prone and feet-first flips included)
+are read; oblique ones would need an interpolation the check should not hide.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from specc.case.importers.external_dose import ExternalDose
 from specc.case.model import Grid
 from specc.errors import CaseError
 
-_TOTAL_SUMMATIONS = ("PLAN", "MULTI_PLAN")
+_TOTAL_SUMMATIONS = ("PLAN", "MULTI_PLAN", "FRACTION")
+_SESSION_SUMMATIONS = ("FRACTION_SESSION",)
 _DOSE_TYPES = ("PHYSICAL", "EFFECTIVE")
 # What the report shows of the file, when the file has it.
 _DESCRIBING_ATTRIBUTES = (
@@ -42,8 +46,12 @@ _DESCRIBING_ATTRIBUTES = (
 )
 
 
-def read_rtdose(path: str | Path, fractions: int) -> ExternalDose:
-    """Read an RT Dose file as the total dose of a plan of `fractions` fractions (see module docstring)."""
+def read_rtdose(path: str | Path, fractions: int, per_fraction: bool = False) -> ExternalDose:
+    """Read an RT Dose file as the total dose of a plan of `fractions` fractions (see module docstring).
+
+    `per_fraction`: the user states that the file holds one fraction, whatever its
+    DoseSummationType says (matRad, for one, writes FRACTION for the dose of one fraction).
+    """
     path = Path(path)
     try:
         dataset = pydicom.dcmread(path)
@@ -66,20 +74,22 @@ def read_rtdose(path: str | Path, fractions: int) -> ExternalDose:
         raise CaseError(f"{path}: DoseType {dose_type} is not a dose to judge (PHYSICAL or EFFECTIVE)")
     summation = str(dataset.DoseSummationType).upper()
     notes: list[str] = []
-    if summation in _TOTAL_SUMMATIONS:
-        scaled = None
-        if summation == "MULTI_PLAN":
-            notes.append(f"{path.name}: DoseSummationType MULTI_PLAN: the sum of several plans, checked as one total")
-    elif summation == "FRACTION":
-        scaled = int(fractions)
-        notes.append(
-            f"{path.name} holds the dose of one fraction (DoseSummationType FRACTION): "
-            f"multiplied by the protocol's {scaled} fractions"
-        )
-    else:
+    if summation not in (*_TOTAL_SUMMATIONS, *_SESSION_SUMMATIONS):
         raise CaseError(
-            f"{path}: DoseSummationType {summation} is part of a plan (a beam or a control point); "
-            "export the plan sum (PLAN) to check it against a protocol"
+            f"{path}: DoseSummationType {summation} is part of a plan (a beam, a session of beams or a control "
+            "point); export the plan sum (PLAN) to check it against a protocol"
+        )
+    scaled: int | None = None
+    if per_fraction or summation in _SESSION_SUMMATIONS:
+        scaled = int(fractions)
+        why = "as stated (--per-fraction)" if per_fraction else "DoseSummationType FRACTION_SESSION"
+        notes.append(f"{path.name} holds the dose of one fraction ({why}): multiplied by the protocol's {scaled} fractions")
+    elif summation == "MULTI_PLAN":
+        notes.append(f"{path.name}: DoseSummationType MULTI_PLAN: the sum of several plans, checked as one total")
+    elif summation == "FRACTION":
+        notes.append(
+            f"{path.name}: DoseSummationType FRACTION: the dose of one fraction group, all its fractions (DICOM), "
+            "checked as the plan's total"
         )
     if dose_type == "EFFECTIVE":
         notes.append(f"{path.name}: DoseType EFFECTIVE: the values are weighted doses (e.g. RBE), judged as written")
