@@ -127,14 +127,21 @@ def import_matrad(
         ),
     )
     not_imported.append("ct.cube / ct.cubeHU: the CT is not stored in the case (the influence matrix is given)")
-    for name in sorted(set(workspace) - {"ct", "cst", "dij", "stf", "pln"}):
-        not_imported.append(f"variable '{name}': not part of a matRad case" + (
-            " (matRad's plan: judge it with `specc check PROTOCOL --case CASE.h5 --dose WORKSPACE.mat`)"
-            if name == "resultGUI" else ""
-        ))
+    not_imported += other_variables(workspace, {"ct", "cst", "dij", "stf", "pln"})
     imported = ImportedCase(case=case, format="matrad", source=source, notes=notes, not_imported=not_imported)
     record_in_metadata(imported)
     return imported
+
+
+def other_variables(workspace: dict, read: set[str]) -> list[str]:
+    """The import report's lines for the workspace variables a case does not hold."""
+    return [
+        f"variable '{name}': not part of a matRad case" + (
+            " (matRad's plan: judge it with `specc check PROTOCOL --case CASE.h5 --dose WORKSPACE.mat`)"
+            if name == "resultGUI" else ""
+        )
+        for name in sorted(set(workspace) - read)
+    ]
 
 
 # --- grids ---------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from scipy.ndimage import map_coordinates
 from specc.case.engine import PencilBeamModel
 from specc.case.importers.engine_case import box_grid, engine_influence
 from specc.case.importers.hu_density import DEFAULT_HU_TABLE, hu_to_relative_electron_density
-from specc.case.importers.matrad import ct_axes, cst_structures, field_of, int_vector
+from specc.case.importers.matrad import ct_axes, cst_structures, field_of, int_vector, other_variables
 from specc.case.importers.report import ImportedCase, build_case, record_in_metadata
 from specc.case.model import CaseMetadata
 from specc.errors import CaseError
@@ -74,11 +74,7 @@ def import_matrad_geometry(
         density=density,
         metadata=CaseMetadata(source=f"matRad workspace {path.name} (no dij)", dose_engine=model.label),
     )
-    for name in sorted(set(workspace) - {"ct", "cst", "pln"}):
-        not_imported.append(f"variable '{name}': not part of a matRad case" + (
-            " (matRad's plan: judge it with `specc check PROTOCOL --case CASE.h5 --dose WORKSPACE.mat`)"
-            if name == "resultGUI" else ""
-        ))
+    not_imported += other_variables(workspace, {"ct", "cst", "pln"})
     imported = ImportedCase(case=case, format="matrad", source=source, notes=notes, not_imported=not_imported)
     record_in_metadata(imported)
     return imported
