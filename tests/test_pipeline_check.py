@@ -285,6 +285,12 @@ def test_cli_check_prints_the_goals_and_refuses_bad_combinations(export, protoco
     assert result.exit_code == 0, result.output
     assert "not evaluated: Cord Max <= 45 Gy" in result.output
     assert "checked" in result.output and "report.html" in result.output
+    (export / "RP.dcm").unlink()
+    write_rtdose_file(export / "RD.dcm", target_dose() / 30, DOSE_ORIGIN, DOSE_SPACING, summation="FRACTION")
+    result = runner.invoke(app, ["check", str(protocol_file), str(export), "--out", str(tmp_path / "f")])
+    assert result.exit_code == 1 and "--per-fraction" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, ["check", str(protocol_file), str(export), "--per-fraction", "--out", str(tmp_path / "f")])
+    assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["check", str(protocol_file), "--case", "x.h5", "--out", str(tmp_path / "o")])
     assert result.exit_code == 1 and "--case needs --dose" in result.output
     result = runner.invoke(app, ["check", str(protocol_file), str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")])
