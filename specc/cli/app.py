@@ -17,6 +17,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",  # docstring paragraphs re-flowed to the terminal, not broken at source lines
 )
 
 # Goal statuses, then solver statuses (cohort table), "checked" (an external dose, `specc check

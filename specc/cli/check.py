@@ -26,7 +26,7 @@ def check(
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for report.html and plan.json (--cohort: one per patient)."),
     cohort: bool = typer.Option(
-        False, "--cohort", help="Check every export folder given into OUT/<patient id>/ and write OUT/cohort.csv "
+        False, "--cohort", help="Check every export folder given into OUT/PATIENT_ID/ and write OUT/cohort.csv "
         "(as `specc cohort` does, so `specc compare` can set the two cohorts side by side)."
     ),
     dose: Path | None = typer.Option(

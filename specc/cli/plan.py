@@ -280,7 +280,7 @@ def cohort(
     strict: bool = typer.Option(False, "--strict", help="Count a failed priority-1 goal as exit code 2."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors and the summary table."),
 ) -> None:
-    """Plan every case with one protocol: OUT/<case id>/ per case, OUT/cohort.csv for the cohort.
+    """Plan every case with one protocol: OUT/CASE_ID/ per case, OUT/cohort.csv for the cohort.
 
     A case that fails (cannot be read, compiled or solved) is reported and the others are
     planned. Exit code: the worst case's (1 when any case has no plan, else 2 with --strict
