@@ -59,8 +59,7 @@ def with_scenarios(protocol: Protocol) -> Protocol:
     robustness, optimization = protocol.robustness, protocol.optimization
     if robustness is None or not robustness.optimize or optimization is None:
         return protocol
-    displacements = [(offset, (0.0, 0.0, 0.0)) for offset in robustness.offsets_mm]
-    displacements += [((0.0, 0.0, 0.0), rotation) for rotation in robustness.rotations_deg]
+    displacements = robustness.displacements
     if not displacements:
         return protocol
     robust = robust_structures(protocol)
@@ -96,7 +95,7 @@ def robust_notes(
     """What robust optimization did (the program's notes): the structures held in the scenarios, those
     listed that no term names, and voxels displaced where the case computes no dose."""
     robust = list(dict.fromkeys(scenario.structure for scenario in displaced))
-    count = len(displaced) // max(len(robust), 1) + 1
+    count = len(protocol.robustness.displacements) + 1 if protocol.robustness else 1
     note = (
         f"robust optimization: the terms on {', '.join(robust)} are held in {count} setup-error scenarios "
         "(nominal and each displaced one, static dose cloud): hard limits in every one, objectives averaged over them"

@@ -46,8 +46,7 @@ def robustness_record(
     names = protocol.robust_structures()
     random = robustness.random_error_mm
     centre, centre_source = _rotation_centre(protocol, masks, grid, isocentre_mm)
-    scenarios = [Displacement(offset_mm=offset) for offset in robustness.offsets_mm]
-    scenarios += [Displacement(rotation_deg=angles, centre_mm=centre) for angles in robustness.rotations_deg]
+    scenarios = [Displacement(offset, turn, centre) for offset, turn in robustness.displacements]
     scenario_dose = dose
     model = MODEL
     if random is not None and any(random):

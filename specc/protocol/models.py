@@ -375,11 +375,28 @@ def _three_lengths_or_none(value: Any) -> Any:
 
 def _three_angles_or_none(value: Any) -> Any:
     """One angle for every axis, or three (about x, y, z)."""
-    if value is None or (isinstance(value, list) and len(value) == 3):
-        return value
+    if value is None:
+        return None
     if isinstance(value, str):
         return [value] * 3
+    if isinstance(value, list) and len(value) == 3:
+        return value
     raise ValueError(f'expected one angle ("2 deg") or three about x, y, z (["1 deg", "1 deg", "2 deg"]), got {value!r}')
+
+
+def _both_ways(sizes: tuple[float, float, float]) -> list[tuple[float, float, float]]:
+    """One vector per non-zero axis and sign: (+s, 0, 0), (-s, 0, 0), (0, +s, 0), ..."""
+    out: list[tuple[float, float, float]] = []
+    for axis, size in enumerate(sizes):
+        if size > 0:
+            for sign in (1.0, -1.0):
+                vector = [0.0, 0.0, 0.0]
+                vector[axis] = sign * size
+                out.append((vector[0], vector[1], vector[2]))
+    return out
+
+
+_NONE = (0.0, 0.0, 0.0)
 
 
 class Robustness(_Strict):
@@ -456,14 +473,14 @@ class Robustness(_Strict):
     @property
     def rotations_deg(self) -> list[tuple[float, float, float]]:
         """The rotation scenarios: about x, y and z, each both ways (an axis without error gives none)."""
-        out: list[tuple[float, float, float]] = []
-        for axis, angle in enumerate(self.rotation_error_deg or (0.0, 0.0, 0.0)):
-            if angle > 0:
-                for sign in (1.0, -1.0):
-                    rotation = [0.0, 0.0, 0.0]
-                    rotation[axis] = sign * angle
-                    out.append((rotation[0], rotation[1], rotation[2]))
-        return out
+        return _both_ways(self.rotation_error_deg or _NONE)
+
+    @property
+    def displacements(self) -> list[tuple[tuple[float, float, float], tuple[float, float, float]]]:
+        """Every systematic scenario as (shift mm, rotation deg): the shifts, then the rotations. What
+        robust optimization copies terms into and what the check measures (with random errors, after
+        a scenario of the blurred dose alone)."""
+        return [(offset, _NONE) for offset in self.offsets_mm] + [(_NONE, turn) for turn in self.rotations_deg]
 
     @property
     def random_error_mm(self) -> tuple[float, float, float] | None:
@@ -479,15 +496,8 @@ class Robustness(_Strict):
 
     @property
     def offsets_mm(self) -> list[tuple[float, float, float]]:
-        """The scenarios: the setup error along x, y and z, each both ways (an axis without error gives none)."""
-        out: list[tuple[float, float, float]] = []
-        for axis, size in enumerate(self.setup_error_mm):
-            if size > 0:
-                for sign in (1.0, -1.0):
-                    offset = [0.0, 0.0, 0.0]
-                    offset[axis] = sign * size
-                    out.append((offset[0], offset[1], offset[2]))
-        return out
+        """The shift scenarios: the setup error along x, y and z, each both ways (an axis without error gives none)."""
+        return _both_ways(self.setup_error_mm)
 
 
 class ProtocolSource(BaseModel):
