@@ -7,7 +7,7 @@ import pytest
 from scipy.ndimage import shift as ndimage_shift
 
 from evaluate_fakes import synthetic_case
-from specc.case.shifts import Displacement, displaced_dose, shifted_dose, shifted_influence
+from specc.case.shifts import Displacement, displaced_dose, displaced_influence
 
 
 @pytest.mark.parametrize("offset_mm", [(3.0, 0.0, 0.0), (-7.5, 2.0, 0.0), (0.0, -12.0, 4.0), (40.0, 0.0, -1.0)])
@@ -17,7 +17,8 @@ def test_the_shifted_dose_is_the_dose_shifted_by_scipy_with_the_edge_continued(o
     dose = rng.uniform(0.0, 70.0, case.grid.shape)
     everywhere = np.ones(case.grid.shape, dtype=bool)  # edges included: 40 mm leaves the grid
     expected = ndimage_shift(dose, -np.asarray(offset_mm) / np.asarray(case.grid.spacing_mm), order=1, mode="nearest")
-    np.testing.assert_allclose(shifted_dose(dose, everywhere, case.grid, offset_mm), expected.ravel(), rtol=1e-12)
+    shifted = displaced_dose(dose, everywhere, case.grid, Displacement(offset_mm=offset_mm))
+    np.testing.assert_allclose(shifted, expected.ravel(), rtol=1e-12)
 
 
 def test_a_whole_voxel_shift_reads_the_neighbouring_voxel() -> None:
@@ -25,7 +26,8 @@ def test_a_whole_voxel_shift_reads_the_neighbouring_voxel() -> None:
     dose = np.arange(case.grid.n_voxels, dtype=np.float64).reshape(case.grid.shape)
     mask = case.structures["Target"].mask
     (i, j, k) = np.argwhere(mask).T
-    np.testing.assert_array_equal(shifted_dose(dose, mask, case.grid, (5.0, 0.0, -10.0)), dose[i + 1, j, k - 2])
+    shifted = displaced_dose(dose, mask, case.grid, Displacement(offset_mm=(5.0, 0.0, -10.0)))
+    np.testing.assert_array_equal(shifted, dose[i + 1, j, k - 2])
 
 
 @pytest.mark.parametrize("offset_mm", [(3.0, 0.0, 0.0), (0.0, -4.0, 0.0), (0.0, 0.0, 25.0)])
@@ -35,9 +37,9 @@ def test_the_shifted_rows_give_the_shifted_dose_of_any_fluence(offset_mm) -> Non
     fluence = np.random.default_rng(5).uniform(0.0, 2.0, case.n_beamlets)
     for name in ("Target", "Organ", "Body"):
         mask = case.structures[name].mask
-        rows = shifted_influence(case, mask, offset_mm)
+        rows = displaced_influence(case, mask, Displacement(offset_mm=offset_mm))
         assert rows.shape == (int(mask.sum()), case.n_beamlets) and rows.dtype == case.influence.dtype
-        expected = shifted_dose(case.dose_on_grid(fluence, 1), mask, case.grid, offset_mm)
+        expected = displaced_dose(case.dose_on_grid(fluence, 1), mask, case.grid, Displacement(offset_mm=offset_mm))
         np.testing.assert_allclose(rows @ fluence, expected, rtol=1e-5, atol=1e-7)
 
 

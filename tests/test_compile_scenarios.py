@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from evaluate_fakes import protocol, synthetic_case
-from specc.case.shifts import shifted_dose, shifted_influence
+from specc.case.shifts import Displacement, displaced_dose, displaced_influence
 from specc.compile import compile_protocol
 from specc.compile.derive import with_optimization
 from specc.compile.scenarios import robust_structures
@@ -84,7 +84,7 @@ def test_a_displaced_structure_enters_the_program_as_its_interpolated_rows() -> 
     entries = program.selection.structures["Target (y -5 mm)"]
     assert entries.n_voxels == target.sum() and not entries.sampled
     assert entries.scenario is not None and entries.scenario.offset_mm == (0.0, -5.0, 0.0)
-    expected = shifted_influence(case, target, (0.0, -5.0, 0.0))
+    expected = displaced_influence(case, target, Displacement(offset_mm=(0.0, -5.0, 0.0)))
     assert (program.influence[entries.entries] != expected).nnz == 0
     assert program.stats.dose_entries == program.influence.shape[0] == program.dose.size
     assert any("robust optimization: the terms on Target are held in 7" in note for note in program.notes)
@@ -93,7 +93,7 @@ def test_a_displaced_structure_enters_the_program_as_its_interpolated_rows() -> 
 def _worst_minimum(case, fluence: np.ndarray) -> float:
     dose = case.dose_on_grid(fluence, 30)
     mask = case.structures["Target"].mask
-    return min(float(shifted_dose(dose, mask, case.grid, offset).min()) for offset in [(0.0, 0.0, 0.0), *OFFSETS])
+    return min(float(displaced_dose(dose, mask, case.grid, Displacement(offset_mm=offset)).min()) for offset in [(0.0, 0.0, 0.0), *OFFSETS])
 
 
 def test_a_hard_limit_holds_in_every_scenario_and_only_with_robust_optimization() -> None:
@@ -127,7 +127,7 @@ def test_the_report_measures_each_copy_in_its_scenario_and_says_the_plan_was_opt
     dose = read_result(tmp_path / "result.h5").dose_gy  # the plan's total dose on the grid, as written
     mask = case.structures["Target"].mask
     assert minimum["min_dose Target (z +5 mm) >= 55 Gy"] == pytest.approx(
-        float(shifted_dose(dose, mask, case.grid, (0.0, 0.0, 5.0)).min())
+        float(displaced_dose(dose, mask, case.grid, Displacement(offset_mm=(0.0, 0.0, 5.0))).min())
     )
     assert all(value >= 55.0 * (1 - 1e-3) for value in minimum.values()) and len(minimum) == 7
     copies = {term["label"]: term["scenario_mm"] for term in record["solver"]["terms"]}
@@ -155,7 +155,7 @@ def test_a_recompile_with_the_same_scenarios_keeps_their_rows_and_another_setup_
     assert wider.influence is not earlier.influence
     target = case.structures["Target"].mask
     entries = wider.selection.structures["Target (x -3 mm)"].entries
-    assert (wider.influence[entries] != shifted_influence(case, target, (-3.0, 0.0, 0.0))).nnz == 0
+    assert (wider.influence[entries] != displaced_influence(case, target, Displacement(offset_mm=(-3.0, 0.0, 0.0)))).nnz == 0
 
 
 def test_robust_optimization_notes_voxels_displaced_beyond_the_computed_dose() -> None:
@@ -182,7 +182,7 @@ def test_a_structure_defined_as_part_of_a_robust_one_is_robust_and_one_around_it
 def test_rotation_scenarios_are_optimized_about_the_beams_isocentre_and_hold_the_hard_limit() -> None:
     """`rotation_error` with `optimize: true`: copies named "Target (about z +10 deg)", rows turned about the
     isocentre the check turns about, and the hard minimum met in every turned position."""
-    from specc.case.shifts import Displacement, beams_isocentre, displaced_dose, displaced_influence
+    from specc.case.shifts import beams_isocentre
 
     case = synthetic_case()
     section = "{rotation_error: [0 deg, 0 deg, 10 deg], structures: [Target, Organ], optimize: true}"

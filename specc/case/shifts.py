@@ -7,7 +7,7 @@ its voxels' positions plus the offset, interpolated trilinearly on the grid; bey
 the nearest edge voxel's dose (as `scipy.ndimage.shift(order=1, mode="nearest")`).
 
 One interpolation serves both uses, so that what robust optimization holds is exactly what
-the robustness check measures: `shifted_dose` reads a computed dose, `shifted_influence`
+the robustness check measures: `displaced_dose` reads a computed dose, `displaced_influence`
 gives the influence rows (W A) whose product with a fluence is that same dose.
 
 Random (day-to-day) errors of standard deviation sigma average, over many fractions, into the
@@ -60,7 +60,6 @@ class Displacement:
             )
         return cls(scenario.offset_mm, scenario.rotation_deg, centre_mm or (0.0, 0.0, 0.0))
 
-
     def points(self, grid: Grid, mask: np.ndarray) -> np.ndarray:
         """(n, 3) fractional grid indices where the voxels of `mask` (C order) are displaced to."""
         spacing = np.asarray(grid.spacing_mm)
@@ -106,11 +105,6 @@ def _samples(grid: Grid, mask: np.ndarray, displacement: Displacement) -> tuple[
     return corners, weights
 
 
-def shifted_dose(dose: np.ndarray, mask: np.ndarray, grid: Grid, offset_mm: tuple[float, float, float]) -> np.ndarray:
-    """The dose each voxel of `mask` (C order) receives with the patient displaced by `offset_mm`."""
-    return displaced_dose(dose, mask, grid, Displacement(offset_mm=offset_mm))
-
-
 def displaced_dose(dose: np.ndarray, mask: np.ndarray, grid: Grid, displacement: Displacement) -> np.ndarray:
     """The dose each voxel of `mask` (C order) receives with the patient displaced (shifted or rotated)."""
     corners, weights = _samples(grid, mask, displacement)
@@ -134,17 +128,12 @@ def outside_rows(voxel_indices: np.ndarray, grid: Grid, mask: np.ndarray, displa
     return int(np.count_nonzero(np.any(~row_lookup(voxel_indices, corners)[0] & (weights > 0), axis=1)))
 
 
-def shifted_influence(case: Case, mask: np.ndarray, offset_mm: tuple[float, float, float]) -> sp.csr_matrix:
-    """Influence rows, one per voxel of `mask` (C order), giving its dose when displaced by `offset_mm`."""
-    return displaced_influence(case, mask, Displacement(offset_mm=offset_mm))
-
-
 def displaced_influence(case: Case, mask: np.ndarray, displacement: Displacement) -> sp.csr_matrix:
     """Influence rows, one per voxel of `mask` (C order), giving its dose when displaced (shifted or turned).
 
     Each row is the interpolation's weighted sum of up to eight rows of the case; a corner
     where the case computes no dose (outside its rows) contributes nothing, as its zero dose
-    does in `shifted_dose` (`outside_rows` counts the voxels concerned). Same dtype as the
+    does in `displaced_dose` (`outside_rows` counts the voxels concerned). Same dtype as the
     case's matrix.
     """
     corners, weights = _samples(case.grid, mask, displacement)
@@ -165,9 +154,9 @@ def outside_note(
 ) -> str:
     """What the static dose cloud cannot say of `name`: its voxels displaced where no dose is computed ("" if none)."""
     counts = {
-        f"{name} ({displacement.text()})": outside_rows(voxel_indices, grid, mask, displacement)
-        for displacement in displacements
-        if displacement.text()
+        scenario_name(name, moved.offset_mm, moved.rotation_deg): outside_rows(voxel_indices, grid, mask, moved)
+        for moved in displacements
+        if moved.text()  # the blurred dose alone (random errors) displaces nothing
     }
     counts = {scenario: count for scenario, count in counts.items() if count}
     if not counts:
