@@ -67,6 +67,11 @@ class Grid:
             o + s * np.arange(n) for o, s, n in zip(self.origin_mm, self.spacing_mm, self.shape)
         )
 
+    def centre_mm(self, mask: np.ndarray) -> tuple[float, float, float]:
+        """The mean position of a mask's voxel centres (LPS mm): where beams aim, where rotations turn."""
+        x, y, z = self.positions_mm(np.flatnonzero(np.asarray(mask).ravel())).mean(axis=0)
+        return (float(x), float(y), float(z))
+
     def positions_mm(self, flat_indices: np.ndarray) -> np.ndarray:
         """Voxel-centre positions (n, 3) in mm of the given flat indices."""
         ijk = np.stack(np.unravel_index(np.asarray(flat_indices, dtype=np.int64), self.shape), axis=1)

@@ -213,8 +213,9 @@ def evaluate_plan(
     dose = dose * factor
     fluence = np.asarray(solve.fluence, dtype=np.float64) * factor
     scenarios = protocol.optimization.scenarios if protocol.optimization is not None else {}
+    isocentre = beams_isocentre(case.beams)
     context = PlanDoseContext(
-        dose, masks, case.voxel_volume_cc, fractions, fluence, case.beamlets, grid, scenarios, beams_isocentre(case.beams)
+        dose, masks, case.voxel_volume_cc, fractions, fluence, case.beamlets, grid, scenarios, isocentre
     )
     solver = SolverRecord(
         solver=solve.solver,
@@ -229,7 +230,7 @@ def evaluate_plan(
     )
     record = _plan_record(
         protocol, case, masks, dose, case.voxel_indices, {}, converged=solve.converged, solver=solver,
-        normalization=normalization, notes=notes, timings=timings, isocentre_mm=beams_isocentre(case.beams),
+        normalization=normalization, notes=notes, timings=timings, isocentre_mm=isocentre,
     )
     return PlanEvaluation(record=record, dose=dose, fluence=fluence)
 

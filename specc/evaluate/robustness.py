@@ -45,7 +45,9 @@ def robustness_record(
     assert robustness is not None, "a robustness record needs a robustness section"
     names = protocol.robust_structures()
     random = robustness.random_error_mm
-    centre, centre_source = _rotation_centre(protocol, masks, grid, isocentre_mm)
+    rotated = bool(robustness.rotations_deg)
+    # Only rotations need a centre (the targets' one costs a pass over their masks).
+    centre, centre_source = _rotation_centre(protocol, masks, grid, isocentre_mm) if rotated else ((0.0, 0.0, 0.0), "")
     scenarios = [Displacement(offset, turn, centre) for offset, turn in robustness.displacements]
     scenario_dose = dose
     model = MODEL
@@ -69,11 +71,10 @@ def robustness_record(
         for goal in protocol.goals
         if goal.structure in names and not goal.metric.is_index  # indices are of the planned dose only
     ]
-    rotated = robustness.rotation_error_deg is not None and any(robustness.rotation_error_deg)
     return RobustnessRecord(
         setup_error_mm=robustness.setup_error_mm, random_error_mm=random,
         rotation_error_deg=robustness.rotation_error_deg if rotated else None,
-        rotation_centre_mm=centre if rotated else None, rotation_centre=centre_source if rotated else "",
+        rotation_centre_mm=centre if rotated else None, rotation_centre=centre_source,
         model=model, scenarios_mm=[moved.offset_mm for moved in scenarios],
         scenario_rotations_deg=[moved.rotation_deg for moved in scenarios] if rotated else [],
         scenario_labels=[moved.text() or "random only" for moved in scenarios], structures=names,
@@ -92,8 +93,7 @@ def _rotation_centre(
     targets = np.zeros(grid.shape, dtype=bool)
     for level in protocol.prescription.levels:
         targets |= masks[level.target]
-    x, y, z = grid.positions_mm(np.flatnonzero(targets.ravel())).mean(axis=0)
-    return (float(x), float(y), float(z)), "the centre of the prescription targets (no single beam isocentre)"
+    return grid.centre_mm(targets), "the centre of the prescription targets (no single beam isocentre)"
 
 
 def _goal_record(goal: Goal, dvhs: list[DVH], prescription: Dose, converged: bool, whole: bool) -> RobustGoalRecord:

@@ -61,8 +61,7 @@ def engine_influence(
     for name in targets:
         target_mask |= structures[name].mask
     if isocenter_mm is None:
-        centre = grid.positions_mm(np.flatnonzero(target_mask.ravel())).mean(axis=0)
-        isocenter_mm = tuple(float(v) for v in np.round(centre, 1))  # type: ignore[assignment]
+        isocenter_mm = tuple(round(v, 1) for v in grid.centre_mm(target_mask))  # type: ignore[assignment]
     beam_list = _beams(beams, isocenter_mm, couch_deg)  # type: ignore[arg-type]
     rows_mask = np.zeros(grid.shape, dtype=bool)
     for structure in structures.values():
