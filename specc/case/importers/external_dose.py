@@ -8,6 +8,7 @@ the plan's.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,3 +69,9 @@ class ExternalDose:
         dose = map_coordinates(self.dose_gy.astype(np.float64), coordinates, order=1, mode="nearest")
         dose[~known] = np.nan
         return dose, known
+
+
+def file_sha256(path: Path) -> str:
+    """The file's SHA-256, read in chunks: a matRad workspace with its dij can be gigabytes."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()

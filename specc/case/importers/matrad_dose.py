@@ -9,12 +9,11 @@ workspace's own fractions, when it states them, must be the protocol's.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 
-from specc.case.importers.external_dose import ExternalDose
+from specc.case.importers.external_dose import ExternalDose, file_sha256
 from specc.case.importers.mat_file import load_mat
 from specc.case.importers.matrad import ct_axes, plan_fractions, uniform_step
 from specc.case.model import Grid
@@ -67,7 +66,7 @@ def read_matrad_dose(path: str | Path, fractions: int) -> ExternalDose:
         dose_gy=np.transpose(cube, (1, 0, 2)) * fractions,  # [Ny Nx Nz] -> [x, y, z]
         grid=grid,
         path=path,
-        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        sha256=file_sha256(path),
         dose_type="PHYSICAL",
         summation=f"resultGUI.{DOSE_FIELD} (one fraction)",
         fractions_scaled=fractions,

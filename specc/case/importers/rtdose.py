@@ -16,7 +16,6 @@ are read; oblique ones would need an interpolation the check should not hide.
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +24,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from specc.case.importers.dicom_ct import POSITION_TOLERANCE_MM
-from specc.case.importers.external_dose import ExternalDose
+from specc.case.importers.external_dose import ExternalDose, file_sha256
 from specc.case.model import Grid
 from specc.errors import CaseError
 
@@ -110,7 +109,7 @@ def read_rtdose(path: str | Path, fractions: int, per_fraction: bool = False) ->
         dose_gy=dose,
         grid=grid,
         path=path,
-        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        sha256=file_sha256(path),
         dose_type=dose_type,
         summation=summation,
         fractions_scaled=scaled,
