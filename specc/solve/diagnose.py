@@ -58,7 +58,12 @@ class Conflict:
 
     @property
     def label(self) -> str:
-        return self.term.label + (f" in {self.scenarios} setup-error scenarios" if self.scenarios > 1 else "")
+        return _limit_label(self.term, self.scenarios)
+
+
+def _limit_label(term: CompiledTerm, scenarios: int) -> str:
+    """A protocol limit as the messages name it: its copies in setup-error scenarios counted, not listed."""
+    return term.label + (f" in {scenarios} setup-error scenarios" if scenarios > 1 else "")
 
 
 def _limits(program: CompiledProgram) -> list[list[CompiledTerm]]:
@@ -157,10 +162,7 @@ def find_conflicts(program: CompiledProgram, settings: SolverSettings) -> tuple[
 def explain_infeasibility(program: CompiledProgram, settings: SolverSettings) -> str:
     """A message naming the conflicting hard terms (with protocol lines) and what each would need."""
     hard = program.hard_terms()
-    listing = "; ".join(
-        f"{group[0].label}{f' in {len(group)} setup-error scenarios' if len(group) > 1 else ''} ({group[0].source})"
-        for group in _limits(program)
-    ) or "none"
+    listing = "; ".join(f"{_limit_label(group[0], len(group))} ({group[0].source})" for group in _limits(program)) or "none"
     if not hard:
         return f"no hard term is involved, which points at a solver problem; hard terms: {listing}"
     conflicts, note = find_conflicts(program, settings)
