@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 from rich.text import Text
 
-from specc.cli.app import app, console, error_console, fail, status_text
-from specc.cli.plan import StagePrinter, cohort_table, goal_value, print_robustness, print_summary
+from specc.cli.app import app, console, fail, status_text
+from specc.cli.plan import StagePrinter, cohort_progress, finish_cohort, goal_value, print_robustness, print_summary
 from specc.errors import SpeccError
-
-if TYPE_CHECKING:
-    from specc.pipeline import CohortEntry
 
 
 @app.command()
@@ -113,25 +109,12 @@ def _check_cohort(
     from specc.check import check_cohort
 
     printer = StagePrinter(quiet=True)
-
-    def on_export(index: int, total: int, folder: str, entry: CohortEntry | None) -> None:
-        if entry is None:
-            if not quiet:
-                console.print(Text(f"export {index}/{total}: {folder}", style="bold"))
-            return
-        if entry.error is not None:
-            named = "" if entry.error.startswith(folder) else f"{folder}: "
-            error_console.print(Text(f"  {named}error: ", style="red") + Text(entry.error), soft_wrap=True)
-
     try:
         outcome = check_cohort(
             protocol, exports, out, grid_mm=grid, outside_zero=outside_zero, per_fraction=per_fraction, pdf=pdf,
-            progress=printer, case_progress=on_export,
+            progress=printer, case_progress=cohort_progress(printer, quiet, "export"),
         )
     except SpeccError as error:
         fail(error)
-    console.print(cohort_table(outcome))
     checked = sum(1 for entry in outcome.entries if entry.outcome is not None)
-    written = ", ".join(str(path) for path in [outcome.summary_csv, *outcome.pages])
-    console.print(f"{checked} of {len(outcome.entries)} exports checked; wrote {written}")
-    raise typer.Exit(outcome.exit_code(strict))
+    finish_cohort(outcome, f"{checked} of {len(outcome.entries)} exports checked", strict)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 from rich.status import Status
@@ -18,7 +18,7 @@ from specc.errors import SpeccError
 if TYPE_CHECKING:
     from specc.case import Case
     from specc.evaluate import GoalRecord, PlanRecord, RobustnessRecord
-    from specc.pipeline import CohortEntry, CohortOutcome, PlanOutcome
+    from specc.pipeline import CaseProgress, CohortEntry, CohortOutcome, PlanOutcome
     from specc.protocol import Protocol
 
 
@@ -289,33 +289,48 @@ def cohort(
     from specc.pipeline import plan_cohort
 
     printer = StagePrinter(quiet)
+    try:
+        outcome = plan_cohort(
+            protocol, cases, out, solver=solver, pdf=pdf, progress=printer,
+            case_progress=cohort_progress(printer, quiet, "case"),
+        )
+    except SpeccError as error:
+        printer.stop()
+        fail(error)
+    planned = sum(1 for entry in outcome.entries if entry.outcome is not None and entry.outcome.succeeded)
+    finish_cohort(outcome, f"{planned} of {len(outcome.entries)} cases planned", strict)
 
-    def on_case(index: int, total: int, case_file: str, entry: CohortEntry | None) -> None:
+
+def cohort_progress(printer: StagePrinter, quiet: bool, noun: str) -> CaseProgress:
+    """What the terminal shows of each item of a cohort run (cases planned, exports checked): its start,
+    its error or failed solve, its notes."""
+
+    def report(index: int, total: int, item: str, entry: CohortEntry | None) -> None:
         if entry is None:
             if not quiet:
-                console.print(Text(f"case {index}/{total}: {case_file}", style="bold"))
+                console.print(Text(f"{noun} {index}/{total}: {item}", style="bold"))
             return
         printer.stop()
         if entry.error is not None:
             # Case errors start with the file already; compile errors with the protocol line.
-            named = "" if entry.error.startswith(case_file) else f"{case_file}: "
+            named = "" if entry.error.startswith(item) else f"{item}: "
             error_console.print(Text(f"  {named}error: ", style="red") + Text(entry.error), soft_wrap=True)
         elif entry.outcome is not None and not entry.outcome.succeeded:
-            solve = entry.outcome.solve
-            error_console.print(Text(f"  {case_file}: no plan: {solve.status}: ", style="red") + Text(solve.message))
+            error_console.print(
+                Text(f"  {item}: no plan: {entry.outcome.status}: ", style="red") + Text(entry.outcome.message)
+            )
         if entry.outcome is not None and not quiet:
             for note in entry.outcome.notes:
                 console.print(Text("  note: ", style="yellow") + Text(note))
 
-    try:
-        outcome = plan_cohort(protocol, cases, out, solver=solver, pdf=pdf, progress=printer, case_progress=on_case)
-    except SpeccError as error:
-        printer.stop()
-        fail(error)
+    return report
+
+
+def finish_cohort(outcome: CohortOutcome, done: str, strict: bool) -> NoReturn:
+    """The cohort's table, what was done and written, and the run's exit code."""
     console.print(cohort_table(outcome))
-    planned = sum(1 for entry in outcome.entries if entry.outcome is not None and entry.outcome.succeeded)
     written = ", ".join(str(path) for path in [outcome.summary_csv, *outcome.pages])
-    console.print(f"{planned} of {len(outcome.entries)} cases planned; wrote {written}")
+    console.print(f"{done}; wrote {written}")
     raise typer.Exit(outcome.exit_code(strict))
 
 
