@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -399,6 +399,11 @@ def _both_ways(sizes: tuple[float, float, float]) -> list[tuple[float, float, fl
 _NONE = (0.0, 0.0, 0.0)
 
 
+def _xyz(values: Iterable[float]) -> tuple[float, float, float]:
+    x, y, z = values
+    return (x, y, z)
+
+
 class Robustness(_Strict):
     """How the plan is made and checked robust against patient setup errors: every goal of
     the listed structures is measured again with the dose shifted by the setup error along
@@ -465,10 +470,7 @@ class Robustness(_Strict):
 
     @property
     def rotation_error_deg(self) -> tuple[float, float, float] | None:
-        if self.rotation_error is None:
-            return None
-        x, y, z = (angle.deg for angle in self.rotation_error)
-        return (x, y, z)
+        return None if self.rotation_error is None else _xyz(angle.deg for angle in self.rotation_error)
 
     @property
     def rotations_deg(self) -> list[tuple[float, float, float]]:
@@ -484,15 +486,11 @@ class Robustness(_Strict):
 
     @property
     def random_error_mm(self) -> tuple[float, float, float] | None:
-        if self.random_error is None:
-            return None
-        x, y, z = (length.mm for length in self.random_error)
-        return (x, y, z)
+        return None if self.random_error is None else _xyz(length.mm for length in self.random_error)
 
     @property
     def setup_error_mm(self) -> tuple[float, float, float]:
-        x, y, z = (length.mm for length in self.setup_error)
-        return (x, y, z)
+        return _xyz(length.mm for length in self.setup_error)
 
     @property
     def offsets_mm(self) -> list[tuple[float, float, float]]:
