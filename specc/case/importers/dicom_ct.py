@@ -77,8 +77,9 @@ class DicomFolder:
     structure_set: Dataset
     structure_set_file: Path
     unused: list[str] = field(default_factory=list)
-    # Files of the other DICOM modalities (RTDOSE, RTPLAN, ...) by modality: a plan check reads them.
-    by_modality: dict[str, list[Path]] = field(default_factory=dict)
+    # Files of the other DICOM modalities (RTDOSE, RTPLAN, ...) by modality, with the headers read
+    # while sorting (everything but pixel data): a plan check reads them.
+    by_modality: dict[str, list[tuple[Path, Dataset]]] = field(default_factory=dict)
 
 
 def read_dicom_folder(folder: str | Path) -> DicomFolder:
@@ -89,7 +90,7 @@ def read_dicom_folder(folder: str | Path) -> DicomFolder:
     ct_slices: dict[str, list[tuple[Path, Dataset]]] = {}
     structure_sets: list[tuple[Path, Dataset]] = []
     unused: list[str] = []
-    by_modality: dict[str, list[Path]] = {}
+    by_modality: dict[str, list[tuple[Path, Dataset]]] = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         try:
             dataset = pydicom.dcmread(path, stop_before_pixels=True)
@@ -104,7 +105,7 @@ def read_dicom_folder(folder: str | Path) -> DicomFolder:
         else:
             hint = " (another system's plan: judge it with `specc check`)" if modality in ("RTDOSE", "RTPLAN") else ""
             unused.append(f"{path.name}: modality {modality or 'unknown'} is not used by the importer{hint}")
-            by_modality.setdefault(modality, []).append(path)
+            by_modality.setdefault(modality, []).append((path, dataset))
     if not ct_slices:
         raise CaseError(f"{folder}: no CT images found")
     if len(ct_slices) > 1:

@@ -131,14 +131,13 @@ def _dose_path(folder: Path, dicom: DicomFolder, dose_file: str | Path | None) -
     """The RT Dose to check, and a note of those left aside: the one plan sum when the others are partial."""
     if dose_file is not None:
         return Path(dose_file), []
-    doses = dicom.by_modality.get("RTDOSE", [])
-    if not doses:
+    headers = dicom.by_modality.get("RTDOSE", [])
+    if not headers:
         raise CaseError(f"{folder}: no RT Dose (RTDOSE) found: nothing to check")
+    doses = [path for path, _ in headers]
     if len(doses) == 1:
         return doses[0], []
-    summations = {
-        path: str(pydicom.dcmread(path, stop_before_pixels=True).get("DoseSummationType", "")).upper() for path in doses
-    }
+    summations = {path: str(header.get("DoseSummationType", "")).upper() for path, header in headers}
     sums = [path for path, summation in summations.items() if summation in ("PLAN", "MULTI_PLAN")]
     partial = [path for path, summation in summations.items() if summation in ("BEAM", "BEAM_SESSION", "CONTROL_POINT")]
     if len(sums) == 1 and len(sums) + len(partial) == len(doses):
@@ -152,7 +151,7 @@ def _plan(
     folder: Path, dicom: DicomFolder, dose: ExternalDose, fractions: int
 ) -> tuple[dict[str, str], tuple[float, float, float] | None, list[str]]:
     """The RT Plan the dose belongs to (its fractions checked, its isocentre), or a note that there is none."""
-    plans = [(path, pydicom.dcmread(path, stop_before_pixels=True)) for path in dicom.by_modality.get("RTPLAN", [])]
+    plans = dicom.by_modality.get("RTPLAN", [])  # read whole: an RT Plan has no pixel data
     if dose.referenced_plan_uid is not None:
         plans = [(path, plan) for path, plan in plans if str(plan.get("SOPInstanceUID", "")) == dose.referenced_plan_uid]
     if len(plans) != 1:
