@@ -180,3 +180,14 @@ def test_structures_without_volume_are_listed_not_dropped(tmp_path):
     assert "Marker" not in result.case.structures
     assert any(item.startswith("ROI Marker: no contours") for item in result.not_imported)
     assert "Marker" in result.case.metadata.extra["import.not_imported"]
+
+
+def test_a_feet_first_ct_keeps_its_position_and_says_the_angles_are_not_a_machines(tmp_path):
+    write_study(tmp_path)
+    for path in tmp_path.glob("CT_*.dcm"):
+        image = pydicom.dcmread(path)
+        image.PatientPosition = "FFS"
+        image.save_as(path)
+    imported = import_dicom(tmp_path, beams=[0], grid_mm=5, beamlet_mm=10, targets=["Target"])
+    assert imported.case.metadata.extra["dicom.PatientPosition"] == "FFS"
+    assert any("patient position is FFS" in note and "no RT Plan" in note for note in imported.notes)

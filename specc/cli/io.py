@@ -1,4 +1,4 @@
-"""`specc import` and `specc export`: cases in from matRad, PortPy and DICOM; plans out as RT Dose and DVH tables."""
+"""`specc import` and `specc export`: cases in from matRad, PortPy and DICOM; plans out as RT Dose, RT Plan and DVH tables."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from specc.case.importers import ImportedCase
 
 IMPORT_FORMATS = ("matrad", "portpy", "dicom", "portpy-criteria")
-EXPORT_FORMATS = ("rtdose", "dvh")
+EXPORT_FORMATS = ("rtdose", "rtplan", "dvh")
+SEGMENTS_JSON = "segments.json"  # beside result.h5, as specc plan writes them
 # Options that only make sense when specc computes the influence matrix itself.
 _ENGINE_OPTIONS = ("--beams", "--beamlet", "--grid", "--target")
 
@@ -140,34 +141,46 @@ def _grid(text: str) -> float | tuple[float, ...]:
 def export_command(
     format: str = typer.Argument(..., help=f"Output format: {', '.join(EXPORT_FORMATS)}."),
     result: Path = typer.Argument(
-        ..., help="result.h5 written by specc plan; for dvh also a plan folder or its plan.json (e.g. of specc check)."
+        ..., help="result.h5 written by specc plan (or its folder); for dvh also a plan folder or its plan.json (e.g. of specc check)."
     ),
-    out: Path = typer.Option(..., "--out", "-o", help="rtdose: the .dcm file to write; dvh: the folder for the tables."),
+    out: Path = typer.Option(..., "--out", "-o", help="rtdose, rtplan: the .dcm file to write; dvh: the folder for the tables."),
     case: Path | None = typer.Option(None, "--case", help="The case file, when it moved since planning."),
+    machine: str = typer.Option("", "--machine", help="rtplan: the Treatment Machine Name to write (default: empty, for the planning system to set)."),
 ) -> None:
-    """Export a planned dose as DICOM RT Dose, or its DVHs and goal results as CSV and JSON."""
+    """Export a planned dose as DICOM RT Dose, its MLC segments as DICOM RT Plan, or its DVHs and goal results as CSV and JSON."""
     from specc.export import read_result
 
     if format not in EXPORT_FORMATS:
         fail(f"unknown export format '{format}'; choose one of {', '.join(EXPORT_FORMATS)}")
+    if machine and format != "rtplan":
+        fail("--machine is for rtplan only")
+    if result.is_dir() and (result / "result.h5").exists() and format != "dvh":
+        result = result / "result.h5"
     record_file = result / "plan.json" if result.is_dir() else result if result.suffix == ".json" else None
     if record_file is not None:
         if format != "dvh":
-            fail(f"{result}: rtdose needs the result.h5 of specc plan (a checked dose is already its own RT Dose)")
+            fail(f"{result}: {format} needs the result.h5 of specc plan (a checked dose is already its own RT Dose)")
         _export_record_tables(record_file, out)
         return
     try:
         plan_result = read_result(result)
+        segments_path = plan_result.path.parent / SEGMENTS_JSON
         if format == "rtdose":
             from specc.export.rtdose import write_rtdose
+            from specc.export.rtplan import rtplan_uid
 
-            written = [write_rtdose(plan_result, out)]
+            plan_uid = rtplan_uid(plan_result, segments_path) if segments_path.exists() else None
+            written = [write_rtdose(plan_result, out, plan_uid)]
             linked = "dicom.FrameOfReferenceUID" in plan_result.metadata_extra
             console.print(
                 "RT Dose in the source study's Frame of Reference" if linked
-                else "the case did not come from DICOM: the RT Dose has a new study and Frame of Reference",
+                else "the case did not come from DICOM: the RT Dose has the case's own study and Frame of Reference",
                 markup=False,
             )
+            if plan_uid is not None:
+                console.print(f"it references the RT Plan `specc export rtplan` writes from {segments_path}", markup=False)
+        elif format == "rtplan":
+            written = [_export_rtplan(plan_result, segments_path, case, out, machine)]
         else:
             from specc.export.dvh_tables import write_dvh_tables
 
@@ -178,6 +191,27 @@ def export_command(
         fail(error)
     for path in written:
         console.print(f"wrote {path}", markup=False)
+
+
+def _export_rtplan(plan_result, segments_path: Path, case: Path | None, out: Path, machine: str) -> Path:
+    from specc.export.rtplan import write_rtplan
+    from specc.export.segments import read_segments
+
+    segments = read_segments(segments_path)
+    exported = write_rtplan(plan_result, segments, segments_path, plan_result.load_case(case), out, machine)
+    if not segments.converged:
+        console.print(
+            f"[bold red]NOT CONVERGED[/]: the plan's solver ended '{segments.solver_status}'; "
+            "the RT Plan's label, name and description say so"
+        )
+    for note in exported.notes:
+        console.print(f"note: {note}", markup=False)
+    console.print(
+        "approval status UNAPPROVED; meterset weights are beamlet weights, not monitor units: "
+        "the planning system computes the dose and sets them",
+        markup=False,
+    )
+    return exported.path
 
 
 def _export_record_tables(record_file: Path, out: Path) -> None:

@@ -9,6 +9,7 @@ The layout is documented in docs/formats/result-h5.md.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,9 +55,7 @@ class PlanResult:
 
         case_path = Path(path) if path is not None else self.case_path
         if case_path is None:
-            raise ResultError(
-                f"{self.path}: the plan does not record where its case file is; pass it with --case"
-            )
+            raise ResultError(f"{self.path}: the plan does not record where its case file is; {self._case_hint()}")
         if not case_path.exists():
             raise ResultError(
                 f"{self.path}: its case file {case_path} does not exist; pass the case with --case"
@@ -69,6 +68,20 @@ class PlanResult:
                 f"(case sha256 {actual[:12]}..., result expects {self.case_sha256[:12]}...)"
             )
         return case
+
+    def _case_hint(self) -> str:
+        """How to get the case back: a phantom planned in memory can be built again to a file."""
+        info = json.loads(self.record_json)["case"] if self.record_json else {}
+        source = str(info.get("source", ""))
+        if not source.startswith("phantom:"):
+            return "pass it with --case"
+        name, spacing = source.removeprefix("phantom:"), info["grid"]["spacing_mm"][0]
+        file = f"{name}.h5"
+        return (
+            f"it was planned on the phantom '{name}' built in memory: write it to a file with "
+            f"`specc phantom {name} --grid {spacing:g} --beams {info['n_beams']} --out {file}` "
+            f"and pass --case {file} (its content hash is checked)"
+        )
 
 
 def write_result(

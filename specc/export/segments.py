@@ -13,13 +13,62 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from specc.case import Case
 from specc.evaluate import PlanRecord
+from specc.export.result_file import ResultError
 from specc.sequence import Sequence
 
 FORMAT_NAME = "specc-segments"
 FORMAT_VERSION = 1
+
+
+class _Entry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SegmentEntry(_Entry):
+    weight: float
+    area_cm2: float
+    quanta_as_sequenced: int
+    left_mm: list[float | None]
+    right_mm: list[float | None]
+
+
+class BeamSegmentsEntry(_Entry):
+    beam: int
+    gantry_deg: float
+    couch_deg: float
+    collimator_deg: float
+    isocenter_mm: tuple[float, float, float]
+    energy: str
+    leaf_width_mm: float
+    leaf_pair_centres_mm: list[float]
+    segments: list[SegmentEntry]
+
+
+class ProtocolEntry(_Entry):
+    name: str
+    version: str
+    sha256: str
+
+
+class SegmentsDocument(_Entry):
+    format: Literal["specc-segments"] = FORMAT_NAME
+    version: Literal[1] = FORMAT_VERSION
+    case_id: str
+    case_sha256: str
+    protocol: ProtocolEntry
+    converged: bool
+    solver_status: str
+    fractions: int
+    weight_unit: str = "beamlet weight per fraction (the case's influence unit; not monitor units)"
+    intensity_levels: int | None
+    segment_weights: str | None
+    beams: list[BeamSegmentsEntry]
 
 
 def _mm(values: list[float]) -> list[float | None]:
@@ -35,42 +84,66 @@ def write_segments(path: Path, sequence: Sequence, case: Case, record: PlanRecor
         beam = beams_by_id[segments.beam]
         left, right = segments.leaf_edges_mm()
         beams.append(
-            {
-                "beam": beam.id,
-                "gantry_deg": beam.gantry_deg,
-                "couch_deg": beam.couch_deg,
-                "collimator_deg": beam.collimator_deg,
-                "isocenter_mm": list(beam.isocenter_mm),
-                "energy": beam.energy,
-                "leaf_width_mm": segments.grid.pitch_y_mm,
-                "leaf_pair_centres_mm": [round(float(y), 3) for y in segments.leaf_y_mm],
-                "segments": [
-                    {
-                        "weight": float(weight * factor),
-                        "area_cm2": round(float(area), 4),
-                        "quanta_as_sequenced": int(quanta),
-                        "left_mm": _mm(left[index].tolist()),
-                        "right_mm": _mm(right[index].tolist()),
-                    }
+            BeamSegmentsEntry(
+                beam=beam.id,
+                gantry_deg=beam.gantry_deg,
+                couch_deg=beam.couch_deg,
+                collimator_deg=beam.collimator_deg,
+                isocenter_mm=beam.isocenter_mm,
+                energy=beam.energy,
+                leaf_width_mm=segments.grid.pitch_y_mm,
+                leaf_pair_centres_mm=[round(float(y), 3) for y in segments.leaf_y_mm],
+                segments=[
+                    SegmentEntry(
+                        weight=float(weight * factor),
+                        area_cm2=round(float(area), 4),
+                        quanta_as_sequenced=int(quanta),
+                        left_mm=_mm(left[index].tolist()),
+                        right_mm=_mm(right[index].tolist()),
+                    )
                     for index, (weight, quanta, area) in enumerate(
                         zip(segments.weights, segments.apertures.quanta, segments.areas_cm2())
                     )
                 ],
-            }
+            )
         )
-    document = {
-        "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
-        "case_id": case.case_id,
-        "case_sha256": record.case.sha256,
-        "protocol": {"name": record.protocol.name, "version": record.protocol.version, "sha256": record.protocol.sha256},
-        "converged": record.converged,
-        "solver_status": record.solver.status,
-        "fractions": record.prescription.fractions,
-        "weight_unit": "beamlet weight per fraction (the case's influence unit; not monitor units)",
-        "intensity_levels": sequence.levels,
-        "segment_weights": record.delivery.segment_weights if record.delivery is not None else None,
-        "beams": beams,
-    }
-    path.write_text(json.dumps(document, indent=1), encoding="utf-8")
+    document = SegmentsDocument(
+        case_id=case.case_id,
+        case_sha256=record.case.sha256,
+        protocol=ProtocolEntry(name=record.protocol.name, version=record.protocol.version, sha256=record.protocol.sha256),
+        converged=record.converged,
+        solver_status=record.solver.status,
+        fractions=record.prescription.fractions,
+        intensity_levels=sequence.levels,
+        segment_weights=record.delivery.segment_weights if record.delivery is not None else None,
+        beams=beams,
+    )
+    path.write_text(json.dumps(document.model_dump(mode="json"), indent=1), encoding="utf-8")
     return path
+
+
+def read_segments(path: str | Path) -> SegmentsDocument:
+    """Read a segments.json back; errors name the file and the first field that is wrong."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ResultError(
+            f"{path}: no such file (specc plan writes segments.json only for a protocol with "
+            "`delivery: {technique: step_and_shoot}` or `forward`)"
+        ) from None
+    try:
+        document = SegmentsDocument.model_validate_json(text)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
+        raise ResultError(f"{path}: not a specc segments file: {where}: {first['msg']}") from None
+    for beam in document.beams:
+        pairs = len(beam.leaf_pair_centres_mm)
+        for number, segment in enumerate(beam.segments, start=1):
+            if len(segment.left_mm) != pairs or len(segment.right_mm) != pairs:
+                raise ResultError(
+                    f"{path}: beam {beam.beam} segment {number}: {len(segment.left_mm)} left and "
+                    f"{len(segment.right_mm)} right leaf tips for {pairs} leaf pairs"
+                )
+    return document

@@ -86,6 +86,13 @@ def import_dicom(
         f"electron density with {'the default' if hu_table == DEFAULT_HU_TABLE else 'a user'} HU table",
         "contours rasterized by voxel centre inside the polygon, per plane (docs/formats/dicom.md)",
     ]
+    position = dicom.ct.identifiers.get("PatientPosition", "HFS")
+    if position != "HFS":
+        notes.append(
+            f"the CT's patient position is {position}: beam directions are placed as gantry angles for a "
+            "head-first supine patient, so the dose is right for those directions but the angles are not "
+            "a machine's; no RT Plan can be exported from plans on this case"
+        )
     case = build_case(
         source,
         case_id=case_id or str(dicom.ct.identifiers.get("PatientID", folder.name)),

@@ -26,7 +26,8 @@ POSITION_TOLERANCE_MM = 1e-3
 AXIAL_ORIENTATION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 AIR_HU = -1000.0
 
-# DICOM attributes kept in the case metadata so that exported RT Dose joins the source study.
+# DICOM attributes kept in the case metadata so that an exported RT Dose or RT Plan joins the
+# source study (and an RT Plan is refused for a patient position its beam angles are not for).
 IDENTIFYING_ATTRIBUTES = (
     "PatientID",
     "PatientName",
@@ -41,6 +42,7 @@ IDENTIFYING_ATTRIBUTES = (
     "FrameOfReferenceUID",
     "SeriesInstanceUID",
     "PositionReferenceIndicator",
+    "PatientPosition",
 )
 
 

@@ -1,0 +1,96 @@
+"""Who and where a specc DICOM object belongs to: patient, study, Frame of Reference, equipment.
+
+RT Dose and RT Plan are exported by separate commands, yet a planning system links them only
+when they share a study and a Frame of Reference. When the case came from DICOM they join the
+source study (the identifiers the importer kept under `dicom.*`); otherwise the study and
+Frame of Reference UIDs are derived from the case's content hash, so every object exported
+from plans on one case lands in one study, however many commands wrote them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from specc import __version__
+from specc.export.result_file import PlanResult
+
+# DICOM identifiers the dicom importer keeps in CaseMetadata.extra, under this prefix.
+DICOM_METADATA_PREFIX = "dicom."
+
+
+@dataclass(frozen=True)
+class DicomIdentity:
+    """The source study's identifiers when the case came from DICOM, else derived from the case."""
+
+    identifiers: dict[str, str]
+    case_id: str
+    case_sha256: str
+
+    @classmethod
+    def of(cls, result: PlanResult) -> DicomIdentity:
+        identifiers = {
+            key[len(DICOM_METADATA_PREFIX) :]: value
+            for key, value in result.metadata_extra.items()
+            if key.startswith(DICOM_METADATA_PREFIX)
+        }
+        return cls(identifiers, result.case_id, result.case_sha256)
+
+    @property
+    def linked(self) -> bool:
+        """Whether the objects join a source CT's study and Frame of Reference."""
+        return "FrameOfReferenceUID" in self.identifiers and "StudyInstanceUID" in self.identifiers
+
+    @property
+    def structure_set_uid(self) -> str | None:
+        return self.identifiers.get("StructureSetSOPInstanceUID") or None
+
+    def derived_uid(self, purpose: str, *sources: str) -> str:
+        """A UID that every export of the same content reproduces (pydicom hashes the sources)."""
+        return generate_uid(entropy_srcs=["specc", purpose, self.case_sha256, *sources])
+
+    def new_dataset(self, path: Path, sop_class_uid: str, sop_instance_uid: str, modality: str) -> FileDataset:
+        """A file dataset with the SOP common, patient, study, series, Frame of Reference and equipment modules."""
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = sop_class_uid
+        meta.MediaStorageSOPInstanceUID = sop_instance_uid
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+        now = dt.datetime.now()
+        ds.SOPClassUID = sop_class_uid
+        ds.SOPInstanceUID = sop_instance_uid
+        ds.Modality = modality
+        ds.Manufacturer = "specc"
+        ds.SoftwareVersions = __version__
+        ds.ContentDate = now.strftime("%Y%m%d")
+        ds.ContentTime = now.strftime("%H%M%S")
+        ds.InstanceNumber = 1
+        self._fill_patient_and_study(ds)
+        ds.SeriesInstanceUID = generate_uid()
+        ds.SeriesNumber = 1
+        return ds
+
+    def _fill_patient_and_study(self, ds: Dataset) -> None:
+        known = self.identifiers
+        ds.PatientID = known.get("PatientID", self.case_id)
+        ds.PatientName = known.get("PatientName", self.case_id)
+        ds.PatientBirthDate = known.get("PatientBirthDate", "")
+        ds.PatientSex = known.get("PatientSex", "")
+        ds.StudyInstanceUID = known.get("StudyInstanceUID") or self.derived_uid("study")
+        ds.StudyID = known.get("StudyID", "")
+        ds.StudyDate = known.get("StudyDate", ds.ContentDate)
+        ds.StudyTime = known.get("StudyTime", ds.ContentTime)
+        ds.AccessionNumber = known.get("AccessionNumber", "")
+        ds.ReferringPhysicianName = known.get("ReferringPhysicianName", "")
+        ds.FrameOfReferenceUID = known.get("FrameOfReferenceUID") or self.derived_uid("frame of reference")
+        ds.PositionReferenceIndicator = known.get("PositionReferenceIndicator", "")
+
+
+def save(ds: FileDataset, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path

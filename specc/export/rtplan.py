@@ -1,0 +1,321 @@
+"""A plan's MLC segments as a DICOM RT Plan, for a planning system to import, recompute and approve.
+
+specc's segments are apertures on the case's beamlet grid, with weights in the case's beamlet
+unit: not monitor units. So the RT Plan carries what a planning system needs to set monitor
+units with its own beam model, and nothing that would pass for a calibrated meterset:
+
+- one static beam per beam that delivers fluence, step-and-shoot control points (two per
+  segment, the leaves still while the meterset rises by the segment's weight);
+- a virtual MLC (MLCX) whose leaf pairs are the case's beamlet rows (width = beamlet height),
+  with X and Y jaws around each segment's opening; closed leaf pairs meet under the X1 jaw;
+- each beam's Final Cumulative Meterset Weight is its summed segment weight in the case's
+  beamlet unit, so the beams' relative weights survive; no Beam Meterset (monitor units);
+- each beam's dose per fraction at its isocentre (Beam Dose, linked to a coordinate dose
+  reference there), computed from the case's influence matrix, for a planning system that
+  sets monitor units from a point dose; omitted, with a note, where no dose is computed;
+- Approval Status UNAPPROVED; a plan that did not converge says so in its label, name and
+  description.
+
+Study and Frame of Reference: see `dicom_identity`. docs/formats/rtplan.md.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.uid import RTPlanStorage, RTStructureSetStorage
+
+from specc.case import Case
+from specc.case.model import row_lookup
+from specc.evaluate import PlanRecord
+from specc.export.dicom_identity import DicomIdentity, save
+from specc.export.result_file import PlanResult, ResultError
+from specc.export.segments import BeamSegmentsEntry, SegmentsDocument
+
+# specc's beam angles are IEC 61217 for a head-first supine patient (specc.case.Beam).
+PATIENT_POSITION = "HFS"
+_ENERGY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*MV\b", re.IGNORECASE)
+
+
+@dataclass
+class RtPlanExport:
+    path: Path
+    uid: str
+    notes: list[str] = field(default_factory=list)
+
+
+def rtplan_uid(result: PlanResult, segments_path: Path) -> str:
+    """The RT Plan's SOP Instance UID: the same for every export of one segments.json, so an
+    RT Dose exported by another command can reference it."""
+    digest = hashlib.sha256(Path(segments_path).read_bytes()).hexdigest()
+    return DicomIdentity.of(result).derived_uid("rt plan", digest)
+
+
+def write_rtplan(
+    result: PlanResult,
+    segments: SegmentsDocument,
+    segments_path: Path,
+    case: Case,
+    path: str | Path,
+    machine: str = "",
+) -> RtPlanExport:
+    """Write the segments of the plan `result` holds as an RT Plan at `path`."""
+    _check_same_plan(result, segments, segments_path, case)
+    identity = DicomIdentity.of(result)
+    position = identity.identifiers.get("PatientPosition", PATIENT_POSITION)
+    if position != PATIENT_POSITION:
+        raise ResultError(
+            f"{result.path}: the source CT's patient position is {position}; specc's beam angles are "
+            f"for {PATIENT_POSITION}, so an RT Plan written from them would be turned wrongly"
+        )
+    path = Path(path)
+    uid = rtplan_uid(result, segments_path)
+    export = RtPlanExport(path, uid)
+    ds = identity.new_dataset(path, RTPlanStorage, uid, "RTPLAN")
+    record = PlanRecord.model_validate_json(result.record_json) if result.record_json else None
+    _general_plan(ds, identity, segments, record)
+
+    beams_by_id = {beam.id: beam for beam in case.beams}
+    dose_points = _beam_doses_at_isocentre(case, result.fluence, [entry.beam for entry in segments.beams])
+    references = _prescription_references(identity, record)
+    beams, referenced = [], []
+    points: dict[tuple[float, float, float], Dataset] = {}  # one dose point per isocentre
+    for number, entry in enumerate(segments.beams, start=1):
+        beam = beams_by_id[entry.beam]
+        beams.append(_beam(number, entry, beam.sad_mm, machine))
+        item = Dataset()
+        item.ReferencedBeamNumber = number
+        beam_dose = dose_points.get(entry.beam)
+        if beam_dose is None:
+            export.notes.append(
+                f"beam {entry.beam}: no dose is computed at its isocentre {tuple(beam.isocenter_mm)} mm "
+                "(outside the case's dose rows); Beam Dose omitted"
+            )
+        else:
+            point = points.get(beam.isocenter_mm)
+            if point is None:
+                point = points[beam.isocenter_mm] = _dose_point(identity, beam.isocenter_mm, len(references) + 1)
+                references.append(point)
+            item.BeamDose = _ds(beam_dose)
+            item.BeamDoseMeaning = "BEAM_LEVEL"
+            item.ReferencedDoseReferenceUID = point.DoseReferenceUID
+        referenced.append(item)
+    if references:
+        ds.DoseReferenceSequence = references
+
+    setup = Dataset()
+    setup.PatientSetupNumber = 1
+    setup.PatientPosition = PATIENT_POSITION
+    setup.SetupTechnique = "ISOCENTRIC"
+    ds.PatientSetupSequence = [setup]
+
+    group = Dataset()
+    group.FractionGroupNumber = 1
+    group.NumberOfFractionsPlanned = segments.fractions
+    group.NumberOfBeams = len(beams)
+    group.NumberOfBrachyApplicationSetups = 0
+    group.ReferencedBeamSequence = referenced
+    ds.FractionGroupSequence = [group]
+    ds.BeamSequence = beams
+
+    save(ds, path)
+    return export
+
+
+def _check_same_plan(result: PlanResult, segments: SegmentsDocument, segments_path: Path, case: Case) -> None:
+    if segments.case_sha256 != result.case_sha256:
+        raise ResultError(
+            f"{segments_path} is not from the plan {result.path} holds (case sha256 "
+            f"{segments.case_sha256[:12]}..., the result's {result.case_sha256[:12]}...)"
+        )
+    if segments.fractions != result.fractions:
+        raise ResultError(f"{segments_path}: {segments.fractions} fractions, {result.path} has {result.fractions}")
+    unknown = sorted({entry.beam for entry in segments.beams} - {beam.id for beam in case.beams})
+    if unknown:
+        raise ResultError(f"{segments_path}: beams {unknown} are not beams of case {case.case_id!r}")
+    if case.content_hash() != result.case_sha256:
+        raise ResultError(f"case {case.case_id!r} is not the case {result.path} was planned on (content hash differs)")
+    if not segments.beams:
+        raise ResultError(f"{segments_path}: no beam delivers fluence; there is no plan to export")
+
+
+def _general_plan(ds: Dataset, identity: DicomIdentity, segments: SegmentsDocument, record: PlanRecord | None) -> None:
+    protocol = segments.protocol
+    marker = "" if segments.converged else "NOT CONVERGED "
+    ds.SeriesDescription = f"specc plan, {segments.fractions} fractions" + (
+        "" if identity.linked else " (not linked to a source CT)"
+    )
+    ds.RTPlanLabel = (("NC " if marker else "") + protocol.name)[:16]
+    ds.RTPlanName = f"{marker}{protocol.name} {protocol.version}"[:64]
+    now = dt.datetime.now()
+    ds.RTPlanDate = now.strftime("%Y%m%d")
+    ds.RTPlanTime = now.strftime("%H%M%S")
+    levels = ", ".join(f"{level.target} {level.total_gy:g} Gy" for level in record.prescription.levels) if record else ""
+    ds.RTPlanDescription = (
+        (f"NOT CONVERGED (solver status {segments.solver_status}): not a plan to deliver. " if marker else "")
+        + f"specc plan of case {segments.case_id} with protocol {protocol.name} {protocol.version} "
+        f"(sha256 {protocol.sha256[:12]}); {levels + ' in ' if levels else ''}{segments.fractions} fractions. "
+        "MLC: the case's beamlet grid (virtual). Meterset weights are beamlet weights per fraction "
+        "(the case's unit), not monitor units: the planning system computes the dose and sets them."
+    )[:1024]
+    if identity.structure_set_uid is not None:
+        ds.RTPlanGeometry = "PATIENT"
+        reference = Dataset()
+        reference.ReferencedSOPClassUID = RTStructureSetStorage
+        reference.ReferencedSOPInstanceUID = identity.structure_set_uid
+        ds.ReferencedStructureSetSequence = [reference]
+    else:
+        # PATIENT geometry needs a structure set to refer to; a case from elsewhere has none.
+        ds.RTPlanGeometry = "TREATMENT_DEVICE"
+    ds.ApprovalStatus = "UNAPPROVED"
+
+
+def _prescription_references(identity: DicomIdentity, record: PlanRecord | None) -> list[Dataset]:
+    if record is None:
+        return []
+    references = []
+    for number, level in enumerate(record.prescription.levels, start=1):
+        item = Dataset()
+        item.DoseReferenceNumber = number
+        item.DoseReferenceUID = identity.derived_uid("dose reference", level.target, str(level.total_gy))
+        item.DoseReferenceStructureType = "SITE"
+        item.DoseReferenceDescription = f"{level.target}: prescription"[:64]
+        item.DoseReferenceType = "TARGET"
+        item.TargetPrescriptionDose = _ds(level.total_gy)
+        references.append(item)
+    return references
+
+
+def _dose_point(identity: DicomIdentity, isocentre: tuple[float, float, float], number: int) -> Dataset:
+    item = Dataset()
+    item.DoseReferenceNumber = number
+    item.DoseReferenceUID = identity.derived_uid("beam dose point", repr(tuple(isocentre)))
+    item.DoseReferenceStructureType = "COORDINATES"
+    item.DoseReferenceDescription = "beam dose point: isocentre"
+    item.DoseReferencePointCoordinates = [_ds(value) for value in isocentre]
+    item.DoseReferenceType = "TARGET"  # DICOM: a target "actual or virtual"; here the beam's dose point
+    return item
+
+
+def _beam(number: int, entry: BeamSegmentsEntry, sad_mm: float, machine: str) -> Dataset:
+    pairs = len(entry.leaf_pair_centres_mm)
+    order = np.argsort(entry.leaf_pair_centres_mm)
+    centres = np.asarray(entry.leaf_pair_centres_mm)[order]
+    width = entry.leaf_width_mm
+    boundaries = np.concatenate([centres - width / 2, [centres[-1] + width / 2]])
+
+    beam = Dataset()
+    beam.BeamNumber = number
+    beam.BeamName = f"B{entry.beam} G{entry.gantry_deg:g}"[:64]
+    beam.BeamDescription = f"specc beam {entry.beam}, {entry.energy}"[:64]
+    beam.BeamType = "STATIC"
+    beam.RadiationType = "PHOTON"
+    beam.TreatmentMachineName = machine
+    beam.PrimaryDosimeterUnit = "MU"
+    beam.SourceAxisDistance = _ds(sad_mm)
+    beam.TreatmentDeliveryType = "TREATMENT"
+    beam.NumberOfWedges = 0
+    beam.NumberOfCompensators = 0
+    beam.NumberOfBoli = 0
+    beam.NumberOfBlocks = 0
+    devices = []
+    for kind, count in (("ASYMX", 1), ("ASYMY", 1), ("MLCX", pairs)):
+        device = Dataset()
+        device.RTBeamLimitingDeviceType = kind
+        device.NumberOfLeafJawPairs = count
+        if kind == "MLCX":
+            device.LeafPositionBoundaries = [_ds(value) for value in boundaries]
+        devices.append(device)
+    beam.BeamLimitingDeviceSequence = devices
+
+    weights = [segment.weight for segment in entry.segments]
+    cumulative = np.concatenate([[0.0], np.cumsum(weights)])
+    beam.FinalCumulativeMetersetWeight = _ds(cumulative[-1])
+    points = []
+    for index, segment in enumerate(entry.segments):
+        for step in (0, 1):
+            point = Dataset()
+            point.ControlPointIndex = 2 * index + step
+            if point.ControlPointIndex == 0:
+                _first_control_point(point, entry)
+            if step == 0:
+                point.BeamLimitingDevicePositionSequence = _positions(segment.left_mm, segment.right_mm, order, boundaries)
+            point.CumulativeMetersetWeight = _ds(cumulative[index + step])
+            points.append(point)
+    beam.NumberOfControlPoints = len(points)
+    beam.ControlPointSequence = points
+    return beam
+
+
+def _first_control_point(point: Dataset, entry: BeamSegmentsEntry) -> None:
+    energy = _ENERGY.match(entry.energy)
+    if energy is not None:
+        point.NominalBeamEnergy = _ds(float(energy.group(1)))
+    point.GantryAngle = _ds(entry.gantry_deg % 360)
+    point.GantryRotationDirection = "NONE"
+    point.BeamLimitingDeviceAngle = _ds(entry.collimator_deg % 360)
+    point.BeamLimitingDeviceRotationDirection = "NONE"
+    point.PatientSupportAngle = _ds(entry.couch_deg % 360)
+    point.PatientSupportRotationDirection = "NONE"
+    point.TableTopEccentricAngle = _ds(0.0)
+    point.TableTopEccentricRotationDirection = "NONE"
+    point.IsocenterPosition = [_ds(value) for value in entry.isocenter_mm]
+
+
+def _positions(left: list[float | None], right: list[float | None], order: np.ndarray, boundaries: np.ndarray) -> list[Dataset]:
+    """Jaws around the opening and the MLC's 2N leaf tips (bank X1, then bank X2, pairs in +Y order)."""
+    left_tips = np.array([np.nan if left[pair] is None else left[pair] for pair in order], dtype=float)
+    right_tips = np.array([np.nan if right[pair] is None else right[pair] for pair in order], dtype=float)
+    open_pairs = np.flatnonzero(~np.isnan(left_tips))
+    x1, x2 = float(np.nanmin(left_tips)), float(np.nanmax(right_tips))
+    y1, y2 = float(boundaries[open_pairs[0]]), float(boundaries[open_pairs[-1] + 1])
+    bank1 = np.where(np.isnan(left_tips), x1, left_tips)
+    bank2 = np.where(np.isnan(right_tips), x1, right_tips)
+    devices = []
+    for kind, values in (("ASYMX", [x1, x2]), ("ASYMY", [y1, y2]), ("MLCX", [*bank1, *bank2])):
+        device = Dataset()
+        device.RTBeamLimitingDeviceType = kind
+        device.LeafJawPositions = [_ds(value) for value in values]
+        devices.append(device)
+    return devices
+
+
+def _beam_doses_at_isocentre(case: Case, fluence: np.ndarray, beam_ids: list[int]) -> dict[int, float]:
+    """Each beam's dose per fraction (Gy) at its isocentre, trilinear between the eight voxel
+    centres around it; a beam is left out where one of those voxels has no computed dose."""
+    beams = {beam.id: beam for beam in case.beams}
+    grid = case.grid
+    doses = {}
+    for beam_id in beam_ids:
+        position = (np.asarray(beams[beam_id].isocenter_mm) - grid.origin_mm) / grid.spacing_mm
+        lower = np.floor(position).astype(int)
+        fraction = position - lower
+        corners, weights = [], []
+        for offset in np.ndindex(2, 2, 2):
+            index = lower + offset
+            weight = float(np.prod(np.where(offset, fraction, 1 - fraction)))
+            if weight == 0:
+                continue
+            if np.any(index < 0) or np.any(index >= grid.shape):
+                break
+            corners.append(int(np.ravel_multi_index(tuple(index), grid.shape)))
+            weights.append(weight)
+        else:
+            found, rows = row_lookup(case.voxel_indices, np.asarray(corners, dtype=np.int64))
+            if found.all():
+                columns = case.beamlets.of_beam(beam_id)
+                corner_doses = case.influence[rows][:, columns] @ np.asarray(fluence, dtype=np.float64)[columns]
+                doses[beam_id] = float(np.dot(weights, corner_doses))
+    return doses
+
+
+def _ds(value: float) -> str:
+    """A DS value within its 16 characters."""
+    text = f"{float(value):.10g}"
+    return text if len(text) <= 16 else f"{float(value):.9e}"

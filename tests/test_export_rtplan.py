@@ -1,0 +1,229 @@
+"""RT Plan export: the control points deliver the planned fluence, and the plan links to its RT Dose and study."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from scipy.interpolate import RegularGridInterpolator
+from typer.testing import CliRunner
+
+from evaluate_fakes import protocol, synthetic_case
+from interop_fixtures import dicompyler_dvhcalc
+from specc.case import CaseMetadata
+from specc.cli import app
+from specc.export import ResultError, read_result
+from specc.export.rtdose import write_rtdose
+from specc.export.rtplan import rtplan_uid, write_rtplan
+from specc.export.segments import read_segments
+from specc.pipeline import plan
+
+TERMS = [
+    "{kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}",
+    "{kind: quadratic_overdose, structure: Target, dose: 61 Gy, weight: 10}",
+    "{kind: quadratic_overdose, structure: Organ, dose: 10 Gy, weight: 1}",
+]
+GOALS = {"Target": ["D95% >= 57 Gy"], "Organ": ["Mean <= 30 Gy"]}
+DELIVERY = "{technique: step_and_shoot, intensity_levels: 4}"
+SOURCE_STUDY = {
+    "dicom.PatientID": "P-007",
+    "dicom.PatientName": "Doe^Jane",
+    "dicom.StudyInstanceUID": "1.2.826.0.1.3680043.8.498.1",
+    "dicom.FrameOfReferenceUID": "1.2.826.0.1.3680043.8.498.2",
+    "dicom.StructureSetSOPInstanceUID": "1.2.826.0.1.3680043.8.498.3",
+}
+
+
+def _planned(folder: Path, case) -> Path:
+    case.save(folder / "case.h5")
+    outcome = plan(protocol(GOALS, terms=TERMS, delivery=DELIVERY), folder / "case.h5", folder / "plan")
+    assert outcome.succeeded
+    return folder / "plan"
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory) -> Path:
+    return _planned(tmp_path_factory.mktemp("rtplan"), synthetic_case())
+
+
+def _export(plan_folder: Path, name: str = "RP.dcm", **changes) -> tuple[pydicom.Dataset, object]:
+    result = read_result(plan_folder / "result.h5")
+    segments = read_segments(plan_folder / "segments.json")
+    if changes:
+        segments = segments.model_copy(update=changes)
+    exported = write_rtplan(result, segments, plan_folder / "segments.json", result.load_case(), plan_folder / name)
+    return pydicom.dcmread(exported.path), exported
+
+
+def _fluence_from_rtplan(rp: pydicom.Dataset, case) -> np.ndarray:
+    """Beamlet weights from the control points: a beamlet is open where its centre lies between its pair's leaves."""
+    beamlets = case.beamlets
+    fluence = np.zeros(case.n_beamlets)
+    for beam in rp.BeamSequence:
+        beam_id = int(beam.BeamDescription.split()[2].rstrip(","))
+        members = np.flatnonzero(beamlets.beam_id == beam_id)
+        boundaries = np.asarray(beam.BeamLimitingDeviceSequence[2].LeafPositionBoundaries, dtype=float)
+        pair = np.searchsorted(boundaries, beamlets.y_mm[members]) - 1
+        points = beam.ControlPointSequence
+        for start, end in zip(points[::2], points[1::2]):
+            devices = {d.RTBeamLimitingDeviceType: np.asarray(d.LeafJawPositions, dtype=float)
+                       for d in start.BeamLimitingDevicePositionSequence}
+            bank1, bank2 = np.split(devices["MLCX"], 2)
+            x = beamlets.x_mm[members]
+            y = beamlets.y_mm[members]
+            inside_jaws = (x > devices["ASYMX"][0]) & (x < devices["ASYMX"][1])
+            inside_jaws &= (y > devices["ASYMY"][0]) & (y < devices["ASYMY"][1])
+            open_ = (x > bank1[pair]) & (x < bank2[pair]) & inside_jaws
+            fluence[members[open_]] += float(end.CumulativeMetersetWeight) - float(start.CumulativeMetersetWeight)
+    return fluence
+
+
+def test_control_points_deliver_the_planned_fluence(planned: Path) -> None:
+    rp, _ = _export(planned)
+    result = read_result(planned / "result.h5")
+    case = result.load_case()
+    assert result.fluence.max() > 0
+    np.testing.assert_allclose(_fluence_from_rtplan(rp, case), result.fluence, rtol=1e-8, atol=1e-12)
+    for beam in rp.BeamSequence:
+        points = beam.ControlPointSequence
+        assert int(beam.NumberOfControlPoints) == len(points) and len(points) % 2 == 0
+        assert float(points[-1].CumulativeMetersetWeight) == pytest.approx(float(beam.FinalCumulativeMetersetWeight))
+        weights = [float(point.CumulativeMetersetWeight) for point in points]
+        assert weights[0] == 0 and np.all(np.diff(weights) >= 0)
+        assert "BeamLimitingDevicePositionSequence" not in points[1]  # the leaves stand still while the beam is on
+        mlc = beam.BeamLimitingDeviceSequence[2]
+        assert mlc.RTBeamLimitingDeviceType == "MLCX"
+        assert len(mlc.LeafPositionBoundaries) == int(mlc.NumberOfLeafJawPairs) + 1
+        np.testing.assert_allclose(np.diff(np.asarray(mlc.LeafPositionBoundaries, dtype=float)), 5.0)
+        for point in points[::2]:
+            bank1, bank2 = np.split(np.asarray(point.BeamLimitingDevicePositionSequence[2].LeafJawPositions, dtype=float), 2)
+            assert np.all(bank1 <= bank2)
+
+
+def test_beam_doses_add_up_to_the_plan_dose_at_the_isocentre(planned: Path) -> None:
+    rp, exported = _export(planned)
+    result = read_result(planned / "result.h5")
+    assert exported.notes == []
+    points = [item for item in rp.DoseReferenceSequence if item.DoseReferenceStructureType == "COORDINATES"]
+    assert len(points) == 1  # the three beams share one isocentre
+    iso = np.asarray(points[0].DoseReferencePointCoordinates, dtype=float)
+    per_fraction = RegularGridInterpolator(result.grid.axes_mm(), result.dose_gy / result.fractions)(iso)[0]
+    referenced = rp.FractionGroupSequence[0].ReferencedBeamSequence
+    assert {item.ReferencedDoseReferenceUID for item in referenced} == {points[0].DoseReferenceUID}
+    assert sum(float(item.BeamDose) for item in referenced) == pytest.approx(per_fraction, rel=1e-5)
+    assert all(item.BeamDoseMeaning == "BEAM_LEVEL" and "BeamMeterset" not in item for item in referenced)
+
+
+def test_plan_attributes_and_the_rt_dose_that_references_it(planned: Path) -> None:
+    rp, exported = _export(planned)
+    again, _ = _export(planned, "RP-again.dcm")
+    result = read_result(planned / "result.h5")
+    rd = pydicom.dcmread(write_rtdose(result, planned / "RD.dcm", rtplan_uid(result, planned / "segments.json")))
+    assert rp.SOPInstanceUID == again.SOPInstanceUID == exported.uid
+    assert rd.ReferencedRTPlanSequence[0].ReferencedSOPInstanceUID == rp.SOPInstanceUID
+    for keyword in ("StudyInstanceUID", "FrameOfReferenceUID", "PatientID"):
+        assert rd[keyword].value == rp[keyword].value
+    assert rp.SeriesInstanceUID != rd.SeriesInstanceUID
+    assert (rp.Modality, rp.ApprovalStatus, rp.RTPlanGeometry) == ("RTPLAN", "UNAPPROVED", "TREATMENT_DEVICE")
+    assert "ReferencedStructureSetSequence" not in rp
+    assert rp.RTPlanLabel == "Test protocol" and "NOT CONVERGED" not in rp.RTPlanDescription
+    assert "not monitor units" in rp.RTPlanDescription
+    assert int(rp.FractionGroupSequence[0].NumberOfFractionsPlanned) == 30
+    assert int(rp.FractionGroupSequence[0].NumberOfBeams) == len(rp.BeamSequence) == 3
+    assert rp.PatientSetupSequence[0].PatientPosition == "HFS"
+    first = rp.BeamSequence[1].ControlPointSequence[0]
+    assert (float(first.GantryAngle), float(first.NominalBeamEnergy)) == (120.0, 6.0)
+    prescription = rp.DoseReferenceSequence[0]
+    assert (prescription.DoseReferenceType, float(prescription.TargetPrescriptionDose)) == ("TARGET", 60.0)
+    # dicompyler-core, a reader other tools use, reads the plan and its prescription in cGy
+    dicompyler_dvhcalc()
+    from dicompylercore import dicomparser
+
+    assert dicomparser.DicomParser(str(planned / "RP.dcm")).GetPlan()["rxdose"] == pytest.approx(6000)
+
+
+def test_a_plan_that_did_not_converge_says_so(planned: Path) -> None:
+    rp, _ = _export(planned, "RP-nc.dcm", converged=False, solver_status="optimal_inaccurate")
+    assert rp.RTPlanLabel.startswith("NC ")
+    assert rp.RTPlanName.startswith("NOT CONVERGED")
+    assert rp.RTPlanDescription.startswith("NOT CONVERGED (solver status optimal_inaccurate)")
+
+
+def test_segments_of_another_plan_are_refused(planned: Path) -> None:
+    with pytest.raises(ResultError, match="is not from the plan"):
+        _export(planned, "RP-other.dcm", case_sha256="0" * 64)
+    with pytest.raises(ResultError, match="2 fractions"):
+        _export(planned, "RP-other.dcm", fractions=2)
+
+
+def test_a_plan_on_a_dicom_case_joins_the_source_study(tmp_path: Path) -> None:
+    case = synthetic_case()
+    case = dataclasses.replace(case, metadata=CaseMetadata(source="tests", dose_engine="synthetic", extra=SOURCE_STUDY))
+    rp, _ = _export(_planned(tmp_path, case))
+    assert rp.PatientID == "P-007" and rp.StudyInstanceUID == SOURCE_STUDY["dicom.StudyInstanceUID"]
+    assert rp.FrameOfReferenceUID == SOURCE_STUDY["dicom.FrameOfReferenceUID"]
+    assert rp.RTPlanGeometry == "PATIENT"
+    assert rp.ReferencedStructureSetSequence[0].ReferencedSOPInstanceUID == SOURCE_STUDY["dicom.StructureSetSOPInstanceUID"]
+
+
+def test_a_ct_not_head_first_supine_is_refused(tmp_path: Path) -> None:
+    extra = {**SOURCE_STUDY, "dicom.PatientPosition": "FFS"}
+    case = dataclasses.replace(synthetic_case(), metadata=CaseMetadata(source="tests", dose_engine="synthetic", extra=extra))
+    with pytest.raises(ResultError, match="patient position is FFS"):
+        _export(_planned(tmp_path, case))
+
+
+def test_no_beam_dose_where_the_isocentre_has_no_computed_dose(tmp_path: Path) -> None:
+    case = synthetic_case()
+    outside = [dataclasses.replace(beam, isocenter_mm=(70.0, 0.0, 0.0)) for beam in case.beams]  # beyond the body
+    rp, exported = _export(_planned(tmp_path, dataclasses.replace(case, beams=outside)))
+    assert len(exported.notes) == 3 and "Beam Dose omitted" in exported.notes[0]
+    assert all("BeamDose" not in item for item in rp.FractionGroupSequence[0].ReferencedBeamSequence)
+    assert [item.DoseReferenceStructureType for item in rp.DoseReferenceSequence] == ["SITE"]
+
+
+def test_cli_exports_the_plan_and_says_what_it_is(planned: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    written = runner.invoke(app, ["export", "rtplan", str(planned), "--out", str(tmp_path / "RP.dcm"), "--machine", "TB1"])
+    assert written.exit_code == 0, written.output
+    said = " ".join(written.output.split())
+    assert "UNAPPROVED" in said and "not monitor units" in said
+    assert pydicom.dcmread(tmp_path / "RP.dcm").BeamSequence[0].TreatmentMachineName == "TB1"
+
+    dose = runner.invoke(app, ["export", "rtdose", str(planned / "result.h5"), "--out", str(tmp_path / "RD.dcm")])
+    assert dose.exit_code == 0 and "references the RT Plan" in " ".join(dose.output.split())
+    misplaced = runner.invoke(app, ["export", "rtdose", str(planned), "--out", str(tmp_path / "x.dcm"), "--machine", "TB1"])
+    assert misplaced.exit_code == 1 and "--machine is for rtplan only" in " ".join(misplaced.output.split())
+
+    fluence_only = tmp_path / "fluence"
+    fluence_only.mkdir()
+    shutil.copy(planned / "result.h5", fluence_only / "result.h5")
+    missing = runner.invoke(app, ["export", "rtplan", str(fluence_only), "--out", str(tmp_path / "y.dcm")])
+    assert missing.exit_code == 1 and "segments.json" in missing.output and "step_and_shoot" in " ".join(missing.output.split())
+
+
+def test_a_broken_segments_file_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "segments.json"
+    path.write_text('{"format": "specc-segments", "version": 1, "case_id": "x"}')
+    with pytest.raises(ResultError, match=r"segments.json: not a specc segments file: case_sha256: Field required"):
+        read_segments(path)
+
+
+def test_a_plan_without_its_case_path_says_how_to_get_the_case(tmp_path: Path) -> None:
+    outcome = plan(protocol(GOALS, terms=TERMS, delivery=DELIVERY), synthetic_case(), tmp_path / "plan")
+    assert outcome.succeeded
+    exported = CliRunner().invoke(app, ["export", "rtplan", str(tmp_path / "plan"), "--out", str(tmp_path / "RP.dcm")])
+    assert exported.exit_code == 1 and "pass it with --case" in " ".join(exported.output.split())
+
+    result = read_result(tmp_path / "plan" / "result.h5")
+    record = json.loads(result.record_json)
+    record["case"].update(source="phantom:c-shape", n_beams=9)
+    record["case"]["grid"]["spacing_mm"] = [5.0, 5.0, 5.0]
+    phantom = dataclasses.replace(result, record_json=json.dumps(record))
+    with pytest.raises(ResultError, match=r"specc phantom c-shape --grid 5 --beams 9 --out c-shape.h5`"):
+        phantom.load_case()
