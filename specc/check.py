@@ -263,7 +263,7 @@ def _plausible(
     median = float(np.median(values[mask & known]))
     prescribed = level.dose.gy
     one_fraction, all_fractions = prescribed / fractions, prescribed * fractions
-    written = f"DoseSummationType {dose.summation}" if dose.format == "DICOM RT Dose" else dose.summation
+    written = f"DoseSummationType {dose.summation}" if dose.format.startswith("DICOM RT Dose") else dose.summation
     # Never within half to twice the prescription: a plan there, however poor, is judged as it stands.
     if dose.fractions_scaled is None and one_fraction / _CONFUSION_FACTOR <= median <= min(
         one_fraction * _CONFUSION_FACTOR, prescribed / 2
@@ -279,7 +279,7 @@ def _plausible(
         raise CaseError(
             f"{dose.path}: multiplied by {fractions} fractions, {level.target} receives {median:.2f} Gy at its median, "
             f"about {fractions} times its {prescribed:g} Gy: the file holds the total already"
-            + (" (leave out --per-fraction)" if dose.format == "DICOM RT Dose" else "")
+            + (" (leave out --per-fraction)" if dose.format.startswith("DICOM RT Dose") else "")
         )
 
 
@@ -363,6 +363,7 @@ def _source_record(
         plan=plan,
         incomplete=incomplete,
         outside_zero=outside_zero,
+        parts=dose.parts,
     )
 
 

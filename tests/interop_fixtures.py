@@ -500,11 +500,13 @@ def write_rtdose_file(
     plan_uid: str | None = None,
     frame_uid: str | None = None,
     manufacturer: str = "OtherTPS",
+    beam_number: int | None = None,
 ) -> Path:
     """`dose_gy` indexed [x, y, z] (LPS voxel centres from `origin`) as an RT Dose as a TPS writes it.
 
     `prone`: stored head-first prone (rows along -x, columns along -y), the first pixel at the
-    highest x and y; `absolute_offsets`: GridFrameOffsetVector as z positions (the older form).
+    highest x and y; `absolute_offsets`: GridFrameOffsetVector as z positions (the older form);
+    `beam_number`: the plan's beam this dose is of (a BEAM dose), in the plan reference.
     """
     ds = _file_dataset(path, RTDoseStorage)
     ds.Modality = "RTDOSE"
@@ -542,6 +544,12 @@ def write_rtdose_file(
         reference = Dataset()
         reference.ReferencedSOPClassUID = RTPlanStorage
         reference.ReferencedSOPInstanceUID = plan_uid
+        if beam_number is not None:
+            beam, group = Dataset(), Dataset()
+            beam.ReferencedBeamNumber = beam_number
+            group.ReferencedFractionGroupNumber = 1
+            group.ReferencedBeamSequence = Sequence([beam])
+            reference.ReferencedFractionGroupSequence = Sequence([group])
         ds.ReferencedRTPlanSequence = Sequence([reference])
     ds.save_as(path, enforce_file_format=True)
     return path
@@ -549,9 +557,10 @@ def write_rtdose_file(
 
 def write_rtplan(
     path: Path, fractions: int, label: str = "Plan1", approval: str = "APPROVED",
-    isocentre: tuple[float, float, float] | None = None,
+    isocentre: tuple[float, float, float] | None = None, beams: tuple[int, ...] = (),
 ) -> str:
-    """A minimal RT Plan with one fraction group (and two beams at `isocentre`); returns its SOPInstanceUID."""
+    """A minimal RT Plan with one fraction group delivering `beams` (and two beams at `isocentre`);
+    returns its SOPInstanceUID."""
     ds = _file_dataset(path, RTPlanStorage)
     ds.Modality = "RTPLAN"
     ds.SeriesInstanceUID = generate_uid()
@@ -560,6 +569,13 @@ def write_rtplan(
     group = Dataset()
     group.FractionGroupNumber = 1
     group.NumberOfFractionsPlanned = fractions
+    if beams:
+        group.NumberOfBeams = len(beams)
+        group.ReferencedBeamSequence = Sequence()
+        for number in beams:
+            item = Dataset()
+            item.ReferencedBeamNumber = number
+            group.ReferencedBeamSequence.append(item)
     ds.FractionGroupSequence = Sequence([group])
     if isocentre is not None:
         ds.BeamSequence = Sequence()

@@ -229,6 +229,49 @@ def test_the_plan_sum_is_checked_when_the_other_doses_are_per_beam(export, proto
     assert any("RD-beam1.dcm (BEAM), RD-beam2.dcm (BEAM) were not used" in note for note in record.notes)
 
 
+def _beam_export(export: Path, beams: tuple[int, ...], doses: tuple[int, ...], summation: str = "BEAM") -> Path:
+    """The export with its plan sum replaced by one RT Dose per beam in `doses` (the dose split
+    unevenly), and an RT Plan delivering `beams`."""
+    (export / "RD.dcm").unlink()
+    (export / "RP.dcm").unlink()
+    plan_uid = write_rtplan(export / "RP.dcm", fractions=30, beams=beams)
+    shares = np.linspace(1.0, 2.0, len(beams)) / np.linspace(1.0, 2.0, len(beams)).sum()
+    per = 30 if summation == "BEAM_SESSION" else 1
+    for number, share in zip(doses, shares):
+        write_rtdose_file(export / f"RD.beam{number}.dcm", target_dose() * share / per, DOSE_ORIGIN, DOSE_SPACING,
+                          summation=summation, plan_uid=plan_uid, frame_uid=FRAME_OF_REFERENCE, beam_number=number)
+    return export
+
+
+@pytest.mark.parametrize("summation", ["BEAM", "BEAM_SESSION"])
+def test_an_export_of_beam_doses_is_checked_as_their_sum(export, protocol_file, tmp_path, summation):
+    whole = specc.check_export(protocol_file, export, tmp_path / "sum").record
+    beams = specc.check_export(protocol_file, _beam_export(export, (1, 2, 3), (1, 2, 3), summation), tmp_path / "beams")
+    record = beams.record
+    for goal, reference in zip(record.goals, whole.goals):
+        assert goal.status == reference.status
+        assert goal.value == (None if reference.value is None else pytest.approx(reference.value, rel=1e-6, abs=1e-6))
+    assert any(goal.value is not None for goal in record.goals)
+    source = record.dose_source
+    assert source.summation == summation and source.format == "DICOM RT Dose, 3 beam doses summed"
+    assert source.file == str(export) and sorted(source.parts) == ["RD.beam1.dcm", "RD.beam2.dcm", "RD.beam3.dcm"]
+    assert source.fractions_scaled == (30 if summation == "BEAM_SESSION" else None)
+    assert any("sum of 3 beam doses" in note and "RD.beam2.dcm (beam 2)" in note for note in record.notes)
+    html = (tmp_path / "beams" / "report.html").read_text()
+    assert "Summed file" in html and source.parts["RD.beam3.dcm"] in html
+
+
+def test_beam_doses_that_are_not_the_whole_plan_are_refused(export, protocol_file, tmp_path):
+    _beam_export(export, (1, 2, 3), (1, 3))
+    with pytest.raises(SpeccError, match=r"delivers beams \[1, 2, 3\], the beam doses are of \[1, 3\] \(missing \[2\]\)"):
+        specc.check_export(protocol_file, export, tmp_path / "out")
+    (export / "RP.dcm").unlink()
+    with pytest.raises(SpeccError, match="the RT Plan they reference .* is not in it"):
+        specc.check_export(protocol_file, export, tmp_path / "out")
+    with pytest.raises(SpeccError, match="DoseSummationType BEAM is part of a plan"):
+        specc.check_export(protocol_file, export, tmp_path / "out", dose_file=export / "RD.beam1.dcm")
+
+
 @pytest.fixture
 def planned(tmp_path) -> tuple[Path, Path, Path]:
     """A DICOM study imported and planned by specc with the TG-119 C-shape protocol, its dose exported."""

@@ -17,8 +17,8 @@ from specc.errors import SpeccError
 def check(
     protocol: Path = typer.Argument(..., help="Protocol file (YAML)."),
     exports: list[Path] | None = typer.Argument(
-        None, help="A plan export folder: CT + RTSTRUCT + RT Dose (and the RT Plan, whose fractions are checked); "
-        "several with --cohort."
+        None, help="A plan export folder: CT + RTSTRUCT + RT Dose, the plan sum or one per beam (and the RT Plan, whose "
+        "fractions are checked, needed to sum beam doses); several with --cohort."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for report.html and plan.json (--cohort: one per patient)."),
     cohort: bool = typer.Option(
@@ -60,7 +60,7 @@ def check(
         fail("give a plan export folder, or --case CASE.h5 with --dose RD.dcm (not both)")
     if cohort:
         if dose is not None or case is not None:
-            fail("--cohort checks export folders, each with its one RT Dose; --dose and --case do not apply")
+            fail("--cohort checks export folders, each with its own RT Dose; --dose and --case do not apply")
         _check_cohort(protocol, exports or [], out, grid, outside_zero, per_fraction, pdf, strict, quiet)
     if exports and len(exports) > 1:
         fail(f"{len(exports)} export folders: add --cohort to check each into OUT/<patient id>/ with OUT/cohort.csv")

@@ -241,6 +241,7 @@ class DoseSourceRecord(_Record):
     plan: dict[str, str] = {}  # the RT Plan's label, approval, ... when one was read
     incomplete: dict[str, str] = {}  # structure -> why part of it has no dose (its goals are not judged)
     outside_zero: bool = False  # voxels beyond the dose grid were given 0 Gy on request (none is then incomplete)
+    parts: dict[str, str] = {}  # summed files (beam doses): name -> SHA-256; `file` is then their folder
 
 
 class Review(_Record):

@@ -34,6 +34,9 @@ class ExternalDose:
     attributes: dict[str, str]  # what the file says of where the dose came from
     referenced_plan_uid: str | None
     notes: list[str] = field(default_factory=list)
+    # A dose summed from several files (beam doses): each file's name and SHA-256; `path` is
+    # then their folder and `sha256` the SHA-256 of these lines ("name\0sha256\n", by name).
+    parts: dict[str, str] = field(default_factory=dict)
 
     @property
     def frame_of_reference_uid(self) -> str | None:

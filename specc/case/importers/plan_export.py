@@ -22,13 +22,14 @@ import scipy.sparse as sp
 from specc.case.importers.dicom_ct import POSITION_TOLERANCE_MM, DicomFolder, read_dicom_folder
 from specc.case.importers.report import build_case
 from specc.case.importers.external_dose import ExternalDose
-from specc.case.importers.rtdose import read_rtdose
+from specc.case.importers.rtdose import read_rtdose, sum_beam_doses
 from specc.case.importers.rtstruct import RoiContours, rasterize, read_structure_set
 from specc.case.model import Beamlets, Case, CaseMetadata, Grid, Structure
 from specc.errors import CaseError
 
 # What the report shows of the RT Plan, when it has it.
 _PLAN_ATTRIBUTES = ("RTPlanLabel", "RTPlanName", "RTPlanDate", "ApprovalStatus", "ReviewerName", "ReviewDate")
+_BEAM_SUMMATIONS = ("BEAM", "BEAM_SESSION")
 
 
 @dataclass
@@ -61,8 +62,7 @@ def read_plan_export(
     """
     folder = Path(folder)
     dicom = read_dicom_folder(folder)
-    dose_path, dose_notes = _dose_path(folder, dicom, dose_file)
-    dose = read_rtdose(dose_path, fractions, per_fraction)
+    dose, dose_notes = _dose(folder, dicom, dose_file, fractions, per_fraction)
     ct_frame = dicom.ct.identifiers.get("FrameOfReferenceUID")
     if ct_frame and dose.frame_of_reference_uid and ct_frame != dose.frame_of_reference_uid:
         raise CaseError(
@@ -127,24 +127,53 @@ def read_plan_export(
     )
 
 
-def _dose_path(folder: Path, dicom: DicomFolder, dose_file: str | Path | None) -> tuple[Path, list[str]]:
-    """The RT Dose to check, and a note of those left aside: the one plan sum when the others are partial."""
+def _dose(
+    folder: Path, dicom: DicomFolder, dose_file: str | Path | None, fractions: int, per_fraction: bool
+) -> tuple[ExternalDose, list[str]]:
+    """The dose to check, and a note of the files left aside: the one plan sum when the others
+    are partial, or the sum of the beam doses when the folder holds only those."""
     if dose_file is not None:
-        return Path(dose_file), []
+        return read_rtdose(dose_file, fractions, per_fraction), []
     headers = dicom.by_modality.get("RTDOSE", [])
     if not headers:
         raise CaseError(f"{folder}: no RT Dose (RTDOSE) found: nothing to check")
+    summations = {path: str(header.get("DoseSummationType", "")).upper() for path, header in headers}
+    beam_doses = [path for path, summation in summations.items() if summation in _BEAM_SUMMATIONS]
+    if len(beam_doses) == len(headers):
+        plan_path, plan = _plan_of_beam_doses(folder, dicom, headers)
+        return sum_beam_doses(beam_doses, plan, plan_path, fractions, per_fraction), []
     doses = [path for path, _ in headers]
     if len(doses) == 1:
-        return doses[0], []
-    summations = {path: str(header.get("DoseSummationType", "")).upper() for path, header in headers}
+        return read_rtdose(doses[0], fractions, per_fraction), []
     sums = [path for path, summation in summations.items() if summation in ("PLAN", "MULTI_PLAN")]
-    partial = [path for path, summation in summations.items() if summation in ("BEAM", "BEAM_SESSION", "CONTROL_POINT")]
+    partial = [path for path, summation in summations.items() if summation in (*_BEAM_SUMMATIONS, "CONTROL_POINT")]
     if len(sums) == 1 and len(sums) + len(partial) == len(doses):
         names = ", ".join(f"{path.name} ({summations[path]})" for path in partial)
-        return sums[0], [f"checked the plan sum {sums[0].name}; the partial doses {names} were not used"]
+        notes = [f"checked the plan sum {sums[0].name}; the partial doses {names} were not used"]
+        return read_rtdose(sums[0], fractions, per_fraction), notes
     listed = ", ".join(f"{path.name} ({summations[path] or 'no DoseSummationType'})" for path in doses)
     raise CaseError(f"{folder}: several RT Doses ({listed}); name the plan sum to check with --dose")
+
+
+def _plan_of_beam_doses(folder: Path, dicom: DicomFolder, headers: list[tuple[Path, pydicom.Dataset]]) -> tuple[Path, pydicom.Dataset]:
+    """The one RT Plan every beam dose references; without it no sum can be shown to be the plan's."""
+    referenced = {
+        str(header.ReferencedRTPlanSequence[0].ReferencedSOPInstanceUID) if header.get("ReferencedRTPlanSequence") else ""
+        for _, header in headers
+    }
+    if len(referenced) != 1 or "" in referenced:
+        raise CaseError(
+            f"{folder}: the folder holds beam doses only, and they do not all reference one RT Plan; "
+            "export the plan sum (PLAN) or the beam doses of one plan"
+        )
+    uid = referenced.pop()
+    for path, plan in dicom.by_modality.get("RTPLAN", []):
+        if str(plan.get("SOPInstanceUID", "")) == uid:
+            return path, plan
+    raise CaseError(
+        f"{folder}: the folder holds beam doses only, and the RT Plan they reference ({uid}) is not in it: "
+        "without it they cannot be shown to be every beam of the plan; add the RT Plan or export the plan sum"
+    )
 
 
 def _plan(

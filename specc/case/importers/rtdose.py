@@ -7,8 +7,9 @@ here and refused with the file named: DoseUnits must be GY (RELATIVE doses have 
 judge). DoseSummationType, as DICOM defines it: PLAN (all fraction groups), MULTI_PLAN and
 FRACTION (one fraction group, all its fractions: the plan's total when it has one group) hold
 totals; FRACTION_SESSION holds one session, one fraction, and is scaled by the fractions the
-caller gives (said so in the notes); BEAM, BEAM_SESSION, CONTROL_POINT and the other partial
-sums are refused. Some systems write FRACTION for one fraction (matRad does): the caller can
+caller gives (said so in the notes); BEAM and BEAM_SESSION doses are summed only when every
+beam of the RT Plan has one (`sum_beam_doses`), and CONTROL_POINT and the other partial sums
+are refused. Some systems write FRACTION for one fraction (matRad does): the caller can
 say so (`per_fraction`), and the check refuses a dose whose target sits at one fraction's
 prescription (`specc.check`). Only axis-aligned grids (prone and feet-first flips included)
 are read; oblique ones would need an interpolation the check should not hide.
@@ -16,6 +17,8 @@ are read; oblique ones would need an interpolation the check should not hide.
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,13 +48,172 @@ _DESCRIBING_ATTRIBUTES = (
 )
 
 
+@dataclass(frozen=True)
+class _RtDoseFile:
+    """One RT Dose file as stored: its dose in Gy (DoseGridScaling applied, nothing else)."""
+
+    path: Path
+    dataset: Dataset
+    dose_gy: np.ndarray
+    grid: Grid
+    dose_type: str
+    summation: str
+
+    @property
+    def attributes(self) -> dict[str, str]:
+        return {
+            keyword: str(self.dataset.get(keyword))
+            for keyword in _DESCRIBING_ATTRIBUTES
+            if self.dataset.get(keyword) not in (None, "")
+        }
+
+    @property
+    def referenced_plan(self) -> Dataset | None:
+        referenced = self.dataset.get("ReferencedRTPlanSequence")
+        return referenced[0] if referenced else None
+
+
 def read_rtdose(path: str | Path, fractions: int, per_fraction: bool = False) -> ExternalDose:
     """Read an RT Dose file as the total dose of a plan of `fractions` fractions (see module docstring).
 
     `per_fraction`: the user states that the file holds one fraction, whatever its
     DoseSummationType says (matRad, for one, writes FRACTION for the dose of one fraction).
     """
-    path = Path(path)
+    read = _read(Path(path))
+    path, summation = read.path, read.summation
+    if summation not in (*_TOTAL_SUMMATIONS, *_SESSION_SUMMATIONS):
+        raise CaseError(
+            f"{path}: DoseSummationType {summation} is part of a plan (a beam, a session of beams or a control "
+            "point); export the plan sum (PLAN), or the folder with every beam's dose and the RT Plan, to check it"
+        )
+    notes: list[str] = []
+    scaled: int | None = None
+    if per_fraction or summation in _SESSION_SUMMATIONS:
+        scaled = int(fractions)
+        why = "as stated (--per-fraction)" if per_fraction else "DoseSummationType FRACTION_SESSION"
+        notes.append(f"{path.name} holds the dose of one fraction ({why}): multiplied by the protocol's {scaled} fractions")
+    elif summation == "MULTI_PLAN":
+        notes.append(f"{path.name}: DoseSummationType MULTI_PLAN: the sum of several plans, checked as one total")
+    elif summation == "FRACTION":
+        notes.append(
+            f"{path.name}: DoseSummationType FRACTION: the dose of one fraction group, all its fractions (DICOM), "
+            "checked as the plan's total"
+        )
+    notes += _dose_type_notes(read.dose_type, path.name)
+    referenced = read.referenced_plan
+    return ExternalDose(
+        format="DICOM RT Dose",
+        dose_gy=read.dose_gy * (scaled or 1),
+        grid=read.grid,
+        path=path,
+        sha256=file_sha256(path),
+        dose_type=read.dose_type,
+        summation=summation,
+        fractions_scaled=scaled,
+        attributes=read.attributes,
+        referenced_plan_uid=str(referenced.ReferencedSOPInstanceUID) if referenced is not None else None,
+        notes=notes,
+    )
+
+
+def sum_beam_doses(
+    paths: list[Path], plan: Dataset, plan_path: Path, fractions: int, per_fraction: bool = False
+) -> ExternalDose:
+    """The plan's total dose as the sum of its beams' RT Doses (DoseSummationType BEAM, or
+    BEAM_SESSION: one session, scaled by `fractions`), which a planning system may export
+    instead of a plan sum. The sum is taken only when it is provably the whole plan: every file
+    references `plan` and names its beam, the beams are those of the plan's one fraction group,
+    each once, and the files share one grid, dose type and Frame of Reference."""
+    reads = [_read(Path(path)) for path in sorted(paths)]
+    plan_uid = str(plan.get("SOPInstanceUID", ""))
+    summations = {read.summation for read in reads}
+    if len(summations) != 1 or not summations <= {"BEAM", "BEAM_SESSION"}:
+        listed = ", ".join(f"{read.path.name} ({read.summation})" for read in reads)
+        raise CaseError(f"{plan_path.parent}: beam doses of different kinds ({listed}); export the plan sum (PLAN)")
+    summation = summations.pop()
+    beams: dict[int, Path] = {}
+    for read in reads:
+        number = _referenced_beam(read, plan_uid, plan_path)
+        if number in beams:
+            raise CaseError(f"{read.path}: beam {number} again (also {beams[number].name}); one dose per beam is summed")
+        beams[number] = read.path
+    groups = plan.get("FractionGroupSequence", [])
+    if len(groups) != 1:
+        raise CaseError(
+            f"{plan_path}: {len(groups)} fraction groups; the beam doses cannot be summed into one plan: export the plan sum"
+        )
+    planned = sorted(int(item.ReferencedBeamNumber) for item in groups[0].get("ReferencedBeamSequence", []))
+    if not planned:
+        raise CaseError(f"{plan_path}: the fraction group lists no beams, so the beam doses cannot be shown to be the whole plan")
+    if sorted(beams) != planned:
+        missing = sorted(set(planned) - set(beams))
+        extra = sorted(set(beams) - set(planned))
+        raise CaseError(
+            f"{plan_path.parent}: the RT Plan {plan_path.name} delivers beams {planned}, the beam doses are of "
+            f"{sorted(beams)}" + (f" (missing {missing})" if missing else "") + (f" (not in the plan: {extra})" if extra else "")
+            + ": the sum would not be the plan's dose"
+        )
+    first = reads[0]
+    for read in reads[1:]:
+        if not _same_grid(read.grid, first.grid):
+            raise CaseError(
+                f"{read.path}: its dose grid differs from {first.path.name}'s; beam doses are summed only on one grid"
+            )
+        if read.dose_type != first.dose_type:
+            raise CaseError(f"{read.path}: DoseType {read.dose_type}, {first.path.name} has {first.dose_type}")
+        if read.attributes.get("FrameOfReferenceUID") != first.attributes.get("FrameOfReferenceUID"):
+            raise CaseError(f"{read.path}: another Frame of Reference than {first.path.name}")
+    total = np.sum([read.dose_gy for read in reads], axis=0)
+    names = ", ".join(f"{path.name} (beam {number})" for number, path in sorted(beams.items()))
+    notes = [f"the plan's dose is the sum of {len(reads)} beam doses (DoseSummationType {summation}): {names}"]
+    scaled: int | None = None
+    if per_fraction or summation == "BEAM_SESSION":
+        scaled = int(fractions)
+        why = "as stated (--per-fraction)" if per_fraction else "DoseSummationType BEAM_SESSION"
+        notes.append(f"the beam doses hold one fraction ({why}): their sum multiplied by the protocol's {scaled} fractions")
+    notes += _dose_type_notes(first.dose_type, "the beam doses")
+    parts = {read.path.name: file_sha256(read.path) for read in reads}
+    combined = hashlib.sha256("".join(f"{name}\0{digest}\n" for name, digest in parts.items()).encode()).hexdigest()
+    return ExternalDose(
+        format=f"DICOM RT Dose, {len(reads)} beam doses summed",
+        dose_gy=total * (scaled or 1),
+        grid=first.grid,
+        path=plan_path.parent,
+        sha256=combined,
+        dose_type=first.dose_type,
+        summation=summation,
+        fractions_scaled=scaled,
+        attributes=first.attributes,
+        referenced_plan_uid=plan_uid,
+        notes=notes,
+        parts=parts,
+    )
+
+
+def _referenced_beam(read: _RtDoseFile, plan_uid: str, plan_path: Path) -> int:
+    referenced = read.referenced_plan
+    if referenced is None or str(referenced.get("ReferencedSOPInstanceUID", "")) != plan_uid:
+        raise CaseError(f"{read.path}: a beam dose that does not reference the RT Plan {plan_path.name}; it cannot be summed")
+    try:
+        return int(referenced.ReferencedFractionGroupSequence[0].ReferencedBeamSequence[0].ReferencedBeamNumber)
+    except (AttributeError, IndexError):
+        raise CaseError(f"{read.path}: a beam dose that does not say which beam it is (ReferencedBeamNumber)") from None
+
+
+def _same_grid(a: Grid, b: Grid) -> bool:
+    return a.shape == b.shape and all(
+        abs(x - y) <= POSITION_TOLERANCE_MM for x, y in zip((*a.spacing_mm, *a.origin_mm), (*b.spacing_mm, *b.origin_mm))
+    )
+
+
+def _dose_type_notes(dose_type: str, what: str) -> list[str]:
+    if dose_type == "EFFECTIVE":
+        return [f"{what}: DoseType EFFECTIVE: the values are weighted doses (e.g. RBE), judged as written"]
+    return []
+
+
+def _read(path: Path) -> _RtDoseFile:
+    """An RT Dose file's dose in Gy on its grid, with every attribute that changes a value checked."""
     try:
         dataset = pydicom.dcmread(path)
     except (InvalidDicomError, OSError) as error:
@@ -71,52 +233,14 @@ def read_rtdose(path: str | Path, fractions: int, per_fraction: bool = False) ->
     dose_type = str(dataset.get("DoseType", "PHYSICAL")).upper()
     if dose_type not in _DOSE_TYPES:
         raise CaseError(f"{path}: DoseType {dose_type} is not a dose to judge (PHYSICAL or EFFECTIVE)")
-    summation = str(dataset.DoseSummationType).upper()
-    notes: list[str] = []
-    if summation not in (*_TOTAL_SUMMATIONS, *_SESSION_SUMMATIONS):
-        raise CaseError(
-            f"{path}: DoseSummationType {summation} is part of a plan (a beam, a session of beams or a control "
-            "point); export the plan sum (PLAN) to check it against a protocol"
-        )
-    scaled: int | None = None
-    if per_fraction or summation in _SESSION_SUMMATIONS:
-        scaled = int(fractions)
-        why = "as stated (--per-fraction)" if per_fraction else "DoseSummationType FRACTION_SESSION"
-        notes.append(f"{path.name} holds the dose of one fraction ({why}): multiplied by the protocol's {scaled} fractions")
-    elif summation == "MULTI_PLAN":
-        notes.append(f"{path.name}: DoseSummationType MULTI_PLAN: the sum of several plans, checked as one total")
-    elif summation == "FRACTION":
-        notes.append(
-            f"{path.name}: DoseSummationType FRACTION: the dose of one fraction group, all its fractions (DICOM), "
-            "checked as the plan's total"
-        )
-    if dose_type == "EFFECTIVE":
-        notes.append(f"{path.name}: DoseType EFFECTIVE: the values are weighted doses (e.g. RBE), judged as written")
-
     grid, stored = _grid_and_values(dataset, path)
     scaling = float(dataset.DoseGridScaling)
     if not (np.isfinite(scaling) and scaling > 0):
         raise CaseError(f"{path}: DoseGridScaling {scaling} is not a positive number")
-    dose = stored.astype(np.float64) * scaling * (scaled or 1)
+    dose = stored.astype(np.float64) * scaling
     if dose.min() < 0:
         raise CaseError(f"{path}: the RT Dose has negative values (a dose difference?), not a planned dose")
-    referenced = dataset.get("ReferencedRTPlanSequence")
-    attributes = {
-        keyword: str(dataset.get(keyword)) for keyword in _DESCRIBING_ATTRIBUTES if dataset.get(keyword) not in (None, "")
-    }
-    return ExternalDose(
-        format="DICOM RT Dose",
-        dose_gy=dose,
-        grid=grid,
-        path=path,
-        sha256=file_sha256(path),
-        dose_type=dose_type,
-        summation=summation,
-        fractions_scaled=scaled,
-        attributes=attributes,
-        referenced_plan_uid=str(referenced[0].ReferencedSOPInstanceUID) if referenced else None,
-        notes=notes,
-    )
+    return _RtDoseFile(path, dataset, dose, grid, dose_type, str(dataset.DoseSummationType).upper())
 
 
 def _grid_and_values(dataset: Dataset, path: Path) -> tuple[Grid, np.ndarray]:
