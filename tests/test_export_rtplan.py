@@ -198,7 +198,7 @@ def test_cli_exports_the_plan_and_says_what_it_is(planned: Path, tmp_path: Path)
     dose = runner.invoke(app, ["export", "rtdose", str(planned / "result.h5"), "--out", str(tmp_path / "RD.dcm")])
     assert dose.exit_code == 0 and "references the RT Plan" in " ".join(dose.output.split())
     misplaced = runner.invoke(app, ["export", "rtdose", str(planned), "--out", str(tmp_path / "x.dcm"), "--machine", "TB1"])
-    assert misplaced.exit_code == 1 and "--machine is for rtplan only" in " ".join(misplaced.output.split())
+    assert misplaced.exit_code == 1 and "--machine is for rtplan and dicom only" in " ".join(misplaced.output.split())
 
     fluence_only = tmp_path / "fluence"
     fluence_only.mkdir()

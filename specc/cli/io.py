@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from specc.case.importers import ImportedCase
 
 IMPORT_FORMATS = ("matrad", "portpy", "dicom", "portpy-criteria")
-EXPORT_FORMATS = ("rtdose", "rtplan", "dvh")
+EXPORT_FORMATS = ("rtdose", "rtplan", "dicom", "dvh")
 SEGMENTS_JSON = "segments.json"  # beside result.h5, as specc plan writes them
 # Options that only make sense when specc computes the influence matrix itself.
 _ENGINE_OPTIONS = ("--beams", "--beamlet", "--grid", "--target")
@@ -143,17 +143,18 @@ def export_command(
     result: Path = typer.Argument(
         ..., help="result.h5 written by specc plan (or its folder); for dvh also a plan folder or its plan.json (e.g. of specc check)."
     ),
-    out: Path = typer.Option(..., "--out", "-o", help="rtdose, rtplan: the .dcm file to write; dvh: the folder for the tables."),
+    out: Path = typer.Option(..., "--out", "-o", help="rtdose, rtplan: the .dcm file to write; dicom: the folder for the study; dvh: the folder for the tables."),
     case: Path | None = typer.Option(None, "--case", help="The case file, when it moved since planning."),
-    machine: str = typer.Option("", "--machine", help="rtplan: the Treatment Machine Name to write (default: empty, for the planning system to set)."),
+    machine: str = typer.Option("", "--machine", help="rtplan, dicom: the Treatment Machine Name to write (default: empty, for the planning system to set)."),
 ) -> None:
-    """Export a planned dose as DICOM RT Dose, its MLC segments as DICOM RT Plan, or its DVHs and goal results as CSV and JSON."""
+    """Export a planned dose as DICOM RT Dose, its MLC segments as DICOM RT Plan, the whole plan as a DICOM study
+    (CT, RT Structure Set, RT Plan, RT Dose), or its DVHs and goal results as CSV and JSON."""
     from specc.export import read_result
 
     if format not in EXPORT_FORMATS:
         fail(f"unknown export format '{format}'; choose one of {', '.join(EXPORT_FORMATS)}")
-    if machine and format != "rtplan":
-        fail("--machine is for rtplan only")
+    if machine and format not in ("rtplan", "dicom"):
+        fail("--machine is for rtplan and dicom only")
     if result.is_dir() and (result / "result.h5").exists() and format != "dvh":
         result = result / "result.h5"
     record_file = result / "plan.json" if result.is_dir() else result if result.suffix == ".json" else None
@@ -181,6 +182,8 @@ def export_command(
                 console.print(f"it references the RT Plan `specc export rtplan` writes from {segments_path}", markup=False)
         elif format == "rtplan":
             written = [_export_rtplan(plan_result, segments_path, case, out, machine)]
+        elif format == "dicom":
+            written = _export_study(plan_result, segments_path, case, out, machine)
         else:
             from specc.export.dvh_tables import write_dvh_tables
 
@@ -199,19 +202,42 @@ def _export_rtplan(plan_result, segments_path: Path, case: Path | None, out: Pat
 
     segments = read_segments(segments_path)
     exported = write_rtplan(plan_result, segments, segments_path, plan_result.load_case(case), out, machine)
+    _say_rtplan(segments, exported.notes)
+    return exported.path
+
+
+def _export_study(plan_result, segments_path: Path, case: Path | None, out: Path, machine: str) -> list[Path]:
+    from specc.export.dicom_study import write_dicom_study
+    from specc.export.segments import read_segments
+
+    segments = read_segments(segments_path) if segments_path.exists() else None
+    study = write_dicom_study(
+        plan_result, plan_result.load_case(case), out, (segments, segments_path) if segments else None, machine
+    )
+    if segments is not None:
+        _say_rtplan(segments, study.notes)
+    else:
+        for note in study.notes:
+            console.print(f"note: {note}", markup=False)
+    ct = [path for path in study.paths if path.name.startswith("CT_")]
+    if ct:
+        console.print(f"wrote {len(ct)} CT slices {ct[0].name} .. {ct[-1].name} in {out}", markup=False)
+    return [path for path in study.paths if path not in ct]
+
+
+def _say_rtplan(segments, notes: list[str]) -> None:
     if not segments.converged:
         console.print(
             f"[bold red]NOT CONVERGED[/]: the plan's solver ended '{segments.solver_status}'; "
             "the RT Plan's label, name and description say so"
         )
-    for note in exported.notes:
+    for note in notes:
         console.print(f"note: {note}", markup=False)
     console.print(
-        "approval status UNAPPROVED; meterset weights are beamlet weights, not monitor units: "
+        "RT Plan approval status UNAPPROVED; meterset weights are beamlet weights, not monitor units: "
         "the planning system computes the dose and sets them",
         markup=False,
     )
-    return exported.path
 
 
 def _export_record_tables(record_file: Path, out: Path) -> None:

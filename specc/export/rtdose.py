@@ -30,11 +30,14 @@ def dose_grid_scaling(max_dose_gy: float) -> float:
     return float(f"{max_dose_gy / _STORED_MAX:.9e}") if max_dose_gy > 0 else 1.0
 
 
-def write_rtdose(result: PlanResult, path: str | Path, rtplan_uid: str | None = None) -> Path:
+def write_rtdose(
+    result: PlanResult, path: str | Path, rtplan_uid: str | None = None, identity: DicomIdentity | None = None
+) -> Path:
     """Write `result.dose_gy` (total over all fractions, Gy) as a multi-frame RT Dose.
 
     `rtplan_uid`: the RT Plan whose dose this is (`specc.export.rtplan.rtplan_uid`), when the
-    plan has MLC segments; a planning system attaches the dose to that plan.
+    plan has MLC segments; a planning system attaches the dose to that plan. `identity`: the
+    study it joins (`dicom_study`), else the case's own (`DicomIdentity.of`).
     """
     dose = np.asarray(result.dose_gy, dtype=np.float64)
     if dose.min() < 0:
@@ -42,7 +45,7 @@ def write_rtdose(result: PlanResult, path: str | Path, rtplan_uid: str | None = 
     spacing = result.grid.spacing_mm
     if min(spacing) <= 0:
         raise ResultError(f"{result.path}: grid spacing {spacing} is not positive")
-    identity = DicomIdentity.of(result)
+    identity = identity or DicomIdentity.of(result)
     path = Path(path)
     ds = identity.new_dataset(path, RTDoseStorage, generate_uid(), "RTDOSE")
     ds.SeriesDescription = f"specc plan dose, {result.fractions} fractions" + (

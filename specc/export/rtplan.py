@@ -64,10 +64,12 @@ def write_rtplan(
     case: Case,
     path: str | Path,
     machine: str = "",
+    identity: DicomIdentity | None = None,
 ) -> RtPlanExport:
-    """Write the segments of the plan `result` holds as an RT Plan at `path`."""
+    """Write the segments of the plan `result` holds as an RT Plan at `path`; `identity`: the
+    study it joins (`dicom_study`), else the case's own (`DicomIdentity.of`)."""
     _check_same_plan(result, segments, segments_path, case)
-    identity = DicomIdentity.of(result)
+    identity = identity or DicomIdentity.of(result)
     position = identity.identifiers.get("PatientPosition", PATIENT_POSITION)
     if position != PATIENT_POSITION:
         raise ResultError(

@@ -1,0 +1,236 @@
+"""A plan as a DICOM study: CT, RT Structure Set, RT Plan and RT Dose in one folder.
+
+A case that did not come from DICOM (a phantom, a matRad or PortPy case) has no study a
+planning system or a DICOM viewer could open the plan in. This writes one: the case's grid as
+an axial CT (its CT numbers, or, for a case that has only relative electron densities, HU
+from the default calibration curve read backwards), every case structure as closed planar
+contours on those slices, and the plan's RT Plan (when it has MLC segments) and RT Dose, all
+in one study and Frame of Reference, the RT Plan referring to the structure set.
+
+Contours are the 50% level of each mask between voxel centres (contourpy), so that the rule
+every importer here rasterizes by (a voxel is inside when its centre is inside the polygon)
+gives back the very mask on the same grid: `specc check` on the folder measures the plan on
+the structures it was planned on.
+
+A case imported from DICOM already has its study: then only the RT Plan and RT Dose are
+written, in the source study, referring to its structure set.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import contourpy
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.uid import CTImageStorage, RTStructureSetStorage
+
+from specc.case import Case
+from specc.case.importers.hu_density import DEFAULT_HU_TABLE
+from specc.evaluate import PlanRecord
+from specc.export.dicom_identity import DicomIdentity, save
+from specc.export.result_file import PlanResult, ResultError
+from specc.export.rtdose import write_rtdose
+from specc.export.rtplan import rtplan_uid, write_rtplan
+from specc.export.segments import SegmentsDocument
+
+_CT_NUMBER_RANGE = (-1024, 3071)  # a 12-bit CT's range, stored as signed 16-bit HU
+
+
+@dataclass
+class StudyExport:
+    paths: list[Path] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def write_dicom_study(
+    result: PlanResult,
+    case: Case,
+    out_dir: str | Path,
+    segments: tuple[SegmentsDocument, Path] | None = None,
+    machine: str = "",
+) -> StudyExport:
+    """Write the plan `result` holds (and its `segments`, with their file) as a study in `out_dir`."""
+    out = Path(out_dir)
+    export = StudyExport()
+    identity = DicomIdentity.of(result)
+    if identity.linked:
+        export.notes.append(
+            "the case came from DICOM: the RT Plan and RT Dose join the source study and refer to its "
+            "structure set; no CT or structure set is written again"
+        )
+    else:
+        identity = _study_identity(identity)
+        export.paths += _write_ct(case, identity, out, export.notes)
+        export.paths.append(_write_structure_set(case, result, identity, out))
+    plan_uid = None
+    if segments is not None:
+        document, segments_path = segments
+        written = write_rtplan(result, document, segments_path, case, out / "RP.dcm", machine, identity=identity)
+        export.paths.append(written.path)
+        export.notes += written.notes
+        plan_uid = rtplan_uid(result, segments_path)
+    else:
+        export.notes.append(
+            "the plan is an optimized fluence, not MLC segments: no RT Plan (a protocol with "
+            "`delivery: {technique: step_and_shoot}` gives one)"
+        )
+    export.paths.append(write_rtdose(result, out / "RD.dcm", plan_uid, identity=identity))
+    return export
+
+
+def _study_identity(derived: DicomIdentity) -> DicomIdentity:
+    """The identifiers of the study written here, fixed once so that every file carries the same."""
+    now = dt.datetime.now()
+    identifiers = {
+        "PatientID": derived.case_id,
+        "PatientName": derived.case_id,
+        "StudyInstanceUID": derived.derived_uid("study"),
+        "StudyID": "specc",
+        "StudyDate": now.strftime("%Y%m%d"),
+        "StudyTime": now.strftime("%H%M%S"),
+        "FrameOfReferenceUID": derived.derived_uid("frame of reference"),
+        "StructureSetSOPInstanceUID": derived.derived_uid("structure set"),
+        "PatientPosition": "HFS",
+    }
+    return DicomIdentity(identifiers, derived.case_id, derived.case_sha256)
+
+
+def _ct_numbers(case: Case, notes: list[str]) -> np.ndarray:
+    if case.ct_hu is not None:
+        return np.asarray(case.ct_hu, dtype=np.float64)
+    if case.density is None:
+        raise ResultError(f"case {case.case_id!r} has neither CT numbers nor densities: there is no CT to write")
+    table = np.asarray(DEFAULT_HU_TABLE, dtype=np.float64)
+    notes.append(
+        "the case has relative electron densities, no CT: the CT's numbers are the default calibration "
+        "curve read backwards (docs/formats/dicom.md), for display and for a planning system's own dose"
+    )
+    return np.interp(case.density, table[:, 1], table[:, 0])
+
+
+def _write_ct(case: Case, identity: DicomIdentity, out: Path, notes: list[str]) -> list[Path]:
+    hu = np.clip(np.rint(_ct_numbers(case, notes)), *_CT_NUMBER_RANGE).astype(np.int16)
+    grid = case.grid
+    series_uid = identity.derived_uid("ct series")
+    paths = []
+    for k, z in enumerate(grid.axes_mm()[2]):
+        path = out / f"CT_{k + 1:04d}.dcm"
+        ds = identity.new_dataset(path, CTImageStorage, _slice_uid(identity, k), "CT")
+        ds.SeriesInstanceUID = series_uid
+        ds.SeriesDescription = f"specc case {case.case_id}"
+        ds.InstanceNumber = k + 1
+        ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
+        ds.PatientPosition = "HFS"
+        ds.ImagePositionPatient = [float(grid.origin_mm[0]), float(grid.origin_mm[1]), float(z)]
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.PixelSpacing = [float(grid.spacing_mm[1]), float(grid.spacing_mm[0])]
+        ds.SliceThickness = float(grid.spacing_mm[2])
+        ds.SliceLocation = float(z)
+        ds.Rows, ds.Columns = grid.shape[1], grid.shape[0]
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.BitsAllocated = 16
+        ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 1
+        ds.RescaleIntercept = 0
+        ds.RescaleSlope = 1
+        ds.RescaleType = "HU"
+        ds.KVP = ""
+        ds.PixelData = np.ascontiguousarray(hu[:, :, k].T).astype("<i2").tobytes()  # rows are y
+        paths.append(save(ds, path))
+    return paths
+
+
+def _slice_uid(identity: DicomIdentity, k: int) -> str:
+    return identity.derived_uid("ct slice", str(k))
+
+
+def _write_structure_set(case: Case, result: PlanResult, identity: DicomIdentity, out: Path) -> Path:
+    path = out / "RS.dcm"
+    ds = identity.new_dataset(path, RTStructureSetStorage, identity.identifiers["StructureSetSOPInstanceUID"], "RTSTRUCT")
+    ds.SeriesDescription = f"specc case {case.case_id} structures"
+    ds.StructureSetLabel = "specc"
+    ds.StructureSetName = case.case_id[:64]
+    ds.StructureSetDate = ds.ContentDate
+    ds.StructureSetTime = ds.ContentTime
+    frame = identity.identifiers["FrameOfReferenceUID"]
+    z_axis = case.grid.axes_mm()[2]
+    slices = [_slice_uid(identity, k) for k in range(len(z_axis))]
+    ds.ReferencedFrameOfReferenceSequence = [_referenced_frame(identity, slices)]
+    record = PlanRecord.model_validate_json(result.record_json) if result.record_json else None
+    targets = {level.target for level in record.prescription.levels} if record else set()
+    rois, contours, observations = [], [], []
+    for number, (name, structure) in enumerate(sorted(case.structures.items()), start=1):
+        roi = Dataset()
+        roi.ROINumber = number
+        roi.ReferencedFrameOfReferenceUID = frame
+        roi.ROIName = name
+        roi.ROIGenerationAlgorithm = ""
+        rois.append(roi)
+        item = Dataset()
+        item.ReferencedROINumber = number
+        item.ROIDisplayColor = [int(structure.color[i : i + 2], 16) for i in (1, 3, 5)]
+        item.ContourSequence = _contours(structure.mask, case, slices)
+        contours.append(item)
+        observation = Dataset()
+        observation.ObservationNumber = number
+        observation.ReferencedROINumber = number
+        observation.RTROIInterpretedType = "PTV" if name in targets else ""
+        observation.ROIInterpreter = ""
+        observations.append(observation)
+    ds.StructureSetROISequence = rois
+    ds.ROIContourSequence = contours
+    ds.RTROIObservationsSequence = observations
+    return save(ds, path)
+
+
+def _referenced_frame(identity: DicomIdentity, slices: list[str]) -> Dataset:
+    images = []
+    for uid in slices:
+        image = Dataset()
+        image.ReferencedSOPClassUID = CTImageStorage
+        image.ReferencedSOPInstanceUID = uid
+        images.append(image)
+    series = Dataset()
+    series.SeriesInstanceUID = identity.derived_uid("ct series")
+    series.ContourImageSequence = images
+    study = Dataset()
+    study.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.1"  # Detached Study Management (retired), as DICOM asks here
+    study.ReferencedSOPInstanceUID = identity.identifiers["StudyInstanceUID"]
+    study.RTReferencedSeriesSequence = [series]
+    frame = Dataset()
+    frame.FrameOfReferenceUID = identity.identifiers["FrameOfReferenceUID"]
+    frame.RTReferencedStudySequence = [study]
+    return frame
+
+
+def _contours(mask: np.ndarray, case: Case, slices: list[str]) -> list[Dataset]:
+    """Each plane's rings at the mask's 50% level; the mask is padded with empty voxels so
+    that a structure reaching the grid's edge still closes (half a voxel beyond the centres)."""
+    x, y, z = case.grid.axes_mm()
+    sx, sy = case.grid.spacing_mm[:2]
+    padded_x = np.concatenate([[x[0] - sx], x, [x[-1] + sx]])
+    padded_y = np.concatenate([[y[0] - sy], y, [y[-1] + sy]])
+    items = []
+    for k in np.flatnonzero(mask.any(axis=(0, 1))):
+        plane = np.zeros((len(x) + 2, len(y) + 2))
+        plane[1:-1, 1:-1] = mask[:, :, k]
+        generator = contourpy.contour_generator(padded_x, padded_y, plane.T, line_type="Separate")
+        for ring in generator.lines(0.5):
+            points = ring[:-1] if np.allclose(ring[0], ring[-1]) else ring
+            item = Dataset()
+            image = Dataset()
+            image.ReferencedSOPClassUID = CTImageStorage
+            image.ReferencedSOPInstanceUID = slices[k]
+            item.ContourImageSequence = [image]
+            item.ContourGeometricType = "CLOSED_PLANAR"
+            item.NumberOfContourPoints = len(points)
+            item.ContourData = [
+                f"{value:.4f}".rstrip("0").rstrip(".") for point in points for value in (point[0], point[1], z[k])
+            ]
+            items.append(item)
+    return items

@@ -1,0 +1,149 @@
+"""`specc export dicom`: a plan as a DICOM study, read back by specc's own DICOM readers and by `specc check`."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from typer.testing import CliRunner
+
+import specc
+from evaluate_fakes import protocol, synthetic_case
+from interop_fixtures import dicompyler_dvhcalc
+from specc.case import CaseMetadata, Structure
+from specc.case.importers.dicom_ct import read_dicom_folder
+from specc.case.importers.hu_density import hu_to_relative_electron_density
+from specc.case.importers.rtstruct import rasterize, read_structure_set
+from specc.cli import app
+from specc.export import read_result
+from specc.export.dicom_study import write_dicom_study
+from specc.export.segments import read_segments
+from specc.pipeline import plan
+
+TERMS = [
+    "{kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}",
+    "{kind: quadratic_overdose, structure: Target, dose: 61 Gy, weight: 10}",
+    "{kind: quadratic_overdose, structure: Organ, dose: 10 Gy, weight: 1}",
+]
+GOALS = {"Target": ["D95% >= 57 Gy", "Max <= 66 Gy"], "Organ": ["Mean <= 30 Gy", "D2cc <= 50 Gy"]}
+DELIVERY = "{technique: step_and_shoot, intensity_levels: 4}"
+
+
+def _case():
+    """The synthetic case with a structure that has a hole in every plane (the body around the target)."""
+    case = synthetic_case()
+    body, target = case.structures["Body"].mask, case.structures["Target"].mask
+    shell = Structure(name="Shell", mask=body & ~target, color="#2ca02c")
+    return dataclasses.replace(case, structures={**case.structures, "Shell": shell})
+
+
+def _plan(folder: Path, case, delivery: str = DELIVERY):
+    case.save(folder / "case.h5")
+    written = protocol(GOALS, terms=TERMS, delivery=delivery)
+    outcome = plan(written, folder / "case.h5", folder / "plan")
+    assert outcome.succeeded
+    return written, outcome
+
+
+def _study(plan_folder: Path, out: Path):
+    result = read_result(plan_folder / "result.h5")
+    segments_path = plan_folder / "segments.json"
+    segments = (read_segments(segments_path), segments_path) if segments_path.exists() else None
+    return write_dicom_study(result, result.load_case(), out, segments)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("study")
+    case = _case()
+    written, outcome = _plan(folder, case)
+    study = _study(folder / "plan", folder / "study")
+    return folder, case, written, outcome, study
+
+
+def test_structures_and_ct_read_back_as_the_case_has_them(exported):
+    folder, case, _, _, study = exported
+    dicom = read_dicom_folder(folder / "study")
+    assert dicom.ct.shape == case.grid.shape
+    np.testing.assert_allclose(dicom.ct.origin_mm, case.grid.origin_mm)
+    np.testing.assert_allclose(dicom.ct.spacing_mm, case.grid.spacing_mm)
+    # the case has densities only: HU from the calibration curve read backwards, which gives them back
+    np.testing.assert_allclose(hu_to_relative_electron_density(dicom.ct.hu), case.density, atol=2e-3)
+    assert any("read backwards" in note for note in study.notes)
+    rois, without_volume = read_structure_set(dicom.structure_set, dicom.ct, "RS.dcm")
+    assert without_volume == [] and sorted(roi.name for roi in rois) == sorted(case.structures)
+    x, y, z = case.grid.axes_mm()
+    for roi in rois:
+        mask = rasterize(roi, x, y, z, case.grid.spacing_mm[2])
+        expected = case.structures[roi.name].mask
+        assert np.array_equal(mask, expected), f"{roi.name}: {np.count_nonzero(mask != expected)} voxels differ"
+        assert roi.color == case.structures[roi.name].color
+    assert all(case.structures["Body"].mask[[0, -1], :, :].any(axis=(1, 2)))  # the body reaches the grid's edge
+
+
+def test_the_study_is_one_study_and_the_plan_refers_to_its_structure_set(exported):
+    folder, *_ = exported
+    files = {path.name: pydicom.dcmread(path, stop_before_pixels=True) for path in (folder / "study").iterdir()}
+    assert {"RS.dcm", "RP.dcm", "RD.dcm", "CT_0001.dcm"} <= set(files)
+    for keyword in ("StudyInstanceUID", "FrameOfReferenceUID", "PatientID"):
+        assert len({str(ds[keyword].value) for ds in files.values()}) == 1, keyword
+    rs, rp, rd = files["RS.dcm"], files["RP.dcm"], files["RD.dcm"]
+    assert rp.RTPlanGeometry == "PATIENT"
+    assert rp.ReferencedStructureSetSequence[0].ReferencedSOPInstanceUID == rs.SOPInstanceUID
+    assert rd.ReferencedRTPlanSequence[0].ReferencedSOPInstanceUID == rp.SOPInstanceUID
+    slices = {ds.SOPInstanceUID for name, ds in files.items() if name.startswith("CT_")}
+    referenced = {image.ReferencedSOPInstanceUID for roi in rs.ROIContourSequence for contour in roi.ContourSequence
+                  for image in contour.ContourImageSequence}
+    assert referenced <= slices
+    types = {int(item.ReferencedROINumber): item.RTROIInterpretedType for item in rs.RTROIObservationsSequence}
+    names = {int(item.ROINumber): item.ROIName for item in rs.StructureSetROISequence}
+    assert [names[number] for number, kind in types.items() if kind == "PTV"] == ["Target"]
+
+
+def test_specc_check_of_the_study_gives_the_plans_goal_values(exported, tmp_path):
+    folder, _, written, outcome, _ = exported
+    checked = specc.check_export(written, folder / "study", tmp_path / "check").record
+    assert [goal.text for goal in checked.goals] == [goal.text for goal in outcome.record.goals]
+    for goal, planned in zip(checked.goals, outcome.record.goals):
+        assert goal.value == pytest.approx(planned.value, rel=1e-6, abs=1e-6), goal.text
+        assert goal.status == planned.status
+    assert checked.dose_source.plan["RTPlanLabel"] == "Test protocol"
+
+
+def test_dicompyler_reads_the_structures_and_the_dose(exported):
+    folder, case, _, outcome, _ = exported
+    dvhcalc = dicompyler_dvhcalc()
+    rs = pydicom.dcmread(folder / "study" / "RS.dcm")
+    number = next(int(item.ROINumber) for item in rs.StructureSetROISequence if item.ROIName == "Organ")
+    dvh = dvhcalc.get_dvh(str(folder / "study" / "RS.dcm"), str(folder / "study" / "RD.dcm"), number)
+    planned = next(s for s in outcome.record.structures if s.structure == "Organ")
+    assert dvh.mean == pytest.approx(planned.mean_gy, rel=0.03)
+
+
+def test_a_fluence_plan_has_no_rt_plan_and_a_dicom_case_no_second_ct(tmp_path):
+    _plan(tmp_path, _case(), delivery="")
+    study = _study(tmp_path / "plan", tmp_path / "study")
+    assert "RP.dcm" not in {path.name for path in study.paths}
+    assert any("no RT Plan" in note for note in study.notes)
+    assert "ReferencedRTPlanSequence" not in pydicom.dcmread(tmp_path / "study" / "RD.dcm")
+
+    extra = {"dicom.StudyInstanceUID": "1.2.3.4", "dicom.FrameOfReferenceUID": "1.2.3.5",
+             "dicom.StructureSetSOPInstanceUID": "1.2.3.6", "dicom.PatientID": "P1"}
+    linked = dataclasses.replace(_case(), metadata=CaseMetadata(source="tests", dose_engine="synthetic", extra=extra))
+    (tmp_path / "linked").mkdir()
+    _plan(tmp_path / "linked", linked)
+    study = _study(tmp_path / "linked" / "plan", tmp_path / "linked-study")
+    assert sorted(path.name for path in study.paths) == ["RD.dcm", "RP.dcm"]
+    rp = pydicom.dcmread(tmp_path / "linked-study" / "RP.dcm")
+    assert rp.ReferencedStructureSetSequence[0].ReferencedSOPInstanceUID == "1.2.3.6"
+
+
+def test_cli_export_dicom(exported, tmp_path):
+    folder, *_ = exported
+    result = CliRunner().invoke(app, ["export", "dicom", str(folder / "plan"), "--out", str(tmp_path / "study")])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert "CT slices CT_0001.dcm .. CT_0010.dcm" in said and "RS.dcm" in said and "UNAPPROVED" in said
