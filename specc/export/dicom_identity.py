@@ -90,6 +90,24 @@ class DicomIdentity:
         ds.PositionReferenceIndicator = known.get("PositionReferenceIndicator", "")
 
 
+def sop_reference(sop_class_uid: str, sop_instance_uid: str) -> Dataset:
+    """An item of a Referenced ... Sequence: which object, of which class."""
+    reference = Dataset()
+    reference.ReferencedSOPClassUID = sop_class_uid
+    reference.ReferencedSOPInstanceUID = sop_instance_uid
+    return reference
+
+
+def monochrome_pixels(ds: Dataset, bits: int, signed: bool) -> None:
+    """The image pixel attributes of one grey value per pixel (CT numbers, doses)."""
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = bits
+    ds.BitsStored = bits
+    ds.HighBit = bits - 1
+    ds.PixelRepresentation = int(signed)
+
+
 def save(ds: FileDataset, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)

@@ -30,7 +30,7 @@ from pydicom.uid import CTImageStorage, RTStructureSetStorage
 from specc.case import Case
 from specc.case.importers.hu_density import DEFAULT_HU_TABLE
 from specc.evaluate import PlanRecord
-from specc.export.dicom_identity import DicomIdentity, save
+from specc.export.dicom_identity import DicomIdentity, monochrome_pixels, save, sop_reference
 from specc.export.result_file import PlanResult, ResultError
 from specc.export.rtdose import write_rtdose
 from specc.export.rtplan import rtplan_uid, write_rtplan
@@ -130,12 +130,7 @@ def _write_ct(case: Case, identity: DicomIdentity, out: Path, notes: list[str]) 
         ds.SliceThickness = float(grid.spacing_mm[2])
         ds.SliceLocation = float(z)
         ds.Rows, ds.Columns = grid.shape[1], grid.shape[0]
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.BitsAllocated = 16
-        ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 1
+        monochrome_pixels(ds, bits=16, signed=True)
         ds.RescaleIntercept = 0
         ds.RescaleSlope = 1
         ds.RescaleType = "HU"
@@ -189,18 +184,11 @@ def _write_structure_set(case: Case, result: PlanResult, identity: DicomIdentity
 
 
 def _referenced_frame(identity: DicomIdentity, slices: list[str]) -> Dataset:
-    images = []
-    for uid in slices:
-        image = Dataset()
-        image.ReferencedSOPClassUID = CTImageStorage
-        image.ReferencedSOPInstanceUID = uid
-        images.append(image)
     series = Dataset()
     series.SeriesInstanceUID = identity.derived_uid("ct series")
-    series.ContourImageSequence = images
-    study = Dataset()
-    study.ReferencedSOPClassUID = "1.2.840.10008.3.1.2.3.1"  # Detached Study Management (retired), as DICOM asks here
-    study.ReferencedSOPInstanceUID = identity.identifiers["StudyInstanceUID"]
+    series.ContourImageSequence = [sop_reference(CTImageStorage, uid) for uid in slices]
+    # The study is referred to by the (retired) Detached Study Management class, as planning systems write it.
+    study = sop_reference("1.2.840.10008.3.1.2.3.1", identity.identifiers["StudyInstanceUID"])
     study.RTReferencedSeriesSequence = [series]
     frame = Dataset()
     frame.FrameOfReferenceUID = identity.identifiers["FrameOfReferenceUID"]
@@ -223,10 +211,7 @@ def _contours(mask: np.ndarray, case: Case, slices: list[str]) -> list[Dataset]:
         for ring in generator.lines(0.5):
             points = ring[:-1] if np.allclose(ring[0], ring[-1]) else ring
             item = Dataset()
-            image = Dataset()
-            image.ReferencedSOPClassUID = CTImageStorage
-            image.ReferencedSOPInstanceUID = slices[k]
-            item.ContourImageSequence = [image]
+            item.ContourImageSequence = [sop_reference(CTImageStorage, slices[k])]
             item.ContourGeometricType = "CLOSED_PLANAR"
             item.NumberOfContourPoints = len(points)
             item.ContourData = [

@@ -12,11 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 from pydicom.uid import RTDoseStorage, RTPlanStorage, generate_uid
 
-from specc.export.dicom_identity import DicomIdentity, save
+from specc.export.dicom_identity import DicomIdentity, monochrome_pixels, save, sop_reference
 from specc.export.result_file import PlanResult, ResultError
 
 _UINT32_MAX = 2**32 - 1
@@ -52,10 +51,7 @@ def write_rtdose(
         "" if identity.linked else " (not linked to a source CT)"
     )
     if rtplan_uid is not None:
-        reference = Dataset()
-        reference.ReferencedSOPClassUID = RTPlanStorage
-        reference.ReferencedSOPInstanceUID = rtplan_uid
-        ds.ReferencedRTPlanSequence = [reference]
+        ds.ReferencedRTPlanSequence = [sop_reference(RTPlanStorage, rtplan_uid)]
 
     # Image plane: the grid is axis-aligned in patient LPS; rows run along y, columns along x.
     nx, ny, nz = dose.shape
@@ -68,12 +64,7 @@ def write_rtdose(
     ds.FrameIncrementPointer = Tag("GridFrameOffsetVector")
     ds.GridFrameOffsetVector = [float(k * spacing[2]) for k in range(nz)]
 
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = "MONOCHROME2"
-    ds.BitsAllocated = 32
-    ds.BitsStored = 32
-    ds.HighBit = 31
-    ds.PixelRepresentation = 0
+    monochrome_pixels(ds, bits=32, signed=False)
 
     ds.DoseUnits = "GY"
     ds.DoseType = "PHYSICAL"

@@ -34,7 +34,7 @@ from pydicom.uid import RTPlanStorage, RTStructureSetStorage
 from specc.case import Case
 from specc.case.model import row_lookup
 from specc.evaluate import PlanRecord
-from specc.export.dicom_identity import DicomIdentity, save
+from specc.export.dicom_identity import DicomIdentity, save, sop_reference
 from specc.export.result_file import PlanResult, ResultError
 from specc.export.segments import BeamSegmentsEntry, SegmentsDocument
 
@@ -168,10 +168,7 @@ def _general_plan(ds: Dataset, identity: DicomIdentity, segments: SegmentsDocume
     )[:1024]
     if identity.structure_set_uid is not None:
         ds.RTPlanGeometry = "PATIENT"
-        reference = Dataset()
-        reference.ReferencedSOPClassUID = RTStructureSetStorage
-        reference.ReferencedSOPInstanceUID = identity.structure_set_uid
-        ds.ReferencedStructureSetSequence = [reference]
+        ds.ReferencedStructureSetSequence = [sop_reference(RTStructureSetStorage, identity.structure_set_uid)]
     else:
         # PATIENT geometry needs a structure set to refer to; a case from elsewhere has none.
         ds.RTPlanGeometry = "TREATMENT_DEVICE"
