@@ -28,6 +28,8 @@ from specc.protocol import Protocol, load_protocol
 from specc.protocol.goals import Goal
 from specc.planning import CompiledPlan, compile_for_plan
 from specc.report import write_report
+from specc.report.approval import APPROVAL_JSON, ApprovalError
+from specc.report.compare import PLAN_FILE
 from specc.report.cohort_page import write_cohort_page
 from specc.sequence import check_sequenceable
 from specc.solve import SolveResult
@@ -42,7 +44,7 @@ if TYPE_CHECKING:
 # Called with (stage, None) when a stage starts and (stage, seconds) when it ends.
 StageProgress = Callable[[str, float | None], None]
 
-PLAN_JSON = "plan.json"
+PLAN_JSON = PLAN_FILE
 RESULT_H5 = "result.h5"
 SEGMENTS_JSON = "segments.json"
 
@@ -255,6 +257,7 @@ class PlanSession:
         self, case: Case, out: Path, case_path: Path | None = None, solver: str | None = None, pdf: bool = False,
         progress: StageProgress | None = None,
     ) -> None:
+        refuse_approved_folder(out)
         self.case, self.out, self.case_path = case, out, case_path
         self.solver, self.pdf, self.progress = solver, pdf, progress
         self._compiled: CompiledPlan | None = None  # the last program compiled (sampled as solved)
@@ -297,8 +300,17 @@ class PlanSession:
         return _write_plan(compiled, checked, self.case_path, self.out, self.pdf, stages, notes)
 
 
+def refuse_approved_folder(out: Path) -> None:
+    """An approved plan's files stay as they were approved: nothing is planned over them."""
+    if (out / APPROVAL_JSON).exists():
+        raise ApprovalError(
+            f"{out} holds an approved plan ({APPROVAL_JSON}); its files stay as approved: write this plan into another folder"
+        )
+
+
 def remove_earlier_plan(out: Path) -> list[Path]:
     """Delete the files an earlier `plan` wrote into `out`: left there, they would read as this run's."""
+    refuse_approved_folder(out)
     names = ("report.html", "report.pdf", PLAN_JSON, RESULT_H5, SEGMENTS_JSON)
     earlier = [out / name for name in names if (out / name).exists()]
     for path in earlier:

@@ -7,7 +7,7 @@ imported; the work is done by the library (`specc.load_protocol`, `specc.Case.lo
 
 from __future__ import annotations
 
-from specc.cli import check, compare, io, phantom, plan, validate  # noqa: F401  (each registers its commands)
+from specc.cli import approve, check, compare, io, phantom, plan, validate  # noqa: F401  (each registers its commands)
 from specc.cli.app import app
 
 __all__ = ["app", "main"]

@@ -10,15 +10,12 @@ plan.json, as `specc compare` reads them, so the page shows what the files say.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from importlib.resources import files
 from pathlib import Path
-
-from markupsafe import Markup
 
 from specc.evaluate import PlanRecord
 from specc.report.compare import Measured, recorded_goals
 from specc.report.compare_cohorts import STATUS_ORDER, cohort_goal_rows, cohort_warnings, read_cohort
-from specc.report.html import STATUS_LABELS, environment
+from specc.report.html import STATUS_LABELS, environment, style_sheet
 from specc.report.write import write_page
 
 COHORT_PAGE = "cohort"
@@ -43,7 +40,7 @@ def write_cohort_page(summary: Path, pdf: bool = False) -> list[Path]:
     for folder, record in cohort.plans.items():
         measured = {key: value for key, _, value in recorded_goals(record)}
         cases.append(CaseRow(folder, record.case.case_id, record, [measured.get(column) for column in columns]))
-    css = Markup(files("specc.report").joinpath("templates/report.css").read_text(encoding="utf-8"))
+    css = style_sheet()
     html = environment().get_template("cohort.html").render(
         heading=f"Cohort: {cohort.protocol}", names=f"{len(cases)} cases", cohort=cohort, rows=rows, cases=cases,
         warnings=cohort_warnings([cohort]), css=css, status_labels=STATUS_LABELS, status_order=STATUS_ORDER,

@@ -15,11 +15,9 @@ import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib.resources import files
 from pathlib import Path
 from typing import Literal
 
-from markupsafe import Markup
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from pydantic import ValidationError
@@ -28,7 +26,7 @@ from specc.errors import SpeccError
 from specc.evaluate import PlanRecord
 from specc.evaluate.record import RECORD_FORMAT
 from specc.report.figures import to_data_uri
-from specc.report.html import STATUS_LABELS, environment
+from specc.report.html import STATUS_LABELS, environment, style_sheet
 from specc.report.write import write_page
 
 PLAN_FILE = "plan.json"
@@ -203,7 +201,7 @@ def comparison_figure(plans: Sequence[ComparedPlan]) -> Figure:
 
 def render_comparison(plans: Sequence[ComparedPlan]) -> str:
     """The comparison page: provenance of each plan, warnings, goals side by side, DVHs overlaid."""
-    css = Markup(files("specc.report").joinpath("templates/report.css").read_text(encoding="utf-8"))
+    css = style_sheet()
     structures = list(dict.fromkeys(s.structure for plan in plans for s in plan.record.structures))
     doses = [{s.structure: s for s in plan.record.structures} for plan in plans]
     return environment().get_template("compare.html").render(

@@ -16,14 +16,11 @@ import statistics
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib.resources import files
 from pathlib import Path
-
-from markupsafe import Markup
 
 from specc.evaluate import PlanRecord
 from specc.report.compare import COMPARE_PAGE, CompareError, Measured, numbered, read_record, recorded_goals
-from specc.report.html import STATUS_LABELS, environment
+from specc.report.html import STATUS_LABELS, environment, style_sheet
 from specc.report.write import write_page
 
 # The order statuses are counted in, best first.
@@ -143,7 +140,7 @@ def cohort_warnings(cohorts: Sequence[ComparedCohort]) -> list[str]:
 
 
 def render_cohort_comparison(cohorts: Sequence[ComparedCohort]) -> str:
-    css = Markup(files("specc.report").joinpath("templates/report.css").read_text(encoding="utf-8"))
+    css = style_sheet()
     return environment().get_template("compare_cohorts.html").render(
         heading="Cohort comparison", names=" vs ".join(cohort.label for cohort in cohorts),
         cohorts=cohorts, rows=cohort_goal_rows(cohorts), warnings=cohort_warnings(cohorts), css=css,

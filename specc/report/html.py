@@ -61,6 +61,11 @@ def css_color(value: str) -> str:
     return value if _HEX_COLOR.match(value) else "#000000"
 
 
+def style_sheet() -> Markup:
+    """The pages' shared CSS: our own file, not user text (HTML escaping would break its quoted font names)."""
+    return Markup(files("specc.report").joinpath("templates/report.css").read_text(encoding="utf-8"))
+
+
 def environment() -> Environment:
     """The templates' jinja2 environment (autoescaped, strict), shared by the report and the comparison."""
     environment = Environment(
@@ -86,8 +91,7 @@ def render_html(
     }
     if record.solver is not None:  # a checked external dose has no fluence of specc's
         figures["fluence"] = to_data_uri(fluence_figure(case, evaluation.fluence))
-    # Our own style sheet, not user text: HTML escaping would break its quoted font names.
-    css = Markup(files("specc.report").joinpath("templates/report.css").read_text(encoding="utf-8"))
+    css = style_sheet()
     return (
         environment()
         .get_template("report.html")

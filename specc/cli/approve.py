@@ -1,0 +1,53 @@
+"""`specc approve`: a physician's electronic approval of a plan folder, and its verification."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from specc.cli.app import app, console, fail
+from specc.errors import SpeccError
+
+
+@app.command("approve")
+def approve_command(
+    plan: Path = typer.Argument(..., help="A folder written by specc plan (or specc check)."),
+    reviewer: str | None = typer.Option(None, "--reviewer", help="Who approves: the name recorded and shown."),
+    role: str = typer.Option("", "--role", help="The reviewer's role, e.g. 'Radiation oncologist'."),
+    accept_deviations: str | None = typer.Option(
+        None, "--accept-deviations", help="Why goals that fail or were not measured are accepted (needed when there are any)."
+    ),
+    pdf: bool = typer.Option(False, "--pdf", help="Also write approval.pdf (WeasyPrint)."),
+    verify: bool = typer.Option(False, "--verify", help="Check that the approved files are unchanged (exit 1 if not)."),
+) -> None:
+    """Approve a plan: approval.json and approval.html bound to the SHA-256 of the plan's files; --verify checks them."""
+    from specc.report.approval import approve, verify as verify_approval
+
+    try:
+        if verify:
+            if reviewer or accept_deviations or role:
+                fail("--verify takes no --reviewer, --role or --accept-deviations")
+            checked = verify_approval(plan)
+            approval = checked.approval
+            if not checked.intact:
+                what = [f"{name} changed" for name in checked.changed] + [f"{name} missing" for name in checked.missing]
+                fail(f"{plan}: {', '.join(what)} since {approval.decision} by {approval.reviewer} at {approval.time_utc}")
+            console.print(
+                f"{plan}: {approval.decision} by {approval.reviewer} at {approval.time_utc}; "
+                f"{len(approval.files)} files unchanged",
+                markup=False,
+            )
+            return
+        if not reviewer:
+            fail("give the reviewer's name with --reviewer")
+        approval, written = approve(plan, reviewer, role, accept_deviations, pdf)
+    except SpeccError as error:
+        fail(error)
+    accepted = len(approval.accepted_deviations)
+    console.print(
+        f"{approval.decision} by {approval.reviewer} at {approval.time_utc}"
+        + (f"; {accepted} deviations accepted" if accepted else "")
+        + f"; wrote {', '.join(str(path) for path in written)}",
+        markup=False,
+    )

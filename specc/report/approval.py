@@ -1,0 +1,186 @@
+"""A physician's approval of a plan, recorded beside it and bound to the files approved.
+
+The report leaves room to sign on paper; many clinics sign electronically. `approve` writes
+approval.json and approval.html into the plan folder: who approved, when, in what role, which
+goals were accepted although they failed or could not be measured (and why), and the SHA-256
+of every file of the plan as it was reviewed. `verify` recomputes those hashes, so that a
+report, a dose or segments changed after approval is found, not trusted.
+
+What cannot be approved: a plan whose solver did not converge (never a usable plan), and a
+plan with failed or unmeasured goals unless the reviewer writes why they are accepted. A plan
+folder is approved once: a changed plan is a new plan, planned into a new folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from specc import __version__
+from specc.errors import SpeccError
+from specc.evaluate import PlanRecord
+from specc.report.compare import PLAN_FILE
+from specc.report.html import STATUS_LABELS, environment, style_sheet
+from specc.report.write import write_page
+
+APPROVAL_JSON = "approval.json"
+# Files of a plan folder that an approval binds, when present (specc plan / specc check write them).
+APPROVED_FILES = ("plan.json", "report.html", "report.pdf", "result.h5", "segments.json")
+_DEVIATING = ("fail", "not_evaluated")
+
+
+class ApprovalError(SpeccError):
+    """The plan cannot be approved, or an approval does not hold."""
+
+
+class AcceptedDeviation(BaseModel):
+    structure: str
+    goal: str
+    value: float | None
+    unit: str
+    status: str
+    scenario: str = ""  # a setup-error scenario's label, for a goal that fails only there
+
+
+class Approval(BaseModel):
+    format: str = "specc-approval"
+    version: int = 1
+    decision: str  # "approved" (a plan specc made) or "reviewed" (a plan check of another system's dose)
+    reviewer: str
+    role: str
+    time_utc: str  # ISO 8601
+    specc_version: str
+    protocol: dict[str, str]  # name, version, sha256
+    case: dict[str, str]  # case_id, sha256
+    plan_created: str
+    dose_source: str | None  # a checked external dose: its file and SHA-256
+    goals: dict[str, int]  # status -> count, as reported
+    accepted_deviations: list[AcceptedDeviation]
+    reason: str | None  # why the deviations are accepted
+    files: dict[str, str]  # file name -> SHA-256 at approval
+
+
+@dataclass
+class Verification:
+    approval: Approval
+    changed: list[str]  # approved files whose content differs now
+    missing: list[str]  # approved files no longer there
+
+    @property
+    def intact(self) -> bool:
+        return not self.changed and not self.missing
+
+
+def approve(folder: str | Path, reviewer: str, role: str, reason: str | None = None, pdf: bool = False) -> tuple[Approval, list[Path]]:
+    """Approve the plan in `folder` (see module docstring); returns the approval and the files written."""
+    folder = Path(folder)
+    record = _record(folder)
+    existing = folder / APPROVAL_JSON
+    if existing.exists():
+        earlier = _read_approval(existing)
+        raise ApprovalError(
+            f"{folder}: already {earlier.decision} by {earlier.reviewer} at {earlier.time_utc}; a changed plan is a "
+            "new plan: plan it into a new folder"
+        )
+    if not reviewer.strip():
+        raise ApprovalError("the reviewer's name is empty")
+    if not record.converged:
+        raise ApprovalError(
+            f"{folder}: NOT CONVERGED (solver status {record.solver.status if record.solver else 'unknown'}): "
+            "a plan that did not converge cannot be approved"
+        )
+    deviations = _deviations(record)
+    if deviations and not (reason and reason.strip()):
+        listed = "; ".join(f"{d.structure} {d.goal}: {STATUS_LABELS.get(d.status, d.status)}"
+                           + (f" ({d.scenario})" if d.scenario else "") for d in deviations)
+        raise ApprovalError(
+            f"{folder}: {len(deviations)} goals are not met or not measured ({listed}); "
+            "to approve the plan as it is, say why with --accept-deviations"
+        )
+    counts: dict[str, int] = {}
+    for goal in record.goals:
+        counts[goal.status] = counts.get(goal.status, 0) + 1
+    source = record.dose_source
+    approval = Approval(
+        decision="reviewed" if source is not None else "approved",
+        reviewer=reviewer.strip(),
+        role=role.strip(),
+        time_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        specc_version=__version__,
+        protocol={"name": record.protocol.name, "version": record.protocol.version, "sha256": record.protocol.sha256},
+        case={"case_id": record.case.case_id, "sha256": record.case.sha256},
+        plan_created=record.created,
+        dose_source=f"{source.file} (sha256 {source.sha256})" if source is not None else None,
+        goals=counts,
+        accepted_deviations=deviations,
+        reason=reason.strip() if deviations and reason else None,
+        files={name: _sha256(folder / name) for name in APPROVED_FILES if (folder / name).is_file()},
+    )
+    existing.write_text(approval.model_dump_json(indent=2), encoding="utf-8")
+    css = style_sheet()
+    html = environment().get_template("approval.html").render(approval=approval, status_labels=STATUS_LABELS, css=css)
+    return approval, [existing, *write_page(folder, "approval", html, pdf)]
+
+
+def verify(folder: str | Path) -> Verification:
+    """Whether the files an approval in `folder` binds are still the ones approved."""
+    folder = Path(folder)
+    path = folder / APPROVAL_JSON
+    if not path.exists():
+        raise ApprovalError(f"{folder}: no {APPROVAL_JSON}: the plan has not been approved")
+    approval = _read_approval(path)
+    changed, missing = [], []
+    for name, digest in approval.files.items():
+        if not (folder / name).is_file():
+            missing.append(name)
+        elif _sha256(folder / name) != digest:
+            changed.append(name)
+    return Verification(approval, changed, missing)
+
+
+def _record(folder: Path) -> PlanRecord:
+    path = folder / PLAN_FILE
+    try:
+        return PlanRecord.model_validate_json(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ApprovalError(f"{path}: no such file (give a folder written by specc plan or specc check)") from None
+    except ValidationError as error:
+        raise ApprovalError(f"{path}: not a specc plan record ({error.errors()[0]['msg']})") from None
+
+
+def _read_approval(path: Path) -> Approval:
+    try:
+        return Approval.model_validate_json(path.read_text(encoding="utf-8"))
+    except (ValidationError, json.JSONDecodeError) as error:
+        raise ApprovalError(f"{path}: not a specc approval ({error})") from None
+
+
+def _deviations(record: PlanRecord) -> list[AcceptedDeviation]:
+    """Goals failed or not measured, nominally or in a setup-error scenario (its worst)."""
+    found = [
+        AcceptedDeviation(structure=g.structure, goal=g.text, value=g.value, unit=g.unit, status=g.status)
+        for g in record.goals
+        if g.status in _DEVIATING
+    ]
+    robustness = record.robustness
+    if robustness is not None:
+        nominal = {(d.structure, d.goal) for d in found}
+        for goal in robustness.goals:
+            if goal.status in _DEVIATING and (goal.structure, goal.text) not in nominal:
+                labels = robustness.scenario_labels
+                scenario = labels[goal.worst_scenario] if goal.worst_scenario is not None and labels else "a setup-error scenario"
+                found.append(AcceptedDeviation(
+                    structure=goal.structure, goal=goal.text, value=goal.worst, unit=goal.unit, status=goal.status,
+                    scenario=f"under setup errors, worst: {scenario}",
+                ))
+    return found
+
+
+def _sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()

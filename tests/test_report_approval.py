@@ -1,0 +1,124 @@
+"""`specc approve`: an approval bound to the plan's files, refused where a plan is not fit to approve."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from evaluate_fakes import protocol, synthetic_case
+from specc.cli import app
+from specc.evaluate import PlanRecord
+from specc.evaluate.record import RobustGoalRecord, RobustnessRecord
+from specc.pipeline import plan
+from specc.report.approval import ApprovalError, approve, verify
+
+TERMS = [
+    "{kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}",
+    "{kind: quadratic_overdose, structure: Target, dose: 61 Gy, weight: 10}",
+    "{kind: quadratic_overdose, structure: Organ, dose: 10 Gy, weight: 1}",
+]
+MET = {"Target": ["D50% >= 55 Gy"], "Organ": ["Mean <= 40 Gy"]}
+FAILING = {"Target": ["D50% >= 55 Gy"], "Organ": ["Mean <= 1 Gy"]}
+
+
+def _plan(folder: Path, goals: dict[str, list[str]]) -> Path:
+    outcome = plan(protocol(goals, terms=TERMS), synthetic_case(), folder)
+    assert outcome.succeeded
+    return folder
+
+
+@pytest.fixture(scope="module")
+def met(tmp_path_factory) -> Path:
+    return _plan(tmp_path_factory.mktemp("met") / "plan", MET)
+
+
+@pytest.fixture(scope="module")
+def failing(tmp_path_factory) -> Path:
+    return _plan(tmp_path_factory.mktemp("failing") / "plan", FAILING)
+
+
+def _copy(folder: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(folder, tmp_path / "plan"))
+
+
+def _rewrite(folder: Path, **changes) -> None:
+    path = folder / "plan.json"
+    record = PlanRecord.model_validate_json(path.read_text())
+    path.write_text(record.model_copy(update=changes).model_dump_json(indent=2))
+
+
+def test_an_approval_binds_the_files_and_verify_finds_a_change(met, tmp_path):
+    folder = _copy(met, tmp_path)
+    approval, written = approve(folder, "Dr. A. Example", "Radiation oncologist")
+    assert [path.name for path in written] == ["approval.json", "approval.html"]
+    assert approval.decision == "approved" and approval.accepted_deviations == [] and approval.reason is None
+    assert sorted(approval.files) == ["plan.json", "report.html", "result.h5"]
+    assert approval.goals == {"pass": 2}
+    html = (folder / "approval.html").read_text()
+    assert "Dr. A. Example" in html and approval.files["result.h5"] in html and "APPROVED" in html
+    assert verify(folder).intact
+
+    with (folder / "result.h5").open("ab") as handle:
+        handle.write(b"\0")
+    (folder / "report.html").unlink()
+    checked = verify(folder)
+    assert (checked.changed, checked.missing) == (["result.h5"], ["report.html"])
+    with pytest.raises(ApprovalError, match="already approved by Dr. A. Example"):
+        approve(folder, "Someone Else", "")
+
+
+def test_failed_goals_need_a_reason_and_are_recorded(failing, tmp_path):
+    folder = _copy(failing, tmp_path)
+    with pytest.raises(ApprovalError, match=r"1 goals are not met or not measured \(Organ Mean <= 1 Gy: FAIL\).*--accept-deviations"):
+        approve(folder, "Dr. A. Example", "")
+    assert not (folder / "approval.json").exists()
+    approval, _ = approve(folder, "Dr. A. Example", "", reason="palliative intent; organ sparing traded for coverage")
+    [deviation] = approval.accepted_deviations
+    assert (deviation.structure, deviation.goal, deviation.status) == ("Organ", "Mean <= 1 Gy", "fail")
+    assert deviation.value is not None and deviation.value > 1
+    assert "palliative intent" in (folder / "approval.html").read_text()
+
+
+def test_a_goal_failing_only_under_setup_errors_is_a_deviation_too(met, tmp_path):
+    folder = _copy(met, tmp_path)
+    robust = RobustnessRecord(
+        setup_error_mm=(5.0, 5.0, 5.0), model="static dose cloud", scenarios_mm=[(5.0, 0.0, 0.0)],
+        scenario_labels=["x +5 mm"], structures=["Target"],
+        goals=[RobustGoalRecord(structure="Target", text="D50% >= 55 Gy", unit="Gy", nominal=57.8,
+                                scenario_values=[50.0], worst=50.0, worst_scenario=0, measured_status="fail",
+                                status="fail")],
+    )
+    _rewrite(folder, robustness=robust)
+    with pytest.raises(ApprovalError, match=r"Target D50% >= 55 Gy: FAIL \(under setup errors, worst: x \+5 mm\)"):
+        approve(folder, "Dr. A. Example", "")
+
+
+def test_a_plan_that_did_not_converge_cannot_be_approved(met, tmp_path):
+    folder = _copy(met, tmp_path)
+    _rewrite(folder, converged=False)
+    with pytest.raises(ApprovalError, match="NOT CONVERGED"):
+        approve(folder, "Dr. A. Example", "", reason="any")
+
+
+def test_nothing_is_planned_over_an_approved_plan(met, tmp_path):
+    folder = _copy(met, tmp_path)
+    approve(folder, "Dr. A. Example", "")
+    with pytest.raises(ApprovalError, match="holds an approved plan"):
+        plan(protocol(MET, terms=TERMS), synthetic_case(), folder)
+    assert verify(folder).intact
+
+
+def test_cli_approve_and_verify(met, tmp_path):
+    folder = _copy(met, tmp_path)
+    runner = CliRunner()
+    missing = runner.invoke(app, ["approve", str(folder)])
+    assert missing.exit_code == 1 and "--reviewer" in missing.output
+    approved = runner.invoke(app, ["approve", str(folder), "--reviewer", "Dr. A. Example", "--role", "RO"])
+    assert approved.exit_code == 0 and "approved by Dr. A. Example" in approved.output
+    assert runner.invoke(app, ["approve", str(folder), "--verify"]).exit_code == 0
+    (folder / "plan.json").write_text((folder / "plan.json").read_text().replace('"pass"', '"fail"', 1))
+    changed = runner.invoke(app, ["approve", str(folder), "--verify"])
+    assert changed.exit_code == 1 and "plan.json changed" in " ".join(changed.output.split())
