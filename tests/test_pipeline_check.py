@@ -229,6 +229,19 @@ def test_the_plan_sum_is_checked_when_the_other_doses_are_per_beam(export, proto
     assert any("RD-beam1.dcm (BEAM), RD-beam2.dcm (BEAM) were not used" in note for note in record.notes)
 
 
+def test_an_export_without_ct_is_judged_on_its_contours_alone(export, protocol_file, tmp_path):
+    with_ct = specc.check_export(protocol_file, export, tmp_path / "with-ct").record
+    for path in export.glob("CT_*.dcm"):
+        path.unlink()
+    without = specc.check_export(protocol_file, export, tmp_path / "without-ct").record
+    for goal, reference in zip(without.goals, with_ct.goals):
+        assert goal.status == reference.status
+        assert goal.value == (None if reference.value is None else pytest.approx(reference.value, abs=1e-9))
+    assert any("no CT in the export" in note and "3 mm" in note for note in without.notes)
+    assert "no CT" not in " ".join(with_ct.notes)
+    assert without.case.source.endswith("(RTSTRUCT + RT Dose)")
+
+
 def _beam_export(export: Path, beams: tuple[int, ...], doses: tuple[int, ...], summation: str = "BEAM") -> Path:
     """The export with its plan sum replaced by one RT Dose per beam in `doses` (the dose split
     unevenly), and an RT Plan delivering `beams`."""
@@ -359,7 +372,7 @@ def test_a_cohort_of_exports_is_checked_into_one_folder_per_patient_with_a_summa
     broken.mkdir()
     outcome = specc.check_cohort(protocol_file, [export, second, broken], tmp_path / "audit")
     assert [entry.status for entry in outcome.entries] == ["checked", "checked", "error"]
-    assert "no CT images" in outcome.entries[2].error
+    assert "no RT Structure Set (RTSTRUCT) found (and no CT images)" in outcome.entries[2].error
     assert outcome.exit_code() == 1
     rows = list(csv.DictReader((tmp_path / "audit" / "cohort.csv").open()))
     assert [row["case_id"] for row in rows] == ["SPECC-TEST-001", "P-002", ""]

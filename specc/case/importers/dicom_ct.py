@@ -75,7 +75,7 @@ class CtSeries:
 class DicomFolder:
     """What a folder held: the CT series, the structure set and the files not used."""
 
-    ct: CtSeries
+    ct: CtSeries | None  # None only when read with `require_ct=False` and the folder has no CT
     structure_set: Dataset
     structure_set_file: Path
     unused: list[str] = field(default_factory=list)
@@ -84,8 +84,12 @@ class DicomFolder:
     by_modality: dict[str, list[tuple[Path, Dataset]]] = field(default_factory=dict)
 
 
-def read_dicom_folder(folder: str | Path) -> DicomFolder:
-    """Sort a folder (recursively) into its CT series and RT Structure Set."""
+def read_dicom_folder(folder: str | Path, require_ct: bool = True) -> DicomFolder:
+    """Sort a folder (recursively) into its CT series and RT Structure Set.
+
+    `require_ct=False`: a folder without CT images is read too (a plan export of structures
+    and dose only, which a plan check can judge); a folder with several series is still refused.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise CaseError(f"{folder}: not a folder of DICOM files")
@@ -108,17 +112,17 @@ def read_dicom_folder(folder: str | Path) -> DicomFolder:
             hint = " (another system's plan: judge it with `specc check`)" if modality in ("RTDOSE", "RTPLAN") else ""
             unused.append(f"{path.name}: modality {modality or 'unknown'} is not used by the importer{hint}")
             by_modality.setdefault(modality, []).append((path, dataset))
-    if not ct_slices:
+    if not ct_slices and require_ct:
         raise CaseError(f"{folder}: no CT images found")
     if len(ct_slices) > 1:
         counts = ", ".join(f"{uid} ({len(files)} slices)" for uid, files in ct_slices.items())
         raise CaseError(f"{folder}: more than one CT series ({counts}); put one series per folder")
     if not structure_sets:
-        raise CaseError(f"{folder}: no RT Structure Set (RTSTRUCT) found")
+        raise CaseError(f"{folder}: no RT Structure Set (RTSTRUCT) found" + ("" if ct_slices else " (and no CT images)"))
     if len(structure_sets) > 1:
         names = ", ".join(path.name for path, _ in structure_sets)
         raise CaseError(f"{folder}: more than one RT Structure Set ({names}); keep the one to import")
-    ct = _read_ct_series(next(iter(ct_slices.values())))
+    ct = _read_ct_series(next(iter(ct_slices.values()))) if ct_slices else None
     rs_path, rs_header = structure_sets[0]
     return DicomFolder(
         ct=ct, structure_set=pydicom.dcmread(rs_path), structure_set_file=rs_path, unused=unused,

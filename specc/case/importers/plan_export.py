@@ -1,5 +1,7 @@
 """A plan exported from another planning system (CT + RTSTRUCT + RT Dose, and its RT Plan) as a
-case to check: the structures rasterized on the RT Dose grid, no influence matrix.
+case to check: the structures rasterized on the RT Dose grid, no influence matrix. The CT is
+optional: an export of structures and dose alone is judged the same way (each contour then
+holds for the distance between contour planes about its plane, and the report shows no CT).
 
 The evaluation grid is the RT Dose's own (as the exporting system's DVHs are computed), or a
 finer one over the same box on request, where the dose is interpolated (trilinear). Contours
@@ -19,11 +21,11 @@ import numpy as np
 import pydicom
 import scipy.sparse as sp
 
-from specc.case.importers.dicom_ct import POSITION_TOLERANCE_MM, DicomFolder, read_dicom_folder
+from specc.case.importers.dicom_ct import IDENTIFYING_ATTRIBUTES, POSITION_TOLERANCE_MM, DicomFolder, read_dicom_folder
 from specc.case.importers.report import build_case
 from specc.case.importers.external_dose import ExternalDose
 from specc.case.importers.rtdose import read_rtdose, sum_beam_doses
-from specc.case.importers.rtstruct import RoiContours, rasterize, read_structure_set
+from specc.case.importers.rtstruct import RoiContours, contour_spacing, rasterize, read_structure_set
 from specc.case.model import Beamlets, Case, CaseMetadata, Grid, Structure
 from specc.errors import CaseError
 
@@ -61,13 +63,15 @@ def read_plan_export(
     voxels beyond the RT Dose 0 Gy (its assumption to state), and no structure is incomplete.
     """
     folder = Path(folder)
-    dicom = read_dicom_folder(folder)
+    dicom = read_dicom_folder(folder, require_ct=False)
     dose, dose_notes = _dose(folder, dicom, dose_file, fractions, per_fraction)
-    ct_frame = dicom.ct.identifiers.get("FrameOfReferenceUID")
-    if ct_frame and dose.frame_of_reference_uid and ct_frame != dose.frame_of_reference_uid:
+    identifiers = _identifiers(dicom)
+    frame = identifiers.get("FrameOfReferenceUID")
+    if frame and dose.frame_of_reference_uid and frame != dose.frame_of_reference_uid:
+        images = "the CT" if dicom.ct is not None else "the structure set"
         raise CaseError(
             f"{dose.path}: the RT Dose is in Frame of Reference {dose.frame_of_reference_uid}, "
-            f"the CT in {ct_frame}: they are not one patient position"
+            f"{images} in {frame}: they are not one patient position"
         )
     plan_attributes, isocentre, notes = _plan(folder, dicom, dose, fractions)
     notes = [*dose_notes, *dose.notes, *notes]
@@ -81,12 +85,20 @@ def read_plan_export(
     source = str(dicom.structure_set_file)
     rois, without_volume = read_structure_set(dicom.structure_set, dicom.ct, source)
     notes += [f"ROI {item}: not evaluated" for item in without_volume]
+    if dicom.ct is not None:
+        slice_mm = dicom.ct.spacing_mm[2]
+    elif rois:
+        slice_mm = contour_spacing(rois, source)
+        notes.append(
+            f"no CT in the export: each contour holds for {slice_mm:g} mm (the distance between contour planes) "
+            "about its plane, and the report's images show no CT"
+        )
     if outside_zero and rois:
-        grid = _holding(grid, rois, dicom.ct.spacing_mm[2])
+        grid = _holding(grid, rois, slice_mm)
     structures: dict[str, Structure] = {}
     incomplete: dict[str, str] = {}
     for roi in rois:
-        mask, outside = _rasterize_with_outside(roi, grid, dicom.ct.spacing_mm[2])
+        mask, outside = _rasterize_with_outside(roi, grid, slice_mm)
         if not mask.any():
             notes.append(
                 f"ROI {roi.name}: no voxel centre of the {_spacing_text(grid)} mm evaluation grid lies inside it "
@@ -103,21 +115,21 @@ def read_plan_export(
     if not structures:
         raise CaseError(f"{source}: no ROI covers a voxel of the RT Dose grid of {dose.path.name}")
 
-    extra = {f"dicom.{key}": value for key, value in dicom.ct.identifiers.items()}
+    extra = {f"dicom.{key}": value for key, value in identifiers.items()}
     extra["dicom.StructureSetSOPInstanceUID"] = str(dicom.structure_set.get("SOPInstanceUID", ""))
     voxels = grid.n_voxels
     case = build_case(
         source,
-        case_id=str(dicom.ct.identifiers.get("PatientID", folder.name)),
+        case_id=str(identifiers.get("PatientID", folder.name)),
         grid=grid,
         voxel_indices=np.arange(voxels, dtype=np.int64),
         influence=sp.csr_matrix((voxels, 0), dtype=np.float32),
         beams=[],
         beamlets=Beamlets(beam_id=[], x_mm=[], y_mm=[], width_mm=[], height_mm=[]),
         structures=structures,
-        ct_hu=dicom.ct.on_grid(grid),
+        ct_hu=dicom.ct.on_grid(grid) if dicom.ct is not None else None,
         metadata=CaseMetadata(
-            source=f"DICOM plan export {folder.name} (CT + RTSTRUCT + RT Dose)",
+            source=f"DICOM plan export {folder.name} ({'CT + ' if dicom.ct is not None else ''}RTSTRUCT + RT Dose)",
             dose_engine=f"none: the dose is the RT Dose {dose.path.name}",
             extra=extra,
         ),
@@ -125,6 +137,22 @@ def read_plan_export(
     return ExportedPlan(
         case=case, dose=dose, incomplete=incomplete, plan_attributes=plan_attributes, notes=notes, isocentre_mm=isocentre
     )
+
+
+def _identifiers(dicom: DicomFolder) -> dict[str, str]:
+    """Patient, study and Frame of Reference: the CT's, else the structure set's (an export without CT)."""
+    if dicom.ct is not None:
+        return dict(dicom.ct.identifiers)
+    structure_set = dicom.structure_set
+    found = {
+        keyword: str(structure_set.get(keyword))
+        for keyword in IDENTIFYING_ATTRIBUTES
+        if keyword != "SeriesInstanceUID" and structure_set.get(keyword) not in (None, "")
+    }
+    frames = structure_set.get("ReferencedFrameOfReferenceSequence", [])
+    if len(frames) == 1 and frames[0].get("FrameOfReferenceUID"):
+        found["FrameOfReferenceUID"] = str(frames[0].FrameOfReferenceUID)
+    return found
 
 
 def _dose(

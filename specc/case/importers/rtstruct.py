@@ -31,13 +31,15 @@ class RoiContours:
     planes: dict[float, list[np.ndarray]] = field(default_factory=dict)
 
 
-def read_structure_set(dataset: Dataset, ct: CtSeries, source: str) -> tuple[list[RoiContours], list[str]]:
+def read_structure_set(dataset: Dataset, ct: CtSeries | None, source: str) -> tuple[list[RoiContours], list[str]]:
     """ROIs with closed planar contours, checked against the CT; and the ROIs that have none.
 
     An ROI without CLOSED_PLANAR contours (a point marker, an empty ROI) has no volume to
     rasterize: it is returned in the second list with the reason, for the import report.
+    Without a CT (`ct` None: a plan export of structures and dose only) the contours keep
+    their own planes and nothing is checked against images.
     """
-    frame = ct.identifiers.get("FrameOfReferenceUID")
+    frame = ct.identifiers.get("FrameOfReferenceUID") if ct is not None else None
     referenced = [str(item.FrameOfReferenceUID) for item in dataset.get("ReferencedFrameOfReferenceSequence", [])]
     if frame and referenced and frame not in referenced:
         raise CaseError(
@@ -65,8 +67,11 @@ def read_structure_set(dataset: Dataset, ct: CtSeries, source: str) -> tuple[lis
             points = np.asarray([float(v) for v in contour.ContourData], dtype=np.float64).reshape(-1, 3)
             if np.ptp(points[:, 2]) > POSITION_TOLERANCE_MM * 10:
                 raise CaseError(f"{source}: ROI '{roi.name}' has a CLOSED_PLANAR contour that is not axial")
-            _check_inside_ct(points, roi.name, ct, source)
-            z = _ct_plane(float(points[0, 2]), roi.name, ct, source)
+            if ct is not None:
+                _check_inside_ct(points, roi.name, ct, source)
+                z = _ct_plane(float(points[0, 2]), roi.name, ct, source)
+            else:
+                z = round(float(points[0, 2]), 3)
             roi.planes.setdefault(z, []).append(points[:, :2])
         if roi.planes:
             ignored = kinds - {"CLOSED_PLANAR"}
@@ -142,3 +147,15 @@ def _ct_plane(z: float, name: str, ct: CtSeries, source: str) -> float:
             f"(nearest {planes[nearest]:g} mm)"
         )
     return float(planes[nearest])
+
+
+def contour_spacing(rois: list[RoiContours], source: str) -> float:
+    """The distance between contour planes (the most common one), which stands for the slice
+    thickness when there is no CT: each plane's contour then holds for half of it either side."""
+    planes = np.array(sorted({z for roi in rois for z in roi.planes}))
+    gaps = np.round(np.diff(planes), 2)
+    gaps = gaps[gaps > POSITION_TOLERANCE_MM]
+    if not len(gaps):
+        raise CaseError(f"{source}: every contour lies on one plane, so the slice thickness is unknown without the CT")
+    values, counts = np.unique(gaps, return_counts=True)
+    return float(values[np.argmax(counts)])
