@@ -19,6 +19,7 @@ _EXPORTS = {
     "check_export": ("specc.check", "check_export"),
     "check_dose": ("specc.check", "check_dose"),
     "check_cohort": ("specc.check", "check_cohort"),
+    "read_prior_dose": ("specc.composite", "read_prior_dose"),
     "SpeccError": ("specc.errors", "SpeccError"),
 }
 

@@ -214,10 +214,15 @@ def check_dose(
 
 
 def _loaded(protocol: Protocol | str | Path, stages: StageTimer) -> Protocol:
-    if isinstance(protocol, Protocol):
-        return protocol
-    with stages.stage("load protocol"):
-        return load_protocol(protocol)
+    if not isinstance(protocol, Protocol):
+        with stages.stage("load protocol"):
+            protocol = load_protocol(protocol)
+    if protocol.prescription.prior is not None:
+        raise CaseError(
+            f"{protocol.source.path}: a protocol with a prior course judges a composite; checking a composite "
+            "(prior + plan) is not supported yet: check each course's dose with its own protocol"
+        )
+    return protocol
 
 
 def _resolved(protocol: Protocol, case: Case, notes: list[str]) -> ResolvedStructures:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from specc.case import Case
 from specc.compile import ProgramStats
 from specc.errors import SpeccError
@@ -114,11 +116,14 @@ def plan(
     solver: str | None = None,
     pdf: bool = False,
     progress: StageProgress | None = None,
+    prior_dose: Sequence[str | Path] = (),
 ) -> PlanOutcome:
     """Plan `case` with `protocol` and write report.html (+ report.pdf), plan.json and result.h5.
 
-    `solver` overrides the protocol's and the default choice. Raises a `SpeccError` for bad
-    input (protocol, case, options); a failed solve is returned, not raised, and writes nothing.
+    `solver` overrides the protocol's and the default choice. `prior_dose`: the files of a
+    prior course, for a protocol with `prescription.prior` (`specc.composite`; or give a case
+    `with_prior`). Raises a `SpeccError` for bad input (protocol, case, options); a failed
+    solve is returned, not raised, and writes nothing.
     """
     stages = StageTimer(progress)
     if not isinstance(protocol, Protocol):
@@ -129,6 +134,11 @@ def plan(
         case_path = Path(case)
         with stages.stage("load case"):
             case = Case.load(case_path)
+    if prior_dose:
+        from specc.composite import read_prior_dose
+
+        with stages.stage("read prior dose"):
+            case = case.with_prior(read_prior_dose(prior_dose, case))
     return _plan_case(protocol, case, case_path, Path(out_dir), solver, pdf, stages)
 
 
@@ -197,15 +207,19 @@ def _write_plan(
         plan_json = out / PLAN_JSON
         plan_json.write_text(record_json, encoding="utf-8")
         paths.append(plan_json)
+        # result.h5 holds the plan's own dose (what its RT Dose is), and a composite plan's prior beside it.
+        prior = case.prior_dose.total_gy if case.prior_dose is not None else None
+        own = evaluation.dose if prior is None else np.maximum(evaluation.dose - prior, 0.0)
         paths.append(
             write_result(
                 out / RESULT_H5,
                 case,
                 evaluation.fluence,
-                evaluation.dose,
+                own,
                 protocol.prescription.fractions,
                 record_json=record_json,
                 case_path=case_path,
+                prior_dose_gy=prior,
             )
         )
     return PlanOutcome(solve, record, paths, stages.timings, program.stats, notes)
@@ -431,6 +445,11 @@ def plan_cohort(
     """
     if not isinstance(protocol, Protocol):
         protocol = load_protocol(protocol)
+    if protocol.prescription.prior is not None:
+        raise SpeccError(
+            f"{protocol.source.path}: a protocol with a prior course needs each case's prior dose: plan the cases "
+            "one at a time with `specc plan --prior-dose`"
+        )
     loaded = protocol
 
     def plan_one(case_file: Path, out: Path, taken: set[str]) -> CohortEntry:

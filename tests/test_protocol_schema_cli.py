@@ -56,7 +56,7 @@ def test_validate_a_template_library() -> None:
     assert result.output.splitlines() == [
         f"OK {path}" + (" (template)" if path.name in templates else "") for path in files
     ]
-    assert len(files) == 7
+    assert len(files) == 8
 
 
 def test_validate_missing_file() -> None:

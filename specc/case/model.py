@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import scipy.sparse as sp
 
+from specc.case.prior import PriorDose
 from specc.case.products import RowBlocks
 from specc.errors import CaseError
 
@@ -242,6 +243,10 @@ class Case:
     # CT numbers (HU) on the dose grid, for report images and for recomputing density with
     # another calibration; optional because influence-matrix sources may carry no CT.
     ct_hu: np.ndarray | None = None
+    # A dose delivered before the plan (specc.case.prior): a plan's goals are then on the
+    # composite. Set for one plan (`with_prior`), never stored in the case file nor part of
+    # its content hash: the plan records it with its own SHA-256.
+    prior_dose: PriorDose | None = None
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -257,6 +262,10 @@ class Case:
         from specc.case.hdf5 import write_case
 
         write_case(self, path)
+
+    def with_prior(self, prior: PriorDose | None) -> Case:
+        """This case with a prior dose (or without one, for None) for the plan made on it."""
+        return replace(self, prior_dose=prior)
 
     # --- derived quantities ------------------------------------------------------------
     @property
@@ -297,6 +306,13 @@ class Case:
         # and run on threads (`specc.case.products`).
         dose[self.voxel_indices] = self._row_blocks.forward(fluence) * int(fractions)
         return dose.reshape(self.grid.shape)
+
+    def composite_dose_on_grid(self, fluence: np.ndarray, fractions: int) -> np.ndarray:
+        """`dose_on_grid` plus the prior dose, when the case carries one: what a composite plan's goals judge."""
+        dose = self.dose_on_grid(fluence, fractions)
+        if self.prior_dose is not None:
+            dose += self.prior_dose.total_gy
+        return dose
 
     @cached_property
     def _row_blocks(self) -> RowBlocks:
@@ -414,3 +430,10 @@ def _validate(case: Case) -> None:
                 "replace CT padding outside the scan with air"
             )
         case.ct_hu = ct_hu
+
+    if case.prior_dose is not None:
+        total = np.asarray(case.prior_dose.total_gy)
+        if total.shape != grid.shape:
+            raise CaseError(f"prior dose shape {total.shape} does not match the grid {grid.shape}")
+        if not (np.isfinite(total).all() and (total >= 0).all()):
+            raise CaseError("the prior dose must be finite and non-negative (Gy)")

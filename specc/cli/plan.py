@@ -131,6 +131,10 @@ def plan(
         False, "--watch", help="After the plan, plan again whenever the protocol file (or a template it extends) "
         "is saved; a changed weight or level re-solves warm, without recompiling. Stop with Ctrl-C."
     ),
+    prior_dose: list[Path] = typer.Option(
+        [], "--prior-dose", help="A prior course's dose (result.h5 or RT Dose; repeatable, summed), for a protocol "
+        "with `prescription.prior`: goals are judged on the composite (docs/composite.md)."
+    ),
 ) -> None:
     """Plan a case with a protocol: compile, solve, evaluate on the full grid, write the report.
 
@@ -148,10 +152,15 @@ def plan(
     try:
         # The protocol first: a typo in it should not wait for a phantom's dose engine.
         loaded = load_protocol(protocol)
+        _check_prior(loaded, prior_dose)
         seen = _snapshot(_files_of(loaded, protocol))  # what is planned: a save from now on is a change
         case_or_path = _load_case(cases[0] if cases else None, phantom, grid, beams, printer)
         case_path = None if isinstance(case_or_path, Case) else case_or_path
         case = case_or_path if isinstance(case_or_path, Case) else _read_case(case_or_path, printer)
+        if prior_dose:
+            from specc.composite import read_prior_dose
+
+            case = case.with_prior(read_prior_dose(prior_dose, case))
         session = PlanSession(case, out, case_path, solver=solver, pdf=pdf, progress=printer)
         outcome = session.plan(loaded)
     except SpeccError as error:
@@ -181,6 +190,17 @@ def plan(
     except KeyboardInterrupt:  # Ctrl-C, also in the middle of a plan: stop the spinner, keep the last plan's code
         printer.stop()
     raise typer.Exit(code)
+
+
+def _check_prior(loaded: Protocol, prior_dose: list[Path]) -> None:
+    """A composite protocol needs its prior dose, and a prior dose needs a protocol made for a composite."""
+    declared = loaded.prescription.prior
+    if declared is not None and not prior_dose:
+        fail(f"{loaded.source.path}: the goals are on the composite with a prior course ({declared.description}): "
+             "give its dose with --prior-dose FILE")
+    if declared is None and prior_dose:
+        fail(f"{loaded.source.path}: --prior-dose given, but the protocol declares no `prescription.prior`, so its "
+             "goals are not meant for a composite")
 
 
 def _read_case(path: Path, printer: StagePrinter) -> Case:
@@ -242,6 +262,7 @@ def _print_outcome(outcome: PlanOutcome, quiet: bool, strict: bool, before: Plan
         columns = ["structure", "goal", "value", "status"] + (["before"] if earlier is not None else [])
         columns += ["optimized fluence"] if fluence_values is not None else []
         title = "Clinical goals" + (" (delivered segments)" if record.delivery is not None else "")
+        title += " on the composite (prior course + this plan)" if record.prior_dose is not None else ""
         table = Table(*columns, title=title)
         for index, goal in enumerate(record.goals):
             cells: list[str | Text] = [goal.structure, goal.text, goal_value(goal), status_text(goal.status)]
@@ -363,6 +384,7 @@ def compile_command(
         False, "--explain", help="Print the optimization derived from the prescription and goals, as YAML to paste "
         "into the protocol and tune (nothing is compiled)."
     ),
+    prior_dose: list[Path] = typer.Option([], "--prior-dose", help="A prior course's dose, as for `specc plan`."),
 ) -> None:
     """Compile a protocol against a case and print the program's size (nothing is solved)."""
     from specc.case import Case
@@ -375,6 +397,12 @@ def compile_command(
         loaded = load_protocol(protocol)
         case_or_path = _load_case(case, phantom, grid, beams, printer)
         case_object = case_or_path if isinstance(case_or_path, Case) else Case.load(case_or_path)
+        if not explain:
+            _check_prior(loaded, prior_dose)
+        if prior_dose:
+            from specc.composite import read_prior_dose
+
+            case_object = case_object.with_prior(read_prior_dose(prior_dose, case_object))
         if explain:
             derived = derive_optimization(loaded, structure_volumes_cc(loaded, case_object))
             if loaded.optimization is not None and loaded.optimization.terms:

@@ -115,21 +115,34 @@ class CompiledProgram:
     voxel_volume_cc: float = 0.0
     # What chose the rows (`select_voxels`): a recompile with the same keeps them (`reuse`).
     row_inputs: RowInputs | None = None
+    # A prior course's dose on the dose entries, in Gy per fraction of this plan (None: no
+    # prior dose): the terms see the composite, `dose == A_sel @ fluence + offset`.
+    offset: np.ndarray | None = None
     # Set by `with_problem` (a lexicographic step, an exact refinement): a problem that is not
     # the compiled one, which the fast path must not take for it.
     _problem: cp.Problem | None = field(default=None, repr=False)
     problem_is_compiled: bool = True
 
     def dose_per_fraction(self, fluence: np.ndarray) -> np.ndarray:
-        """d = A_sel x in Gy per fraction (float64), on the program's dose entries."""
+        """d = A_sel x (+ the prior dose's offset) in Gy per fraction (float64), on the program's dose entries."""
         matrix = self.influence
         assert matrix is not None, "the program carries no influence matrix"
-        return np.asarray(matrix @ np.asarray(fluence, dtype=matrix.dtype), dtype=np.float64)
+        dose = np.asarray(matrix @ np.asarray(fluence, dtype=matrix.dtype), dtype=np.float64)
+        return dose if self.offset is None else dose + self.offset
+
+    def linking(self, rows: np.ndarray | slice = slice(None)) -> list[cp.Constraint]:
+        """`dose == A_sel @ fluence (+ offset)` on the dose entries `rows`: where the terms meet the fluence."""
+        if not self.dose.size or self.influence is None:
+            return []
+        dose_of_fluence = self.influence[rows] @ self.fluence
+        if self.offset is not None:
+            dose_of_fluence = dose_of_fluence + self.offset[rows]
+        return [self.dose[rows] == dose_of_fluence]
 
     @property
     def problem(self) -> cp.Problem:
         if self._problem is None:
-            linking = [self.dose == self.influence @ self.fluence] if self.dose.size and self.influence is not None else []
+            linking = self.linking()
             constraints = [*linking, *(c for term in self.terms for c in term.constraints)]
             self._problem = cp.Problem(cp.Minimize(self.objective), constraints)
         return self._problem
@@ -239,6 +252,7 @@ def compile_protocol(
 
     if displaced:
         notes.extend(robust_notes(protocol, [scenarios[name] for name in displaced], case, structures.masks))
+    offset = _prior_offset(protocol, case, selection, displaced)
 
     context = ProgramContext(
         fluence, dose, selection.structures, case.voxel_volume_cc, protocol.prescription.fractions, case.beamlets
@@ -285,7 +299,34 @@ def compile_protocol(
         influence=influence_rows,
         voxel_volume_cc=case.voxel_volume_cc,
         row_inputs=row_inputs,
+        offset=offset,
     )
+
+
+def _prior_offset(
+    protocol: Protocol, case: Case, selection: VoxelSelection, displaced: Mapping[str, None]
+) -> np.ndarray | None:
+    """The prior dose on the dose entries, per fraction of this plan; refused where it cannot be one."""
+    prior, declared = case.prior_dose, protocol.prescription.prior
+    if declared is not None and prior is None:
+        raise CompileError(
+            f"{protocol.source.path}: the protocol's goals are on the composite with a prior course "
+            f"({declared.description}): give the prior dose (specc plan --prior-dose FILE)"
+        )
+    if prior is None:
+        return None
+    if declared is None:
+        raise CompileError(
+            f"{protocol.source.path}: a prior dose was given, but the protocol declares no prior course "
+            "(`prescription.prior`), so its goals are not meant for a composite"
+        )
+    if displaced:
+        raise CompileError(
+            "robust optimization with a prior dose is not supported: the prior dose would have to move with each "
+            "setup-error scenario; plan with a margin, and check the composite with `robustness` (not optimized)"
+        )
+    rows = case.voxel_indices[selection.rows]
+    return prior.on_rows(rows) / protocol.prescription.fractions
 
 
 def _same_rows(earlier: CompiledProgram, inputs: RowInputs, structures: ResolvedStructures) -> bool:

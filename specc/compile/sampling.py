@@ -72,6 +72,8 @@ def sampled_terms(program: CompiledProgram, case: Case, fluence: np.ndarray) -> 
     if not sampled:
         return []
     grid = case.dose_on_grid(fluence, 1).ravel()  # Gy per fraction, every voxel
+    if case.prior_dose is not None:  # a composite plan's terms see the prior dose too
+        grid += case.prior_dose.total_gy.ravel() / program.fractions
     program_dose = program.dose_per_fraction(fluence)
     whole = {name: grid[np.flatnonzero(program.masks[name].ravel())] for name in sampled}
     every_voxel = SmoothFormContext.of(program, {

@@ -33,6 +33,8 @@ from specc.evaluate.record import (
     NormalizationRecord,
     PlanRecord,
     PrescriptionRecord,
+    PriorDoseRecord,
+    PriorFileRecord,
     ProtocolInfo,
     SolverRecord,
     StructureDose,
@@ -209,8 +211,10 @@ def evaluate_plan(
     _check_masks(masks, tuple(grid.shape))
     fractions = protocol.prescription.fractions
     dose = case.dose_on_grid(solve.fluence, fractions)
-    factor, normalization = _normalize(protocol, masks, dose, case.voxel_volume_cc)
+    factor, normalization = _normalize(protocol, masks, dose, case.voxel_volume_cc)  # none with a prior course
     dose = dose * factor
+    if case.prior_dose is not None:  # a composite plan: every goal, term and DVH is on prior + this plan
+        dose = dose + case.prior_dose.total_gy
     fluence = np.asarray(solve.fluence, dtype=np.float64) * factor
     scenarios = protocol.optimization.scenarios if protocol.optimization is not None else {}
     isocentre = beams_isocentre(case.beams)
@@ -380,4 +384,18 @@ def _plan_record(
         structures=structures,
         notes=list(notes),
         timings_s=dict(timings),
+        prior_dose=_prior_record(protocol, case),
+    )
+
+
+def _prior_record(protocol: Protocol, case: Case) -> PriorDoseRecord | None:
+    prior, declared = case.prior_dose, protocol.prescription.prior
+    if prior is None or declared is None:
+        return None
+    return PriorDoseRecord(
+        description=declared.description,
+        prescribed_gy=declared.dose.gy,
+        files=[PriorFileRecord(file=s.file, sha256=s.sha256, format=s.format, max_gy=s.max_gy) for s in prior.sources],
+        max_gy=float(np.max(prior.total_gy)),
+        notes=list(prior.notes),
     )

@@ -244,6 +244,23 @@ class DoseSourceRecord(_Record):
     parts: dict[str, str] = {}  # summed files (beam doses): name -> SHA-256; `file` is then their folder
 
 
+class PriorFileRecord(_Record):
+    file: str
+    sha256: str
+    format: str  # "specc result.h5", "DICOM RT Dose"
+    max_gy: float  # its largest dose on the case grid
+
+
+class PriorDoseRecord(_Record):
+    """A composite plan's prior course (docs/composite.md): every goal and DVH is on prior + this plan."""
+
+    description: str  # the protocol's `prescription.prior.description`
+    prescribed_gy: float  # the prior course's prescription to the targets, as the protocol states it
+    files: list[PriorFileRecord]  # summed, physical dose, on the case grid
+    max_gy: float  # the prior dose's largest value on the case grid
+    notes: list[str] = []  # how it was read (interpolation, voxels beyond its grid)
+
+
 class Review(_Record):
     reviewer: str | None = None
     date: str | None = None
@@ -272,6 +289,7 @@ class PlanRecord(_Record):
     timings_s: dict[str, float]
     review: Review = Review()
     dose_source: DoseSourceRecord | None = None  # set when specc checked a dose it did not plan
+    prior_dose: PriorDoseRecord | None = None  # set for a composite plan: its dose and goals include a prior course
 
     @property
     def normalization_factor(self) -> float:

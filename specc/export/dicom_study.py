@@ -78,6 +78,8 @@ def write_dicom_study(
             "`delivery: {technique: step_and_shoot}` gives one)"
         )
     export.paths.append(write_rtdose(result, out / "RD.dcm", plan_uid, identity=identity))
+    if result.prior_dose_gy is not None:
+        export.notes.append("a composite plan: RD.dcm is this plan's own dose, without the prior course")
     return export
 
 
@@ -120,7 +122,7 @@ def _write_ct(case: Case, identity: DicomIdentity, out: Path, notes: list[str]) 
         path = out / f"CT_{k + 1:04d}.dcm"
         ds = identity.new_dataset(path, CTImageStorage, _slice_uid(identity, k), "CT")
         ds.SeriesInstanceUID = series_uid
-        ds.SeriesDescription = f"specc case {case.case_id}"
+        ds.SeriesDescription = f"specc case {case.case_id}"[:64]
         ds.InstanceNumber = k + 1
         ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
         ds.PatientPosition = "HFS"
@@ -147,7 +149,7 @@ def _slice_uid(identity: DicomIdentity, k: int) -> str:
 def _write_structure_set(case: Case, result: PlanResult, identity: DicomIdentity, out: Path) -> Path:
     path = out / "RS.dcm"
     ds = identity.new_dataset(path, RTStructureSetStorage, identity.identifiers["StructureSetSOPInstanceUID"], "RTSTRUCT")
-    ds.SeriesDescription = f"specc case {case.case_id} structures"
+    ds.SeriesDescription = f"specc case {case.case_id} structures"[:64]
     ds.StructureSetLabel = "specc"
     ds.StructureSetName = case.case_id[:64]
     ds.StructureSetDate = ds.ContentDate

@@ -45,6 +45,14 @@ class PlanResult:
     dose_gy: np.ndarray
     metadata_extra: dict[str, str] = field(default_factory=dict)
     record_json: str | None = None
+    # A composite plan's prior course (Gy in all, on the grid): `dose_gy` is this plan's own
+    # dose, and its goals were judged on the two summed (docs/composite.md).
+    prior_dose_gy: np.ndarray | None = None
+
+    @property
+    def composite_dose_gy(self) -> np.ndarray:
+        """The dose the plan's goals were judged on: its own, plus the prior course's when it has one."""
+        return self.dose_gy if self.prior_dose_gy is None else self.dose_gy + self.prior_dose_gy
 
     def load_case(self, path: str | Path | None = None) -> Case:
         """The case this plan was made on, checked against the stored content hash.
@@ -93,8 +101,10 @@ def write_result(
     record_json: str | None = None,
     *,
     case_path: str | Path | None = None,
+    prior_dose_gy: np.ndarray | None = None,
 ) -> Path:
-    """Write result.h5. `dose_gy` is the total dose over all `fractions`, shape `case.grid.shape`."""
+    """Write result.h5. `dose_gy` is the plan's total dose over all `fractions`, shape `case.grid.shape`;
+    `prior_dose_gy`, of a composite plan, the prior course's, beside it."""
     fluence = np.asarray(fluence, dtype=np.float64)
     dose_gy = np.asarray(dose_gy, dtype=np.float32)
     n_beamlets = case.influence.shape[1]
@@ -128,6 +138,13 @@ def write_result(
         dose = out.create_dataset("dose_gy", data=dose_gy, compression="gzip", shuffle=True)
         dose.attrs["unit"] = "Gy"
         dose.attrs["summation"] = "total over all fractions"
+        if prior_dose_gy is not None:
+            prior = np.asarray(prior_dose_gy, dtype=np.float32)
+            if prior.shape != dose_gy.shape:
+                raise ValueError(f"prior dose has shape {prior.shape}, the case grid is {dose_gy.shape}")
+            stored = out.create_dataset("prior_dose_gy", data=prior, compression="gzip", shuffle=True)
+            stored.attrs["unit"] = "Gy"
+            stored.attrs["summation"] = "the prior course(s), total"
 
         extra = out.create_group("case_metadata")
         for key, value in case.metadata.extra.items():
@@ -167,6 +184,9 @@ def read_result(path: str | Path) -> PlanResult:
         if dose_gy.shape != tuple(grid.shape):
             raise ResultError(f"{path}: '/dose_gy' has shape {dose_gy.shape}, '/grid' says {tuple(grid.shape)}")
         record = src["plan_json"][()] if "plan_json" in src else None
+        prior = src["prior_dose_gy"][...] if "prior_dose_gy" in src else None
+        if prior is not None and prior.shape != dose_gy.shape:
+            raise ResultError(f"{path}: '/prior_dose_gy' has shape {prior.shape}, '/dose_gy' {dose_gy.shape}")
         case_path = str(src.attrs.get("case_path", ""))
         return PlanResult(
             path=path,
@@ -179,4 +199,5 @@ def read_result(path: str | Path) -> PlanResult:
             dose_gy=dose_gy,
             metadata_extra={key: str(value) for key, value in src["case_metadata"].attrs.items()},
             record_json=record.decode("utf-8") if isinstance(record, bytes) else record,
+            prior_dose_gy=prior,
         )

@@ -47,8 +47,10 @@ def write_rtdose(
     identity = identity or DicomIdentity.of(result)
     path = Path(path)
     ds = identity.new_dataset(path, RTDoseStorage, generate_uid(), "RTDOSE")
-    ds.SeriesDescription = f"specc plan dose, {result.fractions} fractions" + (
-        "" if identity.linked else " (not linked to a source CT)"
+    ds.SeriesDescription = (  # LO: 64 characters at most
+        f"specc plan dose, {result.fractions} fx"
+        + (", without prior dose" if result.prior_dose_gy is not None else "")
+        + ("" if identity.linked else "; not linked to a source CT")
     )
     if rtplan_uid is not None:
         ds.ReferencedRTPlanSequence = [sop_reference(RTPlanStorage, rtplan_uid)]

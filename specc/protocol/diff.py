@@ -124,7 +124,7 @@ def _keyed(section: str, before: dict[str, dict], after: dict[str, dict]) -> lis
 
 
 def _prescription(before: dict | None, after: dict | None) -> list[Change]:
-    """Fractions, each level by target, normalization (a site template may have no prescription)."""
+    """Fractions, each level by target, normalization, prior course (a site template may have no prescription)."""
     if before is None or after is None:
         return [] if before == after else [Change("prescription", "prescription", _text(before), _text(after))]
     changes = _fields("prescription", "prescription", {"fractions": before["fractions"]}, {"fractions": after["fractions"]})
@@ -132,6 +132,7 @@ def _prescription(before: dict | None, after: dict | None) -> list[Change]:
     levels_after = {f"level {level['target']}": {"dose": level["dose"]} for level in after["levels"]}
     changes += _keyed("prescription", levels_before, levels_after)
     changes += _fields("prescription", "normalization", before.get("normalization"), after.get("normalization"))
+    changes += _fields("prescription", "prior course", before.get("prior"), after.get("prior"))
     return changes
 
 

@@ -68,15 +68,39 @@ class DoseLevel(_Strict):
     """One dose level of a (possibly simultaneous integrated boost) prescription."""
 
     target: Text = Field(description="The structure that receives this dose.")
-    dose: Dose = Field(description='Total prescribed dose over all fractions, e.g. "78 Gy".')
+    dose: Dose = Field(
+        description='Total prescribed dose over all fractions, e.g. "78 Gy"; with a `prior` course, the '
+        "composite: the prior course's dose plus this plan's."
+    )
     _fractions: int | None = PrivateAttr(default=None)
+    _prior_gy: float = PrivateAttr(default=0.0)
 
     @property
     def dose_per_fraction_gy(self) -> float:
-        """Gy per fraction, derived from the total and the prescription's number of fractions."""
+        """This plan's Gy per fraction: its share of the level (the level less a prior course's dose) over its fractions."""
         if self._fractions is None:
             raise ValueError("a dose level knows its fractions only inside a Prescription")
-        return self.dose.gy / self._fractions
+        return (self.dose.gy - self._prior_gy) / self._fractions
+
+    @property
+    def plan_dose_gy(self) -> float:
+        """What this plan itself delivers to the level's target, in Gy over its fractions."""
+        return self.dose.gy - self._prior_gy
+
+
+class PriorCourse(_Strict):
+    """Dose delivered before this plan (a sequential boost's initial course, an earlier course
+    before re-irradiation): its dose is given per case (`specc plan --prior-dose FILE`), and
+    every goal and optimization term of the protocol is judged on the composite (prior + this
+    plan, physical dose summed, no biological conversion)."""
+
+    description: Text = Field(description='What the prior dose is, e.g. "initial course, 46 Gy in 23 fractions".')
+    dose: Dose = Field(
+        default=Dose(gy=0.0),
+        description="The prior course's prescribed dose to this protocol's targets (the levels are composite: "
+        "this plan adds the level less this); 0 Gy, the default, for a re-irradiation whose new targets "
+        "the prior course did not prescribe.",
+    )
 
 
 class Normalization(_Strict):
@@ -101,6 +125,10 @@ class Prescription(_Strict):
     fractions: StrictInt = Field(ge=1, description="Number of treatment fractions.")
     levels: list[DoseLevel] = Field(min_length=1, description="Dose levels, highest first by convention.")
     normalization: Normalization | None = None
+    prior: PriorCourse | None = Field(
+        default=None,
+        description="Dose delivered before this plan: goals and terms are then on the composite (docs/composite.md).",
+    )
 
     @model_validator(mode="after")
     def _bind_levels(self) -> Prescription:
@@ -113,8 +141,21 @@ class Prescription(_Strict):
                 f'normalization structure "{self.normalization.structure}" has no dose level '
                 f"(targets: {', '.join(targets)})"
             )
+        if self.prior is not None:
+            if self.normalization is not None:
+                raise ValueError(
+                    "normalization scales a plan's dose to a metric; with a prior course the goals are on the "
+                    "composite, which no scaling of this plan alone normalizes: leave out one or the other"
+                )
+            low = [level.target for level in self.levels if level.dose.gy <= self.prior.dose.gy]
+            if low:
+                raise ValueError(
+                    f"with a prior course of {format_number(self.prior.dose.gy)} Gy the levels are composite doses, "
+                    f"so each must exceed it; {', '.join(low)} does not (this plan would add nothing there)"
+                )
         for level in self.levels:
             level._fractions = self.fractions
+            level._prior_gy = self.prior.dose.gy if self.prior is not None else 0.0
         return self
 
     def level_for(self, structure: str) -> DoseLevel | None:

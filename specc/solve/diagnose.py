@@ -133,8 +133,7 @@ def _hard_rows(program: CompiledProgram, hard: list[CompiledTerm]) -> list[cp.Co
     ]
     if not entries or program.influence is None:
         return []
-    rows = np.unique(np.concatenate(entries))
-    return [program.dose[rows] == program.influence[rows] @ program.fluence]
+    return program.linking(np.unique(np.concatenate(entries)))
 
 
 def find_conflicts(program: CompiledProgram, settings: SolverSettings) -> tuple[list[Conflict], str]:

@@ -60,14 +60,17 @@ _ANCHOR_RENEWAL = 50
 
 
 class DoseOperator:
-    """d = A x and A.T g with the case's matrix as stored (by row blocks on threads); results in float64.
+    """d = A x (+ offset) and A.T g with the case's matrix as stored (by row blocks on threads); results in float64.
 
     The products run in the matrix's precision (float32 for a case file), or in float64 for
-    the operator `in_float64` returns.
+    the operator `in_float64` returns. `offset`: a prior course's dose per fraction on the
+    rows (a composite plan, `CompiledProgram.offset`), added to every dose, exactly.
     """
 
-    def __init__(self, influence: sp.csr_matrix, blocks: RowBlocks | None = None, float64: bool = False) -> None:
+    def __init__(self, influence: sp.csr_matrix, blocks: RowBlocks | None = None, float64: bool = False,
+                 offset: np.ndarray | None = None) -> None:
         self.influence = influence.tocsr()
+        self.offset = offset
         self._blocks = RowBlocks(self.influence) if blocks is None else blocks
         self.float64 = float64 or self.influence.dtype == np.float64
         self._vector = np.float64 if self.float64 else self.influence.dtype
@@ -96,11 +99,11 @@ class DoseOperator:
             (self.influence.data.astype(np.float64), self.influence.indices, self.influence.indptr),
             shape=self.influence.shape,
         )
-        return DoseOperator(influence)
+        return DoseOperator(influence, offset=self.offset)
 
     def in_float64_without_copy(self) -> DoseOperator:
         """float64 products on the matrix's own values (for a matrix that lives beside a larger one)."""
-        return self if self.float64 else DoseOperator(self.influence, self._blocks, float64=True)
+        return self if self.float64 else DoseOperator(self.influence, self._blocks, float64=True, offset=self.offset)
 
     def forget_anchor(self) -> None:
         """Start the next forward product from a new anchor, so that a run does not depend on earlier ones."""
@@ -117,15 +120,20 @@ class DoseOperator:
         with a float64 product every `_ANCHOR_RENEWAL` products, so the step stays short.
         """
         if self.float64:
-            return self._blocks.forward(fluence.astype(np.float64))
+            return self._offset(self._blocks.forward(fluence.astype(np.float64)))
         if self._anchor is None or self._since_anchor >= _ANCHOR_RENEWAL:
             exact = self._blocks.forward(np.asarray(fluence, dtype=np.float64))  # float32 values, float64 sums
             self._anchor = (np.array(fluence, dtype=np.float64), exact)
             self._since_anchor = 0
-            return exact.copy()
+            return self._offset(exact.copy())
         self._since_anchor += 1
         anchor_fluence, anchor_dose = self._anchor
-        return anchor_dose + self._blocks.forward((fluence - anchor_fluence).astype(self._vector))
+        return self._offset(anchor_dose + self._blocks.forward((fluence - anchor_fluence).astype(self._vector)))
+
+    def _offset(self, dose: np.ndarray) -> np.ndarray:
+        if self.offset is not None:
+            dose += self.offset
+        return dose
 
     def adjoint(self, dose_gradient: np.ndarray) -> np.ndarray:
         return self._blocks.adjoint(dose_gradient.astype(self._vector))

@@ -58,7 +58,7 @@ class FirstOrderSolver:
         if program.influence is None:
             raise FastPathRefused("the compiled program carries no influence matrix")
         self.program = program
-        self.operator = DoseOperator(program.influence)
+        self.operator = DoseOperator(program.influence, offset=program.offset)
         self.context = SmoothFormContext.of(program)
         self._last: tuple[SmoothProgram, AugmentedLagrangianResult] | None = None
 

@@ -63,9 +63,11 @@ class WorkingSetOperator:
         self.float64 = products.float64
 
     @classmethod
-    def of(cls, influence: sp.csr_matrix, rows: np.ndarray, columns: np.ndarray, base_dose: np.ndarray
-           ) -> WorkingSetOperator:
-        return cls(DoseOperator(_submatrix(influence, rows, columns)), rows, columns, influence.shape[1], base_dose)
+    def of(cls, influence: sp.csr_matrix, rows: np.ndarray, columns: np.ndarray, base_dose: np.ndarray,
+           offset: np.ndarray | None = None) -> WorkingSetOperator:
+        """`offset`: the whole program's (a prior dose per fraction on every row), of which the set keeps its rows'."""
+        products = DoseOperator(_submatrix(influence, rows, columns), offset=None if offset is None else offset[rows])
+        return cls(products, rows, columns, influence.shape[1], base_dose)
 
     @property
     def nonzeros(self) -> int:
@@ -165,7 +167,8 @@ def minimize_on_working_sets(
         if grown:
             sets.append((int(free.sum()), int(rows.sum())))
             operator = None  # the last set's matrix goes before the next is built
-            operator = WorkingSetOperator.of(influence, np.flatnonzero(rows), np.flatnonzero(free), dose)
+            operator = WorkingSetOperator.of(influence, np.flatnonzero(rows), np.flatnonzero(free), dose,
+                                              program.operator.offset)
         run = minimize_augmented_lagrangian(program.on_working_set(operator, ~free, floors), z,
                                             dataclasses.replace(remaining, pause_after=CHECK_EVERY), y, penalty)
         runs.append(run)

@@ -1,0 +1,36 @@
+"""A dose delivered before the plan being made: what a composite plan adds to its own dose.
+
+A sequential boost is planned on top of its initial course, a re-irradiation on top of the
+earlier course: every goal is judged on the sum. The prior dose is the patient's, not the
+protocol's, and not part of the case file either: `specc plan --prior-dose FILE` reads it
+for one plan (`specc.composite`), and the plan records each file with its SHA-256.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PriorSource:
+    """One file the prior dose was read from."""
+
+    file: str
+    sha256: str
+    format: str  # "specc result.h5", "DICOM RT Dose"
+    max_gy: float  # its largest dose on the case grid
+
+
+@dataclass(frozen=True, eq=False)
+class PriorDose:
+    """The prior dose on the case grid: a total in Gy over the prior course(s), physical, summed."""
+
+    total_gy: np.ndarray
+    sources: tuple[PriorSource, ...]
+    notes: tuple[str, ...] = ()
+
+    def on_rows(self, voxel_indices: np.ndarray) -> np.ndarray:
+        """The prior dose at the given flat grid indices (an influence matrix's rows), Gy in all."""
+        return np.asarray(self.total_gy, dtype=np.float64).ravel()[voxel_indices]

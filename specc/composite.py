@@ -1,0 +1,94 @@
+"""The prior dose of a composite plan, read from the files a clinic has (docs/composite.md).
+
+A sequential boost is planned on its initial course's dose, a re-irradiation on the earlier
+course's: `specc plan PROTOCOL --case CASE --prior-dose FILE [--prior-dose FILE ...]`, for a
+protocol that declares `prescription.prior`. Each file is a total dose in Gy:
+
+- a specc result.h5: its plan's dose, and its own prior dose when it was a composite plan
+  too (a third course stands on both earlier ones);
+- a DICOM RT Dose holding a total (DoseSummationType PLAN, MULTI_PLAN or FRACTION; one
+  session's or one beam's dose is refused: it is not a course).
+
+The files are placed on the case grid by their coordinates (trilinear where the grids
+differ), refused when their Frame of Reference is not the case's, summed as physical dose
+(no biological conversion: an EQD2 sum must be made before), and recorded with their SHA-256.
+Voxels of the case beyond a file's grid get 0 Gy from it, and a note names the structures
+that reach there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from specc.case import Case
+from specc.case.importers.external_dose import ExternalDose, file_sha256
+from specc.case.importers.rtdose import read_rtdose
+from specc.case.prior import PriorDose, PriorSource
+from specc.errors import CaseError
+from specc.export.result_file import read_result
+
+
+def read_prior_dose(paths: Sequence[str | Path], case: Case) -> PriorDose:
+    """The sum of the prior dose files on `case`'s grid (see module docstring)."""
+    if not paths:
+        raise CaseError("no prior dose file given")
+    total = np.zeros(case.grid.shape)
+    sources, notes = [], []
+    rows = np.zeros(case.grid.n_voxels, dtype=bool)
+    rows[case.voxel_indices] = True
+    for path in map(Path, paths):
+        dose = _read(path)
+        _check_frame(dose, case)
+        notes += dose.notes
+        values, known = dose.on_grid(case.grid)
+        values = np.where(known, values, 0.0)
+        missing = ~known.ravel() & rows
+        if missing.any():
+            reaching = [name for name, structure in sorted(case.structures.items()) if (structure.mask.ravel() & missing).any()]
+            notes.append(
+                f"{path.name}: {int(missing.sum())} voxels of the case's dose rows lie beyond its grid and get 0 Gy from it"
+                + (f" (in {', '.join(reaching)})" if reaching else "")
+            )
+        if not dose.has_grid(case.grid):
+            notes.append(f"{path.name}: interpolated (trilinear) from its own grid onto the case grid")
+        total += values
+        sources.append(PriorSource(str(path), dose.sha256, dose.format, float(values.max())))
+    return PriorDose(total_gy=total, sources=tuple(sources), notes=tuple(notes))
+
+
+def _read(path: Path) -> ExternalDose:
+    if not path.is_file():
+        raise CaseError(f"{path}: no such prior dose file")
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        result = read_result(path)
+        frame = result.metadata_extra.get("dicom.FrameOfReferenceUID")
+        return ExternalDose(
+            format="specc result.h5",
+            dose_gy=np.asarray(result.composite_dose_gy, dtype=np.float64),
+            grid=result.grid,
+            path=path,
+            sha256=file_sha256(path),
+            dose_type="PHYSICAL",
+            summation="PLAN" if result.prior_dose_gy is None else "PLAN with its own prior dose",
+            fractions_scaled=None,
+            attributes={"FrameOfReferenceUID": frame} if frame else {},
+            referenced_plan_uid=None,
+        )
+    dose = read_rtdose(path, fractions=1)
+    if dose.fractions_scaled is not None:
+        raise CaseError(
+            f"{path}: DoseSummationType {dose.summation} is one session's dose, not a course's: export the plan sum"
+        )
+    return dose
+
+
+def _check_frame(dose: ExternalDose, case: Case) -> None:
+    frame = case.metadata.extra.get("dicom.FrameOfReferenceUID")
+    if frame and dose.frame_of_reference_uid and frame != dose.frame_of_reference_uid:
+        raise CaseError(
+            f"{dose.path}: the prior dose is in Frame of Reference {dose.frame_of_reference_uid}, the case in {frame}: "
+            "register it to the case's images first (a rigid or deformable sum is not specc's to make)"
+        )

@@ -1,0 +1,205 @@
+"""Composite plans: a protocol with a prior course, planned on a prior dose; every goal on the sum."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import specc
+from evaluate_fakes import synthetic_case
+from interop_fixtures import write_rtdose_file
+from specc.cli import app
+from specc.composite import read_prior_dose
+from specc.errors import CaseError, CompileError, SpeccError
+from specc.export import read_result, write_result
+from specc.pipeline import plan
+from specc.protocol import ProtocolError, parse_protocol_text
+
+PRIOR_GY = 20.0  # what the synthetic prior course leaves in the target region
+
+
+def protocol_text(prior: str = "{description: initial course, dose: 20 Gy}", solver: str = "",
+                  extra_terms: str = "", robustness: str = "") -> str:
+    """Composite levels and goals: 60 Gy to the target with 20 Gy from before (this plan adds 40 Gy)."""
+    return "\n".join(line for line in [
+        "specc: 1",
+        "name: Composite test",
+        "site: test",
+        "version: 1.0.0",
+        "structures:",
+        "  Target: {role: target}",
+        "  Organ: {role: oar}",
+        "  Body: {role: other}",
+        "prescription:",
+        "  fractions: 20",
+        "  levels: [{target: Target, dose: 60 Gy}]",
+        f"  prior: {prior}" if prior else "",
+        "goals:",
+        "  Target: ['D95% >= 55 Gy', 'D50% >= 95%']",
+        "  Organ: ['Mean <= 40 Gy', 'Max <= 70 Gy']",
+        "optimization:",
+        f"  solver: {solver}" if solver else "",
+        "  terms:",
+        "    - {kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}",
+        "    - {kind: quadratic_overdose, structure: Target, dose: 61 Gy, weight: 10}",
+        "    - {kind: quadratic_overdose, structure: Organ, dose: 15 Gy, weight: 1}",
+        extra_terms,
+        f"robustness: {robustness}" if robustness else "",
+    ] if line) + "\n"
+
+
+def composite(text: str | None = None):
+    return parse_protocol_text(text or protocol_text(), "protocols/composite.yaml")
+
+
+def prior_field(case) -> np.ndarray:
+    """A smooth prior course: 20 Gy over the target, falling off outside it."""
+    x, y, z = np.meshgrid(*case.grid.axes_mm(), indexing="ij")
+    return PRIOR_GY / (1.0 + np.exp((np.sqrt(x**2 + y**2 + z**2) - 18.0) / 3.0))
+
+
+@pytest.fixture(scope="module")
+def prior_file(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("prior")
+    case = synthetic_case()
+    return write_result(folder / "base.h5", case, np.zeros(case.n_beamlets), prior_field(case), 20)
+
+
+def test_a_prior_course_in_the_protocol_language():
+    levels = composite().prescription.levels
+    assert (levels[0].dose.gy, levels[0].plan_dose_gy, levels[0].dose_per_fraction_gy) == (60.0, 40.0, 2.0)
+    with pytest.raises(ProtocolError, match="each must exceed it; Target does not"):
+        composite(protocol_text(prior="{description: earlier, dose: 60 Gy}"))
+    with pytest.raises(ProtocolError, match="normalization .* composite"):
+        composite(protocol_text().replace("  levels: [{target: Target, dose: 60 Gy}]",
+                                           "  levels: [{target: Target, dose: 60 Gy}]\n  normalization: {structure: Target, metric: D95%}"))
+    with pytest.raises(ProtocolError, match="description"):
+        composite(protocol_text(prior="{dose: 20 Gy}"))
+
+
+def test_a_composite_plan_is_judged_on_prior_plus_plan_and_stores_both(prior_file, tmp_path):
+    case = synthetic_case()
+    outcome = plan(composite(), case, tmp_path / "plan", prior_dose=[prior_file])
+    assert outcome.succeeded
+    record = outcome.record
+    result = read_result(tmp_path / "plan" / "result.h5")
+    prior = prior_field(case)
+    np.testing.assert_allclose(result.prior_dose_gy, prior, rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(result.dose_gy, case.dose_on_grid(result.fluence, 20), rtol=1e-5, atol=1e-4)
+    target = case.structures["Target"].mask
+    composite_dose = result.composite_dose_gy
+    d50 = float(np.median(composite_dose[target]))
+    goal = next(g for g in record.goals if g.text == "D50% >= 95%")
+    assert goal.value == pytest.approx(d50, abs=0.05)  # 95% of the composite 60 Gy: 57 Gy
+    assert goal.threshold == pytest.approx(57.0)
+    # the plan made up for the prior dose: its own median in the target is about the 40 Gy it adds
+    assert float(np.median(result.dose_gy[target])) == pytest.approx(d50 - float(np.median(prior[target])), abs=1.0)
+    assert record.prior_dose.prescribed_gy == 20.0 and record.prior_dose.files[0].file == str(prior_file)
+    assert record.prior_dose.files[0].sha256 == specc.case.importers.external_dose.file_sha256(prior_file)
+    html = (tmp_path / "plan" / "report.html").read_text()
+    assert 'id="composite"' in html and "This plan alone adds 40.00 Gy to Target in 20 fractions" in html
+
+
+def test_the_prior_dose_changes_the_plan_as_the_sum_asks(prior_file, tmp_path):
+    """With the prior course the plan adds less where the prior dose lies: the composite, not the plan, meets the terms."""
+    case = synthetic_case()
+    alone = plan(composite(protocol_text(prior="")), case, tmp_path / "alone").record
+    summed = plan(composite(), case, tmp_path / "summed", prior_dose=[prior_file]).record
+    own_alone = read_result(tmp_path / "alone" / "result.h5").dose_gy
+    own_summed = read_result(tmp_path / "summed" / "result.h5").dose_gy
+    target = case.structures["Target"].mask
+    assert float(own_summed[target].mean()) < float(own_alone[target].mean()) - 10.0
+    by_text = {goal.text: goal.value for goal in summed.goals}
+    assert by_text["D95% >= 55 Gy"] == pytest.approx({g.text: g.value for g in alone.goals}["D95% >= 55 Gy"], abs=2.0)
+
+
+@pytest.mark.parametrize("solver", ["SPECC-LBFGS", "CLARABEL"])
+def test_fast_path_and_reference_solver_agree_on_the_composite(prior_file, tmp_path, solver):
+    case = synthetic_case().with_prior(read_prior_dose([prior_file], synthetic_case()))
+    text = protocol_text(solver="{sample_voxels: all}")
+    outcome = plan(composite(text), case, tmp_path / solver, solver=solver)
+    assert outcome.succeeded and outcome.solve.status == "optimal"
+    reference = plan(composite(text), case, tmp_path / "reference", solver="CLARABEL")
+    assert outcome.solve.objective == pytest.approx(reference.solve.objective, rel=1e-3)
+
+
+def test_a_hard_limit_the_prior_dose_already_breaks_is_infeasible(prior_file, tmp_path):
+    text = protocol_text(extra_terms="    - {kind: max_dose, structure: Target, dose: 10 Gy}")
+    outcome = plan(composite(text), synthetic_case(), tmp_path / "plan", prior_dose=[prior_file])
+    assert not outcome.succeeded and outcome.solve.status == "infeasible"
+    assert not (tmp_path / "plan" / "result.h5").exists()
+
+
+def test_prior_dose_and_protocol_must_agree(prior_file, tmp_path):
+    with pytest.raises(CompileError, match="give the prior dose"):
+        plan(composite(), synthetic_case(), tmp_path / "a")
+    with pytest.raises(CompileError, match="declares no prior course"):
+        plan(composite(protocol_text(prior="")), synthetic_case(), tmp_path / "b", prior_dose=[prior_file])
+    robust = protocol_text(
+        robustness="{setup_error: 3 mm, optimize: true}",
+    )
+    with pytest.raises(CompileError, match="robust optimization with a prior dose"):
+        plan(composite(robust), synthetic_case(), tmp_path / "c", prior_dose=[prior_file])
+    with pytest.raises(SpeccError, match="one at a time"):
+        specc.pipeline.plan_cohort(composite(), [tmp_path / "x.h5"], tmp_path / "cohort")
+
+
+def test_prior_dose_files_rt_dose_chains_and_refusals(prior_file, tmp_path):
+    case = synthetic_case()
+    origin, spacing = case.grid.origin_mm, case.grid.spacing_mm
+    half = prior_field(case)[:, :, : case.grid.shape[2] // 2]  # a dose grid covering half of the case
+    rd = write_rtdose_file(tmp_path / "RD.dcm", half, origin, spacing, frame_uid="1.2.3")
+    prior = read_prior_dose([rd, prior_file], case)
+    assert len(prior.sources) == 2 and prior.sources[1].format == "specc result.h5"
+    np.testing.assert_allclose(prior.total_gy[:, :, :5], 2 * prior_field(case)[:, :, :5], rtol=1e-6, atol=1e-5)
+    assert any("lie beyond its grid and get 0 Gy from it" in note and "Body" in note for note in prior.notes)
+
+    # a composite plan's result.h5, as the prior of a third course, brings its own prior along
+    outcome = plan(composite(), case, tmp_path / "second", prior_dose=[prior_file])
+    assert outcome.succeeded
+    chained = read_prior_dose([tmp_path / "second" / "result.h5"], case)
+    second = read_result(tmp_path / "second" / "result.h5")
+    np.testing.assert_allclose(chained.total_gy, second.dose_gy + second.prior_dose_gy, rtol=1e-6)
+
+    session = write_rtdose_file(tmp_path / "RD-session.dcm", half, origin, spacing, summation="FRACTION_SESSION")
+    with pytest.raises(CaseError, match="one session's dose, not a course's"):
+        read_prior_dose([session], case)
+    linked = case.__class__(**{**case.__dict__, "metadata": case.metadata.__class__(
+        source="tests", dose_engine="synthetic", extra={"dicom.FrameOfReferenceUID": "9.9.9"})})
+    with pytest.raises(CaseError, match="Frame of Reference 1.2.3, the case in 9.9.9"):
+        read_prior_dose([rd], linked)
+
+
+def test_cli_needs_the_prior_dose_and_check_refuses_a_composite(prior_file, tmp_path):
+    protocol_file = tmp_path / "composite.yaml"
+    protocol_file.write_text(protocol_text())
+    case_file = tmp_path / "case.h5"
+    synthetic_case().save(case_file)
+    runner = CliRunner()
+    missing = runner.invoke(app, ["plan", str(protocol_file), "--case", str(case_file), "--out", str(tmp_path / "a")])
+    assert missing.exit_code == 1 and "give its dose with --prior-dose" in " ".join(missing.output.split())
+    planned = runner.invoke(app, ["plan", str(protocol_file), "--case", str(case_file), "--out", str(tmp_path / "b"),
+                                  "--prior-dose", str(prior_file)])
+    assert planned.exit_code == 0, planned.output
+    assert "on the composite (prior course + this plan)" in " ".join(planned.output.split())
+    assert json.loads((tmp_path / "b" / "plan.json").read_text())["prior_dose"]["prescribed_gy"] == 20.0
+    with pytest.raises(CaseError, match="checking a composite"):
+        specc.check_dose(protocol_file, case_file, prior_file, tmp_path / "check")
+
+
+def test_a_composite_delivered_as_segments_weighs_the_segments_on_the_sum(prior_file, tmp_path):
+    text = protocol_text() + "delivery: {technique: step_and_shoot, intensity_levels: 5}\n"
+    case = synthetic_case()
+    outcome = plan(composite(text), case, tmp_path / "plan", prior_dose=[prior_file])
+    assert outcome.succeeded and outcome.record.delivery is not None
+    result = read_result(tmp_path / "plan" / "result.h5")
+    np.testing.assert_allclose(result.dose_gy, case.dose_on_grid(result.fluence, 20), rtol=1e-5, atol=1e-4)
+    # the segments' weights were optimized on the composite: its goal values are near the fluence's
+    delivered = {goal.text: goal.value for goal in outcome.record.goals}
+    fluence = dict(zip(delivered, outcome.record.delivery.fluence_goal_values))
+    assert delivered["D50% >= 95%"] == pytest.approx(fluence["D50% >= 95%"], abs=2.0)
+    assert delivered["D50% >= 95%"] > 50.0  # the composite, not the segments' own ~40 Gy
