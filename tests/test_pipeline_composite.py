@@ -203,3 +203,18 @@ def test_a_composite_delivered_as_segments_weighs_the_segments_on_the_sum(prior_
     fluence = dict(zip(delivered, outcome.record.delivery.fluence_goal_values))
     assert delivered["D50% >= 95%"] == pytest.approx(fluence["D50% >= 95%"], abs=2.0)
     assert delivered["D50% >= 95%"] > 50.0  # the composite, not the segments' own ~40 Gy
+
+
+def test_tables_and_comparisons_say_a_composite_is_one(prior_file, tmp_path):
+    from specc.export.dvh_tables import write_record_tables
+    from specc.report.compare import read_plans, warnings
+
+    case = synthetic_case()
+    plan(composite(protocol_text(prior="")), case, tmp_path / "alone")
+    plan(composite(), case, tmp_path / "summed", prior_dose=[prior_file])
+    plans = read_plans([tmp_path / "alone", tmp_path / "summed"], [])
+    write_record_tables(plans[1].record, tmp_path / "tables")
+    header = json.loads((tmp_path / "tables" / "dvh.json").read_text())
+    assert header["composite_with_prior_dose"][0]["file"] == str(prior_file)
+    said = warnings(plans)
+    assert any("summed: a composite" in warning for warning in said)

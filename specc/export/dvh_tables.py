@@ -47,6 +47,8 @@ def write_record_tables(record: PlanRecord, out_dir: str | Path) -> list[Path]:
     if record.dose_source is not None:
         header["dose_file"] = {"file": record.dose_source.file, "sha256": record.dose_source.sha256,
                                "format": record.dose_source.format}
+    if record.prior_dose is not None:  # the curves and goals are of the composite
+        header["composite_with_prior_dose"] = [{"file": f.file, "sha256": f.sha256} for f in record.prior_dose.files]
     return _write_tables(Path(out_dir), record.structures, [_goal_row(goal) for goal in record.goals], header)
 
 
@@ -84,7 +86,7 @@ def _write_tables(
 def _curves_from_case(result: PlanResult, case: Case) -> list[StructureDose]:
     curves = []
     for name, structure in case.structures.items():
-        dvh = DVH.from_dose(result.dose_gy[structure.mask], case.voxel_volume_cc)
+        dvh = DVH.from_dose(result.composite_dose_gy[structure.mask], case.voxel_volume_cc)
         doses, percent = dvh.curve(CURVE_POINTS)
         curves.append(StructureDose(
             structure=name, color=structure.color, volume_cc=dvh.volume_cc, min_gy=dvh.min, mean_gy=dvh.mean,

@@ -163,6 +163,12 @@ def warnings(plans: Sequence[ComparedPlan]) -> list[str]:
             for plan in plans
         )
         out.append(f"the prescriptions differ ({listed}): a goal in % of prescription refers to each plan's own")
+    composites = [plan.label for plan in plans if plan.record.prior_dose is not None]
+    if composites and len(composites) < len(plans):
+        out.append(
+            f"{', '.join(composites)}: a composite (a prior course's dose plus the plan), the others are not: "
+            "their values are of different things"
+        )
     for plan in plans:
         if not plan.record.converged:
             out.append(
