@@ -191,3 +191,18 @@ def test_a_feet_first_ct_keeps_its_position_and_says_the_angles_are_not_a_machin
     imported = import_dicom(tmp_path, beams=[0], grid_mm=5, beamlet_mm=10, targets=["Target"])
     assert imported.case.metadata.extra["dicom.PatientPosition"] == "FFS"
     assert any("patient position is FFS" in note and "no RT Plan" in note for note in imported.notes)
+
+
+def test_a_compressed_ct_that_cannot_be_decoded_says_what_to_install(tmp_path):
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGLosslessSV1
+
+    write_study(tmp_path)
+    path = sorted(tmp_path.glob("CT_*.dcm"))[0]
+    image = pydicom.dcmread(path)
+    image.file_meta.TransferSyntaxUID = JPEGLosslessSV1
+    image.PixelData = encapsulate([b"\xff\xd8\xff\xc3 not a real JPEG \xff\xd9"])
+    image["PixelData"].VR = "OB"
+    image.save_as(path, enforce_file_format=True)
+    with pytest.raises(CaseError, match=rf"(?s){path.name}: cannot decode the CT pixel data .*it is compressed \(JPEG Lossless.*install a decoder"):
+        import_dicom(tmp_path, beams=[0], grid_mm=5, beamlet_mm=10, targets=["Target"])

@@ -164,7 +164,7 @@ def _read_ct_series(slices: list[tuple[Path, Dataset]]) -> CtSeries:
         try:
             pixels = image.pixel_array.astype(np.float32)
         except Exception as error:  # pydicom raises many types for undecodable pixel data
-            raise CaseError(f"{path}: cannot decode CT pixel data ({error})") from None
+            raise undecodable(path, "CT", image, error) from None
         slope = float(image.get("RescaleSlope", 1.0))
         intercept = float(image.get("RescaleIntercept", 0.0))
         hu[:, :, k] = (pixels * slope + intercept).T  # pixel rows are y, columns are x
@@ -210,3 +210,14 @@ def _check_slice_spacing(z: np.ndarray, paths: list[Path]) -> None:
             f"{paths[i + 1].parent}: non-uniform CT slice spacing: {gap:g} mm between z = {z[i]:g} and "
             f"{z[i + 1]:g} mm, {spacing:g} mm elsewhere; resample the series to uniform slices first"
         )
+
+
+def undecodable(path: Path, what: str, dataset: Dataset, error: Exception) -> CaseError:
+    """Why pixel data cannot be read, with what to do when it is compressed."""
+    syntax = dataset.file_meta.get("TransferSyntaxUID") if hasattr(dataset, "file_meta") else None
+    compressed = syntax is not None and getattr(syntax, "is_compressed", False)
+    advice = (
+        f"; it is compressed ({syntax.name}): install a decoder (pip install pylibjpeg pylibjpeg-libjpeg "
+        "pylibjpeg-openjpeg) or export uncompressed" if compressed else ""
+    )
+    return CaseError(f"{path}: cannot decode the {what} pixel data ({error}){advice}")

@@ -26,7 +26,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from specc.case.importers.dicom_ct import POSITION_TOLERANCE_MM
+from specc.case.importers.dicom_ct import POSITION_TOLERANCE_MM, undecodable
 from specc.case.importers.external_dose import ExternalDose, file_sha256
 from specc.case.model import Grid
 from specc.errors import CaseError
@@ -262,7 +262,7 @@ def _grid_and_values(dataset: Dataset, path: Path) -> tuple[Grid, np.ndarray]:
     try:
         pixels = dataset.pixel_array
     except Exception as error:  # pydicom raises many types for undecodable pixel data
-        raise CaseError(f"{path}: cannot decode the RT Dose pixel data ({error})") from None
+        raise undecodable(path, "RT Dose", dataset, error) from None
     frames = int(dataset.get("NumberOfFrames", 1) or 1)
     pixels = np.asarray(pixels).reshape(frames, int(dataset.Rows), int(dataset.Columns))
     values = np.transpose(pixels, (2, 1, 0))  # (columns = x, rows = y, frames = z)
