@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +25,7 @@ from specc.compile import ProgramStats
 from specc.errors import SpeccError
 from specc.delivery import Delivered, deliver, plan_forward
 from specc.evaluate import BeamSegmentsRecord, DeliveryRecord, GoalRecord, PlanEvaluation, PlanRecord, evaluate_plan
-from specc.export import write_result, write_segments
+from specc.export import DerivedStructure, write_result, write_segments
 from specc.protocol import Protocol, load_protocol
 from specc.protocol.goals import Goal
 from specc.planning import CompiledPlan, compile_for_plan
@@ -220,9 +220,20 @@ def _write_plan(
                 record_json=record_json,
                 case_path=case_path,
                 prior_dose_gy=prior,
+                derived=_derived_structures(protocol, program.masks, record),
             )
         )
     return PlanOutcome(solve, record, paths, stages.timings, program.stats, notes)
+
+
+def _derived_structures(protocol: Protocol, masks: Mapping[str, np.ndarray], record: PlanRecord) -> list[DerivedStructure]:
+    """The protocol's derived structures as planned (margins, rings), kept so that an export can hand them on."""
+    colors = {structure.structure: structure.color for structure in record.structures}
+    return [
+        DerivedStructure(name, masks[name], colors.get(name, spec.color or "#808080"), spec.role, str(spec.expression))
+        for name, spec in protocol.structures.items()
+        if spec.expression is not None and name in masks
+    ]
 
 
 def _delivery_record(

@@ -147,3 +147,40 @@ def test_cli_export_dicom(exported, tmp_path):
     said = " ".join(result.output.split())
     assert result.exit_code == 0, result.output
     assert "CT slices CT_0001.dcm .. CT_0010.dcm" in said and "RS.dcm" in said and "UNAPPROVED" in said
+
+
+def test_the_protocols_derived_structures_go_into_the_structure_set(tmp_path):
+    from specc.protocol import parse_protocol_text
+
+    text = "\n".join([
+        "specc: 1", "name: Derived test", "site: test", "version: 1.0.0",
+        "structures:",
+        "  Target: {role: target}",
+        "  Organ: {role: oar}",
+        "  Body: {role: other}",
+        "  PTV: {role: target, expression: 'crop(expand(Target, 5mm), Body)', color: '#ff00ff'}",
+        "  Ring: {role: other, expression: 'crop(ring(PTV, 5mm, 15mm), Body)'}",
+        "prescription: {fractions: 30, levels: [{target: PTV, dose: 60 Gy}]}",
+        "goals: {PTV: ['D95% >= 57 Gy'], Organ: ['Mean <= 30 Gy']}",
+        "optimization:",
+        "  terms:",
+        "    - {kind: quadratic_underdose, structure: PTV, dose: 60 Gy, weight: 10}",
+        "    - {kind: quadratic_overdose, structure: Ring, dose: 40 Gy, weight: 1}",
+    ]) + "\n"
+    case = _case()
+    case.save(tmp_path / "case.h5")
+    outcome = plan(parse_protocol_text(text, "derived.yaml"), tmp_path / "case.h5", tmp_path / "plan")
+    assert outcome.succeeded
+    result = read_result(tmp_path / "plan" / "result.h5")
+    assert [(d.name, d.role, d.color) for d in result.derived][0] == ("PTV", "target", "#ff00ff")
+    _study(tmp_path / "plan", tmp_path / "study")
+    dicom = read_dicom_folder(tmp_path / "study")
+    rois, _ = read_structure_set(dicom.structure_set, dicom.ct, "RS.dcm")
+    x, y, z = case.grid.axes_mm()
+    for derived in result.derived:
+        roi = next(roi for roi in rois if roi.name == derived.name)
+        assert np.array_equal(rasterize(roi, x, y, z, case.grid.spacing_mm[2]), derived.mask), derived.name
+    rs = pydicom.dcmread(tmp_path / "study" / "RS.dcm")
+    kinds = {roi.ROIName: obs.RTROIInterpretedType for roi, obs in zip(rs.StructureSetROISequence, rs.RTROIObservationsSequence)}
+    assert (kinds["PTV"], kinds["Ring"]) == ("PTV", "CONTROL")
+    assert "derived by specc: crop(ring(PTV, 5mm, 15mm), Body)" in {roi.get("ROIDescription") for roi in rs.StructureSetROISequence}

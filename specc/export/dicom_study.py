@@ -64,7 +64,7 @@ def write_dicom_study(
     else:
         identity = _study_identity(identity)
         export.paths += _write_ct(case, identity, out, export.notes)
-        export.paths.append(_write_structure_set(case, result, identity, out))
+        export.paths.append(_write_structure_set(case, result, identity, out, export.notes))
     plan_uid = None
     if segments is not None:
         document, segments_path = segments
@@ -146,7 +146,7 @@ def _slice_uid(identity: DicomIdentity, k: int) -> str:
     return identity.derived_uid("ct slice", str(k))
 
 
-def _write_structure_set(case: Case, result: PlanResult, identity: DicomIdentity, out: Path) -> Path:
+def _write_structure_set(case: Case, result: PlanResult, identity: DicomIdentity, out: Path, notes: list[str]) -> Path:
     path = out / "RS.dcm"
     ds = identity.new_dataset(path, RTStructureSetStorage, identity.identifiers["StructureSetSOPInstanceUID"], "RTSTRUCT")
     ds.SeriesDescription = f"specc case {case.case_id} structures"[:64]
@@ -158,31 +158,58 @@ def _write_structure_set(case: Case, result: PlanResult, identity: DicomIdentity
     z_axis = case.grid.axes_mm()[2]
     slices = [_slice_uid(identity, k) for k in range(len(z_axis))]
     ds.ReferencedFrameOfReferenceSequence = [_referenced_frame(identity, slices)]
-    record = PlanRecord.model_validate_json(result.record_json) if result.record_json else None
-    targets = {level.target for level in record.prescription.levels} if record else set()
     rois, contours, observations = [], [], []
-    for number, (name, structure) in enumerate(sorted(case.structures.items()), start=1):
+    for number, roi_spec in enumerate(_rois(case, result, notes), start=1):
         roi = Dataset()
         roi.ROINumber = number
         roi.ReferencedFrameOfReferenceUID = frame
-        roi.ROIName = name
-        roi.ROIGenerationAlgorithm = ""
+        roi.ROIName = roi_spec.name
+        if roi_spec.description:
+            roi.ROIDescription = roi_spec.description[:1024]
+        roi.ROIGenerationAlgorithm = "AUTOMATIC" if roi_spec.description else ""
         rois.append(roi)
         item = Dataset()
         item.ReferencedROINumber = number
-        item.ROIDisplayColor = [int(structure.color[i : i + 2], 16) for i in (1, 3, 5)]
-        item.ContourSequence = _contours(structure.mask, case, slices)
+        item.ROIDisplayColor = [int(roi_spec.color[i : i + 2], 16) for i in (1, 3, 5)]
+        item.ContourSequence = _contours(roi_spec.mask, case, slices)
         contours.append(item)
         observation = Dataset()
         observation.ObservationNumber = number
         observation.ReferencedROINumber = number
-        observation.RTROIInterpretedType = "PTV" if name in targets else ""
+        observation.RTROIInterpretedType = roi_spec.interpreted_type
         observation.ROIInterpreter = ""
         observations.append(observation)
     ds.StructureSetROISequence = rois
     ds.ROIContourSequence = contours
     ds.RTROIObservationsSequence = observations
     return save(ds, path)
+
+
+@dataclass(frozen=True)
+class _Roi:
+    name: str
+    mask: np.ndarray
+    color: str
+    interpreted_type: str  # RTROIInterpretedType: PTV for a prescription target, CONTROL for an optimization aid
+    description: str = ""  # how specc derived it, for a derived structure
+
+
+def _rois(case: Case, result: PlanResult, notes: list[str]) -> list[_Roi]:
+    """The case's structures, then the protocol's derived ones as planned (PTV margins, rings)."""
+    record = PlanRecord.model_validate_json(result.record_json) if result.record_json else None
+    targets = {level.target for level in record.prescription.levels} if record else set()
+    rois = [
+        _Roi(name, structure.mask, structure.color, "PTV" if name in targets else "")
+        for name, structure in sorted(case.structures.items())
+    ]
+    for derived in result.derived:
+        name = derived.name
+        if name in case.structures:
+            name = f"{name}_specc"
+            notes.append(f"the protocol's derived {derived.name} is written as {name}: the case has a structure of that name")
+        kind = "PTV" if derived.role == "target" else "CONTROL"
+        rois.append(_Roi(name, derived.mask, derived.color, kind, f"derived by specc: {derived.expression}"))
+    return rois
 
 
 def _referenced_frame(identity: DicomIdentity, slices: list[str]) -> Dataset:

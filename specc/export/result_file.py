@@ -10,6 +10,7 @@ The layout is documented in docs/formats/result-h5.md.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,6 +32,17 @@ class ResultError(SpeccError):
     """A result.h5 file that cannot be read, or that does not belong to the case given with it."""
 
 
+@dataclass(frozen=True)
+class DerivedStructure:
+    """A structure the protocol built from the case's (a PTV margin, a ring), as the plan used it."""
+
+    name: str
+    mask: np.ndarray  # on the case grid
+    color: str
+    role: str  # target, oar, other
+    expression: str  # as the protocol wrote it
+
+
 @dataclass
 class PlanResult:
     """A solved plan as stored in result.h5: fluence, total dose in Gy, grid and provenance."""
@@ -48,6 +60,7 @@ class PlanResult:
     # A composite plan's prior course (Gy in all, on the grid): `dose_gy` is this plan's own
     # dose, and its goals were judged on the two summed (docs/composite.md).
     prior_dose_gy: np.ndarray | None = None
+    derived: list[DerivedStructure] = field(default_factory=list)  # the protocol's derived structures
 
     @property
     def composite_dose_gy(self) -> np.ndarray:
@@ -102,6 +115,7 @@ def write_result(
     *,
     case_path: str | Path | None = None,
     prior_dose_gy: np.ndarray | None = None,
+    derived: Sequence[DerivedStructure] = (),
 ) -> Path:
     """Write result.h5. `dose_gy` is the plan's total dose over all `fractions`, shape `case.grid.shape`;
     `prior_dose_gy`, of a composite plan, the prior course's, beside it."""
@@ -146,6 +160,15 @@ def write_result(
             stored.attrs["unit"] = "Gy"
             stored.attrs["summation"] = "the prior course(s), total"
 
+        if derived:
+            group = out.create_group("derived_structures")
+            for index, structure in enumerate(derived):
+                if structure.mask.shape != dose_gy.shape:
+                    raise ValueError(f"derived structure {structure.name!r} is not on the case grid")
+                stored = group.create_dataset(f"{index:03d}", data=np.packbits(structure.mask.ravel()), compression="gzip")
+                for key in ("name", "color", "role", "expression"):
+                    stored.attrs[key] = getattr(structure, key)
+
         extra = out.create_group("case_metadata")
         for key, value in case.metadata.extra.items():
             extra.attrs[key] = str(value)
@@ -185,6 +208,16 @@ def read_result(path: str | Path) -> PlanResult:
             raise ResultError(f"{path}: '/dose_gy' has shape {dose_gy.shape}, '/grid' says {tuple(grid.shape)}")
         record = src["plan_json"][()] if "plan_json" in src else None
         prior = src["prior_dose_gy"][...] if "prior_dose_gy" in src else None
+        derived = [
+            DerivedStructure(
+                name=str(stored.attrs["name"]),
+                mask=np.unpackbits(stored[...], count=grid.n_voxels).astype(bool).reshape(grid.shape),
+                color=str(stored.attrs["color"]),
+                role=str(stored.attrs["role"]),
+                expression=str(stored.attrs["expression"]),
+            )
+            for _, stored in sorted(src["derived_structures"].items())
+        ] if "derived_structures" in src else []
         if prior is not None and prior.shape != dose_gy.shape:
             raise ResultError(f"{path}: '/prior_dose_gy' has shape {prior.shape}, '/dose_gy' {dose_gy.shape}")
         case_path = str(src.attrs.get("case_path", ""))
@@ -200,4 +233,5 @@ def read_result(path: str | Path) -> PlanResult:
             metadata_extra={key: str(value) for key, value in src["case_metadata"].attrs.items()},
             record_json=record.decode("utf-8") if isinstance(record, bytes) else record,
             prior_dose_gy=prior,
+            derived=derived,
         )
