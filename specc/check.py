@@ -17,6 +17,7 @@ and its goals are reported NOT EVALUATED with the reason, never judged on part o
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from specc.case.importers.external_dose import ExternalDose
 from specc.case.importers.matrad_dose import read_matrad_dose
 from specc.case.importers.rtdose import read_rtdose
 from specc.compile import ResolvedStructures, resolve_structures
+from specc.composite import read_prior_dose
 from specc.errors import CaseError, CompileError, SpeccError
 from specc.evaluate import DoseSourceRecord, GoalRecord, PlanRecord, evaluate_dose
 from specc.evaluate.record import GridInfo
@@ -83,17 +85,20 @@ def check_export(
     per_fraction: bool = False,
     pdf: bool = False,
     progress: StageProgress | None = None,
+    prior_dose: Sequence[str | Path] = (),
 ) -> CheckOutcome:
     """Check the RT Dose of a plan export folder against `protocol` (see module docstring).
 
     `outside_zero`: voxels of structures beyond the RT Dose grid get 0 Gy, said in the notes
     and the record, instead of leaving those structures' goals unjudged. `per_fraction`: the
     RT Dose holds one fraction whatever its DoseSummationType says (multiplied by the fractions).
+    `prior_dose`: a prior course's dose files, for a protocol with `prescription.prior`: the
+    composite (prior + the checked dose) is judged (`specc.composite`).
     """
     stages = StageTimer(progress)
-    protocol = _loaded(protocol, stages)
+    protocol = _loaded(protocol, stages, prior_dose)
     read = _read_export(protocol, folder, dose_file, grid_mm, outside_zero, per_fraction, stages)
-    return _measure(protocol, read, out_dir, pdf, stages)
+    return _measure(protocol, _with_prior(read, prior_dose, stages), out_dir, pdf, stages)
 
 
 def check_cohort(
@@ -114,7 +119,12 @@ def check_cohort(
     cohort beside specc's. A folder that cannot be read or checked is recorded with its error
     and the next one is checked.
     """
-    loaded = _loaded(protocol, StageTimer(None))
+    loaded = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
+    if loaded.prescription.prior is not None:
+        raise CaseError(
+            f"{loaded.source.path}: a protocol with a prior course needs each patient's prior dose: check the exports "
+            "one at a time with --prior-dose"
+        )
 
     def check_one(folder: Path, out: Path, taken: set[str]) -> CohortEntry:
         stages = StageTimer(progress)
@@ -180,14 +190,15 @@ def check_dose(
     per_fraction: bool = False,
     pdf: bool = False,
     progress: StageProgress | None = None,
+    prior_dose: Sequence[str | Path] = (),
 ) -> CheckOutcome:
     """Check a dose against `protocol` on a specc case's grid and structures.
 
     `dose_file`: a DICOM RT Dose, or a matRad workspace (.mat) whose resultGUI holds matRad's plan
-    (always one fraction); `outside_zero`, `per_fraction`: as for `check_export`.
+    (always one fraction); `outside_zero`, `per_fraction`, `prior_dose`: as for `check_export`.
     """
     stages = StageTimer(progress)
-    protocol = _loaded(protocol, stages)
+    protocol = _loaded(protocol, stages, prior_dose)
     if not isinstance(case, Case):
         with stages.stage("load case"):
             case = Case.load(case)
@@ -210,17 +221,33 @@ def check_dose(
         dose, interpolated=not dose.has_grid(case.grid), incomplete=incomplete, plan={}, outside_zero=outside_zero
     )
     read = _Read(case, resolved, values, known, source, [*notes, *resolved.notes])
-    return _measure(protocol, read, out_dir, pdf, stages)
+    return _measure(protocol, _with_prior(read, prior_dose, stages), out_dir, pdf, stages)
 
 
-def _loaded(protocol: Protocol | str | Path, stages: StageTimer) -> Protocol:
+def _with_prior(read: _Read, prior_dose: Sequence[str | Path], stages: StageTimer) -> _Read:
+    """The read dose plus a prior course's, where the dose is known: the composite a prior course's protocol judges."""
+    if not prior_dose:
+        return read
+    with stages.stage("read prior dose"):
+        case = read.case.with_prior(read_prior_dose(prior_dose, read.case))
+    dose = np.where(read.known, read.dose + case.prior_dose.total_gy, read.dose)
+    return dataclasses.replace(read, case=case, dose=dose)
+
+
+def _loaded(protocol: Protocol | str | Path, stages: StageTimer, prior_dose: Sequence[str | Path] = ()) -> Protocol:
     if not isinstance(protocol, Protocol):
         with stages.stage("load protocol"):
             protocol = load_protocol(protocol)
-    if protocol.prescription.prior is not None:
+    declared = protocol.prescription.prior
+    if declared is not None and not prior_dose:
         raise CaseError(
-            f"{protocol.source.path}: a protocol with a prior course judges a composite; checking a composite "
-            "(prior + plan) is not supported yet: check each course's dose with its own protocol"
+            f"{protocol.source.path}: the goals are on the composite with a prior course ({declared.description}): "
+            "give its dose with --prior-dose FILE"
+        )
+    if declared is None and prior_dose:
+        raise CaseError(
+            f"{protocol.source.path}: a prior dose was given, but the protocol declares no prior course "
+            "(`prescription.prior`), so its goals are not meant for a composite"
         )
     return protocol
 
@@ -266,7 +293,7 @@ def _plausible(
     if mask is None or not (mask & known).any():
         return
     median = float(np.median(values[mask & known]))
-    prescribed = level.dose.gy
+    prescribed = level.plan_dose_gy  # the checked dose's own share (a composite's prior course is added after)
     one_fraction, all_fractions = prescribed / fractions, prescribed * fractions
     written = f"DoseSummationType {dose.summation}" if dose.format.startswith("DICOM RT Dose") else dose.summation
     # Never within half to twice the prescription: a plan there, however poor, is judged as it stands.

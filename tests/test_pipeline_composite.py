@@ -174,7 +174,7 @@ def test_prior_dose_files_rt_dose_chains_and_refusals(prior_file, tmp_path):
         read_prior_dose([rd], linked)
 
 
-def test_cli_needs_the_prior_dose_and_check_refuses_a_composite(prior_file, tmp_path):
+def test_cli_needs_the_prior_dose_and_a_check_cohort_refuses_a_composite(prior_file, tmp_path):
     protocol_file = tmp_path / "composite.yaml"
     protocol_file.write_text(protocol_text())
     case_file = tmp_path / "case.h5"
@@ -187,8 +187,8 @@ def test_cli_needs_the_prior_dose_and_check_refuses_a_composite(prior_file, tmp_
     assert planned.exit_code == 0, planned.output
     assert "on the composite (prior course + this plan)" in " ".join(planned.output.split())
     assert json.loads((tmp_path / "b" / "plan.json").read_text())["prior_dose"]["prescribed_gy"] == 20.0
-    with pytest.raises(CaseError, match="checking a composite"):
-        specc.check_dose(protocol_file, case_file, prior_file, tmp_path / "check")
+    with pytest.raises(CaseError, match="needs each patient's prior dose"):
+        specc.check_cohort(protocol_file, [tmp_path], tmp_path / "audit")
 
 
 def test_a_composite_delivered_as_segments_weighs_the_segments_on_the_sum(prior_file, tmp_path):
@@ -218,3 +218,19 @@ def test_tables_and_comparisons_say_a_composite_is_one(prior_file, tmp_path):
     assert header["composite_with_prior_dose"][0]["file"] == str(prior_file)
     said = warnings(plans)
     assert any("summed: a composite" in warning for warning in said)
+
+
+def test_a_checked_dose_with_the_prior_course_gives_the_composite_plans_values(prior_file, tmp_path):
+    """specc's own composite plan, its RT Dose (the plan's own dose) checked with the prior: the same goal values."""
+    from specc.export.rtdose import write_rtdose
+
+    case = synthetic_case()
+    case.save(tmp_path / "case.h5")
+    planned = plan(composite(), tmp_path / "case.h5", tmp_path / "plan", prior_dose=[prior_file]).record
+    rd = write_rtdose(read_result(tmp_path / "plan" / "result.h5"), tmp_path / "RD.dcm")
+    checked = specc.check_dose(composite(), tmp_path / "case.h5", rd, tmp_path / "check", prior_dose=[prior_file]).record
+    for goal, reference in zip(checked.goals, planned.goals):
+        assert goal.value == pytest.approx(reference.value, abs=2e-4), goal.text
+    assert checked.prior_dose is not None and checked.dose_source is not None
+    with pytest.raises(CaseError, match="give its dose with --prior-dose"):
+        specc.check_dose(composite(), tmp_path / "case.h5", rd, tmp_path / "check2")

@@ -43,6 +43,10 @@ def check(
         False, "--per-fraction", help="The RT Dose holds one fraction, whatever its DoseSummationType says (matRad "
         "writes FRACTION for one): it is multiplied by the protocol's fractions."
     ),
+    prior_dose: list[Path] = typer.Option(
+        [], "--prior-dose", help="A prior course's dose (result.h5 or RT Dose; repeatable), for a protocol with "
+        "`prescription.prior`: the composite (prior + the checked dose) is judged (docs/composite.md)."
+    ),
     pdf: bool = typer.Option(False, "--pdf", help="Also write report.pdf (needs WeasyPrint)."),
     strict: bool = typer.Option(False, "--strict", help="Exit 2 when a priority-1 goal fails."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors and the final line."),
@@ -59,8 +63,8 @@ def check(
     if bool(exports) == (case is not None):
         fail("give a plan export folder, or --case CASE.h5 with --dose RD.dcm (not both)")
     if cohort:
-        if dose is not None or case is not None:
-            fail("--cohort checks export folders, each with its own RT Dose; --dose and --case do not apply")
+        if dose is not None or case is not None or prior_dose:
+            fail("--cohort checks export folders, each with its own RT Dose; --dose, --case and --prior-dose do not apply")
         _check_cohort(protocol, exports or [], out, grid, outside_zero, per_fraction, pdf, strict, quiet)
     if exports and len(exports) > 1:
         fail(f"{len(exports)} export folders: add --cohort to check each into OUT/<patient id>/ with OUT/cohort.csv")
@@ -73,12 +77,12 @@ def check(
         if exports:
             outcome = check_export(
                 protocol, exports[0], out, dose_file=dose, grid_mm=grid, outside_zero=outside_zero,
-                per_fraction=per_fraction, pdf=pdf, progress=printer,
+                per_fraction=per_fraction, pdf=pdf, progress=printer, prior_dose=prior_dose,
             )
         else:
             outcome = check_dose(
                 protocol, case, dose, out, outside_zero=outside_zero, per_fraction=per_fraction, pdf=pdf,
-                progress=printer,
+                progress=printer, prior_dose=prior_dose,
             )
     except SpeccError as error:
         printer.stop()
@@ -87,7 +91,8 @@ def check(
     if not quiet:
         for note in record.notes:
             console.print(Text("note: ", style="yellow") + Text(note))
-        table = Table("structure", "goal", "value", "status", title="Clinical goals (external dose)")
+        title = "Clinical goals (external dose" + (" on the composite with the prior course)" if record.prior_dose else ")")
+        table = Table("structure", "goal", "value", "status", title=title)
         for goal in record.goals:
             table.add_row(goal.structure, goal.text, goal_value(goal), status_text(goal.status))
         console.print(table)

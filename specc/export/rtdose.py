@@ -50,7 +50,7 @@ def write_rtdose(
     ds.SeriesDescription = (  # LO: 64 characters at most
         f"specc plan dose, {result.fractions} fx"
         + (", without prior dose" if result.prior_dose_gy is not None else "")
-        + ("" if identity.linked else "; not linked to a source CT")
+        + ("" if identity.linked else "; not linked to a CT")
     )
     if rtplan_uid is not None:
         ds.ReferencedRTPlanSequence = [sop_reference(RTPlanStorage, rtplan_uid)]
