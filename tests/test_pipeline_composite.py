@@ -203,6 +203,17 @@ def test_a_composite_delivered_as_segments_weighs_the_segments_on_the_sum(prior_
     fluence = dict(zip(delivered, outcome.record.delivery.fluence_goal_values))
     assert delivered["D50% >= 95%"] == pytest.approx(fluence["D50% >= 95%"], abs=2.0)
     assert delivered["D50% >= 95%"] > 50.0  # the composite, not the segments' own ~40 Gy
+    # its RT Plan is this course's: 40 Gy prescribed, not the composite 60
+    import pydicom
+
+    from specc.export.rtplan import write_rtplan
+    from specc.export.segments import read_segments
+
+    segments = tmp_path / "plan" / "segments.json"
+    written = write_rtplan(result, read_segments(segments), segments, case, tmp_path / "RP.dcm")
+    rp = pydicom.dcmread(written.path)
+    assert float(rp.DoseReferenceSequence[0].TargetPrescriptionDose) == 40.0
+    assert "20 Gy of it from a prior course" in rp.RTPlanDescription
 
 
 def test_tables_and_comparisons_say_a_composite_is_one(prior_file, tmp_path):

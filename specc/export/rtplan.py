@@ -159,6 +159,8 @@ def _general_plan(ds: Dataset, identity: DicomIdentity, segments: SegmentsDocume
     ds.RTPlanDate = now.strftime("%Y%m%d")
     ds.RTPlanTime = now.strftime("%H%M%S")
     levels = ", ".join(f"{level.target} {level.total_gy:g} Gy" for level in record.prescription.levels) if record else ""
+    if record is not None and record.prior_dose is not None:
+        levels += f" composite, {record.prior_dose.prescribed_gy:g} Gy of it from a prior course ({record.prior_dose.description}),"
     ds.RTPlanDescription = (
         (f"NOT CONVERGED (solver status {segments.solver_status}): not a plan to deliver. " if marker else "")
         + f"specc plan of case {segments.case_id} with protocol {protocol.name} {protocol.version} "
@@ -179,14 +181,16 @@ def _prescription_references(identity: DicomIdentity, record: PlanRecord | None)
     if record is None:
         return []
     references = []
+    prior_gy = record.prior_dose.prescribed_gy if record.prior_dose is not None else 0.0
     for number, level in enumerate(record.prescription.levels, start=1):
         item = Dataset()
         item.DoseReferenceNumber = number
         item.DoseReferenceUID = identity.derived_uid("dose reference", level.target, str(level.total_gy))
         item.DoseReferenceStructureType = "SITE"
-        item.DoseReferenceDescription = f"{level.target}: prescription"[:64]
+        # This plan's own prescription: a composite's level less its prior course (docs/composite.md).
+        item.DoseReferenceDescription = f"{level.target}: prescription{' (this course)' if prior_gy else ''}"[:64]
         item.DoseReferenceType = "TARGET"
-        item.TargetPrescriptionDose = _ds(level.total_gy)
+        item.TargetPrescriptionDose = _ds(level.total_gy - prior_gy)
         references.append(item)
     return references
 
