@@ -19,6 +19,7 @@ written, in the source study, referring to its structure set.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def write_dicom_study(
             "structure set; no CT or structure set is written again"
         )
     else:
-        identity = _study_identity(identity)
+        identity = _study_identity(identity, result)
         export.paths += _write_ct(case, identity, out, export.notes)
         export.paths.append(_write_structure_set(case, result, identity, out, export.notes))
     plan_uid = None
@@ -83,9 +84,16 @@ def write_dicom_study(
     return export
 
 
-def _study_identity(derived: DicomIdentity) -> DicomIdentity:
-    """The identifiers of the study written here, fixed once so that every file carries the same."""
+def _study_identity(derived: DicomIdentity, result: PlanResult) -> DicomIdentity:
+    """The identifiers of the study written here, fixed once so that every file carries the same.
+
+    The structure set's UID depends on the derived structures it holds too: two plans of one
+    case with other margins write two structure sets, never two under one UID."""
     now = dt.datetime.now()
+    structures = [
+        f"{d.name}\0{d.expression}\0{hashlib.sha256(np.packbits(d.mask.ravel()).tobytes()).hexdigest()}"
+        for d in result.derived
+    ]
     identifiers = {
         "PatientID": derived.case_id,
         "PatientName": derived.case_id,
@@ -94,7 +102,7 @@ def _study_identity(derived: DicomIdentity) -> DicomIdentity:
         "StudyDate": now.strftime("%Y%m%d"),
         "StudyTime": now.strftime("%H%M%S"),
         "FrameOfReferenceUID": derived.derived_uid("frame of reference"),
-        "StructureSetSOPInstanceUID": derived.derived_uid("structure set"),
+        "StructureSetSOPInstanceUID": derived.derived_uid("structure set", *structures),
         "PatientPosition": "HFS",
     }
     return DicomIdentity(identifiers, derived.case_id, derived.case_sha256)
