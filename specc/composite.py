@@ -7,7 +7,9 @@ protocol that declares `prescription.prior`. Each file is a total dose in Gy:
 - a specc result.h5: its plan's dose, and its own prior dose when it was a composite plan
   too (a third course stands on both earlier ones);
 - a DICOM RT Dose holding a total (DoseSummationType PLAN, MULTI_PLAN or FRACTION; one
-  session's or one beam's dose is refused: it is not a course).
+  session's or one beam's dose is refused: it is not a course);
+- a matRad workspace (.mat) with resultGUI: one fraction's dose times the workspace's own
+  `pln.numOfFractions` (refused when it states none).
 
 The files are placed on the case grid by their coordinates (trilinear where the grids
 differ), refused when their Frame of Reference is not the case's, summed as physical dose
@@ -25,6 +27,7 @@ import numpy as np
 
 from specc.case import Case
 from specc.case.importers.external_dose import ExternalDose, file_sha256
+from specc.case.importers.matrad_dose import read_matrad_dose
 from specc.case.importers.rtdose import read_rtdose
 from specc.case.prior import PriorDose, PriorSource
 from specc.errors import CaseError
@@ -77,6 +80,8 @@ def _read(path: Path) -> ExternalDose:
             attributes={"FrameOfReferenceUID": frame} if frame else {},
             referenced_plan_uid=None,
         )
+    if path.suffix.lower() == ".mat":  # a matRad plan: one fraction, times the workspace's own fractions
+        return read_matrad_dose(path, fractions=None)
     dose = read_rtdose(path, fractions=1)
     if dose.fractions_scaled is not None:
         raise CaseError(

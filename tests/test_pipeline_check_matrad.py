@@ -96,3 +96,20 @@ def test_the_import_report_points_a_workspaces_result_to_specc_check(tmp_path):
     path = save_matrad_v5(tmp_path / "ws.mat", workspace_with_result())
     imported = import_matrad(path)
     assert any("resultGUI" in item and "specc check" in item for item in imported.not_imported)
+
+
+def test_a_matrad_plan_as_a_prior_course_is_its_fractions_total(saved, tmp_path):
+    from specc.composite import read_prior_dose
+
+    workspace, case_path = saved
+    case = specc.Case.load(case_path)
+    prior = read_prior_dose([workspace], case)
+    x, y, z = np.meshgrid(*case.grid.axes_mm(), indexing="ij")
+    np.testing.assert_allclose(prior.total_gy, 30 * linear_gy_per_fraction(x, y, z), rtol=1e-9)
+    assert prior.sources[0].format == "matRad resultGUI"
+    unstated = workspace_with_result()
+    del unstated["pln"]
+    del unstated["dij"]["numOfFractions"]  # matRad also keeps the plan's fractions in the dij
+    path = save_matrad_v5(tmp_path / "unstated.mat", unstated)
+    with pytest.raises(specc.SpeccError, match="states no pln.numOfFractions"):
+        read_prior_dose([path], case)

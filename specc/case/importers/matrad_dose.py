@@ -22,8 +22,9 @@ from specc.errors import CaseError
 DOSE_FIELD = "physicalDose"
 
 
-def read_matrad_dose(path: str | Path, fractions: int) -> ExternalDose:
-    """resultGUI.physicalDose of a matRad workspace as the total dose of `fractions` fractions."""
+def read_matrad_dose(path: str | Path, fractions: int | None) -> ExternalDose:
+    """resultGUI.physicalDose of a matRad workspace as the total dose of `fractions` fractions
+    (None: the workspace's own `pln.numOfFractions`, which must then be stated: a prior course's)."""
     path = Path(path)
     workspace = load_mat(path)
     result = workspace.get("resultGUI")
@@ -45,6 +46,13 @@ def read_matrad_dose(path: str | Path, fractions: int) -> ExternalDose:
     if not np.isfinite(cube).all() or cube.min() < 0:
         raise CaseError(f"{path}: resultGUI.{DOSE_FIELD} has negative or non-finite values")
     stated = plan_fractions(workspace, dij if isinstance(dij, dict) else {})
+    if fractions is None:
+        if stated is None:
+            raise CaseError(
+                f"{path}: the workspace states no pln.numOfFractions, so the total of its plan (resultGUI is one "
+                "fraction) is unknown"
+            )
+        fractions = stated
     if stated is not None and stated != fractions:
         raise CaseError(
             f"{path}: the matRad plan has {stated} fractions (pln.numOfFractions), the protocol prescribes "
@@ -58,8 +66,8 @@ def read_matrad_dose(path: str | Path, fractions: int) -> ExternalDose:
         origin_mm=tuple(float(axis[0]) for axis in axes),
     )
     notes.append(
-        f"{path.name}: matRad's resultGUI.{DOSE_FIELD} is the dose of one fraction: multiplied by the "
-        f"protocol's {fractions} fractions" + ("" if stated is not None else " (the workspace states none)")
+        f"{path.name}: matRad's resultGUI.{DOSE_FIELD} is the dose of one fraction: multiplied by "
+        f"{fractions} fractions" + ("" if stated is not None else " (the protocol's; the workspace states none)")
     )
     return ExternalDose(
         format="matRad resultGUI",
