@@ -94,6 +94,17 @@ def test_identical_rows_are_merged_exactly_and_weights_are_relative_volumes() ->
     assert len(selection.rows) == 7  # the 6 distinct rows and one zero row
 
 
+def test_identical_rows_with_different_prior_doses_stay_apart() -> None:
+    """A composite plan's zero rows (no beamlet reaches them) differ by their prior dose: never merged."""
+    influence = sp.csr_matrix(np.array([[1, 2], [1, 2], [0, 0], [0, 0], [0, 0]], dtype=np.float32))
+    rows = {"Organ": np.arange(5)}
+    assert len(select_voxels(influence, rows, exact={"Organ"}).rows) == 2
+    offsets = np.array([5.0, 5.0, 0.0, 30.0, 30.0])
+    selection = select_voxels(influence, rows, exact={"Organ"}, offsets=offsets)
+    assert sorted(offsets[selection.rows].tolist()) == [0.0, 5.0, 30.0]
+    assert len(selection.rows) == 3 and selection.structures["Organ"].weights.tolist() == pytest.approx([0.4, 0.2, 0.4])
+
+
 def test_rows_merged_in_chunks_are_exactly_the_identical_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     # Rows of equal length that differ only in one value (by one float32 step) or in one
     # column, plus true duplicates and zero rows, grouped in chunks of a few nonzeros.

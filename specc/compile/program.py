@@ -49,6 +49,7 @@ class RowInputs:
     exact: frozenset[str]
     sample_limit: int | None
     displaced: tuple[str, ...] = ()  # setup-error scenarios the terms name (robust optimization)
+    prior: tuple[str, ...] = ()  # the prior dose files' SHA-256 (rows merge only where it is equal)
 
 
 @dataclass(frozen=True)
@@ -220,7 +221,8 @@ def compile_protocol(
             (displaced if name in scenarios else referenced)[name] = None
     exact = {name for term in terms if _is_hard(term) for name in term.structures() if name not in scenarios}
     exact |= {name for name in referenced if structures.is_target(name)}
-    row_inputs = RowInputs(tuple(referenced), frozenset(exact), sample_limit, tuple(displaced))
+    prior_files = tuple(source.sha256 for source in case.prior_dose.sources) if case.prior_dose is not None else ()
+    row_inputs = RowInputs(tuple(referenced), frozenset(exact), sample_limit, tuple(displaced), prior_files)
     if reuse is not None and _same_rows(reuse, row_inputs, structures):
         assert reuse.influence is not None
         selection, influence_rows = reuse.selection, reuse.influence
@@ -228,7 +230,10 @@ def compile_protocol(
     else:
         structure_rows = {name: case.rows(structures.masks[name]) for name in referenced}
         if structure_rows:
-            selection = select_voxels(case.influence, structure_rows, exact, sample_limit, locate=case.grid_indices)
+            prior_rows = case.prior_dose.on_rows(case.voxel_indices) if case.prior_dose is not None else None
+            selection = select_voxels(
+                case.influence, structure_rows, exact, sample_limit, locate=case.grid_indices, offsets=prior_rows
+            )
         else:
             selection = VoxelSelection(rows=np.empty(0, dtype=np.int64), structures={})
         # The case's dtype, no float64 copy: cvxpy converts the constant to its own float64

@@ -4,7 +4,7 @@ Evaluation always uses every voxel; the program only needs the rows some term lo
 Two reductions keep it small, each keeping what is needed to read results back:
 
 * Identical rows are merged into one dose entry whose weight is the number of voxels it
-  stands for. This is exact for every kind (means, quadratic penalties, maxima, CVaR are all
+  stands for (with the same prior dose, in a composite plan). This is exact for every kind (means, quadratic penalties, maxima, CVaR are all
   sums or extremes over volume-weighted voxels). In practice it mostly merges the voxels no
   beamlet reaches (all-zero rows), which can be a large part of a body contour.
 * A structure that no hard term refers to and that is not a target is sampled when its
@@ -147,25 +147,32 @@ def _unique_rows(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return order[starts], inverse
 
 
-def _group_identical_rows(influence: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
+def _group_identical_rows(influence: sp.csr_matrix, rows: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
     """Group id of each of `rows`; rows with identical sparsity pattern and values share an id.
 
     Candidate groups come from two random projections (equal rows always project equally);
     each candidate is then checked exactly against its representative, and a row that
     differs keeps a group of its own, so the merge never relies on luck. Both passes go
     through the case's own arrays chunk by chunk: no copy of the selected rows is made.
+    `offsets`: a constant dose per case row (a composite plan's prior dose); rows whose
+    offsets differ are never merged, however equal their influence.
     """
     if len(rows) == 0:
         return np.empty(0, dtype=np.int64)
     rng = np.random.default_rng(0)
     projection = _projection(influence, rows, rng.standard_normal((influence.shape[1], 2)))
-    signature = np.column_stack([np.diff(influence.indptr)[rows], projection])
+    columns = [np.diff(influence.indptr)[rows], projection]
+    if offsets is not None:
+        columns.append(offsets[rows])
+    signature = np.column_stack(columns)
     first, group = _unique_rows(signature)
     del signature, projection
     representative = first[group]
     candidates = np.flatnonzero(representative != np.arange(len(rows)))
     differs = np.zeros(len(rows), dtype=bool)
     differs[candidates] = _differ(influence, rows[candidates], rows[representative[candidates]])
+    if offsets is not None:
+        differs[candidates] |= offsets[rows[candidates]] != offsets[rows[representative[candidates]]]
     if differs.any():
         group[differs] = group.max() + 1 + np.arange(int(differs.sum()))
     return _distinct(group, int(group.max()) + 1)[1].astype(np.int64)
@@ -204,6 +211,7 @@ def select_voxels(
     exact: Iterable[str],
     sample_limit: int | None = DEFAULT_SAMPLE_LIMIT,
     locate: Callable[[np.ndarray], np.ndarray] | None = None,
+    offsets: np.ndarray | None = None,
 ) -> VoxelSelection:
     """Build the dose entries for the structures that terms refer to.
 
@@ -211,11 +219,12 @@ def select_voxels(
     `exact` (targets and those under a hard limit) are never sampled, nor any structure when
     `sample_limit` is None. `locate` gives the (n, 3) grid indices of influence rows, for
     the sample's strata; without it the rows' own order (the grid's raster order) is used.
+    `offsets`: a constant dose per influence row (a prior course's), which merging respects.
     """
     exact = set(exact)
     union = _distinct(np.concatenate([np.asarray(r, dtype=np.int64) for r in structure_rows.values()]),
                       influence.shape[0])[0]
-    group = _group_identical_rows(influence, union)
+    group = _group_identical_rows(influence, union, offsets)
     _, first_of_group = np.unique(group, return_index=True)
     representative = union[first_of_group]  # any row of a group stands for all of them
     n_groups = len(representative)
