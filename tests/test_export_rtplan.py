@@ -227,3 +227,14 @@ def test_a_plan_without_its_case_path_says_how_to_get_the_case(tmp_path: Path) -
     phantom = dataclasses.replace(result, record_json=json.dumps(record))
     with pytest.raises(ResultError, match=r"specc phantom c-shape --grid 5 --beams 9 --out c-shape.h5`"):
         phantom.load_case()
+
+
+def test_segments_that_no_mlc_can_form_are_named(planned: Path, tmp_path: Path) -> None:
+    document = json.loads((planned / "segments.json").read_text())
+    segment = document["beams"][0]["segments"][0]
+    segment["left_mm"] = [None] * len(segment["left_mm"])
+    segment["right_mm"] = [None] * len(segment["right_mm"])
+    path = tmp_path / "segments.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(ResultError, match=r"segments.json: beam \d+ segment 1: every leaf pair is closed"):
+        read_segments(path)

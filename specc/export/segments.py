@@ -146,4 +146,10 @@ def read_segments(path: str | Path) -> SegmentsDocument:
                     f"{path}: beam {beam.beam} segment {number}: {len(segment.left_mm)} left and "
                     f"{len(segment.right_mm)} right leaf tips for {pairs} leaf pairs"
                 )
+            tips = list(zip(segment.left_mm, segment.right_mm))
+            if any((left is None) != (right is None) or (left is not None and left >= right) for left, right in tips):
+                raise ResultError(f"{path}: beam {beam.beam} segment {number}: a leaf pair is open on one side only, "
+                                  "or its left tip is not left of its right one")
+            if all(left is None for left, _ in tips):
+                raise ResultError(f"{path}: beam {beam.beam} segment {number}: every leaf pair is closed (it delivers nothing)")
     return document
