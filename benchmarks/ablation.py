@@ -62,7 +62,7 @@ def _no_row_merging() -> None:
 
     from specc.compile import voxels
 
-    _replace(voxels, "_group_identical_rows", lambda influence, rows: np.arange(len(rows), dtype=np.int64))
+    _replace(voxels, "_group_identical_rows", lambda influence, rows, offsets=None: np.arange(len(rows), dtype=np.int64))
 
 
 def _fixed_memory() -> None:

@@ -184,11 +184,16 @@ def in_child(target, args: tuple, time_limit_s: float) -> tuple[dict | None, flo
     process = context.Process(target=target, args=(*args, queue))
     started = time.perf_counter()
     process.start()
-    try:
-        result = queue.get(timeout=time_limit_s)
-    except queue_module.Empty:
+    result = None
+    while result is None and time.perf_counter() - started < time_limit_s:
+        try:
+            result = queue.get(timeout=1.0)
+        except queue_module.Empty:
+            if not process.is_alive() and queue.empty():  # it died without a result: say so, never wait it out
+                raise RuntimeError(f"the benchmark run in a child process ended with exit code {process.exitcode} "
+                                   "and no result (its traceback is above)")
+    if result is None:
         process.kill()
-        result = None
     process.join()
     return result, time.perf_counter() - started
 

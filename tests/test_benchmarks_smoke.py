@@ -149,3 +149,15 @@ def test_the_tiny_robust_benchmark_holds_the_ctv_in_every_scenario_only_when_opt
         assert rows[name]["ctv"][minimum][1] >= 72.0 * (1 - 1e-3)
     assert rows["robust + DVH"]["ctv"][d95][1] >= 76.0 * (1 - 1e-3)  # the hard D95%, in the worst scenario
     assert rows["nominal"]["ctv"][minimum][1] < 72.0 * (1 - 1e-3)  # without robust optimization it fails
+
+
+def test_a_benchmark_child_that_dies_is_reported_not_waited_out() -> None:
+    """A run that crashes in its child process stops the benchmark at once, not after its time limit."""
+    import time
+
+    from benchmarks.run import _run_method, in_child
+
+    started = time.perf_counter()
+    with pytest.raises(RuntimeError, match="ended with exit code 1 and no result"):
+        in_child(_run_method, ("/nonexistent/case.h5", "protocols/tg119/c-shape.yaml", "specc fast path"), 600.0)
+    assert time.perf_counter() - started < 120
