@@ -29,7 +29,7 @@ from specc.case.importers.external_dose import ExternalDose
 from specc.case.importers.matrad_dose import read_matrad_dose
 from specc.case.importers.rtdose import read_rtdose
 from specc.compile import ResolvedStructures, resolve_structures
-from specc.composite import read_prior_dose
+from specc.composite import with_prior_dose
 from specc.errors import CaseError, CompileError, SpeccError
 from specc.evaluate import DoseSourceRecord, GoalRecord, PlanRecord, evaluate_dose
 from specc.evaluate.record import GridInfo
@@ -119,12 +119,7 @@ def check_cohort(
     cohort beside specc's. A folder that cannot be read or checked is recorded with its error
     and the next one is checked.
     """
-    loaded = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
-    if loaded.prescription.prior is not None:
-        raise CaseError(
-            f"{loaded.source.path}: a protocol with a prior course needs each patient's prior dose: check the exports "
-            "one at a time with --prior-dose"
-        )
+    loaded = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)  # run_cohort refuses a composite
 
     def check_one(folder: Path, out: Path, taken: set[str]) -> CohortEntry:
         stages = StageTimer(progress)
@@ -229,7 +224,7 @@ def _with_prior(read: _Read, prior_dose: Sequence[str | Path], stages: StageTime
     if not prior_dose:
         return read
     with stages.stage("read prior dose"):
-        case = read.case.with_prior(read_prior_dose(prior_dose, read.case))
+        case = with_prior_dose(read.case, prior_dose)
     dose = np.where(read.known, read.dose + case.prior_dose.total_gy, read.dose)
     return dataclasses.replace(read, case=case, dose=dose)
 
@@ -238,17 +233,9 @@ def _loaded(protocol: Protocol | str | Path, stages: StageTimer, prior_dose: Seq
     if not isinstance(protocol, Protocol):
         with stages.stage("load protocol"):
             protocol = load_protocol(protocol)
-    declared = protocol.prescription.prior
-    if declared is not None and not prior_dose:
-        raise CaseError(
-            f"{protocol.source.path}: the goals are on the composite with a prior course ({declared.description}): "
-            "give its dose with --prior-dose FILE"
-        )
-    if declared is None and prior_dose:
-        raise CaseError(
-            f"{protocol.source.path}: a prior dose was given, but the protocol declares no prior course "
-            "(`prescription.prior`), so its goals are not meant for a composite"
-        )
+    mismatch = protocol.prescription.prior_mismatch(bool(prior_dose))
+    if mismatch is not None:
+        raise CaseError(f"{protocol.source.path}: {mismatch}")
     return protocol
 
 

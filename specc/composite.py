@@ -34,6 +34,11 @@ from specc.errors import CaseError
 from specc.export.result_file import read_result
 
 
+def with_prior_dose(case: Case, paths: Sequence[str | Path]) -> Case:
+    """`case` carrying the prior dose its files give (the case itself when there are none)."""
+    return case.with_prior(read_prior_dose(paths, case)) if paths else case
+
+
 def read_prior_dose(paths: Sequence[str | Path], case: Case) -> PriorDose:
     """The sum of the prior dose files on `case`'s grid (see module docstring)."""
     if not paths:

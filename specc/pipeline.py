@@ -22,7 +22,7 @@ import numpy as np
 
 from specc.case import Case
 from specc.compile import ProgramStats
-from specc.errors import SpeccError
+from specc.errors import CaseError, SpeccError
 from specc.delivery import Delivered, deliver, plan_forward
 from specc.evaluate import BeamSegmentsRecord, DeliveryRecord, GoalRecord, PlanEvaluation, PlanRecord, evaluate_plan
 from specc.export import DerivedStructure, write_result, write_segments
@@ -135,10 +135,10 @@ def plan(
         with stages.stage("load case"):
             case = Case.load(case_path)
     if prior_dose:
-        from specc.composite import read_prior_dose
+        from specc.composite import with_prior_dose
 
         with stages.stage("read prior dose"):
-            case = case.with_prior(read_prior_dose(prior_dose, case))
+            case = with_prior_dose(case, prior_dose)
     return _plan_case(protocol, case, case_path, Path(out_dir), solver, pdf, stages)
 
 
@@ -195,7 +195,8 @@ def _write_plan(
         if delivered is not None:
             optimized = None
             if delivered.fluence_result is not None:
-                optimized = evaluate_plan(protocol, case, program.masks, delivered.fluence_result, {})
+                # only its goal values are shown, beside the delivered plan's: no setup-error check
+                optimized = evaluate_plan(protocol, case, program.masks, delivered.fluence_result, {}, setup_errors=False)
             delivery = _delivery_record(delivered, evaluation, optimized)
     record = evaluation.record.model_copy(update={"timings_s": dict(stages.timings), "delivery": delivery})
     with stages.stage("report"):
@@ -209,13 +210,12 @@ def _write_plan(
         paths.append(plan_json)
         # result.h5 holds the plan's own dose (what its RT Dose is), and a composite plan's prior beside it.
         prior = case.prior_dose.total_gy if case.prior_dose is not None else None
-        own = evaluation.dose if prior is None else np.maximum(evaluation.dose - prior, 0.0)
         paths.append(
             write_result(
                 out / RESULT_H5,
                 case,
                 evaluation.fluence,
-                own,
+                evaluation.plan_dose,
                 protocol.prescription.fractions,
                 record_json=record_json,
                 case_path=case_path,
@@ -454,14 +454,7 @@ def plan_cohort(
     or solved is recorded with its error and the next case is planned; cohort.csv is
     rewritten after every case, so it is complete up to the last case finished.
     """
-    if not isinstance(protocol, Protocol):
-        protocol = load_protocol(protocol)
-    if protocol.prescription.prior is not None:
-        raise SpeccError(
-            f"{protocol.source.path}: a protocol with a prior course needs each case's prior dose: plan the cases "
-            "one at a time with `specc plan --prior-dose`"
-        )
-    loaded = protocol
+    loaded = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
 
     def plan_one(case_file: Path, out: Path, taken: set[str]) -> CohortEntry:
         return _plan_cohort_case(loaded, case_file, out, taken, solver, pdf, progress)
@@ -479,6 +472,11 @@ def run_cohort(
 ) -> CohortOutcome:
     """`run_one(item, out_dir, folder names taken)` for each item, cohort.csv rewritten after each,
     cohort.html (and cohort.pdf when `pdf`) at the end."""
+    if protocol.prescription.prior is not None:
+        raise CaseError(
+            f"{protocol.source.path}: a protocol with a prior course needs each patient's prior dose: plan or check "
+            "the cases one at a time with --prior-dose"
+        )
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)

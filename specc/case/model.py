@@ -7,10 +7,11 @@ importer), so later stages can trust its shapes and never re-check them. Errors 
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
@@ -264,8 +265,14 @@ class Case:
         write_case(self, path)
 
     def with_prior(self, prior: PriorDose | None) -> Case:
-        """This case with a prior dose (or without one, for None) for the plan made on it."""
-        return replace(self, prior_dose=prior)
+        """This case with a prior dose (or without one, for None) for the plan made on it.
+
+        A shallow copy: the rest of the case was validated when it was built, so only the prior is."""
+        if prior is not None:
+            _validate_prior(prior, self.grid)
+        copied = copy.copy(self)
+        copied.prior_dose = prior
+        return copied
 
     # --- derived quantities ------------------------------------------------------------
     @property
@@ -306,13 +313,6 @@ class Case:
         # and run on threads (`specc.case.products`).
         dose[self.voxel_indices] = self._row_blocks.forward(fluence) * int(fractions)
         return dose.reshape(self.grid.shape)
-
-    def composite_dose_on_grid(self, fluence: np.ndarray, fractions: int) -> np.ndarray:
-        """`dose_on_grid` plus the prior dose, when the case carries one: what a composite plan's goals judge."""
-        dose = self.dose_on_grid(fluence, fractions)
-        if self.prior_dose is not None:
-            dose += self.prior_dose.total_gy
-        return dose
 
     @cached_property
     def _row_blocks(self) -> RowBlocks:
@@ -432,8 +432,12 @@ def _validate(case: Case) -> None:
         case.ct_hu = ct_hu
 
     if case.prior_dose is not None:
-        total = np.asarray(case.prior_dose.total_gy)
-        if total.shape != grid.shape:
-            raise CaseError(f"prior dose shape {total.shape} does not match the grid {grid.shape}")
-        if not (np.isfinite(total).all() and (total >= 0).all()):
-            raise CaseError("the prior dose must be finite and non-negative (Gy)")
+        _validate_prior(case.prior_dose, grid)
+
+
+def _validate_prior(prior: PriorDose, grid: Grid) -> None:
+    total = np.asarray(prior.total_gy)
+    if total.shape != grid.shape:
+        raise CaseError(f"prior dose shape {total.shape} does not match the grid {grid.shape}")
+    if not (np.isfinite(total).all() and (total >= 0).all()):
+        raise CaseError("the prior dose must be finite and non-negative (Gy)")

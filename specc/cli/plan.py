@@ -143,6 +143,7 @@ def plan(
     last plan's).
     """
     from specc.case import Case
+    from specc.composite import with_prior_dose
     from specc.pipeline import PlanSession
     from specc.protocol import load_protocol
 
@@ -157,10 +158,7 @@ def plan(
         case_or_path = _load_case(cases[0] if cases else None, phantom, grid, beams, printer)
         case_path = None if isinstance(case_or_path, Case) else case_or_path
         case = case_or_path if isinstance(case_or_path, Case) else _read_case(case_or_path, printer)
-        if prior_dose:
-            from specc.composite import read_prior_dose
-
-            case = case.with_prior(read_prior_dose(prior_dose, case))
+        case = with_prior_dose(case, prior_dose)
         session = PlanSession(case, out, case_path, solver=solver, pdf=pdf, progress=printer)
         outcome = session.plan(loaded)
     except SpeccError as error:
@@ -193,14 +191,10 @@ def plan(
 
 
 def _check_prior(loaded: Protocol, prior_dose: list[Path]) -> None:
-    """A composite protocol needs its prior dose, and a prior dose needs a protocol made for a composite."""
-    declared = loaded.prescription.prior
-    if declared is not None and not prior_dose:
-        fail(f"{loaded.source.path}: the goals are on the composite with a prior course ({declared.description}): "
-             "give its dose with --prior-dose FILE")
-    if declared is None and prior_dose:
-        fail(f"{loaded.source.path}: --prior-dose given, but the protocol declares no `prescription.prior`, so its "
-             "goals are not meant for a composite")
+    """Before any case is read: a composite protocol and a prior dose go together."""
+    mismatch = loaded.prescription.prior_mismatch(bool(prior_dose))
+    if mismatch is not None:
+        fail(f"{loaded.source.path}: {mismatch}")
 
 
 def _read_case(path: Path, printer: StagePrinter) -> Case:
@@ -389,6 +383,7 @@ def compile_command(
     """Compile a protocol against a case and print the program's size (nothing is solved)."""
     from specc.case import Case
     from specc.compile.derive import derive_optimization, explain_yaml, structure_volumes_cc
+    from specc.composite import with_prior_dose
     from specc.planning import compile_for_plan
     from specc.protocol import load_protocol
 
@@ -399,10 +394,7 @@ def compile_command(
         case_object = case_or_path if isinstance(case_or_path, Case) else Case.load(case_or_path)
         if not explain:
             _check_prior(loaded, prior_dose)
-        if prior_dose:
-            from specc.composite import read_prior_dose
-
-            case_object = case_object.with_prior(read_prior_dose(prior_dose, case_object))
+        case_object = with_prior_dose(case_object, prior_dose)
         if explain:
             derived = derive_optimization(loaded, structure_volumes_cc(loaded, case_object))
             if loaded.optimization is not None and loaded.optimization.terms:

@@ -219,6 +219,7 @@ def compile_protocol(
             if base not in structures.masks:
                 raise CompileError(f"{_source(term)}: {term.label()}: structure {base!r} is not defined")
             (displaced if name in scenarios else referenced)[name] = None
+    _check_prior(protocol, case, robust=bool(displaced))
     exact = {name for term in terms if _is_hard(term) for name in term.structures() if name not in scenarios}
     exact |= {name for name in referenced if structures.is_target(name)}
     prior_files = tuple(source.sha256 for source in case.prior_dose.sources) if case.prior_dose is not None else ()
@@ -257,7 +258,11 @@ def compile_protocol(
 
     if displaced:
         notes.extend(robust_notes(protocol, [scenarios[name] for name in displaced], case, structures.masks))
-    offset = _prior_offset(protocol, case, selection, displaced)
+    # A composite's prior dose on the dose entries, per fraction of this plan.
+    offset = (
+        case.prior_dose.on_rows(case.voxel_indices[selection.rows]) / protocol.prescription.fractions
+        if case.prior_dose is not None else None
+    )
 
     context = ProgramContext(
         fluence, dose, selection.structures, case.voxel_volume_cc, protocol.prescription.fractions, case.beamlets
@@ -308,30 +313,17 @@ def compile_protocol(
     )
 
 
-def _prior_offset(
-    protocol: Protocol, case: Case, selection: VoxelSelection, displaced: Mapping[str, None]
-) -> np.ndarray | None:
-    """The prior dose on the dose entries, per fraction of this plan; refused where it cannot be one."""
-    prior, declared = case.prior_dose, protocol.prescription.prior
-    if declared is not None and prior is None:
-        raise CompileError(
-            f"{protocol.source.path}: the protocol's goals are on the composite with a prior course "
-            f"({declared.description}): give the prior dose (specc plan --prior-dose FILE)"
-        )
-    if prior is None:
-        return None
-    if declared is None:
-        raise CompileError(
-            f"{protocol.source.path}: a prior dose was given, but the protocol declares no prior course "
-            "(`prescription.prior`), so its goals are not meant for a composite"
-        )
-    if displaced:
+def _check_prior(protocol: Protocol, case: Case, robust: bool) -> None:
+    """A composite needs its prior dose (and only a composite takes one); robust scenarios would
+    have to move the prior dose too, so they are refused with one (before any row is selected)."""
+    mismatch = protocol.prescription.prior_mismatch(case.prior_dose is not None)
+    if mismatch is not None:
+        raise CompileError(f"{protocol.source.path}: {mismatch}")
+    if robust and case.prior_dose is not None:
         raise CompileError(
             "robust optimization with a prior dose is not supported: the prior dose would have to move with each "
             "setup-error scenario; plan with a margin, and check the composite with `robustness` (not optimized)"
         )
-    rows = case.voxel_indices[selection.rows]
-    return prior.on_rows(rows) / protocol.prescription.fractions
 
 
 def _same_rows(earlier: CompiledProgram, inputs: RowInputs, structures: ResolvedStructures) -> bool:

@@ -72,10 +72,9 @@ def sampled_terms(program: CompiledProgram, case: Case, fluence: np.ndarray) -> 
     if not sampled:
         return []
     grid = case.dose_on_grid(fluence, 1).ravel()  # Gy per fraction, every voxel
-    if case.prior_dose is not None:  # a composite plan's terms see the prior dose too
-        grid += case.prior_dose.total_gy.ravel() / program.fractions
     program_dose = program.dose_per_fraction(fluence)
-    whole = {name: grid[np.flatnonzero(program.masks[name].ravel())] for name in sampled}
+    whole = {name: _composite(case, grid, np.flatnonzero(program.masks[name].ravel()), program.fractions)
+             for name in sampled}
     every_voxel = SmoothFormContext.of(program, {
         name: StructureEntries(name, np.arange(len(dose)), np.full(len(dose), 1.0 / len(dose)), len(dose), False)
         for name, dose in whole.items()
@@ -95,6 +94,12 @@ def sampled_terms(program: CompiledProgram, case: Case, fluence: np.ndarray) -> 
             on_every_voxel=_value(compiled.term, every_voxel, whole[name], fluence),
         ))
     return found
+
+
+def _composite(case: Case, per_fraction: np.ndarray, voxels: np.ndarray, fractions: int) -> np.ndarray:
+    """The dose per fraction the terms see at `voxels`: a composite plan's adds its prior dose there."""
+    dose = per_fraction[voxels]
+    return dose if case.prior_dose is None else dose + case.prior_dose.on_rows(voxels) / fractions
 
 
 def sampling_excess(terms: list[SampledTerm]) -> float:

@@ -154,8 +154,8 @@ def _group_identical_rows(influence: sp.csr_matrix, rows: np.ndarray, offsets: n
     each candidate is then checked exactly against its representative, and a row that
     differs keeps a group of its own, so the merge never relies on luck. Both passes go
     through the case's own arrays chunk by chunk: no copy of the selected rows is made.
-    `offsets`: a constant dose per case row (a composite plan's prior dose); rows whose
-    offsets differ are never merged, however equal their influence.
+    `offsets`: a constant dose per case row (a composite plan's prior dose), a column of the
+    signature itself: rows whose offsets differ are never grouped, however equal their influence.
     """
     if len(rows) == 0:
         return np.empty(0, dtype=np.int64)
@@ -171,8 +171,6 @@ def _group_identical_rows(influence: sp.csr_matrix, rows: np.ndarray, offsets: n
     candidates = np.flatnonzero(representative != np.arange(len(rows)))
     differs = np.zeros(len(rows), dtype=bool)
     differs[candidates] = _differ(influence, rows[candidates], rows[representative[candidates]])
-    if offsets is not None:
-        differs[candidates] |= offsets[rows[candidates]] != offsets[rows[representative[candidates]]]
     if differs.any():
         group[differs] = group.max() + 1 + np.arange(int(differs.sum()))
     return _distinct(group, int(group.max()) + 1)[1].astype(np.int64)

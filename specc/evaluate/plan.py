@@ -57,8 +57,15 @@ class PlanEvaluation:
     """The record and the arrays the report draws (both after normalization)."""
 
     record: PlanRecord
-    dose: np.ndarray  # total dose in Gy on the case grid, shape grid.shape
+    dose: np.ndarray  # total dose in Gy on the case grid, shape grid.shape: what the goals judge
     fluence: np.ndarray  # beamlet weights
+    # A composite plan's own dose, without its prior course (None: `dose` is the plan's own).
+    own_dose: np.ndarray | None = None
+
+    @property
+    def plan_dose(self) -> np.ndarray:
+        """The dose this plan itself delivers (what its RT Dose and result.h5 hold)."""
+        return self.dose if self.own_dose is None else self.own_dose
 
 
 def _check_masks(masks: Mapping[str, np.ndarray], shape: tuple[int, ...]) -> None:
@@ -199,8 +206,12 @@ def evaluate_plan(
     solve: SolveResult,
     timings: dict[str, float],
     notes: Sequence[str] = (),
+    setup_errors: bool = True,
 ) -> PlanEvaluation:
     """Measure a solved plan on the full grid; raises SolveError when the solve left no plan.
+
+    `setup_errors=False` leaves out the protocol's robustness check (a plan measured only to set
+    its goal values beside another's, as the optimized fluence beside its delivered segments).
 
     `masks` are the resolved (and derived) structure masks on the case grid, keyed by
     protocol structure name. `notes` are what the earlier stages noted (compile, solve); the record carries them to the report.
@@ -212,9 +223,9 @@ def evaluate_plan(
     fractions = protocol.prescription.fractions
     dose = case.dose_on_grid(solve.fluence, fractions)
     factor, normalization = _normalize(protocol, masks, dose, case.voxel_volume_cc)  # none with a prior course
-    dose = dose * factor
+    dose = own = dose * factor
     if case.prior_dose is not None:  # a composite plan: every goal, term and DVH is on prior + this plan
-        dose = dose + case.prior_dose.total_gy
+        dose = own + case.prior_dose.total_gy
     fluence = np.asarray(solve.fluence, dtype=np.float64) * factor
     scenarios = protocol.optimization.scenarios if protocol.optimization is not None else {}
     isocentre = beams_isocentre(case.beams)
@@ -234,9 +245,9 @@ def evaluate_plan(
     )
     record = _plan_record(
         protocol, case, masks, dose, case.voxel_indices, {}, converged=solve.converged, solver=solver,
-        normalization=normalization, notes=notes, timings=timings, isocentre_mm=isocentre,
+        normalization=normalization, notes=notes, timings=timings, isocentre_mm=isocentre, setup_errors=setup_errors,
     )
-    return PlanEvaluation(record=record, dose=dose, fluence=fluence)
+    return PlanEvaluation(record=record, dose=dose, fluence=fluence, own_dose=own if own is not dose else None)
 
 
 def evaluate_dose(
@@ -300,6 +311,7 @@ def _plan_record(
     notes: Sequence[str],
     timings: dict[str, float],
     isocentre_mm: tuple[float, float, float] | None,
+    setup_errors: bool = True,
 ) -> PlanRecord:
     """Everything measured on the final total dose; `dose_voxels`: the flat indices that have a dose;
     `isocentre_mm`: what the robustness check's rotations turn about (None: the targets' centre)."""
@@ -340,7 +352,7 @@ def _plan_record(
             )
         )
     robustness = None
-    if protocol.robustness is not None:
+    if protocol.robustness is not None and setup_errors:
         robustness = robustness_record(
             protocol, dose, masks, grid, voxel_cc, converged, dose_voxels, incomplete, isocentre_mm
         )

@@ -80,7 +80,7 @@ class DoseLevel(_Strict):
         """This plan's Gy per fraction: its share of the level (the level less a prior course's dose) over its fractions."""
         if self._fractions is None:
             raise ValueError("a dose level knows its fractions only inside a Prescription")
-        return (self.dose.gy - self._prior_gy) / self._fractions
+        return self.plan_dose_gy / self._fractions
 
     @property
     def plan_dose_gy(self) -> float:
@@ -157,6 +157,21 @@ class Prescription(_Strict):
             level._fractions = self.fractions
             level._prior_gy = self.prior.dose.gy if self.prior is not None else 0.0
         return self
+
+    def prior_mismatch(self, prior_dose_given: bool) -> str | None:
+        """Why a plan cannot be made with (or without) a prior dose under this prescription, or None:
+        a composite protocol needs its prior course's dose, and a prior dose a composite protocol."""
+        if self.prior is not None and not prior_dose_given:
+            return (
+                f"the goals are on the composite with a prior course ({self.prior.description}): give the prior "
+                "dose; on the command line, give its dose with --prior-dose FILE"
+            )
+        if self.prior is None and prior_dose_given:
+            return (
+                "a prior dose was given, but the protocol declares no prior course (`prescription.prior`), so its "
+                "goals are not meant for a composite"
+            )
+        return None
 
     def level_for(self, structure: str) -> DoseLevel | None:
         return next((level for level in self.levels if level.target == structure), None)
