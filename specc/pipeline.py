@@ -30,7 +30,7 @@ from specc.protocol import Protocol, load_protocol
 from specc.protocol.goals import Goal
 from specc.planning import CompiledPlan, compile_for_plan
 from specc.report import write_report
-from specc.report.approval import APPROVAL_JSON, ApprovalError
+from specc.report.approval import APPROVAL_JSON, PLAN_FOLDER_FILES, ApprovalError
 from specc.report.compare import PLAN_FILE
 from specc.report.cohort_page import write_cohort_page
 from specc.sequence import check_sequenceable
@@ -336,8 +336,7 @@ def refuse_approved_folder(out: Path) -> None:
 def remove_earlier_plan(out: Path) -> list[Path]:
     """Delete the files an earlier `plan` wrote into `out`: left there, they would read as this run's."""
     refuse_approved_folder(out)
-    names = ("report.html", "report.pdf", PLAN_JSON, RESULT_H5, SEGMENTS_JSON)
-    earlier = [out / name for name in names if (out / name).exists()]
+    earlier = [out / name for name in PLAN_FOLDER_FILES if (out / name).exists()]
     for path in earlier:
         path.unlink()
     return earlier

@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 
 IMPORT_FORMATS = ("matrad", "portpy", "dicom", "portpy-criteria")
 EXPORT_FORMATS = ("rtdose", "rtplan", "dicom", "dvh")
-SEGMENTS_JSON = "segments.json"  # beside result.h5, as specc plan writes them
 # Options that only make sense when specc computes the influence matrix itself.
 _ENGINE_OPTIONS = ("--beams", "--beamlet", "--grid", "--target")
 
@@ -150,14 +149,15 @@ def export_command(
     """Export a planned dose as DICOM RT Dose, its MLC segments as DICOM RT Plan, the whole plan as a DICOM study
     (CT, RT Structure Set, RT Plan, RT Dose), or its DVHs and goal results as CSV and JSON."""
     from specc.export import read_result
+    from specc.pipeline import PLAN_JSON, RESULT_H5, SEGMENTS_JSON
 
     if format not in EXPORT_FORMATS:
         fail(f"unknown export format '{format}'; choose one of {', '.join(EXPORT_FORMATS)}")
     if machine and format not in ("rtplan", "dicom"):
         fail("--machine is for rtplan and dicom only")
-    if result.is_dir() and (result / "result.h5").exists() and format != "dvh":
-        result = result / "result.h5"
-    record_file = result / "plan.json" if result.is_dir() else result if result.suffix == ".json" else None
+    if result.is_dir() and (result / RESULT_H5).exists() and format != "dvh":
+        result = result / RESULT_H5
+    record_file = result / PLAN_JSON if result.is_dir() else result if result.suffix == ".json" else None
     if record_file is not None:
         if format != "dvh":
             fail(f"{result}: {format} needs the result.h5 of specc plan (a checked dose is already its own RT Dose)")
@@ -167,14 +167,14 @@ def export_command(
         plan_result = read_result(result)
         segments_path = plan_result.path.parent / SEGMENTS_JSON
         if format == "rtdose":
+            from specc.export.dicom_identity import DicomIdentity
             from specc.export.rtdose import write_rtdose
             from specc.export.rtplan import rtplan_uid
 
             plan_uid = rtplan_uid(plan_result, segments_path) if segments_path.exists() else None
             written = [write_rtdose(plan_result, out, plan_uid)]
-            linked = "dicom.FrameOfReferenceUID" in plan_result.metadata_extra
             console.print(
-                "RT Dose in the source study's Frame of Reference" if linked
+                "RT Dose in the source study's Frame of Reference" if DicomIdentity.of(plan_result).linked
                 else "the case did not come from DICOM: the RT Dose has the case's own study and Frame of Reference",
                 markup=False,
             )
@@ -241,16 +241,12 @@ def _say_rtplan(segments, notes: list[str]) -> None:
 
 
 def _export_record_tables(record_file: Path, out: Path) -> None:
-    from pydantic import ValidationError
-
-    from specc.evaluate import PlanRecord
     from specc.export.dvh_tables import write_record_tables
+    from specc.report.compare import read_record
 
     try:
-        record = PlanRecord.model_validate_json(record_file.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        fail(f"{record_file}: no such file (give a folder written by specc plan or specc check)")
-    except ValidationError as error:
-        fail(f"{record_file}: not a specc plan record ({error.error_count()} problems, first: {error.errors()[0]['msg']})")
-    for path in write_record_tables(record, out):
+        written = write_record_tables(read_record(record_file), out)
+    except SpeccError as error:
+        fail(error)
+    for path in written:
         console.print(f"wrote {path}", markup=False)

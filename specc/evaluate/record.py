@@ -300,6 +300,10 @@ class PlanRecord(_Record):
         """Priority-1 goals the dose fails (beyond any acceptable variation): what --strict stops on."""
         return [goal for goal in self.goals if goal.priority == 1 and goal.measured_status == "fail"]
 
+    def plan_dose_gy(self, level: DoseLevelRecord) -> float:
+        """What this plan itself gives a level's target: the level, less a composite's prior course."""
+        return level.total_gy - (self.prior_dose.prescribed_gy if self.prior_dose is not None else 0.0)
+
     def goal_counts(self) -> dict[str, int]:
         """Number of goals per reported status, for summaries."""
         counts: dict[str, int] = {}

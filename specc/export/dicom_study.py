@@ -30,11 +30,10 @@ from pydicom.uid import CTImageStorage, RTStructureSetStorage
 
 from specc.case import Case
 from specc.case.importers.hu_density import DEFAULT_HU_TABLE
-from specc.evaluate import PlanRecord
 from specc.export.dicom_identity import DicomIdentity, monochrome_pixels, save, sop_reference
 from specc.export.result_file import PlanResult, ResultError
 from specc.export.rtdose import write_rtdose
-from specc.export.rtplan import rtplan_uid, write_rtplan
+from specc.export.rtplan import write_rtplan
 from specc.export.segments import SegmentsDocument
 
 _CT_NUMBER_RANGE = (-1024, 3071)  # a 12-bit CT's range, stored as signed 16-bit HU
@@ -72,7 +71,7 @@ def write_dicom_study(
         written = write_rtplan(result, document, segments_path, case, out / "RP.dcm", machine, identity=identity)
         export.paths.append(written.path)
         export.notes += written.notes
-        plan_uid = rtplan_uid(result, segments_path)
+        plan_uid = written.uid
     else:
         export.notes.append(
             "the plan is an optimized fluence, not MLC segments: no RT Plan (a protocol with "
@@ -204,7 +203,7 @@ class _Roi:
 
 def _rois(case: Case, result: PlanResult, notes: list[str]) -> list[_Roi]:
     """The case's structures, then the protocol's derived ones as planned (PTV margins, rings)."""
-    record = PlanRecord.model_validate_json(result.record_json) if result.record_json else None
+    record = result.record
     targets = {level.target for level in record.prescription.levels} if record else set()
     rois = [
         _Roi(name, structure.mask, structure.color, "PTV" if name in targets else "")

@@ -30,8 +30,8 @@ GOAL_COLUMNS = ("structure", "goal", "metric", "comparator", "threshold", "varia
 
 def write_dvh_tables(result: PlanResult, out_dir: str | Path, case: Case | None = None) -> list[Path]:
     """Write dvh.csv, goals.csv (when the result has a plan record) and dvh.json into `out_dir`."""
-    if result.record_json is not None:
-        return write_record_tables(PlanRecord.model_validate_json(result.record_json), out_dir)
+    if result.record is not None:
+        return write_record_tables(result.record, out_dir)
     if case is None:
         raise ResultError(f"{result.path}: no plan record inside; pass the case with --case to compute DVHs")
     return _write_tables(Path(out_dir), _curves_from_case(result, case), [], {
@@ -84,9 +84,9 @@ def _write_tables(
 
 
 def _curves_from_case(result: PlanResult, case: Case) -> list[StructureDose]:
-    curves = []
+    curves, dose = [], result.composite_dose_gy
     for name, structure in case.structures.items():
-        dvh = DVH.from_dose(result.composite_dose_gy[structure.mask], case.voxel_volume_cc)
+        dvh = DVH.from_dose(dose[structure.mask], case.voxel_volume_cc)
         doses, percent = dvh.curve(CURVE_POINTS)
         curves.append(StructureDose(
             structure=name, color=structure.color, volume_cc=dvh.volume_cc, min_gy=dvh.min, mean_gy=dvh.mean,

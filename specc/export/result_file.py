@@ -9,9 +9,9 @@ The layout is documented in docs/formats/result-h5.md.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,6 +23,7 @@ from specc.errors import SpeccError
 
 if TYPE_CHECKING:
     from specc.case import Case, Grid
+    from specc.evaluate import PlanRecord
 
 FORMAT_NAME = "specc-result"
 FORMAT_VERSION = 1
@@ -62,6 +63,13 @@ class PlanResult:
     prior_dose_gy: np.ndarray | None = None
     derived: list[DerivedStructure] = field(default_factory=list)  # the protocol's derived structures
 
+    @cached_property
+    def record(self) -> PlanRecord | None:
+        """The plan record result.h5 carries (plan.json's), parsed once; None for a result written without it."""
+        from specc.evaluate import PlanRecord
+
+        return PlanRecord.model_validate_json(self.record_json) if self.record_json is not None else None
+
     @property
     def composite_dose_gy(self) -> np.ndarray:
         """The dose the plan's goals were judged on: its own, plus the prior course's when it has one."""
@@ -92,15 +100,14 @@ class PlanResult:
 
     def _case_hint(self) -> str:
         """How to get the case back: a phantom planned in memory can be built again to a file."""
-        info = json.loads(self.record_json)["case"] if self.record_json else {}
-        source = str(info.get("source", ""))
-        if not source.startswith("phantom:"):
+        info = self.record.case if self.record is not None else None
+        if info is None or not info.source.startswith("phantom:"):
             return "pass it with --case"
-        name, spacing = source.removeprefix("phantom:"), info["grid"]["spacing_mm"][0]
+        name, spacing = info.source.removeprefix("phantom:"), info.grid.spacing_mm[0]
         file = f"{name}.h5"
         return (
             f"it was planned on the phantom '{name}' built in memory: write it to a file with "
-            f"`specc phantom {name} --grid {spacing:g} --beams {info['n_beams']} --out {file}` "
+            f"`specc phantom {name} --grid {spacing:g} --beams {info.n_beams} --out {file}` "
             f"and pass --case {file} (its content hash is checked)"
         )
 

@@ -22,7 +22,6 @@ Study and Frame of Reference: see `dicom_identity`. docs/formats/rtplan.md.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import RTPlanStorage, RTStructureSetStorage
 
 from specc.case import Case
+from specc.case.importers.external_dose import file_sha256
 from specc.case.model import row_lookup
 from specc.evaluate import PlanRecord
 from specc.export.dicom_identity import DicomIdentity, save, sop_reference
@@ -53,7 +53,7 @@ class RtPlanExport:
 def rtplan_uid(result: PlanResult, segments_path: Path) -> str:
     """The RT Plan's SOP Instance UID: the same for every export of one segments.json, so an
     RT Dose exported by another command can reference it."""
-    digest = hashlib.sha256(Path(segments_path).read_bytes()).hexdigest()
+    digest = file_sha256(Path(segments_path))
     return DicomIdentity.of(result).derived_uid("rt plan", digest)
 
 
@@ -67,7 +67,8 @@ def write_rtplan(
     identity: DicomIdentity | None = None,
 ) -> RtPlanExport:
     """Write the segments of the plan `result` holds as an RT Plan at `path`; `identity`: the
-    study it joins (`dicom_study`), else the case's own (`DicomIdentity.of`)."""
+    study it joins (`dicom_study`), else the case's own (`DicomIdentity.of`). `case`: the plan's,
+    as `result.load_case()` gives it (that checks its content hash; it is not hashed again here)."""
     _check_same_plan(result, segments, segments_path, case)
     identity = identity or DicomIdentity.of(result)
     position = identity.identifiers.get("PatientPosition", PATIENT_POSITION)
@@ -80,7 +81,7 @@ def write_rtplan(
     uid = rtplan_uid(result, segments_path)
     export = RtPlanExport(path, uid)
     ds = identity.new_dataset(path, RTPlanStorage, uid, "RTPLAN")
-    record = PlanRecord.model_validate_json(result.record_json) if result.record_json else None
+    record = result.record
     _general_plan(ds, identity, segments, record)
 
     beams_by_id = {beam.id: beam for beam in case.beams}
@@ -141,8 +142,6 @@ def _check_same_plan(result: PlanResult, segments: SegmentsDocument, segments_pa
     unknown = sorted({entry.beam for entry in segments.beams} - {beam.id for beam in case.beams})
     if unknown:
         raise ResultError(f"{segments_path}: beams {unknown} are not beams of case {case.case_id!r}")
-    if case.content_hash() != result.case_sha256:
-        raise ResultError(f"case {case.case_id!r} is not the case {result.path} was planned on (content hash differs)")
     if not segments.beams:
         raise ResultError(f"{segments_path}: no beam delivers fluence; there is no plan to export")
 
@@ -181,16 +180,15 @@ def _prescription_references(identity: DicomIdentity, record: PlanRecord | None)
     if record is None:
         return []
     references = []
-    prior_gy = record.prior_dose.prescribed_gy if record.prior_dose is not None else 0.0
     for number, level in enumerate(record.prescription.levels, start=1):
         item = Dataset()
         item.DoseReferenceNumber = number
         item.DoseReferenceUID = identity.derived_uid("dose reference", level.target, str(level.total_gy))
         item.DoseReferenceStructureType = "SITE"
         # This plan's own prescription: a composite's level less its prior course (docs/composite.md).
-        item.DoseReferenceDescription = f"{level.target}: prescription{' (this course)' if prior_gy else ''}"[:64]
+        item.DoseReferenceDescription = f"{level.target}: prescription{' (this course)' if record.prior_dose else ''}"[:64]
         item.DoseReferenceType = "TARGET"
-        item.TargetPrescriptionDose = _ds(level.total_gy - prior_gy)
+        item.TargetPrescriptionDose = _ds(record.plan_dose_gy(level))
         references.append(item)
     return references
 

@@ -14,7 +14,6 @@ folder is approved once: a changed plan is a new plan, planned into a new folder
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,14 +22,16 @@ from pydantic import BaseModel, ValidationError
 
 from specc import __version__
 from specc.errors import SpeccError
+from specc.case.importers.external_dose import file_sha256
 from specc.evaluate import PlanRecord
-from specc.report.compare import PLAN_FILE
+from specc.report.compare import PLAN_FILE, read_record
 from specc.report.html import STATUS_LABELS, environment, style_sheet
 from specc.report.write import write_page
 
 APPROVAL_JSON = "approval.json"
-# Files of a plan folder that an approval binds, when present (specc plan / specc check write them).
-APPROVED_FILES = ("plan.json", "report.html", "report.pdf", "result.h5", "segments.json")
+# The files of a plan folder (specc plan / specc check write those that apply): what an approval
+# binds, and what a new plan into the folder replaces (`specc.pipeline.remove_earlier_plan`).
+PLAN_FOLDER_FILES = ("plan.json", "report.html", "report.pdf", "result.h5", "segments.json")
 _DEVIATING = ("fail", "not_evaluated")
 
 
@@ -79,7 +80,7 @@ class Verification:
 def approve(folder: str | Path, reviewer: str, role: str, reason: str | None = None, pdf: bool = False) -> tuple[Approval, list[Path]]:
     """Approve the plan in `folder` (see module docstring); returns the approval and the files written."""
     folder = Path(folder)
-    record = _record(folder)
+    record = read_record(folder / PLAN_FILE)
     existing = folder / APPROVAL_JSON
     if existing.exists():
         earlier = _read_approval(existing)
@@ -102,9 +103,6 @@ def approve(folder: str | Path, reviewer: str, role: str, reason: str | None = N
             f"{folder}: {len(deviations)} goals are not met or not measured ({listed}); "
             "to approve the plan as it is, say why with --accept-deviations"
         )
-    counts: dict[str, int] = {}
-    for goal in record.goals:
-        counts[goal.status] = counts.get(goal.status, 0) + 1
     source = record.dose_source
     approval = Approval(
         decision="reviewed" if source is not None else "approved",
@@ -116,10 +114,10 @@ def approve(folder: str | Path, reviewer: str, role: str, reason: str | None = N
         case={"case_id": record.case.case_id, "sha256": record.case.sha256},
         plan_created=record.created,
         dose_source=f"{source.file} (sha256 {source.sha256})" if source is not None else None,
-        goals=counts,
+        goals=record.goal_counts(),
         accepted_deviations=deviations,
         reason=reason.strip() if deviations and reason else None,
-        files={name: _sha256(folder / name) for name in APPROVED_FILES if (folder / name).is_file()},
+        files={name: file_sha256(folder / name) for name in PLAN_FOLDER_FILES if (folder / name).is_file()},
     )
     existing.write_text(approval.model_dump_json(indent=2), encoding="utf-8")
     css = style_sheet()
@@ -138,19 +136,9 @@ def verify(folder: str | Path) -> Verification:
     for name, digest in approval.files.items():
         if not (folder / name).is_file():
             missing.append(name)
-        elif _sha256(folder / name) != digest:
+        elif file_sha256(folder / name) != digest:
             changed.append(name)
     return Verification(approval, changed, missing)
-
-
-def _record(folder: Path) -> PlanRecord:
-    path = folder / PLAN_FILE
-    try:
-        return PlanRecord.model_validate_json(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ApprovalError(f"{path}: no such file (give a folder written by specc plan or specc check)") from None
-    except ValidationError as error:
-        raise ApprovalError(f"{path}: not a specc plan record ({error.errors()[0]['msg']})") from None
 
 
 def _read_approval(path: Path) -> Approval:
@@ -179,8 +167,3 @@ def _deviations(record: PlanRecord) -> list[AcceptedDeviation]:
                     scenario=f"under setup errors, worst: {scenario}",
                 ))
     return found
-
-
-def _sha256(path: Path) -> str:
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()

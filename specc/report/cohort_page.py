@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from specc.evaluate import PlanRecord
 from specc.report.compare import Measured, recorded_goals
 from specc.report.compare_cohorts import STATUS_ORDER, cohort_goal_rows, cohort_warnings, read_cohort
 from specc.report.html import STATUS_LABELS, environment, style_sheet
@@ -27,7 +26,6 @@ class CaseRow:
 
     folder: str
     case_id: str
-    record: PlanRecord
     values: list[Measured | None]  # in the order of the page's goal columns; None: not a goal of its plan
 
 
@@ -39,7 +37,7 @@ def write_cohort_page(summary: Path, pdf: bool = False) -> list[Path]:
     cases = []
     for folder, record in cohort.plans.items():
         measured = {key: value for key, _, value in recorded_goals(record)}
-        cases.append(CaseRow(folder, record.case.case_id, record, [measured.get(column) for column in columns]))
+        cases.append(CaseRow(folder, record.case.case_id, [measured.get(column) for column in columns]))
     css = style_sheet()
     html = environment().get_template("cohort.html").render(
         heading=f"Cohort: {cohort.protocol}", names=f"{len(cases)} cases", cohort=cohort, rows=rows, cases=cases,

@@ -106,7 +106,9 @@ def read_record(plan_file: Path) -> PlanRecord:
     try:
         text = plan_file.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise CompareError(f"{plan_file}: no such file (give a folder written by `specc plan`, or its plan.json)") from None
+        raise CompareError(
+            f"{plan_file}: no such file (give a folder written by `specc plan` or `specc check`, or its plan.json)"
+        ) from None
     except OSError as error:
         raise CompareError(f"{plan_file}: cannot be read ({error.strerror})") from None
     try:

@@ -15,11 +15,11 @@ import csv
 import statistics
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from specc.evaluate import PlanRecord
-from specc.report.compare import COMPARE_PAGE, CompareError, Measured, numbered, read_record, recorded_goals
+from specc.report.compare import COMPARE_PAGE, PLAN_FILE, CompareError, Measured, numbered, read_record, recorded_goals
 from specc.report.html import STATUS_LABELS, environment, style_sheet
 from specc.report.write import write_page
 
@@ -33,7 +33,6 @@ class ComparedCohort:
     summary: Path  # its cohort.csv
     plans: dict[str, PlanRecord]  # by case id: the cases it planned
     unplanned: list[str]  # cases it could not plan (case id, else case file), with why
-    folders: dict[str, str] = field(default_factory=dict)  # by case id: its folder's name, beside cohort.csv
 
     @property
     def protocol(self) -> str:
@@ -77,19 +76,19 @@ def read_cohort(summary: Path, label: str | None = None, by_folder: bool = False
         raise CompareError(f"{summary}: no such file (give a folder written by `specc cohort`)") from None
     if rows and not {"case_id", "case_file", "folder", "error"} <= set(rows[0]):
         raise CompareError(f"{summary}: not a specc cohort summary (no case_id / case_file / folder / error columns)")
-    plans, unplanned, folders = {}, [], {}
+    plans, unplanned = {}, []
     for row in rows:
         name = row["case_id"] or row["case_file"]
         if not row["folder"]:
             unplanned.append(f"{name} ({row['error'] or row.get('solver_status', 'no plan')})")
             continue
         folder = Path(row["folder"]).name
-        record = read_record(summary.parent / folder / "plan.json")
+        record = read_record(summary.parent / folder / PLAN_FILE)
         name = folder if by_folder else name
         if name in plans:
             raise CompareError(f"{summary}: case {name!r} appears twice; compare cohorts of distinct case ids")
-        plans[name], folders[name] = record, folder
-    return ComparedCohort(label or summary.parent.name, summary, plans, unplanned, folders)
+        plans[name] = record
+    return ComparedCohort(label or summary.parent.name, summary, plans, unplanned)
 
 
 def cohort_goal_rows(cohorts: Sequence[ComparedCohort]) -> list[CohortGoalRow]:
