@@ -159,20 +159,36 @@ def _read_export(
             per_fraction=per_fraction,
         )
         case, dose = exported.case, exported.dose
-        resolved = _resolved(protocol, case, exported.notes)
-        values, known = dose.on_grid(case.grid)
-        _plausible(protocol, resolved, values, known, dose)
-        notes = [*exported.notes, *resolved.notes]
-        if outside_zero:
-            values, known, zeroed = _zero_outside(values, known, resolved, dose)
-            notes += zeroed
+        resolved, values, known, notes = _on_case(protocol, case, dose, exported.notes, outside_zero, exported.left_out)
         # With every voxel beyond the dose at 0 Gy on a grid holding every contour, nothing is left unknown.
         incomplete = {} if outside_zero else _carried(protocol, resolved, exported.incomplete)
-    source = _source_record(
-        dose, interpolated=not dose.has_grid(case.grid), incomplete=incomplete, plan=exported.plan_attributes,
-        outside_zero=outside_zero,
-    )
+    source = _source_record(dose, case, incomplete=incomplete, plan=exported.plan_attributes, outside_zero=outside_zero)
     return _Read(case, resolved, values, known, source, notes, exported.isocentre_mm)
+
+
+def _on_case(
+    protocol: Protocol, case: Case, dose: ExternalDose, notes: list[str], outside_zero: bool, left_out: Sequence[str] = ()
+) -> tuple[ResolvedStructures, np.ndarray, np.ndarray, list[str]]:
+    """The protocol's structures on `case`, the dose on its grid (and where it is known), checked
+    for a fraction read as a total; with `outside_zero`, 0 Gy where the dose grid gives none.
+    `left_out`: why ROIs of an export are not structures, for the error when a goal names one."""
+    resolved = _resolved(protocol, case, left_out)
+    values, known = dose.on_grid(case.grid)
+    _plausible(protocol, resolved, values, known, dose)
+    notes = [*notes, *resolved.notes]
+    if outside_zero:
+        notes += [f"{name}: {text} and are counted at 0 Gy (--outside-zero)" for name, text in _outside(resolved, known, dose)]
+        values, known = np.where(known, values, 0.0), np.ones_like(known)
+    return resolved, values, known, notes
+
+
+def _outside(resolved: ResolvedStructures, known: np.ndarray, dose: ExternalDose) -> list[tuple[str, str]]:
+    """Each structure with voxels where the dose grid gives no dose, and how many."""
+    return [
+        (name, f"{outside} of its {int(np.count_nonzero(mask))} voxels lie outside the dose grid of {dose.path.name}")
+        for name, mask in resolved.masks.items()
+        if (outside := int(np.count_nonzero(mask & ~known)))
+    ]
 
 
 def check_dose(
@@ -199,23 +215,14 @@ def check_dose(
             case = Case.load(case)
     with stages.stage("read dose"):
         dose = _read_dose(Path(dose_file), protocol.prescription.fractions, per_fraction)
-        notes = [*dose.notes, *_frame_note(case, dose)]
-        resolved = _resolved(protocol, case, notes)
-        values, known = dose.on_grid(case.grid)
-        _plausible(protocol, resolved, values, known, dose)
-        if outside_zero:
-            values, known, zeroed = _zero_outside(values, known, resolved, dose)
-            notes += zeroed
-        incomplete = {
-            name: f"{outside} of its {int(np.count_nonzero(mask))} voxels lie outside the dose grid of "
-            f"{dose.path.name}: they have no dose"
-            for name, mask in resolved.masks.items()
-            if (outside := int(np.count_nonzero(mask & ~known)))
+        resolved, values, known, notes = _on_case(
+            protocol, case, dose, [*dose.notes, *_frame_note(case, dose)], outside_zero
+        )
+        incomplete = {} if outside_zero else {
+            name: f"{text}: they have no dose" for name, text in _outside(resolved, known, dose)
         }
-    source = _source_record(
-        dose, interpolated=not dose.has_grid(case.grid), incomplete=incomplete, plan={}, outside_zero=outside_zero
-    )
-    read = _Read(case, resolved, values, known, source, [*notes, *resolved.notes])
+    source = _source_record(dose, case, incomplete=incomplete, plan={}, outside_zero=outside_zero)
+    read = _Read(case, resolved, values, known, source, notes)
     return _measure(protocol, _with_prior(read, prior_dose, stages), out_dir, pdf, stages)
 
 
@@ -239,12 +246,11 @@ def _loaded(protocol: Protocol | str | Path, stages: StageTimer, prior_dose: Seq
     return protocol
 
 
-def _resolved(protocol: Protocol, case: Case, notes: list[str]) -> ResolvedStructures:
+def _resolved(protocol: Protocol, case: Case, left_out: Sequence[str]) -> ResolvedStructures:
     """The protocol's masks on the case; a missing structure's error names those the reader left out."""
     try:
         return resolve_structures(protocol, case)
     except CompileError as error:
-        left_out = [note for note in notes if note.endswith("left out")]
         if not left_out:
             raise
         raise CompileError(f"{error} ({'; '.join(left_out)})") from None
@@ -310,11 +316,7 @@ def _frame_note(case: Case, dose: ExternalDose) -> list[str]:
             f"{dose.path.name} and the case {case.case_id!r} do not both have a DICOM Frame of Reference: the dose "
             "is placed on the case by its patient coordinates alone"
         ]
-    if dose.frame_of_reference_uid != frame:
-        raise CaseError(
-            f"{dose.path}: the RT Dose is in Frame of Reference {dose.frame_of_reference_uid}, the case "
-            f"{case.case_id!r} in {frame}: they are not one patient position"
-        )
+    dose.require_frame(frame, f"the case {case.case_id!r}")
     return []
 
 
@@ -352,21 +354,8 @@ def _touches_faces(mask: np.ndarray) -> bool:
     return any(mask.take(index, axis=axis).any() for axis in range(3) for index in (0, -1))
 
 
-def _zero_outside(
-    values: np.ndarray, known: np.ndarray, resolved: ResolvedStructures, dose: ExternalDose
-) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """The dose with 0 Gy where the dose grid gives none, and a note per structure that has such voxels."""
-    notes = [
-        f"{name}: {outside} of its {int(np.count_nonzero(mask))} voxels lie outside the dose grid of "
-        f"{dose.path.name} and are counted at 0 Gy (--outside-zero)"
-        for name, mask in resolved.masks.items()
-        if (outside := int(np.count_nonzero(mask & ~known)))
-    ]
-    return np.where(known, values, 0.0), np.ones_like(known), notes
-
-
 def _source_record(
-    dose: ExternalDose, *, interpolated: bool, incomplete: dict[str, str], plan: dict[str, str], outside_zero: bool
+    dose: ExternalDose, case: Case, *, incomplete: dict[str, str], plan: dict[str, str], outside_zero: bool
 ) -> DoseSourceRecord:
     grid = dose.grid
     return DoseSourceRecord(
@@ -377,7 +366,7 @@ def _source_record(
         summation=dose.summation,
         fractions_scaled=dose.fractions_scaled,
         grid=GridInfo(shape=grid.shape, spacing_mm=grid.spacing_mm, origin_mm=grid.origin_mm),
-        interpolated=interpolated,
+        interpolated=not dose.has_grid(case.grid),
         attributes=dose.attributes,
         plan=plan,
         incomplete=incomplete,

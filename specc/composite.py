@@ -49,7 +49,10 @@ def read_prior_dose(paths: Sequence[str | Path], case: Case) -> PriorDose:
     rows[case.voxel_indices] = True
     for path in map(Path, paths):
         dose = _read(path)
-        _check_frame(dose, case)
+        dose.require_frame(
+            case.metadata.extra.get("dicom.FrameOfReferenceUID"), "the case",
+            "register it to the case's images first (a rigid or deformable sum is not specc's to make)",
+        )
         notes += dose.notes
         values, known = dose.on_grid(case.grid)
         values = np.where(known, values, 0.0)
@@ -93,12 +96,3 @@ def _read(path: Path) -> ExternalDose:
             f"{path}: DoseSummationType {dose.summation} is one session's dose, not a course's: export the plan sum"
         )
     return dose
-
-
-def _check_frame(dose: ExternalDose, case: Case) -> None:
-    frame = case.metadata.extra.get("dicom.FrameOfReferenceUID")
-    if frame and dose.frame_of_reference_uid and frame != dose.frame_of_reference_uid:
-        raise CaseError(
-            f"{dose.path}: the prior dose is in Frame of Reference {dose.frame_of_reference_uid}, the case in {frame}: "
-            "register it to the case's images first (a rigid or deformable sum is not specc's to make)"
-        )

@@ -53,21 +53,19 @@ def engine_influence(
     beamlet_mm: float,
     model: PencilBeamModel,
     *,
-    isocenter_mm: tuple[float, float, float] | None = None,
     couch_deg: Sequence[float] = (),
 ) -> EngineInfluence:
-    """Beams (a count of equispaced coplanar ones, or gantry angles) aimed at `targets`, and their influence."""
+    """Beams (a count of equispaced coplanar ones, or gantry angles) aimed at the centre of `targets`, and their influence."""
     target_mask = np.zeros(grid.shape, dtype=bool)
     for name in targets:
         target_mask |= structures[name].mask
-    if isocenter_mm is None:
-        isocenter_mm = tuple(round(v, 1) for v in grid.centre_mm(target_mask))  # type: ignore[assignment]
+    isocenter_mm = tuple(round(v, 1) for v in grid.centre_mm(target_mask))
     beam_list = _beams(beams, isocenter_mm, couch_deg)  # type: ignore[arg-type]
     rows_mask = np.zeros(grid.shape, dtype=bool)
     for structure in structures.values():
         rows_mask |= structure.mask
     influence = compute_influence(density, grid, beam_list, target_mask, rows_mask, beamlet_mm=beamlet_mm, model=model)
-    iso = ", ".join(f"{c:g}" for c in isocenter_mm)  # type: ignore[union-attr]
+    iso = ", ".join(f"{c:g}" for c in isocenter_mm)
     note = (
         f"influence matrix computed by the built-in engine: {len(beam_list)} beams "
         f"(gantry {', '.join(f'{beam.gantry_deg:g}' for beam in beam_list)} deg), {beamlet_mm:g} mm beamlets, "

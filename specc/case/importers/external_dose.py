@@ -17,6 +17,7 @@ from scipy.ndimage import map_coordinates
 
 from specc.case.importers.dicom_ct import POSITION_TOLERANCE_MM
 from specc.case.model import Grid
+from specc.errors import CaseError
 
 
 @dataclass(frozen=True)
@@ -42,12 +43,17 @@ class ExternalDose:
     def frame_of_reference_uid(self) -> str | None:
         return self.attributes.get("FrameOfReferenceUID")
 
+    def require_frame(self, frame: str | None, images: str, why: str = "they are not one patient position") -> None:
+        """Refuse the dose when it and the images it is judged on (`images`, whose Frame of
+        Reference is `frame`) both name one and the two differ."""
+        if frame and self.frame_of_reference_uid and frame != self.frame_of_reference_uid:
+            raise CaseError(
+                f"{self.path}: the dose is in Frame of Reference {self.frame_of_reference_uid}, {images} in {frame}: {why}"
+            )
+
     def has_grid(self, grid: Grid) -> bool:
         """`grid` is the RT Dose's own (to a micrometre): its values need no interpolation."""
-        return grid.shape == self.grid.shape and all(
-            abs(a - b) <= POSITION_TOLERANCE_MM
-            for a, b in zip((*grid.spacing_mm, *grid.origin_mm), (*self.grid.spacing_mm, *self.grid.origin_mm))
-        )
+        return same_grid(grid, self.grid)
 
     def on_grid(self, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
         """The dose at `grid`'s voxel centres (trilinear) and where it is known.
@@ -72,6 +78,13 @@ class ExternalDose:
         dose = map_coordinates(self.dose_gy.astype(np.float64), coordinates, order=1, mode="nearest")
         dose[~known] = np.nan
         return dose, known
+
+
+def same_grid(a: Grid, b: Grid) -> bool:
+    """The same voxels: shape, spacing and origin equal to a micrometre."""
+    return a.shape == b.shape and all(
+        abs(x - y) <= POSITION_TOLERANCE_MM for x, y in zip((*a.spacing_mm, *a.origin_mm), (*b.spacing_mm, *b.origin_mm))
+    )
 
 
 def file_sha256(path: Path) -> str:

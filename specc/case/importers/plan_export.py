@@ -44,6 +44,7 @@ class ExportedPlan:
     plan_attributes: dict[str, str]  # _PLAN_ATTRIBUTES of the RT Plan, when the folder has one
     notes: list[str] = field(default_factory=list)
     isocentre_mm: tuple[float, float, float] | None = None  # the RT Plan's, when all its beams share one
+    left_out: list[str] = field(default_factory=list)  # why each ROI with no voxel on the grid is not a structure
 
 
 def read_plan_export(
@@ -66,13 +67,7 @@ def read_plan_export(
     dicom = read_dicom_folder(folder, require_ct=False)
     dose, dose_notes = _dose(folder, dicom, dose_file, fractions, per_fraction)
     identifiers = _identifiers(dicom)
-    frame = identifiers.get("FrameOfReferenceUID")
-    if frame and dose.frame_of_reference_uid and frame != dose.frame_of_reference_uid:
-        images = "the CT" if dicom.ct is not None else "the structure set"
-        raise CaseError(
-            f"{dose.path}: the RT Dose is in Frame of Reference {dose.frame_of_reference_uid}, "
-            f"{images} in {frame}: they are not one patient position"
-        )
+    dose.require_frame(identifiers.get("FrameOfReferenceUID"), "the CT" if dicom.ct is not None else "the structure set")
     plan_attributes, isocentre, notes = _plan(folder, dicom, dose, fractions)
     notes = [*dose_notes, *dose.notes, *notes]
     grid = dose.grid if grid_mm is None else _finer_grid(dose.grid, grid_mm)
@@ -97,10 +92,11 @@ def read_plan_export(
         grid = _holding(grid, rois, slice_mm)
     structures: dict[str, Structure] = {}
     incomplete: dict[str, str] = {}
+    left_out: list[str] = []
     for roi in rois:
         mask, outside = _rasterize_with_outside(roi, grid, slice_mm)
         if not mask.any():
-            notes.append(
+            left_out.append(
                 f"ROI {roi.name}: no voxel centre of the {_spacing_text(grid)} mm evaluation grid lies inside it "
                 "(outside the dose grid, or smaller than a voxel: a finer --grid samples it); left out"
             )
@@ -135,7 +131,8 @@ def read_plan_export(
         ),
     )
     return ExportedPlan(
-        case=case, dose=dose, incomplete=incomplete, plan_attributes=plan_attributes, notes=notes, isocentre_mm=isocentre
+        case=case, dose=dose, incomplete=incomplete, plan_attributes=plan_attributes, notes=[*notes, *left_out],
+        isocentre_mm=isocentre, left_out=left_out,
     )
 
 

@@ -18,6 +18,7 @@ are read; oblique ones would need an interpolation the check should not hide.
 from __future__ import annotations
 
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
 from specc.case.importers.dicom_ct import POSITION_TOLERANCE_MM, undecodable
-from specc.case.importers.external_dose import ExternalDose, file_sha256
+from specc.case.importers.external_dose import ExternalDose, same_grid
 from specc.case.model import Grid
 from specc.errors import CaseError
 
@@ -53,6 +54,7 @@ class _RtDoseFile:
     """One RT Dose file as stored: its dose in Gy (DoseGridScaling applied, nothing else)."""
 
     path: Path
+    sha256: str  # of the bytes parsed (the file is read once)
     dataset: Dataset
     dose_gy: np.ndarray
     grid: Grid
@@ -103,10 +105,10 @@ def read_rtdose(path: str | Path, fractions: int, per_fraction: bool = False) ->
     referenced = read.referenced_plan
     return ExternalDose(
         format="DICOM RT Dose",
-        dose_gy=read.dose_gy * (scaled or 1),
+        dose_gy=read.dose_gy * scaled if scaled else read.dose_gy,
         grid=read.grid,
         path=path,
-        sha256=file_sha256(path),
+        sha256=read.sha256,
         dose_type=read.dose_type,
         summation=summation,
         fractions_scaled=scaled,
@@ -155,7 +157,7 @@ def sum_beam_doses(
         )
     first = reads[0]
     for read in reads[1:]:
-        if not _same_grid(read.grid, first.grid):
+        if not same_grid(read.grid, first.grid):
             raise CaseError(
                 f"{read.path}: its dose grid differs from {first.path.name}'s; beam doses are summed only on one grid"
             )
@@ -163,7 +165,9 @@ def sum_beam_doses(
             raise CaseError(f"{read.path}: DoseType {read.dose_type}, {first.path.name} has {first.dose_type}")
         if read.attributes.get("FrameOfReferenceUID") != first.attributes.get("FrameOfReferenceUID"):
             raise CaseError(f"{read.path}: another Frame of Reference than {first.path.name}")
-    total = np.sum([read.dose_gy for read in reads], axis=0)
+    total = reads[0].dose_gy.copy()
+    for read in reads[1:]:
+        total += read.dose_gy
     names = ", ".join(f"{path.name} (beam {number})" for number, path in sorted(beams.items()))
     notes = [f"the plan's dose is the sum of {len(reads)} beam doses (DoseSummationType {summation}): {names}"]
     scaled: int | None = None
@@ -172,11 +176,11 @@ def sum_beam_doses(
         why = "as stated (--per-fraction)" if per_fraction else "DoseSummationType BEAM_SESSION"
         notes.append(f"the beam doses hold one fraction ({why}): their sum multiplied by the protocol's {scaled} fractions")
     notes += _dose_type_notes(first.dose_type, "the beam doses")
-    parts = {read.path.name: file_sha256(read.path) for read in reads}
+    parts = {read.path.name: read.sha256 for read in reads}
     combined = hashlib.sha256("".join(f"{name}\0{digest}\n" for name, digest in parts.items()).encode()).hexdigest()
     return ExternalDose(
         format=f"DICOM RT Dose, {len(reads)} beam doses summed",
-        dose_gy=total * (scaled or 1),
+        dose_gy=total * scaled if scaled else total,
         grid=first.grid,
         path=plan_path.parent,
         sha256=combined,
@@ -200,12 +204,6 @@ def _referenced_beam(read: _RtDoseFile, plan_uid: str, plan_path: Path) -> int:
         raise CaseError(f"{read.path}: a beam dose that does not say which beam it is (ReferencedBeamNumber)") from None
 
 
-def _same_grid(a: Grid, b: Grid) -> bool:
-    return a.shape == b.shape and all(
-        abs(x - y) <= POSITION_TOLERANCE_MM for x, y in zip((*a.spacing_mm, *a.origin_mm), (*b.spacing_mm, *b.origin_mm))
-    )
-
-
 def _dose_type_notes(dose_type: str, what: str) -> list[str]:
     if dose_type == "EFFECTIVE":
         return [f"{what}: DoseType EFFECTIVE: the values are weighted doses (e.g. RBE), judged as written"]
@@ -215,7 +213,8 @@ def _dose_type_notes(dose_type: str, what: str) -> list[str]:
 def _read(path: Path) -> _RtDoseFile:
     """An RT Dose file's dose in Gy on its grid, with every attribute that changes a value checked."""
     try:
-        dataset = pydicom.dcmread(path)
+        data = path.read_bytes()
+        dataset = pydicom.dcmread(io.BytesIO(data))
     except (InvalidDicomError, OSError) as error:
         raise CaseError(f"{path}: not a readable DICOM file ({error})") from None
     modality = str(dataset.get("Modality", ""))
@@ -240,7 +239,8 @@ def _read(path: Path) -> _RtDoseFile:
     dose = stored.astype(np.float64) * scaling
     if dose.min() < 0:
         raise CaseError(f"{path}: the RT Dose has negative values (a dose difference?), not a planned dose")
-    return _RtDoseFile(path, dataset, dose, grid, dose_type, str(dataset.DoseSummationType).upper())
+    sha256 = hashlib.sha256(data).hexdigest()
+    return _RtDoseFile(path, sha256, dataset, dose, grid, dose_type, str(dataset.DoseSummationType).upper())
 
 
 def _grid_and_values(dataset: Dataset, path: Path) -> tuple[Grid, np.ndarray]:
