@@ -330,7 +330,7 @@ def _same_rows(earlier: CompiledProgram, inputs: RowInputs, structures: Resolved
     """Whether `earlier` selected its dose entries from the same inputs (so the same entries)."""
     if earlier.row_inputs != inputs or earlier.influence is None:
         return False
-    scenarios = {name: entries.scenario for name, entries in earlier.selection.structures.items() if entries.scenario}
+    scenarios = earlier.selection.scenarios
     masks = [*inputs.referenced, *(scenarios[name].structure for name in inputs.displaced)]
     return all(np.array_equal(earlier.structures.masks[name], structures.masks[name]) for name in masks)
 

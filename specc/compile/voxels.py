@@ -72,6 +72,11 @@ class VoxelSelection:
     rows: np.ndarray  # influence-matrix row of each dose entry, increasing (displaced structures' entries follow)
     structures: dict[str, StructureEntries]
 
+    @property
+    def scenarios(self) -> dict[str, SetupScenario]:
+        """The displaced structures' setup-error scenarios, by the name the robust terms use."""
+        return {name: entries.scenario for name, entries in self.structures.items() if entries.scenario}
+
 
 # Row budget of one chunk of the row grouping (nonzeros): its temporaries (a float64 copy of
 # a chunk's values for the projection, positions and comparisons for the exact check, about

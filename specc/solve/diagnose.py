@@ -69,7 +69,7 @@ def _limit_label(term: CompiledTerm, scenarios: int) -> str:
 def _limits(program: CompiledProgram) -> list[list[CompiledTerm]]:
     """The hard terms grouped by the protocol limit they are: a limit and its robust copies together
     (same protocol line, kind and fields, the copies naming the limit's structure displaced)."""
-    scenarios = {name: entries.scenario for name, entries in program.selection.structures.items() if entries.scenario}
+    scenarios = program.selection.scenarios
     groups: dict[str, list[CompiledTerm]] = {}
     for term in program.hard_terms():
         fields = term.term.model_dump(mode="json")
@@ -122,13 +122,13 @@ class _Elastic:
         )
 
 
-def _hard_rows(program: CompiledProgram, hard: list[CompiledTerm]) -> list[cp.Constraint]:
+def _hard_rows(program: CompiledProgram) -> list[cp.Constraint]:
     """The dose of the entries some hard term reads, linked to the fluence: all that feasibility
     depends on. Soft terms, their rows and the bounds of earlier priority steps (met by the step
     that set them) cannot make a program infeasible, and leaving them out keeps the elastic
     programs small (the rows of a body sample, a fall-off shell, a target's coverage region)."""
     entries = [
-        program.selection.structures[name].entries for term in hard for name in term.term.structures()
+        program.selection.structures[name].entries for term in program.hard_terms() for name in term.term.structures()
         if name in program.selection.structures
     ]
     if not entries or program.influence is None:
@@ -136,10 +136,13 @@ def _hard_rows(program: CompiledProgram, hard: list[CompiledTerm]) -> list[cp.Co
     return program.linking(np.unique(np.concatenate(entries)))
 
 
-def find_conflicts(program: CompiledProgram, settings: SolverSettings) -> tuple[list[Conflict], str]:
-    """The hard terms in conflict (most needed relaxation first) and a note when that failed."""
-    limits = _limits(program)
-    linking = _hard_rows(program, program.hard_terms())
+def find_conflicts(
+    program: CompiledProgram, settings: SolverSettings, limits: list[list[CompiledTerm]] | None = None
+) -> tuple[list[Conflict], str]:
+    """The hard terms in conflict (most needed relaxation first) and a note when that failed;
+    `limits`: the program's hard terms grouped (`_limits`), when the caller has them."""
+    limits = _limits(program) if limits is None else limits
+    linking = _hard_rows(program)
     elastic = _Elastic(program, limits, linking)
     trouble = elastic.solve(settings)
     if trouble:
@@ -160,11 +163,11 @@ def find_conflicts(program: CompiledProgram, settings: SolverSettings) -> tuple[
 
 def explain_infeasibility(program: CompiledProgram, settings: SolverSettings) -> str:
     """A message naming the conflicting hard terms (with protocol lines) and what each would need."""
-    hard = program.hard_terms()
-    listing = "; ".join(f"{_limit_label(group[0], len(group))} ({group[0].source})" for group in _limits(program)) or "none"
-    if not hard:
+    limits = _limits(program)
+    listing = "; ".join(f"{_limit_label(group[0], len(group))} ({group[0].source})" for group in limits) or "none"
+    if not limits:
         return f"no hard term is involved, which points at a solver problem; hard terms: {listing}"
-    conflicts, note = find_conflicts(program, settings)
+    conflicts, note = find_conflicts(program, settings, limits)
     if not conflicts:
         reason = note or "the solver found no conflict when each hard term may be loosened (numerical trouble?)"
         return f"{reason}; hard terms: {listing}"
