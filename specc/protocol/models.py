@@ -274,22 +274,23 @@ class SetupScenario(_Strict):
     rotation_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
+def _per_axis(values: Sequence[float], before: str, unit: str) -> list[str]:
+    """ "x +3 mm", "about z -2 deg": each non-zero value with its axis and sign."""
+    return [
+        f"{before}{axis} {'+' if value > 0 else '-'}{format_number(abs(value))} {unit}"
+        for axis, value in zip("xyz", values)
+        if value
+    ]
+
+
 def offset_text(offset_mm: Sequence[float]) -> str:
     """A setup-error scenario as the report and the scenario names write it, e.g. "x +3 mm"."""
-    return ", ".join(
-        f"{axis} {'+' if value > 0 else '-'}{format_number(abs(value))} mm" for axis, value in zip("xyz", offset_mm) if value
-    )
+    return ", ".join(_per_axis(offset_mm, "", "mm"))
 
 
 def scenario_text(offset_mm: Sequence[float], rotation_deg: Sequence[float] = (0.0, 0.0, 0.0)) -> str:
     """A shift and a turn as reports write them: "x +3 mm", "about z +2 deg" ("" for neither)."""
-    parts = [offset_text(offset_mm)] if any(offset_mm) else []
-    parts += [
-        f"about {axis} {'+' if angle > 0 else '-'}{format_number(abs(angle))} deg"
-        for axis, angle in zip("xyz", rotation_deg)
-        if angle
-    ]
-    return ", ".join(parts)
+    return ", ".join([*_per_axis(offset_mm, "", "mm"), *_per_axis(rotation_deg, "about ", "deg")])
 
 
 def scenario_name(
@@ -416,13 +417,17 @@ class Delivery(_Strict):
         return self.segment_weights != "as_sequenced"
 
 
-def _three_lengths(value: Any) -> Any:
-    """One distance for every axis, or three: one message for both forms (a union reports one per branch)."""
+def _three(value: Any, one: str, three: str) -> Any:
+    """One value for every axis, or three: one message for both forms (a union reports one per branch)."""
     if isinstance(value, str):
         return [value] * 3
     if isinstance(value, list) and len(value) == 3:
         return value
-    raise ValueError(f'expected one distance ("3 mm") or three along x, y, z (["3 mm", "3 mm", "5 mm"]), got {value!r}')
+    raise ValueError(f"expected {one} or {three}, got {value!r}")
+
+
+def _three_lengths(value: Any) -> Any:
+    return _three(value, 'one distance ("3 mm")', 'three along x, y, z (["3 mm", "3 mm", "5 mm"])')
 
 
 def _three_lengths_or_none(value: Any) -> Any:
@@ -431,13 +436,7 @@ def _three_lengths_or_none(value: Any) -> Any:
 
 def _three_angles_or_none(value: Any) -> Any:
     """One angle for every axis, or three (about x, y, z)."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return [value] * 3
-    if isinstance(value, list) and len(value) == 3:
-        return value
-    raise ValueError(f'expected one angle ("2 deg") or three about x, y, z (["1 deg", "1 deg", "2 deg"]), got {value!r}')
+    return None if value is None else _three(value, 'one angle ("2 deg")', 'three about x, y, z (["1 deg", "1 deg", "2 deg"])')
 
 
 def _both_ways(sizes: tuple[float, float, float]) -> list[tuple[float, float, float]]:
