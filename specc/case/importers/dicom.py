@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from specc.case.engine import PencilBeamModel
-from specc.case.importers.engine_case import box_grid, engine_influence
+from specc.case.importers.engine_case import box_grid, engine_influence, grid_spacing
 from specc.case.importers.dicom_ct import DicomFolder, read_dicom_folder
 from specc.case.importers.hu_density import DEFAULT_HU_TABLE, hu_to_relative_electron_density
 from specc.case.importers.report import ImportedCase, build_case, record_in_metadata
@@ -112,7 +112,7 @@ def import_dicom(
 
 def _dose_grid(dicom: DicomFolder, rois: list[RoiContours], grid_mm: float | Sequence[float]) -> Grid:
     """The box around all contours; z planes on the CT slices when the z spacing is the CT's."""
-    spacing = (float(grid_mm),) * 2 + (dicom.ct.spacing_mm[2],) if np.isscalar(grid_mm) else tuple(grid_mm)
+    spacing = grid_spacing(grid_mm, dicom.ct.spacing_mm[2])
     points = np.concatenate([polygon for roi in rois for polygons in roi.planes.values() for polygon in polygons])
     planes = np.array(sorted({z for roi in rois for z in roi.planes}))
     low = (points[:, 0].min(), points[:, 1].min(), planes.min())

@@ -9,6 +9,7 @@ with none missing. Files of other modalities are listed in the import report, ne
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,9 +67,17 @@ class CtSeries:
 
     def on_grid(self, grid: Grid) -> np.ndarray:
         """HU at a grid's voxel centres: trilinear, air beyond the images (where nothing was scanned)."""
-        axes = grid.axes_mm()
-        index = np.meshgrid(*[(axes[a] - self.origin_mm[a]) / self.spacing_mm[a] for a in range(3)], indexing="ij")
-        return map_coordinates(self.hu, index, order=1, mode="constant", cval=AIR_HU)
+        return resample(self.hu, self.origin_mm, self.spacing_mm, grid, AIR_HU)
+
+
+def resample(
+    values: np.ndarray, origin_mm: Sequence[float], spacing_mm: Sequence[float], grid: Grid, outside: float
+) -> np.ndarray:
+    """Image `values` (x, y, z; first voxel centre at `origin_mm`) at `grid`'s voxel centres,
+    trilinear, `outside` beyond the image."""
+    axes = grid.axes_mm()
+    index = np.meshgrid(*[(axes[a] - origin_mm[a]) / spacing_mm[a] for a in range(3)], indexing="ij")
+    return map_coordinates(values, index, order=1, mode="constant", cval=outside)
 
 
 @dataclass

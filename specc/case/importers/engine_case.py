@@ -19,6 +19,11 @@ from specc.case.model import Beam, Grid, Structure
 from specc.errors import CaseError
 
 
+def grid_spacing(grid_mm: float | Sequence[float], image_z_mm: float) -> tuple[float, ...]:
+    """`--grid` as (x, y, z) spacings: one value keeps z on the image slices (their spacing)."""
+    return (float(grid_mm),) * 2 + (float(image_z_mm),) if np.isscalar(grid_mm) else tuple(float(s) for s in grid_mm)  # type: ignore[union-attr, arg-type]
+
+
 def box_grid(
     low: Sequence[float], high: Sequence[float], spacing_mm: Sequence[float]
 ) -> Grid:

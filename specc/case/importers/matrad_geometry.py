@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.ndimage import map_coordinates
 
 from specc.case.engine import PencilBeamModel
-from specc.case.importers.engine_case import box_grid, engine_influence
+from specc.case.importers.dicom_ct import AIR_HU, resample
+from specc.case.importers.engine_case import box_grid, engine_influence, grid_spacing
 from specc.case.importers.hu_density import DEFAULT_HU_TABLE, hu_to_relative_electron_density
-from specc.case.importers.matrad import ct_axes, cst_structures, field_of, int_vector, other_variables
+from specc.case.importers.matrad import ct_axes, cst_structures, field_of, int_vector, other_variables, uniform_step
 from specc.case.importers.report import ImportedCase, build_case, record_in_metadata
 from specc.case.model import CaseMetadata
 from specc.errors import CaseError
@@ -52,9 +52,10 @@ def import_matrad_geometry(
     not_imported: list[str] = []
     dims = int_vector(field_of(ct, "cubeDim", source, "ct"), 3, source, "ct.cubeDim")
     axes = ct_axes(ct, {}, dims, source, notes)
-    grid = box_grid(*_structures_box(cst, dims, axes, exclude, source), _spacing(grid_mm, axes))
+    steps = tuple(uniform_step(axis, source, f"CT {label}") for axis, label in zip(axes, "xyz"))
+    grid = box_grid(*_structures_box(cst, dims, axes, exclude, source), grid_spacing(grid_mm, steps[2]))
     structures = cst_structures(cst, dims, axes, grid.axes_mm(), grid, exclude, source, not_imported)
-    density, density_note = _density(ct, dims, axes, grid, hu_table, source)
+    density, density_note = _density(ct, dims, axes, steps, grid, hu_table, source)
     notes.append(density_note)
     target_names = _targets(cst, structures, targets, source)
     angles, couches = _angles(workspace, beams, notes)
@@ -103,18 +104,8 @@ def _structures_box(
     return tuple(low), tuple(high)  # type: ignore[return-value]
 
 
-def _spacing(grid_mm: float | Sequence[float], axes: tuple[np.ndarray, ...]) -> tuple[float, float, float]:
-    if np.isscalar(grid_mm):
-        z_step = float(np.diff(axes[2]).mean()) if len(axes[2]) > 1 else float(grid_mm)  # type: ignore[arg-type]
-        return (float(grid_mm), float(grid_mm), z_step)  # type: ignore[arg-type]
-    spacing = tuple(float(s) for s in grid_mm)  # type: ignore[union-attr]
-    if len(spacing) != 3:
-        raise CaseError(f"--grid must be one spacing or three (x, y, z) in mm, got {grid_mm}")
-    return spacing  # type: ignore[return-value]
-
-
 def _density(
-    ct: dict, dims: tuple[int, ...], axes: tuple[np.ndarray, ...], grid, hu_table, source: str
+    ct: dict, dims: tuple[int, ...], axes: tuple[np.ndarray, ...], steps: tuple[float, ...], grid, hu_table, source: str
 ) -> tuple[np.ndarray, str]:
     """Relative electron density on the dose grid (trilinear; air beyond the CT), and where it came from."""
     for name, converted in (("cube", False), ("cubeHU", True)):
@@ -126,15 +117,11 @@ def _density(
     if cube.shape != dims:
         raise CaseError(f"{source}: ct.{name} has shape {list(cube.shape)}, ct.cubeDim is {list(dims)}")
     values = np.transpose(np.asarray(cube, dtype=np.float32), (1, 0, 2))  # [Ny Nx Nz] -> (x, y, z)
-    index = np.meshgrid(
-        *[(grid_axis - axis[0]) / (axis[1] - axis[0] if len(axis) > 1 else 1.0)
-          for grid_axis, axis in zip(grid.axes_mm(), axes)],
-        indexing="ij",
-    )
+    origin = tuple(float(axis[0]) for axis in axes)
     if converted:
-        hu = map_coordinates(values, index, order=1, mode="constant", cval=-1000.0)
+        hu = resample(values, origin, steps, grid, AIR_HU)
         return hu_to_relative_electron_density(hu, hu_table), "density from ct.cubeHU through the HU table (no ct.cube)"
-    density = map_coordinates(values, index, order=1, mode="constant", cval=_AIR_DENSITY)
+    density = resample(values, origin, steps, grid, _AIR_DENSITY)
     if not (np.isfinite(density).all() and density.min() >= 0):
         raise CaseError(f"{source}: ct.cube has negative or non-finite values: not an electron density")
     return density, "density: ct.cube (matRad's relative electron density), trilinear on the dose grid, air beyond the CT"
