@@ -13,14 +13,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 
 from specc.case.engine import PencilBeamModel
 from specc.case.importers.engine_case import box_grid, engine_influence, grid_spacing
 from specc.case.importers.dicom_ct import DicomFolder, read_dicom_folder
 from specc.case.importers.hu_density import DEFAULT_HU_TABLE, hu_to_relative_electron_density
 from specc.case.importers.report import ImportedCase, build_case, record_in_metadata
-from specc.case.importers.rtstruct import RoiContours, rasterize, read_structure_set
+from specc.case.importers.rtstruct import RoiContours, contour_box, rasterize, read_structure_set
 from specc.case.model import CaseMetadata, Grid, Structure
 from specc.errors import CaseError
 
@@ -113,11 +112,7 @@ def import_dicom(
 def _dose_grid(dicom: DicomFolder, rois: list[RoiContours], grid_mm: float | Sequence[float]) -> Grid:
     """The box around all contours; z planes on the CT slices when the z spacing is the CT's."""
     spacing = grid_spacing(grid_mm, dicom.ct.spacing_mm[2])
-    points = np.concatenate([polygon for roi in rois for polygons in roi.planes.values() for polygon in polygons])
-    planes = np.array(sorted({z for roi in rois for z in roi.planes}))
-    low = (points[:, 0].min(), points[:, 1].min(), planes.min())
-    high = (points[:, 0].max(), points[:, 1].max(), planes.max())
-    return box_grid(low, high, spacing)  # type: ignore[arg-type]
+    return box_grid(*contour_box(rois), spacing)
 
 
 def _target_names(dicom: DicomFolder, rois: list[RoiContours], targets: Sequence[str], source: str) -> list[str]:

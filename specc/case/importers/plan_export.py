@@ -25,7 +25,7 @@ from specc.case.importers.dicom_ct import IDENTIFYING_ATTRIBUTES, POSITION_TOLER
 from specc.case.importers.report import build_case
 from specc.case.importers.external_dose import ExternalDose
 from specc.case.importers.rtdose import read_rtdose, sum_beam_doses
-from specc.case.importers.rtstruct import RoiContours, contour_spacing, rasterize, read_structure_set
+from specc.case.importers.rtstruct import RoiContours, contour_box, contour_spacing, rasterize, read_structure_set
 from specc.case.model import Beamlets, Case, CaseMetadata, Grid, Structure
 from specc.errors import CaseError
 
@@ -271,10 +271,8 @@ def _holding(grid: Grid, rois: list[RoiContours], slice_mm: float) -> Grid:
 
 def _extended_axes(grid: Grid, rois: list[RoiContours], slice_mm: float) -> tuple[list[np.ndarray], list[int]]:
     """The grid's axes extended on its lattice over the ROIs' contours, and how many centres were put before each."""
-    points = np.concatenate([polygon for roi in rois for polygons in roi.planes.values() for polygon in polygons])
-    planes = np.array(sorted({z for roi in rois for z in roi.planes}))
-    low = (points[:, 0].min(), points[:, 1].min(), planes.min() - slice_mm / 2)
-    high = (points[:, 0].max(), points[:, 1].max(), planes.max() + slice_mm / 2)
+    (x0, y0, z0), (x1, y1, z1) = contour_box(rois)
+    low, high = (x0, y0, z0 - slice_mm / 2), (x1, y1, z1 + slice_mm / 2)
     extended, lead = [], []
     for axis, centres in enumerate(grid.axes_mm()):
         spacing, first, last = grid.spacing_mm[axis], centres[0], centres[-1]

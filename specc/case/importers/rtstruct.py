@@ -149,10 +149,22 @@ def _ct_plane(z: float, name: str, ct: CtSeries, source: str) -> float:
     return float(planes[nearest])
 
 
+def contour_planes(rois: list[RoiContours]) -> np.ndarray:
+    """Every plane (z, mm) some ROI has a contour on, increasing."""
+    return np.array(sorted({z for roi in rois for z in roi.planes}))
+
+
+def contour_box(rois: list[RoiContours]) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """The lowest and highest contour point (x, y) and plane (z) of all `rois`, in mm."""
+    points = np.concatenate([polygon for roi in rois for polygons in roi.planes.values() for polygon in polygons])
+    planes = contour_planes(rois)
+    return (points[:, 0].min(), points[:, 1].min(), planes[0]), (points[:, 0].max(), points[:, 1].max(), planes[-1])
+
+
 def contour_spacing(rois: list[RoiContours], source: str) -> float:
     """The distance between contour planes (the most common one), which stands for the slice
     thickness when there is no CT: each plane's contour then holds for half of it either side."""
-    planes = np.array(sorted({z for roi in rois for z in roi.planes}))
+    planes = contour_planes(rois)
     gaps = np.round(np.diff(planes), 2)
     gaps = gaps[gaps > POSITION_TOLERANCE_MM]
     if not len(gaps):
