@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-
 from specc.case.engine import PencilBeamModel
 from specc.case.importers.engine_case import box_grid, engine_influence, grid_spacing
 from specc.case.importers.dicom_ct import DicomFolder, read_dicom_folder
