@@ -77,31 +77,20 @@ def _import_case(
     from specc.case.importers import import_dicom, import_matrad, import_portpy
     from specc.case.importers.hu_density import DEFAULT_HU_TABLE
 
+    # The engine's options the user gave; each importer's own defaults stand for the others.
+    given = {
+        "beams": _beams(beams) if beams is not None else None,
+        "beamlet_mm": beamlet,
+        "grid_mm": _grid(grid) if grid is not None else None,
+        "targets": target or None,
+        "hu_table": table,
+    }
+    engine = {key: value for key, value in given.items() if value is not None}
     if format == "matrad":
-        engine: dict[str, object] = {}
-        if beams is not None:
-            engine["beams"] = _beams(beams)
-        if beamlet is not None:
-            engine["beamlet_mm"] = beamlet
-        if grid is not None:
-            engine["grid_mm"] = _grid(grid)
-        if target:
-            engine["targets"] = target
-        if table is not None:
-            engine["hu_table"] = table
         return import_matrad(source, exclude=exclude, case_id=case_id, engine=engine)
     if format == "portpy":
         return import_portpy(source, exclude=exclude, hu_table=table or DEFAULT_HU_TABLE, case_id=case_id)
-    return import_dicom(
-        source,
-        beams=_beams(beams) if beams is not None else 7,
-        beamlet_mm=beamlet if beamlet is not None else 5.0,
-        grid_mm=_grid(grid) if grid is not None else 3.0,
-        targets=target,
-        exclude=exclude,
-        hu_table=table or DEFAULT_HU_TABLE,
-        case_id=case_id,
-    )
+    return import_dicom(source, exclude=exclude, case_id=case_id, **engine)
 
 
 def _import_criteria(source: Path, out: Path, target: str, targets_given: int) -> None:
