@@ -222,20 +222,8 @@ def cst_structures(
         if name in exclude:
             not_imported.append(f"{name}: excluded on request")
             continue
-        voxels = cst[row, 3]
-        scenarios = list(voxels.ravel()) if isinstance(voxels, np.ndarray) and voxels.dtype == object else [voxels]
-        if len(scenarios) != 1:
-            raise CaseError(f"{source}: structure '{name}' has {len(scenarios)} CT scenarios; specc imports one")
-        indices = np.asarray(scenarios[0], dtype=np.float64).ravel()
-        if indices.size == 0:
-            raise CaseError(f"{source}: structure '{name}' has no voxels (cst{{{row + 1},4}}); exclude it with --exclude")
-        if indices.min() < 1 or indices.max() > n_ct or not np.all(indices == np.round(indices)):
-            raise CaseError(
-                f"{source}: structure '{name}' has voxel indices outside the CT cube of {n_ct} voxels "
-                "(matRad indices are 1-based)"
-            )
         ct_mask = np.zeros(n_ct, dtype=bool)
-        ct_mask[indices.astype(np.int64) - 1] = True
+        ct_mask[cst_voxels(cst, row, name, n_ct, source)] = True
         ct_mask = ct_mask.reshape(ct_dims, order="F")  # [y, x, z]
         ix, iy, iz = np.meshgrid(*nearest, indexing="ij")
         inside_ct = (ix >= 0) & (iy >= 0) & (iz >= 0)
@@ -250,6 +238,24 @@ def cst_structures(
             raise CaseError(f"{source}: structure name '{name}' appears twice in cst")
         structures[name] = Structure(name=name, mask=mask, color=_color(cst, row, len(structures)))
     return structures
+
+
+def cst_voxels(cst: Any, row: int, name: str, n_ct: int, source: str) -> np.ndarray:
+    """The 0-based CT voxel indices (matRad's order) of cst row `row`, checked: one CT scenario, not
+    empty, inside the cube."""
+    voxels = cst[row, 3]
+    scenarios = list(voxels.ravel()) if isinstance(voxels, np.ndarray) and voxels.dtype == object else [voxels]
+    if len(scenarios) != 1:
+        raise CaseError(f"{source}: structure '{name}' has {len(scenarios)} CT scenarios; specc imports one")
+    indices = np.asarray(scenarios[0], dtype=np.float64).ravel()
+    if indices.size == 0:
+        raise CaseError(f"{source}: structure '{name}' has no voxels (cst{{{row + 1},4}}); exclude it with --exclude")
+    if indices.min() < 1 or indices.max() > n_ct or not np.all(indices == np.round(indices)):
+        raise CaseError(
+            f"{source}: structure '{name}' has voxel indices outside the CT cube of {n_ct} voxels "
+            "(matRad indices are 1-based)"
+        )
+    return indices.astype(np.int64) - 1
 
 
 def _nearest_indices(old: np.ndarray, new: np.ndarray) -> np.ndarray:

@@ -22,7 +22,9 @@ from specc.case.engine import PencilBeamModel
 from specc.case.importers.dicom_ct import AIR_HU, resample
 from specc.case.importers.engine_case import box_grid, engine_influence, grid_spacing
 from specc.case.importers.hu_density import DEFAULT_HU_TABLE, hu_to_relative_electron_density
-from specc.case.importers.matrad import ct_axes, cst_structures, field_of, int_vector, other_variables, uniform_step
+from specc.case.importers.matrad import (
+    ct_axes, cst_structures, cst_voxels, field_of, int_vector, other_variables, uniform_step,
+)
 from specc.case.importers.report import ImportedCase, build_case, record_in_metadata
 from specc.case.model import CaseMetadata
 from specc.errors import CaseError
@@ -87,15 +89,10 @@ def _structures_box(
     """The lowest and highest CT voxel centres (x, y, z) of any structure kept."""
     low, high = np.full(3, np.inf), np.full(3, -np.inf)
     for row in range(cst.shape[0] if isinstance(cst, np.ndarray) and cst.ndim == 2 else 0):
-        if str(cst[row, 1]).strip() in exclude:
+        name = str(cst[row, 1]).strip()
+        if name in exclude:
             continue
-        voxels = cst[row, 3]
-        voxels = voxels.ravel()[0] if isinstance(voxels, np.ndarray) and voxels.dtype == object and voxels.size else voxels
-        indices = np.asarray(voxels, dtype=np.float64).ravel()
-        valid = indices[(indices >= 1) & (indices <= np.prod(dims))].astype(np.int64) - 1
-        if valid.size == 0:
-            continue  # cst_structures names the problem
-        iy, ix, iz = np.unravel_index(valid, dims, order="F")
+        iy, ix, iz = np.unravel_index(cst_voxels(cst, row, name, int(np.prod(dims)), source), dims, order="F")
         for axis, index in enumerate((ix, iy, iz)):
             low[axis] = min(low[axis], axes[axis][index.min()])
             high[axis] = max(high[axis], axes[axis][index.max()])
