@@ -9,7 +9,7 @@ import pytest
 
 from evaluate_fakes import synthetic_case
 from specc.evaluate.dvh import DVH
-from specc.case.shifts import Displacement, outside_rows
+from specc.case.shifts import Displacement, DisplacedVoxels
 from specc.evaluate.robustness import robustness_record
 from specc.protocol import ProtocolError, parse_protocol_text
 
@@ -219,8 +219,11 @@ def test_voxels_displaced_beyond_the_computed_dose_are_counted_and_noted() -> No
     dose.ravel()[case.voxel_indices] = 30.0  # a plan's dose: none off the case's rows
     protocol = _protocol("robustness: {setup_error: 10 mm, structures: [Organ, Target]}\n")
     record = robustness_record(protocol, dose, masks, case.grid, case.voxel_volume_cc, True, case.voxel_indices)
-    outside = outside_rows(case.voxel_indices, case.grid, masks["Organ"], Displacement(offset_mm=(10.0, 0.0, 0.0)))
-    assert outside > 0 and outside_rows(case.voxel_indices, case.grid, masks["Organ"], Displacement(offset_mm=(-10.0, 0.0, 0.0))) == 0
+    def outside_rows(offset_mm):
+        return DisplacedVoxels.of(case.grid, masks["Organ"], Displacement(offset_mm=offset_mm)).outside(case.voxel_indices)
+
+    outside = outside_rows((10.0, 0.0, 0.0))
+    assert outside > 0 and outside_rows((-10.0, 0.0, 0.0)) == 0
     (note,) = record.notes  # the target, 15 mm around the centre, stays inside the body
     assert note.startswith(f"Organ: some of its {int(masks['Organ'].sum())} voxels") and f"{outside} in Organ (x +10 mm)" in note
     organ = next(goal for goal in record.goals if goal.structure == "Organ")

@@ -105,10 +105,37 @@ def _samples(grid: Grid, mask: np.ndarray, displacement: Displacement) -> tuple[
     return corners, weights
 
 
+@dataclass(frozen=True, eq=False)
+class DisplacedVoxels:
+    """A structure's voxels (C order) with the patient displaced: each one's eight grid voxels and
+    trilinear weights, found once and read for its dose and for what the case cannot give it."""
+
+    displacement: Displacement
+    corners: np.ndarray  # (n, 8) flat grid indices
+    weights: np.ndarray  # (n, 8)
+
+    @classmethod
+    def of(cls, grid: Grid, mask: np.ndarray, displacement: Displacement) -> DisplacedVoxels:
+        return cls(displacement, *_samples(grid, mask, displacement))
+
+    def dose(self, dose: np.ndarray) -> np.ndarray:
+        """The dose each voxel receives displaced."""
+        return np.sum(np.asarray(dose, dtype=np.float64).ravel()[self.corners] * self.weights, axis=1)
+
+    def outside(self, voxel_indices: np.ndarray) -> int:
+        """How many voxels are displaced (partly) where the case computes no dose.
+
+        The grid holds 0 Gy off the influence matrix's rows (`voxel_indices`, typically the body),
+        so there the static dose cloud says the voxel gets nothing, which is the model's error
+        near the body surface rather than a dose: the check and the optimization both count it.
+        """
+        unknown = ~row_lookup(voxel_indices, self.corners)[0] & (self.weights > 0)
+        return int(np.count_nonzero(np.any(unknown, axis=1)))
+
+
 def displaced_dose(dose: np.ndarray, mask: np.ndarray, grid: Grid, displacement: Displacement) -> np.ndarray:
     """The dose each voxel of `mask` (C order) receives with the patient displaced (shifted or rotated)."""
-    corners, weights = _samples(grid, mask, displacement)
-    return np.sum(np.asarray(dose, dtype=np.float64).ravel()[corners] * weights, axis=1)
+    return DisplacedVoxels.of(grid, mask, displacement).dose(dose)
 
 
 def blurred_dose(dose: np.ndarray, grid: Grid, sigma_mm: tuple[float, float, float]) -> np.ndarray:
@@ -117,23 +144,12 @@ def blurred_dose(dose: np.ndarray, grid: Grid, sigma_mm: tuple[float, float, flo
     return gaussian_filter(np.asarray(dose, dtype=np.float64), sigma=sigma_voxels, mode="nearest", truncate=4.0)
 
 
-def outside_rows(voxel_indices: np.ndarray, grid: Grid, mask: np.ndarray, displacement: Displacement) -> int:
-    """How many voxels of `mask` are displaced (partly) where the case computes no dose.
-
-    The grid holds 0 Gy off the influence matrix's rows (`voxel_indices`, typically the body),
-    so there the static dose cloud says the voxel gets nothing, which is the model's error
-    near the body surface rather than a dose: the check and the optimization both count it.
-    """
-    corners, weights = _samples(grid, mask, displacement)
-    return int(np.count_nonzero(np.any(~row_lookup(voxel_indices, corners)[0] & (weights > 0), axis=1)))
-
-
 def displaced_influence(case: Case, mask: np.ndarray, displacement: Displacement) -> sp.csr_matrix:
     """Influence rows, one per voxel of `mask` (C order), giving its dose when displaced (shifted or turned).
 
     Each row is the interpolation's weighted sum of up to eight rows of the case; a corner
     where the case computes no dose (outside its rows) contributes nothing, as its zero dose
-    does in `displaced_dose` (`outside_rows` counts the voxels concerned). Same dtype as the
+    does in `displaced_dose` (`DisplacedVoxels.outside` counts the voxels concerned). Same dtype as the
     case's matrix.
     """
     corners, weights = _samples(case.grid, mask, displacement)
@@ -149,21 +165,19 @@ def displaced_influence(case: Case, mask: np.ndarray, displacement: Displacement
     return (interpolation @ case.influence).tocsr()
 
 
-def outside_note(
-    voxel_indices: np.ndarray, grid: Grid, name: str, mask: np.ndarray, displacements: list[Displacement]
-) -> str:
+def outside_note(voxel_indices: np.ndarray, name: str, displaced: Sequence[DisplacedVoxels]) -> str:
     """What the static dose cloud cannot say of `name`: its voxels displaced where no dose is computed ("" if none)."""
     counts = {
-        scenario_name(name, moved.offset_mm, moved.rotation_deg): outside_rows(voxel_indices, grid, mask, moved)
-        for moved in displacements
-        if moved.text()  # the blurred dose alone (random errors) displaces nothing
+        scenario_name(name, moved.displacement.offset_mm, moved.displacement.rotation_deg): moved.outside(voxel_indices)
+        for moved in displaced
+        if moved.displacement.text()  # the blurred dose alone (random errors) displaces nothing
     }
     counts = {scenario: count for scenario, count in counts.items() if count}
     if not counts:
         return ""
     listed = ", ".join(f"{count} in {scenario}" for scenario, count in counts.items())
     return (
-        f"{name}: some of its {int(mask.sum())} voxels are displaced where the case computes no dose (outside its "
+        f"{name}: some of its {len(displaced[0].corners)} voxels are displaced where the case computes no dose (outside its "
         f"rows, typically the body): {listed}. The static dose cloud gives them 0 Gy there, its error near the body "
         "surface rather than a plan's dose; a hard limit on them cannot be met in robust optimization"
     )

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from specc.case.shifts import Displacement, beams_isocentre, outside_note
+from specc.case.shifts import Displacement, DisplacedVoxels, beams_isocentre, outside_note
 from specc.errors import CompileError
 from specc.protocol.models import SetupScenario, scenario_name
 
@@ -107,6 +107,6 @@ def robust_notes(
     centre = beams_isocentre(case.beams)
     for base in robust:
         moved = [Displacement.of(scenario, centre) for scenario in displaced if scenario.structure == base]
-        if outside := outside_note(case.voxel_indices, case.grid, base, masks[base], moved):
+        if outside := outside_note(case.voxel_indices, base, [DisplacedVoxels.of(case.grid, masks[base], m) for m in moved]):
             notes.append(outside)
     return notes

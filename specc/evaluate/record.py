@@ -152,7 +152,7 @@ class RobustnessRecord(_Record):
     # optimization) or the plan is only checked in them.
     optimized: bool = False
     bands: list[DVHBand] = []  # one per structure, drawn around its DVH in the report
-    notes: list[str] = []  # displaced voxels the model cannot give a dose (`outside_rows`)
+    notes: list[str] = []  # displaced voxels the model cannot give a dose (`DisplacedVoxels.outside`)
     goals: list[RobustGoalRecord]
 
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from specc.case.shifts import Displacement, blurred_dose, displaced_dose, outside_note
+from specc.case.shifts import Displacement, DisplacedVoxels, blurred_dose, outside_note
 from specc.evaluate.dvh import DVH, DVH_CURVE_POINTS, UndefinedMetric
 from specc.evaluate.goals import MeasuredStatus, judge, reported_status
 from specc.evaluate.metrics import measure
@@ -38,7 +38,7 @@ def robustness_record(
     """Every goal of the protocol's robustness structures, nominal and in each scenario, and their DVH bands.
 
     `voxel_indices`: the grid voxels the case computes dose on; displaced voxels reaching
-    beyond them are noted (`outside_rows`). Goals on `incomplete` structures (part of them
+    beyond them are noted (`DisplacedVoxels.outside`). Goals on `incomplete` structures (part of them
     has no dose) are not judged. Rotations turn the patient about `isocentre_mm` (the beams',
     when they share one), or without one about the centre of the prescription targets."""
     robustness = protocol.robustness
@@ -56,12 +56,11 @@ def robustness_record(
         scenarios = [Displacement(), *scenarios]  # random errors alone: the blurred dose, not displaced
         model = f"{MODEL}; {RANDOM_MODEL}"
     # Nominal first, then each scenario: the DVHs every goal and band of a structure is read from.
+    displaced = {name: [DisplacedVoxels.of(grid, masks[name], moved) for moved in scenarios] for name in names}
     dvhs = {
         name: [
             DVH.from_dose(values, voxel_cc)
-            for values in [
-                dose[masks[name]], *(displaced_dose(scenario_dose, masks[name], grid, moved) for moved in scenarios)
-            ]
+            for values in [dose[masks[name]], *(moved.dose(scenario_dose) for moved in displaced[name])]
         ]
         for name in names
     }
@@ -80,7 +79,7 @@ def robustness_record(
         scenario_labels=[moved.text() or "random only" for moved in scenarios], structures=names,
         optimized=robustness.optimize, goals=goals,
         bands=[_band(name, curves, float(dose.max())) for name, curves in dvhs.items()],
-        notes=[note for name in names if (note := outside_note(voxel_indices, grid, name, masks[name], scenarios))],
+        notes=[note for name in names if (note := outside_note(voxel_indices, name, displaced[name]))],
     )
 
 
