@@ -70,6 +70,11 @@ class CtSeries:
         return resample(self.hu, self.origin_mm, self.spacing_mm, grid, AIR_HU)
 
 
+def present_attributes(dataset: Dataset, keywords: Sequence[str]) -> dict[str, str]:
+    """The attributes of `keywords` the dataset has with a value, as text."""
+    return {keyword: str(dataset.get(keyword)) for keyword in keywords if dataset.get(keyword) not in (None, "")}
+
+
 def resample(
     values: np.ndarray, origin_mm: Sequence[float], spacing_mm: Sequence[float], grid: Grid, outside: float
 ) -> np.ndarray:
@@ -182,11 +187,7 @@ def _read_ct_series(slices: list[tuple[Path, Dataset]]) -> CtSeries:
     if spacing_z <= 0:
         raise CaseError(f"{first_path}: a single CT slice with no SliceThickness has no slice spacing")
     origin = (float(first.ImagePositionPatient[0]), float(first.ImagePositionPatient[1]), float(z[0]))
-    identifiers = {
-        keyword: str(first.get(keyword))
-        for keyword in IDENTIFYING_ATTRIBUTES
-        if first.get(keyword) not in (None, "")
-    }
+    identifiers = present_attributes(first, IDENTIFYING_ATTRIBUTES)
     return CtSeries(
         hu=hu,
         origin_mm=origin,

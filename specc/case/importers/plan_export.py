@@ -21,7 +21,9 @@ import numpy as np
 import pydicom
 import scipy.sparse as sp
 
-from specc.case.importers.dicom_ct import IDENTIFYING_ATTRIBUTES, POSITION_TOLERANCE_MM, DicomFolder, read_dicom_folder
+from specc.case.importers.dicom_ct import (
+    IDENTIFYING_ATTRIBUTES, POSITION_TOLERANCE_MM, DicomFolder, present_attributes, read_dicom_folder,
+)
 from specc.case.importers.report import build_case
 from specc.case.importers.external_dose import ExternalDose
 from specc.case.importers.rtdose import read_rtdose, sum_beam_doses
@@ -141,11 +143,8 @@ def _identifiers(dicom: DicomFolder) -> dict[str, str]:
     if dicom.ct is not None:
         return dict(dicom.ct.identifiers)
     structure_set = dicom.structure_set
-    found = {
-        keyword: str(structure_set.get(keyword))
-        for keyword in IDENTIFYING_ATTRIBUTES
-        if keyword != "SeriesInstanceUID" and structure_set.get(keyword) not in (None, "")
-    }
+    # the structure set's own series is not the CT's (which the identifiers name)
+    found = present_attributes(structure_set, [k for k in IDENTIFYING_ATTRIBUTES if k != "SeriesInstanceUID"])
     frames = structure_set.get("ReferencedFrameOfReferenceSequence", [])
     if len(frames) == 1 and frames[0].get("FrameOfReferenceUID"):
         found["FrameOfReferenceUID"] = str(frames[0].FrameOfReferenceUID)
@@ -224,7 +223,7 @@ def _plan(
             f"{path}: the RT Plan delivers {planned} fractions, the protocol prescribes {fractions}: "
             "the plan does not implement this protocol's fractionation"
         )
-    attributes = {keyword: str(plan.get(keyword)) for keyword in _PLAN_ATTRIBUTES if plan.get(keyword) not in (None, "")}
+    attributes = present_attributes(plan, _PLAN_ATTRIBUTES)
     attributes["file"] = path.name
     notes = [] if planned else [f"{path.name}: no NumberOfFractionsPlanned; fractions not checked"]
     return attributes, _isocentre(plan), notes

@@ -27,7 +27,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from specc.case.importers.dicom_ct import POSITION_TOLERANCE_MM, undecodable
+from specc.case.importers.dicom_ct import POSITION_TOLERANCE_MM, present_attributes, undecodable
 from specc.case.importers.external_dose import ExternalDose, same_grid
 from specc.case.model import Grid
 from specc.errors import CaseError
@@ -63,11 +63,7 @@ class _RtDoseFile:
 
     @property
     def attributes(self) -> dict[str, str]:
-        return {
-            keyword: str(self.dataset.get(keyword))
-            for keyword in _DESCRIBING_ATTRIBUTES
-            if self.dataset.get(keyword) not in (None, "")
-        }
+        return present_attributes(self.dataset, _DESCRIBING_ATTRIBUTES)
 
     @property
     def referenced_plan(self) -> Dataset | None:
