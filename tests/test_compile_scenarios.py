@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from evaluate_fakes import protocol, synthetic_case
-from specc.case.shifts import Displacement, displaced_dose, displaced_influence
+from specc.case.shifts import Displacement, blurred_dose, displaced_dose, displaced_influence
 from specc.compile import compile_protocol
 from specc.compile.derive import with_optimization
 from specc.compile.scenarios import robust_structures
@@ -214,3 +214,86 @@ def test_rotation_scenarios_need_one_isocentre() -> None:
     robust, _ = with_optimization(_protocol("{rotation_error: 5 deg, structures: [Target], optimize: true}"))
     with pytest.raises(CompileError, match=r"Target \(about x \+5 deg\): a rotation scenario turns about the beams' isocentre"):
         compile_protocol(robust, split)
+
+
+RANDOM = "{setup_error: 5 mm, random_error: 5 mm, structures: [Target], optimize: true}"
+
+
+def test_with_random_errors_every_scenario_is_of_the_blurred_dose_and_the_blur_alone_is_one_more() -> None:
+    robust, _ = with_optimization(_protocol(RANDOM))
+    underdose = [term for term in robust.optimization.terms if term.kind == "quadratic_underdose"]
+    assert [term.structure for term in underdose] == [
+        "Target", "Target (random 5 mm SD)", *(f"Target ({axis} {sign}5 mm; random 5 mm SD)" for axis in "xyz" for sign in "+-")
+    ]
+    assert [term.weight for term in underdose] == pytest.approx([70.0 / 8] * 8)
+    scenarios = robust.optimization.scenarios
+    assert {scenario.random_error_mm for scenario in scenarios.values()} == {(5.0, 5.0, 5.0)}
+    assert [scenario.offset_mm for scenario in scenarios.values()] == [(0.0, 0.0, 0.0), *OFFSETS]
+    alone, _ = with_optimization(_protocol("{random_error: [3 mm, 3 mm, 0 mm], structures: [Target], optimize: true}"))
+    assert [term.structure for term in alone.optimization.terms if term.kind == "min_dose"] == [
+        "Target", "Target (random 3/3/0 mm SD)"
+    ]
+
+
+def test_a_scenario_of_random_errors_enters_the_program_as_its_blurred_rows() -> None:
+    case = synthetic_case()
+    program = compile_protocol(with_optimization(_protocol(RANDOM))[0], case)
+    target = case.structures["Target"].mask
+    entries = program.selection.structures["Target (z -5 mm; random 5 mm SD)"]
+    expected = displaced_influence(case, target, Displacement(offset_mm=(0.0, 0.0, -5.0)), (5.0, 5.0, 5.0))
+    assert (program.influence[entries.entries] != expected).nnz == 0
+    assert any("held in 8 setup-error scenarios (nominal, then the dose blurred by random errors (random 5 mm SD) "
+               "alone and each displaced one of it" in note for note in program.notes)
+
+
+def _worst_blurred_minimum(case, fluence: np.ndarray, offsets) -> float:
+    """The target's lowest dose over `offsets` of the dose blurred by 5 mm random errors, as the check measures it."""
+    blurred = blurred_dose(case.dose_on_grid(fluence, 30), case.grid, (5.0, 5.0, 5.0))
+    target = case.structures["Target"].mask
+    return min(float(displaced_dose(blurred, target, case.grid, Displacement(offset_mm=offset)).min()) for offset in offsets)
+
+
+def test_a_hard_limit_holds_under_random_errors_only_when_they_are_optimized() -> None:
+    """The systematic scenarios alone leave the blurred dose's edge below the hard minimum; optimizing the
+    random errors too holds it in every scenario the check measures."""
+    case = synthetic_case()
+    systematic = compile_for_plan(_protocol(), case).solve().result
+    robust = compile_for_plan(_protocol(RANDOM), case).solve().result
+    assert systematic.converged and robust.converged
+    scenarios = [(0.0, 0.0, 0.0), *OFFSETS]
+    assert _worst_blurred_minimum(case, systematic.fluence, scenarios) < 55.0 * (1 - 1e-2)
+    assert _worst_blurred_minimum(case, robust.fluence, scenarios) >= 55.0 * (1 - 1e-3)
+    planned = case.dose_on_grid(robust.fluence, 30)[case.structures["Target"].mask]
+    assert planned.min() >= 55.0 * (1 - 1e-3)  # and in the nominal scenario, the planned dose itself
+
+
+def test_the_fast_path_and_the_reference_solver_give_the_same_plan_under_random_errors() -> None:
+    case = synthetic_case()
+    protocol = _protocol(RANDOM, terms=[term.replace(", priority: 2", "") for term in TERMS])
+    fast = compile_for_plan(protocol, case).solve().result
+    reference = compile_for_plan(protocol, case, solver="CLARABEL").solve().result
+    assert fast.solver == "SPECC-LBFGS" and reference.solver == "CLARABEL"
+    assert fast.objective == pytest.approx(reference.objective, rel=1e-3)
+
+
+def test_a_plan_optimized_under_random_errors_reports_each_copy_on_the_blurred_dose(tmp_path: Path) -> None:
+    case = synthetic_case()
+    outcome = plan(_protocol(RANDOM), case, tmp_path)
+    assert outcome.succeeded
+    record = json.loads((tmp_path / "plan.json").read_text())
+    terms = {term["label"]: term for term in record["solver"]["terms"] if term["kind"] == "min_dose"}
+    copy = terms["min_dose Target (y +5 mm; random 5 mm SD) >= 55 Gy"]
+    assert copy["scenario_mm"] == [0.0, 5.0, 0.0] and copy["scenario_random_error_mm"] == [5.0, 5.0, 5.0]
+    assert terms["min_dose Target >= 55 Gy"]["scenario_random_error_mm"] is None
+    dose = read_result(tmp_path / "result.h5").dose_gy
+    target = case.structures["Target"].mask
+    blurred = blurred_dose(dose, case.grid, (5.0, 5.0, 5.0))
+    assert copy["value"] == pytest.approx(  # result.h5 holds the dose in float32
+        float(displaced_dose(blurred, target, case.grid, Displacement(offset_mm=(0.0, 5.0, 0.0))).min()), rel=1e-6
+    )
+    # The check measures the scenarios the optimization held (the nominal column is the planned dose).
+    robustness = record["robustness"]
+    assert robustness["optimized"] is True and robustness["scenario_labels"][0] == "random only"
+    assert len(robustness["scenario_labels"]) == 7 and len(terms) == 8
+    html = (tmp_path / "report.html").read_text()
+    assert html.count('class="scenario-copy"') == 3 * 7

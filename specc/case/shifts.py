@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.ndimage import gaussian_filter
+from scipy.ndimage import gaussian_filter, gaussian_filter1d
 
 from specc.case.model import row_lookup
 from specc.errors import CaseError
@@ -140,29 +140,68 @@ def displaced_dose(dose: np.ndarray, mask: np.ndarray, grid: Grid, displacement:
 
 def blurred_dose(dose: np.ndarray, grid: Grid, sigma_mm: tuple[float, float, float]) -> np.ndarray:
     """The expected dose under random setup errors of `sigma_mm` (one SD per axis; 0: none along it)."""
-    sigma_voxels = [sigma / spacing for sigma, spacing in zip(sigma_mm, grid.spacing_mm)]
-    return gaussian_filter(np.asarray(dose, dtype=np.float64), sigma=sigma_voxels, mode="nearest", truncate=4.0)
+    return gaussian_filter(np.asarray(dose, dtype=np.float64), sigma=_sigma_voxels(grid, sigma_mm), mode="nearest",
+                           truncate=_TRUNCATE)
 
 
-def displaced_influence(case: Case, mask: np.ndarray, displacement: Displacement) -> sp.csr_matrix:
-    """Influence rows, one per voxel of `mask` (C order), giving its dose when displaced (shifted or turned).
+_TRUNCATE = 4.0  # the Gaussian's reach, in standard deviations
 
-    Each row is the interpolation's weighted sum of up to eight rows of the case; a corner
-    where the case computes no dose (outside its rows) contributes nothing, as its zero dose
-    does in `displaced_dose` (`DisplacedVoxels.outside` counts the voxels concerned). Same dtype as the
-    case's matrix.
+
+def _sigma_voxels(grid: Grid, sigma_mm: tuple[float, float, float]) -> list[float]:
+    return [sigma / spacing for sigma, spacing in zip(sigma_mm, grid.spacing_mm)]
+
+
+def displaced_influence(
+    case: Case, mask: np.ndarray, displacement: Displacement, blur_mm: tuple[float, float, float] | None = None
+) -> sp.csr_matrix:
+    """Influence rows, one per voxel of `mask` (C order), giving its dose when displaced (shifted or turned),
+    of the dose blurred by random errors of `blur_mm` (SD per axis) when given.
+
+    Each row is the interpolation's weighted sum of up to eight grid voxels' rows; with a blur,
+    each of those is the Gaussian's weighted sum of its neighbours' rows, along one axis at a
+    time (the blur is separable, and `blurred_dose`'s filter applied to unit impulses gives its
+    weights, edges included, so both agree to rounding). A grid voxel where the case computes no
+    dose (outside its rows) contributes nothing, as its zero dose does in `displaced_dose`
+    (`DisplacedVoxels.outside` counts the voxels displaced there). Same dtype as the case's matrix.
     """
+    dtype = case.influence.dtype
     corners, weights = _samples(case.grid, mask, displacement)
-    known, rows = row_lookup(case.voxel_indices, corners)
-    known &= weights > 0
     owner = np.broadcast_to(np.arange(len(corners))[:, None], corners.shape)
-    # In the matrix's own dtype: a float64 interpolation would make scipy convert every value
-    # of a float32 matrix to float64 for the product (258 MB on the 32 M-nonzero large case).
-    interpolation = sp.csr_matrix(
-        (weights[known].astype(case.influence.dtype), (owner[known], rows[known])),
-        shape=(len(corners), case.influence.shape[0]),
+    used = weights > 0
+    voxels, columns = np.unique(corners[used], return_inverse=True)
+    # In the matrix's own dtype: a float64 operator would make scipy convert every value of a
+    # float32 matrix to float64 for the product (258 MB on the 32 M-nonzero large case).
+    steps = [sp.csr_matrix((weights[used].astype(dtype), (owner[used], columns)), shape=(len(corners), len(voxels)))]
+    for axis, sigma in enumerate(_sigma_voxels(case.grid, blur_mm) if blur_mm is not None else ()):
+        if sigma > 0:
+            step, voxels = _blur_along(voxels, case.grid.shape, axis, sigma, dtype)
+            steps.append(step)
+    known, rows = row_lookup(case.voxel_indices, voxels)
+    gather = sp.csr_matrix(
+        (np.ones(int(known.sum()), dtype=dtype), (np.flatnonzero(known), rows[known])),
+        shape=(len(voxels), case.influence.shape[0]),
     )
-    return (interpolation @ case.influence).tocsr()
+    influence = (gather @ case.influence).tocsr()
+    for step in reversed(steps):  # right to left: each product spreads rows over a few neighbours only
+        influence = (step @ influence).tocsr()
+    return influence
+
+
+def _blur_along(
+    voxels: np.ndarray, shape: tuple[int, int, int], axis: int, sigma: float, dtype: np.dtype
+) -> tuple[sp.csr_matrix, np.ndarray]:
+    """The blur along `axis` of the grid voxels `voxels` (flat, sorted): its weights on their neighbours
+    along the axis, and those neighbours (flat, sorted)."""
+    size = shape[axis]
+    # Column j: the filter's response to a unit dose at j, so row i weighs each j as `blurred_dose` does.
+    kernel = sp.csr_matrix(gaussian_filter1d(np.eye(size), sigma, axis=0, mode="nearest", truncate=_TRUNCATE))
+    index = np.unravel_index(voxels, shape)
+    taps = kernel[index[axis]].tocoo()
+    moved = [position[taps.row] for position in index]
+    moved[axis] = taps.col
+    neighbours, columns = np.unique(np.ravel_multi_index(tuple(moved), shape), return_inverse=True)
+    step = sp.csr_matrix((taps.data.astype(dtype), (taps.row, columns)), shape=(len(voxels), len(neighbours)))
+    return step, neighbours
 
 
 def outside_note(voxel_indices: np.ndarray, name: str, displaced: Sequence[DisplacedVoxels]) -> str:

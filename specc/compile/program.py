@@ -344,9 +344,9 @@ def _with_displaced(
 ) -> tuple[VoxelSelection, sp.csr_matrix]:
     """The selection with one dose entry per voxel of each displaced structure, after the others.
 
-    A displaced voxel's row is an interpolation of up to eight case rows (`displaced_influence`),
-    not a row of the case, so it is neither merged with others nor sampled: a robust term sees
-    every voxel of its structure in every scenario.
+    A displaced voxel's row is an interpolation of up to eight case rows (`displaced_influence`;
+    with random errors, of their blurred rows), not a row of the case, so it is neither merged
+    with others nor sampled: a robust term sees every voxel of its structure in every scenario.
     """
     blocks, entries, start = [influence_rows], dict(selection.structures), influence_rows.shape[0]
     centre = beams_isocentre(case.beams)
@@ -355,7 +355,7 @@ def _with_displaced(
             moved = Displacement.of(scenario, centre)
         except CaseError as error:
             raise CompileError(str(error)) from None
-        block = displaced_influence(case, structures.masks[scenario.structure], moved)
+        block = displaced_influence(case, structures.masks[scenario.structure], moved, scenario.random_error_mm)
         count = block.shape[0]
         entries[name] = StructureEntries(
             name=name, entries=np.arange(start, start + count), weights=np.full(count, 1.0 / max(count, 1)),

@@ -6,7 +6,9 @@ written once more for the structure displaced by each scenario's setup error, a 
 turn about the beams' isocentre: the structure's name replaced by a scenario name such as
 "CTV (x +3 mm)" or "CTV (about z +2 deg)", whose dose the compile stage gives as the
 interpolated rows W A of `specc.case.shifts` and the evaluate stage as the same
-interpolation of the final dose.
+interpolation of the final dose. With random errors every scenario is of the dose blurred by
+them (the expected dose over many fractions), and the blurred dose alone is one more: "CTV
+(random 3 mm SD)", "CTV (x +3 mm; random 3 mm SD)", rows W G A with G the blur.
 
 * A hard limit then holds in the nominal scenario and in every displaced one: the worst case
   over the scenarios, exactly, with nothing else changed (the copies are ordinary limits).
@@ -30,7 +32,7 @@ import numpy as np
 
 from specc.case.shifts import Displacement, DisplacedVoxels, beams_isocentre, outside_note
 from specc.errors import CompileError
-from specc.protocol.models import SetupScenario, scenario_name
+from specc.protocol.models import SetupScenario, random_error_text, scenario_name
 
 if TYPE_CHECKING:
     from specc.case import Case
@@ -59,7 +61,7 @@ def with_scenarios(protocol: Protocol) -> Protocol:
     robustness, optimization = protocol.robustness, protocol.optimization
     if robustness is None or not robustness.optimize or optimization is None:
         return protocol
-    displacements = robustness.displacements
+    displacements, blur = robustness.scenarios, robustness.blur_mm
     if not displacements:
         return protocol
     robust = robust_structures(protocol)
@@ -71,7 +73,7 @@ def with_scenarios(protocol: Protocol) -> Protocol:
         if structure not in robust:
             terms.append(term)
             continue
-        names = [scenario_name(structure, offset, rotation) for offset, rotation in displacements]
+        names = [scenario_name(structure, offset, rotation, blur) for offset, rotation in displacements]
         for name, (offset, rotation) in zip(names, displacements):
             if name in protocol.structures:
                 where = protocol.source.path if protocol.source else "the protocol"
@@ -79,7 +81,8 @@ def with_scenarios(protocol: Protocol) -> Protocol:
                     f"{where}: structure {name!r} has the name robust optimization gives {structure} displaced by "
                     "a setup error; rename it"
                 )
-            scenarios[name] = SetupScenario(structure=structure, offset_mm=offset, rotation_deg=rotation)
+            scenarios[name] = SetupScenario(structure=structure, offset_mm=offset, rotation_deg=rotation,
+                                            random_error_mm=blur)
         copies = [term, *(term.model_copy(update={"structure": name}) for name in names)]
         if not term.is_constraint:
             weight = term.weight  # type: ignore[attr-defined]
@@ -95,10 +98,14 @@ def robust_notes(
     """What robust optimization did (the program's notes): the structures held in the scenarios, those
     listed that no term names, and voxels displaced where the case computes no dose."""
     robust = list(dict.fromkeys(scenario.structure for scenario in displaced))
-    count = len(protocol.robustness.displacements) + 1 if protocol.robustness else 1
+    count = len(protocol.robustness.scenarios) + 1 if protocol.robustness else 1
+    blur = protocol.robustness.blur_mm if protocol.robustness else None
+    held = "nominal and each displaced one" if blur is None else (
+        f"nominal, then the dose blurred by random errors ({random_error_text(blur)}) alone and each displaced one of it"
+    )
     note = (
         f"robust optimization: the terms on {', '.join(robust)} are held in {count} setup-error scenarios "
-        "(nominal and each displaced one, static dose cloud): hard limits in every one, objectives averaged over them"
+        f"({held}, static dose cloud): hard limits in every one, objectives averaged over them"
     )
     missing = [name for name in protocol.robust_structures() if name not in robust]
     if missing:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
-from specc.case.shifts import Displacement, displaced_dose
+from specc.case.shifts import Displacement, blurred_dose, displaced_dose
 from specc.errors import SpeccError
 
 if TYPE_CHECKING:
@@ -41,14 +41,15 @@ class PlanDoseContext:
         isocentre_mm: tuple[float, float, float] | None = None,
     ) -> None:
         """`scenarios`: the displaced structures robust term copies name, measured on `grid`
-        with the interpolation the optimization used (`specc.case.shifts`); rotations turn
-        about `isocentre_mm`, the beams' (as at compile)."""
+        with the interpolation (and the blur, for random errors) the optimization used
+        (`specc.case.shifts`); rotations turn about `isocentre_mm`, the beams' (as at compile)."""
         self._dose_gy = dose_gy
         self._masks = masks
         self._grid = grid
         self._scenarios = dict(scenarios or {})
         self._isocentre_mm = isocentre_mm
         self._displaced: dict[str, np.ndarray] = {}  # each scenario's dose, read by every term copied into it
+        self._blurred_doses: dict[tuple[float, float, float], np.ndarray] = {}
         self._voxel_volume_cc = voxel_volume_cc
         self._beamlets = beamlets
         self.fractions = fractions
@@ -73,8 +74,16 @@ class PlanDoseContext:
         assert self._grid is not None, "a displaced structure is measured on the grid"
         if structure not in self._displaced:
             moved = Displacement.of(scenario, self._isocentre_mm)
-            self._displaced[structure] = displaced_dose(self._dose_gy, self._mask(scenario.structure), self._grid, moved)
+            dose = self._dose_gy if scenario.random_error_mm is None else self._blurred(scenario.random_error_mm)
+            self._displaced[structure] = displaced_dose(dose, self._mask(scenario.structure), self._grid, moved)
         return self._displaced[structure]
+
+    def _blurred(self, sigma_mm: tuple[float, float, float]) -> np.ndarray:
+        """The dose blurred by random errors, once for every scenario on it."""
+        assert self._grid is not None, "a blurred dose is computed on the grid"
+        if sigma_mm not in self._blurred_doses:
+            self._blurred_doses[sigma_mm] = blurred_dose(self._dose_gy, self._grid, sigma_mm)
+        return self._blurred_doses[sigma_mm]
 
     def voxel_volume_cc(self) -> float:
         return self._voxel_volume_cc

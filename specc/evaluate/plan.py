@@ -162,7 +162,7 @@ def _term_records(protocol: Protocol, solve: SolveResult, context: PlanDoseConte
     records = []
     for compiled in solve.terms:
         term = protocol_terms.get((compiled.source, compiled.label))
-        scenario = rotation = None
+        scenario = rotation = random = None
         if term is None:
             value, unit, satisfied, detail = None, None, None, "not a protocol term: measured by the solver only"
         else:
@@ -171,6 +171,7 @@ def _term_records(protocol: Protocol, solve: SolveResult, context: PlanDoseConte
             displaced = scenarios.get(getattr(term, "structure", None) or "")
             scenario = list(displaced.offset_mm) if displaced is not None else None
             rotation = list(displaced.rotation_deg) if displaced is not None and any(displaced.rotation_deg) else None
+            random = list(displaced.random_error_mm) if displaced is not None and displaced.random_error_mm else None
         records.append(
             TermRecord(
                 label=compiled.label,
@@ -184,6 +185,7 @@ def _term_records(protocol: Protocol, solve: SolveResult, context: PlanDoseConte
                 detail=detail,
                 scenario_mm=scenario,
                 scenario_rotation_deg=rotation,
+                scenario_random_error_mm=random,
             )
         )
     return records

@@ -70,6 +70,7 @@ class TermRecord(_Record):
     # and for a rotation scenario the turn (deg about x, y, z) about the beams' isocentre.
     scenario_mm: list[float] | None = None
     scenario_rotation_deg: list[float] | None = None
+    scenario_random_error_mm: list[float] | None = None  # SD of the random errors whose blurred dose it is measured on
 
 
 class SolverRecord(_Record):

@@ -44,17 +44,13 @@ def robustness_record(
     robustness = protocol.robustness
     assert robustness is not None, "a robustness record needs a robustness section"
     names = protocol.robust_structures()
-    random = robustness.random_error_mm
+    random, blur = robustness.random_error_mm, robustness.blur_mm
     rotated = bool(robustness.rotations_deg)
     # Only rotations need a centre (the targets' one costs a pass over their masks).
     centre, centre_source = _rotation_centre(protocol, masks, grid, isocentre_mm) if rotated else ((0.0, 0.0, 0.0), "")
-    scenarios = [Displacement(offset, turn, centre) for offset, turn in robustness.displacements]
-    scenario_dose = dose
-    model = MODEL
-    if random is not None and any(random):
-        scenario_dose = blurred_dose(dose, grid, random)
-        scenarios = [Displacement(), *scenarios]  # random errors alone: the blurred dose, not displaced
-        model = f"{MODEL}; {RANDOM_MODEL}"
+    scenarios = [Displacement(offset, turn, centre) for offset, turn in robustness.scenarios]
+    scenario_dose = dose if blur is None else blurred_dose(dose, grid, blur)
+    model = MODEL if blur is None else f"{MODEL}; {RANDOM_MODEL}"
     # Nominal first, then each scenario: the DVHs every goal and band of a structure is read from.
     displaced = {name: [DisplacedVoxels.of(grid, masks[name], moved) for moved in scenarios] for name in names}
     dvhs = {

@@ -267,11 +267,13 @@ class SetupScenario(_Strict):
     """A structure displaced by a setup error: what a robust term copy names instead of the structure.
 
     A shift by `offset_mm`, or a turn by `rotation_deg` about the case's beam isocentre (which the
-    compile and evaluate stages take from the case)."""
+    compile and evaluate stages take from the case), of the dose blurred by random errors of
+    `random_error_mm` (one SD per axis) when given."""
 
     structure: Text
     offset_mm: tuple[float, float, float]
     rotation_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    random_error_mm: tuple[float, float, float] | None = None
 
 
 def _per_axis(values: Sequence[float], before: str, unit: str) -> list[str]:
@@ -293,11 +295,20 @@ def scenario_text(offset_mm: Sequence[float], rotation_deg: Sequence[float] = (0
     return ", ".join([*_per_axis(offset_mm, "", "mm"), *_per_axis(rotation_deg, "about ", "deg")])
 
 
+def random_error_text(sd_mm: Sequence[float]) -> str:
+    """Random errors as scenario names write them: "random 3 mm SD", or per axis "random 2/2/3 mm SD"."""
+    sizes = [format_number(size) for size in sd_mm]
+    return f"random {sizes[0] if len(set(sizes)) == 1 else '/'.join(sizes)} mm SD"
+
+
 def scenario_name(
-    structure: str, offset_mm: tuple[float, float, float], rotation_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    structure: str, offset_mm: tuple[float, float, float], rotation_deg: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    random_error_mm: tuple[float, float, float] | None = None,
 ) -> str:
-    """The name a term copy uses for `structure` displaced, e.g. "CTV (x +3 mm)" or "CTV (about z +2 deg)"."""
-    return f"{structure} ({scenario_text(offset_mm, rotation_deg)})"
+    """The name a term copy uses for `structure` displaced, e.g. "CTV (x +3 mm)", "CTV (about z +2 deg)",
+    or on the dose blurred by random errors "CTV (x +3 mm; random 2 mm SD)" and "CTV (random 2 mm SD)"."""
+    parts = [scenario_text(offset_mm, rotation_deg), random_error_text(random_error_mm) if random_error_mm else ""]
+    return f"{structure} ({'; '.join(part for part in parts if part)})"
 
 
 class Optimization(_Strict):
@@ -468,7 +479,7 @@ class Robustness(_Strict):
     of a many-fraction treatment: with `random_error`, the scenarios are measured on the dose
     convolved with a Gaussian of that standard deviation, and a scenario with no shift is
     added. With `optimize: true` the optimization also holds those structures' terms in every
-    shift and rotation scenario (docs/robustness.md); without it, margins make a plan robust.
+    one of those scenarios (docs/robustness.md); without it, margins make a plan robust.
     """
 
     setup_error: Annotated[list[Length], BeforeValidator(_three_lengths, json_schema_input_type=Length | list[Length])] = (
@@ -484,7 +495,7 @@ class Robustness(_Strict):
         default=None,
         description='The random (day-to-day) setup error, one standard deviation: "2 mm", or three along x, y, z. '
         "The check measures every scenario on the dose blurred by it (a Gaussian: the expected dose over many "
-        "fractions), and adds a scenario without a shift. Checked only, not optimized.",
+        "fractions), and adds a scenario without a shift. With optimize: true, held in those scenarios too.",
     )
     rotation_error: Annotated[
         list[Angle] | None, BeforeValidator(_three_angles_or_none, json_schema_input_type=Angle | list[Angle])
@@ -511,16 +522,6 @@ class Robustness(_Strict):
         random, rotation = self.random_error_mm, self.rotation_error_deg
         if not any(self.setup_error_mm) and not any(random or ()) and not any(rotation or ()):
             raise ValueError("no setup, random or rotation error gives no scenario: give the error to check")
-        if self.optimize and any(random or ()):
-            raise ValueError(
-                "random_error is checked, not optimized: robust optimization holds the systematic shift and "
-                "rotation scenarios; leave random_error out of it, or set optimize: false to check it"
-            )
-        if self.optimize and not any(self.setup_error_mm) and not any(rotation or ()):
-            raise ValueError(
-                "optimize: true needs a setup_error or a rotation_error: their scenarios are what the plan is "
-                "optimized in"
-            )
         return self
 
     @property
@@ -533,15 +534,22 @@ class Robustness(_Strict):
         return _both_ways(self.rotation_error_deg or _NONE)
 
     @property
-    def displacements(self) -> list[tuple[tuple[float, float, float], tuple[float, float, float]]]:
-        """Every systematic scenario as (shift mm, rotation deg): the shifts, then the rotations. What
-        robust optimization copies terms into and what the check measures (with random errors, after
-        a scenario of the blurred dose alone)."""
-        return [(offset, _NONE) for offset in self.offsets_mm] + [(_NONE, turn) for turn in self.rotations_deg]
+    def scenarios(self) -> list[tuple[tuple[float, float, float], tuple[float, float, float]]]:
+        """Every scenario the check measures and robust optimization holds, as (shift mm, rotation deg):
+        the shifts, then the rotations; with random errors all of them on the dose blurred by `blur_mm`,
+        after a first scenario of the blurred dose alone (no displacement)."""
+        alone = [(_NONE, _NONE)] if self.blur_mm is not None else []
+        return alone + [(offset, _NONE) for offset in self.offsets_mm] + [(_NONE, turn) for turn in self.rotations_deg]
 
     @property
     def random_error_mm(self) -> tuple[float, float, float] | None:
         return None if self.random_error is None else _xyz(length.mm for length in self.random_error)
+
+    @property
+    def blur_mm(self) -> tuple[float, float, float] | None:
+        """The random errors' SD per axis, None when they blur nothing (none given, or 0 mm)."""
+        random = self.random_error_mm
+        return random if random is not None and any(random) else None
 
     @property
     def setup_error_mm(self) -> tuple[float, float, float]:
