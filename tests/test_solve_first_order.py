@@ -324,10 +324,10 @@ class _TwoBlocks:
 
     pull_floors = None  # not a working set
 
-    def __init__(self, objective_gradient: list[float], constraint_gradient: list[float]) -> None:
+    def __init__(self, objective_gradient: list[float], constraint_gradient: list[float], objective: float = 0.1) -> None:
         from specc.solve.first_order.assemble import KktParts
 
-        self.parts = KktParts(1.0, np.zeros(1), np.array(objective_gradient), np.array(constraint_gradient))
+        self.parts = KktParts(objective, np.zeros(1), np.array(objective_gradient), np.array(constraint_gradient))
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(2), np.full(2, np.inf)
@@ -348,6 +348,18 @@ def test_the_certificate_judges_the_fluence_on_its_own_scale() -> None:
     assert not certify(fluence_off, z, np.zeros(1)).holds(Tolerances())
     balanced = _TwoBlocks([0.4, 0.0], [-0.39999, 40.0])
     assert certify(balanced, z, np.zeros(1)).holds(Tolerances())
+
+
+def test_an_optimum_where_every_variable_is_free_is_judged_against_the_objective() -> None:
+    """At an interior optimum the gradient and the pull vanish together, so a residual measured against the pull
+    alone never passes (a segment program whose every segment carries weight stopped uncertified at 1e-12 of its
+    objective). Against the objective over the variables' sum, the residual bounds the gap to the optimum."""
+    z = np.array([2.0, 3.0])  # both free
+    tiny = _TwoBlocks([1e-9, 0.0], [0.0, 0.0], objective=5.0)  # against the pull alone: 1e-9 / 1e-9
+    assert certify(tiny, z, np.zeros(1)).stationarity == pytest.approx(1e-9 / (5.0 / 2.0))
+    assert certify(tiny, z, np.zeros(1)).holds(Tolerances())
+    off = _TwoBlocks([0.01, 0.0], [0.0, 0.0], objective=5.0)  # a move of its own size could gain 0.4% of it
+    assert not certify(off, z, np.zeros(1)).holds(Tolerances())
 
 
 def test_a_warm_re_solve_keeps_the_multipliers_and_restarts_the_penalty() -> None:
