@@ -3,6 +3,7 @@
     python -m benchmarks.delivery            # the 5 mm C-shape (TG-119 protocol), 5 / 10 / 20 levels
     python -m benchmarks.delivery --tiny     # the CI configuration (seconds)
     python -m benchmarks.delivery --levels 5 10 20 40
+    python -m benchmarks.delivery --sequencing sweep   # the sweep's segments (default: fewest_segments)
 
 `specc plan` solves the segment weights with the reference solver (CLARABEL) where the fluence
 was the fast path's (specc/delivery.py): the segment program has few columns, and a beam's
@@ -25,7 +26,7 @@ from benchmarks.run import STANDARD, TINY, BenchmarkCase, write_json
 SOLVERS = ("SPECC-LBFGS", "CLARABEL")
 
 
-def run_case(case: BenchmarkCase, levels: list[int]) -> dict:
+def run_case(case: BenchmarkCase, levels: list[int], sequencing: str = "fewest_segments") -> dict:
     from specc.case.phantoms import build_phantom
     from specc.planning import compile_for_plan, compile_terms
     from specc.protocol import load_protocol
@@ -39,7 +40,7 @@ def run_case(case: BenchmarkCase, levels: list[int]) -> dict:
     program = segment_program(compiled.protocol, compiled.goal_priorities)
     rows = []
     for level in levels:
-        sequence = sequence_fluence(built.beamlets, fluence.fluence, level)
+        sequence = sequence_fluence(built.beamlets, fluence.fluence, level, sequencing)
         segments = segment_case(built, sequence)
         row: dict = {"levels": level, "segments": len(sequence.weights), "nonzeros": segments.influence.nnz}
         for solver in SOLVERS:
@@ -58,11 +59,13 @@ def run_case(case: BenchmarkCase, levels: list[int]) -> dict:
             }
         row["fast_over_clarabel"] = row["SPECC-LBFGS"]["solve_s"] / row["CLARABEL"]["solve_s"]
         rows.append(row)
-    return {"case": case.name, "fluence": {"solver": fluence.solver, "status": fluence.status}, "rows": rows}
+    return {"case": case.name, "sequencing": sequencing, "fluence": {"solver": fluence.solver, "status": fluence.status},
+            "rows": rows}
 
 
 def _print(result: dict) -> None:
-    print(f"{result['case']}: fluence {result['fluence']['status']} ({result['fluence']['solver']})")
+    print(f"{result['case']}: fluence {result['fluence']['status']} ({result['fluence']['solver']}), "
+          f"sequenced by {result['sequencing']}")
     print(f"{'levels':>6} {'segments':>8} {'nonzeros':>10} | {'solver':<11} {'compile s':>9} {'solve s':>8} "
           f"{'status (by)':<26} {'objective':>10}")
     for row in result["rows"]:
@@ -79,9 +82,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.delivery", description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="the small CI case")
     parser.add_argument("--levels", type=int, nargs="+", default=[5, 10, 20])
+    parser.add_argument("--sequencing", choices=["fewest_segments", "sweep"], default="fewest_segments")
     parser.add_argument("--json", type=Path, default=Path("delivery-results.json"))
     args = parser.parse_args(argv)
-    result = run_case(TINY if args.tiny else STANDARD, args.levels)
+    result = run_case(TINY if args.tiny else STANDARD, args.levels, args.sequencing)
     _print(result)
     write_json(args.json, result)
     return result

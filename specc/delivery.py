@@ -7,13 +7,15 @@ converged only when both the fluence and the segment weights were. With `techniq
 no fluence is optimized: the segments are shaped from the structures (`sequence.forward`)
 and only their weights are.
 
-The segment weights are solved by the reference solver (CLARABEL) where the fluence was the
-fast path's: the segment program has a few hundred columns, and columns of one beam overlap
-(a beamlet is open in up to `intensity_levels` of them), which is where an interior-point
-method is fast and a first-order one is slow. `python -m benchmarks.delivery` (5 mm C-shape,
-7 beams, docs/delivery.md): 86 / 168 / 293 segments at 5 / 10 / 20 levels, CLARABEL 0.49 /
-0.96 / 3.59 s, the fast path 0.22 / 1.09 s and, at 293, not certified, then CLARABEL: 15.4 s.
-A cvxpy solver named by the protocol or the command line solves them itself.
+The segment weights are solved as the fluence is: the fast path, handing over to the reference
+solver (CLARABEL) where it does. Until 2026-11-27 they went to CLARABEL, since the fast path
+could not certify a segment program whose every segment carries weight (its stationarity was
+measured against a gradient that vanishes there) and was slow on many overlapping columns.
+`python -m benchmarks.delivery` (5 mm C-shape, 7 beams, docs/delivery.md), the fast path's
+solve over CLARABEL's: 0.19 / 0.15 / 0.17 at 5 / 10 / 20 levels with the default sequencing
+(54 / 68 / 90 segments), 0.46 / 0.49 / 0.43 with the sweep's 86 / 168 / 293 segments; on the
+same program the two objectives agree within 1e-6. A cvxpy solver named by the protocol or the
+command line solves them itself.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from specc.sequence import Sequence, SequenceError, check_sequenceable, sequence
 from specc.sequence.forward import forward_sequence
 from specc.sequence.weights import keep_segments, segment_case, segment_program
 from specc.solve import SolveResult
-from specc.solve.choice import reference_settings
 from specc.solve.result import TermValue
 from specc.solve.sample_check import CheckedSolve
 
@@ -52,10 +53,11 @@ class Delivered:
 def deliver(compiled: CompiledPlan, solve: SolveResult, delivery: Delivery) -> Delivered:
     """Sequence `solve`'s fluence and (unless the protocol says `as_sequenced`) optimize the weights."""
     check_sequenceable(compiled.case)
-    sequence = sequence_fluence(compiled.case.beamlets, solve.fluence, delivery.levels)
+    sequence = sequence_fluence(compiled.case.beamlets, solve.fluence, delivery.levels, delivery.sequencer)
     notes = [
         f"step-and-shoot delivery: each beam's fluence rounded to {delivery.levels} levels of its largest beamlet "
-        f"weight and sequenced into {len(sequence.weights)} segments (sweep); goals are measured on the segments' dose"
+        f"weight and sequenced into {len(sequence.weights)} segments ({delivery.sequencer.replace('_', ' ')}); "
+        "goals are measured on the segments' dose"
     ]
     then = "before the weights were optimized" if delivery.optimize_segment_weights else "(the others keep their weights)"
     sequence = _without_small(sequence, delivery, notes, then)
@@ -143,7 +145,7 @@ def _optimized_weights(
     they were.
     """
     program = segment_program(compiled.protocol, compiled.goal_priorities)
-    settings = reference_settings(compiled.settings)  # few, overlapping columns: see the module docstring
+    settings = compiled.settings  # as the fluence was solved: see the module docstring
     kept: tuple[SolveResult, Sequence, CheckedSolve] | None = None  # the last solve whose segments all pass
     removed = solves = 0
     case = segment_case(compiled.case, sequence)

@@ -255,6 +255,7 @@ def _delivery_record(
     return DeliveryRecord(
         technique=delivered.delivery.technique,
         intensity_levels=delivered.sequence.levels,
+        sequencing=delivered.sequence.sequencing,
         segment_weights=delivered.weights,
         min_segment_weight_percent=delivered.delivery.min_segment_weight_percent,
         min_segment_area_cm2=area.cm2 if (area := delivered.delivery.min_segment_area) is not None else None,

@@ -35,7 +35,7 @@ def test_a_step_and_shoot_plan_shows_both_goal_values_and_writes_its_segments(tm
     result = runner.invoke(app, ["plan", str(protocol), *COARSE, "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert "Clinical goals (delivered segments)" in result.output and "optimized fluence" in result.output
-    assert "done sequence" in result.output and "segments (sweep)" in result.output
+    assert "done sequence" in result.output and "segments (fewest segments)" in result.output
     document = json.loads((tmp_path / "out" / "segments.json").read_text())
     assert document["intensity_levels"] == 5 and len(document["beams"]) == 5
 

@@ -118,6 +118,26 @@ def test_as_sequenced_keeps_the_fluence_solves_status_and_no_objective() -> None
     np.testing.assert_allclose(delivered.result.fluence, 0.5)  # a flat fluence is one level: delivered as is
 
 
+def test_fewest_segments_deliver_the_same_rounded_fluence_as_the_sweep_in_fewer_segments(tmp_path: Path) -> None:
+    """The default sequencer against `sequencing: sweep` on one optimized fluence: the same quanta per beam,
+    the same delivered fluence before the weights are optimized, fewer segments; plan.json, segments.json and
+    the report say which sequencer cut them."""
+    case = synthetic_case()
+    fluence = compile_for_plan(protocol(GOALS, terms=TERMS), case).solve().result.fluence
+    fewest = sequence_fluence(case.beamlets, fluence, 10)
+    sweep = sequence_fluence(case.beamlets, fluence, 10, "sweep")
+    assert (fewest.sequencing, sweep.sequencing) == ("fewest_segments", "sweep")
+    np.testing.assert_allclose(fewest.fluence(), sweep.fluence(), rtol=1e-12, atol=1e-12)
+    assert [beam.apertures.quanta.sum() for beam in fewest.beams] == [beam.apertures.quanta.sum() for beam in sweep.beams]
+    assert len(fewest.weights) < len(sweep.weights)
+
+    outcome = plan(protocol(GOALS, terms=TERMS, delivery="{technique: step_and_shoot, intensity_levels: 10}"), case, tmp_path)
+    assert outcome.succeeded and outcome.record.delivery.sequencing == "fewest_segments"
+    assert outcome.record.delivery.total_segments <= len(fewest.weights)
+    assert json.loads((tmp_path / "segments.json").read_text())["sequencing"] == "fewest_segments"
+    assert "fewest segments: the largest first" in (tmp_path / "report.html").read_text()
+
+
 @pytest.mark.parametrize(
     ("delivery", "message"),
     [
@@ -125,6 +145,8 @@ def test_as_sequenced_keeps_the_fluence_solves_status_and_no_objective() -> None
         ("{technique: step_and_shoot, intensity_levels: 0}", "delivery.intensity_levels"),
         ("{technique: step_and_shoot, levels: 5}", "delivery.levels"),
         ("{technique: step-and-shoot}", "delivery.technique"),
+        ("{technique: forward, sequencing: sweep}", "sequencing applies to `technique: step_and_shoot`"),
+        ("{technique: step_and_shoot, sequencing: fewest}", "delivery.sequencing"),
     ],
 )
 def test_a_delivery_section_with_an_error_names_its_line(delivery: str, message: str) -> None:

@@ -104,6 +104,7 @@ class DeliveryRecord(_Record):
 
     technique: str  # step_and_shoot | forward
     intensity_levels: int | None  # None: forward planned
+    sequencing: str | None = None  # fewest_segments | sweep; None: forward planned
     segment_weights: str  # "optimized", "as sequenced", or why the optimization's result was not used
     min_segment_weight_percent: float | None  # of a beam's summed weight; None: no minimum
     min_segment_area_cm2: float | None = None  # None: no minimum segment area asked

@@ -67,6 +67,7 @@ class SegmentsDocument(_Entry):
     fractions: int
     weight_unit: str = "beamlet weight per fraction (the case's influence unit; not monitor units)"
     intensity_levels: int | None
+    sequencing: str | None = None  # fewest_segments | sweep; None: forward planned (or written before it was recorded)
     segment_weights: str | None
     beams: list[BeamSegmentsEntry]
 
@@ -115,6 +116,7 @@ def write_segments(path: Path, sequence: Sequence, case: Case, record: PlanRecor
         solver_status=record.solver.status,
         fractions=record.prescription.fractions,
         intensity_levels=sequence.levels,
+        sequencing=sequence.sequencing,
         segment_weights=record.delivery.segment_weights if record.delivery is not None else None,
         beams=beams,
     )

@@ -326,6 +326,7 @@ class Optimization(_Strict):
 # The techniques each delivery option applies to (an error with any other technique).
 _OPTION_TECHNIQUES = {
     "intensity_levels": ("step_and_shoot",),
+    "sequencing": ("step_and_shoot",),
     "segment_weights": ("step_and_shoot",),
     "block": ("forward",),
     "aperture_margin": ("forward",),
@@ -357,6 +358,13 @@ class Delivery(_Strict):
         le=100,
         description="step_and_shoot: each beam's fluence is rounded to this many equal steps of its largest beamlet "
         "weight before sequencing (default 10); more levels, more segments and a dose closer to the optimized one.",
+    )
+    sequencing: Literal["fewest_segments", "sweep"] | None = Field(
+        default=None,
+        description="step_and_shoot: how the rounded fluence is cut into segments; both deliver it in the least "
+        "intensity quanta. fewest_segments (default): few segments, the largest first (Engel's method), leaves "
+        "moving either way between segments; sweep: one unit of intensity per segment, both leaves of a pair moving "
+        "one way only (more segments).",
     )
     segment_weights: Literal["optimized", "as_sequenced"] | None = Field(
         default=None,
@@ -422,6 +430,10 @@ class Delivery(_Strict):
     @property
     def levels(self) -> int:
         return DEFAULT_INTENSITY_LEVELS if self.intensity_levels is None else self.intensity_levels
+
+    @property
+    def sequencer(self) -> str:
+        return self.sequencing or "fewest_segments"
 
     @property
     def optimize_segment_weights(self) -> bool:

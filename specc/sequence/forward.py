@@ -94,7 +94,7 @@ def forward_sequence(
         beams.append(BeamSegments(grid.beam, grid, apertures, np.ones(len(edges))))
     if not beams:
         raise SequenceError(f"no beamlet's central ray crosses the targets ({', '.join(targets)}): no field to shape")
-    return assemble(beams, case.n_beamlets, None)
+    return assemble(beams, case.n_beamlets, None, None)
 
 
 def _check_geometry(case: Case, grid: BeamGrid, dose_to_target: np.ndarray) -> None:

@@ -3,10 +3,11 @@
 Leaf pairs are the rows of a beam's beamlet grid (one beamlet height each, along IEC Y_b) and
 leaves travel along its columns (IEC X_b), so a leaf can stop at every beamlet edge. Each
 beam's fluence is rounded to `levels` equal quanta of its own largest beamlet weight, and the
-rounded map is sequenced (`sweep`). The delivered fluence is then exactly the apertures'
+rounded map is sequenced (`fewest`: few segments of the least quanta, by default; or `sweep`:
+leaves moving one way). The delivered fluence is then exactly the apertures'
 sum: what the plan is evaluated on. Cells with no beamlet in the case carry no dose
-information; the sweep never opens them, since a cell is open only where its rounded fluence
-is positive. Forward-planned shapes (`forward`) become segments through the same grid and
+information; no segment opens them, since a cell is open only where its rounded fluence
+is positive (in both sequencers). Forward-planned shapes (`forward`) become segments through the same grid and
 aperture matrix (`beam_grids_of`, `assemble`).
 """
 
@@ -20,6 +21,7 @@ import scipy.sparse as sp
 from specc.case import Beamlets, Case
 from specc.case.neighbours import BeamGrid, beam_grids
 from specc.errors import SpeccError
+from specc.sequence.fewest import fewest_apertures
 from specc.sequence.sweep import Apertures, sweep_apertures
 
 
@@ -65,6 +67,7 @@ class Sequence:
 
     beams: list[BeamSegments]
     levels: int | None  # intensity levels of a sequenced fluence; None for forward-planned shapes
+    sequencing: str | None  # the sequencer of a sequenced fluence (`SEQUENCERS`); None for forward-planned shapes
     apertures: sp.csc_matrix
 
     @property
@@ -86,7 +89,7 @@ class Sequence:
             stop = start + len(beam.weights)
             beams.append(BeamSegments(beam.beam, beam.grid, beam.apertures, np.asarray(weights[start:stop], dtype=float)))
             start = stop
-        return Sequence(beams, self.levels, self.apertures)
+        return Sequence(beams, self.levels, self.sequencing, self.apertures)
 
     def without_empty(self) -> Sequence:
         """The segments that deliver something (a weight optimization may zero some)."""
@@ -99,7 +102,7 @@ class Sequence:
             if len(kept):
                 apertures = Apertures(beam.apertures.left[kept], beam.apertures.right[kept], beam.apertures.quanta[kept])
                 beams.append(BeamSegments(beam.beam, beam.grid, apertures, beam.weights[kept]))
-        return Sequence(beams, self.levels, self.apertures[:, keep_columns].tocsc())
+        return Sequence(beams, self.levels, self.sequencing, self.apertures[:, keep_columns].tocsc())
 
 
 def check_sequenceable(case: Case) -> None:
@@ -128,7 +131,7 @@ def _beam_maps(beamlets: Beamlets, values: np.ndarray) -> list[tuple[BeamGrid, n
     return maps
 
 
-def assemble(beams: list[BeamSegments], n_beamlets: int, levels: int | None) -> Sequence:
+def assemble(beams: list[BeamSegments], n_beamlets: int, levels: int | None, sequencing: str | None) -> Sequence:
     """The sequence of `beams`' segments, with its (beamlets x segments) aperture matrix."""
     columns: list[np.ndarray] = []
     for beam in beams:
@@ -138,11 +141,15 @@ def assemble(beams: list[BeamSegments], n_beamlets: int, levels: int | None) -> 
     rows = np.concatenate(columns) if columns else np.zeros(0, dtype=np.int64)
     segment_of_row = np.repeat(np.arange(len(columns)), [len(c) for c in columns])
     matrix = sp.csc_matrix((np.ones(len(rows)), (rows, segment_of_row)), shape=(n_beamlets, len(columns)))
-    return Sequence(beams, levels, matrix)
+    return Sequence(beams, levels, sequencing, matrix)
 
 
-def sequence_fluence(beamlets: Beamlets, fluence: np.ndarray, levels: int) -> Sequence:
-    """Round each beam's fluence to `levels` quanta of its largest weight and sequence it."""
+# Both give the least quanta a map can be delivered in; they differ in segments and leaf motion.
+SEQUENCERS = {"fewest_segments": fewest_apertures, "sweep": sweep_apertures}
+
+
+def sequence_fluence(beamlets: Beamlets, fluence: np.ndarray, levels: int, sequencing: str = "fewest_segments") -> Sequence:
+    """Round each beam's fluence to `levels` quanta of its largest weight and sequence it (`SEQUENCERS`)."""
     if levels < 1:
         raise SequenceError(f"intensity levels must be at least 1, got {levels}")
     fluence = np.asarray(fluence, dtype=np.float64)
@@ -154,6 +161,6 @@ def sequence_fluence(beamlets: Beamlets, fluence: np.ndarray, levels: int) -> Se
         if top <= 0:
             continue  # a beam the plan does not use has no segment
         quantum = top / levels
-        apertures = sweep_apertures(np.rint(beam_fluence / quantum).astype(np.int64))
+        apertures = SEQUENCERS[sequencing](np.rint(beam_fluence / quantum).astype(np.int64))
         beams.append(BeamSegments(grid.beam, grid, apertures, apertures.quanta * quantum))
-    return assemble(beams, len(beamlets), levels)
+    return assemble(beams, len(beamlets), levels, sequencing)

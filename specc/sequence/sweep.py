@@ -51,12 +51,17 @@ def _row_edges(profile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.repeat(edges, np.clip(steps, 0, None)), np.repeat(edges, np.clip(-steps, 0, None))
 
 
-def sweep_apertures(levels: np.ndarray) -> Apertures:
-    """Decompose a (rows, columns) map of nonnegative integer quanta into sweep segments."""
+def checked_levels(levels: np.ndarray) -> np.ndarray:
+    """`levels` as an array, refused unless a 2-D map of nonnegative integer quanta."""
     levels = np.asarray(levels)
     if levels.ndim != 2 or not np.issubdtype(levels.dtype, np.integer) or (levels < 0).any():
         raise ValueError("a fluence map to sequence is a 2-D array of nonnegative integers")
-    rows = [_row_edges(profile) for profile in levels]
+    return levels
+
+
+def sweep_apertures(levels: np.ndarray) -> Apertures:
+    """Decompose a (rows, columns) map of nonnegative integer quanta into sweep segments."""
+    rows = [_row_edges(profile) for profile in checked_levels(levels)]
     n_segments = max((len(rises) for rises, _ in rows), default=0)
     left = np.zeros((n_segments, len(rows)), dtype=np.int64)
     right = np.zeros((n_segments, len(rows)), dtype=np.int64)

@@ -1,0 +1,59 @@
+"""The fewest-segments decomposition: exact, in the least quanta, and in fewer segments than the sweep."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from specc.sequence.fewest import fewest_apertures
+from specc.sequence.sweep import sweep_apertures
+
+
+def _least_quanta(levels: np.ndarray) -> int:
+    """Bortfeld's lower bound: the largest over the rows of the row's summed rises."""
+    return int(np.clip(np.diff(np.pad(levels, ((0, 0), (1, 0))), axis=1), 0, None).sum(axis=1).max(initial=0))
+
+
+def test_a_row_with_one_plateau_is_one_segment_of_its_height() -> None:
+    apertures = fewest_apertures(np.array([[0, 3, 3, 3, 0], [0, 0, 3, 0, 0]]))
+    assert apertures.left.tolist() == [[1, 2]] and apertures.right.tolist() == [[4, 3]]
+    assert apertures.quanta.tolist() == [3]
+
+
+def test_the_largest_segment_comes_first_where_the_sweep_cuts_unit_steps() -> None:
+    """[1, 3, 2]: the sweep needs [0, 2) once and [1, 3) twice; here [1, 3) for 2 quanta, then [0, 1) once."""
+    levels = np.array([[1, 3, 2]])
+    apertures = fewest_apertures(levels)
+    assert apertures.quanta.tolist() == [2, 1] and apertures.quanta.sum() == _least_quanta(levels)
+    assert (apertures.left.ravel().tolist(), apertures.right.ravel().tolist()) == ([1, 0], [3, 2])
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_random_maps_are_delivered_exactly_in_the_least_quanta(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    levels = rng.integers(0, 11, size=(rng.integers(1, 10), rng.integers(1, 14)))
+    levels[rng.random(levels.shape) < 0.3] = 0
+    apertures = fewest_apertures(levels)
+    delivered = (apertures.openings(levels.shape[1]) * apertures.quanta[:, None, None]).sum(axis=0)
+    np.testing.assert_array_equal(delivered, levels)
+    assert apertures.quanta.sum() == _least_quanta(levels) and (apertures.quanta > 0).all()
+    assert (apertures.right >= apertures.left).all()  # one interval per leaf pair
+    shapes = np.concatenate((apertures.left, apertures.right), axis=1)
+    assert len(np.unique(shapes, axis=0)) == len(shapes)  # identical apertures merged
+
+
+def test_clinical_size_maps_take_fewer_segments_than_the_sweep() -> None:
+    """15 x 15 maps of 0-10 quanta: the sweep's segments grow with the quanta, these with the map's structure."""
+    rng = np.random.default_rng(0)
+    maps = [rng.integers(0, 11, size=(15, 15)) for _ in range(10)]
+    fewest = [len(fewest_apertures(levels)) for levels in maps]
+    sweep = [len(sweep_apertures(levels)) for levels in maps]
+    assert all(f < s for f, s in zip(fewest, sweep))
+    assert np.mean(fewest) < 0.5 * np.mean(sweep)
+
+
+def test_an_empty_map_has_no_segment_and_a_bad_map_is_refused() -> None:
+    empty = fewest_apertures(np.zeros((3, 4), dtype=np.int64))
+    assert len(empty) == 0 and empty.left.shape == (0, 3)
+    with pytest.raises(ValueError, match="nonnegative integers"):
+        fewest_apertures(np.array([[1, -1]]))
