@@ -58,6 +58,23 @@ def test_judge(value, comparator, threshold, variation, expected):
     assert judge(value, comparator, threshold, variation) == expected
 
 
+@pytest.mark.parametrize(
+    ("value", "comparator", "threshold", "variation", "shown"),
+    [
+        (71.99988, ">=", 72.0, None, "71.9999"),  # a hard minimum met within its tolerance, the goal failed
+        (72.004, ">=", 72.0, None, "72.00"),  # passed, and so it reads at two decimals
+        (55.0049, "<=", 55.0, 57.0, "55.005"),  # within the variation: more decimals than 55.00
+        (57.004, "<=", 55.0, 57.0, "57.004"),  # failed: 57.00 would read as within the variation
+        (50.0 * (1 - 1e-12), ">=", 50.0, None, "50.00"),  # rounding noise passes and reads as the threshold
+        (48.123, ">=", 50.0, None, "48.12"),
+    ],
+)
+def test_a_goal_value_is_shown_with_the_decimals_its_judgement_needs(value, comparator, threshold, variation, shown):
+    from specc.evaluate.goals import judged_text
+
+    assert judged_text(value, comparator, threshold, variation) == shown
+
+
 def test_unconverged_plans_never_pass():
     for measured in ("pass", "variation", "fail", "not_evaluated"):
         assert reported_status(measured, converged=False) == "not_converged"

@@ -91,6 +91,20 @@ def test_report_and_plan_json_agree_on_every_goal(converged):
     assert {g["status"] for g in record["goals"]} == {"pass", "variation", "fail", "not_evaluated"}
 
 
+def test_a_value_a_hair_below_its_goal_is_shown_with_the_decimals_that_fail_it(converged):
+    """A hard limit met within its tolerance can leave a goal failed by 1e-4 Gy: "50.00 Gy FAIL" against
+    "D95% >= 50 Gy" would contradict itself on the page the physician signs."""
+    case, masks, evaluation, _ = converged
+    record = evaluation.record
+    goals = [goal.model_copy(update={"value": 49.99991, "measured_status": "fail", "status": "fail"})
+             if goal.text == "D95% >= 50 Gy" else goal for goal in record.goals]
+    html = render_html(record.model_copy(update={"goals": goals}), case, evaluation, masks)
+    parser = GoalRows()
+    parser.feed(html)
+    (row,) = [row for row in parser.rows if row["goal-text"] == "D95% >= 50 Gy"]
+    assert row["goal-value"].split() == ["49.9999", "Gy"] and row["goal-status"].startswith("FAIL")
+
+
 def test_user_strings_are_escaped(converged):
     _, _, _, html = converged
     assert "<script" not in html

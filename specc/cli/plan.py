@@ -23,15 +23,16 @@ if TYPE_CHECKING:
 
 
 
-def goal_value(goal: GoalRecord) -> str:
-    return _value_text(goal.value, goal.unit)
+def goal_value(goal: GoalRecord, value: float | None = None) -> str:
+    """The goal's measured value (or `value`, another plan's or scenario's of the same goal), with the
+    decimals that show its judgement."""
+    from specc.evaluate.goals import judged_text
+
+    value = goal.value if value is None else value
+    return "-" if value is None else f"{judged_text(value, goal.comparator, goal.threshold, goal.variation)} {goal.unit}"
 
 
-def _value_text(value: float | None, unit: str) -> str:
-    return "-" if value is None else f"{value:.2f} {unit}"
-
-
-def print_robustness(robustness: RobustnessRecord) -> None:
+def print_robustness(robustness: RobustnessRecord, goals: list[GoalRecord]) -> None:
     setup = "/".join(f"{size:g}" for size in robustness.setup_error_mm)
     setup += " mm"
     if robustness.rotation_error_deg is not None:
@@ -41,8 +42,11 @@ def print_robustness(robustness: RobustnessRecord) -> None:
     table = Table("structure", "goal", "nominal", "worst", "status",
                   title=f"Setup error {setup} ({len(robustness.scenarios_mm)} scenarios, worst shown; "
                   f"{'optimized robustly' if robustness.optimized else 'checked only'})")
+    judged_as = {(goal.structure, goal.text): goal for goal in goals}
     for goal in robustness.goals:
-        nominal, worst = _value_text(goal.nominal, goal.unit), _value_text(goal.worst, goal.unit)
+        same = judged_as[(goal.structure, goal.text)]
+        nominal = goal_value(same, goal.nominal) if goal.nominal is not None else "-"
+        worst = goal_value(same, goal.worst) if goal.worst is not None else "-"
         table.add_row(goal.structure, goal.text, nominal, worst, status_text(goal.status))
     console.print(table)
     for note in robustness.notes:
@@ -264,11 +268,12 @@ def _print_outcome(outcome: PlanOutcome, quiet: bool, strict: bool, before: Plan
                 was = earlier.get((goal.structure, goal.text))
                 cells.append("(new goal)" if was is None else Text(goal_value(was) + " ") + status_text(was.status))
             if fluence_values is not None:
-                cells.append(_value_text(fluence_values[index], goal.unit))
+                fluence_value = fluence_values[index]
+                cells.append(goal_value(goal, fluence_value) if fluence_value is not None else "-")
             table.add_row(*cells)
         console.print(table)
         if record.robustness is not None:
-            print_robustness(record.robustness)
+            print_robustness(record.robustness, record.goals)
         if not outcome.solve.converged:
             console.print(Text(f"NOT CONVERGED: {outcome.solve.message}", style="bold magenta"))
     print_summary(f"{outcome.solve.status} ({outcome.solve.solver})", record, outcome.paths, strict)

@@ -34,6 +34,19 @@ def meets(value: float, comparator: str, threshold: float) -> bool:
     raise ValueError(f"unknown comparator {comparator!r}")
 
 
+def judged_text(value: float, comparator: str, threshold: float, variation: float | None, digits: int = 2) -> str:
+    """`value` with `digits` decimals, or with as many more (up to 6) as it takes for the shown number to
+    meet the goal's threshold and variation exactly when the value does: a hard limit met within its
+    tolerance can leave a goal failed by 1e-4 Gy, and "72.00 Gy  FAIL" against "Min >= 72 Gy" reads as
+    a contradiction; "71.9999 Gy  FAIL" does not."""
+    limits = [threshold] if variation is None else [threshold, variation]
+    for places in range(digits, 7):
+        shown = round(value, places)
+        if all(meets(shown, comparator, limit) == meets(value, comparator, limit) for limit in limits):
+            break
+    return f"{value:.{places}f}"
+
+
 def judge(value: float, comparator: str, threshold: float, variation: float | None) -> MeasuredStatus:
     """Pass if the threshold is met, variation if only the acceptable-variation threshold is."""
     if meets(value, comparator, threshold):
