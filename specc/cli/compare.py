@@ -54,7 +54,7 @@ def _compare_plans(paths: list[Path], labels: list[str], out: Path, pdf: bool) -
             if measured is None:
                 cells.append(Text("not a goal", style="dim"))
             else:
-                value = "-" if measured.value is None else f"{measured.value:.2f} {row.unit}"
+                value = "-" if measured.value is None else f"{measured.shown} {row.unit}"
                 cells.append(Text(value + " ") + status_text(measured.status))
         table.add_row(*cells)
     console.print(table)

@@ -24,7 +24,8 @@ from pydantic import ValidationError
 
 from specc.errors import SpeccError
 from specc.evaluate import PlanRecord
-from specc.evaluate.record import RECORD_FORMAT
+from specc.evaluate.goals import judged_text
+from specc.evaluate.record import RECORD_FORMAT, GoalRecord
 from specc.report.figures import to_data_uri
 from specc.report.html import STATUS_LABELS, environment, style_sheet
 from specc.report.write import write_page
@@ -48,10 +49,11 @@ class ComparedPlan:
 
 @dataclass(frozen=True)
 class Measured:
-    """One plan's value of a goal, as its report gave it."""
+    """One plan's value of a goal, as its report gave it (`shown`: with the decimals its judgement needs)."""
 
     value: float | None
     status: str
+    shown: str
 
 
 @dataclass(frozen=True)
@@ -125,9 +127,17 @@ def read_record(plan_file: Path) -> PlanRecord:
 def recorded_goals(record: PlanRecord) -> list[tuple[tuple[str, str, str], str, Measured]]:
     """A plan's goals as (structure, text, scope), unit and value: every goal, then each robust goal's
     worst setup-error scenario (scope "worst")."""
-    out = [((goal.structure, goal.text, "nominal"), goal.unit, Measured(goal.value, goal.status)) for goal in record.goals]
+    judged_as = {(goal.structure, goal.text): goal for goal in record.goals}
+
+    def measured(goal: GoalRecord, value: float | None, status: str) -> Measured:
+        shown = "" if value is None else judged_text(value, goal.comparator, goal.threshold, goal.variation)
+        return Measured(value, status, shown)
+
+    out = [((goal.structure, goal.text, "nominal"), goal.unit, measured(goal, goal.value, goal.status))
+           for goal in record.goals]
     robust = record.robustness.goals if record.robustness is not None else []
-    out += [((goal.structure, goal.text, "worst"), goal.unit, Measured(goal.worst, goal.status)) for goal in robust]
+    out += [((goal.structure, goal.text, "worst"), goal.unit,
+             measured(judged_as[(goal.structure, goal.text)], goal.worst, goal.status)) for goal in robust]
     return out
 
 
