@@ -329,6 +329,9 @@ class _TwoBlocks:
 
         self.parts = KktParts(objective, np.zeros(1), np.array(objective_gradient), np.array(constraint_gradient))
 
+    def pulls_at_zero(self) -> tuple[float, ...]:
+        return (10.0, 10.0)  # what the terms ask with no fluence: above every pull here
+
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(2), np.full(2, np.inf)
 
@@ -360,6 +363,19 @@ def test_an_optimum_where_every_variable_is_free_is_judged_against_the_objective
     assert certify(tiny, z, np.zeros(1)).holds(Tolerances())
     off = _TwoBlocks([0.01, 0.0], [0.0, 0.0], objective=5.0)  # a move of its own size could gain 0.4% of it
     assert not certify(off, z, np.zeros(1)).holds(Tolerances())
+
+
+@pytest.mark.parametrize("case", ["quadratic penalties, uniform dose and l2 fluence", "soft limits, linear overdose and l1 fluence"])
+def test_a_point_near_zero_fluence_is_not_certified_however_large_its_objective(case: str) -> None:
+    """Near zero fluence the objective over the fluence's sum grows without bound (a review found points at
+    1e-4 of the optimum passing against it, objective 420 against 1.05): the scale is capped by what the
+    terms ask with no fluence, the gradient such a point still has."""
+    _, program = _compile(CASES[case])
+    optimum = _reference(program).fluence
+    smooth = FirstOrderSolver(program).smooth_program()
+    for fraction in (1e-4, 1e-2, 0.3):
+        z = smooth.start(fraction * optimum)
+        assert not certify(smooth, z, np.zeros(smooth.n_constraints)).holds(Tolerances())
 
 
 def test_a_warm_re_solve_keeps_the_multipliers_and_restarts_the_penalty() -> None:

@@ -217,6 +217,7 @@ class SmoothProgram:
         self.n_constraints = count
         self.frozen: np.ndarray | None = None  # beamlets held at 0 (a working set's complement)
         self.pull_floors: tuple[float, ...] | None = None  # per variable block; see `on_working_set`
+        self._pulls_at_zero: tuple[float, ...] | None = None  # see `pulls_at_zero`
 
     def with_operator(self, operator: DoseOperator) -> SmoothProgram:
         """The same program evaluated through another operator (e.g. its float64 twin)."""
@@ -239,12 +240,24 @@ class SmoothProgram:
         dose): on every voxel of the large case the forms over all 576,000 entries cost 18% of
         a first solve whose sets had 77,000 rows (docs/performance.md, eleventh pass).
         """
+        self.pulls_at_zero()  # of the whole program, which the set stands for
         twin = self.with_operator(operator)
         twin.frozen, twin.pull_floors = frozen, pull_floors
         in_set = np.zeros(len(operator.base_dose), dtype=bool)
         in_set[operator.rows] = True
         twin.forms = [_on_rows(p, in_set, operator.base_dose) for p in self.forms]
         return twin
+
+    def pulls_at_zero(self) -> tuple[float, ...]:
+        """Per variable block, the objective gradient's largest entry with no fluence (auxiliaries at their
+        start): a fixed size of what the terms ask, computed once (one adjoint product)."""
+        if self._pulls_at_zero is None:
+            # The dose with no fluence is known without a product, which would move the operator's anchor.
+            dose = self._zero_dose() if self.operator.offset is None else np.array(self.operator.offset, dtype=np.float64)
+            z = self.start(np.zeros(self.n_beamlets), dose)
+            gradient = self.kkt_parts(z, np.zeros(self.n_constraints), dose).objective_gradient
+            self._pulls_at_zero = tuple(float(np.abs(gradient[block]).max(initial=0.0)) for block in self.variable_blocks())
+        return self._pulls_at_zero
 
     def _zero_dose(self) -> np.ndarray:
         return np.zeros(self.operator.influence.shape[0])
@@ -271,11 +284,11 @@ class SmoothProgram:
         """The fluence, then each term's auxiliary variables: the parts of z that share a unit."""
         return [slice(0, self.n_beamlets)] + [p.auxiliary for p in self.forms if p.form.n_auxiliary]
 
-    def start(self, fluence: np.ndarray) -> np.ndarray:
-        """z for a fluence, with each term's auxiliary variables at their consistent start."""
+    def start(self, fluence: np.ndarray, dose: np.ndarray | None = None) -> np.ndarray:
+        """z for a fluence, with each term's auxiliary variables at their consistent start; `dose`: A x, if known."""
         z = np.zeros(self.size)
         z[: self.n_beamlets] = fluence
-        dose = self.operator.forward(fluence)
+        dose = self.operator.forward(fluence) if dose is None else dose
         for p in self.forms:
             if p.form.auxiliary is not None:
                 z[p.auxiliary] = p.form.auxiliary.start(dose[p.entries] if p.entries is not None else _NO_DOSE)

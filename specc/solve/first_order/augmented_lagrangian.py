@@ -191,20 +191,25 @@ def judge(program: SmoothProgram, z: np.ndarray, multipliers: np.ndarray, parts:
     """The certificate from KKT parts already at hand (`SmoothProgram.kkt_parts`).
 
     Stationarity is measured against the block's pull, and at least against the objective over
-    the block's summed values: by convexity the objective lies above its optimum by at most
-    the projected gradient's largest entry times the distance to the optimum (1-norm), so a
-    stationarity of 1e-3 against that scale bounds the gap near 0.1% of the objective. Without
-    it an optimum where every variable is free (no beamlet or segment at 0, no limit active:
-    a segment program with few segments) could never pass, its gradient and pull vanishing
-    together.
+    the block's summed values, capped by the block's pull with no fluence. By convexity the
+    objective lies above its optimum by at most the projected gradient's largest entry times
+    the distance to the optimum (1-norm), so where that distance is of the block's own size a
+    stationarity of 1e-3 against the objective's scale bounds the gap near 0.1% of the
+    objective; without it an optimum where every variable is free (no beamlet or segment at 0,
+    no limit active: a segment program with few segments) could never pass, its gradient and
+    pull vanishing together. Near zero fluence the block's size says nothing of that distance
+    and the objective's scale grows without bound; the cap keeps it there at what the terms
+    ask with no fluence, the gradient such a point still has, so it cannot pass.
     """
     lower, upper = program.bounds()
     stationary = np.abs(projected_gradient(parts.objective_gradient + parts.constraint_gradient, z, lower, upper))
     stationarity = 0.0
     blocks = program.variable_blocks()
-    for block, scale, floor in zip(blocks, pulls(program, z, parts), program.pull_floors or (0.0,) * len(blocks)):
+    floors = program.pull_floors or (0.0,) * len(blocks)
+    for block, scale, floor, at_zero in zip(blocks, pulls(program, z, parts), floors, program.pulls_at_zero()):
         size = float(np.abs(z[block]).sum())
-        pull = max(scale, floor, abs(parts.objective) / size if size > 0 else 0.0)
+        objective_scale = min(abs(parts.objective) / size, at_zero) if size > 0 else 0.0
+        pull = max(scale, floor, objective_scale)
         if pull > 0:
             stationarity = max(stationarity, float(stationary[block].max(initial=0.0)) / pull)
     complementarity = _complementarity(multipliers, parts.residuals, parts.objective)
