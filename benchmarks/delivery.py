@@ -5,9 +5,9 @@
     python -m benchmarks.delivery --levels 5 10 20 40
     python -m benchmarks.delivery --sequencing sweep   # the sweep's segments (default: fewest_segments)
 
-`specc plan` solves the segment weights with the reference solver (CLARABEL) where the fluence
-was the fast path's (specc/delivery.py): the segment program has few columns, and a beam's
-columns overlap. This measures that choice. The fluence is planned once, as `specc plan`
+`specc plan` solves the segment weights as it solves the fluence: the fast path, the reference
+solver (CLARABEL) where it hands over (specc/delivery.py; until 2026-11-27 CLARABEL always).
+This measures that choice. The fluence is planned once, as `specc plan`
 plans it; for each number of intensity levels it is sequenced and the segment program is
 compiled and solved by each solver in the same process, one after the other. It prints the
 segments, the program's nonzeros, each solver's compile and solve seconds, status and

@@ -40,6 +40,15 @@ def test_random_maps_are_delivered_exactly_in_the_least_quanta(seed: int) -> Non
     assert (apertures.right >= apertures.left).all()  # one interval per leaf pair
     shapes = np.concatenate((apertures.left, apertures.right), axis=1)
     assert len(np.unique(shapes, axis=0)) == len(shapes)  # identical apertures merged
+    assert len(apertures) <= len(sweep_apertures(levels))
+
+
+def test_where_the_greedy_choice_loses_to_the_sweep_the_sweeps_segments_are_taken() -> None:
+    """Rows [2, 5, 3] and [8, 8, 0]: largest-first cuts 4 segments, the sweep 3 (a review found it)."""
+    levels = np.array([[2, 5, 3], [8, 8, 0]])
+    apertures, sweep = fewest_apertures(levels), sweep_apertures(levels)
+    assert len(apertures) == len(sweep) == 3
+    assert (apertures.left.tolist(), apertures.right.tolist()) == (sweep.left.tolist(), sweep.right.tolist())
 
 
 def test_clinical_size_maps_take_fewer_segments_than_the_sweep() -> None:

@@ -55,7 +55,8 @@ class Displacement:
         """A robust term copy's displacement; a rotation needs the centre it turns about."""
         if any(scenario.rotation_deg) and centre_mm is None:
             raise CaseError(
-                f"{scenario_name(scenario.structure, scenario.offset_mm, scenario.rotation_deg)}: a rotation scenario "
+                f"{scenario_name(scenario.structure, scenario.offset_mm, scenario.rotation_deg, scenario.random_error_mm)}: "
+                "a rotation scenario "
                 "turns about the beams' isocentre, and the case's beams do not share one"
             )
         return cls(scenario.offset_mm, scenario.rotation_deg, centre_mm or (0.0, 0.0, 0.0))
@@ -204,10 +205,16 @@ def _blur_along(
     return step, neighbours
 
 
-def outside_note(voxel_indices: np.ndarray, name: str, displaced: Sequence[DisplacedVoxels]) -> str:
-    """What the static dose cloud cannot say of `name`: its voxels displaced where no dose is computed ("" if none)."""
+def outside_note(
+    voxel_indices: np.ndarray, name: str, displaced: Sequence[DisplacedVoxels],
+    blur_mm: tuple[float, float, float] | None = None,
+) -> str:
+    """What the static dose cloud cannot say of `name`: its voxels displaced where no dose is computed ("" if none).
+
+    Scenarios are named as robust optimization names them (with `blur_mm`, the random errors' SD). Only
+    the displaced voxels are counted, not those whose blur alone reaches past the computed dose."""
     counts = {
-        scenario_name(name, moved.displacement.offset_mm, moved.displacement.rotation_deg): moved.outside(voxel_indices)
+        scenario_name(name, moved.displacement.offset_mm, moved.displacement.rotation_deg, blur_mm): moved.outside(voxel_indices)
         for moved in displaced
         if moved.displacement.text()  # the blurred dose alone (random errors) displaces nothing
     }

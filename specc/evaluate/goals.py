@@ -40,10 +40,10 @@ def judged_text(value: float, comparator: str, threshold: float, variation: floa
     tolerance can leave a goal failed by 1e-4 Gy, and "72.00 Gy  FAIL" against "Min >= 72 Gy" reads as
     a contradiction; "71.9999 Gy  FAIL" does not."""
     limits = [threshold] if variation is None else [threshold, variation]
-    for places in range(digits, 7):
-        shown = round(value, places)
-        if all(meets(shown, comparator, limit) == meets(value, comparator, limit) for limit in limits):
-            break
+    places = digits
+    while places < 6 and any(meets(round(value, places), comparator, limit) != meets(value, comparator, limit)
+                             for limit in limits):
+        places += 1
     return f"{value:.{places}f}"
 
 

@@ -17,7 +17,9 @@ c_i(A) <= c(A) - u. u = 1 always has such a segment (the sweep's first), so the 
 exactly. Among the openings each pair may take, it takes the one leaving its rises lowest,
 then the widest (the most intensity removed); Engel's own rule for this choice differs, the
 least-quanta guarantee does not depend on it. Identical apertures are merged wherever they
-come. Leaves do not move one way only from segment to segment, as the sweep's do, so the
+come. The choice is greedy and can lose to the sweep on a small map (two rows [2, 5, 3] and
+[8, 8, 0]: 4 segments against 3), so where the sweep's decomposition has fewer segments it is
+returned instead: never more segments than the sweep, always the least quanta. Leaves do not move one way only from segment to segment, as the sweep's do, so the
 segments are then put in the order that shortens the leaves' travel (`_shortest_travel`): the
 dose does not depend on it, the delivery time does.
 """
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from specc.sequence.sweep import Apertures, checked_levels
+from specc.sequence.sweep import Apertures, checked_levels, sweep_apertures
 
 
 def fewest_apertures(levels: np.ndarray) -> Apertures:
@@ -46,6 +48,9 @@ def fewest_apertures(levels: np.ndarray) -> Apertures:
     if not quanta:
         return Apertures(np.zeros((0, rows), np.int64), np.zeros((0, rows), np.int64), np.zeros(0, np.int64))
     merged = _merged_anywhere(np.array(lefts), np.array(rights), np.array(quanta, dtype=np.int64))
+    sweep = sweep_apertures(levels)
+    if len(sweep) < len(merged):  # the greedy choice can lose to the sweep on small maps: both are exact
+        return sweep
     order = _shortest_travel(merged)
     return Apertures(merged.left[order], merged.right[order], merged.quanta[order])
 
@@ -106,14 +111,15 @@ def travel_between(apertures: Apertures) -> np.ndarray:
 
 
 def _shortest_travel(apertures: Apertures) -> np.ndarray:
-    """An order of the segments with little summed leaf travel: from each segment in turn, the nearest
-    segment next, then 2-opt (a run reversed wherever that shortens the path), the shortest path kept.
-    A beam has tens of segments, so this costs milliseconds."""
+    """An order of the segments with little summed leaf travel: from each of up to `_STARTS` segments in
+    turn, the nearest segment next, then 2-opt (a run reversed wherever that shortens the path), the
+    shortest path kept. Tens of segments cost milliseconds; a random 60 x 80 map of 20 levels (79 segments)
+    0.85 s with its decomposition."""
     cost = travel_between(apertures)
     count = len(cost)
     best, best_length = np.arange(count), np.inf
-    for first in range(count):
-        order = [first]
+    for first in np.unique(np.linspace(0, count - 1, min(count, _STARTS)).round().astype(int)):
+        order = [int(first)]
         unvisited = np.ones(count, dtype=bool)
         unvisited[first] = False
         while unvisited.any():
@@ -126,6 +132,11 @@ def _shortest_travel(apertures: Apertures) -> np.ndarray:
         if length < best_length:
             best, best_length = path, length
     return best
+
+
+# First segments tried, spread over the cut order: on the 5 mm C-shape plan's maps every segment as the
+# first gives 670 beamlet widths of travel, twelve 671.
+_STARTS = 12
 
 
 def _two_opt(order: np.ndarray, cost: np.ndarray) -> np.ndarray:
