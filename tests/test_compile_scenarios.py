@@ -297,3 +297,59 @@ def test_a_plan_optimized_under_random_errors_reports_each_copy_on_the_blurred_d
     assert len(robustness["scenario_labels"]) == 7 and len(terms) == 8
     html = (tmp_path / "report.html").read_text()
     assert html.count('class="scenario-copy"') == 3 * 7
+
+
+WORST = "{setup_error: 5 mm, structures: [Target], optimize: true, objective: worst_case}"
+
+
+def test_worst_case_holds_each_quadratic_penalty_at_its_worst_scenario_and_averages_the_rest() -> None:
+    terms = [*TERMS[:3], "{kind: linear_overdose, structure: Target, dose: 63 Gy, weight: 7}"]
+    robust, priorities = with_optimization(_protocol(WORST, terms=terms))
+    kinds = [term.kind for term in robust.optimization.terms]
+    assert kinds == ["min_dose"] * 7 + ["worst_case", "worst_case"] + ["linear_overdose"] * 7
+    underdose = robust.optimization.terms[7]
+    assert [term.structure for term in underdose.scenarios] == [
+        "Target", *(f"Target ({axis} {sign}5 mm)" for axis in "xyz" for sign in "+-")
+    ]
+    assert {term.weight for term in underdose.scenarios} == {70.0} and underdose.weight == 70.0  # whole weight
+    assert underdose.priority == 2 and priorities[7] == 2 and underdose.source == underdose.scenarios[0].source
+    assert [term.weight for term in robust.optimization.terms[9:]] == pytest.approx([1.0] * 7)  # averaged
+    with pytest.raises(Exception, match="needs optimize: true"):
+        _protocol("{setup_error: 5 mm, structures: [Target], objective: worst_case}")
+
+
+def test_a_worst_case_plan_lowers_the_worst_scenarios_penalty_and_reports_that_scenario(tmp_path: Path) -> None:
+    """The minimax plan minimizes the worst scenarios' penalties plus the other terms, so that objective is no
+    higher at it than at the averaged plan (every voxel is in the program here: nothing sampled); the fast path
+    hands the program to CLARABEL, and the report's value is the worst scenario's, named."""
+    from specc.evaluate.context import PlanDoseContext
+    from specc.terms.worst_case import _penalty
+
+    case = synthetic_case()
+    terms = [term.replace(", priority: 2", "") for term in TERMS]
+    worst_case = with_optimization(_protocol(WORST, terms=terms))[0]
+    worst_terms = [term for term in worst_case.optimization.terms if term.kind == "worst_case"]
+    assert {term.structures()[0] for term in worst_case.optimization.terms if term.kind == "quadratic_overdose"} == {
+        "Organ", "Body"}  # the terms beside the minimax ones: all penalties, so the objective is their sum
+    plans = {name: compile_for_plan(_protocol(section, terms=terms), case).solve().result
+             for name, section in (("average", SECTION), ("worst_case", WORST))}
+    assert plans["worst_case"].solver == "CLARABEL" and "no smooth form" in plans["worst_case"].message
+    masks = {name: structure.mask for name, structure in case.structures.items()}
+
+    def worst_objective(fluence: np.ndarray) -> float:
+        context = PlanDoseContext(case.dose_on_grid(fluence, 30), masks, case.voxel_volume_cc, 30, fluence,
+                                  case.beamlets, case.grid, worst_case.optimization.scenarios)
+        others = [term for term in worst_case.optimization.terms if term.kind == "quadratic_overdose"]
+        return sum(max(term.penalties(context)) for term in worst_terms) + sum(_penalty(term, context) for term in others)
+
+    assert worst_objective(plans["worst_case"].fluence) < worst_objective(plans["average"].fluence)
+
+    outcome = plan(_protocol(WORST, terms=terms), case, tmp_path)
+    assert outcome.succeeded
+    record = json.loads((tmp_path / "plan.json").read_text())
+    (underdose,) = [term for term in record["solver"]["terms"] if term["label"].startswith("worst case of quadratic_under")]
+    assert underdose["label"].endswith("over 7 scenarios") and "worst of 7 scenarios: Target" in underdose["detail"]
+    assert underdose["objective_contribution"] == pytest.approx(
+        float(underdose["detail"].split("(penalty ")[1].split(")")[0]), rel=1e-3)
+    assert record["robustness"]["objective"] == "worst_case"
+    assert "quadratic penalties at their worst scenario (minimax)" in (tmp_path / "report.html").read_text()

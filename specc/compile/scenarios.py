@@ -15,8 +15,10 @@ them (the expected dose over many fractions), and the blurred dose alone is one 
 * An objective becomes its average over the scenarios (equal probabilities: the stochastic
   programming form of Unkelbach and Oelfke 2004): each copy weighs 1/(scenarios + 1) of the
   term, so the term's total weight, and its balance against the other terms, is unchanged.
-  A minimax objective (the worst scenario's penalty) would need a maximum over scenarios,
-  which the fast first-order path has no form for; it is not offered.
+  With `objective: worst_case` a quadratic or uniform-dose penalty is instead held at its
+  worst scenario (`specc.terms.worst_case`, minimax: the copies at the term's whole weight
+  under one maximum), which the fast first-order path has no form for: such a program goes to
+  the reference solver.
 
 The copies keep the term's protocol line and priority, so reports cite the line the user
 wrote and priority steps keep their order. The scenarios are the ones the robustness check
@@ -33,6 +35,7 @@ import numpy as np
 from specc.case.shifts import Displacement, DisplacedVoxels, beams_isocentre, outside_note
 from specc.errors import CompileError
 from specc.protocol.models import SetupScenario, random_error_text, scenario_name
+from specc.terms.worst_case import WORST_CASE_KINDS, WorstCase
 
 if TYPE_CHECKING:
     from specc.case import Case
@@ -84,6 +87,9 @@ def with_scenarios(protocol: Protocol) -> Protocol:
             scenarios[name] = SetupScenario(structure=structure, offset_mm=offset, rotation_deg=rotation,
                                             random_error_mm=blur)
         copies = [term, *(term.model_copy(update={"structure": name}) for name in names)]
+        if robustness.objective == "worst_case" and term.kind in WORST_CASE_KINDS:
+            terms.append(WorstCase(scenarios=copies, priority=term.priority, source=term.source))
+            continue
         if not term.is_constraint:
             weight = term.weight  # type: ignore[attr-defined]
             copies = [copy.model_copy(update={"weight": weight * share}) for copy in copies]
@@ -97,15 +103,21 @@ def robust_notes(
 ) -> list[str]:
     """What robust optimization did (the program's notes): the structures held in the scenarios, those
     listed that no term names, and voxels displaced where the case computes no dose."""
+    robustness = protocol.robustness
+    assert robustness is not None, "robust notes are of a protocol with robust optimization"
     robust = list(dict.fromkeys(scenario.structure for scenario in displaced))
-    count = len(protocol.robustness.scenarios) + 1 if protocol.robustness else 1
-    blur = protocol.robustness.blur_mm if protocol.robustness else None
+    blur = robustness.blur_mm
     held = "nominal and each displaced one" if blur is None else (
-        f"nominal, then the dose blurred by random errors ({random_error_text(blur)}) alone and each displaced one of it"
+        f"nominal, then the dose blurred by random errors ({random_error_text(blur)}) alone"
+        + (" and each displaced one of it" if len(robustness.scenarios) > 1 else "")
     )
+    objectives = "objectives averaged over them"
+    if robustness.objective == "worst_case":
+        objectives = (f"the {', '.join(WORST_CASE_KINDS)} penalties at their worst scenario (minimax), other "
+                      "objectives averaged over them")
     note = (
-        f"robust optimization: the terms on {', '.join(robust)} are held in {count} setup-error scenarios "
-        f"({held}, static dose cloud): hard limits in every one, objectives averaged over them"
+        f"robust optimization: the terms on {', '.join(robust)} are held in {len(robustness.scenarios) + 1} "
+        f"setup-error scenarios ({held}, static dose cloud): hard limits in every one, {objectives}"
     )
     missing = [name for name in protocol.robust_structures() if name not in robust]
     if missing:
@@ -114,6 +126,7 @@ def robust_notes(
     centre = beams_isocentre(case.beams)
     for base in robust:
         moved = [Displacement.of(scenario, centre) for scenario in displaced if scenario.structure == base]
-        if outside := outside_note(case.voxel_indices, base, [DisplacedVoxels.of(case.grid, masks[base], m) for m in moved]):
+        displaced_voxels = [DisplacedVoxels.of(case.grid, masks[base], m) for m in moved]
+        if outside := outside_note(case.voxel_indices, base, displaced_voxels, blur):
             notes.append(outside)
     return notes

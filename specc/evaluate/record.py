@@ -153,6 +153,7 @@ class RobustnessRecord(_Record):
     # Whether the optimization held these structures' terms in every scenario (robust
     # optimization) or the plan is only checked in them.
     optimized: bool = False
+    objective: str = "average"  # how robust optimization counted the scenarios: average | worst_case
     bands: list[DVHBand] = []  # one per structure, drawn around its DVH in the report
     notes: list[str] = []  # displaced voxels the model cannot give a dose (`DisplacedVoxels.outside`)
     goals: list[RobustGoalRecord]

@@ -73,7 +73,7 @@ def robustness_record(
         model=model, scenarios_mm=[moved.offset_mm for moved in scenarios],
         scenario_rotations_deg=[moved.rotation_deg for moved in scenarios] if rotated else [],
         scenario_labels=[moved.text() or "random only" for moved in scenarios], structures=names,
-        optimized=robustness.optimize, goals=goals,
+        optimized=robustness.optimize, objective=robustness.objective, goals=goals,
         bands=[_band(name, curves, float(dose.max())) for name, curves in dvhs.items()],
         notes=[note for name in names if (note := outside_note(voxel_indices, name, displaced[name]))],
     )

@@ -491,7 +491,9 @@ class Robustness(_Strict):
     of a many-fraction treatment: with `random_error`, the scenarios are measured on the dose
     convolved with a Gaussian of that standard deviation, and a scenario with no shift is
     added. With `optimize: true` the optimization also holds those structures' terms in every
-    one of those scenarios (docs/robustness.md); without it, margins make a plan robust.
+    one of those scenarios, its objectives averaged over them or (`objective: worst_case`) the
+    quadratic penalties at their worst (docs/robustness.md); without it, margins make a plan
+    robust.
     """
 
     setup_error: Annotated[list[Length], BeforeValidator(_three_lengths, json_schema_input_type=Length | list[Length])] = (
@@ -528,12 +530,21 @@ class Robustness(_Strict):
         "scenario and in each setup-error scenario, and every objective on them is averaged over those scenarios "
         "(equal weights, the sum of their weights unchanged); the scenarios are the ones the check measures.",
     )
+    objective: Literal["average", "worst_case"] = Field(
+        default="average",
+        description="With optimize: true, how the objectives on the listed structures count the scenarios. average "
+        "(default): each averaged over them, equal weights. worst_case: each quadratic or uniform-dose penalty at "
+        "its worst scenario (minimax; solved by the reference solver), the other objectives averaged.",
+    )
 
     @model_validator(mode="after")
     def _some_error(self) -> Robustness:
         random, rotation = self.random_error_mm, self.rotation_error_deg
         if not any(self.setup_error_mm) and not any(random or ()) and not any(rotation or ()):
             raise ValueError("no setup, random or rotation error gives no scenario: give the error to check")
+        if self.objective == "worst_case" and not self.optimize:
+            raise ValueError("objective: worst_case says how robust optimization counts the scenarios; it needs "
+                             "optimize: true")
         return self
 
     @property
