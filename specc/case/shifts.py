@@ -156,23 +156,48 @@ def displaced_influence(
     case: Case, mask: np.ndarray, displacement: Displacement, blur_mm: tuple[float, float, float] | None = None
 ) -> sp.csr_matrix:
     """Influence rows, one per voxel of `mask` (C order), giving its dose when displaced (shifted or turned),
-    of the dose blurred by random errors of `blur_mm` (SD per axis) when given.
+    of the dose blurred by random errors of `blur_mm` (SD per axis) when given (`displaced_influences`)."""
+    return displaced_influences(case, mask, [displacement], blur_mm)[0]
+
+
+def displaced_influences(
+    case: Case, mask: np.ndarray, displacements: Sequence[Displacement],
+    blur_mm: tuple[float, float, float] | None = None,
+) -> list[sp.csr_matrix]:
+    """`displaced_influence` for several displacements of one structure, the grid voxels' rows they
+    interpolate (blurred, with random errors) found once for all of them.
 
     Each row is the interpolation's weighted sum of up to eight grid voxels' rows; with a blur,
     each of those is the Gaussian's weighted sum of its neighbours' rows, along one axis at a
     time (the blur is separable, and `blurred_dose`'s filter applied to unit impulses gives its
     weights, edges included, so both agree to rounding). A grid voxel where the case computes no
     dose (outside its rows) contributes nothing, as its zero dose does in `displaced_dose`
-    (`DisplacedVoxels.outside` counts the voxels displaced there). Same dtype as the case's matrix.
+    (`DisplacedVoxels.outside` counts the voxels displaced there). Same dtype as the case's
+    matrix. The blurred rows are the costly part (1.0-1.3 s per scenario for the large case's
+    PTV), and the scenarios of a structure reach mostly the same voxels, so they are shared.
     """
     dtype = case.influence.dtype
-    corners, weights = _samples(case.grid, mask, displacement)
-    owner = np.broadcast_to(np.arange(len(corners))[:, None], corners.shape)
-    used = weights > 0
-    voxels, columns = np.unique(corners[used], return_inverse=True)
-    # In the matrix's own dtype: a float64 operator would make scipy convert every value of a
-    # float32 matrix to float64 for the product (258 MB on the 32 M-nonzero large case).
-    steps = [sp.csr_matrix((weights[used].astype(dtype), (owner[used], columns)), shape=(len(corners), len(voxels)))]
+    samples = [_samples(case.grid, mask, displacement) for displacement in displacements]
+    reached = np.unique(np.concatenate([corners[weights > 0] for corners, weights in samples]))
+    rows = _grid_rows(case, reached, blur_mm)
+    blocks = []
+    for corners, weights in samples:
+        used = weights > 0
+        owner = np.broadcast_to(np.arange(len(corners))[:, None], corners.shape)
+        # In the matrix's own dtype: a float64 operator would make scipy convert every value of a
+        # float32 matrix to float64 for the product (258 MB on the 32 M-nonzero large case).
+        interpolation = sp.csr_matrix(
+            (weights[used].astype(dtype), (owner[used], np.searchsorted(reached, corners[used]))),
+            shape=(len(corners), len(reached)),
+        )
+        blocks.append((interpolation @ rows).tocsr())
+    return blocks
+
+
+def _grid_rows(case: Case, voxels: np.ndarray, blur_mm: tuple[float, float, float] | None) -> sp.csr_matrix:
+    """Influence rows of the grid voxels `voxels` (flat, sorted): the case's (none off its rows), or blurred."""
+    dtype = case.influence.dtype
+    steps = []
     for axis, sigma in enumerate(_sigma_voxels(case.grid, blur_mm) if blur_mm is not None else ()):
         if sigma > 0:
             step, voxels = _blur_along(voxels, case.grid.shape, axis, sigma, dtype)

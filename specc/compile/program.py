@@ -20,7 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from specc.case.products import select_rows
-from specc.case.shifts import Displacement, beams_isocentre, displaced_influence
+from specc.case.shifts import Displacement, beams_isocentre, displaced_influences
 from specc.compile.context import ProgramContext
 from specc.compile.scenarios import robust_notes
 from specc.compile.structures import ResolvedStructures, resolve_structures
@@ -344,18 +344,26 @@ def _with_displaced(
 ) -> tuple[VoxelSelection, sp.csr_matrix]:
     """The selection with one dose entry per voxel of each displaced structure, after the others.
 
-    A displaced voxel's row is an interpolation of up to eight case rows (`displaced_influence`;
+    A displaced voxel's row is an interpolation of up to eight case rows (`displaced_influences`;
     with random errors, of their blurred rows), not a row of the case, so it is neither merged
     with others nor sampled: a robust term sees every voxel of its structure in every scenario.
     """
-    blocks, entries, start = [influence_rows], dict(selection.structures), influence_rows.shape[0]
     centre = beams_isocentre(case.beams)
+    try:
+        moved = {name: Displacement.of(scenario, centre) for name, scenario in scenarios.items()}
+    except CaseError as error:
+        raise CompileError(str(error)) from None
+    # A structure's scenarios share the rows they interpolate (`displaced_influences`).
+    groups: dict[tuple[str, tuple[float, float, float] | None], list[str]] = {}
     for name, scenario in scenarios.items():
-        try:
-            moved = Displacement.of(scenario, centre)
-        except CaseError as error:
-            raise CompileError(str(error)) from None
-        block = displaced_influence(case, structures.masks[scenario.structure], moved, scenario.random_error_mm)
+        groups.setdefault((scenario.structure, scenario.random_error_mm), []).append(name)
+    rows_of: dict[str, sp.csr_matrix] = {}
+    for (base, blur), names in groups.items():
+        found = displaced_influences(case, structures.masks[base], [moved[name] for name in names], blur)
+        rows_of.update(zip(names, found))
+    blocks, entries, start = [influence_rows], dict(selection.structures), influence_rows.shape[0]
+    for name, scenario in scenarios.items():
+        block = rows_of[name]
         count = block.shape[0]
         entries[name] = StructureEntries(
             name=name, entries=np.arange(start, start + count), weights=np.full(count, 1.0 / max(count, 1)),
