@@ -219,7 +219,7 @@ def compile_protocol(
             if base not in structures.masks:
                 raise CompileError(f"{_source(term)}: {term.label()}: structure {base!r} is not defined")
             (displaced if name in scenarios else referenced)[name] = None
-    _check_prior(protocol, case, robust=bool(displaced))
+    _check_prior(protocol, case)
     exact = {name for term in terms if _is_hard(term) for name in term.structures() if name not in scenarios}
     exact |= {name for name in referenced if structures.is_target(name)}
     prior_files = tuple(source.sha256 for source in case.prior_dose.sources) if case.prior_dose is not None else ()
@@ -258,11 +258,14 @@ def compile_protocol(
 
     if displaced:
         notes.extend(robust_notes(protocol, [scenarios[name] for name in displaced], case, structures.masks))
-    # A composite's prior dose on the dose entries, per fraction of this plan.
-    offset = (
-        case.prior_dose.on_rows(case.voxel_indices[selection.rows]) / protocol.prescription.fractions
-        if case.prior_dose is not None else None
-    )
+    # A composite's prior dose on the dose entries, per fraction of this plan. A displaced voxel's
+    # entry gets the prior dose where the voxel is: the prior course was delivered to the
+    # anatomy, and a setup error of this course moves this plan's dose only.
+    offset = None
+    if case.prior_dose is not None:
+        parts = [case.prior_dose.on_rows(case.voxel_indices[selection.rows])]
+        parts += [case.prior_dose.total_gy[structures.masks[scenarios[name].structure]] for name in displaced]
+        offset = np.concatenate(parts) / protocol.prescription.fractions
 
     context = ProgramContext(
         fluence, dose, selection.structures, case.voxel_volume_cc, protocol.prescription.fractions, case.beamlets
@@ -313,17 +316,11 @@ def compile_protocol(
     )
 
 
-def _check_prior(protocol: Protocol, case: Case, robust: bool) -> None:
-    """A composite needs its prior dose (and only a composite takes one); robust scenarios would
-    have to move the prior dose too, so they are refused with one (before any row is selected)."""
+def _check_prior(protocol: Protocol, case: Case) -> None:
+    """A composite needs its prior dose, and only a composite takes one (before any row is selected)."""
     mismatch = protocol.prescription.prior_mismatch(case.prior_dose is not None)
     if mismatch is not None:
         raise CompileError(f"{protocol.source.path}: {mismatch}")
-    if robust and case.prior_dose is not None:
-        raise CompileError(
-            "robust optimization with a prior dose is not supported: the prior dose would have to move with each "
-            "setup-error scenario; plan with a margin, and check the composite with `robustness` (not optimized)"
-        )
 
 
 def _same_rows(earlier: CompiledProgram, inputs: RowInputs, structures: ResolvedStructures) -> bool:

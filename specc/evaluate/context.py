@@ -39,10 +39,13 @@ class PlanDoseContext:
         grid: Grid | None = None,
         scenarios: Mapping[str, SetupScenario] | None = None,
         isocentre_mm: tuple[float, float, float] | None = None,
+        fixed_gy: np.ndarray | None = None,
     ) -> None:
         """`scenarios`: the displaced structures robust term copies name, measured on `grid`
         with the interpolation (and the blur, for random errors) the optimization used
-        (`specc.case.shifts`); rotations turn about `isocentre_mm`, the beams' (as at compile)."""
+        (`specc.case.shifts`); rotations turn about `isocentre_mm`, the beams' (as at compile).
+        `fixed_gy`: the part of `dose_gy` that stays with the anatomy (a composite's prior
+        course): a scenario displaces the rest and adds it where it is."""
         self._dose_gy = dose_gy
         self._masks = masks
         self._grid = grid
@@ -50,6 +53,8 @@ class PlanDoseContext:
         self._isocentre_mm = isocentre_mm
         self._displaced: dict[str, np.ndarray] = {}  # each scenario's dose, read by every term copied into it
         self._blurred_doses: dict[tuple[float, float, float], np.ndarray] = {}
+        self._fixed_gy = fixed_gy
+        self._moving_gy = dose_gy if fixed_gy is None else dose_gy - fixed_gy
         self._voxel_volume_cc = voxel_volume_cc
         self._beamlets = beamlets
         self.fractions = fractions
@@ -74,15 +79,17 @@ class PlanDoseContext:
         assert self._grid is not None, "a displaced structure is measured on the grid"
         if structure not in self._displaced:
             moved = Displacement.of(scenario, self._isocentre_mm)
-            dose = self._dose_gy if scenario.random_error_mm is None else self._blurred(scenario.random_error_mm)
-            self._displaced[structure] = displaced_dose(dose, self._mask(scenario.structure), self._grid, moved)
+            dose = self._moving_gy if scenario.random_error_mm is None else self._blurred(scenario.random_error_mm)
+            mask = self._mask(scenario.structure)
+            displaced = displaced_dose(dose, mask, self._grid, moved)
+            self._displaced[structure] = displaced if self._fixed_gy is None else displaced + self._fixed_gy[mask]
         return self._displaced[structure]
 
     def _blurred(self, sigma_mm: tuple[float, float, float]) -> np.ndarray:
-        """The dose blurred by random errors, once for every scenario on it."""
+        """The dose a setup error moves, blurred by random errors, once for every scenario on it."""
         assert self._grid is not None, "a blurred dose is computed on the grid"
         if sigma_mm not in self._blurred_doses:
-            self._blurred_doses[sigma_mm] = blurred_dose(self._dose_gy, self._grid, sigma_mm)
+            self._blurred_doses[sigma_mm] = blurred_dose(self._moving_gy, self._grid, sigma_mm)
         return self._blurred_doses[sigma_mm]
 
     def voxel_volume_cc(self) -> float:

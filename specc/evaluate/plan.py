@@ -232,7 +232,8 @@ def evaluate_plan(
     scenarios = protocol.optimization.scenarios if protocol.optimization is not None else {}
     isocentre = beams_isocentre(case.beams)
     context = PlanDoseContext(
-        dose, masks, case.voxel_volume_cc, fractions, fluence, case.beamlets, grid, scenarios, isocentre
+        dose, masks, case.voxel_volume_cc, fractions, fluence, case.beamlets, grid, scenarios, isocentre,
+        fixed_gy=case.prior_dose.total_gy if case.prior_dose is not None else None,
     )
     solver = SolverRecord(
         solver=solve.solver,
@@ -248,6 +249,7 @@ def evaluate_plan(
     record = _plan_record(
         protocol, case, masks, dose, case.voxel_indices, {}, converged=solve.converged, solver=solver,
         normalization=normalization, notes=notes, timings=timings, isocentre_mm=isocentre, setup_errors=setup_errors,
+        fixed_gy=case.prior_dose.total_gy if case.prior_dose is not None else None,
     )
     return PlanEvaluation(record=record, dose=dose, fluence=fluence, own_dose=own if own is not dose else None)
 
@@ -295,6 +297,7 @@ def evaluate_dose(
     record = _plan_record(
         protocol, case, measured, dose, np.flatnonzero(known.ravel()), source.incomplete, converged=True,
         solver=None, normalization=None, notes=notes, timings=timings, isocentre_mm=isocentre_mm,
+        fixed_gy=np.where(known, case.prior_dose.total_gy, 0.0) if case.prior_dose is not None else None,
     )
     return PlanEvaluation(record=record.model_copy(update={"dose_source": source}), dose=dose, fluence=np.zeros(0))
 
@@ -314,9 +317,11 @@ def _plan_record(
     timings: dict[str, float],
     isocentre_mm: tuple[float, float, float] | None,
     setup_errors: bool = True,
+    fixed_gy: np.ndarray | None = None,
 ) -> PlanRecord:
     """Everything measured on the final total dose; `dose_voxels`: the flat indices that have a dose;
-    `isocentre_mm`: what the robustness check's rotations turn about (None: the targets' centre)."""
+    `isocentre_mm`: what the robustness check's rotations turn about (None: the targets' centre);
+    `fixed_gy`: the part of the dose a setup error does not move (a composite's prior course)."""
     grid = case.grid
     fractions = protocol.prescription.fractions
     voxel_cc = case.voxel_volume_cc
@@ -356,7 +361,7 @@ def _plan_record(
     robustness = None
     if protocol.robustness is not None and setup_errors:
         robustness = robustness_record(
-            protocol, dose, masks, grid, voxel_cc, converged, dose_voxels, incomplete, isocentre_mm
+            protocol, dose, masks, grid, voxel_cc, converged, dose_voxels, incomplete, isocentre_mm, fixed_gy
         )
     return PlanRecord(
         specc_version=specc.__version__,

@@ -28,19 +28,24 @@ if TYPE_CHECKING:
 
 MODEL = "static dose cloud: rigid shift of the dose, trilinear interpolation"
 RANDOM_MODEL = "random errors: the dose blurred by a Gaussian of their standard deviation (the expected dose over many fractions)"
+FIXED_MODEL = "the prior course's dose stays with the anatomy: only this plan's dose is displaced"
 
 
 def robustness_record(
     protocol: Protocol, dose: np.ndarray, masks: Mapping[str, np.ndarray], grid: Grid, voxel_cc: float,
     converged: bool, voxel_indices: np.ndarray, incomplete: Collection[str] = (),
-    isocentre_mm: tuple[float, float, float] | None = None,
+    isocentre_mm: tuple[float, float, float] | None = None, fixed_gy: np.ndarray | None = None,
 ) -> RobustnessRecord:
     """Every goal of the protocol's robustness structures, nominal and in each scenario, and their DVH bands.
 
     `voxel_indices`: the grid voxels the case computes dose on; displaced voxels reaching
     beyond them are noted (`DisplacedVoxels.outside`). Goals on `incomplete` structures (part of them
     has no dose) are not judged. Rotations turn the patient about `isocentre_mm` (the beams',
-    when they share one), or without one about the centre of the prescription targets."""
+    when they share one), or without one about the centre of the prescription targets.
+
+    `fixed_gy`: the part of `dose` that stays with the anatomy (a composite plan's prior course,
+    delivered before): a setup error of this course displaces its own dose only, so a scenario's
+    voxel receives this plan's dose displaced (and blurred) plus the prior dose where it is."""
     robustness = protocol.robustness
     assert robustness is not None, "a robustness record needs a robustness section"
     names = protocol.robust_structures()
@@ -49,14 +54,18 @@ def robustness_record(
     # Only rotations need a centre (the targets' one costs a pass over their masks).
     centre, centre_source = _rotation_centre(protocol, masks, grid, isocentre_mm) if rotated else ((0.0, 0.0, 0.0), "")
     scenarios = [Displacement(offset, turn, centre) for offset, turn in robustness.scenarios]
-    scenario_dose = dose if blur is None else blurred_dose(dose, grid, blur)
+    moving = dose if fixed_gy is None else dose - fixed_gy
+    scenario_dose = moving if blur is None else blurred_dose(moving, grid, blur)
     model = MODEL if blur is None else f"{MODEL}; {RANDOM_MODEL}"
+    if fixed_gy is not None:
+        model += f"; {FIXED_MODEL}"
     # Nominal first, then each scenario: the DVHs every goal and band of a structure is read from.
     displaced = {name: [DisplacedVoxels.of(grid, masks[name], moved) for moved in scenarios] for name in names}
     dvhs = {
         name: [
             DVH.from_dose(values, voxel_cc)
-            for values in [dose[masks[name]], *(moved.dose(scenario_dose) for moved in displaced[name])]
+            for values in [dose[masks[name]], *(moved.dose(scenario_dose) + _fixed(fixed_gy, masks[name])
+                                                for moved in displaced[name])]
         ]
         for name in names
     }
@@ -77,6 +86,10 @@ def robustness_record(
         bands=[_band(name, curves, float(dose.max())) for name, curves in dvhs.items()],
         notes=[note for name in names if (note := outside_note(voxel_indices, name, displaced[name]))],
     )
+
+
+def _fixed(fixed_gy: np.ndarray | None, mask: np.ndarray) -> np.ndarray | float:
+    return 0.0 if fixed_gy is None else fixed_gy[mask]
 
 
 def _rotation_centre(
