@@ -352,4 +352,20 @@ def test_a_worst_case_plan_lowers_the_worst_scenarios_penalty_and_reports_that_s
     assert underdose["objective_contribution"] == pytest.approx(
         float(underdose["detail"].split("(penalty ")[1].split(")")[0]), rel=1e-3)
     assert record["robustness"]["objective"] == "worst_case"
-    assert "quadratic penalties at their worst scenario (minimax)" in (tmp_path / "report.html").read_text()
+    assert "quadratic and uniform-dose penalties at their worst scenario (minimax)" in (tmp_path / "report.html").read_text()
+
+
+def test_a_worst_case_over_a_structure_that_would_be_sampled_sees_every_voxel_and_goes_to_clarabel() -> None:
+    """A robust organ under `sample_voxels`: the worst case compares the nominal copy with displaced ones on every
+    voxel, so the nominal is not sampled either (a sample runs low against them; sampling it also crashed the sample
+    check, a review found); and the fast path, with no form for the maximum, is not planned for: CLARABEL's sample."""
+    from specc.solve.clinical import fast_path_alone
+
+    section = "{setup_error: 5 mm, structures: [Target, Organ], optimize: true, objective: worst_case}"
+    written = protocol(GOALS, terms=TERMS, robustness=section, solver="{sample_voxels: 10}")
+    case = synthetic_case()
+    compiled = compile_for_plan(written, case)
+    assert not compiled.program.selection.structures["Organ"].sampled
+    assert not fast_path_alone(compiled.protocol, compiled.settings, compiled.goal_priorities)
+    result = compiled.solve().result
+    assert result.converged and result.solver == "CLARABEL"

@@ -26,6 +26,7 @@ from specc.compile.scenarios import robust_notes
 from specc.compile.structures import ResolvedStructures, resolve_structures
 from specc.compile.voxels import DEFAULT_SAMPLE_LIMIT, StructureEntries, VoxelSelection, select_voxels
 from specc.errors import CaseError, CompileError
+from specc.terms.worst_case import WorstCase
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -221,6 +222,9 @@ def compile_protocol(
             (displaced if name in scenarios else referenced)[name] = None
     _check_prior(protocol, case)
     exact = {name for term in terms if _is_hard(term) for name in term.structures() if name not in scenarios}
+    # A worst case compares its nominal copy with displaced ones, which hold every voxel: the nominal does too
+    # (a sample's estimate runs low against them).
+    exact |= {name for term in terms if isinstance(term, WorstCase) for name in term.structures() if name not in scenarios}
     exact |= {name for name in referenced if structures.is_target(name)}
     prior_files = tuple(source.sha256 for source in case.prior_dose.sources) if case.prior_dose is not None else ()
     row_inputs = RowInputs(tuple(referenced), frozenset(exact), sample_limit, tuple(displaced), prior_files)

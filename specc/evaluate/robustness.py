@@ -84,7 +84,7 @@ def robustness_record(
         scenario_labels=[moved.text() or "random only" for moved in scenarios], structures=names,
         optimized=robustness.optimize, objective=robustness.objective, goals=goals,
         bands=[_band(name, curves, float(dose.max())) for name, curves in dvhs.items()],
-        notes=[note for name in names if (note := outside_note(voxel_indices, name, displaced[name]))],
+        notes=[note for name in names if (note := outside_note(voxel_indices, name, displaced[name], blur))],
     )
 
 

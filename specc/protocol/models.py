@@ -492,8 +492,8 @@ class Robustness(_Strict):
     convolved with a Gaussian of that standard deviation, and a scenario with no shift is
     added. With `optimize: true` the optimization also holds those structures' terms in every
     one of those scenarios, its objectives averaged over them or (`objective: worst_case`) the
-    quadratic penalties at their worst (docs/robustness.md); without it, margins make a plan
-    robust.
+    quadratic and uniform-dose penalties at their worst (docs/robustness.md); without it,
+    margins make a plan robust.
     """
 
     setup_error: Annotated[list[Length], BeforeValidator(_three_lengths, json_schema_input_type=Length | list[Length])] = (

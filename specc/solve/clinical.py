@@ -15,6 +15,7 @@ from specc.compile.voxels import DEFAULT_SAMPLE_LIMIT
 from specc.solve.first_order.solver import FIRST_ORDER_SOLVER
 from specc.solve.priorities import StepMemory, group_steps, solve_lexicographic
 from specc.solve.refine import refine_dvh_limits
+from specc.terms.worst_case import WorstCase
 
 if TYPE_CHECKING:
     from specc.compile import CompiledProgram
@@ -44,13 +45,15 @@ def sample_limit_for(protocol: Protocol, settings: SolverSettings, goal_prioriti
 
 def fast_path_alone(protocol: Protocol, settings: SolverSettings, goal_priorities: Mapping[int, int]) -> bool:
     """Whether `solve_clinical` is a single fast-path solve: that solver chosen, one priority
-    step, no hard DVH limit to refine (a cvxpy problem each)."""
+    step, no hard DVH limit to refine (a cvxpy problem each), no worst-case term (the fast path
+    has no form for it: CLARABEL solves the program)."""
     terms = protocol.optimization.terms if protocol.optimization is not None else []
     with_objective = [index for index, term in enumerate(terms) if not term.is_constraint]
     return (
         settings.name == FIRST_ORDER_SOLVER
         and len(group_steps(with_objective, goal_priorities)) <= 1
         and not any(term.kind == "dvh" and term.is_constraint for term in terms)
+        and not any(isinstance(term, WorstCase) for term in terms)
     )
 
 

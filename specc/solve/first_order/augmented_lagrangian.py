@@ -199,7 +199,10 @@ def judge(program: SmoothProgram, z: np.ndarray, multipliers: np.ndarray, parts:
     no limit active: a segment program with few segments) could never pass, its gradient and
     pull vanishing together. Near zero fluence the block's size says nothing of that distance
     and the objective's scale grows without bound; the cap keeps it there at what the terms
-    ask with no fluence, the gradient such a point still has, so it cannot pass.
+    ask with no fluence, the gradient such a point still has, so it cannot pass. A block the
+    terms ask nothing of with no fluence (a soft maximum's auxiliary, a fluence only pushed
+    down) has a cap of 0: there the objective's scale is off, as before it was added, and an
+    interior optimum of that block is left to the reference solver.
     """
     lower, upper = program.bounds()
     stationary = np.abs(projected_gradient(parts.objective_gradient + parts.constraint_gradient, z, lower, upper))
