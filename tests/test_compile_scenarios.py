@@ -352,6 +352,10 @@ def test_a_worst_case_plan_lowers_the_worst_scenarios_penalty_and_reports_that_s
     assert underdose["objective_contribution"] == pytest.approx(
         float(underdose["detail"].split("(penalty ")[1].split(")")[0]), rel=1e-3)
     assert record["robustness"]["objective"] == "worst_case"
+    from specc.cli.plan import _how_robust
+    from specc.evaluate.record import RobustnessRecord
+
+    assert _how_robust(RobustnessRecord.model_validate(record["robustness"])) == "optimized robustly, worst case"
     assert "quadratic and uniform-dose penalties at their worst scenario (minimax)" in (tmp_path / "report.html").read_text()
 
 

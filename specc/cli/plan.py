@@ -32,6 +32,12 @@ def goal_value(goal: GoalRecord, value: float | None = None) -> str:
     return "-" if value is None else f"{judged_text(value, goal.comparator, goal.threshold, goal.variation)} {goal.unit}"
 
 
+def _how_robust(robustness: RobustnessRecord) -> str:
+    if not robustness.optimized:
+        return "checked only"
+    return "optimized robustly" + (", worst case" if robustness.objective == "worst_case" else "")
+
+
 def print_robustness(robustness: RobustnessRecord, goals: list[GoalRecord]) -> None:
     setup = "/".join(f"{size:g}" for size in robustness.setup_error_mm)
     setup += " mm"
@@ -41,7 +47,7 @@ def print_robustness(robustness: RobustnessRecord, goals: list[GoalRecord]) -> N
         setup += ", random " + "/".join(f"{size:g}" for size in robustness.random_error_mm) + " mm SD"
     table = Table("structure", "goal", "nominal", "worst", "status",
                   title=f"Setup error {setup} ({len(robustness.scenarios_mm)} scenarios, worst shown; "
-                  f"{'optimized robustly' if robustness.optimized else 'checked only'})")
+                  f"{_how_robust(robustness)})")
     judged_as = {(goal.structure, goal.text): goal for goal in goals}
     for goal in robustness.goals:
         same = judged_as[(goal.structure, goal.text)]
