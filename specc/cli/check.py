@@ -100,7 +100,7 @@ def check(
             if goal.status == "not_evaluated":
                 console.print(Text(f"not evaluated: {goal.structure} {goal.text}: {goal.note}"), soft_wrap=True)
         if record.robustness is not None:
-            print_robustness(record.robustness, record.goals)
+            print_robustness(record)
     source = record.dose_source
     assert source is not None
     print_summary(f"checked {source.file} (sha256 {source.sha256[:12]})", record, outcome.paths, strict)

@@ -24,12 +24,9 @@ if TYPE_CHECKING:
 
 
 def goal_value(goal: GoalRecord, value: float | None = None) -> str:
-    """The goal's measured value (or `value`, another plan's or scenario's of the same goal), with the
-    decimals that show its judgement."""
-    from specc.evaluate.goals import judged_text
-
+    """The goal's measured value (or `value`, another plan's or scenario's of the same goal)."""
     value = goal.value if value is None else value
-    return "-" if value is None else f"{judged_text(value, goal.comparator, goal.threshold, goal.variation)} {goal.unit}"
+    return "-" if value is None else f"{goal.shown(value)} {goal.unit}"
 
 
 def _how_robust(robustness: RobustnessRecord) -> str:
@@ -38,7 +35,9 @@ def _how_robust(robustness: RobustnessRecord) -> str:
     return "optimized robustly" + (", worst case" if robustness.objective == "worst_case" else "")
 
 
-def print_robustness(robustness: RobustnessRecord, goals: list[GoalRecord]) -> None:
+def print_robustness(record: PlanRecord) -> None:
+    robustness = record.robustness
+    assert robustness is not None, "a robustness table needs the plan's robustness check"
     setup = "/".join(f"{size:g}" for size in robustness.setup_error_mm)
     setup += " mm"
     if robustness.rotation_error_deg is not None:
@@ -48,9 +47,8 @@ def print_robustness(robustness: RobustnessRecord, goals: list[GoalRecord]) -> N
     table = Table("structure", "goal", "nominal", "worst", "status",
                   title=f"Setup error {setup} ({len(robustness.scenarios_mm)} scenarios, worst shown; "
                   f"{_how_robust(robustness)})")
-    judged_as = {(goal.structure, goal.text): goal for goal in goals}
     for goal in robustness.goals:
-        same = judged_as[(goal.structure, goal.text)]
+        same = record.goal_named(goal.structure, goal.text)
         nominal = goal_value(same, goal.nominal) if goal.nominal is not None else "-"
         worst = goal_value(same, goal.worst) if goal.worst is not None else "-"
         table.add_row(goal.structure, goal.text, nominal, worst, status_text(goal.status))
@@ -279,7 +277,7 @@ def _print_outcome(outcome: PlanOutcome, quiet: bool, strict: bool, before: Plan
             table.add_row(*cells)
         console.print(table)
         if record.robustness is not None:
-            print_robustness(record.robustness, record.goals)
+            print_robustness(record)
         if not outcome.solve.converged:
             console.print(Text(f"NOT CONVERGED: {outcome.solve.message}", style="bold magenta"))
     print_summary(f"{outcome.solve.status} ({outcome.solve.solver})", record, outcome.paths, strict)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from specc.evaluate.goals import Comparator, GoalStatus, MeasuredStatus
+from specc.evaluate.goals import Comparator, GoalStatus, MeasuredStatus, judged_text
 
 RECORD_FORMAT = 1
 
@@ -188,6 +188,10 @@ class GoalRecord(_Record):
     note: str
     dvh_point: tuple[float, float] | None  # the threshold on the DVH plane: (dose Gy, volume %)
 
+    def shown(self, value: float) -> str:
+        """A value of this goal (its own, a scenario's, another plan's) with the decimals its judgement needs."""
+        return judged_text(value, self.comparator, self.threshold, self.variation)
+
 
 class HotSpot(_Record):
     """The hottest 0.03 cc of a region and where its maximum lies (patient coordinates, LPS)."""
@@ -298,6 +302,10 @@ class PlanRecord(_Record):
     def normalization_factor(self) -> float:
         """What the optimized fluence and its dose were multiplied by (1 without a normalization)."""
         return self.normalization.factor if self.normalization is not None else 1.0
+
+    def goal_named(self, structure: str, text: str) -> GoalRecord:
+        """The goal a robustness or comparison row names by structure and text."""
+        return next(goal for goal in self.goals if (goal.structure, goal.text) == (structure, text))
 
     def failed_must_goals(self) -> list[GoalRecord]:
         """Priority-1 goals the dose fails (beyond any acceptable variation): what --strict stops on."""

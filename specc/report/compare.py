@@ -24,7 +24,6 @@ from pydantic import ValidationError
 
 from specc.errors import SpeccError
 from specc.evaluate import PlanRecord
-from specc.evaluate.goals import judged_text
 from specc.evaluate.record import RECORD_FORMAT, GoalRecord
 from specc.report.figures import to_data_uri
 from specc.report.html import STATUS_LABELS, environment, style_sheet
@@ -127,17 +126,14 @@ def read_record(plan_file: Path) -> PlanRecord:
 def recorded_goals(record: PlanRecord) -> list[tuple[tuple[str, str, str], str, Measured]]:
     """A plan's goals as (structure, text, scope), unit and value: every goal, then each robust goal's
     worst setup-error scenario (scope "worst")."""
-    judged_as = {(goal.structure, goal.text): goal for goal in record.goals}
-
     def measured(goal: GoalRecord, value: float | None, status: str) -> Measured:
-        shown = "" if value is None else judged_text(value, goal.comparator, goal.threshold, goal.variation)
-        return Measured(value, status, shown)
+        return Measured(value, status, "" if value is None else goal.shown(value))
 
     out = [((goal.structure, goal.text, "nominal"), goal.unit, measured(goal, goal.value, goal.status))
            for goal in record.goals]
     robust = record.robustness.goals if record.robustness is not None else []
     out += [((goal.structure, goal.text, "worst"), goal.unit,
-             measured(judged_as[(goal.structure, goal.text)], goal.worst, goal.status)) for goal in robust]
+             measured(record.goal_named(goal.structure, goal.text), goal.worst, goal.status)) for goal in robust]
     return out
 
 

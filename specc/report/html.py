@@ -14,8 +14,6 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from specc.evaluate import PlanEvaluation, PlanRecord
-from specc.evaluate.goals import judged_text
-from specc.evaluate.record import GoalRecord
 from specc.protocol.models import offset_text
 from specc.report.figures import (
     ISODOSE_PERCENTS,
@@ -45,11 +43,6 @@ def format_number(value: float | None, digits: int = 2) -> str:
     if value is None or not math.isfinite(value):
         return "n/a"
     return f"{value:.{digits}f}"
-
-
-def judged_number(value: float, goal: GoalRecord) -> str:
-    """A goal's value with the decimals that show its judgement (`judged_text`)."""
-    return judged_text(value, goal.comparator, goal.threshold, goal.variation)
 
 
 def format_time(iso: str) -> str:
@@ -82,7 +75,6 @@ def environment() -> Environment:
         trim_blocks=False,
     )
     environment.filters["fmt"] = format_number
-    environment.filters["judged"] = judged_number
     environment.filters["css_color"] = css_color
     environment.filters["time"] = format_time
     environment.filters["offset"] = offset_text
@@ -111,6 +103,5 @@ def render_html(
             isodose_percents=ISODOSE_PERCENTS,
             reference_gy=reference_dose_gy(record, evaluation.dose),
             wash_percent=round(100 * WASH_FROM_FRACTION),
-            goal_of={(goal.structure, goal.text): goal for goal in record.goals},
         )
     )
