@@ -26,7 +26,6 @@ from specc.compile.scenarios import robust_notes
 from specc.compile.structures import ResolvedStructures, resolve_structures
 from specc.compile.voxels import DEFAULT_SAMPLE_LIMIT, StructureEntries, VoxelSelection, select_voxels
 from specc.errors import CaseError, CompileError
-from specc.terms.worst_case import WorstCase
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -178,10 +177,6 @@ def _source(term: TermBase) -> str:
     return str(term.source) if term.source is not None else "(no source line)"
 
 
-def _is_hard(term: TermBase) -> bool:
-    return bool(term.is_constraint)
-
-
 def compile_protocol(
     protocol: Protocol,
     case: Case,
@@ -221,10 +216,7 @@ def compile_protocol(
                 raise CompileError(f"{_source(term)}: {term.label()}: structure {base!r} is not defined")
             (displaced if name in scenarios else referenced)[name] = None
     _check_prior(protocol, case)
-    exact = {name for term in terms if _is_hard(term) for name in term.structures() if name not in scenarios}
-    # A worst case compares its nominal copy with displaced ones, which hold every voxel: the nominal does too
-    # (a sample's estimate runs low against them).
-    exact |= {name for term in terms if isinstance(term, WorstCase) for name in term.structures() if name not in scenarios}
+    exact = {name for term in terms for name in term.every_voxel() if name not in scenarios}
     exact |= {name for name in referenced if structures.is_target(name)}
     prior_files = tuple(source.sha256 for source in case.prior_dose.sources) if case.prior_dose is not None else ()
     row_inputs = RowInputs(tuple(referenced), frozenset(exact), sample_limit, tuple(displaced), prior_files)
@@ -287,7 +279,7 @@ def compile_protocol(
                 label=term.label(),
                 kind=term.kind,
                 source=_source(term),
-                hard=_is_hard(term),
+                hard=bool(term.is_constraint),
                 objective=built.objective,
                 constraints=list(built.constraints),
             )

@@ -140,6 +140,11 @@ class TermBase(BaseModel):
         name = getattr(self, "structure", None)
         return (name,) if name else ()
 
+    def every_voxel(self) -> tuple[str, ...]:
+        """The structures this term must see on every voxel, never on a sample: those of a hard limit,
+        which must hold on each voxel (a sample would hide its violations)."""
+        return self.structures() if self.is_constraint else ()
+
     def dose_bounds(self) -> tuple[Dose | None, Dose | None]:
         """The (lower, upper) total dose this term forces on every voxel of its structures.
 

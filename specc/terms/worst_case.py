@@ -49,6 +49,11 @@ class WorstCase(TermBase):
     def structures(self) -> tuple[str, ...]:
         return tuple(name for term in self.scenarios for name in term.structures())
 
+    def every_voxel(self) -> tuple[str, ...]:
+        """All of them: the displaced copies hold every voxel, and a sampled nominal copy's estimate,
+        which runs low, would be compared with them under the maximum."""
+        return self.structures()
+
     def build(self, ctx: BuildContext) -> BuiltTerm:
         import cvxpy as cp
 
