@@ -7,7 +7,7 @@ import pytest
 from scipy.ndimage import shift as ndimage_shift
 
 from evaluate_fakes import synthetic_case
-from specc.case.shifts import Displacement, blurred_dose, displaced_dose, displaced_influence
+from specc.case.shifts import Displacement, blurred_dose, displaced_dose, displaced_influences
 
 
 @pytest.mark.parametrize("offset_mm", [(3.0, 0.0, 0.0), (-7.5, 2.0, 0.0), (0.0, -12.0, 4.0), (40.0, 0.0, -1.0)])
@@ -37,7 +37,7 @@ def test_the_shifted_rows_give_the_shifted_dose_of_any_fluence(offset_mm) -> Non
     fluence = np.random.default_rng(5).uniform(0.0, 2.0, case.n_beamlets)
     for name in ("Target", "Organ", "Body"):
         mask = case.structures[name].mask
-        rows = displaced_influence(case, mask, Displacement(offset_mm=offset_mm))
+        rows = displaced_influences(case, mask, [Displacement(offset_mm=offset_mm)])[0]
         assert rows.shape == (int(mask.sum()), case.n_beamlets) and rows.dtype == case.influence.dtype
         expected = displaced_dose(case.dose_on_grid(fluence, 1), mask, case.grid, Displacement(offset_mm=offset_mm))
         np.testing.assert_allclose(rows @ fluence, expected, rtol=1e-5, atol=1e-7)
@@ -86,7 +86,7 @@ def test_the_blurred_rows_give_the_checks_blurred_displaced_dose_of_any_fluence(
     blurred = blurred_dose(case.dose_on_grid(fluence, 1), case.grid, blur_mm)
     for name in ("Target", "Organ", "Body"):
         mask = case.structures[name].mask
-        rows = displaced_influence(case, mask, displacement, blur_mm)
+        rows = displaced_influences(case, mask, [displacement], blur_mm)[0]
         assert rows.dtype == case.influence.dtype and rows.shape == (mask.sum(), case.n_beamlets)
         expected = displaced_dose(blurred, mask, case.grid, displacement)
         np.testing.assert_allclose(rows @ fluence, expected, rtol=1e-5, atol=1e-6 * expected.max())

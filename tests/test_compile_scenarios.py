@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from evaluate_fakes import protocol, synthetic_case
-from specc.case.shifts import Displacement, blurred_dose, displaced_dose, displaced_influence
+from specc.case.shifts import Displacement, blurred_dose, displaced_dose, displaced_influences
 from specc.compile import compile_protocol
 from specc.compile.derive import with_optimization
 from specc.compile.scenarios import robust_structures
@@ -84,7 +84,7 @@ def test_a_displaced_structure_enters_the_program_as_its_interpolated_rows() -> 
     entries = program.selection.structures["Target (y -5 mm)"]
     assert entries.n_voxels == target.sum() and not entries.sampled
     assert entries.scenario is not None and entries.scenario.offset_mm == (0.0, -5.0, 0.0)
-    expected = displaced_influence(case, target, Displacement(offset_mm=(0.0, -5.0, 0.0)))
+    expected = displaced_influences(case, target, [Displacement(offset_mm=(0.0, -5.0, 0.0))])[0]
     assert (program.influence[entries.entries] != expected).nnz == 0
     assert program.stats.dose_entries == program.influence.shape[0] == program.dose.size
     assert any("robust optimization: the terms on Target are held in 7" in note for note in program.notes)
@@ -155,7 +155,7 @@ def test_a_recompile_with_the_same_scenarios_keeps_their_rows_and_another_setup_
     assert wider.influence is not earlier.influence
     target = case.structures["Target"].mask
     entries = wider.selection.structures["Target (x -3 mm)"].entries
-    assert (wider.influence[entries] != displaced_influence(case, target, Displacement(offset_mm=(-3.0, 0.0, 0.0)))).nnz == 0
+    assert (wider.influence[entries] != displaced_influences(case, target, [Displacement(offset_mm=(-3.0, 0.0, 0.0))])[0]).nnz == 0
 
 
 def test_robust_optimization_notes_voxels_displaced_beyond_the_computed_dose() -> None:
@@ -194,7 +194,7 @@ def test_rotation_scenarios_are_optimized_about_the_beams_isocentre_and_hold_the
     entries = program.selection.structures["Target (about z +10 deg)"]
     centre = beams_isocentre(case.beams)
     turned = Displacement(rotation_deg=(0.0, 0.0, 10.0), centre_mm=centre)
-    expected = displaced_influence(case, case.structures["Target"].mask, turned)
+    expected = displaced_influences(case, case.structures["Target"].mask, [turned])[0]
     assert (program.influence[entries.entries] != expected).nnz == 0
     # The organ sits 25 mm off the isocentre: a turn moves it, and its overdose term is held there too.
     assert "Organ (about z -10 deg)" in program.selection.structures
@@ -240,7 +240,7 @@ def test_a_scenario_of_random_errors_enters_the_program_as_its_blurred_rows() ->
     program = compile_protocol(with_optimization(_protocol(RANDOM))[0], case)
     target = case.structures["Target"].mask
     entries = program.selection.structures["Target (z -5 mm; random 5 mm SD)"]
-    expected = displaced_influence(case, target, Displacement(offset_mm=(0.0, 0.0, -5.0)), (5.0, 5.0, 5.0))
+    expected = displaced_influences(case, target, [Displacement(offset_mm=(0.0, 0.0, -5.0))], (5.0, 5.0, 5.0))[0]
     assert (program.influence[entries.entries] != expected).nnz == 0
     assert any("held in 8 setup-error scenarios (nominal, then the dose blurred by random errors (random 5 mm SD) "
                "alone and each displaced one of it" in note for note in program.notes)

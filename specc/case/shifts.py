@@ -7,7 +7,7 @@ its voxels' positions plus the offset, interpolated trilinearly on the grid; bey
 the nearest edge voxel's dose (as `scipy.ndimage.shift(order=1, mode="nearest")`).
 
 One interpolation serves both uses, so that what robust optimization holds is exactly what
-the robustness check measures: `displaced_dose` reads a computed dose, `displaced_influence`
+the robustness check measures: `displaced_dose` reads a computed dose, `displaced_influences`
 gives the influence rows (W A) whose product with a fluence is that same dose.
 
 Random (day-to-day) errors of standard deviation sigma average, over many fractions, into the
@@ -152,20 +152,13 @@ def _sigma_voxels(grid: Grid, sigma_mm: tuple[float, float, float]) -> list[floa
     return [sigma / spacing for sigma, spacing in zip(sigma_mm, grid.spacing_mm)]
 
 
-def displaced_influence(
-    case: Case, mask: np.ndarray, displacement: Displacement, blur_mm: tuple[float, float, float] | None = None
-) -> sp.csr_matrix:
-    """Influence rows, one per voxel of `mask` (C order), giving its dose when displaced (shifted or turned),
-    of the dose blurred by random errors of `blur_mm` (SD per axis) when given (`displaced_influences`)."""
-    return displaced_influences(case, mask, [displacement], blur_mm)[0]
-
-
 def displaced_influences(
     case: Case, mask: np.ndarray, displacements: Sequence[Displacement],
     blur_mm: tuple[float, float, float] | None = None,
 ) -> list[sp.csr_matrix]:
-    """`displaced_influence` for several displacements of one structure, the grid voxels' rows they
-    interpolate (blurred, with random errors) found once for all of them.
+    """Influence rows for each of several displacements (shifts or turns) of one structure, one row per
+    voxel of `mask` (C order) giving its dose displaced, of the dose blurred by random errors of
+    `blur_mm` (SD per axis) when given; the grid voxels' rows they interpolate are found once for all.
 
     Each row is the interpolation's weighted sum of up to eight grid voxels' rows; with a blur,
     each of those is the Gaussian's weighted sum of its neighbours' rows, along one axis at a

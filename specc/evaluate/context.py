@@ -53,8 +53,8 @@ class PlanDoseContext:
         self._isocentre_mm = isocentre_mm
         self._displaced: dict[str, np.ndarray] = {}  # each scenario's dose, read by every term copied into it
         self._blurred_doses: dict[tuple[float, float, float], np.ndarray] = {}
+        self._moving_gy: np.ndarray | None = None
         self._fixed_gy = fixed_gy
-        self._moving_gy = dose_gy if fixed_gy is None else dose_gy - fixed_gy
         self._voxel_volume_cc = voxel_volume_cc
         self._beamlets = beamlets
         self.fractions = fractions
@@ -79,7 +79,7 @@ class PlanDoseContext:
         assert self._grid is not None, "a displaced structure is measured on the grid"
         if structure not in self._displaced:
             moved = Displacement.of(scenario, self._isocentre_mm)
-            dose = self._moving_gy if scenario.random_error_mm is None else self._blurred(scenario.random_error_mm)
+            dose = self._moving() if scenario.random_error_mm is None else self._blurred(scenario.random_error_mm)
             mask = self._mask(scenario.structure)
             displaced = displaced_dose(dose, mask, self._grid, moved)
             self._displaced[structure] = displaced if self._fixed_gy is None else displaced + self._fixed_gy[mask]
@@ -89,8 +89,16 @@ class PlanDoseContext:
         """The dose a setup error moves, blurred by random errors, once for every scenario on it."""
         assert self._grid is not None, "a blurred dose is computed on the grid"
         if sigma_mm not in self._blurred_doses:
-            self._blurred_doses[sigma_mm] = blurred_dose(self._moving_gy, self._grid, sigma_mm)
+            self._blurred_doses[sigma_mm] = blurred_dose(self._moving(), self._grid, sigma_mm)
         return self._blurred_doses[sigma_mm]
+
+    def _moving(self) -> np.ndarray:
+        """The dose a setup error moves: all of it, or a composite's less its prior course (once, when asked)."""
+        if self._fixed_gy is None:
+            return self._dose_gy
+        if self._moving_gy is None:
+            self._moving_gy = self._dose_gy - self._fixed_gy
+        return self._moving_gy
 
     def voxel_volume_cc(self) -> float:
         return self._voxel_volume_cc

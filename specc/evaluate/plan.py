@@ -169,9 +169,10 @@ def _term_records(protocol: Protocol, solve: SolveResult, context: PlanDoseConte
             result = term.evaluate(context)
             value, unit, satisfied, detail = result.value, result.unit, result.satisfied, result.detail
             displaced = scenarios.get(getattr(term, "structure", None) or "")
-            scenario = list(displaced.offset_mm) if displaced is not None else None
-            rotation = list(displaced.rotation_deg) if displaced is not None and any(displaced.rotation_deg) else None
-            random = list(displaced.random_error_mm) if displaced is not None and displaced.random_error_mm else None
+            if displaced is not None:
+                scenario = list(displaced.offset_mm)
+                rotation = list(displaced.rotation_deg) if any(displaced.rotation_deg) else None
+                random = list(displaced.random_error_mm) if displaced.random_error_mm else None
         records.append(
             TermRecord(
                 label=compiled.label,
