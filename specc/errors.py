@@ -6,6 +6,11 @@ Every stage raises a subclass of `SpeccError` for bad input; the CLI prints its 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class SpeccError(Exception):
     """An error caused by the user's input (protocol, case, options), with a clear message."""
@@ -21,3 +26,10 @@ class CompileError(SpeccError):
 
 class SolveError(SpeccError):
     """The solver did not produce a usable plan (infeasible, failed, ...)."""
+
+
+def validation_text(error: ValidationError, whole: str) -> str:
+    """The first thing wrong in a file specc wrote and reads back, as "field.path: message" (`whole`
+    naming the document when the fault is at its top level, as unparsable JSON)."""
+    first = error.errors()[0]
+    return f"{'.'.join(str(part) for part in first['loc']) or whole}: {first['msg']}"

@@ -18,6 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from specc.case import Case
+from specc.errors import validation_text
 from specc.evaluate import PlanRecord
 from specc.export.result_file import ResultError
 from specc.sequence import Sequence
@@ -137,9 +138,7 @@ def read_segments(path: str | Path) -> SegmentsDocument:
     try:
         document = SegmentsDocument.model_validate_json(text)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(top level)"
-        raise ResultError(f"{path}: not a specc segments file: {where}: {first['msg']}") from None
+        raise ResultError(f"{path}: not a specc segments file: {validation_text(error, '(top level)')}") from None
     for beam in document.beams:
         pairs = len(beam.leaf_pair_centres_mm)
         for number, segment in enumerate(beam.segments, start=1):

@@ -14,14 +14,13 @@ folder is approved once: a changed plan is a new plan, planned into a new folder
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
 from specc import __version__
-from specc.errors import SpeccError
+from specc.errors import SpeccError, validation_text
 from specc.case.importers.external_dose import file_sha256
 from specc.evaluate import PlanRecord
 from specc.report.compare import PLAN_FILE, read_record
@@ -144,8 +143,8 @@ def verify(folder: str | Path) -> Verification:
 def _read_approval(path: Path) -> Approval:
     try:
         return Approval.model_validate_json(path.read_text(encoding="utf-8"))
-    except (ValidationError, json.JSONDecodeError) as error:
-        raise ApprovalError(f"{path}: not a specc approval ({error})") from None
+    except ValidationError as error:  # unparsable JSON included
+        raise ApprovalError(f"{path}: not a specc approval ({validation_text(error, 'the file')})") from None
 
 
 def _deviations(record: PlanRecord) -> list[AcceptedDeviation]:

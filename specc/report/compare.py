@@ -22,7 +22,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from pydantic import ValidationError
 
-from specc.errors import SpeccError
+from specc.errors import SpeccError, validation_text
 from specc.evaluate import PlanRecord
 from specc.evaluate.record import RECORD_FORMAT, GoalRecord
 from specc.report.figures import to_data_uri
@@ -115,9 +115,7 @@ def read_record(plan_file: Path) -> PlanRecord:
     try:
         record = PlanRecord.model_validate_json(text)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "the file"
-        raise CompareError(f"{plan_file}: not a specc plan record ({where}: {first['msg']})") from None
+        raise CompareError(f"{plan_file}: not a specc plan record ({validation_text(error, 'the file')})") from None
     if record.format != RECORD_FORMAT:
         raise CompareError(f"{plan_file}: plan record format {record.format}; this specc reads format {RECORD_FORMAT}")
     return record
