@@ -184,3 +184,23 @@ def test_the_protocols_derived_structures_go_into_the_structure_set(tmp_path):
     kinds = {roi.ROIName: obs.RTROIInterpretedType for roi, obs in zip(rs.StructureSetROISequence, rs.RTROIObservationsSequence)}
     assert (kinds["PTV"], kinds["Ring"]) == ("PTV", "CONTROL")
     assert "derived by specc: crop(ring(PTV, 5mm, 15mm), Body)" in {roi.get("ROIDescription") for roi in rs.StructureSetROISequence}
+
+
+def test_text_beyond_ascii_is_written_as_utf8_and_says_so_in_every_file(exported, tmp_path):
+    """A source patient 'Müller^Jörg' (the RT Plan and RT Dose join its study) and a case id beyond
+    ASCII (every file of a new study): each file declares ISO_IR 192 and holds the UTF-8 bytes."""
+    folder, *_ = exported
+    result = read_result(folder / "plan" / "result.h5")
+    segments = (read_segments(folder / "plan" / "segments.json"), folder / "plan" / "segments.json")
+    source = {"dicom.PatientName": "Müller^Jörg", "dicom.PatientID": "P1", "dicom.StudyInstanceUID": "1.2.3.4",
+              "dicom.FrameOfReferenceUID": "1.2.3.5", "dicom.StructureSetSOPInstanceUID": "1.2.3.6"}
+    linked = write_dicom_study(dataclasses.replace(result, metadata_extra=source), result.load_case(),
+                               tmp_path / "linked", segments)
+    new = write_dicom_study(dataclasses.replace(result, case_id="Jörg"), result.load_case(), tmp_path / "new", segments)
+    for paths, name in ((linked.paths, "Müller^Jörg"), (new.paths, "Jörg")):
+        assert {"RP.dcm", "RD.dcm"} <= {path.name for path in paths}
+        for path in paths:
+            ds = pydicom.dcmread(path, stop_before_pixels=True)
+            assert ds.SpecificCharacterSet == "ISO_IR 192", path.name
+            assert str(ds.PatientName) == name and name.encode("utf-8") in path.read_bytes(), path.name
+    assert "SpecificCharacterSet" not in pydicom.dcmread(folder / "study" / "RD.dcm")  # ASCII needs none

@@ -21,6 +21,9 @@ from specc.export.result_file import PlanResult
 
 # DICOM identifiers the dicom importer keeps in CaseMetadata.extra, under this prefix.
 DICOM_METADATA_PREFIX = "dicom."
+# Value representations whose text may go beyond ASCII when SpecificCharacterSet allows it.
+_EXTENDED_TEXT_VRS = frozenset({"SH", "LO", "ST", "LT", "UT", "UC", "PN"})
+UNICODE_CHARACTER_SET = "ISO_IR 192"  # UTF-8
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,22 @@ def monochrome_pixels(ds: Dataset, bits: int, signed: bool) -> None:
 
 
 def save(ds: FileDataset, path: Path) -> Path:
+    """Write `ds`, declaring UTF-8 when any text is not ASCII (a source patient's 'Müller^Jörg', a
+    structure's name): without SpecificCharacterSet a reader must take the text as ASCII, and
+    pydicom would encode it as Latin-1, which no reader could tell apart."""
+    if _has_non_ascii_text(ds):
+        ds.SpecificCharacterSet = UNICODE_CHARACTER_SET
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def _has_non_ascii_text(ds: Dataset) -> bool:
+    """Whether some text value of `ds` or of an item of its sequences is not ASCII."""
+    for element in ds.iterall():
+        if element.VR not in _EXTENDED_TEXT_VRS or element.value is None:
+            continue
+        values = element.value if element.VM > 1 else [element.value]
+        if any(not str(value).isascii() for value in values):
+            return True
+    return False
