@@ -241,3 +241,40 @@ def test_plan_quality_index_goals_are_measured_not_optimized() -> None:
     assert [term.label() for term in derived.optimization.terms] == [term.label() for term in plain.optimization.terms]
     noted = [note for note in derived.notes if "plan-quality index is measured on the plan, not optimized" in note]
     assert [note.split(" (")[0] for note in noted] == ["PTV CI <= 1.2", "PTV GI <= 4"]
+
+
+def _isoeffective(goals: str, prior: str = ""):
+    text = protocol_text(goals).replace("aliases: [Core]}", "aliases: [Core], alpha_beta: 2 Gy}")
+    if prior:
+        text = text.replace("  levels: [{target: PTV, dose: 50 Gy}]\n", f"  levels: [{{target: PTV, dose: 50 Gy}}]\n{prior}")
+    return parse_protocol_text(text, "p.yaml")
+
+
+def test_an_isoeffective_goal_aims_at_its_physical_equivalent_on_the_plans_fractions() -> None:
+    """25 fractions, alpha/beta 2 Gy: E Gy EQD2 is the physical D with D (1 + D / 50) / 2 = E, so
+    D = 25 (sqrt(1 + 4 E / 25) - 1): 43.01 Gy for 40 Gy EQD2, 35.21 Gy for 30 (fractions under 2 Gy count less)."""
+    protocol = _isoeffective('goals:\n  Core:\n    - "Max <= 40 Gy (EQD2)"\n'
+                             '    - "V30Gy[%] <= 10 (EQD2, priority 2)"\n    - "D5% <= 30 Gy (EQD2, variation 32 Gy)"\n')
+    derived = derive_optimization(protocol)
+    maximum = next(term for term in derived.optimization.terms if isinstance(term, MaxDose))
+    def physical(eqd2: float) -> float:
+        return 25 * ((1 + 4 * eqd2 / 25) ** 0.5 - 1)
+
+    assert maximum.hard and maximum.dose.gy == pytest.approx(physical(40.0) * (1 - 1e-3), abs=1e-4)
+    physical_30 = physical(30.0)
+    volume, hard, soft = [term for term in derived.optimization.terms if isinstance(term, DVH)]
+    assert volume.dose.gy == pytest.approx(physical_30 * (1 - 1e-3), abs=1e-4) and not volume.hard
+    assert hard.hard and hard.dose.gy == pytest.approx(physical(32.0) * (1 - 1e-3), abs=1e-4)
+    assert not soft.hard and soft.dose.gy == pytest.approx(physical_30 * (1 - 1e-3), abs=1e-4)
+    assert any("aimed at its physical equivalent Max <= 43.0074 Gy in 25 fractions" in note for note in derived.notes)
+
+
+@pytest.mark.parametrize("goal, prior, message", [
+    ("Mean <= 20 Gy (EQD2)", "", "the mean of an isoeffective dose is not"),
+    ("Max <= 40 Gy (EQD2)", "  prior: {description: earlier, fractions: 20}\n", "changes its physical equivalent"),
+])
+def test_an_isoeffective_goal_no_derived_term_measures_is_refused_at_its_line(goal: str, prior: str, message: str) -> None:
+    protocol = _isoeffective(f'goals:\n  Core:\n    - "{goal}"\n', prior)
+    with pytest.raises(CompileError, match=message) as raised:
+        derive_optimization(protocol)
+    assert "p.yaml:" in str(raised.value) and "write an `optimization:` section by hand" in str(raised.value)

@@ -268,3 +268,23 @@ def test_robust_optimization_of_a_composite_moves_this_plans_dose_not_the_prior_
             own = displaced_dose(result.dose_gy, target, case.grid, Displacement(offset_mm=offset))
             assert (own + result.prior_dose_gy[target]).min() >= 50.0 * (1 - 1e-3)
     assert "stays with the anatomy" in fast.record.robustness.model
+
+
+def test_an_eqd2_goal_on_a_composite_sums_each_courses_eqd2_from_its_own_fractions(prior_file, tmp_path):
+    """The prior 20 Gy came in 4 fractions (5 Gy each), this plan's 40 Gy in 20: the cumulative EQD2 adds
+    each course's, not the EQD2 of the summed dose in this plan's fractions."""
+    text = protocol_text(prior="{description: initial course, dose: 20 Gy, fractions: 4}").replace(
+        "  Organ: {role: oar}", "  Organ: {role: oar, alpha_beta: 2 Gy}").replace(
+        "  Organ: ['Mean <= 40 Gy', 'Max <= 70 Gy']", "  Organ: ['Mean <= 40 Gy', 'Max <= 70 Gy', 'Max <= 70 Gy (EQD2)']")
+    case = synthetic_case()
+    record = plan(composite(text), case, tmp_path / "plan", prior_dose=[prior_file]).record
+    result = read_result(tmp_path / "plan" / "result.h5")
+    organ = case.structures["Organ"].mask
+    own, prior = result.dose_gy[organ].astype(np.float64), result.prior_dose_gy[organ].astype(np.float64)
+    cumulative = own * (1 + own / (20 * 2.0)) / 2 + prior * (1 + prior / (4 * 2.0)) / 2
+    goal = next(g for g in record.goals if g.text == "Max <= 70 Gy (EQD2)")
+    assert goal.value == pytest.approx(float(cumulative.max()), rel=1e-5) and goal.unit == "Gy EQD2"
+    summed = own + prior
+    assert abs(goal.value - float((summed * (1 + summed / (20 * 2.0)) / 2).max())) > 0.5
+    html = (tmp_path / "plan" / "report.html").read_text()
+    assert "Gy EQD2" in html and "the prior course&#39;s in 4, each converted from its own dose per fraction" in html

@@ -20,7 +20,12 @@ protocol already states, never from structure names:
   that the solver's own tolerance cannot leave a met goal a hair beyond its threshold (goals
   are judged without tolerance);
 * goals that no convex program can aim for (a hot spot wanted: "Max >= X", a cold spot
-  wanted: "Min <= X") are refused with the goal's line.
+  wanted: "Min <= X") are refused with the goal's line;
+* a goal in EQD2 or BED aims at its physical equivalent: the linear-quadratic conversion is
+  increasing, so on one course "Max <= 50 Gy (EQD2)" is exactly "Max <= D Gy" for the D whose
+  EQD2 is 50 Gy in the plan's fractions (a V metric's dose likewise). A mean has no such
+  equivalent and a composite's prior dose changes it voxel by voxel; both are refused, with
+  the goal's line, as no term measures them yet (the goals themselves are judged either way).
 
 The fall-off shells are structures that the compile stage creates; `explain_yaml` prints
 them with the terms so that the whole derivation can be pasted into the protocol and tuned.
@@ -37,6 +42,8 @@ import yaml
 from specc.compile.scenarios import with_scenarios
 from specc.compile.structures import resolve_structures
 from specc.errors import CompileError
+from specc.protocol.goals import Threshold
+from specc.protocol.isoeffect import physical_gy
 from specc.protocol.models import Optimization, SolverOptions, StructureSpec
 from specc.protocol.structures import parse_expression
 from specc.protocol.units import Dose, Volume, format_number
@@ -177,11 +184,51 @@ def derive_optimization(protocol: Protocol, volumes_cc: Mapping[str, float] | No
             )
         )
 
-    for goal in protocol.goals:
+    for written, goal in zip(protocol.goals, physical_goals(protocol)):
+        if goal is not written:
+            notes.append(
+                f"{written.structure} {written.text} ({written.source}): aimed at its physical equivalent "
+                f"{goal.metric} {goal.comparator} {goal.threshold.text(goal.metric.unit)} in "
+                f"{protocol.prescription.fractions} fractions"
+            )
         terms.extend(_goal_terms(goal, volumes_cc, notes))
 
     optimization = Optimization(terms=terms, solver=SolverOptions())
     return DerivedOptimization(structures, optimization, notes)
+
+
+def physical_goals(protocol: Protocol) -> list[Goal]:
+    """The protocol's goals with each EQD2 / BED goal as the physical goal it is on this plan's fractions."""
+    return [_physical(goal, protocol) if goal.isoeffective else goal for goal in protocol.goals]
+
+
+def _physical(goal: Goal, protocol: Protocol) -> Goal:
+    why = None
+    if protocol.prescription.prior is not None:
+        why = "on a composite the prior course's dose changes its physical equivalent from voxel to voxel"
+    elif goal.metric.quantity == "Mean":
+        why = "the mean of an isoeffective dose is not the isoeffective dose of a mean"
+    if why is not None:
+        raise CompileError(
+            f"{goal.source}: goal {goal.text!r} on {goal.structure} is in {goal.quantity}, and {why}: no derived "
+            "term measures it; write an `optimization:` section by hand (the goal is still judged on the plan)"
+        )
+    spec = protocol.structures[goal.structure]
+    assert spec.alpha_beta is not None, "the protocol's consistency rules require alpha/beta for an isoeffective goal"
+    fractions, alpha_beta = protocol.prescription.fractions, spec.alpha_beta.gy
+
+    def physical(gy: float) -> float:  # to 0.1 mGy: far inside the 0.1% every derived limit aims inside
+        return round(physical_gy(gy, fractions, alpha_beta, goal.quantity), 4)
+
+    update: dict[str, Any] = {"quantity": "physical"}
+    if goal.metric.is_dose:
+        update["threshold"] = Threshold(value=physical(goal.threshold_value))
+        if goal.variation is not None:
+            update["variation"] = Threshold(value=physical(goal.variation.value))
+    else:
+        assert goal.metric.dose is not None, "an isoeffective V metric names its dose in Gy"
+        update["metric"] = goal.metric.model_copy(update={"dose": Dose(gy=physical(goal.metric.dose.gy))})
+    return goal.model_copy(update=update)
 
 
 def capped_below(dose_gy: float, protocol: Protocol, targets: list[str]) -> list[str]:
@@ -191,7 +238,7 @@ def capped_below(dose_gy: float, protocol: Protocol, targets: list[str]) -> list
     voxel; a mean goal does not cap single voxels and is left out.
     """
     capped: list[str] = []
-    for goal in protocol.goals:
+    for goal in physical_goals(protocol):
         if goal.structure in targets or goal.is_lower_bound or goal.structure in capped:
             continue
         quantity = goal.metric.quantity

@@ -21,6 +21,7 @@ from specc.evaluate.context import EvaluationError, PlanDoseContext
 from specc.evaluate.dvh import DVH, DVH_CURVE_POINTS, UndefinedMetric
 from specc.evaluate.goals import MeasuredStatus, judge, reported_status
 from specc.evaluate.indices import hot_spot, index_value, target_indices
+from specc.evaluate.isoeffective import dose_key, isoeffective_notes, judged_dose
 from specc.evaluate.metrics import dvh_point, measure
 from specc.evaluate.normalization import normalization_factor
 from specc.evaluate.robustness import robustness_record
@@ -112,17 +113,34 @@ def _normalize(
     return factor, record
 
 
+def _goal_dvhs(
+    protocol: Protocol, dose: np.ndarray, fixed_gy: np.ndarray | None, masks: Mapping[str, np.ndarray],
+    voxel_cc: float, dvhs: Mapping[str, DVH],
+) -> dict[tuple[str, str], DVH]:
+    """The DVH each goal reads, by `dose_key`: the structure's physical one, or its EQD2 / BED one."""
+    judged = {(name, "physical"): dvh for name, dvh in dvhs.items()}
+    for goal in protocol.goals:
+        key = dose_key(goal)
+        if key in judged or goal.structure not in masks:
+            continue
+        mask = masks[goal.structure]
+        prior = None if fixed_gy is None else fixed_gy[mask]
+        own = dose[mask] if prior is None else dose[mask] - prior
+        judged[key] = DVH.from_dose(judged_dose(goal, protocol, own, prior), voxel_cc)
+    return judged
+
+
 def _goal_record(
-    goal: Goal, dvhs: Mapping[str, DVH], protocol: Protocol, converged: bool, incomplete: str | None,
+    goal: Goal, dvhs: Mapping[tuple[str, str], DVH], protocol: Protocol, converged: bool, incomplete: str | None,
     indices: Mapping[str, TargetIndices],
 ) -> GoalRecord:
-    """`incomplete`: why part of the goal's structure has no dose (the goal is then not judged);
-    `indices`: the prescription targets' plan-quality indices, by target (index goals read them)."""
-    if goal.structure not in dvhs:
+    """`dvhs`: by `dose_key`; `incomplete`: why part of the goal's structure has no dose (the goal is then
+    not judged); `indices`: the prescription targets' plan-quality indices, by target (index goals read them)."""
+    if dose_key(goal) not in dvhs:
         raise EvaluationError(f"goal {goal.text!r} ({goal.source}): structure {goal.structure!r} has no mask")
     value: float | None
     # The dose "% of prescription" refers to, as the protocol resolved the goal's thresholds.
-    dvh, prescription = dvhs[goal.structure], protocol.reference_dose(goal.structure)
+    dvh, prescription = dvhs[dose_key(goal)], protocol.reference_dose(goal.structure)
     measured: MeasuredStatus
     if incomplete is not None:
         value, measured, note = None, "not_evaluated", f"{goal.structure}: {incomplete}"
@@ -143,14 +161,16 @@ def _goal_record(
         comparator=goal.comparator,
         threshold=goal.threshold_value,
         variation=goal.variation_value,
-        unit=goal.metric.unit,
+        unit=goal.value_unit,
+        quantity=goal.quantity,
         priority=goal.priority,
         source=str(goal.source),
         value=value,
         measured_status=measured,
         status=reported_status(measured, converged),
         note=note,
-        dvh_point=dvh_point(goal.metric, goal.threshold_value, dvh, prescription),
+        # The report's DVHs are of physical dose: an isoeffective threshold has no point on them.
+        dvh_point=None if goal.isoeffective else dvh_point(goal.metric, goal.threshold_value, dvh, prescription),
     )
 
 
@@ -339,8 +359,9 @@ def _plan_record(
         for level in protocol.prescription.levels
     ]
     by_target = {record.structure: record for record in indices}
+    judged = _goal_dvhs(protocol, dose, fixed_gy, masks, voxel_cc, dvhs)
     goals = [
-        _goal_record(goal, dvhs, protocol, converged, incomplete.get(goal.structure), by_target)
+        _goal_record(goal, judged, protocol, converged, incomplete.get(goal.structure), by_target)
         for goal in protocol.goals
     ]
     highest_gy = float(dose.max())
@@ -402,7 +423,7 @@ def _plan_record(
         target_indices=indices,
         hot_spot=hot_spot("dose grid", dose, np.ones(dose.shape, dtype=bool), grid, voxel_cc),
         structures=structures,
-        notes=list(notes),
+        notes=[*notes, *isoeffective_notes(protocol)],
         timings_s=dict(timings),
         prior_dose=_prior_record(protocol, case),
     )

@@ -18,6 +18,7 @@ import numpy as np
 from specc.case.shifts import Displacement, DisplacedVoxels, blurred_dose, outside_note
 from specc.evaluate.dvh import DVH, DVH_CURVE_POINTS, UndefinedMetric
 from specc.evaluate.goals import MeasuredStatus, judge, reported_status
+from specc.evaluate.isoeffective import judged_dose
 from specc.evaluate.metrics import measure
 from specc.evaluate.record import DVHBand, RobustGoalRecord, RobustnessRecord
 
@@ -61,16 +62,18 @@ def robustness_record(
         model += f"; {FIXED_MODEL}"
     # Nominal first, then each scenario: the DVHs every goal and band of a structure is read from.
     displaced = {name: [DisplacedVoxels.of(grid, masks[name], moved) for moved in scenarios] for name in names}
-    dvhs = {
+    priors = {name: None if fixed_gy is None else fixed_gy[masks[name]] for name in names}
+    physical = {
         name: [
             DVH.from_dose(values, voxel_cc)
-            for values in [dose[masks[name]], *(moved.dose(scenario_dose) + _fixed(fixed_gy, masks[name])
+            for values in [dose[masks[name]], *(moved.dose(scenario_dose) + _or_zero(priors[name])
                                                 for moved in displaced[name])]
         ]
         for name in names
     }
     goals = [
-        _goal_record(goal, dvhs[goal.structure], protocol.reference_dose(goal.structure), converged,
+        _goal_record(goal, _judged_dvhs(goal, protocol, physical, moving, scenario_dose, masks, priors, displaced,
+                                        voxel_cc), protocol.reference_dose(goal.structure), converged,
                      goal.structure not in incomplete)
         for goal in protocol.goals
         if goal.structure in names and not goal.metric.is_index  # indices are of the planned dose only
@@ -83,13 +86,28 @@ def robustness_record(
         scenario_rotations_deg=[moved.rotation_deg for moved in scenarios] if rotated else [],
         scenario_labels=[moved.text() or "random only" for moved in scenarios], structures=names,
         optimized=robustness.optimize, objective=robustness.objective, goals=goals,
-        bands=[_band(name, curves, float(dose.max())) for name, curves in dvhs.items()],
+        bands=[_band(name, curves, float(dose.max())) for name, curves in physical.items()],
         notes=[note for name in names if (note := outside_note(voxel_indices, name, displaced[name], blur))],
     )
 
 
-def _fixed(fixed_gy: np.ndarray | None, mask: np.ndarray) -> np.ndarray | float:
-    return 0.0 if fixed_gy is None else fixed_gy[mask]
+def _or_zero(prior_gy: np.ndarray | None) -> np.ndarray | float:
+    return 0.0 if prior_gy is None else prior_gy
+
+
+def _judged_dvhs(
+    goal: Goal, protocol: Protocol, physical: Mapping[str, list[DVH]], moving: np.ndarray, scenario_dose: np.ndarray,
+    masks: Mapping[str, np.ndarray], priors: Mapping[str, np.ndarray | None],
+    displaced: Mapping[str, list[DisplacedVoxels]], voxel_cc: float,
+) -> list[DVH]:
+    """A goal's DVHs, nominal first: the structure's physical ones, or those of its EQD2 / BED, where each
+    course is converted apart (this plan's dose displaced, the prior course's where it was delivered)."""
+    name = goal.structure
+    if not goal.isoeffective:
+        return physical[name]
+    prior = priors[name]
+    owns = [moving[masks[name]], *(moved.dose(scenario_dose) for moved in displaced[name])]
+    return [DVH.from_dose(judged_dose(goal, protocol, own, prior), voxel_cc) for own in owns]
 
 
 def _rotation_centre(
@@ -113,7 +131,7 @@ def _goal_record(goal: Goal, dvhs: list[DVH], prescription: Dose, converged: boo
     if worst is not None:
         measured = judge(worst, goal.comparator, goal.threshold_value, goal.variation_value)
     return RobustGoalRecord(
-        structure=goal.structure, text=goal.text, unit=goal.metric.unit, nominal=nominal,
+        structure=goal.structure, text=goal.text, unit=goal.value_unit, nominal=nominal,
         scenario_values=in_scenarios, worst=worst, worst_scenario=at, measured_status=measured,
         status=reported_status(measured, converged) if worst is not None else measured,
     )

@@ -27,6 +27,7 @@ def consistency_issues(protocol: ProtocolDocument) -> list[Issue]:
         *_alias_clashes(protocol),
         *_goal_structures(protocol, defined),
         *_index_goals(protocol),
+        *_isoeffective_goals(protocol),
         *_term_structures(protocol, defined),
         *_blocked_structures(protocol, defined),
         *_robust_structures(protocol, defined),
@@ -121,6 +122,31 @@ def _index_goals(protocol: ProtocolDocument) -> Iterator[Issue]:
             )
 
 
+def _isoeffective_goals(protocol: ProtocolDocument) -> Iterator[Issue]:
+    """A goal in EQD2 or BED needs its tissue's alpha/beta and, on a composite, the prior course's fractions."""
+    position: dict[str, int] = {}
+    asked = False
+    for goal in protocol.goals:
+        index = position[goal.structure] = position.get(goal.structure, -1) + 1
+        if not goal.isoeffective:
+            continue
+        asked = True
+        spec = protocol.structures.get(goal.structure)
+        if spec is not None and spec.alpha_beta is None:
+            yield Issue(
+                ("goals", goal.structure, index),
+                f'"{goal.text}" is in {goal.quantity}, which needs the alpha/beta of {goal.structure}: add '
+                f'`alpha_beta` to structures.{goal.structure} (e.g. "3 Gy" for late-responding tissue)',
+            )
+    prior = protocol.prescription.prior if protocol.prescription is not None else None
+    if asked and prior is not None and prior.fractions is None:
+        yield Issue(
+            ("prescription", "prior"),
+            "goals in EQD2 or BED sum each course's isoeffective dose from its own dose per fraction: "
+            "give the prior course's `fractions`",
+        )
+
+
 def _term_structures(protocol: ProtocolDocument, defined: list[str]) -> Iterator[Issue]:
     if protocol.optimization is None:
         return
@@ -177,6 +203,8 @@ def _never_above(low: Metric, high: Metric) -> bool:
 
 def _cannot_both_hold(lower: Goal, upper: Goal) -> bool:
     """Whether a lower-bound goal and an upper-bound goal on one structure exclude each other."""
+    if lower.quantity != upper.quantity:  # a physical and an isoeffective dose are not on one scale
+        return False
     minimum, maximum = lower.threshold_value, upper.threshold_value
     strict = lower.comparator == ">" or upper.comparator == "<"
     too_high = minimum > maximum or (strict and minimum == maximum)

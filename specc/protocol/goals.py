@@ -10,6 +10,12 @@ The optional parenthesis holds the acceptable-variation threshold (a minor devia
 must lie on the lenient side of the threshold) and the priority (1 = must, the default).
 `str(goal)` prints this form and parsing it gives the same goal. The mapping form
 (`GoalMapping`) says the same with keys.
+
+`EQD2` or `BED` in the parenthesis states the goal in an isoeffective dose (the structure's
+`alpha_beta` converts each voxel's dose, `specc.protocol.isoeffect`):
+
+    Max <= 50 Gy (EQD2)                  # cumulative cord limit of a re-irradiation
+    V60Gy[%] <= 30 (BED, priority 2)     # 30% at most receives a BED of 60 Gy
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from specc.protocol.isoeffect import ISOEFFECTIVE, DoseQuantity
 from specc.protocol.metrics import Metric, MetricUnit
 from specc.protocol.suggest import did_you_mean
 from specc.protocol.units import DOSE_UNITS, Dose, format_number
@@ -127,6 +134,11 @@ class GoalMapping(BaseModel):
         default=None, description="Acceptable-variation threshold, on the lenient side of the limit."
     )
     priority: StrictInt = Field(default=DEFAULT_PRIORITY, ge=1, description="1 = must; larger = less important.")
+    quantity: DoseQuantity = Field(
+        default="physical",
+        description="The dose the goal is stated in: physical (default), or EQD2 / BED by the linear-quadratic "
+        "model with the structure's `alpha_beta`.",
+    )
 
     @model_validator(mode="after")
     def _one_comparator(self) -> GoalMapping:
@@ -160,6 +172,7 @@ class Goal(BaseModel):
     threshold: Threshold
     variation: Threshold | None = None
     priority: int = Field(default=DEFAULT_PRIORITY, ge=1)
+    quantity: DoseQuantity = Field(default="physical", description="physical, or the isoeffective EQD2 / BED.")
     text: str = Field(default="", description="The goal as written in the protocol.")
     # The prescription that relative thresholds and V95%-style metrics refer to; set by `Protocol`.
     reference_dose: Dose | None = None
@@ -202,6 +215,14 @@ class Goal(BaseModel):
                     f"variation {self.variation.text(self.metric.unit)} must lie {side} the threshold "
                     f"{self.threshold.text(self.metric.unit)} (it is the acceptable deviation)"
                 )
+        if self.quantity in ISOEFFECTIVE:
+            if self.metric.is_index:
+                raise ValueError(f"{self.metric} is a ratio of physical isodose volumes; it has no {self.quantity}")
+            if self.needs_reference:
+                raise ValueError(
+                    f"a goal in {self.quantity} states its doses in Gy {self.quantity}: a percentage of the "
+                    "prescription (a physical dose) has no single isoeffective value"
+                )
         if not self.text:
             return self.model_copy(update={"text": str(self)})
         return self
@@ -220,6 +241,17 @@ class Goal(BaseModel):
         """Whether the goal refers to a prescription (relative threshold or V95%-style metric)."""
         relative = self.threshold.relative or (self.variation is not None and self.variation.relative)
         return relative or self.metric.dose_percent is not None
+
+    @property
+    def isoeffective(self) -> bool:
+        """Whether the goal is stated in EQD2 or BED, not in physical dose."""
+        return self.quantity in ISOEFFECTIVE
+
+    @property
+    def value_unit(self) -> str:
+        """The unit of the goal's measured value: the metric's, with the isoeffective quantity named."""
+        unit = self.metric.unit
+        return f"{unit} {self.quantity}" if self.isoeffective and unit == "Gy" else unit
 
     @property
     def threshold_value(self) -> float:
@@ -244,7 +276,7 @@ class Goal(BaseModel):
     def _key(self) -> tuple[Any, ...]:
         return (
             self.structure, self.metric, self.comparator, self.threshold, self.variation, self.priority,
-            self.reference_dose,
+            self.reference_dose, self.quantity,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -256,7 +288,7 @@ class Goal(BaseModel):
 
     def __str__(self) -> str:
         unit = self.metric.unit
-        extras = []
+        extras = [self.quantity] if self.isoeffective else []
         if self.variation is not None:
             extras.append(f"variation {self.variation.text(unit)}")
         if self.priority != DEFAULT_PRIORITY:
@@ -288,10 +320,16 @@ def parse_compact(text: str) -> dict[str, Any]:
     for item in (match["extras"] or "").split(","):
         if not item.strip():
             if match["extras"] is not None:
-                raise ValueError(f'goal "{text}": empty item in parentheses (expected "variation X" or "priority N")')
+                raise ValueError(
+                    f'goal "{text}": empty item in parentheses (expected "variation X", "priority N", "EQD2" or "BED")'
+                )
             continue
         name, _, value = item.strip().partition(" ")
-        if name == "variation" and "variation" not in fields:
+        if name in ISOEFFECTIVE and not value.strip():
+            if "quantity" in fields:
+                raise ValueError(f'goal "{text}": give one dose quantity (EQD2 or BED)')
+            fields["quantity"] = name
+        elif name == "variation" and "variation" not in fields:
             fields["variation"] = parse_threshold(value.strip(), metric, "variation")
         elif name == "priority" and "priority" not in fields:
             if not re.fullmatch(r"\s*\d+\s*", value):
@@ -300,8 +338,9 @@ def parse_compact(text: str) -> dict[str, Any]:
         elif name in ("variation", "priority"):
             raise ValueError(f'goal "{text}": {name} is given twice')
         else:
-            hint = did_you_mean(name, ["variation", "priority"])
-            raise ValueError(f'goal "{text}": unknown item "{name}" in parentheses{hint}')
+            hint = did_you_mean(name, ["variation", "priority", *ISOEFFECTIVE])
+            expected = ' (expected "variation X", "priority N", "EQD2" or "BED")'
+            raise ValueError(f'goal "{text}": unknown item "{name}" in parentheses{hint or expected}')
     return fields
 
 
@@ -313,6 +352,7 @@ def _fields_from_mapping(mapping: GoalMapping) -> dict[str, Any]:
         "comparator": comparator,
         "threshold": parse_threshold(limit, metric),
         "priority": mapping.priority,
+        "quantity": mapping.quantity,
     }
     if mapping.variation is not None:
         fields["variation"] = parse_threshold(mapping.variation, metric, "variation")

@@ -92,7 +92,8 @@ class PriorCourse(_Strict):
     """Dose delivered before this plan (a sequential boost's initial course, an earlier course
     before re-irradiation): its dose is given per case (`specc plan --prior-dose FILE`), and
     every goal and optimization term of the protocol is judged on the composite (prior + this
-    plan, physical dose summed, no biological conversion)."""
+    plan, physical dose summed); a goal in EQD2 or BED sums each course's isoeffective dose,
+    from its own fractions."""
 
     description: Text = Field(description='What the prior dose is, e.g. "initial course, 46 Gy in 23 fractions".')
     dose: Dose = Field(
@@ -100,6 +101,12 @@ class PriorCourse(_Strict):
         description="The prior course's prescribed dose to this protocol's targets (the levels are composite: "
         "this plan adds the level less this); 0 Gy, the default, for a re-irradiation whose new targets "
         "the prior course did not prescribe.",
+    )
+    fractions: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        description="The prior course's number of fractions: needed by goals in EQD2 or BED, which convert "
+        "each course's dose from its own dose per fraction.",
     )
 
 
@@ -214,8 +221,20 @@ class StructureSpec(_Strict):
     )
     color: str | None = Field(default=None, pattern=r"^#[0-9a-fA-F]{6}$", description='Display colour "#rrggbb".')
     expression: Expression | None = Field(default=None, description="Derive this structure from others.")
+    alpha_beta: Dose | None = Field(
+        default=None,
+        description='The tissue\'s alpha/beta ratio, e.g. "3 Gy": needed by its goals in EQD2 or BED '
+        "(the linear-quadratic model converts each voxel's dose).",
+    )
     # Filled in by the loader from the YAML position, so compile errors can point at the line.
     source: SkipJsonSchema[SourceLocation | None] = Field(default=None, exclude=True)
+
+    @field_validator("alpha_beta")
+    @classmethod
+    def _positive_ratio(cls, value: Dose | None) -> Dose | None:
+        if value is not None and value.gy <= 0:
+            raise ValueError(f"alpha_beta must be a positive dose, e.g. \"3 Gy\", got {format_number(value.gy)} Gy")
+        return value
 
 
 class SolverOptions(_Strict):

@@ -1,0 +1,78 @@
+"""Goals in EQD2 / BED: the linear-quadratic conversion, the goal language and its refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from specc.protocol import ProtocolError, parse_protocol_text
+from specc.protocol.goals import Goal
+from specc.protocol.isoeffect import isoeffective_gy, physical_gy
+
+
+def test_the_linear_quadratic_conversion_on_textbook_courses() -> None:
+    # 2 Gy fractions: EQD2 is the physical dose, whatever the tissue
+    assert float(isoeffective_gy(60.0, 30, 3.0, "EQD2")) == pytest.approx(60.0)
+    # 30 Gy in 5 fractions to late-responding tissue (alpha/beta 3 Gy): BED 90 Gy, EQD2 54 Gy
+    assert float(isoeffective_gy(30.0, 5, 3.0, "BED")) == pytest.approx(90.0)
+    assert float(isoeffective_gy(30.0, 5, 3.0, "EQD2")) == pytest.approx(54.0)
+    # 54 Gy in 3 fractions to a tumour (alpha/beta 10 Gy): BED 151.2 Gy
+    assert float(isoeffective_gy(54.0, 3, 10.0, "BED")) == pytest.approx(151.2)
+    for quantity in ("EQD2", "BED"):
+        for dose, fractions, ratio in [(50.0, 25, 2.0), (24.0, 3, 3.0), (1e-3, 30, 10.0), (0.0, 5, 3.0)]:
+            converted = float(isoeffective_gy(dose, fractions, ratio, quantity))
+            assert physical_gy(converted, fractions, ratio, quantity) == pytest.approx(dose, rel=1e-12, abs=1e-15)
+
+
+def _protocol(goals: str, organ: str = "{role: oar, alpha_beta: 2 Gy}", prior: str = "") -> str:
+    return "\n".join(line for line in [
+        "specc: 1", "name: isoeffective", "site: test", "version: 1.0.0",
+        "structures:", "  PTV: {role: target}", f"  Cord: {organ}",
+        "prescription:", "  fractions: 5", "  levels: [{target: PTV, dose: 30 Gy}]", prior,
+        "goals:", "  Cord:", *(f"    - {goal}" for goal in goals.splitlines()),
+    ] if line) + "\n"
+
+
+def test_a_goal_states_its_dose_quantity_in_both_forms_and_prints_it_back() -> None:
+    protocol = parse_protocol_text(
+        _protocol('"Max <= 50 Gy (EQD2)"\n"V20Gy[cc] <= 1 (BED, priority 2)"\n'
+                  '{metric: D0.03cc, "<=": 48 Gy, quantity: EQD2, variation: 50 Gy}'), "p.yaml"
+    )
+    highest, volume, mapped = protocol.goals
+    assert (highest.quantity, volume.quantity, mapped.quantity) == ("EQD2", "BED", "EQD2")
+    assert str(highest) == "Max <= 50 Gy (EQD2)" and str(volume) == "V20Gy[cc] <= 1 cc (BED, priority 2)"
+    assert str(mapped) == "D0.03cc <= 48 Gy (EQD2, variation 50 Gy)"
+    assert Goal.parse(str(mapped), "Cord") == mapped.model_copy(update={"source": None})
+    assert (highest.value_unit, volume.value_unit) == ("Gy EQD2", "cc")
+    assert Goal.parse("Max <= 50 Gy", "Cord") != Goal.parse("Max <= 50 Gy (EQD2)", "Cord")
+
+
+@pytest.mark.parametrize("goal, message", [
+    ('"Max <= 50 Gy (EQD2, BED)"', "give one dose quantity"),
+    ('"Max <= 90% (EQD2)"', "a percentage of the prescription"),
+    ('"V95%[%] <= 1 (EQD2)"', "a percentage of the prescription"),
+    ('"Max <= 50 Gy (eqd)"', 'did you mean "EQD2"'),
+])
+def test_an_isoeffective_goal_that_cannot_be_read_is_refused_at_its_line(goal: str, message: str) -> None:
+    with pytest.raises(ProtocolError, match=message) as raised:
+        parse_protocol_text(_protocol(goal), "p.yaml")
+    assert "p.yaml:13" in str(raised.value)
+
+
+def test_an_isoeffective_goal_needs_the_tissues_ratio_and_a_prior_course_its_fractions() -> None:
+    with pytest.raises(ProtocolError, match=r"needs the alpha/beta of Cord: add `alpha_beta`") as raised:
+        parse_protocol_text(_protocol('"Max <= 50 Gy (EQD2)"', organ="{role: oar}"), "p.yaml")
+    assert "p.yaml:13" in str(raised.value)
+    with pytest.raises(ProtocolError, match="alpha_beta must be a positive dose"):
+        parse_protocol_text(_protocol('"Max <= 50 Gy"', organ="{role: oar, alpha_beta: 0 Gy}"), "p.yaml")
+    with pytest.raises(ProtocolError, match="give the prior course's `fractions`"):
+        parse_protocol_text(_protocol('"Max <= 50 Gy (EQD2)"', prior="  prior: {description: earlier course}"), "p.yaml")
+    parse_protocol_text(_protocol('"Max <= 50 Gy (EQD2)"', prior="  prior: {description: earlier, fractions: 25}"), "p.yaml")
+    # a physical goal needs neither
+    parse_protocol_text(_protocol('"Max <= 50 Gy"', organ="{role: oar}", prior="  prior: {description: earlier}"), "p.yaml")
+
+
+def test_physical_and_isoeffective_goals_are_not_compared_as_one_scale() -> None:
+    # "Min >= 40 Gy (EQD2)" with "Max <= 35 Gy" holds together for hypofractionation (40 Gy EQD2 < 35 Gy in 5)
+    parse_protocol_text(_protocol('"Min >= 40 Gy (EQD2)"\n"Max <= 35 Gy"'), "p.yaml")
+    with pytest.raises(ProtocolError, match="no dose can meet both"):
+        parse_protocol_text(_protocol('"Min >= 40 Gy (EQD2)"\n"Max <= 35 Gy (EQD2)"'), "p.yaml")
