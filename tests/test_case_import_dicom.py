@@ -162,6 +162,20 @@ def test_a_structure_set_of_another_frame_of_reference_is_refused(tmp_path):
         import_dicom(folder, targets=["Target"])
 
 
+def test_an_roi_of_another_frame_of_reference_is_refused_without_the_set_wide_sequence(tmp_path):
+    """ReferencedFrameOfReferenceSequence is optional; each ROI's ReferencedFrameOfReferenceUID is not."""
+    geometry = CtGeometry(slices=6)
+    folder = _study_with(tmp_path, geometry)
+    rs = pydicom.dcmread(folder / "RS.dcm")
+    del rs.ReferencedFrameOfReferenceSequence
+    rs.StructureSetROISequence[1].ReferencedFrameOfReferenceUID = "1.2.3.4"
+    rs.save_as(folder / "RS.dcm")
+    ct_frame = pydicom.dcmread(folder / "CT_000.dcm").FrameOfReferenceUID
+    name = rs.StructureSetROISequence[1].ROIName
+    with pytest.raises(CaseError, match=rf"RS.dcm: ROI '{name}' is in Frame of Reference 1.2.3.4 .*the CT series is in {ct_frame}"):
+        import_dicom(folder, targets=["Target"])
+
+
 def test_a_folder_without_structure_set_or_target_says_what_is_missing(tmp_path):
     geometry = CtGeometry(slices=4)
     write_ct_series(tmp_path, geometry, body_hu(geometry))

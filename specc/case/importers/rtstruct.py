@@ -49,6 +49,8 @@ def read_structure_set(dataset: Dataset, ct: CtSeries | None, source: str) -> tu
     names = {int(item.ROINumber): str(item.ROIName) for item in dataset.get("StructureSetROISequence", [])}
     if not names:
         raise CaseError(f"{source}: StructureSetROISequence is empty: no structures to import")
+    if frame:
+        _check_roi_frames(dataset, frame, source)
     rois: list[RoiContours] = []
     without_volume: list[str] = []
     seen: set[int] = set()
@@ -108,6 +110,19 @@ def rasterize(roi: RoiContours, x_mm: np.ndarray, y_mm: np.ndarray, z_mm: np.nda
             inside ^= PolygonPath(polygon).contains_points(centres)
         mask[:, :, k] = inside.reshape(len(x_mm), len(y_mm))
     return mask
+
+
+def _check_roi_frames(dataset: Dataset, frame: str, source: str) -> None:
+    """Each ROI names its Frame of Reference (Type 1), whether or not the optional
+    ReferencedFrameOfReferenceSequence is there to say it for the whole set: contours in another
+    frame are in other coordinates than the CT's, and would land on the wrong voxels."""
+    for item in dataset.StructureSetROISequence:
+        roi_frame = str(item.get("ReferencedFrameOfReferenceUID", "") or "")
+        if roi_frame and roi_frame != frame:
+            raise CaseError(
+                f"{source}: ROI '{item.ROIName}' is in Frame of Reference {roi_frame} "
+                f"(StructureSetROISequence ReferencedFrameOfReferenceUID), the CT series is in {frame}"
+            )
 
 
 def _color(roi_contour: Dataset) -> str:
