@@ -14,6 +14,7 @@ import specc
 from evaluate_fakes import protocol, synthetic_case
 from interop_fixtures import dicompyler_dvhcalc
 from specc.case import CaseMetadata, Structure
+from specc.case.importers.dicom import import_dicom
 from specc.case.importers.dicom_ct import read_dicom_folder
 from specc.case.importers.hu_density import hu_to_relative_electron_density
 from specc.case.importers.rtstruct import rasterize, read_structure_set
@@ -82,6 +83,27 @@ def test_structures_and_ct_read_back_as_the_case_has_them(exported):
         assert np.array_equal(mask, expected), f"{roi.name}: {np.count_nonzero(mask != expected)} voxels differ"
         assert roi.color == case.structures[roi.name].color
     assert all(case.structures["Body"].mask[[0, -1], :, :].any(axis=(1, 2)))  # the body reaches the grid's edge
+
+
+@pytest.mark.parametrize("grid_mm", [5.0, 10.0])
+def test_a_study_imported_back_keeps_every_structure_voxel(exported, grid_mm):
+    """Export, then `specc import dicom`: the import grid's centres are the CT's (each of them at the
+    CT's spacing, every other one at twice it), so each structure holds the case's voxels there and
+    nothing on the centres beyond the case's grid."""
+    folder, case, *_ = exported
+    back = import_dicom(folder / "study", beams=[0], beamlet_mm=10, grid_mm=grid_mm).case
+    index = [np.round((axis - origin) / spacing).astype(int)
+             for axis, origin, spacing in zip(back.grid.axes_mm(), case.grid.origin_mm, case.grid.spacing_mm)]
+    for axis in range(3):
+        np.testing.assert_allclose(back.grid.axes_mm()[axis], case.grid.origin_mm[axis] + index[axis] * case.grid.spacing_mm[axis])
+    inside = [(i >= 0) & (i < n) for i, n in zip(index, case.grid.shape)]
+    for name, structure in case.structures.items():
+        expected = np.zeros(back.grid.shape, dtype=bool)
+        expected[np.ix_(*inside)] = structure.mask[np.ix_(*(i[ok] for i, ok in zip(index, inside)))]
+        got = back.structures[name].mask
+        assert np.array_equal(got, expected), f"{name}: {np.count_nonzero(got != expected)} voxels differ"
+        if grid_mm == case.grid.spacing_mm[0]:
+            assert back.structures[name].n_voxels == structure.n_voxels, name
 
 
 def test_the_study_is_one_study_and_the_plan_refers_to_its_structure_set(exported):

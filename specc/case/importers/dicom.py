@@ -109,9 +109,12 @@ def import_dicom(
 
 
 def _dose_grid(dicom: DicomFolder, rois: list[RoiContours], grid_mm: float | Sequence[float]) -> Grid:
-    """The box around all contours; z planes on the CT slices when the z spacing is the CT's."""
+    """The box around all contours, its voxel centres on the CT's: x and y every `grid_mm` from a CT
+    pixel centre, z planes from the lowest contoured slice (on the CT slices when the z spacing is
+    the CT's). Centred on the box instead, contours drawn between CT voxel centres would run through
+    dose-grid centres, and a round trip through DICOM would change the structures."""
     spacing = grid_spacing(grid_mm, dicom.ct.spacing_mm[2])
-    return box_grid(*contour_box(rois), spacing)
+    return box_grid(*contour_box(rois), spacing, anchor_xy_mm=dicom.ct.origin_mm[:2])
 
 
 def _target_names(dicom: DicomFolder, rois: list[RoiContours], targets: Sequence[str], source: str) -> list[str]:

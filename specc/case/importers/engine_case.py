@@ -18,6 +18,9 @@ from specc.case.engine import Influence, PencilBeamModel, compute_influence, equ
 from specc.case.model import Beam, Grid, Structure
 from specc.errors import CaseError
 
+# A box side this close to a lattice point (in spacings; decimal strings of DICOM positions) is on it.
+_LATTICE_TOLERANCE = 1e-6
+
 
 def grid_spacing(grid_mm: float | Sequence[float], image_z_mm: float) -> tuple[float, ...]:
     """`--grid` as (x, y, z) spacings: one value keeps z on the image slices (their spacing)."""
@@ -25,18 +28,35 @@ def grid_spacing(grid_mm: float | Sequence[float], image_z_mm: float) -> tuple[f
 
 
 def box_grid(
-    low: Sequence[float], high: Sequence[float], spacing_mm: Sequence[float]
+    low: Sequence[float],
+    high: Sequence[float],
+    spacing_mm: Sequence[float],
+    anchor_xy_mm: Sequence[float] | None = None,
 ) -> Grid:
-    """A dose grid over the box from `low` to `high` (mm): centred on it in x and y, from its lowest
-    plane in z (so z planes stay on the image slices when the z spacing is theirs)."""
+    """A dose grid over the box from `low` to `high` (mm), from its lowest plane in z (so z planes
+    stay on the image slices when the z spacing is theirs).
+
+    In x and y, with `anchor_xy_mm` (an image voxel centre): voxel centres on that point's
+    lattice, the nearest lattice points at or beyond the box's sides. Contours drawn between the
+    image's voxel centres (as a planning system, or specc's own export, draws them) then never
+    have a dose-grid centre on an edge, and rasterizing them gives back the voxels they were
+    drawn around. Without an anchor (images with no pixel lattice to keep): centred on the box.
+    """
     spacing = tuple(float(s) for s in spacing_mm)
     if len(spacing) != 3 or min(spacing) <= 0:
         raise CaseError(f"--grid must be one spacing or three (x, y, z) in mm, all positive; got {spacing_mm}")
     shape, origin = [], []
     for axis in range(2):
-        n = int(np.ceil((high[axis] - low[axis]) / spacing[axis])) + 1
+        if anchor_xy_mm is None:
+            n = int(np.ceil((high[axis] - low[axis]) / spacing[axis])) + 1
+            first = 0.5 * (low[axis] + high[axis]) - 0.5 * (n - 1) * spacing[axis]
+        else:
+            anchor = float(anchor_xy_mm[axis])
+            below = int(np.floor((low[axis] - anchor) / spacing[axis] + _LATTICE_TOLERANCE))
+            above = int(np.ceil((high[axis] - anchor) / spacing[axis] - _LATTICE_TOLERANCE))
+            n, first = above - below + 1, anchor + below * spacing[axis]
         shape.append(n)
-        origin.append(0.5 * (low[axis] + high[axis]) - 0.5 * (n - 1) * spacing[axis])
+        origin.append(first)
     shape.append(int(np.floor((high[2] - low[2]) / spacing[2] + 1e-6)) + 1)
     origin.append(float(low[2]))
     return Grid(shape=tuple(shape), spacing_mm=spacing, origin_mm=tuple(origin))  # type: ignore[arg-type]
