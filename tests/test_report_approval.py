@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -56,6 +57,7 @@ def test_an_approval_binds_the_files_and_verify_finds_a_change(met, tmp_path):
     assert [path.name for path in written] == ["approval.json", "approval.html"]
     assert approval.decision == "approved" and approval.accepted_deviations == [] and approval.reason is None
     assert sorted(approval.files) == ["plan.json", "report.html", "result.h5"]
+    assert list(approval.pages) == ["approval.html"] and approval.sha256 == approval.content_sha256()
     assert approval.goals == {"pass": 2}
     html = (folder / "approval.html").read_text()
     assert "Dr. A. Example" in html and approval.files["result.h5"] in html and "APPROVED" in html
@@ -65,7 +67,7 @@ def test_an_approval_binds_the_files_and_verify_finds_a_change(met, tmp_path):
         handle.write(b"\0")
     (folder / "report.html").unlink()
     checked = verify(folder)
-    assert (checked.changed, checked.missing) == (["result.h5"], ["report.html"])
+    assert (checked.changed, checked.missing, checked.appeared) == (["result.h5"], ["report.html"], [])
     with pytest.raises(ApprovalError, match="already approved by Dr. A. Example"):
         approve(folder, "Someone Else", "")
 
@@ -122,3 +124,62 @@ def test_cli_approve_and_verify(met, tmp_path):
     (folder / "plan.json").write_text((folder / "plan.json").read_text().replace('"pass"', '"fail"', 1))
     changed = runner.invoke(app, ["approve", str(folder), "--verify"])
     assert changed.exit_code == 1 and "plan.json changed" in " ".join(changed.output.split())
+
+
+def test_cli_verify_names_an_added_file(met, tmp_path):
+    folder = _copy(met, tmp_path)
+    runner = CliRunner()
+    assert runner.invoke(app, ["approve", str(folder), "--reviewer", "Dr. A. Example"]).exit_code == 0
+    intact = runner.invoke(app, ["approve", str(folder), "--verify"])
+    said = " ".join(intact.output.split())
+    assert intact.exit_code == 0 and "3 plan files and approval.html unchanged, no plan file added" in said
+    (folder / "report.pdf").write_bytes(b"%PDF-")
+    added = runner.invoke(app, ["approve", str(folder), "--verify"])
+    assert added.exit_code == 1 and "no longer holds: report.pdf appeared" in " ".join(added.output.split())
+
+
+def test_a_plan_file_added_after_approval_breaks_it(met, failing, tmp_path):
+    folder = _copy(met, tmp_path)
+    approve(folder, "Dr. A. Example", "")
+    (folder / "report.pdf").write_bytes(b"%PDF- another plan's report")
+    shutil.copy(failing / "plan.json", folder / "segments.json")  # any foreign file under a plan file's name
+    checked = verify(folder)
+    assert not checked.intact and checked.appeared == ["report.pdf", "segments.json"]
+    assert checked.problems == ["report.pdf appeared", "segments.json appeared"]
+
+
+def _edit_json(folder: Path, **changes) -> None:
+    path = folder / "approval.json"
+    approval = json.loads(path.read_text())
+    approval.update(changes)
+    path.write_text(json.dumps(approval, indent=2))
+
+
+def test_an_edited_approval_page_or_record_fails_verification(met, tmp_path):
+    folder = _copy(met, tmp_path)
+    approve(folder, "Dr. A. Example", "")
+    page = folder / "approval.html"
+    original = page.read_text()
+    page.write_text(original.replace("Dr. A. Example", "Dr. B. Other"))
+    assert verify(folder).changed == ["approval.html"]
+    page.write_text(original)
+
+    _edit_json(folder, reviewer="Dr. B. Other")
+    assert verify(folder).disagreements == ["approval.json edited since approval (its content no longer has the SHA-256 it recorded)"]
+
+
+def test_goal_counts_are_checked_against_the_plan(met, tmp_path):
+    """Even with its own hash recomputed, approval.json must say what plan.json says."""
+    folder = _copy(met, tmp_path)
+    approval, _ = approve(folder, "Dr. A. Example", "")
+    forged = approval.model_copy(update={"goals": {"pass": 5}})
+    forged = forged.model_copy(update={"sha256": forged.content_sha256()})
+    (folder / "approval.json").write_text(forged.model_dump_json(indent=2))
+    assert verify(folder).disagreements == ["approval.json says goal counts (pass 5) but plan.json (pass 2)"]
+
+
+def test_an_approval_that_binds_nothing_of_its_own_cannot_be_verified(met, tmp_path):
+    folder = _copy(met, tmp_path)
+    approve(folder, "Dr. A. Example", "")
+    _edit_json(folder, version=1, pages={}, sha256="")
+    assert "binds neither its own content nor approval.html" in verify(folder).disagreements[0]

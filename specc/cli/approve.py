@@ -19,7 +19,10 @@ def approve_command(
         None, "--accept-deviations", help="Why goals that fail or were not measured are accepted (needed when there are any)."
     ),
     pdf: bool = typer.Option(False, "--pdf", help="Also write approval.pdf (WeasyPrint)."),
-    verify: bool = typer.Option(False, "--verify", help="Check that the approved files are unchanged (exit 1 if not)."),
+    verify: bool = typer.Option(
+        False, "--verify", help="Check that the approved files and the approval are unchanged and no plan file was added "
+        "(exit 1 if not)."
+    ),
 ) -> None:
     """Approve a plan: approval.json and approval.html bound to the SHA-256 of the plan's files; --verify checks them."""
     from specc.report.approval import approve, verify as verify_approval
@@ -31,11 +34,11 @@ def approve_command(
             checked = verify_approval(plan)
             approval = checked.approval
             if not checked.intact:
-                what = [f"{name} changed" for name in checked.changed] + [f"{name} missing" for name in checked.missing]
-                fail(f"{plan}: {', '.join(what)} since {approval.decision} by {approval.reviewer} at {approval.time_utc}")
+                fail(f"{plan}: the approval ({approval.decision} by {approval.reviewer} at {approval.time_utc}) no longer holds: "
+                     + "; ".join(checked.problems))
             console.print(
                 f"{plan}: {approval.decision} by {approval.reviewer} at {approval.time_utc}; "
-                f"{len(approval.files)} files unchanged",
+                f"{len(approval.files)} plan files and {', '.join(approval.pages)} unchanged, no plan file added",
                 markup=False,
             )
             return

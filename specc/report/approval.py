@@ -4,7 +4,15 @@ The report leaves room to sign on paper; many clinics sign electronically. `appr
 approval.json and approval.html into the plan folder: who approved, when, in what role, which
 goals were accepted although they failed or could not be measured (and why), and the SHA-256
 of every file of the plan as it was reviewed. `verify` recomputes those hashes, so that a
-report, a dose or segments changed after approval is found, not trusted.
+report, a dose or segments changed after approval is found, not trusted; a plan file that
+appeared since (a report.pdf or segments.json copied in from another plan) is found too, for
+an exporter would take it for this plan's.
+
+The approval binds itself as well: approval.json records the SHA-256 of approval.html (and
+approval.pdf), the page a person reads and may print, and the SHA-256 of its own content, so a
+reviewer's name or a goal count edited in either shows; its goal counts, protocol and case are
+checked against plan.json. These are hashes, not signatures: they find an edit, not a forger
+who recomputes them.
 
 What cannot be approved: a plan whose solver did not converge (never a usable plan), and a
 plan with failed or unmeasured goals unless the reviewer writes why they are accepted. A plan
@@ -14,6 +22,8 @@ folder is approved once: a changed plan is a new plan, planned into a new folder
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +41,8 @@ APPROVAL_JSON = "approval.json"
 # The files of a plan folder (specc plan / specc check write those that apply): what an approval
 # binds, and what a new plan into the folder replaces (`specc.pipeline.remove_earlier_plan`).
 PLAN_FOLDER_FILES = ("plan.json", "report.html", "report.pdf", "result.h5", "segments.json")
+# The approval's own pages, bound by approval.json beside the plan's files.
+APPROVAL_PAGES = ("approval.html", "approval.pdf")
 _DEVIATING = ("fail", "not_evaluated")
 
 
@@ -49,7 +61,7 @@ class AcceptedDeviation(BaseModel):
 
 class Approval(BaseModel):
     format: str = "specc-approval"
-    version: int = 1
+    version: int = 2  # 1: neither its own content nor approval.html bound (cannot be verified)
     decision: str  # "approved" (a plan specc made) or "reviewed" (a plan check of another system's dose)
     reviewer: str
     role: str
@@ -63,17 +75,33 @@ class Approval(BaseModel):
     accepted_deviations: list[AcceptedDeviation]
     reason: str | None  # why the deviations are accepted
     files: dict[str, str]  # file name -> SHA-256 at approval
+    pages: dict[str, str] = {}  # approval.html (approval.pdf) -> SHA-256 as written
+    sha256: str = ""  # of every other field (`content_sha256`): an edit to approval.json shows
+
+    def content_sha256(self) -> str:
+        """The SHA-256 of the approval's content, all fields but `sha256`, as canonical JSON."""
+        content = self.model_dump(mode="json", exclude={"sha256"})
+        text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 @dataclass
 class Verification:
     approval: Approval
-    changed: list[str]  # approved files whose content differs now
+    changed: list[str]  # approved files (and approval pages) whose content differs now
     missing: list[str]  # approved files no longer there
+    appeared: list[str]  # plan files (or approval pages) there now that were not approved
+    disagreements: list[str]  # approval.json itself edited, or saying other than plan.json
 
     @property
     def intact(self) -> bool:
-        return not self.changed and not self.missing
+        return not (self.changed or self.missing or self.appeared or self.disagreements)
+
+    @property
+    def problems(self) -> list[str]:
+        """Everything that breaks the approval, one phrase each."""
+        return ([f"{name} changed" for name in self.changed] + [f"{name} missing" for name in self.missing]
+                + [f"{name} appeared" for name in self.appeared] + self.disagreements)
 
 
 def approve(folder: str | Path, reviewer: str, role: str, reason: str | None = None, pdf: bool = False) -> tuple[Approval, list[Path]]:
@@ -118,26 +146,63 @@ def approve(folder: str | Path, reviewer: str, role: str, reason: str | None = N
         reason=reason.strip() if deviations and reason else None,
         files={name: file_sha256(folder / name) for name in PLAN_FOLDER_FILES if (folder / name).is_file()},
     )
-    existing.write_text(approval.model_dump_json(indent=2), encoding="utf-8")
     css = style_sheet()
     html = environment().get_template("approval.html").render(approval=approval, status_labels=STATUS_LABELS, css=css)
-    return approval, [existing, *write_page(folder, "approval", html, pdf)]
+    pages = write_page(folder, "approval", html, pdf)
+    approval = approval.model_copy(update={"pages": {page.name: file_sha256(page) for page in pages}})
+    approval = approval.model_copy(update={"sha256": approval.content_sha256()})
+    # Written last: approval.json is what makes the folder approved, and it binds the pages.
+    existing.write_text(approval.model_dump_json(indent=2), encoding="utf-8")
+    return approval, [existing, *pages]
 
 
 def verify(folder: str | Path) -> Verification:
-    """Whether the files an approval in `folder` binds are still the ones approved."""
+    """Whether the approval in `folder` still holds: its files and pages as approved, no plan file
+    added, approval.json unedited and in agreement with plan.json."""
     folder = Path(folder)
     path = folder / APPROVAL_JSON
     if not path.exists():
         raise ApprovalError(f"{folder}: no {APPROVAL_JSON}: the plan has not been approved")
     approval = _read_approval(path)
+    bound = {**approval.files, **approval.pages}
     changed, missing = [], []
-    for name, digest in approval.files.items():
+    for name, digest in bound.items():
         if not (folder / name).is_file():
             missing.append(name)
         elif file_sha256(folder / name) != digest:
             changed.append(name)
-    return Verification(approval, changed, missing)
+    appeared = [name for name in (*PLAN_FOLDER_FILES, *APPROVAL_PAGES) if name not in bound and (folder / name).exists()]
+    disagreements = _self_disagreements(approval)
+    if "plan.json" in approval.files and "plan.json" not in changed + missing:
+        disagreements += _plan_disagreements(approval, read_record(folder / PLAN_FILE))
+    return Verification(approval, changed, missing, appeared, disagreements)
+
+
+def _self_disagreements(approval: Approval) -> list[str]:
+    """approval.json edited after it was written, or from a format that does not bind it."""
+    if not approval.sha256 or not approval.pages:
+        return [f"{APPROVAL_JSON} (format version {approval.version}) binds neither its own content nor approval.html, "
+                "so neither can be verified"]
+    if approval.content_sha256() != approval.sha256:
+        return [f"{APPROVAL_JSON} edited since approval (its content no longer has the SHA-256 it recorded)"]
+    return []
+
+
+def _plan_disagreements(approval: Approval, record: PlanRecord) -> list[str]:
+    """Where approval.json says other than the plan.json it approved."""
+    said = {
+        "goal counts": (approval.goals, record.goal_counts()),
+        "protocol": (approval.protocol, {"name": record.protocol.name, "version": record.protocol.version,
+                                         "sha256": record.protocol.sha256}),
+        "case": (approval.case, {"case_id": record.case.case_id, "sha256": record.case.sha256}),
+        "plan creation time": (approval.plan_created, record.created),
+    }
+    return [f"{APPROVAL_JSON} says {what} {_said(ours)} but plan.json {_said(theirs)}"
+            for what, (ours, theirs) in said.items() if ours != theirs]
+
+
+def _said(value: dict[str, object] | str) -> str:
+    return "(" + ", ".join(f"{key} {item}" for key, item in value.items()) + ")" if isinstance(value, dict) else value
 
 
 def _read_approval(path: Path) -> Approval:
