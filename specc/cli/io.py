@@ -160,7 +160,12 @@ def export_command(
             from specc.export.rtdose import write_rtdose
             from specc.export.rtplan import rtplan_uid
 
-            plan_uid = rtplan_uid(plan_result, segments_path) if segments_path.exists() else None
+            plan_uid = None
+            if segments_path.exists():  # the RT Dose references the RT Plan of this plan's own segments only
+                from specc.export.segments import read_segments
+
+                plan_result.check_segments(read_segments(segments_path), segments_path)
+                plan_uid = rtplan_uid(plan_result, segments_path)
             written = [write_rtdose(plan_result, out, plan_uid)]
             console.print(
                 "RT Dose in the source study's Frame of Reference" if DicomIdentity.of(plan_result).linked

@@ -9,6 +9,7 @@ The layout is documented in docs/formats/result-h5.md.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -24,9 +25,13 @@ from specc.errors import SpeccError
 if TYPE_CHECKING:
     from specc.case import Case, Grid
     from specc.evaluate import PlanRecord
+    from specc.export.segments import SegmentsDocument
 
 FORMAT_NAME = "specc-result"
 FORMAT_VERSION = 1
+# Relative difference allowed between a beam's summed segment weight in segments.json and in the
+# plan record: both sum the same weights, in another order.
+_WEIGHT_TOLERANCE = 1e-9
 
 
 class ResultError(SpeccError):
@@ -97,6 +102,39 @@ class PlanResult:
                 f"(case sha256 {actual[:12]}..., result expects {self.case_sha256[:12]}...)"
             )
         return case
+
+    def check_segments(self, segments: SegmentsDocument, segments_path: Path) -> None:
+        """Refuse a segments.json that is not this plan's own: one copied in from another plan would be
+        exported as this plan's RT Plan (and referenced by its RT Dose). The case and protocol hashes
+        must match, and so must the plan's record of its delivery: the segments per beam and their
+        summed weight, which tell two plans of one protocol and case apart."""
+        mismatch = self._segments_mismatch(segments)
+        if mismatch is not None:
+            raise ResultError(
+                f"{segments_path} is not from the plan {self.path} holds ({mismatch}); "
+                f"export the segments.json that specc plan wrote beside it"
+            )
+
+    def _segments_mismatch(self, segments: SegmentsDocument) -> str | None:
+        if segments.case_sha256 != self.case_sha256:
+            return f"case sha256 {segments.case_sha256[:12]}..., the plan's {self.case_sha256[:12]}..."
+        record = self.record
+        if record is None:  # a result written without its record: only the case can be checked
+            return None
+        if segments.protocol.sha256 != record.protocol.sha256:
+            return f"protocol sha256 {segments.protocol.sha256[:12]}..., the plan's {record.protocol.sha256[:12]}..."
+        if record.delivery is None:
+            return "the plan has no segments: its protocol asks for no delivery technique"
+        planned = {beam.beam: (beam.segments, beam.total_weight) for beam in record.delivery.beams}
+        given = {beam.beam: (len(beam.segments), sum(s.weight for s in beam.segments)) for beam in segments.beams}
+        if planned.keys() != given.keys():
+            return f"beams {sorted(given)}, the plan's {sorted(planned)}"
+        for beam, (count, weight) in planned.items():
+            given_count, given_weight = given[beam]
+            if given_count != count or not math.isclose(given_weight, weight, rel_tol=_WEIGHT_TOLERANCE):
+                return (f"beam {beam}: {given_count} segments of summed weight {given_weight:.6g}, "
+                        f"the plan's {count} of {weight:.6g}")
+        return None
 
     def _case_hint(self) -> str:
         """How to get the case back: a phantom planned in memory can be built again to a file."""

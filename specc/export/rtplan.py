@@ -132,11 +132,7 @@ def write_rtplan(
 
 
 def _check_same_plan(result: PlanResult, segments: SegmentsDocument, segments_path: Path, case: Case) -> None:
-    if segments.case_sha256 != result.case_sha256:
-        raise ResultError(
-            f"{segments_path} is not from the plan {result.path} holds (case sha256 "
-            f"{segments.case_sha256[:12]}..., the result's {result.case_sha256[:12]}...)"
-        )
+    result.check_segments(segments, segments_path)
     if segments.fractions != result.fractions:
         raise ResultError(f"{segments_path}: {segments.fractions} fractions, {result.path} has {result.fractions}")
     unknown = sorted({entry.beam for entry in segments.beams} - {beam.id for beam in case.beams})

@@ -1,0 +1,71 @@
+"""A segments.json is exported only beside the plan it came from: one copied in from another plan is refused."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from evaluate_fakes import protocol, synthetic_case
+from specc.cli import app
+from specc.export import ResultError, read_result
+from specc.export.segments import ProtocolEntry, read_segments
+from specc.pipeline import plan
+
+TERMS = [
+    "{kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}",
+    "{kind: quadratic_overdose, structure: Target, dose: 61 Gy, weight: 10}",
+    "{kind: quadratic_overdose, structure: Organ, dose: 10 Gy, weight: 1}",
+]
+GOALS = {"Target": ["D95% >= 57 Gy"], "Organ": ["Mean <= 30 Gy"]}
+
+
+def _plan(folder: Path, levels: int) -> Path:
+    synthetic_case().save(folder / "case.h5")
+    delivery = f"{{technique: step_and_shoot, intensity_levels: {levels}}}"
+    assert plan(protocol(GOALS, terms=TERMS, delivery=delivery), folder / "case.h5", folder / "plan").succeeded
+    return folder / "plan"
+
+
+@pytest.fixture(scope="module")
+def plans(tmp_path_factory) -> tuple[Path, Path]:
+    """Two plans of one case, one protocol text apart (intensity levels): the same case hash, other segments."""
+    return _plan(tmp_path_factory.mktemp("four"), 4), _plan(tmp_path_factory.mktemp("five"), 5)
+
+
+def test_the_plans_own_segments_pass(plans):
+    own = plans[0]
+    read_result(own / "result.h5").check_segments(read_segments(own / "segments.json"), own / "segments.json")
+
+
+@pytest.mark.parametrize("change, said", [
+    ({"case_sha256": "0" * 64}, "case sha256 000000000000"),
+    ({"protocol": ProtocolEntry(name="p", version="1", sha256="f" * 64)}, "protocol sha256 ffffffffffff"),
+])
+def test_segments_of_another_case_or_protocol_are_refused(plans, change, said):
+    own = plans[0]
+    segments = read_segments(own / "segments.json").model_copy(update=change)
+    with pytest.raises(ResultError, match=f"is not from the plan .*{said}"):
+        read_result(own / "result.h5").check_segments(segments, own / "segments.json")
+
+
+def test_segments_of_another_plan_of_the_same_protocol_and_case_are_refused(plans):
+    """Same hashes, other weights: the plan record's segments per beam tell them apart."""
+    own, other = plans
+    segments = read_segments(other / "segments.json")
+    result = read_result(own / "result.h5")
+    segments = segments.model_copy(update={"protocol": ProtocolEntry(**result.record.protocol.model_dump(
+        include={"name", "version", "sha256"}))})
+    with pytest.raises(ResultError, match=r"beam \d+: \d+ segments of summed weight"):
+        result.check_segments(segments, other / "segments.json")
+
+
+@pytest.mark.parametrize("format", ["rtdose", "rtplan"])
+def test_cli_exports_refuse_a_foreign_segments_file(plans, tmp_path, format):
+    folder = Path(shutil.copytree(plans[0], tmp_path / "plan"))
+    shutil.copy(plans[1] / "segments.json", folder / "segments.json")
+    exported = CliRunner().invoke(app, ["export", format, str(folder), "--out", str(tmp_path / "out.dcm")])
+    assert exported.exit_code == 1 and "is not from the plan" in " ".join(exported.output.split())
+    assert not (tmp_path / "out.dcm").exists()
