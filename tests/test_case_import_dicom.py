@@ -207,6 +207,47 @@ def test_a_feet_first_ct_keeps_its_position_and_says_the_angles_are_not_a_machin
     assert any("patient position is FFS" in note and "no RT Plan" in note for note in imported.notes)
 
 
+def _store_flipped(folder: Path, geometry: CtGeometry, orientation: list[int], position: str) -> None:
+    """Re-store each CT slice as a scanner does for a prone or feet-first patient: pixels in the
+    orientation's order, ImagePositionPatient at the first stored pixel's centre."""
+    flip_x, flip_y = orientation[0] < 0, orientation[4] < 0
+    for path in folder.glob("CT_*.dcm"):
+        image = pydicom.dcmread(path)
+        pixels = image.pixel_array  # rows along y, columns along x
+        image.PixelData = np.ascontiguousarray(pixels[:: -1 if flip_y else 1, :: -1 if flip_x else 1]).tobytes()
+        image.ImagePositionPatient = [
+            float(geometry.x()[-1 if flip_x else 0]), float(geometry.y()[-1 if flip_y else 0]), image.ImagePositionPatient[2]
+        ]
+        image.ImageOrientationPatient = orientation
+        image.PatientPosition = position
+        image.save_as(path)
+
+
+@pytest.mark.parametrize("position, orientation", [("HFP", [-1, 0, 0, 0, -1, 0]), ("FFS", [-1, 0, 0, 0, 1, 0])])
+def test_a_prone_or_feet_first_ct_is_read_in_patient_coordinates(tmp_path, position, orientation):
+    """The same patient stored flipped gives the grid, densities and structures of its head-first supine images."""
+    write_study(tmp_path / "supine")
+    geometry, _ = write_study(tmp_path / "flipped")
+    _store_flipped(tmp_path / "flipped", geometry, orientation, position)
+    options = dict(beams=[0], grid_mm=5, beamlet_mm=10, targets=["Target"])
+    supine, flipped = (import_dicom(tmp_path / name, **options) for name in ("supine", "flipped"))
+    assert flipped.case.grid == supine.case.grid
+    np.testing.assert_allclose(flipped.case.density, supine.case.density, atol=1e-6)
+    for name, structure in supine.case.structures.items():
+        assert np.array_equal(flipped.case.structures[name].mask, structure.mask), name
+    assert any(f"patient position is {position}" in note for note in flipped.notes)
+
+
+def test_a_ct_turned_in_its_plane_is_refused_with_the_reason(tmp_path):
+    write_study(tmp_path)
+    path = sorted(tmp_path.glob("CT_*.dcm"))[0]
+    image = pydicom.dcmread(path)
+    image.ImageOrientationPatient = [0, 1, 0, 1, 0, 0]
+    image.save_as(path)
+    with pytest.raises(CaseError, match=rf"{path.name}: ImageOrientationPatient .*: the rows run along y, not x"):
+        read_dicom_folder(tmp_path)
+
+
 def test_a_compressed_ct_that_cannot_be_decoded_says_what_to_install(tmp_path):
     from pydicom.encaps import encapsulate
     from pydicom.uid import JPEGLosslessSV1

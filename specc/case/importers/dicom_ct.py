@@ -1,9 +1,9 @@
 """A DICOM folder sorted into one CT series and one RT Structure Set.
 
 Only what the case needs is read, and every geometric assumption the importer makes is
-checked here with an error naming the file: one axis-aligned CT series (ImageOrientationPatient
-[1,0,0,0,1,0]), equal rows/columns/pixel spacing on every slice, and uniformly spaced slices
-with none missing. Files of other modalities are listed in the import report, never read.
+checked here with an error naming the file: one axial CT series with rows along x and columns
+along y (ImageOrientationPatient [±1,0,0,0,±1,0]: head-first or feet-first, supine or prone),
+equal rows/columns/pixel spacing on every slice, and uniformly spaced slices with none missing. Files of other modalities are listed in the import report, never read.
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from specc.errors import CaseError
 
 # Positions and spacings in DICOM are decimal strings; agree to a micrometre.
 POSITION_TOLERANCE_MM = 1e-3
-AXIAL_ORIENTATION = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 AIR_HU = -1000.0
 
 # DICOM attributes kept in the case metadata so that an exported RT Dose or RT Plan joins the
@@ -149,13 +148,14 @@ def _read_ct_series(slices: list[tuple[Path, Dataset]]) -> CtSeries:
         for keyword in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing", "Rows", "Columns"):
             if keyword not in header:
                 raise CaseError(f"{path}: CT image has no {keyword}")
-        orientation = tuple(float(v) for v in header.ImageOrientationPatient)
-        if not np.allclose(orientation, AXIAL_ORIENTATION, atol=1e-4):
-            raise CaseError(
-                f"{path}: ImageOrientationPatient {list(orientation)} is not axial [1,0,0,0,1,0]; "
-                "oblique or rotated CT series are not supported"
-            )
     first_path, first = slices[0]
+    signs = axis_signs(first.ImageOrientationPatient, first_path, "CT image")
+    for path, header in slices[1:]:
+        if axis_signs(header.ImageOrientationPatient, path, "CT image") != signs:
+            raise CaseError(
+                f"{path}: ImageOrientationPatient {[float(v) for v in header.ImageOrientationPatient]} differs "
+                f"from {first_path.name}'s; one series has one orientation"
+            )
     geometry = (int(first.Rows), int(first.Columns), tuple(float(v) for v in first.PixelSpacing))
     for path, header in slices[1:]:
         other = (int(header.Rows), int(header.Columns), tuple(float(v) for v in header.PixelSpacing))
@@ -186,15 +186,50 @@ def _read_ct_series(slices: list[tuple[Path, Dataset]]) -> CtSeries:
     spacing_z = float(z[1] - z[0]) if len(z) > 1 else float(first.get("SliceThickness", 0) or 0)
     if spacing_z <= 0:
         raise CaseError(f"{first_path}: a single CT slice with no SliceThickness has no slice spacing")
-    origin = (float(first.ImagePositionPatient[0]), float(first.ImagePositionPatient[1]), float(z[0]))
+    # ImagePositionPatient is the first stored pixel's centre; a flipped axis starts at its far end.
+    origin = [float(first.ImagePositionPatient[0]), float(first.ImagePositionPatient[1]), float(z[0])]
+    for axis, (sign, spacing) in enumerate(zip(signs, (column_spacing, row_spacing))):
+        if sign < 0:
+            hu = np.flip(hu, axis=axis)
+            origin[axis] -= spacing * (hu.shape[axis] - 1)
     identifiers = present_attributes(first, IDENTIFYING_ATTRIBUTES)
     return CtSeries(
-        hu=hu,
-        origin_mm=origin,
+        hu=np.ascontiguousarray(hu),
+        origin_mm=(origin[0], origin[1], origin[2]),
         spacing_mm=(column_spacing, row_spacing, spacing_z),
         identifiers=identifiers,
         files=[path for path, _ in ordered],
     )
+
+
+def axis_signs(orientation: Sequence[object], path: Path, what: str) -> tuple[float, float]:
+    """Which way (+1, -1) an axial image's rows run along x and its columns along y, in patient LPS.
+
+    A patient lying prone or feet first is imaged flipped (head-first prone [-1,0,0,0,-1,0],
+    feet-first supine [-1,0,0,0,1,0]), but its positions are patient coordinates like any other:
+    reading it is a matter of direction. Rows or columns along another axis (a non-axial image, one
+    turned in its plane) or between axes (oblique) would need a resampling: refused, saying which.
+    """
+    directions = np.array([float(v) for v in orientation])
+    if directions.shape != (6,):
+        raise CaseError(f"{path}: ImageOrientationPatient {directions.tolist()} does not have six values")
+    signs = []
+    for direction, axis, label in ((directions[:3], 0, "rows"), (directions[3:], 1, "columns")):
+        along = int(np.argmax(np.abs(direction)))
+        sign = float(np.sign(direction[along]))
+        if not np.allclose(direction, sign * np.eye(3)[along], atol=1e-4):
+            raise CaseError(
+                f"{path}: ImageOrientationPatient {directions.tolist()} is not axis-aligned ({label} along "
+                f"{direction.tolist()}); oblique {what}s are not supported"
+            )
+        if along != axis:
+            raise CaseError(
+                f"{path}: ImageOrientationPatient {directions.tolist()}: the {label} run along {'xyz'[along]}, "
+                f"not {'xy'[axis]}; only axial {what}s with rows along x and columns along y are supported "
+                "(in either direction: head-first or feet-first, supine or prone)"
+            )
+        signs.append(sign)
+    return signs[0], signs[1]
 
 
 def _check_slice_spacing(z: np.ndarray, paths: list[Path]) -> None:

@@ -27,7 +27,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 
-from specc.case.importers.dicom_ct import POSITION_TOLERANCE_MM, present_attributes, undecodable
+from specc.case.importers.dicom_ct import POSITION_TOLERANCE_MM, axis_signs, present_attributes, undecodable
 from specc.case.importers.external_dose import ExternalDose, same_grid
 from specc.case.model import Grid
 from specc.errors import CaseError
@@ -241,19 +241,7 @@ def _read(path: Path) -> _RtDoseFile:
 
 def _grid_and_values(dataset: Dataset, path: Path) -> tuple[Grid, np.ndarray]:
     """The grid in LPS with ascending axes, and the stored values indexed [x, y, z] on it."""
-    orientation = np.array([float(v) for v in dataset.ImageOrientationPatient])
-    row_direction, column_direction = orientation[:3], orientation[3:]
-    signs = []
-    for direction, axis, label in ((row_direction, 0, "rows"), (column_direction, 1, "columns")):
-        sign = float(np.sign(direction[axis])) if direction[axis] else 0.0
-        expected = np.zeros(3)
-        expected[axis] = sign
-        if not sign or not np.allclose(direction, expected, atol=1e-4):
-            raise CaseError(
-                f"{path}: ImageOrientationPatient {orientation.tolist()} is not axis-aligned ({label} along "
-                f"{direction.tolist()}); oblique dose grids are not supported"
-            )
-        signs.append(sign)
+    signs = axis_signs(dataset.ImageOrientationPatient, path, "dose grid")
     normal_sign = signs[0] * signs[1]  # the slice normal, row x column direction, along z
     try:
         pixels = dataset.pixel_array
