@@ -7,12 +7,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
+from rich.text import Text
 
 from specc.cli.app import app, console, fail
 from specc.errors import SpeccError
 
 if TYPE_CHECKING:
     from specc.case.importers import ImportedCase
+    from specc.evaluate import PlanRecord
 
 IMPORT_FORMATS = ("matrad", "portpy", "dicom", "portpy-criteria")
 EXPORT_FORMATS = ("rtdose", "rtplan", "dicom", "dvh")
@@ -184,6 +186,7 @@ def export_command(
             needs_case = plan_result.record_json is None
             loaded = plan_result.load_case(case) if needs_case else None
             written = write_dvh_tables(plan_result, out, loaded)
+            _say_unconverged_tables(plan_result.record)
     except SpeccError as error:
         fail(error)
     for path in written:
@@ -239,8 +242,19 @@ def _export_record_tables(record_file: Path, out: Path) -> None:
     from specc.report.compare import read_record
 
     try:
-        written = write_record_tables(read_record(record_file), out)
+        record = read_record(record_file)
+        written = write_record_tables(record, out)
     except SpeccError as error:
         fail(error)
+    _say_unconverged_tables(record)
     for path in written:
         console.print(f"wrote {path}", markup=False)
+
+
+def _say_unconverged_tables(record: PlanRecord | None) -> None:
+    if record is not None and not record.converged:
+        console.print(
+            Text("NOT CONVERGED", style="bold red")
+            + Text(f": the plan's solver ended '{record.solver.status if record.solver else 'unknown'}'; not a usable "
+                   "plan: dvh.csv (plan_status column) and dvh.json (converged, solver_status) say so")
+        )

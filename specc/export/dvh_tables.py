@@ -5,6 +5,11 @@ The tables come from the plan record in result.h5 when it has one, or from plan.
 file): the same curves and goal results the signed report shows, derived structures included.
 A result written without a record gets curves computed from the case's structures (exact,
 voxel by voxel) and no goals, and the JSON says which source was used.
+
+A plan whose solver did not converge is no usable plan, and its tables travel without its
+report: dvh.json carries `converged` and the solver status, and every row of dvh.csv says
+NOT CONVERGED in its `plan_status` column. A column, not a comment line: every CSV reader keeps
+it, where a leading "#" line breaks readers that do not expect one.
 """
 
 from __future__ import annotations
@@ -24,6 +29,8 @@ if TYPE_CHECKING:
     from specc.case import Case
 
 CURVE_POINTS = 200
+DVH_COLUMNS = ("structure", "dose_gy", "volume_percent", "volume_cc", "plan_status")
+NOT_CONVERGED = "NOT CONVERGED"
 GOAL_COLUMNS = ("structure", "goal", "metric", "comparator", "threshold", "variation", "unit", "priority",
                 "value", "status", "source")
 
@@ -36,33 +43,47 @@ def write_dvh_tables(result: PlanResult, out_dir: str | Path, case: Case | None 
         raise ResultError(f"{result.path}: no plan record inside; pass the case with --case to compute DVHs")
     return _write_tables(Path(out_dir), _curves_from_case(result, case), [], {
         "case_id": result.case_id, "fractions": result.fractions, "source": "case structures",
-    })
+        "converged": None, "solver_status": None,
+    }, plan_status(None))
+
+
+def plan_status(record: PlanRecord | None) -> str:
+    """What dvh.csv's plan_status column says: converged, NOT CONVERGED, external dose (a check),
+    or unknown (a result written without its record)."""
+    if record is None:
+        return "unknown"
+    if record.solver is None:
+        return "external dose"
+    return "converged" if record.converged else NOT_CONVERGED
 
 
 def write_record_tables(record: PlanRecord, out_dir: str | Path) -> list[Path]:
     """The tables of a plan record (plan.json): a plan's, or a check's of another system's dose."""
     header: dict[str, object] = {
         "case_id": record.case.case_id, "fractions": record.prescription.fractions, "source": "plan record",
+        "converged": record.converged, "solver_status": record.solver.status if record.solver is not None else None,
     }
     if record.dose_source is not None:
         header["dose_file"] = {"file": record.dose_source.file, "sha256": record.dose_source.sha256,
                                "format": record.dose_source.format}
     if record.prior_dose is not None:  # the curves and goals are of the composite
         header["composite_with_prior_dose"] = [{"file": f.file, "sha256": f.sha256} for f in record.prior_dose.files]
-    return _write_tables(Path(out_dir), record.structures, [_goal_row(goal) for goal in record.goals], header)
+    goals = [_goal_row(goal) for goal in record.goals]
+    return _write_tables(Path(out_dir), record.structures, goals, header, plan_status(record))
 
 
 def _write_tables(
-    out_dir: Path, curves: list[StructureDose], goals: list[dict[str, object]], header: dict[str, object]
+    out_dir: Path, curves: list[StructureDose], goals: list[dict[str, object]], header: dict[str, object], status: str
 ) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     dvh_csv = out_dir / "dvh.csv"
     with dvh_csv.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["structure", "dose_gy", "volume_percent", "volume_cc"])
+        writer.writerow(DVH_COLUMNS)
         for curve in curves:
             for dose, percent in zip(curve.dose_gy, curve.volume_percent):
-                writer.writerow([curve.structure, f"{dose:.4f}", f"{percent:.4f}", f"{percent * curve.volume_cc / 100:.4f}"])
+                volume_cc = percent * curve.volume_cc / 100
+                writer.writerow([curve.structure, f"{dose:.4f}", f"{percent:.4f}", f"{volume_cc:.4f}", status])
     written = [dvh_csv]
     if goals:
         goals_csv = out_dir / "goals.csv"
@@ -73,9 +94,8 @@ def _write_tables(
         written.append(goals_csv)
     dvh_json = out_dir / "dvh.json"
     dvh_json.write_text(json.dumps({
-        **{key: header[key] for key in ("case_id", "fractions")},
+        **header,
         "dose": "total over all fractions, Gy",
-        **{key: value for key, value in header.items() if key not in ("case_id", "fractions")},
         "structures": [curve.model_dump() for curve in curves],
         "goals": goals,
     }, indent=1))
