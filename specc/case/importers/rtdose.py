@@ -243,11 +243,17 @@ def _grid_and_values(dataset: Dataset, path: Path) -> tuple[Grid, np.ndarray]:
     """The grid in LPS with ascending axes, and the stored values indexed [x, y, z] on it."""
     signs = axis_signs(dataset.ImageOrientationPatient, path, "dose grid")
     normal_sign = signs[0] * signs[1]  # the slice normal, row x column direction, along z
+    if not dataset.get("NumberOfFrames"):
+        # pydicom would then take as many frames as the bytes hold: a guess the check should not make.
+        raise CaseError(
+            f"{path}: the RT Dose has no NumberOfFrames, so how many planes its pixel data holds is not "
+            "stated; export it again from the planning system"
+        )
     try:
         pixels = dataset.pixel_array
     except Exception as error:  # pydicom raises many types for undecodable pixel data
         raise undecodable(path, "RT Dose", dataset, error) from None
-    frames = int(dataset.get("NumberOfFrames", 1) or 1)
+    frames = int(dataset.NumberOfFrames)
     pixels = np.asarray(pixels).reshape(frames, int(dataset.Rows), int(dataset.Columns))
     values = np.transpose(pixels, (2, 1, 0))  # (columns = x, rows = y, frames = z)
 
