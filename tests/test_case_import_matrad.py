@@ -85,6 +85,17 @@ def test_a_dij_of_the_wrong_size_is_refused(tmp_path):
         import_matrad(path)
 
 
+def test_without_a_dose_grid_a_dij_of_the_wrong_size_names_the_ct_grid_it_was_taken_on(tmp_path):
+    """No dij.doseGrid: the dose grid is the CT's, so the error names ct.cubeDim, a field the workspace has."""
+    workspace = matrad_workspace()
+    del workspace["dij"]["doseGrid"]
+    path = save_matrad_v5(tmp_path / "nogrid.mat", workspace)
+    dims = [int(v) for v in np.ravel(workspace["ct"]["cubeDim"])]
+    with pytest.raises(CaseError, match=r"no dij.doseGrid, so the dose grid is taken to be the CT grid: ct.cubeDim") as raised:
+        import_matrad(path)
+    assert str(dims) in str(raised.value) and "dij.doseGrid.dimensions" not in str(raised.value)
+
+
 def test_exclude_leaves_a_structure_out_and_says_so(tmp_path):
     path = save_matrad_v5(tmp_path / "ws.mat", matrad_workspace())
     result = import_matrad(path, exclude=["Body"])

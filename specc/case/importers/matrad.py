@@ -67,7 +67,7 @@ def import_matrad(
 
     ct_dims = int_vector(field_of(ct, "cubeDim", source, "ct"), 3, source, "ct.cubeDim")
     ct_grid_axes = ct_axes(ct, dij, ct_dims, source, notes)
-    dose_axes, dose_dims = _dose_axes(dij, ct_grid_axes, ct_dims, source)
+    dose_axes, dose_dims, dose_dims_source = _dose_axes(dij, ct_grid_axes, ct_dims, source)
     grid = Grid(
         shape=(len(dose_axes[0]), len(dose_axes[1]), len(dose_axes[2])),
         spacing_mm=tuple(uniform_step(axis, source, f"dose grid {label}") for axis, label in zip(dose_axes, "xyz")),
@@ -78,8 +78,8 @@ def import_matrad(
     n_voxels = int(np.prod(dose_dims))
     if influence_matlab.shape[0] != n_voxels:
         raise CaseError(
-            f"{source}: dij.physicalDose{{1}} has {influence_matlab.shape[0]} rows, the dose grid "
-            f"dij.doseGrid.dimensions {list(dose_dims)} has {n_voxels} voxels"
+            f"{source}: dij.physicalDose{{1}} has {influence_matlab.shape[0]} rows, the dose grid has "
+            f"{n_voxels} voxels ({dose_dims_source} {list(dose_dims)})"
         )
     # matRad row r (0-based, column-major over [Ny Nx Nz]) -> specc flat index (C order over [Nx Ny Nz]).
     iy, ix, iz = np.unravel_index(np.arange(n_voxels), dose_dims, order="F")
@@ -170,8 +170,11 @@ def ct_axes(ct: dict, dij: dict, dims: tuple[int, ...], source: str, notes: list
 
 def _dose_axes(
     dij: dict, ct_axes: tuple[np.ndarray, ...], ct_dims: tuple[int, ...], source: str
-) -> tuple[tuple[np.ndarray, ...], tuple[int, int, int]]:
+) -> tuple[tuple[np.ndarray, ...], tuple[int, int, int], str]:
+    """The dose grid's axes and dimensions, and where its dimensions were read, so that an error
+    about them names a field the workspace has (ct.cubeDim when there is no dij.doseGrid)."""
     dose_grid = dij.get("doseGrid")
+    dims_source = "dij.doseGrid.dimensions"
     if isinstance(dose_grid, dict):
         dims = int_vector(field_of(dose_grid, "dimensions", source, "dij.doseGrid"), 3, source, "dij.doseGrid.dimensions")
         if all(axis in dose_grid for axis in "xyz"):
@@ -182,11 +185,12 @@ def _dose_axes(
             raise CaseError(f"{source}: dij.doseGrid has no x/y/z axes and differs from the CT grid")
     else:
         dims, axes = ct_dims, ct_axes  # dose computed on the CT grid
+        dims_source = "no dij.doseGrid, so the dose grid is taken to be the CT grid: ct.cubeDim"
     if (len(axes[0]), len(axes[1]), len(axes[2])) != (dims[1], dims[0], dims[2]):
         raise CaseError(
             f"{source}: dij.doseGrid.x/y/z lengths {[len(a) for a in axes]} do not match dimensions {list(dims)}"
         )
-    return axes, dims  # type: ignore[return-value]
+    return axes, dims, dims_source  # type: ignore[return-value]
 
 
 def uniform_step(axis: np.ndarray, source: str, label: str) -> float:
