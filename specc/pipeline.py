@@ -402,9 +402,13 @@ def goal_column(goal: Goal) -> str:
 
 
 def write_cohort_csv(path: Path, protocol: Protocol, entries: Sequence[CohortEntry]) -> Path:
-    """cohort.csv: one row per case; per protocol goal its measured value and reported status,
-    then per goal of a robustness structure its worst value over the setup-error scenarios and that one's status."""
-    header = ["case_id", "case_file", "folder", "solver", "solver_status", "exit_code", "error"]
+    """cohort.csv: one row per case; the case's and the protocol's SHA-256 (two protocols of one name
+    and version, or two cases of one id, are told apart by them); per protocol goal its measured value
+    and reported status, then per goal of a robustness structure its worst value over the setup-error
+    scenarios and that one's status."""
+    header = ["case_id", "case_sha256", "case_file", "folder", "protocol_sha256", "solver", "solver_status",
+              "exit_code", "error"]
+    protocol_sha256 = protocol.source.sha256 if protocol.source is not None else ""
     for goal in protocol.goals:
         header += [f"{goal_column(goal)} value", f"{goal_column(goal)} status"]
     robust = [goal for goal in protocol.goals if goal.structure in protocol.robust_structures()]
@@ -415,16 +419,18 @@ def write_cohort_csv(path: Path, protocol: Protocol, entries: Sequence[CohortEnt
         writer.writerow(header)
         for entry in entries:
             outcome = entry.outcome
+            record = outcome.record if outcome is not None else None
             row = [
                 entry.case_id or "",
+                record.case.sha256 if record is not None else "",
                 entry.case_file,
-                str(entry.folder) if entry.folder is not None and outcome and outcome.record else "",
+                str(entry.folder) if entry.folder is not None and record is not None else "",
+                protocol_sha256,
                 outcome.solver_name if outcome else "",
                 entry.status,
                 entry.exit_code(),
                 entry.error or (outcome.message if outcome and not outcome.succeeded else ""),
             ]
-            record = outcome.record if outcome is not None else None
             if record is not None:
                 for goal in record.goals:
                     row += ["" if goal.value is None else f"{goal.value:.4f}", goal.status]

@@ -72,11 +72,14 @@ def test_cohort_csv_holds_each_cases_solver_status_and_goal_values_from_its_plan
             continue
         record = json.loads((entry.folder / "plan.json").read_text())
         assert row["folder"] == str(entry.folder) and row["case_id"] == record["case"]["case_id"] == "patient/1"
+        assert (row["case_sha256"], row["protocol_sha256"]) == (record["case"]["sha256"], record["protocol"]["sha256"])
         for goal in record["goals"]:
             column = f"{goal['structure']}: {goal['text']} [{goal['unit']}]"
             assert float(row[f"{column} value"]) == pytest.approx(goal["value"], abs=5e-5)
             assert row[f"{column} status"] == goal["status"]
     assert [row["Organ: Mean <= 1 Gy [Gy] status"] for row in rows] == ["fail", "", "", "fail"]
+    assert rows[0]["case_sha256"] != rows[3]["case_sha256"]  # one case id, two cases: told apart
+    assert {row["protocol_sha256"] for row in rows} == {outcome.protocol.source.sha256}  # also where no plan was made
 
 
 def test_the_cohort_exit_code_is_its_worst_case(cohort) -> None:

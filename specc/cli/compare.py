@@ -69,6 +69,10 @@ def _compare_cohorts(summaries: list[Path], labels: list[str], out: Path, pdf: b
     cohorts = read_cohorts(summaries, labels)
     written = write_cohort_comparison(out, cohorts, pdf=pdf)
     _warn(cohort_warnings(cohorts))
+    for cohort in cohorts:
+        hashes = ", ".join(digest[:12] for digest in cohort.protocol_sha256s) or "n/a"
+        console.print(f"{cohort.label}: {cohort.protocol}, protocol SHA-256 {hashes}; {len(cohort.plans)} cases planned",
+                      markup=False, highlight=False)
     paired = len(cohorts) == 2
     table = Table("structure", "goal", *(cohort.label for cohort in cohorts), *(["median paired difference"] if paired else []),
                   title="Clinical goals over the cohort (cases per status; median)")

@@ -362,7 +362,9 @@ def cohort_table(outcome: CohortOutcome) -> Table:
     """Cases down, goals across: each goal's value and reported status per case."""
     from specc.pipeline import goal_column
 
-    table = Table("case", "status", title=f"{outcome.protocol.name}: cohort of {len(outcome.entries)}")
+    source = outcome.protocol.source
+    digest = f" (protocol SHA-256 {source.sha256[:12]})" if source is not None else ""
+    table = Table("case", "status", title=f"{outcome.protocol.name}: cohort of {len(outcome.entries)}{digest}")
     for goal in outcome.protocol.goals:
         table.add_column(goal_column(goal))
     for entry in outcome.entries:

@@ -26,6 +26,7 @@ class CaseRow:
 
     folder: str
     case_id: str
+    sha256: str  # the case's content: two cases of one id told apart
     values: list[Measured | None]  # in the order of the page's goal columns; None: not a goal of its plan
 
 
@@ -37,7 +38,7 @@ def write_cohort_page(summary: Path, pdf: bool = False) -> list[Path]:
     cases = []
     for folder, record in cohort.plans.items():
         measured = {key: value for key, _, value in recorded_goals(record)}
-        cases.append(CaseRow(folder, record.case.case_id, [measured.get(column) for column in columns]))
+        cases.append(CaseRow(folder, record.case.case_id, record.case.sha256, [measured.get(column) for column in columns]))
     css = style_sheet()
     html = environment().get_template("cohort.html").render(
         heading=f"Cohort: {cohort.protocol}", names=f"{len(cases)} cases", cohort=cohort, rows=rows, cases=cases,

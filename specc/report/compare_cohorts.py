@@ -40,6 +40,12 @@ class ComparedCohort:
         names = sorted({f"{r.protocol.name} v{r.protocol.version}" for r in self.plans.values()})
         return "; ".join(names) or "(no plan)"
 
+    @property
+    def protocol_sha256s(self) -> list[str]:
+        """The SHA-256 of its plans' protocol: one, unless the cohort mixes protocols. What tells two
+        protocols of one name and version apart."""
+        return sorted({record.protocol.sha256 for record in self.plans.values()})
+
 
 @dataclass(frozen=True)
 class CohortGoalRow:
@@ -118,8 +124,9 @@ def cohort_goal_rows(cohorts: Sequence[ComparedCohort]) -> list[CohortGoalRow]:
 
 
 def cohort_warnings(cohorts: Sequence[ComparedCohort]) -> list[str]:
-    """Cases a comparison cannot pair, different data under one case id, cases left unplanned."""
-    out = []
+    """Protocols that differ (by SHA-256), cases a comparison cannot pair, different data under one
+    case id, cases left unplanned, unconverged plans."""
+    out = _protocol_warnings(cohorts)
     every = set().union(*(cohort.plans for cohort in cohorts))
     for cohort in cohorts:
         missing = sorted(every - set(cohort.plans))
@@ -135,6 +142,26 @@ def cohort_warnings(cohorts: Sequence[ComparedCohort]) -> list[str]:
         unconverged = sorted(case for case, record in cohort.plans.items() if not record.converged)
         if unconverged:
             out.append(f"{cohort.label}: {', '.join(unconverged)} did not converge; their goals count as NOT CONVERGED")
+    return out
+
+
+def _protocol_warnings(cohorts: Sequence[ComparedCohort]) -> list[str]:
+    """A cohort whose plans were made with different protocols; cohorts whose protocols differ, said
+    most loudly when their names and versions are the same (a protocol edited without a new version)."""
+    out = []
+    for cohort in cohorts:
+        if len(cohort.protocol_sha256s) > 1:
+            hashes = ", ".join(digest[:12] for digest in cohort.protocol_sha256s)
+            out.append(f"{cohort.label}: its plans were made with {len(cohort.protocol_sha256s)} different protocols "
+                       f"({cohort.protocol}; SHA-256 {hashes})")
+    if len({tuple(cohort.protocol_sha256s) for cohort in cohorts if cohort.plans}) > 1:
+        listed = "; ".join(f"{cohort.label}: {cohort.protocol} (SHA-256 "
+                           f"{', '.join(digest[:12] for digest in cohort.protocol_sha256s)})"
+                           for cohort in cohorts if cohort.plans)
+        same_names = len({cohort.protocol for cohort in cohorts if cohort.plans}) == 1
+        out.append(f"the cohorts' protocols differ ({listed})"
+                   + (": the same name and version with different content, so one was changed without a new version"
+                      if same_names else ""))
     return out
 
 
