@@ -14,7 +14,6 @@ from interop_fixtures import (
     circle_points,
     standard_rois,
     write_ct_series,
-    write_rtdose_file,
     write_rtstruct,
     write_study,
 )
@@ -23,7 +22,6 @@ from specc.case import Case
 from specc.case.importers.dicom import import_dicom
 from specc.case.importers.dicom_ct import read_dicom_folder
 from specc.case.importers.hu_density import hu_to_relative_electron_density
-from specc.case.importers.rtdose import read_rtdose
 from specc.case.importers.rtstruct import RoiContours, rasterize
 from specc.errors import CaseError
 
@@ -263,14 +261,3 @@ def test_a_compressed_ct_that_cannot_be_decoded_says_what_to_install(tmp_path):
     image.save_as(path, enforce_file_format=True)
     with pytest.raises(CaseError, match=rf"(?s){path.name}: cannot decode the CT pixel data .*it is compressed \(JPEG Lossless.*install a decoder"):
         import_dicom(tmp_path, beams=[0], grid_mm=5, beamlet_mm=10, targets=["Target"])
-
-
-# --- another system's RT Dose (tests/test_case_rtdose.py has the rest) -------------------------
-def test_an_rt_dose_without_number_of_frames_is_refused_naming_it(tmp_path):
-    """pydicom would take as many frames as the bytes hold; the check does not guess."""
-    path = write_rtdose_file(tmp_path / "RD.dcm", np.ones((4, 3, 5)), (0.0, 0.0, 0.0), (2.0, 2.0, 3.0))
-    dose = pydicom.dcmread(path)
-    del dose.NumberOfFrames
-    dose.save_as(path)
-    with pytest.raises(CaseError, match=r"RD.dcm: the RT Dose has no NumberOfFrames"):
-        read_rtdose(path, fractions=30)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pydicom
 import pytest
 from interop_fixtures import write_rtdose_file
 
@@ -103,3 +104,13 @@ def test_a_file_that_is_not_an_rt_dose_is_refused(tmp_path):
     (tmp_path / "notes.txt").write_text("not DICOM")
     with pytest.raises(CaseError, match="not a readable DICOM file"):
         read_rtdose(tmp_path / "notes.txt", 30)
+
+
+def test_an_rt_dose_without_number_of_frames_is_refused_naming_it(tmp_path):
+    """pydicom would take as many frames as the bytes hold; the check does not guess."""
+    path = write_rtdose_file(tmp_path / "RD.dcm", np.ones((4, 3, 5)), (0.0, 0.0, 0.0), (2.0, 2.0, 3.0))
+    dose = pydicom.dcmread(path)
+    del dose.NumberOfFrames
+    dose.save_as(path)
+    with pytest.raises(CaseError, match=r"RD.dcm: the RT Dose has no NumberOfFrames"):
+        read_rtdose(path, fractions=30)
