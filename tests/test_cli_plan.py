@@ -167,3 +167,17 @@ def test_the_poller_sees_a_save_made_while_the_plan_ran(tmp_path: Path, monkeypa
     next(changes)
     protocol.write_text("c", encoding="utf-8")
     next(changes)  # and each save after it
+
+
+
+def test_cohort_table_names_a_repeated_case_id_by_its_folder(tmp_path: Path) -> None:
+    from specc.cli.plan import cohort_table
+    from specc.pipeline import plan_cohort
+
+    protocol = tmp_path / "cohort.yaml"
+    protocol.write_text(SYNTHETIC_PROTOCOL)
+    first, second = tmp_path / "scan1.h5", tmp_path / "scan2.h5"
+    synthetic_case().save(first)
+    synthetic_case(seed=1).save(second)
+    outcome = plan_cohort(protocol, [first, second], tmp_path / "out")
+    assert list(cohort_table(outcome).columns[0].cells) == ["synthetic", "synthetic (synthetic-2)"]

@@ -130,3 +130,20 @@ def test_the_pages_show_the_protocol_and_case_sha256(cohorts, tmp_path: Path) ->
     assert f"v1: Site v1 v1.0.0, protocol SHA-256 {digest[:12]}; 3 cases planned" in said
     assert "warning: the cohorts' protocols differ" in said
     assert digest[:12] in (tmp_path / "compare.html").read_text()
+
+
+def test_a_case_id_planned_twice_is_compared_under_its_folder(tmp_path: Path) -> None:
+    """Two scans of one patient: the cohort table, its page and the comparison all name them by folder."""
+    files = [tmp_path / "scan1.h5", tmp_path / "scan2.h5"]
+    for seed, path in enumerate(files):
+        dataclasses.replace(synthetic_case(seed=seed), case_id="p0").save(path)
+    heavier = [TERMS[0], TERMS[1].replace("weight: 1", "weight: 20")]
+    plan_cohort(protocol(GOALS, terms=TERMS, name="Site v1"), files, tmp_path / "v1")
+    plan_cohort(protocol(GOALS, terms=heavier, name="Site v2"), files, tmp_path / "v2")
+    first, second = (read_cohort(tmp_path / name / COHORT_CSV) for name in ("v1", "v2"))
+    assert sorted(first.plans) == sorted(second.plans) == ["p0", "p0-2"]
+    assert not [warning for warning in cohort_warnings([first, second]) if "case SHA-256 differs" in warning]
+    organ = next(row for row in cohort_goal_rows([first, second]) if row.structure == "Organ")
+    assert organ.paired_cases == 2
+    result = CliRunner().invoke(app, ["compare", str(tmp_path / "v1"), str(tmp_path / "v2"), "--out", str(tmp_path / "cmp")])
+    assert result.exit_code == 0, result.output

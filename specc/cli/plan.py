@@ -368,7 +368,7 @@ def cohort_table(outcome: CohortOutcome) -> Table:
     for goal in outcome.protocol.goals:
         table.add_column(goal_column(goal))
     for entry in outcome.entries:
-        cells: list[str | Text] = [entry.case_id or entry.case_file, status_text(entry.status)]
+        cells: list[str | Text] = [_case_name(entry), status_text(entry.status)]
         record = entry.outcome.record if entry.outcome is not None else None
         if record is None:
             cells += ["-"] * len(outcome.protocol.goals)
@@ -376,6 +376,15 @@ def cohort_table(outcome: CohortOutcome) -> Table:
             cells += [Text(goal_value(goal) + " ") + status_text(goal.status) for goal in record.goals]
         table.add_row(*cells)
     return table
+
+
+def _case_name(entry: CohortEntry) -> str:
+    """The case as the cohort's page and `specc compare` name it: a case id planned twice is told apart
+    by its folder (`c-shape-2`)."""
+    name = entry.case_id or entry.case_file
+    if entry.folder is not None and entry.folder.name != name:
+        return f"{name} ({entry.folder.name})"
+    return name
 
 
 @app.command("compile")

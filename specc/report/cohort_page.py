@@ -32,7 +32,7 @@ class CaseRow:
 
 def write_cohort_page(summary: Path, pdf: bool = False) -> list[Path]:
     """Write cohort.html (and cohort.pdf when `pdf`) beside the cohort.csv `summary`."""
-    cohort = read_cohort(summary, by_folder=True)
+    cohort = read_cohort(summary)
     rows = cohort_goal_rows([cohort])
     columns = [(row.structure, row.text, row.scope) for row in rows]
     cases = []

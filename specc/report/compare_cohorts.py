@@ -3,7 +3,10 @@
 Revising a class solution is judged over a cohort: does the new version pass more goals, on
 which cases does it lose? Each cohort is the folder `specc cohort` wrote: its cohort.csv
 lists the cases, and each planned case's plan.json holds its values, read as written (nothing
-recomputed). Cases are matched by case id; a goal is counted per status over the cases each
+recomputed). Cases are named and matched by their folder: the case id made safe for a file
+name, and numbered (-2, -3) when a cohort plans one case id twice (two scans of one patient),
+so that such a cohort is compared like any other, each case under the name the cohort table and
+page give it; a goal is counted per status over the cases each
 cohort planned (an unconverged plan's goals count as NOT CONVERGED, never as passed, and its
 values enter no median), and, with two cohorts, the median of the per-case differences over
 the cases both planned shows which way the change moved it.
@@ -31,7 +34,7 @@ STATUS_ORDER = ("pass", "variation", "fail", "not_evaluated", "not_converged")
 class ComparedCohort:
     label: str
     summary: Path  # its cohort.csv
-    plans: dict[str, PlanRecord]  # by case id: the cases it planned
+    plans: dict[str, PlanRecord]  # by folder name (the case id, numbered when repeated): the cases it planned
     unplanned: list[str]  # cases it could not plan (case id, else case file), with why
 
     @property
@@ -70,11 +73,9 @@ def read_cohorts(summaries: Sequence[Path], labels: Sequence[str] = ()) -> list[
     return numbered([read_cohort(summary, labels[index] if labels else None) for index, summary in enumerate(summaries)])
 
 
-def read_cohort(summary: Path, label: str | None = None, by_folder: bool = False) -> ComparedCohort:
-    """The cohort whose cohort.csv is `summary`; its planned cases' plan.json read as written.
-
-    Cases are keyed by case id (to pair them across cohorts), or by `by_folder` by their folder's
-    name, unique within a cohort even when one patient was planned twice."""
+def read_cohort(summary: Path, label: str | None = None) -> ComparedCohort:
+    """The cohort whose cohort.csv is `summary`; its planned cases' plan.json read as written, keyed
+    by their folder's name (unique within a cohort, even when one case id was planned twice)."""
     try:
         with summary.open(newline="", encoding="utf-8") as handle:
             rows = list(csv.DictReader(handle))
@@ -84,16 +85,14 @@ def read_cohort(summary: Path, label: str | None = None, by_folder: bool = False
         raise CompareError(f"{summary}: not a specc cohort summary (no case_id / case_file / folder / error columns)")
     plans, unplanned = {}, []
     for row in rows:
-        name = row["case_id"] or row["case_file"]
         if not row["folder"]:
+            name = row["case_id"] or row["case_file"]
             unplanned.append(f"{name} ({row['error'] or row.get('solver_status', 'no plan')})")
             continue
         folder = Path(row["folder"]).name
-        record = read_record(summary.parent / folder / PLAN_FILE)
-        name = folder if by_folder else name
-        if name in plans:
-            raise CompareError(f"{summary}: case {name!r} appears twice; compare cohorts of distinct case ids")
-        plans[name] = record
+        if folder in plans:
+            raise CompareError(f"{summary}: folder {folder!r} is listed twice (not as specc cohort wrote it)")
+        plans[folder] = read_record(summary.parent / folder / PLAN_FILE)
     return ComparedCohort(label or summary.parent.name, summary, plans, unplanned)
 
 
@@ -125,7 +124,7 @@ def cohort_goal_rows(cohorts: Sequence[ComparedCohort]) -> list[CohortGoalRow]:
 
 def cohort_warnings(cohorts: Sequence[ComparedCohort]) -> list[str]:
     """Protocols that differ (by SHA-256), cases a comparison cannot pair, different data under one
-    case id, cases left unplanned, unconverged plans."""
+    case name, cases left unplanned, unconverged plans."""
     out = _protocol_warnings(cohorts)
     every = set().union(*(cohort.plans for cohort in cohorts))
     for cohort in cohorts:
