@@ -5,12 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 import pytest
+from evaluate_fakes import protocol, synthetic_case
 from interop_fixtures import dicompyler_dvhcalc, small_case, write_study
+from typer.testing import CliRunner
 
 from specc.case.importers.dicom import import_dicom
+from specc.cli import app
 from specc.evaluate.dvh import DVH
 from specc.export import read_result, write_result
 from specc.export.rtdose import write_rtdose
+from specc.pipeline import plan
 from specc.protocol.units import Volume
 
 
@@ -89,3 +93,23 @@ def test_a_case_not_from_dicom_gets_fresh_identifiers(tmp_path):
     assert rd.PatientID == "tiny"
     assert "not linked" in rd.SeriesDescription
     assert rd.FrameOfReferenceUID
+
+
+def test_the_dose_of_a_plan_that_did_not_converge_says_so_and_the_terminal_warns(tmp_path):
+    terms = ["{kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}",
+             "{kind: quadratic_overdose, structure: Organ, dose: 10 Gy, weight: 1}"]
+    runner = CliRunner()
+    for limit, converged in [("", True), ("{max_iterations: 3}", False)]:
+        folder = tmp_path / f"plan-{converged}"
+        outcome = plan(protocol({"Target": ["D50% >= 55 Gy"]}, terms=terms, solver=limit), synthetic_case(), folder)
+        assert outcome.record.converged is converged
+        exported = runner.invoke(app, ["export", "rtdose", str(folder), "--out", str(folder / "RD.dcm")])
+        rd = pydicom.dcmread(folder / "RD.dcm")
+        said = " ".join(exported.output.split())
+        assert exported.exit_code == 0
+        if converged:
+            assert "NOT CONVERGED" not in said + rd.SeriesDescription and "DoseComment" not in rd
+        else:
+            assert rd.SeriesDescription.startswith("NOT CONVERGED specc plan dose")
+            assert rd.DoseComment == f"NOT CONVERGED (solver {outcome.record.solver.status}): not a usable plan"
+            assert "NOT CONVERGED: the plan's solver ended" in said

@@ -169,6 +169,7 @@ def export_command(
                 plan_result.check_segments(read_segments(segments_path), segments_path)
                 plan_uid = rtplan_uid(plan_result, segments_path)
             written = [write_rtdose(plan_result, out, plan_uid)]
+            _say_unconverged_dose(plan_result.record)
             console.print(
                 "RT Dose in the source study's Frame of Reference" if DicomIdentity.of(plan_result).linked
                 else "the case did not come from DICOM: the RT Dose has the case's own study and Frame of Reference",
@@ -180,6 +181,7 @@ def export_command(
             written = [_export_rtplan(plan_result, segments_path, case, out, machine)]
         elif format == "dicom":
             written = _export_study(plan_result, segments_path, case, out, machine)
+            _say_unconverged_dose(plan_result.record)
         else:
             from specc.export.dvh_tables import write_dvh_tables
 
@@ -235,6 +237,15 @@ def _say_rtplan(segments, notes: list[str]) -> None:
         "the planning system computes the dose and sets them",
         markup=False,
     )
+
+
+def _say_unconverged_dose(record: PlanRecord | None) -> None:
+    if record is not None and not record.converged:
+        console.print(
+            Text("NOT CONVERGED", style="bold red")
+            + Text(f": the plan's solver ended '{record.solver.status if record.solver else 'unknown'}'; not a usable "
+                   "plan: the RT Dose's SeriesDescription and DoseComment say so")
+        )
 
 
 def _export_record_tables(record_file: Path, out: Path) -> None:

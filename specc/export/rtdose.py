@@ -4,7 +4,8 @@ When the case was imported from DICOM, the dose joins the source study: same pat
 and Frame of Reference (the identifiers the importer kept under `dicom.*` in the case
 metadata), so it overlays the CT and structure set without registration. Otherwise the study
 and Frame of Reference are the case's own (`dicom_identity`) and the SeriesDescription says the
-dose is not linked to a source CT.
+dose is not linked to a source CT. The dose of a plan whose solver did not converge says NOT
+CONVERGED in its SeriesDescription and DoseComment, as its RT Plan does in its label.
 """
 
 from __future__ import annotations
@@ -47,11 +48,17 @@ def write_rtdose(
     identity = identity or DicomIdentity.of(result)
     path = Path(path)
     ds = identity.new_dataset(path, RTDoseStorage, generate_uid(), "RTDOSE")
+    record = result.record
+    unconverged = record is not None and not record.converged
     ds.SeriesDescription = (  # LO: 64 characters at most
-        f"specc plan dose, {result.fractions} fx"
+        ("NOT CONVERGED " if unconverged else "")
+        + f"specc plan dose, {result.fractions} fx"
         + (", without prior dose" if result.prior_dose_gy is not None else "")
         + ("" if identity.linked else "; not linked to a CT")
     )
+    if unconverged:  # the planning system shows the comment beside the dose: the plan is not usable
+        status = record.solver.status if record.solver is not None else "unknown"
+        ds.DoseComment = f"NOT CONVERGED (solver {status}): not a usable plan"[:64]  # LO
     if rtplan_uid is not None:
         ds.ReferencedRTPlanSequence = [sop_reference(RTPlanStorage, rtplan_uid)]
 
