@@ -181,3 +181,14 @@ def test_cohort_table_names_a_repeated_case_id_by_its_folder(tmp_path: Path) -> 
     synthetic_case(seed=1).save(second)
     outcome = plan_cohort(protocol, [first, second], tmp_path / "out")
     assert list(cohort_table(outcome).columns[0].cells) == ["synthetic", "synthetic (synthetic-2)"]
+
+
+def test_quiet_summary_of_an_unconverged_plan_says_not_converged(tmp_path: Path) -> None:
+    protocol = tmp_path / "c-shape-starved.yaml"
+    text = PROTOCOL.read_text()
+    assert "optimization:\n" in text and "solver:" not in text.split("optimization:\n")[1]
+    protocol.write_text(text.replace("optimization:\n", "optimization:\n  solver: {max_iterations: 20}\n", 1))
+    result = runner.invoke(app, ["plan", str(protocol), *COARSE, "--out", str(tmp_path / "out"), "-q"])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())  # -q: the summary line alone
+    assert said.startswith("NOT CONVERGED: optimal_inaccurate (") and "not_converged" in said, result.output

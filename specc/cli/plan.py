@@ -285,8 +285,11 @@ def _print_outcome(outcome: PlanOutcome, quiet: bool, strict: bool, before: Plan
 
 
 def print_summary(head: str, record: PlanRecord, paths: list[Path], strict: bool) -> None:
-    """The last line of a plan or a check: goal counts and files; with --strict, the failed must-goals."""
+    """The last line of a plan or a check (NOT CONVERGED first for such a plan): goal counts and files;
+    with --strict, the failed must-goals."""
     counts = ", ".join(f"{n} {status}" for status, n in record.goal_counts().items()) or "no goals"
+    if not record.converged:  # also under --quiet, where this line is all that is printed
+        head = f"NOT CONVERGED: {head}"
     console.print(f"{head}; goals: {counts}; wrote {', '.join(str(path) for path in paths)}")
     failed = record.failed_must_goals()
     if strict and failed:
