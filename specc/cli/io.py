@@ -169,7 +169,7 @@ def export_command(
                 plan_result.check_segments(read_segments(segments_path), segments_path)
                 plan_uid = rtplan_uid(plan_result, segments_path)
             written = [write_rtdose(plan_result, out, plan_uid)]
-            _say_unconverged_dose(plan_result.record)
+            _say_unconverged(plan_result.record, _DOSE_SAYS)
             console.print(
                 "RT Dose in the source study's Frame of Reference" if DicomIdentity.of(plan_result).linked
                 else "the case did not come from DICOM: the RT Dose has the case's own study and Frame of Reference",
@@ -181,14 +181,14 @@ def export_command(
             written = [_export_rtplan(plan_result, segments_path, case, out, machine)]
         elif format == "dicom":
             written = _export_study(plan_result, segments_path, case, out, machine)
-            _say_unconverged_dose(plan_result.record)
+            _say_unconverged(plan_result.record, _DOSE_SAYS)
         else:
             from specc.export.dvh_tables import write_dvh_tables
 
             needs_case = plan_result.record_json is None
             loaded = plan_result.load_case(case) if needs_case else None
             written = write_dvh_tables(plan_result, out, loaded)
-            _say_unconverged_tables(plan_result.record)
+            _say_unconverged(plan_result.record, _TABLES_SAYS)
     except SpeccError as error:
         fail(error)
     for path in written:
@@ -239,15 +239,6 @@ def _say_rtplan(segments, notes: list[str]) -> None:
     )
 
 
-def _say_unconverged_dose(record: PlanRecord | None) -> None:
-    if record is not None and not record.converged:
-        console.print(
-            Text("NOT CONVERGED", style="bold red")
-            + Text(f": the plan's solver ended '{record.solver.status if record.solver else 'unknown'}'; not a usable "
-                   "plan: the RT Dose's SeriesDescription and DoseComment say so")
-        )
-
-
 def _export_record_tables(record_file: Path, out: Path) -> None:
     from specc.export.dvh_tables import write_record_tables
     from specc.report.compare import read_record
@@ -257,15 +248,19 @@ def _export_record_tables(record_file: Path, out: Path) -> None:
         written = write_record_tables(record, out)
     except SpeccError as error:
         fail(error)
-    _say_unconverged_tables(record)
+    _say_unconverged(record, _TABLES_SAYS)
     for path in written:
         console.print(f"wrote {path}", markup=False)
 
 
-def _say_unconverged_tables(record: PlanRecord | None) -> None:
+_TABLES_SAYS = "dvh.csv (plan_status column) and dvh.json (converged, solver_status) say so"
+_DOSE_SAYS = "the RT Dose's SeriesDescription and DoseComment say so"
+
+
+def _say_unconverged(record: PlanRecord | None, where: str) -> None:
     if record is not None and not record.converged:
         console.print(
             Text("NOT CONVERGED", style="bold red")
             + Text(f": the plan's solver ended '{record.solver.status if record.solver else 'unknown'}'; not a usable "
-                   "plan: dvh.csv (plan_status column) and dvh.json (converged, solver_status) say so")
+                   f"plan: {where}")
         )
