@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,9 @@ from typer.testing import CliRunner
 from evaluate_fakes import protocol, synthetic_case
 from specc.cli.app import app
 from specc.pipeline import plan
-from specc.report.compare import CompareError, goal_rows, read_plans, warnings, write_comparison
+from specc.report.compare import (
+    CompareError, comparison_figure, goal_rows, read_plans, render_comparison, warnings, write_comparison,
+)
 
 TERMS = [
     "{kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}",
@@ -121,3 +125,36 @@ def test_plans_in_folders_of_the_same_name_are_numbered(plans, tmp_path: Path) -
         (folder / "plan.json").write_text((plans["first"] / "plan.json").read_text())
         copies.append(folder)
     assert [plan.label for plan in read_plans([*copies, plans["second"]])] == ["plan (1)", "plan (2)", "second"]
+
+
+def _unconverged_copy(plans: dict[str, Path], tmp_path: Path) -> Path:
+    record = _record(plans["second"])
+    record.update(converged=False)
+    record["solver"]["status"] = "optimal_inaccurate"
+    folder = tmp_path / "stalled"
+    folder.mkdir()
+    (folder / "plan.json").write_text(json.dumps(record))
+    return folder
+
+
+def test_an_unconverged_plan_is_labelled_in_the_figure_legend_and_table_heads(plans, tmp_path: Path) -> None:
+    compared = read_plans([plans["first"], _unconverged_copy(plans, tmp_path)])
+    legend = comparison_figure(compared).axes[0].get_legend()
+    labels = [text.get_text() for text in legend.get_texts()]
+    assert "first" in labels and "stalled (NOT CONVERGED)" in labels and "stalled" not in labels
+    html = render_comparison(compared)
+    dvh = html.split('<section id="dvh">')[1]
+    assert 'stalled: mean / max <span class="status status-not_converged">NOT CONVERGED</span>' in dvh
+    assert '<p class="running-unconverged">NOT CONVERGED: stalled</p>' in html
+    assert "content: string(unconverged)" in html
+    assert "NOT CONVERGED" not in render_comparison(read_plans([plans["first"], plans["second"]]))
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="pdftotext (poppler) is not installed")
+def test_every_pdf_page_says_not_converged(plans, tmp_path: Path) -> None:
+    compared = read_plans([plans["first"], _unconverged_copy(plans, tmp_path)])
+    _, pdf = write_comparison(tmp_path / "out", compared, pdf=True)
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], check=True, capture_output=True, text=True).stdout
+    pages = [page for page in text.split("\f") if page.strip()]
+    assert len(pages) >= 2  # goals on the first, the DVH figure and table after
+    assert all("NOT CONVERGED: stalled" in page for page in pages)

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from evaluate_fakes import protocol, synthetic_case
 from specc.cli.app import app
 from specc.pipeline import COHORT_CSV, plan_cohort
-from specc.report.compare_cohorts import cohort_goal_rows, cohort_warnings, read_cohort
+from specc.report.compare_cohorts import cohort_goal_rows, cohort_warnings, read_cohort, render_cohort_comparison
 
 TERMS = [
     "{kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}",
@@ -67,6 +67,7 @@ def test_unpaired_cases_and_unconverged_plans_are_said(cohorts, tmp_path: Path) 
     record = first.plans["p0"].model_copy(update={"converged": False})
     stalled = dataclasses.replace(first, plans={**first.plans, "p0": record})
     assert "v1: p0 did not converge; their goals count as NOT CONVERGED" in cohort_warnings([stalled, second])
+    assert '<p class="running-unconverged">NOT CONVERGED: v1: p0</p>' in render_cohort_comparison([stalled, second])
     goals = [goal.model_copy(update={"status": "not_converged"}) for goal in record.goals]
     stalled.plans["p0"] = record.model_copy(update={"goals": goals})
     organ = next(row for row in cohort_goal_rows([stalled, second]) if row.structure == "Organ")

@@ -43,5 +43,6 @@ def write_cohort_page(summary: Path, pdf: bool = False) -> list[Path]:
     html = environment().get_template("cohort.html").render(
         heading=f"Cohort: {cohort.protocol}", names=f"{len(cases)} cases", cohort=cohort, rows=rows, cases=cases,
         warnings=cohort_warnings([cohort]), css=css, status_labels=STATUS_LABELS, status_order=STATUS_ORDER,
+        not_converged=cohort.unconverged,
     )
     return write_page(summary.parent, COHORT_PAGE, html, pdf)

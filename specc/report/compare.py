@@ -203,7 +203,8 @@ def comparison_figure(plans: Sequence[ComparedPlan]) -> Figure:
     axes.grid(alpha=0.3)
     handles = [Line2D([], [], color=color, lw=2.0, label=name) for name, color in colors.items()]
     handles += [
-        Line2D([], [], color="black", ls=LINE_STYLES[index % len(LINE_STYLES)], label=plan.label)
+        Line2D([], [], color="black", ls=LINE_STYLES[index % len(LINE_STYLES)],
+               label=plan.label + ("" if plan.record.converged else " (NOT CONVERGED)"))
         for index, plan in enumerate(plans)
     ]
     axes.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
@@ -225,6 +226,7 @@ def render_comparison(plans: Sequence[ComparedPlan]) -> str:
         structures=structures,
         doses=doses,
         dvh=to_data_uri(comparison_figure(plans)),
+        not_converged=[plan.label for plan in plans if not plan.record.converged],
         css=css,
         status_labels=STATUS_LABELS,
     )

@@ -44,6 +44,11 @@ class ComparedCohort:
         return "; ".join(names) or "(no plan)"
 
     @property
+    def unconverged(self) -> list[str]:
+        """Its cases whose solver did not converge (their goals count as NOT CONVERGED)."""
+        return sorted(case for case, record in self.plans.items() if not record.converged)
+
+    @property
     def protocol_sha256s(self) -> list[str]:
         """The SHA-256 of its plans' protocol: one, unless the cohort mixes protocols. What tells two
         protocols of one name and version apart."""
@@ -138,9 +143,8 @@ def cohort_warnings(cohorts: Sequence[ComparedCohort]) -> list[str]:
         if len(hashes) > 1:
             out.append(f"case {case}: different case data in different cohorts (case SHA-256 differs)")
     for cohort in cohorts:
-        unconverged = sorted(case for case, record in cohort.plans.items() if not record.converged)
-        if unconverged:
-            out.append(f"{cohort.label}: {', '.join(unconverged)} did not converge; their goals count as NOT CONVERGED")
+        if cohort.unconverged:
+            out.append(f"{cohort.label}: {', '.join(cohort.unconverged)} did not converge; their goals count as NOT CONVERGED")
     return out
 
 
@@ -170,6 +174,7 @@ def render_cohort_comparison(cohorts: Sequence[ComparedCohort]) -> str:
         heading="Cohort comparison", names=" vs ".join(cohort.label for cohort in cohorts),
         cohorts=cohorts, rows=cohort_goal_rows(cohorts), warnings=cohort_warnings(cohorts), css=css,
         status_labels=STATUS_LABELS, status_order=STATUS_ORDER,
+        not_converged=[f"{cohort.label}: {case}" for cohort in cohorts for case in cohort.unconverged],
     )
 
 
