@@ -243,3 +243,26 @@ def test_the_fluence_figure_draws_each_beamlet_as_its_cell_with_its_weight() -> 
             assert (ys.min(), ys.max()) == pytest.approx((beamlets.y_mm[m] - beamlets.height_mm[m] / 2,
                                                           beamlets.y_mm[m] + beamlets.height_mm[m] / 2))
         assert collection.get_rasterized()  # a grid of cells: an image in the SVG, not one path per beamlet
+
+
+def test_the_robustness_table_stays_whole_with_a_unit_on_every_value(converged):
+    """Its header row alone at a page's foot, its rows on the next without it, and bare scenario numbers, were the defect."""
+    from specc.evaluate.record import RobustGoalRecord, RobustnessRecord
+
+    case, masks, evaluation, _ = converged
+    robust = RobustnessRecord(
+        setup_error_mm=(5.0, 5.0, 5.0), model="static dose cloud", scenarios_mm=[(5.0, 0.0, 0.0), (-5.0, 0.0, 0.0)],
+        scenario_labels=["x +5 mm", "x -5 mm"], structures=[TARGET],
+        goals=[RobustGoalRecord(structure=TARGET, text="D95% >= 50 Gy", unit="Gy", nominal=57.8,
+                                scenario_values=[50.0, None], worst=50.0, worst_scenario=0,
+                                measured_status="pass", status="pass")],
+    )
+    record = evaluation.record.model_copy(update={"robustness": robust})
+    html = render_html(record, case, evaluation, masks)
+    section = html.split('<section id="robustness" class="keep">')[1].split("</section>")[0]
+    assert "<thead><tr><th>Structure</th>" in section  # repeated by the PDF on any page the table runs onto
+    assert "<thead><tr><th>Priority</th>" in html  # the goals table's too
+    [row] = section.split('<tr class="robust-goal">')[1:]
+    cells = re.findall(r'<td class="num[^"]*">(.*?)</td>', row)
+    assert cells == ["57.80 Gy", '50.00 Gy', '<span class="muted">n/a</span>', "50.00 Gy"]
+    assert '<td class="num worst">50.00 Gy</td>' in row
