@@ -148,6 +148,8 @@ def _optimized_weights(
     settings = compiled.settings  # as the fluence was solved: see the module docstring
     kept: tuple[SolveResult, Sequence, CheckedSolve] | None = None  # the last solve whose segments all pass
     removed = solves = 0
+    weightless = 0  # segments the optimum gave no weight (below WEIGHT_FLOOR): not delivered, and said so
+    offered = len(sequence.weights)
     case = segment_case(compiled.case, sequence)
     while True:
         checked = compile_terms(program.protocol, case, settings, program.goal_priorities).solve()
@@ -164,6 +166,7 @@ def _optimized_weights(
         weights = np.where(weighted.fluence > WEIGHT_FLOOR * weighted.fluence.max(), weighted.fluence, 0.0)
         small = _below(sequence, weights, min_percent)
         kept = (weighted, sequence.with_weights(weights).without_empty(), checked)
+        weightless += int(np.count_nonzero(weights == 0.0))  # `without_empty` drops them
         if not small.any():
             sequence = kept[1]
             break
@@ -172,6 +175,11 @@ def _optimized_weights(
         sequence = sequence.with_weights(weights).without_empty()
         case = keep_segments(case, np.flatnonzero(weights > 0))  # the segments `without_empty` kept, in order
     notes.extend(f"segment weights: {note}" for note in checked.notes)
+    if weightless:
+        notes.append(
+            f"segment weights: {weightless} of the {offered} segments got no weight from the optimum (below "
+            f"{WEIGHT_FLOOR:g} of the largest) and are not delivered"
+        )
     if removed:
         notes.append(
             f"segment weights: {removed} segments below {min_percent:g}% of their beam's summed weight removed, "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -316,3 +317,16 @@ def test_a_removal_that_leaves_no_solution_keeps_the_last_solved_weights(monkeyp
     assert len(delivered.sequence.weights) > solves[1]  # the small segments are back
     assert any("keeps the last weights the solver gave" in note for note in delivered.notes)
     np.testing.assert_allclose(delivered.result.fluence, delivered.sequence.fluence())
+
+
+def test_segments_the_optimum_leaves_without_weight_are_counted_and_said(tmp_path: Path) -> None:
+    """Sequenced 10, delivered 7: the notes and the report's Delivery section must add up, the 3 dropped said."""
+    delivery = "{technique: step_and_shoot, intensity_levels: 4}"
+    outcome = plan(protocol(GOALS, terms=TERMS, delivery=delivery), synthetic_case(), tmp_path / "out")
+    [sequenced] = [int(m) for note in outcome.notes for m in re.findall(r"sequenced into (\d+) segments", note)]
+    [dropped] = [note for note in outcome.notes if "got no weight from the optimum" in note]
+    weightless = int(re.search(r"(\d+) of the (\d+) segments", dropped).group(1))
+    assert weightless > 0 and f"of the {sequenced} segments" in dropped
+    assert outcome.record.delivery.total_segments == sequenced - weightless
+    html = (tmp_path / "out" / "report.html").read_text()
+    assert f"{sequenced - weightless} segments delivered in all" in html and "got no weight from the optimum" in html
