@@ -25,7 +25,7 @@ prescription:
   fractions: 30
   levels: [{target: Target, dose: 60 Gy}]
 goals:
-  Target: ["Mean >= 1 Gy", "Max <= 100 Gy"]
+  Target: ["Mean >= 15 Gy", "Max <= 100 Gy"]
   Organ: ["Mean <= 5 Gy"]
 """
 
@@ -38,12 +38,12 @@ def test_a_patient_shift_gives_each_voxel_the_dose_that_far_away_and_the_worst_i
     case = synthetic_case()
     masks = {name: structure.mask for name, structure in case.structures.items()}
     x, y, z = np.meshgrid(*case.grid.axes_mm(), indexing="ij")
-    dose = 10.0 + x + 0.5 * z  # a linear dose (Gy): trilinear interpolation is exact for it
+    dose = 20.0 + x + 0.5 * z  # a linear dose (Gy): trilinear interpolation is exact for it
     protocol = _protocol('robustness: {setup_error: ["5 mm", "0 mm", "2 mm"]}\n')
     record = robustness_record(protocol, dose, masks, case.grid, case.voxel_volume_cc, True, case.voxel_indices)
     assert record.scenarios_mm == [(5.0, 0.0, 0.0), (-5.0, 0.0, 0.0), (0.0, 0.0, 2.0), (0.0, 0.0, -2.0)]
     assert record.structures == ["Target"]  # the prescription targets by default
-    mean = next(goal for goal in record.goals if goal.text == "Mean >= 1 Gy")
+    mean = next(goal for goal in record.goals if goal.text == "Mean >= 15 Gy")
     inside = masks["Target"]  # the sphere of radius 15 mm sits 2 voxels and more from every edge
     assert mean.nominal == pytest.approx(dose[inside].mean())
     # patient moved +5 mm in x: its voxels sit where the dose is 5 Gy higher
@@ -66,7 +66,7 @@ def test_a_composites_prior_course_stays_with_the_anatomy_and_only_this_plans_do
     protocol = _protocol('robustness: {setup_error: ["5 mm", "0 mm", "0 mm"], random_error: 2 mm}\n')
     record = robustness_record(protocol, own + prior, masks, case.grid, case.voxel_volume_cc, True,
                                case.voxel_indices, fixed_gy=prior)
-    mean = next(goal for goal in record.goals if goal.text == "Mean >= 1 Gy")
+    mean = next(goal for goal in record.goals if goal.text == "Mean >= 15 Gy")
     assert mean.nominal == pytest.approx((own + prior)[masks["Target"]].mean())
     np.testing.assert_allclose(mean.scenario_values, np.array([0.0, 5.0, -5.0]) + mean.nominal, rtol=1e-9)
     assert "the prior course's dose stays with the anatomy" in record.model
@@ -207,7 +207,7 @@ def test_a_plan_reports_the_setup_error_check_in_plan_json_the_report_and_the_te
     assert "Setup error 5/5/5 mm (6 scenarios, worst shown; checked only)" in result.output
     record = json.loads((tmp_path / "out" / "plan.json").read_text())["robustness"]
     assert record["structures"] == ["Target", "Organ"] and len(record["scenarios_mm"]) == 6
-    assert [goal["text"] for goal in record["goals"]] == ["Mean >= 1 Gy", "Max <= 100 Gy", "Mean <= 5 Gy"]
+    assert [goal["text"] for goal in record["goals"]] == ["Mean >= 15 Gy", "Max <= 100 Gy", "Mean <= 5 Gy"]
     html = (tmp_path / "out" / "report.html").read_text()
     assert 'id="robustness"' in html and html.count('class="robust-goal"') == 3
     assert "Evaluation only: the plan was optimized on the nominal position" in html

@@ -33,6 +33,32 @@ EXPECTED: dict[str, list[tuple[str, int, int, str, str]]] = {
     "undefined-structure-expression.yaml": [
         ("undefined-structure-expression.yaml", 9, 35, "structures.PTV.expression", 'undefined structure "GTV"'),
     ],
+    "dose-per-fraction-as-total.yaml": [  # a unit slip: every unit is valid, the doses are not
+        (
+            "dose-per-fraction-as-total.yaml", 14, 27, "prescription.levels[0].dose",
+            "2 Gy in 39 fractions is 0.0513 Gy per fraction, outside the 0.25-40 Gy external-beam courses give: "
+            "`dose` is the total over all fractions, in Gy or cGy (e.g. 50 Gy for 2 Gy x 25)",
+        ),
+        (
+            "dose-per-fraction-as-total.yaml", 15, 31, "prescription.levels[1].dose",
+            "7020 Gy in 39 fractions is 180 Gy per fraction, outside the 0.25-40 Gy external-beam courses give: "
+            "`dose` is the total over all fractions, in Gy or cGy (e.g. 50 Gy for 2 Gy x 25)",
+        ),
+        (
+            "dose-per-fraction-as-total.yaml", 18, 7, "goals.PTV[0]",
+            "\"D95% >= 78 Gy\" is 39 times PTV's dose level (2 Gy): a dose in the wrong unit? (cGy written as Gy, "
+            "or a dose per fraction; goals are totals over the course)",
+        ),
+        (
+            "dose-per-fraction-as-total.yaml", 18, 7, "goals.PTV[0]",
+            'minimum goal "D95% >= 78 Gy" is above maximum goal "D2% <= 107%" on PTV: no dose can meet both',
+        ),
+        (
+            "dose-per-fraction-as-total.yaml", 21, 7, "goals.PTV_Low[0]",
+            "\"D95% >= 70.2 Gy\" is 1% of PTV_Low's dose level (7020 Gy): a dose in the wrong unit? (cGy written as "
+            "Gy, or a dose per fraction; goals are totals over the course)",
+        ),
+    ],
     "min-above-max-goal.yaml": [
         (
             "min-above-max-goal.yaml", 17, 7, "goals.PTV[0]",
@@ -227,3 +253,18 @@ def test_min_above_max_is_found_in_any_order_and_only_between_hard_limits() -> N
     # A soft limit is a penalty the solver trades off, not a bound no dose can meet.
     soft = text.replace("dose: 84 Gy}", "dose: 84 Gy, hard: false, weight: 5}")
     assert parse_protocol_text(soft, "soft.yaml").optimization.terms[2].dose_bounds() == (None, None)
+
+
+@pytest.mark.parametrize("fractions, dose, goal", [
+    (1, "34 Gy", "D95% >= 34 Gy"),  # single-fraction lung SBRT (RTOG 0915)
+    (3, "54 Gy", "Max <= 75.6 Gy"),
+    (6, "3 Gy", "Mean >= 2.9 Gy"),  # low-dose benign course, 0.5 Gy per fraction
+    (39, "7800 cGy", "D95% >= 7410 cGy"),
+])
+def test_plausible_courses_pass_the_unit_slip_checks(fractions: int, dose: str, goal: str) -> None:
+    text = (
+        "specc: 1\nname: t\nsite: t\nversion: 1.0.0\nstructures: {PTV: {role: target}}\n"
+        f"prescription: {{fractions: {fractions}, levels: [{{target: PTV, dose: {dose}}}]}}\n"
+        f'goals: {{PTV: ["{goal}"]}}\n'
+    )
+    parse_protocol_text(text, "p.yaml")

@@ -13,16 +13,26 @@ from specc.protocol.diagnostics import Issue
 from specc.protocol.goals import Goal
 from specc.protocol.metrics import Metric
 from specc.protocol.suggest import did_you_mean
+from specc.protocol.units import format_number
 from specc.terms.base import TermBase
 
 if TYPE_CHECKING:
     from specc.protocol.models import ProtocolDocument
 
 
+# Gy per fraction that external-beam courses give: low-dose benign treatments at 0.25 Gy up to
+# single-fraction radiosurgery and lung SBRT (34 Gy x 1). Outside, a dose level is a unit slip:
+# a per-fraction dose written as the total, or cGy written as Gy.
+PLAUSIBLE_GY_PER_FRACTION = (0.25, 40.0)
+# A target's own goal in Gy this far from its dose level (a factor) is a unit slip too.
+PLAUSIBLE_GOAL_TO_LEVEL = 4.0
+
+
 def consistency_issues(protocol: ProtocolDocument) -> list[Issue]:
     defined = list(protocol.structures)
     return [
         *_prescription_targets(protocol, defined),
+        *_plausible_doses(protocol),
         *_expressions(protocol, defined),
         *_alias_clashes(protocol),
         *_goal_structures(protocol, defined),
@@ -50,6 +60,37 @@ def _prescription_targets(protocol: ProtocolDocument, defined: list[str]) -> Ite
             yield Issue(loc, _undefined(level.target, defined))
         elif spec.role != "target":
             yield Issue(loc, f'"{level.target}" has role {spec.role}; a dose level needs a structure with role: target')
+
+
+def _plausible_doses(protocol: ProtocolDocument) -> Iterator[Issue]:
+    """Dose levels and target goals no course gives: the slips `Dose` alone cannot see (every unit is valid)."""
+    if protocol.prescription is None:
+        return
+    low, high = PLAUSIBLE_GY_PER_FRACTION
+    fractions = protocol.prescription.fractions
+    for index, level in enumerate(protocol.prescription.levels):
+        per_fraction = level.dose_per_fraction_gy
+        if not low <= per_fraction <= high:
+            yield Issue(
+                ("prescription", "levels", index, "dose"),
+                f"{format_number(level.plan_dose_gy)} Gy in {fractions} fractions is {per_fraction:.3g} Gy per "
+                f"fraction, outside the {format_number(low)}-{format_number(high)} Gy external-beam courses give: "
+                "`dose` is the total over all fractions, in Gy or cGy (e.g. 50 Gy for 2 Gy x 25)",
+            )
+    position: dict[str, int] = {}
+    for goal in protocol.goals:
+        index = position[goal.structure] = position.get(goal.structure, -1) + 1
+        level = protocol.prescription.level_for(goal.structure)
+        if level is None or not goal.metric.is_dose or goal.threshold.relative or goal.isoeffective:
+            continue
+        ratio = goal.threshold_value / level.dose.gy
+        if goal.threshold_value > 0 and not 1 / PLAUSIBLE_GOAL_TO_LEVEL <= ratio <= PLAUSIBLE_GOAL_TO_LEVEL:
+            yield Issue(
+                ("goals", goal.structure, index),
+                f'"{goal.text}" is {f"{100 * ratio:.2g}% of" if ratio < 1 else f"{ratio:.3g} times"} '
+                f"{goal.structure}'s dose level ({format_number(level.dose.gy)} Gy): a dose in the wrong unit? "
+                "(cGy written as Gy, or a dose per fraction; goals are totals over the course)",
+            )
 
 
 def _expressions(protocol: ProtocolDocument, defined: list[str]) -> Iterator[Issue]:
