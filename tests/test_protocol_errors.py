@@ -268,3 +268,28 @@ def test_plausible_courses_pass_the_unit_slip_checks(fractions: int, dose: str, 
         f'goals: {{PTV: ["{goal}"]}}\n'
     )
     parse_protocol_text(text, "p.yaml")
+
+
+@pytest.mark.parametrize("goals, conflict", [
+    (["V10Gy[%] >= 80", "D50% <= 5 Gy"], True),  # 80% at 10 Gy or more, but half at 5 Gy or less
+    (["D50% >= 40 Gy", "V30Gy[%] <= 40"], True),  # half at 40 Gy, so at least half above 30 Gy
+    (["D95% >= 50 Gy", "Mean <= 40 Gy"], True),  # 95% at 50 Gy: a mean of 47.5 Gy at least
+    (["V20Gy[cc] >= 5", "D2cc <= 15 Gy"], True),
+    (["V60Gy[%] >= 10", "Max <= 55 Gy"], True),
+    (["D50% >= 40 Gy", "V40Gy[%] <= 50"], False),  # exactly half at 40 Gy meets both
+    (["D95% >= 40 Gy", "Mean <= 38 Gy"], False),  # 95% at 40 Gy, the rest at 0: a mean of 38 Gy
+    (["D95% >= 50 Gy", "D2% <= 45 Gy"], True),
+    (["V20Gy[cc] >= 40", "V20Gy[%] <= 10"], False),  # cc against %: needs the structure's volume
+])
+def test_goals_in_different_forms_that_no_dose_meets_together_are_refused(goals: list[str], conflict: bool) -> None:
+    text = (
+        "specc: 1\nname: t\nsite: t\nversion: 1.0.0\nstructures: {PTV: {role: target}, Core: {role: oar}}\n"
+        "prescription: {fractions: 25, levels: [{target: PTV, dose: 50 Gy}]}\n"
+        f"goals: {{Core: {goals!r}}}\n".replace("'", '"')
+    )
+    if not conflict:
+        parse_protocol_text(text, "p.yaml")
+        return
+    with pytest.raises(ProtocolError, match="no dose can meet both") as raised:
+        parse_protocol_text(text, "p.yaml")
+    assert "p.yaml:7" in str(raised.value)

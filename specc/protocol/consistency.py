@@ -249,14 +249,46 @@ def _cannot_both_hold(lower: Goal, upper: Goal) -> bool:
     minimum, maximum = lower.threshold_value, upper.threshold_value
     strict = lower.comparator == ">" or upper.comparator == "<"
     too_high = minimum > maximum or (strict and minimum == maximum)
-    if lower.metric.is_dose and upper.metric.is_dose:
-        return too_high and _never_above(lower.metric, upper.metric)
+    if lower.metric.is_dose and upper.metric.is_dose and too_high and _never_above(lower.metric, upper.metric):
+        return True
     if lower.metric.is_index and lower.metric == upper.metric:  # one ratio, bounded from both sides
         return too_high
     if lower.metric.quantity == upper.metric.quantity == "V" and lower.metric.unit == upper.metric.unit:
         # The volume above a dose shrinks as the dose grows: V(high dose) <= V(low dose).
         return too_high and (lower.metric_dose_gy or 0.0) >= (upper.metric_dose_gy or 0.0)
-    return False
+    return _excluded_across_forms(lower, upper)
+
+
+def _at_least(goal: Goal) -> tuple[str, float, float] | None:
+    """A lower-bound goal as "at least VOLUME (unit, value) receives at least DOSE Gy", when it says that.
+
+    D_v >= d and V_d >= v say the same (D_v is the highest dose some v receives); a minimum is the
+    whole structure's; DC x% is D (100 - x)%."""
+    metric = goal.metric
+    if metric.quantity == "V":
+        return (metric.unit, goal.threshold_value, goal.metric_dose_gy or 0.0)
+    rank = _hot_rank(metric) if metric.quantity in ("D", "DC", "Min") else None
+    return None if rank is None else (rank[0], rank[1], goal.threshold_value)
+
+
+def _excluded_across_forms(lower: Goal, upper: Goal) -> bool:
+    """Goals in different forms that no dose meets together, found by what each implies (strict
+    inequalities only, so that a goal met exactly at its threshold is never called a conflict):
+
+    - "at least a receives m" against D_b <= M (Max: b = 0) with m > M and a >= b;
+    - against V_d <= p with m >= d and a > p;
+    - against Mean <= M with a (in %) of the structure at m: a m / 100 > M."""
+    claim = _at_least(lower)
+    if claim is None:
+        return False
+    unit, volume, dose = claim
+    metric, limit = upper.metric, upper.threshold_value
+    if metric.quantity == "Mean":
+        return unit == "%" and volume / 100.0 * dose > limit
+    if metric.quantity == "V":
+        return metric.unit == unit and dose >= (upper.metric_dose_gy or 0.0) and volume > limit
+    rank = _hot_rank(metric) if metric.quantity in ("D", "DC", "Max") else None
+    return rank is not None and rank[0] == unit and dose > limit and volume >= rank[1]
 
 
 def _resolved(goal: Goal) -> bool:
