@@ -232,6 +232,10 @@ def test_term_errors(snippet: str, message: str) -> None:
         ("a: !!python/object:os.system x\n", 'unsupported YAML tag "tag:yaml.org,2002:python/object:os.system"'),
         ("a: &x [*x]\n", "a YAML alias refers to a value that contains it (recursive alias)"),
         ("base: &b {x: 1}\nother:\n  <<: *b\n", 'YAML merge keys ("<<") are not supported'),
+        ("structures:\n  PTV: {role: target}\n Core: {role: oar}\n  Body: {role: other}\n",
+         "invalid YAML: this line is indented differently from the lines before it"),
+        ("goals:\n  Core:\n  - \"Max <= 30 Gy\"\n   - \"Mean <= 20 Gy\"\n",
+         "invalid YAML: this line is indented differently from the lines before it"),
     ],
 )
 def test_unsafe_or_odd_yaml_is_refused(text: str, message: str) -> None:

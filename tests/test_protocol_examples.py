@@ -136,7 +136,7 @@ def test_extends_in_text_needs_a_file() -> None:
         (("normalization: {structure: PTV_High", "normalization: {structure: Rectum"),
          'normalization structure "Rectum" has no dose level'),
         (("- {target: PTV_Low, dose: 7020 cGy}", "- {target: PTV_High, dose: 7020 cGy}"),
-         "a target has one dose level; repeated: PTV_High"),
+         "\"PTV_High\" already has a dose level (prescription.levels[0]): a target has one dose level"),
         (("- \"V95%[%] >= 98\"", "- \"V95%[%] >= 98\"\n    - \"V100%[%] <= 90\"\n    - \"V90Gy[%] >= 95\""),
          'minimum goal "V90Gy[%] >= 95%" is above maximum goal "V100%[%] <= 90%"'),
     ],

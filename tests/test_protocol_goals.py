@@ -70,6 +70,8 @@ def test_goal_fields_and_values() -> None:
         ("D95% ≥ 78 Gy", 'write ">=" instead of "≥"'),
         ("D95% >= 78 Gy (variation 80 Gy)", "variation 80 Gy must lie below the threshold 78 Gy"),
         ("Max <= 75 Gy (priorty 2)", 'unknown item "priorty" in parentheses (did you mean "priority"?)'),
+        ("D95 % >= 78 Gy", 'write the metric without spaces ("D95%")'),
+        ("V50 Gy[%] >= 95", 'write the metric without spaces ("V50Gy[%]")'),
         ("Mean <= -2 Gy", 'threshold "-2 Gy" must be a finite, non-negative number'),
         ("V20Gy[%] <= 20 Gy", 'unknown unit "Gy" in threshold "20 Gy" of V20Gy[%] (expected %)'),
         ("V20Gy[%] <= 101%", 'threshold "101%" of V20Gy[%]: a volume cannot exceed 100%'),

@@ -53,9 +53,15 @@ def _undefined(name: str, defined: list[str]) -> str:
 def _prescription_targets(protocol: ProtocolDocument, defined: list[str]) -> Iterator[Issue]:
     if protocol.prescription is None:  # a site template leaves it to the protocols extending it
         return
+    seen: dict[str, int] = {}
     for index, level in enumerate(protocol.prescription.levels):
         loc = ("prescription", "levels", index, "target")
         spec = protocol.structures.get(level.target)
+        if level.target in seen:
+            yield Issue(loc, f'"{level.target}" already has a dose level (prescription.levels[{seen[level.target]}]): '
+                             "a target has one dose level")
+            continue
+        seen[level.target] = index
         if spec is None:
             yield Issue(loc, _undefined(level.target, defined))
         elif spec.role != "target":

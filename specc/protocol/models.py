@@ -139,10 +139,7 @@ class Prescription(_Strict):
 
     @model_validator(mode="after")
     def _bind_levels(self) -> Prescription:
-        targets = [level.target for level in self.levels]
-        repeated = sorted({target for target in targets if targets.count(target) > 1})
-        if repeated:
-            raise ValueError(f"a target has one dose level; repeated: {', '.join(repeated)}")
+        targets = [level.target for level in self.levels]  # a repeated target: `consistency`, at its line
         if self.normalization is not None and self.normalization.structure not in targets:
             raise ValueError(
                 f'normalization structure "{self.normalization.structure}" has no dose level '

@@ -9,6 +9,8 @@ it came from.
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +74,12 @@ def compose(text: str, filename: str) -> tuple[Node | None, list[Diagnostic]]:
         if error.context and error.context_mark and error.problem:
             problem += f" ({error.context} started at line {error.context_mark.line + 1})"
         line, column = (mark.line + 1, mark.column + 1) if mark else (None, None)
+        if re.match(r"expected <block end>, but found '<block (mapping|sequence) start>'", error.problem or ""):
+            # the parser's words for a key or list item indented deeper than its siblings
+            problem = (
+                "this line is indented differently from the lines before it (the keys of one mapping, and the "
+                f"items of one list, start in the same column); the YAML parser says: {problem}"
+            )
         return None, [Diagnostic(filename, line, column, "", f"invalid YAML: {problem}")]
     except yaml.YAMLError as error:  # reader errors (control characters further on) carry no mark
         return None, [Diagnostic(filename, None, None, "", f"invalid YAML: {error}")]
