@@ -39,13 +39,14 @@ STATUS_STYLE = {
 }
 
 
-console = Console()
-error_console = Console(stderr=True)
+# Markup off: goal texts ("V10Gy[cc] <= 40"), structure, protocol and file names are user text, and a
+# string printed or put in a table is shown exactly as it is. Styles are given as `Text` styles.
+console = Console(markup=False)
+error_console = Console(stderr=True, markup=False)
 
 
 def fail(error: SpeccError | str, code: int = 1) -> NoReturn:
     """Print a user-facing error (no traceback) and exit with `code`."""
-    # User strings (file names, structure names) may contain rich markup: print them as plain text.
     error_console.print(Text("error: ", style="bold red") + Text(str(error)), soft_wrap=True)
     sys.exit(code)
 

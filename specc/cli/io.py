@@ -227,8 +227,8 @@ def _export_study(plan_result, segments_path: Path, case: Path | None, out: Path
 def _say_rtplan(segments, notes: list[str]) -> None:
     if not segments.converged:
         console.print(
-            f"[bold red]NOT CONVERGED[/]: the plan's solver ended '{segments.solver_status}'; "
-            "the RT Plan's label, name and description say so"
+            Text("NOT CONVERGED", style="bold red")
+            + Text(f": the plan's solver ended '{segments.solver_status}'; the RT Plan's label, name and description say so")
         )
     for note in notes:
         console.print(f"note: {note}", markup=False)

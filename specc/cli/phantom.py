@@ -38,7 +38,7 @@ def phantom(
 
     try:
         with Progress(
-            TextColumn("[bold]{task.description}"),
+            TextColumn("{task.description}", style="bold", markup=False),  # the phantom name as typed
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),

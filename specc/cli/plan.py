@@ -68,7 +68,7 @@ class StagePrinter:
         if self.quiet:
             return
         if seconds is None:
-            self._status = console.status(f"{stage} ...")
+            self._status = console.status(Text(f"{stage} ..."))  # a spinner reads a str as markup
             self._status.start()
             return
         if self._status is not None:
@@ -88,7 +88,7 @@ class StagePrinter:
 
         def report(done: int, total: int) -> None:
             if self._status is not None:
-                self._status.update(f"phantom {name}: dose of beam {done}/{total} ...")
+                self._status.update(Text(f"phantom {name}: dose of beam {done}/{total} ..."))
 
         return report
 
