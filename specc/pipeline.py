@@ -32,7 +32,7 @@ from specc.planning import CompiledPlan, compile_for_plan
 from specc.report import write_report
 from specc.report.approval import APPROVAL_JSON, PLAN_FOLDER_FILES, ApprovalError
 from specc.report.compare import PLAN_FILE
-from specc.report.cohort_page import write_cohort_page
+from specc.report.cohort_page import COHORT_PAGE, write_cohort_page
 from specc.sequence import check_sequenceable
 from specc.solve import SolveResult
 from specc.solve.clinical import fast_path_alone
@@ -123,23 +123,28 @@ def plan(
     `solver` overrides the protocol's and the default choice. `prior_dose`: the files of a
     prior course, for a protocol with `prescription.prior` (`specc.composite`; or give a case
     `with_prior`). Raises a `SpeccError` for bad input (protocol, case, options); a failed
-    solve is returned, not raised, and writes nothing.
+    solve is returned, not raised, and writes nothing. A KeyboardInterrupt (Ctrl-C) is raised
+    on after the earlier plan in `out_dir` is removed, as for a failed solve.
     """
     stages = StageTimer(progress)
-    if not isinstance(protocol, Protocol):
-        with stages.stage("load protocol"):
-            protocol = load_protocol(protocol)
-    case_path: Path | None = None
-    if not isinstance(case, Case):
-        case_path = Path(case)
-        with stages.stage("load case"):
-            case = Case.load(case_path)
-    if prior_dose:
-        from specc.composite import with_prior_dose
+    try:
+        if not isinstance(protocol, Protocol):
+            with stages.stage("load protocol"):
+                protocol = load_protocol(protocol)
+        case_path: Path | None = None
+        if not isinstance(case, Case):
+            case_path = Path(case)
+            with stages.stage("load case"):
+                case = Case.load(case_path)
+        if prior_dose:
+            from specc.composite import with_prior_dose
 
-        with stages.stage("read prior dose"):
-            case = with_prior_dose(case, prior_dose)
-    return _plan_case(protocol, case, case_path, Path(out_dir), solver, pdf, stages)
+            with stages.stage("read prior dose"):
+                case = with_prior_dose(case, prior_dose)
+        return _plan_case(protocol, case, case_path, Path(out_dir), solver, pdf, stages)
+    except KeyboardInterrupt:
+        discard_unwritten_plan(Path(out_dir))
+        raise
 
 
 def _derived_terms_note(protocol: Protocol) -> list[str]:
@@ -199,7 +204,7 @@ def _write_plan(
                 optimized = evaluate_plan(protocol, case, program.masks, delivered.fluence_result, {}, setup_errors=False)
             delivery = _delivery_record(delivered, evaluation, optimized)
     record = evaluation.record.model_copy(update={"timings_s": dict(stages.timings), "delivery": delivery})
-    with stages.stage("report"):
+    with stages.stage("report"), _whole_or_none(out):
         remove_earlier_plan(out)  # a failure below must not leave a mix of two runs' files
         paths = write_report(out, record, case, evaluation, program.masks, pdf=pdf)
         if delivered is not None:
@@ -224,6 +229,17 @@ def _write_plan(
             )
         )
     return PlanOutcome(solve, record, paths, stages.timings, program.stats, notes)
+
+
+@contextmanager
+def _whole_or_none(out: Path) -> Iterator[None]:
+    """Writing a plan's files: stopped before the last (Ctrl-C, a full disk, --pdf without WeasyPrint), the
+    ones written are removed, so that `out` holds a whole plan or none (`specc plan --watch` keeps its last)."""
+    try:
+        yield
+    except BaseException:
+        remove_earlier_plan(out)
+        raise
 
 
 def _derived_structures(protocol: Protocol, masks: Mapping[str, np.ndarray], record: PlanRecord) -> list[DerivedStructure]:
@@ -334,13 +350,27 @@ def refuse_approved_folder(out: Path) -> None:
         )
 
 
+def plan_files(out: Path) -> list[Path]:
+    """The files of a plan (or a check) that `out` holds."""
+    return [out / name for name in PLAN_FOLDER_FILES if (out / name).exists()]
+
+
 def remove_earlier_plan(out: Path) -> list[Path]:
     """Delete the files an earlier `plan` wrote into `out`: left there, they would read as this run's."""
     refuse_approved_folder(out)
-    earlier = [out / name for name in PLAN_FOLDER_FILES if (out / name).exists()]
+    earlier = plan_files(out)
     for path in earlier:
         path.unlink()
     return earlier
+
+
+def discard_unwritten_plan(out: Path) -> list[Path]:
+    """Ctrl-C stopped a plan (or check) before it was written into `out`: the earlier plan there is removed,
+    as for a solve that gives no plan, so that it is not taken for this run's. An approved folder keeps
+    its files (nothing is planned over them)."""
+    if (out / APPROVAL_JSON).exists():
+        return []
+    return remove_earlier_plan(out)
 
 
 # --- cohorts: one protocol over many cases --------------------------------------------------
@@ -369,6 +399,21 @@ class CohortEntry:
     def status(self) -> str:
         """The solver status ("checked" for an external dose), or "error" when the case stopped before it."""
         return "error" if self.outcome is None else self.outcome.status
+
+
+class CohortInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a cohort run during `item`: the entries `finished` before it (cohort.csv lists them),
+    and what was done so that no earlier run's file reads as this one's (`run_cohort`)."""
+
+    def __init__(
+        self, item: str, finished: list[CohortEntry], folder: Path | None, removed: list[Path], summary: Path | None
+    ) -> None:
+        super().__init__(f"interrupted during {item}")
+        self.item = item
+        self.finished = finished
+        self.folder = folder  # the item's folder; None when it stopped before one was chosen (case not yet read)
+        self.removed = removed  # the earlier plan's files in `folder`, an earlier run's cohort.csv and pages
+        self.summary = summary  # cohort.csv, None when no item finished (no cohort.csv is left)
 
 
 @dataclass(frozen=True)
@@ -477,7 +522,12 @@ def run_cohort(
     pdf: bool = False,
 ) -> CohortOutcome:
     """`run_one(item, out_dir, folder names taken)` for each item, cohort.csv rewritten after each,
-    cohort.html (and cohort.pdf when `pdf`) at the end."""
+    cohort.html (and cohort.pdf when `pdf`) at the end.
+
+    Ctrl-C raises `CohortInterrupted`: the earlier plan in the folder of the item it stopped (the
+    name `run_one` added to the names taken) is removed as for a plan not produced, cohort.csv
+    lists the items finished (removed when none did), and an earlier run's cohort pages are removed.
+    """
     if protocol.prescription.prior is not None:
         raise CaseError(
             f"{protocol.source.path}: a protocol with a prior course needs each patient's prior dose: plan or check "
@@ -494,12 +544,29 @@ def run_cohort(
     for index, item in enumerate(items, start=1):
         if case_progress is not None:
             case_progress(index, len(items), str(item), None)
-        entry = run_one(Path(item), out, taken)
+        before = set(taken)
+        try:
+            entry = run_one(Path(item), out, taken)
+        except KeyboardInterrupt:
+            raise _interrupted(str(item), entries, out, taken - before) from None
         entries.append(entry)
         write_cohort_csv(summary, protocol, entries)
         if case_progress is not None:
             case_progress(index, len(items), str(item), entry)
     return CohortOutcome(protocol, entries, summary, write_cohort_page(summary, pdf=pdf))
+
+
+def _interrupted(item: str, finished: list[CohortEntry], out: Path, folders: set[str]) -> CohortInterrupted:
+    """Clear up after Ctrl-C during `item`, whose folder's name is in `folders` (none: it had none yet)."""
+    folder = out / next(iter(folders)) if folders else None
+    removed = discard_unwritten_plan(folder) if folder is not None else []
+    summary = out / COHORT_CSV
+    stale = [out / f"{COHORT_PAGE}.html", out / f"{COHORT_PAGE}.pdf"] + ([] if finished else [summary])
+    for path in stale:
+        if path.exists():
+            path.unlink()
+            removed.append(path)
+    return CohortInterrupted(item, finished, folder, removed, summary if finished else None)
 
 
 def _plan_cohort_case(

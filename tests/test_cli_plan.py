@@ -192,3 +192,49 @@ def test_quiet_summary_of_an_unconverged_plan_says_not_converged(tmp_path: Path)
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())  # -q: the summary line alone
     assert said.startswith("NOT CONVERGED: optimal_inaccurate (") and "not_converged" in said, result.output
+
+
+def _interrupt_on_call(monkeypatch, calls: int) -> None:
+    """Ctrl-C in the evaluate stage of the `calls`-th plan from now on (the solve has run)."""
+    import specc.pipeline
+
+    evaluate, seen = specc.pipeline.evaluate_plan, []
+
+    def evaluate_or_stop(*args, **kwargs):
+        seen.append(1)
+        if len(seen) == calls:
+            raise KeyboardInterrupt
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(specc.pipeline, "evaluate_plan", evaluate_or_stop)
+
+
+def test_ctrl_c_removes_the_earlier_plan_and_says_so(tmp_path: Path, monkeypatch) -> None:
+    protocol, case, out = tmp_path / "p.yaml", tmp_path / "case.h5", tmp_path / "out"
+    protocol.write_text(SYNTHETIC_PROTOCOL)
+    synthetic_case().save(case)
+    assert runner.invoke(app, ["plan", str(protocol), "--case", str(case), "--out", str(out), "-q"]).exit_code == 0
+    assert (out / "report.html").is_file()
+    _interrupt_on_call(monkeypatch, 1)
+    result = runner.invoke(app, ["plan", str(protocol), "--case", str(case), "--out", str(out)])
+    assert result.exit_code == 130
+    assert f"interrupted: no plan written; the earlier plan in {out} was removed" in " ".join(result.output.split())
+    assert list(out.iterdir()) == []
+
+
+def test_ctrl_c_in_a_cohort_says_which_cases_finished(tmp_path: Path, monkeypatch) -> None:
+    protocol, first, second, out = tmp_path / "p.yaml", tmp_path / "a.h5", tmp_path / "b.h5", tmp_path / "out"
+    protocol.write_text(SYNTHETIC_PROTOCOL)
+    synthetic_case().save(first)
+    synthetic_case(seed=1).save(second)  # the same case id: folder synthetic-2
+    arguments = ["cohort", str(protocol), str(first), str(second), "--out", str(out), "-q"]
+    assert runner.invoke(app, arguments).exit_code == 0
+    _interrupt_on_call(monkeypatch, 2)
+    result = runner.invoke(app, arguments)
+    assert result.exit_code == 130
+    said = " ".join(result.output.split())
+    assert f"interrupted: no plan written for {second}; the earlier plan in {out / 'synthetic-2'} was removed" in said
+    assert f"cases finished before it: synthetic (in {out / 'cohort.csv'}); no cohort page written" in said
+    assert list((out / "synthetic-2").iterdir()) == [] and (out / "synthetic" / "report.html").is_file()
+    assert sorted(path.name for path in out.iterdir()) == ["cohort.csv", "synthetic", "synthetic-2"]  # no stale page
+    assert len((out / "cohort.csv").read_text().splitlines()) == 2  # header and the case finished

@@ -446,3 +446,20 @@ def test_rotations_in_a_check_turn_about_the_rt_plans_isocentre(export, protocol
     write_rtdose_file(export / "RD.dcm", target_dose(), DOSE_ORIGIN, DOSE_SPACING)
     record = specc.check_export(robust, export, tmp_path / "out").record
     assert record.robustness.rotation_centre.startswith("the centre of the prescription targets")
+
+
+def test_ctrl_c_during_a_check_removes_the_earlier_one_and_says_so(export, protocol_file, tmp_path, monkeypatch):
+    import specc.check
+
+    out = tmp_path / "out"
+    arguments = ["check", str(protocol_file), str(export), "--out", str(out)]
+    assert CliRunner().invoke(app, arguments).exit_code == 0 and (out / "report.html").is_file()
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(specc.check, "_measure", interrupted)
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 130
+    assert f"interrupted: no check written; the earlier plan in {out} was removed" in " ".join(result.output.split())
+    assert list(out.iterdir()) == []

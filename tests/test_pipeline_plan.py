@@ -120,3 +120,26 @@ def test_a_plan_says_what_its_sample_cost_and_finishes_on_every_voxel_when_it_co
     assert chosen.succeeded and "compiled on every voxel" not in chosen.solve.message
     assert any(stats.sampled for stats in chosen.stats.structures)
     assert any(note.startswith("Sampling: on every voxel the sampled terms add") for note in chosen.notes)
+
+
+def test_ctrl_c_removes_the_earlier_plan_and_a_half_written_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import specc.pipeline
+
+    case, planned = synthetic_case(), protocol({"Target": ["D50% >= 50 Gy"]}, terms=TERMS)
+    assert plan(planned, case, tmp_path).succeeded
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(specc.pipeline, "evaluate_plan", interrupted)  # before anything is written
+    with pytest.raises(KeyboardInterrupt):
+        plan(planned, case, tmp_path)
+    assert list(tmp_path.iterdir()) == []  # as for a solve that gives no plan
+
+    monkeypatch.undo()
+    session = specc.pipeline.PlanSession(case, tmp_path)  # as `specc plan --watch`, which keeps its last plan
+    assert session.plan(planned).succeeded
+    monkeypatch.setattr(specc.pipeline, "write_result", interrupted)  # report.html and plan.json written, then stopped
+    with pytest.raises(KeyboardInterrupt):
+        session.plan(planned)
+    assert list(tmp_path.iterdir()) == []  # never half a plan

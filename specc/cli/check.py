@@ -9,7 +9,9 @@ from rich.table import Table
 from rich.text import Text
 
 from specc.cli.app import app, console, fail, status_text
-from specc.cli.plan import StagePrinter, cohort_progress, finish_cohort, goal_value, print_robustness, print_summary
+from specc.cli.plan import (
+    StagePrinter, cohort_progress, finish_cohort, goal_value, print_robustness, print_summary, stop_cohort, stop_interrupted,
+)
 from specc.errors import SpeccError
 
 
@@ -59,6 +61,7 @@ def check(
     a priority-1 goal fails.
     """
     from specc.check import check_dose, check_export
+    from specc.pipeline import plan_files
 
     if bool(exports) == (case is not None):
         fail("give a plan export folder, or --case CASE.h5 with --dose RD.dcm (not both)")
@@ -73,6 +76,7 @@ def check(
     if case is not None and grid is not None:
         fail("--grid applies to a plan export folder; a case file has its own grid")
     printer = StagePrinter(quiet)
+    earlier = plan_files(out)
     try:
         if exports:
             outcome = check_export(
@@ -87,6 +91,9 @@ def check(
     except SpeccError as error:
         printer.stop()
         fail(error)
+    except KeyboardInterrupt:
+        printer.stop()
+        stop_interrupted(out, "check", earlier)
     record = outcome.record
     if not quiet:
         for note in record.notes:
@@ -121,5 +128,7 @@ def _check_cohort(
         )
     except SpeccError as error:
         fail(error)
+    except KeyboardInterrupt as stopped:
+        stop_cohort(stopped, "export", "check")
     checked = sum(1 for entry in outcome.entries if entry.outcome is not None)
     finish_cohort(outcome, f"{checked} of {len(outcome.entries)} exports checked", strict)

@@ -152,12 +152,13 @@ def plan(
     """
     from specc.case import Case
     from specc.composite import with_prior_dose
-    from specc.pipeline import PlanSession
+    from specc.pipeline import PlanSession, plan_files
     from specc.protocol import load_protocol
 
     if cases and len(cases) > 1:
         fail("`specc plan` plans one case; for several, run `specc cohort PROTOCOL CASE.h5 CASE.h5 ... --out DIR`")
     printer = StagePrinter(quiet)
+    earlier = plan_files(out)
     try:
         # The protocol first: a typo in it should not wait for a phantom's dose engine.
         loaded = load_protocol(protocol)
@@ -172,6 +173,9 @@ def plan(
     except SpeccError as error:
         printer.stop()
         fail(error)
+    except KeyboardInterrupt:
+        printer.stop()
+        stop_interrupted(out, "plan", earlier)
     code = _print_outcome(outcome, quiet, strict)
     if not watch:
         raise typer.Exit(code)
@@ -195,7 +199,40 @@ def plan(
             console.print(f"planned again in {time.perf_counter() - started:.2f} s; watching")
     except KeyboardInterrupt:  # Ctrl-C, also in the middle of a plan: stop the spinner, keep the last plan's code
         printer.stop()
+        if outcome.succeeded and not all(path.exists() for path in outcome.paths):  # stopped writing a new plan
+            stop_interrupted(out, "plan", outcome.paths)
     raise typer.Exit(code)
+
+
+def stop_interrupted(out: Path, what: str, earlier: list[Path]) -> NoReturn:
+    """Ctrl-C before the `what` ("plan", "check") was written into `out`: the earlier plan there is removed
+    as for any plan not produced (`discard_unwritten_plan`), one line says so; exit 130 (128 + SIGINT).
+
+    `earlier`: the plan files `out` held before this run began."""
+    from specc.pipeline import discard_unwritten_plan
+
+    discard_unwritten_plan(out)
+    removed = bool(earlier) and not any(path.exists() for path in earlier)
+    said = f"; the earlier plan in {out} was removed" if removed else ""
+    error_console.print(Text(f"interrupted: no {what} written{said}", style="red"), soft_wrap=True)
+    raise typer.Exit(130)
+
+
+def stop_cohort(stopped: KeyboardInterrupt, noun: str, what: str) -> NoReturn:
+    """Ctrl-C during a cohort run of `noun`s ("case", "export") each giving a `what` ("plan", "check"): the
+    item it stopped, whether an earlier plan was removed from its folder, the items finished; exit 130."""
+    from specc.pipeline import CohortInterrupted
+
+    if not isinstance(stopped, CohortInterrupted):  # while reading the protocol, or writing the cohort page
+        error_console.print(Text("interrupted", style="red"))
+        raise typer.Exit(130)
+    said = f"interrupted: no {what} written for {stopped.item}"
+    if stopped.folder is not None and any(path.parent == stopped.folder for path in stopped.removed):
+        said += f"; the earlier plan in {stopped.folder} was removed"
+    finished = ", ".join(_case_name(entry) for entry in stopped.finished)
+    said += f"; {noun}s finished before it: {finished} (in {stopped.summary})" if finished else f"; no {noun} finished"
+    error_console.print(Text(said + "; no cohort page written", style="red"), soft_wrap=True)
+    raise typer.Exit(130)
 
 
 def _check_prior(loaded: Protocol, prior_dose: list[Path]) -> None:
@@ -324,6 +361,9 @@ def cohort(
     except SpeccError as error:
         printer.stop()
         fail(error)
+    except KeyboardInterrupt as stopped:
+        printer.stop()
+        stop_cohort(stopped, "case", "plan")
     planned = sum(1 for entry in outcome.entries if entry.outcome is not None and entry.outcome.succeeded)
     finish_cohort(outcome, f"{planned} of {len(outcome.entries)} cases planned", strict)
 
