@@ -238,3 +238,13 @@ def test_ctrl_c_in_a_cohort_says_which_cases_finished(tmp_path: Path, monkeypatc
     assert list((out / "synthetic-2").iterdir()) == [] and (out / "synthetic" / "report.html").is_file()
     assert sorted(path.name for path in out.iterdir()) == ["cohort.csv", "synthetic", "synthetic-2"]  # no stale page
     assert len((out / "cohort.csv").read_text().splitlines()) == 2  # header and the case finished
+
+
+def test_the_goals_table_shows_a_limit_in_percent_of_the_prescription_in_gy(tmp_path: Path) -> None:
+    protocol, case = tmp_path / "p.yaml", tmp_path / "case.h5"
+    protocol.write_text(SYNTHETIC_PROTOCOL.replace("['D50% >= 50 Gy']", "['D50% >= 50 Gy', 'D2% <= 107%']"))
+    synthetic_case().save(case)
+    result = runner.invoke(app, ["plan", str(protocol), "--case", str(case), "--out", str(tmp_path / "out")],
+                           env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "│ D2% <= 107% (64.20 Gy) │" in result.output and "│ D50% >= 50 Gy          │" in result.output

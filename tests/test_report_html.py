@@ -266,3 +266,23 @@ def test_the_robustness_table_stays_whole_with_a_unit_on_every_value(converged):
     cells = re.findall(r'<td class="num[^"]*">(.*?)</td>', row)
     assert cells == ["57.80 Gy", '50.00 Gy', '<span class="muted">n/a</span>', "50.00 Gy"]
     assert '<td class="num worst">50.00 Gy</td>' in row
+
+
+def test_a_limit_in_percent_of_the_prescription_is_shown_in_gy_beside_it():
+    """"D2% <= 107%" is judged against 64.20 Gy (107% of 60 Gy): the reviewer reads that dose, not works it out."""
+    case = synthetic_case()
+    goals = {"Target": ["D2% <= 107%", "D95% >= 95% (variation 90%, priority 2)", "D50% >= 50 Gy"]}
+    evaluation = evaluate_plan(protocol(goals), case, masks_of(case), solve_result(case, scale=0.65), {})
+    parser = GoalRows()
+    parser.feed(render_html(evaluation.record, case, evaluation, masks_of(case)))
+    assert [row["goal-text"] for row in parser.rows] == [
+        "D2% <= 107% (64.20 Gy)",
+        "D95% >= 95% (variation 90%, priority 2) (57.00 Gy, variation 54.00 Gy)",
+        "D50% >= 50 Gy",  # its limit is written in Gy already
+    ]
+
+
+def test_a_resolved_limit_has_the_decimals_that_show_it_exactly():
+    from specc.report.limits import limit_text
+
+    assert [limit_text(value) for value in (64.2, 107 / 100 * 66.5, 1 / 3)] == ["64.20", "71.155", "0.333333"]

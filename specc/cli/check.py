@@ -10,7 +10,8 @@ from rich.text import Text
 
 from specc.cli.app import app, console, fail, status_text
 from specc.cli.plan import (
-    StagePrinter, cohort_progress, finish_cohort, goal_value, print_robustness, print_summary, stop_cohort, stop_interrupted,
+    StagePrinter, cohort_progress, finish_cohort, goal_text, goal_value, print_robustness, print_summary, stop_cohort,
+    stop_interrupted,
 )
 from specc.errors import SpeccError
 
@@ -101,7 +102,7 @@ def check(
         title = "Clinical goals (external dose" + (" on the composite with the prior course)" if record.prior_dose else ")")
         table = Table("structure", "goal", "value", "status", title=title)
         for goal in record.goals:
-            table.add_row(goal.structure, goal.text, goal_value(goal), status_text(goal.status))
+            table.add_row(goal.structure, goal_text(goal), goal_value(goal), status_text(goal.status))
         console.print(table)
         for goal in record.goals:
             if goal.status == "not_evaluated":

@@ -29,6 +29,14 @@ def goal_value(goal: GoalRecord, value: float | None = None) -> str:
     return "-" if value is None else f"{goal.shown(value)} {goal.unit}"
 
 
+def goal_text(goal: GoalRecord) -> Text:
+    """The goal as written and, for a limit written in % of the prescription, its dose: "D2% <= 107% (70.62 Gy)"."""
+    from specc.report.limits import resolved_limits
+
+    limits = resolved_limits(goal)
+    return Text(goal.text) + Text(f" ({limits})" if limits else "", style="dim")
+
+
 def _how_robust(robustness: RobustnessRecord) -> str:
     if not robustness.optimized:
         return "checked only"
@@ -51,7 +59,7 @@ def print_robustness(record: PlanRecord) -> None:
         same = record.goal_named(goal.structure, goal.text)
         nominal = goal_value(same, goal.nominal) if goal.nominal is not None else "-"
         worst = goal_value(same, goal.worst) if goal.worst is not None else "-"
-        table.add_row(goal.structure, goal.text, nominal, worst, status_text(goal.status))
+        table.add_row(goal.structure, goal_text(same), nominal, worst, status_text(goal.status))
     console.print(table)
     for note in robustness.notes:
         console.print(f"note: {note}", markup=False)
@@ -304,7 +312,7 @@ def _print_outcome(outcome: PlanOutcome, quiet: bool, strict: bool, before: Plan
         title += " on the composite (prior course + this plan)" if record.prior_dose is not None else ""
         table = Table(*columns, title=title)
         for index, goal in enumerate(record.goals):
-            cells: list[str | Text] = [goal.structure, goal.text, goal_value(goal), status_text(goal.status)]
+            cells: list[str | Text] = [goal.structure, goal_text(goal), goal_value(goal), status_text(goal.status)]
             if earlier is not None:
                 was = earlier.get((goal.structure, goal.text))
                 cells.append("(new goal)" if was is None else Text(goal_value(was) + " ") + status_text(was.status))

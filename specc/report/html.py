@@ -24,6 +24,7 @@ from specc.report.figures import (
     slices_figure,
     to_data_uri,
 )
+from specc.report.limits import resolved_limits
 
 if TYPE_CHECKING:
     from specc.case import Case
@@ -78,6 +79,7 @@ def environment() -> Environment:
     environment.filters["css_color"] = css_color
     environment.filters["time"] = format_time
     environment.filters["offset"] = offset_text
+    environment.filters["resolved_limits"] = resolved_limits
     return environment
 
 
