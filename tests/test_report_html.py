@@ -286,3 +286,17 @@ def test_a_resolved_limit_has_the_decimals_that_show_it_exactly():
     from specc.report.limits import limit_text
 
     assert [limit_text(value) for value in (64.2, 107 / 100 * 66.5, 1 / 3)] == ["64.20", "71.155", "0.333333"]
+
+
+def test_the_target_index_table_shows_the_five_indices_a_goal_can_state_with_the_goals_values():
+    """The RTOG CI and GI a goal measured (1.03, 2.78 in the audit) were missing: only PCI, R50 and HI were shown."""
+    case = synthetic_case()
+    goals = {"Target": ["CI <= 1.2", "PCI >= 0.5", "GI <= 5", "R50 <= 5", "HI <= 0.2"]}
+    evaluation = evaluate_plan(protocol(goals), case, masks_of(case), solve_result(case, scale=0.65), {})
+    html = render_html(evaluation.record, case, evaluation, masks_of(case))
+    section = html.split('<table id="target-indices"')[1].split("</table>")[0]
+    shown = dict(re.findall(r'<tr class="plan-index"><td>(\w+): [^<]*</td><td class="num">([^<]*)</td>', section))
+    assert list(shown) == ["CI", "PCI", "GI", "R50", "HI"]
+    for goal in evaluation.record.goals:
+        assert goal.value is not None
+        assert float(shown[goal.metric]) == pytest.approx(goal.value, abs=0.0051), goal.metric

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.resources import files
 from typing import TYPE_CHECKING
@@ -13,7 +14,10 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from specc.evaluate import PlanEvaluation, PlanRecord
+from specc.evaluate import PlanEvaluation, PlanRecord, TargetIndices
+from specc.evaluate.dvh import UndefinedMetric
+from specc.evaluate.indices import index_value
+from specc.protocol.metrics import INDEX_QUANTITIES, Metric
 from specc.protocol.models import offset_text
 from specc.report.figures import (
     ISODOSE_PERCENTS,
@@ -37,6 +41,41 @@ STATUS_LABELS = {
     "not_converged": "NOT CONVERGED",
 }
 _HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+# How the target-index table names each plan-quality index a goal can state, and its decimals.
+_INDEX_ROWS = {
+    "CI": ("CI: conformity (RTOG)", 2),
+    "PCI": ("PCI: conformity (Paddick)", 3),
+    "GI": ("GI: gradient (Paddick)", 2),
+    "R50": ("R50: gradient", 2),
+    "HI": ("HI: homogeneity (ICRU 83)", 3),
+}
+
+
+@dataclass(frozen=True)
+class IndexRow:
+    """One plan-quality index of every target, in the order of `PlanRecord.target_indices`."""
+
+    label: str
+    digits: int
+    values: list[float | None]  # None: undefined for that target (no voxel at the prescription, D50% of 0 Gy)
+
+
+def index_rows(record: PlanRecord) -> list[IndexRow]:
+    """Each index a goal can state (`INDEX_QUANTITIES`) as a goal stating it measures it (`index_value`),
+    so that the target-index table and the goal table cannot disagree."""
+    rows = []
+    for quantity in INDEX_QUANTITIES:
+        label, digits = _INDEX_ROWS[quantity]
+        metric = Metric.parse(quantity)
+        rows.append(IndexRow(label, digits, [_index(metric, target) for target in record.target_indices]))
+    return rows
+
+
+def _index(metric: Metric, indices: TargetIndices) -> float | None:
+    try:
+        return index_value(metric, indices)
+    except UndefinedMetric:
+        return None
 
 
 def format_number(value: float | None, digits: int = 2) -> str:
@@ -102,6 +141,7 @@ def render_html(
             figures=figures,
             css=css,
             status_labels=STATUS_LABELS,
+            index_rows=index_rows(record),
             isodose_percents=ISODOSE_PERCENTS,
             reference_gy=reference_dose_gy(record, evaluation.dose),
             wash_percent=round(100 * WASH_FROM_FRACTION),
