@@ -203,12 +203,14 @@ def write_c_shape_study(folder: Path) -> list[CircleRoi]:
 
 
 # --- matRad workspaces -----------------------------------------------------------------------
-def matrad_workspace(with_stf: bool = True) -> dict:
+def matrad_workspace(with_stf: bool = True, objectives: str | None = None) -> dict:
     """A small matRad workspace: CT 10 x 8 x 6 voxels of 2 mm, dose grid of 4 mm, 2 beams.
 
     dij.physicalDose{1} entry for dose voxel (ix, iy, iz) and bixel b is
     (1 + ix + 10 iy + 100 iz) * (b + 1) / 1000, so a test can check the voxel order from
     the coordinates alone. PTV is the CT box x in [-6, 6), y in [-4, 4), z in [-2, 4) mm.
+    `objectives` ("current" or "old"): cst{i,6} filled by `matrad_objectives` in that format,
+    a third, IGNORED structure (Couch) and a pln with 30 fractions.
     """
     import scipy.sparse as sp
 
@@ -242,16 +244,17 @@ def matrad_workspace(with_stf: bool = True) -> dict:
             c[0, i] = item
         return c
 
-    cst = np.empty((2, 6), dtype=object)
-    for row, (name, kind, idx, color) in enumerate(
-        [("PTV", "TARGET", ptv_idx, [1.0, 0.0, 0.0]), ("Body", "OAR", body_idx, [0.0, 1.0, 0.0])]
-    ):
+    rows = [("PTV", "TARGET", ptv_idx, [1.0, 0.0, 0.0]), ("Body", "OAR", body_idx, [0.0, 1.0, 0.0])]
+    if objectives is not None:
+        rows.append(("Couch", "IGNORED", body_idx, [0.0, 0.0, 1.0]))
+    cst = np.empty((len(rows), 6), dtype=object)
+    for row, (name, kind, idx, color) in enumerate(rows):
         cst[row, 0] = float(row)
         cst[row, 1] = name
         cst[row, 2] = kind
         cst[row, 3] = cell(idx)
         cst[row, 4] = {"Priority": float(row + 1), "visibleColor": np.array([color])}
-        cst[row, 5] = cell()
+        cst[row, 5] = cell() if objectives is None else matrad_objectives(objectives)[name]
     ct = {
         "cubeDim": np.array([ct_dims], dtype=np.float64),
         "resolution": {"x": res, "y": res, "z": res},
@@ -272,6 +275,8 @@ def matrad_workspace(with_stf: bool = True) -> dict:
         "numOfFractions": 30.0,
     }
     workspace = {"ct": ct, "cst": cst, "dij": dij}
+    if objectives is not None:
+        workspace["pln"] = {"numOfFractions": 30.0, "propOpt": {"quantityOpt": "physicalDose"}}
     if with_stf:
         workspace["stf"] = [
             {"gantryAngle": float(g), "couchAngle": 0.0, "bixelWidth": 5.0, "radiationMode": "photons",
@@ -280,6 +285,83 @@ def matrad_workspace(with_stf: bool = True) -> dict:
             for g in (0.0, 180.0)
         ]
     return workspace
+
+
+def matrad_objectives(form: str) -> dict[str, object]:
+    """cst{i,6} of PTV, Body and Couch in matRad's current form (a cell column of `struct(obj)`: className,
+    parameters, penalty, robustness) or its old one (matRad <= 2.1: a struct array with type, dose, volume,
+    EUD, penalty; unused fields NaN). Both state the same plan where the old types can, and each has its own
+    untranslatable functions: current a non-convex EUD constraint and an LET objective, old an exact DVH
+    constraint and a non-convex max EUD constraint; one Body objective carries a robustness setting.
+    A plan exists: PTV dose between 25 and 80 Gy, Body V60Gy <= 40% and mean <= 50 Gy can hold together.
+    """
+    if form == "current":
+        def objective(name, parameters, penalty, robustness="none"):
+            return {"className": name, "parameters": _cell_row(parameters), "penalty": float(penalty),
+                    "robustness": robustness}
+
+        def constraint(name, parameters):
+            return {"className": name, "parameters": _cell_row(parameters), "robustness": "none"}
+
+        functions = {
+            "PTV": [
+                objective("DoseObjectives.matRad_SquaredDeviation", [60.0], 800),
+                objective("DoseObjectives.matRad_MinDVH", [57.0, 95.0], 100),
+                objective("DoseObjectives.matRad_EUD", [60.0, -10.0], 10),
+                constraint("DoseConstraints.matRad_MinMaxDose", [25.0, 80.0, 1.0]),
+            ],
+            "Body": [
+                objective("DoseObjectives.matRad_SquaredOverdosing", [30.0], 300, robustness="STOCH"),
+                objective("DoseObjectives.matRad_MaxDVH", [40.0, 30.0], 50),
+                objective("DoseObjectives.matRad_MeanDose", [0.0, 1.0], 1),
+                objective("DoseObjectives.matRad_EUD", [0.0, 3.5], 1),
+                constraint("DoseConstraints.matRad_MinMaxMeanDose", [0.0, 50.0]),
+                constraint("DoseConstraints.matRad_MinMaxDVH", [60.0, 0.0, 40.0]),
+                constraint("DoseConstraints.matRad_MinMaxEUD", [0.5, 0.0, 40.0]),
+                objective("LETdObjectives.matRad_SquaredOverdosingLETd", [5.0], 1),
+            ],
+            "Couch": [objective("DoseObjectives.matRad_SquaredOverdosing", [10.0], 1)],
+        }
+        return {name: _cell_column(items) for name, items in functions.items()}
+
+    def old(kind, dose, penalty=np.nan, volume=np.nan, eud=np.nan, robustness="none"):
+        return {"type": kind, "dose": float(dose), "penalty": float(penalty), "EUD": float(eud),
+                "volume": float(volume), "robustness": robustness}
+
+    return {
+        "PTV": [
+            old("square deviation", 60, penalty=800),
+            old("min DVH objective", 57, penalty=100, volume=95),
+            old("EUD", 60, penalty=10, eud=-10),
+            old("min dose constraint", 25),
+            old("max dose constraint", 80),
+            old("exact DVH constraint", 60, volume=50),
+        ],
+        "Body": [
+            old("square overdosing", 30, penalty=300, robustness="COWC"),
+            old("max DVH objective", 40, penalty=50, volume=30),
+            old("mean", 0, penalty=1),
+            old("EUD", 0, penalty=1, eud=3.5),
+            old("max mean dose constraint", 50),
+            old("max DVH constraint", 60, volume=40),
+            old("max EUD constraint", 40, eud=0.5),
+        ],
+        "Couch": [old("square overdosing", 10, penalty=1)],
+    }
+
+
+def _cell_row(items) -> np.ndarray:
+    cell = np.empty((1, len(items)), dtype=object)
+    for i, item in enumerate(items):
+        cell[0, i] = item
+    return cell
+
+
+def _cell_column(items) -> np.ndarray:
+    cell = np.empty((len(items), 1), dtype=object)
+    for i, item in enumerate(items):
+        cell[i, 0] = item
+    return cell
 
 
 def _to_scipy(value):

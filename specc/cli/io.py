@@ -1,4 +1,5 @@
-"""`specc import` and `specc export`: cases in from matRad, PortPy and DICOM; plans out as RT Dose, RT Plan and DVH tables."""
+"""`specc import` and `specc export`: cases in from matRad, PortPy and DICOM (and protocols from PortPy criteria and
+matRad objectives); plans out as RT Dose, RT Plan and DVH tables."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ from specc.errors import SpeccError
 if TYPE_CHECKING:
     from specc.case.importers import ImportedCase
     from specc.evaluate import PlanRecord
+    from specc.protocol.units import Dose
 
-IMPORT_FORMATS = ("matrad", "portpy", "dicom", "portpy-criteria")
+IMPORT_FORMATS = ("matrad", "portpy", "dicom", "portpy-criteria", "matrad-objectives")
+# Formats whose output is a protocol, not a case.
+_PROTOCOL_FORMATS = ("portpy-criteria", "matrad-objectives")
 EXPORT_FORMATS = ("rtdose", "rtplan", "dicom", "dvh")
 # Options that only make sense when specc computes the influence matrix itself.
 _ENGINE_OPTIONS = ("--beams", "--beamlet", "--grid", "--target")
@@ -25,22 +29,25 @@ _ENGINE_OPTIONS = ("--beams", "--beamlet", "--grid", "--target")
 @app.command("import")
 def import_command(
     format: str = typer.Argument(..., help=f"Source format: {', '.join(IMPORT_FORMATS)}."),
-    source: Path = typer.Argument(..., help="A .mat file (matrad), a patient folder (portpy, dicom) or a criteria JSON."),
-    out: Path = typer.Option(..., "--out", "-o", help="Case file to write (HDF5), or protocol YAML for portpy-criteria."),
+    source: Path = typer.Argument(..., help="A .mat file (matrad, matrad-objectives), a patient folder (portpy, dicom) or a criteria JSON."),
+    out: Path = typer.Option(..., "--out", "-o", help="Case file to write (HDF5), or protocol YAML for portpy-criteria and matrad-objectives."),
     beams: str | None = typer.Option(None, "--beams", help="dicom, matrad without dij: number of beams, or gantry angles '0,72,144' (default 7; matrad: pln's angles when it has them)."),
     beamlet: float | None = typer.Option(None, "--beamlet", help="dicom, matrad without dij: beamlet size in mm (default 5)."),
     grid: str | None = typer.Option(None, "--grid", help="dicom, matrad without dij: dose grid spacing in mm, 'S' (z on the CT slices) or 'SX,SY,SZ' (default 3)."),
-    target: list[str] = typer.Option([], "--target", help="dicom, matrad without dij: structure the beams cover (default: typed PTV/CTV/GTV, matrad: TARGET); portpy-criteria: prescribed target (default PTV, PortPy's default)."),
+    target: list[str] = typer.Option([], "--target", help="dicom, matrad without dij: structure the beams cover (default: typed PTV/CTV/GTV, matrad: TARGET); portpy-criteria: prescribed target (default PTV, PortPy's default); matrad-objectives: NAME or NAME=DOSE ('PTV=60 Gy'), a target to prescribe (default: every TARGET, at the dose of its objectives)."),
     exclude: list[str] = typer.Option([], "--exclude", help="Structure to leave out on purpose (repeatable)."),
     hu_table: Path | None = typer.Option(None, "--hu-table", help="dicom, portpy, matrad without ct.cube: CSV of HU, relative electron density."),
     case_id: str | None = typer.Option(None, "--case-id", help="Case id (default: from the source)."),
+    fractions: int | None = typer.Option(None, "--fractions", help="matrad-objectives: number of fractions (default: the workspace's pln.numOfFractions)."),
 ) -> None:
-    """Import a case (or a PortPy criteria file as a protocol) and report what was read."""
+    """Import a case (or PortPy criteria or a matRad workspace's objectives as a protocol) and report what was read."""
     if format not in IMPORT_FORMATS:
         fail(f"unknown import format '{format}'; choose one of {', '.join(IMPORT_FORMATS)}")
+    if fractions is not None and format != "matrad-objectives":
+        fail("--fractions is for matrad-objectives only (a case's fractions are the protocol's)")
     given = {"--beams": beams, "--beamlet": beamlet, "--grid": grid, "--target": target or None}
     misplaced = [name for name in _ENGINE_OPTIONS if given[name] is not None and format not in ("dicom", "matrad")]
-    if format == "portpy-criteria":
+    if format in _PROTOCOL_FORMATS:
         misplaced = [name for name in misplaced if name != "--target"]
     if misplaced:
         fail(
@@ -50,6 +57,9 @@ def import_command(
     try:
         if format == "portpy-criteria":
             _import_criteria(source, out, target[0] if target else "PTV", len(target))
+            return
+        if format == "matrad-objectives":
+            _import_objectives(source, out, target, exclude, fractions)
             return
         table = None
         if hu_table is not None:
@@ -106,6 +116,39 @@ def _import_criteria(source: Path, out: Path, target: str, targets_given: int) -
     console.print(f"wrote {out}: {converted.goals} goals, prescription to {target}", markup=False)
     for item in converted.untranslated:
         console.print(f"not translated: {item}", markup=False, highlight=False)
+
+
+def _import_objectives(source: Path, out: Path, target: list[str], exclude: list[str], fractions: int | None) -> None:
+    from specc.case.importers.matrad_objectives import convert_matrad_objectives
+
+    translated = convert_matrad_objectives(
+        source, fractions=fractions, targets=_prescribed(target) if target else None, exclude=exclude
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(translated.yaml_text)
+    levels = ", ".join(f"{name} {dose}" for name, dose in translated.levels.items())
+    console.print(
+        f"wrote {out}: {translated.terms} terms, {translated.goals} goals, prescription {levels} in "
+        f"{translated.fractions} fractions",
+        markup=False,
+        highlight=False,
+    )
+    for item in translated.untranslated:
+        console.print(f"not translated: {item}", markup=False, highlight=False)
+
+
+def _prescribed(target: list[str]) -> dict[str, Dose | None]:
+    """--target NAME or NAME=DOSE, each a target to prescribe, with its dose when given."""
+    from specc.protocol.units import Dose
+
+    targets: dict[str, Dose | None] = {}
+    for text in target:
+        name, _, dose = text.rpartition("=") if "=" in text else (text, "", "")
+        try:
+            targets[name.strip()] = Dose.parse(dose) if dose else None
+        except ValueError as error:
+            fail(f"--target {text}: {error}")
+    return targets
 
 
 def _beams(text: str) -> int | list[float]:

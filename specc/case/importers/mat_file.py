@@ -9,6 +9,7 @@ has no vectors), and a sparse matrix a `scipy.sparse.csc_matrix`.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +22,27 @@ from scipy.io.matlab import MatReadError, mat_struct
 from specc.errors import CaseError
 
 
-def load_mat(path: str | Path) -> dict[str, Any]:
-    """Top-level variables of a .mat file, by name."""
+def load_mat(path: str | Path, names: Collection[str] | None = None) -> dict[str, Any]:
+    """Top-level variables of a .mat file, by name; only those in `names` when given, so that a
+    reader of the small variables (cst, pln) does not load a workspace's influence matrix."""
     path = Path(path)
     if not path.exists():
         raise CaseError(f"{path}: no such file")
     if h5py.is_hdf5(path):
         with h5py.File(path, "r") as handle:
-            return {name: _from_hdf5(handle[name], handle) for name in handle if not name.startswith("#")}
+            return {
+                name: _from_hdf5(handle[name], handle)
+                for name in handle
+                if not name.startswith("#") and (names is None or name in names)
+            }
     try:
-        raw = scipy.io.loadmat(path, struct_as_record=False, squeeze_me=False, chars_as_strings=True)
+        raw = scipy.io.loadmat(
+            path,
+            struct_as_record=False,
+            squeeze_me=False,
+            chars_as_strings=True,
+            variable_names=None if names is None else list(names),
+        )
     except (MatReadError, ValueError, OSError) as error:
         raise CaseError(f"{path}: not a readable MATLAB .mat file ({error})") from None
     return {name: _from_scipy(value) for name, value in raw.items() if not name.startswith("__")}

@@ -273,11 +273,16 @@ def _nearest_indices(old: np.ndarray, new: np.ndarray) -> np.ndarray:
 
 
 def _color(cst: np.ndarray, row: int, position: int) -> str:
+    return visible_color(cst, row) or _FALLBACK_COLORS[position % len(_FALLBACK_COLORS)]
+
+
+def visible_color(cst: np.ndarray, row: int) -> str | None:
+    """cst{row,5}.visibleColor ([r g b] in 0..1) as '#rrggbb'; None when the row has none."""
     if cst.shape[1] >= 5 and isinstance(cst[row, 4], dict) and "visibleColor" in cst[row, 4]:
         rgb = np.asarray(cst[row, 4]["visibleColor"], dtype=np.float64).ravel()
         if rgb.size == 3 and np.all((rgb >= 0) & (rgb <= 1)):
             return "#{:02x}{:02x}{:02x}".format(*(int(round(c * 255)) for c in rgb))
-    return _FALLBACK_COLORS[position % len(_FALLBACK_COLORS)]
+    return None
 
 
 # --- influence and beams ---------------------------------------------------------------------

@@ -1,0 +1,281 @@
+"""matRad cst objectives -> specc protocol: each kind, both of matRad's formats, v5 and v7.3, the
+untranslatable listed, clear errors, and the protocol planning the case of the same workspace."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from interop_fixtures import matrad_workspace, save_matrad_v5, save_matrad_v73
+from typer.testing import CliRunner
+
+import specc
+import specc.cli.io  # noqa: F401  (registers the commands)
+from specc.case.importers.matrad import import_matrad
+from specc.case.importers.matrad_cst_functions import ObjectivesError, cst_functions
+from specc.case.importers.matrad_objective_kinds import Untranslatable, translate
+from specc.case.importers.matrad_objectives import convert_matrad_objectives
+from specc.cli.app import app
+from specc.protocol import parse_protocol_text
+from specc.protocol.units import Dose
+
+SAVERS = {"v5": save_matrad_v5, "v7.3": save_matrad_v73}
+
+# What the fixture's objectives become, the same from either format (tests/interop_fixtures.py).
+EXPECTED_TERMS = [
+    {"kind": "uniform_dose", "structure": "PTV", "dose": "60 Gy", "weight": 800.0},
+    {"kind": "dvh", "structure": "PTV", "dose": "57 Gy", "volume": "95%", "bound": "lower", "hard": False, "weight": 100.0},
+    {"kind": "geud", "structure": "PTV", "a": -10.0, "min": "60 Gy", "hard": False, "weight": 10.0},
+    {"kind": "min_dose", "structure": "PTV", "dose": "25 Gy"},
+    {"kind": "max_dose", "structure": "PTV", "dose": "80 Gy"},
+    {"kind": "quadratic_overdose", "structure": "Body", "dose": "30 Gy", "weight": 300.0},
+    {"kind": "dvh", "structure": "Body", "dose": "40 Gy", "volume": "30%", "bound": "upper", "hard": False, "weight": 50.0},
+    {"kind": "linear_overdose", "structure": "Body", "dose": "0 Gy", "weight": 1.0},
+    {"kind": "geud", "structure": "Body", "a": 3.5, "max": "0 Gy", "hard": False, "weight": 1.0},
+    {"kind": "mean_dose", "structure": "Body", "max": "50 Gy"},
+    {"kind": "dvh", "structure": "Body", "dose": "60 Gy", "volume": "40%", "bound": "upper"},
+]
+EXPECTED_GOALS = {
+    "PTV": ["D95% >= 57 Gy (priority 2)", "Min >= 25 Gy", "Max <= 80 Gy"],
+    "Body": ["V40Gy[%] <= 30 (priority 2)", "Mean <= 50 Gy", "V60Gy[%] <= 40"],
+}
+UNTRANSLATED = {
+    "current": [
+        "Couch: cst type IGNORED",
+        "cst{2,6}{1} (Body, matRad_SquaredOverdosing): robustness 'STOCH'",
+        "cst{2,6}{7} (Body, matRad_MinMaxEUD): EUD <= 40 Gy with exponent 0.5 < 1 is not convex",
+        "cst{2,6}{8} (Body, matRad_SquaredOverdosingLETd): LET and dirty-dose objectives",
+    ],
+    "old": [
+        "Couch: cst type IGNORED",
+        "cst{1,6}(6) (PTV, exact DVH constraint): an exact DVH point",
+        "cst{2,6}(1) (Body, square overdosing): robustness 'COWC'",
+        "cst{2,6}(7) (Body, max EUD constraint): EUD <= 40 Gy with exponent 0.5 < 1 is not convex",
+    ],
+}
+
+
+@pytest.fixture(scope="module", params=[(form, saver) for form in ("current", "old") for saver in sorted(SAVERS)])
+def translated(request, tmp_path_factory):
+    form, saver = request.param
+    path = SAVERS[saver](tmp_path_factory.mktemp("objectives") / "ws.mat", matrad_workspace(objectives=form))
+    return form, convert_matrad_objectives(path)
+
+
+def _document(text: str) -> dict:
+    import yaml
+
+    return yaml.safe_load(text)
+
+
+def test_each_kind_becomes_its_specc_term_in_either_format(translated):
+    _, result = translated
+    assert _document(result.yaml_text)["optimization"]["terms"] == EXPECTED_TERMS
+    assert result.terms == len(EXPECTED_TERMS)
+
+
+def test_dvh_and_dose_limits_are_goals_constraints_at_priority_1(translated):
+    _, result = translated
+    assert _document(result.yaml_text)["goals"] == EXPECTED_GOALS
+    priorities = {(g.structure, str(g.metric)): g.priority for g in parse_protocol_text(result.yaml_text).goals}
+    assert priorities[("PTV", "D95%")] == 2 and priorities[("Body", "V60Gy[%]")] == 1
+
+
+def test_prescription_from_pln_and_the_targets_own_objective(translated):
+    _, result = translated
+    protocol = parse_protocol_text(result.yaml_text)
+    assert protocol.prescription.fractions == 30
+    assert [(level.target, level.dose.gy) for level in protocol.prescription.levels] == [("PTV", 60.0)]
+    assert "PTV 60 Gy: the dose of its squared deviation objective cst{1,6}" in result.yaml_text.replace("\n# ", " ")
+
+
+def test_structures_keep_cst_names_roles_and_colours(translated):
+    _, result = translated
+    structures = parse_protocol_text(result.yaml_text).structures
+    assert {name: (spec.role, spec.color) for name, spec in structures.items()} == {
+        "PTV": ("target", "#ff0000"), "Body": ("oar", "#00ff00")}
+
+
+def test_untranslated_functions_are_listed_in_the_result_and_the_yaml(translated):
+    form, result = translated
+    assert len(result.untranslated) == len(UNTRANSLATED[form])
+    for item, expected in zip(result.untranslated, UNTRANSLATED[form]):
+        assert item.startswith(expected)
+    comments = " ".join(line[2:].strip() for line in result.yaml_text.splitlines() if line.startswith("#"))
+    assert "Not translated (review these by hand):" in comments
+    for expected in UNTRANSLATED[form]:
+        assert expected in comments
+
+
+def test_the_comments_say_how_each_kind_differs_from_matrad(translated):
+    _, result = translated
+    comments = " ".join(line[2:].strip() for line in result.yaml_text.splitlines() if line.startswith("#"))
+    assert "matRad's squared overdosing / underdosing / deviation exactly" in comments
+    assert "dvh (soft) is not matRad's DVH objective" in comments and "(non-convex)" in comments
+    assert "log-sum-exp" in comments and "linear_overdose at 0 Gy" in comments
+
+
+# --- single kinds, read from an in-memory cst -------------------------------------------------------
+def _functions(*structs: dict, kind: str = "OAR"):
+    cell = np.empty((len(structs), 1), dtype=object)
+    for index, struct in enumerate(structs):
+        cell[index, 0] = struct
+    cst = np.empty((1, 6), dtype=object)
+    cst[0, 1], cst[0, 2], cst[0, 5] = "Organ", kind, cell
+    return cst_functions(cst, 0, "Organ", "ws.mat")
+
+
+def _objective(name: str, *parameters, penalty: float = 2.0) -> dict:
+    cell = np.empty((1, len(parameters)), dtype=object)
+    cell[0, :] = [np.array([[value]]) for value in parameters]
+    return {"className": name, "parameters": cell, "penalty": penalty, "robustness": "none"}
+
+
+def _terms(struct: dict) -> list[dict]:
+    return translate(_functions(struct)[0], "ws.mat").terms
+
+
+def test_mean_dose_objective_forms():
+    linear = translate(_functions(_objective("DoseObjectives.matRad_MeanDose", 20.0, 1.0))[0], "ws.mat")
+    assert linear.terms == [{"kind": "mean_dose", "structure": "Organ", "max": "20 Gy", "hard": False, "weight": 2.0}]
+    assert linear.notes == ["mean_linear"]
+    quadratic = translate(_functions(_objective("DoseObjectives.matRad_MeanDose", 20.0, 2.0))[0], "ws.mat")
+    assert quadratic.notes == ["mean_squared"]
+    assert _terms(_objective("DoseObjectives.matRad_MeanDose", 0.0))[0]["kind"] == "linear_overdose"
+
+
+def test_two_sided_constraints_give_both_terms():
+    assert _terms(_objective("DoseConstraints.matRad_MinMaxDVH", 20.0, 50.0, 90.0)) == [
+        {"kind": "dvh", "structure": "Organ", "dose": "20 Gy", "volume": "50%", "bound": "lower"},
+        {"kind": "dvh", "structure": "Organ", "dose": "20 Gy", "volume": "90%", "bound": "upper"},
+    ]
+    assert _terms(_objective("DoseConstraints.matRad_MinMaxEUD", 1.0, 10.0, 30.0)) == [
+        {"kind": "geud", "structure": "Organ", "a": 1.0, "max": "30 Gy", "min": "10 Gy"}]
+    assert _terms(_objective("DoseConstraints.matRad_MinMaxMeanDose", 5.0, np.inf)) == [
+        {"kind": "mean_dose", "structure": "Organ", "min": "5 Gy"}]
+
+
+def test_eud_objective_keeps_the_convex_side():
+    assert _terms(_objective("DoseObjectives.matRad_EUD", 70.0, -8.0))[0]["min"] == "70 Gy"
+    assert _terms(_objective("DoseObjectives.matRad_EUD", 20.0, 8.0))[0]["max"] == "20 Gy"
+    with pytest.raises(Untranslatable, match="not convex"):
+        _terms(_objective("DoseObjectives.matRad_EUD", 0.0, 0.5))
+
+
+@pytest.mark.parametrize(
+    ("struct", "reason"),
+    [
+        (_objective("DoseObjectives.matRad_SquaredOverdosing", 30.0, penalty=0.0), "penalty 0"),
+        (_objective("DoseObjectives.matRad_SquaredUnderdosing", 0.0), "penalizes nothing"),
+        (_objective("DoseObjectives.matRad_MaxDVH", 30.0, 100.0), "constrains nothing"),
+        (_objective("DoseConstraints.matRad_MinMaxDose", 0.0, np.inf, 1.0), "constrains nothing"),
+        (_objective("DoseConstraints.matRad_DoseConstraintFromObjective", 1.0), "has no specc equivalent"),
+        ({"type": "exact DVH constraint", "dose": 30.0, "volume": 50.0}, "not convex"),
+    ],
+)
+def test_functions_without_a_specc_equivalent_say_why(struct, reason):
+    with pytest.raises(Untranslatable, match=reason):
+        translate(_functions(struct)[0], "ws.mat")
+
+
+@pytest.mark.parametrize(
+    ("struct", "message"),
+    [
+        ({"parameters": np.empty((1, 0), dtype=object)}, r"ws.mat: cst\{1,6\}\{1\} \(Organ\) has neither className"),
+        (_objective("DoseObjectives.matRad_SquaredOverdosing", "thirty"), r"cst\{1,6\}\{1\}\.parameters\{1\} is not a number"),
+        ({**_objective("DoseObjectives.matRad_MaxDVH", 30.0)}, r"cst\{1,6\}\{1\} \(Organ, matRad_MaxDVH\) has 1 parameters"),
+        ({**_objective("DoseObjectives.matRad_MaxDVH", -3.0, 20.0)}, r"parameters\{1\} is a negative dose"),
+        ({"type": "min DVH objective", "dose": 30.0, "penalty": 1.0}, r"cst\{1,6\}\{1\} \(type 'min DVH objective'\) has no field 'volume'"),
+        ({"type": "square overdosing", "dose": 30.0}, r"cst\{1,6\}\{1\} \(Organ, square overdosing\) is an objective without a penalty"),
+        (np.zeros((1, 3)), r"cst\{1,6\}\{1\} \(Organ\) is not a struct"),
+    ],
+)
+def test_malformed_functions_name_the_file_and_field(struct, message):
+    with pytest.raises(ObjectivesError, match=message):
+        for function in _functions(struct):
+            translate(function, "ws.mat")
+
+
+# --- whole workspaces ---------------------------------------------------------------------------------
+def _save(tmp_path, workspace, saver="v5"):
+    return SAVERS[saver](tmp_path / "ws.mat", workspace)
+
+
+@pytest.mark.parametrize("saver", sorted(SAVERS))
+def test_a_malformed_objective_in_a_file_is_an_error_naming_it(tmp_path, saver):
+    workspace = matrad_workspace(objectives="current")
+    workspace["cst"][1, 5][2, 0]["parameters"][0, 0] = "zero"
+    with pytest.raises(ObjectivesError, match=r"ws.mat: cst\{2,6\}\{3\}\.parameters\{1\} is not a number"):
+        convert_matrad_objectives(_save(tmp_path, workspace, saver))
+    old = matrad_workspace(objectives="old")
+    for struct in old["cst"][0, 5]:
+        del struct["volume"]
+    with pytest.raises(ObjectivesError, match=r"ws.mat: cst\{1,6\}\(2\) \(type 'min DVH objective'\) has no field 'volume'"):
+        convert_matrad_objectives(_save(tmp_path, old, saver))
+
+
+def test_fractions_are_needed_from_pln_or_the_caller(tmp_path):
+    workspace = matrad_workspace(objectives="old")
+    del workspace["pln"]
+    path = _save(tmp_path, workspace)
+    with pytest.raises(ObjectivesError, match=r"no pln.numOfFractions.*--fractions N"):
+        convert_matrad_objectives(path)
+    given = convert_matrad_objectives(path, fractions=20)
+    assert parse_protocol_text(given.yaml_text).prescription.fractions == 20
+    assert "20 fractions (given)" in given.yaml_text
+
+
+def test_a_target_without_a_dose_objective_is_refused_unless_its_dose_is_given(tmp_path):
+    workspace = matrad_workspace(objectives="current")
+    workspace["cst"][0, 5] = workspace["cst"][0, 5][3:, :]  # the PTV's min/max dose constraint only
+    path = _save(tmp_path, workspace)
+    with pytest.raises(ObjectivesError, match=r"target 'PTV' has no squared deviation.*--target 'PTV=60 Gy'"):
+        convert_matrad_objectives(path)
+    given = convert_matrad_objectives(path, targets={"PTV": Dose(gy=66.0)})
+    assert given.levels == {"PTV": Dose(gy=66.0)} and "PTV 66 Gy (given)" in given.yaml_text
+    with pytest.raises(ObjectivesError, match=r"--target Body: not a TARGET structure of cst \(targets: PTV\)"):
+        convert_matrad_objectives(path, targets={"Body": Dose(gy=20.0)})
+
+
+def test_contradictory_constraints_are_an_error_not_a_protocol(tmp_path):
+    workspace = matrad_workspace(objectives="current")
+    workspace["cst"][0, 5][3, 0]["parameters"][0, 0] = 90.0  # min dose 90 Gy, max 80 Gy
+    with pytest.raises(ObjectivesError, match="the translated protocol does not validate"):
+        convert_matrad_objectives(_save(tmp_path, workspace))
+
+
+def test_a_biological_optimization_and_excluded_structures_are_listed(tmp_path):
+    workspace = matrad_workspace(objectives="current")
+    workspace["pln"]["propOpt"]["quantityOpt"] = "RBExD"
+    result = convert_matrad_objectives(_save(tmp_path, workspace), exclude=["Body"])
+    assert any(item.startswith("pln.propOpt.quantityOpt 'RBExD'") for item in result.untranslated)
+    assert any(item.startswith("Body: excluded on request") for item in result.untranslated)
+    assert "Body" not in parse_protocol_text(result.yaml_text).structures
+
+
+@pytest.mark.parametrize(("form", "saver"), [("current", "v7.3"), ("old", "v5")])
+def test_the_protocol_plans_the_case_of_the_same_workspace(tmp_path, form, saver):
+    path = _save(tmp_path, matrad_workspace(objectives=form), saver)
+    protocol_path = tmp_path / "protocol.yaml"
+    protocol_path.write_text(convert_matrad_objectives(path).yaml_text)
+    case = import_matrad(path).case
+    outcome = specc.plan(specc.load_protocol(protocol_path), case, tmp_path / "plan")
+    assert outcome.succeeded, outcome.solve.message
+    goals = {(goal.structure, goal.text): goal.status for goal in outcome.record.goals}
+    assert goals[("PTV", "Min >= 25 Gy")] == "pass" and goals[("Body", "V60Gy[%] <= 40")] == "pass"
+
+
+def test_cli_writes_the_protocol_and_lists_what_it_left_out(tmp_path):
+    path = _save(tmp_path, matrad_workspace(objectives="old"))
+    runner = CliRunner()
+    result = runner.invoke(app, ["import", "matrad-objectives", str(path), "-o", str(tmp_path / "p.yaml"),
+                                 "--target", "PTV=6000 cGy", "--fractions", "25"])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())  # the console wraps long lines
+    assert "11 terms, 6 goals, prescription PTV 60 Gy in 25 fractions" in said
+    assert "not translated: cst{1,6}(6) (PTV, exact DVH constraint)" in said
+    assert specc.load_protocol(tmp_path / "p.yaml").prescription.fractions == 25
+    bad = runner.invoke(app, ["import", "matrad-objectives", str(path), "-o", str(tmp_path / "q.yaml"),
+                              "--target", "PTV=60"])
+    assert bad.exit_code == 1 and "--target PTV=60" in bad.output and not (tmp_path / "q.yaml").exists()
+    misplaced = runner.invoke(app, ["import", "matrad", str(path), "-o", str(tmp_path / "c.h5"), "--fractions", "5"])
+    assert misplaced.exit_code == 1 and "--fractions is for matrad-objectives only" in " ".join(misplaced.output.split())
