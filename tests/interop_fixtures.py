@@ -203,14 +203,20 @@ def write_c_shape_study(folder: Path) -> list[CircleRoi]:
 
 
 # --- matRad workspaces -----------------------------------------------------------------------
-def matrad_workspace(with_stf: bool = True, objectives: str | None = None) -> dict:
+def matrad_workspace(with_stf: bool = True, objectives: str | None = None, organs: bool = False) -> dict:
     """A small matRad workspace: CT 10 x 8 x 6 voxels of 2 mm, dose grid of 4 mm, 2 beams.
 
     dij.physicalDose{1} entry for dose voxel (ix, iy, iz) and bixel b is
     (1 + ix + 10 iy + 100 iz) * (b + 1) / 1000, so a test can check the voxel order from
     the coordinates alone. PTV is the CT box x in [-6, 6), y in [-4, 4), z in [-2, 4) mm.
     `objectives` ("current" or "old"): cst{i,6} filled by `matrad_objectives` in that format,
-    a third, IGNORED structure (Couch) and a pln with 30 fractions.
+    a third, IGNORED structure (Couch) and a pln with 30 fractions; cst{i,5}.Priority is the
+    row number (PTV 1, Body 2, Couch 3), so Body's functions lose the PTV's voxels in matRad.
+    `organs` (with `objectives`) adds three OARs and sets the priorities as matRad's examples
+    do (PTV 1, organs 2, Body 4, Couch 5): Rectum (x >= 2 mm: shares voxels with the PTV and,
+    on the dose grid too, with Bladder wall), "Bladder wall" (x <= 4, y >= 3 mm: shares CT voxels
+    with the PTV at y = 3 mm, none on the dose grid), both of priority 2 with objectives, and
+    Marker (x <= -7 mm, priority 1, no objectives: it takes no voxel from Body in matRad).
     """
     import scipy.sparse as sp
 
@@ -227,8 +233,10 @@ def matrad_workspace(with_stf: bool = True, objectives: str | None = None) -> di
     gx, gy, gz = np.meshgrid(ct_x, ct_y, ct_z, indexing="xy")  # arrays shaped [y, x, z]
     ptv = (gx >= -6) & (gx < 6) & (gy >= -4) & (gy < 4) & (gz >= -2) & (gz < 4)
     body = np.ones(ct_dims, dtype=bool)
-    ptv_idx = (np.flatnonzero(ptv.ravel(order="F")) + 1).astype(np.float64).reshape(-1, 1)
-    body_idx = (np.flatnonzero(body.ravel(order="F")) + 1).astype(np.float64).reshape(-1, 1)
+    def indices(mask):
+        return (np.flatnonzero(mask.ravel(order="F")) + 1).astype(np.float64).reshape(-1, 1)
+
+    ptv_idx, body_idx = indices(ptv), indices(body)
 
     n_bixels = 6
     n_dose = int(np.prod(dose_dims))
@@ -244,16 +252,23 @@ def matrad_workspace(with_stf: bool = True, objectives: str | None = None) -> di
             c[0, i] = item
         return c
 
-    rows = [("PTV", "TARGET", ptv_idx, [1.0, 0.0, 0.0]), ("Body", "OAR", body_idx, [0.0, 1.0, 0.0])]
+    rows = [("PTV", "TARGET", ptv_idx, [1.0, 0.0, 0.0], 1), ("Body", "OAR", body_idx, [0.0, 1.0, 0.0], 2)]
     if objectives is not None:
-        rows.append(("Couch", "IGNORED", body_idx, [0.0, 0.0, 1.0]))
+        rows.append(("Couch", "IGNORED", body_idx, [0.0, 0.0, 1.0], 3))
+    if organs:
+        rows[1:3] = [(*row[:4], priority) for row, priority in zip(rows[1:3], (4, 5))]
+        rows += [
+            ("Rectum", "OAR", indices(gx >= 2), [0.5, 0.25, 0.0], 2),
+            ("Bladder wall", "OAR", indices((gx <= 4) & (gy >= 3)), [1.0, 1.0, 0.0], 2),
+            ("Marker", "OAR", indices(gx <= -7), [0.5, 0.5, 0.5], 1),
+        ]
     cst = np.empty((len(rows), 6), dtype=object)
-    for row, (name, kind, idx, color) in enumerate(rows):
+    for row, (name, kind, idx, color, priority) in enumerate(rows):
         cst[row, 0] = float(row)
         cst[row, 1] = name
         cst[row, 2] = kind
         cst[row, 3] = cell(idx)
-        cst[row, 4] = {"Priority": float(row + 1), "visibleColor": np.array([color])}
+        cst[row, 4] = {"Priority": float(priority), "visibleColor": np.array([color])}
         cst[row, 5] = cell() if objectives is None else matrad_objectives(objectives)[name]
     ct = {
         "cubeDim": np.array([ct_dims], dtype=np.float64),
@@ -288,7 +303,7 @@ def matrad_workspace(with_stf: bool = True, objectives: str | None = None) -> di
 
 
 def matrad_objectives(form: str) -> dict[str, object]:
-    """cst{i,6} of PTV, Body and Couch in matRad's current form (a cell column of `struct(obj)`: className,
+    """cst{i,6} of PTV, Body, Couch and the organs in matRad's current form (a cell column of `struct(obj)`: className,
     parameters, penalty, robustness) or its old one (matRad <= 2.1: a struct array with type, dose, volume,
     EUD, penalty; unused fields NaN). Both state the same plan where the old types can, and each has its own
     untranslatable functions: current a non-convex EUD constraint and an LET objective, old an exact DVH
@@ -321,8 +336,12 @@ def matrad_objectives(form: str) -> dict[str, object]:
                 objective("LETdObjectives.matRad_SquaredOverdosingLETd", [5.0], 1),
             ],
             "Couch": [objective("DoseObjectives.matRad_SquaredOverdosing", [10.0], 1)],
+            "Rectum": [objective("DoseObjectives.matRad_SquaredOverdosing", [45.0], 30),
+                       objective("DoseObjectives.matRad_MaxDVH", [50.0, 20.0], 10)],
+            "Bladder wall": [objective("DoseObjectives.matRad_SquaredOverdosing", [45.0], 30)],
         }
-        return {name: _cell_column(items) for name, items in functions.items()}
+        cells = {name: _cell_column(items) for name, items in functions.items()}
+        return {**cells, "Marker": np.empty((0, 0), dtype=object)}
 
     def old(kind, dose, penalty=np.nan, volume=np.nan, eud=np.nan, robustness="none"):
         return {"type": kind, "dose": float(dose), "penalty": float(penalty), "EUD": float(eud),
@@ -347,6 +366,9 @@ def matrad_objectives(form: str) -> dict[str, object]:
             old("max EUD constraint", 40, eud=0.5),
         ],
         "Couch": [old("square overdosing", 10, penalty=1)],
+        "Rectum": [old("square overdosing", 45, penalty=30), old("max DVH objective", 50, penalty=10, volume=20)],
+        "Bladder wall": [old("square overdosing", 45, penalty=30)],
+        "Marker": np.zeros((0, 0)),
     }
 
 

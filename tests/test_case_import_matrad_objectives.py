@@ -1,5 +1,6 @@
 """matRad cst objectives -> specc protocol: each kind, both of matRad's formats, v5 and v7.3, the
-untranslatable listed, clear errors, and the protocol planning the case of the same workspace."""
+untranslatable listed, clear errors, matRad's overlap priorities as derived structures, and the
+protocol planning the case of the same workspace."""
 
 from __future__ import annotations
 
@@ -13,26 +14,28 @@ import specc.cli.io  # noqa: F401  (registers the commands)
 from specc.case.importers.matrad import import_matrad
 from specc.case.importers.matrad_cst_functions import ObjectivesError, cst_functions
 from specc.case.importers.matrad_objective_kinds import Untranslatable, translate
-from specc.case.importers.matrad_objectives import convert_matrad_objectives
+from specc.case.importers.matrad_objectives import _quoted, convert_matrad_objectives
 from specc.cli.app import app
+from specc.compile import resolve_structures
 from specc.protocol import parse_protocol_text
 from specc.protocol.units import Dose
 
 SAVERS = {"v5": save_matrad_v5, "v7.3": save_matrad_v73}
 
-# What the fixture's objectives become, the same from either format (tests/interop_fixtures.py).
+# What the fixture's objectives become, the same from either format (tests/interop_fixtures.py):
+# Body's on Body_opt (Body - PTV), as the PTV's higher overlap priority leaves matRad's Body functions.
 EXPECTED_TERMS = [
     {"kind": "uniform_dose", "structure": "PTV", "dose": "60 Gy", "weight": 800.0},
     {"kind": "dvh", "structure": "PTV", "dose": "57 Gy", "volume": "95%", "bound": "lower", "hard": False, "weight": 100.0},
     {"kind": "geud", "structure": "PTV", "a": -10.0, "min": "60 Gy", "hard": False, "weight": 10.0},
     {"kind": "min_dose", "structure": "PTV", "dose": "25 Gy"},
     {"kind": "max_dose", "structure": "PTV", "dose": "80 Gy"},
-    {"kind": "quadratic_overdose", "structure": "Body", "dose": "30 Gy", "weight": 300.0},
-    {"kind": "dvh", "structure": "Body", "dose": "40 Gy", "volume": "30%", "bound": "upper", "hard": False, "weight": 50.0},
-    {"kind": "linear_overdose", "structure": "Body", "dose": "0 Gy", "weight": 1.0},
-    {"kind": "geud", "structure": "Body", "a": 3.5, "max": "0 Gy", "hard": False, "weight": 1.0},
-    {"kind": "mean_dose", "structure": "Body", "max": "50 Gy"},
-    {"kind": "dvh", "structure": "Body", "dose": "60 Gy", "volume": "40%", "bound": "upper"},
+    {"kind": "quadratic_overdose", "structure": "Body_opt", "dose": "30 Gy", "weight": 300.0},
+    {"kind": "dvh", "structure": "Body_opt", "dose": "40 Gy", "volume": "30%", "bound": "upper", "hard": False, "weight": 50.0},
+    {"kind": "linear_overdose", "structure": "Body_opt", "dose": "0 Gy", "weight": 1.0},
+    {"kind": "geud", "structure": "Body_opt", "a": 3.5, "max": "0 Gy", "hard": False, "weight": 1.0},
+    {"kind": "mean_dose", "structure": "Body_opt", "max": "50 Gy"},
+    {"kind": "dvh", "structure": "Body_opt", "dose": "60 Gy", "volume": "40%", "bound": "upper"},
 ]
 EXPECTED_GOALS = {
     "PTV": ["D95% >= 57 Gy (priority 2)", "Min >= 25 Gy", "Max <= 80 Gy"],
@@ -92,7 +95,8 @@ def test_structures_keep_cst_names_roles_and_colours(translated):
     _, result = translated
     structures = parse_protocol_text(result.yaml_text).structures
     assert {name: (spec.role, spec.color) for name, spec in structures.items()} == {
-        "PTV": ("target", "#ff0000"), "Body": ("oar", "#00ff00")}
+        "PTV": ("target", "#ff0000"), "Body": ("oar", "#00ff00"), "Body_opt": ("other", None)}
+    assert str(structures["Body_opt"].expression) == "Body - PTV"
 
 
 def test_untranslated_functions_are_listed_in_the_result_and_the_yaml(translated):
@@ -262,6 +266,132 @@ def test_the_protocol_plans_the_case_of_the_same_workspace(tmp_path, form, saver
     assert outcome.succeeded, outcome.solve.message
     goals = {(goal.structure, goal.text): goal.status for goal in outcome.record.goals}
     assert goals[("PTV", "Min >= 25 Gy")] == "pass" and goals[("Body", "V60Gy[%] <= 40")] == "pass"
+
+
+# --- overlap priorities --------------------------------------------------------------------------------
+# matRad_setOverlapPriorities: a row's functions see its voxels less those of every row of strictly higher
+# priority (lower cst{i,5}.Priority) with functions of its own; the organs fixture has PTV 1, Rectum and
+# "Bladder wall" 2 (sharing voxels), Body 4, Couch 5, and Marker 1 without functions.
+ORGAN_EXPRESSIONS = {
+    "Body_opt": 'Body - (PTV | Rectum | "Bladder wall")',
+    "Rectum_opt": "Rectum - PTV",
+    "Bladder wall_opt": '"Bladder wall" - PTV',
+}
+
+
+@pytest.fixture(scope="module", params=[(form, saver) for form in ("current", "old") for saver in sorted(SAVERS)])
+def organs(request, tmp_path_factory):
+    form, saver = request.param
+    folder = tmp_path_factory.mktemp("organs")
+    path = SAVERS[saver](folder / "ws.mat", matrad_workspace(objectives=form, organs=True))
+    return path, convert_matrad_objectives(path)
+
+
+def test_terms_go_on_derived_structures_less_the_rows_of_higher_priority(organs):
+    _, result = organs
+    protocol = parse_protocol_text(result.yaml_text)
+    derived = {name: str(spec.expression) for name, spec in protocol.structures.items() if spec.expression}
+    assert derived == ORGAN_EXPRESSIONS
+    assert {name: protocol.structures[name].role for name in derived} == dict.fromkeys(derived, "other")
+    assert result.optimized_on == {"Body": "Body_opt", "Rectum": "Rectum_opt", "Bladder wall": "Bladder wall_opt"}
+    on = {term["structure"] for term in _document(result.yaml_text)["optimization"]["terms"]}
+    assert on == {"PTV", "Body_opt", "Rectum_opt", "Bladder wall_opt"}  # the PTV's own voxels: nothing above it
+    goals = _document(result.yaml_text)["goals"]
+    assert set(goals) == {"PTV", "Body", "Rectum"} and goals["Rectum"] == ["V50Gy[%] <= 20 (priority 2)"]
+    comments = " ".join(line[2:].strip() for line in result.yaml_text.splitlines() if line.startswith("#"))
+    assert "equal priorities share their overlap (matRad_setOverlapPriorities)" in comments
+    assert "their goals stay on the clinical structures, which the report judges" in comments
+    assert "- Body -> Body_opt: Body - (PTV | Rectum | \"Bladder wall\")" in comments
+    assert "the squared ones exactly" in comments
+
+
+def test_the_body_terms_see_no_ptv_voxel_and_equal_priorities_keep_their_overlap(organs, tmp_path):
+    path, result = organs
+    protocol_path = tmp_path / "protocol.yaml"
+    protocol_path.write_text(result.yaml_text)
+    protocol = specc.load_protocol(protocol_path)
+    case = import_matrad(path).case
+    clinical = {name: structure.mask for name, structure in case.structures.items()}
+    masks = resolve_structures(protocol, case).masks
+    assert np.array_equal(masks["Body_opt"], clinical["Body"] & ~(clinical["PTV"] | clinical["Rectum"]
+                                                                  | clinical["Bladder wall"]))
+    assert not (masks["Body_opt"] & clinical["PTV"]).any() and masks["Body_opt"].sum() < clinical["Body"].sum()
+    assert (masks["Body_opt"] & clinical["Marker"]).any()  # a row without functions takes no voxel in matRad
+    assert (masks["Rectum_opt"] & masks["Bladder wall_opt"]).any()  # equal priorities: both keep the overlap
+    assert not (masks["Rectum_opt"] & clinical["PTV"]).any()
+    assert np.array_equal(masks["Bladder wall_opt"], clinical["Bladder wall"])  # shares CT voxels only
+    outcome = specc.plan(protocol, case, tmp_path / "plan")
+    assert outcome.succeeded, outcome.solve.message
+    sizes = {structure.name: structure.voxels for structure in outcome.stats.structures}
+    assert sizes["Body_opt"] == masks["Body_opt"].sum() and "Body" not in sizes  # the program optimizes Body_opt
+    judged = {goal.structure for goal in outcome.record.goals}
+    assert judged == {"PTV", "Body", "Rectum"}
+
+
+def test_any_row_with_functions_takes_voxels_and_a_structure_it_covers_is_not_optimized(tmp_path):
+    workspace = matrad_workspace(objectives="current", organs=True)
+    cst = workspace["cst"]
+    couch = list(cst[:, 1]).index("Couch")
+    cst[couch, 3] = cst[list(cst[:, 1]).index("Rectum"), 3]  # an IGNORED row on the Rectum's voxels
+    cst[couch, 4]["Priority"] = 0.5
+    path = _save(tmp_path, workspace)
+    result = convert_matrad_objectives(path)
+    protocol = parse_protocol_text(result.yaml_text)
+    assert protocol.structures["Couch"].role == "other"  # declared so that expressions can subtract it
+    assert str(protocol.structures["Body_opt"].expression) == 'Body - (PTV | Couch | Rectum | "Bladder wall")'
+    assert str(protocol.structures["PTV_opt"].expression) == "PTV - Couch"
+    assert protocol.structures["PTV_opt"].role == "target"  # a target's part is optimized on every voxel
+    assert [level.target for level in protocol.prescription.levels] == ["PTV"]
+    assert "Rectum" not in result.optimized_on and "Rectum_opt" not in protocol.structures
+    assert not any("Rectum" in term.structures()[0] for term in protocol.optimization.terms)
+    assert [str(goal.metric) for goal in protocol.goals if goal.structure == "Rectum"] == ["V50Gy[%]"]
+    said = " ".join(result.untranslated)
+    assert ("Rectum (Priority 2): every voxel of it is in a cst row of higher overlap priority with functions, "
+            "PTV (Priority 1), Couch (Priority 0.5), so matRad optimizes none of its 2 cst{4,6} function(s)") in said
+    resolve_structures(specc.load_protocol(_written(tmp_path, result)), import_matrad(path).case)
+
+
+def test_a_row_left_out_of_the_case_cannot_be_subtracted_and_is_listed(tmp_path):
+    path = _save(tmp_path, matrad_workspace(objectives="old", organs=True), "v7.3")
+    result = convert_matrad_objectives(path, exclude=["Rectum"])
+    protocol = parse_protocol_text(result.yaml_text)
+    assert str(protocol.structures["Body_opt"].expression) == 'Body - (PTV | "Bladder wall")'
+    assert "Rectum" not in protocol.structures
+    assert any(item.startswith("Body: its terms also see the voxels it shares with Rectum (Priority 2)")
+               and item.endswith("Rectum is excluded from the case") for item in result.untranslated)
+    case = import_matrad(path, exclude=["Rectum"]).case
+    assert resolve_structures(specc.load_protocol(_written(tmp_path, result)), case).masks["Body_opt"].any()
+
+
+def test_derived_names_clash_with_no_cst_name(tmp_path):
+    workspace = matrad_workspace(objectives="current", organs=True)
+    workspace["cst"][list(workspace["cst"][:, 1]).index("Marker"), 1] = "body_OPT"
+    result = convert_matrad_objectives(_save(tmp_path, workspace))
+    assert result.optimized_on["Body"] == "Body_opt2"
+    assert "Body_opt2" in parse_protocol_text(result.yaml_text).structures
+
+
+@pytest.mark.parametrize("saver", sorted(SAVERS))
+def test_a_row_without_an_overlap_priority_is_an_error_as_in_matrad(tmp_path, saver):
+    workspace = matrad_workspace(objectives="current")
+    del workspace["cst"][2, 4]["Priority"]
+    with pytest.raises(ObjectivesError, match=r"ws.mat: cst\{3,5\} \(Couch\) has no Priority: matRad_setOverlap"):
+        convert_matrad_objectives(_save(tmp_path, workspace, saver))
+    workspace["cst"][2, 4]["Priority"] = "high"
+    with pytest.raises(ObjectivesError, match=r"cst\{3,5\}\.Priority \(Couch\) is not a number"):
+        convert_matrad_objectives(_save(tmp_path, workspace, saver))
+
+
+def test_names_are_quoted_as_structure_expressions_need():
+    assert _quoted("Body") == "Body" and _quoted("Bladder wall") == '"Bladder wall"'
+    assert _quoted("crop") == '"crop"' and _quoted('say "a"') == "'say \"a\"'"
+    assert _quoted("it's \"x\"") is None
+
+
+def _written(tmp_path, result) -> object:
+    path = tmp_path / "protocol.yaml"
+    path.write_text(result.yaml_text)
+    return path
 
 
 def test_cli_writes_the_protocol_and_lists_what_it_left_out(tmp_path):

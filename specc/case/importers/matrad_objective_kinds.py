@@ -3,7 +3,9 @@
 The scale: matRad minimizes sum_k penalty_k * f_k(d), with d the dose per fraction (its
 dij is per fraction) and every dose parameter divided by pln.numOfFractions before the
 optimization (matRad_fractionateCstFunctions); its squared objectives are means over the
-structure's N dose-grid voxels, penalty/N * sum_i (...)^2. specc's terms take the same dose
+N dose-grid voxels it optimizes the structure on, penalty/N * sum_i (...)^2 (the structure's
+own less those overlap priorities give to other rows: `matrad_objectives` then puts the
+terms on a derived structure of those voxels). specc's terms take the same dose
 per fraction (`BuildContext.per_fraction`) and average with the voxels' relative volumes
 (1/N on equal voxels), so where the function is the same, `weight = penalty` means the same
 plan. Where it is not (NOTES says how for each kind), the penalty is still the weight, and

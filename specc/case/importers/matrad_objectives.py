@@ -7,12 +7,16 @@ matRad's formats, `matrad_objective_kinds` maps each class). matRad's DVH object
 its constraints are goals too, so the report judges the plan on them. The prescription is
 what matRad does not state as such: the fractions come from pln.numOfFractions (or the
 caller), each target's dose level from its own objectives (`_LEVEL_SOURCES`), or from the
-caller. Everything left out is listed, in the result and as comments at the top of the YAML,
-and the output is checked with the protocol parser before it is returned.
+caller. matRad's overlap priorities decide which voxels a structure's functions see
+(`_optimization_voxels`): where they take voxels away, the terms go on a derived structure
+(`PTV_opt: PTV - CTV`) and the goals stay on the clinical one. Everything left out is
+listed, in the result and as comments at the top of the YAML, and the output is checked
+with the protocol parser before it is returned.
 """
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +31,8 @@ from specc.case.importers.matrad import visible_color
 from specc.case.importers.matrad_cst_functions import CstFunction, ObjectivesError, cst_functions
 from specc.case.importers.matrad_objective_kinds import NOTES, OBJECTIVE_PRIORITY, Untranslatable, translate
 from specc.protocol import ProtocolError, parse_protocol_text
-from specc.protocol.units import Dose
+from specc.protocol.structures import FUNCTIONS
+from specc.protocol.units import Dose, format_number
 
 _ROLES = {"TARGET": "target", "OAR": "oar"}
 # A target's dose level, when the caller gives none: the dose of the first of these kinds it has
@@ -53,6 +58,26 @@ class TranslatedProtocol:
     levels: dict[str, Dose]
     fractions: int
     untranslated: list[str] = field(default_factory=list)
+    # clinical structure -> the derived structure its terms are on (matRad's overlap priorities)
+    optimized_on: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _CstRow:
+    """What matRad's overlap priorities read of a cst row."""
+
+    index: int  # 0-based
+    name: str
+    priority: float  # cst{i,5}.Priority: the lower, the higher the priority
+    has_functions: bool  # cst{i,6} is not empty: only such a row takes voxels from others
+
+
+@dataclass
+class _OptimizationVoxels:
+    """The rows that take voxels from a structure's functions in matRad, and whether any are left."""
+
+    takers: list[_CstRow]
+    empty: bool
 
 
 def convert_matrad_objectives(
@@ -84,13 +109,13 @@ def convert_matrad_objectives(
 
     structures: dict[str, dict[str, Any]] = {}
     functions: dict[str, list[CstFunction]] = {}
-    seen: set[str] = set()
+    rows: dict[str, _CstRow] = {}
     for row in range(cst.shape[0]):
         name, kind = _row(cst, row, source)
-        if name in seen:
+        if name in rows:
             raise ObjectivesError(f"{source}: structure name '{name}' appears twice in cst")
-        seen.add(name)
         row_functions = cst_functions(cst, row, name, source)
+        rows[name] = _CstRow(row, name, _priority(cst, row, name, source), bool(row_functions))
         if name in exclude or kind not in _ROLES:
             why = "excluded on request" if name in exclude else f"cst type {kind}, not TARGET or OAR"
             held = f"; its {len(row_functions)} cst{{{row + 1},6}} function(s) with it" if row_functions else ""
@@ -102,28 +127,42 @@ def convert_matrad_objectives(
             structures[name]["color"] = color
         functions[name] = row_functions
     for name in exclude:
-        if name not in seen:
+        if name not in rows:
             raise ObjectivesError(f"{source}: --exclude {name}: cst has no structure of that name")
 
+    voxels = _optimization_voxels(cst, rows, [name for name, held in functions.items() if held], source)
     terms: list[dict[str, Any]] = []
     goals: dict[str, list[str]] = {}
     notes: list[str] = []
     for name, row_functions in functions.items():
+        unseen = name in voxels and voxels[name].empty
+        if unseen:
+            untranslated.append(
+                f"{_ranked(rows[name])}: every voxel of it is in a cst row of higher overlap priority with functions, "
+                f"{', '.join(_ranked(taker) for taker in voxels[name].takers)}, so matRad optimizes none of its "
+                f"{len(row_functions)} cst{{{rows[name].index + 1},6}} function(s) (matRad_setOverlapPriorities): "
+                "no term from them; their goals are kept"
+            )
         for function in row_functions:
             label = f"{function.where} ({name}, {function.kind})"
             try:
                 translation = translate(function, source)
             except Untranslatable as reason:
-                untranslated.append(f"{label}: {reason}")
+                if not unseen:
+                    untranslated.append(f"{label}: {reason}")
                 continue
-            terms += translation.terms
             for goal in translation.goals:
                 if goal not in goals.setdefault(name, []):
                     goals[name].append(goal)
+            if unseen:
+                continue
+            terms += translation.terms
             notes += [note for note in translation.notes if note not in notes]
             untranslated += [f"{label}: {part}" for part in translation.left_out]
 
     levels, level_lines = _levels(structures, functions, targets, source)
+    reduced = [name for name in dict.fromkeys(term["structure"] for term in terms) if name in voxels]
+    optimized_on = _place_terms(terms, structures, voxels, rows, cst, exclude, untranslated)
     document: dict[str, Any] = {
         "specc": 1,
         "name": f"{path.stem} (matRad objectives)",
@@ -141,7 +180,10 @@ def convert_matrad_objectives(
         document["goals"] = goals
     if terms:
         document["optimization"] = {"terms": terms}
-    header = _header(path, course, level_lines, notes, bool(terms), bool(goals), untranslated)
+    overlaps = [f"{name} -> {derived}: {structures[derived]['expression']}" for name, derived in optimized_on.items()]
+    overlaps += [f"{name}: its terms stay on {name}, with voxels matRad leaves out (see below)"
+                 for name in reduced if name not in optimized_on]
+    header = _header(path, course, level_lines, notes, overlaps, bool(terms), bool(goals), untranslated)
     text = header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=110)
     try:
         parse_protocol_text(text, filename=f"{path.stem}.yaml")
@@ -154,6 +196,7 @@ def convert_matrad_objectives(
         levels=levels,
         fractions=course[0],
         untranslated=untranslated,
+        optimized_on=optimized_on,
     )
 
 
@@ -164,6 +207,27 @@ def _row(cst: np.ndarray, row: int, source: str) -> tuple[str, str]:
     if not isinstance(kind, str):
         raise ObjectivesError(f"{source}: cst{{{row + 1},3}} ({name.strip()}) is not a type (TARGET, OAR, IGNORED)")
     return name.strip(), kind.strip()
+
+
+def _priority(cst: np.ndarray, row: int, name: str, source: str) -> float:
+    """cst{row,5}.Priority, the overlap priority matRad reads of every row before it optimizes."""
+    properties = cst[row, 4]
+    if not isinstance(properties, dict) or "Priority" not in properties:
+        raise ObjectivesError(
+            f"{source}: cst{{{row + 1},5}} ({name}) has no Priority: matRad_setOverlapPriorities reads the overlap "
+            "priority of every cst row before it optimizes and stops with an error without one; set "
+            f"cst{{{row + 1},5}}.Priority (1 the highest) and save the workspace again"
+        )
+    value = properties["Priority"]
+    numbers = np.array([])
+    if not isinstance(value, str):
+        try:
+            numbers = np.asarray(value, dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            pass
+    if numbers.size != 1:
+        raise ObjectivesError(f"{source}: cst{{{row + 1},5}}.Priority ({name}) is not a number")
+    return float(numbers[0])  # NaN compares false both ways, in MATLAB as here: such a row neither gives nor takes
 
 
 def _fractions(pln: dict, given: int | None, source: str) -> tuple[int, str]:
@@ -196,6 +260,157 @@ def _quantity(pln: dict) -> list[str]:
                 "dose, and the doses are translated as physical Gy"
             )
     return found
+
+
+# --- overlap priorities -----------------------------------------------------------------------------
+def _optimization_voxels(
+    cst: np.ndarray, rows: dict[str, _CstRow], names: Sequence[str], source: str
+) -> dict[str, _OptimizationVoxels]:
+    """For each structure in `names` whose functions matRad optimizes on fewer voxels than its own: the
+    rows that take voxels from it, and whether any are left.
+
+    matRad_setOverlapPriorities (called by matRad_fluenceOptimization first) removes from cst{j,4}
+    the voxels of every other row k, whatever its type, with cst{k,5}.Priority < cst{j,5}.Priority
+    and a non-empty cst{k,6} (a row without functions takes nothing, since matRad 2017); equal
+    priorities keep the overlap in both. It works on the CT grid, before matRad_resizeCstToGrid
+    samples each mask on the dose grid by nearest neighbour; sampling point by point keeps a
+    difference of masks a difference, so the same subtraction on the case's masks (sampled the
+    same way) gives matRad's optimization voxels. Only rows sharing CT voxels take any.
+    """
+    held: dict[str, np.ndarray] = {}
+
+    def ct_voxels(row: _CstRow) -> np.ndarray:
+        if row.name not in held:
+            held[row.name] = _ct_voxels(cst, row, source)
+        return held[row.name]
+
+    found: dict[str, _OptimizationVoxels] = {}
+    for name in names:
+        own = rows[name]
+        higher = [row for row in rows.values() if row.has_functions and row.priority < own.priority]
+        if not higher:
+            continue
+        mine = ct_voxels(own)
+        inside = np.zeros(int(mine.max()) + 1 if mine.size else 0, dtype=bool)  # a mask: O(voxels) per pair
+        inside[mine] = True
+
+        def within(row: _CstRow) -> np.ndarray:
+            theirs = ct_voxels(row)
+            return theirs[theirs < inside.size]
+
+        takers = [row for row in higher if inside[within(row)].any()]
+        for row in takers:
+            inside[within(row)] = False
+        if takers:
+            found[name] = _OptimizationVoxels(takers, empty=not inside.any())
+    return found
+
+
+def _ct_voxels(cst: np.ndarray, row: _CstRow, source: str) -> np.ndarray:
+    """The 0-based CT-grid voxel indices of cst{i,4}{1} (specc imports one CT scenario; the case import checks
+    them, these are only compared)."""
+    held = cst[row.index, 3]
+    scenarios = list(held.ravel(order="F")) if isinstance(held, np.ndarray) and held.dtype == object else [held]
+    if not scenarios:
+        return np.empty(0, dtype=np.int64)
+    try:
+        indices = np.asarray(scenarios[0], dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise ObjectivesError(
+            f"{source}: cst{{{row.index + 1},4}} ({row.name}) is not a list of voxel indices"
+        ) from None
+    indices = indices[np.isfinite(indices)].astype(np.int64) - 1
+    return indices[indices >= 0]
+
+
+def _place_terms(
+    terms: list[dict[str, Any]],
+    structures: dict[str, dict[str, Any]],
+    voxels: dict[str, _OptimizationVoxels],
+    rows: dict[str, _CstRow],
+    cst: np.ndarray,
+    exclude: Sequence[str],
+    untranslated: list[str],
+) -> dict[str, str]:
+    """Put the terms of each structure whose optimization voxels matRad reduces on a derived structure,
+    `Body_opt: Body - (PTV | Rectum)`, and return clinical name -> derived name.
+
+    The rows subtracted must be structures of the protocol, hence of the case: a TARGET or OAR is
+    one already, a row of another type (IGNORED) is added with role other; a row left out of the
+    case (`exclude`, as `specc import matrad --exclude`) cannot be, and is listed. The derived
+    structure of a target keeps role target (specc optimizes a target on every voxel, never on a
+    sample, as matRad does); any other has role other.
+    """
+    with_terms = {term["structure"] for term in terms}
+    taken = {name.casefold() for name in [*rows, *structures]}
+    optimized_on: dict[str, str] = {}
+    for name in list(structures):
+        if name not in with_terms or name not in voxels:
+            continue
+        written = []
+        for row in voxels[name].takers:
+            why = "excluded from the case" if row.name in exclude else None
+            if why is None and _quoted(row.name) is None:
+                why = "named with both quote characters, which a structure expression cannot write"
+            if why is None:
+                written.append(row)
+                continue
+            untranslated.append(
+                f"{name}: its terms also see the voxels it shares with {_ranked(row)}, which matRad's overlap "
+                f"priorities leave out of {name}'s functions: {row.name} is {why}"
+            )
+        if written and _quoted(name) is None:
+            untranslated.append(
+                f"{name}: named with both quote characters, which a structure expression cannot write: its terms "
+                f"also see the voxels it shares with {', '.join(_ranked(row) for row in written)}, which matRad's "
+                "overlap priorities leave out of its functions"
+            )
+            continue
+        if not written:
+            continue
+        for row in written:
+            if row.name not in structures:
+                structures[row.name] = {"role": "other"}
+                color = visible_color(cst, row.index)
+                if color is not None:
+                    structures[row.name]["color"] = color
+        derived = _free_name(f"{name}_opt", taken)
+        subtracted = " | ".join(str(_quoted(row.name)) for row in written)
+        structures[derived] = {
+            "role": "target" if structures[name]["role"] == "target" else "other",
+            "expression": f"{_quoted(name)} - " + (subtracted if len(written) == 1 else f"({subtracted})"),
+        }
+        optimized_on[name] = derived
+    for term in terms:
+        term["structure"] = optimized_on.get(term["structure"], term["structure"])
+    return optimized_on
+
+
+_BARE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _quoted(name: str) -> str | None:
+    """`name` as a structure expression writes it; None when it cannot (both quote characters)."""
+    if _BARE_NAME.fullmatch(name) and name not in FUNCTIONS:
+        return name
+    for quote in ('"', "'"):
+        if quote not in name:
+            return f"{quote}{name}{quote}"
+    return None
+
+
+def _free_name(wanted: str, taken: set[str]) -> str:
+    """`wanted`, or `wanted2`, `wanted3`, ...: the first no cst row or protocol structure has (in any case)."""
+    name, number = wanted, 1
+    while name.casefold() in taken:
+        number += 1
+        name = f"{wanted}{number}"
+    taken.add(name.casefold())
+    return name
+
+
+def _ranked(row: _CstRow) -> str:
+    return f"{row.name} (Priority {format_number(row.priority)})"
 
 
 def _levels(
@@ -252,6 +467,7 @@ def _header(
     course: tuple[int, str],
     levels: list[str],
     notes: list[str],
+    overlaps: list[str],
     has_terms: bool,
     has_goals: bool,
     untranslated: list[str],
@@ -267,12 +483,32 @@ def _header(
             "relative volumes), so a weight means the same where the function is the same:"
         )
         paragraphs += [f"  - {NOTES[note]}" for note in notes]
+        if overlaps:
+            paragraphs.append(
+                "Overlap priorities: matRad optimizes a structure's functions on its voxels less those of every cst "
+                "row with a strictly higher overlap priority (a lower cst{i,5}.Priority) that has functions of its "
+                "own; equal priorities share their overlap (matRad_setOverlapPriorities). So the terms of these "
+                "structures are on derived ones, and their goals stay on the clinical structures, which the report "
+                "judges (a row that cannot be subtracted is listed below):"
+            )
+            paragraphs += [f"  - {line}" for line in overlaps]
+            paragraphs.append(
+                "On the same voxels the functions are matRad's, the squared ones exactly: the case's masks are "
+                "matRad's sampled on the dose grid by nearest neighbour (matRad_resizeCstToGrid), and sampling "
+                "voxel by voxel keeps a difference of masks a difference."
+            )
+        else:
+            paragraphs.append(
+                "Overlap priorities (cst{i,5}.Priority) take no voxel from a structure with terms: the terms are on "
+                "the clinical structures, the voxels matRad optimizes them on."
+            )
     else:
         paragraphs.append("No objective was translated: specc derives the optimization from the goals.")
     if has_goals:
         paragraphs.append(
             f"Goals: matRad's DVH objectives (priority {OBJECTIVE_PRIORITY}) and its dose, mean-dose and DVH "
-            "constraints (priority 1) are goals too, so that the report judges the plan on them."
+            "constraints (priority 1) are goals too, so that the report judges the plan on them; they are on the "
+            "clinical structures (cst{i,2})."
         )
     if untranslated:
         paragraphs.append("Not translated (review these by hand):")
