@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import yaml
 
@@ -14,6 +16,8 @@ from specc.solve.priorities import (
     COVERAGE_STEP,
     DEFAULT_COVERAGE_SLIP_GY,
     DEFAULT_SLIP_PERCENT,
+    HELD_BY_LIMITS,
+    REACHED_ZERO,
     STEP_COLUMNS,
     LexicographicProblem,
     plan_steps,
@@ -81,6 +85,9 @@ def test_later_steps_never_worsen_an_earlier_priority_beyond_the_slip(default_sl
     final = step_values(lexicographic)
     for step, row, value, best in zip(plan_steps(program, priorities), result.steps, final, reached):
         allowed = _allowed(program, step, best)
+        if row["then kept within"] == HELD_BY_LIMITS:  # reached 0: kept by its goals' limits, so still 0
+            assert best <= REACHED_ZERO and value <= 1e-7
+            continue
         assert float(row["then kept within"]) == pytest.approx(allowed, rel=1e-5)  # the log states the bound
         # solver tolerance (CLARABEL ~1e-8 relative) on top of the documented slip
         assert value <= allowed + 1e-6 * max(1.0, best)
@@ -138,6 +145,49 @@ def test_each_step_is_its_own_problem_under_the_earlier_steps_bounds_only() -> N
     final = lexicographic.problem  # what the exact refinement refines: the last step under the earlier bounds
     assert final.objective.args[0] is lexicographic.objectives[-1]
     assert len(final.constraints) == len(program.problem.constraints) + len(steps) - 1
+
+
+def test_a_step_that_met_its_goals_is_kept_by_their_limits_not_by_a_cone_per_entry(default_slip) -> None:
+    """The Core's "D10% <= 10 Gy (variation 25 Gy)" is met: the steps after keep its CVaR limit (linear),
+    not `penalty <= 1e-6`, a second-order cone; the goal's penalty stays 0 to the end."""
+    result, lexicographic = default_slip
+    assert result.steps[0]["reached"] == "0" and result.steps[0]["then kept within"] == HELD_BY_LIMITS
+    assert lexicographic.held == {0} and step_values(lexicographic)[0] <= 1e-7
+
+    def cones(problem) -> int:
+        data, _, _ = problem.get_problem_data(solver="CLARABEL")
+        return sum(data["dims"].soc)
+
+    _, program, priorities = _program()
+    steps = plan_steps(program, priorities)
+    held, bounded = LexicographicProblem(program, steps), LexicographicProblem(program, steps)
+    held.keep(0, ABSOLUTE_SLIP, reached=0.0)
+    bounded.keep(0, ABSOLUTE_SLIP, reached=1e-3)  # a step that did not reach 0 keeps its bound
+    assert held.held == {0} and bounded.held == set()
+    assert cones(held.step_problem(1)) < cones(bounded.step_problem(1))
+    (limit,) = program.terms[steps[0].terms[0]].met
+    assert any(constraint is limit for constraint in held.step_problem(1).constraints)
+
+
+def test_limits_that_leave_a_later_step_no_point_give_way_to_the_bound(monkeypatch) -> None:
+    """A step whose true optimum is a hair above 0 may pass for 0: if its limits then leave a later step
+    infeasible, that step is solved again under the bound, and the log says so."""
+    import specc.solve.priorities as priorities_module
+
+    _, program, priorities = _program()
+    real = priorities_module.solve_program
+    calls: list[int] = []
+
+    def infeasible_under_limits(compiled, settings, warm=None):
+        calls.append(len(calls))
+        if len(calls) == 2:  # step 2's first solve, under step 1's limits
+            return dataclasses.replace(real(compiled, settings, warm), status="infeasible", fluence=None)
+        return real(compiled, settings, warm)
+
+    monkeypatch.setattr(priorities_module, "solve_program", infeasible_under_limits)
+    result, lexicographic = solve_lexicographic(program, choose_solver("CLARABEL"), priorities, None)
+    assert result.usable and lexicographic.held == set() and len(calls) == len(result.steps) + 1
+    assert result.steps[0]["then kept within"] == f"{ABSOLUTE_SLIP:.6g} (its limits left step 2 no point)"
 
 
 def test_pasted_explain_output_is_solved_in_the_same_steps() -> None:

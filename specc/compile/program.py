@@ -63,6 +63,7 @@ class CompiledTerm:
     hard: bool
     objective: cp.Expression | None
     constraints: list[cp.Constraint]
+    met: list[cp.Constraint] = field(default_factory=list)  # where its penalty is zero (`BuiltTerm.met`)
 
 
 @dataclass(frozen=True)
@@ -282,6 +283,7 @@ def compile_protocol(
                 hard=bool(term.is_constraint),
                 objective=built.objective,
                 constraints=list(built.constraints),
+                met=list(built.met),
             )
         )
 

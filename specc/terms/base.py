@@ -89,10 +89,17 @@ LIMIT_TOLERANCE = 1e-3
 
 @dataclass
 class BuiltTerm:
-    """A term's contribution to the program: an objective part and/or hard constraints."""
+    """A term's contribution to the program: an objective part and/or hard constraints.
+
+    `met`: for a penalty, constraints that hold exactly where it is zero (a soft limit's limit;
+    every voxel at or below the level of an overdose penalty), empty where there are none (a
+    smoothness penalty is zero only without fluence). A priority step whose penalties all reached
+    zero is kept so in the steps after it, as linear limits instead of a bound on a sum of squares
+    (`specc.solve.priorities`)."""
 
     objective: cp.Expression | None = None
     constraints: list[cp.Constraint] = field(default_factory=list)
+    met: list[cp.Constraint] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -123,7 +123,7 @@ class DVH(HardOrSoftLimit):
             else:  # mean of the hottest `fraction` (upper CVaR), minimized over the threshold
                 threshold = cp.Variable(name=f"cvar_threshold_{self.structure}")
                 hottest = threshold + (weights @ cp.pos(dose - threshold)) / fraction
-            objective, constraints = self.upper_limit(hottest, limit)
+            return self.upper_limit(hottest, limit)
         else:
             if fraction > 1.0 + _COUNT_SLACK:  # the compile stage prefixes the protocol line and label
                 raise CompileError(
@@ -136,8 +136,7 @@ class DVH(HardOrSoftLimit):
             else:  # mean of the coldest `1 - fraction` (lower CVaR), maximized over the threshold
                 threshold = cp.Variable(name=f"cvar_threshold_{self.structure}")
                 coldest = threshold - (weights @ cp.pos(threshold - dose)) / cold_fraction
-            objective, constraints = self.lower_limit(coldest, limit)
-        return BuiltTerm(objective=objective, constraints=constraints)
+            return self.lower_limit(coldest, limit)
 
     def smooth_form(self, ctx: SmoothContext) -> SmoothForm:
         """The same CVaR bound as `build`, its `pos` written exactly with auxiliary variables."""

@@ -102,21 +102,21 @@ class HardOrSoftLimit(TermBase):
         """' (soft, weight 2)' for soft limits, '' for hard ones: appended to labels."""
         return "" if self.hard else f" (soft, weight {format_weight(self.weight or 0.0)})"
 
-    def upper_limit(self, value: cp.Expression, limit: float) -> tuple[cp.Expression | None, list[cp.Constraint]]:
+    def upper_limit(self, value: cp.Expression, limit: float) -> BuiltTerm:
         """`value <= limit` (Gy per fraction) as a constraint or as the squared-excess penalty."""
         import cvxpy as cp
 
         if self.hard:
-            return None, [value <= limit]
-        return self.weight * cp.square(cp.pos(value - limit)), []
+            return BuiltTerm(constraints=[value <= limit])
+        return BuiltTerm(objective=self.weight * cp.square(cp.pos(value - limit)), met=[value <= limit])
 
-    def lower_limit(self, value: cp.Expression, limit: float) -> tuple[cp.Expression | None, list[cp.Constraint]]:
+    def lower_limit(self, value: cp.Expression, limit: float) -> BuiltTerm:
         """`value >= limit` (Gy per fraction) as a constraint or as the squared-shortfall penalty."""
         import cvxpy as cp
 
         if self.hard:
-            return None, [value >= limit]
-        return self.weight * cp.square(cp.pos(limit - value)), []
+            return BuiltTerm(constraints=[value >= limit])
+        return BuiltTerm(objective=self.weight * cp.square(cp.pos(limit - value)), met=[value >= limit])
 
 
 class ScalarLimit(HardOrSoftLimit):
@@ -147,10 +147,11 @@ class ScalarLimit(HardOrSoftLimit):
             parts.append(self.upper_limit(value, high))
         if low is not None:
             parts.append(self.lower_limit(value, low))
-        for objective, constraints in parts:
-            built.constraints.extend(constraints)
-            if objective is not None:
-                built.objective = objective if built.objective is None else built.objective + objective
+        for part in parts:
+            built.constraints.extend(part.constraints)
+            built.met.extend(part.met)
+            if part.objective is not None:
+                built.objective = part.objective if built.objective is None else built.objective + part.objective
         return built
 
     def limit_smooth_value(self, structure: str, value: ScalarFunction, ctx: SmoothContext) -> SmoothForm:

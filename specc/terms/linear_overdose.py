@@ -38,8 +38,9 @@ class LinearOverdose(TermBase):
     def build(self, ctx: BuildContext) -> BuiltTerm:
         import cvxpy as cp
 
-        excess = cp.pos(ctx.dose(self.structure) - ctx.per_fraction(self.dose))
-        return BuiltTerm(objective=self.weight * (ctx.voxel_weights(self.structure) @ excess))
+        dose, level = ctx.dose(self.structure), ctx.per_fraction(self.dose)
+        excess = cp.pos(dose - level)
+        return BuiltTerm(objective=self.weight * (ctx.voxel_weights(self.structure) @ excess), met=[dose <= level])
 
     def smooth_form(self, ctx: SmoothContext) -> SmoothForm:
         """`weight * volumes @ u` with `d_i - D <= u_i`, u >= 0: at the optimum u = pos(d - D)."""

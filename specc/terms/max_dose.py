@@ -40,8 +40,7 @@ class MaxDose(HardOrSoftLimit):
     def build(self, ctx: BuildContext) -> BuiltTerm:
         import cvxpy as cp
 
-        objective, constraints = self.upper_limit(cp.max(ctx.dose(self.structure)), ctx.per_fraction(self.dose))
-        return BuiltTerm(objective=objective, constraints=constraints)
+        return self.upper_limit(cp.max(ctx.dose(self.structure)), ctx.per_fraction(self.dose))
 
     def smooth_form(self, ctx: SmoothContext) -> SmoothForm:
         return voxelwise_limit(self.structure, ctx.per_fraction(self.dose), upper=True, hard=self.hard, weight=self.weight)

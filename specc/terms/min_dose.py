@@ -46,8 +46,7 @@ class MinDose(HardOrSoftLimit):
     def build(self, ctx: BuildContext) -> BuiltTerm:
         import cvxpy as cp
 
-        objective, constraints = self.lower_limit(cp.min(ctx.dose(self.structure)), ctx.per_fraction(self.dose))
-        return BuiltTerm(objective=objective, constraints=constraints)
+        return self.lower_limit(cp.min(ctx.dose(self.structure)), ctx.per_fraction(self.dose))
 
     def smooth_form(self, ctx: SmoothContext) -> SmoothForm:
         return voxelwise_limit(self.structure, ctx.per_fraction(self.dose), upper=False, hard=self.hard, weight=self.weight)

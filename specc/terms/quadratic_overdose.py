@@ -40,8 +40,11 @@ class QuadraticOverdose(TermBase):
     def build(self, ctx: BuildContext) -> BuiltTerm:
         import cvxpy as cp
 
-        excess = cp.pos(ctx.dose(self.structure) - ctx.per_fraction(self.dose))
-        return BuiltTerm(objective=self.weight * (ctx.voxel_weights(self.structure) @ cp.square(excess)))
+        dose, level = ctx.dose(self.structure), ctx.per_fraction(self.dose)
+        excess = cp.pos(dose - level)
+        return BuiltTerm(
+            objective=self.weight * (ctx.voxel_weights(self.structure) @ cp.square(excess)), met=[dose <= level]
+        )
 
     def smooth_form(self, ctx: SmoothContext) -> SmoothForm:
         volumes = ctx.voxel_weights(self.structure)

@@ -47,8 +47,11 @@ class QuadraticUnderdose(TermBase):
     def build(self, ctx: BuildContext) -> BuiltTerm:
         import cvxpy as cp
 
-        shortfall = cp.pos(ctx.per_fraction(self.dose) - ctx.dose(self.structure))
-        return BuiltTerm(objective=self.weight * (ctx.voxel_weights(self.structure) @ cp.square(shortfall)))
+        dose, level = ctx.dose(self.structure), ctx.per_fraction(self.dose)
+        shortfall = cp.pos(level - dose)
+        return BuiltTerm(
+            objective=self.weight * (ctx.voxel_weights(self.structure) @ cp.square(shortfall)), met=[dose >= level]
+        )
 
     def smooth_form(self, ctx: SmoothContext) -> SmoothForm:
         volumes = ctx.voxel_weights(self.structure)

@@ -38,8 +38,11 @@ class UniformDose(TermBase):
     def build(self, ctx: BuildContext) -> BuiltTerm:
         import cvxpy as cp
 
-        deviation = ctx.dose(self.structure) - ctx.per_fraction(self.dose)
-        return BuiltTerm(objective=self.weight * (ctx.voxel_weights(self.structure) @ cp.square(deviation)))
+        dose, level = ctx.dose(self.structure), ctx.per_fraction(self.dose)
+        deviation = dose - level
+        return BuiltTerm(
+            objective=self.weight * (ctx.voxel_weights(self.structure) @ cp.square(deviation)), met=[dose == level]
+        )
 
     def smooth_form(self, ctx: SmoothContext) -> SmoothForm:
         volumes = ctx.voxel_weights(self.structure)

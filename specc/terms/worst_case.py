@@ -61,6 +61,7 @@ class WorstCase(TermBase):
         return BuiltTerm(
             objective=cp.maximum(*(part.objective for part in built)),
             constraints=[constraint for part in built for constraint in part.constraints],
+            met=[constraint for part in built for constraint in part.met] if all(part.met for part in built) else [],
         )
 
     def smooth_form(self, ctx: SmoothContext) -> SmoothForm:
