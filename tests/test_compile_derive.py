@@ -270,7 +270,7 @@ def test_an_isoeffective_goal_aims_at_its_physical_equivalent_on_the_plans_fract
 
 
 @pytest.mark.parametrize("goal, prior, message", [
-    ("Mean <= 20 Gy (EQD2)", "", "the mean of an isoeffective dose is not"),
+    ("Mean >= 20 Gy (EQD2)", "", "a lower bound on the mean of an isoeffective dose"),
     ("Max <= 40 Gy (EQD2)", "  prior: {description: earlier, fractions: 20}\n", "changes its physical equivalent"),
 ])
 def test_an_isoeffective_goal_no_derived_term_measures_is_refused_at_its_line(goal: str, prior: str, message: str) -> None:
@@ -278,3 +278,11 @@ def test_an_isoeffective_goal_no_derived_term_measures_is_refused_at_its_line(go
     with pytest.raises(CompileError, match=message) as raised:
         derive_optimization(protocol)
     assert "p.yaml:" in str(raised.value) and "write an `optimization:` section by hand" in str(raised.value)
+
+
+def test_a_mean_in_eqd2_becomes_a_mean_dose_in_eqd2_with_the_structures_ratio() -> None:
+    protocol = _isoeffective('goals:\n  Core:\n    - "Mean <= 20 Gy (EQD2)"\n    - "Mean <= 30 Gy (BED, priority 2)"\n')
+    hard, soft = [term for term in derive_optimization(protocol).optimization.terms if isinstance(term, MeanDose)]
+    assert (hard.hard, hard.quantity, hard.alpha_beta.gy) == (True, "EQD2", 2.0)
+    assert hard.max.gy == pytest.approx(20.0 * (1 - 1e-3))
+    assert (soft.hard, soft.quantity, soft.priority) == (False, "BED", 2)

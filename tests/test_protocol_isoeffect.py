@@ -76,3 +76,14 @@ def test_physical_and_isoeffective_goals_are_not_compared_as_one_scale() -> None
     parse_protocol_text(_protocol('"Min >= 40 Gy (EQD2)"\n"Max <= 35 Gy"'), "p.yaml")
     with pytest.raises(ProtocolError, match="no dose can meet both"):
         parse_protocol_text(_protocol('"Min >= 40 Gy (EQD2)"\n"Max <= 35 Gy (EQD2)"'), "p.yaml")
+
+
+def test_a_mean_dose_term_in_eqd2_is_refused_on_a_composite_and_with_another_ratio() -> None:
+    term = "{kind: mean_dose, structure: Cord, max: 20 Gy, quantity: EQD2, alpha_beta: %s}"
+    terms = "optimization:\n  terms:\n    - "
+    parse_protocol_text(_protocol('"Max <= 50 Gy"') + terms + term % "2 Gy" + "\n", "p.yaml")
+    with pytest.raises(ProtocolError, match="alpha_beta 3 Gy differs from the 2 Gy of structures.Cord"):
+        parse_protocol_text(_protocol('"Max <= 50 Gy"') + terms + term % "3 Gy" + "\n", "p.yaml")
+    composite = _protocol('"Max <= 50 Gy"', prior="  prior: {description: earlier, fractions: 20}")
+    with pytest.raises(ProtocolError, match="on a composite would convert the summed dose"):
+        parse_protocol_text(composite + "optimization:\n  terms:\n    - " + term % "2 Gy" + "\n", "p.yaml")

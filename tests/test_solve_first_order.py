@@ -53,6 +53,7 @@ CASES = {
     - {kind: min_dose, structure: PTV, dose: 40 Gy}
 """,
     "hard gEUD limit": SOFT + "    - {kind: geud, structure: Core, a: 4, max: 9.5 Gy}\n",
+    "hard mean EQD2 limit": SOFT + "    - {kind: mean_dose, structure: Core, max: 7 Gy, quantity: EQD2, alpha_beta: 3 Gy}\n",
     # The core's maximum holds beamlets at 0 with a pull 13x the objective's gradient: measured against
     # it, a point 0.37% above the optimum passed the certificate (docs/performance.md, twelfth pass).
     "hard maximum blocking beamlets and a hard min dose": """

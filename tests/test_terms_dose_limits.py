@@ -150,3 +150,50 @@ def test_generalized_eud_spans_mean_to_max_without_overflow() -> None:
     steep = generalized_eud(dose, 400.0)  # 80**400 overflows a float
     assert np.isfinite(steep) and dose.max() * 0.98 < steep <= dose.max()
     assert generalized_eud(np.zeros(4), 5.0) == 0.0
+
+
+def test_a_mean_in_eqd2_is_the_mean_of_the_voxels_eqd2_in_every_form() -> None:
+    """cvxpy, the fast path's smooth form and the final-dose measurement give one value: the mean over
+    voxels of D (D / n + alpha/beta) / (2 + alpha/beta), above the EQD2 of the mean dose."""
+    from specc.protocol.isoeffect import isoeffective_gy
+    from specc.terms.smooth import SmoothPoint
+
+    case = random_case(7, fractions=5)
+    fluence = np.linspace(0.5, 2.0, case.n_beamlets)
+    per_fraction = case.influence["Organ"] @ fluence
+    total = per_fraction * case.fractions
+    expected = float(np.mean(isoeffective_gy(total, case.fractions, 3.0, "EQD2")))
+    hard = MeanDose(structure="Organ", max=Dose(gy=0.5 * expected), quantity="EQD2", alpha_beta="3 Gy")
+    ctx = FakeBuildContext(case)
+    built = hard.build(ctx)
+    ctx.fluence.value = fluence
+    (constraint,) = built.constraints
+    assert constraint.args[0].value * case.fractions == pytest.approx(expected)  # value <= max / n, per fraction
+    form = hard.smooth_form(ctx)
+    point = SmoothPoint(per_fraction, np.zeros(0), fluence)
+    residual = form.constraints[0].residual(point)
+    assert (residual[0] + 0.5 * expected / case.fractions) * case.fractions == pytest.approx(expected)
+    measured = hard.evaluate(FakeEvaluationContext(case, fluence))
+    assert measured.value == pytest.approx(expected) and measured.satisfied is False
+    assert expected > float(isoeffective_gy(total.mean(), case.fractions, 3.0, "EQD2"))
+
+
+def test_a_hard_mean_eqd2_limit_holds_after_solving() -> None:
+    case = random_case(8, fractions=5)
+    free = solve_with(case, [], target_reward)
+    from specc.protocol.isoeffect import isoeffective_gy
+
+    free_mean = float(np.mean(isoeffective_gy(total_dose(case, "Organ", free), case.fractions, 3.0, "EQD2")))
+    term = MeanDose(structure="Organ", max=Dose(gy=0.5 * free_mean), quantity="EQD2", alpha_beta="3 Gy")
+    result = term.evaluate(FakeEvaluationContext(case, solve_with(case, [term], target_reward)))
+    assert result.satisfied is True and result.value == pytest.approx(term.max.gy, rel=LIMIT_TOLERANCE)
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"max": "20 Gy", "quantity": "EQD2"}, "needs the tissue's `alpha_beta`"),
+    ({"min": "20 Gy", "quantity": "EQD2", "alpha_beta": "3 Gy"}, "a lower bound on a mean EQD2 is not convex"),
+    ({"max": "20 Gy", "alpha_beta": "3 Gy"}, "give `quantity` too"),
+])
+def test_a_mean_in_eqd2_needs_its_ratio_and_an_upper_bound(fields: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        MeanDose(structure="Organ", **fields)

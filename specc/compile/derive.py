@@ -24,8 +24,10 @@ protocol already states, never from structure names:
 * a goal in EQD2 or BED aims at its physical equivalent: the linear-quadratic conversion is
   increasing, so on one course "Max <= 50 Gy (EQD2)" is exactly "Max <= D Gy" for the D whose
   EQD2 is 50 Gy in the plan's fractions (a V metric's dose likewise). A mean has no such
-  equivalent and a composite's prior dose changes it voxel by voxel; both are refused, with
-  the goal's line, as no term measures them yet (the goals themselves are judged either way).
+  equivalent: a mean's upper bound becomes a `mean_dose` in that quantity (a convex quadratic
+  of the dose); its lower bound (not convex) and any isoeffective goal on a composite (the prior
+  dose changes the equivalent voxel by voxel) are refused with the goal's line (the goals
+  themselves are judged either way).
 
 The fall-off shells are structures that the compile stage creates; `explain_yaml` prints
 them with the terms so that the whole derivation can be pasted into the protocol and tuned.
@@ -185,6 +187,9 @@ def derive_optimization(protocol: Protocol, volumes_cc: Mapping[str, float] | No
         )
 
     for written, goal in zip(protocol.goals, physical_goals(protocol)):
+        if goal.isoeffective:  # a mean: its own kind of term
+            terms.extend(_goal_terms(goal, volumes_cc, notes, protocol.structures[goal.structure].alpha_beta))
+            continue
         if goal is not written:
             notes.append(
                 f"{written.structure} {written.text} ({written.source}): aimed at its physical equivalent "
@@ -198,7 +203,9 @@ def derive_optimization(protocol: Protocol, volumes_cc: Mapping[str, float] | No
 
 
 def physical_goals(protocol: Protocol) -> list[Goal]:
-    """The protocol's goals with each EQD2 / BED goal as the physical goal it is on this plan's fractions."""
+    """The protocol's goals with each EQD2 / BED goal as the physical goal it is on this plan's fractions;
+    a mean stays isoeffective (the mean of an isoeffective dose is not the isoeffective dose of a mean),
+    for a `mean_dose` in that quantity."""
     return [_physical(goal, protocol) if goal.isoeffective else goal for goal in protocol.goals]
 
 
@@ -206,8 +213,10 @@ def _physical(goal: Goal, protocol: Protocol) -> Goal:
     why = None
     if protocol.prescription.prior is not None:
         why = "on a composite the prior course's dose changes its physical equivalent from voxel to voxel"
+    elif goal.metric.quantity == "Mean" and goal.is_lower_bound:
+        why = "a lower bound on the mean of an isoeffective dose (a convex quadratic of the dose) is not convex"
     elif goal.metric.quantity == "Mean":
-        why = "the mean of an isoeffective dose is not the isoeffective dose of a mean"
+        return goal
     if why is not None:
         raise CompileError(
             f"{goal.source}: goal {goal.text!r} on {goal.structure} is in {goal.quantity}, and {why}: no derived "
@@ -300,8 +309,11 @@ def _quoted(name: str) -> str:
     return str(parse_expression(f'"{name}"'))
 
 
-def _goal_terms(goal: Goal, volumes_cc: Mapping[str, float] | None, notes: list[str]) -> list[TermBase]:
-    """The limit terms of one goal: hard ones, and penalties carrying the goal's priority."""
+def _goal_terms(
+    goal: Goal, volumes_cc: Mapping[str, float] | None, notes: list[str], alpha_beta: Dose | None = None
+) -> list[TermBase]:
+    """The limit terms of one goal: hard ones, and penalties carrying the goal's priority (`alpha_beta`:
+    the structure's, for a mean in EQD2 or BED)."""
     if goal.metric.is_index:  # a ratio of isodose volumes: no convex term measures it
         notes.append(
             f"{goal.structure} {goal.text} ({goal.source}): a plan-quality index is measured on the plan, not "
@@ -309,27 +321,30 @@ def _goal_terms(goal: Goal, volumes_cc: Mapping[str, float] | None, notes: list[
         )
         return []
     if goal.priority > 1:
-        term = _limit(goal, goal.threshold_value, volumes_cc, hard=False, priority=goal.priority)
+        term = _limit(goal, goal.threshold_value, volumes_cc, hard=False, priority=goal.priority, alpha_beta=alpha_beta)
         return [] if term is None else [term]
     variation = goal.variation_value
-    hard = _limit(goal, variation if variation is not None else goal.threshold_value, volumes_cc, hard=True)
+    limit = variation if variation is not None else goal.threshold_value
+    hard = _limit(goal, limit, volumes_cc, hard=True, alpha_beta=alpha_beta)
     if hard is None:
         notes.append(f"{goal.structure} {goal.text} ({goal.source}): always met, nothing to optimize")
         return []
     terms = [hard]
     if variation is not None:
-        soft = _limit(goal, goal.threshold_value, volumes_cc, hard=False, priority=1)
+        soft = _limit(goal, goal.threshold_value, volumes_cc, hard=False, priority=1, alpha_beta=alpha_beta)
         if soft is not None:
             terms.append(soft)
     return terms
 
 
 def _limit(
-    goal: Goal, threshold: float, volumes_cc: Mapping[str, float] | None, hard: bool, priority: int | None = None
+    goal: Goal, threshold: float, volumes_cc: Mapping[str, float] | None, hard: bool, priority: int | None = None,
+    alpha_beta: Dose | None = None,
 ) -> TermBase | None:
     """The limit kind that measures `goal` at `threshold` (its metric's unit); None if always met.
 
-    A penalty (not `hard`) weighs `goal_weight(priority)` and carries `priority`.
+    A penalty (not `hard`) weighs `goal_weight(priority)` and carries `priority`. A goal still
+    isoeffective here is a mean's upper bound (`physical_goals`), measured with `alpha_beta`.
     """
     metric, structure = goal.metric, goal.structure
     options: dict[str, Any] = {"structure": structure, "hard": hard, "source": goal.source}
@@ -350,6 +365,8 @@ def _limit(
     if quantity == "Mean":
         if not upper and threshold == 0:
             return None
+        if goal.isoeffective:
+            options.update(quantity=goal.quantity, alpha_beta=alpha_beta)
         return MeanDose(**{"max" if upper else "min": _aim(threshold, upper)}, **options)
     if quantity in ("D", "DC"):
         volume = metric.volume

@@ -186,6 +186,18 @@ def _isoeffective_goals(protocol: ProtocolDocument) -> Iterator[Issue]:
                 f'`alpha_beta` to structures.{goal.structure} (e.g. "3 Gy" for late-responding tissue)',
             )
     prior = protocol.prescription.prior if protocol.prescription is not None else None
+    for index, term in enumerate(protocol.optimization.terms if protocol.optimization is not None else []):
+        quantity, ratio = getattr(term, "quantity", "physical"), getattr(term, "alpha_beta", None)
+        if quantity == "physical":
+            continue
+        loc = ("optimization", "terms", index, "quantity")
+        if prior is not None:
+            yield Issue(loc, f"a {term.kind} in {quantity} on a composite would convert the summed dose in this plan's "
+                             "fractions: each course must be converted from its own; not supported")
+        spec = protocol.structures.get(term.structures()[0])
+        if spec is not None and spec.alpha_beta is not None and ratio is not None and ratio.gy != spec.alpha_beta.gy:
+            yield Issue(("optimization", "terms", index, "alpha_beta"),
+                        f"alpha_beta {ratio} differs from the {spec.alpha_beta} of structures.{term.structures()[0]}")
     if asked and prior is not None and prior.fractions is None:
         yield Issue(
             ("prescription", "prior"),

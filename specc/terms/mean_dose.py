@@ -1,10 +1,17 @@
-"""`mean_dose`: bounds on the volume-weighted mean dose of a structure.
+"""`mean_dose`: bounds on the volume-weighted mean dose of a structure, physical or isoeffective.
 
 Hard: `w @ d <= max / fractions` and/or `w @ d >= min / fractions`, with w the relative
 volumes of the structure's dose entries (so that sampling or merging voxels in the compile
 stage does not change the mean). Soft: each violated bound adds `weight` times its squared
 excess or shortfall in Gy per fraction (see `limits`). Measured on the final dose as the
 mean total dose over the structure's voxels, in Gy.
+
+With `quantity: EQD2` or `BED` (and the tissue's `alpha_beta`) the mean is of each voxel's
+isoeffective dose, `specc.protocol.isoeffect`: per fraction `d (d + alpha/beta) / s`, s =
+alpha/beta + 2 (EQD2) or alpha/beta (BED), a convex quadratic of the dose, so its upper bound
+is a convex constraint (a cone for CLARABEL, a smooth constraint for the fast path); a lower
+bound on it is not convex and is refused. The mean of the voxels' EQD2 is what predicts
+pneumonitis from a hypofractionated lung dose (mean lung EQD2), not the EQD2 of the mean dose.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from specc.protocol.isoeffect import DoseQuantity, isoeffective_gy
 from specc.protocol.units import Dose
 from specc.terms.base import BuildContext, BuiltTerm, EvaluationContext, TermResult
 from specc.terms.limits import ScalarLimit, StructureName, check_min_max
@@ -33,30 +41,79 @@ class MeanDose(ScalarLimit):
     structure: StructureName
     max: Dose | None = Field(default=None, description="Highest allowed mean dose (total).")
     min: Dose | None = Field(default=None, description="Lowest allowed mean dose (total, > 0).")
+    quantity: DoseQuantity = Field(
+        default="physical",
+        description="physical (default), or EQD2 / BED: the mean of each voxel's isoeffective dose (max only).",
+    )
+    alpha_beta: Dose | None = Field(
+        default=None, description='The tissue\'s alpha/beta ratio, e.g. "3 Gy" (EQD2 / BED).'
+    )
 
     @model_validator(mode="after")
     def _consistent_bounds(self) -> MeanDose:
         if self.max is None and self.min is None:
             raise ValueError("mean_dose needs `max`, `min` or both")
         check_min_max("mean_dose", self.min, self.max)
+        if self.quantity == "physical":
+            if self.alpha_beta is not None:
+                raise ValueError("`alpha_beta` converts a mean in EQD2 or BED: give `quantity` too, or remove it")
+            return self
+        if self.alpha_beta is None or self.alpha_beta.gy <= 0:
+            raise ValueError(f"a mean {self.quantity} needs the tissue's `alpha_beta` (a positive dose, e.g. 3 Gy)")
+        if self.min is not None:
+            raise ValueError(
+                f"a lower bound on a mean {self.quantity} is not convex (the conversion is a convex quadratic of the "
+                "dose): bound it from above only"
+            )
         return self
 
     def label(self) -> str:
-        return f"mean_dose {self.structure} {self.bounds_text()}{self.limit_suffix()}"
+        of = "" if self.quantity == "physical" else f" ({self.quantity}, alpha/beta {self.alpha_beta})"
+        return f"mean_dose {self.structure}{of} {self.bounds_text()}{self.limit_suffix()}"
+
+    def _divisor(self) -> float:
+        """s in `d (d + alpha/beta) / s`, the isoeffective dose per fraction (module docstring)."""
+        assert self.alpha_beta is not None
+        ratio = self.alpha_beta.gy
+        return ratio + 2.0 if self.quantity == "EQD2" else ratio
 
     def build(self, ctx: BuildContext) -> BuiltTerm:
-        mean = ctx.voxel_weights(self.structure) @ ctx.dose(self.structure)
-        return self.limit_value(mean, ctx)
+        import cvxpy as cp
+
+        weights, dose = ctx.voxel_weights(self.structure), ctx.dose(self.structure)
+        if self.quantity == "physical":
+            return self.limit_value(weights @ dose, ctx)
+        assert self.alpha_beta is not None
+        return self.limit_value(weights @ (cp.square(dose) + self.alpha_beta.gy * dose) / self._divisor(), ctx)
 
     def smooth_form(self, ctx: SmoothContext) -> SmoothForm:
         volumes = ctx.voxel_weights(self.structure)
+        if self.quantity == "physical":
 
-        def mean(point: SmoothPoint) -> tuple[float, SmoothGradient]:
-            return float(volumes @ point.dose), SmoothGradient(dose=volumes)
+            def mean(point: SmoothPoint) -> tuple[float, SmoothGradient]:
+                return float(volumes @ point.dose), SmoothGradient(dose=volumes)
 
-        return self.limit_smooth_value(self.structure, mean, ctx)
+            return self.limit_smooth_value(self.structure, mean, ctx)
+        assert self.alpha_beta is not None
+        ratio, divisor = self.alpha_beta.gy, self._divisor()
+
+        def isoeffective_mean(point: SmoothPoint) -> tuple[float, SmoothGradient]:
+            dose = point.dose
+            return float(volumes @ (dose * (dose + ratio))) / divisor, SmoothGradient(
+                dose=volumes * (2.0 * dose + ratio) / divisor
+            )
+
+        return self.limit_smooth_value(self.structure, isoeffective_mean, ctx)
 
     def evaluate(self, ctx: EvaluationContext) -> TermResult:
-        mean = float(np.mean(ctx.dose(self.structure)))
-        satisfied = self.within_bounds(mean)
-        return TermResult(value=mean, unit="Gy", satisfied=satisfied, detail=f"mean dose in {self.structure}")
+        dose = ctx.dose(self.structure)
+        if self.quantity == "physical":
+            mean = float(np.mean(dose))
+            detail = f"mean dose in {self.structure}"
+        else:
+            assert self.alpha_beta is not None
+            mean = float(np.mean(isoeffective_gy(dose, ctx.fractions, self.alpha_beta.gy, self.quantity)))
+            detail = (
+                f"mean {self.quantity} in {self.structure} (alpha/beta {self.alpha_beta}, {ctx.fractions} fractions)"
+            )
+        return TermResult(value=mean, unit="Gy", satisfied=self.within_bounds(mean), detail=detail)
