@@ -306,7 +306,7 @@ def parse_compact(text: str) -> dict[str, Any]:
             f'or "V70Gy[%] <= 20 (variation 25, priority 2)"'
         )
     comparator = match["cmp"]
-    spaced = re.match(rf"^\s*(?P<metric>[^<>=≤≥()]*?)\s*(?:<=|>=|<|>|≤|≥|=)", text)
+    spaced = re.match(r"^\s*(?P<metric>[^<>=≤≥()]*?)\s*(?:<=|>=|<|>|≤|≥|=)", text)
     if comparator is None and spaced and " " in spaced["metric"].strip():
         joined = "".join(spaced["metric"].split())
         raise ValueError(f'goal "{text}": write the metric without spaces ("{joined}")')
