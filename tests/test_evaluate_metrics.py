@@ -51,7 +51,8 @@ def test_undefined_metrics_say_why(dvh):
         (56.0, "<=", 55.0, None, "fail"),
         (55.0, "<", 55.0, None, "fail"),
         (50.0 * (1 - 1e-12), ">=", 50.0, None, "pass"),  # rounding noise of a normalized value
-        (50.0 * (1 - 1e-6), ">=", 50.0, None, "fail"),  # anything larger is a real shortfall
+        (float(np.nextafter(np.float32(75.6), np.float32(0))), ">=", 75.6, None, "pass"),  # a float32 below it
+        (50.0 * (1 - 1e-5), ">=", 50.0, None, "fail"),  # 0.5 mGy short: a real shortfall
     ],
 )
 def test_judge(value, comparator, threshold, variation, expected):

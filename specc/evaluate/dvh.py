@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from specc.errors import SpeccError
+from specc.evaluate.goals import DOSE_ROUNDING
 from specc.protocol.units import Volume, VolumeUnit
 
 _RELATIVE_VOLUME_TOLERANCE = 1e-9
@@ -112,8 +113,9 @@ class DVH:
         return float(self.doses_gy[::-1][min(position, self.doses_gy.size - 1)])
 
     def volume_at_dose_cc(self, dose_gy: float) -> float:
-        """V(d) in cc: volume receiving at least `dose_gy`."""
-        hot_count = int(np.searchsorted(-self.doses_gy, -dose_gy, side="right"))
+        """V(d) in cc: volume receiving at least `dose_gy`, a voxel within `DOSE_ROUNDING` below it included
+        (the voxel a plan was normalized on must count whether its dose is read in float64 or float32)."""
+        hot_count = int(np.searchsorted(-self.doses_gy, -dose_gy * (1.0 - DOSE_ROUNDING), side="right"))
         return float(self.cumulative_cc[hot_count - 1]) if hot_count else 0.0
 
     def volume_at_dose(self, dose_gy: float, unit: VolumeUnit = "%") -> float:

@@ -61,25 +61,31 @@ def measure(metric: Metric, dvh: DVH, prescription: Dose | None) -> float:
 def dvh_point(metric: Metric, threshold: float, dvh: DVH, prescription: Dose | None) -> tuple[float, float] | None:
     """Where a goal's threshold sits on the cumulative DVH plane: (dose Gy, volume %).
 
-    Used to draw goal markers; None for a mean-dose goal (no point of the curve) or when a
-    relative dose has no prescription to refer to.
+    Used to draw goal markers; None for a mean-dose goal (no point of the curve), when a
+    relative dose has no prescription to refer to, or when the goal's volume is not a share of
+    this structure (50 cc of a 49 cc organ: no point of its curve).
     """
+    point = _point(metric, threshold, dvh, prescription)
+    return point if point is None or 0.0 <= point[1] <= 100.0 else None
 
-    def to_percent(volume_value: float, unit: str) -> float:
-        return volume_value if unit == "%" else 100.0 * volume_value / dvh.volume_cc
 
+def _percent(volume_value: float, unit: str, dvh: DVH) -> float:
+    return volume_value if unit == "%" else 100.0 * volume_value / dvh.volume_cc
+
+
+def _point(metric: Metric, threshold: float, dvh: DVH, prescription: Dose | None) -> tuple[float, float] | None:
     if metric.quantity == "Max":
         return threshold, 0.0
     if metric.quantity == "Min":
         return threshold, 100.0
     if metric.quantity in ("D", "DC"):
-        hot_percent = to_percent(metric.volume.value, metric.volume.unit)
+        hot_percent = _percent(metric.volume.value, metric.volume.unit, dvh)
         return threshold, hot_percent if metric.quantity == "D" else 100.0 - hot_percent
     if metric.quantity in ("V", "CV"):
         try:
             dose_gy = _dose_threshold_gy(metric, prescription)
         except UndefinedMetric:
             return None
-        percent = to_percent(threshold, metric.unit)
+        percent = _percent(threshold, metric.unit, dvh)
         return dose_gy, percent if metric.quantity == "V" else 100.0 - percent
     return None
