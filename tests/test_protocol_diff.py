@@ -111,3 +111,25 @@ def test_site_templates_are_compared_too(library: Path) -> None:
     result = CliRunner().invoke(app, ["diff", str(library / TEMPLATE.name), str(edited)])
     assert "~ goal Bladder V65Gy[%] <= threshold: V65Gy[%] <= 50 -> V65Gy[%] <= 45" in result.output
     assert result.exit_code == 1 and "its version did not" in result.output
+
+
+def test_a_physical_and_an_eqd2_goal_on_one_metric_are_two_goals(library: Path) -> None:
+    """Keyed without the quantity, a rectum's "V70Gy[%] <= 20" and "V70Gy[%] <= 15 (EQD2)" were one key:
+    the EQD2 goal hid the other, and turning a goal into EQD2 showed no change at all."""
+    template = library / TEMPLATE.name
+    rectum = "    aliases: [rectum_o, Rectum_Wall]\n"
+    _edit(template, rectum, rectum + "    alpha_beta: 3 Gy\n")
+    both = library / "both.yaml"
+    shutil.copy(library / EXAMPLE.name, both)
+    _edit(both, '    - "V70Gy[%] <= 20 (variation 25)"\n',
+          '    - "V70Gy[%] <= 20 (variation 25)"\n    - "V70Gy[%] <= 15 (EQD2)"\n')
+    assert _changes(library / EXAMPLE.name, both) == {
+        ("goal", "Rectum V70Gy[%] <= (EQD2)", ""): (None, "V70Gy[%] <= 15 (EQD2)"),
+    }
+    turned = library / "turned.yaml"
+    shutil.copy(library / EXAMPLE.name, turned)
+    _edit(turned, '"V70Gy[%] <= 20 (variation 25)"', '"V70Gy[%] <= 20 (EQD2, variation 25)"')
+    changes = _changes(library / EXAMPLE.name, turned)
+    assert changes[("goal", "Rectum V70Gy[%] <= (EQD2)", "")] == (None, "V70Gy[%] <= 20 (EQD2, variation 25)")
+    # the protocol's goal no longer overrides the template's physical one, which comes back as written there
+    assert changes[("goal", "Rectum V70Gy[%] <=", "variation")] == ("V70Gy[%] <= 20 (variation 25)", "V70Gy[%] <= 20")

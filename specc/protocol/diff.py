@@ -137,10 +137,11 @@ def _prescription(before: dict | None, after: dict | None) -> list[Change]:
 
 
 def _goals(old: Protocol | SiteTemplate, new: Protocol | SiteTemplate) -> list[Change]:
-    """Goals keyed by structure, metric and comparator; changed when what judges them changed (the
-    threshold, the acceptable variation, the priority; not the spelling: "78 Gy" and "7800 cGy" are one)."""
+    """Goals keyed by structure, metric, comparator and dose quantity (a cord's "Max <= 45 Gy" and its
+    "Max <= 50 Gy (EQD2)" are two goals); changed when what judges them changed (the threshold, the
+    acceptable variation, the priority; not the spelling: "78 Gy" and "7800 cGy" are one)."""
     def keyed(protocol: Protocol | SiteTemplate) -> dict[str, Any]:
-        return {f"{goal.structure} {goal.metric} {goal.comparator}": goal for goal in protocol.goals}
+        return {_goal_item(goal): goal for goal in protocol.goals}
 
     def judged(goal: Any) -> tuple:
         # Thresholds as stored (Gy, or % of a prescription a template may leave to its protocols).
@@ -160,6 +161,10 @@ def _goals(old: Protocol | SiteTemplate, new: Protocol | SiteTemplate) -> list[C
             fields = [name for name, a, b in zip(("threshold", "variation", "priority"), judged(was), judged(now)) if a != b]
             changes.append(Change("goal", key, shown(was), shown(now), field=", ".join(fields)))
     return changes
+
+
+def _goal_item(goal: Any) -> str:
+    return f"{goal.structure} {goal.metric} {goal.comparator}" + (f" ({goal.quantity})" if goal.isoeffective else "")
 
 
 def _terms(
