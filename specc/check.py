@@ -7,9 +7,11 @@ measures every goal on it with the same DVHs and judgements as `specc plan` (not
 optimized, nothing renormalized) and writes the same report and plan.json, marked as a check
 of an external dose with the file's SHA-256, so `specc compare` can set it beside a specc plan.
 
-Two sources: a plan export folder (CT + RTSTRUCT + RT Dose, and the RT Plan when present:
-structures on the dose grid) or a specc case file with an RT Dose (the dose interpolated onto
-the case grid, so specc's and the other system's plans are measured on the same masks). A
+Three sources: a plan export folder (CT + RTSTRUCT + RT Dose, and the RT Plan when present:
+structures on the dose grid); a specc case file with an RT Dose (the dose interpolated onto
+the case grid, so specc's and the other system's plans are measured on the same masks); a
+matRad workspace, measured as matRad measures it: on its CT grid, resultGUI's own, with the
+cst{i,4} voxels of its structures (a case given with it names the case, nothing more). A
 structure part of which has no dose (beyond the dose grid) is measured on the rest for its DVH,
 and its goals are reported NOT EVALUATED with the reason, never judged on part of it.
 """
@@ -25,9 +27,10 @@ import numpy as np
 
 from specc.case import Case
 from specc.case.importers.plan_export import read_plan_export
-from specc.case.importers.external_dose import ExternalDose
-from specc.case.importers.matrad_dose import read_matrad_dose
+from specc.case.importers.external_dose import ExternalDose, same_grid
+from specc.case.importers.matrad_dose import is_matrad_workspace, read_matrad_plan
 from specc.case.importers.rtdose import read_rtdose
+from specc.case.model import Grid
 from specc.compile import ResolvedStructures, resolve_structures
 from specc.composite import with_prior_dose
 from specc.errors import CaseError, CompileError, SpeccError
@@ -175,11 +178,27 @@ def _on_case(
     resolved = _resolved(protocol, case, left_out)
     values, known = dose.on_grid(case.grid)
     _plausible(protocol, resolved, values, known, dose)
-    notes = [*notes, *resolved.notes]
+    notes = [*notes, *_interpolation_note(case, dose), *resolved.notes]
     if outside_zero:
         notes += [f"{name}: {text} and are counted at 0 Gy (--outside-zero)" for name, text in _outside(resolved, known, dose)]
         values, known = np.where(known, values, 0.0), np.ones_like(known)
     return resolved, values, known, notes
+
+
+def _interpolation_note(case: Case, dose: ExternalDose) -> list[str]:
+    """Where the dose is measured on another grid than its own, the two grids."""
+    if dose.has_grid(case.grid):
+        return []
+    return [
+        f"{dose.path.name}: interpolated (trilinear) from its own grid ({_grid_text(dose.grid)}) onto the evaluation "
+        f"grid ({_grid_text(case.grid)}), where every structure and goal is measured"
+    ]
+
+
+def _grid_text(grid: Grid) -> str:
+    return (
+        f"{' × '.join(str(n) for n in grid.shape)} voxels of {' × '.join(f'{s:g}' for s in grid.spacing_mm)} mm"
+    )
 
 
 def _outside(resolved: ResolvedStructures, known: np.ndarray, dose: ExternalDose) -> list[tuple[str, str]]:
@@ -193,7 +212,7 @@ def _outside(resolved: ResolvedStructures, known: np.ndarray, dose: ExternalDose
 
 def check_dose(
     protocol: Protocol | str | Path,
-    case: Case | str | Path,
+    case: Case | str | Path | None,
     dose_file: str | Path,
     out_dir: str | Path,
     *,
@@ -203,21 +222,22 @@ def check_dose(
     progress: StageProgress | None = None,
     prior_dose: Sequence[str | Path] = (),
 ) -> CheckOutcome:
-    """Check a dose against `protocol` on a specc case's grid and structures.
+    """Check a dose against `protocol`.
 
-    `dose_file`: a DICOM RT Dose, or a matRad workspace (.mat) whose resultGUI holds matRad's plan
-    (always one fraction); `outside_zero`, `per_fraction`, `prior_dose`: as for `check_export`.
+    `dose_file`: a DICOM RT Dose, interpolated onto `case`'s grid and judged on its structures;
+    or a matRad workspace (.mat) whose resultGUI holds matRad's plan (always one fraction),
+    judged as matRad measures it: on the workspace's CT grid with its cst{i,4} structures,
+    whatever grid `case` has (`case` then only names the case and may be None: the workspace's
+    stem). `outside_zero`, `per_fraction`, `prior_dose`: as for `check_export`.
     """
     stages = StageTimer(progress)
     protocol = _loaded(protocol, stages, prior_dose)
-    if not isinstance(case, Case):
+    if case is not None and not isinstance(case, Case):
         with stages.stage("load case"):
             case = Case.load(case)
     with stages.stage("read dose"):
-        dose = _read_dose(Path(dose_file), protocol.prescription.fractions, per_fraction)
-        resolved, values, known, notes = _on_case(
-            protocol, case, dose, [*dose.notes, *_frame_note(case, dose)], outside_zero
-        )
+        case, dose, notes, left_out = _case_and_dose(case, Path(dose_file), protocol.prescription.fractions, per_fraction)
+        resolved, values, known, notes = _on_case(protocol, case, dose, notes, outside_zero, left_out)
         incomplete = {} if outside_zero else {
             name: f"{text}: they have no dose" for name, text in _outside(resolved, known, dose)
         }
@@ -256,11 +276,31 @@ def _resolved(protocol: Protocol, case: Case, left_out: Sequence[str]) -> Resolv
         raise CompileError(f"{error} ({'; '.join(left_out)})") from None
 
 
-def _read_dose(path: Path, fractions: int, per_fraction: bool) -> ExternalDose:
-    """A matRad workspace (.mat) or a DICOM RT Dose, as the total dose of `fractions` fractions."""
-    if path.suffix.lower() == ".mat":
-        return read_matrad_dose(path, fractions)
-    return read_rtdose(path, fractions, per_fraction)
+def _case_and_dose(
+    case: Case | None, path: Path, fractions: int, per_fraction: bool
+) -> tuple[Case, ExternalDose, list[str], list[str]]:
+    """The case a dose is measured on, the dose (the total of `fractions`), the notes of reading them
+    and the structures left out: a matRad workspace's own CT grid and cst (`case` only names it),
+    else `case` with an RT Dose."""
+    if is_matrad_workspace(path):
+        plan = read_matrad_plan(path, fractions, case.case_id if case is not None else None)
+        return plan.case, plan.dose, [*plan.dose.notes, *_unused_case_note(case, plan.case)], plan.left_out
+    if case is None:
+        raise CaseError(f"{path}: an RT Dose is checked on a case's structures: give the case (--case CASE.h5)")
+    dose = read_rtdose(path, fractions, per_fraction)
+    return case, dose, [*dose.notes, *_frame_note(case, dose)], []
+
+
+def _unused_case_note(case: Case | None, measured_on: Case) -> list[str]:
+    """A case given with a matRad workspace whose grid is not the CT grid matRad measures on (the
+    dose grid `specc import matrad` places it on): only its case id is used, and the note says so."""
+    if case is None or same_grid(case.grid, measured_on.grid):
+        return []
+    return [
+        f"the case {case.case_id!r} lies on another grid ({_grid_text(case.grid)}) than the workspace's CT "
+        f"({_grid_text(measured_on.grid)}): its masks are not used; matRad's dose is measured on the CT grid with "
+        "the workspace's cst{i,4} structures, as matRad's DVHs are (a plan of that case is measured on its own grid)"
+    ]
 
 
 # How far a target's median dose may sit from one fraction's (or N totals') prescription and

@@ -1,4 +1,5 @@
-"""`specc check --case ws.h5 --dose ws.mat`: the plan matRad optimized (resultGUI) judged on the imported case."""
+"""`specc check --dose ws.mat`: the plan matRad optimized (resultGUI) judged as matRad measures it, on
+the workspace's CT grid with its cst{i,4} voxels, with or without the case imported from it."""
 
 from __future__ import annotations
 
@@ -7,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from interop_fixtures import matrad_workspace, save_matrad_v5, save_matrad_v73
+from typer.testing import CliRunner
 
 import specc
 from specc.case.importers.matrad import import_matrad
+from specc.cli import app
 from specc.errors import SpeccError
 
 PROTOCOL = """\
@@ -25,9 +28,15 @@ prescription:
   levels:
     - {{target: PTV, dose: 60 Gy}}
 goals:
-  PTV: ["Mean >= 50 Gy", "Max <= 80 Gy"]
+  PTV: ["Mean >= 50 Gy", "Max <= 80 Gy", "D95% >= 40 Gy"]
   Body: ["Mean <= 40 Gy"]
 """
+
+
+def gy_per_fraction(x, y, z):
+    """Curved in x and y, so that measuring it on the 4 mm dose grid (trilinear, resampled masks) reads
+    otherwise than on the CT grid; hottest at the corner where x, y and z are largest."""
+    return 1.5 + 0.05 * x + 0.02 * y + 0.03 * z + 0.004 * (x**2 + y**2)
 
 
 def linear_gy_per_fraction(x, y, z):
@@ -35,14 +44,31 @@ def linear_gy_per_fraction(x, y, z):
     return 1.5 + 0.05 * x + 0.02 * y + 0.03 * z
 
 
-def workspace_with_result() -> dict:
+def workspace_with_result(dose_per_fraction=gy_per_fraction) -> dict:
+    """`matrad_workspace`: CT 2 mm, dose grid 4 mm (matRad's default ratio), with resultGUI on the CT grid."""
     workspace = matrad_workspace()
     ct = workspace["ct"]
     x, y, z = (np.asarray(ct[axis]).ravel() for axis in "xyz")
     gy, gx, gz = np.meshgrid(y, x, z, indexing="ij")  # matRad cubes are [Ny Nx Nz]
-    workspace["resultGUI"] = {"physicalDose": linear_gy_per_fraction(gx, gy, gz)}
+    workspace["resultGUI"] = {"physicalDose": dose_per_fraction(gx, gy, gz)}
     workspace["pln"] = {"numOfFractions": 30.0}
     return workspace
+
+
+def matrads_numbers(workspace: dict) -> dict[str, dict[str, float]]:
+    """What matRad's DVH gives, from the workspace alone: resultGUI x numOfFractions at each row's
+    cst{i,4} CT voxels (1-based, column-major over [Ny Nx Nz]); D95 as matRad's sort does it."""
+    total = workspace["resultGUI"]["physicalDose"].ravel(order="F") * workspace["pln"]["numOfFractions"]
+    cst = workspace["cst"]
+    numbers = {}
+    for row in range(cst.shape[0]):
+        dose = total[np.asarray(cst[row, 3][0, 0]).ravel().astype(int) - 1]
+        hottest_first = np.sort(dose)[::-1]
+        numbers[cst[row, 1]] = {
+            "mean": dose.mean(), "max": dose.max(), "min": dose.min(),
+            "D95": hottest_first[int(np.ceil(0.95 * dose.size)) - 1],
+        }
+    return numbers
 
 
 @pytest.fixture(params=["v5", "v7.3"])
@@ -60,22 +86,76 @@ def protocol_file(tmp_path: Path, fractions: int) -> Path:
     return path
 
 
-def test_matrads_dose_per_fraction_is_judged_as_the_total_on_the_cases_masks(saved, tmp_path):
+def test_matrads_plan_is_measured_on_its_ct_grid_with_the_cst_voxels_as_matrad_does(saved, tmp_path):
     workspace, case_path = saved
     record = specc.check_dose(protocol_file(tmp_path, 30), case_path, workspace, tmp_path / "out").record
+    expected = matrads_numbers(workspace_with_result())
+    for structure in record.structures:
+        numbers = expected[structure.structure]
+        assert (structure.mean_gy, structure.max_gy, structure.min_gy) == pytest.approx(
+            (numbers["mean"], numbers["max"], numbers["min"]), rel=1e-12
+        )
+    d95 = next(goal for goal in record.goals if goal.metric.startswith("D95"))
+    assert d95.value == pytest.approx(expected["PTV"]["D95"], rel=1e-12)
+    # The case imported from the workspace lies on the 4 mm dose grid: measured there (the dose
+    # interpolated, the masks resampled), as specc did before, the PTV would read otherwise.
     case = specc.Case.load(case_path)
+    assert case.grid.spacing_mm == pytest.approx((4, 4, 4))
     x, y, z = np.meshgrid(*case.grid.axes_mm(), indexing="ij")
-    total = 30 * linear_gy_per_fraction(x, y, z)
-    means = {s.structure: s.mean_gy for s in record.structures}
-    assert means["PTV"] == pytest.approx(total[case.structures["PTV"].mask].mean(), rel=1e-9)
-    assert means["Body"] == pytest.approx(total[case.structures["Body"].mask].mean(), rel=1e-9)
-    # The hottest voxel of the whole grid, where x, y and z are largest: a swapped axis would move it.
-    assert record.hot_spot.max_gy == pytest.approx(total.max(), rel=1e-9)
-    corner = np.unravel_index(np.argmax(total), total.shape)
-    assert record.hot_spot.location_mm == pytest.approx([x[corner], y[corner], z[corner]])
+    on_dose_grid = (30 * gy_per_fraction(x, y, z))[case.structures["PTV"].mask].mean()
+    assert abs(on_dose_grid - expected["PTV"]["mean"]) > 0.1
+    # Where it was measured is on the record: the CT grid, the dose's own, nothing interpolated.
+    ct = workspace_with_result()["ct"]
+    assert record.case.grid.spacing_mm == pytest.approx((2, 2, 2))
+    assert record.case.grid.origin_mm == pytest.approx([np.asarray(ct[a]).ravel()[0] for a in "xyz"])
+    assert record.case.case_id == case.case_id
     source = record.dose_source
-    assert source.format == "matRad resultGUI" and source.fractions_scaled == 30 and source.interpolated
+    assert source.format == "matRad resultGUI" and source.fractions_scaled == 30 and not source.interpolated
+    assert source.grid == record.case.grid
     assert any("one fraction" in note for note in record.notes)
+    assert any("on the CT grid (10 × 8 × 6 voxels of 2 × 2 × 2 mm" in note for note in record.notes)
+    assert any("4 × 4 × 4 mm" in note and "its masks are not used" in note for note in record.notes)
+    # The hottest voxel of the whole grid, where x, y and z are largest: a swapped axis would move it.
+    assert record.hot_spot.max_gy == pytest.approx(expected["Body"]["max"], rel=1e-12)
+    assert record.hot_spot.location_mm == pytest.approx([np.asarray(ct[a]).ravel()[-1] for a in "xyz"])
+
+
+def test_a_matrad_workspace_is_checked_without_a_case(tmp_path):
+    path = save_matrad_v5(tmp_path / "ws.mat", workspace_with_result())
+    record = specc.check_dose(protocol_file(tmp_path, 30), None, path, tmp_path / "out").record
+    expected = matrads_numbers(workspace_with_result())
+    assert record.case.case_id == "ws"
+    assert {s.structure: s.mean_gy for s in record.structures} == pytest.approx(
+        {name: numbers["mean"] for name, numbers in expected.items()}, rel=1e-12
+    )
+    assert not any("its masks are not used" in note for note in record.notes)
+    with pytest.raises(SpeccError, match="an RT Dose is checked on a case"):
+        specc.check_dose(protocol_file(tmp_path, 30), None, tmp_path / "RD.dcm", tmp_path / "rd")
+
+
+def test_a_cst_row_without_voxels_is_left_out_and_said(tmp_path):
+    workspace = workspace_with_result()
+    cst = np.empty((3, 6), dtype=object)
+    cst[:2] = workspace["cst"]
+    cst[2] = cst[1]
+    cst[2, 0], cst[2, 1] = 2.0, "Empty"
+    cst[2, 3] = np.empty((1, 1), dtype=object)
+    cst[2, 3][0, 0] = np.zeros((0, 1))
+    workspace["cst"] = cst
+    path = save_matrad_v5(tmp_path / "ws.mat", workspace)
+    record = specc.check_dose(protocol_file(tmp_path, 30), None, path, tmp_path / "out").record
+    assert any(note.startswith("Empty: cst{3,4} holds no voxel") for note in record.notes)
+
+
+def test_the_cli_checks_a_workspace_alone_and_refuses_another_grid(tmp_path):
+    path = save_matrad_v5(tmp_path / "ws.mat", workspace_with_result())
+    protocol = protocol_file(tmp_path, 30)
+    runner = CliRunner()
+    result = runner.invoke(app, ["check", str(protocol), "--dose", str(path), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "out" / "plan.json").exists()
+    refused = runner.invoke(app, ["check", str(protocol), "--dose", str(path), "--grid", "1", "--out", str(tmp_path / "g")])
+    assert refused.exit_code == 1 and "measured on its CT grid" in refused.output
 
 
 def test_a_matrad_plan_of_other_fractions_is_refused(saved, tmp_path):
@@ -98,11 +178,13 @@ def test_the_import_report_points_a_workspaces_result_to_specc_check(tmp_path):
     assert any("resultGUI" in item and "specc check" in item for item in imported.not_imported)
 
 
-def test_a_matrad_plan_as_a_prior_course_is_its_fractions_total(saved, tmp_path):
+@pytest.mark.parametrize("save", [save_matrad_v5, save_matrad_v73])
+def test_a_matrad_plan_as_a_prior_course_is_its_fractions_total(save, tmp_path):
+    """A prior course is read onto the case of the plan it adds to (trilinear: exact for a linear dose)."""
     from specc.composite import read_prior_dose
 
-    workspace, case_path = saved
-    case = specc.Case.load(case_path)
+    workspace = save(tmp_path / "linear.mat", workspace_with_result(linear_gy_per_fraction))
+    case = import_matrad(workspace).case
     prior = read_prior_dose([workspace], case)
     x, y, z = np.meshgrid(*case.grid.axes_mm(), indexing="ij")
     np.testing.assert_allclose(prior.total_gy, 30 * linear_gy_per_fraction(x, y, z), rtol=1e-9)

@@ -29,11 +29,12 @@ def check(
         "(as `specc cohort` does, so `specc compare` can set the two cohorts side by side)."
     ),
     dose: Path | None = typer.Option(
-        None, "--dose", help="The RT Dose file to check (with --case: or a matRad workspace .mat with resultGUI; "
-        "with a folder: the one of several)."
+        None, "--dose", help="The RT Dose file to check (with --case; with a folder: the one of several), or a matRad "
+        "workspace .mat with resultGUI, measured on its CT grid with its cst structures as matRad does (--case optional: "
+        "it names the case)."
     ),
     case: Path | None = typer.Option(
-        None, "--case", help="A specc case file: the dose is interpolated onto its grid and judged on its structures."
+        None, "--case", help="A specc case file: an RT Dose is interpolated onto its grid and judged on its structures."
     ),
     grid: float | None = typer.Option(
         None, "--grid", help="With a folder: evaluate on a finer isotropic grid (mm) than the RT Dose's, interpolated."
@@ -56,16 +57,21 @@ def check(
 ) -> None:
     """Check a plan made in another system against a protocol: its RT Dose measured, nothing optimized.
 
-    Give a plan export folder (structures from its RTSTRUCT, on the dose grid), or --case CASE.h5
-    with --dose RD.dcm (structures from the case). Exit code 0 when the dose was checked (goal
-    failures are in the report), 1 on bad input (with --cohort: any folder), 2 with --strict when
-    a priority-1 goal fails.
+    Give a plan export folder (structures from its RTSTRUCT, on the dose grid), --case CASE.h5
+    with --dose RD.dcm (structures from the case), or --dose WORKSPACE.mat (matRad's plan, on its
+    CT grid with its cst structures). Exit code 0 when the dose was checked (goal failures are in
+    the report), 1 on bad input (with --cohort: any folder), 2 with --strict when a priority-1 goal
+    fails.
     """
+    from specc.case.importers.matrad_dose import is_matrad_workspace
     from specc.check import check_dose, check_export
     from specc.pipeline import plan_files
 
-    if bool(exports) == (case is not None):
-        fail("give a plan export folder, or --case CASE.h5 with --dose RD.dcm (not both)")
+    matrad = dose is not None and is_matrad_workspace(dose)
+    if exports and matrad:
+        fail("a matRad workspace holds its own CT and structures: check it with --dose WORKSPACE.mat alone (no folder)")
+    if bool(exports) == (case is not None or matrad):
+        fail("give a plan export folder, --case CASE.h5 with --dose RD.dcm, or --dose WORKSPACE.mat (matRad)")
     if cohort:
         if dose is not None or case is not None or prior_dose:
             fail("--cohort checks export folders, each with its own RT Dose; --dose, --case and --prior-dose do not apply")
@@ -74,6 +80,8 @@ def check(
         fail(f"{len(exports)} export folders: add --cohort to check each into OUT/<patient id>/ with OUT/cohort.csv")
     if case is not None and dose is None:
         fail("--case needs --dose RD.dcm: the RT Dose to check on the case")
+    if matrad and grid is not None:
+        fail("--grid applies to a plan export folder; a matRad workspace is measured on its CT grid, as matRad does")
     if case is not None and grid is not None:
         fail("--grid applies to a plan export folder; a case file has its own grid")
     printer = StagePrinter(quiet)
