@@ -22,8 +22,9 @@ from specc.protocol.units import Dose
 
 SAVERS = {"v5": save_matrad_v5, "v7.3": save_matrad_v73}
 
-# What the fixture's objectives become, the same from either format (tests/interop_fixtures.py):
-# Body's on Body_opt (Body - PTV), as the PTV's higher overlap priority leaves matRad's Body functions.
+# What the fixture's objectives become from either format (tests/interop_fixtures.py): Body's on Body_opt
+# (Body - PTV), as the PTV's higher overlap priority leaves matRad's Body functions. The old format's DVH,
+# mean and EUD objectives weigh 1 whatever penalty they store (`_old_weights`).
 EXPECTED_TERMS = [
     {"kind": "uniform_dose", "structure": "PTV", "dose": "60 Gy", "weight": 800.0},
     {"kind": "dvh", "structure": "PTV", "dose": "57 Gy", "volume": "95%", "bound": "lower", "hard": False, "weight": 100.0},
@@ -52,9 +53,17 @@ UNTRANSLATED = {
         "Couch: cst type IGNORED",
         "cst{1,6}(6) (PTV, exact DVH constraint): an exact DVH point",
         "cst{2,6}(1) (Body, square overdosing): robustness 'COWC'",
-        "cst{2,6}(7) (Body, max EUD constraint): EUD <= 40 Gy with exponent 0.5 < 1 is not convex",
+        "cst{2,6}(7) (Body, max EUD constraint): matRad cannot optimize it: its convertOldOptimizationStruct writes "
+        "the exponent to S.parameters{1}",
     ],
 }
+
+
+def _old_weights(terms: list[dict]) -> list[dict]:
+    """matRad's convertOldOptimizationStruct keeps the penalty of the squared types only: the fixture's old min DVH,
+    EUD and max DVH objectives (penalties 100, 10, 50) weigh 1, matRad's class default."""
+    squared = ("uniform_dose", "quadratic_overdose", "quadratic_underdose")
+    return [{**term, "weight": 1.0} if "weight" in term and term["kind"] not in squared else term for term in terms]
 
 
 @pytest.fixture(scope="module", params=[(form, saver) for form in ("current", "old") for saver in sorted(SAVERS)])
@@ -71,9 +80,40 @@ def _document(text: str) -> dict:
 
 
 def test_each_kind_becomes_its_specc_term_in_either_format(translated):
-    _, result = translated
-    assert _document(result.yaml_text)["optimization"]["terms"] == EXPECTED_TERMS
+    form, result = translated
+    expected = EXPECTED_TERMS if form == "current" else _old_weights(EXPECTED_TERMS)
+    assert _document(result.yaml_text)["optimization"]["terms"] == expected
     assert result.terms == len(EXPECTED_TERMS)
+
+
+def test_old_dvh_mean_and_eud_objectives_weigh_what_matrad_gives_them(translated):
+    form, result = translated
+    comments = " ".join(line[2:].strip() for line in result.yaml_text.splitlines() if line.startswith("#"))
+    if form == "current":
+        assert "convertOldOptimizationStruct" not in comments
+        return
+    assert "which copies the penalty only for the squared types" in comments
+    assert "ignores the stored one" in comments
+    for line in ("cst{1,6}(2) (PTV, min DVH objective): the stored penalty 100 is not read; weight 1",
+                 "cst{1,6}(3) (PTV, EUD): the stored penalty 10 is not read; weight 1",
+                 "cst{2,6}(2) (Body, max DVH objective): the stored penalty 50 is not read; weight 1"):
+        assert line in comments
+    assert "(Body, mean)" not in comments  # it stores 1, the weight matRad gives it
+
+
+def test_an_old_function_reads_as_matrad_converts_it():
+    dvh = _functions({"type": "max DVH objective", "dose": 30.0, "volume": 20.0, "penalty": 50.0})[0]
+    translation = translate(dvh, "ws.mat")
+    assert translation.terms[0]["weight"] == 1.0 and "old_penalty" in translation.notes
+    assert translation.ignored_penalty == (
+        "cst{1,6}{1} (Organ, max DVH objective): the stored penalty 50 is not read; weight 1")
+    without = _functions({"type": "min DVH objective", "dose": 30.0, "volume": 95.0})[0]  # matRad needs none either
+    assert translate(without, "ws.mat").terms[0]["weight"] == 1.0
+    squared = translate(_functions({"type": "square overdosing", "dose": 30.0, "penalty": 50.0})[0], "ws.mat")
+    assert squared.terms[0]["weight"] == 50.0 and squared.ignored_penalty is None and "old_penalty" not in squared.notes
+    # matRad's conversion loses a max EUD constraint's exponent (S.parameters{1}), whatever it is
+    with pytest.raises(Untranslatable, match=r"S\.parameters\{1\} \(a typo for s\).*stops the optimization"):
+        translate(_functions({"type": "max EUD constraint", "dose": 30.0, "EUD": 2.0})[0], "ws.mat")
 
 
 def test_dvh_and_dose_limits_are_goals_constraints_at_priority_1(translated):

@@ -6,7 +6,9 @@ structs `struct(obj)` makes: `className` ('DoseObjectives.matRad_SquaredOverdosi
 for objectives, `penalty`. matRad <= 2.1 (and the phantom files it still ships) held a struct
 array per structure with `type` ('square overdosing', ...), `dose`, `volume`, `EUD` and
 `penalty`; matRad reads those through `convertOldOptimizationStruct`, and this module reads
-them the same way into the same `CstFunction`, so the translation knows one format. A
+them the same way into the same `CstFunction`, so the translation knows one format: that
+includes what the conversion loses (the penalty of a DVH, mean or EUD objective, the
+exponent of a 'max EUD constraint'). A
 function that is not a struct, or a field it needs that is missing or not a number, is an
 error naming its cst cell and field: a translation that guessed would silently change a plan.
 """
@@ -45,6 +47,10 @@ class CstFunction:
     penalty: Parameter | None
     robustness: str
     old_type: str | None = None
+    # An old DVH, mean or EUD objective: matRad's conversion keeps no penalty (`_OLD_PENALIZED`), so `penalty` is
+    # the class default, 1, and `ignored_penalty` what the struct stores (None: nothing).
+    default_penalty: bool = False
+    ignored_penalty: Any = None
 
     @property
     def kind(self) -> str:
@@ -82,8 +88,10 @@ class CstFunction:
         return value
 
 
-# matRad's convertOldOptimizationStruct: each old type, its class and where each parameter comes from
-# (a field of the old struct, or a value the type implies: 0 and Inf are matRad's 'no bound').
+# matRad's convertOldOptimizationStruct (matRad_DoseOptimizationFunction.m): each old type, its class and where
+# each parameter comes from (a field of the old struct, or a value the type implies: 0 and Inf are matRad's
+# 'no bound'). 'max EUD constraint' is not here: the conversion writes its exponent to `S.parameters{1}` (a
+# typo for `s`), so matRad's constraint has none and cannot be evaluated (`matrad_objective_kinds` says so).
 _OLD_TYPES: dict[str, tuple[str, tuple[str | float, ...]]] = {
     "square deviation": ("DoseObjectives.matRad_SquaredDeviation", ("dose",)),
     "square overdosing": ("DoseObjectives.matRad_SquaredOverdosing", ("dose",)),
@@ -97,10 +105,13 @@ _OLD_TYPES: dict[str, tuple[str, tuple[str | float, ...]]] = {
     "min mean dose constraint": ("DoseConstraints.matRad_MinMaxMeanDose", ("dose", math.inf)),
     "max mean dose constraint": ("DoseConstraints.matRad_MinMaxMeanDose", (0.0, "dose")),
     "min EUD constraint": ("DoseConstraints.matRad_MinMaxEUD", ("EUD", "dose", math.inf)),
-    "max EUD constraint": ("DoseConstraints.matRad_MinMaxEUD", ("EUD", 0.0, "dose")),
     "max DVH constraint": ("DoseConstraints.matRad_MinMaxDVH", ("dose", 0.0, "volume")),
     "min DVH constraint": ("DoseConstraints.matRad_MinMaxDVH", ("dose", "volume", 100.0)),
 }
+# The old objective types whose `penalty` the conversion copies; the others (DVH, mean, EUD) get the class's
+# default penalty, 1, whatever the old struct stores.
+_OLD_PENALIZED = ("square deviation", "square overdosing", "square underdosing")
+_DEFAULT_PENALTY = 1.0
 
 
 def cst_functions(cst: np.ndarray, row: int, structure: str, source: str) -> list[CstFunction]:
@@ -148,7 +159,11 @@ def _function(item: Any, where: str, structure: str, source: str) -> CstFunction
             return CstFunction(where, structure, None, (), penalty, robustness, old_type)
         class_name, fields = _OLD_TYPES[old_type]
         parameters = tuple(_old_parameter(item, name, old_type, where, source) for name in fields)
-        return CstFunction(where, structure, class_name, parameters, penalty, robustness, old_type)
+        if not class_name.startswith("DoseObjectives.") or old_type in _OLD_PENALIZED:
+            return CstFunction(where, structure, class_name, parameters, penalty, robustness, old_type)
+        ignored = penalty.value if penalty is not None else None
+        penalty = Parameter(_DEFAULT_PENALTY, f"penalty (matRad's default: type '{old_type}' keeps no penalty)")
+        return CstFunction(where, structure, class_name, parameters, penalty, robustness, old_type, True, ignored)
     raise ObjectivesError(
         f"{source}: {where} ({structure}) has neither className (matRad >= 2.10) nor type (matRad <= 2.1)"
     )

@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from specc.case.importers.matrad_cst_functions import CstFunction
 from specc.protocol.units import format_number
 
@@ -32,16 +34,22 @@ class Untranslatable(Exception):
 
 @dataclass
 class Translation:
-    """What one matRad function becomes: terms, goals, the NOTES keys that explain them, and the
-    parts left out (one side of a two-sided function, a robustness setting)."""
+    """What one matRad function becomes: terms, goals, the NOTES keys that explain them, the
+    parts left out (one side of a two-sided function, a robustness setting), and a line when the
+    weight is matRad's default penalty, not the one the workspace stores (old format)."""
 
     terms: list[dict[str, Any]] = field(default_factory=list)
     goals: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     left_out: list[str] = field(default_factory=list)
+    ignored_penalty: str | None = None
 
 
 NOTES: dict[str, str] = {
+    "old_penalty": "matRad <= 2.1's 'min DVH objective', 'max DVH objective', 'mean' and 'EUD' have weight 1, "
+    "whatever penalty the workspace stores with them: matRad reads them through convertOldOptimizationStruct "
+    "(matRad_DoseOptimizationFunction.m), which copies the penalty only for the squared types, so matRad optimizes "
+    "them with its classes' default penalty, 1, and ignores the stored one.",
     "squared": "quadratic_overdose / quadratic_underdose / uniform_dose are matRad's squared overdosing / "
     "underdosing / deviation exactly: penalty/N x the sum of squared excesses (shortfalls, deviations) in Gy^2 per "
     "fraction, so weight = penalty means the same.",
@@ -77,6 +85,13 @@ def translate(function: CstFunction, source: str) -> Translation:
     if translator is None:
         raise Untranslatable(_unknown_reason(function.class_name))
     translation = translator(function, source)
+    if function.default_penalty:
+        translation.notes.append("old_penalty")
+    if function.ignored_penalty is not None and _stored(function.ignored_penalty) != "1":
+        translation.ignored_penalty = (
+            f"{function.where} ({function.structure}, {function.kind}): the stored penalty "
+            f"{_stored(function.ignored_penalty)} is not read; weight 1"
+        )
     if function.robustness != "none":
         translation.left_out.append(
             f"robustness '{function.robustness}': translated for the nominal dose only; specc's robustness is the "
@@ -222,6 +237,10 @@ _TRANSLATORS: dict[str, Callable[[CstFunction, str], Translation]] = {
 
 _OLD_WITHOUT_CLASS = {
     "exact DVH constraint": "an exact DVH point (an equality on the volume at a dose) is not convex",
+    "max EUD constraint": "matRad cannot optimize it: its convertOldOptimizationStruct writes the exponent to "
+    "S.parameters{1} (a typo for s), so the matRad_MinMaxEUD it makes has parameters{1} = [] and its constraint "
+    "function mean(dose.^k)^(1/k) stops the optimization with an error; re-create the constraint in matRad "
+    "(class DoseConstraints.matRad_MinMaxEUD, with its exponent) and import the saved workspace again",
 }
 
 _NOT_PHYSICAL = ("LETdObjectives", "LETxDoseObjectives", "DirtyDoseObjectives")
@@ -240,6 +259,16 @@ def _weight(function: CstFunction, source: str) -> float:
     if penalty == 0:
         raise Untranslatable("penalty 0: matRad leaves it out of the objective")
     return penalty
+
+
+def _stored(value: Any) -> str:
+    """An old struct's stored penalty as the YAML comment shows it."""
+    if isinstance(value, str):
+        return repr(value)
+    numbers = np.asarray(value).ravel()
+    if numbers.size == 1 and numbers.dtype.kind in "biuf":
+        return format_number(float(numbers[0])) if math.isfinite(numbers[0]) else str(float(numbers[0]))
+    return "(not a number)"
 
 
 def _constraining(translation: Translation, nothing: str) -> Translation:

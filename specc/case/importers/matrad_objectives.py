@@ -134,6 +134,7 @@ def convert_matrad_objectives(
     terms: list[dict[str, Any]] = []
     goals: dict[str, list[str]] = {}
     notes: list[str] = []
+    ignored_penalties: list[str] = []
     for name, row_functions in functions.items():
         unseen = name in voxels and voxels[name].empty
         if unseen:
@@ -159,6 +160,8 @@ def convert_matrad_objectives(
             terms += translation.terms
             notes += [note for note in translation.notes if note not in notes]
             untranslated += [f"{label}: {part}" for part in translation.left_out]
+            if translation.ignored_penalty is not None:
+                ignored_penalties.append(translation.ignored_penalty)
 
     levels, level_lines = _levels(structures, functions, targets, source)
     reduced = [name for name in dict.fromkeys(term["structure"] for term in terms) if name in voxels]
@@ -183,7 +186,8 @@ def convert_matrad_objectives(
     overlaps = [f"{name} -> {derived}: {structures[derived]['expression']}" for name, derived in optimized_on.items()]
     overlaps += [f"{name}: its terms stay on {name}, with voxels matRad leaves out (see below)"
                  for name in reduced if name not in optimized_on]
-    header = _header(path, course, level_lines, notes, overlaps, bool(terms), bool(goals), untranslated)
+    header = _header(path, course, level_lines, notes, ignored_penalties, overlaps, bool(terms), bool(goals),
+                     untranslated)
     text = header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=110)
     try:
         parse_protocol_text(text, filename=f"{path.stem}.yaml")
@@ -467,6 +471,7 @@ def _header(
     course: tuple[int, str],
     levels: list[str],
     notes: list[str],
+    ignored_penalties: list[str],
     overlaps: list[str],
     has_terms: bool,
     has_goals: bool,
@@ -483,6 +488,9 @@ def _header(
             "relative volumes), so a weight means the same where the function is the same:"
         )
         paragraphs += [f"  - {NOTES[note]}" for note in notes]
+        if ignored_penalties:
+            paragraphs.append("Stored penalties matRad does not read (old format, see above):")
+            paragraphs += [f"  - {line}" for line in ignored_penalties]
         if overlaps:
             paragraphs.append(
                 "Overlap priorities: matRad optimizes a structure's functions on its voxels less those of every cst "
