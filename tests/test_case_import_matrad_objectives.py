@@ -268,6 +268,17 @@ def test_fractions_are_needed_from_pln_or_the_caller(tmp_path):
     assert "20 fractions (given)" in given.yaml_text
 
 
+def test_fractions_other_than_the_workspaces_are_refused(tmp_path):
+    """matRad divided the doses by pln.numOfFractions, and `specc check` of the workspace judges its plan in
+    them: another number would be neither matRad's objectives nor its plan."""
+    path = _save(tmp_path, matrad_workspace(objectives="old"))  # pln.numOfFractions 30
+    with pytest.raises(ObjectivesError, match=r"ws.mat: --fractions 20, but pln.numOfFractions is 30: matRad "
+                                              r"divided these objectives' doses by 30.*leave --fractions out"):
+        convert_matrad_objectives(path, fractions=20)
+    same = convert_matrad_objectives(path, fractions=30)
+    assert same.fractions == 30 and "30 fractions (pln.numOfFractions)" in same.yaml_text
+
+
 def test_a_target_without_a_dose_objective_is_refused_unless_its_dose_is_given(tmp_path):
     workspace = matrad_workspace(objectives="current")
     workspace["cst"][0, 5] = workspace["cst"][0, 5][3:, :]  # the PTV's min/max dose constraint only
@@ -435,7 +446,9 @@ def _written(tmp_path, result) -> object:
 
 
 def test_cli_writes_the_protocol_and_lists_what_it_left_out(tmp_path):
-    path = _save(tmp_path, matrad_workspace(objectives="old"))
+    workspace = matrad_workspace(objectives="old")
+    del workspace["pln"]["numOfFractions"]
+    path = _save(tmp_path, workspace)
     runner = CliRunner()
     result = runner.invoke(app, ["import", "matrad-objectives", str(path), "-o", str(tmp_path / "p.yaml"),
                                  "--target", "PTV=6000 cGy", "--fractions", "25"])
@@ -447,5 +460,10 @@ def test_cli_writes_the_protocol_and_lists_what_it_left_out(tmp_path):
     bad = runner.invoke(app, ["import", "matrad-objectives", str(path), "-o", str(tmp_path / "q.yaml"),
                               "--target", "PTV=60"])
     assert bad.exit_code == 1 and "--target PTV=60" in bad.output and not (tmp_path / "q.yaml").exists()
+    stated = _save(tmp_path, matrad_workspace(objectives="old"))  # pln.numOfFractions 30
+    refused = runner.invoke(app, ["import", "matrad-objectives", str(stated), "-o", str(tmp_path / "r.yaml"),
+                                  "--fractions", "25"])
+    assert refused.exit_code == 1 and not (tmp_path / "r.yaml").exists()
+    assert "--fractions 25, but pln.numOfFractions is 30" in " ".join(refused.output.split())
     misplaced = runner.invoke(app, ["import", "matrad", str(path), "-o", str(tmp_path / "c.h5"), "--fractions", "5"])
     assert misplaced.exit_code == 1 and "--fractions is for matrad-objectives only" in " ".join(misplaced.output.split())

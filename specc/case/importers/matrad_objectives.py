@@ -3,15 +3,15 @@
 The structures are the cst rows of type TARGET (role target) and OAR (role oar), named as
 `specc import matrad` names them in the case of the same workspace (cst{i,2}, trimmed), with
 cst{i,5}.visibleColor; the terms come from cst{i,6} (`matrad_cst_functions` reads both of
-matRad's formats, `matrad_objective_kinds` maps each class). matRad's DVH objectives and
-its constraints are goals too, so the report judges the plan on them. The prescription is
-what matRad does not state as such: the fractions come from pln.numOfFractions (or the
-caller), each target's dose level from its own objectives (`_LEVEL_SOURCES`), or from the
-caller. matRad's overlap priorities decide which voxels a structure's functions see
-(`_optimization_voxels`): where they take voxels away, the terms go on a derived structure
-(`PTV_opt: PTV - CTV`) and the goals stay on the clinical one. Everything left out is
-listed, in the result and as comments at the top of the YAML, and the output is checked
-with the protocol parser before it is returned.
+matRad's formats, `matrad_objective_kinds` maps each class). matRad's DVH objectives and its
+constraints are goals too, so the report judges the plan on them. The prescription is what
+matRad does not state as such: the fractions come from pln.numOfFractions (or the caller,
+for a workspace without it), each target's dose level from its own objectives
+(`_LEVEL_SOURCES`), or from the caller. matRad's overlap priorities decide which voxels a
+structure's functions see (`_optimization_voxels`): where they take voxels away, the terms
+go on a derived structure (`PTV_opt: PTV - CTV`) and the goals stay on the clinical one.
+Everything left out is listed, in the result and as comments at the top of the YAML, and the
+output is checked with the protocol parser before it is returned.
 """
 
 from __future__ import annotations
@@ -89,10 +89,11 @@ def convert_matrad_objectives(
 ) -> TranslatedProtocol:
     """Translate the cst objectives of a matRad workspace.
 
-    `fractions` overrides pln.numOfFractions (required without it). `targets` names the targets
-    that get a dose level, each with its dose or None to take it from its objectives; left
-    out, every TARGET gets one from its objectives. `exclude` leaves cst structures out, as
-    `specc import matrad --exclude` leaves them out of the case.
+    `fractions` is the number of fractions of a workspace without pln.numOfFractions; with it,
+    only the same number is accepted. `targets` names the targets that get a dose level, each
+    with its dose or None to take it from its objectives; left out, every TARGET gets one from
+    its objectives. `exclude` leaves cst structures out, as `specc import matrad --exclude`
+    leaves them out of the case.
     """
     path = Path(path)
     source = str(path)
@@ -235,20 +236,31 @@ def _priority(cst: np.ndarray, row: int, name: str, source: str) -> float:
 
 
 def _fractions(pln: dict, given: int | None, source: str) -> tuple[int, str]:
-    """The number of fractions and where it came from."""
-    if given is not None:
-        if given < 1:
-            raise ObjectivesError(f"the number of fractions must be at least 1, got {given}")
-        return given, "given"
+    """The number of fractions and where it came from: pln.numOfFractions, or the caller's for a workspace
+    without it. Both must agree: matRad divided the doses by pln's (matRad_fractionateCstFunctions), and
+    `specc check` of the workspace judges its plan in pln's fractions, so another number would be a protocol
+    that neither matRad's objectives nor its plan are."""
+    if given is not None and given < 1:
+        raise ObjectivesError(f"the number of fractions must be at least 1, got {given}")
     if "numOfFractions" not in pln:
-        raise ObjectivesError(
-            f"{source}: no pln.numOfFractions, and matRad's doses are totals over the course: give the number of "
-            "fractions (--fractions N)"
-        )
+        if given is None:
+            raise ObjectivesError(
+                f"{source}: no pln.numOfFractions, and matRad's doses are totals over the course: give the number "
+                "of fractions (--fractions N)"
+            )
+        return given, "given"
     value = np.asarray(pln["numOfFractions"], dtype=np.float64).ravel()
     if value.size != 1 or not value[0] >= 1 or value[0] != round(value[0]):
         raise ObjectivesError(f"{source}: pln.numOfFractions must be a positive integer, got {value.tolist()}")
-    return int(value[0]), "pln.numOfFractions"
+    stated = int(value[0])
+    if given is not None and given != stated:
+        raise ObjectivesError(
+            f"{source}: --fractions {given}, but pln.numOfFractions is {stated}: matRad divided these objectives' "
+            f"doses by {stated} (matRad_fractionateCstFunctions), and `specc check` judges the workspace's plan in "
+            f"{stated} fractions; leave --fractions out (it is for workspaces without pln.numOfFractions), or change "
+            "pln.numOfFractions in matRad and save the workspace again"
+        )
+    return stated, "pln.numOfFractions"
 
 
 def _quantity(pln: dict) -> list[str]:
