@@ -9,9 +9,10 @@ matRad does not state as such: the fractions come from pln.numOfFractions (or th
 for a workspace without it), each target's dose level from its own objectives
 (`_LEVEL_SOURCES`), or from the caller. matRad's overlap priorities decide which voxels a
 structure's functions see (`_optimization_voxels`): where they take voxels away, the terms
-go on a derived structure (`PTV_opt: PTV - CTV`) and the goals stay on the clinical one.
-Everything left out is listed, in the result and as comments at the top of the YAML, and the
-output is checked with the protocol parser before it is returned.
+and the goals of those functions go on a derived structure (`PTV_opt: PTV - CTV`), and where
+they take every voxel there is neither. Everything left out is listed, in the result and as
+comments at the top of the YAML, and the output is checked with the protocol parser before
+it is returned.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ class TranslatedProtocol:
     levels: dict[str, Dose]
     fractions: int
     untranslated: list[str] = field(default_factory=list)
-    # clinical structure -> the derived structure its terms are on (matRad's overlap priorities)
+    # clinical structure -> the derived structure its terms and goals are on (matRad's overlap priorities)
     optimized_on: dict[str, str] = field(default_factory=dict)
 
 
@@ -137,27 +138,24 @@ def convert_matrad_objectives(
     notes: list[str] = []
     ignored_penalties: list[str] = []
     for name, row_functions in functions.items():
-        unseen = name in voxels and voxels[name].empty
-        if unseen:
+        if name in voxels and voxels[name].empty:
             untranslated.append(
                 f"{_ranked(rows[name])}: every voxel of it is in a cst row of higher overlap priority with functions, "
                 f"{', '.join(_ranked(taker) for taker in voxels[name].takers)}, so matRad optimizes none of its "
                 f"{len(row_functions)} cst{{{rows[name].index + 1},6}} function(s) (matRad_setOverlapPriorities): "
-                "no term from them; their goals are kept"
+                "no term and no goal from them"
             )
+            continue
         for function in row_functions:
             label = f"{function.where} ({name}, {function.kind})"
             try:
                 translation = translate(function, source)
             except Untranslatable as reason:
-                if not unseen:
-                    untranslated.append(f"{label}: {reason}")
+                untranslated.append(f"{label}: {reason}")
                 continue
             for goal in translation.goals:
                 if goal not in goals.setdefault(name, []):
                     goals[name].append(goal)
-            if unseen:
-                continue
             terms += translation.terms
             notes += [note for note in translation.notes if note not in notes]
             untranslated += [f"{label}: {part}" for part in translation.left_out]
@@ -167,6 +165,7 @@ def convert_matrad_objectives(
     levels, level_lines = _levels(structures, functions, targets, source)
     reduced = [name for name in dict.fromkeys(term["structure"] for term in terms) if name in voxels]
     optimized_on = _place_terms(terms, structures, voxels, rows, cst, exclude, untranslated)
+    goals = {optimized_on.get(name, name): structure_goals for name, structure_goals in goals.items()}
     document: dict[str, Any] = {
         "specc": 1,
         "name": f"{path.stem} (matRad objectives)",
@@ -185,7 +184,7 @@ def convert_matrad_objectives(
     if terms:
         document["optimization"] = {"terms": terms}
     overlaps = [f"{name} -> {derived}: {structures[derived]['expression']}" for name, derived in optimized_on.items()]
-    overlaps += [f"{name}: its terms stay on {name}, with voxels matRad leaves out (see below)"
+    overlaps += [f"{name}: its terms and goals stay on {name}, with voxels matRad leaves out (see below)"
                  for name in reduced if name not in optimized_on]
     header = _header(path, course, level_lines, notes, ignored_penalties, overlaps, bool(terms), bool(goals),
                      untranslated)
@@ -349,7 +348,8 @@ def _place_terms(
     untranslated: list[str],
 ) -> dict[str, str]:
     """Put the terms of each structure whose optimization voxels matRad reduces on a derived structure,
-    `Body_opt: Body - (PTV | Rectum)`, and return clinical name -> derived name.
+    `Body_opt: Body - (PTV | Rectum)`, and return clinical name -> derived name (the caller moves the
+    goals of those functions there too).
 
     The rows subtracted must be structures of the protocol, hence of the case: a TARGET or OAR is
     one already, a row of another type (IGNORED) is added with role other; a row left out of the
@@ -508,8 +508,8 @@ def _header(
                 "Overlap priorities: matRad optimizes a structure's functions on its voxels less those of every cst "
                 "row with a strictly higher overlap priority (a lower cst{i,5}.Priority) that has functions of its "
                 "own; equal priorities share their overlap (matRad_setOverlapPriorities). So the terms of these "
-                "structures are on derived ones, and their goals stay on the clinical structures, which the report "
-                "judges (a row that cannot be subtracted is listed below):"
+                "structures, and the goals made of the same functions, are on derived ones (a row that cannot be "
+                "subtracted is listed below):"
             )
             paragraphs += [f"  - {line}" for line in overlaps]
             paragraphs.append(
@@ -527,8 +527,11 @@ def _header(
     if has_goals:
         paragraphs.append(
             f"Goals: matRad's DVH objectives (priority {OBJECTIVE_PRIORITY}) and its dose, mean-dose and DVH "
-            "constraints (priority 1) are goals too, so that the report judges the plan on them; they are on the "
-            "clinical structures (cst{i,2})."
+            "constraints (priority 1) are goals too, so that the report judges the plan on them. Each is on the "
+            "structure its function's terms are on: the clinical one (cst{i,2}), or its derived _opt structure where "
+            "overlap priorities take voxels from it, since matRad's function holds only on the voxels left (a Body "
+            "V40Gy[%] <= 5 judged on the whole Body would count the PTV inside it). A structure matRad optimizes "
+            "on no voxel has neither terms nor goals (listed below)."
         )
     if untranslated:
         paragraphs.append("Not translated (review these by hand):")
