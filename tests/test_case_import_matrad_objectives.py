@@ -416,6 +416,33 @@ def test_a_row_left_out_of_the_case_cannot_be_subtracted_and_is_listed(tmp_path)
     assert resolve_structures(specc.load_protocol(_written(tmp_path, result)), case).masks["Body_opt"].any()
 
 
+@pytest.mark.parametrize("form", ["current", "old"])
+def test_external_rows_are_optimized_as_matrad_does(tmp_path, form):
+    """matRad_objectiveFunction (and the constraint functions) take cst rows of type OAR, TARGET and EXTERNAL;
+    matRad_setOverlapPriorities treats every type alike."""
+    workspace = matrad_workspace(objectives=form, organs=True)
+    workspace["cst"][1, 2] = "EXTERNAL"  # Body, Priority 4
+    path = _save(tmp_path, workspace)
+    result = convert_matrad_objectives(path)
+    protocol = parse_protocol_text(result.yaml_text)
+    assert protocol.structures["Body"].role == "other"  # no organ to block in a forward plan
+    assert str(protocol.structures["Body_opt"].expression) == ORGAN_EXPRESSIONS["Body_opt"]
+    on_body = [term for term in protocol.optimization.terms if term.structures() == ("Body_opt",)]
+    assert len(on_body) == 6
+    assert [str(goal.metric) for goal in protocol.goals if goal.structure == "Body_opt"] == [
+        "V40Gy[%]", "Mean", "V60Gy[%]"]
+    assert not any(item.startswith("Body: cst type") for item in result.untranslated)
+    case = import_matrad(path).case
+    outcome = specc.plan(specc.load_protocol(_written(tmp_path, result)), case, tmp_path / "plan")
+    assert outcome.succeeded, outcome.solve.message
+
+
+def test_an_ignored_row_is_listed_with_why(tmp_path):
+    result = convert_matrad_objectives(_save(tmp_path, matrad_workspace(objectives="current")))
+    assert ("Couch: cst type IGNORED: matRad optimizes the functions of TARGET, OAR and EXTERNAL rows only "
+            "(matRad_objectiveFunction); its 1 cst{3,6} function(s) with it") in result.untranslated
+
+
 def test_derived_names_clash_with_no_cst_name(tmp_path):
     workspace = matrad_workspace(objectives="current", organs=True)
     workspace["cst"][list(workspace["cst"][:, 1]).index("Marker"), 1] = "body_OPT"

@@ -1,6 +1,7 @@
 """A matRad workspace's cst objectives and constraints translated into a specc protocol (YAML text).
 
-The structures are the cst rows of type TARGET (role target) and OAR (role oar), named as
+The structures are the cst rows matRad optimizes, of type TARGET (role target), OAR (role
+oar) and EXTERNAL (role other: a Body is no organ to block or spare as such), named as
 `specc import matrad` names them in the case of the same workspace (cst{i,2}, trimmed), with
 cst{i,5}.visibleColor; the terms come from cst{i,6} (`matrad_cst_functions` reads both of
 matRad's formats, `matrad_objective_kinds` maps each class). matRad's DVH objectives and its
@@ -35,7 +36,8 @@ from specc.protocol import ProtocolError, parse_protocol_text
 from specc.protocol.structures import FUNCTIONS
 from specc.protocol.units import Dose, format_number
 
-_ROLES = {"TARGET": "target", "OAR": "oar"}
+# The cst types whose functions matRad optimizes (matRad_objectiveFunction, matRad_constraintFunctions), as roles.
+_ROLES = {"TARGET": "target", "OAR": "oar", "EXTERNAL": "other"}
 # A target's dose level, when the caller gives none: the dose of the first of these kinds it has
 # (the highest, when it has several of that kind): the doses matRad pulls the target to.
 _LEVEL_SOURCES = (
@@ -119,7 +121,10 @@ def convert_matrad_objectives(
         row_functions = cst_functions(cst, row, name, source)
         rows[name] = _CstRow(row, name, _priority(cst, row, name, source), bool(row_functions))
         if name in exclude or kind not in _ROLES:
-            why = "excluded on request" if name in exclude else f"cst type {kind}, not TARGET or OAR"
+            why = "excluded on request" if name in exclude else (
+                f"cst type {kind}: matRad optimizes the functions of TARGET, OAR and EXTERNAL rows only "
+                "(matRad_objectiveFunction)"
+            )
             held = f"; its {len(row_functions)} cst{{{row + 1},6}} function(s) with it" if row_functions else ""
             untranslated.append(f"{name}: {why}{held}")
             continue
@@ -209,7 +214,9 @@ def _row(cst: np.ndarray, row: int, source: str) -> tuple[str, str]:
     if not isinstance(name, str) or not name.strip():
         raise ObjectivesError(f"{source}: cst{{{row + 1},2}} is not a structure name")
     if not isinstance(kind, str):
-        raise ObjectivesError(f"{source}: cst{{{row + 1},3}} ({name.strip()}) is not a type (TARGET, OAR, IGNORED)")
+        raise ObjectivesError(
+            f"{source}: cst{{{row + 1},3}} ({name.strip()}) is not a type (TARGET, OAR, EXTERNAL, IGNORED)"
+        )
     return name.strip(), kind.strip()
 
 
@@ -351,9 +358,9 @@ def _place_terms(
     `Body_opt: Body - (PTV | Rectum)`, and return clinical name -> derived name (the caller moves the
     goals of those functions there too).
 
-    The rows subtracted must be structures of the protocol, hence of the case: a TARGET or OAR is
-    one already, a row of another type (IGNORED) is added with role other; a row left out of the
-    case (`exclude`, as `specc import matrad --exclude`) cannot be, and is listed. The derived
+    The rows subtracted must be structures of the protocol, hence of the case: a TARGET, OAR or
+    EXTERNAL row is one already, a row of another type (IGNORED) is added with role other; a row left
+    out of the case (`exclude`, as `specc import matrad --exclude`) cannot be, and is listed. The derived
     structure of a target keeps role target (specc optimizes a target on every voxel, never on a
     sample, as matRad does); any other has role other.
     """
