@@ -105,6 +105,31 @@ def test_exclude_leaves_a_structure_out_and_says_so(tmp_path):
         import_matrad(path, exclude=["Nope"])
 
 
+def test_names_alike_once_trimmed_are_shown_as_written_and_excluded_by_their_exact_name(tmp_path):
+    """specc names a structure by cst{i,2} trimmed; --exclude takes the row named exactly so, else the trimmed
+    name's rows."""
+    workspace = matrad_workspace()
+    workspace["cst"][1, 1] = "PTV "  # Body renamed: one stray space from the PTV's name
+    path = save_matrad_v5(tmp_path / "ws.mat", workspace)
+    with pytest.raises(CaseError, match=(r"ws.mat: cst\{1,2\} 'PTV' and cst\{2,2\} 'PTV ' are the same structure "
+                                         r"name, 'PTV', once leading and trailing spaces are removed.*rename one of "
+                                         r"them in matRad.*--exclude 'PTV '")):
+        import_matrad(path)
+    spaced_out = import_matrad(path, exclude=["PTV "])
+    assert spaced_out.case.structures["PTV"].mask.sum() == 12  # the PTV's own row
+    assert "PTV (cst{2,2} 'PTV '): excluded on request" in spaced_out.not_imported
+    exact_out = import_matrad(path, exclude=["PTV"])
+    assert exact_out.case.structures["PTV"].mask.all()  # the row written 'PTV ': Body's voxels
+    assert "PTV: excluded on request" in exact_out.not_imported
+    workspace["cst"][1, 1] = "Body "
+    path = save_matrad_v5(tmp_path / "ws.mat", workspace)
+    assert set(import_matrad(path).case.structures) == {"PTV", "Body"}
+    assert set(import_matrad(path, exclude=["Body"]).case.structures) == {"PTV"}  # no row is 'Body' exactly
+    workspace["cst"][1, 1] = "PTV"
+    with pytest.raises(CaseError, match=r"cst\{1,2\} 'PTV' and cst\{2,2\} 'PTV' name two structures alike"):
+        import_matrad(save_matrad_v5(tmp_path / "ws.mat", workspace))
+
+
 def test_not_a_mat_file(tmp_path):
     (tmp_path / "x.mat").write_text("hello")
     with pytest.raises(CaseError, match="x.mat"):

@@ -443,6 +443,38 @@ def test_an_ignored_row_is_listed_with_why(tmp_path):
             "(matRad_objectiveFunction); its 1 cst{3,6} function(s) with it") in result.untranslated
 
 
+def test_names_alike_once_trimmed_are_excluded_as_the_case_import_excludes_them(tmp_path):
+    workspace = matrad_workspace(objectives="current", organs=True)
+    workspace["cst"][5, 1] = "Rectum "  # Marker (Priority 1, no functions) renamed
+    path = _save(tmp_path, workspace)
+    with pytest.raises(ObjectivesError, match=r"ws.mat: cst\{4,2\} 'Rectum' and cst\{6,2\} 'Rectum ' are the same "
+                                              r"structure name, 'Rectum', once leading.*--exclude 'Rectum '"):
+        convert_matrad_objectives(path)
+    for exclude, rectum_row in ((["Rectum "], 3), (["Rectum"], 5)):
+        result = convert_matrad_objectives(path, exclude=exclude)
+        case = import_matrad(path, exclude=exclude).case
+        assert np.array_equal(case.structures["Rectum"].mask, import_matrad_row_mask(path, rectum_row))
+        protocol = specc.load_protocol(_written(tmp_path, result))
+        resolve_structures(protocol, case)
+        on_rectum = [term for term in protocol.optimization.terms if term.structures()[0].startswith("Rectum")]
+        assert bool(on_rectum) == (rectum_row == 3)  # only the row with functions has terms
+    said = " ".join(result.untranslated)  # exclude=["Rectum"]: the row with functions is out of the case
+    assert "Body: its terms also see the voxels it shares with Rectum (Priority 2)" in said
+    assert "Rectum (cst{6,2} 'Rectum ')" not in said
+    spaced = convert_matrad_objectives(path, exclude=["Rectum "])
+    assert "Rectum (cst{6,2} 'Rectum '): excluded on request" in spaced.untranslated
+
+
+def import_matrad_row_mask(path, row: int) -> np.ndarray:
+    """The case mask of cst row `row` alone: every other row left out by its exact name."""
+    from specc.case.importers.mat_file import load_mat
+
+    names = list(load_mat(path, names=("cst",))["cst"][:, 1])
+    case = import_matrad(path, exclude=[name for index, name in enumerate(names) if index != row])
+    (structure,) = case.case.structures.values()
+    return structure.mask
+
+
 def test_derived_names_clash_with_no_cst_name(tmp_path):
     workspace = matrad_workspace(objectives="current", organs=True)
     workspace["cst"][list(workspace["cst"][:, 1]).index("Marker"), 1] = "body_OPT"

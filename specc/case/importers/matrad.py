@@ -12,6 +12,7 @@ lists what is mapped and what is not.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import scipy.sparse as sp
 from specc.case.importers.mat_file import load_mat
 from specc.case.importers.report import ImportedCase, build_case, record_in_metadata
 from specc.case.model import BEAMLET_POSITIONS, Beam, Beamlets, CaseMetadata, Grid, Structure
-from specc.errors import CaseError
+from specc.errors import CaseError, SpeccError
 
 _AXIS_TOLERANCE_MM = 1e-3
 _FALLBACK_COLORS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c")
@@ -86,9 +87,6 @@ def import_matrad(
     specc_index_of_row = np.ravel_multi_index((ix, iy, iz), grid.shape)
 
     structures = cst_structures(cst, ct_dims, ct_grid_axes, dose_axes, grid, exclude, source, not_imported)
-    for name in exclude:
-        if name not in structures and not any(item.startswith(f"{name}:") for item in not_imported):
-            raise CaseError(f"{source}: --exclude {name}: cst has no structure of that name")
 
     keep = np.zeros(grid.n_voxels, dtype=bool)
     for structure in structures.values():
@@ -217,15 +215,10 @@ def cst_structures(
         raise CaseError(f"{source}: 'cst' must be a cell array with at least 4 columns (index, name, type, voxels)")
     nearest = [_nearest_indices(ct_axes[a], dose_axes[a]) for a in range(3)]  # dose axis -> CT index or -1
     n_ct = int(np.prod(ct_dims))
+    names = cst_names(cst, exclude, source)
+    not_imported += [f"{name}{_as_written(cst, row)}: excluded on request" for row, name in names.excluded.items()]
     structures: dict[str, Structure] = {}
-    for row in range(cst.shape[0]):
-        name = cst[row, 1]
-        if not isinstance(name, str) or not name.strip():
-            raise CaseError(f"{source}: cst{{{row + 1},2}} is not a structure name")
-        name = name.strip()
-        if name in exclude:
-            not_imported.append(f"{name}: excluded on request")
-            continue
+    for row, name in names.kept.items():
         ct_mask = np.zeros(n_ct, dtype=bool)
         ct_mask[cst_voxels(cst, row, name, n_ct, source)] = True
         ct_mask = ct_mask.reshape(ct_dims, order="F")  # [y, x, z]
@@ -238,10 +231,64 @@ def cst_structures(
                 f"{source}: structure '{name}' has no voxel on the dose grid after resampling "
                 "(too small for the dose grid); exclude it with --exclude"
             )
-        if name in structures:
-            raise CaseError(f"{source}: structure name '{name}' appears twice in cst")
         structures[name] = Structure(name=name, mask=mask, color=_color(cst, row, len(structures)))
     return structures
+
+
+@dataclass(frozen=True)
+class CstNames:
+    """The specc name of each cst row (0-based row -> name), kept or left out with --exclude."""
+
+    kept: dict[int, str]
+    excluded: dict[int, str]
+
+
+def cst_names(cst: np.ndarray, exclude: Sequence[str], source: str, error: type[SpeccError] = CaseError) -> CstNames:
+    """Each row's specc name: cst{i,2} without leading and trailing spaces (a name typed with a stray space
+    still matches a protocol's). `exclude` leaves rows out: a name matches the row named exactly so (spaces
+    included), or, when no row is, every row whose specc name it is once trimmed; a name matching no row is an
+    error. Two rows kept under one specc name are an error showing both as written: the case could hold only
+    one of them. `error` is the caller's error type (a case import's, an objectives translation's)."""
+    written: list[str] = []
+    for row in range(cst.shape[0]):
+        name = cst[row, 1]
+        if not isinstance(name, str) or not name.strip():
+            raise error(f"{source}: cst{{{row + 1},2}} is not a structure name")
+        written.append(name)
+    left_out: set[int] = set()
+    for wanted in exclude:
+        rows = [row for row, name in enumerate(written) if name == wanted] or [
+            row for row, name in enumerate(written) if name.strip() == wanted.strip()
+        ]
+        if not rows:
+            shown = repr(wanted) if wanted != wanted.strip() else wanted
+            raise error(f"{source}: --exclude {shown}: cst has no structure of that name")
+        left_out.update(rows)
+    kept: dict[int, str] = {}
+    first: dict[str, int] = {}
+    for row, name in enumerate(written):
+        if row in left_out:
+            continue
+        if name.strip() in first:
+            other = first[name.strip()]
+            both = f"cst{{{other + 1},2}} {written[other]!r} and cst{{{row + 1},2}} {name!r}"
+            if written[other] == name:
+                raise error(f"{source}: {both} name two structures alike: rename one of them in matRad and save the "
+                            "workspace again")
+            raise error(
+                f"{source}: {both} are the same structure name, {name.strip()!r}, once leading and trailing spaces "
+                "are removed (specc names a structure by cst{i,2} trimmed): rename one of them in matRad and save "
+                f"the workspace again, or leave one out with --exclude and its exact name (--exclude {name!r})"
+            )
+        first[name.strip()] = row
+        kept[row] = name.strip()
+    return CstNames(kept, {row: written[row].strip() for row in sorted(left_out)})
+
+
+def _as_written(cst: np.ndarray, row: int) -> str:
+    """' (cst{i,2} 'Rectum ')' where the name as written differs from the specc name, else ''."""
+    name = cst[row, 1]
+    return f" (cst{{{row + 1},2}} {name!r})" if name != name.strip() else ""
 
 
 def cst_voxels(cst: Any, row: int, name: str, n_ct: int, source: str) -> np.ndarray:

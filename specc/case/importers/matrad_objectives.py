@@ -2,18 +2,18 @@
 
 The structures are the cst rows matRad optimizes, of type TARGET (role target), OAR (role
 oar) and EXTERNAL (role other: a Body is no organ to block or spare as such), named as
-`specc import matrad` names them in the case of the same workspace (cst{i,2}, trimmed), with
-cst{i,5}.visibleColor; the terms come from cst{i,6} (`matrad_cst_functions` reads both of
-matRad's formats, `matrad_objective_kinds` maps each class). matRad's DVH objectives and its
-constraints are goals too, so the report judges the plan on them. The prescription is what
-matRad does not state as such: the fractions come from pln.numOfFractions (or the caller,
-for a workspace without it), each target's dose level from its own objectives
-(`_LEVEL_SOURCES`), or from the caller. matRad's overlap priorities decide which voxels a
-structure's functions see (`_optimization_voxels`): where they take voxels away, the terms
-and the goals of those functions go on a derived structure (`PTV_opt: PTV - CTV`), and where
-they take every voxel there is neither. Everything left out is listed, in the result and as
-comments at the top of the YAML, and the output is checked with the protocol parser before
-it is returned.
+`specc import matrad` names them in the case of the same workspace (`cst_names`: cst{i,2},
+trimmed), with cst{i,5}.visibleColor; the terms come from cst{i,6} (`matrad_cst_functions`
+reads both of matRad's formats, `matrad_objective_kinds` maps each class). matRad's DVH
+objectives and its constraints are goals too, so the report judges the plan on them. The
+prescription is what matRad does not state as such: the fractions come from
+pln.numOfFractions (or the caller, for a workspace without it), each target's dose level
+from its own objectives (`_LEVEL_SOURCES`), or from the caller. matRad's overlap priorities
+decide which voxels a structure's functions see (`_optimization_voxels`): where they take
+voxels away, the terms and the goals of those functions go on a derived structure
+(`PTV_opt: PTV - CTV`), and where they take every voxel there is neither. Everything left
+out is listed, in the result and as comments at the top of the YAML, and the output is
+checked with the protocol parser before it is returned.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 import yaml
 
 from specc.case.importers.mat_file import load_mat
-from specc.case.importers.matrad import visible_color
+from specc.case.importers.matrad import cst_names, visible_color
 from specc.case.importers.matrad_cst_functions import CstFunction, ObjectivesError, cst_functions
 from specc.case.importers.matrad_objective_kinds import NOTES, OBJECTIVE_PRIORITY, Untranslatable, translate
 from specc.protocol import ProtocolError, parse_protocol_text
@@ -70,9 +70,11 @@ class _CstRow:
     """What matRad's overlap priorities read of a cst row."""
 
     index: int  # 0-based
-    name: str
+    name: str  # the specc name: cst{i,2} trimmed
+    written: str  # cst{i,2} as written
     priority: float  # cst{i,5}.Priority: the lower, the higher the priority
     has_functions: bool  # cst{i,6} is not empty: only such a row takes voxels from others
+    excluded: bool  # left out of the case (--exclude): matRad's overlap priorities still count it
 
 
 @dataclass
@@ -95,8 +97,8 @@ def convert_matrad_objectives(
     `fractions` is the number of fractions of a workspace without pln.numOfFractions; with it,
     only the same number is accepted. `targets` names the targets that get a dose level, each
     with its dose or None to take it from its objectives; left out, every TARGET gets one from
-    its objectives. `exclude` leaves cst structures out, as `specc import matrad --exclude`
-    leaves them out of the case.
+    its objectives. `exclude` leaves cst structures out, matched as `specc import matrad
+    --exclude` matches them (`cst_names`).
     """
     path = Path(path)
     source = str(path)
@@ -111,33 +113,32 @@ def convert_matrad_objectives(
     course = _fractions(pln, fractions, source)
     untranslated = _quantity(pln)
 
+    names = cst_names(cst, exclude, source, ObjectivesError)
     structures: dict[str, dict[str, Any]] = {}
     functions: dict[str, list[CstFunction]] = {}
-    rows: dict[str, _CstRow] = {}
+    rows: list[_CstRow] = []
     for row in range(cst.shape[0]):
-        name, kind = _row(cst, row, source)
-        if name in rows:
-            raise ObjectivesError(f"{source}: structure name '{name}' appears twice in cst")
+        name = names.kept.get(row) or names.excluded[row]
+        kind = _kind(cst, row, name, source)
         row_functions = cst_functions(cst, row, name, source)
-        rows[name] = _CstRow(row, name, _priority(cst, row, name, source), bool(row_functions))
-        if name in exclude or kind not in _ROLES:
-            why = "excluded on request" if name in exclude else (
+        rows.append(_CstRow(row, name, cst[row, 1], _priority(cst, row, name, source), bool(row_functions),
+                            row in names.excluded))
+        if row in names.excluded or kind not in _ROLES:
+            why = "excluded on request" if row in names.excluded else (
                 f"cst type {kind}: matRad optimizes the functions of TARGET, OAR and EXTERNAL rows only "
                 "(matRad_objectiveFunction)"
             )
             held = f"; its {len(row_functions)} cst{{{row + 1},6}} function(s) with it" if row_functions else ""
-            untranslated.append(f"{name}: {why}{held}")
+            untranslated.append(f"{_shown(rows[-1])}: {why}{held}")
             continue
         structures[name] = {"role": _ROLES[kind]}
         color = visible_color(cst, row)
         if color is not None:
             structures[name]["color"] = color
         functions[name] = row_functions
-    for name in exclude:
-        if name not in rows:
-            raise ObjectivesError(f"{source}: --exclude {name}: cst has no structure of that name")
 
-    voxels = _optimization_voxels(cst, rows, [name for name, held in functions.items() if held], source)
+    kept = {row.name: row for row in rows if not row.excluded}
+    voxels = _optimization_voxels(cst, rows, [kept[name] for name, held in functions.items() if held], source)
     terms: list[dict[str, Any]] = []
     goals: dict[str, list[str]] = {}
     notes: list[str] = []
@@ -145,9 +146,9 @@ def convert_matrad_objectives(
     for name, row_functions in functions.items():
         if name in voxels and voxels[name].empty:
             untranslated.append(
-                f"{_ranked(rows[name])}: every voxel of it is in a cst row of higher overlap priority with functions, "
+                f"{_ranked(kept[name])}: every voxel of it is in a cst row of higher overlap priority with functions, "
                 f"{', '.join(_ranked(taker) for taker in voxels[name].takers)}, so matRad optimizes none of its "
-                f"{len(row_functions)} cst{{{rows[name].index + 1},6}} function(s) (matRad_setOverlapPriorities): "
+                f"{len(row_functions)} cst{{{kept[name].index + 1},6}} function(s) (matRad_setOverlapPriorities): "
                 "no term and no goal from them"
             )
             continue
@@ -169,7 +170,7 @@ def convert_matrad_objectives(
 
     levels, level_lines = _levels(structures, functions, targets, source)
     reduced = [name for name in dict.fromkeys(term["structure"] for term in terms) if name in voxels]
-    optimized_on = _place_terms(terms, structures, voxels, rows, cst, exclude, untranslated)
+    optimized_on = _place_terms(terms, structures, voxels, rows, cst, untranslated)
     goals = {optimized_on.get(name, name): structure_goals for name, structure_goals in goals.items()}
     document: dict[str, Any] = {
         "specc": 1,
@@ -209,15 +210,11 @@ def convert_matrad_objectives(
     )
 
 
-def _row(cst: np.ndarray, row: int, source: str) -> tuple[str, str]:
-    name, kind = cst[row, 1], cst[row, 2]
-    if not isinstance(name, str) or not name.strip():
-        raise ObjectivesError(f"{source}: cst{{{row + 1},2}} is not a structure name")
+def _kind(cst: np.ndarray, row: int, name: str, source: str) -> str:
+    kind = cst[row, 2]
     if not isinstance(kind, str):
-        raise ObjectivesError(
-            f"{source}: cst{{{row + 1},3}} ({name.strip()}) is not a type (TARGET, OAR, EXTERNAL, IGNORED)"
-        )
-    return name.strip(), kind.strip()
+        raise ObjectivesError(f"{source}: cst{{{row + 1},3}} ({name}) is not a type (TARGET, OAR, EXTERNAL, IGNORED)")
+    return kind.strip()
 
 
 def _priority(cst: np.ndarray, row: int, name: str, source: str) -> float:
@@ -286,9 +283,9 @@ def _quantity(pln: dict) -> list[str]:
 
 # --- overlap priorities -----------------------------------------------------------------------------
 def _optimization_voxels(
-    cst: np.ndarray, rows: dict[str, _CstRow], names: Sequence[str], source: str
+    cst: np.ndarray, rows: Sequence[_CstRow], owners: Sequence[_CstRow], source: str
 ) -> dict[str, _OptimizationVoxels]:
-    """For each structure in `names` whose functions matRad optimizes on fewer voxels than its own: the
+    """For each row in `owners` whose functions matRad optimizes on fewer voxels than its own, by name: the
     rows that take voxels from it, and whether any are left.
 
     matRad_setOverlapPriorities (called by matRad_fluenceOptimization first) removes from cst{j,4}
@@ -299,17 +296,16 @@ def _optimization_voxels(
     difference of masks a difference, so the same subtraction on the case's masks (sampled the
     same way) gives matRad's optimization voxels. Only rows sharing CT voxels take any.
     """
-    held: dict[str, np.ndarray] = {}
+    held: dict[int, np.ndarray] = {}
 
     def ct_voxels(row: _CstRow) -> np.ndarray:
-        if row.name not in held:
-            held[row.name] = _ct_voxels(cst, row, source)
-        return held[row.name]
+        if row.index not in held:
+            held[row.index] = _ct_voxels(cst, row, source)
+        return held[row.index]
 
     found: dict[str, _OptimizationVoxels] = {}
-    for name in names:
-        own = rows[name]
-        higher = [row for row in rows.values() if row.has_functions and row.priority < own.priority]
+    for own in owners:
+        higher = [row for row in rows if row.has_functions and row.priority < own.priority]
         if not higher:
             continue
         mine = ct_voxels(own)
@@ -324,7 +320,7 @@ def _optimization_voxels(
         for row in takers:
             inside[within(row)] = False
         if takers:
-            found[name] = _OptimizationVoxels(takers, empty=not inside.any())
+            found[own.name] = _OptimizationVoxels(takers, empty=not inside.any())
     return found
 
 
@@ -349,9 +345,8 @@ def _place_terms(
     terms: list[dict[str, Any]],
     structures: dict[str, dict[str, Any]],
     voxels: dict[str, _OptimizationVoxels],
-    rows: dict[str, _CstRow],
+    rows: Sequence[_CstRow],
     cst: np.ndarray,
-    exclude: Sequence[str],
     untranslated: list[str],
 ) -> dict[str, str]:
     """Put the terms of each structure whose optimization voxels matRad reduces on a derived structure,
@@ -360,19 +355,19 @@ def _place_terms(
 
     The rows subtracted must be structures of the protocol, hence of the case: a TARGET, OAR or
     EXTERNAL row is one already, a row of another type (IGNORED) is added with role other; a row left
-    out of the case (`exclude`, as `specc import matrad --exclude`) cannot be, and is listed. The derived
+    out of the case (--exclude, as `specc import matrad --exclude`) cannot be, and is listed. The derived
     structure of a target keeps role target (specc optimizes a target on every voxel, never on a
     sample, as matRad does); any other has role other.
     """
     with_terms = {term["structure"] for term in terms}
-    taken = {name.casefold() for name in [*rows, *structures]}
+    taken = {name.casefold() for name in [*(row.name for row in rows), *structures]}
     optimized_on: dict[str, str] = {}
     for name in list(structures):
         if name not in with_terms or name not in voxels:
             continue
         written = []
         for row in voxels[name].takers:
-            why = "excluded from the case" if row.name in exclude else None
+            why = "excluded from the case" if row.excluded else None
             if why is None and _quoted(row.name) is None:
                 why = "named with both quote characters, which a structure expression cannot write"
             if why is None:
@@ -380,7 +375,7 @@ def _place_terms(
                 continue
             untranslated.append(
                 f"{name}: its terms also see the voxels it shares with {_ranked(row)}, which matRad's overlap "
-                f"priorities leave out of {name}'s functions: {row.name} is {why}"
+                f"priorities leave out of {name}'s functions: {_shown(row)} is {why}"
             )
         if written and _quoted(name) is None:
             untranslated.append(
@@ -432,8 +427,13 @@ def _free_name(wanted: str, taken: set[str]) -> str:
     return name
 
 
+def _shown(row: _CstRow) -> str:
+    """The row's specc name, and how cst{i,2} writes it where that differs (leading or trailing spaces)."""
+    return row.name if row.written == row.name else f"{row.name} (cst{{{row.index + 1},2}} {row.written!r})"
+
+
 def _ranked(row: _CstRow) -> str:
-    return f"{row.name} (Priority {format_number(row.priority)})"
+    return f"{_shown(row)} (Priority {format_number(row.priority)})"
 
 
 def _levels(
