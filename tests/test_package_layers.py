@@ -1,8 +1,8 @@
 """Data flows one way: no stage imports a later one (docs/architecture.md).
 
 Runtime imports only (an `if TYPE_CHECKING:` import is a type, not a dependency), lazy
-imports inside functions included. `specc.errors`, `specc.terms` and `specc.protocol.units`
-sit below every stage.
+imports inside functions included. `specc.errors`, `specc.terms`, `specc.protocol.units` and
+`specc.protocol.isoeffect` (EQD2 / BED, which a `mean_dose` term computes) sit below every stage.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 PACKAGE = Path(__file__).parent.parent / "specc"
 ORDER = ("protocol", "case", "compile", "solve", "sequence", "evaluate", "report", "export", "planning", "delivery",
          "pipeline", "cli")
-BELOW = ("specc.errors", "specc.terms", "specc.protocol.units")
+BELOW = ("specc.errors", "specc.terms", "specc.protocol.units", "specc.protocol.isoeffect")
 
 
 def _stage(module: str) -> int | None:
