@@ -71,3 +71,21 @@ def test_cli_imports_a_phantom_file_and_refuses_engine_options_for_a_dij(tmp_pat
     with_dij = save_matrad_v5(tmp_path / "ws.mat", matrad_workspace())
     result = runner.invoke(app, ["import", "matrad", str(with_dij), "--out", str(tmp_path / "x.h5"), "--beams", "5"])
     assert result.exit_code == 1 and "has a dij" in result.output
+
+
+def test_without_dij_names_and_exclusions_follow_the_case_import(tmp_path):
+    """Rows 'PTV' and 'PTV ' (a stray space, here holding the whole body): refused naming both as written;
+    `--exclude 'PTV '` leaves that row alone out, so with the Body out too the grid is the PTV's box (the
+    no-dij box once left out a row by its trimmed name, so 'PTV ' stayed in and the grid was the CT's)."""
+    workspace = geometry_workspace()
+    cst = workspace["cst"]
+    rows = {cst[row, 1]: row for row in range(cst.shape[0])}
+    spaced = cst[rows["PTV"]].copy()
+    spaced[1], spaced[2], spaced[3] = "PTV ", "OAR", cst[rows["Body"], 3]
+    workspace["cst"] = np.vstack([cst, spaced[None, :]])
+    path = save_matrad_v5(tmp_path / "spaced.mat", workspace)
+    with pytest.raises(CaseError, match=r"'PTV' and cst\{\d+,2\} 'PTV ' are the same structure name"):
+        import_matrad(path, engine={"grid_mm": 2.0, "beams": 3})
+    kept = [name for name in rows if name not in ("Body", "PTV")]
+    case = import_matrad(path, engine={"grid_mm": 2.0, "beams": 3}, exclude=["PTV ", "Body", *kept]).case
+    assert set(case.structures) == {"PTV"} and case.grid.shape == (6, 4, 3)  # the PTV's box, not the CT's

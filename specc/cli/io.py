@@ -38,7 +38,7 @@ def import_command(
     exclude: list[str] = typer.Option([], "--exclude", help="Structure to leave out on purpose (repeatable)."),
     hu_table: Path | None = typer.Option(None, "--hu-table", help="dicom, portpy, matrad without ct.cube: CSV of HU, relative electron density."),
     case_id: str | None = typer.Option(None, "--case-id", help="Case id (default: from the source)."),
-    fractions: int | None = typer.Option(None, "--fractions", help="matrad-objectives: number of fractions (default: the workspace's pln.numOfFractions)."),
+    fractions: int | None = typer.Option(None, "--fractions", help="matrad-objectives: number of fractions, for a workspace whose pln states none (a different number than pln.numOfFractions is refused)."),
 ) -> None:
     """Import a case (or PortPy criteria or a matRad workspace's objectives as a protocol) and report what was read."""
     if format not in IMPORT_FORMATS:

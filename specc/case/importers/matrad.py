@@ -249,6 +249,8 @@ def cst_names(cst: np.ndarray, exclude: Sequence[str], source: str, error: type[
     included), or, when no row is, every row whose specc name it is once trimmed; a name matching no row is an
     error. Two rows kept under one specc name are an error showing both as written: the case could hold only
     one of them. `error` is the caller's error type (a case import's, an objectives translation's)."""
+    if not isinstance(cst, np.ndarray) or cst.dtype != object or cst.ndim != 2 or cst.shape[1] < 4:
+        raise error(f"{source}: 'cst' must be a cell array with at least 4 columns (index, name, type, voxels)")
     written: list[str] = []
     for row in range(cst.shape[0]):
         name = cst[row, 1]

@@ -24,7 +24,7 @@ import scipy.sparse as sp
 
 from specc.case.importers.external_dose import ExternalDose, file_sha256
 from specc.case.importers.mat_file import load_mat
-from specc.case.importers.matrad import ct_axes, cst_voxels, plan_fractions, uniform_step, visible_color
+from specc.case.importers.matrad import cst_names, ct_axes, cst_voxels, plan_fractions, uniform_step, visible_color
 from specc.case.importers.report import build_case
 from specc.case.model import MIN_HU, Beamlets, Case, CaseMetadata, Grid, Structure
 from specc.errors import CaseError
@@ -150,19 +150,12 @@ def _result_dose(workspace: dict[str, Any], path: Path, fractions: int | None) -
 
 def _ct_structures(cst: Any, grid: Grid, source: str) -> tuple[dict[str, Structure], list[str]]:
     """Every cst row as a structure on the CT grid (`grid`, axes x, y, z): its cst{i,4} voxels as
-    they are. A row without voxels is left out, and said so (matRad's DVH of it is empty too)."""
-    if not isinstance(cst, np.ndarray) or cst.dtype != object or cst.ndim != 2 or cst.shape[1] < 4:
-        raise CaseError(f"{source}: 'cst' must be a cell array with at least 4 columns (index, name, type, voxels)")
+    they are, named as `specc import matrad` names them (`cst_names`). A row without voxels is left out,
+    and said so (matRad's DVH of it is empty too)."""
     ct_dims = (grid.shape[1], grid.shape[0], grid.shape[2])  # matRad's [Ny Nx Nz]
     structures: dict[str, Structure] = {}
     left_out: list[str] = []
-    for row in range(cst.shape[0]):
-        name = cst[row, 1]
-        if not isinstance(name, str) or not name.strip():
-            raise CaseError(f"{source}: cst{{{row + 1},2}} is not a structure name")
-        name = name.strip()
-        if name in structures:
-            raise CaseError(f"{source}: structure name '{name}' appears twice in cst")
+    for row, name in cst_names(cst, (), source).kept.items():
         if _voxel_count(cst[row, 3]) == 0:
             left_out.append(f"{name}: cst{{{row + 1},4}} holds no voxel: left out")
             continue

@@ -12,7 +12,7 @@ angles, aimed at the centre of mass of the TARGET structures.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from specc.case.importers.dicom_ct import AIR_HU, resample
 from specc.case.importers.engine_case import box_grid, engine_influence, grid_spacing
 from specc.case.importers.hu_density import DEFAULT_HU_TABLE, hu_to_relative_electron_density
 from specc.case.importers.matrad import (
-    ct_axes, cst_structures, cst_voxels, field_of, int_vector, other_variables, uniform_step,
+    cst_names, ct_axes, cst_structures, cst_voxels, field_of, int_vector, other_variables, uniform_step,
 )
 from specc.case.importers.report import ImportedCase, build_case, record_in_metadata
 from specc.case.model import CaseMetadata
@@ -55,11 +55,12 @@ def import_matrad_geometry(
     dims = int_vector(field_of(ct, "cubeDim", source, "ct"), 3, source, "ct.cubeDim")
     axes = ct_axes(ct, {}, dims, source, notes)
     steps = tuple(uniform_step(axis, source, f"CT {label}") for axis, label in zip(axes, "xyz"))
-    grid = box_grid(*_structures_box(cst, dims, axes, exclude, source), grid_spacing(grid_mm, steps[2]))
+    names = cst_names(cst, exclude, source)
+    grid = box_grid(*_structures_box(cst, dims, axes, names.kept, source), grid_spacing(grid_mm, steps[2]))
     structures = cst_structures(cst, dims, axes, grid.axes_mm(), grid, exclude, source, not_imported)
     density, density_note = _density(ct, dims, axes, steps, grid, hu_table, source)
     notes.append(density_note)
-    target_names = _targets(cst, structures, targets, source)
+    target_names = _targets(cst, names.kept, structures, targets, source)
     angles, couches = _angles(workspace, beams, notes)
     model = model or PencilBeamModel()
     computed = engine_influence(grid, structures, density, target_names, angles, beamlet_mm, model, couch_deg=couches)
@@ -84,14 +85,11 @@ def import_matrad_geometry(
 
 
 def _structures_box(
-    cst: Any, dims: tuple[int, ...], axes: tuple[np.ndarray, ...], exclude: Sequence[str], source: str
+    cst: Any, dims: tuple[int, ...], axes: tuple[np.ndarray, ...], kept: Mapping[int, str], source: str
 ) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
-    """The lowest and highest CT voxel centres (x, y, z) of any structure kept."""
+    """The lowest and highest CT voxel centres (x, y, z) of the structures `kept` (cst row -> name)."""
     low, high = np.full(3, np.inf), np.full(3, -np.inf)
-    for row in range(cst.shape[0] if isinstance(cst, np.ndarray) and cst.ndim == 2 else 0):
-        name = str(cst[row, 1]).strip()
-        if name in exclude:
-            continue
+    for row, name in kept.items():
         iy, ix, iz = np.unravel_index(cst_voxels(cst, row, name, int(np.prod(dims)), source), dims, order="F")
         for axis, index in enumerate((ix, iy, iz)):
             low[axis] = min(low[axis], axes[axis][index.min()])
@@ -136,16 +134,13 @@ def _first_scenario(value: Any, label: str, source: str) -> np.ndarray:
     return array
 
 
-def _targets(cst: Any, structures: dict, targets: Sequence[str], source: str) -> list[str]:
+def _targets(cst: Any, kept: Mapping[int, str], structures: dict, targets: Sequence[str], source: str) -> list[str]:
     if targets:
         unknown = [name for name in targets if name not in structures]
         if unknown:
             raise CaseError(f"{source}: --target {', '.join(unknown)}: no such structure ({', '.join(structures)})")
         return list(targets)
-    typed = [
-        str(cst[row, 1]).strip() for row in range(cst.shape[0])
-        if str(cst[row, 2]).strip().upper() == "TARGET" and str(cst[row, 1]).strip() in structures
-    ]
+    typed = [name for row, name in kept.items() if str(cst[row, 2]).strip().upper() == "TARGET" and name in structures]
     if not typed:
         raise CaseError(f"{source}: no cst structure is typed TARGET; name the target(s) the beams cover with --target")
     return typed
