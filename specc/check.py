@@ -101,7 +101,7 @@ def check_export(
     stages = StageTimer(progress)
     protocol = _loaded(protocol, stages, prior_dose)
     read = _read_export(protocol, folder, dose_file, grid_mm, outside_zero, per_fraction, stages)
-    return _measure(protocol, _with_prior(read, prior_dose, stages), out_dir, pdf, stages)
+    return _measure(protocol, _with_prior(protocol, read, prior_dose, stages), out_dir, pdf, stages)
 
 
 def check_cohort(
@@ -243,15 +243,18 @@ def check_dose(
         }
     source = _source_record(dose, case, incomplete=incomplete, plan={}, outside_zero=outside_zero)
     read = _Read(case, resolved, values, known, source, notes)
-    return _measure(protocol, _with_prior(read, prior_dose, stages), out_dir, pdf, stages)
+    return _measure(protocol, _with_prior(protocol, read, prior_dose, stages), out_dir, pdf, stages)
 
 
-def _with_prior(read: _Read, prior_dose: Sequence[str | Path], stages: StageTimer) -> _Read:
+def _with_prior(protocol: Protocol, read: _Read, prior_dose: Sequence[str | Path], stages: StageTimer) -> _Read:
     """The read dose plus a prior course's, where the dose is known: the composite a prior course's protocol judges."""
     if not prior_dose:
         return read
     with stages.stage("read prior dose"):
         case = with_prior_dose(read.case, prior_dose)
+    mismatch = protocol.prior_courses_mismatch(case.prior_dose.several_courses)
+    if mismatch is not None:
+        raise CaseError(f"{protocol.source.path}: {mismatch}")
     dose = np.where(read.known, read.dose + case.prior_dose.total_gy, read.dose)
     return dataclasses.replace(read, case=case, dose=dose)
 

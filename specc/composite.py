@@ -12,8 +12,10 @@ protocol that declares `prescription.prior`. Each file is a total dose in Gy:
   `pln.numOfFractions` (refused when it states none).
 
 The files are placed on the case grid by their coordinates (trilinear where the grids
-differ), refused when their Frame of Reference is not the case's, summed as physical dose
-(no biological conversion: an EQD2 sum must be made before), and recorded with their SHA-256.
+differ), refused when their Frame of Reference is not the case's, summed as physical dose,
+and recorded with their SHA-256. A protocol's EQD2 / BED goals convert the prior dose in the
+prior course's own fractions, so they take one earlier course: several files, or a composite
+plan's result.h5, are refused for them (`Protocol.prior_courses_mismatch`).
 Voxels of the case beyond a file's grid get 0 Gy from it, and a note names the structures
 that reach there.
 """
@@ -32,6 +34,10 @@ from specc.case.importers.rtdose import read_rtdose
 from specc.case.prior import PriorDose, PriorSource
 from specc.errors import CaseError
 from specc.export.result_file import read_result
+
+
+# How a composite plan's result.h5 reads as a prior dose: its course and the ones it stood on.
+_WITH_ITS_PRIOR = "PLAN with its own prior dose"
 
 
 def with_prior_dose(case: Case, paths: Sequence[str | Path]) -> Case:
@@ -66,7 +72,8 @@ def read_prior_dose(paths: Sequence[str | Path], case: Case) -> PriorDose:
         if not dose.has_grid(case.grid):
             notes.append(f"{path.name}: interpolated (trilinear) from its own grid onto the case grid")
         total += values
-        sources.append(PriorSource(str(path), dose.sha256, dose.format, float(values.max())))
+        several = dose.summation == _WITH_ITS_PRIOR
+        sources.append(PriorSource(str(path), dose.sha256, dose.format, float(values.max()), several))
     return PriorDose(total_gy=total, sources=tuple(sources), notes=tuple(notes))
 
 
@@ -83,7 +90,7 @@ def _read(path: Path) -> ExternalDose:
             path=path,
             sha256=file_sha256(path),
             dose_type="PHYSICAL",
-            summation="PLAN" if result.prior_dose_gy is None else "PLAN with its own prior dose",
+            summation="PLAN" if result.prior_dose_gy is None else _WITH_ITS_PRIOR,
             fractions_scaled=None,
             attributes={"FrameOfReferenceUID": frame} if frame else {},
             referenced_plan_uid=None,

@@ -288,3 +288,26 @@ def test_an_eqd2_goal_on_a_composite_sums_each_courses_eqd2_from_its_own_fractio
     assert abs(goal.value - float((summed * (1 + summed / (20 * 2.0)) / 2).max())) > 0.5
     html = (tmp_path / "plan" / "report.html").read_text()
     assert "Gy EQD2" in html and "the prior course&#39;s in 4, each converted from its own dose per fraction" in html
+
+
+def test_eqd2_goals_take_one_earlier_course_whose_fractions_the_protocol_states(prior_file, tmp_path):
+    """Two prior files (or a composite's result.h5) may be courses of other fractions than `prior.fractions`:
+    their summed dose converted in one course's fractions would be wrong (30 Gy / 10 then 20 Gy / 5 to a cord:
+    67.5 Gy EQD2, but 87.5 Gy read as 50 Gy in 10 fractions), so such a plan or check is refused."""
+    text = protocol_text(prior="{description: initial course, dose: 20 Gy, fractions: 4}").replace(
+        "  Organ: {role: oar}", "  Organ: {role: oar, alpha_beta: 2 Gy}").replace(
+        "  Organ: ['Mean <= 40 Gy', 'Max <= 70 Gy']", "  Organ: ['Mean <= 40 Gy', 'Max <= 70 Gy (EQD2)']")
+    case = synthetic_case()
+    with pytest.raises(SpeccError, match="the prior dose given holds several courses"):
+        plan(composite(text), case, tmp_path / "two", prior_dose=[prior_file, prior_file])
+    assert plan(composite(text), case, tmp_path / "one", prior_dose=[prior_file]).succeeded
+    with pytest.raises(SpeccError, match="the prior dose given holds several courses"):  # a composite's result.h5
+        plan(composite(text), case, tmp_path / "third", prior_dose=[tmp_path / "one" / "result.h5"])
+    physical = text.replace("'Max <= 70 Gy (EQD2)'", "'Max <= 70 Gy'")
+    assert plan(composite(physical), case, tmp_path / "physical", prior_dose=[prior_file, prior_file]).succeeded
+    case.save(tmp_path / "case.h5")
+    from specc.export.rtdose import write_rtdose
+
+    rd = write_rtdose(read_result(tmp_path / "one" / "result.h5"), tmp_path / "RD.dcm")
+    with pytest.raises(SpeccError, match="the prior dose given holds several courses"):
+        specc.check_dose(composite(text), tmp_path / "case.h5", rd, tmp_path / "check", prior_dose=[prior_file] * 2)

@@ -36,13 +36,13 @@ EXPECTED: dict[str, list[tuple[str, int, int, str, str]]] = {
     "dose-per-fraction-as-total.yaml": [  # a unit slip: every unit is valid, the doses are not
         (
             "dose-per-fraction-as-total.yaml", 14, 27, "prescription.levels[0].dose",
-            "2 Gy in 39 fractions is 0.0513 Gy per fraction, outside the 0.25-40 Gy external-beam courses give: "
-            "`dose` is the total over all fractions, in Gy or cGy (e.g. 50 Gy for 2 Gy x 25)",
+            "2 Gy in 39 fractions is 0.0513 Gy per fraction, outside the 0.1-100 Gy external-beam courses give: a dose "
+            "per fraction written as the total? `dose` is the total over all fractions (e.g. 50 Gy for 2 Gy x 25)",
         ),
         (
             "dose-per-fraction-as-total.yaml", 15, 31, "prescription.levels[1].dose",
-            "7020 Gy in 39 fractions is 180 Gy per fraction, outside the 0.25-40 Gy external-beam courses give: "
-            "`dose` is the total over all fractions, in Gy or cGy (e.g. 50 Gy for 2 Gy x 25)",
+            "7020 Gy in 39 fractions is 180 Gy per fraction, outside the 0.1-100 Gy external-beam courses give: cGy "
+            "written as Gy? (e.g. 5000 cGy, or 50 Gy)",
         ),
         (
             "dose-per-fraction-as-total.yaml", 18, 7, "goals.PTV[0]",
@@ -263,6 +263,8 @@ def test_min_above_max_is_found_in_any_order_and_only_between_hard_limits() -> N
     (1, "34 Gy", "D95% >= 34 Gy"),  # single-fraction lung SBRT (RTOG 0915)
     (3, "54 Gy", "Max <= 75.6 Gy"),
     (6, "3 Gy", "Mean >= 2.9 Gy"),  # low-dose benign course, 0.5 Gy per fraction
+    (10, "150 cGy", "D95% >= 1.4 Gy"),  # low-dose total-body irradiation, 0.15 Gy per fraction
+    (1, "80 Gy", "Max <= 90 Gy"),  # functional radiosurgery (trigeminal neuralgia)
     (39, "7800 cGy", "D95% >= 7410 cGy"),
 ])
 def test_plausible_courses_pass_the_unit_slip_checks(fractions: int, dose: str, goal: str) -> None:

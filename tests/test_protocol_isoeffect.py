@@ -87,3 +87,18 @@ def test_a_mean_dose_term_in_eqd2_is_refused_on_a_composite_and_with_another_rat
     composite = _protocol('"Max <= 50 Gy"', prior="  prior: {description: earlier, fractions: 20}")
     with pytest.raises(ProtocolError, match="on a composite would convert the summed dose"):
         parse_protocol_text(composite + "optimization:\n  terms:\n    - " + term % "2 Gy" + "\n", "p.yaml")
+
+
+def test_a_site_template_leaves_alpha_beta_to_the_protocols_that_extend_it(tmp_path) -> None:
+    from specc.protocol import load_protocol, load_protocol_or_template
+
+    (tmp_path / "base.yaml").write_text(
+        "template: true\nstructures:\n  Cord: {role: oar}\ngoals:\n  Cord: ['D0.03cc <= 50 Gy (EQD2)']\n"
+    )
+    load_protocol_or_template(tmp_path / "base.yaml")
+    protocol = _protocol('"Max <= 45 Gy"', organ="{alpha_beta: 2 Gy}").replace("specc: 1", "extends: base.yaml\nspecc: 1")
+    (tmp_path / "p.yaml").write_text(protocol)
+    assert [goal.text for goal in load_protocol(tmp_path / "p.yaml").goals] == ["D0.03cc <= 50 Gy (EQD2)", "Max <= 45 Gy"]
+    (tmp_path / "q.yaml").write_text(protocol.replace("Cord: {alpha_beta: 2 Gy}", "Cord: {color: '#ff0000'}"))
+    with pytest.raises(ProtocolError, match="needs the alpha/beta of Cord"):
+        load_protocol(tmp_path / "q.yaml")

@@ -21,6 +21,7 @@ class PriorSource:
     sha256: str
     format: str  # "specc result.h5", "DICOM RT Dose"
     max_gy: float  # its largest dose on the case grid
+    several_courses: bool = False  # a composite plan's result.h5: its own course and the ones before it
 
 
 @dataclass(frozen=True, eq=False)
@@ -30,6 +31,12 @@ class PriorDose:
     total_gy: np.ndarray
     sources: tuple[PriorSource, ...]
     notes: tuple[str, ...] = ()
+
+    @property
+    def several_courses(self) -> bool:
+        """Whether the dose is of more than one course (several files, or a composite's result.h5): courses of
+        other fractionations, which an EQD2 or BED goal would have to convert one by one."""
+        return len(self.sources) > 1 or any(source.several_courses for source in self.sources)
 
     def on_rows(self, voxel_indices: np.ndarray) -> np.ndarray:
         """The prior dose at the given flat grid indices (an influence matrix's rows), Gy in all."""

@@ -316,7 +316,9 @@ def compile_protocol(
 
 def _check_prior(protocol: Protocol, case: Case) -> None:
     """A composite needs its prior dose, and only a composite takes one (before any row is selected)."""
-    mismatch = protocol.prescription.prior_mismatch(case.prior_dose is not None)
+    mismatch = protocol.prescription.prior_mismatch(case.prior_dose is not None) or protocol.prior_courses_mismatch(
+        case.prior_dose is not None and case.prior_dose.several_courses
+    )
     if mismatch is not None:
         raise CompileError(f"{protocol.source.path}: {mismatch}")
 

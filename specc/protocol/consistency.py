@@ -20,10 +20,10 @@ if TYPE_CHECKING:
     from specc.protocol.models import ProtocolDocument
 
 
-# Gy per fraction that external-beam courses give: low-dose benign treatments at 0.25 Gy up to
-# single-fraction radiosurgery and lung SBRT (34 Gy x 1). Outside, a dose level is a unit slip:
-# a per-fraction dose written as the total, or cGy written as Gy.
-PLAUSIBLE_GY_PER_FRACTION = (0.25, 40.0)
+# Gy per fraction that external-beam courses give: low-dose total-body irradiation at 0.1 Gy up to
+# functional radiosurgery (trigeminal neuralgia, 70-90 Gy x 1). Outside, a dose level is a unit slip:
+# a per-fraction dose written as the total (2 Gy in 25 fractions), or cGy written as Gy (5000 Gy).
+PLAUSIBLE_GY_PER_FRACTION = (0.1, 100.0)
 # A target's own goal in Gy this far from its dose level (a factor) is a unit slip too.
 PLAUSIBLE_GOAL_TO_LEVEL = 4.0
 
@@ -74,14 +74,18 @@ def _plausible_doses(protocol: ProtocolDocument) -> Iterator[Issue]:
         return
     low, high = PLAUSIBLE_GY_PER_FRACTION
     fractions = protocol.prescription.fractions
+    course = f"{fractions} fraction{'s' if fractions != 1 else ''}"
     for index, level in enumerate(protocol.prescription.levels):
         per_fraction = level.dose_per_fraction_gy
         if not low <= per_fraction <= high:
+            slip = (
+                "a dose per fraction written as the total? `dose` is the total over all fractions (e.g. 50 Gy for "
+                "2 Gy x 25)" if per_fraction < low else "cGy written as Gy? (e.g. 5000 cGy, or 50 Gy)"
+            )
             yield Issue(
                 ("prescription", "levels", index, "dose"),
-                f"{format_number(level.plan_dose_gy)} Gy in {fractions} fractions is {per_fraction:.3g} Gy per "
-                f"fraction, outside the {format_number(low)}-{format_number(high)} Gy external-beam courses give: "
-                "`dose` is the total over all fractions, in Gy or cGy (e.g. 50 Gy for 2 Gy x 25)",
+                f"{format_number(level.plan_dose_gy)} Gy in {course} is {per_fraction:.3g} Gy per fraction, outside "
+                f"the {format_number(low)}-{format_number(high)} Gy external-beam courses give: {slip}",
             )
     position: dict[str, int] = {}
     for goal in protocol.goals:
@@ -179,7 +183,8 @@ def _isoeffective_goals(protocol: ProtocolDocument) -> Iterator[Issue]:
             continue
         asked = True
         spec = protocol.structures.get(goal.structure)
-        if spec is not None and spec.alpha_beta is None:
+        # a site template may leave the ratio to the protocols that extend it (checked once merged)
+        if spec is not None and spec.alpha_beta is None and protocol.prescription is not None:
             yield Issue(
                 ("goals", goal.structure, index),
                 f'"{goal.text}" is in {goal.quantity}, which needs the alpha/beta of {goal.structure}: add '

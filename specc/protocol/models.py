@@ -741,6 +741,18 @@ class Protocol(ProtocolDocument):
         """The dose that "% of prescription" means for `structure` (see `Prescription.reference_dose`)."""
         return self.prescription.reference_dose(structure)
 
+    def prior_courses_mismatch(self, several_courses: bool) -> str | None:
+        """Why the prior dose given cannot be judged by this protocol's goals, or None: an EQD2 or BED goal
+        converts the prior dose in `prescription.prior.fractions`, one course's; the earlier courses of a
+        prior dose of several (files, or a composite plan's result.h5) may have had other fractions."""
+        if not several_courses or not any(goal.isoeffective for goal in self.goals):
+            return None
+        return (
+            "goals in EQD2 or BED convert the prior dose from `prescription.prior.fractions`, one course's, but the "
+            "prior dose given holds several courses (several files, or a composite plan's result.h5), which may have "
+            "had other fractions: give one earlier course's dose, or state those goals in physical dose"
+        )
+
     def robust_structures(self) -> list[str]:
         """The structures of the robustness section: those listed, else the prescription targets (none without one)."""
         if self.robustness is None:
