@@ -311,3 +311,32 @@ def test_eqd2_goals_take_one_earlier_course_whose_fractions_the_protocol_states(
     rd = write_rtdose(read_result(tmp_path / "one" / "result.h5"), tmp_path / "RD.dcm")
     with pytest.raises(SpeccError, match="the prior dose given holds several courses"):
         specc.check_dose(composite(text), tmp_path / "case.h5", rd, tmp_path / "check", prior_dose=[prior_file] * 2)
+
+
+def test_a_goal_on_this_course_alone_is_judged_on_this_plans_dose(prior_file, tmp_path):
+    """A re-irradiation states both: the cumulative EQD2 and this course's own (Sahgal's spine limits: the
+    thecal sac at most 70 Gy EQD2 cumulative and 25 Gy for the SBRT course alone). "this course" judges the
+    plan's own dose, physical or converted from its own fractions, in the plan and under setup errors."""
+    text = protocol_text(prior="{description: initial course, dose: 20 Gy, fractions: 4}",
+                         robustness="{setup_error: 3 mm, structures: [Organ]}").replace(
+        "  Organ: {role: oar}", "  Organ: {role: oar, alpha_beta: 2 Gy}").replace(
+        "  Organ: ['Mean <= 40 Gy', 'Max <= 70 Gy']",
+        "  Organ: ['Max <= 70 Gy', 'Max <= 70 Gy (this course)', 'Max <= 90 Gy (EQD2)', 'Max <= 70 Gy (EQD2, this course)']")
+    case = synthetic_case()
+    record = plan(composite(text), case, tmp_path / "plan", prior_dose=[prior_file]).record
+    result = read_result(tmp_path / "plan" / "result.h5")
+    organ = case.structures["Organ"].mask
+    own, prior = result.dose_gy[organ].astype(np.float64), result.prior_dose_gy[organ].astype(np.float64)
+    values = {goal.text: goal.value for goal in record.goals}
+    assert values["Max <= 70 Gy"] == pytest.approx(float((own + prior).max()), rel=1e-5)
+    assert values["Max <= 70 Gy (this course)"] == pytest.approx(float(own.max()), rel=1e-5)
+    own_eqd2 = own * (1 + own / (20 * 2.0)) / 2
+    assert values["Max <= 70 Gy (EQD2, this course)"] == pytest.approx(float(own_eqd2.max()), rel=1e-5)
+    assert values["Max <= 90 Gy (EQD2)"] > values["Max <= 70 Gy (EQD2, this course)"] + 1.0
+    assert [goal.course for goal in record.goals if goal.structure == "Organ"] == ["composite", "this", "composite", "this"]
+    robust = {goal.text: goal for goal in record.robustness.goals}
+    assert robust["Max <= 70 Gy (this course)"].nominal == pytest.approx(values["Max <= 70 Gy (this course)"])
+    assert robust["Max <= 70 Gy (this course)"].worst < robust["Max <= 70 Gy"].worst
+    goals_only = composite(text.split("optimization:")[0] + "robustness: {setup_error: 3 mm, structures: [Organ]}\n")
+    with pytest.raises(SpeccError, match="is on this course alone, and the terms see the composite"):
+        plan(goals_only, case, tmp_path / "derived", prior_dose=[prior_file])

@@ -102,3 +102,20 @@ def test_a_site_template_leaves_alpha_beta_to_the_protocols_that_extend_it(tmp_p
     (tmp_path / "q.yaml").write_text(protocol.replace("Cord: {alpha_beta: 2 Gy}", "Cord: {color: '#ff0000'}"))
     with pytest.raises(ProtocolError, match="needs the alpha/beta of Cord"):
         load_protocol(tmp_path / "q.yaml")
+
+
+def test_a_goal_on_this_course_alone_is_written_in_both_forms_and_needs_a_prior_course() -> None:
+    prior = "  prior: {description: earlier, fractions: 20}"
+    protocol = parse_protocol_text(
+        _protocol('"Max <= 25 Gy (EQD2, this course)"\n{metric: D0.03cc, "<=": 20 Gy, course: this}', prior=prior),
+        "p.yaml",
+    )
+    eqd2, physical = protocol.goals
+    assert (eqd2.course, eqd2.quantity, physical.course) == ("this", "EQD2", "this")
+    assert str(eqd2) == "Max <= 25 Gy (EQD2, this course)" and str(physical) == "D0.03cc <= 20 Gy (this course)"
+    assert Goal.parse(str(eqd2), "Cord") == eqd2.model_copy(update={"source": None, "reference_dose": None})
+    with pytest.raises(ProtocolError, match=r"only a protocol with a prior course .* tells apart") as raised:
+        parse_protocol_text(_protocol('"Max <= 25 Gy (this course)"'), "p.yaml")
+    assert "p.yaml:13" in str(raised.value)
+    with pytest.raises(ProtocolError, match='"this course" is given twice'):
+        parse_protocol_text(_protocol('"Max <= 25 Gy (this course, this course)"', prior=prior), "p.yaml")

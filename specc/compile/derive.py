@@ -205,7 +205,14 @@ def derive_optimization(protocol: Protocol, volumes_cc: Mapping[str, float] | No
 def physical_goals(protocol: Protocol) -> list[Goal]:
     """The protocol's goals with each EQD2 / BED goal as the physical goal it is on this plan's fractions;
     a mean stays isoeffective (the mean of an isoeffective dose is not the isoeffective dose of a mean),
-    for a `mean_dose` in that quantity."""
+    for a `mean_dose` in that quantity. A goal on this course alone has no term (terms see the composite)."""
+    for goal in protocol.goals:
+        if goal.course == "this":
+            raise CompileError(
+                f"{goal.source}: goal {goal.text!r} on {goal.structure} is on this course alone, and the terms see the "
+                "composite (prior + this plan): no derived term measures it; write an `optimization:` section by hand "
+                "(the goal is still judged on the plan)"
+            )
     return [_physical(goal, protocol) if goal.isoeffective else goal for goal in protocol.goals]
 
 

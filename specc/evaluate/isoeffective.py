@@ -22,7 +22,10 @@ if TYPE_CHECKING:
 
 def judged_dose(goal: Goal, protocol: Protocol, own_gy: np.ndarray, prior_gy: np.ndarray | None) -> np.ndarray:
     """`goal`'s dose on some voxels from this plan's physical dose there and the prior course's (None: no
-    prior course): their sum, or for an EQD2 / BED goal the sum of each course's isoeffective dose."""
+    prior course): their sum, or for an EQD2 / BED goal the sum of each course's isoeffective dose; this
+    plan's alone for a goal on this course."""
+    if goal.course == "this":
+        prior_gy = None
     if not goal.isoeffective:
         return own_gy if prior_gy is None else own_gy + prior_gy
     spec = protocol.structures[goal.structure]
@@ -37,8 +40,9 @@ def judged_dose(goal: Goal, protocol: Protocol, own_gy: np.ndarray, prior_gy: np
 
 
 def dose_key(goal: Goal) -> tuple[str, str]:
-    """What a goal's DVH depends on beyond its structure: the quantity (alpha/beta is the structure's)."""
-    return (goal.structure, goal.quantity)
+    """What a goal's DVH depends on beyond its structure: the quantity (alpha/beta is the structure's) and
+    the course (the composite's "physical" is the structure's own DVH)."""
+    return (goal.structure, goal.quantity if goal.course == "composite" else f"{goal.quantity}, this course")
 
 
 def isoeffective_notes(protocol: Protocol) -> list[str]:

@@ -163,14 +163,18 @@ def _goal_record(
         variation=goal.variation_value,
         unit=goal.value_unit,
         quantity=goal.quantity,
+        course=goal.course,
         priority=goal.priority,
         source=str(goal.source),
         value=value,
         measured_status=measured,
         status=reported_status(measured, converged),
         note=note,
-        # The report's DVHs are of physical dose: an isoeffective threshold has no point on them.
-        dvh_point=None if goal.isoeffective else dvh_point(goal.metric, goal.threshold_value, dvh, prescription),
+        # The report's DVHs are of the physical (composite) dose: an isoeffective threshold, or one on this
+        # course alone, has no point on them.
+        dvh_point=None if goal.isoeffective or goal.course == "this" else dvh_point(
+            goal.metric, goal.threshold_value, dvh, prescription
+        ),
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from specc.evaluate.goals import Comparator, GoalStatus, MeasuredStatus, judged_text
+from specc.protocol.goals import Course
 from specc.protocol.isoeffect import DoseQuantity
 
 RECORD_FORMAT = 1
@@ -182,6 +183,7 @@ class GoalRecord(_Record):
     variation: float | None
     unit: str  # of `value`: "Gy", "Gy EQD2", "Gy BED", "%", "cc" or "" (an index)
     quantity: DoseQuantity = "physical"  # the dose the goal is stated in (EQD2 / BED: each course converted)
+    course: Course = "composite"  # with a prior course: "this" judges this plan's dose alone
     priority: int
     source: str  # protocol file:line
     value: float | None  # measured on the full-grid dose, in `unit`; None when not evaluated

@@ -101,9 +101,10 @@ def _judged_dvhs(
     displaced: Mapping[str, list[DisplacedVoxels]], voxel_cc: float,
 ) -> list[DVH]:
     """A goal's DVHs, nominal first: the structure's physical ones, or those of its EQD2 / BED, where each
-    course is converted apart (this plan's dose displaced, the prior course's where it was delivered)."""
+    course is converted apart (this plan's dose displaced, the prior course's where it was delivered), or
+    of this plan's dose alone (a goal on this course)."""
     name = goal.structure
-    if not goal.isoeffective:
+    if not goal.isoeffective and goal.course == "composite":
         return physical[name]
     prior = priors[name]
     owns = [moving[masks[name]], *(moved.dose(scenario_dose) for moved in displaced[name])]

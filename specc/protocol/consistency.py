@@ -93,7 +93,7 @@ def _plausible_doses(protocol: ProtocolDocument) -> Iterator[Issue]:
         level = protocol.prescription.level_for(goal.structure)
         if level is None or not goal.metric.is_dose or goal.threshold.relative or goal.isoeffective:
             continue
-        ratio = goal.threshold_value / level.dose.gy
+        ratio = goal.threshold_value / (level.plan_dose_gy if goal.course == "this" else level.dose.gy)
         if goal.threshold_value > 0 and not 1 / PLAUSIBLE_GOAL_TO_LEVEL <= ratio <= PLAUSIBLE_GOAL_TO_LEVEL:
             yield Issue(
                 ("goals", goal.structure, index),
@@ -191,6 +191,15 @@ def _isoeffective_goals(protocol: ProtocolDocument) -> Iterator[Issue]:
                 f'`alpha_beta` to structures.{goal.structure} (e.g. "3 Gy" for late-responding tissue)',
             )
     prior = protocol.prescription.prior if protocol.prescription is not None else None
+    position = {}
+    for goal in protocol.goals:
+        index = position[goal.structure] = position.get(goal.structure, -1) + 1
+        if goal.course == "this" and protocol.prescription is not None and prior is None:
+            yield Issue(
+                ("goals", goal.structure, index),
+                f'"{goal.text}" is on this course alone, which only a protocol with a prior course '
+                "(`prescription.prior`) tells apart from the whole dose: remove \"this course\"",
+            )
     for index, term in enumerate(protocol.optimization.terms if protocol.optimization is not None else []):
         quantity, ratio = getattr(term, "quantity", "physical"), getattr(term, "alpha_beta", None)
         if quantity == "physical":
@@ -267,7 +276,7 @@ def _never_above(low: Metric, high: Metric) -> bool:
 
 def _cannot_both_hold(lower: Goal, upper: Goal) -> bool:
     """Whether a lower-bound goal and an upper-bound goal on one structure exclude each other."""
-    if lower.quantity != upper.quantity:  # a physical and an isoeffective dose are not on one scale
+    if lower.quantity != upper.quantity or lower.course != upper.course:  # not one dose, not one scale
         return False
     minimum, maximum = lower.threshold_value, upper.threshold_value
     strict = lower.comparator == ">" or upper.comparator == "<"

@@ -12,10 +12,12 @@ must lie on the lenient side of the threshold) and the priority (1 = must, the d
 (`GoalMapping`) says the same with keys.
 
 `EQD2` or `BED` in the parenthesis states the goal in an isoeffective dose (the structure's
-`alpha_beta` converts each voxel's dose, `specc.protocol.isoeffect`):
+`alpha_beta` converts each voxel's dose, `specc.protocol.isoeffect`), and `this course` judges
+it on this plan's dose alone where a protocol with a prior course judges the composite:
 
     Max <= 50 Gy (EQD2)                  # cumulative cord limit of a re-irradiation
     V60Gy[%] <= 30 (BED, priority 2)     # 30% at most receives a BED of 60 Gy
+    Max <= 25 Gy (EQD2, this course)     # the re-irradiation course alone
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from specc.terms.base import SourceLocation
 
 Comparator = Literal["<=", ">=", "<", ">"]
 COMPARATORS: tuple[Comparator, ...] = ("<=", ">=", "<", ">")
+Course = Literal["composite", "this"]
+THIS_COURSE = "this course"  # the compact form's item
 LOWER_BOUNDS: tuple[Comparator, ...] = (">=", ">")
 DEFAULT_PRIORITY = 1
 
@@ -139,6 +143,10 @@ class GoalMapping(BaseModel):
         description="The dose the goal is stated in: physical (default), or EQD2 / BED by the linear-quadratic "
         "model with the structure's `alpha_beta`.",
     )
+    course: Course = Field(
+        default="composite",
+        description="With a prior course: `composite` (default) judges prior + this plan, `this` this plan alone.",
+    )
 
     @model_validator(mode="after")
     def _one_comparator(self) -> GoalMapping:
@@ -173,6 +181,7 @@ class Goal(BaseModel):
     variation: Threshold | None = None
     priority: int = Field(default=DEFAULT_PRIORITY, ge=1)
     quantity: DoseQuantity = Field(default="physical", description="physical, or the isoeffective EQD2 / BED.")
+    course: Course = Field(default="composite", description="With a prior course: the composite's, or this plan's alone.")
     text: str = Field(default="", description="The goal as written in the protocol.")
     # The prescription that relative thresholds and V95%-style metrics refer to; set by `Protocol`.
     reference_dose: Dose | None = None
@@ -276,7 +285,7 @@ class Goal(BaseModel):
     def _key(self) -> tuple[Any, ...]:
         return (
             self.structure, self.metric, self.comparator, self.threshold, self.variation, self.priority,
-            self.reference_dose, self.quantity,
+            self.reference_dose, self.quantity, self.course,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -289,6 +298,8 @@ class Goal(BaseModel):
     def __str__(self) -> str:
         unit = self.metric.unit
         extras = [self.quantity] if self.isoeffective else []
+        if self.course == "this":
+            extras.append(THIS_COURSE)
         if self.variation is not None:
             extras.append(f"variation {self.variation.text(unit)}")
         if self.priority != DEFAULT_PRIORITY:
@@ -329,7 +340,11 @@ def parse_compact(text: str) -> dict[str, Any]:
                 )
             continue
         name, _, value = item.strip().partition(" ")
-        if name in ISOEFFECTIVE and not value.strip():
+        if " ".join(item.split()) == THIS_COURSE:
+            if "course" in fields:
+                raise ValueError(f'goal "{text}": "{THIS_COURSE}" is given twice')
+            fields["course"] = "this"
+        elif name in ISOEFFECTIVE and not value.strip():
             if "quantity" in fields:
                 raise ValueError(f'goal "{text}": give one dose quantity (EQD2 or BED)')
             fields["quantity"] = name
@@ -343,7 +358,7 @@ def parse_compact(text: str) -> dict[str, Any]:
             raise ValueError(f'goal "{text}": {name} is given twice')
         else:
             hint = did_you_mean(name, ["variation", "priority", *ISOEFFECTIVE])
-            expected = ' (expected "variation X", "priority N", "EQD2" or "BED")'
+            expected = ' (expected "variation X", "priority N", "EQD2", "BED" or "this course")'
             raise ValueError(f'goal "{text}": unknown item "{name}" in parentheses{hint or expected}')
     return fields
 
@@ -357,6 +372,7 @@ def _fields_from_mapping(mapping: GoalMapping) -> dict[str, Any]:
         "threshold": parse_threshold(limit, metric),
         "priority": mapping.priority,
         "quantity": mapping.quantity,
+        "course": mapping.course,
     }
     if mapping.variation is not None:
         fields["variation"] = parse_threshold(mapping.variation, metric, "variation")

@@ -24,7 +24,7 @@ from pathlib import Path
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from specc.protocol.diagnostics import Diagnostic
-from specc.protocol.goals import COMPARATORS, LOWER_BOUNDS
+from specc.protocol.goals import COMPARATORS, LOWER_BOUNDS, THIS_COURSE
 from specc.protocol.isoeffect import ISOEFFECTIVE
 from specc.protocol.metrics import Metric
 from specc.protocol.yaml_source import compose, position_of
@@ -162,28 +162,32 @@ _COMPACT_HEAD = re.compile(r"^\s*(?P<metric>[^\s<>=]+)\s*(?P<cmp><=|>=|<|>)")
 _COMPACT_EXTRAS = re.compile(r"\((?P<extras>[^()]*)\)\s*$")
 
 
-def _goal_key(node: Node) -> tuple[str, bool, str] | None:
-    """(metric, is lower bound, dose quantity) of a goal node, or None when it cannot be read (validation
-    reports it): a template's "Max <= 45 Gy" and a protocol's "Max <= 50 Gy (EQD2)" are two goals."""
+def _goal_key(node: Node) -> tuple[str, bool, str, str] | None:
+    """(metric, is lower bound, dose quantity, course) of a goal node, or None when it cannot be read
+    (validation reports it): a template's "Max <= 45 Gy" and a protocol's "Max <= 50 Gy (EQD2)" (or
+    "Max <= 20 Gy (this course)") are two goals."""
     metric_text: str | None = None
     comparator: str | None = None
-    quantity = "physical"
+    quantity, course = "physical", "composite"
     if isinstance(node, ScalarNode) and (match := _COMPACT_HEAD.match(node.value)):
         metric_text, comparator = match["metric"], match["cmp"]
         extras = _COMPACT_EXTRAS.search(node.value)
         items = [item.strip() for item in extras["extras"].split(",")] if extras else []
         quantity = next((item for item in items if item in ISOEFFECTIVE), quantity)
+        course = "this" if any(" ".join(item.split()) == THIS_COURSE for item in items) else course
     elif isinstance(node, MappingNode):
         keys = {key.value: value for key, value in node.value}
         metric_node = keys.get("metric")
         metric_text = metric_node.value if isinstance(metric_node, ScalarNode) else None
         comparator = next((c for c in COMPARATORS if c in keys), None)
-        quantity_node = keys.get("quantity")
+        quantity_node, course_node = keys.get("quantity"), keys.get("course")
         if isinstance(quantity_node, ScalarNode):
             quantity = quantity_node.value
+        if isinstance(course_node, ScalarNode):
+            course = course_node.value
     if metric_text is None or comparator is None:
         return None
     try:
-        return str(Metric.parse(metric_text)), comparator in LOWER_BOUNDS, quantity
+        return str(Metric.parse(metric_text)), comparator in LOWER_BOUNDS, quantity, course
     except ValueError:
         return None
