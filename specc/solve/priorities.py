@@ -145,10 +145,11 @@ class LexicographicProblem:
         return cp.Problem(cp.Minimize(self.objectives[index]), [*self.program.problem.constraints, *kept])
 
     def solve_step(self, index: int, settings: SolverSettings) -> SolveResult:
-        """Step `index` solved; under the bounds again when its held steps' limits leave no point."""
+        """Step `index` solved; under the bounds again when its held steps' limits leave no point (or no
+        point the solver could reach: limits met only on a boundary, without an interior, can fail it)."""
         result = solve_program(self.program.with_problem(self.step_problem(index)), settings)
         held = {k for k in self.held if k < index}
-        if result.status != "infeasible" or not held:
+        if result.status not in ("infeasible", "solver_error") or not held:
             return result
         self.held -= held
         return solve_program(self.program.with_problem(self.step_problem(index)), settings)
