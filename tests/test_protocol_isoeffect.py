@@ -119,3 +119,19 @@ def test_a_goal_on_this_course_alone_is_written_in_both_forms_and_needs_a_prior_
     assert "p.yaml:13" in str(raised.value)
     with pytest.raises(ProtocolError, match='"this course" is given twice'):
         parse_protocol_text(_protocol('"Max <= 25 Gy (this course, this course)"', prior=prior), "p.yaml")
+
+
+def test_a_goal_on_this_course_in_percent_refers_to_this_courses_share_of_the_level() -> None:
+    """A 46 Gy prior and a 78 Gy composite level: "95% (this course)" is 95% of the 32 Gy this plan gives,
+    not of 78 Gy (judged on 32 Gy, it could never pass); the unit-slip check measures against 32 Gy too."""
+    text = "\n".join([
+        "specc: 1", "name: boost", "site: test", "version: 1.0.0", "structures:", "  PTV: {role: target}",
+        "prescription:", "  fractions: 16", "  levels: [{target: PTV, dose: 78 Gy}]",
+        "  prior: {description: pelvis, dose: 46 Gy, fractions: 23}", "goals:", "  PTV:",
+        '    - "D95% >= 95% (this course)"', '    - "V95%[%] >= 98 (this course)"', '    - "D95% >= 95%"', "",
+    ])
+    own, volume, composite = parse_protocol_text(text, "p.yaml").goals
+    assert own.threshold_value == pytest.approx(0.95 * 32) and volume.metric_dose_gy == pytest.approx(0.95 * 32)
+    assert composite.threshold_value == pytest.approx(0.95 * 78)
+    with pytest.raises(ProtocolError, match=r"4.38 times PTV's share of the dose level from this course \(32 Gy\)"):
+        parse_protocol_text(text.replace('"V95%[%] >= 98 (this course)"', '"Max <= 140 Gy (this course)"'), "p.yaml")

@@ -125,3 +125,20 @@ def test_a_template_with_a_prescription_is_checked_against_its_own_structures(tm
     assert diagnostics_of(write_base(tmp_path, text)) == [
         (55, "prescription.levels[0].target", '"Rectum" has role oar; a dose level needs a structure with role: target')
     ]
+
+
+def test_goals_are_matched_by_the_goal_grammar_whatever_their_form(tmp_path: Path) -> None:
+    """A mapping goal overrides the template's of the same metric, side and dose, whatever its priority; a
+    compact one in another quantity or on this course alone is another goal."""
+    (tmp_path / "base.yaml").write_text(
+        "template: true\nstructures:\n  Rectum: {role: oar, alpha_beta: 3 Gy}\ngoals:\n  Rectum:\n"
+        "    - {metric: D2cc, '<=': 76 Gy, priority: 2}\n    - 'Max <= 80 Gy'\n"
+    )
+    (tmp_path / "p.yaml").write_text(
+        "extends: base.yaml\nspecc: 1\nname: t\nsite: t\nversion: 1.0.0\nstructures:\n  PTV: {role: target}\n"
+        "prescription: {fractions: 39, levels: [{target: PTV, dose: 78 Gy}]}\ngoals:\n  Rectum:\n"
+        "    - {metric: D2cc, '<=': 75 Gy, priority: 3}\n    - 'Max <= 82 Gy (EQD2)'\n"
+    )
+    assert [goal.text for goal in load_protocol(tmp_path / "p.yaml").goals] == [
+        "D2cc <= 75 Gy (priority 3)", "Max <= 80 Gy", "Max <= 82 Gy (EQD2)",
+    ]

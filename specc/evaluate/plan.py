@@ -140,7 +140,7 @@ def _goal_record(
         raise EvaluationError(f"goal {goal.text!r} ({goal.source}): structure {goal.structure!r} has no mask")
     value: float | None
     # The dose "% of prescription" refers to, as the protocol resolved the goal's thresholds.
-    dvh, prescription = dvhs[dose_key(goal)], protocol.reference_dose(goal.structure)
+    dvh, prescription = dvhs[dose_key(goal)], protocol.reference_dose(goal.structure, goal.course)
     measured: MeasuredStatus
     if incomplete is not None:
         value, measured, note = None, "not_evaluated", f"{goal.structure}: {incomplete}"

@@ -73,7 +73,7 @@ def robustness_record(
     }
     goals = [
         _goal_record(goal, _judged_dvhs(goal, protocol, physical, moving, scenario_dose, masks, priors, displaced,
-                                        voxel_cc), protocol.reference_dose(goal.structure), converged,
+                                        voxel_cc), protocol.reference_dose(goal.structure, goal.course), converged,
                      goal.structure not in incomplete)
         for goal in protocol.goals
         if goal.structure in names and not goal.metric.is_index  # indices are of the planned dose only

@@ -93,12 +93,15 @@ def _plausible_doses(protocol: ProtocolDocument) -> Iterator[Issue]:
         level = protocol.prescription.level_for(goal.structure)
         if level is None or not goal.metric.is_dose or goal.threshold.relative or goal.isoeffective:
             continue
-        ratio = goal.threshold_value / (level.plan_dose_gy if goal.course == "this" else level.dose.gy)
+        own = goal.course == "this"
+        reference = level.plan_dose_gy if own else level.dose.gy
+        ratio = goal.threshold_value / reference
         if goal.threshold_value > 0 and not 1 / PLAUSIBLE_GOAL_TO_LEVEL <= ratio <= PLAUSIBLE_GOAL_TO_LEVEL:
             yield Issue(
                 ("goals", goal.structure, index),
                 f'"{goal.text}" is {f"{100 * ratio:.2g}% of" if ratio < 1 else f"{ratio:.3g} times"} '
-                f"{goal.structure}'s dose level ({format_number(level.dose.gy)} Gy): a dose in the wrong unit? "
+                f"{goal.structure}'s {'share of the dose level from this course' if own else 'dose level'} "
+                f"({format_number(reference)} Gy): a dose in the wrong unit? "
                 "(cGy written as Gy, or a dose per fraction; goals are totals over the course)",
             )
 
@@ -298,6 +301,8 @@ def _at_least(goal: Goal) -> tuple[str, float, float] | None:
     whole structure's; DC x% is D (100 - x)%."""
     metric = goal.metric
     if metric.quantity == "V":
+        if goal.threshold_value == 0:  # "at least nothing": always met, excludes nothing
+            return None
         return (metric.unit, goal.threshold_value, goal.metric_dose_gy or 0.0)
     rank = _hot_rank(metric) if metric.quantity in ("D", "DC", "Min") else None
     return None if rank is None else (rank[0], rank[1], goal.threshold_value)

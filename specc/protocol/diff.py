@@ -164,8 +164,8 @@ def _goals(old: Protocol | SiteTemplate, new: Protocol | SiteTemplate) -> list[C
 
 
 def _goal_item(goal: Any) -> str:
-    kinds = ([goal.quantity] if goal.isoeffective else []) + (["this course"] if goal.course == "this" else [])
-    return f"{goal.structure} {goal.metric} {goal.comparator}" + (f" ({', '.join(kinds)})" if kinds else "")
+    qualifiers = goal.qualifiers
+    return f"{goal.structure} {goal.metric} {goal.comparator}" + (f" ({', '.join(qualifiers)})" if qualifiers else "")
 
 
 def _terms(

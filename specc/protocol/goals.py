@@ -195,7 +195,7 @@ class Goal(BaseModel):
         if isinstance(data.entry, str):
             return {"structure": data.structure, **parse_compact(data.entry)}
         if isinstance(data.entry, dict):
-            return {"structure": data.structure, **_fields_from_mapping(GoalMapping.model_validate(data.entry))}
+            return {"structure": data.structure, **fields_from_mapping(GoalMapping.model_validate(data.entry))}
         raise ValueError(
             f'a goal is a string such as "D95% >= 78 Gy" or a mapping with `metric` and a comparator, '
             f"got {data.entry!r}"
@@ -257,6 +257,12 @@ class Goal(BaseModel):
         return self.quantity in ISOEFFECTIVE
 
     @property
+    def qualifiers(self) -> list[str]:
+        """What the parenthesis says of the dose a goal is on ("EQD2", "this course"), in its written order:
+        with the structure, metric and side, what tells two goals apart (templates, `specc diff`)."""
+        return ([self.quantity] if self.isoeffective else []) + ([THIS_COURSE] if self.course == "this" else [])
+
+    @property
     def value_unit(self) -> str:
         """The unit of the goal's measured value: the metric's, with the isoeffective quantity named."""
         unit = self.metric.unit
@@ -297,9 +303,7 @@ class Goal(BaseModel):
 
     def __str__(self) -> str:
         unit = self.metric.unit
-        extras = [self.quantity] if self.isoeffective else []
-        if self.course == "this":
-            extras.append(THIS_COURSE)
+        extras = list(self.qualifiers)
         if self.variation is not None:
             extras.append(f"variation {self.variation.text(unit)}")
         if self.priority != DEFAULT_PRIORITY:
@@ -363,7 +367,7 @@ def parse_compact(text: str) -> dict[str, Any]:
     return fields
 
 
-def _fields_from_mapping(mapping: GoalMapping) -> dict[str, Any]:
+def fields_from_mapping(mapping: GoalMapping) -> dict[str, Any]:
     metric = Metric.parse(mapping.metric)
     ((comparator, limit),) = mapping.limits()
     fields: dict[str, Any] = {

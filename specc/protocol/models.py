@@ -31,7 +31,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from specc.protocol.consistency import consistency_issues
 from specc.protocol.diagnostics import ProtocolConsistencyError
-from specc.protocol.goals import Goal, GoalEntry, GoalMapping
+from specc.protocol.goals import Course, Goal, GoalEntry, GoalMapping
 from specc.protocol.metrics import Metric
 from specc.protocol.structures import FUNCTIONS, StructureExpr, parse_expression
 from specc.protocol.units import Angle, Area, Dose, Length, format_number
@@ -180,14 +180,15 @@ class Prescription(_Strict):
     def level_for(self, structure: str) -> DoseLevel | None:
         return next((level for level in self.levels if level.target == structure), None)
 
-    def reference_dose(self, structure: str) -> Dose:
+    def reference_dose(self, structure: str, course: Course = "composite") -> Dose:
         """The dose that "% of prescription" means for `structure`.
 
         A target's own dose level; for any other structure the highest dose level, the
-        convention of "Bladder V100%" in site protocols.
+        convention of "Bladder V100%" in site protocols. For a goal on this course alone (`course`
+        "this"), the share of that level this plan gives (the level less the prior course's dose).
         """
-        level = self.level_for(structure)
-        return level.dose if level else max((level.dose for level in self.levels), key=lambda dose: dose.gy)
+        level = self.level_for(structure) or max(self.levels, key=lambda level: level.dose.gy)
+        return level.dose if course == "composite" else Dose(gy=level.plan_dose_gy)
 
 
 def _expression(value: Any) -> StructureExpr:
@@ -700,7 +701,7 @@ class ProtocolDocument(_Strict):
         if prescription is None:
             return goals
         return [
-            goal.model_copy(update={"reference_dose": prescription.reference_dose(goal.structure)})
+            goal.model_copy(update={"reference_dose": prescription.reference_dose(goal.structure, goal.course)})
             if goal.needs_reference and goal.reference_dose is None
             else goal
             for goal in goals
@@ -737,9 +738,9 @@ class Protocol(ProtocolDocument):
         level = self.prescription.level_for(structure)
         return level.dose if level else None
 
-    def reference_dose(self, structure: str) -> Dose:
+    def reference_dose(self, structure: str, course: Course = "composite") -> Dose:
         """The dose that "% of prescription" means for `structure` (see `Prescription.reference_dose`)."""
-        return self.prescription.reference_dose(structure)
+        return self.prescription.reference_dose(structure, course)
 
     def prior_courses_mismatch(self, several_courses: bool) -> str | None:
         """Why the prior dose given cannot be judged by this protocol's goals, or None: an EQD2 or BED goal

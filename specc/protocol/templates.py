@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import ValidationError
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from specc.protocol.diagnostics import Diagnostic
-from specc.protocol.goals import COMPARATORS, LOWER_BOUNDS, THIS_COURSE
-from specc.protocol.isoeffect import ISOEFFECTIVE
-from specc.protocol.metrics import Metric
+from specc.protocol.goals import COMPARATORS, LOWER_BOUNDS, GoalMapping, fields_from_mapping, parse_compact
 from specc.protocol.yaml_source import compose, position_of
 
 EXTENDS = "extends"
@@ -158,36 +156,23 @@ def _merge_goal_lists(base: SequenceNode, override: SequenceNode) -> SequenceNod
     return SequenceNode(override.tag, merged, override.start_mark, override.end_mark)
 
 
-_COMPACT_HEAD = re.compile(r"^\s*(?P<metric>[^\s<>=]+)\s*(?P<cmp><=|>=|<|>)")
-_COMPACT_EXTRAS = re.compile(r"\((?P<extras>[^()]*)\)\s*$")
+_IDENTITY_KEYS = frozenset({"metric", *COMPARATORS, "quantity", "course"})
 
 
 def _goal_key(node: Node) -> tuple[str, bool, str, str] | None:
-    """(metric, is lower bound, dose quantity, course) of a goal node, or None when it cannot be read
-    (validation reports it): a template's "Max <= 45 Gy" and a protocol's "Max <= 50 Gy (EQD2)" (or
-    "Max <= 20 Gy (this course)") are two goals."""
-    metric_text: str | None = None
-    comparator: str | None = None
-    quantity, course = "physical", "composite"
-    if isinstance(node, ScalarNode) and (match := _COMPACT_HEAD.match(node.value)):
-        metric_text, comparator = match["metric"], match["cmp"]
-        extras = _COMPACT_EXTRAS.search(node.value)
-        items = [item.strip() for item in extras["extras"].split(",")] if extras else []
-        quantity = next((item for item in items if item in ISOEFFECTIVE), quantity)
-        course = "this" if any(" ".join(item.split()) == THIS_COURSE for item in items) else course
-    elif isinstance(node, MappingNode):
-        keys = {key.value: value for key, value in node.value}
-        metric_node = keys.get("metric")
-        metric_text = metric_node.value if isinstance(metric_node, ScalarNode) else None
-        comparator = next((c for c in COMPARATORS if c in keys), None)
-        quantity_node, course_node = keys.get("quantity"), keys.get("course")
-        if isinstance(quantity_node, ScalarNode):
-            quantity = quantity_node.value
-        if isinstance(course_node, ScalarNode):
-            course = course_node.value
-    if metric_text is None or comparator is None:
-        return None
+    """(metric, is lower bound, dose quantity, course) of a goal node, read by the goal grammar itself, or
+    None when it cannot be read (validation reports it): a template's "Max <= 45 Gy" and a protocol's
+    "Max <= 50 Gy (EQD2)" (or "Max <= 20 Gy (this course)") are two goals."""
     try:
-        return str(Metric.parse(metric_text)), comparator in LOWER_BOUNDS, quantity, course
-    except ValueError:
+        if isinstance(node, ScalarNode):
+            fields = parse_compact(node.value)
+        elif isinstance(node, MappingNode) and all(isinstance(value, ScalarNode) for _, value in node.value):
+            # what identifies it (a priority's or variation's YAML type does not; unread, they cannot fail it)
+            written = {key.value: value.value for key, value in node.value if key.value in _IDENTITY_KEYS}
+            fields = fields_from_mapping(GoalMapping.model_validate(written))
+        else:
+            return None
+    except (ValueError, ValidationError):
         return None
+    return (str(fields["metric"]), fields["comparator"] in LOWER_BOUNDS, fields.get("quantity", "physical"),
+            fields.get("course", "composite"))

@@ -30,8 +30,9 @@ is never tighter than the relative one.
 
 A step that reached 0 (every goal it penalizes met) is kept by its terms' own limits instead
 (`BuiltTerm.met`: a soft DVH limit's CVaR at most its dose, an overdose penalty's voxels at
-most its level), exactly what `f_k <= 0` means, written as linear constraints rather than a
-bound on a sum of squares, a second-order cone per dose entry. Measured on a goals-only
+most its level), exactly what `f_k <= 0` means, written as the limits themselves (linear for
+dose and CVaR limits; a mean EQD2's is its quadratic) rather than a bound on a sum of squares, a
+second-order cone per dose entry. Measured on a goals-only
 head-and-neck at 5 mm (two priority-1 goals with an acceptable variation, both met): the
 coverage step after them took CLARABEL 188 s under the bound and 91 s under the limits, its
 objective 0.6871 against 0.6876 (the bound's 1e-6 lets the limits slip by 1e-4 Gy per

@@ -94,8 +94,8 @@ class BuiltTerm:
     `met`: for a penalty, constraints that hold exactly where it is zero (a soft limit's limit;
     every voxel at or below the level of an overdose penalty), empty where there are none (a
     smoothness penalty is zero only without fluence). A priority step whose penalties all reached
-    zero is kept so in the steps after it, as linear limits instead of a bound on a sum of squares
-    (`specc.solve.priorities`)."""
+    zero is kept so in the steps after it, by these limits (linear for dose and CVaR limits) instead of
+    a bound on a sum of squares (`specc.solve.priorities`)."""
 
     objective: cp.Expression | None = None
     constraints: list[cp.Constraint] = field(default_factory=list)
