@@ -395,3 +395,13 @@ def test_a_warm_re_solve_keeps_the_multipliers_and_restarts_the_penalty() -> Non
     _, again = solver._last
     assert warm.status == "optimal" and again.initial_penalty == first.initial_penalty
     assert again.outer_iterations > 0 and again.rounds[0]["penalty"] == first.initial_penalty
+
+
+def test_a_program_whose_best_fluence_is_none_is_solved_not_crashed() -> None:
+    """Only an overdose penalty: nothing pulls any beamlet up, so the working set frees none, and scipy's
+    L-BFGS-B answers without an iteration count (every variable fixed by its bounds). A composite whose
+    prior dose already does the work ends so (a re-irradiation's audit gave an AttributeError)."""
+    _, program = _compile("\n    - {kind: quadratic_overdose, structure: Core, dose: 10 Gy, weight: 10}\n")
+    result = solve_program(program, choose_solver(FIRST_ORDER_SOLVER))
+    assert result.status == "optimal" and result.solver == FIRST_ORDER_SOLVER, result.message
+    assert float(np.max(result.fluence)) == 0.0

@@ -290,8 +290,10 @@ class _Rounds:
             options={"maxiter": remaining, "maxfun": 4 * remaining, "ftol": self.tolerances.ftol,
                      "gtol": self.gtol, "maxcor": self.history},
         )
-        self.iterations += int(result.nit)
-        self.nonzero_iterations += int(result.nit) * self.nonzeros
+        if "nit" not in result:  # scipy's answer when every variable is fixed by its bounds (a working set
+            result.nit, result.status = 0, 0  # of no free beamlet: the best fluence is none); converged there
+        self.iterations += result.nit
+        self.nonzero_iterations += result.nit * self.nonzeros
         self.evaluations += int(result.nfev)
         return result, reason
 
