@@ -252,7 +252,7 @@ def _with_prior(protocol: Protocol, read: _Read, prior_dose: Sequence[str | Path
         return read
     with stages.stage("read prior dose"):
         case = with_prior_dose(read.case, prior_dose)
-    mismatch = protocol.prior_courses_mismatch(case.prior_dose.several_courses)
+    mismatch = protocol.prior_courses_mismatch(case.prior_dose.several_courses, case.prior_dose.stated_fractions)
     if mismatch is not None:
         raise CaseError(f"{protocol.source.path}: {mismatch}")
     dose = np.where(read.known, read.dose + case.prior_dose.total_gy, read.dose)

@@ -72,8 +72,10 @@ def read_prior_dose(paths: Sequence[str | Path], case: Case) -> PriorDose:
         if not dose.has_grid(case.grid):
             notes.append(f"{path.name}: interpolated (trilinear) from its own grid onto the case grid")
         total += values
-        several = dose.summation == _WITH_ITS_PRIOR
-        sources.append(PriorSource(str(path), dose.sha256, dose.format, float(values.max()), several))
+        several = dose.summation == _WITH_ITS_PRIOR or dose.summation.startswith("MULTI_PLAN")
+        stated = dose.attributes.get("fractions")
+        fractions = int(stated) if stated is not None else dose.fractions_scaled
+        sources.append(PriorSource(str(path), dose.sha256, dose.format, float(values.max()), several, fractions))
     return PriorDose(total_gy=total, sources=tuple(sources), notes=tuple(notes))
 
 
@@ -92,7 +94,7 @@ def _read(path: Path) -> ExternalDose:
             dose_type="PHYSICAL",
             summation="PLAN" if result.prior_dose_gy is None else _WITH_ITS_PRIOR,
             fractions_scaled=None,
-            attributes={"FrameOfReferenceUID": frame} if frame else {},
+            attributes={"fractions": str(result.fractions), **({"FrameOfReferenceUID": frame} if frame else {})},
             referenced_plan_uid=None,
         )
     if path.suffix.lower() == ".mat":  # a matRad plan: one fraction, times the workspace's own fractions

@@ -63,6 +63,14 @@ def prior_field(case) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
+def short_prior(tmp_path_factory) -> Path:
+    """The same prior dose delivered in 4 fractions (5 Gy each over the target): EQD2 goals' prior course."""
+    folder = tmp_path_factory.mktemp("short")
+    case = synthetic_case()
+    return write_result(folder / "short.h5", case, np.zeros(case.n_beamlets), prior_field(case), 4)
+
+
+@pytest.fixture(scope="module")
 def prior_file(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("prior")
     case = synthetic_case()
@@ -270,14 +278,14 @@ def test_robust_optimization_of_a_composite_moves_this_plans_dose_not_the_prior_
     assert "stays with the anatomy" in fast.record.robustness.model
 
 
-def test_an_eqd2_goal_on_a_composite_sums_each_courses_eqd2_from_its_own_fractions(prior_file, tmp_path):
+def test_an_eqd2_goal_on_a_composite_sums_each_courses_eqd2_from_its_own_fractions(short_prior, tmp_path):
     """The prior 20 Gy came in 4 fractions (5 Gy each), this plan's 40 Gy in 20: the cumulative EQD2 adds
     each course's, not the EQD2 of the summed dose in this plan's fractions."""
     text = protocol_text(prior="{description: initial course, dose: 20 Gy, fractions: 4}").replace(
         "  Organ: {role: oar}", "  Organ: {role: oar, alpha_beta: 2 Gy}").replace(
         "  Organ: ['Mean <= 40 Gy', 'Max <= 70 Gy']", "  Organ: ['Mean <= 40 Gy', 'Max <= 70 Gy', 'Max <= 70 Gy (EQD2)']")
     case = synthetic_case()
-    record = plan(composite(text), case, tmp_path / "plan", prior_dose=[prior_file]).record
+    record = plan(composite(text), case, tmp_path / "plan", prior_dose=[short_prior]).record
     result = read_result(tmp_path / "plan" / "result.h5")
     organ = case.structures["Organ"].mask
     own, prior = result.dose_gy[organ].astype(np.float64), result.prior_dose_gy[organ].astype(np.float64)
@@ -290,7 +298,7 @@ def test_an_eqd2_goal_on_a_composite_sums_each_courses_eqd2_from_its_own_fractio
     assert "Gy EQD2" in html and "the prior course&#39;s in 4, each converted from its own dose per fraction" in html
 
 
-def test_eqd2_goals_take_one_earlier_course_whose_fractions_the_protocol_states(prior_file, tmp_path):
+def test_eqd2_goals_take_one_earlier_course_whose_fractions_the_protocol_states(short_prior, prior_file, tmp_path):
     """Two prior files (or a composite's result.h5) may be courses of other fractions than `prior.fractions`:
     their summed dose converted in one course's fractions would be wrong (30 Gy / 10 then 20 Gy / 5 to a cord:
     67.5 Gy EQD2, but 87.5 Gy read as 50 Gy in 10 fractions), so such a plan or check is refused."""
@@ -299,21 +307,27 @@ def test_eqd2_goals_take_one_earlier_course_whose_fractions_the_protocol_states(
         "  Organ: ['Mean <= 40 Gy', 'Max <= 70 Gy']", "  Organ: ['Mean <= 40 Gy', 'Max <= 70 Gy (EQD2)']")
     case = synthetic_case()
     with pytest.raises(SpeccError, match="the prior dose given holds several courses"):
-        plan(composite(text), case, tmp_path / "two", prior_dose=[prior_file, prior_file])
-    assert plan(composite(text), case, tmp_path / "one", prior_dose=[prior_file]).succeeded
+        plan(composite(text), case, tmp_path / "two", prior_dose=[short_prior, short_prior])
+    assert plan(composite(text), case, tmp_path / "one", prior_dose=[short_prior]).succeeded
     with pytest.raises(SpeccError, match="the prior dose given holds several courses"):  # a composite's result.h5
         plan(composite(text), case, tmp_path / "third", prior_dose=[tmp_path / "one" / "result.h5"])
+    with pytest.raises(SpeccError, match="`prescription.prior.fractions` is 4, but the prior dose file says its course had 20"):
+        plan(composite(text), case, tmp_path / "other", prior_dose=[prior_file])  # 20 Gy in 20 fractions
+    summed = write_rtdose_file(tmp_path / "RD-multi.dcm", prior_field(case), case.grid.origin_mm, case.grid.spacing_mm,
+                               summation="MULTI_PLAN")
+    with pytest.raises(SpeccError, match="the prior dose given holds several courses"):  # a sum of plans
+        plan(composite(text), case, tmp_path / "multi", prior_dose=[summed])
     physical = text.replace("'Max <= 70 Gy (EQD2)'", "'Max <= 70 Gy'")
-    assert plan(composite(physical), case, tmp_path / "physical", prior_dose=[prior_file, prior_file]).succeeded
+    assert plan(composite(physical), case, tmp_path / "physical", prior_dose=[short_prior, short_prior]).succeeded
     case.save(tmp_path / "case.h5")
     from specc.export.rtdose import write_rtdose
 
     rd = write_rtdose(read_result(tmp_path / "one" / "result.h5"), tmp_path / "RD.dcm")
     with pytest.raises(SpeccError, match="the prior dose given holds several courses"):
-        specc.check_dose(composite(text), tmp_path / "case.h5", rd, tmp_path / "check", prior_dose=[prior_file] * 2)
+        specc.check_dose(composite(text), tmp_path / "case.h5", rd, tmp_path / "check", prior_dose=[short_prior] * 2)
 
 
-def test_a_goal_on_this_course_alone_is_judged_on_this_plans_dose(prior_file, tmp_path):
+def test_a_goal_on_this_course_alone_is_judged_on_this_plans_dose(short_prior, tmp_path):
     """A re-irradiation states both: the cumulative EQD2 and this course's own (Sahgal's spine limits: the
     thecal sac at most 70 Gy EQD2 cumulative and 25 Gy for the SBRT course alone). "this course" judges the
     plan's own dose, physical or converted from its own fractions, in the plan and under setup errors."""
@@ -323,7 +337,7 @@ def test_a_goal_on_this_course_alone_is_judged_on_this_plans_dose(prior_file, tm
         "  Organ: ['Mean <= 40 Gy', 'Max <= 70 Gy']",
         "  Organ: ['Max <= 70 Gy', 'Max <= 70 Gy (this course)', 'Max <= 90 Gy (EQD2)', 'Max <= 70 Gy (EQD2, this course)']")
     case = synthetic_case()
-    record = plan(composite(text), case, tmp_path / "plan", prior_dose=[prior_file]).record
+    record = plan(composite(text), case, tmp_path / "plan", prior_dose=[short_prior]).record
     result = read_result(tmp_path / "plan" / "result.h5")
     organ = case.structures["Organ"].mask
     own, prior = result.dose_gy[organ].astype(np.float64), result.prior_dose_gy[organ].astype(np.float64)
@@ -334,9 +348,22 @@ def test_a_goal_on_this_course_alone_is_judged_on_this_plans_dose(prior_file, tm
     assert values["Max <= 70 Gy (EQD2, this course)"] == pytest.approx(float(own_eqd2.max()), rel=1e-5)
     assert values["Max <= 90 Gy (EQD2)"] > values["Max <= 70 Gy (EQD2, this course)"] + 1.0
     assert [goal.course for goal in record.goals if goal.structure == "Organ"] == ["composite", "this", "composite", "this"]
+    import csv
+
+    from specc.export.dvh_tables import write_record_tables
+
+    write_record_tables(record, tmp_path / "tables")
+    with (tmp_path / "tables" / "goals.csv").open(newline="") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["structure"] == "Organ"]
+    assert [(row["quantity"], row["course"], row["unit"]) for row in rows] == [
+        ("physical", "composite", "Gy"), ("physical", "this", "Gy"), ("EQD2", "composite", "Gy EQD2"),
+        ("EQD2", "this", "Gy EQD2"),
+    ]
+    html = (tmp_path / "plan" / "report.html").read_text()
+    assert 'but those marked "this course"' in html and "have no marker here" in html
     robust = {goal.text: goal for goal in record.robustness.goals}
     assert robust["Max <= 70 Gy (this course)"].nominal == pytest.approx(values["Max <= 70 Gy (this course)"])
     assert robust["Max <= 70 Gy (this course)"].worst < robust["Max <= 70 Gy"].worst
     goals_only = composite(text.split("optimization:")[0] + "robustness: {setup_error: 3 mm, structures: [Organ]}\n")
     with pytest.raises(SpeccError, match="is on this course alone, and the terms see the composite"):
-        plan(goals_only, case, tmp_path / "derived", prior_dose=[prior_file])
+        plan(goals_only, case, tmp_path / "derived", prior_dose=[short_prior])

@@ -21,7 +21,8 @@ class PriorSource:
     sha256: str
     format: str  # "specc result.h5", "DICOM RT Dose"
     max_gy: float  # its largest dose on the case grid
-    several_courses: bool = False  # a composite plan's result.h5: its own course and the ones before it
+    several_courses: bool = False  # a composite plan's result.h5 or a MULTI_PLAN sum: more than one course
+    fractions: int | None = None  # the fractions the file says its course had (result.h5, matRad), if it says
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,6 +38,11 @@ class PriorDose:
         """Whether the dose is of more than one course (several files, or a composite's result.h5): courses of
         other fractionations, which an EQD2 or BED goal would have to convert one by one."""
         return len(self.sources) > 1 or any(source.several_courses for source in self.sources)
+
+    @property
+    def stated_fractions(self) -> list[int]:
+        """The fractions its files say their courses had (those that say)."""
+        return sorted({source.fractions for source in self.sources if source.fractions is not None})
 
     def on_rows(self, voxel_indices: np.ndarray) -> np.ndarray:
         """The prior dose at the given flat grid indices (an influence matrix's rows), Gy in all."""

@@ -107,7 +107,9 @@ def check(
     if not quiet:
         for note in record.notes:
             console.print(Text("note: ", style="yellow") + Text(note))
-        title = "Clinical goals (external dose" + (" on the composite with the prior course)" if record.prior_dose else ")")
+        title = "Clinical goals (external dose" + (
+            " on the composite with the prior course, but goals marked this course)" if record.prior_dose else ")"
+        )
         table = Table("structure", "goal", "value", "status", title=title)
         for goal in record.goals:
             table.add_row(goal.structure, goal_text(goal), goal_value(goal), status_text(goal.status))

@@ -316,8 +316,9 @@ def compile_protocol(
 
 def _check_prior(protocol: Protocol, case: Case) -> None:
     """A composite needs its prior dose, and only a composite takes one (before any row is selected)."""
-    mismatch = protocol.prescription.prior_mismatch(case.prior_dose is not None) or protocol.prior_courses_mismatch(
-        case.prior_dose is not None and case.prior_dose.several_courses
+    prior = case.prior_dose
+    mismatch = protocol.prescription.prior_mismatch(prior is not None) or (
+        protocol.prior_courses_mismatch(prior.several_courses, prior.stated_fractions) if prior is not None else None
     )
     if mismatch is not None:
         raise CompileError(f"{protocol.source.path}: {mismatch}")

@@ -440,6 +440,7 @@ def _prior_record(protocol: Protocol, case: Case) -> PriorDoseRecord | None:
     return PriorDoseRecord(
         description=declared.description,
         prescribed_gy=declared.dose.gy,
+        fractions=declared.fractions,
         files=[PriorFileRecord(file=s.file, sha256=s.sha256, format=s.format, max_gy=s.max_gy) for s in prior.sources],
         max_gy=float(np.max(prior.total_gy)),
         notes=list(prior.notes),

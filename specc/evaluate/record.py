@@ -267,6 +267,7 @@ class PriorDoseRecord(_Record):
 
     description: str  # the protocol's `prescription.prior.description`
     prescribed_gy: float  # the prior course's prescription to the targets, as the protocol states it
+    fractions: int | None = None  # the prior course's fractions, as the protocol states them (EQD2 / BED goals)
     files: list[PriorFileRecord]  # summed, physical dose, on the case grid
     max_gy: float  # the prior dose's largest value on the case grid
     notes: list[str] = []  # how it was read (interpolation, voxels beyond its grid)

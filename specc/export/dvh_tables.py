@@ -31,8 +31,8 @@ if TYPE_CHECKING:
 CURVE_POINTS = 200
 DVH_COLUMNS = ("structure", "dose_gy", "volume_percent", "volume_cc", "plan_status")
 NOT_CONVERGED = "NOT CONVERGED"
-GOAL_COLUMNS = ("structure", "goal", "metric", "comparator", "threshold", "variation", "unit", "priority",
-                "value", "status", "source")
+GOAL_COLUMNS = ("structure", "goal", "metric", "comparator", "threshold", "variation", "unit", "quantity", "course",
+                "priority", "value", "status", "source")
 
 
 def write_dvh_tables(result: PlanResult, out_dir: str | Path, case: Case | None = None) -> list[Path]:
@@ -118,6 +118,7 @@ def _curves_from_case(result: PlanResult, case: Case) -> list[StructureDose]:
 def _goal_row(goal: GoalRecord) -> dict[str, object]:
     return {
         "structure": goal.structure, "goal": goal.text, "metric": goal.metric, "comparator": goal.comparator,
-        "threshold": goal.threshold, "variation": goal.variation, "unit": goal.unit, "priority": goal.priority,
+        "threshold": goal.threshold, "variation": goal.variation, "unit": goal.unit, "quantity": goal.quantity,
+        "course": goal.course, "priority": goal.priority,
         "value": goal.value, "status": goal.status, "source": goal.source,
     }

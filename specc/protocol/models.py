@@ -742,17 +742,28 @@ class Protocol(ProtocolDocument):
         """The dose that "% of prescription" means for `structure` (see `Prescription.reference_dose`)."""
         return self.prescription.reference_dose(structure, course)
 
-    def prior_courses_mismatch(self, several_courses: bool) -> str | None:
+    def prior_courses_mismatch(self, several_courses: bool, stated_fractions: Sequence[int] = ()) -> str | None:
         """Why the prior dose given cannot be judged by this protocol's goals, or None: an EQD2 or BED goal
         converts the prior dose in `prescription.prior.fractions`, one course's; the earlier courses of a
-        prior dose of several (files, or a composite plan's result.h5) may have had other fractions."""
-        if not several_courses or not any(goal.isoeffective for goal in self.goals):
+        prior dose of several (files, a composite plan's result.h5, a MULTI_PLAN sum) may have had other
+        fractions, and a file that states its course's fractions must agree."""
+        prior = self.prescription.prior
+        if prior is None or not any(goal.isoeffective for goal in self.goals):
             return None
-        return (
-            "goals in EQD2 or BED convert the prior dose from `prescription.prior.fractions`, one course's, but the "
-            "prior dose given holds several courses (several files, or a composite plan's result.h5), which may have "
-            "had other fractions: give one earlier course's dose, or state those goals in physical dose"
-        )
+        if several_courses:
+            return (
+                "goals in EQD2 or BED convert the prior dose from `prescription.prior.fractions`, one course's, but "
+                "the prior dose given holds several courses (several files, a composite plan's result.h5 or a "
+                "MULTI_PLAN sum), which may have had other fractions: give one earlier course's dose, or state those "
+                "goals in physical dose"
+            )
+        other = [count for count in stated_fractions if count != prior.fractions]
+        if other:
+            return (
+                f"`prescription.prior.fractions` is {prior.fractions}, but the prior dose file says its course had "
+                f"{other[0]}: goals in EQD2 or BED convert the prior dose from its own fractions, so the two must agree"
+            )
+        return None
 
     def robust_structures(self) -> list[str]:
         """The structures of the robustness section: those listed, else the prescription targets (none without one)."""
