@@ -147,3 +147,14 @@ def test_world_axes_of_a_ct_without_axes_are_matrads_for_a_non_square_cube():
     np.testing.assert_allclose(y, -12.0 + 3.0 * np.arange(8))
     np.testing.assert_allclose(z, -12.0 + 4.0 * np.arange(6))
     assert notes and "matRad_getWorldAxes" in notes[0]
+
+
+def test_a_fraction_of_a_fraction_is_refused_by_every_matrad_reader(tmp_path):
+    """pln.numOfFractions 2.5 was read as 2 by the case import and the dose check, and refused by the
+    objectives translation: one rule now (stated_fractions) for all of them."""
+    from specc.case.importers.matrad import plan_fractions
+
+    with pytest.raises(CaseError, match=r"pln.numOfFractions must be a positive integer, got \[2.5\]"):
+        plan_fractions({"pln": {"numOfFractions": 2.5}}, {}, "ws.mat")
+    assert plan_fractions({"pln": {}}, {"numOfFractions": 30.0}, "ws.mat") == 30
+    assert plan_fractions({}, {}, "ws.mat") is None

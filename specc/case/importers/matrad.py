@@ -100,7 +100,7 @@ def import_matrad(
     influence = influence_rows[order[voxel_indices]].astype(np.float32)
 
     beams, beamlets = _beams(workspace, dij, influence.shape[1], source, notes)
-    fractions = plan_fractions(workspace, dij)
+    fractions = plan_fractions(workspace, dij, source)
     if fractions:
         notes.append(f"matRad plan has {fractions} fractions (the protocol's prescription decides in specc)")
     notes.append("dij.physicalDose{1} read as Gy per unit bixel weight per fraction, as matRad uses it")
@@ -434,11 +434,24 @@ def _beams_from_stf(stf: list[dict], dij: dict, n_columns: int, source: str) -> 
     return beams, beamlets
 
 
-def plan_fractions(workspace: dict, dij: dict) -> int | None:
-    for holder in (workspace.get("pln"), dij):
-        if isinstance(holder, dict) and "numOfFractions" in holder:
-            return int(np.asarray(holder["numOfFractions"]).ravel()[0])
+def plan_fractions(workspace: dict, dij: dict, source: str) -> int | None:
+    """The workspace's fractions: pln.numOfFractions, else dij.numOfFractions, else None."""
+    for owner, holder in (("pln", workspace.get("pln")), ("dij", dij)):
+        stated = stated_fractions(holder, owner, source)
+        if stated is not None:
+            return stated
     return None
+
+
+def stated_fractions(holder: Any, owner: str, source: str, error: type[SpeccError] = CaseError) -> int | None:
+    """`owner`.numOfFractions as a whole number of fractions (None when `holder` states none); a fraction of a
+    fraction, or none at all, is an error rather than a number read some other way."""
+    if not isinstance(holder, dict) or "numOfFractions" not in holder:
+        return None
+    value = np.asarray(holder["numOfFractions"], dtype=np.float64).ravel()
+    if value.size != 1 or not value[0] >= 1 or value[0] != round(value[0]):
+        raise error(f"{source}: {owner}.numOfFractions must be a positive integer, got {value.tolist()}")
+    return int(value[0])
 
 
 # --- small readers -----------------------------------------------------------------------------

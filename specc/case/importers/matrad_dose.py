@@ -109,7 +109,7 @@ def _result_dose(workspace: dict[str, Any], path: Path, fractions: int | None) -
         )
     if not np.isfinite(cube).all() or cube.min() < 0:
         raise CaseError(f"{path}: resultGUI.{DOSE_FIELD} has negative or non-finite values")
-    stated = plan_fractions(workspace, dij if isinstance(dij, dict) else {})
+    stated = plan_fractions(workspace, dij if isinstance(dij, dict) else {}, str(path))
     if fractions is None:
         if stated is None:
             raise CaseError(

@@ -29,7 +29,7 @@ import numpy as np
 import yaml
 
 from specc.case.importers.mat_file import load_mat
-from specc.case.importers.matrad import cst_names, visible_color
+from specc.case.importers.matrad import cst_names, stated_fractions, visible_color
 from specc.case.importers.matrad_cst_functions import CstFunction, ObjectivesError, cst_functions
 from specc.case.importers.matrad_objective_kinds import NOTES, OBJECTIVE_PRIORITY, Untranslatable, translate
 from specc.protocol import ProtocolError, parse_protocol_text
@@ -245,17 +245,14 @@ def _fractions(pln: dict, given: int | None, source: str) -> tuple[int, str]:
     that neither matRad's objectives nor its plan are."""
     if given is not None and given < 1:
         raise ObjectivesError(f"the number of fractions must be at least 1, got {given}")
-    if "numOfFractions" not in pln:
+    stated = stated_fractions(pln, "pln", source, ObjectivesError)
+    if stated is None:
         if given is None:
             raise ObjectivesError(
                 f"{source}: no pln.numOfFractions, and matRad's doses are totals over the course: give the number "
                 "of fractions (--fractions N)"
             )
         return given, "given"
-    value = np.asarray(pln["numOfFractions"], dtype=np.float64).ravel()
-    if value.size != 1 or not value[0] >= 1 or value[0] != round(value[0]):
-        raise ObjectivesError(f"{source}: pln.numOfFractions must be a positive integer, got {value.tolist()}")
-    stated = int(value[0])
     if given is not None and given != stated:
         raise ObjectivesError(
             f"{source}: --fractions {given}, but pln.numOfFractions is {stated}: matRad divided these objectives' "
