@@ -18,7 +18,7 @@ import numpy as np
 from specc.case.shifts import Displacement, DisplacedVoxels, blurred_dose, outside_note
 from specc.evaluate.dvh import DVH, DVH_CURVE_POINTS, UndefinedMetric
 from specc.evaluate.goals import MeasuredStatus, judge, reported_status
-from specc.evaluate.isoeffective import judged_dose
+from specc.evaluate.isoeffective import dose_key, judged_dose
 from specc.evaluate.metrics import measure
 from specc.evaluate.record import DVHBand, RobustGoalRecord, RobustnessRecord
 
@@ -71,9 +71,11 @@ def robustness_record(
         ]
         for name in names
     }
+    converted: dict[tuple[str, str], list[DVH]] = {}  # by `dose_key`: one structure's EQD2 DVHs for all its goals
     goals = [
-        _goal_record(goal, _judged_dvhs(goal, protocol, physical, moving, scenario_dose, masks, priors, displaced,
-                                        voxel_cc), protocol.reference_dose(goal.structure, goal.course), converged,
+        _goal_record(goal, _judged_dvhs(goal, protocol, physical, converted, moving, scenario_dose, masks, priors,
+                                        displaced, voxel_cc), protocol.reference_dose(goal.structure, goal.course),
+                     converged,
                      goal.structure not in incomplete)
         for goal in protocol.goals
         if goal.structure in names and not goal.metric.is_index  # indices are of the planned dose only
@@ -96,9 +98,9 @@ def _or_zero(prior_gy: np.ndarray | None) -> np.ndarray | float:
 
 
 def _judged_dvhs(
-    goal: Goal, protocol: Protocol, physical: Mapping[str, list[DVH]], moving: np.ndarray, scenario_dose: np.ndarray,
-    masks: Mapping[str, np.ndarray], priors: Mapping[str, np.ndarray | None],
-    displaced: Mapping[str, list[DisplacedVoxels]], voxel_cc: float,
+    goal: Goal, protocol: Protocol, physical: Mapping[str, list[DVH]], converted: dict[tuple[str, str], list[DVH]],
+    moving: np.ndarray, scenario_dose: np.ndarray, masks: Mapping[str, np.ndarray],
+    priors: Mapping[str, np.ndarray | None], displaced: Mapping[str, list[DisplacedVoxels]], voxel_cc: float,
 ) -> list[DVH]:
     """A goal's DVHs, nominal first: the structure's physical ones, or those of its EQD2 / BED, where each
     course is converted apart (this plan's dose displaced, the prior course's where it was delivered), or
@@ -106,9 +108,11 @@ def _judged_dvhs(
     name = goal.structure
     if not goal.isoeffective and goal.course == "composite":
         return physical[name]
-    prior = priors[name]
-    owns = [moving[masks[name]], *(moved.dose(scenario_dose) for moved in displaced[name])]
-    return [DVH.from_dose(judged_dose(goal, protocol, own, prior), voxel_cc) for own in owns]
+    key = dose_key(goal)
+    if key not in converted:
+        owns = [moving[masks[name]], *(moved.dose(scenario_dose) for moved in displaced[name])]
+        converted[key] = [DVH.from_dose(judged_dose(goal, protocol, own, priors[name]), voxel_cc) for own in owns]
+    return converted[key]
 
 
 def _rotation_centre(
