@@ -528,3 +528,20 @@ def test_cli_writes_the_protocol_and_lists_what_it_left_out(tmp_path):
     assert "--fractions 25, but pln.numOfFractions is 30" in " ".join(refused.output.split())
     misplaced = runner.invoke(app, ["import", "matrad", str(path), "-o", str(tmp_path / "c.h5"), "--fractions", "5"])
     assert misplaced.exit_code == 1 and "--fractions is for matrad-objectives only" in " ".join(misplaced.output.split())
+
+
+def test_cst_voxels_are_read_as_the_case_import_reads_them(tmp_path):
+    """A 4D-CT workspace (two scenarios in cst{i,4}) was translated on its first scenario although the case
+    import refuses it, and non-integer indices were truncated: both are now the case import's errors."""
+    workspace = matrad_workspace(objectives="current")
+    voxels = workspace["cst"][1, 3]
+    scenario = voxels.ravel()[0] if isinstance(voxels, np.ndarray) and voxels.dtype == object else voxels
+    four_d = np.empty((1, 2), dtype=object)
+    four_d[0, 0], four_d[0, 1] = scenario, scenario
+    workspace["cst"][1, 3] = four_d
+    with pytest.raises(ObjectivesError, match="has 2 CT scenarios; specc imports one"):
+        convert_matrad_objectives(_save(tmp_path, workspace))
+    halves = matrad_workspace(objectives="current")
+    halves["cst"][1, 3] = np.asarray(scenario, dtype=np.float64) + 0.5
+    with pytest.raises(ObjectivesError, match="voxel indices that are not whole numbers from 1"):
+        convert_matrad_objectives(_save(tmp_path, halves))

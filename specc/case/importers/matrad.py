@@ -296,18 +296,31 @@ def _as_written(cst: np.ndarray, row: int) -> str:
 def cst_voxels(cst: Any, row: int, name: str, n_ct: int, source: str) -> np.ndarray:
     """The 0-based CT voxel indices (matRad's order) of cst row `row`, checked: one CT scenario, not
     empty, inside the cube."""
-    voxels = cst[row, 3]
-    scenarios = list(voxels.ravel()) if isinstance(voxels, np.ndarray) and voxels.dtype == object else [voxels]
-    if len(scenarios) != 1:
-        raise CaseError(f"{source}: structure '{name}' has {len(scenarios)} CT scenarios; specc imports one")
-    indices = np.asarray(scenarios[0], dtype=np.float64).ravel()
+    indices = cst_row_indices(cst, row, name, source)
     if indices.size == 0:
         raise CaseError(f"{source}: structure '{name}' has no voxels (cst{{{row + 1},4}}); exclude it with --exclude")
-    if indices.min() < 1 or indices.max() > n_ct or not np.all(indices == np.round(indices)):
+    if indices.max() >= n_ct:
         raise CaseError(
             f"{source}: structure '{name}' has voxel indices outside the CT cube of {n_ct} voxels "
             "(matRad indices are 1-based)"
         )
+    return indices
+
+
+def cst_row_indices(cst: Any, row: int, name: str, source: str, error: type[SpeccError] = CaseError) -> np.ndarray:
+    """The 0-based CT voxel indices of cst{row,4} as matRad writes them (possibly none): one CT scenario,
+    whole 1-based numbers; whatever else is there is an error, never read some other way."""
+    voxels = cst[row, 3]
+    scenarios = list(voxels.ravel()) if isinstance(voxels, np.ndarray) and voxels.dtype == object else [voxels]
+    if len(scenarios) != 1:
+        raise error(f"{source}: structure '{name}' has {len(scenarios)} CT scenarios; specc imports one")
+    try:
+        indices = np.asarray(scenarios[0], dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise error(f"{source}: cst{{{row + 1},4}} ({name}) is not a list of voxel indices") from None
+    whole = np.all(np.isfinite(indices)) and np.all(indices == np.round(indices))
+    if indices.size and (not whole or indices.min() < 1):
+        raise error(f"{source}: structure '{name}' has voxel indices that are not whole numbers from 1 (matRad's are)")
     return indices.astype(np.int64) - 1
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import yaml
 
 from specc.case.importers.mat_file import load_mat
-from specc.case.importers.matrad import cst_names, stated_fractions, visible_color
+from specc.case.importers.matrad import cst_names, cst_row_indices, stated_fractions, visible_color
 from specc.case.importers.matrad_cst_functions import CstFunction, ObjectivesError, cst_functions
 from specc.case.importers.matrad_objective_kinds import NOTES, OBJECTIVE_PRIORITY, Untranslatable, translate
 from specc.protocol import ProtocolError, parse_protocol_text
@@ -322,20 +322,8 @@ def _optimization_voxels(
 
 
 def _ct_voxels(cst: np.ndarray, row: _CstRow, source: str) -> np.ndarray:
-    """The 0-based CT-grid voxel indices of cst{i,4}{1} (specc imports one CT scenario; the case import checks
-    them, these are only compared)."""
-    held = cst[row.index, 3]
-    scenarios = list(held.ravel(order="F")) if isinstance(held, np.ndarray) and held.dtype == object else [held]
-    if not scenarios:
-        return np.empty(0, dtype=np.int64)
-    try:
-        indices = np.asarray(scenarios[0], dtype=np.float64).ravel()
-    except (TypeError, ValueError):
-        raise ObjectivesError(
-            f"{source}: cst{{{row.index + 1},4}} ({row.name}) is not a list of voxel indices"
-        ) from None
-    indices = indices[np.isfinite(indices)].astype(np.int64) - 1
-    return indices[indices >= 0]
+    """The 0-based CT-grid voxel indices of cst{i,4} (possibly none), read as the case import reads them."""
+    return cst_row_indices(cst, row.index, row.name, source, ObjectivesError)
 
 
 def _place_terms(
