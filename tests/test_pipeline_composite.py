@@ -367,3 +367,17 @@ def test_a_goal_on_this_course_alone_is_judged_on_this_plans_dose(short_prior, t
     goals_only = composite(text.split("optimization:")[0] + "robustness: {setup_error: 3 mm, structures: [Organ]}\n")
     with pytest.raises(SpeccError, match="is on this course alone, and the terms see the composite"):
         plan(goals_only, case, tmp_path / "derived", prior_dose=[short_prior])
+
+
+def test_a_prior_dose_unlike_the_declared_prior_course_is_noted(prior_file, tmp_path):
+    """The prior course is declared as 0 Gy to the target (a re-irradiation's new target), but the prior dose
+    found there is 16.8 Gy (median): the 60 Gy level is composite, so this plan gives about 43 Gy there, not
+    the 60 Gy the prescription table states; the record says so. Declared as found (20 Gy, within 10% of the
+    level), nothing is noted."""
+    case = synthetic_case()
+    declared_zero = plan(composite(protocol_text(prior="{description: earlier course}")), case, tmp_path / "zero",
+                         prior_dose=[prior_file]).record
+    assert any("Target: the prior dose there is 16.83 Gy (median), the protocol declares 0 Gy" in note
+               and "not the 60 Gy the prescription table states" in note for note in declared_zero.notes)
+    as_found = plan(composite(), case, tmp_path / "found", prior_dose=[prior_file]).record
+    assert not any("the prior dose there is" in note for note in as_found.notes)

@@ -17,6 +17,7 @@ import numpy as np
 import specc
 from specc.case.shifts import beams_isocentre
 from specc.errors import SolveError
+from specc.protocol.units import format_number
 from specc.evaluate.context import EvaluationError, PlanDoseContext
 from specc.evaluate.dvh import DVH, DVH_CURVE_POINTS, UndefinedMetric
 from specc.evaluate.goals import MeasuredStatus, judge, reported_status
@@ -427,10 +428,38 @@ def _plan_record(
         target_indices=indices,
         hot_spot=hot_spot("dose grid", dose, np.ones(dose.shape, dtype=bool), grid, voxel_cc),
         structures=structures,
-        notes=[*notes, *isoeffective_notes(protocol)],
+        notes=[*notes, *isoeffective_notes(protocol), *_prior_notes(protocol, masks, fixed_gy)],
         timings_s=dict(timings),
         prior_dose=_prior_record(protocol, case),
     )
+
+
+# How far the prior dose found in a target may lie from what the protocol declares of the prior course
+# (a share of the target's level) before the record says so: beyond it, "this plan adds the level less the
+# prior course's dose" describes another patient than this one.
+_PRIOR_DECLARED_SLACK = 0.1
+
+
+def _prior_notes(protocol: Protocol, masks: Mapping[str, np.ndarray], fixed_gy: np.ndarray | None) -> list[str]:
+    """Where the prior dose found in a prescription target is not the prior course's dose the protocol declares
+    (a re-irradiation declared 0 Gy to a target the earlier course covered): the levels are composite, so this
+    plan gives only what the level lacks there, not the share the prescription table states."""
+    prior = protocol.prescription.prior
+    if prior is None or fixed_gy is None:
+        return []
+    notes = []
+    for level in protocol.prescription.levels:
+        if level.target not in masks or not masks[level.target].any():
+            continue
+        found = float(np.median(fixed_gy[masks[level.target]]))
+        if abs(found - prior.dose.gy) > _PRIOR_DECLARED_SLACK * level.dose.gy:
+            notes.append(
+                f"{level.target}: the prior dose there is {found:.2f} Gy (median), the protocol declares "
+                f"{format_number(prior.dose.gy)} Gy for the prior course: the {format_number(level.dose.gy)} Gy level "
+                "is of the composite, so this plan gives what the prior dose leaves of it, not the "
+                f"{format_number(level.plan_dose_gy)} Gy the prescription table states"
+            )
+    return notes
 
 
 def _prior_record(protocol: Protocol, case: Case) -> PriorDoseRecord | None:
