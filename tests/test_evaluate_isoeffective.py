@@ -41,6 +41,7 @@ def test_each_voxel_is_converted_before_the_metric_is_read() -> None:
     assert volume.value == pytest.approx(100.0 * np.mean(bed >= 12.0)) and volume.unit == "%"
     assert physical.value == pytest.approx(float(organ.max()), rel=1e-9) and physical.unit == "Gy"
     assert (highest.quantity, physical.quantity) == ("EQD2", "physical")
+    assert (highest.alpha_beta_gy, physical.alpha_beta_gy) == (3.0, None)
     # 4.6 Gy per fraction: the EQD2 maximum fails where the physical one passes
     assert (highest.status, physical.status) == ("fail", "pass") and 0 < volume.value < 100
     # EQD2 goals have no point on the report's physical DVHs

@@ -158,3 +158,19 @@ def test_every_pdf_page_says_not_converged(plans, tmp_path: Path) -> None:
     pages = [page for page in text.split("\f") if page.strip()]
     assert len(pages) >= 2  # goals on the first, the DVH figure and table after
     assert all("NOT CONVERGED: stalled" in page for page in pages)
+
+
+def test_goals_converted_with_different_ratios_are_warned_of(plans, tmp_path: Path) -> None:
+    """Two plans' "Max <= 30 Gy (EQD2)" converted with alpha/beta 2 and 3 Gy: the difference is of the model."""
+    folders = []
+    for ratio in (2.0, 3.0):
+        record = _record(plans["second"])
+        goal = dict(record["goals"][0], text="Max <= 30 Gy (EQD2)", quantity="EQD2", alpha_beta_gy=ratio)
+        record["goals"] = [goal]
+        folder = tmp_path / f"ab{ratio:g}"
+        folder.mkdir()
+        (folder / "plan.json").write_text(json.dumps(record))
+        folders.append(folder)
+    found = warnings(read_plans(folders))
+    assert any(f"{goal['structure']} Max <= 30 Gy (EQD2): converted with alpha/beta 2, 3 Gy" in line for line in found)
+    assert warnings(read_plans([folders[0], folders[0]])) == []

@@ -165,6 +165,7 @@ def _goal_record(
         unit=goal.value_unit,
         quantity=goal.quantity,
         course=goal.course,
+        alpha_beta_gy=_alpha_beta_gy(protocol, goal),
         priority=goal.priority,
         source=str(goal.source),
         value=value,
@@ -177,6 +178,11 @@ def _goal_record(
             goal.metric, goal.threshold_value, dvh, prescription
         ),
     )
+
+
+def _alpha_beta_gy(protocol: Protocol, goal: Goal) -> float | None:
+    spec = protocol.structures.get(goal.structure)
+    return spec.alpha_beta.gy if goal.isoeffective and spec is not None and spec.alpha_beta is not None else None
 
 
 def _term_records(protocol: Protocol, solve: SolveResult, context: PlanDoseContext) -> list[TermRecord]:

@@ -184,6 +184,7 @@ class GoalRecord(_Record):
     unit: str  # of `value`: "Gy", "Gy EQD2", "Gy BED", "%", "cc" or "" (an index)
     quantity: DoseQuantity = "physical"  # the dose the goal is stated in (EQD2 / BED: each course converted)
     course: Course = "composite"  # with a prior course: "this" judges this plan's dose alone
+    alpha_beta_gy: float | None = None  # the structure's alpha/beta an EQD2 / BED goal was converted with
     priority: int
     source: str  # protocol file:line
     value: float | None  # measured on the full-grid dose, in `unit`; None when not evaluated

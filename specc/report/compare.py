@@ -175,6 +175,17 @@ def warnings(plans: Sequence[ComparedPlan]) -> list[str]:
             f"{', '.join(composites)}: a composite (a prior course's dose plus the plan), the others are not: "
             "their values are of different things"
         )
+    ratios: dict[tuple[str, str], set[float]] = {}
+    for plan in plans:
+        for goal in plan.record.goals:
+            if goal.alpha_beta_gy is not None:
+                ratios.setdefault((goal.structure, goal.text), set()).add(goal.alpha_beta_gy)
+    for (structure, text), values in ratios.items():
+        if len(values) > 1:
+            out.append(
+                f"{structure} {text}: converted with alpha/beta {', '.join(f'{v:g}' for v in sorted(values))} Gy in "
+                "different plans: its values differ by the model, not only by the dose"
+            )
     for plan in plans:
         if not plan.record.converged:
             out.append(
