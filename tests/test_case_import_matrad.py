@@ -157,4 +157,6 @@ def test_a_fraction_of_a_fraction_is_refused_by_every_matrad_reader(tmp_path):
     with pytest.raises(CaseError, match=r"pln.numOfFractions must be a positive integer, got \[2.5\]"):
         plan_fractions({"pln": {"numOfFractions": 2.5}}, {}, "ws.mat")
     assert plan_fractions({"pln": {}}, {"numOfFractions": 30.0}, "ws.mat") == 30
+    with pytest.raises(CaseError, match=r"pln.numOfFractions must be a positive integer, got 'thirty'"):
+        plan_fractions({"pln": {"numOfFractions": "thirty"}}, {}, "ws.mat")
     assert plan_fractions({}, {}, "ws.mat") is None

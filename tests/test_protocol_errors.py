@@ -287,6 +287,7 @@ def test_plausible_courses_pass_the_unit_slip_checks(fractions: int, dose: str, 
     (["D95% >= 50 Gy", "D2% <= 45 Gy"], True),
     (["V20Gy[cc] >= 40", "V20Gy[%] <= 10"], False),  # cc against %: needs the structure's volume
     (["V20Gy[%] >= 0", "Max <= 15 Gy"], False),  # at least nothing at 20 Gy: always met
+    (["V20Gy[%] > 0", "Max <= 15 Gy"], True),  # some voxel at 20 Gy, none above 15
 ])
 def test_goals_in_different_forms_that_no_dose_meets_together_are_refused(goals: list[str], conflict: bool) -> None:
     text = (

@@ -117,6 +117,10 @@ def test_a_goal_on_this_course_alone_is_written_in_both_forms_and_needs_a_prior_
     with pytest.raises(ProtocolError, match=r"only a protocol with a prior course .* tells apart") as raised:
         parse_protocol_text(_protocol('"Max <= 25 Gy (this course)"'), "p.yaml")
     assert "p.yaml:13" in str(raised.value)
+    # an EQD2 goal on this course alone never converts the prior dose: it needs no prior fractions, and a prior
+    # of several courses (or one of other fractions) is no reason to refuse it
+    own_only = parse_protocol_text(_protocol('"Max <= 25 Gy (EQD2, this course)"', prior="  prior: {description: x}"), "p.yaml")
+    assert own_only.prior_courses_mismatch(True, [20]) is None
     with pytest.raises(ProtocolError, match='"this course" is given twice'):
         parse_protocol_text(_protocol('"Max <= 25 Gy (this course, this course)"', prior=prior), "p.yaml")
 

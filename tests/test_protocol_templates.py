@@ -142,3 +142,24 @@ def test_goals_are_matched_by_the_goal_grammar_whatever_their_form(tmp_path: Pat
     assert [goal.text for goal in load_protocol(tmp_path / "p.yaml").goals] == [
         "D2cc <= 75 Gy (priority 3)", "Max <= 80 Gy", "Max <= 82 Gy (EQD2)",
     ]
+
+
+def test_goals_the_grammar_reads_only_once_yaml_has_typed_them_still_override(tmp_path: Path) -> None:
+    """`5_0`, `0x1E` are YAML numbers; a goal the grammar refuses (a unit typo) still overrides by its metric
+    and side as written, and validation then reports it."""
+    (tmp_path / "base.yaml").write_text(
+        "template: true\nstructures:\n  Lung: {role: oar}\ngoals:\n  Lung:\n"
+        "    - {metric: 'V50Gy[%]', '<=': 5_0}\n    - {metric: Max, '<=': 80 Gy, '>=': null}\n    - 'Mean <= 20 Gy'\n"
+    )
+    protocol = (
+        "extends: base.yaml\nspecc: 1\nname: t\nsite: t\nversion: 1.0.0\nstructures:\n  PTV: {role: target}\n"
+        "prescription: {fractions: 30, levels: [{target: PTV, dose: 60 Gy}]}\ngoals:\n  Lung:\n"
+        "    - {metric: 'V50Gy[%]', '<=': 40}\n    - {metric: Max, '<=': 76 Gy}\n    - MEAN\n"
+    )
+    (tmp_path / "p.yaml").write_text(protocol.replace("MEAN", "'Mean <= 18 Gy'"))
+    assert [goal.text for goal in load_protocol(tmp_path / "p.yaml").goals] == [
+        "V50Gy[%] <= 40%", "Max <= 76 Gy", "Mean <= 18 Gy",
+    ]
+    (tmp_path / "q.yaml").write_text(protocol.replace("MEAN", "'Mean <= 18 Gray'"))
+    found = diagnostics_of(tmp_path / "q.yaml", load_protocol)
+    assert len(found) == 1 and 'unknown unit "Gray"' in found[0][2]  # the typo replaced the template's goal

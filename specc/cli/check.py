@@ -107,8 +107,10 @@ def check(
     if not quiet:
         for note in record.notes:
             console.print(Text("note: ", style="yellow") + Text(note))
+        own = any(goal.course == "this" for goal in record.goals)
         title = "Clinical goals (external dose" + (
-            " on the composite with the prior course, but goals marked this course)" if record.prior_dose else ")"
+            " on the composite with the prior course" + (", but goals marked this course)" if own else ")")
+            if record.prior_dose else ")"
         )
         table = Table("structure", "goal", "value", "status", title=title)
         for goal in record.goals:

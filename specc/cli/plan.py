@@ -309,7 +309,9 @@ def _print_outcome(outcome: PlanOutcome, quiet: bool, strict: bool, before: Plan
         columns = ["structure", "goal", "value", "status"] + (["before"] if earlier is not None else [])
         columns += ["optimized fluence"] if fluence_values is not None else []
         title = "Clinical goals" + (" (delivered segments)" if record.delivery is not None else "")
-        title += " on the composite (prior course + this plan) but those marked this course" if record.prior_dose is not None else ""
+        if record.prior_dose is not None:
+            own = any(goal.course == "this" for goal in record.goals)
+            title += " on the composite (prior course + this plan)" + (" but those marked this course" if own else "")
         table = Table(*columns, title=title)
         for index, goal in enumerate(record.goals):
             cells: list[str | Text] = [goal.structure, goal_text(goal), goal_value(goal), status_text(goal.status)]

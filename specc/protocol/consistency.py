@@ -184,7 +184,7 @@ def _isoeffective_goals(protocol: ProtocolDocument) -> Iterator[Issue]:
         index = position[goal.structure] = position.get(goal.structure, -1) + 1
         if not goal.isoeffective:
             continue
-        asked = True
+        asked = asked or goal.course == "composite"  # one on this course alone never converts the prior dose
         spec = protocol.structures.get(goal.structure)
         # a site template may leave the ratio to the protocols that extend it (checked once merged)
         if spec is not None and spec.alpha_beta is None and protocol.prescription is not None:
@@ -301,7 +301,7 @@ def _at_least(goal: Goal) -> tuple[str, float, float] | None:
     whole structure's; DC x% is D (100 - x)%."""
     metric = goal.metric
     if metric.quantity == "V":
-        if goal.threshold_value == 0:  # "at least nothing": always met, excludes nothing
+        if goal.threshold_value == 0 and goal.comparator == ">=":  # "at least nothing": always met
             return None
         return (metric.unit, goal.threshold_value, goal.metric_dose_gy or 0.0)
     rank = _hot_rank(metric) if metric.quantity in ("D", "DC", "Min") else None

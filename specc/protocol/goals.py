@@ -259,7 +259,8 @@ class Goal(BaseModel):
     @property
     def qualifiers(self) -> list[str]:
         """What the parenthesis says of the dose a goal is on ("EQD2", "this course"), in its written order:
-        with the structure, metric and side, what tells two goals apart (templates, `specc diff`)."""
+        with the structure, metric and side, what tells two goals apart (`specc diff`; templates read the
+        same fields through the grammar)."""
         return ([self.quantity] if self.isoeffective else []) + ([THIS_COURSE] if self.course == "this" else [])
 
     @property

@@ -748,8 +748,8 @@ class Protocol(ProtocolDocument):
         prior dose of several (files, a composite plan's result.h5, a MULTI_PLAN sum) may have had other
         fractions, and a file that states its course's fractions must agree."""
         prior = self.prescription.prior
-        if prior is None or not any(goal.isoeffective for goal in self.goals):
-            return None
+        if prior is None or not any(goal.isoeffective and goal.course == "composite" for goal in self.goals):
+            return None  # a goal on this course alone never converts the prior dose
         if several_courses:
             return (
                 "goals in EQD2 or BED convert the prior dose from `prescription.prior.fractions`, one course's, but "

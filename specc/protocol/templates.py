@@ -2,8 +2,8 @@
 
 Merge rules (applied on YAML nodes, so each value keeps the file and line it came from):
 - mappings merge key by key, recursively; the including file wins;
-- goals are matched by structure, metric and side (lower or upper bound): an override
-  replaces the base goal in place, new goals are appended;
+- goals are matched by structure, metric, side (lower or upper bound) and the dose they are on
+  (EQD2 / BED, this course): an override replaces the base goal in place, new goals are appended;
 - any other list (references, authors, levels, aliases, optimization terms) is replaced as a
   whole by the including file's list.
 `extends` is resolved relative to the including file and must stay inside the protocol tree
@@ -17,14 +17,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
+from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from specc.protocol.diagnostics import Diagnostic
 from specc.protocol.goals import COMPARATORS, LOWER_BOUNDS, GoalMapping, fields_from_mapping, parse_compact
+from specc.protocol.metrics import Metric
 from specc.protocol.yaml_source import compose, position_of
 
 EXTENDS = "extends"
@@ -160,19 +164,43 @@ _IDENTITY_KEYS = frozenset({"metric", *COMPARATORS, "quantity", "course"})
 
 
 def _goal_key(node: Node) -> tuple[str, bool, str, str] | None:
-    """(metric, is lower bound, dose quantity, course) of a goal node, read by the goal grammar itself, or
-    None when it cannot be read (validation reports it): a template's "Max <= 45 Gy" and a protocol's
-    "Max <= 50 Gy (EQD2)" (or "Max <= 20 Gy (this course)") are two goals."""
-    try:
-        if isinstance(node, ScalarNode):
-            fields = parse_compact(node.value)
-        elif isinstance(node, MappingNode) and all(isinstance(value, ScalarNode) for _, value in node.value):
-            # what identifies it (a priority's or variation's YAML type does not; unread, they cannot fail it)
-            written = {key.value: value.value for key, value in node.value if key.value in _IDENTITY_KEYS}
-            fields = fields_from_mapping(GoalMapping.model_validate(written))
-        else:
-            return None
-    except (ValueError, ValidationError):
+    """(metric, is lower bound, dose quantity, course) of a goal node: a template's "Max <= 45 Gy" and a
+    protocol's "Max <= 50 Gy (EQD2)" (or "Max <= 20 Gy (this course)") are two goals. Read by the goal
+    grammar itself, on the values YAML gives (`5_0` is 50); a goal it cannot read (validation reports it)
+    is matched by its metric and side as written, as a physical goal on the composite; None when not
+    even those can be read."""
+    if isinstance(node, ScalarNode):
+        written: Any = node.value
+    elif isinstance(node, MappingNode) and all(isinstance(key, ScalarNode) for key, _ in node.value):
+        constructor = SafeConstructor()
+        written = {key.value: constructor.construct_object(value, deep=True) for key, value in node.value
+                   if key.value in _IDENTITY_KEYS}  # a priority's or variation's value does not identify it
+    else:
         return None
+    try:
+        fields = parse_compact(written) if isinstance(written, str) else fields_from_mapping(
+            GoalMapping.model_validate(written)
+        )
+    except (ValueError, ValidationError):
+        return _written_key(written)
     return (str(fields["metric"]), fields["comparator"] in LOWER_BOUNDS, fields.get("quantity", "physical"),
             fields.get("course", "composite"))
+
+
+_COMPACT_HEAD = re.compile(r"^\s*(?P<metric>[^\s<>=]+)\s*(?P<cmp><=|>=|<|>)")
+
+
+def _written_key(written: Any) -> tuple[str, bool, str, str] | None:
+    """The metric and side of a goal the grammar cannot read, as written."""
+    if isinstance(written, str):
+        match = _COMPACT_HEAD.match(written)
+        metric, comparator = (match["metric"], match["cmp"]) if match else (None, None)
+    else:
+        metric = written.get("metric")
+        comparator = next((c for c in COMPARATORS if written.get(c) is not None), None)
+    if not isinstance(metric, str) or comparator is None:
+        return None
+    try:
+        return str(Metric.parse(metric)), comparator in LOWER_BOUNDS, "physical", "composite"
+    except ValueError:
+        return None

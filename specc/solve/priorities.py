@@ -145,15 +145,16 @@ class LexicographicProblem:
                 kept.append(self.objectives[k] <= bound)
         return cp.Problem(cp.Minimize(self.objectives[index]), [*self.program.problem.constraints, *kept])
 
-    def solve_step(self, index: int, settings: SolverSettings) -> SolveResult:
-        """Step `index` solved; under the bounds again when its held steps' limits leave no point (or no
-        point the solver could reach: limits met only on a boundary, without an interior, can fail it)."""
+    def solve_step(self, index: int, settings: SolverSettings) -> tuple[SolveResult, SolveResult | None]:
+        """Step `index` solved, and the failed first solve when its held steps' limits left it no point (or
+        none the solver could reach: limits met only on a boundary, without an interior, can fail it), after
+        which the step was solved again under the bounds."""
         result = solve_program(self.program.with_problem(self.step_problem(index)), settings)
         held = {k for k in self.held if k < index}
         if result.status not in ("infeasible", "solver_error") or not held:
-            return result
+            return result, None
         self.held -= held
-        return solve_program(self.program.with_problem(self.step_problem(index)), settings)
+        return solve_program(self.program.with_problem(self.step_problem(index)), settings), result
 
     def keep(self, index: int, bound: float, reached: float | None = None) -> None:
         """Bound step `index`'s objective at `bound` (`kept_bound`) for the steps after it; held by its
@@ -299,12 +300,14 @@ def solve_lexicographic(
         step = steps[index]
         started = time.perf_counter()
         held = set(lexicographic.held)
-        result = lexicographic.solve_step(index, settings)
-        total += result.solve_time_s
-        for released in sorted(held - lexicographic.held):  # their limits left this step no point
-            records[released]["then kept within"] = (
-                f"{lexicographic.bounds[released]:.6g} (its limits left step {index + 1} no point)"
-            )
+        result, failed = lexicographic.solve_step(index, settings)
+        total += result.solve_time_s + (failed.solve_time_s if failed is not None else 0.0)
+        if failed is not None:
+            why = "no point" if failed.status == "infeasible" else f"a solver error ({failed.message})"
+            for released in sorted(held - lexicographic.held):
+                records[released]["then kept within"] = (
+                    f"{lexicographic.bounds[released]:.6g} (its limits left step {index + 1} {why})"
+                )
         if not result.usable:
             records.append(_record(index, step, program, None, result, time.perf_counter() - started, slip))
             break

@@ -461,7 +461,10 @@ def stated_fractions(holder: Any, owner: str, source: str, error: type[SpeccErro
     fraction, or none at all, is an error rather than a number read some other way."""
     if not isinstance(holder, dict) or "numOfFractions" not in holder:
         return None
-    value = np.asarray(holder["numOfFractions"], dtype=np.float64).ravel()
+    try:
+        value = np.asarray(holder["numOfFractions"], dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise error(f"{source}: {owner}.numOfFractions must be a positive integer, got {holder['numOfFractions']!r}") from None
     if value.size != 1 or not value[0] >= 1 or value[0] != round(value[0]):
         raise error(f"{source}: {owner}.numOfFractions must be a positive integer, got {value.tolist()}")
     return int(value[0])

@@ -297,7 +297,7 @@ def _optimization_voxels(
 
     def ct_voxels(row: _CstRow) -> np.ndarray:
         if row.index not in held:
-            held[row.index] = _ct_voxels(cst, row, source)
+            held[row.index] = cst_row_indices(cst, row.index, row.name, source, ObjectivesError)
         return held[row.index]
 
     found: dict[str, _OptimizationVoxels] = {}
@@ -320,10 +320,6 @@ def _optimization_voxels(
             found[own.name] = _OptimizationVoxels(takers, empty=not inside.any())
     return found
 
-
-def _ct_voxels(cst: np.ndarray, row: _CstRow, source: str) -> np.ndarray:
-    """The 0-based CT-grid voxel indices of cst{i,4} (possibly none), read as the case import reads them."""
-    return cst_row_indices(cst, row.index, row.name, source, ObjectivesError)
 
 
 def _place_terms(
