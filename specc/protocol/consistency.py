@@ -46,6 +46,14 @@ def consistency_issues(protocol: ProtocolDocument) -> list[Issue]:
     ]
 
 
+def _located_goals(protocol: ProtocolDocument) -> Iterator[tuple[tuple[str | int, ...], Goal]]:
+    """Each goal with where its protocol wrote it: under its structure, at its place in that list."""
+    position: dict[str, int] = {}
+    for goal in protocol.goals:
+        position[goal.structure] = position.get(goal.structure, -1) + 1
+        yield ("goals", goal.structure, position[goal.structure]), goal
+
+
 def _undefined(name: str, defined: list[str]) -> str:
     return f'undefined structure "{name}"{did_you_mean(name, defined)}'
 
@@ -87,9 +95,7 @@ def _plausible_doses(protocol: ProtocolDocument) -> Iterator[Issue]:
                 f"{format_number(level.plan_dose_gy)} Gy in {course} is {per_fraction:.3g} Gy per fraction, outside "
                 f"the {format_number(low)}-{format_number(high)} Gy external-beam courses give: {slip}",
             )
-    position: dict[str, int] = {}
-    for goal in protocol.goals:
-        index = position[goal.structure] = position.get(goal.structure, -1) + 1
+    for loc, goal in _located_goals(protocol):
         level = protocol.prescription.level_for(goal.structure)
         if level is None or not goal.metric.is_dose or goal.threshold.relative or goal.isoeffective:
             continue
@@ -98,7 +104,7 @@ def _plausible_doses(protocol: ProtocolDocument) -> Iterator[Issue]:
         ratio = goal.threshold_value / reference
         if goal.threshold_value > 0 and not 1 / PLAUSIBLE_GOAL_TO_LEVEL <= ratio <= PLAUSIBLE_GOAL_TO_LEVEL:
             yield Issue(
-                ("goals", goal.structure, index),
+                loc,
                 f'"{goal.text}" is {f"{100 * ratio:.2g}% of" if ratio < 1 else f"{ratio:.3g} times"} '
                 f"{goal.structure}'s {'share of the dose level from this course' if own else 'dose level'} "
                 f"({format_number(reference)} Gy): a dose in the wrong unit? "
@@ -165,12 +171,10 @@ def _index_goals(protocol: ProtocolDocument) -> Iterator[Issue]:
     if protocol.prescription is None:  # a site template: the protocol extending it is checked
         return
     targets = [level.target for level in protocol.prescription.levels]
-    position: dict[str, int] = {}
-    for goal in protocol.goals:
-        index = position[goal.structure] = position.get(goal.structure, -1) + 1
+    for loc, goal in _located_goals(protocol):
         if goal.metric.is_index and goal.structure not in targets:
             yield Issue(
-                ("goals", goal.structure, index),
+                loc,
                 f"{goal.metric} is an index of a prescription target ({', '.join(targets)}): "
                 f'"{goal.structure}" has no dose level of its own',
             )
@@ -178,10 +182,15 @@ def _index_goals(protocol: ProtocolDocument) -> Iterator[Issue]:
 
 def _isoeffective_goals(protocol: ProtocolDocument) -> Iterator[Issue]:
     """A goal in EQD2 or BED needs its tissue's alpha/beta and, on a composite, the prior course's fractions."""
-    position: dict[str, int] = {}
+    prior = protocol.prescription.prior if protocol.prescription is not None else None
     asked = False
-    for goal in protocol.goals:
-        index = position[goal.structure] = position.get(goal.structure, -1) + 1
+    for loc, goal in _located_goals(protocol):
+        if goal.course == "this" and protocol.prescription is not None and prior is None:
+            yield Issue(
+                loc,
+                f'"{goal.text}" is on this course alone, which only a protocol with a prior course '
+                "(`prescription.prior`) tells apart from the whole dose: remove \"this course\"",
+            )
         if not goal.isoeffective:
             continue
         asked = asked or goal.course == "composite"  # one on this course alone never converts the prior dose
@@ -189,19 +198,9 @@ def _isoeffective_goals(protocol: ProtocolDocument) -> Iterator[Issue]:
         # a site template may leave the ratio to the protocols that extend it (checked once merged)
         if spec is not None and spec.alpha_beta is None and protocol.prescription is not None:
             yield Issue(
-                ("goals", goal.structure, index),
+                loc,
                 f'"{goal.text}" is in {goal.quantity}, which needs the alpha/beta of {goal.structure}: add '
                 f'`alpha_beta` to structures.{goal.structure} (e.g. "3 Gy" for late-responding tissue)',
-            )
-    prior = protocol.prescription.prior if protocol.prescription is not None else None
-    position = {}
-    for goal in protocol.goals:
-        index = position[goal.structure] = position.get(goal.structure, -1) + 1
-        if goal.course == "this" and protocol.prescription is not None and prior is None:
-            yield Issue(
-                ("goals", goal.structure, index),
-                f'"{goal.text}" is on this course alone, which only a protocol with a prior course '
-                "(`prescription.prior`) tells apart from the whole dose: remove \"this course\"",
             )
     for index, term in enumerate(protocol.optimization.terms if protocol.optimization is not None else []):
         quantity, ratio = getattr(term, "quantity", "physical"), getattr(term, "alpha_beta", None)
