@@ -169,10 +169,11 @@ def derive_optimization(protocol: Protocol, volumes_cc: Mapping[str, float] | No
     structures: dict[str, StructureSpec] = {}
     terms: list[TermBase] = []
     notes: list[str] = []
+    goals = physical_goals(protocol)  # what the limits and the coverage regions aim at
 
     for level in protocol.prescription.levels:
         source = location.get(level.target)
-        covered = _coverage_region(level.target, level.dose.gy, protocol, structures, notes)
+        covered = _coverage_region(level.target, level.dose.gy, protocol, goals, structures, notes)
         terms.append(QuadraticUnderdose(structure=covered, dose=level.dose, weight=COVERAGE_WEIGHT, source=source))
         terms.append(QuadraticOverdose(structure=level.target, dose=level.dose, weight=HOT_SPOT_WEIGHT, source=source))
         shell = _falloff_shell(level.target, targets, protocol, structures)
@@ -186,7 +187,7 @@ def derive_optimization(protocol: Protocol, volumes_cc: Mapping[str, float] | No
             )
         )
 
-    for written, goal in zip(protocol.goals, physical_goals(protocol)):
+    for written, goal in zip(protocol.goals, goals):
         if goal.isoeffective:  # a mean: its own kind of term
             terms.extend(_goal_terms(goal, volumes_cc, notes, protocol.structures[goal.structure].alpha_beta))
             continue
@@ -247,14 +248,15 @@ def _physical(goal: Goal, protocol: Protocol) -> Goal:
     return goal.model_copy(update=update)
 
 
-def capped_below(dose_gy: float, protocol: Protocol, targets: list[str]) -> list[str]:
-    """Non-target structures with an upper goal below `dose_gy`: a Max, D or V goal (its dose).
+def capped_below(dose_gy: float, goals: list[Goal], targets: list[str]) -> list[str]:
+    """Non-target structures with an upper goal below `dose_gy`: a Max, D or V goal (its dose) of `goals`
+    (the protocol's, in physical dose: `physical_goals`).
 
     Where such a structure overlaps a target at `dose_gy` the two cannot both be met voxel by
     voxel; a mean goal does not cap single voxels and is left out.
     """
     capped: list[str] = []
-    for goal in physical_goals(protocol):
+    for goal in goals:
         if goal.structure in targets or goal.is_lower_bound or goal.structure in capped:
             continue
         quantity = goal.metric.quantity
@@ -270,7 +272,8 @@ def capped_below(dose_gy: float, protocol: Protocol, targets: list[str]) -> list
 
 
 def _coverage_region(
-    target: str, dose_gy: float, protocol: Protocol, structures: dict[str, StructureSpec], notes: list[str]
+    target: str, dose_gy: float, protocol: Protocol, goals: list[Goal], structures: dict[str, StructureSpec],
+    notes: list[str],
 ) -> str:
     """The structure whose underdose is penalized: the target less the organs capped below its dose.
 
@@ -281,7 +284,7 @@ def _coverage_region(
     "PTV minus overlap" optimization structure. Without such an organ: the target itself.
     """
     targets = [level.target for level in protocol.prescription.levels]
-    capped = capped_below(dose_gy, protocol, targets)
+    capped = capped_below(dose_gy, goals, targets)  # `goals`: `physical_goals`
     if not capped:
         return target
     name = _free_name(f"Coverage_{target}", protocol, structures)
