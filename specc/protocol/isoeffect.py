@@ -36,13 +36,19 @@ def _scale(quantity: DoseQuantity, alpha_beta_gy: float) -> float:
     raise ValueError(f"{quantity!r} is not an isoeffective dose")
 
 
+def divisor(quantity: DoseQuantity, alpha_beta_gy: float) -> float:
+    """s in `EQD2 or BED = D (d + alpha/beta) / s` (D the total dose, d per fraction): alpha/beta + 2 for
+    EQD2, alpha/beta for BED. Per fraction the isoeffective dose is `d (d + alpha/beta) / s`, the form a
+    term on per-fraction doses writes (`mean_dose`)."""
+    return alpha_beta_gy * _scale(quantity, alpha_beta_gy)
+
+
 def isoeffective_gy(
     total_gy: np.ndarray | float, fractions: int, alpha_beta_gy: float, quantity: DoseQuantity
 ) -> np.ndarray:
     """The EQD2 or BED (Gy) of physical `total_gy` delivered in `fractions` equal fractions."""
     dose = np.asarray(total_gy, dtype=np.float64)
-    bed = dose * (1.0 + dose / (fractions * alpha_beta_gy))
-    return bed / _scale(quantity, alpha_beta_gy)
+    return dose * (dose / fractions + alpha_beta_gy) / divisor(quantity, alpha_beta_gy)
 
 
 def physical_gy(isoeffective: float, fractions: int, alpha_beta_gy: float, quantity: DoseQuantity) -> float:

@@ -21,7 +21,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from specc.protocol.isoeffect import DoseQuantity, isoeffective_gy
+from specc.protocol.isoeffect import DoseQuantity, divisor, isoeffective_gy
 from specc.protocol.units import Dose
 from specc.terms.base import BuildContext, BuiltTerm, EvaluationContext, TermResult
 from specc.terms.limits import ScalarLimit, StructureName, check_min_max
@@ -71,12 +71,6 @@ class MeanDose(ScalarLimit):
         of = "" if self.quantity == "physical" else f" ({self.quantity}, alpha/beta {self.alpha_beta})"
         return f"mean_dose {self.structure}{of} {self.bounds_text()}{self.limit_suffix()}"
 
-    def _divisor(self) -> float:
-        """s in `d (d + alpha/beta) / s`, the isoeffective dose per fraction (module docstring)."""
-        assert self.alpha_beta is not None
-        ratio = self.alpha_beta.gy
-        return ratio + 2.0 if self.quantity == "EQD2" else ratio
-
     def build(self, ctx: BuildContext) -> BuiltTerm:
         import cvxpy as cp
 
@@ -84,7 +78,8 @@ class MeanDose(ScalarLimit):
         if self.quantity == "physical":
             return self.limit_value(weights @ dose, ctx)
         assert self.alpha_beta is not None
-        return self.limit_value(weights @ (cp.square(dose) + self.alpha_beta.gy * dose) / self._divisor(), ctx)
+        per_fraction = weights @ (cp.square(dose) + self.alpha_beta.gy * dose) / divisor(self.quantity, self.alpha_beta.gy)
+        return self.limit_value(per_fraction, ctx)
 
     def smooth_form(self, ctx: SmoothContext) -> SmoothForm:
         volumes = ctx.voxel_weights(self.structure)
@@ -95,12 +90,12 @@ class MeanDose(ScalarLimit):
 
             return self.limit_smooth_value(self.structure, mean, ctx)
         assert self.alpha_beta is not None
-        ratio, divisor = self.alpha_beta.gy, self._divisor()
+        ratio, scale = self.alpha_beta.gy, divisor(self.quantity, self.alpha_beta.gy)
 
         def isoeffective_mean(point: SmoothPoint) -> tuple[float, SmoothGradient]:
             dose = point.dose
-            return float(volumes @ (dose * (dose + ratio))) / divisor, SmoothGradient(
-                dose=volumes * (2.0 * dose + ratio) / divisor
+            return float(volumes @ (dose * (dose + ratio))) / scale, SmoothGradient(
+                dose=volumes * (2.0 * dose + ratio) / scale
             )
 
         return self.limit_smooth_value(self.structure, isoeffective_mean, ctx)
