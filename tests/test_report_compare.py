@@ -43,6 +43,13 @@ def _record(folder: Path) -> dict:
     return json.loads((folder / "plan.json").read_text())
 
 
+def _plan_folder(folder: Path, record: dict) -> Path:
+    """A plan folder holding `record` as its plan.json (a plan changed for a test)."""
+    folder.mkdir()
+    (folder / "plan.json").write_text(json.dumps(record))
+    return folder
+
+
 def test_goals_are_matched_by_structure_and_text_and_a_missing_goal_is_never_a_value(plans) -> None:
     compared = read_plans([plans["first"], plans["second"] / "plan.json"])
     assert [plan.label for plan in compared] == ["first", "second"]
@@ -63,9 +70,7 @@ def test_what_would_mislead_is_said_first(plans, tmp_path: Path) -> None:
     record = _record(plans["second"])
     record.update(converged=False)
     record["solver"]["status"] = "time_limit"
-    unconverged = tmp_path / "unconverged"
-    unconverged.mkdir()
-    (unconverged / "plan.json").write_text(json.dumps(record))
+    unconverged = _plan_folder(tmp_path / "unconverged", record)
     found = warnings(read_plans([plans["first"], plans["other"], unconverged]))
     assert "different cases" in found[0] and "another" in found[0]
     assert "prescriptions differ" in found[1] and "in 25" in found[1]
@@ -131,10 +136,7 @@ def _unconverged_copy(plans: dict[str, Path], tmp_path: Path) -> Path:
     record = _record(plans["second"])
     record.update(converged=False)
     record["solver"]["status"] = "optimal_inaccurate"
-    folder = tmp_path / "stalled"
-    folder.mkdir()
-    (folder / "plan.json").write_text(json.dumps(record))
-    return folder
+    return _plan_folder(tmp_path / "stalled", record)
 
 
 def test_an_unconverged_plan_is_labelled_in_the_figure_legend_and_table_heads(plans, tmp_path: Path) -> None:
@@ -167,10 +169,7 @@ def test_goals_converted_with_different_ratios_are_warned_of(plans, tmp_path: Pa
         record = _record(plans["second"])
         goal = dict(record["goals"][0], text="Max <= 30 Gy (EQD2)", quantity="EQD2", alpha_beta_gy=ratio)
         record["goals"] = [goal]
-        folder = tmp_path / f"ab{ratio:g}"
-        folder.mkdir()
-        (folder / "plan.json").write_text(json.dumps(record))
-        folders.append(folder)
+        folders.append(_plan_folder(tmp_path / f"ab{ratio:g}", record))
     found = warnings(read_plans(folders))
     assert any(f"{goal['structure']} Max <= 30 Gy (EQD2): converted with alpha/beta 2, 3 Gy" in line for line in found)
     assert warnings(read_plans([folders[0], folders[0]])) == []

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sequence_maps import delivered, least_quanta, random_levels
 
 from specc.sequence.fewest import _shortest_travel, fewest_apertures, travel_between
 from specc.sequence.sweep import Apertures, sweep_apertures
-
-
-def _least_quanta(levels: np.ndarray) -> int:
-    """Bortfeld's lower bound: the largest over the rows of the row's summed rises."""
-    return int(np.clip(np.diff(np.pad(levels, ((0, 0), (1, 0))), axis=1), 0, None).sum(axis=1).max(initial=0))
 
 
 def test_a_row_with_one_plateau_is_one_segment_of_its_height() -> None:
@@ -24,19 +20,16 @@ def test_the_largest_segment_comes_first_where_the_sweep_cuts_unit_steps() -> No
     """[1, 3, 2]: the sweep needs [0, 2) once and [1, 3) twice; here [1, 3) for 2 quanta, then [0, 1) once."""
     levels = np.array([[1, 3, 2]])
     apertures = fewest_apertures(levels)
-    assert apertures.quanta.tolist() == [2, 1] and apertures.quanta.sum() == _least_quanta(levels)
+    assert apertures.quanta.tolist() == [2, 1] and apertures.quanta.sum() == least_quanta(levels)
     assert (apertures.left.ravel().tolist(), apertures.right.ravel().tolist()) == ([1, 0], [3, 2])
 
 
 @pytest.mark.parametrize("seed", range(25))
 def test_random_maps_are_delivered_exactly_in_the_least_quanta(seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    levels = rng.integers(0, 11, size=(rng.integers(1, 10), rng.integers(1, 14)))
-    levels[rng.random(levels.shape) < 0.3] = 0
+    levels = random_levels(seed, 10, 9, 13)
     apertures = fewest_apertures(levels)
-    delivered = (apertures.openings(levels.shape[1]) * apertures.quanta[:, None, None]).sum(axis=0)
-    np.testing.assert_array_equal(delivered, levels)
-    assert apertures.quanta.sum() == _least_quanta(levels) and (apertures.quanta > 0).all()
+    np.testing.assert_array_equal(delivered(apertures, levels.shape[1]), levels)
+    assert apertures.quanta.sum() == least_quanta(levels) and (apertures.quanta > 0).all()
     assert (apertures.right >= apertures.left).all()  # one interval per leaf pair
     shapes = np.concatenate((apertures.left, apertures.right), axis=1)
     assert len(np.unique(shapes, axis=0)) == len(shapes)  # identical apertures merged

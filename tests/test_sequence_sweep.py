@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sequence_maps import delivered, least_quanta, random_levels
 
 from specc.sequence import sweep_apertures
-
-
-def _delivered(levels: np.ndarray) -> np.ndarray:
-    apertures = sweep_apertures(levels)
-    return (apertures.openings(levels.shape[1]) * apertures.quanta[:, None, None]).sum(axis=0)
 
 
 def test_a_row_is_cut_into_unit_intervals_pairing_rises_with_falls() -> None:
@@ -23,14 +19,10 @@ def test_a_row_is_cut_into_unit_intervals_pairing_rises_with_falls() -> None:
 
 @pytest.mark.parametrize("seed", range(25))
 def test_random_maps_are_delivered_exactly_with_the_least_quanta_and_leaves_moving_one_way(seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    levels = rng.integers(0, 7, size=(rng.integers(1, 8), rng.integers(1, 12)))
-    levels[rng.random(levels.shape) < 0.3] = 0
+    levels = random_levels(seed, 6, 7, 11)
     apertures = sweep_apertures(levels)
-    np.testing.assert_array_equal(_delivered(levels), levels)
-    padded = np.pad(levels, ((0, 0), (1, 0)))
-    least = np.clip(np.diff(padded, axis=1), 0, None).sum(axis=1).max()  # Bortfeld's lower bound
-    assert apertures.quanta.sum() == least
+    np.testing.assert_array_equal(delivered(apertures, levels.shape[1]), levels)
+    assert apertures.quanta.sum() == least_quanta(levels)  # Bortfeld's lower bound
     for row in range(levels.shape[0]):
         open_rows = apertures.right[:, row] > apertures.left[:, row]
         assert np.all(np.diff(apertures.left[open_rows, row]) >= 0)
