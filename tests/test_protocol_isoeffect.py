@@ -89,6 +89,15 @@ def test_a_mean_dose_term_in_eqd2_is_refused_on_a_composite_and_with_another_rat
         parse_protocol_text(composite + "optimization:\n  terms:\n    - " + term % "2 Gy" + "\n", "p.yaml")
 
 
+def test_a_mean_dose_term_in_eqd2_takes_its_structures_ratio_and_needs_one() -> None:
+    terms = "optimization:\n  terms:\n    - {kind: mean_dose, structure: Cord, max: 20 Gy, quantity: EQD2}\n"
+    term = parse_protocol_text(_protocol('"Max <= 50 Gy"') + terms, "p.yaml").optimization.terms[0]
+    assert term.alpha_beta.gy == 2.0 and term.label() == "mean_dose Cord (EQD2, alpha/beta 2 Gy) <= 20 Gy"
+    with pytest.raises(ProtocolError, match=r"give `alpha_beta` .* here or on structures.Cord") as raised:
+        parse_protocol_text(_protocol('"Max <= 50 Gy"', organ="{role: oar}") + terms, "p.yaml")
+    assert "p.yaml:16" in str(raised.value)
+
+
 def test_a_site_template_leaves_alpha_beta_to_the_protocols_that_extend_it(tmp_path) -> None:
     from specc.protocol import load_protocol, load_protocol_or_template
 

@@ -190,7 +190,7 @@ def test_a_hard_mean_eqd2_limit_holds_after_solving() -> None:
 
 
 @pytest.mark.parametrize("fields, message", [
-    ({"max": "20 Gy", "quantity": "EQD2"}, "needs the tissue's `alpha_beta`"),
+    ({"max": "20 Gy", "quantity": "EQD2"}, "needs the tissue's alpha/beta: give `alpha_beta`"),
     ({"min": "20 Gy", "quantity": "EQD2", "alpha_beta": "3 Gy"}, "a lower bound on a mean EQD2 is not convex"),
     ({"max": "20 Gy", "alpha_beta": "3 Gy"}, "give `quantity` too"),
 ])

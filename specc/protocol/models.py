@@ -692,6 +692,25 @@ class ProtocolDocument(_Strict):
             raise ValueError(f'version "{value}" is not a semantic version MAJOR.MINOR.PATCH, e.g. "1.0.0"')
         return value
 
+    @field_validator("optimization", mode="before")
+    @classmethod
+    def _tissue_ratios(cls, optimization: Any, info: ValidationInfo) -> Any:
+        # A mean in EQD2 / BED takes its structure's alpha/beta when it gives none: the ratio is the
+        # tissue's, and writing it twice invites the two to drift (a differing one is an error).
+        structures = info.data.get("structures") or {}
+        if not isinstance(optimization, dict) or not isinstance(optimization.get("terms"), list):
+            return optimization
+        terms = [
+            {**term, "alpha_beta": structures[term["structure"]].alpha_beta}
+            if isinstance(term, dict) and term.get("kind") == "mean_dose"
+            and term.get("quantity", "physical") != "physical" and "alpha_beta" not in term
+            and isinstance(term.get("structure"), str) and term["structure"] in structures
+            and structures[term["structure"]].alpha_beta is not None
+            else term
+            for term in optimization["terms"]
+        ]
+        return {**optimization, "terms": terms}
+
     @field_validator("goals")
     @classmethod
     def _resolve_references(cls, goals: list[Goal], info: ValidationInfo) -> list[Goal]:

@@ -46,7 +46,8 @@ class MeanDose(ScalarLimit):
         description="physical (default), or EQD2 / BED: the mean of each voxel's isoeffective dose (max only).",
     )
     alpha_beta: Dose | None = Field(
-        default=None, description='The tissue\'s alpha/beta ratio, e.g. "3 Gy" (EQD2 / BED).'
+        default=None,
+        description='The tissue\'s alpha/beta ratio, e.g. "3 Gy" (EQD2 / BED); left out, the structure\'s `alpha_beta`.',
     )
 
     @model_validator(mode="after")
@@ -59,7 +60,10 @@ class MeanDose(ScalarLimit):
                 raise ValueError("`alpha_beta` converts a mean in EQD2 or BED: give `quantity` too, or remove it")
             return self
         if self.alpha_beta is None or self.alpha_beta.gy <= 0:
-            raise ValueError(f"a mean {self.quantity} needs the tissue's `alpha_beta` (a positive dose, e.g. 3 Gy)")
+            raise ValueError(
+                f"a mean {self.quantity} needs the tissue's alpha/beta: give `alpha_beta` (a positive dose, e.g. 3 Gy) "
+                f"here or on structures.{self.structure}"
+            )
         if self.min is not None:
             raise ValueError(
                 f"a lower bound on a mean {self.quantity} is not convex (the conversion is a convex quadratic of the "
