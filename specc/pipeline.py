@@ -204,6 +204,8 @@ def _write_plan(
                 optimized = evaluate_plan(protocol, case, program.masks, delivered.fluence_result, {}, setup_errors=False)
             delivery = _delivery_record(delivered, evaluation, optimized)
     record = evaluation.record.model_copy(update={"timings_s": dict(stages.timings), "delivery": delivery})
+    if record.normalization is not None and (exceeded := record.normalization.exceeded_note()) is not None:
+        notes.append(exceeded)
     with stages.stage("report"), _whole_or_none(out):
         remove_earlier_plan(out)  # a failure below must not leave a mix of two runs' files
         paths = write_report(out, record, case, evaluation, program.masks, pdf=pdf)

@@ -125,6 +125,22 @@ def test_normalization_scales_fluence_and_dose_before_goals(case):
     assert evaluation.dose.max() == pytest.approx(evaluation.record.hot_spot.max_gy)
 
 
+def test_hard_limits_a_normalization_breaks_are_named(case):
+    rule = "{structure: Target, metric: D95%, percent: 100}"
+    plain = _evaluate(case, normalization=rule)
+    factor = plain.record.normalization.factor
+    assert factor > 1.05 and plain.record.normalization.exceeded_note() is None
+    optimized_max = plain.dose[case.structures["Organ"].mask].max() / factor
+    held = (1 + factor) / 2 * optimized_max  # above the optimized plan's maximum, below the normalized one's
+    record = _evaluate(case, normalization=rule, terms=[f"{{kind: max_dose, structure: Organ, dose: {held:.4f} Gy}}",
+                                                         "{kind: max_dose, structure: Target, dose: 500 Gy}"]).record
+    assert record.normalization.hard_limits_exceeded == [
+        f"max_dose Organ <= {held:.4f} Gy: {optimized_max * factor:.3f} Gy"
+    ]
+    note = record.normalization.exceeded_note()
+    assert note is not None and f"x{factor:.4f}" in note and "before normalization" in note
+
+
 def test_terms_are_measured_on_the_final_dose(case):
     evaluation = _evaluate(case, terms=["{kind: max_dose, structure: Organ, dose: 20 Gy}",
                                         "{kind: uniform_dose, structure: Target, dose: 60 Gy, weight: 1}"])

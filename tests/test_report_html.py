@@ -227,6 +227,24 @@ def test_a_soft_limit_not_reached_is_not_shown_as_a_violated_constraint():
     assert html.count('<span class="status status-variation">not reached</span>') == 1
 
 
+def test_a_normalized_plan_says_which_values_are_before_it_and_which_hard_limits_it_broke():
+    case = synthetic_case()
+    plan_protocol = protocol({"Organ": ["Max <= 40 Gy"]}, terms=["{kind: max_dose, structure: Organ, dose: 20 Gy}"],
+                             normalization="{structure: Target, metric: D95%, percent: 100}")
+    masks = masks_of(case)
+    evaluation = evaluate_plan(plan_protocol, case, masks, solve_result(case, scale=0.65, protocol=plan_protocol), {})
+    normalization = evaluation.record.normalization
+    assert normalization.hard_limits_exceeded == [f"max_dose Organ <= 20 Gy: {evaluation.record.solver.terms[0].value:.3f} Gy"]
+    html = render_html(evaluation.record, case, evaluation, masks)
+    assert "Objective contribution (before normalization)" in html
+    assert f"(of the optimized plan, before normalization by {normalization.factor:.4f})" in html
+    exceeded = re.search(r'<p id="normalization-exceeded">(.*?)</p>', html, re.S)
+    assert exceeded is not None and "max_dose Organ &lt;= 20 Gy" in exceeded.group(1)
+    plain = evaluate_plan(protocol({"Organ": ["Max <= 40 Gy"]}), case, masks, solve_result(case, scale=0.65), {})
+    html = render_html(plain.record, case, plain, masks)
+    assert "before normalization" not in html and "normalization-exceeded" not in html
+
+
 def test_the_fluence_figure_draws_each_beamlet_as_its_cell_with_its_weight() -> None:
     case = synthetic_case()
     fluence = np.linspace(0.0, 2.0, case.n_beamlets)

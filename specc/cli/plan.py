@@ -323,6 +323,8 @@ def _print_outcome(outcome: PlanOutcome, quiet: bool, strict: bool, before: Plan
                 cells.append(goal_value(goal, fluence_value) if fluence_value is not None else "-")
             table.add_row(*cells)
         console.print(table)
+        if record.normalization is not None:
+            console.print(record.normalization.describe(), markup=False)
         if record.robustness is not None:
             print_robustness(record)
         if not outcome.solve.converged:

@@ -164,7 +164,7 @@ def _goal_record(
         variation=goal.variation_value,
         unit=goal.value_unit,
         quantity=goal.quantity,
-        course=goal.course,
+        course=goal.course if protocol.prescription.prior is not None else None,
         alpha_beta_gy=_alpha_beta_gy(protocol, goal),
         priority=goal.priority,
         source=str(goal.source),
@@ -267,6 +267,7 @@ def evaluate_plan(
         dose, masks, case.voxel_volume_cc, fractions, fluence, case.beamlets, grid, scenarios, isocentre,
         fixed_gy=case.prior_dose.total_gy if case.prior_dose is not None else None,
     )
+    terms = _term_records(protocol, solve, context)
     solver = SolverRecord(
         solver=solve.solver,
         status=solve.status,
@@ -275,9 +276,12 @@ def evaluate_plan(
         objective=solve.objective,
         iterations=solve.iterations,
         solve_time_s=solve.solve_time_s,
-        terms=_term_records(protocol, solve, context),
+        terms=terms,
         steps=list(solve.steps),
     )
+    if normalization is not None:
+        exceeded = [f"{term.label}: {term.value:.3f} {term.unit}" for term in terms if term.hard and term.satisfied is False]
+        normalization = normalization.model_copy(update={"hard_limits_exceeded": exceeded})
     record = _plan_record(
         protocol, case, masks, dose, case.voxel_indices, {}, converged=solve.converged, solver=solver,
         normalization=normalization, notes=notes, timings=timings, isocentre_mm=isocentre, setup_errors=setup_errors,

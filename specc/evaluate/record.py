@@ -172,6 +172,25 @@ class NormalizationRecord(_Record):
     value_before: float
     value_after: float
     factor: float
+    # The hard optimization limits the scaled plan breaks (each "label: value on the final dose"): normalization
+    # scales every dose, so a limit the optimizer held at its edge does not survive a factor above 1.
+    hard_limits_exceeded: list[str] = []
+
+    def describe(self) -> str:
+        return (
+            f"normalized ({self.rule}): {self.structure} {self.metric} {self.value_before:.2f} -> "
+            f"{self.value_after:.2f} {self.unit}, fluence and dose scaled by {self.factor:.4f}"
+        )
+
+    def exceeded_note(self) -> str | None:
+        """What the planner must hear when the scaling broke hard limits (None when it broke none)."""
+        if not self.hard_limits_exceeded:
+            return None
+        return (
+            f"the normalization (x{self.factor:.4f}) takes the plan past hard limits of the optimization: "
+            f"{'; '.join(self.hard_limits_exceeded)}; the optimizer's statement that they hold is of the plan "
+            "before normalization"
+        )
 
 
 class GoalRecord(_Record):
@@ -183,7 +202,9 @@ class GoalRecord(_Record):
     variation: float | None
     unit: str  # of `value`: "Gy", "Gy EQD2", "Gy BED", "%", "cc" or "" (an index)
     quantity: DoseQuantity = "physical"  # the dose the goal is stated in (EQD2 / BED: each course converted)
-    course: Course = "composite"  # with a prior course: "this" judges this plan's dose alone
+    # With a prior course, what the goal is judged on: "composite" (prior + this plan) or "this" (this plan's dose
+    # alone); None for a plan without a prior course, whose dose is its own.
+    course: Course | None = None
     alpha_beta_gy: float | None = None  # the structure's alpha/beta an EQD2 / BED goal was converted with
     priority: int
     source: str  # protocol file:line

@@ -75,7 +75,13 @@ class Threshold(BaseModel):
             return self.value
         if reference is None:
             raise ValueError("a threshold in % of the prescription needs the protocol's prescription")
-        return self.value / 100.0 * reference.gy
+        return _resolved(self.value, reference.gy)
+
+
+def _resolved(percent: float, reference_gy: float) -> float:
+    """`percent` of `reference_gy` without the binary rounding of the product (107% of 78 Gy is 83.46 Gy, not
+    83.46000000000001): records and tables hand these numbers to other systems, which compare them as written."""
+    return round(percent / 100.0 * reference_gy, 9)
 
 
 def parse_threshold(written: Any, metric: Metric, what: str = "threshold") -> Threshold:
@@ -287,7 +293,7 @@ class Goal(BaseModel):
             return None
         if self.reference_dose is None:
             raise ValueError(f"{self.metric} needs the protocol's prescription")
-        return self.metric.dose_percent / 100.0 * self.reference_dose.gy
+        return _resolved(self.metric.dose_percent, self.reference_dose.gy)
 
     def _key(self) -> tuple[Any, ...]:
         return (
