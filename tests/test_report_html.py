@@ -283,7 +283,12 @@ def test_the_robustness_table_stays_whole_with_a_unit_on_every_value(converged):
     [row] = section.split('<tr class="robust-goal">')[1:]
     cells = re.findall(r'<td class="num[^"]*">(.*?)</td>', row)
     assert cells == ["57.80 Gy", '50.00 Gy', '<span class="muted">n/a</span>', "50.00 Gy"]
-    assert '<td class="num worst">50.00 Gy</td>' in row
+    assert row.count('<td class="num worst">50.00 Gy</td>') == 1  # the scenario's cell, not the Worst column
+    assert "+x towards the patient's left, +y posterior, +z superior" in section
+    tied = robust.model_copy(update={"goals": [robust.goals[0].model_copy(update={"scenario_values": [50.0, 50.0]})]})
+    html = render_html(record.model_copy(update={"robustness": tied}), case, evaluation, masks)
+    [row] = html.split('<tr class="robust-goal">')[1:]
+    assert row.split("</tr>")[0].count('<td class="num worst">50.00 Gy</td>') == 2  # a tie: both scenarios marked
 
 
 def test_a_limit_in_percent_of_the_prescription_is_shown_in_gy_beside_it():
