@@ -188,3 +188,22 @@ def test_notes_from_earlier_stages_are_kept_in_the_record(case):
     record = evaluate_plan(protocol(GOALS), case, masks_of(case), solve_result(case), {}, notes=notes).record
     assert record.notes == notes
     assert PlanRecord.model_validate_json(record.model_dump_json()).notes == notes
+
+
+def test_a_must_goal_failed_in_the_worst_setup_error_scenario_is_what_strict_stops_on(case):
+    from specc.evaluate.record import RobustGoalRecord, RobustnessRecord
+
+    record = _evaluate(case, goals={"Target": ["D95% >= 50 Gy", "D95% >= 49 Gy (priority 2)"]}).record
+    assert [goal.measured_status for goal in record.goals] == ["pass", "pass"] and not record.failed_must_goals()
+
+    def robust(text: str, status: str) -> RobustGoalRecord:
+        return RobustGoalRecord(structure="Target", text=text, unit="Gy", nominal=12.0, scenario_values=[9.0, 12.0],
+                                worst=9.0, worst_scenario=0, measured_status=status, status=status)
+
+    checked = record.model_copy(update={"robustness": RobustnessRecord(
+        setup_error_mm=(5.0, 0.0, 0.0), model="static dose cloud", scenarios_mm=[(5.0, 0.0, 0.0), (-5.0, 0.0, 0.0)],
+        structures=["Target"], goals=[robust("D95% >= 50 Gy", "fail"), robust("D95% >= 49 Gy (priority 2)", "fail")],
+    )})
+    assert [goal.text for goal in checked.failed_must_goals()] == ["D95% >= 50 Gy"]  # priority 2 is not a must
+    assert checked.goal_counts() == {"pass": 2} and checked.robust_counts() == {"fail": 2}
+    assert record.robust_counts() == {}

@@ -335,8 +335,24 @@ class PlanRecord(_Record):
         return next(goal for goal in self.goals if (goal.structure, goal.text) == (structure, text))
 
     def failed_must_goals(self) -> list[GoalRecord]:
-        """Priority-1 goals the dose fails (beyond any acceptable variation): what --strict stops on."""
-        return [goal for goal in self.goals if goal.priority == 1 and goal.measured_status == "fail"]
+        """Priority-1 goals the dose fails (beyond any acceptable variation), nominally or in the worst scenario of
+        the robustness check: what --strict stops on. A plan checked (or optimized) for setup errors is accepted
+        on its worst scenario too; where robust optimization replaces the PTV, that is the coverage test."""
+        robust_failed = {
+            (robust.structure, robust.text) for robust in (self.robustness.goals if self.robustness is not None else [])
+            if robust.measured_status == "fail"
+        }
+        return [
+            goal for goal in self.goals
+            if goal.priority == 1 and (goal.measured_status == "fail" or (goal.structure, goal.text) in robust_failed)
+        ]
+
+    def robust_counts(self) -> dict[str, int]:
+        """Number of robustness-checked goals per status of their worst scenario (empty without a check)."""
+        counts: dict[str, int] = {}
+        for goal in self.robustness.goals if self.robustness is not None else []:
+            counts[goal.status] = counts.get(goal.status, 0) + 1
+        return counts
 
     def plan_dose_gy(self, level: DoseLevelRecord) -> float:
         """What this plan itself gives a level's target: the level, less a composite's prior course."""
