@@ -193,6 +193,28 @@ def test_a_dose_in_another_frame_of_reference_is_refused(export, protocol_file, 
         specc.check_export(protocol_file, export, tmp_path / "out")
 
 
+def test_frame_offsets_that_contradict_the_image_position_are_refused_naming_both(export, protocol_file, tmp_path):
+    """DICOM reads GridFrameOffsetVector as absolute z only when its first value is ImagePositionPatient's z:
+    placed by the offsets alone, this file's dose would land 6 mm (two planes) off its true place."""
+    import pydicom
+
+    whole = specc.check_export(protocol_file, export, tmp_path / "relative").record
+    dose = pydicom.dcmread(export / "RD.dcm")
+    z0 = DOSE_ORIGIN[2]
+    dose.GridFrameOffsetVector = [z0 + k * DOSE_SPACING[2] for k in range(DOSE_SHAPE[2])]  # the same planes, absolute
+    dose.save_as(export / "RD.dcm")
+    absolute = specc.check_export(protocol_file, export, tmp_path / "absolute").record
+    assert [goal.value for goal in absolute.goals] == [goal.value for goal in whole.goals]
+    dose.GridFrameOffsetVector = [z0 + 6.0 + k * DOSE_SPACING[2] for k in range(DOSE_SHAPE[2])]
+    dose.save_as(export / "RD.dcm")
+    with pytest.raises(SpeccError) as error:
+        specc.check_export(protocol_file, export, tmp_path / "out")
+    message = str(error.value)
+    assert str(export / "RD.dcm") in message
+    assert "GridFrameOffsetVector starts at -6 mm and ImagePositionPatient's z is -12 mm" in message
+    assert not (tmp_path / "out" / "report.html").exists()
+
+
 def test_a_finer_evaluation_grid_interpolates_the_dose_over_the_same_box(export, protocol_file, tmp_path):
     coarse = specc.check_export(protocol_file, export, tmp_path / "coarse").record
     fine = specc.check_export(protocol_file, export, tmp_path / "fine", grid_mm=1.25).record

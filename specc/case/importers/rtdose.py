@@ -12,7 +12,9 @@ beam of the RT Plan has one (`sum_beam_doses`), and CONTROL_POINT and the other 
 are refused. Some systems write FRACTION for one fraction (matRad does): the caller can
 say so (`per_fraction`), and the check refuses a dose whose target sits at one fraction's
 prescription (`specc.check`). Only axis-aligned grids (prone and feet-first flips included)
-are read; oblique ones would need an interpolation the check should not hide.
+are read; oblique ones would need an interpolation the check should not hide. A grid whose
+GridFrameOffsetVector and ImagePositionPatient place the first plane at different z is
+refused: either reading shifts the dose along z.
 """
 
 from __future__ import annotations
@@ -259,8 +261,7 @@ def _grid_and_values(dataset: Dataset, path: Path) -> tuple[Grid, np.ndarray]:
 
     position = [float(v) for v in dataset.ImagePositionPatient]
     row_spacing, column_spacing = (float(v) for v in dataset.PixelSpacing)
-    offsets = _frame_offsets(dataset, frames, path)
-    z = position[2] + normal_sign * offsets if offsets[0] == 0 else offsets
+    z = _frame_z(position[2], normal_sign, _frame_offsets(dataset, frames, path), path)
     spacing_z = _uniform_spacing(z, path)
     # Voxel centres along each axis in LPS, in storage order, then flipped to ascending.
     axes = [
@@ -281,7 +282,7 @@ def _grid_and_values(dataset: Dataset, path: Path) -> tuple[Grid, np.ndarray]:
 
 
 def _frame_offsets(dataset: Dataset, frames: int, path: Path) -> np.ndarray:
-    """GridFrameOffsetVector: relative to the first frame when it starts at 0, else absolute positions."""
+    """GridFrameOffsetVector's values, one per frame (what they mean: `_frame_z`)."""
     if frames == 1 and "GridFrameOffsetVector" not in dataset:
         return np.zeros(1)
     if "GridFrameOffsetVector" not in dataset:
@@ -289,6 +290,27 @@ def _frame_offsets(dataset: Dataset, frames: int, path: Path) -> np.ndarray:
     offsets = np.array([float(v) for v in np.atleast_1d(dataset.GridFrameOffsetVector)])
     if len(offsets) != frames:
         raise CaseError(f"{path}: GridFrameOffsetVector has {len(offsets)} values for {frames} frames")
+    return offsets
+
+
+def _frame_z(first_z_mm: float, normal_sign: float, offsets: np.ndarray, path: Path) -> np.ndarray:
+    """Each frame's z in mm. DICOM (PS3.3 C.8.8.3.2) reads GridFrameOffsetVector as offsets
+    along the slice normal from the first frame when its first value is 0, and as absolute z
+    only when its first value is ImagePositionPatient's z. A first value that is neither puts
+    the first plane at two places, and which the exporting system meant cannot be told: placed
+    by either field, the dose would be shifted along z without a word."""
+    if abs(offsets[0]) <= POSITION_TOLERANCE_MM:
+        return first_z_mm + normal_sign * offsets
+    # Within a hundredth of a frame (at least the position tolerance): the same plane, written twice.
+    gaps = np.abs(np.diff(offsets))
+    tolerance = max(POSITION_TOLERANCE_MM, 0.01 * float(gaps.min())) if len(gaps) else POSITION_TOLERANCE_MM
+    if abs(offsets[0] - first_z_mm) > tolerance:
+        raise CaseError(
+            f"{path}: GridFrameOffsetVector starts at {offsets[0]:g} mm and ImagePositionPatient's z is "
+            f"{first_z_mm:g} mm: DICOM reads the offsets as absolute z only when the two agree (and as offsets from "
+            "the first frame when the first is 0), so the file places its first dose plane at two z; export it "
+            "again from the planning system"
+        )
     return offsets
 
 
