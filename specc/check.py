@@ -309,21 +309,27 @@ def _unused_case_note(case: Case | None, measured_on: Case) -> list[str]:
 # How far a target's median dose may sit from one fraction's (or N totals') prescription and
 # still be read as that confusion: a factor either way.
 _CONFUSION_FACTOR = 1.5
+# No external-beam plan gives its target a median of three times its prescription: even a
+# radiosurgery plan prescribed to its 50% isodose peaks at twice it, and its median lies below.
+# A dose beyond is in other units than it says (cGy labelled Gy: about 100 times) or scaled twice.
+_IMPLAUSIBLE_FACTOR = 3.0
+_CGY_PER_GY = 100.0
 
 
 def _plausible(
     protocol: Protocol, resolved: ResolvedStructures, values: np.ndarray, known: np.ndarray, dose: ExternalDose
 ) -> None:
-    """Refuse a dose that reads as one fraction where a total was meant (or the reverse).
+    """Refuse a dose that reads as one fraction where a total was meant (or the reverse), or
+    that no plan in Gy could be.
 
     A mislabelled file (a fraction written as the plan sum, or a plan sum multiplied by the
     fractions) puts the target's median at the prescription divided (multiplied) by the
     fractions; judged as it stands, every goal would read as failed or passed for the wrong
-    reason. The user says which (`--per-fraction`) rather than specc guessing.
+    reason. The user says which (`--per-fraction`) rather than specc guessing. A median far
+    above any plan's (`_IMPLAUSIBLE_FACTOR`) has no such reading to choose: the file's units or
+    scaling are wrong, and its coverage goals would pass on a dose no patient could receive.
     """
     fractions = protocol.prescription.fractions
-    if fractions < 2:
-        return
     level = max(protocol.prescription.levels, key=lambda level: level.dose.gy)
     mask = resolved.masks.get(level.target)
     if mask is None or not (mask & known).any():
@@ -331,8 +337,10 @@ def _plausible(
     median = float(np.median(values[mask & known]))
     prescribed = level.plan_dose_gy  # the checked dose's own share (a composite's prior course is added after)
     one_fraction, all_fractions = prescribed / fractions, prescribed * fractions
-    written = f"DoseSummationType {dose.summation}" if dose.format.startswith("DICOM RT Dose") else dose.summation
-    # Never within half to twice the prescription: a plan there, however poor, is judged as it stands.
+    dicom = dose.format.startswith("DICOM RT Dose")
+    written = f"DoseSummationType {dose.summation}" if dicom else dose.summation
+    # Never within half to twice the prescription: a plan there, however poor, is judged as it
+    # stands. (With one fraction both bands below are empty.)
     if dose.fractions_scaled is None and one_fraction / _CONFUSION_FACTOR <= median <= min(
         one_fraction * _CONFUSION_FACTOR, prescribed / 2
     ):
@@ -347,8 +355,39 @@ def _plausible(
         raise CaseError(
             f"{dose.path}: multiplied by {fractions} fractions, {level.target} receives {median:.2f} Gy at its median, "
             f"about {fractions} times its {prescribed:g} Gy: the file holds the total already"
-            + (" (leave out --per-fraction)" if dose.format.startswith("DICOM RT Dose") else "")
+            + (" (leave out --per-fraction)" if dicom else "")
         )
+    if median > _IMPLAUSIBLE_FACTOR * prescribed:
+        raise CaseError(_implausibly_high(protocol, level.target, median, prescribed, dose))
+
+
+def _implausibly_high(protocol: Protocol, target: str, median: float, prescribed: float, dose: ExternalDose) -> str:
+    """Why a target median above `_IMPLAUSIBLE_FACTOR` times its prescription is refused, with the likely cause."""
+    ratio = median / prescribed
+    fractions = protocol.prescription.fractions
+
+    def near(factor: float) -> bool:
+        return factor / _CONFUSION_FACTOR <= ratio <= factor * _CONFUSION_FACTOR
+
+    scaled = f"multiplied by {dose.fractions_scaled} fractions, " if dose.fractions_scaled else ""
+    dicom = dose.format.startswith("DICOM RT Dose")
+    fields = "DoseUnits and DoseGridScaling" if dicom else f"the units of the {dose.format}"
+    causes = []
+    if near(_CGY_PER_GY):
+        causes.append(
+            f"about {_CGY_PER_GY:g} times, as cGy values labelled Gy would be"
+            + (" (DoseUnits GY with a DoseGridScaling giving cGy)" if dicom else "")
+        )
+    if dose.fractions_scaled is None and near(fractions):
+        causes.append(f"about {fractions} times, as a total multiplied by its {fractions} fractions once more would be")
+    if protocol.prescription.prior is not None:
+        causes.append("with a prior course, the file must hold this plan's own dose, not the composite")
+    return (
+        f"{dose.path}: {scaled}{target} receives {median:.1f} Gy at its median, {ratio:.0f} times its {prescribed:g} Gy: "
+        f"no external-beam plan gives its target more than {_IMPLAUSIBLE_FACTOR:g} times its prescription, so the values "
+        f"are not the Gy the file says" + "".join(f"; {cause}" for cause in causes)
+        + f". Check {fields} in the export and export the dose again in Gy: no option makes specc judge it as it stands"
+    )
 
 
 def _frame_note(case: Case, dose: ExternalDose) -> list[str]:

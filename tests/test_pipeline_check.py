@@ -187,6 +187,29 @@ def test_one_fraction_labelled_as_a_total_is_refused_until_the_user_says_so(expo
         specc.check_export(protocol_file, export, tmp_path / "out", per_fraction=True)
 
 
+@pytest.mark.parametrize(
+    "factor, cause",
+    [(100, "about 100 times, as cGy values labelled Gy would be"),
+     (30, "about 30 times, as a total multiplied by its 30 fractions once more would be")],
+)
+def test_a_dose_far_above_any_plans_is_refused_naming_the_fields_to_check(export, protocol_file, tmp_path, factor, cause):
+    """cGy values labelled GY (or a total multiplied by the fractions again) would pass every coverage goal; no
+    external-beam plan gives its target a median of three times its prescription, so the check stops."""
+    write_rtdose_file(export / "RD.dcm", target_dose() * factor, DOSE_ORIGIN, DOSE_SPACING)
+    (export / "RP.dcm").unlink()
+    with pytest.raises(SpeccError) as error:
+        specc.check_export(protocol_file, export, tmp_path / "out")
+    message = str(error.value)
+    assert message.startswith(f"{export / 'RD.dcm'}: Target receives ")
+    assert "times its 60 Gy: no external-beam plan" in message and cause in message
+    assert "DoseUnits and DoseGridScaling" in message
+    assert not (tmp_path / "out" / "report.html").exists()
+    # Up to three times the prescription a plan, however hot, is judged as it stands.
+    write_rtdose_file(export / "RD.dcm", target_dose() * 2.5, DOSE_ORIGIN, DOSE_SPACING)
+    hot = specc.check_export(protocol_file, export, tmp_path / "hot").record
+    assert goals_by_text(hot)[("Target", "Max <= 66 Gy")].status == "fail"
+
+
 def test_a_dose_in_another_frame_of_reference_is_refused(export, protocol_file, tmp_path):
     write_rtdose_file(export / "RD.dcm", target_dose(), DOSE_ORIGIN, DOSE_SPACING, frame_uid="1.2.3.4")
     with pytest.raises(SpeccError, match="Frame of Reference 1.2.3.4"):
