@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 import specc.cli  # noqa: F401  (registers the commands)
 from specc.cli.app import app
 from specc.protocol import load_protocol
-from specc.protocol.diff import diff_protocols
+from specc.protocol.diff import diff_protocols, version_precedence
 
 ROOT = Path(__file__).parent.parent
 EXAMPLE = ROOT / "protocols" / "examples" / "prostate-sib.yaml"
@@ -133,3 +133,113 @@ def test_a_physical_and_an_eqd2_goal_on_one_metric_are_two_goals(library: Path) 
     assert changes[("goal", "Rectum V70Gy[%] <= (EQD2)", "")] == (None, "V70Gy[%] <= 20 (EQD2, variation 25)")
     # the protocol's goal no longer overrides the template's physical one, which comes back as written there
     assert changes[("goal", "Rectum V70Gy[%] <=", "variation")] == ("V70Gy[%] <= 20 (variation 25)", "V70Gy[%] <= 20")
+
+
+def _protocol(folder: Path, name: str, levels: str, goals: str, version: str = "1.0.0") -> Path:
+    """A stand-alone protocol: PTV (and PTV_Boost, Core) with the given levels and goals."""
+    path = folder / name
+    path.write_text(
+        f"specc: 1\nname: SIB\nsite: phantom\nversion: {version}\nstructures:\n  PTV: {{role: target}}\n"
+        "  PTV_Boost: {role: target}\n  Core: {role: oar}\n"
+        f"prescription:\n  fractions: 25\n  levels: [{levels}]\ngoals:\n{goals}"
+    )
+    return path
+
+
+def _lines(old: Path, new: Path) -> list[str]:
+    return [change.line() for change in diff_protocols(load_protocol(old), load_protocol(new)).changes]
+
+
+def test_a_goal_in_percent_is_listed_when_its_reference_level_moves_it(tmp_path: Path) -> None:
+    """A boost level added (or a level's dose changed) moved every goal in % of it, in Gy, but only the level
+    was listed: a cord-type limit relaxed from 40 to 56 Gy without a line."""
+    goals = (
+        '  PTV: ["D95% >= 100%", "D2% <= 107% (variation 110%)", "V95%[%] >= 98"]\n'
+        '  Core: ["Max <= 80%", "Mean <= 20 Gy"]\n'
+    )
+    old = _protocol(tmp_path, "old.yaml", "{target: PTV, dose: 50 Gy}", goals)
+    boost = _protocol(tmp_path, "boost.yaml", "{target: PTV, dose: 50 Gy}, {target: PTV_Boost, dose: 70 Gy}", goals)
+    assert _lines(old, boost) == [
+        "+ prescription level PTV_Boost: dose: 70 Gy",
+        "~ goal Core Max <= limit: Max <= 80% [80% = 40 Gy] -> Max <= 80% [80% = 56 Gy] "
+        "(its reference level changed: PTV 50 Gy -> PTV_Boost 70 Gy)",
+    ]
+    higher = _protocol(tmp_path, "higher.yaml", "{target: PTV, dose: 60 Gy}", goals)
+    assert _lines(old, higher)[1:] == [
+        "~ goal PTV D95% >= limit: D95% >= 100% [100% = 50 Gy] -> D95% >= 100% [100% = 60 Gy] "
+        "(its reference level changed: PTV 50 Gy -> PTV 60 Gy)",
+        "~ goal PTV D2% <= limit: D2% <= 107% (variation 110%) [107% = 53.5 Gy, 110% = 55 Gy] -> "
+        "D2% <= 107% (variation 110%) [107% = 64.2 Gy, 110% = 66 Gy] "
+        "(its reference level changed: PTV 50 Gy -> PTV 60 Gy)",
+        "~ goal PTV V95%[%] >= limit: V95%[%] >= 98 [95% = 47.5 Gy] -> V95%[%] >= 98 [95% = 57 Gy] "
+        "(its reference level changed: PTV 50 Gy -> PTV 60 Gy)",
+        "~ goal Core Max <= limit: Max <= 80% [80% = 40 Gy] -> Max <= 80% [80% = 48 Gy] "
+        "(its reference level changed: PTV 50 Gy -> PTV 60 Gy)",
+    ]
+
+
+def test_a_threshold_rewritten_in_percent_of_the_same_dose_is_a_change_of_the_same_limit(tmp_path: Path) -> None:
+    """The plan is judged alike today, but the goal now follows its level: listed (and a new version asked for),
+    saying the limit is the same."""
+    level = "{target: PTV, dose: 50 Gy}"
+    gray = _protocol(tmp_path, "gray.yaml", level, '  PTV: ["D95% >= 50 Gy"]\n')
+    percent = _protocol(tmp_path, "percent.yaml", level, '  PTV: ["D95% >= 100%"]\n')
+    assert _lines(gray, percent) == [
+        "~ goal PTV D95% >= threshold: D95% >= 50 Gy -> D95% >= 100% [100% = 50 Gy] "
+        "(the same limit: the goal now follows the level PTV 50 Gy)"
+    ]
+    assert _lines(percent, gray)[0].endswith("(the same limit: the goal no longer follows the level PTV 50 Gy)")
+    assert diff_protocols(load_protocol(gray), load_protocol(percent)).version_unchanged
+
+
+def test_several_goals_of_one_metric_and_side_are_compared_one_by_one(tmp_path: Path) -> None:
+    """Keyed by structure, metric and side alone, the second of two such goals hid the first: removing one
+    showed as the other changed."""
+    level = "{target: PTV, dose: 50 Gy}"
+    both = _protocol(tmp_path, "both.yaml", level, '  Core: ["Max <= 45 Gy", "Max <= 35 Gy (priority 2)"]\n')
+    one = _protocol(tmp_path, "one.yaml", level, '  Core: ["Max <= 45 Gy"]\n')
+    assert _lines(both, one) == ["- goal Core Max <=: Max <= 35 Gy (priority 2)"]
+    assert _lines(one, both) == ["+ goal Core Max <=: Max <= 35 Gy (priority 2)"]
+    lower = _protocol(tmp_path, "lower.yaml", level, '  Core: ["Max <= 30 Gy (priority 2)", "Max <= 45 Gy"]\n')
+    assert _lines(both, lower) == [
+        "~ goal Core Max <= threshold: Max <= 35 Gy (priority 2) -> Max <= 30 Gy (priority 2)"
+    ]
+    three = _protocol(tmp_path, "three.yaml", level, '  Core: ["Max <= 40 Gy", "Max <= 30 Gy (priority 3)"]\n')
+    assert sorted(_lines(both, three)) == [
+        "+ goal Core Max <=: Max <= 30 Gy (priority 3)", "+ goal Core Max <=: Max <= 40 Gy",
+        "- goal Core Max <=: Max <= 35 Gy (priority 2)", "- goal Core Max <=: Max <= 45 Gy",
+    ]
+
+
+def test_versions_are_ordered_by_semantic_versioning_precedence() -> None:
+    ordered = ["1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta", "1.0.0-beta.2", "1.0.0-beta.11",
+               "1.0.0-rc.1", "1.0.0", "1.0.1", "1.2.0", "1.10.0", "2.0.0"]
+    assert sorted(reversed(ordered), key=version_precedence) == ordered
+    assert version_precedence("1.0.2+b1") == version_precedence("1.0.2") == version_precedence("1.0.2+b2")
+
+
+@pytest.mark.parametrize(
+    ("version", "problem"),
+    [
+        ("1.0.3", None),
+        ("1.1.0-rc.1", None),
+        ("1.0.2", "the protocol changed but its version did not (still 1.0.2)"),
+        ("1.0.0", "the protocol changed but its version was not raised: 1.0.0 is lower than 1.0.2 in "
+                  "semantic-versioning precedence"),
+        ('"1.0.2+b1"', "the protocol changed but its version was not raised: 1.0.2+b1 differs from 1.0.2 only in "
+                       "build metadata, which semantic-versioning precedence ignores"),
+        ("1.0.2-rc.1", "the protocol changed but its version was not raised: 1.0.2-rc.1 is lower than 1.0.2 in "
+                       "semantic-versioning precedence"),
+    ],
+)
+def test_a_changed_protocol_needs_a_greater_version(tmp_path: Path, version: str, problem: str | None) -> None:
+    """Any different version passed the gate, a lower one too: two different protocols could carry one version."""
+    level = "{target: PTV, dose: 50 Gy}"
+    old = _protocol(tmp_path, "old.yaml", level, '  Core: ["Max <= 45 Gy"]\n', version="1.0.2")
+    new = _protocol(tmp_path, "new.yaml", level, '  Core: ["Max <= 40 Gy"]\n', version=version)
+    found = diff_protocols(load_protocol(old), load_protocol(new))
+    assert found.version_problem == problem and found.version_unchanged == (problem is not None)
+    result = CliRunner().invoke(app, ["diff", str(old), str(new)])
+    assert result.exit_code == (0 if problem is None else 1), result.output
+    if problem is not None and version != "1.0.2":
+        assert problem.split(": ", 1)[1] in result.output  # on the version's line

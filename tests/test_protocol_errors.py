@@ -301,3 +301,36 @@ def test_goals_in_different_forms_that_no_dose_meets_together_are_refused(goals:
     with pytest.raises(ProtocolError, match="no dose can meet both") as raised:
         parse_protocol_text(text, "p.yaml")
     assert "p.yaml:7" in str(raised.value)
+
+
+
+_SMALL = (
+    "specc: 1\nname: t\nsite: t\nversion: 1.0.0\nstructures:\n  PTV: {role: target}\n  Core: &oar {role: oar}\n"
+    "prescription: {fractions: 25, levels: [{target: PTV, dose: 50 Gy}]}\ngoals:\n  Core: [\"Max <= 40 Gy\"]\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        # the compact form's priority 0 named no field ("must be greater than or equal to 1, got 0")
+        (("40 Gy", "40 Gy (priority 0)"),
+         (10, 10, "goals.Core[0]", 'goal "Max <= 40 Gy (priority 0)": priority must be a whole number >= 1, got "0"')),
+        # a merge key also gave 'missing required key "role"' and 'unknown key "<<"', its consequences
+        (("  Core: &oar {role: oar}\n", "  Core: &oar {role: oar}\n  Cord: {<<: *oar}\n"),
+         (8, 10, "structures.Cord", 'YAML merge keys ("<<") are not supported: use `extends` for templates')),
+        (('  Core: ["Max <= 40 Gy"]\n', '  Core:\n\t- "Max <= 40 Gy"\n'),
+         (11, 1, "", "invalid YAML: found character '\\t' that cannot start any token; indent with spaces, not tabs")),
+        (('"Max <= 40 Gy"', "{metric: Max, >=: 40 Gy}"),
+         (10, 24, "", "invalid YAML: found character '>' that cannot start any token; quote a comparator written as "
+                      'a key, e.g. {metric: D95%, ">=": 50 Gy}')),
+        (('  Core: ["Max <= 40 Gy"]\n', "  Core:\n    - metric: Max\n      >=: 40 Gy\n"),
+         (12, 8, "", "invalid YAML: expected chomping or indentation indicators, but found '=' (while scanning a block "
+                     'scalar started at line 12); quote a comparator written as a key, e.g. {metric: D95%, ">=": 50 Gy}')),
+    ],
+)
+def test_the_message_names_the_field_and_what_to_do(change: tuple[str, str], expected: tuple[int, int, str, str]) -> None:
+    assert _SMALL.count(change[0]) == 1
+    with pytest.raises(ProtocolError) as caught:
+        parse_protocol_text(_SMALL.replace(*change), "small.yaml")
+    assert [(d.line, d.column, d.path, d.message) for d in caught.value.diagnostics] == [expected]

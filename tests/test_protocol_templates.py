@@ -65,8 +65,99 @@ def test_extending_protocol_does_not_inherit_template() -> None:
 def test_an_incomplete_protocol_extending_a_template_is_still_incomplete(tmp_path: Path) -> None:
     write_base(tmp_path, BASE.read_text())
     child = tmp_path / "child.yaml"
-    child.write_text("extends: base-pelvis.yaml\nname: Child\n")
+    child.write_text("extends: base-pelvis.yaml\nname: Child\nversion: 1.0.0\n")
     assert diagnostics_of(child) == [(1, "prescription", 'missing required key "prescription"')]
+
+
+def test_a_protocol_states_its_own_name_version_and_approval(tmp_path: Path) -> None:
+    """Inherited, they called a protocol "... (site template) v1.0.0" in its plan and its diff, and gave it
+    the template's approval; the site is the template's unless the protocol says otherwise."""
+    write_base(tmp_path, BASE.read_text().replace("version: 1.0.0\n", "version: 1.0.0\napproval: {by: Dr. T}\n"))
+    body = (
+        "extends: base-pelvis.yaml\nstructures:\n  PTV: {role: target}\n"
+        "prescription: {fractions: 25, levels: [{target: PTV, dose: 50 Gy}]}\n"
+    )
+    child = tmp_path / "child.yaml"
+    child.write_text(body)
+    note = "(each file states its own {}: it is not taken from the template it extends)"
+    assert diagnostics_of(child) == [
+        (1, "name", f'missing required key "name" {note.format("name")}'),
+        (1, "version", f'missing required key "version" {note.format("version")}'),
+    ]
+    child.write_text(body + "name: Child\nversion: 2.0.0\n")
+    protocol = load_protocol(child)
+    assert (protocol.name, protocol.version, protocol.site, protocol.approval) == ("Child", "2.0.0", "pelvis", None)
+    hypo = tmp_path / "pelvis-hypo.yaml"
+    hypo.write_text("extends: base-pelvis.yaml\ntemplate: true\n")
+    template = load_protocol_or_template(hypo)
+    assert isinstance(template, SiteTemplate) and (template.name, template.version) == (None, None)
+
+
+def _two_files(tmp_path: Path, template_goals: str, protocol_goals: str) -> list[tuple[str, str]]:
+    """The merged goals of a protocol over a template, each as (text, file:line)."""
+    (tmp_path / "base.yaml").write_text(
+        "template: true\nstructures:\n  Core: {role: oar}\n  Body: {role: other}\ngoals:\n" + template_goals
+    )
+    (tmp_path / "p.yaml").write_text(
+        "extends: base.yaml\nspecc: 1\nname: t\nsite: t\nversion: 1.0.0\nstructures:\n  PTV: {role: target}\n"
+        "prescription: {fractions: 25, levels: [{target: PTV, dose: 50 Gy}]}\ngoals:\n" + protocol_goals
+    )
+    goals = load_protocol(tmp_path / "p.yaml").goals
+    return [(goal.text, f"{Path(goal.source.file).name}:{goal.source.line}") for goal in goals]
+
+
+def test_the_goals_of_one_metric_and_side_replace_the_templates_as_a_group(tmp_path: Path) -> None:
+    """Matched one to one, the second of two limits on one metric replaced the first (in one file), and a
+    template's pair lost one goal to a protocol's single one: a priority-1 limit vanished without a word."""
+    template = '  Core: ["D10% <= 10 Gy", "Max <= 40 Gy", "Mean <= 8 Gy"]\n  Body: ["Max <= 60 Gy (priority 2)"]\n'
+    two = '  Core: ["Max <= 45 Gy", "D10% <= 12 Gy", "Max <= 35 Gy (priority 2)"]\n'
+    assert _two_files(tmp_path, template, two) == [
+        ("D10% <= 12 Gy", "p.yaml:10"),
+        ("Max <= 45 Gy", "p.yaml:10"),  # both of the protocol's, in the place of the template's one
+        ("Max <= 35 Gy (priority 2)", "p.yaml:10"),
+        ("Mean <= 8 Gy", "base.yaml:6"),
+        ("Max <= 60 Gy (priority 2)", "base.yaml:7"),
+    ]
+    pair = '  Core: ["Max <= 45 Gy", "Mean <= 8 Gy", "Max <= 35 Gy (priority 2)"]\n'
+    assert _two_files(tmp_path, pair, '  Core: ["D2% <= 30 Gy"]\n') == [  # kept together when not overridden
+        ("Max <= 45 Gy", "base.yaml:6"), ("Mean <= 8 Gy", "base.yaml:6"), ("Max <= 35 Gy (priority 2)", "base.yaml:6"),
+        ("D2% <= 30 Gy", "p.yaml:10"),
+    ]
+    assert _two_files(tmp_path, pair, '  Core: ["Max <= 30 Gy (priority 3)"]\n') == [  # the protocol's Max goals
+        ("Max <= 30 Gy (priority 3)", "p.yaml:10"), ("Mean <= 8 Gy", "base.yaml:6"),
+    ]
+
+
+def test_an_empty_goal_list_does_not_pass_for_removing_the_templates_goals(tmp_path: Path) -> None:
+    """Every other list is replaced as a whole, so `Body: []` read as "no goals" while it kept them all."""
+    with pytest.raises(ProtocolError) as caught:
+        _two_files(tmp_path, '  Body: ["Max <= 60 Gy (priority 2)"]\n', '  Body: []\n  Core: []\n')
+    (found,) = caught.value.diagnostics
+    assert (Path(found.file).name, found.line, found.column, found.path) == ("p.yaml", 10, 9, "goals.Body")
+    assert found.message.startswith(
+        f"an empty list would keep the template's goals of Body ({tmp_path / 'base.yaml'}:6): a protocol's goals are "
+        "merged with its template's, not replaced. To change a template goal, write goals of its metric and side"
+    )
+
+
+def test_a_goal_on_an_alias_and_an_alias_clash_point_at_what_to_change(tmp_path: Path) -> None:
+    (tmp_path / "base.yaml").write_text(
+        "template: true\nstructures:\n  Core: {role: oar, aliases: [SpinalCord, Cord]}\n"
+    )
+    head = (
+        "extends: base.yaml\nspecc: 1\nname: t\nsite: t\nversion: 1.0.0\n"
+        "prescription: {fractions: 25, levels: [{target: PTV, dose: 50 Gy}]}\nstructures:\n  PTV: {role: target}\n"
+    )
+    (tmp_path / "p.yaml").write_text(head + 'goals:\n  spinalcord: ["Max <= 45 Gy"]\n')
+    assert diagnostics_of(tmp_path / "p.yaml") == [(10, "goals.spinalcord", (
+        'undefined structure "spinalcord": it is an alias of "Core" (a name a case may give it); '
+        'write its goals under "Core"'
+    ))]
+    (tmp_path / "p.yaml").write_text(head + "  Cord: {role: oar}\n")
+    assert diagnostics_of(tmp_path / "p.yaml") == [(3, "structures.Core.aliases[1]", (
+        'alias "Cord" already names structure "Cord" (names and aliases are matched ignoring case); '
+        f"structures.Cord is at {tmp_path / 'p.yaml'}:9:3"
+    ))]
 
 
 def test_a_template_extending_a_template_says_so(tmp_path: Path) -> None:

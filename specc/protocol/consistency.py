@@ -6,7 +6,7 @@ the loader can point each at its line.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from specc.protocol.diagnostics import Issue
@@ -17,7 +17,7 @@ from specc.protocol.units import format_number
 from specc.terms.base import TermBase
 
 if TYPE_CHECKING:
-    from specc.protocol.models import ProtocolDocument
+    from specc.protocol.models import ProtocolDocument, StructureSpec
 
 
 # Gy per fraction that external-beam courses give: low-dose total-body irradiation at 0.1 Gy up to
@@ -29,7 +29,7 @@ PLAUSIBLE_GOAL_TO_LEVEL = 4.0
 
 
 def consistency_issues(protocol: ProtocolDocument) -> list[Issue]:
-    defined = list(protocol.structures)
+    defined = protocol.structures
     return [
         *_prescription_targets(protocol, defined),
         *_plausible_doses(protocol),
@@ -54,11 +54,18 @@ def _located_goals(protocol: ProtocolDocument) -> Iterator[tuple[tuple[str | int
         yield ("goals", goal.structure, position[goal.structure]), goal
 
 
-def _undefined(name: str, defined: list[str]) -> str:
+def _undefined(name: str, defined: Mapping[str, StructureSpec], instead: str = "write") -> str:
+    """The message for `name`, which names no structure; an alias (a name a case may give a structure,
+    often a template's TG-263 list) is no protocol name, and the message says whose it is."""
+    owner = next((structure for structure, spec in defined.items()
+                  if name.casefold() in {alias.casefold() for alias in spec.aliases}), None)
+    if owner is not None:
+        return (f'undefined structure "{name}": it is an alias of "{owner}" (a name a case may give it); '
+                f'{instead} "{owner}"')
     return f'undefined structure "{name}"{did_you_mean(name, defined)}'
 
 
-def _prescription_targets(protocol: ProtocolDocument, defined: list[str]) -> Iterator[Issue]:
+def _prescription_targets(protocol: ProtocolDocument, defined: Mapping[str, StructureSpec]) -> Iterator[Issue]:
     if protocol.prescription is None:  # a site template leaves it to the protocols extending it
         return
     seen: dict[str, int] = {}
@@ -112,7 +119,7 @@ def _plausible_doses(protocol: ProtocolDocument) -> Iterator[Issue]:
             )
 
 
-def _expressions(protocol: ProtocolDocument, defined: list[str]) -> Iterator[Issue]:
+def _expressions(protocol: ProtocolDocument, defined: Mapping[str, StructureSpec]) -> Iterator[Issue]:
     derived = {name: spec.expression for name, spec in protocol.structures.items() if spec.expression is not None}
     for name, expression in derived.items():
         for used in expression.names():
@@ -149,21 +156,27 @@ def _cycle_from(start: str, derived: dict) -> list[str] | None:
 
 
 def _alias_clashes(protocol: ProtocolDocument) -> Iterator[Issue]:
-    owner = {name.casefold(): name for name in protocol.structures}
+    """Names and aliases that name two structures; each clash also points at the other name's place,
+    which may be in another file (a template's alias against a structure its protocol adds)."""
+    owner: dict[str, tuple[str, tuple[str | int, ...]]] = {
+        name.casefold(): (name, ("structures", name)) for name in protocol.structures
+    }
     for name, spec in protocol.structures.items():
         for index, alias in enumerate(spec.aliases):
-            other = owner.setdefault(alias.casefold(), name)
+            here = ("structures", name, "aliases", index)
+            other, where = owner.setdefault(alias.casefold(), (name, here))
             if other != name:
                 yield Issue(
-                    ("structures", name, "aliases", index),
+                    here,
                     f'alias "{alias}" already names structure "{other}" (names and aliases are matched ignoring case)',
+                    related=where,
                 )
 
 
-def _goal_structures(protocol: ProtocolDocument, defined: list[str]) -> Iterator[Issue]:
+def _goal_structures(protocol: ProtocolDocument, defined: Mapping[str, StructureSpec]) -> Iterator[Issue]:
     for name in dict.fromkeys(goal.structure for goal in protocol.goals):
         if name not in protocol.structures:
-            yield Issue(("goals", name), _undefined(name, defined), at_key=True)
+            yield Issue(("goals", name), _undefined(name, defined, "write its goals under"), at_key=True)
 
 
 def _index_goals(protocol: ProtocolDocument) -> Iterator[Issue]:
@@ -222,7 +235,7 @@ def _isoeffective_goals(protocol: ProtocolDocument) -> Iterator[Issue]:
         )
 
 
-def _term_structures(protocol: ProtocolDocument, defined: list[str]) -> Iterator[Issue]:
+def _term_structures(protocol: ProtocolDocument, defined: Mapping[str, StructureSpec]) -> Iterator[Issue]:
     if protocol.optimization is None:
         return
     for index, term in enumerate(protocol.optimization.terms):
@@ -231,7 +244,7 @@ def _term_structures(protocol: ProtocolDocument, defined: list[str]) -> Iterator
                 yield Issue(("optimization", "terms", index, *_field_holding(term, name)), _undefined(name, defined))
 
 
-def _blocked_structures(protocol: ProtocolDocument, defined: list[str]) -> Iterator[Issue]:
+def _blocked_structures(protocol: ProtocolDocument, defined: Mapping[str, StructureSpec]) -> Iterator[Issue]:
     if protocol.delivery is None or protocol.delivery.block is None:
         return
     for index, name in enumerate(protocol.delivery.block):
@@ -242,7 +255,7 @@ def _blocked_structures(protocol: ProtocolDocument, defined: list[str]) -> Itera
             yield Issue(("delivery", "block", index), f'"{name}" is a target: forward segments are shaped to it, not blocked')
 
 
-def _robust_structures(protocol: ProtocolDocument, defined: list[str]) -> Iterator[Issue]:
+def _robust_structures(protocol: ProtocolDocument, defined: Mapping[str, StructureSpec]) -> Iterator[Issue]:
     if protocol.robustness is None or protocol.robustness.structures is None:
         return
     with_goals = {goal.structure for goal in protocol.goals}

@@ -46,6 +46,7 @@ class Issue:
     loc: tuple[str | int, ...]
     message: str
     at_key: bool = False  # point at the mapping key (a name) rather than its value
+    related: tuple[str | int, ...] | None = None  # the other place the problem involves, named in the message
 
 
 class ProtocolError(SpeccError):

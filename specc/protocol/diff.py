@@ -6,7 +6,9 @@ template changes without a line of the protocol file changing, "7020 cGy" and "7
 the same dose, and a reordered mapping is no change at all. This compares the two validated,
 template-merged protocols instead, item by item (header, prescription, structures, goals
 keyed by structure, metric and comparator, optimization terms, solver options, delivery,
-robustness), each value in the protocol's own normalized form.
+robustness), each value in the protocol's own normalized form. A goal in % of the prescription
+is compared by the limit it resolves to as well: a level added or changed moves it, though no
+goal line changed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from specc.protocol.goals import Goal, Threshold
 from specc.protocol.models import Protocol, SiteTemplate
+from specc.protocol.units import format_number
 
 _HEADER = ("name", "site", "version", "description", "references", "authors", "approval")
 # Changes that do not change what is planned or how it is judged.
@@ -32,6 +36,7 @@ class Change:
     old: str | None
     new: str | None
     field: str = ""  # what changed within the item ("" for an added or removed item)
+    note: str = ""  # why, where the values alone do not say (a goal's reference level moved)
 
     @property
     def cosmetic(self) -> bool:
@@ -47,7 +52,7 @@ class Change:
             assert value is not None
             shown = self.section if value.startswith(self.item) else where  # a term's label starts with its item
             text = f"{'+' if self.old is None else '-'} {shown}: {value}"
-        return text + (" (cosmetic)" if self.cosmetic else "")
+        return text + (f" ({self.note})" if self.note else "") + (" (cosmetic)" if self.cosmetic else "")
 
 
 @dataclass(frozen=True)
@@ -57,10 +62,23 @@ class ProtocolDiff:
     changes: list[Change]
 
     @property
-    def version_unchanged(self) -> bool:
-        """True when something that changes the plan or its judgement changed but `version` did not."""
+    def version_problem(self) -> str | None:
+        """Why the new version number does not fit the change, or None: something that changes the plan or its
+        judgement changed, and `version` was not raised (kept, lowered, or changed in build metadata only,
+        which semantic versioning ignores: two different protocols would carry one version)."""
         substantive = [c for c in self.changes if not c.cosmetic and not (c.section == "header" and c.item == "version")]
-        return bool(substantive) and self.old.version == self.new.version
+        if not substantive:
+            return None
+        if self.old.version == self.new.version:
+            return f"the protocol changed but its version did not (still {self.new.version})"
+        step = _version_not_raised(self.old.version, self.new.version)
+        return f"the protocol changed but its version was not raised: {step}" if step else None
+
+    @property
+    def version_unchanged(self) -> bool:
+        """True when the version gate fails: something that changes the plan or its judgement changed and
+        `version` was not raised (`version_problem` says how)."""
+        return self.version_problem is not None
 
 
 def diff_protocols(old: Protocol | SiteTemplate, new: Protocol | SiteTemplate) -> ProtocolDiff:
@@ -69,7 +87,8 @@ def diff_protocols(old: Protocol | SiteTemplate, new: Protocol | SiteTemplate) -
     changes: list[Change] = []
     for key in _HEADER:
         if before[key] != after[key]:
-            changes.append(Change("header", key, _text(before[key]), _text(after[key])))
+            note = _version_not_raised(old.version, new.version) if key == "version" else None
+            changes.append(Change("header", key, _text(before[key]), _text(after[key]), note=note or ""))
     changes += _prescription(before["prescription"], after["prescription"])
     changes += _keyed("structure", before["structures"], after["structures"])
     changes += _goals(old, new)
@@ -79,6 +98,29 @@ def diff_protocols(old: Protocol | SiteTemplate, new: Protocol | SiteTemplate) -
     changes += _fields("delivery", "delivery", before["delivery"], after["delivery"])
     changes += _fields("robustness", "robustness", before["robustness"], after["robustness"])
     return ProtocolDiff(old, new, changes)
+
+
+def _version_not_raised(old: str | None, new: str | None) -> str | None:
+    """How `new` fails to be a later version than `old`, or None when it is (or either is missing: a
+    site template need not state one)."""
+    if old is None or new is None:
+        return None
+    if version_precedence(new) == version_precedence(old):
+        return f"{new} differs from {old} only in build metadata, which semantic-versioning precedence ignores"
+    if version_precedence(new) < version_precedence(old):
+        return f"{new} is lower than {old} in semantic-versioning precedence"
+    return None
+
+
+def version_precedence(version: str) -> tuple:
+    """A sort key in semantic-versioning precedence (semver.org, 11): MAJOR.MINOR.PATCH as numbers, a
+    pre-release below its release and compared identifier by identifier (numbers numerically and below
+    text, more identifiers higher when the others are equal), build metadata ignored."""
+    release, _, pre = version.split("+", 1)[0].partition("-")
+    numbers = tuple(int(part) for part in release.split("."))
+    if not pre:
+        return numbers, (1,)
+    return numbers, (0, *((0, int(part), "") if part.isdigit() else (1, 0, part) for part in pre.split(".")))
 
 
 def _dump(protocol: Protocol | SiteTemplate) -> dict[str, Any]:
@@ -138,29 +180,99 @@ def _prescription(before: dict | None, after: dict | None) -> list[Change]:
 
 def _goals(old: Protocol | SiteTemplate, new: Protocol | SiteTemplate) -> list[Change]:
     """Goals keyed by structure, metric, comparator and dose quantity (a cord's "Max <= 45 Gy" and its
-    "Max <= 50 Gy (EQD2)" are two goals); changed when what judges them changed (the threshold, the
-    acceptable variation, the priority; not the spelling: "78 Gy" and "7800 cGy" are one)."""
-    def keyed(protocol: Protocol | SiteTemplate) -> dict[str, Any]:
-        return {_goal_item(goal): goal for goal in protocol.goals}
+    "Max <= 50 Gy (EQD2)" are two goals); changed when what judges them changed: the threshold, the
+    acceptable variation or the priority as written (not the spelling: "78 Gy" and "7800 cGy" are one),
+    or the limit a goal in % of the prescription resolves to (a level added or changed moves it).
 
-    def judged(goal: Any) -> tuple:
-        # Thresholds as stored (Gy, or % of a prescription a template may leave to its protocols).
-        variation = goal.variation.model_dump() if goal.variation is not None else None
-        return goal.threshold.model_dump(), variation, goal.priority
-
-    def shown(goal: Any) -> str:
-        return goal.text
-
-    before, after = keyed(old), keyed(new)
+    One key may hold several goals ("Max <= 45 Gy" and "Max <= 35 Gy (priority 2)"): those written
+    alike on both sides are paired first, a single one left on each side is one goal changed, and the
+    others are listed as removed or added, none hidden behind another of its key."""
+    before, after = _goals_by_item(old), _goals_by_item(new)
     changes = []
-    for key in dict.fromkeys([*before, *after]):
-        was, now = before.get(key), after.get(key)
-        if was is None or now is None:
-            changes.append(Change("goal", key, shown(was) if was else None, shown(now) if now else None))
-        elif judged(was) != judged(now):
-            fields = [name for name, a, b in zip(("threshold", "variation", "priority"), judged(was), judged(now)) if a != b]
-            changes.append(Change("goal", key, shown(was), shown(now), field=", ".join(fields)))
+    for item in dict.fromkeys([*before, *after]):
+        was, now = before.get(item, []), after.get(item, [])
+        pairs = []
+        for goal in list(was):
+            alike = next((other for other in now if _written(other) == _written(goal)), None)
+            if alike is not None:
+                pairs.append((goal, alike))
+                was = [other for other in was if other is not goal]
+                now = [other for other in now if other is not alike]
+        if len(was) == len(now) == 1:
+            pairs.append((was.pop(), now.pop()))
+        changes += [change for a, b in pairs if (change := _goal_change(item, a, b, old, new)) is not None]
+        changes += [Change("goal", item, goal.text, None) for goal in was]
+        changes += [Change("goal", item, None, goal.text) for goal in now]
     return changes
+
+
+def _goals_by_item(protocol: Protocol | SiteTemplate) -> dict[str, list[Goal]]:
+    grouped: dict[str, list[Goal]] = {}
+    for goal in protocol.goals:
+        grouped.setdefault(_goal_item(goal), []).append(goal)
+    return grouped
+
+
+def _written(goal: Goal) -> tuple[Threshold, Threshold | None, int]:
+    """What a goal states as written (its thresholds in Gy, or in % of a prescription)."""
+    return goal.threshold, goal.variation, goal.priority
+
+
+def _limits(goal: Goal) -> tuple[float, float | None, float | None] | None:
+    """The threshold, variation and metric dose (V95%) in Gy, or None where a site template leaves
+    the prescription a goal in % refers to to its protocols."""
+    if goal.needs_reference and goal.reference_dose is None:
+        return None
+    return goal.threshold_value, goal.variation_value, goal.metric_dose_gy
+
+
+def _goal_change(
+    item: str, was: Goal, now: Goal, old: Protocol | SiteTemplate, new: Protocol | SiteTemplate
+) -> Change | None:
+    """`was` -> `now` of one key, or None when both state and resolve to the same."""
+    names = ("threshold", "variation", "priority")
+    fields = [name for name, a, b in zip(names, _written(was), _written(now)) if a != b]
+    limits_before, limits_after = _limits(was), _limits(now)
+    comparable = limits_before is not None and limits_after is not None
+    moved = comparable and limits_before != limits_after
+    if not fields and not moved:
+        return None
+    notes = []
+    if comparable and not moved and {"threshold", "variation"} & set(fields):
+        # "D95% >= 50 Gy" -> "D95% >= 100%" of a 50 Gy level: listed, since the goal now follows its level
+        # (or no longer does), but what a plan is judged by today is the same.
+        notes.append("the same limit")
+        if was.threshold.relative != now.threshold.relative:
+            follows, level = ("now follows", _reference(new, now)) if now.threshold.relative else (
+                "no longer follows", _reference(old, was))
+            notes[-1] += f": the goal {follows} the level {level}"
+    if was.reference_dose is not None and now.reference_dose is not None and was.reference_dose != now.reference_dose:
+        notes.append(f"its reference level changed: {_reference(old, was)} -> {_reference(new, now)}")
+    if not notes:
+        return Change("goal", item, was.text, now.text, field=", ".join(fields))
+    field = ", ".join(fields) or "limit"
+    return Change("goal", item, _resolved(was), _resolved(now), field=field, note="; ".join(notes))
+
+
+def _resolved(goal: Goal) -> str:
+    """A goal as written, with what its percentages of the prescription are in Gy: "Max <= 80% [80% = 56 Gy]"."""
+    if goal.reference_dose is None:
+        return goal.text
+    percentages = [(goal.metric.dose_percent, goal.metric_dose_gy)] if goal.metric.dose_percent is not None else []
+    percentages += [(limit.value, value) for limit, value in ((goal.threshold, goal.threshold_value),
+                                                             (goal.variation, goal.variation_value))
+                    if limit is not None and limit.relative]
+    pieces = [f"{format_number(percent)}% = {format_number(gy)} Gy" for percent, gy in percentages if gy is not None]
+    return goal.text + (f" [{', '.join(pieces)}]" if pieces else "")
+
+
+def _reference(protocol: Protocol | SiteTemplate, goal: Goal) -> str:
+    """The dose level a goal's percentages refer to, as "PTV_Boost 70 Gy" (this course's share where the
+    goal is on this course alone)."""
+    assert protocol.prescription is not None and goal.reference_dose is not None  # a resolved goal has both
+    target = protocol.prescription.reference_level(goal.structure).target
+    share = " from this course" if goal.course == "this" else ""
+    return f"{target} {format_number(goal.reference_dose.gy)} Gy{share}"
 
 
 def _goal_item(goal: Any) -> str:

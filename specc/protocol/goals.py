@@ -362,7 +362,7 @@ def parse_compact(text: str) -> dict[str, Any]:
         elif name == "variation" and "variation" not in fields:
             fields["variation"] = parse_threshold(value.strip(), metric, "variation")
         elif name == "priority" and "priority" not in fields:
-            if not re.fullmatch(r"\s*\d+\s*", value):
+            if not re.fullmatch(r"\s*0*[1-9]\d*\s*", value):  # 0 too: the message names the field
                 raise ValueError(f'goal "{text}": priority must be a whole number >= 1, got "{value.strip()}"')
             fields["priority"] = int(value)
         elif name in ("variation", "priority"):

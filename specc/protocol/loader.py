@@ -25,6 +25,7 @@ from yaml.nodes import MappingNode
 
 from specc.protocol.diagnostics import (
     Diagnostic,
+    Issue,
     ProtocolConsistencyError,
     ProtocolError,
     format_loc,
@@ -32,7 +33,7 @@ from specc.protocol.diagnostics import (
 from specc.protocol.goals import GoalMapping
 from specc.protocol.models import Protocol, ProtocolDocument, ProtocolSource, SiteTemplate, goal_layout
 from specc.protocol.suggest import did_you_mean, near_match
-from specc.protocol.templates import EXTENDS, TEMPLATE, read_protocol_tree
+from specc.protocol.templates import EXTENDS, OWN_KEYS, TEMPLATE, read_protocol_tree
 from specc.protocol.yaml_source import Path as DataPath
 from specc.protocol.yaml_source import Position, YamlDocument, compose, to_document
 from specc.terms import KINDS
@@ -97,7 +98,7 @@ def _validate(
         raise ProtocolError(diagnostics)
     document, unreadable = to_document(node)
     diagnostics = [*diagnostics, *unreadable]
-    locator = _Locator(document, source.path)
+    locator = _Locator(document, source.path, extends=len(source.files) > 1)
     data = document.data
     is_template, template_problems = _template_flag(data, locator, template_allowed)
     diagnostics += template_problems
@@ -116,7 +117,7 @@ def _validate(
         errors = _without_misspelled_missing(error.errors(include_url=False))
         diagnostics += [locator.from_pydantic(details) for details in errors]
     except ProtocolConsistencyError as error:
-        diagnostics += [locator.diagnostic(locator.raw_loc(issue.loc), issue.message, at_key=issue.at_key) for issue in error.issues]
+        diagnostics += [locator.from_issue(issue) for issue in error.issues]
     if diagnostics or protocol is None:
         raise ProtocolError(_in_reading_order(diagnostics, source.files))
     return _with_sources(protocol, locator, source)
@@ -211,9 +212,10 @@ def _with_sources(protocol: _Document, locator: _Locator, source: ProtocolSource
 class _Locator:
     """Maps model paths to YAML positions and pydantic errors to diagnostics."""
 
-    def __init__(self, document: YamlDocument, main_file: str) -> None:
+    def __init__(self, document: YamlDocument, main_file: str, extends: bool = False) -> None:
         self.document = document
         self.main_file = main_file
+        self.extends = extends  # the file extends a template, whose header keys it does not take
         goals = document.data.get("goals") if isinstance(document.data, dict) else None
         self.goal_paths = [path for path, _ in goal_layout(goals)] if isinstance(goals, dict) else None
 
@@ -255,6 +257,15 @@ class _Locator:
         shown = (*path, missing) if missing else path
         return Diagnostic(position.file, position.line, position.column, format_loc(shown), message)
 
+    def from_issue(self, issue: Issue) -> Diagnostic:
+        """A consistency issue at its line; the other place it involves, if any, named with its line (it may
+        be in another file of a template chain: the one to change)."""
+        message = issue.message
+        if issue.related is not None:
+            other = self.location(self.raw_loc(issue.related), at_key=True)
+            message += f"; {format_loc(issue.related)} is at {other.file}:{other.line}:{other.column}"
+        return self.diagnostic(self.raw_loc(issue.loc), message, at_key=issue.at_key)
+
     def from_pydantic(self, error: ErrorDetails) -> Diagnostic:
         model_loc = tuple(error["loc"])
         loc = self.raw_loc(model_loc)
@@ -267,7 +278,10 @@ class _Locator:
             hint = f' (did you mean "{suggestion}"?)' if suggestion else listed
             return self.diagnostic(loc, f'unknown key "{key}"{hint}', at_key=True)
         if kind == "missing":
-            return self.diagnostic(loc[:-1], f'missing required key "{loc[-1]}"', missing=str(loc[-1]))
+            key = str(loc[-1])
+            own = self.extends and len(loc) == 1 and key in OWN_KEYS
+            note = f" (each file states its own {key}: it is not taken from the template it extends)" if own else ""
+            return self.diagnostic(loc[:-1], f'missing required key "{key}"{note}', missing=key)
         return self.diagnostic(loc, _message(error))
 
 

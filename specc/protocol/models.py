@@ -187,8 +187,12 @@ class Prescription(_Strict):
         convention of "Bladder V100%" in site protocols. For a goal on this course alone (`course`
         "this"), the share of that level this plan gives (the level less the prior course's dose).
         """
-        level = self.level_for(structure) or max(self.levels, key=lambda level: level.dose.gy)
+        level = self.reference_level(structure)
         return level.dose if course == "composite" else Dose(gy=level.plan_dose_gy)
+
+    def reference_level(self, structure: str) -> DoseLevel:
+        """The dose level "% of prescription" refers to for `structure`: its own, else the highest."""
+        return self.level_for(structure) or max(self.levels, key=lambda level: level.dose.gy)
 
 
 def _expression(value: Any) -> StructureExpr:

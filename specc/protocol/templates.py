@@ -3,7 +3,10 @@
 Merge rules (applied on YAML nodes, so each value keeps the file and line it came from):
 - mappings merge key by key, recursively; the including file wins;
 - goals are matched by structure, metric, side (lower or upper bound) and the dose they are on
-  (EQD2 / BED, this course): an override replaces the base goal in place, new goals are appended;
+  (EQD2 / BED, this course): the including file's goals of one such key replace all the base's
+  goals of that key, as a group in the place of the first, and goals of a new key are appended.
+  A file's own goals are never matched with each other: two limits on one metric ("Max <= 45 Gy"
+  and "Max <= 35 Gy (priority 2)") are both kept, written in a template or in its protocol;
 - any other list (references, authors, levels, aliases, optimization terms) is replaced as a
   whole by the including file's list.
 `extends` is resolved relative to the including file and must stay inside the protocol tree
@@ -11,6 +14,9 @@ Merge rules (applied on YAML nodes, so each value keeps the file and line it cam
 
 `template: true` marks a file as a site template; it describes that one file, so it is not
 inherited: a protocol extending a template is complete unless it says `template: true` itself.
+`name`, `version` and `approval` describe one file too: inherited, a protocol that states none
+would be planned, reported and compared as "... site template v1.0.0", approved by whoever
+approved the template, so each file states its own (a protocol must state a name and a version).
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ from specc.protocol.yaml_source import compose, position_of
 
 EXTENDS = "extends"
 TEMPLATE = "template"
+# Keys that describe the file they are written in, never the files extending it.
+OWN_KEYS = (TEMPLATE, "name", "version", "approval")
 
 
 @dataclass
@@ -90,7 +98,35 @@ class _Reader:
             return None
         base_display = os.path.normpath(os.path.join(os.path.dirname(display), extends.value))
         base = self.read(base_path, base_display, [*chain, real])
-        return None if base is None else merge(_split_key(base, TEMPLATE)[0], own)
+        if base is None:
+            return None
+        self._check_kept_goals(own, base, display)
+        return merge(_without_keys(base, OWN_KEYS), own)
+
+    def _check_kept_goals(self, own: Node, base: Node, display: str) -> None:
+        """Refuse `Structure: []` under `goals` where the base has goals for the structure: goals are merged,
+        so the empty list would keep them all while reading as "no goals" (every other list is replaced)."""
+        inherited = _value_of(base, "goals")
+        written = _value_of(own, "goals")
+        if not isinstance(written, MappingNode) or not isinstance(inherited, MappingNode):
+            return
+        for key, value in written.value:
+            kept = _value_of(inherited, key.value)
+            if not isinstance(value, SequenceNode) or value.value or kept is None:
+                continue
+            if isinstance(kept, SequenceNode):
+                if not kept.value:  # the template's own list is empty: nothing is kept
+                    continue
+                kept = kept.value[0]
+            where = position_of(kept.start_mark)
+            mark = position_of(value.start_mark)
+            self.diagnostics.append(Diagnostic(
+                display, mark.line, mark.column, f"goals.{key.value}",
+                f"an empty list would keep the template's goals of {key.value} ({where.file}:{where.line}): a "
+                "protocol's goals are merged with its template's, not replaced. To change a template goal, write "
+                "goals of its metric and side (they replace the template's of that metric and side); a template "
+                "goal cannot be removed, so a protocol that needs none of them does not extend the template",
+            ))
 
     def _template_path(self, real: Path, display: str, extends: Node, chain: list[Path]) -> Path | None:
         mark = position_of(extends.start_mark)
@@ -119,15 +155,25 @@ class _Reader:
         return candidate
 
 
+def _value_of(node: Node, name: str) -> Node | None:
+    """The value of key `name` in a mapping `node` (None if absent or not a mapping)."""
+    if not isinstance(node, MappingNode):
+        return None
+    return next((value for key, value in node.value if key.value == name), None)
+
+
+def _without_keys(node: Node, names: tuple[str, ...]) -> Node:
+    """A mapping `node` without the keys `names`."""
+    if not isinstance(node, MappingNode):
+        return node
+    rest = [(key, value) for key, value in node.value if key.value not in names]
+    return MappingNode(node.tag, rest, node.start_mark, node.end_mark)
+
+
 def _split_key(node: Node, name: str) -> tuple[Node, Node | None]:
     """A mapping `node` without its key `name`, and that key's value (None if absent)."""
-    if not isinstance(node, MappingNode):
-        return node, None
-    value = next((value for key, value in node.value if key.value == name), None)
-    if value is None:
-        return node, None
-    rest = [(key, value) for key, value in node.value if key.value != name]
-    return MappingNode(node.tag, rest, node.start_mark, node.end_mark), value
+    value = _value_of(node, name)
+    return (node, None) if value is None else (_without_keys(node, (name,)), value)
 
 
 def merge(base: Node, override: Node, path: tuple[str, ...] = ()) -> Node:
@@ -149,14 +195,23 @@ def merge(base: Node, override: Node, path: tuple[str, ...] = ()) -> Node:
 
 
 def _merge_goal_lists(base: SequenceNode, override: SequenceNode) -> SequenceNode:
-    merged = list(base.value)
-    for goal in override.value:
-        key = _goal_key(goal)
-        match = next((index for index, old in enumerate(merged) if key is not None and _goal_key(old) == key), None)
-        if match is None:
-            merged.append(goal)
-        else:
-            merged[match] = goal
+    """The base's goals with each key the override writes replaced by the override's goals of that key.
+
+    Replaced as a group, never goal by goal: matched one to one, a file's second goal of a key
+    ("Max <= 35 Gy (priority 2)" beside "Max <= 45 Gy") replaced its first, and a base's pair of one
+    key lost one goal to an override of one; either way a limit vanished without a word.
+    """
+    keys = [_goal_key(goal) for goal in override.value]
+    merged: list[Node] = []
+    placed: set[tuple[str, bool, str, str]] = set()
+    for old in base.value:
+        key = _goal_key(old)
+        if key is None or key not in keys:
+            merged.append(old)
+        elif key not in placed:
+            placed.add(key)
+            merged += [goal for goal, own in zip(override.value, keys) if own == key]
+    merged += [goal for goal, key in zip(override.value, keys) if key is None or key not in placed]
     return SequenceNode(override.tag, merged, override.start_mark, override.end_mark)
 
 

@@ -80,7 +80,7 @@ def compose(text: str, filename: str) -> tuple[Node | None, list[Diagnostic]]:
                 "this line is indented differently from the lines before it (the keys of one mapping, and the "
                 f"items of one list, start in the same column); the YAML parser says: {problem}"
             )
-        return None, [Diagnostic(filename, line, column, "", f"invalid YAML: {problem}")]
+        return None, [Diagnostic(filename, line, column, "", f"invalid YAML: {problem}{_advice(problem)}")]
     except yaml.YAMLError as error:  # reader errors (control characters further on) carry no mark
         return None, [Diagnostic(filename, None, None, "", f"invalid YAML: {error}")]
     except RecursionError:
@@ -94,6 +94,16 @@ def compose(text: str, filename: str) -> tuple[Node | None, list[Diagnostic]]:
     _check(node, (), set(), diagnostics, [0], fatal)
     # A tree that cannot be walked safely is not handed on; its diagnostics say why.
     return (None if fatal[0] else node), diagnostics
+
+
+def _advice(problem: str) -> str:
+    """What to do about the parser's least readable complaints: a tab, and a bare `>=` key (YAML reads
+    a leading `>` as the start of folded text, inside a flow mapping as no token at all)."""
+    if "found character '\\t' that cannot start any token" in problem:
+        return "; indent with spaces, not tabs"
+    if any(sign in problem for sign in ("found character '>' that cannot", "indentation indicators, but found '='")):
+        return '; quote a comparator written as a key, e.g. {metric: D95%, ">=": 50 Gy}'
+    return ""
 
 
 def _check(
@@ -124,6 +134,8 @@ def _check(
     for key_node, value_node in node.value:
         if key_node.tag == "tag:yaml.org,2002:merge":
             out.append(_at(key_node, path, 'YAML merge keys ("<<") are not supported: use `extends` for templates'))
+            # The keys it would merge are missing, so checking on would report each as missing too.
+            fatal[0] = True
             continue
         if not isinstance(key_node, ScalarNode) or key_node.tag not in _STANDARD_TAGS:
             out.append(_at(key_node, path, "a mapping key must be plain text"))
