@@ -107,5 +107,5 @@ def diff_command(
         console.print(Text(change.line()), soft_wrap=True, highlight=False)
     cosmetic = sum(change.cosmetic for change in found.changes)
     console.print(f"{len(found.changes)} changes ({cosmetic} cosmetic: colours, description, references, authors)")
-    if found.version_unchanged:
-        fail(f"the protocol changed but its version did not (still {later.version}): give the new version a new number")
+    if found.version_problem is not None:
+        fail(f"{found.version_problem}: give the new version a greater number")

@@ -74,12 +74,6 @@ class ProtocolDiff:
         step = _version_not_raised(self.old.version, self.new.version)
         return f"the protocol changed but its version was not raised: {step}" if step else None
 
-    @property
-    def version_unchanged(self) -> bool:
-        """True when the version gate fails: something that changes the plan or its judgement changed and
-        `version` was not raised (`version_problem` says how)."""
-        return self.version_problem is not None
-
 
 def diff_protocols(old: Protocol | SiteTemplate, new: Protocol | SiteTemplate) -> ProtocolDiff:
     """Every difference between `old` and `new`, section by section, in protocol order."""
