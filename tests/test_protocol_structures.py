@@ -41,6 +41,8 @@ def test_functions() -> None:
     ("text", "message"),
     [
         ("expand(CTV, 5)", '"5" needs a unit: write margins in mm'),
+        ("expand(CTV, -5mm)", 'a margin cannot be negative ("-5mm"): shrink the structure with shrink(X, 5mm) instead'),
+        ("expand(CTV, 5mm, -0.5 cm, 5mm)", 'a margin cannot be negative ("-0.5 cm")'),
         ("expnd(CTV, 5mm)", 'unknown function "expnd" (did you mean "expand"?)'),
         ("A |", 'expected a structure name, a function or "(", found the end at character 4'),
         ("ring(A, 5mm, 2mm)", "ring inner distance 5mm must be smaller than outer 2mm"),

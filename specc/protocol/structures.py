@@ -198,6 +198,8 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 
+_NEGATIVE_MARGIN = re.compile(r"-\s*((?:\d+(?:\.\d*)?|\.\d+)\s*(?:mm|cm))\b")
+
 
 def parse_expression(text: str) -> StructureExpr:
     """Parse an expression; raises ValueError naming the position of the first problem."""
@@ -229,6 +231,10 @@ class _Parser:
                 self._fail(offset + 1, f'unexpected character "{text[offset]}"')
             kind = match.lastgroup or ""
             start = match.start(kind) + 1
+            negative = _NEGATIVE_MARGIN.match(text, match.start(kind)) if kind == "number" else None
+            if negative:
+                self._fail(start, f'a margin cannot be negative ("{negative[0]}"): shrink the structure with '
+                                  f'shrink(X, {negative[1]}) instead')
             if kind == "number":
                 self._fail(start, f'"{match[kind]}" needs a unit: write margins in mm, e.g. "5mm"')
             tokens.append(_Token(kind, match[kind], start))
