@@ -21,6 +21,7 @@ from specc.case.importers.rtstruct import rasterize, read_structure_set
 from specc.cli import app
 from specc.export import read_result
 from specc.export.dicom_study import write_dicom_study
+from specc.export.rtplan import write_rtplan
 from specc.export.segments import read_segments
 from specc.pipeline import plan
 
@@ -123,6 +124,33 @@ def test_the_study_is_one_study_and_the_plan_refers_to_its_structure_set(exporte
     types = {int(item.ReferencedROINumber): item.RTROIInterpretedType for item in rs.RTROIObservationsSequence}
     names = {int(item.ROINumber): item.ROIName for item in rs.StructureSetROISequence}
     assert [names[number] for number, kind in types.items() if kind == "PTV"] == ["Target"]
+
+
+def test_a_second_export_writes_the_same_objects_and_the_studys_rt_plan_is_not_the_standalone_one(exported, tmp_path):
+    """Same plan, same options: every object but the RT Dose (whose UID rtdose.py draws) is the
+    same SOP Instance in the same series, and the study keeps one date (none: it is the case's,
+    shared by every plan on it). The study's RT Plan (PATIENT geometry, referring to RS.dcm) is
+    other content than the standalone export's (TREATMENT_DEVICE): another SOP Instance UID."""
+    folder, *_ = exported
+    _study(folder / "plan", tmp_path / "again")
+
+    def objects(study: Path) -> dict[str, pydicom.Dataset]:
+        return {path.name: pydicom.dcmread(path, stop_before_pixels=True) for path in study.iterdir()}
+
+    first, second = objects(folder / "study"), objects(tmp_path / "again")
+    assert first.keys() == second.keys()
+    for name in sorted(set(first) - {"RD.dcm"}):
+        assert (first[name].SOPInstanceUID, first[name].SeriesInstanceUID) == (
+            second[name].SOPInstanceUID, second[name].SeriesInstanceUID), name
+        assert (folder / "study" / name).read_bytes() == (tmp_path / "again" / name).read_bytes(), name
+    assert {(str(ds.StudyDate), str(ds.StudyTime)) for ds in [*first.values(), *second.values()]} == {("", "")}
+    series = [first[name].SeriesInstanceUID for name in ("CT_0001.dcm", "RS.dcm", "RP.dcm", "RD.dcm")]
+    assert len(set(series)) == 4  # each object in its own series (the CT slices in one)
+    result = read_result(folder / "plan" / "result.h5")
+    segments_path = folder / "plan" / "segments.json"
+    standalone = write_rtplan(result, read_segments(segments_path), segments_path, result.load_case(), tmp_path / "RP.dcm")
+    assert standalone.uid != first["RP.dcm"].SOPInstanceUID
+    assert pydicom.dcmread(standalone.path).SeriesInstanceUID != first["RP.dcm"].SeriesInstanceUID
 
 
 def test_specc_check_of_the_study_gives_the_plans_goal_values(exported, tmp_path):

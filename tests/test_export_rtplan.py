@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from specc.case import CaseMetadata
 from specc.cli import app
 from specc.export import ResultError, read_result
 from specc.export.rtdose import write_rtdose
-from specc.export.rtplan import rtplan_uid, write_rtplan
+from specc.export.rtplan import PhotonEnergy, photon_energy, rtplan_uid, write_rtplan
 from specc.export.segments import read_segments
 from specc.pipeline import plan
 
@@ -51,12 +52,12 @@ def planned(tmp_path_factory) -> Path:
     return _planned(tmp_path_factory.mktemp("rtplan"), synthetic_case())
 
 
-def _export(plan_folder: Path, name: str = "RP.dcm", **changes) -> tuple[pydicom.Dataset, object]:
+def _export(plan_folder: Path, name: str = "RP.dcm", machine: str = "", **changes) -> tuple[pydicom.Dataset, object]:
     result = read_result(plan_folder / "result.h5")
     segments = read_segments(plan_folder / "segments.json")
     if changes:
         segments = segments.model_copy(update=changes)
-    exported = write_rtplan(result, segments, plan_folder / "segments.json", result.load_case(), plan_folder / name)
+    exported = write_rtplan(result, segments, plan_folder / "segments.json", result.load_case(), plan_folder / name, machine)
     return pydicom.dcmread(exported.path), exported
 
 
@@ -95,7 +96,12 @@ def test_control_points_deliver_the_planned_fluence(planned: Path) -> None:
         assert float(points[-1].CumulativeMetersetWeight) == pytest.approx(float(beam.FinalCumulativeMetersetWeight))
         weights = [float(point.CumulativeMetersetWeight) for point in points]
         assert weights[0] == 0 and np.all(np.diff(weights) >= 0)
-        assert "BeamLimitingDevicePositionSequence" not in points[1]  # the leaves stand still while the beam is on
+        # PS3.3 C.8.8.14.5: what changes at any control point of a beam is given at all of them; the
+        # closing control point of a segment repeats its leaves and jaws, which stand still while the beam is on
+        for start, end in zip(points[::2], points[1::2]):
+            assert [list(d.LeafJawPositions) for d in end.BeamLimitingDevicePositionSequence] == [
+                list(d.LeafJawPositions) for d in start.BeamLimitingDevicePositionSequence
+            ]
         mlc = beam.BeamLimitingDeviceSequence[2]
         assert mlc.RTBeamLimitingDeviceType == "MLCX"
         assert len(mlc.LeafPositionBoundaries) == int(mlc.NumberOfLeafJawPairs) + 1
@@ -145,6 +151,65 @@ def test_plan_attributes_and_the_rt_dose_that_references_it(planned: Path) -> No
     from dicompylercore import dicomparser
 
     assert dicomparser.DicomParser(str(planned / "RP.dcm")).GetPlan()["rxdose"] == pytest.approx(6000)
+
+
+def test_one_plan_exported_with_the_same_options_is_one_object_and_other_content_another(planned: Path) -> None:
+    """A SOP Instance UID names one content in one series: the same export twice writes the same
+    file; a machine name set at a second export (other content) gets another SOP Instance and
+    series, which an RT Dose can reference (`rtplan_uid` with the machine)."""
+    first, exported = _export(planned, "RP-1.dcm")
+    again, _ = _export(planned, "RP-2.dcm")
+    named, named_export = _export(planned, "RP-TB1.dcm", machine="TB1")
+    assert (planned / "RP-1.dcm").read_bytes() == (planned / "RP-2.dcm").read_bytes()
+    assert (first.SOPInstanceUID, first.SeriesInstanceUID) == (again.SOPInstanceUID, again.SeriesInstanceUID)
+    assert named.SOPInstanceUID != first.SOPInstanceUID and named.SeriesInstanceUID != first.SeriesInstanceUID
+    assert named.StudyInstanceUID == first.StudyInstanceUID  # the case's study either way
+    result = read_result(planned / "result.h5")
+    assert rtplan_uid(result, planned / "segments.json") == exported.uid
+    assert rtplan_uid(result, planned / "segments.json", "TB1") == named_export.uid == named.SOPInstanceUID
+    # dated by the plan's making (plan.json `created`, UTC), not by the export's clock
+    created = datetime.fromisoformat(result.record.created).astimezone(timezone.utc)
+    assert (first.RTPlanDate, first.RTPlanTime) == (created.strftime("%Y%m%d"), created.strftime("%H%M%S"))
+    assert (first.ContentDate, first.ContentTime) == (first.RTPlanDate, first.RTPlanTime)
+    assert first.TimezoneOffsetFromUTC == "+0000"
+    assert (first.StudyDate, first.StudyTime) == ("", "")  # the case's study, shared by every plan on it, has no date
+
+
+@pytest.mark.parametrize(
+    ("label", "energy"),
+    [
+        ("6 MV", PhotonEnergy(6.0, None)), ("6MV", PhotonEnergy(6.0, None)), ("6X", PhotonEnergy(6.0, None)),
+        ("6 X", PhotonEnergy(6.0, None)), ("15 mv", PhotonEnergy(15.0, None)), ("10 MV FFF", PhotonEnergy(10.0, "FFF")),
+        ("6FFF", PhotonEnergy(6.0, "FFF")), ("6X-FFF", PhotonEnergy(6.0, "FFF")), ("10X FFF", PhotonEnergy(10.0, "FFF")),
+        ("6 MV SRS", PhotonEnergy(6.0, "SRS")), ("6x-srs", PhotonEnergy(6.0, "SRS")),
+        ("unknown", None), ("6", None), ("6 MeV", None), ("6 MV FFF boost", None), ("", None),
+    ],
+)
+def test_photon_energy_labels_are_read_with_their_fluence_mode(label: str, energy: PhotonEnergy | None) -> None:
+    assert photon_energy(label) == energy
+
+
+def test_fff_and_srs_beams_say_their_fluence_mode_and_an_unread_energy_is_a_note(tmp_path: Path) -> None:
+    """A "6 MV FFF" beam exported as a plain 6 MV one reads as a flattened beam: the fluence mode
+    goes with the energy (beam level, Primary Fluence Mode Sequence). A label specc cannot read
+    gives no energy and no fluence mode, and the command names the beam and the label."""
+    case = synthetic_case()
+    labels = {1: "6 MV FFF", 2: "6X", 3: "unknown"}
+    case = dataclasses.replace(case, beams=[dataclasses.replace(beam, energy=labels[beam.id]) for beam in case.beams])
+    folder = _planned(tmp_path, case)
+    written = CliRunner().invoke(app, ["export", "rtplan", str(folder), "--out", str(tmp_path / "RP.dcm")])
+    assert written.exit_code == 0, written.output
+    said = " ".join(written.output.split())
+    assert "note: beam 3: energy 'unknown' is not a photon energy specc reads" in said
+    assert "beam 1" not in said and "beam 2" not in said
+    beams = {int(beam.BeamDescription.split()[2].rstrip(",")): beam for beam in pydicom.dcmread(tmp_path / "RP.dcm").BeamSequence}
+    fff, plain, unread = beams[1], beams[2], beams[3]
+    assert float(fff.ControlPointSequence[0].NominalBeamEnergy) == 6.0
+    assert [(m.FluenceMode, m.FluenceModeID) for m in fff.PrimaryFluenceModeSequence] == [("NON_STANDARD", "FFF")]
+    assert float(plain.ControlPointSequence[0].NominalBeamEnergy) == 6.0
+    assert [m.FluenceMode for m in plain.PrimaryFluenceModeSequence] == ["STANDARD"]
+    assert "FluenceModeID" not in plain.PrimaryFluenceModeSequence[0]
+    assert "NominalBeamEnergy" not in unread.ControlPointSequence[0] and "PrimaryFluenceModeSequence" not in unread
 
 
 def test_a_plan_that_did_not_converge_says_so(planned: Path) -> None:

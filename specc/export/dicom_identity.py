@@ -5,6 +5,13 @@ when they share a study and a Frame of Reference. When the case came from DICOM 
 source study (the identifiers the importer kept under `dicom.*`); otherwise the study and
 Frame of Reference UIDs are derived from the case's content hash, so every object exported
 from plans on one case lands in one study, however many commands wrote them.
+
+Every UID specc derives is a hash of what the object holds (`derived_uid`), so exporting the
+same plan with the same options writes the same UIDs, and an export whose content differs
+(another machine name, another study) writes other ones: a SOP Instance UID names one content,
+in one series (the series UID is derived from it). Dates are never the export's clock: an
+object of one plan carries the plan's creation time (`plan_created`), in UTC; a study derived
+from the case has no date, since every plan on the case shares it.
 """
 
 from __future__ import annotations
@@ -56,24 +63,31 @@ class DicomIdentity:
         """A UID that every export of the same content reproduces (pydicom hashes the sources)."""
         return generate_uid(entropy_srcs=["specc", purpose, self.case_sha256, *sources])
 
-    def new_dataset(self, path: Path, sop_class_uid: str, sop_instance_uid: str, modality: str) -> FileDataset:
-        """A file dataset with the SOP common, patient, study, series, Frame of Reference and equipment modules."""
+    def new_dataset(
+        self, path: Path, sop_class_uid: str, sop_instance_uid: str, modality: str, created: dt.datetime | None = None
+    ) -> FileDataset:
+        """A file dataset with the SOP common, patient, study, series, Frame of Reference and equipment modules.
+
+        `created`: when the content was made (`plan_created`), written as its Content Date and
+        Time; None for an object that belongs to no one plan (a derived study's CT), which then
+        has none. The series is derived from the SOP Instance UID: one object, one series."""
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = sop_class_uid
         meta.MediaStorageSOPInstanceUID = sop_instance_uid
         meta.TransferSyntaxUID = ExplicitVRLittleEndian
         ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-        now = dt.datetime.now()
         ds.SOPClassUID = sop_class_uid
         ds.SOPInstanceUID = sop_instance_uid
+        if not self.linked:  # every date in the object is specc's own, in UTC
+            ds.TimezoneOffsetFromUTC = "+0000"
         ds.Modality = modality
         ds.Manufacturer = "specc"
         ds.SoftwareVersions = __version__
-        ds.ContentDate = now.strftime("%Y%m%d")
-        ds.ContentTime = now.strftime("%H%M%S")
+        if created is not None:
+            ds.ContentDate, ds.ContentTime = dicom_date_time(created)
         ds.InstanceNumber = 1
         self._fill_patient_and_study(ds)
-        ds.SeriesInstanceUID = generate_uid()
+        ds.SeriesInstanceUID = self.derived_uid("series", sop_instance_uid)
         ds.SeriesNumber = 1
         return ds
 
@@ -85,12 +99,25 @@ class DicomIdentity:
         ds.PatientSex = known.get("PatientSex", "")
         ds.StudyInstanceUID = known.get("StudyInstanceUID") or self.derived_uid("study")
         ds.StudyID = known.get("StudyID", "")
-        ds.StudyDate = known.get("StudyDate", ds.ContentDate)
-        ds.StudyTime = known.get("StudyTime", ds.ContentTime)
+        ds.StudyDate = known.get("StudyDate", "")
+        ds.StudyTime = known.get("StudyTime", "")
         ds.AccessionNumber = known.get("AccessionNumber", "")
         ds.ReferringPhysicianName = known.get("ReferringPhysicianName", "")
         ds.FrameOfReferenceUID = known.get("FrameOfReferenceUID") or self.derived_uid("frame of reference")
         ds.PositionReferenceIndicator = known.get("PositionReferenceIndicator", "")
+
+
+def plan_created(result: PlanResult) -> dt.datetime | None:
+    """When the plan was made (plan.json `created`, UTC): the date of every object exported from
+    it, however often it is exported; None for a result written without its plan record."""
+    record = result.record
+    return dt.datetime.fromisoformat(record.created) if record is not None else None
+
+
+def dicom_date_time(moment: dt.datetime) -> tuple[str, str]:
+    """DA and TM values of `moment` in UTC (the objects say so with Timezone Offset From UTC)."""
+    utc = moment.astimezone(dt.timezone.utc)
+    return utc.strftime("%Y%m%d"), utc.strftime("%H%M%S")
 
 
 def sop_reference(sop_class_uid: str, sop_instance_uid: str) -> Dataset:

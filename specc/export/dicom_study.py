@@ -18,7 +18,6 @@ written, in the source study, referring to its structure set.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,11 +85,15 @@ def write_dicom_study(
 def _study_identity(derived: DicomIdentity, result: PlanResult) -> DicomIdentity:
     """The identifiers of the study written here, fixed once so that every file carries the same.
 
-    The structure set's UID depends on the derived structures it holds too: two plans of one
-    case with other margins write two structure sets, never two under one UID."""
-    now = dt.datetime.now()
+    The study is the case's, shared by every plan on it, so it has no date (type 2, empty): a
+    plan's would change under one Study Instance UID from plan to plan. The structure set's UID
+    depends on what it holds besides the case's structures: the derived structures (their mask,
+    expression, colour, role) and which structures are the prescription's targets (those are
+    PTV); two plans of one case with other margins or targets write two structure sets, never
+    two under one UID."""
     structures = [
-        f"{d.name}\0{d.expression}\0{hashlib.sha256(np.packbits(d.mask.ravel()).tobytes()).hexdigest()}"
+        f"{d.name}\0{d.expression}\0{d.color}\0{d.role}\0"
+        f"{hashlib.sha256(np.packbits(d.mask.ravel()).tobytes()).hexdigest()}"
         for d in result.derived
     ]
     identifiers = {
@@ -98,10 +101,10 @@ def _study_identity(derived: DicomIdentity, result: PlanResult) -> DicomIdentity
         "PatientName": derived.case_id,
         "StudyInstanceUID": derived.derived_uid("study"),
         "StudyID": "specc",
-        "StudyDate": now.strftime("%Y%m%d"),
-        "StudyTime": now.strftime("%H%M%S"),
         "FrameOfReferenceUID": derived.derived_uid("frame of reference"),
-        "StructureSetSOPInstanceUID": derived.derived_uid("structure set", *structures),
+        "StructureSetSOPInstanceUID": derived.derived_uid(
+            "structure set", *structures, f"targets={sorted(_targets(result))}"
+        ),
         "PatientPosition": "HFS",
     }
     return DicomIdentity(identifiers, derived.case_id, derived.case_sha256)
@@ -159,8 +162,8 @@ def _write_structure_set(case: Case, result: PlanResult, identity: DicomIdentity
     ds.SeriesDescription = f"specc case {case.case_id} structures"[:64]
     ds.StructureSetLabel = "specc"
     ds.StructureSetName = case.case_id[:64]
-    ds.StructureSetDate = ds.ContentDate
-    ds.StructureSetTime = ds.ContentTime
+    ds.StructureSetDate = ""  # type 2: one structure set may serve several plans, made at other times
+    ds.StructureSetTime = ""
     frame = identity.identifiers["FrameOfReferenceUID"]
     z_axis = case.grid.axes_mm()[2]
     slices = [_slice_uid(identity, k) for k in range(len(z_axis))]
@@ -203,8 +206,7 @@ class _Roi:
 
 def _rois(case: Case, result: PlanResult, notes: list[str]) -> list[_Roi]:
     """The case's structures, then the protocol's derived ones as planned (PTV margins, rings)."""
-    record = result.record
-    targets = {level.target for level in record.prescription.levels} if record else set()
+    targets = _targets(result)
     rois = [
         _Roi(name, structure.mask, structure.color, "PTV" if name in targets else "")
         for name, structure in sorted(case.structures.items())
@@ -217,6 +219,12 @@ def _rois(case: Case, result: PlanResult, notes: list[str]) -> list[_Roi]:
         kind = "PTV" if derived.role == "target" else "CONTROL"
         rois.append(_Roi(name, derived.mask, derived.color, kind, f"derived by specc: {derived.expression}"))
     return rois
+
+
+def _targets(result: PlanResult) -> set[str]:
+    """The plan's prescription targets: their structures are written as PTV."""
+    record = result.record
+    return {level.target for level in record.prescription.levels} if record else set()
 
 
 def _referenced_frame(identity: DicomIdentity, slices: list[str]) -> Dataset:

@@ -5,7 +5,11 @@ unit: not monitor units. So the RT Plan carries what a planning system needs to 
 units with its own beam model, and nothing that would pass for a calibrated meterset:
 
 - one static beam per beam that delivers fluence, step-and-shoot control points (two per
-  segment, the leaves still while the meterset rises by the segment's weight);
+  segment, both giving its leaves and jaws, which stand still while the meterset rises by
+  the segment's weight);
+- each beam's nominal energy and fluence mode (Primary Fluence Mode: STANDARD, or FFF and
+  SRS as NON_STANDARD) read from the case's energy label (`photon_energy`); a label it cannot
+  read is left out, with a note, never written as a standard beam;
 - a virtual MLC (MLCX) whose leaf pairs are the case's beamlet rows (width = beamlet height),
   with X and Y jaws around each segment's opening; closed leaf pairs meet under the X1 jaw;
 - each beam's Final Cumulative Meterset Weight is its summed segment weight in the case's
@@ -34,13 +38,16 @@ from specc.case import Case
 from specc.case.importers.external_dose import file_sha256
 from specc.case.model import row_lookup
 from specc.evaluate import PlanRecord
-from specc.export.dicom_identity import DicomIdentity, save, sop_reference
+from specc.export.dicom_identity import DicomIdentity, dicom_date_time, plan_created, save, sop_reference
 from specc.export.result_file import PlanResult, ResultError
 from specc.export.segments import BeamSegmentsEntry, SegmentsDocument
 
 # specc's beam angles are IEC 61217 for a head-first supine patient (specc.case.Beam).
 PATIENT_POSITION = "HFS"
-_ENERGY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*MV\b", re.IGNORECASE)
+# A photon energy label as cases and planning systems write it: "6 MV", "6MV", "6X", "6 X",
+# "10 MV FFF", "6FFF", "6X-FFF", "10X FFF", "6 MV SRS". A number alone ("6") is not read:
+# it could be an electron energy in MeV.
+_PHOTON_ENERGY = re.compile(r"(?P<mv>\d+(?:\.\d+)?)\s*(?P<unit>MV|X)?[\s-]*(?P<mode>FFF|SRS)?", re.IGNORECASE)
 
 
 @dataclass
@@ -50,11 +57,33 @@ class RtPlanExport:
     notes: list[str] = field(default_factory=list)
 
 
-def rtplan_uid(result: PlanResult, segments_path: Path) -> str:
-    """The RT Plan's SOP Instance UID: the same for every export of one segments.json, so an
-    RT Dose exported by another command can reference it."""
-    digest = file_sha256(Path(segments_path))
-    return DicomIdentity.of(result).derived_uid("rt plan", digest)
+@dataclass(frozen=True)
+class PhotonEnergy:
+    """A beam's nominal energy (MV) and its fluence mode: None for the standard (flattened)
+    beam, else the machine's name of the non-standard one: FFF (flattening filter free) or
+    SRS (Varian's high dose-rate radiosurgery mode)."""
+
+    nominal_mv: float
+    fluence_mode_id: str | None
+
+
+def photon_energy(label: str) -> PhotonEnergy | None:
+    """The energy a case's beam label names (`_PHOTON_ENERGY`); None when it is not one of those."""
+    match = _PHOTON_ENERGY.fullmatch(label.strip())
+    if match is None or not (match["unit"] or match["mode"]):
+        return None
+    return PhotonEnergy(float(match["mv"]), match["mode"].upper() if match["mode"] else None)
+
+
+def rtplan_uid(result: PlanResult, segments_path: Path, machine: str = "", identity: DicomIdentity | None = None) -> str:
+    """The RT Plan's SOP Instance UID, from everything its content depends on: the plan (its
+    segments.json and creation time), the machine name and the study it joins (`identity`, as
+    for `write_rtplan`). Every export of one plan with the same options gives the same UID, so an
+    RT Dose exported by another command can reference it; any other content gets another UID."""
+    identity = identity or DicomIdentity.of(result)
+    created = result.record.created if result.record is not None else ""
+    study = [f"{key}={value}" for key, value in sorted(identity.identifiers.items())]
+    return identity.derived_uid("rt plan", file_sha256(Path(segments_path)), created, f"machine={machine}", *study)
 
 
 def write_rtplan(
@@ -78,11 +107,12 @@ def write_rtplan(
             f"for {PATIENT_POSITION}, so an RT Plan written from them would be turned wrongly"
         )
     path = Path(path)
-    uid = rtplan_uid(result, segments_path)
+    uid = rtplan_uid(result, segments_path, machine, identity)
     export = RtPlanExport(path, uid)
-    ds = identity.new_dataset(path, RTPlanStorage, uid, "RTPLAN")
+    created = plan_created(result)
+    ds = identity.new_dataset(path, RTPlanStorage, uid, "RTPLAN", created)
     record = result.record
-    _general_plan(ds, identity, segments, record)
+    _general_plan(ds, identity, segments, record, created)
 
     beams_by_id = {beam.id: beam for beam in case.beams}
     dose_points = _beam_doses_at_isocentre(case, result.fluence, [entry.beam for entry in segments.beams])
@@ -91,7 +121,14 @@ def write_rtplan(
     points: dict[tuple[float, float, float], Dataset] = {}  # one dose point per isocentre
     for number, entry in enumerate(segments.beams, start=1):
         beam = beams_by_id[entry.beam]
-        beams.append(_beam(number, entry, beam.sad_mm, machine))
+        energy = photon_energy(entry.energy)
+        if energy is None:
+            export.notes.append(
+                f"beam {entry.beam}: energy {entry.energy!r} is not a photon energy specc reads (\"6 MV\", \"6X\", "
+                "\"10 MV FFF\", \"6 MV SRS\"): NominalBeamEnergy and the fluence mode are left out; set them in the "
+                "planning system"
+            )
+        beams.append(_beam(number, entry, beam.sad_mm, machine, energy))
         item = Dataset()
         item.ReferencedBeamNumber = number
         beam_dose = dose_points.get(entry.beam)
@@ -142,7 +179,9 @@ def _check_same_plan(result: PlanResult, segments: SegmentsDocument, segments_pa
         raise ResultError(f"{segments_path}: no beam delivers fluence; there is no plan to export")
 
 
-def _general_plan(ds: Dataset, identity: DicomIdentity, segments: SegmentsDocument, record: PlanRecord | None) -> None:
+def _general_plan(
+    ds: Dataset, identity: DicomIdentity, segments: SegmentsDocument, record: PlanRecord | None, created: dt.datetime | None
+) -> None:
     protocol = segments.protocol
     marker = "" if segments.converged else "NOT CONVERGED "
     ds.SeriesDescription = f"specc plan, {segments.fractions} fractions" + (
@@ -150,9 +189,8 @@ def _general_plan(ds: Dataset, identity: DicomIdentity, segments: SegmentsDocume
     )
     ds.RTPlanLabel = (("NC " if marker else "") + protocol.name)[:16]
     ds.RTPlanName = f"{marker}{protocol.name} {protocol.version}"[:64]
-    now = dt.datetime.now()
-    ds.RTPlanDate = now.strftime("%Y%m%d")
-    ds.RTPlanTime = now.strftime("%H%M%S")
+    # The plan was last changed when it was made, not when it is exported; unknown: empty (type 2).
+    ds.RTPlanDate, ds.RTPlanTime = dicom_date_time(created) if created is not None else ("", "")
     levels = ", ".join(f"{level.target} {level.total_gy:g} Gy" for level in record.prescription.levels) if record else ""
     if record is not None and record.prior_dose is not None:
         levels += f" composite, {record.prior_dose.prescribed_gy:g} Gy of it from a prior course ({record.prior_dose.description}),"
@@ -200,7 +238,7 @@ def _dose_point(identity: DicomIdentity, isocentre: tuple[float, float, float], 
     return item
 
 
-def _beam(number: int, entry: BeamSegmentsEntry, sad_mm: float, machine: str) -> Dataset:
+def _beam(number: int, entry: BeamSegmentsEntry, sad_mm: float, machine: str, energy: PhotonEnergy | None) -> Dataset:
     pairs = len(entry.leaf_pair_centres_mm)
     order = np.argsort(entry.leaf_pair_centres_mm)
     centres = np.asarray(entry.leaf_pair_centres_mm)[order]
@@ -215,6 +253,12 @@ def _beam(number: int, entry: BeamSegmentsEntry, sad_mm: float, machine: str) ->
     beam.RadiationType = "PHOTON"
     beam.TreatmentMachineName = machine
     beam.PrimaryDosimeterUnit = "MU"
+    if energy is not None:  # unread: no fluence mode either, rather than a standard beam it may not be
+        mode = Dataset()
+        mode.FluenceMode = "STANDARD" if energy.fluence_mode_id is None else "NON_STANDARD"
+        if energy.fluence_mode_id is not None:
+            mode.FluenceModeID = energy.fluence_mode_id
+        beam.PrimaryFluenceModeSequence = [mode]
     beam.SourceAxisDistance = _ds(sad_mm)
     beam.TreatmentDeliveryType = "TREATMENT"
     beam.NumberOfWedges = 0
@@ -240,9 +284,9 @@ def _beam(number: int, entry: BeamSegmentsEntry, sad_mm: float, machine: str) ->
             point = Dataset()
             point.ControlPointIndex = 2 * index + step
             if point.ControlPointIndex == 0:
-                _first_control_point(point, entry)
-            if step == 0:
-                point.BeamLimitingDevicePositionSequence = _positions(segment.left_mm, segment.right_mm, order, boundaries)
+                _first_control_point(point, entry, energy)
+            # Every control point: the leaves and jaws change within the beam (PS3.3 C.8.8.14.5).
+            point.BeamLimitingDevicePositionSequence = _positions(segment.left_mm, segment.right_mm, order, boundaries)
             point.CumulativeMetersetWeight = _ds(cumulative[index + step])
             points.append(point)
     beam.NumberOfControlPoints = len(points)
@@ -250,10 +294,9 @@ def _beam(number: int, entry: BeamSegmentsEntry, sad_mm: float, machine: str) ->
     return beam
 
 
-def _first_control_point(point: Dataset, entry: BeamSegmentsEntry) -> None:
-    energy = _ENERGY.match(entry.energy)
+def _first_control_point(point: Dataset, entry: BeamSegmentsEntry, energy: PhotonEnergy | None) -> None:
     if energy is not None:
-        point.NominalBeamEnergy = _ds(float(energy.group(1)))
+        point.NominalBeamEnergy = _ds(energy.nominal_mv)
     point.GantryAngle = _ds(entry.gantry_deg % 360)
     point.GantryRotationDirection = "NONE"
     point.BeamLimitingDeviceAngle = _ds(entry.collimator_deg % 360)
