@@ -5,7 +5,8 @@ segments deliver, so the pipeline evaluates the segments' fluence, not the optim
 optimized fluence's goal values are kept beside it to show what sequencing cost. A plan is
 converged only when both the fluence and the segment weights were. With `technique: forward`
 no fluence is optimized: the segments are shaped from the structures (`sequence.forward`)
-and only their weights are.
+and only their weights are. Either way a small segment that carries much of its beam's weight
+is noted (`_small_heavy_notes`): the weights stay as optimized, the planner is told.
 
 The segment weights are solved as the fluence is: the fast path, handing over to the reference
 solver (CLARABEL) where it does. Until 2026-11-27 they went to CLARABEL, since the fast path
@@ -36,6 +37,15 @@ from specc.solve.sample_check import CheckedSolve
 # A segment weight below this fraction of the largest is a solver's rounding of zero: the
 # segment is not delivered (and the plan is evaluated without it).
 WEIGHT_FLOOR = 1e-6
+# A delivered segment opening less than SMALL_SEGMENT_CM2 (about 1.4 x 1.4 cm) that carries
+# more than HEAVY_SEGMENT_SHARE of its beam's summed weight is noted (`_small_heavy_notes`).
+# Such a field is deep in the small-field range: its output factor falls steeply with its size
+# and depends on the detector it was measured with, and a leaf-position error is a large part of
+# its gap (1 mm of a 5 mm gap is 20% of the opening). An output off by 5-10% on a fifth of the
+# beam moves the beam's dose by 1-2%; beyond that share the beam rests on its least certain
+# part. 2 cm² is also the minimum that cost the C-shape under 0.4 Gy (docs/delivery.md step 6).
+SMALL_SEGMENT_CM2 = 2.0
+HEAVY_SEGMENT_SHARE = 0.20
 
 
 @dataclass(frozen=True)
@@ -62,7 +72,7 @@ def deliver(compiled: CompiledPlan, solve: SolveResult, delivery: Delivery) -> D
     then = "before the weights were optimized" if delivery.optimize_segment_weights else "(the others keep their weights)"
     sequence = _without_small(sequence, delivery, notes, then)
     if not delivery.optimize_segment_weights:
-        return Delivered(delivery, _as_sequenced(solve, sequence), sequence, solve, "as sequenced", notes)
+        return _delivered(delivery, _as_sequenced(solve, sequence), sequence, solve, "as sequenced", notes)
     weighted, sequence = _optimized_weights(compiled, sequence, notes, delivery.min_segment_weight_percent)
     if not weighted.usable:
         notes.append(
@@ -70,7 +80,7 @@ def deliver(compiled: CompiledPlan, solve: SolveResult, delivery: Delivery) -> D
             "the segments keep the weights they were sequenced with"
         )
         weights = f"as sequenced (optimization ended {weighted.status})"
-        return Delivered(delivery, _as_sequenced(solve, sequence), sequence, solve, weights, notes)
+        return _delivered(delivery, _as_sequenced(solve, sequence), sequence, solve, weights, notes)
     message = f"segment weights ({weighted.solver}): {weighted.message}"
     if not solve.converged:
         message += f"; the fluence they were sequenced from did not converge: {solve.message}"
@@ -80,7 +90,7 @@ def deliver(compiled: CompiledPlan, solve: SolveResult, delivery: Delivery) -> D
         converged=solve.converged and weighted.converged,
         message=message,
     )
-    return Delivered(delivery, result, sequence, solve, "optimized", notes)
+    return _delivered(delivery, result, sequence, solve, "optimized", notes)
 
 
 def plan_forward(compiled: CompiledPlan, delivery: Delivery) -> Delivered:
@@ -106,7 +116,7 @@ def plan_forward(compiled: CompiledPlan, delivery: Delivery) -> Delivered:
     weighted, sequence = _optimized_weights(compiled, sequence, notes, delivery.min_segment_weight_percent)
     if weighted.usable:
         weighted = replace(weighted, message=f"segment weights ({weighted.solver}): {weighted.message}")
-    return Delivered(delivery, weighted, sequence, None, "optimized", notes)
+    return _delivered(delivery, weighted, sequence, None, "optimized", notes)
 
 
 def _without_small(sequence: Sequence, delivery: Delivery, notes: list[str], then: str) -> Sequence:
@@ -222,3 +232,36 @@ def _as_sequenced(solve: SolveResult, sequence: Sequence) -> SolveResult:
     """The fluence solve with the segments' fluence: no objective was computed at that point."""
     terms = [replace(term, objective_contribution=None) for term in solve.terms]
     return replace(solve, fluence=sequence.fluence(), objective=None, terms=terms)
+
+
+def _delivered(
+    delivery: Delivery, result: SolveResult, sequence: Sequence, fluence_result: SolveResult | None, weights: str,
+    notes: list[str],
+) -> Delivered:
+    """The delivered plan, its notes ending with those on its final segments (`_small_heavy_notes`)."""
+    if result.usable:
+        notes.extend(_small_heavy_notes(sequence))
+    return Delivered(delivery, result, sequence, fluence_result, weights, notes)
+
+
+def _small_heavy_notes(sequence: Sequence) -> list[str]:
+    """A note naming each delivered segment smaller than SMALL_SEGMENT_CM2 that carries more
+    than HEAVY_SEGMENT_SHARE of its beam's summed weight (see there for why), and the protocol
+    setting that removes them. The weights the optimizer gives are kept: this only says so."""
+    found = []
+    for beam in sequence.beams:
+        total = float(beam.weights.sum())
+        if total <= 0:
+            continue
+        for area, weight in zip(beam.areas_cm2(), beam.weights):
+            if area < SMALL_SEGMENT_CM2 and weight / total > HEAVY_SEGMENT_SHARE:
+                found.append(f"beam {beam.beam}: {area:.2f} cm² with {100 * weight / total:.0f}%")
+    if not found:
+        return []
+    return [
+        f"small segments carry much of their beam's weight ({'; '.join(found)}; noted under {SMALL_SEGMENT_CM2:g} cm² "
+        f"and over {100 * HEAVY_SEGMENT_SHARE:.0f}% of the beam's summed weight): a small field's output depends "
+        "steeply on its size and on the leaf positions (1 mm is 20% of a 5 mm gap), so much of these beams' dose "
+        f"rests on their least certain segments; `delivery: {{min_segment_area: \"{SMALL_SEGMENT_CM2:g} cm2\"}}` "
+        "removes smaller segments before the weights are optimized (docs/delivery.md)"
+    ]

@@ -330,3 +330,28 @@ def test_segments_the_optimum_leaves_without_weight_are_counted_and_said(tmp_pat
     assert outcome.record.delivery.total_segments == sequenced - weightless
     html = (tmp_path / "out" / "report.html").read_text()
     assert f"{sequenced - weightless} segments delivered in all" in html and "got no weight from the optimum" in html
+
+
+def test_small_segments_that_carry_much_of_their_beam_are_noted(tmp_path: Path) -> None:
+    """A segment under 2 cm² with over 20% of its beam's summed weight (the test case's 5 mm beamlets
+    give such segments at 4 levels) is named in a note, in the terminal's notes and the report, with
+    the setting that removes it; the whole-field segments of a forward plan here give no note."""
+    delivery = "{technique: step_and_shoot, intensity_levels: 4}"
+    outcome = plan(protocol(GOALS, terms=TERMS, delivery=delivery), synthetic_case(), tmp_path / "sns")
+    document = json.loads((tmp_path / "sns" / "segments.json").read_text())
+    expected = []
+    for beam in document["beams"]:
+        total = sum(segment["weight"] for segment in beam["segments"])
+        expected += [
+            f"beam {beam['beam']}: {segment['area_cm2']:.2f} cm² with {100 * segment['weight'] / total:.0f}%"
+            for segment in beam["segments"] if segment["area_cm2"] < 2.0 and segment["weight"] > 0.2 * total
+        ]
+    assert expected
+    [note] = [note for note in outcome.notes if note.startswith("small segments carry much of their beam's weight")]
+    assert all(segment in note for segment in expected) and note.count(" cm² with ") == len(expected)
+    assert 'min_segment_area: "2 cm2"' in note and note in outcome.record.notes
+    assert "small segments carry much of their beam" in (tmp_path / "sns" / "report.html").read_text()
+
+    forward = plan(protocol(GOALS, terms=TERMS, delivery="{technique: forward, block: [Organ]}"), synthetic_case(), tmp_path / "fwd")
+    assert min(beam.smallest_area_cm2 for beam in forward.record.delivery.beams) >= 2.0
+    assert not any(note.startswith("small segments") for note in forward.notes)

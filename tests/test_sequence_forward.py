@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from optimizer_fixtures import c_shape
+from specc.case import Beam
 from specc.case.engine import BeamFrame, filling_points
+from specc.case.neighbours import BeamGrid
 from specc.sequence import SequenceError
 from specc.sequence.forward import forward_sequence, projection
 from specc.sequence.segments import beam_grids_of
@@ -96,3 +98,21 @@ def test_an_aperture_margin_grows_the_field_by_whole_beamlets_at_the_isocentre()
     with_margin = forward_sequence(case, _masks(case), ["PTV"], ["Core"], margin_mm=10.0)
     without = forward_sequence(case, _masks(case), ["PTV"], ["Core"])
     assert with_margin.apertures.sum() > without.apertures.sum()
+
+
+@pytest.mark.parametrize(("edge_mm", "opened_mm"), [(9.6, [-10, -5, 0, 5, 10]), (9.4, [-5, 0, 5])])
+def test_a_beamlet_is_open_where_the_projection_reaches_within_a_tenth_of_a_beamlet_of_its_centre(
+    edge_mm: float, opened_mm: list[int]
+) -> None:
+    """The documented rule (docs/delivery.md, forward planning), not "the central ray crosses": 5 mm
+    beamlets, a slab in the isocentre plane ending at x = ±9.6 mm opens the beamlets centred at
+    ±10 mm, whose rays miss it by 0.4 mm (their raster pixel, ±0.5 mm around the centre, holds
+    its points); ending at ±9.4 mm, the rays missing by 0.6 mm, it does not."""
+    frame = BeamFrame.of(Beam(id=1, gantry_deg=0.0))  # the isocentre plane is y = 0; X_b = +x, Y_b = +z
+    grid = BeamGrid(beam=1, cells=np.arange(121).reshape(11, 11), x0_mm=-25.0, y0_mm=-25.0, pitch_x_mm=5.0, pitch_y_mm=5.0)
+    x, z = np.meshgrid(np.linspace(-edge_mm, edge_mm, 21), np.linspace(-12.0, 12.0, 25), indexing="ij")  # < 1 mm apart
+    points = np.column_stack([x.ravel(), np.zeros(x.size), z.ravel()])
+    inside = projection(frame, grid, points)
+    centres = grid.x0_mm + grid.pitch_x_mm * np.arange(11)
+    assert [int(c) for c in centres[inside.any(axis=1)]] == opened_mm
+    assert [int(c) for c in (grid.y0_mm + grid.pitch_y_mm * np.arange(11))[inside.any(axis=0)]] == [-10, -5, 0, 5, 10]

@@ -1,12 +1,17 @@
 """Forward planning: a few segments per beam shaped from the targets and the organs at risk.
 
 A forward (field-in-field) plan shapes each field to the target in the beam's-eye view, adds
-segments that block the organs at risk, and optimizes only the segments' weights. A beamlet
-belongs to a structure's projection when its central ray crosses the structure: the structure,
-filled with points a fifth of a beamlet apart, is projected through the beam's source onto the
-isocentre plane (`BeamFrame`, IEC 61217, the case contract's frame), rasterised, closed and
-hole-filled, and read at the beamlet centres. A case whose beam geometry does not agree with its
-influence matrix (target-projection beamlets that put no dose in the target) is refused.
+segments that block the organs at risk, and optimizes only the segments' weights. The
+structure's voxels (as cubes), filled with points a fifth of a beamlet apart, are projected
+through the beam's source onto the isocentre plane (`BeamFrame`, IEC 61217, the case contract's
+frame), rasterised at a fifth of a beamlet, closed and hole-filled, and read at the beamlet
+centres: a beamlet belongs to the projection when the raster pixel holding its centre (a fifth
+of a beamlet wide) does. That is not "its central ray crosses the structure": a ray that misses
+by up to a tenth of a beamlet along X or Y (0.5 mm at 5 mm beamlets) still opens its beamlet,
+more where the closing bridges a notch one pixel wide, so without any aperture margin a field
+can hold beamlets whose central rays pass just outside the structure. A case whose
+beam geometry does not agree with its influence matrix (target-projection beamlets that put no
+dose in the target) is refused.
 
 Per beam the shapes are the targets' projection (grown by the aperture margin, which covers
 the penumbra at the field edge, as a block margin does), that projection without the projections of
@@ -78,7 +83,7 @@ def forward_sequence(
         present = grid.cells >= 0
         target = projection(frames[grid.beam], grid, target_points, margin_mm) & present
         if not target.any():
-            continue  # no central ray of this beam crosses the targets
+            continue  # no beamlet of this beam lies in the targets' projection
         _check_geometry(case, grid, target_dose[grid.cells[target]])
         organs = [projection(frames[grid.beam], grid, points) & present for points in organ_points]
         spared = target & ~np.logical_or.reduce(organs) if organs else target
@@ -93,7 +98,10 @@ def forward_sequence(
         apertures = Apertures(edges[:, :pairs], edges[:, pairs:], np.ones(len(edges), dtype=np.int64))
         beams.append(BeamSegments(grid.beam, grid, apertures, np.ones(len(edges))))
     if not beams:
-        raise SequenceError(f"no beamlet's central ray crosses the targets ({', '.join(targets)}): no field to shape")
+        raise SequenceError(
+            f"no beamlet of any beam lies in the beam's-eye-view projection of the targets ({', '.join(targets)}): "
+            "no field to shape"
+        )
     return assemble(beams, case.n_beamlets, None, None)
 
 
@@ -101,7 +109,7 @@ def _check_geometry(case: Case, grid: BeamGrid, dose_to_target: np.ndarray) -> N
     """Refuse shapes from a beam geometry that disagrees with the influence matrix."""
     if np.count_nonzero(dose_to_target > 0) < 0.5 * len(dose_to_target):
         raise SequenceError(
-            f"case {case.case_id!r}, beam {grid.beam}: most beamlets whose central ray crosses the target by the "
+            f"case {case.case_id!r}, beam {grid.beam}: most beamlets in the target's projection by the "
             "case's beam geometry put no dose in it, so the geometry (angles, isocentre, beamlet positions) does "
             "not match the influence matrix and segments cannot be shaped from it"
         )
