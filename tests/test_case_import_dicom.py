@@ -111,6 +111,43 @@ def test_a_hole_removes_the_centres_inside_it():
     assert not mask[1:3, 1:3].any()
 
 
+def _prism(name: str, polygon: np.ndarray, planes=(0.0, 5.0, 10.0)) -> RoiContours:
+    return RoiContours(number=1, name=name, color="#ffffff", planes={z: [polygon] for z in planes})
+
+
+@pytest.mark.parametrize("winding", [1, -1])
+def test_centres_on_contour_edges_and_slice_borders_are_counted_once(winding):
+    """A 10 x 10 mm square on three 5 mm slices is 1.5 cc. On a 2.5 mm grid, centres lie on its edges
+    and on the borders of its slices, a half slice beyond its first and last planes: each border
+    belongs to one side (half-open: x and z from the lower one, y from the upper one, as matplotlib
+    takes y), whichever way the contour winds, so the grid counts the true volume instead of an
+    extra row, column or plane at both sides."""
+    square = np.array([[0.0, 0.0], [10.0, 0.0], [10.0, 10.0], [0.0, 10.0]])[::winding]
+    axis = np.arange(-5.0, 15.1, 2.5)  # -5, -2.5, 0, ..., 15: on the edges at 0 and 10
+    z = np.arange(-5.0, 15.1, 2.5)  # on the slice borders -2.5, 2.5, 7.5, 12.5
+    mask = rasterize(_prism("Box", square), axis, axis, z, slice_mm=5.0)
+    volume_mm3 = mask.sum() * 2.5**3
+    assert abs(volume_mm3 - 1500.0) < 10.0 * 10.0 * 2.5  # within a voxel layer of the truth (here: exact)
+    np.testing.assert_array_equal(axis[mask.any(axis=(1, 2))], [0.0, 2.5, 5.0, 7.5])
+    np.testing.assert_array_equal(axis[mask.any(axis=(0, 2))], [2.5, 5.0, 7.5, 10.0])
+    np.testing.assert_array_equal(z[mask.any(axis=(0, 1))], [-2.5, 0.0, 2.5, 5.0, 7.5, 10.0])
+
+
+def test_structures_that_share_an_edge_share_no_voxel_centre():
+    """Two halves of a square cut along its diagonal, and two squares side by side: every centre on
+    the square is in exactly one of them, whichever edge (straight or diagonal) it lies on."""
+    axis = np.arange(-5.0, 25.1, 2.5)
+    z = np.array([0.0])
+    halves = [np.array([[0.0, 0.0], [10.0, 0.0], [10.0, 10.0]]), np.array([[0.0, 0.0], [10.0, 10.0], [0.0, 10.0]])]
+    beside = [np.array([[0.0, 0.0], [10.0, 0.0], [10.0, 10.0], [0.0, 10.0]]),
+              np.array([[10.0, 0.0], [20.0, 0.0], [20.0, 10.0], [10.0, 10.0]])]
+    for parts, whole in ((halves, np.array([[0.0, 0.0], [10.0, 0.0], [10.0, 10.0], [0.0, 10.0]])),
+                         (beside, np.array([[0.0, 0.0], [20.0, 0.0], [20.0, 10.0], [0.0, 10.0]]))):
+        masks = [rasterize(_prism("Part", part, (0.0,)), axis, axis, z, slice_mm=5.0) for part in parts]
+        assert not (masks[0] & masks[1]).any()
+        np.testing.assert_array_equal(masks[0] | masks[1], rasterize(_prism("Whole", whole, (0.0,)), axis, axis, z, 5.0))
+
+
 # --- malformed input ---------------------------------------------------------------------------
 def _study_with(tmp_path, geometry, z_values=None, rois=None, extra_contours=None):
     write_ct_series(tmp_path, geometry, body_hu(geometry), z_values=z_values)

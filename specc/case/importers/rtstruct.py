@@ -4,9 +4,16 @@ Boundary rule (docs/formats/dicom.md): a voxel belongs to a structure when its c
 inside the structure's contours on the plane that voxel is on. All closed contours of one
 structure on one plane combine by the even-odd rule (a contour inside another is a hole),
 which is also how dicompyler-core computes DVHs, so the two agree on the same dose. A
-dose-grid plane takes the contours of the nearest contoured CT plane when that plane is
-within half a CT slice; there is no interpolation between contoured planes. A centre that
-lies exactly on an edge is decided by matplotlib's point-in-polygon test.
+contoured CT plane at z holds for its slice, [z - t/2, z + t/2) for a slice thickness t, and
+a dose-grid plane takes the contours of the slice it lies in; there is no interpolation
+between contoured planes. Boundaries are half-open in all three axes: a centre exactly on an
+edge, or on the border between two slices, is decided as the point a hair (`_TIE_STEP_MM`)
+towards +x, -y and +z is, so a box [x0, x1] x [y0, y1] on slices from z0 to z1 holds the
+centres of [x0, x1) x (y0, y1] x [z0 - t/2, z1 + t/2), whichever way its contour winds. A
+finer evaluation grid whose centres fall on contour edges and slice borders (a 2.5 mm grid over
+a study drawn on 5 mm voxels) thus counts each border once, not on both sides; matplotlib alone
+decides a tie on a vertical edge by the winding. In y the rule is matplotlib's own (ymin
+excluded), so ties on horizontal edges fall as dicompyler-core puts them.
 """
 
 from __future__ import annotations
@@ -19,6 +26,12 @@ from pydicom.dataset import Dataset
 
 from specc.case.importers.dicom_ct import POSITION_TOLERANCE_MM, CtSeries
 from specc.errors import CaseError
+
+# How far a voxel centre is moved (+x, -y, +z) before it is tested, so that one on a boundary
+# falls on one side. In-plane the step leans off the diagonal (slope -1/pi: no contour edge
+# runs along it), so that the moved point never lies on the edge it started from.
+_TIE_STEP_MM = POSITION_TOLERANCE_MM
+_TIE_STEP_XY_MM = np.array([_TIE_STEP_MM, -_TIE_STEP_MM / np.pi])
 
 
 @dataclass
@@ -100,13 +113,15 @@ def rasterize(roi: RoiContours, x_mm: np.ndarray, y_mm: np.ndarray, z_mm: np.nda
         return mask
     contoured = np.array(sorted(roi.planes))
     grid_x, grid_y = np.meshgrid(x_mm, y_mm, indexing="ij")
-    centres = np.column_stack([grid_x.ravel(), grid_y.ravel()])
+    centres = np.column_stack([grid_x.ravel(), grid_y.ravel()]) + _TIE_STEP_XY_MM
     for k, z in enumerate(z_mm):
-        nearest = contoured[np.argmin(np.abs(contoured - z))]
-        if abs(nearest - z) > slice_mm / 2 + POSITION_TOLERANCE_MM:
+        offsets = z + _TIE_STEP_MM - contoured
+        holding = np.flatnonzero((offsets >= -slice_mm / 2) & (offsets < slice_mm / 2))
+        if not len(holding):
             continue
+        plane = contoured[holding[np.argmin(np.abs(offsets[holding]))]]  # contour planes closer than a slice: the nearest
         inside = np.zeros(len(centres), dtype=bool)
-        for polygon in roi.planes[float(nearest)]:
+        for polygon in roi.planes[float(plane)]:
             inside ^= PolygonPath(polygon).contains_points(centres)
         mask[:, :, k] = inside.reshape(len(x_mm), len(y_mm))
     return mask
