@@ -179,6 +179,9 @@ def test_scenarios_are_both_ways_along_the_axes_that_have_an_error() -> None:
         ("robustness: {setup_error: 3 mm, structures: [Orgna]}", 'undefined structure "Orgna"'),
         ("robustness: {setup_error: 3 mm, structures: [Body]}", '"Body" has no goal to measure'),
         ("robustness: {setup_error: 3 mm, structures: []}", "needs at least 1 item"),
+        ("robustness: {setup_error: 10 cm}", "setup_error 100 mm is beyond any patient setup (30 mm at most here)"),
+        ('robustness: {random_error: ["2 mm", "2 mm", "40 mm"]}', "random_error 40 mm is beyond any patient setup"),
+        ("robustness: {rotation_error: 90 deg}", "rotation_error 90 deg is beyond any patient setup (15 deg at most"),
     ],
 )
 def test_a_robustness_section_with_an_error_names_its_line(section: str, message: str) -> None:
