@@ -12,9 +12,10 @@ from __future__ import annotations
 import csv
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,7 +33,7 @@ from specc.planning import CompiledPlan, compile_for_plan
 from specc.report import write_report
 from specc.report.approval import APPROVAL_JSON, PLAN_FOLDER_FILES, ApprovalError
 from specc.report.compare import PLAN_FILE
-from specc.report.cohort_page import COHORT_PAGE, write_cohort_page
+from specc.report.cohort_page import COHORT_PAGE, plan_identity, write_cohort_page
 from specc.sequence import check_sequenceable
 from specc.solve import SolveResult
 from specc.solve.clinical import fast_path_alone
@@ -123,8 +124,9 @@ def plan(
     `solver` overrides the protocol's and the default choice. `prior_dose`: the files of a
     prior course, for a protocol with `prescription.prior` (`specc.composite`; or give a case
     `with_prior`). Raises a `SpeccError` for bad input (protocol, case, options); a failed
-    solve is returned, not raised, and writes nothing. A KeyboardInterrupt (Ctrl-C) is raised
-    on after the earlier plan in `out_dir` is removed, as for a failed solve.
+    solve is returned, not raised. Either way nothing is written, and the earlier plan in
+    `out_dir` is removed (`discard_unwritten_plan`): left there, it would read as this run's. A
+    KeyboardInterrupt (Ctrl-C) removes it too, and is raised on.
     """
     stages = StageTimer(progress)
     try:
@@ -142,7 +144,7 @@ def plan(
             with stages.stage("read prior dose"):
                 case = with_prior_dose(case, prior_dose)
         return _plan_case(protocol, case, case_path, Path(out_dir), solver, pdf, stages)
-    except KeyboardInterrupt:
+    except (SpeccError, KeyboardInterrupt):
         discard_unwritten_plan(Path(out_dir))
         raise
 
@@ -184,7 +186,7 @@ def _write_plan(
     if not solve.usable:
         removed = remove_earlier_plan(out)
         if removed:
-            notes.append(f"removed {', '.join(map(str, removed))}: they were an earlier run's plan, not this one")
+            notes.append(earlier_plan_removed(removed))
         return PlanOutcome(solve, None, [], stages.timings, program.stats, notes)
 
     delivery = None
@@ -366,10 +368,15 @@ def remove_earlier_plan(out: Path) -> list[Path]:
     return earlier
 
 
+def earlier_plan_removed(removed: Sequence[Path]) -> str:
+    """What a run that wrote no plan says of the earlier plan it removed from its folder."""
+    return f"removed {', '.join(map(str, removed))}: they were an earlier run's plan, not this one"
+
+
 def discard_unwritten_plan(out: Path) -> list[Path]:
-    """Ctrl-C stopped a plan (or check) before it was written into `out`: the earlier plan there is removed,
-    as for a solve that gives no plan, so that it is not taken for this run's. An approved folder keeps
-    its files (nothing is planned over them)."""
+    """A plan (or check) into `out` stopped before it was written (an error in the protocol, the case or
+    the compile; Ctrl-C): the earlier plan there is removed, as for a solve that gives no plan, so that it
+    is not taken for this run's. An approved folder keeps its files (nothing is planned over them)."""
     if (out / APPROVAL_JSON).exists():
         return []
     return remove_earlier_plan(out)
@@ -393,9 +400,17 @@ class CohortEntry:
     folder: Path | None  # None when the case could not be loaded
     outcome: PlanOutcome | CheckOutcome | None  # None when an error stopped the case before a solve (or a check)
     error: str | None
+    removed: list[Path] = field(default_factory=list)  # the earlier run's plan, removed from `folder` after an error
+    same_as: str | None = None  # the case file listed earlier in the run whose plan is of the same content
 
     def exit_code(self, strict: bool = False) -> int:
+        """What `specc plan` (or `specc check`) with the same `strict` returns for the case."""
         return 1 if self.outcome is None else self.outcome.exit_code(strict)
+
+    @property
+    def record(self) -> PlanRecord | None:
+        """The case's plan (or check) record; None without one."""
+        return self.outcome.record if self.outcome is not None else None
 
     @property
     def status(self) -> str:
@@ -443,30 +458,45 @@ def folder_name(case_id: str, taken: set[str]) -> str:
     return name
 
 
-def goal_column(goal: Goal) -> str:
-    """How a protocol goal heads its cohort.csv columns: structure, goal as written, unit."""
-    return f"{goal.structure}: {goal.text}" + (f" [{goal.metric.unit}]" if goal.metric.unit else "")
+def goal_columns(protocol: Protocol) -> list[str]:
+    """How each protocol goal heads its cohort.csv columns (and the terminal table's), in protocol order:
+    structure, goal as written and the unit of its value ("Gy EQD2" for an EQD2 goal, as plan.json says).
+    A goal written twice alike is told apart by where it was written (FILE:LINE:COLUMN, as errors name
+    it), so that no two columns share a name (a CSV reader keyed by name would keep one of them)."""
+    names = [f"{goal.structure}: {goal.text}" + (f" [{goal.value_unit}]" if goal.value_unit else "")
+             for goal in protocol.goals]
+    repeated = Counter(names)
+    return [
+        name if repeated[name] == 1 else f"{name} ({_written_at(goal, index)})"
+        for index, (name, goal) in enumerate(zip(names, protocol.goals), start=1)
+    ]
 
 
-def write_cohort_csv(path: Path, protocol: Protocol, entries: Sequence[CohortEntry]) -> Path:
+def _written_at(goal: Goal, index: int) -> str:
+    """Where the goal was written; the `index`-th goal of a protocol built in code."""
+    source = goal.source
+    return f"{source.file}:{source.line}:{source.column}" if source is not None else f"goal {index}"
+
+
+def write_cohort_csv(path: Path, protocol: Protocol, entries: Sequence[CohortEntry], strict: bool = False) -> Path:
     """cohort.csv: one row per case; the case's and the protocol's SHA-256 (two protocols of one name
-    and version, or two cases of one id, are told apart by them); per protocol goal its measured value
-    and reported status, then per goal of a robustness structure its worst value over the setup-error
-    scenarios and that one's status."""
+    and version, or two cases of one id, are told apart by them); the exit code `specc plan` with the
+    same `strict` gives the case; per protocol goal its measured value and reported status, then per
+    goal of a robustness structure its worst value over the setup-error scenarios and that one's status."""
     header = ["case_id", "case_sha256", "case_file", "folder", "protocol_sha256", "solver", "solver_status",
               "exit_code", "error"]
     protocol_sha256 = protocol.source.sha256 if protocol.source is not None else ""
-    for goal in protocol.goals:
-        header += [f"{goal_column(goal)} value", f"{goal_column(goal)} status"]
-    robust = [goal for goal in protocol.goals if goal.structure in protocol.robust_structures()]
-    for goal in robust:
-        header += [f"{goal_column(goal)} worst value", f"{goal_column(goal)} worst status"]
+    columns = goal_columns(protocol)
+    for column in columns:
+        header += [f"{column} value", f"{column} status"]
+    robust = [index for index, goal in enumerate(protocol.goals) if goal.structure in protocol.robust_structures()]
+    for index in robust:
+        header += [f"{columns[index]} worst value", f"{columns[index]} worst status"]
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
         for entry in entries:
-            outcome = entry.outcome
-            record = outcome.record if outcome is not None else None
+            outcome, record = entry.outcome, entry.record
             row = [
                 entry.case_id or "",
                 record.case.sha256 if record is not None else "",
@@ -475,7 +505,7 @@ def write_cohort_csv(path: Path, protocol: Protocol, entries: Sequence[CohortEnt
                 protocol_sha256,
                 outcome.solver_name if outcome else "",
                 entry.status,
-                entry.exit_code(),
+                entry.exit_code(strict),
                 entry.error or (outcome.message if outcome and not outcome.succeeded else ""),
             ]
             if record is not None:
@@ -500,19 +530,21 @@ def plan_cohort(
     pdf: bool = False,
     progress: StageProgress | None = None,
     case_progress: CaseProgress | None = None,
+    strict: bool = False,
 ) -> CohortOutcome:
     """Plan each case file with one protocol into `out_dir`/<case id>/ and write `out_dir`/cohort.csv.
 
     A bad protocol raises (no case could be planned). A case that cannot be loaded, compiled
     or solved is recorded with its error and the next case is planned; cohort.csv is
-    rewritten after every case, so it is complete up to the last case finished.
+    rewritten after every case, so it is complete up to the last case finished. `strict`: each
+    row's exit code is that of `specc plan --strict`.
     """
     loaded = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
 
     def plan_one(case_file: Path, out: Path, taken: set[str]) -> CohortEntry:
         return _plan_cohort_case(loaded, case_file, out, taken, solver, pdf, progress)
 
-    return run_cohort(loaded, cases, out_dir, plan_one, case_progress, pdf)
+    return run_cohort(loaded, cases, out_dir, plan_one, case_progress, pdf, strict)
 
 
 def run_cohort(
@@ -522,13 +554,18 @@ def run_cohort(
     run_one: Callable[[Path, Path, set[str]], CohortEntry],
     case_progress: CaseProgress | None = None,
     pdf: bool = False,
+    strict: bool = False,
 ) -> CohortOutcome:
     """`run_one(item, out_dir, folder names taken)` for each item, cohort.csv rewritten after each,
     cohort.html (and cohort.pdf when `pdf`) at the end.
 
-    Ctrl-C raises `CohortInterrupted`: the earlier plan in the folder of the item it stopped (the
-    name `run_one` added to the names taken) is removed as for a plan not produced, cohort.csv
-    lists the items finished (removed when none did), and an earlier run's cohort pages are removed.
+    An item that stops before its plan is written, in the folder `run_one` gave it, leaves no
+    earlier run's plan there (`discard_unwritten_plan`; its entry's `removed`), as `plan` does. An
+    item whose plan is of the same content as an earlier item's (a case file listed twice) is
+    marked `same_as` that one (cohort.html counts it once). Ctrl-C raises `CohortInterrupted`: the
+    earlier plan in the folder of the item it stopped (the name `run_one` added to the names
+    taken) is removed as for a plan not produced, cohort.csv lists the items finished (removed
+    when none did), and an earlier run's cohort pages are removed.
     """
     if protocol.prescription.prior is not None:
         raise CaseError(
@@ -551,11 +588,24 @@ def run_cohort(
             entry = run_one(Path(item), out, taken)
         except KeyboardInterrupt:
             raise _interrupted(str(item), entries, out, taken - before) from None
+        entry = _settled(entry, entries)
         entries.append(entry)
-        write_cohort_csv(summary, protocol, entries)
+        write_cohort_csv(summary, protocol, entries, strict)
         if case_progress is not None:
             case_progress(index, len(items), str(item), entry)
-    return CohortOutcome(protocol, entries, summary, write_cohort_page(summary, pdf=pdf))
+    return CohortOutcome(protocol, entries, summary, write_cohort_page(summary, protocol, pdf=pdf))
+
+
+def _settled(entry: CohortEntry, earlier: Sequence[CohortEntry]) -> CohortEntry:
+    """`entry` with the earlier run's plan removed from its folder when it has none of its own (a failed
+    solve removed it already), and the earlier entry of the same content, if any."""
+    removed = discard_unwritten_plan(entry.folder) if entry.outcome is None and entry.folder is not None else []
+    same_as = None
+    if entry.record is not None:
+        identity = plan_identity(entry.record)
+        same_as = next((first.case_file for first in earlier
+                        if first.record is not None and plan_identity(first.record) == identity), None)
+    return replace(entry, removed=removed, same_as=same_as)
 
 
 def _interrupted(item: str, finished: list[CohortEntry], out: Path, folders: set[str]) -> CohortInterrupted:

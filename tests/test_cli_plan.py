@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 from pathlib import Path
@@ -248,3 +249,51 @@ def test_the_goals_table_shows_a_limit_in_percent_of_the_prescription_in_gy(tmp_
                            env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "│ D2% <= 107% (64.20 Gy) │" in result.output and "│ D50% >= 50 Gy          │" in result.output
+
+
+def _earlier_plan(folder: Path) -> None:
+    """An earlier run's plan in `folder`, beside a file of the user's."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("plan.json", "report.html", "result.h5", "mine.txt"):
+        (folder / name).write_text("earlier", encoding="utf-8")
+
+
+def test_a_plan_that_fails_before_the_solve_removes_the_earlier_plan_and_says_so(tmp_path: Path) -> None:
+    protocol, bad, case, no_organ, damaged = (tmp_path / name for name in ("p.yaml", "bad.yaml", "a.h5", "b.h5", "c.h5"))
+    protocol.write_text(SYNTHETIC_PROTOCOL)
+    bad.write_text(SYNTHETIC_PROTOCOL.replace("fractions: 30", "fractions: 0"))
+    synthetic_case().save(case)
+    synthetic_case(oar_name="Rectum_wall").save(no_organ)
+    damaged.write_text("not a case")
+    for given, error in [((bad, case), "fractions"), ((protocol, no_organ), "structure 'Organ'"),
+                         ((protocol, damaged), "not a readable HDF5 file")]:
+        out = tmp_path / f"out-{given[1].stem}-{given[0].stem}"
+        _earlier_plan(out)
+        result = runner.invoke(app, ["plan", str(given[0]), "--case", str(given[1]), "--out", str(out), "-q"])
+        assert result.exit_code == 1 and error in result.output, result.output
+        said = " ".join(result.output.split())
+        assert f"removed {out / 'plan.json'}, {out / 'report.html'}, {out / 'result.h5'}: they were an earlier run's" in said
+        assert [path.name for path in out.iterdir()] == ["mine.txt"]
+    result = runner.invoke(app, ["plan", str(bad), "--case", str(case), "--out", str(tmp_path / "new")])
+    assert result.exit_code == 1 and "removed" not in result.output and not (tmp_path / "new").exists()
+
+
+def test_cohort_rows_follow_strict_and_a_rerun_says_what_is_not_this_runs(tmp_path: Path) -> None:
+    protocol, good, copy, no_organ = (tmp_path / name for name in ("p.yaml", "good.h5", "copy.h5", "no-organ.h5"))
+    protocol.write_text(SYNTHETIC_PROTOCOL)
+    synthetic_case().save(good)
+    copy.write_bytes(good.read_bytes())
+    synthetic_case(oar_name="Rectum_wall").save(no_organ)
+    out = tmp_path / "out"
+    _earlier_plan(out / "synthetic-3")  # the folder the failing case gets (its id is the others')
+    _earlier_plan(out / "dropped")  # a case of an earlier run, no longer listed
+    result = runner.invoke(app, ["cohort", str(protocol), str(good), str(copy), str(no_organ), "--out", str(out),
+                                 "-q", "--strict"])
+    assert result.exit_code == 1, result.output
+    said = " ".join(result.output.split())
+    assert f"removed {out / 'synthetic-3' / 'plan.json'}," in said and "an earlier run's plan, not this one" in said
+    assert f"warning: {copy} is the same case as {good}" in said and "counted once in cohort.html" in said
+    assert f"note: dropped in {out}: an earlier run's plans, not part of this run" in said
+    with (out / "cohort.csv").open(newline="") as handle:
+        assert [row["exit_code"] for row in csv.DictReader(handle)] == ["2", "2", "1"]  # as `specc plan --strict`
+    assert [path.name for path in (out / "synthetic-3").iterdir()] == ["mine.txt"]

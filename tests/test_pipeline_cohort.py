@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from evaluate_fakes import protocol, synthetic_case
-from specc.pipeline import COHORT_CSV, plan_cohort
+from specc.pipeline import COHORT_CSV, plan_cohort, write_cohort_csv
+from specc.protocol import parse_protocol_text
 
 TERMS = [
     "{kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}",
@@ -114,3 +115,66 @@ def test_cohort_html_counts_each_goal_and_links_every_case_to_its_report(cohort)
     organ = next(row for row in html.split('<tr class="cohort-goal">')[1:] if "Mean &lt;= 1 Gy" in row)
     assert '<span class="status status-fail">FAIL</span> 2' in organ
     assert "2 cases without a plan" in html and "not a readable HDF5 file" in html
+    assert "<title>Cohort: Test protocol v1.0.0: 4 cases</title>" in html  # every case of the run, planned or not
+
+
+def test_each_rows_exit_code_is_what_specc_plan_with_the_same_flags_returns(cohort, tmp_path: Path) -> None:
+    _, _, outcome, _ = cohort
+    summary = write_cohort_csv(tmp_path / COHORT_CSV, outcome.protocol, outcome.entries, strict=True)
+    with summary.open(newline="") as handle:
+        assert [row["exit_code"] for row in csv.DictReader(handle)] == ["2", "1", "1", "2"]
+
+
+def test_goal_columns_carry_the_unit_of_the_value_and_never_share_a_name(tmp_path: Path) -> None:
+    text = (
+        "specc: 1\nname: t\nsite: t\nversion: 1.0.0\n"
+        "structures: {Target: {role: target}, Organ: {role: oar, alpha_beta: 3 Gy}}\n"
+        "prescription: {fractions: 30, levels: [{target: Target, dose: 60 Gy}]}\n"
+        "goals:\n"
+        "  Target: ['D50% >= 50 Gy', 'D50% >= 50 Gy']\n"
+        "  Organ:\n    - Max <= 40 Gy (EQD2)\n    - Max <= 40 Gy (EQD2)\n"
+    )
+    summary = write_cohort_csv(tmp_path / COHORT_CSV, parse_protocol_text(text, "dup.yaml"), [])
+    with summary.open(newline="") as handle:
+        header = next(csv.reader(handle))
+    assert [name.removesuffix(" value") for name in header if name.endswith(" value")] == [
+        "Target: D50% >= 50 Gy [Gy] (dup.yaml:8:12)", "Target: D50% >= 50 Gy [Gy] (dup.yaml:8:29)",
+        "Organ: Max <= 40 Gy (EQD2) [Gy EQD2] (dup.yaml:10:7)", "Organ: Max <= 40 Gy (EQD2) [Gy EQD2] (dup.yaml:11:7)",
+    ]
+
+
+def test_a_case_listed_twice_is_said_and_counted_once_on_the_page(tmp_path: Path) -> None:
+    case_file, other = tmp_path / "case.h5", tmp_path / "other.h5"
+    synthetic_case().save(case_file)
+    synthetic_case(seed=1).save(other)
+    outcome = plan_cohort(protocol(GOALS, terms=TERMS), [case_file, other, case_file], tmp_path / "out")
+    assert [entry.same_as for entry in outcome.entries] == [None, None, str(case_file)]
+    with outcome.summary_csv.open(newline="") as handle:
+        assert len(list(csv.DictReader(handle))) == 3  # every case file listed keeps its row
+    html = (tmp_path / "out" / "cohort.html").read_text()
+    organ = next(row for row in html.split('<tr class="cohort-goal">')[1:] if "Mean &lt;= 1 Gy" in row)
+    assert '<span class="status status-fail">FAIL</span> 2' in organ  # two cases, not three
+    assert html.count('class="cohort-case"') == 3 and "(same case as synthetic: not counted)" in html
+    assert "synthetic-3 is the same case as synthetic" in html and "counted once" in html
+
+
+def test_a_case_that_fails_leaves_no_earlier_plan_in_its_folder_and_the_page_names_folders_not_of_this_run(
+    tmp_path: Path,
+) -> None:
+    no_organ, out = tmp_path / "no-organ.h5", tmp_path / "out"
+    dataclasses.replace(synthetic_case(oar_name="Rectum_wall"), case_id="patient 2").save(no_organ)
+    for folder in (out / "patient_2", out / "dropped"):  # an earlier run's: this case's folder, a case since dropped
+        folder.mkdir(parents=True)
+        for name in ("plan.json", "report.html", "result.h5", "mine.txt"):
+            (folder / name).write_text("earlier", encoding="utf-8")
+    (entry,) = plan_cohort(protocol(GOALS, terms=TERMS), [no_organ], out).entries
+    assert entry.error is not None and entry.folder == out / "patient_2"
+    assert sorted(path.name for path in entry.removed) == ["plan.json", "report.html", "result.h5"]
+    assert [path.name for path in (out / "patient_2").iterdir()] == ["mine.txt"]
+    assert len(list((out / "dropped").iterdir())) == 4  # left as it is: not this run's case
+    html = (out / "cohort.html").read_text()
+    assert "dropped: plan folders beside cohort.csv that it does not list" in html and "not part of this run" in html
+    # No case planned: the page still names the protocol read, and its SHA-256.
+    assert "<title>Cohort: Test protocol v1.0.0: 1 cases</title>" in html
+    with (out / COHORT_CSV).open(newline="") as handle:
+        assert next(csv.DictReader(handle))["protocol_sha256"] in html

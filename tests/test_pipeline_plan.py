@@ -143,3 +143,48 @@ def test_ctrl_c_removes_the_earlier_plan_and_a_half_written_one(tmp_path: Path, 
     with pytest.raises(KeyboardInterrupt):
         session.plan(planned)
     assert list(tmp_path.iterdir()) == []  # never half a plan
+
+
+def _earlier_plan(folder: Path) -> list[str]:
+    """An earlier run's plan files in `folder` (a whitelisted name is what is removed, whatever it holds),
+    beside a file of the user's; returns the folder's names."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("plan.json", "report.html", "result.h5", "mine.txt"):
+        (folder / name).write_text("earlier", encoding="utf-8")
+    return sorted(path.name for path in folder.iterdir())
+
+
+@pytest.mark.parametrize("failure", ["protocol", "case", "compile"])
+def test_an_error_before_the_solve_removes_the_earlier_plan_as_a_failed_solve_does(tmp_path: Path, failure: str) -> None:
+    from specc.errors import SpeccError
+
+    damaged = tmp_path / "damaged.h5"
+    damaged.write_bytes(b"not an HDF5 file")
+    bad_protocol = tmp_path / "bad.yaml"
+    bad_protocol.write_text("specc: 1\nname: [\n", encoding="utf-8")
+    given = {
+        "protocol": (bad_protocol, synthetic_case()),
+        "case": (protocol({"Target": ["D50% >= 50 Gy"]}, terms=TERMS), damaged),
+        "compile": (protocol({"Target": ["D50% >= 50 Gy"]}, terms=TERMS), synthetic_case(oar_name="Rectum_wall")),
+    }
+    out = tmp_path / "out"
+    _earlier_plan(out)
+    with pytest.raises(SpeccError):
+        plan(*given[failure], out)
+    assert [path.name for path in out.iterdir()] == ["mine.txt"]  # only specc's plan files go
+
+
+def test_an_error_leaves_an_approved_plan_and_makes_no_folder(tmp_path: Path) -> None:
+    from specc.errors import SpeccError
+
+    bad_protocol = tmp_path / "bad.yaml"
+    bad_protocol.write_text("specc: 1\nname: [\n", encoding="utf-8")
+    approved = tmp_path / "approved"
+    names = _earlier_plan(approved)
+    (approved / "approval.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(SpeccError):
+        plan(bad_protocol, synthetic_case(), approved)
+    assert sorted(path.name for path in approved.iterdir()) == sorted([*names, "approval.json"])
+    with pytest.raises(SpeccError):
+        plan(bad_protocol, synthetic_case(), tmp_path / "new")
+    assert not (tmp_path / "new").exists()

@@ -106,10 +106,10 @@ def _load_case(
 ) -> Case | Path:
     """The case object or path for the library, from --case or --phantom (built in memory)."""
     if (case_path is None) == (phantom is None):
-        fail("give exactly one of --case CASE.h5 or --phantom NAME")
+        raise SpeccError("give exactly one of --case CASE.h5 or --phantom NAME")
     if case_path is not None:
         if grid is not None or beams is not None:
-            fail("--grid and --beams apply to --phantom only (a case file has its own grid and beams)")
+            raise SpeccError("--grid and --beams apply to --phantom only (a case file has its own grid and beams)")
         return case_path
     from specc.case.phantoms import build_phantom
 
@@ -155,19 +155,21 @@ def plan(
     """Plan a case with a protocol: compile, solve, evaluate on the full grid, write the report.
 
     Exit code 0 when the solve gave a plan (goal failures are in the report), 1 when it did
-    not (nothing is written), 2 with --strict when a priority-1 goal fails (with --watch: the
-    last plan's).
+    not (nothing is written, and an earlier plan in OUT is removed, so that it is not taken for
+    this run's), 2 with --strict when a priority-1 goal fails (with --watch: the last plan's).
     """
     from specc.case import Case
     from specc.composite import with_prior_dose
     from specc.pipeline import PlanSession, plan_files
     from specc.protocol import load_protocol
 
-    if cases and len(cases) > 1:
-        fail("`specc plan` plans one case; for several, run `specc cohort PROTOCOL CASE.h5 CASE.h5 ... --out DIR`")
     printer = StagePrinter(quiet)
     earlier = plan_files(out)
     try:
+        if cases and len(cases) > 1:
+            raise SpeccError(
+                "`specc plan` plans one case; for several, run `specc cohort PROTOCOL CASE.h5 CASE.h5 ... --out DIR`"
+            )
         # The protocol first: a typo in it should not wait for a phantom's dose engine.
         loaded = load_protocol(protocol)
         _check_prior(loaded, prior_dose)
@@ -180,7 +182,7 @@ def plan(
         outcome = session.plan(loaded)
     except SpeccError as error:
         printer.stop()
-        fail(error)
+        fail_unwritten(out, error)
     except KeyboardInterrupt:
         printer.stop()
         stop_interrupted(out, "plan", earlier)
@@ -210,6 +212,18 @@ def plan(
         if outcome.succeeded and not all(path.exists() for path in outcome.paths):  # stopped writing a new plan
             stop_interrupted(out, "plan", outcome.paths)
     raise typer.Exit(code)
+
+
+def fail_unwritten(out: Path, error: SpeccError) -> NoReturn:
+    """An error before the plan was written into `out`: the error, then the earlier plan there removed
+    as after a failed solve (`discard_unwritten_plan`) and one line saying so; exit 1."""
+    from specc.pipeline import discard_unwritten_plan, earlier_plan_removed
+
+    removed = discard_unwritten_plan(out)
+    error_console.print(Text("error: ", style="bold red") + Text(str(error)), soft_wrap=True)
+    if removed:
+        error_console.print(Text(earlier_plan_removed(removed)), soft_wrap=True)
+    raise typer.Exit(1)
 
 
 def stop_interrupted(out: Path, what: str, earlier: list[Path]) -> NoReturn:
@@ -247,7 +261,7 @@ def _check_prior(loaded: Protocol, prior_dose: list[Path]) -> None:
     """Before any case is read: a composite protocol and a prior dose go together."""
     mismatch = loaded.prescription.prior_mismatch(bool(prior_dose))
     if mismatch is not None:
-        fail(f"{loaded.source.path}: {mismatch}")
+        raise SpeccError(f"{loaded.source.path}: {mismatch}")
 
 
 def _read_case(path: Path, printer: StagePrinter) -> Case:
@@ -353,14 +367,16 @@ def cohort(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for one folder per case and cohort.csv."),
     solver: str | None = typer.Option(None, "--solver", help="Solver to use (CLARABEL, OSQP, SCS, ...)."),
     pdf: bool = typer.Option(False, "--pdf", help="Also write each case's report.pdf (needs WeasyPrint)."),
-    strict: bool = typer.Option(False, "--strict", help="Count a failed priority-1 goal as exit code 2."),
+    strict: bool = typer.Option(
+        False, "--strict", help="Count a failed priority-1 goal as exit code 2 (the run's and the case's in cohort.csv)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors and the summary table."),
 ) -> None:
     """Plan every case with one protocol: OUT/CASE_ID/ per case, OUT/cohort.csv for the cohort.
 
-    A case that fails (cannot be read, compiled or solved) is reported and the others are
-    planned. Exit code: the worst case's (1 when any case has no plan, else 2 with --strict
-    when a priority-1 goal failed, else 0).
+    A case that fails (cannot be read, compiled or solved) is reported, an earlier plan in its
+    folder is removed, and the others are planned. Exit code: the worst case's (1 when any case
+    has no plan, else 2 with --strict when a priority-1 goal failed, else 0).
     """
     from specc.pipeline import plan_cohort
 
@@ -368,7 +384,7 @@ def cohort(
     try:
         outcome = plan_cohort(
             protocol, cases, out, solver=solver, pdf=pdf, progress=printer,
-            case_progress=cohort_progress(printer, quiet, "case"),
+            case_progress=cohort_progress(printer, quiet, "case"), strict=strict,
         )
     except SpeccError as error:
         printer.stop()
@@ -382,7 +398,9 @@ def cohort(
 
 def cohort_progress(printer: StagePrinter, quiet: bool, noun: str) -> CaseProgress:
     """What the terminal shows of each item of a cohort run (cases planned, exports checked): its start,
-    its error or failed solve, its notes."""
+    its error or failed solve and the earlier plan removed from its folder, a second listing of one case,
+    its notes."""
+    from specc.pipeline import earlier_plan_removed
 
     def report(index: int, total: int, item: str, entry: CohortEntry | None) -> None:
         if entry is None:
@@ -394,9 +412,18 @@ def cohort_progress(printer: StagePrinter, quiet: bool, noun: str) -> CaseProgre
             # Case errors start with the file already; compile errors with the protocol line.
             named = "" if entry.error.startswith(item) else f"{item}: "
             error_console.print(Text(f"  {named}error: ", style="red") + Text(entry.error), soft_wrap=True)
+            if entry.removed:
+                error_console.print(Text(f"  {earlier_plan_removed(entry.removed)}"), soft_wrap=True)
         elif entry.outcome is not None and not entry.outcome.succeeded:
             error_console.print(
                 Text(f"  {item}: no plan: {entry.outcome.status}: ", style="red") + Text(entry.outcome.message)
+            )
+        if entry.same_as is not None and entry.record is not None:
+            error_console.print(
+                Text("  warning: ", style="yellow")
+                + Text(f"{item} is the same case as {entry.same_as} (case SHA-256 {entry.record.case.sha256[:12]}): "
+                       "planned again, counted once in cohort.html"),
+                soft_wrap=True,
             )
         if entry.outcome is not None and not quiet:
             for note in entry.outcome.notes:
@@ -406,8 +433,17 @@ def cohort_progress(printer: StagePrinter, quiet: bool, noun: str) -> CaseProgre
 
 
 def finish_cohort(outcome: CohortOutcome, done: str, strict: bool) -> NoReturn:
-    """The cohort's table, what was done and written, and the run's exit code."""
+    """The cohort's table, plan folders beside it that are not this run's, what was done and written, and
+    the run's exit code."""
+    from specc.report.cohort_page import plans_not_in_run
+
     console.print(cohort_table(outcome))
+    listed = {entry.folder.name for entry in outcome.entries if entry.folder is not None and entry.record is not None}
+    others = plans_not_in_run(outcome.summary_csv.parent, listed)
+    if others:
+        console.print(Text("note: ", style="yellow") + Text(
+            f"{', '.join(others)} in {outcome.summary_csv.parent}: an earlier run's plans, not part of this run "
+            "(not in cohort.csv)"), soft_wrap=True)
     written = ", ".join(str(path) for path in [outcome.summary_csv, *outcome.pages])
     console.print(f"{done}; wrote {written}")
     raise typer.Exit(outcome.exit_code(strict))
@@ -415,16 +451,16 @@ def finish_cohort(outcome: CohortOutcome, done: str, strict: bool) -> NoReturn:
 
 def cohort_table(outcome: CohortOutcome) -> Table:
     """Cases down, goals across: each goal's value and reported status per case."""
-    from specc.pipeline import goal_column
+    from specc.pipeline import goal_columns
 
     source = outcome.protocol.source
     digest = f" (protocol SHA-256 {source.sha256[:12]})" if source is not None else ""
     table = Table("case", "status", title=f"{outcome.protocol.name}: cohort of {len(outcome.entries)}{digest}")
-    for goal in outcome.protocol.goals:
-        table.add_column(goal_column(goal))
+    for column in goal_columns(outcome.protocol):
+        table.add_column(column)
     for entry in outcome.entries:
         cells: list[str | Text] = [_case_name(entry), status_text(entry.status)]
-        record = entry.outcome.record if entry.outcome is not None else None
+        record = entry.record
         if record is None:
             cells += ["-"] * len(outcome.protocol.goals)
         else:
