@@ -94,7 +94,9 @@ def test_optimized_segment_weights_recover_what_rounding_cost() -> None:
         return float(compiled.program.objective.value)
 
     rounded = sequence_fluence(case.beamlets, fluence.fluence, 2).fluence()
-    assert objective(fluence.fluence) <= objective(delivered.result.fluence) < 0.9 * objective(rounded)
+    optimum, optimized, as_rounded = objective(fluence.fluence), objective(delivered.result.fluence), objective(rounded)
+    assert optimum <= optimized < as_rounded
+    assert as_rounded - optimized >= 0.5 * (as_rounded - optimum)  # at least half of what rounding cost
     np.testing.assert_allclose(delivered.result.objective, objective(delivered.result.fluence), rtol=1e-3)
 
 
