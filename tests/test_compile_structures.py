@@ -60,3 +60,23 @@ def test_a_structure_used_only_by_an_expression_must_be_in_the_case_and_names_it
     structures = "  Target: {role: target}\n  Couch: {role: other}\n  Room: {role: other, expression: Target | Couch}\n"
     with pytest.raises(CompileError, match=r"^site/p\.yaml:7: structure 'Couch': no case structure named"):
         _resolve(structures)
+
+
+def test_a_case_structure_named_like_a_derived_one_is_replaced_by_the_expression_with_a_note() -> None:
+    """An RTSTRUCT's own Shell (a planner's, or the one specc's DICOM export wrote) is not what the
+    protocol's Shell means: the expression is used, and the note gives both volumes."""
+    case = synthetic_case()
+    target = case.structures["Target"].mask
+    case.structures["shell"] = dataclasses.replace(case.structures["Organ"], name="shell")  # another region, another case
+    structures = "  Target: {role: target}\n  Shell: {role: other, expression: 'ring(Target, 5mm, 10mm)'}\n"
+    resolved = _resolve(structures, case)
+    voxel_cc = case.voxel_volume_cc
+    ours = np.count_nonzero(resolved.masks["Shell"]) * voxel_cc
+    assert not (resolved.masks["Shell"] & target).any()  # the ring, not the case's structure
+    assert resolved.notes == [
+        f"Shell: the case has its own structure 'shell' ({case.structures['shell'].n_voxels * voxel_cc:.1f} cc); "
+        f"the protocol derives Shell as `ring(Target, 5mm, 10mm)` ({ours:.1f} cc), and the protocol's expression is used"
+    ]
+    # The very voxels (a study specc exported, read back): still said, as the same.
+    case.structures["shell"] = dataclasses.replace(case.structures["shell"], mask=resolved.masks["Shell"].copy())
+    assert f"({ours:.1f} cc, the same voxels), and the protocol's expression is used" in _resolve(structures, case).notes[0]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -136,6 +137,26 @@ def test_goals_on_structures_reaching_beyond_the_dose_grid_are_not_evaluated_and
     assert set(record.dose_source.incomplete) >= {"Cord", "Body", "Shell"}
     # Body over 12 CT slices, the dose grid over 10 of them: 2 of 12 planes have no dose.
     assert "16.7%" in record.dose_source.incomplete["Body"]
+
+
+def test_an_rtstruct_roi_named_like_a_derived_structure_is_replaced_and_the_note_says_so(export, protocol_file, tmp_path):
+    """The protocol's Shell is `Body - Target`; the RTSTRUCT's own Shell (a planner's ring) is another
+    volume. Goals on Shell are judged on the protocol's, and the terminal and plan.json say so."""
+    from interop_fixtures import CircleRoi
+
+    geometry = CtGeometry()
+    z = geometry.z()
+    write_rtstruct(export / "RS.dcm", geometry, [*standard_rois(geometry), CircleRoi("Shell", 5.0, 3.0, 20.0, z[2], z[-3])])
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["check", str(protocol_file), str(export), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((out / "plan.json").read_text())
+    note = next(note for note in saved["notes"] if note.startswith("Shell: the case has its own structure 'Shell'"))
+    assert "the protocol derives Shell as `Body - Target`" in note and note.endswith("and the protocol's expression is used")
+    volumes = [float(cc) for cc in re.findall(r"\(([\d.]+) cc", note)]
+    shell = next(s for s in saved["structures"] if s["structure"] == "Shell")
+    assert len(volumes) == 2 and volumes[1] == pytest.approx(shell["volume_cc"], abs=0.05) and volumes[0] < volumes[1]
+    assert "its own structure 'Shell'" in " ".join(result.output.split())
 
 
 def test_the_report_is_marked_as_a_check_of_an_external_dose(export, protocol_file, tmp_path):

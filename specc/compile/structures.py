@@ -8,6 +8,11 @@ what the evaluate stage measures on (it must not recompute them).
 A derived voxel that is not a row of the influence matrix has no dose in the case (the
 case left it out, e.g. outside the body), so a derived structure is clipped to the rows and
 the clipping is reported as a note; one that ends up empty is an error.
+
+A case may hold a structure of a derived structure's name: a planner's own "Shell" in an
+RTSTRUCT, or the one `specc export dicom` wrote and `specc import dicom` read back. The
+protocol's expression is what its goals and terms mean, so it is used; a note names the case
+structure and gives both volumes, since a goal judged on the one would not be judged on the other.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from specc.errors import CompileError
 if TYPE_CHECKING:
     from specc.case import Case
     from specc.protocol import Protocol
+    from specc.protocol.models import StructureSpec
 
 
 @dataclass
@@ -124,4 +130,23 @@ def resolve_structures(protocol: Protocol, case: Case) -> ResolvedStructures:
                     f"{_where(protocol, name)}: derived structure {name!r} = {spec.expression} is empty on the case grid"
                 )
             resolved.masks[name] = mask
+            resolved.notes += _shadowed_case_structures(name, spec, mask, case)
     return resolved
+
+
+def _shadowed_case_structures(name: str, spec: StructureSpec, mask: np.ndarray, case: Case) -> list[str]:
+    """A note per case structure named like derived structure `name` (or one of its aliases, any
+    case, as a plain structure is matched), which the protocol's expression replaces."""
+    names = {candidate.casefold() for candidate in (name, *spec.aliases)}
+    ours = np.count_nonzero(mask) * case.voxel_volume_cc
+    notes = []
+    for case_name, structure in case.structures.items():
+        if case_name.casefold() not in names:
+            continue
+        same = ", the same voxels" if np.array_equal(structure.mask, mask) else ""
+        notes.append(
+            f"{name}: the case has its own structure {case_name!r} ({structure.n_voxels * case.voxel_volume_cc:.1f} cc); "
+            f"the protocol derives {name} as `{spec.expression}` ({ours:.1f} cc{same}), and the protocol's expression "
+            "is used"
+        )
+    return notes
