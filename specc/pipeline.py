@@ -178,7 +178,7 @@ def _write_plan(
     notes.extend(checked.notes)
     if delivered is not None:
         notes.extend(delivered.notes)
-    elif solve.solver != settings.name:
+    elif solve.solver != settings.name and solve.usable:  # with no plan, the error says what the solver did
         notes.append(
             f"solver: {settings.name} was chosen, but {solve.solver} produced this plan "
             "(the reason is in the solver message of the optimization log)"

@@ -193,6 +193,8 @@ def test_a_robustness_section_with_an_error_names_its_line(section: str, message
 def test_a_plan_reports_the_setup_error_check_in_plan_json_the_report_and_the_terminal(tmp_path) -> None:
     from typer.testing import CliRunner
 
+    from specc.evaluate.record import PlanRecord
+
     import specc.cli.plan  # noqa: F401  (registers the commands)
     from specc.cli.app import app
 
@@ -208,14 +210,22 @@ def test_a_plan_reports_the_setup_error_check_in_plan_json_the_report_and_the_te
     result = CliRunner().invoke(app, ["plan", str(protocol), "--case", str(case_path), "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     assert "Setup error 5/5/5 mm (6 scenarios, worst shown; checked only)" in result.output
+    assert "+x left, +y posterior, +z superior" in result.output
     record = json.loads((tmp_path / "out" / "plan.json").read_text())["robustness"]
+    labels = ["x +5 mm", "x -5 mm", "y +5 mm", "y -5 mm", "z +5 mm", "z -5 mm"]
+    for goal in record["goals"]:  # the scenario where the worst was found is named in the terminal's table
+        row = next(line for line in result.output.split("worst shown")[1].splitlines() if goal["text"] in line and "│" in line)
+        first = next(i for i, value in enumerate(goal["scenario_values"]) if round(value, 2) == round(goal["worst"], 2))
+        assert labels[first] in row  # a tie lists every scenario showing the worst value, in order
+    counts = ", ".join(f"{n} {status}" for status, n in PlanRecord.model_validate_json(
+        (tmp_path / "out" / "plan.json").read_text()).robust_counts().items())
+    assert f"worst setup-error scenario: {counts}" in " ".join(result.output.split())  # the summary line, wrapped
     assert record["structures"] == ["Target", "Organ"] and len(record["scenarios_mm"]) == 6
     assert [goal["text"] for goal in record["goals"]] == ["Mean >= 15 Gy", "Max <= 100 Gy", "Mean <= 5 Gy"]
     html = (tmp_path / "out" / "report.html").read_text()
     assert 'id="robustness"' in html and html.count('class="robust-goal"') == 3
     assert "Evaluation only: the plan was optimized on the nominal position" in html
     # the report's DVH draws one band per robustness structure, in its colour
-    from specc.evaluate.record import PlanRecord
     from specc.report.figures import dvh_figure
 
     plan_record = PlanRecord.model_validate_json((tmp_path / "out" / "plan.json").read_text())

@@ -44,6 +44,8 @@ def _how_robust(robustness: RobustnessRecord) -> str:
 
 
 def print_robustness(record: PlanRecord) -> None:
+    from specc.protocol.models import offset_text
+
     robustness = record.robustness
     assert robustness is not None, "a robustness table needs the plan's robustness check"
     setup = "/".join(f"{size:g}" for size in robustness.setup_error_mm)
@@ -52,15 +54,20 @@ def print_robustness(record: PlanRecord) -> None:
         setup += ", rotation " + "/".join(f"{angle:g}" for angle in robustness.rotation_error_deg) + " deg"
     if robustness.random_error_mm is not None:
         setup += ", random " + "/".join(f"{size:g}" for size in robustness.random_error_mm) + " mm SD"
-    table = Table("structure", "goal", "nominal", "worst", "status",
+    table = Table("structure", "goal", "nominal", "worst", "in", "status",
                   title=f"Setup error {setup} ({len(robustness.scenarios_mm)} scenarios, worst shown; "
                   f"{_how_robust(robustness)})")
+    labels = robustness.scenario_labels or [offset_text(offset) for offset in robustness.scenarios_mm]
     for goal in robustness.goals:
         same = record.goal_named(goal.structure, goal.text)
         nominal = goal_value(same, goal.nominal) if goal.nominal is not None else "-"
         worst = goal_value(same, goal.worst) if goal.worst is not None else "-"
-        table.add_row(goal.structure, goal_text(same), nominal, worst, status_text(goal.status))
+        # every scenario showing the worst value: a tie has no single worst
+        where = ", ".join(label for label, value in zip(labels, goal.scenario_values)
+                          if value is not None and goal.worst is not None and goal_value(same, value) == worst)
+        table.add_row(goal.structure, goal_text(same), nominal, worst, where or "-", status_text(goal.status))
     console.print(table)
+    console.print("(the patient shifted in LPS: +x left, +y posterior, +z superior)", style="dim")
     for note in robustness.notes:
         console.print(f"note: {note}", markup=False)
 
@@ -351,6 +358,8 @@ def print_summary(head: str, record: PlanRecord, paths: list[Path], strict: bool
     """The last line of a plan or a check (NOT CONVERGED first for such a plan): goal counts and files;
     with --strict, the failed must-goals."""
     counts = ", ".join(f"{n} {status}" for status, n in record.goal_counts().items()) or "no goals"
+    if record.robustness is not None:
+        counts += "; worst setup-error scenario: " + ", ".join(f"{n} {status}" for status, n in record.robust_counts().items())
     if not record.converged:  # also under --quiet, where this line is all that is printed
         head = f"NOT CONVERGED: {head}"
     console.print(f"{head}; goals: {counts}; wrote {', '.join(str(path) for path in paths)}")
