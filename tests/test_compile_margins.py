@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from specc.compile.margins import expand, ring, shrink
+from specc.compile.margins import along_axis_mm, expand, ring, shrink
 
 
 def _grid(shape: tuple[int, int, int], spacing: tuple[float, float, float]) -> tuple[np.ndarray, ...]:
@@ -77,3 +77,17 @@ def test_bad_margins_are_rejected() -> None:
         expand(mask, -1.0, (1.0, 1.0, 1.0))
     with pytest.raises(ValueError, match="outer > inner"):
         ring(mask, 5.0, 5.0, (1.0, 1.0, 1.0))
+
+
+@pytest.mark.parametrize(
+    ("margin", "spacing", "given"),
+    [(3.0, 5.0, 0.0), (4.9, 5.0, 0.0), (5.0, 5.0, 5.0), (7.0, 5.0, 5.0), (10.0, 5.0, 10.0), (7.5, 2.5, 7.5),
+     (0.3, 0.1, 0.3), (5.0, 3.0, 3.0)],
+)
+def test_a_margin_gives_a_whole_number_of_voxel_spacings_along_an_axis(margin: float, spacing: float, given: float) -> None:
+    """What `along_axis_mm` says is what `expand` does along an axis (voxel-centre convention)."""
+    assert along_axis_mm(margin, spacing) == pytest.approx(given)
+    line = np.zeros((41, 1, 1), dtype=bool)
+    line[20] = True
+    grown = expand(line, margin, (spacing, 1.0, 1.0))
+    assert (np.count_nonzero(grown) - 1) // 2 * spacing == pytest.approx(given)

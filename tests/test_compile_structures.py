@@ -9,6 +9,7 @@ import pytest
 
 from evaluate_fakes import synthetic_case
 from specc.compile import resolve_structures
+from specc.compile.derive import with_optimization
 from specc.errors import CompileError
 from specc.protocol import ProtocolError, parse_protocol_text
 
@@ -80,3 +81,87 @@ def test_a_case_structure_named_like_a_derived_one_is_replaced_by_the_expression
     # The very voxels (a study specc exported, read back): still said, as the same.
     case.structures["shell"] = dataclasses.replace(case.structures["shell"], mask=resolved.masks["Shell"].copy())
     assert f"({ours:.1f} cc, the same voxels), and the protocol's expression is used" in _resolve(structures, case).notes[0]
+
+
+def _margin_notes(resolved) -> list[str]:
+    return [note for note in resolved.notes if "a margin keeps the voxels whose centre lies within it" in note]
+
+
+def test_a_margin_the_grid_cannot_hold_is_noted_with_what_the_grid_gives() -> None:
+    """Audit h2 F1: on the 5 mm grid a 3 mm PRV is its organ and 7 mm is the 5 mm expansion, silently."""
+    structures = (
+        "  Target: {role: target}\n  Organ: {role: oar}\n"
+        "  PRV: {role: oar, expression: 'expand(Organ, 3mm)'}\n"
+        "  PTV7: {role: other, expression: 'expand(Target, 7mm)'}\n"
+        "  PTV5: {role: other, expression: 'expand(Target, 5mm) | ring(Target, 5mm, 10mm)'}\n"
+    )
+    resolved = _resolve(structures)
+    assert np.array_equal(resolved.masks["PRV"], resolved.masks["Organ"])
+    assert _margin_notes(resolved) == [
+        "PRV = `expand(Organ, 3mm)`: on this 5 mm grid a margin keeps the voxels whose centre lies within it, so the "
+        "margin 3 mm along x, y, z gives 0 mm: PRV is Organ itself; a finer grid, or margins in whole voxels "
+        "(multiples of 5 mm), avoid it",
+        "PTV7 = `expand(Target, 7mm)`: on this 5 mm grid a margin keeps the voxels whose centre lies within it, so "
+        "the margin 7 mm along x, y, z gives 5 mm; a finer grid, or margins in whole voxels (multiples of 5 mm), "
+        "avoid it",
+    ]  # PTV5's margins are whole voxels: no note
+
+
+def test_a_coarse_margin_note_is_one_per_structure_and_names_each_margin_and_axis() -> None:
+    case = synthetic_case()
+    case = dataclasses.replace(case, grid=dataclasses.replace(case.grid, spacing_mm=(3.0, 3.0, 2.5)))
+    structures = (
+        "  Target: {role: target}\n  Organ: {role: oar}\n"
+        "  Both: {role: other, expression: 'expand(Organ, 5mm) | (expand(Organ, 5mm) & Target) | shrink(Target, z=2mm)'}\n"
+        "  Shell: {role: other, expression: 'ring(Target, 5mm, 12mm) - Organ'}\n"
+    )
+    notes = _margin_notes(_resolve(structures, case))
+    assert notes == [
+        "Both = `expand(Organ, 5mm) | expand(Organ, 5mm) & Target | shrink(Target, 0mm, 0mm, 2mm)`: on this "
+        "3 × 3 × 2.5 mm grid a margin keeps the voxels whose centre lies within it, so in `expand(Organ, 5mm)` the "
+        "margin 5 mm along x, y gives 3 mm; in `shrink(Target, 0mm, 0mm, 2mm)` the margin 2 mm along z gives 0 mm: "
+        "`shrink(Target, 0mm, 0mm, 2mm)` is Target itself; a finer grid, or margins in whole voxels (multiples of "
+        "3 mm along x, y and multiples of 2.5 mm along z), avoid it",
+        "Shell = `ring(Target, 5mm, 12mm) - Organ`: on this 3 × 3 × 2.5 mm grid a margin keeps the voxels whose "
+        "centre lies within it, so in `ring(Target, 5mm, 12mm)` the inner distance 5 mm along x, y gives 3 mm; in "
+        "`ring(Target, 5mm, 12mm)` the outer distance 12 mm along z gives 10 mm; a finer grid, or margins in whole "
+        "voxels (multiples of 3 mm along x, y and multiples of 2.5 mm along z), avoid it",
+    ]
+
+
+def test_the_fall_off_shell_the_compiler_adds_gets_no_margin_note() -> None:
+    """Nobody wrote its 5 mm, which a 3 mm grid gives as 3 mm: a note would name a margin no one can change."""
+    case = synthetic_case()
+    case = dataclasses.replace(case, grid=dataclasses.replace(case.grid, spacing_mm=(3.0, 3.0, 3.0)))
+    text = HEADER + "  Target: {role: target}\n  Organ: {role: oar}\n" + PRESCRIPTION + 'goals: {Target: ["D95% >= 4 Gy"]}\n'
+    protocol, _ = with_optimization(parse_protocol_text(text, "site/p.yaml"), case)
+    resolved = resolve_structures(protocol, case)
+    assert "Falloff_Target" in resolved.masks
+    assert _margin_notes(resolved) == []
+
+
+def test_a_ring_around_a_structure_covering_the_whole_case_names_that_structure_and_its_line() -> None:
+    """Audit h2 F6: a goals-only protocol whose PTV margin covers the body failed on 'Falloff_PTV', a
+    structure nobody wrote, with no line and no word of the margin."""
+    text = (
+        HEADER + "  CTV: {role: other}\n  Target:\n    role: target\n    expression: expand(CTV, 500mm)\n"
+        + PRESCRIPTION + 'goals: {Target: ["D95% >= 4 Gy"]}\n'
+    )
+    case = synthetic_case()
+    case.structures["CTV"] = case.structures.pop("Target")
+    protocol, _ = with_optimization(parse_protocol_text(text, "site/p.yaml"), case)
+    rows = len(case.voxel_indices)
+    with pytest.raises(CompileError) as error:
+        resolve_structures(protocol, case)
+    assert str(error.value) == (
+        f"site/p.yaml:7: structure 'Target' = expand(CTV, 500mm) covers the whole case (all {rows} voxels it holds "
+        "dose for), which leaves no room for `ring(Target, 5mm, 30mm)` outside it: structure 'Falloff_Target' = "
+        "ring(Target, 5mm, 30mm), which specc adds to the optimization it derives from the goals, is empty; check "
+        "the margins of Target"
+    )
+    # A ring the protocol writes itself: the ring's line too.
+    written = HEADER + "  Target: {role: target}\n  Big: {role: other, expression: 'expand(Target, 500mm)'}\n" \
+        "  Shell: {role: other, expression: 'crop(ring(Big, 5mm, 30mm), Body)'}\n  Body: {role: other}\n"
+    with pytest.raises(CompileError, match=r"^site/p\.yaml:7: structure 'Big' = expand\(Target, 500mm\) covers the "
+                                           r"whole case .* structure 'Shell' = .* \(site/p\.yaml:8\) is empty"):
+        resolve_structures(parse_protocol_text(written + PRESCRIPTION, "site/p.yaml"), synthetic_case())

@@ -3,21 +3,27 @@
 Each node of the expression tree maps to one mask operation; margins use the grid spacing
 (`margins.py`), so "expand(CTV, 7mm)" means 7 mm in patient space on any grid.
 `crop(X, B, m)` keeps the part of X at least m mm inside B (B shrunk by m).
+
+A margin keeps the voxels whose centre lies within it, so along an axis it reaches a whole
+number of voxel spacings: 3 mm on a 5 mm grid reaches no neighbour, and a PRV written that
+way is its organ. `coarse_margins` finds such margins, for the compile stage to say so.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import singledispatch
 
 import numpy as np
 
-from specc.compile.margins import expand, ring, shrink
+from specc.compile.margins import along_axis_mm, expand, ring, shrink
 from specc.protocol.structures import (
     Crop,
     Difference,
     Expand,
     Intersection,
+    Margins,
     Ring,
     Shrink,
     StructureExpr,
@@ -26,6 +32,20 @@ from specc.protocol.structures import (
 )
 
 MaskLookup = Callable[[str], np.ndarray]
+AXES = ("x", "y", "z")
+# Written and given margins closer than this (mm) are the same: a whole number of spacings.
+_SAME_MM = 1e-6
+
+
+@dataclass(frozen=True)
+class CoarseMargin:
+    """A margin of `node` that the grid cannot hold along `axes`: written `written_mm`, it gives `given_mm`."""
+
+    node: Expand | Shrink | Ring | Crop
+    what: str  # "margin", or a ring's "inner distance" / "outer distance"
+    written_mm: float
+    given_mm: float
+    axes: tuple[str, ...]
 
 
 def evaluate_expression(expression: StructureExpr, lookup: MaskLookup, spacing_mm: Sequence[float]) -> np.ndarray:
@@ -79,3 +99,59 @@ def _(expression: Crop, lookup: MaskLookup, spacing: tuple[float, ...]) -> np.nd
     if expression.margin_mm > 0:
         boundary = shrink(boundary, expression.margin_mm, spacing)
     return _evaluate(expression.operand, lookup, spacing) & boundary
+
+
+def coarse_margins(expression: StructureExpr, spacing_mm: Sequence[float]) -> list[CoarseMargin]:
+    """The margins of `expression` that are not a whole number of voxel spacings along an axis where
+    they are not zero, each once (a node written twice is one), axes with the same outcome together."""
+    found: dict[CoarseMargin, None] = {}
+    for node, what, margins in _margins(expression):
+        given: dict[tuple[float, float], list[str]] = {}
+        for axis, margin, spacing in zip(AXES, margins, spacing_mm):
+            on_grid = along_axis_mm(margin, spacing)
+            if margin > 0 and abs(on_grid - margin) > _SAME_MM:
+                given.setdefault((margin, on_grid), []).append(axis)
+        for (written, on_grid), axes in given.items():
+            found[CoarseMargin(node, what, written, on_grid, tuple(axes))] = None
+    return list(found)
+
+
+def margin_nodes(expression: StructureExpr) -> list[Expand | Shrink | Ring | Crop]:
+    """The nodes of `expression` that take a margin, outermost first, each once."""
+    return list(dict.fromkeys(node for node, _, _ in _margins(expression)))
+
+
+MarginOf = tuple[Expand | Shrink | Ring | Crop, str, Margins]
+
+
+@singledispatch
+def _margins(expression: object) -> list[MarginOf]:
+    raise TypeError(f"no margins for structure expression node {type(expression).__name__}")
+
+
+@_margins.register
+def _(expression: StructureRef) -> list[MarginOf]:
+    return []
+
+
+@_margins.register
+def _(expression: Union | Intersection | Difference) -> list[MarginOf]:
+    return _margins(expression.left) + _margins(expression.right)
+
+
+@_margins.register
+def _(expression: Expand | Shrink) -> list[MarginOf]:
+    return [(expression, "margin", expression.margins_mm), *_margins(expression.operand)]
+
+
+@_margins.register
+def _(expression: Ring) -> list[MarginOf]:
+    inner: Margins = (expression.inner_mm,) * 3
+    outer: Margins = (expression.outer_mm,) * 3
+    return [(expression, "inner distance", inner), (expression, "outer distance", outer), *_margins(expression.operand)]
+
+
+@_margins.register
+def _(expression: Crop) -> list[MarginOf]:
+    margin: Margins = (expression.margin_mm,) * 3
+    return [(expression, "margin", margin), *_margins(expression.operand), *_margins(expression.boundary)]

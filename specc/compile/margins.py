@@ -50,6 +50,15 @@ def _within(mask: np.ndarray, margin_mm: MarginMm, spacing_mm: Sequence[float]) 
     return distance <= 1.0 + _RELATIVE_SLACK
 
 
+def along_axis_mm(margin_mm: float, spacing_mm: float) -> float:
+    """What a margin gives along one grid axis: the farthest whole number of voxel spacings within it.
+
+    Voxel centres along an axis lie a whole number of spacings apart, so a 3 mm margin on a
+    5 mm grid reaches no neighbour (0 mm) and 7 mm reaches the first one (5 mm).
+    """
+    return float(np.floor(margin_mm / spacing_mm * (1.0 + _RELATIVE_SLACK))) * spacing_mm
+
+
 def expand(mask: np.ndarray, margin_mm: MarginMm, spacing_mm: Sequence[float]) -> np.ndarray:
     """The mask grown by `margin_mm` (one value, or one per axis x, y, z)."""
     return _within(mask, margin_mm, spacing_mm)

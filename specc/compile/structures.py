@@ -7,7 +7,14 @@ what the evaluate stage measures on (it must not recompute them).
 
 A derived voxel that is not a row of the influence matrix has no dose in the case (the
 case left it out, e.g. outside the body), so a derived structure is clipped to the rows and
-the clipping is reported as a note; one that ends up empty is an error.
+the clipping is reported as a note; one that ends up empty is an error. When it is empty
+because a structure it rings covers every voxel with dose (a 500 mm PTV margin), the error
+names that structure and its line: the ring may be one the compiler added (a fall-off shell).
+
+A margin keeps the voxels whose centre lies within it, so it acts in whole voxel spacings
+(docs/compiler.md); a margin that is not one along an axis gives less there, and a note says
+what it gives (a 3 mm PRV on a 5 mm grid is its organ). Structures the compiler added are
+left out of these notes: nobody wrote their margins.
 
 A case may hold a structure of a derived structure's name: a planner's own "Shell" in an
 RTSTRUCT, or the one `specc export dicom` wrote and `specc import dicom` read back. The
@@ -22,9 +29,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from specc.compile.derived import evaluate_expression
-from specc.compile.names import NoMatch, match_structure
+from specc.compile.derived import AXES, CoarseMargin, MaskLookup, coarse_margins, evaluate_expression, margin_nodes
+from specc.compile.names import NoMatch, match_structure, name_key
 from specc.errors import CompileError
+from specc.protocol.structures import Crop, Expand, Ring, Shrink, StructureExpr, StructureRef
 
 if TYPE_CHECKING:
     from specc.case import Case
@@ -51,6 +59,11 @@ def _where(protocol: Protocol, name: str) -> str:
     if spec is not None and spec.source is not None:
         return str(spec.source)
     return str(protocol.source.path) if protocol.source is not None else "(protocol)"
+
+
+def _added_by_compiler(protocol: Protocol, name: str) -> bool:
+    """A structure the compiler added (a fall-off shell): one with no line in a protocol read from a file."""
+    return protocol.source is not None and protocol.structures[name].source is None
 
 
 def _referenced_names(protocol: Protocol) -> set[str]:
@@ -126,9 +139,9 @@ def resolve_structures(protocol: Protocol, case: Case) -> ResolvedStructures:
                     "(not rows of the influence matrix) and were left out"
                 )
             if not mask.any():
-                raise CompileError(
-                    f"{_where(protocol, name)}: derived structure {name!r} = {spec.expression} is empty on the case grid"
-                )
+                raise CompileError(_empty_message(protocol, name, spec.expression, lookup, has_row, case))
+            if not _added_by_compiler(protocol, name):
+                resolved.notes += _coarse_margin_notes(name, spec.expression, tuple(case.grid.spacing_mm))
             resolved.masks[name] = mask
             resolved.notes += _shadowed_case_structures(name, spec, mask, case)
     return resolved
@@ -137,11 +150,11 @@ def resolve_structures(protocol: Protocol, case: Case) -> ResolvedStructures:
 def _shadowed_case_structures(name: str, spec: StructureSpec, mask: np.ndarray, case: Case) -> list[str]:
     """A note per case structure named like derived structure `name` (or one of its aliases, any
     case, as a plain structure is matched), which the protocol's expression replaces."""
-    names = {candidate.casefold() for candidate in (name, *spec.aliases)}
+    names = {name_key(candidate) for candidate in (name, *spec.aliases)}
     ours = np.count_nonzero(mask) * case.voxel_volume_cc
     notes = []
     for case_name, structure in case.structures.items():
-        if case_name.casefold() not in names:
+        if name_key(case_name) not in names:
             continue
         same = ", the same voxels" if np.array_equal(structure.mask, mask) else ""
         notes.append(
@@ -150,3 +163,79 @@ def _shadowed_case_structures(name: str, spec: StructureSpec, mask: np.ndarray, 
             "is used"
         )
     return notes
+
+
+def _empty_message(
+    protocol: Protocol, name: str, expression: StructureExpr, lookup: MaskLookup, has_row: np.ndarray, case: Case,
+) -> str:
+    """Why derived structure `name` is empty, at the line of the structure that makes it so where one does.
+
+    A ring around a structure that covers every voxel with dose has nowhere to be; the
+    structure to change is then the ringed one (often a margin far too large), not the ring,
+    which may be a fall-off shell the compiler added and nobody wrote.
+    """
+    spacing = tuple(case.grid.spacing_mm)
+    rings = [node for node in margin_nodes(expression) if isinstance(node, Ring)]
+    full = next((ring for ring in rings if not (has_row & ~evaluate_expression(ring.operand, lookup, spacing)).any()), None)
+    if full is None:
+        return f"{_where(protocol, name)}: derived structure {name!r} = {expression} is empty on the case grid"
+    if _added_by_compiler(protocol, name):
+        whose = f"structure {name!r} = {expression}, which specc adds to the optimization it derives from the goals,"
+    else:
+        whose = f"structure {name!r} = {expression} ({_where(protocol, name)})"
+    ringed, where = f"`{full.operand}`", _where(protocol, name)
+    if isinstance(full.operand, StructureRef):
+        spec = protocol.structures.get(full.operand.name)
+        written = f" = {spec.expression}" if spec is not None and spec.expression is not None else ""
+        ringed, where = f"structure {full.operand.name!r}{written}", _where(protocol, full.operand.name)
+    return (
+        f"{where}: {ringed} covers the whole case (all {int(has_row.sum())} voxels it holds dose for), which "
+        f"leaves no room for `{full}` outside it: {whose} is empty; check the margins of {full.operand}"
+    )
+
+
+def _coarse_margin_notes(name: str, expression: StructureExpr, spacing: tuple[float, ...]) -> list[str]:
+    """A note for derived structure `name` when a margin of it is not a whole number of voxel spacings
+    along an axis where it is not zero: what the grid gives there instead (see the module docstring)."""
+    coarse = coarse_margins(expression, spacing)
+    if not coarse:
+        return []
+    parts = []
+    for margin in coarse:
+        text = f"the {margin.what} {margin.written_mm:g} mm along {', '.join(margin.axes)} gives {margin.given_mm:g} mm"
+        if margin.node != expression:
+            text = f"in `{margin.node}` {text}"
+        operand = _unchanged_operand(margin.node, coarse)
+        if operand is not None:
+            text += f": {name if margin.node == expression else f'`{margin.node}`'} is {operand} itself"
+        parts.append(text)
+    affected = [axis for axis in AXES if any(axis in margin.axes for margin in coarse)]
+    return [
+        f"{name} = `{expression}`: on this {_grid_text(spacing)} grid a margin keeps the voxels whose centre lies "
+        f"within it, so {'; '.join(parts)}; a finer grid, or margins in whole voxels "
+        f"({_whole_voxels(affected, spacing)}), avoid it"
+    ]
+
+
+def _unchanged_operand(node: Expand | Shrink | Ring | Crop, coarse: list[CoarseMargin]) -> StructureExpr | None:
+    """The operand of expand / shrink `node` when it gives 0 mm along every axis it has a margin on."""
+    if not isinstance(node, (Expand, Shrink)):
+        return None
+    zero = {axis for margin in coarse if margin.node == node and margin.given_mm == 0 for axis in margin.axes}
+    return node.operand if zero == {axis for axis, mm in zip(AXES, node.margins_mm) if mm > 0} else None
+
+
+def _grid_text(spacing: tuple[float, ...]) -> str:
+    if len(set(spacing)) == 1:
+        return f"{spacing[0]:g} mm"
+    return " × ".join(f"{mm:g}" for mm in spacing) + " mm"
+
+
+def _whole_voxels(axes: list[str], spacing: tuple[float, ...]) -> str:
+    """'multiples of 5 mm', or per axis on a grid whose spacing differs: 'multiples of 3 mm along x, y'."""
+    by_spacing: dict[float, list[str]] = {}
+    for axis in axes:
+        by_spacing.setdefault(spacing[AXES.index(axis)], []).append(axis)
+    if len(set(spacing)) == 1:
+        return f"multiples of {spacing[0]:g} mm"
+    return " and ".join(f"multiples of {mm:g} mm along {', '.join(names)}" for mm, names in by_spacing.items())
