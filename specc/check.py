@@ -115,12 +115,13 @@ def check_cohort(
     pdf: bool = False,
     progress: StageProgress | None = None,
     case_progress: CaseProgress | None = None,
+    strict: bool = False,
 ) -> CohortOutcome:
     """Check each plan export folder into `out_dir`/<patient id>/ and write `out_dir`/cohort.csv.
 
     The same layout and summary as `plan_cohort`, so `specc compare` sets a clinic's plans of a
     cohort beside specc's. A folder that cannot be read or checked is recorded with its error
-    and the next one is checked.
+    and the next one is checked. `strict`: each row's exit code is that of `specc check --strict`.
     """
     loaded = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)  # run_cohort refuses a composite
 
@@ -136,7 +137,7 @@ def check_cohort(
         except SpeccError as error:
             return CohortEntry(str(folder), case_id, target, None, str(error))
 
-    return run_cohort(loaded, folders, out_dir, check_one, case_progress, pdf)
+    return run_cohort(loaded, folders, out_dir, check_one, case_progress, pdf, strict)
 
 
 @dataclass(frozen=True)

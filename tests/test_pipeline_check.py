@@ -447,7 +447,7 @@ def test_a_cohort_of_exports_is_checked_into_one_folder_per_patient_with_a_summa
     assert (tmp_path / "audit" / "P-002" / "report.html").exists()
     page = (tmp_path / "audit" / "cohort.html").read_text()
     assert outcome.pages == [tmp_path / "audit" / "cohort.html"] and 'href="P-002/report.html"' in page
-    assert page.count('class="cohort-case"') == 2 and "1 cases without a plan" in page
+    assert page.count('class="cohort-case"') == 2 and "1 case without a plan" in page
 
     # Two audits of the same patients compare as cohorts (here: the same doses, so no difference).
     specc.check_cohort(protocol_file, [export, second], tmp_path / "audit-again")
@@ -529,6 +529,55 @@ def test_ctrl_c_during_a_check_removes_the_earlier_one_and_says_so(export, proto
     assert result.exit_code == 130
     assert f"interrupted: no check written; the earlier plan in {out} was removed" in " ".join(result.output.split())
     assert list(out.iterdir()) == []
+
+
+def _earlier_check(folder: Path) -> None:
+    """An earlier run's check in `folder`, beside a file of the user's."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("plan.json", "report.html", "mine.txt"):
+        (folder / name).write_text("earlier", encoding="utf-8")
+
+
+def test_a_check_that_fails_removes_the_earlier_check_and_says_so(export, protocol_file, tmp_path):
+    import shutil
+
+    bad, no_cord = tmp_path / "bad.yaml", tmp_path / "no-cord.yaml"
+    bad.write_text(PROTOCOL.replace("fractions: 30", "fractions: 0"))
+    no_cord.write_text(PROTOCOL.replace("Cord: {role: oar, aliases: [Spinal Cord]}", "Cord: {role: oar}"))
+    damaged, hot = shutil.copytree(export, tmp_path / "damaged"), shutil.copytree(export, tmp_path / "hot")
+    (damaged / "RD.dcm").write_bytes(b"not a DICOM file")
+    (hot / "RP.dcm").unlink()
+    write_rtdose_file(hot / "RD.dcm", target_dose() * 100, DOSE_ORIGIN, DOSE_SPACING)
+    runs = {
+        "protocol": ([str(bad), str(export)], "fractions"),
+        "structure": ([str(no_cord), str(export)], "structure 'Cord'"),
+        "dose": ([str(protocol_file), str(damaged), "--dose", str(damaged / "RD.dcm")], "not a readable DICOM file"),
+        "implausible": ([str(protocol_file), str(hot)], "no external-beam plan"),
+        "option": ([str(protocol_file), "--case", "x.h5"], "--case needs --dose"),
+    }
+    for name, (given, error) in runs.items():
+        out = tmp_path / f"out-{name}"
+        _earlier_check(out)
+        result = CliRunner().invoke(app, ["check", *given, "--out", str(out), "-q"])
+        said = " ".join(result.output.split())
+        assert result.exit_code == 1 and error in said, (name, result.output)
+        assert f"removed {out / 'plan.json'}, {out / 'report.html'}: they were an earlier run's plan, not this one" in said
+        assert [path.name for path in out.iterdir()] == ["mine.txt"], name
+    result = CliRunner().invoke(app, ["check", str(bad), str(export), "--out", str(tmp_path / "new")])
+    assert result.exit_code == 1 and "removed" not in result.output and not (tmp_path / "new").exists()
+
+
+def test_check_cohort_rows_exit_codes_follow_strict(export, protocol_file, tmp_path):
+    import csv
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    arguments = ["check", str(protocol_file), str(export), str(broken), "--cohort", "--out", str(tmp_path / "audit"), "-q"]
+    for flags, codes in [([], ["0", "1"]), (["--strict"], ["2", "1"])]:  # Target D95% (priority 1) fails
+        result = CliRunner().invoke(app, [*arguments, *flags])
+        assert result.exit_code == 1, result.output
+        with (tmp_path / "audit" / "cohort.csv").open(newline="") as handle:
+            assert [row["exit_code"] for row in csv.DictReader(handle)] == codes  # as `specc check` with the flags
 
 
 def test_a_goal_a_plan_was_normalized_onto_keeps_its_status_when_its_exported_dose_is_checked(tmp_path):

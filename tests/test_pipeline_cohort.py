@@ -175,6 +175,6 @@ def test_a_case_that_fails_leaves_no_earlier_plan_in_its_folder_and_the_page_nam
     html = (out / "cohort.html").read_text()
     assert "dropped: plan folders beside cohort.csv that it does not list" in html and "not part of this run" in html
     # No case planned: the page still names the protocol read, and its SHA-256.
-    assert "<title>Cohort: Test protocol v1.0.0: 1 cases</title>" in html
+    assert "<title>Cohort: Test protocol v1.0.0: 1 case</title>" in html  # one case, in the singular
     with (out / COHORT_CSV).open(newline="") as handle:
         assert next(csv.DictReader(handle))["protocol_sha256"] in html

@@ -148,3 +148,53 @@ def test_a_case_id_planned_twice_is_compared_under_its_folder(tmp_path: Path) ->
     assert organ.paired_cases == 2
     result = CliRunner().invoke(app, ["compare", str(tmp_path / "v1"), str(tmp_path / "v2"), "--out", str(tmp_path / "cmp")])
     assert result.exit_code == 0, result.output
+
+
+def _listed_twice(cohort: Path, into: Path, case: str) -> Path:
+    """A copy of `cohort` in which `case` is listed twice, as `specc cohort` plans a case file given twice:
+    its plan again in a folder numbered -2, and a second row."""
+    import csv
+    import shutil
+
+    copy = shutil.copytree(cohort, into)
+    shutil.copytree(copy / case, copy / f"{case}-2")
+    with (copy / COHORT_CSV).open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    again = {**next(row for row in rows if Path(row["folder"]).name == case), "folder": str(copy / f"{case}-2")}
+    with (copy / COHORT_CSV).open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows([*rows, again])
+    return copy
+
+
+def test_a_case_listed_twice_is_counted_once_and_said(cohorts, tmp_path: Path) -> None:
+    first, second = (read_cohort(_listed_twice(cohorts[name], tmp_path / name, "p0") / COHORT_CSV) for name in ("v1", "v2"))
+    once = [read_cohort(cohorts[name] / COHORT_CSV) for name in ("v1", "v2")]
+    organ = next(row for row in cohort_goal_rows([first, second]) if row.structure == "Organ")
+    expected = next(row for row in cohort_goal_rows(once) if row.structure == "Organ")
+    assert [sum(counts.values()) for counts in organ.counts] == [3, 4]  # as if listed once
+    assert organ.medians == expected.medians and (organ.paired_cases, organ.paired_median) == (3, expected.paired_median)
+    assert first.repeated == {"p0-2": "p0"} and sorted(first.counted) == ["p0", "p1", "p2"] and len(first.plans) == 4
+    warnings = cohort_warnings([first, second])
+    digest = first.plans["p0"].case.sha256[:12]
+    assert f"v1: p0-2 is the same case as p0 (case SHA-256 {digest}), listed twice: counted once in the goal statistics" \
+        in warnings and not [warning for warning in warnings if "no plan for p0-2" in warning]
+    result = CliRunner().invoke(app, ["compare", str(tmp_path / "v1"), str(tmp_path / "v2"), "--out", str(tmp_path / "cmp")])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 0 and "4 cases planned (1 listed twice, counted once)" in said, result.output
+    assert "(1 listed twice, counted once)" in (tmp_path / "cmp" / "compare.html").read_text()
+
+
+def test_one_case_is_said_in_the_singular(cohorts, tmp_path: Path) -> None:
+    import shutil
+
+    first, second = (read_cohort(cohorts[name] / COHORT_CSV) for name in ("v1", "v2"))
+    unplanned = dataclasses.replace(first, unplanned=["p9 (not a readable HDF5 file)"])
+    assert "v1: 1 case without a plan: p9 (not a readable HDF5 file)" in cohort_warnings([unplanned, second])
+    one = shutil.copytree(cohorts["v1"], tmp_path / "v1")
+    with (one / COHORT_CSV).open(newline="") as handle:
+        lines = handle.readlines()
+    (one / COHORT_CSV).write_text("".join(lines[:2]), encoding="utf-8")  # the header and one case
+    result = CliRunner().invoke(app, ["compare", str(one), str(cohorts["v2"]), "--out", str(tmp_path / "cmp")])
+    assert result.exit_code == 0 and "; 1 case planned" in " ".join(result.output.split()), result.output

@@ -10,8 +10,8 @@ from rich.text import Text
 
 from specc.cli.app import app, console, fail, status_text
 from specc.cli.plan import (
-    StagePrinter, cohort_progress, finish_cohort, goal_text, goal_value, print_robustness, print_summary, stop_cohort,
-    stop_interrupted,
+    StagePrinter, cohort_progress, fail_unwritten, finish_cohort, goal_text, goal_value, print_robustness, print_summary,
+    stop_cohort, stop_interrupted,
 )
 from specc.errors import SpeccError
 
@@ -52,7 +52,10 @@ def check(
         "`prescription.prior`: the composite (prior + the checked dose) is judged (docs/composite.md)."
     ),
     pdf: bool = typer.Option(False, "--pdf", help="Also write report.pdf (needs WeasyPrint)."),
-    strict: bool = typer.Option(False, "--strict", help="Exit 2 when a priority-1 goal fails."),
+    strict: bool = typer.Option(
+        False, "--strict",
+        help="Exit 2 when a priority-1 goal fails (with --cohort: the run's, and each row's in cohort.csv).",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors and the final line."),
 ) -> None:
     """Check a plan made in another system against a protocol: its RT Dose measured, nothing optimized.
@@ -60,33 +63,22 @@ def check(
     Give a plan export folder (structures from its RTSTRUCT, on the dose grid), --case CASE.h5
     with --dose RD.dcm (structures from the case), or --dose WORKSPACE.mat (matRad's plan, on its
     CT grid with its cst structures). Exit code 0 when the dose was checked (goal failures are in
-    the report), 1 on bad input (with --cohort: any folder), 2 with --strict when a priority-1 goal
-    fails.
+    the report), 1 on bad input (with --cohort: any folder; without, the earlier check in OUT is
+    removed, so that it is not taken for this run's), 2 with --strict when a priority-1 goal fails.
     """
-    from specc.case.importers.matrad_dose import is_matrad_workspace
     from specc.check import check_dose, check_export
     from specc.pipeline import plan_files
 
-    matrad = dose is not None and is_matrad_workspace(dose)
-    if exports and matrad:
-        fail("a matRad workspace holds its own CT and structures: check it with --dose WORKSPACE.mat alone (no folder)")
-    if bool(exports) == (case is not None or matrad):
-        fail("give a plan export folder, --case CASE.h5 with --dose RD.dcm, or --dose WORKSPACE.mat (matRad)")
     if cohort:
         if dose is not None or case is not None or prior_dose:
             fail("--cohort checks export folders, each with its own RT Dose; --dose, --case and --prior-dose do not apply")
-        _check_cohort(protocol, exports or [], out, grid, outside_zero, per_fraction, pdf, strict, quiet)
-    if exports and len(exports) > 1:
-        fail(f"{len(exports)} export folders: add --cohort to check each into OUT/<patient id>/ with OUT/cohort.csv")
-    if case is not None and dose is None:
-        fail("--case needs --dose RD.dcm: the RT Dose to check on the case")
-    if matrad and grid is not None:
-        fail("--grid applies to a plan export folder; a matRad workspace is measured on its CT grid, as matRad does")
-    if case is not None and grid is not None:
-        fail("--grid applies to a plan export folder; a case file has its own grid")
+        if not exports:
+            fail("--cohort checks plan export folders: give one or more")
+        _check_cohort(protocol, exports, out, grid, outside_zero, per_fraction, pdf, strict, quiet)
     printer = StagePrinter(quiet)
     earlier = plan_files(out)
     try:
+        _refuse_combinations(exports or [], case, dose, grid)
         if exports:
             outcome = check_export(
                 protocol, exports[0], out, dose_file=dose, grid_mm=grid, outside_zero=outside_zero,
@@ -99,7 +91,7 @@ def check(
             )
     except SpeccError as error:
         printer.stop()
-        fail(error)
+        fail_unwritten(out, error)
     except KeyboardInterrupt:
         printer.stop()
         stop_interrupted(out, "check", earlier)
@@ -127,6 +119,32 @@ def check(
     raise typer.Exit(outcome.exit_code(strict))
 
 
+def _refuse_combinations(exports: list[Path], case: Path | None, dose: Path | None, grid: float | None) -> None:
+    """Options of one check that do not go together, raised as a `SpeccError`: once OUT is named, a wrong
+    option is a check not produced, and the earlier one in OUT is removed as for any other error."""
+    from specc.case.importers.matrad_dose import is_matrad_workspace
+
+    matrad = dose is not None and is_matrad_workspace(dose)
+    if exports and matrad:
+        raise SpeccError(
+            "a matRad workspace holds its own CT and structures: check it with --dose WORKSPACE.mat alone (no folder)"
+        )
+    if bool(exports) == (case is not None or matrad):
+        raise SpeccError("give a plan export folder, --case CASE.h5 with --dose RD.dcm, or --dose WORKSPACE.mat (matRad)")
+    if len(exports) > 1:
+        raise SpeccError(
+            f"{len(exports)} export folders: add --cohort to check each into OUT/<patient id>/ with OUT/cohort.csv"
+        )
+    if case is not None and dose is None:
+        raise SpeccError("--case needs --dose RD.dcm: the RT Dose to check on the case")
+    if matrad and grid is not None:
+        raise SpeccError(
+            "--grid applies to a plan export folder; a matRad workspace is measured on its CT grid, as matRad does"
+        )
+    if case is not None and grid is not None:
+        raise SpeccError("--grid applies to a plan export folder; a case file has its own grid")
+
+
 def _check_cohort(
     protocol: Path, exports: list[Path], out: Path, grid: float | None, outside_zero: bool, per_fraction: bool,
     pdf: bool, strict: bool, quiet: bool,
@@ -137,7 +155,7 @@ def _check_cohort(
     try:
         outcome = check_cohort(
             protocol, exports, out, grid_mm=grid, outside_zero=outside_zero, per_fraction=per_fraction, pdf=pdf,
-            progress=printer, case_progress=cohort_progress(printer, quiet, "export"),
+            progress=printer, case_progress=cohort_progress(printer, quiet, "export"), strict=strict,
         )
     except SpeccError as error:
         fail(error)

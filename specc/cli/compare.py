@@ -63,7 +63,7 @@ def _compare_plans(paths: list[Path], labels: list[str], out: Path, pdf: bool) -
 
 def _compare_cohorts(summaries: list[Path], labels: list[str], out: Path, pdf: bool) -> list[Path]:
     from specc.report.compare_cohorts import (
-        STATUS_ORDER, cohort_goal_rows, cohort_warnings, read_cohorts, write_cohort_comparison,
+        STATUS_ORDER, cases_text, cohort_goal_rows, cohort_warnings, read_cohorts, write_cohort_comparison,
     )
 
     cohorts = read_cohorts(summaries, labels)
@@ -71,8 +71,9 @@ def _compare_cohorts(summaries: list[Path], labels: list[str], out: Path, pdf: b
     _warn(cohort_warnings(cohorts))
     for cohort in cohorts:
         hashes = ", ".join(digest[:12] for digest in cohort.protocol_sha256s) or "n/a"
-        console.print(f"{cohort.label}: {cohort.protocol}, protocol SHA-256 {hashes}; {len(cohort.plans)} cases planned",
-                      markup=False, highlight=False)
+        twice = f" ({len(cohort.repeated)} listed twice, counted once)" if cohort.repeated else ""
+        console.print(f"{cohort.label}: {cohort.protocol}, protocol SHA-256 {hashes}; "
+                      f"{cases_text(len(cohort.plans))} planned{twice}", markup=False, highlight=False)
     paired = len(cohorts) == 2
     table = Table("structure", "goal", *(cohort.label for cohort in cohorts), *(["median paired difference"] if paired else []),
                   title="Clinical goals over the cohort (cases per status; median)")

@@ -15,16 +15,20 @@ as not part of this run.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-from specc.evaluate import PlanRecord
 from specc.protocol import Protocol
 from specc.report.approval import PLAN_FOLDER_FILES
 from specc.report.compare import Measured, recorded_goals
-from specc.report.compare_cohorts import STATUS_ORDER, cohort_goal_rows, cohort_warnings, read_cohort
+from specc.report.compare_cohorts import (
+    STATUS_ORDER, cases_text, cohort_goal_rows, cohort_warnings, plan_identity, read_cohort,
+)
 from specc.report.html import STATUS_LABELS, environment, style_sheet
 from specc.report.write import write_page
+
+# plan_identity lives with the cohorts it tells apart (compare_cohorts); named here for specc.pipeline.
+__all__ = ["COHORT_PAGE", "CaseRow", "plan_identity", "plans_not_in_run", "write_cohort_page"]
 
 COHORT_PAGE = "cohort"
 
@@ -38,14 +42,6 @@ class CaseRow:
     sha256: str  # the case's content: two cases of one id told apart
     values: list[Measured | None]  # in the order of the page's goal columns; None: not a goal of its plan
     same_as: str | None  # the folder of an earlier case of the same content (this one is not counted)
-
-
-def plan_identity(record: PlanRecord) -> tuple[str, str, str | None]:
-    """What makes two plans of a cohort one: the case's content, the protocol's and, for a checked dose,
-    the dose file's. Two case files with the same content give the same plan; counted twice, they would
-    weigh one patient double in every count and median."""
-    dose = record.dose_source.sha256 if record.dose_source is not None else None
-    return record.case.sha256, record.protocol.sha256, dose
 
 
 def plans_not_in_run(out: Path, listed: Collection[str]) -> list[str]:
@@ -63,21 +59,15 @@ def write_cohort_page(summary: Path, protocol: Protocol, pdf: bool = False) -> l
     """Write cohort.html (and cohort.pdf when `pdf`) beside the cohort.csv `summary` of a run of `protocol`
     (named when no case was planned, whose plans would name it)."""
     cohort = read_cohort(summary)
-    first: dict[tuple[str, str, str | None], str] = {}
-    same_as = {folder: first.setdefault(plan_identity(record), folder) for folder, record in cohort.plans.items()}
-    counted = replace(cohort, plans={folder: cohort.plans[folder] for folder in first.values()})
-    rows = cohort_goal_rows([counted])
+    rows = cohort_goal_rows([cohort])  # a case listed twice counted once, and warned of
     columns = [(row.structure, row.text, row.scope) for row in rows]
+    repeated = cohort.repeated
     cases = []
     for folder, record in cohort.plans.items():
         measured = {key: value for key, _, value in recorded_goals(record)}
-        repeated = same_as[folder] if same_as[folder] != folder else None
         cases.append(CaseRow(folder, record.case.case_id, record.case.sha256,
-                             [measured.get(column) for column in columns], repeated))
-    warnings = cohort_warnings([cohort]) + [
-        f"{case.folder} is the same case as {case.same_as} (case SHA-256 {case.sha256[:12]}), listed twice: "
-        "planned again, counted once in the goal statistics" for case in cases if case.same_as is not None
-    ]
+                             [measured.get(column) for column in columns], repeated.get(folder)))
+    warnings = cohort_warnings([cohort])
     others = plans_not_in_run(summary.parent, cohort.plans)
     if others:
         warnings.append(f"{', '.join(others)}: plan folders beside cohort.csv that it does not list (an earlier run's "
@@ -87,7 +77,7 @@ def write_cohort_page(summary: Path, protocol: Protocol, pdf: bool = False) -> l
     total = len(cohort.plans) + len(cohort.unplanned)
     css = style_sheet()
     html = environment().get_template("cohort.html").render(
-        heading=f"Cohort: {named}", names=f"{total} cases", protocol=named, protocol_sha256s=digests,
+        heading=f"Cohort: {named}", names=cases_text(total), protocol=named, protocol_sha256s=digests,
         cohort=cohort, rows=rows, cases=cases, warnings=warnings, css=css, status_labels=STATUS_LABELS,
         status_order=STATUS_ORDER, not_converged=cohort.unconverged,
     )

@@ -9,7 +9,9 @@ so that such a cohort is compared like any other, each case under the name the c
 page give it; a goal is counted per status over the cases each
 cohort planned (an unconverged plan's goals count as NOT CONVERGED, never as passed, and its
 values enter no median), and, with two cohorts, the median of the per-case differences over
-the cases both planned shows which way the change moved it.
+the cases both planned shows which way the change moved it. A case listed twice in a cohort
+(the same case content, so the same plan) is one patient: counted twice, it would weigh double
+in every count, median and paired difference, so it is counted once and a warning says so.
 """
 
 from __future__ import annotations
@@ -30,12 +32,36 @@ from specc.report.write import write_page
 STATUS_ORDER = ("pass", "variation", "fail", "not_evaluated", "not_converged")
 
 
+def plan_identity(record: PlanRecord) -> tuple[str, str, str | None]:
+    """What makes two plans of a cohort one: the case's content, the protocol's and, for a checked dose,
+    the dose file's. Two case files with the same content give the same plan; counted twice, they would
+    weigh one patient double in every count and median."""
+    dose = record.dose_source.sha256 if record.dose_source is not None else None
+    return record.case.sha256, record.protocol.sha256, dose
+
+
 @dataclass(frozen=True)
 class ComparedCohort:
     label: str
     summary: Path  # its cohort.csv
     plans: dict[str, PlanRecord]  # by folder name (the case id, numbered when repeated): the cases it planned
     unplanned: list[str]  # cases it could not plan (case id, else case file), with why
+
+    @property
+    def repeated(self) -> dict[str, str]:
+        """Each case whose plan is one listed before it (`plan_identity`), with that case's folder: a case
+        file listed twice, listed but not counted."""
+        first: dict[tuple[str, str, str | None], str] = {}
+        return {
+            folder: earlier for folder, record in self.plans.items()
+            if (earlier := first.setdefault(plan_identity(record), folder)) != folder
+        }
+
+    @property
+    def counted(self) -> dict[str, PlanRecord]:
+        """Its plans, each counted once: what its goal statistics are taken over."""
+        repeated = self.repeated
+        return {folder: record for folder, record in self.plans.items() if folder not in repeated}
 
     @property
     def protocol(self) -> str:
@@ -67,6 +93,11 @@ class CohortGoalRow:
     medians: list[float | None]  # per cohort: median value over the cases that measured it
     paired_median: float | None  # two cohorts: median over the cases both measured of (second - first)
     paired_cases: int
+
+
+def cases_text(count: int) -> str:
+    """"1 case", "2 cases": how pages and warnings count cases."""
+    return f"{count} case" if count == 1 else f"{count} cases"
 
 
 def read_cohorts(summaries: Sequence[Path], labels: Sequence[str] = ()) -> list[ComparedCohort]:
@@ -102,11 +133,11 @@ def read_cohort(summary: Path, label: str | None = None) -> ComparedCohort:
 
 
 def cohort_goal_rows(cohorts: Sequence[ComparedCohort]) -> list[CohortGoalRow]:
-    """Every goal of any plan of any cohort, counted per cohort."""
+    """Every goal of any plan of any cohort, counted per cohort (a case listed twice once: `counted`)."""
     measured: dict[tuple[str, str, str], list[dict[str, Measured]]] = {}
     units: dict[tuple[str, str, str], str] = {}
     for index, cohort in enumerate(cohorts):
-        for case, record in cohort.plans.items():
+        for case, record in cohort.counted.items():
             for key, unit, value in recorded_goals(record):
                 measured.setdefault(key, [{} for _ in cohorts])[index][case] = value
                 units[key] = unit
@@ -128,16 +159,23 @@ def cohort_goal_rows(cohorts: Sequence[ComparedCohort]) -> list[CohortGoalRow]:
 
 
 def cohort_warnings(cohorts: Sequence[ComparedCohort]) -> list[str]:
-    """Protocols that differ (by SHA-256), cases a comparison cannot pair, different data under one
-    case name, cases left unplanned, unconverged plans."""
+    """Protocols that differ (by SHA-256), cases listed twice, cases a comparison cannot pair, different
+    data under one case name, cases left unplanned, unconverged plans."""
     out = _protocol_warnings(cohorts)
-    every = set().union(*(cohort.plans for cohort in cohorts))
+    for cohort in cohorts:
+        out += [
+            f"{cohort.label}: {folder} is the same case as {earlier} (case SHA-256 "
+            f"{cohort.plans[folder].case.sha256[:12]}), listed twice: counted once in the goal statistics"
+            for folder, earlier in cohort.repeated.items()
+        ]
+    every = set().union(*(cohort.counted for cohort in cohorts))
     for cohort in cohorts:
         missing = sorted(every - set(cohort.plans))
         if missing:
             out.append(f"{cohort.label}: no plan for {', '.join(missing)} (planned in another cohort)")
         if cohort.unplanned:
-            out.append(f"{cohort.label}: {len(cohort.unplanned)} cases without a plan: {'; '.join(cohort.unplanned)}")
+            out.append(f"{cohort.label}: {cases_text(len(cohort.unplanned))} without a plan: "
+                       f"{'; '.join(cohort.unplanned)}")
     for case in sorted(every):
         hashes = {cohort.plans[case].case.sha256 for cohort in cohorts if case in cohort.plans}
         if len(hashes) > 1:
