@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import unicodedata
 from collections.abc import Iterable
 
 
@@ -17,6 +18,17 @@ def near_match(word: str, candidates: Iterable[str]) -> str | None:
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    """' (did you mean "x"?)' or '' when no candidate is close."""
+    """' (did you mean "x"?)' or '' when no candidate is close. A candidate that differs from `word` only in
+    characters that do not show (a no-break space, a zero-width space) is written with escapes, both of them:
+    "did you mean "Core "?" for "Core" cannot be acted on."""
     match = near_match(word, candidates)
-    return f' (did you mean "{match}"?)' if match is not None and match != word else ""
+    if match is None or match == word:
+        return ""
+    if _shown(match) == _shown(word):
+        return f" (did you mean {ascii(match)}? you wrote {ascii(word)}: they differ in characters that do not show)"
+    return f' (did you mean "{match}"?)'
+
+
+def _shown(name: str) -> str:
+    """What a name looks like on screen: every kind of space as one, invisible format characters gone."""
+    return "".join(" " if char.isspace() else char for char in name if unicodedata.category(char) != "Cf").strip()

@@ -10,6 +10,7 @@ it came from.
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,7 +58,11 @@ class YamlDocument:
 
 
 def compose(text: str, filename: str) -> tuple[Node | None, list[Diagnostic]]:
-    """Parse `text` into a checked node tree; syntax and key problems come back as diagnostics."""
+    """Parse `text` into a checked node tree; syntax and key problems come back as diagnostics.
+
+    The text is read in Unicode's composed form (NFC): "Rückenmark" typed on one system and stored decomposed
+    by another is one name, in structure keys, aliases and goals alike (the case side compares in NFC too)."""
+    text = unicodedata.normalize("NFC", text)
     try:
         loader = yaml.SafeLoader(text)  # the reader rejects control characters here already
     except yaml.reader.ReaderError as error:
