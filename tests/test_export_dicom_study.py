@@ -21,6 +21,7 @@ from specc.case.importers.rtstruct import rasterize, read_structure_set
 from specc.cli import app
 from specc.export import read_result
 from specc.export.dicom_study import write_dicom_study
+from specc.export.rtdose import write_rtdose
 from specc.export.rtplan import write_rtplan
 from specc.export.segments import read_segments
 from specc.pipeline import plan
@@ -123,14 +124,16 @@ def test_the_study_is_one_study_and_the_plan_refers_to_its_structure_set(exporte
     assert referenced <= slices
     types = {int(item.ReferencedROINumber): item.RTROIInterpretedType for item in rs.RTROIObservationsSequence}
     names = {int(item.ROINumber): item.ROIName for item in rs.StructureSetROISequence}
-    assert [names[number] for number, kind in types.items() if kind == "PTV"] == ["Target"]
+    # a planning system finds the patient outline by EXTERNAL; Organ's role (oar) is the protocol's, not in result.h5
+    assert {names[number]: kind for number, kind in types.items()} == {
+        "Body": "EXTERNAL", "Target": "PTV", "Organ": "", "Shell": ""}
 
 
 def test_a_second_export_writes_the_same_objects_and_the_studys_rt_plan_is_not_the_standalone_one(exported, tmp_path):
-    """Same plan, same options: every object but the RT Dose (whose UID rtdose.py draws) is the
-    same SOP Instance in the same series, and the study keeps one date (none: it is the case's,
-    shared by every plan on it). The study's RT Plan (PATIENT geometry, referring to RS.dcm) is
-    other content than the standalone export's (TREATMENT_DEVICE): another SOP Instance UID."""
+    """Same plan, same options: every object, the RT Dose too, is the same SOP Instance in the
+    same series, and the study keeps one date (none: it is the case's, shared by every plan on
+    it). The study's RT Plan (PATIENT geometry, referring to RS.dcm) is other content than the
+    standalone export's (TREATMENT_DEVICE): another SOP Instance UID, and so is its RT Dose."""
     folder, *_ = exported
     _study(folder / "plan", tmp_path / "again")
 
@@ -139,7 +142,7 @@ def test_a_second_export_writes_the_same_objects_and_the_studys_rt_plan_is_not_t
 
     first, second = objects(folder / "study"), objects(tmp_path / "again")
     assert first.keys() == second.keys()
-    for name in sorted(set(first) - {"RD.dcm"}):
+    for name in sorted(first):
         assert (first[name].SOPInstanceUID, first[name].SeriesInstanceUID) == (
             second[name].SOPInstanceUID, second[name].SeriesInstanceUID), name
         assert (folder / "study" / name).read_bytes() == (tmp_path / "again" / name).read_bytes(), name
@@ -151,6 +154,9 @@ def test_a_second_export_writes_the_same_objects_and_the_studys_rt_plan_is_not_t
     standalone = write_rtplan(result, read_segments(segments_path), segments_path, result.load_case(), tmp_path / "RP.dcm")
     assert standalone.uid != first["RP.dcm"].SOPInstanceUID
     assert pydicom.dcmread(standalone.path).SeriesInstanceUID != first["RP.dcm"].SeriesInstanceUID
+    standalone_dose = pydicom.dcmread(write_rtdose(result, tmp_path / "RD.dcm", standalone.uid))
+    assert standalone_dose.SOPInstanceUID != first["RD.dcm"].SOPInstanceUID
+    assert first["RD.dcm"].ContentDate == first["RP.dcm"].ContentDate != ""  # dated by the plan's making, as its RT Plan
 
 
 def test_specc_check_of_the_study_gives_the_plans_goal_values(exported, tmp_path):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from datetime import datetime, timezone
+
 import numpy as np
 import pydicom
 import pytest
@@ -113,3 +116,25 @@ def test_the_dose_of_a_plan_that_did_not_converge_says_so_and_the_terminal_warns
             assert rd.SeriesDescription.startswith("NOT CONVERGED specc plan dose")
             assert rd.DoseComment == f"NOT CONVERGED (solver {outcome.record.solver.status}): not a usable plan"
             assert "NOT CONVERGED: the plan's solver ended" in said
+
+
+def test_the_same_export_twice_is_one_object_and_another_dose_or_plan_another(tmp_path):
+    """An RT Dose's SOP Instance UID names its content (the stored dose, the RT Plan it references,
+    the plan), so a second export writes the same file, UIDs included, and is dated by the plan's
+    making, not by the export's clock; another dose, or a reference to another RT Plan, is another
+    object in another series."""
+    terms = ["{kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}"]
+    outcome = plan(protocol({"Target": ["D50% >= 55 Gy"]}, terms=terms), synthetic_case(), tmp_path / "plan")
+    result = read_result(tmp_path / "plan" / "result.h5")
+    first = pydicom.dcmread(write_rtdose(result, tmp_path / "RD-1.dcm", "1.2.3"))
+    write_rtdose(result, tmp_path / "RD-2.dcm", "1.2.3")
+    assert (tmp_path / "RD-1.dcm").read_bytes() == (tmp_path / "RD-2.dcm").read_bytes()
+    created = datetime.fromisoformat(outcome.record.created).astimezone(timezone.utc)
+    assert (first.ContentDate, first.ContentTime) == (created.strftime("%Y%m%d"), created.strftime("%H%M%S"))
+    assert first.TimezoneOffsetFromUTC == "+0000"
+
+    hotter = dataclasses.replace(result, dose_gy=result.dose_gy * 1.01)
+    others = [pydicom.dcmread(write_rtdose(hotter, tmp_path / "RD-hot.dcm", "1.2.3")),
+              pydicom.dcmread(write_rtdose(result, tmp_path / "RD-other-plan.dcm", "1.2.4"))]
+    uids = {(rd.SOPInstanceUID, rd.SeriesInstanceUID) for rd in [first, *others]}
+    assert len({sop for sop, _ in uids}) == len({series for _, series in uids}) == 3

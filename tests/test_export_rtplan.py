@@ -260,16 +260,30 @@ def test_cli_exports_the_plan_and_says_what_it_is(planned: Path, tmp_path: Path)
     assert "UNAPPROVED" in said and "not monitor units" in said
     assert pydicom.dcmread(tmp_path / "RP.dcm").BeamSequence[0].TreatmentMachineName == "TB1"
 
+    # a standalone RT Dose references the RT Plan exported with the same --machine, and says which
+    rp = pydicom.dcmread(tmp_path / "RP.dcm")
+    named = runner.invoke(app, ["export", "rtdose", str(planned), "--out", str(tmp_path / "RD-TB1.dcm"), "--machine", "TB1"])
+    assert named.exit_code == 0, named.output
+    said = " ".join(named.output.split())
+    assert f"it references the RT Plan {rp.SOPInstanceUID}, the one `specc export rtplan --machine TB1` writes" in said
+    referenced = pydicom.dcmread(tmp_path / "RD-TB1.dcm").ReferencedRTPlanSequence[0].ReferencedSOPInstanceUID
+    assert referenced == rp.SOPInstanceUID
     dose = runner.invoke(app, ["export", "rtdose", str(planned / "result.h5"), "--out", str(tmp_path / "RD.dcm")])
-    assert dose.exit_code == 0 and "references the RT Plan" in " ".join(dose.output.split())
-    misplaced = runner.invoke(app, ["export", "rtdose", str(planned), "--out", str(tmp_path / "x.dcm"), "--machine", "TB1"])
-    assert misplaced.exit_code == 1 and "--machine is for rtplan and dicom only" in " ".join(misplaced.output.split())
+    unnamed = rtplan_uid(read_result(planned / "result.h5"), planned / "segments.json")
+    said = " ".join(dose.output.split())
+    assert dose.exit_code == 0 and f"references the RT Plan {unnamed}, the one `specc export rtplan` writes" in said
+    assert "give the same --machine here" in said and unnamed != rp.SOPInstanceUID
+    misplaced = runner.invoke(app, ["export", "dvh", str(planned), "--out", str(tmp_path / "dvh"), "--machine", "TB1"])
+    assert misplaced.exit_code == 1 and "--machine is for rtdose, rtplan and dicom only" in " ".join(misplaced.output.split())
 
     fluence_only = tmp_path / "fluence"
     fluence_only.mkdir()
     shutil.copy(planned / "result.h5", fluence_only / "result.h5")
     missing = runner.invoke(app, ["export", "rtplan", str(fluence_only), "--out", str(tmp_path / "y.dcm")])
     assert missing.exit_code == 1 and "segments.json" in missing.output and "step_and_shoot" in " ".join(missing.output.split())
+    no_plan = runner.invoke(app, ["export", "rtdose", str(fluence_only), "--out", str(tmp_path / "z.dcm"), "--machine", "TB1"])
+    assert no_plan.exit_code == 1 and "has no segments.json beside it" in " ".join(no_plan.output.split())
+    assert not (tmp_path / "z.dcm").exists()
 
 
 def test_a_broken_segments_file_is_named(tmp_path: Path) -> None:

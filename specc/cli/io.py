@@ -178,7 +178,11 @@ def export_command(
     ),
     out: Path = typer.Option(..., "--out", "-o", help="rtdose, rtplan: the .dcm file to write; dicom: the folder for the study; dvh: the folder for the tables."),
     case: Path | None = typer.Option(None, "--case", help="The case file, when it moved since planning."),
-    machine: str = typer.Option("", "--machine", help="rtplan, dicom: the Treatment Machine Name to write (default: empty, for the planning system to set)."),
+    machine: str = typer.Option(
+        "", "--machine",
+        help="rtplan, dicom: the Treatment Machine Name to write (default: empty, for the planning system to set); "
+             "rtdose: the one given to `export rtplan`, so that the RT Dose references that RT Plan.",
+    ),
 ) -> None:
     """Export a planned dose as DICOM RT Dose, its MLC segments as DICOM RT Plan, the whole plan as a DICOM study
     (CT, RT Structure Set, RT Plan, RT Dose), or its DVHs and goal results as CSV and JSON."""
@@ -187,8 +191,8 @@ def export_command(
 
     if format not in EXPORT_FORMATS:
         fail(f"unknown export format '{format}'; choose one of {', '.join(EXPORT_FORMATS)}")
-    if machine and format not in ("rtplan", "dicom"):
-        fail("--machine is for rtplan and dicom only")
+    if machine and format == "dvh":
+        fail("--machine is for rtdose, rtplan and dicom only")
     if result.is_dir() and (result / RESULT_H5).exists() and format != "dvh":
         result = result / RESULT_H5
     record_file = result / PLAN_JSON if result.is_dir() else result if result.suffix == ".json" else None
@@ -210,7 +214,10 @@ def export_command(
                 from specc.export.segments import read_segments
 
                 plan_result.check_segments(read_segments(segments_path), segments_path)
-                plan_uid = rtplan_uid(plan_result, segments_path)
+                plan_uid = rtplan_uid(plan_result, segments_path, machine)
+            elif machine:
+                fail(f"--machine names the machine of the RT Plan the RT Dose references, and {result} has no "
+                     f"{SEGMENTS_JSON} beside it: an optimized fluence has no RT Plan")
             written = [write_rtdose(plan_result, out, plan_uid)]
             _say_unconverged(plan_result.record, _DOSE_SAYS)
             console.print(
@@ -219,7 +226,12 @@ def export_command(
                 markup=False,
             )
             if plan_uid is not None:
-                console.print(f"it references the RT Plan `specc export rtplan` writes from {segments_path}", markup=False)
+                command = "specc export rtplan" + (f" --machine {machine}" if machine else "")
+                console.print(
+                    f"it references the RT Plan {plan_uid}, the one `{command}` writes from {segments_path}"
+                    + ("" if machine else "; for one exported with --machine, give the same --machine here"),
+                    markup=False,
+                )
         elif format == "rtplan":
             written = [_export_rtplan(plan_result, segments_path, case, out, machine)]
         elif format == "dicom":

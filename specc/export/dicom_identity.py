@@ -63,6 +63,13 @@ class DicomIdentity:
         """A UID that every export of the same content reproduces (pydicom hashes the sources)."""
         return generate_uid(entropy_srcs=["specc", purpose, self.case_sha256, *sources])
 
+    def object_uid(self, purpose: str, *sources: str) -> str:
+        """The SOP Instance UID of an object of one plan (RT Plan, RT Dose): derived from its
+        content (`sources`) and from the study it joins, so that the same content filed in another
+        study (the source CT's, the one `specc export dicom` writes) is another object."""
+        study = [f"{key}={value}" for key, value in sorted(self.identifiers.items())]
+        return self.derived_uid(purpose, *sources, *study)
+
     def new_dataset(
         self, path: Path, sop_class_uid: str, sop_instance_uid: str, modality: str, created: dt.datetime | None = None
     ) -> FileDataset:

@@ -4,7 +4,8 @@ A case that did not come from DICOM (a phantom, a matRad or PortPy case) has no 
 planning system or a DICOM viewer could open the plan in. This writes one: the case's grid as
 an axial CT (its CT numbers, or, for a case that has only relative electron densities, HU
 from the default calibration curve read backwards), every case structure as closed planar
-contours on those slices, and the plan's RT Plan (when it has MLC segments) and RT Dose, all
+contours on those slices (typed for a planning system by `roi_types`: the body EXTERNAL, the
+targets PTV), and the plan's RT Plan (when it has MLC segments) and RT Dose, all
 in one study and Frame of Reference, the RT Plan referring to the structure set.
 
 Contours are the 50% level of each mask between voxel centres (contourpy), so that the rule
@@ -31,6 +32,7 @@ from specc.case import Case
 from specc.case.importers.hu_density import DEFAULT_HU_TABLE
 from specc.export.dicom_identity import DicomIdentity, monochrome_pixels, save, sop_reference
 from specc.export.result_file import PlanResult, ResultError
+from specc.export.roi_types import body_structure, derived_type, target_type
 from specc.export.rtdose import write_rtdose
 from specc.export.rtplan import write_rtplan
 from specc.export.segments import SegmentsDocument
@@ -61,9 +63,10 @@ def write_dicom_study(
             "structure set; no CT or structure set is written again"
         )
     else:
-        identity = _study_identity(identity, result)
+        rois = _rois(case, result, export.notes)
+        identity = _study_identity(identity, result, rois)
         export.paths += _write_ct(case, identity, out, export.notes)
-        export.paths.append(_write_structure_set(case, result, identity, out, export.notes))
+        export.paths.append(_write_structure_set(case, rois, identity, out))
     plan_uid = None
     if segments is not None:
         document, segments_path = segments
@@ -82,15 +85,15 @@ def write_dicom_study(
     return export
 
 
-def _study_identity(derived: DicomIdentity, result: PlanResult) -> DicomIdentity:
+def _study_identity(derived: DicomIdentity, result: PlanResult, rois: list[_Roi]) -> DicomIdentity:
     """The identifiers of the study written here, fixed once so that every file carries the same.
 
     The study is the case's, shared by every plan on it, so it has no date (type 2, empty): a
     plan's would change under one Study Instance UID from plan to plan. The structure set's UID
     depends on what it holds besides the case's structures: the derived structures (their mask,
-    expression, colour, role) and which structures are the prescription's targets (those are
-    PTV); two plans of one case with other margins or targets write two structure sets, never
-    two under one UID."""
+    expression, colour, role) and every ROI's name and type (which depend on the prescription's
+    targets, `roi_types`); two plans of one case with other margins or targets write two
+    structure sets, never two under one UID."""
     structures = [
         f"{d.name}\0{d.expression}\0{d.color}\0{d.role}\0"
         f"{hashlib.sha256(np.packbits(d.mask.ravel()).tobytes()).hexdigest()}"
@@ -103,7 +106,7 @@ def _study_identity(derived: DicomIdentity, result: PlanResult) -> DicomIdentity
         "StudyID": "specc",
         "FrameOfReferenceUID": derived.derived_uid("frame of reference"),
         "StructureSetSOPInstanceUID": derived.derived_uid(
-            "structure set", *structures, f"targets={sorted(_targets(result))}"
+            "structure set", *structures, f"types={[(roi.name, roi.interpreted_type) for roi in rois]}"
         ),
         "PatientPosition": "HFS",
     }
@@ -156,7 +159,7 @@ def _slice_uid(identity: DicomIdentity, k: int) -> str:
     return identity.derived_uid("ct slice", str(k))
 
 
-def _write_structure_set(case: Case, result: PlanResult, identity: DicomIdentity, out: Path, notes: list[str]) -> Path:
+def _write_structure_set(case: Case, rois: list[_Roi], identity: DicomIdentity, out: Path) -> Path:
     path = out / "RS.dcm"
     ds = identity.new_dataset(path, RTStructureSetStorage, identity.identifiers["StructureSetSOPInstanceUID"], "RTSTRUCT")
     ds.SeriesDescription = f"specc case {case.case_id} structures"[:64]
@@ -168,8 +171,8 @@ def _write_structure_set(case: Case, result: PlanResult, identity: DicomIdentity
     z_axis = case.grid.axes_mm()[2]
     slices = [_slice_uid(identity, k) for k in range(len(z_axis))]
     ds.ReferencedFrameOfReferenceSequence = [_referenced_frame(identity, slices)]
-    rois, contours, observations = [], [], []
-    for number, roi_spec in enumerate(_rois(case, result, notes), start=1):
+    items, contours, observations = [], [], []
+    for number, roi_spec in enumerate(rois, start=1):
         roi = Dataset()
         roi.ROINumber = number
         roi.ReferencedFrameOfReferenceUID = frame
@@ -177,7 +180,7 @@ def _write_structure_set(case: Case, result: PlanResult, identity: DicomIdentity
         if roi_spec.description:
             roi.ROIDescription = roi_spec.description[:1024]
         roi.ROIGenerationAlgorithm = "AUTOMATIC" if roi_spec.description else ""
-        rois.append(roi)
+        items.append(roi)
         item = Dataset()
         item.ReferencedROINumber = number
         item.ROIDisplayColor = [int(roi_spec.color[i : i + 2], 16) for i in (1, 3, 5)]
@@ -189,7 +192,7 @@ def _write_structure_set(case: Case, result: PlanResult, identity: DicomIdentity
         observation.RTROIInterpretedType = roi_spec.interpreted_type
         observation.ROIInterpreter = ""
         observations.append(observation)
-    ds.StructureSetROISequence = rois
+    ds.StructureSetROISequence = items
     ds.ROIContourSequence = contours
     ds.RTROIObservationsSequence = observations
     return save(ds, path)
@@ -200,15 +203,21 @@ class _Roi:
     name: str
     mask: np.ndarray
     color: str
-    interpreted_type: str  # RTROIInterpretedType: PTV for a prescription target, CONTROL for an optimization aid
+    interpreted_type: str  # RTROIInterpretedType (`roi_types`): EXTERNAL, PTV, ORGAN, CONTROL, ...; empty: none
     description: str = ""  # how specc derived it, for a derived structure
 
 
 def _rois(case: Case, result: PlanResult, notes: list[str]) -> list[_Roi]:
     """The case's structures, then the protocol's derived ones as planned (PTV margins, rings)."""
-    targets = _targets(result)
+    record = result.record
+    targets = {level.target for level in record.prescription.levels} if record else set()
+    body = body_structure(case.structures, targets, notes)
+
+    def case_type(name: str) -> str:
+        return target_type(name) if name in targets else "EXTERNAL" if name == body else ""
+
     rois = [
-        _Roi(name, structure.mask, structure.color, "PTV" if name in targets else "")
+        _Roi(name, structure.mask, structure.color, case_type(name))
         for name, structure in sorted(case.structures.items())
     ]
     for derived in result.derived:
@@ -216,15 +225,9 @@ def _rois(case: Case, result: PlanResult, notes: list[str]) -> list[_Roi]:
         if name in case.structures:
             name = f"{name}_specc"
             notes.append(f"the protocol's derived {derived.name} is written as {name}: the case has a structure of that name")
-        kind = "PTV" if derived.role == "target" else "CONTROL"
+        kind = derived_type(derived.name, derived.role)
         rois.append(_Roi(name, derived.mask, derived.color, kind, f"derived by specc: {derived.expression}"))
     return rois
-
-
-def _targets(result: PlanResult) -> set[str]:
-    """The plan's prescription targets: their structures are written as PTV."""
-    record = result.record
-    return {level.target for level in record.prescription.levels} if record else set()
 
 
 def _referenced_frame(identity: DicomIdentity, slices: list[str]) -> Dataset:

@@ -6,17 +6,23 @@ metadata), so it overlays the CT and structure set without registration. Otherwi
 and Frame of Reference are the case's own (`dicom_identity`) and the SeriesDescription says the
 dose is not linked to a source CT. The dose of a plan whose solver did not converge says NOT
 CONVERGED in its SeriesDescription and DoseComment, as its RT Plan does in its label.
+
+Its SOP Instance UID is derived (`_uid`) from what the object holds: the stored dose, the
+RT Plan it references, the plan's creation time and the study it joins; and it is dated by the
+plan's creation time. So the same export twice writes the same file, and another dose (or the
+dose of the same plan referring to another RT Plan) is another object.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 from pydicom.tag import Tag
-from pydicom.uid import RTDoseStorage, RTPlanStorage, generate_uid
+from pydicom.uid import RTDoseStorage, RTPlanStorage
 
-from specc.export.dicom_identity import DicomIdentity, monochrome_pixels, save, sop_reference
+from specc.export.dicom_identity import DicomIdentity, monochrome_pixels, plan_created, save, sop_reference
 from specc.export.result_file import PlanResult, ResultError
 
 _UINT32_MAX = 2**32 - 1
@@ -47,18 +53,15 @@ def write_rtdose(
         raise ResultError(f"{result.path}: grid spacing {spacing} is not positive")
     identity = identity or DicomIdentity.of(result)
     path = Path(path)
-    ds = identity.new_dataset(path, RTDoseStorage, generate_uid(), "RTDOSE")
-    record = result.record
-    unconverged = record is not None and not record.converged
-    ds.SeriesDescription = (  # LO: 64 characters at most
-        ("NOT CONVERGED " if unconverged else "")
-        + f"specc plan dose, {result.fractions} fx"
-        + (", without prior dose" if result.prior_dose_gy is not None else "")
-        + ("" if identity.linked else "; not linked to a CT")
-    )
-    if unconverged:  # the planning system shows the comment beside the dose: the plan is not usable
-        status = record.solver.status if record.solver is not None else "unknown"
-        ds.DoseComment = f"NOT CONVERGED (solver {status}): not a usable plan"[:64]  # LO
+    scaling = f"{dose_grid_scaling(float(dose.max())):.9e}"
+    stored = np.rint(np.transpose(dose, (2, 1, 0)) / float(scaling))  # (frames=z, rows=y, columns=x)
+    pixels = np.clip(stored, 0, _UINT32_MAX).astype("<u4").tobytes()
+    description, comment = _description(result, identity)
+    uid = _uid(identity, result, pixels, scaling, rtplan_uid, (description, comment))
+    ds = identity.new_dataset(path, RTDoseStorage, uid, "RTDOSE", plan_created(result))
+    ds.SeriesDescription = description
+    if comment:
+        ds.DoseComment = comment
     if rtplan_uid is not None:
         ds.ReferencedRTPlanSequence = [sop_reference(RTPlanStorage, rtplan_uid)]
 
@@ -78,9 +81,36 @@ def write_rtdose(
     ds.DoseUnits = "GY"
     ds.DoseType = "PHYSICAL"
     ds.DoseSummationType = "PLAN"
-    scaling = dose_grid_scaling(float(dose.max()))
-    ds.DoseGridScaling = f"{scaling:.9e}"
-    stored = np.rint(np.transpose(dose, (2, 1, 0)) / scaling)  # (frames=z, rows=y, columns=x)
-    ds.PixelData = np.clip(stored, 0, _UINT32_MAX).astype("<u4").tobytes()
+    ds.DoseGridScaling = scaling
+    ds.PixelData = pixels
 
     return save(ds, path)
+
+
+def _uid(
+    identity: DicomIdentity, result: PlanResult, pixels: bytes, scaling: str, rtplan_uid: str | None, text: tuple[str, str]
+) -> str:
+    """The RT Dose's SOP Instance UID, from everything the object holds but its UIDs: the stored
+    dose (pixels and DoseGridScaling as written: a change below their resolution is no other
+    content), the RT Plan it references, the plan's creation time, its description and comment
+    (fractions, convergence) and the study it joins. The grid is the case's, in the case's hash."""
+    created = result.record.created if result.record is not None else ""
+    sources = [hashlib.sha256(pixels).hexdigest(), f"scaling={scaling}", f"rt plan={rtplan_uid or ''}", created, *text]
+    return identity.object_uid("rt dose", *sources)
+
+
+def _description(result: PlanResult, identity: DicomIdentity) -> tuple[str, str]:
+    """SeriesDescription and DoseComment (empty: none): what the dose is, and whether the plan is usable."""
+    record = result.record
+    unconverged = record is not None and not record.converged
+    description = (  # LO: 64 characters at most
+        ("NOT CONVERGED " if unconverged else "")
+        + f"specc plan dose, {result.fractions} fx"
+        + (", without prior dose" if result.prior_dose_gy is not None else "")
+        + ("" if identity.linked else "; not linked to a CT")
+    )
+    if not unconverged:
+        return description, ""
+    # the planning system shows the comment beside the dose: the plan is not usable
+    status = record.solver.status if record.solver is not None else "unknown"
+    return description, f"NOT CONVERGED (solver {status}): not a usable plan"[:64]  # LO

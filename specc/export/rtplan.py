@@ -82,8 +82,7 @@ def rtplan_uid(result: PlanResult, segments_path: Path, machine: str = "", ident
     RT Dose exported by another command can reference it; any other content gets another UID."""
     identity = identity or DicomIdentity.of(result)
     created = result.record.created if result.record is not None else ""
-    study = [f"{key}={value}" for key, value in sorted(identity.identifiers.items())]
-    return identity.derived_uid("rt plan", file_sha256(Path(segments_path)), created, f"machine={machine}", *study)
+    return identity.object_uid("rt plan", file_sha256(Path(segments_path)), created, f"machine={machine}")
 
 
 def write_rtplan(
