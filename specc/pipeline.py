@@ -33,7 +33,8 @@ from specc.planning import CompiledPlan, compile_for_plan
 from specc.report import write_report
 from specc.report.approval import APPROVAL_JSON, PLAN_FOLDER_FILES, ApprovalError
 from specc.report.compare import PLAN_FILE
-from specc.report.cohort_page import COHORT_PAGE, plan_identity, write_cohort_page
+from specc.report.cohort_page import COHORT_PAGE, write_cohort_page
+from specc.report.compare_cohorts import plan_identity
 from specc.sequence import check_sequenceable
 from specc.solve import SolveResult
 from specc.solve.clinical import fast_path_alone

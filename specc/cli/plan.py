@@ -431,7 +431,7 @@ def cohort_progress(printer: StagePrinter, quiet: bool, noun: str) -> CaseProgre
             error_console.print(
                 Text("  warning: ", style="yellow")
                 + Text(f"{item} is the same case as {entry.same_as} (case SHA-256 {entry.record.case.sha256[:12]}): "
-                       "planned again, counted once in cohort.html"),
+                       "counted once in cohort.html"),
                 soft_wrap=True,
             )
         if entry.outcome is not None and not quiet:

@@ -22,13 +22,10 @@ from specc.protocol import Protocol
 from specc.report.approval import PLAN_FOLDER_FILES
 from specc.report.compare import Measured, recorded_goals
 from specc.report.compare_cohorts import (
-    STATUS_ORDER, cases_text, cohort_goal_rows, cohort_warnings, plan_identity, read_cohort,
+    STATUS_ORDER, cases_text, cohort_goal_rows, cohort_warnings, read_cohort,
 )
 from specc.report.html import STATUS_LABELS, environment, style_sheet
 from specc.report.write import write_page
-
-# plan_identity lives with the cohorts it tells apart (compare_cohorts); named here for specc.pipeline.
-__all__ = ["COHORT_PAGE", "CaseRow", "plan_identity", "plans_not_in_run", "write_cohort_page"]
 
 COHORT_PAGE = "cohort"
 
