@@ -186,8 +186,8 @@ def test_dose_per_fraction_in_the_record_is_the_protocols_own(case):
 def test_notes_from_earlier_stages_are_kept_in_the_record(case):
     notes = ["Body: soft objectives see a uniform sample", "Ring: 3 voxels left out"]
     record = evaluate_plan(protocol(GOALS), case, masks_of(case), solve_result(case), {}, notes=notes).record
-    assert record.notes == notes
-    assert PlanRecord.model_validate_json(record.model_dump_json()).notes == notes
+    assert record.notes[: len(notes)] == notes  # in order, first (the record adds its own after them)
+    assert PlanRecord.model_validate_json(record.model_dump_json()).notes == record.notes
 
 
 def test_a_must_goal_failed_in_the_worst_setup_error_scenario_is_what_strict_stops_on(case):
@@ -207,3 +207,22 @@ def test_a_must_goal_failed_in_the_worst_setup_error_scenario_is_what_strict_sto
     assert [goal.text for goal in checked.failed_must_goals()] == ["D95% >= 50 Gy"]  # priority 2 is not a must
     assert checked.goal_counts() == {"pass": 2} and checked.robust_counts() == {"fail": 2}
     assert record.robust_counts() == {}
+
+
+def test_a_hot_spot_outside_the_targets_above_110_percent_of_the_highest_level_is_noted(case):
+    from specc.evaluate.indices import outside_hot_spot_note
+
+    masks = masks_of(case)
+    dose = np.zeros(case.grid.shape)
+    dose[masks["Target"]] = 60.0
+    assert outside_hot_spot_note(dose, [masks["Target"]], 60.0, case.grid, case.voxel_volume_cc) is None
+    inside = np.argwhere(masks["Target"])[0]
+    dose[tuple(inside)] = 90.0  # hot inside the target: not this note's business
+    organ = np.argwhere(masks["Organ"] & ~masks["Target"])[0]
+    dose[tuple(organ)] = 66.0  # exactly 110%: allowed
+    assert outside_hot_spot_note(dose, [masks["Target"]], 60.0, case.grid, case.voxel_volume_cc) is None
+    dose[tuple(organ)] = 70.0
+    note = outside_hot_spot_note(dose, [masks["Target"]], 60.0, case.grid, case.voxel_volume_cc)
+    x, y, z = case.grid.positions_mm(np.ravel_multi_index(tuple(organ), case.grid.shape)[None])[0]
+    assert note is not None and "D0.03cc 70.00 Gy (117% of the highest dose level, 60 Gy)" in note
+    assert f"({x:.1f}, {y:.1f}, {z:.1f}) mm" in note

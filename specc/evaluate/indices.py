@@ -38,6 +38,32 @@ def hot_spot(region: str, dose_gy: np.ndarray, mask: np.ndarray, grid: Grid, vox
     return HotSpot(region=region, d0_03cc_gy=near_max, max_gy=dvh.max, location_mm=(float(x), float(y), float(z)))
 
 
+# Hot spots belong inside the targets: a near-maximum above 110% of the highest dose level outside every
+# prescription target is a major deviation in RTOG-style protocols (e.g. RTOG 0126, 0615), and what a plan
+# derived from goals with few beams can leave in normal tissue that no goal names.
+OUTSIDE_HOT_SPOT_FRACTION = 1.10
+
+
+def outside_hot_spot_note(
+    dose_gy: np.ndarray, target_masks: list[np.ndarray], highest_gy: float, grid: Grid, voxel_volume_cc: float
+) -> str | None:
+    """What a reviewer must hear when the dose outside every prescription target peaks above
+    `OUTSIDE_HOT_SPOT_FRACTION` of the highest level (None when it does not, or nothing lies outside)."""
+    outside = ~np.logical_or.reduce(target_masks) if target_masks else np.ones(dose_gy.shape, dtype=bool)
+    if not outside.any() or highest_gy <= 0:
+        return None
+    spot = hot_spot("outside the targets", dose_gy, outside, grid, voxel_volume_cc)
+    if spot.d0_03cc_gy <= OUTSIDE_HOT_SPOT_FRACTION * highest_gy:
+        return None
+    x, y, z = spot.location_mm
+    return (
+        f"hot spot outside the prescription targets: D0.03cc {spot.d0_03cc_gy:.2f} Gy "
+        f"({100 * spot.d0_03cc_gy / highest_gy:.0f}% of the highest dose level, {highest_gy:g} Gy), hottest voxel at "
+        f"({x:.1f}, {y:.1f}, {z:.1f}) mm; hot spots belong inside the targets (RTOG-style protocols call more than "
+        f"{100 * OUTSIDE_HOT_SPOT_FRACTION:.0f}% outside them a major deviation): no goal of this protocol limits it"
+    )
+
+
 def target_indices(
     structure: str, prescription_gy: float, dose_gy: np.ndarray, mask: np.ndarray, grid: Grid, voxel_volume_cc: float
 ) -> TargetIndices:

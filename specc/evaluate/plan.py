@@ -21,7 +21,7 @@ from specc.protocol.units import format_number
 from specc.evaluate.context import EvaluationError, PlanDoseContext
 from specc.evaluate.dvh import DVH, DVH_CURVE_POINTS, UndefinedMetric
 from specc.evaluate.goals import MeasuredStatus, judge, reported_status
-from specc.evaluate.indices import hot_spot, index_value, target_indices
+from specc.evaluate.indices import hot_spot, index_value, outside_hot_spot_note, target_indices
 from specc.evaluate.isoeffective import dose_key, isoeffective_notes, judged_dose
 from specc.evaluate.metrics import dvh_point, measure
 from specc.evaluate.normalization import normalization_factor
@@ -45,7 +45,7 @@ from specc.evaluate.record import (
 )
 
 if TYPE_CHECKING:
-    from specc.case import Case
+    from specc.case import Case, Grid
     from specc.protocol import Protocol
     from specc.protocol.goals import Goal
     from specc.solve import SolveResult
@@ -221,6 +221,16 @@ def _term_records(protocol: Protocol, solve: SolveResult, context: PlanDoseConte
             )
         )
     return records
+
+
+def _outside_hot_spot(
+    protocol: Protocol, dose: np.ndarray, masks: Mapping[str, np.ndarray], grid: Grid, voxel_cc: float
+) -> list[str]:
+    levels = protocol.prescription.levels
+    highest = max((level.dose.gy for level in levels), default=0.0)
+    note = outside_hot_spot_note(dose, [masks[level.target] for level in levels if level.target in masks], highest,
+                                 grid, voxel_cc)
+    return [] if note is None else [note]
 
 
 def _structure_color(protocol: Protocol, case: Case, name: str, index: int) -> str:
@@ -438,7 +448,8 @@ def _plan_record(
         target_indices=indices,
         hot_spot=hot_spot("dose grid", dose, np.ones(dose.shape, dtype=bool), grid, voxel_cc),
         structures=structures,
-        notes=[*notes, *isoeffective_notes(protocol), *_prior_notes(protocol, masks, fixed_gy)],
+        notes=[*notes, *isoeffective_notes(protocol), *_prior_notes(protocol, masks, fixed_gy),
+               *_outside_hot_spot(protocol, dose, masks, grid, voxel_cc)],
         timings_s=dict(timings),
         prior_dose=_prior_record(protocol, case),
     )
