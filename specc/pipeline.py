@@ -35,6 +35,7 @@ from specc.report.approval import APPROVAL_JSON, PLAN_FOLDER_FILES, ApprovalErro
 from specc.report.compare import PLAN_FILE
 from specc.report.cohort_page import COHORT_PAGE, write_cohort_page
 from specc.report.compare_cohorts import plan_identity
+from specc.report.identity import record_json
 from specc.sequence import check_sequenceable
 from specc.solve import SolveResult
 from specc.solve.clinical import fast_path_alone
@@ -167,12 +168,13 @@ def _plan_case(
 
 def _write_plan(
     compiled: CompiledPlan, checked: CheckedSolve, case_path: Path | None, out: Path, pdf: bool, stages: StageTimer,
-    notes: list[str], delivered: Delivered | None = None,
+    notes: list[str], delivered: Delivered | None = None, keep_last: bool = False,
 ) -> PlanOutcome:
     """Evaluate a solved plan on the full grid and write its files (nothing, and no earlier plan, without a solve).
 
     `delivered`: a forward plan's segments, whose weights are `checked`'s solve; a step-and-shoot
-    protocol's fluence is sequenced here."""
+    protocol's fluence is sequenced here. `keep_last`: without a solve, the plan in `out` is the
+    session's own last plan and stays (`PlanSession`)."""
     protocol, case, settings = compiled.protocol, compiled.case, compiled.settings
     notes = [*notes, *compiled.program.notes]
     solve, program = checked.result, checked.program
@@ -185,7 +187,7 @@ def _write_plan(
             "(the reason is in the solver message of the optimization log)"
         )
     if not solve.usable:
-        removed = remove_earlier_plan(out)
+        removed = [] if keep_last else remove_earlier_plan(out)
         if removed:
             notes.append(earlier_plan_removed(removed))
         return PlanOutcome(solve, None, [], stages.timings, program.stats, notes)
@@ -214,9 +216,10 @@ def _write_plan(
         paths = write_report(out, record, case, evaluation, program.masks, pdf=pdf)
         if delivered is not None:
             paths.append(write_segments(out / SEGMENTS_JSON, delivered.sequence, case, record))
-        record_json = record.model_dump_json(indent=2)
+        # One text for plan.json, result.h5's copy and the SHA-256 the report names (specc.report.identity).
+        plan_text = record_json(record)
         plan_json = out / PLAN_JSON
-        plan_json.write_text(record_json, encoding="utf-8")
+        plan_json.write_bytes(plan_text.encode("utf-8"))
         paths.append(plan_json)
         # result.h5 holds the plan's own dose (what its RT Dose is), and a composite plan's prior beside it.
         prior = case.prior_dose.total_gy if case.prior_dose is not None else None
@@ -227,7 +230,7 @@ def _write_plan(
                 evaluation.fluence,
                 evaluation.plan_dose,
                 protocol.prescription.fractions,
-                record_json=record_json,
+                record_json=plan_text,
                 case_path=case_path,
                 prior_dose_gy=prior,
                 derived=_derived_structures(protocol, program.masks, record),
@@ -298,6 +301,10 @@ class PlanSession:
     rows the solver that made it re-solves warm with its multipliers, on other rows the last
     fluence is the start. The plan is certified, falls back to the reference solver, is checked
     on every voxel, evaluated and reported exactly as `plan` does it; docs/compiler.md.
+
+    A change whose solve gives no plan keeps the session's last plan in `out` (`last_plan`): it is
+    the tuning's last good state, and no earlier run's. Before the session's first plan, `out`
+    follows `plan`'s rule: a failed solve removes the plan found there.
     """
 
     def __init__(
@@ -310,6 +317,14 @@ class PlanSession:
         self._compiled: CompiledPlan | None = None  # the last program compiled (sampled as solved)
         self._warm = WarmStart()  # the last plan's fluence, and the fast-path solver that made it
         self._steps = StepMemory()  # the last plan's priority steps
+        self._last: PlanOutcome | None = None  # the last plan written
+
+    @property
+    def last_plan(self) -> PlanOutcome | None:
+        """The session's last plan while `out` holds its files; None before the first, or once a plan
+        stopped while writing has removed them (`_whole_or_none`)."""
+        last = self._last
+        return last if last is not None and all(path.exists() for path in last.paths) else None
 
     def plan(self, protocol: Protocol, stages: StageTimer | None = None) -> PlanOutcome:
         """Plan the case with `protocol`; `stages`: the timer of a caller that has timed earlier stages."""
@@ -325,7 +340,8 @@ class PlanSession:
                 delivered = plan_forward(compiled, compiled.protocol.delivery)
             self._compiled = compiled
             checked = CheckedSolve(compiled.program, delivered.result)
-            return _write_plan(compiled, checked, self.case_path, self.out, self.pdf, stages, notes, delivered)
+            return self._written(_write_plan(compiled, checked, self.case_path, self.out, self.pdf, stages, notes,
+                                             delivered, keep_last=self.last_plan is not None))
         same_rows = earlier is not None and compiled.program.influence is earlier.influence
         alone = fast_path_alone(compiled.protocol, compiled.settings, compiled.goal_priorities)
         if not alone:
@@ -344,7 +360,13 @@ class PlanSession:
                          "the steps after them solved again")
         self._compiled = compiled
         self._warm.fluence = checked.result.fluence if checked.result.usable else None
-        return _write_plan(compiled, checked, self.case_path, self.out, self.pdf, stages, notes)
+        return self._written(_write_plan(compiled, checked, self.case_path, self.out, self.pdf, stages, notes,
+                                         keep_last=self.last_plan is not None))
+
+    def _written(self, outcome: PlanOutcome) -> PlanOutcome:
+        if outcome.succeeded:
+            self._last = outcome
+        return outcome
 
 
 def refuse_approved_folder(out: Path) -> None:

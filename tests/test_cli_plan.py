@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from datetime import datetime
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -134,6 +135,43 @@ def test_watch_plans_again_on_each_save_and_keeps_the_last_plan_through_a_broken
     record = json.loads((out / "plan.json").read_text())
     assert record["protocol"]["sha256"] == hashlib.sha256(edits[0].encode()).hexdigest()  # the last good plan stays
     assert any("solved warm from the previous plan" in note for note in record["notes"])
+
+
+def test_watch_keeps_the_last_plan_through_a_save_that_gives_none_and_says_so(tmp_path: Path, monkeypatch) -> None:
+    """An infeasible save and an invalid one both keep the last plan in OUT, say so and where it is from, and are
+    never "planned again"; the next plan's "before" column is that plan's (audit h7 F4, F5)."""
+    protocol = tmp_path / "c-shape.yaml"
+    text = PROTOCOL.read_text(encoding="utf-8")
+    protocol.write_text(text, encoding="utf-8")
+    infeasible = text.split("optimization:")[0] + (
+        "optimization:\n  terms:\n"
+        "    - {kind: min_dose, structure: PTV, dose: 50 Gy}\n"
+        "    - {kind: max_dose, structure: Shell, dose: 10 Gy}\n"
+    )
+    invalid = text.replace("weight: 5}", "weight: -6}", 1)
+    out = tmp_path / "out"
+    kept: list[bytes] = []
+
+    def saves(watched, seen):
+        first = (out / "plan.json").read_bytes()
+        for edit in (infeasible, invalid, text):
+            protocol.write_text(edit, encoding="utf-8")
+            yield
+            kept.append((out / "plan.json").read_bytes())
+        assert kept[:2] == [first, first]  # the first plan stayed through both
+
+    monkeypatch.setattr(specc.cli.plan, "_changes", saves)
+    result = runner.invoke(app, ["plan", str(protocol), *COARSE, "--out", str(out), "--watch"])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    created = json.loads(kept[0])["created"]
+    local = datetime.fromisoformat(created).astimezone().strftime("%H:%M:%S")
+    assert f"no plan for this save: infeasible; the last plan (from {local}) stays in {out}; watching" in said
+    assert f"no plan for this save: see the error above; the last plan (from {local}) stays in {out}; watching" in said
+    assert said.count("planned again in") == 1 and "removed" not in said
+    assert said.index("planned again in") > said.index("see the error above")  # only the last save planned
+    last_table = result.output.split("Clinical goals")[-1]
+    assert "before" in last_table and "(new goal)" not in last_table
 
 
 def test_watch_also_watches_the_template_a_protocol_extends(tmp_path: Path, monkeypatch) -> None:

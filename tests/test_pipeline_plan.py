@@ -188,3 +188,27 @@ def test_an_error_leaves_an_approved_plan_and_makes_no_folder(tmp_path: Path) ->
     with pytest.raises(SpeccError):
         plan(bad_protocol, synthetic_case(), tmp_path / "new")
     assert not (tmp_path / "new").exists()
+
+
+def test_a_session_keeps_its_last_plan_when_a_change_gives_none(tmp_path: Path) -> None:
+    """`specc plan --watch`: an infeasible experiment leaves the tuning's last good plan in the folder (audit
+    h7 F4); before the session's first plan, a failed solve removes an earlier run's plan as `plan` does."""
+    import specc.pipeline
+
+    case = synthetic_case()
+    good = protocol({"Target": ["D50% >= 50 Gy"]}, terms=TERMS)
+    infeasible = protocol({"Target": ["D95% >= 50 Gy"]}, terms=[
+        "{kind: min_dose, structure: Target, dose: 60 Gy}", "{kind: max_dose, structure: Body, dose: 10 Gy}"])
+    assert plan(good, case, tmp_path).succeeded
+    session = specc.pipeline.PlanSession(case, tmp_path)
+    assert session.last_plan is None and not session.plan(infeasible).succeeded
+    assert list(tmp_path.iterdir()) == []  # not this session's plan: removed
+
+    first = session.plan(good)
+    written = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
+    failed = session.plan(infeasible)
+    assert not failed.succeeded and not any("earlier run" in note for note in failed.notes)
+    assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == written
+    assert session.last_plan is first
+    (tmp_path / "result.h5").unlink()  # a plan stopped while writing removes the last one's files
+    assert session.last_plan is None

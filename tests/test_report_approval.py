@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import h5py
 import pytest
 from typer.testing import CliRunner
 
@@ -15,6 +16,7 @@ from specc.evaluate import PlanRecord
 from specc.evaluate.record import RobustGoalRecord, RobustnessRecord
 from specc.pipeline import plan
 from specc.report.approval import ApprovalError, approve, verify
+from specc.report.identity import record_json, record_sha256
 
 TERMS = [
     "{kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}",
@@ -46,9 +48,16 @@ def _copy(folder: Path, tmp_path: Path) -> Path:
 
 
 def _rewrite(folder: Path, **changes) -> None:
+    """The plan as if written with `changes` to its record: plan.json, result.h5's copy and the report's digest."""
     path = folder / "plan.json"
     record = PlanRecord.model_validate_json(path.read_text())
-    path.write_text(record.model_copy(update=changes).model_dump_json(indent=2))
+    changed = record.model_copy(update=changes)
+    path.write_text(record_json(changed))
+    report = folder / "report.html"
+    report.write_text(report.read_text().replace(record_sha256(record), record_sha256(changed)))
+    with h5py.File(folder / "result.h5", "r+") as result:
+        del result["plan_json"]
+        result.create_dataset("plan_json", data=record_json(changed), dtype=h5py.string_dtype("utf-8"))
 
 
 def test_an_approval_binds_the_files_and_verify_finds_a_change(met, tmp_path):
@@ -132,7 +141,7 @@ def test_cli_verify_names_an_added_file(met, tmp_path):
     assert runner.invoke(app, ["approve", str(folder), "--reviewer", "Dr. A. Example"]).exit_code == 0
     intact = runner.invoke(app, ["approve", str(folder), "--verify"])
     said = " ".join(intact.output.split())
-    assert intact.exit_code == 0 and "3 plan files and approval.html unchanged, no plan file added" in said
+    assert intact.exit_code == 0 and "3 plan files and approval.html unchanged, no plan file added, the plan files of one run" in said
     (folder / "report.pdf").write_bytes(b"%PDF-")
     added = runner.invoke(app, ["approve", str(folder), "--verify"])
     assert added.exit_code == 1 and "no longer holds: report.pdf appeared" in " ".join(added.output.split())
@@ -145,7 +154,9 @@ def test_a_plan_file_added_after_approval_breaks_it(met, failing, tmp_path):
     shutil.copy(failing / "plan.json", folder / "segments.json")  # any foreign file under a plan file's name
     checked = verify(folder)
     assert not checked.intact and checked.appeared == ["report.pdf", "segments.json"]
-    assert checked.problems == ["report.pdf appeared", "segments.json appeared"]
+    assert checked.problems[:2] == ["report.pdf appeared", "segments.json appeared"]
+    assert checked.problems[2].startswith("report.pdf names no plan record")  # nor are they of this plan's run
+    assert checked.problems[3].startswith(f"{folder / 'segments.json'}: not a specc segments file")
 
 
 def _edit_json(folder: Path, **changes) -> None:
@@ -183,3 +194,51 @@ def test_an_approval_that_binds_nothing_of_its_own_cannot_be_verified(met, tmp_p
     approve(folder, "Dr. A. Example", "")
     _edit_json(folder, version=1, pages={}, sha256="")
     assert "binds neither its own content nor approval.html" in verify(folder).disagreements[0]
+
+
+def test_a_report_or_a_dose_of_another_run_is_refused(met, failing, tmp_path):
+    """The approval's goal counts and deviation gate come from plan.json: the report read and the dose
+    exported must be of its run (audit h7 F1: a report with a FAIL was approved as all-pass)."""
+    mixed_report = _copy(met, tmp_path / "report")
+    shutil.copy(failing / "report.html", mixed_report)
+    with pytest.raises(ApprovalError, match=r"not of one run: report\.html was rendered from another plan record "
+                                            r"\(SHA-256 [0-9a-f]{12}\) than plan\.json \([0-9a-f]{12}\)"):
+        approve(mixed_report, "Dr. A. Example", "")
+    assert not (mixed_report / "approval.json").exists()
+
+    mixed_dose = _copy(met, tmp_path / "dose")
+    shutil.copy(failing / "result.h5", mixed_dose)
+    with pytest.raises(ApprovalError, match=r"result\.h5 is another run's dose: its plan record and plan\.json differ in "
+                                            r".*protocol \(result\.h5 Test protocol v1\.0\.0 SHA-256 [0-9a-f]{12}, "
+                                            r"plan\.json Test protocol v1\.0\.0 SHA-256 [0-9a-f]{12}\)"):
+        approve(mixed_dose, "Dr. A. Example", "")
+
+
+def test_verify_finds_files_of_another_run_bound_by_an_earlier_approval(met, failing, tmp_path, monkeypatch):
+    """An approval made before files were checked to be of one run: --verify says what it binds."""
+    import specc.report.approval
+
+    folder = _copy(met, tmp_path)
+    shutil.copy(failing / "report.html", folder)
+    monkeypatch.setattr(specc.report.approval, "foreign_files", lambda folder: [])  # as approve did before
+    approve(folder, "Dr. A. Example", "")
+    monkeypatch.undo()
+    checked = verify(folder)
+    assert (checked.changed, checked.missing, checked.appeared) == ([], [], [])  # every hash as approved
+    assert [problem.split(" (")[0] for problem in checked.disagreements] == ["report.html was rendered from another plan record"]
+    result = CliRunner().invoke(app, ["approve", str(folder), "--verify"])
+    assert result.exit_code == 1 and "report.html was rendered from another plan record" in " ".join(result.output.split())
+
+
+def test_report_pdf_names_its_plan_record(met, failing, tmp_path):
+    from specc.report.write import html_to_pdf
+
+    own = _copy(met, tmp_path / "own")
+    html_to_pdf((met / "report.html").read_text(), own / "report.pdf")  # as write_report prints it
+    approval, _ = approve(own, "Dr. A. Example", "")
+    assert "report.pdf" in approval.files
+
+    other = _copy(met, tmp_path / "other")
+    html_to_pdf((failing / "report.html").read_text(), other / "report.pdf")
+    with pytest.raises(ApprovalError, match=r"report\.pdf was rendered from another plan record"):
+        approve(other, "Dr. A. Example", "")

@@ -26,14 +26,16 @@ TERMS = [
 
 @pytest.fixture(scope="module")
 def plans(tmp_path_factory) -> dict[str, Path]:
-    """Two plans of one case (the second with a heavier organ penalty, an extra goal and a setup-error check)."""
+    """Two plans of one case (the second, of the protocol's next version, with a heavier organ penalty, an
+    extra goal and a setup-error check), and one of another case and prescription (the first's version)."""
     folder = tmp_path_factory.mktemp("plans")
     case = synthetic_case()
     goals = {"Target": ["D95% >= 54 Gy"], "Organ": ["Mean <= 5 Gy"]}
     plan(protocol(goals, terms=TERMS), case, folder / "first")
     heavier = [TERMS[0], TERMS[1].replace("weight: 1", "weight: 20")]
     more = {**goals, "Organ": ["Mean <= 5 Gy", "Max <= 40 Gy"]}
-    plan(protocol(more, terms=heavier, robustness="{setup_error: 5 mm}"), case, folder / "second")
+    revised = protocol(more, terms=heavier, robustness="{setup_error: 5 mm}").model_copy(update={"version": "1.1.0"})
+    plan(revised, case, folder / "second")
     other_case = dataclasses.replace(synthetic_case(seed=3), case_id="another")
     plan(protocol(goals, terms=TERMS, fractions=25), other_case, folder / "other")
     return {name: folder / name for name in ("first", "second", "other")}
@@ -73,8 +75,28 @@ def test_what_would_mislead_is_said_first(plans, tmp_path: Path) -> None:
     unconverged = _plan_folder(tmp_path / "unconverged", record)
     found = warnings(read_plans([plans["first"], plans["other"], unconverged]))
     assert "different cases" in found[0] and "another" in found[0]
-    assert "prescriptions differ" in found[1] and "in 25" in found[1]
-    assert found[2].startswith("unconverged: the solver ended 'time_limit'; not a usable plan")
+    assert found[1].startswith("the plans' protocols differ (first: Test protocol v1.0.0")  # other: 25 fractions
+    assert "prescriptions differ" in found[2] and "in 25" in found[2]
+    assert found[3].startswith("unconverged: the solver ended 'time_limit'; not a usable plan")
+
+
+def test_a_protocol_changed_without_a_new_version_is_warned_of(plans, tmp_path: Path) -> None:
+    """Two plans "of v1.0.0" made with different protocols, as the cohort comparison and `specc diff` say
+    (audit h7 F3); a new version is no warning."""
+    record = _record(plans["first"])
+    first_sha256 = record["protocol"]["sha256"]
+    record["protocol"]["sha256"] = "ab" * 32  # a weight changed, the version left as it was
+    edited = _plan_folder(tmp_path / "edited", record)
+    expected = (f"the plans' protocols differ (first: Test protocol v1.0.0 (SHA-256 {first_sha256[:12]}); "
+                "edited: Test protocol v1.0.0 (SHA-256 abababababab)): the same name and version with different "
+                "content, so one was changed without a new version")
+    assert warnings(read_plans([plans["first"], edited])) == [expected]
+    assert warnings(read_plans([plans["first"], plans["second"]])) == []  # v1.0.0 and v1.1.0
+    result = CliRunner().invoke(app, ["compare", str(plans["first"]), str(edited), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert f"warning: {expected}" in " ".join(result.output.split())
+    page = (tmp_path / "out" / "compare.html").read_text()
+    assert 'id="warnings"' in page and "so one was changed without a new version" in page
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from evaluate_fakes import masks_of, protocol, solve_result, synthetic_case
 from specc.evaluate import Review, evaluate_plan
 from specc.report import ReportError, render_html, write_report
 from specc.report.figures import fluence_figure, slices_figure
+from specc.report.identity import record_sha256
 
 HOSTILE = '<script>alert("x")</script>'
 TARGET = f"PTV {HOSTILE}"
@@ -161,13 +162,26 @@ def test_an_unconverged_plan_shows_no_goal_as_passed():
     assert 'id="not-converged"' in html and '@top-center { content: "NOT CONVERGED' in html
 
 
-def test_review_block_is_not_approved_until_approved(converged):
+def test_review_block_says_an_approval_is_recorded_beside_the_report(converged):
+    """A report is not rewritten on approval (the approval binds its hash): it never claims APPROVED, and
+    says where an approval is and how it is checked (audit h7 F2)."""
     case, masks, evaluation, html = converged
-    assert "NOT APPROVED" in html
-    review = Review(reviewer="Dr. A", date="2025-01-02", approved=True)
-    approved = evaluation.record.model_copy(update={"review": review})
-    approved_html = render_html(approved, case, evaluation, masks)
-    assert "NOT APPROVED" not in approved_html and "Dr. A" in approved_html
+    review = Review(reviewer="Dr. A", date="2025-01-02", approved=True)  # `approved` is set by nothing in specc
+    prefilled = evaluation.record.model_copy(update={"review": review})
+    for page in (html, render_html(prefilled, case, evaluation, masks)):
+        block = page.split('<section id="review"')[1]
+        text = " ".join(block.split())
+        assert "NOT APPROVED in this report" in text and ">APPROVED<" not in page
+        assert "approval.html and approval.json" in text and "specc approve --verify" in text
+        assert '@bottom-left { content: "NOT APPROVED in this report: see approval.html beside it"' in page
+    assert "Dr. A" in block and "2025-01-02" in block  # the paper sign-off lines, as filled in code
+
+
+def test_the_report_names_the_plan_record_it_was_rendered_from(converged):
+    case, masks, evaluation, html = converged
+    digest = record_sha256(evaluation.record)
+    assert f'<meta name="specc-plan-record" content="{digest}">' in html
+    assert f'<meta name="keywords" content="specc-plan-record {digest}">' in html
 
 
 def test_write_report_writes_html_and_pdf(converged, tmp_path):

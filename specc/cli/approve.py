@@ -20,11 +20,12 @@ def approve_command(
     ),
     pdf: bool = typer.Option(False, "--pdf", help="Also write approval.pdf (WeasyPrint)."),
     verify: bool = typer.Option(
-        False, "--verify", help="Check that the approved files and the approval are unchanged and no plan file was added "
-        "(exit 1 if not)."
+        False, "--verify", help="Check that the approved files and the approval are unchanged, the plan files are of "
+        "one run (plan.json's) and no plan file was added (exit 1 if not)."
     ),
 ) -> None:
-    """Approve a plan: approval.json and approval.html bound to the SHA-256 of the plan's files; --verify checks them."""
+    """Approve a plan: approval.json and approval.html bound to the SHA-256 of the plan's files, which must be of one
+    run (refused otherwise); --verify checks them."""
     from specc.report.approval import approve, verify as verify_approval
 
     try:
@@ -38,7 +39,8 @@ def approve_command(
                      + "; ".join(checked.problems))
             console.print(
                 f"{plan}: {approval.decision} by {approval.reviewer} at {approval.time_utc}; "
-                f"{len(approval.files)} plan files and {', '.join(approval.pages)} unchanged, no plan file added",
+                f"{len(approval.files)} plan files and {', '.join(approval.pages)} unchanged, no plan file added, "
+                "the plan files of one run",
                 markup=False,
             )
             return

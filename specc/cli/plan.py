@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -18,7 +19,7 @@ from specc.errors import SpeccError
 if TYPE_CHECKING:
     from specc.case import Case
     from specc.evaluate import GoalRecord, PlanRecord, RobustnessRecord
-    from specc.pipeline import CaseProgress, CohortEntry, CohortOutcome, PlanOutcome
+    from specc.pipeline import CaseProgress, CohortEntry, CohortOutcome, PlanOutcome, PlanSession
     from specc.protocol import Protocol
 
 
@@ -197,28 +198,46 @@ def plan(
     if not watch:
         raise typer.Exit(code)
 
-    last = outcome.record  # the plan the next one's goals are compared with
     files = _files_of(loaded, protocol)
     console.print(f"watching {', '.join(map(str, files))}: save to plan again; Ctrl-C to stop")
+    held = session.last_plan  # the plan in OUT: what a save that gives none keeps, and the next one is compared with
     try:
         for _ in _changes(lambda: files, seen):
             started = time.perf_counter()
+            held = session.last_plan
             try:
                 loaded = load_protocol(protocol)
                 outcome = session.plan(loaded)
             except SpeccError as error:  # a half-edited file: say where, keep the last plan, keep watching
                 printer.stop()
                 error_console.print(Text("error: ", style="red") + Text(str(error)), soft_wrap=True)
+                code = _no_plan_for_save(session, out, "see the error above", code)
                 continue
             files = _files_of(loaded, protocol)
-            code = _print_outcome(outcome, quiet, strict, before=last)
-            last = outcome.record or last
-            console.print(f"planned again in {time.perf_counter() - started:.2f} s; watching")
+            planned = _print_outcome(outcome, quiet, strict, before=held.record if held is not None else None)
+            if outcome.succeeded:
+                code = planned
+                console.print(f"planned again in {time.perf_counter() - started:.2f} s; watching")
+            else:
+                code = _no_plan_for_save(session, out, outcome.solve.status, code)
     except KeyboardInterrupt:  # Ctrl-C, also in the middle of a plan: stop the spinner, keep the last plan's code
         printer.stop()
-        if outcome.succeeded and not all(path.exists() for path in outcome.paths):  # stopped writing a new plan
-            stop_interrupted(out, "plan", outcome.paths)
+        if held is not None and session.last_plan is None:  # stopped writing a new plan, which removed the last
+            stop_interrupted(out, "plan", held.paths)
     raise typer.Exit(code)
+
+
+def _no_plan_for_save(session: PlanSession, out: Path, reason: str, code: int) -> int:
+    """--watch: a save that gave no plan; one line says what OUT holds now. Returns the exit code of the plan
+    there (`code`, the last plan's), 1 when it holds none."""
+    last = session.last_plan
+    if last is None or last.record is None:
+        console.print(f"no plan for this save: {reason}; {out} holds no plan; watching", markup=False)
+        return 1
+    created = datetime.fromisoformat(last.record.created).astimezone().strftime("%H:%M:%S")
+    console.print(f"no plan for this save: {reason}; the last plan (from {created}) stays in {out}; watching",
+                  markup=False)
+    return code
 
 
 def fail_unwritten(out: Path, error: SpeccError) -> NoReturn:

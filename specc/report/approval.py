@@ -14,6 +14,11 @@ reviewer's name or a goal count edited in either shows; its goal counts, protoco
 checked against plan.json. These are hashes, not signatures: they find an edit, not a forger
 who recomputes them.
 
+The files bound must be of one run, for the approval's goal counts and its deviation gate come
+from plan.json: result.h5 must embed plan.json's record, report.html and report.pdf must name
+its SHA-256 (`specc.report.identity`), segments.json must be of result.h5's plan. A report or a
+dose copied in from another plan is refused at approval, and found by `verify` after it.
+
 What cannot be approved: a plan whose solver did not converge (never a usable plan), and a
 plan with failed or unmeasured goals unless the reviewer writes why they are accepted. A plan
 folder is approved once: a changed plan is a new plan, planned into a new folder.
@@ -33,8 +38,12 @@ from specc import __version__
 from specc.errors import SpeccError, validation_text
 from specc.case.importers.external_dose import file_sha256
 from specc.evaluate import PlanRecord
+from specc.export import read_result
+from specc.export.result_file import PlanResult, ResultError
+from specc.export.segments import read_segments
 from specc.report.compare import PLAN_FILE, read_record
 from specc.report.html import STATUS_LABELS, environment, style_sheet
+from specc.report.identity import RECORD_META, html_record_sha256s, pdf_record_sha256s
 from specc.report.write import write_page
 
 APPROVAL_JSON = "approval.json"
@@ -117,6 +126,12 @@ def approve(folder: str | Path, reviewer: str, role: str, reason: str | None = N
         )
     if not reviewer.strip():
         raise ApprovalError("the reviewer's name is empty")
+    foreign = foreign_files(folder)
+    if foreign:
+        raise ApprovalError(
+            f"{folder}: its files are not of one run: {'; '.join(foreign)}; approve a plan folder as specc wrote it "
+            "(plan it again into a new folder)"
+        )
     if not record.converged:
         raise ApprovalError(
             f"{folder}: NOT CONVERGED (solver status {record.solver.status if record.solver else 'unknown'}): "
@@ -175,7 +190,81 @@ def verify(folder: str | Path) -> Verification:
     disagreements = _self_disagreements(approval)
     if "plan.json" in approval.files and "plan.json" not in changed + missing:
         disagreements += _plan_disagreements(approval, read_record(folder / PLAN_FILE))
+    if (folder / PLAN_FILE).is_file():
+        disagreements += foreign_files(folder)
     return Verification(approval, changed, missing, appeared, disagreements)
+
+
+def foreign_files(folder: Path) -> list[str]:
+    """The plan files in `folder` that are not of the run whose record plan.json holds, each with what
+    differs: the record report.html (report.pdf) names, result.h5's embedded record, segments.json's plan."""
+    plan_bytes = (folder / PLAN_FILE).read_bytes()
+    digest = hashlib.sha256(plan_bytes).hexdigest()
+    out = []
+    for name, named in (("report.html", html_record_sha256s), ("report.pdf", pdf_record_sha256s)):
+        if (folder / name).is_file():
+            problem = _report_mismatch(name, named(folder / name), digest)
+            if problem is not None:
+                out.append(problem)
+    if not (folder / "result.h5").is_file():
+        return out
+    try:
+        result = read_result(folder / "result.h5")
+    except ResultError as error:
+        return [*out, str(error)]
+    problem = _result_mismatch(result, plan_bytes.decode("utf-8", errors="replace"))
+    if problem is not None:
+        return [*out, problem]
+    segments = folder / "segments.json"
+    if segments.is_file():
+        try:
+            result.check_segments(read_segments(segments), segments)
+        except ResultError as error:
+            out.append(str(error))
+    return out
+
+
+def _report_mismatch(name: str, named: list[str], digest: str) -> str | None:
+    """Whether the report `name`, naming the records `named`, was rendered from plan.json (SHA-256 `digest`)."""
+    if named == [digest]:
+        return None
+    if not named:
+        return (f"{name} names no plan record (no {RECORD_META} SHA-256: not a specc report, or one written before "
+                "reports named their record), so it cannot be shown to be plan.json's report")
+    said = ", ".join(other[:12] for other in named)
+    return f"{name} was rendered from another plan record (SHA-256 {said}) than plan.json ({digest[:12]})"
+
+
+def _result_mismatch(result: PlanResult, plan_text: str) -> str | None:
+    """Whether result.h5 embeds plan.json's record; else what differs."""
+    name = result.path.name
+    if result.record_json == plan_text:
+        return None
+    if result.record_json is None:
+        return f"{name} holds no plan record (dataset plan_json), so it cannot be shown to be plan.json's dose"
+    try:
+        embedded, planned = PlanRecord.model_validate_json(result.record_json), PlanRecord.model_validate_json(plan_text)
+    except ValidationError:
+        return f"{name} holds another plan record than plan.json (one of them is not a plan record this specc reads)"
+    return f"{name} is another run's dose: {_record_difference(name, embedded, planned)}"
+
+
+def _record_difference(name: str, embedded: PlanRecord, planned: PlanRecord) -> str:
+    """How the record embedded in file `name` and plan.json's tell their runs apart: creation time, protocol, case."""
+    def said(record: PlanRecord) -> dict[str, str]:
+        protocol, case = record.protocol, record.case
+        return {
+            "creation time": record.created,
+            "protocol": f"{protocol.name} v{protocol.version} SHA-256 {protocol.sha256[:12]}",
+            "case": f"{case.case_id} SHA-256 {case.sha256[:12]}",
+        }
+
+    in_file, in_plan = said(embedded), said(planned)
+    differs = [f"{what} ({name} {in_file[what]}, plan.json {in_plan[what]})" for what in in_file
+               if in_file[what] != in_plan[what]]
+    if not differs:
+        return "its plan record has plan.json's creation time, protocol and case but other content"
+    return "its plan record and plan.json differ in " + ", ".join(differs)
 
 
 def _self_disagreements(approval: Approval) -> list[str]:

@@ -6,7 +6,9 @@ plan.json that `specc plan` wrote (the record its report and signature stand on)
 recomputed, so the comparison shows exactly what each report showed. Goals are matched by
 structure and goal text as written; a goal that one plan lacks shows as absent, never as a
 value. What would make a comparison misleading is said before any number: plans of different
-cases or prescriptions, and a plan whose solver did not converge.
+cases or prescriptions, protocols of one name and version but different content (one changed
+without a new version, as the cohort comparison and `specc diff` say), and a plan whose solver
+did not converge.
 """
 
 from __future__ import annotations
@@ -158,6 +160,7 @@ def warnings(plans: Sequence[ComparedPlan]) -> list[str]:
     if len(cases) > 1:
         listed = "; ".join(f"{plan.label}: {plan.record.case.case_id} ({plan.record.case.sha256[:12]})" for plan in plans)
         out.append(f"the plans are of different cases ({listed}): each value is measured on its own case")
+    out += _unversioned_changes(plans)
     prescriptions = {
         (plan.record.prescription.fractions, tuple((l.target, l.total_gy) for l in plan.record.prescription.levels))
         for plan in plans
@@ -192,6 +195,22 @@ def warnings(plans: Sequence[ComparedPlan]) -> list[str]:
                 f"{plan.label}: the solver ended {plan.record.solver.status!r}; not a usable plan, its goals read "
                 "NOT CONVERGED"
             )
+    return out
+
+
+def _unversioned_changes(plans: Sequence[ComparedPlan]) -> list[str]:
+    """Plans whose protocols share a name and version but not their content: a protocol changed without a new
+    version, so that "v1.1.0" on both names two protocols (in the cohort comparison's words)."""
+    by_version: dict[tuple[str, str], list[ComparedPlan]] = {}
+    for plan in plans:
+        by_version.setdefault((plan.record.protocol.name, plan.record.protocol.version), []).append(plan)
+    out = []
+    for (name, version), same in by_version.items():
+        if len({plan.record.protocol.sha256 for plan in same}) > 1:
+            listed = "; ".join(f"{plan.label}: {name} v{version} (SHA-256 {plan.record.protocol.sha256[:12]})"
+                               for plan in same)
+            out.append(f"the plans' protocols differ ({listed}): the same name and version with different content, "
+                       "so one was changed without a new version")
     return out
 
 

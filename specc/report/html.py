@@ -28,6 +28,7 @@ from specc.report.figures import (
     slices_figure,
     to_data_uri,
 )
+from specc.report.identity import RECORD_META, record_sha256
 from specc.report.limits import resolved_limits
 
 if TYPE_CHECKING:
@@ -138,6 +139,8 @@ def render_html(
         .get_template("report.html")
         .render(
             record=record,
+            record_meta=RECORD_META,
+            record_sha256=record_sha256(record),
             figures=figures,
             css=css,
             status_labels=STATUS_LABELS,
