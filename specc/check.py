@@ -49,6 +49,7 @@ from specc.pipeline import (
 )
 from specc.protocol import Protocol, load_protocol
 from specc.report import write_report
+from specc.report.identity import record_json
 
 
 @dataclass(frozen=True)
@@ -470,6 +471,6 @@ def _measure(protocol: Protocol, read: _Read, out_dir: str | Path, pdf: bool, st
         record = evaluation.record.model_copy(update={"timings_s": dict(stages.timings)})
         paths = write_report(out, record, read.case, evaluation, read.resolved.masks, pdf=pdf)
         plan_json = out / PLAN_JSON
-        plan_json.write_text(record.model_dump_json(indent=2), encoding="utf-8")
+        plan_json.write_bytes(record_json(record).encode("utf-8"))  # the bytes the report's digest is of
         paths.append(plan_json)
     return CheckOutcome(record=record, paths=paths, timings_s=dict(stages.timings))
