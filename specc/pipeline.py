@@ -211,6 +211,9 @@ def _write_plan(
     record = evaluation.record.model_copy(update={"timings_s": dict(stages.timings), "delivery": delivery})
     if record.normalization is not None and (exceeded := record.normalization.exceeded_note()) is not None:
         notes.append(exceeded)
+    # what the evaluation itself noted (a hot spot outside the targets, the EQD2 model, the prior course) is the
+    # terminal's too, not only the report's
+    notes.extend(note for note in record.notes if note not in notes)
     with stages.stage("report"), _whole_or_none(out):
         remove_earlier_plan(out)  # a failure below must not leave a mix of two runs' files
         paths = write_report(out, record, case, evaluation, program.masks, pdf=pdf)
