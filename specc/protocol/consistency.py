@@ -9,30 +9,22 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
-from specc.protocol.diagnostics import Issue
+from specc.protocol.diagnostics import Issue, located_goals
 from specc.protocol.goals import Goal
 from specc.protocol.metrics import Metric
+from specc.protocol.plausibility import plausible_doses
 from specc.protocol.suggest import did_you_mean
-from specc.protocol.units import format_number
 from specc.terms.base import TermBase
 
 if TYPE_CHECKING:
     from specc.protocol.models import ProtocolDocument, StructureSpec
 
 
-# Gy per fraction that external-beam courses give: low-dose total-body irradiation at 0.1 Gy up to
-# functional radiosurgery (trigeminal neuralgia, 70-90 Gy x 1). Outside, a dose level is a unit slip:
-# a per-fraction dose written as the total (2 Gy in 25 fractions), or cGy written as Gy (5000 Gy).
-PLAUSIBLE_GY_PER_FRACTION = (0.1, 100.0)
-# A target's own goal in Gy this far from its dose level (a factor) is a unit slip too.
-PLAUSIBLE_GOAL_TO_LEVEL = 4.0
-
-
 def consistency_issues(protocol: ProtocolDocument) -> list[Issue]:
     defined = protocol.structures
     return [
         *_prescription_targets(protocol, defined),
-        *_plausible_doses(protocol),
+        *plausible_doses(protocol),
         *_expressions(protocol, defined),
         *_alias_clashes(protocol),
         *_goal_structures(protocol, defined),
@@ -44,14 +36,6 @@ def consistency_issues(protocol: ProtocolDocument) -> list[Issue]:
         *_conflicting_goals(protocol.goals),
         *_conflicting_terms(protocol),
     ]
-
-
-def _located_goals(protocol: ProtocolDocument) -> Iterator[tuple[tuple[str | int, ...], Goal]]:
-    """Each goal with where its protocol wrote it: under its structure, at its place in that list."""
-    position: dict[str, int] = {}
-    for goal in protocol.goals:
-        position[goal.structure] = position.get(goal.structure, -1) + 1
-        yield ("goals", goal.structure, position[goal.structure]), goal
 
 
 def _undefined(name: str, defined: Mapping[str, StructureSpec], instead: str = "write") -> str:
@@ -81,42 +65,6 @@ def _prescription_targets(protocol: ProtocolDocument, defined: Mapping[str, Stru
             yield Issue(loc, _undefined(level.target, defined))
         elif spec.role != "target":
             yield Issue(loc, f'"{level.target}" has role {spec.role}; a dose level needs a structure with role: target')
-
-
-def _plausible_doses(protocol: ProtocolDocument) -> Iterator[Issue]:
-    """Dose levels and target goals no course gives: the slips `Dose` alone cannot see (every unit is valid)."""
-    if protocol.prescription is None:
-        return
-    low, high = PLAUSIBLE_GY_PER_FRACTION
-    fractions = protocol.prescription.fractions
-    course = f"{fractions} fraction{'s' if fractions != 1 else ''}"
-    for index, level in enumerate(protocol.prescription.levels):
-        per_fraction = level.dose_per_fraction_gy
-        if not low <= per_fraction <= high:
-            slip = (
-                "a dose per fraction written as the total? `dose` is the total over all fractions (e.g. 50 Gy for "
-                "2 Gy x 25)" if per_fraction < low else "cGy written as Gy? (e.g. 5000 cGy, or 50 Gy)"
-            )
-            yield Issue(
-                ("prescription", "levels", index, "dose"),
-                f"{format_number(level.plan_dose_gy)} Gy in {course} is {per_fraction:.3g} Gy per fraction, outside "
-                f"the {format_number(low)}-{format_number(high)} Gy external-beam courses give: {slip}",
-            )
-    for loc, goal in _located_goals(protocol):
-        level = protocol.prescription.level_for(goal.structure)
-        if level is None or not goal.metric.is_dose or goal.threshold.relative or goal.isoeffective:
-            continue
-        own = goal.course == "this"
-        reference = level.plan_dose_gy if own else level.dose.gy
-        ratio = goal.threshold_value / reference
-        if goal.threshold_value > 0 and not 1 / PLAUSIBLE_GOAL_TO_LEVEL <= ratio <= PLAUSIBLE_GOAL_TO_LEVEL:
-            yield Issue(
-                loc,
-                f'"{goal.text}" is {f"{100 * ratio:.2g}% of" if ratio < 1 else f"{ratio:.3g} times"} '
-                f"{goal.structure}'s {'share of the dose level from this course' if own else 'dose level'} "
-                f"({format_number(reference)} Gy): a dose in the wrong unit? "
-                "(cGy written as Gy, or a dose per fraction; goals are totals over the course)",
-            )
 
 
 def _expressions(protocol: ProtocolDocument, defined: Mapping[str, StructureSpec]) -> Iterator[Issue]:
@@ -184,7 +132,7 @@ def _index_goals(protocol: ProtocolDocument) -> Iterator[Issue]:
     if protocol.prescription is None:  # a site template: the protocol extending it is checked
         return
     targets = [level.target for level in protocol.prescription.levels]
-    for loc, goal in _located_goals(protocol):
+    for loc, goal in located_goals(protocol.goals):
         if goal.metric.is_index and goal.structure not in targets:
             yield Issue(
                 loc,
@@ -197,7 +145,7 @@ def _isoeffective_goals(protocol: ProtocolDocument) -> Iterator[Issue]:
     """A goal in EQD2 or BED needs its tissue's alpha/beta and, on a composite, the prior course's fractions."""
     prior = protocol.prescription.prior if protocol.prescription is not None else None
     asked = False
-    for loc, goal in _located_goals(protocol):
+    for loc, goal in located_goals(protocol.goals):
         if goal.course == "this" and protocol.prescription is not None and prior is None:
             yield Issue(
                 loc,

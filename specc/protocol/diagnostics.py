@@ -7,9 +7,14 @@ together, so one run of `specc validate` shows everything to fix.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from specc.errors import SpeccError
+
+if TYPE_CHECKING:
+    from specc.protocol.goals import Goal
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,14 @@ class Issue:
     message: str
     at_key: bool = False  # point at the mapping key (a name) rather than its value
     related: tuple[str | int, ...] | None = None  # the other place the problem involves, named in the message
+
+
+def located_goals(goals: Iterable[Goal]) -> Iterator[tuple[tuple[str | int, ...], Goal]]:
+    """Each goal with the model path an `Issue` points at it by: under its structure, at its place in that list."""
+    position: dict[str, int] = {}
+    for goal in goals:
+        position[goal.structure] = position.get(goal.structure, -1) + 1
+        yield ("goals", goal.structure, position[goal.structure]), goal
 
 
 class ProtocolError(SpeccError):

@@ -1,0 +1,157 @@
+"""Unit slips: doses that every unit allows but no course gives.
+
+`Dose` accepts 5000 Gy and 2 Gy alike; only the prescription tells which is a slip. A dose
+level outside the doses per fraction external-beam courses give is one (a per-fraction dose
+written as the total, or cGy written as Gy); so is a target's own goal far from its level,
+and any dose a goal states (a threshold, a variation, the dose of a V or CV metric) far above
+the highest level: an organ limit of "Max <= 7500 Gy" is 7500 cGy written as Gy, and no plan
+can fail it, so it would pass every time and limit nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from specc.protocol.diagnostics import Issue, located_goals
+from specc.protocol.isoeffect import isoeffective_gy
+from specc.protocol.units import format_number
+
+if TYPE_CHECKING:
+    from specc.protocol.goals import Goal
+    from specc.protocol.models import DoseLevel, ProtocolDocument
+
+# Gy per fraction that external-beam courses give: low-dose total-body irradiation at 0.1 Gy up to
+# functional radiosurgery (trigeminal neuralgia, 70-90 Gy x 1). Outside, a dose level is a unit slip:
+# a per-fraction dose written as the total (2 Gy in 25 fractions), or cGy written as Gy (5000 Gy).
+PLAUSIBLE_GY_PER_FRACTION = (0.1, 100.0)
+# A target's own goal in Gy this far from its dose level (a factor) is a unit slip too, and so is any
+# dose a goal states this far above the highest dose level (organs are limited below the targets' dose,
+# hot spots reach some 1.5 times it; cGy written as Gy is 100 times).
+PLAUSIBLE_GOAL_TO_LEVEL = 4.0
+
+
+def plausible_doses(protocol: ProtocolDocument) -> Iterator[Issue]:
+    """Dose levels and goal doses no course gives: the slips `Dose` alone cannot see (every unit is valid)."""
+    if protocol.prescription is None:  # a site template: the protocol extending it is checked
+        return
+    yield from _levels(protocol)
+    yield from _target_goals(protocol)
+    yield from _goal_doses(protocol)
+
+
+def _course(fractions: int) -> str:
+    return f"{fractions} fraction{'s' if fractions != 1 else ''}"
+
+
+def _levels(protocol: ProtocolDocument) -> Iterator[Issue]:
+    assert protocol.prescription is not None
+    low, high = PLAUSIBLE_GY_PER_FRACTION
+    course = _course(protocol.prescription.fractions)
+    for index, level in enumerate(protocol.prescription.levels):
+        per_fraction = level.dose_per_fraction_gy
+        if not low <= per_fraction <= high:
+            slip = (
+                "a dose per fraction written as the total? `dose` is the total over all fractions (e.g. 50 Gy for "
+                "2 Gy x 25)" if per_fraction < low else "cGy written as Gy? (e.g. 5000 cGy, or 50 Gy)"
+            )
+            yield Issue(
+                ("prescription", "levels", index, "dose"),
+                f"{format_number(level.plan_dose_gy)} Gy in {course} is {per_fraction:.3g} Gy per fraction, outside "
+                f"the {format_number(low)}-{format_number(high)} Gy external-beam courses give: {slip}",
+            )
+
+
+def _target_goals(protocol: ProtocolDocument) -> Iterator[Issue]:
+    """A target's own physical dose goal more than `PLAUSIBLE_GOAL_TO_LEVEL` from its level, either way."""
+    assert protocol.prescription is not None
+    for loc, goal in located_goals(protocol.goals):
+        level = protocol.prescription.level_for(goal.structure)
+        if level is None or not goal.metric.is_dose or goal.threshold.relative or goal.isoeffective:
+            continue
+        own = goal.course == "this"
+        reference = level.plan_dose_gy if own else level.dose.gy
+        ratio = goal.threshold_value / reference
+        if goal.threshold_value > 0 and not 1 / PLAUSIBLE_GOAL_TO_LEVEL <= ratio <= PLAUSIBLE_GOAL_TO_LEVEL:
+            yield Issue(
+                loc,
+                f'"{goal.text}" is {f"{100 * ratio:.2g}% of" if ratio < 1 else f"{ratio:.3g} times"} '
+                f"{goal.structure}'s {'share of the dose level from this course' if own else 'dose level'} "
+                f"({format_number(reference)} Gy): a dose in the wrong unit? "
+                "(cGy written as Gy, or a dose per fraction; goals are totals over the course)",
+            )
+
+
+def _stated_doses(goal: Goal, own_level: bool) -> list[tuple[str, float]]:
+    """The doses in Gy a goal states, each with what it is ("" for the threshold): a dose metric's threshold
+    (unless `own_level`: a target's own physical threshold, which `_target_goals` holds to its level from
+    both sides) and variation; a V or CV metric's dose. A percentage of the prescription is none: it cannot
+    be in the wrong unit."""
+    stated: list[tuple[str, float]] = []
+    if goal.metric.is_dose:
+        if not own_level and not goal.threshold.relative:
+            stated.append(("", goal.threshold_value))
+        if goal.variation is not None and not goal.variation.relative:
+            stated.append(("its variation", goal.variation.value))
+    elif goal.metric.dose is not None:
+        stated.append((f"the dose of {goal.metric}", goal.metric.dose.gy))
+    return stated
+
+
+def _goal_doses(protocol: ProtocolDocument) -> Iterator[Issue]:
+    """A dose a goal states more than `PLAUSIBLE_GOAL_TO_LEVEL` times the highest dose level (the first
+    such, one issue a goal), on the goal's course (with a prior course the levels are composite; this
+    course's share for a goal on this course alone) and in its quantity (an EQD2 or BED goal against the
+    level's EQD2 or BED in the structure's alpha/beta: 150 Gy BED is an ordinary limit for 36.25 Gy in 5
+    fractions). Against a level that is a slip itself (`_levels`) the comparison says nothing."""
+    assert protocol.prescription is not None
+    low, high = PLAUSIBLE_GY_PER_FRACTION
+    highest = max(protocol.prescription.levels, key=lambda level: level.dose.gy)
+    if not low <= highest.dose_per_fraction_gy <= high:
+        return
+    for loc, goal in located_goals(protocol.goals):
+        own_level = protocol.prescription.level_for(goal.structure) is not None and not goal.isoeffective
+        stated = _stated_doses(goal, own_level)
+        reference = _reference(protocol, highest, goal) if stated else None
+        if reference is None:
+            continue
+        reference_gy, described = reference
+        unit = f"Gy {goal.quantity}" if goal.isoeffective else "Gy"
+        for what, gy in stated:
+            ratio = gy / reference_gy
+            if ratio > PLAUSIBLE_GOAL_TO_LEVEL:
+                subject = f'"{goal.text}"' + (f": {what} ({format_number(gy)} {unit})" if what else "")
+                yield Issue(
+                    loc,
+                    f"{subject} is {ratio:.3g} times the highest dose level ({described}): a dose in the wrong "
+                    "unit? (cGy written as Gy; goals are totals over the course)",
+                )
+                break
+
+
+def _reference(protocol: ProtocolDocument, level: DoseLevel, goal: Goal) -> tuple[float, str] | None:
+    """The dose level `level` on `goal`'s course and in its quantity, in Gy, and how to name it; None when
+    it cannot be told (an isoeffective goal whose structure gives no alpha/beta, or whose composite needs
+    the prior course's fractions: both reported by their own rules)."""
+    prescription = protocol.prescription
+    assert prescription is not None
+    this_course = goal.course == "this"
+    physical_gy = level.plan_dose_gy if this_course else level.dose.gy
+    shown = f"{level.target}'s {format_number(physical_gy)} Gy{' from this course' if this_course else ''}"
+    if not goal.isoeffective:
+        return physical_gy, shown
+    spec = protocol.structures.get(goal.structure)
+    if spec is None or spec.alpha_beta is None:
+        return None
+    courses = [(level.plan_dose_gy, prescription.fractions)]
+    prior = prescription.prior
+    if not this_course and prior is not None and prior.dose.gy > 0:
+        if prior.fractions is None:
+            return None
+        courses.insert(0, (prior.dose.gy, prior.fractions))
+    isoeffective = sum(float(isoeffective_gy(gy, fractions, spec.alpha_beta.gy, goal.quantity))
+                       for gy, fractions in courses)
+    given = " then ".join(f"{format_number(gy)} Gy in {_course(fractions)}" for gy, fractions in courses)
+    course = f"{shown} in {_course(prescription.fractions)}" if len(courses) == 1 else f"{shown}: {given}"
+    described = f"{format_number(round(isoeffective, 2))} Gy {goal.quantity}: {course}, alpha/beta {spec.alpha_beta}"
+    return isoeffective, described

@@ -1,0 +1,75 @@
+"""Unit slips in the doses goals state: every unit is valid, a dose far above every dose level is not."""
+
+from __future__ import annotations
+
+import pytest
+
+from specc.protocol import ProtocolError, parse_protocol_text
+
+HEAD = (
+    "specc: 1\nname: t\nsite: prostate\nversion: 1.0.0\n"
+    "structures:\n  PTV: {role: target}\n  Rectum: {role: oar, alpha_beta: 3 Gy}\n"
+    "prescription:\n  fractions: 39\n  levels: [{target: PTV, dose: 78 Gy}]\n"
+    'goals:\n  PTV: ["D95% >= 74.1 Gy"]\n  Rectum:\n'
+)  # Rectum's goals from line 14
+TERMS = "optimization:\n  terms:\n    - {kind: quadratic_underdose, structure: PTV, dose: 78 Gy, weight: 1}\n"
+SLIP = "a dose in the wrong unit? (cGy written as Gy; goals are totals over the course)"
+
+
+def _protocol(goals: list[str], head: str = HEAD, tail: str = "") -> str:
+    return head + "".join(f'    - "{goal}"\n' for goal in goals) + tail
+
+
+def _diagnostics(text: str) -> list[tuple[int | None, str]]:
+    with pytest.raises(ProtocolError) as raised:
+        parse_protocol_text(text, "p.yaml")
+    return [(d.line, d.message) for d in raised.value.diagnostics]
+
+
+def test_an_organ_dose_written_in_cgy_as_gy_is_refused_at_its_line() -> None:
+    """Rectum "Max <= 7500 Gy" held nothing and always passed: only a target's own goals were checked."""
+    found = _diagnostics(_protocol(["Max <= 7500 Gy", "V7000Gy[%] <= 20", "Max <= 45 Gy (variation 4800 Gy)"]))
+    assert found == [
+        (14, f'"Max <= 7500 Gy" is 96.2 times the highest dose level (PTV\'s 78 Gy): {SLIP}'),
+        (15, f'"V7000Gy[%] <= 20": the dose of V7000Gy[%] (7000 Gy) is 89.7 times the highest dose level '
+             f"(PTV's 78 Gy): {SLIP}"),
+        (16, f'"Max <= 45 Gy (variation 4800 Gy)": its variation (4800 Gy) is 61.5 times the highest dose level '
+             f"(PTV's 78 Gy): {SLIP}"),
+    ]
+    parse_protocol_text(_protocol(["Max <= 7500 cGy", "V7000cGy[%] <= 20", "Max <= 45 Gy (variation 48 Gy)"]), "p.yaml")
+    # a target's V metric too (its threshold is held to its own level by the older rule)
+    target_slip = _protocol(["Max <= 75 Gy"], HEAD.replace('"D95% >= 74.1 Gy"', '"V7410Gy[%] >= 95"'))
+    assert [line for line, _ in _diagnostics(target_slip)] == [12]
+
+
+def test_an_isoeffective_goal_is_compared_in_its_own_quantity() -> None:
+    """150 Gy BED is an ordinary rectal limit for 36.25 Gy in 5 fractions, 4.1 times the physical level but
+    1.2 times its BED; 7000 Gy EQD2 is a slip."""
+    sbrt = HEAD.replace("fractions: 39", "fractions: 5").replace("78 Gy", "36.25 Gy").replace("74.1 Gy", "34.4 Gy")
+    parse_protocol_text(_protocol(["Max <= 150 Gy (BED)", "V70Gy[%] <= 5 (EQD2)"], sbrt), "p.yaml")
+    assert _diagnostics(_protocol(["Max <= 7000 Gy (EQD2)"], sbrt)) == [(14, (
+        '"Max <= 7000 Gy (EQD2)" is 94.2 times the highest dose level (74.31 Gy EQD2: PTV\'s 36.25 Gy in 5 fractions, '
+        f"alpha/beta 3 Gy): {SLIP}"
+    ))]
+
+
+def test_with_a_prior_course_goals_are_compared_with_the_composite_levels_or_this_courses_share() -> None:
+    """46 Gy in 23 fractions before, 32 Gy in 16 now: the level is 78 Gy composite, 32 Gy from this course."""
+    boost = HEAD.replace("fractions: 39", "fractions: 16").replace(
+        "78 Gy}]\n", "78 Gy}]\n  prior: {description: pelvis, dose: 46 Gy, fractions: 23}\n"
+    )  # Rectum's goals from line 15
+    parse_protocol_text(_protocol(["Max <= 300 Gy", "Max <= 120 Gy (this course)", "Max <= 300 Gy (EQD2)"],
+                                  boost, TERMS), "p.yaml")
+    found = _diagnostics(_protocol(["Max <= 7500 Gy", "Max <= 140 Gy (this course)", "Max <= 7000 Gy (EQD2)"],
+                                   boost, TERMS))
+    assert [line for line, _ in found] == [15, 16, 17]
+    assert "96.2 times the highest dose level (PTV's 78 Gy)" in found[0][1]
+    assert "4.38 times the highest dose level (PTV's 32 Gy from this course)" in found[1][1]
+    assert ("the highest dose level (78 Gy EQD2: PTV's 78 Gy: 46 Gy in 23 fractions then 32 Gy in 16 fractions, "
+            "alpha/beta 3 Gy)") in found[2][1]
+
+
+def test_a_level_that_is_itself_a_slip_is_the_one_reported() -> None:
+    """Against 2 Gy written for a course of 39 fractions every organ limit would look 20 times too high."""
+    text = _protocol(["Max <= 75 Gy"], HEAD.replace("dose: 78 Gy", "dose: 2 Gy").replace("74.1 Gy", "1.9 Gy"))
+    assert [line for line, _ in _diagnostics(text)] == [10]
