@@ -349,3 +349,46 @@ def test_a_name_written_composed_and_decomposed_is_one_name_and_an_invisible_dif
     with pytest.raises(ProtocolError) as raised:
         parse_protocol_text(_NAMES.replace("STRUCTURE", '"Core\u00a0"').replace("GOAL", "Core"), "p.yaml")
     assert "did you mean 'Core\\xa0'? you wrote 'Core': they differ in characters that do not show" in str(raised.value)
+
+
+_REPEATS = (
+    "specc: 1\nname: t\nsite: t\nversion: 1.0.0\nstructures: {PTV: {role: target}, Rectum: {role: oar}}\n"
+    "prescription: {fractions: 39, levels: [{target: PTV, dose: 78 Gy}]}\ngoals:\n  PTV:\n    - \"D95% >= 78 Gy\"\n"
+    "    - PTV_GOAL\n  Rectum:\n    - \"V70Gy[%] <= 20 (priority 2)\"\n    - RECTUM_GOAL\n"
+)  # the PTV's goals on lines 9-10, the rectum's on 12-13
+
+
+@pytest.mark.parametrize("ptv, rectum, expected", [
+    ('"D95% >= 78 Gy"', '"V70Gy[%] <= 20 (priority 2)"', [
+        (10, '"D95% >= 78 Gy" repeats "D95% >= 78 Gy" on PTV: a goal written twice is judged and counted twice (and '
+             "a goals-only protocol optimizes it with twice the weight): remove one; goals.PTV[0] is at p.yaml:9:7"),
+        (13, '"V70Gy[%] <= 20 (priority 2)" repeats "V70Gy[%] <= 20 (priority 2)" on Rectum: a goal written twice is '
+             "judged and counted twice (and a goals-only protocol optimizes it with twice the weight): remove one; "
+             "goals.Rectum[0] is at p.yaml:12:7"),
+    ]),
+    ('{metric: D95%, ">=": 7800 cGy}', '"V70Gy[%] <= 20 (priority 3)"', [  # the same goal once parsed
+        (10, 'D95% >= 78 Gy" repeats "D95% >= 78 Gy" on PTV'),
+        (13, '"V70Gy[%] <= 20 (priority 3)" states the limit of "V70Gy[%] <= 20 (priority 2)" on Rectum again, at '
+             "priority 3 where that one is priority 2: which is meant? keep one; goals.Rectum[0] is at p.yaml:12:7"),
+    ]),
+    ('"D95% >= 100%"', '"V70Gy[%] <= 20 (variation 25, priority 2)"', [  # 100% of the 78 Gy level
+        (10, '"D95% >= 100%" repeats "D95% >= 78 Gy" on PTV'),
+        (13, 'states the limit of "V70Gy[%] <= 20 (priority 2)" on Rectum again, with another acceptable variation'),
+    ]),
+])
+def test_a_goal_repeating_the_limit_of_another_is_refused_with_both_lines(
+    ptv: str, rectum: str, expected: list[tuple[int, str]]
+) -> None:
+    """An identical goal doubled a goals-only protocol's penalty and its counts without a word; the same limit at
+    two priorities leaves the physicist's intent open."""
+    with pytest.raises(ProtocolError) as raised:
+        parse_protocol_text(_REPEATS.replace("PTV_GOAL", ptv).replace("RECTUM_GOAL", rectum), "p.yaml")
+    found = raised.value.diagnostics
+    assert [d.line for d in found] == [line for line, _ in expected]
+    assert all(message in d.message for d, (_, message) in zip(found, expected)), found
+
+
+def test_two_limits_on_one_metric_are_not_a_repeat() -> None:
+    text = _REPEATS.replace("PTV_GOAL", '"D95% >= 76 Gy (priority 2)"')
+    parse_protocol_text(text.replace("RECTUM_GOAL", '"V70Gy[%] <= 15 (priority 3)"'), "p.yaml")
+    parse_protocol_text(text.replace("RECTUM_GOAL", '"V70Gy[cc] <= 20 (priority 2)"'), "p.yaml")

@@ -128,6 +128,15 @@ def test_the_goals_of_one_metric_and_side_replace_the_templates_as_a_group(tmp_p
     ]
 
 
+def test_a_protocol_goal_equal_to_its_templates_replaces_it_and_is_no_repeat(tmp_path: Path) -> None:
+    """A goal written twice in one file is refused (test_protocol_errors); restating a template's goal in the
+    protocol replaces it under the group rule, so the merged protocol holds it once."""
+    template = '  Core: ["Max <= 40 Gy", "V20Gy[%] <= 30 (priority 2)"]\n'
+    assert _two_files(tmp_path, template, '  Core: ["Max <= 40 Gy", "V20Gy[%] <= 30 (priority 3)"]\n') == [
+        ("Max <= 40 Gy", "p.yaml:10"), ("V20Gy[%] <= 30 (priority 3)", "p.yaml:10"),
+    ]
+
+
 def test_an_empty_goal_list_does_not_pass_for_removing_the_templates_goals(tmp_path: Path) -> None:
     """Every other list is replaced as a whole, so `Body: []` read as "no goals" while it kept them all."""
     with pytest.raises(ProtocolError) as caught:

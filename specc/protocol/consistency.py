@@ -34,6 +34,7 @@ def consistency_issues(protocol: ProtocolDocument) -> list[Issue]:
         *_blocked_structures(protocol, defined),
         *_robust_structures(protocol, defined),
         *_conflicting_goals(protocol.goals),
+        *_repeated_goals(protocol.goals),
         *_conflicting_terms(protocol),
     ]
 
@@ -306,6 +307,37 @@ def _conflicting_goals(goals: list[Goal]) -> Iterator[Issue]:
                     "no dose can meet both",
                 )
                 break
+
+
+def _limit_key(goal: Goal) -> tuple[object, ...]:
+    """What a goal limits: structure, metric, side, limit (resolved where it can be: "D95% >= 100%" of a
+    78 Gy level is "D95% >= 78 Gy") and the dose it is on; not its priority or variation."""
+    threshold = goal.threshold_value if _resolved(goal) else goal.threshold
+    return (goal.structure, goal.metric, goal.comparator, threshold, goal.quantity, goal.course)
+
+
+def _repeated_goals(goals: list[Goal]) -> Iterator[Issue]:
+    """A goal stating the limit of an earlier goal of its structure, each pointing at the other.
+
+    Written twice alike it is a copy-paste slip: each copy is judged and counted, and a goals-only
+    protocol derives a penalty from each (twice the weight). At another priority or with another
+    variation it is two answers to one question. Templates never make one: a protocol's goal of a
+    template goal's metric and side replaces the template's (`specc.protocol.templates`)."""
+    first: dict[tuple[object, ...], tuple[tuple[str | int, ...], Goal]] = {}
+    for loc, goal in located_goals(goals):
+        where, other = first.setdefault(_limit_key(goal), (loc, goal))
+        if where == loc:
+            continue
+        if goal.priority != other.priority:
+            message = (f'"{goal.text}" states the limit of "{other.text}" on {goal.structure} again, at priority '
+                       f"{goal.priority} where that one is priority {other.priority}: which is meant? keep one")
+        elif goal.variation != other.variation:
+            message = (f'"{goal.text}" states the limit of "{other.text}" on {goal.structure} again, with another '
+                       "acceptable variation: which is meant? keep one")
+        else:
+            message = (f'"{goal.text}" repeats "{other.text}" on {goal.structure}: a goal written twice is judged and '
+                       "counted twice (and a goals-only protocol optimizes it with twice the weight): remove one")
+        yield Issue(loc, message, related=where)
 
 
 def _conflicting_terms(protocol: ProtocolDocument) -> Iterator[Issue]:
