@@ -135,6 +135,10 @@ def test_a_physical_and_an_eqd2_goal_on_one_metric_are_two_goals(library: Path) 
     assert changes[("goal", "Rectum V70Gy[%] <=", "variation")] == ("V70Gy[%] <= 20 (variation 25)", "V70Gy[%] <= 20")
 
 
+# The PTV's coverage goal: a goals-only protocol judges each level's target by a goal of its own.
+COVERAGE = '  PTV: ["D95% >= 47.5 Gy"]\n'
+
+
 def _protocol(folder: Path, name: str, levels: str, goals: str, version: str = "1.0.0") -> Path:
     """A stand-alone protocol: PTV (and PTV_Boost, Core) with the given levels and goals."""
     path = folder / name
@@ -156,6 +160,7 @@ def test_a_goal_in_percent_is_listed_when_its_reference_level_moves_it(tmp_path:
     goals = (
         '  PTV: ["D95% >= 100%", "D2% <= 107% (variation 110%)", "V95%[%] >= 98"]\n'
         '  Core: ["Max <= 80%", "Mean <= 20 Gy"]\n'
+        '  PTV_Boost: ["D95% >= 66.5 Gy"]\n'  # a level's target needs a goal, here one that no level moves
     )
     old = _protocol(tmp_path, "old.yaml", "{target: PTV, dose: 50 Gy}", goals)
     boost = _protocol(tmp_path, "boost.yaml", "{target: PTV, dose: 50 Gy}, {target: PTV_Boost, dose: 70 Gy}", goals)
@@ -196,15 +201,19 @@ def test_several_goals_of_one_metric_and_side_are_compared_one_by_one(tmp_path: 
     """Keyed by structure, metric and side alone, the second of two such goals hid the first: removing one
     showed as the other changed."""
     level = "{target: PTV, dose: 50 Gy}"
-    both = _protocol(tmp_path, "both.yaml", level, '  Core: ["Max <= 45 Gy", "Max <= 35 Gy (priority 2)"]\n')
-    one = _protocol(tmp_path, "one.yaml", level, '  Core: ["Max <= 45 Gy"]\n')
+    both = _protocol(tmp_path, "both.yaml", level, COVERAGE + '  Core: ["Max <= 45 Gy", "Max <= 35 Gy (priority 2)"]\n')
+    one = _protocol(tmp_path, "one.yaml", level, COVERAGE + '  Core: ["Max <= 45 Gy"]\n')
     assert _lines(both, one) == ["- goal Core Max <=: Max <= 35 Gy (priority 2)"]
     assert _lines(one, both) == ["+ goal Core Max <=: Max <= 35 Gy (priority 2)"]
-    lower = _protocol(tmp_path, "lower.yaml", level, '  Core: ["Max <= 30 Gy (priority 2)", "Max <= 45 Gy"]\n')
+    lower = _protocol(
+        tmp_path, "lower.yaml", level, COVERAGE + '  Core: ["Max <= 30 Gy (priority 2)", "Max <= 45 Gy"]\n'
+    )
     assert _lines(both, lower) == [
         "~ goal Core Max <= threshold: Max <= 35 Gy (priority 2) -> Max <= 30 Gy (priority 2)"
     ]
-    three = _protocol(tmp_path, "three.yaml", level, '  Core: ["Max <= 40 Gy", "Max <= 30 Gy (priority 3)"]\n')
+    three = _protocol(
+        tmp_path, "three.yaml", level, COVERAGE + '  Core: ["Max <= 40 Gy", "Max <= 30 Gy (priority 3)"]\n'
+    )
     assert sorted(_lines(both, three)) == [
         "+ goal Core Max <=: Max <= 30 Gy (priority 3)", "+ goal Core Max <=: Max <= 40 Gy",
         "- goal Core Max <=: Max <= 35 Gy (priority 2)", "- goal Core Max <=: Max <= 45 Gy",
@@ -235,8 +244,8 @@ def test_versions_are_ordered_by_semantic_versioning_precedence() -> None:
 def test_a_changed_protocol_needs_a_greater_version(tmp_path: Path, version: str, problem: str | None) -> None:
     """Any different version passed the gate, a lower one too: two different protocols could carry one version."""
     level = "{target: PTV, dose: 50 Gy}"
-    old = _protocol(tmp_path, "old.yaml", level, '  Core: ["Max <= 45 Gy"]\n', version="1.0.2")
-    new = _protocol(tmp_path, "new.yaml", level, '  Core: ["Max <= 40 Gy"]\n', version=version)
+    old = _protocol(tmp_path, "old.yaml", level, COVERAGE + '  Core: ["Max <= 45 Gy"]\n', version="1.0.2")
+    new = _protocol(tmp_path, "new.yaml", level, COVERAGE + '  Core: ["Max <= 40 Gy"]\n', version=version)
     found = diff_protocols(load_protocol(old), load_protocol(new))
     assert found.version_problem == problem
     result = CliRunner().invoke(app, ["diff", str(old), str(new)])

@@ -293,7 +293,7 @@ def test_goals_in_different_forms_that_no_dose_meets_together_are_refused(goals:
     text = (
         "specc: 1\nname: t\nsite: t\nversion: 1.0.0\nstructures: {PTV: {role: target}, Core: {role: oar}}\n"
         "prescription: {fractions: 25, levels: [{target: PTV, dose: 50 Gy}]}\n"
-        f"goals: {{Core: {goals!r}}}\n".replace("'", '"')
+        f"goals: {{PTV: ['D95% >= 47.5 Gy'], Core: {goals!r}}}\n".replace("'", '"')
     )
     if not conflict:
         parse_protocol_text(text, "p.yaml")
@@ -339,13 +339,14 @@ def test_the_message_names_the_field_and_what_to_do(change: tuple[str, str], exp
 _NAMES = (
     "specc: 1\nname: u\nsite: t\nversion: 1.0.0\nstructures:\n  PTV: {role: target}\n  STRUCTURE: {role: oar}\n"
     "prescription: {fractions: 25, levels: [{target: PTV, dose: 50 Gy}]}\ngoals:\n  GOAL: ['Max <= 40 Gy']\n"
+    "  PTV: ['D95% >= 47.5 Gy']\n"
 )
 
 
 def test_a_name_written_composed_and_decomposed_is_one_name_and_an_invisible_difference_is_shown() -> None:
     decomposed, composed = "Ru\u0308ckenmark", "R\u00fcckenmark"  # as macOS and Windows write the same name
     protocol = parse_protocol_text(_NAMES.replace("STRUCTURE", decomposed).replace("GOAL", composed), "p.yaml")
-    assert [goal.structure for goal in protocol.goals] == [composed] and composed in protocol.structures
+    assert [goal.structure for goal in protocol.goals] == [composed, "PTV"] and composed in protocol.structures
     with pytest.raises(ProtocolError) as raised:
         parse_protocol_text(_NAMES.replace("STRUCTURE", '"Core\u00a0"').replace("GOAL", "Core"), "p.yaml")
     assert "did you mean 'Core\\xa0'? you wrote 'Core': they differ in characters that do not show" in str(raised.value)

@@ -24,12 +24,18 @@ def test_the_linear_quadratic_conversion_on_textbook_courses() -> None:
 
 
 def _protocol(goals: str, organ: str = "{role: oar, alpha_beta: 2 Gy}", prior: str = "") -> str:
+    """Cord's `goals` (from line 13) beside the PTV's coverage goal, which a goals-only protocol needs."""
     return "\n".join(line for line in [
         "specc: 1", "name: isoeffective", "site: test", "version: 1.0.0",
         "structures:", "  PTV: {role: target}", f"  Cord: {organ}",
         "prescription:", "  fractions: 5", "  levels: [{target: PTV, dose: 30 Gy}]", prior,
-        "goals:", "  Cord:", *(f"    - {goal}" for goal in goals.splitlines()),
+        "goals:", "  Cord:", *(f"    - {goal}" for goal in goals.splitlines()), '  PTV: ["D95% >= 28.5 Gy"]',
     ] if line) + "\n"
+
+
+# A term of the protocol's own: a goal on a composite in EQD2, or on this course alone, has no derived term, so a
+# goals-only protocol refuses it (test_protocol_goals_only); these tests are of the goal language.
+TERMS = "optimization:\n  terms:\n    - {kind: quadratic_underdose, structure: PTV, dose: 30 Gy, weight: 1}\n"
 
 
 def test_a_goal_states_its_dose_quantity_in_both_forms_and_prints_it_back() -> None:
@@ -37,7 +43,7 @@ def test_a_goal_states_its_dose_quantity_in_both_forms_and_prints_it_back() -> N
         _protocol('"Max <= 50 Gy (EQD2)"\n"V20Gy[cc] <= 1 (BED, priority 2)"\n'
                   '{metric: D0.03cc, "<=": 48 Gy, quantity: EQD2, variation: 50 Gy}'), "p.yaml"
     )
-    highest, volume, mapped = protocol.goals
+    highest, volume, mapped, _ = protocol.goals
     assert (highest.quantity, volume.quantity, mapped.quantity) == ("EQD2", "BED", "EQD2")
     assert str(highest) == "Max <= 50 Gy (EQD2)" and str(volume) == "V20Gy[cc] <= 1 cc (BED, priority 2)"
     assert str(mapped) == "D0.03cc <= 48 Gy (EQD2, variation 50 Gy)"
@@ -66,7 +72,8 @@ def test_an_isoeffective_goal_needs_the_tissues_ratio_and_a_prior_course_its_fra
         parse_protocol_text(_protocol('"Max <= 50 Gy"', organ="{role: oar, alpha_beta: 0 Gy}"), "p.yaml")
     with pytest.raises(ProtocolError, match="give the prior course's `fractions`"):
         parse_protocol_text(_protocol('"Max <= 50 Gy (EQD2)"', prior="  prior: {description: earlier course}"), "p.yaml")
-    parse_protocol_text(_protocol('"Max <= 50 Gy (EQD2)"', prior="  prior: {description: earlier, fractions: 25}"), "p.yaml")
+    composite = _protocol('"Max <= 50 Gy (EQD2)"', prior="  prior: {description: earlier, fractions: 25}")
+    parse_protocol_text(composite + TERMS, "p.yaml")
     # a physical goal needs neither
     parse_protocol_text(_protocol('"Max <= 50 Gy"', organ="{role: oar}", prior="  prior: {description: earlier}"), "p.yaml")
 
@@ -95,7 +102,7 @@ def test_a_mean_dose_term_in_eqd2_takes_its_structures_ratio_and_needs_one() -> 
     assert term.alpha_beta.gy == 2.0 and term.label() == "mean_dose Cord (EQD2, alpha/beta 2 Gy) <= 20 Gy"
     with pytest.raises(ProtocolError, match=r"give `alpha_beta` .* here or on structures.Cord") as raised:
         parse_protocol_text(_protocol('"Max <= 50 Gy"', organ="{role: oar}") + terms, "p.yaml")
-    assert "p.yaml:16" in str(raised.value)
+    assert "p.yaml:17" in str(raised.value)
 
 
 def test_a_site_template_leaves_alpha_beta_to_the_protocols_that_extend_it(tmp_path) -> None:
@@ -107,7 +114,8 @@ def test_a_site_template_leaves_alpha_beta_to_the_protocols_that_extend_it(tmp_p
     load_protocol_or_template(tmp_path / "base.yaml")
     protocol = _protocol('"Max <= 45 Gy"', organ="{alpha_beta: 2 Gy}").replace("specc: 1", "extends: base.yaml\nspecc: 1")
     (tmp_path / "p.yaml").write_text(protocol)
-    assert [goal.text for goal in load_protocol(tmp_path / "p.yaml").goals] == ["D0.03cc <= 50 Gy (EQD2)", "Max <= 45 Gy"]
+    goals = load_protocol(tmp_path / "p.yaml").goals
+    assert [goal.text for goal in goals] == ["D0.03cc <= 50 Gy (EQD2)", "Max <= 45 Gy", "D95% >= 28.5 Gy"]
     (tmp_path / "q.yaml").write_text(protocol.replace("Cord: {alpha_beta: 2 Gy}", "Cord: {color: '#ff0000'}"))
     with pytest.raises(ProtocolError, match="needs the alpha/beta of Cord"):
         load_protocol(tmp_path / "q.yaml")
@@ -116,10 +124,10 @@ def test_a_site_template_leaves_alpha_beta_to_the_protocols_that_extend_it(tmp_p
 def test_a_goal_on_this_course_alone_is_written_in_both_forms_and_needs_a_prior_course() -> None:
     prior = "  prior: {description: earlier, fractions: 20}"
     protocol = parse_protocol_text(
-        _protocol('"Max <= 25 Gy (EQD2, this course)"\n{metric: D0.03cc, "<=": 20 Gy, course: this}', prior=prior),
-        "p.yaml",
+        _protocol('"Max <= 25 Gy (EQD2, this course)"\n{metric: D0.03cc, "<=": 20 Gy, course: this}', prior=prior)
+        + TERMS, "p.yaml",
     )
-    eqd2, physical = protocol.goals
+    eqd2, physical, _ = protocol.goals
     assert (eqd2.course, eqd2.quantity, physical.course) == ("this", "EQD2", "this")
     assert str(eqd2) == "Max <= 25 Gy (EQD2, this course)" and str(physical) == "D0.03cc <= 20 Gy (this course)"
     assert Goal.parse(str(eqd2), "Cord") == eqd2.model_copy(update={"source": None, "reference_dose": None})
@@ -128,7 +136,9 @@ def test_a_goal_on_this_course_alone_is_written_in_both_forms_and_needs_a_prior_
     assert "p.yaml:13" in str(raised.value)
     # an EQD2 goal on this course alone never converts the prior dose: it needs no prior fractions, and a prior
     # of several courses (or one of other fractions) is no reason to refuse it
-    own_only = parse_protocol_text(_protocol('"Max <= 25 Gy (EQD2, this course)"', prior="  prior: {description: x}"), "p.yaml")
+    own_only = parse_protocol_text(
+        _protocol('"Max <= 25 Gy (EQD2, this course)"', prior="  prior: {description: x}") + TERMS, "p.yaml"
+    )
     assert own_only.prior_courses_mismatch(True, [20]) is None
     with pytest.raises(ProtocolError, match='"this course" is given twice'):
         parse_protocol_text(_protocol('"Max <= 25 Gy (this course, this course)"', prior=prior), "p.yaml")
@@ -141,7 +151,7 @@ def test_a_goal_on_this_course_in_percent_refers_to_this_courses_share_of_the_le
         "specc: 1", "name: boost", "site: test", "version: 1.0.0", "structures:", "  PTV: {role: target}",
         "prescription:", "  fractions: 16", "  levels: [{target: PTV, dose: 78 Gy}]",
         "  prior: {description: pelvis, dose: 46 Gy, fractions: 23}", "goals:", "  PTV:",
-        '    - "D95% >= 95% (this course)"', '    - "V95%[%] >= 98 (this course)"', '    - "D95% >= 95%"', "",
+        '    - "D95% >= 95% (this course)"', '    - "V95%[%] >= 98 (this course)"', '    - "D95% >= 95%"', TERMS,
     ])
     own, volume, composite = parse_protocol_text(text, "p.yaml").goals
     assert own.threshold_value == pytest.approx(0.95 * 32) and volume.metric_dose_gy == pytest.approx(0.95 * 32)

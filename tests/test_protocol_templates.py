@@ -75,7 +75,7 @@ def test_a_protocol_states_its_own_name_version_and_approval(tmp_path: Path) -> 
     write_base(tmp_path, BASE.read_text().replace("version: 1.0.0\n", "version: 1.0.0\napproval: {by: Dr. T}\n"))
     body = (
         "extends: base-pelvis.yaml\nstructures:\n  PTV: {role: target}\n"
-        "prescription: {fractions: 25, levels: [{target: PTV, dose: 50 Gy}]}\n"
+        "prescription: {fractions: 25, levels: [{target: PTV, dose: 50 Gy}]}\ngoals: {PTV: ['D95% >= 47.5 Gy']}\n"
     )
     child = tmp_path / "child.yaml"
     child.write_text(body)
@@ -94,15 +94,17 @@ def test_a_protocol_states_its_own_name_version_and_approval(tmp_path: Path) -> 
 
 
 def _two_files(tmp_path: Path, template_goals: str, protocol_goals: str) -> list[tuple[str, str]]:
-    """The merged goals of a protocol over a template, each as (text, file:line)."""
+    """The merged goals of a protocol over a template, each as (text, file:line), but the PTV's coverage goal
+    (written after `protocol_goals`, from line 10)."""
     (tmp_path / "base.yaml").write_text(
         "template: true\nstructures:\n  Core: {role: oar}\n  Body: {role: other}\ngoals:\n" + template_goals
     )
     (tmp_path / "p.yaml").write_text(
         "extends: base.yaml\nspecc: 1\nname: t\nsite: t\nversion: 1.0.0\nstructures:\n  PTV: {role: target}\n"
         "prescription: {fractions: 25, levels: [{target: PTV, dose: 50 Gy}]}\ngoals:\n" + protocol_goals
+        + '  PTV: ["D95% >= 47.5 Gy"]\n'
     )
-    goals = load_protocol(tmp_path / "p.yaml").goals
+    goals = [goal for goal in load_protocol(tmp_path / "p.yaml").goals if goal.structure != "PTV"]
     return [(goal.text, f"{Path(goal.source.file).name}:{goal.source.line}") for goal in goals]
 
 
@@ -157,7 +159,7 @@ def test_a_goal_on_an_alias_and_an_alias_clash_point_at_what_to_change(tmp_path:
         "extends: base.yaml\nspecc: 1\nname: t\nsite: t\nversion: 1.0.0\n"
         "prescription: {fractions: 25, levels: [{target: PTV, dose: 50 Gy}]}\nstructures:\n  PTV: {role: target}\n"
     )
-    (tmp_path / "p.yaml").write_text(head + 'goals:\n  spinalcord: ["Max <= 45 Gy"]\n')
+    (tmp_path / "p.yaml").write_text(head + 'goals:\n  spinalcord: ["Max <= 45 Gy"]\n  PTV: ["D95% >= 47.5 Gy"]\n')
     assert diagnostics_of(tmp_path / "p.yaml") == [(10, "goals.spinalcord", (
         'undefined structure "spinalcord": it is an alias of "Core" (a name a case may give it); '
         'write its goals under "Core"'
@@ -237,10 +239,10 @@ def test_goals_are_matched_by_the_goal_grammar_whatever_their_form(tmp_path: Pat
     (tmp_path / "p.yaml").write_text(
         "extends: base.yaml\nspecc: 1\nname: t\nsite: t\nversion: 1.0.0\nstructures:\n  PTV: {role: target}\n"
         "prescription: {fractions: 39, levels: [{target: PTV, dose: 78 Gy}]}\ngoals:\n  Rectum:\n"
-        "    - {metric: D2cc, '<=': 75 Gy, priority: 3}\n    - 'Max <= 82 Gy (EQD2)'\n"
+        "    - {metric: D2cc, '<=': 75 Gy, priority: 3}\n    - 'Max <= 82 Gy (EQD2)'\n  PTV: ['D95% >= 74.1 Gy']\n"
     )
     assert [goal.text for goal in load_protocol(tmp_path / "p.yaml").goals] == [
-        "D2cc <= 75 Gy (priority 3)", "Max <= 80 Gy", "Max <= 82 Gy (EQD2)",
+        "D2cc <= 75 Gy (priority 3)", "Max <= 80 Gy", "Max <= 82 Gy (EQD2)", "D95% >= 74.1 Gy",
     ]
 
 
@@ -255,10 +257,11 @@ def test_goals_the_grammar_reads_only_once_yaml_has_typed_them_still_override(tm
         "extends: base.yaml\nspecc: 1\nname: t\nsite: t\nversion: 1.0.0\nstructures:\n  PTV: {role: target}\n"
         "prescription: {fractions: 30, levels: [{target: PTV, dose: 60 Gy}]}\ngoals:\n  Lung:\n"
         "    - {metric: 'V50Gy[%]', '<=': 40}\n    - {metric: Max, '<=': 76 Gy}\n    - MEAN\n"
+        "  PTV: ['D95% >= 57 Gy']\n"
     )
     (tmp_path / "p.yaml").write_text(protocol.replace("MEAN", "'Mean <= 18 Gy'"))
     assert [goal.text for goal in load_protocol(tmp_path / "p.yaml").goals] == [
-        "V50Gy[%] <= 40%", "Max <= 76 Gy", "Mean <= 18 Gy",
+        "V50Gy[%] <= 40%", "Max <= 76 Gy", "Mean <= 18 Gy", "D95% >= 57 Gy",
     ]
     (tmp_path / "q.yaml").write_text(protocol.replace("MEAN", "'Mean <= 18 Gray'"))
     found = diagnostics_of(tmp_path / "q.yaml", load_protocol)

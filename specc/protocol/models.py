@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Iterable, Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -695,6 +695,9 @@ class ProtocolDocument(_Strict):
         description="Goals measured again under patient setup errors; with `optimize: true`, also optimized in them.",
     )
     source: SkipJsonSchema[ProtocolSource | None] = Field(default=None, exclude=True)
+    # Whether this form is planned as it stands (a `Protocol`), so that the rules of planning it from
+    # its goals apply (`specc.protocol.goals_only`); a site template's protocols may add goals or terms.
+    plannable: ClassVar[bool] = False
 
     @field_validator("specc", mode="before")
     @classmethod
@@ -765,6 +768,7 @@ class SiteTemplate(ProtocolDocument):
 class Protocol(ProtocolDocument):
     """A validated clinical protocol (template-merged when loaded from a file)."""
 
+    plannable: ClassVar[bool] = True
     specc: Literal[1] = Field(description=_SPECC_DESCRIPTION)
     name: Text
     site: Text = Field(description=_SITE_DESCRIPTION)

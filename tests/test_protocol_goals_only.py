@@ -1,0 +1,76 @@
+"""A protocol planned from its goals alone: what no such plan can honour is refused when it is validated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from specc.protocol import ProtocolError, load_protocol_or_template, parse_protocol_text
+
+HEAD = (
+    "specc: 1\nname: t\nsite: prostate\nversion: 1.0.0\n"
+    "structures:\n  PTV: {role: target}\n  Nodes: {role: target}\n  Rectum: {role: oar, alpha_beta: 3 Gy}\n"
+    "  Bladder: {role: oar}\n"
+    "prescription:\n  fractions: 39\n  levels:\n    - {target: PTV, dose: 78 Gy}\n"
+)  # the level on line 13
+TERMS = "optimization:\n  terms:\n    - {kind: quadratic_underdose, structure: PTV, dose: 78 Gy, weight: 1}\n"
+
+
+def _diagnostics(text: str) -> list[tuple[int | None, str, str]]:
+    with pytest.raises(ProtocolError) as raised:
+        parse_protocol_text(text, "p.yaml")
+    return [(d.line, d.path, d.message) for d in raised.value.diagnostics]
+
+
+def test_a_dose_level_whose_target_has_no_goal_is_refused_at_the_levels_line() -> None:
+    """Goals on the organs alone planned the PTV to a D95% of 79% of its level while every goal passed."""
+    organs = 'goals:\n  Rectum: ["V70Gy[%] <= 20"]\n  Bladder: ["V70Gy[%] <= 30 (priority 2)"]\n'
+    assert _diagnostics(HEAD + organs) == [(13, "prescription.levels[0]", (
+        'PTV has a dose level but no goal: add its coverage goal, e.g. "D95% >= 100%" (without `optimization:` '
+        "terms the plan is derived from the goals and judged by them alone, so nothing would judge PTV's coverage)"
+    ))]
+    parse_protocol_text(HEAD + organs + '  PTV: ["D95% >= 100%"]\n', "p.yaml")
+    parse_protocol_text(HEAD + organs + TERMS, "p.yaml")  # judged by nothing either, but planned as written
+    parse_protocol_text(HEAD, "p.yaml")  # no goal at all: the plan's summary says "no goals"
+    boost = HEAD + "    - {target: Nodes, dose: 56 Gy}\n" + organs + '  PTV: ["D95% >= 100%"]\n'
+    assert [(line, path) for line, path, _ in _diagnostics(boost)] == [(14, "prescription.levels[1]")]
+
+
+def test_goals_no_derived_term_can_aim_for_are_refused_together_in_file_order() -> None:
+    """`specc plan` refused them one per run, the first out of file order, and `specc validate` said OK."""
+    goals = (
+        'goals:\n  PTV: ["D95% >= 78 Gy"]\n'
+        '  Rectum: ["Max >= 10 Gy (priority 3)", "Mean >= 1 Gy (EQD2, priority 3)", "Mean <= 40 Gy (EQD2)"]\n'
+        '  Bladder: ["Min <= 5 Gy (priority 3)", "Min >= 1 Gy"]\n'
+    )
+    by_hand = "write an `optimization:` section by hand"
+    assert _diagnostics(HEAD + goals) == [
+        (16, "goals.Rectum[0]", "goal 'Max >= 10 Gy (priority 3)' on Rectum asks for a hot spot (a maximum at least "
+                                f"some dose), which no convex program can aim for: remove the goal, or {by_hand}"),
+        (16, "goals.Rectum[1]", "goal 'Mean >= 1 Gy (EQD2, priority 3)' on Rectum is in EQD2, and a lower bound on "
+                                "the mean of an isoeffective dose (a convex quadratic of the dose) is not convex: no "
+                                f"derived term measures it; {by_hand} (the goal is still judged on the plan)"),
+        (17, "goals.Bladder[0]", "goal 'Min <= 5 Gy (priority 3)' on Bladder asks for a cold spot (a minimum at most "
+                                 f"some dose), which no convex program can aim for: remove the goal, or {by_hand}"),
+    ]
+    parse_protocol_text(HEAD + goals + TERMS, "p.yaml")  # terms of its own plan any goal
+
+
+def test_a_goal_in_eqd2_on_a_composite_or_on_this_course_alone_has_no_derived_term() -> None:
+    prior = "  prior: {description: pelvis, dose: 46 Gy, fractions: 23}\n"
+    goals = 'goals:\n  PTV: ["D95% >= 78 Gy"]\n  Rectum: ["Max <= 80 Gy (EQD2)", "Max <= 30 Gy (this course)"]\n'
+    found = _diagnostics(HEAD + prior + goals)
+    assert [(line, path) for line, path, _ in found] == [(17, "goals.Rectum[0]"), (17, "goals.Rectum[1]")]
+    assert "is in EQD2, and on a composite the prior course's dose changes its physical equivalent" in found[0][2]
+    assert "is on this course alone, and the terms see the composite (prior + this plan)" in found[1][2]
+    parse_protocol_text(HEAD + prior + goals + TERMS, "p.yaml")
+
+
+def test_a_site_template_leaves_targets_goals_and_terms_to_its_protocols(tmp_path: Path) -> None:
+    (tmp_path / "base.yaml").write_text(
+        "template: true\nstructures:\n  PTV: {role: target}\n  Bladder: {role: oar}\n"
+        "prescription: {fractions: 39, levels: [{target: PTV, dose: 78 Gy}]}\n"
+        'goals:\n  Bladder: ["Min <= 5 Gy (priority 3)"]\n'
+    )
+    load_protocol_or_template(tmp_path / "base.yaml")
