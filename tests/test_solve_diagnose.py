@@ -11,7 +11,7 @@ from specc.compile.derive import with_optimization
 from specc.pipeline import plan
 from specc.protocol import parse_protocol_text
 from specc.solve import choose_solver, solve_program
-from specc.solve.diagnose import find_conflicts
+from specc.solve.diagnose import explain_infeasibility, find_conflicts
 from tests.optimizer_fixtures import c_shape, protocol_text
 
 # The core touches the 5 mm gap inside the C: a PTV covered at 50 Gy forces far more than
@@ -76,3 +76,52 @@ def test_a_limit_held_in_setup_error_scenarios_is_diagnosed_once_with_its_scenar
     assert all(c.scenarios == 1 for c in conflicts if c.term.source == "cord.yaml:16")
     result = solve_program(program, choose_solver("CLARABEL"))
     assert result.status == "infeasible" and "in 7 setup-error scenarios (cord.yaml:13)" in result.message
+
+
+def _isoeffective(core_max: str, core_mean: str = "Mean <= 40 Gy"):
+    """The C-shape in 5 fractions of 10 Gy, the core (alpha/beta 2 Gy) limited by `core_max` (line 16) and
+    `core_mean` (line 17)."""
+    goals = INFEASIBLE.replace('"Max <= 5 Gy"', f'"{core_max}"').replace('"Mean <= 40 Gy"', f'"{core_mean}"')
+    text = protocol_text(goals)
+    text = text.replace("fractions: 25", "fractions: 5")
+    text = text.replace("aliases: [Core]}", "aliases: [Core], alpha_beta: 2 Gy}")
+    protocol = parse_protocol_text(text, "cord.yaml")
+    return protocol, compile_protocol(with_optimization(protocol)[0], c_shape())
+
+
+def test_a_limit_held_for_an_eqd2_goal_is_named_by_the_goal_and_relaxed_in_eqd2() -> None:
+    """The limit held for "Max <= 10 Gy (EQD2)" is its physical equivalent in 5 fractions: the diagnosis named
+    that dose and gave the relaxation in physical Gy, and the EQD2 goal raised by that many Gy stayed infeasible."""
+    settings = choose_solver("CLARABEL")
+    protocol, program = _isoeffective("Max <= 10 Gy (EQD2)")
+    assert solve_program(program, settings).status == "infeasible"
+    message = explain_infeasibility(program, settings, protocol)
+    held = "Core Max <= 10 Gy (EQD2) (cord.yaml:16; held as max_dose Core <= 9.99 Gy physical in 5 fractions)"
+    assert held in message
+    advice = re.search(
+        r"Core Max <= 10 Gy \(EQD2\) alone by about ([\d.]+) Gy EQD2 \(to about ([\d.]+) Gy EQD2: ([\d.]+) Gy physical "
+        r"in 5 fractions\)", message,
+    )
+    assert advice is not None, message
+    eqd2, limit, physical = (float(value) for value in advice.groups())
+    assert limit == pytest.approx(10 + eqd2) and eqd2 > physical + 1  # EQD2 grows faster than dose at 2 Gy+
+    _, program = _isoeffective(f"Max <= {limit} Gy (EQD2)")
+    assert solve_program(program, settings).usable  # the advice, followed, plans
+    _, program = _isoeffective(f"Max <= {10 + physical:.2f} Gy (EQD2)")
+    assert solve_program(program, settings).status == "infeasible"  # the physical Gy read as EQD2 does not
+    # Without the protocol the numbers say what they are.
+    assert "(total Gy over the plan's 5 fractions, physical dose unless EQD2 or BED is named" in (
+        explain_infeasibility(program, settings)
+    )
+
+
+def test_a_mean_held_in_eqd2_is_relaxed_in_eqd2() -> None:
+    """A mean's goal in EQD2 is held as a mean_dose in EQD2: its relaxation needs no conversion."""
+    settings = choose_solver("CLARABEL")
+    protocol, program = _isoeffective("Max <= 60 Gy", core_mean="Mean <= 3 Gy (EQD2)")
+    assert solve_program(program, settings).status == "infeasible"
+    message = explain_infeasibility(program, settings, protocol)
+    assert "Core Mean <= 3 Gy (EQD2) (cord.yaml:17; held as mean_dose Core (EQD2, alpha/beta 2 Gy) <= 2.997 Gy)" in (
+        message
+    )
+    assert re.search(r"Core Mean <= 3 Gy \(EQD2\) alone by about [\d.]+ Gy EQD2 \(to about [\d.]+ Gy EQD2\);", message)

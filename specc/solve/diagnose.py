@@ -10,7 +10,13 @@ for each conflicting term, a second elastic program loosens that term alone: its
 the relaxation that term alone would need (Gy per fraction for every dose limit, printed
 as total Gy), or none is enough when the others must give too.
 
-Terms derived from goals carry the goal's protocol line, so the message names goals. A hard
+Terms derived from goals carry the goal's protocol line, so the message names goals. A goal in
+EQD2 or BED is held as its physical equivalent in this plan's fractions (or, a mean, as a
+`mean_dose` in that quantity), whose dose a physicist never wrote: given the protocol, such a
+limit is named by its goal as written, and its relaxation is given in the goal's quantity (the
+physical relaxation converted back: 1.32 Gy physical in 5 fractions on a limit of 70 Gy EQD2,
+alpha/beta 3 Gy, is about 4.6 Gy EQD2), with the limit that would hold rounded outward. Every other
+relaxation is in total Gy of the limit's own dose (physical unless it names EQD2 or BED). A hard
 limit that robust optimization copied into setup-error scenarios (`specc.compile.scenarios`)
 is one term here: its copies share one slack, so the message names the protocol's limit once
 ("in 7 setup-error scenarios") and the diagnosis solves one program per limit, not per copy.
@@ -18,6 +24,7 @@ is one term here: its copies share one slack, so the message names the protocol'
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,9 +32,14 @@ import cvxpy as cp
 import numpy as np
 from cvxpy.constraints import Equality, Inequality
 
+from specc.protocol.isoeffect import isoeffective_gy, physical_gy
+from specc.protocol.units import format_number
+
 if TYPE_CHECKING:
     from specc.compile import CompiledProgram, CompiledTerm
+    from specc.protocol import Goal, Protocol
     from specc.solve.choice import SolverSettings
+    from specc.terms.base import SourceLocation
 
 # A slack below this (Gy per fraction) is solver noise, not a relaxation.
 _SLACK_NOISE = 1e-6
@@ -161,8 +173,86 @@ def find_conflicts(
     return conflicts, note
 
 
-def explain_infeasibility(program: CompiledProgram, settings: SolverSettings) -> str:
-    """A message naming the conflicting hard terms (with protocol lines) and what each would need."""
+@dataclass(frozen=True)
+class _Isoeffective:
+    """A goal in EQD2 or BED that a hard limit holds, with what converts its doses."""
+
+    goal: Goal
+    alpha_beta_gy: float
+    fractions: int
+
+    def limit_gy(self) -> float:
+        """The goal's dose the hard limit holds (in the goal's quantity): its acceptable variation where it has
+        one (priority 1 holds that hard), else its threshold; of a V or CV metric, the metric's dose."""
+        goal = self.goal
+        if not goal.metric.is_dose:
+            assert goal.metric.dose is not None, "an isoeffective V metric names its dose in Gy"
+            return goal.metric.dose.gy
+        variation = goal.variation_value
+        return variation if variation is not None else goal.threshold_value
+
+    def relaxed_limit(self, term: CompiledTerm, relaxation_gy: float) -> float:
+        """Where the goal's limit would hold after the term's relaxation (total Gy of the term's own dose),
+        rounded outward to 0.1 Gy: the physical equivalent moved by it and converted back; a `mean_dose` in
+        the goal's quantity is already in it."""
+        goal = self.goal
+        looser = 1.0 if goal.is_lower_bound == (goal.metric.quantity == "CV") else -1.0  # CV: the volume below
+        if getattr(term.term, "quantity", "physical") == goal.quantity:
+            relaxed = self.limit_gy() + looser * relaxation_gy
+        else:
+            physical = physical_gy(self.limit_gy(), self.fractions, self.alpha_beta_gy, goal.quantity)
+            moved = max(physical + looser * relaxation_gy, 0.0)
+            relaxed = float(isoeffective_gy(moved, self.fractions, self.alpha_beta_gy, goal.quantity))
+        outward = math.ceil if looser > 0 else math.floor
+        return outward(round(relaxed * 10.0, 6)) / 10.0
+
+
+def _isoeffective_goals(protocol: Protocol | None) -> dict[SourceLocation, _Isoeffective]:
+    """The protocol's goals in EQD2 or BED by where they were written: a term derived from one carries
+    that place as its source (`specc.compile.derive`)."""
+    if protocol is None:
+        return {}
+    found: dict[SourceLocation, _Isoeffective] = {}
+    for goal in protocol.goals:
+        ratio = protocol.structures[goal.structure].alpha_beta  # required of an isoeffective goal's structure
+        if goal.isoeffective and goal.source is not None and ratio is not None:
+            found[goal.source] = _Isoeffective(goal, ratio.gy, protocol.prescription.fractions)
+    return found
+
+
+def _named(conflict: Conflict, written: dict[SourceLocation, _Isoeffective]) -> str:
+    """The conflicting limit with its line: an isoeffective goal as written, with the limit that holds it."""
+    isoeffective = written.get(conflict.term.term.source)
+    if isoeffective is None:
+        return f"{conflict.label} ({conflict.term.source})"
+    goal = isoeffective.goal
+    physical = getattr(conflict.term.term, "quantity", "physical") == "physical"
+    held = f"{conflict.label}{f' physical in {isoeffective.fractions} fractions' if physical else ''}"
+    return f"{goal.structure} {goal.text} ({conflict.term.source}; held as {held})"
+
+
+def _need(conflict: Conflict, written: dict[SourceLocation, _Isoeffective]) -> str:
+    """What the limit alone would need, in its goal's quantity where the goal is in EQD2 or BED."""
+    if conflict.alone_gy is None:
+        return f"{conflict.label} alone cannot resolve it"
+    isoeffective = written.get(conflict.term.term.source)
+    if isoeffective is None:
+        return f"{conflict.label} alone by about {conflict.alone_gy:.3g} Gy"
+    goal = isoeffective.goal
+    limit, relaxed = isoeffective.limit_gy(), isoeffective.relaxed_limit(conflict.term, conflict.alone_gy)
+    unit = f"Gy {goal.quantity}"
+    own = getattr(conflict.term.term, "quantity", "physical") == goal.quantity
+    physical = "" if own else f": {conflict.alone_gy:.3g} Gy physical in {isoeffective.fractions} fractions"
+    return (
+        f"{goal.structure} {goal.text} alone by about {abs(relaxed - limit):.3g} {unit} "
+        f"(to about {format_number(relaxed)} {unit}{physical})"
+    )
+
+
+def explain_infeasibility(program: CompiledProgram, settings: SolverSettings, protocol: Protocol | None = None) -> str:
+    """A message naming the conflicting hard terms (with protocol lines) and what each would need;
+    `protocol`, the one the program was compiled from, lets a limit held for a goal in EQD2 or BED be
+    named by that goal, its relaxation in the goal's quantity (see the module docstring)."""
     limits = _limits(program)
     listing = "; ".join(f"{_limit_label(group[0], len(group))} ({group[0].source})" for group in limits) or "none"
     if not limits:
@@ -171,13 +261,12 @@ def explain_infeasibility(program: CompiledProgram, settings: SolverSettings) ->
     if not conflicts:
         reason = note or "the solver found no conflict when each hard term may be loosened (numerical trouble?)"
         return f"{reason}; hard terms: {listing}"
-    named = " and ".join(f"{c.label} ({c.term.source})" for c in conflicts)
-    needs = "; ".join(
-        f"{c.label} alone by about {c.alone_gy:.3g} Gy" if c.alone_gy is not None else f"{c.label} alone cannot resolve it"
-        for c in conflicts
-    )
+    written = _isoeffective_goals(protocol)
+    named = " and ".join(_named(c, written) for c in conflicts)
+    needs = "; ".join(_need(c, written) for c in conflicts)
     extra = f" ({note})" if note else ""
     return (
         f"these hard limits conflict: {named}. Relaxation that each would need on its own: {needs} "
-        f"(for a dvh limit, of the mean dose of the volume it constrains).{extra} All hard terms: {listing}"
+        f"(total Gy over the plan's {program.fractions} fractions, physical dose unless EQD2 or BED is named; "
+        f"for a dvh limit, of the mean dose of the volume it constrains).{extra} All hard terms: {listing}"
     )
