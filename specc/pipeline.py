@@ -31,7 +31,8 @@ from specc.protocol import Protocol, load_protocol
 from specc.protocol.goals import Goal
 from specc.planning import CompiledPlan, compile_for_plan
 from specc.report import write_report
-from specc.report.approval import APPROVAL_JSON, PLAN_FOLDER_FILES, ApprovalError
+from specc.approval import APPROVAL_JSON, ApprovalError
+from specc.report.identity import PLAN_FOLDER_FILES
 from specc.report.compare import PLAN_FILE
 from specc.report.cohort_page import COHORT_PAGE, write_cohort_page
 from specc.report.compare_cohorts import plan_identity

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).parent.parent / "specc"
-ORDER = ("protocol", "case", "compile", "solve", "sequence", "evaluate", "report", "export", "planning", "delivery",
-         "pipeline", "cli")
+ORDER = ("protocol", "case", "compile", "solve", "sequence", "evaluate", "report", "export", "approval", "planning",
+         "delivery", "pipeline", "cli")
 BELOW = ("specc.errors", "specc.terms", "specc.protocol.units", "specc.protocol.isoeffect")
 
 

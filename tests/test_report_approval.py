@@ -15,7 +15,7 @@ from specc.cli import app
 from specc.evaluate import PlanRecord
 from specc.evaluate.record import RobustGoalRecord, RobustnessRecord
 from specc.pipeline import plan
-from specc.report.approval import ApprovalError, approve, verify
+from specc.approval import ApprovalError, approve, verify
 from specc.report.identity import record_json, record_sha256
 
 TERMS = [
@@ -216,11 +216,11 @@ def test_a_report_or_a_dose_of_another_run_is_refused(met, failing, tmp_path):
 
 def test_verify_finds_files_of_another_run_bound_by_an_earlier_approval(met, failing, tmp_path, monkeypatch):
     """An approval made before files were checked to be of one run: --verify says what it binds."""
-    import specc.report.approval
+    import specc.approval
 
     folder = _copy(met, tmp_path)
     shutil.copy(failing / "report.html", folder)
-    monkeypatch.setattr(specc.report.approval, "foreign_files", lambda folder: [])  # as approve did before
+    monkeypatch.setattr(specc.approval, "foreign_files", lambda folder: [])  # as approve did before
     approve(folder, "Dr. A. Example", "")
     monkeypatch.undo()
     checked = verify(folder)

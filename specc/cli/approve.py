@@ -26,7 +26,7 @@ def approve_command(
 ) -> None:
     """Approve a plan: approval.json and approval.html bound to the SHA-256 of the plan's files, which must be of one
     run (refused otherwise); --verify checks them."""
-    from specc.report.approval import approve, verify as verify_approval
+    from specc.approval import approve, verify as verify_approval
 
     try:
         if verify:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from specc.protocol import Protocol
-from specc.report.approval import PLAN_FOLDER_FILES
+from specc.report.identity import PLAN_FOLDER_FILES
 from specc.report.compare import Measured, recorded_goals
 from specc.report.compare_cohorts import (
     STATUS_ORDER, cases_text, cohort_goal_rows, cohort_warnings, read_cohort,

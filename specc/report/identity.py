@@ -5,7 +5,7 @@ text in result.h5 (dataset `plan_json`); the report carries the SHA-256 of that 
 report.html, report.pdf and result.h5 can each be shown to be of the plan.json beside them. An approval binds the
 files by hash, and its goal counts and deviation gate come from plan.json: a report or a dose
 copied in from another run must be found before a physician signs under the wrong numbers
-(`specc.report.approval`).
+(`specc.approval`).
 
 The report names the record twice: `<meta name="specc-plan-record">`, what report.html is
 read for, and in its keywords, which WeasyPrint copies into report.pdf's document information
@@ -22,6 +22,9 @@ from pathlib import Path
 
 from specc.evaluate import PlanRecord
 
+# The files of a plan folder (specc plan / specc check write those that apply): what an approval
+# binds (`specc.approval`), and what a new plan into the folder replaces (`specc.pipeline.remove_earlier_plan`).
+PLAN_FOLDER_FILES = ("plan.json", "report.html", "report.pdf", "result.h5", "segments.json")
 RECORD_META = "specc-plan-record"
 _PDF_KEYWORDS = re.compile(rb"/Keywords\s*\(" + RECORD_META.encode() + rb" ([0-9a-f]{64})\)")
 # A compressed object stream: where WeasyPrint (pydyf) puts the document information.

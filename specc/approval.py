@@ -43,13 +43,10 @@ from specc.export.result_file import PlanResult, ResultError
 from specc.export.segments import read_segments
 from specc.report.compare import PLAN_FILE, read_record
 from specc.report.html import STATUS_LABELS, environment, style_sheet
-from specc.report.identity import RECORD_META, html_record_sha256s, pdf_record_sha256s
+from specc.report.identity import PLAN_FOLDER_FILES, RECORD_META, html_record_sha256s, pdf_record_sha256s
 from specc.report.write import write_page
 
 APPROVAL_JSON = "approval.json"
-# The files of a plan folder (specc plan / specc check write those that apply): what an approval
-# binds, and what a new plan into the folder replaces (`specc.pipeline.remove_earlier_plan`).
-PLAN_FOLDER_FILES = ("plan.json", "report.html", "report.pdf", "result.h5", "segments.json")
 # The approval's own pages, bound by approval.json beside the plan's files.
 APPROVAL_PAGES = ("approval.html", "approval.pdf")
 _DEVIATING = ("fail", "not_evaluated")
