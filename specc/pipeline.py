@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import re
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -28,7 +27,6 @@ from specc.delivery import Delivered, deliver, plan_forward
 from specc.evaluate import BeamSegmentsRecord, DeliveryRecord, GoalRecord, PlanEvaluation, PlanRecord, evaluate_plan
 from specc.export import DerivedStructure, write_result, write_segments
 from specc.protocol import Protocol, load_protocol
-from specc.protocol.goals import Goal
 from specc.planning import CompiledPlan, compile_for_plan
 from specc.report import write_report
 from specc.approval import APPROVAL_JSON, ApprovalError
@@ -488,21 +486,9 @@ def folder_name(case_id: str, taken: set[str]) -> str:
 def goal_columns(protocol: Protocol) -> list[str]:
     """How each protocol goal heads its cohort.csv columns (and the terminal table's), in protocol order:
     structure, goal as written and the unit of its value ("Gy EQD2" for an EQD2 goal, as plan.json says).
-    A goal written twice alike is told apart by where it was written (FILE:LINE:COLUMN, as errors name
-    it), so that no two columns share a name (a CSV reader keyed by name would keep one of them)."""
-    names = [f"{goal.structure}: {goal.text}" + (f" [{goal.value_unit}]" if goal.value_unit else "")
-             for goal in protocol.goals]
-    repeated = Counter(names)
-    return [
-        name if repeated[name] == 1 else f"{name} ({_written_at(goal, index)})"
-        for index, (name, goal) in enumerate(zip(names, protocol.goals), start=1)
-    ]
-
-
-def _written_at(goal: Goal, index: int) -> str:
-    """Where the goal was written; the `index`-th goal of a protocol built in code."""
-    source = goal.source
-    return f"{source.file}:{source.line}:{source.column}" if source is not None else f"goal {index}"
+    No two share a name: a protocol refuses a goal stated twice (`specc.protocol.consistency`)."""
+    return [f"{goal.structure}: {goal.text}" + (f" [{goal.value_unit}]" if goal.value_unit else "")
+            for goal in protocol.goals]
 
 
 def write_cohort_csv(path: Path, protocol: Protocol, entries: Sequence[CohortEntry], strict: bool = False) -> Path:

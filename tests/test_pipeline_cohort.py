@@ -125,21 +125,21 @@ def test_each_rows_exit_code_is_what_specc_plan_with_the_same_flags_returns(coho
         assert [row["exit_code"] for row in csv.DictReader(handle)] == ["2", "1", "1", "2"]
 
 
-def test_goal_columns_carry_the_unit_of_the_value_and_never_share_a_name(tmp_path: Path) -> None:
+def test_goal_columns_carry_the_unit_of_the_value(tmp_path: Path) -> None:
     text = (
         "specc: 1\nname: t\nsite: t\nversion: 1.0.0\n"
         "structures: {Target: {role: target}, Organ: {role: oar, alpha_beta: 3 Gy}}\n"
         "prescription: {fractions: 30, levels: [{target: Target, dose: 60 Gy}]}\n"
         "goals:\n"
-        "  Target: ['D50% >= 50 Gy', 'D50% >= 50 Gy']\n"
-        "  Organ:\n    - Max <= 40 Gy (EQD2)\n    - Max <= 40 Gy (EQD2)\n"
+        "  Target: ['D50% >= 50 Gy', 'V95%[cc] >= 10']\n"
+        "  Organ:\n    - Max <= 40 Gy (EQD2)\n    - Max <= 40 Gy\n"
     )
-    summary = write_cohort_csv(tmp_path / COHORT_CSV, parse_protocol_text(text, "dup.yaml"), [])
+    summary = write_cohort_csv(tmp_path / COHORT_CSV, parse_protocol_text(text, "units.yaml"), [])
     with summary.open(newline="") as handle:
         header = next(csv.reader(handle))
     assert [name.removesuffix(" value") for name in header if name.endswith(" value")] == [
-        "Target: D50% >= 50 Gy [Gy] (dup.yaml:8:12)", "Target: D50% >= 50 Gy [Gy] (dup.yaml:8:29)",
-        "Organ: Max <= 40 Gy (EQD2) [Gy EQD2] (dup.yaml:10:7)", "Organ: Max <= 40 Gy (EQD2) [Gy EQD2] (dup.yaml:11:7)",
+        "Target: D50% >= 50 Gy [Gy]", "Target: V95%[cc] >= 10 [cc]",
+        "Organ: Max <= 40 Gy (EQD2) [Gy EQD2]", "Organ: Max <= 40 Gy [Gy]",
     ]
 
 
