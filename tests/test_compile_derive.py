@@ -90,6 +90,28 @@ def test_explain_yaml_merged_into_the_protocol_validates_and_compiles_to_the_sam
     assert len(compiled.hard_terms()) == 3
 
 
+def test_explain_gives_each_term_its_priority_and_the_step_the_solver_takes_it_in() -> None:
+    """Audit h6 F7: the derivation summary named no priority, so only the weights hinted at the steps."""
+    from specc.solve.priorities import group_steps
+
+    protocol, derived = _derived()
+    text = explain_yaml(protocol, derived)
+    assert ("# Solved in steps: 1. priority 1; 2. terms without a priority (coverage, hot spots, fall-off); "
+            "3. priority 2; 4. priority 3; hard limits hold in every step.") in text
+    summary = [line for line in text.splitlines() if "  <-  " in line]
+    terms = derived.optimization.terms
+    assert len(summary) == len(terms)
+    shown = {term.label(): line.rsplit("  [", 1)[1].rstrip("]") for term, line in zip(terms, summary)}
+    assert shown[terms[1].label()] == "no priority, step 2"  # the hot-spot penalty of the dose level
+    assert [shown[term.label()] for term in terms if term.source.line == 14] == ["priority 2, step 3"]
+    variation = [shown[term.label()] for term in terms if term.source.line == 16]  # hard at 25 Gy, penalty to 10
+    assert variation == ["hard, every step", "priority 1, step 1"]
+    # the steps are the solver's, in its order (the compile stage cannot import it, so this test holds them together)
+    with_objective = [index for index, term in enumerate(terms) if not term.is_constraint]
+    steps = group_steps(with_objective, derived.goal_priorities)
+    assert [{terms[index].priority for index in step.terms} for step in steps] == [{1}, {None}, {2}, {3}]
+
+
 def test_a_hard_limit_with_a_priority_is_refused_at_its_line() -> None:
     from specc.protocol import ProtocolError
 

@@ -488,15 +488,19 @@ def explain_yaml(protocol: Protocol, derived: DerivedOptimization) -> str:
         last = ("hard", "weight", "priority")
         order = ["kind", "structure", *[k for k in fields if k not in ("kind", "structure", *last)]]
         terms.append({key: fields[key] for key in [*order, *last] if key in fields})
+    steps = step_names(derived.optimization)
     header = [
         f"# Optimization derived by specc from the prescription and goals of {protocol.name!r}.",
         "# Add the structures below to the protocol's `structures:` and the `optimization:` section",
         "# at the top level; then tune the weights. Pasted, each penalty keeps its goal's `priority`,",
         "# so the plan is solved in the same lexicographic steps (docs/optimizer.md).",
-        "# Terms come from (file:line):",
+        f"# Solved in steps: {'; '.join(f'{number}. {name}' for number, name in enumerate(steps, start=1))}; "
+        "hard limits hold in every step.",
+        "# Terms come from (file:line) [priority, step]:",
     ]
     for term in derived.optimization.terms:
-        header.append(f"#   {term.label()}  <-  {term.source if term.source is not None else 'derived'}")
+        header.append(f"#   {term.label()}  <-  {term.source if term.source is not None else 'derived'}  "
+                      f"[{_step_of(term, steps)}]")
     for note in derived.notes:
         header.append(f"# note: {note}")
     body = yaml.safe_dump(
@@ -507,3 +511,25 @@ def explain_yaml(protocol: Protocol, derived: DerivedOptimization) -> str:
         allow_unicode=True,
     )
     return "\n".join(header) + "\n" + body
+
+
+# The step of the terms without a priority in `step_names`. `specc.solve.priorities.group_steps` orders
+# the steps the same way; the compile stage may not import the solve stage, so a test holds the two together.
+UNRANKED_STEP = "terms without a priority (coverage, hot spots, fall-off)"
+
+
+def step_names(optimization: Optimization) -> list[str]:
+    """The lexicographic steps the terms of `optimization` are solved in, in order: priority 1, the terms
+    without a priority, then priority 2, 3, ... (those that hold a penalty; a hard limit holds in every one)."""
+    ranks = {term.priority for term in optimization.terms if not term.is_constraint}
+    order = sorted(ranks, key=lambda priority: 1.5 if priority is None else priority)  # unranked: after 1, before 2
+    return [UNRANKED_STEP if priority is None else f"priority {priority}" for priority in order]
+
+
+def _step_of(term: TermBase, steps: list[str]) -> str:
+    """'priority 2, step 3' for a penalty, 'no priority, step 2' for one without; a hard limit holds in every step."""
+    if term.is_constraint:
+        return "hard, every step"
+    name = UNRANKED_STEP if term.priority is None else f"priority {term.priority}"
+    rank = "no priority" if term.priority is None else name
+    return f"{rank}, step {steps.index(name) + 1}"
