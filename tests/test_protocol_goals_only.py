@@ -1,4 +1,5 @@
-"""A protocol planned from its goals alone: what no such plan can honour is refused when it is validated."""
+"""A protocol planned from its goals alone: what no such plan can honour is found when it is read, every case at
+once with its line, for planning to refuse; the protocol stays valid (`specc check` judges by such goals)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from specc.protocol import ProtocolError, load_protocol_or_template, parse_protocol_text
+from specc.protocol import load_protocol_or_template, parse_protocol_text
 
 HEAD = (
     "specc: 1\nname: t\nsite: prostate\nversion: 1.0.0\n"
@@ -18,9 +19,11 @@ TERMS = "optimization:\n  terms:\n    - {kind: quadratic_underdose, structure: P
 
 
 def _diagnostics(text: str) -> list[tuple[int | None, str, str]]:
-    with pytest.raises(ProtocolError) as raised:
-        parse_protocol_text(text, "p.yaml")
-    return [(d.line, d.path, d.message) for d in raised.value.diagnostics]
+    return [(d.line, d.path, d.message) for d in parse_protocol_text(text, "p.yaml").derivation_refusals]
+
+
+def _none(text: str) -> None:
+    assert parse_protocol_text(text, "p.yaml").derivation_refusals == []
 
 
 def test_a_dose_level_whose_target_has_no_goal_is_refused_at_the_levels_line() -> None:
@@ -30,9 +33,9 @@ def test_a_dose_level_whose_target_has_no_goal_is_refused_at_the_levels_line() -
         'PTV has a dose level but no goal: add its coverage goal, e.g. "D95% >= 100%" (without `optimization:` '
         "terms the plan is derived from the goals and judged by them alone, so nothing would judge PTV's coverage)"
     ))]
-    parse_protocol_text(HEAD + organs + '  PTV: ["D95% >= 100%"]\n', "p.yaml")
-    parse_protocol_text(HEAD + organs + TERMS, "p.yaml")  # judged by nothing either, but planned as written
-    parse_protocol_text(HEAD, "p.yaml")  # no goal at all: the plan's summary says "no goals"
+    _none(HEAD + organs + '  PTV: ["D95% >= 100%"]\n')
+    _none(HEAD + organs + TERMS)  # judged by nothing either, but planned as written
+    _none(HEAD)  # no goal at all: the plan's summary says "no goals"
     boost = HEAD + "    - {target: Nodes, dose: 56 Gy}\n" + organs + '  PTV: ["D95% >= 100%"]\n'
     assert [(line, path) for line, path, _ in _diagnostics(boost)] == [(14, "prescription.levels[1]")]
 
@@ -54,7 +57,7 @@ def test_goals_no_derived_term_can_aim_for_are_refused_together_in_file_order() 
         (17, "goals.Bladder[0]", "goal 'Min <= 5 Gy (priority 3)' on Bladder asks for a cold spot (a minimum at most "
                                  f"some dose), which no convex program can aim for: remove the goal, or {by_hand}"),
     ]
-    parse_protocol_text(HEAD + goals + TERMS, "p.yaml")  # terms of its own plan any goal
+    _none(HEAD + goals + TERMS)  # terms of its own plan any goal
 
 
 def test_a_goal_in_eqd2_on_a_composite_or_on_this_course_alone_has_no_derived_term() -> None:
@@ -64,7 +67,7 @@ def test_a_goal_in_eqd2_on_a_composite_or_on_this_course_alone_has_no_derived_te
     assert [(line, path) for line, path, _ in found] == [(17, "goals.Rectum[0]"), (17, "goals.Rectum[1]")]
     assert "is in EQD2, and on a composite the prior course's dose changes its physical equivalent" in found[0][2]
     assert "is on this course alone, and the terms see the composite (prior + this plan)" in found[1][2]
-    parse_protocol_text(HEAD + prior + goals + TERMS, "p.yaml")
+    _none(HEAD + prior + goals + TERMS)
 
 
 def test_a_site_template_leaves_targets_goals_and_terms_to_its_protocols(tmp_path: Path) -> None:
@@ -74,3 +77,16 @@ def test_a_site_template_leaves_targets_goals_and_terms_to_its_protocols(tmp_pat
         'goals:\n  Bladder: ["Min <= 5 Gy (priority 3)"]\n'
     )
     load_protocol_or_template(tmp_path / "base.yaml")
+
+
+def test_planning_refuses_them_all_at_once_and_a_check_judges_by_them(tmp_path: Path) -> None:
+    from specc.compile.derive import derive_optimization
+    from specc.protocol import ProtocolError
+
+    goals = 'goals:\n  Rectum: ["Max >= 10 Gy (priority 3)"]\n  Bladder: ["Min <= 5 Gy (priority 3)"]\n'
+    protocol = parse_protocol_text(HEAD + goals, "p.yaml")  # valid: `specc check` judges a dose by these goals
+    with pytest.raises(ProtocolError) as raised:
+        derive_optimization(protocol)
+    assert [(d.line, d.path) for d in raised.value.diagnostics] == [
+        (13, "prescription.levels[0]"), (15, "goals.Rectum[0]"), (16, "goals.Bladder[0]"),
+    ]

@@ -46,6 +46,9 @@ def validate(
         if output is OutputFormat.text:
             kind = " (template)" if isinstance(checked, SiteTemplate) else ""
             console.print(Text(f"OK {file}{kind}"), highlight=False)
+            # valid, and what `specc plan` would refuse when it derives the program from the goals alone
+            for refusal in [] if isinstance(checked, SiteTemplate) else checked.derivation_refusals:
+                console.print(Text(f"  note: specc plan would refuse {refusal}"), soft_wrap=True, highlight=False)
     if output is OutputFormat.json:
         sys.stdout.write(json.dumps([d.as_dict() for d in diagnostics], indent=2) + "\n")
     raise typer.Exit(1 if diagnostics else 0)

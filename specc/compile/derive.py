@@ -44,6 +44,8 @@ import yaml
 from specc.compile.scenarios import with_scenarios
 from specc.compile.structures import resolve_structures
 from specc.errors import CompileError
+from specc.protocol.diagnostics import ProtocolError
+from specc.protocol.goals_only import underivable
 from specc.protocol.goals import Threshold
 from specc.protocol.isoeffect import physical_gy
 from specc.protocol.models import Optimization, SolverOptions, StructureSpec
@@ -164,6 +166,12 @@ def derive_optimization(protocol: Protocol, volumes_cc: Mapping[str, float] | No
     `volumes_cc` (structure volumes on the case) is needed only for goals whose convex form
     is the complement of a volume in cc (CV metrics, DC in cc).
     """
+    if protocol.derivation_refusals:  # every case at once, in file order (`specc.protocol.goals_only`)
+        raise ProtocolError(protocol.derivation_refusals)
+    for goal in protocol.goals:  # a protocol built in memory, which no loader located: the first one
+        reason = underivable(goal, protocol.prescription.prior is not None)
+        if reason is not None:
+            raise CompileError(f"{goal.source}: goal {goal.text!r} on {goal.structure} {reason}")
     location = _prescription_locations(protocol)
     targets = [level.target for level in protocol.prescription.levels]
     structures: dict[str, StructureSpec] = {}
@@ -207,29 +215,13 @@ def physical_goals(protocol: Protocol) -> list[Goal]:
     """The protocol's goals with each EQD2 / BED goal as the physical goal it is on this plan's fractions;
     a mean stays isoeffective (the mean of an isoeffective dose is not the isoeffective dose of a mean),
     for a `mean_dose` in that quantity. A goal on this course alone has no term (terms see the composite)."""
-    for goal in protocol.goals:
-        if goal.course == "this":
-            raise CompileError(
-                f"{goal.source}: goal {goal.text!r} on {goal.structure} is on this course alone, and the terms see the "
-                "composite (prior + this plan): no derived term measures it; write an `optimization:` section by hand "
-                "(the goal is still judged on the plan)"
-            )
     return [_physical(goal, protocol) if goal.isoeffective else goal for goal in protocol.goals]
 
 
 def _physical(goal: Goal, protocol: Protocol) -> Goal:
-    why = None
-    if protocol.prescription.prior is not None:
-        why = "on a composite the prior course's dose changes its physical equivalent from voxel to voxel"
-    elif goal.metric.quantity == "Mean" and goal.is_lower_bound:
-        why = "a lower bound on the mean of an isoeffective dose (a convex quadratic of the dose) is not convex"
-    elif goal.metric.quantity == "Mean":
+    # no prior course and no lower bound on a mean here: `underivable` refused them before derivation
+    if goal.metric.quantity == "Mean":
         return goal
-    if why is not None:
-        raise CompileError(
-            f"{goal.source}: goal {goal.text!r} on {goal.structure} is in {goal.quantity}, and {why}: no derived "
-            "term measures it; write an `optimization:` section by hand (the goal is still judged on the plan)"
-        )
     spec = protocol.structures[goal.structure]
     assert spec.alpha_beta is not None, "the protocol's consistency rules require alpha/beta for an isoeffective goal"
     fractions, alpha_beta = protocol.prescription.fractions, spec.alpha_beta.gy
@@ -365,12 +357,10 @@ def _limit(
     upper = not goal.is_lower_bound
     quantity = metric.quantity
     if quantity == "Max":
-        if not upper:
-            raise _nonconvex(goal, "a hot spot (a maximum at least some dose)")
+        assert upper, "a hot spot wanted is refused before derivation (`underivable`)"
         return MaxDose(dose=_aim(threshold, upper=True), **options)
     if quantity == "Min":
-        if upper:
-            raise _nonconvex(goal, "a cold spot (a minimum at most some dose)")
+        assert not upper, "a cold spot wanted is refused before derivation (`underivable`)"
         return MinDose(dose=_aim(threshold, upper=False), **options) if threshold > 0 else None
     if quantity == "Mean":
         if not upper and threshold == 0:
@@ -430,13 +420,6 @@ def _complement(volume: Volume, structure: str, volumes_cc: Mapping[str, float] 
             "from the case (derive the optimization with the case)"
         )
     return Volume(value=max(0.0, volumes_cc[structure] - volume.value), unit="cc")
-
-
-def _nonconvex(goal: Goal, wanted: str) -> CompileError:
-    return CompileError(
-        f"{goal.source}: goal {goal.text!r} on {goal.structure} asks for {wanted}, which no convex program "
-        "can aim for: remove the goal, or write an `optimization:` section by hand"
-    )
 
 
 def _prescription_locations(protocol: Protocol) -> dict[str, SourceLocation]:

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 from specc.protocol.diagnostics import Issue, located_goals
 from specc.protocol.goals import Goal
-from specc.protocol.goals_only import goals_only_issues
 from specc.protocol.metrics import Metric
 from specc.protocol.plausibility import plausible_doses
 from specc.protocol.suggest import did_you_mean
@@ -36,7 +35,6 @@ def consistency_issues(protocol: ProtocolDocument) -> list[Issue]:
         *_robust_structures(protocol, defined),
         *_conflicting_goals(protocol.goals),
         *_repeated_goals(protocol.goals),
-        *goals_only_issues(protocol),
         *_conflicting_terms(protocol),
     ]
 

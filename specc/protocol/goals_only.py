@@ -1,9 +1,10 @@
-"""Rules of a protocol planned from its goals alone (no `optimization:` terms).
+"""What planning a protocol from its goals alone (no `optimization:` terms) cannot honour.
 
 Such a protocol is the physicist's whole statement of intent: `specc plan` derives the program
 from its prescription and goals (`specc.compile.derive`) and judges the plan by the same goals.
-What it says that no such plan can honour is refused here, where `specc validate` sees it, every
-case at once and in file order, rather than one per `specc plan` run as derivation meets them:
+The loader finds here, every case at once and located in the files, what no such plan can honour
+(`Protocol.derivation_refusals`); planning refuses them all together, in file order, and
+`specc validate` says them as notes:
 
 - a dose level whose target has no goal: nothing judges its coverage (a plan may leave the
   target's D95% at 80% of the level, and every goal passes, `--strict` too);
@@ -12,8 +13,8 @@ case at once and in file order, rather than one per `specc plan` run as derivati
   composite (the prior dose moves its physical equivalent voxel by voxel), a goal on this course
   alone (the terms see the composite). The messages are derivation's own.
 
-A protocol with terms of its own plans all of these (its goals are judged, not derived from), and
-a site template is checked by the protocols extending it, which may add either.
+None of this makes the protocol invalid: `specc check` judges another system's dose by such goals
+(a re-irradiation's cumulative EQD2, say), and a protocol with terms of its own plans them.
 """
 
 from __future__ import annotations
@@ -25,15 +26,14 @@ from specc.protocol.diagnostics import Issue, located_goals
 
 if TYPE_CHECKING:
     from specc.protocol.goals import Goal
-    from specc.protocol.models import ProtocolDocument
+    from specc.protocol.models import Protocol
 
 _BY_HAND = "write an `optimization:` section by hand (the goal is still judged on the plan)"
 
 
-def goals_only_issues(protocol: ProtocolDocument) -> Iterator[Issue]:
-    """The issues above, for a complete protocol without optimization terms (none otherwise)."""
-    written = protocol.optimization is not None and protocol.optimization.terms
-    if not protocol.plannable or written or protocol.prescription is None:
+def goals_only_issues(protocol: Protocol) -> Iterator[Issue]:
+    """The issues above, for a protocol without optimization terms (none otherwise)."""
+    if protocol.optimization is not None and protocol.optimization.terms:
         return
     with_goals = {goal.structure for goal in protocol.goals}
     targets = [level.target for level in protocol.prescription.levels]
@@ -47,13 +47,13 @@ def goals_only_issues(protocol: ProtocolDocument) -> Iterator[Issue]:
             )
     composite = protocol.prescription.prior is not None
     for loc, goal in located_goals(protocol.goals):
-        reason = _underivable(goal, composite)
+        reason = underivable(goal, composite)
         if reason is not None:
             yield Issue(loc, f"goal {goal.text!r} on {goal.structure} {reason}")
 
 
-def _underivable(goal: Goal, composite: bool) -> str | None:
-    """Why no derived term measures `goal` (derivation's words, in its order of checking), or None."""
+def underivable(goal: Goal, composite: bool) -> str | None:
+    """Why no derived term measures `goal` (`composite`: the protocol has a prior course), or None."""
     if goal.course == "this":
         return (f"is on this course alone, and the terms see the composite (prior + this plan): no derived term "
                 f"measures it; {_BY_HAND}")

@@ -31,6 +31,7 @@ from specc.protocol.diagnostics import (
     format_loc,
 )
 from specc.protocol.goals import GoalMapping
+from specc.protocol.goals_only import goals_only_issues
 from specc.protocol.models import Protocol, ProtocolDocument, ProtocolSource, SiteTemplate, goal_layout
 from specc.protocol.suggest import did_you_mean, near_match
 from specc.protocol.templates import EXTENDS, OWN_KEYS, TEMPLATE, read_protocol_tree
@@ -120,7 +121,11 @@ def _validate(
         diagnostics += [locator.from_issue(issue) for issue in error.issues]
     if diagnostics or protocol is None:
         raise ProtocolError(_in_reading_order(diagnostics, source.files))
-    return _with_sources(protocol, locator, source)
+    located = _with_sources(protocol, locator, source)
+    if isinstance(located, Protocol):
+        refusals = [locator.from_issue(issue) for issue in goals_only_issues(located)]
+        located._derivation_refusals = _in_reading_order(refusals, source.files)
+    return located
 
 
 def _template_flag(data: dict[str, Any], locator: _Locator, template_allowed: bool) -> tuple[bool, list[Diagnostic]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import re
 from collections.abc import Iterable, Sequence
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -30,7 +30,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from specc.protocol.consistency import consistency_issues
-from specc.protocol.diagnostics import ProtocolConsistencyError
+from specc.protocol.diagnostics import Diagnostic, ProtocolConsistencyError
 from specc.protocol.goals import Course, Goal, GoalEntry, GoalMapping
 from specc.protocol.metrics import Metric
 from specc.protocol.structures import FUNCTIONS, StructureExpr, parse_expression
@@ -695,9 +695,6 @@ class ProtocolDocument(_Strict):
         description="Goals measured again under patient setup errors; with `optimize: true`, also optimized in them.",
     )
     source: SkipJsonSchema[ProtocolSource | None] = Field(default=None, exclude=True)
-    # Whether this form is planned as it stands (a `Protocol`), so that the rules of planning it from
-    # its goals apply (`specc.protocol.goals_only`); a site template's protocols may add goals or terms.
-    plannable: ClassVar[bool] = False
 
     @field_validator("specc", mode="before")
     @classmethod
@@ -768,13 +765,20 @@ class SiteTemplate(ProtocolDocument):
 class Protocol(ProtocolDocument):
     """A validated clinical protocol (template-merged when loaded from a file)."""
 
-    plannable: ClassVar[bool] = True
     specc: Literal[1] = Field(description=_SPECC_DESCRIPTION)
     name: Text
     site: Text = Field(description=_SITE_DESCRIPTION)
     version: str = Field(description=_VERSION_DESCRIPTION, json_schema_extra=_VERSION_SCHEMA)
     structures: dict[str, StructureSpec] = Field(min_length=1)
     prescription: Prescription
+    # What planning this protocol from its goals alone would refuse (`specc.protocol.goals_only`), located in
+    # its files by the loader; a valid protocol all the same: `specc check` judges a dose by goals no derived
+    # program can aim for, and a protocol with terms of its own plans them.
+    _derivation_refusals: list[Diagnostic] = PrivateAttr(default_factory=list)
+
+    @property
+    def derivation_refusals(self) -> list[Diagnostic]:
+        return list(self._derivation_refusals)
 
     def prescription_for(self, structure: str) -> Dose | None:
         """The prescribed dose of `structure` if it is a prescription target."""
