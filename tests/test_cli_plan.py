@@ -47,6 +47,13 @@ def test_compile_prints_the_program_summary() -> None:
     assert result.exit_code == 0, result.output
     for text in ("PTV", "Core", "Shell", "Body", "nonzeros", "estimated memory", "variables", "c-shape.yaml:"):
         assert text in result.output
+    assert "step" not in result.output  # terms without priorities: one weighted program
+    goals_only = PROTOCOL.parent / "c-shape-goals.yaml"
+    result = runner.invoke(app, ["compile", str(goals_only), *COARSE])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any("[hard, every step]" in line for line in lines)
+    assert any(line.endswith("[no priority, step 2]") and "Falloff_PTV" in line for line in lines)
 
 
 def test_an_infeasible_protocol_exits_1_names_the_hard_terms_and_writes_no_report(tmp_path: Path) -> None:

@@ -541,7 +541,8 @@ def compile_command(
                 typer.echo("# below is what its goals alone would give.")
             typer.echo(explain_yaml(loaded, derived), nl=False)
             return
-        program = compile_for_plan(loaded, case_object).program  # as `specc plan` compiles it
+        compiled = compile_for_plan(loaded, case_object)  # as `specc plan` compiles it
+        program = compiled.program
     except SpeccError as error:
         fail(error)
 
@@ -557,8 +558,15 @@ def compile_command(
         f"beamlets {stats.beamlets}, nonzeros {stats.nonzeros}, "
         f"estimated memory {stats.estimated_memory_bytes / 2**20:.0f} MiB, compiled in {stats.compile_time_s:.2f} s"
     )
-    console.print(Text("terms:", style="bold"))
+    from specc.compile.derive import step_names, step_of
+
+    optimization = compiled.protocol.optimization
+    steps = step_names(optimization) if optimization is not None else []
+    ranked = len(steps) > 1  # terms without priorities are one weighted program, solved once
+    order = "; ".join(f"{number}. {name}" for number, name in enumerate(steps, start=1))
+    console.print(Text(f"terms (solved in steps: {order}):" if ranked else "terms:", style="bold"))
     for term in program.terms:  # one line each, not a table: the protocol path must stay whole
-        console.print(Text(f"  {term.source}  {'hard' if term.hard else 'soft'}  {term.label}"), soft_wrap=True)
+        step = f"  [{step_of(term.term, steps)}]" if ranked else ""
+        console.print(Text(f"  {term.source}  {'hard' if term.hard else 'soft'}  {term.label}{step}"), soft_wrap=True)
     for note in program.notes:
         console.print(Text("note: ", style="yellow") + Text(note))

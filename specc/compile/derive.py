@@ -483,7 +483,7 @@ def explain_yaml(protocol: Protocol, derived: DerivedOptimization) -> str:
     ]
     for term in derived.optimization.terms:
         header.append(f"#   {term.label()}  <-  {term.source if term.source is not None else 'derived'}  "
-                      f"[{_step_of(term, steps)}]")
+                      f"[{step_of(term, steps)}]")
     for note in derived.notes:
         header.append(f"# note: {note}")
     body = yaml.safe_dump(
@@ -509,7 +509,7 @@ def step_names(optimization: Optimization) -> list[str]:
     return [UNRANKED_STEP if priority is None else f"priority {priority}" for priority in order]
 
 
-def _step_of(term: TermBase, steps: list[str]) -> str:
+def step_of(term: TermBase, steps: list[str]) -> str:
     """'priority 2, step 3' for a penalty, 'no priority, step 2' for one without; a hard limit holds in every step."""
     if term.is_constraint:
         return "hard, every step"
