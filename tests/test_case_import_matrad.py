@@ -160,3 +160,24 @@ def test_a_fraction_of_a_fraction_is_refused_by_every_matrad_reader(tmp_path):
     with pytest.raises(CaseError, match=r"pln.numOfFractions must be a positive integer, got 'thirty'"):
         plan_fractions({"pln": {"numOfFractions": "thirty"}}, {}, "ws.mat")
     assert plan_fractions({}, {}, "ws.mat") is None
+
+
+def test_a_cube_dim_that_is_not_the_cubes_shape_is_refused(tmp_path):
+    """cubeDim written [Nx Ny Nz] imported silently, every voxel and dose row moved (matRad writes [Ny Nx Nz])."""
+    workspace = matrad_workspace()
+    ny, nx, nz = (int(v) for v in np.ravel(workspace["ct"]["cubeDim"]))
+    assert ny != nx  # the fixture's cube is not square, so the swap is visible
+    workspace["ct"]["cubeDim"] = np.array([[nx, ny, nz]], dtype=np.float64)
+    path = save_matrad_v5(tmp_path / "swapped.mat", workspace)
+    with pytest.raises(CaseError, match=rf"ct.cube has shape \[{ny}, {nx}, {nz}\], ct.cubeDim is \[{nx}, {ny}, {nz}\]"):
+        import_matrad(path)
+
+
+def test_an_empty_cell_of_voxels_is_a_structure_without_voxels(tmp_path):
+    """`{}` read as '0 CT scenarios'; it is what `{[]}` is: no voxels, left out with --exclude."""
+    workspace = matrad_workspace()
+    workspace["cst"][1, 3] = np.empty((1, 0), dtype=object)
+    path = save_matrad_v5(tmp_path / "empty.mat", workspace)
+    name = workspace["cst"][1, 1]
+    with pytest.raises(CaseError, match=rf"structure '{name}' has no voxels \(cst\{{2,4\}}\); exclude it with --exclude"):
+        import_matrad(path)

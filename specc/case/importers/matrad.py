@@ -67,6 +67,7 @@ def import_matrad(
     not_imported: list[str] = []
 
     ct_dims = int_vector(field_of(ct, "cubeDim", source, "ct"), 3, source, "ct.cubeDim")
+    check_cube_dims(ct, ct_dims, source)
     ct_grid_axes = ct_axes(ct, dij, ct_dims, source, notes)
     dose_axes, dose_dims, dose_dims_source = _dose_axes(dij, ct_grid_axes, ct_dims, source)
     grid = Grid(
@@ -143,6 +144,32 @@ def other_variables(workspace: dict, read: set[str]) -> list[str]:
 
 
 # --- grids ---------------------------------------------------------------------------------
+def check_cube_dims(ct: dict, dims: tuple[int, ...], source: str) -> None:
+    """ct.cubeDim must be the CT cube's own shape ([Ny Nx Nz]): every voxel index of cst and every dij row is
+    placed by it, so a cubeDim written [Nx Ny Nz] would move all of them with nothing else to show it."""
+    for name in ("cube", "cubeHU"):
+        if name in ct:
+            cube = first_scenario(ct[name], f"ct.{name}", source)
+            if cube.shape != tuple(dims):
+                raise CaseError(
+                    f"{source}: ct.{name} has shape {list(cube.shape)}, ct.cubeDim is {list(dims)}: matRad writes "
+                    "cubeDim as the cube's [Ny Nx Nz], which places every structure voxel and dose row"
+                )
+
+
+def first_scenario(value: Any, label: str, source: str) -> np.ndarray:
+    """A CT cube as matRad stores it: one cell per CT scenario (4-D CT), of which specc imports exactly one."""
+    if isinstance(value, np.ndarray) and value.dtype == object:
+        cells = [cell for cell in value.ravel() if isinstance(cell, np.ndarray) and cell.size]
+        if len(cells) != 1:
+            raise CaseError(f"{source}: {label} has {len(cells)} CT scenarios; specc imports one")
+        value = cells[0]
+    array = np.asarray(value)
+    if array.ndim != 3:
+        raise CaseError(f"{source}: {label} is not a 3-D cube")
+    return array
+
+
 def ct_axes(ct: dict, dij: dict, dims: tuple[int, ...], source: str, notes: list[str]) -> tuple[np.ndarray, ...]:
     """CT voxel-centre coordinates (x, y, z) in mm, as matRad would compute them."""
     ct_grid = dij.get("ctGrid")
@@ -312,6 +339,8 @@ def cst_row_indices(cst: Any, row: int, name: str, source: str, error: type[Spec
     whole 1-based numbers; whatever else is there is an error, never read some other way."""
     voxels = cst[row, 3]
     scenarios = list(voxels.ravel()) if isinstance(voxels, np.ndarray) and voxels.dtype == object else [voxels]
+    if not scenarios:  # `{}`: an empty cell array, as `{[]}` an empty list: no voxels either way
+        return np.zeros(0, dtype=np.int64)
     if len(scenarios) != 1:
         raise error(f"{source}: structure '{name}' has {len(scenarios)} CT scenarios; specc imports one")
     try:

@@ -23,7 +23,8 @@ from specc.case.importers.dicom_ct import AIR_HU, resample
 from specc.case.importers.engine_case import box_grid, engine_influence, grid_spacing
 from specc.case.importers.hu_density import DEFAULT_HU_TABLE, hu_to_relative_electron_density
 from specc.case.importers.matrad import (
-    cst_names, ct_axes, cst_structures, cst_voxels, field_of, int_vector, other_variables, uniform_step,
+    check_cube_dims, cst_names, ct_axes, cst_structures, cst_voxels, field_of, first_scenario, int_vector,
+    other_variables, uniform_step,
 )
 from specc.case.importers.report import ImportedCase, build_case, record_in_metadata
 from specc.case.model import CaseMetadata
@@ -105,12 +106,11 @@ def _density(
     """Relative electron density on the dose grid (trilinear; air beyond the CT), and where it came from."""
     for name, converted in (("cube", False), ("cubeHU", True)):
         if name in ct:
-            cube = _first_scenario(ct[name], f"ct.{name}", source)
+            cube = first_scenario(ct[name], f"ct.{name}", source)
             break
     else:
         raise CaseError(f"{source}: ct has neither cube (electron density) nor cubeHU: no density for the dose engine")
-    if cube.shape != dims:
-        raise CaseError(f"{source}: ct.{name} has shape {list(cube.shape)}, ct.cubeDim is {list(dims)}")
+    check_cube_dims(ct, dims, source)
     values = np.transpose(np.asarray(cube, dtype=np.float32), (1, 0, 2))  # [Ny Nx Nz] -> (x, y, z)
     origin = tuple(float(axis[0]) for axis in axes)
     if converted:
@@ -122,16 +122,6 @@ def _density(
     return density, "density: ct.cube (matRad's relative electron density), trilinear on the dose grid, air beyond the CT"
 
 
-def _first_scenario(value: Any, label: str, source: str) -> np.ndarray:
-    if isinstance(value, np.ndarray) and value.dtype == object:
-        cells = [cell for cell in value.ravel() if isinstance(cell, np.ndarray) and cell.size]
-        if len(cells) != 1:
-            raise CaseError(f"{source}: {label} has {len(cells)} CT scenarios; specc imports one")
-        value = cells[0]
-    array = np.asarray(value)
-    if array.ndim != 3:
-        raise CaseError(f"{source}: {label} is not a 3-D cube")
-    return array
 
 
 def _targets(cst: Any, kept: Mapping[int, str], structures: dict, targets: Sequence[str], source: str) -> list[str]:
