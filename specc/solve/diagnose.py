@@ -10,6 +10,9 @@ for each conflicting term, a second elastic program loosens that term alone: its
 the relaxation that term alone would need (Gy per fraction for every dose limit, printed
 as total Gy), or none is enough when the others must give too.
 
+A composite's prior dose alone may already break an upper limit (a cumulative maximum or mean); this plan
+only adds dose, so the diagnosis says so instead of a relaxation over this plan's fractions.
+
 Terms derived from goals carry the goal's protocol line, so the message names goals. A goal in
 EQD2 or BED is held as its physical equivalent in this plan's fractions (or, a mean, as a
 `mean_dose` in that quantity), whose dose a physicist never wrote: given the protocol, such a
@@ -34,6 +37,7 @@ from cvxpy.constraints import Equality, Inequality
 
 from specc.protocol.isoeffect import isoeffective_gy, physical_gy
 from specc.protocol.units import format_number
+from specc.terms.base import LIMIT_TOLERANCE
 
 if TYPE_CHECKING:
     from specc.compile import CompiledProgram, CompiledTerm
@@ -249,6 +253,32 @@ def _need(conflict: Conflict, written: dict[SourceLocation, _Isoeffective]) -> s
     )
 
 
+def _broken_by_the_prior(program: CompiledProgram, limits: list[list[CompiledTerm]]) -> list[str]:
+    """The upper limits a composite's prior dose alone already breaks (the dose at zero fluence): this plan only
+    adds dose, so no plan of this course can meet them, and relaxing them "by N Gy over this plan's fractions"
+    would point at the wrong lever. Maxima and physical means, the limits such a case meets in practice."""
+    if program.offset is None:
+        return []
+    broken = []
+    for group in limits:
+        term = group[0]
+        spec = term.term
+        entries = program.selection.structures.get(getattr(spec, "structure", ""))
+        if entries is None:
+            continue
+        prior_gy = program.offset[entries.entries] * program.fractions
+        if spec.kind == "max_dose":
+            value, limit, what = float(prior_gy.max()), spec.dose.gy, "a maximum of"
+        elif spec.kind == "mean_dose" and spec.max is not None and spec.quantity == "physical":
+            value, limit, what = float(entries.weights @ prior_gy), spec.max.gy, "a mean of"
+        else:
+            continue
+        if value > limit * (1 + LIMIT_TOLERANCE):
+            broken.append(f"{_limit_label(term, len(group))} ({term.source}), {spec.structure} receiving {what} "
+                          f"{value:.2f} Gy from it")
+    return broken
+
+
 def explain_infeasibility(program: CompiledProgram, settings: SolverSettings, protocol: Protocol | None = None) -> str:
     """A message naming the conflicting hard terms (with protocol lines) and what each would need;
     `protocol`, the one the program was compiled from, lets a limit held for a goal in EQD2 or BED be
@@ -257,6 +287,14 @@ def explain_infeasibility(program: CompiledProgram, settings: SolverSettings, pr
     listing = "; ".join(f"{_limit_label(group[0], len(group))} ({group[0].source})" for group in limits) or "none"
     if not limits:
         return f"no hard term is involved, which points at a solver problem; hard terms: {listing}"
+    broken = _broken_by_the_prior(program, limits)
+    if broken:
+        return (
+            f"the prior course's dose alone already breaks {'; '.join(broken)}. This plan only adds dose, so no plan "
+            "of this course can meet such a limit: state it on this course alone (a goal \"(this course)\", or "
+            f"limits written for this plan's dose) or as a cumulative limit above what the prior course gave. All hard "
+            f"terms: {listing}"
+        )
     conflicts, note = find_conflicts(program, settings, limits)
     if not conflicts:
         reason = note or "the solver found no conflict when each hard term may be loosened (numerical trouble?)"
