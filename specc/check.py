@@ -32,7 +32,7 @@ from specc.case.importers.matrad_dose import is_matrad_workspace, read_matrad_pl
 from specc.case.importers.rtdose import read_rtdose
 from specc.case.model import Grid
 from specc.compile import ResolvedStructures, resolve_structures
-from specc.composite import with_prior_dose
+from specc.composite import require_one_frame, with_prior_dose
 from specc.errors import CaseError, CompileError, SpeccError
 from specc.evaluate import DoseSourceRecord, GoalRecord, PlanRecord, evaluate_dose
 from specc.evaluate.record import GridInfo
@@ -75,7 +75,10 @@ class CheckOutcome:
 
     @property
     def notes(self) -> list[str]:
-        return self.record.notes
+        """What the terminal says: the record's notes and those of reading a prior dose (the report gives those
+        in its prior-dose paragraph: a prior course missing over an organ changes its composite goals)."""
+        prior = self.record.prior_dose.notes if self.record.prior_dose is not None else []
+        return [*self.record.notes, *(note for note in prior if note not in self.record.notes)]
 
 
 def check_export(
@@ -188,9 +191,14 @@ def _on_case(
 
 
 def _interpolation_note(case: Case, dose: ExternalDose) -> list[str]:
-    """Where the dose is measured on another grid than its own, the two grids."""
+    """Where the dose is measured on another grid than its own, the two grids, and whether it was interpolated."""
     if dose.has_grid(case.grid):
         return []
+    if dose.taken_as_stored(case.grid):
+        return [
+            f"{dose.path.name}: taken as stored on the evaluation grid ({_grid_text(case.grid)}), whose voxel centres "
+            f"are its own ({_grid_text(dose.grid)}): nothing interpolated"
+        ]
     return [
         f"{dose.path.name}: interpolated (trilinear) from its own grid ({_grid_text(dose.grid)}) onto the evaluation "
         f"grid ({_grid_text(case.grid)}), where every structure and goal is measured"
@@ -254,9 +262,12 @@ def _with_prior(protocol: Protocol, read: _Read, prior_dose: Sequence[str | Path
         return read
     with stages.stage("read prior dose"):
         case = with_prior_dose(read.case, prior_dose)
+        # a case without a Frame of Reference places each file alone: the checked dose and the prior must agree
+        require_one_frame([(read.source.file, read.source.attributes.get("FrameOfReferenceUID")),
+                           *((source.file, source.frame_of_reference_uid) for source in case.prior_dose.sources)])
     mismatch = protocol.prior_courses_mismatch(case.prior_dose.several_courses, case.prior_dose.stated_fractions)
     if mismatch is not None:
-        raise CaseError(f"{protocol.source.path}: {mismatch}")
+        raise CaseError(mismatch)  # located at `prescription.prior.fractions`
     dose = np.where(read.known, read.dose + case.prior_dose.total_gy, read.dose)
     return dataclasses.replace(read, case=case, dose=dose)
 
@@ -393,15 +404,8 @@ def _implausibly_high(protocol: Protocol, target: str, median: float, prescribed
 
 
 def _frame_note(case: Case, dose: ExternalDose) -> list[str]:
-    """The dose must be in the case's Frame of Reference when both know theirs."""
-    frame = case.metadata.extra.get("dicom.FrameOfReferenceUID")
-    if frame is None or dose.frame_of_reference_uid is None:
-        return [
-            f"{dose.path.name} and the case {case.case_id!r} do not both have a DICOM Frame of Reference: the dose "
-            "is placed on the case by its patient coordinates alone"
-        ]
-    dose.require_frame(frame, f"the case {case.case_id!r}")
-    return []
+    """The dose must be in the case's Frame of Reference when both know theirs (else a note says so)."""
+    return dose.placed_on(case.metadata.extra.get("dicom.FrameOfReferenceUID"), f"the case {case.case_id!r}")
 
 
 def _carried(protocol: Protocol, resolved: ResolvedStructures, by_case_name: Mapping[str, str]) -> dict[str, str]:
@@ -450,7 +454,7 @@ def _source_record(
         summation=dose.summation,
         fractions_scaled=dose.fractions_scaled,
         grid=GridInfo(shape=grid.shape, spacing_mm=grid.spacing_mm, origin_mm=grid.origin_mm),
-        interpolated=not dose.has_grid(case.grid),
+        interpolated=not (dose.has_grid(case.grid) or dose.taken_as_stored(case.grid)),
         attributes=dose.attributes,
         plan=plan,
         incomplete=incomplete,

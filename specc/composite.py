@@ -11,11 +11,13 @@ protocol that declares `prescription.prior`. Each file is a total dose in Gy:
 - a matRad workspace (.mat) with resultGUI: one fraction's dose times the workspace's own
   `pln.numOfFractions` (refused when it states none).
 
-The files are placed on the case grid by their coordinates (trilinear where the grids
-differ), refused when their Frame of Reference is not the case's, summed as physical dose,
-and recorded with their SHA-256. A protocol's EQD2 / BED goals convert the prior dose in the
-prior course's own fractions, so they take one earlier course: several files, or a composite
-plan's result.h5, are refused for them (`Protocol.prior_courses_mismatch`).
+The files are placed on the case grid by their coordinates (taken as stored where the voxel
+centres coincide, else trilinear), refused when their Frame of Reference is not the case's or
+when two of them name different ones (a case without one, a phantom or an HDF5 case, cannot
+tell which is its own: a note says that a file is placed by its coordinates alone), summed as
+physical dose, and recorded with their SHA-256. A protocol's EQD2 / BED goals convert the
+prior dose in the prior course's own fractions, so they take one earlier course: several
+files, or a composite plan's result.h5, are refused for them (`Protocol.prior_courses_mismatch`).
 Voxels of the case beyond a file's grid get 0 Gy from it, and a note names the structures
 that reach there.
 """
@@ -55,10 +57,7 @@ def read_prior_dose(paths: Sequence[str | Path], case: Case) -> PriorDose:
     rows[case.voxel_indices] = True
     for path in map(Path, paths):
         dose = _read(path)
-        dose.require_frame(
-            case.metadata.extra.get("dicom.FrameOfReferenceUID"), "the case",
-            "register it to the case's images first (a rigid or deformable sum is not specc's to make)",
-        )
+        notes += _placement_notes(dose, case)
         notes += dose.notes
         values, known = dose.on_grid(case.grid)
         values = np.where(known, values, 0.0)
@@ -70,13 +69,46 @@ def read_prior_dose(paths: Sequence[str | Path], case: Case) -> PriorDose:
                 + (f" (in {', '.join(reaching)})" if reaching else "")
             )
         if not dose.has_grid(case.grid):
-            notes.append(f"{path.name}: interpolated (trilinear) from its own grid onto the case grid")
+            notes.append(
+                f"{path.name}: taken as stored on the case grid, whose voxel centres are its own (nothing interpolated)"
+                if dose.taken_as_stored(case.grid)
+                else f"{path.name}: interpolated (trilinear) from its own grid onto the case grid"
+            )
         total += values
         several = dose.summation == _WITH_ITS_PRIOR or dose.summation.startswith("MULTI_PLAN")
         stated = dose.attributes.get("fractions")
         fractions = int(stated) if stated is not None else dose.fractions_scaled
-        sources.append(PriorSource(str(path), dose.sha256, dose.format, float(values.max()), several, fractions))
+        sources.append(PriorSource(
+            str(path), dose.sha256, dose.format, float(values.max()), several, fractions, dose.frame_of_reference_uid,
+        ))
+    require_one_frame([(source.file, source.frame_of_reference_uid) for source in sources])
     return PriorDose(total_gy=total, sources=tuple(sources), notes=tuple(notes))
+
+
+def require_one_frame(doses: Sequence[tuple[str, str | None]]) -> None:
+    """Refuse doses to be summed or compared (the prior files; a prior file and the checked dose) of which two
+    name different Frames of Reference: they are of two patient positions, and the case, when it names none,
+    cannot tell which is its own. `doses`: each file with the Frame of Reference UID it names, if any."""
+    named = [(file, frame) for file, frame in doses if frame]
+    for file, frame in named[1:]:
+        first, first_frame = named[0]
+        if frame != first_frame:
+            raise CaseError(
+                f"{file}: the dose is in Frame of Reference {frame}, {first} in {first_frame}: two patient positions, "
+                "whose doses are not summed; register one to the other first (a rigid or deformable sum is not "
+                "specc's to make)"
+            )
+
+
+def _placement_notes(dose: ExternalDose, case: Case) -> list[str]:
+    """How the file is placed on the case (`ExternalDose.placed_on`): refused in another Frame of Reference than
+    the case's, noted when either names none; a result.h5 planned on this very case is on its grid by making."""
+    notes = dose.placed_on(
+        case.metadata.extra.get("dicom.FrameOfReferenceUID"), f"the case {case.case_id!r}",
+        "register it to the case's images first (a rigid or deformable sum is not specc's to make)",
+    )
+    planned_on = dose.attributes.get("case_sha256")
+    return [] if notes and planned_on is not None and planned_on == case.content_hash() else notes
 
 
 def _read(path: Path) -> ExternalDose:
@@ -94,7 +126,10 @@ def _read(path: Path) -> ExternalDose:
             dose_type="PHYSICAL",
             summation="PLAN" if result.prior_dose_gy is None else _WITH_ITS_PRIOR,
             fractions_scaled=None,
-            attributes={"fractions": str(result.fractions), **({"FrameOfReferenceUID": frame} if frame else {})},
+            attributes={
+                "fractions": str(result.fractions), "case_sha256": result.case_sha256,
+                **({"FrameOfReferenceUID": frame} if frame else {}),
+            },
             referenced_plan_uid=None,
         )
     if path.suffix.lower() == ".mat":  # a matRad plan: one fraction, times the workspace's own fractions

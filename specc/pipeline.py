@@ -185,11 +185,14 @@ def _write_plan(
             f"solver: {settings.name} was chosen, but {solve.solver} produced this plan "
             "(the reason is in the solver message of the optimization log)"
         )
+    # the notes of reading a prior dose (0 Gy beyond a file's grid, in the structures named): the record keeps them
+    # in its prior dose, the report in its paragraph, and the terminal says them too, plan or none
+    prior_notes = list(case.prior_dose.notes) if case.prior_dose is not None else []
     if not solve.usable:
         removed = [] if keep_last else remove_earlier_plan(out)
         if removed:
             notes.append(earlier_plan_removed(removed))
-        return PlanOutcome(solve, None, [], stages.timings, program.stats, notes)
+        return PlanOutcome(solve, None, [], stages.timings, program.stats, [*notes, *prior_notes])
 
     delivery = None
     if delivered is None and protocol.delivery is not None and protocol.delivery.sequenced:
@@ -212,7 +215,7 @@ def _write_plan(
         notes.append(exceeded)
     # what the evaluation itself noted (a hot spot outside the targets, the EQD2 model, the prior course) is the
     # terminal's too, not only the report's
-    notes.extend(note for note in record.notes if note not in notes)
+    notes.extend(note for note in [*record.notes, *prior_notes] if note not in notes)
     with stages.stage("report"), _whole_or_none(out):
         remove_earlier_plan(out)  # a failure below must not leave a mix of two runs' files
         paths = write_report(out, record, case, evaluation, program.masks, pdf=pdf)

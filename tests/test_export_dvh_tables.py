@@ -44,6 +44,7 @@ def test_a_converged_plans_tables(planned, tmp_path):
     write_record_tables(record, tmp_path)
     rows = _rows(tmp_path / "dvh.csv")
     assert tuple(rows[0]) == DVH_COLUMNS and {row["plan_status"] for row in rows} == {"converged"}
+    assert {row["dose_of"] for row in rows} == {"this plan"}  # a composite's says so (test_pipeline_composite.py)
     tables = json.loads((tmp_path / "dvh.json").read_text())
     assert (tables["converged"], tables["solver_status"]) == (True, record.solver.status)
 

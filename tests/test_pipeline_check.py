@@ -386,6 +386,9 @@ def test_a_dose_grid_smaller_than_the_case_leaves_its_outer_structures_unjudged(
     record = specc.check_dose(protocol, case_path, cut, tmp_path / "check").record
     incomplete = record.dose_source.incomplete
     assert "Body" in incomplete and "PTV" not in incomplete
+    # its voxel centres are the case's: taken as stored, not interpolated (audit h9 F4)
+    assert not record.dose_source.interpolated
+    assert any(note.startswith("RD-cut.dcm: taken as stored on the evaluation grid") for note in record.notes)
     body = DVH.from_dose(result.dose_gy[2:][case.structures["External"].mask[2:]], case.voxel_volume_cc)
     measured = next(s for s in record.structures if s.structure == "Body")
     assert measured.volume_cc == pytest.approx(body.volume_cc)

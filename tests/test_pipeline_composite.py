@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -160,6 +162,14 @@ def test_prior_dose_files_rt_dose_chains_and_refusals(prior_file, tmp_path):
     assert len(prior.sources) == 2 and prior.sources[1].format == "specc result.h5"
     np.testing.assert_allclose(prior.total_gy[:, :, :5], 2 * prior_field(case)[:, :, :5], rtol=1e-6, atol=1e-5)
     assert any("lie beyond its grid and get 0 Gy from it" in note and "Body" in note for note in prior.notes)
+    # its voxel centres are the case's (fewer slices): taken as stored, not interpolated
+    assert any("RD.dcm: taken as stored on the case grid" in note for note in prior.notes)
+    assert not any("interpolated (trilinear)" in note for note in prior.notes)
+    # the case has no Frame of Reference: the RT Dose is placed by its coordinates alone, and says so; the
+    # result.h5 planned on this very case is on its grid by making
+    assert any(note.startswith("RD.dcm and the case 'synthetic' do not both have a DICOM Frame of Reference")
+               for note in prior.notes)
+    assert not any(note.startswith("base.h5 and the case") for note in prior.notes)
 
     # a composite plan's result.h5, as the prior of a third course, brings its own prior along
     outcome = plan(composite(), case, tmp_path / "second", prior_dose=[prior_file])
@@ -173,7 +183,7 @@ def test_prior_dose_files_rt_dose_chains_and_refusals(prior_file, tmp_path):
         read_prior_dose([session], case)
     linked = case.__class__(**{**case.__dict__, "metadata": case.metadata.__class__(
         source="tests", dose_engine="synthetic", extra={"dicom.FrameOfReferenceUID": "9.9.9"})})
-    with pytest.raises(CaseError, match="Frame of Reference 1.2.3, the case in 9.9.9"):
+    with pytest.raises(CaseError, match="Frame of Reference 1.2.3, the case 'synthetic' in 9.9.9"):
         read_prior_dose([rd], linked)
 
 
@@ -192,6 +202,11 @@ def test_cli_needs_the_prior_dose_and_a_check_cohort_refuses_a_composite(prior_f
     assert json.loads((tmp_path / "b" / "plan.json").read_text())["prior_dose"]["prescribed_gy"] == 20.0
     with pytest.raises(CaseError, match="needs each patient's prior dose"):
         specc.check_cohort(protocol_file, [tmp_path], tmp_path / "audit")
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
 
 
 def test_a_composite_delivered_as_segments_weighs_the_segments_on_the_sum(prior_file, tmp_path):
@@ -220,7 +235,7 @@ def test_a_composite_delivered_as_segments_weighs_the_segments_on_the_sum(prior_
 
 
 def test_tables_and_comparisons_say_a_composite_is_one(prior_file, tmp_path):
-    from specc.export.dvh_tables import write_record_tables
+    from specc.export.dvh_tables import write_dvh_tables, write_record_tables
     from specc.report.compare import read_plans, warnings
 
     case = synthetic_case()
@@ -230,6 +245,15 @@ def test_tables_and_comparisons_say_a_composite_is_one(prior_file, tmp_path):
     write_record_tables(plans[1].record, tmp_path / "tables")
     header = json.loads((tmp_path / "tables" / "dvh.json").read_text())
     assert header["composite_with_prior_dose"][0]["file"] == str(prior_file)
+    # dvh.csv says it on every row, in a column every CSV reader keeps; the plan alone's says "this plan"
+    assert {row["dose_of"] for row in _csv_rows(tmp_path / "tables" / "dvh.csv")} == {"composite (prior + this plan)"}
+    write_record_tables(plans[0].record, tmp_path / "alone-tables")
+    assert {row["dose_of"] for row in _csv_rows(tmp_path / "alone-tables" / "dvh.csv")} == {"this plan"}
+    # a result.h5 written without its record: curves of the composite from the case's structures, said so too
+    bare = write_result(tmp_path / "bare.h5", case, np.zeros(case.n_beamlets), prior_field(case), 20,
+                        prior_dose_gy=prior_field(case))
+    write_dvh_tables(read_result(bare), tmp_path / "bare-tables", case)
+    assert {row["dose_of"] for row in _csv_rows(tmp_path / "bare-tables" / "dvh.csv")} == {"composite (prior + this plan)"}
     said = warnings(plans)
     assert any("summed: a composite" in warning for warning in said)
 
@@ -311,8 +335,10 @@ def test_eqd2_goals_take_one_earlier_course_whose_fractions_the_protocol_states(
     assert plan(composite(text), case, tmp_path / "one", prior_dose=[short_prior]).succeeded
     with pytest.raises(SpeccError, match="the prior dose given holds several courses"):  # a composite's result.h5
         plan(composite(text), case, tmp_path / "third", prior_dose=[tmp_path / "one" / "result.h5"])
-    with pytest.raises(SpeccError, match="`prescription.prior.fractions` is 4, but the prior dose file says its course had 20"):
-        plan(composite(text), case, tmp_path / "other", prior_dose=[prior_file])  # 20 Gy in 20 fractions
+    with pytest.raises(SpeccError, match=re.escape(  # 20 Gy in 20 fractions; a protocol from text has no line
+            f"protocols/composite.yaml: prescription.prior.fractions: 4, but the prior dose file {prior_file} says its "
+            "course had 20")):
+        plan(composite(text), case, tmp_path / "other", prior_dose=[prior_file])
     summed = write_rtdose_file(tmp_path / "RD-multi.dcm", prior_field(case), case.grid.origin_mm, case.grid.spacing_mm,
                                summation="MULTI_PLAN")
     with pytest.raises(SpeccError, match="the prior dose given holds several courses"):  # a sum of plans
@@ -348,13 +374,10 @@ def test_a_goal_on_this_course_alone_is_judged_on_this_plans_dose(short_prior, t
     assert values["Max <= 70 Gy (EQD2, this course)"] == pytest.approx(float(own_eqd2.max()), rel=1e-5)
     assert values["Max <= 90 Gy (EQD2)"] > values["Max <= 70 Gy (EQD2, this course)"] + 1.0
     assert [goal.course for goal in record.goals if goal.structure == "Organ"] == ["composite", "this", "composite", "this"]
-    import csv
-
     from specc.export.dvh_tables import write_record_tables
 
     write_record_tables(record, tmp_path / "tables")
-    with (tmp_path / "tables" / "goals.csv").open(newline="") as handle:
-        rows = [row for row in csv.DictReader(handle) if row["structure"] == "Organ"]
+    rows = [row for row in _csv_rows(tmp_path / "tables" / "goals.csv") if row["structure"] == "Organ"]
     assert [(row["quantity"], row["course"], row["unit"]) for row in rows] == [
         ("physical", "composite", "Gy"), ("physical", "this", "Gy"), ("EQD2", "composite", "Gy EQD2"),
         ("EQD2", "this", "Gy EQD2"),
@@ -381,3 +404,76 @@ def test_a_prior_dose_unlike_the_declared_prior_course_is_noted(prior_file, tmp_
                and "not the 60 Gy the prescription table states" in note for note in declared_zero.notes)
     as_found = plan(composite(), case, tmp_path / "found", prior_dose=[prior_file]).record
     assert not any("the prior dose there is" in note for note in as_found.notes)
+
+
+def eqd2_text(prior_fractions: int) -> str:
+    """The composite protocol with an EQD2 goal on the Organ: its prior course's fractions matter."""
+    return protocol_text(prior=f"{{description: initial course, dose: 20 Gy, fractions: {prior_fractions}}}").replace(
+        "  Organ: {role: oar}", "  Organ: {role: oar, alpha_beta: 2 Gy}").replace(
+        "  Organ: ['Mean <= 40 Gy', 'Max <= 70 Gy']", "  Organ: ['Mean <= 40 Gy', 'Max <= 70 Gy (EQD2)']")
+
+
+def test_prior_fractions_unlike_the_prior_files_name_the_file_and_the_protocol_line(prior_file, tmp_path):
+    """Audit h9 F2: with several prior files (or a re-planned course) "the prior dose file" must be named, and
+    the protocol line to change or to check, as every other protocol error is (file:line:column: field)."""
+    text = eqd2_text(4)
+    protocol_file = tmp_path / "boost.yaml"
+    protocol_file.write_text(text)
+    lines = text.splitlines()
+    line = next(index for index, written in enumerate(lines) if "fractions: 4}" in written)
+    column = lines[line].index("fractions: 4}") + len("fractions: ") + 1
+    said = (f"{protocol_file}:{line + 1}:{column}: prescription.prior.fractions: 4, but the prior dose file "
+            f"{prior_file} says its course had 20")
+    case = synthetic_case()
+    with pytest.raises(CompileError, match=re.escape(said)):
+        plan(protocol_file, case, tmp_path / "plan", prior_dose=[prior_file])
+    case.save(tmp_path / "case.h5")
+    own = write_rtdose_file(tmp_path / "RD-own.dcm", 2 * prior_field(case), case.grid.origin_mm, case.grid.spacing_mm)
+    with pytest.raises(CaseError, match=re.escape(said)):
+        specc.check_dose(protocol_file, tmp_path / "case.h5", own, tmp_path / "check", prior_dose=[prior_file])
+
+
+def test_doses_summed_on_a_case_without_a_frame_of_reference_must_name_one_frame(tmp_path):
+    """Audit h9 F1: a phantom or HDF5 case names no Frame of Reference, so it cannot refuse a file of another
+    patient position; the files summed with each other (several prior files, a prior file and the checked
+    dose) can: two that name different ones are refused, both files and both UIDs named."""
+    case = synthetic_case()
+    case.save(tmp_path / "case.h5")
+    origin, spacing = case.grid.origin_mm, case.grid.spacing_mm
+    first = write_rtdose_file(tmp_path / "RD-first.dcm", prior_field(case), origin, spacing, frame_uid="1.2.3")
+    other = write_rtdose_file(tmp_path / "RD-other.dcm", prior_field(case), origin, spacing, frame_uid="4.5.6")
+    with pytest.raises(CaseError, match=f"{re.escape(str(other))}: the dose is in Frame of Reference 4.5.6, "
+                                        f"{re.escape(str(first))} in 1.2.3: two patient positions"):
+        read_prior_dose([first, other], case)
+    own = write_rtdose_file(tmp_path / "RD-own.dcm", 2 * prior_field(case), origin, spacing, frame_uid="1.2.3")
+    with pytest.raises(CaseError, match=f"{re.escape(str(other))}: the dose is in Frame of Reference 4.5.6, "
+                                        f"{re.escape(str(own))} in 1.2.3: two patient positions"):
+        specc.check_dose(composite(), tmp_path / "case.h5", own, tmp_path / "check", prior_dose=[other])
+    checked = specc.check_dose(composite(), tmp_path / "case.h5", own, tmp_path / "same", prior_dose=[first])
+    assert any(note.startswith("RD-first.dcm and the case 'synthetic' do not both have a DICOM Frame of Reference")
+               for note in checked.record.prior_dose.notes)
+
+
+def test_the_notes_of_reading_the_prior_dose_reach_the_terminal(prior_file, tmp_path):
+    """Audit h9 F4: a prior RT Dose of half the case's slices leaves structures without prior dose, which can turn
+    their composite goals from fail to pass: `specc plan` and `specc check` print it, not only the report."""
+    case = synthetic_case()
+    case.save(tmp_path / "case.h5")
+    origin, spacing = case.grid.origin_mm, case.grid.spacing_mm
+    half = write_rtdose_file(tmp_path / "RD-half.dcm", prior_field(case)[:, :, : case.grid.shape[2] // 2], origin,
+                             spacing, frame_uid="1.2.3")
+    protocol_file = tmp_path / "composite.yaml"
+    protocol_file.write_text(protocol_text())
+    runner = CliRunner()
+    planned = runner.invoke(app, ["plan", str(protocol_file), "--case", str(tmp_path / "case.h5"), "--out",
+                                  str(tmp_path / "plan"), "--prior-dose", str(half)])
+    own = write_rtdose_file(tmp_path / "RD-own.dcm", 2 * prior_field(case), origin, spacing, frame_uid="1.2.3")
+    checked = runner.invoke(app, ["check", str(protocol_file), "--case", str(tmp_path / "case.h5"), "--dose", str(own),
+                                  "--out", str(tmp_path / "check"), "--prior-dose", str(half)])
+    for result in (planned, checked):
+        assert result.exit_code == 0, result.output
+        said = " ".join(result.output.split())
+        assert "RD-half.dcm: " in said and "voxels of the case's dose rows lie beyond its grid and get 0 Gy" in said
+        assert "(in Body, Organ, Target)" in said
+        assert "RD-half.dcm: taken as stored on the case grid" in said
+        assert "RD-half.dcm and the case 'synthetic' do not both have a DICOM Frame of Reference" in said

@@ -23,6 +23,7 @@ class PriorSource:
     max_gy: float  # its largest dose on the case grid
     several_courses: bool = False  # a composite plan's result.h5 or a MULTI_PLAN sum: more than one course
     fractions: int | None = None  # the fractions the file says its course had (result.h5, matRad), if it says
+    frame_of_reference_uid: str | None = None  # the DICOM Frame of Reference its dose is in, if it names one
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,9 +41,10 @@ class PriorDose:
         return len(self.sources) > 1 or any(source.several_courses for source in self.sources)
 
     @property
-    def stated_fractions(self) -> list[int]:
-        """The fractions its files say their courses had (those that say)."""
-        return sorted({source.fractions for source in self.sources if source.fractions is not None})
+    def stated_fractions(self) -> dict[str, int]:
+        """The fractions its files say their courses had, by file (those that say): a disagreement with the
+        protocol's prior course names the file."""
+        return {source.file: source.fractions for source in self.sources if source.fractions is not None}
 
     def on_rows(self, voxel_indices: np.ndarray) -> np.ndarray:
         """The prior dose at the given flat grid indices (an influence matrix's rows), Gy in all."""

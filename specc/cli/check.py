@@ -97,7 +97,7 @@ def check(
         stop_interrupted(out, "check", earlier)
     record = outcome.record
     if not quiet:
-        for note in record.notes:
+        for note in outcome.notes:  # the record's and the prior dose's
             console.print(Text("note: ", style="yellow") + Text(note))
         own = any(goal.course == "this" for goal in record.goals)
         title = "Clinical goals (external dose" + (

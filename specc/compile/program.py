@@ -317,11 +317,12 @@ def compile_protocol(
 def _check_prior(protocol: Protocol, case: Case) -> None:
     """A composite needs its prior dose, and only a composite takes one (before any row is selected)."""
     prior = case.prior_dose
-    mismatch = protocol.prescription.prior_mismatch(prior is not None) or (
-        protocol.prior_courses_mismatch(prior.several_courses, prior.stated_fractions) if prior is not None else None
-    )
+    mismatch = protocol.prescription.prior_mismatch(prior is not None)
     if mismatch is not None:
         raise CompileError(f"{protocol.source.path}: {mismatch}")
+    courses = protocol.prior_courses_mismatch(prior.several_courses, prior.stated_fractions) if prior is not None else None
+    if courses is not None:
+        raise CompileError(courses)  # located at `prescription.prior.fractions`
 
 
 def _same_rows(earlier: CompiledProgram, inputs: RowInputs, structures: ResolvedStructures) -> bool:

@@ -9,7 +9,10 @@ voxel by voxel) and no goals, and the JSON says which source was used.
 A plan whose solver did not converge is no usable plan, and its tables travel without its
 report: dvh.json carries `converged` and the solver status, and every row of dvh.csv says
 NOT CONVERGED in its `plan_status` column. A column, not a comment line: every CSV reader keeps
-it, where a leading "#" line breaks readers that do not expect one.
+it, where a leading "#" line breaks readers that do not expect one. So does a composite plan's
+(docs/composite.md): its curves are of the prior course plus the plan, and every row's `dose_of`
+says so (dvh.json names the prior files in `composite_with_prior_dose`); a curve pulled into a
+spreadsheet or another DVH tool keeps what it is of.
 """
 
 from __future__ import annotations
@@ -29,8 +32,10 @@ if TYPE_CHECKING:
     from specc.case import Case
 
 CURVE_POINTS = 200
-DVH_COLUMNS = ("structure", "dose_gy", "volume_percent", "volume_cc", "plan_status")
+DVH_COLUMNS = ("structure", "dose_gy", "volume_percent", "volume_cc", "plan_status", "dose_of")
 NOT_CONVERGED = "NOT CONVERGED"
+COMPOSITE = "composite (prior + this plan)"
+THIS_PLAN = "this plan"
 GOAL_COLUMNS = ("structure", "goal", "metric", "comparator", "threshold", "variation", "unit", "quantity", "course",
                 "priority", "value", "status", "source")
 
@@ -44,7 +49,7 @@ def write_dvh_tables(result: PlanResult, out_dir: str | Path, case: Case | None 
     return _write_tables(Path(out_dir), _curves_from_case(result, case), [], {
         "case_id": result.case_id, "fractions": result.fractions, "source": "case structures",
         "converged": None, "solver_status": None,
-    }, plan_status(None))
+    }, plan_status(None), COMPOSITE if result.prior_dose_gy is not None else THIS_PLAN)
 
 
 def plan_status(record: PlanRecord | None) -> str:
@@ -69,12 +74,15 @@ def write_record_tables(record: PlanRecord, out_dir: str | Path) -> list[Path]:
     if record.prior_dose is not None:  # the curves and goals are of the composite
         header["composite_with_prior_dose"] = [{"file": f.file, "sha256": f.sha256} for f in record.prior_dose.files]
     goals = [_goal_row(goal) for goal in record.goals]
-    return _write_tables(Path(out_dir), record.structures, goals, header, plan_status(record))
+    dose_of = COMPOSITE if record.prior_dose is not None else THIS_PLAN
+    return _write_tables(Path(out_dir), record.structures, goals, header, plan_status(record), dose_of)
 
 
 def _write_tables(
-    out_dir: Path, curves: list[StructureDose], goals: list[dict[str, object]], header: dict[str, object], status: str
+    out_dir: Path, curves: list[StructureDose], goals: list[dict[str, object]], header: dict[str, object], status: str,
+    dose_of: str,
 ) -> list[Path]:
+    """dvh.csv, goals.csv (with goals) and dvh.json; `status` and `dose_of` fill dvh.csv's last two columns."""
     out_dir.mkdir(parents=True, exist_ok=True)
     dvh_csv = out_dir / "dvh.csv"
     with dvh_csv.open("w", newline="") as handle:
@@ -83,7 +91,7 @@ def _write_tables(
         for curve in curves:
             for dose, percent in zip(curve.dose_gy, curve.volume_percent):
                 volume_cc = percent * curve.volume_cc / 100
-                writer.writerow([curve.structure, f"{dose:.4f}", f"{percent:.4f}", f"{volume_cc:.4f}", status])
+                writer.writerow([curve.structure, f"{dose:.4f}", f"{percent:.4f}", f"{volume_cc:.4f}", status, dose_of])
     written = [dvh_csv]
     if goals:
         goals_csv = out_dir / "goals.csv"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -30,11 +30,12 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from specc.protocol.consistency import consistency_issues
-from specc.protocol.diagnostics import Diagnostic, ProtocolConsistencyError
+from specc.protocol.diagnostics import Diagnostic, ProtocolConsistencyError, format_loc
 from specc.protocol.goals import Course, Goal, GoalEntry, GoalMapping
 from specc.protocol.metrics import Metric
 from specc.protocol.structures import FUNCTIONS, StructureExpr, parse_expression
 from specc.protocol.units import Angle, Area, Dose, Length, format_number
+from specc.protocol.yaml_source import compose, to_document
 from specc.terms import Term
 from specc.terms.base import SourceLocation
 
@@ -789,28 +790,49 @@ class Protocol(ProtocolDocument):
         """The dose that "% of prescription" means for `structure` (see `Prescription.reference_dose`)."""
         return self.prescription.reference_dose(structure, course)
 
-    def prior_courses_mismatch(self, several_courses: bool, stated_fractions: Sequence[int] = ()) -> str | None:
+    def prior_courses_mismatch(
+        self, several_courses: bool, stated_fractions: Mapping[str, int] | None = None
+    ) -> str | None:
         """Why the prior dose given cannot be judged by this protocol's goals, or None: an EQD2 or BED goal
         converts the prior dose in `prescription.prior.fractions`, one course's; the earlier courses of a
         prior dose of several (files, a composite plan's result.h5, a MULTI_PLAN sum) may have had other
-        fractions, and a file that states its course's fractions must agree."""
+        fractions, and a file that states its course's fractions (`stated_fractions`: by file) must agree.
+        The reason is located at `prescription.prior.fractions`, the line to change or to check."""
         prior = self.prescription.prior
         if prior is None or not any(goal.isoeffective and goal.course == "composite" for goal in self.goals):
             return None  # a goal on this course alone never converts the prior dose
         if several_courses:
-            return (
+            return self._at_prior_fractions(
                 "goals in EQD2 or BED convert the prior dose from `prescription.prior.fractions`, one course's, but "
                 "the prior dose given holds several courses (several files, a composite plan's result.h5 or a "
                 "MULTI_PLAN sum), which may have had other fractions: give one earlier course's dose, or state those "
                 "goals in physical dose"
             )
-        other = [count for count in stated_fractions if count != prior.fractions]
+        other = {file: count for file, count in (stated_fractions or {}).items() if count != prior.fractions}
         if other:
-            return (
-                f"`prescription.prior.fractions` is {prior.fractions}, but the prior dose file says its course had "
-                f"{other[0]}: goals in EQD2 or BED convert the prior dose from its own fractions, so the two must agree"
+            file, count = next(iter(other.items()))
+            return self._at_prior_fractions(
+                f"{prior.fractions}, but the prior dose file {file} says its course had {count}: goals in EQD2 or BED "
+                "convert the prior dose from its own fractions, so the two must agree"
             )
         return None
+
+    def _at_prior_fractions(self, message: str) -> str:
+        """`message` at the line `prescription.prior.fractions` is written on, read back from the protocol's
+        files (the first that writes it: the protocol before the templates it extends); the protocol file
+        and the field alone when none can be read (a protocol from text)."""
+        written = ("prescription", "prior", "fractions")
+        for file in self.source.files if self.source is not None else []:
+            try:
+                with open(file, encoding="utf-8") as handle:
+                    node, _ = compose(handle.read(), file)
+            except (OSError, UnicodeDecodeError):
+                continue
+            position = to_document(node)[0].values.get(written) if node is not None else None
+            if position is not None:
+                return str(Diagnostic(position.file, position.line, position.column, format_loc(written), message))
+        where = self.source.path if self.source is not None else "<protocol>"
+        return str(Diagnostic(where, None, None, format_loc(written), message))
 
     def robust_structures(self) -> list[str]:
         """The structures of the robustness section: those listed, else the prescription targets (none without one)."""

@@ -51,22 +51,43 @@ class ExternalDose:
                 f"{self.path}: the dose is in Frame of Reference {self.frame_of_reference_uid}, {images} in {frame}: {why}"
             )
 
+    def placed_on(self, frame: str | None, case_name: str, why: str = "they are not one patient position") -> list[str]:
+        """How the dose is placed on a case whose Frame of Reference is `frame`: refused when both name one and
+        they differ (`require_frame`), a note when either names none (its coordinates alone place it, so nothing
+        shows that it is of this patient position), nothing when both name the same."""
+        if frame is None or self.frame_of_reference_uid is None:
+            return [
+                f"{self.path.name} and {case_name} do not both have a DICOM Frame of Reference: the dose is placed "
+                "on the case by its patient coordinates alone"
+            ]
+        self.require_frame(frame, case_name, why)
+        return []
+
     def has_grid(self, grid: Grid) -> bool:
         """`grid` is the RT Dose's own (to a micrometre): its values need no interpolation."""
         return same_grid(grid, self.grid)
 
+    def taken_as_stored(self, grid: Grid) -> bool:
+        """Every voxel centre of `grid` is one of the dose grid's own centres (or where they would go on
+        beyond it), to a micrometre: the values are taken as stored, none interpolated, though the grids
+        differ (an RT Dose of fewer slices, a case grid of twice its spacing)."""
+        return all(
+            bool(np.all(np.abs(index - np.round(index)) * spacing <= POSITION_TOLERANCE_MM))
+            for index, spacing in zip(self._indices(grid), self.grid.spacing_mm)
+        )
+
     def on_grid(self, grid: Grid) -> tuple[np.ndarray, np.ndarray]:
-        """The dose at `grid`'s voxel centres (trilinear) and where it is known.
+        """The dose at `grid`'s voxel centres and where it is known: the stored values where the centres
+        coincide (`taken_as_stored`), else trilinear.
 
         A centre beyond the RT Dose grid's outer voxel centres (more than a micrometre) has
         no dose: it is NaN in the first array and False in the second, never extrapolated.
         """
         if self.has_grid(grid):
             return self.dose_gy.astype(np.float64), np.ones(grid.shape, dtype=bool)
-        index_axes = [
-            (axis - origin) / spacing
-            for axis, origin, spacing in zip(grid.axes_mm(), self.grid.origin_mm, self.grid.spacing_mm)
-        ]
+        index_axes = self._indices(grid)
+        if self.taken_as_stored(grid):
+            return self._stored_on(index_axes)
         inside_axes = []
         for axis, (index, n, spacing) in enumerate(zip(index_axes, self.grid.shape, self.grid.spacing_mm)):
             tolerance = POSITION_TOLERANCE_MM / spacing
@@ -76,6 +97,23 @@ class ExternalDose:
         known = inside_axes[0][:, None, None] & inside_axes[1][None, :, None] & inside_axes[2][None, None, :]
         coordinates = np.meshgrid(*index_axes, indexing="ij")
         dose = map_coordinates(self.dose_gy.astype(np.float64), coordinates, order=1, mode="nearest")
+        dose[~known] = np.nan
+        return dose, known
+
+    def _indices(self, grid: Grid) -> list[np.ndarray]:
+        """`grid`'s voxel centres along each axis, in the dose grid's voxel indices (fractional between centres)."""
+        return [
+            (axis - origin) / spacing
+            for axis, origin, spacing in zip(grid.axes_mm(), self.grid.origin_mm, self.grid.spacing_mm)
+        ]
+
+    def _stored_on(self, index_axes: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """The stored values at whole indices (`taken_as_stored`), NaN and unknown beyond the dose grid."""
+        indices = [np.round(index).astype(np.int64) for index in index_axes]
+        inside = [(index >= 0) & (index < n) for index, n in zip(indices, self.grid.shape)]
+        clipped = [np.clip(index, 0, n - 1) for index, n in zip(indices, self.grid.shape)]
+        known = inside[0][:, None, None] & inside[1][None, :, None] & inside[2][None, None, :]
+        dose = self.dose_gy.astype(np.float64)[np.ix_(*clipped)]
         dose[~known] = np.nan
         return dose, known
 
