@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -93,9 +94,10 @@ def test_a_limit_held_for_an_eqd2_goal_is_named_by_the_goal_and_relaxed_in_eqd2(
     """The limit held for "Max <= 10 Gy (EQD2)" is its physical equivalent in 5 fractions: the diagnosis named
     that dose and gave the relaxation in physical Gy, and the EQD2 goal raised by that many Gy stayed infeasible."""
     settings = choose_solver("CLARABEL")
-    protocol, program = _isoeffective("Max <= 10 Gy (EQD2)")
-    assert solve_program(program, settings).status == "infeasible"
-    message = explain_infeasibility(program, settings, protocol)
+    _, program = _isoeffective("Max <= 10 Gy (EQD2)")
+    result = solve_program(program, settings)
+    assert result.status == "infeasible"
+    message = result.message  # what `specc plan` prints: the diagnosis knows the compiled protocol
     held = "Core Max <= 10 Gy (EQD2) (cord.yaml:16; held as max_dose Core <= 9.99 Gy physical in 5 fractions)"
     assert held in message
     advice = re.search(
@@ -109,18 +111,18 @@ def test_a_limit_held_for_an_eqd2_goal_is_named_by_the_goal_and_relaxed_in_eqd2(
     assert solve_program(program, settings).usable  # the advice, followed, plans
     _, program = _isoeffective(f"Max <= {10 + physical:.2f} Gy (EQD2)")
     assert solve_program(program, settings).status == "infeasible"  # the physical Gy read as EQD2 does not
-    # Without the protocol the numbers say what they are.
+    # A program compiled without its protocol: the numbers say what they are.
     assert "(total Gy over the plan's 5 fractions, physical dose unless EQD2 or BED is named" in (
-        explain_infeasibility(program, settings)
+        explain_infeasibility(dataclasses.replace(program, protocol=None), settings)
     )
 
 
 def test_a_mean_held_in_eqd2_is_relaxed_in_eqd2() -> None:
     """A mean's goal in EQD2 is held as a mean_dose in EQD2: its relaxation needs no conversion."""
     settings = choose_solver("CLARABEL")
-    protocol, program = _isoeffective("Max <= 60 Gy", core_mean="Mean <= 3 Gy (EQD2)")
+    _, program = _isoeffective("Max <= 60 Gy", core_mean="Mean <= 3 Gy (EQD2)")
     assert solve_program(program, settings).status == "infeasible"
-    message = explain_infeasibility(program, settings, protocol)
+    message = explain_infeasibility(program, settings)
     assert "Core Mean <= 3 Gy (EQD2) (cord.yaml:17; held as mean_dose Core (EQD2, alpha/beta 2 Gy) <= 2.997 Gy)" in (
         message
     )

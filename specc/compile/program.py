@@ -120,6 +120,9 @@ class CompiledProgram:
     # A prior course's dose on the dose entries, in Gy per fraction of this plan (None: no
     # prior dose): the terms see the composite, `dose == A_sel @ fluence + offset`.
     offset: np.ndarray | None = None
+    # The protocol compiled (with its derived terms): a diagnosis names a limit held for a goal in EQD2 or
+    # BED by that goal, in its quantity (`specc.solve.diagnose`).
+    protocol: Protocol | None = None
     # Set by `with_problem` (a lexicographic step, an exact refinement): a problem that is not
     # the compiled one, which the fast path must not take for it.
     _problem: cp.Problem | None = field(default=None, repr=False)
@@ -311,6 +314,7 @@ def compile_protocol(
         voxel_volume_cc=case.voxel_volume_cc,
         row_inputs=row_inputs,
         offset=offset,
+        protocol=protocol,
     )
 
 

@@ -279,10 +279,10 @@ def _broken_by_the_prior(program: CompiledProgram, limits: list[list[CompiledTer
     return broken
 
 
-def explain_infeasibility(program: CompiledProgram, settings: SolverSettings, protocol: Protocol | None = None) -> str:
-    """A message naming the conflicting hard terms (with protocol lines) and what each would need;
-    `protocol`, the one the program was compiled from, lets a limit held for a goal in EQD2 or BED be
-    named by that goal, its relaxation in the goal's quantity (see the module docstring)."""
+def explain_infeasibility(program: CompiledProgram, settings: SolverSettings) -> str:
+    """A message naming the conflicting hard terms (with protocol lines) and what each would need; the
+    protocol the program was compiled from lets a limit held for a goal in EQD2 or BED be named by that
+    goal, its relaxation in the goal's quantity (see the module docstring)."""
     limits = _limits(program)
     listing = "; ".join(f"{_limit_label(group[0], len(group))} ({group[0].source})" for group in limits) or "none"
     if not limits:
@@ -299,7 +299,7 @@ def explain_infeasibility(program: CompiledProgram, settings: SolverSettings, pr
     if not conflicts:
         reason = note or "the solver found no conflict when each hard term may be loosened (numerical trouble?)"
         return f"{reason}; hard terms: {listing}"
-    written = _isoeffective_goals(protocol)
+    written = _isoeffective_goals(program.protocol)
     named = " and ".join(_named(c, written) for c in conflicts)
     needs = "; ".join(_need(c, written) for c in conflicts)
     extra = f" ({note})" if note else ""
