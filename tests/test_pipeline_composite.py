@@ -335,9 +335,9 @@ def test_eqd2_goals_take_one_earlier_course_whose_fractions_the_protocol_states(
     assert plan(composite(text), case, tmp_path / "one", prior_dose=[short_prior]).succeeded
     with pytest.raises(SpeccError, match="the prior dose given holds several courses"):  # a composite's result.h5
         plan(composite(text), case, tmp_path / "third", prior_dose=[tmp_path / "one" / "result.h5"])
-    with pytest.raises(SpeccError, match=re.escape(  # 20 Gy in 20 fractions; a protocol from text has no line
-            f"protocols/composite.yaml: prescription.prior.fractions: 4, but the prior dose file {prior_file} says its "
-            "course had 20")):
+    with pytest.raises(SpeccError, match=re.escape(  # 20 Gy in 20 fractions; located where the loader read it
+            f"protocols/composite.yaml:12:64: prescription.prior.fractions: 4, but the prior dose file {prior_file} says "
+            "its course had 20")):
         plan(composite(text), case, tmp_path / "other", prior_dose=[prior_file])
     summed = write_rtdose_file(tmp_path / "RD-multi.dcm", prior_field(case), case.grid.origin_mm, case.grid.spacing_mm,
                                summation="MULTI_PLAN")

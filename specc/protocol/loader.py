@@ -125,6 +125,8 @@ def _validate(
     if isinstance(located, Protocol):
         refusals = [locator.from_issue(issue) for issue in goals_only_issues(located)]
         located._derivation_refusals = _in_reading_order(refusals, source.files)
+        if located.prescription.prior is not None:
+            located._prior_fractions_place = locator.diagnostic(("prescription", "prior", "fractions"), "")
     return located
 
 

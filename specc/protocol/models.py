@@ -7,6 +7,7 @@ conflicting goals) are checked in `consistency` once every field is valid.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -30,12 +31,11 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from specc.protocol.consistency import consistency_issues
-from specc.protocol.diagnostics import Diagnostic, ProtocolConsistencyError, format_loc
+from specc.protocol.diagnostics import Diagnostic, ProtocolConsistencyError
 from specc.protocol.goals import Course, Goal, GoalEntry, GoalMapping
 from specc.protocol.metrics import Metric
 from specc.protocol.structures import FUNCTIONS, StructureExpr, parse_expression
 from specc.protocol.units import Angle, Area, Dose, Length, format_number
-from specc.protocol.yaml_source import compose, to_document
 from specc.terms import Term
 from specc.terms.base import SourceLocation
 
@@ -776,6 +776,8 @@ class Protocol(ProtocolDocument):
     # its files by the loader; a valid protocol all the same: `specc check` judges a dose by goals no derived
     # program can aim for, and a protocol with terms of its own plans them.
     _derivation_refusals: list[Diagnostic] = PrivateAttr(default_factory=list)
+    # Where `prescription.prior.fractions` is written (its message empty), located by the loader.
+    _prior_fractions_place: Diagnostic | None = PrivateAttr(default=None)
 
     @property
     def derivation_refusals(self) -> list[Diagnostic]:
@@ -818,21 +820,13 @@ class Protocol(ProtocolDocument):
         return None
 
     def _at_prior_fractions(self, message: str) -> str:
-        """`message` at the line `prescription.prior.fractions` is written on, read back from the protocol's
-        files (the first that writes it: the protocol before the templates it extends); the protocol file
-        and the field alone when none can be read (a protocol from text)."""
-        written = ("prescription", "prior", "fractions")
-        for file in self.source.files if self.source is not None else []:
-            try:
-                with open(file, encoding="utf-8") as handle:
-                    node, _ = compose(handle.read(), file)
-            except (OSError, UnicodeDecodeError):
-                continue
-            position = to_document(node)[0].values.get(written) if node is not None else None
-            if position is not None:
-                return str(Diagnostic(position.file, position.line, position.column, format_loc(written), message))
+        """`message` at the place `prescription.prior.fractions` is written (located by the loader when it read
+        the files); the protocol file and the field alone for a protocol built in memory."""
+        place = self._prior_fractions_place
+        if place is not None:
+            return str(dataclasses.replace(place, message=message))
         where = self.source.path if self.source is not None else "<protocol>"
-        return str(Diagnostic(where, None, None, format_loc(written), message))
+        return str(Diagnostic(where, None, None, "prescription.prior.fractions", message))
 
     def robust_structures(self) -> list[str]:
         """The structures of the robustness section: those listed, else the prescription targets (none without one)."""
