@@ -90,3 +90,20 @@ def test_planning_refuses_them_all_at_once_and_a_check_judges_by_them(tmp_path: 
     assert [(d.line, d.path) for d in raised.value.diagnostics] == [
         (13, "prescription.levels[0]"), (15, "goals.Rectum[0]"), (16, "goals.Bladder[0]"),
     ]
+
+
+def test_a_protocol_no_loader_read_is_refused_by_the_same_rules() -> None:
+    """Built in memory (here: constructed from a loaded one's fields), nothing located its refusals: planning
+    checked only some of the rules, and planned a dose level nothing judges."""
+    from specc.compile.derive import derive_optimization
+    from specc.errors import CompileError
+    from specc.protocol.models import Protocol
+
+    goals = 'goals:\n  Rectum: ["Max >= 10 Gy (priority 3)"]\n'
+    loaded = parse_protocol_text(HEAD + goals, "p.yaml")
+    rebuilt = Protocol.model_construct(**{name: getattr(loaded, name) for name in Protocol.model_fields})
+    assert rebuilt.derivation_refusals == []
+    with pytest.raises(CompileError) as raised:
+        derive_optimization(rebuilt)
+    assert str(raised.value).startswith("prescription.levels[0]: PTV has a dose level but no goal")
+    assert "; goals.Rectum[0]: goal 'Max >= 10 Gy (priority 3)' on Rectum asks for a hot spot" in str(raised.value)

@@ -44,8 +44,8 @@ import yaml
 from specc.compile.scenarios import with_scenarios
 from specc.compile.structures import resolve_structures
 from specc.errors import CompileError
-from specc.protocol.diagnostics import ProtocolError
-from specc.protocol.goals_only import underivable
+from specc.protocol.diagnostics import ProtocolError, format_loc
+from specc.protocol.goals_only import goals_only_issues
 from specc.protocol.goals import Threshold
 from specc.protocol.isoeffect import physical_gy
 from specc.protocol.models import Optimization, SolverOptions, StructureSpec
@@ -168,10 +168,9 @@ def derive_optimization(protocol: Protocol, volumes_cc: Mapping[str, float] | No
     """
     if protocol.derivation_refusals:  # every case at once, in file order (`specc.protocol.goals_only`)
         raise ProtocolError(protocol.derivation_refusals)
-    for goal in protocol.goals:  # a protocol built in memory, which no loader located: the first one
-        reason = underivable(goal, protocol.prescription.prior is not None)
-        if reason is not None:
-            raise CompileError(f"{goal.source}: goal {goal.text!r} on {goal.structure} {reason}")
+    unlocated = list(goals_only_issues(protocol))  # a protocol no loader read: the same rules, by field path
+    if unlocated:
+        raise CompileError("; ".join(f"{format_loc(issue.loc)}: {issue.message}" for issue in unlocated))
     location = _prescription_locations(protocol)
     targets = [level.target for level in protocol.prescription.levels]
     structures: dict[str, StructureSpec] = {}
@@ -219,7 +218,7 @@ def physical_goals(protocol: Protocol) -> list[Goal]:
 
 
 def _physical(goal: Goal, protocol: Protocol) -> Goal:
-    # no prior course and no lower bound on a mean here: `underivable` refused them before derivation
+    # no prior course and no lower bound on a mean here: `goals_only_issues` refused them before derivation
     if goal.metric.quantity == "Mean":
         return goal
     spec = protocol.structures[goal.structure]
@@ -357,10 +356,10 @@ def _limit(
     upper = not goal.is_lower_bound
     quantity = metric.quantity
     if quantity == "Max":
-        assert upper, "a hot spot wanted is refused before derivation (`underivable`)"
+        assert upper, "a hot spot wanted is refused before derivation (`goals_only_issues`)"
         return MaxDose(dose=_aim(threshold, upper=True), **options)
     if quantity == "Min":
-        assert not upper, "a cold spot wanted is refused before derivation (`underivable`)"
+        assert not upper, "a cold spot wanted is refused before derivation (`goals_only_issues`)"
         return MinDose(dose=_aim(threshold, upper=False), **options) if threshold > 0 else None
     if quantity == "Mean":
         if not upper and threshold == 0:

@@ -47,12 +47,12 @@ def goals_only_issues(protocol: Protocol) -> Iterator[Issue]:
             )
     composite = protocol.prescription.prior is not None
     for loc, goal in located_goals(protocol.goals):
-        reason = underivable(goal, composite)
+        reason = _underivable(goal, composite)
         if reason is not None:
             yield Issue(loc, f"goal {goal.text!r} on {goal.structure} {reason}")
 
 
-def underivable(goal: Goal, composite: bool) -> str | None:
+def _underivable(goal: Goal, composite: bool) -> str | None:
     """Why no derived term measures `goal` (`composite`: the protocol has a prior course), or None."""
     if goal.course == "this":
         return (f"is on this course alone, and the terms see the composite (prior + this plan): no derived term "
