@@ -215,8 +215,9 @@ def test_a_plan_reports_the_setup_error_check_in_plan_json_the_report_and_the_te
     labels = ["x +5 mm", "x -5 mm", "y +5 mm", "y -5 mm", "z +5 mm", "z -5 mm"]
     for goal in record["goals"]:  # the scenario where the worst was found is named in the terminal's table
         row = next(line for line in result.output.split("worst shown")[1].splitlines() if goal["text"] in line and "│" in line)
-        first = next(i for i, value in enumerate(goal["scenario_values"]) if round(value, 2) == round(goal["worst"], 2))
-        assert labels[first] in row  # a tie lists every scenario showing the worst value, in order
+        positions = [goal["nominal"], *goal["scenario_values"]]
+        first = next(i for i, value in enumerate(positions) if round(value, 2) == round(goal["worst"], 2))
+        assert ["nominal", *labels][first] in row  # a tie lists every position showing the worst value, in order
     counts = ", ".join(f"{n} {status}" for status, n in PlanRecord.model_validate_json(
         (tmp_path / "out" / "plan.json").read_text()).robust_counts().items())
     assert f"worst setup-error scenario: {counts}" in " ".join(result.output.split())  # the summary line, wrapped
@@ -258,3 +259,19 @@ def test_voxels_displaced_beyond_the_computed_dose_are_counted_and_noted() -> No
     assert note.startswith(f"Organ: some of its {int(masks['Organ'].sum())} voxels") and f"{outside} in Organ (x +10 mm)" in note
     organ = next(goal for goal in record.goals if goal.structure == "Organ")
     assert organ.scenario_values[0] < 30.0  # there the grid holds no dose: what the note warns of
+
+
+def test_the_worst_value_is_over_the_nominal_position_too() -> None:
+    """On a 10 mm grid every +-5 mm shift smoothed a hot spot below the nominal: the 'worst' read 82.49 Gy pass
+    beside a nominal 87.33 Gy fail."""
+    from specc.evaluate.dvh import DVH
+    from specc.evaluate.robustness import _goal_record
+    from specc.protocol.goals import Goal
+    from specc.protocol.units import Dose
+
+    goal = Goal.parse("Max <= 83 Gy", "Organ")
+    dvhs = [DVH.from_dose(np.array([40.0, hottest]), 0.125) for hottest in (87.33, 82.49, 80.0)]  # nominal, then shifts
+    record = _goal_record(goal, dvhs, Dose(gy=78.0), converged=True, whole=True)
+    assert (record.worst, record.worst_scenario, record.measured_status) == (87.33, None, "fail")
+    shifted = _goal_record(goal, [dvhs[1], dvhs[0], dvhs[2]], Dose(gy=78.0), converged=True, whole=True)
+    assert (shifted.worst, shifted.worst_scenario) == (87.33, 0)  # a scenario worse than the nominal: named

@@ -63,8 +63,8 @@ def print_robustness(record: PlanRecord) -> None:
         same = record.goal_named(goal.structure, goal.text)
         nominal = goal_value(same, goal.nominal) if goal.nominal is not None else "-"
         worst = goal_value(same, goal.worst) if goal.worst is not None else "-"
-        # every scenario showing the worst value: a tie has no single worst
-        where = ", ".join(label for label, value in zip(labels, goal.scenario_values)
+        # every position showing the worst value (the nominal one too): a tie has no single worst
+        where = ", ".join(label for label, value in zip(["nominal", *labels], [goal.nominal, *goal.scenario_values])
                           if value is not None and goal.worst is not None and goal_value(same, value) == worst)
         table.add_row(goal.structure, goal_text(same), nominal, worst, where or "-", status_text(goal.status))
     console.print(table)

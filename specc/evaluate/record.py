@@ -125,7 +125,7 @@ class RobustGoalRecord(_Record):
     nominal: float | None
     scenario_values: list[float | None]
     worst: float | None  # the lowest for a lower bound, the highest for an upper bound
-    worst_scenario: int | None  # index into scenarios_mm
+    worst_scenario: int | None  # index into scenarios_mm; None where the nominal position is the worst (or none known)
     measured_status: MeasuredStatus  # of the worst value
     status: GoalStatus
 

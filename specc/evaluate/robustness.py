@@ -2,8 +2,8 @@
 
 A structure displaced by a setup error d receives the nominal dose at its voxels' positions
 plus d (`specc.case.shifts`: the static dose cloud, trilinear on the full grid). The scenarios
-are the setup error along each patient axis, both ways; a goal's worst value over them,
-judged against its thresholds, is what the report shows beside the nominal one. The check is
+are the setup error along each patient axis, both ways; a goal's worst value over them and the
+nominal position, judged against its thresholds, is what the report shows beside the nominal one. The check is
 the same whether the plan was optimized robustly (`robustness.optimize`, over the same
 scenarios and interpolation) or made robust by margins.
 """
@@ -130,8 +130,12 @@ def _rotation_centre(
 def _goal_record(goal: Goal, dvhs: list[DVH], prescription: Dose, converged: bool, whole: bool) -> RobustGoalRecord:
     values = [_value(goal.metric, dvh, prescription) if whole else None for dvh in dvhs]
     nominal, in_scenarios = values[0], values[1:]
-    known = [(value, index) for index, value in enumerate(in_scenarios) if value is not None]
-    worst, at = (min(known) if goal.comparator in (">", ">=") else max(known)) if known else (None, None)
+    # The worst over the nominal position too: a setup error is as likely to be none, and a scenario of a
+    # coarse grid's interpolated shift can read better than the nominal dose (a 10 mm grid's +-5 mm shifts
+    # smooth a hot spot); index None: the nominal is the worst.
+    known = [(value, index) for index, value in [(None, nominal), *enumerate(in_scenarios)] if value is not None]
+    pick = min if goal.comparator in (">", ">=") else max
+    worst, at = pick(known, key=lambda candidate: candidate[0]) if known else (None, None)
     measured: MeasuredStatus = "not_evaluated"
     if worst is not None:
         measured = judge(worst, goal.comparator, goal.threshold_value, goal.variation_value)
