@@ -393,3 +393,10 @@ def test_two_limits_on_one_metric_are_not_a_repeat() -> None:
     text = _REPEATS.replace("PTV_GOAL", '"D95% >= 76 Gy (priority 2)"')
     parse_protocol_text(text.replace("RECTUM_GOAL", '"V70Gy[%] <= 15 (priority 3)"'), "p.yaml")
     parse_protocol_text(text.replace("RECTUM_GOAL", '"V70Gy[cc] <= 20 (priority 2)"'), "p.yaml")
+
+
+def test_a_suggestion_differing_in_case_is_quoted_plainly() -> None:
+    from specc.protocol.suggest import did_you_mean
+
+    assert did_you_mean("core", ["Core"]) == ' (did you mean "Core"?)'  # a case difference shows
+    assert "differ in characters that do not show" in did_you_mean("Core", ["Core\u200b"])

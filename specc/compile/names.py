@@ -6,30 +6,21 @@ matches, in order: a case structure with exactly its name, one with exactly one 
 aliases, then the same two case-insensitively. Two case structures matching at the same
 step is an ambiguity the user has to resolve, never a guess.
 
-Names are compared in Unicode normal form NFC: "Rückenmark" typed on Linux or Windows (ü as
-one character) and the same name from macOS or some DICOM exports (u and a combining
-diaeresis) are one name, though they differ as strings. A name that differs from another
-only in characters that do not show (a no-break space, a zero-width space) is another name;
-a message that suggests it shows both with `ascii()` escapes, or the difference could not
-be seen, let alone typed.
+Names compare as `specc.protocol.names` says (Unicode NFC, case aside); a name that only looks
+like another is another name, and a message suggesting it shows both with `ascii()` escapes.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
-import unicodedata
 from collections.abc import Iterable, Sequence
+
+from specc.protocol.names import looks_alike, name_key
 
 
 class NoMatch(LookupError):
     """No case structure matches; carries a readable explanation."""
-
-
-def name_key(name: str, fold: bool = True) -> str:
-    """What two structure names are compared by: NFC, and case-folded unless `fold` is False."""
-    normal = unicodedata.normalize("NFC", name)
-    return unicodedata.normalize("NFC", normal.casefold()) if fold else normal
 
 
 def match_structure(name: str, aliases: Sequence[str], case_names: Iterable[str]) -> str:
@@ -43,26 +34,14 @@ def match_structure(name: str, aliases: Sequence[str], case_names: Iterable[str]
             if len(found) == 1:
                 return found[0]
             if len(found) > 1:
-                shown = ", ".join(_shown(c, found) for c in found)
+                shown = ", ".join(_quoted(c, found) for c in found)
                 raise NoMatch(f"{candidate!r} matches several case structures ({shown}): rename one")
     raise NoMatch(_not_found_message(candidates, case_names))
 
 
-def _looks_alike(first: str, second: str) -> bool:
-    """Whether two names read the same on screen: equal once compatibility forms (a no-break space is a
-    space), invisible format characters (zero-width spaces, joiners), case and surrounding blanks are set aside."""
-
-    def seen(name: str) -> str:
-        compatible = unicodedata.normalize("NFKC", name)
-        visible = "".join(char for char in compatible if unicodedata.category(char) != "Cf")
-        return " ".join(visible.split()).casefold()
-
-    return seen(first) == seen(second)
-
-
-def _shown(name: str, others: Iterable[str]) -> str:
+def _quoted(name: str, others: Iterable[str]) -> str:
     """`name` quoted; with `ascii()` escapes when another of `others` looks just like it."""
-    alike = any(other != name and _looks_alike(other, name) for other in others)
+    alike = any(other != name and looks_alike(other, name, ignore_case=True) for other in others)
     return ascii(name) if alike else repr(name)
 
 
@@ -73,12 +52,12 @@ def _not_found_message(candidates: Sequence[str], case_names: Sequence[str]) -> 
         for hit in difflib.get_close_matches(name_key(candidate), list(by_key), n=2, cutoff=0.6):
             if by_key[hit] not in near:
                 near.append(by_key[hit])
-    unseen = [n for n in near if any(_looks_alike(n, c) for c in candidates)]
-    tried = ", ".join(_shown(c, near) for c in candidates)
+    unseen = [n for n in near if any(looks_alike(n, c, ignore_case=True) for c in candidates)]
+    tried = ", ".join(_quoted(c, near) for c in candidates)
     listing = ", ".join(ascii(c) if c in unseen else c for c in sorted(case_names)) or "none"
     if not near:
         return f"no case structure named {tried}; the case has: {listing}."
-    hint = f" Did you mean {' or '.join(_shown(n, candidates) for n in near)}?"
+    hint = f" Did you mean {' or '.join(_quoted(n, candidates) for n in near)}?"
     if unseen:
         hint += (
             f" {' and '.join(ascii(n) for n in unseen)} differs from what the protocol writes only in characters that "

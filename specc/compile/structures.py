@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from specc.compile.derived import AXES, CoarseMargin, MaskLookup, coarse_margins, evaluate_expression, margin_nodes
-from specc.compile.names import NoMatch, match_structure, name_key
+from specc.compile.names import NoMatch, match_structure
+from specc.protocol.names import name_key
 from specc.errors import CompileError
 from specc.protocol.structures import Crop, Expand, Ring, Shrink, StructureExpr, StructureRef
 

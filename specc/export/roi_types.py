@@ -21,6 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from specc.protocol.names import name_key
+
 # The names a patient outline goes by, compared case-insensitively: TG-263's "External", the
 # "Body" ("BODY") of planning systems, PortPy, matRad and specc's phantoms, and "Outline". Not
 # "Skin": TG-263's Skin is a rind under the surface, an organ at risk, not the outline.
@@ -47,7 +49,7 @@ def derived_type(name: str, role: str) -> str:
 def body_structure(names: Iterable[str], targets: set[str], notes: list[str]) -> str | None:
     """The case structure that is the patient's outline (`BODY_NAMES`), not a target; None when
     there is none, or several (a note names them: a planning system takes one EXTERNAL)."""
-    found = sorted(name for name in names if name.casefold() in BODY_NAMES and name not in targets)
+    found = sorted(name for name in names if name_key(name) in BODY_NAMES and name not in targets)
     if len(found) > 1:
         notes.append(
             f"the case has several structures named as the patient outline ({', '.join(found)}): none is typed "

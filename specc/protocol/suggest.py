@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import difflib
-import unicodedata
 from collections.abc import Iterable
+
+from specc.protocol.names import looks_alike
 
 
 def near_match(word: str, candidates: Iterable[str]) -> str | None:
@@ -24,11 +25,6 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     match = near_match(word, candidates)
     if match is None or match == word:
         return ""
-    if _shown(match) == _shown(word):
+    if looks_alike(match, word):
         return f" (did you mean {ascii(match)}? you wrote {ascii(word)}: they differ in characters that do not show)"
     return f' (did you mean "{match}"?)'
-
-
-def _shown(name: str) -> str:
-    """What a name looks like on screen: every kind of space as one, invisible format characters gone."""
-    return "".join(" " if char.isspace() else char for char in name if unicodedata.category(char) != "Cf").strip()

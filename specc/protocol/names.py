@@ -1,0 +1,32 @@
+"""How structure names compare, for every stage that matches or suggests them.
+
+Names are compared in Unicode normal form NFC, case-folded: "Rückenmark" typed on Linux or Windows
+(ü one character) and the same name from macOS or some DICOM exports (u and a combining diaeresis)
+are one name, as "Rectum" and "RECTUM" are. Names that differ only in what does not show (a no-break
+space for a space, a zero-width space) are different names that look alike: a message suggesting
+one for the other must show the difference, or it could not be seen, let alone typed.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+
+def name_key(name: str, fold: bool = True) -> str:
+    """What two structure names are compared by: NFC, and case-folded unless `fold` is False."""
+    normal = unicodedata.normalize("NFC", name)
+    return unicodedata.normalize("NFC", normal.casefold()) if fold else normal
+
+
+def looks_alike(first: str, second: str, ignore_case: bool = False) -> bool:
+    """Whether two names read the same on screen: equal once compatibility forms (a no-break space is a
+    space), invisible format characters (zero-width spaces, joiners) and surrounding blanks are set aside.
+    Case shows ("core" and "Core" look different) but does not count where names match ignoring it
+    (`ignore_case`: a case structure against a protocol name)."""
+
+    def seen(name: str) -> str:
+        compatible = unicodedata.normalize("NFKC", name)
+        visible = " ".join("".join(char for char in compatible if unicodedata.category(char) != "Cf").split())
+        return visible.casefold() if ignore_case else visible
+
+    return seen(first) == seen(second)
