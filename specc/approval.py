@@ -41,9 +41,12 @@ from specc.evaluate import PlanRecord
 from specc.export import read_result
 from specc.export.result_file import PlanResult, ResultError
 from specc.export.segments import read_segments
-from specc.report.compare import PLAN_FILE, read_record
+from specc.report.compare import read_record
 from specc.report.html import STATUS_LABELS, environment, style_sheet
-from specc.report.identity import PLAN_FOLDER_FILES, RECORD_META, html_record_sha256s, pdf_record_sha256s
+from specc.report.identity import (
+    PLAN_FOLDER_FILES, PLAN_JSON, RECORD_META, REPORT_HTML, REPORT_PDF, RESULT_H5, SEGMENTS_JSON, html_record_sha256s,
+    pdf_record_sha256s,
+)
 from specc.report.write import write_page
 
 APPROVAL_JSON = "approval.json"
@@ -113,7 +116,7 @@ class Verification:
 def approve(folder: str | Path, reviewer: str, role: str, reason: str | None = None, pdf: bool = False) -> tuple[Approval, list[Path]]:
     """Approve the plan in `folder` (see module docstring); returns the approval and the files written."""
     folder = Path(folder)
-    record = read_record(folder / PLAN_FILE)
+    record = read_record(folder / PLAN_JSON)
     existing = folder / APPROVAL_JSON
     if existing.exists():
         earlier = _read_approval(existing)
@@ -185,9 +188,9 @@ def verify(folder: str | Path) -> Verification:
             changed.append(name)
     appeared = [name for name in (*PLAN_FOLDER_FILES, *APPROVAL_PAGES) if name not in bound and (folder / name).exists()]
     disagreements = _self_disagreements(approval)
-    if "plan.json" in approval.files and "plan.json" not in changed + missing:
-        disagreements += _plan_disagreements(approval, read_record(folder / PLAN_FILE))
-    if (folder / PLAN_FILE).is_file():
+    if PLAN_JSON in approval.files and PLAN_JSON not in changed + missing:
+        disagreements += _plan_disagreements(approval, read_record(folder / PLAN_JSON))
+    if (folder / PLAN_JSON).is_file():
         disagreements += foreign_files(folder)
     return Verification(approval, changed, missing, appeared, disagreements)
 
@@ -195,24 +198,24 @@ def verify(folder: str | Path) -> Verification:
 def foreign_files(folder: Path) -> list[str]:
     """The plan files in `folder` that are not of the run whose record plan.json holds, each with what
     differs: the record report.html (report.pdf) names, result.h5's embedded record, segments.json's plan."""
-    plan_bytes = (folder / PLAN_FILE).read_bytes()
+    plan_bytes = (folder / PLAN_JSON).read_bytes()
     digest = hashlib.sha256(plan_bytes).hexdigest()
     out = []
-    for name, named in (("report.html", html_record_sha256s), ("report.pdf", pdf_record_sha256s)):
+    for name, named in ((REPORT_HTML, html_record_sha256s), (REPORT_PDF, pdf_record_sha256s)):
         if (folder / name).is_file():
             problem = _report_mismatch(name, named(folder / name), digest)
             if problem is not None:
                 out.append(problem)
-    if not (folder / "result.h5").is_file():
+    if not (folder / RESULT_H5).is_file():
         return out
     try:
-        result = read_result(folder / "result.h5")
+        result = read_result(folder / RESULT_H5)
     except ResultError as error:
         return [*out, str(error)]
     problem = _result_mismatch(result, plan_bytes.decode("utf-8", errors="replace"))
     if problem is not None:
         return [*out, problem]
-    segments = folder / "segments.json"
+    segments = folder / SEGMENTS_JSON
     if segments.is_file():
         try:
             result.check_segments(read_segments(segments), segments)

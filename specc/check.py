@@ -37,7 +37,6 @@ from specc.errors import CaseError, CompileError, SpeccError
 from specc.evaluate import DoseSourceRecord, GoalRecord, PlanRecord, evaluate_dose
 from specc.evaluate.record import GridInfo
 from specc.pipeline import (
-    PLAN_JSON,
     CaseProgress,
     CohortEntry,
     CohortOutcome,
@@ -49,7 +48,7 @@ from specc.pipeline import (
 )
 from specc.protocol import Protocol, load_protocol
 from specc.report import write_report
-from specc.report.identity import record_json
+from specc.report.identity import PLAN_JSON, record_json
 
 
 @dataclass(frozen=True)

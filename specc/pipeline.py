@@ -30,8 +30,7 @@ from specc.protocol import Protocol, load_protocol
 from specc.planning import CompiledPlan, compile_for_plan
 from specc.report import write_report
 from specc.approval import APPROVAL_JSON, ApprovalError
-from specc.report.identity import PLAN_FOLDER_FILES
-from specc.report.compare import PLAN_FILE
+from specc.report.identity import PLAN_FOLDER_FILES, PLAN_JSON, RESULT_H5, SEGMENTS_JSON
 from specc.report.cohort_page import COHORT_PAGE, write_cohort_page
 from specc.report.compare_cohorts import plan_identity
 from specc.report.identity import record_json
@@ -47,10 +46,6 @@ if TYPE_CHECKING:
 
 # Called with (stage, None) when a stage starts and (stage, seconds) when it ends.
 StageProgress = Callable[[str, float | None], None]
-
-PLAN_JSON = PLAN_FILE
-RESULT_H5 = "result.h5"
-SEGMENTS_JSON = "segments.json"
 
 
 @dataclass(frozen=True)

@@ -187,7 +187,7 @@ def export_command(
     """Export a planned dose as DICOM RT Dose, its MLC segments as DICOM RT Plan, the whole plan as a DICOM study
     (CT, RT Structure Set, RT Plan, RT Dose), or its DVHs and goal results as CSV and JSON."""
     from specc.export import read_result
-    from specc.pipeline import PLAN_JSON, RESULT_H5, SEGMENTS_JSON
+    from specc.report.identity import PLAN_JSON, RESULT_H5, SEGMENTS_JSON
 
     if format not in EXPORT_FORMATS:
         fail(f"unknown export format '{format}'; choose one of {', '.join(EXPORT_FORMATS)}")

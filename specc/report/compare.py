@@ -29,9 +29,9 @@ from specc.evaluate import PlanRecord
 from specc.evaluate.record import RECORD_FORMAT, GoalRecord
 from specc.report.figures import to_data_uri
 from specc.report.html import STATUS_LABELS, environment, style_sheet
+from specc.report.identity import PLAN_JSON
 from specc.report.write import write_page
 
-PLAN_FILE = "plan.json"
 COMPARE_PAGE = "compare"  # compare.html, compare.pdf
 # One line style per plan on the DVH figure (structures keep their colours); beyond four, they repeat.
 LINE_STYLES = ("-", "--", ":", "-.")
@@ -83,7 +83,7 @@ def read_plans(paths: Sequence[Path], labels: Sequence[str] = ()) -> list[Compar
         raise CompareError(f"{len(labels)} labels for {len(paths)} plans: give one --label per plan, or none")
     plans = []
     for index, path in enumerate(paths):
-        plan_file = path / PLAN_FILE if path.is_dir() else path
+        plan_file = path / PLAN_JSON if path.is_dir() else path
         record = read_record(plan_file)
         label = labels[index] if labels else (plan_file.parent.name or str(plan_file))
         plans.append(ComparedPlan(label, plan_file, record))

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from specc.evaluate import PlanRecord
-from specc.report.compare import COMPARE_PAGE, PLAN_FILE, CompareError, Measured, numbered, read_record, recorded_goals
+from specc.report.compare import COMPARE_PAGE, CompareError, Measured, numbered, read_record, recorded_goals
+from specc.report.identity import PLAN_JSON
 from specc.report.html import STATUS_LABELS, environment, style_sheet
 from specc.report.write import write_page
 
@@ -128,7 +129,7 @@ def read_cohort(summary: Path, label: str | None = None) -> ComparedCohort:
         folder = Path(row["folder"]).name
         if folder in plans:
             raise CompareError(f"{summary}: folder {folder!r} is listed twice (not as specc cohort wrote it)")
-        plans[folder] = read_record(summary.parent / folder / PLAN_FILE)
+        plans[folder] = read_record(summary.parent / folder / PLAN_JSON)
     return ComparedCohort(label or summary.parent.name, summary, plans, unplanned)
 
 

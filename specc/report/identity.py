@@ -24,7 +24,10 @@ from specc.evaluate import PlanRecord
 
 # The files of a plan folder (specc plan / specc check write those that apply): what an approval
 # binds (`specc.approval`), and what a new plan into the folder replaces (`specc.pipeline.remove_earlier_plan`).
-PLAN_FOLDER_FILES = ("plan.json", "report.html", "report.pdf", "result.h5", "segments.json")
+PLAN_JSON, REPORT_HTML, REPORT_PDF, RESULT_H5, SEGMENTS_JSON = (
+    "plan.json", "report.html", "report.pdf", "result.h5", "segments.json"
+)
+PLAN_FOLDER_FILES = (PLAN_JSON, REPORT_HTML, REPORT_PDF, RESULT_H5, SEGMENTS_JSON)
 RECORD_META = "specc-plan-record"
 _PDF_KEYWORDS = re.compile(rb"/Keywords\s*\(" + RECORD_META.encode() + rb" ([0-9a-f]{64})\)")
 # A compressed object stream: where WeasyPrint (pydyf) puts the document information.
