@@ -197,3 +197,12 @@ def test_a_hard_mean_eqd2_limit_holds_after_solving() -> None:
 def test_a_mean_in_eqd2_needs_its_ratio_and_an_upper_bound(fields: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         MeanDose(structure="Organ", **fields)
+
+
+def test_an_upper_limit_says_what_it_measures_on_a_dose_and_other_kinds_nothing() -> None:
+    dose, weights = np.array([10.0, 30.0, 20.0]), np.array([0.5, 0.25, 0.25])
+    assert MaxDose(structure="Organ", dose="25 Gy").upper_limit_on(dose, weights) == (30.0, 25.0, "a maximum of")
+    assert MeanDose(structure="Organ", max="20 Gy").upper_limit_on(dose, weights) == (17.5, 20.0, "a mean of")
+    assert MeanDose(structure="Organ", min="10 Gy").upper_limit_on(dose, weights) is None  # a lower bound only
+    assert MeanDose(structure="Organ", max="20 Gy", quantity="EQD2", alpha_beta="3 Gy").upper_limit_on(dose, weights) is None
+    assert MinDose(structure="Organ", dose="5 Gy").upper_limit_on(dose, weights) is None

@@ -256,7 +256,7 @@ def _need(conflict: Conflict, written: dict[SourceLocation, _Isoeffective]) -> s
 def _broken_by_the_prior(program: CompiledProgram, limits: list[list[CompiledTerm]]) -> list[str]:
     """The upper limits a composite's prior dose alone already breaks (the dose at zero fluence): this plan only
     adds dose, so no plan of this course can meet them, and relaxing them "by N Gy over this plan's fractions"
-    would point at the wrong lever. Maxima and physical means, the limits such a case meets in practice."""
+    would point at the wrong lever. Each kind says what its upper limit measures (`TermBase.upper_limit_on`)."""
     if program.offset is None:
         return []
     broken = []
@@ -266,13 +266,10 @@ def _broken_by_the_prior(program: CompiledProgram, limits: list[list[CompiledTer
         entries = program.selection.structures.get(getattr(spec, "structure", ""))
         if entries is None:
             continue
-        prior_gy = program.offset[entries.entries] * program.fractions
-        if spec.kind == "max_dose":
-            value, limit, what = float(prior_gy.max()), spec.dose.gy, "a maximum of"
-        elif spec.kind == "mean_dose" and spec.max is not None and spec.quantity == "physical":
-            value, limit, what = float(entries.weights @ prior_gy), spec.max.gy, "a mean of"
-        else:
+        measured = spec.upper_limit_on(program.offset[entries.entries] * program.fractions, entries.weights)
+        if measured is None:
             continue
+        value, limit, what = measured
         if value > limit * (1 + LIMIT_TOLERANCE):
             broken.append(f"{_limit_label(term, len(group))} ({term.source}), {spec.structure} receiving {what} "
                           f"{value:.2f} Gy from it")

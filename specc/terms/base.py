@@ -161,6 +161,14 @@ class TermBase(BaseModel):
         """
         return None, None
 
+    def upper_limit_on(self, dose_gy: np.ndarray, weights: np.ndarray) -> tuple[float, float, str] | None:
+        """(measured, limit, what it measures) of this term's upper dose limit on `dose_gy` (total Gy on its
+        structure's entries, `weights` their relative volumes), or None for a term that limits no such thing.
+
+        A diagnosis asks it of a composite's prior dose: this plan only adds dose, so an upper limit the prior
+        dose alone breaks is one no plan of this course can meet (`specc.solve.diagnose`)."""
+        return None
+
     def label(self) -> str:
         """Short human description for logs and reports, e.g. 'max_dose Rectum <= 75 Gy'."""
         raise NotImplementedError(f"{type(self).__name__} must describe itself")

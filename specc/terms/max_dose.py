@@ -34,6 +34,9 @@ class MaxDose(HardOrSoftLimit):
     def dose_bounds(self) -> tuple[Dose | None, Dose | None]:
         return None, (self.dose if self.hard else None)
 
+    def upper_limit_on(self, dose_gy: np.ndarray, weights: np.ndarray) -> tuple[float, float, str] | None:
+        return float(dose_gy.max()), self.dose.gy, "a maximum of"
+
     def label(self) -> str:
         return f"max_dose {self.structure} <= {self.dose}{self.limit_suffix()}"
 

@@ -71,6 +71,11 @@ class MeanDose(ScalarLimit):
             )
         return self
 
+    def upper_limit_on(self, dose_gy: np.ndarray, weights: np.ndarray) -> tuple[float, float, str] | None:
+        if self.max is None or self.quantity != "physical":  # an EQD2 mean converts each course apart
+            return None
+        return float(weights @ dose_gy), self.max.gy, "a mean of"
+
     def label(self) -> str:
         of = "" if self.quantity == "physical" else f" ({self.quantity}, alpha/beta {self.alpha_beta})"
         return f"mean_dose {self.structure}{of} {self.bounds_text()}{self.limit_suffix()}"
