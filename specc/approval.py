@@ -242,11 +242,13 @@ def _result_mismatch(result: PlanResult, plan_text: str) -> str | None:
         return None
     if result.record_json is None:
         return f"{name} holds no plan record (dataset plan_json), so it cannot be shown to be plan.json's dose"
-    try:
-        embedded, planned = PlanRecord.model_validate_json(result.record_json), PlanRecord.model_validate_json(plan_text)
-    except ValidationError:
-        return f"{name} holds another plan record than plan.json (one of them is not a plan record this specc reads)"
-    return f"{name} is another run's dose: {_record_difference(name, embedded, planned)}"
+    records = {}
+    for file, text in ((name, result.record_json), (PLAN_JSON, plan_text)):
+        try:
+            records[file] = PlanRecord.model_validate_json(text)
+        except ValidationError:
+            return f"{name} holds another plan record than plan.json ({file}'s is not a plan record this specc reads)"
+    return f"{name} is another run's dose: {_record_difference(name, records[name], records[PLAN_JSON])}"
 
 
 def _record_difference(name: str, embedded: PlanRecord, planned: PlanRecord) -> str:

@@ -50,12 +50,14 @@ def test_goals_no_derived_term_can_aim_for_are_refused_together_in_file_order() 
     by_hand = "write an `optimization:` section by hand"
     assert _diagnostics(HEAD + goals) == [
         (16, "goals.Rectum[0]", "goal 'Max >= 10 Gy (priority 3)' on Rectum asks for a hot spot (a maximum at least "
-                                f"some dose), which no convex program can aim for: remove the goal, or {by_hand}"),
+                                f"some dose), which no convex program can aim for: remove the goal, or {by_hand} "
+                                "(the goal is still judged on the plan)"),
         (16, "goals.Rectum[1]", "goal 'Mean >= 1 Gy (EQD2, priority 3)' on Rectum is in EQD2, and a lower bound on "
                                 "the mean of an isoeffective dose (a convex quadratic of the dose) is not convex: no "
                                 f"derived term measures it; {by_hand} (the goal is still judged on the plan)"),
         (17, "goals.Bladder[0]", "goal 'Min <= 5 Gy (priority 3)' on Bladder asks for a cold spot (a minimum at most "
-                                 f"some dose), which no convex program can aim for: remove the goal, or {by_hand}"),
+                                 f"some dose), which no convex program can aim for: remove the goal, or {by_hand} "
+                                "(the goal is still judged on the plan)"),
     ]
     _none(HEAD + goals + TERMS)  # terms of its own plan any goal
 

@@ -71,5 +71,4 @@ def _underivable(goal: Goal, composite: bool) -> str | None:
         wanted = "a cold spot (a minimum at most some dose)"
     if wanted is None:
         return None
-    return (f"asks for {wanted}, which no convex program can aim for: remove the goal, or write an "
-            "`optimization:` section by hand")
+    return f"asks for {wanted}, which no convex program can aim for: remove the goal, or {_BY_HAND}"

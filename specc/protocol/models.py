@@ -781,6 +781,8 @@ class Protocol(ProtocolDocument):
 
     @property
     def derivation_refusals(self) -> list[Diagnostic]:
+        """What planning from the goals alone refuses, located in the files; empty for a protocol no loader
+        read (derivation then applies the same rules by field path: `specc.compile.derive`)."""
         return list(self._derivation_refusals)
 
     def prescription_for(self, structure: str) -> Dose | None:

@@ -123,7 +123,6 @@ def _density(
 
 
 
-
 def _targets(cst: Any, kept: Mapping[int, str], structures: dict, targets: Sequence[str], source: str) -> list[str]:
     if targets:
         unknown = [name for name in targets if name not in structures]
