@@ -77,7 +77,7 @@ class CheckOutcome:
         """What the terminal says: the record's notes and those of reading a prior dose (the report gives those
         in its prior-dose paragraph: a prior course missing over an organ changes its composite goals)."""
         prior = self.record.prior_dose.notes if self.record.prior_dose is not None else []
-        return [*self.record.notes, *(note for note in prior if note not in self.record.notes)]
+        return [*self.record.notes, *prior]
 
 
 def check_export(

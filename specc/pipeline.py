@@ -195,6 +195,7 @@ def _write_plan(
             delivered = deliver(compiled, solve, protocol.delivery)
         solve = delivered.result
         notes.extend(delivered.notes)
+    passed = len(notes)  # the record holds these first, then what the evaluation noted itself
     with stages.stage("evaluate"):
         evaluation = evaluate_plan(
             protocol, case, program.masks, solve, dict(stages.timings), notes=notes
@@ -210,7 +211,7 @@ def _write_plan(
         notes.append(exceeded)
     # what the evaluation itself noted (a hot spot outside the targets, the EQD2 model, the prior course) is the
     # terminal's too, not only the report's
-    notes.extend(note for note in [*record.notes, *prior_notes] if note not in notes)
+    notes.extend([*record.notes[passed:], *prior_notes])
     with stages.stage("report"), _whole_or_none(out):
         remove_earlier_plan(out)  # a failure below must not leave a mix of two runs' files
         paths = write_report(out, record, case, evaluation, program.masks, pdf=pdf)
