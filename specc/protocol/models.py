@@ -34,6 +34,7 @@ from specc.protocol.consistency import consistency_issues
 from specc.protocol.diagnostics import Diagnostic, ProtocolConsistencyError
 from specc.protocol.goals import Course, Goal, GoalEntry, GoalMapping
 from specc.protocol.metrics import Metric
+from specc.protocol.plausibility import setup_error_slip
 from specc.protocol.structures import FUNCTIONS, StructureExpr, parse_expression
 from specc.protocol.units import Angle, Area, Dose, Length, format_number
 from specc.terms import Term
@@ -484,13 +485,6 @@ def _three_angles_or_none(value: Any) -> Any:
     return None if value is None else _three(value, 'one angle ("2 deg")', 'three about x, y, z (["1 deg", "1 deg", "2 deg"])')
 
 
-# Plausibility bounds against unit slips, as for doses: systematic and random setup errors of immobilized
-# patients are a few mm (van Herk 2004: 1-5 mm SD; frameless, breast and abdomen up to 10-15 mm), rotations a
-# few degrees (1-3 deg; a roll of 10 deg is a re-setup). Larger values are "10 cm" for "10 mm", or "90 deg".
-_LARGEST_SETUP_ERROR_MM = 30.0
-_LARGEST_ROTATION_DEG = 15.0
-
-
 def _both_ways(sizes: tuple[float, float, float]) -> list[tuple[float, float, float]]:
     """One vector per non-zero axis and sign: (+s, 0, 0), (-s, 0, 0), (0, +s, 0), ..."""
     out: list[tuple[float, float, float]] = []
@@ -571,15 +565,9 @@ class Robustness(_Strict):
         random, rotation = self.random_error_mm, self.rotation_error_deg
         if not any(self.setup_error_mm) and not any(random or ()) and not any(rotation or ()):
             raise ValueError("no setup, random or rotation error gives no scenario: give the error to check")
-        for name, sizes, largest, unit in (("setup_error", self.setup_error_mm, _LARGEST_SETUP_ERROR_MM, "mm"),
-                                           ("random_error", random or (), _LARGEST_SETUP_ERROR_MM, "mm"),
-                                           ("rotation_error", rotation or (), _LARGEST_ROTATION_DEG, "deg")):
-            if any(size > largest for size in sizes):
-                raise ValueError(
-                    f"{name} {format_number(max(sizes))} {unit} is beyond any patient setup ({format_number(largest)} "
-                    f"{unit} at most here): a unit slip? (cm written as mm, or a typo); motion beyond it is an internal "
-                    "margin's (ITV), not a setup error's"
-                )
+        slip = setup_error_slip(self.setup_error_mm, random or (), rotation or ())
+        if slip is not None:
+            raise ValueError(slip)
         if self.objective == "worst_case" and not self.optimize:
             raise ValueError("objective: worst_case says how robust optimization counts the scenarios; it needs "
                              "optimize: true")

@@ -5,12 +5,13 @@ level outside the doses per fraction external-beam courses give is one (a per-fr
 written as the total, or cGy written as Gy); so is a target's own goal far from its level,
 and any dose a goal states (a threshold, a variation, the dose of a V or CV metric) far above
 the highest level: an organ limit of "Max <= 7500 Gy" is 7500 cGy written as Gy, and no plan
-can fail it, so it would pass every time and limit nothing.
+can fail it, so it would pass every time and limit nothing. Setup errors have their bounds too
+(`setup_error_slip`): "10 cm" written for "10 mm" would have a plan chase a target shifted 10 cm.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
 from specc.protocol.diagnostics import Issue, located_goals
@@ -20,6 +21,27 @@ from specc.protocol.units import format_number
 if TYPE_CHECKING:
     from specc.protocol.goals import Goal
     from specc.protocol.models import DoseLevel, ProtocolDocument
+
+# Systematic and random setup errors of immobilized patients are a few mm (van Herk 2004: 1-5 mm SD; frameless,
+# breast and abdomen up to 10-15 mm), rotations a few degrees (1-3 deg; a roll of 10 deg is a re-setup).
+# Larger values are "10 cm" for "10 mm", or "90 deg"; motion beyond them is an internal margin's (an ITV).
+LARGEST_SETUP_ERROR_MM = 30.0
+LARGEST_ROTATION_DEG = 15.0
+
+
+def setup_error_slip(setup_mm: Sequence[float], random_mm: Sequence[float], rotation_deg: Sequence[float]) -> str | None:
+    """Why a robustness section's errors read as a unit slip, or None (each is the error along x, y, z)."""
+    for name, sizes, largest, unit in (("setup_error", setup_mm, LARGEST_SETUP_ERROR_MM, "mm"),
+                                       ("random_error", random_mm, LARGEST_SETUP_ERROR_MM, "mm"),
+                                       ("rotation_error", rotation_deg, LARGEST_ROTATION_DEG, "deg")):
+        if any(size > largest for size in sizes):
+            return (
+                f"{name} {format_number(max(sizes))} {unit} is beyond any patient setup ({format_number(largest)} "
+                f"{unit} at most here): a unit slip? (cm written as mm, or a typo); motion beyond it is an internal "
+                "margin's (ITV), not a setup error's"
+            )
+    return None
+
 
 # Gy per fraction that external-beam courses give: low-dose total-body irradiation at 0.1 Gy up to
 # functional radiosurgery (trigeminal neuralgia, 70-90 Gy x 1). Outside, a dose level is a unit slip:
