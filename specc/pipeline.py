@@ -235,6 +235,8 @@ def _write_plan(
                 case_path=case_path,
                 prior_dose_gy=prior,
                 derived=_derived_structures(protocol, program.masks, record),
+                case_roles={case_name: program.structures.roles[name]
+                            for name, case_name in program.structures.case_names.items() if name in program.structures.roles},
             )
         )
     return PlanOutcome(solve, record, paths, stages.timings, program.stats, notes)

@@ -124,9 +124,9 @@ def test_the_study_is_one_study_and_the_plan_refers_to_its_structure_set(exporte
     assert referenced <= slices
     types = {int(item.ReferencedROINumber): item.RTROIInterpretedType for item in rs.RTROIObservationsSequence}
     names = {int(item.ROINumber): item.ROIName for item in rs.StructureSetROISequence}
-    # a planning system finds the patient outline by EXTERNAL; Organ's role (oar) is the protocol's, not in result.h5
+    # a planning system finds the patient outline by EXTERNAL; Organ's role (oar) is the protocol's, in result.h5
     assert {names[number]: kind for number, kind in types.items()} == {
-        "Body": "EXTERNAL", "Target": "PTV", "Organ": "", "Shell": ""}
+        "Body": "EXTERNAL", "Target": "PTV", "Organ": "ORGAN", "Shell": ""}
 
 
 def test_a_second_export_writes_the_same_objects_and_the_studys_rt_plan_is_not_the_standalone_one(exported, tmp_path):

@@ -17,9 +17,12 @@ def test_round_trip_keeps_dose_fluence_grid_and_identifiers(tmp_path):
     fluence = np.array([2.0, 0.5])
     dose = case.dose_on_grid(fluence, fractions=5)
     case.save(tmp_path / "case.h5")
-    write_result(tmp_path / "result.h5", case, fluence, dose, 5, '{"a": 1}', case_path=tmp_path / "case.h5")
+    write_result(tmp_path / "result.h5", case, fluence, dose, 5, '{"a": 1}', case_path=tmp_path / "case.h5",
+                 case_roles={"Rückenmark": "oar", "PTV 70": "target"})
 
     result = read_result(tmp_path / "result.h5")
+    assert result.case_roles == {"Rückenmark": "oar", "PTV 70": "target"}  # by case name, any characters
+    assert read_result(write_result(tmp_path / "plain.h5", case, fluence, dose, 5)).case_roles == {}
     assert result.fractions == 5
     assert result.grid == case.grid
     np.testing.assert_array_equal(result.fluence, fluence)

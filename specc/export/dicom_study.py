@@ -214,7 +214,9 @@ def _rois(case: Case, result: PlanResult, notes: list[str]) -> list[_Roi]:
     body = body_structure(case.structures, targets, notes)
 
     def case_type(name: str) -> str:
-        return target_type(name) if name in targets else "EXTERNAL" if name == body else ""
+        if name in targets or result.case_roles.get(name) == "target":  # by name, or through an alias
+            return target_type(name)
+        return "EXTERNAL" if name == body else "ORGAN" if result.case_roles.get(name) == "oar" else ""
 
     rois = [
         _Roi(name, structure.mask, structure.color, case_type(name))

@@ -10,7 +10,7 @@ The layout is documented in docs/formats/result-h5.md.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -67,6 +67,9 @@ class PlanResult:
     # dose, and its goals were judged on the two summed (docs/composite.md).
     prior_dose_gy: np.ndarray | None = None
     derived: list[DerivedStructure] = field(default_factory=list)  # the protocol's derived structures
+    # The protocol role (target, oar, other) of each case structure the plan's protocol named, by case name:
+    # what a study export types them as for a planning system (`specc.export.roi_types`).
+    case_roles: dict[str, str] = field(default_factory=dict)
 
     @cached_property
     def record(self) -> PlanRecord | None:
@@ -161,6 +164,7 @@ def write_result(
     case_path: str | Path | None = None,
     prior_dose_gy: np.ndarray | None = None,
     derived: Sequence[DerivedStructure] = (),
+    case_roles: Mapping[str, str] | None = None,
 ) -> Path:
     """Write result.h5. `dose_gy` is the plan's total dose over all `fractions`, shape `case.grid.shape`;
     `prior_dose_gy`, of a composite plan, the prior course's, beside it."""
@@ -205,6 +209,10 @@ def write_result(
             stored.attrs["unit"] = "Gy"
             stored.attrs["summation"] = "the prior course(s), total"
 
+        if case_roles:
+            roles = out.create_group("case_structure_roles")
+            for name, role in sorted(case_roles.items()):
+                roles.attrs[name] = role
         if derived:
             group = out.create_group("derived_structures")
             for index, structure in enumerate(derived):
@@ -263,6 +271,10 @@ def read_result(path: str | Path) -> PlanResult:
             )
             for _, stored in sorted(src["derived_structures"].items())
         ] if "derived_structures" in src else []
+        case_roles = (
+            {str(name): str(role) for name, role in src["case_structure_roles"].attrs.items()}
+            if "case_structure_roles" in src else {}
+        )
         if prior is not None and prior.shape != dose_gy.shape:
             raise ResultError(f"{path}: '/prior_dose_gy' has shape {prior.shape}, '/dose_gy' {dose_gy.shape}")
         case_path = str(src.attrs.get("case_path", ""))
@@ -279,4 +291,5 @@ def read_result(path: str | Path) -> PlanResult:
             record_json=record.decode("utf-8") if isinstance(record, bytes) else record,
             prior_dose_gy=prior,
             derived=derived,
+            case_roles=case_roles,
         )
