@@ -37,7 +37,7 @@ from specc.protocol.metrics import Metric
 from specc.protocol.plausibility import setup_error_slip
 from specc.protocol.structures import FUNCTIONS, StructureExpr, parse_expression
 from specc.protocol.units import Angle, Area, Dose, Length, format_number
-from specc.terms import Term
+from specc.terms import KINDS, Term
 from specc.terms.base import SourceLocation
 
 FORMAT_VERSION = 1
@@ -703,18 +703,16 @@ class ProtocolDocument(_Strict):
 
     @field_validator("optimization", mode="before")
     @classmethod
-    def _tissue_ratios(cls, optimization: Any, info: ValidationInfo) -> Any:
-        # A mean in EQD2 / BED takes its structure's alpha/beta when it gives none: the ratio is the
-        # tissue's, and writing it twice invites the two to drift (a differing one is an error).
+    def _structure_defaults(cls, optimization: Any, info: ValidationInfo) -> Any:
+        # What a term takes from its structure's definition when it leaves it out is its kind's to say
+        # (`TermBase.with_structure_defaults`: a mean in EQD2 takes the tissue's alpha/beta).
         structures = info.data.get("structures") or {}
         if not isinstance(optimization, dict) or not isinstance(optimization.get("terms"), list):
             return optimization
         terms = [
-            {**term, "alpha_beta": structures[term["structure"]].alpha_beta}
-            if isinstance(term, dict) and term.get("kind") == "mean_dose"
-            and term.get("quantity", "physical") != "physical" and "alpha_beta" not in term
+            KINDS[term["kind"]].with_structure_defaults(term, structures[term["structure"]].alpha_beta)
+            if isinstance(term, dict) and term.get("kind") in KINDS
             and isinstance(term.get("structure"), str) and term["structure"] in structures
-            and structures[term["structure"]].alpha_beta is not None
             else term
             for term in optimization["terms"]
         ]

@@ -161,6 +161,12 @@ class TermBase(BaseModel):
         """
         return None, None
 
+    @classmethod
+    def with_structure_defaults(cls, written: dict, alpha_beta: Dose | None) -> dict:
+        """The term as written in a protocol (its YAML mapping), with what it takes from its structure's
+        definition when it leaves it out (a kind that takes nothing returns it unchanged)."""
+        return written
+
     def upper_limit_on(self, dose_gy: np.ndarray, weights: np.ndarray) -> tuple[float, float, str] | None:
         """(measured, limit, what it measures) of this term's upper dose limit on `dose_gy` (total Gy on its
         structure's entries, `weights` their relative volumes), or None for a term that limits no such thing.

@@ -71,6 +71,14 @@ class MeanDose(ScalarLimit):
             )
         return self
 
+    @classmethod
+    def with_structure_defaults(cls, written: dict, alpha_beta: Dose | None) -> dict:
+        # A mean in EQD2 / BED takes its structure's alpha/beta when it gives none: the ratio is the tissue's, and
+        # written twice the two could drift (a differing one is a protocol error).
+        if written.get("quantity", "physical") == "physical" or "alpha_beta" in written or alpha_beta is None:
+            return written
+        return {**written, "alpha_beta": alpha_beta}
+
     def upper_limit_on(self, dose_gy: np.ndarray, weights: np.ndarray) -> tuple[float, float, str] | None:
         if self.max is None or self.quantity != "physical":  # an EQD2 mean converts each course apart
             return None
