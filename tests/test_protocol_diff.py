@@ -220,6 +220,15 @@ def test_several_goals_of_one_metric_and_side_are_compared_one_by_one(tmp_path: 
     ]
 
 
+def test_a_strict_comparator_is_the_same_goal_changed(tmp_path: Path) -> None:
+    """Keyed by comparator, "Max <= 45 Gy" -> "Max < 45 Gy" read as one goal removed and another added,
+    where a site template's override (keyed by side) replaces the one by the other."""
+    level = "{target: PTV, dose: 50 Gy}"
+    plain = _protocol(tmp_path, "plain.yaml", level, COVERAGE + '  Core: ["Max <= 45 Gy"]\n')
+    strict = _protocol(tmp_path, "strict.yaml", level, COVERAGE + '  Core: ["Max < 45 Gy"]\n')
+    assert _lines(plain, strict) == ["~ goal Core Max <= comparator: Max <= 45 Gy -> Max < 45 Gy"]
+
+
 def test_versions_are_ordered_by_semantic_versioning_precedence() -> None:
     ordered = ["1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-alpha.beta", "1.0.0-beta", "1.0.0-beta.2", "1.0.0-beta.11",
                "1.0.0-rc.1", "1.0.0", "1.0.1", "1.2.0", "1.10.0", "2.0.0"]

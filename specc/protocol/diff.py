@@ -5,7 +5,7 @@ the YAML shows what was typed, not what the protocol now means: a goal inherited
 template changes without a line of the protocol file changing, "7020 cGy" and "70.2 Gy" are
 the same dose, and a reordered mapping is no change at all. This compares the two validated,
 template-merged protocols instead, item by item (header, prescription, structures, goals
-keyed by structure, metric and comparator, optimization terms, solver options, delivery,
+keyed by structure, metric and side (upper or lower limit), optimization terms, solver options, delivery,
 robustness), each value in the protocol's own normalized form. A goal in % of the prescription
 is compared by the limit it resolves to as well: a level added or changed moves it, though no
 goal line changed.
@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from specc.protocol.goals import Goal, Threshold
+from specc.protocol.goals import LOWER_BOUNDS, Goal, Threshold
 from specc.protocol.models import Protocol, SiteTemplate
 from specc.protocol.units import format_number
 
@@ -173,8 +173,9 @@ def _prescription(before: dict | None, after: dict | None) -> list[Change]:
 
 
 def _goals(old: Protocol | SiteTemplate, new: Protocol | SiteTemplate) -> list[Change]:
-    """Goals keyed by structure, metric, comparator and dose quantity (a cord's "Max <= 45 Gy" and its
-    "Max <= 50 Gy (EQD2)" are two goals); changed when what judges them changed: the threshold, the
+    """Goals keyed by structure, metric, side (upper or lower limit) and dose quantity, as a template's
+    goals are overridden (a cord's "Max <= 45 Gy" and its "Max <= 50 Gy (EQD2)" are two goals; "Max < 45 Gy"
+    is the first one changed); changed when what judges them changed: the comparator, the threshold, the
     acceptable variation or the priority as written (not the spelling: "78 Gy" and "7800 cGy" are one),
     or the limit a goal in % of the prescription resolves to (a level added or changed moves it).
 
@@ -207,9 +208,9 @@ def _goals_by_item(protocol: Protocol | SiteTemplate) -> dict[str, list[Goal]]:
     return grouped
 
 
-def _written(goal: Goal) -> tuple[Threshold, Threshold | None, int]:
+def _written(goal: Goal) -> tuple[str, Threshold, Threshold | None, int]:
     """What a goal states as written (its thresholds in Gy, or in % of a prescription)."""
-    return goal.threshold, goal.variation, goal.priority
+    return goal.comparator, goal.threshold, goal.variation, goal.priority
 
 
 def _limits(goal: Goal) -> tuple[float, float | None, float | None] | None:
@@ -224,7 +225,7 @@ def _goal_change(
     item: str, was: Goal, now: Goal, old: Protocol | SiteTemplate, new: Protocol | SiteTemplate
 ) -> Change | None:
     """`was` -> `now` of one key, or None when both state and resolve to the same."""
-    names = ("threshold", "variation", "priority")
+    names = ("comparator", "threshold", "variation", "priority")
     fields = [name for name, a, b in zip(names, _written(was), _written(now)) if a != b]
     limits_before, limits_after = _limits(was), _limits(now)
     comparable = limits_before is not None and limits_after is not None
@@ -269,9 +270,11 @@ def _reference(protocol: Protocol | SiteTemplate, goal: Goal) -> str:
     return f"{target} {format_number(goal.reference_dose.gy)} Gy{share}"
 
 
-def _goal_item(goal: Any) -> str:
+def _goal_item(goal: Goal) -> str:
+    """A goal's key, named by its side's non-strict comparator ("Max <" and "Max <=" are one key)."""
     qualifiers = goal.qualifiers
-    return f"{goal.structure} {goal.metric} {goal.comparator}" + (f" ({', '.join(qualifiers)})" if qualifiers else "")
+    side = ">=" if goal.comparator in LOWER_BOUNDS else "<="
+    return f"{goal.structure} {goal.metric} {side}" + (f" ({', '.join(qualifiers)})" if qualifiers else "")
 
 
 def _terms(
