@@ -16,6 +16,10 @@ Conventions (the TG-263 vocabulary; dicompyler-core's `DVH` in the limit of zero
   the coldest volume v.
 - CV(d), "complement volume" = total volume with dose < d.
 
+V(d) counts a voxel within `DOSE_ROUNDING` (1e-6 of d) below d as receiving d (`receives`): the voxel a
+plan was normalized on must count whether its dose is read in float64 or float32. The target indices'
+isodose volumes (PIV, PIV50) and coverage count voxels by the same rule.
+
 Volumes accumulate with a relative tolerance of 1e-9 of the structure volume so that, e.g.,
 95% of 20 equal voxels is exactly 19 voxels despite floating-point rounding.
 """
@@ -35,6 +39,17 @@ _RELATIVE_VOLUME_TOLERANCE = 1e-9
 
 # Points per DVH curve in the plan record: 0.5% of the highest dose per step, enough to draw it.
 DVH_CURVE_POINTS = 201
+
+
+def _isodose_floor_gy(dose_gy: float) -> float:
+    """The lowest voxel dose that counts as receiving `dose_gy`: V(d), coverage and isodose volumes share it."""
+    return dose_gy * (1.0 - DOSE_ROUNDING)
+
+
+def receives(dose_gy: np.ndarray, level_gy: float) -> np.ndarray:
+    """Which voxels receive at least `level_gy` (the isodose of V(d), `_isodose_floor_gy`)."""
+    return dose_gy >= _isodose_floor_gy(level_gy)
+
 
 class UndefinedMetric(SpeccError):
     """A metric that has no value on this structure (e.g. D2cc of a 1 cc structure)."""
@@ -113,9 +128,8 @@ class DVH:
         return float(self.doses_gy[::-1][min(position, self.doses_gy.size - 1)])
 
     def volume_at_dose_cc(self, dose_gy: float) -> float:
-        """V(d) in cc: volume receiving at least `dose_gy`, a voxel within `DOSE_ROUNDING` below it included
-        (the voxel a plan was normalized on must count whether its dose is read in float64 or float32)."""
-        hot_count = int(np.searchsorted(-self.doses_gy, -dose_gy * (1.0 - DOSE_ROUNDING), side="right"))
+        """V(d) in cc: volume receiving at least `dose_gy` (`_isodose_floor_gy`)."""
+        hot_count = int(np.searchsorted(-self.doses_gy, -_isodose_floor_gy(dose_gy), side="right"))
         return float(self.cumulative_cc[hot_count - 1]) if hot_count else 0.0
 
     def volume_at_dose(self, dose_gy: float, unit: VolumeUnit = "%") -> float:

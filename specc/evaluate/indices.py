@@ -8,6 +8,8 @@
 - Hot spot: D0.03cc (the near-maximum of ICRU 83 practice) and the position of the hottest
   voxel in patient coordinates (mm, LPS), taken from the grid geometry.
 
+A voxel is inside an isodose by the rule of V(d) (`dvh.receives`: within 1e-6 below the level counts), for
+the target's covered volume TV_PIV and for PIV and PIV50 alike, so that TV_PIV <= PIV and PCI <= 1.
 Isodose volumes count every voxel of the grid, so with several dose levels the isodose of a
 lower level also contains the higher-level targets (as in any planning system).
 """
@@ -19,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from specc.evaluate.dvh import DVH, UndefinedMetric
+from specc.evaluate.dvh import DVH, UndefinedMetric, receives
 from specc.evaluate.record import HotSpot, TargetIndices
 from specc.protocol.units import Volume
 
@@ -82,8 +84,9 @@ def target_indices(
     d2 = dvh.dose_at_volume(Volume(value=2, unit="%"))
     target_cc = dvh.volume_cc
     covered_cc = dvh.volume_at_dose_cc(prescription_gy)
-    isodose_cc = float(np.count_nonzero(dose_gy >= prescription_gy)) * voxel_volume_cc
-    half_isodose_cc = float(np.count_nonzero(dose_gy >= 0.5 * prescription_gy)) * voxel_volume_cc
+    # one isodose rule for TV_PIV (coverage), PIV and PIV50: TV_PIV <= PIV, so the PCI stays within [0, 1]
+    isodose_cc = float(np.count_nonzero(receives(dose_gy, prescription_gy))) * voxel_volume_cc
+    half_isodose_cc = float(np.count_nonzero(receives(dose_gy, 0.5 * prescription_gy))) * voxel_volume_cc
     return TargetIndices(
         structure=structure,
         prescription_gy=prescription_gy,

@@ -1,0 +1,47 @@
+"""Target indices on hand-made doses whose isodose volumes and hot spots are known voxel by voxel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from specc.case import Grid
+from specc.evaluate.indices import target_indices
+
+# 1 x 1 x 2 mm voxels: 0.002 cc each, so 15 voxels make 0.03 cc.
+GRID = Grid(shape=(10, 10, 4), spacing_mm=(1.0, 1.0, 2.0), origin_mm=(0.0, 0.0, 0.0))
+VOXEL_CC = 0.002
+RX_GY = 60.0
+
+
+def _target(count: int) -> np.ndarray:
+    mask = np.zeros(GRID.shape, dtype=bool)
+    mask.flat[:count] = True
+    return mask
+
+
+@pytest.mark.parametrize("read_back", [np.float64, np.float32])
+def test_coverage_and_isodose_volumes_count_a_voxel_at_the_prescription_alike(read_back):
+    """A target normalized exactly onto 60 Gy and read back as float32 (59.999996 Gy) lies wholly inside the
+    prescription isodose, and so does every other voxel at 60 Gy: TV_PIV <= PIV, PCI and CI the same reading."""
+    target = _target(40)
+    dose = np.zeros(GRID.shape)
+    dose[target] = RX_GY - 5e-5  # within 1e-6 of 60 Gy: counts as receiving it (V(d)'s rule)
+    dose.flat[50] = RX_GY  # one voxel outside the target, exactly at the prescription
+    dose.flat[60:70] = 0.5 * RX_GY * (1 - 5e-7)  # the half-prescription isodose by the same rule
+    indices = target_indices("PTV", RX_GY, dose.astype(read_back).astype(np.float64), target, GRID, VOXEL_CC)
+    assert indices.coverage_percent == pytest.approx(100.0)
+    assert indices.prescription_isodose_cc == pytest.approx(41 * VOXEL_CC)
+    assert indices.half_isodose_cc == pytest.approx(51 * VOXEL_CC)
+    assert indices.paddick_conformity_index == pytest.approx(40 / 41)
+
+
+def test_a_voxel_below_the_rounding_tolerance_is_outside_every_isodose():
+    target = _target(40)
+    dose = np.zeros(GRID.shape)
+    dose[target] = RX_GY
+    dose.flat[:10] = RX_GY * (1 - 1e-5)  # 10 target voxels 0.6 mGy short: not covered, and not in the PIV
+    indices = target_indices("PTV", RX_GY, dose, target, GRID, VOXEL_CC)
+    assert indices.coverage_percent == pytest.approx(75.0)
+    assert indices.prescription_isodose_cc == pytest.approx(30 * VOXEL_CC)
+    assert indices.paddick_conformity_index == pytest.approx(30**2 / (40 * 30))
