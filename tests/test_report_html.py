@@ -337,3 +337,22 @@ def test_the_target_index_table_shows_the_five_indices_a_goal_can_state_with_the
     for goal in evaluation.record.goals:
         assert goal.value is not None
         assert float(shown[goal.metric]) == pytest.approx(goal.value, abs=0.0051), goal.metric
+
+
+def test_small_volumes_are_shown_with_significant_digits_not_as_zero(converged):
+    """A 0.015 cc structure read "0.0 cc" in the DVH table and a 0.02 cc target "Volume 0.0 cc" beside its CI, as a
+    missing structure would (audit a4 F4)."""
+    case, masks, evaluation, _ = converged
+    record = evaluation.record
+    structures = [structure.model_copy(update={"volume_cc": 0.015}) if structure.structure == "Organ" else structure
+                  for structure in record.structures]
+    indices = [record.target_indices[0].model_copy(
+        update={"volume_cc": 0.02, "prescription_isodose_cc": 0.0454, "half_isodose_cc": 1.9})]
+    html = render_html(record.model_copy(update={"structures": structures, "target_indices": indices}),
+                       case, evaluation, masks)
+    assert re.search(r"Organ</td><td class=\"num\">0\.0150 cc</td>", html)
+    section = html.split('<table id="target-indices"')[1].split("</table>")[0]
+    assert "<td>Volume</td><td class=\"num\">0.0200 cc</td>" in section
+    assert "<td>Prescription isodose volume</td><td class=\"num\">0.0454 cc</td>" in section
+    assert "<td>Half-prescription isodose volume</td><td class=\"num\">1.90 cc</td>" in section
+    assert " 0.0 cc" not in html

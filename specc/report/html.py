@@ -86,6 +86,22 @@ def format_number(value: float | None, digits: int = 2) -> str:
     return f"{value:.{digits}f}"
 
 
+# Significant digits of a volume in cc: a lens (0.1 cc), a cochlea (0.05 cc) or an SRS target (0.02 cc) read
+# "0.0 cc" at one decimal, as a structure that is missing would.
+VOLUME_DIGITS = 3
+
+
+def format_volume(value: float | None) -> str:
+    """A volume in cc with `VOLUME_DIGITS` significant digits, never fewer than one decimal (1234.5, 12.3, 1.23,
+    0.0150); 'n/a' for a missing or non-finite value."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    if value == 0:
+        return "0.0"
+    decimals = max(1, VOLUME_DIGITS - 1 - math.floor(math.log10(abs(value))))
+    return f"{value:.{decimals}f}"
+
+
 def format_time(iso: str) -> str:
     """An ISO 8601 time as a reader writes it, in UTC: '2025-03-04 09:15:02 UTC'."""
     try:
@@ -116,6 +132,7 @@ def environment() -> Environment:
         trim_blocks=False,
     )
     environment.filters["fmt"] = format_number
+    environment.filters["cc"] = format_volume
     environment.filters["css_color"] = css_color
     environment.filters["time"] = format_time
     environment.filters["offset"] = offset_text
