@@ -45,3 +45,36 @@ def test_a_voxel_below_the_rounding_tolerance_is_outside_every_isodose():
     assert indices.coverage_percent == pytest.approx(75.0)
     assert indices.prescription_isodose_cc == pytest.approx(30 * VOXEL_CC)
     assert indices.paddick_conformity_index == pytest.approx(30**2 / (40 * 30))
+
+
+def test_a_target_under_0_03_cc_has_no_near_maximum_as_a_goal_on_it_has_none():
+    """A 10-voxel (0.02 cc) target at 1..10 Gy: its 'D0.03cc' was its minimum, 1 Gy, shown as its hot spot, while the
+    goal 'D0.03cc' on it read NOT EVALUATED (audit a4 F1). Both now say why, in the same words."""
+    from specc.evaluate.dvh import DVH, UndefinedMetric
+    from specc.evaluate.indices import near_max_undefined
+    from specc.protocol.units import Volume
+
+    target = _target(10)
+    dose = np.zeros(GRID.shape)
+    dose[target] = np.arange(1.0, 11.0)
+    with pytest.raises(UndefinedMetric) as goal:
+        DVH.from_dose(dose[target], VOXEL_CC).dose_at_volume(Volume(value=0.03, unit="cc"))
+    assert near_max_undefined(10 * VOXEL_CC) == str(goal.value) == "0.03 cc is more than the whole structure (0.02 cc)"
+    assert target_indices("S10", 10.0, dose, target, GRID, VOXEL_CC).hot_spot.max_gy == 10.0
+    assert near_max_undefined(15 * VOXEL_CC) is None  # exactly 0.03 cc: D0.03cc is its coldest voxel
+
+
+def test_a_hot_voxel_outside_targets_that_leave_under_0_03_cc_is_noted_by_its_maximum():
+    """Outside the targets 10 voxels (0.02 cc): one at 80 Gy against a 60 Gy level. The note read the region's
+    'D0.03cc', its minimum (5 Gy), and said nothing; it now judges the maximum and says why."""
+    from specc.evaluate.indices import outside_hot_spot_note
+
+    target = np.ones(GRID.shape, dtype=bool)
+    target.flat[-10:] = False
+    dose = np.full(GRID.shape, 60.0)
+    dose.flat[-10:] = 5.0
+    dose.flat[-1] = 80.0
+    note = outside_hot_spot_note(dose, [target], 60.0, GRID, VOXEL_CC)
+    assert note is not None and note.startswith(
+        "hot spot outside the prescription targets: maximum (no D0.03cc: 0.03 cc is more than the whole structure "
+        "(0.02 cc)) 80.00 Gy (133% of the highest dose level, 60 Gy)")

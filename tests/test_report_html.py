@@ -356,3 +356,21 @@ def test_small_volumes_are_shown_with_significant_digits_not_as_zero(converged):
     assert "<td>Prescription isodose volume</td><td class=\"num\">0.0454 cc</td>" in section
     assert "<td>Half-prescription isodose volume</td><td class=\"num\">1.90 cc</td>" in section
     assert " 0.0 cc" not in html
+
+
+def test_the_d0_03cc_of_a_target_under_0_03_cc_reads_not_evaluated_with_its_maximum_beside_it(converged):
+    """A 0.02 cc target's 'D0.03cc' was its minimum dose, shown as its hot spot, while a goal 'D0.03cc' on it read
+    NOT EVALUATED (audit a4 F1): the table gives the goal's reason, and the maximum."""
+    case, masks, evaluation, _ = converged
+    record = evaluation.record
+    target = record.target_indices[0]
+    spot = target.hot_spot.model_copy(update={"d0_03cc_gy": 1.0, "max_gy": 10.0})
+    indices = [target.model_copy(update={"volume_cc": 0.02, "hot_spot": spot})]
+    html = render_html(record.model_copy(update={"target_indices": indices}), case, evaluation, masks)
+    section = html.split('<table id="target-indices"')[1].split("</table>")[0]
+    assert ('<tr><td>D0.03cc</td><td class="num muted">not evaluated: 0.03 cc is more than the whole structure '
+            "(0.02 cc)</td></tr>") in section
+    assert '<tr><td>Maximum</td><td class="num">10.00 Gy</td></tr>' in section
+    assert "1.00 Gy" not in section
+    normal = converged[3].split('<table id="target-indices"')[1].split("</table>")[0]
+    assert f'<tr><td>D0.03cc</td><td class="num">{target.hot_spot.d0_03cc_gy:.2f} Gy</td></tr>' in normal

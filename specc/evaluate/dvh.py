@@ -51,6 +51,14 @@ def receives(dose_gy: np.ndarray, level_gy: float) -> np.ndarray:
     return dose_gy >= _isodose_floor_gy(level_gy)
 
 
+def beyond_structure(volume: Volume, cc: float, whole_cc: float) -> str | None:
+    """Why a D_v or DC_v of `cc` (`volume` as stated) has no value on a structure of `whole_cc`: more than the whole
+    structure (beyond the accumulation tolerance). None when it has one. The goals and the target indices share it."""
+    if cc > whole_cc * (1 + _RELATIVE_VOLUME_TOLERANCE):
+        return f"{volume} is more than the whole structure ({whole_cc:.4g} cc)"
+    return None
+
+
 class UndefinedMetric(SpeccError):
     """A metric that has no value on this structure (e.g. D2cc of a 1 cc structure)."""
 
@@ -106,8 +114,8 @@ class DVH:
 
     def _to_cc(self, volume: Volume) -> float:
         cc = volume.value / 100.0 * self.volume_cc if volume.unit == "%" else volume.value
-        if cc > self.volume_cc * (1 + _RELATIVE_VOLUME_TOLERANCE):
-            raise UndefinedMetric(f"{volume} is more than the whole structure ({self.volume_cc:.4g} cc)")
+        if (reason := beyond_structure(volume, cc, self.volume_cc)) is not None:
+            raise UndefinedMetric(reason)
         return cc
 
     def _tolerance_cc(self) -> float:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from specc.evaluate.dvh import DVH, UndefinedMetric, receives
+from specc.evaluate.dvh import DVH, UndefinedMetric, beyond_structure, receives
 from specc.evaluate.record import HotSpot, TargetIndices
 from specc.protocol.units import Volume
 
@@ -30,10 +30,18 @@ if TYPE_CHECKING:
     from specc.protocol import Metric
 
 NEAR_MAX_VOLUME_CC = 0.03
+_NEAR_MAX = Volume(value=NEAR_MAX_VOLUME_CC, unit="cc")
+
+
+def near_max_undefined(region_cc: float) -> str | None:
+    """Why a region of `region_cc` has no D0.03cc (a region smaller than 0.03 cc, an SRS target of 3 mm on a 1 mm
+    grid), in the words of a goal 'D0.03cc' on it, which reads NOT EVALUATED; None when it has one."""
+    return beyond_structure(_NEAR_MAX, NEAR_MAX_VOLUME_CC, region_cc)
 
 
 def hot_spot(region: str, dose_gy: np.ndarray, mask: np.ndarray, grid: Grid, voxel_volume_cc: float) -> HotSpot:
-    """D0.03cc of `mask` and where its hottest voxel is (the whole region when under 0.03 cc).
+    """D0.03cc of `mask` and where its hottest voxel is. A region under 0.03 cc has no D0.03cc
+    (`near_max_undefined`): its value is then that of the whole region, its minimum, which no reader may show.
 
     Both read only the hottest 0.03 cc: a DVH of those voxels and one more gives them, where one of the whole
     region (the whole grid, for the plan's hot spot) took 11 s on a 512 x 512 x 120 grid."""
@@ -63,12 +71,15 @@ def outside_hot_spot_note(
     if values.size == 0 or highest_gy <= 0 or values.max() <= OUTSIDE_HOT_SPOT_FRACTION * highest_gy:
         return None  # D0.03cc is at most the maximum: no DVH of (nearly) the whole grid for a plan without the note
     spot = hot_spot("outside the targets", dose_gy, outside, grid, voxel_volume_cc)
-    if spot.d0_03cc_gy <= OUTSIDE_HOT_SPOT_FRACTION * highest_gy:
+    # under 0.03 cc outside the targets there is no D0.03cc (its value would be the region's minimum): the maximum
+    why = near_max_undefined(values.size * voxel_volume_cc)
+    peak_gy, peak = (spot.max_gy, f"maximum (no D0.03cc: {why})") if why else (spot.d0_03cc_gy, "D0.03cc")
+    if peak_gy <= OUTSIDE_HOT_SPOT_FRACTION * highest_gy:
         return None
     x, y, z = spot.location_mm
     return (
-        f"hot spot outside the prescription targets: D0.03cc {spot.d0_03cc_gy:.2f} Gy "
-        f"({100 * spot.d0_03cc_gy / highest_gy:.0f}% of the highest dose level, {highest_gy:g} Gy), hottest voxel at "
+        f"hot spot outside the prescription targets: {peak} {peak_gy:.2f} Gy "
+        f"({100 * peak_gy / highest_gy:.0f}% of the highest dose level, {highest_gy:g} Gy), hottest voxel at "
         f"({x:.1f}, {y:.1f}, {z:.1f}) mm; hot spots belong inside the targets (RTOG-style protocols call more than "
         f"{100 * OUTSIDE_HOT_SPOT_FRACTION:.0f}% outside them a major deviation): no goal of this protocol limits it"
     )

@@ -16,7 +16,7 @@ from markupsafe import Markup
 
 from specc.evaluate import PlanEvaluation, PlanRecord, TargetIndices
 from specc.evaluate.dvh import UndefinedMetric
-from specc.evaluate.indices import index_value
+from specc.evaluate.indices import index_value, near_max_undefined
 from specc.protocol.metrics import INDEX_QUANTITIES, Metric
 from specc.protocol.models import offset_text
 from specc.report.figures import (
@@ -165,5 +165,6 @@ def render_html(
             isodose_percents=ISODOSE_PERCENTS,
             reference_gy=reference_dose_gy(record, evaluation.dose),
             wash_percent=round(100 * WASH_FROM_FRACTION),
+            near_max_undefined=near_max_undefined,  # a target under 0.03 cc: its D0.03cc reads as a goal on it would
         )
     )
