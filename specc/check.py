@@ -467,7 +467,7 @@ def _measure(protocol: Protocol, read: _Read, out_dir: str | Path, pdf: bool, st
     with stages.stage("evaluate"):
         evaluation = evaluate_dose(
             protocol, read.case, read.resolved.masks, read.dose, read.known, read.source, dict(stages.timings),
-            read.notes, read.isocentre_mm,
+            read.notes, read.isocentre_mm, absent=read.resolved.absent,
         )
     with stages.stage("report"):
         remove_earlier_plan(out)  # an earlier plan's files beside this check would read as its own

@@ -51,9 +51,11 @@ def test_an_empty_case_structure_is_an_error_at_its_line_when_used_and_a_note_ot
     assert any(note.startswith("Organ:") and "empty" in note for note in resolved.notes)
 
 
-def test_an_empty_derived_structure_names_its_line() -> None:
-    structures = "  Target: {role: target}\n  Organ: {role: oar}\n  Nothing: {role: other, expression: Target & Organ}\n"
-    with pytest.raises(CompileError, match=r"^site/p\.yaml:8: derived structure 'Nothing' = .* is empty"):
+def test_an_empty_derived_target_names_its_line() -> None:
+    """An empty overlap of organs is anatomy (tests/test_compile_structures_absent.py); an empty target is not."""
+    structures = "  Target: {role: target}\n  Organ: {role: oar}\n  Nothing: {role: target, expression: Target & Organ}\n"
+    with pytest.raises(CompileError, match=r"^site/p\.yaml:8: derived structure 'Nothing' = .* is empty on the case "
+                                           r"grid, and a target must be on every case"):
         _resolve(structures)
 
 

@@ -7,9 +7,23 @@ what the evaluate stage measures on (it must not recompute them).
 
 A derived voxel that is not a row of the influence matrix has no dose in the case (the
 case left it out, e.g. outside the body), so a derived structure is clipped to the rows and
-the clipping is reported as a note; one that ends up empty is an error. When it is empty
-because a structure it rings covers every voxel with dose (a 500 mm PTV margin), the error
-names that structure and its line: the ring may be one the compiler added (a fall-off shell).
+the clipping is reported as a note.
+
+Some structures may have no mask on a case, and then they are *absent*: `absent` says why, the
+evaluate stage reads each of their goals NOT EVALUATED with that reason, and the compile stage
+leaves their terms out with a note (`without_absent`). An organ marked `if_contoured` that the
+case does not contour is absent. So is a derived structure that comes out empty, as an overlap
+(`PTV & Rectum`) does on a patient where the two do not meet. One protocol serves a cohort,
+and such an overlap is anatomy, not an error. An absent structure counts as an empty region
+in the expressions that use it (`PTV - OpticNerve` is then the PTV).
+
+Some structures must be on every case, and their emptiness stays an error naming the line: a
+target, the structure a dose level, the normalization, a forward plan's block or the
+setup-error check names, and a structure the compiler added (nobody wrote it; the
+derivation's coverage and fall-off terms stand on it). A derived structure that is empty
+because a structure it rings covers every voxel with dose (a 500 mm PTV margin) is a mistake,
+not anatomy. That error names the ringed structure and its line, since the ring may be a
+fall-off shell the compiler added.
 
 A margin keeps the voxels whose centre lies within it, so it acts in whole voxel spacings
 (docs/compiler.md); a margin that is not one along an axis gives less there, and a note says
@@ -24,6 +38,7 @@ structure and gives both volumes, since a goal judged on the one would not be ju
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -38,7 +53,11 @@ from specc.protocol.structures import Crop, Expand, Ring, Shrink, StructureExpr,
 if TYPE_CHECKING:
     from specc.case import Case
     from specc.protocol import Protocol
-    from specc.protocol.models import StructureSpec
+    from specc.protocol.models import SetupScenario, StructureSpec
+    from specc.terms import TermBase
+
+# Why an `if_contoured` organ the case lacks has no mask (a goal's NOT EVALUATED reason).
+NOT_CONTOURED = "not contoured on this case (if_contoured: true)"
 
 
 @dataclass
@@ -49,9 +68,28 @@ class ResolvedStructures:
     case_names: dict[str, str]  # protocol name -> case structure name (plain structures)
     roles: dict[str, str]
     notes: list[str] = field(default_factory=list)
+    absent: dict[str, str] = field(default_factory=dict)  # protocol name -> why it has no mask on this case
 
     def is_target(self, name: str) -> bool:
         return self.roles.get(name) == "target"
+
+    def without_absent(
+        self, terms: Sequence[TermBase], scenarios: Mapping[str, SetupScenario]
+    ) -> tuple[list[TermBase], list[str]]:
+        """The terms whose structures all have a mask, and a note per term left out: there is nothing of
+        an absent structure to optimize. A setup-error copy stands for the structure it displaces."""
+        kept: list[TermBase] = []
+        notes: list[str] = []
+        for term in terms:
+            missing = [base for name in term.structures()
+                       if (base := scenarios[name].structure if name in scenarios else name) in self.absent]
+            if not missing:
+                kept.append(term)
+                continue
+            where = str(term.source) if term.source is not None else "(no source line)"
+            reasons = "; ".join(f"{name} is {self.absent[name]}" for name in dict.fromkeys(missing))
+            notes.append(f"{where}: {term.label()}: left out of the optimization: {reasons}")
+        return kept, notes
 
 
 def _where(protocol: Protocol, name: str) -> str:
@@ -65,6 +103,19 @@ def _where(protocol: Protocol, name: str) -> str:
 def _added_by_compiler(protocol: Protocol, name: str) -> bool:
     """A structure the compiler added (a fall-off shell): one with no line in a protocol read from a file."""
     return protocol.source is not None and protocol.structures[name].source is None
+
+
+def _needed_whole(protocol: Protocol) -> set[str]:
+    """The structures a plan or check cannot go on without (see the module docstring); the compiler's
+    own are found by `_added_by_compiler`."""
+    names = {name for name, spec in protocol.structures.items() if spec.role == "target"}
+    names |= {level.target for level in protocol.prescription.levels}
+    names |= set(protocol.robust_structures())
+    if protocol.prescription.normalization is not None:
+        names.add(protocol.prescription.normalization.structure)
+    if protocol.delivery is not None and protocol.delivery.block is not None:
+        names |= set(protocol.delivery.block)
+    return names
 
 
 def _referenced_names(protocol: Protocol) -> set[str]:
@@ -95,12 +146,20 @@ def resolve_structures(protocol: Protocol, case: Case) -> ResolvedStructures:
         try:
             case_name = match_structure(name, list(spec.aliases), case.structures)
         except NoMatch as error:
+            if spec.if_contoured and not _matched_at_all(name, spec, case):  # two matches stay an error
+                resolved.absent[name] = NOT_CONTOURED
+                resolved.notes.append(f"{name}: {NOT_CONTOURED}: its goals read NOT EVALUATED ({error})")
+                continue
             if needed:
                 raise CompileError(f"{_where(protocol, name)}: structure {name!r}: {error}") from None
             resolved.notes.append(f"{name}: not in the case and not used by any goal or term; skipped")
             continue
         mask = case.structures[case_name].mask
         if not mask.any():
+            if spec.if_contoured:
+                resolved.absent[name] = f"empty on this case (the case structure {case_name!r} has no voxel on the grid)"
+                resolved.notes.append(f"{name}: {resolved.absent[name]}: its goals read NOT EVALUATED")
+                continue
             if needed:
                 raise CompileError(
                     f"{_where(protocol, name)}: structure {name!r}: the case structure {case_name!r} of "
@@ -111,16 +170,24 @@ def resolve_structures(protocol: Protocol, case: Case) -> ResolvedStructures:
         resolved.case_names[name] = case_name
         resolved.masks[name] = mask
 
+    nowhere = np.zeros(grid_shape, dtype=bool)
+
     def lookup(name: str) -> np.ndarray:
         if name in resolved.masks:
             return resolved.masks[name]
+        if name in resolved.absent:
+            return nowhere
         raise KeyError(name)
 
+    def known(name: str) -> bool:
+        return name in resolved.masks or name in resolved.absent
+
+    whole = _needed_whole(protocol)
     pending = {name: spec for name, spec in protocol.structures.items() if spec.expression is not None}
     while pending:  # derived structures may build on each other, in any order of writing
-        ready = [name for name, spec in pending.items() if all(n in resolved.masks for n in spec.expression.names())]
+        ready = [name for name, spec in pending.items() if all(known(n) for n in spec.expression.names())]
         if not ready:
-            missing = sorted({n for spec in pending.values() for n in spec.expression.names()} - set(resolved.masks))
+            missing = sorted({n for spec in pending.values() for n in spec.expression.names() if not known(n)})
             name = next(iter(pending))
             raise CompileError(
                 f"{_where(protocol, name)}: derived structures {', '.join(sorted(pending))} refer to "
@@ -140,12 +207,50 @@ def resolve_structures(protocol: Protocol, case: Case) -> ResolvedStructures:
                     "(not rows of the influence matrix) and were left out"
                 )
             if not mask.any():
-                raise CompileError(_empty_message(protocol, name, spec.expression, lookup, has_row, case))
+                message = _empty_message(protocol, name, spec.expression, lookup, has_row, case)
+                if message is not None or name in whole or _added_by_compiler(protocol, name):
+                    raise CompileError(message or (
+                        f"{_where(protocol, name)}: derived structure {name!r} = {spec.expression} is empty on the "
+                        f"case grid{_absent_parts(spec.expression, resolved.absent)}, and a {_whole_because(protocol, name)} "
+                        "must be on every case"
+                    ))
+                resolved.absent[name] = f"empty on this case (`{spec.expression}` has no voxel" + (
+                    f"{_absent_parts(spec.expression, resolved.absent)})"
+                )
+                resolved.notes.append(f"{name}: {resolved.absent[name]}: its goals read NOT EVALUATED")
+                continue
             if not _added_by_compiler(protocol, name):
                 resolved.notes += _coarse_margin_notes(name, spec.expression, tuple(case.grid.spacing_mm))
             resolved.masks[name] = mask
             resolved.notes += _shadowed_case_structures(name, spec, mask, case)
     return resolved
+
+
+def _matched_at_all(name: str, spec: StructureSpec, case: Case) -> bool:
+    """Whether any case structure has `name` or an alias, case aside: `match_structure` refused it as ambiguous."""
+    keys = {name_key(candidate, True) for candidate in (name, *spec.aliases)}
+    return any(name_key(case_name, True) in keys for case_name in case.structures)
+
+
+def _absent_parts(expression: StructureExpr, absent: Mapping[str, str]) -> str:
+    """'; OpticNerve_L is not contoured on this case (...)' for each absent structure `expression` is made
+    from: what made it empty, where one did."""
+    return "".join(f"; {name} is {absent[name]}" for name in dict.fromkeys(expression.names()) if name in absent)
+
+
+def _whole_because(protocol: Protocol, name: str) -> str:
+    """Why derived structure `name` may not be absent (`_needed_whole`, `_added_by_compiler`)."""
+    if _added_by_compiler(protocol, name):
+        return "structure specc adds to the optimization it derives from the goals"
+    if protocol.structures[name].role == "target":
+        return "target"
+    if any(level.target == name for level in protocol.prescription.levels):
+        return "dose level's structure"
+    if name in protocol.robust_structures():
+        return "structure of the setup-error check"
+    if protocol.prescription.normalization is not None and protocol.prescription.normalization.structure == name:
+        return "normalization's structure"
+    return "structure a forward plan blocks"
 
 
 def _shadowed_case_structures(name: str, spec: StructureSpec, mask: np.ndarray, case: Case) -> list[str]:
@@ -168,18 +273,19 @@ def _shadowed_case_structures(name: str, spec: StructureSpec, mask: np.ndarray, 
 
 def _empty_message(
     protocol: Protocol, name: str, expression: StructureExpr, lookup: MaskLookup, has_row: np.ndarray, case: Case,
-) -> str:
-    """Why derived structure `name` is empty, at the line of the structure that makes it so where one does.
+) -> str | None:
+    """The error for derived structure `name`, empty because a structure it rings covers every voxel with
+    dose, at the line of that structure; None when it is empty for another reason.
 
-    A ring around a structure that covers every voxel with dose has nowhere to be; the
-    structure to change is then the ringed one (often a margin far too large), not the ring,
-    which may be a fall-off shell the compiler added and nobody wrote.
+    A ring around such a structure has nowhere to be; the structure to change is then the ringed
+    one (often a margin far too large), not the ring, which may be a fall-off shell the compiler
+    added and nobody wrote.
     """
     spacing = tuple(case.grid.spacing_mm)
     rings = [node for node in margin_nodes(expression) if isinstance(node, Ring)]
     full = next((ring for ring in rings if not (has_row & ~evaluate_expression(ring.operand, lookup, spacing)).any()), None)
     if full is None:
-        return f"{_where(protocol, name)}: derived structure {name!r} = {expression} is empty on the case grid"
+        return None
     if _added_by_compiler(protocol, name):
         whose = f"structure {name!r} = {expression}, which specc adds to the optimization it derives from the goals,"
     else:

@@ -135,15 +135,15 @@ def _goal_record(
     goal: Goal, dvhs: Mapping[tuple[str, str], DVH], protocol: Protocol, converged: bool, incomplete: str | None,
     indices: Mapping[str, TargetIndices],
 ) -> GoalRecord:
-    """`dvhs`: by `dose_key`; `incomplete`: why part of the goal's structure has no dose (the goal is then
-    not judged); `indices`: the prescription targets' plan-quality indices, by target (index goals read them)."""
-    if dose_key(goal) not in dvhs:
+    """`dvhs`: by `dose_key`; `incomplete`: why the goal's structure, or part of it, has no dose (the goal is
+    then not judged); `indices`: the prescription targets' plan-quality indices, by target (index goals read them)."""
+    if incomplete is None and dose_key(goal) not in dvhs:
         raise EvaluationError(f"goal {goal.text!r} ({goal.source}): structure {goal.structure!r} has no mask")
     value: float | None
     # The dose "% of prescription" refers to, as the protocol resolved the goal's thresholds.
-    dvh, prescription = dvhs[dose_key(goal)], protocol.reference_dose(goal.structure, goal.course)
+    dvh, prescription = dvhs.get(dose_key(goal)), protocol.reference_dose(goal.structure, goal.course)
     measured: MeasuredStatus
-    if incomplete is not None:
+    if incomplete is not None or dvh is None:
         value, measured, note = None, "not_evaluated", f"{goal.structure}: {incomplete}"
     else:
         try:
@@ -174,7 +174,7 @@ def _goal_record(
         note=note,
         # The report's DVHs are of the physical (composite) dose: an isoeffective threshold, or one on this
         # course alone, has no point on them.
-        dvh_point=None if goal.isoeffective or goal.course == "this" else dvh_point(
+        dvh_point=None if dvh is None or goal.isoeffective or goal.course == "this" else dvh_point(
             goal.metric, goal.threshold_value, dvh, prescription
         ),
     )
@@ -251,6 +251,7 @@ def evaluate_plan(
     timings: dict[str, float],
     notes: Sequence[str] = (),
     setup_errors: bool = True,
+    absent: Mapping[str, str] | None = None,
 ) -> PlanEvaluation:
     """Measure a solved plan on the full grid; raises SolveError when the solve left no plan.
 
@@ -258,7 +259,9 @@ def evaluate_plan(
     its goal values beside another's, as the optimized fluence beside its delivered segments).
 
     `masks` are the resolved (and derived) structure masks on the case grid, keyed by
-    protocol structure name. `notes` are what the earlier stages noted (compile, solve); the record carries them to the report.
+    protocol structure name; `absent`: why each structure without one has none on this case
+    (`ResolvedStructures.absent`), whose goals read NOT EVALUATED with that reason. `notes` are
+    what the earlier stages noted (compile, solve); the record carries them to the report.
     """
     if solve.fluence is None:
         raise SolveError(f"no plan to evaluate: the solve ended {solve.status}: {solve.message}")
@@ -293,7 +296,7 @@ def evaluate_plan(
         exceeded = [f"{term.label}: {term.value:.3f} {term.unit}" for term in terms if term.hard and term.satisfied is False]
         normalization = normalization.model_copy(update={"hard_limits_exceeded": exceeded})
     record = _plan_record(
-        protocol, case, masks, dose, case.voxel_indices, {}, converged=solve.converged, solver=solver,
+        protocol, case, masks, dose, case.voxel_indices, dict(absent or {}), converged=solve.converged, solver=solver,
         normalization=normalization, notes=notes, timings=timings, isocentre_mm=isocentre, setup_errors=setup_errors,
         fixed_gy=case.prior_dose.total_gy if case.prior_dose is not None else None,
     )
@@ -310,6 +313,7 @@ def evaluate_dose(
     timings: dict[str, float],
     notes: Sequence[str] = (),
     isocentre_mm: tuple[float, float, float] | None = None,
+    absent: Mapping[str, str] | None = None,
 ) -> PlanEvaluation:
     """Measure a dose specc did not plan (`specc check`) on the case grid, as it is: not normalized.
 
@@ -317,7 +321,7 @@ def evaluate_dose(
     A structure with voxels outside `known` is measured on the rest for its DVH, and no goal on
     it is judged (`source.incomplete` says why); a prescription target must be whole.
     `isocentre_mm`: the checked plan's (its RT Plan's), which rotations turn about; None: the
-    targets' centre (the case's own beams are not the checked plan's).
+    targets' centre (the case's own beams are not the checked plan's). `absent`: as for `evaluate_plan`.
     """
     grid = case.grid
     _check_masks(masks, tuple(grid.shape))
@@ -334,6 +338,7 @@ def evaluate_dose(
     for name, mask in measured.items():
         if not mask.any():
             raise EvaluationError(f"structure {name!r} lies wholly outside the dose grid: nothing of it can be measured")
+    unmeasured = {**(absent or {}), **source.incomplete}
     notes = list(notes)
     if protocol.prescription.normalization is not None:
         notes.append(
@@ -341,7 +346,7 @@ def evaluate_dose(
             "checked as it was exported"
         )
     record = _plan_record(
-        protocol, case, measured, dose, np.flatnonzero(known.ravel()), source.incomplete, converged=True,
+        protocol, case, measured, dose, np.flatnonzero(known.ravel()), unmeasured, converged=True,
         solver=None, normalization=None, notes=notes, timings=timings, isocentre_mm=isocentre_mm,
         fixed_gy=np.where(known, case.prior_dose.total_gy, 0.0) if case.prior_dose is not None else None,
     )

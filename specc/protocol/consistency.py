@@ -26,6 +26,7 @@ def consistency_issues(protocol: ProtocolDocument) -> list[Issue]:
         *_prescription_targets(protocol, defined),
         *plausible_doses(protocol),
         *_expressions(protocol, defined),
+        *_if_contoured(protocol),
         *_alias_clashes(protocol),
         *_goal_structures(protocol, defined),
         *_index_goals(protocol),
@@ -102,6 +103,31 @@ def _cycle_from(start: str, derived: dict) -> list[str] | None:
         return None
 
     return visit(start)
+
+
+def _if_contoured(protocol: ProtocolDocument) -> Iterator[Issue]:
+    """`if_contoured` is for an organ a case may lack. A plan cannot go on without a structure its dose is
+    prescribed to, that its forward segments block or that its setup-error check displaces; a derived
+    structure is computed on every case (one that comes out empty has its own rule), never contoured."""
+    needed: dict[str, str] = {}
+    if protocol.delivery is not None and protocol.delivery.block is not None:
+        needed.update((name, "delivery.block lists it: the forward segments are shaped around it")
+                      for name in protocol.delivery.block)
+    if protocol.robustness is not None and protocol.robustness.structures is not None:
+        needed.update((name, "robustness.structures lists it: its goals are measured under setup errors")
+                      for name in protocol.robustness.structures)
+    for name, spec in protocol.structures.items():
+        if not spec.if_contoured:
+            continue
+        loc = ("structures", name, "if_contoured")
+        if spec.role == "target":
+            yield Issue(loc, f'"{name}" is a target: a plan needs its targets on every case, so it cannot be '
+                             "left out where it is not contoured")
+        elif spec.expression is not None:
+            yield Issue(loc, f'"{name}" is derived (`expression`): it is computed on every case, not contoured; '
+                             "write `if_contoured` on the contoured structures it is made from")
+        elif name in needed:
+            yield Issue(loc, f'"{name}" must be on every case: {needed[name]}')
 
 
 def _alias_clashes(protocol: ProtocolDocument) -> Iterator[Issue]:

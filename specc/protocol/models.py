@@ -225,6 +225,13 @@ class StructureSpec(_Strict):
     )
     color: str | None = Field(default=None, pattern=r"^#[0-9a-fA-F]{6}$", description='Display colour "#rrggbb".')
     expression: Expression | None = Field(default=None, description="Derive this structure from others.")
+    if_contoured: bool = Field(
+        default=False,
+        description="A case may not contour this organ (a template's optic nerves, far from an oropharynx field): "
+        "on a case without it the plan goes on, its goals read NOT EVALUATED (not contoured on this case) and its "
+        "optimization terms are left out, each with a note. Left out, a structure missing from the case is an error. "
+        "Not for targets, derived structures, or structures blocked by a forward plan or checked under setup errors.",
+    )
     alpha_beta: Dose | None = Field(
         default=None,
         description='The tissue\'s alpha/beta ratio, e.g. "3 Gy": needed by its goals in EQD2 or BED '

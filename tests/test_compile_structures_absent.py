@@ -1,0 +1,95 @@
+"""Structures without a mask on a case: an organ marked `if_contoured` the case lacks, an overlap that
+does not occur. The plan goes on without them, and says why; a structure the plan needs stays an error."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from evaluate_fakes import synthetic_case
+from specc.compile import resolve_structures
+from specc.compile.structures import NOT_CONTOURED
+from specc.errors import CompileError
+from specc.protocol import parse_protocol_text
+
+HEADER = "specc: 1\nname: t\nsite: t\nversion: 1.0.0\nstructures:\n"
+PRESCRIPTION = "prescription: {fractions: 2, levels: [{target: Target, dose: 4 Gy}]}\n"
+
+
+def _protocol(structures: str, rest: str = ""):
+    return parse_protocol_text(HEADER + structures + PRESCRIPTION + rest, "site/p.yaml")
+
+
+def test_an_empty_overlap_of_organs_is_absent_with_its_expression_and_a_note() -> None:
+    """`Target & Organ` does not occur on this case (the synthetic organ lies beside the target)."""
+    resolved = resolve_structures(_protocol(
+        "  Target: {role: target}\n  Organ: {role: oar}\n  Overlap: {role: oar, expression: Target & Organ}\n"
+    ), synthetic_case())
+    assert "Overlap" not in resolved.masks
+    assert resolved.absent == {"Overlap": "empty on this case (`Target & Organ` has no voxel)"}
+    assert "Overlap: empty on this case (`Target & Organ` has no voxel): its goals read NOT EVALUATED" in resolved.notes
+
+
+def test_an_empty_derived_structure_of_the_setup_error_check_stays_an_error() -> None:
+    structures = "  Target: {role: target}\n  Organ: {role: oar}\n  Overlap: {role: oar, expression: Target & Organ}\n"
+    rest = "goals: {Overlap: ['Max <= 4 Gy']}\nrobustness: {setup_error: 3 mm, structures: [Overlap]}\n"
+    with pytest.raises(CompileError, match=r"^site/p\.yaml:8: derived structure 'Overlap' .* is empty on the case grid, "
+                                           r"and a structure of the setup-error check must be on every case"):
+        resolve_structures(_protocol(structures, rest), synthetic_case())
+
+
+def test_an_organ_marked_if_contoured_that_the_case_lacks_is_absent_and_counts_as_empty_in_expressions() -> None:
+    protocol = _protocol(
+        "  Target: {role: target}\n"
+        "  OpticNerve: {role: oar, if_contoured: true}\n"
+        "  PRV: {role: oar, expression: 'expand(OpticNerve, 5mm)'}\n"
+        "  Target_eval: {role: other, expression: Target - OpticNerve}\n"
+    )
+    case = synthetic_case()
+    resolved = resolve_structures(protocol, case)
+    assert resolved.absent == {
+        "OpticNerve": NOT_CONTOURED,
+        "PRV": f"empty on this case (`expand(OpticNerve, 5mm)` has no voxel; OpticNerve is {NOT_CONTOURED})",
+    }
+    assert np.array_equal(resolved.masks["Target_eval"], case.structures["Target"].mask)
+    note = next(note for note in resolved.notes if note.startswith("OpticNerve:"))
+    # the note keeps the matcher's word: what the case has, so a misspelt contour is seen
+    assert note.startswith(f"OpticNerve: {NOT_CONTOURED}: its goals read NOT EVALUATED (no case structure named")
+    assert "the case has: Body, Organ, Target" in note
+
+
+def test_a_missing_organ_without_if_contoured_stays_an_error_at_its_line() -> None:
+    with pytest.raises(CompileError, match=r"^site/p\.yaml:7: structure 'OpticNerve': no case structure named"):
+        resolve_structures(_protocol("  Target: {role: target}\n  OpticNerve: {role: oar}\n"), synthetic_case())
+
+
+def test_if_contoured_does_not_hide_two_case_structures_that_both_match() -> None:
+    case = synthetic_case()
+    organ = case.structures.pop("Organ")
+    case.structures.update({name: dataclasses.replace(organ, name=name) for name in ("organ", "ORGAN")})
+    with pytest.raises(CompileError, match=r"structure 'Organ': 'Organ' matches several case structures"):
+        resolve_structures(_protocol("  Target: {role: target}\n  Organ: {role: oar, if_contoured: true}\n"), case)
+
+
+def test_an_empty_contour_of_an_if_contoured_organ_is_absent() -> None:
+    case = synthetic_case()
+    organ = case.structures["Organ"]
+    case.structures["Organ"] = dataclasses.replace(organ, mask=np.zeros_like(organ.mask))
+    resolved = resolve_structures(_protocol("  Target: {role: target}\n  Organ: {role: oar, if_contoured: true}\n"), case)
+    assert resolved.absent == {"Organ": "empty on this case (the case structure 'Organ' has no voxel on the grid)"}
+
+
+def test_terms_on_an_absent_structure_are_left_out_with_their_line_and_the_others_kept() -> None:
+    protocol = _protocol(
+        "  Target: {role: target}\n  OpticNerve: {role: oar, if_contoured: true}\n",
+        "optimization:\n  terms:\n"
+        "    - {kind: min_dose, structure: Target, dose: 4 Gy}\n"
+        "    - {kind: max_dose, structure: OpticNerve, dose: 2 Gy}\n",
+    )
+    resolved = resolve_structures(protocol, synthetic_case())
+    kept, notes = resolved.without_absent(protocol.optimization.terms, protocol.optimization.scenarios)
+    assert [term.kind for term in kept] == ["min_dose"]
+    assert notes == [f"site/p.yaml:12: {protocol.optimization.terms[1].label()}: left out of the optimization: "
+                     f"OpticNerve is {NOT_CONTOURED}"]
