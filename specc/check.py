@@ -13,7 +13,9 @@ the case grid, so specc's and the other system's plans are measured on the same 
 matRad workspace, measured as matRad measures it: on its CT grid, resultGUI's own, with the
 cst{i,4} voxels of its structures (a case given with it names the case, nothing more). A
 structure part of which has no dose (beyond the dose grid) is measured on the rest for its DVH,
-and its goals are reported NOT EVALUATED with the reason, never judged on part of it.
+and its goals are reported NOT EVALUATED with the reason, never judged on part of it; one wholly
+beyond (a distant organ outside the calculation volume) has no DVH, its goals read NOT EVALUATED
+too, and every other goal is judged.
 """
 
 from __future__ import annotations
@@ -186,6 +188,8 @@ def _on_case(
     if outside_zero:
         notes += [f"{name}: {text} and are counted at 0 Gy (--outside-zero)" for name, text in _outside(resolved, known, dose)]
         values, known = np.where(known, values, 0.0), np.ones_like(known)
+    else:
+        notes += _wholly_outside_note(resolved, known, dose)
     return resolved, values, known, notes
 
 
@@ -213,9 +217,22 @@ def _grid_text(grid: Grid) -> str:
 def _outside(resolved: ResolvedStructures, known: np.ndarray, dose: ExternalDose) -> list[tuple[str, str]]:
     """Each structure with voxels where the dose grid gives no dose, and how many."""
     return [
-        (name, f"{outside} of its {int(np.count_nonzero(mask))} voxels lie outside the dose grid of {dose.path.name}")
+        (name, f"{f'all its voxels ({voxels})' if outside == voxels else f'{outside} of its {voxels} voxels'} lie "
+               f"outside the dose grid of {dose.path.name}")
         for name, mask in resolved.masks.items()
-        if (outside := int(np.count_nonzero(mask & ~known)))
+        if (outside := int(np.count_nonzero(mask & ~known))) and (voxels := int(np.count_nonzero(mask)))
+    ]
+
+
+def _wholly_outside_note(resolved: ResolvedStructures, known: np.ndarray, dose: ExternalDose) -> list[str]:
+    """One note naming every structure without any dose (a distant organ beyond the calculation volume):
+    their goals read NOT EVALUATED, the rest are judged, and the user may state the other reading."""
+    names = [name for name, mask in resolved.masks.items() if not (mask & known).any()]
+    if not names:
+        return []
+    return [
+        f"{', '.join(names)}: wholly outside the dose grid of {dose.path.name}: no DVH, and their goals read NOT "
+        "EVALUATED (--outside-zero counts their voxels at 0 Gy, if the calculation volume held all the dose)"
     ]
 
 

@@ -319,7 +319,9 @@ def evaluate_dose(
 
     `dose`: total Gy on the grid; `known`: where it has a value (outside, `dose` is ignored).
     A structure with voxels outside `known` is measured on the rest for its DVH, and no goal on
-    it is judged (`source.incomplete` says why); a prescription target must be whole.
+    it is judged (`source.incomplete` says why). One wholly outside has no DVH either: a distant
+    organ beyond a limited calculation volume must not stop the judging of every other goal. A
+    prescription target, and a structure of the setup-error check, must be whole.
     `isocentre_mm`: the checked plan's (its RT Plan's), which rotations turn about; None: the
     targets' centre (the case's own beams are not the checked plan's). `absent`: as for `evaluate_plan`.
     """
@@ -334,10 +336,13 @@ def evaluate_dose(
                 "a plan whose target is not all inside its dose grid cannot be checked"
             )
     dose = np.where(known, dose, 0.0)
-    measured = {name: mask & known for name, mask in masks.items()}
-    for name, mask in measured.items():
-        if not mask.any():
-            raise EvaluationError(f"structure {name!r} lies wholly outside the dose grid: nothing of it can be measured")
+    measured = {name: mask & known for name, mask in masks.items() if (mask & known).any()}
+    displaced = [name for name in protocol.robust_structures() if name in masks and name not in measured]
+    if displaced:
+        raise EvaluationError(
+            f"{', '.join(displaced)}: wholly outside the dose grid of {source.file}, and the setup-error check "
+            "(robustness.structures) displaces a dose it does not have there"
+        )
     unmeasured = {**(absent or {}), **source.incomplete}
     notes = list(notes)
     if protocol.prescription.normalization is not None:
