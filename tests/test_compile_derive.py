@@ -312,3 +312,24 @@ def test_a_mean_in_eqd2_becomes_a_mean_dose_in_eqd2_with_the_structures_ratio() 
     assert (hard.hard, hard.quantity, hard.alpha_beta.gy) == (True, "EQD2", 2.0)
     assert hard.max.gy == pytest.approx(20.0 * (1 - 1e-3))
     assert (soft.hard, soft.quantity, soft.priority) == (False, "BED", 2)
+
+
+def test_dose_level_terms_point_at_the_level_only_in_the_bytes_the_protocol_was_read_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Coverage, hot-spot and fall-off terms point at their dose level's line; a protocol parsed from text
+    named like a file on disk never gets that file's line (audit a3 F7: the text's line 17 was shown as 12)."""
+    text = protocol_text("goals:\n" + PTV_GOAL)
+    monkeypatch.chdir(tmp_path)
+    Path("p.yaml").write_text(text, encoding="utf-8")
+    level_line = text.splitlines().index(next(line for line in text.splitlines() if "target: PTV" in line)) + 1
+
+    def level_lines(protocol) -> set[int]:
+        terms = derive_optimization(protocol).optimization.terms
+        return {term.source.line for term in terms if term.kind in ("quadratic_underdose", "quadratic_overdose")}
+
+    assert level_lines(load_protocol("p.yaml")) == {level_line}
+    assert level_lines(parse_protocol_text(text, "p.yaml")) == {level_line}  # the same bytes as the file
+    shifted = parse_protocol_text("# a comment\n" * 5 + text, "p.yaml")
+    assert level_lines(shifted) == {0}  # no line rather than the file's
+    assert [goal.source.line for goal in shifted.goals] == [goal.source.line + 5 for goal in load_protocol("p.yaml").goals]

@@ -35,8 +35,10 @@ them with the terms so that the whole derivation can be pasted into the protocol
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
@@ -422,22 +424,19 @@ def _complement(volume: Volume, structure: str, volumes_cc: Mapping[str, float] 
 
 
 def _prescription_locations(protocol: Protocol) -> dict[str, SourceLocation]:
-    """The protocol line of each dose level (by target), read back from the protocol's YAML.
+    """The protocol line of each dose level (by target), read back from the protocol's files.
 
-    Terms derived from a dose level point at it in logs and diagnoses; a protocol built in
-    memory (no file) or with the prescription in a template the lookup cannot find gets the
-    protocol file at line 0.
+    Terms derived from a dose level point at it in logs and diagnoses. The loader keeps no line for a
+    dose level, so the files are read again, and trusted only if they are the very bytes the protocol
+    was read from (`_files_read`). A protocol parsed from text (whose name may be that of another file
+    on disk), built in memory, read from files changed since, or with the prescription in a template the
+    lookup cannot find, gets its file at line 0: no line rather than another text's line (audit a3 F7).
     """
     path = protocol.source.path if protocol.source is not None else "<protocol>"
     fallback = SourceLocation(path, 0, 0)
     locations = {level.target: fallback for level in protocol.prescription.levels}
-    files = protocol.source.files if protocol.source is not None else []
-    for file in files:
-        try:
-            with open(file, encoding="utf-8") as handle:
-                root = yaml.compose(handle)
-        except (OSError, yaml.YAMLError):
-            continue
+    for file, text in _files_read(protocol):
+        root = yaml.compose(text)  # the loader composed these very bytes
         levels = _mapping_value(_mapping_value(root, "prescription"), "levels")
         if not isinstance(levels, yaml.SequenceNode):
             continue
@@ -447,6 +446,25 @@ def _prescription_locations(protocol: Protocol) -> dict[str, SourceLocation]:
                 mark = node.start_mark
                 locations[target.value] = SourceLocation(file, mark.line + 1, mark.column + 1)
     return locations
+
+
+def _files_read(protocol: Protocol) -> list[tuple[str, str]]:
+    """(file, text) of each file the protocol was read from, if these files still hold exactly the bytes
+    read (their sha256, in order, is `protocol.source.sha256`); else none."""
+    if protocol.source is None:
+        return []
+    digest = hashlib.sha256()
+    contents: list[tuple[str, bytes]] = []
+    for file in protocol.source.files:
+        try:
+            data = Path(file).read_bytes()
+        except OSError:  # moved, or the name of a text that was never a file
+            return []
+        digest.update(data)
+        contents.append((file, data))
+    if digest.hexdigest() != protocol.source.sha256:
+        return []
+    return [(file, data.decode("utf-8")) for file, data in contents]
 
 
 def _mapping_value(node: Any, key: str) -> Any:
