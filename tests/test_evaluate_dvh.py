@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from specc.evaluate.dvh import DVH, UndefinedMetric
+from specc.evaluate.dvh import DVH, DVH_CURVE_STEP_GY, UndefinedMetric
 from specc.protocol.units import Volume
 
 
@@ -96,6 +96,33 @@ def test_curve_is_the_exact_cumulative_volume():
     assert np.all(np.diff(percent) <= 0)
     for d, p in zip(doses, percent):
         assert p == pytest.approx(100 * np.mean(dose >= d))
+
+
+def test_record_curves_are_sampled_every_step_and_read_within_a_step_of_the_goal_values(random_structure):
+    """The record's curves had 201 points up to the plan maximum (0.35 Gy apart for a 70 Gy plan): a D90% read off
+    them was 1.04 Gy where the goal table said 2.10 Gy (audit a4 F6). Every DVH_CURVE_STEP_GY now, exact at each
+    dose, so a D_v read off the curve (the highest sampled dose still receiving v) is within one step of D_v."""
+    dose, weights, voxel_cc = random_structure
+    dvh = DVH.from_dose(dose, voxel_cc, weights)
+    top = dose.max() + 3.0  # a plan maximum above this structure's
+    doses, percent = dvh.curve_by_step(max_dose_gy=top)
+    assert DVH_CURVE_STEP_GY == 0.1
+    assert doses[-1] == top and np.allclose(np.diff(doses[:-1]), 0.1) and 0 < top - doses[-2] <= 0.1
+    assert doses.tolist()[:4] == [0.0, 0.1, 0.2, 0.3]  # no binary noise in plan.json
+    volume = weights * voxel_cc
+    for d, p in zip(doses, percent):
+        assert p == pytest.approx(100 * volume[dose >= d * (1 - 1e-6)].sum() / volume.sum(), abs=1e-9)  # V(d)'s rule
+    for v in (2, 10, 50, 90, 95, 98):
+        exact = dvh.dose_at_volume(Volume(value=v, unit="%"))
+        read_off = doses[percent >= v - 1e-9].max()
+        assert exact - DVH_CURVE_STEP_GY < read_off <= exact
+
+
+def test_a_curve_counts_a_voxel_at_its_dose_by_the_rule_of_v_of_d():
+    """A voxel normalized onto 60 Gy and read back as float32 (59.999996 Gy) receives 60 Gy on the curve as in V60Gy."""
+    dvh = DVH.from_dose(np.array([60.0 * (1 - 6e-8), 30.0]), 0.5)
+    doses, percent = dvh.curve_by_step(max_dose_gy=60.0)
+    assert doses[-1] == 60.0 and percent[-1] == 50.0 == dvh.volume_at_dose(60.0)
 
 
 def test_agrees_with_dicompyler_core_within_its_bin_width():

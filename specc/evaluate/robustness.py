@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from specc.case.shifts import Displacement, DisplacedVoxels, blurred_dose, outside_note
-from specc.evaluate.dvh import DVH, DVH_CURVE_POINTS, UndefinedMetric
+from specc.evaluate.dvh import DVH, UndefinedMetric
 from specc.evaluate.goals import MeasuredStatus, judge, reported_status
 from specc.evaluate.isoeffective import dose_key, judged_dose
 from specc.evaluate.metrics import measure
@@ -148,7 +148,7 @@ def _goal_record(goal: Goal, dvhs: list[DVH], prescription: Dose, converged: boo
 
 def _band(name: str, dvhs: list[DVH], highest_gy: float) -> DVHBand:
     """The curves sampled at the nominal record's doses (0 to the plan's highest), their envelope kept."""
-    curves = [dvh.curve(DVH_CURVE_POINTS, max_dose_gy=highest_gy) for dvh in dvhs]
+    curves = [dvh.curve_by_step(max_dose_gy=highest_gy) for dvh in dvhs]
     volumes = np.array([percent for _, percent in curves])
     return DVHBand(
         structure=name, dose_gy=curves[0][0].tolist(), volume_min_percent=volumes.min(axis=0).tolist(),
