@@ -201,6 +201,50 @@ CORRUPTIONS: dict[str, tuple[Callable[[Path, Case], None], str]] = {
         r"/structures/masks\[0\] \('PTV'\): structure is empty",
     ),
     "missing dataset": (lambda path, case: _delete(path, "beams/gantry_deg"), r"/beams/gantry_deg: missing"),
+    "A without any dose": (
+        lambda path, case: _rewrite(path, "influence/data", np.zeros_like(case.influence.data)),
+        r"/influence/data: the influence matrix holds no dose: every one of its \d+ stored entries is 0",
+    ),
+    "an absurd finite entry in A": (
+        _corrupt_data(3e38),
+        r"/influence/data: the influence matrix entry at row \d+, beamlet \d+ is 3e\+38 Gy per unit weight per fraction",
+    ),
+    "A labelled cGy": (
+        lambda path, case: _set_attr(path, "influence", "units", "cGy per unit beamlet weight per fraction"),
+        r"group /influence attribute 'units': is 'cGy per unit beamlet weight per fraction', but specc reads",
+    ),
+    "A labelled a whole course": (
+        lambda path, case: _set_attr(path, "influence", "units", "Gy per unit beamlet weight (total course)"),
+        r"attribute 'units': is 'Gy per unit beamlet weight \(total course\)'",
+    ),
+    "a units label that is no text": (
+        lambda path, case: _set_attr(path, "influence", "units", 1.0),
+        r"attribute 'units': is 1.0, but specc reads",
+    ),
+    "zero spacing": (
+        lambda path, case: _rewrite(path, "grid/spacing_mm", np.array([10.0, 0.0, 10.0])),
+        r"group /grid: grid spacing_mm must be three positive numbers, got \(10, 0, 10\)$",
+    ),
+    "spacing in metres": (
+        lambda path, case: _rewrite(path, "grid/spacing_mm", np.full(3, 0.01)),  # 10 mm
+        r"group /grid: grid spacing_mm \(0.01, 0.01, 0.01\) is not a dose grid's voxel size",
+    ),
+    "a 1e-300 mm spacing": (
+        lambda path, case: _rewrite(path, "grid/spacing_mm", np.full(3, 1e-300)),
+        r"spacing_mm \(1e-300, 1e-300, 1e-300\) is not a dose grid's voxel size: it must lie within 0.05-1000 mm",
+    ),
+    "a dangling external link": (
+        lambda path, case: _link(path, "influence/data", h5py.ExternalLink("nowhere.h5", "/data")),
+        r"dataset /influence/data: it is an external link to nowhere.h5:/data, which cannot be opened",
+    ),
+    "a soft link loop": (
+        lambda path, case: _link(path, "structures/masks", h5py.SoftLink("/structures/masks")),
+        r"dataset /structures/masks: it is a soft link to /structures/masks that leads nowhere or loops",
+    ),
+    "a group behind a dangling external link": (
+        lambda path, case: _link(path, "metadata", h5py.ExternalLink("nowhere.h5", "/metadata")),
+        r"group /metadata: it is an external link to nowhere.h5:/metadata",
+    ),
     "edited after writing": (
         lambda path, case: _rewrite(path, "beamlets/x_mm", case.beamlets.x_mm + 1.0),
         r"content_hash'.*does not match",
@@ -211,6 +255,12 @@ CORRUPTIONS: dict[str, tuple[Callable[[Path, Case], None], str]] = {
 def _empty_first_structure(path: Path) -> None:
     with h5py.File(path, "a") as file:
         file["structures/masks"][0] = 0
+
+
+def _link(path: Path, name: str, link: h5py.ExternalLink | h5py.SoftLink) -> None:
+    with h5py.File(path, "a") as file:
+        del file[name]
+        file[name] = link
 
 
 def _delete(path: Path, name: str) -> None:
@@ -234,3 +284,15 @@ def test_missing_and_non_hdf5_files(tmp_path: Path):
     text.write_text("not hdf5")
     with pytest.raises(CaseError, match="not a readable HDF5 file"):
         Case.load(text)
+
+
+@pytest.mark.parametrize("label", ["Gy per unit beamlet weight per fraction", "  gy per unit  beamlet weight PER fraction"])
+def test_the_documented_units_label_loads(label: str, saved: Path):
+    _set_attr(saved, "influence", "units", label)
+    Case.load(saved)
+
+
+def test_a_case_without_a_units_label_loads_as_the_convention(case: Case, saved: Path):
+    with h5py.File(saved, "a") as file:
+        del file["influence"].attrs["units"]
+    assert Case.load(saved).content_hash() == case.content_hash()

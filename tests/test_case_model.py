@@ -126,3 +126,79 @@ def test_parts_validate_themselves():
         Beamlets([1], [0.0], [0.0], [0.0], [5.0])
     with pytest.raises(CaseError, match="strings"):
         CaseMetadata(source="s", dose_engine="e", extra={"PatientID": 5})  # type: ignore[dict-item]
+
+
+def _influence(*rows: list[float]) -> sp.csr_matrix:
+    return sp.csr_matrix(np.array(rows, dtype=np.float32))
+
+
+@pytest.mark.parametrize(
+    ("influence", "message"),
+    [
+        (_influence([0.0, 0.0], [0.0, 0.0], [0.0, 0.0]), "holds no dose: it stores no entry"),
+        (sp.csr_matrix((np.zeros(2, np.float32), ([0, 2], [0, 1])), shape=(3, 2)),
+         "holds no dose: every one of its 2 stored entries is 0"),
+        (_influence([1.0, 0.0], [0.5, 3e38], [0.0, 2.0]), r"entry at row 1, beamlet 1 is 3e\+38 Gy per unit weight"),
+    ],
+)
+def test_an_influence_matrix_without_dose_or_with_a_damaged_entry_is_refused(influence, message):
+    with pytest.raises(CaseError, match=message):
+        _case(influence=influence)
+
+
+def test_the_weights_unit_is_the_writers_so_a_uniformly_scaled_matrix_is_accepted():
+    # 10^6 times the tiny case's values: Gy per MU or per arbitrary weight, a choice of unit, not damage
+    case = _case(influence=_influence([1e6, 0.0], [5e5, 2.5e5], [0.0, 2e6]))
+    assert case.influence.data.max() == pytest.approx(2e6)
+
+
+def test_beamlets_with_dose_marks_columns_with_an_entry_above_zero():
+    stored_zero = sp.csr_matrix((np.array([1.0, 0.0], np.float32), ([0, 2], [0, 1])), shape=(3, 2))
+    assert _case(influence=stored_zero).beamlets_with_dose.tolist() == [True, False]
+    assert _case().beamlets_with_dose.tolist() == [True, True]
+
+
+@pytest.mark.parametrize(
+    ("spacing", "shown"),
+    [((1e-300,) * 3, r"\(1e-300, 1e-300, 1e-300\)"), ((0.0025,) * 3, r"\(0.0025, 0.0025, 0.0025\)"),
+     ((2500.0, 2500.0, 2500.0), r"\(2500, 2500, 2500\)")],
+)
+def test_a_spacing_no_dose_grid_has_is_refused_with_the_likely_unit_slip(spacing, shown):
+    with pytest.raises(CaseError, match=shown + r" is not a dose grid's voxel size: .*metres or micrometres"):
+        Grid((2, 2, 2), spacing, (0.0, 0.0, 0.0))
+
+
+def test_grid_errors_show_numbers_not_numpy_reprs():
+    with pytest.raises(CaseError, match=r"got \(10, 0, 10\)$") as error:
+        Grid((2, 2, 2), tuple(np.array([10.0, 0.0, 10.0])), (0.0, 0.0, 0.0))
+    assert "np.float64" not in str(error.value)
+
+
+def test_one_based_voxel_indices_get_a_hint_at_specc_zero_based_indices():
+    # the tiny case's rows 1, 5, 10 written as MATLAB counts them: 2, 6, 11
+    with pytest.raises(CaseError, match=r"'Target': 2 of its voxels are not rows.*look 1-based \(MATLAB's habit\)"):
+        _case(voxel_indices=np.array([2, 6, 11]))
+    with pytest.raises(CaseError, match=r"out of range.*look 1-based"):
+        _case(voxel_indices=np.array([5, 10, GRID.n_voxels]))
+    with pytest.raises(CaseError, match="not rows") as error:  # rows elsewhere: no hint that would mislead
+        _case(voxel_indices=np.array([0, 3, 8]))
+    assert "1-based" not in str(error.value)
+
+
+def test_repr_of_a_case_is_one_short_line_without_masks():
+    big = Grid((40, 40, 20), (5.0, 5.0, 5.0), (0.0, 0.0, 0.0))
+    mask = np.zeros(big.shape, bool)
+    mask[:2, :2, :2] = True
+    rows = np.flatnonzero(mask.ravel())
+    case = Case(
+        "synth", big, rows, sp.csr_matrix(np.ones((len(rows), 1), np.float32)), [Beam(1, 0.0)],
+        Beamlets([1], [0.0], [0.0], [5.0], [5.0]), {"PTV": Structure("PTV", mask, "#00ff00")},
+        CaseMetadata(source="test", dose_engine="none"),
+    )
+    text = repr(case)
+    assert "\n" not in text and "False" not in text and len(text) < 200
+    assert text == (
+        "Case('synth', grid 40x40x20 at (5, 5, 5) mm, influence 8 rows x 1 beamlets (8 nonzeros), 1 beams, "
+        "structures ['PTV'])"
+    )
+    assert repr(case.structures["PTV"]) == "Structure('PTV', 8 voxels, color='#00ff00')"

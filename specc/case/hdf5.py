@@ -13,11 +13,23 @@ import h5py
 import numpy as np
 import scipy.sparse as sp
 
-from specc.case.model import MIN_HU, Beam, Beamlets, Case, CaseMetadata, Grid, Structure
+from specc.case.model import (
+    MIN_HU,
+    Beam,
+    Beamlets,
+    Case,
+    CaseMetadata,
+    Grid,
+    Structure,
+    influence_value_issue,
+    one_based_hint,
+)
 from specc.errors import CaseError
 
 FORMAT_NAME = "specc-case"
 FORMAT_VERSION = 1
+# What `/influence` entries are (docs/case-format.md); the `units` attribute may say only this.
+INFLUENCE_UNITS = "Gy per unit beamlet weight per fraction"
 
 # Chunks of about 1 MiB for the long 1-D arrays of A; masks and density one x-slab per chunk.
 _CHUNK_1D = 1 << 18
@@ -41,7 +53,7 @@ def write_case(case: Case, path: str | Path) -> None:
 
             influence = file.create_group("influence")
             influence.attrs["n_beamlets"] = case.n_beamlets
-            influence.attrs["units"] = "Gy per unit beamlet weight per fraction"
+            influence.attrs["units"] = INFLUENCE_UNITS
             _write_1d(influence, "voxel_indices", case.voxel_indices.astype(np.int64, copy=False))
             _write_1d(influence, "indptr", case.influence.indptr.astype(np.int64, copy=False))
             _write_1d(influence, "indices", case.influence.indices.astype(np.int32, copy=False))
@@ -116,7 +128,9 @@ def read_case(path: str | Path) -> Case:
             return reader.case()
         except CaseError:
             raise
-        except (OSError, ValueError, TypeError) as error:  # h5py raises these on damaged data
+        # h5py raises these on damaged data, and KeyError / RuntimeError on a link it cannot follow
+        # where `_Reader.node` did not open it itself
+        except (OSError, ValueError, TypeError, KeyError, RuntimeError) as error:
             raise CaseError(f"{path}: damaged case file ({error})") from error
 
 
@@ -138,11 +152,20 @@ class _Reader:
             return value.decode()
         return value.item() if isinstance(value, np.generic) else value
 
+    def node(self, name: str, where: str) -> h5py.HLObject | None:
+        """The group or dataset at `name`, or None where nothing is; a link that leads nowhere
+        (an external file that cannot be opened, a dangling or looping soft link) is a CaseError."""
+        try:
+            link = self.file.get(name, getlink=True)
+            return None if link is None else self.file[name]
+        except (KeyError, RuntimeError, OSError) as error:
+            raise self.error(where, _broken_link(self.file, name, error)) from error
+
     def dataset(self, name: str, kind: str, ndim: int, length: int | None = None) -> np.ndarray:
         """Read dataset `name`, requiring a dtype kind ('i' integer, 'f' float, 'u' uint, 'S' string)."""
-        if name not in self.file or not isinstance(self.file[name], h5py.Dataset):
+        dataset = self.node(name, f"dataset /{name}")
+        if not isinstance(dataset, h5py.Dataset):
             raise self.error(f"dataset /{name}", "missing")
-        dataset = self.file[name]
         if kind == "S":
             if h5py.check_string_dtype(dataset.dtype) is None:
                 raise self.error(f"dataset /{name}", f"must hold strings, has {dataset.dtype}")
@@ -179,14 +202,14 @@ class _Reader:
         beamlets = self.beamlets(n_beamlets)
         structures = self.structures(grid)
         density = None
-        if "density" in file:
+        if self.node("density", "dataset /density") is not None:
             density = self.dataset("density", "f", 3)
             if density.shape != grid.shape:
                 raise self.error("dataset /density", f"has shape {density.shape}, the grid is {grid.shape}")
             if (density < 0).any():
                 raise self.error("dataset /density", "contains negative values")
         ct_hu = None
-        if "ct_hu" in file:
+        if self.node("ct_hu", "dataset /ct_hu") is not None:
             ct_hu = self.dataset("ct_hu", "f", 3)
             if ct_hu.shape != grid.shape:
                 raise self.error("dataset /ct_hu", f"has shape {ct_hu.shape}, the grid is {grid.shape}")
@@ -219,17 +242,20 @@ class _Reader:
             raise self.error("group /grid", str(error)) from error
 
     def influence(self, grid: Grid) -> tuple[np.ndarray, sp.csr_matrix, int]:
-        if "influence" not in self.file:
+        group = self.node("influence", "group /influence")
+        if not isinstance(group, h5py.Group):
             raise self.error("group /influence", "missing")
-        n_beamlets = self.attr(self.file["influence"], "n_beamlets", "group /influence")
+        n_beamlets = self.attr(group, "n_beamlets", "group /influence")
         if not isinstance(n_beamlets, int) or n_beamlets < 0:
             raise self.error("group /influence attribute 'n_beamlets'", f"must be a non-negative integer, got {n_beamlets!r}")
+        self.influence_units(group)
 
         voxel_indices = self.dataset("influence/voxel_indices", "i", 1).astype(np.int64, copy=False)
         if len(voxel_indices) and (voxel_indices.min() < 0 or voxel_indices.max() >= grid.n_voxels):
             raise self.error(
                 "dataset /influence/voxel_indices",
-                f"index out of range: the grid {grid.shape} has flat indices 0..{grid.n_voxels - 1}",
+                f"index out of range: the grid {grid.shape} has flat indices 0..{grid.n_voxels - 1}"
+                f"{one_based_hint(voxel_indices.max() == grid.n_voxels)}",
             )
         if len(voxel_indices) > 1 and not (np.diff(voxel_indices) > 0).all():
             raise self.error("dataset /influence/voxel_indices", "must be strictly increasing")
@@ -255,7 +281,26 @@ class _Reader:
             shape=(n_rows, n_beamlets),
             copy=False,
         )
+        issue = influence_value_issue(matrix)
+        if issue is not None:
+            raise self.error("dataset /influence/data", f"the influence matrix {issue}")
         return voxel_indices, matrix, n_beamlets
+
+    def influence_units(self, group: h5py.Group) -> None:
+        """Refuse a `units` label other than the documented one: the entries are read as Gy per unit
+        weight per fraction whatever it says, so a case labelled cGy (100x) or total course (x fractions)
+        would be planned wrong. No label (other writers need not write one) is the convention."""
+        if "units" not in group.attrs:
+            return
+        label = self.attr(group, "units", "group /influence")
+        if isinstance(label, str) and " ".join(label.split()).lower() == INFLUENCE_UNITS.lower():
+            return
+        raise self.error(
+            "group /influence attribute 'units'",
+            f"is {label!r}, but specc reads the influence matrix as {INFLUENCE_UNITS!r} (docs/case-format.md); "
+            "convert the entries (cGy: x 0.01; a whole course: / its fractions) and write that label, or leave "
+            "the attribute out",
+        )
 
     def beams(self) -> list[Beam]:
         ids = self.dataset("beams/id", "i", 1)
@@ -292,7 +337,7 @@ class _Reader:
     def structures(self, grid: Grid) -> dict[str, Structure]:
         names = self.dataset("structures/names", "S", 1)
         colors = self.dataset("structures/colors", "S", 1, len(names))
-        masks = self.file.get("structures/masks")
+        masks = self.node("structures/masks", "dataset /structures/masks")
         if not isinstance(masks, h5py.Dataset):
             raise self.error("dataset /structures/masks", "missing")
         if masks.shape != (len(names), *grid.shape):
@@ -319,16 +364,38 @@ class _Reader:
         return structures
 
     def metadata(self) -> CaseMetadata:
-        if "metadata" not in self.file:
+        group = self.node("metadata", "group /metadata")
+        if not isinstance(group, h5py.Group):
             raise self.error("group /metadata", "missing")
-        group = self.file["metadata"]
         values = {name: str(self.attr(group, name, "group /metadata")) for name in ("source", "dose_engine", "created")}
         notes = str(self.attr(group, "notes", "group /metadata")) if "notes" in group.attrs else ""
         extra: dict[str, str] = {}
-        if "extra" in group:
-            for key, value in group["extra"].attrs.items():
+        extra_group = self.node("metadata/extra", "group /metadata/extra")
+        if extra_group is not None:
+            for key, value in extra_group.attrs.items():
                 extra[key] = value.decode() if isinstance(value, bytes) else str(value)
         return CaseMetadata(notes=notes, extra=extra, **values)
+
+
+def _broken_link(file: h5py.File, name: str, error: Exception) -> str:
+    """Why the object at `name` cannot be opened, naming the link that leads nowhere."""
+    parts = name.split("/")
+    for depth in range(1, len(parts) + 1):  # the first link along the path that h5py cannot follow
+        path = "/".join(parts[:depth])
+        try:
+            link = file.get(path, getlink=True)
+        except (KeyError, RuntimeError, OSError):
+            break
+        try:
+            file[path]
+        except (KeyError, RuntimeError, OSError):
+            which = "it" if path == name else f"/{path} on its path"
+            if isinstance(link, h5py.ExternalLink):
+                return f"{which} is an external link to {link.filename}:{link.path}, which cannot be opened ({error})"
+            if isinstance(link, h5py.SoftLink):
+                return f"{which} is a soft link to {link.path} that leads nowhere or loops ({error})"
+            break
+    return f"cannot be opened ({error})"
 
 
 _KIND_NAMES = {"i": "an integer type", "f": "a float type", "u": "uint8", "S": "strings"}

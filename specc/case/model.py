@@ -28,6 +28,24 @@ _COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 # Lowest CT number accepted: air is -1000 HU; 12-bit scanners store down to -1024.
 MIN_HU = -1024.0
 
+# Voxel sizes a dose grid can have, mm. Clinical grids are 1-5 mm, the finest (small-animal
+# irradiators') about 0.1 mm; below 0.05 mm a spacing is a unit slip (any grid up to 50 mm
+# written in metres: 10 mm is 0.01) or damage (1e-300). Above 1000 mm one voxel is larger than
+# any patient (2.5 mm written in micrometres is 2500).
+SPACING_RANGE_MM = (0.05, 1000.0)
+
+# How far above the influence matrix's typical high entries (its 99th percentile) one entry may
+# lie. All entries are one dose engine's dose per unit weight of similar beamlets, so a
+# beamlet's peak differs from the typical high dose only by physics: field-size output, inverse
+# square across the patient, attenuation and build-up, tissue density, each within a factor of a
+# few (together below 100x). 10^6 leaves four orders of magnitude above that; an entry beyond it
+# is no dose a beamlet gives to tissue but damage (an uninitialised value, a flipped exponent
+# bit, 3e38). The weight's own unit is the writer's (MU, fluence, arbitrary), so the matrix as
+# a whole has no absolute bound: a uniformly scaled matrix is a choice of unit, not an error.
+MAX_ENTRY_OVER_TYPICAL = 1e6
+# Entries read for the typical high entry: evenly strided, so a 10^9-entry matrix costs no copy.
+_TYPICAL_SAMPLE = 1_000_000
+
 
 @dataclass(frozen=True)
 class Grid:
@@ -46,11 +64,17 @@ class Grid:
         spacing = tuple(float(s) for s in self.spacing_mm)
         origin = tuple(float(o) for o in self.origin_mm)
         if len(shape) != 3 or min(shape) < 1:
-            raise CaseError(f"grid shape must be three positive integers, got {self.shape}")
+            raise CaseError(f"grid shape must be three positive integers, got {_numbers(shape)}")
         if len(spacing) != 3 or not all(math.isfinite(s) and s > 0 for s in spacing):
-            raise CaseError(f"grid spacing_mm must be three positive numbers, got {self.spacing_mm}")
+            raise CaseError(f"grid spacing_mm must be three positive numbers, got {_numbers(spacing)}")
+        low, high = SPACING_RANGE_MM
+        if not all(low <= s <= high for s in spacing):
+            raise CaseError(
+                f"grid spacing_mm {_numbers(spacing)} is not a dose grid's voxel size: it must lie within "
+                f"{low:g}-{high:g} mm (a spacing written in metres or micrometres instead of mm, or a damaged value)"
+            )
         if len(origin) != 3 or not all(math.isfinite(o) for o in origin):
-            raise CaseError(f"grid origin_mm must be three finite numbers, got {self.origin_mm}")
+            raise CaseError(f"grid origin_mm must be three finite numbers, got {_numbers(origin)}")
         object.__setattr__(self, "shape", shape)
         object.__setattr__(self, "spacing_mm", spacing)
         object.__setattr__(self, "origin_mm", origin)
@@ -78,6 +102,11 @@ class Grid:
         """Voxel-centre positions (n, 3) in mm of the given flat indices."""
         ijk = np.stack(np.unravel_index(np.asarray(flat_indices, dtype=np.int64), self.shape), axis=1)
         return np.asarray(self.origin_mm) + ijk * np.asarray(self.spacing_mm)
+
+
+def _numbers(values: tuple[float, ...] | tuple[int, ...]) -> str:
+    """'(10, 0, 10)': numbers as a reader writes them (no `np.float64(...)` of a repr)."""
+    return "(" + ", ".join(f"{value:g}" for value in values) + ")"
 
 
 @dataclass(frozen=True)
@@ -187,6 +216,10 @@ class Structure:
     def n_voxels(self) -> int:
         return int(np.count_nonzero(self.mask))
 
+    def __repr__(self) -> str:
+        # the mask in full would flood a notebook; its size says what a reader wants at a glance
+        return f"Structure({self.name!r}, {self.n_voxels} voxels, color={self.color!r})"
+
 
 # `metadata.extra[BEAMLET_POSITIONS] == "unknown"`: the source gave no beamlet positions and the
 # importer laid the beamlets out itself, so nothing that needs the real beam's-eye view
@@ -251,6 +284,15 @@ class Case:
 
     def __post_init__(self) -> None:
         _validate(self)
+
+    def __repr__(self) -> str:
+        # one line, not every mask and array in full (a notebook shows repr(case))
+        grid = self.grid
+        return (
+            f"Case({self.case_id!r}, grid {'x'.join(map(str, grid.shape))} at {_numbers(grid.spacing_mm)} mm, "
+            f"influence {self.influence.shape[0]} rows x {self.n_beamlets} beamlets ({self.influence.nnz} nonzeros), "
+            f"{len(self.beams)} beams, structures {list(self.structures)})"
+        )
 
     # --- file format -------------------------------------------------------------------
     @classmethod
@@ -318,6 +360,13 @@ class Case:
     def _row_blocks(self) -> RowBlocks:
         return RowBlocks(self.influence)
 
+    @cached_property
+    def beamlets_with_dose(self) -> np.ndarray:
+        """Whether each beamlet (column) gives any voxel a dose above 0 (one pass over A, kept)."""
+        influence = self.influence
+        counts = np.bincount(influence.indices[influence.data > 0], minlength=self.n_beamlets)
+        return counts > 0
+
     def content_hash(self) -> str:
         """sha256 of the planning content (grid, matrix, beams, structures, density, CT).
 
@@ -367,7 +416,10 @@ def _validate(case: Case) -> None:
         raise CaseError(f"voxel_indices must be a 1-D integer array, got {indices.dtype} {indices.shape}")
     case.voxel_indices = indices = indices.astype(np.int64, copy=False)
     if len(indices) and (indices[0] < 0 or indices[-1] >= grid.n_voxels):
-        raise CaseError(f"voxel_indices out of range: the grid has {grid.n_voxels} voxels (flat indices 0..{grid.n_voxels - 1})")
+        raise CaseError(
+            f"voxel_indices out of range: the grid has {grid.n_voxels} voxels (flat indices 0..{grid.n_voxels - 1})"
+            f"{one_based_hint(indices[-1] == grid.n_voxels)}"
+        )
     if len(indices) > 1 and not (np.diff(indices) > 0).all():
         raise CaseError("voxel_indices must be strictly increasing")
 
@@ -387,6 +439,9 @@ def _validate(case: Case) -> None:
         raise CaseError("influence contains NaN or Inf entries")
     if (influence.data < 0).any():
         raise CaseError("influence contains negative entries (dose per unit weight must be >= 0)")
+    issue = influence_value_issue(influence)
+    if issue is not None:
+        raise CaseError(f"influence {issue}")
     if not influence.has_canonical_format:
         influence.sum_duplicates()  # sorts indices in place; no copy of the matrix
 
@@ -406,9 +461,13 @@ def _validate(case: Case) -> None:
             raise CaseError(f"structure {name!r}: mask shape {structure.mask.shape} does not match the grid {grid.shape}")
         if not structure.mask.any():
             raise CaseError(f"structure {name!r} is empty (no voxel on the dose grid)")
-        missing = np.count_nonzero(structure.mask.ravel() & ~rows)
+        outside = structure.mask.ravel() & ~rows
+        missing = np.count_nonzero(outside)
         if missing:
-            raise CaseError(f"structure {name!r}: {missing} of its voxels are not rows of the influence matrix")
+            raise CaseError(
+                f"structure {name!r}: {missing} of its voxels are not rows of the influence matrix"
+                f"{one_based_hint(_rows_if_one_based(indices, np.flatnonzero(outside)))}"
+            )
 
     if case.density is not None:
         density = np.asarray(case.density, dtype=np.float32)
@@ -433,6 +492,50 @@ def _validate(case: Case) -> None:
 
     if case.prior_dose is not None:
         _validate_prior(case.prior_dose, grid)
+
+
+def influence_value_issue(influence: sp.csr_matrix) -> str | None:
+    """What makes these influence values (finite, >= 0) no dose a case can hold, or None.
+
+    A matrix without a single dose above 0 plans an "optimal" 0 Gy everywhere; one entry far
+    beyond the rest (`MAX_ENTRY_OVER_TYPICAL`) is damage that would only fail deep in a solver.
+    """
+    data = influence.data
+    highest = float(data.max()) if data.size else 0.0
+    if highest <= 0:
+        stored = f"every one of its {data.size} stored entries is 0" if data.size else "it stores no entry"
+        return f"holds no dose: {stored} (a failed dose calculation or import: no beamlet reaches any voxel)"
+    sample = data[:: max(1, data.size // _TYPICAL_SAMPLE)]
+    positive = sample[sample > 0]
+    # "lower": an entry of the data, so in a small matrix the highest one is not its own yardstick
+    typical = float(np.percentile(positive if positive.size else data[data > 0], 99, method="lower"))
+    if highest <= MAX_ENTRY_OVER_TYPICAL * typical:
+        return None
+    position = int(np.argmax(data))
+    row = int(np.searchsorted(influence.indptr, position, side="right")) - 1
+    return (
+        f"entry at row {row}, beamlet {int(influence.indices[position])} is {highest:.3g} Gy per unit weight per "
+        f"fraction, {highest / typical:.2g} times the matrix's typical high entry ({typical:.3g}, its 99th "
+        f"percentile); beamlets of one case differ by physics far less than {MAX_ENTRY_OVER_TYPICAL:g} times, "
+        "so the value is damaged"
+    )
+
+
+def _rows_if_one_based(indices: np.ndarray, missing_flat: np.ndarray) -> bool:
+    """Whether every structure voxel that is not a row would be one if `voxel_indices` counted from 1."""
+    found, _ = row_lookup(indices - 1, missing_flat)
+    return bool(found.all())
+
+
+def one_based_hint(likely: bool) -> str:
+    """The hint for indices that count from 1 (MATLAB's habit), where the numbers point to it."""
+    if not likely:
+        return ""
+    return (
+        "; voxel_indices look 1-based (MATLAB's habit): specc's flat indices are 0-based, C order over (x, y, z) "
+        "(`i*ny*nz + j*nz + k`): subtract 1, and reorder matRad's column-major [Ny Nx Nz] indices "
+        "(docs/case-format.md)"
+    )
 
 
 def _validate_prior(prior: PriorDose, grid: Grid) -> None:
