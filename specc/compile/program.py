@@ -22,6 +22,7 @@ import scipy.sparse as sp
 from specc.case.products import select_rows
 from specc.case.shifts import Displacement, beams_isocentre, displaced_influences
 from specc.compile.context import ProgramContext
+from specc.compile.reach import reach_notes
 from specc.compile.scenarios import robust_notes
 from specc.compile.structures import ResolvedStructures, resolve_structures
 from specc.compile.voxels import DEFAULT_SAMPLE_LIMIT, StructureEntries, VoxelSelection, select_voxels
@@ -208,7 +209,7 @@ def compile_protocol(
         )
     terms: list[TermBase] = list(protocol.optimization.terms)
     structures = resolve_structures(protocol, case)
-    notes = list(structures.notes)
+    notes = [*structures.notes, *reach_notes(protocol, case, structures)]
 
     scenarios = protocol.optimization.scenarios
     referenced: dict[str, None] = {}
