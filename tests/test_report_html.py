@@ -374,3 +374,17 @@ def test_the_d0_03cc_of_a_target_under_0_03_cc_reads_not_evaluated_with_its_maxi
     assert "1.00 Gy" not in section
     normal = converged[3].split('<table id="target-indices"')[1].split("</table>")[0]
     assert f'<tr><td>D0.03cc</td><td class="num">{target.hot_spot.d0_03cc_gy:.2f} Gy</td></tr>' in normal
+
+
+def test_the_slice_figure_is_not_trimmed_again(converged):
+    """Trimming ('tight') measured every text of the slice planes once more, to cut what their constrained layout
+    already fits to the canvas (audit a5 F3: the report's figures took as long as the solve)."""
+    import base64
+
+    from specc.report.figures import to_data_uri
+
+    case, masks, evaluation, _ = converged
+    figure = slices_figure(evaluation.record, case, evaluation.dose, masks)
+    svg = base64.b64decode(to_data_uri(figure).split(",", 1)[1]).decode()
+    width, height = (72 * inches for inches in figure.get_size_inches())
+    assert f'width="{width:g}pt" height="{height:g}pt"' in svg  # the canvas as laid out

@@ -41,9 +41,14 @@ STATUS_COLORS = {
 
 
 def to_data_uri(figure: Figure) -> str:
-    """The figure as an inline SVG data URI."""
+    """The figure as an inline SVG data URI, trimmed to what it draws.
+
+    A figure with a layout engine (the slice planes' constrained layout) already fills its canvas: trimming it
+    ("tight") would measure every text of it once more for the same picture, a quarter of its SVG time
+    (0.61 s -> 0.46 s CPU for the 5 mm C-shape's planes)."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="svg", bbox_inches="tight", metadata={"Date": None})
+    trim = None if figure.get_layout_engine() is not None else "tight"
+    figure.savefig(buffer, format="svg", bbox_inches=trim, metadata={"Date": None})
     return "data:image/svg+xml;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
