@@ -182,8 +182,14 @@ def test_specc_compile_explain_prints_yaml_that_validates_in_the_protocol() -> N
     ("organ_goal", "covered"),
     [
         ('"D10% <= 45 Gy (priority 2)"', "PTV - Core"),  # caps voxels below the prescription
-        ('"V40Gy <= 20%"', "PTV - Core"),  # the dose of a V goal is its cap
+        ('"V40Gy <= 15%"', "PTV - Core"),  # the dose of a V goal is its cap
+        ('"D2cc <= 45 Gy"', "PTV - Core"),
+        ('"V40Gy[cc] <= 1"', "PTV - Core"),
         ('"Max <= 49 Gy"', "PTV - Core"),
+        # a volume budget (lung V20Gy <= 35%) caps no single voxel: the PTV's voxels in the organ may share it
+        ('"V40Gy <= 35%"', None),
+        ('"D20% <= 45 Gy"', None),
+        ('"V40Gy[cc] <= 5"', None),
         ('"Max <= 55 Gy"', None),  # above the prescription: no conflict
         ('"Mean <= 20 Gy"', None),  # a mean caps no single voxel
         ('"D10% >= 5 Gy"', None),  # a lower goal caps nothing

@@ -8,7 +8,8 @@ protocol already states, never from structure names:
   (`quadratic_underdose` and `quadratic_overdose` of T at D) and a fall-off shell: a
   derived structure `ring(T, 5mm, 30mm)` minus every target, penalized above half of D, so
   that the dose falls off outside the target instead of spilling into unnamed tissue; the
-  underdose penalty leaves out organs whose goals cap them below D (`_coverage_region`);
+  underdose penalty leaves out organs whose goals cap their voxels below D: a Max, or a D / V
+  goal on a small volume (`capped_below`, `_coverage_region`);
 * each goal becomes the limit kind that measures it (D / V metrics a `dvh` limit, Max
   `max_dose`, Min `min_dose`, Mean `mean_dose`), carrying the goal's protocol line:
   priority 1 is hard at the goal's threshold, or, when the goal names an acceptable
@@ -77,6 +78,14 @@ COVERAGE_COLOR = "#f0a0a0"
 # further priority level weighs ten times less, so a lower priority never outweighs a higher.
 PRIORITY_ONE_WEIGHT = 100.0
 PRIORITY_RATIO = 10.0
+# A D or V goal caps an organ's voxels inside a target only when the volume it lets exceed its dose is
+# smaller than the organ's overlap with the target, which for an organ beside a PTV (rectum, bladder,
+# cord) is a few percent of the organ or a few cc. Goals on at most this volume (a hot spot: D0.03cc,
+# D2cc, D10%, V75Gy <= 15%) are such caps; a larger one (lung V20Gy <= 35%, heart V45Gy <= 67%) is a
+# volume budget the target's own voxels belong to, and carving the organ out would leave the coverage
+# penalty almost nothing of a lung PTV (audit a1 F8).
+SMALL_VOLUME_PERCENT = 15.0
+SMALL_VOLUME_CC = 2.0
 
 
 def goal_weight(priority: int) -> float:
@@ -242,20 +251,24 @@ def _physical(goal: Goal, protocol: Protocol) -> Goal:
 
 
 def capped_below(dose_gy: float, goals: list[Goal], targets: list[str]) -> list[str]:
-    """Non-target structures with an upper goal below `dose_gy`: a Max, D or V goal (its dose) of `goals`
+    """Non-target structures with an upper goal that caps their voxels below `dose_gy`: a Max, or a D or V
+    goal on a small volume (`SMALL_VOLUME_PERCENT`, `SMALL_VOLUME_CC`) whose dose is below it, among `goals`
     (the protocol's, in physical dose: `physical_goals`).
 
-    Where such a structure overlaps a target at `dose_gy` the two cannot both be met voxel by
-    voxel; a mean goal does not cap single voxels and is left out.
+    Where such a structure overlaps a target at `dose_gy` the two cannot both be met voxel by voxel. A mean
+    goal, or a D / V goal on a large volume, limits the structure as a whole, which the target's voxels in it
+    may share: it is left out.
     """
     capped: list[str] = []
     for goal in goals:
         if goal.structure in targets or goal.is_lower_bound or goal.structure in capped:
             continue
         quantity = goal.metric.quantity
-        if quantity in ("Max", "D"):
+        if quantity == "Max":
             cap = goal.threshold_value
-        elif quantity == "V":
+        elif quantity == "D" and goal.metric.volume is not None and _small(goal.metric.volume):
+            cap = goal.threshold_value
+        elif quantity == "V" and _small(Volume(value=goal.threshold_value, unit=goal.metric.unit)):  # type: ignore[arg-type]
             cap = goal.metric_dose_gy
         else:
             continue
@@ -264,11 +277,17 @@ def capped_below(dose_gy: float, goals: list[Goal], targets: list[str]) -> list[
     return capped
 
 
+def _small(volume: Volume) -> bool:
+    """Whether an upper D / V goal on `volume` caps single voxels (see `SMALL_VOLUME_PERCENT`)."""
+    return volume.value <= (SMALL_VOLUME_PERCENT if volume.unit == "%" else SMALL_VOLUME_CC)
+
+
 def _coverage_region(
     target: str, dose_gy: float, protocol: Protocol, goals: list[Goal], structures: dict[str, StructureSpec],
     notes: list[str],
 ) -> str:
-    """The structure whose underdose is penalized: the target less the organs capped below its dose.
+    """The structure whose underdose is penalized: the target less the organs capped below its dose
+    (`capped_below`).
 
     The coverage penalty holds every voxel to the prescription, so kept within the slip
     after its step it would also hold the voxels an organ's goal needs colder, and a lower
@@ -283,7 +302,11 @@ def _coverage_region(
     name = _free_name(f"Coverage_{target}", protocol, structures)
     text = f"{_quoted(target)} - (" + " | ".join(_quoted(organ) for organ in capped) + ")"
     structures[name] = StructureSpec(role="other", color=COVERAGE_COLOR, expression=text)
-    notes.append(f"coverage of {target} penalized on {name} = {text}: organs with goals below {format_number(dose_gy)} Gy")
+    notes.append(
+        f"coverage of {target} penalized on {name} = {text}: organs whose goals cap their voxels below "
+        f"{format_number(dose_gy)} Gy (a Max, or a D / V goal on at most {format_number(SMALL_VOLUME_PERCENT)}% "
+        f"or {format_number(SMALL_VOLUME_CC)} cc)"
+    )
     return name
 
 
