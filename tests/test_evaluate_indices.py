@@ -60,8 +60,12 @@ def test_a_target_under_0_03_cc_has_no_near_maximum_as_a_goal_on_it_has_none():
     with pytest.raises(UndefinedMetric) as goal:
         DVH.from_dose(dose[target], VOXEL_CC).dose_at_volume(Volume(value=0.03, unit="cc"))
     assert near_max_undefined(10 * VOXEL_CC) == str(goal.value) == "0.03 cc is more than the whole structure (0.02 cc)"
-    assert target_indices("S10", 10.0, dose, target, GRID, VOXEL_CC).hot_spot.max_gy == 10.0
+    spot = target_indices("S10", 10.0, dose, target, GRID, VOXEL_CC).hot_spot
+    assert (spot.d0_03cc_gy, spot.max_gy) == (None, 10.0)  # plan.json kept the minimum, 1 Gy, as its D0.03cc
     assert near_max_undefined(15 * VOXEL_CC) is None  # exactly 0.03 cc: D0.03cc is its coldest voxel
+    whole = _target(15)
+    dose[whole] = np.arange(1.0, 16.0)
+    assert target_indices("S15", 15.0, dose, whole, GRID, VOXEL_CC).hot_spot.d0_03cc_gy == 1.0
 
 
 def test_a_hot_voxel_outside_targets_that_leave_under_0_03_cc_is_noted_by_its_maximum():

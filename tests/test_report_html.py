@@ -364,7 +364,7 @@ def test_the_d0_03cc_of_a_target_under_0_03_cc_reads_not_evaluated_with_its_maxi
     case, masks, evaluation, _ = converged
     record = evaluation.record
     target = record.target_indices[0]
-    spot = target.hot_spot.model_copy(update={"d0_03cc_gy": 1.0, "max_gy": 10.0})
+    spot = target.hot_spot.model_copy(update={"d0_03cc_gy": None, "max_gy": 10.0})
     indices = [target.model_copy(update={"volume_cc": 0.02, "hot_spot": spot})]
     html = render_html(record.model_copy(update={"target_indices": indices}), case, evaluation, masks)
     section = html.split('<table id="target-indices"')[1].split("</table>")[0]

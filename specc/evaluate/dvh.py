@@ -38,8 +38,6 @@ from specc.protocol.units import Volume, VolumeUnit
 _RELATIVE_VOLUME_TOLERANCE = 1e-9
 
 
-# Points per DVH curve in the plan record: 0.5% of the highest dose per step, enough to draw it.
-DVH_CURVE_POINTS = 201
 # The dose step of the plan record's DVH curves (plan.json, dvh.csv, the report's figure): clinical DVH exports
 # bin at 0.01-0.1 Gy; at 0.1 Gy a dose read off the curve is within 0.1 Gy of the goal table's exact value, and a
 # plan.json of four structures up to 57 Gy is 90 kB (201 points up to the maximum: 49 kB, off by up to 1 Gy).

@@ -41,7 +41,7 @@ def near_max_undefined(region_cc: float) -> str | None:
 
 def hot_spot(region: str, dose_gy: np.ndarray, mask: np.ndarray, grid: Grid, voxel_volume_cc: float) -> HotSpot:
     """D0.03cc of `mask` and where its hottest voxel is. A region under 0.03 cc has no D0.03cc
-    (`near_max_undefined`): its value is then that of the whole region, its minimum, which no reader may show.
+    (`near_max_undefined`): None, never the value of the whole region, its minimum.
 
     Both read only the hottest 0.03 cc: a DVH of those voxels and one more gives them, where one of the whole
     region (the whole grid, for the plan's hot spot) took 11 s on a 512 x 512 x 120 grid."""
@@ -49,7 +49,7 @@ def hot_spot(region: str, dose_gy: np.ndarray, mask: np.ndarray, grid: Grid, vox
     hottest = min(values.size, math.ceil(NEAR_MAX_VOLUME_CC / voxel_volume_cc) + 1)
     floor = np.partition(values, values.size - hottest)[values.size - hottest] if values.size else 0.0
     dvh = DVH.from_dose(values[values >= floor], voxel_volume_cc)
-    near_max = dvh.dose_at_volume(Volume(value=min(NEAR_MAX_VOLUME_CC, dvh.volume_cc), unit="cc"))
+    near_max = None if near_max_undefined(values.size * voxel_volume_cc) else dvh.dose_at_volume(_NEAR_MAX)
     masked = np.where(mask, dose_gy, -np.inf)
     x, y, z = grid.positions_mm(np.array([np.argmax(masked)]))[0]
     return HotSpot(region=region, d0_03cc_gy=near_max, max_gy=dvh.max, location_mm=(float(x), float(y), float(z)))
@@ -71,9 +71,11 @@ def outside_hot_spot_note(
     if values.size == 0 or highest_gy <= 0 or values.max() <= OUTSIDE_HOT_SPOT_FRACTION * highest_gy:
         return None  # D0.03cc is at most the maximum: no DVH of (nearly) the whole grid for a plan without the note
     spot = hot_spot("outside the targets", dose_gy, outside, grid, voxel_volume_cc)
-    # under 0.03 cc outside the targets there is no D0.03cc (its value would be the region's minimum): the maximum
-    why = near_max_undefined(values.size * voxel_volume_cc)
-    peak_gy, peak = (spot.max_gy, f"maximum (no D0.03cc: {why})") if why else (spot.d0_03cc_gy, "D0.03cc")
+    # under 0.03 cc outside the targets there is no D0.03cc: the maximum
+    if spot.d0_03cc_gy is None:
+        peak_gy, peak = spot.max_gy, f"maximum (no D0.03cc: {near_max_undefined(values.size * voxel_volume_cc)})"
+    else:
+        peak_gy, peak = spot.d0_03cc_gy, "D0.03cc"
     if peak_gy <= OUTSIDE_HOT_SPOT_FRACTION * highest_gy:
         return None
     x, y, z = spot.location_mm

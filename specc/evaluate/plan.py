@@ -19,7 +19,7 @@ from specc.case.shifts import beams_isocentre
 from specc.errors import SolveError
 from specc.protocol.units import format_number
 from specc.evaluate.context import EvaluationError, PlanDoseContext
-from specc.evaluate.dvh import DVH, DVH_CURVE_POINTS, UndefinedMetric
+from specc.evaluate.dvh import DVH, UndefinedMetric
 from specc.evaluate.goals import MeasuredStatus, judge, reported_status
 from specc.evaluate.indices import hot_spot, index_value, outside_hot_spot_note, target_indices
 from specc.evaluate.isoeffective import dose_key, isoeffective_notes, judged_dose
@@ -402,7 +402,7 @@ def _plan_record(
     highest_gy = float(dose.max())
     structures = []
     for index, (name, dvh) in enumerate(dvhs.items()):
-        curve_gy, curve_percent = dvh.curve(DVH_CURVE_POINTS, max_dose_gy=highest_gy)
+        curve_gy, curve_percent = dvh.curve_by_step(max_dose_gy=highest_gy)
         structures.append(
             StructureDose(
                 structure=name,

@@ -220,10 +220,11 @@ class GoalRecord(_Record):
 
 
 class HotSpot(_Record):
-    """The hottest 0.03 cc of a region and where its maximum lies (patient coordinates, LPS)."""
+    """The hottest 0.03 cc of a region and where its maximum lies (patient coordinates, LPS). A region
+    under 0.03 cc has no D0.03cc (None), as a goal "D0.03cc" on it reads NOT EVALUATED."""
 
     region: str
-    d0_03cc_gy: float
+    d0_03cc_gy: float | None
     max_gy: float
     location_mm: tuple[float, float, float]
 
