@@ -114,3 +114,55 @@ def test_an_rt_dose_without_number_of_frames_is_refused_naming_it(tmp_path):
     dose.save_as(path)
     with pytest.raises(CaseError, match=r"RD.dcm: the RT Dose has no NumberOfFrames"):
         read_rtdose(path, fractions=30)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"NumberOfFrames": 4}, r"the pixel data holds 1260 bytes \(5 planes of Rows x Columns at BitsAllocated 32\), but "
+                                r"NumberOfFrames 4 x Rows 7 x Columns 9 x BitsAllocated 32 / 8 makes 1008"),
+        ({"BitsAllocated": 16, "BitsStored": 16, "HighBit": 15},
+         r"the pixel data holds 1260 bytes .*BitsAllocated 16 / 8 makes 630: one of them is wrong"),
+    ],
+)
+def test_pixel_data_longer_than_its_attributes_state_is_refused_naming_them(tmp_path, change, message):
+    """pydicom decodes more bytes than NumberOfFrames x Rows x Columns x BitsAllocated state without a word,
+    and the reshape into planes then failed with a traceback (audit a2 F12)."""
+    path = write_rtdose_file(tmp_path / "RD.dcm", linear_dose(), ORIGIN, SPACING)
+    dose = pydicom.dcmread(path)
+    for keyword, value in change.items():
+        setattr(dose, keyword, value)
+    dose.save_as(path)
+    with pytest.raises(CaseError, match=rf"RD\.dcm: {message}"):
+        read_rtdose(path, fractions=30)
+
+
+@pytest.mark.parametrize(
+    "keyword, value, message",
+    [
+        ("ImagePositionPatient", ["NaN", 0, 0], r"ImagePositionPatient \[NaN, 0.0, 0.0\] is not 3 finite numbers"),
+        ("ImagePositionPatient", [0, 0], r"ImagePositionPatient \[0.0, 0.0\] is not 3 finite numbers"),
+        ("PixelSpacing", [0, 2.5], r"PixelSpacing \[0.0, 2.5\] must be positive"),
+        ("PixelSpacing", [-2, 2.5], r"PixelSpacing \[-2.0, 2.5\] must be positive"),
+        ("ImageOrientationPatient", [0, 0, 0, 0, 0, 0],
+         r"ImageOrientationPatient \[0.0, 0.0, 0.0, 0.0, 0.0, 0.0\] is not a valid orientation: the row and column "
+         r"direction cosines must be unit vectors"),
+        ("GridFrameOffsetVector", [0, 3, "NaN", 9, 12], r"GridFrameOffsetVector value 3 of 5 is nan, not a number"),
+    ],
+)
+def test_geometry_that_places_no_voxel_is_refused_naming_the_file_and_the_attribute(tmp_path, keyword, value, message):
+    """They said 'grid origin_mm must be three finite numbers' without the file, or that an all-zero
+    orientation's columns 'run along x' (audit a2 F13, F14)."""
+    path = write_rtdose_file(tmp_path / "RD.dcm", linear_dose(), ORIGIN, SPACING)
+    dose = pydicom.dcmread(path)
+    setattr(dose, keyword, value)
+    dose.save_as(path)
+    with pytest.raises(CaseError, match=rf"RD\.dcm: {message}"):
+        read_rtdose(path, fractions=30)
+
+
+def test_a_summation_type_specc_does_not_know_is_not_called_part_of_a_plan(tmp_path):
+    path = write_rtdose_file(tmp_path / "RD.dcm", linear_dose(), ORIGIN, SPACING, summation="WHATEVER")
+    with pytest.raises(CaseError, match=r"RD\.dcm: DoseSummationType WHATEVER is not one specc reads: it reads a total") as error:
+        read_rtdose(path, 30)
+    assert "part of a plan" not in str(error.value)

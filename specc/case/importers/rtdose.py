@@ -8,19 +8,24 @@ judge). DoseSummationType, as DICOM defines it: PLAN (all fraction groups), MULT
 FRACTION (one fraction group, all its fractions: the plan's total when it has one group) hold
 totals; FRACTION_SESSION holds one session, one fraction, and is scaled by the fractions the
 caller gives (said so in the notes); BEAM and BEAM_SESSION doses are summed only when every
-beam of the RT Plan has one (`sum_beam_doses`), and CONTROL_POINT and the other partial sums
-are refused. Some systems write FRACTION for one fraction (matRad does): the caller can
-say so (`per_fraction`), and the check refuses a dose whose target sits at one fraction's
+beam of the RT Plan has one (`sum_beam_doses`), and CONTROL_POINT is refused as part of a
+plan; any other value is refused as one specc does not read (not called a part of a plan, which
+it may not be). Some systems write FRACTION for one fraction (matRad does): the caller can say so
+(`per_fraction`), and the check refuses a dose whose target sits at one fraction's
 prescription (`specc.check`). Only axis-aligned grids (prone and feet-first flips included)
 are read; oblique ones would need an interpolation the check should not hide. A grid whose
 GridFrameOffsetVector and ImagePositionPatient place the first plane at different z is
-refused: either reading shifts the dose along z.
+refused: either reading shifts the dose along z. Geometry that places no voxel (a position that is
+not a number, a spacing that is not positive, direction cosines that are not unit vectors) and
+pixel data whose length is not what NumberOfFrames, Rows, Columns and BitsAllocated state are
+refused naming the file and the attribute.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +33,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 
 from specc.case.importers.dicom_ct import POSITION_TOLERANCE_MM, axis_signs, present_attributes, undecodable
 from specc.case.importers.external_dose import ExternalDose, same_grid
@@ -36,6 +42,9 @@ from specc.errors import CaseError
 
 _TOTAL_SUMMATIONS = ("PLAN", "MULTI_PLAN", "FRACTION")
 _SESSION_SUMMATIONS = ("FRACTION_SESSION",)
+_PARTIAL_SUMMATIONS = ("BEAM", "BEAM_SESSION", "CONTROL_POINT")  # DICOM's parts of a plan
+# How far from 1 a direction cosine vector's length may be (DS values written to a few decimals).
+_UNIT_TOLERANCE = 1e-3
 _DOSE_TYPES = ("PHYSICAL", "EFFECTIVE")
 # What the report shows of the file, when the file has it.
 _DESCRIBING_ATTRIBUTES = (
@@ -81,10 +90,16 @@ def read_rtdose(path: str | Path, fractions: int, per_fraction: bool = False) ->
     """
     read = _read(Path(path))
     path, summation = read.path, read.summation
-    if summation not in (*_TOTAL_SUMMATIONS, *_SESSION_SUMMATIONS):
+    if summation in _PARTIAL_SUMMATIONS:
         raise CaseError(
             f"{path}: DoseSummationType {summation} is part of a plan (a beam, a session of beams or a control "
             "point); export the plan sum (PLAN), or the folder with every beam's dose and the RT Plan, to check it"
+        )
+    if summation not in (*_TOTAL_SUMMATIONS, *_SESSION_SUMMATIONS):
+        raise CaseError(
+            f"{path}: DoseSummationType {summation} is not one specc reads: it reads a total (PLAN, MULTI_PLAN, "
+            "FRACTION), one fraction (FRACTION_SESSION), and beam doses (BEAM, BEAM_SESSION) in a folder with their "
+            "RT Plan; export the plan sum (PLAN)"
         )
     notes: list[str] = []
     scaled: int | None = None
@@ -243,7 +258,7 @@ def _read(path: Path) -> _RtDoseFile:
 
 def _grid_and_values(dataset: Dataset, path: Path) -> tuple[Grid, np.ndarray]:
     """The grid in LPS with ascending axes, and the stored values indexed [x, y, z] on it."""
-    signs = axis_signs(dataset.ImageOrientationPatient, path, "dose grid")
+    signs = axis_signs(_numbers(dataset, "ImageOrientationPatient", 6, path, _unit_directions), path, "dose grid")
     normal_sign = signs[0] * signs[1]  # the slice normal, row x column direction, along z
     if not dataset.get("NumberOfFrames"):
         # pydicom would then take as many frames as the bytes hold: a guess the check should not make.
@@ -251,16 +266,21 @@ def _grid_and_values(dataset: Dataset, path: Path) -> tuple[Grid, np.ndarray]:
             f"{path}: the RT Dose has no NumberOfFrames, so how many planes its pixel data holds is not "
             "stated; export it again from the planning system"
         )
+    frames, rows, columns = int(dataset.NumberOfFrames), int(dataset.Rows), int(dataset.Columns)
+    _check_pixel_bytes(dataset, frames, rows, columns, path)
     try:
-        pixels = dataset.pixel_array
+        pixels = np.asarray(dataset.pixel_array)
     except Exception as error:  # pydicom raises many types for undecodable pixel data
         raise undecodable(path, "RT Dose", dataset, error) from None
-    frames = int(dataset.NumberOfFrames)
-    pixels = np.asarray(pixels).reshape(frames, int(dataset.Rows), int(dataset.Columns))
-    values = np.transpose(pixels, (2, 1, 0))  # (columns = x, rows = y, frames = z)
+    if pixels.size != frames * rows * columns:  # compressed data, whose length says nothing beforehand
+        raise CaseError(
+            f"{path}: the pixel data decodes to {pixels.size} values, NumberOfFrames {frames} x Rows {rows} x "
+            f"Columns {columns} makes {frames * rows * columns}; export it again from the planning system"
+        )
+    values = np.transpose(pixels.reshape(frames, rows, columns), (2, 1, 0))  # (columns = x, rows = y, frames = z)
 
-    position = [float(v) for v in dataset.ImagePositionPatient]
-    row_spacing, column_spacing = (float(v) for v in dataset.PixelSpacing)
+    position = _numbers(dataset, "ImagePositionPatient", 3, path)
+    row_spacing, column_spacing = _numbers(dataset, "PixelSpacing", 2, path, _positive)
     z = _frame_z(position[2], normal_sign, _frame_offsets(dataset, frames, path), path)
     spacing_z = _uniform_spacing(z, path)
     # Voxel centres along each axis in LPS, in storage order, then flipped to ascending.
@@ -273,12 +293,67 @@ def _grid_and_values(dataset: Dataset, path: Path) -> tuple[Grid, np.ndarray]:
         if len(axes[axis]) > 1 and axes[axis][1] < axes[axis][0]:
             values = np.flip(values, axis=axis)
             axes[axis] = axes[axis][::-1]
-    grid = Grid(
-        shape=values.shape,  # type: ignore[arg-type]
-        spacing_mm=(column_spacing, row_spacing, spacing_z),
-        origin_mm=(float(axes[0][0]), float(axes[1][0]), float(axes[2][0])),
-    )
+    try:
+        grid = Grid(
+            shape=values.shape,  # type: ignore[arg-type]
+            spacing_mm=(column_spacing, row_spacing, spacing_z),
+            origin_mm=(float(axes[0][0]), float(axes[1][0]), float(axes[2][0])),
+        )
+    except CaseError as error:  # a spacing beyond any dose grid's (metres for mm, ...): the file's, said so
+        raise CaseError(f"{path}: the RT Dose's {error}") from None
     return grid, np.ascontiguousarray(values)
+
+
+def _numbers(
+    dataset: Dataset, keyword: str, count: int, path: Path, rule: Callable[[np.ndarray], str | None] | None = None
+) -> np.ndarray:
+    """A geometry attribute's `count` values, each a finite number, and `rule` (what is wrong, or None) holding:
+    a value that places no voxel is refused naming the file and the attribute."""
+    stored = dataset[keyword].value
+    stored = list(stored) if isinstance(stored, (list, tuple, MultiValue)) else [stored]
+    shown = f"[{', '.join(str(value) for value in stored)}]"  # as written in the file
+    try:
+        values = np.array([float(value) for value in stored])
+    except (TypeError, ValueError):
+        values = np.array([])
+    if len(values) != count or not np.all(np.isfinite(values)):
+        raise CaseError(f"{path}: {keyword} {shown} is not {count} finite numbers")
+    wrong = rule(values) if rule is not None else None
+    if wrong is not None:
+        raise CaseError(f"{path}: {keyword} {shown} {wrong}")
+    return values
+
+
+def _positive(spacing: np.ndarray) -> str | None:
+    return None if np.all(spacing > 0) else "must be positive (mm between voxel centres)"
+
+
+def _unit_directions(cosines: np.ndarray) -> str | None:
+    lengths = np.linalg.norm(cosines.reshape(2, 3), axis=1)
+    if np.all(np.abs(lengths - 1) <= _UNIT_TOLERANCE):
+        return None
+    return (f"is not a valid orientation: the row and column direction cosines must be unit vectors, their lengths "
+            f"are {lengths[0]:g} and {lengths[1]:g}")
+
+
+def _check_pixel_bytes(dataset: Dataset, frames: int, rows: int, columns: int, path: Path) -> None:
+    """Uncompressed pixel data must hold exactly what its attributes state (one pad byte aside). pydicom
+    decodes a longer buffer without a word, and the planes would then be cut from it at the wrong places."""
+    syntax = dataset.file_meta.get("TransferSyntaxUID") if hasattr(dataset, "file_meta") else None
+    if "PixelData" not in dataset or (syntax is not None and syntax.is_encapsulated):
+        return  # nothing to measure: pydicom's decoding says what is wrong
+    bits = int(dataset.get("BitsAllocated", 0))
+    stated = frames * rows * columns * bits // 8
+    held = len(dataset.PixelData)
+    if held in (stated, stated + stated % 2):
+        return
+    plane = rows * columns * bits // 8
+    planes = f" ({held // plane} planes of Rows x Columns at BitsAllocated {bits})" if plane and held % plane == 0 else ""
+    raise CaseError(
+        f"{path}: the pixel data holds {held} bytes{planes}, but NumberOfFrames {frames} x Rows {rows} x Columns "
+        f"{columns} x BitsAllocated {bits} / 8 makes {stated}: one of them is wrong; export it again from the "
+        "planning system"
+    )
 
 
 def _frame_offsets(dataset: Dataset, frames: int, path: Path) -> np.ndarray:
@@ -290,6 +365,9 @@ def _frame_offsets(dataset: Dataset, frames: int, path: Path) -> np.ndarray:
     offsets = np.array([float(v) for v in np.atleast_1d(dataset.GridFrameOffsetVector)])
     if len(offsets) != frames:
         raise CaseError(f"{path}: GridFrameOffsetVector has {len(offsets)} values for {frames} frames")
+    if not np.all(np.isfinite(offsets)):
+        bad = int(np.flatnonzero(~np.isfinite(offsets))[0])
+        raise CaseError(f"{path}: GridFrameOffsetVector value {bad + 1} of {frames} is {offsets[bad]:g}, not a number")
     return offsets
 
 
