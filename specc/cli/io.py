@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 import typer
 from rich.text import Text
 
-from specc.cli.app import app, console, fail
+from specc.cli.app import app, console, error_console, fail
 from specc.errors import SpeccError
 
 if TYPE_CHECKING:
     from specc.case.importers import ImportedCase
-    from specc.evaluate import PlanRecord
+    from specc.export.staging import StagedExport
     from specc.protocol.units import Dose
 
 IMPORT_FORMATS = ("matrad", "portpy", "dicom", "portpy-criteria", "matrad-objectives")
@@ -185,137 +185,176 @@ def export_command(
     ),
 ) -> None:
     """Export a planned dose as DICOM RT Dose, its MLC segments as DICOM RT Plan, the whole plan as a DICOM study
-    (CT, RT Structure Set, RT Plan, RT Dose), or its DVHs and goal results as CSV and JSON."""
-    from specc.export import read_result
-    from specc.report.identity import PLAN_JSON, RESULT_H5, SEGMENTS_JSON
+    (CT, RT Structure Set, RT Plan, RT Dose), or its DVHs and goal results as CSV and JSON.
 
+    Whole or nothing: the files appear at OUT only once all are written; an error or Ctrl-C leaves none."""
     if format not in EXPORT_FORMATS:
         fail(f"unknown export format '{format}'; choose one of {', '.join(EXPORT_FORMATS)}")
     if machine and format == "dvh":
         fail("--machine is for rtdose, rtplan and dicom only")
-    if result.is_dir() and (result / RESULT_H5).exists() and format != "dvh":
-        result = result / RESULT_H5
-    record_file = result / PLAN_JSON if result.is_dir() else result if result.suffix == ".json" else None
-    if record_file is not None:
-        if format != "dvh":
+    try:  # from the first import on: Ctrl-C anywhere says that nothing was exported
+        from specc.report.identity import PLAN_JSON, RESULT_H5
+
+        if result.is_dir() and (result / RESULT_H5).exists() and format != "dvh":
+            result = result / RESULT_H5
+        record_file = result / PLAN_JSON if result.is_dir() else result if result.suffix == ".json" else None
+        if record_file is not None and format != "dvh":
             fail(f"{result}: {format} needs the result.h5 of specc plan (a checked dose is already its own RT Dose)")
-        _export_record_tables(record_file, out)
-        return
-    try:
-        plan_result = read_result(result)
-        segments_path = plan_result.path.parent / SEGMENTS_JSON
+        if record_file is not None:
+            _export_record_tables(record_file, out)
+        else:
+            _export_result(format, result, out, case, machine)
+    except SpeccError as error:
+        fail(error)
+    except KeyboardInterrupt:
+        error_console.print(Text("interrupted: nothing exported", style="red"), soft_wrap=True)
+        raise typer.Exit(130) from None
+
+
+# What the terminal says after an export: lines, each printed once the files are in place.
+_Said = list[Text]
+
+
+def _export_result(format: str, result: Path, out: Path, case: Path | None, machine: str) -> None:
+    from specc.export import read_result
+    from specc.export.staging import StagedExport
+    from specc.report.identity import SEGMENTS_JSON
+
+    plan_result = read_result(result)  # a damaged plan record inside is refused when an exporter reads it
+    segments_path = plan_result.path.parent / SEGMENTS_JSON
+    if format == "rtdose" and machine and not segments_path.exists():
+        fail(f"--machine names the machine of the RT Plan the RT Dose references, and {result} has no "
+             f"{SEGMENTS_JSON} beside it: an optimized fluence has no RT Plan")
+    hint = {"rtdose": "RD.dcm", "rtplan": "RP.dcm"}.get(format, "")
+    with StagedExport(out, folder=format in ("dicom", "dvh"), file_hint=hint) as staged:
         if format == "rtdose":
-            from specc.export.dicom_identity import DicomIdentity
-            from specc.export.rtdose import write_rtdose
-            from specc.export.rtplan import rtplan_uid
-
-            plan_uid = None
-            if segments_path.exists():  # the RT Dose references the RT Plan of this plan's own segments only
-                from specc.export.segments import read_segments
-
-                plan_result.check_segments(read_segments(segments_path), segments_path)
-                plan_uid = rtplan_uid(plan_result, segments_path, machine)
-            elif machine:
-                fail(f"--machine names the machine of the RT Plan the RT Dose references, and {result} has no "
-                     f"{SEGMENTS_JSON} beside it: an optimized fluence has no RT Plan")
-            written = [write_rtdose(plan_result, out, plan_uid)]
-            _say_unconverged(plan_result.record, _DOSE_SAYS)
-            console.print(
-                "RT Dose in the source study's Frame of Reference" if DicomIdentity.of(plan_result).linked
-                else "the case did not come from DICOM: the RT Dose has the case's own study and Frame of Reference",
-                markup=False,
-            )
-            if plan_uid is not None:
-                command = "specc export rtplan" + (f" --machine {machine}" if machine else "")
-                console.print(
-                    f"it references the RT Plan {plan_uid}, the one `{command}` writes from {segments_path}"
-                    + ("" if machine else "; for one exported with --machine, give the same --machine here"),
-                    markup=False,
-                )
+            written, said = _export_rtdose(plan_result, segments_path, staged.path, machine)
         elif format == "rtplan":
-            written = [_export_rtplan(plan_result, segments_path, case, out, machine)]
+            written, said = _export_rtplan(plan_result, segments_path, case, staged.path, machine)
         elif format == "dicom":
-            written = _export_study(plan_result, segments_path, case, out, machine)
-            _say_unconverged(plan_result.record, _DOSE_SAYS)
+            written, said = _export_study(plan_result, segments_path, case, staged.path, machine)
         else:
             from specc.export.dvh_tables import write_dvh_tables
 
-            needs_case = plan_result.record_json is None
-            loaded = plan_result.load_case(case) if needs_case else None
-            written = write_dvh_tables(plan_result, out, loaded)
-            _say_unconverged(plan_result.record, _TABLES_SAYS)
-    except SpeccError as error:
-        fail(error)
-    for path in written:
-        console.print(f"wrote {path}", markup=False)
+            loaded = plan_result.load_case(case) if plan_result.record_json is None else None
+            written = write_dvh_tables(plan_result, staged.path, loaded)
+            said = _convergence(plan_result.converged, plan_result.solver_status, _TABLES_SAYS)
+        staged.commit()
+        _say_written(staged, written, said)
+    _say_held(staged)
 
 
-def _export_rtplan(plan_result, segments_path: Path, case: Path | None, out: Path, machine: str) -> Path:
+def _export_rtdose(plan_result, segments_path: Path, path: Path, machine: str) -> tuple[list[Path], _Said]:
+    from specc.export.dicom_identity import DicomIdentity
+    from specc.export.rtdose import write_rtdose
+    from specc.export.rtplan import rtplan_uid
+
+    plan_uid = None
+    if segments_path.exists():  # the RT Dose references the RT Plan of this plan's own segments only
+        from specc.export.segments import read_segments
+
+        plan_result.check_segments(read_segments(segments_path), segments_path)
+        plan_uid = rtplan_uid(plan_result, segments_path, machine)
+    written = [write_rtdose(plan_result, path, plan_uid)]
+    said = _convergence(plan_result.converged, plan_result.solver_status, _DOSE_SAYS)
+    said.append(Text(
+        "RT Dose in the source study's Frame of Reference" if DicomIdentity.of(plan_result).linked
+        else "the case did not come from DICOM: the RT Dose has the case's own study and Frame of Reference"
+    ))
+    if plan_uid is not None:
+        command = "specc export rtplan" + (f" --machine {machine}" if machine else "")
+        said.append(Text(
+            f"it references the RT Plan {plan_uid}, the one `{command}` writes from {segments_path}"
+            + ("" if machine else "; for one exported with --machine, give the same --machine here")
+        ))
+    return written, said
+
+
+def _export_rtplan(plan_result, segments_path: Path, case: Path | None, path: Path, machine: str) -> tuple[list[Path], _Said]:
     from specc.export.rtplan import write_rtplan
     from specc.export.segments import read_segments
 
     segments = read_segments(segments_path)
-    exported = write_rtplan(plan_result, segments, segments_path, plan_result.load_case(case), out, machine)
-    _say_rtplan(segments, exported.notes)
-    return exported.path
+    exported = write_rtplan(plan_result, segments, segments_path, plan_result.load_case(case), path, machine)
+    return [exported.path], _rtplan_said(segments, exported.notes)
 
 
-def _export_study(plan_result, segments_path: Path, case: Path | None, out: Path, machine: str) -> list[Path]:
+def _export_study(plan_result, segments_path: Path, case: Path | None, folder: Path, machine: str) -> tuple[list[Path], _Said]:
     from specc.export.dicom_study import write_dicom_study
     from specc.export.segments import read_segments
 
     segments = read_segments(segments_path) if segments_path.exists() else None
     study = write_dicom_study(
-        plan_result, plan_result.load_case(case), out, (segments, segments_path) if segments else None, machine
+        plan_result, plan_result.load_case(case), folder, (segments, segments_path) if segments else None, machine
     )
-    if segments is not None:
-        _say_rtplan(segments, study.notes)
-    else:
-        for note in study.notes:
-            console.print(f"note: {note}", markup=False)
-    ct = [path for path in study.paths if path.name.startswith("CT_")]
+    said = _rtplan_said(segments, study.notes) if segments is not None else [Text(f"note: {note}") for note in study.notes]
+    said += _convergence(plan_result.converged, plan_result.solver_status, _DOSE_SAYS)
+    return study.paths, said
+
+
+def _say_written(staged: StagedExport, written: list[Path], said: _Said) -> None:
+    """What the export says, then each file where it now is (a study's CT slices in one line). Called
+    after `commit`: a Ctrl-C from there on is held (`StagedExport`), the export being complete."""
+    for line in said:
+        console.print(line, soft_wrap=True)
+    final = [staged.final(path) for path in written]
+    ct = [path for path in final if path.name.startswith("CT_")] if staged.folder else []
     if ct:
-        console.print(f"wrote {len(ct)} CT slices {ct[0].name} .. {ct[-1].name} in {out}", markup=False)
-    return [path for path in study.paths if path not in ct]
+        console.print(f"wrote {len(ct)} CT slices {ct[0].name} .. {ct[-1].name} in {staged.out}", markup=False)
+    for path in final:
+        if path not in ct:
+            console.print(f"wrote {path}", markup=False)
 
 
-def _say_rtplan(segments, notes: list[str]) -> None:
+def _rtplan_said(segments, notes: list[str]) -> _Said:
+    said = []
     if not segments.converged:
-        console.print(
+        said.append(
             Text("NOT CONVERGED", style="bold red")
             + Text(f": the plan's solver ended '{segments.solver_status}'; the RT Plan's label, name and description say so")
         )
-    for note in notes:
-        console.print(f"note: {note}", markup=False)
-    console.print(
+    said += [Text(f"note: {note}") for note in notes]
+    said.append(Text(
         "RT Plan approval status UNAPPROVED; meterset weights are beamlet weights, not monitor units: "
-        "the planning system computes the dose and sets them",
-        markup=False,
-    )
+        "the planning system computes the dose and sets them"
+    ))
+    return said
 
 
 def _export_record_tables(record_file: Path, out: Path) -> None:
     from specc.export.dvh_tables import write_record_tables
+    from specc.export.staging import StagedExport
     from specc.report.compare import read_record
 
-    try:
-        record = read_record(record_file)
-        written = write_record_tables(record, out)
-    except SpeccError as error:
-        fail(error)
-    _say_unconverged(record, _TABLES_SAYS)
-    for path in written:
-        console.print(f"wrote {path}", markup=False)
+    record = read_record(record_file)
+    with StagedExport(out, folder=True) as staged:
+        written = write_record_tables(record, staged.path)
+        staged.commit()
+        status = record.solver.status if record.solver is not None else None
+        _say_written(staged, written, _convergence(record.converged, status, _TABLES_SAYS))
+    _say_held(staged)
+
+
+def _say_held(staged: StagedExport) -> None:
+    if staged.interrupt_held:  # exit 0: the files are all in place, as said above
+        console.print("Ctrl-C came once the files were written: the export is complete", markup=False)
 
 
 _TABLES_SAYS = "dvh.csv (plan_status column) and dvh.json (converged, solver_status) say so"
 _DOSE_SAYS = "the RT Dose's SeriesDescription and DoseComment say so"
 
 
-def _say_unconverged(record: PlanRecord | None, where: str) -> None:
-    if record is not None and not record.converged:
-        console.print(
+def _convergence(converged: bool | None, status: str | None, where: str) -> _Said:
+    """A plan that did not converge, or whose result.h5 cannot say whether it did, is said so loudly."""
+    if converged is None:
+        return [
+            Text("CONVERGENCE UNKNOWN", style="bold red")
+            + Text(f": the result holds no plan record and no solver status, so whether its solver converged "
+                   f"is not known; check the plan before use: {where}")
+        ]
+    if not converged:
+        return [
             Text("NOT CONVERGED", style="bold red")
-            + Text(f": the plan's solver ended '{record.solver.status if record.solver else 'unknown'}'; not a usable "
-                   f"plan: {where}")
-        )
+            + Text(f": the plan's solver ended '{status or 'unknown'}'; not a usable plan: {where}")
+        ]
+    return []

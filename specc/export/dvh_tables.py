@@ -46,20 +46,22 @@ def write_dvh_tables(result: PlanResult, out_dir: str | Path, case: Case | None 
         return write_record_tables(result.record, out_dir)
     if case is None:
         raise ResultError(f"{result.path}: no plan record inside; pass the case with --case to compute DVHs")
+    # without its record, result.h5's own root attributes say whether the solver converged, if anything does
     return _write_tables(Path(out_dir), _curves_from_case(result, case), [], {
         "case_id": result.case_id, "fractions": result.fractions, "source": "case structures",
-        "converged": None, "solver_status": None,
-    }, plan_status(None), COMPOSITE if result.prior_dose_gy is not None else THIS_PLAN)
+        "converged": result.converged, "solver_status": result.solver_status,
+    }, _status(result.converged), COMPOSITE if result.prior_dose_gy is not None else THIS_PLAN)
 
 
-def plan_status(record: PlanRecord | None) -> str:
-    """What dvh.csv's plan_status column says: converged, NOT CONVERGED, external dose (a check),
-    or unknown (a result written without its record)."""
-    if record is None:
-        return "unknown"
-    if record.solver is None:
-        return "external dose"
-    return "converged" if record.converged else NOT_CONVERGED
+def plan_status(record: PlanRecord) -> str:
+    """What dvh.csv's plan_status column says of a plan record: converged, NOT CONVERGED, or
+    external dose (a check of another system's dose)."""
+    return "external dose" if record.solver is None else _status(record.converged)
+
+
+def _status(converged: bool | None) -> str:
+    """converged, NOT CONVERGED, or unknown (a result.h5 that can say neither)."""
+    return "unknown" if converged is None else "converged" if converged else NOT_CONVERGED
 
 
 def write_record_tables(record: PlanRecord, out_dir: str | Path) -> list[Path]:

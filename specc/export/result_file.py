@@ -4,6 +4,10 @@ The plan report is for people; result.h5 is for programs. It holds what cannot b
 recomputed without the solver (the fluence) and what every exporter needs (the total dose on
 the case grid, its geometry, the DICOM identifiers of the source images), plus the case's
 content hash so an exporter that needs structures can check it was handed the same case.
+Whether the solver converged is a root attribute of its own, not only inside the optional
+plan record: a program that reads `/dose_gy` alone must still be able to tell an unusable plan.
+Reading refuses what would turn into a wrong number downstream (a dose that is not finite, not in
+Gy or not the total, a fraction count that is not one), naming the file and the dataset.
 The layout is documented in docs/formats/result-h5.md.
 """
 
@@ -19,8 +23,10 @@ from typing import TYPE_CHECKING
 import h5py
 import numpy as np
 
+from pydantic import ValidationError
+
 from specc import __version__
-from specc.errors import SpeccError
+from specc.errors import CaseError, SpeccError, validation_text
 
 if TYPE_CHECKING:
     from specc.case import Case, Grid
@@ -32,6 +38,10 @@ FORMAT_VERSION = 1
 # Relative difference allowed between a beam's summed segment weight in segments.json and in the
 # plan record: both sum the same weights, in another order.
 _WEIGHT_TOLERANCE = 1e-9
+# What `/dose_gy` and `/prior_dose_gy` hold, as their attributes say; read back and required.
+DOSE_UNIT = "Gy"
+PLAN_DOSE_SUMMATION = "total over all fractions"
+PRIOR_DOSE_SUMMATION = "the prior course(s), total"
 
 
 class ResultError(SpeccError):
@@ -70,13 +80,55 @@ class PlanResult:
     # The protocol role (target, oar, other) of each case structure the plan's protocol named, by case name:
     # what a study export types them as for a planning system (`specc.export.roi_types`).
     case_roles: dict[str, str] = field(default_factory=dict)
+    # The root attributes `solver_status` and `converged`; None where the file has none (written
+    # without its plan record, or before result.h5 kept them): the record, if any, then says.
+    stored_solver_status: str | None = None
+    stored_converged: bool | None = None
 
     @cached_property
     def record(self) -> PlanRecord | None:
-        """The plan record result.h5 carries (plan.json's), parsed once; None for a result written without it."""
+        """The plan record result.h5 carries (plan.json's), parsed once; None for a result written without it.
+
+        Parsed on first use, not on reading: a prior course's result.h5 is read for its dose alone.
+        A record that is not one, or that contradicts the root attributes, is a damaged file."""
         from specc.evaluate import PlanRecord
 
-        return PlanRecord.model_validate_json(self.record_json) if self.record_json is not None else None
+        if self.record_json is None:
+            return None
+        try:
+            record = PlanRecord.model_validate_json(self.record_json)
+        except ValidationError as error:
+            raise ResultError(
+                f"{self.path}: dataset '/plan_json' is not a plan record this specc reads "
+                f"({validation_text(error, 'the text')}); a damaged result file"
+            ) from None
+        said = _solver_attributes(record)
+        stored = {"converged": self.stored_converged, "solver_status": self.stored_solver_status}
+        for key, value in said.items():
+            if stored[key] is not None and stored[key] != value:
+                raise ResultError(
+                    f"{self.path}: root attribute {key} is {stored[key]!r} and '/plan_json' says {value!r}; "
+                    "a damaged result file"
+                )
+        return record
+
+    @property
+    def converged(self) -> bool | None:
+        """Whether the plan's solver converged: True, False, or None where the file cannot say (no
+        root attribute and no plan record), which every export labels as unknown."""
+        if self.stored_converged is not None:
+            return self.stored_converged
+        record = self.record
+        return record.converged if record is not None else None
+
+    @property
+    def solver_status(self) -> str | None:
+        """The solver's status as the plan ended ('optimal', 'time_limit', ...); None where unknown
+        (no attribute, no record) and for a record of a dose specc did not plan."""
+        if self.stored_solver_status is not None:
+            return self.stored_solver_status
+        record = self.record
+        return record.solver.status if record is not None and record.solver is not None else None
 
     @property
     def composite_dose_gy(self) -> np.ndarray:
@@ -179,6 +231,7 @@ def write_result(
         raise ValueError("fluence and dose must be finite")
     if isinstance(fractions, bool) or int(fractions) != fractions or fractions < 1:
         raise ValueError(f"fractions must be a positive integer, got {fractions!r}")
+    solver = _solver_attributes(_parsed_record(record_json)) if record_json is not None else {}
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -190,6 +243,8 @@ def write_result(
         out.attrs["case_sha256"] = case.content_hash()
         out.attrs["case_path"] = str(Path(case_path).resolve()) if case_path is not None else ""
         out.attrs["fractions"] = int(fractions)
+        for key, value in solver.items():  # the convergence marker, beside the optional record (1 or 0)
+            out.attrs[key] = int(value) if isinstance(value, bool) else value
 
         grid = out.create_group("grid")
         grid.attrs["shape"] = np.asarray(case.grid.shape, dtype=np.int64)
@@ -199,15 +254,15 @@ def write_result(
         flu = out.create_dataset("fluence", data=fluence)
         flu.attrs["unit"] = "beamlet weight per fraction"
         dose = out.create_dataset("dose_gy", data=dose_gy, compression="gzip", shuffle=True)
-        dose.attrs["unit"] = "Gy"
-        dose.attrs["summation"] = "total over all fractions"
+        dose.attrs["unit"] = DOSE_UNIT
+        dose.attrs["summation"] = PLAN_DOSE_SUMMATION
         if prior_dose_gy is not None:
             prior = np.asarray(prior_dose_gy, dtype=np.float32)
             if prior.shape != dose_gy.shape:
                 raise ValueError(f"prior dose has shape {prior.shape}, the case grid is {dose_gy.shape}")
             stored = out.create_dataset("prior_dose_gy", data=prior, compression="gzip", shuffle=True)
-            stored.attrs["unit"] = "Gy"
-            stored.attrs["summation"] = "the prior course(s), total"
+            stored.attrs["unit"] = DOSE_UNIT
+            stored.attrs["summation"] = PRIOR_DOSE_SUMMATION
 
         if case_roles:
             roles = out.create_group("case_structure_roles")
@@ -231,10 +286,27 @@ def write_result(
     return path
 
 
-def read_result(path: str | Path) -> PlanResult:
-    """Read result.h5 back; errors name the file and the dataset that is missing or wrong."""
-    from specc.case import Grid
+def _parsed_record(record_json: str) -> PlanRecord:
+    """The plan record written into result.h5; what is not one is the caller's error (`write_result`)."""
+    from specc.evaluate import PlanRecord
 
+    try:
+        return PlanRecord.model_validate_json(record_json)
+    except ValidationError as error:
+        raise ValueError(f"record_json is not a plan record ({validation_text(error, 'the text')})") from None
+
+
+def _solver_attributes(record: PlanRecord) -> dict[str, bool | str]:
+    """The root attributes that say whether the plan is usable: `converged`, and `solver_status`
+    when specc planned the dose (a checked dose's record has no solver)."""
+    said: dict[str, bool | str] = {"converged": bool(record.converged)}
+    if record.solver is not None:
+        said["solver_status"] = record.solver.status
+    return said
+
+
+def read_result(path: str | Path) -> PlanResult:
+    """Read result.h5 back; errors name the file and the dataset or attribute that is missing or wrong."""
     path = Path(path)
     if not path.exists():
         raise ResultError(f"{path}: no such result file")
@@ -248,48 +320,108 @@ def read_result(path: str | Path) -> PlanResult:
         version = int(src.attrs.get("format_version", -1))
         if version != FORMAT_VERSION:
             raise ResultError(f"{path}: result format version {version}, this specc reads {FORMAT_VERSION}")
-        for name in ("grid", "fluence", "dose_gy", "case_metadata"):
-            if name not in src:
-                raise ResultError(f"{path}: dataset '/{name}' is missing")
-        grid = Grid(
-            shape=tuple(int(n) for n in src["grid"].attrs["shape"]),
-            spacing_mm=tuple(float(s) for s in src["grid"].attrs["spacing_mm"]),
-            origin_mm=tuple(float(o) for o in src["grid"].attrs["origin_mm"]),
+        try:
+            return _read_contents(src, path)
+        except (KeyError, OSError, ValueError, TypeError, UnicodeDecodeError) as error:
+            # h5py's own errors for a dataset it cannot read (a damaged chunk, a missing attribute)
+            raise ResultError(f"{path}: a damaged result file ({error})") from None
+
+
+def _read_contents(src: h5py.File, path: Path) -> PlanResult:
+    for name in ("grid", "fluence", "dose_gy", "case_metadata"):
+        if name not in src:
+            raise ResultError(f"{path}: dataset '/{name}' is missing")
+    grid = _grid(src, path)
+    dose_gy = _dose(src, "dose_gy", PLAN_DOSE_SUMMATION, path)
+    if dose_gy.shape != tuple(grid.shape):
+        raise ResultError(f"{path}: '/dose_gy' has shape {dose_gy.shape}, '/grid' says {tuple(grid.shape)}")
+    prior = _dose(src, "prior_dose_gy", PRIOR_DOSE_SUMMATION, path) if "prior_dose_gy" in src else None
+    if prior is not None and prior.shape != dose_gy.shape:
+        raise ResultError(f"{path}: '/prior_dose_gy' has shape {prior.shape}, '/dose_gy' {dose_gy.shape}")
+    fluence = src["fluence"][...]
+    if not np.all(np.isfinite(fluence)):
+        raise ResultError(f"{path}: '/fluence' contains NaN or Inf; a damaged result file")
+    record = src["plan_json"][()] if "plan_json" in src else None
+    derived = [
+        DerivedStructure(
+            name=str(stored.attrs["name"]),
+            mask=np.unpackbits(stored[...], count=grid.n_voxels).astype(bool).reshape(grid.shape),
+            color=str(stored.attrs["color"]),
+            role=str(stored.attrs["role"]),
+            expression=str(stored.attrs["expression"]),
         )
-        dose_gy = src["dose_gy"][...]
-        if dose_gy.shape != tuple(grid.shape):
-            raise ResultError(f"{path}: '/dose_gy' has shape {dose_gy.shape}, '/grid' says {tuple(grid.shape)}")
-        record = src["plan_json"][()] if "plan_json" in src else None
-        prior = src["prior_dose_gy"][...] if "prior_dose_gy" in src else None
-        derived = [
-            DerivedStructure(
-                name=str(stored.attrs["name"]),
-                mask=np.unpackbits(stored[...], count=grid.n_voxels).astype(bool).reshape(grid.shape),
-                color=str(stored.attrs["color"]),
-                role=str(stored.attrs["role"]),
-                expression=str(stored.attrs["expression"]),
+        for _, stored in sorted(src["derived_structures"].items())
+    ] if "derived_structures" in src else []
+    case_roles = (
+        {str(name): str(role) for name, role in src["case_structure_roles"].attrs.items()}
+        if "case_structure_roles" in src else {}
+    )
+    case_path = str(src.attrs.get("case_path", ""))
+    status = src.attrs.get("solver_status")
+    return PlanResult(
+        path=path,
+        case_id=str(src.attrs["case_id"]),
+        case_sha256=str(src.attrs["case_sha256"]),
+        case_path=Path(case_path) if case_path else None,
+        fractions=_fractions(src, path),
+        grid=grid,
+        fluence=fluence,
+        dose_gy=dose_gy,
+        metadata_extra={key: str(value) for key, value in src["case_metadata"].attrs.items()},
+        record_json=record.decode("utf-8") if isinstance(record, bytes) else record,
+        prior_dose_gy=prior,
+        derived=derived,
+        case_roles=case_roles,
+        stored_solver_status=str(status) if status is not None else None,
+        stored_converged=_converged(src, path),
+    )
+
+
+def _grid(src: h5py.File, path: Path) -> Grid:
+    from specc.case import Grid
+
+    stored = src["grid"].attrs
+    try:
+        return Grid(
+            shape=tuple(int(n) for n in stored["shape"]),
+            spacing_mm=tuple(float(s) for s in stored["spacing_mm"]),
+            origin_mm=tuple(float(o) for o in stored["origin_mm"]),
+        )
+    except CaseError as error:
+        raise ResultError(f"{path}: '/grid': {error}") from None
+
+
+def _dose(src: h5py.File, name: str, summation: str, path: Path) -> np.ndarray:
+    """A dose dataset, refused unless it says it holds what specc wrote there (Gy, `summation`) and
+    every value is finite: a NaN would reach an RT Dose as a voxel of billions of Gy."""
+    dataset = src[name]
+    for key, expected in (("unit", DOSE_UNIT), ("summation", summation)):
+        said = dataset.attrs.get(key)
+        if said is None or str(said) != expected:
+            which = f"has no attribute {key}" if said is None else f"attribute {key} is {str(said)!r}"
+            raise ResultError(
+                f"{path}: '/{name}' {which}, not {expected!r}: specc reads only the dose it wrote there"
             )
-            for _, stored in sorted(src["derived_structures"].items())
-        ] if "derived_structures" in src else []
-        case_roles = (
-            {str(name): str(role) for name, role in src["case_structure_roles"].attrs.items()}
-            if "case_structure_roles" in src else {}
-        )
-        if prior is not None and prior.shape != dose_gy.shape:
-            raise ResultError(f"{path}: '/prior_dose_gy' has shape {prior.shape}, '/dose_gy' {dose_gy.shape}")
-        case_path = str(src.attrs.get("case_path", ""))
-        return PlanResult(
-            path=path,
-            case_id=str(src.attrs["case_id"]),
-            case_sha256=str(src.attrs["case_sha256"]),
-            case_path=Path(case_path) if case_path else None,
-            fractions=int(src.attrs["fractions"]),
-            grid=grid,
-            fluence=src["fluence"][...],
-            dose_gy=dose_gy,
-            metadata_extra={key: str(value) for key, value in src["case_metadata"].attrs.items()},
-            record_json=record.decode("utf-8") if isinstance(record, bytes) else record,
-            prior_dose_gy=prior,
-            derived=derived,
-            case_roles=case_roles,
-        )
+    dose = dataset[...]
+    if not np.all(np.isfinite(dose)):
+        bad = int(np.count_nonzero(~np.isfinite(dose)))
+        raise ResultError(f"{path}: '/{name}' contains NaN or Inf ({bad} of {dose.size} voxels); a damaged result file")
+    return dose
+
+
+def _fractions(src: h5py.File, path: Path) -> int:
+    stored = src.attrs["fractions"]
+    value = stored.item() if isinstance(stored, np.generic) else stored
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ResultError(f"{path}: root attribute fractions is {value!r}, not a positive whole number of fractions")
+    return int(value)
+
+
+def _converged(src: h5py.File, path: Path) -> bool | None:
+    stored = src.attrs.get("converged")
+    if stored is None:
+        return None
+    value = stored.item() if isinstance(stored, np.generic) else stored
+    if isinstance(value, (str, bytes, float)) or value not in (0, 1):
+        raise ResultError(f"{path}: root attribute converged is {value!r}, not 1 or 0")
+    return bool(value)

@@ -5,7 +5,9 @@ and Frame of Reference (the identifiers the importer kept under `dicom.*` in the
 metadata), so it overlays the CT and structure set without registration. Otherwise the study
 and Frame of Reference are the case's own (`dicom_identity`) and the SeriesDescription says the
 dose is not linked to a source CT. The dose of a plan whose solver did not converge says NOT
-CONVERGED in its SeriesDescription and DoseComment, as its RT Plan does in its label.
+CONVERGED in its SeriesDescription and DoseComment, as its RT Plan does in its label; one whose
+result.h5 cannot say (no convergence attribute, no plan record) says CONVERGENCE UNKNOWN there:
+an unlabelled dose would read as a usable one.
 
 Its SOP Instance UID is derived (`_uid`) from what the object holds: the stored dose, the
 RT Plan it references, the plan's creation time and the study it joins; and it is dated by the
@@ -16,6 +18,7 @@ dose of the same plan referring to another RT Plan) is another object.
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +35,11 @@ _STORED_MAX = 4_000_000_000
 
 
 def dose_grid_scaling(max_dose_gy: float) -> float:
-    """Gy per stored unit, written exactly as it will appear in the DS string."""
+    """Gy per stored unit, written exactly as it will appear in the DS string. An all-zero dose is
+    stored as zeros under any scaling (1.0); a maximum that is not a finite dose (NaN, Inf, negative)
+    has no scaling, and a fallback would quantize the whole dose to whole Gy."""
+    if not (math.isfinite(max_dose_gy) and max_dose_gy >= 0):
+        raise ValueError(f"no DoseGridScaling stores a dose whose maximum is {max_dose_gy!r} Gy")
     return float(f"{max_dose_gy / _STORED_MAX:.9e}") if max_dose_gy > 0 else 1.0
 
 
@@ -46,6 +53,8 @@ def write_rtdose(
     study it joins (`dicom_study`), else the case's own (`DicomIdentity.of`).
     """
     dose = np.asarray(result.dose_gy, dtype=np.float64)
+    if not np.all(np.isfinite(dose)):  # read_result refuses these; a PlanResult built otherwise is checked too
+        raise ResultError(f"{result.path}: '/dose_gy' contains NaN or Inf; an RT Dose cannot store it")
     if dose.min() < 0:
         raise ResultError(f"{result.path}: '/dose_gy' has negative values; an RT Dose cannot store them")
     spacing = result.grid.spacing_mm
@@ -99,18 +108,22 @@ def _uid(
     return identity.object_uid("rt dose", *sources)
 
 
+CONVERGENCE_UNKNOWN = "CONVERGENCE UNKNOWN"
+
+
 def _description(result: PlanResult, identity: DicomIdentity) -> tuple[str, str]:
     """SeriesDescription and DoseComment (empty: none): what the dose is, and whether the plan is usable."""
-    record = result.record
-    unconverged = record is not None and not record.converged
+    converged = result.converged
+    label = {True: "", False: "NOT CONVERGED ", None: f"{CONVERGENCE_UNKNOWN} "}[converged]
     description = (  # LO: 64 characters at most
-        ("NOT CONVERGED " if unconverged else "")
+        label
         + f"specc plan dose, {result.fractions} fx"
         + (", without prior dose" if result.prior_dose_gy is not None else "")
         + ("" if identity.linked else "; not linked to a CT")
     )
-    if not unconverged:
+    # the planning system shows the comment beside the dose: the plan is not usable, or may not be
+    if converged is None:
+        return description, f"{CONVERGENCE_UNKNOWN}: no solver status in result.h5"  # LO
+    if converged:
         return description, ""
-    # the planning system shows the comment beside the dose: the plan is not usable
-    status = record.solver.status if record.solver is not None else "unknown"
-    return description, f"NOT CONVERGED (solver {status}): not a usable plan"[:64]  # LO
+    return description, f"NOT CONVERGED (solver {result.solver_status or 'unknown'}): not a usable plan"[:64]  # LO

@@ -1,0 +1,182 @@
+"""Whole-or-nothing exports: an export's files reach their destination complete, or not at all.
+
+An RT Dose cut short by a full disk, or a DICOM study stopped by Ctrl-C after its CT slices but
+before its RT Dose, would be read by a planning system as a whole object or a whole study. So an
+export writes into a staging path beside its destination (a hidden name in the same folder: the
+move is a rename on one file system) and moves it into place only once every file is written.
+On any error or interrupt before that, the staging path and the folders made for it are removed.
+The move itself is not interrupted: Ctrl-C during it, or while the command then says what it
+wrote, is held until the export is complete, which then counts as done (exit 0).
+
+Errors name the destination path, not the staging one, and the reason the system gave.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import threading
+from pathlib import Path
+from types import FrameType, TracebackType
+
+from specc.errors import SpeccError
+
+NOTHING_EXPORTED = "nothing exported"
+
+
+class ExportError(SpeccError):
+    """An export that cannot be written where it was asked to go (names the path and why)."""
+
+
+class StagedExport:
+    """Staging for one export to `out`: a file (`folder=False`, e.g. RD.dcm) or a folder of files.
+
+    Use as a context manager: write into `path`, call `commit()` once every file is written, then
+    say what was written (`final` maps a written path to where it now is). An existing folder is
+    written into (its other files stay); an existing file is replaced."""
+
+    def __init__(self, out: str | Path, *, folder: bool, file_hint: str = "") -> None:
+        self.out = Path(out)
+        self.folder = folder
+        self.file_hint = file_hint  # for a file export given a folder: "RD.dcm", the name to suggest
+        self.path = self.out  # set on entry
+        self._into_existing = False
+        self._made: list[Path] = []  # folders made for the destination, outermost first
+        self._committed = False
+        self.interrupt_held = False  # Ctrl-C came while the export was moved into place: it completed
+        self._previous_handler: object | None = None
+
+    def __enter__(self) -> StagedExport:
+        out = self.out
+        if self.folder and out.exists() and not out.is_dir():
+            raise ExportError(f"{out}: a file, not a folder; this export writes a folder of files: give a folder")
+        if not self.folder and out.is_dir():
+            named = f" (e.g. {out / self.file_hint})" if self.file_hint else ""
+            raise ExportError(f"{out}: a folder; give the file to write{named}")
+        self._make_parents(out.parent)
+        token = secrets.token_hex(4)
+        self._into_existing = self.folder and out.is_dir()
+        if self._into_existing:  # staged inside it: one file system, and its own permissions tried first
+            self.path = out / f".specc-export-{token}.partial"
+        else:
+            self.path = out.parent / f".{out.name}.{token}.partial"
+        if self.folder:
+            try:
+                self.path.mkdir()
+            except OSError as error:
+                self._discard()
+                raise ExportError(f"cannot write {out}: {_reason(error)}; {NOTHING_EXPORTED}") from None
+        return self
+
+    def final(self, written: Path) -> Path:
+        """Where a path written under `path` is once committed."""
+        return self.out / Path(written).relative_to(self.path) if self.folder else self.out
+
+    def commit(self) -> None:
+        """Move the staged export into place; from here on, Ctrl-C is held until the context ends."""
+        self._hold_interrupts()
+        if not self.folder:
+            os.replace(self.path, self.out)
+        elif not self._into_existing:
+            os.rename(self.path, self.out)
+        else:
+            entries = sorted(self.path.iterdir())
+            occupied = [self.out / entry.name for entry in entries if (self.out / entry.name).is_dir()]
+            if occupied:
+                raise ExportError(f"{occupied[0]}: a folder where the export writes a file; {NOTHING_EXPORTED}")
+            for moved, entry in enumerate(entries):
+                try:
+                    os.replace(entry, self.out / entry.name)
+                except OSError as error:
+                    raise ExportError(
+                        f"cannot move {entry.name} into {self.out}: {_reason(error)}; {moved} of the export's "
+                        f"{len(entries)} files were moved in before it, the others removed"
+                    ) from None
+            self.path.rmdir()
+        self._committed = True
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        try:
+            if self._committed:
+                return
+            left = self._discard()
+            if isinstance(error, OSError):  # a full disk, a read-only folder, a path too long, ...
+                error = _system_error(error)
+                where = self.final(Path(error.filename)) if _under(error.filename, self.path) else self.out
+                raise ExportError(f"cannot write {where}: {_reason(error)}; {NOTHING_EXPORTED}{left}") from None
+            if isinstance(error, ExportError) and left:
+                raise ExportError(f"{error}{left}") from None
+        finally:
+            self._release_interrupts()
+
+    def _make_parents(self, parent: Path) -> None:
+        missing = [folder for folder in (parent, *parent.parents) if not folder.exists()][::-1]
+        existing = missing[0].parent if missing else parent
+        if not existing.is_dir():
+            raise ExportError(f"cannot write {self.out}: {existing} is a file, not a folder; {NOTHING_EXPORTED}")
+        for folder in missing:
+            try:
+                folder.mkdir()
+            except OSError as error:
+                self._discard()
+                raise ExportError(f"cannot create the folder {folder}: {_reason(error)}; {NOTHING_EXPORTED}") from None
+            self._made.append(folder)
+
+    def _discard(self) -> str:
+        """Remove what was staged and the folders made for it; what could not be removed, as a
+        clause for the message (empty: nothing is left)."""
+        left = []
+        try:
+            if self.path != self.out and self.path.is_dir():
+                shutil.rmtree(self.path)
+            elif self.path != self.out and self.path.exists():
+                self.path.unlink()
+        except OSError as error:
+            left.append(f"{self.path} ({_reason(error)})")
+        for folder in reversed(self._made):
+            try:
+                folder.rmdir()
+            except OSError as error:
+                left.append(f"{folder} ({_reason(error)})")
+        self._made = []
+        return f"; left behind, remove by hand: {', '.join(left)}" if left else ""
+
+    def _hold_interrupts(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals reach the main thread only; nothing to hold here
+
+        def hold(signum: int, frame: FrameType | None) -> None:
+            self.interrupt_held = True
+
+        self._previous_handler = signal.signal(signal.SIGINT, hold)
+
+    def _release_interrupts(self) -> None:
+        if self._previous_handler is not None:
+            signal.signal(signal.SIGINT, self._previous_handler)  # type: ignore[arg-type]
+            self._previous_handler = None
+
+
+def _under(filename: object, folder: Path) -> bool:
+    if not isinstance(filename, (str, os.PathLike)):
+        return False
+    path = Path(filename)
+    return path == folder or folder in path.parents
+
+
+def _system_error(error: OSError) -> OSError:
+    """The error the system raised: pydicom re-raises a write error as a new one of its type, with the
+    tag and a traceback as its text and the original (errno, reason, file) as its cause."""
+    while not error.strerror and isinstance(error.__cause__, OSError):
+        error = error.__cause__
+    return error
+
+
+def _reason(error: OSError) -> str:
+    """The system's reason ('permission denied', 'no space left on device'), else the error's text."""
+    if error.strerror:
+        return error.strerror[0].lower() + error.strerror[1:]
+    return str(error)

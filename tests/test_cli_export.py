@@ -1,0 +1,151 @@
+"""`specc export` is whole or nothing: a destination it cannot write, a full disk or Ctrl-C give one line
+and leave no partial file or study; a completed export exits 0 (audit a2 F16, F20)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+from pathlib import Path
+
+import pydicom
+import pytest
+from evaluate_fakes import protocol, synthetic_case
+from typer.testing import CliRunner
+
+from specc.cli import app
+from specc.export.staging import StagedExport
+from specc.pipeline import plan
+
+TERMS = ["{kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}"]
+
+
+@pytest.fixture(scope="module")
+def planned(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("export")
+    synthetic_case().save(folder / "case.h5")
+    assert plan(protocol({"Target": ["D50% >= 55 Gy"]}, terms=TERMS), folder / "case.h5", folder / "plan").succeeded
+    return folder / "plan"
+
+
+def _export(*args: str) -> tuple[int, str, BaseException | None]:
+    result = CliRunner().invoke(app, ["export", *args])
+    return result.exit_code, " ".join(result.output.split()), result.exception
+
+
+def _fail_on_save(monkeypatch, call: int, error: BaseException) -> None:
+    """Every DICOM object goes through Dataset.save_as: the `call`-th one writes half a file and raises `error`
+    (a full disk, Ctrl-C), as a real failure part way through a study would."""
+    calls = []
+    original = pydicom.dataset.Dataset.save_as
+
+    def save_as(self, filename, *args, **kwargs):
+        calls.append(filename)
+        if len(calls) == call:
+            Path(filename).write_bytes(b"DICM half")
+            raise error
+        return original(self, filename, *args, **kwargs)
+
+    monkeypatch.setattr(pydicom.dataset.Dataset, "save_as", save_as)
+
+
+def _nothing_staged(folder: Path) -> bool:
+    return not [path for path in folder.iterdir() if path.name.endswith(".partial")]
+
+
+@pytest.mark.parametrize("format, out", [("dicom", "study"), ("rtdose", "RD.dcm"), ("dvh", "tables")])
+def test_a_full_disk_part_way_leaves_nothing_and_says_where_and_why(planned, tmp_path, monkeypatch, format, out):
+    """The study kept 25 files of its 26 (no RD.dcm) and a traceback ended the run."""
+    if format == "dvh":  # CSV and JSON, not DICOM: the disk fills as the second table is opened
+        opened = Path.open
+
+        def full(self, *args, **kwargs):
+            if self.name == "goals.csv":
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+            return opened(self, *args, **kwargs)
+
+        monkeypatch.setattr(Path, "open", full)
+    else:
+        _fail_on_save(monkeypatch, 4 if format == "dicom" else 1, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
+    code, said, error = _export(format, str(planned / "result.h5"), "--out", str(tmp_path / out))
+    assert code == 1 and isinstance(error, SystemExit), said  # no traceback
+    assert f"error: cannot write {tmp_path / out}" in said and "no space left on device; nothing exported" in said
+    assert not (tmp_path / out).exists() and _nothing_staged(tmp_path)
+
+
+def test_ctrl_c_part_way_through_a_study_leaves_none_of_it_and_exits_130(planned, tmp_path, monkeypatch):
+    """It left CT slices and a structure set without their RT Dose, silently."""
+    _fail_on_save(monkeypatch, 6, KeyboardInterrupt())
+    code, said, _ = _export("dicom", str(planned / "result.h5"), "--out", str(tmp_path / "study"))
+    assert code == 130 and "interrupted: nothing exported" in said
+    assert not (tmp_path / "study").exists() and _nothing_staged(tmp_path)
+
+
+def test_an_existing_folder_keeps_its_files_when_an_export_into_it_fails_and_gets_the_study_when_it_does_not(
+    planned, tmp_path, monkeypatch
+):
+    folder = tmp_path / "study"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    (folder / "RD.dcm").write_bytes(b"an earlier export")
+    with monkeypatch.context() as patched:
+        _fail_on_save(patched, 3, KeyboardInterrupt())
+        code, said, _ = _export("dicom", str(planned / "result.h5"), "--out", str(folder))
+    assert code == 130 and sorted(path.name for path in folder.iterdir()) == ["RD.dcm", "notes.txt"]
+    assert (folder / "RD.dcm").read_bytes() == b"an earlier export"
+    code, said, _ = _export("dicom", str(planned / "result.h5"), "--out", str(folder))
+    assert code == 0, said
+    names = sorted(path.name for path in folder.iterdir())
+    assert "notes.txt" in names and "RS.dcm" in names and names.count("RD.dcm") == 1 and not any(".partial" in n for n in names)
+    assert pydicom.dcmread(folder / "RD.dcm").Modality == "RTDOSE"
+
+
+def test_a_destination_of_the_wrong_kind_is_one_error_line(planned, tmp_path):
+    """An existing folder for a file, a file for a folder, a file in the way of a folder: each gave a traceback."""
+    (tmp_path / "a-file").write_text("x")
+    cases = [
+        (("rtdose", "--out", str(planned)), f"error: {planned}: a folder; give the file to write (e.g. {planned / 'RD.dcm'})"),
+        (("dvh", "--out", str(tmp_path / "a-file")), f"error: {tmp_path / 'a-file'}: a file, not a folder"),
+        (("dicom", "--out", str(tmp_path / "a-file")), f"error: {tmp_path / 'a-file'}: a file, not a folder"),
+        (("rtdose", "--out", str(tmp_path / "a-file" / "sub" / "RD.dcm")),
+         f"error: cannot write {tmp_path / 'a-file' / 'sub' / 'RD.dcm'}: {tmp_path / 'a-file'} is a file, not a folder"),
+    ]
+    for (format, *options), message in cases:
+        code, said, error = _export(format, str(planned / "result.h5"), *options)
+        assert code == 1 and isinstance(error, SystemExit) and message in said, said
+    assert (tmp_path / "a-file").read_text() == "x"
+
+
+def test_an_unwritable_folder_is_named_with_the_reason(planned, tmp_path, monkeypatch):
+    """As root every folder is writable, so the system's refusal is raised where the folder is made."""
+    made = Path.mkdir
+
+    def refuse(self, *args, **kwargs):
+        if self.name == "locked":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+        return made(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    code, said, _ = _export("rtdose", str(planned / "result.h5"), "--out", str(tmp_path / "locked" / "RD.dcm"))
+    assert code == 1 and f"error: cannot create the folder {tmp_path / 'locked'}: permission denied; nothing exported" in said
+
+
+def test_new_folders_made_for_an_export_that_fails_are_removed(planned, tmp_path, monkeypatch):
+    _fail_on_save(monkeypatch, 1, OSError(errno.EIO, os.strerror(errno.EIO)))
+    code, said, _ = _export("rtdose", str(planned / "result.h5"), "--out", str(tmp_path / "a" / "b" / "RD.dcm"))
+    assert code == 1 and "input/output error; nothing exported" in said
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_once_the_files_are_moved_into_place_is_held_and_the_export_completes(tmp_path):
+    """Ctrl-C after the last write returned 130 for a complete export; from the move on it is held, then
+    the handler before it is back."""
+    before = signal.getsignal(signal.SIGINT)
+    with StagedExport(tmp_path / "tables", folder=True) as staged:
+        (staged.path / "dvh.csv").write_text("structure\n")
+        staged.commit()
+        os.kill(os.getpid(), signal.SIGINT)  # would raise KeyboardInterrupt here
+        written = staged.final(staged.path / "dvh.csv")
+    assert staged.interrupt_held and written == tmp_path / "tables" / "dvh.csv" and written.read_text() == "structure\n"
+    assert signal.getsignal(signal.SIGINT) is before
+    assert _nothing_staged(tmp_path)
