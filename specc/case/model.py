@@ -499,7 +499,11 @@ def influence_value_issue(influence: sp.csr_matrix) -> str | None:
 
     A matrix without a single dose above 0 plans an "optimal" 0 Gy everywhere; one entry far
     beyond the rest (`MAX_ENTRY_OVER_TYPICAL`) is damage that would only fail deep in a solver.
+    A matrix without beamlets is no dose calculation at all (the geometry `specc check` measures a
+    dose on, read from a DICOM study or a matRad workspace), not a failed one.
     """
+    if influence.shape[1] == 0:
+        return None
     data = influence.data
     highest = float(data.max()) if data.size else 0.0
     if highest <= 0:
