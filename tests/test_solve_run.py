@@ -58,12 +58,68 @@ def test_an_infeasible_program_names_the_conflicting_hard_terms_with_their_lines
     assert "max_dose Organ <= 50 Gy" in result.message  # still listed among all hard terms
 
 
-def test_a_solver_stopped_by_its_limit_returns_no_plan() -> None:
+def test_a_solver_stopped_by_its_limit_returns_no_plan_and_names_the_limit() -> None:
     case = synthetic_case()
     program = compile_protocol(protocol(GOALS, terms=TERMS), case)
-    result = solve_program(program, choose_solver("CLARABEL", SolverOptions(max_iterations=1)))
+    result = solve_program(program, choose_solver("CLARABEL", SolverOptions(max_iterations=1, time_limit_s=600)))
     assert result.status == "time_limit" and result.fluence is None and not result.usable
-    assert "iteration limit" in result.message
+    # the limit that stopped it, not the other one the protocol also set (audit a2 F9)
+    assert "iteration limit of 1 (raise `max_iterations`" in result.message and "time_limit_s" not in result.message
+
+
+def test_a_solver_failure_says_it_failed_and_where_the_numbers_are(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The fast path hands a hard DVH limit to CLARABEL; when CLARABEL fails the message must not say it solved
+    the program, and the advice points at the data (an absurd influence value) before another solver (a2 F3)."""
+    import cvxpy as cp
+
+    import specc.solve.run
+
+    def failing(problem, **arguments):
+        raise cp.SolverError("Solver 'CLARABEL' failed.")
+
+    monkeypatch.setattr(specc.solve.run, "solve_interruptibly", failing)
+    terms = [*TERMS, "{kind: dvh, structure: Organ, dose: 20 Gy, volume: 50%, bound: upper}"]
+    program = compile_protocol(protocol(GOALS, terms=terms), synthetic_case())
+    program.influence.data[0] = 3e38  # what a damaged case file held
+    result = solve_program(program, choose_solver())
+    assert result.status == "solver_error" and result.fluence is None
+    assert "solved it" not in result.message
+    assert "SPECC-LBFGS did not solve this program (hard DVH" in result.message
+    assert "so CLARABEL ran instead: CLARABEL failed: Solver 'CLARABEL' failed." in result.message
+    assert "influence values run from" in result.message and "to 3e+38 Gy per unit beamlet weight" in result.message
+
+
+def test_ctrl_c_stops_a_clarabel_solve_at_once() -> None:
+    """CLARABEL returns to Python only at its end; the solve runs on a worker thread so that Ctrl-C (SIGINT)
+    raises KeyboardInterrupt within a moment, not when the solve ends (audit a2 F11)."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import cvxpy as cp
+    import scipy.sparse as sp
+
+    from specc.solve.interruptible import _ONE_AT_A_TIME, solve_interruptibly
+
+    influence = sp.random(4000, 1500, density=0.05, random_state=0, format="csr")
+    fluence = cp.Variable(1500, nonneg=True)
+    problem = cp.Problem(cp.Minimize(cp.sum_squares(influence @ fluence - 1)), [influence @ fluence <= 1.2])
+    started = time.perf_counter()
+    solve_interruptibly(problem, solver="CLARABEL", max_threads=1)
+    uninterrupted = time.perf_counter() - started
+    assert problem.status == "optimal" and uninterrupted > 1.5, uninterrupted  # long enough to interrupt
+
+    signal_at = 0.5
+    timer = threading.Timer(signal_at, os.kill, (os.getpid(), signal.SIGINT))
+    started = time.perf_counter()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        solve_interruptibly(problem, solver="CLARABEL", max_threads=1)
+    stopped = time.perf_counter() - started
+    assert stopped < signal_at + 0.5 < uninterrupted, (stopped, uninterrupted)
+    with _ONE_AT_A_TIME:  # the abandoned solve ends before the next test solves
+        pass
 
 
 def test_solver_precedence_and_unknown_solvers() -> None:

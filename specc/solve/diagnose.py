@@ -37,6 +37,7 @@ from cvxpy.constraints import Equality, Inequality
 
 from specc.protocol.isoeffect import isoeffective_gy, physical_gy
 from specc.protocol.units import format_number
+from specc.solve.interruptible import solve_interruptibly
 from specc.terms.base import LIMIT_TOLERANCE
 
 if TYPE_CHECKING:
@@ -126,7 +127,9 @@ class _Elastic:
 
     def solve(self, settings: SolverSettings) -> str:
         try:
-            self.problem.solve(solver=settings.name, canon_backend=cp.SCIPY_CANON_BACKEND, **settings.arguments())
+            solve_interruptibly(
+                self.problem, solver=settings.name, canon_backend=cp.SCIPY_CANON_BACKEND, **settings.arguments()
+            )
         except cp.SolverError as error:
             return f"could not be solved ({error})"
         return "" if self.problem.status in _USABLE and self.slacks.value is not None else str(self.problem.status)

@@ -2,7 +2,10 @@
 
 The solver's own status strings differ between solvers and cvxpy versions; this module is
 the one contract the later stages see: six statuses, a message a physicist can act on and
-the fluence (when a usable point exists).
+the fluence (when a usable point exists). One event has one status whatever the solver: a stop
+at a time or iteration limit is `time_limit`, with a fluence when the solver stopped at a point
+that meets the hard limits (the fast path can), without one otherwise; either way the plan is
+not converged.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import numpy as np
 
 SolveStatus = Literal["optimal", "optimal_inaccurate", "infeasible", "unbounded", "time_limit", "solver_error"]
 
-# Statuses for which the solver returned a point worth evaluating (labelled when inaccurate).
-USABLE_STATUSES: frozenset[str] = frozenset({"optimal", "optimal_inaccurate"})
+# Statuses for which the solver may return a point worth evaluating (labelled NOT CONVERGED unless
+# "optimal"); `SolveResult.usable` also needs the point itself (a time limit often leaves none).
+USABLE_STATUSES: frozenset[str] = frozenset({"optimal", "optimal_inaccurate", "time_limit"})
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,8 @@ class SolveResult:
 
     status: SolveStatus
     converged: bool  # True only for "optimal"
+    # The solver that produced the plan; where the exact DVH refinement was solved by another, both
+    # ("CLARABEL, refined by SPECC-LBFGS"): what the terminal, report, plan.json and cohort show.
     solver: str
     message: str
     fluence: np.ndarray | None
@@ -46,5 +52,5 @@ class SolveResult:
 
     @property
     def usable(self) -> bool:
-        """Whether the fluence may be evaluated (an optimal or labelled inaccurate point)."""
+        """Whether the fluence may be evaluated (an optimal point, or one labelled NOT CONVERGED)."""
         return self.status in USABLE_STATUSES and self.fluence is not None

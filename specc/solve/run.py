@@ -10,7 +10,6 @@ fluence and a message saying what to change. An infeasible program is diagnosed
 from __future__ import annotations
 
 import time
-import warnings
 from typing import TYPE_CHECKING
 
 import cvxpy as cp
@@ -19,6 +18,7 @@ import numpy as np
 from specc.solve.choice import SolverSettings
 from specc.solve.diagnose import explain_infeasibility
 from specc.solve.first_order.solver import FIRST_ORDER_SOLVER
+from specc.solve.interruptible import solve_interruptibly
 from specc.solve.result import SolveResult, SolveStatus, TermValue
 
 if TYPE_CHECKING:
@@ -37,7 +37,9 @@ _STATUS: dict[str, SolveStatus] = {
 }
 
 
-def _message(status: SolveStatus, settings: SolverSettings, iterations: int | None, detail: str) -> str:
+def _message(
+    status: SolveStatus, settings: SolverSettings, iterations: int | None, detail: str, program: CompiledProgram
+) -> str:
     solver = settings.name
     after = f" after {iterations} iterations" if iterations is not None else ""
     if status == "optimal":
@@ -55,12 +57,39 @@ def _message(status: SolveStatus, settings: SolverSettings, iterations: int | No
             "be missing its lower bound."
         )
     if status == "time_limit":
-        limit = f"its time limit of {settings.time_limit_s:g} s" if settings.time_limit_s else "its iteration limit"
-        return (
-            f"{solver} stopped at {limit}{after} without a usable point; raise `time_limit_s` under "
-            "`optimization.solver`, or try another solver (--solver)."
-        )
-    return f"{solver} failed{after}: {detail or 'no reason given'}; try another solver (--solver)."
+        return f"{solver} stopped at {_limit_reached(settings, iterations)}{after} without a usable point."
+    return (
+        f"{solver} failed{after}: {detail or 'no reason given'}. A numerical failure comes from the program's "
+        f"numbers as often as from the solver: {_influence_range(program)}; check the case and the protocol's "
+        "levels before another solver (--solver)."
+    )
+
+
+def _limit_reached(settings: SolverSettings, iterations: int | None) -> str:
+    """Which limit stopped the solver, and the option under `optimization.solver` that raises it.
+
+    cvxpy reports both of a solver's limits as one status (USER_LIMIT), so the iteration count
+    tells them apart: a protocol's `max_iterations` reached is that limit; otherwise a time
+    limit the protocol set; otherwise the solver's own iteration limit.
+    """
+    if settings.max_iterations is not None and iterations is not None and iterations >= settings.max_iterations:
+        return f"its iteration limit of {settings.max_iterations} (raise `max_iterations` under `optimization.solver`)"
+    if settings.time_limit_s is not None:
+        return f"its time limit of {settings.time_limit_s:g} s (raise `time_limit_s` under `optimization.solver`)"
+    return "its own iteration limit (set a higher `max_iterations` under `optimization.solver`)"
+
+
+def _influence_range(program: CompiledProgram) -> str:
+    """The range of the influence values the program holds, for a failure that may come from them."""
+    if program.influence is None or program.influence.nnz == 0:
+        return "the program holds no influence value"
+    values = np.abs(program.influence.data[program.influence.data != 0])
+    if values.size == 0:
+        return "every influence value of the program is 0"
+    return (
+        f"its influence values run from {values.min():.3g} to {values.max():.3g} Gy per unit beamlet weight "
+        "per fraction"
+    )
 
 
 def _contribution(term: CompiledTerm) -> float | None:
@@ -82,10 +111,10 @@ def solve_program(program: CompiledProgram, settings: SolverSettings, warm: Warm
         return solve_first_order(program, settings, warm)
     started = time.perf_counter()
     detail = ""
-    try:
-        with warnings.catch_warnings():  # cvxpy's generic warning; the status message below says more
-            warnings.filterwarnings("ignore", message="Solution may be inaccurate")
-            program.problem.solve(solver=settings.name, canon_backend=cp.SCIPY_CANON_BACKEND, **settings.arguments())
+    try:  # on a worker thread, so that Ctrl-C stops it at once (`interruptible.py`)
+        solve_interruptibly(
+            program.problem, solver=settings.name, canon_backend=cp.SCIPY_CANON_BACKEND, **settings.arguments()
+        )
         status = _STATUS.get(program.problem.status, "solver_error")
         if status == "solver_error":
             detail = f"cvxpy status {program.problem.status!r}"
@@ -114,7 +143,7 @@ def solve_program(program: CompiledProgram, settings: SolverSettings, warm: Warm
         status=status,
         converged=status == "optimal",
         solver=settings.name,
-        message=_message(status, settings, iterations, detail),
+        message=_message(status, settings, iterations, detail, program),
         fluence=fluence,
         objective=float(program.problem.value) if usable else None,
         iterations=iterations,

@@ -21,7 +21,8 @@ uncertified point is `optimal_inaccurate`, and `solve_first_order` then hands th
 to the reference solver. When it cannot reach feasibility (the penalty grows without the
 violation shrinking), the reference solver decides too, which also gives the elastic
 diagnosis of an infeasible program. Only a stop at a limit the protocol set is returned
-as it is.
+as it is: `time_limit`, the status any solver's limit gives, with the point where it meets
+the hard limits (labelled NOT CONVERGED downstream), without one where it does not.
 """
 
 from __future__ import annotations
@@ -119,15 +120,16 @@ class FirstOrderSolver:
     ) -> SolveResult:
         hard_violation = max((float(r.max(initial=0.0)) for r in _hard_residuals(smooth, result.z)), default=0.0)
         status: SolveStatus
+        holds = hard_violation <= LIMIT_TOLERANCE
         if result.outcome == "converged":
             status = "optimal"
-        elif result.outcome in ("time_limit", "iteration_limit", "uncertified") and hard_violation <= LIMIT_TOLERANCE:
-            status = "optimal_inaccurate"
         elif result.outcome in ("time_limit", "iteration_limit"):
-            status = "time_limit"
+            status = "time_limit"  # as for any solver; with the point where it meets the hard limits
+        elif result.outcome == "uncertified" and holds:
+            status = "optimal_inaccurate"
         else:
             status = "solver_error"
-        fluence = result.z[: smooth.n_beamlets].copy() if status in ("optimal", "optimal_inaccurate") else None
+        fluence = result.z[: smooth.n_beamlets].copy() if status != "solver_error" and holds else None
         if fluence is not None:
             self.program.fluence.value = fluence
             self.program.dose.value = self.operator.forward(fluence)
@@ -173,25 +175,27 @@ def _message(status: SolveStatus, result: AugmentedLagrangianResult, violation: 
             f"{FIRST_ORDER_SOLVER} found the optimal fluence {after}{certificate}; hard limits met within "
             f"{100 * violation:.3g}% of their dose."
         )
-    if status == "optimal_inaccurate" and result.outcome == "uncertified":
+    if status == "optimal_inaccurate":
         return (
             f"{FIRST_ORDER_SOLVER} stopped {after} at a point it could not certify optimal{certificate}; hard "
             f"limits hold within {100 * violation:.3g}% of their dose. The plan is labelled NOT CONVERGED; "
             f"try --solver {REFERENCE_SOLVER}."
         )
-    if status == "optimal_inaccurate":
-        return (
-            f"{FIRST_ORDER_SOLVER} stopped at its {result.outcome.replace('_', ' ')} {after} before reaching its "
-            f"tolerances; hard limits hold within {100 * violation:.3g}% of their dose. The plan is shown but "
-            "labelled NOT CONVERGED; raise `time_limit_s` / `max_iterations` or try --solver CLARABEL."
-        )
     if status == "time_limit":
-        limit = (f"time limit of {settings.time_limit_s:g} s" if result.outcome == "time_limit"
-                 else f"limit of {settings.max_iterations or result.iterations} iterations")
+        if result.outcome == "time_limit":
+            limit, option = f"time limit of {settings.time_limit_s:g} s", "time_limit_s"
+        else:
+            limit, option = f"limit of {settings.max_iterations or result.iterations} iterations", "max_iterations"
+        if violation <= LIMIT_TOLERANCE:
+            return (
+                f"{FIRST_ORDER_SOLVER} stopped at its {limit} {after} before reaching its tolerances; hard limits "
+                f"hold within {100 * violation:.3g}% of their dose. The plan is shown but labelled NOT CONVERGED; "
+                f"raise `{option}` under `optimization.solver`."
+            )
         return (
-            f"{FIRST_ORDER_SOLVER} stopped at its {limit} {after} with hard limits "
-            f"still violated by up to {100 * violation:.3g}% of their dose; raise `time_limit_s` / `max_iterations` under "
-            "`optimization.solver`, or try another solver (--solver)."
+            f"{FIRST_ORDER_SOLVER} stopped at its {limit} {after} with hard limits still violated by up to "
+            f"{100 * violation:.3g}% of their dose, so there is no plan; raise `{option}` under "
+            "`optimization.solver`."
         )
     return f"{FIRST_ORDER_SOLVER} could not meet the hard limits {after} (violation {100 * violation:.3g}% of their dose)."
 
@@ -231,7 +235,7 @@ def attempt(
     solve: Callable[[], tuple[FirstOrderSolver, SolveResult]], settings: SolverSettings
 ) -> tuple[SolveResult | None, str]:
     """A fast-path solve's result where it stands (certified, or stopped at a limit the protocol
-    set), else None and why not: the reference solver then solves instead (`handed_over`)."""
+    set), else None and why not: the reference solver then runs instead (`handed_over`)."""
     try:
         solver, result = solve()
     except FastPathRefused as error:
@@ -242,8 +246,9 @@ def attempt(
 
 
 def handed_over(what: str, reason: str) -> str:
-    """The note that starts the reference solver's message where it solved `what` instead."""
-    return f"{FIRST_ORDER_SOLVER} did not solve {what} ({reason}); {REFERENCE_SOLVER} solved it instead. "
+    """The note that starts the reference solver's message where it ran on `what` instead (its own message,
+    which follows, says whether it solved it)."""
+    return f"{FIRST_ORDER_SOLVER} did not solve {what} ({reason}), so {REFERENCE_SOLVER} ran instead: "
 
 
 def solve_first_order(program: CompiledProgram, settings: SolverSettings, warm: WarmStart | None = None) -> SolveResult:
