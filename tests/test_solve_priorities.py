@@ -220,3 +220,28 @@ def test_a_quadratic_programming_solver_is_refused_before_any_step_with_the_reas
     assert (result.status, result.usable, lexicographic) == ("solver_error", False, None)
     assert "OSQP solves quadratic programs only" in result.message and "CLARABEL or SCS" in result.message
     assert result.solve_time_s == 0.0 and not result.steps
+
+
+def test_solve_clinical_honours_the_terms_own_priorities_and_tells_each_step() -> None:
+    """`solve_clinical(program, settings)` solves the steps the terms' `priority` fields make, as `specc plan`
+    does (audit a3 F6: it solved one weighted program), and tells progress "step k/n" as each starts and ends
+    (audit a1 F11: minutes of silence between "compile" and "done solve"); `{}` still asks for one program."""
+    from specc.solve.clinical import solve_clinical
+
+    text = protocol_text('goals:\n  PTV:\n    - "D95% >= 50 Gy"\n  Core:\n    - "Mean <= 8 Gy (priority 2)"\n')
+    protocol, priorities = with_optimization(parse_protocol_text(text, "p.yaml"))
+    program = compile_protocol(protocol, c_shape())
+    settings = choose_solver("CLARABEL")
+    told: list[tuple[str, float | None]] = []
+    result = solve_clinical(program, settings, progress=lambda label, seconds: told.append((label, seconds)))
+    # the PTV goal (priority 1) is a hard DVH limit: its exact refinement is the third step
+    steps = [f"1. {COVERAGE_STEP}", "2. priority 2 penalties", "3. exact DVH refinement"]
+    assert [row["step"] for row in result.steps if row["step"] != "exact value"] == steps
+    assert [step.name for step in plan_steps(program, priorities)] == [COVERAGE_STEP, "priority 2 penalties"]
+    labels = [f"step 1/3: {COVERAGE_STEP}", "step 2/3: priority 2 penalties", "step 3/3: exact DVH refinement"]
+    assert [label for label, _ in told] == [label for label in labels for _ in (0, 1)]
+    assert [seconds is None for _, seconds in told] == [True, False] * 3
+    weighted = solve_clinical(program, settings, goal_priorities={})
+    assert [row["step"] for row in weighted.steps if row["step"] != "exact value"] == [
+        f"1. {COVERAGE_STEP}", "2. exact DVH refinement"
+    ]

@@ -36,10 +36,17 @@ if TYPE_CHECKING:
     from specc.protocol.models import SetupScenario
     from specc.terms import TermBase
 
-# Bytes per nonzero kept by cvxpy and the solver: the float64 value and int64 index of the
-# canonical matrix, the solver's own copy and its factorization workspace (rough, for the
-# summary only; measured on the TG-119 phantoms to within a factor of two, docs/compiler.md).
-_BYTES_PER_NONZERO = 3 * (8 + 8)
+# What a solve adds to the process's memory (its peak RSS over that after compiling), by the
+# route it takes; measured on the TG-119 phantoms, 2 shared cores (docs/compiler.md):
+# - the fast path reads the rows in place and copies working sets of them: 54 MiB on the 5 mm
+#   C-shape (2.98 M nonzeros), about 20 bytes per nonzero;
+# - a cvxpy solve (CLARABEL) holds cvxpy's canonical float64 copies with int64 indices, the
+#   solver's own, and a factorization whose beamlet block fills in: a fit of 5 programs (0.2-0.9 M
+#   nonzeros, 1,440-6,085 beamlets: 76-427 MiB, each within 15%) gives 300 bytes per nonzero and
+#   6 per beamlet pair. Before, one figure of 48 bytes per nonzero was 8-12x below CLARABEL's peak.
+_FAST_PATH_BYTES_PER_NONZERO = 20
+_CVXPY_BYTES_PER_NONZERO = 300
+_CVXPY_BYTES_PER_BEAMLET_PAIR = 6
 
 
 @dataclass(frozen=True)
@@ -85,7 +92,8 @@ class ProgramStats:
     dose_entries: int
     beamlets: int
     nonzeros: int
-    estimated_memory_bytes: int
+    estimated_memory_bytes: int  # what a fast-path solve adds (`estimated_memory`)
+    estimated_cvxpy_memory_bytes: int  # what a cvxpy (CLARABEL) solve adds
     structures: list[StructureStats]
     compile_time_s: float
 
@@ -378,6 +386,15 @@ def _with_displaced(
     return dataclasses.replace(selection, structures=entries), sp.vstack(blocks, format="csr")
 
 
+def estimated_memory(nonzeros: int, beamlets: int, by_cvxpy: bool) -> int:
+    """Bytes a solve of a program of this size adds, on the fast path or by a cvxpy solver (the
+    measured basis is at `_CVXPY_BYTES_PER_NONZERO`); which route a plan takes is the solve
+    stage's rule (`specc.solve.clinical.estimated_solve_memory`)."""
+    if by_cvxpy:
+        return nonzeros * _CVXPY_BYTES_PER_NONZERO + beamlets * beamlets * _CVXPY_BYTES_PER_BEAMLET_PAIR
+    return nonzeros * _FAST_PATH_BYTES_PER_NONZERO
+
+
 def _statistics(
     objective: cp.Expression,
     term_constraints: list[cp.Constraint],
@@ -410,7 +427,8 @@ def _statistics(
         dose_entries=int(influence_rows.shape[0]),
         beamlets=beamlets,
         nonzeros=nonzeros,
-        estimated_memory_bytes=nonzeros * _BYTES_PER_NONZERO,
+        estimated_memory_bytes=estimated_memory(nonzeros, beamlets, by_cvxpy=False),
+        estimated_cvxpy_memory_bytes=estimated_memory(nonzeros, beamlets, by_cvxpy=True),
         structures=structures,
         compile_time_s=seconds,
     )

@@ -54,7 +54,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -82,6 +82,16 @@ ABSOLUTE_SLIP = 1e-6
 REACHED_ZERO = 0.1 * ABSOLUTE_SLIP
 
 COVERAGE_STEP = "coverage, hot spots, fall-off and other terms"
+
+# Told (label, None) when a step of a solve in several starts and (label, seconds) when it ends, the
+# label "step k/n: what it minimizes": the shape of the pipeline's stage progress, so that a goals-only
+# plan whose steps take minutes is not silent between "compile" and "done solve" (audit a1 F11).
+StepProgress = Callable[[str, float | None], None]
+
+
+def step_label(number: int, total: int, name: str) -> str:
+    """How progress names step `number` of `total` (1-based)."""
+    return f"step {number}/{total}: {name}"
 
 
 @dataclass(frozen=True)
@@ -255,13 +265,16 @@ def solve_lexicographic(
     coverage_slip_gy: float | None = None,
     warm: WarmStart | None = None,
     memory: StepMemory | None = None,
+    progress: StepProgress | None = None,
+    steps_after: int = 0,
 ) -> tuple[SolveResult, LexicographicProblem | None]:
     """Solve `program` step by step (module docstring); the result's `steps` log each step.
 
     `slip_percent` and `coverage_slip_gy` (None: their documented defaults) are the slips.
     `warm`: where a single solve of the compiled problem starts on the fast path (steps are cvxpy problems).
     `memory`: the last plan's steps, of which the unchanged leading ones are kept (`StepMemory`);
-    it then holds this plan's.
+    it then holds this plan's. `progress`: told as each step solved starts and ends, numbered out
+    of these steps and `steps_after` more (the exact refinement); silent for a single solve.
 
     Stops at the first step without a usable point and returns its result (an infeasible
     first step carries the diagnosis of the hard terms). The returned problem is the last
@@ -274,9 +287,17 @@ def solve_lexicographic(
     slip = Slip(
         slip_fraction(slip_percent), DEFAULT_COVERAGE_SLIP_GY if coverage_slip_gy is None else coverage_slip_gy
     )
+    total = len(steps) + steps_after
+
+    def told(index: int, seconds: float | None) -> None:
+        if progress is not None and total > 1:
+            progress(step_label(index + 1, total, steps[index].name), seconds)
+
     if len(steps) == 1:  # one step ranks nothing: solve the compiled problem itself (the fast path can take it)
         started = time.perf_counter()
+        told(0, None)
         result = solve_program(program, settings, warm)
+        told(0, time.perf_counter() - started)
         reached = result.objective if result.usable else None
         record = _record(0, steps[0], program, reached, result, time.perf_counter() - started, slip)
         return dataclasses.replace(result, steps=[record]), None
@@ -294,14 +315,16 @@ def solve_lexicographic(
             lexicographic.held.add(kept)
         kept += 1
     records: list[dict] = [dict(earlier.records[k]) for k in range(kept)] if earlier is not None else []
-    total = 0.0
+    solving = 0.0
     result: SolveResult | None = None
     for index in range(kept, len(steps)):
         step = steps[index]
         started = time.perf_counter()
         held = set(lexicographic.held)
+        told(index, None)
         result, failed = lexicographic.solve_step(index, settings)
-        total += result.solve_time_s + (failed.solve_time_s if failed is not None else 0.0)
+        told(index, time.perf_counter() - started)
+        solving += result.solve_time_s + (failed.solve_time_s if failed is not None else 0.0)
         if failed is not None:
             why = "no point" if failed.status == "infeasible" else f"a solver error ({failed.message})"
             for released in sorted(held - lexicographic.held):
@@ -325,7 +348,7 @@ def solve_lexicographic(
             )
     shown = [{**row, "status": STEP_KEPT, "time": ""} if k < kept else row
              for k, row in enumerate(records)]
-    return dataclasses.replace(result, steps=shown, solve_time_s=total), lexicographic
+    return dataclasses.replace(result, steps=shown, solve_time_s=solving), lexicographic
 
 
 def _bounds_refused(lexicographic: LexicographicProblem, settings: SolverSettings) -> str | None:
