@@ -91,7 +91,7 @@ def test_curve_is_the_exact_cumulative_volume():
     rng = np.random.default_rng(7)
     dose = rng.uniform(0, 60, 500)
     dvh = DVH.from_dose(dose, 0.027)
-    doses, percent = dvh.curve(50)
+    doses, percent = dvh.curve_by_step(step_gy=1.2)
     assert doses[0] == 0 and doses[-1] == dose.max() and percent[0] == 100.0
     assert np.all(np.diff(percent) <= 0)
     for d, p in zip(doses, percent):

@@ -97,7 +97,7 @@ def test_each_structure_gets_the_envelope_of_its_scenario_dvhs_around_the_nomina
     (band,) = robustness_record(protocol, dose, masks, case.grid, case.voxel_volume_cc, True, case.voxel_indices).bands
     assert band.structure == "Organ" and band.dose_gy[0] == 0.0 and band.dose_gy[-1] == 40.0
     nominal = DVH.from_dose(dose[masks["Organ"]], case.voxel_volume_cc)
-    _, nominal_percent = nominal.curve(len(band.dose_gy), max_dose_gy=40.0)
+    _, nominal_percent = nominal.curve_by_step(max_dose_gy=40.0)
     assert np.all(np.array(band.volume_min_percent) <= nominal_percent)
     assert np.all(nominal_percent <= np.array(band.volume_max_percent))
     # at 40 Gy: none of the organ nominally, a quarter of it (one of four columns) in the worst scenario

@@ -153,14 +153,6 @@ class DVH:
         cc = self.volume_cc - self.volume_at_dose_cc(dose_gy)
         return 100.0 * (cc / self.volume_cc) if unit == "%" else cc
 
-    def curve(self, n: int = 200, max_dose_gy: float | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The cumulative DVH sampled at `n` doses from 0 to `max_dose_gy` (default: the maximum).
-
-        Returns (dose in Gy, volume in % receiving at least that dose); exact at each sample.
-        """
-        top = self.max if max_dose_gy is None else max_dose_gy
-        return self._sampled(np.linspace(0.0, top, n))
-
     def curve_by_step(
         self, step_gy: float = DVH_CURVE_STEP_GY, max_dose_gy: float | None = None
     ) -> tuple[np.ndarray, np.ndarray]:

@@ -31,7 +31,6 @@ from specc.export.result_file import PlanResult, ResultError
 if TYPE_CHECKING:
     from specc.case import Case
 
-CURVE_POINTS = 200
 DVH_COLUMNS = ("structure", "dose_gy", "volume_percent", "volume_cc", "plan_status", "dose_of")
 NOT_CONVERGED = "NOT CONVERGED"
 COMPOSITE = "composite (prior + this plan)"
@@ -114,10 +113,12 @@ def _write_tables(
 
 
 def _curves_from_case(result: PlanResult, case: Case) -> list[StructureDose]:
+    """Curves of the case structures at the plan record's resolution, up to the plan's maximum."""
     curves, dose = [], result.composite_dose_gy
+    highest = float(dose.max())
     for name, structure in case.structures.items():
         dvh = DVH.from_dose(dose[structure.mask], case.voxel_volume_cc)
-        doses, percent = dvh.curve(CURVE_POINTS)
+        doses, percent = dvh.curve_by_step(max_dose_gy=highest)
         curves.append(StructureDose(
             structure=name, color=structure.color, volume_cc=dvh.volume_cc, min_gy=dvh.min, mean_gy=dvh.mean,
             max_gy=dvh.max, dose_gy=np.round(doses, 6).tolist(), volume_percent=np.round(percent, 6).tolist(),
