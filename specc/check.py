@@ -384,10 +384,18 @@ def _plausible(
         raise CaseError(
             f"{dose.path}: multiplied by {fractions} fractions, {level.target} receives {median:.2f} Gy at its median, "
             f"about {fractions} times its {prescribed:g} Gy: the file holds the total already"
-            + (" (leave out --per-fraction)" if dicom else "")
+            + (_scaled_by_mistake(dose) if dicom else "")
         )
     if median > _IMPLAUSIBLE_FACTOR * prescribed:
         raise CaseError(_implausibly_high(protocol, level.target, median, prescribed, dose))
+
+
+def _scaled_by_mistake(dose: ExternalDose) -> str:
+    """What multiplied a total by the fractions: the file's own word for one fraction, or --per-fraction."""
+    if dose.summation in ("FRACTION_SESSION", "BEAM_SESSION"):
+        return (f", though its DoseSummationType {dose.summation} says one fraction: the exporting system labelled it "
+                "wrongly (export the plan sum, PLAN)")
+    return " (leave out --per-fraction)"
 
 
 def _implausibly_high(protocol: Protocol, target: str, median: float, prescribed: float, dose: ExternalDose) -> str:

@@ -206,6 +206,11 @@ def test_one_fraction_labelled_as_a_total_is_refused_until_the_user_says_so(expo
     write_rtdose_file(export / "RD.dcm", target_dose(), DOSE_ORIGIN, DOSE_SPACING)
     with pytest.raises(SpeccError, match="the file holds the total already .leave out --per-fraction"):
         specc.check_export(protocol_file, export, tmp_path / "out", per_fraction=True)
+    # Labelled one fraction by the file itself, no flag given: the label is wrong, not the command (audit a2 F14).
+    write_rtdose_file(export / "RD.dcm", target_dose(), DOSE_ORIGIN, DOSE_SPACING, summation="FRACTION_SESSION")
+    with pytest.raises(SpeccError, match="FRACTION_SESSION says one fraction: the exporting system labelled it") as error:
+        specc.check_export(protocol_file, export, tmp_path / "out")
+    assert "--per-fraction" not in str(error.value)
 
 
 @pytest.mark.parametrize(
