@@ -10,13 +10,15 @@ again as its protocol changes (`specc plan --watch`), warm where the change allo
 from __future__ import annotations
 
 import csv
+import os
 import re
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -50,7 +52,12 @@ StageProgress = Callable[[str, float | None], None]
 
 @dataclass(frozen=True)
 class PlanOutcome:
-    """What `plan` did: the solve, the record (None without a usable solve) and the files written."""
+    """What `plan` did: the solve, the record (None without a usable solve) and the files written.
+
+    `solve` is the optimizer's own result: its fluence is the one before the protocol's
+    normalization. The plan's fluence and dose, as evaluated, reported and written, are
+    `fluence` and `dose_gy` (`evaluation`, None without a plan).
+    """
 
     solve: SolveResult
     record: PlanRecord | None
@@ -58,6 +65,18 @@ class PlanOutcome:
     timings_s: dict[str, float]
     stats: ProgramStats
     notes: list[str] = field(default_factory=list)
+    evaluation: PlanEvaluation | None = None  # the plan as evaluated on the full grid (after normalization)
+
+    @property
+    def fluence(self) -> np.ndarray | None:
+        """The plan's beamlet weights per fraction, after normalization (result.h5's); None without a plan."""
+        return self.evaluation.fluence if self.evaluation is not None else None
+
+    @property
+    def dose_gy(self) -> np.ndarray | None:
+        """The dose the goals were judged on, Gy over all fractions on the case grid (a composite plan's
+        includes its prior course; `evaluation.plan_dose` is the plan's own); None without a plan."""
+        return self.evaluation.dose if self.evaluation is not None else None
 
     @property
     def succeeded(self) -> bool:
@@ -122,10 +141,13 @@ def plan(
     `with_prior`). Raises a `SpeccError` for bad input (protocol, case, options); a failed
     solve is returned, not raised. Either way nothing is written, and the earlier plan in
     `out_dir` is removed (`discard_unwritten_plan`): left there, it would read as this run's. A
-    KeyboardInterrupt (Ctrl-C) removes it too, and is raised on.
+    KeyboardInterrupt (Ctrl-C), or any other exception, removes it too, and is raised on; where it
+    cannot be removed, the exception carries a note saying so. `out_dir` is checked first
+    (`check_plan_folder`). The plan's fluence and dose: `PlanOutcome.fluence` and `.dose_gy`.
     """
     stages = StageTimer(progress)
     try:
+        check_plan_folder(Path(out_dir))  # before a load and a solve that a folder no plan can go into would waste
         if not isinstance(protocol, Protocol):
             with stages.stage("load protocol"):
                 protocol = load_protocol(protocol)
@@ -140,8 +162,8 @@ def plan(
             with stages.stage("read prior dose"):
                 case = with_prior_dose(case, prior_dose)
         return _plan_case(protocol, case, case_path, Path(out_dir), solver, pdf, stages)
-    except (SpeccError, KeyboardInterrupt):
-        discard_unwritten_plan(Path(out_dir))
+    except BaseException as error:  # a bug too: its traceback shows, and the earlier plan is not this run's either
+        _discard_or_note(Path(out_dir), error)
         raise
 
 
@@ -184,9 +206,14 @@ def _write_plan(
     # in its prior dose, the report in its paragraph, and the terminal says them too, plan or none
     prior_notes = list(case.prior_dose.notes) if case.prior_dose is not None else []
     if not solve.usable:
-        removed = [] if keep_last else remove_earlier_plan(out)
-        if removed:
-            notes.append(earlier_plan_removed(removed))
+        if not keep_last:
+            try:
+                removed = remove_earlier_plan(out)
+            except EarlierPlanKept as kept:  # the folder changed since it was checked: say so, the solve's outcome stands
+                notes.append(f"warning: {kept}")
+                removed = kept.removed
+            if removed:
+                notes.append(earlier_plan_removed(removed))
         return PlanOutcome(solve, None, [], stages.timings, program.stats, [*notes, *prior_notes])
 
     delivery = None
@@ -216,16 +243,18 @@ def _write_plan(
         remove_earlier_plan(out)  # a failure below must not leave a mix of two runs' files
         paths = write_report(out, record, case, evaluation, program.masks, pdf=pdf)
         if delivered is not None:
-            paths.append(write_segments(out / SEGMENTS_JSON, delivered.sequence, case, record))
+            with _writing(out / SEGMENTS_JSON):
+                paths.append(write_segments(out / SEGMENTS_JSON, delivered.sequence, case, record))
         # One text for plan.json, result.h5's copy and the SHA-256 the report names (specc.report.identity).
         plan_text = record_json(record)
         plan_json = out / PLAN_JSON
-        plan_json.write_bytes(plan_text.encode("utf-8"))
+        with _writing(plan_json):
+            plan_json.write_bytes(plan_text.encode("utf-8"))
         paths.append(plan_json)
         # result.h5 holds the plan's own dose (what its RT Dose is), and a composite plan's prior beside it.
         prior = case.prior_dose.total_gy if case.prior_dose is not None else None
         paths.append(
-            write_result(
+            _result_file(
                 out / RESULT_H5,
                 case,
                 evaluation.fluence,
@@ -239,7 +268,7 @@ def _write_plan(
                             for name, case_name in program.structures.case_names.items() if name in program.structures.roles},
             )
         )
-    return PlanOutcome(solve, record, paths, stages.timings, program.stats, notes)
+    return PlanOutcome(solve, record, paths, stages.timings, program.stats, notes, evaluation)
 
 
 @contextmanager
@@ -248,9 +277,44 @@ def _whole_or_none(out: Path) -> Iterator[None]:
     ones written are removed, so that `out` holds a whole plan or none (`specc plan --watch` keeps its last)."""
     try:
         yield
-    except BaseException:
-        remove_earlier_plan(out)
+    except BaseException as error:
+        _discard_or_note(out, error)
         raise
+
+
+@contextmanager
+def _writing(path: Path, consequence: str = "no plan written") -> Iterator[None]:
+    """An OS failure writing `path` (a full disk, no permission) as one line naming the file and why."""
+    try:
+        yield
+    except OSError as error:
+        raise PlanFolderError(f"cannot write {path}: {error.strerror or error}; {consequence}") from error
+
+
+# h5py's own wording of the OS error under a failed write: "..., error message = 'No space left on device', ..."
+_H5_OS_MESSAGE = re.compile(r"error message = '([^']+)'")
+
+
+def _result_file(path: Path, *args: Any, **kwargs: Any) -> Path:
+    """`write_result` into a hidden file beside `path`, renamed to it once whole: a write that fails (a full
+    disk) or a process killed part way never leaves a result.h5 that is half a file. h5py reports a failed
+    write as an OSError or as a RuntimeError; either is one line naming the file and why."""
+    with _writing(path):
+        handle, name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=f"{path.suffix}.partial", dir=path.parent)
+    os.close(handle)
+    partial = Path(name)
+    try:
+        try:
+            write_result(partial, *args, **kwargs)
+        except (OSError, RuntimeError) as error:
+            found = _H5_OS_MESSAGE.search(str(error))
+            reason = found.group(1) if found else (getattr(error, "strerror", None) or str(error).split(" (")[0])
+            raise PlanFolderError(f"cannot write {path}: {reason}; no plan written") from error
+        with _writing(path):
+            os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
 
 
 def _derived_structures(protocol: Protocol, masks: Mapping[str, np.ndarray], record: PlanRecord) -> list[DerivedStructure]:
@@ -311,11 +375,12 @@ class PlanSession:
     """
 
     def __init__(
-        self, case: Case, out: Path, case_path: Path | None = None, solver: str | None = None, pdf: bool = False,
-        progress: StageProgress | None = None,
+        self, case: Case, out: str | Path, case_path: str | Path | None = None, solver: str | None = None,
+        pdf: bool = False, progress: StageProgress | None = None,
     ) -> None:
-        refuse_approved_folder(out)
-        self.case, self.out, self.case_path = case, out, case_path
+        out = Path(out)
+        check_plan_folder(out)
+        self.case, self.out, self.case_path = case, out, Path(case_path) if case_path is not None else None
         self.solver, self.pdf, self.progress = solver, pdf, progress
         self._compiled: CompiledPlan | None = None  # the last program compiled (sampled as solved)
         self._warm = WarmStart()  # the last plan's fluence, and the fast-path solver that made it
@@ -332,10 +397,11 @@ class PlanSession:
     def plan(self, protocol: Protocol, stages: StageTimer | None = None) -> PlanOutcome:
         """Plan the case with `protocol`; `stages`: the timer of a caller that has timed earlier stages."""
         stages = StageTimer(self.progress) if stages is None else stages
+        protocol = as_planned(protocol)
         with stages.stage("compile"):
             if protocol.delivery is not None and protocol.delivery.segments:
                 check_sequenceable(self.case)  # before a solve whose plan could not be delivered
-            notes = _derived_terms_note(protocol)
+            notes = [*_changed_in_memory_note(protocol), *_derived_terms_note(protocol)]
             earlier = self._compiled.program if self._compiled is not None else None
             compiled = compile_for_plan(protocol, self.case, self.solver, reuse=earlier)
         if compiled.protocol.delivery is not None and compiled.protocol.delivery.forward:
@@ -372,6 +438,62 @@ class PlanSession:
         return outcome
 
 
+def as_planned(protocol: Protocol) -> Protocol:
+    """`protocol` with the source a plan of it records: the files it was read from while its content is
+    theirs, else (changed in memory after loading, `model_copy(update=...)`) a source saying so, with the
+    content's own SHA-256 (`ProtocolSource.of_content`): quoting the file would name a protocol that does
+    not give this plan."""
+    if protocol.source is None:
+        return protocol
+    source = protocol.source.of_content(protocol)
+    return protocol if source is protocol.source else protocol.model_copy(update={"source": source})
+
+
+def _changed_in_memory_note(protocol: Protocol) -> list[str]:
+    source = protocol.source
+    if source is None or source.changed_from is None:
+        return []
+    return [f"protocol {source.path}: the protocol SHA-256 this plan records is of the content planned, "
+            f"not of {source.changed_from}, which gives another plan"]
+
+
+class PlanFolderError(SpeccError):
+    """A folder a plan cannot be written into (a file, no write permission), or a file of a plan that
+    cannot be written or removed there."""
+
+
+class EarlierPlanKept(PlanFolderError):
+    """An earlier run's plan files that could not be removed from a folder this run writes no plan into."""
+
+    def __init__(self, removed: list[Path], kept: list[Path], reason: str) -> None:
+        self.removed, self.kept = removed, kept
+        super().__init__(
+            f"could not remove {', '.join(map(str, kept))} ({reason}): they are an earlier run's plan, not this run's"
+        )
+
+
+def check_plan_folder(out: Path) -> None:
+    """Refuse, before anything is loaded or solved, a folder no plan can be written into: an existing file,
+    a folder (or the nearest existing folder above a new one) without write permission, an approved plan's.
+    Found only when the plan is written, it would cost the whole solve. Nothing is created."""
+    refuse_approved_folder(out)
+    try:
+        if out.exists() and not out.is_dir():
+            raise PlanFolderError(f"{out} is a file, not a folder: a plan is written into a folder (created if new)")
+        folder = out
+        while not folder.exists():  # a new folder is created in the nearest one that exists
+            folder = folder.parent
+    except OSError as error:
+        raise PlanFolderError(f"cannot use the output folder {out}: {error.strerror or error}") from error
+    if not folder.is_dir():
+        raise PlanFolderError(f"cannot create the output folder {out}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+        why = "read-only file system" if read_only else "permission denied"
+        where = f"write into {out}" if folder == out else f"create the output folder {out} in {folder}"
+        raise PlanFolderError(f"cannot {where}: {why}")
+
+
 def refuse_approved_folder(out: Path) -> None:
     """An approved plan's files stay as they were approved: nothing is planned over them."""
     if (out / APPROVAL_JSON).exists():
@@ -386,11 +508,15 @@ def plan_files(out: Path) -> list[Path]:
 
 
 def remove_earlier_plan(out: Path) -> list[Path]:
-    """Delete the files an earlier `plan` wrote into `out`: left there, they would read as this run's."""
+    """Delete the files an earlier `plan` wrote into `out`: left there, they would read as this run's.
+    One that cannot be deleted (no permission) raises `EarlierPlanKept`, naming it and those removed."""
     refuse_approved_folder(out)
     earlier = plan_files(out)
-    for path in earlier:
-        path.unlink()
+    for index, path in enumerate(earlier):
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as error:
+            raise EarlierPlanKept(earlier[:index], earlier[index:], error.strerror or str(error)) from error
     return earlier
 
 
@@ -402,10 +528,20 @@ def earlier_plan_removed(removed: Sequence[Path]) -> str:
 def discard_unwritten_plan(out: Path) -> list[Path]:
     """A plan (or check) into `out` stopped before it was written (an error in the protocol, the case or
     the compile; Ctrl-C): the earlier plan there is removed, as for a solve that gives no plan, so that it
-    is not taken for this run's. An approved folder keeps its files (nothing is planned over them)."""
+    is not taken for this run's. An approved folder keeps its files (nothing is planned over them). Files
+    that cannot be removed raise `EarlierPlanKept`: the caller warns that they are not this run's."""
     if (out / APPROVAL_JSON).exists():
         return []
     return remove_earlier_plan(out)
+
+
+def _discard_or_note(out: Path, error: BaseException) -> None:
+    """After `error` stopped a plan into `out`: the earlier plan there removed, or, where it cannot be, a note
+    on `error` saying so (raising here would hide the error that stopped the plan)."""
+    try:
+        discard_unwritten_plan(out)
+    except EarlierPlanKept as kept:
+        error.add_note(f"warning: {kept}")
 
 
 # --- cohorts: one protocol over many cases --------------------------------------------------
@@ -427,6 +563,7 @@ class CohortEntry:
     outcome: PlanOutcome | CheckOutcome | None  # None when an error stopped the case before a solve (or a check)
     error: str | None
     removed: list[Path] = field(default_factory=list)  # the earlier run's plan, removed from `folder` after an error
+    kept: str | None = None  # the earlier run's plan files that could not be removed from `folder`, and why
     same_as: str | None = None  # the case file listed earlier in the run whose plan is of the same content
 
     def exit_code(self, strict: bool = False) -> int:
@@ -553,7 +690,7 @@ def plan_cohort(
     rewritten after every case, so it is complete up to the last case finished. `strict`: each
     row's exit code is that of `specc plan --strict`.
     """
-    loaded = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)
+    loaded = as_planned(protocol if isinstance(protocol, Protocol) else load_protocol(protocol))
 
     def plan_one(case_file: Path, out: Path, taken: set[str]) -> CohortEntry:
         return _plan_cohort_case(loaded, case_file, out, taken, solver, pdf, progress)
@@ -587,10 +724,11 @@ def run_cohort(
             "the cases one at a time with --prior-dose"
         )
     out = Path(out_dir)
+    check_plan_folder(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise SpeccError(f"cannot create the output folder {out}: {error.strerror}") from None
+        raise PlanFolderError(f"cannot create the output folder {out}: {error.strerror}") from None
     summary = out / COHORT_CSV
     entries: list[CohortEntry] = []
     taken: set[str] = set()
@@ -604,7 +742,8 @@ def run_cohort(
             raise _interrupted(str(item), entries, out, taken - before) from None
         entry = _settled(entry, entries)
         entries.append(entry)
-        write_cohort_csv(summary, protocol, entries, strict)
+        with _writing(summary, "the cohort run stopped"):
+            write_cohort_csv(summary, protocol, entries, strict)
         if case_progress is not None:
             case_progress(index, len(items), str(item), entry)
     return CohortOutcome(protocol, entries, summary, write_cohort_page(summary, protocol, pdf=pdf))
@@ -613,19 +752,28 @@ def run_cohort(
 def _settled(entry: CohortEntry, earlier: Sequence[CohortEntry]) -> CohortEntry:
     """`entry` with the earlier run's plan removed from its folder when it has none of its own (a failed
     solve removed it already), and the earlier entry of the same content, if any."""
-    removed = discard_unwritten_plan(entry.folder) if entry.outcome is None and entry.folder is not None else []
+    removed: list[Path] = []
+    kept = None
+    if entry.outcome is None and entry.folder is not None:
+        try:
+            removed = discard_unwritten_plan(entry.folder)
+        except EarlierPlanKept as stuck:
+            removed, kept = stuck.removed, str(stuck)
     same_as = None
     if entry.record is not None:
         identity = plan_identity(entry.record)
         same_as = next((first.case_file for first in earlier
                         if first.record is not None and plan_identity(first.record) == identity), None)
-    return replace(entry, removed=removed, same_as=same_as)
+    return replace(entry, removed=removed, kept=kept, same_as=same_as)
 
 
 def _interrupted(item: str, finished: list[CohortEntry], out: Path, folders: set[str]) -> CohortInterrupted:
     """Clear up after Ctrl-C during `item`, whose folder's name is in `folders` (none: it had none yet)."""
     folder = out / next(iter(folders)) if folders else None
-    removed = discard_unwritten_plan(folder) if folder is not None else []
+    try:
+        removed = discard_unwritten_plan(folder) if folder is not None else []
+    except EarlierPlanKept as stuck:  # the files that stay are still on disk: the terminal's check of them sees it
+        removed = stuck.removed
     summary = out / COHORT_CSV
     stale = [out / f"{COHORT_PAGE}.html", out / f"{COHORT_PAGE}.pdf"] + ([] if finished else [summary])
     for path in stale:

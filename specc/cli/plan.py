@@ -168,7 +168,7 @@ def plan(
     """
     from specc.case import Case
     from specc.composite import with_prior_dose
-    from specc.pipeline import PlanSession, plan_files
+    from specc.pipeline import PlanSession, check_plan_folder, plan_files
     from specc.protocol import load_protocol
 
     printer = StagePrinter(quiet)
@@ -178,6 +178,7 @@ def plan(
             raise SpeccError(
                 "`specc plan` plans one case; for several, run `specc cohort PROTOCOL CASE.h5 CASE.h5 ... --out DIR`"
             )
+        check_plan_folder(out)  # before a load and a solve that a folder no plan can go into would waste
         # The protocol first: a typo in it should not wait for a phantom's dose engine.
         loaded = load_protocol(protocol)
         _check_prior(loaded, prior_dose)
@@ -194,6 +195,10 @@ def plan(
     except KeyboardInterrupt:
         printer.stop()
         stop_interrupted(out, "plan", earlier)
+    except Exception:  # a bug: its traceback shows, and the earlier plan is not this run's either
+        printer.stop()
+        _say_discarded(out)
+        raise
     code = _print_outcome(outcome, quiet, strict)
     if not watch:
         raise typer.Exit(code)
@@ -243,13 +248,24 @@ def _no_plan_for_save(session: PlanSession, out: Path, reason: str, code: int) -
 def fail_unwritten(out: Path, error: SpeccError) -> NoReturn:
     """An error before the plan was written into `out`: the error, then the earlier plan there removed
     as after a failed solve (`discard_unwritten_plan`) and one line saying so; exit 1."""
-    from specc.pipeline import discard_unwritten_plan, earlier_plan_removed
-
-    removed = discard_unwritten_plan(out)
     error_console.print(Text("error: ", style="bold red") + Text(str(error)), soft_wrap=True)
+    _say_discarded(out)
+    raise typer.Exit(1)
+
+
+def _say_discarded(out: Path) -> None:
+    """The earlier plan in `out` removed (`discard_unwritten_plan`) and one line saying so; where it cannot
+    be, a warning that the files left are an earlier run's."""
+    from specc.pipeline import EarlierPlanKept, discard_unwritten_plan, earlier_plan_removed
+
+    try:
+        removed, kept = discard_unwritten_plan(out), None
+    except EarlierPlanKept as stuck:
+        removed, kept = stuck.removed, stuck
     if removed:
         error_console.print(Text(earlier_plan_removed(removed)), soft_wrap=True)
-    raise typer.Exit(1)
+    if kept is not None:
+        error_console.print(Text("warning: ", style="yellow") + Text(str(kept)), soft_wrap=True)
 
 
 def stop_interrupted(out: Path, what: str, earlier: list[Path]) -> NoReturn:
@@ -257,12 +273,18 @@ def stop_interrupted(out: Path, what: str, earlier: list[Path]) -> NoReturn:
     as for any plan not produced (`discard_unwritten_plan`), one line says so; exit 130 (128 + SIGINT).
 
     `earlier`: the plan files `out` held before this run began."""
-    from specc.pipeline import discard_unwritten_plan
+    from specc.pipeline import EarlierPlanKept, discard_unwritten_plan
 
-    discard_unwritten_plan(out)
+    try:
+        discard_unwritten_plan(out)
+        kept = None
+    except EarlierPlanKept as stuck:
+        kept = stuck
     removed = bool(earlier) and not any(path.exists() for path in earlier)
     said = f"; the earlier plan in {out} was removed" if removed else ""
     error_console.print(Text(f"interrupted: no {what} written{said}", style="red"), soft_wrap=True)
+    if kept is not None:
+        error_console.print(Text("warning: ", style="yellow") + Text(str(kept)), soft_wrap=True)
     raise typer.Exit(130)
 
 
@@ -442,6 +464,8 @@ def cohort_progress(printer: StagePrinter, quiet: bool, noun: str) -> CaseProgre
             error_console.print(Text(f"  {named}error: ", style="red") + Text(entry.error), soft_wrap=True)
             if entry.removed:
                 error_console.print(Text(f"  {earlier_plan_removed(entry.removed)}"), soft_wrap=True)
+            if entry.kept is not None:
+                error_console.print(Text("  warning: ", style="yellow") + Text(entry.kept), soft_wrap=True)
         elif entry.outcome is not None and not entry.outcome.succeeded:
             error_console.print(
                 Text(f"  {item}: no plan: {entry.outcome.status}: ", style="red") + Text(entry.outcome.message)
@@ -478,14 +502,18 @@ def finish_cohort(outcome: CohortOutcome, done: str, strict: bool) -> NoReturn:
 
 
 def cohort_table(outcome: CohortOutcome) -> Table:
-    """Cases down, goals across: each goal's value and reported status per case."""
+    """Cases down, goals across: each goal's value and reported status per case.
+
+    The case names the patient: it is never cut (an 80-column terminal, a log file); the other
+    columns fold their text onto more lines instead of ending it with an ellipsis."""
     from specc.pipeline import goal_columns
 
     source = outcome.protocol.source
     digest = f" (protocol SHA-256 {source.sha256[:12]})" if source is not None else ""
-    table = Table("case", "status", title=f"{outcome.protocol.name}: cohort of {len(outcome.entries)}{digest}")
-    for column in goal_columns(outcome.protocol):
-        table.add_column(column)
+    table = Table(title=f"{outcome.protocol.name}: cohort of {len(outcome.entries)}{digest}")
+    table.add_column("case", no_wrap=True)
+    for column in ["status", *goal_columns(outcome.protocol)]:
+        table.add_column(column, overflow="fold")
     for entry in outcome.entries:
         cells: list[str | Text] = [_case_name(entry), status_text(entry.status)]
         record = entry.record

@@ -122,6 +122,9 @@ def _validate(
     if diagnostics or protocol is None:
         raise ProtocolError(_in_reading_order(diagnostics, source.files))
     located = _with_sources(protocol, locator, source)
+    # the content as validated, fingerprinted: a plan of it changed in memory later is recorded as such
+    fingerprinted = source.model_copy(update={"content_sha256": ProtocolSource.fingerprint(located)})
+    located = located.model_copy(update={"source": fingerprinted})
     if isinstance(located, Protocol):
         refusals = [locator.from_issue(issue) for issue in goals_only_issues(located)]
         located._derivation_refusals = _in_reading_order(refusals, source.files)

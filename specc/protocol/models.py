@@ -618,13 +618,44 @@ class Robustness(_Strict):
 
 
 class ProtocolSource(BaseModel):
-    """Which files a protocol was read from, and a hash that changes when any of them does."""
+    """Which files a protocol was read from, and a hash that changes when any of them does.
+
+    `content_sha256` fingerprints the protocol as validated from them. Protocols are frozen, but
+    `model_copy(update=...)` makes a changed one that still carries this source: a plan of it
+    must not be recorded as the file's (`of_content`)."""
 
     model_config = ConfigDict(frozen=True)
 
     path: str
     files: list[str]
     sha256: str = Field(description="sha256 over the bytes of all files read, in the order read.")
+    content_sha256: str | None = Field(
+        default=None, description="sha256 of the protocol's content as validated from the files (`fingerprint`)."
+    )
+    changed_from: str | None = Field(
+        default=None, description="The file a protocol changed in memory was loaded from (`sha256`: of the content)."
+    )
+
+    @staticmethod
+    def fingerprint(protocol: BaseModel) -> str:
+        """sha256 of a protocol's content: its JSON dump (where each goal and term came from, and this
+        source, are left out: they say where the content was written, not what it is)."""
+        import hashlib
+
+        return hashlib.sha256(protocol.model_dump_json().encode("utf-8")).hexdigest()
+
+    def of_content(self, protocol: BaseModel) -> ProtocolSource:
+        """The source to record for `protocol` as it is now: this one while its content is what was read
+        (or when no fingerprint was taken); else one that names the file it was changed from in memory and
+        carries the content's own hash, since the file and its hash would reproduce another plan."""
+        if self.content_sha256 is None:
+            return self
+        now = self.fingerprint(protocol)
+        if now == self.content_sha256:
+            return self
+        origin = self.changed_from or self.path
+        said = f"changed in memory after loading {origin}"
+        return ProtocolSource(path=said, files=[said], sha256=now, content_sha256=now, changed_from=origin)
 
 
 def goal_layout(goals: Any) -> list[tuple[tuple[str | int, ...], GoalEntry]]:

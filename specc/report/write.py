@@ -29,7 +29,11 @@ def html_to_pdf(html: str, path: Path) -> None:
             f"cannot write {path}: WeasyPrint is not usable ({error}). Install it with its system libraries "
             "(https://doc.courtbouillon.org/weasyprint/stable/first_steps.html), or leave out --pdf."
         ) from None
-    weasyprint.HTML(string=html, base_url=str(path.parent)).write_pdf(path)
+    document = weasyprint.HTML(string=html, base_url=str(path.parent))
+    try:
+        document.write_pdf(path)
+    except OSError as error:
+        raise ReportError(f"cannot write {path}: {error.strerror or error}") from error
 
 
 def write_page(out_dir: str | Path, stem: str, html: str, pdf: bool) -> list[Path]:
@@ -40,7 +44,10 @@ def write_page(out_dir: str | Path, stem: str, html: str, pdf: bool) -> list[Pat
     except OSError as error:
         raise ReportError(f"cannot create the output folder {out}: {error.strerror}") from None
     html_path = out / f"{stem}.html"
-    html_path.write_text(html, encoding="utf-8")
+    try:
+        html_path.write_text(html, encoding="utf-8")
+    except OSError as error:  # a full disk, a folder without write permission: say which file and why
+        raise ReportError(f"cannot write {html_path}: {error.strerror or error}") from error
     written = [html_path]
     if pdf:
         pdf_path = out / f"{stem}.pdf"

@@ -1,0 +1,187 @@
+"""Where `specc.plan` writes, and what the library user gets back (audits a2 F6, F7, F15, F19; a3 F2, F3, F4).
+
+A folder no plan can go into is refused before anything is loaded; a file that cannot be
+written (a full disk, no permission) is one error naming it and why, with no half plan and no
+earlier plan left; an earlier plan that cannot be removed is said to be an earlier run's. The
+outcome carries the plan's own fluence and dose, and a protocol changed in memory is recorded
+as such, not as its file.
+"""
+
+from __future__ import annotations
+
+import errno
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import specc.pipeline
+from evaluate_fakes import protocol, synthetic_case
+from specc.errors import SpeccError
+from specc.export import read_result
+from specc.pipeline import PlanFolderError, PlanSession, plan
+
+TERMS = [
+    "{kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}",
+    "{kind: quadratic_overdose, structure: Target, dose: 61 Gy, weight: 10}",
+    "{kind: quadratic_overdose, structure: Organ, dose: 10 Gy, weight: 1}",
+]
+PLAN_FILES = ("plan.json", "report.html", "result.h5")
+
+
+def _earlier_plan(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in (*PLAN_FILES, "mine.txt"):
+        (folder / name).write_text("earlier", encoding="utf-8")
+
+
+def _good():
+    return protocol({"Target": ["D50% >= 50 Gy"]}, terms=TERMS)
+
+
+def test_a_full_disk_while_writing_result_h5_is_one_error_naming_the_file_and_leaves_no_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """h5py reports a write the disk refused as a RuntimeError (a2 F15): it was a traceback, and a
+    half-written result.h5 sat under its own name until the clean-up."""
+    seen: list[Path] = []
+
+    def disk_full(path: Path, *args: object, **kwargs: object) -> Path:
+        seen.append(Path(path))
+        Path(path).write_bytes(b"half an HDF5 file")
+        raise RuntimeError(
+            "Can't decrement id ref count (file write failed: time = now, filename = 'x', file descriptor = 7, "
+            "errno = 28, error message = 'No space left on device', buf = 0x0, total write size = 4736)"
+        )
+
+    _earlier_plan(tmp_path)
+    monkeypatch.setattr(specc.pipeline, "write_result", disk_full)
+    with pytest.raises(PlanFolderError) as raised:
+        plan(_good(), synthetic_case(), tmp_path)
+    assert str(raised.value) == f"cannot write {tmp_path / 'result.h5'}: No space left on device; no plan written"
+    assert seen and seen[0].parent == tmp_path and seen[0].name != "result.h5"  # written under another name
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["mine.txt"]  # no half plan, no earlier one
+
+
+def test_a_report_that_cannot_be_written_is_one_error_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """a2 F6 (c), F15: an OSError from writing report.html was a traceback."""
+    written = Path.write_text
+
+    def refused(self: Path, *args: object, **kwargs: object) -> int:
+        if self.name == "report.html":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return written(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", refused)
+    with pytest.raises(SpeccError, match=r"cannot write .*report\.html: No space left on device"):
+        plan(_good(), synthetic_case(), tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_earlier_plan_that_cannot_be_removed_is_said_to_be_an_earlier_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """a2 F6 (b, b2): a PermissionError removing the earlier plan replaced the real error by a traceback."""
+    unlink = Path.unlink
+
+    def refused(self: Path, *args: object, **kwargs: object) -> None:
+        if self.name == "plan.json":
+            raise PermissionError(errno.EACCES, "Permission denied")
+        unlink(self, *args, **kwargs)
+
+    out = tmp_path / "out"
+    _earlier_plan(out)
+    damaged = tmp_path / "damaged.h5"
+    damaged.write_bytes(b"not an HDF5 file")
+    monkeypatch.setattr(Path, "unlink", refused)
+    with pytest.raises(SpeccError, match="not a readable HDF5 file") as raised:  # the case's error, not the removal's
+        plan(_good(), damaged, out)
+    assert raised.value.__notes__ == [
+        f"warning: could not remove {out / 'plan.json'}, {out / 'report.html'}, {out / 'result.h5'} "
+        "(Permission denied): they are an earlier run's plan, not this run's"
+    ]
+
+
+def test_an_output_folder_no_plan_can_go_into_is_refused_before_anything_is_loaded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """a2 F7: `--out` an existing file, or a folder without write permission, was found after the solve."""
+    events: list[str] = []
+    a_file = tmp_path / "afile.txt"
+    a_file.write_text("mine", encoding="utf-8")
+    with pytest.raises(PlanFolderError, match=r"afile\.txt is a file, not a folder"):
+        plan(_good(), tmp_path / "case.h5", a_file, progress=lambda stage, seconds: events.append(stage))
+    with pytest.raises(PlanFolderError, match=r"cannot create the output folder .*afile\.txt/sub: .*afile\.txt is a file"):
+        plan(_good(), tmp_path / "case.h5", a_file / "sub", progress=lambda stage, seconds: events.append(stage))
+    # the tests run as root, whom permissions do not stop: the folder reads as not writable
+    monkeypatch.setattr(specc.pipeline.os, "access", lambda path, mode: Path(path) != tmp_path / "ro")
+    (tmp_path / "ro").mkdir()
+    with pytest.raises(PlanFolderError, match=r"cannot write into .*ro: permission denied"):
+        plan(_good(), tmp_path / "case.h5", tmp_path / "ro", progress=lambda stage, seconds: events.append(stage))
+    with pytest.raises(PlanFolderError, match=r"cannot create the output folder .*ro/new in .*ro: permission denied"):
+        PlanSession(synthetic_case(), tmp_path / "ro" / "new")
+    assert events == []  # the protocol given is loaded, the case file (which does not exist) is not read
+    assert a_file.read_text(encoding="utf-8") == "mine" and not (tmp_path / "ro" / "new").exists()
+
+
+def test_an_error_that_is_not_specc_s_shows_as_it_is_and_removes_the_earlier_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """a2 F19: a KeyError from h5py left the earlier plan in the folder; a bug still raises as itself."""
+
+    def broken(path: Path) -> None:
+        raise KeyError("Unable to synchronously open object (can't open file)")
+
+    monkeypatch.setattr(specc.pipeline.Case, "load", broken)
+    _earlier_plan(tmp_path)
+    with pytest.raises(KeyError):
+        plan(_good(), tmp_path / "case.h5", tmp_path)
+    assert [path.name for path in tmp_path.iterdir()] == ["mine.txt"]
+
+
+def test_the_outcome_carries_the_plan_s_fluence_and_dose_after_normalization(tmp_path: Path) -> None:
+    """a3 F2: the only fluence on the outcome was the optimizer's, before normalization."""
+    case = synthetic_case()
+    outcome = plan(protocol({"Target": ["D50% >= 50 Gy"]}, terms=TERMS, normalization="{structure: Target, metric: D95%, "
+                            "percent: 100}"), case, tmp_path)
+    assert outcome.record is not None and outcome.record.normalization is not None
+    factor = outcome.record.normalization_factor
+    assert abs(factor - 1.0) > 1e-3  # the test means something only where normalization changed the fluence
+    result = read_result(tmp_path / "result.h5")
+    assert outcome.fluence is not None and outcome.dose_gy is not None
+    np.testing.assert_allclose(outcome.fluence, result.fluence, rtol=1e-12)
+    np.testing.assert_allclose(outcome.fluence, factor * outcome.solve.fluence, rtol=1e-9)
+    np.testing.assert_allclose(outcome.dose_gy, result.dose_gy, rtol=1e-5, atol=1e-4)
+    target = case.structures["Target"].mask
+    assert np.percentile(outcome.dose_gy[target], 5) == pytest.approx(60.0, abs=0.5)  # D95% = 100% of 60 Gy
+
+
+def test_a_session_takes_its_folder_as_a_string(tmp_path: Path) -> None:
+    """a3 F3: `PlanSession(case, "out/dir")` raised a TypeError."""
+    session = PlanSession(synthetic_case(), str(tmp_path / "out"), str(tmp_path / "case.h5"))
+    assert session.out == tmp_path / "out" and session.case_path == tmp_path / "case.h5"
+    assert session.plan(_good()).succeeded and (tmp_path / "out" / "plan.json").is_file()
+
+
+def test_a_protocol_changed_in_memory_is_recorded_as_such_not_as_its_file(tmp_path: Path) -> None:
+    """a3 F4: a weight changed with model_copy was planned under the unchanged file's path and SHA-256."""
+    loaded = _good()
+    case = synthetic_case()
+    as_read = plan(loaded, case, tmp_path / "a")
+    assert as_read.record is not None and as_read.record.protocol.sha256 == loaded.source.sha256
+    assert as_read.record.protocol.files == ["protocols/test.yaml"]
+
+    optimization = loaded.optimization
+    heavier = optimization.terms[2].model_copy(update={"weight": 50})
+    changed = loaded.model_copy(update={"optimization": optimization.model_copy(update={"terms": [
+        *optimization.terms[:2], heavier]})})
+    outcome = plan(changed, case, tmp_path / "b")
+    record = outcome.record
+    assert record is not None
+    assert record.protocol.files == ["changed in memory after loading protocols/test.yaml"]
+    assert record.protocol.sha256 == changed.source.fingerprint(changed) != loaded.source.sha256
+    assert any("not of protocols/test.yaml" in note for note in outcome.notes + record.notes)
+    report = (tmp_path / "b" / "report.html").read_text(encoding="utf-8")
+    assert "changed in memory after loading protocols/test.yaml" in report and record.protocol.sha256 in report
+    unchanged = loaded.model_copy(deep=True)  # a copy of the same content is the file's
+    assert specc.pipeline.as_planned(unchanged).source == loaded.source
