@@ -224,14 +224,16 @@ def _write_plan(
         notes.extend(delivered.notes)
     passed = len(notes)  # the record holds these first, then what the evaluation noted itself
     with stages.stage("evaluate"):
+        absent = program.structures.absent  # goals on structures this case lacks read NOT EVALUATED
         evaluation = evaluate_plan(
-            protocol, case, program.masks, solve, dict(stages.timings), notes=notes
+            protocol, case, program.masks, solve, dict(stages.timings), notes=notes, absent=absent
         )
         if delivered is not None:
             optimized = None
             if delivered.fluence_result is not None:
                 # only its goal values are shown, beside the delivered plan's: no setup-error check
-                optimized = evaluate_plan(protocol, case, program.masks, delivered.fluence_result, {}, setup_errors=False)
+                optimized = evaluate_plan(protocol, case, program.masks, delivered.fluence_result, {}, setup_errors=False,
+                                          absent=absent)
             delivery = _delivery_record(delivered, evaluation, optimized)
     record = evaluation.record.model_copy(update={"timings_s": dict(stages.timings), "delivery": delivery})
     if record.normalization is not None and (exceeded := record.normalization.exceeded_note()) is not None:

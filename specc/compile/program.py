@@ -215,11 +215,15 @@ def compile_protocol(
             f"{protocol.source.path}: the protocol has no `optimization:` terms, so there is nothing to "
             "optimize; add terms (e.g. min_dose / max_dose / quadratic_overdose) under `optimization:`"
         )
-    terms: list[TermBase] = list(protocol.optimization.terms)
     structures = resolve_structures(protocol, case)
-    notes = [*structures.notes, *reach_notes(protocol, case, structures)]
-
     scenarios = protocol.optimization.scenarios
+    terms, left_out = structures.without_absent(protocol.optimization.terms, scenarios)
+    if not terms:
+        raise CompileError(
+            f"{protocol.source.path}: every optimization term is on a structure this case lacks; nothing is left "
+            "to optimize:\n  " + "\n  ".join(left_out)
+        )
+    notes = [*structures.notes, *left_out, *reach_notes(protocol, case, structures)]
     referenced: dict[str, None] = {}
     displaced: dict[str, None] = {}
     for term in terms:

@@ -1,0 +1,76 @@
+"""`specc plan` on a case without an `if_contoured` organ, or where an overlap does not occur: the plan is
+made, the structure's goals read NOT EVALUATED and its terms are left out, each with a note (audit a1 F6/F10,
+a4 F5). Needs the wiring in specc/compile/program.py and specc/pipeline.py."""
+
+from __future__ import annotations
+
+from evaluate_fakes import synthetic_case
+
+import specc
+from specc.protocol import parse_protocol_text
+
+PROTOCOL = """\
+specc: 1
+name: absent
+site: test
+version: 1.0.0
+structures:
+  Target: {role: target}
+  Organ: {role: oar}
+  OpticNerve: {role: oar, if_contoured: true}
+  Overlap: {role: oar, expression: Target & Organ}
+prescription: {fractions: 30, levels: [{target: Target, dose: 60 Gy}]}
+goals:
+  Target: ["D95% >= 50 Gy"]
+  Organ: ["Max <= 50 Gy"]
+  OpticNerve: ["Max <= 54 Gy"]
+  Overlap: ["Mean <= 60 Gy"]
+"""
+TERMS = """\
+optimization:
+  terms:
+    - {kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 100}
+    - {kind: quadratic_overdose, structure: Target, dose: 60 Gy, weight: 10}
+    - {kind: max_dose, structure: OpticNerve, dose: 54 Gy}
+    - {kind: quadratic_overdose, structure: Overlap, dose: 50 Gy, weight: 1}
+"""
+
+
+def _plan(text, tmp_path):
+    outcome = specc.plan(parse_protocol_text(text, "site/p.yaml"), synthetic_case(), tmp_path / "out")
+    record = outcome.record
+    return record, {goal.structure: goal for goal in record.goals}
+
+
+def test_a_written_optimization_plans_without_the_absent_structures(tmp_path):
+    record, goals = _plan(PROTOCOL + TERMS, tmp_path)
+    assert goals["Target"].status in ("pass", "variation", "fail")
+    assert (goals["OpticNerve"].status, goals["OpticNerve"].note) == (
+        "not_evaluated", "OpticNerve: not contoured on this case (if_contoured: true)")
+    assert (goals["Overlap"].status, goals["Overlap"].note) == (
+        "not_evaluated", "Overlap: empty on this case (`Target & Organ` has no voxel)")
+    assert any(note.startswith("site/p.yaml:20: max_dose OpticNerve") and "left out of the optimization" in note
+               for note in record.notes)
+    assert any(note.startswith("site/p.yaml:21: quadratic_overdose Overlap") for note in record.notes)
+    assert {term.label.split()[1] for term in record.solver.terms} == {"Target"}
+
+
+def test_goals_only_plans_without_the_absent_structures(tmp_path):
+    record, goals = _plan(PROTOCOL, tmp_path)
+    assert goals["OpticNerve"].status == goals["Overlap"].status == "not_evaluated"
+    assert record.goal_counts()["not_evaluated"] == 2
+
+
+def test_a_program_whose_every_term_is_on_an_absent_structure_is_refused_with_each_term_named(tmp_path):
+    import pytest
+
+    from specc.errors import SpeccError
+
+    only_absent = PROTOCOL + """\
+optimization:
+  terms:
+    - {kind: max_dose, structure: OpticNerve, dose: 54 Gy}
+"""
+    with pytest.raises(SpeccError, match="every optimization term is on a structure this case lacks") as error:
+        _plan(only_absent, tmp_path)
+    assert "site/p.yaml:18: max_dose OpticNerve" in str(error.value)
