@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -59,6 +62,45 @@ def test_round_trip_keeps_dose_fluence_grid_and_identifiers(tmp_path, plans):
     assert result.case_sha256 == case.content_hash()
     assert result.load_case().content_hash() == case.content_hash()
 
+
+# Runs in a child process: an HDF5 write that fails on a full disk crashed the process (rc 139) as it closed the
+# file (audit a2 F15). A file-size limit fails the write the way a full disk does, without a small file system.
+_WRITE_UNDER_A_SIZE_LIMIT = """
+import resource, signal, sys
+import numpy as np
+from interop_fixtures import small_case
+from specc.export import write_result
+case = small_case()
+dose = np.random.default_rng(0).random(case.grid.shape)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of the signal killing it
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), resource.RLIM_INFINITY))
+try:
+    write_result(sys.argv[1], case, np.ones(2), dose, 1)
+except OSError as error:
+    print(f"OSError {error.strerror}")
+"""
+
+
+def _write_under_a_size_limit(path: Path, limit: int) -> subprocess.CompletedProcess[str]:
+    tests = Path(__file__).parent
+    return subprocess.run(
+        [sys.executable, "-c", _WRITE_UNDER_A_SIZE_LIMIT, str(path), str(limit)], capture_output=True, text=True,
+        timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), str(tests.parent)])},
+    )
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE and SIGXFSZ as Linux has them")
+@pytest.mark.parametrize("limit", [100, 6000])
+def test_a_write_that_fails_part_way_is_an_os_error_that_says_why_not_a_crash(tmp_path, limit):
+    """A file that cannot be written whole is an OSError with the OS's reason, which `specc plan` turns into
+    'cannot write OUT/result.h5: REASON; no plan written'; the process lives on. Under the limit it is written."""
+    failed = _write_under_a_size_limit(tmp_path / "result.h5", limit)
+    assert failed.returncode == 0, failed.stderr[-2000:]  # h5py's own write: -11 (a segmentation fault)
+    assert failed.stdout.strip() == "OSError File too large"
+
+    whole = _write_under_a_size_limit(tmp_path / "whole.h5", 10**9)
+    assert whole.returncode == 0 and whole.stdout == "", whole.stderr[-2000:]
+    assert read_result(tmp_path / "whole.h5").grid == small_case().grid
 
 def test_load_case_refuses_a_different_case(tmp_path):
     case = small_case()

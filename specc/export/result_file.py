@@ -13,6 +13,7 @@ The layout is documented in docs/formats/result-h5.md.
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -219,7 +220,12 @@ def write_result(
     case_roles: Mapping[str, str] | None = None,
 ) -> Path:
     """Write result.h5. `dose_gy` is the plan's total dose over all `fractions`, shape `case.grid.shape`;
-    `prior_dose_gy`, of a composite plan, the prior course's, beside it."""
+    `prior_dose_gy`, of a composite plan, the prior course's, beside it.
+
+    The file is built in memory and written to `path` in one plain write: HDF5 writing to a disk
+    that fills (or a file-size limit) fails while closing the file and then crashes the process
+    (a segmentation fault, exit 139), where a Python write raises an OSError that says why
+    ('No space left on device'). The price is the file's size in memory, once (compressed dose)."""
     fluence = np.asarray(fluence, dtype=np.float64)
     dose_gy = np.asarray(dose_gy, dtype=np.float32)
     n_beamlets = case.influence.shape[1]
@@ -234,8 +240,8 @@ def write_result(
     solver = _solver_attributes(_parsed_record(record_json)) if record_json is not None else {}
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with h5py.File(path, "w") as out:
+    image = io.BytesIO()
+    with h5py.File(image, "w") as out:
         out.attrs["format"] = FORMAT_NAME
         out.attrs["format_version"] = FORMAT_VERSION
         out.attrs["specc_version"] = __version__
@@ -283,6 +289,9 @@ def write_result(
 
         if record_json is not None:
             out.create_dataset("plan_json", data=record_json, dtype=h5py.string_dtype("utf-8"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as file:
+        file.write(image.getbuffer())
     return path
 
 
