@@ -285,6 +285,22 @@ def test_a_ct_turned_in_its_plane_is_refused_with_the_reason(tmp_path):
         read_dicom_folder(tmp_path)
 
 
+
+@pytest.mark.parametrize("orientation, lengths", [([0, 0, 0, 0, 0, 0], "0 and 0"), ([2, 0, 0, 0, 1, 0], "2 and 1")])
+def test_a_ct_orientation_that_is_not_unit_vectors_is_not_a_valid_orientation(tmp_path, orientation, lengths):
+    """An all-zero ImageOrientationPatient was said to 'run along x' (its largest component, the first), the RT
+    Dose import's old wording (audit a2 F14); it is refused as no orientation, by the same check as an RT Dose."""
+    write_study(tmp_path)
+    path = sorted(tmp_path.glob("CT_*.dcm"))[0]
+    image = pydicom.dcmread(path)
+    image.ImageOrientationPatient = orientation
+    image.save_as(path)
+    with pytest.raises(CaseError, match=rf"{path.name}: ImageOrientationPatient \[.*\] is not a valid orientation: "
+                                        rf"the row and column direction cosines must be unit vectors, their lengths "
+                                        rf"are {lengths}") as error:
+        read_dicom_folder(tmp_path)
+    assert "run along" not in str(error.value)
+
 def test_a_compressed_ct_that_cannot_be_decoded_says_what_to_install(tmp_path):
     from pydicom.encaps import encapsulate
     from pydicom.uid import JPEGLosslessSV1

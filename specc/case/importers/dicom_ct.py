@@ -24,6 +24,8 @@ from specc.errors import CaseError
 
 # Positions and spacings in DICOM are decimal strings; agree to a micrometre.
 POSITION_TOLERANCE_MM = 1e-3
+# How far from 1 a direction cosine vector's length may be (DS values written to a few decimals).
+UNIT_TOLERANCE = 1e-3
 AIR_HU = -1000.0
 
 # DICOM attributes kept in the case metadata so that an exported RT Dose or RT Plan joins the
@@ -213,6 +215,14 @@ def axis_signs(orientation: Sequence[object], path: Path, what: str) -> tuple[fl
     directions = np.array([float(v) for v in orientation])
     if directions.shape != (6,):
         raise CaseError(f"{path}: ImageOrientationPatient {directions.tolist()} does not have six values")
+    # Direction cosines are unit vectors; without this an all-zero orientation's largest component is its
+    # first, and it would be said to run along x.
+    lengths = np.linalg.norm(directions.reshape(2, 3), axis=1)
+    if not np.all(np.abs(lengths - 1) <= UNIT_TOLERANCE):
+        raise CaseError(
+            f"{path}: ImageOrientationPatient {directions.tolist()} is not a valid orientation: the row and column "
+            f"direction cosines must be unit vectors, their lengths are {lengths[0]:g} and {lengths[1]:g}"
+        )
     signs = []
     for direction, axis, label in ((directions[:3], 0, "rows"), (directions[3:], 1, "columns")):
         along = int(np.argmax(np.abs(direction)))

@@ -43,8 +43,6 @@ from specc.errors import CaseError
 _TOTAL_SUMMATIONS = ("PLAN", "MULTI_PLAN", "FRACTION")
 _SESSION_SUMMATIONS = ("FRACTION_SESSION",)
 _PARTIAL_SUMMATIONS = ("BEAM", "BEAM_SESSION", "CONTROL_POINT")  # DICOM's parts of a plan
-# How far from 1 a direction cosine vector's length may be (DS values written to a few decimals).
-_UNIT_TOLERANCE = 1e-3
 _DOSE_TYPES = ("PHYSICAL", "EFFECTIVE")
 # What the report shows of the file, when the file has it.
 _DESCRIBING_ATTRIBUTES = (
@@ -258,7 +256,7 @@ def _read(path: Path) -> _RtDoseFile:
 
 def _grid_and_values(dataset: Dataset, path: Path) -> tuple[Grid, np.ndarray]:
     """The grid in LPS with ascending axes, and the stored values indexed [x, y, z] on it."""
-    signs = axis_signs(_numbers(dataset, "ImageOrientationPatient", 6, path, _unit_directions), path, "dose grid")
+    signs = axis_signs(_numbers(dataset, "ImageOrientationPatient", 6, path), path, "dose grid")
     normal_sign = signs[0] * signs[1]  # the slice normal, row x column direction, along z
     if not dataset.get("NumberOfFrames"):
         # pydicom would then take as many frames as the bytes hold: a guess the check should not make.
@@ -326,14 +324,6 @@ def _numbers(
 
 def _positive(spacing: np.ndarray) -> str | None:
     return None if np.all(spacing > 0) else "must be positive (mm between voxel centres)"
-
-
-def _unit_directions(cosines: np.ndarray) -> str | None:
-    lengths = np.linalg.norm(cosines.reshape(2, 3), axis=1)
-    if np.all(np.abs(lengths - 1) <= _UNIT_TOLERANCE):
-        return None
-    return (f"is not a valid orientation: the row and column direction cosines must be unit vectors, their lengths "
-            f"are {lengths[0]:g} and {lengths[1]:g}")
 
 
 def _check_pixel_bytes(dataset: Dataset, frames: int, rows: int, columns: int, path: Path) -> None:
