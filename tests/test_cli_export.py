@@ -6,6 +6,8 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pydicom
@@ -149,3 +151,28 @@ def test_ctrl_c_once_the_files_are_moved_into_place_is_held_and_the_export_compl
     assert staged.interrupt_held and written == tmp_path / "tables" / "dvh.csv" and written.read_text() == "structure\n"
     assert signal.getsignal(signal.SIGINT) is before
     assert _nothing_staged(tmp_path)
+
+
+# The command line as the `specc` script runs it; a Ctrl-C arrives after the command has finished, as Python shuts down.
+_CTRL_C_AFTER_THE_COMMAND = """
+import os, signal, sys, time
+from specc.cli import main
+sys.argv = ["specc", *sys.argv[1:]]
+try:
+    main()
+finally:
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.5)  # where the KeyboardInterrupt would replace the command's exit
+"""
+
+
+def test_ctrl_c_after_a_complete_export_leaves_its_exit_code_0(planned, tmp_path):
+    """A Ctrl-C during shutdown after a complete export (every file written and reported) exited 130."""
+    run = subprocess.run(
+        [sys.executable, "-c", _CTRL_C_AFTER_THE_COMMAND, "export", "dvh", str(planned / "result.h5"),
+         "--out", str(tmp_path / "tables")],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (tmp_path / "tables" / "dvh.csv").is_file() and "KeyboardInterrupt" not in run.stderr
