@@ -46,7 +46,9 @@ from specc.solve.sample_check import CheckedSolve
 if TYPE_CHECKING:
     from specc.check import CheckOutcome
 
-# Called with (stage, None) when a stage starts and (stage, seconds) when it ends.
+# Called with (stage, None) when a stage starts and (stage, seconds) when it ends. A stage of several steps
+# (a solve by priorities: "step k/n: what it minimizes") reports each step the same way between its own start
+# and end, so a call that starts while a stage runs is a step of that stage.
 StageProgress = Callable[[str, float | None], None]
 
 
@@ -123,6 +125,12 @@ class StageTimer:
         self.timings[name] = time.perf_counter() - started
         if self._progress is not None:
             self._progress(name, self.timings[name])
+
+    @property
+    def steps(self) -> StageProgress | None:
+        """Where the running stage reports its steps (the progress callback itself; not timed here: each
+        step's time is in the solve's log)."""
+        return self._progress
 
 
 def plan(
@@ -419,7 +427,7 @@ class PlanSession:
             self._warm.solver = None
         warm_from = self._warm.fluence if alone else None
         with stages.stage("solve"):
-            checked = compiled.solve(self._warm if alone else None, self._steps)
+            checked = compiled.solve(self._warm if alone else None, self._steps, stages.steps)
         if warm_from is not None and checked.result.solver == FIRST_ORDER_SOLVER:
             rows = "on the previous program's rows (no row selection), " if same_rows else ""
             notes.append(f"re-planned after a protocol change: compiled {rows}solved warm from the previous plan "

@@ -16,7 +16,7 @@ from specc.protocol import Protocol
 from specc.solve import SolverSettings, choose_solver
 from specc.solve.clinical import sample_limit_for, solve_clinical
 from specc.solve.first_order import WarmStart
-from specc.solve.priorities import StepMemory
+from specc.solve.priorities import StepMemory, StepProgress
 from specc.solve.sample_check import CheckedSolve, check_sample
 
 
@@ -30,16 +30,20 @@ class CompiledPlan:
     settings: SolverSettings
     goal_priorities: dict[int, int]
 
-    def solve(self, warm: WarmStart | None = None, steps: StepMemory | None = None) -> CheckedSolve:
+    def solve(
+        self, warm: WarmStart | None = None, steps: StepMemory | None = None, progress: StepProgress | None = None
+    ) -> CheckedSolve:
         """The clinical solve, its sample checked on every voxel (and finished there when it cost too much).
 
         `warm`: where the fast path starts, when it solves the program alone (a previous plan);
-        `steps`: the previous plan's priority steps, kept where unchanged (`StepMemory`).
+        `steps`: the previous plan's priority steps, kept where unchanged (`StepMemory`);
+        `progress`: told as each step of a solve in several starts and ends ("step k/n: ..."), so that a
+        solve of minutes is not silent (audit a1 F11).
         """
         options = self.protocol.optimization.solver
         result = solve_clinical(
             self.program, self.settings, self.goal_priorities, options.slip_percent, options.coverage_slip_gy, warm,
-            steps,
+            steps, progress,
         )
         return check_sample(self.protocol, self.case, self.program, result, self.settings)
 

@@ -272,6 +272,51 @@ def test_quiet_summary_of_an_unconverged_plan_says_not_converged(tmp_path: Path)
     assert said.startswith("NOT CONVERGED: time_limit (") and "not_converged" in said, result.output
 
 
+def test_a_solve_in_steps_names_each_step_on_its_spinner_and_when_it_ends(tmp_path: Path, monkeypatch) -> None:
+    """A goals-only solve of minutes printed nothing between "done compile" and "done solve" (audit a1 F11):
+    each priority step now has its line when it ends, and the solve's one spinner names the step running."""
+    from specc.cli.app import console
+
+    spinners: list[str] = []  # the text each spinner started with
+    shown: list[str] = []  # what the running spinner was updated to
+    start_spinner = console.status
+
+    def recording(text, *args, **kwargs):
+        spinner = start_spinner(text, *args, **kwargs)
+        spinners.append(str(text))
+        update = spinner.update
+
+        def update_and_record(status=None, **options):
+            shown.append(str(status))
+            update(status, **options)
+
+        spinner.update = update_and_record
+        return spinner
+
+    monkeypatch.setattr(console, "status", recording)
+    goals_only = PROTOCOL.parent / "c-shape-goals.yaml"
+    result = runner.invoke(app, ["plan", str(goals_only), *COARSE, "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "out" / "plan.json").read_text())
+    solved = [row["step"].split(". ", 1) for row in record["solver"]["steps"] if row["step"][0].isdigit()]
+    assert len(solved) > 1, solved  # priorities, then the exact refinement of the hard DVH limits
+    labels = [f"step {number}/{len(solved)}: {name}" for number, name in solved]
+    lines = [line.strip() for line in result.output.splitlines()]
+    done = [next(index for index, line in enumerate(lines) if line.startswith(f"done {label}")) for label in labels]
+    compiled = next(index for index, line in enumerate(lines) if line.startswith("done compile"))
+    solve = next(index for index, line in enumerate(lines) if line.startswith("done solve"))
+    assert compiled < done[0] and done == sorted(done) and done[-1] < solve, result.output
+    assert not any("step" in text for text in spinners)  # one spinner, the solve's, updated: none started per step
+    for label in labels:
+        assert f"solve: {label} ..." in shown
+
+    spinners.clear()
+    quiet = runner.invoke(app, ["plan", str(goals_only), *COARSE, "--out", str(tmp_path / "quiet"), "-q"])
+    said = " ".join(quiet.output.split())  # -q: the summary line alone, no spinner
+    assert quiet.exit_code == 0 and said.startswith(f"{record['solver']['status']} (") and not spinners, quiet.output
+    assert "done" not in said, quiet.output
+
+
 def _interrupt_on_call(monkeypatch, calls: int) -> None:
     """Ctrl-C in the evaluate stage of the `calls`-th plan from now on (the solve has run)."""
     import specc.pipeline

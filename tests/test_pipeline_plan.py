@@ -45,6 +45,24 @@ def test_a_plan_writes_report_plan_json_and_result_with_stage_timings(tmp_path: 
     np.testing.assert_allclose(result.dose_gy, case.dose_on_grid(outcome.solve.fluence, 30), rtol=1e-5, atol=1e-4)
 
 
+
+def test_a_solve_in_priority_steps_reports_each_step_within_the_solve_stage(tmp_path: Path) -> None:
+    """Each step of a solve by priorities is told to `progress` as it starts and ends, between the solve
+    stage's own start and end (audit a1 F11: a goals-only solve of minutes was silent), and not timed as a stage."""
+    events: list[tuple[str, float | None]] = []
+    ranked = [term.replace("}", f", priority: {priority}}}") for term, priority in zip(TERMS, [2, 2, 1])]
+    goals = {"Target": ["D50% >= 50 Gy"], "Organ": ["Mean <= 1 Gy"]}
+    outcome = plan(protocol(goals, terms=ranked), synthetic_case(), tmp_path, progress=lambda s, t: events.append((s, t)))
+    assert outcome.succeeded
+    solved = [row["step"].split(". ", 1) for row in outcome.solve.steps if row["step"][0].isdigit()]
+    assert len(solved) == 2, outcome.solve.steps
+    labels = [f"step {number}/{len(solved)}: {name}" for number, name in solved]
+    within = events[events.index(("solve", None)) + 1: next(i for i, (s, t) in enumerate(events) if s == "solve" and t)]
+    assert [(label, seconds is None) for label, seconds in within] == [
+        (label, started) for label in labels for started in (True, False)
+    ]
+    assert set(outcome.timings_s) == {"compile", "solve", "evaluate", "report"}
+
 def test_an_infeasible_protocol_writes_nothing_and_exits_non_zero(tmp_path: Path) -> None:
     terms = ["{kind: min_dose, structure: Target, dose: 60 Gy}", "{kind: max_dose, structure: Body, dose: 10 Gy}"]
     outcome = plan(protocol({"Target": ["D95% >= 50 Gy"]}, terms=terms), synthetic_case(), tmp_path / "out")

@@ -74,28 +74,46 @@ def print_robustness(record: PlanRecord) -> None:
 
 
 class StagePrinter:
-    """Rich progress for the pipeline: a spinner while a stage runs, a line when it ends."""
+    """Rich progress for the pipeline: a spinner while a stage runs, a line when it ends.
+
+    A stage that reports steps while it runs (a solve by priorities, `StageProgress`) keeps its one
+    spinner, whose text names the step, and each step's end is a line of its own: a goals-only solve
+    of minutes said nothing between "done compile" and "done solve" (audit a1 F11). Rich shows one
+    live display at a time: the spinner is updated, never a second one started."""
 
     def __init__(self, quiet: bool) -> None:
         self.quiet = quiet
         self._status: Status | None = None
+        self._stage: str | None = None  # the stage whose spinner runs
 
     def __call__(self, stage: str, seconds: float | None) -> None:
         if self.quiet:
             return
+        if self._status is not None and self._stage is not None and stage != self._stage:
+            self._step(self._status, self._stage, stage, seconds)
+            return
+        self.stop()
         if seconds is None:
+            self._stage = stage
             self._status = console.status(Text(f"{stage} ..."))  # a spinner reads a str as markup
             self._status.start()
             return
-        if self._status is not None:
-            self._status.stop()
-            self._status = None
         console.print(Text.assemble(("  done ", "green"), (f"{stage:<14}", "bold"), f"{seconds:7.2f} s"))
+
+    @staticmethod
+    def _step(status: Status, stage: str, step: str, seconds: float | None) -> None:
+        """A step of the running `stage`: its spinner names it while it runs; a line when it ends."""
+        if seconds is None:
+            status.update(Text(f"{stage}: {step} ..."))
+            return
+        console.print(Text.assemble(("    done ", "green"), step, f"  {seconds:.2f} s"))
+        status.update(Text(f"{stage} ..."))
 
     def stop(self) -> None:
         if self._status is not None:
             self._status.stop()
             self._status = None
+        self._stage = None
 
     def phantom_progress(self, name: str) -> Callable[[int, int], None] | None:
         """Per-beam progress while a phantom's influence matrix is computed."""
