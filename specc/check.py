@@ -44,6 +44,9 @@ from specc.pipeline import (
     CohortOutcome,
     StageProgress,
     StageTimer,
+    as_planned,
+    changed_in_memory_note,
+    check_plan_folder,
     folder_name,
     remove_earlier_plan,
     run_cohort,
@@ -101,8 +104,10 @@ def check_export(
     and the record, instead of leaving those structures' goals unjudged. `per_fraction`: the
     RT Dose holds one fraction whatever its DoseSummationType says (multiplied by the fractions).
     `prior_dose`: a prior course's dose files, for a protocol with `prescription.prior`: the
-    composite (prior + the checked dose) is judged (`specc.composite`).
+    composite (prior + the checked dose) is judged (`specc.composite`). `out_dir` is checked
+    before anything is read (`check_plan_folder`).
     """
+    check_plan_folder(Path(out_dir))  # before reading an export that a folder no check can go into would waste
     stages = StageTimer(progress)
     protocol = _loaded(protocol, stages, prior_dose)
     read = _read_export(protocol, folder, dose_file, grid_mm, outside_zero, per_fraction, stages)
@@ -127,8 +132,10 @@ def check_cohort(
     The same layout and summary as `plan_cohort`, so `specc compare` sets a clinic's plans of a
     cohort beside specc's. A folder that cannot be read or checked is recorded with its error
     and the next one is checked. `strict`: each row's exit code is that of `specc check --strict`.
+    A protocol changed in memory is recorded as such, as `plan_cohort` records it (`as_planned`).
     """
-    loaded = protocol if isinstance(protocol, Protocol) else load_protocol(protocol)  # run_cohort refuses a composite
+    # run_cohort refuses a composite, and checks `out_dir` before any folder is read
+    loaded = as_planned(protocol if isinstance(protocol, Protocol) else load_protocol(protocol))
 
     def check_one(folder: Path, out: Path, taken: set[str]) -> CohortEntry:
         stages = StageTimer(progress)
@@ -254,8 +261,9 @@ def check_dose(
     or a matRad workspace (.mat) whose resultGUI holds matRad's plan (always one fraction),
     judged as matRad measures it: on the workspace's CT grid with its cst{i,4} structures,
     whatever grid `case` has (`case` then only names the case and may be None: the workspace's
-    stem). `outside_zero`, `per_fraction`, `prior_dose`: as for `check_export`.
+    stem). `outside_zero`, `per_fraction`, `prior_dose`, `out_dir`: as for `check_export`.
     """
+    check_plan_folder(Path(out_dir))
     stages = StageTimer(progress)
     protocol = _loaded(protocol, stages, prior_dose)
     if case is not None and not isinstance(case, Case):
@@ -289,9 +297,12 @@ def _with_prior(protocol: Protocol, read: _Read, prior_dose: Sequence[str | Path
 
 
 def _loaded(protocol: Protocol | str | Path, stages: StageTimer, prior_dose: Sequence[str | Path] = ()) -> Protocol:
+    """The protocol to check against, with the source its record names (`as_planned`: a protocol changed in
+    memory is not recorded as its file)."""
     if not isinstance(protocol, Protocol):
         with stages.stage("load protocol"):
             protocol = load_protocol(protocol)
+    protocol = as_planned(protocol)
     mismatch = protocol.prescription.prior_mismatch(bool(prior_dose))
     if mismatch is not None:
         raise CaseError(f"{protocol.source.path}: {mismatch}")
@@ -492,7 +503,7 @@ def _measure(protocol: Protocol, read: _Read, out_dir: str | Path, pdf: bool, st
     with stages.stage("evaluate"):
         evaluation = evaluate_dose(
             protocol, read.case, read.resolved.masks, read.dose, read.known, read.source, dict(stages.timings),
-            read.notes, read.isocentre_mm, absent=read.resolved.absent,
+            [*changed_in_memory_note(protocol, "check"), *read.notes], read.isocentre_mm, absent=read.resolved.absent,
         )
     with stages.stage("report"):
         remove_earlier_plan(out)  # an earlier plan's files beside this check would read as its own

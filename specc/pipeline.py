@@ -411,7 +411,7 @@ class PlanSession:
         with stages.stage("compile"):
             if protocol.delivery is not None and protocol.delivery.segments:
                 check_sequenceable(self.case)  # before a solve whose plan could not be delivered
-            notes = [*_changed_in_memory_note(protocol), *_derived_terms_note(protocol)]
+            notes = [*changed_in_memory_note(protocol), *_derived_terms_note(protocol)]
             earlier = self._compiled.program if self._compiled is not None else None
             compiled = compile_for_plan(protocol, self.case, self.solver, reuse=earlier)
         if compiled.protocol.delivery is not None and compiled.protocol.delivery.forward:
@@ -459,12 +459,14 @@ def as_planned(protocol: Protocol) -> Protocol:
     return protocol if source is protocol.source else protocol.model_copy(update={"source": source})
 
 
-def _changed_in_memory_note(protocol: Protocol) -> list[str]:
+def changed_in_memory_note(protocol: Protocol, what: str = "plan") -> list[str]:
+    """The note of a `what` ("plan", "check") made with a protocol `as_planned` records as changed in memory."""
     source = protocol.source
     if source is None or source.changed_from is None:
         return []
-    return [f"protocol {source.path}: the protocol SHA-256 this plan records is of the content planned, "
-            f"not of {source.changed_from}, which gives another plan"]
+    done = {"plan": "planned", "check": "checked against"}.get(what, "used")
+    return [f"protocol {source.path}: the protocol SHA-256 this {what} records is of the content {done}, "
+            f"not of {source.changed_from}, which gives another {what}"]
 
 
 class PlanFolderError(SpeccError):

@@ -575,6 +575,51 @@ def test_a_check_that_fails_removes_the_earlier_check_and_says_so(export, protoc
     assert result.exit_code == 1 and "removed" not in result.output and not (tmp_path / "new").exists()
 
 
+def test_a_check_refuses_an_output_folder_no_check_can_go_into_before_reading_anything(export, protocol_file, tmp_path):
+    """`specc check --out` found a file given as OUT only when the report was written, after reading the export
+    (as `specc plan` did before it checked OUT first): OUT is checked before anything is read, so an export
+    folder that does not exist is not what the error names."""
+    from specc.pipeline import PlanFolderError
+
+    taken = tmp_path / "taken"
+    taken.write_text("a file of the user's", encoding="utf-8")
+    missing = tmp_path / "nowhere"
+    runs = [[str(missing)], ["--case", str(tmp_path / "no.h5"), "--dose", str(tmp_path / "no.dcm")]]
+    for given in runs:
+        result = CliRunner().invoke(app, ["check", str(protocol_file), *given, "--out", str(taken)])
+        said = " ".join(result.output.split())
+        assert result.exit_code == 1 and f"{taken} is a file, not a folder" in said, result.output
+        assert "nowhere" not in said and "no.h5" not in said and "Traceback" not in said, result.output
+    with pytest.raises(PlanFolderError, match="is a file, not a folder"):
+        specc.check_export(protocol_file, missing, taken)
+    with pytest.raises(PlanFolderError, match="is a file, not a folder"):
+        specc.check_dose(protocol_file, tmp_path / "no.h5", tmp_path / "no.dcm", taken)
+    with pytest.raises(PlanFolderError, match="is a file, not a folder"):
+        specc.check_cohort(protocol_file, [missing], taken)
+    assert taken.read_text(encoding="utf-8") == "a file of the user's"
+
+
+def test_a_protocol_changed_in_memory_is_recorded_as_such_by_a_check_and_a_cohort_of_checks(export, protocol_file, tmp_path):
+    """A check recorded a protocol changed in memory (model_copy) under its file's path and SHA-256, which
+    judges by another protocol; checks now record it as `specc.plan` does (`as_planned`), with a note."""
+    import csv
+
+    loaded = specc.load_protocol(protocol_file)
+    changed = loaded.model_copy(update={"name": "Check test, tuned"})
+    said = f"changed in memory after loading {loaded.source.path}"
+    single = specc.check_export(changed, export, tmp_path / "one")
+    cohort = specc.check_cohort(changed, [export], tmp_path / "audit")
+    for record in (single.record, cohort.entries[0].record):
+        assert record.protocol.files == [said]
+        assert record.protocol.sha256 == loaded.source.fingerprint(changed) != loaded.source.sha256
+        assert any(f"not of {loaded.source.path}" in note for note in record.notes)
+    with (tmp_path / "audit" / "cohort.csv").open(newline="") as handle:
+        assert [row["protocol_sha256"] for row in csv.DictReader(handle)] == [cohort.entries[0].record.protocol.sha256]
+    unchanged = specc.check_export(loaded, export, tmp_path / "two")  # a protocol as read is recorded as its file
+    assert unchanged.record.protocol.sha256 == loaded.source.sha256
+    assert not any("changed in memory" in note for note in unchanged.record.notes)
+
+
 def test_check_cohort_rows_exit_codes_follow_strict(export, protocol_file, tmp_path):
     import csv
 

@@ -67,7 +67,7 @@ def check(
     removed, so that it is not taken for this run's), 2 with --strict when a priority-1 goal fails.
     """
     from specc.check import check_dose, check_export
-    from specc.pipeline import plan_files
+    from specc.pipeline import check_plan_folder, plan_files
 
     if cohort:
         if dose is not None or case is not None or prior_dose:
@@ -78,6 +78,7 @@ def check(
     printer = StagePrinter(quiet)
     earlier = plan_files(out)
     try:
+        check_plan_folder(out)  # before an export is read that a folder no check can go into would waste
         _refuse_combinations(exports or [], case, dose, grid)
         if exports:
             outcome = check_export(
