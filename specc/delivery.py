@@ -101,9 +101,7 @@ def plan_forward(compiled: CompiledPlan, delivery: Delivery) -> Delivered:
     check_sequenceable(compiled.case)
     protocol = compiled.protocol
     targets = [name for name, spec in protocol.structures.items() if spec.role == "target"]
-    blocked = delivery.block if delivery.block is not None else [
-        name for name, spec in protocol.structures.items() if spec.role == "oar"
-    ]
+    blocked, unblocked = _blocked(compiled, delivery)
     margin = delivery.aperture_margin.mm if delivery.aperture_margin is not None else 0.0
     sequence = forward_sequence(compiled.case, compiled.program.masks, targets, blocked, margin)
     notes = [
@@ -112,11 +110,29 @@ def plan_forward(compiled: CompiledPlan, delivery: Delivery) -> Delivered:
         + (f", blocking {', '.join(blocked)}" if blocked else "")
         + "; only their weights were optimized (segments left without weight are not delivered)"
     ]
+    if unblocked:
+        absent = compiled.program.structures.absent
+        notes.append(
+            "forward plan: not blocked (the default blocks every organ at risk the case has): "
+            + "; ".join(f"{name}: {absent[name]}" for name in unblocked)
+        )
     sequence = _without_small(sequence, delivery, notes, "before the weights were optimized")
     weighted, sequence = _optimized_weights(compiled, sequence, notes, delivery.min_segment_weight_percent)
     if weighted.usable:
         weighted = replace(weighted, message=f"segment weights ({weighted.solver}): {weighted.message}")
     return _delivered(delivery, weighted, sequence, None, "optimized", notes)
+
+
+def _blocked(compiled: CompiledPlan, delivery: Delivery) -> tuple[list[str], list[str]]:
+    """The organs the apertures block, and those the default (every organ at risk) leaves out because the
+    case has no mask of them (`if_contoured: true` and not contoured, or an empty derived organ: the compile
+    stage's `absent`). A `block` list as written is kept: the protocol refuses `if_contoured` on its organs,
+    and the compile stage an empty one."""
+    if delivery.block is not None:
+        return list(delivery.block), []
+    organs = [name for name, spec in compiled.protocol.structures.items() if spec.role == "oar"]
+    masks = compiled.program.masks
+    return [name for name in organs if name in masks], [name for name in organs if name not in masks]
 
 
 def _without_small(sequence: Sequence, delivery: Delivery, notes: list[str], then: str) -> Sequence:

@@ -221,6 +221,49 @@ def test_a_forward_plan_optimizes_only_shaped_segments_and_reports_them(tmp_path
     assert forward_plan.solve.objective >= fluence_plan.solve.objective * (1 - 1e-4)
 
 
+FORWARD_WITH_AN_OPTIONAL_ORGAN = """specc: 1
+name: Forward, an organ not every case has
+site: test
+version: 1.0.0
+structures:
+  Target: {role: target}
+  Organ: {role: oar}
+  Lens: {role: oar, if_contoured: true}
+  Body: {role: other}
+prescription:
+  fractions: 30
+  levels: [{target: Target, dose: 60 Gy}]
+goals:
+  Target: ["D95% >= 57 Gy"]
+  Organ: ["Mean <= 30 Gy"]
+  Lens: ["Max <= 10 Gy"]
+optimization:
+  terms:
+    - {kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}
+    - {kind: quadratic_overdose, structure: Organ, dose: 10 Gy, weight: 1}
+delivery: DELIVERY
+"""
+
+
+def test_a_forward_plan_blocks_by_default_only_the_organs_the_case_has(tmp_path: Path) -> None:
+    """The default `block` (every organ at risk) took an `if_contoured` organ the case lacks and stopped with a
+    KeyError traceback: the default keeps the organs with a mask, and a note names each one left out and why."""
+    case = synthetic_case()  # Target, Organ, Body: no Lens
+    default = FORWARD_WITH_AN_OPTIONAL_ORGAN.replace("DELIVERY", "{technique: forward}")
+    outcome = plan(parse_protocol_text(default, "forward.yaml"), case, tmp_path / "default")
+    assert outcome.succeeded, outcome.message
+    assert any(note.startswith("forward plan:") and "blocking Organ;" in note for note in outcome.notes), outcome.notes
+    assert "forward plan: not blocked (the default blocks every organ at risk the case has): Lens: not contoured " \
+           "on this case (if_contoured: true)" in outcome.notes
+    assert outcome.record.goal_named("Lens", "Max <= 10 Gy").status == "not_evaluated"
+    named = FORWARD_WITH_AN_OPTIONAL_ORGAN.replace("DELIVERY", "{technique: forward, block: [Organ]}")
+    written = plan(parse_protocol_text(named, "forward.yaml"), case, tmp_path / "named")
+    assert not any(note.startswith("forward plan: not blocked") for note in written.notes)
+    # the same apertures as the organs the case has, named
+    assert (json.loads((tmp_path / "default" / "segments.json").read_text())["beams"]
+            == json.loads((tmp_path / "named" / "segments.json").read_text())["beams"])
+
+
 @pytest.mark.parametrize(
     ("delivery", "message"),
     [
