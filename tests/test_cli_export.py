@@ -176,3 +176,12 @@ def test_ctrl_c_after_a_complete_export_leaves_its_exit_code_0(planned, tmp_path
     )
     assert run.returncode == 0, run.stderr[-2000:]
     assert (tmp_path / "tables" / "dvh.csv").is_file() and "KeyboardInterrupt" not in run.stderr
+
+
+@pytest.mark.parametrize("machine", ["TrueBeam-SN-12345", "Linac\\2"])
+def test_a_machine_name_dicom_cannot_hold_is_refused_before_anything_is_written(planned, tmp_path, machine):
+    """The RT Plan writes --machine as TreatmentMachineName (SH: 16 characters); the RT Dose only references that RT
+    Plan by a UID derived from it, so a name the RT Plan cannot hold gave an RT Dose that references no RT Plan."""
+    code, said, _ = _export("rtdose", str(planned / "result.h5"), "--out", str(tmp_path / "RD.dcm"), "--machine", machine)
+    assert code == 1 and "a Treatment Machine Name is at most 16 characters, without a backslash (DICOM SH)" in said
+    assert not (tmp_path / "RD.dcm").exists()

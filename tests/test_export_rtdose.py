@@ -9,6 +9,8 @@ import h5py
 import numpy as np
 import pydicom
 import pytest
+from pydicom.config import RAISE
+from pydicom.valuerep import validate_value
 from evaluate_fakes import protocol, synthetic_case
 from interop_fixtures import dicompyler_dvhcalc, small_case, write_study
 from typer.testing import CliRunner
@@ -18,6 +20,7 @@ from specc.cli import app
 from specc.evaluate.dvh import DVH
 from specc.export import ResultError, read_result, write_result
 from specc.export.rtdose import dose_grid_scaling, write_rtdose
+from specc.export.staging import ExportError
 from specc.pipeline import plan
 from specc.protocol.units import Volume
 
@@ -184,3 +187,68 @@ def test_a_dose_whose_convergence_is_unknown_says_so_and_one_not_converged_keeps
     assert rd.SeriesDescription.startswith("CONVERGENCE UNKNOWN specc plan dose") and len(rd.SeriesDescription) <= 64
     assert rd.DoseComment == "CONVERGENCE UNKNOWN: no solver status in result.h5"
     assert "CONVERGENCE UNKNOWN: the result holds no plan record and no solver status" in said
+
+
+_LABEL = {True: "", False: "NOT CONVERGED ", None: "CONVERGENCE UNKNOWN "}
+_LINKED = {"dicom.FrameOfReferenceUID": "1.2.3", "dicom.StudyInstanceUID": "1.2.4"}
+
+
+@pytest.mark.parametrize("fractions", [1, 35, 9999])
+@pytest.mark.parametrize("converged", [True, False, None])
+@pytest.mark.parametrize("prior", [False, True])
+@pytest.mark.parametrize("linked", [False, True])
+def test_every_description_fits_its_64_characters_with_the_label_first_and_says_the_rest_in_the_comments(
+    tmp_path, fractions, converged, prior, linked
+):
+    """SeriesDescription and DoseComment are LO, 64 characters: 'NOT CONVERGED specc plan dose, 35 fx, without prior
+    dose; not linked to a CT' was 76 and the CONVERGENCE UNKNOWN form 82, written with a pydicom warning, and a
+    reader may cut the end. The label leads; what does not fit is in ImageComments, which says everything."""
+    case = small_case(_LINKED if linked else None)
+    dose = case.dose_on_grid(np.ones(2), fractions)
+    stored = read_result(write_result(tmp_path / "result.h5", case, np.ones(2), dose, fractions))
+    result = dataclasses.replace(
+        stored, stored_converged=converged, stored_solver_status=None if converged is None else "optimal_inaccurate",
+        prior_dose_gy=dose if prior else None,
+    )
+    rd = pydicom.dcmread(write_rtdose(result, tmp_path / "RD.dcm"))
+
+    for element in rd.iterall():  # pydicom's own check of every value against its VR, as a reader would
+        if element.VR in ("LO", "SH", "ST", "LT", "CS", "PN") and element.value is not None:
+            validate_value(element.VR, element.value, RAISE)
+    label = _LABEL[converged]
+    assert rd.SeriesDescription.startswith(f"{label}specc plan dose, {fractions} fx")
+    assert len(rd.SeriesDescription) <= 64
+    comment = rd.get("DoseComment", "")
+    assert comment.startswith(label.strip()) and len(comment) <= 64 and bool(comment) == (converged is not True)
+    said = rd.ImageComments
+    assert said.startswith(comment) and f"the total over {fractions} fractions, in Gy" in said
+    if converged is False:
+        assert said.startswith("NOT CONVERGED (solver optimal_inaccurate): not a usable plan")
+    assert ("without the prior course's" in said) == prior
+    assert ("not linked to a source CT" in said) == (not linked)
+    if prior:  # the qualifier most needed fits after any label
+        assert "without prior dose" in rd.SeriesDescription
+
+
+def test_a_solver_status_too_long_for_the_dose_comment_is_in_the_image_comments(tmp_path):
+    case = small_case()
+    stored = read_result(write_result(tmp_path / "result.h5", case, np.ones(2), case.dose_on_grid(np.ones(2), 2), 2))
+    status = "a status no solver gives, " * 3
+    result = dataclasses.replace(stored, stored_converged=False, stored_solver_status=status)
+    rd = pydicom.dcmread(write_rtdose(result, tmp_path / "RD.dcm"))
+    assert rd.DoseComment == "NOT CONVERGED: not a usable plan"
+    assert rd.ImageComments.startswith(f"NOT CONVERGED (solver {status}): not a usable plan")
+
+
+@pytest.mark.parametrize("case_id, message", [
+    ("P" * 65, r"PatientName 'P{65}' is 65 characters, more than the 64 of DICOM's PN component group; nothing exported"),
+    ("A\\B", r"PatientName 'A\\\\B' holds a backslash, which DICOM reads as a value separator"),
+])
+def test_a_value_its_vr_cannot_hold_is_refused_naming_the_attribute_not_written_with_a_warning(tmp_path, case_id, message):
+    """pydicom writes a value too long for its VR with a warning (and a backslash splits one value into two): the
+    case's own names (its id as PatientID, structure names as ROIName) reach DICOM as they are."""
+    case = dataclasses.replace(small_case(), case_id=case_id)
+    result = read_result(write_result(tmp_path / "result.h5", case, np.ones(2), case.dose_on_grid(np.ones(2), 2), 2))
+    with pytest.raises(ExportError, match=rf"RT Dose Storage {message}"):
+        write_rtdose(result, tmp_path / "RD.dcm")
+    assert not (tmp_path / "RD.dcm").exists()

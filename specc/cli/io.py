@@ -192,6 +192,9 @@ def export_command(
         fail(f"unknown export format '{format}'; choose one of {', '.join(EXPORT_FORMATS)}")
     if machine and format == "dvh":
         fail("--machine is for rtdose, rtplan and dicom only")
+    if len(machine) > 16 or "\\" in machine:  # written as TreatmentMachineName, a DICOM SH
+        fail(f"--machine {machine!r}: a Treatment Machine Name is at most 16 characters, without a backslash "
+             "(DICOM SH)")
     try:  # from the first import on: Ctrl-C anywhere says that nothing was exported
         from specc.report.identity import PLAN_JSON, RESULT_H5
 
@@ -341,7 +344,7 @@ def _say_held(staged: StagedExport) -> None:
 
 
 _TABLES_SAYS = "dvh.csv (plan_status column) and dvh.json (converged, solver_status) say so"
-_DOSE_SAYS = "the RT Dose's SeriesDescription and DoseComment say so"
+_DOSE_SAYS = "the RT Dose's SeriesDescription, DoseComment and ImageComments say so"
 
 
 def _convergence(converged: bool | None, status: str | None, where: str) -> _Said:

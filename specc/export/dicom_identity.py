@@ -20,17 +20,21 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydicom.datadict import dictionary_VM
 from pydicom.dataset import Dataset, FileDataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from specc import __version__
 from specc.export.result_file import PlanResult
+from specc.export.staging import NOTHING_EXPORTED, ExportError
 
 # DICOM identifiers the dicom importer keeps in CaseMetadata.extra, under this prefix.
 DICOM_METADATA_PREFIX = "dicom."
 # Value representations whose text may go beyond ASCII when SpecificCharacterSet allows it.
 _EXTENDED_TEXT_VRS = frozenset({"SH", "LO", "ST", "LT", "UT", "UC", "PN"})
 UNICODE_CHARACTER_SET = "ISO_IR 192"  # UTF-8
+# The most characters a value of each text VR holds (DICOM PS3.5 6.2); PN: per component group.
+_TEXT_LIMITS = {"AE": 16, "CS": 16, "SH": 16, "LO": 64, "PN": 64, "ST": 1024, "LT": 10240}
 
 
 @dataclass(frozen=True)
@@ -149,11 +153,41 @@ def save(ds: FileDataset, path: Path) -> Path:
     """Write `ds`, declaring UTF-8 when any text is not ASCII (a source patient's 'Müller^Jörg', a
     structure's name): without SpecificCharacterSet a reader must take the text as ASCII, and
     pydicom would encode it as Latin-1, which no reader could tell apart."""
+    _check_text_lengths(ds, f"{ds.SOPClassUID.name} ", "")
     if _has_non_ascii_text(ds):
         ds.SpecificCharacterSet = UNICODE_CHARACTER_SET
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def _check_text_lengths(ds: Dataset, what: str, prefix: str) -> None:
+    """Refuse a text value longer than its VR holds (LO 64 characters, SH 16, ...; a PN 64 per component
+    group), or one with a backslash where that separates values: pydicom writes either with a warning, and
+    a reader would cut the value, or read it as several. Values are specc's own text and the case's names."""
+    for element in ds:
+        keyword = f"{prefix}{element.keyword or element.tag}"
+        if element.VR == "SQ":
+            for index, item in enumerate(element.value):
+                _check_text_lengths(item, what, f"{keyword}[{index}].")
+            continue
+        if element.VR not in _TEXT_LIMITS or element.value is None:
+            continue
+        if element.VM > 1 and dictionary_VM(element.tag) == "1":  # pydicom split the one value at its backslash
+            raise ExportError(
+                f"{what}{keyword} {chr(92).join(map(str, element.value))!r} holds a backslash, which DICOM reads as "
+                f"a value separator; {NOTHING_EXPORTED}"
+            )
+        for value in element.value if element.VM > 1 else [element.value]:
+            text = str(value)
+            parts = text.split("=") if element.VR == "PN" else [text]  # PN: up to three component groups
+            limit = _TEXT_LIMITS[element.VR]
+            if any(len(part) > limit for part in parts):
+                longest = max(len(part) for part in parts)
+                raise ExportError(
+                    f"{what}{keyword} {text!r} is {longest} characters, more than the {limit} of DICOM's "
+                    f"{element.VR}{' component group' if element.VR == 'PN' else ''}; {NOTHING_EXPORTED}"
+                )
 
 
 def _has_non_ascii_text(ds: Dataset) -> bool:

@@ -7,7 +7,8 @@ and Frame of Reference are the case's own (`dicom_identity`) and the SeriesDescr
 dose is not linked to a source CT. The dose of a plan whose solver did not converge says NOT
 CONVERGED in its SeriesDescription and DoseComment, as its RT Plan does in its label; one whose
 result.h5 cannot say (no convergence attribute, no plan record) says CONVERGENCE UNKNOWN there:
-an unlabelled dose would read as a usable one.
+an unlabelled dose would read as a usable one. Both are LO (64 characters): the label leads, and
+what does not fit after it is in ImageComments (LT), which says all of it (`DoseText`).
 
 Its SOP Instance UID is derived (`_uid`) from what the object holds: the stored dose, the
 RT Plan it references, the plan's creation time and the study it joins; and it is dated by the
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -65,12 +67,13 @@ def write_rtdose(
     scaling = f"{dose_grid_scaling(float(dose.max())):.9e}"
     stored = np.rint(np.transpose(dose, (2, 1, 0)) / float(scaling))  # (frames=z, rows=y, columns=x)
     pixels = np.clip(stored, 0, _UINT32_MAX).astype("<u4").tobytes()
-    description, comment = _description(result, identity)
-    uid = _uid(identity, result, pixels, scaling, rtplan_uid, (description, comment))
+    text = _description(result, identity)
+    uid = _uid(identity, result, pixels, scaling, rtplan_uid, text)
     ds = identity.new_dataset(path, RTDoseStorage, uid, "RTDOSE", plan_created(result))
-    ds.SeriesDescription = description
-    if comment:
-        ds.DoseComment = comment
+    ds.SeriesDescription = text.series_description
+    if text.dose_comment:
+        ds.DoseComment = text.dose_comment
+    ds.ImageComments = text.image_comments
     if rtplan_uid is not None:
         ds.ReferencedRTPlanSequence = [sop_reference(RTPlanStorage, rtplan_uid)]
 
@@ -97,33 +100,60 @@ def write_rtdose(
 
 
 def _uid(
-    identity: DicomIdentity, result: PlanResult, pixels: bytes, scaling: str, rtplan_uid: str | None, text: tuple[str, str]
+    identity: DicomIdentity, result: PlanResult, pixels: bytes, scaling: str, rtplan_uid: str | None, text: DoseText
 ) -> str:
     """The RT Dose's SOP Instance UID, from everything the object holds but its UIDs: the stored
     dose (pixels and DoseGridScaling as written: a change below their resolution is no other
-    content), the RT Plan it references, the plan's creation time, its description and comment
+    content), the RT Plan it references, the plan's creation time, its description and comments
     (fractions, convergence) and the study it joins. The grid is the case's, in the case's hash."""
     created = result.record.created if result.record is not None else ""
-    sources = [hashlib.sha256(pixels).hexdigest(), f"scaling={scaling}", f"rt plan={rtplan_uid or ''}", created, *text]
+    sources = [hashlib.sha256(pixels).hexdigest(), f"scaling={scaling}", f"rt plan={rtplan_uid or ''}", created,
+               text.series_description, text.dose_comment, text.image_comments]
     return identity.object_uid("rt dose", *sources)
 
 
 CONVERGENCE_UNKNOWN = "CONVERGENCE UNKNOWN"
+# SeriesDescription and DoseComment are LO: 64 characters at most (DICOM PS3.5 6.2).
+LO_MAX = 64
 
 
-def _description(result: PlanResult, identity: DicomIdentity) -> tuple[str, str]:
-    """SeriesDescription and DoseComment (empty: none): what the dose is, and whether the plan is usable."""
+@dataclass(frozen=True)
+class DoseText:
+    """What the RT Dose says of itself. A planning system lists the series by its description and
+    shows the comment beside the dose, each 64 characters at most: the convergence label leads both,
+    and what does not fit after it is in the image comments (LT), which always say everything."""
+
+    series_description: str
+    dose_comment: str  # empty: none (a converged plan's dose needs no warning)
+    image_comments: str
+
+
+def _description(result: PlanResult, identity: DicomIdentity) -> DoseText:
     converged = result.converged
+    status = result.solver_status or "unknown"
     label = {True: "", False: "NOT CONVERGED ", None: f"{CONVERGENCE_UNKNOWN} "}[converged]
-    description = (  # LO: 64 characters at most
-        label
-        + f"specc plan dose, {result.fractions} fx"
-        + (", without prior dose" if result.prior_dose_gy is not None else "")
-        + ("" if identity.linked else "; not linked to a CT")
-    )
-    # the planning system shows the comment beside the dose: the plan is not usable, or may not be
+    # What sets this dose apart: (in the description, in the image comments), most needed first. A composite
+    # plan's dose is not the dose its goals were judged on; a planning system shows the study anyway.
+    qualifiers: list[tuple[str, str]] = []
+    if result.prior_dose_gy is not None:
+        qualifiers.append((", without prior dose",
+                           "this course's own dose, without the prior course's (its goals were judged on the sum)"))
+    if not identity.linked:
+        qualifiers.append(("; not linked to a CT",
+                           "not linked to a source CT: the study and Frame of Reference are the case's own"))
+    description = label + f"specc plan dose, {result.fractions} fx"
+    for short, _ in qualifiers:
+        if len(description + short) <= LO_MAX:
+            description += short
     if converged is None:
-        return description, f"{CONVERGENCE_UNKNOWN}: no solver status in result.h5"  # LO
-    if converged:
-        return description, ""
-    return description, f"NOT CONVERGED (solver {result.solver_status or 'unknown'}): not a usable plan"[:64]  # LO
+        warning = comment = f"{CONVERGENCE_UNKNOWN}: no solver status in result.h5"
+    elif not converged:
+        warning = f"NOT CONVERGED (solver {status}): not a usable plan"
+        # a status longer than any solver gives is said in the image comments alone
+        comment = warning if len(warning) <= LO_MAX else "NOT CONVERGED: not a usable plan"
+    else:
+        warning = comment = ""
+    said = [warning] if warning else []
+    said.append(f"specc plan dose: the total over {result.fractions} fractions, in Gy")
+    said += [full for _, full in qualifiers]
+    return DoseText(description, comment, "; ".join(said))
