@@ -7,9 +7,11 @@ The evaluation grid is the RT Dose's own (as the exporting system's DVHs are com
 finer one over the same box on request, where the dose is interpolated (trilinear). Contours
 reaching beyond the dose grid are the usual clinical case (a body contour longer than the
 calculation volume): the part outside has no dose, so such a structure is `incomplete` and no
-goal on it may be judged. When the RT Plan is in the folder, its fractions must be the
-protocol's: a plan of 28 fractions is not an implementation of a 39-fraction protocol, and a
-per-fraction dose must never be scaled by the wrong number.
+goal on it may be judged. A ROI wholly outside has no voxel on the grid and is no structure of the
+case; `outside_grid` says why, for its goals to read NOT EVALUATED rather than 'not contoured'.
+When the RT Plan is in the folder, its fractions must be the protocol's: a plan of 28 fractions
+is not an implementation of a 39-fraction protocol, and a per-fraction dose must never be scaled
+by the wrong number.
 """
 
 from __future__ import annotations
@@ -47,6 +49,10 @@ class ExportedPlan:
     notes: list[str] = field(default_factory=list)
     isocentre_mm: tuple[float, float, float] | None = None  # the RT Plan's, when all its beams share one
     left_out: list[str] = field(default_factory=list)  # why each ROI with no voxel on the grid is not a structure
+    # ROI name -> why it has no dose, for each ROI wholly outside the RT Dose grid (a distant organ beyond the
+    # calculation volume): not a structure of the case, since it has no voxel on the grid, yet contoured, so a
+    # goal on it reads NOT EVALUATED with this reason, as `specc check --case --dose` reads one (never "not contoured").
+    outside_grid: dict[str, str] = field(default_factory=dict)
 
 
 def read_plan_export(
@@ -95,12 +101,17 @@ def read_plan_export(
     structures: dict[str, Structure] = {}
     incomplete: dict[str, str] = {}
     left_out: list[str] = []
+    outside_grid: dict[str, str] = {}
     for roi in rois:
         mask, outside = _rasterize_with_outside(roi, grid, slice_mm)
+        if not mask.any() and outside:
+            outside_grid[roi.name] = f"all its voxels ({outside}) lie outside the dose grid of {dose.path.name}: they have no dose"
+            left_out.append(f"ROI {roi.name}: {outside_grid[roi.name]}; left out")
+            continue
         if not mask.any():
             left_out.append(
                 f"ROI {roi.name}: no voxel centre of the {_spacing_text(grid)} mm evaluation grid lies inside it "
-                "(outside the dose grid, or smaller than a voxel: a finer --grid samples it); left out"
+                "(smaller than a voxel: a finer --grid samples it); left out"
             )
             continue
         structures[roi.name] = Structure(name=roi.name, mask=mask, color=roi.color)
@@ -134,7 +145,7 @@ def read_plan_export(
     )
     return ExportedPlan(
         case=case, dose=dose, incomplete=incomplete, plan_attributes=plan_attributes, notes=[*notes, *left_out],
-        isocentre_mm=isocentre, left_out=left_out,
+        isocentre_mm=isocentre, left_out=left_out, outside_grid=outside_grid,
     )
 
 
