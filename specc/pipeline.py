@@ -305,12 +305,21 @@ def _writing(path: Path, consequence: str = "no plan written") -> Iterator[None]
 _H5_OS_MESSAGE = re.compile(r"error message = '([^']+)'")
 
 
+def _umask() -> int:
+    """The process's file-creation mask (read by setting it, then setting it back)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _result_file(path: Path, *args: Any, **kwargs: Any) -> Path:
     """`write_result` into a hidden file beside `path`, renamed to it once whole: a write that fails (a full
     disk) or a process killed part way never leaves a result.h5 that is half a file. h5py reports a failed
     write as an OSError or as a RuntimeError; either is one line naming the file and why."""
     with _writing(path):
         handle, name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=f"{path.suffix}.partial", dir=path.parent)
+        # mkstemp's file is the owner's alone (0600); the plan's files are all read alike (the user's umask)
+        os.fchmod(handle, 0o666 & ~_umask())
     os.close(handle)
     partial = Path(name)
     try:

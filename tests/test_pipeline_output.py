@@ -185,3 +185,18 @@ def test_a_protocol_changed_in_memory_is_recorded_as_such_not_as_its_file(tmp_pa
     assert "changed in memory after loading protocols/test.yaml" in report and record.protocol.sha256 in report
     unchanged = loaded.model_copy(deep=True)  # a copy of the same content is the file's
     assert specc.pipeline.as_planned(unchanged).source == loaded.source
+
+
+def test_result_h5_is_readable_as_the_other_plan_files_are(tmp_path: Path) -> None:
+    """result.h5 came out owner-only (0600, the temporary file's mode) beside 0644 plan.json and report.html: a
+    colleague or a reporting job could read the report of a plan but not its dose."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        plan(_good(), synthetic_case(), tmp_path)
+    finally:
+        os.umask(old)
+    modes = {name: stat.S_IMODE((tmp_path / name).stat().st_mode) for name in PLAN_FILES}
+    assert modes == dict.fromkeys(PLAN_FILES, 0o644)
