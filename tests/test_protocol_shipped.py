@@ -14,7 +14,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from specc.protocol import load_protocol_or_template
+from specc.protocol import Protocol, SiteTemplate, load_protocol_or_template
 
 ROOT = Path(__file__).parent.parent
 PROTOCOLS = sorted((ROOT / "protocols").rglob("*.yaml"))
@@ -53,3 +53,93 @@ def test_schema_rejects_what_the_loader_rejects(validator: Draft202012Validator)
         ("prescription", "required"),
         ("optimization", "anyOf"),  # the unknown kind matches no term (nor null)
     }
+
+
+# The clinical rules the example library keeps (audit a1). Templates are read with the protocols that extend them.
+EXAMPLES = ROOT / "protocols" / "examples"
+EXAMPLE_PROTOCOLS = [load_protocol_or_template(path, root=ROOT / "protocols") for path in sorted(EXAMPLES.glob("*.yaml"))]
+PLANNED = [protocol for protocol in EXAMPLE_PROTOCOLS if isinstance(protocol, Protocol)]
+WRITTEN = [protocol for protocol in PLANNED if protocol.optimization is not None]
+SERIAL = ("SpinalCord", "Brainstem", "OpticChiasm", "BrachialPlexus")
+UPPER_KINDS = {"quadratic_overdose", "linear_overdose", "max_dose", "uniform_dose"}
+
+
+def _ids(protocols: list) -> list[str]:
+    return [Path(protocol.source.path).name for protocol in protocols]
+
+
+def _outside_targets(protocol: Protocol) -> set[str]:
+    """The body, and structures that are the body less every target (what no target goal sees)."""
+    targets = {level.target for level in protocol.prescription.levels}
+    return {"Body"} | {
+        name for name, spec in protocol.structures.items()
+        if spec.expression is not None and str(spec.expression).startswith("Body - ")
+        and set(spec.expression.names()) - {"Body"} >= targets
+    }
+
+
+@pytest.mark.parametrize("protocol", PLANNED, ids=_ids(PLANNED))
+def test_every_example_limits_the_dose_outside_its_targets(protocol: Protocol) -> None:
+    """A plan whose every goal passed held 200 Gy in normal tissue (audit a1 F1): an upper goal sees those voxels."""
+    assert any(goal.structure in _outside_targets(protocol) and not goal.is_lower_bound for goal in protocol.goals)
+
+
+@pytest.mark.parametrize("protocol", WRITTEN, ids=_ids(WRITTEN))
+def test_a_written_optimization_holds_every_dose_level_and_the_normal_tissue_from_above(protocol: Protocol) -> None:
+    """prostate-sib's terms held PTV_Low from below only, and nothing beyond a 30 mm ring: PTV_Low 156 Gy, body
+    283 Gy, "optimal" (audit a1 F2). Each level needs an upper term, and the tissue outside the targets one."""
+    terms = protocol.optimization.terms
+    for level in protocol.prescription.levels:
+        assert any(term.kind in UPPER_KINDS and term.structures() == (level.target,) for term in terms), level.target
+    outside = _outside_targets(protocol)
+    assert any(term.kind in UPPER_KINDS and set(term.structures()) & outside for term in terms)
+
+
+@pytest.mark.parametrize("protocol", WRITTEN, ids=_ids(WRITTEN))
+def test_a_written_optimization_aims_at_every_organ_with_a_priority_one_goal(protocol: Protocol) -> None:
+    """The boost judged its inherited priority-1 femoral-head goals but had no term on them (audit a1 F10)."""
+    aimed = {name for term in protocol.optimization.terms for name in term.structures()}
+    organs = {goal.structure for goal in protocol.goals if goal.priority == 1 and protocol.structures[goal.structure].role == "oar"}
+    assert organs <= aimed
+
+
+@pytest.mark.parametrize("protocol", PLANNED, ids=_ids(PLANNED))
+def test_a_prior_course_states_the_fractions_its_description_gives(protocol: Protocol) -> None:
+    """Without them an EQD2 / BED goal added later is refused until the field is written (audit a1 F10)."""
+    prior = protocol.prescription.prior
+    assert prior is None or (prior.fractions is not None and f"in {prior.fractions} fractions" in prior.description)
+
+
+@pytest.mark.parametrize("protocol", EXAMPLE_PROTOCOLS, ids=_ids(EXAMPLE_PROTOCOLS))
+def test_serial_organ_maxima_are_hard_and_a_prv_is_never_the_organs_alias(protocol: Protocol | SiteTemplate) -> None:
+    """docs/protocol-language.md: serial organs hard at priority 1 (the brachial plexus was priority 2, audit a1 F5);
+    a case's SpinalCord_PRV was judged as the cord against the cord's limit (audit a1 F7)."""
+    near_maxima = [
+        goal for goal in protocol.goals
+        if goal.structure in SERIAL and not goal.is_lower_bound
+        and (goal.metric.quantity == "Max" or (goal.metric.volume is not None and goal.metric.volume.unit == "cc"))
+    ]
+    assert [goal.text for goal in near_maxima if goal.priority != 1] == []
+    for name, spec in protocol.structures.items():
+        assert not [alias for alias in spec.aliases if "prv" in alias.lower() and "prv" not in name.lower()], name
+
+
+def _goals(name: str) -> dict[str, list[str]]:
+    protocol = next(p for p in EXAMPLE_PROTOCOLS if Path(p.source.path).name == name)
+    found: dict[str, list[str]] = {}
+    for goal in protocol.goals:
+        found.setdefault(goal.structure, []).append(goal.text)
+    return found
+
+
+def test_limits_are_those_of_the_cited_sources() -> None:
+    """lung SBRT: D2cm <= 70% is the 95 cc row of the RTOG 0813 / 0915 table and GI is not RTOG's R50%; the file
+    states the 22 cc row, set per patient (audit a1 F3). Thorax heart: V50Gy <= 25% and mean <= 20 Gy are in
+    neither cited source; RTOG 0617 gives V60Gy < 1/3, V45Gy < 2/3, QUANTEC pericarditis mean < 26 Gy (audit a1 F4)."""
+    sbrt = _goals("lung-sbrt-54-in-3.yaml")
+    assert sbrt["D2cm"] == ["Max <= 54% (variation 63%, priority 2)"]
+    assert "R50 <= 4.5 (variation 5.5, priority 3)" in sbrt["PTV"] and not any(g.startswith("GI") for g in sbrt["PTV"])
+    assert "SET PER PATIENT" in (EXAMPLES / "lung-sbrt-54-in-3.yaml").read_text(encoding="utf-8")
+    assert _goals("base-thorax.yaml")["Heart"] == [
+        "V60Gy[%] <= 33 (priority 2)", "V45Gy[%] <= 67 (priority 2)", "Mean <= 26 Gy (priority 3)"
+    ]
