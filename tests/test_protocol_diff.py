@@ -87,8 +87,11 @@ def _git(folder: Path, *arguments: str) -> None:
 def test_the_command_compares_with_a_git_revision_and_asks_for_a_new_version(library: Path) -> None:
     _git(library, "init", "-q")
     _git(library, "-c", "user.name=t", "-c", "user.email=t@t", "add", ".")
-    _git(library, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "v1.3.0")
+    _git(library, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "as shipped")
     protocol = library / EXAMPLE.name
+    version = load_protocol(protocol).version  # as shipped; the library's versions move with its protocols
+    major, minor, _ = version.split("-")[0].split("+")[0].split(".")
+    raised = f"{major}.{int(minor) + 1}.0"  # greater in semantic-versioning precedence whatever the shipped one is
     runner = CliRunner()
     same = runner.invoke(app, ["diff", str(protocol), "--rev", "HEAD"])
     assert same.exit_code == 0 and "no difference" in same.output
@@ -96,10 +99,10 @@ def test_the_command_compares_with_a_git_revision_and_asks_for_a_new_version(lib
     unbumped = runner.invoke(app, ["diff", str(protocol), "--rev", "HEAD"])
     assert unbumped.exit_code == 1, unbumped.output
     assert "~ goal Bladder V65Gy[%] <= threshold: V65Gy[%] <= 50 -> V65Gy[%] <= 45" in unbumped.output
-    assert "its version did not (still 1.3.0)" in unbumped.output
-    _edit(protocol, "version: 1.3.0", "version: 1.4.0")
+    assert f"its version did not (still {version})" in unbumped.output
+    _edit(protocol, f"version: {version}", f"version: {raised}")
     bumped = runner.invoke(app, ["diff", str(protocol), "--rev", "HEAD"])
-    assert bumped.exit_code == 0 and "~ header version: 1.3.0 -> 1.4.0" in bumped.output
+    assert bumped.exit_code == 0 and f"~ header version: {version} -> {raised}" in bumped.output
     unknown = runner.invoke(app, ["diff", str(protocol), "--rev", "no-such-revision"])
     assert unknown.exit_code == 1 and "git archive" in unknown.output and "Traceback" not in unknown.output
 
