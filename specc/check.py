@@ -175,7 +175,9 @@ def _read_export(
             per_fraction=per_fraction,
         )
         case, dose = exported.case, exported.dose
-        resolved, values, known, notes = _on_case(protocol, case, dose, exported.notes, outside_zero, exported.left_out)
+        resolved, values, known, notes = _on_case(
+            protocol, case, dose, exported.notes, outside_zero, exported.left_out, exported.outside_grid
+        )
         # With every voxel beyond the dose at 0 Gy on a grid holding every contour, nothing is left unknown.
         incomplete = {} if outside_zero else _carried(protocol, resolved, exported.incomplete)
     source = _source_record(dose, case, incomplete=incomplete, plan=exported.plan_attributes, outside_zero=outside_zero)
@@ -183,12 +185,14 @@ def _read_export(
 
 
 def _on_case(
-    protocol: Protocol, case: Case, dose: ExternalDose, notes: list[str], outside_zero: bool, left_out: Sequence[str] = ()
+    protocol: Protocol, case: Case, dose: ExternalDose, notes: list[str], outside_zero: bool,
+    left_out: Sequence[str] = (), outside_grid: Mapping[str, str] | None = None,
 ) -> tuple[ResolvedStructures, np.ndarray, np.ndarray, list[str]]:
     """The protocol's structures on `case`, the dose on its grid (and where it is known), checked
     for a fraction read as a total; with `outside_zero`, 0 Gy where the dose grid gives none.
-    `left_out`: why ROIs of an export are not structures, for the error when a goal names one."""
-    resolved = _resolved(protocol, case, left_out)
+    `left_out`: why ROIs of an export are not structures, for the error when a goal names one;
+    `outside_grid`: those wholly outside the dose grid, by ROI name, whose structures are absent with that reason."""
+    resolved = _resolved(protocol, case, left_out, outside_grid)
     values, known = dose.on_grid(case.grid)
     _plausible(protocol, resolved, values, known, dose)
     notes = [*notes, *_interpolation_note(case, dose), *resolved.notes]
@@ -233,8 +237,13 @@ def _outside(resolved: ResolvedStructures, known: np.ndarray, dose: ExternalDose
 
 def _wholly_outside_note(resolved: ResolvedStructures, known: np.ndarray, dose: ExternalDose) -> list[str]:
     """One note naming every structure without any dose (a distant organ beyond the calculation volume):
-    their goals read NOT EVALUATED, the rest are judged, and the user may state the other reading."""
-    names = [name for name, mask in resolved.masks.items() if not (mask & known).any()]
+    their goals read NOT EVALUATED, the rest are judged, and the user may state the other reading. An
+    export's ROI wholly outside has no voxel on its grid (`ResolvedStructures.without_voxels`); a case's has
+    its voxels, none known."""
+    names = [
+        name for name in resolved.roles if name in resolved.without_voxels
+        or (name in resolved.masks and not (resolved.masks[name] & known).any())
+    ]
     if not names:
         return []
     return [
@@ -309,14 +318,22 @@ def _loaded(protocol: Protocol | str | Path, stages: StageTimer, prior_dose: Seq
     return protocol
 
 
-def _resolved(protocol: Protocol, case: Case, left_out: Sequence[str]) -> ResolvedStructures:
-    """The protocol's masks on the case; a missing structure's error names those the reader left out."""
+def _resolved(
+    protocol: Protocol, case: Case, left_out: Sequence[str], outside_grid: Mapping[str, str] | None = None
+) -> ResolvedStructures:
+    """The protocol's masks on the case; a missing structure's error names those the reader left out.
+    `outside_grid`: an export's ROIs wholly outside the dose grid, by name, and why (`resolve_structures`).
+    Those are left out of the error's list: resolution matched them as structures (a name not found is
+    offered them), and an error on one gives its reason itself."""
+    outside_grid = outside_grid or {}
     try:
-        return resolve_structures(protocol, case)
+        return resolve_structures(protocol, case, outside_grid)
     except CompileError as error:
-        if not left_out:
+        others = [line for line in left_out
+                  if not any(line.startswith(f"ROI {roi}: {why}") for roi, why in outside_grid.items())]
+        if not others:
             raise
-        raise CompileError(f"{error} ({'; '.join(left_out)})") from None
+        raise CompileError(f"{error} ({'; '.join(others)})") from None
 
 
 def _case_and_dose(
@@ -455,6 +472,7 @@ def _carried(protocol: Protocol, resolved: ResolvedStructures, by_case_name: Map
     incomplete = {
         name: by_case_name[case_name] for name, case_name in resolved.case_names.items() if case_name in by_case_name
     }
+    incomplete |= resolved.without_voxels  # wholly outside: no DVH, and what is built from them is incomplete
     pending = [name for name, spec in protocol.structures.items() if spec.expression is not None and name in resolved.masks]
     while pending:  # derived structures may build on derived ones: the ready ones first
         ready = [name for name in pending if not set(protocol.structures[name].expression.names()) & set(pending)]

@@ -15,7 +15,10 @@ leaves their terms out with a note (`without_absent`). An organ marked `if_conto
 case does not contour is absent. So is a derived structure that comes out empty, as an overlap
 (`PTV & Rectum`) does on a patient where the two do not meet. One protocol serves a cohort,
 and such an overlap is anatomy, not an error. An absent structure counts as an empty region
-in the expressions that use it (`PTV - OpticNerve` is then the PTV).
+in the expressions that use it (`PTV - OpticNerve` is then the PTV). A contoured organ may have no
+voxel on the grid too: a plan export's organ wholly outside the RT Dose grid, whose case has only
+that grid (`without_voxels`). It is absent with that reason, as a check on a case reads an organ
+wholly outside its dose, not "not contoured".
 
 Some structures must be on every case, and their emptiness stays an error naming the line: a
 target, the structure a dose level, the normalization, a forward plan's block or the
@@ -69,6 +72,9 @@ class ResolvedStructures:
     roles: dict[str, str]
     notes: list[str] = field(default_factory=list)
     absent: dict[str, str] = field(default_factory=dict)  # protocol name -> why it has no mask on this case
+    # protocol name -> why: those of `absent` whose case ROI has no voxel on the grid (`resolve_structures`'s
+    # `without_voxels`), for a check to count them with the structures part of which has no dose
+    without_voxels: dict[str, str] = field(default_factory=dict)
 
     def is_target(self, name: str) -> bool:
         return self.roles.get(name) == "target"
@@ -129,8 +135,17 @@ def _referenced_names(protocol: Protocol) -> set[str]:
     return names
 
 
-def resolve_structures(protocol: Protocol, case: Case) -> ResolvedStructures:
-    """Masks of all protocol structures on the case grid (see module docstring)."""
+def resolve_structures(
+    protocol: Protocol, case: Case, without_voxels: Mapping[str, str] | None = None
+) -> ResolvedStructures:
+    """Masks of all protocol structures on the case grid (see module docstring).
+
+    `without_voxels`: ROIs of the case's source that have no voxel on its grid, by name, and why (a plan
+    export's organ wholly outside its RT Dose grid: `ExportedPlan.outside_grid`). They are contoured, so a
+    protocol structure matching one is absent with that reason, never 'not contoured', and matched as any
+    case structure is (aliases, case aside; two matches stay an error). One that must be whole is an error
+    naming its line and the reason."""
+    without_voxels = dict(without_voxels or {})
     grid_shape = tuple(case.grid.shape)
     has_row = np.zeros(case.grid.n_voxels, dtype=bool)
     has_row[case.voxel_indices] = True
@@ -144,15 +159,19 @@ def resolve_structures(protocol: Protocol, case: Case) -> ResolvedStructures:
             continue
         needed = spec.role in ("target", "oar") or name in referenced
         try:
-            case_name = match_structure(name, list(spec.aliases), case.structures)
+            case_name = match_structure(name, list(spec.aliases), [*case.structures, *without_voxels])
         except NoMatch as error:
-            if spec.if_contoured and not _matched_at_all(name, spec, case):  # two matches stay an error
+            if spec.if_contoured and not _matched_at_all(name, spec, [*case.structures, *without_voxels]):
+                # two matches stay an error
                 resolved.absent[name] = NOT_CONTOURED
                 resolved.notes.append(f"{name}: {NOT_CONTOURED}: its goals read NOT EVALUATED ({error})")
                 continue
             if needed:
                 raise CompileError(f"{_where(protocol, name)}: structure {name!r}: {error}") from None
             resolved.notes.append(f"{name}: not in the case and not used by any goal or term; skipped")
+            continue
+        if case_name in without_voxels:
+            _without_voxels(protocol, name, case_name, without_voxels[case_name], resolved)
             continue
         mask = case.structures[case_name].mask
         if not mask.any():
@@ -211,11 +230,11 @@ def resolve_structures(protocol: Protocol, case: Case) -> ResolvedStructures:
                 if message is not None or name in whole or _added_by_compiler(protocol, name):
                     raise CompileError(message or (
                         f"{_where(protocol, name)}: derived structure {name!r} = {spec.expression} is empty on the "
-                        f"case grid{_absent_parts(spec.expression, resolved.absent)}, and a {_whole_because(protocol, name)} "
+                        f"case grid{_absent_parts(spec.expression, resolved)}, and a {_whole_because(protocol, name)} "
                         "must be on every case"
                     ))
                 resolved.absent[name] = f"empty on this case (`{spec.expression}` has no voxel" + (
-                    f"{_absent_parts(spec.expression, resolved.absent)})"
+                    f"{_absent_parts(spec.expression, resolved)})"
                 )
                 resolved.notes.append(f"{name}: {resolved.absent[name]}: its goals read NOT EVALUATED")
                 continue
@@ -226,16 +245,32 @@ def resolve_structures(protocol: Protocol, case: Case) -> ResolvedStructures:
     return resolved
 
 
-def _matched_at_all(name: str, spec: StructureSpec, case: Case) -> bool:
-    """Whether any case structure has `name` or an alias, case aside: `match_structure` refused it as ambiguous."""
+def _without_voxels(protocol: Protocol, name: str, case_name: str, why: str, resolved: ResolvedStructures) -> None:
+    """Plain structure `name`, matched to case ROI `case_name` that has no voxel on the grid (`why`): absent
+    with that reason, or an error where it must be whole (`_needed_whole`)."""
+    if name in _needed_whole(protocol):
+        raise CompileError(
+            f"{_where(protocol, name)}: structure {name!r} (the case's {case_name!r}): {why}, and a "
+            f"{_whole_because(protocol, name)} must be whole on every case"
+        )
+    resolved.absent[name] = resolved.without_voxels[name] = why
+    resolved.notes.append(f"{name}: {why}: its goals read NOT EVALUATED")
+
+
+def _matched_at_all(name: str, spec: StructureSpec, case_names: Sequence[str]) -> bool:
+    """Whether any of `case_names` is `name` or an alias, case aside: `match_structure` refused it as ambiguous."""
     keys = {name_key(candidate, True) for candidate in (name, *spec.aliases)}
-    return any(name_key(case_name, True) in keys for case_name in case.structures)
+    return any(name_key(case_name, True) in keys for case_name in case_names)
 
 
-def _absent_parts(expression: StructureExpr, absent: Mapping[str, str]) -> str:
+def _absent_parts(expression: StructureExpr, resolved: ResolvedStructures) -> str:
     """'; OpticNerve_L is not contoured on this case (...)' for each absent structure `expression` is made
-    from: what made it empty, where one did."""
-    return "".join(f"; {name} is {absent[name]}" for name in dict.fromkeys(expression.names()) if name in absent)
+    from: what made it empty, where one did ('; Kidney: all its voxels (37) lie outside ...' for one whose
+    case ROI has no voxel, a sentence of its own)."""
+    return "".join(
+        f"; {name}{': ' if name in resolved.without_voxels else ' is '}{resolved.absent[name]}"
+        for name in dict.fromkeys(expression.names()) if name in resolved.absent
+    )
 
 
 def _whole_because(protocol: Protocol, name: str) -> str:
