@@ -50,6 +50,8 @@ from specc.pipeline import (
     folder_name,
     remove_earlier_plan,
     run_cohort,
+    whole_or_none,
+    writing,
 )
 from specc.protocol import Protocol, load_protocol
 from specc.report import write_report
@@ -523,11 +525,13 @@ def _measure(protocol: Protocol, read: _Read, out_dir: str | Path, pdf: bool, st
             protocol, read.case, read.resolved.masks, read.dose, read.known, read.source, dict(stages.timings),
             [*changed_in_memory_note(protocol, "check"), *read.notes], read.isocentre_mm, absent=read.resolved.absent,
         )
-    with stages.stage("report"):
+    # stopped part way (a full disk, no permission, Ctrl-C), the files written are removed: a whole check or none
+    with stages.stage("report"), whole_or_none(out):
         remove_earlier_plan(out)  # an earlier plan's files beside this check would read as its own
         record = evaluation.record.model_copy(update={"timings_s": dict(stages.timings)})
         paths = write_report(out, record, read.case, evaluation, read.resolved.masks, pdf=pdf)
         plan_json = out / PLAN_JSON
-        plan_json.write_bytes(record_json(record).encode("utf-8"))  # the bytes the report's digest is of
+        with writing(plan_json, "no check written"):
+            plan_json.write_bytes(record_json(record).encode("utf-8"))  # the bytes the report's digest is of
         paths.append(plan_json)
     return CheckOutcome(record=record, paths=paths, timings_s=dict(stages.timings))

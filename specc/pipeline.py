@@ -249,16 +249,16 @@ def _write_plan(
     # what the evaluation itself noted (a hot spot outside the targets, the EQD2 model, the prior course) is the
     # terminal's too, not only the report's
     notes.extend([*record.notes[passed:], *prior_notes])
-    with stages.stage("report"), _whole_or_none(out):
+    with stages.stage("report"), whole_or_none(out):
         remove_earlier_plan(out)  # a failure below must not leave a mix of two runs' files
         paths = write_report(out, record, case, evaluation, program.masks, pdf=pdf)
         if delivered is not None:
-            with _writing(out / SEGMENTS_JSON):
+            with writing(out / SEGMENTS_JSON):
                 paths.append(write_segments(out / SEGMENTS_JSON, delivered.sequence, case, record))
         # One text for plan.json, result.h5's copy and the SHA-256 the report names (specc.report.identity).
         plan_text = record_json(record)
         plan_json = out / PLAN_JSON
-        with _writing(plan_json):
+        with writing(plan_json):
             plan_json.write_bytes(plan_text.encode("utf-8"))
         paths.append(plan_json)
         # result.h5 holds the plan's own dose (what its RT Dose is), and a composite plan's prior beside it.
@@ -282,9 +282,10 @@ def _write_plan(
 
 
 @contextmanager
-def _whole_or_none(out: Path) -> Iterator[None]:
-    """Writing a plan's files: stopped before the last (Ctrl-C, a full disk, --pdf without WeasyPrint), the
-    ones written are removed, so that `out` holds a whole plan or none (`specc plan --watch` keeps its last)."""
+def whole_or_none(out: Path) -> Iterator[None]:
+    """Writing a plan's (or a check's) files: stopped before the last (Ctrl-C, a full disk, --pdf without
+    WeasyPrint), the ones written are removed, so that `out` holds a whole plan or none (`specc plan --watch`
+    keeps its last); where they cannot be, a note on the error says they are not this run's."""
     try:
         yield
     except BaseException as error:
@@ -293,7 +294,7 @@ def _whole_or_none(out: Path) -> Iterator[None]:
 
 
 @contextmanager
-def _writing(path: Path, consequence: str = "no plan written") -> Iterator[None]:
+def writing(path: Path, consequence: str = "no plan written") -> Iterator[None]:
     """An OS failure writing `path` (a full disk, no permission) as one line naming the file and why."""
     try:
         yield
@@ -316,7 +317,7 @@ def _result_file(path: Path, *args: Any, **kwargs: Any) -> Path:
     """`write_result` into a hidden file beside `path`, renamed to it once whole: a write that fails (a full
     disk) or a process killed part way never leaves a result.h5 that is half a file. h5py reports a failed
     write as an OSError or as a RuntimeError; either is one line naming the file and why."""
-    with _writing(path):
+    with writing(path):
         handle, name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=f"{path.suffix}.partial", dir=path.parent)
         # mkstemp's file is the owner's alone (0600); the plan's files are all read alike (the user's umask)
         os.fchmod(handle, 0o666 & ~_umask())
@@ -329,7 +330,7 @@ def _result_file(path: Path, *args: Any, **kwargs: Any) -> Path:
             found = _H5_OS_MESSAGE.search(str(error))
             reason = found.group(1) if found else (getattr(error, "strerror", None) or str(error).split(" (")[0])
             raise PlanFolderError(f"cannot write {path}: {reason}; no plan written") from error
-        with _writing(path):
+        with writing(path):
             os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
@@ -409,7 +410,7 @@ class PlanSession:
     @property
     def last_plan(self) -> PlanOutcome | None:
         """The session's last plan while `out` holds its files; None before the first, or once a plan
-        stopped while writing has removed them (`_whole_or_none`)."""
+        stopped while writing has removed them (`whole_or_none`)."""
         last = self._last
         return last if last is not None and all(path.exists() for path in last.paths) else None
 
@@ -763,7 +764,7 @@ def run_cohort(
             raise _interrupted(str(item), entries, out, taken - before) from None
         entry = _settled(entry, entries)
         entries.append(entry)
-        with _writing(summary, "the cohort run stopped"):
+        with writing(summary, "the cohort run stopped"):
             write_cohort_csv(summary, protocol, entries, strict)
         if case_progress is not None:
             case_progress(index, len(items), str(item), entry)
