@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import csv
 import os
+import secrets
 import re
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -302,35 +302,18 @@ def writing(path: Path, consequence: str = "no plan written") -> Iterator[None]:
         raise PlanFolderError(f"cannot write {path}: {error.strerror or error}; {consequence}") from error
 
 
-# h5py's own wording of the OS error under a failed write: "..., error message = 'No space left on device', ..."
-_H5_OS_MESSAGE = re.compile(r"error message = '([^']+)'")
-
-
-def _umask() -> int:
-    """The process's file-creation mask (read by setting it, then setting it back)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _result_file(path: Path, *args: Any, **kwargs: Any) -> Path:
     """`write_result` into a hidden file beside `path`, renamed to it once whole: a write that fails (a full
-    disk) or a process killed part way never leaves a result.h5 that is half a file. h5py reports a failed
-    write as an OSError or as a RuntimeError; either is one line naming the file and why."""
-    with writing(path):
-        handle, name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=f"{path.suffix}.partial", dir=path.parent)
-        # mkstemp's file is the owner's alone (0600); the plan's files are all read alike (the user's umask)
-        os.fchmod(handle, 0o666 & ~_umask())
-    os.close(handle)
-    partial = Path(name)
+    disk) or a process killed part way never leaves a result.h5 that is half a file. `write_result` builds
+    the file in memory and writes it with one plain write, so a refused write is an OSError: one line naming
+    the file and why (anything else is a bug, and shows as one)."""
+    partial = path.with_name(f".{path.stem}-{secrets.token_hex(4)}{path.suffix}.partial")
+    with writing(path, "no plan written"):
+        # created as every plan file is (mode 0666 less the user's umask; mkstemp's would be the owner's alone)
+        os.close(os.open(partial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
     try:
-        try:
+        with writing(path, "no plan written"):
             write_result(partial, *args, **kwargs)
-        except (OSError, RuntimeError) as error:
-            found = _H5_OS_MESSAGE.search(str(error))
-            reason = found.group(1) if found else (getattr(error, "strerror", None) or str(error).split(" (")[0])
-            raise PlanFolderError(f"cannot write {path}: {reason}; no plan written") from error
-        with writing(path):
             os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)

@@ -42,17 +42,14 @@ def _good():
 def test_a_full_disk_while_writing_result_h5_is_one_error_naming_the_file_and_leaves_no_plan(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """h5py reports a write the disk refused as a RuntimeError (a2 F15): it was a traceback, and a
-    half-written result.h5 sat under its own name until the clean-up."""
+    """A write the disk refused (a2 F15) was a traceback, and a half-written result.h5 sat under its own
+    name until the clean-up. (write_result writes the file's bytes with one plain write: an OSError.)"""
     seen: list[Path] = []
 
     def disk_full(path: Path, *args: object, **kwargs: object) -> Path:
         seen.append(Path(path))
         Path(path).write_bytes(b"half an HDF5 file")
-        raise RuntimeError(
-            "Can't decrement id ref count (file write failed: time = now, filename = 'x', file descriptor = 7, "
-            "errno = 28, error message = 'No space left on device', buf = 0x0, total write size = 4736)"
-        )
+        raise OSError(errno.ENOSPC, "No space left on device")
 
     _earlier_plan(tmp_path)
     monkeypatch.setattr(specc.pipeline, "write_result", disk_full)
@@ -200,3 +197,19 @@ def test_result_h5_is_readable_as_the_other_plan_files_are(tmp_path: Path) -> No
         os.umask(old)
     modes = {name: stat.S_IMODE((tmp_path / name).stat().st_mode) for name in PLAN_FILES}
     assert modes == dict.fromkeys(PLAN_FILES, 0o644)
+
+
+def test_a_bug_while_writing_result_h5_shows_as_itself_and_leaves_no_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every RuntimeError of write_result read as a refused write, 'cannot write result.h5 ...; no plan written', its
+    traceback hidden (review M4): only an OSError says the disk refused, anything else is a bug shown as one."""
+
+    def broken(path: Path, *args: object, **kwargs: object) -> Path:
+        Path(path).write_bytes(b"half an HDF5 file")
+        raise RuntimeError("a bug in write_result")
+
+    monkeypatch.setattr(specc.pipeline, "write_result", broken)
+    with pytest.raises(RuntimeError, match="a bug in write_result"):
+        plan(_good(), synthetic_case(), tmp_path)
+    assert not list(tmp_path.iterdir())  # no half plan, no hidden partial file
