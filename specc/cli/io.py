@@ -192,9 +192,12 @@ def export_command(
         fail(f"unknown export format '{format}'; choose one of {', '.join(EXPORT_FORMATS)}")
     if machine and format == "dvh":
         fail("--machine is for rtdose, rtplan and dicom only")
-    if len(machine) > 16 or "\\" in machine:  # written as TreatmentMachineName, a DICOM SH
-        fail(f"--machine {machine!r}: a Treatment Machine Name is at most 16 characters, without a backslash "
-             "(DICOM SH)")
+    if machine:  # refused before anything is written; the limits are those every DICOM object is checked against
+        from specc.export.dicom_identity import check_text_value
+
+        problem = check_text_value("SH", machine)
+        if problem is not None:
+            fail(f"--machine {machine!r} {problem}: it is written as the RT Plan's TreatmentMachineName")
     try:  # from the first import on: Ctrl-C anywhere says that nothing was exported
         from specc.report.identity import PLAN_JSON, RESULT_H5
 

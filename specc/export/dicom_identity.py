@@ -161,10 +161,25 @@ def save(ds: FileDataset, path: Path) -> Path:
     return path
 
 
+def check_text_value(vr: str, text: str) -> str | None:
+    """What keeps `text` from being one value of a `vr` attribute, or None where it fits: more characters
+    than the VR holds (LO 64, SH 16, ...; a PN 64 per component group), or a backslash, which DICOM reads
+    as a value separator (ST and LT, never multi-valued, may hold one). pydicom writes either with a
+    warning only, and a reader would cut the value or read it as several. The one home of these limits:
+    the command line checks --machine with it before anything is written."""
+    if "\\" in text and vr not in ("ST", "LT"):
+        return "holds a backslash, which DICOM reads as a value separator"
+    limit = _TEXT_LIMITS[vr]
+    longest = max(len(part) for part in (text.split("=") if vr == "PN" else [text]))  # PN: up to three groups
+    if longest > limit:
+        return (
+            f"is {longest} characters, more than the {limit} of DICOM's {vr}{' component group' if vr == 'PN' else ''}"
+        )
+    return None
+
+
 def _check_text_lengths(ds: Dataset, what: str, prefix: str) -> None:
-    """Refuse a text value longer than its VR holds (LO 64 characters, SH 16, ...; a PN 64 per component
-    group), or one with a backslash where that separates values: pydicom writes either with a warning, and
-    a reader would cut the value, or read it as several. Values are specc's own text and the case's names."""
+    """Refuse a text value `check_text_value` refuses. Values are specc's own text and the case's names."""
     for element in ds:
         keyword = f"{prefix}{element.keyword or element.tag}"
         if element.VR == "SQ":
@@ -174,20 +189,13 @@ def _check_text_lengths(ds: Dataset, what: str, prefix: str) -> None:
         if element.VR not in _TEXT_LIMITS or element.value is None:
             continue
         if element.VM > 1 and dictionary_VM(element.tag) == "1":  # pydicom split the one value at its backslash
-            raise ExportError(
-                f"{what}{keyword} {chr(92).join(map(str, element.value))!r} holds a backslash, which DICOM reads as "
-                f"a value separator; {NOTHING_EXPORTED}"
-            )
-        for value in element.value if element.VM > 1 else [element.value]:
-            text = str(value)
-            parts = text.split("=") if element.VR == "PN" else [text]  # PN: up to three component groups
-            limit = _TEXT_LIMITS[element.VR]
-            if any(len(part) > limit for part in parts):
-                longest = max(len(part) for part in parts)
-                raise ExportError(
-                    f"{what}{keyword} {text!r} is {longest} characters, more than the {limit} of DICOM's "
-                    f"{element.VR}{' component group' if element.VR == 'PN' else ''}; {NOTHING_EXPORTED}"
-                )
+            values = [chr(92).join(map(str, element.value))]
+        else:
+            values = list(element.value) if element.VM > 1 else [element.value]
+        for value in values:
+            problem = check_text_value(element.VR, str(value))
+            if problem is not None:
+                raise ExportError(f"{what}{keyword} {str(value)!r} {problem}; {NOTHING_EXPORTED}")
 
 
 def _has_non_ascii_text(ds: Dataset) -> bool:
