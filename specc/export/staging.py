@@ -46,7 +46,8 @@ class StagedExport:
         self._made: list[Path] = []  # folders made for the destination, outermost first
         self._committed = False
         self.interrupt_held = False  # Ctrl-C came while the export was moved into place: it completed
-        self._previous_handler: object | None = None
+        self._holding = False  # the hold is installed (its previous handler is in _previous_handler)
+        self._previous_handler: object = None
 
     def __enter__(self) -> StagedExport:
         out = self.out
@@ -148,14 +149,20 @@ class StagedExport:
     def _hold_interrupts(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return  # signals reach the main thread only; nothing to hold here
+        if signal.getsignal(signal.SIGINT) is None:
+            # A handler installed outside Python (an embedding application's): Python raises no
+            # KeyboardInterrupt then, and could not put that handler back, so it is left in place.
+            return
 
         def hold(signum: int, frame: FrameType | None) -> None:
             self.interrupt_held = True
 
         self._previous_handler = signal.signal(signal.SIGINT, hold)
+        self._holding = True
 
     def _release_interrupts(self) -> None:
-        if self._previous_handler is not None:
+        if self._holding:
+            self._holding = False
             signal.signal(signal.SIGINT, self._previous_handler)  # type: ignore[arg-type]
             self._previous_handler = None
 

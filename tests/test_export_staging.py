@@ -1,0 +1,28 @@
+"""StagedExport, the library side of whole-or-nothing exports: where an export is staged, and what a Ctrl-C
+during the move into place becomes (review of the audit fixes)."""
+
+from __future__ import annotations
+
+import signal
+
+from specc.export import staging
+from specc.export.staging import StagedExport
+
+
+def test_a_sigint_handler_installed_outside_python_is_left_in_place(tmp_path, monkeypatch):
+    """signal.signal returns None for a handler not set from Python (an embedding application's); None also meant
+    'nothing held', so the hold stayed installed and swallowed every later Ctrl-C of the process."""
+    installed: list[object] = [None]  # the handler now in place, as Python sees it: None, not set from Python
+
+    def fake_signal(signum, handler):
+        previous = installed[-1]
+        installed.append(handler)
+        return previous
+
+    monkeypatch.setattr(staging.signal, "signal", fake_signal)
+    monkeypatch.setattr(staging.signal, "getsignal", lambda signum: installed[-1])
+    with StagedExport(tmp_path / "tables", folder=True) as staged:
+        (staged.path / "dvh.csv").write_text("structure\n")
+        staged.commit()
+    assert installed[-1] is None  # the outside handler, not specc's hold
+    assert (tmp_path / "tables" / "dvh.csv").is_file()
