@@ -89,6 +89,30 @@ def test_a_solver_failure_says_it_failed_and_where_the_numbers_are(monkeypatch: 
     assert "influence values run from" in result.message and "to 3e+38 Gy per unit beamlet weight" in result.message
 
 
+@pytest.mark.parametrize(
+    ("status", "detail"),
+    [
+        ("infeasible_or_unbounded", "cvxpy status 'infeasible_or_unbounded'"),
+        ("optimal", "the solver reported success but returned no fluence"),
+    ],
+)
+def test_a_failure_that_is_not_numerical_does_not_send_the_user_to_the_case(
+    monkeypatch: pytest.MonkeyPatch, status: str, detail: str
+) -> None:
+    """The influence range and 'check the case and the protocol's levels' were given for every solver failure
+    (review M3): a status cvxpy does not map, or success without a fluence, is no numerical failure of the data."""
+    import cvxpy as cp
+
+    import specc.solve.run
+
+    monkeypatch.setattr(specc.solve.run, "solve_interruptibly", lambda problem, **arguments: None)
+    monkeypatch.setattr(cp.Problem, "status", property(lambda problem: status))
+    program = compile_protocol(protocol(GOALS, terms=TERMS), synthetic_case())
+    result = solve_program(program, choose_solver("CLARABEL"))
+    assert result.status == "solver_error" and result.fluence is None
+    assert result.message == f"CLARABEL failed: {detail}. Try another solver (--solver)."
+
+
 def test_solver_precedence_and_unknown_solvers() -> None:
     assert choose_solver().name == "SPECC-LBFGS"  # the fast path by default (docs/compiler.md)
     assert choose_solver(None, SolverOptions(name="SPECC-LBFGS")).name == "SPECC-LBFGS"

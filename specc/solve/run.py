@@ -1,10 +1,12 @@
 """Run a compiled program and say, in the contract's six statuses, what came out.
 
 cvxpy reports a dozen statuses that differ between solvers; a physicist needs to know one
-thing first: is there a plan to look at? Only "optimal" and "optimal_inaccurate" carry a
-fluence (the latter labelled as not converged downstream); every other status returns no
-fluence and a message saying what to change. An infeasible program is diagnosed
-(`diagnose.py`) so the message names the hard terms in conflict.
+thing first: is there a plan to look at? A cvxpy solver's point is kept for "optimal" and
+"optimal_inaccurate" (the latter labelled as not converged downstream); the fast path's
+(`first_order`, which `solve_program` hands SPECC-LBFGS to) also at a time or iteration limit
+where its hard limits hold ("time_limit", labelled too; `result.USABLE_STATUSES`). Every other
+outcome returns no fluence and a message saying what to change. An infeasible program is
+diagnosed (`diagnose.py`) so the message names the hard terms in conflict.
 """
 
 from __future__ import annotations
@@ -38,8 +40,11 @@ _STATUS: dict[str, SolveStatus] = {
 
 
 def _message(
-    status: SolveStatus, settings: SolverSettings, iterations: int | None, detail: str, program: CompiledProgram
+    status: SolveStatus, settings: SolverSettings, iterations: int | None, detail: str, program: CompiledProgram,
+    numerical: bool,
 ) -> str:
+    """What came out and what to change. `numerical`: the solver itself failed on the numbers (cvxpy's
+    SolverError), the one failure whose advice starts with the program's influence values."""
     solver = settings.name
     after = f" after {iterations} iterations" if iterations is not None else ""
     if status == "optimal":
@@ -58,10 +63,12 @@ def _message(
         )
     if status == "time_limit":
         return f"{solver} stopped at {_limit_reached(settings, iterations)}{after} without a usable point."
+    failed = f"{solver} failed{after}: {detail or 'no reason given'}."
+    if not numerical:
+        return f"{failed} Try another solver (--solver)."
     return (
-        f"{solver} failed{after}: {detail or 'no reason given'}. A numerical failure comes from the program's "
-        f"numbers as often as from the solver: {_influence_range(program)}; check the case and the protocol's "
-        "levels before another solver (--solver)."
+        f"{failed} A numerical failure comes from the program's numbers as often as from the solver: "
+        f"{_influence_range(program)}; check the case and the protocol's levels before another solver (--solver)."
     )
 
 
@@ -111,6 +118,7 @@ def solve_program(program: CompiledProgram, settings: SolverSettings, warm: Warm
         return solve_first_order(program, settings, warm)
     started = time.perf_counter()
     detail = ""
+    numerical = False
     try:  # on a worker thread, so that Ctrl-C stops it at once (`interruptible.py`)
         solve_interruptibly(
             program.problem, solver=settings.name, canon_backend=cp.SCIPY_CANON_BACKEND, **settings.arguments()
@@ -118,8 +126,9 @@ def solve_program(program: CompiledProgram, settings: SolverSettings, warm: Warm
         status = _STATUS.get(program.problem.status, "solver_error")
         if status == "solver_error":
             detail = f"cvxpy status {program.problem.status!r}"
+            numerical = program.problem.status == cp.SOLVER_ERROR
     except cp.SolverError as error:
-        status, detail = "solver_error", str(error)
+        status, detail, numerical = "solver_error", str(error), True
     stats = program.problem.solver_stats if status != "solver_error" else None
     iterations = getattr(stats, "num_iters", None)
     usable = status in ("optimal", "optimal_inaccurate") and program.fluence.value is not None
@@ -143,7 +152,7 @@ def solve_program(program: CompiledProgram, settings: SolverSettings, warm: Warm
         status=status,
         converged=status == "optimal",
         solver=settings.name,
-        message=_message(status, settings, iterations, detail, program),
+        message=_message(status, settings, iterations, detail, program, numerical),
         fluence=fluence,
         objective=float(program.problem.value) if usable else None,
         iterations=iterations,
