@@ -187,3 +187,37 @@ def test_a_machine_name_dicom_cannot_hold_is_refused_before_anything_is_written(
     code, said, _ = _export("rtdose", str(planned / "result.h5"), "--out", str(tmp_path / "RD.dcm"), "--machine", machine)
     assert code == 1 and f"--machine {machine!r} {check_text_value('SH', machine)}" in " ".join(said.split()), said
     assert "TreatmentMachineName" in said and not (tmp_path / "RD.dcm").exists()
+
+
+def test_ctrl_c_just_after_the_hold_is_released_still_reports_a_complete_export(planned, tmp_path, monkeypatch):
+    """The hold ended with the `with` block; a Ctrl-C after it, every file in place, said 'interrupted: nothing
+    exported' and exited 130. It is delivered deterministically, right after the previous handler is back."""
+    release = StagedExport._release_interrupts
+
+    def release_then_ctrl_c(self):
+        release(self)
+        if self.committed:
+            os.kill(os.getpid(), signal.SIGINT)  # KeyboardInterrupt at the next bytecode, still in __exit__
+
+    monkeypatch.setattr(StagedExport, "_release_interrupts", release_then_ctrl_c)
+    code, said, _ = _export("dvh", str(planned / "result.h5"), "--out", str(tmp_path / "tables"))
+    assert code == 0, said
+    assert "the export is complete" in said and "nothing exported" not in said
+    assert (tmp_path / "tables" / "dvh.csv").is_file() and _nothing_staged(tmp_path)
+
+
+def test_ctrl_c_during_a_move_that_fails_is_not_lost(planned, tmp_path, monkeypatch):
+    """The Ctrl-C held while the move failed was dropped: the command exited 1 with the error, as if never pressed."""
+    from specc.export import staging
+
+    def ctrl_c_then_full(source, destination):
+        os.kill(os.getpid(), signal.SIGINT)  # held: the move has begun
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(destination))
+
+    monkeypatch.setattr(staging.os, "replace", ctrl_c_then_full)
+    code, said, _ = _export("rtdose", str(planned / "result.h5"), "--out", str(tmp_path / "RD.dcm"))
+    assert code == 130, said
+    assert f"interrupted during a move that failed: cannot write {tmp_path / 'RD.dcm'}: no space left on device; " \
+        "nothing exported" in said
+    assert not (tmp_path / "RD.dcm").exists() and _nothing_staged(tmp_path)
+

@@ -3,10 +3,32 @@ during the move into place becomes (review of the audit fixes)."""
 
 from __future__ import annotations
 
+import errno
+import os
 import signal
 
+import pytest
+
 from specc.export import staging
-from specc.export.staging import StagedExport
+from specc.export.staging import ExportError, StagedExport
+
+
+def test_ctrl_c_during_a_move_that_fails_is_raised_after_the_staging_is_removed(tmp_path, monkeypatch):
+    """The hold swallowed it: the caller got the ExportError only, and a loop over exports went on to the next."""
+    before = signal.getsignal(signal.SIGINT)
+
+    def ctrl_c_then_full(source, destination):
+        os.kill(os.getpid(), signal.SIGINT)  # held: the move has begun
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(destination))
+
+    monkeypatch.setattr(staging.os, "replace", ctrl_c_then_full)
+    with pytest.raises(KeyboardInterrupt) as raised:
+        with StagedExport(tmp_path / "RD.dcm", folder=False) as staged:
+            staged.path.write_bytes(b"dose")
+            staged.commit()
+    assert isinstance(raised.value.__cause__, ExportError)
+    assert f"cannot write {tmp_path / 'RD.dcm'}: no space left on device" in str(raised.value.__cause__)
+    assert list(tmp_path.iterdir()) == [] and signal.getsignal(signal.SIGINT) is before
 
 
 def test_a_sigint_handler_installed_outside_python_is_left_in_place(tmp_path, monkeypatch):

@@ -198,7 +198,8 @@ def export_command(
         problem = check_text_value("SH", machine)
         if problem is not None:
             fail(f"--machine {machine!r} {problem}: it is written as the RT Plan's TreatmentMachineName")
-    try:  # from the first import on: Ctrl-C anywhere says that nothing was exported
+    staged: list[StagedExport] = []  # the export, once staged: whether it is in place decides what Ctrl-C means
+    try:  # from the first import on: Ctrl-C anywhere before the move says that nothing was exported
         from specc.report.identity import PLAN_JSON, RESULT_H5
 
         if result.is_dir() and (result / RESULT_H5).exists() and format != "dvh":
@@ -207,13 +208,20 @@ def export_command(
         if record_file is not None and format != "dvh":
             fail(f"{result}: {format} needs the result.h5 of specc plan (a checked dose is already its own RT Dose)")
         if record_file is not None:
-            _export_record_tables(record_file, out)
+            _export_record_tables(record_file, out, staged)
         else:
-            _export_result(format, result, out, case, machine)
+            _export_result(format, result, out, case, machine, staged)
     except SpeccError as error:
         fail(error)
-    except KeyboardInterrupt:
-        error_console.print(Text("interrupted: nothing exported", style="red"), soft_wrap=True)
+    except KeyboardInterrupt as interrupt:
+        if staged and staged[0].committed:  # once the hold was released: the files are all in place
+            _say_complete()
+            return
+        from specc.export.staging import ExportError
+
+        failed = interrupt.__cause__ if isinstance(interrupt.__cause__, ExportError) else None
+        said = f"interrupted during a move that failed: {failed}" if failed else "interrupted: nothing exported"
+        error_console.print(Text(said, style="red"), soft_wrap=True)
         raise typer.Exit(130) from None
 
 
@@ -221,7 +229,9 @@ def export_command(
 _Said = list[Text]
 
 
-def _export_result(format: str, result: Path, out: Path, case: Path | None, machine: str) -> None:
+def _export_result(
+    format: str, result: Path, out: Path, case: Path | None, machine: str, staged: list[StagedExport]
+) -> None:
     from specc.export import read_result
     from specc.export.staging import StagedExport
     from specc.report.identity import SEGMENTS_JSON
@@ -232,22 +242,22 @@ def _export_result(format: str, result: Path, out: Path, case: Path | None, mach
         fail(f"--machine names the machine of the RT Plan the RT Dose references, and {result} has no "
              f"{SEGMENTS_JSON} beside it: an optimized fluence has no RT Plan")
     hint = {"rtdose": "RD.dcm", "rtplan": "RP.dcm"}.get(format, "")
-    with StagedExport(out, folder=format in ("dicom", "dvh"), file_hint=hint) as staged:
+    with StagedExport(out, folder=format in ("dicom", "dvh"), file_hint=hint) as export:
+        staged.append(export)
         if format == "rtdose":
-            written, said = _export_rtdose(plan_result, segments_path, staged.path, machine)
+            written, said = _export_rtdose(plan_result, segments_path, export.path, machine)
         elif format == "rtplan":
-            written, said = _export_rtplan(plan_result, segments_path, case, staged.path, machine)
+            written, said = _export_rtplan(plan_result, segments_path, case, export.path, machine)
         elif format == "dicom":
-            written, said = _export_study(plan_result, segments_path, case, staged.path, machine)
+            written, said = _export_study(plan_result, segments_path, case, export.path, machine)
         else:
             from specc.export.dvh_tables import write_dvh_tables
 
             loaded = plan_result.load_case(case) if plan_result.record_json is None else None
-            written = write_dvh_tables(plan_result, staged.path, loaded)
+            written = write_dvh_tables(plan_result, export.path, loaded)
             said = _convergence(plan_result.converged, plan_result.solver_status, _TABLES_SAYS)
-        staged.commit()
-        _say_written(staged, written, said)
-    _say_held(staged)
+        export.commit()
+        _say_written(export, written, said)
 
 
 def _export_rtdose(plan_result, segments_path: Path, path: Path, machine: str) -> tuple[list[Path], _Said]:
@@ -300,7 +310,8 @@ def _export_study(plan_result, segments_path: Path, case: Path | None, folder: P
 
 def _say_written(staged: StagedExport, written: list[Path], said: _Said) -> None:
     """What the export says, then each file where it now is (a study's CT slices in one line). Called
-    after `commit`: a Ctrl-C from there on is held (`StagedExport`), the export being complete."""
+    after `commit`: a Ctrl-C from there on is held (`StagedExport`), the export being complete; one
+    after the hold is released is caught by `export_command`, which says the same."""
     for line in said:
         console.print(line, soft_wrap=True)
     final = [staged.final(path) for path in written]
@@ -310,6 +321,8 @@ def _say_written(staged: StagedExport, written: list[Path], said: _Said) -> None
     for path in final:
         if path not in ct:
             console.print(f"wrote {path}", markup=False)
+    if staged.interrupt_held:
+        _say_complete()
 
 
 def _rtplan_said(segments, notes: list[str]) -> _Said:
@@ -327,23 +340,23 @@ def _rtplan_said(segments, notes: list[str]) -> _Said:
     return said
 
 
-def _export_record_tables(record_file: Path, out: Path) -> None:
+def _export_record_tables(record_file: Path, out: Path, staged: list[StagedExport]) -> None:
     from specc.export.dvh_tables import write_record_tables
     from specc.export.staging import StagedExport
     from specc.report.compare import read_record
 
     record = read_record(record_file)
-    with StagedExport(out, folder=True) as staged:
-        written = write_record_tables(record, staged.path)
-        staged.commit()
+    with StagedExport(out, folder=True) as export:
+        staged.append(export)
+        written = write_record_tables(record, export.path)
+        export.commit()
         status = record.solver.status if record.solver is not None else None
-        _say_written(staged, written, _convergence(record.converged, status, _TABLES_SAYS))
-    _say_held(staged)
+        _say_written(export, written, _convergence(record.converged, status, _TABLES_SAYS))
 
 
-def _say_held(staged: StagedExport) -> None:
-    if staged.interrupt_held:  # exit 0: the files are all in place, as said above
-        console.print("Ctrl-C came once the files were written: the export is complete", markup=False)
+def _say_complete() -> None:
+    """A Ctrl-C once the files were moved into place: exit 0, the files are all there, as said."""
+    console.print("Ctrl-C came once the files were written: the export is complete", markup=False)
 
 
 _TABLES_SAYS = "dvh.csv (plan_status column) and dvh.json (converged, solver_status) say so"

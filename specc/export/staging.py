@@ -4,9 +4,10 @@ An RT Dose cut short by a full disk, or a DICOM study stopped by Ctrl-C after it
 before its RT Dose, would be read by a planning system as a whole object or a whole study. So an
 export writes into a staging path beside its destination (a hidden name in the same folder: the
 move is a rename on one file system) and moves it into place only once every file is written.
-On any error or interrupt before that, the staging path and the folders made for it are removed.
-The move itself is not interrupted: Ctrl-C during it, or while the command then says what it
-wrote, is held until the export is complete, which then counts as done (exit 0).
+On any error or interrupt before the move, the staging path and the folders made for it are
+removed. The move itself is not interrupted: Ctrl-C during it is held until the context ends;
+after a complete move it counts as done (exit 0), after a failed one it is raised once the
+staging is removed, so that a caller sees the interrupt, not only the error.
 
 Errors name the destination path, not the staging one, and the reason the system gave.
 """
@@ -45,7 +46,7 @@ class StagedExport:
         self._into_existing = False
         self._made: list[Path] = []  # folders made for the destination, outermost first
         self._committed = False
-        self.interrupt_held = False  # Ctrl-C came while the export was moved into place: it completed
+        self.interrupt_held = False  # Ctrl-C came while the export was moved into place
         self._holding = False  # the hold is installed (its previous handler is in _previous_handler)
         self._previous_handler: object = None
 
@@ -75,18 +76,23 @@ class StagedExport:
         """Where a path written under `path` is once committed."""
         return self.out / Path(written).relative_to(self.path) if self.folder else self.out
 
+    @property
+    def committed(self) -> bool:
+        """Whether the export is in place, every file of it (a Ctrl-C from here on does not undo it)."""
+        return self._committed
+
     def commit(self) -> None:
         """Move the staged export into place; from here on, Ctrl-C is held until the context ends."""
+        entries = sorted(self.path.iterdir()) if self._into_existing else []
+        occupied = [self.out / entry.name for entry in entries if (self.out / entry.name).is_dir()]
+        if occupied:  # checked before the hold: nothing is moved, so a Ctrl-C here stops the export as any other
+            raise ExportError(f"{occupied[0]}: a folder where the export writes a file; {NOTHING_EXPORTED}")
         self._hold_interrupts()
         if not self.folder:
             os.replace(self.path, self.out)
         elif not self._into_existing:
             os.rename(self.path, self.out)
         else:
-            entries = sorted(self.path.iterdir())
-            occupied = [self.out / entry.name for entry in entries if (self.out / entry.name).is_dir()]
-            if occupied:
-                raise ExportError(f"{occupied[0]}: a folder where the export writes a file; {NOTHING_EXPORTED}")
             for moved, entry in enumerate(entries):
                 try:
                     os.replace(entry, self.out / entry.name)
@@ -105,12 +111,17 @@ class StagedExport:
             if self._committed:
                 return
             left = self._discard()
+            failure = error
             if isinstance(error, OSError):  # a full disk, a read-only folder, a path too long, ...
                 error = _system_error(error)
                 where = self.final(Path(error.filename)) if _under(error.filename, self.path) else self.out
-                raise ExportError(f"cannot write {where}: {_reason(error)}; {NOTHING_EXPORTED}{left}") from None
-            if isinstance(error, ExportError) and left:
-                raise ExportError(f"{error}{left}") from None
+                failure = ExportError(f"cannot write {where}: {_reason(error)}; {NOTHING_EXPORTED}{left}")
+            elif isinstance(error, ExportError) and left:
+                failure = ExportError(f"{error}{left}")
+            if self.interrupt_held:  # Ctrl-C during a move that failed: the caller must still see it
+                raise KeyboardInterrupt(str(failure)) from failure
+            if failure is not error:
+                raise failure from None
         finally:
             self._release_interrupts()
 
