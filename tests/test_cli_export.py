@@ -221,3 +221,38 @@ def test_ctrl_c_during_a_move_that_fails_is_not_lost(planned, tmp_path, monkeypa
         "nothing exported" in said
     assert not (tmp_path / "RD.dcm").exists() and _nothing_staged(tmp_path)
 
+
+# `specc export dicom` killed outright (SIGKILL: no clean-up runs) as it writes the study's third object.
+_KILLED_PART_WAY = """
+import os, signal, sys
+import pydicom
+from specc.cli import main
+original, calls = pydicom.dataset.Dataset.save_as, []
+
+def save_as(self, filename, *args, **kwargs):
+    calls.append(filename)
+    if len(calls) == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(self, filename, *args, **kwargs)
+
+pydicom.dataset.Dataset.save_as = save_as
+sys.argv = ["specc", *sys.argv[1:]]
+main()
+"""
+
+
+def test_an_export_into_a_folder_killed_part_way_leaves_nothing_inside_the_folder(planned, tmp_path):
+    """The study was staged in a hidden folder inside OUT: after kill -9 a planning system scanning OUT (recursively,
+    dot-folders included) found half a study there. It is staged beside OUT, and that is where a kill leaves it."""
+    folder = tmp_path / "study"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    run = subprocess.run(
+        [sys.executable, "-c", _KILLED_PART_WAY, "export", "dicom", str(planned / "result.h5"), "--out", str(folder)],
+        capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)},
+    )
+    assert run.returncode == -signal.SIGKILL, run.stderr[-2000:]
+    assert [path.name for path in folder.iterdir()] == ["notes.txt"]
+    left = [path for path in tmp_path.iterdir() if path.name.endswith(".partial")]
+    assert len(left) == 1 and left[0].name.startswith(".study.") and len(list(left[0].iterdir())) == 2

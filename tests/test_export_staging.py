@@ -6,11 +6,57 @@ from __future__ import annotations
 import errno
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
 from specc.export import staging
 from specc.export.staging import ExportError, StagedExport
+
+
+def _existing_folder(tmp_path: Path) -> Path:
+    folder = tmp_path / "study"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    return folder
+
+
+def test_an_export_into_an_existing_folder_is_staged_beside_it_not_inside(tmp_path):
+    """Staged inside, a killed export left a hidden half study in the folder a planning system scans."""
+    folder = _existing_folder(tmp_path)
+    with StagedExport(folder, folder=True) as staged:
+        assert staged.path.parent == tmp_path and staged.path.name.startswith(".study.")
+        assert sorted(path.name for path in folder.iterdir()) == ["notes.txt"]
+        (staged.path / "RD.dcm").write_bytes(b"dose")
+        staged.commit()
+    assert sorted(path.name for path in folder.iterdir()) == ["RD.dcm", "notes.txt"]
+    assert [path.name for path in tmp_path.iterdir()] == ["study"]
+
+
+def test_where_the_parent_cannot_be_written_the_export_is_staged_inside_the_folder(tmp_path, monkeypatch):
+    """As root every folder is writable, so the parent's refusal is raised where the staging folder is made."""
+    folder = _existing_folder(tmp_path)
+    made = Path.mkdir
+
+    def refuse_beside(self, *args, **kwargs):
+        if self.parent == tmp_path:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+        return made(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", refuse_beside)
+    with StagedExport(folder, folder=True) as staged:
+        assert staged.path.parent == folder and staged.path.name.startswith(".specc-export-")
+        (staged.path / "RD.dcm").write_bytes(b"dose")
+        staged.commit()
+    assert sorted(path.name for path in folder.iterdir()) == ["RD.dcm", "notes.txt"]
+
+
+def test_a_folder_that_is_a_mount_point_is_staged_inside_it(tmp_path, monkeypatch):
+    """A rename from the parent into another file system fails (EXDEV): staged inside, the move stays a rename."""
+    folder = _existing_folder(tmp_path)
+    monkeypatch.setattr(staging, "_one_file_system", lambda folder, parent: False)
+    with StagedExport(folder, folder=True) as staged:
+        assert staged.path.parent == folder
 
 
 def test_ctrl_c_during_a_move_that_fails_is_raised_after_the_staging_is_removed(tmp_path, monkeypatch):

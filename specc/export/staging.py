@@ -2,8 +2,13 @@
 
 An RT Dose cut short by a full disk, or a DICOM study stopped by Ctrl-C after its CT slices but
 before its RT Dose, would be read by a planning system as a whole object or a whole study. So an
-export writes into a staging path beside its destination (a hidden name in the same folder: the
-move is a rename on one file system) and moves it into place only once every file is written.
+export writes into a staging path beside its destination (a hidden name in the destination's
+parent folder: the move is a rename on one file system) and moves it into place only once every
+file is written. An export into an existing folder is staged beside it too, not inside it: a
+process killed outright (kill -9, out of memory, power loss) cannot clean up, and a planning
+system scanning the folder would import a half study from a hidden folder inside it. Only where
+the parent cannot be written, or the folder is another file system (a mount point), is the
+export staged inside the folder, and such a kill leaves `.specc-export-XXXXXXXX.partial` there.
 On any error or interrupt before the move, the staging path and the folders made for it are
 removed. The move itself is not interrupted: Ctrl-C during it is held until the context ends;
 after a complete move it counts as done (exit 0), after a failed one it is raised once the
@@ -60,17 +65,25 @@ class StagedExport:
         self._make_parents(out.parent)
         token = secrets.token_hex(4)
         self._into_existing = self.folder and out.is_dir()
-        if self._into_existing:  # staged inside it: one file system, and its own permissions tried first
-            self.path = out / f".specc-export-{token}.partial"
-        else:
-            self.path = out.parent / f".{out.name}.{token}.partial"
-        if self.folder:
+        beside = out.parent / f".{out.name}.{token}.partial"
+        self.path = beside
+        if not self.folder:
+            return self
+        inside = out / f".specc-export-{token}.partial"
+        candidates = [beside, inside] if self._into_existing else [beside]
+        if self._into_existing and not _one_file_system(out, out.parent):
+            candidates = [inside]  # a mount point: a rename from its parent would fail (EXDEV)
+        failure: OSError | None = None
+        for path in candidates:  # the parent read-only: inside the folder, whose permissions may differ
             try:
-                self.path.mkdir()
+                path.mkdir()
             except OSError as error:
-                self._discard()
-                raise ExportError(f"cannot write {out}: {_reason(error)}; {NOTHING_EXPORTED}") from None
-        return self
+                failure = error
+                continue
+            self.path = path
+            return self
+        self._discard()
+        raise ExportError(f"cannot write {out}: {_reason(failure)}; {NOTHING_EXPORTED}") from None
 
     def final(self, written: Path) -> Path:
         """Where a path written under `path` is once committed."""
@@ -176,6 +189,15 @@ class StagedExport:
             self._holding = False
             signal.signal(signal.SIGINT, self._previous_handler)  # type: ignore[arg-type]
             self._previous_handler = None
+
+
+def _one_file_system(folder: Path, parent: Path) -> bool:
+    """Whether `folder` is on its parent's file system (else it is a mount point, and a rename
+    from the parent into it fails)."""
+    try:
+        return folder.stat().st_dev == parent.stat().st_dev
+    except OSError:
+        return False
 
 
 def _under(filename: object, folder: Path) -> bool:
