@@ -42,8 +42,9 @@ if TYPE_CHECKING:
 #   C-shape (2.98 M nonzeros), about 20 bytes per nonzero;
 # - a cvxpy solve (CLARABEL) holds cvxpy's canonical float64 copies with int64 indices, the
 #   solver's own, and a factorization whose beamlet block fills in: a fit of 5 programs (0.2-0.9 M
-#   nonzeros, 1,440-6,085 beamlets: 76-427 MiB, each within 15%) gives 300 bytes per nonzero and
-#   6 per beamlet pair. Before, one figure of 48 bytes per nonzero was 8-12x below CLARABEL's peak.
+#   nonzeros, 1,440-6,085 beamlets: 76-427 MiB, each within 15%; the table in docs/compiler.md,
+#   pinned by tests/test_solve_memory.py) gives 300 bytes per nonzero and 6 per beamlet pair.
+#   Before, one figure of 48 bytes per nonzero was 8-12x below CLARABEL's peak.
 _FAST_PATH_BYTES_PER_NONZERO = 20
 _CVXPY_BYTES_PER_NONZERO = 300
 _CVXPY_BYTES_PER_BEAMLET_PAIR = 6
@@ -87,13 +88,14 @@ class StructureStats:
 
 @dataclass(frozen=True)
 class ProgramStats:
+    """Sizes of the program (`specc compile`); the memory a solve adds follows from `nonzeros` and
+    `beamlets` on the route the solve takes (`specc.solve.clinical.estimated_solve_memory`)."""
+
     variables: int
     constraints: int
     dose_entries: int
     beamlets: int
     nonzeros: int
-    estimated_memory_bytes: int  # what a fast-path solve adds (`estimated_memory`)
-    estimated_cvxpy_memory_bytes: int  # what a cvxpy (CLARABEL) solve adds
     structures: list[StructureStats]
     compile_time_s: float
 
@@ -431,8 +433,6 @@ def _statistics(
         dose_entries=int(influence_rows.shape[0]),
         beamlets=beamlets,
         nonzeros=nonzeros,
-        estimated_memory_bytes=estimated_memory(nonzeros, beamlets, by_cvxpy=False),
-        estimated_cvxpy_memory_bytes=estimated_memory(nonzeros, beamlets, by_cvxpy=True),
         structures=structures,
         compile_time_s=seconds,
     )
