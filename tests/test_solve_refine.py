@@ -187,3 +187,31 @@ def test_a_program_the_fast_path_refuses_is_refined_by_the_reference_solver_with
     assert "SPECC-LBFGS did not solve the refinement (geud PTV" in refined.message
     assert "so CLARABEL ran instead: CLARABEL found the optimal fluence" in refined.message
     assert _core_v30_percent(program, refined.fluence) <= 30.0
+
+
+def test_the_refinement_reports_its_wall_time_as_the_priority_steps_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The progress line and the log row gave the refinement's solver time, which leaves out the exact bounds'
+    set-up and a hand-over, while each priority step gave its wall time (review Q7): both are wall time now."""
+    import time
+
+    import specc.solve.refine
+
+    set_up_s = 0.3
+    solve_exact = specc.solve.refine._solve_exact
+
+    def slow_set_up(*arguments):
+        time.sleep(set_up_s)  # time outside the solver, which its solve_time_s does not count
+        return dataclasses.replace(solve_exact(*arguments), solve_time_s=0.0)
+
+    monkeypatch.setattr(specc.solve.refine, "_solve_exact", slow_set_up)
+    settings = choose_solver("CLARABEL")
+    program = compile_protocol(parse_protocol_text(protocol_text(COVERAGE + CORE_LIMIT), "p.yaml"), c_shape())
+    cvar = solve_program(program, settings)
+    told: list[tuple[str, float | None]] = []
+    refined = refine_dvh_limits(
+        program, program.problem, cvar, settings, progress=lambda label, seconds: told.append((label, seconds))
+    )
+    (ended,) = [seconds for _, seconds in told if seconds is not None]
+    assert ended >= set_up_s
+    (row,) = [step for step in refined.steps if step["step"].endswith("exact DVH refinement")]
+    assert float(row["time"].removesuffix(" s")) >= set_up_s

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -200,9 +201,13 @@ def refine_dvh_limits(
     label = step_label(len(result.steps) + 1, len(result.steps) + 1, "exact DVH refinement")
     if progress is not None:
         progress(label, None)
+    # Wall time, as the priority steps are timed: the solver's own time leaves out the exact
+    # bounds' set-up and a hand-over to the reference solver.
+    started = time.perf_counter()
     refined = _solve_exact(program, problem, result.fluence, cvar_dose, settings)
+    seconds = time.perf_counter() - started
     if progress is not None:
-        progress(label, refined.solve_time_s)
+        progress(label, seconds)
     after = [measure_exact(program, term, program.dose_per_fraction(refined.fluence)) for term in terms] if (
         refined.usable
     ) else []
@@ -215,7 +220,7 @@ def refine_dvh_limits(
             if refined.usable and worse is None
             else f"CVaR plan kept: {worse}",
             status=refined.status,
-            time=f"{refined.solve_time_s:.2f} s",
+            time=f"{seconds:.2f} s",
         )
     )
     if worse is not None:
