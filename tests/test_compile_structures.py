@@ -125,9 +125,22 @@ def test_a_coarse_margin_note_is_one_per_structure_and_names_each_margin_and_axi
         "`shrink(Target, 0mm, 0mm, 2mm)` is Target itself; a finer grid, or margins in whole voxels (multiples of "
         "3 mm along x, y and multiples of 2.5 mm along z), avoid it",
         "Shell = `ring(Target, 5mm, 12mm) - Organ`: on this 3 × 3 × 2.5 mm grid a margin keeps the voxels whose "
-        "centre lies within it, so in `ring(Target, 5mm, 12mm)` the inner distance 5 mm along x, y gives 3 mm; in "
-        "`ring(Target, 5mm, 12mm)` the outer distance 12 mm along z gives 10 mm; a finer grid, or margins in whole "
-        "voxels (multiples of 3 mm along x, y and multiples of 2.5 mm along z), avoid it",
+        "centre lies within it, so in `ring(Target, 5mm, 12mm)` the inner distance 5 mm along x, y gives 3 mm and "
+        "the outer distance 12 mm along z gives 10 mm; a finer grid, or margins in whole voxels (multiples of 3 mm along x, y and multiples of 2.5 mm along z), avoid it",
+    ]
+
+
+def test_an_anisotropic_margin_lost_along_every_axis_is_said_once_and_of_the_structure() -> None:
+    """Audit b4 F7: a PTV of `crop(expand(CTV, 7mm, 5mm, 7mm), Body)` on a 10 mm grid read 'is CTV itself' twice,
+    once per group of axes, and of the inner `expand`, not of the PTV that equals its CTV."""
+    structures = "  Target: {role: target}\n  Body: {role: other}\n  PTV: {role: other, expression: 'crop(expand(Target, 3mm, 2mm, 4mm), Body)'}\n"
+    resolved = _resolve(structures)
+    assert np.array_equal(resolved.masks["PTV"], resolved.masks["Target"])
+    assert _margin_notes(resolved) == [
+        "PTV = `crop(expand(Target, 3mm, 2mm, 4mm), Body)`: on this 5 mm grid a margin keeps the voxels whose centre "
+        "lies within it, so in `expand(Target, 3mm, 2mm, 4mm)` the margin 3 mm along x and 2 mm along y and 4 mm "
+        "along z gives 0 mm: PTV is Target itself; a finer grid, or margins in whole voxels (multiples of 5 mm), "
+        "avoid it",
     ]
 
 

@@ -41,7 +41,7 @@ structure and gives both volumes, since a goal judged on the one would not be ju
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -61,6 +61,9 @@ if TYPE_CHECKING:
 
 # Why an `if_contoured` organ the case lacks has no mask (a goal's NOT EVALUATED reason).
 NOT_CONTOURED = "not contoured on this case (if_contoured: true)"
+
+# The mask of a sub-expression on the case grid (the margin note compares a structure with its source).
+MaskOf = Callable[[StructureExpr], np.ndarray]
 
 
 @dataclass
@@ -239,7 +242,10 @@ def resolve_structures(
                 resolved.notes.append(f"{name}: {resolved.absent[name]}: its goals read NOT EVALUATED")
                 continue
             if not _added_by_compiler(protocol, name):
-                resolved.notes += _coarse_margin_notes(name, spec.expression, tuple(case.grid.spacing_mm))
+                resolved.notes += _coarse_margin_notes(
+                    name, spec.expression, tuple(case.grid.spacing_mm), mask,
+                    lambda source: evaluate_expression(source, lookup, case.grid.spacing_mm) & has_row,
+                )
             resolved.masks[name] = mask
             resolved.notes += _shadowed_case_structures(name, spec, mask, case)
     return resolved
@@ -336,20 +342,28 @@ def _empty_message(
     )
 
 
-def _coarse_margin_notes(name: str, expression: StructureExpr, spacing: tuple[float, ...]) -> list[str]:
+def _coarse_margin_notes(
+    name: str, expression: StructureExpr, spacing: tuple[float, ...], mask: np.ndarray, source_mask: MaskOf
+) -> list[str]:
     """A note for derived structure `name` when a margin of it is not a whole number of voxel spacings
-    along an axis where it is not zero: what the grid gives there instead (see the module docstring)."""
+    along an axis where it is not zero: what the grid gives there instead (see the module docstring).
+
+    One clause per node, each of its margins and axes in it, so that an anisotropic margin lost along
+    every axis reads once; where a lost margin leaves `name` equal to its source (`source_mask` of the
+    node's operand, here the structure's voxels), the note says so of `name`, the fact a reviewer acts on
+    (audit b4 F7: a PTV on a 10 mm grid was its CTV, said twice of the inner `expand`)."""
     coarse = coarse_margins(expression, spacing)
     if not coarse:
         return []
     parts = []
-    for margin in coarse:
-        text = f"the {margin.what} {margin.written_mm:g} mm along {', '.join(margin.axes)} gives {margin.given_mm:g} mm"
-        if margin.node != expression:
-            text = f"in `{margin.node}` {text}"
-        operand = _unchanged_operand(margin.node, coarse)
+    for node in dict.fromkeys(margin.node for margin in coarse):
+        text = _node_margins([margin for margin in coarse if margin.node == node])
+        if node != expression:
+            text = f"in `{node}` {text}"
+        operand = _unchanged_operand(node, coarse)
         if operand is not None:
-            text += f": {name if margin.node == expression else f'`{margin.node}`'} is {operand} itself"
+            same = node == expression or np.array_equal(source_mask(operand), mask)
+            text += f": {name if same else f'`{node}`'} is {operand} itself"
         parts.append(text)
     affected = [axis for axis in AXES if any(axis in margin.axes for margin in coarse)]
     return [
@@ -357,6 +371,18 @@ def _coarse_margin_notes(name: str, expression: StructureExpr, spacing: tuple[fl
         f"within it, so {'; '.join(parts)}; a finer grid, or margins in whole voxels "
         f"({_whole_voxels(affected, spacing)}), avoid it"
     ]
+
+
+def _node_margins(margins: list[CoarseMargin]) -> str:
+    """'the margin 7 mm along x, z and 5 mm along y gives 0 mm' when every one gives the same, else each
+    with what it gives ('the inner distance 5 mm along x, y gives 3 mm and the outer distance ...')."""
+    written = []
+    for index, margin in enumerate(margins):
+        what = f"the {margin.what} " if index == 0 or margin.what != margins[index - 1].what else ""
+        written.append(f"{what}{margin.written_mm:g} mm along {', '.join(margin.axes)}")
+    if len({margin.given_mm for margin in margins}) == 1:
+        return f"{' and '.join(written)} gives {margins[0].given_mm:g} mm"
+    return " and ".join(f"{text} gives {margin.given_mm:g} mm" for text, margin in zip(written, margins))
 
 
 def _unchanged_operand(node: Expand | Shrink | Ring | Crop, coarse: list[CoarseMargin]) -> StructureExpr | None:
