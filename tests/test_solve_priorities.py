@@ -83,7 +83,8 @@ def test_later_steps_never_worsen_an_earlier_priority_beyond_the_slip(default_sl
     assert all(list(step) == list(STEP_COLUMNS) for step in result.steps)
     reached = [float(step["reached"]) for step in result.steps]
     final = step_values(lexicographic)
-    for step, row, value, best in zip(plan_steps(program, priorities), result.steps, final, reached):
+    assert result.steps[-1]["then kept within"] == ""  # no later step keeps the last one
+    for step, row, value, best in zip(plan_steps(program, priorities), result.steps[:-1], final, reached):
         allowed = _allowed(program, step, best)
         if row["then kept within"] == HELD_BY_LIMITS:  # reached 0: kept by its goals' limits, so still 0
             assert best <= REACHED_ZERO and value <= 1e-7
@@ -92,6 +93,18 @@ def test_later_steps_never_worsen_an_earlier_priority_beyond_the_slip(default_sl
         # solver tolerance (CLARABEL ~1e-8 relative) on top of the documented slip
         assert value <= allowed + 1e-6 * max(1.0, best)
     assert final[-1] == pytest.approx(reached[-1], rel=1e-5, abs=1e-9)  # the log prints 6 digits
+
+
+def test_a_one_step_plan_states_no_bound_that_nothing_kept() -> None:
+    """Audit b4 F6: the only step's row gave 'then kept within 1.3126', a bound no later step applied,
+    which a reviewer could take for a tolerance the plan was held to."""
+    text = protocol_text('goals:\n  PTV:\n    - "D95% >= 47 Gy"\n  Core:\n    - "Mean <= 30 Gy"\n')
+    protocol, priorities = with_optimization(parse_protocol_text(text, "p.yaml"))
+    program = compile_protocol(protocol, c_shape())
+    assert len(plan_steps(program, priorities)) == 1
+    result, _ = solve_lexicographic(program, choose_solver("CLARABEL"), priorities, None)
+    assert result.usable and float(result.steps[0]["reached"]) > 0
+    assert result.steps[0]["then kept within"] == ""
 
 
 def test_the_coverage_step_is_kept_within_a_dose_not_a_percentage(default_slip) -> None:
