@@ -82,3 +82,30 @@ def test_a_hot_voxel_outside_targets_that_leave_under_0_03_cc_is_noted_by_its_ma
     assert note is not None and note.startswith(
         "hot spot outside the prescription targets: maximum (no D0.03cc: 0.03 cc is more than the whole structure "
         "(0.02 cc)) 80.00 Gy (133% of the highest dose level, 60 Gy)")
+
+
+def test_a_lower_level_isodose_leaves_out_the_higher_level_target_but_not_its_own_voxels():
+    """A simultaneous boost: PTV_High (20 voxels at 78 Gy) beside PTV_Low (10 voxels at 70.2 Gy), 2 voxels of
+    spill at 71 Gy. The 70.2 Gy isodose held PTV_High too: CI 3.2 and PCI 0.3125 for a conformal plan (audit b4
+    F3). Without the higher target it is PTV_Low and its spill: CI 1.2, PCI 10/12."""
+    from specc.evaluate.indices import higher_level_targets
+
+    high, low = _target(20), np.zeros(GRID.shape, dtype=bool)
+    low.flat[20:30] = True
+    dose = np.zeros(GRID.shape)
+    dose[high], dose[low] = 78.0, 70.2
+    dose.flat[30:32] = 71.0  # spill beyond both targets
+    dose.flat[32:40] = 40.0  # inside the half isodoses of both levels
+    levels = [("PTV_High", 78.0), ("PTV_Low", 70.2)]
+    assert higher_level_targets("PTV_Low", levels) == ["PTV_High"] and higher_level_targets("PTV_High", levels) == []
+    lower = target_indices("PTV_Low", 70.2, dose, low, GRID, VOXEL_CC, higher_targets=high)
+    assert lower.prescription_isodose_cc == pytest.approx(12 * VOXEL_CC)  # was 32 voxels
+    assert lower.prescription_isodose_cc / lower.volume_cc == pytest.approx(1.2)
+    assert lower.paddick_conformity_index == pytest.approx(10 / 12)
+    assert lower.half_isodose_cc == pytest.approx(20 * VOXEL_CC)  # was 40 voxels
+    # a higher target overlapping this one: its voxels inside this target count (TV_PIV <= PIV, PCI <= 1)
+    nested = low | high
+    dose[nested] = 70.2
+    inner = target_indices("PTV_Low", 70.2, dose, nested, GRID, VOXEL_CC, higher_targets=high)
+    assert inner.prescription_isodose_cc == pytest.approx(32 * VOXEL_CC)
+    assert inner.paddick_conformity_index == pytest.approx(30**2 / (30 * 32))

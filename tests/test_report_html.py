@@ -388,3 +388,46 @@ def test_the_slice_figure_is_not_trimmed_again(converged):
     svg = base64.b64decode(to_data_uri(figure).split(",", 1)[1]).decode()
     width, height = (72 * inches for inches in figure.get_size_inches())
     assert f'width="{width:g}pt" height="{height:g}pt"' in svg  # the canvas as laid out
+
+
+def _sib_plan():
+    """The synthetic target split into a core (PTV_High, 60 Gy) and its shell (PTV_Low, 40 Gy)."""
+    from dataclasses import replace
+
+    from specc.case import Structure
+    from specc.protocol import parse_protocol_text
+
+    case = synthetic_case()
+    x, y, z = np.meshgrid(*case.grid.axes_mm(), indexing="ij")
+    core = x**2 + y**2 + z**2 <= 8.0**2
+    case = replace(case, structures={**case.structures, "PTV_High": Structure(name="PTV_High", mask=core),
+                                     "PTV_Low": Structure(name="PTV_Low", mask=case.structures["Target"].mask & ~core)})
+    text = """specc: 1
+name: SIB
+site: test
+version: 1.0.0
+structures:
+  PTV_High: {role: target}
+  PTV_Low: {role: target}
+  Body: {role: other}
+prescription:
+  fractions: 30
+  levels: [{target: PTV_High, dose: 60 Gy}, {target: PTV_Low, dose: 40 Gy}]
+goals:
+  PTV_Low: ["CI <= 1.2"]
+"""
+    masks = masks_of(case)
+    evaluation = evaluate_plan(parse_protocol_text(text, "protocols/sib.yaml"), case, masks,
+                               solve_result(case, scale=0.65), {})
+    return case, masks, evaluation
+
+
+def test_the_index_footnote_names_the_higher_level_targets_a_lower_levels_isodose_leaves_out(converged):
+    """audit b4 F3: the footnote said 'both over the whole grid' while a lower level's indices leave out the boost."""
+    case, masks, evaluation = _sib_plan()
+    html = render_html(evaluation.record, case, evaluation, masks)
+    footnote = re.search(r'<p class="muted" id="indices-footnote">(.*?)</p>', html, re.S)
+    assert footnote is not None and "PTV_Low's leave out PTV_High" in footnote.group(1)
+    assert "PTV_High's leave out" not in footnote.group(1)
+    single = re.search(r'<p class="muted" id="indices-footnote">(.*?)</p>', converged[3], re.S)
+    assert single is not None and "leave out" not in single.group(1)

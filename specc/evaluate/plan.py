@@ -21,7 +21,13 @@ from specc.protocol.units import format_number
 from specc.evaluate.context import EvaluationError, PlanDoseContext
 from specc.evaluate.dvh import DVH, UndefinedMetric
 from specc.evaluate.goals import MeasuredStatus, judge, reported_status
-from specc.evaluate.indices import hot_spot, index_value, outside_hot_spot_note, target_indices
+from specc.evaluate.indices import (
+    higher_level_targets,
+    hot_spot,
+    index_value,
+    outside_hot_spot_note,
+    target_indices,
+)
 from specc.evaluate.isoeffective import dose_key, isoeffective_notes, judged_dose
 from specc.evaluate.metrics import dvh_point, measure
 from specc.evaluate.normalization import normalization_factor
@@ -233,6 +239,11 @@ def _outside_hot_spot(
     return [] if note is None else [note]
 
 
+def _union(masks: Mapping[str, np.ndarray], names: Sequence[str]) -> np.ndarray | None:
+    """The voxels of any of `names` (None for no name)."""
+    return np.logical_or.reduce([masks[name] for name in names]) if names else None
+
+
 def _structure_color(protocol: Protocol, case: Case, name: str, index: int) -> str:
     spec = protocol.structures.get(name)
     if spec is not None and spec.color:
@@ -382,16 +393,18 @@ def _plan_record(
     fractions = protocol.prescription.fractions
     voxel_cc = case.voxel_volume_cc
     dvhs = {name: DVH.from_dose(dose[mask], voxel_cc) for name, mask in masks.items()}
-    indices = [
+    levels = protocol.prescription.levels
+    target_masks = {
+        level.target: _structure_mask(masks, level.target, f"prescription {level.dose} to {level.target}")
+        for level in levels
+    }
+    level_doses = [(level.target, level.dose.gy) for level in levels]
+    indices = [  # a lower level's isodose volumes leave out the targets of higher levels (no spill of its own)
         target_indices(
-            level.target,
-            level.dose.gy,
-            dose,
-            _structure_mask(masks, level.target, f"prescription {level.dose} to {level.target}"),
-            grid,
-            voxel_cc,
+            level.target, level.dose.gy, dose, target_masks[level.target], grid, voxel_cc,
+            higher_targets=_union(target_masks, higher_level_targets(level.target, level_doses)),
         )
-        for level in protocol.prescription.levels
+        for level in levels
     ]
     by_target = {record.structure: record for record in indices}
     judged = _goal_dvhs(protocol, dose, fixed_gy, masks, voxel_cc, dvhs)

@@ -16,7 +16,7 @@ from markupsafe import Markup
 
 from specc.evaluate import PlanEvaluation, PlanRecord, TargetIndices
 from specc.evaluate.dvh import UndefinedMetric
-from specc.evaluate.indices import index_value, near_max_undefined
+from specc.evaluate.indices import higher_level_targets, index_value, near_max_undefined
 from specc.protocol.metrics import INDEX_QUANTITIES, Metric
 from specc.protocol.models import offset_text
 from specc.report.figures import (
@@ -70,6 +70,14 @@ def index_rows(record: PlanRecord) -> list[IndexRow]:
         metric = Metric.parse(quantity)
         rows.append(IndexRow(label, digits, [_index(metric, target) for target in record.target_indices]))
     return rows
+
+
+def isodose_excludes(record: PlanRecord) -> dict[str, list[str]]:
+    """The targets each target's isodose volumes leave out (those of higher dose levels), for the footnote that
+    says so; by the rule the record's indices were measured with (`higher_level_targets`)."""
+    levels = [(level.target, level.total_gy) for level in record.prescription.levels]
+    excludes = {indices.structure: higher_level_targets(indices.structure, levels) for indices in record.target_indices}
+    return {target: higher for target, higher in excludes.items() if higher}
 
 
 def _index(metric: Metric, indices: TargetIndices) -> float | None:
@@ -162,6 +170,7 @@ def render_html(
             css=css,
             status_labels=STATUS_LABELS,
             index_rows=index_rows(record),
+            isodose_excludes=isodose_excludes(record),
             isodose_percents=ISODOSE_PERCENTS,
             reference_gy=reference_dose_gy(record, evaluation.dose),
             wash_percent=round(100 * WASH_FROM_FRACTION),
