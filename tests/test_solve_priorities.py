@@ -258,3 +258,22 @@ def test_solve_clinical_honours_the_terms_own_priorities_and_tells_each_step() -
     assert [row["step"] for row in weighted.steps if row["step"] != "exact value"] == [
         f"1. {COVERAGE_STEP}", "2. exact DVH refinement"
     ]
+
+
+def test_a_kept_step_that_was_last_gains_the_bound_the_step_added_after_it_keeps() -> None:
+    """A re-plan (`StepMemory`) that adds a priority after the last plan's last step keeps that step,
+    whose row had no bound (nothing kept it then): it now shows the bound the new step keeps."""
+    from specc.solve.priorities import STEP_KEPT, StepMemory
+
+    fewer = GOALS.replace('    - "D10% <= 55 Gy (priority 3)"\n', "").replace('    - "Mean <= 8 Gy (priority 3)"\n', "")
+    first_protocol, first_priorities = with_optimization(parse_protocol_text(protocol_text(fewer), "p.yaml"))
+    first = compile_protocol(first_protocol, c_shape())
+    _, program, priorities = _program()
+    program = dataclasses.replace(program, influence=first.influence)  # the same rows, as a session's re-plan
+    memory = StepMemory()
+    before, _ = solve_lexicographic(first, choose_solver("CLARABEL"), first_priorities, None, memory=memory)
+    assert before.steps[-1]["then kept within"] == ""
+    after, lexicographic = solve_lexicographic(program, choose_solver("CLARABEL"), priorities, None, memory=memory)
+    assert [row["status"] for row in after.steps] == [STEP_KEPT] * 3 + ["optimal"]
+    assert float(after.steps[2]["then kept within"]) == pytest.approx(lexicographic.bounds[2], rel=1e-5)
+    assert after.steps[3]["then kept within"] == ""

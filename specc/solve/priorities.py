@@ -315,6 +315,9 @@ def solve_lexicographic(
             lexicographic.held.add(kept)
         kept += 1
     records: list[dict] = [dict(earlier.records[k]) for k in range(kept)] if earlier is not None else []
+    for k, record in enumerate(records):  # the last plan's last step, now kept by a step added after it
+        if not record["then kept within"]:
+            record["then kept within"] = HELD_BY_LIMITS if k in lexicographic.held else f"{lexicographic.bounds[k]:.6g}"
     solving = 0.0
     result: SolveResult | None = None
     for index in range(kept, len(steps)):
