@@ -14,7 +14,7 @@ import pytest
 from specc.compile import compile_protocol
 from specc.protocol import parse_protocol_text
 from specc.solve import SolverSettings, choose_solver, solve_program
-from specc.solve.refine import refine_dvh_limits
+from specc.solve.refine import ExactDvh, _exact_rows, refine_dvh_limits
 from tests.optimizer_fixtures import c_shape, protocol_text
 
 COVERAGE = """optimization:
@@ -49,7 +49,29 @@ def test_the_refined_plan_meets_the_exact_limit_that_the_cvar_plan_overfulfils()
     assert refined.objective < 0.5 * cvar.objective
     exact_rows = [step for step in refined.steps if step["step"] == "exact value"]
     assert len(exact_rows) == 1 and exact_rows[0]["status"] == "met"
-    assert exact_rows[0]["reached"].startswith(f"{refined_v30:.4g} %")
+    assert exact_rows[0]["reached"].startswith(f"{refined_v30:.2f} %")
+
+
+@pytest.mark.parametrize(
+    ("value", "limit", "upper", "unit", "shown"),
+    [
+        # audit b4 F1: "25.02 Gy" against ">= 25.025 Gy", met (float32 entries a hair below the limit)
+        (25.0249999, 25.025, False, "Gy", "25.025 Gy"),
+        (12.5124999, 12.5125, False, "Gy", "12.5125 Gy"),
+        (25.025001921, 25.025, False, "Gy", "25.03 Gy"),  # two decimals meet the limit, as the value does
+        (25.0249, 25.025, False, "Gy", "25.02 Gy"),  # below the limit: shown below it, two decimals do
+        (51.8123, 50.05, False, "Gy", "51.81 Gy"),
+        (9.9949, 9.99, True, "%", "9.995 %"),  # over an upper limit: never shown at it ("9.99")
+        (9.99, 9.99, True, "%", "9.99 %"),
+        (0.0, 2.0, True, "cc", "0.00 cc"),
+    ],
+)
+def test_an_exact_value_is_shown_with_the_digits_that_keep_it_on_its_side_of_the_limit(
+    value: float, limit: float, upper: bool, unit: str, shown: str
+) -> None:
+    exact = ExactDvh("dvh X", "p.yaml:9", value, unit, True, limit, upper)
+    (row,) = _exact_rows([exact], [exact])
+    assert row["reached"] == f"{shown}; CVaR plan: {shown}"
 
 
 def test_a_lower_dvh_limit_is_refined_to_its_exact_coverage() -> None:
@@ -78,7 +100,7 @@ def test_the_refinement_reads_the_plan_from_its_fluence_not_from_the_cvxpy_varia
     program.dose.value = None  # as a fast-path (matrix-free) solve leaves it
     refined = refine_dvh_limits(program, program.problem, cvar, settings)
     (exact,) = [step for step in refined.steps if step["step"] == "exact value"]
-    assert exact["status"] == "met" and exact["reached"].endswith(f"CVaR plan: {cvar_v30:.4g} %")
+    assert exact["status"] == "met" and exact["reached"].endswith(f"CVaR plan: {cvar_v30:.2f} %")
     assert _core_v30_percent(program, refined.fluence) > cvar_v30 + 5.0
 
 
@@ -92,7 +114,7 @@ def test_a_refinement_that_does_not_improve_the_plan_keeps_the_cvar_plan() -> No
     assert row["reached"].startswith("CVaR plan kept: the refinement ended")
     (exact,) = [step for step in kept.steps if step["step"] == "exact value"]
     cvar_v30 = _core_v30_percent(program, cvar.fluence)
-    assert exact["reached"] == f"{cvar_v30:.4g} %; CVaR plan: {cvar_v30:.4g} %" and exact["status"] == "met"
+    assert exact["reached"] == f"{cvar_v30:.2f} %; CVaR plan: {cvar_v30:.2f} %" and exact["status"] == "met"
 
 
 def test_nothing_is_refined_when_the_last_objective_is_already_zero() -> None:

@@ -51,6 +51,9 @@ if TYPE_CHECKING:
 
 # Volumes are compared as decimal fractions: 95% of 20 entries must be 19, not 20.
 _COUNT_SLACK = 1e-9
+# Float32 rounding forgiven when a value is shown against its limit (the goals' DOSE_ROUNDING,
+# specc.evaluate.goals): D99% 25.0249999 Gy on the program's float32 dose entries is 25.025.
+_DOSE_ROUNDING = 1e-6
 # The exact bounds sit this fraction of their dose inside the limit (`ExactDvhLimit.inside`),
 # and the fast path meets them within it: a plan then holds every exact limit counted
 # strictly. The fast path's default feasibility, 1e-4, cost 0.2% of the refined objective on
@@ -68,6 +71,23 @@ class ExactDvh:
     value: float  # volume above the dose (in the limit's volume unit), or D_v in Gy
     unit: str
     holds: bool
+    limit: float  # what `value` is held to, in `unit`: at most the volume (upper), at least the dose (lower)
+    upper: bool
+
+    def shown(self) -> str:
+        """The value with two decimals, or as many more (up to 6) as it takes for the number shown to meet
+        the limit exactly when the value does: the rule of the goals' values (docs/report.md; the goals'
+        own `judged_text` sits in a later stage). With two, D99% 25.025002 Gy read "25.02 Gy ... met"
+        against ">= 25.025 Gy" (audit b4 F1)."""
+        slack = _DOSE_ROUNDING * max(abs(self.limit), 1e-12)
+
+        def meets(number: float) -> bool:
+            return number <= self.limit + slack if self.upper else number >= self.limit - slack
+
+        places = 2
+        while places < 6 and meets(round(self.value, places)) != meets(self.value):
+            places += 1
+        return f"{self.value:.{places}f} {self.unit}"
 
 
 def _share(term: DVH, program: CompiledProgram) -> float:
@@ -94,12 +114,14 @@ def measure_exact(program: CompiledProgram, term: CompiledTerm, dose_per_fractio
         above = float(weights[dose > limit.dose.gy].sum())
         tolerated = float(weights[dose > limit.dose.gy + tolerance].sum())
         value = 100.0 * above if limit.volume.unit == "%" else above * _structure_cc(program, limit)
-        return ExactDvh(term.label, term.source, value, limit.volume.unit, tolerated <= share + _COUNT_SLACK)
+        holds = tolerated <= share + _COUNT_SLACK
+        return ExactDvh(term.label, term.source, value, limit.volume.unit, holds, limit.volume.value, upper=True)
     order = np.argsort(-dose, kind="stable")
     reached = np.cumsum(weights[order])
     position = int(np.searchsorted(reached, min(share, 1.0) - _COUNT_SLACK))
     covered = float(dose[order][min(position, len(order) - 1)]) if share <= 1.0 + _COUNT_SLACK else math.nan
-    return ExactDvh(term.label, term.source, covered, "Gy", covered >= limit.dose.gy - tolerance)
+    holds = covered >= limit.dose.gy - tolerance
+    return ExactDvh(term.label, term.source, covered, "Gy", holds, limit.dose.gy, upper=False)
 
 
 def _structure_cc(program: CompiledProgram, limit: DVH) -> float:
@@ -305,7 +327,7 @@ def _exact_rows(before: list[ExactDvh], after: list[ExactDvh]) -> list[dict]:
         step_row(
             step="exact value",
             minimized=f"{new.label} ({new.source})",
-            reached=f"{new.value:.4g} {new.unit}; CVaR plan: {old.value:.4g} {old.unit}",
+            reached=f"{new.shown()}; CVaR plan: {old.shown()}",
             status="met" if new.holds else "VIOLATED",
         )
         for old, new in zip(before, after)
