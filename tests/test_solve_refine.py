@@ -111,7 +111,10 @@ def test_a_refinement_that_does_not_improve_the_plan_keeps_the_cvar_plan() -> No
     kept = refine_dvh_limits(program, program.problem, cvar, starved)
     assert kept.status == cvar.status == "optimal" and np.array_equal(kept.fluence, cvar.fluence)
     (row,) = [step for step in kept.steps if step["step"].endswith("exact DVH refinement")]
-    assert row["reached"].startswith("CVaR plan kept: the refinement ended")
+    assert row["reached"].startswith("CVaR plan kept: the refinement ended") and row["reached"].endswith("(CLARABEL)")
+    # audit b4 F8: the message named only the CVaR solve, not who spent the refinement's time
+    assert kept.message.startswith(cvar.message + " Exact DVH refinement by CLARABEL (")
+    assert "CVaR plan kept: the refinement ended" in kept.message
     (exact,) = [step for step in kept.steps if step["step"] == "exact value"]
     cvar_v30 = _core_v30_percent(program, cvar.fluence)
     assert exact["reached"] == f"{cvar_v30:.2f} %; CVaR plan: {cvar_v30:.2f} %" and exact["status"] == "met"

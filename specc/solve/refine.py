@@ -240,14 +240,16 @@ def refine_dvh_limits(
             minimized="the last objective, with each CVaR bound replaced by exact voxel bounds",
             reached=f"{refined.objective:.6g} (CVaR plan: {result.objective:.6g})"
             if refined.usable and worse is None
-            else f"CVaR plan kept: {worse}",
+            else f"CVaR plan kept: {worse} ({refined.solver})",
             status=refined.status,
             time=f"{seconds:.2f} s",
         )
     )
-    if worse is not None:
+    if worse is not None:  # the message names the refinement's solver too: its time is in the log (audit b4 F8)
         return dataclasses.replace(
-            result, steps=steps + _exact_rows(before, before), solve_time_s=result.solve_time_s + refined.solve_time_s
+            result, steps=steps + _exact_rows(before, before), solve_time_s=result.solve_time_s + refined.solve_time_s,
+            message=f"{result.message} Exact DVH refinement by {refined.solver} ({seconds:.2f} s), CVaR plan kept: "
+            f"{worse.rstrip('.')}.",
         )
     return dataclasses.replace(
         refined,
