@@ -419,3 +419,21 @@ def test_cohort_rows_follow_strict_and_a_rerun_says_what_is_not_this_runs(tmp_pa
     with (out / "cohort.csv").open(newline="") as handle:
         assert [row["exit_code"] for row in csv.DictReader(handle)] == ["2", "2", "1"]  # as `specc plan --strict`
     assert [path.name for path in (out / "synthetic-3").iterdir()] == ["mine.txt"]
+
+
+def test_the_summary_line_names_a_hot_spot_outside_the_targets_after_the_goal_counts() -> None:
+    """audit b4 F2: 'optimal (CLARABEL); goals: 3 pass' with 168% outside the targets said only in a note."""
+    from evaluate_fakes import masks_of, protocol, solve_result
+
+    from specc.cli.app import console
+    from specc.cli.plan import print_summary
+    from specc.evaluate import evaluate_plan
+
+    case = synthetic_case()
+    plan = evaluate_plan(protocol({"Target": ["D95% >= 5 Gy"]}, dose="10 Gy"), case, masks_of(case),
+                         solve_result(case, scale=0.65), {})
+    assert plan.outside_hot_spot is not None
+    with console.capture() as captured:
+        print_summary("optimal (CLARABEL)", plan.record, [Path("report.html")], False, plan.outside_hot_spot)
+    said = " ".join(captured.get().split())
+    assert said == f"optimal (CLARABEL); goals: 1 pass; {plan.outside_hot_spot.headline}; wrote report.html", said

@@ -71,14 +71,15 @@ def test_a_target_under_0_03_cc_has_no_near_maximum_as_a_goal_on_it_has_none():
 def test_a_hot_voxel_outside_targets_that_leave_under_0_03_cc_is_noted_by_its_maximum():
     """Outside the targets 10 voxels (0.02 cc): one at 80 Gy against a 60 Gy level. The note read the region's
     'D0.03cc', its minimum (5 Gy), and said nothing; it now judges the maximum and says why."""
-    from specc.evaluate.indices import outside_hot_spot_note
+    from specc.evaluate.indices import outside_hot_spot
 
     target = np.ones(GRID.shape, dtype=bool)
     target.flat[-10:] = False
     dose = np.full(GRID.shape, 60.0)
     dose.flat[-10:] = 5.0
     dose.flat[-1] = 80.0
-    note = outside_hot_spot_note(dose, [target], 60.0, GRID, VOXEL_CC)
+    spot = outside_hot_spot(dose, [target], 60.0, GRID, VOXEL_CC)
+    note = spot.note if spot is not None else None
     assert note is not None and note.startswith(
         "hot spot outside the prescription targets: maximum (no D0.03cc: 0.03 cc is more than the whole structure "
         "(0.02 cc)) 80.00 Gy (133% of the highest dose level, 60 Gy)")

@@ -227,19 +227,20 @@ def test_a_must_goal_failed_in_the_worst_setup_error_scenario_is_what_strict_sto
 
 
 def test_a_hot_spot_outside_the_targets_above_110_percent_of_the_highest_level_is_noted(case):
-    from specc.evaluate.indices import outside_hot_spot_note
+    from specc.evaluate.indices import outside_hot_spot
 
     masks = masks_of(case)
     dose = np.zeros(case.grid.shape)
     dose[masks["Target"]] = 60.0
-    assert outside_hot_spot_note(dose, [masks["Target"]], 60.0, case.grid, case.voxel_volume_cc) is None
+    assert outside_hot_spot(dose, [masks["Target"]], 60.0, case.grid, case.voxel_volume_cc) is None
     inside = np.argwhere(masks["Target"])[0]
     dose[tuple(inside)] = 90.0  # hot inside the target: not this note's business
     organ = np.argwhere(masks["Organ"] & ~masks["Target"])[0]
     dose[tuple(organ)] = 66.0  # exactly 110%: allowed
-    assert outside_hot_spot_note(dose, [masks["Target"]], 60.0, case.grid, case.voxel_volume_cc) is None
+    assert outside_hot_spot(dose, [masks["Target"]], 60.0, case.grid, case.voxel_volume_cc) is None
     dose[tuple(organ)] = 70.0
-    note = outside_hot_spot_note(dose, [masks["Target"]], 60.0, case.grid, case.voxel_volume_cc)
+    spot = outside_hot_spot(dose, [masks["Target"]], 60.0, case.grid, case.voxel_volume_cc)
+    note = spot.note if spot is not None else None
     x, y, z = case.grid.positions_mm(np.ravel_multi_index(tuple(organ), case.grid.shape)[None])[0]
     assert note is not None and "D0.03cc 70.00 Gy (117% of the highest dose level, 60 Gy)" in note
     assert f"({x:.1f}, {y:.1f}, {z:.1f}) mm" in note

@@ -431,3 +431,18 @@ def test_the_index_footnote_names_the_higher_level_targets_a_lower_levels_isodos
     assert "PTV_High's leave out" not in footnote.group(1)
     single = re.search(r'<p class="muted" id="indices-footnote">(.*?)</p>', converged[3], re.S)
     assert single is not None and "leave out" not in single.group(1)
+
+
+def test_a_hot_spot_outside_the_targets_is_named_beside_the_goal_counts_but_counts_as_no_goal(converged):
+    """audit b4 F2: a goals-only plan read 'PASS x 3' in the header with 168% outside the targets as its third
+    note. The header names it beside the counts, and the counts stay the goals'."""
+    case = synthetic_case()
+    masks = masks_of(case)
+    low = evaluate_plan(protocol({"Target": ["D95% >= 5 Gy"]}, dose="10 Gy"), case, masks, solve_result(case, scale=0.65), {})
+    assert low.outside_hot_spot is not None and low.outside_hot_spot.note in low.record.notes
+    html = render_html(low.record, case, low, masks)
+    summary = re.search(r'<p class="summary" id="goal-summary">(.*?)</p>', html, re.S)
+    assert summary is not None and f"{low.outside_hot_spot.headline}: see Notes" in summary.group(1)
+    assert low.outside_hot_spot.headline.startswith(f"hot spot outside the targets {low.outside_hot_spot.percent:.0f}% (")
+    assert low.record.goal_counts() == {"pass": 1}
+    assert converged[2].outside_hot_spot is None and 'id="outside-hot-spot"' not in converged[3]

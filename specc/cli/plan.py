@@ -19,6 +19,7 @@ from specc.errors import SpeccError
 if TYPE_CHECKING:
     from specc.case import Case
     from specc.evaluate import GoalRecord, PlanRecord, RobustnessRecord
+    from specc.evaluate.indices import OutsideHotSpot
     from specc.pipeline import CaseProgress, CohortEntry, CohortOutcome, PlanOutcome, PlanSession
     from specc.protocol import Protocol
 
@@ -409,16 +410,22 @@ def _print_outcome(outcome: PlanOutcome, quiet: bool, strict: bool, before: Plan
             print_robustness(record)
         if not outcome.solve.converged:
             console.print(Text(f"NOT CONVERGED: {outcome.solve.message}", style="bold magenta"))
-    print_summary(f"{outcome.solve.status} ({outcome.solve.solver})", record, outcome.paths, strict)
+    outside = outcome.evaluation.outside_hot_spot if outcome.evaluation is not None else None
+    print_summary(f"{outcome.solve.status} ({outcome.solve.solver})", record, outcome.paths, strict, outside)
     return outcome.exit_code(strict)
 
 
-def print_summary(head: str, record: PlanRecord, paths: list[Path], strict: bool) -> None:
-    """The last line of a plan or a check (NOT CONVERGED first for such a plan): goal counts and files;
-    with --strict, the failed must-goals."""
+def print_summary(
+    head: str, record: PlanRecord, paths: list[Path], strict: bool, outside_hot_spot: OutsideHotSpot | None = None
+) -> None:
+    """The last line of a plan or a check (NOT CONVERGED first for such a plan): goal counts, a hot spot outside
+    the targets (`outside_hot_spot`: a goals-only plan can pass every goal with 168% in normal tissue, which a
+    signer must not learn from the eleventh note) and files; with --strict, the failed must-goals."""
     counts = ", ".join(f"{n} {status}" for status, n in record.goal_counts().items()) or "no goals"
     if record.robustness is not None:
         counts += "; worst setup-error scenario: " + ", ".join(f"{n} {status}" for status, n in record.robust_counts().items())
+    if outside_hot_spot is not None:
+        counts += f"; {outside_hot_spot.headline}"
     if not record.converged:  # also under --quiet, where this line is all that is printed
         head = f"NOT CONVERGED: {head}"
     console.print(f"{head}; goals: {counts}; wrote {', '.join(str(path) for path in paths)}")

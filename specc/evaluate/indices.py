@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -64,11 +65,46 @@ def hot_spot(region: str, dose_gy: np.ndarray, mask: np.ndarray, grid: Grid, vox
 OUTSIDE_HOT_SPOT_FRACTION = 1.10
 
 
-def outside_hot_spot_note(
+@dataclass(frozen=True)
+class OutsideHotSpot:
+    """The dose outside every prescription target peaking above `OUTSIDE_HOT_SPOT_FRACTION` of the highest level:
+    the notes' full sentence (`note`) and the few words the summary line and the report's header give it
+    (`headline`), since a signer reads those first and a goals-only plan can pass every goal with 168% in normal
+    tissue (audit b4 F2). It is no goal: no status counts it."""
+
+    peak: str  # "D0.03cc", or "maximum (no D0.03cc: why)" when less than 0.03 cc lies outside the targets
+    peak_gy: float
+    highest_gy: float  # the highest dose level
+    location_mm: tuple[float, float, float]  # the hottest voxel outside the targets (LPS)
+
+    @property
+    def percent(self) -> float:
+        """The peak in % of the highest dose level."""
+        return 100 * self.peak_gy / self.highest_gy
+
+    @property
+    def headline(self) -> str:
+        """'hot spot outside the targets 168% (D0.03cc 84.02 Gy)'."""
+        peak = "D0.03cc" if self.peak == "D0.03cc" else "maximum"
+        return f"hot spot outside the targets {self.percent:.0f}% ({peak} {self.peak_gy:.2f} Gy)"
+
+    @property
+    def note(self) -> str:
+        x, y, z = self.location_mm
+        return (
+            f"hot spot outside the prescription targets: {self.peak} {self.peak_gy:.2f} Gy "
+            f"({self.percent:.0f}% of the highest dose level, {self.highest_gy:g} Gy), hottest voxel at "
+            f"({x:.1f}, {y:.1f}, {z:.1f}) mm; hot spots belong inside the targets (RTOG-style protocols call more "
+            f"than {100 * OUTSIDE_HOT_SPOT_FRACTION:.0f}% outside them a major deviation): no goal of this protocol "
+            "limits it"
+        )
+
+
+def outside_hot_spot(
     dose_gy: np.ndarray, target_masks: list[np.ndarray], highest_gy: float, grid: Grid, voxel_volume_cc: float
-) -> str | None:
-    """What a reviewer must hear when the dose outside every prescription target peaks above
-    `OUTSIDE_HOT_SPOT_FRACTION` of the highest level (None when it does not, or nothing lies outside)."""
+) -> OutsideHotSpot | None:
+    """The hot spot outside every prescription target when it peaks above `OUTSIDE_HOT_SPOT_FRACTION` of the
+    highest level (None when it does not, or nothing lies outside)."""
     outside = ~np.logical_or.reduce(target_masks) if target_masks else np.ones(dose_gy.shape, dtype=bool)
     values = dose_gy[outside]
     if values.size == 0 or highest_gy <= 0 or values.max() <= OUTSIDE_HOT_SPOT_FRACTION * highest_gy:
@@ -81,13 +117,7 @@ def outside_hot_spot_note(
         peak_gy, peak = spot.d0_03cc_gy, "D0.03cc"
     if peak_gy <= OUTSIDE_HOT_SPOT_FRACTION * highest_gy:
         return None
-    x, y, z = spot.location_mm
-    return (
-        f"hot spot outside the prescription targets: {peak} {peak_gy:.2f} Gy "
-        f"({100 * peak_gy / highest_gy:.0f}% of the highest dose level, {highest_gy:g} Gy), hottest voxel at "
-        f"({x:.1f}, {y:.1f}, {z:.1f}) mm; hot spots belong inside the targets (RTOG-style protocols call more than "
-        f"{100 * OUTSIDE_HOT_SPOT_FRACTION:.0f}% outside them a major deviation): no goal of this protocol limits it"
-    )
+    return OutsideHotSpot(peak=peak, peak_gy=peak_gy, highest_gy=highest_gy, location_mm=spot.location_mm)
 
 
 def higher_level_targets(target: str, levels: Sequence[tuple[str, float]]) -> list[str]:

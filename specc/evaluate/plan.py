@@ -22,10 +22,11 @@ from specc.evaluate.context import EvaluationError, PlanDoseContext
 from specc.evaluate.dvh import DVH, UndefinedMetric
 from specc.evaluate.goals import MeasuredStatus, judge, reported_status
 from specc.evaluate.indices import (
+    OutsideHotSpot,
     higher_level_targets,
     hot_spot,
     index_value,
-    outside_hot_spot_note,
+    outside_hot_spot,
     target_indices,
 )
 from specc.evaluate.isoeffective import dose_key, isoeffective_notes, judged_dose
@@ -69,6 +70,9 @@ class PlanEvaluation:
     fluence: np.ndarray  # beamlet weights
     # A composite plan's own dose, without its prior course (None: `dose` is the plan's own).
     own_dose: np.ndarray | None = None
+    # The dose outside the targets above 110% of the highest level (one of the record's notes), which the
+    # summary line and the report's header name beside the goal counts; None: none.
+    outside_hot_spot: OutsideHotSpot | None = None
 
     @property
     def plan_dose(self) -> np.ndarray:
@@ -231,12 +235,11 @@ def _term_records(protocol: Protocol, solve: SolveResult, context: PlanDoseConte
 
 def _outside_hot_spot(
     protocol: Protocol, dose: np.ndarray, masks: Mapping[str, np.ndarray], grid: Grid, voxel_cc: float
-) -> list[str]:
+) -> OutsideHotSpot | None:
     levels = protocol.prescription.levels
     highest = max((level.dose.gy for level in levels), default=0.0)
-    note = outside_hot_spot_note(dose, [masks[level.target] for level in levels if level.target in masks], highest,
-                                 grid, voxel_cc)
-    return [] if note is None else [note]
+    return outside_hot_spot(dose, [masks[level.target] for level in levels if level.target in masks], highest, grid,
+                            voxel_cc)
 
 
 def _union(masks: Mapping[str, np.ndarray], names: Sequence[str]) -> np.ndarray | None:
@@ -306,12 +309,14 @@ def evaluate_plan(
     if normalization is not None:
         exceeded = [f"{term.label}: {term.value:.3f} {term.unit}" for term in terms if term.hard and term.satisfied is False]
         normalization = normalization.model_copy(update={"hard_limits_exceeded": exceeded})
+    outside = _outside_hot_spot(protocol, dose, masks, grid, case.voxel_volume_cc)
     record = _plan_record(
         protocol, case, masks, dose, case.voxel_indices, dict(absent or {}), converged=solve.converged, solver=solver,
         normalization=normalization, notes=notes, timings=timings, isocentre_mm=isocentre, setup_errors=setup_errors,
-        fixed_gy=case.prior_dose.total_gy if case.prior_dose is not None else None,
+        fixed_gy=case.prior_dose.total_gy if case.prior_dose is not None else None, outside=outside,
     )
-    return PlanEvaluation(record=record, dose=dose, fluence=fluence, own_dose=own if own is not dose else None)
+    return PlanEvaluation(record=record, dose=dose, fluence=fluence, own_dose=own if own is not dose else None,
+                          outside_hot_spot=outside)
 
 
 def evaluate_dose(
@@ -361,12 +366,15 @@ def evaluate_dose(
             f"normalization {protocol.prescription.normalization} not applied: a dose from another system is "
             "checked as it was exported"
         )
+    outside = _outside_hot_spot(protocol, dose, measured, grid, case.voxel_volume_cc)
     record = _plan_record(
         protocol, case, measured, dose, np.flatnonzero(known.ravel()), unmeasured, converged=True,
         solver=None, normalization=None, notes=notes, timings=timings, isocentre_mm=isocentre_mm,
         fixed_gy=np.where(known, case.prior_dose.total_gy, 0.0) if case.prior_dose is not None else None,
+        outside=outside,
     )
-    return PlanEvaluation(record=record.model_copy(update={"dose_source": source}), dose=dose, fluence=np.zeros(0))
+    return PlanEvaluation(record=record.model_copy(update={"dose_source": source}), dose=dose, fluence=np.zeros(0),
+                          outside_hot_spot=outside)
 
 
 def _plan_record(
@@ -385,10 +393,12 @@ def _plan_record(
     isocentre_mm: tuple[float, float, float] | None,
     setup_errors: bool = True,
     fixed_gy: np.ndarray | None = None,
+    outside: OutsideHotSpot | None = None,
 ) -> PlanRecord:
     """Everything measured on the final total dose; `dose_voxels`: the flat indices that have a dose;
     `isocentre_mm`: what the robustness check's rotations turn about (None: the targets' centre);
-    `fixed_gy`: the part of the dose a setup error does not move (a composite's prior course)."""
+    `fixed_gy`: the part of the dose a setup error does not move (a composite's prior course); `outside`: the hot spot
+    outside the targets (`_outside_hot_spot`), noted last."""
     grid = case.grid
     fractions = protocol.prescription.fractions
     voxel_cc = case.voxel_volume_cc
@@ -472,7 +482,7 @@ def _plan_record(
         hot_spot=hot_spot("dose grid", dose, np.ones(dose.shape, dtype=bool), grid, voxel_cc),
         structures=structures,
         notes=[*notes, *isoeffective_notes(protocol), *_prior_notes(protocol, masks, fixed_gy),
-               *_outside_hot_spot(protocol, dose, masks, grid, voxel_cc)],
+               *([outside.note] if outside is not None else [])],
         timings_s=dict(timings),
         prior_dose=_prior_record(protocol, case),
     )

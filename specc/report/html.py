@@ -171,6 +171,7 @@ def render_html(
             status_labels=STATUS_LABELS,
             index_rows=index_rows(record),
             isodose_excludes=isodose_excludes(record),
+            outside_hot_spot=evaluation.outside_hot_spot.headline if evaluation.outside_hot_spot is not None else None,
             isodose_percents=ISODOSE_PERCENTS,
             reference_gy=reference_dose_gy(record, evaluation.dose),
             wash_percent=round(100 * WASH_FROM_FRACTION),
