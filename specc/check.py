@@ -37,6 +37,7 @@ from specc.compile import ResolvedStructures, resolve_structures
 from specc.composite import require_one_frame, with_prior_dose
 from specc.errors import CaseError, CompileError, SpeccError
 from specc.evaluate import DoseSourceRecord, GoalRecord, PlanRecord, evaluate_dose
+from specc.evaluate.indices import OutsideHotSpot
 from specc.evaluate.record import GridInfo
 from specc.pipeline import (
     CaseProgress,
@@ -65,6 +66,8 @@ class CheckOutcome:
     record: PlanRecord
     paths: list[Path]
     timings_s: dict[str, float]
+    # a hot spot outside the targets above 110% of the highest level, for the summary line (None: none)
+    outside_hot_spot: OutsideHotSpot | None = None
 
     # What a cohort lists for the case (`CohortEntry`, cohort.csv), as `PlanOutcome` gives for a plan.
     succeeded = True
@@ -534,4 +537,5 @@ def _measure(protocol: Protocol, read: _Read, out_dir: str | Path, pdf: bool, st
         with writing(plan_json, "no check written"):
             plan_json.write_bytes(record_json(record).encode("utf-8"))  # the bytes the report's digest is of
         paths.append(plan_json)
-    return CheckOutcome(record=record, paths=paths, timings_s=dict(stages.timings))
+    return CheckOutcome(record=record, paths=paths, timings_s=dict(stages.timings),
+                        outside_hot_spot=evaluation.outside_hot_spot)

@@ -116,7 +116,8 @@ def check(
             print_robustness(record)
     source = record.dose_source
     assert source is not None
-    print_summary(f"checked {source.file} (sha256 {source.sha256[:12]})", record, outcome.paths, strict)
+    print_summary(f"checked {source.file} (sha256 {source.sha256[:12]})", record, outcome.paths, strict,
+                  outcome.outside_hot_spot)
     raise typer.Exit(outcome.exit_code(strict))
 
 
