@@ -417,3 +417,36 @@ def test_a_program_whose_best_fluence_is_none_is_solved_not_crashed() -> None:
     result = solve_program(program, choose_solver(FIRST_ORDER_SOLVER))
     assert result.status == "optimal" and result.solver == FIRST_ORDER_SOLVER, result.message
     assert float(np.max(result.fluence)) == 0.0
+
+
+def test_a_program_without_hard_limits_has_no_hard_limit_clause() -> None:
+    """Audit b4 F5: a plan of quadratic terms read 'hard limits met within 0% of their dose'."""
+    soft = solve_program(_compile(SOFT)[1], choose_solver(FIRST_ORDER_SOLVER))
+    assert soft.status == "optimal" and soft.message.startswith(f"{FIRST_ORDER_SOLVER} found the optimal fluence")
+    assert "hard limit" not in soft.message and "0%" not in soft.message
+    hard = solve_program(_compile(CASES["hard max and mean limits"])[1], choose_solver(FIRST_ORDER_SOLVER))
+    assert hard.status == "optimal" and "; hard limits met " in hard.message, hard.message
+
+
+def test_a_stall_where_the_hard_limits_hold_does_not_read_as_failing_them() -> None:
+    """Audit b4 F5: 'could not meet the hard limits ... (violation 0% of their dose)' for rounds that
+    stalled at a point meeting every hard limit; a real violation is never rounded to 0%."""
+    from specc.solve.first_order.augmented_lagrangian import AugmentedLagrangianResult
+    from specc.solve.first_order.solver import _message
+
+    def run(outcome: str) -> AugmentedLagrangianResult:
+        return AugmentedLagrangianResult(
+            z=np.zeros(2), multipliers=np.ones(3), penalty=1e9, outcome=outcome, objective=1.0, violation=0.0,
+            iterations=3812, outer_iterations=236, evaluations=4000, rounds=[],
+        )
+
+    settings = choose_solver(FIRST_ORDER_SOLVER)
+    stalled = _message("solver_error", run("stalled"), 0.0, settings, hard=True)
+    assert "could not meet" not in stalled and "0%" not in stalled
+    assert stalled.startswith(f"{FIRST_ORDER_SOLVER} stalled after 3812 L-BFGS-B iterations in 236")
+    assert stalled.endswith("hard limits hold exactly.")
+    violated = _message("solver_error", run("stalled"), 0.02, settings, hard=True)
+    assert violated.endswith("could not meet the hard limits after 3812 L-BFGS-B iterations in 236 "
+                             "augmented-Lagrangian rounds (violation 2% of their dose).")
+    held = _message("optimal_inaccurate", run("uncertified"), 4e-7, settings, hard=True)
+    assert "hard limits hold within 4e-05% of their dose" in held

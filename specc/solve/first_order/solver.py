@@ -148,7 +148,9 @@ class FirstOrderSolver:
             status=status,
             converged=status == "optimal",
             solver=FIRST_ORDER_SOLVER,
-            message=_message(status, result, hard_violation, settings),
+            message=_message(
+                status, result, hard_violation, settings, hard=any(c.constraint.hard for c in smooth.constraints)
+            ),
             fluence=fluence,
             objective=result.objective if fluence is not None else None,
             iterations=result.iterations,
@@ -162,7 +164,11 @@ def _hard_residuals(smooth: SmoothProgram, z: np.ndarray) -> list[np.ndarray]:
     return [residuals[c.multipliers] for c in smooth.constraints if c.constraint.hard]
 
 
-def _message(status: SolveStatus, result: AugmentedLagrangianResult, violation: float, settings: SolverSettings) -> str:
+def _message(
+    status: SolveStatus, result: AugmentedLagrangianResult, violation: float, settings: SolverSettings, hard: bool
+) -> str:
+    """The solve's message. `hard`: whether the program has hard limits; without them no clause speaks of
+    them (a plan of quadratic terms read 'hard limits met within 0% of their dose', audit b4 F5)."""
     after = f"after {result.iterations} L-BFGS-B iterations"
     if result.multipliers.size:  # rounds only mean something where there are constraints
         after += f" in {result.outer_iterations} augmented-Lagrangian rounds"
@@ -170,16 +176,13 @@ def _message(status: SolveStatus, result: AugmentedLagrangianResult, violation: 
         sizes = ", then ".join(f"{beamlets} beamlets x {rows} dose rows" for beamlets, rows in result.working_sets)
         after += f" (ending on working sets of {sizes})"
     certificate = f" (KKT check in float64: {result.certificate.describe()})" if result.certificate else ""
+    held = f"; hard limits {'met' if status == 'optimal' else 'hold'} {_within(violation)}" if hard else ""
     if status == "optimal":
-        return (
-            f"{FIRST_ORDER_SOLVER} found the optimal fluence {after}{certificate}; hard limits met within "
-            f"{100 * violation:.3g}% of their dose."
-        )
+        return f"{FIRST_ORDER_SOLVER} found the optimal fluence {after}{certificate}{held}."
     if status == "optimal_inaccurate":
         return (
-            f"{FIRST_ORDER_SOLVER} stopped {after} at a point it could not certify optimal{certificate}; hard "
-            f"limits hold within {100 * violation:.3g}% of their dose. The plan is labelled NOT CONVERGED; "
-            f"try --solver {REFERENCE_SOLVER}."
+            f"{FIRST_ORDER_SOLVER} stopped {after} at a point it could not certify optimal{certificate}{held}. "
+            f"The plan is labelled NOT CONVERGED; try --solver {REFERENCE_SOLVER}."
         )
     if status == "time_limit":
         if result.outcome == "time_limit":
@@ -188,16 +191,30 @@ def _message(status: SolveStatus, result: AugmentedLagrangianResult, violation: 
             limit, option = f"limit of {settings.max_iterations or result.iterations} iterations", "max_iterations"
         if violation <= LIMIT_TOLERANCE:
             return (
-                f"{FIRST_ORDER_SOLVER} stopped at its {limit} {after} before reaching its tolerances; hard limits "
-                f"hold within {100 * violation:.3g}% of their dose. The plan is shown but labelled NOT CONVERGED; "
-                f"raise `{option}` under `optimization.solver`."
+                f"{FIRST_ORDER_SOLVER} stopped at its {limit} {after} before reaching its tolerances{held}. The plan "
+                f"is shown but labelled NOT CONVERGED; raise `{option}` under `optimization.solver`."
             )
         return (
             f"{FIRST_ORDER_SOLVER} stopped at its {limit} {after} with hard limits still violated by up to "
-            f"{100 * violation:.3g}% of their dose, so there is no plan; raise `{option}` under "
+            f"{_percent(violation)} of their dose, so there is no plan; raise `{option}` under "
             "`optimization.solver`."
         )
-    return f"{FIRST_ORDER_SOLVER} could not meet the hard limits {after} (violation {100 * violation:.3g}% of their dose)."
+    if violation > LIMIT_TOLERANCE:
+        return f"{FIRST_ORDER_SOLVER} could not meet the hard limits {after} (violation {_percent(violation)} of their dose)."
+    # Its rounds stopped making progress (`augmented_lagrangian`: "stalled") where the hard limits hold: the
+    # multipliers, or the limits of a term's exact rewriting, did not settle. 'Could not meet the hard
+    # limits (violation 0%)' read as a contradiction (audit b4 F5).
+    return f"{FIRST_ORDER_SOLVER} stalled {after}: it could not certify a point optimal{certificate}{held}."
+
+
+def _within(violation: float) -> str:
+    """How closely the hard limits hold: 'exactly', or within the violation, never rounded to 0%."""
+    return "exactly" if violation <= 0 else f"within {_percent(violation)} of their dose"
+
+
+def _percent(fraction: float) -> str:
+    """A fraction as a percentage with 3 significant digits: a violation of 4e-7 is 4e-05%, never 0%."""
+    return f"{100 * fraction:.3g}%"
 
 
 @dataclass
