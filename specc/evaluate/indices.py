@@ -95,8 +95,8 @@ class OutsideHotSpot:
             f"hot spot outside the prescription targets: {self.peak} {self.peak_gy:.2f} Gy "
             f"({self.percent:.0f}% of the highest dose level, {self.highest_gy:g} Gy), hottest voxel at "
             f"({x:.1f}, {y:.1f}, {z:.1f}) mm; hot spots belong inside the targets (RTOG-style protocols call more "
-            f"than {100 * OUTSIDE_HOT_SPOT_FRACTION:.0f}% outside them a major deviation): no goal of this protocol "
-            "limits it"
+            f"than {100 * OUTSIDE_HOT_SPOT_FRACTION:.0f}% outside them a major deviation); a goal on the body limits it "
+            "(e.g. Body: [\"Max <= 110%\"], docs/optimizer.md)"
         )
 
 
