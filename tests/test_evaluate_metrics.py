@@ -71,7 +71,7 @@ def test_judge(value, comparator, threshold, variation, expected):
     ],
 )
 def test_a_goal_value_is_shown_with_the_decimals_its_judgement_needs(value, comparator, threshold, variation, shown):
-    from specc.evaluate.goals import judged_text
+    from specc.protocol.judgement import judged_text
 
     assert judged_text(value, comparator, threshold, variation) == shown
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from specc.errors import SpeccError
-from specc.evaluate.goals import DOSE_ROUNDING
+from specc.protocol.judgement import DOSE_ROUNDING
 from specc.protocol.units import Volume, VolumeUnit
 
 _RELATIVE_VOLUME_TOLERANCE = 1e-9

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 import cvxpy as cp
 import numpy as np
 
+from specc.protocol.judgement import judged_text
 from specc.solve.choice import reference_settings
 from specc.solve.first_order.solver import FIRST_ORDER_SOLVER, FirstOrderSolver, attempt, handed_over
 from specc.solve.priorities import ABSOLUTE_SLIP, StepProgress, step_label, step_row
@@ -51,9 +52,6 @@ if TYPE_CHECKING:
 
 # Volumes are compared as decimal fractions: 95% of 20 entries must be 19, not 20.
 _COUNT_SLACK = 1e-9
-# Float32 rounding forgiven when a value is shown against its limit (the goals' DOSE_ROUNDING,
-# specc.evaluate.goals): D99% 25.0249999 Gy on the program's float32 dose entries is 25.025.
-_DOSE_ROUNDING = 1e-6
 # The exact bounds sit this fraction of their dose inside the limit (`ExactDvhLimit.inside`),
 # and the fast path meets them within it: a plan then holds every exact limit counted
 # strictly. The fast path's default feasibility, 1e-4, cost 0.2% of the refined objective on
@@ -75,19 +73,9 @@ class ExactDvh:
     upper: bool
 
     def shown(self) -> str:
-        """The value with two decimals, or as many more (up to 6) as it takes for the number shown to meet
-        the limit exactly when the value does: the rule of the goals' values (docs/report.md; the goals'
-        own `judged_text` sits in a later stage). With two, D99% 25.025002 Gy read "25.02 Gy ... met"
-        against ">= 25.025 Gy" (audit b4 F1)."""
-        slack = _DOSE_ROUNDING * max(abs(self.limit), 1e-12)
-
-        def meets(number: float) -> bool:
-            return number <= self.limit + slack if self.upper else number >= self.limit - slack
-
-        places = 2
-        while places < 6 and meets(round(self.value, places)) != meets(self.value):
-            places += 1
-        return f"{self.value:.{places}f} {self.unit}"
+        """The value as the goals' values are shown (`judged_text`, docs/report.md): with two decimals,
+        D99% 25.025002 Gy read "25.02 Gy ... met" against ">= 25.025 Gy" (audit b4 F1)."""
+        return f"{judged_text(self.value, '<=' if self.upper else '>=', self.limit, None)} {self.unit}"
 
 
 def _share(term: DVH, program: CompiledProgram) -> float:
