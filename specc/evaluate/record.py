@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from specc.evaluate.goals import Comparator, GoalStatus, MeasuredStatus, judged_text
+from specc.evaluate.goals import Comparator, GoalStatus, MeasuredStatus
+from specc.protocol.judgement import judged_text
 from specc.protocol.goals import Course
 from specc.protocol.isoeffect import DoseQuantity
 
