@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "load_protocol": ("specc.protocol", "load_protocol"),
     "Protocol": ("specc.protocol", "Protocol"),
+    "revise_protocol": ("specc.protocol", "revise_protocol"),
     "Case": ("specc.case", "Case"),
     "plan": ("specc.pipeline", "plan"),
     "check_export": ("specc.check", "check_export"),

@@ -3,7 +3,8 @@
 `load_protocol(path)` reads a protocol file (with its templates) and returns the validated
 protocol or raises `ProtocolError` listing every problem with file, line and column.
 `load_protocol_or_template(path)` also accepts a site template (`template: true`), checked
-on its own, for validating a library of protocol files.
+on its own, for validating a library of protocol files. `revise_protocol(protocol, **changes)`
+is a protocol changed in Python, validated again as a file is.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ _EXPORTS = {
     "load_protocol_or_template": "loader",
     "parse_expression": "structures",
     "parse_protocol_text": "loader",
+    "revise_protocol": "loader",
 }
 
 __all__ = list(_EXPORTS)

@@ -11,6 +11,7 @@ hands a protocol to planning, refuses it.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import re
 import types
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from pydantic_core import ErrorDetails
+from pydantic_core import ErrorDetails, PydanticSerializationError
 from yaml.nodes import MappingNode
 
 from specc.protocol.diagnostics import (
@@ -32,7 +33,14 @@ from specc.protocol.diagnostics import (
 )
 from specc.protocol.goals import GoalMapping
 from specc.protocol.goals_only import goals_only_issues
-from specc.protocol.models import Protocol, ProtocolDocument, ProtocolSource, SiteTemplate, goal_layout
+from specc.protocol.models import (
+    FILE_CONTEXT,
+    Protocol,
+    ProtocolDocument,
+    ProtocolSource,
+    SiteTemplate,
+    goal_layout,
+)
 from specc.protocol.suggest import did_you_mean, near_match
 from specc.protocol.templates import EXTENDS, OWN_KEYS, TEMPLATE, read_protocol_tree
 from specc.protocol.yaml_source import Path as DataPath
@@ -88,6 +96,74 @@ def parse_protocol_text(text: str, filename: str = "<text>") -> Protocol:
     return typing.cast(Protocol, _validate(node, diagnostics, source, template_allowed=False))
 
 
+def revise_protocol(protocol: Protocol, **changes: Any) -> Protocol:
+    """`protocol` with `changes` (its fields by name, as `model_copy(update=...)` takes them), every field
+    validated again by the rules a file is validated by; raises `ProtocolError` naming each bad field.
+
+    `model_copy` validates nothing: a weight of -50, a fraction count of 0 or a number given as text
+    reached the solver (audit b3 N1). Here the whole content, sub-models changed with `model_copy`
+    included, goes through `Protocol`'s validators. The result keeps the protocol's source, so a plan of
+    it is recorded as changed in memory after loading that file (with the content's SHA-256), and each
+    goal, term and structure keeps the file line it was written on. `specc.plan` and `PlanSession.plan`
+    do this themselves for a protocol whose content is no longer the file's.
+    """
+    changed = protocol.model_copy(update=changes)
+    where = _in_memory_name(changed.source)
+    try:
+        data = changed.model_dump(warnings=False)
+    except PydanticSerializationError as error:
+        raise ProtocolError([Diagnostic(where, None, None, "", f"cannot read the protocol's content: {error}")]) from None
+    try:
+        revised = Protocol.model_validate(data)
+    except ValidationError as error:
+        raise ProtocolError([_unlocated(where, details) for details in error.errors(include_url=False)]) from None
+    except ProtocolConsistencyError as error:
+        raise ProtocolError([dataclasses.replace(d, file=where) for d in error.diagnostics]) from None
+    return _with_carried_sources(revised, changed)
+
+
+def _in_memory_name(source: ProtocolSource | None) -> str:
+    """How an error names a protocol changed (or built) in memory: no file line says what it holds."""
+    if source is None:
+        return "<protocol built in memory>"
+    return f"{source.changed_from or source.path} (changed in memory)"
+
+
+def _unlocated(where: str, error: ErrorDetails) -> Diagnostic:
+    """A pydantic error of a protocol built in Python: its field path, no line."""
+    loc = tuple(error["loc"])
+    if error["type"] == "extra_forbidden":
+        message = f'unknown field "{loc[-1]}"'
+    elif error["type"] == "missing":
+        message = f'missing required field "{loc[-1]}"'
+    else:
+        message = _message(error)
+    return Diagnostic(where, None, None, format_loc(loc), message)
+
+
+def _with_carried_sources(revised: Protocol, changed: Protocol) -> Protocol:
+    """`revised` with the source, and the file positions of its goals, terms and structures, that `changed`
+    carried (validation leaves them out, like a dump)."""
+    goals = [
+        goal.model_copy(update={"source": getattr(before, "source", None)})
+        for goal, before in zip(revised.goals, changed.goals)
+    ]
+    optimization = revised.optimization
+    if optimization is not None and changed.optimization is not None:
+        terms = [
+            term.model_copy(update={"source": getattr(before, "source", None)})
+            for term, before in zip(optimization.terms, changed.optimization.terms)
+        ]
+        optimization = optimization.model_copy(update={"terms": terms})
+    structures = {
+        name: spec.model_copy(update={"source": getattr(changed.structures.get(name), "source", None)})
+        for name, spec in revised.structures.items()
+    }
+    return revised.model_copy(
+        update={"goals": goals, "optimization": optimization, "structures": structures, "source": changed.source}
+    )
+
+
 def _at(mark: Any, path: str, message: str) -> Diagnostic:
     return Diagnostic(mark.name, mark.line + 1, mark.column + 1, path, message)
 
@@ -113,7 +189,7 @@ def _validate(
     model = SiteTemplate if is_template else Protocol
     protocol: Protocol | SiteTemplate | None = None
     try:
-        protocol = model.model_validate(data)
+        protocol = model.model_validate(data, context=FILE_CONTEXT)
     except ValidationError as error:
         errors = _without_misspelled_missing(error.errors(include_url=False))
         diagnostics += [locator.from_pydantic(details) for details in errors]

@@ -41,6 +41,8 @@ from specc.terms import KINDS, Term
 from specc.terms.base import SourceLocation
 
 FORMAT_VERSION = 1
+# What a plan records as the file of a protocol no file gave (`ProtocolSource.built_in_memory`).
+BUILT_IN_MEMORY = "built in memory (no file)"
 SOLVERS = ("SPECC-LBFGS", "CLARABEL", "OSQP", "SCS", "HIGHS")
 # Intensity levels per beam when a step-and-shoot protocol does not say: a common planning-system default.
 DEFAULT_INTENSITY_LEVELS = 10
@@ -621,8 +623,9 @@ class ProtocolSource(BaseModel):
     """Which files a protocol was read from, and a hash that changes when any of them does.
 
     `content_sha256` fingerprints the protocol as validated from them. Protocols are frozen, but
-    `model_copy(update=...)` makes a changed one that still carries this source: a plan of it
-    must not be recorded as the file's (`of_content`)."""
+    `model_copy(update=...)` or `revise_protocol` makes a changed one that still carries this source:
+    a plan of it must not be recorded as the file's (`of_content`). A protocol no file gave
+    (`Protocol.model_validate(...)`) is recorded as `built_in_memory`."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -642,7 +645,19 @@ class ProtocolSource(BaseModel):
         source, are left out: they say where the content was written, not what it is)."""
         import hashlib
 
-        return hashlib.sha256(protocol.model_dump_json().encode("utf-8")).hexdigest()
+        return hashlib.sha256(protocol.model_dump_json(warnings=False).encode("utf-8")).hexdigest()
+
+    @classmethod
+    def built_in_memory(cls, protocol: BaseModel) -> ProtocolSource:
+        """The source a plan records for a protocol read from no file: that, and the content's own hash
+        (there are no file bytes a `sha256sum` could check)."""
+        now = cls.fingerprint(protocol)
+        return cls(path=BUILT_IN_MEMORY, files=[BUILT_IN_MEMORY], sha256=now, content_sha256=now)
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether `sha256` is of the content, not of files: a protocol built or changed in memory."""
+        return self.changed_from is not None or self.files == [BUILT_IN_MEMORY]
 
     def of_content(self, protocol: BaseModel) -> ProtocolSource:
         """The source to record for `protocol` as it is now: this one while its content is what was read
@@ -673,10 +688,19 @@ def goal_layout(goals: Any) -> list[tuple[tuple[str | int, ...], GoalEntry]]:
     return layout
 
 
-def _goals_from_layout(value: Any) -> Any:
+# The validation context of a protocol file (`load_protocol`): its goals only in the file's layout.
+FILE_CONTEXT = {"file": True}
+
+
+def _goals_from_layout(value: Any, info: ValidationInfo) -> Any:
+    """Goals as a file writes them (`{structure: [goal, ...]}`), or, from Python, as `model_dump()` gives
+    them: a list of goals or their field mappings, so that `Protocol.model_validate(protocol.model_dump())`
+    validates again (audit b3 N1). A file keeps its one documented layout (`FILE_CONTEXT`)."""
     if isinstance(value, dict):
         return [entry for _, entry in goal_layout(value)]
-    if isinstance(value, list) and all(isinstance(item, Goal) for item in value):
+    from_file = bool(info.context and info.context.get("file"))
+    if isinstance(value, list) and all(isinstance(item, Goal) or (isinstance(item, dict) and not from_file)
+                                       for item in value):
         return value
     raise ValueError('goals are grouped by structure: goals: {Rectum: ["V70Gy[%] <= 20", ...], ...}')
 
@@ -764,11 +788,17 @@ class ProtocolDocument(_Strict):
         prescription = info.data.get("prescription")
         if prescription is None:
             return goals
-        return [
-            goal.model_copy(update={"reference_dose": prescription.reference_dose(goal.structure, goal.course)})
-            if goal.needs_reference and goal.reference_dose is None
-            else goal
+        # Resolved again whenever it differs: goals revalidated from Python carry the reference of the
+        # prescription they were validated with, which a revised prescription no longer gives.
+        resolved = [
+            (goal, prescription.reference_dose(goal.structure, goal.course) if goal.needs_reference else None)
             for goal in goals
+        ]
+        return [
+            goal.model_copy(update={"reference_dose": reference})
+            if reference is not None and goal.reference_dose != reference
+            else goal
+            for goal, reference in resolved
         ]
 
     @model_validator(mode="after")
