@@ -28,7 +28,7 @@ from specc.errors import CaseError, SpeccError
 from specc.delivery import Delivered, deliver, plan_forward
 from specc.evaluate import BeamSegmentsRecord, DeliveryRecord, GoalRecord, PlanEvaluation, PlanRecord, evaluate_plan
 from specc.export import DerivedStructure, write_result, write_segments
-from specc.protocol import Protocol, load_protocol
+from specc.protocol import Protocol, ProtocolSource, load_protocol, revise_protocol
 from specc.planning import CompiledPlan, compile_for_plan
 from specc.report import write_report
 from specc.approval import APPROVAL_JSON, ApprovalError
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 StageProgress = Callable[[str, float | None], None]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class PlanOutcome:
     """What `plan` did: the solve, the record (None without a usable solve) and the files written.
 
@@ -108,6 +108,18 @@ class PlanOutcome:
     def message(self) -> str:
         return self.solve.message
 
+    def __repr__(self) -> str:
+        """One line, what a notebook shows for an outcome: the default repr, with every array and DVH, ran to
+        126,000 characters (audit b3 N4). The rest is in its fields (`record`, `notes`, `evaluation`)."""
+        parts = [f"status={self.status!r}", f"converged={self.solve.converged}", f"solver={self.solver_name!r}"]
+        if self.record is not None:
+            parts.append("goals: " + ", ".join(f"{count} {status}" for status, count in self.record.goal_counts().items()))
+        folder = f" in {self.paths[0].parent}" if self.paths else ""
+        parts.append(f"files={[path.name for path in self.paths]}{folder}")
+        if self.notes:
+            parts.append(f"{len(self.notes)} note{'s' if len(self.notes) > 1 else ''} (.notes)")
+        return f"PlanOutcome({', '.join(parts)})"
+
 
 class StageTimer:
     """Times each stage and reports it to the progress callback."""
@@ -156,12 +168,10 @@ def plan(
     stages = StageTimer(progress)
     try:
         check_plan_folder(Path(out_dir))  # before a load and a solve that a folder no plan can go into would waste
-        if not isinstance(protocol, Protocol):
-            with stages.stage("load protocol"):
-                protocol = load_protocol(protocol)
+        protocol = _loaded_protocol(protocol, stages)
         case_path: Path | None = None
         if not isinstance(case, Case):
-            case_path = Path(case)
+            case_path = _file_argument(case, "case", "specc Case")
             with stages.stage("load case"):
                 case = Case.load(case_path)
         if prior_dose:
@@ -173,6 +183,24 @@ def plan(
     except BaseException as error:  # a bug too: its traceback shows, and the earlier plan is not this run's either
         _discard_or_note(Path(out_dir), error)
         raise
+
+
+def _file_argument(value: object, what: str, kind: str) -> Path:
+    """The file a `plan` or `PlanSession` argument names; anything else a TypeError that says what was
+    expected (a `Case` where the protocol goes: the arguments swapped), not a failure deep inside."""
+    if isinstance(value, (str, os.PathLike)):
+        return Path(value)
+    swapped = " (arguments swapped? specc.plan(protocol, case, out_dir))" if isinstance(value, (Case, Protocol)) else ""
+    raise TypeError(f"{what} must be a {kind} or the path of its file, got {type(value).__name__}{swapped}")
+
+
+def _loaded_protocol(protocol: Protocol | str | Path, stages: StageTimer) -> Protocol:
+    """`protocol`, read from its file when given as a path (`load_protocol`)."""
+    if isinstance(protocol, Protocol):
+        return protocol
+    path = _file_argument(protocol, "protocol", "specc Protocol")
+    with stages.stage("load protocol"):
+        return load_protocol(path)
 
 
 def _derived_terms_note(protocol: Protocol) -> list[str]:
@@ -378,11 +406,17 @@ class PlanSession:
     """
 
     def __init__(
-        self, case: Case, out: str | Path, case_path: str | Path | None = None, solver: str | None = None,
-        pdf: bool = False, progress: StageProgress | None = None,
+        self, case: Case | str | Path, out: str | Path, case_path: str | Path | None = None,
+        solver: str | None = None, pdf: bool = False, progress: StageProgress | None = None,
     ) -> None:
+        """`case`: a `Case`, or its file (read here, as `plan` reads it; `case_path` is then that file)."""
         out = Path(out)
         check_plan_folder(out)
+        if not isinstance(case, Case):
+            case_file = _file_argument(case, "case", "specc Case")
+            with StageTimer(progress).stage("load case"):
+                case = Case.load(case_file)
+            case_path = case_file if case_path is None else case_path
         self.case, self.out, self.case_path = case, out, Path(case_path) if case_path is not None else None
         self.solver, self.pdf, self.progress = solver, pdf, progress
         self._compiled: CompiledPlan | None = None  # the last program compiled (sampled as solved)
@@ -397,10 +431,11 @@ class PlanSession:
         last = self._last
         return last if last is not None and all(path.exists() for path in last.paths) else None
 
-    def plan(self, protocol: Protocol, stages: StageTimer | None = None) -> PlanOutcome:
-        """Plan the case with `protocol`; `stages`: the timer of a caller that has timed earlier stages."""
+    def plan(self, protocol: Protocol | str | Path, stages: StageTimer | None = None) -> PlanOutcome:
+        """Plan the case with `protocol` (a `Protocol`, or its file); `stages`: the timer of a caller that has
+        timed earlier stages. A protocol changed in memory is validated again (`as_planned`)."""
         stages = StageTimer(self.progress) if stages is None else stages
-        protocol = as_planned(protocol)
+        protocol = as_planned(_loaded_protocol(protocol, stages))
         with stages.stage("compile"):
             if protocol.delivery is not None and protocol.delivery.segments:
                 check_sequenceable(self.case)  # before a solve whose plan could not be delivered
@@ -422,8 +457,8 @@ class PlanSession:
         with stages.stage("solve"):
             checked = compiled.solve(self._warm if alone else None, self._steps, stages.steps)
         if warm_from is not None and checked.result.solver == FIRST_ORDER_SOLVER:
-            rows = "on the previous program's rows (no row selection), " if same_rows else ""
-            notes.append(f"re-planned after a protocol change: compiled {rows}solved warm from the previous plan "
+            rows = "compiled on the previous program's rows (no row selection), " if same_rows else ""
+            notes.append(f"re-planned after a protocol change: {rows}solved warm from the previous plan "
                          "and certified like any other")
         kept = [row["step"] for row in checked.result.steps if row["status"] == STEP_KEPT]
         if kept:
@@ -442,22 +477,31 @@ class PlanSession:
 
 
 def as_planned(protocol: Protocol) -> Protocol:
-    """`protocol` with the source a plan of it records: the files it was read from while its content is
-    theirs, else (changed in memory after loading, `model_copy(update=...)`) a source saying so, with the
-    content's own SHA-256 (`ProtocolSource.of_content`): quoting the file would name a protocol that does
-    not give this plan."""
-    if protocol.source is None:
-        return protocol
-    source = protocol.source.of_content(protocol)
-    return protocol if source is protocol.source else protocol.model_copy(update={"source": source})
+    """`protocol` validated, with the source a plan of it records: the files it was read from while its
+    content is theirs; else (changed in memory after loading, `model_copy(update=...)`) validated again
+    (`revise_protocol`: `model_copy` validates nothing, and a weight of -50 or 0 fractions crashed deep in
+    the solve, audit b3 N1), with a source saying so and the content's own SHA-256
+    (`ProtocolSource.of_content`): quoting the file would name a protocol that does not give this plan.
+    A protocol read from no file (`Protocol.model_validate(...)`) is validated again too and recorded as
+    built in memory with its content's SHA-256 (audit b3 N3)."""
+    source = protocol.source
+    if source is not None and (source.content_sha256 is None
+                               or ProtocolSource.fingerprint(protocol) == source.content_sha256):
+        return protocol  # as validated from its files (or of a source that took no fingerprint to compare with)
+    revised = revise_protocol(protocol)
+    recorded = ProtocolSource.built_in_memory(revised) if source is None else source.of_content(revised)
+    return revised.model_copy(update={"source": recorded})
 
 
 def changed_in_memory_note(protocol: Protocol, what: str = "plan") -> list[str]:
-    """The note of a `what` ("plan", "check") made with a protocol `as_planned` records as changed in memory."""
+    """The note of a `what` ("plan", "check") made with a protocol `as_planned` records as built or changed
+    in memory: its SHA-256 is of the content, which no file holds."""
     source = protocol.source
-    if source is None or source.changed_from is None:
+    if source is None or not source.in_memory:
         return []
     done = {"plan": "planned", "check": "checked against"}.get(what, "used")
+    if source.changed_from is None:
+        return [f"protocol {source.path}: the protocol SHA-256 this {what} records is of the content {done}"]
     return [f"protocol {source.path}: the protocol SHA-256 this {what} records is of the content {done}, "
             f"not of {source.changed_from}, which gives another {what}"]
 

@@ -241,9 +241,9 @@ class TargetIndices(_Record):
     d2_gy: float
     homogeneity_index: float | None  # ICRU 83: (D2% - D98%) / D50%; None when D50% is 0
     coverage_percent: float  # V(prescription) of the target
-    prescription_isodose_cc: float  # whole-grid volume receiving at least the prescription
+    prescription_isodose_cc: float  # whole-grid volume receiving at least the prescription, less higher levels' targets
     paddick_conformity_index: float  # TV_PIV^2 / (TV * PIV)
-    half_isodose_cc: float  # whole-grid volume receiving at least 50% of the prescription
+    half_isodose_cc: float  # the same at 50% of the prescription
     r50: float  # half_isodose_cc / volume_cc
     hot_spot: HotSpot
 
@@ -359,6 +359,16 @@ class PlanRecord(_Record):
     def plan_dose_gy(self, level: DoseLevelRecord) -> float:
         """What this plan itself gives a level's target: the level, less a composite's prior course."""
         return level.total_gy - (self.prior_dose.prescribed_gy if self.prior_dose is not None else 0.0)
+
+    def __repr__(self) -> str:
+        """One line for a notebook: the default repr, every DVH point included, ran to 60,000 characters
+        (audit b3 N4). The fields hold the rest (`goals`, `structures`, `notes`, ...)."""
+        made = (f"solver {self.solver.solver} {self.solver.status}" if self.solver is not None
+                else f"dose from {self.dose_source.file}" if self.dose_source is not None else "no solver")
+        goals = ", ".join(f"{count} {status}" for status, count in self.goal_counts().items()) or "none"
+        notes = f", {len(self.notes)} note{'s' if len(self.notes) > 1 else ''}" if self.notes else ""
+        return (f"PlanRecord(protocol {self.protocol.name!r} {self.protocol.version}, case {self.case.case_id!r}, "
+                f"{made}, converged={self.converged}, goals: {goals}{notes})")
 
     def goal_counts(self) -> dict[str, int]:
         """Number of goals per reported status, for summaries."""
