@@ -42,3 +42,15 @@ def test_an_organ_may_be_marked_if_contoured_and_the_default_is_required() -> No
 def test_if_contoured_is_refused_where_a_plan_needs_the_structure(structures: str, rest: str, message: str) -> None:
     with pytest.raises(ProtocolError, match=message):
         _parse(structures, rest)
+
+
+def test_two_structures_whose_names_differ_only_in_case_are_refused_at_the_line() -> None:
+    """Audit b1 F4: a protocol's 'opticnerve_l' beside its template's 'OpticNerve_L' validated, and both read
+    the case's one optic nerve, one of them under a goal the author meant for the other."""
+    with pytest.raises(ProtocolError) as error:
+        _parse("  Target: {role: target}\n  OpticNerve_L: {role: oar}\n  opticnerve_l: {role: oar, if_contoured: true}\n")
+    assert str(error.value) == (
+        'site/p.yaml:8:3: structures.opticnerve_l: structure "opticnerve_l" differs from structure "OpticNerve_L" only '
+        "in case (names are matched to a case's ignoring case, so both would read one case structure): write "
+        '"OpticNerve_L", or rename one; structures.OpticNerve_L is at site/p.yaml:7:3'
+    )

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from specc.protocol.diagnostics import Issue, located_goals
 from specc.protocol.goals import Goal
 from specc.protocol.metrics import Metric
+from specc.protocol.names import name_key
 from specc.protocol.plausibility import plausible_doses
 from specc.protocol.suggest import did_you_mean
 from specc.terms.base import TermBase
@@ -27,6 +28,7 @@ def consistency_issues(protocol: ProtocolDocument) -> list[Issue]:
         *plausible_doses(protocol),
         *_expressions(protocol, defined),
         *_if_contoured(protocol),
+        *_case_clashes(protocol),
         *_alias_clashes(protocol),
         *_goal_structures(protocol, defined),
         *_index_goals(protocol),
@@ -130,16 +132,33 @@ def _if_contoured(protocol: ProtocolDocument) -> Iterator[Issue]:
             yield Issue(loc, f'"{name}" must be on every case: {needed[name]}')
 
 
+def _case_clashes(protocol: ProtocolDocument) -> Iterator[Issue]:
+    """Two structures whose names differ only in case (or Unicode form): a case's structure matches both, so
+    one organ would be read twice, often once under a goal the author meant for the other (a protocol's
+    `opticnerve_l` beside its template's `OpticNerve_L`). Each clash points at the other name's place."""
+    first: dict[str, str] = {}
+    for name in protocol.structures:
+        other = first.setdefault(name_key(name), name)
+        if other != name:
+            yield Issue(
+                ("structures", name),
+                f'structure "{name}" differs from structure "{other}" only in case (names are matched to a case\'s '
+                f'ignoring case, so both would read one case structure): write "{other}", or rename one',
+                related=("structures", other),
+                at_key=True,
+            )
+
+
 def _alias_clashes(protocol: ProtocolDocument) -> Iterator[Issue]:
     """Names and aliases that name two structures; each clash also points at the other name's place,
     which may be in another file (a template's alias against a structure its protocol adds)."""
     owner: dict[str, tuple[str, tuple[str | int, ...]]] = {
-        name.casefold(): (name, ("structures", name)) for name in protocol.structures
+        name_key(name): (name, ("structures", name)) for name in protocol.structures
     }
     for name, spec in protocol.structures.items():
         for index, alias in enumerate(spec.aliases):
             here = ("structures", name, "aliases", index)
-            other, where = owner.setdefault(alias.casefold(), (name, here))
+            other, where = owner.setdefault(name_key(alias), (name, here))
             if other != name:
                 yield Issue(
                     here,
