@@ -1,4 +1,4 @@
-"""Protocol structures found among case structures: exact, alias, ignoring case, in one Unicode form."""
+"""Protocol structures found among case structures: own name first (case and Unicode form aside), then aliases."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import yaml
 
 from evaluate_fakes import synthetic_case
 from specc.compile import resolve_structures
-from specc.compile.names import NoMatch, match_structure
+from specc.compile.names import AmbiguousMatch, NoMatch, match_structure
 from specc.protocol import parse_protocol_text
 
 NFC = unicodedata.normalize("NFC", "Rückenmark")  # ü as one character, as typed on Linux or Windows
@@ -19,14 +19,15 @@ NFD = unicodedata.normalize("NFD", "Rückenmark")  # u and a combining diaeresis
 def test_a_name_matches_in_either_unicode_form_exactly_by_alias_and_ignoring_case() -> None:
     """Audit h4 F6: "Rückenmark" typed NFC was "not found" in a case storing it NFD."""
     assert NFC != NFD
-    assert match_structure(NFC, [], ["Body", NFD]) == NFD
-    assert match_structure(NFD, [], ["Body", NFC]) == NFC
-    assert match_structure("Spinal cord", [NFD], ["Body", NFC]) == NFC
-    assert match_structure(unicodedata.normalize("NFD", "RÜCKENMARK"), [], ["Body", NFC]) == NFC
+    assert match_structure(NFC, [], ["Body", NFD]).case_name == NFD
+    assert match_structure(NFD, [], ["Body", NFC]).case_name == NFC
+    assert match_structure("Spinal cord", [NFD], ["Body", NFC]).case_name == NFC
+    assert match_structure(unicodedata.normalize("NFD", "RÜCKENMARK"), [], ["Body", NFC]).case_name == NFC
+    assert match_structure(NFC, [], ["Body", NFD]).note(NFC) is None  # the same name, in another encoding
 
 
 def test_the_same_name_in_two_unicode_forms_in_one_case_is_an_ambiguity() -> None:
-    with pytest.raises(NoMatch, match="matches several case structures"):
+    with pytest.raises(AmbiguousMatch, match="matches several case structures"):
         match_structure("Rückenmark", [], [NFC, NFD])
 
 
@@ -42,7 +43,7 @@ def test_a_suggestion_that_differs_only_in_invisible_characters_is_shown_with_as
     )
     # the alias it suggests, read from YAML, matches
     alias = yaml.safe_load('aliases: ["Spinal\\u00a0Cord"]')["aliases"]
-    assert match_structure("Spinal Cord", alias, ["Body", "Spinal\u00a0Cord"]) == "Spinal\u00a0Cord"
+    assert match_structure("Spinal Cord", alias, ["Body", "Spinal\u00a0Cord"]).case_name == "Spinal\u00a0Cord"
     with pytest.raises(NoMatch, match=r"Did you mean 'Cor'\? \(add it to `aliases`\)$"):  # a visible typo: as before
         match_structure("Core", [], ["Body", "Cor"])
     with pytest.raises(NoMatch, match=r"the case has: Body, 'Core\\u200b'\. Did you mean 'Core\\u200b'\?"):
@@ -57,3 +58,44 @@ def test_a_protocol_typed_in_nfc_plans_on_a_case_that_stores_the_name_in_nfd() -
     )
     resolved = resolve_structures(parse_protocol_text(text, "p.yaml"), case)
     assert resolved.case_names[NFC] == NFD
+
+
+def test_the_own_name_in_another_case_wins_over_an_exact_alias_and_the_note_names_it() -> None:
+    """Audit b1 F1: with aliases tried exactly before the name ignoring case, a case's 'RECTUM' beside
+    'Rectum_Wall' read the rectum's limits on the wall, and nothing said so."""
+    match = match_structure("Rectum", ["rectum_o", "Rectum_Wall"], ["Body", "RECTUM", "Rectum_Wall"])
+    assert match.case_name == "RECTUM"
+    assert match.note("Rectum") == "Rectum: read from the case's 'RECTUM'; the case's 'Rectum_Wall' (matching an alias) is not used"
+    assert match_structure("Rectum", ["rectum_o"], ["Body", "RECTUM"]).note("Rectum") == "Rectum: read from the case's 'RECTUM'"
+    assert match_structure("Rectum", ["rectum_o"], ["Body", "Rectum"]).note("Rectum") is None
+
+
+def test_a_structure_found_by_an_alias_says_which_case_structure_and_alias() -> None:
+    match = match_structure("OpticNerve_R", ["OpticNrv_R"], ["Body", "OPTICNRV_R"])
+    assert (match.case_name, match.alias) == ("OPTICNRV_R", "OpticNrv_R")
+    assert match.note("OpticNerve_R") == "OpticNerve_R: read from the case's 'OPTICNRV_R' (alias 'OpticNrv_R')"
+    assert match_structure("SpinalCord", ["Cord"], ["Cord"]).note("SpinalCord") == "SpinalCord: read from the case's 'Cord' (an alias)"
+
+
+def test_two_case_structures_found_by_aliases_are_an_ambiguity_naming_both() -> None:
+    """Audit b1 F1: the first alias found won, the other case structure silently ignored."""
+    with pytest.raises(AmbiguousMatch) as error:
+        match_structure("PenileBulb", ["Penile_Bulb", "Bulb"], ["Body", "Bulb", "penile_bulb"])
+    assert str(error.value) == (
+        "'PenileBulb' matches several case structures through its aliases ('penile_bulb' (alias 'Penile_Bulb'), "
+        "'Bulb' (alias 'Bulb')) and none by its own name: rename the one to use to the protocol's name, or the others"
+    )
+    # two spellings of the own name are one too; one case structure matching two aliases is not
+    with pytest.raises(AmbiguousMatch, match=r"^'Organ' matches several case structures \('organ', 'ORGAN'\)"):
+        match_structure("Organ", [], ["organ", "ORGAN"])
+    assert match_structure("Organ", ["Org", "ORG"], ["org"]).case_name == "org"
+
+
+def test_an_organ_is_never_suggested_for_its_other_side() -> None:
+    """'Did you mean 'Cochlea_L'? (add it to `aliases`)' for a missing Cochlea_R would read the left
+    cochlea's dose as the right's."""
+    with pytest.raises(NoMatch) as error:
+        match_structure("Cochlea_R", ["Cochlea_Rt"], ["Body", "Cochlea_L"])
+    assert "Did you mean" not in str(error.value)
+    with pytest.raises(NoMatch, match=r"Did you mean 'Cochlea_L'\?"):
+        match_structure("Cochlae_L", [], ["Body", "Cochlea_L"])

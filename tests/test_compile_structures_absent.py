@@ -93,3 +93,44 @@ def test_terms_on_an_absent_structure_are_left_out_with_their_line_and_the_other
     assert [term.kind for term in kept] == ["min_dose"]
     assert notes == [f"site/p.yaml:12: {protocol.optimization.terms[1].label()}: left out of the optimization: "
                      f"OpticNerve is {NOT_CONTOURED}"]
+
+
+def test_a_misspelt_if_contoured_organ_is_told_the_protocol_name_it_is_near() -> None:
+    """Audit b1 F4: 'Cochlae_L' (for a template's 'Cochlea_L') read 'not contoured' with no word that the
+    protocol itself holds the name, on a case with the organ or without. The organ's other side is no slip."""
+    hint = ('. The protocol has a structure of a near name (did you mean "Cochlea_L"?): a misspelt name in the '
+            "protocol reads not contoured on every case")
+    protocol = _protocol("  Target: {role: target}\n  Cochlae_L: {role: oar, if_contoured: true}\n"
+                         "  Cochlea_L: {role: oar, if_contoured: true}\n  Cochlea_R: {role: oar, if_contoured: true}\n")
+    with_organ = synthetic_case()
+    organ = with_organ.structures.pop("Organ")
+    with_organ.structures["Cochlea_L"] = dataclasses.replace(organ, name="Cochlea_L")
+    for case in (with_organ, synthetic_case()):
+        notes = {note.split(":")[0]: note for note in resolve_structures(protocol, case).notes}
+        assert notes["Cochlae_L"].endswith(hint)
+        assert "near name" not in notes["Cochlea_R"]
+
+
+def test_a_structure_read_from_a_case_structure_of_another_name_is_noted() -> None:
+    """Audit b1 F1: plan.json and the report never said which case structure a goal was measured on."""
+    case = synthetic_case()
+    organ = case.structures.pop("Organ")
+    case.structures["ORGAN"] = dataclasses.replace(organ, name="ORGAN")
+    case.structures["Organ_Wall"] = dataclasses.replace(organ, name="Organ_Wall")
+    resolved = resolve_structures(_protocol(
+        "  Target: {role: target}\n  Organ: {role: oar, aliases: [Organ_Wall]}\n"
+    ), case)
+    assert resolved.case_names["Organ"] == "ORGAN"
+    assert "Organ: read from the case's 'ORGAN'; the case's 'Organ_Wall' (matching an alias) is not used" in resolved.notes
+    assert not any(note.startswith("Target: read from") for note in resolved.notes)
+
+
+def test_if_contoured_does_not_hide_two_case_structures_found_by_aliases() -> None:
+    case = synthetic_case()
+    organ = case.structures.pop("Organ")
+    case.structures.update({name: dataclasses.replace(organ, name=name) for name in ("Bulb", "Penile_Bulb")})
+    with pytest.raises(CompileError, match=r"structure 'PenileBulb': 'PenileBulb' matches several case structures "
+                                           r"through its aliases \('Bulb' \(alias 'Bulb'\), 'Penile_Bulb'"):
+        resolve_structures(_protocol(
+            "  Target: {role: target}\n  PenileBulb: {role: oar, aliases: [Bulb, Penile_Bulb], if_contoured: true}\n"
+        ), case)

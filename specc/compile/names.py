@@ -1,13 +1,18 @@
 """Finding a protocol's structure among a case's structures.
 
 Protocols are written once per site and reused on many patients, whose contours are named
-by different people and systems ("Rectum", "RECTUM", "rectum_wall"). A protocol structure
-matches, in order: a case structure with exactly its name, one with exactly one of its
-aliases, then the same two case-insensitively. Two case structures matching at the same
-step is an ambiguity the user has to resolve, never a guess.
+by different people and systems ("Rectum", "RECTUM", "Rectum_O"). A protocol structure
+matches the case structure of its own name, case aside; only a case without one is searched
+for its aliases. The own name goes first because an alias may be a near relative of the organ
+in another case's naming, and a case often holds both: "RECTUM" beside "Rectum_Wall" must be
+the rectum. Two case structures matching at the same step (two spellings of the name, or two
+aliases) are an ambiguity the user has to resolve, never a guess. Whenever the case structure
+used is not the protocol's own name, `StructureMatch.note` says which, so a plan's record shows
+what was measured.
 
 Names compare as `specc.protocol.names` says (Unicode NFC, case aside); a name that only looks
 like another is another name, and a message suggesting it shows both with `ascii()` escapes.
+A structure of one side is never suggested for its other side ("Cochlea_R" for "Cochlea_L").
 """
 
 from __future__ import annotations
@@ -15,28 +20,70 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
-from specc.protocol.names import looks_alike, name_key
+from specc.protocol.names import looks_alike, name_key, other_side
 
 
 class NoMatch(LookupError):
     """No case structure matches; carries a readable explanation."""
 
 
-def match_structure(name: str, aliases: Sequence[str], case_names: Iterable[str]) -> str:
-    """The case structure name that the protocol structure `name` (with `aliases`) denotes."""
+class AmbiguousMatch(NoMatch):
+    """Several case structures match at the same step; the message names them all."""
+
+
+@dataclass(frozen=True)
+class StructureMatch:
+    """The case structure a protocol structure denotes, and how it was found."""
+
+    case_name: str
+    alias: str | None = None  # the alias it matched; None when it is the structure's own name (case aside)
+    passed_over: tuple[str, ...] = ()  # case structures matching an alias, unused since the own name matched
+
+    def note(self, name: str) -> str | None:
+        """'Rectum: read from the case's 'RECTUM'' when the case structure is not `name` itself (Unicode
+        form aside), or another case structure matching an alias was passed over, so the record names
+        what was measured; None otherwise."""
+        if self.alias is not None and name_key(self.alias, fold=False) == name_key(self.case_name, fold=False):
+            through = " (an alias)"
+        elif self.alias is not None:
+            through = f" (alias {self.alias!r})"
+        elif name_key(self.case_name, fold=False) != name_key(name, fold=False) or self.passed_over:
+            through = ""
+        else:
+            return None
+        note = f"{name}: read from the case's {_quoted(self.case_name, [name])}{through}"
+        if self.passed_over:
+            others = ", ".join(_quoted(other, [name]) for other in self.passed_over)
+            note += f"; the case's {others} (matching an alias) {'is' if len(self.passed_over) == 1 else 'are'} not used"
+        return note
+
+
+def match_structure(name: str, aliases: Sequence[str], case_names: Iterable[str]) -> StructureMatch:
+    """The case structure that the protocol structure `name` (with `aliases`) denotes (module docstring)."""
     case_names = list(case_names)
-    candidates = [name, *aliases]
-    for fold in (False, True):
-        for candidate in candidates:
-            key = name_key(candidate, fold)
-            found = [c for c in case_names if name_key(c, fold) == key]
-            if len(found) == 1:
-                return found[0]
-            if len(found) > 1:
-                shown = ", ".join(_quoted(c, found) for c in found)
-                raise NoMatch(f"{candidate!r} matches several case structures ({shown}): rename one")
-    raise NoMatch(_not_found_message(candidates, case_names))
+    own = [c for c in case_names if name_key(c) == name_key(name)]
+    by_alias: dict[str, str] = {}  # case structure -> the first alias it matches
+    for alias in aliases:
+        for case_name in case_names:
+            if name_key(case_name) == name_key(alias) and case_name not in own:
+                by_alias.setdefault(case_name, alias)
+    if len(own) == 1:
+        return StructureMatch(own[0], passed_over=tuple(by_alias))
+    if len(own) > 1:
+        shown = ", ".join(_quoted(c, own) for c in own)
+        raise AmbiguousMatch(f"{name!r} matches several case structures ({shown}): rename one")
+    if len(by_alias) == 1:
+        (case_name, alias), = by_alias.items()
+        return StructureMatch(case_name, alias=alias)
+    if by_alias:
+        shown = ", ".join(f"{_quoted(c, by_alias)} (alias {alias!r})" for c, alias in by_alias.items())
+        raise AmbiguousMatch(
+            f"{name!r} matches several case structures through its aliases ({shown}) and none by its own name: "
+            "rename the one to use to the protocol's name, or the others"
+        )
+    raise NoMatch(_not_found_message([name, *aliases], case_names))
 
 
 def _quoted(name: str, others: Iterable[str]) -> str:
@@ -50,7 +97,7 @@ def _not_found_message(candidates: Sequence[str], case_names: Sequence[str]) -> 
     near: list[str] = []
     for candidate in candidates:
         for hit in difflib.get_close_matches(name_key(candidate), list(by_key), n=2, cutoff=0.6):
-            if by_key[hit] not in near:
+            if by_key[hit] not in near and not any(other_side(by_key[hit], c) for c in candidates):
                 near.append(by_key[hit])
     unseen = [n for n in near if any(looks_alike(n, c, ignore_case=True) for c in candidates)]
     tried = ", ".join(_quoted(c, near) for c in candidates)

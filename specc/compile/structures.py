@@ -48,8 +48,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from specc.compile.derived import AXES, CoarseMargin, MaskLookup, coarse_margins, evaluate_expression, margin_nodes
-from specc.compile.names import NoMatch, match_structure
-from specc.protocol.names import name_key
+from specc.compile.names import AmbiguousMatch, NoMatch, match_structure
+from specc.protocol.names import name_key, other_side
+from specc.protocol.suggest import did_you_mean
 from specc.errors import CompileError
 from specc.protocol.structures import Crop, Expand, Ring, Shrink, StructureExpr, StructureRef
 
@@ -162,17 +163,21 @@ def resolve_structures(
             continue
         needed = spec.role in ("target", "oar") or name in referenced
         try:
-            case_name = match_structure(name, list(spec.aliases), [*case.structures, *without_voxels])
+            match = match_structure(name, list(spec.aliases), [*case.structures, *without_voxels])
         except NoMatch as error:
-            if spec.if_contoured and not _matched_at_all(name, spec, [*case.structures, *without_voxels]):
-                # two matches stay an error
+            if spec.if_contoured and not isinstance(error, AmbiguousMatch):  # two matches stay an error
                 resolved.absent[name] = NOT_CONTOURED
-                resolved.notes.append(f"{name}: {NOT_CONTOURED}: its goals read NOT EVALUATED ({error})")
+                resolved.notes.append(
+                    f"{name}: {NOT_CONTOURED}: its goals read NOT EVALUATED ({error}){_near_protocol_name(protocol, name)}"
+                )
                 continue
             if needed:
                 raise CompileError(f"{_where(protocol, name)}: structure {name!r}: {error}") from None
             resolved.notes.append(f"{name}: not in the case and not used by any goal or term; skipped")
             continue
+        case_name = match.case_name
+        if (read_from := match.note(name)) is not None:
+            resolved.notes.append(read_from)
         if case_name in without_voxels:
             _without_voxels(protocol, name, case_name, without_voxels[case_name], resolved)
             continue
@@ -263,10 +268,18 @@ def _without_voxels(protocol: Protocol, name: str, case_name: str, why: str, res
     resolved.notes.append(f"{name}: {why}: its goals read NOT EVALUATED")
 
 
-def _matched_at_all(name: str, spec: StructureSpec, case_names: Sequence[str]) -> bool:
-    """Whether any of `case_names` is `name` or an alias, case aside: `match_structure` refused it as ambiguous."""
-    keys = {name_key(candidate, True) for candidate in (name, *spec.aliases)}
-    return any(name_key(case_name, True) in keys for case_name in case_names)
+def _near_protocol_name(protocol: Protocol, name: str) -> str:
+    """'. The protocol has a structure of a near name (did you mean "Cochlea_L"?) ...' for `if_contoured` organ
+    `name` the case lacks, when another contoured structure of the protocol is named one slip from it (as an
+    undefined name is told, `did_you_mean`): a misspelt name reads not contoured on every case, and this says
+    so on every case, whether or not it holds the organ meant. Its other side ("Cochlea_R") is no slip."""
+    others = [other for other, spec in protocol.structures.items()
+              if other != name and spec.expression is None and not other_side(other, name)]
+    hint = did_you_mean(name, others)
+    if not hint:
+        return ""
+    return (f". The protocol has a structure of a near name{hint}: a misspelt name in the protocol reads not "
+            "contoured on every case")
 
 
 def _absent_parts(expression: StructureExpr, resolved: ResolvedStructures) -> str:

@@ -5,11 +5,18 @@ Names are compared in Unicode normal form NFC, case-folded: "Rückenmark" typed 
 are one name, as "Rectum" and "RECTUM" are. Names that differ only in what does not show (a no-break
 space for a space, a zero-width space) are different names that look alike: a message suggesting
 one for the other must show the difference, or it could not be seen, let alone typed.
+
+Names of the two sides of one organ ("Cochlea_L", "Cochlea_R") are a letter apart and legitimately
+both in a protocol: a suggestion for a name is never a name of the other side (`other_side`).
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
+
+# The words a structure name gives its side in (TG-263 writes _L / _R; "Lt", "Left" are common too).
+_SIDES = ({"l", "lt", "left"}, {"r", "rt", "right"})
 
 
 def name_key(name: str, fold: bool = True) -> str:
@@ -30,3 +37,16 @@ def looks_alike(first: str, second: str, ignore_case: bool = False) -> bool:
         return visible.casefold() if ignore_case else visible
 
     return seen(first) == seen(second)
+
+
+def other_side(first: str, second: str) -> bool:
+    """Whether two names are of opposite sides: one has a word (split at "_", "-", ".", blanks) for left
+    and the other one for right ("Cochlea_L" and "Cochlae_Rt"), so neither is a slip for the other."""
+    left, right = _SIDES
+
+    def side(name: str) -> str | None:
+        words = set(re.split(r"[_\-.\s]+", name_key(name)))
+        return "left" if words & left and not words & right else "right" if words & right and not words & left else None
+
+    sides = {side(first), side(second)}
+    return sides == {"left", "right"}
