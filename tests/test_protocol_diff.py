@@ -120,7 +120,7 @@ def test_a_physical_and_an_eqd2_goal_on_one_metric_are_two_goals(library: Path) 
     """Keyed without the quantity, a rectum's "V70Gy[%] <= 20" and "V70Gy[%] <= 15 (EQD2)" were one key:
     the EQD2 goal hid the other, and turning a goal into EQD2 showed no change at all."""
     template = library / TEMPLATE.name
-    rectum = "    aliases: [rectum_o, Rectum_Wall]\n"
+    rectum = "    aliases: [rectum_o]\n"
     _edit(template, rectum, rectum + "    alpha_beta: 3 Gy\n")
     both = library / "both.yaml"
     shutil.copy(library / EXAMPLE.name, both)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from specc.protocol import Dose, ProtocolError, load_protocol, parse_protocol_text
+from specc.protocol import Dose, ProtocolError, load_protocol, load_protocol_or_template, parse_protocol_text
 from specc.protocol.structures import Difference, Expand, StructureRef
 
 EXAMPLES = Path(__file__).parent.parent / "protocols" / "examples"
@@ -40,7 +40,7 @@ def test_prostate_prescription(prostate) -> None:
 
 def test_prostate_structures_merge_template_and_derive(prostate) -> None:
     assert {"Body", "Rectum", "Bladder", "Femur_Head_L", "Femur_Head_R"} <= set(prostate.structures)
-    assert prostate.structures["Rectum"].aliases == ["rectum_o", "Rectum_Wall"]
+    assert prostate.structures["Rectum"].aliases == ["rectum_o"]
     low = prostate.structures["PTV_Low"].expression
     assert isinstance(low, Difference) and low.right == StructureRef("PTV_High")
     assert low.names() == ("CTV_SV", "Body", "PTV_High")
@@ -163,3 +163,21 @@ def test_cross_field_rules(change: tuple[str, str], message: str, tmp_path: Path
         load_protocol(tmp_path / "p.yaml")
     assert any(message in d.message for d in caught.value.diagnostics), str(caught.value)
     assert all(d.line > 0 for d in caught.value.diagnostics)
+
+
+# Other volumes than the organ a template's limits are for (audit b1 F1): a wall, the whole femur, a
+# sub-site of the larynx. As an alias, a case holding one would be judged (and optimized) on it.
+NOT_THE_ORGAN = {"Rectum_Wall", "Bladder_Wall", "Femur_L", "Femur_R", "Glottis", "Larynx_SG", "Skin", "SpinalCord_PRV"}
+
+
+@pytest.mark.parametrize("template", ["base-pelvis.yaml", "base-head-neck.yaml", "base-thorax.yaml"])
+def test_no_template_alias_is_another_volume_than_its_organ(template: str) -> None:
+    protocol = load_protocol_or_template(EXAMPLES / template)
+    aliases = {alias for spec in protocol.structures.values() for alias in spec.aliases}
+    assert not aliases & NOT_THE_ORGAN
+
+
+def test_the_pelvis_template_knows_the_bowel_bag_by_its_tg263_names() -> None:
+    """Audit b1 F2: a case's TG-263 'Bag_Bowel' read 'not contoured'."""
+    aliases = load_protocol_or_template(EXAMPLES / "base-pelvis.yaml").structures["Bowel_Bag"].aliases
+    assert {"Bag_Bowel", "Spc_Bowel"} <= set(aliases)
