@@ -47,6 +47,8 @@ def test_a_protocol_built_from_a_dict_is_planned_and_recorded_as_built_in_memory
     assert recorded["files"] == [BUILT_IN_MEMORY]
     assert recorded["sha256"] == ProtocolSource.fingerprint(built)
     assert any(note.startswith(f"protocol {BUILT_IN_MEMORY}: the protocol SHA-256") for note in outcome.notes)
+    goals = json.loads((tmp_path / "plan.json").read_text(encoding="utf-8"))["goals"]
+    assert {goal["source"] for goal in goals} == {BUILT_IN_MEMORY}  # was the string "None"
 
 
 def test_a_session_takes_a_case_file_and_a_protocol_file(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 import specc
 from specc.case.shifts import beams_isocentre
 from specc.errors import SolveError
+from specc.protocol.models import BUILT_IN_MEMORY
 from specc.protocol.units import format_number
 from specc.evaluate.context import EvaluationError, PlanDoseContext
 from specc.evaluate.dvh import DVH, UndefinedMetric
@@ -177,7 +178,7 @@ def _goal_record(
         course=goal.course if protocol.prescription.prior is not None else None,
         alpha_beta_gy=_alpha_beta_gy(protocol, goal),
         priority=goal.priority,
-        source=str(goal.source),
+        source=str(goal.source) if goal.source is not None else BUILT_IN_MEMORY,
         value=value,
         measured_status=measured,
         status=reported_status(measured, converged),
