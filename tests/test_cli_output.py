@@ -72,3 +72,22 @@ def test_the_cohort_table_keeps_each_case_name_whole_at_80_columns() -> None:
     for name in names:
         assert f"│ {name} " in shown, shown
     assert "…" not in shown  # no column ends its text with an ellipsis: they fold
+
+
+def test_ctrl_c_while_a_written_plan_is_printed_keeps_its_exit_code_and_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """audit b2 N3: a Ctrl-C while the goal table printed, every file written, exited 130 ('interrupted: no plan
+    written') without a word, a complete plan left in OUT."""
+    import specc.cli.plan as cli_plan
+
+    def interrupted(*args: object, **kwargs: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_plan, "_print_outcome", interrupted)
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["plan", str(PROTOCOL), *COARSE, "--out", str(out)])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert "Ctrl-C came after the plan had ended: what it wrote stands (exit 0)" in said
+    assert {path.name for path in out.iterdir()} >= {"plan.json", "report.html", "result.h5"}

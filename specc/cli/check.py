@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -11,9 +12,12 @@ from rich.text import Text
 from specc.cli.app import app, console, fail, status_text
 from specc.cli.plan import (
     StagePrinter, cohort_progress, fail_unwritten, finish_cohort, goal_text, goal_value, print_robustness, print_summary,
-    stop_cohort, stop_interrupted,
+    said_after_the_run, stop_cohort, stop_interrupted,
 )
 from specc.errors import SpeccError
+
+if TYPE_CHECKING:
+    from specc.check import CheckOutcome
 
 
 @app.command()
@@ -96,6 +100,12 @@ def check(
     except KeyboardInterrupt:
         printer.stop()
         stop_interrupted(out, "check", earlier)
+    code = outcome.exit_code(strict)
+    raise typer.Exit(said_after_the_run(lambda: _print_check(outcome, quiet, strict), code, "check"))
+
+
+def _print_check(outcome: CheckOutcome, quiet: bool, strict: bool) -> None:
+    """The notes, goals and files of a check."""
     record = outcome.record
     if not quiet:
         for note in outcome.notes:  # the record's and the prior dose's
@@ -118,7 +128,6 @@ def check(
     assert source is not None
     print_summary(f"checked {source.file} (sha256 {source.sha256[:12]})", record, outcome.paths, strict,
                   outcome.outside_hot_spot)
-    raise typer.Exit(outcome.exit_code(strict))
 
 
 def _refuse_combinations(exports: list[Path], case: Path | None, dose: Path | None, grid: float | None) -> None:

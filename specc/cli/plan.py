@@ -218,7 +218,7 @@ def plan(
         printer.stop()
         _say_discarded(out)
         raise
-    code = _print_outcome(outcome, quiet, strict)
+    code = said_after_the_run(lambda: _print_outcome(outcome, quiet, strict), outcome.exit_code(strict), "plan")
     if not watch:
         raise typer.Exit(code)
 
@@ -365,6 +365,18 @@ def _changes(watched: Callable[[], list[Path]], seen: list[bytes | None]) -> Ite
         if now != seen:
             seen = now
             yield
+
+
+def said_after_the_run(say: Callable[[], object], code: int, what: str) -> int:
+    """`say` what a run gave, once every file of it is in place (or none was written), and return its `code`.
+
+    A Ctrl-C while that prints comes too late to undo anything: exit 130 would read "interrupted: no plan
+    written" beside a complete plan in OUT (audit b2 N3), so the run's own code stands and a line says why."""
+    try:
+        say()
+    except KeyboardInterrupt:
+        console.print(f"Ctrl-C came after the {what} had ended: what it wrote stands (exit {code})")
+    return code
 
 
 def _print_outcome(outcome: PlanOutcome, quiet: bool, strict: bool, before: PlanRecord | None = None) -> int:
