@@ -94,3 +94,24 @@ def test_a_sigint_handler_installed_outside_python_is_left_in_place(tmp_path, mo
         staged.commit()
     assert installed[-1] is None  # the outside handler, not specc's hold
     assert (tmp_path / "tables" / "dvh.csv").is_file()
+
+
+def test_an_export_into_a_folder_holding_other_dicom_files_is_refused_and_one_replacing_its_own_is_not(tmp_path):
+    """audit b2 N4: a study exported again into a folder holding an earlier export kept the earlier RP.dcm and CT
+    slices beyond the new ones beside the new RD.dcm, one study to a planning system that imports the folder."""
+    folder = _existing_folder(tmp_path)
+    for name in ("RD.dcm", "RP.dcm", "CT_0024.dcm"):
+        (folder / name).write_bytes(b"earlier export")
+    with pytest.raises(ExportError, match=r"holds DICOM files this export does not write \(CT_0024.dcm, RP.dcm\)"):
+        with StagedExport(folder, folder=True) as staged:
+            (staged.path / "RD.dcm").write_bytes(b"dose")
+            staged.commit()
+    assert (folder / "RD.dcm").read_bytes() == b"earlier export"  # nothing moved in
+    assert [path.name for path in tmp_path.iterdir()] == ["study"]  # the staging removed
+    for name in ("RP.dcm", "CT_0024.dcm"):
+        (folder / name).unlink()
+    with StagedExport(folder, folder=True) as staged:  # the same files again: this export's own, replaced
+        (staged.path / "RD.dcm").write_bytes(b"dose")
+        staged.commit()
+    assert sorted(path.name for path in folder.iterdir()) == ["RD.dcm", "notes.txt"]
+    assert (folder / "RD.dcm").read_bytes() == b"dose"

@@ -100,6 +100,13 @@ class StagedExport:
         occupied = [self.out / entry.name for entry in entries if (self.out / entry.name).is_dir()]
         if occupied:  # checked before the hold: nothing is moved, so a Ctrl-C here stops the export as any other
             raise ExportError(f"{occupied[0]}: a folder where the export writes a file; {NOTHING_EXPORTED}")
+        foreign = _other_dicom(self.out, {entry.name for entry in entries}) if self._into_existing else []
+        if foreign:
+            raise ExportError(
+                f"{self.out} holds DICOM files this export does not write ({_listed(foreign)}): a planning system "
+                f"importing the folder would take them for part of this study (an earlier export's RT Plan, CT "
+                f"slices beyond this one's); export into an empty folder, or remove them; {NOTHING_EXPORTED}"
+            )
         self._hold_interrupts()
         if not self.folder:
             os.replace(self.path, self.out)
@@ -220,3 +227,14 @@ def _reason(error: OSError) -> str:
     if error.strerror:
         return error.strerror[0].lower() + error.strerror[1:]
     return str(error)
+
+
+def _other_dicom(folder: Path, written: set[str]) -> list[str]:
+    """The DICOM files in `folder` (by the .dcm suffix specc and most systems write) that an export writing
+    `written` leaves beside its own."""
+    return sorted(entry.name for entry in folder.iterdir()
+                  if entry.is_file() and entry.suffix.lower() == ".dcm" and entry.name not in written)
+
+
+def _listed(names: list[str], shown: int = 3) -> str:
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
