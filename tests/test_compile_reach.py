@@ -89,3 +89,16 @@ def test_the_notes_reach_the_terminal_and_plan_json(tmp_path: Path) -> None:
     for start in ("Target: 10 of its", "influence columns without dose: beam 2"):
         assert any(note.startswith(start) for note in outcome.notes)
         assert any(note.startswith(start) for note in recorded)
+
+
+def test_an_isocentre_outside_the_dose_grid_is_noted():
+    """audit b2 N7: a spacing written in cm (1 mm for 10 mm) planned without a word, the PTV 0.17 cc and every
+    beam's isocentre 160 mm beyond the grid; the grid as built has its isocentres inside and no such note."""
+    case = synthetic_case()
+    program = compile_protocol(protocol(GOALS, terms=TERMS), case)
+    assert not any("isocentre outside the dose grid" in note for note in program.notes)
+    shrunk = dataclasses.replace(case, grid=dataclasses.replace(case.grid, spacing_mm=tuple(
+        spacing / 10 for spacing in case.grid.spacing_mm)))
+    notes = [note for note in compile_protocol(protocol(GOALS, terms=TERMS), shrunk).notes
+             if note.startswith("isocentre outside the dose grid")]
+    assert len(notes) == 1 and "a spacing in cm written as mm" in notes[0]

@@ -15,7 +15,9 @@ dose grid (the goals, measured on the full grid, then show the coverage lost) fr
 another order, and a threshold would be a guess; the note gives the count and the share.
 
 A beam none of whose beamlets gives dose makes a nine-field case an eight-field plan; a note
-names it and each beam with beamlets that give none.
+names it and each beam with beamlets that give none. A beam whose isocentre lies outside the dose
+grid is noted too: the isocentre sits in the patient, so the grid's spacing or origin is likely in
+other units (a spacing in cm written as mm shrinks a 10 mm grid tenfold, its PTV to 0.17 cc).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def reach_notes(protocol: Protocol, case: Case, structures: ResolvedStructures) 
     """Notes on target voxels and beams without dose; CompileError for a target no beamlet reaches."""
     notes = [note for name in structures.masks if structures.is_target(name)
              for note in _unreached_target(protocol, case, name, structures.masks[name])]
-    return notes + _beams_without_dose(case)
+    return notes + _beams_without_dose(case) + _isocentres_outside_grid(case)
 
 
 def _unreached_target(protocol: Protocol, case: Case, name: str, mask: np.ndarray) -> list[str]:
@@ -87,3 +89,26 @@ def _beams_without_dose(case: Case) -> list[str]:
         "beamlets, and a beam that gives none is a field the plan does not have; a dose calculation or import that "
         "lost them (a failed beam, columns in another order than the beamlets) shows so"
     ]
+
+
+def _isocentres_outside_grid(case: Case) -> list[str]:
+    """A note naming the beams whose isocentre lies beyond the dose grid's outer voxel faces."""
+    grid = case.grid
+    low = [origin - spacing / 2 for origin, spacing in zip(grid.origin_mm, grid.spacing_mm)]
+    high = [origin + (n - 0.5) * spacing for origin, spacing, n in zip(grid.origin_mm, grid.spacing_mm, grid.shape)]
+    outside = [beam for beam in case.beams
+               if any(not lo <= c <= hi for c, lo, hi in zip(beam.isocenter_mm, low, high))]
+    if not outside:
+        return []
+    bounds = ", ".join(f"{axis} {lo:g}..{hi:g}" for axis, lo, hi in zip("xyz", low, high))
+    by_centre: dict[tuple[float, float, float], list[str]] = {}
+    for beam in outside:
+        by_centre.setdefault(tuple(beam.isocenter_mm), []).append(str(beam.id))
+    where = "; ".join(f"beam{'s' if len(ids) > 1 else ''} {', '.join(ids)} at ({', '.join(f'{c:g}' for c in centre)})"
+                      for centre, ids in by_centre.items())
+    return [
+        f"isocentre outside the dose grid ({bounds} mm): {where} mm; an isocentre lies in the patient, so the grid's "
+        "spacing or origin may be in other units than mm (a spacing in cm written as mm makes the grid ten times "
+        "smaller) or the grid is cut short"
+    ]
+
