@@ -28,6 +28,8 @@ class CompiledPlan:
     case: Case
     program: CompiledProgram
     settings: SolverSettings
+    # Protocol term index -> priority (the route and sample are chosen by it, before compiling); the solve
+    # reads the program's own terms' priorities, since compiling leaves out terms on absent structures.
     goal_priorities: dict[int, int]
 
     def solve(
@@ -42,8 +44,7 @@ class CompiledPlan:
         """
         options = self.protocol.optimization.solver
         result = solve_clinical(
-            self.program, self.settings, self.goal_priorities, options.slip_percent, options.coverage_slip_gy, warm,
-            steps, progress,
+            self.program, self.settings, None, options.slip_percent, options.coverage_slip_gy, warm, steps, progress
         )
         return check_sample(self.protocol, self.case, self.program, result, self.settings)
 

@@ -74,3 +74,15 @@ optimization:
     with pytest.raises(SpeccError, match="every optimization term is on a structure this case lacks") as error:
         _plan(only_absent, tmp_path)
     assert "site/p.yaml:18: max_dose OpticNerve" in str(error.value)
+
+
+def test_a_priority_step_after_a_term_left_out_keeps_its_priority(tmp_path):
+    """The solve took the priorities by the protocol's term indices, but compiling leaves out the terms on an
+    absent structure: the priority-3 penalty after a left-out priority-2 one fell into the coverage step."""
+    text = PROTOCOL.replace('  OpticNerve: ["Max <= 54 Gy"]\n', "").replace(  # its goal first: its term before Organ's
+        "goals:\n", 'goals:\n  OpticNerve: [{metric: Max, "<=": 54 Gy, priority: 2}]\n')
+    text = text.replace('  Organ: ["Max <= 50 Gy"]\n', '  Organ: [{metric: Mean, "<=": 20 Gy, priority: 3}]\n')
+    record, goals = _plan(text, tmp_path)
+    assert goals["OpticNerve"].status == "not_evaluated"
+    assert [step["step"] for step in record.solver.steps][:2] == [
+        "1. coverage, hot spots, fall-off and other terms", "2. priority 3 penalties"]
