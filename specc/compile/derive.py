@@ -37,7 +37,7 @@ them with the terms so that the whole derivation can be pasted into the protocol
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,12 +104,13 @@ class DerivedOptimization:
     @property
     def goal_priorities(self) -> dict[int, int]:
         """Term index -> priority of the goal penalty it is (absent: coverage, hot spot, fall-off)."""
-        return term_priorities(self.optimization)
+        return term_priorities(self.optimization.terms)
 
 
-def term_priorities(optimization: Optimization) -> dict[int, int]:
-    """Term index -> the term's `priority`, for the terms that have one."""
-    return {index: term.priority for index, term in enumerate(optimization.terms) if term.priority is not None}
+def term_priorities(terms: Sequence[TermBase]) -> dict[int, int]:
+    """Term index -> the term's own `priority`, for the terms that carry one: the priority steps (a term
+    without one is in the coverage step). The solve stage takes them so by default too."""
+    return {index: term.priority for index, term in enumerate(terms) if term.priority is not None}
 
 
 def with_optimization(protocol: Protocol, case: Case | None = None) -> tuple[Protocol, dict[int, int]]:
@@ -123,7 +124,7 @@ def with_optimization(protocol: Protocol, case: Case | None = None) -> tuple[Pro
     """
     if protocol.optimization is not None and protocol.optimization.terms:
         robust = with_scenarios(protocol)
-        return robust, term_priorities(robust.optimization)
+        return robust, term_priorities(robust.optimization.terms)
     derived = derive_optimization(protocol, _VolumesOnDemand(protocol, case) if case is not None else None)
     optimization = derived.optimization
     if protocol.optimization is not None:  # solver options written without terms still apply
@@ -135,7 +136,7 @@ def with_optimization(protocol: Protocol, case: Case | None = None) -> tuple[Pro
         }
     )
     robust = with_scenarios(copy)
-    return robust, term_priorities(robust.optimization)
+    return robust, term_priorities(robust.optimization.terms)
 
 
 class _VolumesOnDemand(Mapping[str, float]):

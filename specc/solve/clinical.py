@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
+from specc.compile.derive import term_priorities
 from specc.compile.program import estimated_memory, protocol_sample_limit
 from specc.compile.voxels import DEFAULT_SAMPLE_LIMIT
 from specc.solve.first_order.solver import FIRST_ORDER_SOLVER, REFERENCE_SOLVER
@@ -46,15 +47,6 @@ def sample_limit_for(
     """
     by_cvxpy = not fast_path_alone(protocol, settings, goal_priorities)
     return protocol_sample_limit(protocol, CVXPY_SAMPLE_LIMIT if by_cvxpy else DEFAULT_SAMPLE_LIMIT)
-
-
-def term_priorities(terms: Sequence[TermBase]) -> dict[int, int]:
-    """Term index -> the term's own `priority`, for the terms that carry one: the steps by default.
-
-    Until the audit a3 F6 fix, `solve_clinical(program, settings)` without a mapping solved one
-    weighted program however the terms were ranked: a different plan from `specc plan`'s.
-    """
-    return {index: term.priority for index, term in enumerate(terms) if term.priority is not None}
 
 
 def fast_path_alone(
