@@ -14,9 +14,11 @@ from typing import TYPE_CHECKING
 from specc.compile.derive import term_priorities
 from specc.compile.program import estimated_memory, protocol_sample_limit
 from specc.compile.voxels import DEFAULT_SAMPLE_LIMIT
+from specc.solve.diagnose import broken_by_the_prior
 from specc.solve.first_order.solver import FIRST_ORDER_SOLVER, REFERENCE_SOLVER
 from specc.solve.priorities import StepMemory, StepProgress, group_steps, solve_lexicographic
 from specc.solve.refine import refine_dvh_limits
+from specc.solve.run import infeasible_before_solving
 from specc.terms.worst_case import WorstCase
 
 if TYPE_CHECKING:
@@ -94,7 +96,8 @@ def solve_clinical(
     steps: StepMemory | None = None,
     progress: StepProgress | None = None,
 ) -> SolveResult:
-    """Solve `program` by priority steps, then refine its DVH limits to their exact form.
+    """Solve `program` by priority steps, then refine its DVH limits to their exact form; a program whose
+    hard limits the prior course's dose alone breaks is infeasible without a solve (`broken_by_the_prior`).
 
     `goal_priorities` maps a term index to its priority; None (the default) takes the terms' own
     `priority` fields (`term_priorities`, what `with_optimization` returns too: derived from goals or
@@ -105,6 +108,9 @@ def solve_clinical(
     priority steps, of which the unchanged leading ones are kept (`StepMemory`). `progress`:
     told when each step of several starts and ends (`StepProgress`).
     """
+    broken = broken_by_the_prior(program)
+    if broken is not None:
+        return infeasible_before_solving(program, settings, broken)
     priorities = term_priorities(_terms(program.terms)) if goal_priorities is None else goal_priorities
     refinement = 1 if program.hard_dvh_terms() else 0
     result, lexicographic = solve_lexicographic(

@@ -279,6 +279,23 @@ def _broken_by_the_prior(program: CompiledProgram, limits: list[list[CompiledTer
     return broken
 
 
+def broken_by_the_prior(program: CompiledProgram) -> str | None:
+    """Why no plan of this course can meet the hard limits, when a composite's prior dose alone already breaks
+    one of them; None when it breaks none. Known before any solve (the dose at zero fluence), so the solve
+    stage asks first instead of spending a solve (minutes with CLARABEL on a head-and-neck case) to learn it."""
+    limits = _limits(program)
+    broken = _broken_by_the_prior(program, limits)
+    if not broken:
+        return None
+    listing = "; ".join(f"{_limit_label(group[0], len(group))} ({group[0].source})" for group in limits)
+    return (
+        f"the prior course's dose alone already breaks {'; '.join(broken)}. This plan only adds dose, so no plan "
+        "of this course can meet such a limit: state it on this course alone (a goal \"(this course)\", or "
+        f"limits written for this plan's dose) or as a cumulative limit above what the prior course gave. All hard "
+        f"terms: {listing}"
+    )
+
+
 def explain_infeasibility(program: CompiledProgram, settings: SolverSettings) -> str:
     """A message naming the conflicting hard terms (with protocol lines) and what each would need; the
     protocol the program was compiled from lets a limit held for a goal in EQD2 or BED be named by that
@@ -287,14 +304,9 @@ def explain_infeasibility(program: CompiledProgram, settings: SolverSettings) ->
     listing = "; ".join(f"{_limit_label(group[0], len(group))} ({group[0].source})" for group in limits) or "none"
     if not limits:
         return f"no hard term is involved, which points at a solver problem; hard terms: {listing}"
-    broken = _broken_by_the_prior(program, limits)
-    if broken:
-        return (
-            f"the prior course's dose alone already breaks {'; '.join(broken)}. This plan only adds dose, so no plan "
-            "of this course can meet such a limit: state it on this course alone (a goal \"(this course)\", or "
-            f"limits written for this plan's dose) or as a cumulative limit above what the prior course gave. All hard "
-            f"terms: {listing}"
-        )
+    broken = broken_by_the_prior(program)
+    if broken is not None:
+        return broken
     conflicts, note = find_conflicts(program, settings, limits)
     if not conflicts:
         reason = note or "the solver found no conflict when each hard term may be loosened (numerical trouble?)"

@@ -107,6 +107,17 @@ def _contribution(term: CompiledTerm) -> float | None:
     return None if value is None else float(value)
 
 
+def infeasible_before_solving(program: CompiledProgram, settings: SolverSettings, why: str) -> SolveResult:
+    """The result for a program known infeasible before any solver ran (`why`): no fluence, no iterations,
+    and the solver it would have gone to named, so the plan's provenance stays complete."""
+    terms = [TermValue(term.label, term.kind, term.source, term.hard, None) for term in program.terms]
+    return SolveResult(
+        status="infeasible", converged=False, solver=settings.name,
+        message=f"the hard limits cannot all be met at once (found before solving): {why}", fluence=None,
+        objective=None, iterations=None, solve_time_s=0.0, terms=terms,
+    )
+
+
 def solve_program(program: CompiledProgram, settings: SolverSettings, warm: WarmStart | None = None) -> SolveResult:
     """Solve `program` with `settings`; never raises for solver trouble, it returns the status.
 
