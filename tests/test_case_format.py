@@ -221,6 +221,22 @@ CORRUPTIONS: dict[str, tuple[Callable[[Path, Case], None], str]] = {
         lambda path, case: _set_attr(path, "influence", "units", 1.0),
         r"attribute 'units': is 1.0, but specc reads",
     ),
+    "two units labels in one attribute": (
+        lambda path, case: _set_attr(path, "influence", "units", np.array([b"Gy per unit beamlet weight per fraction", b"Gy"])),
+        r"group /influence attribute 'units': holds 2 values \['Gy per unit beamlet weight per fraction', 'Gy'\], expected one$",
+    ),
+    "a one-element array holding another units label": (
+        lambda path, case: _set_attr(path, "influence", "units", np.array([b"cGy per unit beamlet weight per fraction"])),
+        r"attribute 'units': is 'cGy per unit beamlet weight per fraction', but specc reads",
+    ),
+    "a case_id of two strings": (
+        lambda path, case: _set_attr(path, "/", "case_id", np.array([b"case", b"other"])),
+        r"root attribute 'case_id': holds 2 values \['case', 'other'\], expected one$",
+    ),
+    "an empty n_beamlets": (
+        lambda path, case: _set_attr(path, "influence", "n_beamlets", np.zeros(0, np.int64)),
+        r"group /influence attribute 'n_beamlets': holds 0 values \[\], expected one$",
+    ),
     "zero spacing": (
         lambda path, case: _rewrite(path, "grid/spacing_mm", np.array([10.0, 0.0, 10.0])),
         r"group /grid: grid spacing_mm must be three positive numbers, got \(10, 0, 10\)$",
@@ -290,6 +306,40 @@ def test_missing_and_non_hdf5_files(tmp_path: Path):
 def test_the_documented_units_label_loads(label: str, saved: Path):
     _set_attr(saved, "influence", "units", label)
     Case.load(saved)
+
+
+LABEL = "Gy per unit beamlet weight per fraction"
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        np.array([LABEL.encode()]),  # fixed-length bytes, as MATLAB's h5writeatt / np.array([b'...'])
+        np.array([LABEL], dtype=h5py.string_dtype()),  # h5py variable-length UTF-8
+        np.array([LABEL.encode()], dtype=h5py.string_dtype("ascii")),  # variable-length bytes
+        np.array([[LABEL.encode()]]),  # a MATLAB 1 x 1 array
+    ],
+    ids=["bytes", "vlen-str", "vlen-bytes", "1x1"],
+)
+def test_a_one_element_units_array_holding_the_documented_label_loads(stored: np.ndarray, case: Case, saved: Path):
+    _set_attr(saved, "influence", "units", stored)
+    assert Case.load(saved).content_hash() == case.content_hash()
+
+
+def test_every_attribute_written_as_a_one_element_array_reads_as_its_value(case: Case, saved: Path):
+    """MATLAB and some h5py writers store every scalar attribute as a one-element array: each reads as its
+    one value (a case_id of [b'c-shape'] was read as the text "[b'c-shape']", a format_version of [1] refused)."""
+    with h5py.File(saved, "a") as file:
+        for name in ("format", "case_id", "content_hash"):
+            file.attrs[name] = np.array([file.attrs[name].encode()])
+        file.attrs["format_version"] = np.array([[1]], dtype=np.int32)
+        file["influence"].attrs["n_beamlets"] = np.array([case.n_beamlets], dtype=np.int32)
+        for name in ("source", "dose_engine", "created", "notes"):
+            file["metadata"].attrs[name] = np.array([file["metadata"].attrs[name]], dtype=h5py.string_dtype())
+        file["metadata/extra"].attrs["FrameOfReferenceUID"] = np.array([b"1.2.826.0.1.3680043.2.1125.1"])
+    loaded = Case.load(saved)
+    assert loaded.case_id == case.case_id and loaded.content_hash() == case.content_hash()
+    assert loaded.metadata == case.metadata
 
 
 def test_a_case_without_a_units_label_loads_as_the_convention(case: Case, saved: Path):

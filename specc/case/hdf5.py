@@ -147,7 +147,16 @@ class _Reader:
     def attr(self, obj: h5py.HLObject, name: str, where: str) -> object:
         if name not in obj.attrs:
             raise self.error(where, f"missing attribute {name!r}")
-        value = obj.attrs[name]
+        return self.attr_value(obj.attrs[name], f"{where} attribute {name!r}")
+
+    def attr_value(self, value: object, where: str) -> object:
+        """An attribute's one value as Python: some MATLAB and h5py writers store a string
+        or number as a one-element array (`[b'Gy ...']`, `[[1]]`), which holds the same one value; an
+        array of several (or no) values is refused, naming what it holds, never read as its text."""
+        if isinstance(value, np.ndarray):
+            if value.size != 1:
+                raise self.error(where, f"holds {value.size} values {_shown(value)}, expected one")
+            value = value.reshape(-1)[0]
         if isinstance(value, bytes):
             return value.decode()
         return value.item() if isinstance(value, np.generic) else value
@@ -222,9 +231,7 @@ class _Reader:
             raise CaseError(f"{self.path}: {error}") from error
 
         # Optional for files written by other programs; when present it must match.
-        stored_hash = file.attrs.get("content_hash")
-        if isinstance(stored_hash, bytes):
-            stored_hash = stored_hash.decode()
+        stored_hash = self.attr(file, "content_hash", "root") if "content_hash" in file.attrs else None
         if stored_hash is not None and stored_hash != case.content_hash():
             raise self.error(
                 "root attribute 'content_hash'",
@@ -373,7 +380,7 @@ class _Reader:
         extra_group = self.node("metadata/extra", "group /metadata/extra")
         if extra_group is not None:
             for key, value in extra_group.attrs.items():
-                extra[key] = value.decode() if isinstance(value, bytes) else str(value)
+                extra[key] = str(self.attr_value(value, f"group /metadata/extra attribute {key!r}"))
         return CaseMetadata(notes=notes, extra=extra, **values)
 
 
@@ -396,6 +403,16 @@ def _broken_link(file: h5py.File, name: str, error: Exception) -> str:
                 return f"{which} is a soft link to {link.path} that leads nowhere or loops ({error})"
             break
     return f"cannot be opened ({error})"
+
+
+_SHOWN = 5  # values an error shows of an attribute array
+
+
+def _shown(values: np.ndarray) -> str:
+    """An attribute array as a reader writes it: strings decoded, not numpy's repr; its first few values."""
+    flat = values.reshape(-1)
+    items = [item.decode(errors="replace") if isinstance(item, bytes) else item for item in flat[:_SHOWN].tolist()]
+    return repr(items)[:-1] + (", ...]" if flat.size > _SHOWN else "]")
 
 
 _KIND_NAMES = {"i": "an integer type", "f": "a float type", "u": "uint8", "S": "strings"}
