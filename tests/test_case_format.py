@@ -14,6 +14,8 @@ from specc import Case
 from specc.case.phantoms import build_phantom
 from specc.errors import CaseError
 
+LABEL = "Gy per unit beamlet weight per fraction"  # the documented units of /influence
+
 
 @pytest.fixture(scope="module")
 def case() -> Case:
@@ -126,6 +128,13 @@ def _set_attr(path: Path, obj: str, attr: str, value: object) -> None:
         file[obj].attrs[attr] = value
 
 
+def _scaled_share(data: np.ndarray, share: float, factor: float) -> np.ndarray:
+    """`data` with a random `share` of its entries multiplied by `factor` (seeded)."""
+    scaled = data.copy()
+    scaled[np.random.default_rng(3).choice(len(data), int(share * len(data)), replace=False)] *= factor
+    return scaled
+
+
 def _corrupt_data(value: float) -> Callable[[Path, Case], None]:
     def corrupt(path: Path, case: Case) -> None:
         data = case.influence.data.copy()
@@ -207,7 +216,13 @@ CORRUPTIONS: dict[str, tuple[Callable[[Path, Case], None], str]] = {
     ),
     "an absurd finite entry in A": (
         _corrupt_data(3e38),
-        r"/influence/data: the influence matrix entry at row \d+, beamlet \d+ is 3e\+38 Gy per unit weight per fraction",
+        r"dataset /influence/data: the influence matrix has damaged entries: beamlet \d+ \(1 of \d+ beamlets with dose\) "
+        r"peak at 3e\+38 Gy per unit weight per fraction \(the highest entry at row \d+, beamlet \d+\)",
+    ),
+    "2% of the entries of A multiplied by 10^9": (
+        lambda path, case: _rewrite(path, "influence/data", _scaled_share(case.influence.data, 0.02, 1e9)),
+        r"dataset /influence/data: the influence matrix has damaged entries: beamlets \d+, \d+, \d+, \d+, \d+, \.\.\. "
+        r"\(\d+ of \d+ beamlets with dose\) peak at .* beyond 10\^6 times the median stored entry",
     ),
     "A labelled cGy": (
         lambda path, case: _set_attr(path, "influence", "units", "cGy per unit beamlet weight per fraction"),
@@ -222,11 +237,11 @@ CORRUPTIONS: dict[str, tuple[Callable[[Path, Case], None], str]] = {
         r"attribute 'units': is 1.0, but specc reads",
     ),
     "two units labels in one attribute": (
-        lambda path, case: _set_attr(path, "influence", "units", np.array([b"Gy per unit beamlet weight per fraction", b"Gy"])),
+        lambda path, case: _set_attr(path, "influence", "units", np.array([LABEL.encode(), b"Gy"])),
         r"group /influence attribute 'units': holds 2 values \['Gy per unit beamlet weight per fraction', 'Gy'\], expected one$",
     ),
     "a one-element array holding another units label": (
-        lambda path, case: _set_attr(path, "influence", "units", np.array([b"cGy per unit beamlet weight per fraction"])),
+        lambda path, case: _set_attr(path, "influence", "units", np.array([b"c" + LABEL.encode()])),
         r"attribute 'units': is 'cGy per unit beamlet weight per fraction', but specc reads",
     ),
     "a case_id of two strings": (
@@ -306,9 +321,6 @@ def test_missing_and_non_hdf5_files(tmp_path: Path):
 def test_the_documented_units_label_loads(label: str, saved: Path):
     _set_attr(saved, "influence", "units", label)
     Case.load(saved)
-
-
-LABEL = "Gy per unit beamlet weight per fraction"
 
 
 @pytest.mark.parametrize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import scipy.sparse as sp
 
 import specc
 from specc.case import Beam, Beamlets, Case, CaseMetadata, Grid, Structure
+from specc.case.phantoms import build_phantom
 from specc.errors import CaseError
 
 GRID = Grid((3, 2, 2), (2.0, 2.0, 2.5), (0.0, 0.0, 0.0))
@@ -138,12 +140,83 @@ def _influence(*rows: list[float]) -> sp.csr_matrix:
         (_influence([0.0, 0.0], [0.0, 0.0], [0.0, 0.0]), "holds no dose: it stores no entry"),
         (sp.csr_matrix((np.zeros(2, np.float32), ([0, 2], [0, 1])), shape=(3, 2)),
          "holds no dose: every one of its 2 stored entries is 0"),
-        (_influence([1.0, 0.0], [0.5, 3e38], [0.0, 2.0]), r"entry at row 1, beamlet 1 is 3e\+38 Gy per unit weight"),
+        (_influence([1.0, 0.0], [0.5, 3e38], [0.0, 2.0]),
+         r"influence has damaged entries: beamlet 1 \(1 of 2 beamlets with dose\) peak at 3e\+38 Gy per unit weight per "
+         r"fraction \(the highest entry at row 1, beamlet 1\), up to 3e\+38 times the median beamlet's peak \(1\)"),
     ],
 )
 def test_an_influence_matrix_without_dose_or_with_a_damaged_entry_is_refused(influence, message):
     with pytest.raises(CaseError, match=message):
         _case(influence=influence)
+
+
+@pytest.fixture(scope="module")
+def phantom() -> Case:
+    return build_phantom("c-shape", beams=5, grid_mm=10.0, beamlet_mm=10.0)
+
+
+def _with_data(case: Case, change) -> Case:
+    """The case again with its influence entries changed by `change(data)` (in place on a copy)."""
+    influence = case.influence.copy()
+    change(influence.data)
+    return dataclasses.replace(case, influence=influence)
+
+
+def _scale_beam(case: Case, beam_id: int, factor: float):
+    in_beam = np.isin(case.influence.indices, case.beamlets.of_beam(beam_id))
+
+    def change(data: np.ndarray) -> None:
+        data[in_beam] *= factor
+
+    return change
+
+
+def test_damage_to_more_than_one_percent_of_the_entries_is_refused(phantom: Case):
+    """2% of the entries multiplied by 10^9 lift the 99th percentile the old check measured against, and
+    most beamlets' peaks with it: the median beamlet's peak now stands far above the median entry."""
+    damaged = np.random.default_rng(7).choice(phantom.influence.nnz, phantom.influence.nnz // 50, replace=False)
+
+    def change(data: np.ndarray) -> None:
+        data[damaged] *= 1e9
+
+    with pytest.raises(CaseError, match=r"influence has damaged entries: beamlets \d+, \d+, \d+, \d+, \d+, \.\.\. "
+                       r"\(\d+ of \d+ beamlets with dose\) peak at .* beyond 10\^6 times the median stored entry"):
+        _with_data(phantom, change)
+
+
+def test_a_contiguous_share_of_the_entries_overwritten_is_refused(phantom: Case):
+    # an interrupted write: the last 3% of the stored values (the last rows, every beamlet reaching them)
+    def change(data: np.ndarray) -> None:
+        data[-len(data) * 3 // 100:] = 3e38
+
+    with pytest.raises(CaseError, match=r"influence has damaged entries: .* peak at 3e\+38 Gy per unit weight"):
+        _with_data(phantom, change)
+
+
+def test_a_beam_written_in_another_unit_is_refused_naming_its_beamlets(phantom: Case):
+    beamlets = phantom.beamlets.of_beam(phantom.beams[2].id)
+    named = ", ".join(str(b) for b in beamlets[:5])
+    with pytest.raises(CaseError, match=rf"has damaged entries: beamlets {named}, \.\.\. \({len(beamlets)} of "
+                       rf"{phantom.n_beamlets} beamlets with dose\) peak at .* the median beamlet's peak"):
+        _with_data(phantom, _scale_beam(phantom, phantom.beams[2].id, 1e6))  # uGy per unit weight in one beam
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        # a beam whose beamlets peak 100x the others (the most physics gives), and one whose peaks are a
+        # millionth of them (beamlets grazing a structure's edge): low peaks are never damage
+        lambda case: _scale_beam(case, case.beams[1].id, 100.0),
+        lambda case: _scale_beam(case, case.beams[3].id, 1e-6),
+        # tails spanning orders of magnitude more: every entry below a tenth of its matrix's highest
+        # made 1000x lower (an engine storing its scatter far further out)
+        lambda case: lambda data: np.multiply(data, 1e-3, out=data, where=data < 0.1 * data.max()),
+    ],
+    ids=["a hot beam", "a beam of tiny peaks", "long low-dose tails"],
+)
+def test_legitimate_spreads_of_dose_are_accepted(phantom: Case, change):
+    case = _with_data(phantom, change(phantom))
+    assert case.influence.nnz == phantom.influence.nnz
 
 
 def test_the_weights_unit_is_the_writers_so_a_uniformly_scaled_matrix_is_accepted():

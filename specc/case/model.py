@@ -34,17 +34,29 @@ MIN_HU = -1024.0
 # any patient (2.5 mm written in micrometres is 2500).
 SPACING_RANGE_MM = (0.05, 1000.0)
 
-# How far above the influence matrix's typical high entries (its 99th percentile) one entry may
-# lie. All entries are one dose engine's dose per unit weight of similar beamlets, so a
-# beamlet's peak differs from the typical high dose only by physics: field-size output, inverse
-# square across the patient, attenuation and build-up, tissue density, each within a factor of a
-# few (together below 100x). 10^6 leaves four orders of magnitude above that; an entry beyond it
-# is no dose a beamlet gives to tissue but damage (an uninitialised value, a flipped exponent
-# bit, 3e38). The weight's own unit is the writer's (MU, fluence, arbitrary), so the matrix as
-# a whole has no absolute bound: a uniformly scaled matrix is a choice of unit, not an error.
-MAX_ENTRY_OVER_TYPICAL = 1e6
-# Entries read for the typical high entry: evenly strided, so a 10^9-entry matrix costs no copy.
-_TYPICAL_SAMPLE = 1_000_000
+# How far one beamlet's peak (its column's highest entry) may lie above the median beamlet's peak.
+# A beamlet's peak is the dose per unit weight where it enters the rows, and one case's beamlets
+# are one engine's beamlets of one size: their peaks differ by physics alone (inverse square across
+# the patient, attenuation and tissue density before the rows begin, a proton spot's energy),
+# within 10-100x. Beamlets placed over the targets' projection (matRad, PortPy, the phantoms) reach
+# the rows, so the median beamlet's peak is such a peak; edge and grazing beamlets peak lower, and
+# a low peak is never refused. 10^4 leaves 100x beyond the physics. A peak above it is damage: an
+# uninitialised or bit-flipped value, a block of beamlets written in another unit (10^6 for uGy or
+# for dose per particle instead of per 10^6 particles). The median stands while at most half the
+# beamlets are damaged; damage to more than half of them at once cannot be told from a choice of unit.
+MAX_PEAK_OVER_MEDIAN_PEAK = 1e4
+# How far the median beamlet's peak may lie above the median stored entry. A beamlet's dose falls
+# from its peak through its penumbra into a scatter tail that dose engines stop storing, to keep the
+# matrix sparse, around 10^-3-10^-4 of the peak (matRad's 50 mm lateral cutoff; the phantoms'
+# engine at 3-9 x 10^-4), so half the stored entries never lie a million times below the typical peak.
+# Where they do, more than half the beamlets peak at damaged entries: a share of entries spread over
+# every beamlet (2% of them multiplied by 10^9) lifts most beamlets' peaks and so their median,
+# while the median entry stands.
+MAX_MEDIAN_PEAK_OVER_MEDIAN_ENTRY = 1e6
+# Entries read for the median entry: evenly strided, so a 10^9-entry matrix costs no copy.
+_ENTRY_SAMPLE = 1_000_000
+# Beamlets an error names of those it finds damaged.
+_NAMED_BEAMLETS = 5
 
 
 @dataclass(frozen=True)
@@ -497,10 +509,13 @@ def _validate(case: Case) -> None:
 def influence_value_issue(influence: sp.csr_matrix) -> str | None:
     """What makes these influence values (finite, >= 0) no dose a case can hold, or None.
 
-    A matrix without a single dose above 0 plans an "optimal" 0 Gy everywhere; one entry far
-    beyond the rest (`MAX_ENTRY_OVER_TYPICAL`) is damage that would only fail deep in a solver.
-    A matrix without beamlets is no dose calculation at all (the geometry `specc check` measures a
-    dose on, read from a DICOM study or a matRad workspace), not a failed one.
+    A matrix without a single dose above 0 plans an "optimal" 0 Gy everywhere; damaged entries
+    (beamlets peaking far above the others, `MAX_PEAK_OVER_MEDIAN_PEAK`, or most beamlets peaking far
+    above the stored entries, `MAX_MEDIAN_PEAK_OVER_MEDIAN_ENTRY`) would only fail deep in a solver or
+    plan nonsense. Both compare beamlets' peaks, the one dose comparable across one case's beamlets,
+    by medians, so damage to a share of the matrix cannot move its own yardstick (a high percentile of
+    the entries moves as soon as the damaged share exceeds what lies above it). A matrix without beamlets
+    is no dose calculation at all (the geometry `specc check` measures a dose on), not a failed one.
     """
     if influence.shape[1] == 0:
         return None
@@ -509,20 +524,54 @@ def influence_value_issue(influence: sp.csr_matrix) -> str | None:
     if highest <= 0:
         stored = f"every one of its {data.size} stored entries is 0" if data.size else "it stores no entry"
         return f"holds no dose: {stored} (a failed dose calculation or import: no beamlet reaches any voxel)"
-    sample = data[:: max(1, data.size // _TYPICAL_SAMPLE)]
+    # one pass, no column-major copy of A; in A's own dtype (numpy's fast path: a cast is 20x slower)
+    peaks = np.zeros(influence.shape[1], dtype=data.dtype)
+    np.maximum.at(peaks, influence.indices, data)
+    with_dose = np.flatnonzero(peaks > 0)
+    # "lower": a beamlet's own peak, so with two beamlets the damaged one is not half the yardstick
+    median_peak = float(np.percentile(peaks[with_dose], 50, method="lower"))
+    limit = MAX_PEAK_OVER_MEDIAN_PEAK * median_peak
+    if highest > limit:
+        return (
+            f"{_damaged_beamlets(influence, peaks, with_dose, limit)}, up to {highest / median_peak:.2g} times the "
+            f"median beamlet's peak ({median_peak:.3g}); the peaks of one case's beamlets differ by physics within "
+            f"about 100 times, so a peak beyond {_power(MAX_PEAK_OVER_MEDIAN_PEAK)} times the median is damage (an "
+            "uninitialised or bit-flipped value, beamlets written in another unit)"
+        )
+    sample = data[:: max(1, data.size // _ENTRY_SAMPLE)]
     positive = sample[sample > 0]
-    # "lower": an entry of the data, so in a small matrix the highest one is not its own yardstick
-    typical = float(np.percentile(positive if positive.size else data[data > 0], 99, method="lower"))
-    if highest <= MAX_ENTRY_OVER_TYPICAL * typical:
+    median_entry = float(np.percentile(positive if positive.size else data[data > 0], 50, method="lower"))
+    limit = MAX_MEDIAN_PEAK_OVER_MEDIAN_ENTRY * median_entry
+    if median_peak <= limit:
         return None
-    position = int(np.argmax(data))
-    row = int(np.searchsorted(influence.indptr, position, side="right")) - 1
     return (
-        f"entry at row {row}, beamlet {int(influence.indices[position])} is {highest:.3g} Gy per unit weight per "
-        f"fraction, {highest / typical:.2g} times the matrix's typical high entry ({typical:.3g}, its 99th "
-        f"percentile); beamlets of one case differ by physics far less than {MAX_ENTRY_OVER_TYPICAL:g} times, "
-        "so the value is damaged"
+        f"{_damaged_beamlets(influence, peaks, with_dose, limit)}, beyond {_power(MAX_MEDIAN_PEAK_OVER_MEDIAN_ENTRY)} "
+        f"times the median stored entry ({median_entry:.3g}; the median beamlet's peak is {median_peak:.3g}, "
+        f"{median_peak / median_entry:.2g} times it); a beamlet's dose falls from its peak into a tail that dose "
+        "engines cut off near 10^-3-10^-4 of it, so half the stored entries never lie that far below the typical "
+        "peak: most beamlets peak at damaged entries (a share of the entries multiplied or overwritten)"
     )
+
+
+def _damaged_beamlets(influence: sp.csr_matrix, peaks: np.ndarray, with_dose: np.ndarray, limit: float) -> str:
+    """'has damaged entries: beamlets 3, 7 (2 of 640 beamlets with dose) peak at 1e+09-3e+38 Gy ... (the
+    highest entry at row 12, beamlet 7)'."""
+    damaged = with_dose[peaks[with_dose] > limit]
+    named = ", ".join(str(int(b)) for b in damaged[:_NAMED_BEAMLETS]) + (", ..." if damaged.size > _NAMED_BEAMLETS else "")
+    position = int(np.argmax(influence.data))
+    row = int(np.searchsorted(influence.indptr, position, side="right")) - 1
+    low, high = float(peaks[damaged].min()), float(peaks[damaged].max())
+    span = f"{high:.3g}" if low == high else f"{low:.3g}-{high:.3g}"
+    return (
+        f"has damaged entries: {'beamlet' if damaged.size == 1 else 'beamlets'} {named} "
+        f"({damaged.size} of {with_dose.size} beamlets with dose) peak at {span} Gy per unit weight per fraction "
+        f"(the highest entry at row {row}, beamlet {int(influence.indices[position])})"
+    )
+
+
+def _power(value: float) -> str:
+    """10^4 for 1e4: the order of magnitude a threshold states."""
+    return f"10^{math.log10(value):.0f}"
 
 
 def _rows_if_one_based(indices: np.ndarray, missing_flat: np.ndarray) -> bool:
