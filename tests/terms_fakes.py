@@ -25,6 +25,8 @@ class FakeCase:
     beamlets_per_beam: int = 4
     # Relative volume of each row in the build context; None: equal volumes.
     weights: dict[str, np.ndarray] = field(default_factory=dict)
+    # x_ref, the beamlet weight the terms on the fluence are relative to (the compile stage's `ReferenceFluence`).
+    reference_fluence: float = 1.0
 
     @property
     def n_beamlets(self) -> int:
@@ -64,6 +66,7 @@ def random_case(
 class FakeBuildContext:
     def __init__(self, case: FakeCase) -> None:
         self.case = case
+        self.n_beamlets = case.n_beamlets  # as the fast path's context gives it (`SmoothContext`)
         self._fluence = cp.Variable(case.n_beamlets, nonneg=True, name="fluence")
         self._doses: dict[str, cp.Expression] = {}
 
@@ -90,6 +93,9 @@ class FakeBuildContext:
 
     def smoothness_operator(self) -> sp.csr_matrix:
         return self.case.smoothness_operator()
+
+    def reference_fluence(self) -> float:
+        return self.case.reference_fluence
 
 
 class FakeEvaluationContext:

@@ -8,13 +8,13 @@ enters the program once however many terms look at a structure. A term asks for
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 import cvxpy as cp
 import numpy as np
 
-from specc.compile.smooth_context import SmoothFormContext
+from specc.compile.smooth_context import ReferenceFluence, SmoothFormContext
 from specc.compile.voxels import StructureEntries
 
 if TYPE_CHECKING:
@@ -33,8 +33,11 @@ class ProgramContext(SmoothFormContext):
         voxel_volume_cc: float,
         fractions: int,
         beamlets: Beamlets,
+        reference: Callable[[], ReferenceFluence],
     ) -> None:
-        super().__init__(structures, voxel_volume_cc, fractions, fluence.size, lambda: beamlets.neighbour_differences)
+        super().__init__(
+            structures, voxel_volume_cc, fractions, fluence.size, lambda: beamlets.neighbour_differences, reference
+        )
         self._fluence = fluence
         self._dose = dose
 

@@ -24,6 +24,7 @@ from specc.case.shifts import Displacement, beams_isocentre, displaced_influence
 from specc.compile.context import ProgramContext
 from specc.compile.reach import reach_notes
 from specc.compile.scenarios import robust_notes
+from specc.compile.smooth_context import ReferenceFluence, reference_fluence
 from specc.compile.structures import ResolvedStructures, resolve_structures
 from specc.compile.voxels import DEFAULT_SAMPLE_LIMIT, StructureEntries, VoxelSelection, select_voxels
 from specc.errors import CaseError, CompileError
@@ -134,6 +135,8 @@ class CompiledProgram:
     # The protocol compiled (with its derived terms): a diagnosis names a limit held for a goal in EQD2 or
     # BED by that goal, in its quantity (`specc.solve.diagnose`).
     protocol: Protocol | None = None
+    # The fluence its smoothness and fluence_regularization terms are relative to (None: no term asked).
+    reference_fluence: ReferenceFluence | None = None
     # Set by `with_problem` (a lexicographic step, an exact refinement): a problem that is not
     # the compiled one, which the fast path must not take for it.
     _problem: cp.Problem | None = field(default=None, repr=False)
@@ -282,8 +285,10 @@ def compile_protocol(
         parts += [case.prior_dose.total_gy[structures.masks[scenarios[name].structure]] for name in displaced]
         offset = np.concatenate(parts) / protocol.prescription.fractions
 
+    reference = _Reference(protocol, case, structures)
     context = ProgramContext(
-        fluence, dose, selection.structures, case.voxel_volume_cc, protocol.prescription.fractions, case.beamlets
+        fluence, dose, selection.structures, case.voxel_volume_cc, protocol.prescription.fractions, case.beamlets,
+        reference,
     )
 
     compiled: list[CompiledTerm] = []
@@ -305,6 +310,8 @@ def compile_protocol(
             )
         )
 
+    if reference.found is not None:
+        notes.append(reference.found.note())
     objectives = [term.objective for term in compiled if term.objective is not None]
     if not objectives:
         notes.append("no term has an objective: the solver returns any fluence that meets the hard limits")
@@ -330,7 +337,21 @@ def compile_protocol(
         row_inputs=row_inputs,
         offset=offset,
         protocol=protocol,
+        reference_fluence=reference.found,
     )
+
+
+class _Reference:
+    """The case's reference fluence for the protocol, computed once when a term first asks for it."""
+
+    def __init__(self, protocol: Protocol, case: Case, structures: ResolvedStructures) -> None:
+        self._protocol, self._case, self._structures = protocol, case, structures
+        self.found: ReferenceFluence | None = None
+
+    def __call__(self) -> ReferenceFluence:
+        if self.found is None:
+            self.found = reference_fluence(self._protocol, self._case, self._structures)
+        return self.found
 
 
 def _check_prior(protocol: Protocol, case: Case) -> None:

@@ -61,6 +61,10 @@ class BuildContext(Protocol):
     def smoothness_operator(self) -> sp.csr_matrix:
         """Sparse differences between neighbouring beamlets of the same beam (rows = pairs)."""
 
+    def reference_fluence(self) -> float:
+        """x_ref, the uniform beamlet weight per fraction that gives the (highest) prescription target its dose per
+        fraction on average: the scale of the terms on the fluence itself, whose beamlet-weight unit is the case's."""
+
 
 class EvaluationContext(Protocol):
     """The final plan as a term sees it (implemented by `specc.evaluate`)."""

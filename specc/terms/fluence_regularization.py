@@ -1,10 +1,13 @@
 """`fluence_regularization`: a penalty on the total fluence.
 
-Objective: `weight * mean_j x_j` (`norm: l1`; the total fluence, since x >= 0) or
-`weight * mean_j x_j**2` (`norm: l2`), with x the beamlet weights per fraction: means over
-beamlets, so that the weight does not depend on the number of beamlets. In the case's
-fluence unit. Reported on the final fluence as the mean (l1) or root-mean-square (l2)
-beamlet weight.
+Objective: `weight * mean_j x_j / x_ref` (`norm: l1`; the total fluence, since x >= 0) or
+`weight * mean_j (x_j / x_ref)**2` (`norm: l2`), with x the beamlet weights per fraction and
+x_ref the case's reference fluence (`BuildContext.reference_fluence`: the uniform beamlet weight
+that gives the prescription's target its dose per fraction on average). Unit-free, so the weight
+means the same plan whatever unit the case's beamlet weights are in; means over beamlets, so
+that it does not depend on the number of beamlets. Reported on the final fluence as the mean
+(l1) or root-mean-square (l2) beamlet weight, in the case's unit (the compile notes give x_ref
+in it).
 """
 
 from __future__ import annotations
@@ -42,22 +45,24 @@ class FluenceRegularization(TermBase):
     def build(self, ctx: BuildContext) -> BuiltTerm:
         import cvxpy as cp
 
-        fluence = ctx.fluence
-        size = fluence.size
+        relative = ctx.fluence / ctx.reference_fluence()  # unit-free, of order 1
+        size = relative.size
         if self.norm == "l1":
-            return BuiltTerm(objective=self.weight * cp.sum(fluence) / size)
-        return BuiltTerm(objective=self.weight * cp.sum_squares(fluence) / size)
+            return BuiltTerm(objective=self.weight * cp.sum(relative) / size)
+        return BuiltTerm(objective=self.weight * cp.sum_squares(relative) / size)
 
     def smooth_form(self, ctx: SmoothContext) -> SmoothForm:
         size = ctx.n_beamlets
-        weight = self.weight
+        reference = ctx.reference_fluence()
+        per_unit = self.weight / (size * reference)  # l1: weight / size per x_ref
+        per_square = self.weight / (size * reference**2)  # l2: weight / size per x_ref squared
 
         def l1(point: SmoothPoint) -> tuple[float, SmoothGradient]:  # x >= 0, so sum(x) is the l1 norm
-            return weight * float(point.fluence.sum()) / size, SmoothGradient(fluence=np.full(size, weight / size))
+            return per_unit * float(point.fluence.sum()), SmoothGradient(fluence=np.full(size, per_unit))
 
         def l2(point: SmoothPoint) -> tuple[float, SmoothGradient]:
             fluence = point.fluence
-            return weight * float(fluence @ fluence) / size, SmoothGradient(fluence=2.0 * weight / size * fluence)
+            return per_square * float(fluence @ fluence), SmoothGradient(fluence=2.0 * per_square * fluence)
 
         return SmoothForm(None, objective=l1 if self.norm == "l1" else l2)
 

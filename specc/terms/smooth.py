@@ -45,6 +45,9 @@ class SmoothContext(Protocol):
     def smoothness_operator(self) -> sp.csr_matrix:
         """Same operator as `BuildContext.smoothness_operator`."""
 
+    def reference_fluence(self) -> float:
+        """Same x_ref as `BuildContext.reference_fluence`."""
+
 
 @dataclass(frozen=True)
 class SmoothPoint:

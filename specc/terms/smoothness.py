@@ -1,10 +1,13 @@
 """`smoothness`: a quadratic penalty on differences between neighbouring beamlets.
 
-Objective: `weight * ||S x||**2 / m`, with x the beamlet weights (per fraction) and S the
-case's sparse operator of differences between the m pairs of neighbouring beamlets of the
-same beam: the mean squared neighbour difference, so that the weight does not depend on
-the number of beamlets. It is in the case's fluence unit squared. Reported on the final
-fluence as the root-mean-square neighbour difference in % of the mean beamlet weight.
+Objective: `weight * mean_k ((S x)_k / x_ref)**2`, with x the beamlet weights (per fraction), S
+the case's sparse operator of differences between the m pairs of neighbouring beamlets of the
+same beam, and x_ref the case's reference fluence (`BuildContext.reference_fluence`: the uniform
+beamlet weight that gives the prescription's target its dose per fraction on average): the mean
+squared neighbour difference as a fraction of the open-field fluence that gives the
+prescription. Unit-free, so the weight means the same plan whatever unit the case's beamlet
+weights are in, and a mean, so that it does not depend on the number of beamlets. Reported on
+the final fluence as the root-mean-square neighbour difference in % of the mean beamlet weight.
 """
 
 from __future__ import annotations
@@ -39,14 +42,15 @@ class Smoothness(TermBase):
         pairs = differences.shape[0]
         if pairs == 0:  # no beam has two neighbouring beamlets: every fluence is as smooth as it gets
             return BuiltTerm()
-        return BuiltTerm(objective=self.weight * cp.sum_squares(differences @ ctx.fluence) / pairs)
+        relative = differences @ ctx.fluence / ctx.reference_fluence()  # unit-free, of order 1
+        return BuiltTerm(objective=self.weight * cp.sum_squares(relative) / pairs)
 
     def smooth_form(self, ctx: SmoothContext) -> SmoothForm:
         differences = ctx.smoothness_operator()
         pairs = differences.shape[0]
         if pairs == 0:
             return SmoothForm(None)
-        factor = self.weight / pairs
+        factor = self.weight / (pairs * ctx.reference_fluence() ** 2)
         transposed = differences.T.tocsr()
 
         def objective(point: SmoothPoint) -> tuple[float, SmoothGradient]:

@@ -1,0 +1,151 @@
+"""The terms on the fluence itself are relative to the case's reference fluence, so a protocol means the same
+plan whatever unit the case's beamlet weights are in (matRad's, PortPy's, a DICOM matrix's, specc's engine)."""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from optimizer_fixtures import c_shape, protocol_text
+from specc.case import Case
+from specc.case.phantoms import build_phantom
+from specc.compile import compile_protocol
+from specc.errors import CompileError
+from specc.evaluate.plan import evaluate_plan
+from specc.planning import compile_for_plan
+from specc.protocol import Protocol, load_protocol, parse_protocol_text
+
+C_SHAPE = Path(__file__).parent.parent / "protocols" / "tg119" / "c-shape.yaml"
+GOALS = 'goals:\n  PTV: ["D95% >= 50 Gy", "D10% <= 55 Gy"]\n  Core: ["D10% <= 10 Gy (variation 25 Gy)"]\n'
+
+
+def _with_terms(*terms: str) -> Protocol:
+    body = GOALS + "optimization:\n  terms:\n" + "".join(f"    - {term}\n" for term in terms)
+    return parse_protocol_text(protocol_text(body, with_body=True), "fluence-terms.yaml")
+
+
+DOSE_TERMS = (
+    "{kind: quadratic_underdose, structure: PTV, dose: 50 Gy, weight: 100}",
+    "{kind: quadratic_overdose, structure: PTV, dose: 52 Gy, weight: 30}",
+    "{kind: quadratic_overdose, structure: Core, dose: 10 Gy, weight: 5}",
+    "{kind: quadratic_overdose, structure: Body, dose: 25 Gy, weight: 1}",
+)
+FLUENCE_TERMS = {  # each protocol with one kind of term on the fluence
+    "shipped c-shape (smoothness)": lambda: load_protocol(C_SHAPE),
+    "fluence_regularization l1": lambda: _with_terms(*DOSE_TERMS, "{kind: fluence_regularization, norm: l1, weight: 0.5}"),
+    "fluence_regularization l2": lambda: _with_terms(*DOSE_TERMS, "{kind: fluence_regularization, norm: l2, weight: 0.5}"),
+}
+
+
+def _rescaled(case: Case, factor: float) -> Case:
+    """The same case with its influence matrix in another beamlet-weight unit (a weight of 1 now gives `factor`
+    times the dose it gave)."""
+    influence = case.influence.copy()
+    influence.data = (influence.data * factor).astype(case.influence.dtype)
+    return dataclasses.replace(case, influence=influence)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    objective: float
+    fluence: np.ndarray
+    dose_gy: np.ndarray
+    goals: dict[str, float]
+
+
+@lru_cache(maxsize=None)
+def _planned(name: str, factor: float, solver: str) -> _Plan:
+    """The protocol `name` planned on the C-shape rescaled by `factor`."""
+    case = _rescaled(c_shape(), factor)
+    compiled = compile_for_plan(FLUENCE_TERMS[name](), case, solver)
+    solved = compiled.solve()
+    assert solved.result.solver == solver and solved.result.converged, solved.result.message
+    evaluation = evaluate_plan(compiled.protocol, case, compiled.program.masks, solved.result, {})
+    goals = {f"{goal.structure} {goal.text}": goal.value for goal in evaluation.record.goals}
+    return _Plan(solved.result.objective, evaluation.fluence, evaluation.dose, goals)
+
+
+# How far the doses of two plans of one program may lie apart by solver tolerance alone, in a fraction of the largest
+# dose: both solvers reach the optimum's objective (here within 1e-5), but where the objective is flat (little
+# smoothing, an l1 penalty) its point only within their tolerance: CLARABEL's plans 0.08% apart, the fast path's,
+# whose certificate is on the objective, 1.6% at one voxel.
+_DOSE_TOLERANCE = {"CLARABEL": 2e-3, "SPECC-LBFGS": 3e-2}
+
+
+@pytest.mark.parametrize("solver", ["SPECC-LBFGS", "CLARABEL"])
+@pytest.mark.parametrize("name", list(FLUENCE_TERMS))
+def test_a_plan_does_not_depend_on_the_cases_beamlet_weight_unit(name: str, solver: str) -> None:
+    """An audit scaled a C-shape's influence matrix by 0.1 and 0.01 and the plan changed: the optimal fluence
+    scales by 100, so a term on the fluence in the case's unit weighed 10^4 times more against the dose terms."""
+    plan, scaled = _planned(name, 1.0, solver), _planned(name, 0.01, solver)
+    assert scaled.objective == pytest.approx(plan.objective, rel=1e-4)  # unit-free: the same program
+    tolerance = _DOSE_TOLERANCE[solver] * plan.dose_gy.max()
+    np.testing.assert_allclose(scaled.dose_gy, plan.dose_gy, rtol=0, atol=tolerance)
+    assert scaled.goals == pytest.approx(plan.goals, abs=0.05)  # Gy
+    assert np.sum(scaled.fluence) * 0.01 == pytest.approx(np.sum(plan.fluence), rel=_DOSE_TOLERANCE[solver])
+
+
+def test_the_reference_fluence_gives_the_highest_levels_target_its_dose_per_fraction() -> None:
+    """x_ref = D_fx / mean over the target of (A @ 1), on every voxel of the target, named in the compile notes."""
+    case = c_shape()
+    program = compile_protocol(load_protocol(C_SHAPE), case)
+    reference = program.reference_fluence
+    ptv = case.rows(program.masks["PTV"])
+    mean_dose = (case.influence[ptv].astype(np.float64) @ np.full(case.n_beamlets, reference.beamlet_weight)).mean()
+    assert (reference.target, reference.dose_per_fraction_gy) == ("PTV", 2.0)
+    assert mean_dose == pytest.approx(2.0, rel=1e-9)
+    assert f"reference fluence {reference.beamlet_weight:.4g} beamlet weights per fraction" in " ".join(program.notes)
+    assert _rescaled_reference(case, 0.01) == pytest.approx(100 * reference.beamlet_weight, rel=1e-5)
+
+
+def _rescaled_reference(case: Case, factor: float) -> float:
+    return compile_protocol(load_protocol(C_SHAPE), _rescaled(case, factor)).reference_fluence.beamlet_weight
+
+
+MULTI_TARGET = """specc: 1
+name: SIB
+site: phantom
+version: 1.0.0
+structures:
+  PTV_Inferior: {role: target}
+  PTV_Central: {role: target}
+  PTV_Superior: {role: target}
+prescription:
+  fractions: 25
+  levels:  # lowest first: the reference is the highest level's, wherever it is listed
+    - {target: PTV_Inferior, dose: 12.5 Gy}
+    - {target: PTV_Central, dose: 50 Gy}
+    - {target: PTV_Superior, dose: 25 Gy}
+optimization:
+  terms:
+    - {kind: quadratic_underdose, structure: PTV_Central, dose: 50 Gy, weight: 1}
+    - {kind: smoothness, weight: 0.005}
+"""
+
+
+def test_with_several_dose_levels_the_reference_is_the_highest_levels() -> None:
+    case = build_phantom("multi-target", beams=5, grid_mm=10.0, beamlet_mm=10.0)
+    reference = compile_protocol(parse_protocol_text(MULTI_TARGET, "sib.yaml"), case).reference_fluence
+    central = case.rows(case.structures["PTV_Central"].mask)
+    assert (reference.target, reference.dose_per_fraction_gy) == ("PTV_Central", 2.0)
+    assert reference.beamlet_weight == pytest.approx(2.0 / case.influence[central].sum(axis=1).mean(), rel=1e-6)
+
+
+def test_a_program_without_terms_on_the_fluence_computes_no_reference() -> None:
+    protocol = _with_terms("{kind: quadratic_underdose, structure: PTV, dose: 50 Gy, weight: 1}")
+    program = compile_protocol(protocol, c_shape())
+    assert program.reference_fluence is None and not any("reference fluence" in note for note in program.notes)
+
+
+def test_a_target_no_beamlet_reaches_is_a_clear_error_not_a_division_by_zero() -> None:
+    """x_ref divides by the mean dose a unit fluence gives the target: such a target is refused first, by name."""
+    case = c_shape()
+    influence = case.influence.tolil()
+    influence[case.rows(case.structures["PTV"].mask)] = 0.0
+    dark = dataclasses.replace(case, influence=influence.tocsr())
+    with pytest.raises(CompileError, match="target 'PTV': none of its 171 voxels receives dose from any beamlet"):
+        compile_protocol(FLUENCE_TERMS["fluence_regularization l2"](), dark)
