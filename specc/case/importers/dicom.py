@@ -18,7 +18,7 @@ from specc.case.importers.engine_case import box_grid, engine_influence, grid_sp
 from specc.case.importers.dicom_ct import DicomFolder, read_dicom_folder
 from specc.case.importers.hu_density import DEFAULT_HU_TABLE, hu_to_relative_electron_density
 from specc.case.importers.report import ImportedCase, build_case, record_in_metadata
-from specc.case.importers.rtstruct import RoiContours, contour_box, rasterize, read_structure_set
+from specc.case.importers.rtstruct import RoiContours, contour_box, off_slice_notes, rasterize, read_structure_set
 from specc.case.model import CaseMetadata, Grid, Structure
 from specc.errors import CaseError
 
@@ -83,6 +83,8 @@ def import_dicom(
         "CT resampled to the dose grid (trilinear, air outside the images) and converted to relative "
         f"electron density with {'the default' if hu_table == DEFAULT_HU_TABLE else 'a user'} HU table",
         "contours rasterized by voxel centre inside the polygon, per plane (docs/formats/dicom.md)",
+        *off_slice_notes(rois, dicom.ct),
+        *dicom.notes,
     ]
     position = dicom.ct.identifiers.get("PatientPosition", "HFS")
     if position != "HFS":

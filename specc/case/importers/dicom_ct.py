@@ -4,10 +4,19 @@ Only what the case needs is read, and every geometric assumption the importer ma
 checked here with an error naming the file: one axial CT series with rows along x and columns
 along y (ImageOrientationPatient [±1,0,0,0,±1,0]: head-first or feet-first, supine or prone),
 equal rows/columns/pixel spacing on every slice, and uniformly spaced slices with none missing. Files of other modalities are listed in the import report, never read.
+
+A file without the Part-10 header (no 128-byte preamble and 'DICM' prefix, as older systems and
+some anonymisers write them) is read when it is a DICOM dataset all the same: it starts with a
+group 0002 or 0008 element, and it names its SOPClassUID and Modality. Anything else in the folder
+(a README, a .json) is listed as skipped, with why, in the import report and in the error when
+nothing of use was found.
 """
 
 from __future__ import annotations
 
+import io
+import re
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import pydicom
-from pydicom.dataset import Dataset
+from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from scipy.ndimage import map_coordinates
 
 from specc.case.model import Grid
@@ -24,6 +34,11 @@ from specc.errors import CaseError
 
 # Positions and spacings in DICOM are decimal strings; agree to a micrometre.
 POSITION_TOLERANCE_MM = 1e-3
+# A plane written at another precision than the slice it lies on (a contour's z to 0.1 mm beside
+# ImagePositionPatient's 0.001 mm, a dose frame after a coordinate transform) is on that slice when it
+# lies within this fraction of the spacing between slices: 0.1 mm rounding on 1 mm slices passes, a
+# contour a quarter or half a slice away (drawn on another series) does not.
+PLANE_TOLERANCE_FRACTION = 0.1
 # How far from 1 a direction cosine vector's length may be (DS values written to a few decimals).
 UNIT_TOLERANCE = 1e-3
 AIR_HU = -1000.0
@@ -97,6 +112,80 @@ class DicomFolder:
     # Files of the other DICOM modalities (RTDOSE, RTPLAN, ...) by modality, with the headers read
     # while sorting (everything but pixel data): a plan check reads them.
     by_modality: dict[str, list[tuple[Path, Dataset]]] = field(default_factory=dict)
+    headerless: list[Path] = field(default_factory=list)  # read without the Part-10 preamble and 'DICM' prefix
+
+    @property
+    def notes(self) -> list[str]:
+        """What the import report says of how the folder's files were read."""
+        if not self.headerless:
+            return []
+        return [
+            f"{len(self.headerless)} file(s) have no DICOM Part-10 header (no preamble and 'DICM' prefix), read as "
+            f"DICOM datasets: {_listed([path.name for path in self.headerless])}"
+        ]
+
+
+def plane_tolerance_mm(spacing_mm: float) -> float:
+    """How far a plane may lie from the slice it is on (PLANE_TOLERANCE_FRACTION of the spacing)."""
+    return PLANE_TOLERANCE_FRACTION * spacing_mm
+
+
+def plane_tolerance_text(spacing_mm: float) -> str:
+    """The tolerance as a message states it: its value and what it is a fraction of."""
+    return f"{plane_tolerance_mm(spacing_mm):.3g} mm ({PLANE_TOLERANCE_FRACTION:.0%} of the {spacing_mm:g} mm spacing)"
+
+
+def read_dicom(path: Path, *, stop_before_pixels: bool = False, data: bytes | None = None) -> Dataset:
+    """A DICOM file (`data`: its bytes, already read), with or without the Part-10 header.
+
+    Without the preamble and 'DICM' prefix pydicom reads a file only when forced, and forced it
+    reads any bytes as some dataset: such a file is taken only when it starts as a dataset does
+    (a group 0002 or 0008 element) and names a SOPClassUID and a Modality; its transfer syntax,
+    when it has no file meta to say it, is the encoding pydicom found. Raises InvalidDicomError
+    (with the reason) for anything else.
+    """
+    source = io.BytesIO(data) if data is not None else path
+    try:
+        return pydicom.dcmread(source, stop_before_pixels=stop_before_pixels)
+    except InvalidDicomError:
+        pass
+    head = data[:2] if data is not None else _first_bytes(path, 2)
+    if len(head) < 2 or int.from_bytes(head, "little") not in (0x0002, 0x0008):
+        raise InvalidDicomError("not a DICOM file")
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pydicom warns of every element it guesses; the checks below decide
+        try:
+            dataset = pydicom.dcmread(source, stop_before_pixels=stop_before_pixels, force=True)
+            sop_class, modality = str(dataset.get("SOPClassUID", "")), str(dataset.get("Modality", ""))
+        except Exception as error:  # forced, pydicom parses arbitrary bytes and fails in many ways
+            raise InvalidDicomError(f"no DICOM header, and not a DICOM dataset without one ({error})") from None
+    if not (UID(sop_class).is_valid and re.fullmatch(r"[A-Z0-9_ ]{1,16}", modality)):
+        raise InvalidDicomError("no DICOM header, and no SOPClassUID and Modality to read it as a dataset without one")
+    if "TransferSyntaxUID" not in getattr(dataset, "file_meta", {}):
+        implicit, little = dataset.original_encoding
+        dataset.file_meta = FileMetaDataset()
+        dataset.file_meta.TransferSyntaxUID = (
+            ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian if little else ExplicitVRBigEndian
+        )
+    return dataset
+
+
+def _first_bytes(path: Path, count: int) -> bytes:
+    with path.open("rb") as handle:
+        return handle.read(count)
+
+
+def _listed(items: list[str], separator: str = ", ", shown: int = 5) -> str:
+    """Up to `shown` items, and how many more."""
+    more = f"{separator}and {len(items) - shown} more" if len(items) > shown else ""
+    return separator.join(items[:shown]) + more
+
+
+def _skipped(unused: list[str]) -> str:
+    """The files not used, for an error that finds nothing to import: how many, and why each."""
+    return f"; {len(unused)} file(s) in it not used: {_listed(unused, '; ')}" if unused else ""
 
 
 def read_dicom_folder(folder: str | Path, require_ct: bool = True) -> DicomFolder:
@@ -112,12 +201,18 @@ def read_dicom_folder(folder: str | Path, require_ct: bool = True) -> DicomFolde
     structure_sets: list[tuple[Path, Dataset]] = []
     unused: list[str] = []
     by_modality: dict[str, list[tuple[Path, Dataset]]] = {}
+    headerless: list[Path] = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         try:
-            dataset = pydicom.dcmread(path, stop_before_pixels=True)
-        except (InvalidDicomError, OSError):
-            unused.append(f"{path.name}: not a DICOM file")
+            dataset = read_dicom(path, stop_before_pixels=True)
+        except InvalidDicomError as error:
+            unused.append(f"{path.name}: {error}")
             continue
+        except OSError as error:
+            unused.append(f"{path.name}: cannot be read ({error.strerror or error})")
+            continue
+        if getattr(dataset, "preamble", None) is None:  # read by `read_dicom` without the Part-10 header
+            headerless.append(path)
         modality = str(dataset.get("Modality", ""))
         if modality == "CT":
             ct_slices.setdefault(str(dataset.get("SeriesInstanceUID", "")), []).append((path, dataset))
@@ -128,20 +223,22 @@ def read_dicom_folder(folder: str | Path, require_ct: bool = True) -> DicomFolde
             unused.append(f"{path.name}: modality {modality or 'unknown'} is not used by the importer{hint}")
             by_modality.setdefault(modality, []).append((path, dataset))
     if not ct_slices and require_ct:
-        raise CaseError(f"{folder}: no CT images found")
+        raise CaseError(f"{folder}: no CT images found{_skipped(unused)}")
     if len(ct_slices) > 1:
         counts = ", ".join(f"{uid} ({len(files)} slices)" for uid, files in ct_slices.items())
         raise CaseError(f"{folder}: more than one CT series ({counts}); put one series per folder")
     if not structure_sets:
-        raise CaseError(f"{folder}: no RT Structure Set (RTSTRUCT) found" + ("" if ct_slices else " (and no CT images)"))
+        raise CaseError(
+            f"{folder}: no RT Structure Set (RTSTRUCT) found" + ("" if ct_slices else " (and no CT images)") + _skipped(unused)
+        )
     if len(structure_sets) > 1:
         names = ", ".join(path.name for path, _ in structure_sets)
         raise CaseError(f"{folder}: more than one RT Structure Set ({names}); keep the one to import")
     ct = _read_ct_series(next(iter(ct_slices.values()))) if ct_slices else None
     rs_path, rs_header = structure_sets[0]
     return DicomFolder(
-        ct=ct, structure_set=pydicom.dcmread(rs_path), structure_set_file=rs_path, unused=unused,
-        by_modality=by_modality,
+        ct=ct, structure_set=read_dicom(rs_path), structure_set_file=rs_path, unused=unused,
+        by_modality=by_modality, headerless=headerless,
     )
 
 
@@ -176,7 +273,7 @@ def _read_ct_series(slices: list[tuple[Path, Dataset]]) -> CtSeries:
     rows, columns, (row_spacing, column_spacing) = geometry
     hu = np.empty((columns, rows, len(ordered)), dtype=np.float32)
     for k, (path, _) in enumerate(ordered):
-        image = pydicom.dcmread(path)
+        image = read_dicom(path)
         try:
             pixels = image.pixel_array.astype(np.float32)
         except Exception as error:  # pydicom raises many types for undecodable pixel data

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import map_coordinates
 
-from specc.case.importers.dicom_ct import POSITION_TOLERANCE_MM
+from specc.case.importers.dicom_ct import PLANE_TOLERANCE_FRACTION, POSITION_TOLERANCE_MM
 from specc.case.model import Grid
 from specc.errors import CaseError
 
@@ -80,8 +80,11 @@ class ExternalDose:
         """The dose at `grid`'s voxel centres and where it is known: the stored values where the centres
         coincide (`taken_as_stored`), else trilinear.
 
-        A centre beyond the RT Dose grid's outer voxel centres (more than a micrometre) has
-        no dose: it is NaN in the first array and False in the second, never extrapolated.
+        A centre beyond the RT Dose grid's outer voxel centres has no dose: it is NaN in the first
+        array and False in the second, never extrapolated. One within the plane tolerance of the
+        outer centres (dicom_ct.PLANE_TOLERANCE_FRACTION of the dose grid's spacing, as a contour
+        on its CT slice: the two grids written at different precisions) lies on that outer plane,
+        and takes its values.
         """
         if self.has_grid(grid):
             return self.dose_gy.astype(np.float64), np.ones(grid.shape, dtype=bool)
@@ -89,9 +92,8 @@ class ExternalDose:
         if self.taken_as_stored(grid):
             return self._stored_on(index_axes)
         inside_axes = []
-        for axis, (index, n, spacing) in enumerate(zip(index_axes, self.grid.shape, self.grid.spacing_mm)):
-            tolerance = POSITION_TOLERANCE_MM / spacing
-            inside = (index >= -tolerance) & (index <= n - 1 + tolerance)
+        for axis, (index, n) in enumerate(zip(index_axes, self.grid.shape)):
+            inside = (index >= -PLANE_TOLERANCE_FRACTION) & (index <= n - 1 + PLANE_TOLERANCE_FRACTION)
             index_axes[axis] = np.clip(index, 0, n - 1)
             inside_axes.append(inside)
         known = inside_axes[0][:, None, None] & inside_axes[1][None, :, None] & inside_axes[2][None, None, :]

@@ -29,7 +29,9 @@ from specc.case.importers.dicom_ct import (
 from specc.case.importers.report import build_case
 from specc.case.importers.external_dose import ExternalDose
 from specc.case.importers.rtdose import read_rtdose, sum_beam_doses
-from specc.case.importers.rtstruct import RoiContours, contour_box, contour_spacing, rasterize, read_structure_set
+from specc.case.importers.rtstruct import (
+    RoiContours, contour_box, contour_spacing, off_slice_notes, rasterize, read_structure_set,
+)
 from specc.case.model import Beamlets, Case, CaseMetadata, Grid, Structure
 from specc.errors import CaseError
 
@@ -88,6 +90,7 @@ def read_plan_export(
     source = str(dicom.structure_set_file)
     rois, without_volume = read_structure_set(dicom.structure_set, dicom.ct, source)
     notes += [f"ROI {item}: not evaluated" for item in without_volume]
+    notes += [*off_slice_notes(rois, dicom.ct), *dicom.notes]
     if dicom.ct is not None:
         slice_mm = dicom.ct.spacing_mm[2]
     elif rois:

@@ -14,9 +14,11 @@ it may not be). Some systems write FRACTION for one fraction (matRad does): the 
 (`per_fraction`), and the check refuses a dose whose target sits at one fraction's
 prescription (`specc.check`). Only axis-aligned grids (prone and feet-first flips included)
 are read; oblique ones would need an interpolation the check should not hide. A grid whose
-GridFrameOffsetVector and ImagePositionPatient place the first plane at different z is
-refused: either reading shifts the dose along z. Geometry that places no voxel (a position that is
-not a number, a spacing that is not positive, direction cosines that are not unit vectors) and
+GridFrameOffsetVector and ImagePositionPatient place the first plane at different z (beyond the
+plane tolerance, dicom_ct.PLANE_TOLERANCE_FRACTION of the frame spacing) is refused: either reading
+shifts the dose along z; so is one whose frames lie farther than it from uniform planes. A file
+without the Part-10 header is read as dicom_ct.read_dicom reads one. Geometry that places no voxel
+(a position that is not a number, a spacing that is not positive, direction cosines that are not unit vectors) and
 pixel data whose length is not what NumberOfFrames, Rows, Columns and BitsAllocated state are
 refused naming the file and the attribute.
 """
@@ -24,18 +26,19 @@ refused naming the file and the attribute.
 from __future__ import annotations
 
 import hashlib
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.multival import MultiValue
 
-from specc.case.importers.dicom_ct import POSITION_TOLERANCE_MM, axis_signs, present_attributes, undecodable
+from specc.case.importers.dicom_ct import (
+    POSITION_TOLERANCE_MM, axis_signs, plane_tolerance_mm, plane_tolerance_text, present_attributes, read_dicom,
+    undecodable,
+)
 from specc.case.importers.external_dose import ExternalDose, same_grid
 from specc.case.model import Grid
 from specc.errors import CaseError
@@ -69,6 +72,7 @@ class _RtDoseFile:
     grid: Grid
     dose_type: str
     summation: str
+    notes: list[str]  # frames placed within the plane tolerance
 
     @property
     def attributes(self) -> dict[str, str]:
@@ -99,7 +103,7 @@ def read_rtdose(path: str | Path, fractions: int, per_fraction: bool = False) ->
             "FRACTION), one fraction (FRACTION_SESSION), and beam doses (BEAM, BEAM_SESSION) in a folder with their "
             "RT Plan; export the plan sum (PLAN)"
         )
-    notes: list[str] = []
+    notes = list(read.notes)
     scaled: int | None = None
     if per_fraction or summation in _SESSION_SUMMATIONS:
         scaled = int(fractions)
@@ -181,6 +185,7 @@ def sum_beam_doses(
         total += read.dose_gy
     names = ", ".join(f"{path.name} (beam {number})" for number, path in sorted(beams.items()))
     notes = [f"the plan's dose is the sum of {len(reads)} beam doses (DoseSummationType {summation}): {names}"]
+    notes += [note for read in reads for note in read.notes]
     scaled: int | None = None
     if per_fraction or summation == "BEAM_SESSION":
         scaled = int(fractions)
@@ -225,7 +230,7 @@ def _read(path: Path) -> _RtDoseFile:
     """An RT Dose file's dose in Gy on its grid, with every attribute that changes a value checked."""
     try:
         data = path.read_bytes()
-        dataset = pydicom.dcmread(io.BytesIO(data))
+        dataset = read_dicom(path, data=data)
     except (InvalidDicomError, OSError) as error:
         raise CaseError(f"{path}: not a readable DICOM file ({error})") from None
     modality = str(dataset.get("Modality", ""))
@@ -243,7 +248,7 @@ def _read(path: Path) -> _RtDoseFile:
     dose_type = str(dataset.get("DoseType", "PHYSICAL")).upper()
     if dose_type not in _DOSE_TYPES:
         raise CaseError(f"{path}: DoseType {dose_type} is not a dose to judge (PHYSICAL or EFFECTIVE)")
-    grid, stored = _grid_and_values(dataset, path)
+    grid, stored, notes = _grid_and_values(dataset, path)
     scaling = float(dataset.DoseGridScaling)
     if not (np.isfinite(scaling) and scaling > 0):
         raise CaseError(f"{path}: DoseGridScaling {scaling} is not a positive number")
@@ -251,11 +256,12 @@ def _read(path: Path) -> _RtDoseFile:
     if dose.min() < 0:
         raise CaseError(f"{path}: the RT Dose has negative values (a dose difference?), not a planned dose")
     sha256 = hashlib.sha256(data).hexdigest()
-    return _RtDoseFile(path, sha256, dataset, dose, grid, dose_type, str(dataset.DoseSummationType).upper())
+    return _RtDoseFile(path, sha256, dataset, dose, grid, dose_type, str(dataset.DoseSummationType).upper(), notes)
 
 
-def _grid_and_values(dataset: Dataset, path: Path) -> tuple[Grid, np.ndarray]:
-    """The grid in LPS with ascending axes, and the stored values indexed [x, y, z] on it."""
+def _grid_and_values(dataset: Dataset, path: Path) -> tuple[Grid, np.ndarray, list[str]]:
+    """The grid in LPS with ascending axes, the stored values indexed [x, y, z] on it, and notes on
+    frames placed within the plane tolerance (`_frame_z`, `_uniform_spacing`)."""
     signs = axis_signs(_numbers(dataset, "ImageOrientationPatient", 6, path), path, "dose grid")
     normal_sign = signs[0] * signs[1]  # the slice normal, row x column direction, along z
     if not dataset.get("NumberOfFrames"):
@@ -279,8 +285,8 @@ def _grid_and_values(dataset: Dataset, path: Path) -> tuple[Grid, np.ndarray]:
 
     position = _numbers(dataset, "ImagePositionPatient", 3, path)
     row_spacing, column_spacing = _numbers(dataset, "PixelSpacing", 2, path, _positive)
-    z = _frame_z(position[2], normal_sign, _frame_offsets(dataset, frames, path), path)
-    spacing_z = _uniform_spacing(z, path)
+    z, notes = _frame_z(position[2], normal_sign, _frame_offsets(dataset, frames, path), path)
+    spacing_z, spacing_notes = _uniform_spacing(z, path)
     # Voxel centres along each axis in LPS, in storage order, then flipped to ascending.
     axes = [
         position[0] + signs[0] * column_spacing * np.arange(values.shape[0]),
@@ -299,7 +305,7 @@ def _grid_and_values(dataset: Dataset, path: Path) -> tuple[Grid, np.ndarray]:
         )
     except CaseError as error:  # a spacing beyond any dose grid's (metres for mm, ...): the file's, said so
         raise CaseError(f"{path}: the RT Dose's {error}") from None
-    return grid, np.ascontiguousarray(values)
+    return grid, np.ascontiguousarray(values), [*notes, *spacing_notes]
 
 
 def _numbers(
@@ -361,35 +367,60 @@ def _frame_offsets(dataset: Dataset, frames: int, path: Path) -> np.ndarray:
     return offsets
 
 
-def _frame_z(first_z_mm: float, normal_sign: float, offsets: np.ndarray, path: Path) -> np.ndarray:
-    """Each frame's z in mm. DICOM (PS3.3 C.8.8.3.2) reads GridFrameOffsetVector as offsets
-    along the slice normal from the first frame when its first value is 0, and as absolute z
-    only when its first value is ImagePositionPatient's z. A first value that is neither puts
-    the first plane at two places, and which the exporting system meant cannot be told: placed
-    by either field, the dose would be shifted along z without a word."""
+def _frame_z(first_z_mm: float, normal_sign: float, offsets: np.ndarray, path: Path) -> tuple[np.ndarray, list[str]]:
+    """Each frame's z in mm, and a note when the file writes its first plane twice at slightly different z.
+
+    DICOM (PS3.3 C.8.8.3.2) reads GridFrameOffsetVector as offsets along the slice normal from the
+    first frame when its first value is 0, and as absolute z only when its first value is
+    ImagePositionPatient's z. The two are one plane when they lie within the plane tolerance
+    (PLANE_TOLERANCE_FRACTION of the frame spacing: written at another precision), as a contour is
+    on its CT slice, and ImagePositionPatient places it. A first value beyond it puts the first plane
+    at two places, and which the exporting system meant cannot be told: placed by either field, the
+    dose would be shifted along z without a word."""
     if abs(offsets[0]) <= POSITION_TOLERANCE_MM:
-        return first_z_mm + normal_sign * offsets
-    # Within a hundredth of a frame (at least the position tolerance): the same plane, written twice.
-    gaps = np.abs(np.diff(offsets))
-    tolerance = max(POSITION_TOLERANCE_MM, 0.01 * float(gaps.min())) if len(gaps) else POSITION_TOLERANCE_MM
-    if abs(offsets[0] - first_z_mm) > tolerance:
+        return first_z_mm + normal_sign * offsets, []
+    spacing = abs(float(offsets[-1] - offsets[0])) / (len(offsets) - 1) if len(offsets) > 1 else 0.0
+    tolerance = max(POSITION_TOLERANCE_MM, plane_tolerance_mm(spacing))
+    apart = abs(offsets[0] - first_z_mm)
+    within = f"{plane_tolerance_text(spacing)} of the frames" if spacing else f"{POSITION_TOLERANCE_MM:g} mm"
+    if apart > tolerance:
         raise CaseError(
             f"{path}: GridFrameOffsetVector starts at {offsets[0]:g} mm and ImagePositionPatient's z is "
-            f"{first_z_mm:g} mm: DICOM reads the offsets as absolute z only when the two agree (and as offsets from "
-            "the first frame when the first is 0), so the file places its first dose plane at two z; export it "
-            "again from the planning system"
+            f"{first_z_mm:g} mm ({apart:.3g} mm apart, beyond {within}): DICOM reads the offsets as absolute z only "
+            "when the two agree (and as offsets from the first frame when the first is 0), so the file places its "
+            "first dose plane at two z; export it again from the planning system"
         )
-    return offsets
+    if apart <= POSITION_TOLERANCE_MM:
+        return offsets, []
+    # One plane written at two precisions: ImagePositionPatient places it, as the CT's places its slices.
+    return first_z_mm + (offsets - offsets[0]), [
+        f"{path.name}: GridFrameOffsetVector starts at {offsets[0]:g} mm, ImagePositionPatient's z is {first_z_mm:g} mm: "
+        f"{apart:.3g} mm apart, within {within}, so one plane, placed at ImagePositionPatient's z"
+    ]
 
 
-def _uniform_spacing(z: np.ndarray, path: Path) -> float:
-    """The frame spacing; the check needs one, and a single frame has none to give."""
+def _uniform_spacing(z: np.ndarray, path: Path) -> tuple[float, list[str]]:
+    """The frame spacing, and a note when frames were placed on uniform planes they lie a little off.
+
+    The grid's planes are uniform from the first frame to the last; each frame must lie on its plane
+    within the plane tolerance (PLANE_TOLERANCE_FRACTION of the spacing: offsets written at another
+    precision), as a contour must lie on its CT slice. A single frame has no spacing to give."""
     if len(z) == 1:
         raise CaseError(f"{path}: a single-frame RT Dose (one plane) has no volume to judge DVH goals on")
     gaps = np.abs(np.diff(z))
-    if gaps.min() < POSITION_TOLERANCE_MM or np.ptp(gaps) > 10 * POSITION_TOLERANCE_MM:
+    spacing = abs(float(z[-1] - z[0])) / (len(z) - 1)
+    planes = z[0] + np.sign(z[-1] - z[0]) * spacing * np.arange(len(z))
+    off = np.abs(z - planes)
+    worst = int(np.argmax(off))
+    if gaps.min() < POSITION_TOLERANCE_MM or off[worst] > max(10 * POSITION_TOLERANCE_MM, plane_tolerance_mm(spacing)):
         raise CaseError(
-            f"{path}: RT Dose frames are not uniformly spaced (gaps from {gaps.min():g} to {gaps.max():g} mm); "
-            "resample the dose to uniform planes first"
+            f"{path}: RT Dose frames are not uniformly spaced (gaps from {gaps.min():g} to {gaps.max():g} mm): frame "
+            f"{worst + 1} at z = {z[worst]:g} mm lies {off[worst]:.3g} mm from its plane of {spacing:g} mm frames, "
+            f"beyond {plane_tolerance_text(spacing)}; resample the dose to uniform planes first"
         )
-    return float(gaps.mean())
+    if off[worst] <= 10 * POSITION_TOLERANCE_MM:
+        return spacing, []
+    return spacing, [
+        f"{path.name}: frames lie up to {off[worst]:.3g} mm from uniform planes of {spacing:g} mm (frame {worst + 1} at "
+        f"z = {z[worst]:g} mm), within {plane_tolerance_text(spacing)}: read on the uniform planes"
+    ]

@@ -24,7 +24,7 @@ import numpy as np
 from matplotlib.path import Path as PolygonPath
 from pydicom.dataset import Dataset
 
-from specc.case.importers.dicom_ct import POSITION_TOLERANCE_MM, CtSeries
+from specc.case.importers.dicom_ct import POSITION_TOLERANCE_MM, CtSeries, plane_tolerance_mm, plane_tolerance_text
 from specc.errors import CaseError
 
 # How far a voxel centre is moved (+x, -y, +z) before it is tested, so that one on a boundary
@@ -42,6 +42,9 @@ class RoiContours:
     name: str
     color: str
     planes: dict[float, list[np.ndarray]] = field(default_factory=dict)
+    # The largest distance (mm) a contour point lay from the CT slice its contour was placed on
+    # (ContourData written at another precision than ImagePositionPatient): for the import report.
+    off_slice_mm: float = 0.0
 
 
 def read_structure_set(dataset: Dataset, ct: CtSeries | None, source: str) -> tuple[list[RoiContours], list[str]]:
@@ -80,11 +83,20 @@ def read_structure_set(dataset: Dataset, ct: CtSeries | None, source: str) -> tu
             if kind != "CLOSED_PLANAR":
                 continue
             points = np.asarray([float(v) for v in contour.ContourData], dtype=np.float64).reshape(-1, 3)
-            if np.ptp(points[:, 2]) > POSITION_TOLERANCE_MM * 10:
-                raise CaseError(f"{source}: ROI '{roi.name}' has a CLOSED_PLANAR contour that is not axial")
+            # Points of one axial contour share its z, to a hundredth of a millimetre, or within the
+            # plane tolerance of the CT slice it is placed on (z written at another precision).
+            axial_mm = 10 * POSITION_TOLERANCE_MM
+            if ct is not None:
+                axial_mm = max(axial_mm, plane_tolerance_mm(ct.spacing_mm[2]))
+            if np.ptp(points[:, 2]) > axial_mm:
+                raise CaseError(
+                    f"{source}: ROI '{roi.name}' has a CLOSED_PLANAR contour that is not axial (its points' z span "
+                    f"{points[:, 2].min():g} to {points[:, 2].max():g} mm)"
+                )
             if ct is not None:
                 _check_inside_ct(points, roi.name, ct, source)
-                z = _ct_plane(float(points[0, 2]), roi.name, ct, source)
+                z = _ct_plane(points[:, 2], roi.name, ct, source)
+                roi.off_slice_mm = max(roi.off_slice_mm, float(np.abs(points[:, 2] - z).max()))
             else:
                 z = round(float(points[0, 2]), 3)
             roi.planes.setdefault(z, []).append(points[:, :2])
@@ -162,21 +174,37 @@ def _check_inside_ct(points: np.ndarray, name: str, ct: CtSeries, source: str) -
             )
 
 
-def _ct_plane(z: float, name: str, ct: CtSeries, source: str) -> float:
-    """The CT slice a contour lies on; contours between slices are not from this CT."""
+def _ct_plane(z_mm: np.ndarray, name: str, ct: CtSeries, source: str) -> float:
+    """The CT slice a contour (its points' z) lies on: the nearest, when every point lies within the plane
+    tolerance of it (dicom_ct.PLANE_TOLERANCE_FRACTION of the slice spacing: ContourData is often written
+    at another precision than ImagePositionPatient). A contour farther off lies between slices: drawn on
+    other images than this CT's, so refused."""
     planes = ct.axis_mm(2)
+    z = float(np.mean(z_mm))
     nearest = int(np.argmin(np.abs(planes - z)))
-    if abs(planes[nearest] - z) > ct.spacing_mm[2] / 2:
+    spacing = ct.spacing_mm[2]
+    if abs(planes[nearest] - z) > spacing / 2:
         raise CaseError(
             f"{source}: ROI '{name}' has a contour at z = {z:g} mm, outside the CT slices "
             f"({planes[0]:g} to {planes[-1]:g} mm)"
         )
-    if abs(planes[nearest] - z) > 0.01:
+    off = float(np.abs(z_mm - planes[nearest]).max())
+    if off > max(POSITION_TOLERANCE_MM, plane_tolerance_mm(spacing)):
         raise CaseError(
-            f"{source}: ROI '{name}' has a contour at z = {z:g} mm, between CT slices "
-            f"(nearest {planes[nearest]:g} mm)"
+            f"{source}: ROI '{name}' has a contour at z = {z:g} mm, {off:.3g} mm from the nearest CT slice "
+            f"({planes[nearest]:g} mm): between CT slices, since a contour must lie within "
+            f"{plane_tolerance_text(spacing)} of a slice; was the structure set drawn on another CT series?"
         )
     return float(planes[nearest])
+
+
+def off_slice_notes(rois: list[RoiContours], ct: CtSeries | None) -> list[str]:
+    """A note naming the ROIs whose contours lay off their CT slices (within the tolerance), and how far."""
+    moved = [roi for roi in rois if roi.off_slice_mm > POSITION_TOLERANCE_MM]
+    if ct is None or not moved:
+        return []
+    names = ", ".join(f"{roi.name} ({roi.off_slice_mm:.3g} mm)" for roi in moved)
+    return [f"contours lying off their CT slice, within {plane_tolerance_text(ct.spacing_mm[2])}, placed on it: {names}"]
 
 
 def contour_planes(rois: list[RoiContours]) -> np.ndarray:
