@@ -77,3 +77,88 @@ def test_a_file_without_prescription_is_refused(tmp_path):
     path.write_text("{not json")
     with pytest.raises(CriteriaError, match=r"c.json:1: invalid JSON"):
         convert_portpy_criteria(path, target="PTV")
+
+
+# PortPy's current files (portpy/config_files/clinical_criteria/Default/Lung_2Gy_30Fx.json) key each criterion by
+# `name`, as its ClinicalCriteria and Evaluation code read it, and define LUNGS_NOT_GTV by `structure_def`.
+LUNG_BY_NAME = {
+    "disease_site": "Lung",
+    "protocol_name": "Lung_Default_2Gy_30Fr",
+    "pres_per_fraction_gy": 2,
+    "num_of_fractions": 30,
+    "criteria": [
+        {"name": "max_dose", "parameters": {"structure_name": "GTV"}, "constraints": {"limit_dose_gy": 69, "goal_dose_gy": 66}},
+        {"name": "max_dose", "parameters": {"structure_name": "CORD"}, "constraints": {"limit_dose_gy": 50, "goal_dose_gy": 48}},
+        {"name": "dose_volume_V", "parameters": {"structure_name": "HEART", "dose_gy": 30}, "constraints": {"goal_volume_perc": 48}},
+        {"name": "mean_dose",
+         "parameters": {"structure_name": "LUNGS_NOT_GTV",
+                        "structure_def": {"type": "boolean", "expression": "(LUNG_L | LUNG_R) - GTV"}},
+         "constraints": {"limit_dose_gy": 21, "goal_dose_gy": 20}},
+    ],
+}
+
+
+def _convert(tmp_path, criteria):
+    path = tmp_path / "criteria.json"
+    path.write_text(json.dumps(criteria))
+    return convert_portpy_criteria(path, target="PTV")
+
+
+def test_criteria_keyed_by_name_are_translated(tmp_path):
+    converted = _convert(tmp_path, LUNG_BY_NAME)
+    assert converted.goals == 4 and converted.untranslated == []
+    goals = {(g.structure, str(g.metric)) for g in parse_protocol_text(converted.yaml_text).goals}
+    assert {("GTV", "Max"), ("CORD", "Max"), ("HEART", "V30Gy[%]"), ("LUNGS_NOT_GTV", "Mean")} <= goals
+
+
+def test_structure_def_is_the_derived_structure_and_its_parts_are_optional(tmp_path):
+    protocol = parse_protocol_text(_convert(tmp_path, LUNG_BY_NAME).yaml_text)
+    assert str(protocol.structures["LUNGS_NOT_GTV"].expression) == "LUNG_L | LUNG_R - GTV"  # specc: left to right
+    assert "LUNGS" not in protocol.structures
+    # PortPy skips a criterion on a structure the patient lacks: organs and parts are if_contoured, targets not.
+    assert protocol.structures["LUNG_L"].if_contoured and protocol.structures["CORD"].if_contoured
+    assert not protocol.structures["GTV"].if_contoured and not protocol.structures["PTV"].if_contoured
+
+
+def test_a_name_read_expression_is_noted(converted):
+    assert converted.notes == ["LUNGS_NOT_GTV: expression LUNGS - GTV read from its name (the file gives no "
+                               "structure_def): check it"]
+    assert "# LUNGS_NOT_GTV: expression LUNGS - GTV read from its name" in converted.yaml_text
+
+
+def test_a_file_of_which_nothing_translates_is_refused_listing_each(tmp_path):
+    criteria = dict(LUNG_BY_NAME, criteria=[
+        {"name": "conformity_index", "parameters": {"structure_name": "PTV"}, "constraints": {"limit": 1.2}},
+        {"parameters": {"structure_name": "CORD"}, "constraints": {"limit_dose_gy": 50}},
+    ])
+    with pytest.raises(CriteriaError, match="none of its 2 criteria") as error:
+        _convert(tmp_path, criteria)
+    assert "'conformity_index' has no specc equivalent" in str(error.value)
+    assert "no criterion name (or type)" in str(error.value)
+
+
+def test_unreadable_structure_defs_are_listed_not_guessed(tmp_path):
+    criteria = dict(LUNG_BY_NAME, criteria=LUNG_BY_NAME["criteria"] + [
+        {"name": "max_dose", "parameters": {"structure_name": "RING", "structure_def": {"type": "ring", "margin": 5}},
+         "constraints": {"limit_dose_gy": 40}},
+        {"name": "max_dose", "parameters": {"structure_name": "X_NOT_Y", "structure_def": {"type": "boolean",
+                                                                                           "expression": "X -"}},
+         "constraints": {"limit_dose_gy": 40}},
+        {"name": "max_dose", "type": "mean_dose", "parameters": {"structure_name": "CORD"},
+         "constraints": {"limit_dose_gy": 40}},
+    ])
+    converted = _convert(tmp_path, criteria)
+    assert converted.goals == 4 and len(converted.untranslated) == 3
+    assert "not a boolean expression" in converted.untranslated[0]
+    assert "is not a specc expression" in converted.untranslated[1]
+    assert "disagree" in converted.untranslated[2]
+    assert "X_NOT_Y" not in parse_protocol_text(converted.yaml_text).structures
+
+
+def test_a_structure_def_that_python_reads_otherwise_is_listed(tmp_path):
+    # Python (PortPy) reads 'A | B - C' as A | (B - C); specc's | and - go left to right: (A | B) - C.
+    criterion = {"name": "mean_dose", "constraints": {"limit_dose_gy": 20},
+                 "parameters": {"structure_name": "LUNGS_NOT_GTV",
+                                "structure_def": {"type": "boolean", "expression": "LUNG_L | LUNG_R - GTV"}}}
+    converted = _convert(tmp_path, dict(LUNG_BY_NAME, criteria=LUNG_BY_NAME["criteria"][:3] + [criterion]))
+    assert len(converted.untranslated) == 1 and "parenthesize it" in converted.untranslated[0]

@@ -114,6 +114,8 @@ def _import_criteria(source: Path, out: Path, target: str, targets_given: int) -
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(converted.yaml_text)
     console.print(f"wrote {out}: {converted.goals} goals, prescription to {target}", markup=False)
+    for note in converted.notes:
+        console.print(f"note: {note}", markup=False, highlight=False)
     for item in converted.untranslated:
         console.print(f"not translated: {item}", markup=False, highlight=False)
 

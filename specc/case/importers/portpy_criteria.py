@@ -1,18 +1,25 @@
 """PortPy clinical-criteria JSON translated into a specc protocol (YAML text).
 
-PortPy states each criterion as a `type` (max_dose, mean_dose, dose_volume_V,
-dose_volume_D), `parameters` (structure, dose or volume point) and `constraints` with a
-hard `limit_*` and a softer `goal_*`. In specc the goal is the threshold to aim for and the
-limit the acceptable variation, so `limit 52 Gy, goal 50 Gy` becomes `Max <= 50 Gy
+PortPy states each criterion's kind (max_dose, mean_dose, dose_volume_V, dose_volume_D) under
+`name` (PortPy's current files and its `ClinicalCriteria` / `Evaluation` code) or `type` (older
+files), `parameters` (structure, dose or volume point, and for a derived structure its
+`structure_def`) and `constraints` with a hard `limit_*` and a softer `goal_*`. In specc the
+goal is the threshold to aim for and the limit the acceptable variation, so `limit 52 Gy, goal 50 Gy` becomes `Max <= 50 Gy
 (variation 52 Gy)`. PortPy criteria are upper bounds (PortPy passes a criterion when the
-value is at or below it). PortPy's derived-structure names `A_NOT_B` become the expression
-`A - B`; names with a TG-263 target prefix (GTV, CTV, ITV, PTV) get the target role, the
-others with criteria the organ-at-risk role. Everything else is listed as untranslated, in the result and as comments at the
-top of the YAML; the output is checked with the protocol parser before it is returned.
+value is at or below it). A derived structure takes PortPy's own `structure_def` boolean
+expression (`(LUNG_L | LUNG_R) - GTV`: PortPy's operators are specc's, and one that Python's
+precedence would read otherwise is refused); only a file without one
+has its `A_NOT_B` name read as `A - B`. Names with a TG-263 target prefix (GTV, CTV, ITV, PTV)
+get the target role, the others with criteria the organ-at-risk role, and every contoured
+non-target is `if_contoured` because PortPy skips a criterion whose structure the patient lacks.
+Everything else is listed as untranslated with why, in the result and as comments at the top of
+the YAML; a file of which nothing translates is an error. The output is checked with the
+protocol parser before it is returned.
 """
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from dataclasses import dataclass, field
@@ -23,6 +30,7 @@ import yaml
 
 from specc.errors import SpeccError
 from specc.protocol import parse_protocol_text
+from specc.protocol.structures import Difference, Intersection, StructureExpr, StructureRef, Union, parse_expression
 from specc.protocol.units import format_number
 
 # TG-263 target names start with these; every other structure with a criterion is an organ at risk.
@@ -39,6 +47,7 @@ class ConvertedProtocol:
     yaml_text: str
     goals: int
     untranslated: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def convert_portpy_criteria(path: str | Path, *, target: str) -> ConvertedProtocol:
@@ -60,26 +69,34 @@ def convert_portpy_criteria(path: str | Path, *, target: str) -> ConvertedProtoc
     if fractions < 1 or per_fraction <= 0:
         raise CriteriaError(f"{path}: the prescription must be positive ({per_fraction} Gy x {fractions})")
 
+    items = criteria.get("criteria")
+    if not isinstance(items, list) or not items:
+        raise CriteriaError(f"{path}: no 'criteria' list (nothing to translate)")
     goals: dict[str, list[str]] = {}
+    definitions: dict[str, str] = {}
     untranslated: list[str] = []
-    for number, item in enumerate(criteria.get("criteria", []), start=1):
+    for number, item in enumerate(items, start=1):
         where = f"criteria[{number - 1}]"
         try:
             structure, goal = _goal(item)
+            definition = _definition(item, structure, definitions)
         except _Untranslatable as reason:
             untranslated.append(f"{where} {json.dumps(item, sort_keys=True)}: {reason}")
             continue
         goals.setdefault(structure, []).append(goal)
-
-    structures: dict[str, dict[str, Any]] = {target: {"role": "target"}}
-    for name in goals:
-        structures.setdefault(name, {"role": "target" if name.upper().startswith(_TARGET_PREFIXES) else "oar"})
-    for name in list(structures):
-        match = _NOT.match(name)
-        if match:
-            structures[name]["expression"] = f"{match['a']} - {match['b']}"
-            for part in (match["a"], match["b"]):
-                structures.setdefault(part, {"role": "other"})
+        if definition is not None:
+            definitions[structure] = definition
+    if not goals:
+        raise CriteriaError(
+            f"{path}: none of its {len(items)} criteria could be translated (no protocol written):\n"
+            + "\n".join(f"  - {item}" for item in untranslated)
+        )
+    structures = _structures(target, goals, definitions)
+    notes = [
+        f"{name}: expression {entry['expression']} read from its name (the file gives no structure_def): check it"
+        for name, entry in structures.items()
+        if "expression" in entry and name not in definitions
+    ]
 
     document = {
         "specc": 1,
@@ -94,25 +111,123 @@ def convert_portpy_criteria(path: str | Path, *, target: str) -> ConvertedProtoc
         },
         "goals": goals,
     }
-    header = [f"# Translated from {path.name} (PortPy clinical criteria)."]
+    header = [f"# Translated from {path.name} (PortPy clinical criteria)."] + [f"# {note}" for note in notes]
     if untranslated:
         header.append("# Not translated (review these by hand):")
         header += [f"#   - {item}" for item in untranslated]
     text = "\n".join(header) + "\n" + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=110)
     parse_protocol_text(text, filename=f"{path.stem}.yaml")  # a ProtocolError here is a bug in the translation
-    return ConvertedProtocol(yaml_text=text, goals=sum(len(g) for g in goals.values()), untranslated=untranslated)
+    return ConvertedProtocol(
+        yaml_text=text, goals=sum(len(g) for g in goals.values()), untranslated=untranslated, notes=notes
+    )
+
+
+def _structures(target: str, goals: dict[str, list[str]], definitions: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """Roles, derived structures and if_contoured: PortPy evaluates a criterion only when the patient has its
+    structure, so every contoured non-target may be absent; the prescribed target and targets may not."""
+    structures: dict[str, dict[str, Any]] = {target: {"role": "target"}}
+    for name in goals:
+        structures.setdefault(name, {"role": "target" if name.upper().startswith(_TARGET_PREFIXES) else "oar"})
+    for name in list(structures):
+        match = _NOT.match(name)
+        if name in definitions:
+            structures[name]["expression"] = definitions[name]
+            parts: tuple[str, ...] = parse_expression(definitions[name]).names()
+        elif match:
+            structures[name]["expression"] = f"{match['a']} - {match['b']}"
+            parts = (match["a"], match["b"])
+        else:
+            continue
+        for part in parts:
+            structures.setdefault(part, {"role": "other"})
+    for entry in structures.values():
+        if entry["role"] != "target" and "expression" not in entry:
+            entry["if_contoured"] = True
+    return structures
 
 
 class _Untranslatable(Exception):
     pass
 
 
+def _definition(item: dict, structure: str, known: dict[str, str]) -> str | None:
+    """PortPy's `structure_def` of a derived structure, as a specc expression (PortPy's `|`, `&`, `-` are specc's)."""
+    definition = (item.get("parameters") or {}).get("structure_def")  # an object: _goal checked it
+    if definition is None:
+        return None
+    if not isinstance(definition, dict) or definition.get("type") != "boolean":
+        raise _Untranslatable(f"structure_def {json.dumps(definition)} is not a boolean expression specc can read")
+    expression = definition.get("expression")
+    if not isinstance(expression, str):
+        raise _Untranslatable("structure_def has no expression text")
+    try:
+        parsed = parse_expression(expression)
+    except ValueError as error:
+        raise _Untranslatable(f"structure_def expression {expression!r} is not a specc expression ({error})") from None
+    names = parsed.names()
+    if _truth_table(parsed, names) != _python_truth_table(expression, names):
+        raise _Untranslatable(
+            f"structure_def expression {expression!r} reads differently under Python's operator precedence "
+            "(PortPy's) and specc's: parenthesize it"
+        )
+    if structure in names:
+        raise _Untranslatable(f"structure_def of {structure} refers to itself")
+    if known.get(structure, expression) != expression:
+        raise _Untranslatable(f"structure_def {expression!r} differs from {structure}'s earlier {known[structure]!r}")
+    return expression
+
+
+def _truth_table(expression: StructureExpr, names: tuple[str, ...]) -> frozenset[int]:
+    """The voxel patterns (bit k: inside names[k]) the expression contains, as specc reads it."""
+    if isinstance(expression, StructureRef):
+        return _membership(names.index(expression.name), len(names))
+    operators = {Union: frozenset.__or__, Difference: frozenset.__sub__, Intersection: frozenset.__and__}
+    if type(expression) in operators:
+        left, right = _truth_table(expression.left, names), _truth_table(expression.right, names)
+        return operators[type(expression)](left, right)
+    raise _Untranslatable(f"structure_def expression {expression} uses margins: not a boolean expression")
+
+
+def _python_truth_table(expression: str, names: tuple[str, ...]) -> frozenset[int] | None:
+    """The same table read with Python's precedence (`-` before `&` before `|`), as PortPy's Python code would:
+    parsed by ast, never evaluated as code. None when Python cannot read it as names and the three operators."""
+    operators = {ast.BitOr: frozenset.__or__, ast.BitAnd: frozenset.__and__, ast.Sub: frozenset.__sub__}
+
+    def table(node: ast.expr) -> frozenset[int]:
+        if isinstance(node, ast.Name) and node.id in names:
+            return _membership(names.index(node.id), len(names))
+        if isinstance(node, ast.BinOp) and type(node.op) in operators:
+            return operators[type(node.op)](table(node.left), table(node.right))
+        raise ValueError(ast.dump(node))
+
+    try:
+        return table(ast.parse(expression.strip(), mode="eval").body)
+    except (SyntaxError, ValueError):
+        return None
+
+
+def _membership(bit: int, count: int) -> frozenset[int]:
+    return frozenset(pattern for pattern in range(2**count) if pattern >> bit & 1)
+
+
+def _kind(item: dict) -> Any:
+    """The criterion's kind: `name` in PortPy's current files, `type` in older ones."""
+    name, kind = item.get("name"), item.get("type")
+    if name is not None and kind is not None and name != kind:
+        raise _Untranslatable(f"name {name!r} and type {kind!r} disagree")
+    if name is None and kind is None:
+        raise _Untranslatable("no criterion name (or type)")
+    return name if name is not None else kind
+
+
 def _goal(item: Any) -> tuple[str, str]:
     if not isinstance(item, dict):
         raise _Untranslatable("not a criterion object")
-    kind = item.get("type")
+    kind = _kind(item)
     parameters = item.get("parameters") or {}
     constraints = item.get("constraints") or {}
+    if not isinstance(parameters, dict) or not isinstance(constraints, dict):
+        raise _Untranslatable("parameters and constraints must be objects")
     structure = parameters.get("structure_name")
     if not isinstance(structure, str) or not structure.strip():
         raise _Untranslatable("no parameters.structure_name")
@@ -137,7 +252,7 @@ def _goal(item: Any) -> tuple[str, str]:
             raise _Untranslatable("dose_volume_D without parameters.volume_perc or volume_cc")
         threshold = _dose_bounds(constraints)
     else:
-        raise _Untranslatable(f"criterion type {kind!r} has no specc equivalent")
+        raise _Untranslatable(f"criterion {kind!r} has no specc equivalent")
     value, variation = threshold[0], threshold[1]
     text = f"{metric} <= {value}" + (f" (variation {variation})" if variation else "")
     return structure.strip(), text
