@@ -39,6 +39,8 @@ POSITION_TOLERANCE_MM = 1e-3
 # lies within this fraction of the spacing between slices: 0.1 mm rounding on 1 mm slices passes, a
 # contour a quarter or half a slice away (drawn on another series) does not.
 PLANE_TOLERANCE_FRACTION = 0.1
+# Slices further than this from uniform planes (above the decimals scanners write) are noted.
+SLICE_OFFSET_NOTED_MM = 10 * POSITION_TOLERANCE_MM
 # How far from 1 a direction cosine vector's length may be (DS values written to a few decimals).
 UNIT_TOLERANCE = 1e-3
 AIR_HU = -1000.0
@@ -72,6 +74,9 @@ class CtSeries:
     spacing_mm: tuple[float, float, float]
     identifiers: dict[str, str]
     files: list[Path]
+    # The largest distance of a slice from the uniform planes the grid places it on (within
+    # `plane_tolerance_mm`; noted when above the positions' own precision).
+    slice_offset_mm: float = 0.0
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -117,12 +122,20 @@ class DicomFolder:
     @property
     def notes(self) -> list[str]:
         """What the import report says of how the folder's files were read."""
-        if not self.headerless:
-            return []
-        return [
-            f"{len(self.headerless)} file(s) have no DICOM Part-10 header (no preamble and 'DICM' prefix), read as "
-            f"DICOM datasets: {_listed([path.name for path in self.headerless])}"
-        ]
+        notes = []
+        if self.headerless:
+            notes.append(
+                f"{len(self.headerless)} file(s) have no DICOM Part-10 header (no preamble and 'DICM' prefix), read "
+                f"as DICOM datasets: {_listed([path.name for path in self.headerless])}"
+            )
+        if self.ct is not None and self.ct.slice_offset_mm > SLICE_OFFSET_NOTED_MM:
+            spacing = self.ct.spacing_mm[2]
+            notes.append(
+                f"CT slices are not exactly evenly spaced: each lies within {self.ct.slice_offset_mm:.3g} mm of "
+                f"uniform slices of {spacing:.4g} mm (allowed: {plane_tolerance_text(spacing)}), on which the case "
+                "places them"
+            )
+        return notes
 
 
 def plane_tolerance_mm(spacing_mm: float) -> float:
@@ -264,7 +277,7 @@ def _read_ct_series(slices: list[tuple[Path, Dataset]]) -> CtSeries:
             )
     ordered = sorted(slices, key=lambda item: float(item[1].ImagePositionPatient[2]))
     z = np.array([float(h.ImagePositionPatient[2]) for _, h in ordered])
-    _check_slice_spacing(z, [path for path, _ in ordered])
+    spacing_z, jitter = _uniform_slice_spacing(z, [path for path, _ in ordered]) if len(z) > 1 else (0.0, 0.0)
     for path, header in ordered[1:]:
         xy = [float(v) for v in header.ImagePositionPatient[:2]]
         if not np.allclose(xy, [float(v) for v in first.ImagePositionPatient[:2]], atol=POSITION_TOLERANCE_MM):
@@ -282,7 +295,8 @@ def _read_ct_series(slices: list[tuple[Path, Dataset]]) -> CtSeries:
         intercept = float(image.get("RescaleIntercept", 0.0))
         hu[:, :, k] = (pixels * slope + intercept).T  # pixel rows are y, columns are x
 
-    spacing_z = float(z[1] - z[0]) if len(z) > 1 else float(first.get("SliceThickness", 0) or 0)
+    if len(z) == 1:
+        spacing_z = float(first.get("SliceThickness", 0) or 0)
     if spacing_z <= 0:
         raise CaseError(f"{first_path}: a single CT slice with no SliceThickness has no slice spacing")
     # ImagePositionPatient is the first stored pixel's centre; a flipped axis starts at its far end.
@@ -298,6 +312,7 @@ def _read_ct_series(slices: list[tuple[Path, Dataset]]) -> CtSeries:
         spacing_mm=(column_spacing, row_spacing, spacing_z),
         identifiers=identifiers,
         files=[path for path, _ in ordered],
+        slice_offset_mm=jitter,
     )
 
 
@@ -339,29 +354,36 @@ def axis_signs(orientation: Sequence[object], path: Path, what: str) -> tuple[fl
     return signs[0], signs[1]
 
 
-def _check_slice_spacing(z: np.ndarray, paths: list[Path]) -> None:
-    """Slices must be uniformly spaced; a gap of a whole number of spacings is a missing slice."""
-    if len(z) < 2:
-        return
+def _uniform_slice_spacing(z: np.ndarray, paths: list[Path]) -> tuple[float, float]:
+    """The series' slice spacing, fitted over all slices (first to last: jitter in single gaps does not
+    scale the whole series), and the largest distance of a slice from those uniform planes. Slices must
+    lie within `plane_tolerance_mm` of them (positions written to 0.1 mm on a 1.25 mm series, a scanner's
+    jitter), as contours must lie on their slices; a gap of a whole number of spacings is a missing slice."""
     gaps = np.diff(z)
     duplicate = np.flatnonzero(gaps < POSITION_TOLERANCE_MM)
     if duplicate.size:
         i = int(duplicate[0])
         raise CaseError(f"{paths[i + 1]}: two CT slices at z = {z[i]:g} mm ({paths[i].name}, {paths[i + 1].name})")
-    spacing = Counter(np.round(gaps, 3)).most_common(1)[0][0]
+    typical = float(np.median(gaps))
+    tolerance = plane_tolerance_mm(typical)
     for i, gap in enumerate(gaps):
-        if abs(gap - spacing) <= POSITION_TOLERANCE_MM * 10:
+        multiple = round(gap / typical)
+        if abs(gap - typical) <= tolerance or multiple < 2 or abs(gap - multiple * typical) > tolerance:
             continue
-        multiple = gap / spacing
-        if abs(multiple - round(multiple)) < 1e-2 and round(multiple) >= 2:
-            raise CaseError(
-                f"{paths[i + 1].parent}: {round(multiple) - 1} CT slice(s) missing between "
-                f"z = {z[i]:g} mm ({paths[i].name}) and z = {z[i + 1]:g} mm ({paths[i + 1].name})"
-            )
         raise CaseError(
-            f"{paths[i + 1].parent}: non-uniform CT slice spacing: {gap:g} mm between z = {z[i]:g} and "
-            f"{z[i + 1]:g} mm, {spacing:g} mm elsewhere; resample the series to uniform slices first"
+            f"{paths[i + 1].parent}: {multiple - 1} CT slice(s) missing between "
+            f"z = {z[i]:g} mm ({paths[i].name}) and z = {z[i + 1]:g} mm ({paths[i + 1].name})"
         )
+    spacing = float(z[-1] - z[0]) / (len(z) - 1)
+    off = np.abs(z - (z[0] + spacing * np.arange(len(z))))
+    worst = int(np.argmax(off))
+    if off[worst] > plane_tolerance_mm(spacing):
+        raise CaseError(
+            f"{paths[worst].parent}: non-uniform CT slice spacing: the slice at z = {z[worst]:g} mm "
+            f"({paths[worst].name}) lies {off[worst]:.3g} mm from uniform slices of {spacing:.4g} mm, more than "
+            f"{plane_tolerance_text(spacing)}; resample the series to uniform slices first"
+        )
+    return spacing, float(off[worst])
 
 
 def undecodable(path: Path, what: str, dataset: Dataset, error: Exception) -> CaseError:
