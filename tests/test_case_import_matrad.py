@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from interop_fixtures import matrad_workspace, save_matrad_v5, save_matrad_v73
@@ -181,3 +183,28 @@ def test_an_empty_cell_of_voxels_is_a_structure_without_voxels(tmp_path):
     name = workspace["cst"][1, 1]
     with pytest.raises(CaseError, match=rf"structure '{name}' has no voxels \(cst\{{2,4\}}\); exclude it with --exclude"):
         import_matrad(path)
+
+
+def _truncated_v73(tmp_path):
+    """A v7.3 workspace copied in part (an interrupted transfer of a large dij): its first half."""
+    whole = save_matrad_v73(tmp_path / "whole.mat", matrad_workspace()).read_bytes()
+    (tmp_path / "half.mat").write_bytes(whole[: len(whole) // 2])
+    return tmp_path / "half.mat"
+
+
+def _short_text(tmp_path):
+    """A file shorter than a MAT header (scipy's header probe raised an IndexError on it)."""
+    (tmp_path / "note.mat").write_text("hello, not a mat file\n")
+    return tmp_path / "note.mat"
+
+
+@pytest.mark.parametrize("make, says", [(_truncated_v73, "not a readable MATLAB v7.3 (HDF5) .mat file (Unable"),
+                                        (_short_text, "not a readable MATLAB .mat file")])
+def test_a_damaged_workspace_is_one_error_naming_it_in_every_reader(tmp_path, make, says):
+    from specc.case.importers.matrad_dose import read_matrad_dose
+    from specc.case.importers.matrad_objectives import convert_matrad_objectives
+
+    path = make(tmp_path)
+    for reader in (import_matrad, lambda p: convert_matrad_objectives(p), lambda p: read_matrad_dose(p, 30)):
+        with pytest.raises(CaseError, match=rf"^{path}: {re.escape(says)}"):
+            reader(path)

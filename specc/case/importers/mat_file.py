@@ -29,12 +29,17 @@ def load_mat(path: str | Path, names: Collection[str] | None = None) -> dict[str
     if not path.exists():
         raise CaseError(f"{path}: no such file")
     if h5py.is_hdf5(path):
-        with h5py.File(path, "r") as handle:
-            return {
-                name: _from_hdf5(handle[name], handle)
-                for name in handle
-                if not name.startswith("#") and (names is None or name in names)
-            }
+        # A v7.3 file copied in part (an interrupted transfer of a large dij) opens or reads with an OSError
+        # (truncated file), and a damaged one with a KeyError or ValueError from a dangling reference.
+        try:
+            with h5py.File(path, "r") as handle:
+                return {
+                    name: _from_hdf5(handle[name], handle)
+                    for name in handle
+                    if not name.startswith("#") and (names is None or name in names)
+                }
+        except (OSError, KeyError, ValueError, RuntimeError) as error:
+            raise CaseError(f"{path}: not a readable MATLAB v7.3 (HDF5) .mat file ({error})") from None
     try:
         raw = scipy.io.loadmat(
             path,
@@ -43,7 +48,8 @@ def load_mat(path: str | Path, names: Collection[str] | None = None) -> dict[str
             chars_as_strings=True,
             variable_names=None if names is None else list(names),
         )
-    except (MatReadError, ValueError, OSError) as error:
+    # scipy probes the header by index: a file shorter than the header gives an IndexError.
+    except (MatReadError, ValueError, OSError, IndexError) as error:
         raise CaseError(f"{path}: not a readable MATLAB .mat file ({error})") from None
     return {name: _from_scipy(value) for name, value in raw.items() if not name.startswith("__")}
 
