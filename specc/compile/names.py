@@ -10,6 +10,13 @@ aliases) are an ambiguity the user has to resolve, never a guess. Whenever the c
 used is not the protocol's own name, `StructureMatch.note` says which, so a plan's record shows
 what was measured.
 
+A structure may name its `parts`: case structures that together make it, as TG-263 names an
+organ's sides or parts ("BrachialPlex_L", "BrachialPlex_R" for the plexus; "Musc_Constrict_S",
+"_M", "_I" for the constrictors). They are the last step: a case with neither the name nor an
+alias reads the structure as the union of the parts it has (`PartsMatch`), and the note names
+them and any part the case lacks. A case that has the whole contour keeps it, as the own name
+keeps it over an alias; its parts are then other structures, for a protocol's own goals on a side.
+
 Names compare as `specc.protocol.names` says (Unicode NFC, case aside); a name that only looks
 like another is another name, and a message suggesting it shows both with `ascii()` escapes.
 A structure of one side is never suggested for its other side ("Cochlea_R" for "Cochlea_L").
@@ -60,8 +67,38 @@ class StructureMatch:
         return note
 
 
-def match_structure(name: str, aliases: Sequence[str], case_names: Iterable[str]) -> StructureMatch:
-    """The case structure that the protocol structure `name` (with `aliases`) denotes (module docstring)."""
+    @property
+    def case_names(self) -> tuple[str, ...]:
+        """The case structures whose voxels make the protocol structure: the one found."""
+        return (self.case_name,)
+
+
+@dataclass(frozen=True)
+class PartsMatch:
+    """A protocol structure read as the union of case structures that are its parts (module docstring)."""
+
+    case_names: tuple[str, ...]  # the parts the case has, in the protocol's order
+    missing: tuple[str, ...] = ()  # parts (as the protocol writes them) the case does not have
+
+    def note(self, name: str) -> str:
+        """'BrachialPlexus: read from the union of the case's 'BrachialPlex_L' and 'BrachialPlex_R' (its parts;
+        the case has no structure of its name or aliases); its part 'X' is not in the case'."""
+        found = [_quoted(part, [name]) for part in self.case_names]
+        union = f"the union of the case's {', '.join(found[:-1])} and {found[-1]}" if len(found) > 1 else (
+            f"the case's {found[0]} alone")
+        note = f"{name}: read from {union} (its parts; the case has no structure of its name or aliases)"
+        if self.missing:
+            listed = ", ".join(repr(part) for part in self.missing)
+            several = len(self.missing) > 1
+            note += f"; its part{'s' if several else ''} {listed} {'are' if several else 'is'} not in the case"
+        return note
+
+
+def match_structure(
+    name: str, aliases: Sequence[str], case_names: Iterable[str], parts: Sequence[str] = ()
+) -> StructureMatch | PartsMatch:
+    """The case structure(s) that the protocol structure `name` (with `aliases` and `parts`) denotes (module
+    docstring). A part matched by two case structures is an ambiguity, as a name is."""
     case_names = list(case_names)
     own = [c for c in case_names if name_key(c) == name_key(name)]
     by_alias: dict[str, str] = {}  # case structure -> the first alias it matches
@@ -83,7 +120,18 @@ def match_structure(name: str, aliases: Sequence[str], case_names: Iterable[str]
             f"{name!r} matches several case structures through its aliases ({shown}) and none by its own name: "
             "rename the one to use to the protocol's name, or the others"
         )
-    raise NoMatch(_not_found_message([name, *aliases], case_names))
+    found: list[str] = []
+    for part in parts:
+        matches = [c for c in case_names if name_key(c) == name_key(part)]
+        if len(matches) > 1:
+            shown = ", ".join(_quoted(c, matches) for c in matches)
+            raise AmbiguousMatch(f"{name!r} has no case structure of its name or aliases, and its part {part!r} "
+                                 f"matches several ({shown}): rename one")
+        found += matches
+    if found:
+        missing = tuple(part for part in parts if not any(name_key(c) == name_key(part) for c in found))
+        return PartsMatch(tuple(found), missing)
+    raise NoMatch(_not_found_message([name, *aliases], case_names, parts))
 
 
 def _quoted(name: str, others: Iterable[str]) -> str:
@@ -92,7 +140,8 @@ def _quoted(name: str, others: Iterable[str]) -> str:
     return ascii(name) if alike else repr(name)
 
 
-def _not_found_message(candidates: Sequence[str], case_names: Sequence[str]) -> str:
+def _not_found_message(names: Sequence[str], case_names: Sequence[str], parts: Sequence[str] = ()) -> str:
+    candidates = [*names, *parts]
     by_key = {name_key(c): c for c in case_names}
     near: list[str] = []
     for candidate in candidates:
@@ -100,7 +149,9 @@ def _not_found_message(candidates: Sequence[str], case_names: Sequence[str]) -> 
             if by_key[hit] not in near and not any(other_side(by_key[hit], c) for c in candidates):
                 near.append(by_key[hit])
     unseen = [n for n in near if any(looks_alike(n, c, ignore_case=True) for c in candidates)]
-    tried = ", ".join(_quoted(c, near) for c in candidates)
+    tried = ", ".join(_quoted(c, near) for c in names)
+    if parts:
+        tried += f" nor its parts {', '.join(_quoted(c, near) for c in parts)}"
     listing = ", ".join(ascii(c) if c in unseen else c for c in sorted(case_names)) or "none"
     if not near:
         return f"no case structure named {tried}; the case has: {listing}."

@@ -9,6 +9,12 @@ A derived voxel that is not a row of the influence matrix has no dose in the cas
 case left it out, e.g. outside the body), so a derived structure is clipped to the rows and
 the clipping is reported as a note.
 
+A structure with `parts` (an organ TG-263 names by side or part: the brachial plexus as BrachialPlex_L and
+BrachialPlex_R) that the case contours only by those parts is their union (`parts`); the note says which case
+structures made it and which parts the case lacks. Its goals are then measured on that union, as on the
+whole contour. A part wholly outside the dose grid leaves the whole without dose there: it is absent, as an
+organ wholly outside is, since a maximum or a mean of the other parts alone is not the organ's.
+
 Some structures may have no mask on a case, and then they are *absent*: `absent` says why, the
 evaluate stage reads each of their goals NOT EVALUATED with that reason, and the compile stage
 leaves their terms out with a note (`without_absent`). An organ marked `if_contoured` that the
@@ -48,7 +54,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from specc.compile.derived import AXES, CoarseMargin, MaskLookup, coarse_margins, evaluate_expression, margin_nodes
-from specc.compile.names import AmbiguousMatch, NoMatch, match_structure
+from specc.compile.names import AmbiguousMatch, NoMatch, StructureMatch, match_structure
 from specc.protocol.names import name_key, other_side
 from specc.protocol.suggest import did_you_mean
 from specc.errors import CompileError
@@ -75,6 +81,8 @@ class ResolvedStructures:
     case_names: dict[str, str]  # protocol name -> case structure name (plain structures)
     roles: dict[str, str]
     notes: list[str] = field(default_factory=list)
+    # protocol name -> the case structures whose union it is: a plain structure the case contours by its `parts`
+    parts: dict[str, tuple[str, ...]] = field(default_factory=dict)
     absent: dict[str, str] = field(default_factory=dict)  # protocol name -> why it has no mask on this case
     # protocol name -> why: those of `absent` whose case ROI has no voxel on the grid (`resolve_structures`'s
     # `without_voxels`), for a check to count them with the structures part of which has no dose
@@ -163,7 +171,7 @@ def resolve_structures(
             continue
         needed = spec.role in ("target", "oar") or name in referenced
         try:
-            match = match_structure(name, list(spec.aliases), [*case.structures, *without_voxels])
+            match = match_structure(name, spec.aliases, [*case.structures, *without_voxels], spec.parts)
         except NoMatch as error:
             if spec.if_contoured and not isinstance(error, AmbiguousMatch):  # two matches stay an error
                 resolved.absent[name] = NOT_CONTOURED
@@ -175,26 +183,35 @@ def resolve_structures(
                 raise CompileError(f"{_where(protocol, name)}: structure {name!r}: {error}") from None
             resolved.notes.append(f"{name}: not in the case and not used by any goal or term; skipped")
             continue
-        case_name = match.case_name
         if (read_from := match.note(name)) is not None:
             resolved.notes.append(read_from)
-        if case_name in without_voxels:
-            _without_voxels(protocol, name, case_name, without_voxels[case_name], resolved)
+        if outside := [case_name for case_name in match.case_names if case_name in without_voxels]:
+            why = without_voxels[outside[0]]
+            _without_voxels(protocol, name, outside[0], why if isinstance(match, StructureMatch) else
+                            f"its part {outside[0]!r} has no dose ({why})", resolved)
             continue
-        mask = case.structures[case_name].mask
+        masks = [case.structures[case_name].mask for case_name in match.case_names]
+        mask = masks[0] if len(masks) == 1 else np.logical_or.reduce(masks)
         if not mask.any():
+            contour = (f"the case structure {match.case_names[0]!r}" if len(match.case_names) == 1 else
+                       f"the case structures {', '.join(map(repr, match.case_names))} (its parts)")
+            has = "has" if len(match.case_names) == 1 else "have"
             if spec.if_contoured:
-                resolved.absent[name] = f"empty on this case (the case structure {case_name!r} has no voxel on the grid)"
+                resolved.absent[name] = f"empty on this case ({contour} {has} no voxel on the grid)"
                 resolved.notes.append(f"{name}: {resolved.absent[name]}: its goals read NOT EVALUATED")
                 continue
             if needed:
                 raise CompileError(
-                    f"{_where(protocol, name)}: structure {name!r}: the case structure {case_name!r} of "
-                    f"case {case.case_id!r} has no voxel on the dose grid (an empty contour)"
+                    f"{_where(protocol, name)}: structure {name!r}: {contour} of case {case.case_id!r} {has} no voxel "
+                    "on the dose grid (an empty contour)"
                 )
-            resolved.notes.append(f"{name}: the case structure {case_name!r} is empty and no goal or term uses it; skipped")
+            resolved.notes.append(f"{name}: {contour} {'is' if len(masks) == 1 else 'are'} empty and no goal or term "
+                                  "uses it; skipped")
             continue
-        resolved.case_names[name] = case_name
+        if isinstance(match, StructureMatch):
+            resolved.case_names[name] = match.case_name
+        else:
+            resolved.parts[name] = match.case_names
         resolved.masks[name] = mask
 
     nowhere = np.zeros(grid_shape, dtype=bool)

@@ -34,6 +34,7 @@ from specc.protocol.consistency import consistency_issues
 from specc.protocol.diagnostics import Diagnostic, ProtocolConsistencyError
 from specc.protocol.goals import Course, Goal, GoalEntry, GoalMapping
 from specc.protocol.metrics import Metric
+from specc.protocol.names import name_key
 from specc.protocol.plausibility import setup_error_slip
 from specc.protocol.structures import FUNCTIONS, StructureExpr, parse_expression
 from specc.protocol.units import Angle, Area, Dose, Length, format_number
@@ -227,6 +228,12 @@ class StructureSpec(_Strict):
     )
     color: str | None = Field(default=None, pattern=r"^#[0-9a-fA-F]{6}$", description='Display colour "#rrggbb".')
     expression: Expression | None = Field(default=None, description="Derive this structure from others.")
+    parts: list[Text] = Field(
+        default_factory=list,
+        description="Names of case structures that together make this one, as TG-263 names an organ's sides or "
+        "parts (BrachialPlex_L, BrachialPlex_R): a case with no structure of this name or its aliases reads it as "
+        "the union of the parts it contours, and a note names them. Not for derived structures.",
+    )
     if_contoured: bool = Field(
         default=False,
         description="A case may not contour this organ (a template's optic nerves, far from an oropharynx field): "
@@ -241,6 +248,25 @@ class StructureSpec(_Strict):
     )
     # Filled in by the loader from the YAML position, so compile errors can point at the line.
     source: SkipJsonSchema[SourceLocation | None] = Field(default=None, exclude=True)
+
+    @field_validator("parts")
+    @classmethod
+    def _parts_of_a_contoured_structure(cls, parts: list[str], info: ValidationInfo) -> list[str]:
+        """Parts stand for a contour the case lacks: a derived structure is never contoured, and a part that is
+        an alias or written twice names one case structure twice (names compare as a case's: case aside, NFC)."""
+        if parts and info.data.get("expression") is not None:
+            raise ValueError("a derived structure (`expression`) is computed, not contoured: it has no parts "
+                             "(write the union in its expression)")
+        aliases = {name_key(alias): alias for alias in info.data.get("aliases", [])}
+        seen: dict[str, str] = {}
+        for part in parts:
+            if name_key(part) in aliases:
+                raise ValueError(f'part "{part}" is an alias ("{aliases[name_key(part)]}"): an alias is the whole '
+                                 "structure under another name, a part one piece of it")
+            if name_key(part) in seen:
+                raise ValueError(f'part "{part}" is written twice (as "{seen[name_key(part)]}")')
+            seen[name_key(part)] = part
+        return parts
 
     @field_validator("alpha_beta")
     @classmethod

@@ -1,0 +1,125 @@
+"""An organ a case contours by side or part (`parts`): the union of the parts the case has stands for it
+where the case has no contour of its name or aliases, with a note naming the case structures used; the
+whole contour, where the case has it, wins; a case with neither is as before."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from evaluate_fakes import synthetic_case
+from specc.case import Case, Structure
+from specc.compile import resolve_structures
+from specc.compile.names import AmbiguousMatch, NoMatch, PartsMatch, StructureMatch, match_structure
+from specc.compile.structures import NOT_CONTOURED
+from specc.errors import CompileError
+from specc.protocol import parse_protocol_text
+
+HEADER = "specc: 1\nname: t\nsite: t\nversion: 1.0.0\nstructures:\n  Target: {role: target}\n"
+PRESCRIPTION = "prescription: {fractions: 2, levels: [{target: Target, dose: 4 Gy}]}\n"
+PLEXUS = "  Plexus: {role: oar, aliases: [BrachialPlexs], parts: [BrachialPlex_L, BrachialPlex_R]%s}\n"
+
+
+def _protocol(if_contoured: bool = True):
+    flag = ", if_contoured: true" if if_contoured else ""
+    return parse_protocol_text(HEADER + PLEXUS % flag + PRESCRIPTION + "goals: {Plexus: ['Max <= 3 Gy']}\n",
+                               "site/p.yaml")
+
+
+def _case(**masks: np.ndarray) -> Case:
+    """The synthetic case, its organ replaced by the case structures named in `masks`."""
+    case = synthetic_case()
+    del case.structures["Organ"]
+    case.structures.update({name: Structure(name=name, mask=mask) for name, mask in masks.items()})
+    return case
+
+
+def _sides() -> tuple[np.ndarray, np.ndarray]:
+    """Two disjoint halves of the synthetic organ box (the case's left and right plexus)."""
+    organ = synthetic_case().structures["Organ"].mask
+    left, right = organ.copy(), organ.copy()
+    half = np.flatnonzero(organ.any(axis=(0, 2)))[1]
+    left[:, half:, :] = False
+    right[:, :half, :] = False
+    assert left.any() and right.any() and not (left & right).any()
+    return left, right
+
+
+def test_a_case_contouring_the_sides_reads_their_union_and_says_which_structures() -> None:
+    left, right = _sides()
+    resolved = resolve_structures(_protocol(), _case(BrachialPlex_L=left, BrachialPlex_R=right))
+    assert resolved.absent == {}
+    assert np.array_equal(resolved.masks["Plexus"], left | right)
+    assert resolved.parts == {"Plexus": ("BrachialPlex_L", "BrachialPlex_R")}
+    assert "Plexus" not in resolved.case_names
+    assert ("Plexus: read from the union of the case's 'BrachialPlex_L' and 'BrachialPlex_R' (its parts; the case "
+            "has no structure of its name or aliases)") in resolved.notes
+
+
+def test_a_case_contouring_one_side_reads_that_side_and_names_the_side_it_lacks() -> None:
+    left, _ = _sides()
+    resolved = resolve_structures(_protocol(), _case(brachialplex_l=left))  # a part is matched case aside
+    assert np.array_equal(resolved.masks["Plexus"], left)
+    assert ("Plexus: read from the case's 'brachialplex_l' alone (its parts; the case has no structure of its name "
+            "or aliases); its part 'BrachialPlex_R' is not in the case") in resolved.notes
+
+
+def test_the_whole_contour_wins_over_the_parts_and_keeps_its_reading() -> None:
+    left, right = _sides()
+    whole = left | right
+    whole[tuple(np.argwhere(~whole & synthetic_case().structures["Body"].mask)[0])] = True  # not just the union
+    resolved = resolve_structures(_protocol(), _case(BrachialPlexs=whole, BrachialPlex_L=left, BrachialPlex_R=right))
+    assert np.array_equal(resolved.masks["Plexus"], whole)
+    assert resolved.case_names["Plexus"] == "BrachialPlexs"
+    assert resolved.parts == {}
+    assert not any("parts" in note for note in resolved.notes)
+
+
+def test_a_case_with_neither_reads_not_contoured_naming_the_parts_tried() -> None:
+    resolved = resolve_structures(_protocol(), _case())
+    assert resolved.absent == {"Plexus": NOT_CONTOURED}
+    note = next(note for note in resolved.notes if note.startswith("Plexus:"))
+    assert "no case structure named 'Plexus', 'BrachialPlexs' nor its parts 'BrachialPlex_L', 'BrachialPlex_R'" in note
+
+
+def test_a_required_organ_without_whole_or_parts_stays_an_error_and_parts_satisfy_it() -> None:
+    with pytest.raises(CompileError, match=r"^site/p\.yaml:7: structure 'Plexus': no case structure named 'Plexus', "
+                                           r"'BrachialPlexs' nor its parts"):
+        resolve_structures(_protocol(if_contoured=False), _case())
+    left, right = _sides()
+    resolved = resolve_structures(_protocol(if_contoured=False), _case(BrachialPlex_L=left, BrachialPlex_R=right))
+    assert np.array_equal(resolved.masks["Plexus"], left | right)
+
+
+def test_parts_with_no_voxel_on_the_grid_leave_the_organ_empty_on_this_case() -> None:
+    empty = np.zeros(synthetic_case().grid.shape, dtype=bool)
+    resolved = resolve_structures(_protocol(), _case(BrachialPlex_L=empty, BrachialPlex_R=empty))
+    assert resolved.absent == {"Plexus": "empty on this case (the case structures 'BrachialPlex_L', 'BrachialPlex_R' "
+                                         "(its parts) have no voxel on the grid)"}
+
+
+def test_a_part_wholly_outside_a_checks_dose_grid_leaves_the_organ_absent_saying_which() -> None:
+    left, _ = _sides()
+    why = "all its voxels (4) lie outside the dose grid of RD.dcm: they have no dose"
+    resolved = resolve_structures(_protocol(), _case(BrachialPlex_L=left), without_voxels={"BrachialPlex_R": why})
+    assert resolved.absent == {"Plexus": f"its part 'BrachialPlex_R' has no dose ({why})"}
+    assert resolved.without_voxels == resolved.absent
+
+
+def test_two_case_structures_of_one_part_are_an_error_naming_both() -> None:
+    left, right = _sides()
+    case = _case(BrachialPlex_L=left, BRACHIALPLEX_L=left, BrachialPlex_R=right)
+    with pytest.raises(CompileError, match=r"structure 'Plexus': 'Plexus' has no case structure of its name or "
+                                           r"aliases, and its part 'BrachialPlex_L' matches several"):
+        resolve_structures(_protocol(), case)
+
+
+def test_the_matcher_tries_parts_last() -> None:
+    names = ["Body", "Plexus_L", "Plexus_R", "PlexusAll"]
+    assert match_structure("Plexus", ["PlexusAll"], names, ["Plexus_L", "Plexus_R"]) == StructureMatch(
+        "PlexusAll", alias="PlexusAll")
+    assert match_structure("Plexus", ["Other"], names, ["Plexus_L", "Plexus_R", "Plexus_M"]) == PartsMatch(
+        ("Plexus_L", "Plexus_R"), missing=("Plexus_M",))
+    with pytest.raises(NoMatch) as error:
+        match_structure("Plexus", [], ["Body"], ["Plexus_L"])
+    assert not isinstance(error.value, AmbiguousMatch)
