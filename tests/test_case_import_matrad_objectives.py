@@ -29,14 +29,14 @@ EXPECTED_TERMS = [
     {"kind": "uniform_dose", "structure": "PTV", "dose": "60 Gy", "weight": 800.0},
     {"kind": "dvh", "structure": "PTV", "dose": "57 Gy", "volume": "95%", "bound": "lower", "hard": False, "weight": 100.0},
     {"kind": "geud", "structure": "PTV", "a": -10.0, "min": "60 Gy", "hard": False, "weight": 10.0},
-    {"kind": "min_dose", "structure": "PTV", "dose": "25 Gy"},
-    {"kind": "max_dose", "structure": "PTV", "dose": "80 Gy"},
+    {"kind": "min_dose", "structure": "PTV", "dose": "25.025 Gy"},
+    {"kind": "max_dose", "structure": "PTV", "dose": "79.92 Gy"},
     {"kind": "quadratic_overdose", "structure": "Body_opt", "dose": "30 Gy", "weight": 300.0},
     {"kind": "dvh", "structure": "Body_opt", "dose": "40 Gy", "volume": "30%", "bound": "upper", "hard": False, "weight": 50.0},
     {"kind": "linear_overdose", "structure": "Body_opt", "dose": "0 Gy", "weight": 1.0},
     {"kind": "geud", "structure": "Body_opt", "a": 3.5, "max": "0 Gy", "hard": False, "weight": 1.0},
-    {"kind": "mean_dose", "structure": "Body_opt", "max": "50 Gy"},
-    {"kind": "dvh", "structure": "Body_opt", "dose": "60 Gy", "volume": "40%", "bound": "upper"},
+    {"kind": "mean_dose", "structure": "Body_opt", "max": "49.95 Gy"},
+    {"kind": "dvh", "structure": "Body_opt", "dose": "59.94 Gy", "volume": "40%", "bound": "upper"},
 ]
 EXPECTED_GOALS = {
     "PTV": ["D95% >= 57 Gy (priority 2)", "Min >= 25 Gy", "Max <= 80 Gy"],
@@ -189,13 +189,25 @@ def test_mean_dose_objective_forms():
 
 def test_two_sided_constraints_give_both_terms():
     assert _terms(_objective("DoseConstraints.matRad_MinMaxDVH", 20.0, 50.0, 90.0)) == [
-        {"kind": "dvh", "structure": "Organ", "dose": "20 Gy", "volume": "50%", "bound": "lower"},
-        {"kind": "dvh", "structure": "Organ", "dose": "20 Gy", "volume": "90%", "bound": "upper"},
+        {"kind": "dvh", "structure": "Organ", "dose": "20.02 Gy", "volume": "50%", "bound": "lower"},
+        {"kind": "dvh", "structure": "Organ", "dose": "19.98 Gy", "volume": "90%", "bound": "upper"},
     ]
     assert _terms(_objective("DoseConstraints.matRad_MinMaxEUD", 1.0, 10.0, 30.0)) == [
         {"kind": "geud", "structure": "Organ", "a": 1.0, "max": "30 Gy", "min": "10 Gy"}]
     assert _terms(_objective("DoseConstraints.matRad_MinMaxMeanDose", 5.0, np.inf)) == [
-        {"kind": "mean_dose", "structure": "Organ", "min": "5 Gy"}]
+        {"kind": "mean_dose", "structure": "Organ", "min": "5.005 Gy"}]
+
+
+def test_a_constraint_term_aims_inside_its_goal():
+    """A max-dose constraint was a hard term at exactly its goal's dose: met within the solver's round-off
+    (30.0001 Gy 'satisfied') while its goal 'Max <= 30 Gy' failed. The term aims LIMIT_TOLERANCE inside."""
+    from specc.terms.base import LIMIT_TOLERANCE
+
+    translation = translate(_functions(_objective("DoseConstraints.matRad_MinMaxDose", 2.0, 30.0))[0], "ws.mat")
+    assert translation.goals == ["Min >= 2 Gy", "Max <= 30 Gy"]
+    low, high = (Dose.parse(term["dose"]).gy for term in translation.terms)
+    assert low == pytest.approx(2.0 * (1 + LIMIT_TOLERANCE)) and high == pytest.approx(30.0 * (1 - LIMIT_TOLERANCE))
+    assert "aimed_inside" in translation.notes
 
 
 def test_eud_objective_keeps_the_convex_side():

@@ -24,6 +24,7 @@ import numpy as np
 
 from specc.case.importers.matrad_cst_functions import CstFunction
 from specc.protocol.units import format_number
+from specc.terms.base import LIMIT_TOLERANCE
 
 OBJECTIVE_PRIORITY = 2  # goals from matRad's objectives; its constraints' goals keep the default, 1
 
@@ -69,6 +70,10 @@ NOTES: dict[str, str] = {
     "is matRad's penalty but not the same trade-off: check it.",
     "min_max_dose": "min_dose / max_dose (hard) hold on every voxel; matRad's default method ('approx') holds a "
     "log-sum-exp approximation of the minimum / maximum instead, its 'voxelwise' method the same as specc.",
+    "aimed_inside": "A constraint's hard term aims 0.1% (LIMIT_TOLERANCE) of its dose inside matRad's bound, as "
+    "specc's limits derived from protocol goals do (docs/optimizer.md): its priority-1 goal at matRad's exact bound "
+    "is judged without tolerance, so a term at the bound itself, met within the solver's round-off, would read "
+    "'satisfied' beside a failed goal.",
     "mean_hard": "mean_dose (hard) is matRad's mean-dose constraint exactly.",
     "dvh_hard": "dvh (hard): matRad counts the voxels at or above d; specc holds the convex CVaR bound (stricter) and "
     "then refines the plan to the exact DVH limit (docs/optimizer.md).",
@@ -161,12 +166,12 @@ def _max_dvh(function: CstFunction, source: str) -> Translation:
 # --- constraints (hard terms, priority-1 goals) -------------------------------------------------------
 def _min_max_dose(function: CstFunction, source: str) -> Translation:
     low, high = function.dose(0, source), function.dose(1, source)
-    translation = Translation(notes=["min_max_dose"])
+    translation = Translation(notes=["min_max_dose", "aimed_inside"])
     if low > 0:
-        translation.terms.append(_term("min_dose", function, dose=_gy(low)))
+        translation.terms.append(_term("min_dose", function, dose=_aimed(low, upper=False)))
         translation.goals.append(f"Min >= {_gy(low)}")
     if math.isfinite(high):
-        translation.terms.append(_term("max_dose", function, dose=_gy(high)))
+        translation.terms.append(_term("max_dose", function, dose=_aimed(high, upper=True)))
         translation.goals.append(f"Max <= {_gy(high)}")
     return _constraining(translation, "a dose constraint from 0 Gy to Inf")
 
@@ -174,12 +179,12 @@ def _min_max_dose(function: CstFunction, source: str) -> Translation:
 def _min_max_mean(function: CstFunction, source: str) -> Translation:
     low, high = function.dose(0, source), function.dose(1, source)
     bounds: dict[str, str] = {}
-    translation = Translation(notes=["mean_hard"])
+    translation = Translation(notes=["mean_hard", "aimed_inside"])
     if low > 0:
-        bounds["min"] = _gy(low)
+        bounds["min"] = _aimed(low, upper=False)
         translation.goals.append(f"Mean >= {_gy(low)}")
     if math.isfinite(high):
-        bounds["max"] = _gy(high)
+        bounds["max"] = _aimed(high, upper=True)
         translation.goals.append(f"Mean <= {_gy(high)}")
     if bounds:
         translation.terms.append(_term("mean_dose", function, **bounds))
@@ -188,12 +193,14 @@ def _min_max_mean(function: CstFunction, source: str) -> Translation:
 
 def _min_max_dvh(function: CstFunction, source: str) -> Translation:
     dose, low, high = function.dose(0, source), function.number(1, source), function.number(2, source)
-    translation = Translation(notes=["dvh_hard"])
+    translation = Translation(notes=["dvh_hard", "aimed_inside"])
     if low > 0 and dose > 0:
-        translation.terms.append(_term("dvh", function, dose=_gy(dose), volume=_percent(low), bound="lower"))
+        lower = _term("dvh", function, dose=_aimed(dose, upper=False), volume=_percent(low), bound="lower")
+        translation.terms.append(lower)
         translation.goals.append(f"D{format_number(low)}% >= {_gy(dose)}")
     if high < 100:
-        translation.terms.append(_term("dvh", function, dose=_gy(dose), volume=_percent(max(high, 0.0)), bound="upper"))
+        upper = _term("dvh", function, dose=_aimed(dose, upper=True), volume=_percent(max(high, 0.0)), bound="upper")
+        translation.terms.append(upper)
         translation.goals.append(f"V{format_number(dose)}Gy[%] <= {format_number(max(high, 0.0))}")
     return _constraining(translation, f"a DVH constraint at {dose:g} Gy from {low:g}% to {high:g}%")
 
@@ -283,6 +290,12 @@ def _term(kind: str, function: CstFunction, **fields: Any) -> dict[str, Any]:
 
 def _gy(value: float) -> str:
     return f"{format_number(value)} Gy"
+
+
+def _aimed(value: float, upper: bool) -> str:
+    """A constraint's bound moved LIMIT_TOLERANCE inside (down for an upper bound), as compile/derive.py aims a
+    goal's limit, to 0.1 mGy: its goal stays at matRad's bound."""
+    return _gy(round(value * (1.0 - LIMIT_TOLERANCE if upper else 1.0 + LIMIT_TOLERANCE), 4))
 
 
 def _percent(value: float) -> str:
