@@ -99,3 +99,15 @@ def test_an_organ_is_never_suggested_for_its_other_side() -> None:
     assert "Did you mean" not in str(error.value)
     with pytest.raises(NoMatch, match=r"Did you mean 'Cochlea_L'\?"):
         match_structure("Cochlae_L", [], ["Body", "Cochlea_L"])
+
+
+def test_one_side_of_an_organ_is_suggested_as_a_part_never_as_an_alias() -> None:
+    """'Did you mean 'BrachialPlex_R'? (add it to `aliases`)' for a missing BrachialPlexus would read one side's
+    dose as the whole organ's (its maximum from the right plexus alone): the hint is the sides as `parts`."""
+    with pytest.raises(NoMatch) as error:
+        match_structure("BrachialPlexus", ["BrachialPlex"], ["Body", "BrachialPlex_L", "BrachialPlex_R"])
+    message = str(error.value)
+    assert "(add it to `aliases`)" not in message
+    assert "list the sides as its `parts` (parts: [BrachialPlex_L, BrachialPlex_R])" in message
+    with pytest.raises(NoMatch, match=r"Did you mean 'Parotid_Lt'\? \(add it to `aliases`\)"):
+        match_structure("Parotid_L", [], ["Body", "Parotid_Lt"])

@@ -29,7 +29,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from specc.protocol.names import looks_alike, name_key, other_side
+from specc.protocol.names import has_side, looks_alike, name_key, other_side
 
 
 class NoMatch(LookupError):
@@ -162,6 +162,12 @@ def _not_found_message(names: Sequence[str], case_names: Sequence[str], parts: S
             "do not show (written as ascii() escapes): add it to `aliases` in double quotes, which keep them "
             f"(aliases: [{json.dumps(unseen[0])}]), or rename the case structure"
         )
+    elif not parts and all(has_side(n) for n in near) and not any(has_side(c) for c in names):
+        sides = [c for c in sorted(case_names) if has_side(c) and any(
+            difflib.SequenceMatcher(None, name_key(c), name_key(n)).ratio() >= 0.8 for n in near)]
+        hint += (f" {' and '.join(map(repr, near))} {'is one side' if len(near) == 1 else 'are sides'} of the organ, "
+                 f"not the whole: list the sides as its `parts` (parts: [{', '.join(sides)}]), whose union stands "
+                 "for it, or add the whole organ's contour to the case")
     else:
         hint += " (add it to `aliases`)"
     return f"no case structure named {tried}; the case has: {listing}.{hint}"

@@ -39,6 +39,12 @@ def looks_alike(first: str, second: str, ignore_case: bool = False) -> bool:
     return seen(first) == seen(second)
 
 
+def has_side(name: str) -> bool:
+    """Whether a name carries a word for left or right ("BrachialPlex_L", "Parotid Lt"): one side of an organ."""
+    left, right = _SIDES
+    return bool(set(re.split(r"[_\-.\s]+", name_key(name))) & (left | right))
+
+
 def other_side(first: str, second: str) -> bool:
     """Whether two names are of opposite sides: one has a word (split at "_", "-", ".", blanks) for left
     and the other one for right ("Cochlea_L" and "Cochlae_Rt"), so neither is a slip for the other."""
