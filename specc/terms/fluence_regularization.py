@@ -36,7 +36,8 @@ class FluenceRegularization(TermBase):
     kind: Literal["fluence_regularization"] = "fluence_regularization"
     weight: Weight
     norm: Literal["l1", "l2"] = Field(
-        default="l1", description="l1: mean beamlet weight (total fluence); l2: mean squared beamlet weight."
+        default="l1",
+        description="l1: mean ratio of beamlet weight to the reference fluence (total fluence); l2: mean squared ratio.",
     )
 
     def label(self) -> str:
