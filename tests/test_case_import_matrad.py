@@ -208,3 +208,29 @@ def test_a_damaged_workspace_is_one_error_naming_it_in_every_reader(tmp_path, ma
     for reader in (import_matrad, lambda p: convert_matrad_objectives(p), lambda p: read_matrad_dose(p, 30)):
         with pytest.raises(CaseError, match=rf"^{path}: {re.escape(says)}"):
             reader(path)
+
+
+@pytest.mark.parametrize("saver", sorted(SAVERS))
+def test_an_isocentre_in_matrad_2_cube_coordinates_is_converted_to_world(tmp_path, saver):
+    """matRad 2.x's matRad_getIsoCenter: the TARGET voxels' mean index times ct.resolution (voxel (1,1,1) at
+    (2, 2, 2) mm here); the fixture's first CT centre is (-9, -7, -5), so world = cube + (-11, -9, -7)."""
+    workspace = matrad_workspace()
+    for beam in workspace["stf"]:
+        beam["isoCenter"] = np.array([[11.0, 9.0, 8.0]])  # the PTV centroid (0, 0, 1) mm in cube coordinates
+    result = import_matrad(SAVERS[saver](tmp_path / "old.mat", workspace))
+    assert [beam.isocenter_mm for beam in result.case.beams] == [(0.0, 0.0, 1.0)] * 2
+    assert any(note.startswith("beams 1, 2: isoCenter (11.0, 9.0, 8.0) mm is the TARGET centroid in matRad 2.x's "
+                               "cube coordinates") for note in result.notes)
+
+
+def test_an_isocentre_at_neither_centroid_is_kept_and_noted(tmp_path):
+    workspace = matrad_workspace()
+    workspace["stf"][1]["isoCenter"] = np.array([[20.0, 20.0, 20.0]])
+    result = import_matrad(save_matrad_v5(tmp_path / "moved.mat", workspace))
+    assert [beam.isocenter_mm for beam in result.case.beams] == [(0.0, 0.0, 1.0), (20.0, 20.0, 20.0)]
+    noted = [note for note in result.notes if "isoCenter" in note]
+    assert len(noted) == 1 and noted[0].startswith("beam 2: isoCenter (20.0, 20.0, 20.0) mm is the TARGET centroid "
+                                                   "in neither world (0.0, 0.0, 1.0) mm")
+    assert "it would be world (9.0, 11.0, 13.0) mm: verify it" in noted[0]
+    assert not any("isoCenter" in note for note in import_matrad(save_matrad_v5(tmp_path / "ws.mat",
+                                                                               matrad_workspace())).notes)

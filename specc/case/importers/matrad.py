@@ -12,7 +12,7 @@ lists what is mapped and what is not.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +101,7 @@ def import_matrad(
     influence = influence_rows[order[voxel_indices]].astype(np.float32)
 
     beams, beamlets = _beams(workspace, dij, influence.shape[1], source, notes)
+    beams = world_isocentres(beams, cst, ct, ct_dims, ct_grid_axes, source, notes)
     fractions = plan_fractions(workspace, dij, source)
     if fractions:
         notes.append(f"matRad plan has {fractions} fractions (the protocol's prescription decides in specc)")
@@ -474,6 +475,74 @@ def _beams_from_stf(stf: list[dict], dij: dict, n_columns: int, source: str) -> 
         if not np.array_equal(beam_num, beamlets.beam_id):
             raise CaseError(f"{source}: dij.beamNum disagrees with the order of the bixels in stf")
     return beams, beamlets
+
+
+def world_isocentres(
+    beams: list[Beam], cst: np.ndarray, ct: dict, ct_dims: tuple[int, ...], axes: tuple[np.ndarray, ...],
+    source: str, notes: list[str],
+) -> list[Beam]:
+    """Beams with their isocentre in world (LPS) mm, whichever system the workspace's matRad wrote it in.
+
+    matRad before its world-coordinate change (pull request #751, 2024; every 2.x release) stores stf.isoCenter
+    in cube coordinates: `matRad_getIsoCenter` returns the TARGET voxels' mean of [x y z] index times
+    ct.resolution, voxel (1,1,1) at (res.x, res.y, res.z); matRad 3 returns their world centroid. No field of
+    the workspace says which matRad saved it, so the isocentre is compared with that centroid in both systems
+    (half a CT voxel): matching the cube one it is converted (world = cube - resolution + first voxel centre,
+    matRad_cube2worldCoords), matching neither it is read as world coordinates with a note to verify it.
+    """
+    resolution = np.array([uniform_step(axis, source, f"CT {label}") if len(axis) > 1 else 1.0
+                           for axis, label in zip(axes, "xyz")])
+    if isinstance(ct.get("resolution"), dict):
+        resolution = np.asarray(_resolution(ct["resolution"], source, "ct.resolution"))
+    shift = np.array([axis[0] for axis in axes]) - resolution  # world = cube + shift
+    tolerance = 0.5 * float(resolution.min())
+    if not beams or np.all(np.abs(shift) <= tolerance):
+        return beams  # the two systems coincide here: nothing to tell apart
+    target = _isocentre_voxels(cst, int(np.prod(ct_dims)), source)
+    if target.size == 0:
+        notes.append("isocentre read as world coordinates (matRad >= 3); no TARGET voxels to tell it from matRad "
+                     "2.x's cube coordinates (world = cube + " + _mm(shift) + "): verify it")
+        return beams
+    iy, ix, iz = np.unravel_index(target, ct_dims, order="F")
+    cube = np.array([(ix + 1).mean(), (iy + 1).mean(), (iz + 1).mean()]) * resolution
+    world_centroid = cube + shift
+    said: dict[str, list[int]] = {}  # one note per isocentre, naming its beams
+    converted: list[Beam] = []
+    for beam in beams:
+        iso = np.asarray(beam.isocenter_mm, dtype=np.float64)
+        if np.all(np.abs(iso - world_centroid) <= tolerance):
+            converted.append(beam)
+            continue
+        if np.all(np.abs(iso - cube) <= tolerance):
+            world = tuple(float(v) for v in iso + shift)
+            said.setdefault(f"isoCenter {_mm(iso)} is the TARGET centroid in matRad 2.x's cube coordinates (voxel "
+                            f"(1,1,1) at ct.resolution): converted to world {_mm(world)}", []).append(beam.id)
+            beam = replace(beam, isocenter_mm=world)
+        else:
+            said.setdefault(f"isoCenter {_mm(iso)} is the TARGET centroid in neither world {_mm(world_centroid)} "
+                            f"nor matRad 2.x's cube coordinates {_mm(cube)}: read as world coordinates (matRad >= 3); "
+                            f"written by matRad 2.x it would be world {_mm(iso + shift)}: verify it", []).append(beam.id)
+        converted.append(beam)
+    notes += [f"beam{'s' * (len(ids) > 1)} {', '.join(map(str, ids))}: {text}" for text, ids in said.items()]
+    return converted
+
+
+def _isocentre_voxels(cst: Any, n_ct: int, source: str) -> np.ndarray:
+    """The CT voxels matRad_getIsoCenter averages: TARGET rows with objectives, or every TARGET row when no row
+    has any."""
+    if not isinstance(cst, np.ndarray) or cst.dtype != object or cst.ndim != 2 or cst.shape[1] < 4:
+        return np.zeros(0, dtype=np.int64)
+    rows = [row for row in range(cst.shape[0]) if str(cst[row, 2]).strip().upper() == "TARGET"]
+    with_functions = [row for row in rows if cst.shape[1] >= 6 and np.size(cst[row, 5]) > 0]
+    if any(cst.shape[1] >= 6 and np.size(cst[row, 5]) > 0 for row in range(cst.shape[0])):
+        rows = with_functions
+    parts = [cst_row_indices(cst, row, str(cst[row, 1]), source) for row in rows]
+    voxels = np.unique(np.concatenate(parts)) if parts else np.zeros(0, dtype=np.int64)
+    return voxels[voxels < n_ct]
+
+
+def _mm(values: Any) -> str:
+    return "(" + ", ".join(f"{float(v):.1f}" for v in values) + ") mm"
 
 
 def plan_fractions(workspace: dict, dij: dict, source: str) -> int | None:
