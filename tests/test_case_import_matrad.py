@@ -234,3 +234,32 @@ def test_an_isocentre_at_neither_centroid_is_kept_and_noted(tmp_path):
     assert "it would be world (9.0, 11.0, 13.0) mm: verify it" in noted[0]
     assert not any("isoCenter" in note for note in import_matrad(save_matrad_v5(tmp_path / "ws.mat",
                                                                                matrad_workspace())).notes)
+
+
+def _with_body_on_tissue(shift: int) -> dict:
+    """The fixture with a CT of air around a tissue box and Body = that box, its indices written `shift` lower
+    (1: a 0-based export)."""
+    workspace = matrad_workspace()
+    dims = tuple(int(v) for v in np.ravel(workspace["ct"]["cubeDim"]))  # [Ny Nx Nz]
+    tissue = np.zeros(dims, dtype=bool)
+    tissue[1:-1, 1:-1, :] = True
+    workspace["ct"]["cube"][0, 0] = np.where(tissue, 1.0, 0.001)
+    workspace["cst"][1, 3][0, 0] = (np.flatnonzero(tissue.ravel(order="F")) + 1 - shift).astype(float).reshape(-1, 1)
+    return workspace
+
+
+def test_a_zero_based_cst_is_refused_where_the_body_lies_in_air(tmp_path):
+    """0-based indices read as matRad's 1-based moved every structure one voxel along y without a word."""
+    with pytest.raises(CaseError, match=r"cst\{2,4\} \(Body\) looks 0-based: read as matRad's 1-based indices, "
+                                        r"16.7% of its voxels are air on ct.cube, read 0-based 0.0%"):
+        import_matrad(save_matrad_v5(tmp_path / "zero.mat", _with_body_on_tissue(1)))
+    result = import_matrad(save_matrad_v5(tmp_path / "one.mat", _with_body_on_tissue(0)))
+    assert not any("0-based" in note for note in result.notes)
+
+
+def test_without_a_body_row_the_index_base_is_noted_as_unknown(tmp_path):
+    workspace = matrad_workspace()
+    workspace["cst"][1, 1] = "Skin box"
+    result = import_matrad(save_matrad_v5(tmp_path / "nobody.mat", workspace))
+    assert any(note.startswith("cst indices taken as 1-based (matRad's); a 0-based export cannot be told")
+               for note in result.notes)

@@ -88,6 +88,7 @@ def import_matrad(
     specc_index_of_row = np.ravel_multi_index((ix, iy, iz), grid.shape)
 
     structures = cst_structures(cst, ct_dims, ct_grid_axes, dose_axes, grid, exclude, source, not_imported)
+    check_index_base(cst, ct, ct_dims, source, notes)
 
     keep = np.zeros(grid.n_voxels, dtype=bool)
     for structure in structures.values():
@@ -261,6 +262,43 @@ def cst_structures(
             )
         structures[name] = Structure(name=name, mask=mask, color=_color(cst, row, len(structures)))
     return structures
+
+
+# Air on the CT: matRad's ct.cube is relative electron density (air ~0.001), ct.cubeHU Hounsfield units (-1000).
+_AIR = {"cube": 0.2, "cubeHU": -800.0}
+_BODY_NAMES = ("body", "external")
+
+
+def check_index_base(cst: np.ndarray, ct: dict, ct_dims: tuple[int, ...], source: str, notes: list[str]) -> None:
+    """Refuse a cst written with 0-based indices, where the CT tells: the body outline in air on one face.
+
+    A 0-based index read as matRad's 1-based one moves every structure one voxel back along y (the first
+    column-major dimension) and no index is out of range, so only the image can show it: the body row
+    (type EXTERNAL, or named Body / External) of a patient lies on tissue, and read one voxel off it has a face
+    in air. It is refused when 1% or more of its voxels are air as read and at most a tenth of that when read
+    0-based. Without a body row or a CT cube nothing can be told: a note says so."""
+    kind = next((name for name in ("cube", "cubeHU") if name in ct), None)
+    rows = [row for row in range(cst.shape[0]) if str(cst[row, 2]).strip().upper() == "EXTERNAL"
+            or str(cst[row, 1]).strip().lower() in _BODY_NAMES]
+    if kind is None or not rows:
+        notes.append("cst indices taken as 1-based (matRad's); a 0-based export cannot be told from this workspace "
+                     "(it needs ct.cube or ct.cubeHU and a body row, type EXTERNAL or named Body): structures would "
+                     "sit one voxel off along y")
+        return
+    air = (first_scenario(ct[kind], f"ct.{kind}", source) < _AIR[kind]).ravel(order="F")
+    if air.size != int(np.prod(ct_dims)):
+        return  # check_cube_dims has refused a cube of another shape
+    row = rows[0]
+    voxels = cst_row_indices(cst, row, str(cst[row, 1]).strip(), source)
+    voxels = voxels[voxels + 1 < air.size]
+    as_read, zero_based = air[voxels].mean() if voxels.size else 0.0, air[voxels + 1].mean() if voxels.size else 0.0
+    if as_read >= 0.01 and zero_based <= as_read / 10:
+        raise CaseError(
+            f"{source}: cst{{{row + 1},4}} ({str(cst[row, 1]).strip()}) looks 0-based: read as matRad's 1-based "
+            f"indices, {100 * as_read:.1f}% of its voxels are air on ct.{kind}, read 0-based {100 * zero_based:.1f}%; "
+            "every structure would sit one voxel off along y. Add 1 to every cst{i,4} index (matRad's are 1-based) "
+            "and save the workspace again"
+        )
 
 
 @dataclass(frozen=True)

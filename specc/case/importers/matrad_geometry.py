@@ -23,8 +23,8 @@ from specc.case.importers.dicom_ct import AIR_HU, resample
 from specc.case.importers.engine_case import box_grid, engine_influence, grid_spacing
 from specc.case.importers.hu_density import DEFAULT_HU_TABLE, hu_to_relative_electron_density
 from specc.case.importers.matrad import (
-    check_cube_dims, cst_names, ct_axes, cst_structures, cst_voxels, field_of, first_scenario, int_vector,
-    other_variables, uniform_step,
+    check_cube_dims, check_index_base, cst_names, ct_axes, cst_structures, cst_voxels, field_of, first_scenario,
+    int_vector, other_variables, uniform_step,
 )
 from specc.case.importers.report import ImportedCase, build_case, record_in_metadata
 from specc.case.model import CaseMetadata
@@ -59,6 +59,7 @@ def import_matrad_geometry(
     names = cst_names(cst, exclude, source)
     grid = box_grid(*_structures_box(cst, dims, axes, names.kept, source), grid_spacing(grid_mm, steps[2]))
     structures = cst_structures(cst, dims, axes, grid.axes_mm(), grid, exclude, source, not_imported)
+    check_index_base(cst, ct, dims, source, notes)
     density, density_note = _density(ct, dims, axes, steps, grid, hu_table, source)
     notes.append(density_note)
     target_names = _targets(cst, names.kept, structures, targets, source)
