@@ -310,6 +310,31 @@ def test_contradictory_constraints_are_an_error_not_a_protocol(tmp_path):
         convert_matrad_objectives(_save(tmp_path, workspace))
 
 
+def test_a_validation_error_names_the_output_file_not_the_workspace_stem(tmp_path):
+    """The error named 'workspace.yaml:LINE', another file (or none), not the --out file, which is not written."""
+    workspace = matrad_workspace(objectives="current")
+    (tmp_path / "out").mkdir()
+    out = tmp_path / "out" / "sub_t.yaml"
+    with pytest.raises(ObjectivesError, match=rf"the translated protocol \(not written to {out}\) does not "
+                                              rf"validate:\n{out}:\d+:\d+: prescription.levels\[0\].dose"):
+        convert_matrad_objectives(_save(tmp_path, workspace), targets={"PTV": Dose(gy=2.0)}, out=out)
+
+
+@pytest.mark.parametrize("empty", ["struct", "cell of struct"])
+def test_a_workspace_of_empty_objective_structs_holds_no_objectives(tmp_path, empty):
+    """pyRadPlan's StructureSet.to_matrad writes an empty struct (or a cell of one) in every cst{i,6}: that is no
+    objective, not a malformed one ('has neither className nor type')."""
+    workspace = matrad_workspace()
+    for row in range(workspace["cst"].shape[0]):
+        cell = np.empty((1, 1), dtype=object)
+        cell[0, 0] = {}
+        workspace["cst"][row, 5] = {} if empty == "struct" else cell
+    workspace["pln"] = {"numOfFractions": 30.0}
+    with pytest.raises(ObjectivesError, match=r"the workspace holds no objectives or constraints: every cst\{i,6\} "
+                                              r"is empty \(a workspace saved by pyRadPlan's StructureSet.to_matrad"):
+        convert_matrad_objectives(_save(tmp_path, workspace), targets={"PTV": Dose(gy=60.0)})
+
+
 def test_a_biological_optimization_and_excluded_structures_are_listed(tmp_path):
     workspace = matrad_workspace(objectives="current")
     workspace["pln"]["propOpt"]["quantityOpt"] = "RBExD"

@@ -124,7 +124,7 @@ def _import_objectives(source: Path, out: Path, target: list[str], exclude: list
     from specc.case.importers.matrad_objectives import convert_matrad_objectives
 
     translated = convert_matrad_objectives(
-        source, fractions=fractions, targets=_prescribed(target) if target else None, exclude=exclude
+        source, fractions=fractions, targets=_prescribed(target) if target else None, exclude=exclude, out=out
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(translated.yaml_text)

@@ -130,7 +130,13 @@ def cst_functions(cst: np.ndarray, row: int, structure: str, source: str) -> lis
         raise ObjectivesError(
             f"{source}: {label} ({structure}) is neither a cell of objective structs nor a struct array"
         )
-    return [_function(item, where, structure, source) for where, item in items]
+    # An empty struct holds no function: pyRadPlan's StructureSet.to_matrad writes one ({} or {struct()}) in every
+    # cst{i,6}, as its export carries no objectives.
+    return [_function(item, where, structure, source) for where, item in items if not _empty_struct(item)]
+
+
+def _empty_struct(item: Any) -> bool:
+    return isinstance(item, dict) and not item
 
 
 def _function(item: Any, where: str, structure: str, source: str) -> CstFunction:

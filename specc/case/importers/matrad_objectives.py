@@ -91,6 +91,7 @@ def convert_matrad_objectives(
     fractions: int | None = None,
     targets: Mapping[str, Dose | None] | None = None,
     exclude: Sequence[str] = (),
+    out: str | Path | None = None,
 ) -> TranslatedProtocol:
     """Translate the cst objectives of a matRad workspace.
 
@@ -98,7 +99,8 @@ def convert_matrad_objectives(
     only the same number is accepted. `targets` names the targets that get a dose level, each
     with its dose or None to take it from its objectives; left out, every TARGET gets one from
     its objectives. `exclude` leaves cst structures out, matched as `specc import matrad
-    --exclude` matches them (`cst_names`).
+    --exclude` matches them (`cst_names`). `out` is the file the caller writes the protocol to: a
+    validation error of the translation names its lines there.
     """
     path = Path(path)
     source = str(path)
@@ -137,6 +139,12 @@ def convert_matrad_objectives(
             structures[name]["color"] = color
         functions[name] = row_functions
 
+    if not any(row.has_functions for row in rows):
+        raise ObjectivesError(
+            f"{source}: the workspace holds no objectives or constraints: every cst{{i,6}} is empty (a workspace "
+            "saved by pyRadPlan's StructureSet.to_matrad carries none; in matRad, define them before saving): "
+            "nothing to translate. Write the protocol's goals by hand, or start from a template in protocols/"
+        )
     kept = {row.name: row for row in rows if not row.excluded}
     voxels = _optimization_voxels(cst, rows, [kept[name] for name, held in functions.items() if held], source)
     terms: list[dict[str, Any]] = []
@@ -196,9 +204,10 @@ def convert_matrad_objectives(
                      untranslated)
     text = header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=110)
     try:
-        parse_protocol_text(text, filename=f"{path.stem}.yaml")
+        parse_protocol_text(text, filename=str(out) if out is not None else f"<translation of {path.name}>")
     except ProtocolError as error:  # e.g. contradictory constraints in the workspace itself
-        raise ObjectivesError(f"{source}: the translated protocol does not validate:\n{error}") from None
+        unwritten = f" (not written to {out})" if out is not None else ""
+        raise ObjectivesError(f"{source}: the translated protocol{unwritten} does not validate:\n{error}") from None
     return TranslatedProtocol(
         yaml_text=text,
         terms=len(terms),
