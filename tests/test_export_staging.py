@@ -115,3 +115,40 @@ def test_an_export_into_a_folder_holding_other_dicom_files_is_refused_and_one_re
         staged.commit()
     assert sorted(path.name for path in folder.iterdir()) == ["RD.dcm", "notes.txt"]
     assert (folder / "RD.dcm").read_bytes() == b"dose"
+
+
+def test_a_plan_folder_moves_in_the_file_a_reader_trusts_last_and_keeps_the_dicom_beside_it(tmp_path, monkeypatch):
+    """A plan (`specc.pipeline.staged_plan`) is staged as an export is; killed between two moves, a folder
+    holding plan.json must hold the whole plan: plan.json is moved in after every other file. An RD.dcm exported
+    into the plan folder is the user's and stays; errors say what a plan's failure means."""
+    folder = _existing_folder(tmp_path)
+    (folder / "RD.dcm").write_bytes(b"an export of the plan")
+    moved: list[str] = []
+    replace = os.replace
+
+    def recorded(source, destination):
+        moved.append(Path(destination).name)
+        replace(source, destination)
+
+    monkeypatch.setattr(staging.os, "replace", recorded)
+    plan_like = {"what": "plan", "consequence": "no plan written", "last": ("report.html", "plan.json"),
+                 "refuse_other_dicom": False}
+    with StagedExport(folder, folder=True, **plan_like) as staged:
+        for name in ("plan.json", "report.html", "result.h5", "segments.json"):
+            (staged.path / name).write_text(name)
+        staged.commit()
+    assert moved == ["result.h5", "segments.json", "report.html", "plan.json"]
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "RD.dcm", "notes.txt", "plan.json", "report.html", "result.h5", "segments.json"]
+
+    def full(source, destination):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(destination))
+
+    monkeypatch.setattr(staging.os, "replace", full)
+    with pytest.raises(ExportError, match=r"cannot move result\.h5 into .*study: no space left on device; 0 of the "
+                                          r"plan's 2 files were moved in before it, the others removed"):
+        with StagedExport(folder, folder=True, **plan_like) as staged:
+            (staged.path / "result.h5").write_text("new")
+            (staged.path / "plan.json").write_text("new")
+            staged.commit()
+    assert (folder / "plan.json").read_text() == "plan.json" and [path.name for path in tmp_path.iterdir()] == ["study"]

@@ -15,6 +15,11 @@ after a complete move it counts as done (exit 0), after a failed one it is raise
 staging is removed, so that a caller sees the interrupt, not only the error.
 
 Errors name the destination path, not the staging one, and the reason the system gave.
+
+A plan folder (`specc plan`) is staged the same way (`what="plan"`): its files are moved into the
+existing folder in an order a reader can trust, the record a reader believes (plan.json) last
+(`last`), so that a kill part way through the moves leaves a folder without it; the moves do not
+refuse the DICOM files beside them (`refuse_other_dicom`: an export's own rule).
 """
 
 from __future__ import annotations
@@ -41,12 +46,21 @@ class StagedExport:
 
     Use as a context manager: write into `path`, call `commit()` once every file is written, then
     say what was written (`final` maps a written path to where it now is). An existing folder is
-    written into (its other files stay); an existing file is replaced."""
+    written into (its other files stay); an existing file is replaced.
 
-    def __init__(self, out: str | Path, *, folder: bool, file_hint: str = "") -> None:
+    `what` names the staged thing in messages and in the name of a staging folder inside `out`
+    ("export", "plan"), `consequence` ends an error's message ("nothing exported", "no plan
+    written"); `last`: the names moved into an existing folder after every other file, in that
+    order; `refuse_other_dicom`: refuse a folder holding .dcm files this export does not write."""
+
+    def __init__(
+        self, out: str | Path, *, folder: bool, file_hint: str = "", what: str = "export",
+        consequence: str = NOTHING_EXPORTED, last: tuple[str, ...] = (), refuse_other_dicom: bool = True,
+    ) -> None:
         self.out = Path(out)
         self.folder = folder
         self.file_hint = file_hint  # for a file export given a folder: "RD.dcm", the name to suggest
+        self.what, self.consequence, self.last, self.refuse_other_dicom = what, consequence, last, refuse_other_dicom
         self.path = self.out  # set on entry
         self._into_existing = False
         self._made: list[Path] = []  # folders made for the destination, outermost first
@@ -69,7 +83,7 @@ class StagedExport:
         self.path = beside
         if not self.folder:
             return self
-        inside = out / f".specc-export-{token}.partial"
+        inside = out / f".specc-{self.what}-{token}.partial"
         candidates = [beside, inside] if self._into_existing else [beside]
         if self._into_existing and not _one_file_system(out, out.parent):
             candidates = [inside]  # a mount point: a rename from its parent would fail (EXDEV)
@@ -83,7 +97,7 @@ class StagedExport:
             self.path = path
             return self
         self._discard()
-        raise ExportError(f"cannot write {out}: {_reason(failure)}; {NOTHING_EXPORTED}") from None
+        raise ExportError(f"cannot write {out}: {_reason(failure)}; {self.consequence}") from None
 
     def final(self, written: Path) -> Path:
         """Where a path written under `path` is once committed."""
@@ -96,16 +110,17 @@ class StagedExport:
 
     def commit(self) -> None:
         """Move the staged export into place; from here on, Ctrl-C is held until the context ends."""
-        entries = sorted(self.path.iterdir()) if self._into_existing else []
+        entries = sorted(self.path.iterdir(), key=self._move_order) if self._into_existing else []
         occupied = [self.out / entry.name for entry in entries if (self.out / entry.name).is_dir()]
         if occupied:  # checked before the hold: nothing is moved, so a Ctrl-C here stops the export as any other
-            raise ExportError(f"{occupied[0]}: a folder where the export writes a file; {NOTHING_EXPORTED}")
-        foreign = _other_dicom(self.out, {entry.name for entry in entries}) if self._into_existing else []
+            raise ExportError(f"{occupied[0]}: a folder where the {self.what} writes a file; {self.consequence}")
+        refused = self._into_existing and self.refuse_other_dicom
+        foreign = _other_dicom(self.out, {entry.name for entry in entries}) if refused else []
         if foreign:
             raise ExportError(
                 f"{self.out} holds DICOM files this export does not write ({_listed(foreign)}): a planning system "
                 f"importing the folder would take them for part of this study (an earlier export's RT Plan, CT "
-                f"slices beyond this one's); export into an empty folder, or remove them; {NOTHING_EXPORTED}"
+                f"slices beyond this one's); export into an empty folder, or remove them; {self.consequence}"
             )
         self._hold_interrupts()
         if not self.folder:
@@ -118,11 +133,15 @@ class StagedExport:
                     os.replace(entry, self.out / entry.name)
                 except OSError as error:
                     raise ExportError(
-                        f"cannot move {entry.name} into {self.out}: {_reason(error)}; {moved} of the export's "
+                        f"cannot move {entry.name} into {self.out}: {_reason(error)}; {moved} of the {self.what}'s "
                         f"{len(entries)} files were moved in before it, the others removed"
                     ) from None
             self.path.rmdir()
         self._committed = True
+
+    def _move_order(self, entry: Path) -> tuple[int, str]:
+        """The names in `last` after every other file, in their order (a plan's plan.json the very last)."""
+        return (self.last.index(entry.name) + 1 if entry.name in self.last else 0, entry.name)
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
@@ -135,7 +154,7 @@ class StagedExport:
             if isinstance(error, OSError):  # a full disk, a read-only folder, a path too long, ...
                 error = _system_error(error)
                 where = self.final(Path(error.filename)) if _under(error.filename, self.path) else self.out
-                failure = ExportError(f"cannot write {where}: {_reason(error)}; {NOTHING_EXPORTED}{left}")
+                failure = ExportError(f"cannot write {where}: {_reason(error)}; {self.consequence}{left}")
             elif isinstance(error, ExportError) and left:
                 failure = ExportError(f"{error}{left}")
             if self.interrupt_held:  # Ctrl-C during a move that failed: the caller must still see it
@@ -149,13 +168,13 @@ class StagedExport:
         missing = [folder for folder in (parent, *parent.parents) if not folder.exists()][::-1]
         existing = missing[0].parent if missing else parent
         if not existing.is_dir():
-            raise ExportError(f"cannot write {self.out}: {existing} is a file, not a folder; {NOTHING_EXPORTED}")
+            raise ExportError(f"cannot write {self.out}: {existing} is a file, not a folder; {self.consequence}")
         for folder in missing:
             try:
                 folder.mkdir()
             except OSError as error:
                 self._discard()
-                raise ExportError(f"cannot create the folder {folder}: {_reason(error)}; {NOTHING_EXPORTED}") from None
+                raise ExportError(f"cannot create the folder {folder}: {_reason(error)}; {self.consequence}") from None
             self._made.append(folder)
 
     def _discard(self) -> str:
