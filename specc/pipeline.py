@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import csv
 import os
-import secrets
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,11 +27,12 @@ from specc.errors import CaseError, SpeccError
 from specc.delivery import Delivered, deliver, plan_forward
 from specc.evaluate import BeamSegmentsRecord, DeliveryRecord, GoalRecord, PlanEvaluation, PlanRecord, evaluate_plan
 from specc.export import DerivedStructure, write_result, write_segments
+from specc.export.staging import StagedExport
 from specc.protocol import Protocol, ProtocolSource, load_protocol, revise_protocol
 from specc.planning import CompiledPlan, compile_for_plan
 from specc.report import write_report
 from specc.approval import APPROVAL_JSON, ApprovalError
-from specc.report.identity import PLAN_FOLDER_FILES, PLAN_JSON, RESULT_H5, SEGMENTS_JSON
+from specc.report.identity import PLAN_FOLDER_FILES, PLAN_JSON, REPORT_HTML, REPORT_PDF, RESULT_H5, SEGMENTS_JSON
 from specc.report.cohort_page import COHORT_PAGE, write_cohort_page
 from specc.report.compare_cohorts import plan_identity
 from specc.report.identity import record_json
@@ -161,14 +161,15 @@ def plan(
     `with_prior`). Raises a `SpeccError` for bad input (protocol, case, options); a failed
     solve is returned, not raised. Either way nothing is written, and the earlier plan in
     `out_dir` is removed (`discard_unwritten_plan`): left there, it would read as this run's. A
-    KeyboardInterrupt (Ctrl-C), or any other exception, removes it too, and is raised on; where it
-    cannot be removed, the exception carries a note saying so. `out_dir` is checked first
-    (`check_plan_folder`). The plan's fluence and dose: `PlanOutcome.fluence` and `.dose_gy`.
+    KeyboardInterrupt (Ctrl-C), or any other exception, removes it too, and is raised on with notes
+    naming the files removed (or those that could not be). The files are written aside and moved
+    in whole, plan.json last (`staged_plan`: what a kill -9 leaves, docs/report.md). `out_dir` is
+    checked first (`check_plan_folder`). The plan's fluence and dose: `PlanOutcome.fluence` and `.dose_gy`.
     """
     stages = StageTimer(progress)
     try:
         check_plan_folder(Path(out_dir))  # before a load and a solve that a folder no plan can go into would waste
-        protocol = _loaded_protocol(protocol, stages)
+        protocol = planned_protocol(protocol, stages)
         case_path: Path | None = None
         if not isinstance(case, Case):
             case_path = _file_argument(case, "case", "specc Case")
@@ -181,7 +182,7 @@ def plan(
                 case = with_prior_dose(case, prior_dose)
         return _plan_case(protocol, case, case_path, Path(out_dir), solver, pdf, stages)
     except BaseException as error:  # a bug too: its traceback shows, and the earlier plan is not this run's either
-        _discard_or_note(Path(out_dir), error)
+        discard_earlier_plan(Path(out_dir)).note_on(error)  # the files removed, or kept, named in notes on it
         raise
 
 
@@ -194,13 +195,14 @@ def _file_argument(value: object, what: str, kind: str) -> Path:
     raise TypeError(f"{what} must be a {kind} or the path of its file, got {type(value).__name__}{swapped}")
 
 
-def _loaded_protocol(protocol: Protocol | str | Path, stages: StageTimer) -> Protocol:
-    """`protocol`, read from its file when given as a path (`load_protocol`)."""
-    if isinstance(protocol, Protocol):
-        return protocol
-    path = _file_argument(protocol, "protocol", "specc Protocol")
-    with stages.stage("load protocol"):
-        return load_protocol(path)
+def planned_protocol(protocol: Protocol | str | Path, stages: StageTimer | None = None) -> Protocol:
+    """The protocol a plan (or a check) uses: read from its file when given as a path (`load_protocol`, timed as
+    the stage "load protocol" by `stages`), then `as_planned` (a protocol changed in memory validated again)."""
+    if not isinstance(protocol, Protocol):
+        path = _file_argument(protocol, "protocol", "specc Protocol")
+        with (stages or StageTimer(None)).stage("load protocol"):
+            protocol = load_protocol(path)
+    return as_planned(protocol)
 
 
 def _derived_terms_note(protocol: Protocol) -> list[str]:
@@ -243,13 +245,8 @@ def _write_plan(
     prior_notes = list(case.prior_dose.notes) if case.prior_dose is not None else []
     if not solve.usable:
         if not keep_last:
-            try:
-                removed = remove_earlier_plan(out)
-            except EarlierPlanKept as kept:  # the folder changed since it was checked: say so, the solve's outcome stands
-                notes.append(f"warning: {kept}")
-                removed = kept.removed
-            if removed:
-                notes.append(earlier_plan_removed(removed))
+            refuse_approved_folder(out)  # approved while it solved: the files stay, as approved
+            notes.extend(discard_earlier_plan(out).said())  # a file kept: said, the solve's outcome stands
         return PlanOutcome(solve, None, [], stages.timings, program.stats, [*notes, *prior_notes])
 
     delivery = None
@@ -277,23 +274,23 @@ def _write_plan(
     # what the evaluation itself noted (a hot spot outside the targets, the EQD2 model, the prior course) is the
     # terminal's too, not only the report's
     notes.extend([*record.notes[passed:], *prior_notes])
-    with stages.stage("report"), whole_or_none(out):
-        remove_earlier_plan(out)  # a failure below must not leave a mix of two runs' files
-        paths = write_report(out, record, case, evaluation, program.masks, pdf=pdf)
+    with stages.stage("report"), staged_plan(out) as staged:
+        folder = staged.path  # the files are moved into `out` once all are whole
+        paths = write_report(folder, record, case, evaluation, program.masks, pdf=pdf, named_in=out)
         if delivered is not None:
             with writing(out / SEGMENTS_JSON):
-                paths.append(write_segments(out / SEGMENTS_JSON, delivered.sequence, case, record))
-        # One text for plan.json, result.h5's copy and the SHA-256 the report names (specc.report.identity).
+                paths.append(write_segments(folder / SEGMENTS_JSON, delivered.sequence, case, record))
+        # One text for plan.json, result.h5's copy and the SHA-256 the report names (specc.report.identity):
+        # written once as plan.json, and embedded in result.h5, which an export reads without the folder.
         plan_text = record_json(record)
-        plan_json = out / PLAN_JSON
-        with writing(plan_json):
-            plan_json.write_bytes(plan_text.encode("utf-8"))
-        paths.append(plan_json)
+        with writing(out / PLAN_JSON):
+            (folder / PLAN_JSON).write_bytes(plan_text.encode("utf-8"))
+        paths.append(folder / PLAN_JSON)
         # result.h5 holds the plan's own dose (what its RT Dose is), and a composite plan's prior beside it.
         prior = case.prior_dose.total_gy if case.prior_dose is not None else None
-        paths.append(
-            _result_file(
-                out / RESULT_H5,
+        with writing(out / RESULT_H5):
+            paths.append(write_result(
+                folder / RESULT_H5,
                 case,
                 evaluation.fluence,
                 evaluation.plan_dose,
@@ -304,20 +301,56 @@ def _write_plan(
                 derived=_derived_structures(protocol, program.masks, record),
                 case_roles={case_name: program.structures.roles[name]
                             for name, case_name in program.structures.case_names.items() if name in program.structures.roles},
-            )
-        )
+            ))
+    paths = [staged.final(path) for path in paths]
     return PlanOutcome(solve, record, paths, stages.timings, program.stats, notes, evaluation)
+
+
+# The plan files moved into an existing folder after every other, in this order: what a person opens, then the
+# record a reader trusts (plan.json), whose presence says that the files beside it are one whole plan.
+_MOVED_LAST = (REPORT_PDF, REPORT_HTML, PLAN_JSON)
+
+
+@contextmanager
+def staged_plan(out: Path, consequence: str = "no plan written") -> Iterator[StagedExport]:
+    """Writing a plan's files: into `staged.path`, a staging folder (`StagedExport`, hidden beside `out`), then, once
+    every file is whole, the earlier plan in `out` removed (plan.json first) and the new files moved in, plan.json
+    last (`_MOVED_LAST`). Paths written are where they end up with `staged.final`; errors name those.
+
+    A process killed outright (kill -9, out of memory, power loss: no clean-up runs) leaves `out` holding the
+    earlier plan whole (a hidden `.OUT.XXXXXXXX.partial` beside it), one run's files without plan.json, or the new
+    plan whole: plan.json is there only beside the whole plan it records (docs/report.md). Stopped otherwise
+    (an error, a full disk, Ctrl-C), the staging is removed and the earlier plan too, as for a solve that gives
+    no plan, and notes on the error name the files removed (`discard_earlier_plan`)."""
+    earlier: list[Path] | None = None  # the earlier plan's files, once removed for the new ones
+    try:
+        with StagedExport(out, folder=True, what="plan", consequence=consequence, last=_MOVED_LAST,
+                          refuse_other_dicom=False) as staged:
+            yield staged
+            earlier = remove_earlier_plan(out)
+            staged.commit()
+    except EarlierPlanKept as kept:  # the error names the files kept; those removed before it, a note
+        Discarded(kept.removed).note_on(kept)
+        raise
+    except BaseException as error:
+        # the earlier plan; once it was removed, this run's files moved in before a move that failed
+        discarded = discard_earlier_plan(out)
+        Discarded(discarded.removed if earlier is None else earlier, discarded.kept).note_on(error)
+        raise
 
 
 @contextmanager
 def whole_or_none(out: Path) -> Iterator[None]:
-    """Writing a plan's (or a check's) files: stopped before the last (Ctrl-C, a full disk, --pdf without
-    WeasyPrint), the ones written are removed, so that `out` holds a whole plan or none (`specc plan --watch`
-    keeps its last); where they cannot be, a note on the error says they are not this run's."""
+    """Writing a check's files straight into `out` (`specc.check`; a plan's are staged, `staged_plan`): stopped
+    before the last (Ctrl-C, a full disk, --pdf without WeasyPrint), the ones written are removed, so that `out`
+    holds a whole check or none; where they cannot be, a note on the error says they are not this run's. A
+    process killed outright can leave part of the check: `staged_plan` is the way that cannot."""
     try:
         yield
     except BaseException as error:
-        _discard_or_note(out, error)
+        # the files removed here are this run's (the caller removed the earlier plan before writing): no note
+        # names them; one that cannot be removed is said to be an earlier run's, as it may be
+        replace(discard_earlier_plan(out), removed=[]).note_on(error)
         raise
 
 
@@ -328,24 +361,6 @@ def writing(path: Path, consequence: str = "no plan written") -> Iterator[None]:
         yield
     except OSError as error:
         raise PlanFolderError(f"cannot write {path}: {error.strerror or error}; {consequence}") from error
-
-
-def _result_file(path: Path, *args: Any, **kwargs: Any) -> Path:
-    """`write_result` into a hidden file beside `path`, renamed to it once whole: a write that fails (a full
-    disk) or a process killed part way never leaves a result.h5 that is half a file. `write_result` builds
-    the file in memory and writes it with one plain write, so a refused write is an OSError: one line naming
-    the file and why (anything else is a bug, and shows as one)."""
-    partial = path.with_name(f".{path.stem}-{secrets.token_hex(4)}{path.suffix}.partial")
-    with writing(path, "no plan written"):
-        # created as every plan file is (mode 0666 less the user's umask; mkstemp's would be the owner's alone)
-        os.close(os.open(partial, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-    try:
-        with writing(path, "no plan written"):
-            write_result(partial, *args, **kwargs)
-            os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
-    return path
 
 
 def _derived_structures(protocol: Protocol, masks: Mapping[str, np.ndarray], record: PlanRecord) -> list[DerivedStructure]:
@@ -435,7 +450,7 @@ class PlanSession:
         """Plan the case with `protocol` (a `Protocol`, or its file); `stages`: the timer of a caller that has
         timed earlier stages. A protocol changed in memory is validated again (`as_planned`)."""
         stages = StageTimer(self.progress) if stages is None else stages
-        protocol = as_planned(_loaded_protocol(protocol, stages))
+        protocol = planned_protocol(protocol, stages)
         with stages.stage("compile"):
             if protocol.delivery is not None and protocol.delivery.segments:
                 check_sequenceable(self.case)  # before a solve whose plan could not be delivered
@@ -570,8 +585,9 @@ def remove_earlier_plan(out: Path) -> list[Path]:
 
 
 def earlier_plan_removed(removed: Sequence[Path]) -> str:
-    """What a run that wrote no plan says of the earlier plan it removed from its folder."""
-    return f"removed {', '.join(map(str, removed))}: they were an earlier run's plan, not this one"
+    """What a run that wrote no plan says of the earlier plan it removed from its folder, and why it did."""
+    return (f"removed {', '.join(map(str, removed))}: they were an earlier run's plan, not this one (a run that "
+            "writes no plan removes the plan in its folder, so that it is not taken for this run's)")
 
 
 def discard_unwritten_plan(out: Path) -> list[Path]:
@@ -584,13 +600,35 @@ def discard_unwritten_plan(out: Path) -> list[Path]:
     return remove_earlier_plan(out)
 
 
-def _discard_or_note(out: Path, error: BaseException) -> None:
-    """After `error` stopped a plan into `out`: the earlier plan there removed, or, where it cannot be, a note
-    on `error` saying so (raising here would hide the error that stopped the plan)."""
+@dataclass(frozen=True)
+class Discarded:
+    """An earlier plan removed from a folder a run writes no plan into: the files `removed`, and the error naming
+    those `kept` (they could not be removed: said to be an earlier run's), if any."""
+
+    removed: list[Path]
+    kept: EarlierPlanKept | None = None
+
+    def said(self) -> list[str]:
+        """What a run says of it: the files removed and why, then a warning naming those kept."""
+        return ([earlier_plan_removed(self.removed)] if self.removed else []) + (
+            [f"warning: {self.kept}"] if self.kept is not None else [])
+
+    def note_on(self, error: BaseException) -> None:
+        """`said` as notes on the `error` that stopped the run, each once (the CLI prints them after it)."""
+        for line in self.said():
+            if line not in getattr(error, "__notes__", ()):
+                error.add_note(line)
+
+
+def discard_earlier_plan(out: Path | None) -> Discarded:
+    """`discard_unwritten_plan` into `out` (None: a run that had no folder yet, nothing to do), files that cannot
+    be removed given back in `kept`, not raised: each caller goes on and says so."""
+    if out is None:
+        return Discarded([])
     try:
-        discard_unwritten_plan(out)
+        return Discarded(discard_unwritten_plan(out))
     except EarlierPlanKept as kept:
-        error.add_note(f"warning: {kept}")
+        return Discarded(kept.removed, kept)
 
 
 # --- cohorts: one protocol over many cases --------------------------------------------------
@@ -739,7 +777,7 @@ def plan_cohort(
     rewritten after every case, so it is complete up to the last case finished. `strict`: each
     row's exit code is that of `specc plan --strict`.
     """
-    loaded = as_planned(protocol if isinstance(protocol, Protocol) else load_protocol(protocol))
+    loaded = planned_protocol(protocol)
 
     def plan_one(case_file: Path, out: Path, taken: set[str]) -> CohortEntry:
         return _plan_cohort_case(loaded, case_file, out, taken, solver, pdf, progress)
@@ -801,13 +839,8 @@ def run_cohort(
 def _settled(entry: CohortEntry, earlier: Sequence[CohortEntry]) -> CohortEntry:
     """`entry` with the earlier run's plan removed from its folder when it has none of its own (a failed
     solve removed it already), and the earlier entry of the same content, if any."""
-    removed: list[Path] = []
-    kept = None
-    if entry.outcome is None and entry.folder is not None:
-        try:
-            removed = discard_unwritten_plan(entry.folder)
-        except EarlierPlanKept as stuck:
-            removed, kept = stuck.removed, str(stuck)
+    discarded = discard_earlier_plan(entry.folder if entry.outcome is None else None)
+    removed, kept = discarded.removed, str(discarded.kept) if discarded.kept is not None else None
     same_as = None
     if entry.record is not None:
         identity = plan_identity(entry.record)
@@ -819,10 +852,7 @@ def _settled(entry: CohortEntry, earlier: Sequence[CohortEntry]) -> CohortEntry:
 def _interrupted(item: str, finished: list[CohortEntry], out: Path, folders: set[str]) -> CohortInterrupted:
     """Clear up after Ctrl-C during `item`, whose folder's name is in `folders` (none: it had none yet)."""
     folder = out / next(iter(folders)) if folders else None
-    try:
-        removed = discard_unwritten_plan(folder) if folder is not None else []
-    except EarlierPlanKept as stuck:  # the files that stay are still on disk: the terminal's check of them sees it
-        removed = stuck.removed
+    removed = discard_earlier_plan(folder).removed  # files kept stay on disk: the terminal's check of them sees it
     summary = out / COHORT_CSV
     stale = [out / f"{COHORT_PAGE}.html", out / f"{COHORT_PAGE}.pdf"] + ([] if finished else [summary])
     for path in stale:

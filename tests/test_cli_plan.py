@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import errno
 import hashlib
 import json
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 import specc.cli.plan  # noqa: F401  (registers the commands)
@@ -398,6 +400,32 @@ def test_a_plan_that_fails_before_the_solve_removes_the_earlier_plan_and_says_so
         assert [path.name for path in out.iterdir()] == ["mine.txt"]
     result = runner.invoke(app, ["plan", str(bad), "--case", str(case), "--out", str(tmp_path / "new")])
     assert result.exit_code == 1 and "removed" not in result.output and not (tmp_path / "new").exists()
+
+
+def test_a_full_disk_while_the_plan_is_written_says_the_earlier_plan_was_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The earlier plan in OUT is removed when the disk fills as the new one is written (no plan of this run, and
+    none that reads as it), but the terminal said only 'cannot write OUT/result.h5: No space left on device; no
+    plan written'; it now names the files removed and why, once."""
+    import specc.pipeline
+
+    def disk_full(*args: object, **kwargs: object) -> Path:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    protocol, case, out = tmp_path / "p.yaml", tmp_path / "a.h5", tmp_path / "out"
+    protocol.write_text(SYNTHETIC_PROTOCOL)
+    synthetic_case().save(case)
+    _earlier_plan(out)
+    monkeypatch.setattr(specc.pipeline, "write_result", disk_full)
+    result = runner.invoke(app, ["plan", str(protocol), "--case", str(case), "--out", str(out), "-q"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert f"error: cannot write {out / 'result.h5'}: No space left on device; no plan written" in said
+    assert said.count(f"removed {out / 'plan.json'}, {out / 'report.html'}, {out / 'result.h5'}: they were an "
+                      "earlier run's plan, not this one (a run that writes no plan removes the plan in its folder, "
+                      "so that it is not taken for this run's)") == 1
+    assert [path.name for path in out.iterdir()] == ["mine.txt"] and sorted(tmp_path.iterdir()) == [case, out, protocol]
 
 
 def test_cohort_rows_follow_strict_and_a_rerun_says_what_is_not_this_runs(tmp_path: Path) -> None:

@@ -43,7 +43,9 @@ def test_a_full_disk_while_writing_result_h5_is_one_error_naming_the_file_and_le
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A write the disk refused (a2 F15) was a traceback, and a half-written result.h5 sat under its own
-    name until the clean-up. (write_result writes the file's bytes with one plain write: an OSError.)"""
+    name until the clean-up. (write_result writes the file's bytes with one plain write: an OSError.)
+    The earlier plan is removed, as by any run that writes no plan, and the error said nothing of it: its notes
+    name the files removed and why (the CLI prints them under the error)."""
     seen: list[Path] = []
 
     def disk_full(path: Path, *args: object, **kwargs: object) -> Path:
@@ -51,13 +53,21 @@ def test_a_full_disk_while_writing_result_h5_is_one_error_naming_the_file_and_le
         Path(path).write_bytes(b"half an HDF5 file")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    _earlier_plan(tmp_path)
+    out = tmp_path / "out"
+    _earlier_plan(out)
     monkeypatch.setattr(specc.pipeline, "write_result", disk_full)
     with pytest.raises(PlanFolderError) as raised:
-        plan(_good(), synthetic_case(), tmp_path)
-    assert str(raised.value) == f"cannot write {tmp_path / 'result.h5'}: No space left on device; no plan written"
-    assert seen and seen[0].parent == tmp_path and seen[0].name != "result.h5"  # written under another name
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["mine.txt"]  # no half plan, no earlier one
+        plan(_good(), synthetic_case(), out)
+    assert str(raised.value) == f"cannot write {out / 'result.h5'}: No space left on device; no plan written"
+    assert raised.value.__notes__ == [
+        f"removed {out / 'plan.json'}, {out / 'report.html'}, {out / 'result.h5'}: they were an earlier run's plan, "
+        "not this one (a run that writes no plan removes the plan in its folder, so that it is not taken for this "
+        "run's)"
+    ]
+    # written in a staging folder beside the plan's, never under its own name in it; that folder is removed
+    assert seen and seen[0].parent.parent == tmp_path and seen[0].parent.name.startswith(".out.")
+    assert sorted(path.name for path in out.iterdir()) == ["mine.txt"]  # no half plan, no earlier one
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["out"]
 
 
 def test_a_report_that_cannot_be_written_is_one_error_naming_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -70,8 +80,10 @@ def test_a_report_that_cannot_be_written_is_one_error_naming_it(tmp_path: Path, 
         return written(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "write_text", refused)
-    with pytest.raises(SpeccError, match=r"cannot write .*report\.html: No space left on device"):
-        plan(_good(), synthetic_case(), tmp_path)
+    out = tmp_path / "out"
+    with pytest.raises(SpeccError) as raised:
+        plan(_good(), synthetic_case(), out)
+    assert str(raised.value) == f"cannot write {out / 'report.html'}: No space left on device"  # not the staging's
     assert list(tmp_path.iterdir()) == []
 
 

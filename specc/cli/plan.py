@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -266,25 +266,26 @@ def _no_plan_for_save(session: PlanSession, out: Path, reason: str, code: int) -
 
 def fail_unwritten(out: Path, error: SpeccError) -> NoReturn:
     """An error before the plan was written into `out`: the error, then the earlier plan there removed
-    as after a failed solve (`discard_unwritten_plan`) and one line saying so; exit 1."""
+    as after a failed solve (`discard_unwritten_plan`) and a line naming its files; exit 1.
+
+    The library removes it itself where the error came while the plan was written (a full disk): its notes
+    on the error name the files (`specc.pipeline.staged_plan`), and are printed here."""
     error_console.print(Text("error: ", style="bold red") + Text(str(error)), soft_wrap=True)
-    _say_discarded(out)
+    _say_discarded(out, getattr(error, "__notes__", []))
     raise typer.Exit(1)
 
 
-def _say_discarded(out: Path) -> None:
-    """The earlier plan in `out` removed (`discard_unwritten_plan`) and one line saying so; where it cannot
-    be, a warning that the files left are an earlier run's."""
-    from specc.pipeline import EarlierPlanKept, discard_unwritten_plan, earlier_plan_removed
+def _say_discarded(out: Path, said: Sequence[str] = ()) -> None:
+    """`said` (what the library removed, or could not), then the earlier plan in `out` removed
+    (`discard_unwritten_plan`) and a line naming its files; where it cannot be, a warning that the files left
+    are an earlier run's (once: not again where `said` has it)."""
+    from specc.pipeline import discard_earlier_plan
 
-    try:
-        removed, kept = discard_unwritten_plan(out), None
-    except EarlierPlanKept as stuck:
-        removed, kept = stuck.removed, stuck
-    if removed:
-        error_console.print(Text(earlier_plan_removed(removed)), soft_wrap=True)
-    if kept is not None:
-        error_console.print(Text("warning: ", style="yellow") + Text(str(kept)), soft_wrap=True)
+    lines = [*said, *(line for line in discard_earlier_plan(out).said() if line not in said)]
+    for line in lines:
+        warning = line.startswith("warning: ")
+        text = Text("warning: ", style="yellow") + Text(line.removeprefix("warning: ")) if warning else Text(line)
+        error_console.print(text, soft_wrap=True)
 
 
 def stop_interrupted(out: Path, what: str, earlier: list[Path]) -> NoReturn:
@@ -292,13 +293,9 @@ def stop_interrupted(out: Path, what: str, earlier: list[Path]) -> NoReturn:
     as for any plan not produced (`discard_unwritten_plan`), one line says so; exit 130 (128 + SIGINT).
 
     `earlier`: the plan files `out` held before this run began."""
-    from specc.pipeline import EarlierPlanKept, discard_unwritten_plan
+    from specc.pipeline import discard_earlier_plan
 
-    try:
-        discard_unwritten_plan(out)
-        kept = None
-    except EarlierPlanKept as stuck:
-        kept = stuck
+    kept = discard_earlier_plan(out).kept
     removed = bool(earlier) and not any(path.exists() for path in earlier)
     said = f"; the earlier plan in {out} was removed" if removed else ""
     error_console.print(Text(f"interrupted: no {what} written{said}", style="red"), soft_wrap=True)
