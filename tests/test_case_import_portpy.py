@@ -92,3 +92,21 @@ def test_irregular_dose_voxels_are_refused(tmp_path):
     (folder / "OptimizationVoxels_MetaData.json").write_text(json.dumps(meta))
     with pytest.raises(CaseError, match="not on a regular"):
         import_portpy(folder)
+
+
+def test_a_dose_grid_volume_off_portpys_own_is_noted_beside_it(tmp_path):
+    """The half-of-its-CT-voxels rule counts every tie in: the fixture's PTV has a dose voxel half inside, so the
+    case's PTV is larger than PortPy's volume_cc, and that was never said (45 cc -> 57 cc in the audit)."""
+    folder = tmp_path / "Patient_1"
+    write_portpy_folder(folder)
+    entries = json.loads((folder / "StructureSet_MetaData.json").read_text())
+    stated = next(entry["volume_cc"] for entry in entries if entry["name"] == "PTV")
+    result = import_portpy(folder)
+    imported_cc = result.case.structures["PTV"].mask.sum() * np.prod(result.case.grid.spacing_mm) / 1000.0
+    assert abs(imported_cc / stated - 1) > 0.05  # the fixture's tie makes a visible difference
+    assert (f"PTV: {imported_cc:.2f} cc on the dose grid, {stated:.2f} cc by PortPy's volume_cc "
+            f"({100 * (imported_cc / stated - 1):+.0f}%)") in " ".join(result.notes)
+    for entry in entries:
+        entry["volume_cc"] = float(imported_cc) if entry["name"] == "PTV" else entry["volume_cc"]
+    (folder / "StructureSet_MetaData.json").write_text(json.dumps(entries))
+    assert not any(note.startswith("PTV:") for note in import_portpy(folder).notes)

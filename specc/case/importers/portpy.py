@@ -28,6 +28,8 @@ from specc.errors import CaseError
 
 # A dose voxel's coordinate may sit this fraction of a spacing off its lattice point.
 _LATTICE_TOLERANCE = 0.25
+# A structure's dose-grid volume differing from PortPy's by more than this fraction is noted.
+_VOLUME_NOTE = 0.05
 _MAJORITY = 0.5
 _FALLBACK_COLORS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c")
 
@@ -82,7 +84,7 @@ def import_portpy(
     grid, flat_of_dose = _lattice(coordinates, dose_spacing, folder)
 
     structures = _structures(folder, voxel_map, dose_of_ct, counts, flat_of_dose, grid, exclude, hu_zyx.shape,
-                             ct_spacing, not_imported)
+                             ct_spacing, not_imported, notes)
     influence_by_dose, beams, beamlets = _beams(folder, n_dose, notes)
 
     order = np.argsort(flat_of_dose)
@@ -166,6 +168,7 @@ def _structures(
     ct_shape: tuple[int, ...],
     ct_spacing: np.ndarray,
     not_imported: list[str],
+    notes: list[str],
 ) -> dict[str, Structure]:
     entries = _json(folder / "StructureSet_MetaData.json")
     if not isinstance(entries, list):
@@ -196,6 +199,8 @@ def _structures(
             raise CaseError(
                 f"{folder}: structure '{name}' covers no dose voxel by half or more; exclude it with --exclude"
             )
+        _note_volume(name, entry, np.count_nonzero(member) * float(np.prod(grid.spacing_mm)) / 1000.0,
+                     np.count_nonzero(mask_zyx) * ct_voxel_cc, notes)
         mask = np.zeros(grid.n_voxels, dtype=bool)
         mask[flat_of_dose[member]] = True
         color = entry.get("color") if isinstance(entry.get("color"), str) else None
@@ -203,6 +208,21 @@ def _structures(
             name=name, mask=mask.reshape(grid.shape), color=color or _FALLBACK_COLORS[position % len(_FALLBACK_COLORS)]
         )
     return structures
+
+
+def _note_volume(name: str, entry: dict, imported_cc: float, ct_cc: float, notes: list[str]) -> None:
+    """A note when the dose-grid volume differs from PortPy's own by more than _VOLUME_NOTE: every tie (half of
+    a dose voxel's CT voxels inside) counts in, so small structures grow (a 45 cc sphere on a 5 mm CT is 57 cc
+    on 10 mm dose voxels) and every cc goal and DVH % is judged on that volume."""
+    stated = entry.get("volume_cc")
+    given = isinstance(stated, (int, float)) and not isinstance(stated, bool) and stated > 0
+    source_cc, label = (float(stated), "PortPy's volume_cc") if given else (ct_cc, "its CT voxels")
+    if source_cc > 0 and abs(imported_cc - source_cc) > _VOLUME_NOTE * source_cc:
+        notes.append(
+            f"{name}: {imported_cc:.2f} cc on the dose grid, {source_cc:.2f} cc by {label} "
+            f"({100 * (imported_cc / source_cc - 1):+.0f}%): a dose voxel counts in when at least half of its CT "
+            "voxels do; its cc goals and DVH percentages are judged on the dose-grid volume"
+        )
 
 
 def _beams(folder: Path, n_dose: int, notes: list[str]) -> tuple[sp.csr_matrix, list[Beam], Beamlets]:
