@@ -45,6 +45,7 @@ from specc.solve.sample_check import CheckedSolve
 
 if TYPE_CHECKING:
     from specc.check import CheckOutcome
+    from specc.compile import ResolvedStructures
 
 # Called with (stage, None) when a stage starts and (stage, seconds) when it ends. A stage of several steps
 # (a solve by priorities: "step k/n: what it minimizes") reports each step the same way between its own start
@@ -299,11 +300,21 @@ def _write_plan(
                 case_path=case_path,
                 prior_dose_gy=prior,
                 derived=_derived_structures(protocol, program.masks, record),
-                case_roles={case_name: program.structures.roles[name]
-                            for name, case_name in program.structures.case_names.items() if name in program.structures.roles},
+                case_roles=_case_roles(program.structures),
             ))
     paths = [staged.final(path) for path in paths]
     return PlanOutcome(solve, record, paths, stages.timings, program.stats, notes, evaluation)
+
+
+def _case_roles(structures: ResolvedStructures) -> dict[str, str]:
+    """The role of each case structure a protocol structure was read from: by its name or an alias, or as one of
+    its `parts` (BrachialPlex_L of BrachialPlexus is an organ at risk too: an RTSTRUCT export types it ORGAN)."""
+    roles = {case_name: structures.roles[name]
+             for name, case_name in structures.case_names.items() if name in structures.roles}
+    for name, parts in structures.parts.items():
+        if name in structures.roles:
+            roles.update(dict.fromkeys(parts, structures.roles[name]))
+    return roles
 
 
 # The plan files moved into an existing folder after every other, in this order: what a person opens, then the

@@ -16,6 +16,7 @@ from scipy.ndimage import binary_dilation
 import specc
 from evaluate_fakes import synthetic_case
 from specc.case import Beamlets, Case, Structure
+from specc.export import read_result
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "protocols" / "examples"
 # Grid indices of 2 x 2 x 2 voxel blocks on the synthetic case (16 x 14 x 10 voxels of 5 mm, its target a
@@ -113,6 +114,9 @@ def test_a_thorax_case_contoured_per_side_plans_with_the_plexus_maximum(tmp_path
     plexus = goals["BrachialPlexus", "D0.03cc"]
     assert plexus.status != "not_evaluated"
     assert plexus.value == pytest.approx(outcome.dose_gy[_union(case, PLEXUS)].max(), rel=1e-6)
+    # the sides are organs at risk in result.h5, as an RTSTRUCT export types them (ORGAN), like a whole plexus
+    roles = read_result(tmp_path / "out" / "result.h5").case_roles
+    assert roles["BrachialPlex_L"] == roles["BrachialPlex_R"] == roles["Cord"] == "oar"
 
 
 @pytest.mark.parametrize("protocol", ["oropharynx-sib.yaml", "lung-60-in-30.yaml", "lung-sbrt-54-in-3.yaml"])
