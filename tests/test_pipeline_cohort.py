@@ -163,7 +163,9 @@ def test_a_case_that_fails_leaves_no_earlier_plan_in_its_folder_and_the_page_nam
 ) -> None:
     no_organ, out = tmp_path / "no-organ.h5", tmp_path / "out"
     dataclasses.replace(synthetic_case(oar_name="Rectum_wall"), case_id="patient 2").save(no_organ)
-    for folder in (out / "patient_2", out / "dropped"):  # an earlier run's: this case's folder, a case since dropped
+    # an earlier run's: this case's folder, a case since dropped, and what a run killed while it wrote a case's
+    # files leaves (its staging folder, no plan of an earlier run)
+    for folder in (out / "patient_2", out / "dropped", out / ".patient_1.0a1b2c3d.partial"):
         folder.mkdir(parents=True)
         for name in ("plan.json", "report.html", "result.h5", "mine.txt"):
             (folder / name).write_text("earlier", encoding="utf-8")
@@ -174,6 +176,7 @@ def test_a_case_that_fails_leaves_no_earlier_plan_in_its_folder_and_the_page_nam
     assert len(list((out / "dropped").iterdir())) == 4  # left as it is: not this run's case
     html = (out / "cohort.html").read_text()
     assert "dropped: plan folders beside cohort.csv that it does not list" in html and "not part of this run" in html
+    assert ".partial" not in html
     # No case planned: the page still names the protocol read, and its SHA-256.
     assert "<title>Cohort: Test protocol v1.0.0: 1 case</title>" in html  # one case, in the singular
     with (out / COHORT_CSV).open(newline="") as handle:

@@ -43,13 +43,19 @@ class CaseRow:
 
 def plans_not_in_run(out: Path, listed: Collection[str]) -> list[str]:
     """The folders in `out` holding a plan's files whose names are not `listed`: an earlier run's cases
-    that this run did not plan (left as they are, never counted)."""
+    that this run did not plan (left as they are, never counted). A plan's staging folder (`.CASE.XXXXXXXX.partial`,
+    left by a run killed while it wrote the case's files) is no plan of an earlier run."""
     if not out.is_dir():
         return []
     return sorted(
         folder.name for folder in out.iterdir()
-        if folder.is_dir() and folder.name not in listed and any((folder / name).exists() for name in PLAN_FOLDER_FILES)
+        if folder.is_dir() and folder.name not in listed and not _staging(folder.name)
+        and any((folder / name).exists() for name in PLAN_FOLDER_FILES)
     )
+
+
+def _staging(name: str) -> bool:
+    return name.startswith(".") and name.endswith(".partial")
 
 
 def write_cohort_page(summary: Path, protocol: Protocol, pdf: bool = False) -> list[Path]:
