@@ -468,7 +468,8 @@ def _frame_note(case: Case, dose: ExternalDose) -> list[str]:
 def _carried(protocol: Protocol, resolved: ResolvedStructures, by_case_name: Mapping[str, str]) -> dict[str, str]:
     """Incomplete case structures under their protocol names, and the derived structures that may be.
 
-    A derived structure inside a whole structure by construction (`A - B`, `A & B`, a crop, a
+    A structure read from its `parts` (the union of case structures) is incomplete when any part is: its
+    maximum or mean over the rest is not the organ's. A derived structure inside a whole structure by construction (`A - B`, `A & B`, a crop, a
     shrink: `StructureExpr.within`) is whole. Otherwise it is incomplete when it is made from an
     incomplete one (`StructureExpr.sources`: a subtracted structure only removes voxels), or when
     it reaches the dose grid's outer faces (a margin or a ring computed on the grid stops there,
@@ -477,6 +478,9 @@ def _carried(protocol: Protocol, resolved: ResolvedStructures, by_case_name: Map
     incomplete = {
         name: by_case_name[case_name] for name, case_name in resolved.case_names.items() if case_name in by_case_name
     }
+    for name, case_names in resolved.parts.items():
+        if cut := [case_name for case_name in case_names if case_name in by_case_name]:
+            incomplete[name] = "; ".join(f"its part {case_name!r}: {by_case_name[case_name]}" for case_name in cut)
     incomplete |= resolved.without_voxels  # wholly outside: no DVH, and what is built from them is incomplete
     pending = [name for name, spec in protocol.structures.items() if spec.expression is not None and name in resolved.masks]
     while pending:  # derived structures may build on derived ones: the ready ones first

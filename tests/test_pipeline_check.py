@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -653,3 +654,59 @@ def test_a_goal_a_plan_was_normalized_onto_keeps_its_status_when_its_exported_do
     checked = specc.check_dose(normalized, case_path, dose_path, tmp_path / "check").record
     assert checked.goals[0].value < planned.goals[0].threshold  # float32 storage moved it below ...
     assert [goal.status for goal in checked.goals] == ["pass", "pass"]  # ... but not its judgement
+
+
+PARTS_PROTOCOL = """\
+specc: 1
+name: Parts check
+site: test
+version: 1.0.0
+structures:
+  Target: {role: target}
+  Cord: {role: oar, aliases: [Spinal Cord], parts: [Cord_Sup, Cord_Inf]}
+  Near: {role: other, expression: "Target | Cord"}
+prescription:
+  fractions: 30
+  levels:
+    - {target: Target, dose: 60 Gy}
+goals:
+  Target:
+    - "D95% >= 57 Gy"
+  Cord:
+    - "Max <= 45 Gy"
+    - "Mean <= 20 Gy"
+  Near:
+    - "Mean <= 50 Gy"
+"""
+
+
+@pytest.mark.parametrize("contoured", ["whole", "parts"])
+def test_an_organ_read_from_parts_one_of_which_the_dose_grid_cuts_reads_as_a_cut_whole_organ(contoured, tmp_path):
+    """The cord as one ROI or as two parts: the dose grid (CT slices 1..10 of 12) cuts the whole cord, and of
+    its parts the one reaching slice 0; either way the cord and what is built from it are not judged."""
+    geometry = CtGeometry()
+    folder = tmp_path / contoured
+    write_ct_series(folder, geometry, body_hu(geometry))
+    external, target, cord = standard_rois(geometry)
+    z = geometry.z()
+    rois = [external, target, cord] if contoured == "whole" else [
+        external, target,
+        dataclasses.replace(cord, name="Cord_Sup", z_low=z[0], z_high=z[4]),   # slice 0 beyond the dose grid
+        dataclasses.replace(cord, name="Cord_Inf", z_low=z[5], z_high=z[-2]),  # inside it
+    ]
+    write_rtstruct(folder / "RS.dcm", geometry, rois)
+    write_rtdose_file(folder / "RD.dcm", target_dose(), DOSE_ORIGIN, DOSE_SPACING, frame_uid=FRAME_OF_REFERENCE)
+    protocol = tmp_path / "parts.yaml"
+    protocol.write_text(PARTS_PROTOCOL)
+    record = specc.check_export(protocol, folder, tmp_path / f"out-{contoured}").record
+    goals = goals_by_text(record)
+    for text in ("Max <= 45 Gy", "Mean <= 20 Gy"):
+        assert (goals[("Cord", text)].status, goals[("Cord", text)].value) == ("not_evaluated", None)
+        assert "outside the RT Dose grid of RD.dcm" in goals[("Cord", text)].note
+    assert goals[("Near", "Mean <= 50 Gy")].status == "not_evaluated"
+    assert "built from Cord" in goals[("Near", "Mean <= 50 Gy")].note
+    assert goals[("Target", "D95% >= 57 Gy")].status in ("pass", "fail")
+    incomplete = record.dose_source.incomplete
+    assert set(incomplete) >= {"Cord", "Near"}
+    if contoured == "parts":
+        assert incomplete["Cord"].startswith("its part 'Cord_Sup': ") and "Cord_Inf" not in incomplete["Cord"]
