@@ -129,49 +129,15 @@ def test_a_mean_held_in_eqd2_is_relaxed_in_eqd2() -> None:
     assert re.search(r"Core Mean <= 3 Gy \(EQD2\) alone by about [\d.]+ Gy EQD2 \(to about [\d.]+ Gy EQD2\);", message)
 
 
-def test_a_limit_the_prior_dose_alone_breaks_is_named_as_such(tmp_path) -> None:
-    """A cumulative cord maximum of 30 Gy after a course that gave 38 Gy read 'relax by 8 Gy over this plan's
-    fractions', as if this plan's dose were the lever; no plan of this course can meet it."""
+def _after_a_38_gy_course():
+    """A 5-fraction boost compiled on the synthetic case after a course that gave its organ 38 Gy (10 Gy
+    elsewhere), with a cumulative organ maximum of 30 Gy (broken by the prior dose alone) and mean of 45 Gy
+    (not broken)."""
     import numpy as np
 
     from evaluate_fakes import synthetic_case
     from specc.case.prior import PriorDose, PriorSource
 
-    case = synthetic_case()
-    organ = case.structures["Organ"].mask
-    prior = PriorDose(np.where(organ, 38.0, 10.0), (PriorSource("course1.h5", "0" * 64, "specc result.h5", 38.0),))
-    text = (
-        "specc: 1\nname: t\nsite: t\nversion: 1.0.0\nstructures: {Target: {role: target}, Organ: {role: oar}}\n"
-        "prescription: {fractions: 5, levels: [{target: Target, dose: 70 Gy}],"
-        " prior: {description: first course, dose: 50 Gy}}\n"
-        "goals: {Target: ['D95% >= 65 Gy']}\n"
-        "optimization:\n  terms:\n    - {kind: quadratic_underdose, structure: Target, dose: 70 Gy, weight: 1}\n"
-        "    - {kind: max_dose, structure: Organ, dose: 30 Gy}\n"
-        "    - {kind: mean_dose, structure: Organ, max: 45 Gy}\n"
-    )
-    protocol, _ = with_optimization(parse_protocol_text(text, "boost.yaml"))
-    program = compile_protocol(protocol, case.with_prior(prior))
-    message = explain_infeasibility(program, choose_solver("CLARABEL"))
-    assert message.startswith("the prior course's dose alone already breaks max_dose Organ <= 30 Gy (boost.yaml:11), "
-                              "Organ receiving a maximum of 38.00 Gy from it.")
-    assert "mean_dose Organ" not in message.split("All hard terms")[0]  # 38 Gy mean: within 45 Gy
-    assert "no plan of this course can meet such a limit" in message
-
-
-def test_a_limit_the_prior_dose_alone_breaks_is_found_before_any_solve(monkeypatch) -> None:
-    """The prior-course check ran only after a failed solve: the fast path's rounds, then CLARABEL's solve and
-    the elastic diagnosis (minutes on a head-and-neck case) to say what the dose at zero fluence already says."""
-    import numpy as np
-
-    import specc.solve.priorities as priorities
-    from evaluate_fakes import synthetic_case
-    from specc.case.prior import PriorDose, PriorSource
-    from specc.solve.clinical import solve_clinical
-
-    def no_solve(*args, **kwargs):
-        raise AssertionError("a solver ran for a program the prior dose alone makes infeasible")
-
-    monkeypatch.setattr(priorities, "solve_program", no_solve)
     case = synthetic_case()
     prior = PriorDose(np.where(case.structures["Organ"].mask, 38.0, 10.0),
                       (PriorSource("course1.h5", "0" * 64, "specc result.h5", 38.0),))
@@ -182,9 +148,33 @@ def test_a_limit_the_prior_dose_alone_breaks_is_found_before_any_solve(monkeypat
         "goals: {Target: ['D95% >= 65 Gy']}\n"
         "optimization:\n  terms:\n    - {kind: quadratic_underdose, structure: Target, dose: 70 Gy, weight: 1}\n"
         "    - {kind: max_dose, structure: Organ, dose: 30 Gy}\n"
+        "    - {kind: mean_dose, structure: Organ, max: 45 Gy}\n"
     )
     protocol, _ = with_optimization(parse_protocol_text(text, "boost.yaml"))
-    program = compile_protocol(protocol, case.with_prior(prior))
+    return compile_protocol(protocol, case.with_prior(prior))
+
+
+def test_a_limit_the_prior_dose_alone_breaks_is_named_as_such() -> None:
+    """A cumulative cord maximum of 30 Gy after a course that gave 38 Gy read 'relax by 8 Gy over this plan's
+    fractions', as if this plan's dose were the lever; no plan of this course can meet it."""
+    message = explain_infeasibility(_after_a_38_gy_course(), choose_solver("CLARABEL"))
+    assert message.startswith("the prior course's dose alone already breaks max_dose Organ <= 30 Gy (boost.yaml:11), "
+                              "Organ receiving a maximum of 38.00 Gy from it.")
+    assert "mean_dose Organ" not in message.split("All hard terms")[0]  # 38 Gy mean: within 45 Gy
+    assert "no plan of this course can meet such a limit" in message
+
+
+def test_a_limit_the_prior_dose_alone_breaks_is_found_before_any_solve(monkeypatch) -> None:
+    """The prior-course check ran only after a failed solve: the fast path's rounds, then CLARABEL's solve and
+    the elastic diagnosis (minutes on a head-and-neck case) to say what the dose at zero fluence already says."""
+    import specc.solve.priorities as priorities
+    from specc.solve.clinical import solve_clinical
+
+    def no_solve(*args, **kwargs):
+        raise AssertionError("a solver ran for a program the prior dose alone makes infeasible")
+
+    monkeypatch.setattr(priorities, "solve_program", no_solve)
+    program = _after_a_38_gy_course()
     for solver in ("SPECC-LBFGS", "CLARABEL"):
         result = solve_clinical(program, choose_solver(solver))
         assert (result.status, result.fluence, result.solver) == ("infeasible", None, solver)

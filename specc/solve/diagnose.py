@@ -283,7 +283,10 @@ def broken_by_the_prior(program: CompiledProgram) -> str | None:
     """Why no plan of this course can meet the hard limits, when a composite's prior dose alone already breaks
     one of them; None when it breaks none. Known before any solve (the dose at zero fluence), so the solve
     stage asks first instead of spending a solve (minutes with CLARABEL on a head-and-neck case) to learn it."""
-    limits = _limits(program)
+    return _prior_message(program, _limits(program))
+
+
+def _prior_message(program: CompiledProgram, limits: list[list[CompiledTerm]]) -> str | None:
     broken = _broken_by_the_prior(program, limits)
     if not broken:
         return None
@@ -304,7 +307,7 @@ def explain_infeasibility(program: CompiledProgram, settings: SolverSettings) ->
     listing = "; ".join(f"{_limit_label(group[0], len(group))} ({group[0].source})" for group in limits) or "none"
     if not limits:
         return f"no hard term is involved, which points at a solver problem; hard terms: {listing}"
-    broken = broken_by_the_prior(program)
+    broken = _prior_message(program, limits)
     if broken is not None:
         return broken
     conflicts, note = find_conflicts(program, settings, limits)
