@@ -192,6 +192,27 @@ def test_slices_a_little_off_uniform_planes_import_on_the_fitted_spacing_with_a_
         read_dicom_folder(_study_with(tmp_path / "off", geometry, z_values=z))
 
 
+def test_a_contour_on_a_jittered_slice_lies_on_that_slice_not_on_its_fitted_plane(tmp_path):
+    """Review R1 F2: a slice 0.25 mm off the uniform planes (accepted) whose contour is written 0.1 mm beyond the
+    slice's own z was refused as 'between CT slices', measured from the fitted plane (0.35 mm) and naming a slice
+    position (-3 mm) that no file holds; the contour lies on the slice it was drawn on, placed on its plane."""
+    geometry = CtGeometry(slices=8)
+    z = geometry.z().copy()
+    z[4] += 0.25
+    write_ct_series(tmp_path, geometry, body_hu(geometry), z_values=z)
+    write_rtstruct(tmp_path / "RS.dcm", geometry, standard_rois(geometry))
+    structure_set = pydicom.dcmread(tmp_path / "RS.dcm")
+    for roi in structure_set.ROIContourSequence:
+        for contour in roi.ContourSequence:
+            data = [float(value) for value in contour.ContourData]
+            if abs(data[2] - geometry.z()[4]) < 1e-6:
+                data[2::3] = [z[4] + 0.1] * (len(data) // 3)
+            contour.ContourData = data
+    structure_set.save_as(tmp_path / "RS.dcm")
+    imported = import_dicom(tmp_path, beams=[0], grid_mm=5, beamlet_mm=10, targets=["Target"])
+    assert any("placed on it" in note and "(0.1 mm)" in note for note in imported.notes)
+
+
 def test_contour_outside_the_ct_is_refused(tmp_path):
     geometry = CtGeometry(slices=6)
     far = CircleRoi("Far", 100.0, 0.0, 5.0, 0, 0)

@@ -77,6 +77,13 @@ class CtSeries:
     # The largest distance of a slice from the uniform planes the grid places it on (within
     # `plane_tolerance_mm`; noted when above the positions' own precision).
     slice_offset_mm: float = 0.0
+    # Each slice's own z (ImagePositionPatient), where it differs from the uniform plane it is placed on:
+    # a contour lies on the slice it was drawn on, not on the fitted plane. None: the uniform planes.
+    slice_z_mm: np.ndarray | None = None
+
+    def slice_positions_mm(self) -> np.ndarray:
+        """The z of each slice as its file states it (the uniform planes when they agree)."""
+        return self.axis_mm(2) if self.slice_z_mm is None else self.slice_z_mm
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -313,6 +320,7 @@ def _read_ct_series(slices: list[tuple[Path, Dataset]]) -> CtSeries:
         identifiers=identifiers,
         files=[path for path, _ in ordered],
         slice_offset_mm=jitter,
+        slice_z_mm=z if jitter > 0.0 else None,
     )
 
 

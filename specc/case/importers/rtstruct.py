@@ -95,8 +95,8 @@ def read_structure_set(dataset: Dataset, ct: CtSeries | None, source: str) -> tu
                 )
             if ct is not None:
                 _check_inside_ct(points, roi.name, ct, source)
-                z = _ct_plane(points[:, 2], roi.name, ct, source)
-                roi.off_slice_mm = max(roi.off_slice_mm, float(np.abs(points[:, 2] - z).max()))
+                z, off = _ct_plane(points[:, 2], roi.name, ct, source)
+                roi.off_slice_mm = max(roi.off_slice_mm, off)
             else:
                 z = round(float(points[0, 2]), 3)
             roi.planes.setdefault(z, []).append(points[:, :2])
@@ -174,28 +174,31 @@ def _check_inside_ct(points: np.ndarray, name: str, ct: CtSeries, source: str) -
             )
 
 
-def _ct_plane(z_mm: np.ndarray, name: str, ct: CtSeries, source: str) -> float:
-    """The CT slice a contour (its points' z) lies on: the nearest, when every point lies within the plane
-    tolerance of it (dicom_ct.PLANE_TOLERANCE_FRACTION of the slice spacing: ContourData is often written
-    at another precision than ImagePositionPatient). A contour farther off lies between slices: drawn on
-    other images than this CT's, so refused."""
+def _ct_plane(z_mm: np.ndarray, name: str, ct: CtSeries, source: str) -> tuple[float, float]:
+    """The CT slice a contour (its points' z) lies on, as the grid places it, and how far the contour lies from
+    that slice's own z: the nearest slice, when every point lies within the plane tolerance of it
+    (dicom_ct.PLANE_TOLERANCE_FRACTION of the slice spacing: ContourData is often written at another
+    precision than ImagePositionPatient). The slice's own z counts, not the uniform plane the grid puts it on
+    (a scanner's jitter, within the same tolerance): a contour drawn on a slice lies on it. A contour farther
+    off lies between slices: drawn on other images than this CT's, so refused."""
     planes = ct.axis_mm(2)
+    slices = ct.slice_positions_mm()
     z = float(np.mean(z_mm))
-    nearest = int(np.argmin(np.abs(planes - z)))
+    nearest = int(np.argmin(np.abs(slices - z)))
     spacing = ct.spacing_mm[2]
-    if abs(planes[nearest] - z) > spacing / 2:
+    if abs(slices[nearest] - z) > spacing / 2:
         raise CaseError(
             f"{source}: ROI '{name}' has a contour at z = {z:g} mm, outside the CT slices "
-            f"({planes[0]:g} to {planes[-1]:g} mm)"
+            f"({slices[0]:g} to {slices[-1]:g} mm)"
         )
-    off = float(np.abs(z_mm - planes[nearest]).max())
+    off = float(np.abs(z_mm - slices[nearest]).max())
     if off > max(POSITION_TOLERANCE_MM, plane_tolerance_mm(spacing)):
         raise CaseError(
             f"{source}: ROI '{name}' has a contour at z = {z:g} mm, {off:.3g} mm from the nearest CT slice "
-            f"({planes[nearest]:g} mm): between CT slices, since a contour must lie within "
+            f"({slices[nearest]:g} mm): between CT slices, since a contour must lie within "
             f"{plane_tolerance_text(spacing)} of a slice; was the structure set drawn on another CT series?"
         )
-    return float(planes[nearest])
+    return float(planes[nearest]), off
 
 
 def off_slice_notes(rois: list[RoiContours], ct: CtSeries | None) -> list[str]:
