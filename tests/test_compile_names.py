@@ -111,3 +111,27 @@ def test_one_side_of_an_organ_is_suggested_as_a_part_never_as_an_alias() -> None
     assert "list the sides as its `parts` (parts: [BrachialPlex_L, BrachialPlex_R])" in message
     with pytest.raises(NoMatch, match=r"Did you mean 'Parotid_Lt'\? \(add it to `aliases`\)"):
         match_structure("Parotid_L", [], ["Body", "Parotid_Lt"])
+
+
+@pytest.mark.parametrize("helper", ["SpinalCord_PRV", "SpinalCord_PRV05", "SpinalCordPRV5mm", "zSpinalCord",
+                                    "z_SpinalCord", "SpinalCord_ring", "opt SpinalCord"])
+def test_a_structure_built_around_the_organ_is_never_suggested_as_its_alias(helper: str) -> None:
+    """Audit c3 F2: 'Did you mean 'Spinal Cord' or 'SpinalCord_PRV'? (add it to `aliases`)' for a missing SpinalCord:
+    following it would judge the cord's maximum on its PRV. A PRV, ring or optimization structure is said to be one;
+    a near name without such a marker is still suggested."""
+    with pytest.raises(NoMatch) as error:
+        match_structure("SpinalCord", ["Cord", "Spinal_Cord"], ["Body", "Spinal Cord", helper])
+    message = str(error.value)
+    assert "Did you mean 'Spinal Cord'? (add it to `aliases`)" in message
+    assert f"{helper!r} is a structure built around an organ for planning (a PRV, ring or optimization structure), " \
+           "never an alias of it" in message
+    assert f"or {helper!r}" not in message
+
+
+def test_a_name_whose_marker_is_part_of_a_word_or_the_protocols_own_is_still_suggested() -> None:
+    """'OpticChiasm' holds 'opt' only within a word; a protocol structure that is itself a PRV may be matched to a
+    near spelling of it."""
+    with pytest.raises(NoMatch, match=r"Did you mean 'OpticChiasm'\? \(add it to `aliases`\)$"):
+        match_structure("Optic_Chiasm", [], ["Body", "OpticChiasm"])
+    with pytest.raises(NoMatch, match=r"Did you mean 'Cord_PRV5'\? \(add it to `aliases`\)$"):
+        match_structure("SpinalCord_PRV5", [], ["Body", "Cord_PRV5"])

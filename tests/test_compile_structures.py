@@ -180,3 +180,39 @@ def test_a_ring_around_a_structure_covering_the_whole_case_names_that_structure_
     with pytest.raises(CompileError, match=r"^site/p\.yaml:7: structure 'Big' = expand\(Target, 500mm\) covers the "
                                            r"whole case .* structure 'Shell' = .* \(site/p\.yaml:8\) is empty"):
         resolve_structures(parse_protocol_text(written + PRESCRIPTION, "site/p.yaml"), synthetic_case())
+
+
+def test_a_case_structure_another_structure_reads_is_named_as_that_never_suggested_as_an_alias() -> None:
+    """Audit c3 F2: 'Did you mean 'Mandible'? (add it to `aliases`)' for a missing submandibular gland, while that
+    very protocol reads the case's Mandible as Bone_Mandible: following it would judge the gland's mean dose on the
+    bone. The hint says what the case structure is read as instead."""
+    case = synthetic_case()
+    case.structures["Mandible"] = dataclasses.replace(case.structures.pop("Organ"), name="Mandible")
+    gland = "  Glnd_Submand_L: {role: oar, aliases: [Submandibular_L], if_contoured: true}\n"
+    bone = "  Bone_Mandible: {role: oar, aliases: [Mandible]}\n"
+    for structures in (gland + bone, bone + gland):  # whichever the protocol writes first
+        resolved = _resolve("  Target: {role: target}\n" + structures, case)
+        note = next(note for note in resolved.notes if note.startswith("Glnd_Submand_L"))
+        assert "Did you mean" not in note
+        assert "The case's 'Mandible' is read as Bone_Mandible, another structure of the protocol" in note
+    resolved = _resolve("  Target: {role: target}\n" + gland, case)  # read by none: still a near name
+    assert "Did you mean 'Mandible'?" in next(note for note in resolved.notes if note.startswith("Glnd_Submand_L"))
+
+
+def test_every_required_structure_the_case_lacks_is_reported_in_one_error_each_at_its_line() -> None:
+    """Audit c3 F6: a case lacking eight required organs said only the first, so curating it took eight runs. Each
+    is named at its line with its hint, the case's structures listed once."""
+    structures = ("  Target: {role: target}\n  Brainstem: {role: oar}\n  Organ: {role: oar}\n"
+                  "  Larynx: {role: oar}\n  Orgn_L: {role: oar}\n  Bodyy: {role: oar}\n")
+    with pytest.raises(CompileError) as error:
+        _resolve(structures)
+    lines = str(error.value).splitlines()
+    assert lines == [
+        "4 structures of the protocol cannot be read on this case:",
+        "site/p.yaml:7: structure 'Brainstem': no case structure named 'Brainstem'.",
+        "site/p.yaml:9: structure 'Larynx': no case structure named 'Larynx'.",
+        "site/p.yaml:10: structure 'Orgn_L': no case structure named 'Orgn_L'. The case's 'Organ' is read as Organ, "
+        "another structure of the protocol, so it is not this one.",
+        "site/p.yaml:11: structure 'Bodyy': no case structure named 'Bodyy'. Did you mean 'Body'? (add it to `aliases`)",
+        "the case has: Body, Organ, Target.",
+    ]

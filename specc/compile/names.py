@@ -19,17 +19,19 @@ keeps it over an alias; its parts are then other structures, for a protocol's ow
 
 Names compare as `specc.protocol.names` says (Unicode NFC, case aside); a name that only looks
 like another is another name, and a message suggesting it shows both with `ascii()` escapes.
-A structure of one side is never suggested for its other side ("Cochlea_R" for "Cochlea_L").
+A structure of one side is never suggested for its other side ("Cochlea_R" for "Cochlea_L"), nor, as an
+alias, a structure built around an organ for planning ("SpinalCord_PRV") or one another protocol structure
+reads ("Mandible", read as Bone_Mandible, for Glnd_Submand_L): `not_found_message`.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from specc.protocol.names import has_side, looks_alike, name_key, other_side
+from specc.protocol.names import has_side, looks_alike, margin_structure, name_key, other_side
 
 
 class NoMatch(LookupError):
@@ -131,7 +133,7 @@ def match_structure(
     if found:
         missing = tuple(part for part in parts if not any(name_key(c) == name_key(part) for c in found))
         return PartsMatch(tuple(found), missing)
-    raise NoMatch(_not_found_message([name, *aliases], case_names, parts))
+    raise NoMatch(not_found_message([name, *aliases], case_names, parts))
 
 
 def _quoted(name: str, others: Iterable[str]) -> str:
@@ -140,21 +142,46 @@ def _quoted(name: str, others: Iterable[str]) -> str:
     return ascii(name) if alike else repr(name)
 
 
-def _not_found_message(names: Sequence[str], case_names: Sequence[str], parts: Sequence[str] = ()) -> str:
+def not_found_message(
+    names: Sequence[str], case_names: Sequence[str], parts: Sequence[str] = (),
+    taken: Mapping[str, str] | None = None, listing: bool = True,
+) -> str:
+    """Why no case structure matches `names` (a protocol structure's name and aliases) nor `parts`, with the
+    case's close names as a hint (module docstring). A hint tells the user to add the name to `aliases`, so it
+    never proposes what would read another volume's dose as the organ's: a name of the other side, a structure
+    built around an organ for planning (`margin_structure`: 'SpinalCord_PRV' for SpinalCord), or a case structure
+    another protocol structure reads (`taken`: case structure -> that protocol structure; 'Mandible', read as
+    Bone_Mandible, for Glnd_Submand_L). Those two are named as what they are instead. `listing`: whether to list
+    the case's structures (an error naming several structures lists them once)."""
+    taken = dict(taken or {})
     candidates = [*names, *parts]
     by_key = {name_key(c): c for c in case_names}
-    near: list[str] = []
-    for candidate in candidates:
-        for hit in difflib.get_close_matches(name_key(candidate), list(by_key), n=2, cutoff=0.6):
-            if by_key[hit] not in near and not any(other_side(by_key[hit], c) for c in candidates):
-                near.append(by_key[hit])
+    barred = [key for key, c in by_key.items() if c in taken or margin_structure(c, candidates)]
+
+    def close(keys: list[str]) -> list[str]:
+        found: list[str] = []
+        for candidate in candidates:
+            for hit in difflib.get_close_matches(name_key(candidate), keys, n=2, cutoff=0.6):
+                if by_key[hit] not in found and not any(other_side(by_key[hit], c) for c in candidates):
+                    found.append(by_key[hit])
+        return found
+
+    near = close([key for key in by_key if key not in barred])
+    not_aliases = "".join(
+        f" The case's {_quoted(c, candidates)} is read as {taken[c]}, another structure of the protocol, so it is "
+        "not this one." if c in taken else
+        f" {_quoted(c, candidates)} is a structure built around an organ for planning (a PRV, ring or optimization "
+        "structure), never an alias of it."
+        for c in close(barred)
+    )
     unseen = [n for n in near if any(looks_alike(n, c, ignore_case=True) for c in candidates)]
     tried = ", ".join(_quoted(c, near) for c in names)
     if parts:
         tried += f" nor its parts {', '.join(_quoted(c, near) for c in parts)}"
-    listing = ", ".join(ascii(c) if c in unseen else c for c in sorted(case_names)) or "none"
+    listed = ", ".join(ascii(c) if c in unseen else c for c in sorted(case_names)) or "none"
+    found = f"no case structure named {tried}" + (f"; the case has: {listed}." if listing else ".")
     if not near:
-        return f"no case structure named {tried}; the case has: {listing}."
+        return found + not_aliases
     hint = f" Did you mean {' or '.join(_quoted(n, candidates) for n in near)}?"
     if unseen:
         hint += (
@@ -170,4 +197,4 @@ def _not_found_message(names: Sequence[str], case_names: Sequence[str], parts: S
                  "for it, or add the whole organ's contour to the case")
     else:
         hint += " (add it to `aliases`)"
-    return f"no case structure named {tried}; the case has: {listing}.{hint}"
+    return found + hint + not_aliases

@@ -26,6 +26,10 @@ voxel on the grid too: a plan export's organ wholly outside the RT Dose grid, wh
 that grid (`without_voxels`). It is absent with that reason, as a check on a case reads an organ
 wholly outside its dose, not "not contoured".
 
+Every structure is matched before any is judged missing, so that a hint never proposes as an alias a case
+structure another protocol structure reads (`names.not_found_message`), and every structure the plan cannot go
+on without is reported in one error, each at its line: a case lacking eight organs is one run to fix.
+
 Some structures must be on every case, and their emptiness stays an error naming the line: a
 target, the structure a dose level, the normalization, a forward plan's block or the
 setup-error check names, and a structure the compiler added (nobody wrote it; the
@@ -54,7 +58,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from specc.compile.derived import AXES, CoarseMargin, MaskLookup, coarse_margins, evaluate_expression, margin_nodes
-from specc.compile.names import AmbiguousMatch, NoMatch, StructureMatch, match_structure
+from specc.compile.names import (
+    AmbiguousMatch, NoMatch, PartsMatch, StructureMatch, match_structure, not_found_message,
+)
 from specc.protocol.names import name_key, other_side
 from specc.protocol.suggest import did_you_mean
 from specc.errors import CompileError
@@ -165,54 +171,48 @@ def resolve_structures(
     referenced = _referenced_names(protocol)
     resolved = ResolvedStructures(masks={}, case_names={}, roles={})
 
+    case_names = [*case.structures, *without_voxels]
+    matches: dict[str, StructureMatch | PartsMatch | NoMatch] = {}  # every plain structure's, before any hint
+    for name, spec in protocol.structures.items():
+        if spec.expression is not None:
+            continue
+        try:
+            matches[name] = match_structure(name, spec.aliases, case_names, spec.parts)
+        except NoMatch as error:
+            matches[name] = error
+    # case structure -> the protocol structure reading it: a hint never proposes it as another's alias
+    taken = {case_name: name for name, match in matches.items() if not isinstance(match, NoMatch)
+             for case_name in match.case_names}
+    missing: list[str] = []  # needed structures no case structure matches, reported together
+    errors: dict[str, str] = {}  # by structure: what else stops the plan, in the protocol's order with `missing`
+
     for name, spec in protocol.structures.items():
         resolved.roles[name] = spec.role
         if spec.expression is not None:
             continue
         needed = spec.role in ("target", "oar") or name in referenced
-        try:
-            match = match_structure(name, spec.aliases, [*case.structures, *without_voxels], spec.parts)
-        except NoMatch as error:
-            if spec.if_contoured and not isinstance(error, AmbiguousMatch):  # two matches stay an error
+        match = matches[name]
+        if isinstance(match, NoMatch):
+            if spec.if_contoured and not isinstance(match, AmbiguousMatch):  # two matches stay an error
                 resolved.absent[name] = NOT_CONTOURED
+                hint = not_found_message([name, *spec.aliases], case_names, spec.parts, taken)
                 resolved.notes.append(
-                    f"{name}: {NOT_CONTOURED}: its goals read NOT EVALUATED ({error}){_near_protocol_name(protocol, name)}"
+                    f"{name}: {NOT_CONTOURED}: its goals read NOT EVALUATED ({hint}){_near_protocol_name(protocol, name)}"
                 )
-                continue
-            if needed:
-                raise CompileError(f"{_where(protocol, name)}: structure {name!r}: {error}") from None
-            resolved.notes.append(f"{name}: not in the case and not used by any goal or term; skipped")
+            elif needed and isinstance(match, AmbiguousMatch):
+                errors[name] = f"{_where(protocol, name)}: structure {name!r}: {match}"
+            elif needed:
+                missing.append(name)
+                errors[name] = ""  # written by `_unresolved`, once it is known how many there are
+            else:
+                resolved.notes.append(f"{name}: not in the case and not used by any goal or term; skipped")
             continue
-        if (read_from := match.note(name)) is not None:
-            resolved.notes.append(read_from)
-        if outside := [case_name for case_name in match.case_names if case_name in without_voxels]:
-            why = without_voxels[outside[0]]
-            _without_voxels(protocol, name, outside[0], why if isinstance(match, StructureMatch) else
-                            f"its part {outside[0]!r} has no dose ({why})", resolved)
-            continue
-        masks = [case.structures[case_name].mask for case_name in match.case_names]
-        mask = masks[0] if len(masks) == 1 else np.logical_or.reduce(masks)
-        if not mask.any():
-            contour = (f"the case structure {match.case_names[0]!r}" if len(match.case_names) == 1 else
-                       f"the case structures {', '.join(map(repr, match.case_names))} (its parts)")
-            has = "has" if len(match.case_names) == 1 else "have"
-            if spec.if_contoured:
-                resolved.absent[name] = f"empty on this case ({contour} {has} no voxel on the grid)"
-                resolved.notes.append(f"{name}: {resolved.absent[name]}: its goals read NOT EVALUATED")
-                continue
-            if needed:
-                raise CompileError(
-                    f"{_where(protocol, name)}: structure {name!r}: {contour} of case {case.case_id!r} {has} no voxel "
-                    "on the dose grid (an empty contour)"
-                )
-            resolved.notes.append(f"{name}: {contour} {'is' if len(masks) == 1 else 'are'} empty and no goal or term "
-                                  "uses it; skipped")
-            continue
-        if isinstance(match, StructureMatch):
-            resolved.case_names[name] = match.case_name
-        else:
-            resolved.parts[name] = match.case_names
-        resolved.masks[name] = mask
+        try:
+            _resolve_plain(protocol, case, name, spec, match, needed, without_voxels, resolved)
+        except CompileError as error:
+            errors[name] = str(error)
+    if errors:
+        raise CompileError(_unresolved(protocol, case_names, errors, missing, taken))
 
     nowhere = np.zeros(grid_shape, dtype=bool)
 
@@ -271,6 +271,67 @@ def resolve_structures(
             resolved.masks[name] = mask
             resolved.notes += _shadowed_case_structures(name, spec, mask, case)
     return resolved
+
+
+def _resolve_plain(
+    protocol: Protocol, case: Case, name: str, spec: StructureSpec, match: StructureMatch | PartsMatch,
+    needed: bool, without_voxels: Mapping[str, str], resolved: ResolvedStructures,
+) -> None:
+    """Plain structure `name`, matched to `match`: its mask into `resolved`, or absent (with why), or a
+    CompileError naming its line where it is `needed` and has no voxel."""
+    if (read_from := match.note(name)) is not None:
+        resolved.notes.append(read_from)
+    if outside := [case_name for case_name in match.case_names if case_name in without_voxels]:
+        why = without_voxels[outside[0]]
+        _without_voxels(protocol, name, outside[0], why if isinstance(match, StructureMatch) else
+                        f"its part {outside[0]!r} has no dose ({why})", resolved)
+        return
+    masks = [case.structures[case_name].mask for case_name in match.case_names]
+    mask = masks[0] if len(masks) == 1 else np.logical_or.reduce(masks)
+    if not mask.any():
+        contour = (f"the case structure {match.case_names[0]!r}" if len(match.case_names) == 1 else
+                   f"the case structures {', '.join(map(repr, match.case_names))} (its parts)")
+        has = "has" if len(match.case_names) == 1 else "have"
+        if spec.if_contoured:
+            resolved.absent[name] = f"empty on this case ({contour} {has} no voxel on the grid)"
+            resolved.notes.append(f"{name}: {resolved.absent[name]}: its goals read NOT EVALUATED")
+            return
+        if needed:
+            raise CompileError(
+                f"{_where(protocol, name)}: structure {name!r}: {contour} of case {case.case_id!r} {has} no voxel "
+                "on the dose grid (an empty contour)"
+            )
+        resolved.notes.append(f"{name}: {contour} {'is' if len(masks) == 1 else 'are'} empty and no goal or term "
+                              "uses it; skipped")
+        return
+    if isinstance(match, StructureMatch):
+        resolved.case_names[name] = match.case_name
+    else:
+        resolved.parts[name] = match.case_names
+    resolved.masks[name] = mask
+
+
+def _unresolved(
+    protocol: Protocol, case_names: Sequence[str], errors: Mapping[str, str], missing: Sequence[str],
+    taken: Mapping[str, str],
+) -> str:
+    """Every structure that stops the plan, in the protocol's order, in one message (as a protocol file's errors
+    are reported together): one case lacking eight organs is one run to fix, not eight. A structure in `missing`
+    (no case structure matches it) is written with its hint (`not_found_message`); with several, the case's
+    structures are listed once, after them."""
+    several = len(errors) > 1
+    lines = []
+    for name, error in errors.items():
+        if name in missing:
+            spec = protocol.structures[name]
+            hint = not_found_message([name, *spec.aliases], case_names, spec.parts, taken, listing=not several)
+            error = f"{_where(protocol, name)}: structure {name!r}: {hint}"
+        lines.append(error)
+    if not several:
+        return lines[0]
+    listed = ", ".join(sorted(case_names)) or "none"
+    return "\n".join([f"{len(lines)} structures of the protocol cannot be read on this case:", *lines,
+                      f"the case has: {listed}."])
 
 
 def _without_voxels(protocol: Protocol, name: str, case_name: str, why: str, resolved: ResolvedStructures) -> None:

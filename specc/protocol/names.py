@@ -8,15 +8,31 @@ one for the other must show the difference, or it could not be seen, let alone t
 
 Names of the two sides of one organ ("Cochlea_L", "Cochlea_R") are a letter apart and legitimately
 both in a protocol: a suggestion for a name is never a name of the other side (`other_side`).
+
+Nor is it a structure built around the organ for planning (`margin_structure`): a planning risk volume
+("SpinalCord_PRV", "SpinalCord_PRV05"), a ring ("PTV_ring"), an optimization structure ("opt_Parotid",
+TG-263's "z" / "zz" prefix of a structure not to be evaluated, "zSpinalCord"). Its name is often the organ's
+name and a marker, the closest name a case has, yet its maximum or mean is not the organ's: the protocol's
+own header says a PRV is never an alias of its organ.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterable
 
 # The words a structure name gives its side in (TG-263 writes _L / _R; "Lt", "Left" are common too).
 _SIDES = ({"l", "lt", "left"}, {"r", "rt", "right"})
+
+# The words that make a structure one built around an organ for planning, not the organ (module docstring):
+# PRV, ring, opt, z / zz, each may carry a size ("PRV05", "PRV5mm", "ring3").
+_MARGIN_MARKER = re.compile(r"(prv|ring|opt|z+)\d*(mm)?")
+
+
+def _words(key: str) -> list[str]:
+    """The words of a name key, split at "_", "-", ".", "+" and blanks."""
+    return [word for word in re.split(r"[_\-.+\s]+", key) if word]
 
 
 def name_key(name: str, fold: bool = True) -> str:
@@ -42,17 +58,30 @@ def looks_alike(first: str, second: str, ignore_case: bool = False) -> bool:
 def has_side(name: str) -> bool:
     """Whether a name carries a word for left or right ("BrachialPlex_L", "Parotid Lt"): one side of an organ."""
     left, right = _SIDES
-    return bool(set(re.split(r"[_\-.\s]+", name_key(name))) & (left | right))
+    return bool(set(_words(name_key(name))) & (left | right))
 
 
 def other_side(first: str, second: str) -> bool:
-    """Whether two names are of opposite sides: one has a word (split at "_", "-", ".", blanks) for left
+    """Whether two names are of opposite sides: one has a word (split at "_", "-", ".", "+", blanks) for left
     and the other one for right ("Cochlea_L" and "Cochlae_Rt"), so neither is a slip for the other."""
     left, right = _SIDES
 
     def side(name: str) -> str | None:
-        words = set(re.split(r"[_\-.\s]+", name_key(name)))
+        words = set(_words(name_key(name)))
         return "left" if words & left and not words & right else "right" if words & right and not words & left else None
 
     sides = {side(first), side(second)}
     return sides == {"left", "right"}
+
+
+def margin_structure(candidate: str, names: Iterable[str]) -> bool:
+    """Whether `candidate` is a structure built around an organ for planning (a PRV, a ring, an optimization
+    structure: module docstring): it has a marker word that none of `names` (the organ's name and aliases) has.
+    The longest of `names` it contains is cut out first, so a marker written onto the name reads as one
+    ("SpinalCordPRV", "zSpinalCord")."""
+    keys = [name_key(name) for name in names]
+    key = name_key(candidate)
+    within = max((k for k in keys if k and k in key), key=len, default=None)
+    rest = key.replace(within, " ", 1) if within is not None else key
+    theirs = {word for k in keys for word in _words(k)}
+    return any(_MARGIN_MARKER.fullmatch(word) and word not in theirs for word in _words(rest))
