@@ -13,6 +13,7 @@ import scipy.sparse as sp
 import specc
 from specc.case import Beam, Beamlets, Case, CaseMetadata, Grid, Structure
 from specc.case.phantoms import build_phantom
+from specc.case.model import influence_value_issue
 from specc.errors import CaseError
 
 GRID = Grid((3, 2, 2), (2.0, 2.0, 2.5), (0.0, 0.0, 0.0))
@@ -173,14 +174,14 @@ def _scale_beam(case: Case, beam_id: int, factor: float):
 
 def test_damage_to_more_than_one_percent_of_the_entries_is_refused(phantom: Case):
     """2% of the entries multiplied by 10^9 lift the 99th percentile the old check measured against, and
-    most beamlets' peaks with it: the median beamlet's peak now stands far above the median entry."""
+    most beamlets' peaks with it: the damaged values stand decades above every other stored value."""
     damaged = np.random.default_rng(7).choice(phantom.influence.nnz, phantom.influence.nnz // 50, replace=False)
 
     def change(data: np.ndarray) -> None:
         data[damaged] *= 1e9
 
     with pytest.raises(CaseError, match=r"influence has damaged entries: beamlets \d+, \d+, \d+, \d+, \d+, \.\.\. "
-                       r"\(\d+ of \d+ beamlets with dose\) peak at .* beyond 10\^6 times the median stored entry"):
+                       r"\(\d+ of \d+ beamlets with dose\) peak at .* decades above every other stored value"):
         _with_data(phantom, change)
 
 
@@ -208,15 +209,28 @@ def test_a_beam_written_in_another_unit_is_refused_naming_its_beamlets(phantom: 
         # millionth of them (beamlets grazing a structure's edge): low peaks are never damage
         lambda case: _scale_beam(case, case.beams[1].id, 100.0),
         lambda case: _scale_beam(case, case.beams[3].id, 1e-6),
-        # tails spanning orders of magnitude more: every entry below a tenth of its matrix's highest
-        # made 1000x lower (an engine storing its scatter far further out)
-        lambda case: lambda data: np.multiply(data, 1e-3, out=data, where=data < 0.1 * data.max()),
+        # tails spanning orders of magnitude more, continuously (an engine storing its scatter far further
+        # out): below a tenth of the matrix's highest entry, each entry's ratio to that tenth raised to the
+        # 4th power (0.01 of it becomes 10^-8)
+        lambda case: lambda data: np.copyto(
+            data, (0.1 * data.max() * (data / (0.1 * data.max())) ** 4).astype(data.dtype),
+            where=data < 0.1 * data.max()),
     ],
     ids=["a hot beam", "a beam of tiny peaks", "long low-dose tails"],
 )
 def test_legitimate_spreads_of_dose_are_accepted(phantom: Case, change):
     case = _with_data(phantom, change(phantom))
     assert case.influence.nnz == phantom.influence.nnz
+
+
+@pytest.mark.parametrize("sigma", [1.0, 5.0])
+def test_a_matrix_stored_without_a_tail_cutoff_is_accepted(sigma: float):
+    """Review R1 F1: Gaussian beamlets stored to float32's smallest values (no cutoff: the median entry near
+    10^-12 of the peaks) were refused as damaged in every beamlet, by a rule that assumed tails cut near
+    10^-3-10^-4 of the peak."""
+    depth, centres = np.arange(3000.0)[:, None], np.linspace(1200, 1800, 60)[None, :]
+    influence = sp.csr_matrix(np.exp(-0.5 * ((depth - centres) / sigma) ** 2).astype(np.float32))
+    assert influence_value_issue(influence) is None
 
 
 def test_the_weights_unit_is_the_writers_so_a_uniformly_scaled_matrix_is_accepted():

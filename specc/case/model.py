@@ -45,15 +45,15 @@ SPACING_RANGE_MM = (0.05, 1000.0)
 # for dose per particle instead of per 10^6 particles). The median stands while at most half the
 # beamlets are damaged; damage to more than half of them at once cannot be told from a choice of unit.
 MAX_PEAK_OVER_MEDIAN_PEAK = 1e4
-# How far the median beamlet's peak may lie above the median stored entry. A beamlet's dose falls
-# from its peak through its penumbra into a scatter tail that dose engines stop storing, to keep the
-# matrix sparse, around 10^-3-10^-4 of the peak (matRad's 50 mm lateral cutoff; the phantoms'
-# engine at 3-9 x 10^-4), so half the stored entries never lie a million times below the typical peak.
-# Where they do, more than half the beamlets peak at damaged entries: a share of entries spread over
-# every beamlet (2% of them multiplied by 10^9) lifts most beamlets' peaks and so their median,
-# while the median entry stands.
-MAX_MEDIAN_PEAK_OVER_MEDIAN_ENTRY = 1e6
-# Entries read for the median entry: evenly strided, so a 10^9-entry matrix costs no copy.
+# How many decades of dose per unit weight may lie empty (no stored entry) above the median stored
+# entry. A beamlet's dose falls continuously from its peak through its penumbra into its scatter tail,
+# and one engine's beamlets overlap in value, so above the median entry the stored values fill every
+# decade up to the highest peak (the phantoms' upper half spans under 2 decades in all; a matrix stored
+# without a tail cutoff spans more, still without a gap). Entries standing 3 empty decades above all
+# others are damage spread over most beamlets (2% of the entries multiplied by 10^9 lift most peaks,
+# and their median, which `MAX_PEAK_OVER_MEDIAN_PEAK` then cannot see), whatever the cutoff.
+MIN_EMPTY_DECADES = 3.0
+# Entries read for the empty decades: evenly strided, so a 10^9-entry matrix costs no copy.
 _ENTRY_SAMPLE = 1_000_000
 # Beamlets an error names of those it finds damaged.
 _NAMED_BEAMLETS = 5
@@ -510,11 +510,12 @@ def influence_value_issue(influence: sp.csr_matrix) -> str | None:
     """What makes these influence values (finite, >= 0) no dose a case can hold, or None.
 
     A matrix without a single dose above 0 plans an "optimal" 0 Gy everywhere; damaged entries
-    (beamlets peaking far above the others, `MAX_PEAK_OVER_MEDIAN_PEAK`, or most beamlets peaking far
-    above the stored entries, `MAX_MEDIAN_PEAK_OVER_MEDIAN_ENTRY`) would only fail deep in a solver or
-    plan nonsense. Both compare beamlets' peaks, the one dose comparable across one case's beamlets,
-    by medians, so damage to a share of the matrix cannot move its own yardstick (a high percentile of
-    the entries moves as soon as the damaged share exceeds what lies above it). A matrix without beamlets
+    (beamlets peaking far above the others, `MAX_PEAK_OVER_MEDIAN_PEAK`, or stored values standing empty
+    decades above all others, `MIN_EMPTY_DECADES`) would only fail deep in a solver or plan nonsense. The
+    first compares beamlets' peaks, the one dose comparable across one case's beamlets, with their median,
+    so damage to less than half the beamlets cannot move its own yardstick (a high percentile of the entries
+    moves as soon as the damaged share exceeds what lies above it); the second sees damage spread over
+    most beamlets, and depends on no tail cutoff (a matrix stored without one fills its decades too). A matrix without beamlets
     is no dose calculation at all (the geometry `specc check` measures a dose on), not a failed one.
     """
     if influence.shape[1] == 0:
@@ -539,17 +540,21 @@ def influence_value_issue(influence: sp.csr_matrix) -> str | None:
             "uninitialised or bit-flipped value, beamlets written in another unit)"
         )
     sample = data[:: max(1, data.size // _ENTRY_SAMPLE)]
-    positive = sample[sample > 0]
-    median_entry = float(np.percentile(positive if positive.size else data[data > 0], 50, method="lower"))
-    limit = MAX_MEDIAN_PEAK_OVER_MEDIAN_ENTRY * median_entry
-    if median_peak <= limit:
+    upper = np.sort(np.log10(sample[sample > 0].astype(np.float64)))
+    upper = upper[upper.size // 2:]
+    if upper.size < 2:
         return None
+    gaps = np.diff(upper)
+    widest = int(np.argmax(gaps))
+    if gaps[widest] <= MIN_EMPTY_DECADES:
+        return None
+    below, above = 10.0 ** upper[widest], 10.0 ** upper[widest + 1]
+    limit = math.sqrt(below * above)
     return (
-        f"{_damaged_beamlets(influence, peaks, with_dose, limit)}, beyond {_power(MAX_MEDIAN_PEAK_OVER_MEDIAN_ENTRY)} "
-        f"times the median stored entry ({median_entry:.3g}; the median beamlet's peak is {median_peak:.3g}, "
-        f"{median_peak / median_entry:.2g} times it); a beamlet's dose falls from its peak into a tail that dose "
-        "engines cut off near 10^-3-10^-4 of it, so half the stored entries never lie that far below the typical "
-        "peak: most beamlets peak at damaged entries (a share of the entries multiplied or overwritten)"
+        f"{_damaged_beamlets(influence, peaks, with_dose, limit)}, {gaps[widest]:.2g} decades above every other "
+        f"stored value (none between {below:.3g} and {above:.3g}); a beamlet's dose falls continuously from its "
+        f"peak into its tail, so stored values never leave {MIN_EMPTY_DECADES:g} decades empty above the median "
+        "entry: most beamlets peak at damaged entries (a share of the entries multiplied or overwritten)"
     )
 
 
