@@ -123,3 +123,16 @@ def test_the_matcher_tries_parts_last() -> None:
     with pytest.raises(NoMatch) as error:
         match_structure("Plexus", [], ["Body"], ["Plexus_L"])
     assert not isinstance(error.value, AmbiguousMatch)
+
+
+def test_a_structure_read_from_some_of_its_parts_and_one_derived_from_it_say_what_they_are_judged_on() -> None:
+    """Audit c3 F4: what a goal on the organ is judged on (`ResolvedStructures.partial`, carried to each goal's note),
+    for the organ read from one side and a PRV derived from it; none where the case has every part."""
+    left, right = _sides()
+    text = (HEADER + PLEXUS % "" + "  Plexus_PRV: {role: oar, expression: 'expand(Plexus, 5mm)'}\n" + PRESCRIPTION
+            + "goals: {Plexus: ['Max <= 3 Gy'], Plexus_PRV: ['Max <= 3.5 Gy']}\n")
+    plan_protocol = parse_protocol_text(text, "site/p.yaml")
+    judged_on = "judged on the case's 'BrachialPlex_L' alone: its part 'BrachialPlex_R' is not in the case"
+    resolved = resolve_structures(plan_protocol, _case(BrachialPlex_L=left))
+    assert resolved.partial == {"Plexus": judged_on, "Plexus_PRV": f"built from Plexus ({judged_on})"}
+    assert resolve_structures(plan_protocol, _case(BrachialPlex_L=left, BrachialPlex_R=right)).partial == {}

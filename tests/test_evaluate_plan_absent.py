@@ -33,3 +33,22 @@ def test_goals_of_an_absent_structure_read_not_evaluated_with_the_reason() -> No
 def test_a_structure_without_a_mask_and_without_a_reason_is_an_error() -> None:
     with pytest.raises(EvaluationError, match=r"structure 'Organ' has no mask"):
         _evaluate({})
+
+
+def test_goals_of_a_structure_read_from_some_of_its_parts_say_so_on_the_goal_itself() -> None:
+    """Audit c3 F4: an organ read from one of its two parts (BrachialPlex_L; BrachialPlex_R not in the case) said so
+    in the Notes only; its goal read '10.31 Gy PASS' with an empty note in report.html and plan.json, as a whole
+    organ's would. Each of its goals is measured and judged as before, and carries what it was judged on."""
+    case = synthetic_case()
+    plan_protocol = protocol(GOALS)
+    judged_on = "judged on the case's 'Organ_L' alone: its part 'Organ_R' is not in the case"
+    solve = solve_result(case, scale=0.65, protocol=plan_protocol)
+    whole = evaluate_plan(plan_protocol, case, masks_of(case), solve, {}).record
+    partial = evaluate_plan(plan_protocol, case, masks_of(case), solve, {}, partial={"Organ": judged_on}).record
+    organ = [goal for goal in partial.goals if goal.structure == "Organ"]
+    assert [goal.note for goal in organ] == [f"Organ: {judged_on}"] * 2
+    assert all(goal.partial_structure for goal in organ)
+    assert [(goal.value, goal.status) for goal in organ] == [
+        (goal.value, goal.status) for goal in whole.goals if goal.structure == "Organ"]
+    assert not any(goal.partial_structure or goal.note for goal in whole.goals)
+    assert not partial.goals[0].partial_structure and partial.goals[0].note == ""

@@ -446,3 +446,19 @@ def test_a_hot_spot_outside_the_targets_is_named_beside_the_goal_counts_but_coun
     assert low.outside_hot_spot.headline.startswith(f"hot spot outside the targets {low.outside_hot_spot.percent:.0f}% (")
     assert low.record.goal_counts() == {"pass": 1}
     assert converged[2].outside_hot_spot is None and 'id="outside-hot-spot"' not in converged[3]
+
+
+def test_a_goal_judged_on_part_of_its_organ_says_so_in_its_row():
+    """Audit c3 F4: the plexus read from its left side alone read '10.31 Gy PASS' in the goal table, the fact only in
+    the Notes; the goal's row now carries it beside its status, as a NOT EVALUATED goal's reason."""
+    case = synthetic_case(target_name=TARGET)
+    masks = masks_of(case)
+    plan_protocol = protocol({TARGET: ["D95% >= 50 Gy"], "Organ": ["Max <= 40 Gy"]}, target=TARGET)
+    judged_on = "judged on the case's 'Organ_L' alone: its part 'Organ_R' is not in the case"
+    evaluation = evaluate_plan(plan_protocol, case, masks, solve_result(case, scale=0.65), {},
+                               partial={"Organ": judged_on})
+    parser = GoalRows()
+    parser.feed(render_html(evaluation.record, case, evaluation, masks))
+    (row,) = [row for row in parser.rows if row["goal-structure"] == "Organ"]
+    (goal,) = [goal for goal in evaluation.record.goals if goal.structure == "Organ"]
+    assert goal.value is not None and row["goal-status"] == f"{goal.status.upper()}Organ: {judged_on}"

@@ -95,6 +95,18 @@ class PartsMatch:
             note += f"; its part{'s' if several else ''} {listed} {'are' if several else 'is'} not in the case"
         return note
 
+    def judged_on(self) -> str | None:
+        """What a goal on the structure is judged on when the case lacks some of its parts ("judged on the case's
+        'BrachialPlex_L' alone: its part 'BrachialPlex_R' is not in the case"), for the goal itself to say, since
+        its value is not the whole organ's; None when the case has every part."""
+        if not self.missing:
+            return None
+        found = [repr(part) for part in self.case_names]
+        on = f"the case's {found[0]} alone" if len(found) == 1 else f"the case's {', '.join(found[:-1])} and {found[-1]}"
+        several = len(self.missing) > 1
+        return (f"judged on {on}: its part{'s' if several else ''} {', '.join(map(repr, self.missing))} "
+                f"{'are' if several else 'is'} not in the case")
+
 
 def match_structure(
     name: str, aliases: Sequence[str], case_names: Iterable[str], parts: Sequence[str] = ()

@@ -12,7 +12,9 @@ the clipping is reported as a note.
 A structure with `parts` (an organ TG-263 names by side or part: the brachial plexus as BrachialPlex_L and
 BrachialPlex_R) that the case contours only by those parts is their union (`parts`); the note says which case
 structures made it and which parts the case lacks. Its goals are then measured on that union, as on the
-whole contour. A part wholly outside the dose grid leaves the whole without dose there: it is absent, as an
+whole contour; where the case lacks a part, each goal says so itself (`partial`: "judged on the case's
+'BrachialPlex_L' alone: ..."), as does each goal of a structure derived from it, since its value is not the
+whole organ's and a cohort table or median would read it as one. A part wholly outside the dose grid leaves the whole without dose there: it is absent, as an
 organ wholly outside is, since a maximum or a mean of the other parts alone is not the organ's.
 
 Some structures may have no mask on a case, and then they are *absent*: `absent` says why, the
@@ -89,6 +91,10 @@ class ResolvedStructures:
     notes: list[str] = field(default_factory=list)
     # protocol name -> the case structures whose union it is: a plain structure the case contours by its `parts`
     parts: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # protocol name -> what its goals are judged on, where that is not the whole organ: one read from only some of
+    # its `parts` ("judged on the case's 'BrachialPlex_L' alone: its part 'BrachialPlex_R' is not in the case"), or
+    # a derived structure built from one. Each of its goals carries it (the evaluate stage's `partial`).
+    partial: dict[str, str] = field(default_factory=dict)
     absent: dict[str, str] = field(default_factory=dict)  # protocol name -> why it has no mask on this case
     # protocol name -> why: those of `absent` whose case ROI has no voxel on the grid (`resolve_structures`'s
     # `without_voxels`), for a check to count them with the structures part of which has no dose
@@ -269,6 +275,8 @@ def resolve_structures(
                     lambda source: evaluate_expression(source, lookup, case.grid.spacing_mm) & has_row,
                 )
             resolved.masks[name] = mask
+            if built_on := [other for other in dict.fromkeys(spec.expression.names()) if other in resolved.partial]:
+                resolved.partial[name] = "; ".join(f"built from {other} ({resolved.partial[other]})" for other in built_on)
             resolved.notes += _shadowed_case_structures(name, spec, mask, case)
     return resolved
 
@@ -308,6 +316,8 @@ def _resolve_plain(
         resolved.case_names[name] = match.case_name
     else:
         resolved.parts[name] = match.case_names
+        if (judged_on := match.judged_on()) is not None:
+            resolved.partial[name] = judged_on
     resolved.masks[name] = mask
 
 

@@ -144,10 +144,13 @@ def _goal_dvhs(
 
 def _goal_record(
     goal: Goal, dvhs: Mapping[tuple[str, str], DVH], protocol: Protocol, converged: bool, incomplete: str | None,
-    indices: Mapping[str, TargetIndices],
+    indices: Mapping[str, TargetIndices], partial: str | None = None,
 ) -> GoalRecord:
     """`dvhs`: by `dose_key`; `incomplete`: why the goal's structure, or part of it, has no dose (the goal is
-    then not judged); `indices`: the prescription targets' plan-quality indices, by target (index goals read them)."""
+    then not judged); `indices`: the prescription targets' plan-quality indices, by target (index goals read them);
+    `partial`: what the goal is judged on where its structure is not the whole organ (the case lacks one of its
+    `parts`): the goal's own note says it, beside its value, since a reader of the goal row, plan.json or a cohort
+    table would read the value as the whole organ's."""
     if incomplete is None and dose_key(goal) not in dvhs:
         raise EvaluationError(f"goal {goal.text!r} ({goal.source}): structure {goal.structure!r} has no mask")
     value: float | None
@@ -163,9 +166,11 @@ def _goal_record(
             else:
                 value = measure(goal.metric, dvh, prescription)
             measured = judge(value, goal.comparator, goal.threshold_value, goal.variation_value)
-            note = ""
+            note = f"{goal.structure}: {partial}" if partial is not None else ""
         except UndefinedMetric as error:
             value, measured, note = None, "not_evaluated", str(error)
+            if partial is not None:
+                note += f"; {goal.structure}: {partial}"
     return GoalRecord(
         structure=goal.structure,
         text=goal.text,
@@ -188,6 +193,7 @@ def _goal_record(
         dvh_point=None if dvh is None or goal.isoeffective or goal.course == "this" else dvh_point(
             goal.metric, goal.threshold_value, dvh, prescription
         ),
+        partial_structure=partial is not None and value is not None,
     )
 
 
@@ -267,6 +273,7 @@ def evaluate_plan(
     notes: Sequence[str] = (),
     setup_errors: bool = True,
     absent: Mapping[str, str] | None = None,
+    partial: Mapping[str, str] | None = None,
 ) -> PlanEvaluation:
     """Measure a solved plan on the full grid; raises SolveError when the solve left no plan.
 
@@ -275,8 +282,10 @@ def evaluate_plan(
 
     `masks` are the resolved (and derived) structure masks on the case grid, keyed by
     protocol structure name; `absent`: why each structure without one has none on this case
-    (`ResolvedStructures.absent`), whose goals read NOT EVALUATED with that reason. `notes` are
-    what the earlier stages noted (compile, solve); the record carries them to the report.
+    (`ResolvedStructures.absent`), whose goals read NOT EVALUATED with that reason; `partial`: what each
+    structure that is not its whole organ on this case is judged on (`ResolvedStructures.partial`: read from some of
+    its `parts`), which each of its goals says in its note. `notes` are what the earlier stages noted (compile,
+    solve); the record carries them to the report.
     """
     if solve.fluence is None:
         raise SolveError(f"no plan to evaluate: the solve ended {solve.status}: {solve.message}")
@@ -314,7 +323,7 @@ def evaluate_plan(
     record = _plan_record(
         protocol, case, masks, dose, case.voxel_indices, dict(absent or {}), converged=solve.converged, solver=solver,
         normalization=normalization, notes=notes, timings=timings, isocentre_mm=isocentre, setup_errors=setup_errors,
-        fixed_gy=case.prior_dose.total_gy if case.prior_dose is not None else None, outside=outside,
+        fixed_gy=case.prior_dose.total_gy if case.prior_dose is not None else None, outside=outside, partial=partial,
     )
     return PlanEvaluation(record=record, dose=dose, fluence=fluence, own_dose=own if own is not dose else None,
                           outside_hot_spot=outside)
@@ -331,6 +340,7 @@ def evaluate_dose(
     notes: Sequence[str] = (),
     isocentre_mm: tuple[float, float, float] | None = None,
     absent: Mapping[str, str] | None = None,
+    partial: Mapping[str, str] | None = None,
 ) -> PlanEvaluation:
     """Measure a dose specc did not plan (`specc check`) on the case grid, as it is: not normalized.
 
@@ -340,7 +350,7 @@ def evaluate_dose(
     organ beyond a limited calculation volume must not stop the judging of every other goal. A
     prescription target, and a structure of the setup-error check, must be whole.
     `isocentre_mm`: the checked plan's (its RT Plan's), which rotations turn about; None: the
-    targets' centre (the case's own beams are not the checked plan's). `absent`: as for `evaluate_plan`.
+    targets' centre (the case's own beams are not the checked plan's). `absent`, `partial`: as for `evaluate_plan`.
     """
     grid = case.grid
     _check_masks(masks, tuple(grid.shape))
@@ -372,7 +382,7 @@ def evaluate_dose(
         protocol, case, measured, dose, np.flatnonzero(known.ravel()), unmeasured, converged=True,
         solver=None, normalization=None, notes=notes, timings=timings, isocentre_mm=isocentre_mm,
         fixed_gy=np.where(known, case.prior_dose.total_gy, 0.0) if case.prior_dose is not None else None,
-        outside=outside,
+        outside=outside, partial=partial,
     )
     return PlanEvaluation(record=record.model_copy(update={"dose_source": source}), dose=dose, fluence=np.zeros(0),
                           outside_hot_spot=outside)
@@ -395,11 +405,12 @@ def _plan_record(
     setup_errors: bool = True,
     fixed_gy: np.ndarray | None = None,
     outside: OutsideHotSpot | None = None,
+    partial: Mapping[str, str] | None = None,
 ) -> PlanRecord:
     """Everything measured on the final total dose; `dose_voxels`: the flat indices that have a dose;
     `isocentre_mm`: what the robustness check's rotations turn about (None: the targets' centre);
     `fixed_gy`: the part of the dose a setup error does not move (a composite's prior course); `outside`: the hot spot
-    outside the targets (`_outside_hot_spot`), noted last."""
+    outside the targets (`_outside_hot_spot`), noted last; `partial`: as for `evaluate_plan`."""
     grid = case.grid
     fractions = protocol.prescription.fractions
     voxel_cc = case.voxel_volume_cc
@@ -420,7 +431,8 @@ def _plan_record(
     by_target = {record.structure: record for record in indices}
     judged = _goal_dvhs(protocol, dose, fixed_gy, masks, voxel_cc, dvhs)
     goals = [
-        _goal_record(goal, judged, protocol, converged, incomplete.get(goal.structure), by_target)
+        _goal_record(goal, judged, protocol, converged, incomplete.get(goal.structure), by_target,
+                     (partial or {}).get(goal.structure))
         for goal in protocol.goals
     ]
     highest_gy = float(dose.max())

@@ -214,6 +214,9 @@ class GoalRecord(_Record):
     status: GoalStatus  # what the report shows: measured_status only for a converged plan
     note: str
     dvh_point: tuple[float, float] | None  # the threshold on the DVH plane: (dose Gy, volume %)
+    # True: the value is of the parts of its organ the case has, not the whole organ (the case lacks a part of a
+    # structure read from its `parts`, or of one it is derived from); `note` says which. A cohort marks it.
+    partial_structure: bool = False
 
     def shown(self, value: float) -> str:
         """A value of this goal (its own, a scenario's, another plan's) with the decimals its judgement needs."""

@@ -10,6 +10,12 @@ A case file listed twice (the same case content, so the same plan) is one patien
 listed twice but counted once in the statistics, and the page says so. Plan folders beside
 cohort.csv that it does not list (an earlier run's cases, no longer in the case list) are named
 as not part of this run.
+
+A value judged on part of its organ (the case contours only some of the organ's `parts`: the left
+brachial plexus alone; plan.json `partial_structure`) is no whole organ's: beside whole-organ cases it
+would pass for one. Each such value is marked (`PARTIAL_MARK`), each goal row says how many of the
+values its median takes are such, and a footnote says what the mark means; the case's report names the
+parts used and missing.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from specc.report.html import STATUS_LABELS, environment, style_sheet
 from specc.report.write import write_page
 
 COHORT_PAGE = "cohort"
+# The mark of a value judged on part of its organ (module docstring), explained in the page's footnote.
+PARTIAL_MARK = "†"
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,7 @@ class CaseRow:
     sha256: str  # the case's content: two cases of one id told apart
     values: list[Measured | None]  # in the order of the page's goal columns; None: not a goal of its plan
     same_as: str | None  # the folder of an earlier case of the same content (this one is not counted)
+    partial: list[bool]  # per goal column: the value is of part of its organ (`PARTIAL_MARK`)
 
 
 def plans_not_in_run(out: Path, listed: Collection[str]) -> list[str]:
@@ -68,8 +77,15 @@ def write_cohort_page(summary: Path, protocol: Protocol, pdf: bool = False) -> l
     cases = []
     for folder, record in cohort.plans.items():
         measured = {key: value for key, _, value in recorded_goals(record)}
-        cases.append(CaseRow(folder, record.case.case_id, record.case.sha256,
-                             [measured.get(column) for column in columns], repeated.get(folder)))
+        on_parts = {(goal.structure, goal.text) for goal in record.goals if goal.partial_structure}
+        values = [measured.get(column) for column in columns]
+        cases.append(CaseRow(folder, record.case.case_id, record.case.sha256, values, repeated.get(folder),
+                             [value is not None and value.value is not None and column[:2] in on_parts
+                              for column, value in zip(columns, values)]))
+    # per goal column: the values its median takes (counted cases, converged) that are of part of their organ
+    partial_counts = [sum(case.partial[index] for case in cases if case.same_as is None
+                          and case.values[index] is not None and case.values[index].status != "not_converged")
+                      for index in range(len(columns))]
     warnings = cohort_warnings([cohort])
     others = plans_not_in_run(summary.parent, cohort.plans)
     if others:
@@ -82,6 +98,7 @@ def write_cohort_page(summary: Path, protocol: Protocol, pdf: bool = False) -> l
     html = environment().get_template("cohort.html").render(
         heading=f"Cohort: {named}", names=cases_text(total), protocol=named, protocol_sha256s=digests,
         cohort=cohort, rows=rows, cases=cases, warnings=warnings, css=css, status_labels=STATUS_LABELS,
-        status_order=STATUS_ORDER, not_converged=cohort.unconverged,
+        status_order=STATUS_ORDER, not_converged=cohort.unconverged, partial_counts=partial_counts,
+        partial_mark=PARTIAL_MARK,
     )
     return write_page(summary.parent, COHORT_PAGE, html, pdf)
