@@ -7,6 +7,7 @@ import json
 import pytest
 
 from specc.case.importers.portpy_criteria import CriteriaError, convert_portpy_criteria
+from specc.evaluate.goals import judge
 from specc.protocol import parse_protocol_text
 
 CRITERIA = {
@@ -162,3 +163,69 @@ def test_a_structure_def_that_python_reads_otherwise_is_listed(tmp_path):
                                 "structure_def": {"type": "boolean", "expression": "LUNG_L | LUNG_R - GTV"}}}
     converted = _convert(tmp_path, dict(LUNG_BY_NAME, criteria=LUNG_BY_NAME["criteria"][:3] + [criterion]))
     assert len(converted.untranslated) == 1 and "parenthesize it" in converted.untranslated[0]
+
+
+# PortPy's shipped Lung_2Gy_30Fx.json (portpy/config_files/clinical_criteria/Default) writes HEART V30Gy as two
+# criteria, a limit and then a goal, and ESOPHAGUS Mean as one criterion holding both; its ESOPHAGUS V60Gy has a
+# limit alone. This is that part of the file, in its layout.
+LUNG_SHIPPED = dict(LUNG_BY_NAME, criteria=[
+    {"name": "mean_dose", "parameters": {"structure_name": "ESOPHAGUS"},
+     "constraints": {"limit_dose_gy": 34, "goal_dose_gy": 21}},
+    {"name": "dose_volume_V", "parameters": {"structure_name": "ESOPHAGUS", "dose_gy": 60},
+     "constraints": {"limit_volume_perc": 17}},
+    {"name": "mean_dose", "parameters": {"structure_name": "HEART"},
+     "constraints": {"limit_dose_gy": 27, "goal_dose_gy": 20}},
+    {"name": "dose_volume_V", "parameters": {"structure_name": "HEART", "dose_gy": 30},
+     "constraints": {"limit_volume_perc": 50}},
+    {"name": "dose_volume_V", "parameters": {"structure_name": "HEART", "dose_gy": 30},
+     "constraints": {"goal_volume_perc": 48}},
+])
+
+
+def _goals(converted, structure):
+    return [g for g in parse_protocol_text(converted.yaml_text).goals if g.structure == structure]
+
+
+def test_a_limit_and_its_goal_in_two_criteria_are_one_goal_with_variation(tmp_path):
+    converted = _convert(tmp_path, LUNG_SHIPPED)
+    heart_v30 = [g for g in _goals(converted, "HEART") if str(g.metric) == "V30Gy[%]"]
+    assert [(g.threshold_value, g.variation_value) for g in heart_v30] == [(48, 50)]
+    assert "- V30Gy[%] <= 48 (variation 50)" in converted.yaml_text
+    # PortPy counts 49% as within the limit and short of the goal: an acceptable variation, not a failed goal.
+    assert [judge(49, g.comparator, g.threshold_value, g.variation_value) for g in heart_v30] == ["variation"]
+    assert converted.goals == 4 and converted.untranslated == []
+    assert converted.notes == [
+        "HEART: criteria[3] and criteria[4] state one criterion, read as one goal: V30Gy[%] <= 48 (variation 50)"]
+
+
+def test_a_limit_alone_is_a_plain_goal_at_the_limit_and_a_goal_alone_at_the_goal(tmp_path):
+    converted = _convert(tmp_path, LUNG_SHIPPED)
+    esophagus = {str(g.metric): (g.threshold_value, g.variation_value) for g in _goals(converted, "ESOPHAGUS")}
+    assert esophagus == {"Mean": (21, 34), "V60Gy[%]": (17, None)}
+    goal_alone = dict(LUNG_SHIPPED, criteria=LUNG_SHIPPED["criteria"][4:])
+    heart = _goals(_convert(tmp_path, goal_alone), "HEART")
+    assert [(g.threshold_value, g.variation_value) for g in heart] == [(48, None)]
+
+
+def test_a_criterion_stated_twice_alike_is_one_goal(tmp_path):
+    repeated = dict(LUNG_SHIPPED, criteria=LUNG_SHIPPED["criteria"] + [LUNG_SHIPPED["criteria"][2]])
+    heart = _goals(_convert(tmp_path, repeated), "HEART")
+    assert [(str(g.metric), g.threshold_value, g.variation_value) for g in heart] == [
+        ("Mean", 20, 27), ("V30Gy[%]", 48, 50)]
+
+
+@pytest.mark.parametrize(("heart_v30", "reason"), [
+    ([{"limit_volume_perc": 50}, {"goal_volume_perc": 48}, {"limit_volume_perc": 45}],
+     "different limits for V30Gy (criteria[3] 50%, criteria[5] 45%)"),
+    ([{"limit_volume_perc": 50}, {"goal_volume_perc": 48}, {"goal_volume_perc": 40}],
+     "different goals for V30Gy (criteria[4] 48%, criteria[5] 40%)"),
+    ([{"limit_volume_perc": 50}, {"goal_volume_perc": 55}], "goal 55% is looser than limit 50%"),
+    ([{"limit_volume_cc": 200}, {"goal_volume_perc": 48}], "goal 48% and limit 200 cc are in different units"),
+])
+def test_split_criteria_that_disagree_are_listed_not_guessed(tmp_path, heart_v30, reason):
+    split = [{"name": "dose_volume_V", "parameters": {"structure_name": "HEART", "dose_gy": 30}, "constraints": bounds}
+             for bounds in heart_v30]
+    converted = _convert(tmp_path, dict(LUNG_SHIPPED, criteria=LUNG_SHIPPED["criteria"][:3] + split))
+    assert [str(g.metric) for g in _goals(converted, "HEART")] == ["Mean"]
+    assert [item.split(" ")[0] for item in converted.untranslated] == [f"criteria[{3 + n}]" for n in range(len(split))]
+    assert all(reason in item for item in converted.untranslated)

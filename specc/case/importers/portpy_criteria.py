@@ -4,12 +4,17 @@ PortPy states each criterion's kind (max_dose, mean_dose, dose_volume_V, dose_vo
 `name` (PortPy's current files and its `ClinicalCriteria` / `Evaluation` code) or `type` (older
 files), `parameters` (structure, dose or volume point, and for a derived structure its
 `structure_def`) and `constraints` with a hard `limit_*` and a softer `goal_*`. In specc the
-goal is the threshold to aim for and the limit the acceptable variation, so `limit 52 Gy, goal 50 Gy` becomes `Max <= 50 Gy
-(variation 52 Gy)`. PortPy criteria are upper bounds (PortPy passes a criterion when the
-value is at or below it). A derived structure takes PortPy's own `structure_def` boolean
-expression (`(LUNG_L | LUNG_R) - GTV`: PortPy's operators are specc's, and one that Python's
-precedence would read otherwise is refused); only a file without one
-has its `A_NOT_B` name read as `A - B`. Names with a TG-263 target prefix (GTV, CTV, ITV, PTV)
+goal is the threshold to aim for and the limit the acceptable variation, so `limit 52 Gy, goal
+50 Gy` becomes `Max <= 50 Gy (variation 52 Gy)`. PortPy writes that pair in one criterion or in
+two of the same kind, structure and dose or volume point (Lung_2Gy_30Fx.json's HEART V30Gy:
+`limit_volume_perc: 50`, then `goal_volume_perc: 48`): one clinical criterion either way, so
+criteria are merged on structure and metric before they become goals (two goals would fail a
+plan at 49%, which PortPy counts within its limit). Two different limits (or goals) on one
+metric leave open which is meant: listed, not guessed. PortPy criteria are upper bounds (PortPy
+passes a criterion when the value is at or below it). A derived structure takes PortPy's own
+`structure_def` boolean expression (`(LUNG_L | LUNG_R) - GTV`: PortPy's operators are specc's,
+and one that Python's precedence would read otherwise is refused); only a file without one has
+its `A_NOT_B` name read as `A - B`. Names with a TG-263 target prefix (GTV, CTV, ITV, PTV)
 get the target role, the others with criteria the organ-at-risk role, and every contoured
 non-target is `if_contoured` because PortPy skips a criterion whose structure the patient lacks.
 Everything else is listed as untranslated with why, in the result and as comments at the top of
@@ -72,20 +77,8 @@ def convert_portpy_criteria(path: str | Path, *, target: str) -> ConvertedProtoc
     items = criteria.get("criteria")
     if not isinstance(items, list) or not items:
         raise CriteriaError(f"{path}: no 'criteria' list (nothing to translate)")
-    goals: dict[str, list[str]] = {}
-    definitions: dict[str, str] = {}
-    untranslated: list[str] = []
-    for number, item in enumerate(items, start=1):
-        where = f"criteria[{number - 1}]"
-        try:
-            structure, goal = _goal(item)
-            definition = _definition(item, structure, definitions)
-        except _Untranslatable as reason:
-            untranslated.append(f"{where} {json.dumps(item, sort_keys=True)}: {reason}")
-            continue
-        goals.setdefault(structure, []).append(goal)
-        if definition is not None:
-            definitions[structure] = definition
+    translation = _translate(items)
+    goals, definitions, untranslated = translation.goals, translation.definitions, translation.untranslated
     if not goals:
         raise CriteriaError(
             f"{path}: none of its {len(items)} criteria could be translated (no protocol written):\n"
@@ -96,7 +89,7 @@ def convert_portpy_criteria(path: str | Path, *, target: str) -> ConvertedProtoc
         f"{name}: expression {entry['expression']} read from its name (the file gives no structure_def): check it"
         for name, entry in structures.items()
         if "expression" in entry and name not in definitions
-    ]
+    ] + translation.merged
 
     document = {
         "specc": 1,
@@ -120,6 +113,43 @@ def convert_portpy_criteria(path: str | Path, *, target: str) -> ConvertedProtoc
     return ConvertedProtocol(
         yaml_text=text, goals=sum(len(g) for g in goals.values()), untranslated=untranslated, notes=notes
     )
+
+
+@dataclass
+class _Translation:
+    goals: dict[str, list[str]] = field(default_factory=dict)  # compact goal texts by structure
+    definitions: dict[str, str] = field(default_factory=dict)  # structure_def expressions by structure
+    untranslated: list[str] = field(default_factory=list)  # each criterion not translated, with why
+    merged: list[str] = field(default_factory=list)  # notes: criteria on one metric read as one goal
+
+
+def _translate(items: list[Any]) -> _Translation:
+    """Each criterion read, then those on one structure and metric merged into one goal."""
+    translation = _Translation()
+    untranslated: list[tuple[int, str]] = []
+    read: dict[tuple[str, str], list[tuple[int, _Criterion]]] = {}  # by structure and metric, in file order
+    for index, item in enumerate(items):
+        try:
+            criterion = _criterion(item)
+            definition = _definition(item, criterion.structure, translation.definitions)
+        except _Untranslatable as reason:
+            untranslated.append((index, _listed(index, item, reason)))
+            continue
+        read.setdefault((criterion.structure, criterion.metric), []).append((index, criterion))
+        if definition is not None:
+            translation.definitions[criterion.structure] = definition
+    for (structure, _), group in read.items():
+        try:
+            goal = _merged(group)
+        except _Untranslatable as reason:
+            untranslated += [(index, _listed(index, items[index], reason)) for index, _ in group]
+            continue
+        translation.goals.setdefault(structure, []).append(goal)
+        if len(group) > 1:
+            numbers = " and ".join(f"criteria[{index}]" for index, _ in group)
+            translation.merged.append(f"{structure}: {numbers} state one criterion, read as one goal: {goal}")
+    translation.untranslated = [text for _, text in sorted(untranslated)]
+    return translation
 
 
 def _structures(target: str, goals: dict[str, list[str]], definitions: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -220,7 +250,32 @@ def _kind(item: dict) -> Any:
     return name if name is not None else kind
 
 
-def _goal(item: Any) -> tuple[str, str]:
+@dataclass(frozen=True)
+class _Bound:
+    """A PortPy limit or goal: a dose (`Gy`, or `%` of the prescription) or a volume (`%` or `cc`)."""
+
+    value: float
+    unit: str
+
+    def __str__(self) -> str:
+        return f"{format_number(self.value)}{'%' if self.unit == '%' else ' ' + self.unit}"
+
+
+@dataclass(frozen=True)
+class _Criterion:
+    """One PortPy criterion as read: its limit, its goal or both (PortPy may split the two over two criteria)."""
+
+    structure: str
+    metric: str  # Max, Mean, D33%, D2cc, V30Gy, V95%: a V metric's [%] / [cc] is its bounds' unit
+    limit: _Bound | None
+    goal: _Bound | None
+
+
+def _listed(index: int, item: Any, reason: _Untranslatable) -> str:
+    return f"criteria[{index}] {json.dumps(item, sort_keys=True)}: {reason}"
+
+
+def _criterion(item: Any) -> _Criterion:
     if not isinstance(item, dict):
         raise _Untranslatable("not a criterion object")
     kind = _kind(item)
@@ -233,7 +288,6 @@ def _goal(item: Any) -> tuple[str, str]:
         raise _Untranslatable("no parameters.structure_name")
     if kind in ("max_dose", "mean_dose"):
         metric = "Max" if kind == "max_dose" else "Mean"
-        threshold = _dose_bounds(constraints)
     elif kind == "dose_volume_V":
         if "dose_gy" in parameters:
             metric = f"V{format_number(float(parameters['dose_gy']))}Gy"
@@ -241,8 +295,6 @@ def _goal(item: Any) -> tuple[str, str]:
             metric = f"V{format_number(float(parameters['dose_perc']))}%"
         else:
             raise _Untranslatable("dose_volume_V without parameters.dose_gy or dose_perc")
-        threshold = _volume_bounds(constraints, metric)
-        metric = threshold[2]
     elif kind == "dose_volume_D":
         if "volume_perc" in parameters:
             metric = f"D{format_number(float(parameters['volume_perc']))}%"
@@ -250,59 +302,50 @@ def _goal(item: Any) -> tuple[str, str]:
             metric = f"D{format_number(float(parameters['volume_cc']))}cc"
         else:
             raise _Untranslatable("dose_volume_D without parameters.volume_perc or volume_cc")
-        threshold = _dose_bounds(constraints)
     else:
         raise _Untranslatable(f"criterion {kind!r} has no specc equivalent")
-    value, variation = threshold[0], threshold[1]
-    text = f"{metric} <= {value}" + (f" (variation {variation})" if variation else "")
-    return structure.strip(), text
-
-
-def _pick(constraints: dict, prefix: str, units: dict[str, str]) -> str | None:
-    found = [(key, suffix) for key, suffix in units.items() if f"{prefix}_{key}" in constraints]
-    if len(found) > 1:
-        raise _Untranslatable(f"both {' and '.join(prefix + '_' + k for k, _ in found)} given")
-    if not found:
-        return None
-    key, suffix = found[0]
-    value = constraints[f"{prefix}_{key}"]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _Untranslatable(f"{prefix}_{key} is not a number")
-    return f"{format_number(float(value))}{suffix}"
-
-
-def _dose_bounds(constraints: dict) -> tuple[str, str | None]:
-    units = {"dose_gy": " Gy", "dose_perc": "%"}
+    units = {"volume_perc": "%", "volume_cc": "cc"} if kind == "dose_volume_V" else {"dose_gy": "Gy", "dose_perc": "%"}
     limit, goal = _pick(constraints, "limit", units), _pick(constraints, "goal", units)
-    return _ordered(limit, goal, constraints)
-
-
-def _volume_bounds(constraints: dict, metric: str) -> tuple[str, str | None, str]:
-    units = {"volume_perc": "", "volume_cc": ""}
-    kinds = {key.split("_")[-1] for key in constraints if key.startswith(("limit_volume", "goal_volume"))}
-    if len(kinds) > 1:
-        raise _Untranslatable("limit and goal volumes in different units")
-    limit, goal = _pick(constraints, "limit", units), _pick(constraints, "goal", units)
-    unit = "cc" if kinds == {"cc"} else "%"
-    bounds = _ordered(limit, goal, constraints)
-    return bounds[0], bounds[1], f"{metric}[{unit}]"
-
-
-def _ordered(limit: str | None, goal: str | None, constraints: dict) -> tuple[str, str | None]:
     if limit is None and goal is None:
         raise _Untranslatable(f"no limit_* or goal_* constraint in {sorted(constraints)}")
-    if goal is not None and limit is not None and goal != limit:
-        goal_value, goal_unit = _split(goal)
-        limit_value, limit_unit = _split(limit)
-        if goal_unit != limit_unit:
-            raise _Untranslatable(f"goal {goal} and limit {limit} are in different units")
-        if goal_value > limit_value:
-            raise _Untranslatable(f"goal {goal} is looser than limit {limit} for an upper bound")
-        return goal, limit
-    return (goal or limit), None  # type: ignore[return-value]
+    return _Criterion(structure.strip(), metric, limit, goal)
 
 
-def _split(threshold: str) -> tuple[float, str]:
-    number = re.match(r"^[0-9.eE+-]+", threshold)
-    assert number is not None  # built by _pick from a float
-    return float(number.group()), threshold[number.end():]
+def _pick(constraints: dict, prefix: str, units: dict[str, str]) -> _Bound | None:
+    found = [key for key in units if f"{prefix}_{key}" in constraints]
+    if len(found) > 1:
+        raise _Untranslatable(f"both {' and '.join(prefix + '_' + key for key in found)} given")
+    if not found:
+        return None
+    value = constraints[f"{prefix}_{found[0]}"]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _Untranslatable(f"{prefix}_{found[0]} is not a number")
+    return _Bound(float(value), units[found[0]])
+
+
+def _merged(group: list[tuple[int, _Criterion]]) -> str:
+    """One goal from the criteria on one structure and metric: the goal the threshold, the limit its variation."""
+    metric = group[0][1].metric
+    limit = _one("limit", [(index, criterion.limit) for index, criterion in group], metric)
+    goal = _one("goal", [(index, criterion.goal) for index, criterion in group], metric)
+    if limit is not None and goal is not None and limit.unit != goal.unit:
+        raise _Untranslatable(f"goal {goal} and limit {limit} are in different units")
+    if limit is not None and goal is not None and goal.value > limit.value:
+        raise _Untranslatable(f"goal {goal} is looser than limit {limit} for an upper bound")
+    threshold = goal or limit
+    assert threshold is not None  # each criterion has a limit or a goal (_criterion)
+    variation = limit if goal is not None and limit is not None and limit.value != goal.value else None
+    volume = metric.startswith("V")
+    text = f"{metric}[{threshold.unit}] <= {format_number(threshold.value)}" if volume else f"{metric} <= {threshold}"
+    if variation is not None:
+        text += f" (variation {format_number(variation.value) if volume else variation})"
+    return text
+
+
+def _one(side: str, bounds: list[tuple[int, _Bound | None]], metric: str) -> _Bound | None:
+    """The one limit (or goal) the criteria give; two different ones leave open which is meant."""
+    given = [(index, bound) for index, bound in bounds if bound is not None]
+    if len({bound for _, bound in given}) > 1:
+        stated = ", ".join(f"criteria[{index}] {bound}" for index, bound in given)
+        raise _Untranslatable(f"different {side}s for {metric} ({stated}): which one is meant is left open")
+    return given[0][1] if given else None
