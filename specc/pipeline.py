@@ -259,15 +259,16 @@ def _write_plan(
     passed = len(notes)  # the record holds these first, then what the evaluation noted itself
     with stages.stage("evaluate"):
         absent = program.structures.absent  # goals on structures this case lacks read NOT EVALUATED
+        partial = program.structures.partial  # goals on organs read from some of their parts say so
         evaluation = evaluate_plan(
-            protocol, case, program.masks, solve, dict(stages.timings), notes=notes, absent=absent
+            protocol, case, program.masks, solve, dict(stages.timings), notes=notes, absent=absent, partial=partial
         )
         if delivered is not None:
             optimized = None
             if delivered.fluence_result is not None:
                 # only its goal values are shown, beside the delivered plan's: no setup-error check
                 optimized = evaluate_plan(protocol, case, program.masks, delivered.fluence_result, {}, setup_errors=False,
-                                          absent=absent)
+                                          absent=absent, partial=partial)
             delivery = _delivery_record(delivered, evaluation, optimized)
     record = evaluation.record.model_copy(update={"timings_s": dict(stages.timings), "delivery": delivery})
     if record.normalization is not None and (exceeded := record.normalization.exceeded_note()) is not None:

@@ -126,3 +126,14 @@ def test_every_shipped_plexus_reads_its_tg263_sides_and_the_constrictors_their_p
     assert "BrachialPlexs" in structures["BrachialPlexus"].aliases  # TG-263's name of both sides together
     if "Musc_Constrict" in structures:
         assert structures["Musc_Constrict"].parts == ["Musc_Constrict_S", "Musc_Constrict_M", "Musc_Constrict_I"]
+
+
+def test_a_plexus_read_from_one_side_says_so_on_its_goal(tmp_path) -> None:
+    """Audit c3 F4: an organ read from some of its parts (the left plexus alone, the right not in the case) read
+    a plain PASS in its goal row and plan.json; the note was in the plan's Notes alone."""
+    case = _case("thorax", {"BrachialPlex_L": PLEXUS["BrachialPlex_L"]})
+    outcome, goals = _plan("lung-60-in-30.yaml", case, tmp_path / "out")
+    plexus = goals["BrachialPlexus", "D0.03cc"]
+    assert plexus.status != "not_evaluated" and plexus.partial_structure
+    assert "'BrachialPlex_L' alone" in plexus.note and "'BrachialPlex_R' is not in the case" in plexus.note
+    assert not goals["Esophagus", "Mean"].partial_structure
