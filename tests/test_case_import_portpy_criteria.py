@@ -229,3 +229,16 @@ def test_split_criteria_that_disagree_are_listed_not_guessed(tmp_path, heart_v30
     assert [str(g.metric) for g in _goals(converted, "HEART")] == ["Mean"]
     assert [item.split(" ")[0] for item in converted.untranslated] == [f"criteria[{3 + n}]" for n in range(len(split))]
     assert all(reason in item for item in converted.untranslated)
+
+
+def test_a_dose_or_volume_point_that_is_not_a_number_is_listed(tmp_path):
+    criteria = LUNG_SHIPPED["criteria"][:3] + [
+        {"name": "dose_volume_V", "parameters": {"structure_name": "HEART", "dose_gy": "thirty"},
+         "constraints": {"limit_volume_perc": 50}},
+        {"name": "dose_volume_D", "parameters": {"structure_name": "CORD", "volume_cc": None},
+         "constraints": {"limit_dose_gy": 45}},
+    ]
+    converted = _convert(tmp_path, dict(LUNG_SHIPPED, criteria=criteria))
+    assert converted.goals == 3 and len(converted.untranslated) == 2
+    assert 'parameters.dose_gy "thirty" is not a non-negative number' in converted.untranslated[0]
+    assert "parameters.volume_cc null is not a non-negative number" in converted.untranslated[1]

@@ -290,16 +290,16 @@ def _criterion(item: Any) -> _Criterion:
         metric = "Max" if kind == "max_dose" else "Mean"
     elif kind == "dose_volume_V":
         if "dose_gy" in parameters:
-            metric = f"V{format_number(float(parameters['dose_gy']))}Gy"
+            metric = f"V{_point(parameters, 'dose_gy')}Gy"
         elif "dose_perc" in parameters:
-            metric = f"V{format_number(float(parameters['dose_perc']))}%"
+            metric = f"V{_point(parameters, 'dose_perc')}%"
         else:
             raise _Untranslatable("dose_volume_V without parameters.dose_gy or dose_perc")
     elif kind == "dose_volume_D":
         if "volume_perc" in parameters:
-            metric = f"D{format_number(float(parameters['volume_perc']))}%"
+            metric = f"D{_point(parameters, 'volume_perc')}%"
         elif "volume_cc" in parameters:
-            metric = f"D{format_number(float(parameters['volume_cc']))}cc"
+            metric = f"D{_point(parameters, 'volume_cc')}cc"
         else:
             raise _Untranslatable("dose_volume_D without parameters.volume_perc or volume_cc")
     else:
@@ -309,6 +309,14 @@ def _criterion(item: Any) -> _Criterion:
     if limit is None and goal is None:
         raise _Untranslatable(f"no limit_* or goal_* constraint in {sorted(constraints)}")
     return _Criterion(structure.strip(), metric, limit, goal)
+
+
+def _point(parameters: dict, key: str) -> str:
+    """The criterion's dose or volume point as the metric writes it; a non-number is listed, not a traceback."""
+    value = parameters[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise _Untranslatable(f"parameters.{key} {json.dumps(value)} is not a non-negative number")
+    return format_number(float(value))
 
 
 def _pick(constraints: dict, prefix: str, units: dict[str, str]) -> _Bound | None:
