@@ -11,7 +11,8 @@ Three sources: a plan export folder (CT + RTSTRUCT + RT Dose, and the RT Plan wh
 structures on the dose grid); a specc case file with an RT Dose (the dose interpolated onto
 the case grid, so specc's and the other system's plans are measured on the same masks); a
 matRad workspace, measured as matRad measures it: on its CT grid, resultGUI's own, with the
-cst{i,4} voxels of its structures (a case given with it names the case, nothing more). A
+cst{i,4} voxels of its structures (a case given with it names the check, and must be of that workspace
+where it tells: `read_matrad_plan`). A
 structure part of which has no dose (beyond the dose grid) is measured on the rest for its DVH,
 and its goals are reported NOT EVALUATED with the reason, never judged on part of it; one wholly
 beyond (a distant organ outside the calculation volume) has no DVH, its goals read NOT EVALUATED
@@ -274,17 +275,20 @@ def check_dose(
     `dose_file`: a DICOM RT Dose, interpolated onto `case`'s grid and judged on its structures;
     or a matRad workspace (.mat) whose resultGUI holds matRad's plan (always one fraction),
     judged as matRad measures it: on the workspace's CT grid with its cst{i,4} structures,
-    whatever grid `case` has (`case` then only names the case and may be None: the workspace's
-    stem). `outside_zero`, `per_fraction`, `prior_dose`, `out_dir`: as for `check_export`.
+    whatever grid `case` has (`case` then only names the check, and is refused when it was imported
+    from another workspace; None: the workspace's stem). `outside_zero`, `per_fraction`, `prior_dose`, `out_dir`: as for `check_export`.
     """
     check_plan_folder(Path(out_dir))
     stages = StageTimer(progress)
     protocol = _loaded(protocol, stages, prior_dose)
+    case_file = None
     if case is not None and not isinstance(case, Case):
         with stages.stage("load case"):
-            case = Case.load(case)
+            case_file, case = Path(case), Case.load(case)
     with stages.stage("read dose"):
-        case, dose, notes, left_out = _case_and_dose(case, Path(dose_file), protocol.prescription.fractions, per_fraction)
+        case, dose, notes, left_out = _case_and_dose(
+            case, case_file, Path(dose_file), protocol.prescription.fractions, per_fraction
+        )
         resolved, values, known, notes = _on_case(protocol, case, dose, notes, outside_zero, left_out)
         incomplete = {} if outside_zero else {
             name: f"{text}: they have no dose" for name, text in _outside(resolved, known, dose)
@@ -342,13 +346,14 @@ def _resolved(
 
 
 def _case_and_dose(
-    case: Case | None, path: Path, fractions: int, per_fraction: bool
+    case: Case | None, case_file: Path | None, path: Path, fractions: int, per_fraction: bool
 ) -> tuple[Case, ExternalDose, list[str], list[str]]:
     """The case a dose is measured on, the dose (the total of `fractions`), the notes of reading them
-    and the structures left out: a matRad workspace's own CT grid and cst (`case` only names it),
-    else `case` with an RT Dose."""
+    and the structures left out: a matRad workspace's own CT grid and cst (`case`, read from `case_file`,
+    only names it, and must be of that workspace where it tells: `read_matrad_plan`), else `case` with an
+    RT Dose."""
     if is_matrad_workspace(path):
-        plan = read_matrad_plan(path, fractions, case.case_id if case is not None else None)
+        plan = read_matrad_plan(path, fractions, case, case_file)
         return plan.case, plan.dose, [*plan.dose.notes, *_unused_case_note(case, plan.case)], plan.left_out
     if case is None:
         raise CaseError(f"{path}: an RT Dose is checked on a case's structures: give the case (--case CASE.h5)")

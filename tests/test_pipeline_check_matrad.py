@@ -3,6 +3,7 @@ the workspace's CT grid with its cst{i,4} voxels, with or without the case impor
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -195,3 +196,112 @@ def test_a_matrad_plan_as_a_prior_course_is_its_fractions_total(save, tmp_path):
     path = save_matrad_v5(tmp_path / "unstated.mat", unstated)
     with pytest.raises(specc.SpeccError, match="states no pln.numOfFractions"):
         read_prior_dose([path], case)
+
+
+# --- the case named with the workspace must be of it (audit c1 #2) ---------------------------------------
+def case_of(tmp_path: Path, name: str, workspace: dict) -> Path:
+    """The case `specc import matrad` makes of `workspace`, saved as NAME.h5 (imported from NAME.mat)."""
+    path = save_matrad_v5(tmp_path / f"{name}.mat", workspace)
+    case_path = tmp_path / f"{name}.h5"
+    import_matrad(path).case.save(case_path)
+    return case_path
+
+
+def test_a_case_of_the_workspace_under_another_file_name_names_the_check(tmp_path):
+    """Two workspaces of one patient, before and after optimizing, differ in their names only."""
+    before = workspace_with_result()
+    del before["resultGUI"]
+    case_path = case_of(tmp_path, "patient7-plan", before)
+    after = save_matrad_v5(tmp_path / "patient7-optimized.mat", workspace_with_result())
+    record = specc.check_dose(protocol_file(tmp_path, 30), case_path, after, tmp_path / "out").record
+    assert record.case.case_id == "patient7-plan"
+    assert any(note.startswith(f"the case 'patient7-plan' ({case_path}), imported from ")
+               and "is a case of patient7-optimized.mat: its CT grid is the workspace's" in note
+               for note in record.notes)
+
+
+def shifted_ptv(workspace: dict) -> dict:
+    """The PTV one CT voxel (2 mm) further along x: another contour of the same names on the same CT."""
+    ct = workspace["ct"]
+    x, y, z = (np.asarray(ct[axis]).ravel() for axis in "xyz")
+    gx, gy, gz = np.meshgrid(x, y, z, indexing="xy")
+    ptv = (gx >= -4) & (gx < 8) & (gy >= -4) & (gy < 4) & (gz >= -2) & (gz < 4)
+    workspace["cst"][0, 3][0, 0] = (np.flatnonzero(ptv.ravel(order="F")) + 1).astype(np.float64).reshape(-1, 1)
+    return workspace
+
+
+def renamed(workspace: dict) -> dict:
+    workspace["cst"][0, 1], workspace["cst"][1, 1] = "OuterTarget", "BODY"
+    return workspace
+
+
+def finer_ct(workspace: dict) -> dict:
+    """The CT's first voxel centre 2 mm lower in z (another scan's position), all else alike."""
+    workspace["ct"]["z"] = workspace["ct"]["z"] - 2.0
+    workspace["dij"]["doseGrid"]["z"] = workspace["dij"]["doseGrid"]["z"] - 2.0
+    return workspace
+
+
+@pytest.mark.parametrize("other, differs", [
+    (renamed, r"its structures 'OuterTarget', 'BODY' are no cst row of the workspace \(whose cst names 'PTV', 'Body'\)"),
+    (finer_ct, r"the CT it was imported from \(10 × 8 × 6 voxels of 2, 2, 2 mm, first centre -9, -7, -7 mm\) is not the "
+               r"workspace's \(10 × 8 × 6 voxels of 2, 2, 2 mm, first centre -9, -7, -5 mm\)"),
+    (shifted_ptv, r"the workspace's cst\{i,4\} voxels, resampled onto the case's grid \(5 × 4 × 3 voxels of 4, 4, 4 mm, "
+                  r"first centre -8.5, -6.5, -4.5 mm\) from its CT \(10 × 8 × 6 voxels of 2, 2, 2 mm, first centre -9, -7, "
+                  r"-5 mm\) as specc import matrad does, are not the case's masks: PTV \(12 voxels in the case, 12 from "
+                  r"cst\{1,4\}, 8 differing\)"),
+])
+def test_a_case_of_another_workspace_is_refused_naming_both_files_and_what_differs(other, differs, tmp_path):
+    case_path = case_of(tmp_path, "other", other(workspace_with_result()))
+    workspace = save_matrad_v5(tmp_path / "ws.mat", workspace_with_result())
+    with pytest.raises(SpeccError, match=re.escape(f"the case 'other' ({case_path}), imported from {tmp_path / 'other.mat'}, "
+                                                   f"is not a case of the workspace {workspace}: ") + differs) as refused:
+        specc.check_dose(protocol_file(tmp_path, 30), case_path, workspace, tmp_path / "out")
+    assert "specc import matrad ws.mat" in str(refused.value)
+    assert not (tmp_path / "out" / "plan.json").exists()
+
+
+def test_a_case_recording_no_ct_grid_is_compared_by_its_masks(tmp_path):
+    """A case imported before the CT grid was recorded: another contour is still found."""
+    for name, workspace in (("same", workspace_with_result()), ("moved", shifted_ptv(workspace_with_result()))):
+        case = specc.Case.load(case_of(tmp_path, name, workspace))
+        for key in ("matrad.ct_dims", "matrad.ct_resolution_mm", "matrad.ct_first_centre_mm"):
+            del case.metadata.extra[key]
+        case.save(tmp_path / f"{name}.h5")
+    workspace = save_matrad_v5(tmp_path / "ws.mat", workspace_with_result())
+    record = specc.check_dose(protocol_file(tmp_path, 30), tmp_path / "same.h5", workspace, tmp_path / "out").record
+    assert any("is a case of ws.mat: (it records no CT grid to compare) its 2 structures" in note for note in record.notes)
+    with pytest.raises(SpeccError, match=r"PTV \(12 voxels in the case, 12 from cst\{1,4\}, 8 differing\)"):
+        specc.check_dose(protocol_file(tmp_path, 30), tmp_path / "moved.h5", workspace, tmp_path / "moved")
+
+
+def test_dose_grid_centres_midway_between_ct_centres_may_be_resampled_from_either(tmp_path):
+    """A 4 mm dose grid whose centres lie midway between 2 mm CT centres, every other one written 0.0001 mm
+    higher (rounding): the importer resamples those from the upper CT centre, and the case keeps a uniform grid,
+    on which the lower is as near. The case is of the workspace all the same. (The PTV from x = -4 mm: the
+    lower of the CT centres beside x = -4 mm lies outside it, the upper inside.)"""
+    workspace = shifted_ptv(workspace_with_result())
+    for axis in "xyz":
+        centres = np.asarray(workspace["ct"][axis])[:, ::2] + 1.0
+        centres[:, 1::2] += 1e-4
+        workspace["dij"]["doseGrid"][axis] = centres
+    case_path = case_of(tmp_path, "rounded", workspace)
+    case = specc.Case.load(case_path)
+    assert case.grid.axes_mm()[0][1] == -4.0  # midway between CT centres -5 and -3 mm
+    record = specc.check_dose(protocol_file(tmp_path, 30), case_path, tmp_path / "rounded.mat", tmp_path / "out").record
+    assert any("is a case of rounded.mat" in note for note in record.notes)
+
+
+def test_a_case_from_elsewhere_is_noted_as_unchecked(saved, tmp_path):
+    workspace, case_path = saved
+    case = specc.Case.load(case_path)
+    case.metadata.source = "PortPy patient Lung_Phantom_Patient_1"
+    case.metadata.extra.update({"import.format": "portpy", "import.source": "data/Lung_Phantom_Patient_1"})
+    case.case_id = "Lung_Phantom_Patient_1"
+    case.save(tmp_path / "portpy.h5")
+    record = specc.check_dose(protocol_file(tmp_path, 30), tmp_path / "portpy.h5", workspace, tmp_path / "pp").record
+    assert record.case.case_id == "Lung_Phantom_Patient_1"
+    assert (f"the case 'Lung_Phantom_Patient_1' ({tmp_path / 'portpy.h5'}) came from PortPy patient "
+            "Lung_Phantom_Patient_1 (imported from data/Lung_Phantom_Patient_1), not from a matRad workspace: whether "
+            f"it is the patient of {workspace.name} could not be checked; the check is filed under its case id "
+            "'Lung_Phantom_Patient_1', which specc compare and cohorts pair on") in record.notes

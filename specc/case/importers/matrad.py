@@ -124,7 +124,10 @@ def import_matrad(
         metadata=CaseMetadata(
             source=f"matRad workspace {path.name}",
             dose_engine="matRad (dij.physicalDose)",
-            extra={} if "stf" in workspace else {BEAMLET_POSITIONS: "unknown"},
+            extra={
+                **ct_grid_record(ct_dims, ct_grid_axes),
+                **({} if "stf" in workspace else {BEAMLET_POSITIONS: "unknown"}),
+            },
         ),
     )
     not_imported.append("ct.cube / ct.cubeHU: the CT is not stored in the case (the influence matrix is given)")
@@ -146,6 +149,21 @@ def other_variables(workspace: dict, read: set[str]) -> list[str]:
 
 
 # --- grids ---------------------------------------------------------------------------------
+# The workspace's CT grid as the case keeps it (the case's own grid is matRad's dose grid): what tells
+# `specc check --dose WORKSPACE.mat` whether a workspace is of the case's CT. Numbers as Python writes them.
+CT_DIMS, CT_RESOLUTION, CT_FIRST_CENTRE = "matrad.ct_dims", "matrad.ct_resolution_mm", "matrad.ct_first_centre_mm"
+
+
+def ct_grid_record(dims: tuple[int, ...], axes: tuple[np.ndarray, ...]) -> dict[str, str]:
+    """ct.cubeDim ([Ny Nx Nz]), the CT's voxel size and its first voxel centre (x, y, z, mm), for the case metadata."""
+    resolution = [float(axis[-1] - axis[0]) / (len(axis) - 1) if len(axis) > 1 else 0.0 for axis in axes]
+    return {
+        CT_DIMS: " ".join(str(int(n)) for n in dims),
+        CT_RESOLUTION: " ".join(repr(value) for value in resolution),
+        CT_FIRST_CENTRE: " ".join(repr(float(axis[0])) for axis in axes),
+    }
+
+
 def check_cube_dims(ct: dict, dims: tuple[int, ...], source: str) -> None:
     """ct.cubeDim must be the CT cube's own shape ([Ny Nx Nz]): every voxel index of cst and every dij row is
     placed by it, so a cubeDim written [Nx Ny Nz] would move all of them with nothing else to show it."""

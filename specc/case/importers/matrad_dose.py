@@ -11,6 +11,13 @@ voxels (cst{i,4}), not on the coarser dose grid it optimizes on (matRad's defaul
 dose 4 mm), where `specc import matrad` places the case. `read_matrad_plan` therefore also
 builds the case a check measures on: the workspace's CT grid and its cst{i,4} structures, so
 a check's values are matRad's own.
+
+A case given with the workspace names the check, and its case id is what `specc compare` and
+cohorts pair the check with specc's plan of that case on; so a case imported from a matRad
+workspace must be of this one (`_case_of_workspace`: its structures are cst rows whose cst{i,4}
+voxels, resampled onto its grid as the importer does, are its masks), and one from elsewhere
+(PortPy, DICOM, a phantom) is noted as unchecked. File names are no test: two workspaces of one
+patient (before and after optimizing) differ in name only, two patients' may not.
 """
 
 from __future__ import annotations
@@ -24,7 +31,10 @@ import scipy.sparse as sp
 
 from specc.case.importers.external_dose import ExternalDose, file_sha256
 from specc.case.importers.mat_file import load_mat
-from specc.case.importers.matrad import cst_names, ct_axes, cst_voxels, plan_fractions, uniform_step, visible_color
+from specc.case.importers.matrad import (
+    CT_DIMS, CT_FIRST_CENTRE, CT_RESOLUTION, cst_names, ct_axes, ct_grid_record, cst_voxels, field_of, int_vector,
+    plan_fractions, uniform_step, visible_color,
+)
 from specc.case.importers.report import build_case
 from specc.case.model import MIN_HU, Beamlets, Case, CaseMetadata, Grid, Structure
 from specc.errors import CaseError
@@ -55,12 +65,20 @@ def read_matrad_dose(path: str | Path, fractions: int | None) -> ExternalDose:
     return _result_dose(load_mat(path), path, fractions)
 
 
-def read_matrad_plan(path: str | Path, fractions: int, case_id: str | None = None) -> MatradPlan:
+def read_matrad_plan(
+    path: str | Path, fractions: int, named_by: Case | None = None, case_file: str | Path | None = None
+) -> MatradPlan:
     """resultGUI.physicalDose as `read_matrad_dose` reads it, with the case matRad measures it on:
-    the CT grid and the cst{i,4} voxels of every cst row (named `case_id`, else the file's stem)."""
+    the CT grid and the cst{i,4} voxels of every cst row, named after `named_by` (else the file's stem).
+
+    `named_by` (read from `case_file`, which messages name) must be a case of this workspace when it was
+    imported from a matRad workspace, else it is refused saying what differs; from elsewhere, a note
+    says the match could not be checked (`_case_of_workspace`)."""
     path = Path(path)
     workspace = load_mat(path)
     dose = _result_dose(workspace, path, fractions)
+    case_notes = _case_of_workspace(named_by, case_file, workspace, path) if named_by is not None else []
+    case_id = named_by.case_id if named_by is not None else None
     structures, left_out = _ct_structures(workspace.get("cst"), dose.grid, str(path))
     voxel_indices = np.zeros(dose.grid.n_voxels, dtype=bool)
     for structure in structures.values():
@@ -87,7 +105,8 @@ def read_matrad_plan(path: str | Path, fractions: int, case_id: str | None = Non
         f"{' × '.join(f'{s:g}' for s in spacing)} mm, resultGUI's own: nothing interpolated) with each structure's "
         "CT voxels, cst{i,4}"
     )
-    return MatradPlan(dose=replace(dose, notes=[*dose.notes, note, *left_out]), case=case, left_out=left_out)
+    notes = [*dose.notes, note, *case_notes, *left_out]
+    return MatradPlan(dose=replace(dose, notes=notes), case=case, left_out=left_out)
 
 
 def _result_dose(workspace: dict[str, Any], path: Path, fractions: int | None) -> ExternalDose:
@@ -185,3 +204,148 @@ def _ct_numbers(ct: dict[str, Any], grid: Grid) -> np.ndarray | None:
         return None
     hu = np.asarray(cube, dtype=np.float32)
     return np.transpose(np.maximum(hu, MIN_HU), (1, 0, 2)) if np.isfinite(hu).all() else None
+
+
+# --- the case named with the workspace ----------------------------------------------------------------
+# How far apart two coordinates may be and still be one (the importer's axis tolerance): a dose-grid centre
+# equally near two CT centres (a 5 mm grid on a 2 mm CT) may be resampled from either, as rounding falls.
+_SAME_MM = 1e-3
+_LISTED = 6  # differing structures named in a refusal; the rest are counted
+
+
+def _case_of_workspace(case: Case, case_file: str | Path | None, workspace: dict[str, Any], path: Path) -> list[str]:
+    """A note that `case` is of the workspace at `path`, or that this could not be checked; a case imported
+    from another matRad workspace is refused, naming both files and what differs.
+
+    A case from `specc import matrad` holds the workspace's structures (cst names, less any excluded) on
+    its grid, each the nearest CT voxel's cst{i,4} membership (`cst_structures`); the same resampling of
+    this workspace's cst must give its masks. That holds for the workspace it was imported from, before
+    and after optimizing and under any file name, and fails for another patient, another CT (dimensions,
+    resolution or position) or structures renamed or contoured again. A case from elsewhere carries
+    nothing of a matRad workspace to compare."""
+    named = f"the case {case.case_id!r}" + (f" ({case_file})" if case_file is not None else "")
+    extra = case.metadata.extra
+    if extra.get("import.format") != "matrad" and not case.metadata.source.startswith("matRad workspace"):
+        came_from = case.metadata.source + (f" (imported from {extra['import.source']})" if "import.source" in extra else "")
+        return [
+            f"{named} came from {came_from}, not from a matRad workspace: whether it is the patient of {path.name} "
+            f"could not be checked; the check is filed under its case id {case.case_id!r}, which specc compare and "
+            "cohorts pair on"
+        ]
+    source = str(path)
+    imported_from = extra.get("import.source", case.metadata.source)
+    differences = _differences(case, workspace, source)
+    if differences:
+        raise CaseError(
+            f"{named}, imported from {imported_from}, is not a case of the workspace {path}: "
+            + "; ".join(differences)
+            + f". Give the case imported from this workspace (specc import matrad {path.name}), or none: the "
+            "check is then named after the workspace"
+        )
+    ct = "its CT grid is the workspace's and " if CT_DIMS in extra else "(it records no CT grid to compare) "
+    return [
+        f"{named}, imported from {imported_from}, is a case of {path.name}: {ct}its {len(case.structures)} "
+        "structures are cst rows of the workspace, their masks its cst{i,4} voxels resampled onto the case's grid"
+    ]
+
+
+def _differences(case: Case, workspace: dict[str, Any], source: str) -> list[str]:
+    """What of `case` the workspace does not give: the CT it recorded at import (`ct_grid_record`), structures
+    its cst lacks, masks its cst{i,4} voxels do not make."""
+    cst, ct, dij = workspace.get("cst"), workspace["ct"], workspace.get("dij")
+    kept = cst_names(cst, (), source).kept
+    rows = {name: row for row, name in kept.items()}
+    missing = [name for name in case.structures if name not in rows]
+    differences = []
+    if missing:
+        differences.append(
+            f"its structures {', '.join(map(repr, missing))} are no cst row of the workspace (whose cst names "
+            f"{', '.join(map(repr, rows))})"
+        )
+    dims = int_vector(field_of(ct, "cubeDim", source, "ct"), 3, source, "ct.cubeDim")
+    axes = ct_axes(ct, dij if isinstance(dij, dict) else {}, dims, source, [])
+    ct_grid = ct_grid_record(dims, axes)
+    if all(key in case.metadata.extra for key in ct_grid) and not _same_ct(case.metadata.extra, ct_grid):
+        differences.append(
+            f"the CT it was imported from ({_ct_text(case.metadata.extra)}) is not the workspace's ({_ct_text(ct_grid)})"
+        )
+    nearest = [_nearest_ct(ct_axis, case_axis) for ct_axis, case_axis in zip(axes, case.grid.axes_mm())]
+    unlike = []
+    for name, structure in case.structures.items():
+        if name not in rows:
+            continue
+        ct_mask = np.zeros(int(np.prod(dims)), dtype=bool)
+        ct_mask[cst_voxels(cst, rows[name], name, ct_mask.size, source)] = True
+        may, must = _on_case_grid(ct_mask.reshape(dims, order="F").transpose(1, 0, 2), nearest)
+        wrong = int(np.count_nonzero(structure.mask & ~may) + np.count_nonzero(~structure.mask & must))
+        if wrong:
+            from_cst = int(np.count_nonzero(must))
+            unlike.append(
+                f"{name} ({structure.n_voxels} voxels in the case, {from_cst} from cst{{{rows[name] + 1},4}}, "
+                f"{wrong} differing)"
+            )
+    if unlike:
+        more = f" and {len(unlike) - _LISTED} more" if len(unlike) > _LISTED else ""
+        differences.append(
+            f"the workspace's cst{{i,4}} voxels, resampled onto the case's grid ({_grid_text(case.grid)}, first "
+            f"centre {_mm_text(case.grid.origin_mm)} mm) from its CT ({_ct_text(ct_grid)}) as specc import matrad "
+            "does, are not the case's masks: " + ", ".join(unlike[:_LISTED]) + more
+        )
+    return differences
+
+
+def _same_ct(recorded: dict[str, str], workspace: dict[str, str]) -> bool:
+    """The CT grid a case recorded at import is the workspace's: the same cubeDim, voxel size and first centre
+    (within `_SAME_MM`)."""
+    if recorded[CT_DIMS].split() != workspace[CT_DIMS].split():
+        return False
+    try:
+        return all(
+            np.allclose([float(v) for v in recorded[key].split()], [float(v) for v in workspace[key].split()],
+                        rtol=0.0, atol=_SAME_MM)
+            for key in (CT_RESOLUTION, CT_FIRST_CENTRE)
+        )
+    except ValueError:  # not numbers, or not three of them: not a record of this CT
+        return False
+
+
+def _ct_text(record: dict[str, str]) -> str:
+    """A CT grid as the case records it (`ct_grid_record`), in words: x × y × z voxels of mm, first centre."""
+    ny, nx, nz = record[CT_DIMS].split()
+    resolution = _mm_text(float(value) for value in record[CT_RESOLUTION].split())
+    first = _mm_text(float(value) for value in record[CT_FIRST_CENTRE].split())
+    return f"{nx} × {ny} × {nz} voxels of {resolution} mm, first centre {first} mm"
+
+
+def _nearest_ct(ct_axis: np.ndarray, axis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each coordinate of `axis`, the CT index the importer may have resampled it from, twice: the
+    first and the last of those within `_SAME_MM` of the nearest (the same index but where two are equally
+    near), -1 (no voxel) where it lies beyond half a CT voxel outside the CT, in the first where it may."""
+    distance = np.abs(axis[:, None] - ct_axis[None, :])
+    near = distance <= distance.min(axis=1, keepdims=True) + _SAME_MM
+    first = near.argmax(axis=1)
+    last = len(ct_axis) - 1 - near[:, ::-1].argmax(axis=1)
+    half = abs(float(ct_axis[1] - ct_axis[0])) / 2 if len(ct_axis) > 1 else 0.5
+    # the importer allows _SAME_MM beyond half a voxel; rounding may move a coordinate as much either way
+    inside = np.minimum(axis - (ct_axis[0] - half), (ct_axis[-1] + half) - axis)
+    return np.where(inside < 0, -1, first), np.where(inside < -2 * _SAME_MM, -1, last)
+
+
+def _on_case_grid(ct_mask: np.ndarray, nearest: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """A CT mask ([x, y, z]) on the case grid, nearest neighbour: where some choice among equally near CT
+    voxels puts it (`may`), and where every choice does (`must`). Index -1 reads a plane of no voxel."""
+    padded = np.pad(ct_mask, [(0, 1)] * 3)  # index -1: the added False plane
+    may = must = None
+    for choice in np.ndindex(2, 2, 2):
+        on_grid = padded[np.ix_(*(nearest[axis][pick] for axis, pick in enumerate(choice)))]
+        may = on_grid if may is None else may | on_grid
+        must = on_grid if must is None else must & on_grid
+    return may, must
+
+
+def _grid_text(grid: Grid) -> str:
+    return f"{' × '.join(map(str, grid.shape))} voxels of {_mm_text(grid.spacing_mm)} mm"
+
+
+def _mm_text(values: Any) -> str:
+    return ", ".join(f"{value:g}" for value in values)
