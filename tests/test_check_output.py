@@ -97,9 +97,9 @@ def test_a_pdf_that_cannot_be_written_leaves_no_report_html_behind(
     """report.pdf fails after report.html is written: the check stopped with report.html alone in OUT."""
     protocol_file, rd, out = checked_files
 
-    def full(html: str, path: Path) -> None:
+    def full(html: str, path: Path, named: Path | None = None) -> None:  # html_to_pdf's signature
         path.write_bytes(b"%PDF-1.7 half")
-        raise ReportError(f"cannot write {path}: No space left on device")
+        raise ReportError(f"cannot write {named or path}: No space left on device")
 
     monkeypatch.setattr(specc.report.write, "html_to_pdf", full)
     with pytest.raises(ReportError, match=r"cannot write .*report\.pdf: No space left on device"):
