@@ -536,6 +536,7 @@ def _measure(protocol: Protocol, read: _Read, out_dir: str | Path, pdf: bool, st
         evaluation = evaluate_dose(
             protocol, read.case, read.resolved.masks, read.dose, read.known, read.source, dict(stages.timings),
             [*changed_in_memory_note(protocol, "check"), *read.notes], read.isocentre_mm, absent=read.resolved.absent,
+            partial=read.resolved.partial,
         )
     # stopped part way (a full disk, no permission, Ctrl-C), the files written are removed: a whole check or none
     with stages.stage("report"), whole_or_none(out):

@@ -710,3 +710,22 @@ def test_an_organ_read_from_parts_one_of_which_the_dose_grid_cuts_reads_as_a_cut
     assert set(incomplete) >= {"Cord", "Near"}
     if contoured == "parts":
         assert incomplete["Cord"].startswith("its part 'Cord_Sup': ") and "Cord_Inf" not in incomplete["Cord"]
+
+
+def test_an_organ_read_from_one_of_its_parts_says_so_on_its_goals_in_a_check(tmp_path):
+    """A check judged the cord read from Cord_Inf alone (Cord_Sup not in the structure set) with a plain value in
+    its goal rows, as plans did before 983a0c7."""
+    geometry = CtGeometry()
+    folder = tmp_path / "export"
+    write_ct_series(folder, geometry, body_hu(geometry))
+    external, target, cord = standard_rois(geometry)
+    z = geometry.z()
+    write_rtstruct(folder / "RS.dcm", geometry,
+                   [external, target, dataclasses.replace(cord, name="Cord_Inf", z_low=z[5], z_high=z[-2])])
+    write_rtdose_file(folder / "RD.dcm", target_dose(), DOSE_ORIGIN, DOSE_SPACING, frame_uid=FRAME_OF_REFERENCE)
+    protocol = tmp_path / "parts.yaml"
+    protocol.write_text(PARTS_PROTOCOL)
+    goals = goals_by_text(specc.check_export(protocol, folder, tmp_path / "out").record)
+    cord = goals[("Cord", "Max <= 45 Gy")]
+    assert cord.status != "not_evaluated" and cord.partial_structure
+    assert "'Cord_Inf' alone" in cord.note and "'Cord_Sup' is not in the case" in cord.note
