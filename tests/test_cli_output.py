@@ -66,7 +66,7 @@ def test_the_cohort_table_keeps_each_case_name_whole_at_80_columns() -> None:
     entries = [CohortEntry(name, None, None, None, "cannot be read") for name in names]
     outcome = CohortOutcome(protocol(goals), entries, Path("cohort.csv"), [])
     console = Console(width=80, record=True)
-    console.print(cohort_table(outcome))
+    console.print(cohort_table(outcome, 80))
     shown = console.export_text()
     assert max(len(line) for line in shown.splitlines()) <= 80
     for name in names:

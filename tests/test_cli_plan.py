@@ -259,7 +259,7 @@ def test_cohort_table_names_a_repeated_case_id_by_its_folder(tmp_path: Path) -> 
     synthetic_case().save(first)
     synthetic_case(seed=1).save(second)
     outcome = plan_cohort(protocol, [first, second], tmp_path / "out")
-    assert list(cohort_table(outcome).columns[0].cells) == ["synthetic", "synthetic (synthetic-2)"]
+    assert list(cohort_table(outcome, 80).columns[0].cells) == ["synthetic", "synthetic (synthetic-2)"]
 
 
 def test_quiet_summary_of_an_unconverged_plan_says_not_converged(tmp_path: Path) -> None:

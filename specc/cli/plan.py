@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import typer
+from rich.cells import cell_len
 from rich.status import Status
 from rich.table import Table
 from rich.text import Text
@@ -523,7 +525,7 @@ def finish_cohort(outcome: CohortOutcome, done: str, strict: bool) -> NoReturn:
     the run's exit code."""
     from specc.report.cohort_page import plans_not_in_run
 
-    console.print(cohort_table(outcome))
+    console.print(cohort_table(outcome, console.width))
     listed = {entry.folder.name for entry in outcome.entries if entry.folder is not None and entry.record is not None}
     others = plans_not_in_run(outcome.summary_csv.parent, listed)
     if others:
@@ -535,28 +537,66 @@ def finish_cohort(outcome: CohortOutcome, done: str, strict: bool) -> NoReturn:
     raise typer.Exit(outcome.exit_code(strict))
 
 
-def cohort_table(outcome: CohortOutcome) -> Table:
-    """Cases down, goals across: each goal's value and reported status per case.
+def cohort_table(outcome: CohortOutcome, width: int) -> Table:
+    """Cases down: each case's solver status, then each goal's value and reported status where a column per
+    goal fits in `width` columns (the terminal's; 80 in a log file), else the case's goals counted per status
+    and its failed goals by name, each goal's value left to cohort.csv and cohort.html (a caption says so).
 
-    The case names the patient: it is never cut (an 80-column terminal, a log file); the other
-    columns fold their text onto more lines instead of ending it with an ellipsis."""
+    The case names the patient: it is never cut; the other columns fold their text onto more lines
+    instead of ending it with an ellipsis. A column per goal squeezed into too few columns showed no
+    header, status or value at all (audit c3 F1: 24 goals in 80 columns, every column but the case 0-2
+    characters wide), so it is shown only when every column's longest word fits."""
+    from rich.measure import Measurement
+
     from specc.pipeline import goal_columns
 
+    goals = len(outcome.protocol.goals)
+    per_goal = _cohort_table(outcome, goal_columns(outcome.protocol), lambda record: _goal_cells(record, goals))
+    if Measurement.get(console, console.options.update_width(sys.maxsize), per_goal).minimum <= width:
+        return per_goal
+    counted = _cohort_table(outcome, ["goals", "failed goals"], _goal_counts)
+    counted.caption = (f"each goal's value: cohort.csv and cohort.html (a column for each of the "
+                       f"{goals} goals does not fit in {width} columns)")
+    return counted
+
+
+def _cohort_table(
+    outcome: CohortOutcome, columns: list[str], cells: Callable[[PlanRecord | None], list[str | Text]]
+) -> Table:
+    """The cohort's table, titled with the protocol's SHA-256: case, solver status, then `columns`, filled
+    per case by `cells(its record, None without a plan)`."""
     source = outcome.protocol.source
     digest = f" (protocol SHA-256 {source.sha256[:12]})" if source is not None else ""
     table = Table(title=f"{outcome.protocol.name}: cohort of {len(outcome.entries)}{digest}")
-    table.add_column("case", no_wrap=True)
-    for column in ["status", *goal_columns(outcome.protocol)]:
+    names = [_case_name(entry) for entry in outcome.entries]
+    # never cut, and measured so: the width a column per goal needs counts each case name whole
+    table.add_column("case", no_wrap=True, min_width=max(map(cell_len, names), default=0))
+    for column in ["status", *columns]:
         table.add_column(column, overflow="fold")
-    for entry in outcome.entries:
-        cells: list[str | Text] = [_case_name(entry), status_text(entry.status)]
-        record = entry.record
-        if record is None:
-            cells += ["-"] * len(outcome.protocol.goals)
-        else:
-            cells += [Text(goal_value(goal) + " ") + status_text(goal.status) for goal in record.goals]
-        table.add_row(*cells)
+    for name, entry in zip(names, outcome.entries):
+        table.add_row(name, status_text(entry.status), *cells(entry.record))
     return table
+
+
+def _goal_cells(record: PlanRecord | None, goals: int) -> list[str | Text]:
+    """Each goal's value and reported status; "-" for each of the `goals` without a plan."""
+    if record is None:
+        return ["-"] * goals
+    return [Text(goal_value(goal) + " ") + status_text(goal.status) for goal in record.goals]
+
+
+def _goal_counts(record: PlanRecord | None) -> list[str | Text]:
+    """The goals per reported status, best first ("23 pass, 1 fail"), and the failed goals by name; "-" for
+    both without a plan."""
+    from specc.report.compare_cohorts import STATUS_ORDER
+
+    if record is None:
+        return ["-", "-"]
+    counts = record.goal_counts()
+    ordered = [*(status for status in STATUS_ORDER if status in counts), *(s for s in counts if s not in STATUS_ORDER)]
+    counted = Text(", ").join(Text(f"{counts[status]} ") + status_text(status) for status in ordered)
+    failed = "; ".join(f"{goal.structure}: {goal.text}" for goal in record.goals if goal.status == "fail")
+    return [counted, failed or "-"]
 
 
 def _case_name(entry: CohortEntry) -> str:
