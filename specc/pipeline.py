@@ -664,6 +664,7 @@ class CohortEntry:
     removed: list[Path] = field(default_factory=list)  # the earlier run's plan, removed from `folder` after an error
     kept: str | None = None  # the earlier run's plan files that could not be removed from `folder`, and why
     same_as: str | None = None  # the case file listed earlier in the run whose plan is of the same content
+    read_sha256: str | None = None  # the case's content hash where it was read but got no record (else the record's)
 
     def exit_code(self, strict: bool = False) -> int:
         """What `specc plan` (or `specc check`) with the same `strict` returns for the case."""
@@ -673,6 +674,12 @@ class CohortEntry:
     def record(self) -> PlanRecord | None:
         """The case's plan (or check) record; None without one."""
         return self.outcome.record if self.outcome is not None else None
+
+    @property
+    def case_sha256(self) -> str | None:
+        """The SHA-256 of the case's content (`Case.content_hash`) whenever the case was read, with a plan or
+        not: a re-run of the study shows an infeasible or erring case is the same data. None: not read."""
+        return self.record.case.sha256 if self.record is not None else self.read_sha256
 
     @property
     def status(self) -> str:
@@ -730,8 +737,9 @@ def goal_columns(protocol: Protocol) -> list[str]:
 
 def write_cohort_csv(path: Path, protocol: Protocol, entries: Sequence[CohortEntry], strict: bool = False) -> Path:
     """cohort.csv: one row per case; the case's and the protocol's SHA-256 (two protocols of one name
-    and version, or two cases of one id, are told apart by them); the exit code `specc plan` with the
-    same `strict` gives the case; per protocol goal its measured value and reported status, then per
+    and version, or two cases of one id, are told apart by them; the case's wherever it was read, with
+    a plan or not, so that a re-run shows an infeasible case is the same data); the exit code `specc
+    plan` with the same `strict` gives the case; per protocol goal its measured value and reported status, then per
     goal of a robustness structure its worst value over the setup-error scenarios and that one's status."""
     header = ["case_id", "case_sha256", "case_file", "folder", "protocol_sha256", "solver", "solver_status",
               "exit_code", "error"]
@@ -749,7 +757,7 @@ def write_cohort_csv(path: Path, protocol: Protocol, entries: Sequence[CohortEnt
             outcome, record = entry.outcome, entry.record
             row = [
                 entry.case_id or "",
-                record.case.sha256 if record is not None else "",
+                entry.case_sha256 or "",
                 entry.case_file,
                 str(entry.folder) if entry.folder is not None and record is not None else "",
                 protocol_sha256,
@@ -894,5 +902,7 @@ def _plan_cohort_case(
     try:
         outcome = _plan_case(protocol, case, case_file, folder, solver, pdf, stages)
     except SpeccError as error:
-        return CohortEntry(str(case_file), case.case_id, folder, None, str(error))
-    return CohortEntry(str(case_file), case.case_id, folder, outcome, None)
+        return CohortEntry(str(case_file), case.case_id, folder, None, str(error), read_sha256=case.content_hash())
+    # a plan's record holds the hash; without one (a failed solve) it is taken here, as the record would have
+    unplanned = case.content_hash() if outcome.record is None else None
+    return CohortEntry(str(case_file), case.case_id, folder, outcome, None, read_sha256=unplanned)
