@@ -36,6 +36,8 @@ def test_a_workspace_without_dij_gets_the_engines_influence_on_matrads_masks(tmp
     np.testing.assert_allclose(case.beams[0].isocenter_mm, (0.0, 0.0, 1.0), atol=0.05)
     assert any("specc's own" in note for note in imported.notes)
     assert case.metadata.dose_engine == PencilBeamModel().label
+    # the workspace's CT grid is recorded, as for a workspace with a dij, so a check of its dose can compare it
+    assert case.metadata.extra["matrad.ct_dims"] == "8 10 6"  # ct.cubeDim, [Ny Nx Nz]
     # Every PTV voxel receives dose from the beams aimed at it.
     dose = case.dose_on_grid(np.ones(case.n_beamlets), 1)
     assert dose[case.structures["PTV"].mask].min() > 0

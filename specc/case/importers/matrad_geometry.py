@@ -23,8 +23,8 @@ from specc.case.importers.dicom_ct import AIR_HU, resample
 from specc.case.importers.engine_case import box_grid, engine_influence, grid_spacing
 from specc.case.importers.hu_density import DEFAULT_HU_TABLE, hu_to_relative_electron_density
 from specc.case.importers.matrad import (
-    check_cube_dims, check_index_base, cst_names, ct_axes, cst_structures, cst_voxels, field_of, first_scenario,
-    int_vector, other_variables, uniform_step,
+    check_cube_dims, check_index_base, cst_names, ct_axes, ct_grid_record, cst_structures, cst_voxels, field_of,
+    first_scenario, int_vector, other_variables, uniform_step,
 )
 from specc.case.importers.report import ImportedCase, build_case, record_in_metadata
 from specc.case.model import CaseMetadata
@@ -78,7 +78,9 @@ def import_matrad_geometry(
         beamlets=computed.influence.beamlets,
         structures=structures,
         density=density,
-        metadata=CaseMetadata(source=f"matRad workspace {path.name} (no dij)", dose_engine=model.label),
+        # the workspace's CT grid, so that a check of a workspace's dose on this case can tell it is the same CT
+        metadata=CaseMetadata(source=f"matRad workspace {path.name} (no dij)", dose_engine=model.label,
+                              extra=ct_grid_record(dims, axes)),
     )
     not_imported += other_variables(workspace, {"ct", "cst", "pln"})
     imported = ImportedCase(case=case, format="matrad", source=source, notes=notes, not_imported=not_imported)
