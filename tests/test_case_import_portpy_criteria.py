@@ -150,19 +150,97 @@ def test_unreadable_structure_defs_are_listed_not_guessed(tmp_path):
     ])
     converted = _convert(tmp_path, criteria)
     assert converted.goals == 4 and len(converted.untranslated) == 3
-    assert "not a boolean expression" in converted.untranslated[0]
+    assert "is not an expression specc can read" in converted.untranslated[0]
     assert "is not a specc expression" in converted.untranslated[1]
     assert "disagree" in converted.untranslated[2]
     assert "X_NOT_Y" not in parse_protocol_text(converted.yaml_text).structures
 
 
-def test_a_structure_def_that_python_reads_otherwise_is_listed(tmp_path):
-    # Python (PortPy) reads 'A | B - C' as A | (B - C); specc's | and - go left to right: (A | B) - C.
+@pytest.mark.parametrize("expression", [
+    "LUNG_L | LUNG_R - GTV",  # Python: LUNG_L | (LUNG_R - GTV); PortPy's parser and specc: (LUNG_L | LUNG_R) - GTV
+    "LUNG_L | LUNG_R & GTV",  # Python and specc: LUNG_L | (LUNG_R & GTV); PortPy's parser: (LUNG_L | LUNG_R) & GTV
+])
+def test_an_object_structure_def_whose_reading_depends_on_precedence_is_listed(tmp_path, expression):
+    # PortPy's code does not read the object form, so which precedence its author meant is open.
     criterion = {"name": "mean_dose", "constraints": {"limit_dose_gy": 20},
                  "parameters": {"structure_name": "LUNGS_NOT_GTV",
-                                "structure_def": {"type": "boolean", "expression": "LUNG_L | LUNG_R - GTV"}}}
+                                "structure_def": {"type": "boolean", "expression": expression}}}
     converted = _convert(tmp_path, dict(LUNG_BY_NAME, criteria=LUNG_BY_NAME["criteria"][:3] + [criterion]))
     assert len(converted.untranslated) == 1 and "parenthesize it" in converted.untranslated[0]
+
+
+# PortPy's shipped Paraspinal_1Fx.json (portpy/config_files/clinical_criteria/Default) writes structure_def as the text
+# PortPy's Structures.evaluate_expression reads: these are its criteria with one, in its layout (LUNG_R_INTER_PTV_2's
+# definition on LUNG_L is the file's).
+PARASPINAL = {
+    "disease_site": "Paraspinal",
+    "protocol_name": "Paraspinal_1Fx",
+    "pres_per_fraction_gy": 24,
+    "num_of_fractions": 1,
+    "criteria": [
+        {"type": "max_dose", "parameters": {"structure_name": name, "structure_def": definition},
+         "constraints": {limit: value}}
+        for name, definition, limit, value in [
+            ("LARYNX_MINUS_PTV", "LARYNX - PTV", "limit_dose_perc", 100),
+            ("LARYNX_INTER_PTV", "LARYNX & PTV", "limit_dose_perc", 110),
+            ("ESOPHAGUS_MINUS_PTV", "ESOPHAGUS - PTV", "limit_dose_perc", 100),
+            ("BRPLX_L_MINUS_PTV_3", "BRPLX_L - (PTV + 3)", "limit_dose_gy", 24),
+            ("BRPLX_L_INTER_PTV_3", "BRPLX_L & (PTV + 3)", "limit_dose_perc", 110),
+            ("SACRAPLEXUS_R_MINUS_PTV_3", "SACRAPLEXUS_R - (PTV + 3)", "limit_dose_gy", 24),
+            ("LUNG_R_INTER_PTV_2", "LUNG_L & (PTV + 2)", "limit_dose_perc", 110),
+            ("LUNGS_NOT_GTV_MINUS_PTV_2", "LUNGS_NOT_GTV - (PTV + 2)", "limit_dose_perc", 100),
+        ]
+    ],
+}
+
+
+def test_portpy_text_structure_defs_become_derived_structures(tmp_path):
+    converted = _convert(tmp_path, PARASPINAL)
+    assert converted.untranslated == [] and converted.goals == 8
+    structures = parse_protocol_text(converted.yaml_text).structures
+    # `-` / `&` between structures a difference / intersection, `+ 3` a 3 mm margin, clipped to BODY as PortPy does.
+    expressions = {name: str(structures[name].expression) for name in (
+        "LARYNX_MINUS_PTV", "LARYNX_INTER_PTV", "BRPLX_L_MINUS_PTV_3", "BRPLX_L_INTER_PTV_3", "LUNG_R_INTER_PTV_2")}
+    assert expressions == {
+        "LARYNX_MINUS_PTV": "(LARYNX - PTV) & BODY",
+        "LARYNX_INTER_PTV": "LARYNX & PTV & BODY",
+        "BRPLX_L_MINUS_PTV_3": "(BRPLX_L - expand(PTV, 3mm)) & BODY",
+        "BRPLX_L_INTER_PTV_3": "BRPLX_L & expand(PTV, 3mm) & BODY",
+        "LUNG_R_INTER_PTV_2": "LUNG_L & expand(PTV, 2mm) & BODY",
+    }
+    # The parts are optional (PortPy skips a criterion whose structure it cannot make); the target is not.
+    assert structures["BRPLX_L"].role == "other" and structures["BRPLX_L"].if_contoured
+    assert structures["BODY"].if_contoured and not structures["PTV"].if_contoured
+    goals = {(g.structure, str(g.metric), g.threshold_value) for g in parse_protocol_text(converted.yaml_text).goals}
+    assert ("BRPLX_L_MINUS_PTV_3", "Max", 24) in goals
+
+
+@pytest.mark.parametrize(("definition", "expression"), [
+    ("AA - BB & CC", "(AA - BB) & CC & BODY"),  # strictly left to right: no precedence
+    ("CORD-TREATED + PTV", '("CORD-TREATED" | PTV) & BODY'),  # `-` inside a name; + between structures a union
+    ("PTV -3", "shrink(PTV, 3mm) & BODY"),  # - before a whole number: an inner margin
+])
+def test_portpy_text_is_read_as_portpys_parser_reads_it(tmp_path, definition, expression):
+    criterion = {"type": "max_dose", "parameters": {"structure_name": "DERIVED", "structure_def": definition},
+                 "constraints": {"limit_dose_gy": 20}}
+    converted = _convert(tmp_path, dict(PARASPINAL, criteria=[criterion]))
+    assert str(parse_protocol_text(converted.yaml_text).structures["DERIVED"].expression) == expression
+
+
+@pytest.mark.parametrize(("definition", "reason"), [
+    ("LUNG_L | A - PTV", "does not finish on the one-character operand 'A'"),
+    ("BRPLX_L - (PTV + 2.5)", "PortPy reads '2.5' as a structure name"),
+    ("BRPLX_L * PTV", "PortPy's parser skips '*' without a word"),
+    ("BRPLX_L & 3", "PortPy fails on a margin after '&'"),
+    ("BRPLX_L - (PTV + 3", "a '(' is not closed"),
+])
+def test_portpy_text_that_portpy_cannot_evaluate_is_listed(tmp_path, definition, reason):
+    criterion = {"type": "max_dose", "parameters": {"structure_name": "DERIVED", "structure_def": definition},
+                 "constraints": {"limit_dose_gy": 20}}
+    converted = _convert(tmp_path, dict(PARASPINAL, criteria=PARASPINAL["criteria"][:1] + [criterion]))
+    assert converted.goals == 1 and len(converted.untranslated) == 1
+    assert reason in converted.untranslated[0]
+    assert "DERIVED" not in parse_protocol_text(converted.yaml_text).structures
 
 
 # PortPy's shipped Lung_2Gy_30Fx.json (portpy/config_files/clinical_criteria/Default) writes HEART V30Gy as two

@@ -12,10 +12,15 @@ criteria are merged on structure and metric before they become goals (two goals 
 plan at 49%, which PortPy counts within its limit). Two different limits (or goals) on one
 metric leave open which is meant: listed, not guessed. PortPy criteria are upper bounds (PortPy
 passes a criterion when the value is at or below it). A derived structure takes PortPy's own
-`structure_def` boolean expression (`(LUNG_L | LUNG_R) - GTV`: PortPy's operators are specc's,
-and one that Python's precedence would read otherwise is refused); only a file without one has
-its `A_NOT_B` name read as `A - B`. Names with a TG-263 target prefix (GTV, CTV, ITV, PTV)
-get the target role, the others with criteria the organ-at-risk role, and every contoured
+`structure_def`. PortPy's code reads it as text (`Structures.evaluate_expression`, as in
+Paraspinal_1Fx.json's `"BRPLX_L - (PTV + 3)"`): operators applied strictly left to right, `+` a
+union or, before a whole number, a margin in mm, `-` a difference or an inner margin, the result
+clipped to BODY; that reading is written in specc's language (`(BRPLX_L - expand(PTV, 3mm)) &
+BODY`), and text PortPy's parser would skip, hang on or fail on is listed. An older object form
+(`{"type": "boolean", "expression": "(LUNG_L | LUNG_R) - GTV"}`), which that code does not read,
+is taken where Python's precedence, PortPy's left-to-right order and specc's agree. Only a file
+without a `structure_def` has its `A_NOT_B` name read as `A - B`. Names with a TG-263 target
+prefix (GTV, CTV, ITV, PTV) get the target role, the others with criteria the organ-at-risk role, and every contoured
 non-target is `if_contoured` because PortPy skips a criterion whose structure the patient lacks.
 Everything else is listed as untranslated with why, in the result and as comments at the top of
 the YAML; a file of which nothing translates is an error. The output is checked with the
@@ -35,12 +40,26 @@ import yaml
 
 from specc.errors import SpeccError
 from specc.protocol import parse_protocol_text
-from specc.protocol.structures import Difference, Intersection, StructureExpr, StructureRef, Union, parse_expression
+from specc.protocol.structures import (
+    Difference,
+    Expand,
+    Intersection,
+    Shrink,
+    StructureExpr,
+    StructureRef,
+    Union,
+    parse_expression,
+)
 from specc.protocol.units import format_number
 
 # TG-263 target names start with these; every other structure with a criterion is an organ at risk.
 _TARGET_PREFIXES = ("GTV", "CTV", "ITV", "PTV")
 _NOT = re.compile(r"^(?P<a>[A-Za-z0-9]+(?:_[A-Za-z0-9]+)*?)_NOT_(?P<b>[A-Za-z0-9_]+)$")
+# PortPy clips every structure it derives from a structure_def to this structure (Structures.create_opt_structures).
+_PORTPY_BODY = "BODY"
+# A token of PortPy's structure_def text: an operand (a structure name, or a margin in whole mm) starts with a letter or
+# digit and runs on over letters, digits and `-_.$^`, so `CORD-TREATED` is one name; `+ - | &` and parentheses.
+_PORTPY_TOKEN = re.compile(r"\s*(?:(?P<operand>[^\W_][\w\-.$^]*)|(?P<symbol>[-+|&()]))")
 
 
 class CriteriaError(SpeccError):
@@ -181,12 +200,29 @@ class _Untranslatable(Exception):
 
 
 def _definition(item: dict, structure: str, known: dict[str, str]) -> str | None:
-    """PortPy's `structure_def` of a derived structure, as a specc expression (PortPy's `|`, `&`, `-` are specc's)."""
-    definition = (item.get("parameters") or {}).get("structure_def")  # an object: _goal checked it
+    """PortPy's `structure_def` of a derived structure, as a specc expression."""
+    definition = (item.get("parameters") or {}).get("structure_def")
     if definition is None:
         return None
-    if not isinstance(definition, dict) or definition.get("type") != "boolean":
-        raise _Untranslatable(f"structure_def {json.dumps(definition)} is not a boolean expression specc can read")
+    if isinstance(definition, str):
+        derived = Intersection(_portpy_expression(definition), StructureRef(_PORTPY_BODY))
+        expression = str(derived)
+        assert parse_expression(expression) == derived  # specc reads back what PortPy's text means
+    elif isinstance(definition, dict) and definition.get("type") == "boolean":
+        expression = _boolean_definition(definition)
+    else:
+        raise _Untranslatable(f"structure_def {json.dumps(definition)} is not an expression specc can read")
+    if structure in parse_expression(expression).names():
+        raise _Untranslatable(f"structure_def of {structure} refers to itself")
+    if known.get(structure, expression) != expression:
+        raise _Untranslatable(f"structure_def {expression!r} differs from {structure}'s earlier {known[structure]!r}")
+    return expression
+
+
+def _boolean_definition(definition: dict) -> str:
+    """The object form's expression, where no reading of its precedence changes it. PortPy's code does not read this
+    form (it hands structure_def to its text parser), so which order its author meant is open: Python's
+    (`-` before `&` before `|`), PortPy's text parser's (left to right) and specc's (`&` first) must agree."""
     expression = definition.get("expression")
     if not isinstance(expression, str):
         raise _Untranslatable("structure_def has no expression text")
@@ -195,16 +231,100 @@ def _definition(item: dict, structure: str, known: dict[str, str]) -> str | None
     except ValueError as error:
         raise _Untranslatable(f"structure_def expression {expression!r} is not a specc expression ({error})") from None
     names = parsed.names()
-    if _truth_table(parsed, names) != _python_truth_table(expression, names):
+    portpy = _portpy_tree(expression)
+    if set(portpy.names()) != set(names):
         raise _Untranslatable(
-            f"structure_def expression {expression!r} reads differently under Python's operator precedence "
-            "(PortPy's) and specc's: parenthesize it"
+            f"structure_def expression {expression!r}: PortPy's parser reads the names {list(portpy.names())}, "
+            f"specc {list(names)}"
         )
-    if structure in names:
-        raise _Untranslatable(f"structure_def of {structure} refers to itself")
-    if known.get(structure, expression) != expression:
-        raise _Untranslatable(f"structure_def {expression!r} differs from {structure}'s earlier {known[structure]!r}")
+    specc = _truth_table(parsed, names)
+    if specc != _python_truth_table(expression, names) or specc != _truth_table(portpy, names):
+        raise _Untranslatable(
+            f"structure_def expression {expression!r} reads differently under Python's operator precedence, "
+            "PortPy's left-to-right parser and specc's precedence: parenthesize it"
+        )
     return expression
+
+
+def _portpy_expression(text: str) -> StructureExpr:
+    """A string structure_def as PortPy's `Structures.evaluate_expression` evaluates it. Its scanner never gets past
+    a one-character operand with whitespace on both sides (`A | B - C` hangs), so such text is refused too."""
+    for match in re.finditer(r"(?<=\s)[^\W_](?=\s)", text):
+        raise _Untranslatable(
+            f"structure_def {text!r}: PortPy's parser does not finish on the one-character operand "
+            f"{match[0]!r} between spaces (it never evaluates this definition)"
+        )
+    return _portpy_tree(text)
+
+
+def _portpy_tree(text: str) -> StructureExpr:
+    """PortPy's reading of structure_def text, as specc's expression tree: `+ - | &` applied strictly left to right
+    (no precedence) within parentheses; after `+` / `-` a whole number is a margin in mm (`Structures.expand` /
+    `shrink` of the left side, PortPy's `margin_mm`), a structure a union / difference. What PortPy would skip
+    without a word (other characters) or fail on (a decimal margin it reads as a structure name, a margin
+    elsewhere, unbalanced parentheses) is refused, naming it."""
+    tokens: list[str] = []
+    position = 0
+    while text[position:].strip():
+        match = _PORTPY_TOKEN.match(text, position)
+        if not match:
+            character = text[position:].lstrip()[0]
+            raise _Untranslatable(
+                f"structure_def {text!r}: PortPy's parser skips {character!r} without a word: its meaning is not known"
+            )
+        tokens.append(match["operand"] or match["symbol"])
+        position = match.end()
+    if not tokens:
+        raise _Untranslatable("structure_def is empty")
+    expression, end = _portpy_sequence(text, tokens, 0)
+    if end < len(tokens):
+        raise _Untranslatable(f"structure_def {text!r}: {tokens[end]!r} where PortPy expects an operator or the end")
+    return expression
+
+
+def _portpy_sequence(text: str, tokens: list[str], start: int) -> tuple[StructureExpr, int]:
+    """Operands joined by operators, folded from the left; returns the tree and the index after it."""
+    left, index = _portpy_operand(text, tokens, start)
+    if isinstance(left, float):
+        raise _Untranslatable(
+            f"structure_def {text!r}: a margin ({format_number(left)}) must follow a structure and + or -"
+        )
+    while index < len(tokens) and tokens[index] in ("+", "-", "|", "&"):
+        operator = tokens[index]
+        right, index = _portpy_operand(text, tokens, index + 1)
+        if not isinstance(right, float):
+            left = {"+": Union, "|": Union, "-": Difference, "&": Intersection}[operator](left, right)
+        elif operator not in ("+", "-"):
+            raise _Untranslatable(f"structure_def {text!r}: PortPy fails on a margin after {operator!r}")
+        elif right == 0:
+            raise _Untranslatable(f"structure_def {text!r}: a 0 mm margin (PortPy's shrink fails on it)")
+        else:
+            margins = (right, right, right)
+            left = Expand(left, margins) if operator == "+" else Shrink(left, margins)
+    return left, index
+
+
+def _portpy_operand(text: str, tokens: list[str], index: int) -> tuple[StructureExpr | float, int]:
+    """A structure name, a margin in whole mm (a float; `inf` is PortPy's 500 mm), or a parenthesized sequence."""
+    if index == len(tokens):
+        raise _Untranslatable(f"structure_def {text!r} ends where PortPy expects a structure")
+    token = tokens[index]
+    if token == "(":
+        inner, index = _portpy_sequence(text, tokens, index + 1)
+        if index == len(tokens) or tokens[index] != ")":
+            raise _Untranslatable(f"structure_def {text!r}: a '(' is not closed")
+        return inner, index + 1
+    if token in ("+", "-", "|", "&", ")"):
+        raise _Untranslatable(f"structure_def {text!r}: {token!r} where PortPy expects a structure")
+    if re.fullmatch(r"[0-9]+", token):
+        return float(token), index + 1
+    if token == "inf":  # PortPy's stand-in for an unbounded margin
+        return 500.0, index + 1
+    if re.fullmatch(r"[0-9]*\.[0-9]*", token):
+        raise _Untranslatable(
+            f"structure_def {text!r}: PortPy reads {token!r} as a structure name, not a margin (only whole mm are)"
+        )
+    return StructureRef(token), index + 1
 
 
 def _truth_table(expression: StructureExpr, names: tuple[str, ...]) -> frozenset[int]:
