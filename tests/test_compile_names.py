@@ -113,6 +113,33 @@ def test_one_side_of_an_organ_is_suggested_as_a_part_never_as_an_alias() -> None
         match_structure("Parotid_L", [], ["Body", "Parotid_Lt"])
 
 
+def test_a_side_under_a_near_name_is_suggested_for_its_part_never_as_an_alias_nor_for_the_other_side() -> None:
+    """Review R1 F3: a case contouring the plexus as 'BrachialPlexus_L' and 'BrachialPlexus_R' got no hint at all (each
+    side is the other side of one part), and a near name of a part would have been hinted as an alias of the whole."""
+    with pytest.raises(NoMatch) as error:
+        match_structure("BrachialPlexus", ["BrachialPlexs"], ["Body", "BrachialPlexus_L", "Brachial_Plexus_R"],
+                        ["BrachialPlex_L", "BrachialPlex_R"])
+    message = str(error.value)
+    assert message.endswith(
+        "Did you mean 'BrachialPlexus_L' for its part 'BrachialPlex_L'? If it is that part, rename it 'BrachialPlex_L' "
+        "in the case; if it is another part of BrachialPlexus, add it to its `parts` (parts: [BrachialPlex_L, "
+        "BrachialPlex_R, BrachialPlexus_L]). Did you mean 'Brachial_Plexus_R' for its part 'BrachialPlex_R'? If it is "
+        "that part, rename it 'BrachialPlex_R' in the case; if it is another part of BrachialPlexus, add it to its "
+        "`parts` (parts: [BrachialPlex_L, BrachialPlex_R, Brachial_Plexus_R]).")
+    assert "aliases" not in message
+
+
+def test_a_near_name_of_parts_without_a_side_is_suggested_for_the_nearest_part_alone() -> None:
+    """'Musc_Constrict_Mid' is near all three constrictors: it is suggested for the middle one, never as an alias."""
+    with pytest.raises(NoMatch) as error:
+        match_structure("Musc_Constrict", [], ["Body", "Musc_Constrict_Mid", "Musc_Constrict_Inf"],
+                        ["Musc_Constrict_S", "Musc_Constrict_M", "Musc_Constrict_I"])
+    message = str(error.value)
+    assert "Did you mean 'Musc_Constrict_Mid' for its part 'Musc_Constrict_M'?" in message
+    assert "Did you mean 'Musc_Constrict_Inf' for its part 'Musc_Constrict_I'?" in message
+    assert message.count("Did you mean") == 2 and "aliases" not in message
+
+
 @pytest.mark.parametrize("helper", ["SpinalCord_PRV", "SpinalCord_PRV05", "SpinalCordPRV5mm", "zSpinalCord",
                                     "z_SpinalCord", "SpinalCord_ring", "opt SpinalCord"])
 def test_a_structure_built_around_the_organ_is_never_suggested_as_its_alias(helper: str) -> None:

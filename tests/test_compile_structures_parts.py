@@ -72,7 +72,64 @@ def test_the_whole_contour_wins_over_the_parts_and_keeps_its_reading() -> None:
     assert np.array_equal(resolved.masks["Plexus"], whole)
     assert resolved.case_names["Plexus"] == "BrachialPlexs"
     assert resolved.parts == {}
-    assert not any("parts" in note for note in resolved.notes)
+    assert not any("read from the union" in note for note in resolved.notes)
+
+
+@pytest.mark.parametrize("whole", ["Plexus", "BrachialPlexs"])
+def test_a_case_with_the_whole_and_its_parts_says_the_parts_are_not_used(whole: str) -> None:
+    """Audit c4 F6: a case contoured both ways (the whole, by its name or an alias, and the sides) was judged on the
+    whole without a word, though the two often disagree (sides revised, whole not); an unused alias match is named."""
+    left, right = _sides()
+    resolved = resolve_structures(_protocol(), _case(**{whole: left | right}, BrachialPlex_L=left, BrachialPlex_R=right))
+    assert resolved.case_names["Plexus"] == whole
+    through = " (an alias)" if whole == "BrachialPlexs" else ""
+    assert (f"Plexus: read from the case's {whole!r}{through}; the case's 'BrachialPlex_L', 'BrachialPlex_R' (its parts) "
+            "are not used for it: its goals are judged on the whole contour") in resolved.notes
+
+
+def test_a_part_read_by_a_structure_of_its_own_is_not_called_unused() -> None:
+    left, right = _sides()
+    text = (HEADER + PLEXUS % "" + "  BrachialPlex_L: {role: oar}\n" + PRESCRIPTION
+            + "goals: {Plexus: ['Max <= 3 Gy'], BrachialPlex_L: ['Max <= 2 Gy']}\n")
+    resolved = resolve_structures(parse_protocol_text(text, "site/p.yaml"),
+                                  _case(Plexus=left | right, BrachialPlex_L=left, BrachialPlex_R=right))
+    assert ("Plexus: read from the case's 'Plexus'; the case's 'BrachialPlex_R' (its part) is not used for it: its "
+            "goals are judged on the whole contour") in resolved.notes
+
+
+@pytest.mark.parametrize("near", ["BrachialPlexus_R", "BrachialPlex_Rt", "Brachial_Plexus_R"])
+def test_a_part_contoured_under_a_near_name_is_an_error_naming_both_and_the_fix(near: str) -> None:
+    """Review R1 F3: the right plexus contoured as 'BrachialPlexus_R' was dropped without a word, the plexus maximum
+    optimized and judged on the left side alone."""
+    left, right = _sides()
+    with pytest.raises(CompileError) as error:
+        resolve_structures(_protocol(if_contoured=False), _case(BrachialPlex_L=left, **{near: right}))
+    assert str(error.value) == (
+        f"site/p.yaml:7: structure 'Plexus': its part 'BrachialPlex_R' is not in the case, which has {near!r}, a near "
+        f"name no structure of the protocol reads. If it is that part, rename it 'BrachialPlex_R' in the case; if it is "
+        f"another part of Plexus, add it to its `parts` (parts: [BrachialPlex_L, BrachialPlex_R, {near}]); otherwise "
+        "give it a name unlike the part's. As it stands Plexus would be read from the case's 'BrachialPlex_L' alone, "
+        "its goals judged on that")
+
+
+@pytest.mark.parametrize("other", ["BrachialPlex_Lt", "BrachialPlex_R_PRV", "zBrachialPlex_R", "Brachial_Plexus", "Cord"])
+def test_a_missing_part_without_a_near_name_of_its_side_reads_the_parts_found(other: str) -> None:
+    """The other side, a PRV or optimization structure, a name without a side and an unrelated name are no near
+    part: the organ is read from the parts found, as the note and each goal say."""
+    left, right = _sides()
+    resolved = resolve_structures(_protocol(if_contoured=False), _case(BrachialPlex_L=left, **{other: right}))
+    assert np.array_equal(resolved.masks["Plexus"], left)
+    assert resolved.partial == {"Plexus": "judged on the case's 'BrachialPlex_L' alone: its part 'BrachialPlex_R' is "
+                                          "not in the case"}
+
+
+def test_a_near_name_another_structure_of_the_protocol_reads_is_no_near_part() -> None:
+    left, right = _sides()
+    text = (HEADER + PLEXUS % "" + "  Nerve: {role: oar, aliases: [BrachialPlexus_R]}\n" + PRESCRIPTION
+            + "goals: {Plexus: ['Max <= 3 Gy']}\n")
+    resolved = resolve_structures(parse_protocol_text(text, "site/p.yaml"), _case(BrachialPlex_L=left,
+                                                                                   BrachialPlexus_R=right))
+    assert np.array_equal(resolved.masks["Plexus"], left) and resolved.case_names["Nerve"] == "BrachialPlexus_R"
 
 
 def test_a_case_with_neither_reads_not_contoured_naming_the_parts_tried() -> None:
@@ -117,7 +174,7 @@ def test_two_case_structures_of_one_part_are_an_error_naming_both() -> None:
 def test_the_matcher_tries_parts_last() -> None:
     names = ["Body", "Plexus_L", "Plexus_R", "PlexusAll"]
     assert match_structure("Plexus", ["PlexusAll"], names, ["Plexus_L", "Plexus_R"]) == StructureMatch(
-        "PlexusAll", alias="PlexusAll")
+        "PlexusAll", alias="PlexusAll", parts_passed_over=("Plexus_L", "Plexus_R"))
     assert match_structure("Plexus", ["Other"], names, ["Plexus_L", "Plexus_R", "Plexus_M"]) == PartsMatch(
         ("Plexus_L", "Plexus_R"), missing=("Plexus_M",))
     with pytest.raises(NoMatch) as error:

@@ -11,8 +11,12 @@ the clipping is reported as a note.
 
 A structure with `parts` (an organ TG-263 names by side or part: the brachial plexus as BrachialPlex_L and
 BrachialPlex_R) that the case contours only by those parts is their union (`parts`); the note says which case
-structures made it and which parts the case lacks. Its goals are then measured on that union, as on the
-whole contour; where the case lacks a part, each goal says so itself (`partial`: "judged on the case's
+structures made it and which parts the case lacks. A part the case lacks while a case structure no protocol
+structure reads has a near name of it (`names.near_missing_parts`: "BrachialPlexus_R" for BrachialPlex_R) is an
+error naming both, since that structure may be the part, and the organ's maximum would then be one side's. A case
+with the whole contour as well keeps the whole, and the note names its parts as unused (those no other protocol
+structure reads: a side defined as a structure of its own reads its part). An organ read from its parts has its
+goals measured on that union, as on the whole contour; where the case lacks a part, each goal says so itself (`partial`: "judged on the case's
 'BrachialPlex_L' alone: ..."), as does each goal of a structure derived from it, since its value is not the
 whole organ's and a cohort table or median would read it as one. A part wholly outside the dose grid leaves the whole without dose there: it is absent, as an
 organ wholly outside is, since a maximum or a mean of the other parts alone is not the organ's.
@@ -54,14 +58,15 @@ structure and gives both volumes, since a goal judged on the one would not be ju
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from specc.compile.derived import AXES, CoarseMargin, MaskLookup, coarse_margins, evaluate_expression, margin_nodes
 from specc.compile.names import (
-    AmbiguousMatch, NoMatch, PartsMatch, StructureMatch, match_structure, not_found_message,
+    AmbiguousMatch, NoMatch, PartsMatch, StructureMatch, match_structure, near_missing_parts, near_parts_message,
+    not_found_message,
 )
 from specc.protocol.names import name_key, other_side
 from specc.protocol.suggest import did_you_mean
@@ -213,6 +218,13 @@ def resolve_structures(
             else:
                 resolved.notes.append(f"{name}: not in the case and not used by any goal or term; skipped")
             continue
+        if isinstance(match, PartsMatch) and (near := near_missing_parts(
+                match, [name, *spec.aliases], spec.parts, [c for c in case_names if c not in taken])):
+            errors[name] = (f"{_where(protocol, name)}: structure {name!r}: "
+                            f"{near_parts_message(name, match, near, spec.parts)}")
+            continue
+        if isinstance(match, StructureMatch) and match.parts_passed_over:
+            match = replace(match, parts_passed_over=tuple(c for c in match.parts_passed_over if c not in taken))
         try:
             _resolve_plain(protocol, case, name, spec, match, needed, without_voxels, resolved)
         except CompileError as error:
