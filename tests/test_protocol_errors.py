@@ -96,7 +96,7 @@ EXPECTED: dict[str, list[tuple[str, int, int, str, str]]] = {
     "bad-expression.yaml": [
         (
             "bad-expression.yaml", 9, 35, "structures.PTV.expression",
-            'structure expression "expand(CTV, 7)": "7" needs a unit: write margins in mm, e.g. "5mm" at character 13',
+            'structure expression "expand(CTV, 7)": "7" needs a unit: write margins in mm or cm, e.g. "5mm" at character 13',
         ),
     ],
     "unknown-kind.yaml": [

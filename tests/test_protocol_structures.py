@@ -40,7 +40,13 @@ def test_functions() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("expand(CTV, 5)", '"5" needs a unit: write margins in mm'),
+        ("expand(CTV, 5)", '"5" needs a unit: write margins in mm or cm, e.g. "5mm" at character 13'),
+        # a unit that is there but is no length: not "needs a unit" (audit c4 F5)
+        ("expand(Larynx, 5%)", 'unit "%" of "5%" is not a length: margins are in mm or cm, e.g. "5mm" at character 16'),
+        ("ring(PTV, 2cGy, 20mm)", 'unit "cGy" of "2cGy" is not a length: margins are in mm or cm, e.g. "2mm"'),
+        ("expand(CTV, z=5 Gy)", 'unit "Gy" of "5 Gy" is not a length: margins are in mm or cm'),
+        ("expand(CTV, 0.5m)", 'unit "m" of "0.5m": margins are in mm or cm only'),
+        ("expand(CTV, 5MM)", 'unit "MM" of "5MM": write margins in "mm" or "cm", in lower case, e.g. "5mm"'),
         ("expand(CTV, -5mm)", 'a margin cannot be negative ("-5mm"): shrink the structure with shrink(X, 5mm) instead'),
         ("expand(CTV, 5mm, -0.5 cm, 5mm)", 'a margin cannot be negative ("-0.5 cm")'),
         ("expnd(CTV, 5mm)", 'unknown function "expnd" (did you mean "expand"?)'),

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Union as TypingUnion
 
 from specc.protocol.suggest import near_match
-from specc.protocol.units import format_number
+from specc.protocol.units import LENGTH_UNITS, format_number
 
 Margins = tuple[float, float, float]
 
@@ -201,6 +201,28 @@ _TOKEN = re.compile(
 _NEGATIVE_MARGIN = re.compile(r"-\s*((?:\d+(?:\.\d*)?|\.\d+)\s*(?:mm|cm))\b")
 
 
+# What follows a number read as no margin: its unit, apart ("5 %", "5 cGy") where none is attached ("5%").
+_UNIT_AFTER = re.compile(r"[ \t]*(?P<unit>%|[^\W\d_]+)")
+_OTHER_LENGTHS = ("m", "dm", "um", "µm", "nm", "in")
+
+
+def _not_a_margin(number: str, after: re.Match[str] | None) -> str:
+    """Why a number is no margin: no unit, or one that is not mm or cm ("5%", "2cGy" are no lengths; a
+    message that they need a unit, when one is written, sent the author looking for a missing one)."""
+    written = re.match(r"[+-]?[\d.]*", number)
+    digits = written[0] if written else number
+    unit, shown = number[len(digits):], number
+    if not unit and after is not None:
+        unit, shown = after["unit"], number + after[0]
+    if not unit:
+        return f'"{number}" needs a unit: write margins in mm or cm, e.g. "5mm"'
+    if unit.lower() in LENGTH_UNITS:
+        return f'unit "{unit}" of "{shown}": write margins in "mm" or "cm", in lower case, e.g. "{digits}mm"'
+    if unit in _OTHER_LENGTHS:
+        return f'unit "{unit}" of "{shown}": margins are in mm or cm only, e.g. "5mm"'
+    return f'unit "{unit}" of "{shown}" is not a length: margins are in mm or cm, e.g. "{digits}mm"'
+
+
 def parse_expression(text: str) -> StructureExpr:
     """Parse an expression; raises ValueError naming the position of the first problem."""
     return _Parser(text).parse()
@@ -236,7 +258,7 @@ class _Parser:
                 self._fail(start, f'a margin cannot be negative ("{negative[0]}"): shrink the structure with '
                                   f'shrink(X, {negative[1]}) instead')
             if kind == "number":
-                self._fail(start, f'"{match[kind]}" needs a unit: write margins in mm, e.g. "5mm"')
+                self._fail(start, _not_a_margin(match[kind], _UNIT_AFTER.match(text, match.end())))
             tokens.append(_Token(kind, match[kind], start))
             position = match.end()
         tokens.append(_Token("end", "", len(text) + 1))
