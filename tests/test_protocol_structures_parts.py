@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from specc import revise_protocol
-from specc.protocol import ProtocolError, parse_protocol_text
+from specc.protocol import ProtocolError, load_protocol, parse_protocol_text
 
 HEADER = "specc: 1\nname: t\nsite: t\nversion: 1.0.0\nstructures:\n  Target: {role: target}\n"
 PRESCRIPTION = "prescription: {fractions: 2, levels: [{target: Target, dose: 4 Gy}]}\n"
@@ -40,6 +40,43 @@ def test_a_structure_names_its_parts_in_order_and_has_none_by_default() -> None:
 def test_parts_that_cannot_be_pieces_of_a_contour_are_refused_at_the_line(structure: str, message: str) -> None:
     with pytest.raises(ProtocolError, match=message):
         _parse(structure)
+
+
+@pytest.mark.parametrize(
+    ("structure", "message"),
+    [
+        ("  Plexus: {role: oar, parts: [BrachialPlex_R, plexus]}\n",
+         r'site/p\.yaml:7:\d+: structures\.Plexus\.parts\[1\]: part "plexus" is the structure\'s own name: a case '
+         r'structure of that name is the whole "Plexus" \(read before its parts\), never one of its parts'),
+        ("  SpinalCord: {role: oar, aliases: [Cord]}\n  Plexus: {role: oar, parts: [Pl_L, cord]}\n",
+         r'site/p\.yaml:8:\d+: structures\.Plexus\.parts\[1\]: part "cord" is an alias of structure "SpinalCord" '
+         r'\(that whole structure under another name\): as a part it would put "SpinalCord" inside "Plexus", and only '
+         r'on a case that names it "cord".*\(`expression: SpinalCord \| \.\.\.`\); structures\.SpinalCord\.aliases\[0\] '
+         r"is at site/p\.yaml:7:\d+"),
+    ],
+    ids=["own name", "another structure's alias"],
+)
+def test_a_part_that_is_a_whole_structure_is_refused_at_its_line(structure: str, message: str) -> None:
+    """Audit c4 F3: both validated; the own name is never read as a part, the cord became part of the plexus."""
+    with pytest.raises(ProtocolError, match=message):
+        _parse(structure)
+
+
+def test_a_side_the_protocol_limits_on_its_own_is_still_a_part() -> None:
+    """Documented: a protocol that wants a limit per side defines the side as a structure of its own."""
+    protocol = _parse("  Plexus: {role: oar, parts: [BrachialPlex_L, BrachialPlex_R]}\n  BrachialPlex_L: {role: oar}\n")
+    assert protocol.structures["Plexus"].parts == ["BrachialPlex_L", "BrachialPlex_R"]
+
+
+def test_a_template_alias_as_a_part_names_the_templates_line(tmp_path) -> None:
+    (tmp_path / "base.yaml").write_text("template: true\nstructures:\n  SpinalCord: {role: oar, aliases: [Cord]}\n")
+    (tmp_path / "p.yaml").write_text(
+        "extends: base.yaml\nspecc: 1\nname: t\nsite: t\nversion: 1.0.0\nstructures:\n  PTV: {role: target}\n"
+        "  Plexus: {role: oar, parts: [Cord, Pl_R]}\nprescription: {fractions: 2, levels: [{target: PTV, dose: 4 Gy}]}\n"
+    )
+    with pytest.raises(ProtocolError, match=r"p\.yaml:8:\d+: structures\.Plexus\.parts\[0\]: .*"
+                                            r"structures\.SpinalCord\.aliases\[0\] is at .*base\.yaml:3:\d+"):
+        load_protocol(tmp_path / "p.yaml")
 
 
 def test_parts_survive_a_revision_and_a_derived_structure_revises_without_any() -> None:

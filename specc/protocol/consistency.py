@@ -30,6 +30,7 @@ def consistency_issues(protocol: ProtocolDocument) -> list[Issue]:
         *_if_contoured(protocol),
         *_case_clashes(protocol),
         *_alias_clashes(protocol),
+        *_parts(protocol),
         *_goal_structures(protocol, defined),
         *_index_goals(protocol),
         *_isoeffective_goals(protocol),
@@ -164,6 +165,33 @@ def _alias_clashes(protocol: ProtocolDocument) -> Iterator[Issue]:
                     here,
                     f'alias "{alias}" already names structure "{other}" (names and aliases are matched ignoring case)',
                     related=where,
+                )
+
+
+def _parts(protocol: ProtocolDocument) -> Iterator[Issue]:
+    """A part is a piece of its structure that a case contours under a name of its own. The structure's own
+    name is none: a case structure of that name is the whole (matched before the parts), so the part is never
+    read. Another structure's alias is none either: it is that whole structure under another name, so it put
+    the cord inside a plexus (`parts: [Cord]`), read only from a case that happens to name the cord so.
+    (A part is an alias of its own structure: `StructureSpec`. A part another structure is named by is a side
+    the protocol limits on its own, which reads the same case structure, as documented.)"""
+    aliases = {name_key(alias): (name, index)
+               for name, spec in protocol.structures.items() for index, alias in enumerate(spec.aliases)}
+    for name, spec in protocol.structures.items():
+        for index, part in enumerate(spec.parts):
+            loc = ("structures", name, "parts", index)
+            owner, at = aliases.get(name_key(part), (name, 0))
+            if name_key(part) == name_key(name):
+                yield Issue(loc, f'part "{part}" is the structure\'s own name: a case structure of that name is the '
+                                 f'whole "{name}" (read before its parts), never one of its parts; list the pieces')
+            elif owner != name:
+                yield Issue(
+                    loc,
+                    f'part "{part}" is an alias of structure "{owner}" (that whole structure under another name): '
+                    f'as a part it would put "{owner}" inside "{name}", and only on a case that names it "{part}"; '
+                    f'a part is a piece of "{name}" alone. To combine structures of the protocol, derive one '
+                    f'(`expression: {owner} | ...`)',
+                    related=("structures", owner, "aliases", at),
                 )
 
 
