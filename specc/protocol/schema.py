@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from specc.protocol.models import Protocol
-from specc.protocol.templates import EXTENDS, TEMPLATE
+from specc.protocol.templates import EXTENDS, OWN_KEYS, TEMPLATE
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -39,11 +39,51 @@ def protocol_json_schema() -> dict[str, Any]:
     # A site template is a partial protocol and a protocol may take any key from its
     # template, so no key is required of a single file; the loader checks the merged result.
     del schema["required"]
+    _optional_where_merged(schema)
     schema["description"] = (
         "A clinical IMRT protocol or a site template (template: true). specc, name, site, version, "
         "structures and prescription are required of a protocol once templates are merged."
     )
     return schema
+
+
+def _optional_where_merged(schema: dict[str, Any]) -> None:
+    """No key required, nor a mapping's size, where a file's mapping is merged key by key with its template's.
+
+    A protocol extending a template may write one key of a template structure (`SpinalCord: {color: ...}`,
+    the documented override) or of its prescription; the editor flagged it ("'role' is a required property")
+    where `specc validate` accepts it. A mapping is merged key by key down from the top of the file, except
+    under goals (a goal is matched as a whole) and in the keys each file states for itself (`approval`); a
+    list is replaced whole, so what lies in one (a dose level, a term) keeps its required keys. The
+    description says which keys the merged protocol needs."""
+    definitions = schema["$defs"]
+    relaxed: set[str] = set()
+
+    def visit(node: Any) -> None:
+        if not isinstance(node, dict):
+            return
+        node.pop("minProperties", None)
+        name = node.get("$ref", "").rpartition("/")[2]
+        if name and name not in relaxed:
+            relaxed.add(name)
+            definition = definitions[name]
+            required = definition.pop("required", None)
+            if required:
+                said = definition.get("description", "").strip()
+                definition["description"] = (
+                    f"{said}{' ' if said else ''}Required once templates are merged: {', '.join(required)} "
+                    "(a protocol may take them from its template)."
+                )
+            visit(definition)
+        for member in [*node.get("anyOf", []), *node.get("oneOf", []), *node.get("allOf", [])]:
+            visit(member)
+        for value in node.get("properties", {}).values():
+            visit(value)
+        visit(node.get("additionalProperties"))
+
+    for key, value in schema["properties"].items():
+        if key not in ("goals", *OWN_KEYS):
+            visit(value)
 
 
 def protocol_json_schema_text() -> str:
