@@ -50,9 +50,8 @@ from specc.pipeline import (
     changed_in_memory_note,
     check_plan_folder,
     folder_name,
-    remove_earlier_plan,
     run_cohort,
-    whole_or_none,
+    staged_plan,
     writing,
 )
 from specc.protocol import Protocol, load_protocol
@@ -538,14 +537,15 @@ def _measure(protocol: Protocol, read: _Read, out_dir: str | Path, pdf: bool, st
             [*changed_in_memory_note(protocol, "check"), *read.notes], read.isocentre_mm, absent=read.resolved.absent,
             partial=read.resolved.partial,
         )
-    # stopped part way (a full disk, no permission, Ctrl-C), the files written are removed: a whole check or none
-    with stages.stage("report"), whole_or_none(out):
-        remove_earlier_plan(out)  # an earlier plan's files beside this check would read as its own
+    # staged as a plan is: whole, moved in with plan.json last, or none (a kill -9 part way included)
+    with stages.stage("report"), staged_plan(out, "no check written") as staged:
+        folder = staged.path
         record = evaluation.record.model_copy(update={"timings_s": dict(stages.timings)})
-        paths = write_report(out, record, read.case, evaluation, read.resolved.masks, pdf=pdf)
-        plan_json = out / PLAN_JSON
-        with writing(plan_json, "no check written"):
-            plan_json.write_bytes(record_json(record).encode("utf-8"))  # the bytes the report's digest is of
-        paths.append(plan_json)
+        paths = write_report(folder, record, read.case, evaluation, read.resolved.masks, pdf=pdf, named_in=out)
+        with writing(out / PLAN_JSON, "no check written"):
+            # the bytes the report's digest is of
+            (folder / PLAN_JSON).write_bytes(record_json(record).encode("utf-8"))
+        paths.append(folder / PLAN_JSON)
+    paths = [staged.final(path) for path in paths]
     return CheckOutcome(record=record, paths=paths, timings_s=dict(stages.timings),
                         outside_hot_spot=evaluation.outside_hot_spot)

@@ -352,21 +352,6 @@ def staged_plan(out: Path, consequence: str = "no plan written") -> Iterator[Sta
 
 
 @contextmanager
-def whole_or_none(out: Path) -> Iterator[None]:
-    """Writing a check's files straight into `out` (`specc.check`; a plan's are staged, `staged_plan`): stopped
-    before the last (Ctrl-C, a full disk, --pdf without WeasyPrint), the ones written are removed, so that `out`
-    holds a whole check or none; where they cannot be, a note on the error says they are not this run's. A
-    process killed outright can leave part of the check: `staged_plan` is the way that cannot."""
-    try:
-        yield
-    except BaseException as error:
-        # the files removed here are this run's (the caller removed the earlier plan before writing): no note
-        # names them; one that cannot be removed is said to be an earlier run's, as it may be
-        replace(discard_earlier_plan(out), removed=[]).note_on(error)
-        raise
-
-
-@contextmanager
 def writing(path: Path, consequence: str = "no plan written") -> Iterator[None]:
     """An OS failure writing `path` (a full disk, no permission) as one line naming the file and why."""
     try:
@@ -454,7 +439,7 @@ class PlanSession:
     @property
     def last_plan(self) -> PlanOutcome | None:
         """The session's last plan while `out` holds its files; None before the first, or once a plan
-        stopped while writing has removed them (`whole_or_none`)."""
+        stopped while writing has removed them (`staged_plan`)."""
         last = self._last
         return last if last is not None and all(path.exists() for path in last.paths) else None
 

@@ -729,3 +729,41 @@ def test_an_organ_read_from_one_of_its_parts_says_so_on_its_goals_in_a_check(tmp
     cord = goals[("Cord", "Max <= 45 Gy")]
     assert cord.status != "not_evaluated" and cord.partial_structure
     assert "'Cord_Inf' alone" in cord.note and "'Cord_Sup' is not in the case" in cord.note
+
+
+_WRITES_INTO: list[Path] = []  # the folder whose files opened for writing the audit hook below records
+_OPENED: list[str] = []
+
+
+def _record_writes(event: str, args: tuple) -> None:
+    import os
+
+    if event == "open" and _WRITES_INTO and isinstance(args[0], (str, os.PathLike)):
+        mode = args[1]
+        if isinstance(mode, str) and any(flag in mode for flag in "wax+"):
+            _OPENED.append(os.fsdecode(args[0]))
+
+
+def test_a_check_writes_no_file_under_its_name_in_its_folder(tmp_path):
+    """A check wrote report.html and plan.json straight into OUT (a kill -9 part way left a report cut short, or a
+    whole one without plan.json from an earlier check's folder): it is staged as a plan is (docs/report.md)."""
+    import sys
+
+    geometry = CtGeometry()
+    folder = tmp_path / "export"
+    write_ct_series(folder, geometry, body_hu(geometry))
+    write_rtstruct(folder / "RS.dcm", geometry, list(standard_rois(geometry)))
+    write_rtdose_file(folder / "RD.dcm", target_dose(), DOSE_ORIGIN, DOSE_SPACING, frame_uid=FRAME_OF_REFERENCE)
+    protocol = tmp_path / "parts.yaml"
+    protocol.write_text(PARTS_PROTOCOL.replace(", parts: [Cord_Sup, Cord_Inf]", ""))
+    out = tmp_path / "out"
+    sys.addaudithook(_record_writes)  # hooks stay for the process: it records only while _WRITES_INTO is set
+    _WRITES_INTO.append(out)
+    try:
+        outcome = specc.check_export(protocol, folder, out)
+    finally:
+        _WRITES_INTO.clear()
+    written = [Path(name) for name in _OPENED if Path(name).name in ("report.html", "plan.json")]
+    assert written and not [path for path in written if path.parent == out], written
+    assert sorted(path.name for path in outcome.paths) == ["plan.json", "report.html"]
+    assert all(path.parent == out and path.exists() for path in outcome.paths)
