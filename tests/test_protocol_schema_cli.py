@@ -40,8 +40,8 @@ def test_shipped_protocols_name_the_schema() -> None:
 
 
 def test_validate_ok_and_errors() -> None:
-    ok = runner.invoke(app, ["validate", str(EXAMPLES / "prostate-sib.yaml")])
-    assert ok.exit_code == 0 and ok.output.strip() == f"OK {EXAMPLES / 'prostate-sib.yaml'}"
+    ok = runner.invoke(app, ["validate", str(EXAMPLES / "lung-60-in-30.yaml")])
+    assert ok.exit_code == 0 and ok.output.strip() == f"OK {EXAMPLES / 'lung-60-in-30.yaml'}"
     bad = runner.invoke(app, ["validate", str(EXAMPLES / "prostate-sib.yaml"), str(BROKEN / "bad-metric.yaml")])
     assert bad.exit_code == 1
     assert f"{BROKEN / 'bad-metric.yaml'}:19:7: goals.Rectum[0]: unknown metric \"V70\" (did you mean \"V70Gy\"?)" in bad.output
@@ -53,10 +53,17 @@ def test_validate_a_template_library() -> None:
     result = runner.invoke(app, ["validate", *map(str, files)])
     assert result.exit_code == 0, result.output
     templates = {"base-head-neck.yaml", "base-pelvis.yaml", "base-thorax.yaml"}
-    assert result.output.splitlines() == [
+    lines = result.output.splitlines()
+    assert [line for line in lines if not line.startswith("  warning: ")] == [
         f"OK {path}" + (" (template)" if path.name in templates else "") for path in files
     ]
     assert len(files) == 8
+    # the two prostate protocols accept their template's rectum V70Gy limit with an acceptable variation: said
+    warned = [line for line in lines if line.startswith("  warning: ")]
+    assert [line.split(": ")[1].rsplit("/", 1)[1] for line in warned] == [
+        "prostate-boost-after-pelvis.yaml:62:7", "prostate-sib.yaml:67:7"
+    ]
+    assert all("an acceptable variation added (25%)" in line for line in warned)
 
 
 def test_validate_missing_file() -> None:
@@ -64,7 +71,8 @@ def test_validate_missing_file() -> None:
     assert text.exit_code == 1 and text.output.strip() == "nope.yaml: protocol file not found"
     as_json = runner.invoke(app, ["validate", "--format", "json", "nope.yaml"])
     assert json.loads(as_json.stdout) == [
-        {"file": "nope.yaml", "line": None, "column": None, "path": "", "message": "protocol file not found"}
+        {"file": "nope.yaml", "line": None, "column": None, "path": "", "message": "protocol file not found",
+         "severity": "error"}
     ]
 
 
@@ -73,7 +81,7 @@ def test_validate_json() -> None:
     assert result.exit_code == 1
     diagnostics = json.loads(result.stdout)
     assert [(d["line"], d["column"], d["path"]) for d in diagnostics] == [(12, 3, "prescription.fractons")]
-    assert set(diagnostics[0]) == {"file", "line", "column", "path", "message"}
+    assert set(diagnostics[0]) == {"file", "line", "column", "path", "message", "severity"}
 
 
 def test_schema_command(tmp_path: Path) -> None:

@@ -32,26 +32,34 @@ def validate(
         typer.Option(help="Folder templates must stay inside (default: each protocol's own folder)."),
     ] = None,
 ) -> None:
-    """Check protocol files and site templates (template: true); exit 0 when all are valid, 1 otherwise."""
-    diagnostics = []
+    """Check protocol files and site templates (template: true); exit 0 when all are valid, 1 otherwise.
+
+    A valid file may still get warnings (a goal that asks less than the template goal it replaces): printed
+    under its OK, and in the json list with "severity": "warning"; they leave the exit status alone."""
+    reported: list[dict[str, str | int | None]] = []
+    invalid = False
     for file in files:
         try:
             checked = load_protocol_or_template(file, root=root)
         except ProtocolError as error:
-            diagnostics += error.diagnostics
+            invalid = True
+            reported += [{**diagnostic.as_dict(), "severity": "error"} for diagnostic in error.diagnostics]
             if output is OutputFormat.text:
                 for diagnostic in error.diagnostics:
                     error_console.print(Text(str(diagnostic)), soft_wrap=True, highlight=False)
             continue
+        reported += [{**warning.as_dict(), "severity": "warning"} for warning in checked.loosened_template_goals]
         if output is OutputFormat.text:
             kind = " (template)" if isinstance(checked, SiteTemplate) else ""
             console.print(Text(f"OK {file}{kind}"), highlight=False)
+            for warning in checked.loosened_template_goals:
+                console.print(Text(f"  warning: {warning}"), soft_wrap=True, highlight=False)
             # valid, and what `specc plan` would refuse when it derives the program from the goals alone
             for refusal in [] if isinstance(checked, SiteTemplate) else checked.derivation_refusals:
                 console.print(Text(f"  note: specc plan would refuse {refusal}"), soft_wrap=True, highlight=False)
     if output is OutputFormat.json:
-        sys.stdout.write(json.dumps([d.as_dict() for d in diagnostics], indent=2) + "\n")
-    raise typer.Exit(1 if diagnostics else 0)
+        sys.stdout.write(json.dumps(reported, indent=2) + "\n")
+    raise typer.Exit(1 if invalid else 0)
 
 
 @app.command()

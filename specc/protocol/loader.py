@@ -42,7 +42,7 @@ from specc.protocol.models import (
     goal_layout,
 )
 from specc.protocol.suggest import did_you_mean, near_match
-from specc.protocol.templates import EXTENDS, OWN_KEYS, TEMPLATE, read_protocol_tree
+from specc.protocol.templates import EXTENDS, OWN_KEYS, TEMPLATE, GoalReplacement, loosened_goals, read_protocol_tree
 from specc.protocol.yaml_source import Path as DataPath
 from specc.protocol.yaml_source import Position, YamlDocument, compose, to_document
 from specc.terms import KINDS
@@ -73,13 +73,16 @@ def load_protocol_or_template(path: str | Path, root: str | Path | None = None) 
     return _validate(*_read(path, root), template_allowed=True)
 
 
-def _read(path: str | Path, root: str | Path | None) -> tuple[Any, list[Diagnostic], ProtocolSource]:
+def _read(
+    path: str | Path, root: str | Path | None
+) -> tuple[Any, list[Diagnostic], ProtocolSource, list[GoalReplacement]]:
     path = Path(path)
     display = str(path)
     if not path.is_file():
         raise ProtocolError([Diagnostic(display, None, None, "", "protocol file not found")])
     tree = read_protocol_tree(path, display, Path(root) if root is not None else path.parent)
-    return tree.node, tree.diagnostics, ProtocolSource(path=display, files=tree.files, sha256=tree.sha256)
+    source = ProtocolSource(path=display, files=tree.files, sha256=tree.sha256)
+    return tree.node, tree.diagnostics, source, tree.replacements
 
 
 def parse_protocol_text(text: str, filename: str = "<text>") -> Protocol:
@@ -169,7 +172,12 @@ def _at(mark: Any, path: str, message: str) -> Diagnostic:
 
 
 def _validate(
-    node: Any, diagnostics: list[Diagnostic], source: ProtocolSource, template_allowed: bool
+    node: Any,
+    diagnostics: list[Diagnostic],
+    source: ProtocolSource,
+    replacements: list[GoalReplacement] | None = None,
+    *,
+    template_allowed: bool,
 ) -> Protocol | SiteTemplate:
     if node is None:
         raise ProtocolError(diagnostics)
@@ -201,6 +209,10 @@ def _validate(
     # the content as validated, fingerprinted: a plan of it changed in memory later is recorded as such
     fingerprinted = source.model_copy(update={"content_sha256": ProtocolSource.fingerprint(located)})
     located = located.model_copy(update={"source": fingerprinted})
+    prescription = located.prescription
+    reference = prescription.reference_dose if prescription is not None else (lambda structure, course: None)
+    loosened = loosened_goals(replacements or [], node, reference)
+    located._loosened_template_goals = _in_reading_order(loosened, source.files)
     if isinstance(located, Protocol):
         refusals = [locator.from_issue(issue) for issue in goals_only_issues(located)]
         located._derivation_refusals = _in_reading_order(refusals, source.files)

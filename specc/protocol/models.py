@@ -772,6 +772,21 @@ class ProtocolDocument(_Strict):
         description="Goals measured again under patient setup errors; with `optimize: true`, also optimized in them.",
     )
     source: SkipJsonSchema[ProtocolSource | None] = Field(default=None, exclude=True)
+    # Goals that replace a template goal of their metric and side and ask less (`specc.protocol.templates`),
+    # located by the loader: allowed, but said where the protocol is checked, planned and reviewed.
+    _loosened_template_goals: list[Diagnostic] = PrivateAttr(default_factory=list)
+
+    @property
+    def loosened_template_goals(self) -> list[Diagnostic]:
+        """Each goal of this file or a template between that asks less than the template goal it replaces (a
+        threshold raised for an upper limit or lowered for a lower one, a priority demoted, an acceptable
+        variation widened or added), at its line, naming the template goal's; empty for a protocol no loader
+        read (a template's goals are then unknown)."""
+        return list(self._loosened_template_goals)
+
+    def template_notes(self) -> list[str]:
+        """`loosened_template_goals` as the notes of a plan, a check or a compile made with this protocol."""
+        return [str(warning) for warning in self._loosened_template_goals]
 
     @field_validator("specc", mode="before")
     @classmethod

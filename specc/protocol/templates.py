@@ -6,7 +6,11 @@ Merge rules (applied on YAML nodes, so each value keeps the file and line it cam
   (EQD2 / BED, this course): the including file's goals of one such key replace all the base's
   goals of that key, as a group in the place of the first, and goals of a new key are appended.
   A file's own goals are never matched with each other: two limits on one metric ("Max <= 45 Gy"
-  and "Max <= 35 Gy (priority 2)") are both kept, written in a template or in its protocol;
+  and "Max <= 35 Gy (priority 2)") are both kept, written in a template or in its protocol. A
+  structure's one goal written without a list is merged as a list of one (replaced as a whole, it
+  took every other template goal of the structure with it). What a replacement gives up (a higher
+  upper limit, a lower lower limit, a demoted priority, a wider or new acceptable variation) is
+  allowed but said: `loosened_goals` locates each, for `specc validate` and the plan's notes;
 - any other list (references, authors, levels, aliases, optimization terms) is replaced as a
   whole by the including file's list.
 `extends` is resolved relative to the including file and must stay inside the protocol tree
@@ -24,17 +28,31 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from yaml import YAMLError
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from specc.protocol.diagnostics import Diagnostic
-from specc.protocol.goals import COMPARATORS, LOWER_BOUNDS, GoalMapping, fields_from_mapping, parse_compact
+from specc.protocol.goals import (
+    COMPARATORS,
+    DEFAULT_PRIORITY,
+    LOWER_BOUNDS,
+    Course,
+    Goal,
+    GoalEntry,
+    GoalMapping,
+    Threshold,
+    fields_from_mapping,
+    parse_compact,
+)
 from specc.protocol.metrics import Metric
+from specc.protocol.units import Dose, format_number
 from specc.protocol.yaml_source import compose, position_of
 
 EXTENDS = "extends"
@@ -51,12 +69,24 @@ class ReadProtocol:
     files: list[str] = field(default_factory=list)
     sha256: str = ""
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    replacements: list[GoalReplacement] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class GoalReplacement:
+    """A base's goal and the including file's goals of its structure and key (metric, side, dose) that
+    replaced it, as nodes (each knows its file and line); listed in merge order, the deepest template's first."""
+
+    structure: str
+    key: tuple[str, bool, str, str]
+    replaced: Node
+    by: tuple[Node, ...]
 
 
 def read_protocol_tree(path: Path, display: str, root: Path) -> ReadProtocol:
     reader = _Reader(root.resolve())
     node = reader.read(path.resolve(), display, chain=[])
-    return ReadProtocol(node, reader.files, reader.digest.hexdigest(), reader.diagnostics)
+    return ReadProtocol(node, reader.files, reader.digest.hexdigest(), reader.diagnostics, reader.replacements)
 
 
 class _Reader:
@@ -65,6 +95,7 @@ class _Reader:
         self.files: list[str] = []
         self.digest = hashlib.sha256()
         self.diagnostics: list[Diagnostic] = []
+        self.replacements: list[GoalReplacement] = []
 
     def read(self, real: Path, display: str, chain: list[Path]) -> Node | None:
         try:
@@ -101,7 +132,7 @@ class _Reader:
         if base is None:
             return None
         self._check_kept_goals(own, base, display)
-        return merge(_without_keys(base, OWN_KEYS), own)
+        return merge(_without_keys(base, OWN_KEYS), own, replacements=self.replacements)
 
     def _check_kept_goals(self, own: Node, base: Node, display: str) -> None:
         """Refuse `Structure: []` under `goals` where the base has goals for the structure: goals are merged,
@@ -176,10 +207,12 @@ def _split_key(node: Node, name: str) -> tuple[Node, Node | None]:
     return (node, None) if value is None else (_without_keys(node, (name,)), value)
 
 
-def merge(base: Node, override: Node, path: tuple[str, ...] = ()) -> Node:
-    """`override` laid over `base` by the module's rules."""
-    if isinstance(base, SequenceNode) and isinstance(override, SequenceNode) and len(path) == 2 and path[0] == "goals":
-        return _merge_goal_lists(base, override)
+def merge(
+    base: Node, override: Node, path: tuple[str, ...] = (), replacements: list[GoalReplacement] | None = None
+) -> Node:
+    """`override` laid over `base` by the module's rules; each base goal replaced is added to `replacements`."""
+    if len(path) == 2 and path[0] == "goals":
+        return _merge_goal_lists(_as_list(base), _as_list(override), path[1], replacements)
     if not (isinstance(base, MappingNode) and isinstance(override, MappingNode)):
         return override
     merged = list(base.value)
@@ -187,14 +220,24 @@ def merge(base: Node, override: Node, path: tuple[str, ...] = ()) -> Node:
     for key, value in override.value:
         if key.value in position:
             index = position[key.value]
-            merged[index] = (key, merge(merged[index][1], value, (*path, key.value)))
+            merged[index] = (key, merge(merged[index][1], value, (*path, key.value), replacements))
         else:
             position[key.value] = len(merged)
             merged.append((key, value))
     return MappingNode(override.tag, merged, override.start_mark, override.end_mark)
 
 
-def _merge_goal_lists(base: SequenceNode, override: SequenceNode) -> SequenceNode:
+def _as_list(goals: Node) -> SequenceNode:
+    """A structure's goals as a list: one goal written without a list (`SpinalCord: "Max <= 48 Gy"`) is a list of
+    one, so that it replaces the base's goals of its key only, not every goal of the structure."""
+    if isinstance(goals, SequenceNode):
+        return goals
+    return SequenceNode("tag:yaml.org,2002:seq", [goals], goals.start_mark, goals.end_mark)
+
+
+def _merge_goal_lists(
+    base: SequenceNode, override: SequenceNode, structure: str, replacements: list[GoalReplacement] | None
+) -> SequenceNode:
     """The base's goals with each key the override writes replaced by the override's goals of that key.
 
     Replaced as a group, never goal by goal: matched one to one, a file's second goal of a key
@@ -208,9 +251,13 @@ def _merge_goal_lists(base: SequenceNode, override: SequenceNode) -> SequenceNod
         key = _goal_key(old)
         if key is None or key not in keys:
             merged.append(old)
-        elif key not in placed:
+            continue
+        replacing = tuple(goal for goal, own in zip(override.value, keys) if own == key)
+        if key not in placed:
             placed.add(key)
-            merged += [goal for goal, own in zip(override.value, keys) if own == key]
+            merged += replacing
+        if replacements is not None:
+            replacements.append(GoalReplacement(structure, key, old, replacing))
     merged += [goal for goal, key in zip(override.value, keys) if key is None or key not in placed]
     return SequenceNode(override.tag, merged, override.start_mark, override.end_mark)
 
@@ -259,3 +306,98 @@ def _written_key(written: Any) -> tuple[str, bool, str, str] | None:
         return str(Metric.parse(metric)), comparator in LOWER_BOUNDS, "physical", "composite"
     except ValueError:
         return None
+
+
+# The dose "% of prescription" means for a structure's goal on a course; None where no prescription says (a template).
+Reference = Callable[[str, Course], Dose | None]
+
+
+def loosened_goals(replacements: list[GoalReplacement], merged: Node, reference: Reference) -> list[Diagnostic]:
+    """Each template goal replaced by goals that ask less, at the replacing goal's line, naming the template's.
+
+    Allowed by the merge rule (a file's goals of a metric and side are its goals for them), but a site
+    template is where a clinic keeps its must-limits: a protocol turning the cord's "D0.03cc <= 45 Gy" into
+    "D0.03cc <= 50 Gy (priority 2)" validated and planned without a word, seen only by `specc diff`. A
+    replaced goal is compared with the goals its key has once every file is merged (a template between
+    may have replaced it first); it is loosened when none of them is at least as strict in threshold,
+    priority and acceptable variation. A replaced goal the grammar cannot read is left out: the template
+    it is written in reports it when validated itself."""
+    final = {(r.structure, r.key): r.by for r in replacements}  # in merge order: the last replacement stands
+    found: list[Diagnostic] = []
+    for replacement in replacements:
+        old = _goal_of(replacement.replaced, replacement.structure, reference)
+        news = [(node, _goal_of(node, replacement.structure, reference))
+                for node in final[(replacement.structure, replacement.key)]]
+        if old is None or any(goal is None for _, goal in news):
+            continue
+        # the replacing goal that gives up least: none gives up anything when one is at least as strict
+        node, new, reasons = min(((node, goal, _asks_less(old, goal)) for node, goal in news if goal is not None),
+                                 key=lambda found: len(found[2]))
+        if not reasons:
+            continue
+        was, mark = position_of(replacement.replaced.start_mark), position_of(node.start_mark)
+        found.append(Diagnostic(
+            mark.file, mark.line, mark.column, _goal_path(merged, replacement.structure, node),
+            f'"{new.text}" replaces the template goal "{old.text}" ({was.file}:{was.line}) and asks less: '
+            + ", ".join(reasons),
+        ))
+    return found
+
+
+def _goal_of(node: Node, structure: str, reference: Reference) -> Goal | None:
+    """The goal a node writes, its % of prescription resolved where `reference` knows the dose; None if unreadable."""
+    try:
+        written = SafeConstructor().construct_object(node, deep=True)
+        goal = Goal.model_validate(GoalEntry(structure, written))
+    except (ValueError, ValidationError, YAMLError):
+        return None
+    if not goal.needs_reference:
+        return goal
+    return goal.model_copy(update={"reference_dose": reference(structure, goal.course)})
+
+
+def _asks_less(old: Goal, new: Goal) -> list[str]:
+    """How `new` (of `old`'s structure, metric, side and dose) is looser than `old`: empty when it is not."""
+    unit, upper = old.metric.unit, not old.is_lower_bound
+    reasons: list[str] = []
+    limits = _comparable(old, old.threshold, new, new.threshold)
+    if limits is not None and (limits[1] > limits[0] if upper else limits[1] < limits[0]):
+        reasons.append(f"threshold {'raised' if upper else 'lowered'} from {_text(old.threshold, unit, limits[0])} "
+                       f"to {_text(new.threshold, unit, limits[1])}")
+    if new.priority > old.priority:
+        must = " (must)" if old.priority == DEFAULT_PRIORITY else ""
+        reasons.append(f"priority demoted from {old.priority}{must} to {new.priority}")
+    if new.variation is not None and old.variation is None:
+        reasons.append(f"an acceptable variation added ({new.variation.text(unit)})")
+    elif new.variation is not None and old.variation is not None:
+        limits = _comparable(old, old.variation, new, new.variation)
+        if limits is not None and (limits[1] > limits[0] if upper else limits[1] < limits[0]):
+            reasons.append(f"acceptable variation widened from {_text(old.variation, unit, limits[0])} "
+                           f"to {_text(new.variation, unit, limits[1])}")
+    return reasons
+
+
+def _comparable(old: Goal, before: Threshold, new: Goal, after: Threshold) -> tuple[float, float] | None:
+    """Two limits on one scale: as written when both are in one form (a % of one prescription, both goals'
+    key being one structure and course), else resolved to Gy; None where a prescription is missing."""
+    if before.relative == after.relative:
+        return before.value, after.value
+    try:
+        return before.resolve(old.reference_dose), after.resolve(new.reference_dose)
+    except ValueError:
+        return None
+
+
+def _text(limit: Threshold, unit: str, value: float) -> str:
+    """A limit as written, with its dose where it was compared in Gy against one in another form."""
+    written = limit.text(unit)
+    return f"{written} ({format_number(value)} Gy)" if limit.relative and value != limit.value else written
+
+
+def _goal_path(merged: Node, structure: str, node: Node) -> str:
+    """`goals.STRUCTURE[i]`, the merged goal's field path, as validation errors name it."""
+    by_structure = _value_of(merged, "goals")
+    goals = _value_of(by_structure, structure) if by_structure is not None else None
+    written = goals.value if isinstance(goals, SequenceNode) else []
+    index = next((i for i, goal in enumerate(written) if goal is node), None)
+    return f"goals.{structure}" if index is None else f"goals.{structure}[{index}]"

@@ -1,0 +1,125 @@
+"""A protocol goal that asks less than the template goal it replaces is allowed (the merge rule) but said:
+`Protocol.loosened_template_goals`, `specc validate` (text and json), the plan's notes (audit c4 F2)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+import specc.cli.validate  # noqa: F401  (registers the commands)
+from specc.cli.app import app
+from specc.protocol import load_protocol, load_protocol_or_template
+
+runner = CliRunner()
+TEMPLATE = (
+    "template: true\nspecc: 1\nname: base\nsite: t\nversion: 1.0.0\nstructures:\n"
+    "  Cord: {role: oar}\n  Lung: {role: oar}\n  PTV: {role: target}\n"
+    "goals:\n"  # line 10
+    '  Cord: ["Max <= 45 Gy", "D0.03cc <= 44 Gy"]\n'  # line 11
+    '  Lung: ["V20Gy[%] <= 30 (variation 35)", "Mean <= 20 Gy"]\n'  # line 12
+    '  PTV: ["D95% >= 95%"]\n'  # line 13
+)
+HEADER = (
+    "extends: base.yaml\nname: p\nversion: 1.0.0\n"
+    "prescription: {fractions: 30, levels: [{target: PTV, dose: 60 Gy}]}\n"
+    "goals:\n"  # goals from line 6
+)
+
+
+def _protocol(tmp_path: Path, goals: str, template: str = TEMPLATE) -> Path:
+    (tmp_path / "base.yaml").write_text(template)
+    path = tmp_path / "p.yaml"
+    path.write_text(HEADER + goals)
+    return path
+
+
+def _warnings(path: Path) -> list[tuple[str, str, str]]:
+    return [(f"{Path(w.file).name}:{w.line}", w.path, w.message)
+            for w in load_protocol_or_template(path).loosened_template_goals]
+
+
+def test_a_hard_limit_made_soft_and_higher_is_said_at_its_line_naming_the_templates(tmp_path: Path) -> None:
+    """The audit's case: the cord's must-limit replaced by a priority-2 limit 5 Gy higher validated as OK."""
+    path = _protocol(tmp_path, '  Cord: ["Max <= 50 Gy (priority 2)"]\n')
+    assert _warnings(path) == [(
+        "p.yaml:6", "goals.Cord[0]",
+        f'"Max <= 50 Gy (priority 2)" replaces the template goal "Max <= 45 Gy" ({tmp_path / "base.yaml"}:11) and '
+        "asks less: threshold raised from 45 Gy to 50 Gy, priority demoted from 1 (must) to 2",
+    )]
+    assert [str(goal) for goal in load_protocol(path).goals if goal.structure == "Cord"] == [
+        "Max <= 50 Gy (priority 2)", "D0.03cc <= 44 Gy"  # still the documented merge: allowed, only said
+    ]
+
+
+def test_each_way_of_asking_less_is_named(tmp_path: Path) -> None:
+    path = _protocol(tmp_path, (
+        '  Lung: ["V20Gy[%] <= 30 (variation 40)", "Mean <= 18 Gy (priority 2)"]\n'
+        '  PTV: ["D95% >= 55 Gy"]\n'
+        '  Cord: ["D0.03cc <= 44 Gy (variation 46 Gy)"]\n'
+    ))
+    assert [(line, message.split("asks less: ")[1]) for line, _, message in _warnings(path)] == [
+        ("p.yaml:6", "acceptable variation widened from 35% to 40%"),
+        ("p.yaml:6", "priority demoted from 1 (must) to 2"),
+        ("p.yaml:7", "threshold lowered from 95% (57 Gy) to 55 Gy"),  # a lower limit, compared in Gy
+        ("p.yaml:8", "an acceptable variation added (46 Gy)"),
+    ]
+
+
+def test_a_goal_as_strict_or_stricter_is_no_loosening(tmp_path: Path) -> None:
+    path = _protocol(tmp_path, (
+        '  Cord: ["Max <= 40 Gy"]\n  Lung: ["V20Gy[%] <= 28 (variation 33)", "Mean <= 20 Gy"]\n'
+        '  PTV: ["D95% >= 58 Gy"]\n'
+    ))
+    assert _warnings(path) == []
+
+
+def test_one_goal_replacing_two_says_which_it_gives_up(tmp_path: Path) -> None:
+    template = TEMPLATE.replace('"Max <= 45 Gy", "D0.03cc <= 44 Gy"', '"Max <= 45 Gy", "Max <= 40 Gy (priority 2)"')
+    path = _protocol(tmp_path, '  Cord: ["Max <= 45 Gy"]\n', template)
+    assert [message.split(" (")[0] + " | " + message.split("asks less: ")[1] for _, _, message in _warnings(path)] == [
+        '"Max <= 45 Gy" replaces the template goal "Max <= 40 Gy | threshold raised from 40 Gy to 45 Gy'
+    ]
+
+
+def test_a_template_between_that_loosens_is_named_and_the_final_goal_is_what_counts(tmp_path: Path) -> None:
+    """protocol -> mid template -> base: each replaced goal is compared with the goals the chain ends with."""
+    (tmp_path / "mid.yaml").write_text(
+        "extends: base.yaml\ntemplate: true\nname: mid\nversion: 1.0.0\ngoals:\n"
+        '  Cord: ["Max <= 48 Gy"]\n  Lung: ["Mean <= 22 Gy"]\n'  # lines 6 and 7
+    )
+    path = _protocol(tmp_path, '  Lung: ["Mean <= 19 Gy"]\n')
+    path.write_text(path.read_text().replace("extends: base.yaml", "extends: mid.yaml"))
+    found = [(line, message.split(" (")[0]) for line, _, message in _warnings(path)]
+    assert found == [("mid.yaml:6", '"Max <= 48 Gy" replaces the template goal "Max <= 45 Gy"')]  # Lung: 19 Gy asks more
+    assert [line for line, _, _ in _warnings(tmp_path / "mid.yaml")] == ["mid.yaml:6", "mid.yaml:7"]  # Cord, Lung
+
+
+def test_one_goal_written_without_a_list_replaces_the_templates_of_its_metric_only(tmp_path: Path) -> None:
+    """Written without a list, it replaced the whole list: the template's D0.03cc <= 44 Gy vanished unsaid."""
+    path = _protocol(tmp_path, '  Cord: "Max <= 48 Gy"\n')
+    assert [str(goal) for goal in load_protocol(path).goals if goal.structure == "Cord"] == [
+        "Max <= 48 Gy", "D0.03cc <= 44 Gy"
+    ]
+    assert [(line, where) for line, where, _ in _warnings(path)] == [("p.yaml:6", "goals.Cord[0]")]
+
+
+def test_validate_warns_in_text_and_json_and_exits_0(tmp_path: Path) -> None:
+    path = _protocol(tmp_path, '  Cord: ["Max <= 50 Gy (priority 2)"]\n')
+    text = runner.invoke(app, ["validate", str(path)])
+    assert text.exit_code == 0
+    assert text.output.splitlines()[0] == f"OK {path}"
+    assert text.output.splitlines()[1].startswith(f"  warning: {path}:6:10: goals.Cord[0]: \"Max <= 50 Gy (priority 2)\"")
+    as_json = runner.invoke(app, ["validate", "--format", "json", str(path)])
+    assert as_json.exit_code == 0
+    [warning] = json.loads(as_json.stdout)
+    assert (warning["severity"], warning["line"], warning["path"]) == ("warning", 6, "goals.Cord[0]")
+    assert "priority demoted from 1 (must) to 2" in warning["message"]
+
+
+def test_template_notes_give_each_warning_as_a_note(tmp_path: Path) -> None:
+    """What a plan's, check's or compile's notes are to take from the protocol (`Protocol.template_notes`)."""
+    path = _protocol(tmp_path, '  Cord: ["Max <= 50 Gy (priority 2)"]\n')
+    [note] = load_protocol(path).template_notes()
+    assert note.startswith(f"{path}:6:10: goals.Cord[0]: ") and "threshold raised from 45 Gy to 50 Gy" in note
