@@ -144,7 +144,7 @@ def check_cohort(
 
     def check_one(folder: Path, out: Path, taken: set[str]) -> CohortEntry:
         stages = StageTimer(progress)
-        case_id, target = None, None
+        case_id, target, read = None, None, None
         try:
             read = _read_export(loaded, folder, None, grid_mm, outside_zero, per_fraction, stages)
             case_id = read.case.case_id
@@ -152,7 +152,9 @@ def check_cohort(
             taken.add(target.name)
             return CohortEntry(str(folder), case_id, target, _measure(loaded, read, target, pdf, stages), None)
         except SpeccError as error:
-            return CohortEntry(str(folder), case_id, target, None, str(error))
+            # an export read but not checked keeps its case's SHA-256, as a cohort's case without a plan does
+            return CohortEntry(str(folder), case_id, target, None, str(error),
+                               read_sha256=read.case.content_hash() if read is not None else None)
 
     return run_cohort(loaded, folders, out_dir, check_one, case_progress, pdf, strict)
 

@@ -767,3 +767,17 @@ def test_a_check_writes_no_file_under_its_name_in_its_folder(tmp_path):
     assert written and not [path for path in written if path.parent == out], written
     assert sorted(path.name for path in outcome.paths) == ["plan.json", "report.html"]
     assert all(path.parent == out and path.exists() for path in outcome.paths)
+
+
+def test_a_cohort_row_of_an_export_read_but_not_checked_keeps_its_case_sha256(export, protocol_file, tmp_path):
+    """A check cohort's row of an export that was read but not checked (its folder could not be written) had no
+    case SHA-256, so a re-run could not show it was the same data (audit c3 F7, as plan cohorts now keep it)."""
+    import csv
+
+    audit = tmp_path / "audit"
+    audit.mkdir()
+    (audit / "SPECC-TEST-001").write_text("not a folder", encoding="utf-8")
+    (entry,) = specc.check_cohort(protocol_file, [export], audit).entries
+    assert entry.outcome is None and entry.error is not None
+    (row,) = csv.DictReader((audit / "cohort.csv").open())
+    assert row["case_sha256"] and row["case_sha256"] == entry.read_sha256
