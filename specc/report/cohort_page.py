@@ -20,9 +20,8 @@ parts used and missing.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Collection
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from specc.protocol import Protocol
@@ -68,25 +67,10 @@ def _staging(name: str) -> bool:
     return name.startswith(".") and name.endswith(".partial")
 
 
-def _unplanned(summary: Path) -> list[str]:
-    """Each case of cohort.csv without a plan, led by its status as cohort.csv's solver_status and the terminal
-    give it (`infeasible`, `error`, ...), then its case SHA-256 where it was read, then why: a message led by
-    the solver's fallback ("SPECC-LBFGS did not solve this program ...") read as a solver failure, not as the
-    clinical conflict of an infeasible case (audit c3 F5)."""
-    with summary.open(newline="", encoding="utf-8") as handle:
-        rows = [row for row in csv.DictReader(handle) if not row["folder"]]
-    return [
-        f"{row['case_id'] or row['case_file']}: {row.get('solver_status') or 'no plan'}"
-        + (f" (case SHA-256 {row['case_sha256'][:12]})" if row.get("case_sha256") else "")
-        + (f": {row['error']}" if row["error"] else "")
-        for row in rows
-    ]
-
-
 def write_cohort_page(summary: Path, protocol: Protocol, pdf: bool = False) -> list[Path]:
     """Write cohort.html (and cohort.pdf when `pdf`) beside the cohort.csv `summary` of a run of `protocol`
     (named when no case was planned, whose plans would name it)."""
-    cohort = replace(read_cohort(summary), unplanned=_unplanned(summary))
+    cohort = read_cohort(summary)
     rows = cohort_goal_rows([cohort])  # a case listed twice counted once, and warned of
     columns = [(row.structure, row.text, row.scope) for row in rows]
     repeated = cohort.repeated

@@ -110,6 +110,16 @@ def read_cohorts(summaries: Sequence[Path], labels: Sequence[str] = ()) -> list[
     return numbered([read_cohort(summary, labels[index] if labels else None) for index, summary in enumerate(summaries)])
 
 
+def _unplanned(row: dict[str, str]) -> str:
+    """A case of cohort.csv without a plan, led by its status as cohort.csv's solver_status and the terminal give
+    it (`infeasible`, `error`, ...), then its case SHA-256 where it was read, then why: a message led by the
+    solver's fallback ("SPECC-LBFGS did not solve this program ...") read as a solver failure, not as the
+    clinical conflict of an infeasible case (audit c3 F5)."""
+    return (f"{row['case_id'] or row['case_file']}: {row.get('solver_status') or 'no plan'}"
+            + (f" (case SHA-256 {row['case_sha256'][:12]})" if row.get("case_sha256") else "")
+            + (f": {row['error']}" if row["error"] else ""))
+
+
 def read_cohort(summary: Path, label: str | None = None) -> ComparedCohort:
     """The cohort whose cohort.csv is `summary`; its planned cases' plan.json read as written, keyed
     by their folder's name (unique within a cohort, even when one case id was planned twice)."""
@@ -123,8 +133,7 @@ def read_cohort(summary: Path, label: str | None = None) -> ComparedCohort:
     plans, unplanned = {}, []
     for row in rows:
         if not row["folder"]:
-            name = row["case_id"] or row["case_file"]
-            unplanned.append(f"{name} ({row['error'] or row.get('solver_status', 'no plan')})")
+            unplanned.append(_unplanned(row))
             continue
         folder = Path(row["folder"]).name
         if folder in plans:
