@@ -153,6 +153,30 @@ def test_an_empty_goal_list_does_not_pass_for_removing_the_templates_goals(tmp_p
     )
 
 
+def test_a_goal_or_margin_on_a_part_says_it_is_a_part_and_how_to_define_the_side(tmp_path: Path) -> None:
+    """Audit c4 F4: a goal on BrachialPlex_L, or expand(BrachialPlex_L, 5mm), where the side is only a part of the
+    template's plexus, was answered 'did you mean "BrachialPlexus"?': following it put the one-side limit or PRV on
+    both sides."""
+    (tmp_path / "base.yaml").write_text(
+        "template: true\nstructures:\n  BrachialPlexus: {role: oar, parts: [BrachialPlex_L, BrachialPlex_R]}\n"
+    )
+    head = (
+        "extends: base.yaml\nspecc: 1\nname: t\nsite: t\nversion: 1.0.0\n"
+        "prescription: {fractions: 25, levels: [{target: PTV, dose: 50 Gy}]}\nstructures:\n  PTV: {role: target}\n"
+    )
+    (tmp_path / "p.yaml").write_text(head + "  PlexL_PRV: {role: oar, expression: 'expand(brachialplex_l, 5mm)'}\n"
+                                     + 'goals:\n  BrachialPlex_L: ["Max <= 45 Gy"]\n  PTV: ["D95% >= 47.5 Gy"]\n')
+    part = (" (a case structure that, with its other parts, stands for it), not a structure of the protocol; a goal or "
+            "margin on one side needs the side defined as a structure of its own ({}: {{role: oar}}), which reads the "
+            "same case structure")
+    assert diagnostics_of(tmp_path / "p.yaml") == [
+        (9, "structures.PlexL_PRV.expression",
+         'undefined structure "brachialplex_l": it is a part of "BrachialPlexus"' + part.format("brachialplex_l")),
+        (11, "goals.BrachialPlex_L",
+         'undefined structure "BrachialPlex_L": it is a part of "BrachialPlexus"' + part.format("BrachialPlex_L")),
+    ]
+
+
 def test_a_goal_on_an_alias_and_an_alias_clash_point_at_what_to_change(tmp_path: Path) -> None:
     (tmp_path / "base.yaml").write_text(
         "template: true\nstructures:\n  Core: {role: oar, aliases: [SpinalCord, Cord]}\n"

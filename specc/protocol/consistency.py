@@ -45,12 +45,19 @@ def consistency_issues(protocol: ProtocolDocument) -> list[Issue]:
 
 def _undefined(name: str, defined: Mapping[str, StructureSpec], instead: str = "write") -> str:
     """The message for `name`, which names no structure; an alias (a name a case may give a structure,
-    often a template's TG-263 list) is no protocol name, and the message says whose it is."""
+    often a template's TG-263 list) is no protocol name, and the message says whose it is. Nor is a part
+    (BrachialPlex_L of BrachialPlexus): the message says how to make it one, never "did you mean" the whole."""
     owner = next((structure for structure, spec in defined.items()
                   if name.casefold() in {alias.casefold() for alias in spec.aliases}), None)
     if owner is not None:
         return (f'undefined structure "{name}": it is an alias of "{owner}" (a name a case may give it); '
                 f'{instead} "{owner}"')
+    whole = next((structure for structure, spec in defined.items()
+                  if name_key(name) in {name_key(part) for part in spec.parts}), None)
+    if whole is not None:  # "did you mean" the whole would put a limit or margin for one side on both
+        return (f'undefined structure "{name}": it is a part of "{whole}" (a case structure that, with its other '
+                "parts, stands for it), not a structure of the protocol; a goal or margin on one side needs the side "
+                f"defined as a structure of its own ({name}: {{role: oar}}), which reads the same case structure")
     return f'undefined structure "{name}"{did_you_mean(name, defined)}'
 
 
