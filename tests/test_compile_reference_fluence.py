@@ -89,6 +89,45 @@ def test_a_plan_does_not_depend_on_the_cases_beamlet_weight_unit(name: str, solv
     assert np.sum(scaled.fluence) * 0.01 == pytest.approx(np.sum(plan.fluence), rel=_DOSE_TOLERANCE[solver])
 
 
+# Optima that are not unique, where the solver's path picks the plan (audit c3 F3: a matRad case and the same case with
+# its influence matrix x100 planned 2 Gy apart on the brainstem). Terms on the PTV alone whose levels conflict: the
+# objective is flat along every fluence change the PTV does not see. Goals whose last priority step reaches 0: every
+# fluence within the earlier steps' bounds is optimal.
+FLAT_TERMS = parse_protocol_text(protocol_text(
+    "optimization:\n  terms:\n    - {kind: quadratic_underdose, structure: PTV, dose: 50 Gy, weight: 100}\n"
+    "    - {kind: quadratic_overdose, structure: PTV, dose: 49 Gy, weight: 30}\n", with_body=True), "flat.yaml")
+LAST_STEP_REACHES_ZERO = parse_protocol_text(protocol_text(
+    'goals:\n  PTV: ["D95% >= 50 Gy", "D10% <= 56 Gy"]\n  Core: ["D10% <= 30 Gy (priority 2)"]\n', with_body=True),
+    "steps.yaml")
+
+
+def _plan_of(protocol: Protocol, factor: float, solver: str) -> tuple[str, np.ndarray, np.ndarray]:
+    """The solver that made the plan, its fluence in the unscaled case's unit and its dose on the grid."""
+    case = _rescaled(c_shape(), factor)
+    compiled = compile_for_plan(protocol, case, solver)
+    result = compiled.solve().result
+    assert result.converged, result.message
+    evaluation = evaluate_plan(compiled.protocol, case, compiled.program.masks, result, {})
+    return result.solver, evaluation.fluence * factor, evaluation.dose
+
+
+@pytest.mark.parametrize(("protocol", "solver", "solved_by"), [
+    (FLAT_TERMS, "SPECC-LBFGS", "SPECC-LBFGS"),
+    (FLAT_TERMS, "CLARABEL", "CLARABEL"),
+    (LAST_STEP_REACHES_ZERO, "SPECC-LBFGS", "CLARABEL"),  # the steps are cvxpy problems: handed to CLARABEL
+], ids=["flat objective, fast path", "flat objective, CLARABEL", "last priority step reaches 0"])
+def test_where_the_optimum_is_not_unique_the_plan_still_does_not_depend_on_the_unit(
+        protocol: Protocol, solver: str, solved_by: str) -> None:
+    """Each solver runs in the fluence over the reference fluence, the same numbers whatever the unit. Before, the
+    plans of one program at factor 1 and 0.01 lay 83-99 Gy apart outside the PTV (and the fast path, its first step
+    of length 1 in the case's unit, stalled at 0.01 and handed over to CLARABEL)."""
+    by, fluence, dose = _plan_of(protocol, 1.0, solver)
+    scaled_by, scaled_fluence, scaled_dose = _plan_of(protocol, 0.01, solver)
+    assert by == scaled_by == solved_by
+    np.testing.assert_allclose(scaled_dose, dose, rtol=0, atol=1e-3 * dose.max())
+    np.testing.assert_allclose(scaled_fluence, fluence, rtol=0, atol=5e-3 * fluence.max())
+
+
 def test_the_reference_fluence_gives_the_highest_levels_target_its_dose_per_fraction() -> None:
     """x_ref = D_fx / mean over the target of (A @ 1), on every voxel of the target, named in the compile notes."""
     case = c_shape()

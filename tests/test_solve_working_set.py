@@ -69,7 +69,7 @@ def test_a_set_evaluates_sums_over_entries_on_its_rows_alone_and_the_same_progra
     held[columns] = z[columns]  # the set's beamlets with the plan's fluence, the others at 0
     base = whole.operator.forward(held)
     influence = program.influence.astype(np.float64).tocsr()
-    operator = WorkingSetOperator(DoseOperator(influence[rows][:, columns]), rows, columns, n, base)
+    operator = WorkingSetOperator(DoseOperator(influence[rows][:, columns], scale=whole.scale), rows, columns, n, base)
     frozen = np.ones(whole.size, dtype=bool)
     frozen[columns] = False
     on_set = whole.on_working_set(operator, frozen, (0.0,) * len(whole.variable_blocks()))
@@ -122,12 +122,13 @@ def test_a_wrong_working_set_grows_until_the_whole_program_is_optimal(what, kind
 def test_a_limit_reached_on_a_working_set_stops_there_and_says_so() -> None:
     """The iteration budget is the protocol's, across the whole-program start and every set."""
     program = _program()
-    settings = dataclasses.replace(choose_solver(FIRST_ORDER_SOLVER), max_iterations=400)
+    # The whole program runs 400 to 500 of the first solve's 1,570 iterations before its first set (fluence over x_ref).
+    settings = dataclasses.replace(choose_solver(FIRST_ORDER_SOLVER), max_iterations=600)
     solver = FirstOrderSolver(program)
     result = solver.solve(settings)
     run = solver.last_run
     assert run.working_sets, "the limit fell before the working sets: the case tests nothing"
-    assert result.iterations <= 400 and run.outcome == "iteration_limit"
+    assert result.iterations <= 600 and run.outcome == "iteration_limit"
     assert result.status in ("optimal_inaccurate", "time_limit") and not result.converged
     assert "limit" in result.message
 

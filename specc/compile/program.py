@@ -2,7 +2,8 @@
 
 The steps, each small and each keeping what the later stages need:
 structure resolution and derived structures (`structures.py`) -> the dose entries the terms
-need (`voxels.py`) -> one fluence variable x >= 0 and one dose variable d == A_sel @ x
+need (`voxels.py`) -> one fluence x >= 0 (over a unit-free variable,
+`ScaledFluence`) and one dose variable d == A_sel @ x
 (`context.py`) -> each term built by its own kind module, remembering its protocol line ->
 the program, with size statistics for `specc compile` (its cvxpy problem is built on first
 use: `CompiledProgram`).
@@ -21,7 +22,7 @@ import scipy.sparse as sp
 
 from specc.case.products import select_rows
 from specc.case.shifts import Displacement, beams_isocentre, displaced_influences
-from specc.compile.context import ProgramContext
+from specc.compile.context import ProgramContext, ScaledFluence
 from specc.compile.reach import reach_notes
 from specc.compile.scenarios import robust_notes
 from specc.compile.smooth_context import ReferenceFluence, reference_fluence
@@ -112,7 +113,7 @@ class CompiledProgram:
     needs it; a cvxpy solve, a lexicographic step or a diagnosis builds it.
     """
 
-    fluence: cp.Variable
+    fluence: ScaledFluence  # x (beamlet weights per fraction) = fluence_scale * the solver's unit-free variable
     dose: cp.Variable
     objective: cp.Expression
     terms: list[CompiledTerm]
@@ -135,12 +136,20 @@ class CompiledProgram:
     # The protocol compiled (with its derived terms): a diagnosis names a limit held for a goal in EQD2 or
     # BED by that goal, in its quantity (`specc.solve.diagnose`).
     protocol: Protocol | None = None
-    # The fluence its smoothness and fluence_regularization terms are relative to (None: no term asked).
+    # The fluence its smoothness and fluence_regularization terms are relative to (None: no term asked; the
+    # solver's scale, `fluence_scale`, is the same x_ref, computed for every program whose rows are new).
     reference_fluence: ReferenceFluence | None = None
     # Set by `with_problem` (a lexicographic step, an exact refinement): a problem that is not
     # the compiled one, which the fast path must not take for it.
     _problem: cp.Problem | None = field(default=None, repr=False)
     problem_is_compiled: bool = True
+
+    @property
+    def fluence_scale(self) -> float:
+        """Beamlet weights per unit of the variable every solver sees (x = fluence_scale * z): the case's reference
+        fluence, which moves with its beamlet-weight unit, so that the problem solved, and the plan a solver's
+        path picks where the optimum is not unique, do not (`ScaledFluence`; the fast path solves in z too)."""
+        return self.fluence.scale
 
     def dose_per_fraction(self, fluence: np.ndarray) -> np.ndarray:
         """d = A_sel x (+ the prior dose's offset) in Gy per fraction (float64), on the program's dose entries."""
@@ -153,7 +162,9 @@ class CompiledProgram:
         """`dose == A_sel @ fluence (+ offset)` on the dose entries `rows`: where the terms meet the fluence."""
         if not self.dose.size or self.influence is None:
             return []
-        dose_of_fluence = self.influence[rows] @ self.fluence
+        # s (A z), not A (s z): the scale then multiplies the canonical matrix's values, where A diag(s) cost cvxpy a
+        # sparse product (5 mm C-shape: canonicalization 1.3-1.5 -> 2.1-2.5 s; docs/performance.md).
+        dose_of_fluence = self.fluence.scale * (self.influence[rows] @ self.fluence.variable)
         if self.offset is not None:
             dose_of_fluence = dose_of_fluence + self.offset[rows]
         return [self.dose[rows] == dose_of_fluence]
@@ -242,6 +253,7 @@ def compile_protocol(
     exact |= {name for name in referenced if structures.is_target(name)}
     prior_files = tuple(source.sha256 for source in case.prior_dose.sources) if case.prior_dose is not None else ()
     row_inputs = RowInputs(tuple(referenced), frozenset(exact), sample_limit, tuple(displaced), prior_files)
+    reference = _Reference(protocol, case, structures)
     if reuse is not None and _same_rows(reuse, row_inputs, structures):
         assert reuse.influence is not None
         selection, influence_rows = reuse.selection, reuse.influence
@@ -262,7 +274,8 @@ def compile_protocol(
             selection, influence_rows = _with_displaced(
                 case, structures, selection, influence_rows, {name: scenarios[name] for name in displaced}
             )
-        fluence = cp.Variable(case.n_beamlets, nonneg=True, name="fluence")
+        # The solver's variable is the fluence over the reference fluence (`ScaledFluence`): unit-free.
+        fluence = ScaledFluence.over(case.n_beamlets, reference().beamlet_weight)
         dose = cp.Variable(influence_rows.shape[0], name="dose_per_fraction")
     for entries in selection.structures.values():
         if entries.sampled:
@@ -285,10 +298,9 @@ def compile_protocol(
         parts += [case.prior_dose.total_gy[structures.masks[scenarios[name].structure]] for name in displaced]
         offset = np.concatenate(parts) / protocol.prescription.fractions
 
-    reference = _Reference(protocol, case, structures)
     context = ProgramContext(
         fluence, dose, selection.structures, case.voxel_volume_cc, protocol.prescription.fractions, case.beamlets,
-        reference,
+        reference.for_term,
     )
 
     compiled: list[CompiledTerm] = []
@@ -310,8 +322,8 @@ def compile_protocol(
             )
         )
 
-    if reference.found is not None:
-        notes.append(reference.found.note())
+    if reference.asked:
+        notes.append(reference().note())
     objectives = [term.objective for term in compiled if term.objective is not None]
     if not objectives:
         notes.append("no term has an objective: the solver returns any fluence that meets the hard limits")
@@ -337,21 +349,27 @@ def compile_protocol(
         row_inputs=row_inputs,
         offset=offset,
         protocol=protocol,
-        reference_fluence=reference.found,
+        reference_fluence=reference.found if reference.asked else None,
     )
 
 
 class _Reference:
-    """The case's reference fluence for the protocol, computed once when a term first asks for it."""
+    """The case's reference fluence for the protocol, computed once: for the fluence's scale (a program whose
+    rows are new) or when a term first asks for it (`asked`: the compile notes then name it)."""
 
     def __init__(self, protocol: Protocol, case: Case, structures: ResolvedStructures) -> None:
         self._protocol, self._case, self._structures = protocol, case, structures
         self.found: ReferenceFluence | None = None
+        self.asked = False
 
     def __call__(self) -> ReferenceFluence:
         if self.found is None:
             self.found = reference_fluence(self._protocol, self._case, self._structures)
         return self.found
+
+    def for_term(self) -> ReferenceFluence:
+        self.asked = True
+        return self()
 
 
 def _check_prior(protocol: Protocol, case: Case) -> None:
@@ -425,7 +443,7 @@ def estimated_memory(nonzeros: int, beamlets: int, by_cvxpy: bool) -> int:
 def _statistics(
     objective: cp.Expression,
     term_constraints: list[cp.Constraint],
-    fluence: cp.Variable,
+    fluence: ScaledFluence,
     dose: cp.Variable,
     selection: VoxelSelection,
     influence_rows: sp.csr_matrix,
@@ -446,7 +464,7 @@ def _statistics(
         for name, entries in selection.structures.items()
     ]
     nonzeros = int(influence_rows.nnz)
-    variables = {id(v): v for v in [fluence, dose, *objective.variables()]}
+    variables = {id(v): v for v in [fluence.variable, dose, *objective.variables()]}
     variables.update({id(v): v for constraint in term_constraints for v in constraint.variables()})
     return ProgramStats(
         variables=int(sum(variable.size for variable in variables.values())),

@@ -1,8 +1,13 @@
 """The compiled program as one smooth function of a flat vector, for L-BFGS-B.
 
-The vector z holds the fluence x (per fraction, >= 0) followed by each term's auxiliary
-variables. `SmoothProgram` keeps the dose operator (the selected influence rows, as the case
-stores them in float32, and its transpose view: no copy) and the terms' smooth forms
+The vector z holds the fluence (per fraction, >= 0) over the program's fluence scale s, the
+case's reference fluence (`CompiledProgram.fluence_scale`), followed by each term's auxiliary
+variables. In z the program is the same whatever unit the case's beamlet weights are in, so
+are L-BFGS-B's path (its first step is of length 1 in the variables, its gradient tolerances
+absolute) and the plan it picks where the optimum is not unique; x = s z is what the terms on
+the fluence read and what a solve returns. `SmoothProgram` keeps the dose operator (the
+selected influence rows, as the case stores them in float32, and its transpose view: no
+copy) and the terms' smooth forms
 (`specc.terms.smooth`); one evaluation costs one product with A and one with A.T, however
 many terms look at a structure. Forms can be rebuilt from changed terms (a new weight or
 limit) without touching the operator, which is what makes a re-solve cheap.
@@ -60,17 +65,19 @@ _ANCHOR_RENEWAL = 50
 
 
 class DoseOperator:
-    """d = A x (+ offset) and A.T g with the case's matrix as stored (by row blocks on threads); results in float64.
+    """d = s A z (+ offset) and s A.T g with the case's matrix as stored (by row blocks on threads); results in float64.
 
-    The products run in the matrix's precision (float32 for a case file), or in float64 for
-    the operator `in_float64` returns. `offset`: a prior course's dose per fraction on the
-    rows (a composite plan, `CompiledProgram.offset`), added to every dose, exactly.
+    `scale` s: beamlet weights per unit of z (the fluence x = s z). The products run in the
+    matrix's precision (float32 for a case file), or in float64 for the operator `in_float64`
+    returns. `offset`: a prior course's dose per fraction on the rows (a composite plan,
+    `CompiledProgram.offset`), added to every dose, exactly.
     """
 
     def __init__(self, influence: sp.csr_matrix, blocks: RowBlocks | None = None, float64: bool = False,
-                 offset: np.ndarray | None = None) -> None:
+                 offset: np.ndarray | None = None, scale: float = 1.0) -> None:
         self.influence = influence.tocsr()
         self.offset = offset
+        self.scale = scale
         self._blocks = RowBlocks(self.influence) if blocks is None else blocks
         self.float64 = float64 or self.influence.dtype == np.float64
         self._vector = np.float64 if self.float64 else self.influence.dtype
@@ -99,18 +106,19 @@ class DoseOperator:
             (self.influence.data.astype(np.float64), self.influence.indices, self.influence.indptr),
             shape=self.influence.shape,
         )
-        return DoseOperator(influence, offset=self.offset)
+        return DoseOperator(influence, offset=self.offset, scale=self.scale)
 
     def in_float64_without_copy(self) -> DoseOperator:
         """float64 products on the matrix's own values (for a matrix that lives beside a larger one)."""
-        return self if self.float64 else DoseOperator(self.influence, self._blocks, float64=True, offset=self.offset)
+        return self if self.float64 else DoseOperator(self.influence, self._blocks, float64=True, offset=self.offset,
+                                                            scale=self.scale)
 
     def forget_anchor(self) -> None:
         """Start the next forward product from a new anchor, so that a run does not depend on earlier ones."""
         self._anchor = None
 
     def forward(self, fluence: np.ndarray) -> np.ndarray:
-        """A x; in float32, as an exact float64 anchor dose plus the float32 product of the step from it.
+        """s A z (`fluence`: z); in float32, as an exact float64 anchor dose plus the float32 product of the step.
 
         A float32 dose carries an absolute error of about 1e-7 of the dose itself, which is
         what L-BFGS-B's line search sees near an optimum, where the objective changes by less
@@ -120,23 +128,26 @@ class DoseOperator:
         with a float64 product every `_ANCHOR_RENEWAL` products, so the step stays short.
         """
         if self.float64:
-            return self._offset(self._blocks.forward(fluence.astype(np.float64)))
+            return self._dose(self._blocks.forward(fluence.astype(np.float64)))
         if self._anchor is None or self._since_anchor >= _ANCHOR_RENEWAL:
             exact = self._blocks.forward(np.asarray(fluence, dtype=np.float64))  # float32 values, float64 sums
             self._anchor = (np.array(fluence, dtype=np.float64), exact)
             self._since_anchor = 0
-            return self._offset(exact.copy())
+            return self._dose(exact)
         self._since_anchor += 1
         anchor_fluence, anchor_dose = self._anchor
-        return self._offset(anchor_dose + self._blocks.forward((fluence - anchor_fluence).astype(self._vector)))
+        return self._dose(anchor_dose + self._blocks.forward((fluence - anchor_fluence).astype(self._vector)))
 
-    def _offset(self, dose: np.ndarray) -> np.ndarray:
+    def _dose(self, product: np.ndarray) -> np.ndarray:
+        """s times A z, plus the offset: a new array (an anchor's product is kept as it is)."""
+        dose = self.scale * product
         if self.offset is not None:
             dose += self.offset
         return dose
 
     def adjoint(self, dose_gradient: np.ndarray) -> np.ndarray:
-        return self._blocks.adjoint(dose_gradient.astype(self._vector))
+        """s A.T g: the gradient on z of a function of the dose whose gradient on the dose is g."""
+        return self.scale * self._blocks.adjoint(dose_gradient.astype(self._vector))
 
 
 @dataclass
@@ -147,7 +158,7 @@ class Evaluation:
     residuals: np.ndarray  # residual / scale of every constraint entry (<= 0 is met)
     lagrangian: float
     gradient: np.ndarray  # of the Lagrangian on z (of the objective when no multipliers are given)
-    dose: np.ndarray  # A x, which a KKT check at the same point reuses
+    dose: np.ndarray  # s A z, which a KKT check at the same point reuses
 
 
 @dataclass
@@ -180,7 +191,7 @@ def _on_rows(placed: PlacedForm, in_set: np.ndarray, base_dose: np.ndarray) -> P
 
 
 class SmoothProgram:
-    """Objective pieces and constraints over z = (fluence, auxiliary variables)."""
+    """Objective pieces and constraints over z = (fluence / scale, auxiliary variables)."""
 
     def __init__(self, operator: DoseOperator, context: SmoothFormContext, terms: Sequence[SmoothTerm]) -> None:
         self.operator = operator
@@ -262,11 +273,20 @@ class SmoothProgram:
     def _zero_dose(self) -> np.ndarray:
         return np.zeros(self.operator.influence.shape[0])
 
+    @property
+    def scale(self) -> float:
+        """Beamlet weights per unit of z's fluence block (`CompiledProgram.fluence_scale`)."""
+        return self.operator.scale
+
+    def fluence(self, z: np.ndarray) -> np.ndarray:
+        """The fluence x = s z (beamlet weights per fraction) at z."""
+        return self.scale * z[: self.n_beamlets]
+
     def _point(self, placed: PlacedForm, z: np.ndarray, dose: np.ndarray) -> SmoothPoint:
         return SmoothPoint(
             dose=dose[placed.entries] if placed.entries is not None else _NO_DOSE,
             auxiliary=z[placed.auxiliary],
-            fluence=z[: self.n_beamlets],
+            fluence=self.fluence(z),  # what the terms on the fluence read (n beamlets: no cost beside a product)
         )
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -285,10 +305,11 @@ class SmoothProgram:
         return [slice(0, self.n_beamlets)] + [p.auxiliary for p in self.forms if p.form.n_auxiliary]
 
     def start(self, fluence: np.ndarray, dose: np.ndarray | None = None) -> np.ndarray:
-        """z for a fluence, with each term's auxiliary variables at their consistent start; `dose`: A x, if known."""
+        """z for a fluence x (beamlet weights: z's block is x / scale), with each term's auxiliary variables at
+        their consistent start; `dose`: A x, if known."""
         z = np.zeros(self.size)
-        z[: self.n_beamlets] = fluence
-        dose = self.operator.forward(fluence) if dose is None else dose
+        z[: self.n_beamlets] = fluence / self.scale
+        dose = self.operator.forward(z[: self.n_beamlets]) if dose is None else dose
         for p in self.forms:
             if p.form.auxiliary is not None:
                 z[p.auxiliary] = p.form.auxiliary.start(dose[p.entries] if p.entries is not None else _NO_DOSE)
@@ -300,7 +321,7 @@ class SmoothProgram:
         if piece.auxiliary is not None:
             gradient[p.auxiliary] += piece.auxiliary
         if piece.fluence is not None:
-            gradient[: self.n_beamlets] += piece.fluence
+            gradient[: self.n_beamlets] += self.scale * piece.fluence  # on z: x = s z
 
     def objective_values(self, z: np.ndarray) -> list[float]:
         """Each term's objective part at z (0 for pure constraints), in the order of the terms."""

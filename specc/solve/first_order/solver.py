@@ -59,7 +59,8 @@ class FirstOrderSolver:
         if program.influence is None:
             raise FastPathRefused("the compiled program carries no influence matrix")
         self.program = program
-        self.operator = DoseOperator(program.influence, offset=program.offset)
+        # In the unit-free fluence z = x / s, as a cvxpy solver sees the program (`CompiledProgram.fluence_scale`).
+        self.operator = DoseOperator(program.influence, offset=program.offset, scale=program.fluence_scale)
         self.context = SmoothFormContext.of(program)
         self._last: tuple[SmoothProgram, AugmentedLagrangianResult] | None = None
 
@@ -98,7 +99,7 @@ class FirstOrderSolver:
             result = minimize_from_scratch(smooth, smooth.start(np.zeros(smooth.n_beamlets)), tolerances)
         else:
             previous, result = self._last
-            z = smooth.start(result.z[: smooth.n_beamlets])
+            z = smooth.start(previous.fluence(result.z))
             if [c.multipliers for c in previous.constraints] == [c.multipliers for c in smooth.constraints]:
                 # The multipliers carry over; the penalty restarts where the last solve started:
                 # its final (largest) value only makes the first round ill-conditioned (10 mm
@@ -129,10 +130,10 @@ class FirstOrderSolver:
             status = "optimal_inaccurate"
         else:
             status = "solver_error"
-        fluence = result.z[: smooth.n_beamlets].copy() if status != "solver_error" and holds else None
+        fluence = smooth.fluence(result.z) if status != "solver_error" and holds else None
         if fluence is not None:
             self.program.fluence.value = fluence
-            self.program.dose.value = self.operator.forward(fluence)
+            self.program.dose.value = self.operator.forward(result.z[: smooth.n_beamlets])
         values = smooth.objective_values(result.z)
         term_values = [
             TermValue(

@@ -47,7 +47,7 @@ LOOK_AHEAD = 20  # whole-program iterations before the first set, from a start t
 
 
 class WorkingSetOperator:
-    """A x and A.T g on a working set: the submatrix of some rows and columns.
+    """s A z and s A.T g on a working set: the submatrix of some rows and columns (`DoseOperator`).
 
     The fluence outside the columns is held at 0, so the rows' doses are exact; the other
     rows keep the dose they had when the set was chosen, where no term pulls, so that their
@@ -61,13 +61,15 @@ class WorkingSetOperator:
         self.n_beamlets = n_beamlets
         self.base_dose = base_dose
         self.float64 = products.float64
+        self.scale = products.scale
 
     @classmethod
-    def of(cls, influence: sp.csr_matrix, rows: np.ndarray, columns: np.ndarray, base_dose: np.ndarray,
-           offset: np.ndarray | None = None) -> WorkingSetOperator:
-        """`offset`: the whole program's (a prior dose per fraction on every row), of which the set keeps its rows'."""
-        products = DoseOperator(_submatrix(influence, rows, columns), offset=None if offset is None else offset[rows])
-        return cls(products, rows, columns, influence.shape[1], base_dose)
+    def of(cls, whole: DoseOperator, rows: np.ndarray, columns: np.ndarray, base_dose: np.ndarray
+           ) -> WorkingSetOperator:
+        """The set of `whole`'s operator, with its scale and the rows' part of its offset (a prior dose)."""
+        offset = None if whole.offset is None else whole.offset[rows]
+        products = DoseOperator(_submatrix(whole.influence, rows, columns), offset=offset, scale=whole.scale)
+        return cls(products, rows, columns, whole.influence.shape[1], base_dose)
 
     @property
     def nonzeros(self) -> int:
@@ -167,8 +169,7 @@ def minimize_on_working_sets(
         if grown:
             sets.append((int(free.sum()), int(rows.sum())))
             operator = None  # the last set's matrix goes before the next is built
-            operator = WorkingSetOperator.of(influence, np.flatnonzero(rows), np.flatnonzero(free), dose,
-                                              program.operator.offset)
+            operator = WorkingSetOperator.of(program.operator, np.flatnonzero(rows), np.flatnonzero(free), dose)
         run = minimize_augmented_lagrangian(program.on_working_set(operator, ~free, floors), z,
                                             dataclasses.replace(remaining, pause_after=CHECK_EVERY), y, penalty)
         runs.append(run)
