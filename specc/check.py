@@ -536,7 +536,8 @@ def _measure(protocol: Protocol, read: _Read, out_dir: str | Path, pdf: bool, st
     with stages.stage("evaluate"):
         evaluation = evaluate_dose(
             protocol, read.case, read.resolved.masks, read.dose, read.known, read.source, dict(stages.timings),
-            [*changed_in_memory_note(protocol, "check"), *read.notes], read.isocentre_mm, absent=read.resolved.absent,
+            [*changed_in_memory_note(protocol, "check"), *protocol.template_notes(), *read.notes], read.isocentre_mm,
+            absent=read.resolved.absent,
             partial=read.resolved.partial,
         )
     # staged as a plan is: whole, moved in with plan.json last, or none (a kill -9 part way included)
