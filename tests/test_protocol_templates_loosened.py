@@ -123,3 +123,24 @@ def test_template_notes_give_each_warning_as_a_note(tmp_path: Path) -> None:
     path = _protocol(tmp_path, '  Cord: ["Max <= 50 Gy (priority 2)"]\n')
     [note] = load_protocol(path).template_notes()
     assert note.startswith(f"{path}:6:10: goals.Cord[0]: ") and "threshold raised from 45 Gy to 50 Gy" in note
+
+
+def test_a_plan_and_a_compile_note_a_template_goal_their_protocol_loosened(tmp_path: Path) -> None:
+    """validate warned (6582416), but the plan's record, which the physician signs, said nothing."""
+    import specc
+    from evaluate_fakes import synthetic_case
+    from specc.compile import compile_protocol
+    from specc.compile.derive import with_optimization
+
+    template = TEMPLATE.replace("  Cord: {role: oar}\n  Lung: {role: oar}\n  PTV: {role: target}\n",
+                                "  Organ: {role: oar}\n  Target: {role: target}\n").replace(
+        '  Cord: ["Max <= 45 Gy", "D0.03cc <= 44 Gy"]\n  Lung: ["V20Gy[%] <= 30 (variation 35)", "Mean <= 20 Gy"]\n'
+        '  PTV: ["D95% >= 95%"]\n', '  Organ: ["Mean <= 20 Gy"]\n  Target: ["D95% >= 95%"]\n')
+    (tmp_path / "base.yaml").write_text(template)
+    path = tmp_path / "p.yaml"
+    path.write_text(HEADER.replace("PTV", "Target") + '  Organ: ["Mean <= 25 Gy"]\n')
+    said = "replaces the template goal \"Mean <= 20 Gy\""
+    protocol, _ = with_optimization(load_protocol(path))
+    assert any(said in note for note in compile_protocol(protocol, synthetic_case()).notes)
+    record = specc.plan(load_protocol(path), synthetic_case(), tmp_path / "out").record
+    assert sum(said in note for note in record.notes) == 1, record.notes
