@@ -291,6 +291,10 @@ def test_conflicting_hard_limits_are_diagnosed_by_the_reference() -> None:
     result = solve_program(program, choose_solver(FIRST_ORDER_SOLVER))
     assert result.status == "infeasible" and result.fluence is None
     assert "max_dose Core" in result.message and "mean_dose Core" in result.message
+    # the conflict leads, the hand-over after it: a cohort page read "SPECC-LBFGS did not solve this program"
+    # first, a solver failure, for a clinical conflict (audit c3 F5)
+    assert result.message.startswith("the hard limits cannot all be met at once: ")
+    assert "(SPECC-LBFGS did not solve this program (" in result.message
 
 
 def test_a_time_limit_gives_no_plan_or_a_labelled_one() -> None:

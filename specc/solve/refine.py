@@ -266,12 +266,11 @@ def _solve_exact(
     solver (on the fast path it took twice as long: the kept steps are CVaR bounds again), and
     so does a fast solve that does not certify, with a note.
     """
-    note = ""
+    reason = None
     if settings.name == FIRST_ORDER_SOLVER and (problem is None or problem is program.problem):
         refined, reason = _solve_exact_fast(program, cvar_fluence, cvar_dose, settings)
         if refined is not None:
             return refined
-        note = handed_over("the refinement", reason)
     problem = program.problem if problem is None else problem
     terms = program.hard_dvh_terms()
     replaced = {id(constraint) for term in terms for constraint in term.constraints}
@@ -279,7 +278,7 @@ def _solve_exact(
     for term in terms:
         constraints.extend(exact_bounds(program, term, cvar_dose))
     refined = solve_program(program.with_problem(cp.Problem(problem.objective, constraints)), reference_settings(settings))
-    return dataclasses.replace(refined, message=note + refined.message) if note else refined
+    return refined if reason is None else handed_over("the refinement", reason, refined)
 
 
 def _solve_exact_fast(

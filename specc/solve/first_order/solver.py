@@ -263,10 +263,14 @@ def attempt(
     return None, result.message
 
 
-def handed_over(what: str, reason: str) -> str:
-    """The note that starts the reference solver's message where it ran on `what` instead (its own message,
-    which follows, says whether it solved it)."""
-    return f"{FIRST_ORDER_SOLVER} did not solve {what} ({reason}), so {REFERENCE_SOLVER} ran instead: "
+def handed_over(what: str, reason: str, result: SolveResult) -> SolveResult:
+    """The reference solver's `result` where it ran on `what` instead, its message saying so: first where it
+    made a plan; after its own outcome where it made none, so that an infeasible program reads as the clinical
+    conflict it is ("the hard limits cannot all be met at once: ..."), not as a solver that failed (audit c3
+    F5: a cohort page led an infeasible case with "SPECC-LBFGS did not solve this program")."""
+    note = f"{FIRST_ORDER_SOLVER} did not solve {what} ({reason}), so {REFERENCE_SOLVER} ran instead"
+    message = f"{note}: {result.message}" if result.usable else f"{result.message} ({note})"
+    return dataclasses.replace(result, message=message)
 
 
 def solve_first_order(program: CompiledProgram, settings: SolverSettings, warm: WarmStart | None = None) -> SolveResult:
@@ -294,5 +298,4 @@ def solve_first_order(program: CompiledProgram, settings: SolverSettings, warm: 
             return result
     if warm is not None:
         warm.solver = None  # the plan is the reference solver's: the next change starts from its fluence
-    fallback = solve_program(program, reference)
-    return dataclasses.replace(fallback, message=handed_over("this program", reason) + fallback.message)
+    return handed_over("this program", reason, solve_program(program, reference))
