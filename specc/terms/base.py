@@ -43,8 +43,9 @@ class BuildContext(Protocol):
     """The compiled problem as a term sees it (implemented by `specc.compile`)."""
 
     @property
-    def fluence(self) -> cp.Variable:
-        """Beamlet weights x >= 0 (one entry per beamlet of the case)."""
+    def fluence(self) -> cp.Expression:
+        """Beamlet weights x >= 0 (one entry per beamlet of the case): the reference fluence times the
+        solver's unit-free variable (`specc.compile.program.ScaledFluence`), an expression, not a variable."""
 
     def dose(self, structure: str) -> cp.Expression:
         """Per-fraction dose in Gy on the voxels (or voxel groups) that represent `structure`."""
