@@ -144,3 +144,22 @@ def test_a_plan_and_a_compile_note_a_template_goal_their_protocol_loosened(tmp_p
     assert any(said in note for note in compile_protocol(protocol, synthetic_case()).notes)
     record = specc.plan(load_protocol(path), synthetic_case(), tmp_path / "out").record
     assert sum(said in note for note in record.notes) == 1, record.notes
+
+
+def test_a_protocol_revised_in_memory_keeps_the_notes_of_the_goals_it_still_loosens(tmp_path: Path) -> None:
+    """Review R2 F7: revise_protocol (and a plan of a protocol changed in memory) dropped the warnings, so the
+    record of a plan tuned in memory no longer said that the cord's must-limit was raised."""
+    from specc import revise_protocol
+    from specc.pipeline import as_planned
+
+    path = _protocol(tmp_path, '  Cord: ["Max <= 50 Gy (priority 2)"]\n  Lung: ["Mean <= 22 Gy"]\n')
+    protocol = load_protocol(path)
+    assert len(protocol.template_notes()) == 2
+    assert revise_protocol(protocol, version="1.0.1").template_notes() == protocol.template_notes()
+    assert as_planned(protocol.model_copy(update={"version": "1.0.2"})).template_notes() == protocol.template_notes()
+    lung = next(i for i, goal in enumerate(protocol.goals) if str(goal) == "Mean <= 22 Gy")
+    goals = list(protocol.goals)
+    threshold = goals[lung].threshold.model_copy(update={"value": 20.0})  # the template's: no longer loosened
+    goals[lung] = goals[lung].model_copy(update={"threshold": threshold})
+    kept = revise_protocol(protocol, goals=goals).template_notes()
+    assert len(kept) == 1 and '"Max <= 50 Gy (priority 2)"' in kept[0]

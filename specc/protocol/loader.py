@@ -31,7 +31,7 @@ from specc.protocol.diagnostics import (
     ProtocolError,
     format_loc,
 )
-from specc.protocol.goals import GoalMapping
+from specc.protocol.goals import Goal, GoalMapping
 from specc.protocol.goals_only import goals_only_issues
 from specc.protocol.models import (
     FILE_CONTEXT,
@@ -162,9 +162,21 @@ def _with_carried_sources(revised: Protocol, changed: Protocol) -> Protocol:
         name: spec.model_copy(update={"source": getattr(changed.structures.get(name), "source", None)})
         for name, spec in revised.structures.items()
     }
-    return revised.model_copy(
+    carried = revised.model_copy(
         update={"goals": goals, "optimization": optimization, "structures": structures, "source": changed.source}
     )
+    carried._loosened_template_goals = _still_loosened(changed.loosened_template_goals, goals)
+    return carried
+
+
+def _still_loosened(warnings: list[Diagnostic], goals: list[Goal]) -> list[Diagnostic]:
+    """The loosened-template-goal warnings whose goal the revised protocol still holds, as written at its line:
+    a protocol tuned in memory keeps saying that a template's limit was given up (review R2 F7); a goal changed
+    or removed no longer does (its comparison with the template was the file's)."""
+    written = {(goal.source.file, goal.source.line, str(goal)) for goal in goals if goal.source is not None}
+    return [warning for warning in warnings
+            if any((warning.file, warning.line) == (file, line) and warning.message.startswith(f'"{text}" ')
+                   for file, line, text in written)]
 
 
 def _at(mark: Any, path: str, message: str) -> Diagnostic:
