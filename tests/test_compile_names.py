@@ -9,7 +9,7 @@ import yaml
 
 from evaluate_fakes import synthetic_case
 from specc.compile import resolve_structures
-from specc.compile.names import AmbiguousMatch, NoMatch, match_structure
+from specc.compile.names import AmbiguousMatch, NoMatch, PartsMatch, match_structure, near_missing_parts
 from specc.protocol import parse_protocol_text
 
 NFC = unicodedata.normalize("NFC", "Rückenmark")  # ü as one character, as typed on Linux or Windows
@@ -162,3 +162,23 @@ def test_a_name_whose_marker_is_part_of_a_word_or_the_protocols_own_is_still_sug
         match_structure("Optic_Chiasm", [], ["Body", "OpticChiasm"])
     with pytest.raises(NoMatch, match=r"Did you mean 'Cord_PRV5'\? \(add it to `aliases`\)$"):
         match_structure("SpinalCord_PRV5", [], ["Body", "Cord_PRV5"])
+
+
+@pytest.mark.parametrize(("part", "near", "respelled"), [
+    ("BrachialPlex_R", "BrachialPlexus_R", True), ("BrachialPlex_R", "BrachialPlex_Rt", True),
+    ("BrachialPlex_R", "Brachial_Plexus_R", True), ("BrachialPlex_R", "brachialplexus_r", True),
+    ("Musc_Constrict_S", "Musc_Constrict_Sup", True), ("OpticNrv_R", "Optic_Nerve_R", True),
+    ("Parotid_R", "Carotid_R", False), ("Lung_R", "Lens_R", False), ("Cochlea_R", "Cornea_R", False),
+    ("Eye_R", "Ear_R", False), ("Kidney_R", "Kidney_Cyst_R", False), ("Femur_Head_R", "Femur_Neck_R", False),
+])
+def test_a_near_name_of_a_missing_part_is_refused_only_where_it_is_the_same_organ_written_otherwise(
+        part: str, near: str, respelled: bool) -> None:
+    """Review r2 F4: every unused case structure within difflib's 0.6 of a missing part was refused as that part
+    under another name, 'Carotid_R' for 'Parotid_R' (0.89) among them. Only a spelling of the part's own words
+    (shortened, lengthened, split otherwise, sides aside) is `respelled`; another organ is `not_taken`."""
+    other = {"Musc_Constrict_S": "Musc_Constrict_M"}.get(part, part.replace("_R", "_L"))  # the part the case has
+    match = match_structure("Organ", [], ["Body", other, near], [other, part])
+    assert isinstance(match, PartsMatch) and match.missing == (part,)
+    found = near_missing_parts(match, ["Organ"], [other, part], ["Body", near])
+    hit = ((part, (near,)),)
+    assert (found.respelled, found.not_taken) == ((hit, ()) if respelled else ((), hit))

@@ -193,3 +193,45 @@ def test_a_structure_read_from_some_of_its_parts_and_one_derived_from_it_say_wha
     resolved = resolve_structures(plan_protocol, _case(BrachialPlex_L=left))
     assert resolved.partial == {"Plexus": judged_on, "Plexus_PRV": f"built from Plexus ({judged_on})"}
     assert resolve_structures(plan_protocol, _case(BrachialPlex_L=left, BrachialPlex_R=right)).partial == {}
+
+
+PAROTIDS = "  Parotids: {role: oar, parts: [Parotid_L, Parotid_R]}\n"
+
+
+def test_a_case_without_a_part_and_with_a_near_named_other_organ_plans_naming_it_in_the_note() -> None:
+    """Review r2 F4: a parotidectomy case (Parotid_L; the right parotid resected) with the right carotid contoured was
+    refused ("its part 'Parotid_R' is not in the case, which has 'Carotid_R', a near name ... rename it"), with no
+    way for the protocol to accept it. It is read from the left parotid; the note and each goal name the carotid as
+    not taken for the missing part, so that a reader still sees a part contoured under another name."""
+    left, right = _sides()
+    text = HEADER + PAROTIDS + PRESCRIPTION + "goals: {Parotids: ['Mean <= 3 Gy']}\n"
+    resolved = resolve_structures(parse_protocol_text(text, "site/p.yaml"), _case(Parotid_L=left, Carotid_R=right))
+    assert np.array_equal(resolved.masks["Parotids"], left)
+    missing = "its part 'Parotid_R' is not in the case (the case's 'Carotid_R' was not taken for it)"
+    assert resolved.partial == {"Parotids": f"judged on the case's 'Parotid_L' alone: {missing}"}
+    assert (f"Parotids: read from the case's 'Parotid_L' alone (its parts; the case has no structure of its name or "
+            f"aliases); {missing}") in resolved.notes
+
+
+# A clinical case's structures (TG-263 names), most read by no structure of the protocol below; its right side has
+# only organs whose names are near a right-side part of another organ.
+CLINICAL = ["Brainstem", "SpinalCord", "SpinalCord_PRV05", "OpticChiasm", "OpticNrv_L", "OpticNrv_R", "Lens_L",
+            "Lens_R", "Cornea_L", "Cornea_R", "Retina_L", "Retina_R", "Ear_Internal_L", "Ear_R", "Carotid_L",
+            "Carotid_R", "Glnd_Submand_L", "Glnd_Submand_R", "Mandible", "Larynx", "Esophagus", "Musc_Constrict_S",
+            "Musc_Constrict_M", "Musc_Constrict_I", "Lips", "Cavity_Oral", "Thyroid", "Kidney_Cyst_R", "Pituitary"]
+
+
+def test_a_case_with_many_structures_is_not_refused_over_near_names_of_other_organs() -> None:
+    """Review r2 F4: Lung_R~Lens_R 0.67, Cochlea_R~Cornea_R 0.71, Eye_R~Ear_R 0.60, Kidney_R~Kidney_Cyst_R 0.76;
+    the more structures a case has, the likelier such a pair. Each organ is read from its left side, and its goals
+    say which near names were not taken for its right side."""
+    left, right = _sides()
+    organs = {"Parotids": "Parotid", "Lungs": "Lung", "Cochleae": "Cochlea", "Eyes": "Eye", "Kidneys": "Kidney"}
+    text = (HEADER + "".join(f"  {organ}: {{role: oar, parts: [{part}_L, {part}_R]}}\n" for organ, part in organs.items())
+            + PRESCRIPTION + "goals: {" + ", ".join(f"{organ}: ['Mean <= 3 Gy']" for organ in organs) + "}\n")
+    case = _case(**{name: right for name in CLINICAL}, **{f"{part}_L": left for part in organs.values()})
+    resolved = resolve_structures(parse_protocol_text(text, "site/p.yaml"), case)
+    assert all(np.array_equal(resolved.masks[organ], left) for organ in organs)
+    for organ, near in [("Parotids", "Carotid_R"), ("Lungs", "Lens_R"), ("Cochleae", "Cornea_R"), ("Eyes", "Ear_R"),
+                        ("Kidneys", "Kidney_Cyst_R")]:
+        assert f"{near!r}" in resolved.partial[organ].split("(the case's ", 1)[1], organ

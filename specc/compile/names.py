@@ -14,10 +14,13 @@ A structure may name its `parts`: case structures that together make it, as TG-2
 organ's sides or parts ("BrachialPlex_L", "BrachialPlex_R" for the plexus; "Musc_Constrict_S",
 "_M", "_I" for the constrictors). They are the last step: a case with neither the name nor an
 alias reads the structure as the union of the parts it has (`PartsMatch`), and the note names
-them and any part the case lacks. A part the case lacks but contours under a near name
+them and any part the case lacks. A part the case lacks but contours under a near name of the same organ
 ("BrachialPlexus_R" for "BrachialPlex_R") would leave the organ read from its other parts alone, its
 maximum from one side: such a case structure, read by no protocol structure, is a near part the user
-must resolve (`near_missing_parts`, `near_parts_message`), never a silent partial reading. A case that
+must resolve (`near_missing_parts`, `near_parts_message`), never a silent partial reading. A near name of
+another organ of that side ("Carotid_R" for "Parotid_R": a parotidectomy case, among the 30 to 60 structures
+a clinical case carries) is no reason to refuse the case, which the protocol could not accept otherwise: the
+note and each goal name it as not taken for the part, for the reader to see. A case that
 has the whole contour keeps it, as the own name keeps it over an alias, and the note names the parts
 it has as unused; they are then other structures, for a protocol's own goals on a side.
 
@@ -33,9 +36,9 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from specc.protocol.names import has_side, looks_alike, margin_structure, name_key, other_side
+from specc.protocol.names import has_side, looks_alike, margin_structure, name_key, other_side, same_organ
 
 
 class NoMatch(LookupError):
@@ -94,6 +97,10 @@ class PartsMatch:
 
     case_names: tuple[str, ...]  # the parts the case has, in the protocol's order
     missing: tuple[str, ...] = ()  # parts (as the protocol writes them) the case does not have
+    # (missing part, unused case structures near it): of the same organ written otherwise, an error
+    # (`near_parts_message`); of another organ, named where the part is said missing (`near_missing_parts`)
+    respelled: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    not_taken: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def note(self, name: str) -> str:
         """'BrachialPlexus: read from the union of the case's 'BrachialPlex_L' and 'BrachialPlex_R' (its parts;
@@ -103,10 +110,21 @@ class PartsMatch:
             f"the case's {found[0]} alone")
         note = f"{name}: read from {union} (its parts; the case has no structure of its name or aliases)"
         if self.missing:
-            listed = ", ".join(repr(part) for part in self.missing)
-            several = len(self.missing) > 1
-            note += f"; its part{'s' if several else ''} {listed} {'are' if several else 'is'} not in the case"
+            note += f"; {self._missing()}"
         return note
+
+    def _missing(self) -> str:
+        """"its part 'Parotid_R' is not in the case (the case's 'Carotid_R' was not taken for it)": the parts the case
+        lacks, and the near names of other organs that were not read as them, so that a reader sees a part
+        contoured under another name if it was."""
+        several = len(self.missing) > 1
+        said = (f"its part{'s' if several else ''} {', '.join(map(repr, self.missing))} "
+                f"{'are' if several else 'is'} not in the case")
+        for part, hits in self.not_taken:
+            them = " or ".join(_quoted(hit, [part]) for hit in hits)
+            said += (f" (the case's {them} {'was' if len(hits) == 1 else 'were'} not taken for "
+                     f"{'it' if not several else repr(part)})")
+        return said
 
     def judged_on(self) -> str | None:
         """What a goal on the structure is judged on when the case lacks some of its parts ("judged on the case's
@@ -116,9 +134,7 @@ class PartsMatch:
             return None
         found = [repr(part) for part in self.case_names]
         on = f"the case's {found[0]} alone" if len(found) == 1 else f"the case's {', '.join(found[:-1])} and {found[-1]}"
-        several = len(self.missing) > 1
-        return (f"judged on {on}: its part{'s' if several else ''} {', '.join(map(repr, self.missing))} "
-                f"{'are' if several else 'is'} not in the case")
+        return f"judged on {on}: {self._missing()}"
 
 
 def match_structure(
@@ -164,24 +180,33 @@ def match_structure(
 
 def near_missing_parts(
     match: PartsMatch, names: Sequence[str], parts: Sequence[str], unused: Iterable[str]
-) -> dict[str, list[str]]:
-    """Each part `match` lacks that a case structure of `unused` (read by no protocol structure) is near: the
-    rule of `not_found_message`'s hint (`_near_parts`), of the part's side ("BrachialPlexus_R" for "BrachialPlex_R", never
-    "BrachialPlex_L" nor a name without a side), never a PRV, ring or optimization structure (`margin_structure`
-    against `names`, the structure's name and aliases, and `parts`)."""
+) -> PartsMatch:
+    """`match` with the case structures of `unused` (read by no protocol structure) near each part it lacks: the
+    rule of `not_found_message`'s hint (`_near_parts`), of the part's side ("BrachialPlexus_R" for "BrachialPlex_R",
+    never "BrachialPlex_L" nor a name without a side), never a PRV, ring or optimization structure
+    (`margin_structure` against `names`, the structure's name and aliases, and `parts`). Those that are the part's
+    organ written otherwise (`same_organ`) are `respelled`, for the caller to refuse (`near_parts_message`); the
+    others, most often another organ of that side ("Carotid_R" for "Parotid_R"), are `not_taken`, named in the
+    note and each goal's (module docstring)."""
     candidates = [*names, *parts]
     by_key = {name_key(c): c for c in unused if not margin_structure(c, candidates)}
-    return {part: hits for part, hits in _near_parts(parts, by_key).items() if part in match.missing}
+    near = {part: hits for part, hits in _near_parts(parts, by_key).items() if part in match.missing}
+    respelled = tuple((part, tuple(same)) for part, hits in near.items()
+                      if (same := [hit for hit in hits if same_organ(part, hit)]))
+    not_taken = tuple((part, tuple(other)) for part, hits in near.items()
+                      if (other := [hit for hit in hits if not same_organ(part, hit)]))
+    return replace(match, respelled=respelled, not_taken=not_taken)
 
 
-def near_parts_message(name: str, match: PartsMatch, near: Mapping[str, Sequence[str]], parts: Sequence[str]) -> str:
+def near_parts_message(name: str, match: PartsMatch, parts: Sequence[str]) -> str:
     """Why `name` is not read from the parts `match` found: a part it lacks is near a case structure nothing reads
-    (`near_missing_parts`), perhaps the part under another name, and the organ's maximum or mean over the other
-    parts alone is not the organ's. Which it is the user knows, so the message says what to do in each case."""
+    that is the same organ written otherwise (`near_missing_parts`, `match.respelled`), perhaps the part under
+    another name, and the organ's maximum or mean over the other parts alone is not the organ's. Which it is the
+    user knows, so the message says what to do in each case."""
     found = [_quoted(part, [name]) for part in match.case_names]
     alone = f"the case's {found[0]} alone" if len(found) == 1 else f"the case's {', '.join(found)} alone"
     sentences = []
-    for part, hits in near.items():
+    for part, hits in match.respelled:
         shown = " or ".join(_quoted(hit, [part]) for hit in hits)
         sentences.append(f"its part {part!r} is not in the case, which has {shown}, a near name no structure of the "
                          f"protocol reads. {_part_advice(name, part, hits, parts)}; otherwise give it a name unlike the "

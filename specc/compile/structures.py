@@ -12,9 +12,11 @@ the clipping is reported as a note.
 A structure with `parts` (an organ TG-263 names by side or part: the brachial plexus as BrachialPlex_L and
 BrachialPlex_R) that the case contours only by those parts is their union (`parts`); the note says which case
 structures made it and which parts the case lacks. A part the case lacks while a case structure no protocol
-structure reads has a near name of it (`names.near_missing_parts`: "BrachialPlexus_R" for BrachialPlex_R) is an
-error naming both, since that structure may be the part, and the organ's maximum would then be one side's. A case
-with the whole contour as well keeps the whole, and the note names its parts as unused (those no other protocol
+structure reads has a near name of it (`names.near_missing_parts`) is an error naming both where that name is the
+part's organ written otherwise ("BrachialPlexus_R" for BrachialPlex_R: `specc.protocol.names.same_organ`), since
+that structure may be the part, and the organ's maximum would then be one side's; a near name of another organ
+("Carotid_R" for Parotid_R) is named in the note and each goal's as not taken for the part, and the case is planned.
+A case with the whole contour as well keeps the whole, and the note names its parts as unused (those no other protocol
 structure reads: a side defined as a structure of its own reads its part). An organ read from its parts has its
 goals measured on that union, as on the whole contour; where the case lacks a part, each goal says so itself (`partial`: "judged on the case's
 'BrachialPlex_L' alone: ..."), as does each goal of a structure derived from it, since its value is not the
@@ -218,11 +220,13 @@ def resolve_structures(
             else:
                 resolved.notes.append(f"{name}: not in the case and not used by any goal or term; skipped")
             continue
-        if isinstance(match, PartsMatch) and (near := near_missing_parts(
-                match, [name, *spec.aliases], spec.parts, [c for c in case_names if c not in taken])):
-            errors[name] = (f"{_where(protocol, name)}: structure {name!r}: "
-                            f"{near_parts_message(name, match, near, spec.parts)}")
-            continue
+        if isinstance(match, PartsMatch):
+            match = near_missing_parts(match, [name, *spec.aliases], spec.parts,
+                                       [c for c in case_names if c not in taken])
+            if match.respelled:
+                errors[name] = (f"{_where(protocol, name)}: structure {name!r}: "
+                                f"{near_parts_message(name, match, spec.parts)}")
+                continue
         if isinstance(match, StructureMatch) and match.parts_passed_over:
             match = replace(match, parts_passed_over=tuple(c for c in match.parts_passed_over if c not in taken))
         try:

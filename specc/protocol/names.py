@@ -9,6 +9,11 @@ one for the other must show the difference, or it could not be seen, let alone t
 Names of the two sides of one organ ("Cochlea_L", "Cochlea_R") are a letter apart and legitimately
 both in a protocol: a suggestion for a name is never a name of the other side (`other_side`).
 
+A near name of one side ("Carotid_R" for "Parotid_R", "Kidney_Cyst_R" for "Kidney_R") is often another organ of
+that side: only a name whose words, sides aside, shorten or lengthen the other's ("BrachialPlexus_R" and
+"Brachial_Plexus_R" for "BrachialPlex_R"; "Musc_Constrict_Sup" for "Musc_Constrict_S") is the same organ written
+otherwise (`same_organ`).
+
 Nor is it a structure built around the organ for planning (`margin_structure`): a planning risk volume
 ("SpinalCord_PRV", "SpinalCord_PRV05"), a ring ("PTV_ring"), an optimization structure ("opt_Parotid",
 TG-263's "z" / "zz" prefix of a structure not to be evaluated, "zSpinalCord"). Its name is often the organ's
@@ -72,6 +77,37 @@ def other_side(first: str, second: str) -> bool:
 
     sides = {side(first), side(second)}
     return sides == {"left", "right"}
+
+
+def _organ_words(name: str) -> list[str]:
+    """The words of a name that say the organ, case-folded: split at separators and where a capital follows a
+    lower-case letter ("BrachialPlex" is brachial, plex), side words left out."""
+    left, right = _SIDES
+    split = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", unicodedata.normalize("NFC", name))
+    return [word for word in _words(name_key(split)) if word not in left | right]
+
+
+def _abbreviates(short: str, long: str) -> bool:
+    """Whether word `short` can be written for `long`: its first letter, then some of the others in order ("plex" or
+    "plx" for "plexus", "s" for "sup")."""
+    rest = iter(long[1:])
+    return short[:1] == long[:1] and all(char in rest for char in short[1:])
+
+
+def same_organ(first: str, second: str) -> bool:
+    """Whether two names (of one side) are one organ written otherwise (module docstring): sides aside, they are
+    the same letters split otherwise ("Brachial_Plex" and "BrachialPlex"), one lengthens the other's last word
+    ("BrachialPlex" and "Brachial_Plexus", not "Kidney" and "Kidney_Cyst": a new word is another structure), or they
+    have as many words and each is an abbreviation of the other's ("OpticNrv" and "Optic_Nerve")."""
+    words = sorted((_organ_words(first), _organ_words(second)), key=lambda found: len("".join(found)))
+    short, long = ("".join(found) for found in words)
+    if not short:
+        return False
+    starts = {sum(map(len, words[1][:index])) for index in range(len(words[1]))}  # where the longer's words begin
+    if long.startswith(short) and len(short) not in starts:
+        return True
+    return len(words[0]) == len(words[1]) and all(
+        _abbreviates(*sorted(pair, key=len)) for pair in zip(*words, strict=True))
 
 
 def margin_structure(candidate: str, names: Iterable[str]) -> bool:
