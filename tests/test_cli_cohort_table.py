@@ -7,10 +7,12 @@ solver status, no value, nothing telling the cases that erred from those planned
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 import specc.cli.plan  # noqa: F401  (registers the commands)
@@ -18,7 +20,7 @@ from evaluate_fakes import synthetic_case
 from specc.case.model import Structure
 from specc.cli.app import app
 from specc.cli.plan import cohort_table
-from specc.pipeline import plan_cohort
+from specc.pipeline import goal_columns, plan_cohort
 from specc.protocol import load_protocol
 from specc.report.compare_cohorts import STATUS_ORDER
 
@@ -110,3 +112,71 @@ def test_the_per_goal_table_is_kept_where_it_fits(tmp_path: Path, cases) -> None
     many = plan_cohort(load_protocol(_protocol(tmp_path / "many.yaml", GOALS)), cases[:1], tmp_path / "out-many")
     assert [column.header for column in cohort_table(many, 80).columns] == ["case", "status", "goals", "failed goals"]
     assert len(cohort_table(many, 2000).columns) == 2 + 24  # a terminal wide enough: every goal's value
+
+
+# Audit r2 F5: a DICOM UID as case id, 100 characters, wider than an 80-column terminal.
+UID = "1.2.826.0.1.3680043.8.498." + "".join(str(digit % 10) for digit in range(74))
+FEW = ["Target: D95% >= 47.5 Gy", "Organ: Mean <= 1 Gy"]
+
+
+def _blocks(output: str) -> tuple[list[str], str, str]:
+    """The summary as printed (its title to the run's last line), its one case's name with its folded lines
+    joined again, and the line under the name (status, counts, failed goals, folded lines joined)."""
+    lines = output.splitlines()
+    start = next(index for index, line in enumerate(lines) if "cohort of 1" in line)
+    end = next(index for index, line in enumerate(lines) if "cases planned; wrote" in line)
+    inside = [line.strip("│ ") for line in lines[start:end] if line.startswith("│")]
+    said = next(index for index, line in enumerate(inside) if line.startswith("status "))
+    return lines[start:end], "".join(inside[:said]), " ".join(inside[said:])
+
+
+@pytest.mark.parametrize("goals", [FEW, GOALS], ids=["2 goals", "24 goals"])
+def test_a_case_name_wider_than_80_columns_is_folded_whole_and_its_status_still_shown(
+    tmp_path: Path, cases, goals: list[str]
+) -> None:
+    """r2 F5: a 90-character name hid every column but the case, itself cut at the 80th column."""
+    case = tmp_path / "uid.h5"
+    dataclasses.replace(synthetic_case(), case_id=UID).save(case)
+    protocol, out = _protocol(tmp_path / "p.yaml", goals), tmp_path / "out"
+    result = runner.invoke(app, ["cohort", str(protocol), str(case), "--out", str(out), "-q"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0 and len(UID) == 100, (result.output, result.exception)
+    shown, name, said = _blocks(result.output)
+    assert max(len(line) for line in shown) <= 80, "\n".join(shown)
+    assert name == UID, "\n".join(shown)
+    record = json.loads((out / UID / "plan.json").read_text(encoding="utf-8"))
+    statuses = [goal["status"] for goal in record["goals"]]
+    counts = ", ".join(f"{statuses.count(status)} {status}" for status in STATUS_ORDER if status in statuses)
+    failed = "; ".join(f"{goal['structure']}: {goal['text']}" for goal in record["goals"] if goal["status"] == "fail")
+    assert "fail" in statuses and said == f"status optimal, {counts}; failed: {failed}", "\n".join(shown)
+    caption = " ".join(" ".join(shown).split())
+    assert (f"each goal's value: cohort.csv and cohort.html (neither a column for each of the {len(goals)} goals nor "
+            "the goals counted per case fit in 80 columns beside the longest case name, 100 characters)") in caption
+
+
+def test_the_caption_blames_the_case_name_where_the_goals_alone_would_fit(tmp_path: Path) -> None:
+    """r2 F5: the caption said 'a column for each of the 2 goals does not fit' where the case name was what did
+    not. At each width: the widest table that fits, the case name whole, no line wider than the width."""
+    case = tmp_path / "uid.h5"
+    dataclasses.replace(synthetic_case(), case_id=UID).save(case)
+    outcome = plan_cohort(load_protocol(_protocol(tmp_path / "p.yaml", FEW)), [case], tmp_path / "out")
+    counted, per_goal = ["case", "status", "goals", "failed goals"], ["case", "status", *goal_columns(outcome.protocol)]
+    shown_as = []
+    for width in range(70, 200):
+        table = cohort_table(outcome, width)
+        console = Console(width=width, record=True, file=io.StringIO())
+        console.print(table)
+        shown = console.export_text()
+        assert max(len(line) for line in shown.splitlines()) <= width, shown
+        headers = [column.header for column in table.columns]
+        caption = " ".join(str(table.caption or "").split())
+        if headers == counted:
+            assert caption.endswith(f"(a column for each of the 2 goals does not fit in {width} columns beside the "
+                                    "longest case name, 100 characters)"), caption
+        elif headers == per_goal:
+            assert not caption
+        if headers != ["case"]:
+            assert f"│ {UID} │" in shown, shown
+        shown_as.append("per goal" if headers == per_goal else "counted" if headers == counted else "blocks")
+    # narrow to wide: blocks, then the goals counted, then a column per goal, each at some width
+    order = ["blocks", "counted", "per goal"]
+    assert set(shown_as) == set(order) and shown_as == sorted(shown_as, key=order.index), shown_as

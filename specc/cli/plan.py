@@ -538,44 +538,95 @@ def finish_cohort(outcome: CohortOutcome, done: str, strict: bool) -> NoReturn:
 
 
 def cohort_table(outcome: CohortOutcome, width: int) -> Table:
-    """Cases down: each case's solver status, then each goal's value and reported status where a column per
-    goal fits in `width` columns (the terminal's; 80 in a log file), else the case's goals counted per status
-    and its failed goals by name, each goal's value left to cohort.csv and cohort.html (a caption says so).
+    """Cases down, each with its solver status, in `width` columns (the terminal's; 80 in a log file): each
+    goal's value and reported status in a column per goal where that fits; else the case's goals counted
+    per status and its failed goals by name, each goal's value left to cohort.csv and cohort.html; else,
+    where a case name leaves too little room even for those columns, one block per case, its name on its
+    own lines and its status, counts and failed goals under it. A caption says what did not fit.
 
-    The case names the patient: it is never cut; the other columns fold their text onto more lines
-    instead of ending it with an ellipsis. A column per goal squeezed into too few columns showed no
-    header, status or value at all (audit c3 F1: 24 goals in 80 columns, every column but the case 0-2
-    characters wide), so it is shown only when every column's longest word fits."""
-    from rich.measure import Measurement
-
+    The case names the patient: it is never cut; a name wider than `width` (a DICOM UID and its folder) is
+    folded onto more lines. The other columns fold their text instead of ending it with an ellipsis. A
+    table is shown only where every column's longest word fits, the case name counted whole: squeezed into
+    too few columns it showed no header, status or value at all (audit c3 F1: 24 goals in 80 columns,
+    every column but the case 0-2 characters wide; audit r2 F5: a 90-character case name hid every column
+    but the case, itself cut)."""
     from specc.pipeline import goal_columns
 
     goals = len(outcome.protocol.goals)
-    per_goal = _cohort_table(outcome, goal_columns(outcome.protocol), lambda record: _goal_cells(record, goals))
-    if Measurement.get(console, console.options.update_width(sys.maxsize), per_goal).minimum <= width:
-        return per_goal
-    counted = _cohort_table(outcome, ["goals", "failed goals"], _goal_counts)
-    counted.caption = (f"each goal's value: cohort.csv and cohort.html (a column for each of the "
-                       f"{goals} goals does not fit in {width} columns)")
-    return counted
+    names = [_case_name(entry) for entry in outcome.entries]
+    longest = max(map(cell_len, names), default=0)
+    unnamed = [""] * len(names)
+
+    def per_goal(shown: list[str]) -> Table:
+        return _cohort_table(outcome, shown, goal_columns(outcome.protocol), lambda record: _goal_cells(record, goals))
+
+    def counted(shown: list[str]) -> Table:
+        return _cohort_table(outcome, shown, ["goals", "failed goals"], _goal_counts)
+
+    values = "each goal's value: cohort.csv and cohort.html"
+    named = f" beside the longest case name, {longest} characters"
+    table = per_goal(names)
+    if _fits(table, width):
+        return table
+    beside = named if _fits(per_goal(unnamed), width) else ""
+    table = counted(names)
+    if _fits(table, width):
+        table.caption = f"{values} (a column for each of the {goals} goals does not fit in {width} columns{beside})"
+        return table
+    beside = named if _fits(counted(unnamed), width) else ""
+    blocks = _cohort_blocks(outcome, names)
+    blocks.caption = (f"{values} (neither a column for each of the {goals} goals nor the goals counted per case "
+                      f"fit in {width} columns{beside})")
+    return blocks
+
+
+def _fits(table: Table, width: int) -> bool:
+    """Whether `table` fits in `width` columns with every column's longest word whole."""
+    from rich.measure import Measurement
+
+    return Measurement.get(console, console.options.update_width(sys.maxsize), table).minimum <= width
 
 
 def _cohort_table(
-    outcome: CohortOutcome, columns: list[str], cells: Callable[[PlanRecord | None], list[str | Text]]
+    outcome: CohortOutcome, names: list[str], columns: list[str],
+    cells: Callable[[PlanRecord | None], list[str | Text]],
 ) -> Table:
-    """The cohort's table, titled with the protocol's SHA-256: case, solver status, then `columns`, filled
-    per case by `cells(its record, None without a plan)`."""
-    source = outcome.protocol.source
-    digest = f" (protocol SHA-256 {source.sha256[:12]})" if source is not None else ""
-    table = Table(title=f"{outcome.protocol.name}: cohort of {len(outcome.entries)}{digest}")
-    names = [_case_name(entry) for entry in outcome.entries]
-    # never cut, and measured so: the width a column per goal needs counts each case name whole
+    """The cohort's table (`_cohort_title`): case (`names`, one per entry), solver status, then `columns`,
+    filled per case by `cells(its record, None without a plan)`."""
+    table = _cohort_title(outcome)
+    # never cut, and measured so: the width a table needs counts each case name whole
     table.add_column("case", no_wrap=True, min_width=max(map(cell_len, names), default=0))
     for column in ["status", *columns]:
         table.add_column(column, overflow="fold")
     for name, entry in zip(names, outcome.entries):
         table.add_row(name, status_text(entry.status), *cells(entry.record))
     return table
+
+
+def _cohort_blocks(outcome: CohortOutcome, names: list[str]) -> Table:
+    """The cohort as one block per case (`_cohort_title`), for a case name too wide for a table's columns:
+    the name, folded where wider than the terminal, then, indented, "status optimal, 23 pass, 1 fail;
+    failed: Organ: Mean <= 1 Gy"."""
+    from rich.console import Group
+    from rich.padding import Padding
+
+    table = _cohort_title(outcome)
+    table.show_header, table.show_lines = False, True
+    table.add_column("case", overflow="fold")
+    for name, entry in zip(names, outcome.entries):
+        said = Text("status ") + status_text(entry.status)
+        if entry.record is not None:
+            counts, failed = _goal_counts(entry.record)
+            said += Text(", ") + counts + (Text("; failed: ") + failed if failed != "-" else Text(""))
+        table.add_row(Group(Text(name, overflow="fold"), Padding(said, (0, 0, 0, 2))))
+    return table
+
+
+def _cohort_title(outcome: CohortOutcome) -> Table:
+    """An empty table titled with the protocol's name and SHA-256 and the number of cases."""
+    source = outcome.protocol.source
+    digest = f" (protocol SHA-256 {source.sha256[:12]})" if source is not None else ""
+    return Table(title=f"{outcome.protocol.name}: cohort of {len(outcome.entries)}{digest}")
 
 
 def _goal_cells(record: PlanRecord | None, goals: int) -> list[str | Text]:
