@@ -222,7 +222,7 @@ CORRUPTIONS: dict[str, tuple[Callable[[Path, Case], None], str]] = {
     "2% of the entries of A multiplied by 10^9": (
         lambda path, case: _rewrite(path, "influence/data", _scaled_share(case.influence.data, 0.02, 1e9)),
         r"dataset /influence/data: the influence matrix has damaged entries: beamlets \d+, \d+, \d+, \d+, \d+, \.\.\. "
-        r"\(\d+ of \d+ beamlets with dose\) peak at .* decades above every other stored value",
+        r"\(\d+ of \d+ beamlets with dose\) peak at .* more than 10\^6 times their own top-tenth entry",
     ),
     "A labelled cGy": (
         lambda path, case: _set_attr(path, "influence", "units", "cGy per unit beamlet weight per fraction"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 
@@ -174,14 +175,16 @@ def _scale_beam(case: Case, beam_id: int, factor: float):
 
 def test_damage_to_more_than_one_percent_of_the_entries_is_refused(phantom: Case):
     """2% of the entries multiplied by 10^9 lift the 99th percentile the old check measured against, and
-    most beamlets' peaks with it: the damaged values stand decades above every other stored value."""
+    most beamlets' peaks with it: each damaged peak stands alone above its own beamlet's top tenth."""
     damaged = np.random.default_rng(7).choice(phantom.influence.nnz, phantom.influence.nnz // 50, replace=False)
 
     def change(data: np.ndarray) -> None:
         data[damaged] *= 1e9
 
     with pytest.raises(CaseError, match=r"influence has damaged entries: beamlets \d+, \d+, \d+, \d+, \d+, \.\.\. "
-                       r"\(\d+ of \d+ beamlets with dose\) peak at .* decades above every other stored value"):
+                       r"\(\d+ of \d+ beamlets with dose\) peak at .* more than 10\^6 times their own top-tenth "
+                       r"entry \(the value a tenth of a beamlet's entries lie above: .* for those named; beamlet \d+ "
+                       r"peaks at .* over .*\); a beamlet's dose is continuous in space"):
         _with_data(phantom, change)
 
 
@@ -223,14 +226,60 @@ def test_legitimate_spreads_of_dose_are_accepted(phantom: Case, change):
     assert case.influence.nnz == phantom.influence.nnz
 
 
+def _gaussian_columns(sigma: float) -> sp.csr_matrix:
+    """60 Gaussian beamlets along 3000 rows, stored to float32's smallest values (no tail cutoff)."""
+    depth, centres = np.arange(3000.0)[:, None], np.linspace(1200, 1800, 60)[None, :]
+    return sp.csr_matrix(np.exp(-0.5 * ((depth - centres) / sigma) ** 2).astype(np.float32))
+
+
 @pytest.mark.parametrize("sigma", [1.0, 5.0])
 def test_a_matrix_stored_without_a_tail_cutoff_is_accepted(sigma: float):
     """Review R1 F1: Gaussian beamlets stored to float32's smallest values (no cutoff: the median entry near
     10^-12 of the peaks) were refused as damaged in every beamlet, by a rule that assumed tails cut near
     10^-3-10^-4 of the peak."""
-    depth, centres = np.arange(3000.0)[:, None], np.linspace(1200, 1800, 60)[None, :]
-    influence = sp.csr_matrix(np.exp(-0.5 * ((depth - centres) / sigma) ** 2).astype(np.float32))
-    assert influence_value_issue(influence) is None
+    assert influence_value_issue(_gaussian_columns(sigma)) is None
+
+
+@pytest.mark.parametrize("share", [0.02, 0.10])
+def test_damage_spread_over_a_matrix_stored_without_a_tail_cutoff_is_refused(share: float):
+    """Review R2 F6: with values over 45 decades, entries x 10^9 overlap the undamaged ones and left no
+    empty decade, so 2% or 10% of the entries x 10^9 (70-98% of the beamlets' peaks raised) were accepted."""
+    influence = _gaussian_columns(5.0)
+    influence.data[np.random.default_rng(7).choice(influence.nnz, int(influence.nnz * share), replace=False)] *= 1e9
+    issue = influence_value_issue(influence)
+    assert issue is not None
+    assert re.search(r"^has damaged entries: beamlets \d+, \d+, \d+, \d+, \d+, \.\.\. \(\d+ of 60 beamlets with dose\) "
+                     r".* more than 10\^6 times their own top-tenth entry", issue)
+
+
+def test_a_two_level_matrix_is_accepted():
+    """Review R2 F6: each beamlet 1 at its voxel and a 10^-4 floor at 3 others, undamaged, was refused for
+    the 4 decades its floor leaves empty above the median entry."""
+    influence = np.zeros((23, 20), dtype=np.float32)
+    for beamlet in range(20):
+        influence[beamlet, beamlet] = 1.0
+        influence[beamlet + 1: beamlet + 4, beamlet] = 1e-4
+    assert influence_value_issue(sp.csr_matrix(influence)) is None
+
+
+@pytest.mark.parametrize(("within", "refused"), [(200, False), (199, True)])
+def test_a_beamlet_at_the_limit_is_judged_on_all_its_entries(within: int, refused: bool):
+    """A matrix this large is first read at every 2nd entry; a beamlet whose entries within 10^6 of its peak
+    all lie where that sample does not read is counted again on all of them: its ceil(n/10)-th largest entry
+    decides. 2000 entries: its 200th largest at 10^-5 of its peak passes, at 10^-7 (one entry fewer within
+    10^6 of the peak) does not."""
+    beamlet = np.full(2000, 1e-7, dtype=np.float32)
+    beamlet[1: 2 * within: 2] = 1e-5  # odd positions, which the sample skips
+    beamlet[1] = 1.0
+    # one entry a row: beamlet 1 on the first 2000 rows, then beamlet 0 (a plain one, 1.0) on 2 000 000 more
+    data = np.concatenate([beamlet, np.ones(2_000_000, dtype=np.float32)])
+    indices = np.concatenate([np.ones(beamlet.size, np.int32), np.zeros(2_000_000, np.int32)])
+    influence = sp.csr_matrix((data, indices, np.arange(data.size + 1)), shape=(data.size, 2))
+    issue = influence_value_issue(influence)
+    assert (issue is not None) == refused
+    if refused:
+        assert re.search(r"beamlet 1 \(1 of 2 beamlets with dose\) peak at 1 Gy .* beamlet 1 peaks at 1 over 1e-07",
+                         issue)
 
 
 def test_the_weights_unit_is_the_writers_so_a_uniformly_scaled_matrix_is_accepted():

@@ -45,16 +45,25 @@ SPACING_RANGE_MM = (0.05, 1000.0)
 # for dose per particle instead of per 10^6 particles). The median stands while at most half the
 # beamlets are damaged; damage to more than half of them at once cannot be told from a choice of unit.
 MAX_PEAK_OVER_MEDIAN_PEAK = 1e4
-# How many decades of dose per unit weight may lie empty (no stored entry) above the median stored
-# entry. A beamlet's dose falls continuously from its peak through its penumbra into its scatter tail,
-# and one engine's beamlets overlap in value, so above the median entry the stored values fill every
-# decade up to the highest peak (the phantoms' upper half spans under 2 decades in all; a matrix stored
-# without a tail cutoff spans more, still without a gap). Entries standing 3 empty decades above all
-# others are damage spread over most beamlets (2% of the entries multiplied by 10^9 lift most peaks,
-# and their median, which `MAX_PEAK_OVER_MEDIAN_PEAK` then cannot see), whatever the cutoff.
-MIN_EMPTY_DECADES = 3.0
-# Entries read for the empty decades: evenly strided, so a 10^9-entry matrix costs no copy.
+# How far one beamlet's peak may lie above its own top-tenth entry (the value a tenth of its entries lie
+# above). A beamlet's dose is continuous in space: its peak voxel has neighbours of comparable dose, and
+# its penumbra and scatter fall smoothly, so the tenth of its entries nearest its peak in value are its
+# core and near surroundings. The phantoms (tails cut at 10^-3 of the peak) put that entry up to 11x below
+# the peak; stored without a cutoff it moves out with the stored extent: a photon beamlet's near scatter
+# lies 10^-2-10^-3 below the peak (up to 10^3.9 with a 10^-3 scatter tail over a 30 cm patient), and a
+# lateral Gaussian stored to float32's smallest values (1.4e-45, no scatter to stop it) puts its top tenth
+# at 1.4e-45^0.1 = 10^-4.5 of the lateral peak, 10^5 with a proton's entrance plateau at 0.3 of its Bragg
+# peak, the most any dose gives. 10^6 is 10x beyond it. A peak above it stands alone above its own beamlet:
+# damaged entries (a share of the entries multiplied by 10^6 or more, or overwritten with garbage) spread
+# over any number of beamlets, with no yardstick the damage itself lifts, whatever the cutoff.
+MAX_PEAK_OVER_TOP_TENTH = 1e6
+# The share of a beamlet's entries at or above the value its peak is measured against.
+_TOP_SHARE = 0.1
+# Entries read for the first look at every beamlet's top tenth: evenly strided, so a 10^9-entry matrix
+# costs no copy; beamlets it cannot clear are then counted on all their entries.
 _ENTRY_SAMPLE = 1_000_000
+# Sampled entries below which a beamlet's sample says nothing about its top tenth.
+_SAMPLED_TO_SAY = 50
 # Beamlets an error names of those it finds damaged.
 _NAMED_BEAMLETS = 5
 
@@ -510,13 +519,13 @@ def influence_value_issue(influence: sp.csr_matrix) -> str | None:
     """What makes these influence values (finite, >= 0) no dose a case can hold, or None.
 
     A matrix without a single dose above 0 plans an "optimal" 0 Gy everywhere; damaged entries
-    (beamlets peaking far above the others, `MAX_PEAK_OVER_MEDIAN_PEAK`, or stored values standing empty
-    decades above all others, `MIN_EMPTY_DECADES`) would only fail deep in a solver or plan nonsense. The
-    first compares beamlets' peaks, the one dose comparable across one case's beamlets, with their median,
-    so damage to less than half the beamlets cannot move its own yardstick (a high percentile of the entries
-    moves as soon as the damaged share exceeds what lies above it); the second sees damage spread over
-    most beamlets, and depends on no tail cutoff (a matrix stored without one fills its decades too). A matrix without beamlets
-    is no dose calculation at all (the geometry `specc check` measures a dose on), not a failed one.
+    (beamlets peaking far above the others, `MAX_PEAK_OVER_MEDIAN_PEAK`, or far above their own top-tenth
+    entry, `MAX_PEAK_OVER_TOP_TENTH`) would only fail deep in a solver or plan nonsense. The first compares
+    beamlets' peaks, the one dose comparable across one case's beamlets, with their median, so damage to
+    less than half the beamlets cannot move its own yardstick; the second compares each beamlet with
+    itself, so damage spread over most beamlets, which lifts the median peak, is still seen, and neither
+    depends on a tail cutoff or on the matrix's other values. A matrix without beamlets is no dose
+    calculation at all (the geometry `specc check` measures a dose on), not a failed one.
     """
     if influence.shape[1] == 0:
         return None
@@ -534,34 +543,72 @@ def influence_value_issue(influence: sp.csr_matrix) -> str | None:
     limit = MAX_PEAK_OVER_MEDIAN_PEAK * median_peak
     if highest > limit:
         return (
-            f"{_damaged_beamlets(influence, peaks, with_dose, limit)}, up to {highest / median_peak:.2g} times the "
-            f"median beamlet's peak ({median_peak:.3g}); the peaks of one case's beamlets differ by physics within "
-            f"about 100 times, so a peak beyond {_power(MAX_PEAK_OVER_MEDIAN_PEAK)} times the median is damage (an "
-            "uninitialised or bit-flipped value, beamlets written in another unit)"
+            f"{_damaged_beamlets(influence, peaks, with_dose[peaks[with_dose] > limit], with_dose.size)}, up to "
+            f"{highest / median_peak:.2g} times the median beamlet's peak ({median_peak:.3g}); the peaks of one case's "
+            f"beamlets differ by physics within about 100 times, so a peak beyond {_power(MAX_PEAK_OVER_MEDIAN_PEAK)} "
+            "times the median is damage (an uninitialised or bit-flipped value, beamlets written in another unit)"
         )
-    sample = data[:: max(1, data.size // _ENTRY_SAMPLE)]
-    upper = np.sort(np.log10(sample[sample > 0].astype(np.float64)))
-    upper = upper[upper.size // 2:]
-    if upper.size < 2:
+    lone = _peaks_above_their_top_tenth(influence, peaks)
+    if lone.size == 0:
         return None
-    gaps = np.diff(upper)
-    widest = int(np.argmax(gaps))
-    if gaps[widest] <= MIN_EMPTY_DECADES:
-        return None
-    below, above = 10.0 ** upper[widest], 10.0 ** upper[widest + 1]
-    limit = math.sqrt(below * above)
+    tops = _top_tenth_entries(influence, lone[:_NAMED_BEAMLETS])
+    low, high = min(tops), max(tops)
     return (
-        f"{_damaged_beamlets(influence, peaks, with_dose, limit)}, {gaps[widest]:.2g} decades above every other "
-        f"stored value (none between {below:.3g} and {above:.3g}); a beamlet's dose falls continuously from its "
-        f"peak into its tail, so stored values never leave {MIN_EMPTY_DECADES:g} decades empty above the median "
-        "entry: most beamlets peak at damaged entries (a share of the entries multiplied or overwritten)"
+        f"{_damaged_beamlets(influence, peaks, lone, with_dose.size)}, more than {_power(MAX_PEAK_OVER_TOP_TENTH)} "
+        f"times their own top-tenth entry (the value a tenth of a beamlet's entries lie above: "
+        f"{f'{high:.3g}' if low == high else f'{low:.3g}-{high:.3g}'} for those named; beamlet {int(lone[0])} peaks "
+        f"at {float(peaks[lone[0]]):.3g} over {tops[0]:.3g}); a beamlet's dose is continuous in space, so the tenth "
+        f"of its entries nearest its peak lie within {_power(MAX_PEAK_OVER_TOP_TENTH)} of it even stored without a "
+        "tail cutoff: these peaks stand alone above their own beamlets (a share of the entries multiplied or "
+        "overwritten)"
     )
 
 
-def _damaged_beamlets(influence: sp.csr_matrix, peaks: np.ndarray, with_dose: np.ndarray, limit: float) -> str:
+def _peaks_above_their_top_tenth(influence: sp.csr_matrix, peaks: np.ndarray) -> np.ndarray:
+    """The beamlets whose peak exceeds `MAX_PEAK_OVER_TOP_TENTH` x their top-tenth entry, in order.
+
+    A beamlet's top-tenth entry (its ceil(n/10)-th largest of n) lies below peak / 10^6 exactly when
+    fewer than ceil(n/10) of its entries lie at or above that value, so a count per column says it, with
+    no sort and no column-major copy; a beamlet of at most 10 entries is its own top tenth and never
+    refused. A large matrix is first counted on an evenly strided sample; the beamlets the sample cannot
+    clear (under twice the share near their peak, or under `_SAMPLED_TO_SAY` entries read) are counted again
+    on all their entries: a sample never refuses a beamlet, and clears one only with twice the share it needs.
+    """
+    floor = peaks * peaks.dtype.type(1 / MAX_PEAK_OVER_TOP_TENTH)
+    stride = max(1, influence.data.size // _ENTRY_SAMPLE)
+    if stride == 1:
+        stored, near = _counts_near_peak(influence.indices, influence.data, floor)
+        return np.flatnonzero(near < np.ceil(_TOP_SHARE * stored))
+    stored, near = _counts_near_peak(influence.indices[::stride], influence.data[::stride], floor)
+    unclear = (near < np.ceil(2 * _TOP_SHARE * stored)) | ((stored < _SAMPLED_TO_SAY) & (peaks > 0))
+    if not unclear.any():
+        return np.empty(0, dtype=np.intp)
+    kept = unclear[influence.indices]
+    stored, near = _counts_near_peak(influence.indices[kept], influence.data[kept], floor)
+    return np.flatnonzero(near < np.ceil(_TOP_SHARE * stored))
+
+
+def _counts_near_peak(columns: np.ndarray, values: np.ndarray, floor: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column: the entries given, and those of them at or above the column's floor."""
+    return (np.bincount(columns, minlength=floor.size),
+            np.bincount(columns[values >= floor[columns]], minlength=floor.size))
+
+
+def _top_tenth_entries(influence: sp.csr_matrix, beamlets: np.ndarray) -> list[float]:
+    """Each beamlet's ceil(n/10)-th largest entry, for the few an error names (one pass over A)."""
+    kept = np.isin(influence.indices, beamlets)
+    columns, values = influence.indices[kept], influence.data[kept]
+    tops = []
+    for beamlet in beamlets:
+        own = values[columns == beamlet]
+        rank = math.ceil(_TOP_SHARE * own.size)
+        tops.append(float(np.partition(own, own.size - rank)[own.size - rank]))
+    return tops
+
+
+def _damaged_beamlets(influence: sp.csr_matrix, peaks: np.ndarray, damaged: np.ndarray, n_with_dose: int) -> str:
     """'has damaged entries: beamlets 3, 7 (2 of 640 beamlets with dose) peak at 1e+09-3e+38 Gy ... (the
     highest entry at row 12, beamlet 7)'."""
-    damaged = with_dose[peaks[with_dose] > limit]
     named = ", ".join(str(int(b)) for b in damaged[:_NAMED_BEAMLETS]) + (", ..." if damaged.size > _NAMED_BEAMLETS else "")
     position = int(np.argmax(influence.data))
     row = int(np.searchsorted(influence.indptr, position, side="right")) - 1
@@ -569,7 +616,7 @@ def _damaged_beamlets(influence: sp.csr_matrix, peaks: np.ndarray, with_dose: np
     span = f"{high:.3g}" if low == high else f"{low:.3g}-{high:.3g}"
     return (
         f"has damaged entries: {'beamlet' if damaged.size == 1 else 'beamlets'} {named} "
-        f"({damaged.size} of {with_dose.size} beamlets with dose) peak at {span} Gy per unit weight per fraction "
+        f"({damaged.size} of {n_with_dose} beamlets with dose) peak at {span} Gy per unit weight per fraction "
         f"(the highest entry at row {row}, beamlet {int(influence.indices[position])})"
     )
 
