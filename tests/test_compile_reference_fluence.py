@@ -23,9 +23,10 @@ C_SHAPE = Path(__file__).parent.parent / "protocols" / "tg119" / "c-shape.yaml"
 GOALS = 'goals:\n  PTV: ["D95% >= 50 Gy", "D10% <= 55 Gy"]\n  Core: ["D10% <= 10 Gy (variation 25 Gy)"]\n'
 
 
-def _with_terms(*terms: str) -> Protocol:
+def _with_terms(*terms: str, prescribed_gy: float = 50) -> Protocol:
     body = GOALS + "optimization:\n  terms:\n" + "".join(f"    - {term}\n" for term in terms)
-    return parse_protocol_text(protocol_text(body, with_body=True), "fluence-terms.yaml")
+    text = protocol_text(body, with_body=True).replace("dose: 50 Gy}]", f"dose: {prescribed_gy:g} Gy}}]")
+    return parse_protocol_text(text, "fluence-terms.yaml")
 
 
 DOSE_TERMS = (
@@ -174,10 +175,31 @@ def test_with_several_dose_levels_the_reference_is_the_highest_levels() -> None:
     assert reference.beamlet_weight == pytest.approx(2.0 / case.influence[central].sum(axis=1).mean(), rel=1e-6)
 
 
-def test_a_program_without_terms_on_the_fluence_computes_no_reference() -> None:
+def test_a_program_without_terms_on_the_fluence_keeps_its_reference_as_its_scale_unnamed() -> None:
+    """Every program solves in z = x / x_ref, so it carries x_ref; the notes name it only where a term reads it."""
     protocol = _with_terms("{kind: quadratic_underdose, structure: PTV, dose: 50 Gy, weight: 1}")
     program = compile_protocol(protocol, c_shape())
-    assert program.reference_fluence is None and not any("reference fluence" in note for note in program.notes)
+    assert program.fluence_scale == program.reference_fluence.beamlet_weight
+    assert not any("reference fluence" in note for note in program.notes)
+
+
+def test_a_program_on_reused_rows_has_the_scale_and_reference_of_a_fresh_compile() -> None:
+    """Audit r2 F3: the rows kept after a prescription change (50 -> 60 Gy) kept the earlier fluence and its scale
+    (0.587 for the fresh compile's 0.704), and with it the plan a solver's path picks where the optimum is not
+    unique; a program without terms on the fluence stored no reference for a re-plan to read (F1)."""
+    case = c_shape()
+    earlier = compile_protocol(_with_terms(*DOSE_TERMS), case)
+    changed = _with_terms(*DOSE_TERMS, prescribed_gy=60)
+    reused = compile_protocol(changed, case, reuse=earlier)
+    fresh = compile_protocol(changed, case)
+    assert reused.influence is earlier.influence  # the rows are kept
+    assert reused.fluence_scale == fresh.fluence_scale == pytest.approx(earlier.fluence_scale * 60 / 50)
+    assert reused.reference_fluence == fresh.reference_fluence
+    assert reused.fluence.variable is not earlier.fluence.variable
+    # A change that leaves the prescription as it was keeps the fluence and its reference (no sum over the target).
+    reweighted = compile_protocol(_with_terms(*DOSE_TERMS, "{kind: smoothness, weight: 1}"), case, reuse=earlier)
+    assert reweighted.influence is earlier.influence and reweighted.fluence is earlier.fluence
+    assert reweighted.reference_fluence is earlier.reference_fluence
 
 
 def test_a_target_no_beamlet_reaches_is_a_clear_error_not_a_division_by_zero() -> None:

@@ -122,6 +122,9 @@ class CompiledProgram:
     fractions: int
     stats: ProgramStats
     beamlets: Beamlets
+    # x_ref for this program's prescription: the fluence's scale (`fluence_scale` is its beamlet weight, also on
+    # rows reused from an earlier program) and what smoothness and fluence_regularization are relative to.
+    reference_fluence: ReferenceFluence
     notes: list[str] = field(default_factory=list)
     # The influence rows of the dose entries as the case stores them (Gy per unit beamlet weight
     # per fraction; `select_rows`: for an unsampled program a view of the case's arrays, no
@@ -136,9 +139,6 @@ class CompiledProgram:
     # The protocol compiled (with its derived terms): a diagnosis names a limit held for a goal in EQD2 or
     # BED by that goal, in its quantity (`specc.solve.diagnose`).
     protocol: Protocol | None = None
-    # The fluence its smoothness and fluence_regularization terms are relative to (None: no term asked; the
-    # solver's scale, `fluence_scale`, is the same x_ref, computed for every program whose rows are new).
-    reference_fluence: ReferenceFluence | None = None
     # Set by `with_problem` (a lexicographic step, an exact refinement): a problem that is not
     # the compiled one, which the fast path must not take for it.
     _problem: cp.Problem | None = field(default=None, repr=False)
@@ -219,9 +219,11 @@ def compile_protocol(
     `optimization.solver.sample_voxels` (default `DEFAULT_SAMPLE_LIMIT`).
     `reuse`: an earlier program of the same case. When the new protocol would select the same
     dose entries (same masks of the structures its terms name, same hard and target ones, same
-    sample), its rows, matrix and variables are kept and only the terms are built: a weight or
+    sample), its rows, matrix and dose variable are kept and only the terms are built: a weight or
     a level changed while tuning costs no row selection (large benchmark case: 0.06 s instead
-    of 0.56-0.73 s), and a solver holding the earlier program's plan can warm-start.
+    of 0.56-0.73 s), and a solver holding the earlier program's plan can warm-start. The fluence
+    is the earlier one only while its scale, the prescription's reference fluence, is unchanged:
+    the program is the one a compile without `reuse` gives.
     """
     if sample_limit == "protocol":
         sample_limit = protocol_sample_limit(protocol)
@@ -253,12 +255,18 @@ def compile_protocol(
     exact |= {name for name in referenced if structures.is_target(name)}
     prior_files = tuple(source.sha256 for source in case.prior_dose.sources) if case.prior_dose is not None else ()
     row_inputs = RowInputs(tuple(referenced), frozenset(exact), sample_limit, tuple(displaced), prior_files)
-    reference = _Reference(protocol, case, structures)
     if reuse is not None and _same_rows(reuse, row_inputs, structures):
         assert reuse.influence is not None
-        selection, influence_rows = reuse.selection, reuse.influence
-        fluence, dose = reuse.fluence, reuse.dose
+        selection, influence_rows, dose = reuse.selection, reuse.influence, reuse.dose
+        reference = _Reference(reference_fluence(protocol, case, structures, earlier=reuse))
+        # The fluence's scale is this prescription's x_ref, as on new rows: kept, the earlier prescription's scale
+        # picked another plan where the optimum is not unique (audit r2 F3: 1.6 Gy off `specc plan` of the same
+        # files after 50 -> 60 Gy). A new variable of n_beamlets costs nothing; the dose link and the terms are
+        # built for this program anyway.
+        scale = reference.found.beamlet_weight
+        fluence = reuse.fluence if reuse.fluence_scale == scale else ScaledFluence.over(case.n_beamlets, scale)
     else:
+        reference = _Reference(reference_fluence(protocol, case, structures))
         structure_rows = {name: case.rows(structures.masks[name]) for name in referenced}
         if structure_rows:
             prior_rows = case.prior_dose.on_rows(case.voxel_indices) if case.prior_dose is not None else None
@@ -275,7 +283,7 @@ def compile_protocol(
                 case, structures, selection, influence_rows, {name: scenarios[name] for name in displaced}
             )
         # The solver's variable is the fluence over the reference fluence (`ScaledFluence`): unit-free.
-        fluence = ScaledFluence.over(case.n_beamlets, reference().beamlet_weight)
+        fluence = ScaledFluence.over(case.n_beamlets, reference.found.beamlet_weight)
         dose = cp.Variable(influence_rows.shape[0], name="dose_per_fraction")
     for entries in selection.structures.values():
         if entries.sampled:
@@ -323,7 +331,7 @@ def compile_protocol(
         )
 
     if reference.asked:
-        notes.append(reference().note())
+        notes.append(reference.found.note())
     objectives = [term.objective for term in compiled if term.objective is not None]
     if not objectives:
         notes.append("no term has an objective: the solver returns any fluence that meets the hard limits")
@@ -343,33 +351,27 @@ def compile_protocol(
         fractions=protocol.prescription.fractions,
         stats=stats,
         beamlets=case.beamlets,
+        reference_fluence=reference.found,
         notes=notes,
         influence=influence_rows,
         voxel_volume_cc=case.voxel_volume_cc,
         row_inputs=row_inputs,
         offset=offset,
         protocol=protocol,
-        reference_fluence=reference.found if reference.asked else None,
     )
 
 
 class _Reference:
-    """The case's reference fluence for the protocol, computed once: for the fluence's scale (a program whose
-    rows are new) or when a term first asks for it (`asked`: the compile notes then name it)."""
+    """The program's reference fluence as its terms ask for it: `asked` (a term on the fluence asked; the compile
+    notes then name it, as the scale its terms were read on)."""
 
-    def __init__(self, protocol: Protocol, case: Case, structures: ResolvedStructures) -> None:
-        self._protocol, self._case, self._structures = protocol, case, structures
-        self.found: ReferenceFluence | None = None
+    def __init__(self, found: ReferenceFluence) -> None:
+        self.found = found
         self.asked = False
-
-    def __call__(self) -> ReferenceFluence:
-        if self.found is None:
-            self.found = reference_fluence(self._protocol, self._case, self._structures)
-        return self.found
 
     def for_term(self) -> ReferenceFluence:
         self.asked = True
-        return self()
+        return self.found
 
 
 def _check_prior(protocol: Protocol, case: Case) -> None:

@@ -56,14 +56,25 @@ class ReferenceFluence:
         )
 
 
-def reference_fluence(protocol: Protocol, case: Case, structures: ResolvedStructures) -> ReferenceFluence:
+def reference_fluence(
+    protocol: Protocol, case: Case, structures: ResolvedStructures, earlier: CompiledProgram | None = None
+) -> ReferenceFluence:
     """The case's `ReferenceFluence` for `protocol`.
 
+    `earlier`: a program of the same case whose rows a recompile keeps (`compile_protocol`'s `reuse`): its
+    reference, where it was taken for the same target voxels and dose per fraction, is this one (a weight changed
+    while tuning costs no sum over the target's rows); a changed prescription gets its own.
     Never a division by zero: a target is whole on every case (`resolve_structures`), and one that no beamlet
     reaches is refused before any term is built (`specc.compile.reach`), so the mean dose of a unit fluence over
     its voxels is positive."""
     level = max(protocol.prescription.levels, key=lambda level: level.dose.gy)
-    rows = case.rows(structures.masks[level.target])
+    mask = structures.masks[level.target]
+    if earlier is not None:
+        kept, kept_mask = earlier.reference_fluence, earlier.masks.get(level.target)
+        same_level = (kept.target, kept.dose_per_fraction_gy) == (level.target, level.dose_per_fraction_gy)
+        if same_level and kept_mask is not None and np.array_equal(kept_mask, mask):
+            return kept
+    rows = case.rows(mask)
     mean_dose_of_unit_fluence = float(np.sum(select_rows(case.influence, rows).data, dtype=np.float64)) / len(rows)
     assert mean_dose_of_unit_fluence > 0.0, f"{level.target}: a target no beamlet reaches is refused by reach_notes"
     return ReferenceFluence(
@@ -95,17 +106,13 @@ class SmoothFormContext:
     def of(cls, program: CompiledProgram, structures: Mapping[str, StructureEntries] | None = None) -> SmoothFormContext:
         """`program`'s context, over its own dose entries or over the given `structures`."""
 
-        def reference() -> ReferenceFluence:  # its smooth forms are of the terms that asked for it when built
-            assert program.reference_fluence is not None, "no term asked for the reference fluence at compile"
-            return program.reference_fluence
-
         return cls(
             program.selection.structures if structures is None else structures,
             program.voxel_volume_cc,
             program.fractions,
             program.influence.shape[1],
             lambda: program.beamlets.neighbour_differences,
-            reference,
+            lambda: program.reference_fluence,
         )
 
     def _entries(self, structure: str) -> StructureEntries:

@@ -64,6 +64,19 @@ class FirstOrderSolver:
         self.context = SmoothFormContext.of(program)
         self._last: tuple[SmoothProgram, AugmentedLagrangianResult] | None = None
 
+    def take(self, program: CompiledProgram) -> None:
+        """Solve `program` from now on: a recompile on this solver's rows (`compile_protocol`'s `reuse`), warm.
+
+        Its terms read the new program's context (its reference fluence: a term on the fluence added, or a
+        prescription changed, audit r2 F1/F2), and its variable is the new program's z; the last solution
+        carries over as the fluence it is (`solve` converts it between the scales)."""
+        if program.influence is not self.program.influence or program.fractions != self.program.fractions:
+            raise ValueError("a solver takes a program on its own rows and fractions only")
+        if program.fluence_scale != self.operator.scale:
+            self.operator = DoseOperator(program.influence, offset=program.offset, scale=program.fluence_scale)
+        self.program = program
+        self.context = SmoothFormContext.of(program)
+
     @property
     def last_run(self) -> AugmentedLagrangianResult | None:
         """The last solve's run (rounds, working sets, certificate); None before the first."""
@@ -223,7 +236,8 @@ class WarmStart:
     """Where the next fast-path solve of a changed program starts (`specc plan --watch`).
 
     `solver`: the one that made the last plan; it re-solves a program on the same rows (and
-    the same fractions) warm, keeping its multipliers (`FirstOrderSolver.solve(terms=...)`).
+    the same fractions) warm, keeping its multipliers, on that program's terms, reference
+    fluence and scale (`FirstOrderSolver.take`): the plan a fresh solve of it gives.
     `fluence`: the last plan, the start for a program on other rows. `solve_first_order`
     leaves the solver it used here, for the change after.
     """
@@ -235,7 +249,8 @@ class WarmStart:
         """Solve `program` from here (from zero when empty); the solver used, and its result."""
         last = self.solver
         if last is not None and last.program.influence is program.influence and last.program.fractions == program.fractions:
-            solver, result = last, last.solve(settings, terms=[compiled.term for compiled in program.terms])
+            last.take(program)
+            solver, result = last, last.solve(settings)
         else:
             solver = FirstOrderSolver(program)
             result = solver.solve(settings, start=self.fluence)
