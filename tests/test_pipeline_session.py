@@ -201,3 +201,19 @@ def test_a_prescription_change_on_a_cvxpy_solver_gives_the_plan_of_specc_plan(tm
     # The last step reaches 0: the case where the solver's scale picks the plan.
     assert fresh.solve.steps[1]["step"] == "2. priority 2 penalties" and fresh.solve.steps[1]["reached"] == "0"
     _near_the_fresh_plan(again, fresh, case)
+
+
+def test_a_prescription_change_solves_again_the_steps_whose_terms_read_the_reference_fluence(tmp_path: Path) -> None:
+    """A hand-written coverage step with smoothness, its terms unchanged by 50 -> 70 Gy, was kept with the optimum it
+    reached on the 50 Gy reference fluence (0.000206 against 0.000120): the priority-2 step then solved under
+    another bound, objective 7.559 against the fresh plan's 7.593, the Core 0.11 Gy off."""
+    case = c_shape()
+    terms = FLUENCE_TERMS.replace("dose: 10 Gy, weight: 5}", "dose: 5 Gy, weight: 5, priority: 2}")
+    text = protocol_text(terms + "    - {kind: smoothness, weight: 20}\n", with_body=True)
+    session = PlanSession(case, tmp_path / "tuned")
+    assert len(session.plan(parse_protocol_text(text, "tuned.yaml")).solve.steps) == 2
+    changed = parse_protocol_text(_with_prescription(text, 70), "tuned.yaml")
+    again = session.plan(changed)
+    fresh = plan(changed, case, tmp_path / "fresh")
+    assert [row["status"] for row in again.solve.steps] == ["optimal", "optimal"]
+    _near_the_fresh_plan(again, fresh, case)

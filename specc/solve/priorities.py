@@ -201,7 +201,7 @@ class StepMemory:
     """The last plan's priority steps, kept by a session that plans the same case again (`specc plan --watch`).
 
     A step's optimum depends only on the rows, the hard terms, the solver's settings, the
-    prescription's fractions, the slips, its own terms and the bounds of the steps before it.
+    prescription's fractions and reference fluence, the slips, its own terms and the bounds of the steps before it.
     While all of those are unchanged, so is the optimum and the bound it leaves: a re-plan
     keeps the leading steps that are unchanged and solves from the first that may not be (a
     changed priority-2 goal leaves the coverage step as it was). The last step is always
@@ -216,7 +216,8 @@ def _step_keys(program: CompiledProgram, steps: list[Step], settings: SolverSett
     """Per step, as JSON, what its optimum depends on besides the rows (`StepMemory`)."""
     hard = [term.term.model_dump(mode="json") for term in program.terms if term.hard]
     solver = [settings.name, settings.tolerance, settings.time_limit_s, settings.max_iterations]
-    base = {"fractions": program.fractions, "solver": solver,
+    # The reference fluence: what smoothness and fluence_regularization are relative to, and the solver's scale.
+    base = {"fractions": program.fractions, "solver": solver, "reference_fluence": program.fluence_scale,
             "slip": [slip.fraction, slip.coverage_gy], "hard": hard}
     keys: list[str] = []
     so_far: list[dict] = []
