@@ -11,8 +11,10 @@ Three sources: a plan export folder (CT + RTSTRUCT + RT Dose, and the RT Plan wh
 structures on the dose grid); a specc case file with an RT Dose (the dose interpolated onto
 the case grid, so specc's and the other system's plans are measured on the same masks); a
 matRad workspace, measured as matRad measures it: on its CT grid, resultGUI's own, with the
-cst{i,4} voxels of its structures (a case given with it names the check, and must be of that workspace
-where it tells: `read_matrad_plan`). A
+cst{i,4} voxels of its structures (a case given with it files the check under that case, its id and
+SHA-256, and must be of that workspace where it tells: `read_matrad_plan`), or with `measure_on="case"`
+as specc measures its own plan of the case: resultGUI interpolated onto the case's grid, the case's masks
+(the reading a comparison of plans needs: the two systems' own readings differ by the grid). A
 structure part of which has no dose (beyond the dose grid) is measured on the rest for its DVH,
 and its goals are reported NOT EVALUATED with the reason, never judged on part of it; one wholly
 beyond (a distant organ outside the calculation volume) has no DVH, its goals read NOT EVALUATED
@@ -25,13 +27,14 @@ from collections.abc import Mapping, Sequence
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from specc.case import Case
 from specc.case.importers.plan_export import read_plan_export
 from specc.case.importers.external_dose import ExternalDose, same_grid
-from specc.case.importers.matrad_dose import is_matrad_workspace, read_matrad_plan
+from specc.case.importers.matrad_dose import MatradPlan, is_matrad_workspace, read_matrad_plan
 from specc.case.importers.rtdose import read_rtdose
 from specc.case.model import Grid
 from specc.compile import ResolvedStructures, resolve_structures
@@ -56,7 +59,12 @@ from specc.pipeline import (
 )
 from specc.protocol import Protocol, load_protocol
 from specc.report import write_report
+from specc.report.compare import MEASURED_ON, STRUCTURES, STRUCTURES_SHA256
 from specc.report.identity import PLAN_JSON, record_json
+
+# Where a matRad workspace's dose is measured: "ct", as matRad measures its DVHs (its CT grid, the
+# cst{i,4} voxels); "case", as specc measures its plan of the case (the case's grid and masks).
+MeasureOn = Literal["ct", "case"]
 
 
 @dataclass(frozen=True)
@@ -170,6 +178,9 @@ class _Read:
     source: DoseSourceRecord
     notes: list[str]
     isocentre_mm: tuple[float, float, float] | None = None  # the checked plan's, from its RT Plan
+    # The case the check is filed under where it is not the one measured on: a case given with a matRad
+    # workspace measured on its CT grid (its id, SHA-256 and source go on the record, so compare pairs them)
+    filed_under: Case | None = None
 
 
 def _read_export(
@@ -270,14 +281,18 @@ def check_dose(
     pdf: bool = False,
     progress: StageProgress | None = None,
     prior_dose: Sequence[str | Path] = (),
+    measure_on: MeasureOn = "ct",
 ) -> CheckOutcome:
     """Check a dose against `protocol`.
 
     `dose_file`: a DICOM RT Dose, interpolated onto `case`'s grid and judged on its structures;
-    or a matRad workspace (.mat) whose resultGUI holds matRad's plan (always one fraction),
-    judged as matRad measures it: on the workspace's CT grid with its cst{i,4} structures,
-    whatever grid `case` has (`case` then only names the check, and is refused when it was imported
-    from another workspace; None: the workspace's stem). `outside_zero`, `per_fraction`, `prior_dose`, `out_dir`: as for `check_export`.
+    or a matRad workspace (.mat) whose resultGUI holds matRad's plan (always one fraction).
+    `measure_on` "ct": judged as matRad measures it, on the workspace's CT grid with its cst{i,4}
+    structures, whatever grid `case` has (`case` then files the check under its id and SHA-256, and is
+    refused when it was imported from another workspace; None: filed under the workspace's stem and its
+    CT structures). "case": judged as specc measures its own plan of `case` (needed), resultGUI
+    interpolated onto the case's grid with the case's masks, so that it compares with that plan like for
+    like. `outside_zero`, `per_fraction`, `prior_dose`, `out_dir`: as for `check_export`.
     """
     check_plan_folder(Path(out_dir))
     stages = StageTimer(progress)
@@ -287,16 +302,17 @@ def check_dose(
         with stages.stage("load case"):
             case_file, case = Path(case), Case.load(case)
     with stages.stage("read dose"):
-        case, dose, notes, left_out = _case_and_dose(
-            case, case_file, Path(dose_file), protocol.prescription.fractions, per_fraction
+        read = _case_and_dose(case, case_file, Path(dose_file), protocol.prescription.fractions, per_fraction, measure_on)
+        resolved, values, known, notes = _on_case(
+            protocol, read.measured_on, read.dose, read.notes, outside_zero, read.left_out
         )
-        resolved, values, known, notes = _on_case(protocol, case, dose, notes, outside_zero, left_out)
         incomplete = {} if outside_zero else {
-            name: f"{text}: they have no dose" for name, text in _outside(resolved, known, dose)
+            name: f"{text}: they have no dose" for name, text in _outside(resolved, known, read.dose)
         }
-    source = _source_record(dose, case, incomplete=incomplete, plan={}, outside_zero=outside_zero)
-    read = _Read(case, resolved, values, known, source, notes)
-    return _measure(protocol, _with_prior(protocol, read, prior_dose, stages), out_dir, pdf, stages)
+    source = _source_record(read.dose, read.measured_on, incomplete=incomplete, plan={}, outside_zero=outside_zero,
+                            attributes=read.attributes)
+    checked = _Read(read.measured_on, resolved, values, known, source, notes, filed_under=read.filed_under)
+    return _measure(protocol, _with_prior(protocol, checked, prior_dose, stages), out_dir, pdf, stages)
 
 
 def _with_prior(protocol: Protocol, read: _Read, prior_dose: Sequence[str | Path], stages: StageTimer) -> _Read:
@@ -346,31 +362,82 @@ def _resolved(
         raise CompileError(f"{error} ({'; '.join(others)})") from None
 
 
+@dataclass(frozen=True)
+class _DoseOnCase:
+    """A dose file read for `check_dose`, with the case it is measured on and what the record says of that."""
+
+    measured_on: Case
+    dose: ExternalDose
+    notes: list[str]
+    left_out: list[str]  # structures the reader left out, and why (for the error when a goal names one)
+    attributes: dict[str, str] = dataclasses.field(default_factory=dict)  # added to the dose source record's
+    filed_under: Case | None = None  # the case the record names, where it is not `measured_on`
+
+
 def _case_and_dose(
-    case: Case | None, case_file: Path | None, path: Path, fractions: int, per_fraction: bool
-) -> tuple[Case, ExternalDose, list[str], list[str]]:
-    """The case a dose is measured on, the dose (the total of `fractions`), the notes of reading them
-    and the structures left out: a matRad workspace's own CT grid and cst (`case`, read from `case_file`,
-    only names it, and must be of that workspace where it tells: `read_matrad_plan`), else `case` with an
-    RT Dose."""
+    case: Case | None, case_file: Path | None, path: Path, fractions: int, per_fraction: bool, measure_on: MeasureOn
+) -> _DoseOnCase:
+    """The case a dose is measured on, the dose (the total of `fractions`) and the notes of reading them:
+    for a matRad workspace, its own CT grid and cst (`case`, read from `case_file`, must be of that
+    workspace where it tells: `read_matrad_plan`) or `case` itself (`measure_on` "case"), else `case`
+    with an RT Dose."""
     if is_matrad_workspace(path):
+        if measure_on == "case" and case is None:
+            raise CaseError(
+                f"{path}: --measure-on case measures matRad's dose on a case's grid with its masks: give the case "
+                "(--case CASE.h5)"
+            )
         plan = read_matrad_plan(path, fractions, case, case_file)
-        return plan.case, plan.dose, [*plan.dose.notes, *_unused_case_note(case, plan.case)], plan.left_out
+        if measure_on == "case" and case is not None:
+            return _on_the_case(plan, case, path)
+        attributes = {
+            MEASURED_ON: "the workspace's CT grid with its cst{i,4} voxels, as matRad measures its DVHs",
+            STRUCTURES: f"cst{{i,4}} voxels of {path.name} on its CT grid",
+            STRUCTURES_SHA256: plan.case.content_hash(),
+        }
+        notes = [*plan.dose.notes, *_unused_case_note(case, plan.case)]
+        return _DoseOnCase(plan.case, plan.dose, notes, plan.left_out, attributes, filed_under=case)
+    if measure_on != "ct":
+        raise CaseError(f"{path}: --measure-on applies to a matRad workspace; an RT Dose is measured on the case's grid")
     if case is None:
         raise CaseError(f"{path}: an RT Dose is checked on a case's structures: give the case (--case CASE.h5)")
     dose = read_rtdose(path, fractions, per_fraction)
-    return case, dose, [*dose.notes, *_frame_note(case, dose)], []
+    return _DoseOnCase(case, dose, [*dose.notes, *_frame_note(case, dose)], [])
+
+
+# How `read_matrad_plan` begins the note saying the dose is measured on the CT grid with the cst{i,4} voxels:
+# left out where it is measured on the case instead (and the cst rows left out of the CT case with it).
+_CT_GRID_NOTE = ": measured as matRad measures its DVHs: on the CT grid"
+
+
+def _on_the_case(plan: MatradPlan, case: Case, path: Path) -> _DoseOnCase:
+    """matRad's dose on `case`'s grid with its masks, as specc measures its own plan of the case (the
+    case checked to be of the workspace by `read_matrad_plan`): interpolated (trilinear) unless the grids
+    coincide (`_interpolation_note` says which)."""
+    kept = [note for note in plan.dose.notes
+            if note not in plan.left_out and not note.startswith(f"{path.name}{_CT_GRID_NOTE}")]
+    note = (
+        f"{path.name}: measured as specc measures its plan of the case {case.case_id!r} (--measure-on case): on the "
+        f"case's grid ({_grid_text(case.grid)}) with the case's masks, so that it compares with that plan like for "
+        f"like; matRad's own DVHs, on its CT grid ({_grid_text(plan.case.grid)}) with the cst{{i,4}} voxels, may "
+        "read otherwise (the check without --measure-on case gives those)"
+    )
+    attributes = {MEASURED_ON: f"the case {case.case_id!r}'s grid and masks, as specc measures its plans (--measure-on case)"}
+    return _DoseOnCase(case, plan.dose, [*kept, note], [], attributes)
 
 
 def _unused_case_note(case: Case | None, measured_on: Case) -> list[str]:
     """A case given with a matRad workspace whose grid is not the CT grid matRad measures on (the
-    dose grid `specc import matrad` places it on): only its case id is used, and the note says so."""
+    dose grid `specc import matrad` places it on): the check is filed under it, its masks are not used,
+    and the note says so and how to measure like for like."""
     if case is None or same_grid(case.grid, measured_on.grid):
         return []
     return [
         f"the case {case.case_id!r} lies on another grid ({_grid_text(case.grid)}) than the workspace's CT "
-        f"({_grid_text(measured_on.grid)}): its masks are not used; matRad's dose is measured on the CT grid with "
-        "the workspace's cst{i,4} structures, as matRad's DVHs are (a plan of that case is measured on its own grid)"
+        f"({_grid_text(measured_on.grid)}): the check is filed under it, but its masks are not used; matRad's dose is "
+        "measured on the CT grid with the workspace's cst{i,4} structures, as matRad's DVHs are. A specc plan of that "
+        "case is measured on its own grid: to compare the two plans, check with --measure-on case (matRad's dose on "
+        "the case's grid and masks)"
     ]
 
 
@@ -511,8 +578,10 @@ def _touches_faces(mask: np.ndarray) -> bool:
 
 
 def _source_record(
-    dose: ExternalDose, case: Case, *, incomplete: dict[str, str], plan: dict[str, str], outside_zero: bool
+    dose: ExternalDose, case: Case, *, incomplete: dict[str, str], plan: dict[str, str], outside_zero: bool,
+    attributes: Mapping[str, str] | None = None,
 ) -> DoseSourceRecord:
+    """`attributes`: what the check adds to the file's own (where and on which masks it measured)."""
     grid = dose.grid
     return DoseSourceRecord(
         format=dose.format,
@@ -523,12 +592,25 @@ def _source_record(
         fractions_scaled=dose.fractions_scaled,
         grid=GridInfo(shape=grid.shape, spacing_mm=grid.spacing_mm, origin_mm=grid.origin_mm),
         interpolated=not (dose.has_grid(case.grid) or dose.taken_as_stored(case.grid)),
-        attributes=dose.attributes,
+        attributes={**dose.attributes, **(attributes or {})},
         plan=plan,
         incomplete=incomplete,
         outside_zero=outside_zero,
         parts=dose.parts,
     )
+
+
+def _filed_under(read: _Read, record: PlanRecord) -> dict[str, object]:
+    """The record's case block for a check filed under another case than it was measured on (a case given with a
+    matRad workspace measured on its CT grid): that case's id, content SHA-256 and source, so that `specc compare`
+    pairs the check with a plan of it; the grid stays the one measured on, and the dose source record keeps the
+    SHA-256 of the CT structures measured (`STRUCTURES_SHA256`)."""
+    case = read.filed_under
+    if case is None:
+        return {}
+    return {"case": record.case.model_copy(
+        update={"case_id": case.case_id, "sha256": case.content_hash(), "source": case.metadata.source}
+    )}
 
 
 def _measure(protocol: Protocol, read: _Read, out_dir: str | Path, pdf: bool, stages: StageTimer) -> CheckOutcome:
@@ -543,7 +625,7 @@ def _measure(protocol: Protocol, read: _Read, out_dir: str | Path, pdf: bool, st
     # staged as a plan is: whole, moved in with plan.json last, or none (a kill -9 part way included)
     with stages.stage("report"), staged_plan(out, "no check written") as staged:
         folder = staged.path
-        record = evaluation.record.model_copy(update={"timings_s": dict(stages.timings)})
+        record = evaluation.record.model_copy(update={"timings_s": dict(stages.timings), **_filed_under(read, evaluation.record)})
         paths = write_report(folder, record, read.case, evaluation, read.resolved.masks, pdf=pdf, named_in=out)
         with writing(out / PLAN_JSON, "no check written"):
             # the bytes the report's digest is of

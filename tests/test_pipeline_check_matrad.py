@@ -305,3 +305,128 @@ def test_a_case_from_elsewhere_is_noted_as_unchecked(saved, tmp_path):
             "Lung_Phantom_Patient_1 (imported from data/Lung_Phantom_Patient_1), not from a matRad workspace: whether "
             f"it is the patient of {workspace.name} could not be checked; the check is filed under its case id "
             "'Lung_Phantom_Patient_1', which specc compare and cohorts pair on") in record.notes
+
+
+# --- measured like for like with specc's plan of the case, and filed under that case (audit d2 #1, #2) --------------
+def numpy_on_case_grid(workspace: dict, case: specc.Case) -> dict[str, dict[str, float]]:
+    """resultGUI x numOfFractions interpolated (trilinear, scipy) from the CT grid onto the case's voxel centres,
+    measured with the case's masks: what specc's plan of the case would read, were matRad's dose its own."""
+    from scipy.interpolate import RegularGridInterpolator
+
+    ct = workspace["ct"]
+    x, y, z = (np.asarray(ct[axis]).ravel() for axis in "xyz")
+    cube = np.transpose(workspace["resultGUI"]["physicalDose"], (1, 0, 2))  # [Ny Nx Nz] -> [x, y, z]
+    interpolate = RegularGridInterpolator((x, y, z), cube * workspace["pln"]["numOfFractions"])
+    centres = np.stack(np.meshgrid(*case.grid.axes_mm(), indexing="ij"), axis=-1)
+    total = interpolate(centres)
+    numbers = {}
+    for name, structure in case.structures.items():
+        dose = total[structure.mask]
+        hottest_first = np.sort(dose)[::-1]
+        numbers[name] = {"mean": dose.mean(), "max": dose.max(), "min": dose.min(),
+                         "D95": hottest_first[int(np.ceil(0.95 * dose.size)) - 1]}
+    return numbers
+
+
+def test_measured_on_the_case_a_matrad_plan_reads_as_specc_reads_its_plan_of_the_case(saved, tmp_path):
+    workspace, case_path = saved
+    case = specc.Case.load(case_path)
+    record = specc.check_dose(protocol_file(tmp_path, 30), case_path, workspace, tmp_path / "out",
+                              measure_on="case").record
+    expected = numpy_on_case_grid(workspace_with_result(), case)
+    for structure in record.structures:
+        numbers = expected[structure.structure]
+        assert (structure.mean_gy, structure.max_gy, structure.min_gy) == pytest.approx(
+            (numbers["mean"], numbers["max"], numbers["min"]), rel=1e-9
+        )
+    goals = {goal.text: goal.value for goal in record.goals}
+    assert goals["D95% >= 40 Gy"] == pytest.approx(expected["PTV"]["D95"], rel=1e-9)
+    assert goals["Mean >= 50 Gy"] == pytest.approx(expected["PTV"]["mean"], rel=1e-9)
+    # matRad's own reading (CT grid, cst voxels) differs: the option changed what was measured
+    assert abs(expected["PTV"]["mean"] - matrads_numbers(workspace_with_result())["PTV"]["mean"]) > 0.1
+    assert record.case.grid.shape == case.grid.shape and record.case.grid.spacing_mm == pytest.approx((4, 4, 4))
+    assert (record.case.case_id, record.case.sha256) == (case.case_id, case.content_hash())
+    source = record.dose_source
+    assert source.interpolated and source.grid.spacing_mm == pytest.approx((2, 2, 2))
+    assert source.attributes["measured on"] == (
+        f"the case {case.case_id!r}'s grid and masks, as specc measures its plans (--measure-on case)"
+    )
+    assert "structures" not in source.attributes  # the case's own masks
+    assert any("(--measure-on case): on the case's grid (5 × 4 × 3 voxels of 4 × 4 × 4 mm) with the case's masks"
+               in note for note in record.notes)
+    assert any("interpolated (trilinear)" in note for note in record.notes)
+    assert not any("measured as matRad measures its DVHs" in note for note in record.notes)
+    assert any("is a case of" in note for note in record.notes)  # the case is still checked to be the workspace's
+
+
+def test_measuring_on_the_case_needs_a_case_and_a_matrad_workspace(tmp_path):
+    path = save_matrad_v5(tmp_path / "ws.mat", workspace_with_result())
+    protocol = protocol_file(tmp_path, 30)
+    with pytest.raises(SpeccError, match=r"--measure-on case measures matRad's dose on a case's grid .*--case CASE.h5"):
+        specc.check_dose(protocol, None, path, tmp_path / "out", measure_on="case")
+    runner = CliRunner()
+    refused = runner.invoke(app, ["check", str(protocol), "--dose", str(path), "--measure-on", "case",
+                                  "--out", str(tmp_path / "a")])
+    assert refused.exit_code == 1 and "give --case CASE.h5" in refused.output
+    rt_dose = runner.invoke(app, ["check", str(protocol), "--case", str(tmp_path / "c.h5"), "--dose",
+                                  str(tmp_path / "RD.dcm"), "--measure-on", "ct", "--out", str(tmp_path / "b")])
+    assert rt_dose.exit_code == 1 and "--measure-on applies to a matRad workspace" in rt_dose.output
+
+
+def plan_protocol(tmp_path: Path) -> Path:
+    path = tmp_path / "plan-protocol.yaml"
+    path.write_text(PROTOCOL.format(fractions=30)
+                    + "optimization:\n  terms:\n    - {kind: uniform_dose, structure: PTV, dose: 60 Gy, weight: 10}\n")
+    return path
+
+
+def test_a_matrad_check_with_its_case_is_filed_under_that_case_and_compare_names_both_grids(tmp_path):
+    """The documented workflow (docs/check.md, matRad plans): specc's plan of the case beside matRad's check."""
+    from specc.report.compare import read_plans, warnings
+
+    workspace = save_matrad_v5(tmp_path / "ws.mat", workspace_with_result())
+    case_path = tmp_path / "ws.h5"
+    import_matrad(workspace).case.save(case_path)
+    protocol = plan_protocol(tmp_path)
+    planned = specc.plan(protocol, case_path, tmp_path / "specc").record
+    on_ct = specc.check_dose(protocol, case_path, workspace, tmp_path / "matrad").record
+    alone = specc.check_dose(protocol, None, workspace, tmp_path / "alone").record
+    # With --case the check names the case's id and content SHA-256, as the plan of it does; the CT structures it
+    # measured keep theirs in the dose source, which is what a check without a case is filed under.
+    assert (on_ct.case.case_id, on_ct.case.sha256) == (planned.case.case_id, planned.case.sha256)
+    assert on_ct.case.source == planned.case.source
+    assert on_ct.case.grid.spacing_mm == pytest.approx((2, 2, 2))  # measured on the CT grid all the same
+    assert on_ct.dose_source.attributes["structures SHA-256"] == alone.case.sha256 != planned.case.sha256
+    assert alone.dose_source.attributes["structures"] == "cst{i,4} voxels of ws.mat on its CT grid"
+    assert any("the check is filed under it, but its masks are not used" in note and "--measure-on case" in note
+               for note in on_ct.notes)
+
+    ct_warnings = warnings(read_plans([tmp_path / "specc", tmp_path / "matrad"]))
+    assert not any("different case" in warning for warning in ct_warnings)
+    assert ct_warnings == [
+        "the plans are measured on different grids and structure masks (specc: 5 × 4 × 3 voxels of 4 × 4 × 4 mm, "
+        f"first centre (-8.5, -6.5, -4.5) mm, the masks of the case ws ({planned.case.sha256[:12]}); matrad: 10 × 8 × 6 voxels of 2 × 2 × 2 mm, "
+        "first centre (-9, -7, -5) mm, cst{i,4} voxels of ws.mat on its CT grid): a goal's difference between them, "
+        "and a pass beside a fail, may come from the measurement (voxel size, interpolation, masks) rather than from "
+        "the plans. To compare the plans, measure matRad's dose as specc measures its plan of the case: specc check "
+        "--case CASE.h5 --dose WORKSPACE.mat --measure-on case"
+    ]
+    # Without the case: the same case id over other case data, said as the workspace's CT structures
+    alone_warnings = warnings(read_plans([tmp_path / "specc", tmp_path / "alone"]))
+    assert alone_warnings[0].startswith(
+        f"the plans name the same case 'ws' but hold different case data (specc: the case ws from "
+        f"{planned.case.source} ({planned.case.sha256[:12]}); alone: the CT grid and cst{{i,4}} structures of the "
+        f"matRad workspace {workspace} ({alone.case.sha256[:12]})): alone checked a matRad workspace without --case"
+    )
+    assert "the plans are measured on different grids" in alone_warnings[1]
+    # Measured like for like: nothing to warn of
+    on_case = specc.check_dose(protocol, case_path, workspace, tmp_path / "like", measure_on="case").record
+    assert on_case.case.grid == planned.case.grid
+    assert warnings(read_plans([tmp_path / "specc", tmp_path / "like"])) == []
+    runner = CliRunner()
+    shown = runner.invoke(app, ["compare", str(tmp_path / "specc"), str(tmp_path / "matrad"), "--out",
+                                str(tmp_path / "cmp")])
+    assert shown.exit_code == 0, shown.output
+    assert "Clinical goals (measured on different grids or masks: see the warning)" in " ".join(shown.output.split())
+    page = (tmp_path / "cmp" / "compare.html").read_text()
+    assert "cst{i,4} voxels of ws.mat on its CT grid" in page and "4 × 4 × 4 mm" in page

@@ -195,3 +195,22 @@ def test_goals_converted_with_different_ratios_are_warned_of(plans, tmp_path: Pa
     found = warnings(read_plans(folders))
     assert any(f"{goal['structure']} Max <= 30 Gy (EQD2): converted with alpha/beta 2, 3 Gy" in line for line in found)
     assert warnings(read_plans([folders[0], folders[0]])) == []
+
+
+def test_one_case_id_over_other_case_data_on_another_grid_is_said_as_such(plans, tmp_path: Path) -> None:
+    """Two plans of one case id whose case data differ (the case resampled onto 2 mm): not "different cases",
+    and both evaluation grids are named, since a difference may be the grid's."""
+    record = _record(plans["first"])
+    record["case"].update(sha256="f" * 64, source="resampled", grid={**record["case"]["grid"], "spacing_mm": [2, 2, 2]})
+    resampled = _plan_folder(tmp_path / "resampled", record)
+    found = warnings(read_plans([plans["first"], resampled]))
+    case = _record(plans["first"])["case"]
+    assert found[0] == (
+        f"the plans name the same case {case['case_id']!r} but hold different case data (first: the case "
+        f"{case['case_id']} from {case['source']} ({case['sha256'][:12]}); resampled: the case {case['case_id']} from "
+        "resampled (ffffffffffff)): each value is measured on its own case data"
+    )
+    shape = " × ".join(str(n) for n in case["grid"]["shape"])
+    spacing = " × ".join(f"{s:g}" for s in case["grid"]["spacing_mm"])
+    assert found[1].startswith(f"the plans are measured on different grids (first: {shape} voxels of {spacing} mm")
+    assert f"resampled: {shape} voxels of 2 × 2 × 2 mm" in found[1] and "--measure-on" not in found[1]

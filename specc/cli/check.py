@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,6 +19,13 @@ from specc.errors import SpeccError
 
 if TYPE_CHECKING:
     from specc.check import CheckOutcome
+
+
+class MeasureOnOption(str, Enum):
+    """Where `--measure-on` measures a matRad workspace's dose (`specc.check.MeasureOn`)."""
+
+    ct = "ct"
+    case = "case"
 
 
 @app.command()
@@ -38,7 +46,13 @@ def check(
         "it names the case)."
     ),
     case: Path | None = typer.Option(
-        None, "--case", help="A specc case file: an RT Dose is interpolated onto its grid and judged on its structures."
+        None, "--case", help="A specc case file: an RT Dose is interpolated onto its grid and judged on its structures; "
+        "a matRad check is filed under it (its id and SHA-256), checked to be of the workspace."
+    ),
+    measure_on: MeasureOnOption | None = typer.Option(
+        None, "--measure-on", help="With a matRad workspace: ct (the default) measures its dose on its CT grid with "
+        "its cst structures, as matRad does; case (needs --case) on the case's grid with its masks, resultGUI "
+        "interpolated, as specc measures its plan of the case: the reading a comparison with that plan needs."
     ),
     grid: float | None = typer.Option(
         None, "--grid", help="With a folder: evaluate on a finer isotropic grid (mm) than the RT Dose's, interpolated."
@@ -66,7 +80,8 @@ def check(
 
     Give a plan export folder (structures from its RTSTRUCT, on the dose grid), --case CASE.h5
     with --dose RD.dcm (structures from the case), or --dose WORKSPACE.mat (matRad's plan, on its
-    CT grid with its cst structures). Exit code 0 when the dose was checked (goal failures are in
+    CT grid with its cst structures; with --case --measure-on case, on the case's grid with its masks,
+    as specc's plan of the case is measured). Exit code 0 when the dose was checked (goal failures are in
     the report), 1 on bad input (with --cohort: any folder; without, the earlier check in OUT is
     removed, so that it is not taken for this run's), 2 with --strict when a priority-1 goal fails.
     """
@@ -74,8 +89,9 @@ def check(
     from specc.pipeline import check_plan_folder, plan_files
 
     if cohort:
-        if dose is not None or case is not None or prior_dose:
-            fail("--cohort checks export folders, each with its own RT Dose; --dose, --case and --prior-dose do not apply")
+        if dose is not None or case is not None or prior_dose or measure_on is not None:
+            fail("--cohort checks export folders, each with its own RT Dose; --dose, --case, --measure-on and "
+                 "--prior-dose do not apply")
         if not exports:
             fail("--cohort checks plan export folders: give one or more")
         _check_cohort(protocol, exports, out, grid, outside_zero, per_fraction, pdf, strict, quiet)
@@ -83,7 +99,7 @@ def check(
     earlier = plan_files(out)
     try:
         check_plan_folder(out)  # before an export is read that a folder no check can go into would waste
-        _refuse_combinations(exports or [], case, dose, grid)
+        _refuse_combinations(exports or [], case, dose, grid, measure_on)
         if exports:
             outcome = check_export(
                 protocol, exports[0], out, dose_file=dose, grid_mm=grid, outside_zero=outside_zero,
@@ -92,7 +108,7 @@ def check(
         else:
             outcome = check_dose(
                 protocol, case, dose, out, outside_zero=outside_zero, per_fraction=per_fraction, pdf=pdf,
-                progress=printer, prior_dose=prior_dose,
+                progress=printer, prior_dose=prior_dose, measure_on=(measure_on or MeasureOnOption.ct).value,
             )
     except SpeccError as error:
         printer.stop()
@@ -130,7 +146,9 @@ def _print_check(outcome: CheckOutcome, quiet: bool, strict: bool) -> None:
                   outcome.outside_hot_spot)
 
 
-def _refuse_combinations(exports: list[Path], case: Path | None, dose: Path | None, grid: float | None) -> None:
+def _refuse_combinations(
+    exports: list[Path], case: Path | None, dose: Path | None, grid: float | None, measure_on: MeasureOnOption | None
+) -> None:
     """Options of one check that do not go together, raised as a `SpeccError`: once OUT is named, a wrong
     option is a check not produced, and the earlier one in OUT is removed as for any other error."""
     from specc.case.importers.matrad_dose import is_matrad_workspace
@@ -154,6 +172,13 @@ def _refuse_combinations(exports: list[Path], case: Path | None, dose: Path | No
         )
     if case is not None and grid is not None:
         raise SpeccError("--grid applies to a plan export folder; a case file has its own grid")
+    if measure_on is not None and not matrad:
+        raise SpeccError(
+            "--measure-on applies to a matRad workspace (--dose WORKSPACE.mat); an RT Dose is measured on the case's "
+            "grid (--case) or the export's"
+        )
+    if measure_on is MeasureOnOption.case and case is None:
+        raise SpeccError("--measure-on case measures matRad's dose on a case's grid with its masks: give --case CASE.h5")
 
 
 def _check_cohort(

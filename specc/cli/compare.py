@@ -41,12 +41,14 @@ def _warn(warnings: list[str]) -> None:
 
 
 def _compare_plans(paths: list[Path], labels: list[str], out: Path, pdf: bool) -> list[Path]:
-    from specc.report.compare import goal_rows, read_plans, warnings, write_comparison
+    from specc.report.compare import goal_rows, measurement_warnings, read_plans, warnings, write_comparison
 
     compared = read_plans(paths, labels)
     written = write_comparison(out, compared, pdf=pdf)
     _warn(warnings(compared))
-    table = Table("structure", "goal", *(plan.label for plan in compared), title="Clinical goals")
+    title = "Clinical goals" + (" (measured on different grids or masks: see the warning)"
+                                if measurement_warnings(compared) else "")
+    table = Table("structure", "goal", *(plan.label for plan in compared), title=title)
     for row in goal_rows(compared):
         goal = row.text + (" (worst setup error)" if row.scope == "worst" else "")
         cells: list[str | Text] = [row.structure, goal]

@@ -6,7 +6,9 @@ plan.json that `specc plan` wrote (the record its report and signature stand on)
 recomputed, so the comparison shows exactly what each report showed. Goals are matched by
 structure and goal text as written; a goal that one plan lacks shows as absent, never as a
 value. What would make a comparison misleading is said before any number: plans of different
-cases or prescriptions, protocols of one name and version but different content (one changed
+cases (or of one case id holding different case data: a matRad check filed under its workspace),
+plans measured on different grids or structure masks (a matRad check on its CT grid beside specc's
+plan on the case's dose grid: the difference may be the measurement's, not the plans'), prescriptions, protocols of one name and version but different content (one changed
 without a new version, as the cohort comparison and `specc diff` say), and a plan whose solver
 did not converge.
 """
@@ -26,13 +28,20 @@ from pydantic import ValidationError
 
 from specc.errors import SpeccError, validation_text
 from specc.evaluate import PlanRecord
-from specc.evaluate.record import RECORD_FORMAT, GoalRecord
+from specc.evaluate.record import RECORD_FORMAT, GoalRecord, GridInfo
 from specc.report.figures import to_data_uri
 from specc.report.html import STATUS_LABELS, environment, style_sheet
 from specc.report.identity import PLAN_JSON
 from specc.report.write import write_page
 
 COMPARE_PAGE = "compare"  # compare.html, compare.pdf
+# What `specc check` adds to its dose source record's attributes where it does not measure on the case it is
+# filed under as a plan of it is measured (a matRad workspace on its CT grid): where it measured, the masks, and
+# their SHA-256 (a check without a case is filed under those CT structures themselves).
+MEASURED_ON = "measured on"
+STRUCTURES = "structures"
+STRUCTURES_SHA256 = "structures SHA-256"
+
 # One line style per plan on the DVH figure (structures keep their colours); beyond four, they repeat.
 LINE_STYLES = ("-", "--", ":", "-.")
 
@@ -155,11 +164,7 @@ def goal_rows(plans: Sequence[ComparedPlan]) -> list[GoalRow]:
 
 def warnings(plans: Sequence[ComparedPlan]) -> list[str]:
     """What the reader must know before comparing numbers."""
-    out = []
-    cases = {(plan.record.case.case_id, plan.record.case.sha256) for plan in plans}
-    if len(cases) > 1:
-        listed = "; ".join(f"{plan.label}: {plan.record.case.case_id} ({plan.record.case.sha256[:12]})" for plan in plans)
-        out.append(f"the plans are of different cases ({listed}): each value is measured on its own case")
+    out = [*_case_warnings(plans), *measurement_warnings(plans)]
     out += _unversioned_changes(plans)
     prescriptions = {
         (plan.record.prescription.fractions, tuple((l.target, l.total_gy) for l in plan.record.prescription.levels))
@@ -196,6 +201,89 @@ def warnings(plans: Sequence[ComparedPlan]) -> list[str]:
                 "NOT CONVERGED"
             )
     return out
+
+
+def _case_warnings(plans: Sequence[ComparedPlan]) -> list[str]:
+    """Plans of different cases; where they share a case id, what differs (a matRad check filed under its
+    workspace's CT structures, not the case file, beside a plan of the case imported from that workspace)."""
+    if len({(plan.record.case.case_id, plan.record.case.sha256) for plan in plans}) <= 1:
+        return []
+    ids = {plan.record.case.case_id for plan in plans}
+    if len(ids) > 1:
+        listed = "; ".join(f"{plan.label}: {plan.record.case.case_id} ({plan.record.case.sha256[:12]})" for plan in plans)
+        return [f"the plans are of different cases ({listed}): each value is measured on its own case"]
+    listed = "; ".join(f"{plan.label}: {_case_data(plan.record)}" for plan in plans)
+    text = f"the plans name the same case {ids.pop()!r} but hold different case data ({listed})"
+    unfiled = [plan.label for plan in plans if _filed_under_workspace(plan.record)]
+    if not unfiled:
+        return [f"{text}: each value is measured on its own case data"]
+    return [
+        f"{text}: {', '.join(unfiled)} checked a matRad workspace without --case, so it is filed under the workspace's "
+        "own CT structures and whether it is of the other plans' case is not on record; check it with --case CASE.h5 "
+        "(the case the others were planned on), which verifies that case is of the workspace and files the check under it"
+    ]
+
+
+def _filed_under_workspace(record: PlanRecord) -> bool:
+    """A matRad check without a case: its case block is the workspace's CT structures it measured on."""
+    source = record.dose_source
+    return source is not None and source.attributes.get(STRUCTURES_SHA256) == record.case.sha256
+
+
+def _case_data(record: PlanRecord) -> str:
+    digest = record.case.sha256[:12]
+    if _filed_under_workspace(record):
+        assert record.dose_source is not None
+        return f"the CT grid and cst{{i,4}} structures of the matRad workspace {record.dose_source.file} ({digest})"
+    return f"the case {record.case.case_id} from {record.case.source} ({digest})"
+
+
+def measurement_warnings(plans: Sequence[ComparedPlan]) -> list[str]:
+    """Plans measured on different grids, or with different structure masks (a matRad check on the workspace's CT
+    grid with its cst{i,4} voxels beside specc's plan on the case's dose grid with the case's masks): every grid and
+    mask source named, since a goal's difference may then be the measurement's rather than the plans'."""
+    grids = {_grid_text(plan.record.case.grid) for plan in plans}
+    masks = {_masks(plan.record) for plan in plans}
+    own_masks = all(STRUCTURES not in (plan.record.dose_source.attributes if plan.record.dose_source else {})
+                    for plan in plans)
+    # plans of different case data have different masks, said by the case warning; their grids are said here
+    masks_differ = len(masks) > 1 and not own_masks
+    if len(grids) == 1 and not masks_differ:
+        return []
+    what = " and ".join(word for word, differ in (("grids", len(grids) > 1), ("structure masks", masks_differ)) if differ)
+    listed = "; ".join(f"{plan.label}: {_measured_on(plan.record)}" for plan in plans)
+    text = (f"the plans are measured on different {what} ({listed}): a goal's difference between them, and a "
+            "pass beside a fail, may come from the measurement (voxel size, interpolation, masks) rather than from "
+            "the plans")
+    if any(plan.record.dose_source is not None and plan.record.dose_source.format == "matRad resultGUI"
+           and STRUCTURES in plan.record.dose_source.attributes for plan in plans):
+        text += (". To compare the plans, measure matRad's dose as specc measures its plan of the case: specc check "
+                 "--case CASE.h5 --dose WORKSPACE.mat --measure-on case")
+    return [text]
+
+
+def _masks(record: PlanRecord) -> tuple[str, str]:
+    """Where a plan's structure masks come from: the check's own (`STRUCTURES`), else its case's, by SHA-256."""
+    source = record.dose_source
+    if source is not None and STRUCTURES in source.attributes:
+        return ("structures", source.attributes[STRUCTURES])
+    return ("case", record.case.sha256)
+
+
+def _measured_on(record: PlanRecord) -> str:
+    """A plan's evaluation grid and masks in words, and the dose's own grid where it was interpolated."""
+    kind, masks = _masks(record)
+    words = f"{_grid_text(record.case.grid)}, {masks if kind == 'structures' else f'the masks of the case {record.case.case_id} ({masks[:12]})'}"
+    source = record.dose_source
+    if source is not None and source.interpolated:
+        words += f", the dose interpolated from its own grid ({_grid_text(source.grid)})"
+    return words
+
+
+def _grid_text(grid: GridInfo) -> str:
+    origin = ", ".join(f"{o:g}" for o in grid.origin_mm)
+    return (f"{' × '.join(str(n) for n in grid.shape)} voxels of {' × '.join(f'{s:g}' for s in grid.spacing_mm)} mm, "
+            f"first centre ({origin}) mm")
 
 
 def _unversioned_changes(plans: Sequence[ComparedPlan]) -> list[str]:
