@@ -395,7 +395,7 @@ def _case_and_dose(
             STRUCTURES: f"cst{{i,4}} voxels of {path.name} on its CT grid",
             STRUCTURES_SHA256: plan.case.content_hash(),
         }
-        notes = [*plan.dose.notes, *_unused_case_note(case, plan.case)]
+        notes = [*plan.dose.notes, plan.measured_on_ct, *plan.left_out, *_unused_case_note(case, plan.case)]
         return _DoseOnCase(plan.case, plan.dose, notes, plan.left_out, attributes, filed_under=case)
     if measure_on != "ct":
         raise CaseError(f"{path}: --measure-on applies to a matRad workspace; an RT Dose is measured on the case's grid")
@@ -405,17 +405,11 @@ def _case_and_dose(
     return _DoseOnCase(case, dose, [*dose.notes, *_frame_note(case, dose)], [])
 
 
-# How `read_matrad_plan` begins the note saying the dose is measured on the CT grid with the cst{i,4} voxels:
-# left out where it is measured on the case instead (and the cst rows left out of the CT case with it).
-_CT_GRID_NOTE = ": measured as matRad measures its DVHs: on the CT grid"
-
-
 def _on_the_case(plan: MatradPlan, case: Case, path: Path) -> _DoseOnCase:
     """matRad's dose on `case`'s grid with its masks, as specc measures its own plan of the case (the
     case checked to be of the workspace by `read_matrad_plan`): interpolated (trilinear) unless the grids
-    coincide (`_interpolation_note` says which)."""
-    kept = [note for note in plan.dose.notes
-            if note not in plan.left_out and not note.startswith(f"{path.name}{_CT_GRID_NOTE}")]
+    coincide (`_interpolation_note` says which). The CT grid's own note and its left-out cst rows are the CT
+    case's, not this reading's (`MatradPlan.measured_on_ct`)."""
     note = (
         f"{path.name}: measured as specc measures its plan of the case {case.case_id!r} (--measure-on case): on the "
         f"case's grid ({_grid_text(case.grid)}) with the case's masks, so that it compares with that plan like for "
@@ -423,7 +417,7 @@ def _on_the_case(plan: MatradPlan, case: Case, path: Path) -> _DoseOnCase:
         "read otherwise (the check without --measure-on case gives those)"
     )
     attributes = {MEASURED_ON: f"the case {case.case_id!r}'s grid and masks, as specc measures its plans (--measure-on case)"}
-    return _DoseOnCase(case, plan.dose, [*kept, note], [], attributes)
+    return _DoseOnCase(case, plan.dose, [*plan.dose.notes, note], [], attributes)
 
 
 def _unused_case_note(case: Case | None, measured_on: Case) -> list[str]:

@@ -53,9 +53,11 @@ class MatradPlan:
     """matRad's plan as matRad measures it: resultGUI's total dose and the case of the workspace's
     CT grid with its cst{i,4} structures (the dose's own grid: nothing is interpolated)."""
 
-    dose: ExternalDose
+    dose: ExternalDose  # its notes: how the dose was read and whose case names it
     case: Case
     left_out: list[str]  # cst rows that are no structure of the case, and why
+    # What a check measuring on `case` (the CT grid, cst{i,4}) says of it; a check on another case says otherwise.
+    measured_on_ct: str
 
 
 def read_matrad_dose(path: str | Path, fractions: int | None) -> ExternalDose:
@@ -105,8 +107,8 @@ def read_matrad_plan(
         f"{' × '.join(f'{s:g}' for s in spacing)} mm, resultGUI's own: nothing interpolated) with each structure's "
         "CT voxels, cst{i,4}"
     )
-    notes = [*dose.notes, note, *case_notes, *left_out]
-    return MatradPlan(dose=replace(dose, notes=notes), case=case, left_out=left_out)
+    return MatradPlan(dose=replace(dose, notes=[*dose.notes, *case_notes]), case=case, left_out=left_out,
+                      measured_on_ct=note)
 
 
 def _result_dose(workspace: dict[str, Any], path: Path, fractions: int | None) -> ExternalDose:
