@@ -219,10 +219,10 @@ CORRUPTIONS: dict[str, tuple[Callable[[Path, Case], None], str]] = {
         r"dataset /influence/data: the influence matrix has damaged entries: beamlet \d+ \(1 of \d+ beamlets with dose\) "
         r"peak at 3e\+38 Gy per unit weight per fraction \(the highest entry at row \d+, beamlet \d+\)",
     ),
-    "2% of the entries of A multiplied by 10^9": (
-        lambda path, case: _rewrite(path, "influence/data", _scaled_share(case.influence.data, 0.02, 1e9)),
+    "2% of the entries of A multiplied by 2^64 (a flipped exponent bit)": (
+        lambda path, case: _rewrite(path, "influence/data", _scaled_share(case.influence.data, 0.02, 2.0**64)),
         r"dataset /influence/data: the influence matrix has damaged entries: beamlets \d+, \d+, \d+, \d+, \d+, \.\.\. "
-        r"\(\d+ of \d+ beamlets with dose\) peak at .* more than 10\^6 times their own top-tenth entry",
+        r"\(\d+ of \d+ beamlets with dose\) peak at .* more than 10\^10 times their own top-tenth entry",
     ),
     "A labelled cGy": (
         lambda path, case: _set_attr(path, "influence", "units", "cGy per unit beamlet weight per fraction"),

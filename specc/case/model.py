@@ -50,13 +50,17 @@ MAX_PEAK_OVER_MEDIAN_PEAK = 1e4
 # its penumbra and scatter fall smoothly, so the tenth of its entries nearest its peak in value are its
 # core and near surroundings. The phantoms (tails cut at 10^-3 of the peak) put that entry up to 11x below
 # the peak; stored without a cutoff it moves out with the stored extent: a photon beamlet's near scatter
-# lies 10^-2-10^-3 below the peak (up to 10^3.9 with a 10^-3 scatter tail over a 30 cm patient), and a
-# lateral Gaussian stored to float32's smallest values (1.4e-45, no scatter to stop it) puts its top tenth
-# at 1.4e-45^0.1 = 10^-4.5 of the lateral peak, 10^5 with a proton's entrance plateau at 0.3 of its Bragg
-# peak, the most any dose gives. 10^6 is 10x beyond it. A peak above it stands alone above its own beamlet:
-# damaged entries (a share of the entries multiplied by 10^6 or more, or overwritten with garbage) spread
-# over any number of beamlets, with no yardstick the damage itself lifts, whatever the cutoff.
-MAX_PEAK_OVER_TOP_TENTH = 1e6
+# lies 10^-2-10^-3 below the peak (up to 10^3.9 with a 10^-3 scatter tail over a 30 cm patient), a lateral
+# Gaussian stored to float32's smallest values (1.4e-45) puts its top tenth at 1.4e-45^0.1 = 10^-4.5 of its
+# peak, and a spot spreading alike in all three directions (a point kernel on a coarse grid, stored to that
+# value: its entries within a radius grow with its cube) at 1.4e-45^(0.1^(2/3)) = 10^-9.7, the most any dose
+# stored in float32 gives (audit d1 measured 10^6.3 on a sigma-3 mm spot on a 10 mm grid). 10^10 stays above
+# it. A peak beyond stands alone above its own beamlet: damaged entries (a flipped exponent bit multiplies a
+# value by 2^32-2^128, uninitialised memory or garbage reads 10^20-10^38) spread over any number of
+# beamlets, with no yardstick the damage itself lifts, whatever the cutoff. A share of entries multiplied by
+# less (10^6-10^9: no known corruption does that to scattered entries; a unit slip takes whole beams, the
+# first rule's) is not told from such a spread.
+MAX_PEAK_OVER_TOP_TENTH = 1e10
 # The share of a beamlet's entries at or above the value its peak is measured against.
 _TOP_SHARE = 0.1
 # Entries read for the first look at every beamlet's top tenth: evenly strided, so a 10^9-entry matrix
@@ -567,7 +571,7 @@ def influence_value_issue(influence: sp.csr_matrix) -> str | None:
 def _peaks_above_their_top_tenth(influence: sp.csr_matrix, peaks: np.ndarray) -> np.ndarray:
     """The beamlets whose peak exceeds `MAX_PEAK_OVER_TOP_TENTH` x their top-tenth entry, in order.
 
-    A beamlet's top-tenth entry (its ceil(n/10)-th largest of n) lies below peak / 10^6 exactly when
+    A beamlet's top-tenth entry (its ceil(n/10)-th largest of n) lies below peak / 10^10 exactly when
     fewer than ceil(n/10) of its entries lie at or above that value, so a count per column says it, with
     no sort and no column-major copy; a beamlet of at most 10 entries is its own top tenth and never
     refused. A large matrix is first counted on an evenly strided sample; the beamlets the sample cannot
