@@ -135,6 +135,14 @@ def _scaled_share(data: np.ndarray, share: float, factor: float) -> np.ndarray:
     return scaled
 
 
+def _a_row_repeating(influence) -> np.ndarray:
+    """The CSR column indices with the second entry of the first row of two or more naming its first's beamlet."""
+    indices = influence.indices.copy()
+    start = influence.indptr[np.flatnonzero(np.diff(influence.indptr) >= 2)[0]]
+    indices[start + 1] = indices[start]
+    return indices
+
+
 def _corrupt_data(value: float) -> Callable[[Path, Case], None]:
     def corrupt(path: Path, case: Case) -> None:
         data = case.influence.data.copy()
@@ -223,6 +231,12 @@ CORRUPTIONS: dict[str, tuple[Callable[[Path, Case], None], str]] = {
         lambda path, case: _rewrite(path, "influence/data", _scaled_share(case.influence.data, 0.02, 2.0**64)),
         r"dataset /influence/data: the influence matrix has damaged entries: beamlets \d+, \d+, \d+, \d+, \d+, \.\.\. "
         r"\(\d+ of \d+ beamlets with dose\) peak at .* more than 10\^10 times their own top-tenth entry",
+    ),
+    # a writer's bug that emits an entry twice: scipy added the two (audit d1 F2: dose doubled there, no word);
+    # a row's first two indices made equal, the rows' order otherwise kept
+    "an entry of A stored twice": (
+        lambda path, case: _rewrite(path, "influence/indices", _a_row_repeating(case.influence)),
+        r"dataset /influence/indices: row \d+ lists beamlet \d+ twice: a CSR row holds one entry per beamlet",
     ),
     "A labelled cGy": (
         lambda path, case: _set_attr(path, "influence", "units", "cGy per unit beamlet weight per fraction"),
@@ -358,3 +372,18 @@ def test_a_case_without_a_units_label_loads_as_the_convention(case: Case, saved:
     with h5py.File(saved, "a") as file:
         del file["influence"].attrs["units"]
     assert Case.load(saved).content_hash() == case.content_hash()
+
+
+def test_rows_whose_beamlets_are_stored_out_of_order_load_as_the_same_matrix(case: Case, saved: Path):
+    """A writer need not sort a row's beamlets (CSR allows it); only an entry stored twice is refused."""
+    influence = case.influence
+    indices, data = influence.indices.copy(), influence.data.copy()
+    for row in range(influence.shape[0]):
+        start, end = influence.indptr[row], influence.indptr[row + 1]
+        indices[start:end], data[start:end] = indices[start:end][::-1], data[start:end][::-1]
+    _rewrite(saved, "influence/indices", indices)
+    _rewrite(saved, "influence/data", data)
+    with h5py.File(saved, "a") as file:
+        del file.attrs["content_hash"]  # rewritten on purpose: no longer the writer's hash
+    loaded = Case.load(saved).influence
+    assert (loaded != influence).nnz == 0 and loaded.nnz == influence.nnz

@@ -288,6 +288,15 @@ class _Reader:
             shape=(n_rows, n_beamlets),
             copy=False,
         )
+        if not matrix.has_canonical_format:  # unsorted indices are the writer's choice; a repeated one is not
+            matrix.sort_indices()  # in place, no copy
+            if (repeated := _repeated_entry(matrix)) is not None:
+                row, beamlet = repeated
+                raise self.error(
+                    "dataset /influence/indices",
+                    f"row {row} lists beamlet {beamlet} twice: a CSR row holds one entry per beamlet (a writer that "
+                    "repeats one would have its values added; sum them before writing, e.g. scipy's sum_duplicates)",
+                )
         issue = influence_value_issue(matrix)
         if issue is not None:
             raise self.error("dataset /influence/data", f"the influence matrix {issue}")
@@ -416,3 +425,13 @@ def _shown(values: np.ndarray) -> str:
 
 
 _KIND_NAMES = {"i": "an integer type", "f": "a float type", "u": "uint8", "S": "strings"}
+
+
+def _repeated_entry(matrix: sp.csr_matrix) -> tuple[int, int] | None:
+    """The first (row, beamlet) stored twice in a CSR matrix whose rows' indices are sorted, or None."""
+    same = np.flatnonzero(np.diff(matrix.indices) == 0) + 1  # positions equal to the entry before them
+    same = same[~np.isin(same, matrix.indptr)]  # not the first entry of a row
+    if same.size == 0:
+        return None
+    position = int(same[0])
+    return int(np.searchsorted(matrix.indptr, position, side="right")) - 1, int(matrix.indices[position])
