@@ -318,5 +318,74 @@ def test_a_dose_or_volume_point_that_is_not_a_number_is_listed(tmp_path):
     ]
     converted = _convert(tmp_path, dict(LUNG_SHIPPED, criteria=criteria))
     assert converted.goals == 3 and len(converted.untranslated) == 2
-    assert 'parameters.dose_gy "thirty" is not a non-negative number' in converted.untranslated[0]
-    assert "parameters.volume_cc null is not a non-negative number" in converted.untranslated[1]
+    assert 'parameters.dose_gy "thirty" is not a finite, non-negative number' in converted.untranslated[0]
+    assert "parameters.volume_cc null is not a finite, non-negative number" in converted.untranslated[1]
+
+
+# Python's json (which writes PortPy's files) writes NaN and Infinity by default, and reads them back.
+@pytest.mark.parametrize(("parameters", "constraints", "reason"), [
+    ({"structure_name": "CORD"}, {"limit_dose_gy": float("nan")}, "limit_dose_gy NaN is not a finite, non-negative number"),
+    ({"structure_name": "CORD"}, {"limit_dose_gy": float("inf")}, "limit_dose_gy Infinity is not a finite"),
+    ({"structure_name": "CORD"}, {"limit_dose_gy": 50, "goal_dose_perc": float("-inf")}, "goal_dose_perc -Infinity is not"),
+    ({"structure_name": "CORD"}, {"limit_dose_gy": 10**400}, "limit_dose_gy 1000"),  # past a float's range
+    ({"structure_name": "CORD", "dose_gy": float("nan")}, {"limit_volume_cc": 1}, "parameters.dose_gy NaN is not a finite"),
+    ({"structure_name": "CORD"}, {"limit_dose_gy": -5}, "limit_dose_gy -5 is not a finite, non-negative number"),
+    ({"structure_name": "CORD", "dose_gy": 20}, {"limit_volume_perc": 150},
+     "limit_volume_perc 150: a volume cannot exceed 100%"),
+    ({"structure_name": "CORD", "dose_gy": 20}, {"limit_volume_cc": 10, "goal_volume_cc": -1},
+     "goal_volume_cc -1 is not a finite, non-negative number"),
+    ({"structure_name": "CORD", "volume_perc": 120}, {"limit_dose_gy": 30},
+     "parameters.volume_perc 120: a volume cannot exceed 100%"),
+])
+def test_a_limit_goal_or_point_out_of_range_is_listed_and_the_rest_translate(tmp_path, parameters, constraints, reason):
+    kind = "max_dose" if set(parameters) == {"structure_name"} else (
+        "dose_volume_V" if "dose_gy" in parameters else "dose_volume_D")
+    criteria = LUNG_SHIPPED["criteria"][:3] + [{"name": kind, "parameters": parameters, "constraints": constraints}]
+    converted = _convert(tmp_path, dict(LUNG_SHIPPED, criteria=criteria))
+    assert converted.goals == 3 and len(converted.untranslated) == 1
+    assert converted.untranslated[0].startswith("criteria[3] ") and reason in converted.untranslated[0]
+    assert "CORD" not in parse_protocol_text(converted.yaml_text).structures
+
+
+def test_a_volume_of_100_percent_and_a_dose_over_100_percent_translate(tmp_path):
+    criteria = [
+        {"name": "dose_volume_V", "parameters": {"structure_name": "CORD", "dose_perc": 120}, "constraints": {"limit_volume_perc": 100}},
+        {"name": "dose_volume_D", "parameters": {"structure_name": "CORD", "volume_perc": 100}, "constraints": {"limit_dose_perc": 110}},
+    ]
+    converted = _convert(tmp_path, dict(LUNG_SHIPPED, criteria=criteria))
+    assert converted.untranslated == []
+    assert [str(g) for g in _goals(converted, "CORD")] == ["V120%[%] <= 100%", "D100% <= 110%"]
+
+
+@pytest.mark.parametrize(("field", "value", "reason"), [
+    ("pres_per_fraction_gy", float("nan"), "pres_per_fraction_gy NaN is not a finite, positive number of Gy"),
+    ("pres_per_fraction_gy", float("inf"), "pres_per_fraction_gy Infinity is not a finite, positive number of Gy"),
+    ("pres_per_fraction_gy", "2", 'pres_per_fraction_gy "2" is not a finite, positive number of Gy'),
+    ("pres_per_fraction_gy", 0, "pres_per_fraction_gy 0 is not a finite, positive number of Gy"),
+    ("pres_per_fraction_gy", 1e308, r"the prescription 1e\+308 Gy x 30 is not a finite dose"),
+    ("num_of_fractions", 2.5, "num_of_fractions 2.5 is not a whole number >= 1"),
+    ("num_of_fractions", True, "num_of_fractions true is not a whole number >= 1"),
+    ("num_of_fractions", 0, "num_of_fractions 0 is not a whole number >= 1"),
+    ("num_of_fractions", float("inf"), "num_of_fractions Infinity is not a whole number >= 1"),
+    ("num_of_fractions", None, r"needs numeric 'pres_per_fraction_gy' and 'num_of_fractions' \(num_of_fractions not given\)"),
+])
+def test_a_prescription_that_is_not_one_is_refused_naming_the_file_and_field(tmp_path, field, value, reason):
+    # 2.5 fractions of 2 Gy used to become 2 fractions (4 Gy), `true` 1: every %-of-prescription goal judged by it.
+    with pytest.raises(CriteriaError, match=r"criteria.json: " + reason):
+        _convert(tmp_path, dict(LUNG_SHIPPED, **{field: value}))
+
+
+def test_a_whole_fraction_count_written_as_a_float_is_that_count(tmp_path):
+    protocol = parse_protocol_text(_convert(tmp_path, dict(LUNG_SHIPPED, num_of_fractions=30.0)).yaml_text)
+    assert protocol.prescription.fractions == 30
+    assert protocol.prescription.levels[0].dose.gy == pytest.approx(60.0)
+
+
+def test_a_translation_that_does_not_validate_says_no_protocol_was_written(tmp_path):
+    # A dose point of 1e20 Gy passes the checks as it is read, but specc's metric names take no exponent.
+    criteria = [{"name": "dose_volume_V", "parameters": {"structure_name": "CORD", "dose_gy": 1e20},
+                 "constraints": {"limit_volume_perc": 5}}]
+    with pytest.raises(CriteriaError, match=r"criteria.json: the translated protocol does not validate \(no protocol "
+                                            r"written\):\n<translation of criteria.json>:") as error:
+        _convert(tmp_path, dict(LUNG_SHIPPED, criteria=criteria))
+    assert "V1e+20Gy" in str(error.value)

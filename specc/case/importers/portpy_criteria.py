@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import ast
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,7 @@ from typing import Any
 import yaml
 
 from specc.errors import SpeccError
-from specc.protocol import parse_protocol_text
+from specc.protocol import ProtocolError, parse_protocol_text
 from specc.protocol.structures import (
     Difference,
     Expand,
@@ -85,14 +86,7 @@ def convert_portpy_criteria(path: str | Path, *, target: str) -> ConvertedProtoc
         raise CriteriaError(f"{path}:{error.lineno}: invalid JSON ({error.msg})") from None
     if not isinstance(criteria, dict):
         raise CriteriaError(f"{path}: expected a JSON object with 'criteria'")
-    try:
-        per_fraction = float(criteria["pres_per_fraction_gy"])
-        fractions = int(criteria["num_of_fractions"])
-    except (KeyError, TypeError, ValueError):
-        raise CriteriaError(f"{path}: needs numeric 'pres_per_fraction_gy' and 'num_of_fractions'") from None
-    if fractions < 1 or per_fraction <= 0:
-        raise CriteriaError(f"{path}: the prescription must be positive ({per_fraction} Gy x {fractions})")
-
+    per_fraction, fractions = _prescription(criteria, path)
     items = criteria.get("criteria")
     if not isinstance(items, list) or not items:
         raise CriteriaError(f"{path}: no 'criteria' list (nothing to translate)")
@@ -128,10 +122,48 @@ def convert_portpy_criteria(path: str | Path, *, target: str) -> ConvertedProtoc
         header.append("# Not translated (review these by hand):")
         header += [f"#   - {item}" for item in untranslated]
     text = "\n".join(header) + "\n" + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, width=110)
-    parse_protocol_text(text, filename=f"{path.stem}.yaml")  # a ProtocolError here is a bug in the translation
+    try:  # each criterion was checked as it was read: a refusal here is a value the checks do not foresee
+        parse_protocol_text(text, filename=f"<translation of {path.name}>")
+    except ProtocolError as error:
+        raise CriteriaError(
+            f"{path}: the translated protocol does not validate (no protocol written):\n{error}"
+        ) from None
     return ConvertedProtocol(
         yaml_text=text, goals=sum(len(g) for g in goals.values()), untranslated=untranslated, notes=notes
     )
+
+
+def _prescription(criteria: dict, path: Path) -> tuple[float, int]:
+    """PortPy's dose per fraction (Gy) and number of fractions, each refused naming its field unless it is one:
+    every %-of-prescription goal is judged against their product, so 2.5 fractions must not become 2 (4 Gy where
+    the file says 5 Gy) nor `true` 1, and a NaN or Infinity (which Python's json writes) has no dose to judge by."""
+    missing = [key for key in ("pres_per_fraction_gy", "num_of_fractions") if criteria.get(key) is None]
+    if missing:
+        raise CriteriaError(
+            f"{path}: needs numeric 'pres_per_fraction_gy' and 'num_of_fractions' ({' and '.join(missing)} not given)"
+        )
+    per_fraction, fractions = _finite(criteria["pres_per_fraction_gy"]), _finite(criteria["num_of_fractions"])
+    if per_fraction is None or per_fraction <= 0:
+        written = json.dumps(criteria["pres_per_fraction_gy"])
+        raise CriteriaError(f"{path}: pres_per_fraction_gy {written} is not a finite, positive number of Gy")
+    if fractions is None or fractions < 1 or not fractions.is_integer():
+        written = json.dumps(criteria["num_of_fractions"])
+        raise CriteriaError(f"{path}: num_of_fractions {written} is not a whole number >= 1")
+    if not math.isfinite(per_fraction * fractions):
+        raise CriteriaError(f"{path}: the prescription {per_fraction} Gy x {int(fractions)} is not a finite dose")
+    return per_fraction, int(fractions)
+
+
+def _finite(value: Any) -> float | None:
+    """A JSON number as a finite float; None for anything else: a boolean, text, null, NaN, Infinity, or an integer
+    past a float's range (JSON integers have no bound)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 @dataclass
@@ -432,11 +464,20 @@ def _criterion(item: Any) -> _Criterion:
 
 
 def _point(parameters: dict, key: str) -> str:
-    """The criterion's dose or volume point as the metric writes it; a non-number is listed, not a traceback."""
-    value = parameters[key]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise _Untranslatable(f"parameters.{key} {json.dumps(value)} is not a non-negative number")
-    return format_number(float(value))
+    """The criterion's dose or volume point as the metric writes it; a value no metric can take is listed, naming
+    the field and its value, so the file's other criteria still translate."""
+    return format_number(_amount(parameters[key], f"parameters.{key}", percent_volume=key == "volume_perc"))
+
+
+def _amount(value: Any, name: str, *, percent_volume: bool) -> float:
+    """A dose or volume the file gives (a point, limit or goal): a finite, non-negative number, and a volume in %
+    at most 100; anything else is untranslatable, named as `name` and the value as the file writes it."""
+    number = _finite(value)
+    if number is None or number < 0:
+        raise _Untranslatable(f"{name} {json.dumps(value)} is not a finite, non-negative number")
+    if percent_volume and number > 100:
+        raise _Untranslatable(f"{name} {json.dumps(value)}: a volume cannot exceed 100%")
+    return number
 
 
 def _pick(constraints: dict, prefix: str, units: dict[str, str]) -> _Bound | None:
@@ -445,10 +486,8 @@ def _pick(constraints: dict, prefix: str, units: dict[str, str]) -> _Bound | Non
         raise _Untranslatable(f"both {' and '.join(prefix + '_' + key for key in found)} given")
     if not found:
         return None
-    value = constraints[f"{prefix}_{found[0]}"]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _Untranslatable(f"{prefix}_{found[0]} is not a number")
-    return _Bound(float(value), units[found[0]])
+    key = f"{prefix}_{found[0]}"
+    return _Bound(_amount(constraints[key], key, percent_volume=found[0] == "volume_perc"), units[found[0]])
 
 
 def _merged(group: list[tuple[int, _Criterion]]) -> str:
