@@ -365,3 +365,15 @@ def test_repr_of_a_case_is_one_short_line_without_masks():
         "structures ['PTV'])"
     )
     assert repr(case.structures["PTV"]) == "Structure('PTV', 8 voxels, color='#00ff00')"
+
+
+def test_a_row_listing_a_beamlet_twice_is_refused_in_any_case_not_only_a_file():
+    """Review R3 F2: the HDF5 reader refused a repeated entry (0b1d033), but a Case built in Python summed it
+    (0.00094 became 0.00188), and saving it wrote the summed matrix under a matching hash."""
+    repeated = sp.csr_matrix((np.array([1.0, 0.5, 0.5, 0.25, 2.0], np.float32), np.array([0, 0, 0, 1, 1]),
+                              np.array([0, 1, 4, 5])), shape=(3, 2))
+    with pytest.raises(CaseError, match=r"influence row 1 lists beamlet 0 twice: a row holds one entry per beamlet"):
+        _case(influence=repeated)
+    unsorted = sp.csr_matrix((np.array([1.0, 0.25, 0.5, 2.0], np.float32), np.array([0, 1, 0, 1]),
+                              np.array([0, 1, 3, 4])), shape=(3, 2))
+    assert (_case(influence=unsorted).influence != _case().influence).nnz == 0  # out of order: the same matrix

@@ -23,6 +23,7 @@ from specc.case.model import (
     Structure,
     influence_value_issue,
     one_based_hint,
+    repeated_entry,
 )
 from specc.errors import CaseError
 
@@ -290,7 +291,7 @@ class _Reader:
         )
         if not matrix.has_canonical_format:  # unsorted indices are the writer's choice; a repeated one is not
             matrix.sort_indices()  # in place, no copy
-            if (repeated := _repeated_entry(matrix)) is not None:
+            if (repeated := repeated_entry(matrix)) is not None:
                 row, beamlet = repeated
                 raise self.error(
                     "dataset /influence/indices",
@@ -425,13 +426,3 @@ def _shown(values: np.ndarray) -> str:
 
 
 _KIND_NAMES = {"i": "an integer type", "f": "a float type", "u": "uint8", "S": "strings"}
-
-
-def _repeated_entry(matrix: sp.csr_matrix) -> tuple[int, int] | None:
-    """The first (row, beamlet) stored twice in a CSR matrix whose rows' indices are sorted, or None."""
-    same = np.flatnonzero(np.diff(matrix.indices) == 0) + 1  # positions equal to the entry before them
-    same = same[~np.isin(same, matrix.indptr)]  # not the first entry of a row
-    if same.size == 0:
-        return None
-    position = int(same[0])
-    return int(np.searchsorted(matrix.indptr, position, side="right")) - 1, int(matrix.indices[position])

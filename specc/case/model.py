@@ -467,8 +467,14 @@ def _validate(case: Case) -> None:
     issue = influence_value_issue(influence)
     if issue is not None:
         raise CaseError(f"influence {issue}")
-    if not influence.has_canonical_format:
-        influence.sum_duplicates()  # sorts indices in place; no copy of the matrix
+    if not influence.has_canonical_format:  # unsorted indices are the writer's choice; a repeated one is not
+        influence.sort_indices()  # in place, no copy of the matrix
+        if (repeated := repeated_entry(influence)) is not None:
+            row, beamlet = repeated
+            raise CaseError(
+                f"influence row {row} lists beamlet {beamlet} twice: a row holds one entry per beamlet (the two "
+                "values would be added; sum them first if that is meant, e.g. scipy's sum_duplicates)"
+            )
 
     beam_ids = [beam.id for beam in case.beams]
     if len(set(beam_ids)) != len(beam_ids):
@@ -517,6 +523,16 @@ def _validate(case: Case) -> None:
 
     if case.prior_dose is not None:
         _validate_prior(case.prior_dose, grid)
+
+
+def repeated_entry(matrix: sp.csr_matrix) -> tuple[int, int] | None:
+    """The first (row, beamlet) stored twice in a CSR matrix whose rows' indices are sorted, or None."""
+    same = np.flatnonzero(np.diff(matrix.indices) == 0) + 1  # positions equal to the entry before them
+    same = same[~np.isin(same, matrix.indptr)]  # not the first entry of a row
+    if same.size == 0:
+        return None
+    position = int(same[0])
+    return int(np.searchsorted(matrix.indptr, position, side="right")) - 1, int(matrix.indices[position])
 
 
 def influence_value_issue(influence: sp.csr_matrix) -> str | None:
