@@ -54,8 +54,10 @@ MAX_PEAK_OVER_MEDIAN_PEAK = 1e4
 # Gaussian stored to float32's smallest values (1.4e-45) puts its top tenth at 1.4e-45^0.1 = 10^-4.5 of its
 # peak, and a spot spreading alike in all three directions (a point kernel on a coarse grid, stored to that
 # value: its entries within a radius grow with its cube) at 1.4e-45^(0.1^(2/3)) = 10^-9.7, the most any dose
-# stored in float32 gives (audit d1 measured 10^6.3 on a sigma-3 mm spot on a 10 mm grid). 10^10 stays above
-# it. A peak beyond stands alone above its own beamlet: damaged entries (a flipped exponent bit multiplies a
+# stored in float32 gives for a Gaussian fall-off (audit d1 measured 10^6.3 on a sigma-3 mm spot on a 10 mm grid).
+# 10^10 stays above it. A fall-off slower than a Gaussian's (exponential) stored far below any dose it carries
+# goes further: to 10^-10 of its peak 10^4.6 in three directions, to 10^-20 10^9.3, to float32's floor 10^21
+# (review R3 F3): a matrix storing such tails below 10^-20 of their peaks is refused (its error says why). A peak beyond stands alone above its own beamlet: damaged entries (a flipped exponent bit multiplies a
 # value by 2^32-2^128, uninitialised memory or garbage reads 10^20-10^38) spread over any number of
 # beamlets, with no yardstick the damage itself lifts, whatever the cutoff. A share of entries multiplied by
 # less (10^6-10^9: no known corruption does that to scattered entries; a unit slip takes whole beams, the
@@ -580,7 +582,8 @@ def influence_value_issue(influence: sp.csr_matrix) -> str | None:
         f"at {float(peaks[lone[0]]):.3g} over {tops[0]:.3g}); a beamlet's dose is continuous in space, so the tenth "
         f"of its entries nearest its peak lie within {_power(MAX_PEAK_OVER_TOP_TENTH)} of it even stored without a "
         "tail cutoff: these peaks stand alone above their own beamlets (a share of the entries multiplied or "
-        "overwritten)"
+        "overwritten); a matrix storing its tails below 10^-20 of their peaks (an exponential fall-off to float32's "
+        "smallest values) reads so too: store them to a cutoff (any engine's, 10^-4-10^-10)"
     )
 
 
