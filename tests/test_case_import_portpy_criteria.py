@@ -381,11 +381,52 @@ def test_a_whole_fraction_count_written_as_a_float_is_that_count(tmp_path):
     assert protocol.prescription.levels[0].dose.gy == pytest.approx(60.0)
 
 
+# A dose in cGy written as Gy (4500 "Gy" under 60 Gy) failed the whole import at a line of a translation never
+# written (audit r3 F6): each dose a criterion states is now held to the prescription by the protocol's own rule.
+@pytest.mark.parametrize(("parameters", "constraints", "reason"), [
+    ({"structure_name": "CORD"}, {"limit_dose_gy": 4500},
+     'limit_dose_gy 4500: "Max <= 4500 Gy" is 75 times the highest dose level (PTV\'s 60 Gy): a dose in the wrong '
+     "unit? (cGy written as Gy"),
+    ({"structure_name": "CORD"}, {"limit_dose_gy": 600}, 'limit_dose_gy 600: "Max <= 600 Gy" is 10 times'),
+    ({"structure_name": "CORD"}, {"limit_dose_gy": 5000, "goal_dose_gy": 45}, "limit_dose_gy 5000: "),
+    ({"structure_name": "CORD"}, {"limit_dose_gy": 1e300}, "limit_dose_gy 1e+300: "),
+    ({"structure_name": "CORD", "dose_gy": 2000}, {"limit_volume_perc": 5},
+     "parameters.dose_gy 2000: \"V2000Gy[%] <= 5\": the dose of V2000Gy[%] (2000 Gy) is 33.3 times"),
+    ({"structure_name": "PTV"}, {"limit_dose_gy": 6600}, "limit_dose_gy 6600: \"Max <= 6600 Gy\" is 110 times PTV's"),
+    ({"structure_name": "PTV", "volume_perc": 95}, {"goal_dose_gy": 10}, "goal_dose_gy 10: \"D95% <= 10 Gy\" is 17% of"),
+    # specc's metric grammar takes no exponent, which format_number writes for these points
+    ({"structure_name": "CORD", "dose_gy": 1e20}, {"limit_volume_perc": 5},
+     "parameters.dose_gy 1e+20: 'V1e+20Gy' is not a metric specc reads"),
+    ({"structure_name": "CORD", "volume_perc": 1e-30}, {"limit_dose_gy": 45},
+     "parameters.volume_perc 1e-30: 'D1e-30%' is not a metric specc reads"),
+])
+def test_a_dose_the_protocol_refuses_is_listed_and_the_rest_translate(tmp_path, parameters, constraints, reason):
+    kind = "max_dose" if set(parameters) == {"structure_name"} else (
+        "dose_volume_V" if "dose_gy" in parameters else "dose_volume_D")
+    criteria = LUNG_SHIPPED["criteria"][:3] + [{"name": kind, "parameters": parameters, "constraints": constraints}]
+    converted = _convert(tmp_path, dict(LUNG_SHIPPED, criteria=criteria))
+    assert converted.goals == 3 and len(converted.untranslated) == 1
+    assert converted.untranslated[0].startswith("criteria[3] ") and reason in converted.untranslated[0]
+    assert [str(g.metric) for g in _goals(converted, "ESOPHAGUS")] == ["Mean", "V60Gy[%]"]
+    assert parameters["structure_name"] not in {g.structure for g in parse_protocol_text(converted.yaml_text).goals}
+
+
+def test_a_dose_within_the_rule_translates(tmp_path):
+    # The rule's bound (4 times the highest level: 240 Gy here) is the protocol's: a hot spot limit of 90 Gy on a
+    # 60 Gy target, an organ's 66 Gy, a V metric at 70 Gy and a split limit's variation all stay goals.
+    criteria = [
+        {"name": "max_dose", "parameters": {"structure_name": "PTV"}, "constraints": {"limit_dose_gy": 90}},
+        {"name": "max_dose", "parameters": {"structure_name": "CORD"}, "constraints": {"limit_dose_gy": 66}},
+        {"name": "dose_volume_V", "parameters": {"structure_name": "LUNG", "dose_gy": 70}, "constraints": {"limit_volume_cc": 5}},
+        {"name": "mean_dose", "parameters": {"structure_name": "HEART"}, "constraints": {"limit_dose_gy": 200, "goal_dose_gy": 20}},
+    ]
+    converted = _convert(tmp_path, dict(LUNG_SHIPPED, criteria=criteria))
+    assert converted.untranslated == [] and converted.goals == 4
+
+
 def test_a_translation_that_does_not_validate_says_no_protocol_was_written(tmp_path):
-    # A dose point of 1e20 Gy passes the checks as it is read, but specc's metric names take no exponent.
-    criteria = [{"name": "dose_volume_V", "parameters": {"structure_name": "CORD", "dose_gy": 1e20},
-                 "constraints": {"limit_volume_perc": 5}}]
+    # 200 "Gy" per fraction is 200 cGy written as Gy: the prescription itself, which no criterion explains.
     with pytest.raises(CriteriaError, match=r"criteria.json: the translated protocol does not validate \(no protocol "
                                             r"written\):\n<translation of criteria.json>:") as error:
-        _convert(tmp_path, dict(LUNG_SHIPPED, criteria=criteria))
-    assert "V1e+20Gy" in str(error.value)
+        _convert(tmp_path, dict(LUNG_SHIPPED, pres_per_fraction_gy=200))
+    assert "prescription.levels[0].dose: 6000 Gy in 30 fractions is 200 Gy per fraction" in str(error.value)

@@ -23,8 +23,10 @@ without a `structure_def` has its `A_NOT_B` name read as `A - B`. Names with a T
 prefix (GTV, CTV, ITV, PTV) get the target role, the others with criteria the organ-at-risk role, and every contoured
 non-target is `if_contoured` because PortPy skips a criterion whose structure the patient lacks.
 Everything else is listed as untranslated with why, in the result and as comments at the top of
-the YAML; a file of which nothing translates is an error. The output is checked with the
-protocol parser before it is returned.
+the YAML; a file of which nothing translates is an error. Each dose in Gy a criterion states is held to the
+prescription by the protocol's own plausibility rule (`specc.protocol.plausibility`) as the criterion is read: 4500
+Gy under a 60 Gy prescription is 4500 cGy written as Gy, and one such criterion is listed, naming its field and
+value, while the rest translate. The output is checked with the protocol parser before it is returned.
 """
 
 from __future__ import annotations
@@ -33,14 +35,19 @@ import ast
 import json
 import math
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 
 from specc.errors import SpeccError
-from specc.protocol import ProtocolError, parse_protocol_text
+from specc.protocol import Protocol, ProtocolError, parse_protocol_text
+from specc.protocol.goals import Goal
+from specc.protocol.metrics import Metric
+from specc.protocol.plausibility import plausible_doses
 from specc.protocol.structures import (
     Difference,
     Expand,
@@ -90,7 +97,11 @@ def convert_portpy_criteria(path: str | Path, *, target: str) -> ConvertedProtoc
     items = criteria.get("criteria")
     if not isinstance(items, list) or not items:
         raise CriteriaError(f"{path}: no 'criteria' list (nothing to translate)")
-    translation = _translate(items)
+    prescription = {
+        "fractions": fractions,
+        "levels": [{"target": target, "dose": f"{format_number(round(per_fraction * fractions, 6))} Gy"}],
+    }
+    translation = _translate(items, _prescribed(target, prescription))
     goals, definitions, untranslated = translation.goals, translation.definitions, translation.untranslated
     if not goals:
         raise CriteriaError(
@@ -111,10 +122,7 @@ def convert_portpy_criteria(path: str | Path, *, target: str) -> ConvertedProtoc
         "version": "1.0.0",
         "description": f"Translated from the PortPy clinical criteria {path.name} by specc import portpy-criteria.",
         "structures": structures,
-        "prescription": {
-            "fractions": fractions,
-            "levels": [{"target": target, "dose": f"{format_number(round(per_fraction * fractions, 6))} Gy"}],
-        },
+        "prescription": prescription,
         "goals": goals,
     }
     header = [f"# Translated from {path.name} (PortPy clinical criteria)."] + [f"# {note}" for note in notes]
@@ -174,14 +182,29 @@ class _Translation:
     merged: list[str] = field(default_factory=list)  # notes: criteria on one metric read as one goal
 
 
-def _translate(items: list[Any]) -> _Translation:
-    """Each criterion read, then those on one structure and metric merged into one goal."""
+def _prescribed(target: str, prescription: dict[str, Any]) -> Protocol | None:
+    """The prescription alone, as a protocol, for holding each criterion's doses to it (`_plausible`); None when
+    the prescription itself does not validate (a target name specc cannot take, a dose level no course gives):
+    no criterion explains that, and the translated protocol's check reports it for the whole file."""
+    try:
+        return Protocol.model_validate({
+            "specc": 1, "name": "prescription", "site": "unspecified", "version": "1.0.0",
+            "structures": {target: {"role": "target"}}, "prescription": prescription,
+        })
+    except (ProtocolError, ValidationError):
+        return None
+
+
+def _translate(items: list[Any], course: Protocol | None) -> _Translation:
+    """Each criterion read and its doses held to the prescription, then those on one structure and metric merged
+    into one goal."""
     translation = _Translation()
     untranslated: list[tuple[int, str]] = []
     read: dict[tuple[str, str], list[tuple[int, _Criterion]]] = {}  # by structure and metric, in file order
     for index, item in enumerate(items):
         try:
             criterion = _criterion(item)
+            _plausible(item, criterion, course)
             definition = _definition(item, criterion.structure, translation.definitions)
         except _Untranslatable as reason:
             untranslated.append((index, _listed(index, item, reason)))
@@ -442,16 +465,16 @@ def _criterion(item: Any) -> _Criterion:
         metric = "Max" if kind == "max_dose" else "Mean"
     elif kind == "dose_volume_V":
         if "dose_gy" in parameters:
-            metric = f"V{_point(parameters, 'dose_gy')}Gy"
+            metric = _point(parameters, "dose_gy", "V{}Gy")
         elif "dose_perc" in parameters:
-            metric = f"V{_point(parameters, 'dose_perc')}%"
+            metric = _point(parameters, "dose_perc", "V{}%")
         else:
             raise _Untranslatable("dose_volume_V without parameters.dose_gy or dose_perc")
     elif kind == "dose_volume_D":
         if "volume_perc" in parameters:
-            metric = f"D{_point(parameters, 'volume_perc')}%"
+            metric = _point(parameters, "volume_perc", "D{}%")
         elif "volume_cc" in parameters:
-            metric = f"D{_point(parameters, 'volume_cc')}cc"
+            metric = _point(parameters, "volume_cc", "D{}cc")
         else:
             raise _Untranslatable("dose_volume_D without parameters.volume_perc or volume_cc")
     else:
@@ -463,10 +486,48 @@ def _criterion(item: Any) -> _Criterion:
     return _Criterion(structure.strip(), metric, limit, goal)
 
 
-def _point(parameters: dict, key: str) -> str:
-    """The criterion's dose or volume point as the metric writes it; a value no metric can take is listed, naming
-    the field and its value, so the file's other criteria still translate."""
-    return format_number(_amount(parameters[key], f"parameters.{key}", percent_volume=key == "volume_perc"))
+def _plausible(item: dict, criterion: _Criterion, course: Protocol | None) -> None:
+    """Each dose in Gy the criterion states, alone in a goal, through the protocol's plausibility rule against the
+    prescription (`course`): a dose it refuses (a limit of 4500 Gy, or 600, under 60 Gy: cGy written as Gy) would
+    refuse the whole translated protocol, so the criterion is listed instead, naming the field and its value. One
+    goal a dose, so the field is known; a limit that becomes a goal's variation is held to the same factor."""
+    if course is None:
+        return
+    for name, value, text in _stated_doses(item, criterion):
+        goal = Goal.parse(text, criterion.structure)  # its metric was read back (`_point`), its dose is finite
+        issue = next(plausible_doses(course.model_copy(update={"goals": [goal]})), None)
+        if issue is not None:
+            raise _Untranslatable(f"{name} {json.dumps(value)}: {issue.message}")
+
+
+def _stated_doses(item: dict, criterion: _Criterion) -> Iterator[tuple[str, Any, str]]:
+    """Each dose in Gy the criterion states (a V metric's dose point, a dose metric's limit and goal), as its field,
+    the value as the file writes it and a goal that states that dose alone. A % of the prescription is none."""
+    if criterion.metric.startswith("V"):
+        bound = criterion.goal or criterion.limit
+        if "dose_gy" in item["parameters"] and bound is not None:
+            threshold = f"{criterion.metric}[{bound.unit}] <= {format_number(bound.value)}"
+            yield "parameters.dose_gy", item["parameters"]["dose_gy"], threshold
+        return
+    for side, bound in (("limit", criterion.limit), ("goal", criterion.goal)):
+        if bound is not None and bound.unit == "Gy":
+            yield f"{side}_dose_gy", item["constraints"][f"{side}_dose_gy"], f"{criterion.metric} <= {bound}"
+
+
+def _point(parameters: dict, key: str, form: str) -> str:
+    """The metric at the criterion's dose or volume point (`form` with `{}` for it, "D{}%"); a value no metric can
+    take, or one the metric grammar cannot read back as written (1e-30 becomes "D1e-30%": the grammar takes no
+    exponent), is listed, naming the field and its value, so the file's other criteria still translate."""
+    value = _amount(parameters[key], f"parameters.{key}", percent_volume=key == "volume_perc")
+    metric = form.format(format_number(value))
+    try:
+        Metric.parse(metric)
+    except ValueError as error:
+        raise _Untranslatable(
+            f"parameters.{key} {json.dumps(parameters[key])}: {metric!r} is not a metric specc reads (its grammar "
+            f"takes no exponent): {error}"
+        ) from None
+    return metric
 
 
 def _amount(value: Any, name: str, *, percent_volume: bool) -> float:
