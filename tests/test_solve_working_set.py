@@ -20,7 +20,7 @@ from specc.protocol.units import Dose
 from specc.solve import choose_solver
 from specc.solve.first_order import FIRST_ORDER_SOLVER, FirstOrderSolver, Tolerances
 from specc.solve.first_order.assemble import DoseOperator
-from specc.solve.first_order.working_set import CHECK_EVERY, WorkingSetOperator
+from specc.solve.first_order.working_set import WorkingSetOperator
 from tests.optimizer_fixtures import c_shape, protocol_text
 
 OBJECTIVE_ACCURACY = 1e-3
@@ -112,9 +112,7 @@ def test_a_wrong_working_set_grows_until_the_whole_program_is_optimal(what, kind
     cold = FirstOrderSolver(program).solve(settings, terms=changed)
     assert first.status == warm.status == cold.status == "optimal", warm.message
     run = solver.last_run
-    (beamlets, rows), *later = run.working_sets  # a later set, larger: the first was wrong
-    assert later, run.working_sets
-    more_beamlets, more_rows = max(b for b, _ in later), max(r for _, r in later)
+    (beamlets, rows), (more_beamlets, more_rows) = run.working_sets[:2]  # a second set: the first was wrong
     assert more_beamlets > beamlets if what == "beamlets join" else more_rows > rows
     assert "working set" in warm.message
     assert warm.objective == pytest.approx(cold.objective, rel=OBJECTIVE_ACCURACY)
@@ -124,7 +122,7 @@ def test_a_wrong_working_set_grows_until_the_whole_program_is_optimal(what, kind
 def test_a_limit_reached_on_a_working_set_stops_there_and_says_so() -> None:
     """The iteration budget is the protocol's, across the whole-program start and every set."""
     program = _program()
-    # The whole program runs 400 to 500 of the first solve's 1,120 iterations before its first set (fluence over x_ref).
+    # The whole program runs 400 to 500 of the first solve's 1,570 iterations before its first set (fluence over x_ref).
     settings = dataclasses.replace(choose_solver(FIRST_ORDER_SOLVER), max_iterations=600)
     solver = FirstOrderSolver(program)
     result = solver.solve(settings)
@@ -170,30 +168,3 @@ def test_a_set_that_passed_against_stale_floors_goes_on_on_the_same_set(monkeypa
     assert failed, "the first run's verdict was never asked for"
     assert len(runs) == 2 and runs[0][0] is runs[1][0]  # the same set twice ...
     assert all(on_set for _, on_set in runs)  # ... and never the whole program
-
-def test_a_set_run_with_hard_limits_is_checked_against_the_whole_program_every_few_hundred_iterations(
-        monkeypatch) -> None:
-    """Audit d2 F3: a round on a working set ran until it ended, unchecked (a translated matRad protocol:
-    15,300 iterations at once), while the fluence on the set grew on rows it leaves out, until the whole
-    program's hard limits were violated by 651% and the solve hit its 20,000-iteration limit. A run on a set
-    now pauses within a round after `CHECK_EVERY` iterations, so that the set can grow. (Before: a set run
-    of 660 iterations on this program.)"""
-    import specc.solve.first_order.working_set as working_set
-
-    program = _program()
-    assert any(c.term.is_constraint for c in program.terms), "no hard limit: the case tests nothing"
-    set_runs: list[tuple[int, str]] = []  # (inner iterations, how it ended)
-    minimize = working_set.minimize_augmented_lagrangian
-
-    def spy(smooth, z, tolerances, multipliers=None, penalty=None):
-        run = minimize(smooth, z, tolerances, multipliers, penalty)
-        if smooth.frozen is not None:
-            cut = bool(run.rounds and run.rounds[-1].get("paused"))  # within a round, not at its end
-            set_runs.append((run.iterations, "cut" if cut else run.outcome))
-        return run
-
-    monkeypatch.setattr(working_set, "minimize_augmented_lagrangian", spy)
-    result = FirstOrderSolver(program).solve(choose_solver(FIRST_ORDER_SOLVER))
-    assert result.status == "optimal", result.message
-    assert set_runs and max(iterations for iterations, _ in set_runs) <= CHECK_EVERY, set_runs
-    assert any(outcome == "cut" for _, outcome in set_runs), set_runs

@@ -77,10 +77,9 @@ class Tolerances:
     max_iterations: int = 20_000  # inner L-BFGS-B iterations over all outer rounds
     polish_iterations: int = 5_000  # of those, at most this many for the float64 polish
     time_limit_s: float | None = None
-    # Return "paused" after this many inner iterations, so that a caller can look at the point
-    # (`working_set.py`): the round is cut there with its multipliers and penalty as they were, so
-    # that it goes on after the look as if uncut (updating them half-way stalled a 10 mm test case;
-    # never cutting let a set's round run 15,300 iterations unchecked, audit d2 F3; performance.md).
+    # Return "paused" at the end of the first round after this many inner iterations (a program
+    # without constraints has one round, cut there), so that a caller can look at the point
+    # (`working_set.py`); a round is never cut, or its multipliers would be updated half-way.
     pause_after: int | None = None
 
 
@@ -341,24 +340,12 @@ class _Rounds:
             # Without constraints the check reuses the iterate's gradient and costs no product: at every iterate.
             every = 1 if checker is program and not program.n_constraints else _CHECK_EVERY
             inner_budget = budget - (self.iterations - spent_before)
-            pause = self.tolerances.pause_after
-            cut = pause is not None and pause - self.iterations < inner_budget
-            if pause is not None:
-                inner_budget = max(min(inner_budget, pause - self.iterations), 1)
+            if self.tolerances.pause_after is not None and not program.n_constraints:
+                inner_budget = min(inner_budget, self.tolerances.pause_after - self.iterations)
             inner, reason = self.inner(lagrangian, z, inner_budget, stop, every)
             finished = reason == "certified"
             z = inner.x
             deadline_hit = self.out_of_time()
-            if (cut and program.n_constraints and reason is None and inner.status == 1 and not deadline_hit
-                    and self.iterations < self.tolerances.max_iterations):
-                # Cut at the pause within a round: the multipliers stay as they were, so that the
-                # round goes on after the caller's look as if uncut (only L-BFGS-B's memory restarts).
-                residuals = program.evaluate(z).residuals
-                self.rounds.append({"iterations": int(inner.nit), "violation": _violation(residuals),
-                                    "progress": _progress(residuals, y, rho), "penalty": rho,
-                                    "float64": float(program.operator.float64), "at_round_tolerance": 0.0,
-                                    "paused": 1.0})
-                return z, y, rho, "paused"
             residuals = program.evaluate(z).residuals
             y = np.maximum(y + rho * residuals, 0.0)
             progress = _progress(residuals, y, rho)
