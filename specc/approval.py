@@ -126,6 +126,13 @@ def approve(folder: str | Path, reviewer: str, role: str, reason: str | None = N
         )
     if not reviewer.strip():
         raise ApprovalError("the reviewer's name is empty")
+    leftovers = sorted(path.name for path in folder.iterdir()
+                       if path.is_dir() and path.name.startswith(".specc-") and path.name.endswith(".partial"))
+    if leftovers:  # staged inside the folder (a mount point) by a run killed outright: docs/report.md
+        raise ApprovalError(
+            f"{folder}: holds {', '.join(leftovers)}, left by a run killed while it wrote its files (not this plan's; "
+            "it may hold another run's whole plan): remove it, then approve"
+        )
     foreign = foreign_files(folder)
     if foreign:
         raise ApprovalError(

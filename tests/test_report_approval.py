@@ -242,3 +242,16 @@ def test_report_pdf_names_its_plan_record(met, failing, tmp_path):
     html_to_pdf((failing / "report.html").read_text(), other / "report.pdf")
     with pytest.raises(ApprovalError, match=r"report\.pdf was rendered from another plan record"):
         approve(other, "Dr. A. Example", "")
+
+
+def test_a_folder_holding_a_killed_runs_staging_folder_is_not_approved(met, tmp_path):
+    """Audit d1 F6: a run killed while it staged inside the folder (a mount point) leaves a hidden staging folder,
+    which may hold another run's whole plan; approve took the folder without a word."""
+    folder = _copy(met, tmp_path)
+    leftover = folder / ".specc-plan-0a1b2c3d.partial"
+    shutil.copytree(met, leftover)
+    with pytest.raises(ApprovalError, match=r"holds \.specc-plan-0a1b2c3d\.partial, left by a run killed while it "
+                                            r"wrote its files .*: remove it, then approve"):
+        approve(folder, "Dr. A. Example", "Radiation oncologist")
+    shutil.rmtree(leftover)
+    assert approve(folder, "Dr. A. Example", "Radiation oncologist")[0].decision == "approved"
