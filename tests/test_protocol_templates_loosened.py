@@ -163,3 +163,17 @@ def test_a_protocol_revised_in_memory_keeps_the_notes_of_the_goals_it_still_loos
     goals[lung] = goals[lung].model_copy(update={"threshold": threshold})
     kept = revise_protocol(protocol, goals=goals).template_notes()
     assert len(kept) == 1 and '"Max <= 50 Gy (priority 2)"' in kept[0]
+
+
+def test_a_goal_loosened_further_in_memory_keeps_its_note_judged_again(tmp_path: Path) -> None:
+    """Review R3 F4: the cord's 45 Gy template limit, 50 Gy in the file, raised to 55 Gy in memory lost its note
+    (notes were kept only while the goal's text was unchanged): the record no longer said a must-limit was raised."""
+    from specc import revise_protocol
+
+    protocol = load_protocol(_protocol(tmp_path, '  Cord: ["Max <= 50 Gy (priority 2)"]\n'))
+    cord = next(i for i, goal in enumerate(protocol.goals) if str(goal) == "Max <= 50 Gy (priority 2)")
+    goals = list(protocol.goals)
+    goals[cord] = goals[cord].model_copy(update={"threshold": goals[cord].threshold.model_copy(update={"value": 55.0})})
+    (note,) = revise_protocol(protocol, goals=goals).template_notes()
+    assert '"Max <= 55 Gy (priority 2)" replaces the template goal "Max <= 45 Gy"' in note
+    assert "threshold raised from 45 Gy to 55 Gy, priority demoted from 1 (must) to 2" in note

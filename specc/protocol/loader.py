@@ -42,7 +42,9 @@ from specc.protocol.models import (
     goal_layout,
 )
 from specc.protocol.suggest import did_you_mean, near_match
-from specc.protocol.templates import EXTENDS, OWN_KEYS, TEMPLATE, GoalReplacement, loosened_goals, read_protocol_tree
+from specc.protocol.templates import (
+    EXTENDS, OWN_KEYS, TEMPLATE, GoalReplacement, LoosenedGoal, loosened_goals, read_protocol_tree,
+)
 from specc.protocol.yaml_source import Path as DataPath
 from specc.protocol.yaml_source import Position, YamlDocument, compose, to_document
 from specc.terms import KINDS
@@ -165,18 +167,25 @@ def _with_carried_sources(revised: Protocol, changed: Protocol) -> Protocol:
     carried = revised.model_copy(
         update={"goals": goals, "optimization": optimization, "structures": structures, "source": changed.source}
     )
-    carried._loosened_template_goals = _still_loosened(changed.loosened_template_goals, goals)
+    replaced = changed._replaced_template_goals
+    carried._replaced_template_goals = replaced
+    carried._loosened_template_goals = _still_loosened(changed.loosened_template_goals, replaced, goals)
     return carried
 
 
-def _still_loosened(warnings: list[Diagnostic], goals: list[Goal]) -> list[Diagnostic]:
-    """The loosened-template-goal warnings whose goal the revised protocol still holds, as written at its line:
-    a protocol tuned in memory keeps saying that a template's limit was given up (review R2 F7); a goal changed
-    or removed no longer does (its comparison with the template was the file's)."""
-    written = {(goal.source.file, goal.source.line, str(goal)) for goal in goals if goal.source is not None}
-    return [warning for warning in warnings
-            if any((warning.file, warning.line) == (file, line) and warning.message.startswith(f'"{text}" ')
-                   for file, line, text in written)]
+def _still_loosened(warnings: list[Diagnostic], replaced: dict[tuple[str, int | None], LoosenedGoal],
+                    goals: list[Goal]) -> list[Diagnostic]:
+    """The loosened-template-goal warnings of the goals the revised protocol still holds at their lines, each
+    judged again against its template goal: a protocol tuned in memory keeps saying that a template's limit was
+    given up (review R2 F7), also when a goal was loosened further (R3 F4); a goal changed back to ask as much
+    as the template, or removed, no longer does."""
+    at = {(goal.source.file, goal.source.line): goal for goal in goals if goal.source is not None}
+    kept = []
+    for warning in warnings:
+        goal, found = at.get((warning.file, warning.line)), replaced.get((warning.file, warning.line))
+        if goal is not None and found is not None and (judged := found.judged_again(goal)) is not None:
+            kept.append(judged)
+    return kept
 
 
 def _at(mark: Any, path: str, message: str) -> Diagnostic:
@@ -224,7 +233,8 @@ def _validate(
     prescription = located.prescription
     reference = prescription.reference_dose if prescription is not None else (lambda structure, course: None)
     loosened = loosened_goals(replacements or [], node, reference)
-    located._loosened_template_goals = _in_reading_order(loosened, source.files)
+    located._loosened_template_goals = _in_reading_order([found.warning for found in loosened], source.files)
+    located._replaced_template_goals = {(found.warning.file, found.warning.line): found for found in loosened}
     if isinstance(located, Protocol):
         refusals = [locator.from_issue(issue) for issue in goals_only_issues(located)]
         located._derivation_refusals = _in_reading_order(refusals, source.files)

@@ -775,6 +775,9 @@ class ProtocolDocument(_Strict):
     # Goals that replace a template goal of their metric and side and ask less (`specc.protocol.templates`),
     # located by the loader: allowed, but said where the protocol is checked, planned and reviewed.
     _loosened_template_goals: list[Diagnostic] = PrivateAttr(default_factory=list)
+    # Each of them by its goal's (file, line), with the template goal it replaces (`LoosenedGoal`), so that a goal
+    # changed in memory is judged again (`specc.protocol.loader.revise_protocol`).
+    _replaced_template_goals: dict[tuple[str, int | None], Any] = PrivateAttr(default_factory=dict)
 
     @property
     def loosened_template_goals(self) -> list[Diagnostic]:

@@ -25,6 +25,7 @@ approved the template, so each file states its own (a protocol must state a name
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -312,7 +313,7 @@ def _written_key(written: Any) -> tuple[str, bool, str, str] | None:
 Reference = Callable[[str, Course], Dose | None]
 
 
-def loosened_goals(replacements: list[GoalReplacement], merged: Node, reference: Reference) -> list[Diagnostic]:
+def loosened_goals(replacements: list[GoalReplacement], merged: Node, reference: Reference) -> list[LoosenedGoal]:
     """Each template goal replaced by goals that ask less, at the replacing goal's line, naming the template's.
 
     Allowed by the merge rule (a file's goals of a metric and side are its goals for them), but a site
@@ -336,12 +337,31 @@ def loosened_goals(replacements: list[GoalReplacement], merged: Node, reference:
         if not reasons:
             continue
         was, mark = position_of(replacement.replaced.start_mark), position_of(node.start_mark)
-        found.append(Diagnostic(
-            mark.file, mark.line, mark.column, _goal_path(merged, replacement.structure, node),
-            f'"{new.text}" replaces the template goal "{old.text}" ({was.file}:{was.line}) and asks less: '
-            + ", ".join(reasons),
-        ))
+        place = Diagnostic(mark.file, mark.line, mark.column, _goal_path(merged, replacement.structure, node), "")
+        found.append(LoosenedGoal(_loosened_warning(place, old, f"{was.file}:{was.line}", new.text, reasons),
+                                  old, f"{was.file}:{was.line}"))
     return found
+
+
+@dataclass(frozen=True)
+class LoosenedGoal:
+    """A goal that asks less than the template goal it replaces: the warning, and that template goal, so that the
+    goal changed in memory (`specc.revise_protocol`) is judged against it again, not dropped or kept unseen."""
+
+    warning: Diagnostic
+    template_goal: Goal
+    template_place: str  # "FILE:LINE" of the template goal
+
+    def judged_again(self, goal: Goal) -> Diagnostic | None:
+        """The warning for `goal`, now at this goal's place, where it still asks less; else None."""
+        reasons = _asks_less(self.template_goal, goal)
+        return _loosened_warning(self.warning, self.template_goal, self.template_place, str(goal), reasons) if reasons else None
+
+
+def _loosened_warning(place: Diagnostic, old: Goal, template_place: str, new_text: str, reasons: list[str]) -> Diagnostic:
+    return dataclasses.replace(
+        place, message=f'"{new_text}" replaces the template goal "{old.text}" ({template_place}) and asks less: '
+        + ", ".join(reasons))
 
 
 def _goal_of(node: Node, structure: str, reference: Reference) -> Goal | None:
