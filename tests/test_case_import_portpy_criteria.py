@@ -323,6 +323,18 @@ def test_a_dose_or_volume_point_that_is_not_a_number_is_listed(tmp_path):
 
 
 # Python's json (which writes PortPy's files) writes NaN and Infinity by default, and reads them back.
+def _with_a_fourth_criterion(tmp_path, parameters: dict, constraints: dict, reason: str):
+    """The shipped lung file's first three criteria and one more of `parameters` and `constraints`, translated: the
+    three translate and the fourth is listed, saying `reason`."""
+    kind = "max_dose" if set(parameters) == {"structure_name"} else (
+        "dose_volume_V" if "dose_gy" in parameters else "dose_volume_D")
+    criteria = LUNG_SHIPPED["criteria"][:3] + [{"name": kind, "parameters": parameters, "constraints": constraints}]
+    converted = _convert(tmp_path, dict(LUNG_SHIPPED, criteria=criteria))
+    assert converted.goals == 3 and len(converted.untranslated) == 1
+    assert converted.untranslated[0].startswith("criteria[3] ") and reason in converted.untranslated[0]
+    return converted
+
+
 @pytest.mark.parametrize(("parameters", "constraints", "reason"), [
     ({"structure_name": "CORD"}, {"limit_dose_gy": float("nan")}, "limit_dose_gy NaN is not a finite, non-negative number"),
     ({"structure_name": "CORD"}, {"limit_dose_gy": float("inf")}, "limit_dose_gy Infinity is not a finite"),
@@ -338,12 +350,7 @@ def test_a_dose_or_volume_point_that_is_not_a_number_is_listed(tmp_path):
      "parameters.volume_perc 120: a volume cannot exceed 100%"),
 ])
 def test_a_limit_goal_or_point_out_of_range_is_listed_and_the_rest_translate(tmp_path, parameters, constraints, reason):
-    kind = "max_dose" if set(parameters) == {"structure_name"} else (
-        "dose_volume_V" if "dose_gy" in parameters else "dose_volume_D")
-    criteria = LUNG_SHIPPED["criteria"][:3] + [{"name": kind, "parameters": parameters, "constraints": constraints}]
-    converted = _convert(tmp_path, dict(LUNG_SHIPPED, criteria=criteria))
-    assert converted.goals == 3 and len(converted.untranslated) == 1
-    assert converted.untranslated[0].startswith("criteria[3] ") and reason in converted.untranslated[0]
+    converted = _with_a_fourth_criterion(tmp_path, parameters, constraints, reason)
     assert "CORD" not in parse_protocol_text(converted.yaml_text).structures
 
 
@@ -401,12 +408,7 @@ def test_a_whole_fraction_count_written_as_a_float_is_that_count(tmp_path):
      "parameters.volume_perc 1e-30: 'D1e-30%' is not a metric specc reads"),
 ])
 def test_a_dose_the_protocol_refuses_is_listed_and_the_rest_translate(tmp_path, parameters, constraints, reason):
-    kind = "max_dose" if set(parameters) == {"structure_name"} else (
-        "dose_volume_V" if "dose_gy" in parameters else "dose_volume_D")
-    criteria = LUNG_SHIPPED["criteria"][:3] + [{"name": kind, "parameters": parameters, "constraints": constraints}]
-    converted = _convert(tmp_path, dict(LUNG_SHIPPED, criteria=criteria))
-    assert converted.goals == 3 and len(converted.untranslated) == 1
-    assert converted.untranslated[0].startswith("criteria[3] ") and reason in converted.untranslated[0]
+    converted = _with_a_fourth_criterion(tmp_path, parameters, constraints, reason)
     assert [str(g.metric) for g in _goals(converted, "ESOPHAGUS")] == ["Mean", "V60Gy[%]"]
     assert parameters["structure_name"] not in {g.structure for g in parse_protocol_text(converted.yaml_text).goals}
 
