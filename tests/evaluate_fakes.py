@@ -131,3 +131,35 @@ def solve_result(
 
 def masks_of(case: Case) -> dict[str, np.ndarray]:
     return {name: structure.mask for name, structure in case.structures.items()}
+
+
+def sib_case() -> Case:
+    """The synthetic case with its target split into a core (PTV_High, within 8 mm of the centre) and the shell
+    around it (PTV_Low): a simultaneous integrated boost's two targets."""
+    import dataclasses
+
+    case = synthetic_case()
+    x, y, z = np.meshgrid(*case.grid.axes_mm(), indexing="ij")
+    core = x**2 + y**2 + z**2 <= 8.0**2
+    shell = case.structures["Target"].mask & ~core
+    return dataclasses.replace(case, structures={**case.structures, "PTV_High": Structure(name="PTV_High", mask=core),
+                                                 "PTV_Low": Structure(name="PTV_Low", mask=shell)})
+
+
+def sib_protocol_text(low_goals: str) -> str:
+    """A protocol of `sib_case`'s targets, 60 Gy to PTV_High and 40 Gy to PTV_Low in 30 fractions, with
+    `low_goals` (a YAML list) on PTV_Low."""
+    return f"""specc: 1
+name: SIB
+site: test
+version: 1.0.0
+structures:
+  PTV_High: {{role: target}}
+  PTV_Low: {{role: target}}
+  Body: {{role: other}}
+prescription:
+  fractions: 30
+  levels: [{{target: PTV_High, dose: 60 Gy}}, {{target: PTV_Low, dose: 40 Gy}}]
+goals:
+  PTV_Low: {low_goals}
+"""

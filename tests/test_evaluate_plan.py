@@ -246,34 +246,16 @@ def test_a_hot_spot_outside_the_targets_above_110_percent_of_the_highest_level_i
     assert f"({x:.1f}, {y:.1f}, {z:.1f}) mm" in note
 
 
-def test_a_lower_sib_levels_indices_and_index_goals_leave_out_the_higher_levels_target(case):
+def test_a_lower_sib_levels_indices_and_index_goals_leave_out_the_higher_levels_target():
     """PTV_Low (the shell of the target) at 40 Gy around PTV_High (its core) at 60 Gy: the 40 Gy isodose holds
     the core, which counted as PTV_Low's spill (audit b4 F3: CI 12.67, PCI 0.079 for a 3 cc PTV_Low beside a 35 cc
     boost). The indices, the table's and a goal "CI <= 1.2"'s alike, leave it out; PTV_High's are over the grid."""
-    from dataclasses import replace
-
-    from specc.case import Structure
+    from evaluate_fakes import sib_case, sib_protocol_text
     from specc.evaluate.dvh import receives
 
-    x, y, z = np.meshgrid(*case.grid.axes_mm(), indexing="ij")
-    core = x**2 + y**2 + z**2 <= 8.0**2
-    shell = case.structures["Target"].mask & ~core
-    sib = replace(case, structures={**case.structures, "PTV_High": Structure(name="PTV_High", mask=core),
-                                    "PTV_Low": Structure(name="PTV_Low", mask=shell)})
-    text = """specc: 1
-name: SIB
-site: test
-version: 1.0.0
-structures:
-  PTV_High: {role: target}
-  PTV_Low: {role: target}
-  Body: {role: other}
-prescription:
-  fractions: 30
-  levels: [{target: PTV_High, dose: 60 Gy}, {target: PTV_Low, dose: 40 Gy}]
-goals:
-  PTV_Low: ["CI <= 1.2", "PCI >= 0.5", "GI <= 3"]
-"""
+    sib = sib_case()
+    core, shell = sib.structures["PTV_High"].mask, sib.structures["PTV_Low"].mask
+    text = sib_protocol_text('["CI <= 1.2", "PCI >= 0.5", "GI <= 3"]')
     plan_protocol = parse_protocol_text(text, "protocols/sib.yaml")
     record = evaluate_plan(plan_protocol, sib, masks_of(sib), solve_result(sib, scale=0.65), {}).record
     dose = sib.dose_on_grid(np.full(sib.n_beamlets, 0.65), 30)

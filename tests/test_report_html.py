@@ -392,30 +392,11 @@ def test_the_slice_figure_is_not_trimmed_again(converged):
 
 def _sib_plan():
     """The synthetic target split into a core (PTV_High, 60 Gy) and its shell (PTV_Low, 40 Gy)."""
-    from dataclasses import replace
-
-    from specc.case import Structure
+    from evaluate_fakes import sib_case, sib_protocol_text
     from specc.protocol import parse_protocol_text
 
-    case = synthetic_case()
-    x, y, z = np.meshgrid(*case.grid.axes_mm(), indexing="ij")
-    core = x**2 + y**2 + z**2 <= 8.0**2
-    case = replace(case, structures={**case.structures, "PTV_High": Structure(name="PTV_High", mask=core),
-                                     "PTV_Low": Structure(name="PTV_Low", mask=case.structures["Target"].mask & ~core)})
-    text = """specc: 1
-name: SIB
-site: test
-version: 1.0.0
-structures:
-  PTV_High: {role: target}
-  PTV_Low: {role: target}
-  Body: {role: other}
-prescription:
-  fractions: 30
-  levels: [{target: PTV_High, dose: 60 Gy}, {target: PTV_Low, dose: 40 Gy}]
-goals:
-  PTV_Low: ["CI <= 1.2"]
-"""
+    case = sib_case()
+    text = sib_protocol_text('["CI <= 1.2"]')
     masks = masks_of(case)
     evaluation = evaluate_plan(parse_protocol_text(text, "protocols/sib.yaml"), case, masks,
                                solve_result(case, scale=0.65), {})
