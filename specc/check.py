@@ -41,6 +41,7 @@ from specc.compile import ResolvedStructures, resolve_structures
 from specc.composite import require_one_frame, with_prior_dose
 from specc.errors import CaseError, CompileError, SpeccError
 from specc.evaluate import DoseSourceRecord, GoalRecord, PlanRecord, evaluate_dose
+from specc.evaluate.record import MEASURED_ON, STRUCTURES, STRUCTURES_SHA256
 from specc.evaluate.indices import OutsideHotSpot
 from specc.evaluate.record import GridInfo
 from specc.pipeline import (
@@ -59,7 +60,6 @@ from specc.pipeline import (
 )
 from specc.protocol import Protocol, load_protocol
 from specc.report import write_report
-from specc.report.compare import MEASURED_ON, STRUCTURES, STRUCTURES_SHA256
 from specc.report.identity import PLAN_JSON, record_json
 
 # Where a matRad workspace's dose is measured: "ct", as matRad measures its DVHs (its CT grid, the

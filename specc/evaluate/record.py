@@ -264,6 +264,14 @@ class StructureDose(_Record):
     volume_percent: list[float]  # receiving at least the dose at the same position
 
 
+# What `specc check` adds to its dose source record's attributes where it does not measure on the case it is
+# filed under as a plan of it is measured (a matRad workspace on its CT grid): where it measured, the masks, and
+# their SHA-256 (a check without a case is filed under those CT structures themselves); `specc compare` reads them.
+MEASURED_ON = "measured on"
+STRUCTURES = "structures"
+STRUCTURES_SHA256 = "structures SHA-256"
+
+
 class DoseSourceRecord(_Record):
     """A dose another system computed (`specc check`): specc measured it and optimized nothing."""
 

@@ -28,19 +28,13 @@ from pydantic import ValidationError
 
 from specc.errors import SpeccError, validation_text
 from specc.evaluate import PlanRecord
-from specc.evaluate.record import RECORD_FORMAT, GoalRecord, GridInfo
+from specc.evaluate.record import RECORD_FORMAT, STRUCTURES, STRUCTURES_SHA256, GoalRecord, GridInfo
 from specc.report.figures import to_data_uri
 from specc.report.html import STATUS_LABELS, environment, style_sheet
 from specc.report.identity import PLAN_JSON
 from specc.report.write import write_page
 
 COMPARE_PAGE = "compare"  # compare.html, compare.pdf
-# What `specc check` adds to its dose source record's attributes where it does not measure on the case it is
-# filed under as a plan of it is measured (a matRad workspace on its CT grid): where it measured, the masks, and
-# their SHA-256 (a check without a case is filed under those CT structures themselves).
-MEASURED_ON = "measured on"
-STRUCTURES = "structures"
-STRUCTURES_SHA256 = "structures SHA-256"
 
 # One line style per plan on the DVH figure (structures keep their colours); beyond four, they repeat.
 LINE_STYLES = ("-", "--", ":", "-.")
