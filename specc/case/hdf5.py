@@ -298,6 +298,7 @@ class _Reader:
                     f"row {row} lists beamlet {beamlet} twice: a CSR row holds one entry per beamlet (a writer that "
                     "repeats one would have its values added; sum them before writing, e.g. scipy's sum_duplicates)",
                 )
+            matrix.has_canonical_format = True  # sorted, each entry once: the Case's validation need not look again
         issue = influence_value_issue(matrix)
         if issue is not None:
             raise self.error("dataset /influence/data", f"the influence matrix {issue}")
