@@ -45,7 +45,7 @@ from specc.report.compare import read_record
 from specc.report.html import STATUS_LABELS, environment, style_sheet
 from specc.report.identity import (
     PLAN_FOLDER_FILES, PLAN_JSON, RECORD_META, REPORT_HTML, REPORT_PDF, RESULT_H5, SEGMENTS_JSON, html_record_sha256s,
-    pdf_record_sha256s,
+    is_staging_name, pdf_record_sha256s,
 )
 from specc.report.write import write_page
 
@@ -126,8 +126,7 @@ def approve(folder: str | Path, reviewer: str, role: str, reason: str | None = N
         )
     if not reviewer.strip():
         raise ApprovalError("the reviewer's name is empty")
-    leftovers = sorted(path.name for path in folder.iterdir()
-                       if path.is_dir() and path.name.startswith(".specc-") and path.name.endswith(".partial"))
+    leftovers = sorted(path.name for path in folder.iterdir() if path.is_dir() and is_staging_name(path.name))
     if leftovers:  # staged inside the folder (a mount point) by a run killed outright: docs/report.md
         raise ApprovalError(
             f"{folder}: holds {', '.join(leftovers)}, left by a run killed while it wrote its files (not this plan's; "

@@ -33,6 +33,7 @@ from pathlib import Path
 from types import FrameType, TracebackType
 
 from specc.errors import SpeccError
+from specc.report.identity import STAGING_SUFFIX
 
 NOTHING_EXPORTED = "nothing exported"
 
@@ -79,11 +80,11 @@ class StagedExport:
         self._make_parents(out.parent)
         token = secrets.token_hex(4)
         self._into_existing = self.folder and out.is_dir()
-        beside = out.parent / f".{out.name}.{token}.partial"
+        beside = out.parent / f".{out.name}.{token}{STAGING_SUFFIX}"
         self.path = beside
         if not self.folder:
             return self
-        inside = out / f".specc-{self.what}-{token}.partial"
+        inside = out / f".specc-{self.what}-{token}{STAGING_SUFFIX}"
         candidates = [beside, inside] if self._into_existing else [beside]
         if self._into_existing and not _one_file_system(out, out.parent):
             candidates = [inside]  # a mount point: a rename from its parent would fail (EXDEV)

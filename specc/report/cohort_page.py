@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from specc.protocol import Protocol
-from specc.report.identity import PLAN_FOLDER_FILES
+from specc.report.identity import PLAN_FOLDER_FILES, is_staging_name
 from specc.report.compare import Measured, recorded_goals
 from specc.report.compare_cohorts import (
     STATUS_ORDER, cases_text, cohort_goal_rows, cohort_warnings, read_cohort,
@@ -58,13 +58,10 @@ def plans_not_in_run(out: Path, listed: Collection[str]) -> list[str]:
         return []
     return sorted(
         folder.name for folder in out.iterdir()
-        if folder.is_dir() and folder.name not in listed and not _staging(folder.name)
+        if folder.is_dir() and folder.name not in listed and not is_staging_name(folder.name)
         and any((folder / name).exists() for name in PLAN_FOLDER_FILES)
     )
 
-
-def _staging(name: str) -> bool:
-    return name.startswith(".") and name.endswith(".partial")
 
 
 def write_cohort_page(summary: Path, protocol: Protocol, pdf: bool = False) -> list[Path]:

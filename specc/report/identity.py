@@ -29,6 +29,15 @@ PLAN_JSON, REPORT_HTML, REPORT_PDF, RESULT_H5, SEGMENTS_JSON = (
 )
 PLAN_FOLDER_FILES = (PLAN_JSON, REPORT_HTML, REPORT_PDF, RESULT_H5, SEGMENTS_JSON)
 RECORD_META = "specc-plan-record"
+# What a staged write (`specc.export.staging`: exports, plan and check folders) names its hidden staging path:
+# `.NAME.TOKEN.partial` beside its destination, `.specc-WHAT-TOKEN.partial` inside a folder. One a kill -9 left
+# is no plan of any run: readers of plan folders skip it (cohort pages) or refuse to bind it (approvals).
+STAGING_SUFFIX = ".partial"
+
+
+def is_staging_name(name: str) -> bool:
+    """Whether a file or folder name is a staged write's (`STAGING_SUFFIX`)."""
+    return name.startswith(".") and name.endswith(STAGING_SUFFIX)
 _PDF_KEYWORDS = re.compile(rb"/Keywords\s*\(" + RECORD_META.encode() + rb" ([0-9a-f]{64})\)")
 # A compressed object stream: where WeasyPrint (pydyf) puts the document information.
 _PDF_OBJECT_STREAM = re.compile(rb"<<[^>]*/Type\s*/ObjStm[^>]*>>\s*stream\r?\n")
