@@ -50,15 +50,15 @@ from specc.pipeline import (
     CohortOutcome,
     StageProgress,
     StageTimer,
-    as_planned,
     changed_in_memory_note,
     check_plan_folder,
     folder_name,
+    planned_protocol,
     run_cohort,
     staged_plan,
     writing,
 )
-from specc.protocol import Protocol, load_protocol
+from specc.protocol import Protocol
 from specc.report import write_report
 from specc.report.identity import PLAN_JSON, record_json
 
@@ -148,7 +148,7 @@ def check_cohort(
     A protocol changed in memory is recorded as such, as `plan_cohort` records it (`as_planned`).
     """
     # run_cohort refuses a composite, and checks `out_dir` before any folder is read
-    loaded = as_planned(protocol if isinstance(protocol, Protocol) else load_protocol(protocol))
+    loaded = planned_protocol(protocol)
 
     def check_one(folder: Path, out: Path, taken: set[str]) -> CohortEntry:
         stages = StageTimer(progress)
@@ -334,10 +334,7 @@ def _with_prior(protocol: Protocol, read: _Read, prior_dose: Sequence[str | Path
 def _loaded(protocol: Protocol | str | Path, stages: StageTimer, prior_dose: Sequence[str | Path] = ()) -> Protocol:
     """The protocol to check against, with the source its record names (`as_planned`: a protocol changed in
     memory is not recorded as its file)."""
-    if not isinstance(protocol, Protocol):
-        with stages.stage("load protocol"):
-            protocol = load_protocol(protocol)
-    protocol = as_planned(protocol)
+    protocol = planned_protocol(protocol, stages)
     mismatch = protocol.prescription.prior_mismatch(bool(prior_dose))
     if mismatch is not None:
         raise CaseError(f"{protocol.source.path}: {mismatch}")
