@@ -143,12 +143,16 @@ def match_structure(
     """The case structure(s) that the protocol structure `name` (with `aliases` and `parts`) denotes (module
     docstring). A part matched by two case structures is an ambiguity, as a name is."""
     case_names = list(case_names)
-    own = [c for c in case_names if name_key(c) == name_key(name)]
-    of_parts = tuple(c for part in parts for c in case_names if name_key(c) == name_key(part))
+    by_key: dict[str, list[str]] = {}  # name key -> the case structures of that key, in the case's order
+    for case_name in case_names:
+        by_key.setdefault(name_key(case_name), []).append(case_name)
+    own = by_key.get(name_key(name), [])
+    by_part = {part: by_key.get(name_key(part), []) for part in parts}
+    of_parts = tuple(c for part in parts for c in by_part[part])
     by_alias: dict[str, str] = {}  # case structure -> the first alias it matches
     for alias in aliases:
-        for case_name in case_names:
-            if name_key(case_name) == name_key(alias) and case_name not in own:
+        for case_name in by_key.get(name_key(alias), []):
+            if case_name not in own:
                 by_alias.setdefault(case_name, alias)
     if len(own) == 1:
         return StructureMatch(own[0], passed_over=tuple(by_alias), parts_passed_over=of_parts)
@@ -166,15 +170,14 @@ def match_structure(
         )
     found: list[str] = []
     for part in parts:
-        matches = [c for c in case_names if name_key(c) == name_key(part)]
+        matches = by_part[part]
         if len(matches) > 1:
             shown = ", ".join(_quoted(c, matches) for c in matches)
             raise AmbiguousMatch(f"{name!r} has no case structure of its name or aliases, and its part {part!r} "
                                  f"matches several ({shown}): rename one")
         found += matches
     if found:
-        missing = tuple(part for part in parts if not any(name_key(c) == name_key(part) for c in found))
-        return PartsMatch(tuple(found), missing)
+        return PartsMatch(tuple(found), tuple(part for part in parts if not by_part[part]))
     raise NoMatch(not_found_message([name, *aliases], case_names, parts))
 
 
