@@ -401,16 +401,31 @@ def test_a_whole_fraction_count_written_as_a_float_is_that_count(tmp_path):
      "parameters.dose_gy 2000: \"V2000Gy[%] <= 5\": the dose of V2000Gy[%] (2000 Gy) is 33.3 times"),
     ({"structure_name": "PTV"}, {"limit_dose_gy": 6600}, "limit_dose_gy 6600: \"Max <= 6600 Gy\" is 110 times PTV's"),
     ({"structure_name": "PTV", "volume_perc": 95}, {"goal_dose_gy": 10}, "goal_dose_gy 10: \"D95% <= 10 Gy\" is 17% of"),
-    # specc's metric grammar takes no exponent, which format_number writes for these points
+    # written as a decimal (it was "V1e+20Gy", which the metric grammar does not read), then held to the rule
     ({"structure_name": "CORD", "dose_gy": 1e20}, {"limit_volume_perc": 5},
-     "parameters.dose_gy 1e+20: 'V1e+20Gy' is not a metric specc reads"),
-    ({"structure_name": "CORD", "volume_perc": 1e-30}, {"limit_dose_gy": 45},
-     "parameters.volume_perc 1e-30: 'D1e-30%' is not a metric specc reads"),
+     'parameters.dose_gy 1e+20: "V100000000000000000000Gy[%] <= 5": the dose of V100000000000000000000Gy[%] '
+     "(100000000000000000000 Gy) is 1.67e+18 times the highest dose level"),
 ])
 def test_a_dose_the_protocol_refuses_is_listed_and_the_rest_translate(tmp_path, parameters, constraints, reason):
     converted = _with_a_fourth_criterion(tmp_path, parameters, constraints, reason)
     assert [str(g.metric) for g in _goals(converted, "ESOPHAGUS")] == ["Mean", "V60Gy[%]"]
     assert parameters["structure_name"] not in {g.structure for g in parse_protocol_text(converted.yaml_text).goals}
+
+
+@pytest.mark.parametrize(("parameters", "written"), [
+    ({"volume_perc": 1e-30}, "D0.000000000000000000000000000001%"),
+    ({"volume_cc": 0.00001}, "D0.00001cc"),
+    ({"volume_perc": 0.035}, "D0.035%"),
+])
+def test_a_point_is_written_as_a_decimal_the_protocol_reads_back(tmp_path, parameters, written):
+    # format_number's exponent ("D1e-30%", "D1e-05cc") was no metric: the point was listed as untranslated.
+    point = next(iter(parameters.values()))
+    criterion = {"name": "dose_volume_D", "parameters": {"structure_name": "CORD", **parameters},
+                 "constraints": {"limit_dose_gy": 45}}
+    converted = _convert(tmp_path, dict(LUNG_SHIPPED, criteria=LUNG_SHIPPED["criteria"][:3] + [criterion]))
+    assert converted.untranslated == [] and f"- {written} <= 45 Gy" in converted.yaml_text
+    (cord,) = _goals(converted, "CORD")
+    assert cord.metric.volume.value == point and cord.threshold_value == 45
 
 
 def test_a_dose_within_the_rule_translates(tmp_path):

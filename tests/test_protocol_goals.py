@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from specc.protocol import Dose, Goal, Metric
 from specc.protocol.goals import COMPARATORS
+from specc.protocol.units import format_number
 
 PRESCRIPTION = Dose.parse("70 Gy")
 
@@ -43,6 +44,10 @@ def test_metric_notation(text: str, quantity: str, unit: str, printed: str) -> N
         ("D2 cc", 'unknown metric "D2 cc" (did you mean "D2cc"?)'),
         ("D101%", 'metric "D101%": a volume cannot exceed 100%'),
         ("Q5", 'unknown metric "Q5" (expected TG-263 notation'),
+        ("D1e-05cc", 'unknown metric "D1e-05cc" (a metric writes its number as a decimal, without an exponent: '
+                     '"D0.00001cc")'),
+        ("V1E+20Gy", 'unknown metric "V1E+20Gy" (a metric writes its number as a decimal, without an exponent: '
+                     '"V100000000000000000000Gy")'),
     ],
 )
 def test_bad_metric_messages(text: str, message: str) -> None:
@@ -128,3 +133,37 @@ def test_compact_goals_round_trip(text: str) -> None:
     assert again == goal
     assert str(again) == printed
     assert again.threshold_value == goal.threshold_value
+
+
+# format_number wrote Python's exponent form below 1e-4 and from 1e16 ("D1e-30%", "V1e+20Gy"), which the
+# metric grammar does not read: a goal specc itself wrote (an import, a revision, a diff) was no protocol text.
+_MAGNITUDES = [1e-30, 2.5e-17, 1e-5, 0.00012, 0.035, 0.1 + 0.2, 1 / 3, 2.0, 52.5, 78.0, 7800.0, 123456.789,
+               1e15, 2**53 + 2.0, 1e16, 1.5e17, 1e20]
+
+
+@pytest.mark.parametrize("value", _MAGNITUDES)
+def test_numbers_specc_writes_read_back_exactly_in_metrics_and_goals(value: float) -> None:
+    written = format_number(value)
+    assert "e" not in written.lower()  # a protocol author's decimal, as TG-263 writes it
+    percent = min(value, 100.0)  # a volume in % is at most 100
+    read_back = {
+        f"D{format_number(percent)}%": lambda metric: (metric.volume.value, percent),
+        f"D{written}cc": lambda metric: (metric.volume.value, value),
+        f"V{written}Gy": lambda metric: (metric.dose.gy, value),
+        f"V{written}%": lambda metric: (metric.dose_percent, value),
+    }
+    for metric_text, stated_and_meant in read_back.items():
+        metric = Metric.parse(metric_text)
+        stated, meant = stated_and_meant(metric)
+        assert stated == meant and Metric.parse(str(metric)) == metric
+    for goal_text in (f"Max <= {written} Gy", f"D{written}cc <= {written} Gy (variation {format_number(value * 2)} Gy)",
+                      f"V20Gy[cc] <= {written}"):
+        goal = Goal.parse(goal_text, "Cord")
+        assert goal.threshold_value == value and Goal.parse(str(goal), "Cord") == goal
+    assert Dose.parse(str(Dose(gy=value))).gy == value
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")])
+def test_a_number_without_a_decimal_form_is_refused_by_name(value: float) -> None:
+    with pytest.raises(ValueError, match=rf"{value} has no decimal form"):
+        format_number(value)

@@ -115,3 +115,15 @@ def test_a_file_keeps_its_one_layout_of_goals(tmp_path: Path) -> None:
 def test_revise_protocol_is_part_of_the_library() -> None:
     assert specc.revise_protocol is revise_protocol
     assert issubclass(specc.protocol.ProtocolError, specc.SpeccError)
+
+
+def test_a_goal_at_a_small_point_is_revised_as_written() -> None:
+    """The dump writes each metric and threshold as text (format_number): a point of 0.00001 cc became "D1e-05cc",
+    which the metric grammar does not read, so revising the protocol refused its own goal."""
+    small_points = '- "D0.00001cc <= 10 Gy (variation 25 Gy)"\n    - "V0.5Gy[cc] <= 0.00002"'
+    text = C_SHAPE.read_text(encoding="utf-8").replace('- "D10% <= 10 Gy (variation 25 Gy)"', small_points)
+    c_shape = specc.protocol.parse_protocol_text(text, "c.yaml")
+    revised = revise_protocol(c_shape)
+    assert ProtocolSource.fingerprint(revised) == ProtocolSource.fingerprint(c_shape)
+    assert [str(goal) for goal in revised.goals if goal.structure == "Core"] == [
+        "D0.00001cc <= 10 Gy (variation 25 Gy)", "V0.5Gy[cc] <= 0.00002 cc"]

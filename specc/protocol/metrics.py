@@ -150,6 +150,8 @@ def _fields(text: str) -> dict[str, Any]:
 
 def _hint(text: str) -> str:
     suggestion = suggest_metric(text)
+    if suggestion and _EXPONENT.search(text):
+        return f' (a metric writes its number as a decimal, without an exponent: "{suggestion}")'
     return f' (did you mean "{suggestion}"?)' if suggestion else f" (expected TG-263 notation: {EXAMPLES})"
 
 
@@ -160,11 +162,19 @@ _STATISTIC_SPELLINGS = {
 }
 _UNIT_SPELLINGS = {"gy": "Gy", "cgy": "cGy", "cc": "cc", "cm3": "cc", "ml": "cc", "%": "%"}
 _LOOSE = re.compile(rf"^(?P<q>dc|cv|d|v)(?P<num>{_NUMBER})(?P<u>[a-z%0-9]*)(?P<rest>\[.*\])?$")
+_EXPONENT = re.compile(rf"{_NUMBER}[eE][+-]?\d+")
+
+
+def _decimal(number: re.Match[str]) -> str:
+    """A number written with an exponent ("1e-05") as the decimal it means ("0.00001"), where there is one."""
+    value = float(number[0])
+    return format_number(value) if 0 < value < float("inf") else number[0]
 
 
 def suggest_metric(text: str) -> str | None:
-    """A valid metric close to a mistyped one: "V70" -> "V70Gy", "dmax" -> "Max", "d95" -> "D95%"."""
-    squeezed = re.sub(r"[\s_]", "", text)
+    """A valid metric close to a mistyped one: "V70" -> "V70Gy", "dmax" -> "Max", "d95" -> "D95%", "D1e-05cc" ->
+    "D0.00001cc"."""
+    squeezed = _EXPONENT.sub(_decimal, re.sub(r"[\s_]", "", text))
     folded = squeezed.casefold()
     base = re.sub(r"\[.*\]$", "", folded)
     if base in _STATISTIC_SPELLINGS:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, model_serializer, model_validator
@@ -27,10 +28,16 @@ _VOLUME_RE = re.compile(rf"^\s*(?P<value>{_NUMBER})\s*(?P<unit>%|cc|cm3|ml|mL)\s
 
 
 def format_number(value: float) -> str:
-    """Shortest decimal form that parses back to the same float ('78', '0.03', '52.5')."""
-    if value == int(value) and abs(value) < 1e15:
-        return str(int(value))
-    return repr(float(value))
+    """The shortest digits that parse back to the same float, written as a plain decimal ('78', '0.03', '52.5',
+    '0.00001', '100000000000000000000'): specc writes protocol text with it (imported goals, revisions, diffs), and
+    the metric grammar, like TG-263 and a clinic's protocols, reads no exponent ("D1e-05cc", "V1e+20Gy")."""
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{number} has no decimal form a protocol can state (a finite number is needed)")
+    if number == 0:
+        return "0"  # -0.0 too
+    written = format(Decimal(repr(number)), "f")  # repr's shortest digits; the decimal point moved, never rounded
+    return written.rstrip("0").rstrip(".") if "." in written else written
 
 
 class TextValue(BaseModel):

@@ -46,7 +46,6 @@ from pydantic import ValidationError
 from specc.errors import SpeccError
 from specc.protocol import Protocol, ProtocolError, parse_protocol_text
 from specc.protocol.goals import Goal
-from specc.protocol.metrics import Metric
 from specc.protocol.plausibility import plausible_doses
 from specc.protocol.structures import (
     Difference,
@@ -515,19 +514,12 @@ def _stated_doses(item: dict, criterion: _Criterion) -> Iterator[tuple[str, Any,
 
 
 def _point(parameters: dict, key: str, form: str) -> str:
-    """The metric at the criterion's dose or volume point (`form` with `{}` for it, "D{}%"); a value no metric can
-    take, or one the metric grammar cannot read back as written (1e-30 becomes "D1e-30%": the grammar takes no
-    exponent), is listed, naming the field and its value, so the file's other criteria still translate."""
+    """The metric at the criterion's dose or volume point (`form` with `{}` for it, "D{}%"), its number written as
+    the decimal the metric grammar reads back to the same value (1e-30 is "D0.000000000000000000000000000001%",
+    never "D1e-30%"); a value no metric can take is listed, naming the field and its value, so the file's other
+    criteria still translate."""
     value = _amount(parameters[key], f"parameters.{key}", percent_volume=key == "volume_perc")
-    metric = form.format(format_number(value))
-    try:
-        Metric.parse(metric)
-    except ValueError as error:
-        raise _Untranslatable(
-            f"parameters.{key} {json.dumps(parameters[key])}: {metric!r} is not a metric specc reads (its grammar "
-            f"takes no exponent): {error}"
-        ) from None
-    return metric
+    return form.format(format_number(value))
 
 
 def _amount(value: Any, name: str, *, percent_volume: bool) -> float:
