@@ -20,8 +20,8 @@ from specc.case.model import (
     Case,
     CaseMetadata,
     Grid,
+    InfluenceValueError,
     Structure,
-    influence_value_issue,
     one_based_hint,
     repeated_entry,
 )
@@ -171,8 +171,9 @@ class _Reader:
         except (KeyError, RuntimeError, OSError) as error:
             raise self.error(where, _broken_link(self.file, name, error)) from error
 
-    def dataset(self, name: str, kind: str, ndim: int, length: int | None = None) -> np.ndarray:
-        """Read dataset `name`, requiring a dtype kind ('i' integer, 'f' float, 'u' uint, 'S' string)."""
+    def dataset(self, name: str, kind: str, ndim: int, length: int | None = None, finite: bool = True) -> np.ndarray:
+        """Read dataset `name`, requiring a dtype kind ('i' integer, 'f' float, 'u' uint, 'S' string) and, unless
+        `finite` is False (values another check covers), finite floats."""
         dataset = self.node(name, f"dataset /{name}")
         if not isinstance(dataset, h5py.Dataset):
             raise self.error(f"dataset /{name}", "missing")
@@ -189,7 +190,7 @@ class _Reader:
             raise self.error(f"dataset /{name}", f"must be {ndim}-D, has shape {values.shape}")
         if length is not None and values.shape[0] != length:
             raise self.error(f"dataset /{name}", f"has {values.shape[0]} entries, expected {length}")
-        if kind == "f" and not np.isfinite(values).all():
+        if kind == "f" and finite and not np.isfinite(values).all():
             raise self.error(f"dataset /{name}", "contains NaN or Inf")
         return values
 
@@ -228,6 +229,8 @@ class _Reader:
         metadata = self.metadata()
         try:
             case = Case(case_id, grid, voxel_indices, influence, beams, beamlets, structures, metadata, density, ct_hu)
+        except InfluenceValueError as error:  # the entries' values, checked there alone (`influence`)
+            raise self.error("dataset /influence/data", f"the influence matrix {error.issue}") from error
         except CaseError as error:
             raise CaseError(f"{self.path}: {error}") from error
 
@@ -278,11 +281,11 @@ class _Reader:
                 "dataset /influence/indices",
                 f"column index out of range: the case has {n_beamlets} beamlets (0..{n_beamlets - 1})",
             )
-        data = self.dataset("influence/data", "f", 1, int(indptr[-1]))
+        # its values (finite, >= 0, some dose, no damage) are the Case's validation's to check, once per load: `case`
+        # names this dataset in the error it raises
+        data = self.dataset("influence/data", "f", 1, int(indptr[-1]), finite=False)
         if data.dtype != np.float32:
             raise self.error("dataset /influence/data", f"has dtype {data.dtype}, expected float32")
-        if (data < 0).any():
-            raise self.error("dataset /influence/data", "contains negative dose values")
         index_dtype = np.int32 if max(n_rows, n_beamlets, int(indptr[-1])) < 2**31 else np.int64
         matrix = sp.csr_matrix(
             (data, indices.astype(index_dtype, copy=False), indptr.astype(index_dtype, copy=False)),
@@ -299,9 +302,6 @@ class _Reader:
                     "repeats one would have its values added; sum them before writing, e.g. scipy's sum_duplicates)",
                 )
             matrix.has_canonical_format = True  # sorted, each entry once: the Case's validation need not look again
-        issue = influence_value_issue(matrix)
-        if issue is not None:
-            raise self.error("dataset /influence/data", f"the influence matrix {issue}")
         return voxel_indices, matrix, n_beamlets
 
     def influence_units(self, group: h5py.Group) -> None:

@@ -433,6 +433,16 @@ class Case:
         return digest.hexdigest()
 
 
+class InfluenceValueError(CaseError):
+    """The influence matrix's entries are no dose a case can hold (not finite, negative, none above 0, damaged).
+    `issue` says what, without a subject, so that the HDF5 reader, which leaves these checks to the Case's
+    validation (one pass over the entries per load), can name the dataset they were read from."""
+
+    def __init__(self, issue: str) -> None:
+        super().__init__(f"influence {issue}")
+        self.issue = issue
+
+
 def _validate(case: Case) -> None:
     """Check the invariants later stages rely on; raise `CaseError` naming the field."""
     if not case.case_id:
@@ -463,12 +473,12 @@ def _validate(case: Case) -> None:
     if influence.shape[1] != len(case.beamlets):
         raise CaseError(f"influence has {influence.shape[1]} columns but there are {len(case.beamlets)} beamlets")
     if not np.isfinite(influence.data).all():
-        raise CaseError("influence contains NaN or Inf entries")
+        raise InfluenceValueError("contains NaN or Inf entries")
     if (influence.data < 0).any():
-        raise CaseError("influence contains negative entries (dose per unit weight must be >= 0)")
+        raise InfluenceValueError("contains negative entries (dose per unit weight must be >= 0)")
     issue = influence_value_issue(influence)
     if issue is not None:
-        raise CaseError(f"influence {issue}")
+        raise InfluenceValueError(issue)
     if not influence.has_canonical_format:  # unsorted indices are the writer's choice; a repeated one is not
         influence.sort_indices()  # in place, no copy of the matrix
         if (repeated := repeated_entry(influence)) is not None:
