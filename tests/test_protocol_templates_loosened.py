@@ -177,3 +177,19 @@ def test_a_goal_loosened_further_in_memory_keeps_its_note_judged_again(tmp_path:
     (note,) = revise_protocol(protocol, goals=goals).template_notes()
     assert '"Max <= 55 Gy (priority 2)" replaces the template goal "Max <= 45 Gy"' in note
     assert "threshold raised from 45 Gy to 55 Gy, priority demoted from 1 (must) to 2" in note
+
+
+def test_a_revised_protocol_judges_each_loosened_template_goal_against_its_own(tmp_path: Path) -> None:
+    """One goal replacing two template goals (the cord's 45 Gy must-limit and a 40 Gy priority-2 one) has two notes
+    at one line; revised in memory, each was judged against the last of them (the notes kept only one per line):
+    two copies of the 40 Gy note, the must-limit's gone. A flow list writes several goals on one line: the
+    loosened 'Max' goal was judged as the 'D0.03cc' beside it, its note dropped or made nonsense."""
+    from specc import revise_protocol
+
+    template = TEMPLATE.replace('"Max <= 45 Gy", "D0.03cc <= 44 Gy"',
+                                '"Max <= 45 Gy", "Max <= 40 Gy (priority 2)", "D0.03cc <= 44 Gy"')
+    protocol = load_protocol(_protocol(tmp_path, '  Cord: ["Max <= 50 Gy", "D0.03cc <= 44 Gy"]\n', template))
+    notes = protocol.template_notes()
+    assert [note.split("replaces ")[1].split(" (")[0] for note in notes] == [
+        'the template goal "Max <= 45 Gy"', 'the template goal "Max <= 40 Gy']
+    assert revise_protocol(protocol, version="1.0.1").template_notes() == notes

@@ -167,23 +167,21 @@ def _with_carried_sources(revised: Protocol, changed: Protocol) -> Protocol:
     carried = revised.model_copy(
         update={"goals": goals, "optimization": optimization, "structures": structures, "source": changed.source}
     )
-    replaced = changed._replaced_template_goals
-    carried._replaced_template_goals = replaced
-    carried._loosened_template_goals = _still_loosened(changed.loosened_template_goals, replaced, goals)
+    carried._loosened_goals = _still_loosened(changed._loosened_goals, goals)
     return carried
 
 
-def _still_loosened(warnings: list[Diagnostic], replaced: dict[tuple[str, int | None], LoosenedGoal],
-                    goals: list[Goal]) -> list[Diagnostic]:
-    """The loosened-template-goal warnings of the goals the revised protocol still holds at their lines, each
-    judged again against its template goal: a protocol tuned in memory keeps saying that a template's limit was
-    given up (review R2 F7), also when a goal was loosened further (R3 F4); a goal changed back to ask as much
-    as the template, or removed, no longer does."""
-    at = {(goal.source.file, goal.source.line): goal for goal in goals if goal.source is not None}
+def _still_loosened(loosened: list[LoosenedGoal], goals: list[Goal]) -> list[LoosenedGoal]:
+    """The loosened template goals of the goals the revised protocol still holds where they were written (file,
+    line and column: a flow list writes several goals on one line), each judged again against its own template
+    goal: a protocol tuned in memory keeps saying that a template's limit was given up (review R2 F7), also when a
+    goal was loosened further (R3 F4); a goal changed back to ask as much as the template, or removed, no longer
+    does."""
+    at = {(goal.source.file, goal.source.line, goal.source.column): goal for goal in goals if goal.source is not None}
     kept = []
-    for warning in warnings:
-        goal, found = at.get((warning.file, warning.line)), replaced.get((warning.file, warning.line))
-        if goal is not None and found is not None and (judged := found.judged_again(goal)) is not None:
+    for found in loosened:
+        goal = at.get((found.warning.file, found.warning.line, found.warning.column))
+        if goal is not None and (judged := found.judged_again(goal)) is not None:
             kept.append(judged)
     return kept
 
@@ -232,9 +230,8 @@ def _validate(
     located = located.model_copy(update={"source": fingerprinted})
     prescription = located.prescription
     reference = prescription.reference_dose if prescription is not None else (lambda structure, course: None)
-    loosened = loosened_goals(replacements or [], node, reference)
-    located._loosened_template_goals = _in_reading_order([found.warning for found in loosened], source.files)
-    located._replaced_template_goals = {(found.warning.file, found.warning.line): found for found in loosened}
+    by_warning = {found.warning: found for found in loosened_goals(replacements or [], node, reference)}
+    located._loosened_goals = [by_warning[warning] for warning in _in_reading_order(list(by_warning), source.files)]
     if isinstance(located, Protocol):
         refusals = [locator.from_issue(issue) for issue in goals_only_issues(located)]
         located._derivation_refusals = _in_reading_order(refusals, source.files)

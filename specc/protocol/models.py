@@ -11,7 +11,7 @@ import dataclasses
 import datetime
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -40,6 +40,9 @@ from specc.protocol.structures import FUNCTIONS, StructureExpr, parse_expression
 from specc.protocol.units import Angle, Area, Dose, Length, format_number
 from specc.terms import KINDS, Term
 from specc.terms.base import SourceLocation
+
+if TYPE_CHECKING:
+    from specc.protocol.templates import LoosenedGoal
 
 FORMAT_VERSION = 1
 # What a plan records as the file of a protocol no file gave (`ProtocolSource.built_in_memory`).
@@ -772,12 +775,11 @@ class ProtocolDocument(_Strict):
         description="Goals measured again under patient setup errors; with `optimize: true`, also optimized in them.",
     )
     source: SkipJsonSchema[ProtocolSource | None] = Field(default=None, exclude=True)
-    # Goals that replace a template goal of their metric and side and ask less (`specc.protocol.templates`),
-    # located by the loader: allowed, but said where the protocol is checked, planned and reviewed.
-    _loosened_template_goals: list[Diagnostic] = PrivateAttr(default_factory=list)
-    # Each of them by its goal's (file, line), with the template goal it replaces (`LoosenedGoal`), so that a goal
-    # changed in memory is judged again (`specc.protocol.loader.revise_protocol`).
-    _replaced_template_goals: dict[tuple[str, int | None], Any] = PrivateAttr(default_factory=dict)
+    # Goals that replace a template goal of their metric and side and ask less (`specc.protocol.templates`), located
+    # by the loader, in reading order: allowed, but said where the protocol is checked, planned and reviewed. Each
+    # keeps the template goal it replaces, so that a goal changed in memory is judged again
+    # (`specc.protocol.loader.revise_protocol`).
+    _loosened_goals: list[LoosenedGoal] = PrivateAttr(default_factory=list)
 
     @property
     def loosened_template_goals(self) -> list[Diagnostic]:
@@ -785,11 +787,11 @@ class ProtocolDocument(_Strict):
         threshold raised for an upper limit or lowered for a lower one, a priority demoted, an acceptable
         variation widened or added), at its line, naming the template goal's; empty for a protocol no loader
         read (a template's goals are then unknown)."""
-        return list(self._loosened_template_goals)
+        return [found.warning for found in self._loosened_goals]
 
     def template_notes(self) -> list[str]:
         """`loosened_template_goals` as the notes of a plan, a check or a compile made with this protocol."""
-        return [str(warning) for warning in self._loosened_template_goals]
+        return [str(warning) for warning in self.loosened_template_goals]
 
     @field_validator("specc", mode="before")
     @classmethod

@@ -352,10 +352,13 @@ class LoosenedGoal:
     template_goal: Goal
     template_place: str  # "FILE:LINE" of the template goal
 
-    def judged_again(self, goal: Goal) -> Diagnostic | None:
-        """The warning for `goal`, now at this goal's place, where it still asks less; else None."""
+    def judged_again(self, goal: Goal) -> LoosenedGoal | None:
+        """This one for `goal`, now at this goal's place, where it still asks less than the template goal; else None."""
         reasons = _asks_less(self.template_goal, goal)
-        return _loosened_warning(self.warning, self.template_goal, self.template_place, str(goal), reasons) if reasons else None
+        if not reasons:
+            return None
+        return dataclasses.replace(
+            self, warning=_loosened_warning(self.warning, self.template_goal, self.template_place, str(goal), reasons))
 
 
 def _loosened_warning(place: Diagnostic, old: Goal, template_place: str, new_text: str, reasons: list[str]) -> Diagnostic:
