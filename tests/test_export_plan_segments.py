@@ -1,17 +1,20 @@
-"""A segments.json is exported only beside the plan it came from: one copied in from another plan is refused."""
+"""A segments.json is exported only beside the plan it came from: one copied in from another plan, or edited, is refused."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from evaluate_fakes import protocol, synthetic_case
 from specc.cli import app
 from specc.export import ResultError, read_result
-from specc.export.segments import ProtocolEntry, read_segments
+from specc.export.result_file import FLUENCE_TOLERANCE
+from specc.export.segments import ProtocolEntry, read_segments, segments_fluence
 from specc.pipeline import plan
 
 TERMS = [
@@ -69,3 +72,45 @@ def test_cli_exports_refuse_a_foreign_segments_file(plans, tmp_path, format):
     exported = CliRunner().invoke(app, ["export", format, str(folder), "--out", str(tmp_path / "out.dcm")])
     assert exported.exit_code == 1 and "is not from the plan" in " ".join(exported.output.split())
     assert not (tmp_path / "out.dcm").exists()
+
+
+def _moved_weight(own: Path, folder: Path) -> tuple[Path, int]:
+    """The plan folder copied with 10% of a beam's first segment's weight moved to its second: the same
+    segments per beam and summed weights, another fluence (audit s18/a3 F1)."""
+    folder = Path(shutil.copytree(own, folder))
+    document = json.loads((own / "segments.json").read_text())
+    beam = next(beam for beam in document["beams"] if len(beam["segments"]) >= 2)
+    moved = 0.1 * beam["segments"][0]["weight"]
+    beam["segments"][0]["weight"] -= moved
+    beam["segments"][1]["weight"] += moved
+    (folder / "segments.json").write_text(json.dumps(document))
+    return folder, beam["beam"]
+
+
+def test_weight_moved_between_segments_of_a_beam_is_refused_naming_the_beam_and_the_difference(plans, tmp_path):
+    own = plans[0]
+    result = read_result(own / "result.h5")
+    case = result.load_case()
+    # the plan's own segments rebuild its fluence to float64 rounding
+    rebuilt = segments_fluence(read_segments(own / "segments.json"), case.beamlets)
+    assert result.fluence.max() > 0
+    assert np.abs(rebuilt - result.fluence).max() <= FLUENCE_TOLERANCE * result.fluence.max()
+    result.check_segments(read_segments(own / "segments.json"), own / "segments.json", case)
+
+    folder, beam = _moved_weight(own, tmp_path / "plan")
+    edited = read_segments(folder / "segments.json")
+    result.check_segments(edited, folder / "segments.json")  # count and summed weight alone: it passes
+    with pytest.raises(ResultError, match=rf"segments.json: beam {beam}: the fluence its segments deliver differs "
+                                          r"from .*result.h5's '/fluence' by up to [\d.e-]+ beamlet weight \([\d.]+% "
+                                          r"of the beam's largest"):
+        result.check_segments(edited, folder / "segments.json", case)
+
+
+@pytest.mark.parametrize("format", ["rtplan", "dicom"])
+def test_cli_exports_refuse_edited_segment_weights(plans, tmp_path, format):
+    folder, beam = _moved_weight(plans[0], tmp_path / "plan")
+    out = tmp_path / ("out.dcm" if format == "rtplan" else "study")
+    exported = CliRunner().invoke(app, ["export", format, str(folder), "--out", str(out)])
+    said = " ".join(exported.output.split())
+    assert exported.exit_code == 1 and f"beam {beam}: the fluence its segments deliver differs" in said, said
+    assert not out.exists()

@@ -39,6 +39,14 @@ FORMAT_VERSION = 1
 # Relative difference allowed between a beam's summed segment weight in segments.json and in the
 # plan record: both sum the same weights, in another order.
 _WEIGHT_TOLERANCE = 1e-9
+# The largest difference allowed between a beamlet's weight rebuilt from segments.json and result.h5's
+# `/fluence`, as a fraction of the beam's largest beamlet weight. Both are float64 (segments.json's weights
+# are written in the shortest text that reads back to the same float64), and both sum the same segment
+# weights, in another order and, for result.h5, before the normalization factor is applied: a few units
+# in the last place (~1e-15 of the beam's maximum for tens of segments). 1e-9 leaves a margin of 10^5 over
+# that and refuses any edit of a weight a person would make (a 0.2 moved between two segments of a beam
+# of maximum 2.9 is 7%).
+FLUENCE_TOLERANCE = 1e-9
 # What `/dose_gy` and `/prior_dose_gy` hold, as their attributes say; read back and required.
 DOSE_UNIT = "Gy"
 PLAN_DOSE_SUMMATION = "total over all fractions"
@@ -159,17 +167,50 @@ class PlanResult:
             )
         return case
 
-    def check_segments(self, segments: SegmentsDocument, segments_path: Path) -> None:
-        """Refuse a segments.json that is not this plan's own: one copied in from another plan would be
-        exported as this plan's RT Plan (and referenced by its RT Dose). The case and protocol hashes
-        must match, and so must the plan's record of its delivery: the segments per beam and their
-        summed weight, which tell two plans of one protocol and case apart."""
+    def check_segments(self, segments: SegmentsDocument, segments_path: Path, case: Case | None = None) -> None:
+        """Refuse a segments.json that is not this plan's own: one copied in from another plan, or
+        edited, would be exported as this plan's RT Plan (and referenced by its RT Dose). The case and
+        protocol hashes must match, and so must the plan's record of its delivery: the segments per
+        beam and their summed weight, which tell two plans of one protocol and case apart. With the
+        plan's `case` (`load_case`), the beamlet fluence the segments deliver must also be result.h5's
+        `/fluence` (`FLUENCE_TOLERANCE`): weight moved between segments of a beam keeps the count and
+        the sum. Every export that writes or references an RT Plan passes the case."""
         mismatch = self._segments_mismatch(segments)
         if mismatch is not None:
             raise ResultError(
                 f"{segments_path} is not from the plan {self.path} holds ({mismatch}); "
                 f"export the segments.json that specc plan wrote beside it"
             )
+        if case is not None:
+            mismatch = self._fluence_mismatch(segments, case)
+            if mismatch is not None:
+                raise ResultError(
+                    f"{segments_path}: {mismatch}; its segments are not the plan's (edited or damaged): "
+                    f"export the segments.json that specc plan wrote beside {self.path}"
+                )
+
+    def _fluence_mismatch(self, segments: SegmentsDocument, case: Case) -> str | None:
+        """The beam whose fluence from `segments` differs most from `/fluence`, beyond `FLUENCE_TOLERANCE`."""
+        from specc.export.segments import segments_fluence
+
+        if self.fluence.shape != (case.n_beamlets,):
+            return f"{self.path} holds {self.fluence.size} beamlet weights, case {case.case_id!r} has {case.n_beamlets}"
+        rebuilt = segments_fluence(segments, case.beamlets)
+        worst: tuple[float, int, float, float] | None = None  # (share of the beam's maximum, beam, difference, maximum)
+        for beam in np.unique(case.beamlets.beam_id):
+            members = case.beamlets.beam_id == beam
+            largest = float(max(np.abs(self.fluence[members]).max(), rebuilt[members].max()))
+            difference = float(np.abs(rebuilt[members] - self.fluence[members]).max())
+            if largest > 0 and difference > FLUENCE_TOLERANCE * largest and (worst is None or difference / largest > worst[0]):
+                worst = (difference / largest, int(beam), difference, largest)
+        if worst is None:
+            return None
+        share, beam, difference, largest = worst
+        return (
+            f"beam {beam}: the fluence its segments deliver differs from {self.path}'s '/fluence' by up to "
+            f"{difference:.4g} beamlet weight ({100 * share:.3g}% of the beam's largest, {largest:.4g}; "
+            f"allowed {FLUENCE_TOLERANCE:g} of it)"
+        )
 
     def _segments_mismatch(self, segments: SegmentsDocument) -> str | None:
         if segments.case_sha256 != self.case_sha256:

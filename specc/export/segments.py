@@ -15,9 +15,10 @@ import math
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from specc.case import Case
+from specc.case import Beamlets, Case
 from specc.errors import validation_text
 from specc.evaluate import PlanRecord
 from specc.export.result_file import ResultError
@@ -123,6 +124,31 @@ def write_segments(path: Path, sequence: Sequence, case: Case, record: PlanRecor
     )
     path.write_text(json.dumps(document.model_dump(mode="json"), indent=1), encoding="utf-8")
     return path
+
+
+def segments_fluence(document: SegmentsDocument, beamlets: Beamlets) -> np.ndarray:
+    """The beamlet fluence (per fraction, the case's unit) that `document`'s segments deliver on the
+    case's `beamlets`: each segment's weight on every beamlet whose centre lies under one of its open
+    leaf pairs (within half a leaf width of the pair's centre) and between that pair's two tips.
+
+    Read from the file alone, as a planning system reads the RT Plan written from it: what the
+    export checks against result.h5's fluence (`PlanResult.check_segments`). Tips lie on beamlet
+    edges and centres half a beamlet inside them, so the 3-decimal rounding of the file's
+    millimetres cannot move a beamlet in or out of an opening."""
+    fluence = np.zeros(len(beamlets.beam_id))
+    for beam in document.beams:
+        members = np.flatnonzero(beamlets.beam_id == beam.beam)
+        if members.size == 0 or not beam.segments:
+            continue
+        x, y = beamlets.x_mm[members], beamlets.y_mm[members]
+        offsets = np.abs(y[:, None] - np.asarray(beam.leaf_pair_centres_mm)[None, :])
+        pair = offsets.argmin(axis=1)
+        under = offsets[np.arange(len(members)), pair] < beam.leaf_width_mm / 2
+        left = np.array([[np.nan if tip is None else tip for tip in s.left_mm] for s in beam.segments])
+        right = np.array([[np.nan if tip is None else tip for tip in s.right_mm] for s in beam.segments])
+        opened = (left[:, pair] < x) & (x < right[:, pair]) & under  # (segments, beamlets); closed: NaN, never
+        fluence[members] += np.array([s.weight for s in beam.segments]) @ opened
+    return fluence
 
 
 def read_segments(path: str | Path) -> SegmentsDocument:
