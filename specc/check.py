@@ -38,6 +38,7 @@ from specc.case.importers.matrad_dose import MatradPlan, is_matrad_workspace, re
 from specc.case.importers.rtdose import read_rtdose
 from specc.case.model import Grid
 from specc.compile import ResolvedStructures, resolve_structures
+from specc.compile.case_limits import with_case_limits
 from specc.composite import require_one_frame, with_prior_dose
 from specc.errors import CaseError, CompileError, SpeccError
 from specc.evaluate import DoseSourceRecord, GoalRecord, PlanRecord, evaluate_dose
@@ -606,6 +607,8 @@ def _filed_under(read: _Read, record: PlanRecord) -> dict[str, object]:
 
 def _measure(protocol: Protocol, read: _Read, out_dir: str | Path, pdf: bool, stages: StageTimer) -> CheckOutcome:
     out = Path(out_dir)
+    # the case's protocol: goal limits by a structure's volume read on the masks the dose is judged on
+    protocol = with_case_limits(protocol, read.resolved.masks, read.case.voxel_volume_cc, read.resolved.absent)
     with stages.stage("evaluate"):
         evaluation = evaluate_dose(
             protocol, read.case, read.resolved.masks, read.dose, read.known, read.source, dict(stages.timings),

@@ -163,9 +163,18 @@ def test_limits_are_those_of_the_cited_sources() -> None:
     states the 22 cc row, set per patient (audit a1 F3). Thorax heart: V50Gy <= 25% and mean <= 20 Gy are in
     neither cited source; RTOG 0617 gives V60Gy < 1/3, V45Gy < 2/3, QUANTEC pericarditis mean < 26 Gy (audit a1 F4)."""
     sbrt = _goals("lung-sbrt-54-in-3.yaml")
-    assert sbrt["D2cm"] == ["Max <= 54% (variation 63%, priority 2)"]
-    assert "R50 <= 4.5 (variation 5.5, priority 3)" in sbrt["PTV"] and not any(g.startswith("GI") for g in sbrt["PTV"])
-    assert "SET PER PATIENT" in (EXAMPLES / "lung-sbrt-54-in-3.yaml").read_text(encoding="utf-8")
+    assert not any(g.startswith("GI") for g in sbrt["PTV"])
+    # since 1.4.0 the table by PTV volume itself, read on each case (it held the 22 cc row for every patient): read
+    # at 22 cc it gives that row, at 95 cc the 95 cc row
+    protocol = next(p for p in EXAMPLE_PROTOCOLS if Path(p.source.path).name == "lung-sbrt-54-in-3.yaml")
+    by_volume = {(goal.structure, str(goal.metric)): goal for goal in protocol.goals if goal.per_case}
+    d2cm, r50, outside = by_volume["D2cm", "Max"], by_volume["PTV", "R50"], by_volume["Outside_PTV", "V105%[cc]"]
+    assert d2cm.by_volume.limits == (50, 50, 50, 50, 54, 58, 62, 66, 70, 73, 77)
+    assert (d2cm.at_volume(22.0).threshold.text("Gy"), d2cm.at_volume(22.0).variation.text("Gy")) == ("54%", "63%")
+    assert (d2cm.at_volume(95.0).threshold_value, r50.at_volume(22.0).threshold_value) == (70 / 100 * 54, 4.5)
+    assert r50.at_volume(22.0).variation_value == 5.5
+    assert outside.at_volume(22.0).threshold_value == pytest.approx(0.15 * 22.0, abs=1e-9)  # 15% of the PTV's volume
+    assert "BY PTV VOLUME" in (EXAMPLES / "lung-sbrt-54-in-3.yaml").read_text(encoding="utf-8")
     assert _goals("base-thorax.yaml")["Heart"] == [
         "V60Gy[%] <= 33 (priority 2)", "V45Gy[%] <= 67 (priority 2)", "Mean <= 26 Gy (priority 3)"
     ]

@@ -57,6 +57,9 @@ def validate(
             # valid, and what `specc plan` would refuse when it derives the program from the goals alone
             for refusal in [] if isinstance(checked, SiteTemplate) else checked.derivation_refusals:
                 console.print(Text(f"  note: specc plan would refuse {refusal}"), soft_wrap=True, highlight=False)
+            # a limit by a structure's volume: no number in the file, one on each case
+            for per_case in [] if isinstance(checked, SiteTemplate) else checked.per_case_goals():
+                console.print(Text(f"  note: {per_case}"), soft_wrap=True, highlight=False)
     if output is OutputFormat.json:
         sys.stdout.write(json.dumps(reported, indent=2) + "\n")
     raise typer.Exit(1 if invalid else 0)

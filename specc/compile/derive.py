@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from specc.compile.case_limits import case_protocol
 from specc.compile.scenarios import with_scenarios
 from specc.compile.structures import resolve_structures
 from specc.errors import CompileError
@@ -120,8 +121,12 @@ def with_optimization(protocol: Protocol, case: Case | None = None) -> tuple[Pro
     else a copy with the derived terms and the fall-off structures, so later stages see them
     like any protocol structure. Either way, with robust optimization, its robust terms are
     copied into every setup-error scenario (`with_scenarios`). The protocol file is never touched. `case` supplies
-    structure volumes, needed only by goals on a complement volume in cc.
+    structure volumes, needed by goals on a complement volume in cc and by goal limits stated as a table by a
+    structure's volume, which are read on the case first (`case_protocol`): the protocol returned is the case's,
+    which the evaluation and the report read too.
     """
+    if case is not None:
+        protocol = case_protocol(protocol, case)
     if protocol.optimization is not None and protocol.optimization.terms:
         robust = with_scenarios(protocol)
         return robust, term_priorities(robust.optimization.terms)
@@ -176,8 +181,14 @@ def derive_optimization(protocol: Protocol, volumes_cc: Mapping[str, float] | No
     """Terms from the prescription and goals of `protocol` (see the module docstring).
 
     `volumes_cc` (structure volumes on the case) is needed only for goals whose convex form
-    is the complement of a volume in cc (CV metrics, DC in cc).
+    is the complement of a volume in cc (CV metrics, DC in cc), and for goal limits stated as a table by a
+    structure's volume (read at that volume here, unless the protocol is already the case's).
     """
+    if any(goal.per_case for goal in protocol.goals):
+        if volumes_cc is None:
+            raise CompileError("a goal's limit is a table by a structure's volume, read on each case: derive the "
+                               "optimization with the case's structure volumes")
+        protocol = protocol.with_limits_at(volumes_cc, {})
     if protocol.derivation_refusals:  # every case at once, in file order (`specc.protocol.goals_only`)
         raise ProtocolError(protocol.derivation_refusals)
     unlocated = list(goals_only_issues(protocol))  # a protocol no loader read: the same rules, by field path
@@ -207,6 +218,10 @@ def derive_optimization(protocol: Protocol, volumes_cc: Mapping[str, float] | No
         )
 
     for written, goal in zip(protocol.goals, goals):
+        if written.limit_source is not None:
+            limit = written.threshold.text(written.metric.unit)  # read from the table: `with_limits_at`
+            notes.append(f"{written.structure} {written.text} ({written.source}): aimed at {limit}, "
+                         f"{written.limit_source}")
         if goal.isoeffective:  # a mean: its own kind of term
             terms.extend(_goal_terms(goal, volumes_cc, notes, protocol.structures[goal.structure].alpha_beta))
             continue

@@ -178,6 +178,7 @@ def _goal_record(
         comparator=goal.comparator,
         threshold=goal.threshold_value,
         variation=goal.variation_value,
+        limit_source=goal.limit_source,
         unit=goal.value_unit,
         quantity=goal.quantity,
         course=goal.course if protocol.prescription.prior is not None else None,

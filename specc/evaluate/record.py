@@ -217,6 +217,10 @@ class GoalRecord(_Record):
     # True: the value is of the parts of its organ the case has, not the whole organ (the case lacks a part of a
     # structure read from its `parts`, or of one it is derived from); `note` says which. A cohort marks it.
     partial_structure: bool = False
+    # Where `threshold` and `variation` came from when the protocol states them as a table by a structure's volume,
+    # read on this case ("from the table by PTV volume at 22.04 cc, between the 13.2 and 22 cc rows"); None for a
+    # limit the protocol states as a number (and in a plan.json written before it).
+    limit_source: str | None = None
 
     def shown(self, value: float) -> str:
         """A value of this goal (its own, a scenario's, another plan's) with the decimals its judgement needs."""

@@ -206,6 +206,9 @@ def _goal_structures(protocol: ProtocolDocument, defined: Mapping[str, Structure
     for name in dict.fromkeys(goal.structure for goal in protocol.goals):
         if name not in protocol.structures:
             yield Issue(("goals", name), _undefined(name, defined, "write its goals under"), at_key=True)
+    for loc, goal in located_goals(protocol.goals):  # a limit by a structure's volume reads that structure's mask
+        if goal.by_volume is not None and goal.by_volume.structure not in protocol.structures:
+            yield Issue((*loc, goal.comparator, "by_volume_of"), _undefined(goal.by_volume.structure, defined))
 
 
 def _index_goals(protocol: ProtocolDocument) -> Iterator[Issue]:
@@ -370,8 +373,9 @@ def _excluded_across_forms(lower: Goal, upper: Goal) -> bool:
 
 
 def _resolved(goal: Goal) -> bool:
-    """Whether the goal's doses are known (not so for % of a prescription a template leaves out)."""
-    return goal.reference_dose is not None or not goal.needs_reference
+    """Whether the goal's doses are known (not so for % of a prescription a template leaves out, nor for a limit
+    read from a table by volume on each case)."""
+    return not goal.per_case and (goal.reference_dose is not None or not goal.needs_reference)
 
 
 def _conflicting_goals(goals: list[Goal]) -> Iterator[Issue]:
@@ -392,7 +396,7 @@ def _conflicting_goals(goals: list[Goal]) -> Iterator[Issue]:
 def _limit_key(goal: Goal) -> tuple[object, ...]:
     """What a goal limits: structure, metric, side, limit (resolved where it can be: "D95% >= 100%" of a
     78 Gy level is "D95% >= 78 Gy") and the dose it is on; not its priority or variation."""
-    threshold = goal.threshold_value if _resolved(goal) else goal.threshold
+    threshold = goal.threshold_value if _resolved(goal) else goal.threshold or goal.by_volume
     return (goal.structure, goal.metric, goal.comparator, threshold, goal.quantity, goal.course)
 
 

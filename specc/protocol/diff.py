@@ -21,6 +21,7 @@ from typing import Any
 from specc.protocol.goals import LOWER_BOUNDS, Goal, Threshold
 from specc.protocol.models import Protocol, SiteTemplate
 from specc.protocol.units import format_number
+from specc.protocol.volume_table import VolumeTable
 
 _HEADER = ("name", "site", "version", "description", "references", "authors", "approval")
 # Changes that do not change what is planned or how it is judged.
@@ -208,15 +209,15 @@ def _goals_by_item(protocol: Protocol | SiteTemplate) -> dict[str, list[Goal]]:
     return grouped
 
 
-def _written(goal: Goal) -> tuple[str, Threshold, Threshold | None, int]:
-    """What a goal states as written (its thresholds in Gy, or in % of a prescription)."""
-    return goal.comparator, goal.threshold, goal.variation, goal.priority
+def _written(goal: Goal) -> tuple[str, Threshold | VolumeTable | None, Threshold | None, int]:
+    """What a goal states as written (its thresholds in Gy, or in % of a prescription, or its table by volume)."""
+    return goal.comparator, goal.threshold or goal.by_volume, goal.variation, goal.priority
 
 
 def _limits(goal: Goal) -> tuple[float, float | None, float | None] | None:
     """The threshold, variation and metric dose (V95%) in Gy, or None where a site template leaves
-    the prescription a goal in % refers to to its protocols."""
-    if goal.needs_reference and goal.reference_dose is None:
+    the prescription a goal in % refers to to its protocols, or a table by volume leaves to each case."""
+    if goal.per_case or (goal.needs_reference and goal.reference_dose is None):
         return None
     return goal.threshold_value, goal.variation_value, goal.metric_dose_gy
 
@@ -251,7 +252,7 @@ def _goal_change(
 
 def _resolved(goal: Goal) -> str:
     """A goal as written, with what its percentages of the prescription are in Gy: "Max <= 80% [80% = 56 Gy]"."""
-    if goal.reference_dose is None:
+    if goal.reference_dose is None or goal.per_case:
         return goal.text
     percentages = [(goal.metric.dose_percent, goal.metric_dose_gy)] if goal.metric.dose_percent is not None else []
     percentages += [(limit.value, value) for limit, value in ((goal.threshold, goal.threshold_value),

@@ -18,6 +18,10 @@ it on this plan's dose alone where a protocol with a prior course judges the com
     Max <= 50 Gy (EQD2)                  # cumulative cord limit of a re-irradiation
     V60Gy[%] <= 30 (BED, priority 2)     # 30% at most receives a BED of 60 Gy
     Max <= 25 Gy (EQD2, this course)     # the re-irradiation course alone
+
+A mapping goal's limit may be a table by a structure's volume (`specc.protocol.volume_table`): the goal
+then holds the table (`by_volume`) and no threshold until the compile stage reads the table at the
+structure's volume on the case (`Goal.at_volume`), which every later stage sees.
 """
 
 from __future__ import annotations
@@ -25,15 +29,16 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictInt, Tag, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from specc.protocol.isoeffect import ISOEFFECTIVE, DoseQuantity
 from specc.protocol.metrics import Metric, MetricUnit
 from specc.protocol.suggest import did_you_mean
 from specc.protocol.units import DOSE_UNITS, Dose, format_number
+from specc.protocol.volume_table import VolumeTable, VolumeTableMapping
 from specc.terms.base import SourceLocation
 
 Comparator = Literal["<=", ">=", "<", ">"]
@@ -130,16 +135,29 @@ def _unit_hint(unit: str, metric: Metric) -> str:
     return hint or f" (expected {' or '.join(allowed)})"
 
 
+def _limit_form(value: Any) -> str:
+    """Which form a written limit is in, so that an error in a table is reported alone (not also as "expected
+    text" and "expected a number", the other forms of the union)."""
+    return "table" if isinstance(value, (dict, VolumeTableMapping)) else "number"
+
+
+# A mapping goal's limit: a number with its unit, or a table by a structure's volume on the case.
+WrittenLimit = Annotated[
+    Annotated[str | float, Tag("number")] | Annotated[VolumeTableMapping, Tag("table")], Discriminator(_limit_form)
+] | None
+_BY_VOLUME = " Or a table by a structure's volume on the case: {by_volume_of, volume_cc, limit, variation}."
+
+
 class GoalMapping(BaseModel):
     """The mapping form of a goal: `{metric: D95%, ">=": 78 Gy, variation: 76 Gy, priority: 2}`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     metric: str = Field(description="DVH metric in TG-263 notation, e.g. D95%, V20Gy[%], Mean.")
-    at_most: str | float | None = Field(default=None, alias="<=", description="Upper limit (inclusive).")
-    at_least: str | float | None = Field(default=None, alias=">=", description="Lower limit (inclusive).")
-    below: str | float | None = Field(default=None, alias="<", description="Upper limit (exclusive).")
-    above: str | float | None = Field(default=None, alias=">", description="Lower limit (exclusive).")
+    at_most: WrittenLimit = Field(default=None, alias="<=", description="Upper limit (inclusive)." + _BY_VOLUME)
+    at_least: WrittenLimit = Field(default=None, alias=">=", description="Lower limit (inclusive)." + _BY_VOLUME)
+    below: WrittenLimit = Field(default=None, alias="<", description="Upper limit (exclusive)." + _BY_VOLUME)
+    above: WrittenLimit = Field(default=None, alias=">", description="Lower limit (exclusive)." + _BY_VOLUME)
     variation: str | float | None = Field(
         default=None, description="Acceptable-variation threshold, on the lenient side of the limit."
     )
@@ -158,10 +176,13 @@ class GoalMapping(BaseModel):
     def _one_comparator(self) -> GoalMapping:
         if len(self.limits()) != 1:
             raise ValueError('a goal needs exactly one of the keys "<=", ">=", "<", ">"')
+        if isinstance(self.limits()[0][1], VolumeTableMapping) and self.variation is not None:
+            raise ValueError("a goal whose limit is a table by volume gives its variation in the table, row by row "
+                             "(`variation: [...]` beside `limit`), not beside the comparator")
         return self
 
-    def limits(self) -> list[tuple[Comparator, str | float]]:
-        pairs: list[tuple[Comparator, str | float | None]] = [
+    def limits(self) -> list[tuple[Comparator, str | float | VolumeTableMapping]]:
+        pairs: list[tuple[Comparator, WrittenLimit]] = [
             ("<=", self.at_most), (">=", self.at_least), ("<", self.below), (">", self.above)
         ]
         return [(comparator, value) for comparator, value in pairs if value is not None]
@@ -183,8 +204,16 @@ class Goal(BaseModel):
     structure: str
     metric: Metric
     comparator: Comparator
-    threshold: Threshold
+    threshold: Threshold | None = Field(
+        default=None, description="The limit; none while it is a table by volume not yet read on a case (`by_volume`)."
+    )
     variation: Threshold | None = None
+    by_volume: VolumeTable | None = Field(
+        default=None, description="The limits by a structure's volume, read on each case (`at_volume`)."
+    )
+    at_volume_cc: float | None = Field(
+        default=None, description="The volume of `by_volume`'s structure on the case the limits were read at."
+    )
     priority: int = Field(default=DEFAULT_PRIORITY, ge=1)
     quantity: DoseQuantity = Field(default="physical", description="physical, or the isoeffective EQD2 / BED.")
     course: Course = Field(default="composite", description="With a prior course: the composite's, or this plan's alone.")
@@ -209,27 +238,17 @@ class Goal(BaseModel):
 
     @model_validator(mode="after")
     def _check(self) -> Goal:
-        for name, limit in (("threshold", self.threshold), ("variation", self.variation)):
-            if limit is None:
-                continue
-            if limit.relative and not self.metric.is_dose:
-                raise ValueError(f"{name} of {self.metric} is a volume; only dose thresholds may be relative")
-            if self.metric.unit == "%" and limit.value > 100:
-                raise ValueError(f"{name} of {self.metric}: a volume cannot exceed 100%")
-        if self.variation is not None:
-            if self.variation.relative != self.threshold.relative:
-                raise ValueError("write the variation in the same form as the threshold (both in % or both in Gy)")
-            lenient = (
-                self.variation.value < self.threshold.value
-                if self.is_lower_bound
-                else self.variation.value > self.threshold.value
-            )
-            if not lenient:
-                side = "below" if self.is_lower_bound else "above"
-                raise ValueError(
-                    f"variation {self.variation.text(self.metric.unit)} must lie {side} the threshold "
-                    f"{self.threshold.text(self.metric.unit)} (it is the acceptable deviation)"
-                )
+        if self.threshold is None and self.by_volume is None:
+            raise ValueError("a goal needs a threshold (or a table by volume)")
+        if self.threshold is not None:
+            self._check_limits(self.threshold, self.variation)
+        if self.by_volume is not None:
+            for row, (threshold, variation) in enumerate(table_rows(self.by_volume)):
+                try:
+                    self._check_limits(threshold, variation)
+                except ValueError as error:
+                    at = format_number(self.by_volume.volumes_cc[row])
+                    raise ValueError(f"the table's {at} cc row (volume_cc[{row}]): {error}") from None
         if self.quantity in ISOEFFECTIVE:
             if self.metric.is_index:
                 raise ValueError(f"{self.metric} is a ratio of physical isodose volumes; it has no {self.quantity}")
@@ -241,6 +260,53 @@ class Goal(BaseModel):
         if not self.text:
             return self.model_copy(update={"text": str(self)})
         return self
+
+    def _check_limits(self, threshold: Threshold, variation: Threshold | None) -> None:
+        """A threshold and its variation are in the metric's unit, the variation on the lenient side."""
+        for name, limit in (("threshold", threshold), ("variation", variation)):
+            if limit is None:
+                continue
+            if limit.relative and not self.metric.is_dose:
+                raise ValueError(f"{name} of {self.metric} is a volume; only dose thresholds may be relative")
+            if self.metric.unit == "%" and limit.value > 100:
+                raise ValueError(f"{name} of {self.metric}: a volume cannot exceed 100%")
+        if variation is not None:
+            if variation.relative != threshold.relative:
+                raise ValueError("write the variation in the same form as the threshold (both in % or both in Gy)")
+            lenient = variation.value < threshold.value if self.is_lower_bound else variation.value > threshold.value
+            if not lenient:
+                side = "below" if self.is_lower_bound else "above"
+                raise ValueError(
+                    f"variation {variation.text(self.metric.unit)} must lie {side} the threshold "
+                    f"{threshold.text(self.metric.unit)} (it is the acceptable deviation)"
+                )
+
+    @property
+    def per_case(self) -> bool:
+        """Whether the goal's limit is a table by volume not yet read on a case (it has no threshold yet)."""
+        return self.threshold is None
+
+    @property
+    def limit_source(self) -> str | None:
+        """Where a limit read from a table came from ("from the table by PTV volume at 22.04 cc, between the 13.2
+        and 22 cc rows"); None for a limit the protocol states as a number."""
+        table, volume = self.by_volume, self.at_volume_cc
+        if table is None or volume is None:
+            return None
+        return f"from the table by {table.structure} volume at {volume:.2f} cc, {table.rows_text(volume)}"
+
+    def at_volume(self, volume_cc: float) -> Goal:
+        """The goal with its table read at `volume_cc` (the table's structure on a case); itself when its limit is a
+        number. A ValueError for a volume outside the table."""
+        if self.by_volume is None:
+            return self
+        limit, variation = self.by_volume.at(volume_cc)
+        relative = self.by_volume.relative
+        return self.model_copy(update={
+            "threshold": Threshold(value=limit, relative=relative),
+            "variation": None if variation is None else Threshold(value=variation, relative=relative),
+            "at_volume_cc": volume_cc,
+        })
 
     @classmethod
     def parse(cls, text: str, structure: str, reference_dose: Dose | None = None) -> Goal:
@@ -254,7 +320,10 @@ class Goal(BaseModel):
     @property
     def needs_reference(self) -> bool:
         """Whether the goal refers to a prescription (relative threshold or V95%-style metric)."""
-        relative = self.threshold.relative or (self.variation is not None and self.variation.relative)
+        if self.threshold is None:
+            relative = self.by_volume is not None and self.by_volume.relative
+        else:
+            relative = self.threshold.relative or (self.variation is not None and self.variation.relative)
         return relative or self.metric.dose_percent is not None
 
     @property
@@ -278,6 +347,9 @@ class Goal(BaseModel):
     @property
     def threshold_value(self) -> float:
         """The threshold in `metric.unit` (Gy for dose metrics, total over the course)."""
+        if self.threshold is None:
+            raise ValueError(f"{self.structure} {self.text}: its limit is a table by volume, read on each case "
+                             "(`at_volume`), and this goal was not")
         return self.threshold.resolve(self.reference_dose)
 
     @property
@@ -298,7 +370,7 @@ class Goal(BaseModel):
     def _key(self) -> tuple[Any, ...]:
         return (
             self.structure, self.metric, self.comparator, self.threshold, self.variation, self.priority,
-            self.reference_dose, self.quantity, self.course,
+            self.reference_dose, self.quantity, self.course, self.by_volume, self.at_volume_cc,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -311,12 +383,36 @@ class Goal(BaseModel):
     def __str__(self) -> str:
         unit = self.metric.unit
         extras = list(self.qualifiers)
-        if self.variation is not None:
-            extras.append(f"variation {self.variation.text(unit)}")
+        if self.by_volume is not None:  # the table, not one case's reading of it: the text is the cohort's
+            table = self.by_volume
+            if table.variations is not None:
+                extras.append(f"variation {_span(table.variations, table.relative, unit)}")
+            limit = f"{_span(table.limits, table.relative, unit)} by {table.structure} volume, {table.range_text}"
+        else:
+            assert self.threshold is not None, "`_check`: a goal without a table has a threshold"
+            if self.variation is not None:
+                extras.append(f"variation {self.variation.text(unit)}")
+            limit = self.threshold.text(unit)
         if self.priority != DEFAULT_PRIORITY:
             extras.append(f"priority {self.priority}")
         tail = f" ({', '.join(extras)})" if extras else ""
-        return f"{self.metric} {self.comparator} {self.threshold.text(unit)}{tail}"
+        return f"{self.metric} {self.comparator} {limit}{tail}"
+
+
+def _span(values: tuple[float, ...], relative: bool, unit: MetricUnit) -> str:
+    """A table column as its lowest and highest values ("50%-77%", "2.9-5.9")."""
+    low, high = (Threshold(value=value, relative=relative).text(unit) for value in (min(values), max(values)))
+    if low == high:
+        return low
+    return f"{low.removesuffix(f' {unit}')}-{high}" if unit else f"{low}-{high}"  # "0.27-24.45 cc", "50%-77%"
+
+
+def table_rows(table: VolumeTable) -> list[tuple[Threshold, Threshold | None]]:
+    """Each row of `table` as the threshold and variation it gives a case of that row's volume."""
+    variations = table.variations or (None,) * len(table.limits)
+    return [(Threshold(value=limit, relative=table.relative),
+             None if variation is None else Threshold(value=variation, relative=table.relative))
+            for limit, variation in zip(table.limits, variations)]
 
 
 def parse_compact(text: str) -> dict[str, Any]:
@@ -380,7 +476,8 @@ def fields_from_mapping(mapping: GoalMapping) -> dict[str, Any]:
     fields: dict[str, Any] = {
         "metric": metric,
         "comparator": comparator,
-        "threshold": parse_threshold(limit, metric),
+        **({"by_volume": _table(limit, metric)} if isinstance(limit, VolumeTableMapping)
+           else {"threshold": parse_threshold(limit, metric)}),
         "priority": mapping.priority,
         "quantity": mapping.quantity,
         "course": mapping.course,
@@ -388,3 +485,23 @@ def fields_from_mapping(mapping: GoalMapping) -> dict[str, Any]:
     if mapping.variation is not None:
         fields["variation"] = parse_threshold(mapping.variation, metric, "variation")
     return fields
+
+
+def _table(written: VolumeTableMapping, metric: Metric) -> VolumeTable:
+    """A table's limits read in `metric`'s unit, all in one form (all in % of the prescription, or none)."""
+    def column(name: str, values: list[Any]) -> list[Threshold]:
+        return [parse_threshold(value, metric, f"{name}[{row}]") for row, value in enumerate(values)]
+
+    limits = column("limit", written.limit)
+    variations = None if written.variation is None else column("variation", written.variation)
+    forms = {limit.relative for limit in [*limits, *(variations or [])]}
+    if len(forms) > 1:  # only a dose metric's limits may be relative
+        raise ValueError("write every limit and variation of the table in one form: all in % of the prescription "
+                         "or all in Gy, not some of each")
+    return VolumeTable(
+        structure=written.by_volume_of,
+        volumes_cc=tuple(written.volume_cc),
+        limits=tuple(limit.value for limit in limits),
+        variations=None if variations is None else tuple(variation.value for variation in variations),
+        relative=forms == {True},
+    )

@@ -31,7 +31,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from specc.protocol.consistency import consistency_issues
-from specc.protocol.diagnostics import Diagnostic, ProtocolConsistencyError
+from specc.protocol.diagnostics import Diagnostic, ProtocolConsistencyError, ProtocolError, format_loc, located_goals
 from specc.protocol.goals import Course, Goal, GoalEntry, GoalMapping
 from specc.protocol.metrics import Metric
 from specc.protocol.names import name_key
@@ -884,6 +884,48 @@ class Protocol(ProtocolDocument):
         """What planning from the goals alone refuses, located in the files; empty for a protocol no loader
         read (derivation then applies the same rules by field path: `specc.compile.derive`)."""
         return list(self._derivation_refusals)
+
+    def per_case_goals(self) -> list[Diagnostic]:
+        """Each goal whose limit is a table by a structure's volume, at its line, saying that it is read on each
+        case (`specc validate` notes them: the file alone gives no number to judge them by)."""
+        return [
+            self._goal_diagnostic(
+                loc, goal, f'"{goal.text}": its limit is read on each case from the table at the volume of '
+                f"{goal.by_volume.structure} (interpolated linearly; a case outside {goal.by_volume.range_text} is "
+                "refused)",
+            )
+            for loc, goal in located_goals(self.goals) if goal.by_volume is not None
+        ]
+
+    def _goal_diagnostic(self, loc: tuple[str | int, ...], goal: Goal, message: str) -> Diagnostic:
+        """`message` at the line `goal` was written on (the protocol's file alone for one built in memory)."""
+        if goal.source is not None:
+            return Diagnostic(goal.source.file, goal.source.line, goal.source.column, format_loc(loc), message)
+        where = self.source.path if self.source is not None else "<protocol>"
+        return Diagnostic(where, None, None, format_loc(loc), message)
+
+    def with_limits_at(self, volumes_cc: Mapping[str, float], absent: Mapping[str, str]) -> Protocol:
+        """The protocol of one case: each goal's table by volume read at its structure's volume there
+        (`volumes_cc`, cc on the case's masks; `absent`: the structures the case has no mask of, and why), so that
+        the program, the evaluation, the report and plan.json judge the case by the same numbers. A ProtocolError
+        names each goal whose structure is outside its table or absent: no limit is extrapolated or clamped."""
+        goals: list[Goal] = []
+        errors: list[Diagnostic] = []
+        for loc, goal in located_goals(self.goals):
+            table = goal.by_volume
+            if table is None:
+                goals.append(goal)
+                continue
+            try:
+                if table.structure not in volumes_cc:
+                    raise ValueError(f"{table.structure} has no mask on this case "
+                                     f"({absent.get(table.structure, 'not resolved')}): its table has no row to read")
+                goals.append(goal.at_volume(volumes_cc[table.structure]))
+            except ValueError as error:
+                errors.append(self._goal_diagnostic(loc, goal, f'"{goal.text}": {error}'))
+        if errors:
+            raise ProtocolError(errors)
+        return self.model_copy(update={"goals": goals})
 
     def prescription_for(self, structure: str) -> Dose | None:
         """The prescribed dose of `structure` if it is a prescription target."""

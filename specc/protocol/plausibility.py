@@ -89,7 +89,7 @@ def _target_goals(protocol: ProtocolDocument) -> Iterator[Issue]:
     assert protocol.prescription is not None
     for loc, goal in located_goals(protocol.goals):
         level = protocol.prescription.level_for(goal.structure)
-        if level is None or not goal.metric.is_dose or goal.threshold.relative or goal.isoeffective:
+        if level is None or not goal.metric.is_dose or goal.threshold is None or goal.threshold.relative or goal.isoeffective:
             continue
         own = goal.course == "this"
         reference = level.plan_dose_gy if own else level.dose.gy
@@ -110,7 +110,11 @@ def _stated_doses(goal: Goal, own_level: bool) -> list[tuple[str, float]]:
     both sides) and variation; a V or CV metric's dose. A percentage of the prescription is none: it cannot
     be in the wrong unit."""
     stated: list[tuple[str, float]] = []
-    if goal.metric.is_dose:
+    if goal.metric.is_dose and goal.by_volume is not None:  # a table's rows, each a limit some case is judged by
+        table = goal.by_volume
+        if not table.relative:
+            stated += [(f"its table's {format_number(volume)} cc row", gy) for volume, gy in zip(table.volumes_cc, table.limits)]
+    elif goal.metric.is_dose:
         if not own_level and not goal.threshold.relative:
             stated.append(("", goal.threshold_value))
         if goal.variation is not None and not goal.variation.relative:

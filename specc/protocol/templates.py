@@ -383,14 +383,18 @@ def _asks_less(old: Goal, new: Goal) -> list[str]:
     """How `new` (of `old`'s structure, metric, side and dose) is looser than `old`: empty when it is not."""
     unit, upper = old.metric.unit, not old.is_lower_bound
     reasons: list[str] = []
-    limits = _comparable(old, old.threshold, new, new.threshold)
+    # a limit by volume is read on each case: what it asks beside a number is the case's to say, not the file's
+    tables = old.threshold is None or new.threshold is None
+    limits = None if tables else _comparable(old, old.threshold, new, new.threshold)
     if limits is not None and (limits[1] > limits[0] if upper else limits[1] < limits[0]):
         reasons.append(f"threshold {'raised' if upper else 'lowered'} from {_text(old.threshold, unit, limits[0])} "
                        f"to {_text(new.threshold, unit, limits[1])}")
     if new.priority > old.priority:
         must = " (must)" if old.priority == DEFAULT_PRIORITY else ""
         reasons.append(f"priority demoted from {old.priority}{must} to {new.priority}")
-    if new.variation is not None and old.variation is None:
+    if tables:
+        pass
+    elif new.variation is not None and old.variation is None:
         reasons.append(f"an acceptable variation added ({new.variation.text(unit)})")
     elif new.variation is not None and old.variation is not None:
         limits = _comparable(old, old.variation, new, new.variation)

@@ -1,0 +1,94 @@
+"""Goal limits stated as a table by a structure's volume (RTOG 0813 / 0915's spillage table by PTV volume) are
+read on each case at that structure's volume on its mask: the plan's program, its evaluation, plan.json and the
+report judge the case by the limit interpolated there, a check of the plan's dose by the same one, and a case
+outside the table is refused naming the protocol file, the goal's line, the volume and the table's range."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from evaluate_fakes import synthetic_case
+
+import specc
+from specc.evaluate.goals import judge
+from specc.export import read_result
+from specc.export.rtdose import write_rtdose
+from specc.protocol import ProtocolError, parse_protocol_text
+
+VOLUMES_CC = [1.8, 3.8, 7.4, 13.2, 22.0, 34.0]
+D2CM_PERCENT = [50, 50, 50, 50, 54, 58]
+D2CM_MINOR = [57, 57, 58, 58, 63, 68]
+R50 = [5.9, 5.5, 5.1, 4.7, 4.5, 4.3]
+R50_MINOR = [7.5, 6.5, 6.0, 5.8, 5.5, 5.3]
+
+
+def _protocol(volumes_cc: list[float] = VOLUMES_CC) -> str:
+    return f"""\
+specc: 1
+name: SBRT by volume
+site: test
+version: 1.0.0
+structures:
+  Target: {{role: target}}
+  Organ: {{role: oar}}
+prescription: {{fractions: 3, levels: [{{target: Target, dose: 54 Gy}}]}}
+goals:
+  Target:
+    - "D95% >= 50 Gy"
+    - metric: R50
+      "<=": {{by_volume_of: Target, volume_cc: {volumes_cc}, limit: {R50}, variation: {R50_MINOR}}}
+      priority: 3
+  Organ:
+    - metric: Max
+      "<=":
+        by_volume_of: Target
+        volume_cc: {volumes_cc}
+        limit: [{", ".join(f"{p}%" for p in D2CM_PERCENT)}]
+        variation: [{", ".join(f"{p}%" for p in D2CM_MINOR)}]
+      priority: 2
+"""
+
+
+def test_the_limit_is_the_table_interpolated_at_the_case_volume_and_the_goal_is_judged_by_it(tmp_path) -> None:
+    case = synthetic_case()
+    target_cc = np.count_nonzero(case.structures["Target"].mask) * case.grid.voxel_volume_cc
+    assert 13.2 < target_cc < 22.0  # between two rows: an interpolation, not a row read as written
+    protocol = parse_protocol_text(_protocol(), "site/sbrt.yaml")
+    outcome = specc.plan(protocol, case, tmp_path / "plan")
+    goals = {goal.metric: goal for goal in outcome.record.goals}
+    r50, organ = goals["R50"], goals["Max"]
+    assert (r50.threshold, r50.variation) == pytest.approx(
+        (np.interp(target_cc, VOLUMES_CC, R50), np.interp(target_cc, VOLUMES_CC, R50_MINOR)), abs=1e-9)
+    assert (organ.threshold, organ.variation) == pytest.approx(
+        (np.interp(target_cc, VOLUMES_CC, D2CM_PERCENT) / 100 * 54, np.interp(target_cc, VOLUMES_CC, D2CM_MINOR) / 100 * 54),
+        abs=1e-8)
+    for goal in (r50, organ):
+        assert goal.value is not None and goal.measured_status == judge(goal.value, "<=", goal.threshold, goal.variation)
+        assert goal.limit_source == f"from the table by Target volume at {target_cc:.2f} cc, between the 13.2 and 22 cc rows"
+    # plan.json and the report say the same numbers and where they came from; the goal's text is the table's, one
+    # text for every case of a cohort
+    written = {goal["metric"]: goal for goal in json.loads((tmp_path / "plan" / "plan.json").read_text())["goals"]}
+    assert written["Max"]["threshold"] == organ.threshold and written["Max"]["limit_source"] == organ.limit_source
+    assert organ.text == "Max <= 50%-58% by Target volume, 1.8-34 cc (variation 57%-68%, priority 2)"
+    assert organ.limit_source in (tmp_path / "plan" / "report.html").read_text(encoding="utf-8")
+    # a check of the plan's dose reads the table on its own masks: the same limits
+    dose_path = write_rtdose(read_result(tmp_path / "plan" / "result.h5"), tmp_path / "RD.dcm")
+    checked = specc.check_dose(protocol, case, dose_path, tmp_path / "check").record
+    assert [(goal.threshold, goal.variation, goal.limit_source) for goal in checked.goals] == [
+        (goal.threshold, goal.variation, goal.limit_source) for goal in outcome.record.goals]
+
+
+def test_a_case_outside_the_table_is_refused_with_its_volume_and_the_table_range(tmp_path) -> None:
+    protocol = parse_protocol_text(_protocol([22.0, 34.0, 50.0, 70.0, 95.0, 126.0]), "site/sbrt.yaml")
+    case = synthetic_case()
+    target_cc = np.count_nonzero(case.structures["Target"].mask) * case.grid.voxel_volume_cc
+    with pytest.raises(ProtocolError) as raised:
+        specc.plan(protocol, case, tmp_path / "plan")
+    first, second = raised.value.diagnostics
+    assert (first.file, first.line, first.path) == ("site/sbrt.yaml", 12, "goals.Target[1]")
+    assert (second.line, second.path) == (16, "goals.Organ[0]")
+    assert f"Target is {target_cc:.2f} cc on this case, outside the table's 22-126 cc" in first.message
+    assert "none is extrapolated" in first.message
+    assert not (tmp_path / "plan" / "plan.json").exists()

@@ -1,0 +1,77 @@
+"""The goal form whose limit is a table by a structure's volume (`"<=": {by_volume_of: PTV, volume_cc: [...],
+limit: [...], variation: [...]}`): read and checked with the protocol, each mistake an error at its file, line and
+field; its limit known only once read at a volume, linearly between the rows, never outside them."""
+
+from __future__ import annotations
+
+import pytest
+
+from specc.protocol import Protocol, ProtocolError, parse_protocol_text
+
+HEAD = """\
+specc: 1
+name: by volume
+site: test
+version: 1.0.0
+structures:
+  PTV: {role: target}
+  Ring: {role: other}
+prescription: {fractions: 3, levels: [{target: PTV, dose: 54 Gy}]}
+goals:
+  Ring:
+    - metric: Max
+"""
+
+
+def _goal(table: str, extra: str = "") -> str:
+    return HEAD + f'      "<=": {table}\n' + extra
+
+
+TABLE = "{by_volume_of: PTV, volume_cc: [1.8, 22, 163], limit: [50%, 54%, 77%], variation: [57%, 63%, 94%]}"
+
+
+def test_a_table_goal_is_read_at_a_volume_linearly_between_its_rows() -> None:
+    goal = parse_protocol_text(_goal(TABLE), "p.yaml").goals[0]
+    assert goal.per_case and goal.threshold is None and goal.text == (
+        "Max <= 50%-77% by PTV volume, 1.8-163 cc (variation 57%-94%)")
+    with pytest.raises(ValueError, match="read on each case"):
+        goal.threshold_value  # noqa: B018 (a goal not read on a case has no number to judge by)
+    at = goal.at_volume(92.5)  # half way between the 22 and 163 cc rows
+    assert (at.threshold.value, at.variation.value, at.threshold_value) == (65.5, 78.5, 35.37)  # 65.5% of 54 Gy
+    assert at.limit_source == "from the table by PTV volume at 92.50 cc, between the 22 and 163 cc rows"
+    assert goal.at_volume(22).threshold.value == 54 and goal.at_volume(1.8).variation.value == 57
+    with pytest.raises(ValueError, match=r"PTV is 170\.00 cc on this case, outside the table's 1\.8-163 cc"):
+        goal.at_volume(170.0)
+
+
+def test_a_protocol_with_a_table_goal_validates_again_from_its_dump() -> None:
+    protocol = parse_protocol_text(_goal(TABLE), "p.yaml")
+    again = Protocol.model_validate(protocol.model_dump())
+    assert again.goals == protocol.goals
+    read = protocol.with_limits_at({"PTV": 22.0}, {})
+    assert Protocol.model_validate(read.model_dump()).goals[0].threshold_value == 29.16  # 54% of 54 Gy
+
+
+@pytest.mark.parametrize("table, extra, line, path, message", [
+    ("{by_volume_of: PTV, volume_cc: [1.8, 22, 13.2], limit: [50%, 54%, 77%]}", "", 12, 'goals.Ring[0].<=.volume_cc',
+     "volume_cc must increase row by row: volume_cc[2] 13.2 cc follows volume_cc[1] 22 cc"),
+    ("{by_volume_of: PTV, volume_cc: [0, 22, 163], limit: [50%, 54%, 77%]}", "", 12, 'goals.Ring[0].<=.volume_cc',
+     "volume_cc[0] is 0.0: a structure volume is a finite number of cc above 0"),
+    ("{by_volume_of: PTV, volume_cc: [1.8, 22, 163], limit: [50%, 54%]}", "", 12, "goals.Ring[0].<=",
+     "limit has 2 values for the 3 rows of volume_cc: give one per row"),
+    ("{by_volume_of: PTV, volume_cc: [1.8, 22, 163], limit: [50%, 29 Gy, 77%]}", "", 11, "goals.Ring[0]",
+     "write every limit and variation of the table in one form: all in % of the prescription or all in Gy"),
+    ("{by_volume_of: PTV, volume_cc: [1.8, 22, 163], limit: [50%, 54%, 77%], variation: [57%, 53%, 94%]}", "", 11,
+     "goals.Ring[0]", "the table's 22 cc row (volume_cc[1]): variation 53% must lie above the threshold 54%"),
+    ("{by_volume_of: PTV, volume_cc: [1.8, 22, 163], limit: [50, 54, 77]}", "", 11, "goals.Ring[0]",
+     "of Max has no unit"),
+    ("{by_volume_of: PTVV, volume_cc: [1.8, 22, 163], limit: [50%, 54%, 77%]}", "", 12,
+     "goals.Ring[0].<=.by_volume_of", 'undefined structure "PTVV" (did you mean "PTV"?)'),
+    (TABLE, "      variation: 60%\n", 11, "goals.Ring[0]", "gives its variation in the table, row by row"),
+])
+def test_a_bad_table_is_an_error_at_its_line(table: str, extra: str, line: int, path: str, message: str) -> None:
+    with pytest.raises(ProtocolError) as raised:
+        parse_protocol_text(_goal(table, extra), "p.yaml")
+    (diagnostic,) = raised.value.diagnostics
+    assert (diagnostic.file, diagnostic.line, diagnostic.path) == ("p.yaml", line, path)
+    assert message in diagnostic.message
