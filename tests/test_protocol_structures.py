@@ -47,8 +47,18 @@ def test_functions() -> None:
         ("expand(CTV, z=5 Gy)", 'unit "Gy" of "5 Gy" is not a length: margins are in mm or cm'),
         ("expand(CTV, 0.5m)", 'unit "m" of "0.5m": margins are in mm or cm only'),
         ("expand(CTV, 5MM)", 'unit "MM" of "5MM": write margins in "mm" or "cm", in lower case, e.g. "5mm"'),
-        ("expand(CTV, -5mm)", 'a margin cannot be negative ("-5mm"): shrink the structure with shrink(X, 5mm) instead'),
-        ("expand(CTV, 5mm, -0.5 cm, 5mm)", 'a margin cannot be negative ("-0.5 cm")'),
+        # a negative margin: the hint is what its sign would mean for that operator (audit s18/a2 F4)
+        ("expand(CTV, -5mm)", 'a margin cannot be negative ("-5mm"): an expansion by a negative margin is a shrink: '
+                              "write shrink(CTV, 5mm) at character 13"),
+        ("shrink(Cube, -3mm)", 'a margin cannot be negative ("-3mm"): a shrink by a negative margin is an expansion: '
+                               "write expand(Cube, 3mm) at character 14"),
+        ("shrink(CTV, z=-1cm)", "write expand(CTV, 0mm, 0mm, 10mm) at character 15"),
+        ("crop(Cube, Body, -2mm)", 'a margin cannot be negative ("-2mm"): crop\'s margin is how far inside Body to keep; '
+                                   "to keep up to 2mm outside it, crop to its expansion: crop(Cube, expand(Body, 2mm))"),
+        ("ring(PTV, -2mm, 20mm)", "a shell reaching inside it is expand(PTV, 20mm) - shrink(PTV, 2mm) at character 11"),
+        ("expand(CTV, 5mm, -0.5 cm, 5mm)", 'a margin cannot be negative ("-0.5 cm"): to grow along some axes and shrink '
+                                           "along others, write the two in turn, e.g. shrink(expand(CTV, 5mm, 0mm, 5mm), "
+                                           "0mm, 5mm, 0mm) at character 18"),
         ("expnd(CTV, 5mm)", 'unknown function "expnd" (did you mean "expand"?)'),
         ("A |", 'expected a structure name, a function or "(", found the end at character 4'),
         ("ring(A, 5mm, 2mm)", "ring inner distance 5mm must be smaller than outer 2mm"),

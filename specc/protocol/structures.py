@@ -18,6 +18,7 @@ the tree on masks; here it is only parsed, checked and printed back.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Union as TypingUnion
 
@@ -254,9 +255,10 @@ class _Parser:
             kind = match.lastgroup or ""
             start = match.start(kind) + 1
             negative = _NEGATIVE_MARGIN.match(text, match.start(kind)) if kind == "number" else None
-            if negative:
-                self._fail(start, f'a margin cannot be negative ("{negative[0]}"): shrink the structure with '
-                                  f'shrink(X, {negative[1]}) instead')
+            if negative:  # refused by the call it is written in, which knows what the sign would have meant
+                tokens.append(_Token("negative", negative[0], start))
+                position = negative.end()
+                continue
             if kind == "number":
                 self._fail(start, _not_a_margin(match[kind], _UNIT_AFTER.match(text, match.end())))
             tokens.append(_Token(kind, match[kind], start))
@@ -330,39 +332,49 @@ class _Parser:
         if function == "crop":
             self._take(",", what='"," and the structure to crop to')
             boundary = self._union()
-            margins = self._margin_list()
-            if len(margins) > 1:
+            written = self._margin_list()
+            if len(written) > 1:
                 self._fail(opening.position, "crop takes one margin (how far inside the boundary to keep)")
-            return Crop(operand, boundary, margins[0] if margins else 0.0)
+            self._refuse_negative(written, lambda: _negative_crop(operand, boundary, written[0].mm))
+            return Crop(operand, boundary, written[0].mm if written else 0.0)
         if self._peek().text != ",":
             self._fail(self._peek().position, f"{function} needs a margin, e.g. {function}(PTV, 5mm)")
         if function == "ring":
-            margins = self._margin_list()
-            if len(margins) != 2:
+            written = self._margin_list()
+            if len(written) != 2:
                 self._fail(opening.position, "ring takes two distances: ring(PTV, inner, outer), e.g. ring(PTV, 2mm, 20mm)")
-            inner, outer = margins
+            inner, outer = (margin.mm for margin in written)
             if not inner < outer:
                 self._fail(opening.position, f"ring inner distance {_mm(inner)} must be smaller than outer {_mm(outer)}")
+            self._refuse_negative(written, lambda: _negative_ring(operand, inner, outer))
             return Ring(operand, inner, outer)
         named = self._peek(1).kind == "name" and self._peek(2).text == "="
-        margins = self._named_margins() if named else self._margin_list()
-        if len(margins) == 1:
-            margins = margins * 3
-        if len(margins) != 3:
+        written = self._named_margins() if named else self._margin_list()
+        if len(written) == 1:
+            written = written * 3
+        if len(written) != 3:
             self._fail(opening.position, f"{function} takes one margin or three (x, y, z)")
-        triple: Margins = (margins[0], margins[1], margins[2])
+        triple: Margins = (written[0].mm, written[1].mm, written[2].mm)
+        self._refuse_negative(written, lambda: _negative_margins(function, operand, triple))
         return Expand(operand, triple) if function == "expand" else Shrink(operand, triple)
 
-    def _margin_list(self) -> list[float]:
-        margins: list[float] = []
+    def _refuse_negative(self, written: list[_Margin], meant: Callable[[], str]) -> None:
+        """Fail at the first negative margin of a call, with what its sign would mean written as the grammar
+        writes it (`meant`): a negative expand is a shrink, a negative shrink an expand, and so on."""
+        first = next((margin for margin in written if margin.mm < 0), None)
+        if first is not None:
+            self._fail(first.position, f'a margin cannot be negative ("{first.text}"): {meant()}')
+
+    def _margin_list(self) -> list[_Margin]:
+        margins: list[_Margin] = []
         while self._peek().text == ",":
             self._take()
             margins.append(self._margin())
         self._take(")", what='")"')
         return margins
 
-    def _named_margins(self) -> list[float]:
-        axes: dict[str, float] = {}
+    def _named_margins(self) -> list[_Margin]:
+        axes: dict[str, _Margin] = {}
         while self._peek().text == ",":
             self._take()
             axis = self._take(kind="name", what="an axis x, y or z")
@@ -373,12 +385,58 @@ class _Parser:
             self._take("=", what='"="')
             axes[axis.text] = self._margin()
         self._take(")", what='")"')
-        return [axes.get(axis, 0.0) for axis in ("x", "y", "z")]
+        return [axes.get(axis, _Margin(0.0, "0mm", 0)) for axis in ("x", "y", "z")]
 
-    def _margin(self) -> float:
-        token = self._take(kind="margin", what='a margin in mm, e.g. "5mm"')
-        value = float(re.sub(r"\s*(mm|cm)$", "", token.text))
-        return value * 10.0 if token.text.endswith("cm") else value
+    def _margin(self) -> _Margin:
+        token = self._peek()
+        if token.kind != "negative":
+            token = self._take(kind="margin", what='a margin in mm, e.g. "5mm"')
+        else:
+            self.index += 1
+        number = re.sub(r"\s*(mm|cm)$", "", token.text)
+        value = float(number) * (10.0 if token.text.endswith("cm") else 1.0)
+        return _Margin(value, token.text, token.position)
+
+
+@dataclass(frozen=True)
+class _Margin:
+    """A margin as written: its value in mm (negative when written so: refused by its call) and where it is."""
+
+    mm: float
+    text: str
+    position: int
+
+
+def _negative_margins(function: str, operand: StructureExpr, margins: Margins) -> str:
+    """What an expand or shrink with negative margins means: the other operation, or both in turn."""
+    written: Margins = (max(margins[0], 0.0), max(margins[1], 0.0), max(margins[2], 0.0))
+    other: Margins = (max(-margins[0], 0.0), max(-margins[1], 0.0), max(-margins[2], 0.0))
+    if function == "expand":
+        meant = f"an expansion by a negative margin is a shrink: write shrink({operand}, {_margins_text(other)})"
+        both: StructureExpr = Shrink(Expand(operand, written), other)
+    else:
+        meant = f"a shrink by a negative margin is an expansion: write expand({operand}, {_margins_text(other)})"
+        both = Expand(Shrink(operand, written), other)
+    if not any(written):
+        return meant
+    return f"to grow along some axes and shrink along others, write the two in turn, e.g. {both}"
+
+
+def _negative_crop(operand: StructureExpr, boundary: StructureExpr, margin_mm: float) -> str:
+    """A crop's margin keeps the part at least that far inside the boundary; beyond it is a crop to its expansion."""
+    margin = _mm(-margin_mm)
+    return (f"crop's margin is how far inside {boundary} to keep; to keep up to {margin} outside it, crop to its "
+            f"expansion: crop({operand}, expand({boundary}, {margin}))")
+
+
+def _negative_ring(operand: StructureExpr, inner_mm: float, outer_mm: float) -> str:
+    """A ring's distances are outward from the surface; a shell reaching inside is a difference of margins."""
+
+    def at(mm: float) -> str:
+        return f"expand({operand}, {_mm(mm)})" if mm >= 0 else f"shrink({operand}, {_mm(-mm)})"
+
+    return (f"a ring's distances are measured outward from the surface of {operand}; a shell reaching inside it is "
+            f"{at(outer_mm)} - {at(inner_mm)}")
 
 
 def _precedence(expression: StructureExpr) -> int:
