@@ -20,7 +20,7 @@ from specc.case import CaseMetadata
 from specc.cli import app
 from specc.export import ResultError, read_result
 from specc.export.rtdose import write_rtdose
-from specc.export.rtplan import PhotonEnergy, photon_energy, rtplan_uid, write_rtplan
+from specc.export.rtplan import CLOSED_PAIR_SETBACK_MM, PhotonEnergy, photon_energy, rtplan_uid, write_rtplan
 from specc.export.segments import read_segments
 from specc.pipeline import plan
 
@@ -109,6 +109,28 @@ def test_control_points_deliver_the_planned_fluence(planned: Path) -> None:
         for point in points[::2]:
             bank1, bank2 = np.split(np.asarray(point.BeamLimitingDevicePositionSequence[2].LeafJawPositions, dtype=float), 2)
             assert np.all(bank1 <= bank2)
+
+
+def test_closed_leaf_pairs_meet_behind_the_x1_jaw_and_open_ones_lie_between_the_jaws(planned: Path) -> None:
+    """Audit s18/a3 F2: a closed pair inside the Y jaws' opening met at the X1 jaw's edge, in the penumbra."""
+    rp, _ = _export(planned)
+    segments = read_segments(planned / "segments.json")
+    closed_inside_y = 0
+    for beam, entry in zip(rp.BeamSequence, segments.beams):
+        boundaries = np.asarray(beam.BeamLimitingDeviceSequence[2].LeafPositionBoundaries, dtype=float)
+        grid_x1 = min(tip for segment in entry.segments for tip in segment.left_mm if tip is not None)
+        for point in beam.ControlPointSequence:
+            devices = {d.RTBeamLimitingDeviceType: np.asarray(d.LeafJawPositions, dtype=float)
+                       for d in point.BeamLimitingDevicePositionSequence}
+            (x1, x2), (y1, y2) = devices["ASYMX"], devices["ASYMY"]
+            bank1, bank2 = np.split(devices["MLCX"], 2)
+            closed = bank1 == bank2
+            assert np.all(bank1[closed] == x1 - CLOSED_PAIR_SETBACK_MM) and CLOSED_PAIR_SETBACK_MM > 0
+            assert np.all(bank1[~closed] >= x1) and np.all(bank2[~closed] <= x2) and np.all(bank1[~closed] < bank2[~closed])
+            assert bank1.min() >= grid_x1 - CLOSED_PAIR_SETBACK_MM  # the leaf travel docs/formats/rtplan.md declares
+            inside_y = (boundaries[:-1] >= y1) & (boundaries[1:] <= y2)
+            closed_inside_y += int(np.count_nonzero(closed & inside_y))
+    assert closed_inside_y > 0  # the plan has closed pairs between open ones: what the rule is about
 
 
 def test_beam_doses_add_up_to_the_plan_dose_at_the_isocentre(planned: Path) -> None:

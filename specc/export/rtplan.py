@@ -11,7 +11,8 @@ units with its own beam model, and nothing that would pass for a calibrated mete
   SRS as NON_STANDARD) read from the case's energy label (`photon_energy`); a label it cannot
   read is left out, with a note, never written as a standard beam;
 - a virtual MLC (MLCX) whose leaf pairs are the case's beamlet rows (width = beamlet height),
-  with X and Y jaws around each segment's opening; closed leaf pairs meet under the X1 jaw;
+  with X and Y jaws around each segment's opening; closed leaf pairs meet behind the X1 jaw
+  (`CLOSED_PAIR_SETBACK_MM` under it);
 - each beam's Final Cumulative Meterset Weight is its summed segment weight in the case's
   beamlet unit, so the beams' relative weights survive; no Beam Meterset (monitor units);
 - each beam's dose per fraction at its isocentre (Beam Dose, linked to a coordinate dose
@@ -47,6 +48,14 @@ PATIENT_POSITION = "HFS"
 # A photon energy label as cases and planning systems write it: "6 MV", "6MV", "6X", "6 X",
 # "10 MV FFF", "6FFF", "6X-FFF", "10X FFF", "6 MV SRS". A number alone ("6") is not read:
 # it could be an electron energy in MeV.
+# How far behind the X1 jaw's edge a closed leaf pair's two tips meet (mm, isocentre plane). A closed pair
+# between open ones lies inside the Y jaws' opening, so only the X1 jaw can shield it; its abutment (the
+# rounded leaf ends, where an MLC leaks most) meeting at the jaw's edge would lie in the field's penumbra,
+# computed by a planning system as leakage into the dose. Planning systems park such pairs under the jaw:
+# 10 mm puts the abutment past the jaw's penumbra (80-20% about 3-5 mm wide at 6 MV) and the leaf ends'
+# own few millimetres of rounding. The export's leaves therefore travel from this far behind the X1
+# edge of the beam's beamlet grid to its X2 edge (docs/formats/rtplan.md).
+CLOSED_PAIR_SETBACK_MM = 10.0
 _PHOTON_ENERGY = re.compile(r"(?P<mv>\d+(?:\.\d+)?)\s*(?P<unit>MV|X)?[\s-]*(?P<mode>FFF|SRS)?", re.IGNORECASE)
 
 
@@ -308,14 +317,16 @@ def _first_control_point(point: Dataset, entry: BeamSegmentsEntry, energy: Photo
 
 
 def _positions(left: list[float | None], right: list[float | None], order: np.ndarray, boundaries: np.ndarray) -> list[Dataset]:
-    """Jaws around the opening and the MLC's 2N leaf tips (bank X1, then bank X2, pairs in +Y order)."""
+    """Jaws around the opening and the MLC's 2N leaf tips (bank X1, then bank X2, pairs in +Y order); a
+    closed pair's tips meet `CLOSED_PAIR_SETBACK_MM` behind the X1 jaw, under it."""
     left_tips = np.array([np.nan if left[pair] is None else left[pair] for pair in order], dtype=float)
     right_tips = np.array([np.nan if right[pair] is None else right[pair] for pair in order], dtype=float)
     open_pairs = np.flatnonzero(~np.isnan(left_tips))
     x1, x2 = float(np.nanmin(left_tips)), float(np.nanmax(right_tips))
     y1, y2 = float(boundaries[open_pairs[0]]), float(boundaries[open_pairs[-1] + 1])
-    bank1 = np.where(np.isnan(left_tips), x1, left_tips)
-    bank2 = np.where(np.isnan(right_tips), x1, right_tips)
+    parked = x1 - CLOSED_PAIR_SETBACK_MM
+    bank1 = np.where(np.isnan(left_tips), parked, left_tips)
+    bank2 = np.where(np.isnan(right_tips), parked, right_tips)
     devices = []
     for kind, values in (("ASYMX", [x1, x2]), ("ASYMY", [y1, y2]), ("MLCX", [*bank1, *bank2])):
         device = Dataset()
