@@ -20,6 +20,10 @@ prior dose in the prior course's own fractions, so they take one earlier course:
 files, or a composite plan's result.h5, are refused for them (`Protocol.prior_courses_mismatch`).
 Voxels of the case beyond a file's grid get 0 Gy from it, and a note names the structures
 that reach there.
+
+A course counted twice doubles every cumulative number: a file given twice (the same SHA-256,
+whatever its name) is refused, and so is a file that a composite plan's result.h5 given beside
+it already holds (its plan record lists the prior files it summed, by SHA-256).
 """
 
 from __future__ import annotations
@@ -55,8 +59,10 @@ def read_prior_dose(paths: Sequence[str | Path], case: Case) -> PriorDose:
     sources, notes = [], []
     rows = np.zeros(case.grid.n_voxels, dtype=bool)
     rows[case.voxel_indices] = True
-    for path in map(Path, paths):
-        dose = _read(path)
+    read = [_read(path) for path in map(Path, paths)]
+    _require_each_course_once(read)
+    for dose, _ in read:
+        path = dose.path
         notes += _placement_notes(dose, case)
         notes += dose.notes
         values, known = dose.on_grid(case.grid)
@@ -100,6 +106,28 @@ def require_one_frame(doses: Sequence[tuple[str, str | None]]) -> None:
             )
 
 
+def _require_each_course_once(read: Sequence[tuple[ExternalDose, dict[str, str]]]) -> None:
+    """Refuse a course given twice, which the sum would count twice: the same file (by its SHA-256, whatever its
+    name) given again, or a file that a composite plan's result.h5 given beside it already holds (`read`: each
+    file with the prior files it holds, SHA-256 -> file as its plan record names them)."""
+    seen: dict[str, Path] = {}
+    for dose, _ in read:
+        if dose.sha256 in seen:
+            raise CaseError(
+                f"{dose.path}: the same file as {seen[dose.sha256]} (SHA-256 {dose.sha256}): its course would be "
+                "counted twice; give each prior course's dose once"
+            )
+        seen[dose.sha256] = dose.path
+    for composite, held in read:
+        for dose, _ in read:
+            if dose.sha256 in held:
+                raise CaseError(
+                    f"{dose.path}: {composite.path} already holds it (a composite plan summed with its prior dose, "
+                    f"{held[dose.sha256]}, SHA-256 {dose.sha256}): its course would be counted twice; give "
+                    f"{composite.path} alone, which brings its prior course along"
+                )
+
+
 def _placement_notes(dose: ExternalDose, case: Case) -> list[str]:
     """How the file is placed on the case (`ExternalDose.placed_on`): refused in another Frame of Reference than
     the case's, noted when either names none; a result.h5 planned on this very case is on its grid by making."""
@@ -111,32 +139,41 @@ def _placement_notes(dose: ExternalDose, case: Case) -> list[str]:
     return [] if notes and planned_on is not None and planned_on == case.content_hash() else notes
 
 
-def _read(path: Path) -> ExternalDose:
+def _read(path: Path) -> tuple[ExternalDose, dict[str, str]]:
+    """The file's dose, and the prior files it holds (SHA-256 -> file: a composite plan's result.h5)."""
     if not path.is_file():
         raise CaseError(f"{path}: no such prior dose file")
     if path.suffix.lower() in (".h5", ".hdf5"):
-        result = read_result(path)
-        frame = result.metadata_extra.get("dicom.FrameOfReferenceUID")
-        return ExternalDose(
-            format="specc result.h5",
-            dose_gy=np.asarray(result.composite_dose_gy, dtype=np.float64),
-            grid=result.grid,
-            path=path,
-            sha256=file_sha256(path),
-            dose_type="PHYSICAL",
-            summation="PLAN" if result.prior_dose_gy is None else _WITH_ITS_PRIOR,
-            fractions_scaled=None,
-            attributes={
-                "fractions": str(result.fractions), "case_sha256": result.case_sha256,
-                **({"FrameOfReferenceUID": frame} if frame else {}),
-            },
-            referenced_plan_uid=None,
-        )
+        return _read_result(path)
     if path.suffix.lower() == ".mat":  # a matRad plan: one fraction, times the workspace's own fractions
-        return read_matrad_dose(path, fractions=None)
+        return read_matrad_dose(path, fractions=None), {}
     dose = read_rtdose(path, fractions=1)
     if dose.fractions_scaled is not None:
         raise CaseError(
             f"{path}: DoseSummationType {dose.summation} is one session's dose, not a course's: export the plan sum"
         )
-    return dose
+    return dose, {}
+
+
+def _read_result(path: Path) -> tuple[ExternalDose, dict[str, str]]:
+    """A specc result.h5: its composite dose, and the prior files its plan record says it summed."""
+    result = read_result(path)
+    frame = result.metadata_extra.get("dicom.FrameOfReferenceUID")
+    held: dict[str, str] = {}
+    if result.prior_dose_gy is not None and result.record is not None and result.record.prior_dose is not None:
+        held = {file.sha256: file.file for file in result.record.prior_dose.files}
+    return ExternalDose(
+        format="specc result.h5",
+        dose_gy=np.asarray(result.composite_dose_gy, dtype=np.float64),
+        grid=result.grid,
+        path=path,
+        sha256=file_sha256(path),
+        dose_type="PHYSICAL",
+        summation="PLAN" if result.prior_dose_gy is None else _WITH_ITS_PRIOR,
+        fractions_scaled=None,
+        attributes={
+            "fractions": str(result.fractions), "case_sha256": result.case_sha256,
+            **({"FrameOfReferenceUID": frame} if frame else {}),
+        },
+        referenced_plan_uid=None,
+    ), held

@@ -477,3 +477,23 @@ def test_the_notes_of_reading_the_prior_dose_reach_the_terminal(prior_file, tmp_
         assert "(in Body, Organ, Target)" in said
         assert "RD-half.dcm: taken as stored on the case grid" in said
         assert "RD-half.dcm and the case 'synthetic' do not both have a DICOM Frame of Reference" in said
+
+
+def test_a_prior_course_given_twice_is_refused_naming_the_files(prior_file, tmp_path):
+    """Audit s18 F1: the same file given twice (by content: a copy under another name too), or an earlier course's
+    file beside a later composite plan's result.h5 that already holds it, doubled that course in every cumulative
+    number without a word: refused, naming the files."""
+    case = synthetic_case()
+    copy = tmp_path / "copy-of-base.h5"
+    copy.write_bytes(prior_file.read_bytes())
+    with pytest.raises(CaseError, match=f"{re.escape(str(copy))}: the same file as {re.escape(str(prior_file))} "
+                                        r"\(SHA-256 [0-9a-f]{64}\): its course would be counted twice"):
+        read_prior_dose([prior_file, copy], case)
+    assert plan(composite(), case, tmp_path / "second", prior_dose=[prior_file]).succeeded
+    second = tmp_path / "second" / "result.h5"
+    for order in ([prior_file, second], [second, prior_file]):
+        with pytest.raises(CaseError, match=f"{re.escape(str(prior_file))}: {re.escape(str(second))} already holds "
+                                            "it .*: its course would be counted twice; give .*second/result.h5 alone"):
+            read_prior_dose(order, case)
+    assert len(read_prior_dose([second], case).sources) == 1  # alone, it brings the first course along
+
