@@ -93,3 +93,19 @@ def test_schema_command(tmp_path: Path) -> None:
     out = tmp_path / "schema.json"
     assert runner.invoke(app, ["schema", "--out", str(out)]).exit_code == 0
     assert out.read_text(encoding="utf-8") == protocol_json_schema_text()
+
+
+def test_validate_json_lists_the_notes_the_text_prints() -> None:
+    # a limit by the PTV's volume has no number in the file: the json a script or an editor reads says so at its
+    # line, as the text output does (it did not: only errors and warnings reached the json)
+    sbrt = Path("protocols/examples/lung-sbrt-54-in-3.yaml")
+    result = runner.invoke(app, ["validate", "--format", "json", str(sbrt)])
+    assert result.exit_code == 0, result.output
+    notes = [d for d in json.loads(result.stdout) if d["severity"] == "note"]
+    assert len(notes) == 3
+    assert all(d["file"].endswith("lung-sbrt-54-in-3.yaml") and isinstance(d["line"], int) for d in notes)
+    assert all("read on each case" in d["message"] for d in notes)
+    text = runner.invoke(app, ["validate", str(sbrt)]).output
+    assert [line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("  note: ")] == [
+        f"{d['file']}:{d['line']}:{d['column']}: {d['path']}: {d['message']}" for d in notes
+    ]

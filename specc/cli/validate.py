@@ -34,8 +34,9 @@ def validate(
 ) -> None:
     """Check protocol files and site templates (template: true); exit 0 when all are valid, 1 otherwise.
 
-    A valid file may still get warnings (a goal that asks less than the template goal it replaces): printed
-    under its OK, and in the json list with "severity": "warning"; they leave the exit status alone."""
+    A valid file may still get warnings (a goal that asks less than the template goal it replaces) and notes
+    (what planning from the goals alone would refuse; a limit read on each case): printed under its OK, and in
+    the json list with "severity": "warning" or "note"; they leave the exit status alone."""
     reported: list[dict[str, str | int | None]] = []
     invalid = False
     for file in files:
@@ -49,17 +50,19 @@ def validate(
                     error_console.print(Text(str(diagnostic)), soft_wrap=True, highlight=False)
             continue
         reported += [{**warning.as_dict(), "severity": "warning"} for warning in checked.loosened_template_goals]
+        # Notes on a valid protocol: what `specc plan` would refuse when it derives the program from the goals
+        # alone, and each limit by a structure's volume (no number in the file, one on each case).
+        refusals = [] if isinstance(checked, SiteTemplate) else checked.derivation_refusals
+        per_case = [] if isinstance(checked, SiteTemplate) else checked.per_case_goals()
+        notes = [("specc plan would refuse ", refusal) for refusal in refusals] + [("", goal) for goal in per_case]
+        reported += [{**note.as_dict(), "message": said + note.message, "severity": "note"} for said, note in notes]
         if output is OutputFormat.text:
             kind = " (template)" if isinstance(checked, SiteTemplate) else ""
             console.print(Text(f"OK {file}{kind}"), highlight=False)
             for warning in checked.loosened_template_goals:
                 console.print(Text(f"  warning: {warning}"), soft_wrap=True, highlight=False)
-            # valid, and what `specc plan` would refuse when it derives the program from the goals alone
-            for refusal in [] if isinstance(checked, SiteTemplate) else checked.derivation_refusals:
-                console.print(Text(f"  note: specc plan would refuse {refusal}"), soft_wrap=True, highlight=False)
-            # a limit by a structure's volume: no number in the file, one on each case
-            for per_case in [] if isinstance(checked, SiteTemplate) else checked.per_case_goals():
-                console.print(Text(f"  note: {per_case}"), soft_wrap=True, highlight=False)
+            for said, note in notes:
+                console.print(Text(f"  note: {said}{note}"), soft_wrap=True, highlight=False)
     if output is OutputFormat.json:
         sys.stdout.write(json.dumps(reported, indent=2) + "\n")
     raise typer.Exit(1 if invalid else 0)
