@@ -19,7 +19,8 @@ physical dose, and recorded with their SHA-256. A protocol's EQD2 / BED goals co
 prior dose in the prior course's own fractions, so they take one earlier course: several
 files, or a composite plan's result.h5, are refused for them (`Protocol.prior_courses_mismatch`).
 Voxels of the case beyond a file's grid get 0 Gy from it, and a note names the structures
-that reach there.
+that reach there; a file that covers none of the case's dose rows is refused (another site's or
+another patient's grid, summed as 0 Gy it would read as a course never given).
 
 A course counted twice doubles every cumulative number: a file given twice (the same SHA-256,
 whatever its name) is refused, and so is a file that a composite plan's result.h5 given beside
@@ -33,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from specc.case import Case
+from specc.case import Case, Grid
 from specc.case.importers.external_dose import ExternalDose, file_sha256
 from specc.case.importers.matrad_dose import read_matrad_dose
 from specc.case.importers.rtdose import read_rtdose
@@ -67,6 +68,12 @@ def read_prior_dose(paths: Sequence[str | Path], case: Case) -> PriorDose:
         notes += dose.notes
         values, known = dose.on_grid(case.grid)
         values = np.where(known, values, 0.0)
+        if not (known.ravel() & rows).any():
+            raise CaseError(
+                f"{path}: its dose grid ({_extent(dose.grid)}) covers none of the case's dose rows (the case "
+                f"{case.case_id!r}: {_extent(case.grid)}): a dose of another site or another patient position; "
+                "summed, it would give every voxel 0 Gy as if no prior course had been given"
+            )
         missing = ~known.ravel() & rows
         if missing.any():
             reaching = [name for name, structure in sorted(case.structures.items()) if (structure.mask.ravel() & missing).any()]
@@ -76,7 +83,8 @@ def read_prior_dose(paths: Sequence[str | Path], case: Case) -> PriorDose:
             )
         if not dose.has_grid(case.grid):
             notes.append(
-                f"{path.name}: taken as stored on the case grid, whose voxel centres are its own (nothing interpolated)"
+                f"{path.name}: taken as stored on the case grid (the case's voxel centres it covers are its own: "
+                "nothing interpolated)"
                 if dose.taken_as_stored(case.grid)
                 else f"{path.name}: interpolated (trilinear) from its own grid onto the case grid"
             )
@@ -126,6 +134,13 @@ def _require_each_course_once(read: Sequence[tuple[ExternalDose, dict[str, str]]
                     f"{held[dose.sha256]}, SHA-256 {dose.sha256}): its course would be counted twice; give "
                     f"{composite.path} alone, which brings its prior course along"
                 )
+
+
+def _extent(grid: Grid) -> str:
+    """Where a grid's voxel centres lie, in mm along x, y and z (LPS)."""
+    return ", ".join(
+        f"{name} {float(axis.min()):.1f} to {float(axis.max()):.1f}" for name, axis in zip("xyz", grid.axes_mm())
+    ) + " mm"
 
 
 def _placement_notes(dose: ExternalDose, case: Case) -> list[str]:

@@ -497,3 +497,17 @@ def test_a_prior_course_given_twice_is_refused_naming_the_files(prior_file, tmp_
             read_prior_dose(order, case)
     assert len(read_prior_dose([second], case).sources) == 1  # alone, it brings the first course along
 
+
+def test_a_prior_dose_that_covers_none_of_the_case_is_refused(tmp_path):
+    """Audit s18 F2: an RT Dose 500 mm from the case was summed as 0 Gy everywhere (the cumulative goals those of
+    this course alone), with the note that it was 'taken as stored on the case grid': refused, naming the file and
+    both extents."""
+    case = synthetic_case()
+    origin, spacing = case.grid.origin_mm, case.grid.spacing_mm
+    far = write_rtdose_file(tmp_path / "RD-far.dcm", prior_field(case), (origin[0] + 500.0, *origin[1:]), spacing)
+    x_case = f"x {case.grid.axes_mm()[0].min():.1f} to {case.grid.axes_mm()[0].max():.1f}"
+    x_far = f"x {case.grid.axes_mm()[0].min() + 500:.1f} to {case.grid.axes_mm()[0].max() + 500:.1f}"
+    with pytest.raises(CaseError, match=f"{re.escape(str(far))}: its dose grid \\({x_far}, .* mm\\) covers none of "
+                                        f"the case's dose rows \\(the case 'synthetic': {x_case}, .* mm\\)"):
+        read_prior_dose([far], case)
+
