@@ -330,8 +330,10 @@ def test_eqd2_goals_take_one_earlier_course_whose_fractions_the_protocol_states(
         "  Organ: {role: oar}", "  Organ: {role: oar, alpha_beta: 2 Gy}").replace(
         "  Organ: ['Mean <= 40 Gy', 'Max <= 70 Gy']", "  Organ: ['Mean <= 40 Gy', 'Max <= 70 Gy (EQD2)']")
     case = synthetic_case()
+    # a second course of half the dose (the same file twice is refused as one course counted twice)
+    other = write_result(tmp_path / "other.h5", case, np.zeros(case.n_beamlets), prior_field(case) / 2, 4)
     with pytest.raises(SpeccError, match="the prior dose given holds several courses"):
-        plan(composite(text), case, tmp_path / "two", prior_dose=[short_prior, short_prior])
+        plan(composite(text), case, tmp_path / "two", prior_dose=[short_prior, other])
     assert plan(composite(text), case, tmp_path / "one", prior_dose=[short_prior]).succeeded
     with pytest.raises(SpeccError, match="the prior dose given holds several courses"):  # a composite's result.h5
         plan(composite(text), case, tmp_path / "third", prior_dose=[tmp_path / "one" / "result.h5"])
@@ -344,13 +346,13 @@ def test_eqd2_goals_take_one_earlier_course_whose_fractions_the_protocol_states(
     with pytest.raises(SpeccError, match="the prior dose given holds several courses"):  # a sum of plans
         plan(composite(text), case, tmp_path / "multi", prior_dose=[summed])
     physical = text.replace("'Max <= 70 Gy (EQD2)'", "'Max <= 70 Gy'")
-    assert plan(composite(physical), case, tmp_path / "physical", prior_dose=[short_prior, short_prior]).succeeded
+    assert plan(composite(physical), case, tmp_path / "physical", prior_dose=[short_prior, other]).succeeded
     case.save(tmp_path / "case.h5")
     from specc.export.rtdose import write_rtdose
 
     rd = write_rtdose(read_result(tmp_path / "one" / "result.h5"), tmp_path / "RD.dcm")
     with pytest.raises(SpeccError, match="the prior dose given holds several courses"):
-        specc.check_dose(composite(text), tmp_path / "case.h5", rd, tmp_path / "check", prior_dose=[short_prior] * 2)
+        specc.check_dose(composite(text), tmp_path / "case.h5", rd, tmp_path / "check", prior_dose=[short_prior, other])
 
 
 def test_a_goal_on_this_course_alone_is_judged_on_this_plans_dose(short_prior, tmp_path):
