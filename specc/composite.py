@@ -24,7 +24,9 @@ another patient's grid, summed as 0 Gy it would read as a course never given).
 
 A course counted twice doubles every cumulative number: a file given twice (the same SHA-256,
 whatever its name) is refused, and so is a file that a composite plan's result.h5 given beside
-it already holds (its plan record lists the prior files it summed, by SHA-256).
+it already holds (its plan record lists the prior files it summed, by SHA-256). A result.h5
+planned on another case is noted with that case (a re-irradiation is planned on a new CT, or
+with new beams, as a new case); a file of another PatientID than the case's is refused.
 """
 
 from __future__ import annotations
@@ -62,9 +64,12 @@ def read_prior_dose(paths: Sequence[str | Path], case: Case) -> PriorDose:
     rows[case.voxel_indices] = True
     read = [_read(path) for path in map(Path, paths)]
     _require_each_course_once(read)
+    # what a result.h5 is compared with (hashing the case's matrix once, and only for one)
+    case_sha256 = case.content_hash() if any("case_sha256" in dose.attributes for dose, _ in read) else None
     for dose, _ in read:
         path = dose.path
-        notes += _placement_notes(dose, case)
+        notes += _placement_notes(dose, case, case_sha256)
+        notes += _patient_notes(dose, case, case_sha256)
         notes += dose.notes
         values, known = dose.on_grid(case.grid)
         values = np.where(known, values, 0.0)
@@ -94,6 +99,7 @@ def read_prior_dose(paths: Sequence[str | Path], case: Case) -> PriorDose:
         fractions = int(stated) if stated is not None else dose.fractions_scaled
         sources.append(PriorSource(
             str(path), dose.sha256, dose.format, float(values.max()), several, fractions, dose.frame_of_reference_uid,
+            _patient_id(dose),
         ))
     require_one_frame([(source.file, source.frame_of_reference_uid) for source in sources])
     return PriorDose(total_gy=total, sources=tuple(sources), notes=tuple(notes))
@@ -136,6 +142,33 @@ def _require_each_course_once(read: Sequence[tuple[ExternalDose, dict[str, str]]
                 )
 
 
+def _patient_id(dose: ExternalDose) -> str | None:
+    """The PatientID the file names (an RT Dose's own, a result.h5's case's), if it names one."""
+    return dose.attributes.get("PatientID") or None
+
+
+def _patient_notes(dose: ExternalDose, case: Case, case_sha256: str | None) -> list[str]:
+    """Refuse a file of another patient than the case's (both name a PatientID and they differ); note the
+    PatientID it names, and the other case a result.h5 was planned on (a re-irradiation's new CT or new beams
+    make a new case, so that alone is no refusal: the Frame of Reference rules place it)."""
+    named, own = _patient_id(dose), case.metadata.extra.get("dicom.PatientID") or None
+    if named is not None and own is not None and named != own:
+        raise CaseError(
+            f"{dose.path}: its PatientID is {named!r}, the case {case.case_id!r}'s is {own!r}: another patient's dose "
+            "is not this patient's prior course"
+        )
+    notes = [
+        f"{dose.path.name}: PatientID {named!r}" + (", the case's too" if named == own else " (the case names none)")
+    ] if named else []
+    planned_on, sha256 = dose.attributes.get("case_id"), dose.attributes.get("case_sha256")
+    if sha256 is not None and sha256 != case_sha256:
+        notes.append(
+            f"{dose.path.name} was planned on case {planned_on!r} (SHA-256 {sha256}), not on this case "
+            f"{case.case_id!r} (SHA-256 {case_sha256}): check that it is this patient's prior course"
+        )
+    return notes
+
+
 def _extent(grid: Grid) -> str:
     """Where a grid's voxel centres lie, in mm along x, y and z (LPS)."""
     return ", ".join(
@@ -143,15 +176,16 @@ def _extent(grid: Grid) -> str:
     ) + " mm"
 
 
-def _placement_notes(dose: ExternalDose, case: Case) -> list[str]:
+def _placement_notes(dose: ExternalDose, case: Case, case_sha256: str | None) -> list[str]:
     """How the file is placed on the case (`ExternalDose.placed_on`): refused in another Frame of Reference than
-    the case's, noted when either names none; a result.h5 planned on this very case is on its grid by making."""
+    the case's, noted when either names none; a result.h5 planned on this very case (`case_sha256`, its content
+    hash) is on its grid by making."""
     notes = dose.placed_on(
         case.metadata.extra.get("dicom.FrameOfReferenceUID"), f"the case {case.case_id!r}",
         "register it to the case's images first (a rigid or deformable sum is not specc's to make)",
     )
     planned_on = dose.attributes.get("case_sha256")
-    return [] if notes and planned_on is not None and planned_on == case.content_hash() else notes
+    return [] if notes and planned_on is not None and planned_on == case_sha256 else notes
 
 
 def _read(path: Path) -> tuple[ExternalDose, dict[str, str]]:
@@ -174,6 +208,7 @@ def _read_result(path: Path) -> tuple[ExternalDose, dict[str, str]]:
     """A specc result.h5: its composite dose, and the prior files its plan record says it summed."""
     result = read_result(path)
     frame = result.metadata_extra.get("dicom.FrameOfReferenceUID")
+    patient = result.metadata_extra.get("dicom.PatientID")
     held: dict[str, str] = {}
     if result.prior_dose_gy is not None and result.record is not None and result.record.prior_dose is not None:
         held = {file.sha256: file.file for file in result.record.prior_dose.files}
@@ -187,8 +222,8 @@ def _read_result(path: Path) -> tuple[ExternalDose, dict[str, str]]:
         summation="PLAN" if result.prior_dose_gy is None else _WITH_ITS_PRIOR,
         fractions_scaled=None,
         attributes={
-            "fractions": str(result.fractions), "case_sha256": result.case_sha256,
-            **({"FrameOfReferenceUID": frame} if frame else {}),
+            "fractions": str(result.fractions), "case_id": result.case_id, "case_sha256": result.case_sha256,
+            **({"FrameOfReferenceUID": frame} if frame else {}), **({"PatientID": patient} if patient else {}),
         },
         referenced_plan_uid=None,
     ), held

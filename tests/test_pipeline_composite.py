@@ -513,3 +513,27 @@ def test_a_prior_dose_that_covers_none_of_the_case_is_refused(tmp_path):
                                         f"the case's dose rows \\(the case 'synthetic': {x_case}, .* mm\\)"):
         read_prior_dose([far], case)
 
+
+def test_a_prior_dose_of_another_case_or_patient(prior_file, tmp_path):
+    """Audit s18 F5: a result.h5 planned on another case is named with that case (a new CT or new beams make a new
+    case, so it is not refused); an RT Dose whose PatientID is not the case's is refused, naming both; the PatientID
+    a prior file names is in the prior dose's notes (plan.json, report, terminal)."""
+    other = synthetic_case(seed=1)
+    other = other.__class__(**{**other.__dict__, "case_id": "other-case"})
+    elsewhere = write_result(tmp_path / "elsewhere.h5", other, np.zeros(other.n_beamlets), prior_field(other), 20)
+    case = synthetic_case()
+    notes = read_prior_dose([elsewhere], case).notes
+    assert any(note.startswith(f"elsewhere.h5 was planned on case 'other-case' (SHA-256 {other.content_hash()}), not "
+                               f"on this case 'synthetic' (SHA-256 {case.content_hash()})") for note in notes)
+    assert not any("was planned on case" in note for note in read_prior_dose([prior_file], case).notes)
+
+    rd = write_rtdose_file(tmp_path / "RD.dcm", prior_field(case), case.grid.origin_mm, case.grid.spacing_mm)
+    assert "RD.dcm: PatientID 'SPECC-TEST-001' (the case names none)" in read_prior_dose([rd], case).notes
+    metadata = case.metadata.__class__(source="tests", dose_engine="synthetic", extra={"dicom.PatientID": "PAT-7"})
+    patient = case.__class__(**{**case.__dict__, "metadata": metadata})
+    with pytest.raises(CaseError, match=f"{re.escape(str(rd))}: its PatientID is 'SPECC-TEST-001', the case "
+                                        "'synthetic''s is 'PAT-7': another patient's dose"):
+        read_prior_dose([rd], patient)
+    outcome = plan(composite(), synthetic_case(), tmp_path / "plan", prior_dose=[rd])
+    assert "RD.dcm: PatientID 'SPECC-TEST-001' (the case names none)" in outcome.record.prior_dose.notes
+    assert "RD.dcm: PatientID &#39;SPECC-TEST-001&#39;" in (tmp_path / "plan" / "report.html").read_text()

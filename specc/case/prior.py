@@ -24,6 +24,7 @@ class PriorSource:
     several_courses: bool = False  # a composite plan's result.h5 or a MULTI_PLAN sum: more than one course
     fractions: int | None = None  # the fractions the file says its course had (result.h5, matRad), if it says
     frame_of_reference_uid: str | None = None  # the DICOM Frame of Reference its dose is in, if it names one
+    patient_id: str | None = None  # the PatientID it names (an RT Dose's, a result.h5's case's), if it names one
 
 
 @dataclass(frozen=True, eq=False)
