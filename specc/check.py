@@ -41,7 +41,7 @@ from specc.compile import ResolvedStructures, resolve_structures
 from specc.compile.case_limits import with_case_limits
 from specc.composite import require_one_frame, with_prior_dose
 from specc.errors import CaseError, CompileError, SpeccError
-from specc.evaluate import DoseSourceRecord, GoalRecord, PlanRecord, evaluate_dose
+from specc.evaluate import DoseSourceRecord, PlanRecord, evaluate_dose
 from specc.evaluate.record import MEASURED_ON, STRUCTURES, STRUCTURES_SHA256
 from specc.evaluate.indices import OutsideHotSpot
 from specc.evaluate.record import GridInfo
@@ -84,12 +84,10 @@ class CheckOutcome:
     status = "checked"
     message = ""
 
-    def failed_must_goals(self) -> list[GoalRecord]:
-        return self.record.failed_must_goals()
-
     def exit_code(self, strict: bool = False) -> int:
-        """0: checked; 2: `strict` and a priority-1 goal failed."""
-        return 2 if strict and self.failed_must_goals() else 0
+        """0: checked; 2: `strict` and a priority-1 goal failed or not evaluated, other than one on a structure the
+        protocol allows a case to lack (`PlanRecord.stops_strict`)."""
+        return 2 if strict and self.record.stops_strict() else 0
 
     @property
     def notes(self) -> list[str]:

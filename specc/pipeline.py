@@ -91,10 +91,12 @@ class PlanOutcome:
         return [] if self.record is None else self.record.failed_must_goals()
 
     def exit_code(self, strict: bool = False) -> int:
-        """0: a plan; 1: no plan (the solve failed); 2: `strict` and a priority-1 goal failed."""
+        """0: a plan; 1: no plan (the solve failed); 2: `strict` and a priority-1 goal failed or not evaluated,
+        other than one on a structure the protocol allows a case to lack (`PlanRecord.stops_strict`)."""
         if not self.succeeded:
             return 1
-        return 2 if strict and self.failed_must_goals() else 0
+        assert self.record is not None  # `succeeded`
+        return 2 if strict and self.record.stops_strict() else 0
 
     @property
     def solver_name(self) -> str:
@@ -697,7 +699,7 @@ class CohortOutcome:
     pages: list[Path]  # cohort.html (and cohort.pdf): the cohort on one page, each case linked to its report
 
     def exit_code(self, strict: bool = False) -> int:
-        """The worst case's code: 1 (no plan) is worse than 2 (--strict goal failure), 0 best."""
+        """The worst case's code: 1 (no plan) is worse than 2 (--strict: a must-goal failed or not evaluated), 0 best."""
         codes = {entry.exit_code(strict) for entry in self.entries}
         return 1 if 1 in codes else max(codes, default=0)
 

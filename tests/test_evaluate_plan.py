@@ -226,6 +226,27 @@ def test_a_must_goal_failed_in_the_worst_setup_error_scenario_is_what_strict_sto
     assert record.robust_counts() == {}
 
 
+def test_a_must_goal_not_evaluated_in_the_worst_setup_error_scenario_stops_strict_as_a_nominal_one(case):
+    """The worst-scenario statuses follow the nominal rule: a priority-1 goal the robustness check could not measure
+    stops --strict, with its own reason; one on an organ the protocol allows the case to lack does not."""
+    from specc.evaluate.record import RobustGoalRecord, RobustnessRecord
+
+    record = _evaluate(case, goals={"Target": ["D95% >= 50 Gy", "D95% >= 49 Gy (priority 2)"]}).record
+    unmeasured = [RobustGoalRecord(structure="Target", text=text, unit="Gy", nominal=None, scenario_values=[None, None],
+                                   worst=None, worst_scenario=None, measured_status="not_evaluated",
+                                   status="not_evaluated") for text in ("D95% >= 50 Gy", "D95% >= 49 Gy (priority 2)")]
+    checked = record.model_copy(update={"robustness": RobustnessRecord(
+        setup_error_mm=(5.0, 0.0, 0.0), model="static dose cloud", scenarios_mm=[(5.0, 0.0, 0.0), (-5.0, 0.0, 0.0)],
+        structures=["Target"], goals=unmeasured,
+    )})
+    assert not record.stops_strict() and checked.stops_strict() and not checked.failed_must_goals()
+    assert [goal.text for goal in checked.unevaluated_must_goals()] == ["D95% >= 50 Gy"]  # priority 2 is not a must
+    assert checked.not_evaluated_reason(checked.goals[0]) == "no value in any setup-error scenario of the robustness check"
+    allowed = checked.model_copy(update={"goals": [
+        goal.model_copy(update={"absence_allowed": True}) for goal in checked.goals]})
+    assert allowed.unevaluated_must_goals() == [] and not allowed.stops_strict()
+
+
 def test_a_hot_spot_outside_the_targets_above_110_percent_of_the_highest_level_is_noted(case):
     from specc.evaluate.indices import outside_hot_spot
 

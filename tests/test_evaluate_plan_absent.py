@@ -3,10 +3,13 @@ the reason the compile stage gave, and the others are judged; without a reason i
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from evaluate_fakes import masks_of, protocol, solve_result, synthetic_case
 
-from specc.evaluate import EvaluationError, evaluate_plan
+from specc.compile.structures import NOT_CONTOURED
+from specc.evaluate import EvaluationError, PlanRecord, evaluate_plan
 
 GOALS = {"Target": ["D95% >= 50 Gy"], "Organ": ["Max <= 40 Gy", "Mean <= 20 Gy"]}
 REASON = "not contoured on this case (if_contoured: true)"
@@ -52,3 +55,45 @@ def test_goals_of_a_structure_read_from_some_of_its_parts_say_so_on_the_goal_its
         (goal.value, goal.status) for goal in whole.goals if goal.structure == "Organ"]
     assert not any(goal.partial_structure or goal.note for goal in whole.goals)
     assert not partial.goals[0].partial_structure and partial.goals[0].note == ""
+
+
+def test_strict_lets_pass_only_a_must_goal_on_an_organ_the_protocol_allows_the_case_to_lack() -> None:
+    """--strict passed a priority-1 goal that read NOT EVALUATED, whatever the reason: a clinic's automatic gate let
+    through a must-goal nobody measured. Only the protocol's own allowance (`if_contoured: true`, not contoured on
+    the case: the compile stage's NOT_CONTOURED) passes; an organ absent for any other reason stops it."""
+    allowed = _evaluate({"Organ": NOT_CONTOURED}).record
+    assert [goal.absence_allowed for goal in allowed.goals] == [False, True, True]
+    assert allowed.unevaluated_must_goals() == [] and not allowed.stops_strict()
+
+    empty = "empty on this case (the case structure 'Organ' has no voxel on the grid)"
+    stopped = _evaluate({"Organ": empty}).record
+    assert not any(goal.absence_allowed for goal in stopped.goals)
+    assert [goal.text for goal in stopped.unevaluated_must_goals()] == ["Max <= 40 Gy", "Mean <= 20 Gy"]
+    assert [stopped.not_evaluated_reason(goal) for goal in stopped.unevaluated_must_goals()] == [f"Organ: {empty}"] * 2
+    assert stopped.stops_strict() and not stopped.failed_must_goals()
+
+
+def test_strict_stops_on_a_must_goal_whose_metric_volume_is_larger_than_its_structure() -> None:
+    """A D10cc on the 8 cc Organ has no value (NOT EVALUATED, its reason in the note): a must-goal --strict stops on;
+    the same goal at priority 2 does not."""
+    case = synthetic_case()
+    for goals, stops in [({"Target": ["D95% >= 50 Gy"], "Organ": ["D10cc <= 40 Gy"]}, True),
+                         ({"Target": ["D95% >= 50 Gy"], "Organ": ["D10cc <= 40 Gy (priority 2)"]}, False)]:
+        plan_protocol = protocol(goals)
+        record = evaluate_plan(plan_protocol, case, masks_of(case),
+                               solve_result(case, scale=0.65, protocol=plan_protocol), {}).record
+        organ = record.goals[1]
+        assert (organ.measured_status, organ.absence_allowed) == ("not_evaluated", False) and "10" in organ.note
+        assert record.stops_strict() is stops and not record.failed_must_goals()
+        assert [record.not_evaluated_reason(goal) for goal in record.unevaluated_must_goals()] == (
+            [organ.note] if stops else [])
+
+
+def test_a_plan_json_written_before_absence_allowed_is_read_with_it_false() -> None:
+    record = _evaluate({"Organ": NOT_CONTOURED}).record
+    document = json.loads(record.model_dump_json())
+    for goal in document["goals"]:
+        del goal["absence_allowed"]
+    old = PlanRecord.model_validate(document)
+    assert [goal.absence_allowed for goal in old.goals] == [False] * 3
+    assert [goal.status for goal in old.goals] == [goal.status for goal in record.goals]

@@ -86,3 +86,20 @@ def test_a_priority_step_after_a_term_left_out_keeps_its_priority(tmp_path):
     assert goals["OpticNerve"].status == "not_evaluated"
     assert [step["step"] for step in record.solver.steps][:2] == [
         "1. coverage, hot spots, fall-off and other terms", "2. priority 3 penalties"]
+
+
+def test_strict_stops_on_an_overlap_that_does_not_occur_but_not_on_an_organ_the_case_need_not_contour(tmp_path):
+    """--strict passed a priority-1 goal that read NOT EVALUATED, whatever the reason. An overlap that does not occur
+    leaves a must-goal unmeasured: exit 2 (`specc plan --strict`, a cohort row). An `if_contoured` organ the case
+    does not contour is the protocol's own allowance: its must-goal alone does not stop the plan."""
+    met = PROTOCOL.replace('"D95% >= 50 Gy"', '"D95% >= 30 Gy"').replace('"Max <= 50 Gy"', '"Max <= 100 Gy"')
+    outcome = specc.plan(parse_protocol_text(met, "site/p.yaml"), synthetic_case(), tmp_path / "overlap")
+    goals = {goal.structure: goal for goal in outcome.record.goals}
+    assert [goals[name].absence_allowed for name in ("OpticNerve", "Overlap")] == [True, False]
+    assert [goal.structure for goal in outcome.record.unevaluated_must_goals()] == ["Overlap"]
+    assert not outcome.failed_must_goals() and (outcome.exit_code(), outcome.exit_code(strict=True)) == (0, 2)
+
+    allowed_only = met.replace('  Overlap: ["Mean <= 60 Gy"]\n', '  Overlap: [{metric: Mean, "<=": 60 Gy, priority: 2}]\n')
+    outcome = specc.plan(parse_protocol_text(allowed_only, "site/p.yaml"), synthetic_case(), tmp_path / "allowed")
+    assert {goal.structure: goal.status for goal in outcome.record.goals}["OpticNerve"] == "not_evaluated"
+    assert outcome.exit_code(strict=True) == 0

@@ -796,3 +796,51 @@ def test_a_check_notes_a_template_goal_its_protocol_loosened(export, tmp_path):
     record = specc.check_export(protocol, export, tmp_path / "out").record
     assert any('"Max <= 50 Gy (priority 2)" replaces the template goal "Max <= 45 Gy"' in note
                and "threshold raised from 45 Gy to 50 Gy" in note for note in record.notes), record.notes
+
+
+STRICT_PROTOCOL = """\
+specc: 1
+name: Strict test
+site: test
+version: 1.0.0
+structures:
+  Target: {role: target}
+  Cord: {role: oar, aliases: [Spinal Cord]}
+  Lens: {role: oar, if_contoured: true}
+prescription: {fractions: 30, levels: [{target: Target, dose: 60 Gy}]}
+goals:
+  Target: ["Max <= 66 Gy"]
+  Cord: ["Max <= 45 Gy"]
+  Lens: ["Max <= 10 Gy"]
+"""
+
+
+def test_strict_stops_on_a_must_goal_beyond_the_dose_grid_but_not_on_an_organ_the_case_need_not_contour(export, tmp_path):
+    """--strict passed a priority-1 goal that read NOT EVALUATED: the cord, partly beyond the RT Dose's calculation
+    volume, was vouched for by a clinic's automatic gate without a value. It stops the check (exit 2, the goal and
+    its reason named, as is each cohort row's exit code); the lens, `if_contoured` and not in the RTSTRUCT, is the
+    protocol's own allowance and does not, nor does the cord's goal at priority 2."""
+    import csv
+
+    protocol = tmp_path / "strict.yaml"
+    protocol.write_text(STRICT_PROTOCOL)
+    runner = CliRunner()
+    result = runner.invoke(app, ["check", str(protocol), str(export), "--out", str(tmp_path / "out"), "--strict"])
+    assert result.exit_code == 2, result.output
+    output = " ".join(result.output.split())
+    assert ("--strict: priority-1 goal not evaluated: Cord Max <= 45 Gy (" + str(protocol) + ":12): Cord: ") in output
+    assert "outside the RT Dose grid" in output and "goals failed" not in output
+    assert "not evaluated: Lens Max <= 10 Gy: Lens: not contoured" in output  # listed, as every unmeasured goal
+    assert "--strict: priority-1 goal not evaluated: Lens" not in output
+    goals = goals_by_text(specc.check_export(protocol, export, tmp_path / "again").record)
+    assert goals["Lens", "Max <= 10 Gy"].status == goals["Cord", "Max <= 45 Gy"].status == "not_evaluated"
+    assert goals["Target", "Max <= 66 Gy"].status == "pass"
+    arguments = ["check", str(protocol), str(export), "--cohort", "--out", str(tmp_path / "audit"), "-q", "--strict"]
+    assert runner.invoke(app, arguments).exit_code == 2
+    with (tmp_path / "audit" / "cohort.csv").open(newline="") as handle:
+        assert [row["exit_code"] for row in csv.DictReader(handle)] == ["2"]
+
+    protocol.write_text(STRICT_PROTOCOL.replace('["Max <= 45 Gy"]', '["Max <= 45 Gy (priority 2)"]'))
+    result = runner.invoke(app, ["check", str(protocol), str(export), "--out", str(tmp_path / "out"), "--strict"])
+    assert result.exit_code == 0, result.output
+    assert "--strict" not in result.output

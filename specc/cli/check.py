@@ -72,7 +72,8 @@ def check(
     pdf: bool = typer.Option(False, "--pdf", help="Also write report.pdf (needs WeasyPrint)."),
     strict: bool = typer.Option(
         False, "--strict",
-        help="Exit 2 when a priority-1 goal fails (with --cohort: the run's, and each row's in cohort.csv).",
+        help="Exit 2 when a priority-1 goal fails or reads NOT EVALUATED, except on an organ marked if_contoured that "
+        "the case does not contour (with --cohort: the run's, and each row's in cohort.csv).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors and the final line."),
 ) -> None:
@@ -83,7 +84,9 @@ def check(
     CT grid with its cst structures; with --case --measure-on case, on the case's grid with its masks,
     as specc's plan of the case is measured). Exit code 0 when the dose was checked (goal failures are in
     the report), 1 on bad input (with --cohort: any folder; without, the earlier check in OUT is
-    removed, so that it is not taken for this run's), 2 with --strict when a priority-1 goal fails.
+    removed, so that it is not taken for this run's), 2 with --strict when a priority-1 goal fails or reads NOT
+    EVALUATED (an organ beyond the dose's calculation volume, a D2cc on a 1 cc organ), except on an organ marked
+    if_contoured that the case does not contour.
     """
     from specc.check import check_dose, check_export
     from specc.pipeline import check_plan_folder, plan_files

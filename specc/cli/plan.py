@@ -168,7 +168,10 @@ def plan(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for report.html, plan.json and result.h5."),
     solver: str | None = typer.Option(None, "--solver", help="Solver to use (CLARABEL, OSQP, SCS, ...)."),
     pdf: bool = typer.Option(False, "--pdf", help="Also write report.pdf (needs WeasyPrint)."),
-    strict: bool = typer.Option(False, "--strict", help="Exit 2 when a priority-1 goal fails."),
+    strict: bool = typer.Option(
+        False, "--strict", help="Exit 2 when a priority-1 goal fails or reads NOT EVALUATED (except on an organ marked "
+        "if_contoured that the case does not contour)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors and the final line."),
     grid: float | None = _GRID,
     beams: int | None = _BEAMS,
@@ -185,7 +188,8 @@ def plan(
 
     Exit code 0 when the solve gave a plan (goal failures are in the report), 1 when it did
     not (nothing is written, and an earlier plan in OUT is removed, so that it is not taken for
-    this run's), 2 with --strict when a priority-1 goal fails (with --watch: the last plan's).
+    this run's), 2 with --strict when a priority-1 goal fails or reads NOT EVALUATED, except on an organ marked
+    if_contoured that the case does not contour (with --watch: the last plan's).
     """
     from specc.case import Case
     from specc.composite import with_prior_dose
@@ -431,7 +435,9 @@ def print_summary(
 ) -> None:
     """The last line of a plan or a check (NOT CONVERGED first for such a plan): goal counts, a hot spot outside
     the targets (`outside_hot_spot`: a goals-only plan can pass every goal with 168% in normal tissue, which a
-    signer must not learn from the eleventh note) and files; with --strict, the failed must-goals."""
+    signer must not learn from the eleventh note) and files; with --strict, what it stops on: the failed
+    must-goals, and each must-goal not evaluated (but where the protocol allows the case to lack its structure)
+    with its reason."""
     counts = ", ".join(f"{n} {status}" for status, n in record.goal_counts().items()) or "no goals"
     if record.robustness is not None:
         counts += "; worst setup-error scenario: " + ", ".join(f"{n} {status}" for status, n in record.robust_counts().items())
@@ -440,10 +446,15 @@ def print_summary(
     if not record.converged:  # also under --quiet, where this line is all that is printed
         head = f"NOT CONVERGED: {head}"
     console.print(f"{head}; goals: {counts}; wrote {', '.join(str(path) for path in paths)}")
-    failed = record.failed_must_goals()
-    if strict and failed:
+    if not strict:
+        return
+    if failed := record.failed_must_goals():
         names = "; ".join(f"{goal.structure} {goal.text} ({goal.source})" for goal in failed)
-        error_console.print(Text(f"--strict: priority-1 goals failed: {names}", style="red"))
+        error_console.print(Text(f"--strict: priority-1 goals failed: {names}", style="red"), soft_wrap=True)
+    for goal in record.unevaluated_must_goals():
+        error_console.print(Text(
+            f"--strict: priority-1 goal not evaluated: {goal.structure} {goal.text} ({goal.source}): "
+            f"{record.not_evaluated_reason(goal)}", style="red"), soft_wrap=True)
 
 
 @app.command()
@@ -454,7 +465,8 @@ def cohort(
     solver: str | None = typer.Option(None, "--solver", help="Solver to use (CLARABEL, OSQP, SCS, ...)."),
     pdf: bool = typer.Option(False, "--pdf", help="Also write each case's report.pdf (needs WeasyPrint)."),
     strict: bool = typer.Option(
-        False, "--strict", help="Count a failed priority-1 goal as exit code 2 (the run's and the case's in cohort.csv)."
+        False, "--strict", help="Count a priority-1 goal failed or NOT EVALUATED (except on an organ marked if_contoured "
+        "that the case does not contour) as exit code 2 (the run's and the case's in cohort.csv)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors and the summary table."),
 ) -> None:
@@ -462,7 +474,8 @@ def cohort(
 
     A case that fails (cannot be read, compiled or solved) is reported, an earlier plan in its
     folder is removed, and the others are planned. Exit code: the worst case's (1 when any case
-    has no plan, else 2 with --strict when a priority-1 goal failed, else 0).
+    has no plan, else 2 with --strict when a priority-1 goal failed or reads NOT EVALUATED, except on an organ
+    marked if_contoured that the case does not contour, else 0).
     """
     from specc.pipeline import plan_cohort
 

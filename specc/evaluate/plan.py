@@ -7,7 +7,7 @@ the optimization terms, all measured on that one normalized full-resolution dose
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -16,6 +16,7 @@ import numpy as np
 
 import specc
 from specc.case.shifts import beams_isocentre
+from specc.compile.structures import NOT_CONTOURED
 from specc.errors import SolveError
 from specc.protocol.models import BUILT_IN_MEMORY
 from specc.protocol.units import format_number
@@ -144,13 +145,14 @@ def _goal_dvhs(
 
 def _goal_record(
     goal: Goal, dvhs: Mapping[tuple[str, str], DVH], protocol: Protocol, converged: bool, incomplete: str | None,
-    indices: Mapping[str, TargetIndices], partial: str | None = None,
+    indices: Mapping[str, TargetIndices], partial: str | None = None, absence_allowed: bool = False,
 ) -> GoalRecord:
     """`dvhs`: by `dose_key`; `incomplete`: why the goal's structure, or part of it, has no dose (the goal is
     then not judged); `indices`: the prescription targets' plan-quality indices, by target (index goals read them);
     `partial`: what the goal is judged on where its structure is not the whole organ (the case lacks one of its
     `parts`): the goal's own note says it, beside its value, since a reader of the goal row, plan.json or a cohort
-    table would read the value as the whole organ's."""
+    table would read the value as the whole organ's; `absence_allowed`: `incomplete` is that the case does not
+    contour the structure, which the protocol allows (`_absence_allowed`)."""
     if incomplete is None and dose_key(goal) not in dvhs:
         raise EvaluationError(f"goal {goal.text!r} ({goal.source}): structure {goal.structure!r} has no mask")
     value: float | None
@@ -195,7 +197,16 @@ def _goal_record(
             goal.metric, goal.threshold_value, dvh, prescription
         ),
         partial_structure=partial is not None and value is not None,
+        absence_allowed=absence_allowed and incomplete is not None,
     )
+
+
+def _absence_allowed(absent: Mapping[str, str]) -> set[str]:
+    """The absent structures (`ResolvedStructures.absent`) the protocol allows a case to lack: `if_contoured` organs
+    no case structure matches, the compile stage's `NOT_CONTOURED` (given to them alone). Their goals' NOT EVALUATED
+    is the protocol's own allowance, which --strict lets pass; every other reason (an empty overlap, an organ with
+    no voxel where the dose is) is a goal that could not be measured, which --strict stops on."""
+    return {name for name, why in absent.items() if why == NOT_CONTOURED}
 
 
 def _alpha_beta_gy(protocol: Protocol, goal: Goal) -> float | None:
@@ -325,6 +336,7 @@ def evaluate_plan(
         protocol, case, masks, dose, case.voxel_indices, dict(absent or {}), converged=solve.converged, solver=solver,
         normalization=normalization, notes=notes, timings=timings, isocentre_mm=isocentre, setup_errors=setup_errors,
         fixed_gy=case.prior_dose.total_gy if case.prior_dose is not None else None, outside=outside, partial=partial,
+        absence_allowed=_absence_allowed(absent or {}),
     )
     return PlanEvaluation(record=record, dose=dose, fluence=fluence, own_dose=own if own is not dose else None,
                           outside_hot_spot=outside)
@@ -383,7 +395,7 @@ def evaluate_dose(
         protocol, case, measured, dose, np.flatnonzero(known.ravel()), unmeasured, converged=True,
         solver=None, normalization=None, notes=notes, timings=timings, isocentre_mm=isocentre_mm,
         fixed_gy=np.where(known, case.prior_dose.total_gy, 0.0) if case.prior_dose is not None else None,
-        outside=outside, partial=partial,
+        outside=outside, partial=partial, absence_allowed=_absence_allowed(absent or {}) - source.incomplete.keys(),
     )
     return PlanEvaluation(record=record.model_copy(update={"dose_source": source}), dose=dose, fluence=np.zeros(0),
                           outside_hot_spot=outside)
@@ -407,11 +419,13 @@ def _plan_record(
     fixed_gy: np.ndarray | None = None,
     outside: OutsideHotSpot | None = None,
     partial: Mapping[str, str] | None = None,
+    absence_allowed: Collection[str] = (),
 ) -> PlanRecord:
     """Everything measured on the final total dose; `dose_voxels`: the flat indices that have a dose;
     `isocentre_mm`: what the robustness check's rotations turn about (None: the targets' centre);
     `fixed_gy`: the part of the dose a setup error does not move (a composite's prior course); `outside`: the hot spot
-    outside the targets (`_outside_hot_spot`), noted last; `partial`: as for `evaluate_plan`."""
+    outside the targets (`_outside_hot_spot`), noted last; `partial`: as for `evaluate_plan`; `absence_allowed`: the
+    structures of `incomplete` the protocol allows a case to lack (`_absence_allowed`)."""
     grid = case.grid
     fractions = protocol.prescription.fractions
     voxel_cc = case.voxel_volume_cc
@@ -433,7 +447,7 @@ def _plan_record(
     judged = _goal_dvhs(protocol, dose, fixed_gy, masks, voxel_cc, dvhs)
     goals = [
         _goal_record(goal, judged, protocol, converged, incomplete.get(goal.structure), by_target,
-                     (partial or {}).get(goal.structure))
+                     (partial or {}).get(goal.structure), goal.structure in absence_allowed)
         for goal in protocol.goals
     ]
     highest_gy = float(dose.max())

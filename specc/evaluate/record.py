@@ -217,6 +217,10 @@ class GoalRecord(_Record):
     # True: the value is of the parts of its organ the case has, not the whole organ (the case lacks a part of a
     # structure read from its `parts`, or of one it is derived from); `note` says which. A cohort marks it.
     partial_structure: bool = False
+    # True: NOT EVALUATED because the case does not contour the structure and the protocol allows that
+    # (`if_contoured: true`), the one NOT EVALUATED that --strict lets pass (`PlanRecord.unevaluated_must_goals`).
+    # Absent in a plan.json written before it, read as false: such a file is read back, never gated again.
+    absence_allowed: bool = False
     # Where `threshold` and `variation` came from when the protocol states them as a table by a structure's volume,
     # read on this case ("from the table by PTV volume at 22.04 cc, between the 13.2 and 22 cc rows"); None for a
     # limit the protocol states as a number (and in a plan.json written before it).
@@ -363,6 +367,35 @@ class PlanRecord(_Record):
             goal for goal in self.goals
             if goal.priority == 1 and (goal.measured_status == "fail" or (goal.structure, goal.text) in robust_failed)
         ]
+
+    def unevaluated_must_goals(self) -> list[GoalRecord]:
+        """Priority-1 goals not failed that read NOT EVALUATED, nominally or in the worst scenario of the robustness
+        check, what --strict stops on beside the failed ones: a must-goal that could not be measured (a D2cc on a
+        1 cc organ, an organ beyond the checked dose's calculation volume, an overlap that does not occur) cannot be
+        vouched for. Only a goal on a structure the protocol allows a case to lack and this case does not contour
+        (`absence_allowed`) passes."""
+        failed = {(goal.structure, goal.text) for goal in self.failed_must_goals()}
+        robust_unmeasured = {
+            (robust.structure, robust.text) for robust in (self.robustness.goals if self.robustness is not None else [])
+            if robust.measured_status == "not_evaluated"
+        }
+        return [
+            goal for goal in self.goals
+            if goal.priority == 1 and not goal.absence_allowed and (goal.structure, goal.text) not in failed
+            and (goal.measured_status == "not_evaluated" or (goal.structure, goal.text) in robust_unmeasured)
+        ]
+
+    def not_evaluated_reason(self, goal: GoalRecord) -> str:
+        """Why `goal` (one of `unevaluated_must_goals`) was not evaluated: its note, or where only the robustness
+        check could not measure it, that."""
+        if goal.measured_status == "not_evaluated":
+            return goal.note
+        return "no value in any setup-error scenario of the robustness check"
+
+    def stops_strict(self) -> bool:
+        """Whether --strict stops on this plan (exit code 2): a priority-1 goal failed or not evaluated, other than
+        one on a structure the protocol allows a case to lack."""
+        return bool(self.failed_must_goals() or self.unevaluated_must_goals())
 
     def robust_counts(self) -> dict[str, int]:
         """Number of robustness-checked goals per status of their worst scenario (empty without a check)."""
