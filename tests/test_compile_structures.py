@@ -159,7 +159,7 @@ def test_a_ring_around_a_structure_covering_the_whole_case_names_that_structure_
     """Audit h2 F6: a goals-only protocol whose PTV margin covers the body failed on 'Falloff_PTV', a
     structure nobody wrote, with no line and no word of the margin."""
     text = (
-        HEADER + "  CTV: {role: other}\n  Target:\n    role: target\n    expression: expand(CTV, 500mm)\n"
+        HEADER + "  CTV: {role: other}\n  Target:\n    role: target\n    expression: expand(CTV, 50mm)\n"
         + PRESCRIPTION + 'goals: {Target: ["D95% >= 4 Gy"]}\n'
     )
     case = synthetic_case()
@@ -169,15 +169,15 @@ def test_a_ring_around_a_structure_covering_the_whole_case_names_that_structure_
     with pytest.raises(CompileError) as error:
         resolve_structures(protocol, case)
     assert str(error.value) == (
-        f"site/p.yaml:7: structure 'Target' = expand(CTV, 500mm) covers the whole case (all {rows} voxels it holds "
+        f"site/p.yaml:7: structure 'Target' = expand(CTV, 50mm) covers the whole case (all {rows} voxels it holds "
         "dose for), which leaves no room for `ring(Target, 5mm, 30mm)` outside it: structure 'Falloff_Target' = "
         "ring(Target, 5mm, 30mm), which specc adds to the optimization it derives from the goals, is empty; check "
         "the margins of Target"
     )
     # A ring the protocol writes itself: the ring's line too.
-    written = HEADER + "  Target: {role: target}\n  Big: {role: other, expression: 'expand(Target, 500mm)'}\n" \
+    written = HEADER + "  Target: {role: target}\n  Big: {role: other, expression: 'expand(Target, 50mm)'}\n" \
         "  Shell: {role: other, expression: 'crop(ring(Big, 5mm, 30mm), Body)'}\n  Body: {role: other}\n"
-    with pytest.raises(CompileError, match=r"^site/p\.yaml:7: structure 'Big' = expand\(Target, 500mm\) covers the "
+    with pytest.raises(CompileError, match=r"^site/p\.yaml:7: structure 'Big' = expand\(Target, 50mm\) covers the "
                                            r"whole case .* structure 'Shell' = .* \(site/p\.yaml:8\) is empty"):
         resolve_structures(parse_protocol_text(written + PRESCRIPTION, "site/p.yaml"), synthetic_case())
 

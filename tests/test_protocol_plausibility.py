@@ -73,3 +73,40 @@ def test_a_level_that_is_itself_a_slip_is_the_one_reported() -> None:
     """Against 2 Gy written for a course of 39 fractions every organ limit would look 20 times too high."""
     text = _protocol(["Max <= 75 Gy"], HEAD.replace("dose: 78 Gy", "dose: 2 Gy").replace("74.1 Gy", "1.9 Gy"))
     assert [line for line, _ in _diagnostics(text)] == [10]
+
+
+MARGINS = (
+    "specc: 1\nname: t\nsite: prostate\nversion: 1.0.0\n"
+    "structures:\n  Prostate: {role: other}\n  Body: {role: other}\n  Rectum: {role: oar}\n"
+    "  PTV: {role: target, expression: 'crop(expand(Prostate, MARGIN), Body)'}\n"  # line 9
+    "  Shell: {role: other, expression: 'crop(ring(PTV, 20mm, 150mm), Body)'}\n"  # a ring may reach far
+    "  Skin: {role: other, expression: 'Body - shrink(Body, 5mm)'}\n"
+    "prescription:\n  fractions: 39\n  levels: [{target: PTV, dose: 78 Gy}]\n"
+    'goals:\n  PTV: ["D95% >= 74.1 Gy"]\n'
+)
+
+
+@pytest.mark.parametrize(("margin", "message"), [
+    ("6cm", '`expand(Prostate, 60mm)`: a margin of 60 mm is beyond any CTV-to-PTV, GTV-to-CTV or PRV margin (50 mm at '
+            'most here): a unit slip? ("6cm" written for "6mm", or a typo); the region within 60 mm of Prostate is '
+            "Prostate | ring(Prostate, 0mm, 60mm)"),
+    ("50cm", "`expand(Prostate, 500mm)`: a margin of 500 mm is beyond any CTV-to-PTV"),
+    ("5mm, 5mm, 55mm", "`expand(Prostate, 5mm, 5mm, 55mm)`: a margin of 55 mm is beyond any CTV-to-PTV, GTV-to-CTV or "
+                       "PRV margin (50 mm at most here): a unit slip? (a typo)"),
+])
+def test_a_margin_beyond_any_clinical_margin_is_refused_at_its_expression(margin: str, message: str) -> None:
+    """Audit s18/a2 F2: expand(Prostate, 6cm) made a 2152 cc PTV of a 34.9 cc prostate without a word, while a
+    setup error over 30 mm is refused as a unit slip."""
+    with pytest.raises(ProtocolError) as raised:
+        parse_protocol_text(MARGINS.replace("MARGIN", margin), "p.yaml")
+    [found] = raised.value.diagnostics
+    assert (found.line, found.column, found.path) == (9, 35, "structures.PTV.expression")
+    assert found.message.startswith(message)
+
+
+def test_a_shrink_beyond_any_clinical_margin_is_refused_and_the_widest_margins_are_not() -> None:
+    text = MARGINS.replace("shrink(Body, 5mm)", "shrink(Body, 6cm)").replace("MARGIN", "7mm")
+    with pytest.raises(ProtocolError, match=r"p\.yaml:11:.*structures\.Skin\.expression: `shrink\(Body, 60mm\)`: a "
+                                            r"margin of 60 mm .* \(\"6cm\" written for \"6mm\", or a typo\)$"):
+        parse_protocol_text(text, "p.yaml")
+    parse_protocol_text(MARGINS.replace("MARGIN", "5cm"), "p.yaml")  # a sarcoma's longitudinal GTV-to-CTV margin

@@ -42,7 +42,7 @@ Some structures must be on every case, and their emptiness stays an error naming
 target, the structure a dose level, the normalization, a forward plan's block or the
 setup-error check names, and a structure the compiler added (nobody wrote it; the
 derivation's coverage and fall-off terms stand on it). A derived structure that is empty
-because a structure it rings covers every voxel with dose (a 500 mm PTV margin) is a mistake,
+because a structure it rings covers every voxel with dose (a PTV margin reaching past the body) is a mistake,
 not anatomy. That error names the ringed structure and its line, since the ring may be a
 fall-off shell the compiler added.
 

@@ -13,7 +13,7 @@ from specc.protocol.diagnostics import Issue, located_goals
 from specc.protocol.goals import Goal
 from specc.protocol.metrics import Metric
 from specc.protocol.names import name_key
-from specc.protocol.plausibility import plausible_doses
+from specc.protocol.plausibility import plausible_doses, plausible_margins
 from specc.protocol.suggest import did_you_mean
 from specc.terms.base import TermBase
 
@@ -26,6 +26,7 @@ def consistency_issues(protocol: ProtocolDocument) -> list[Issue]:
     return [
         *_prescription_targets(protocol, defined),
         *plausible_doses(protocol),
+        *plausible_margins(protocol),
         *_expressions(protocol, defined),
         *_if_contoured(protocol),
         *_case_clashes(protocol),

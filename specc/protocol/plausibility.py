@@ -7,6 +7,8 @@ and any dose a goal states (a threshold, a variation, the dose of a V or CV metr
 the highest level: an organ limit of "Max <= 7500 Gy" is 7500 cGy written as Gy, and no plan
 can fail it, so it would pass every time and limit nothing. Setup errors have their bounds too
 (`setup_error_slip`): "10 cm" written for "10 mm" would have a plan chase a target shifted 10 cm.
+So do the margins of derived structures (`plausible_margins`): `expand(Prostate, 6cm)` for 6 mm makes
+a 2 L PTV of a 35 cc prostate, which every later stage would plan and judge as written.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from specc.protocol.diagnostics import Issue, located_goals
 from specc.protocol.isoeffect import isoeffective_gy
+from specc.protocol.structures import Expand, Ring, Shrink, Union, subexpressions
 from specc.protocol.units import format_number
 
 if TYPE_CHECKING:
@@ -27,6 +30,13 @@ if TYPE_CHECKING:
 # Larger values are "10 cm" for "10 mm", or "90 deg"; motion beyond them is an internal margin's (an ITV).
 LARGEST_SETUP_ERROR_MM = 30.0
 LARGEST_ROTATION_DEG = 15.0
+
+
+# CTV-to-PTV margins are a few mm to 2 cm (van Herk's 2.5 Sigma + 0.7 sigma; a free-breathing lung 15-20 mm), PRV
+# margins 3-5 mm; the widest a clinic writes are GTV-to-CTV margins along an extremity sarcoma's muscle compartment,
+# 3-5 cm (RTOG 0630, NCIC SR2). An expand or shrink beyond them is "6cm" written for "6mm"; a region that far around
+# a structure (a fall-off shell, a normal-tissue rind) is a ring's, whose distances are not bounded here.
+LARGEST_MARGIN_MM = 50.0
 
 
 def setup_error_slip(setup_mm: Sequence[float], random_mm: Sequence[float], rotation_deg: Sequence[float]) -> str | None:
@@ -41,6 +51,31 @@ def setup_error_slip(setup_mm: Sequence[float], random_mm: Sequence[float], rota
                 "margin's (ITV), not a setup error's"
             )
     return None
+
+
+def plausible_margins(protocol: ProtocolDocument) -> Iterator[Issue]:
+    """Derived structures whose expand or shrink margin is beyond any clinical margin (`LARGEST_MARGIN_MM`): the
+    first such node of each, at its expression."""
+    for name, spec in protocol.structures.items():
+        if spec.expression is None:
+            continue
+        for node in subexpressions(spec.expression):
+            if isinstance(node, (Expand, Shrink)) and max(node.margins_mm) > LARGEST_MARGIN_MM:
+                yield Issue(("structures", name, "expression"), _margin_slip(node))
+                break
+
+
+def _margin_slip(node: Expand | Shrink) -> str:
+    widest = max(node.margins_mm)
+    slip = f'"{format_number(widest / 10)}cm" written for "{format_number(widest / 10)}mm", or a typo' \
+        if widest % 10 == 0 else "a typo"
+    meant = ""
+    if isinstance(node, Expand):  # a region that far around the structure, written with a ring, whose reach is not bounded
+        meant = f"; the region within {format_number(widest)} mm of {node.operand} is {Union(node.operand, Ring(node.operand, 0.0, widest))}"
+    return (
+        f"`{node}`: a margin of {format_number(widest)} mm is beyond any CTV-to-PTV, GTV-to-CTV or PRV margin "
+        f"({format_number(LARGEST_MARGIN_MM)} mm at most here): a unit slip? ({slip}){meant}"
+    )
 
 
 # Gy per fraction that external-beam courses give: low-dose total-body irradiation at 0.1 Gy up to

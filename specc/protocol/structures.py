@@ -18,7 +18,7 @@ the tree on masks; here it is only parsed, checked and printed back.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Union as TypingUnion
 
@@ -437,6 +437,19 @@ def _negative_ring(operand: StructureExpr, inner_mm: float, outer_mm: float) -> 
 
     return (f"a ring's distances are measured outward from the surface of {operand}; a shell reaching inside it is "
             f"{at(outer_mm)} - {at(inner_mm)}")
+
+
+def subexpressions(expression: StructureExpr) -> Iterator[StructureExpr]:
+    """`expression` and every node inside it, outermost first (for rules that look at each operation)."""
+    yield expression
+    if isinstance(expression, _Binary):
+        yield from subexpressions(expression.left)
+        yield from subexpressions(expression.right)
+    elif isinstance(expression, (Expand, Shrink, Ring)):
+        yield from subexpressions(expression.operand)
+    elif isinstance(expression, Crop):
+        yield from subexpressions(expression.operand)
+        yield from subexpressions(expression.boundary)
 
 
 def _precedence(expression: StructureExpr) -> int:
