@@ -142,6 +142,11 @@ def test_a_hard_limit_the_prior_dose_already_breaks_is_infeasible(prior_file, tm
     outcome = plan(composite(text), synthetic_case(), tmp_path / "plan", prior_dose=[prior_file])
     assert not outcome.succeeded and outcome.solve.status == "infeasible"
     assert not (tmp_path / "plan" / "result.h5").exists()
+    # audit s18 F7: the advice is for a term, which acts on the composite; a goal "(this course)" is not optimized
+    said = " ".join(outcome.solve.message.split())
+    assert "optimization terms act on the composite dose (prior course + this plan)" in said
+    assert "Write the limit as a cumulative one above what the prior course gave, or as a soft term" in said
+    assert "this course)" not in said
 
 
 def test_prior_dose_and_protocol_must_agree(prior_file, tmp_path):

@@ -293,9 +293,10 @@ def _prior_message(program: CompiledProgram, limits: list[list[CompiledTerm]]) -
     listing = "; ".join(f"{_limit_label(group[0], len(group))} ({group[0].source})" for group in limits)
     return (
         f"the prior course's dose alone already breaks {'; '.join(broken)}. This plan only adds dose, so no plan "
-        "of this course can meet such a limit: state it on this course alone (a goal \"(this course)\", or "
-        f"limits written for this plan's dose) or as a cumulative limit above what the prior course gave. All hard "
-        f"terms: {listing}"
+        "of this course can meet such a limit: optimization terms act on the composite dose (prior course + this "
+        "plan), none on this plan's dose alone. Write the limit as a cumulative one above what the prior course "
+        "gave, or as a soft term (an overdose penalty, which keeps this plan's dose there as low as the other terms "
+        f"allow). All hard terms: {listing}"
     )
 
 
