@@ -36,7 +36,7 @@ from specc.case.importers.plan_export import read_plan_export
 from specc.case.importers.external_dose import ExternalDose, same_grid
 from specc.case.importers.matrad_dose import MatradPlan, is_matrad_workspace, read_matrad_plan
 from specc.case.importers.rtdose import read_rtdose
-from specc.case.model import Grid
+from specc.case.model import grid_text
 from specc.compile import ResolvedStructures, resolve_structures
 from specc.compile.case_limits import with_case_limits
 from specc.composite import require_one_frame, with_prior_dose
@@ -227,19 +227,13 @@ def _interpolation_note(case: Case, dose: ExternalDose) -> list[str]:
         return []
     if dose.taken_as_stored(case.grid):
         return [
-            f"{dose.path.name}: taken as stored on the evaluation grid ({_grid_text(case.grid)}), whose voxel centres "
-            f"are its own ({_grid_text(dose.grid)}): nothing interpolated"
+            f"{dose.path.name}: taken as stored on the evaluation grid ({grid_text(case.grid)}), whose voxel centres "
+            f"are its own ({grid_text(dose.grid)}): nothing interpolated"
         ]
     return [
-        f"{dose.path.name}: interpolated (trilinear) from its own grid ({_grid_text(dose.grid)}) onto the evaluation "
-        f"grid ({_grid_text(case.grid)}), where every structure and goal is measured"
+        f"{dose.path.name}: interpolated (trilinear) from its own grid ({grid_text(dose.grid)}) onto the evaluation "
+        f"grid ({grid_text(case.grid)}), where every structure and goal is measured"
     ]
-
-
-def _grid_text(grid: Grid) -> str:
-    return (
-        f"{' × '.join(str(n) for n in grid.shape)} voxels of {' × '.join(f'{s:g}' for s in grid.spacing_mm)} mm"
-    )
 
 
 def _outside(resolved: ResolvedStructures, known: np.ndarray, dose: ExternalDose) -> list[tuple[str, str]]:
@@ -408,8 +402,8 @@ def _on_the_case(plan: MatradPlan, case: Case, path: Path) -> _DoseOnCase:
     case's, not this reading's (`MatradPlan.measured_on_ct`)."""
     note = (
         f"{path.name}: measured as specc measures its plan of the case {case.case_id!r} (--measure-on case): on the "
-        f"case's grid ({_grid_text(case.grid)}) with the case's masks, so that it compares with that plan like for "
-        f"like; matRad's own DVHs, on its CT grid ({_grid_text(plan.case.grid)}) with the cst{{i,4}} voxels, may "
+        f"case's grid ({grid_text(case.grid)}) with the case's masks, so that it compares with that plan like for "
+        f"like; matRad's own DVHs, on its CT grid ({grid_text(plan.case.grid)}) with the cst{{i,4}} voxels, may "
         "read otherwise (the check without --measure-on case gives those)"
     )
     attributes = {MEASURED_ON: f"the case {case.case_id!r}'s grid and masks, as specc measures its plans (--measure-on case)"}
@@ -423,8 +417,8 @@ def _unused_case_note(case: Case | None, measured_on: Case) -> list[str]:
     if case is None or same_grid(case.grid, measured_on.grid):
         return []
     return [
-        f"the case {case.case_id!r} lies on another grid ({_grid_text(case.grid)}) than the workspace's CT "
-        f"({_grid_text(measured_on.grid)}): the check is filed under it, but its masks are not used; matRad's dose is "
+        f"the case {case.case_id!r} lies on another grid ({grid_text(case.grid)}) than the workspace's CT "
+        f"({grid_text(measured_on.grid)}): the check is filed under it, but its masks are not used; matRad's dose is "
         "measured on the CT grid with the workspace's cst{i,4} structures, as matRad's DVHs are. A specc plan of that "
         "case is measured on its own grid: to compare the two plans, check with --measure-on case (matRad's dose on "
         "the case's grid and masks)"

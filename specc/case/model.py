@@ -11,6 +11,7 @@ import copy
 import hashlib
 import math
 import re
+import typing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
@@ -129,6 +130,22 @@ class Grid:
         """Voxel-centre positions (n, 3) in mm of the given flat indices."""
         ijk = np.stack(np.unravel_index(np.asarray(flat_indices, dtype=np.int64), self.shape), axis=1)
         return np.asarray(self.origin_mm) + ijk * np.asarray(self.spacing_mm)
+
+
+class GridSize(typing.Protocol):
+    """What `grid_text` reads of a grid: a `Grid`, or a plan record's grid (`specc.evaluate.record.GridInfo`)."""
+
+    @property
+    def shape(self) -> tuple[int, int, int]: ...
+
+    @property
+    def spacing_mm(self) -> tuple[float, float, float]: ...
+
+
+def grid_text(grid: GridSize) -> str:
+    """A grid in words, '40 × 30 × 20 voxels of 5 × 5 × 2.5 mm', one wording wherever specc names the grids a dose
+    is measured, interpolated or compared on."""
+    return f"{' × '.join(str(n) for n in grid.shape)} voxels of {' × '.join(f'{s:g}' for s in grid.spacing_mm)} mm"
 
 
 def _numbers(values: tuple[float, ...] | tuple[int, ...]) -> str:

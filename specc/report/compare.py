@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from pydantic import ValidationError
 
+from specc.case.model import grid_text
 from specc.errors import SpeccError, validation_text
 from specc.evaluate import PlanRecord
 from specc.evaluate.record import RECORD_FORMAT, STRUCTURES, STRUCTURES_SHA256, GoalRecord, GridInfo
@@ -275,9 +276,9 @@ def _measured_on(record: PlanRecord) -> str:
 
 
 def _grid_text(grid: GridInfo) -> str:
+    """The grid with its first voxel centre: two plans on grids of one size a shift apart are on different grids."""
     origin = ", ".join(f"{o:g}" for o in grid.origin_mm)
-    return (f"{' × '.join(str(n) for n in grid.shape)} voxels of {' × '.join(f'{s:g}' for s in grid.spacing_mm)} mm, "
-            f"first centre ({origin}) mm")
+    return f"{grid_text(grid)}, first centre ({origin}) mm"
 
 
 def _unversioned_changes(plans: Sequence[ComparedPlan]) -> list[str]:
