@@ -179,8 +179,12 @@ def test_scenarios_are_both_ways_along_the_axes_that_have_an_error() -> None:
         ("robustness: {setup_error: 3 mm, structures: [Orgna]}", 'undefined structure "Orgna"'),
         ("robustness: {setup_error: 3 mm, structures: [Body]}", '"Body" has no goal to measure'),
         ("robustness: {setup_error: 3 mm, structures: []}", "needs at least 1 item"),
-        ("robustness: {setup_error: 10 cm}", "setup_error 100 mm is beyond any patient setup (30 mm at most here)"),
-        ('robustness: {random_error: ["2 mm", "2 mm", "40 mm"]}', "random_error 40 mm is beyond any patient setup"),
+        # a unit slip, quoted as written (audit s18/a2 F5: "5 cm" read "50 mm ...: cm written as mm")
+        ("robustness: {setup_error: 10 cm}", 'robustness.setup_error: setup_error 10 cm (100 mm) is beyond any patient '
+                                             'setup (30 mm at most here): "10 cm" written for "10 mm" (mm written as '
+                                             "cm), or a typo?"),
+        ('robustness: {setup_error: ["3 mm", "3 mm", "0.5cm"], random_error: ["2 mm", "2 mm", "40 mm"]}',
+         "robustness.random_error: random_error 40 mm is beyond any patient setup (30 mm at most here): a typo?"),
         ("robustness: {rotation_error: 90 deg}", "rotation_error 90 deg is beyond any patient setup (15 deg at most"),
     ],
 )

@@ -24,6 +24,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     ValidationInfo,
+    ValidatorFunctionWrapHandler,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -598,14 +599,24 @@ class Robustness(_Strict):
         "its worst scenario (minimax; solved by the reference solver), the other objectives averaged.",
     )
 
+    @field_validator("setup_error", "random_error", "rotation_error", mode="wrap")
+    @classmethod
+    def _not_a_slip(cls, value: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+        """An error beyond any patient setup (`setup_error_slip`), quoted as written: "5 cm", not the 50 mm read."""
+        sizes = handler(value)
+        if sizes is not None:
+            written = [value] * 3 if isinstance(value, str) else value
+            read = [size.deg if isinstance(size, Angle) else size.mm for size in sizes]
+            slip = setup_error_slip(info.field_name or "", written, read)
+            if slip is not None:
+                raise ValueError(slip)
+        return sizes
+
     @model_validator(mode="after")
     def _some_error(self) -> Robustness:
         random, rotation = self.random_error_mm, self.rotation_error_deg
         if not any(self.setup_error_mm) and not any(random or ()) and not any(rotation or ()):
             raise ValueError("no setup, random or rotation error gives no scenario: give the error to check")
-        slip = setup_error_slip(self.setup_error_mm, random or (), rotation or ())
-        if slip is not None:
-            raise ValueError(slip)
         if self.objective == "worst_case" and not self.optimize:
             raise ValueError("objective: worst_case says how robust optimization counts the scenarios; it needs "
                              "optimize: true")

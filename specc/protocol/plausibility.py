@@ -13,6 +13,7 @@ a 2 L PTV of a 35 cc prostate, which every later stage would plan and judge as w
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 # Larger values are "10 cm" for "10 mm", or "90 deg"; motion beyond them is an internal margin's (an ITV).
 LARGEST_SETUP_ERROR_MM = 30.0
 LARGEST_ROTATION_DEG = 15.0
+_WRITTEN = re.compile(r"\s*(\S+?)\s*([A-Za-z]+)\s*")  # a validated length or angle: its number and unit
 
 
 # CTV-to-PTV margins are a few mm to 2 cm (van Herk's 2.5 Sigma + 0.7 sigma; a free-breathing lung 15-20 mm), PRV
@@ -39,18 +41,24 @@ LARGEST_ROTATION_DEG = 15.0
 LARGEST_MARGIN_MM = 50.0
 
 
-def setup_error_slip(setup_mm: Sequence[float], random_mm: Sequence[float], rotation_deg: Sequence[float]) -> str | None:
-    """Why a robustness section's errors read as a unit slip, or None (each is the error along x, y, z)."""
-    for name, sizes, largest, unit in (("setup_error", setup_mm, LARGEST_SETUP_ERROR_MM, "mm"),
-                                       ("random_error", random_mm, LARGEST_SETUP_ERROR_MM, "mm"),
-                                       ("rotation_error", rotation_deg, LARGEST_ROTATION_DEG, "deg")):
-        if any(size > largest for size in sizes):
-            return (
-                f"{name} {format_number(max(sizes))} {unit} is beyond any patient setup ({format_number(largest)} "
-                f"{unit} at most here): a unit slip? (cm written as mm, or a typo); motion beyond it is an internal "
-                "margin's (ITV), not a setup error's"
-            )
-    return None
+def setup_error_slip(field: str, written: Sequence[str], sizes: Sequence[float]) -> str | None:
+    """Why a robustness error (`field`: setup_error, random_error or rotation_error) reads as a unit slip, or None.
+
+    `sizes` are its values along x, y, z in mm or deg, `written` each as the protocol wrote it ("5 cm"), which the
+    message quotes: the user wrote cm where mm was meant, not the 50 mm specc reads."""
+    largest, unit = (LARGEST_ROTATION_DEG, "deg") if field == "rotation_error" else (LARGEST_SETUP_ERROR_MM, "mm")
+    widest = max(range(len(sizes)), key=lambda axis: sizes[axis])
+    if sizes[widest] <= largest:
+        return None
+    number, written_unit = _WRITTEN.fullmatch(written[widest]).groups()  # type: ignore[union-attr]  (validated)
+    shown, slip = f"{number} {written_unit}", "a typo?"
+    if written_unit == "cm":
+        shown += f" ({format_number(sizes[widest])} mm)"
+        slip = f'"{number} cm" written for "{number} mm" (mm written as cm), or a typo?'
+    return (
+        f"{field} {shown} is beyond any patient setup ({format_number(largest)} {unit} at most here): {slip} "
+        "Motion beyond it is an internal margin's (ITV), not a setup error's"
+    )
 
 
 def plausible_margins(protocol: ProtocolDocument) -> Iterator[Issue]:
