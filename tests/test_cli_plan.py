@@ -465,3 +465,30 @@ def test_the_summary_line_names_a_hot_spot_outside_the_targets_after_the_goal_co
         print_summary("optimal (CLARABEL)", plan.record, [Path("report.html")], False, plan.outside_hot_spot)
     said = " ".join(captured.get().split())
     assert said == f"optimal (CLARABEL); goals: 1 pass; {plan.outside_hot_spot.headline}; wrote report.html", said
+
+
+def test_strict_says_when_a_must_goal_fails_only_with_the_patient_shifted() -> None:
+    """audit s18/a2 F3: '--strict: priority-1 goals failed: Rectum D10% <= 75 Gy' right after 'goals: 8 pass' did not
+    say the goal passes nominally and fails in a setup-error scenario."""
+    from evaluate_fakes import masks_of, protocol, solve_result
+
+    from specc.cli.app import error_console
+    from specc.cli.plan import print_summary
+    from specc.evaluate import evaluate_plan
+    from specc.evaluate.record import RobustGoalRecord, RobustnessRecord
+
+    case = synthetic_case()
+    record = evaluate_plan(protocol({"Target": ["D95% >= 5 Gy"]}, dose="10 Gy"), case, masks_of(case),
+                           solve_result(case, scale=0.65), {}).record
+    nominal = record.goals[0].value
+    shifted = record.model_copy(update={"robustness": RobustnessRecord(
+        setup_error_mm=(5.0, 0.0, 0.0), model="static dose cloud", scenarios_mm=[(5.0, 0.0, 0.0), (-5.0, 0.0, 0.0)],
+        scenario_labels=["x +5 mm", "x -5 mm"], structures=["Target"],
+        goals=[RobustGoalRecord(structure="Target", text="D95% >= 5 Gy", unit="Gy", nominal=nominal,
+                                scenario_values=[4.5, nominal], worst=4.5, worst_scenario=0, measured_status="fail",
+                                status="fail")])})
+    with error_console.capture() as captured:
+        print_summary("optimal (CLARABEL)", shifted, [Path("report.html")], True)
+    said = " ".join(captured.get().split())
+    assert "--strict: priority-1 goals failed: Target D95% >= 5 Gy (" in said, said
+    assert f"passes nominally ({nominal:.2f} Gy), fails in setup-error scenario x +5 mm (4.50 Gy)" in said, said

@@ -224,6 +224,14 @@ def test_a_must_goal_failed_in_the_worst_setup_error_scenario_is_what_strict_sto
     assert [goal.text for goal in checked.failed_must_goals()] == ["D95% >= 50 Gy"]  # priority 2 is not a must
     assert checked.goal_counts() == {"pass": 2} and checked.robust_counts() == {"fail": 2}
     assert record.robust_counts() == {}
+    # --strict's "failed" beside "goals: 2 pass" says it is the shifted patient that fails it, and where
+    must = checked.failed_must_goals()[0]
+    assert checked.scenario_failure(must) == (
+        f"passes nominally ({must.value:.2f} Gy), fails in setup-error scenario #1 (9.00 Gy)")
+    labelled = checked.model_copy(update={"robustness": checked.robustness.model_copy(
+        update={"scenario_labels": ["x +5 mm", "x -5 mm"]})})
+    assert labelled.scenario_failure(must).endswith("fails in setup-error scenario x +5 mm (9.00 Gy)")
+    assert record.scenario_failure(must) is None  # no robustness check: nothing to add
 
 
 def test_a_must_goal_not_evaluated_in_the_worst_setup_error_scenario_stops_strict_as_a_nominal_one(case):

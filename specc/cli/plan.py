@@ -449,12 +449,17 @@ def print_summary(
     if not strict:
         return
     if failed := record.failed_must_goals():
-        names = "; ".join(f"{goal.structure} {goal.text} ({goal.source})" for goal in failed)
+        names = "; ".join(f"{goal.structure} {goal.text} ({_failed_where(record, goal)})" for goal in failed)
         error_console.print(Text(f"--strict: priority-1 goals failed: {names}", style="red"), soft_wrap=True)
     for goal in record.unevaluated_must_goals():
         error_console.print(Text(
             f"--strict: priority-1 goal not evaluated: {goal.structure} {goal.text} ({goal.source}): "
             f"{record.not_evaluated_reason(goal)}", style="red"), soft_wrap=True)
+
+
+def _failed_where(record: PlanRecord, goal: GoalRecord) -> str:
+    scenario = record.scenario_failure(goal)
+    return goal.source if scenario is None else f"{goal.source}; {scenario}"
 
 
 @app.command()

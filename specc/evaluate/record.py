@@ -368,6 +368,21 @@ class PlanRecord(_Record):
             if goal.priority == 1 and (goal.measured_status == "fail" or (goal.structure, goal.text) in robust_failed)
         ]
 
+    def scenario_failure(self, goal: GoalRecord) -> str | None:
+        """For a goal the dose meets nominally but fails in the worst setup-error scenario, where and by how much:
+        "passes nominally (74.00 Gy), fails in scenario y -4 mm (77.41 Gy)"; None otherwise. A reader of --strict's
+        "priority-1 goals failed" beside "goals: 8 pass" needs it to see that the patient shifted fails it."""
+        if goal.measured_status == "fail" or self.robustness is None:
+            return None
+        robust = next((r for r in self.robustness.goals if (r.structure, r.text) == (goal.structure, goal.text)), None)
+        if robust is None or robust.measured_status != "fail" or robust.worst is None or robust.worst_scenario is None:
+            return None
+        labels = self.robustness.scenario_labels
+        where = labels[robust.worst_scenario] if robust.worst_scenario < len(labels) else f"#{robust.worst_scenario + 1}"
+        unit = f" {robust.unit}" if robust.unit else ""
+        nominal = "" if goal.value is None else f" ({goal.value:.2f}{unit})"
+        return f"passes nominally{nominal}, fails in setup-error scenario {where} ({robust.worst:.2f}{unit})"
+
     def unevaluated_must_goals(self) -> list[GoalRecord]:
         """Priority-1 goals not failed that read NOT EVALUATED, nominally or in the worst scenario of the robustness
         check, what --strict stops on beside the failed ones: a must-goal that could not be measured (a D2cc on a
