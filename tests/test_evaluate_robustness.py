@@ -179,6 +179,10 @@ def test_scenarios_are_both_ways_along_the_axes_that_have_an_error() -> None:
         ("robustness: {setup_error: 3 mm, structures: [Orgna]}", 'undefined structure "Orgna"'),
         ("robustness: {setup_error: 3 mm, structures: [Body]}", '"Body" has no goal to measure'),
         ("robustness: {setup_error: 3 mm, structures: []}", "needs at least 1 item"),
+        # listed twice: its goals are checked once, and a note read "Target, Target" (audit s18/a2 F6)
+        ("robustness: {setup_error: 3 mm, structures: [Target, Organ, Target]}",
+         'protocols/robust.yaml:15:61: robustness.structures[2]: "Target" is listed twice: its goals are checked once; '
+         "robustness.structures[0] is at protocols/robust.yaml:15:46"),
         # a unit slip, quoted as written (audit s18/a2 F5: "5 cm" read "50 mm ...: cm written as mm")
         ("robustness: {setup_error: 10 cm}", 'robustness.setup_error: setup_error 10 cm (100 mm) is beyond any patient '
                                              'setup (30 mm at most here): "10 cm" written for "10 mm" (mm written as '

@@ -292,7 +292,13 @@ def _robust_structures(protocol: ProtocolDocument, defined: Mapping[str, Structu
     if protocol.robustness is None or protocol.robustness.structures is None:
         return
     with_goals = {goal.structure for goal in protocol.goals}
+    first: dict[str, int] = {}  # name -> where the list has it first
     for index, name in enumerate(protocol.robustness.structures):
+        if name in first:  # its goals are checked once: a second entry only repeats the name in notes
+            yield Issue(("robustness", "structures", index), f'"{name}" is listed twice: its goals are checked once',
+                        related=("robustness", "structures", first[name]))
+            continue
+        first[name] = index
         if name not in protocol.structures:
             yield Issue(("robustness", "structures", index), _undefined(name, defined))
         elif name not in with_goals and protocol.prescription is not None:  # a template's goals may come later
