@@ -16,12 +16,14 @@ from typer.testing import CliRunner
 
 from evaluate_fakes import protocol, synthetic_case
 from interop_fixtures import dicompyler_dvhcalc
-from specc.case import CaseMetadata
+from specc.case import Beamlets, CaseMetadata
 from specc.cli import app
 from specc.export import ResultError, read_result
 from specc.export.rtdose import write_rtdose
-from specc.export.rtplan import CLOSED_PAIR_SETBACK_MM, PhotonEnergy, photon_energy, rtplan_uid, write_rtplan
-from specc.export.segments import read_segments
+from specc.export.rtplan import (
+    CLOSED_PAIR_SETBACK_MM, PhotonEnergy, covers_isocentre, photon_energy, rtplan_uid, write_rtplan,
+)
+from specc.export.segments import BeamSegmentsEntry, SegmentEntry, read_segments
 from specc.pipeline import plan
 
 TERMS = [
@@ -40,9 +42,9 @@ SOURCE_STUDY = {
 }
 
 
-def _planned(folder: Path, case) -> Path:
+def _planned(folder: Path, case, delivery: str = DELIVERY) -> Path:
     case.save(folder / "case.h5")
-    outcome = plan(protocol(GOALS, terms=TERMS, delivery=DELIVERY), folder / "case.h5", folder / "plan")
+    outcome = plan(protocol(GOALS, terms=TERMS, delivery=delivery), folder / "case.h5", folder / "plan")
     assert outcome.succeeded
     return folder / "plan"
 
@@ -50,6 +52,13 @@ def _planned(folder: Path, case) -> Path:
 @pytest.fixture(scope="module")
 def planned(tmp_path_factory) -> Path:
     return _planned(tmp_path_factory.mktemp("rtplan"), synthetic_case())
+
+
+@pytest.fixture(scope="module")
+def forward(tmp_path_factory) -> Path:
+    """Forward planned: each beam's aperture is the target's projection, over the isocentre (the sequenced
+    plan's fluence on this toy case leaves the central axis blocked in every beam)."""
+    return _planned(tmp_path_factory.mktemp("forward"), synthetic_case(), "{technique: forward}")
 
 
 def _export(plan_folder: Path, name: str = "RP.dcm", machine: str = "", **changes) -> tuple[pydicom.Dataset, object]:
@@ -133,9 +142,9 @@ def test_closed_leaf_pairs_meet_behind_the_x1_jaw_and_open_ones_lie_between_the_
     assert closed_inside_y > 0  # the plan has closed pairs between open ones: what the rule is about
 
 
-def test_beam_doses_add_up_to_the_plan_dose_at_the_isocentre(planned: Path) -> None:
-    rp, exported = _export(planned)
-    result = read_result(planned / "result.h5")
+def test_beam_doses_add_up_to_the_plan_dose_at_the_isocentre(forward: Path) -> None:
+    rp, exported = _export(forward)
+    result = read_result(forward / "result.h5")
     assert exported.notes == []
     points = [item for item in rp.DoseReferenceSequence if item.DoseReferenceStructureType == "COORDINATES"]
     assert len(points) == 1  # the three beams share one isocentre
@@ -272,6 +281,42 @@ def test_no_beam_dose_where_the_isocentre_has_no_computed_dose(tmp_path: Path) -
     assert len(exported.notes) == 3 and "Beam Dose omitted" in exported.notes[0]
     assert all("BeamDose" not in item for item in rp.FractionGroupSequence[0].ReferencedBeamSequence)
     assert [item.DoseReferenceStructureType for item in rp.DoseReferenceSequence] == ["SITE"]
+
+
+def _beam_of(*segments: tuple[list[float | None], list[float | None]]) -> BeamSegmentsEntry:
+    """A beam of two 5 mm leaf pairs centred at Y_b -2.5 and 2.5 mm (the axis on their boundary)."""
+    return BeamSegmentsEntry(
+        beam=1, gantry_deg=0, couch_deg=0, collimator_deg=0, isocenter_mm=(0, 0, 0), energy="6 MV", leaf_width_mm=5,
+        leaf_pair_centres_mm=[-2.5, 2.5],
+        segments=[SegmentEntry(weight=1, area_cm2=1, quanta_as_sequenced=1, left_mm=left, right_mm=right)
+                  for left, right in segments],
+    )
+
+
+@pytest.mark.parametrize("segments, covers", [
+    ([([-5.0, None], [5.0, None])], True),  # the axis inside the lower pair's gap, on its edge in Y
+    ([([None, 0.0], [None, 10.0])], True),  # on the upper pair's X1 tip: a field edge
+    ([([5.0, None], [15.0, None]), ([None, -20.0], [None, -0.5])], False),  # beside it in every segment
+    ([([None, None], [None, None])], False),
+])
+def test_a_beam_covers_its_isocentre_where_a_segment_opens_over_the_central_axis(segments, covers) -> None:
+    assert covers_isocentre(_beam_of(*segments)) is covers
+
+
+def test_a_beam_whose_segments_all_leave_the_isocentre_blocked_has_no_beam_dose_and_a_note(tmp_path: Path) -> None:
+    """Audit s18/a3 F3: such a beam had a BeamDose of 0 (or a few mGy of scatter) beside its meterset."""
+    case = synthetic_case()
+    b = case.beamlets  # beam 1's grid moved 20 mm along X_b: the target's projection opens it beside the axis
+    off_axis = Beamlets(b.beam_id, np.where(b.beam_id == 1, b.x_mm + 20.0, b.x_mm), b.y_mm, b.width_mm, b.height_mm)
+    rp, exported = _export(_planned(tmp_path, dataclasses.replace(case, beamlets=off_axis), "{technique: forward}"))
+    doses = {int(item.ReferencedBeamNumber): item.get("BeamDose") for item in rp.FractionGroupSequence[0].ReferencedBeamSequence}
+    numbers = {int(beam.BeamDescription.split()[2].rstrip(",")): int(beam.BeamNumber) for beam in rp.BeamSequence}
+    assert 1 in numbers and len(numbers) > 1
+    assert doses[numbers[1]] is None and all(doses[number] is not None for beam, number in numbers.items() if beam != 1)
+    assert float(rp.BeamSequence[numbers[1] - 1].FinalCumulativeMetersetWeight) > 0
+    assert len(exported.notes) == 1
+    assert exported.notes[0].startswith("beam 1: no segment opens over its isocentre (the beam dose point)")
+    assert "Beam Dose omitted" in exported.notes[0]
 
 
 def test_cli_exports_the_plan_and_says_what_it_is(planned: Path, tmp_path: Path) -> None:

@@ -17,7 +17,9 @@ units with its own beam model, and nothing that would pass for a calibrated mete
   beamlet unit, so the beams' relative weights survive; no Beam Meterset (monitor units);
 - each beam's dose per fraction at its isocentre (Beam Dose, linked to a coordinate dose
   reference there), computed from the case's influence matrix, for a planning system that
-  sets monitor units from a point dose; omitted, with a note, where no dose is computed;
+  sets monitor units from a point dose; omitted, with a note, where no dose is computed, and
+  where no segment of the beam opens over the isocentre (`covers_isocentre`): its dose there is
+  the scatter of openings beside it (0 to a few mGy), which sets no monitor units;
 - Approval Status UNAPPROVED; a plan that did not converge says so in its label, name and
   description.
 
@@ -56,6 +58,8 @@ PATIENT_POSITION = "HFS"
 # own few millimetres of rounding. The export's leaves therefore travel from this far behind the X1
 # edge of the beam's beamlet grid to its X2 edge (docs/formats/rtplan.md).
 CLOSED_PAIR_SETBACK_MM = 10.0
+# segments.json writes its millimetres to 3 decimals: a point this close to an opening's edge is on it.
+_FILE_RESOLUTION_MM = 1e-3
 _PHOTON_ENERGY = re.compile(r"(?P<mv>\d+(?:\.\d+)?)\s*(?P<unit>MV|X)?[\s-]*(?P<mode>FFF|SRS)?", re.IGNORECASE)
 
 
@@ -127,6 +131,7 @@ def write_rtplan(
     references = _prescription_references(identity, record)
     beams, referenced = [], []
     points: dict[tuple[float, float, float], Dataset] = {}  # one dose point per isocentre
+    blocked: dict[int, float] = {}  # beams no segment of which opens over the isocentre: their dose there (Gy)
     for number, entry in enumerate(segments.beams, start=1):
         beam = beams_by_id[entry.beam]
         energy = photon_energy(entry.energy)
@@ -145,6 +150,8 @@ def write_rtplan(
                 f"beam {entry.beam}: no dose is computed at its isocentre {tuple(beam.isocenter_mm)} mm "
                 "(outside the case's dose rows); Beam Dose omitted"
             )
+        elif not covers_isocentre(entry):
+            blocked[entry.beam] = beam_dose
         else:
             point = points.get(beam.isocenter_mm)
             if point is None:
@@ -154,6 +161,14 @@ def write_rtplan(
             item.BeamDoseMeaning = "BEAM_LEVEL"
             item.ReferencedDoseReferenceUID = point.DoseReferenceUID
         referenced.append(item)
+    if blocked:
+        many = len(blocked) > 1
+        export.notes.append(
+            f"beam{'s' if many else ''} {', '.join(map(str, blocked))}: no segment opens over {'their' if many else 'its'} "
+            f"isocentre (the beam dose point); the dose there, {', '.join(f'{dose:.3g}' for dose in blocked.values())} "
+            "Gy per fraction, is scatter from the openings beside it and sets no monitor units: Beam Dose omitted "
+            "(the planning system sets them from another point)"
+        )
     if references:
         ds.DoseReferenceSequence = references
 
@@ -174,6 +189,21 @@ def write_rtplan(
 
     save(ds, path)
     return export
+
+
+def covers_isocentre(entry: BeamSegmentsEntry) -> bool:
+    """Whether a segment of the beam opens over its isocentre: the central axis, (0, 0) in the beam's
+    own X_b, Y_b at the isocentre plane, inside or on the edge of an open leaf pair's gap. An edge counts
+    (a planning system computes a dose there, half the field's); a beam all of whose segments leave the
+    axis under the leaves or jaws gives a dose there that no monitor units can be scaled to."""
+    half = entry.leaf_width_mm / 2 + _FILE_RESOLUTION_MM
+    pairs = [index for index, centre in enumerate(entry.leaf_pair_centres_mm) if abs(centre) <= half]
+    return any(
+        segment.left_mm[pair] is not None
+        and segment.left_mm[pair] - _FILE_RESOLUTION_MM <= 0.0 <= segment.right_mm[pair] + _FILE_RESOLUTION_MM
+        for segment in entry.segments
+        for pair in pairs
+    )
 
 
 def _check_same_plan(result: PlanResult, segments: SegmentsDocument, segments_path: Path, case: Case) -> None:
