@@ -68,6 +68,11 @@ def test_a_protocol_with_a_table_goal_validates_again_from_its_dump() -> None:
     ("{by_volume_of: PTVV, volume_cc: [1.8, 22, 163], limit: [50%, 54%, 77%]}", "", 12,
      "goals.Ring[0].<=.by_volume_of", 'undefined structure "PTVV" (did you mean "PTV"?)'),
     (TABLE, "      variation: 60%\n", 11, "goals.Ring[0]", "gives its variation in the table, row by row"),
+    # an unknown key in the table is matched against the table's keys, not the goal mapping's
+    ("{by_volume_of: PTV, volumes: [1.8, 22, 163], limit: [50%, 54%, 77%]}", "", 12, "goals.Ring[0].<=.volumes",
+     'unknown key "volumes" (did you mean "volume_cc"?)'),
+    ("{by_volume_of: PTV, volume_cc: [1.8, 22, 163], limit: [50%, 54%, 77%], rows: 3}", "", 12,
+     "goals.Ring[0].<=.rows", 'unknown key "rows" (allowed: by_volume_of, volume_cc, limit, variation)'),
 ])
 def test_a_bad_table_is_an_error_at_its_line(table: str, extra: str, line: int, path: str, message: str) -> None:
     with pytest.raises(ProtocolError) as raised:

@@ -31,7 +31,7 @@ from specc.protocol.diagnostics import (
     ProtocolError,
     format_loc,
 )
-from specc.protocol.goals import Goal, GoalMapping
+from specc.protocol.goals import COMPARATORS, Goal, GoalMapping
 from specc.protocol.goals_only import goals_only_issues
 from specc.protocol.models import (
     FILE_CONTEXT,
@@ -42,6 +42,7 @@ from specc.protocol.models import (
     goal_layout,
 )
 from specc.protocol.suggest import did_you_mean, near_match
+from specc.protocol.volume_table import VolumeTableMapping
 from specc.protocol.templates import (
     EXTENDS, OWN_KEYS, TEMPLATE, GoalReplacement, LoosenedGoal, loosened_goals, read_protocol_tree,
 )
@@ -466,7 +467,10 @@ def _allowed_keys(loc: tuple[str | int, ...]) -> list[str]:
     if not loc:  # the loader reads these two before validation
         return [EXTENDS, TEMPLATE, *_field_keys(ProtocolDocument)]
     if loc[:1] == ("goals",):
-        return _field_keys(GoalMapping)
+        # a key inside a goal's comparator: its limit written as a table by a structure's volume
+        # (pydantic's loc names the table's union member, "table", after the comparator)
+        in_table = any(part in COMPARATORS for part in loc[1:])
+        return _field_keys(VolumeTableMapping if in_table else GoalMapping)
     annotation: Any = ProtocolDocument
     for part in loc:
         annotation = _step(annotation, part)
