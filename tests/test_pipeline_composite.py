@@ -111,7 +111,9 @@ def test_a_composite_plan_is_judged_on_prior_plus_plan_and_stores_both(prior_fil
     assert record.prior_dose.prescribed_gy == 20.0 and record.prior_dose.files[0].file == str(prior_file)
     assert record.prior_dose.files[0].sha256 == specc.case.importers.external_dose.file_sha256(prior_file)
     html = (tmp_path / "plan" / "report.html").read_text()
-    assert 'id="composite"' in html and "This plan alone adds 40.00 Gy to Target in 20 fractions" in html
+    assert 'id="composite"' in html and ("The protocol declares the prior course as 20.00 Gy, so this plan is to add "
+                                         "40.00 Gy to Target in 20 fractions") in html
+    assert 'id="prior-reaches-level"' not in html  # the prior dose gives the target 16.83 Gy of 60 (median)
 
 
 def test_the_prior_dose_changes_the_plan_as_the_sum_asks(prior_file, tmp_path):
@@ -542,3 +544,18 @@ def test_a_prior_dose_of_another_case_or_patient(prior_file, tmp_path):
     outcome = plan(composite(), synthetic_case(), tmp_path / "plan", prior_dose=[rd])
     assert "RD.dcm: PatientID 'SPECC-TEST-001' (the case names none)" in outcome.record.prior_dose.notes
     assert "RD.dcm: PatientID &#39;SPECC-TEST-001&#39;" in (tmp_path / "plan" / "report.html").read_text()
+
+
+def test_a_level_the_prior_dose_alone_reaches_is_warned_in_the_report_banner(prior_file, tmp_path):
+    """Audit s18 F6: an in-field re-irradiation written with `prior.dose: 0 Gy` and a level the prior dose already
+    gives (15 Gy here, the prior 16.83 Gy median): the plan adds almost nothing, while the banner said 'This plan
+    alone adds 15.00 Gy'. The banner states what is declared and warns, with the fix."""
+    text = protocol_text(prior="{description: earlier course}").replace("dose: 60 Gy}]", "dose: 15 Gy}]").replace(
+        "'Max <= 70 Gy'", "'Max <= 30 Gy'").replace("'D95% >= 55 Gy'", "'D95% >= 14 Gy'")
+    assert plan(composite(text), synthetic_case(), tmp_path / "plan", prior_dose=[prior_file]).succeeded
+    html = " ".join((tmp_path / "plan" / "report.html").read_text().split())
+    assert "This plan alone adds" not in html
+    assert "The protocol declares the prior course as 0.00 Gy, so this plan is to add 15.00 Gy to Target" in html
+    assert ('id="prior-reaches-level">THIS PLAN ADDS ALMOST NOTHING TO Target: the prior dose alone already gives it '
+            "16.83 Gy (median), at or above its 15.00 Gy level") in html
+    assert "declare the prior course's dose to the target (prescription.prior.dose)" in html
