@@ -21,7 +21,7 @@ from specc.case.importers.rtstruct import rasterize, read_structure_set
 from specc.cli import app
 from specc.export import read_result
 from specc.export.dicom_study import write_dicom_study
-from specc.export.rtdose import write_rtdose
+from specc.export.rtdose import NO_RT_PLAN_COMMENT, NO_RT_PLAN_NOTE, write_rtdose
 from specc.export.rtplan import write_rtplan
 from specc.export.segments import read_segments
 from specc.pipeline import plan
@@ -184,7 +184,11 @@ def test_a_fluence_plan_has_no_rt_plan_and_a_dicom_case_no_second_ct(tmp_path):
     study = _study(tmp_path / "plan", tmp_path / "study")
     assert "RP.dcm" not in {path.name for path in study.paths}
     assert any("no RT Plan" in note for note in study.notes)
-    assert "ReferencedRTPlanSequence" not in pydicom.dcmread(tmp_path / "study" / "RD.dcm")
+    rd = pydicom.dcmread(tmp_path / "study" / "RD.dcm")
+    assert "ReferencedRTPlanSequence" not in rd and rd.DoseSummationType == "PLAN"
+    # audit s18/a3 F4: a PLAN dose without the plan reference PS3.3 makes type 1C says so, in the file and at export
+    assert NO_RT_PLAN_NOTE in study.notes and "type 1C" in NO_RT_PLAN_NOTE and "without a plan" in NO_RT_PLAN_NOTE
+    assert rd.ImageComments.endswith(NO_RT_PLAN_COMMENT)
 
     extra = {"dicom.StudyInstanceUID": "1.2.3.4", "dicom.FrameOfReferenceUID": "1.2.3.5",
              "dicom.StructureSetSOPInstanceUID": "1.2.3.6", "dicom.PatientID": "P1"}

@@ -19,7 +19,7 @@ from specc.case.importers.dicom import import_dicom
 from specc.cli import app
 from specc.evaluate.dvh import DVH
 from specc.export import ResultError, read_result, write_result
-from specc.export.rtdose import dose_grid_scaling, write_rtdose
+from specc.export.rtdose import NO_RT_PLAN_COMMENT, dose_grid_scaling, write_rtdose
 from specc.export.staging import ExportError
 from specc.pipeline import plan
 from specc.protocol.units import Volume
@@ -252,3 +252,14 @@ def test_a_value_its_vr_cannot_hold_is_refused_naming_the_attribute_not_written_
     with pytest.raises(ExportError, match=rf"RT Dose Storage {message}"):
         write_rtdose(result, tmp_path / "RD.dcm")
     assert not (tmp_path / "RD.dcm").exists()
+
+
+def test_a_dose_without_its_rt_plan_says_so_in_its_image_comments(tmp_path):
+    """Audit s18/a3 F4: DoseSummationType PLAN with no Referenced RT Plan Sequence (type 1C there), without a word."""
+    case = small_case(None)
+    result = read_result(write_result(tmp_path / "result.h5", case, np.ones(2), case.dose_on_grid(np.ones(2), 5), 5))
+    alone = pydicom.dcmread(write_rtdose(result, tmp_path / "RD.dcm"))
+    assert alone.DoseSummationType == "PLAN" and "ReferencedRTPlanSequence" not in alone
+    assert alone.ImageComments.endswith(f"; {NO_RT_PLAN_COMMENT}")
+    planned = pydicom.dcmread(write_rtdose(result, tmp_path / "RD-planned.dcm", "1.2.826.0.1.3680043.8.498.7"))
+    assert NO_RT_PLAN_COMMENT not in planned.ImageComments and "ReferencedRTPlanSequence" in planned

@@ -33,7 +33,7 @@ from specc.case.importers.hu_density import DEFAULT_HU_TABLE
 from specc.export.dicom_identity import DicomIdentity, monochrome_pixels, save, sop_reference
 from specc.export.result_file import PlanResult, ResultError
 from specc.export.roi_types import body_structure, derived_type, target_type
-from specc.export.rtdose import write_rtdose
+from specc.export.rtdose import NO_RT_PLAN_NOTE, write_rtdose
 from specc.export.rtplan import write_rtplan
 from specc.export.segments import SegmentsDocument
 
@@ -79,6 +79,7 @@ def write_dicom_study(
             "the plan is an optimized fluence, not MLC segments: no RT Plan (a protocol with "
             "`delivery: {technique: step_and_shoot}` gives one)"
         )
+        export.notes.append(NO_RT_PLAN_NOTE)
     export.paths.append(write_rtdose(result, out / "RD.dcm", plan_uid, identity=identity))
     if result.prior_dose_gy is not None:
         export.notes.append("a composite plan: RD.dcm is this plan's own dose, without the prior course")

@@ -30,6 +30,16 @@ from pydicom.uid import RTDoseStorage, RTPlanStorage
 from specc.export.dicom_identity import DicomIdentity, monochrome_pixels, plan_created, save, sop_reference
 from specc.export.result_file import PlanResult, ResultError
 
+# What an RT Dose without an RT Plan says of itself (ImageComments) and what the export prints: DICOM PS3.3's
+# RT Dose module requires the Referenced RT Plan Sequence (type 1C) for DoseSummationType PLAN, and for
+# every other summation type that means a planned dose (MULTI_PLAN, FRACTION, BEAM, ... CONTROL_POINT);
+# only RECORD (a treatment record's dose) goes without, which this dose is not. specc makes up no plan.
+NO_RT_PLAN_COMMENT = "references no RT Plan: the plan is an optimized fluence, not deliverable"
+NO_RT_PLAN_NOTE = (
+    "the RT Dose references no RT Plan: the plan is an optimized fluence, not MLC segments, and has no deliverable "
+    "RT Plan. DICOM requires that reference for a dose of DoseSummationType PLAN (PS3.3 RT Dose module, type 1C): "
+    "a planning system may file this dose without a plan (an orphan dose), or refuse it"
+)
 _UINT32_MAX = 2**32 - 1
 # The largest dose is stored as this value: nearly the whole uint32 range, with headroom so
 # that rounding DoseGridScaling to its 16-character decimal string never overflows.
@@ -51,7 +61,9 @@ def write_rtdose(
     """Write `result.dose_gy` (total over all fractions, Gy) as a multi-frame RT Dose.
 
     `rtplan_uid`: the RT Plan whose dose this is (`specc.export.rtplan.rtplan_uid`), when the
-    plan has MLC segments; a planning system attaches the dose to that plan. `identity`: the
+    plan has MLC segments; a planning system attaches the dose to that plan. Without one the dose
+    is still DoseSummationType PLAN, with no Referenced RT Plan Sequence and `NO_RT_PLAN_COMMENT`
+    in its image comments: the caller prints `NO_RT_PLAN_NOTE`. `identity`: the
     study it joins (`dicom_study`), else the case's own (`DicomIdentity.of`).
     """
     dose = np.asarray(result.dose_gy, dtype=np.float64)
@@ -67,7 +79,7 @@ def write_rtdose(
     scaling = f"{dose_grid_scaling(float(dose.max())):.9e}"
     stored = np.rint(np.transpose(dose, (2, 1, 0)) / float(scaling))  # (frames=z, rows=y, columns=x)
     pixels = np.clip(stored, 0, _UINT32_MAX).astype("<u4").tobytes()
-    text = _description(result, identity)
+    text = _description(result, identity, planned=rtplan_uid is not None)
     uid = _uid(identity, result, pixels, scaling, rtplan_uid, text)
     ds = identity.new_dataset(path, RTDoseStorage, uid, "RTDOSE", plan_created(result))
     ds.SeriesDescription = text.series_description
@@ -128,7 +140,8 @@ class DoseText:
     image_comments: str
 
 
-def _description(result: PlanResult, identity: DicomIdentity) -> DoseText:
+def _description(result: PlanResult, identity: DicomIdentity, planned: bool) -> DoseText:
+    """`planned`: whether the dose references its RT Plan; one that does not says so in its image comments."""
     converged = result.converged
     status = result.solver_status or "unknown"
     label = {True: "", False: "NOT CONVERGED ", None: f"{CONVERGENCE_UNKNOWN} "}[converged]
@@ -156,4 +169,6 @@ def _description(result: PlanResult, identity: DicomIdentity) -> DoseText:
     said = [warning] if warning else []
     said.append(f"specc plan dose: the total over {result.fractions} fractions, in Gy")
     said += [full for _, full in qualifiers]
+    if not planned:
+        said.append(NO_RT_PLAN_COMMENT)
     return DoseText(description, comment, "; ".join(said))
