@@ -1,6 +1,8 @@
-"""A plan's fluence as MLC segments on the case's beamlet grid, and the segment-weight program."""
+"""A plan's fluence as MLC segments on the case's beamlet grid, and the segment-weight program and its solve's words."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -9,7 +11,10 @@ from evaluate_fakes import protocol, synthetic_case
 from specc.case import Beamlets
 from specc.errors import CaseError
 from specc.sequence import SequenceError, sequence_fluence
+from specc.planning import compile_terms
 from specc.sequence.weights import keep_segments, segment_case, segment_program
+from specc.solve.choice import FLUENCE, SEGMENT_WEIGHTS, SolverSettings
+from specc.solve.first_order.solver import _message as first_order_message
 
 
 def _rounded(beamlets: Beamlets, fluence: np.ndarray, levels: int) -> np.ndarray:
@@ -137,3 +142,29 @@ def test_keeping_some_segments_takes_their_columns_of_the_segment_case() -> None
     np.testing.assert_array_equal(kept.influence.toarray(), rebuilt.influence.toarray())
     np.testing.assert_array_equal(kept.beamlets.beam_id, rebuilt.beamlets.beam_id)
     np.testing.assert_allclose(kept.beamlets.x_mm, rebuilt.beamlets.x_mm)
+
+
+@pytest.mark.parametrize("solver", ["SPECC-LBFGS", "CLARABEL"])
+def test_the_segment_weight_solve_speaks_of_segment_weights_and_segments(solver: str) -> None:
+    """Audit s18/a3 F6: it read 'found the optimal fluence ... working sets of 77 beamlets' of 77 segments."""
+    case = synthetic_case()
+    sequence = sequence_fluence(case.beamlets, np.random.default_rng(5).uniform(0, 1, case.n_beamlets), 4)
+    terms = ["{kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}",
+             "{kind: quadratic_overdose, structure: Organ, dose: 10 Gy, weight: 1}"]
+    program = segment_program(protocol({"Target": ["D95% >= 57 Gy"]}, terms=terms), {})
+    settings = SolverSettings(name=solver, variables=SEGMENT_WEIGHTS)
+    result = compile_terms(program.protocol, segment_case(case, sequence), settings, program.goal_priorities).solve().result
+    assert result.status == "optimal"
+    assert f"{solver} found the optimal segment weights" in result.message
+    assert "fluence" not in result.message and "beamlets" not in result.message
+
+
+
+def test_the_fast_paths_working_sets_count_segments_in_a_segment_weight_solve() -> None:
+    ended = SimpleNamespace(iterations=40, multipliers=np.zeros(0), outer_iterations=1, working_sets=((77, 2141),),
+                            certificate=None, outcome="converged")
+    said = {variables: first_order_message("optimal", ended, 0.0, SolverSettings(variables=variables), hard=False)
+            for variables in (FLUENCE, SEGMENT_WEIGHTS)}
+    assert said[FLUENCE].startswith("SPECC-LBFGS found the optimal fluence") and "of 77 beamlets x 2141 dose rows" in said[FLUENCE]
+    assert said[SEGMENT_WEIGHTS].startswith("SPECC-LBFGS found the optimal segment weights")
+    assert "of 77 segments x 2141 dose rows" in said[SEGMENT_WEIGHTS] and "beamlets" not in said[SEGMENT_WEIGHTS]

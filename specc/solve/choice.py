@@ -50,13 +50,29 @@ _DEFAULT_TOLERANCE = {"CLARABEL": 1e-6}
 
 
 @dataclass(frozen=True)
+class Variables:
+    """What a program's variables are, in the words its solve's message uses: a program in
+    segment weights (`specc.sequence.weights`, A S for A) is the same program to the solvers,
+    but its 77 columns are segments, not 77 of the case's beamlets."""
+
+    solution: str  # what the solve finds
+    columns: str  # the variables, counted (plural)
+
+
+FLUENCE = Variables("fluence", "beamlets")
+SEGMENT_WEIGHTS = Variables("segment weights", "segments")
+
+
+@dataclass(frozen=True)
 class SolverSettings:
-    """A solver and its limits; None means the solver's own default."""
+    """A solver and its limits; None means the solver's own default. `variables`: what the
+    program solves for, as its messages say it."""
 
     name: str = DEFAULT_SOLVER
     time_limit_s: float | None = None
     tolerance: float | None = None
     max_iterations: int | None = None
+    variables: Variables = FLUENCE
 
     def arguments(self) -> dict[str, Any]:
         """Keyword arguments for `cvxpy.Problem.solve` with this solver."""

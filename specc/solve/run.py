@@ -48,7 +48,7 @@ def _message(
     solver = settings.name
     after = f" after {iterations} iterations" if iterations is not None else ""
     if status == "optimal":
-        return f"{solver} found the optimal fluence{after}."
+        return f"{solver} found the optimal {settings.variables.solution}{after}."
     if status == "optimal_inaccurate":
         return (
             f"{solver} stopped{after} near the optimum without reaching its tolerances: the plan is shown "
@@ -58,8 +58,8 @@ def _message(
         return f"the hard limits cannot all be met at once: {detail}"
     if status == "unbounded":
         return (
-            "the objective decreases without bound, so no optimal fluence exists; an objective term must "
-            "be missing its lower bound."
+            f"the objective decreases without bound, so no optimal {settings.variables.solution} exists; an "
+            "objective term must be missing its lower bound."
         )
     if status == "time_limit":
         return f"{solver} stopped at {_limit_reached(settings, iterations)}{after} without a usable point."

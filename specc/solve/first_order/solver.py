@@ -187,12 +187,13 @@ def _message(
     if result.multipliers.size:  # rounds only mean something where there are constraints
         after += f" in {result.outer_iterations} augmented-Lagrangian rounds"
     if result.working_sets:
-        sizes = ", then ".join(f"{beamlets} beamlets x {rows} dose rows" for beamlets, rows in result.working_sets)
+        columns = settings.variables.columns  # beamlets, or the segments of a segment-weight program
+        sizes = ", then ".join(f"{count} {columns} x {rows} dose rows" for count, rows in result.working_sets)
         after += f" (ending on working sets of {sizes})"
     certificate = f" (KKT check in float64: {result.certificate.describe()})" if result.certificate else ""
     held = f"; hard limits {'met' if status == 'optimal' else 'hold'} {_within(violation)}" if hard else ""
     if status == "optimal":
-        return f"{FIRST_ORDER_SOLVER} found the optimal fluence {after}{certificate}{held}."
+        return f"{FIRST_ORDER_SOLVER} found the optimal {settings.variables.solution} {after}{certificate}{held}."
     if status == "optimal_inaccurate":
         return (
             f"{FIRST_ORDER_SOLVER} stopped {after} at a point it could not certify optimal{certificate}{held}. "
