@@ -216,3 +216,53 @@ def test_every_required_structure_the_case_lacks_is_reported_in_one_error_each_a
         "site/p.yaml:11: structure 'Bodyy': no case structure named 'Bodyy'. Did you mean 'Body'? (add it to `aliases`)",
         "the case has: Body, Organ, Target.",
     ]
+
+
+def _beyond_by_brute_force(case, structure: str, margin_mm: tuple[float, float, float]) -> int:
+    """Voxel centres of the grid extended on every side that lie outside the case grid and within the
+    (ellipsoidal) margin of a voxel centre of `structure`: the expansion's voxels the grid cannot hold."""
+    spacing, shape = np.asarray(case.grid.spacing_mm), np.asarray(case.grid.shape)
+    extra = 10
+    axes = [np.arange(-extra, n + extra) for n in shape]
+    cells = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
+    outside = cells[np.any((cells < 0) | (cells >= shape), axis=1)]
+    sources = np.argwhere(case.structures[structure].mask)
+    scale = np.where(np.asarray(margin_mm) > 0, spacing / np.maximum(margin_mm, 1e-12), 1e12)
+    count = 0
+    for start in range(0, len(outside), 4096):
+        block = outside[start:start + 4096]
+        reach = np.sqrt((((block[:, None, :] - sources[None, :, :]) * scale) ** 2).sum(axis=-1)).min(axis=1)
+        count += int(np.count_nonzero(reach <= 1 + 1e-9))
+    return count
+
+
+def test_an_expansion_past_the_grid_edge_is_noted_with_the_voxels_it_loses_there() -> None:
+    """Audit s18/a2 F1: expand(Edge, 10mm) of a structure touching the grid's edge lost 27% of its PTV beyond it
+    without a word, whereas voxels without dose rows are noted."""
+    case = synthetic_case()  # Target on slices 2-7 of 10 (5 mm): 15 mm along z reaches 1 slice past each end
+    resolved = _resolve(
+        "  Target: {role: target}\n  Body: {role: other}\n"
+        "  PTV: {role: other, expression: 'expand(Target, z=15mm)'}\n"
+        "  Small: {role: other, expression: 'expand(Target, 5mm)'}\n"  # within the grid
+        "  Kept: {role: other, expression: 'crop(Target, expand(Body, 10mm))'}\n"  # a boundary's margin makes no voxel
+        "  Cut: {role: other, expression: 'Body - expand(Target, z=15mm)'}\n", case)
+    lost = _beyond_by_brute_force(case, "Target", (0.0, 0.0, 15.0))
+    target = case.structures["Target"].mask
+    assert lost == np.count_nonzero(target[:, :, 2]) + np.count_nonzero(target[:, :, 7]) > 0  # its end slices, moved 3 on
+    kept = int(np.count_nonzero(resolved.masks["PTV"]))
+    assert [note for note in resolved.notes if "past the dose grid's edge" in note] == [
+        f"PTV: `expand(Target, 0mm, 0mm, 15mm)` reaches past the dose grid's edge at z = -22.5 mm (inferior) and "
+        f"z = 22.5 mm (superior): {lost} of its voxels ({lost * case.voxel_volume_cc:.1f} cc) lie beyond it and are "
+        f"not in PTV ({kept} voxels, {kept * case.voxel_volume_cc:.1f} cc on the grid); a grid that holds the margin "
+        "keeps them"
+    ]
+
+
+def test_the_voxels_an_expansion_loses_past_the_grid_edge_are_those_of_the_grid_extended() -> None:
+    case = synthetic_case()
+    resolved = _resolve("  Target: {role: target}\n  PTV: {role: other, expression: 'expand(Target, 30mm, 10mm, 15mm)'}\n",
+                        case)
+    [note] = [note for note in resolved.notes if "past the dose grid's edge" in note]
+    lost = _beyond_by_brute_force(case, "Target", (30.0, 10.0, 15.0))
+    assert f"x = -37.5 mm (right) and x = 37.5 mm (left) and z = -22.5 mm (inferior) and z = 22.5 mm (superior): " \
+           f"{lost} of its voxels" in note

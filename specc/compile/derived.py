@@ -7,6 +7,11 @@ Each node of the expression tree maps to one mask operation; margins use the gri
 A margin keeps the voxels whose centre lies within it, so along an axis it reaches a whole
 number of voxel spacings: 3 mm on a 5 mm grid reaches no neighbour, and a PRV written that
 way is its organ. `coarse_margins` finds such margins, for the compile stage to say so.
+
+Nothing exists outside the grid, so an expansion reaching past its edge is cut there: a CTV
+touching the dose grid's edge gives a PTV without the margin's voxels beyond it. `beyond_grid`
+counts them (the expansion on the grid extended by its reach, the operand ending at the edge),
+for the compile stage to say so too.
 """
 
 from __future__ import annotations
@@ -46,6 +51,16 @@ class CoarseMargin:
     written_mm: float
     given_mm: float
     axes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class BeyondGrid:
+    """The voxels expansion `node` reaches past the grid's edges, which the grid cannot hold: `voxels` in all,
+    `edges` the grid faces they lie beyond, each as (axis 0-2, -1 for the low side or +1 for the high one)."""
+
+    node: Expand
+    voxels: int
+    edges: tuple[tuple[int, int], ...]
 
 
 def evaluate_expression(expression: StructureExpr, lookup: MaskLookup, spacing_mm: Sequence[float]) -> np.ndarray:
@@ -114,6 +129,75 @@ def coarse_margins(expression: StructureExpr, spacing_mm: Sequence[float]) -> li
         for (written, on_grid), axes in given.items():
             found[CoarseMargin(node, what, written, on_grid, tuple(axes))] = None
     return list(found)
+
+
+def beyond_grid(expression: StructureExpr, lookup: MaskLookup, spacing_mm: Sequence[float]) -> list[BeyondGrid]:
+    """Each expansion that makes voxels of `expression` (not one inside a crop's boundary or a subtracted part,
+    whose voxels only remove) and reaches past the grid's edge: how many voxels lie beyond, and where."""
+    spacing = tuple(spacing_mm)
+    found = []
+    for node in dict.fromkeys(_growing(expression)):
+        reach = [round(along_axis_mm(margin, step) / step) for margin, step in zip(node.margins_mm, spacing)]
+        operand = _evaluate(node.operand, lookup, spacing)
+        if not any(_near_edge(operand, axis, voxels) for axis, voxels in enumerate(reach)):
+            continue
+        grown = expand(np.pad(operand, [(voxels, voxels) for voxels in reach]), node.margins_mm, spacing)
+        edges = tuple((axis, side) for axis, voxels in enumerate(reach) for side in (-1, 1)
+                      if voxels and grown[_slab(grown.ndim, axis, voxels, side)].any())
+        grown[tuple(slice(voxels, voxels + size) for voxels, size in zip(reach, operand.shape))] = False
+        found.append(BeyondGrid(node, int(np.count_nonzero(grown)), edges))
+    return found
+
+
+def _near_edge(mask: np.ndarray, axis: int, voxels: int) -> bool:
+    """Whether `mask` has a voxel within `voxels` of either end of the grid along `axis`."""
+    if voxels == 0 or not mask.any():
+        return False
+    along = np.flatnonzero(mask.any(axis=tuple(other for other in range(mask.ndim) if other != axis)))
+    return bool(along[0] < voxels or along[-1] > mask.shape[axis] - 1 - voxels)
+
+
+def _slab(ndim: int, axis: int, voxels: int, side: int) -> tuple[slice, ...]:
+    """The padding of `voxels` beyond one side of a padded grid along `axis`."""
+    index = [slice(None)] * ndim
+    index[axis] = slice(0, voxels) if side < 0 else slice(-voxels, None)
+    return tuple(index)
+
+
+@singledispatch
+def _growing(expression: object) -> list[Expand]:
+    """The expansions whose voxels make `expression`'s (outermost first)."""
+    raise TypeError(f"no expansions for structure expression node {type(expression).__name__}")
+
+
+@_growing.register
+def _(expression: StructureRef) -> list[Expand]:
+    return []
+
+
+@_growing.register
+def _(expression: Union | Intersection) -> list[Expand]:
+    return _growing(expression.left) + _growing(expression.right)
+
+
+@_growing.register
+def _(expression: Difference) -> list[Expand]:
+    return _growing(expression.left)
+
+
+@_growing.register
+def _(expression: Expand) -> list[Expand]:
+    return [expression, *_growing(expression.operand)]
+
+
+@_growing.register
+def _(expression: Shrink | Ring) -> list[Expand]:
+    return _growing(expression.operand)
+
+
+@_growing.register
+def _(expression: Crop) -> list[Expand]:
+    return _growing(expression.operand)
 
 
 def margin_nodes(expression: StructureExpr) -> list[Expand | Shrink | Ring | Crop]:

@@ -65,7 +65,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from specc.compile.derived import AXES, CoarseMargin, MaskLookup, coarse_margins, evaluate_expression, margin_nodes
+from specc.compile.derived import (
+    AXES, CoarseMargin, MaskLookup, beyond_grid, coarse_margins, evaluate_expression, margin_nodes,
+)
 from specc.compile.names import (
     AmbiguousMatch, NoMatch, PartsMatch, StructureMatch, match_structure, near_missing_parts, near_parts_message,
     not_found_message,
@@ -286,6 +288,7 @@ def resolve_structures(
                 resolved.notes.append(f"{name}: {resolved.absent[name]}: its goals read NOT EVALUATED")
                 continue
             if not _added_by_compiler(protocol, name):
+                resolved.notes += _beyond_grid_notes(name, spec.expression, lookup, case, mask)
                 resolved.notes += _coarse_margin_notes(
                     name, spec.expression, tuple(case.grid.spacing_mm), mask,
                     lambda source: evaluate_expression(source, lookup, case.grid.spacing_mm) & has_row,
@@ -488,6 +491,29 @@ def _coarse_margin_notes(
         f"within it, so {'; '.join(parts)}; a finer grid, or margins in whole voxels "
         f"({_whole_voxels(affected, spacing)}), avoid it"
     ]
+
+
+# The patient side each grid face lies on (DICOM LPS: +x left, +y posterior, +z superior), by (axis, side).
+_SIDES = {(0, -1): "right", (0, 1): "left", (1, -1): "anterior", (1, 1): "posterior", (2, -1): "inferior",
+          (2, 1): "superior"}
+
+
+def _beyond_grid_notes(name: str, expression: StructureExpr, lookup: MaskLookup, case: Case, mask: np.ndarray) -> list[str]:
+    """A note for derived structure `name` when an expansion making it reaches past the dose grid's edge: the
+    voxels it loses there (nothing exists outside the grid), as its voxels without dose rows get one."""
+    notes = []
+    for beyond in beyond_grid(expression, lookup, case.grid.spacing_mm):
+        edges = " and ".join(
+            f"{AXES[axis]} = {case.grid.origin_mm[axis] + (0 if side < 0 else case.grid.shape[axis] - 1) * case.grid.spacing_mm[axis]:g} mm "
+            f"({_SIDES[axis, side]})" for axis, side in beyond.edges
+        )
+        notes.append(
+            f"{name}: `{beyond.node}` reaches past the dose grid's edge at {edges}: {beyond.voxels} of its voxels "
+            f"({beyond.voxels * case.voxel_volume_cc:.1f} cc) lie beyond it and are not in {name} "
+            f"({int(np.count_nonzero(mask))} voxels, {np.count_nonzero(mask) * case.voxel_volume_cc:.1f} cc on the grid); "
+            "a grid that holds the margin keeps them"
+        )
+    return notes
 
 
 def _node_margins(margins: list[CoarseMargin]) -> str:
