@@ -214,6 +214,39 @@ def test_watch_keeps_the_last_plan_through_a_save_that_gives_none_and_says_so(tm
     assert "before" in last_table and "(new goal)" not in last_table
 
 
+def test_watch_shows_a_goal_whose_threshold_or_priority_changed_beside_its_earlier_value(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A tuned threshold, then a tuned priority: the "before" column pairs the goal with its earlier version as
+    `specc diff` does (structure, metric, side) and shows that plan's value and what the goal was, never
+    "(new goal)" (audit s18/a4 F1)."""
+    protocol = tmp_path / "c-shape.yaml"
+    text = PROTOCOL.read_text(encoding="utf-8")
+    protocol.write_text(text, encoding="utf-8")
+    core = '"D10% <= 10 Gy (variation 25 Gy)"'
+    tightened = text.replace(core, '"D10% <= 11 Gy (variation 25 Gy)"')
+    demoted = text.replace(core, '"D10% <= 11 Gy (variation 25 Gy, priority 2)"')
+    assert core in text
+    out = tmp_path / "out"
+    values: list[float] = []
+
+    def saves(watched, seen):
+        for edit in (tightened, demoted):
+            values.append(json.loads((out / "plan.json").read_text())["goals"][2]["value"])
+            protocol.write_text(edit, encoding="utf-8")
+            yield
+
+    monkeypatch.setattr(specc.cli.plan, "_changes", saves)
+    result = runner.invoke(app, ["plan", str(protocol), *COARSE, "--out", str(out), "--watch"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    second, third = result.output.split("Clinical goals")[2:]
+    for table, value, was in ((second, values[0], core), (third, values[1], '"D10% <= 11 Gy (variation 25 Gy)"')):
+        row = next(line for line in table.splitlines() if "Core" in line)
+        assert "(new goal)" not in row
+        assert f"{value:.2f} Gy" in row.split("│")[5] and f"(goal was {was.strip(chr(34))})" in row
+    assert "(new goal)" not in second + third and "(goal was" not in second.split("Core")[0]  # the PTV's are unchanged
+
+
 def test_watch_also_watches_the_template_a_protocol_extends(tmp_path: Path, monkeypatch) -> None:
     template = tmp_path / "c-shape.yaml"
     template.write_text(PROTOCOL.read_text(encoding="utf-8"), encoding="utf-8")

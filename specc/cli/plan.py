@@ -400,7 +400,7 @@ def _print_outcome(outcome: PlanOutcome, quiet: bool, strict: bool, before: Plan
     record = outcome.record
     assert record is not None
     if not quiet:
-        earlier = {(goal.structure, goal.text): goal for goal in before.goals} if before is not None else None
+        earlier = _earlier_goals(before, record) if before is not None else None
         fluence_values = record.delivery.fluence_goal_values if record.delivery is not None else None
         columns = ["structure", "goal", "value", "status"] + (["before"] if earlier is not None else [])
         columns += ["optimized fluence"] if fluence_values is not None else []
@@ -412,8 +412,8 @@ def _print_outcome(outcome: PlanOutcome, quiet: bool, strict: bool, before: Plan
         for index, goal in enumerate(record.goals):
             cells: list[str | Text] = [goal.structure, goal_text(goal), goal_value(goal), status_text(goal.status)]
             if earlier is not None:
-                was = earlier.get((goal.structure, goal.text))
-                cells.append("(new goal)" if was is None else Text(goal_value(was) + " ") + status_text(was.status))
+                was = earlier.get(index)
+                cells.append("(new goal)" if was is None else _before_cell(was, goal))
             if fluence_values is not None:
                 fluence_value = fluence_values[index]
                 cells.append(goal_value(goal, fluence_value) if fluence_value is not None else "-")
@@ -428,6 +428,27 @@ def _print_outcome(outcome: PlanOutcome, quiet: bool, strict: bool, before: Plan
     outside = outcome.evaluation.outside_hot_spot if outcome.evaluation is not None else None
     print_summary(f"{outcome.solve.status} ({outcome.solve.solver})", record, outcome.paths, strict, outside)
     return outcome.exit_code(strict)
+
+
+def _earlier_goals(before: PlanRecord, record: PlanRecord) -> dict[int, GoalRecord]:
+    """--watch: the goals of the plan in OUT by the index of the same goal in the new plan, paired as `specc diff`
+    pairs goals (structure, metric, side, dose): a tuned threshold or priority is the goal changed, whose earlier
+    value the dosimetrist wants beside the new one; a goal added, or one whose pairing would be a guess, has none."""
+    from specc.report.compare import pair_recorded_goals
+
+    index = {id(goal): number for number, goal in enumerate(record.goals)}
+    return {index[id(now)]: was for paired in pair_recorded_goals(before.goals, record.goals) for was, now in paired.pairs}
+
+
+def _before_cell(was: GoalRecord, now: GoalRecord) -> Text:
+    """The earlier plan's value and status of a goal and, where the goal changed since, what it was."""
+    cell = Text(goal_value(was) + " ") + status_text(was.status)
+    if was.text != now.text:
+        cell += Text(f" (goal was {was.text})")
+    elif (was.threshold, was.variation) != (now.threshold, now.variation):  # a % of a prescription that moved
+        variation = f", variation {was.shown(was.variation)} {was.unit}" if was.variation is not None else ""
+        cell += Text(f" (limit was {was.shown(was.threshold)} {was.unit}{variation})")
+    return cell
 
 
 def print_summary(

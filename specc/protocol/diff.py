@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
+from typing import Protocol as TypingProtocol
 
-from specc.protocol.goals import LOWER_BOUNDS, Goal, Threshold
+from specc.protocol.goals import LOWER_BOUNDS, THIS_COURSE, Goal, Threshold
+from specc.protocol.isoeffect import ISOEFFECTIVE
 from specc.protocol.models import Protocol, SiteTemplate
 from specc.protocol.units import format_number
 from specc.protocol.volume_table import VolumeTable
@@ -174,38 +177,87 @@ def _prescription(before: dict | None, after: dict | None) -> list[Change]:
 
 
 def _goals(old: Protocol | SiteTemplate, new: Protocol | SiteTemplate) -> list[Change]:
-    """Goals keyed by structure, metric, side (upper or lower limit) and dose quantity, as a template's
-    goals are overridden (a cord's "Max <= 45 Gy" and its "Max <= 50 Gy (EQD2)" are two goals; "Max < 45 Gy"
-    is the first one changed); changed when what judges them changed: the comparator, the threshold, the
-    acceptable variation or the priority as written (not the spelling: "78 Gy" and "7800 cGy" are one),
-    or the limit a goal in % of the prescription resolves to (a level added or changed moves it).
-
-    One key may hold several goals ("Max <= 45 Gy" and "Max <= 35 Gy (priority 2)"): those written
-    alike on both sides are paired first, a single one left on each side is one goal changed, and the
-    others are listed as removed or added, none hidden behind another of its key."""
-    before, after = _goals_by_item(old), _goals_by_item(new)
+    """Goals paired as `pair_goals` pairs them; a pair is changed when what judges it changed: the comparator,
+    the threshold, the acceptable variation or the priority as written (not the spelling: "78 Gy" and
+    "7800 cGy" are one), or the limit a goal in % of the prescription resolves to (a level added or changed
+    moves it)."""
     changes = []
-    for item in dict.fromkeys([*before, *after]):
-        was, now = before.get(item, []), after.get(item, [])
+    for paired in pair_goals(old.goals, new.goals, _written):
+        item = paired.identity
+        changes += [change for a, b in paired.pairs if (change := _goal_change(item, a, b, old, new)) is not None]
+        changes += [Change("goal", item, goal.text, None) for goal in paired.removed]
+        changes += [Change("goal", item, None, goal.text) for goal in paired.added]
+    return changes
+
+
+class IdentifiedGoal(TypingProtocol):
+    """What tells two goals apart, as a protocol's `Goal` holds it and a plan record's goal (plan.json) too."""
+
+    @property
+    def structure(self) -> str: ...
+    @property
+    def metric(self) -> object: ...  # a `Metric`, or its text ("D95%")
+    @property
+    def comparator(self) -> str: ...
+    @property
+    def quantity(self) -> str: ...
+    @property
+    def course(self) -> str | None: ...
+
+
+G = TypeVar("G", bound=IdentifiedGoal)
+
+
+def goal_identity(goal: IdentifiedGoal) -> str:
+    """"The same goal" in two versions of a protocol or two plans of them: its structure, metric, side (upper
+    or lower limit, named by the non-strict comparator: "Max <" and "Max <=" are one) and the dose it is on,
+    as a template's goals are overridden: a cord's "Max <= 45 Gy" and its "Max <= 50 Gy (EQD2)" are two
+    goals, "Max < 45 Gy" is the first one changed. The threshold, variation and priority are what may
+    change of it. A record's course is None without a prior course, the composite's by default."""
+    side = ">=" if goal.comparator in LOWER_BOUNDS else "<="
+    qualifiers = ([goal.quantity] if goal.quantity in ISOEFFECTIVE else []) + (
+        [THIS_COURSE] if goal.course == "this" else [])
+    return f"{goal.structure} {goal.metric} {side}" + (f" ({', '.join(qualifiers)})" if qualifiers else "")
+
+
+@dataclass(frozen=True)
+class PairedGoals(Generic[G]):
+    """The goals of one identity (`goal_identity`) in a version before and one after."""
+
+    identity: str
+    pairs: list[tuple[G, G]]  # (before, after) of one goal: written alike, or the one goal changed
+    removed: list[G]  # before only
+    added: list[G]  # after only
+
+
+def pair_goals(before: Sequence[G], after: Sequence[G], written: Callable[[G], Hashable]) -> list[PairedGoals[G]]:
+    """The goals of two versions paired by identity, one `PairedGoals` per identity in the order first met.
+
+    One identity may hold several goals ("Max <= 45 Gy" and "Max <= 35 Gy (priority 2)"): those `written`
+    alike on both sides are paired first, a single one left on each side is one goal changed, and the
+    others are removed or added, none hidden behind another of its identity (a pairing that would be a
+    guess is not made). `written`: what a goal states (its comparator, limits and priority)."""
+    was_by, now_by = _by_identity(before), _by_identity(after)
+    out = []
+    for identity in dict.fromkeys([*was_by, *now_by]):
+        was, now = was_by.get(identity, []), now_by.get(identity, [])
         pairs = []
         for goal in list(was):
-            alike = next((other for other in now if _written(other) == _written(goal)), None)
+            alike = next((other for other in now if written(other) == written(goal)), None)
             if alike is not None:
                 pairs.append((goal, alike))
                 was = [other for other in was if other is not goal]
                 now = [other for other in now if other is not alike]
         if len(was) == len(now) == 1:
             pairs.append((was.pop(), now.pop()))
-        changes += [change for a, b in pairs if (change := _goal_change(item, a, b, old, new)) is not None]
-        changes += [Change("goal", item, goal.text, None) for goal in was]
-        changes += [Change("goal", item, None, goal.text) for goal in now]
-    return changes
+        out.append(PairedGoals(identity, pairs, was, now))
+    return out
 
 
-def _goals_by_item(protocol: Protocol | SiteTemplate) -> dict[str, list[Goal]]:
-    grouped: dict[str, list[Goal]] = {}
-    for goal in protocol.goals:
-        grouped.setdefault(_goal_item(goal), []).append(goal)
+def _by_identity(goals: Sequence[G]) -> dict[str, list[G]]:
+    grouped: dict[str, list[G]] = {}
+    for goal in goals:
+        grouped.setdefault(goal_identity(goal), []).append(goal)
     return grouped
 
 
@@ -269,13 +321,6 @@ def _reference(protocol: Protocol | SiteTemplate, goal: Goal) -> str:
     target = protocol.prescription.reference_level(goal.structure).target
     share = " from this course" if goal.course == "this" else ""
     return f"{target} {format_number(goal.reference_dose.gy)} Gy{share}"
-
-
-def _goal_item(goal: Goal) -> str:
-    """A goal's key, named by its side's non-strict comparator ("Max <" and "Max <=" are one key)."""
-    qualifiers = goal.qualifiers
-    side = ">=" if goal.comparator in LOWER_BOUNDS else "<="
-    return f"{goal.structure} {goal.metric} {side}" + (f" ({', '.join(qualifiers)})" if qualifiers else "")
 
 
 def _terms(

@@ -30,6 +30,7 @@ from specc.case.model import grid_text
 from specc.errors import SpeccError, validation_text
 from specc.evaluate import PlanRecord
 from specc.evaluate.record import RECORD_FORMAT, STRUCTURES, STRUCTURES_SHA256, GoalRecord, GridInfo
+from specc.protocol.diff import PairedGoals, pair_goals
 from specc.report.figures import to_data_uri
 from specc.report.html import STATUS_LABELS, environment, style_sheet
 from specc.report.identity import PLAN_JSON
@@ -125,6 +126,13 @@ def read_record(plan_file: Path) -> PlanRecord:
     if record.format != RECORD_FORMAT:
         raise CompareError(f"{plan_file}: plan record format {record.format}; this specc reads format {RECORD_FORMAT}")
     return record
+
+
+def pair_recorded_goals(before: Sequence[GoalRecord], after: Sequence[GoalRecord]) -> list[PairedGoals[GoalRecord]]:
+    """Two plans' goals paired as `specc diff` pairs a protocol's (`pair_goals`): by structure, metric, side and
+    dose, so that a goal whose threshold or priority was tuned is the same goal changed, not one removed and
+    one added. Written alike: the same comparator, limits (as resolved, in the goal's unit) and priority."""
+    return pair_goals(before, after, lambda goal: (goal.comparator, goal.threshold, goal.variation, goal.priority))
 
 
 def recorded_goals(record: PlanRecord) -> list[tuple[tuple[str, str, str], str, Measured]]:
