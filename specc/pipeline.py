@@ -277,7 +277,8 @@ def _write_plan(
         notes.append(exceeded)
     # what the evaluation itself noted (a hot spot outside the targets, the EQD2 model, the prior course) is the
     # terminal's too, not only the report's
-    notes.extend([*record.notes[passed:], *prior_notes])
+    # (the record's prior dose notes: those of reading it, and what the protocol's use of it adds)
+    notes.extend([*record.notes[passed:], *(record.prior_dose.notes if record.prior_dose is not None else prior_notes)])
     with stages.stage("report"), staged_plan(out) as staged:
         folder = staged.path  # the files are moved into `out` once all are whole
         paths = write_report(folder, record, case, evaluation, program.masks, pdf=pdf, named_in=out)

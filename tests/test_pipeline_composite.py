@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html
 import json
 import re
 from pathlib import Path
@@ -559,3 +560,46 @@ def test_a_level_the_prior_dose_alone_reaches_is_warned_in_the_report_banner(pri
     assert ('id="prior-reaches-level">THIS PLAN ADDS ALMOST NOTHING TO Target: the prior dose alone already gives it '
             "16.83 Gy (median), at or above its 15.00 Gy level") in html
     assert "declare the prior course's dose to the target (prescription.prior.dose)" in html
+
+
+def test_a_level_the_prior_dose_alone_reaches_is_warned_in_the_terminal_even_quiet(prior_file, tmp_path):
+    """Audit s18/a1 F6: the terminal said it only in a note among the others ('optimal', exit 0)."""
+    text = protocol_text(prior="{description: earlier course}").replace("dose: 60 Gy}]", "dose: 15 Gy}]").replace(
+        "'Max <= 70 Gy'", "'Max <= 30 Gy'").replace("'D95% >= 55 Gy'", "'D95% >= 14 Gy'")
+    case = synthetic_case()
+    case.save(tmp_path / "case.h5")
+    protocol_file = tmp_path / "reirradiation.yaml"
+    protocol_file.write_text(text)
+    result = CliRunner().invoke(app, ["plan", str(protocol_file), "--case", str(tmp_path / "case.h5"), "--out",
+                                      str(tmp_path / "plan"), "--prior-dose", str(prior_file), "-q"])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert ("warning: this plan adds almost nothing to Target: the prior dose alone already gives it 16.83 Gy "
+            "(median), at or above its 15 Gy level") in said, said
+    assert "(prescription.prior.dose)" in said
+    (tmp_path / "composite.yaml").write_text(protocol_text())  # 60 Gy, of which the prior course gave 20
+    unreached = CliRunner().invoke(app, ["plan", str(tmp_path / "composite.yaml"), "--case", str(tmp_path / "case.h5"),
+                                         "--out", str(tmp_path / "plan2"), "--prior-dose", str(prior_file), "-q"])
+    assert unreached.exit_code == 0, unreached.output
+    assert "adds almost nothing" not in unreached.output
+
+
+def test_prior_fractions_an_rt_dose_cannot_confirm_are_noted_where_eqd2_goals_use_them(prior_file, tmp_path):
+    """Audit s18/a1 F4: with an RT Dose prior (no fractions in it) a wrong `prior.fractions` moved every cumulative
+    EQD2 value without a word; a result.h5 states its fractions and is compared instead."""
+    case = synthetic_case()
+    text = protocol_text(prior="{description: initial course, dose: 20 Gy, fractions: 20}").replace(
+        "  Organ: {role: oar}", "  Organ: {role: oar, alpha_beta: 2 Gy}").replace(
+        "  Organ: ['Mean <= 40 Gy', 'Max <= 70 Gy']", "  Organ: ['Mean <= 40 Gy', 'Max <= 70 Gy (EQD2)']")
+    rd = write_rtdose_file(tmp_path / "RD-prior.dcm", prior_field(case), case.grid.origin_mm, case.grid.spacing_mm)
+    outcome = plan(composite(text), case, tmp_path / "rd", prior_dose=[rd])
+    said = ("RD-prior.dcm: prior course's fractions taken from prescription.prior.fractions (20): the file does not "
+            "state them")
+    assert any(said in note for note in outcome.record.prior_dose.notes)
+    assert any(said in note for note in outcome.notes)  # the terminal's
+    assert said in " ".join(html.unescape((tmp_path / "rd" / "report.html").read_text()).split())
+    stated = plan(composite(text), case, tmp_path / "h5", prior_dose=[prior_file])  # result.h5: 20 fractions, stated
+    assert not any("taken from prescription.prior.fractions" in note for note in stated.record.prior_dose.notes)
+    physical = text.replace("'Max <= 70 Gy (EQD2)'", "'Max <= 70 Gy'")  # no goal converts the prior course
+    unused = plan(composite(physical), case, tmp_path / "physical", prior_dose=[rd])
+    assert not any("taken from prescription.prior.fractions" in note for note in unused.record.prior_dose.notes)

@@ -55,12 +55,46 @@ from specc.evaluate.record import (
 
 if TYPE_CHECKING:
     from specc.case import Case, Grid
+    from specc.case.prior import PriorDose
     from specc.protocol import Protocol
     from specc.protocol.goals import Goal
     from specc.solve import SolveResult
 
 # Colours for structures that neither the protocol nor the case colours (matplotlib's tab10).
 _FALLBACK_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+@dataclass(frozen=True)
+class PriorReached:
+    """A composite's level whose target the prior dose alone already gives, at least (its median there, Gy).
+
+    The level is read as the composite dose, so this plan adds almost nothing there, whatever share of it the
+    declared prior course leaves (an in-field re-irradiation written with `prior.dose: 0 Gy`: the plan planned
+    0 Gy, "optimal", and a note among the others was all that said so)."""
+
+    target: str
+    median_gy: float
+    level_gy: float
+
+    def warning(self) -> str:
+        return (
+            f"this plan adds almost nothing to {self.target}: the prior dose alone already gives it "
+            f"{self.median_gy:.2f} Gy (median), at or above its {format_number(self.level_gy)} Gy level, which is read "
+            "as the composite dose (prior course + this plan). For an in-field re-irradiation declare the prior "
+            "course's dose to the target (prescription.prior.dose) and write the level as prior + this course "
+            "(docs/composite.md)"
+        )
+
+
+def _prior_reached(protocol: Protocol, case: Case, masks: Mapping[str, np.ndarray]) -> tuple[PriorReached, ...]:
+    if case.prior_dose is None or protocol.prescription.prior is None:
+        return ()
+    reached = []
+    for level in protocol.prescription.levels:
+        mask = masks.get(level.target)
+        if mask is not None and mask.any() and (median := case.prior_dose.median_gy(mask)) >= level.dose.gy:
+            reached.append(PriorReached(level.target, median, level.dose.gy))
+    return tuple(reached)
 
 
 @dataclass(frozen=True)
@@ -75,6 +109,9 @@ class PlanEvaluation:
     # The dose outside the targets above 110% of the highest level (one of the record's notes), which the
     # summary line and the report's header name beside the goal counts; None: none.
     outside_hot_spot: OutsideHotSpot | None = None
+    # A composite's levels whose target the prior dose alone already gives (`PriorReached`): the terminal and the
+    # report's banner say so above everything else.
+    prior_reached: tuple[PriorReached, ...] = ()
 
     @property
     def plan_dose(self) -> np.ndarray:
@@ -339,7 +376,7 @@ def evaluate_plan(
         absence_allowed=_absence_allowed(absent or {}),
     )
     return PlanEvaluation(record=record, dose=dose, fluence=fluence, own_dose=own if own is not dose else None,
-                          outside_hot_spot=outside)
+                          outside_hot_spot=outside, prior_reached=_prior_reached(protocol, case, masks))
 
 
 def evaluate_dose(
@@ -398,7 +435,7 @@ def evaluate_dose(
         outside=outside, partial=partial, absence_allowed=_absence_allowed(absent or {}) - source.incomplete.keys(),
     )
     return PlanEvaluation(record=record.model_copy(update={"dose_source": source}), dose=dose, fluence=np.zeros(0),
-                          outside_hot_spot=outside)
+                          outside_hot_spot=outside, prior_reached=_prior_reached(protocol, case, measured))
 
 
 def _plan_record(
@@ -554,5 +591,20 @@ def _prior_record(protocol: Protocol, case: Case) -> PriorDoseRecord | None:
         fractions=declared.fractions,
         files=[PriorFileRecord(file=s.file, sha256=s.sha256, format=s.format, max_gy=s.max_gy) for s in prior.sources],
         max_gy=float(np.max(prior.total_gy)),
-        notes=list(prior.notes),
+        notes=[*prior.notes, *_unconfirmed_fractions(protocol, prior)],
     )
+
+
+def _unconfirmed_fractions(protocol: Protocol, prior: PriorDose) -> list[str]:
+    """Where a composite goal in EQD2 or BED converts the prior course with `prescription.prior.fractions` and a file
+    does not state its course's fractions (an RT Dose): that number is the protocol's alone, and a wrong one moves
+    every such value without a word (audit s18/a1 F4: 20 written for 25, a cord 36.69 -> 38.04 Gy EQD2). A file
+    that states them is compared when it is read (`prescription.prior.fractions` refused where they disagree)."""
+    declared = protocol.prescription.prior
+    if declared is None or declared.fractions is None:
+        return []
+    if not any(goal.isoeffective and goal.course == "composite" for goal in protocol.goals):
+        return []
+    return [f"{source.file}: prior course's fractions taken from prescription.prior.fractions ({declared.fractions}): "
+            "the file does not state them, so the EQD2 / BED of the prior course rests on the protocol's number"
+            for source in prior.sources if source.fractions is None]

@@ -148,21 +148,6 @@ def environment() -> Environment:
     return environment
 
 
-def prior_reached(record: PlanRecord, case: Case, masks: Mapping[str, np.ndarray]) -> list[tuple[str, float, float]]:
-    """A composite's levels whose target the prior dose alone already gives at least the level (its median there):
-    each target, its median prior dose and the level, Gy. The level is read as the composite dose, so this plan
-    adds almost nothing there, whatever share the declared prior course leaves it (an in-field re-irradiation
-    declared `prior.dose: 0 Gy`); the banner says so, with the fix."""
-    if record.prior_dose is None or case.prior_dose is None:
-        return []
-    reached = []
-    for level in record.prescription.levels:
-        mask = masks.get(level.target)
-        if mask is not None and mask.any() and (median := case.prior_dose.median_gy(mask)) >= level.total_gy:
-            reached.append((level.target, median, level.total_gy))
-    return reached
-
-
 def render_html(
     record: PlanRecord, case: Case, evaluation: PlanEvaluation, masks: Mapping[str, np.ndarray]
 ) -> str:
@@ -191,6 +176,6 @@ def render_html(
             reference_gy=reference_dose_gy(record, evaluation.dose),
             wash_percent=round(100 * WASH_FROM_FRACTION),
             near_max_undefined=near_max_undefined,  # a target under 0.03 cc: its D0.03cc reads as a goal on it would
-            prior_reached=prior_reached(record, case, masks),
+            prior_reached=evaluation.prior_reached,
         )
     )
