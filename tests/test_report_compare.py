@@ -68,6 +68,35 @@ def test_goals_are_matched_by_structure_and_text_and_a_missing_goal_is_never_a_v
     assert warnings(compared) == []  # same case, same prescription, both converged
 
 
+def test_a_goal_whose_threshold_or_priority_was_tuned_is_one_row_with_both_texts_and_the_difference(
+    plans, tmp_path: Path
+) -> None:
+    """Goals paired as `specc diff` pairs them (structure, metric, side), not by text (audit s18/a4 F3): the
+    raised coverage goal and the tightened, demoted organ goal are each one row showing both versions and the
+    change in value; a pairing that would be a guess (one goal before, two of its kind after) stays unpaired."""
+    revised = {"Target": ["D95% >= 55 Gy"], "Organ": ["Mean <= 4 Gy (priority 2)"]}
+    plan(protocol(revised, terms=TERMS), synthetic_case(), tmp_path / "tuned")
+    compared = read_plans([plans["first"], tmp_path / "tuned"])
+    first, tuned = _record(plans["first"]), _record(tmp_path / "tuned")
+    rows = {(row.structure, row.scope): row for row in goal_rows(compared)}
+    assert len(goal_rows(compared)) == 2
+    coverage, mean = rows[("Target", "nominal")], rows[("Organ", "nominal")]
+    assert coverage.text == "D95% >= 54 Gy → D95% >= 55 Gy"
+    assert mean.text == "Mean <= 5 Gy → Mean <= 4 Gy (priority 2)"
+    for row, index in ((coverage, 0), (mean, 1)):
+        assert row.difference() == pytest.approx(tuned["goals"][index]["value"] - first["goals"][index]["value"])
+    page = render_comparison(compared)
+    assert "D95% &gt;= 54 Gy → D95% &gt;= 55 Gy" in page and ">n/a<" not in page
+
+    record = dict(tuned, goals=[tuned["goals"][1], dict(tuned["goals"][1], text="Mean <= 3 Gy", threshold=3.0)])
+    two = _plan_folder(tmp_path / "two", record)
+    organ = [row for row in goal_rows(read_plans([plans["first"], two])) if row.structure == "Organ"]
+    assert [row.texts for row in organ] == [
+        ["Mean <= 5 Gy", None], [None, "Mean <= 4 Gy (priority 2)"], [None, "Mean <= 3 Gy"]
+    ]
+    assert all(row.difference() is None for row in organ)
+
+
 def test_what_would_mislead_is_said_first(plans, tmp_path: Path) -> None:
     record = _record(plans["second"])
     record.update(converged=False)

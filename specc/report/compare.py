@@ -3,8 +3,10 @@
 Physicists compare plans all the time: a margin plan against a robust one, one protocol
 version against the next, a re-plan against the approved plan. Each plan is read from the
 plan.json that `specc plan` wrote (the record its report and signature stand on), never
-recomputed, so the comparison shows exactly what each report showed. Goals are matched by
-structure and goal text as written; a goal that one plan lacks shows as absent, never as a
+recomputed, so the comparison shows exactly what each report showed. Goals are matched as
+`specc diff` matches them (structure, metric, side and dose: a goal whose threshold or priority a
+revision tuned is the same goal, shown with each version's text and the difference of its values);
+a goal that one plan lacks, or one whose pairing would be a guess, shows as absent, never as a
 value. What would make a comparison misleading is said before any number: plans of different
 cases (or of one case id holding different case data: a matRad check filed under its workspace),
 plans measured on different grids or structure masks (a matRad check on its CT grid beside specc's
@@ -29,7 +31,9 @@ from pydantic import ValidationError
 from specc.case.model import grid_text
 from specc.errors import SpeccError, validation_text
 from specc.evaluate import PlanRecord
-from specc.evaluate.record import RECORD_FORMAT, STRUCTURES, STRUCTURES_SHA256, GoalRecord, GridInfo
+from specc.evaluate.record import (
+    RECORD_FORMAT, STRUCTURES, STRUCTURES_SHA256, GoalRecord, GridInfo, RobustGoalRecord,
+)
 from specc.protocol.diff import PairedGoals, pair_goals
 from specc.report.figures import to_data_uri
 from specc.report.html import STATUS_LABELS, environment, style_sheet
@@ -67,10 +71,16 @@ class GoalRow:
     """A goal across the plans; `scope` "worst" is its worst setup-error scenario (robustness check)."""
 
     structure: str
-    text: str
+    texts: list[str | None]  # per plan, the goal as its protocol wrote it; None: that plan has no such goal
     unit: str
     scope: Literal["nominal", "worst"]
     measured: list[Measured | None]  # per plan; None: that plan has no such goal
+
+    @property
+    def text(self) -> str:
+        """The goal as written, or where a plan's protocol changed it (its threshold, variation or priority),
+        each version in plan order: "D95% >= 50 Gy → D95% >= 51.5 Gy"."""
+        return " → ".join(dict.fromkeys(text for text in self.texts if text is not None))
 
     def difference(self) -> float | None:
         """Second plan minus first, with exactly two plans that both measured it; else None."""
@@ -138,31 +148,63 @@ def pair_recorded_goals(before: Sequence[GoalRecord], after: Sequence[GoalRecord
 def recorded_goals(record: PlanRecord) -> list[tuple[tuple[str, str, str], str, Measured]]:
     """A plan's goals as (structure, text, scope), unit and value: every goal, then each robust goal's
     worst setup-error scenario (scope "worst")."""
-    def measured(goal: GoalRecord, value: float | None, status: str) -> Measured:
-        return Measured(value, status, "" if value is None else goal.shown(value))
-
-    out = [((goal.structure, goal.text, "nominal"), goal.unit, measured(goal, goal.value, goal.status))
+    out = [((goal.structure, goal.text, "nominal"), goal.unit, _measured(goal, goal.value, goal.status))
            for goal in record.goals]
     robust = record.robustness.goals if record.robustness is not None else []
     out += [((goal.structure, goal.text, "worst"), goal.unit,
-             measured(record.goal_named(goal.structure, goal.text), goal.worst, goal.status)) for goal in robust]
+             _measured(record.goal_named(goal.structure, goal.text), goal.worst, goal.status)) for goal in robust]
     return out
 
 
+def _measured(goal: GoalRecord, value: float | None, status: str) -> Measured:
+    return Measured(value, status, "" if value is None else goal.shown(value))
+
+
 def goal_rows(plans: Sequence[ComparedPlan]) -> list[GoalRow]:
-    """Every goal of any plan, in the order first met, then each robust goal's worst scenario."""
-    measured: dict[tuple[str, str, str], dict[int, Measured]] = {}
-    units: dict[tuple[str, str, str], str] = {}
-    for index, plan in enumerate(plans):
-        for key, unit, value in recorded_goals(plan.record):
-            measured.setdefault(key, {})[index] = value
-            units[key] = unit
-    ordered = sorted(measured.items(), key=lambda item: item[0][2] == "worst")  # stable: nominal goals first
-    return [
-        GoalRow(structure, text, units[(structure, text, scope)], scope,  # type: ignore[arg-type]
-                [by_plan.get(index) for index in range(len(plans))])
-        for (structure, text, scope), by_plan in ordered
-    ]
+    """Every goal of any plan, paired across the plans as `specc diff` pairs a protocol's goals
+    (`pair_recorded_goals`): a goal whose threshold or priority one plan's protocol changed is one row, with
+    each version's text and the difference of its values; a pairing that would be a guess stays two rows. In the
+    order first met; then each robust goal's worst scenario, in the order of its goal's row."""
+    rows = _paired([plan.record.goals for plan in plans])
+    worst = [_worst_by_goal(plan.record) for plan in plans]
+    out = []
+    for goals in rows:
+        first = next(goal for goal in goals if goal is not None)
+        texts = [goal.text if goal is not None else None for goal in goals]
+        measured = [_measured(goal, goal.value, goal.status) if goal is not None else None for goal in goals]
+        out.append(GoalRow(first.structure, texts, first.unit, "nominal", measured))
+    for goals in rows:
+        robust = [worst[index].get(id(goal)) if goal is not None else None for index, goal in enumerate(goals)]
+        if any(scenario is not None for scenario in robust):
+            first = next(goal for goal in goals if goal is not None)
+            texts = [goal.text if scenario is not None else None for goal, scenario in zip(goals, robust)]
+            measured = [_measured(goal, scenario.worst, scenario.status) if goal is not None and scenario is not None
+                        else None for goal, scenario in zip(goals, robust)]
+            out.append(GoalRow(first.structure, texts, first.unit, "worst", measured))
+    return out
+
+
+def _paired(plans_goals: Sequence[Sequence[GoalRecord]]) -> list[list[GoalRecord | None]]:
+    """Rows of goals, one column per plan: each plan's goals paired with the latest version of every row so far."""
+    rows: list[list[GoalRecord | None]] = []
+    for index, goals in enumerate(plans_goals):
+        latest = [next(goal for goal in reversed(row) if goal is not None) for row in rows]
+        row_of = {id(goal): row for goal, row in zip(latest, rows)}
+        added: set[int] = set()
+        for paired in pair_recorded_goals(latest, goals):
+            for was, now in paired.pairs:
+                row_of[id(was)][index] = now
+            added.update(id(goal) for goal in paired.added)
+        for goal in goals:  # in the plan's own order
+            if id(goal) in added:
+                rows.append([goal if column == index else None for column in range(len(plans_goals))])
+    return rows
+
+
+def _worst_by_goal(record: PlanRecord) -> dict[int, RobustGoalRecord]:
+    """A plan's robust goals (worst setup-error scenario) by the identity of their nominal goal record."""
+    robust = record.robustness.goals if record.robustness is not None else []
+    return {id(record.goal_named(goal.structure, goal.text)): goal for goal in robust}
 
 
 def warnings(plans: Sequence[ComparedPlan]) -> list[str]:
