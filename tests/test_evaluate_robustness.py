@@ -54,6 +54,26 @@ def test_a_patient_shift_gives_each_voxel_the_dose_that_far_away_and_the_worst_i
     assert [goal.status for goal in record.goals] == ["pass", "pass"]
 
 
+def test_voxels_displaced_past_the_grid_edge_are_noted_as_reading_the_edge_dose() -> None:
+    """Audit s18/a2 F1: a structure displaced past the grid's edge read the edge voxel's dose (as nominal) and
+    neither robustness.notes nor any plan note said so."""
+    case = synthetic_case()  # Target on x indices 5-10 of 16 (5 mm): 30 mm is 6 voxels
+    masks = {name: structure.mask for name, structure in case.structures.items()}
+    dose = np.full(case.grid.shape, 10.0)
+    protocol = _protocol('robustness: {setup_error: ["30 mm", "0 mm", "5 mm"]}\n')
+    every_voxel = np.arange(case.grid.n_voxels)  # every voxel a dose row: no note of voxels moved off the rows
+    record = robustness_record(protocol, dose, masks, case.grid, case.voxel_volume_cc, True, every_voxel)
+    target = masks["Target"]
+    high, low = int(np.count_nonzero(target[10:])), int(np.count_nonzero(target[:6]))  # moved past index 15 / below 0
+    assert high and low and not target[:5].any()
+    assert record.notes == [
+        f"Target: some of its {int(target.sum())} voxels are displaced past the dose grid's edge and read the edge "
+        f"voxel's dose: {high} in Target (x +30 mm), {low} in Target (x -30 mm). No dose is computed beyond the grid, "
+        "so a dose falling off there is not seen and those scenarios' values may be optimistic; a grid reaching past "
+        "the structure by the setup error avoids it"
+    ]  # the 5 mm shifts along z stay inside
+
+
 def test_a_composites_prior_course_stays_with_the_anatomy_and_only_this_plans_dose_moves() -> None:
     """This plan 1 Gy/mm along x, the prior course 2 Gy/mm: with the patient 5 mm off in this course,
     a voxel receives this plan's dose 5 mm away (+5 Gy) and the prior dose where it is (+0 Gy), not
@@ -263,7 +283,9 @@ def test_voxels_displaced_beyond_the_computed_dose_are_counted_and_noted() -> No
 
     outside = outside_rows((10.0, 0.0, 0.0))
     assert outside > 0 and outside_rows((-10.0, 0.0, 0.0)) == 0
-    (note,) = record.notes  # the target, 15 mm around the centre, stays inside the body
+    # the target, 15 mm around the centre, stays inside the body; the organ's last voxels also pass the grid's edge
+    note, edge = record.notes
+    assert edge.startswith("Organ: some of its") and "past the dose grid's edge" in edge
     assert note.startswith(f"Organ: some of its {int(masks['Organ'].sum())} voxels") and f"{outside} in Organ (x +10 mm)" in note
     organ = next(goal for goal in record.goals if goal.structure == "Organ")
     assert organ.scenario_values[0] < 30.0  # there the grid holds no dose: what the note warns of

@@ -21,6 +21,7 @@ from specc.evaluate.goals import MeasuredStatus, judge, reported_status
 from specc.evaluate.isoeffective import dose_key, judged_dose
 from specc.evaluate.metrics import measure
 from specc.evaluate.record import DVHBand, RobustGoalRecord, RobustnessRecord
+from specc.protocol.models import scenario_name
 
 if TYPE_CHECKING:
     from specc.case import Grid
@@ -89,7 +90,40 @@ def robustness_record(
         scenario_labels=[moved.text() or "random only" for moved in scenarios], structures=names,
         optimized=robustness.optimize, objective=robustness.objective, goals=goals,
         bands=[_band(name, curves, float(dose.max())) for name, curves in physical.items()],
-        notes=[note for name in names if (note := outside_note(voxel_indices, name, displaced[name], blur))],
+        notes=[note for name in names for note in (outside_note(voxel_indices, name, displaced[name], blur),
+                                                   _edge_note(grid, name, masks[name], displaced[name], blur)) if note],
+    )
+
+
+# Fractional grid indices this close past the last voxel centre are on it (rounding of a shift by whole voxels).
+_ON_EDGE = 1e-9
+
+
+def _edge_note(
+    grid: Grid, name: str, mask: np.ndarray, displaced: list[DisplacedVoxels], blur_mm: tuple[float, float, float] | None,
+) -> str:
+    """What the static dose cloud cannot say of `name` at the dose grid's edge ("" if nothing): its voxels displaced
+    past the last voxel centres read the edge voxel's dose there (`specc.case.shifts`), since no dose is computed
+    beyond the grid, so a dose falling off past the edge is not seen. Counted per scenario, named as robust
+    optimization names it (`outside_note`)."""
+    last = np.asarray(grid.shape, dtype=np.float64) - 1.0
+    counts: dict[str, int] = {}
+    for moved in displaced:
+        if not moved.displacement.text():  # the blurred dose alone (random errors) displaces nothing
+            continue
+        points = moved.displacement.points(grid, mask)
+        beyond = int(np.count_nonzero(np.any((points < -_ON_EDGE) | (points > last + _ON_EDGE), axis=1)))
+        if beyond:
+            offset, rotation = moved.displacement.offset_mm, moved.displacement.rotation_deg
+            counts[scenario_name(name, offset, rotation, blur_mm)] = beyond
+    if not counts:
+        return ""
+    listed = ", ".join(f"{count} in {scenario}" for scenario, count in counts.items())
+    return (
+        f"{name}: some of its {int(np.count_nonzero(mask))} voxels are displaced past the dose grid's edge and read "
+        f"the edge voxel's dose: {listed}. No dose is computed beyond the grid, so a dose falling off there is not "
+        "seen and those scenarios' values may be optimistic; a grid reaching past the structure by the setup error "
+        "avoids it"
     )
 
 
