@@ -108,6 +108,11 @@ class ResolvedStructures:
     # protocol name -> why: those of `absent` whose case ROI has no voxel on the grid (`resolve_structures`'s
     # `without_voxels`), for a check to count them with the structures part of which has no dose
     without_voxels: dict[str, str] = field(default_factory=dict)
+    # those of `absent` the protocol allows a case to lack: an `if_contoured` organ the case does not contour (no
+    # case structure of its names, or one with no voxel on the grid), and a derived structure left empty by one
+    # (`expand(OpticNerve_L, 3mm)`). Their goals' NOT EVALUATED is the protocol's own allowance, which --strict lets
+    # pass; the other reasons (an overlap that does not occur, an organ beyond the dose) leave a goal unmeasured.
+    allowed_absent: set[str] = field(default_factory=set)
 
     def is_target(self, name: str) -> bool:
         return self.roles.get(name) == "target"
@@ -210,6 +215,7 @@ def resolve_structures(
         if isinstance(match, NoMatch):
             if spec.if_contoured and not isinstance(match, AmbiguousMatch):  # two matches stay an error
                 resolved.absent[name] = NOT_CONTOURED
+                resolved.allowed_absent.add(name)
                 hint = not_found_message([name, *spec.aliases], case_names, spec.parts, taken)
                 resolved.notes.append(
                     f"{name}: {NOT_CONTOURED}: its goals read NOT EVALUATED ({hint}){_near_protocol_name(protocol, name)}"
@@ -285,6 +291,8 @@ def resolve_structures(
                 resolved.absent[name] = f"empty on this case (`{spec.expression}` has no voxel" + (
                     f"{_absent_parts(spec.expression, resolved)})"
                 )
+                if any(part in resolved.allowed_absent for part in spec.expression.names()):
+                    resolved.allowed_absent.add(name)  # made empty by an organ the case may lack
                 resolved.notes.append(f"{name}: {resolved.absent[name]}: its goals read NOT EVALUATED")
                 continue
             if not _added_by_compiler(protocol, name):
@@ -321,6 +329,7 @@ def _resolve_plain(
         has = "has" if len(match.case_names) == 1 else "have"
         if spec.if_contoured:
             resolved.absent[name] = f"empty on this case ({contour} {has} no voxel on the grid)"
+            resolved.allowed_absent.add(name)
             resolved.notes.append(f"{name}: {resolved.absent[name]}: its goals read NOT EVALUATED")
             return
         if needed:
@@ -498,20 +507,22 @@ _SIDES = {(0, -1): "right", (0, 1): "left", (1, -1): "anterior", (1, 1): "poster
           (2, 1): "superior"}
 
 
-def _beyond_grid_notes(name: str, expression: StructureExpr, lookup: MaskLookup, case: Case, mask: np.ndarray) -> list[str]:
+def _beyond_grid_notes(
+    name: str, expression: StructureExpr, lookup: MaskLookup, case: Case, mask: np.ndarray
+) -> list[str]:
     """A note for derived structure `name` when an expansion making it reaches past the dose grid's edge: the
     voxels it loses there (nothing exists outside the grid), as its voxels without dose rows get one."""
+    grid, kept = case.grid, int(np.count_nonzero(mask))
     notes = []
-    for beyond in beyond_grid(expression, lookup, case.grid.spacing_mm):
-        edges = " and ".join(
-            f"{AXES[axis]} = {case.grid.origin_mm[axis] + (0 if side < 0 else case.grid.shape[axis] - 1) * case.grid.spacing_mm[axis]:g} mm "
-            f"({_SIDES[axis, side]})" for axis, side in beyond.edges
-        )
+    for beyond in beyond_grid(expression, lookup, grid.spacing_mm):
+        last_centre = [grid.origin_mm[axis] + (0 if side < 0 else grid.shape[axis] - 1) * grid.spacing_mm[axis]
+                       for axis, side in beyond.edges]
+        edges = " and ".join(f"{AXES[axis]} = {mm:g} mm ({_SIDES[axis, side]})"
+                             for (axis, side), mm in zip(beyond.edges, last_centre))
         notes.append(
             f"{name}: `{beyond.node}` reaches past the dose grid's edge at {edges}: {beyond.voxels} of its voxels "
             f"({beyond.voxels * case.voxel_volume_cc:.1f} cc) lie beyond it and are not in {name} "
-            f"({int(np.count_nonzero(mask))} voxels, {np.count_nonzero(mask) * case.voxel_volume_cc:.1f} cc on the grid); "
-            "a grid that holds the margin keeps them"
+            f"({kept} voxels, {kept * case.voxel_volume_cc:.1f} cc on the grid); a grid that holds the margin keeps them"
         )
     return notes
 

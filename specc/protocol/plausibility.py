@@ -78,8 +78,9 @@ def _margin_slip(node: Expand | Shrink) -> str:
     slip = f'"{format_number(widest / 10)}cm" written for "{format_number(widest / 10)}mm", or a typo' \
         if widest % 10 == 0 else "a typo"
     meant = ""
-    if isinstance(node, Expand):  # a region that far around the structure, written with a ring, whose reach is not bounded
-        meant = f"; the region within {format_number(widest)} mm of {node.operand} is {Union(node.operand, Ring(node.operand, 0.0, widest))}"
+    if isinstance(node, Expand):  # a region that far around the structure is a ring's, whose reach is not bounded
+        region = Union(node.operand, Ring(node.operand, 0.0, widest))
+        meant = f"; the region within {format_number(widest)} mm of {node.operand} is {region}"
     return (
         f"`{node}`: a margin of {format_number(widest)} mm is beyond any CTV-to-PTV, GTV-to-CTV or PRV margin "
         f"({format_number(LARGEST_MARGIN_MM)} mm at most here): a unit slip? ({slip}){meant}"
