@@ -262,15 +262,17 @@ def _write_plan(
     with stages.stage("evaluate"):
         absent = program.structures.absent  # goals on structures this case lacks read NOT EVALUATED
         partial = program.structures.partial  # goals on organs read from some of their parts say so
+        allowed = program.structures.allowed_absent  # of `absent`, those the protocol allows a case to lack
         evaluation = evaluate_plan(
-            protocol, case, program.masks, solve, dict(stages.timings), notes=notes, absent=absent, partial=partial
+            protocol, case, program.masks, solve, dict(stages.timings), notes=notes, absent=absent, partial=partial,
+            allowed_absent=allowed,
         )
         if delivered is not None:
             optimized = None
             if delivered.fluence_result is not None:
                 # only its goal values are shown, beside the delivered plan's: no setup-error check
                 optimized = evaluate_plan(protocol, case, program.masks, delivered.fluence_result, {}, setup_errors=False,
-                                          absent=absent, partial=partial)
+                                          absent=absent, partial=partial, allowed_absent=allowed)
             delivery = _delivery_record(delivered, evaluation, optimized)
     record = evaluation.record.model_copy(update={"timings_s": dict(stages.timings), "delivery": delivery})
     if record.normalization is not None and (exceeded := record.normalization.exceeded_note()) is not None:

@@ -30,6 +30,7 @@ def test_an_empty_overlap_of_organs_is_absent_with_its_expression_and_a_note() -
     assert "Overlap" not in resolved.masks
     assert resolved.absent == {"Overlap": "empty on this case (`Target & Organ` has no voxel)"}
     assert "Overlap: empty on this case (`Target & Organ` has no voxel): its goals read NOT EVALUATED" in resolved.notes
+    assert resolved.allowed_absent == set()  # no organ the protocol allows a case to lack made it empty: --strict stops
 
 
 def test_an_empty_derived_structure_of_the_setup_error_check_stays_an_error() -> None:
@@ -54,6 +55,8 @@ def test_an_organ_marked_if_contoured_that_the_case_lacks_is_absent_and_counts_a
         "PRV": f"empty on this case (`expand(OpticNerve, 5mm)` has no voxel; OpticNerve is {NOT_CONTOURED})",
     }
     assert np.array_equal(resolved.masks["Target_eval"], case.structures["Target"].mask)
+    # the protocol's own allowance, --strict's to let pass: the organ, and the PRV it leaves empty
+    assert resolved.allowed_absent == {"OpticNerve", "PRV"}
     note = next(note for note in resolved.notes if note.startswith("OpticNerve:"))
     # the note keeps the matcher's word: what the case has, so a misspelt contour is seen
     assert note.startswith(f"OpticNerve: {NOT_CONTOURED}: its goals read NOT EVALUATED (no case structure named")
@@ -79,6 +82,7 @@ def test_an_empty_contour_of_an_if_contoured_organ_is_absent() -> None:
     case.structures["Organ"] = dataclasses.replace(organ, mask=np.zeros_like(organ.mask))
     resolved = resolve_structures(_protocol("  Target: {role: target}\n  Organ: {role: oar, if_contoured: true}\n"), case)
     assert resolved.absent == {"Organ": "empty on this case (the case structure 'Organ' has no voxel on the grid)"}
+    assert resolved.allowed_absent == {"Organ"}  # "no voxel on the grid" is not contoured too (if_contoured's docs)
 
 
 def test_terms_on_an_absent_structure_are_left_out_with_their_line_and_the_others_kept() -> None:

@@ -103,3 +103,14 @@ def test_strict_stops_on_an_overlap_that_does_not_occur_but_not_on_an_organ_the_
     outcome = specc.plan(parse_protocol_text(allowed_only, "site/p.yaml"), synthetic_case(), tmp_path / "allowed")
     assert {goal.structure: goal.status for goal in outcome.record.goals}["OpticNerve"] == "not_evaluated"
     assert outcome.exit_code(strict=True) == 0
+
+    # a PRV of that organ is empty for the same allowance (docs/protocol-language.md: `expand(OpticNerve_L, 3mm)`
+    # is then empty): its must-goal does not stop --strict either, where an overlap of contoured organs does
+    with_prv = allowed_only.replace("  Overlap: {role: oar, expression: Target & Organ}\n",
+                                    "  Overlap: {role: oar, expression: Target & Organ}\n"
+                                    "  OpticNerve_PRV: {role: oar, expression: 'expand(OpticNerve, 3mm)'}\n").replace(
+        '  OpticNerve: ["Max <= 54 Gy"]\n', '  OpticNerve: ["Max <= 54 Gy"]\n  OpticNerve_PRV: ["Max <= 56 Gy"]\n')
+    outcome = specc.plan(parse_protocol_text(with_prv, "site/p.yaml"), synthetic_case(), tmp_path / "prv")
+    prv = next(goal for goal in outcome.record.goals if goal.structure == "OpticNerve_PRV")
+    assert (prv.status, prv.absence_allowed) == ("not_evaluated", True)
+    assert outcome.exit_code(strict=True) == 0

@@ -16,7 +16,6 @@ import numpy as np
 
 import specc
 from specc.case.shifts import beams_isocentre
-from specc.compile.structures import NOT_CONTOURED
 from specc.errors import SolveError
 from specc.protocol.models import BUILT_IN_MEMORY
 from specc.protocol.units import format_number
@@ -189,7 +188,7 @@ def _goal_record(
     `partial`: what the goal is judged on where its structure is not the whole organ (the case lacks one of its
     `parts`): the goal's own note says it, beside its value, since a reader of the goal row, plan.json or a cohort
     table would read the value as the whole organ's; `absence_allowed`: `incomplete` is that the case does not
-    contour the structure, which the protocol allows (`_absence_allowed`)."""
+    contour the structure, which the protocol allows (`allowed_absent`)."""
     if incomplete is None and dose_key(goal) not in dvhs:
         raise EvaluationError(f"goal {goal.text!r} ({goal.source}): structure {goal.structure!r} has no mask")
     value: float | None
@@ -236,14 +235,6 @@ def _goal_record(
         partial_structure=partial is not None and value is not None,
         absence_allowed=absence_allowed and incomplete is not None,
     )
-
-
-def _absence_allowed(absent: Mapping[str, str]) -> set[str]:
-    """The absent structures (`ResolvedStructures.absent`) the protocol allows a case to lack: `if_contoured` organs
-    no case structure matches, the compile stage's `NOT_CONTOURED` (given to them alone). Their goals' NOT EVALUATED
-    is the protocol's own allowance, which --strict lets pass; every other reason (an empty overlap, an organ with
-    no voxel where the dose is) is a goal that could not be measured, which --strict stops on."""
-    return {name for name, why in absent.items() if why == NOT_CONTOURED}
 
 
 def _alpha_beta_gy(protocol: Protocol, goal: Goal) -> float | None:
@@ -323,6 +314,7 @@ def evaluate_plan(
     setup_errors: bool = True,
     absent: Mapping[str, str] | None = None,
     partial: Mapping[str, str] | None = None,
+    allowed_absent: Collection[str] = (),
 ) -> PlanEvaluation:
     """Measure a solved plan on the full grid; raises SolveError when the solve left no plan.
 
@@ -331,7 +323,8 @@ def evaluate_plan(
 
     `masks` are the resolved (and derived) structure masks on the case grid, keyed by
     protocol structure name; `absent`: why each structure without one has none on this case
-    (`ResolvedStructures.absent`), whose goals read NOT EVALUATED with that reason; `partial`: what each
+    (`ResolvedStructures.absent`), whose goals read NOT EVALUATED with that reason (`allowed_absent`: those the
+    protocol allows a case to lack, `ResolvedStructures.allowed_absent`, which --strict lets pass); `partial`: what each
     structure that is not its whole organ on this case is judged on (`ResolvedStructures.partial`: read from some of
     its `parts`), which each of its goals says in its note. `notes` are what the earlier stages noted (compile,
     solve); the record carries them to the report.
@@ -373,7 +366,7 @@ def evaluate_plan(
         protocol, case, masks, dose, case.voxel_indices, dict(absent or {}), converged=solve.converged, solver=solver,
         normalization=normalization, notes=notes, timings=timings, isocentre_mm=isocentre, setup_errors=setup_errors,
         fixed_gy=case.prior_dose.total_gy if case.prior_dose is not None else None, outside=outside, partial=partial,
-        absence_allowed=_absence_allowed(absent or {}),
+        absence_allowed=set(allowed_absent) & set(absent or {}),
     )
     return PlanEvaluation(record=record, dose=dose, fluence=fluence, own_dose=own if own is not dose else None,
                           outside_hot_spot=outside, prior_reached=_prior_reached(protocol, case, masks))
@@ -391,6 +384,7 @@ def evaluate_dose(
     isocentre_mm: tuple[float, float, float] | None = None,
     absent: Mapping[str, str] | None = None,
     partial: Mapping[str, str] | None = None,
+    allowed_absent: Collection[str] = (),
 ) -> PlanEvaluation:
     """Measure a dose specc did not plan (`specc check`) on the case grid, as it is: not normalized.
 
@@ -400,7 +394,8 @@ def evaluate_dose(
     organ beyond a limited calculation volume must not stop the judging of every other goal. A
     prescription target, and a structure of the setup-error check, must be whole.
     `isocentre_mm`: the checked plan's (its RT Plan's), which rotations turn about; None: the
-    targets' centre (the case's own beams are not the checked plan's). `absent`, `partial`: as for `evaluate_plan`.
+    targets' centre (the case's own beams are not the checked plan's). `absent`, `partial`, `allowed_absent`: as for
+    `evaluate_plan`.
     """
     grid = case.grid
     _check_masks(masks, tuple(grid.shape))
@@ -432,7 +427,7 @@ def evaluate_dose(
         protocol, case, measured, dose, np.flatnonzero(known.ravel()), unmeasured, converged=True,
         solver=None, normalization=None, notes=notes, timings=timings, isocentre_mm=isocentre_mm,
         fixed_gy=np.where(known, case.prior_dose.total_gy, 0.0) if case.prior_dose is not None else None,
-        outside=outside, partial=partial, absence_allowed=_absence_allowed(absent or {}) - source.incomplete.keys(),
+        outside=outside, partial=partial, absence_allowed=(set(allowed_absent) & set(absent or {})) - source.incomplete.keys(),
     )
     return PlanEvaluation(record=record.model_copy(update={"dose_source": source}), dose=dose, fluence=np.zeros(0),
                           outside_hot_spot=outside, prior_reached=_prior_reached(protocol, case, measured))
@@ -462,7 +457,7 @@ def _plan_record(
     `isocentre_mm`: what the robustness check's rotations turn about (None: the targets' centre);
     `fixed_gy`: the part of the dose a setup error does not move (a composite's prior course); `outside`: the hot spot
     outside the targets (`_outside_hot_spot`), noted last; `partial`: as for `evaluate_plan`; `absence_allowed`: the
-    structures of `incomplete` the protocol allows a case to lack (`_absence_allowed`)."""
+    structures of `incomplete` the protocol allows a case to lack (`allowed_absent`)."""
     grid = case.grid
     fractions = protocol.prescription.fractions
     voxel_cc = case.voxel_volume_cc
