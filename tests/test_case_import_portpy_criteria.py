@@ -219,6 +219,10 @@ def test_portpy_text_structure_defs_become_derived_structures(tmp_path):
     ("AA - BB & CC", "(AA - BB) & CC & BODY"),  # strictly left to right: no precedence
     ("CORD-TREATED + PTV", '("CORD-TREATED" | PTV) & BODY'),  # `-` inside a name; + between structures a union
     ("PTV -3", "shrink(PTV, 3mm) & BODY"),  # - before a whole number: an inner margin
+    # PortPy's unbounded margin (its 500 mm) and any region beyond a clinical margin: the structure and a ring
+    # around it, since specc refuses an expand that large as a unit slip (the import failed whole on it)
+    ("(PTV + inf) - (PTV + 20)", "(PTV | ring(PTV, 0mm, 500mm) - expand(PTV, 20mm)) & BODY"),  # left to right
+    ("CORD + 60", "(CORD | ring(CORD, 0mm, 60mm)) & BODY"),
 ])
 def test_portpy_text_is_read_as_portpys_parser_reads_it(tmp_path, definition, expression):
     criterion = {"type": "max_dose", "parameters": {"structure_name": "DERIVED", "structure_def": definition},
@@ -233,6 +237,7 @@ def test_portpy_text_is_read_as_portpys_parser_reads_it(tmp_path, definition, ex
     ("BRPLX_L * PTV", "PortPy's parser skips '*' without a word"),
     ("BRPLX_L & 3", "PortPy fails on a margin after '&'"),
     ("BRPLX_L - (PTV + 3", "a '(' is not closed"),
+    ("BODY - inf", "a shrink by 500 mm leaves nothing of a structure a margin is meant for"),
 ])
 def test_portpy_text_that_portpy_cannot_evaluate_is_listed(tmp_path, definition, reason):
     criterion = {"type": "max_dose", "parameters": {"structure_name": "DERIVED", "structure_def": definition},

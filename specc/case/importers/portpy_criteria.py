@@ -46,11 +46,12 @@ from pydantic import ValidationError
 from specc.errors import SpeccError
 from specc.protocol import Protocol, ProtocolError, parse_protocol_text
 from specc.protocol.goals import Goal
-from specc.protocol.plausibility import plausible_doses
+from specc.protocol.plausibility import LARGEST_MARGIN_MM, plausible_doses
 from specc.protocol.structures import (
     Difference,
     Expand,
     Intersection,
+    Ring,
     Shrink,
     StructureExpr,
     StructureRef,
@@ -352,6 +353,13 @@ def _portpy_sequence(text: str, tokens: list[str], start: int) -> tuple[Structur
             raise _Untranslatable(f"structure_def {text!r}: PortPy fails on a margin after {operator!r}")
         elif right == 0:
             raise _Untranslatable(f"structure_def {text!r}: a 0 mm margin (PortPy's shrink fails on it)")
+        elif right > LARGEST_MARGIN_MM and operator == "-":
+            raise _Untranslatable(f"structure_def {text!r}: a shrink by {format_number(right)} mm leaves nothing of a "
+                                  "structure a margin is meant for")
+        elif right > LARGEST_MARGIN_MM:
+            # A region far around a structure (PortPy's `+ inf` for "beyond"), not a margin: specc refuses a margin
+            # that large as a likely unit slip and writes the region as the structure and a ring around it.
+            left = Union(left, Ring(left, 0.0, right))
         else:
             margins = (right, right, right)
             left = Expand(left, margins) if operator == "+" else Shrink(left, margins)
