@@ -177,6 +177,36 @@ def approve(folder: str | Path, reviewer: str, role: str, reason: str | None = N
     return approval, [existing, *pages]
 
 
+def protocol_sha256_now(record: PlanRecord) -> str | None:
+    """The SHA-256 the protocol files a plan names hold now, by the plan record's rule (their bytes in the
+    order read), or None where one of them cannot be read: moved, deleted, another machine's path, or a protocol
+    built or changed in memory (whose `files` names no file). Relative paths are read from the working folder, as
+    `specc plan` recorded them from its own."""
+    digest = hashlib.sha256()
+    for name in record.protocol.files:
+        try:
+            digest.update(Path(name).read_bytes())
+        except OSError:  # not there to compare with: nothing to say of it
+            return None
+    return digest.hexdigest()
+
+
+def protocol_changed_since(record: PlanRecord) -> str | None:
+    """Why the plan may not be of the protocol as it is now: its files still at their recorded paths, holding
+    other content than it was planned from (a plan of an earlier save of a protocol being tuned, under the same
+    name and version as every save); None where they hold the plan's content or cannot be read. Said, never
+    refused: a protocol may move on, rightly, after its plan."""
+    now = protocol_sha256_now(record)
+    protocol = record.protocol
+    if now is None or now == protocol.sha256:
+        return None
+    return (
+        f"the protocol files this plan names ({', '.join(protocol.files)}) hold other content now (SHA-256 {now[:12]}) "
+        f"than the plan was made from ({protocol.sha256[:12]}), both named {protocol.name} v{protocol.version}: "
+        "the approval is of the plan's version, not of the files as they are now: check that it is the version meant"
+    )
+
+
 def verify(folder: str | Path) -> Verification:
     """Whether the approval in `folder` still holds: its files and pages as approved, no plan file
     added, approval.json unedited and in agreement with plan.json."""

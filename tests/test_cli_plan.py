@@ -247,6 +247,45 @@ def test_watch_shows_a_goal_whose_threshold_or_priority_changed_beside_its_earli
     assert "(new goal)" not in second + third and "(goal was" not in second.split("Core")[0]  # the PTV's are unchanged
 
 
+def test_ctrl_c_after_a_save_that_gave_no_plan_warns_that_out_holds_an_earlier_save_s_plan_and_exits_1(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A refused save, then Ctrl-C: OUT keeps the earlier save's plan, whose protocol SHA-256 is not the file's now;
+    the watch says so, naming OUT and both SHA-256, and exits 1 as a run that gave no plan (audit s18/a4 F2),
+    where it ended silently with exit 0. Ctrl-C after a save that planned keeps that plan's code, without a word."""
+    protocol = tmp_path / "c-shape.yaml"
+    text = PROTOCOL.read_text(encoding="utf-8")
+    protocol.write_text(text, encoding="utf-8")
+    broken = text.replace("dose: 8 Gy, weight", "dose: 8 Gyy, weight")
+    assert broken != text
+    out = tmp_path / "out"
+
+    def saves_then_ctrl_c(edits):
+        def saves(watched, seen):
+            for edit in edits:
+                protocol.write_text(edit, encoding="utf-8")
+                yield
+            raise KeyboardInterrupt
+        return saves
+
+    monkeypatch.setattr(specc.cli.plan, "_changes", saves_then_ctrl_c([broken]))
+    result = runner.invoke(app, ["plan", str(protocol), *COARSE, "--out", str(out), "--watch", "-q"])
+    assert result.exit_code == 1, result.output
+    record = json.loads((out / "plan.json").read_text())
+    planned, now = record["protocol"]["sha256"], hashlib.sha256(broken.encode()).hexdigest()
+    assert planned == hashlib.sha256(text.encode()).hexdigest()  # the earlier save's plan stays
+    local = datetime.fromisoformat(record["created"]).astimezone().strftime("%H:%M:%S")
+    assert (f"warning: {out} holds the plan of an earlier save (from {local}; protocol SHA-256 {planned[:12]}), "
+            f"not of {protocol} as saved now (SHA-256 {now[:12]}): the last save gave no plan; exit 1"
+            ) in " ".join(result.output.split())
+
+    protocol.write_text(text, encoding="utf-8")
+    monkeypatch.setattr(specc.cli.plan, "_changes", saves_then_ctrl_c([text.replace("weight: 5}", "weight: 6}", 1)]))
+    result = runner.invoke(app, ["plan", str(protocol), *COARSE, "--out", str(tmp_path / "good"), "--watch", "-q"])
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output and result.output.count("optimal") == 2
+
+
 def test_watch_also_watches_the_template_a_protocol_extends(tmp_path: Path, monkeypatch) -> None:
     template = tmp_path / "c-shape.yaml"
     template.write_text(PROTOCOL.read_text(encoding="utf-8"), encoding="utf-8")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.text import Text
 
-from specc.cli.app import app, console, fail
+from specc.cli.app import app, console, error_console, fail
 from specc.errors import SpeccError
 
 
@@ -26,7 +27,9 @@ def approve_command(
 ) -> None:
     """Approve a plan: approval.json and approval.html bound to the SHA-256 of the plan's files, which must be of one
     run (refused otherwise); --verify checks them."""
-    from specc.approval import approve, verify as verify_approval
+    from specc.approval import approve, protocol_changed_since, verify as verify_approval
+    from specc.report.compare import read_record
+    from specc.report.identity import PLAN_JSON
 
     try:
         if verify:
@@ -47,6 +50,7 @@ def approve_command(
         if not reviewer:
             fail("give the reviewer's name with --reviewer")
         approval, written = approve(plan, reviewer, role, accept_deviations, pdf)
+        changed = protocol_changed_since(read_record(plan / PLAN_JSON))
     except SpeccError as error:
         fail(error)
     accepted = len(approval.accepted_deviations)
@@ -56,3 +60,5 @@ def approve_command(
         + f"; wrote {', '.join(str(path) for path in written)}",
         markup=False,
     )
+    if changed is not None:  # after the approval line, the last thing the signer reads
+        error_console.print(Text("WARNING: ", style="bold red") + Text(changed, style="bold"), soft_wrap=True)

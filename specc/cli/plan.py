@@ -251,11 +251,36 @@ def plan(
                 console.print(f"planned again in {time.perf_counter() - started:.2f} s; watching")
             else:
                 code = _no_plan_for_save(session, out, outcome.solve.status, code)
-    except KeyboardInterrupt:  # Ctrl-C, also in the middle of a plan: stop the spinner, keep the last plan's code
+    except KeyboardInterrupt:  # Ctrl-C, also in the middle of a plan: stop the spinner, say what OUT holds
         printer.stop()
         if held is not None and session.last_plan is None:  # stopped writing a new plan, which removed the last
             stop_interrupted(out, "plan", held.paths)
+        code = _stopped_watch(session, out, code)
     raise typer.Exit(code)
+
+
+def _stopped_watch(session: PlanSession, out: Path, code: int) -> int:
+    """Ctrl-C ends a watch: where the plan OUT holds is not of the protocol files as they are now (the last save
+    gave no plan, or was still being planned), a warning names OUT, its plan's time and both protocol SHA-256, for
+    that plan carries the name and version of every save and would otherwise pass, silently, for the file on
+    disk (audit s18/a4 F2). Returns 1 then, the code of a run that gave no plan, so that a script reading the exit
+    code does not take it for one; else `code`, the last plan's."""
+    from specc.approval import protocol_sha256_now
+
+    last = session.last_plan
+    if last is None or last.record is None:
+        return code
+    record = last.record
+    now = protocol_sha256_now(record)
+    if now == record.protocol.sha256:
+        return code
+    created = datetime.fromisoformat(record.created).astimezone().strftime("%H:%M:%S")
+    files = ", ".join(record.protocol.files)
+    said_now = f"SHA-256 {now[:12]}" if now is not None else "one of them no longer readable"
+    error_console.print(Text("warning: ", style="bold yellow") + Text(
+        f"{out} holds the plan of an earlier save (from {created}; protocol SHA-256 {record.protocol.sha256[:12]}), "
+        f"not of {files} as saved now ({said_now}): the last save gave no plan; exit 1"), soft_wrap=True)
+    return 1
 
 
 def _no_plan_for_save(session: PlanSession, out: Path, reason: str, code: int) -> int:
