@@ -5,10 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+import yaml
+from jsonschema import Draft202012Validator
 from typer.testing import CliRunner
 
 import specc.cli.validate  # noqa: F401  (registers the commands)
 from specc.cli.app import app
+from specc.errors import SpeccError
+from specc.protocol import load_protocol_or_template
 from specc.protocol.schema import protocol_json_schema, protocol_json_schema_text
 
 ROOT = Path(__file__).parent.parent
@@ -109,3 +114,40 @@ def test_validate_json_lists_the_notes_the_text_prints() -> None:
     assert [line.split(": ", 1)[1] for line in text.splitlines() if line.startswith("  note: ")] == [
         f"{d['file']}:{d['line']}:{d['column']}: {d['path']}: {d['message']}" for d in notes
     ]
+
+
+TEMPLATE = "template: true\nspecc: 1\nsite: t\nstructures: {Rectum: {role: oar}}\ngoals: {Rectum: ['Mean <= 40 Gy']}\n"
+PLANNED = "structures: {PTV: {role: target}}\nprescription: {fractions: 30, levels: [{target: PTV, dose: 60 Gy}]}\n"
+STANDALONE = "specc: 1\nname: Alone\nsite: t\nversion: 1.0.0\n" + PLANNED
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "missing"),
+    [
+        ("base.yaml", TEMPLATE, set()),  # a site template states neither name nor version
+        ("extending.yaml", "extends: base.yaml\nname: Boost\nversion: 1.0.0\n" + PLANNED, set()),
+        ("no-version.yaml", "extends: base.yaml\nname: Boost\n" + PLANNED, {"version"}),
+        ("no-name.yaml", "extends: base.yaml\nversion: 1.0.0\n" + PLANNED, {"name"}),
+        ("alone.yaml", STANDALONE, set()),
+        ("no-prescription.yaml", STANDALONE.split("prescription")[0], {"prescription"}),
+        ("goals-only.yaml", "goals: {PTV: ['D95% >= 50 Gy']}\n",
+         {"specc", "name", "site", "version", "structures", "prescription"}),
+    ],
+)
+def test_the_schema_requires_the_keys_a_file_cannot_take_from_a_template(
+    tmp_path: Path, name: str, text: str, missing: set[str]
+) -> None:
+    """name and version of every protocol file (they are not inherited), every key of a protocol that extends no
+    template, nothing of a site template: the editor flags the half-written save `specc validate` refuses (audit
+    s18/a4 F4), and passes every file it accepts."""
+    validator = Draft202012Validator(json.loads((ROOT / "schemas" / "protocol.schema.json").read_text(encoding="utf-8")))
+    (tmp_path / "base.yaml").write_text(TEMPLATE, encoding="utf-8")
+    (tmp_path / name).write_text(text, encoding="utf-8")
+    errors = list(validator.iter_errors(yaml.safe_load(text)))
+    assert {error.message for error in errors} == {f"'{key}' is a required property" for key in missing}
+    assert all(not error.absolute_path for error in errors) and len(errors) == len(missing)  # at the top, once each
+    if missing:
+        with pytest.raises(SpeccError, match="missing required key"):
+            load_protocol_or_template(tmp_path / name)
+    else:
+        load_protocol_or_template(tmp_path / name)

@@ -36,15 +36,34 @@ def protocol_json_schema() -> dict[str, Any]:
         },
         **schema["properties"],
     }
-    # A site template is a partial protocol and a protocol may take any key from its
-    # template, so no key is required of a single file; the loader checks the merged result.
-    del schema["required"]
+    required = schema.pop("required")
     _optional_where_merged(schema)
+    schema["allOf"] = _required_by_file(required)
     schema["description"] = (
-        "A clinical IMRT protocol or a site template (template: true). specc, name, site, version, "
-        "structures and prescription are required of a protocol once templates are merged."
+        f"A clinical IMRT protocol or a site template (template: true). {', '.join(required)} are required of a "
+        f"protocol once templates are merged; {' and '.join(_own_required(required))} of every protocol file, even "
+        "one that extends a template (they are not inherited), and all of them of a protocol that extends none. "
+        "A site template requires none."
     )
     return schema
+
+
+def _own_required(required: list[str]) -> list[str]:
+    """The required keys each protocol file states for itself (`OWN_KEYS`: never taken from a template)."""
+    return [key for key in required if key in OWN_KEYS]
+
+
+def _required_by_file(required: list[str]) -> list[dict[str, Any]]:
+    """What a single file must state, by what it is: a site template (`template: true`) nothing, being partial;
+    a protocol its own keys (name, version), for a template's are not inherited, and, where it extends no
+    template, every key a protocol requires: nothing is merged into it. So an editor flags a protocol saved
+    without its version (which `specc plan --watch` then refuses) while every file `specc validate` accepts passes."""
+    template = {"properties": {TEMPLATE: {"const": True}}, "required": [TEMPLATE]}
+    return [
+        {"if": template, "else": {"required": _own_required(required)}},
+        {"if": {"anyOf": [template, {"required": [EXTENDS]}]},
+         "else": {"required": [key for key in required if key not in OWN_KEYS]}},
+    ]
 
 
 def _optional_where_merged(schema: dict[str, Any]) -> None:
