@@ -76,8 +76,9 @@ def test_schema_accepts_the_key_by_key_overrides_the_loader_accepts(
         "extends: override.yaml\nname: Hypo\nversion: 1.0.0\nprescription: {fractions: 30}\n"
     )
     load_protocol_or_template(tmp_path / "fractions.yaml")
-    assert list(validator.iter_errors({"prescription": {"fractions": 30}})) == []
-    level = {"prescription": {"levels": [{"target": "PTV"}]}}
+    hypo = yaml.safe_load((tmp_path / "fractions.yaml").read_text())
+    assert list(validator.iter_errors(hypo)) == []
+    level = {**hypo, "prescription": {"levels": [{"target": "PTV"}]}}
     assert [error.message for error in validator.iter_errors(level)] == ["'dose' is a required property"]
 
 
