@@ -342,8 +342,8 @@ def test_quiet_summary_of_an_unconverged_plan_says_not_converged(tmp_path: Path)
     result = runner.invoke(app, ["plan", str(protocol), *COARSE, "--out", str(tmp_path / "out"), "-q"])
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())  # -q: the summary line alone
-    # an iteration limit is `time_limit` for every solver (docs/compiler.md, statuses)
-    assert said.startswith("NOT CONVERGED: time_limit (") and "not_converged" in said, result.output
+    # an iteration limit is `iteration_limit` for every solver (docs/compiler.md, statuses)
+    assert said.startswith("NOT CONVERGED: iteration_limit (") and "not_converged" in said, result.output
 
 
 def test_a_solve_in_steps_names_each_step_on_its_spinner_and_when_it_ends(tmp_path: Path, monkeypatch) -> None:

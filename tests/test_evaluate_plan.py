@@ -78,7 +78,7 @@ def test_an_unconverged_solve_labels_every_goal(case, status):
     assert [g.measured_status for g in record.goals][:3] == ["pass", "variation", "fail"]
 
 
-@pytest.mark.parametrize("status", ["infeasible", "unbounded", "time_limit", "solver_error"])
+@pytest.mark.parametrize("status", ["infeasible", "unbounded", "time_limit", "iteration_limit", "solver_error"])
 def test_no_fluence_means_no_plan(case, status):
     with pytest.raises(SolveError, match=status):
         _evaluate(case, status=status)

@@ -234,7 +234,7 @@ def test_an_uncertified_point_is_not_called_optimal() -> None:
         assert abs(own.objective - reference.objective) <= OBJECTIVE_ACCURACY * reference.objective
     else:
         # Refused by the certificate, or stopped at the iteration limit: either way labelled as such.
-        assert own.status in ("optimal_inaccurate", "time_limit") and not own.converged
+        assert own.status in ("optimal_inaccurate", "iteration_limit") and not own.converged
         assert "could not certify" in own.message or "stopped at its limit of" in own.message
         assert "NOT CONVERGED" in own.message or own.fluence is None
     planned = solve_program(program, choose_solver(FIRST_ORDER_SOLVER))
@@ -297,21 +297,22 @@ def test_conflicting_hard_limits_are_diagnosed_by_the_reference() -> None:
     assert "(SPECC-LBFGS did not solve this program (" in result.message
 
 
-def test_a_time_limit_gives_no_plan_or_a_labelled_one() -> None:
+def test_a_limit_gives_no_plan_or_a_labelled_one() -> None:
     _, program = _compile(CASES["hard max and mean limits"])
     settings = dataclasses.replace(choose_solver(FIRST_ORDER_SOLVER), max_iterations=3)
     result = FirstOrderSolver(program).solve(settings)
-    assert result.status == "time_limit" and not result.converged
+    assert result.status == "iteration_limit" and not result.converged
     assert result.usable == (result.fluence is not None)
 
 
-def test_a_limit_stop_is_time_limit_as_for_any_solver_even_with_a_plan() -> None:
-    """One event, one status (audit a2 F8): CLARABEL's limit gives `time_limit`, and so does the fast path's,
-    also where it stopped at a point meeting the hard limits (no hard limit here), which it returns labelled."""
+def test_a_limit_stop_is_iteration_limit_as_for_any_solver_even_with_a_plan() -> None:
+    """One event, one status (audit a2 F8): CLARABEL's iteration limit gives `iteration_limit`, and so does the fast
+    path's, also where it stopped at a point meeting the hard limits (no hard limit here), which it returns labelled;
+    a time limit is `time_limit` (audit s18/b1 F5: both read `time_limit` until 2026-11-27)."""
     _, program = _compile(CASES["quadratic penalties, uniform dose and l2 fluence"])
     settings = dataclasses.replace(choose_solver(FIRST_ORDER_SOLVER), max_iterations=3)
     result = FirstOrderSolver(program).solve(settings)
-    assert result.status == "time_limit" and not result.converged
+    assert result.status == "iteration_limit" and not result.converged
     assert result.usable and result.fluence is not None
     assert "limit of 3 iterations" in result.message and "raise `max_iterations`" in result.message
     assert "time_limit_s" not in result.message
@@ -322,7 +323,7 @@ def test_a_limit_the_protocol_set_is_respected_not_replaced_by_the_reference() -
     settings = dataclasses.replace(choose_solver(FIRST_ORDER_SOLVER), max_iterations=3)
     result = solve_program(program, settings)
     assert result.solver == FIRST_ORDER_SOLVER and not result.converged
-    assert result.status == "time_limit" and "limit" in result.message
+    assert result.status == "iteration_limit" and "limit" in result.message
 
 
 def test_rounds_stop_at_their_own_tolerance_and_the_last_is_certified() -> None:

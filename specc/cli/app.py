@@ -33,6 +33,7 @@ STATUS_STYLE = {
     "infeasible": "red",
     "unbounded": "red",
     "time_limit": "red",
+    "iteration_limit": "red",
     "solver_error": "red",
     "checked": "green",
     "error": "bold red",

@@ -1,11 +1,12 @@
 """What a solve produced, in the vocabulary the evaluate and report stages read.
 
 The solver's own status strings differ between solvers and cvxpy versions; this module is
-the one contract the later stages see: six statuses, a message a physicist can act on and
+the one contract the later stages see: seven statuses, a message a physicist can act on and
 the fluence (when a usable point exists). One event has one status whatever the solver: a stop
-at a time or iteration limit is `time_limit`, with a fluence when the solver stopped at a point
-that meets the hard limits (the fast path can), without one otherwise; either way the plan is
-not converged.
+at a time limit is `time_limit`, at an iteration limit (the protocol's `max_iterations` or the
+solver's own) `iteration_limit` (a status line reading "time_limit" sent a physicist to raise a
+time limit never reached), each with a fluence when the solver stopped at a point that meets the
+hard limits (the fast path can), without one otherwise; either way the plan is not converged.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ from typing import Literal
 
 import numpy as np
 
-SolveStatus = Literal["optimal", "optimal_inaccurate", "infeasible", "unbounded", "time_limit", "solver_error"]
+SolveStatus = Literal[
+    "optimal", "optimal_inaccurate", "infeasible", "unbounded", "time_limit", "iteration_limit", "solver_error"
+]
+LIMIT_STATUSES: frozenset[str] = frozenset({"time_limit", "iteration_limit"})  # a limit of the solve stopped it
 
 # Statuses for which the solver may return a point worth evaluating (labelled NOT CONVERGED unless
 # "optimal"); `SolveResult.usable` also needs the point itself (a time limit often leaves none).
-USABLE_STATUSES: frozenset[str] = frozenset({"optimal", "optimal_inaccurate", "time_limit"})
+USABLE_STATUSES: frozenset[str] = frozenset({"optimal", "optimal_inaccurate", *LIMIT_STATUSES})
 
 
 @dataclass(frozen=True)

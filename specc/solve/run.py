@@ -21,7 +21,7 @@ from specc.solve.choice import SolverSettings
 from specc.solve.diagnose import explain_infeasibility
 from specc.solve.first_order.solver import FIRST_ORDER_SOLVER
 from specc.solve.interruptible import solve_interruptibly
-from specc.solve.result import SolveResult, SolveStatus, TermValue
+from specc.solve.result import LIMIT_STATUSES, SolveResult, SolveStatus, TermValue
 
 if TYPE_CHECKING:
     from specc.compile import CompiledProgram, CompiledTerm
@@ -61,7 +61,7 @@ def _message(
             f"the objective decreases without bound, so no optimal {settings.variables.solution} exists; an "
             "objective term must be missing its lower bound."
         )
-    if status == "time_limit":
+    if status in LIMIT_STATUSES:
         return f"{solver} stopped at {_limit_reached(settings, iterations)}{after} without a usable point."
     failed = f"{solver} failed{after}: {detail or 'no reason given'}."
     if not numerical:
@@ -79,11 +79,18 @@ def _limit_reached(settings: SolverSettings, iterations: int | None) -> str:
     tells them apart: a protocol's `max_iterations` reached is that limit; otherwise a time
     limit the protocol set; otherwise the solver's own iteration limit.
     """
-    if settings.max_iterations is not None and iterations is not None and iterations >= settings.max_iterations:
-        return f"its iteration limit of {settings.max_iterations} (raise `max_iterations` under `optimization.solver`)"
-    if settings.time_limit_s is not None:
+    if _limit_status(settings, iterations) == "time_limit":
         return f"its time limit of {settings.time_limit_s:g} s (raise `time_limit_s` under `optimization.solver`)"
+    if settings.max_iterations is not None:
+        return f"its iteration limit of {settings.max_iterations} (raise `max_iterations` under `optimization.solver`)"
     return "its own iteration limit (set a higher `max_iterations` under `optimization.solver`)"
+
+
+def _limit_status(settings: SolverSettings, iterations: int | None) -> SolveStatus:
+    """cvxpy's USER_LIMIT as the limit that stopped the solver: the protocol's `max_iterations` reached, else a time
+    limit the protocol set, else the solver's own iteration limit (`_limit_reached`)."""
+    reached = settings.max_iterations is not None and iterations is not None and iterations >= settings.max_iterations
+    return "time_limit" if settings.time_limit_s is not None and not reached else "iteration_limit"
 
 
 def _influence_range(program: CompiledProgram) -> str:
@@ -142,6 +149,8 @@ def solve_program(program: CompiledProgram, settings: SolverSettings, warm: Warm
         status, detail, numerical = "solver_error", str(error), True
     stats = program.problem.solver_stats if status != "solver_error" else None
     iterations = getattr(stats, "num_iters", None)
+    if status == "time_limit":  # cvxpy's USER_LIMIT, of either limit
+        status = _limit_status(settings, iterations)
     usable = status in ("optimal", "optimal_inaccurate") and program.fluence.value is not None
     if status in ("optimal", "optimal_inaccurate") and not usable:
         status, detail = "solver_error", "the solver reported success but returned no fluence"

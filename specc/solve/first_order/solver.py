@@ -39,7 +39,7 @@ from specc.compile.smooth_context import SmoothFormContext
 from specc.solve.first_order.assemble import DoseOperator, FastPathRefused, SmoothProgram
 from specc.solve.first_order.augmented_lagrangian import AugmentedLagrangianResult, Tolerances
 from specc.solve.first_order.working_set import minimize_from_scratch, minimize_on_working_sets
-from specc.solve.result import SolveResult, SolveStatus, TermValue
+from specc.solve.result import LIMIT_STATUSES, SolveResult, SolveStatus, TermValue
 from specc.terms.base import LIMIT_TOLERANCE
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ class FirstOrderSolver:
         if result.outcome == "converged":
             status = "optimal"
         elif result.outcome in ("time_limit", "iteration_limit"):
-            status = "time_limit"  # as for any solver; with the point where it meets the hard limits
+            status = result.outcome  # as for any solver; with the point where it meets the hard limits
         elif result.outcome == "uncertified" and holds:
             status = "optimal_inaccurate"
         else:
@@ -199,7 +199,7 @@ def _message(
             f"{FIRST_ORDER_SOLVER} stopped {after} at a point it could not certify optimal{certificate}{held}. "
             f"The plan is labelled NOT CONVERGED; try --solver {REFERENCE_SOLVER}."
         )
-    if status == "time_limit":
+    if status in LIMIT_STATUSES:
         if result.outcome == "time_limit":
             limit, option = f"time limit of {settings.time_limit_s:g} s", "time_limit_s"
         else:
