@@ -29,6 +29,8 @@ from specc.evaluate import BeamSegmentsRecord, DeliveryRecord, GoalRecord, PlanE
 from specc.export import DerivedStructure, write_result, write_segments
 from specc.export.staging import StagedExport
 from specc.protocol import Protocol, ProtocolSource, load_protocol, revise_protocol
+from specc.protocol.goals import Goal
+from specc.protocol.units import format_number
 from specc.planning import CompiledPlan, compile_for_plan
 from specc.report import write_report
 from specc.approval import APPROVAL_JSON, ApprovalError
@@ -729,14 +731,16 @@ def write_cohort_csv(path: Path, protocol: Protocol, entries: Sequence[CohortEnt
     """cohort.csv: one row per case; the case's and the protocol's SHA-256 (two protocols of one name
     and version, or two cases of one id, are told apart by them; the case's wherever it was read, with
     a plan or not, so that a re-run shows an infeasible case is the same data); the exit code `specc
-    plan` with the same `strict` gives the case; per protocol goal its measured value and reported status, then per
-    goal of a robustness structure its worst value over the setup-error scenarios and that one's status."""
+    plan` with the same `strict` gives the case; per protocol goal its measured value and reported status (and, for a
+    goal whose limit is a table by a structure's volume, the limit the case was judged by, its variation and where it
+    was read: each case has its own), then per goal of a robustness structure its worst value over the setup-error
+    scenarios and that one's status."""
     header = ["case_id", "case_sha256", "case_file", "folder", "protocol_sha256", "solver", "solver_status",
               "exit_code", "error"]
     protocol_sha256 = protocol.source.sha256 if protocol.source is not None else ""
     columns = goal_columns(protocol)
-    for column in columns:
-        header += [f"{column} value", f"{column} status"]
+    for column, goal in zip(columns, protocol.goals):
+        header += [f"{column} value", f"{column} status", *_case_limit_columns(column, goal)]
     robust = [index for index, goal in enumerate(protocol.goals) if goal.structure in protocol.robust_structures()]
     for index in robust:
         header += [f"{columns[index]} worst value", f"{columns[index]} worst status"]
@@ -756,11 +760,10 @@ def write_cohort_csv(path: Path, protocol: Protocol, entries: Sequence[CohortEnt
                 entry.exit_code(strict),
                 entry.error or (outcome.message if outcome and not outcome.succeeded else ""),
             ]
-            if record is not None:
-                for goal in record.goals:
-                    row += ["" if goal.value is None else f"{goal.value:.4f}", goal.status]
-            else:  # no plan: no value and no status for any goal
-                row += ["", ""] * len(protocol.goals)
+            recorded = record.goals if record is not None else [None] * len(protocol.goals)
+            for written, goal in zip(protocol.goals, recorded):  # plan.json lists the goals in protocol order
+                row += ["", ""] if goal is None else ["" if goal.value is None else f"{goal.value:.4f}", goal.status]
+                row += _case_limits(written, goal)  # no plan: no value, status or limit for any goal
             if record is not None and record.robustness is not None:
                 for worst in record.robustness.goals:
                     row += ["" if worst.worst is None else f"{worst.worst:.4f}", worst.status]
@@ -768,6 +771,25 @@ def write_cohort_csv(path: Path, protocol: Protocol, entries: Sequence[CohortEnt
                 row += ["", ""] * len(robust)
             writer.writerow(row)
     return path
+
+
+def _case_limit_columns(column: str, goal: Goal) -> list[str]:
+    """The columns of a goal whose limit is read on each case from a table by a structure's volume: the limit and
+    variation (in the value's unit) and where it was read; none for a limit the protocol states as a number."""
+    if goal.by_volume is None:
+        return []
+    return [f"{column} limit", *([f"{column} variation"] if goal.by_volume.variations is not None else []),
+            f"{column} limit source"]
+
+
+def _case_limits(written: Goal, goal: GoalRecord | None) -> list[str]:
+    """`_case_limit_columns`' cells for one case (the full numbers plan.json holds; empty without a plan)."""
+    if written.by_volume is None:
+        return []
+    cells = ["" if goal is None else format_number(goal.threshold)]
+    if written.by_volume.variations is not None:
+        cells.append("" if goal is None or goal.variation is None else format_number(goal.variation))
+    return [*cells, "" if goal is None else goal.limit_source or ""]
 
 
 def plan_cohort(

@@ -38,6 +38,7 @@ from specc.protocol.diff import PairedGoals, pair_goals
 from specc.report.figures import to_data_uri
 from specc.report.html import STATUS_LABELS, environment, style_sheet
 from specc.report.identity import PLAN_JSON
+from specc.report.limits import resolved_limits
 from specc.report.write import write_page
 
 COMPARE_PAGE = "compare"  # compare.html, compare.pdf
@@ -59,11 +60,15 @@ class ComparedPlan:
 
 @dataclass(frozen=True)
 class Measured:
-    """One plan's value of a goal, as its report gave it (`shown`: with the decimals its judgement needs)."""
+    """One plan's value of a goal, as its report gave it (`shown`: with the decimals its judgement needs), and
+    `limit`, for a goal whose limit is read on each case from a table by a structure's volume, the limit it was
+    judged by and where it was read ("27.93 Gy, variation 32.49 Gy, from the table by PTV volume at 17.00 cc,
+    between the 13.2 and 22 cc rows"): two cases' values of such a goal are judged against different limits."""
 
     value: float | None
     status: str
     shown: str
+    limit: str | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,12 @@ class GoalRow:
     unit: str
     scope: Literal["nominal", "worst"]
     measured: list[Measured | None]  # per plan; None: that plan has no such goal
+
+    @property
+    def limits_differ(self) -> bool:
+        """Whether the plans were judged against different limits of this goal (one read from a table by a
+        structure's volume on each plan's case): each plan's limit is then shown beside its value."""
+        return len({m.limit for m in self.measured if m is not None}) > 1
 
     @property
     def text(self) -> str:
@@ -157,7 +168,8 @@ def recorded_goals(record: PlanRecord) -> list[tuple[tuple[str, str, str], str, 
 
 
 def _measured(goal: GoalRecord, value: float | None, status: str) -> Measured:
-    return Measured(value, status, "" if value is None else goal.shown(value))
+    limit = resolved_limits(goal) if goal.limit_source is not None else None
+    return Measured(value, status, "" if value is None else goal.shown(value), limit)
 
 
 def goal_rows(plans: Sequence[ComparedPlan]) -> list[GoalRow]:

@@ -94,6 +94,9 @@ class CohortGoalRow:
     medians: list[float | None]  # per cohort: median value over the cases that measured it
     paired_median: float | None  # two cohorts: median over the cases both measured of (second - first)
     paired_cases: int
+    # Its limit is read on each case from a table by a structure's volume (`Measured.limit`): its median is over
+    # values judged against different limits, and each case's limit is on the case's own row.
+    limit_per_case: bool = False
 
 
 def cases_text(count: int) -> str:
@@ -162,8 +165,10 @@ def cohort_goal_rows(cohorts: Sequence[ComparedCohort]) -> list[CohortGoalRow]:
         if len(cohorts) == 2:
             first, second = usable
             paired = [second[case] - first[case] for case in first.keys() & second.keys()]
+        per_case = any(m.limit is not None for cases in by_cohort for m in cases.values())
         rows.append(CohortGoalRow(
-            structure, text, units[(structure, text, scope)], scope, counts, medians, _median(paired), len(paired)
+            structure, text, units[(structure, text, scope)], scope, counts, medians, _median(paired), len(paired),
+            per_case,
         ))
     return rows
 
