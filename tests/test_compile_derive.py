@@ -342,3 +342,37 @@ def test_dose_level_terms_point_at_the_level_only_in_the_bytes_the_protocol_was_
     shifted = parse_protocol_text("# a comment\n" * 5 + text, "p.yaml")
     assert level_lines(shifted) == {0}  # no line rather than the file's
     assert [goal.source.line for goal in shifted.goals] == [goal.source.line + 5 for goal in load_protocol("p.yaml").goals]
+
+
+def test_explain_marks_each_term_from_a_table_goal_as_this_case_only_and_warns() -> None:
+    """Audit s18/b2 F2: --explain gave a table goal's term at one case's volume as a plain fixed term, ready to paste;
+    pasted, every other case of a cohort was optimized to that case's limit without a word."""
+    table = ('    - metric: Max\n      "<=": {by_volume_of: PTV, volume_cc: [1.8, 22, 163], limit: [50%, 54%, 77%]}\n'
+             '      priority: 2\n')
+    body = GOALS.format(target="PTV", organ="Core").replace('    - "Max <= 30 Gy (priority 3)"\n', table)
+    protocol = parse_protocol_text(protocol_text(body), "p.yaml")
+    goal = next(goal for goal in protocol.goals if goal.per_case)
+    derived = derive_optimization(protocol, {"PTV": 60.0, "Core": 20.0})
+    (index,) = derived.per_case  # the table goal's one max_dose term; no other term is marked
+    term = derived.optimization.terms[index]
+    assert isinstance(term, MaxDose) and term.source == goal.source
+    text = explain_yaml(protocol, derived)
+    lines = text.splitlines()
+    warning = " ".join(line.lstrip("# ") for line in lines[:lines.index(next(
+        line for line in lines if line.startswith("# Optimization derived")))])
+    assert warning.startswith("WARNING: 1 term below (marked THIS CASE ONLY) comes from goals whose limit is a table "
+                              "by a structure's volume")
+    marked = [number for number, line in enumerate(lines) if "# THIS CASE ONLY" in line]
+    assert len(marked) == 1
+    comment, pasted_term = lines[marked[0]], lines[marked[0] + 1]
+    assert f'Core "{goal.text}" ({goal.source})' in comment
+    assert "from the table by PTV volume at 60.00 cc, between the 22 and 163 cc rows" in comment
+    assert yaml.safe_load(pasted_term)[0]["kind"] == "max_dose"
+    # the YAML is the same as before the marks: pasted, the terms are those derived
+    explained = yaml.safe_load(text)
+    assert len(explained["optimization"]["terms"]) == len(derived.optimization.terms)
+    assert explained["optimization"]["terms"][index]["structure"] == "Core"
+    # a protocol without a table goal gets no mark and no warning
+    plain_protocol, plain = _derived()
+    assert "THIS CASE ONLY" not in explain_yaml(plain_protocol, plain) and "WARNING" not in explain_yaml(
+        plain_protocol, plain)

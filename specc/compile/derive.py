@@ -37,6 +37,7 @@ them with the terms so that the whole derivation can be pasted into the protocol
 from __future__ import annotations
 
 import hashlib
+import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +102,10 @@ class DerivedOptimization:
     structures: dict[str, StructureSpec]
     optimization: Optimization
     notes: list[str] = field(default_factory=list)
+    # Term index -> the goal it comes from whose limit is a table by a structure's volume, read on this case, and
+    # where ("D2cm Max <= ... (p.yaml:125:7), from the table by PTV volume at 60.00 cc, ..."): the term holds for
+    # this case only, another case reading the table elsewhere (`explain_yaml` marks it).
+    per_case: dict[int, str] = field(default_factory=dict)
 
     @property
     def goal_priorities(self) -> dict[int, int]:
@@ -217,24 +222,29 @@ def derive_optimization(protocol: Protocol, volumes_cc: Mapping[str, float] | No
             )
         )
 
+    per_case: dict[int, str] = {}
     for written, goal in zip(protocol.goals, goals):
+        first = len(terms)
         if written.limit_source is not None:
             limit = written.threshold.text(written.metric.unit)  # read from the table: `with_limits_at`
             notes.append(f"{written.structure} {written.text} ({written.source}): aimed at {limit}, "
                          f"{written.limit_source}")
         if goal.isoeffective:  # a mean: its own kind of term
             terms.extend(_goal_terms(goal, volumes_cc, notes, protocol.structures[goal.structure].alpha_beta))
-            continue
-        if goal is not written:
-            notes.append(
-                f"{written.structure} {written.text} ({written.source}): aimed at its physical equivalent "
-                f"{goal.metric} {goal.comparator} {goal.threshold.text(goal.metric.unit)} in "
-                f"{protocol.prescription.fractions} fractions"
-            )
-        terms.extend(_goal_terms(goal, volumes_cc, notes))
+        else:
+            if goal is not written:
+                notes.append(
+                    f"{written.structure} {written.text} ({written.source}): aimed at its physical equivalent "
+                    f"{goal.metric} {goal.comparator} {goal.threshold.text(goal.metric.unit)} in "
+                    f"{protocol.prescription.fractions} fractions"
+                )
+            terms.extend(_goal_terms(goal, volumes_cc, notes))
+        if written.limit_source is not None:
+            per_case.update((index, f'{written.structure} "{written.text}" ({written.source}), {written.limit_source}')
+                            for index in range(first, len(terms)))
 
     optimization = Optimization(terms=terms, solver=SolverOptions())
-    return DerivedOptimization(structures, optimization, notes)
+    return DerivedOptimization(structures, optimization, notes, per_case)
 
 
 def physical_goals(protocol: Protocol) -> list[Goal]:
@@ -542,14 +552,31 @@ def explain_yaml(protocol: Protocol, derived: DerivedOptimization) -> str:
                       f"[{step_of(term, steps)}]")
     for note in derived.notes:
         header.append(f"# note: {note}")
-    body = yaml.safe_dump(
-        {"structures": structures, "optimization": {"terms": terms}},
-        sort_keys=False,
-        default_flow_style=None,
-        width=120,
-        allow_unicode=True,
-    )
+    if derived.per_case:
+        header[:0] = textwrap.wrap(explain_warning(derived), 116, initial_indent="# ", subsequent_indent="#   ")
+    body = _dumped({"structures": structures, "optimization": {"terms": []}}).removesuffix(" []\n") + "\n"
+    for index, term in enumerate(terms):
+        if index in derived.per_case:
+            body += f"  # THIS CASE ONLY: from {derived.per_case[index]}; another case reads the table at its own volume\n"
+        body += "".join(f"  {line}\n" for line in _dumped([term]).splitlines())
     return "\n".join(header) + "\n" + body
+
+
+def explain_warning(derived: DerivedOptimization) -> str:
+    """What a paste of `derived` would do to a cohort when some of its terms come from a goal whose limit is a table
+    by a structure's volume (`DerivedOptimization.per_case`): hold this case's limits on every case."""
+    count = len(derived.per_case)
+    return (f"WARNING: {count} term{'s' if count > 1 else ''} below (marked THIS CASE ONLY) "
+            f"{'come' if count > 1 else 'comes'} from goals whose limit is a table by a structure's volume, read at "
+            "this case's volume: pasted into the protocol, an optimization section holds these limits on every "
+            "case, whatever its volume, while the goals are judged by each case's own. For a protocol serving more "
+            "than this case, leave the optimization to the goals (no optimization section: derived on each case) "
+            "or set these terms per case")
+
+
+def _dumped(data: Any) -> str:
+    """`data` as the YAML a protocol is written in: keys in order, each term on one line where it fits."""
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None, width=120, allow_unicode=True)
 
 
 # The step of the terms without a priority in `step_names`. `specc.solve.priorities.group_steps` orders
