@@ -44,7 +44,6 @@ from specc.errors import CaseError, CompileError, SpeccError
 from specc.evaluate import DoseSourceRecord, PlanRecord, evaluate_dose
 from specc.evaluate.record import MEASURED_ON, STRUCTURES, STRUCTURES_SHA256
 from specc.evaluate.indices import OutsideHotSpot
-from specc.evaluate.plan import PriorReached
 from specc.evaluate.record import GridInfo
 from specc.pipeline import (
     CaseProgress,
@@ -78,8 +77,6 @@ class CheckOutcome:
     timings_s: dict[str, float]
     # a hot spot outside the targets above 110% of the highest level, for the summary line (None: none)
     outside_hot_spot: OutsideHotSpot | None = None
-    # targets whose level the prior dose alone already gives, warned of above the summary line (`PriorReached`)
-    prior_reached: tuple[PriorReached, ...] = ()
 
     # What a cohort lists for the case (`CohortEntry`, cohort.csv), as `PlanOutcome` gives for a plan.
     succeeded = True
@@ -623,4 +620,4 @@ def _measure(protocol: Protocol, read: _Read, out_dir: str | Path, pdf: bool, st
         paths.append(folder / PLAN_JSON)
     paths = [staged.final(path) for path in paths]
     return CheckOutcome(record=record, paths=paths, timings_s=dict(stages.timings),
-                        outside_hot_spot=evaluation.outside_hot_spot, prior_reached=evaluation.prior_reached)
+                        outside_hot_spot=evaluation.outside_hot_spot)

@@ -146,7 +146,7 @@ def _print_check(outcome: CheckOutcome, quiet: bool, strict: bool) -> None:
     source = record.dose_source
     assert source is not None
     print_summary(f"checked {source.file} (sha256 {source.sha256[:12]})", record, outcome.paths, strict,
-                  outcome.outside_hot_spot, outcome.prior_reached)
+                  outcome.outside_hot_spot)
 
 
 def _refuse_combinations(

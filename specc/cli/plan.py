@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from specc.case import Case
     from specc.evaluate import GoalRecord, PlanRecord, RobustnessRecord
     from specc.evaluate.indices import OutsideHotSpot
-    from specc.evaluate.plan import PriorReached
     from specc.pipeline import CaseProgress, CohortEntry, CohortOutcome, PlanOutcome, PlanSession
     from specc.protocol import Protocol
 
@@ -452,8 +451,7 @@ def _print_outcome(outcome: PlanOutcome, quiet: bool, strict: bool, before: Plan
         if not outcome.solve.converged:
             console.print(Text(f"NOT CONVERGED: {outcome.solve.message}", style="bold magenta"))
     outside = outcome.evaluation.outside_hot_spot if outcome.evaluation is not None else None
-    reached = outcome.evaluation.prior_reached if outcome.evaluation is not None else ()
-    print_summary(f"{outcome.solve.status} ({outcome.solve.solver})", record, outcome.paths, strict, outside, reached)
+    print_summary(f"{outcome.solve.status} ({outcome.solve.solver})", record, outcome.paths, strict, outside)
     return outcome.exit_code(strict)
 
 
@@ -479,17 +477,16 @@ def _before_cell(was: GoalRecord, now: GoalRecord) -> Text:
 
 
 def print_summary(
-    head: str, record: PlanRecord, paths: list[Path], strict: bool, outside_hot_spot: OutsideHotSpot | None = None,
-    prior_reached: Sequence[PriorReached] = (),
+    head: str, record: PlanRecord, paths: list[Path], strict: bool, outside_hot_spot: OutsideHotSpot | None = None
 ) -> None:
     """The last line of a plan or a check (NOT CONVERGED first for such a plan): goal counts, a hot spot outside
     the targets (`outside_hot_spot`: a goals-only plan can pass every goal with 168% in normal tissue, which a
     signer must not learn from the eleventh note) and files; with --strict, what it stops on: the failed
     must-goals, and each must-goal not evaluated (but where the protocol allows the case to lack its structure)
-    with its reason. Before it, even with --quiet, a warning per target the prior dose alone already gives its
-    level (`prior_reached`: such a plan adds almost nothing there, "optimal" and exit 0)."""
-    for reached in prior_reached:
-        error_console.print(Text("warning: ", style="bold red") + Text(reached.warning()), soft_wrap=True)
+    with its reason. Before it, even with --quiet, the record's warnings (`PlanRecord.warnings`: what a signer must
+    see before the goals, e.g. a prior dose unlike the declared prior course, whose plan adds almost nothing)."""
+    for warning in record.warnings:
+        error_console.print(Text("warning: ", style="bold red") + Text(warning), soft_wrap=True)
     counts = ", ".join(f"{n} {status}" for status, n in record.goal_counts().items()) or "no goals"
     if record.robustness is not None:
         counts += "; worst setup-error scenario: " + ", ".join(f"{n} {status}" for status, n in record.robust_counts().items())

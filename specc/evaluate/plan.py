@@ -64,39 +64,6 @@ _FALLBACK_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c5
 
 
 @dataclass(frozen=True)
-class PriorReached:
-    """A composite's level whose target the prior dose alone already gives, at least (its median there, Gy).
-
-    The level is read as the composite dose, so this plan adds almost nothing there, whatever share of it the
-    declared prior course leaves (an in-field re-irradiation written with `prior.dose: 0 Gy`: the plan planned
-    0 Gy, "optimal", and a note among the others was all that said so)."""
-
-    target: str
-    median_gy: float
-    level_gy: float
-
-    def warning(self) -> str:
-        return (
-            f"this plan adds almost nothing to {self.target}: the prior dose alone already gives it "
-            f"{self.median_gy:.2f} Gy (median), at or above its {format_number(self.level_gy)} Gy level, which is read "
-            "as the composite dose (prior course + this plan). For an in-field re-irradiation declare the prior "
-            "course's dose to the target (prescription.prior.dose) and write the level as prior + this course "
-            "(docs/composite.md)"
-        )
-
-
-def _prior_reached(protocol: Protocol, case: Case, masks: Mapping[str, np.ndarray]) -> tuple[PriorReached, ...]:
-    if case.prior_dose is None or protocol.prescription.prior is None:
-        return ()
-    reached = []
-    for level in protocol.prescription.levels:
-        mask = masks.get(level.target)
-        if mask is not None and mask.any() and (median := case.prior_dose.median_gy(mask)) >= level.dose.gy:
-            reached.append(PriorReached(level.target, median, level.dose.gy))
-    return tuple(reached)
-
-
-@dataclass(frozen=True)
 class PlanEvaluation:
     """The record and the arrays the report draws (both after normalization)."""
 
@@ -108,9 +75,6 @@ class PlanEvaluation:
     # The dose outside the targets above 110% of the highest level (one of the record's notes), which the
     # summary line and the report's header name beside the goal counts; None: none.
     outside_hot_spot: OutsideHotSpot | None = None
-    # A composite's levels whose target the prior dose alone already gives (`PriorReached`): the terminal and the
-    # report's banner say so above everything else.
-    prior_reached: tuple[PriorReached, ...] = ()
 
     @property
     def plan_dose(self) -> np.ndarray:
@@ -369,7 +333,7 @@ def evaluate_plan(
         absence_allowed=set(allowed_absent) & set(absent or {}),
     )
     return PlanEvaluation(record=record, dose=dose, fluence=fluence, own_dose=own if own is not dose else None,
-                          outside_hot_spot=outside, prior_reached=_prior_reached(protocol, case, masks))
+                          outside_hot_spot=outside)
 
 
 def evaluate_dose(
@@ -430,7 +394,7 @@ def evaluate_dose(
         outside=outside, partial=partial, absence_allowed=(set(allowed_absent) & set(absent or {})) - source.incomplete.keys(),
     )
     return PlanEvaluation(record=record.model_copy(update={"dose_source": source}), dose=dose, fluence=np.zeros(0),
-                          outside_hot_spot=outside, prior_reached=_prior_reached(protocol, case, measured))
+                          outside_hot_spot=outside)
 
 
 def _plan_record(
@@ -541,7 +505,8 @@ def _plan_record(
         target_indices=indices,
         hot_spot=hot_spot("dose grid", dose, np.ones(dose.shape, dtype=bool), grid, voxel_cc),
         structures=structures,
-        notes=[*notes, *isoeffective_notes(protocol), *_prior_notes(protocol, masks, fixed_gy),
+        warnings=_prior_warnings(protocol, masks, fixed_gy),
+        notes=[*notes, *isoeffective_notes(protocol),
                *([outside.note] if outside is not None else [])],
         timings_s=dict(timings),
         prior_dose=_prior_record(protocol, case),
@@ -549,31 +514,47 @@ def _plan_record(
 
 
 # How far the prior dose found in a target may lie from what the protocol declares of the prior course
-# (a share of the target's level) before the record says so: beyond it, "this plan adds the level less the
-# prior course's dose" describes another patient than this one.
+# (a share of the target's level) before the record warns: beyond it, "this plan adds the level less the
+# prior course's dose" describes another patient than this one. Within it of the level itself, the prior
+# dose alone gives the target its level and the plan adds almost nothing.
 _PRIOR_DECLARED_SLACK = 0.1
 
 
-def _prior_notes(protocol: Protocol, masks: Mapping[str, np.ndarray], fixed_gy: np.ndarray | None) -> list[str]:
-    """Where the prior dose found in a prescription target is not the prior course's dose the protocol declares
-    (a re-irradiation declared 0 Gy to a target the earlier course covered): the levels are composite, so this
-    plan gives only what the level lacks there, not the share the prescription table states."""
+def _prior_warnings(protocol: Protocol, masks: Mapping[str, np.ndarray], fixed_gy: np.ndarray | None) -> list[str]:
+    """Where the prior dose found in a prescription target (its median) is not the prior course's dose the protocol
+    declares: the levels are composite, so this plan gives what the level lacks there, not the share the banner and
+    the prescription table state. An in-field re-irradiation declared `prior.dose: 0 Gy` (the plan planned 0 Gy,
+    "optimal"), or the wrong prior file attached (a 75.6 Gy plan as the declared 46 Gy course: 78.00 Gy of a 78 Gy
+    level): a signer must see it before the goals, not among the notes (audit s18 a1 F6, b1 F1)."""
     prior = protocol.prescription.prior
     if prior is None or fixed_gy is None:
         return []
-    notes = []
+    warnings = []
     for level in protocol.prescription.levels:
         if level.target not in masks or not masks[level.target].any():
             continue
         found = float(np.median(fixed_gy[masks[level.target]]))
-        if abs(found - prior.dose.gy) > _PRIOR_DECLARED_SLACK * level.dose.gy:
-            notes.append(
-                f"{level.target}: the prior dose there is {found:.2f} Gy (median), the protocol declares "
-                f"{format_number(prior.dose.gy)} Gy for the prior course: the {format_number(level.dose.gy)} Gy level "
-                "is of the composite, so this plan gives what the prior dose leaves of it, not the "
-                f"{format_number(level.plan_dose_gy)} Gy the prescription table states"
+        slack = _PRIOR_DECLARED_SLACK * level.dose.gy
+        if abs(found - prior.dose.gy) <= slack:
+            continue
+        declared = (f"the prior dose there is {found:.2f} Gy (median), the protocol declares "
+                    f"{format_number(prior.dose.gy)} Gy for the prior course")
+        if found >= level.dose.gy - slack:
+            warnings.append(
+                f"this plan adds almost nothing to {level.target}: {declared}, which gives it its "
+                f"{format_number(level.dose.gy)} Gy level alone (the level is of the composite: prior course + this "
+                "plan). Check that the prior file is this patient's earlier course; for an in-field re-irradiation "
+                "declare the prior course's dose to the target (prescription.prior.dose) and write the level as "
+                "prior + this course (docs/composite.md)"
             )
-    return notes
+        else:
+            warnings.append(
+                f"{level.target}: {declared}: the {format_number(level.dose.gy)} Gy level is of the composite, so this "
+                f"plan gives what the prior dose leaves of it, about {format_number(round(level.dose.gy - found, 2))} "
+                f"Gy, not the {format_number(level.plan_dose_gy)} Gy the prescription table states. Check that the "
+                "prior file is this patient's earlier course and prescription.prior.dose"
+            )
+    return warnings
 
 
 def _prior_record(protocol: Protocol, case: Case) -> PriorDoseRecord | None:

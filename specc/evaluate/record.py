@@ -341,6 +341,10 @@ class PlanRecord(_Record):
     # What the stages decided that changes how to read the plan (a structure sampled for
     # optimization, a derived structure clipped to the dose rows, a structure skipped, ...).
     notes: list[str] = []
+    # What a signer must see before the goals, not among the notes: the report shows each as a banner under the
+    # title, the terminal in red above the summary line (a prior dose unlike the declared prior course). Absent in
+    # records written before 2026-11-27, read as none.
+    warnings: list[str] = []
     timings_s: dict[str, float]
     review: Review = Review()
     dose_source: DoseSourceRecord | None = None  # set when specc checked a dose it did not plan

@@ -176,6 +176,5 @@ def render_html(
             reference_gy=reference_dose_gy(record, evaluation.dose),
             wash_percent=round(100 * WASH_FROM_FRACTION),
             near_max_undefined=near_max_undefined,  # a target under 0.03 cc: its D0.03cc reads as a goal on it would
-            prior_reached=evaluation.prior_reached,
         )
     )
