@@ -80,3 +80,56 @@ def test_a_bad_table_is_an_error_at_its_line(table: str, extra: str, line: int, 
     (diagnostic,) = raised.value.diagnostics
     assert (diagnostic.file, diagnostic.line, diagnostic.path) == ("p.yaml", line, path)
     assert message in diagnostic.message
+
+
+RING_MAX = '{by_volume_of: PTV, volume_cc: [1.8, 163], limit: [50%, 77%]}'  # 27 Gy at 1.8 cc, 41.58 Gy at 163 cc
+
+
+def _diagnostics(text: str) -> list:
+    with pytest.raises(ProtocolError) as raised:
+        parse_protocol_text(text, "p.yaml")
+    return raised.value.diagnostics
+
+
+def test_a_minimum_above_a_table_maximum_at_every_row_is_refused() -> None:
+    """Audit s18/b2: the documented "minimum above maximum" rule skipped table limits; found only as an infeasible
+    solve naming the minimum alone."""
+    (diagnostic,) = _diagnostics(_goal(RING_MAX, '    - "Min >= 45 Gy"\n'))
+    assert (diagnostic.line, diagnostic.path) == (13, "goals.Ring[1]")
+    assert diagnostic.message == ('minimum goal "Min >= 45 Gy" is above maximum goal "Max <= 50%-77% by PTV volume, '
+                                  '1.8-163 cc" on Ring at every row of the table: no dose can meet both, on any case')
+
+
+def test_a_minimum_above_a_table_maximum_at_some_rows_is_refused_naming_them_and_the_volumes() -> None:
+    """35 Gy is 64.81% of 54 Gy, which the table reaches at 90.25 cc: every case of a PTV below could never be
+    planned."""
+    (diagnostic,) = _diagnostics(_goal(RING_MAX, '    - "Min >= 35 Gy"\n'))
+    assert diagnostic.path == "goals.Ring[1]"
+    assert diagnostic.message.endswith(
+        'on Ring where PTV is 1.8-90.25 cc (the table\'s 1.8 cc row): no dose can meet both there, so a case of such '
+        "a volume could never be planned; make the limits meet at every row")
+    # met at every row (the lowest maximum is 27 Gy): no conflict
+    parse_protocol_text(_goal(RING_MAX, '    - "Min >= 27 Gy"\n'), "p.yaml")
+
+
+def test_a_table_minimum_above_a_fixed_maximum_is_compared_row_by_row() -> None:
+    table_min = '{by_volume_of: PTV, volume_cc: [1.8, 22, 163], limit: [10 Gy, 20 Gy, 40 Gy]}'
+    text = HEAD.replace("metric: Max", "metric: Min") + f'      ">=": {table_min}\n    - "Max <= 30 Gy"\n'
+    (diagnostic,) = _diagnostics(text)
+    assert "where PTV is 92.5-163 cc (the table's 163 cc row)" in diagnostic.message
+
+
+def test_the_same_table_stated_twice_is_refused_in_any_form() -> None:
+    """Two tables whose rows give the same limits (50% and 77% of 54 Gy are 27 and 41.58 Gy) are one limit stated
+    twice: judged and counted twice, optimized with twice the weight."""
+    second = ('    - metric: Max\n      "<=": {by_volume_of: PTV, volume_cc: [1.8, 163], limit: [27 Gy, 41.58 Gy]}\n')
+    (diagnostic,) = _diagnostics(_goal(RING_MAX, second))
+    assert (diagnostic.line, diagnostic.path) == (13, "goals.Ring[1]")
+    assert "repeats" in diagnostic.message and "remove one" in diagnostic.message
+    varied = ('    - metric: Max\n      "<=": {by_volume_of: PTV, volume_cc: [1.8, 163], limit: [50%, 77%], '
+              'variation: [57%, 94%]}\n')
+    (diagnostic,) = _diagnostics(_goal(RING_MAX, varied))
+    assert "with another acceptable variation" in diagnostic.message
+    # another row, another limit: two goals, both kept
+    other = '    - metric: Max\n      "<=": {by_volume_of: PTV, volume_cc: [1.8, 163], limit: [50%, 78%]}\n'
+    assert len(parse_protocol_text(_goal(RING_MAX, other), "p.yaml").goals) == 2

@@ -6,15 +6,17 @@ the loader can point each at its line.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from specc.protocol.diagnostics import Issue, located_goals
-from specc.protocol.goals import Goal
+from specc.protocol.goals import Goal, Threshold
 from specc.protocol.metrics import Metric
 from specc.protocol.names import name_key
 from specc.protocol.plausibility import plausible_doses, plausible_margins
 from specc.protocol.suggest import did_you_mean
+from specc.protocol.units import format_number
 from specc.terms.base import TermBase
 
 if TYPE_CHECKING:
@@ -385,26 +387,123 @@ def _resolved(goal: Goal) -> bool:
     return not goal.per_case and (goal.reference_dose is not None or not goal.needs_reference)
 
 
+def _readable(goal: Goal) -> bool:
+    """Whether the goal's limit is known, or, for a table by a structure's volume, known at each of its rows."""
+    return _resolved(goal) or (goal.by_volume is not None and (goal.reference_dose is not None
+                                                                or not goal.needs_reference))
+
+
 def _conflicting_goals(goals: list[Goal]) -> Iterator[Issue]:
-    comparable = [(index, goal) for index, goal in enumerate(goals) if _resolved(goal)]
+    """A minimum goal above a maximum goal on one structure. A limit read from a table by a structure's volume is
+    compared row by row (between two rows it is the straight line between them): above the other at every row,
+    no case can meet both; at some rows, no case of those volumes can, and that too is refused, naming the rows."""
+    comparable = [(index, goal) for index, goal in enumerate(goals) if _readable(goal)]
     for index, lower in comparable:
         if not lower.is_lower_bound:
             continue
         for _, upper in comparable:
-            if upper.structure == lower.structure and not upper.is_lower_bound and _cannot_both_hold(lower, upper):
-                yield Issue(
-                    ("goals", index),
-                    f'minimum goal "{lower}" is above maximum goal "{upper}" on {lower.structure}: '
-                    "no dose can meet both",
-                )
+            if upper.structure != lower.structure or upper.is_lower_bound:
+                continue
+            message = _conflict(lower, upper)
+            if message is not None:
+                yield Issue(("goals", index), message)
                 break
+
+
+def _conflict(lower: Goal, upper: Goal) -> str | None:
+    """Why no dose meets both `lower` and `upper` (on every case, or on the cases of some table rows), or None."""
+    conflict = f'minimum goal "{lower}" is above maximum goal "{upper}" on {lower.structure}'
+    if lower.by_volume is None and upper.by_volume is None:
+        return f"{conflict}: no dose can meet both" if _cannot_both_hold(lower, upper) else None
+    points = _table_points(lower, upper)
+    clashing = [point for point in points if _cannot_both_hold(*(_at(goal, point) for goal in (lower, upper)))]
+    if not clashing:
+        return None
+    if len(clashing) == len(points):
+        return f"{conflict} at every row of the table: no dose can meet both, on any case"
+    if len(clashing[0]) == 1:  # one structure's volume: the rows, and the volumes around them where both clash
+        (name,) = clashing[0]
+        volumes = [point[name] for point in points]
+        spans = ", ".join(f"{format_number(low)}-{format_number(high)} cc" if low != high
+                          else f"{format_number(low)} cc" for low, high in _clashing_spans(lower, upper, name, volumes))
+        rows = ", ".join(format_number(point[name]) for point in clashing)
+        where = f"where {name} is {spans} (the table's {rows} cc row{'s' if len(clashing) > 1 else ''})"
+    else:
+        where = "at the table rows " + "; ".join(
+            " with ".join(f"{name} {format_number(volume)} cc" for name, volume in point.items()) for point in clashing)
+    return (f"{conflict} {where}: no dose can meet both there, so a case of such a volume could never be planned; "
+            "make the limits meet at every row")
+
+
+def _clashing_spans(lower: Goal, upper: Goal, name: str, volumes: list[float]) -> list[tuple[float, float]]:
+    """The volumes of `name` (from the first row to the last) where `lower` and `upper` clash, as spans to 0.01 cc:
+    between two rows a limit is the straight line between them, so a clash begins or ends between two rows where one
+    clashes and the other does not, found by halving."""
+    def clash(volume: float) -> bool:
+        return _cannot_both_hold(_at(lower, {name: volume}), _at(upper, {name: volume}))
+
+    def edge(clear: float, clashing: float) -> float:  # the clashing volume nearest to `clear`, to 0.01 cc
+        while abs(clashing - clear) > 0.005:
+            middle = (clear + clashing) / 2
+            clear, clashing = (clear, middle) if clash(middle) else (middle, clashing)
+        return round(clashing, 2)
+
+    spans: list[tuple[float, float]] = []
+    start: float | None = None
+    for index, volume in enumerate(volumes):
+        if clash(volume) and start is None:
+            start = volume if index == 0 else edge(volumes[index - 1], volume)
+        elif not clash(volume) and start is not None:
+            spans.append((start, edge(volume, volumes[index - 1])))
+            start = None
+    if start is not None:
+        spans.append((start, volumes[-1]))
+    return spans
+
+
+def _table_points(*goals: Goal) -> list[dict[str, float]]:
+    """The volumes (by structure) to compare goals with tables at: each table's rows, the rows of two tables by one
+    structure's volume where both state a limit, every pair of rows of two tables by different structures'."""
+    tables: dict[str, list[tuple[float, ...]]] = {}
+    for goal in goals:
+        if goal.by_volume is not None:
+            tables.setdefault(goal.by_volume.structure, []).append(goal.by_volume.volumes_cc)
+    columns = {name: sorted({volume for rows in each for volume in rows
+                             if all(other[0] <= volume <= other[-1] for other in each)})
+               for name, each in tables.items()}
+    return [dict(zip(columns, volumes)) for volumes in itertools.product(*columns.values())]
+
+
+def _at(goal: Goal, point: Mapping[str, float]) -> Goal:
+    """`goal` with its table read at `point`'s volume of the table's structure (itself when its limit is a number)."""
+    return goal if goal.by_volume is None else goal.at_volume(point[goal.by_volume.structure])
 
 
 def _limit_key(goal: Goal) -> tuple[object, ...]:
     """What a goal limits: structure, metric, side, limit (resolved where it can be: "D95% >= 100%" of a
-    78 Gy level is "D95% >= 78 Gy") and the dose it is on; not its priority or variation."""
-    threshold = goal.threshold_value if _resolved(goal) else goal.threshold or goal.by_volume
+    78 Gy level is "D95% >= 78 Gy"; a table by a structure's volume as its rows, each limit resolved so) and the
+    dose it is on; not its priority or variation."""
+    if goal.by_volume is not None and _readable(goal):
+        threshold: object = ("table", goal.by_volume.structure, goal.by_volume.volumes_cc,
+                             _table_column(goal, goal.by_volume.limits))
+    else:
+        threshold = goal.threshold_value if _resolved(goal) else goal.threshold or goal.by_volume
     return (goal.structure, goal.metric, goal.comparator, threshold, goal.quantity, goal.course)
+
+
+def _table_column(goal: Goal, values: tuple[float, ...] | None) -> tuple[float, ...] | None:
+    """A column of `goal`'s table in the metric's unit (% of the prescription resolved)."""
+    if values is None or goal.by_volume is None:
+        return values
+    relative = goal.by_volume.relative
+    return tuple(Threshold(value=value, relative=relative).resolve(goal.reference_dose) for value in values)
+
+
+def _variation_key(goal: Goal) -> object:
+    """A goal's acceptable variation as `_repeated_goals` compares it: a table's column resolved, row by row."""
+    if goal.by_volume is not None and _readable(goal):
+        return _table_column(goal, goal.by_volume.variations)
+    return goal.variation
 
 
 def _repeated_goals(goals: list[Goal]) -> Iterator[Issue]:
@@ -422,7 +521,7 @@ def _repeated_goals(goals: list[Goal]) -> Iterator[Issue]:
         if goal.priority != other.priority:
             message = (f'"{goal.text}" states the limit of "{other.text}" on {goal.structure} again, at priority '
                        f"{goal.priority} where that one is priority {other.priority}: which is meant? keep one")
-        elif goal.variation != other.variation:
+        elif _variation_key(goal) != _variation_key(other):
             message = (f'"{goal.text}" states the limit of "{other.text}" on {goal.structure} again, with another '
                        "acceptable variation: which is meant? keep one")
         else:
