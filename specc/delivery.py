@@ -31,6 +31,7 @@ from specc.sequence import Sequence, SequenceError, check_sequenceable, sequence
 from specc.sequence.forward import forward_sequence
 from specc.sequence.weights import keep_segments, segment_case, segment_program
 from specc.solve import SolveResult
+from specc.solve.choice import SEGMENT_WEIGHTS
 from specc.solve.result import TermValue
 from specc.solve.sample_check import CheckedSolve
 
@@ -171,7 +172,8 @@ def _optimized_weights(
     they were.
     """
     program = segment_program(compiled.protocol, compiled.goal_priorities)
-    settings = compiled.settings  # as the fluence was solved: see the module docstring
+    # as the fluence was solved (see the module docstring), its variables the segments' weights, as its messages say
+    settings = replace(compiled.settings, variables=SEGMENT_WEIGHTS)
     kept: tuple[SolveResult, Sequence, CheckedSolve] | None = None  # the last solve whose segments all pass
     removed = solves = 0
     weightless = 0  # segments the optimum gave no weight (below WEIGHT_FLOOR): not delivered, and said so

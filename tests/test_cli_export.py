@@ -256,3 +256,13 @@ def test_an_export_into_a_folder_killed_part_way_leaves_nothing_inside_the_folde
     assert [path.name for path in folder.iterdir()] == ["notes.txt"]
     left = [path for path in tmp_path.iterdir() if path.name.endswith(".partial")]
     assert len(left) == 1 and left[0].name.startswith(".study.") and len(list(left[0].iterdir())) == 2
+
+
+def test_an_rt_dose_of_an_optimized_fluence_says_it_references_no_rt_plan(planned, tmp_path):
+    """Audit s18/a3 F4: DoseSummationType PLAN without the Referenced RT Plan Sequence DICOM requires for it (type
+    1C); `specc export dicom` said so, `specc export rtdose` wrote it without a word."""
+    from specc.export.rtdose import NO_RT_PLAN_NOTE
+
+    code, said, _ = _export("rtdose", str(planned / "result.h5"), "--out", str(tmp_path / "RD.dcm"))
+    assert code == 0, said
+    assert " ".join(NO_RT_PLAN_NOTE.split()) in said

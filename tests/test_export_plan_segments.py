@@ -106,10 +106,10 @@ def test_weight_moved_between_segments_of_a_beam_is_refused_naming_the_beam_and_
         result.check_segments(edited, folder / "segments.json", case)
 
 
-@pytest.mark.parametrize("format", ["rtplan", "dicom"])
+@pytest.mark.parametrize("format", ["rtplan", "dicom", "rtdose"])  # rtdose: it references that RT Plan
 def test_cli_exports_refuse_edited_segment_weights(plans, tmp_path, format):
     folder, beam = _moved_weight(plans[0], tmp_path / "plan")
-    out = tmp_path / ("out.dcm" if format == "rtplan" else "study")
+    out = tmp_path / ("study" if format == "dicom" else "out.dcm")
     exported = CliRunner().invoke(app, ["export", format, str(folder), "--out", str(out)])
     said = " ".join(exported.output.split())
     assert exported.exit_code == 1 and f"beam {beam}: the fluence its segments deliver differs" in said, said

@@ -98,6 +98,9 @@ def test_optimized_segment_weights_recover_what_rounding_cost() -> None:
     assert optimum <= optimized < as_rounded
     assert as_rounded - optimized >= 0.5 * (as_rounded - optimum)  # at least half of what rounding cost
     np.testing.assert_allclose(delivered.result.objective, objective(delivered.result.fluence), rtol=1e-3)
+    # its message is of segment weights, not of a fluence of so many beamlets (audit s18/a3 F6)
+    said = delivered.result.message
+    assert "optimal segment weights" in said and "optimal fluence" not in said and " beamlets x " not in said, said
 
 
 def test_a_fluence_that_did_not_converge_labels_the_delivered_plan() -> None:

@@ -247,7 +247,7 @@ def _export_result(
     with StagedExport(out, folder=format in ("dicom", "dvh"), file_hint=hint) as export:
         staged.append(export)
         if format == "rtdose":
-            written, said = _export_rtdose(plan_result, segments_path, export.path, machine)
+            written, said = _export_rtdose(plan_result, segments_path, case, export.path, machine)
         elif format == "rtplan":
             written, said = _export_rtplan(plan_result, segments_path, case, export.path, machine)
         elif format == "dicom":
@@ -262,16 +262,19 @@ def _export_result(
         _say_written(export, written, said)
 
 
-def _export_rtdose(plan_result, segments_path: Path, path: Path, machine: str) -> tuple[list[Path], _Said]:
+def _export_rtdose(plan_result, segments_path: Path, case: Path | None, path: Path, machine: str
+                   ) -> tuple[list[Path], _Said]:
     from specc.export.dicom_identity import DicomIdentity
-    from specc.export.rtdose import write_rtdose
+    from specc.export.rtdose import NO_RT_PLAN_NOTE, write_rtdose
     from specc.export.rtplan import rtplan_uid
 
     plan_uid = None
     if segments_path.exists():  # the RT Dose references the RT Plan of this plan's own segments only
         from specc.export.segments import read_segments
 
-        plan_result.check_segments(read_segments(segments_path), segments_path)
+        # with the case, as `export rtplan` checks them: segments whose weights were moved within a beam keep
+        # its count and sum, and the RT Plan referenced would not deliver this dose
+        plan_result.check_segments(read_segments(segments_path), segments_path, plan_result.load_case(case))
         plan_uid = rtplan_uid(plan_result, segments_path, machine)
     written = [write_rtdose(plan_result, path, plan_uid)]
     said = _convergence(plan_result.converged, plan_result.solver_status, _DOSE_SAYS)
@@ -279,7 +282,9 @@ def _export_rtdose(plan_result, segments_path: Path, path: Path, machine: str) -
         "RT Dose in the source study's Frame of Reference" if DicomIdentity.of(plan_result).linked
         else "the case did not come from DICOM: the RT Dose has the case's own study and Frame of Reference"
     ))
-    if plan_uid is not None:
+    if plan_uid is None:
+        said.append(Text(NO_RT_PLAN_NOTE))
+    else:
         command = "specc export rtplan" + (f" --machine {machine}" if machine else "")
         said.append(Text(
             f"it references the RT Plan {plan_uid}, the one `{command}` writes from {segments_path}"

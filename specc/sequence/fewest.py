@@ -134,9 +134,9 @@ def _shortest_travel(apertures: Apertures) -> np.ndarray:
     return best
 
 
-# First segments tried, spread over the cut order: on the 5 mm C-shape plan's maps (9 beams, 10 levels,
-# 93 segments; README plan of 2026-11-27) every segment as the first gives 725 beamlet widths of travel,
-# twelve 726.
+# First segments tried, spread over the cut order: on the 5 mm C-shape plan's maps (9 beams, 10 levels) twelve
+# starts gave 726 beamlet widths of travel where every segment as the first gave 725 (93 segments, README plan of
+# 2026-11-27 before the reference fluence; after it, 94 segments and 718 with twelve: docs/delivery.md).
 _STARTS = 12
 
 
