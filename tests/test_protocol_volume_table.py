@@ -133,3 +133,20 @@ def test_the_same_table_stated_twice_is_refused_in_any_form() -> None:
     # another row, another limit: two goals, both kept
     other = '    - metric: Max\n      "<=": {by_volume_of: PTV, volume_cc: [1.8, 163], limit: [50%, 78%]}\n'
     assert len(parse_protocol_text(_goal(RING_MAX, other), "p.yaml").goals) == 2
+
+
+@pytest.mark.parametrize("structures, named, made", [
+    ("  Liver: {role: oar, if_contoured: true}\n", "Liver", ""),
+    ("  Liver: {role: oar, if_contoured: true}\n  Liver_Ring: {role: other, expression: \"ring(Liver, 0mm, 5mm)\"}\n",
+     "Liver_Ring", ', derived from "Liver", which is'),
+])
+def test_a_table_by_the_volume_of_an_if_contoured_structure_is_refused_at_its_line(
+        structures: str, named: str, made: str) -> None:
+    """Audit s18/b2 F4: such a protocol validated, then every case without the organ was refused at plan time with
+    "has no mask on this case (not resolved): its table has no row to read"."""
+    table = TABLE.replace("by_volume_of: PTV", f"by_volume_of: {named}")
+    text = _goal(table).replace("  Ring: {role: other}\n", "  Ring: {role: other}\n" + structures)
+    (diagnostic,) = _diagnostics(text)
+    assert diagnostic.path == "goals.Ring[0].<=.by_volume_of" and diagnostic.column == 28
+    assert diagnostic.message.startswith(f'"{named}"{made} is if_contoured (a case may lack it): on a case without it '
+                                         "the goal would have no limit")

@@ -210,8 +210,27 @@ def _goal_structures(protocol: ProtocolDocument, defined: Mapping[str, Structure
         if name not in protocol.structures:
             yield Issue(("goals", name), _undefined(name, defined, "write its goals under"), at_key=True)
     for loc, goal in located_goals(protocol.goals):  # a limit by a structure's volume reads that structure's mask
-        if goal.by_volume is not None and goal.by_volume.structure not in protocol.structures:
-            yield Issue((*loc, goal.comparator, "by_volume_of"), _undefined(goal.by_volume.structure, defined))
+        if goal.by_volume is None:
+            continue
+        name, at = goal.by_volume.structure, (*loc, goal.comparator, "by_volume_of")
+        if name not in protocol.structures:
+            yield Issue(at, _undefined(name, defined))
+        elif (optional := _optional_in(name, protocol.structures)) is not None:
+            made = "" if optional == name else f', derived from "{optional}", which is'
+            yield Issue(at, f'"{name}"{made} is if_contoured (a case may lack it): on a case without it the goal '
+                            "would have no limit, since its table is read at that volume. Read the table by the "
+                            "volume of a structure every case has (a target, or a structure not if_contoured)")
+
+
+def _optional_in(name: str, structures: Mapping[str, StructureSpec], seen: frozenset[str] = frozenset()) -> str | None:
+    """The `if_contoured` structure `name` is, or is derived from (a case may lack it); None when every case has it."""
+    spec = structures.get(name)
+    if spec is None or name in seen:  # undefined, or a derivation cycle: their own rules say so
+        return None
+    if spec.if_contoured:
+        return name
+    used = spec.expression.names() if spec.expression is not None else []
+    return next((found for part in used if (found := _optional_in(part, structures, seen | {name})) is not None), None)
 
 
 def _index_goals(protocol: ProtocolDocument) -> Iterator[Issue]:
