@@ -162,6 +162,19 @@ def test_an_unconverged_plan_shows_no_goal_as_passed():
     assert 'id="not-converged"' in html and '@top-center { content: "NOT CONVERGED' in html
 
 
+def test_an_unconverged_plan_says_so_in_its_title_and_heading(converged):
+    """Audit s18/b1 F6: the browser tab, the file's title and a printout of the HTML (no per-page PDF header)
+    read "Plan report: ..." for a plan that did not converge: the banner under the heading was on page 1 only."""
+    case, masks, evaluation = _plan(status="optimal_inaccurate")
+    html = render_html(evaluation.record, case, evaluation, masks)
+    title = re.search(r"<title>(.*?)</title>", html).group(1)
+    heading = re.sub(r"<[^>]+>", "", re.search(r"<h1>(.*?)</h1>", html).group(1))
+    assert title.startswith("NOT CONVERGED: Plan report: ") and heading.startswith("NOT CONVERGED: Plan report: ")
+    converged_html = converged[3]
+    assert "NOT CONVERGED" not in re.search(r"<title>(.*?)</title>", converged_html).group(1)
+    assert "NOT CONVERGED" not in re.search(r"<h1>(.*?)</h1>", converged_html).group(1)
+
+
 def test_review_block_says_an_approval_is_recorded_beside_the_report(converged):
     """A report is not rewritten on approval (the approval binds its hash): it never claims APPROVED, and
     says where an approval is and how it is checked (audit h7 F2)."""
