@@ -1,0 +1,30 @@
+"""protocols/examples/lung-sbrt-54-in-3.yaml as RTOG 0813 / 0915 state it. Its D2cm region is RTOG's "2 cm from
+the PTV": it holds the voxels exactly 2 cm away (audit s18/b2 F5). A ring leaves out the voxels at exactly its inner distance, so `ring(PTV, 20mm, 150mm)` began beyond 2 cm:
+on a 10 mm grid the voxels at 20 mm had 57.7% of the dose against a 54% limit, and D2cm read 46.9%, PASS."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from specc.compile.derived import evaluate_expression
+from specc.protocol import load_protocol
+
+SBRT = "protocols/examples/lung-sbrt-54-in-3.yaml"
+
+
+@pytest.mark.parametrize("spacing_mm", [10.0, 5.0, 2.5, 1.0])
+def test_d2cm_holds_the_voxels_2_cm_from_the_ptv_and_none_nearer(spacing_mm: float) -> None:
+    expression = load_protocol(SBRT).structures["D2cm"].expression
+    steps = int(round(40 / spacing_mm))
+    shape = (2 * steps + 1,) * 3
+    ptv = np.zeros(shape, dtype=bool)
+    ptv[steps, steps, steps] = True  # one voxel: each voxel's distance from the PTV is from its centre
+    masks = {"PTV": ptv, "Body": np.ones(shape, dtype=bool)}
+    d2cm = evaluate_expression(expression, masks.__getitem__, (spacing_mm,) * 3)
+    offsets = np.indices(shape) - steps
+    distance_mm = np.sqrt((offsets.astype(float) ** 2).sum(axis=0)) * spacing_mm
+    assert d2cm[np.isclose(distance_mm, 20.0)].all() and d2cm[np.isclose(distance_mm, 20.0)].size
+    assert d2cm[(distance_mm > 20.0) & (distance_mm <= 40.0)].all()
+    # nothing more than 0.1 mm inside 2 cm (the cost of 19.9 mm on a fine grid)
+    assert not d2cm[distance_mm <= 19.9].any()
