@@ -28,3 +28,13 @@ def test_d2cm_holds_the_voxels_2_cm_from_the_ptv_and_none_nearer(spacing_mm: flo
     assert d2cm[(distance_mm > 20.0) & (distance_mm <= 40.0)].all()
     # nothing more than 0.1 mm inside 2 cm (the cost of 19.9 mm on a fine grid)
     assert not d2cm[distance_mm <= 19.9].any()
+
+
+def test_the_language_overview_says_the_spillage_limits_are_read_on_each_case() -> None:
+    """Audit s18/b2 F6: docs/protocol-language.md still said the limits were written for a 22 cc PTV, "to be set per
+    patient", two releases after the file read them from the table on each case."""
+    text = " ".join(open("docs/protocol-language.md", encoding="utf-8").read().split())
+    start = text.index("`lung-sbrt-54-in-3`: lung SBRT")
+    overview = text[start:text.index("examples to adapt", start)]
+    assert "set per patient" not in overview and "22 cc" not in overview
+    assert "table by PTV volume" in overview and "read on each case" in overview
