@@ -604,7 +604,7 @@ def _measure(protocol: Protocol, read: _Read, out_dir: str | Path, pdf: bool, st
     with stages.stage("evaluate"):
         evaluation = evaluate_dose(
             protocol, read.case, read.resolved.masks, read.dose, read.known, read.source, dict(stages.timings),
-            [*changed_in_memory_note(protocol, "check"), *protocol.template_notes(), *read.notes], read.isocentre_mm,
+            [*changed_in_memory_note(protocol, "check"), *read.notes], read.isocentre_mm,
             absent=read.resolved.absent,
             partial=read.resolved.partial,
             allowed_absent=read.resolved.allowed_absent,

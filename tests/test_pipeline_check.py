@@ -783,9 +783,10 @@ def test_a_cohort_row_of_an_export_read_but_not_checked_keeps_its_case_sha256(ex
     assert row["case_sha256"] and row["case_sha256"] == entry.read_sha256
 
 
-def test_a_check_notes_a_template_goal_its_protocol_loosened(export, tmp_path):
+def test_a_check_warns_of_a_template_goal_its_protocol_loosened(export, tmp_path):
     """A protocol that raises its template's cord limit (45 -> 50 Gy) and demotes it was checked without a word
-    in the record; `specc validate` warns (6582416), and the check's notes say it too."""
+    in the record; `specc validate` warns (6582416), and so does the check: a record warning, not a note (audit
+    s18/b1 F2), and the cord goal's note names the template goal."""
     template = PROTOCOL.replace("specc: 1\n", "template: true\nspecc: 1\n", 1).replace(
         "prescription:\n  fractions: 30\n  levels:\n    - {target: Target, dose: 60 Gy}\n", "")
     (tmp_path / "base.yaml").write_text(template)
@@ -794,8 +795,12 @@ def test_a_check_notes_a_template_goal_its_protocol_loosened(export, tmp_path):
                         "prescription: {fractions: 30, levels: [{target: Target, dose: 60 Gy}]}\n"
                         'goals:\n  Cord: ["Max <= 50 Gy (priority 2)"]\n')
     record = specc.check_export(protocol, export, tmp_path / "out").record
-    assert any('"Max <= 50 Gy (priority 2)" replaces the template goal "Max <= 45 Gy"' in note
-               and "threshold raised from 45 Gy to 50 Gy" in note for note in record.notes), record.notes
+    [warning] = record.warnings
+    assert '"Max <= 50 Gy (priority 2)" replaces the template goal "Max <= 45 Gy"' in warning
+    assert "threshold raised from 45 Gy to 50 Gy" in warning
+    assert not any("replaces the template goal" in note for note in record.notes), record.notes
+    [cord] = [goal for goal in record.goals if goal.structure == "Cord"]
+    assert cord.note.endswith(f'; loosens the template goal "Max <= 45 Gy" ({tmp_path / "base.yaml"}:18)')
 
 
 STRICT_PROTOCOL = """\

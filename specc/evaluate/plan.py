@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from specc.case.prior import PriorDose
     from specc.protocol import Protocol
     from specc.protocol.goals import Goal
+    from specc.protocol.templates import LoosenedGoal
     from specc.solve import SolveResult
 
 # Colours for structures that neither the protocol nor the case colours (matplotlib's tab10).
@@ -146,13 +147,17 @@ def _goal_dvhs(
 def _goal_record(
     goal: Goal, dvhs: Mapping[tuple[str, str], DVH], protocol: Protocol, converged: bool, incomplete: str | None,
     indices: Mapping[str, TargetIndices], partial: str | None = None, absence_allowed: bool = False,
+    loosened: Sequence[LoosenedGoal] = (),
 ) -> GoalRecord:
     """`dvhs`: by `dose_key`; `incomplete`: why the goal's structure, or part of it, has no dose (the goal is
     then not judged); `indices`: the prescription targets' plan-quality indices, by target (index goals read them);
     `partial`: what the goal is judged on where its structure is not the whole organ (the case lacks one of its
     `parts`): the goal's own note says it, beside its value, since a reader of the goal row, plan.json or a cohort
     table would read the value as the whole organ's; `absence_allowed`: `incomplete` is that the case does not
-    contour the structure, which the protocol allows (`allowed_absent`)."""
+    contour the structure, which the protocol allows (`allowed_absent`); `loosened`: the site template's goals this
+    goal replaces and asks less than (`Protocol.template_goals_loosened_by`), which its note names: the row where
+    the goal is judged, and plan.json's goal, must show that the template's limit was given up (audit s18/b1 F2: a
+    VARIATION the template would call FAIL), not only the warning above the goals."""
     if incomplete is None and dose_key(goal) not in dvhs:
         raise EvaluationError(f"goal {goal.text!r} ({goal.source}): structure {goal.structure!r} has no mask")
     value: float | None
@@ -173,6 +178,8 @@ def _goal_record(
             value, measured, note = None, "not_evaluated", str(error)
             if partial is not None:
                 note += f"; {goal.structure}: {partial}"
+    given_up = [f'loosens the template goal "{found.template_goal.text}" ({found.template_place})' for found in loosened]
+    note = "; ".join(part for part in (note, *given_up) if part)
     return GoalRecord(
         structure=goal.structure,
         text=goal.text,
@@ -443,7 +450,8 @@ def _plan_record(
     judged = _goal_dvhs(protocol, dose, fixed_gy, masks, voxel_cc, dvhs)
     goals = [
         _goal_record(goal, judged, protocol, converged, incomplete.get(goal.structure), by_target,
-                     (partial or {}).get(goal.structure), goal.structure in absence_allowed)
+                     (partial or {}).get(goal.structure), goal.structure in absence_allowed,
+                     protocol.template_goals_loosened_by(goal))
         for goal in protocol.goals
     ]
     highest_gy = float(dose.max())
@@ -505,7 +513,9 @@ def _plan_record(
         target_indices=indices,
         hot_spot=hot_spot("dose grid", dose, np.ones(dose.shape, dtype=bool), grid, voxel_cc),
         structures=structures,
-        warnings=_prior_warnings(protocol, masks, fixed_gy),
+        # a goal asking less than the site template's goal it replaces: `specc validate`'s warning, word for word
+        warnings=[*_prior_warnings(protocol, masks, fixed_gy),
+                  *(str(warning) for warning in protocol.loosened_template_goals)],
         notes=[*notes, *isoeffective_notes(protocol),
                *([outside.note] if outside is not None else [])],
         timings_s=dict(timings),

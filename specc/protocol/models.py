@@ -800,6 +800,16 @@ class ProtocolDocument(_Strict):
         read (a template's goals are then unknown)."""
         return [found.warning for found in self._loosened_goals]
 
+    def template_goals_loosened_by(self, goal: Goal) -> list[LoosenedGoal]:
+        """The template goals `goal` replaces and asks less than (`loosened_template_goals`, one goal may replace
+        several), found by where it is written (file, line and column: a flow list writes several goals on one
+        line), so that the goal's own row can say which limit of the site template it gives up."""
+        if goal.source is None:
+            return []
+        at = (goal.source.file, goal.source.line, goal.source.column)
+        return [found for found in self._loosened_goals
+                if (found.warning.file, found.warning.line, found.warning.column) == at]
+
     def template_notes(self) -> list[str]:
         """`loosened_template_goals` as the notes of a plan, a check or a compile made with this protocol."""
         return [str(warning) for warning in self.loosened_template_goals]
