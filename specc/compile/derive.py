@@ -226,7 +226,9 @@ def derive_optimization(protocol: Protocol, volumes_cc: Mapping[str, float] | No
     for written, goal in zip(protocol.goals, goals):
         first = len(terms)
         if written.limit_source is not None:
-            limit = written.threshold.text(written.metric.unit)  # read from the table: `with_limits_at`
+            # read from the table (`with_limits_at`), interpolated: two decimals here, the term holds the number
+            limit = written.threshold.model_copy(update={"value": round(written.threshold.value, 2)}).text(
+                written.metric.unit)
             notes.append(f"{written.structure} {written.text} ({written.source}): aimed at {limit}, "
                          f"{written.limit_source}")
         if goal.isoeffective:  # a mean: its own kind of term

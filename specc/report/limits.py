@@ -7,13 +7,14 @@ value without arithmetic. How the goal was written is its record's `text`, read 
 protocol's own goal grammar: no second reading of the goal language here. A limit read on the case
 from a table by a structure's volume is shown with where it came from (`GoalRecord.limit_source`):
 "R50 <= 2.9-5.9 by PTV volume, 1.8-163 cc (4.5, variation 5.5, from the table by PTV volume at 22.00 cc, the
-22 cc row)".
+22 cc row)", its limit with two decimals (`read_limit_text`): an interpolated limit has many.
 """
 
 from __future__ import annotations
 
 from specc.evaluate import GoalRecord
 from specc.protocol.goals import Goal
+from specc.protocol.judgement import meets
 
 _MOST_DECIMALS = 6
 
@@ -35,10 +36,26 @@ def resolved_limits(goal: GoalRecord) -> str | None:
 
 def _limits(goal: GoalRecord) -> str:
     unit = f" {goal.unit}" if goal.unit else ""
-    limits = f"{limit_text(goal.threshold)}{unit}"
+    def shown(limit: float) -> str:
+        return limit_text(limit) if goal.limit_source is None else read_limit_text(limit, goal)
+
+    limits = f"{shown(goal.threshold)}{unit}"
     if goal.variation is not None:
-        limits += f", variation {limit_text(goal.variation)}{unit}"
+        limits += f", variation {shown(goal.variation)}{unit}"
     return limits
+
+
+def read_limit_text(limit: float, goal: GoalRecord) -> str:
+    """A limit read from a table by a structure's volume, interpolated between two rows (27.932727... Gy): two
+    decimals, as the report's other limits, or as many more (up to six) as it takes for the goal's value as shown
+    (`GoalRecord.shown`) to compare with the limit as shown as the goal was judged: "27.94 Gy FAIL" beside a limit
+    shown as 27.94 Gy would read as a contradiction. plan.json keeps the whole number."""
+    for digits in range(2, _MOST_DECIMALS + 1):
+        text = f"{limit:.{digits}f}"
+        if goal.value is None or meets(float(goal.shown(goal.value)), goal.comparator, float(text)) == meets(
+                goal.value, goal.comparator, limit):
+            return text
+    return text
 
 
 def limit_text(value: float) -> str:
