@@ -60,7 +60,11 @@ def test_a_protocol_with_a_table_goal_validates_again_from_its_dump() -> None:
     ("{by_volume_of: PTV, volume_cc: [1.8, 22, 163], limit: [50%, 54%]}", "", 12, "goals.Ring[0].<=",
      "limit has 2 values for the 3 rows of volume_cc: give one per row"),
     ("{by_volume_of: PTV, volume_cc: [1.8, 22, 163], limit: [50%, 29 Gy, 77%]}", "", 11, "goals.Ring[0]",
-     "write every limit and variation of the table in one form: all in % of the prescription or all in Gy"),
+     'limit[1] "29 Gy" (the 22 cc row) is in Gy where the table\'s other values are in % of the prescription: '
+     "write every limit and variation of the table in one form"),
+    ("{by_volume_of: PTV, volume_cc: [1.8, 22, 163], limit: [27 Gy, 29 Gy, 41 Gy], variation: [57%, 63%, 76 Gy]}",
+     "", 11, "goals.Ring[0]", 'variation[0] "57%" (the 1.8 cc row), variation[1] "63%" (the 22 cc row) are in % of '
+     "the prescription where the table's other values are in Gy"),
     ("{by_volume_of: PTV, volume_cc: [1.8, 22, 163], limit: [50%, 54%, 77%], variation: [57%, 53%, 94%]}", "", 11,
      "goals.Ring[0]", "the table's 22 cc row (volume_cc[1]): variation 53% must lie above the threshold 54%"),
     ("{by_volume_of: PTV, volume_cc: [1.8, 22, 163], limit: [50, 54, 77]}", "", 11, "goals.Ring[0]",

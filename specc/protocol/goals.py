@@ -494,14 +494,25 @@ def _table(written: VolumeTableMapping, metric: Metric) -> VolumeTable:
 
     limits = column("limit", written.limit)
     variations = None if written.variation is None else column("variation", written.variation)
-    forms = {limit.relative for limit in [*limits, *(variations or [])]}
-    if len(forms) > 1:  # only a dose metric's limits may be relative
-        raise ValueError("write every limit and variation of the table in one form: all in % of the prescription "
-                         "or all in Gy, not some of each")
+    cells = [("limit", row, text, limit) for row, (text, limit) in enumerate(zip(written.limit, limits))]
+    cells += [("variation", row, text, variation)
+              for row, (text, variation) in enumerate(zip(written.variation or [], variations or []))]
+    relative = [cell for cell in cells if cell[3].relative]  # only a dose metric's limits may be relative
+    absolute = [cell for cell in cells if not cell[3].relative]
+    if relative and absolute:  # the fewer named (on a tie, those not in the form of the first row's limit)
+        odd_relative = len(relative) < len(absolute) or (len(relative) == len(absolute) and not cells[0][3].relative)
+        odd = relative if odd_relative else absolute
+        named = ", ".join(f'{name}[{row}] "{text}" (the {format_number(written.volume_cc[row])} cc row)'
+                          for name, row, text, _ in odd)
+        forms = ("in % of the prescription", "in Gy")
+        where, other = forms if odd_relative else forms[::-1]
+        raise ValueError(f"{named} {'is' if len(odd) == 1 else 'are'} {where} where the table's other values are "
+                         f"{other}: write every limit and variation of the table in one form, all in % of the "
+                         "prescription or all in Gy, not some of each")
     return VolumeTable(
         structure=written.by_volume_of,
         volumes_cc=tuple(written.volume_cc),
         limits=tuple(limit.value for limit in limits),
         variations=None if variations is None else tuple(variation.value for variation in variations),
-        relative=forms == {True},
+        relative=bool(relative),
     )
