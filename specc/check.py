@@ -608,6 +608,7 @@ def _measure(protocol: Protocol, read: _Read, out_dir: str | Path, pdf: bool, st
             absent=read.resolved.absent,
             partial=read.resolved.partial,
             allowed_absent=read.resolved.allowed_absent,
+            collapsed_targets=read.resolved.collapsed_targets,
         )
     # staged as a plan is: whole, moved in with plan.json last, or none (a kill -9 part way included)
     with stages.stage("report"), staged_plan(out, "no check written") as staged:

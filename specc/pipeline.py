@@ -267,7 +267,7 @@ def _write_plan(
         allowed = program.structures.allowed_absent  # of `absent`, those the protocol allows a case to lack
         evaluation = evaluate_plan(
             protocol, case, program.masks, solve, dict(stages.timings), notes=notes, absent=absent, partial=partial,
-            allowed_absent=allowed,
+            allowed_absent=allowed, collapsed_targets=program.structures.collapsed_targets,  # each a warning
         )
         if delivered is not None:
             optimized = None

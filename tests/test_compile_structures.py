@@ -266,3 +266,23 @@ def test_the_voxels_an_expansion_loses_past_the_grid_edge_are_those_of_the_grid_
     lost = _beyond_by_brute_force(case, "Target", (30.0, 10.0, 15.0))
     assert f"x = -37.5 mm (right) and x = 37.5 mm (left) and z = -22.5 mm (inferior) and z = 22.5 mm (superior): " \
            f"{lost} of its voxels" in note
+
+
+def test_a_target_whose_margin_the_grid_loses_entirely_is_handed_on_as_collapsed() -> None:
+    """Audit s18/b1 F3: 'PTV_Boost is CTV_Prostate itself' was a note only, while page 1 showed the PTV's coverage
+    PASS. A target (role target: a prescription level's structure is one) equal to its source is handed to the
+    evaluation (`collapsed_targets`), which warns of it; an organ's PRV, a margin the grid gives in part, or a
+    target made of more than its margin, are not."""
+    structures = (
+        "  Target: {role: target}\n  Organ: {role: oar}\n  Body: {role: other}\n"
+        "  PTV: {role: target, expression: 'crop(expand(Target, 3mm, 2mm, 4mm), Body)'}\n"
+        "  Boost: {role: target, expression: 'expand(Target, 2mm)'}\n"
+        "  PRV: {role: oar, expression: 'expand(Organ, 3mm)'}\n"
+        "  PTV7: {role: target, expression: 'expand(Target, 7mm)'}\n"
+        "  Union: {role: target, expression: 'expand(Target, 3mm) | Organ'}\n"
+    )
+    text = HEADER + structures + (
+        "prescription: {fractions: 2, levels: [{target: Boost, dose: 5 Gy}, {target: Target, dose: 4 Gy}]}\n")
+    resolved = resolve_structures(parse_protocol_text(text, "site/p.yaml"), synthetic_case())
+    assert np.array_equal(resolved.masks["PTV"], resolved.masks["Target"])
+    assert resolved.collapsed_targets == {"PTV": "Target", "Boost": "Target"}

@@ -230,3 +230,25 @@ def test_a_session_keeps_its_last_plan_when_a_change_gives_none(tmp_path: Path) 
     assert session.last_plan is first
     (tmp_path / "result.h5").unlink()  # a plan stopped while writing removes the last one's files
     assert session.last_plan is None
+
+
+def test_a_target_that_is_its_source_on_the_grid_is_a_warning_of_the_plan(tmp_path) -> None:
+    """Audit s18/b1 F3: 'PTV_Boost is CTV_Prostate itself' (a 7 mm margin on a 10 mm grid) was a note only, below
+    the figures, while page 1 read the PTV's coverage PASS. The compile stage hands the target on
+    (`ResolvedStructures.collapsed_targets`) and the plan's record warns of it, above the goals; an organ's PRV that
+    is its organ stays a note."""
+    text = (
+        "specc: 1\nname: t\nsite: t\nversion: 1.0.0\nstructures:\n"
+        "  CTV: {role: target}\n  Organ: {role: oar}\n"
+        "  PTV: {role: target, expression: 'expand(CTV, 3mm)'}\n"
+        "  PRV: {role: oar, expression: 'expand(Organ, 3mm)'}\n"
+        "prescription: {fractions: 2, levels: [{target: PTV, dose: 4 Gy}]}\n"
+        'goals:\n  PTV: ["D95% >= 3.8 Gy"]\n  PRV: ["Max <= 4 Gy (priority 2)"]\n'
+    )
+    record = plan(parse_protocol_text(text, "p.yaml"), synthetic_case(target_name="CTV"), tmp_path / "out").record
+    assert record.warnings == [
+        "target PTV = `expand(CTV, 3mm)` is CTV itself on this 5 mm grid: its margin gives 0 mm (a margin keeps the "
+        "voxels whose centre lies within it), so its goals and coverage are CTV's, with no margin for setup error; "
+        "plan on a finer grid, or write the margins in whole voxel spacings"
+    ]
+    assert any("PRV is Organ itself" in note for note in record.notes)

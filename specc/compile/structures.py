@@ -113,6 +113,11 @@ class ResolvedStructures:
     # (`expand(OpticNerve_L, 3mm)`). Their goals' NOT EVALUATED is the protocol's own allowance, which --strict lets
     # pass; the other reasons (an overlap that does not occur, an organ beyond the dose) leave a goal unmeasured.
     allowed_absent: set[str] = field(default_factory=set)
+    # protocol name -> the structure (or sub-expression) it is itself: a target (role target, as every prescription
+    # level's structure is) derived by a margin the grid gives as 0 mm along every axis (`_coarse_margin_notes`), its
+    # mask equal to its source's. Its coverage is then the source's, with no margin at all, which a signer must
+    # see before the goals (the evaluate stage's warning), not only in the note (audit s18/b1 F3).
+    collapsed_targets: dict[str, str] = field(default_factory=dict)
 
     def is_target(self, name: str) -> bool:
         return self.roles.get(name) == "target"
@@ -297,10 +302,13 @@ def resolve_structures(
                 continue
             if not _added_by_compiler(protocol, name):
                 resolved.notes += _beyond_grid_notes(name, spec.expression, lookup, case, mask)
-                resolved.notes += _coarse_margin_notes(
+                notes, itself = _coarse_margin_notes(
                     name, spec.expression, tuple(case.grid.spacing_mm), mask,
                     lambda source: evaluate_expression(source, lookup, case.grid.spacing_mm) & has_row,
                 )
+                resolved.notes += notes
+                if itself is not None and resolved.is_target(name):  # a dose level's structure is one too
+                    resolved.collapsed_targets[name] = str(itself)
             resolved.masks[name] = mask
             if built_on := [other for other in dict.fromkeys(spec.expression.names()) if other in resolved.partial]:
                 resolved.partial[name] = "; ".join(f"built from {other} ({resolved.partial[other]})" for other in built_on)
@@ -473,18 +481,20 @@ def _empty_message(
 
 def _coarse_margin_notes(
     name: str, expression: StructureExpr, spacing: tuple[float, ...], mask: np.ndarray, source_mask: MaskOf
-) -> list[str]:
+) -> tuple[list[str], StructureExpr | None]:
     """A note for derived structure `name` when a margin of it is not a whole number of voxel spacings
     along an axis where it is not zero: what the grid gives there instead (see the module docstring).
 
     One clause per node, each of its margins and axes in it, so that an anisotropic margin lost along
     every axis reads once; where a lost margin leaves `name` equal to its source (`source_mask` of the
     node's operand, here the structure's voxels), the note says so of `name`, the fact a reviewer acts on
-    (audit b4 F7: a PTV on a 10 mm grid was its CTV, said twice of the inner `expand`)."""
+    (audit b4 F7: a PTV on a 10 mm grid was its CTV, said twice of the inner `expand`). Also returned: the
+    operand `name` is itself, where there is one (None otherwise), for `ResolvedStructures.collapsed_targets`."""
     coarse = coarse_margins(expression, spacing)
     if not coarse:
-        return []
+        return [], None
     parts = []
+    itself: StructureExpr | None = None
     for node in dict.fromkeys(margin.node for margin in coarse):
         text = _node_margins([margin for margin in coarse if margin.node == node])
         if node != expression:
@@ -493,13 +503,15 @@ def _coarse_margin_notes(
         if operand is not None:
             same = node == expression or np.array_equal(source_mask(operand), mask)
             text += f": {name if same else f'`{node}`'} is {operand} itself"
+            if same and itself is None:
+                itself = operand
         parts.append(text)
     affected = [axis for axis in AXES if any(axis in margin.axes for margin in coarse)]
     return [
         f"{name} = `{expression}`: on this {_grid_text(spacing)} grid a margin keeps the voxels whose centre lies "
         f"within it, so {'; '.join(parts)}; a finer grid, or margins in whole voxels "
         f"({_whole_voxels(affected, spacing)}), avoid it"
-    ]
+    ], itself
 
 
 # The patient side each grid face lies on (DICOM LPS: +x left, +y posterior, +z superior), by (axis, side).

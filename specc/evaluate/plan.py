@@ -286,6 +286,7 @@ def evaluate_plan(
     absent: Mapping[str, str] | None = None,
     partial: Mapping[str, str] | None = None,
     allowed_absent: Collection[str] = (),
+    collapsed_targets: Mapping[str, str] | None = None,
 ) -> PlanEvaluation:
     """Measure a solved plan on the full grid; raises SolveError when the solve left no plan.
 
@@ -297,8 +298,9 @@ def evaluate_plan(
     (`ResolvedStructures.absent`), whose goals read NOT EVALUATED with that reason (`allowed_absent`: those the
     protocol allows a case to lack, `ResolvedStructures.allowed_absent`, which --strict lets pass); `partial`: what each
     structure that is not its whole organ on this case is judged on (`ResolvedStructures.partial`: read from some of
-    its `parts`), which each of its goals says in its note. `notes` are what the earlier stages noted (compile,
-    solve); the record carries them to the report.
+    its `parts`), which each of its goals says in its note; `collapsed_targets`: each target whose margin the grid
+    gives as 0 mm, by the structure it is itself (`ResolvedStructures.collapsed_targets`), a record warning each.
+    `notes` are what the earlier stages noted (compile, solve); the record carries them to the report.
     """
     if solve.fluence is None:
         raise SolveError(f"no plan to evaluate: the solve ended {solve.status}: {solve.message}")
@@ -337,7 +339,7 @@ def evaluate_plan(
         protocol, case, masks, dose, case.voxel_indices, dict(absent or {}), converged=solve.converged, solver=solver,
         normalization=normalization, notes=notes, timings=timings, isocentre_mm=isocentre, setup_errors=setup_errors,
         fixed_gy=case.prior_dose.total_gy if case.prior_dose is not None else None, outside=outside, partial=partial,
-        absence_allowed=set(allowed_absent) & set(absent or {}),
+        absence_allowed=set(allowed_absent) & set(absent or {}), collapsed_targets=collapsed_targets,
     )
     return PlanEvaluation(record=record, dose=dose, fluence=fluence, own_dose=own if own is not dose else None,
                           outside_hot_spot=outside)
@@ -356,6 +358,7 @@ def evaluate_dose(
     absent: Mapping[str, str] | None = None,
     partial: Mapping[str, str] | None = None,
     allowed_absent: Collection[str] = (),
+    collapsed_targets: Mapping[str, str] | None = None,
 ) -> PlanEvaluation:
     """Measure a dose specc did not plan (`specc check`) on the case grid, as it is: not normalized.
 
@@ -365,8 +368,8 @@ def evaluate_dose(
     organ beyond a limited calculation volume must not stop the judging of every other goal. A
     prescription target, and a structure of the setup-error check, must be whole.
     `isocentre_mm`: the checked plan's (its RT Plan's), which rotations turn about; None: the
-    targets' centre (the case's own beams are not the checked plan's). `absent`, `partial`, `allowed_absent`: as for
-    `evaluate_plan`.
+    targets' centre (the case's own beams are not the checked plan's). `absent`, `partial`, `allowed_absent`,
+    `collapsed_targets`: as for `evaluate_plan`.
     """
     grid = case.grid
     _check_masks(masks, tuple(grid.shape))
@@ -399,6 +402,7 @@ def evaluate_dose(
         solver=None, normalization=None, notes=notes, timings=timings, isocentre_mm=isocentre_mm,
         fixed_gy=np.where(known, case.prior_dose.total_gy, 0.0) if case.prior_dose is not None else None,
         outside=outside, partial=partial, absence_allowed=(set(allowed_absent) & set(absent or {})) - source.incomplete.keys(),
+        collapsed_targets=collapsed_targets,
     )
     return PlanEvaluation(record=record.model_copy(update={"dose_source": source}), dose=dose, fluence=np.zeros(0),
                           outside_hot_spot=outside)
@@ -423,12 +427,14 @@ def _plan_record(
     outside: OutsideHotSpot | None = None,
     partial: Mapping[str, str] | None = None,
     absence_allowed: Collection[str] = (),
+    collapsed_targets: Mapping[str, str] | None = None,
 ) -> PlanRecord:
     """Everything measured on the final total dose; `dose_voxels`: the flat indices that have a dose;
     `isocentre_mm`: what the robustness check's rotations turn about (None: the targets' centre);
     `fixed_gy`: the part of the dose a setup error does not move (a composite's prior course); `outside`: the hot spot
     outside the targets (`_outside_hot_spot`), noted last; `partial`: as for `evaluate_plan`; `absence_allowed`: the
-    structures of `incomplete` the protocol allows a case to lack (`allowed_absent`)."""
+    structures of `incomplete` the protocol allows a case to lack (`allowed_absent`); `collapsed_targets`: as for
+    `evaluate_plan`."""
     grid = case.grid
     fractions = protocol.prescription.fractions
     voxel_cc = case.voxel_volume_cc
@@ -515,6 +521,7 @@ def _plan_record(
         structures=structures,
         # a goal asking less than the site template's goal it replaces: `specc validate`'s warning, word for word
         warnings=[*_prior_warnings(protocol, masks, fixed_gy),
+                  *_collapsed_margin_warnings(protocol, grid, collapsed_targets or {}),
                   *(str(warning) for warning in protocol.loosened_template_goals)],
         notes=[*notes, *isoeffective_notes(protocol),
                *([outside.note] if outside is not None else [])],
@@ -564,6 +571,25 @@ def _prior_warnings(protocol: Protocol, masks: Mapping[str, np.ndarray], fixed_g
                 f"Gy, not the {format_number(level.plan_dose_gy)} Gy the prescription table states. Check that the "
                 "prior file is this patient's earlier course and prescription.prior.dose"
             )
+    return warnings
+
+
+def _collapsed_margin_warnings(protocol: Protocol, grid: Grid, collapsed: Mapping[str, str]) -> list[str]:
+    """Each target whose margin the grid gives as 0 mm along every axis, so that it is the structure it was drawn
+    around: its coverage reads PASS on page 1 for a PTV with no margin for setup error at all (audit s18/b1 F3:
+    PTV_Boost = expand(CTV_Prostate, 7mm, 5mm, 7mm) on a 10 mm grid). The compile note says the same among the
+    notes; here it is said before the goals."""
+    spacings = [format_number(float(mm)) for mm in grid.spacing_mm]
+    spacing = spacings[0] if len(set(spacings)) == 1 else " × ".join(spacings)  # "10", or per axis: "3 × 3 × 2.5"
+    warnings = []
+    for name, itself in collapsed.items():
+        spec = protocol.structures.get(name)
+        written = f" = `{spec.expression}`" if spec is not None and spec.expression is not None else ""
+        warnings.append(
+            f"target {name}{written} is {itself} itself on this {spacing} mm grid: its margin gives 0 mm (a margin "
+            f"keeps the voxels whose centre lies within it), so its goals and coverage are {itself}'s, with no margin "
+            "for setup error; plan on a finer grid, or write the margins in whole voxel spacings"
+        )
     return warnings
 
 
