@@ -92,3 +92,22 @@ def test_a_case_outside_the_table_is_refused_with_its_volume_and_the_table_range
     assert f"Target is {target_cc:.2f} cc on this case, outside the table's 22-126 cc" in first.message
     assert "none is extrapolated" in first.message
     assert not (tmp_path / "plan" / "plan.json").exists()
+
+
+def test_explain_warns_on_stderr_that_a_table_goals_terms_hold_for_this_case_only(tmp_path) -> None:
+    """Audit s18/b2 F2: stdout's warning is a YAML comment; a user who pastes only the terms, or pipes stdout into a
+    file, must still be told, so it is on stderr too."""
+    from typer.testing import CliRunner
+
+    import specc.cli.plan  # noqa: F401  (registers the commands)
+    from specc.cli.app import app
+
+    synthetic_case().save(tmp_path / "case.h5")
+    (tmp_path / "sbrt.yaml").write_text(_protocol())
+    result = CliRunner().invoke(
+        app, ["compile", str(tmp_path / "sbrt.yaml"), "--case", str(tmp_path / "case.h5"), "--explain"])
+    assert result.exit_code == 0, result.output
+    # one term: the organ's maximum (R50, an index, is measured, not optimized)
+    assert result.stderr.startswith("warning: 1 term below (marked THIS CASE ONLY) comes from goals whose limit is a "
+                                    "table by a structure's volume"), result.stderr
+    assert "# THIS CASE ONLY" in result.stdout

@@ -102,3 +102,20 @@ def test_each_case_limit_is_in_the_cohort_csv_page_and_comparison(tmp_path: Path
     compared = (tmp_path / "cmp" / "compare.html").read_text(encoding="utf-8")
     shown = re.findall(r'class="muted plan-limit">limit (.*?)</span>', compared)
     assert shown == [m.limit for m in table_row.measured]
+
+
+def test_the_terminal_comparison_shows_each_plans_limit_where_they_differ(tmp_path: Path) -> None:
+    """`specc compare` in the terminal gave the two values of the table goal without the limits they were judged by."""
+    from typer.testing import CliRunner
+
+    import specc.cli.compare  # noqa: F401  (registers the command)
+    from specc.cli.app import app
+
+    plan_cohort(parse_protocol_text(PROTOCOL, "site/sbrt.yaml"), _cases(tmp_path), tmp_path / "out")
+    result = CliRunner().invoke(app, ["compare", str(tmp_path / "out" / "p0"), str(tmp_path / "out" / "p1"), "--out",
+                                      str(tmp_path / "cmp")])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    limits = [m.limit for m in goal_rows(read_plans([tmp_path / "out" / "p0", tmp_path / "out" / "p1"]))[1].measured]
+    for limit in limits:  # the first words of each (the table may wrap the rest)
+        assert f"limit {' '.join(limit.split()[:2])}" in said, said

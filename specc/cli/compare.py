@@ -57,7 +57,10 @@ def _compare_plans(paths: list[Path], labels: list[str], out: Path, pdf: bool) -
                 cells.append(Text("not a goal", style="dim"))
             else:
                 value = "-" if measured.value is None else f"{measured.shown} {row.unit}"
-                cells.append(Text(value + " ") + status_text(measured.status))
+                cell = Text(value + " ") + status_text(measured.status)
+                if row.limits_differ and measured.limit is not None:  # a table's limit, read on each plan's case
+                    cell += Text(f"\nlimit {measured.limit}", style="dim")
+                cells.append(cell)
         table.add_row(*cells)
     console.print(table)
     return written

@@ -741,7 +741,7 @@ def compile_command(
 ) -> None:
     """Compile a protocol against a case and print the program's size (nothing is solved)."""
     from specc.case import Case
-    from specc.compile.derive import derive_optimization, explain_yaml, structure_volumes_cc
+    from specc.compile.derive import derive_optimization, explain_warning, explain_yaml, structure_volumes_cc
     from specc.composite import with_prior_dose
     from specc.planning import compile_for_plan
     from specc.protocol import load_protocol
@@ -760,6 +760,8 @@ def compile_command(
                 typer.echo("# note: this protocol has its own optimization section, which `specc plan` uses;")
                 typer.echo("# below is what its goals alone would give.")
             typer.echo(explain_yaml(loaded, derived), nl=False)
+            if derived.per_case:  # also on stderr: a paste of stdout alone must not lose it
+                typer.echo(f"warning: {explain_warning(derived).removeprefix('WARNING: ')}", err=True)
             return
         compiled = compile_for_plan(loaded, case_object)  # as `specc plan` compiles it
         program = compiled.program
