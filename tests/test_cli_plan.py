@@ -564,3 +564,48 @@ def test_strict_says_when_a_must_goal_fails_only_with_the_patient_shifted() -> N
     said = " ".join(captured.get().split())
     assert "--strict: priority-1 goals failed: Target D95% >= 5 Gy (" in said, said
     assert f"passes nominally ({nominal:.2f} Gy), fails in setup-error scenario x +5 mm (4.50 Gy)" in said, said
+
+
+def test_each_not_evaluated_goal_says_why_and_the_count_tells_an_allowed_absence_from_one_not_measurable() -> None:
+    """Audit s18/b1 F8: the goal table's '-' and 'not_evaluated' gave no reason without --strict (specc check prints
+    one), and 'goals: ..., 2 not_evaluated' lumped an organ the protocol lets a case lack with a goal that could not
+    be measured, which alone stops --strict."""
+    from evaluate_fakes import masks_of, protocol, solve_result
+
+    from specc.cli.app import console
+    from specc.cli.plan import print_not_evaluated, print_summary
+    from specc.evaluate import evaluate_plan
+
+    case = synthetic_case()
+    goals = {"Target": ["D95% >= 5 Gy", "D500cc <= 9 Gy"], "Organ": ["Max <= 40 Gy"]}
+    record = evaluate_plan(protocol(goals, dose="10 Gy"), case, masks_of(case), solve_result(case, scale=0.65), {},
+                           absent={"Organ": "not contoured on this case (if_contoured: true)"},
+                           allowed_absent={"Organ"}).record
+    with console.capture() as captured:
+        print_not_evaluated(record)
+        print_summary("optimal (CLARABEL)", record, [Path("report.html")], False)
+    lines = [" ".join(line.split()) for line in captured.get().splitlines()]
+    volume = next(structure.volume_cc for structure in record.structures if structure.structure == "Target")
+    assert lines[:2] == [
+        f"not evaluated: Target D500cc <= 9 Gy: 500 cc is more than the whole structure ({volume:.0f} cc)",
+        "not evaluated: Organ Max <= 40 Gy: Organ: not contoured on this case (if_contoured: true)",
+    ], lines
+    said = " ".join(lines[2:])
+    assert said.startswith("optimal (CLARABEL); goals: 1 pass, 2 not_evaluated (1 allowed absence, 1 not measurable);")
+    allowed_only = record.model_copy(update={"goals": [g for g in record.goals if g.text != "D500cc <= 9 Gy"]})
+    assert allowed_only.not_evaluated_split() == "1 allowed absence"
+    measured_only = record.model_copy(update={"goals": [g for g in record.goals if g.structure != "Organ"]})
+    assert measured_only.not_evaluated_split() == ""  # nothing to tell apart: every one could not be measured
+
+
+def test_the_plan_prints_why_each_goal_is_not_evaluated_under_its_table_but_not_with_quiet(tmp_path: Path) -> None:
+    """The goal table of `specc plan` (audit s18/b1 F8), through the command line."""
+    protocol = tmp_path / "p.yaml"
+    protocol.write_text(SYNTHETIC_PROTOCOL.replace("Organ: ['Mean <= 1 Gy']", "Organ: ['Mean <= 1 Gy', 'D500cc <= 40 Gy']"))
+    case = tmp_path / "case.h5"
+    synthetic_case().save(case)
+    result = runner.invoke(app, ["plan", str(protocol), "--case", str(case), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "not evaluated: Organ D500cc <= 40 Gy: 500 cc is more than the whole structure" in result.output
+    quiet = runner.invoke(app, ["plan", str(protocol), "--case", str(case), "--out", str(tmp_path / "out"), "-q"])
+    assert quiet.exit_code == 0 and "not evaluated:" not in quiet.output, quiet.output

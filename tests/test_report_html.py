@@ -456,3 +456,17 @@ def test_a_goal_judged_on_part_of_its_organ_says_so_in_its_row():
     (row,) = [row for row in parser.rows if row["goal-structure"] == "Organ"]
     (goal,) = [goal for goal in evaluation.record.goals if goal.structure == "Organ"]
     assert goal.value is not None and row["goal-status"] == f"{goal.status.upper()}Organ: {judged_on}"
+
+
+def test_the_header_count_tells_an_allowed_absence_from_a_goal_not_measurable():
+    """Audit s18/b1 F8: 'NOT EVALUATED × 2' lumped an organ the protocol lets a case lack (if_contoured) with a goal
+    that could not be measured, which alone stops --strict."""
+    case = synthetic_case()
+    goals = {"Target": ["D95% >= 5 Gy", "D500cc <= 9 Gy"], "Organ": ["Max <= 40 Gy"]}
+    masks = masks_of(case)
+    evaluation = evaluate_plan(protocol(goals, dose="10 Gy"), case, masks, solve_result(case, scale=0.65), {},
+                               absent={"Organ": "not contoured on this case (if_contoured: true)"},
+                               allowed_absent={"Organ"})
+    html = render_html(evaluation.record, case, evaluation, masks)
+    summary = re.sub(r"<[^>]+>", "", re.search(r'<p class="summary" id="goal-summary">(.*?)</p>', html, re.S).group(1))
+    assert "NOT EVALUATED × 2 (1 allowed absence, 1 not measurable)" in summary, summary

@@ -444,6 +444,7 @@ def _print_outcome(outcome: PlanOutcome, quiet: bool, strict: bool, before: Plan
                 cells.append(goal_value(goal, fluence_value) if fluence_value is not None else "-")
             table.add_row(*cells)
         console.print(table)
+        print_not_evaluated(record)
         if record.normalization is not None:
             console.print(record.normalization.describe(), markup=False)
         if record.robustness is not None:
@@ -453,6 +454,15 @@ def _print_outcome(outcome: PlanOutcome, quiet: bool, strict: bool, before: Plan
     outside = outcome.evaluation.outside_hot_spot if outcome.evaluation is not None else None
     print_summary(f"{outcome.solve.status} ({outcome.solve.solver})", record, outcome.paths, strict, outside)
     return outcome.exit_code(strict)
+
+
+def print_not_evaluated(record: PlanRecord) -> None:
+    """Under the goal table, why each goal reads NOT EVALUATED (its cell says only "-"), as `specc check` does: the
+    reason was printed only with --strict, or as a note for an organ not contoured (audit s18/b1 F8). A plan that
+    did not converge reads NOT CONVERGED on every goal: its goals that could not be measured are said too."""
+    for goal in record.goals:
+        if goal.measured_status == "not_evaluated":
+            console.print(Text(f"not evaluated: {goal.structure} {goal.text}: {goal.note}"), soft_wrap=True)
 
 
 def _earlier_goals(before: PlanRecord, record: PlanRecord) -> dict[int, GoalRecord]:
@@ -487,7 +497,9 @@ def print_summary(
     see before the goals, e.g. a prior dose unlike the declared prior course, whose plan adds almost nothing)."""
     for warning in record.warnings:
         error_console.print(Text("warning: ", style="bold red") + Text(warning), soft_wrap=True)
-    counts = ", ".join(f"{n} {status}" for status, n in record.goal_counts().items()) or "no goals"
+    split = record.not_evaluated_split()
+    counts = ", ".join(f"{n} {status}" + (f" ({split})" if status == "not_evaluated" and split else "")
+                       for status, n in record.goal_counts().items()) or "no goals"
     if record.robustness is not None:
         counts += "; worst setup-error scenario: " + ", ".join(f"{n} {status}" for status, n in record.robust_counts().items())
     if outside_hot_spot is not None:

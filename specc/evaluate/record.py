@@ -437,6 +437,19 @@ class PlanRecord(_Record):
         return (f"PlanRecord(protocol {self.protocol.name!r} {self.protocol.version}, case {self.case.case_id!r}, "
                 f"{made}, converged={self.converged}, goals: {goals}{notes})")
 
+    def not_evaluated_split(self) -> str:
+        """How the goals reported NOT EVALUATED divide, where some are allowed absences: "1 allowed absence, 1 not
+        measurable" ("" where none is). An organ the protocol lets a case lack (`absence_allowed`) and a goal that
+        could not be measured (a D100cc of a 26 cc rectum) read alike, and only the second stops --strict (audit
+        s18/b1 F8); the summary line and the report's header count them apart."""
+        unmeasured = [goal for goal in self.goals if goal.status == "not_evaluated"]
+        allowed = sum(goal.absence_allowed for goal in unmeasured)
+        if not allowed:
+            return ""
+        rest = len(unmeasured) - allowed
+        said = f"{allowed} allowed absence{'s' if allowed > 1 else ''}"
+        return said + (f", {rest} not measurable" if rest else "")
+
     def goal_counts(self) -> dict[str, int]:
         """Number of goals per reported status, for summaries."""
         counts: dict[str, int] = {}
