@@ -609,3 +609,24 @@ def test_the_plan_prints_why_each_goal_is_not_evaluated_under_its_table_but_not_
     assert "not evaluated: Organ D500cc <= 40 Gy: 500 cc is more than the whole structure" in result.output
     quiet = runner.invoke(app, ["plan", str(protocol), "--case", str(case), "--out", str(tmp_path / "out"), "-q"])
     assert quiet.exit_code == 0 and "not evaluated:" not in quiet.output, quiet.output
+
+
+def test_cohort_says_not_converged_for_each_such_case_and_counts_them(tmp_path: Path) -> None:
+    """Audit s18/b1 F4: the cohort's terminal read status 'time_limit' (now iteration_limit) in its table and
+    '1 of 1 cases planned', never NOT CONVERGED, while cohort.html's banner named the case. Exit codes stay as
+    documented: such a case is planned (0), and --strict counts it (2)."""
+    protocol = tmp_path / "starved.yaml"
+    protocol.write_text(SYNTHETIC_PROTOCOL.replace("optimization:\n", "optimization:\n  solver: {max_iterations: 2}\n"))
+    converging = tmp_path / "converging.yaml"
+    converging.write_text(SYNTHETIC_PROTOCOL)
+    case = tmp_path / "case.h5"
+    synthetic_case().save(case)
+    result = runner.invoke(app, ["cohort", str(protocol), str(case), "--out", str(tmp_path / "out"), "-q"])
+    assert result.exit_code == 0, result.output
+    lines = [" ".join(line.split()) for line in result.output.splitlines()]
+    assert any(line.startswith("NOT CONVERGED: synthetic: the solver ended iteration_limit (") for line in lines), lines
+    assert "1 of 1 cases planned, 1 NOT CONVERGED; wrote " in " ".join(lines), lines
+    strict = runner.invoke(app, ["cohort", str(protocol), str(case), "--out", str(tmp_path / "out"), "-q", "--strict"])
+    assert strict.exit_code == 2, strict.output
+    fine = runner.invoke(app, ["cohort", str(converging), str(case), "--out", str(tmp_path / "fine"), "-q"])
+    assert fine.exit_code == 0 and "NOT CONVERGED" not in fine.output, fine.output

@@ -600,8 +600,9 @@ def cohort_progress(printer: StagePrinter, quiet: bool, noun: str) -> CaseProgre
 
 
 def finish_cohort(outcome: CohortOutcome, done: str, strict: bool) -> NoReturn:
-    """The cohort's table, plan folders beside it that are not this run's, what was done and written, and
-    the run's exit code."""
+    """The cohort's table, plan folders beside it that are not this run's, a NOT CONVERGED line per case whose
+    solver did not converge (counted in the last line, as cohort.html's banner names them: audit s18/b1 F4), what
+    was done and written, and the run's exit code (a plan that did not converge is planned: 0 without --strict)."""
     from specc.report.cohort_page import plans_not_in_run
 
     console.print(cohort_table(outcome, console.width))
@@ -611,6 +612,14 @@ def finish_cohort(outcome: CohortOutcome, done: str, strict: bool) -> NoReturn:
         console.print(Text("note: ", style="yellow") + Text(
             f"{', '.join(others)} in {outcome.summary_csv.parent}: an earlier run's plans, not part of this run "
             "(not in cohort.csv)"), soft_wrap=True)
+    unconverged = [entry for entry in outcome.entries if entry.record is not None and not entry.record.converged]
+    for entry in unconverged:  # also under --quiet: the table's status column alone read "iteration_limit"
+        solver = entry.record.solver if entry.record is not None else None
+        ended = f"the solver ended {solver.status} ({solver.solver})" if solver is not None else "not converged"
+        console.print(Text(f"NOT CONVERGED: {_case_name(entry)}: {ended}: not a usable plan; its goals count as NOT "
+                           "CONVERGED", style="bold magenta"), soft_wrap=True)
+    if unconverged:
+        done += f", {len(unconverged)} NOT CONVERGED"
     written = ", ".join(str(path) for path in [outcome.summary_csv, *outcome.pages])
     console.print(f"{done}; wrote {written}")
     raise typer.Exit(outcome.exit_code(strict))
