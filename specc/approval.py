@@ -53,6 +53,9 @@ APPROVAL_JSON = "approval.json"
 # The approval's own pages, bound by approval.json beside the plan's files.
 APPROVAL_PAGES = ("approval.html", "approval.pdf")
 _DEVIATING = ("fail", "not_evaluated")
+# Fields of approval.json (its own, or a deviation's) added after the first approvals, by the default an approval
+# written before reads them as: left out of `Approval.content_sha256` while they hold it.
+_ADDED_LATER: dict[str, object] = {"priority": None, "source": None, "warnings": [], "outside_hot_spot": None}
 
 
 class ApprovalError(SpeccError):
@@ -66,6 +69,10 @@ class AcceptedDeviation(BaseModel):
     unit: str
     status: str
     scenario: str = ""  # a setup-error scenario's label, for a goal that fails only there
+    # What was accepted at which priority, and where the protocol states it (audit s18/b1 F7: a must-goal read as
+    # any other); None in approvals written before 2026-11-28 (`_ADDED_LATER`).
+    priority: int | None = None
+    source: str | None = None  # protocol file:line
 
 
 class Approval(BaseModel):
@@ -85,11 +92,21 @@ class Approval(BaseModel):
     reason: str | None  # why the deviations are accepted
     files: dict[str, str]  # file name -> SHA-256 at approval
     pages: dict[str, str] = {}  # approval.html (approval.pdf) -> SHA-256 as written
+    # What the plan's record warned of (`PlanRecord.warnings`) and its hot spot outside the targets, shown on the
+    # approval page above the deviations: the sign-off keeps what the signer was told first (audit s18/b1 F7).
+    warnings: list[str] = []
+    outside_hot_spot: str | None = None
     sha256: str = ""  # of every other field (`content_sha256`): an edit to approval.json shows
 
     def content_sha256(self) -> str:
-        """The SHA-256 of the approval's content, all fields but `sha256`, as canonical JSON."""
+        """The SHA-256 of the approval's content, all fields but `sha256`, as canonical JSON. A field added since
+        approvals were first written is left out where it holds its default (`_ADDED_LATER`), so that an earlier
+        approval.json, read with the default, hashes as it was written and still verifies."""
         content = self.model_dump(mode="json", exclude={"sha256"})
+        for entry in (content, *content["accepted_deviations"]):
+            for key, default in _ADDED_LATER.items():
+                if key in entry and entry[key] == default:
+                    del entry[key]
         text = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
@@ -166,6 +183,8 @@ def approve(folder: str | Path, reviewer: str, role: str, reason: str | None = N
         accepted_deviations=deviations,
         reason=reason.strip() if deviations and reason else None,
         files={name: file_sha256(folder / name) for name in PLAN_FOLDER_FILES if (folder / name).is_file()},
+        warnings=list(record.warnings),
+        outside_hot_spot=record.outside_hot_spot,
     )
     css = style_sheet()
     html = environment().get_template("approval.html").render(approval=approval, status_labels=STATUS_LABELS, css=css)
@@ -342,7 +361,8 @@ def _read_approval(path: Path) -> Approval:
 def _deviations(record: PlanRecord) -> list[AcceptedDeviation]:
     """Goals failed or not measured, nominally or in a setup-error scenario (its worst)."""
     found = [
-        AcceptedDeviation(structure=g.structure, goal=g.text, value=g.value, unit=g.unit, status=g.status)
+        AcceptedDeviation(structure=g.structure, goal=g.text, value=g.value, unit=g.unit, status=g.status,
+                          priority=g.priority, source=g.source)
         for g in record.goals
         if g.status in _DEVIATING
     ]
@@ -353,8 +373,9 @@ def _deviations(record: PlanRecord) -> list[AcceptedDeviation]:
             if goal.status in _DEVIATING and (goal.structure, goal.text) not in nominal:
                 labels = robustness.scenario_labels
                 scenario = labels[goal.worst_scenario] if goal.worst_scenario is not None and labels else "a setup-error scenario"
+                judged = record.goal_named(goal.structure, goal.text)
                 found.append(AcceptedDeviation(
                     structure=goal.structure, goal=goal.text, value=goal.worst, unit=goal.unit, status=goal.status,
-                    scenario=f"under setup errors, worst: {scenario}",
+                    scenario=f"under setup errors, worst: {scenario}", priority=judged.priority, source=judged.source,
                 ))
     return found

@@ -299,3 +299,16 @@ def test_a_lower_sib_levels_indices_and_index_goals_leave_out_the_higher_levels_
     ci, pci, gi = record.goals
     assert ci.value == pytest.approx(piv / tv) and pci.value == pytest.approx(low.paddick_conformity_index)
     assert gi.value == pytest.approx(low.half_isodose_cc / piv)
+
+
+def test_the_record_keeps_the_hot_spot_outside_the_targets_for_what_reads_plan_json_alone():
+    """Audit s18/b1 F7: the approval page, made from plan.json, could not show the hot spot the report's header
+    names (it was in the evaluation and a note only)."""
+    case = synthetic_case()
+    evaluation = evaluate_plan(protocol({"Target": ["D95% >= 5 Gy"]}, dose="10 Gy"), case, masks_of(case),
+                               solve_result(case, scale=0.65), {})
+    assert evaluation.outside_hot_spot is not None
+    assert evaluation.record.outside_hot_spot == evaluation.outside_hot_spot.headline
+    cool = evaluate_plan(protocol({"Target": ["D95% >= 50 Gy"]}), case, masks_of(case), solve_result(case, scale=0.65),
+                         {})
+    assert cool.outside_hot_spot is None and cool.record.outside_hot_spot is None

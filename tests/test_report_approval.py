@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -255,3 +256,45 @@ def test_a_folder_holding_a_killed_runs_staging_folder_is_not_approved(met, tmp_
         approve(folder, "Dr. A. Example", "Radiation oncologist")
     shutil.rmtree(leftover)
     assert approve(folder, "Dr. A. Example", "Radiation oncologist")[0].decision == "approved"
+
+
+HOT_SPOT = "hot spot outside the targets 114% (D0.03cc 57.25 Gy)"
+
+
+def test_a_deviation_is_recorded_with_its_priority_and_line_and_the_page_shows_the_plans_warnings(failing, tmp_path):
+    """Audit s18/b1 F7: the approval page and approval.json listed 'Core | D10% <= 10 Gy | 14.07 Gy | FAIL' without
+    saying it is a must-goal (priority 1) or where the protocol states it, and left out the hot spot outside the
+    targets the report's header names; the record's warnings, what the signer was told first, are kept too."""
+    folder = _copy(failing, tmp_path)
+    record = PlanRecord.model_validate_json((folder / "plan.json").read_text())
+    [organ] = [goal for goal in record.goals if goal.structure == "Organ"]
+    warning = "target PTV = `expand(CTV, 3mm)` is CTV itself on this 5 mm grid"
+    _rewrite(folder, warnings=[warning], outside_hot_spot=HOT_SPOT)
+    approval, _ = approve(folder, "Dr. A. Example", "", reason="organ sparing traded for coverage")
+    [deviation] = approval.accepted_deviations
+    assert (deviation.priority, deviation.source) == (1, organ.source) and organ.source.endswith(".yaml:16")
+    assert (approval.warnings, approval.outside_hot_spot) == ([warning], HOT_SPOT)
+    saved = json.loads((folder / "approval.json").read_text())
+    assert (saved["accepted_deviations"][0]["priority"], saved["accepted_deviations"][0]["source"]) == (1, organ.source)
+    page = (folder / "approval.html").read_text()
+    assert '<td class="num">1 (must)</td>' in page and f'<td class="mono">{organ.source}</td>' in page
+    assert f"WARNING: {warning}." in page and HOT_SPOT in page
+    assert verify(folder).intact
+
+
+def test_an_approval_written_before_deviations_had_a_priority_still_verifies(failing, tmp_path):
+    """approval.json binds its own content by SHA-256 (`Approval.content_sha256`): fields added since (a deviation's
+    priority and line, the warnings, the hot spot) must not change the hash of a file written without them."""
+    folder = _copy(failing, tmp_path)
+    approve(folder, "Dr. A. Example", "", reason="organ sparing traded for coverage")
+    path = folder / "approval.json"
+    saved = json.loads(path.read_text())
+    for added in ("warnings", "outside_hot_spot"):
+        saved.pop(added, None)
+    for deviation in saved["accepted_deviations"]:
+        del deviation["priority"], deviation["source"]
+    content = {key: value for key, value in saved.items() if key != "sha256"}  # the hash as approvals then wrote it
+    saved["sha256"] = hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":"),
+                                                ensure_ascii=False).encode("utf-8")).hexdigest()
+    path.write_text(json.dumps(saved, indent=2))
+    assert verify(folder).intact, verify(folder).problems

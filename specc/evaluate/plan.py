@@ -525,6 +525,7 @@ def _plan_record(
                   *(str(warning) for warning in protocol.loosened_template_goals)],
         notes=[*notes, *isoeffective_notes(protocol),
                *([outside.note] if outside is not None else [])],
+        outside_hot_spot=outside.headline if outside is not None else None,
         timings_s=dict(timings),
         prior_dose=_prior_record(protocol, case),
     )

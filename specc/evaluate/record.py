@@ -345,6 +345,10 @@ class PlanRecord(_Record):
     # title, the terminal in red above the summary line (a prior dose unlike the declared prior course). Absent in
     # records written before 2026-11-27, read as none.
     warnings: list[str] = []
+    # The dose outside the prescription targets above 110% of the highest level, as the summary line and the report's
+    # header give it ("hot spot outside the targets 114% (D0.03cc 57.25 Gy)"; the full sentence is a note), for what
+    # reads plan.json alone (the approval page); None: none, or a record written before 2026-11-28.
+    outside_hot_spot: str | None = None
     timings_s: dict[str, float]
     review: Review = Review()
     dose_source: DoseSourceRecord | None = None  # set when specc checked a dose it did not plan
