@@ -119,11 +119,15 @@ def test_validate_warns_in_text_and_json_and_exits_0(tmp_path: Path) -> None:
     assert "priority demoted from 1 (must) to 2" in warning["message"]
 
 
-def test_template_notes_give_each_warning_as_a_note(tmp_path: Path) -> None:
-    """What a plan's, check's or compile's notes are to take from the protocol (`Protocol.template_notes`)."""
+def test_each_loosened_goal_reads_as_its_warning_at_its_line(tmp_path: Path) -> None:
+    """What a plan's record and `specc compile` print (`Protocol.loosened_template_goals`, as `specc validate`)."""
     path = _protocol(tmp_path, '  Cord: ["Max <= 50 Gy (priority 2)"]\n')
-    [note] = load_protocol(path).template_notes()
+    [note] = _said(load_protocol(path))
     assert note.startswith(f"{path}:6:10: goals.Cord[0]: ") and "threshold raised from 45 Gy to 50 Gy" in note
+
+
+def _said(protocol) -> list[str]:
+    return [str(warning) for warning in protocol.loosened_template_goals]
 
 
 def test_a_plan_warns_of_a_template_goal_its_protocol_loosened_and_marks_its_row(tmp_path: Path) -> None:
@@ -145,7 +149,7 @@ def test_a_plan_warns_of_a_template_goal_its_protocol_loosened_and_marks_its_row
     path.write_text(HEADER.replace("PTV", "Target") + '  Organ: ["Mean <= 25 Gy"]\n')
     said = "replaces the template goal \"Mean <= 20 Gy\""
     protocol, _ = with_optimization(load_protocol(path))
-    assert any(said in note for note in compile_protocol(protocol, synthetic_case()).notes)
+    assert not any(said in note for note in compile_protocol(protocol, synthetic_case()).notes)  # a warning, not a note
     loaded = load_protocol(path)
     record = specc.plan(loaded, synthetic_case(), tmp_path / "out").record
     assert record.warnings == [str(warning) for warning in loaded.loosened_template_goals], record.warnings
@@ -153,6 +157,7 @@ def test_a_plan_warns_of_a_template_goal_its_protocol_loosened_and_marks_its_row
     [organ] = [goal for goal in record.goals if goal.structure == "Organ"]
     assert organ.note == f'loosens the template goal "Mean <= 20 Gy" ({tmp_path / "base.yaml"}:10)'  # its line in the template
     assert all("template" not in goal.note for goal in record.goals if goal is not organ)
+    assert not any(said in note for note in record.notes), record.notes  # the warning, not a note besides
 
 
 def test_a_protocol_revised_in_memory_keeps_the_notes_of_the_goals_it_still_loosens(tmp_path: Path) -> None:
@@ -163,14 +168,14 @@ def test_a_protocol_revised_in_memory_keeps_the_notes_of_the_goals_it_still_loos
 
     path = _protocol(tmp_path, '  Cord: ["Max <= 50 Gy (priority 2)"]\n  Lung: ["Mean <= 22 Gy"]\n')
     protocol = load_protocol(path)
-    assert len(protocol.template_notes()) == 2
-    assert revise_protocol(protocol, version="1.0.1").template_notes() == protocol.template_notes()
-    assert as_planned(protocol.model_copy(update={"version": "1.0.2"})).template_notes() == protocol.template_notes()
+    assert len(_said(protocol)) == 2
+    assert _said(revise_protocol(protocol, version="1.0.1")) == _said(protocol)
+    assert _said(as_planned(protocol.model_copy(update={"version": "1.0.2"}))) == _said(protocol)
     lung = next(i for i, goal in enumerate(protocol.goals) if str(goal) == "Mean <= 22 Gy")
     goals = list(protocol.goals)
     threshold = goals[lung].threshold.model_copy(update={"value": 20.0})  # the template's: no longer loosened
     goals[lung] = goals[lung].model_copy(update={"threshold": threshold})
-    kept = revise_protocol(protocol, goals=goals).template_notes()
+    kept = _said(revise_protocol(protocol, goals=goals))
     assert len(kept) == 1 and '"Max <= 50 Gy (priority 2)"' in kept[0]
 
 
@@ -183,7 +188,7 @@ def test_a_goal_loosened_further_in_memory_keeps_its_note_judged_again(tmp_path:
     cord = next(i for i, goal in enumerate(protocol.goals) if str(goal) == "Max <= 50 Gy (priority 2)")
     goals = list(protocol.goals)
     goals[cord] = goals[cord].model_copy(update={"threshold": goals[cord].threshold.model_copy(update={"value": 55.0})})
-    (note,) = revise_protocol(protocol, goals=goals).template_notes()
+    (note,) = _said(revise_protocol(protocol, goals=goals))
     assert '"Max <= 55 Gy (priority 2)" replaces the template goal "Max <= 45 Gy"' in note
     assert "threshold raised from 45 Gy to 55 Gy, priority demoted from 1 (must) to 2" in note
 
@@ -198,7 +203,7 @@ def test_a_revised_protocol_judges_each_loosened_template_goal_against_its_own(t
     template = TEMPLATE.replace('"Max <= 45 Gy", "D0.03cc <= 44 Gy"',
                                 '"Max <= 45 Gy", "Max <= 40 Gy (priority 2)", "D0.03cc <= 44 Gy"')
     protocol = load_protocol(_protocol(tmp_path, '  Cord: ["Max <= 50 Gy", "D0.03cc <= 44 Gy"]\n', template))
-    notes = protocol.template_notes()
+    notes = _said(protocol)
     assert [note.split("replaces ")[1].split(" (")[0] for note in notes] == [
         'the template goal "Max <= 45 Gy"', 'the template goal "Max <= 40 Gy']
-    assert revise_protocol(protocol, version="1.0.1").template_notes() == notes
+    assert _said(revise_protocol(protocol, version="1.0.1")) == notes

@@ -241,7 +241,7 @@ def compile_protocol(
             f"{protocol.source.path}: every optimization term is on a structure this case lacks; nothing is left "
             "to optimize:\n  " + "\n  ".join(left_out)
         )
-    notes = [*protocol.template_notes(), *structures.notes, *left_out, *reach_notes(protocol, case, structures)]
+    notes = [*structures.notes, *left_out, *reach_notes(protocol, case, structures)]
     referenced: dict[str, None] = {}
     displaced: dict[str, None] = {}
     for term in terms:

@@ -810,10 +810,6 @@ class ProtocolDocument(_Strict):
         return [found for found in self._loosened_goals
                 if (found.warning.file, found.warning.line, found.warning.column) == at]
 
-    def template_notes(self) -> list[str]:
-        """`loosened_template_goals` as the notes of a plan, a check or a compile made with this protocol."""
-        return [str(warning) for warning in self.loosened_template_goals]
-
     @field_validator("specc", mode="before")
     @classmethod
     def _supported_format(cls, value: Any) -> Any:
