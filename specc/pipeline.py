@@ -731,12 +731,13 @@ def write_cohort_csv(path: Path, protocol: Protocol, entries: Sequence[CohortEnt
     """cohort.csv: one row per case; the case's and the protocol's SHA-256 (two protocols of one name
     and version, or two cases of one id, are told apart by them; the case's wherever it was read, with
     a plan or not, so that a re-run shows an infeasible case is the same data); the exit code `specc
-    plan` with the same `strict` gives the case; per protocol goal its measured value and reported status (and, for a
+    plan` with the same `strict` gives the case; whether its plan converged (`true` / `false`, empty without a plan: a
+    reader of the file alone saw 'iteration_limit' and no word of NOT CONVERGED); per protocol goal its measured value and reported status (and, for a
     goal whose limit is a table by a structure's volume, the limit the case was judged by, its variation and where it
     was read: each case has its own), then per goal of a robustness structure its worst value over the setup-error
     scenarios and that one's status."""
     header = ["case_id", "case_sha256", "case_file", "folder", "protocol_sha256", "solver", "solver_status",
-              "exit_code", "error"]
+              "converged", "exit_code", "error"]
     protocol_sha256 = protocol.source.sha256 if protocol.source is not None else ""
     columns = goal_columns(protocol)
     for column, goal in zip(columns, protocol.goals):
@@ -757,6 +758,7 @@ def write_cohort_csv(path: Path, protocol: Protocol, entries: Sequence[CohortEnt
                 protocol_sha256,
                 outcome.solver_name if outcome else "",
                 entry.status,
+                "" if record is None else str(record.converged).lower(),  # a plan NOT CONVERGED: false
                 entry.exit_code(strict),
                 entry.error or (outcome.message if outcome and not outcome.succeeded else ""),
             ]

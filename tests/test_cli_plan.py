@@ -630,3 +630,7 @@ def test_cohort_says_not_converged_for_each_such_case_and_counts_them(tmp_path: 
     assert strict.exit_code == 2, strict.output
     fine = runner.invoke(app, ["cohort", str(converging), str(case), "--out", str(tmp_path / "fine"), "-q"])
     assert fine.exit_code == 0 and "NOT CONVERGED" not in fine.output, fine.output
+    # cohort.csv says it too, for a reader of the file alone (its solver_status read 'iteration_limit')
+    for folder, converged in (("out", "false"), ("fine", "true")):
+        with (tmp_path / folder / "cohort.csv").open(newline="") as handle:
+            assert [row["converged"] for row in csv.DictReader(handle)] == [converged]
