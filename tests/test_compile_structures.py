@@ -125,7 +125,7 @@ def test_a_coarse_margin_note_is_one_per_structure_and_names_each_margin_and_axi
         "`shrink(Target, 0mm, 0mm, 2mm)` is Target itself; a finer grid, or margins in whole voxels (multiples of "
         "3 mm along x, y and multiples of 2.5 mm along z), avoid it",
         "Shell = `ring(Target, 5mm, 12mm) - Organ`: on this 3 × 3 × 2.5 mm grid a margin keeps the voxels whose "
-        "centre lies within it, so in `ring(Target, 5mm, 12mm)` the inner distance 5 mm along x, y gives 3 mm and "
+        "centre lies within it, so in `ring(Target, 5mm, 12mm)` the inner distance 5 mm along x, y starts the ring at 6 mm and "
         "the outer distance 12 mm along z gives 10 mm; a finer grid, or margins in whole voxels (multiples of 3 mm along x, y and multiples of 2.5 mm along z), avoid it",
     ]
 

@@ -51,6 +51,9 @@ class CoarseMargin:
     written_mm: float
     given_mm: float
     axes: tuple[str, ...]
+    # A ring's inner distance: where its first voxel centre lies along `axes` (the ring leaves out the voxels within
+    # it, `given_mm`, so it starts one spacing beyond: 19.9 mm on a 10 mm grid gives 10 mm and starts it at 20 mm)
+    first_mm: float | None = None
 
 
 @dataclass(frozen=True)
@@ -121,13 +124,14 @@ def coarse_margins(expression: StructureExpr, spacing_mm: Sequence[float]) -> li
     they are not zero, each once (a node written twice is one), axes with the same outcome together."""
     found: dict[CoarseMargin, None] = {}
     for node, what, margins in _margins(expression):
-        given: dict[tuple[float, float], list[str]] = {}
+        given: dict[tuple[float, float, float | None], list[str]] = {}
         for axis, margin, spacing in zip(AXES, margins, spacing_mm):
             on_grid = along_axis_mm(margin, spacing)
             if margin > 0 and abs(on_grid - margin) > _SAME_MM:
-                given.setdefault((margin, on_grid), []).append(axis)
-        for (written, on_grid), axes in given.items():
-            found[CoarseMargin(node, what, written, on_grid, tuple(axes))] = None
+                first = on_grid + spacing if what == "inner distance" else None
+                given.setdefault((margin, on_grid, first), []).append(axis)
+        for (written, on_grid, first), axes in given.items():
+            found[CoarseMargin(node, what, written, on_grid, tuple(axes), first)] = None
     return list(found)
 
 

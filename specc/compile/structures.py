@@ -541,14 +541,22 @@ def _beyond_grid_notes(
 
 def _node_margins(margins: list[CoarseMargin]) -> str:
     """'the margin 7 mm along x, z and 5 mm along y gives 0 mm' when every one gives the same, else each
-    with what it gives ('the inner distance 5 mm along x, y gives 3 mm and the outer distance ...')."""
+    with what it gives ('the inner distance 5 mm along x, y starts the ring at 6 mm and the outer distance ...').
+    A ring's inner distance is said by where the ring starts: what it gives is what the ring leaves out, and
+    "19.9 mm gives 10 mm" read as a D2cm region starting at 10 mm (audit s18/b2)."""
     written = []
     for index, margin in enumerate(margins):
         what = f"the {margin.what} " if index == 0 or margin.what != margins[index - 1].what else ""
         written.append(f"{what}{margin.written_mm:g} mm along {', '.join(margin.axes)}")
-    if len({margin.given_mm for margin in margins}) == 1:
+    if len({(margin.given_mm, margin.first_mm) for margin in margins}) == 1 and margins[0].first_mm is None:
         return f"{' and '.join(written)} gives {margins[0].given_mm:g} mm"
-    return " and ".join(f"{text} gives {margin.given_mm:g} mm" for text, margin in zip(written, margins))
+    return " and ".join(f"{text} {_outcome(margin)}" for text, margin in zip(written, margins))
+
+
+def _outcome(margin: CoarseMargin) -> str:
+    if margin.first_mm is not None:
+        return f"starts the ring at {margin.first_mm:g} mm"
+    return f"gives {margin.given_mm:g} mm"
 
 
 def _unchanged_operand(node: Expand | Shrink | Ring | Crop, coarse: list[CoarseMargin]) -> StructureExpr | None:
