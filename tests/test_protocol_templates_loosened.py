@@ -84,6 +84,45 @@ def test_one_goal_replacing_two_says_which_it_gives_up(tmp_path: Path) -> None:
     ]
 
 
+def _table(volumes: str, limits: str, variations: str = "") -> str:
+    """A goal on the cord whose maximum is a table by the PTV's volume, as a protocol's goal line."""
+    varied = f", variation: [{variations}]" if variations else ""
+    return (f'  Cord: [{{metric: Max, "<=": {{by_volume_of: PTV, volume_cc: [{volumes}], limit: [{limits}]{varied}}}}}, '
+            '"D0.03cc <= 44 Gy"]\n')
+
+
+def test_a_table_by_volume_is_compared_with_the_template_goal_row_by_row(tmp_path: Path) -> None:
+    """A table replacing a number was never compared (audit s18/r1 F1): the template's must-limit Max <= 45 Gy became
+    60-70 Gy by PTV volume without a word. Between two rows a table is the line between them, so the rows say it."""
+    loosened = [
+        (_table("1.8, 163", "60 Gy, 70 Gy"),
+         "threshold raised from 45 Gy to 60-70 Gy by PTV volume at every row of the table"),
+        (_table("1.8, 22, 163", "40 Gy, 50 Gy, 60 Gy"),
+         "threshold raised from 45 Gy to 40-60 Gy by PTV volume at the table's 22 cc row (45 Gy to 50 Gy) and "
+         "163 cc row (45 Gy to 60 Gy)"),
+        (_table("1.8, 163", "40 Gy, 45 Gy", "48 Gy, 52 Gy"), "an acceptable variation added (48-52 Gy by PTV volume)"),
+        (_table("1.8, 163", "75%, 90%"),  # of the PTV's 60 Gy: 45 Gy, then 54 Gy
+         "threshold raised from 45 Gy to 75%-90% by PTV volume at the table's 163 cc row (45 Gy to 54 Gy)"),
+    ]
+    for goals, reason in loosened:
+        [(line, where, message)] = _warnings(_protocol(tmp_path, goals))
+        assert (line, where, message.split("asks less: ")[1]) == ("p.yaml:6", "goals.Cord[0]", reason)
+    assert _warnings(_protocol(tmp_path, _table("1.8, 163", "40 Gy, 45 Gy"))) == []  # at most 45 Gy at every row
+
+
+def test_a_number_replacing_a_table_and_a_table_replacing_a_table_are_compared_row_by_row(tmp_path: Path) -> None:
+    template = TEMPLATE.replace(
+        '"Max <= 45 Gy"', '{metric: Max, "<=": {by_volume_of: PTV, volume_cc: [1.8, 163], limit: [40 Gy, 45 Gy]}}')
+    assert _warnings(_protocol(tmp_path, '  Cord: ["Max <= 42 Gy"]\n', template))[0][2].split("asks less: ")[1] == (
+        "threshold raised from 40-45 Gy by PTV volume to 42 Gy at the table's 1.8 cc row (40 Gy to 42 Gy)")
+    # the rows of both tables are compared, the template's read between its two rows at the protocol's 50 cc row
+    [(_, _, message)] = _warnings(_protocol(tmp_path, _table("1.8, 50, 163", "40 Gy, 44 Gy, 45 Gy"), template))
+    assert message.split("asks less: ")[1] == (
+        "threshold raised from 40-45 Gy by PTV volume to 40-45 Gy by PTV volume at the table's 50 cc row "
+        "(41.5 Gy to 44 Gy)")
+    assert _warnings(_protocol(tmp_path, _table("1.8, 50, 163", "40 Gy, 41 Gy, 45 Gy"), template)) == []
+
+
 def test_a_template_between_that_loosens_is_named_and_the_final_goal_is_what_counts(tmp_path: Path) -> None:
     """protocol -> mid template -> base: each replaced goal is compared with the goals the chain ends with."""
     (tmp_path / "mid.yaml").write_text(
@@ -207,3 +246,35 @@ def test_a_revised_protocol_judges_each_loosened_template_goal_against_its_own(t
     assert [note.split("replaces ")[1].split(" (")[0] for note in notes] == [
         'the template goal "Max <= 45 Gy"', 'the template goal "Max <= 40 Gy']
     assert _said(revise_protocol(protocol, version="1.0.1")) == notes
+
+
+def test_a_cohort_says_each_plans_warnings_in_the_terminal_the_page_and_a_comparison(tmp_path: Path) -> None:
+    """Review s18 R2: `specc cohort` printed a plan's warnings nowhere (they had been notes until 18ced36 made them
+    the record's warnings, which only `specc plan`'s summary printed), nor did cohort.html or a comparison."""
+    import html
+
+    from typer.testing import CliRunner
+
+    import specc.cli.plan  # noqa: F401  (registers the commands)
+    from evaluate_fakes import synthetic_case
+    from specc.cli.app import app
+    from specc.report.compare import read_plans, warnings
+
+    template = TEMPLATE.replace("  Cord: {role: oar}\n  Lung: {role: oar}\n  PTV: {role: target}\n",
+                                "  Organ: {role: oar}\n  Target: {role: target}\n").replace(
+        '  Cord: ["Max <= 45 Gy", "D0.03cc <= 44 Gy"]\n  Lung: ["V20Gy[%] <= 30 (variation 35)", "Mean <= 20 Gy"]\n'
+        '  PTV: ["D95% >= 95%"]\n', '  Organ: ["Mean <= 20 Gy"]\n  Target: ["D95% >= 95%"]\n')
+    (tmp_path / "base.yaml").write_text(template)
+    path = tmp_path / "p.yaml"
+    path.write_text(HEADER.replace("PTV", "Target") + '  Organ: ["Mean <= 25 Gy"]\n')
+    synthetic_case().save(tmp_path / "case.h5")
+    said = 'replaces the template goal "Mean <= 20 Gy"'
+    result = CliRunner().invoke(app, ["cohort", str(path), str(tmp_path / "case.h5"), "--out", str(tmp_path / "out"),
+                                      "-q"])
+    assert result.exit_code == 0, result.output
+    assert "warning: " in result.output and said in " ".join(result.output.split()), result.output
+    page = " ".join(html.unescape((tmp_path / "out" / "cohort.html").read_text()).split())
+    assert f"synthetic: {path}:6:11: goals.Organ[0]: " in page and said in page, page
+    folder = next(path for path in (tmp_path / "out").iterdir() if (path / "plan.json").exists())
+    compared = warnings(read_plans([folder, folder]))
+    assert sum(said in warning for warning in compared) == 2  # each plan's, named by its label

@@ -6,12 +6,11 @@ the loader can point each at its line.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from specc.protocol.diagnostics import Issue, located_goals
-from specc.protocol.goals import Goal, Threshold
+from specc.protocol.goals import Goal, Threshold, read_at, table_points
 from specc.protocol.metrics import Metric
 from specc.protocol.names import name_key
 from specc.protocol.plausibility import plausible_doses, plausible_margins
@@ -434,8 +433,8 @@ def _conflict(lower: Goal, upper: Goal) -> str | None:
     conflict = f'minimum goal "{lower}" is above maximum goal "{upper}" on {lower.structure}'
     if lower.by_volume is None and upper.by_volume is None:
         return f"{conflict}: no dose can meet both" if _cannot_both_hold(lower, upper) else None
-    points = _table_points(lower, upper)
-    clashing = [point for point in points if _cannot_both_hold(*(_at(goal, point) for goal in (lower, upper)))]
+    points = table_points(lower, upper)
+    clashing = [point for point in points if _cannot_both_hold(*(read_at(goal, point) for goal in (lower, upper)))]
     if not clashing:
         return None
     if len(clashing) == len(points):
@@ -459,7 +458,7 @@ def _clashing_spans(lower: Goal, upper: Goal, name: str, volumes: list[float]) -
     between two rows a limit is the straight line between them, so a clash begins or ends between two rows where one
     clashes and the other does not, found by halving."""
     def clash(volume: float) -> bool:
-        return _cannot_both_hold(_at(lower, {name: volume}), _at(upper, {name: volume}))
+        return _cannot_both_hold(read_at(lower, {name: volume}), read_at(upper, {name: volume}))
 
     def edge(clear: float, clashing: float) -> float:  # the clashing volume nearest to `clear`, to 0.01 cc
         while abs(clashing - clear) > 0.005:
@@ -478,24 +477,6 @@ def _clashing_spans(lower: Goal, upper: Goal, name: str, volumes: list[float]) -
     if start is not None:
         spans.append((start, volumes[-1]))
     return spans
-
-
-def _table_points(*goals: Goal) -> list[dict[str, float]]:
-    """The volumes (by structure) to compare goals with tables at: each table's rows, the rows of two tables by one
-    structure's volume where both state a limit, every pair of rows of two tables by different structures'."""
-    tables: dict[str, list[tuple[float, ...]]] = {}
-    for goal in goals:
-        if goal.by_volume is not None:
-            tables.setdefault(goal.by_volume.structure, []).append(goal.by_volume.volumes_cc)
-    columns = {name: sorted({volume for rows in each for volume in rows
-                             if all(other[0] <= volume <= other[-1] for other in each)})
-               for name, each in tables.items()}
-    return [dict(zip(columns, volumes)) for volumes in itertools.product(*columns.values())]
-
-
-def _at(goal: Goal, point: Mapping[str, float]) -> Goal:
-    """`goal` with its table read at `point`'s volume of the table's structure (itself when its limit is a number)."""
-    return goal if goal.by_volume is None else goal.at_volume(point[goal.by_volume.structure])
 
 
 def _limit_key(goal: Goal) -> tuple[object, ...]:

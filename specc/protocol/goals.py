@@ -26,8 +26,10 @@ structure's volume on the case (`Goal.at_volume`), which every later stage sees.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
@@ -386,8 +388,8 @@ class Goal(BaseModel):
         if self.by_volume is not None:  # the table, not one case's reading of it: the text is the cohort's
             table = self.by_volume
             if table.variations is not None:
-                extras.append(f"variation {_span(table.variations, table.relative, unit)}")
-            limit = f"{_span(table.limits, table.relative, unit)} by {table.structure} volume, {table.range_text}"
+                extras.append(f"variation {span_text(table.variations, table.relative, unit)}")
+            limit = f"{span_text(table.limits, table.relative, unit)} by {table.structure} volume, {table.range_text}"
         else:
             assert self.threshold is not None, "`_check`: a goal without a table has a threshold"
             if self.variation is not None:
@@ -399,12 +401,32 @@ class Goal(BaseModel):
         return f"{self.metric} {self.comparator} {limit}{tail}"
 
 
-def _span(values: tuple[float, ...], relative: bool, unit: MetricUnit) -> str:
+def span_text(values: tuple[float, ...], relative: bool, unit: MetricUnit) -> str:
     """A table column as its lowest and highest values ("50%-77%", "2.9-5.9")."""
     low, high = (Threshold(value=value, relative=relative).text(unit) for value in (min(values), max(values)))
     if low == high:
         return low
     return f"{low.removesuffix(f' {unit}')}-{high}" if unit else f"{low}-{high}"  # "0.27-24.45 cc", "50%-77%"
+
+
+def table_points(*goals: Goal) -> list[dict[str, float]]:
+    """The volumes (by structure) to compare goals with tables at: each table's rows, the rows of two tables by one
+    structure's volume where both state a limit, every pair of rows of two tables by different structures'. A limit
+    between two rows is the straight line between them, so what holds at every point holds between them. Goals
+    without a table give one point, `{}`."""
+    tables: dict[str, list[tuple[float, ...]]] = {}
+    for goal in goals:
+        if goal.by_volume is not None:
+            tables.setdefault(goal.by_volume.structure, []).append(goal.by_volume.volumes_cc)
+    columns = {name: sorted({volume for rows in each for volume in rows
+                             if all(other[0] <= volume <= other[-1] for other in each)})
+               for name, each in tables.items()}
+    return [dict(zip(columns, volumes)) for volumes in itertools.product(*columns.values())]
+
+
+def read_at(goal: Goal, point: Mapping[str, float]) -> Goal:
+    """`goal` with its table read at `point`'s volume of the table's structure (itself when its limit is a number)."""
+    return goal if goal.by_volume is None else goal.at_volume(point[goal.by_volume.structure])
 
 
 def table_rows(table: VolumeTable) -> list[tuple[Threshold, Threshold | None]]:

@@ -51,9 +51,12 @@ from specc.protocol.goals import (
     Threshold,
     fields_from_mapping,
     parse_compact,
+    read_at,
+    span_text,
+    table_points,
 )
 from specc.protocol.metrics import Metric
-from specc.protocol.units import Dose, format_number
+from specc.protocol.units import Dose, format_number, shown_apart
 from specc.protocol.yaml_source import compose, position_of
 
 EXTENDS = "extends"
@@ -380,28 +383,83 @@ def _goal_of(node: Node, structure: str, reference: Reference) -> Goal | None:
 
 
 def _asks_less(old: Goal, new: Goal) -> list[str]:
-    """How `new` (of `old`'s structure, metric, side and dose) is looser than `old`: empty when it is not."""
+    """How `new` (of `old`'s structure, metric, side and dose) is looser than `old`: empty when it is not.
+
+    A limit read from a table by a structure's volume is compared row by row (between two rows it is the straight
+    line between them, so a table asks less somewhere only where it does at a row): asking less at any row asks less
+    of the cases of that volume, and the reason names the rows, or says every row."""
     unit, upper = old.metric.unit, not old.is_lower_bound
+    points = table_points(old, new)
+    readings = [(point, read_at(old, point), read_at(new, point)) for point in points]
+
+    def looser(pair: tuple[float, float] | None) -> bool:
+        return pair is not None and (pair[1] > pair[0] if upper else pair[1] < pair[0])
+
     reasons: list[str] = []
-    # a limit by volume is read on each case: what it asks beside a number is the case's to say, not the file's
-    tables = old.threshold is None or new.threshold is None
-    limits = None if tables else _comparable(old, old.threshold, new, new.threshold)
-    if limits is not None and (limits[1] > limits[0] if upper else limits[1] < limits[0]):
-        reasons.append(f"threshold {'raised' if upper else 'lowered'} from {_text(old.threshold, unit, limits[0])} "
-                       f"to {_text(new.threshold, unit, limits[1])}")
+    raised = [(point, was, now, pair) for point, was, now in readings
+              if was.threshold is not None and now.threshold is not None
+              and looser(pair := _comparable(was, was.threshold, now, now.threshold))]
+    if raised:
+        reasons.append(f"threshold {'raised' if upper else 'lowered'} from {_written(old, 'limit', raised[0][3][0])} to "
+                       f"{_written(new, 'limit', raised[0][3][1])}{_where(points, raised, 'limit')}")
     if new.priority > old.priority:
         must = " (must)" if old.priority == DEFAULT_PRIORITY else ""
         reasons.append(f"priority demoted from {old.priority}{must} to {new.priority}")
-    if tables:
-        pass
-    elif new.variation is not None and old.variation is None:
-        reasons.append(f"an acceptable variation added ({new.variation.text(unit)})")
-    elif new.variation is not None and old.variation is not None:
-        limits = _comparable(old, old.variation, new, new.variation)
-        if limits is not None and (limits[1] > limits[0] if upper else limits[1] < limits[0]):
-            reasons.append(f"acceptable variation widened from {_text(old.variation, unit, limits[0])} "
-                           f"to {_text(new.variation, unit, limits[1])}")
+    if any(now.variation is not None and was.variation is None for _, was, now in readings):
+        reasons.append(f"an acceptable variation added ({_written(new, 'variation', None)})")
+    widened = [(point, was, now, pair) for point, was, now in readings
+               if was.variation is not None and now.variation is not None
+               and looser(pair := _comparable(was, was.variation, now, now.variation))]
+    if widened:
+        reasons.append(f"acceptable variation widened from {_written(old, 'variation', widened[0][3][0])} "
+                       f"to {_written(new, 'variation', widened[0][3][1])}{_where(points, widened, 'variation')}")
     return reasons
+
+
+# Where a goal asks less: the volumes read at, both goals read there, and the two limits compared on one scale.
+_Looser = list[tuple[dict[str, float], Goal, Goal, tuple[float, float]]]
+
+
+def _written(goal: Goal, which: str, compared: float | None) -> str:
+    """`goal`'s limit or variation as written: a table's column as its span by volume ("60-70 Gy by PTV volume"); a
+    number with its dose where it was compared in Gy (`compared`) against one in another form ("50% (27 Gy)")."""
+    unit, table = goal.metric.unit, goal.by_volume
+    if table is not None:
+        column = table.limits if which == "limit" else table.variations
+        assert column is not None, "`_asks_less`: a variation is written only where the goal has one"
+        return f"{span_text(column, table.relative, unit)} by {table.structure} volume"
+    limit = goal.threshold if which == "limit" else goal.variation
+    assert limit is not None, "`_asks_less`: a goal without a table has a threshold, and a variation where written"
+    return limit.text(unit) if compared is None else _text(limit, unit, compared)
+
+
+def _where(points: list[dict[str, float]], found: _Looser, which: str) -> str:
+    """At which table rows a goal asks less: nothing without a table, "at every row of the table", or each row with
+    the two limits read there ("at the table's 22 cc row (45 Gy to 50 Gy) and 163 cc row (45 Gy to 60 Gy)")."""
+    if points == [{}]:
+        return ""
+    if len(found) == len(points):
+        return " at every row of the table"
+    rows = []
+    for point, was, now, pair in found:
+        read = tuple(goal.threshold if which == "limit" else goal.variation for goal in (was, now))
+        assert read[0] is not None and read[1] is not None, "`_asks_less` compared these two"
+        values = " to ".join(_reading(limit, was.metric.unit, value, pair) for limit, value in zip(read, pair))
+        if len(point) == 1:
+            rows.append(f"{format_number(next(iter(point.values())))} cc row ({values})")
+        else:
+            rows.append(" with ".join(f"{name} {format_number(volume)} cc" for name, volume in point.items())
+                        + f" ({values})")
+    return f" at the table's {' and '.join(rows)}" if len(points[0]) == 1 else f" at the table rows {'; '.join(rows)}"
+
+
+def _reading(limit: Threshold, unit: str, value: float, pair: tuple[float, float]) -> str:
+    """A limit read at a row, on the scale it was compared on (as written, or in Gy where the other was in another
+    form), interpolated values to two decimals, or more where fewer would show the two limits equal."""
+    shown = shown_apart(value, pair)
+    if value == limit.value:
+        return Threshold(value=shown, relative=limit.relative).text(unit)  # type: ignore[arg-type]
+    return f"{format_number(shown)} Gy"
 
 
 def _comparable(old: Goal, before: Threshold, new: Goal, after: Threshold) -> tuple[float, float] | None:
