@@ -22,11 +22,14 @@ Voxels of the case beyond a file's grid get 0 Gy from it, and a note names the s
 that reach there; a file that covers none of the case's dose rows is refused (another site's or
 another patient's grid, summed as 0 Gy it would read as a course never given).
 
-A course counted twice doubles every cumulative number: a file given twice (the same SHA-256,
-whatever its name) is refused, and so is a file that a composite plan's result.h5 given beside
-it already holds (its plan record lists the prior files it summed, by SHA-256). A result.h5
-planned on another case is noted with that case (a re-irradiation is planned on a new CT, or
-with new beams, as a new case); a file of another PatientID than the case's is refused.
+A course counted twice doubles every cumulative number. Refused, by SHA-256 (whatever the file's name):
+a file given twice; a file that a composite plan's result.h5 given beside it already holds (its plan
+record lists the prior files it summed); two composites' result.h5 files that hold one course. A
+composite's held result.h5 is read in turn, for a course held two composites deep, where its record's
+path still reaches it (unchanged); where not, a note says so and what it holds is not checked. A
+course given once as a result.h5 and once as its RT Dose export (two files, two SHA-256s) is not
+seen. A result.h5 planned on another case is noted with that case (a re-irradiation is planned on
+a new CT, or with new beams, as a new case); a file of another PatientID than the case's is refused.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from specc.case.importers.matrad_dose import read_matrad_dose
 from specc.case.importers.rtdose import read_rtdose
 from specc.case.prior import PriorDose, PriorSource
 from specc.errors import CaseError
-from specc.export.result_file import read_result
+from specc.export.result_file import PlanResult, ResultError, read_result
 
 
 # How a composite plan's result.h5 reads as a prior dose: its course and the ones it stood on.
@@ -63,7 +66,7 @@ def read_prior_dose(paths: Sequence[str | Path], case: Case) -> PriorDose:
     rows = np.zeros(case.grid.n_voxels, dtype=bool)
     rows[case.voxel_indices] = True
     read = [_read(path) for path in map(Path, paths)]
-    _require_each_course_once(read)
+    notes += _require_each_course_once(read)
     # what a result.h5 is compared with (hashing the case's matrix once, and only for one)
     case_sha256 = case.content_hash() if any("case_sha256" in dose.attributes for dose, _ in read) else None
     for dose, _ in read:
@@ -120,10 +123,13 @@ def require_one_frame(doses: Sequence[tuple[str, str | None]]) -> None:
             )
 
 
-def _require_each_course_once(read: Sequence[tuple[ExternalDose, dict[str, str]]]) -> None:
+def _require_each_course_once(read: Sequence[tuple[ExternalDose, dict[str, str]]]) -> list[str]:
     """Refuse a course given twice, which the sum would count twice: the same file (by its SHA-256, whatever its
-    name) given again, or a file that a composite plan's result.h5 given beside it already holds (`read`: each
-    file with the prior files it holds, SHA-256 -> file as its plan record names them)."""
+    name) given again, a file that a composite plan's result.h5 given beside it already holds, or a course that
+    two composites given together both hold. `read`: each file with the prior files it holds (SHA-256 -> file as
+    its plan record names them). With several files, each held result.h5 is read for the prior files it holds
+    in turn, where its record's path still reaches it (checked by SHA-256): a course held two composites deep is
+    seen too. The notes returned name each held result.h5 that could not be read so (what it holds unchecked)."""
     seen: dict[str, Path] = {}
     for dose, _ in read:
         if dose.sha256 in seen:
@@ -132,7 +138,19 @@ def _require_each_course_once(read: Sequence[tuple[ExternalDose, dict[str, str]]
                 "counted twice; give each prior course's dose once"
             )
         seen[dose.sha256] = dose.path
-    for composite, held in read:
+    if len(read) < 2:
+        return []
+    notes: list[str] = []
+    holding = []
+    for dose, held in read:
+        everything, unfollowed = _held_through(held)
+        holding.append((dose, everything))
+        notes += [
+            f"{dose.path.name}: holds the specc result.h5 {file}: any prior course that one holds is not checked "
+            "against the other prior files"
+            for file in unfollowed
+        ]
+    for composite, held in holding:
         for dose, _ in read:
             if dose.sha256 in held:
                 raise CaseError(
@@ -140,6 +158,40 @@ def _require_each_course_once(read: Sequence[tuple[ExternalDose, dict[str, str]]
                     f"{held[dose.sha256]}, SHA-256 {dose.sha256}): its course would be counted twice; give "
                     f"{composite.path} alone, which brings its prior course along"
                 )
+    for index, (first, first_held) in enumerate(holding):
+        for second, second_held in holding[index + 1:]:
+            shared = sorted(first_held.keys() & second_held.keys())
+            if shared:
+                sha256 = shared[0]
+                named = "" if second_held[sha256] == first_held[sha256] else f"; the second names it {second_held[sha256]}"
+                raise CaseError(
+                    f"{first.path} and {second.path} both hold the course of {first_held[sha256]} (SHA-256 "
+                    f"{sha256}{named}): summed, that course would be counted twice; give one composite plan, the "
+                    "latest course's, which brings its prior courses along"
+                )
+    return notes
+
+
+def _held_through(held: dict[str, str]) -> tuple[dict[str, str], list[str]]:
+    """Every prior file `held` (a result.h5's record: SHA-256 -> file) holds, with those its result.h5 files hold
+    in turn, read at the path their record names and checked by SHA-256 ('base.h5, held by c2/result.h5'); and
+    each held result.h5 that could not be read so, with why."""
+    everything, unfollowed = dict(held), []
+    for sha256, file in held.items():
+        path = Path(file)
+        if path.suffix.lower() not in (".h5", ".hdf5"):
+            continue
+        if not path.is_file() or file_sha256(path) != sha256:
+            unfollowed.append(f"{file} (no longer at that path, or changed since)")
+            continue
+        try:
+            inner, inner_unfollowed = _held_through(_held_files(read_result(path)))
+        except ResultError as error:
+            unfollowed.append(f"{file} ({error})")
+            continue
+        everything.update({sha: f"{name}, held by {file}" for sha, name in inner.items() if sha not in everything})
+        unfollowed += inner_unfollowed
+    return everything, unfollowed
 
 
 def _patient_id(dose: ExternalDose) -> str | None:
@@ -209,9 +261,6 @@ def _read_result(path: Path) -> tuple[ExternalDose, dict[str, str]]:
     result = read_result(path)
     frame = result.metadata_extra.get("dicom.FrameOfReferenceUID")
     patient = result.metadata_extra.get("dicom.PatientID")
-    held: dict[str, str] = {}
-    if result.prior_dose_gy is not None and result.record is not None and result.record.prior_dose is not None:
-        held = {file.sha256: file.file for file in result.record.prior_dose.files}
     return ExternalDose(
         format="specc result.h5",
         dose_gy=np.asarray(result.composite_dose_gy, dtype=np.float64),
@@ -226,4 +275,11 @@ def _read_result(path: Path) -> tuple[ExternalDose, dict[str, str]]:
             **({"FrameOfReferenceUID": frame} if frame else {}), **({"PatientID": patient} if patient else {}),
         },
         referenced_plan_uid=None,
-    ), held
+    ), _held_files(result)
+
+
+def _held_files(result: PlanResult) -> dict[str, str]:
+    """The prior files a composite plan's result.h5 summed, as its plan record names them: SHA-256 -> file."""
+    if result.prior_dose_gy is None or result.record is None or result.record.prior_dose is None:
+        return {}
+    return {file.sha256: file.file for file in result.record.prior_dose.files}

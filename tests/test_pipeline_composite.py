@@ -519,6 +519,40 @@ def test_a_prior_course_given_twice_is_refused_naming_the_files(prior_file, tmp_
     assert len(read_prior_dose([second], case).sources) == 1  # alone, it brings the first course along
 
 
+def test_two_composites_holding_one_course_are_refused_however_deep(prior_file, tmp_path):
+    """Audit s18/r3 F1: two composite result.h5 files that both hold course 1 were summed, course 1 twice (prior
+    max 144.88 Gy where course 1's own is 19.79 Gy); so was course 3's result.h5 (holding course 2's, which holds
+    course 1's) beside course 1's file. Refused, naming the files and the course they share; a held result.h5 no
+    longer where its record says is noted, its own prior files unchecked."""
+    case = synthetic_case()
+    folder = tmp_path / "courses"
+    folder.mkdir()
+    base = folder / "base.h5"
+    base.write_bytes(prior_file.read_bytes())
+    for name in ("c2", "cX"):
+        assert plan(composite(), case, folder / name, prior_dose=[base]).succeeded
+    c2, cx = folder / "c2" / "result.h5", folder / "cX" / "result.h5"
+    with pytest.raises(CaseError, match=f"{re.escape(str(c2))} and {re.escape(str(cx))} both hold the course of "
+                                        f"{re.escape(str(base))} " r"\(SHA-256 [0-9a-f]{64}\): summed, that course "
+                                        "would be counted twice"):
+        read_prior_dose([c2, cx], case)
+    assert plan(composite(), case, folder / "c3", prior_dose=[c2]).succeeded
+    c3 = folder / "c3" / "result.h5"
+    for order in ([c3, base], [base, c3]):
+        with pytest.raises(CaseError, match=f"{re.escape(str(base))}: {re.escape(str(c3))} already holds it .*"
+                                            f"{re.escape(str(base))}, held by {re.escape(str(c2))}, SHA-256"):
+            read_prior_dose(order, case)
+    with pytest.raises(CaseError, match=f"{re.escape(str(c3))} and {re.escape(str(cx))} both hold the course of "
+                                        f"{re.escape(str(base))}, held by {re.escape(str(c2))}"):
+        read_prior_dose([c3, cx], case)
+    moved = tmp_path / "moved"
+    folder.rename(moved)  # course 2's file no longer where course 3's record names it: not followed, and said
+    other = write_result(tmp_path / "other.h5", case, np.zeros(case.n_beamlets), 0.5 * prior_field(case), 20)
+    notes = read_prior_dose([moved / "c3" / "result.h5", other], case).notes
+    assert (f"result.h5: holds the specc result.h5 {c2} (no longer at that path, or changed since): any prior "
+            "course that one holds is not checked against the other prior files") in notes
+
+
 def test_a_prior_dose_that_covers_none_of_the_case_is_refused(tmp_path):
     """Audit s18 F2: an RT Dose 500 mm from the case was summed as 0 Gy everywhere (the cumulative goals those of
     this course alone), with the note that it was 'taken as stored on the case grid': refused, naming the file and
