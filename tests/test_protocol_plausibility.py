@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from specc.protocol import ProtocolError, parse_protocol_text
+from specc.protocol.models import Robustness
+from specc.protocol.units import Angle, Length
 
 HEAD = (
     "specc: 1\nname: t\nsite: prostate\nversion: 1.0.0\n"
@@ -110,3 +112,17 @@ def test_a_shrink_beyond_any_clinical_margin_is_refused_and_the_widest_margins_a
                                             r"margin of 60 mm .* \(\"6cm\" written for \"6mm\", or a typo\)$"):
         parse_protocol_text(text, "p.yaml")
     parse_protocol_text(MARGINS.replace("MARGIN", "5cm"), "p.yaml")  # a sarcoma's longitudinal GTV-to-CTV margin
+
+
+def test_a_setup_error_written_as_a_mapping_or_object_past_the_bound_is_an_error_at_its_line() -> None:
+    """Audit s18/r1 F2: `{mm: 40}` (a mapping `Length` reads) or a `Length` / `Angle` object past the bound reached
+    the slip message's regex and ended in a raw TypeError, no file or line."""
+    text = _protocol(["Max <= 75 Gy"], tail="robustness:\n  setup_error: [{mm: 40}, 1 mm, 1 mm]\n")  # line 16
+    assert _diagnostics(text) == [(16, (
+        "setup_error 40 mm is beyond any patient setup (30 mm at most here): a typo? Motion beyond it is an "
+        "internal margin's (ITV), not a setup error's"))]
+    parse_protocol_text(text.replace("{mm: 40}", "{mm: 4}"), "p.yaml")
+    with pytest.raises(ValueError, match=r"setup_error 40 mm is beyond any patient setup"):
+        Robustness(setup_error=[Length(mm=40)] * 3)
+    with pytest.raises(ValueError, match=r"rotation_error 20 deg is beyond any patient setup"):
+        Robustness(setup_error=[Length(mm=1)] * 3, rotation_error=[Angle(deg=20)] * 3)

@@ -605,7 +605,9 @@ class Robustness(_Strict):
         """An error beyond any patient setup (`setup_error_slip`), quoted as written: "5 cm", not the 50 mm read."""
         sizes = handler(value)
         if sizes is not None:
-            written = [value] * 3 if isinstance(value, str) else value
+            items = [value] * 3 if isinstance(value, str) else value  # `_three`: a string, or a list of three
+            # a value given as a mapping ({mm: 40}) or an object (Length(mm=40)) is quoted as read: "40 mm"
+            written = [item if isinstance(item, str) else str(size) for item, size in zip(items, sizes)]
             read = [size.deg if isinstance(size, Angle) else size.mm for size in sizes]
             slip = setup_error_slip(info.field_name or "", written, read)
             if slip is not None:
