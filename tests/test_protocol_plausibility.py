@@ -89,12 +89,26 @@ MARGINS = (
 
 
 @pytest.mark.parametrize(("margin", "message"), [
-    ("6cm", '`expand(Prostate, 60mm)`: a margin of 60 mm is beyond any CTV-to-PTV, GTV-to-CTV or PRV margin (50 mm at '
-            'most here): a unit slip? ("6cm" written for "6mm", or a typo); the region within 60 mm of Prostate is '
-            "Prostate | ring(Prostate, 0mm, 60mm)"),
-    ("50cm", "`expand(Prostate, 500mm)`: a margin of 500 mm is beyond any CTV-to-PTV"),
-    ("5mm, 5mm, 55mm", "`expand(Prostate, 5mm, 5mm, 55mm)`: a margin of 55 mm is beyond any CTV-to-PTV, GTV-to-CTV or "
-                       "PRV margin (50 mm at most here): a unit slip? (a typo)"),
+    ("6cm", '`expand(Prostate, 60mm)`: its margin "6cm" (60 mm) is beyond any CTV-to-PTV, GTV-to-CTV or PRV margin (50 '
+            'mm at most here): "6cm" written for "6mm" (mm written as cm), or a typo? If the region within 60 mm of '
+            "Prostate is meant, it is Prostate | ring(Prostate, 0mm, 60mm)"),
+    ("5.5cm", '`expand(Prostate, 55mm)`: its margin "5.5cm" (55 mm) is beyond any CTV-to-PTV, GTV-to-CTV or PRV margin '
+              '(50 mm at most here): "5.5cm" written for "5.5mm" (mm written as cm), or a typo?'),
+    ("50cm", '`expand(Prostate, 500mm)`: its margin "50cm" (500 mm) is beyond any CTV-to-PTV, GTV-to-CTV or PRV '
+             'margin (50 mm at most here): "50cm" written for "50mm"'),
+    ("60cm", '`expand(Prostate, 600mm)`: its margin "60cm" (600 mm) is beyond any CTV-to-PTV, GTV-to-CTV or PRV '
+             "margin (50 mm at most here): a typo?"),  # 60 mm would be refused too: no unit slip to name
+    # written in mm: no unit slip, whatever its digits (the audit's "6cm" written for "6mm" of a margin written 60mm)
+    ("60mm", '`expand(Prostate, 60mm)`: its margin "60mm" is beyond any CTV-to-PTV, GTV-to-CTV or PRV margin (50 mm '
+             "at most here): a typo? If the region within 60 mm of Prostate is meant"),
+    ("5mm, 5mm, 55mm", '`expand(Prostate, 5mm, 5mm, 55mm)`: its margin "55mm" is beyond any CTV-to-PTV, GTV-to-CTV or '
+                       "PRV margin (50 mm at most here): a typo?"),
+    # an uneven margin: a ring has one distance, so the region it gives is not the margins written
+    ("5mm, 5mm, 7cm", '`expand(Prostate, 5mm, 5mm, 70mm)`: its margin "7cm" (70 mm) is beyond any CTV-to-PTV, '
+                      'GTV-to-CTV or PRV margin (50 mm at most here): "7cm" written for "7mm" (mm written as cm), or a '
+                      "typo? If the region within 70 mm of Prostate is meant, it is Prostate | ring(Prostate, 0mm, "
+                      "70mm), which reaches 70 mm along every axis: a ring has one distance for all three, and no ring "
+                      "reaches x 5 mm, y 5 mm, z 70 mm as written"),
 ])
 def test_a_margin_beyond_any_clinical_margin_is_refused_at_its_expression(margin: str, message: str) -> None:
     """Audit s18/a2 F2: expand(Prostate, 6cm) made a 2152 cc PTV of a 34.9 cc prostate without a word, while a
@@ -108,8 +122,9 @@ def test_a_margin_beyond_any_clinical_margin_is_refused_at_its_expression(margin
 
 def test_a_shrink_beyond_any_clinical_margin_is_refused_and_the_widest_margins_are_not() -> None:
     text = MARGINS.replace("shrink(Body, 5mm)", "shrink(Body, 6cm)").replace("MARGIN", "7mm")
-    with pytest.raises(ProtocolError, match=r"p\.yaml:11:.*structures\.Skin\.expression: `shrink\(Body, 60mm\)`: a "
-                                            r"margin of 60 mm .* \(\"6cm\" written for \"6mm\", or a typo\)$"):
+    with pytest.raises(ProtocolError, match=r"p\.yaml:11:.*structures\.Skin\.expression: `shrink\(Body, 60mm\)`: its "
+                                            r"margin \"6cm\" \(60 mm\) .* \"6cm\" written for \"6mm\" \(mm written as "
+                                            r"cm\), or a typo\?$"):
         parse_protocol_text(text, "p.yaml")
     parse_protocol_text(MARGINS.replace("MARGIN", "5cm"), "p.yaml")  # a sarcoma's longitudinal GTV-to-CTV margin
 

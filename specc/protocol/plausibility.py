@@ -74,16 +74,28 @@ def plausible_margins(protocol: ProtocolDocument) -> Iterator[Issue]:
 
 
 def _margin_slip(node: Expand | Shrink) -> str:
-    widest = max(node.margins_mm)
-    slip = f'"{format_number(widest / 10)}cm" written for "{format_number(widest / 10)}mm", or a typo' \
-        if widest % 10 == 0 else "a typo"
+    """What was written, the bound, and what it may have meant: "6cm" for "6mm" where the margin was written in cm
+    (never guessed from its digits: "60mm" is no unit slip), and, for an expand, the region that far around the
+    structure as a ring (whose distances are the same along every axis)."""
+    axis = max(range(3), key=lambda index: node.margins_mm[index])
+    widest = node.margins_mm[axis]
+    written = node.written[axis] if node.written is not None else f"{format_number(widest)}mm"
+    number, unit = _WRITTEN.fullmatch(written).groups()  # type: ignore[union-attr]  (a parsed margin)
+    shown = f'"{written}"' + (f" ({format_number(widest)} mm)" if unit == "cm" else "")
+    slip = "a typo?"
+    if unit == "cm" and widest / 10 <= LARGEST_MARGIN_MM:  # read as mm, the number would be a margin
+        slip = f'"{number}cm" written for "{number}mm" (mm written as cm), or a typo?'
     meant = ""
     if isinstance(node, Expand):  # a region that far around the structure is a ring's, whose reach is not bounded
         region = Union(node.operand, Ring(node.operand, 0.0, widest))
-        meant = f"; the region within {format_number(widest)} mm of {node.operand} is {region}"
+        meant = f" If the region within {format_number(widest)} mm of {node.operand} is meant, it is {region}"
+        if len(set(node.margins_mm)) > 1:
+            along = ", ".join(f"{name} {format_number(mm)} mm" for name, mm in zip("xyz", node.margins_mm))
+            meant += (f", which reaches {format_number(widest)} mm along every axis: a ring has one distance for all "
+                      f"three, and no ring reaches {along} as written")
     return (
-        f"`{node}`: a margin of {format_number(widest)} mm is beyond any CTV-to-PTV, GTV-to-CTV or PRV margin "
-        f"({format_number(LARGEST_MARGIN_MM)} mm at most here): a unit slip? ({slip}){meant}"
+        f"`{node}`: its margin {shown} is beyond any CTV-to-PTV, GTV-to-CTV or PRV margin "
+        f"({format_number(LARGEST_MARGIN_MM)} mm at most here): {slip}{meant}"
     )
 
 

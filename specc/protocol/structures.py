@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Union as TypingUnion
 
 from specc.protocol.suggest import near_match
@@ -107,6 +107,8 @@ class Expand:
 
     operand: StructureExpr
     margins_mm: Margins
+    # each margin as the protocol wrote it ("6cm"), for messages that quote it; None where built in code
+    written: tuple[str, str, str] | None = field(default=None, compare=False, repr=False)
 
     def names(self) -> tuple[str, ...]:
         return self.operand.names()
@@ -127,6 +129,8 @@ class Shrink:
 
     operand: StructureExpr
     margins_mm: Margins
+    # each margin as the protocol wrote it ("6cm"), for messages that quote it; None where built in code
+    written: tuple[str, str, str] | None = field(default=None, compare=False, repr=False)
 
     def names(self) -> tuple[str, ...]:
         return self.operand.names()
@@ -356,7 +360,8 @@ class _Parser:
             self._fail(opening.position, f"{function} takes one margin or three (x, y, z)")
         triple: Margins = (written[0].mm, written[1].mm, written[2].mm)
         self._refuse_negative(written, lambda: _negative_margins(function, operand, triple))
-        return Expand(operand, triple) if function == "expand" else Shrink(operand, triple)
+        texts = (written[0].text, written[1].text, written[2].text)
+        return Expand(operand, triple, texts) if function == "expand" else Shrink(operand, triple, texts)
 
     def _refuse_negative(self, written: list[_Margin], meant: Callable[[], str]) -> None:
         """Fail at the first negative margin of a call, with what its sign would mean written as the grammar
