@@ -111,3 +111,19 @@ def test_explain_warns_on_stderr_that_a_table_goals_terms_hold_for_this_case_onl
     assert result.stderr.startswith("warning: 1 term below (marked THIS CASE ONLY) comes from goals whose limit is a "
                                     "table by a structure's volume"), result.stderr
     assert "# THIS CASE ONLY" in result.stdout
+
+
+def test_only_a_table_goal_that_gives_a_term_is_noted_as_aimed_at() -> None:
+    """Audit s18/r1 F4: R50 (an index, measured on the plan, never optimized) was noted 'aimed at 4.61, from the
+    table ...' right above the note that it is not optimized."""
+    from specc.compile.derive import derive_optimization, structure_volumes_cc
+
+    case = synthetic_case()
+    protocol = parse_protocol_text(_protocol(), "sbrt.yaml")
+    notes = derive_optimization(protocol, structure_volumes_cc(protocol, case)).notes
+    r50 = [note for note in notes if note.startswith("Target R50")]
+    assert r50 and not any("aimed at" in note for note in r50), r50
+    assert "not optimized" in r50[0]
+    [organ] = [note for note in notes if note.startswith("Organ Max") and "aimed at" in note]
+    assert organ.startswith("Organ Max <= 50%-58% by Target volume, 1.8-34 cc (variation 57%-68%, priority 2) "
+                            "(sbrt.yaml:16): aimed at ") and "from the table by Target volume at " in organ

@@ -224,13 +224,7 @@ def derive_optimization(protocol: Protocol, volumes_cc: Mapping[str, float] | No
 
     per_case: dict[int, str] = {}
     for written, goal in zip(protocol.goals, goals):
-        first = len(terms)
-        if written.limit_source is not None:
-            # read from the table (`with_limits_at`), interpolated: two decimals here, the term holds the number
-            limit = written.threshold.model_copy(update={"value": round(written.threshold.value, 2)}).text(
-                written.metric.unit)
-            notes.append(f"{written.structure} {written.text} ({written.source}): aimed at {limit}, "
-                         f"{written.limit_source}")
+        first, said = len(terms), len(notes)
         if goal.isoeffective:  # a mean: its own kind of term
             terms.extend(_goal_terms(goal, volumes_cc, notes, protocol.structures[goal.structure].alpha_beta))
         else:
@@ -241,7 +235,12 @@ def derive_optimization(protocol: Protocol, volumes_cc: Mapping[str, float] | No
                     f"{protocol.prescription.fractions} fractions"
                 )
             terms.extend(_goal_terms(goal, volumes_cc, notes))
-        if written.limit_source is not None:
+        if written.limit_source is not None and len(terms) > first:  # not an index R50, measured, never aimed at
+            # read from the table (`with_limits_at`), interpolated: two decimals here, the term holds the number
+            limit = written.threshold.model_copy(update={"value": round(written.threshold.value, 2)}).text(
+                written.metric.unit)
+            notes.insert(said, f"{written.structure} {written.text} ({written.source}): aimed at {limit}, "
+                               f"{written.limit_source}")
             per_case.update((index, f'{written.structure} "{written.text}" ({written.source}), {written.limit_source}')
                             for index in range(first, len(terms)))
 
