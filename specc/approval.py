@@ -16,8 +16,11 @@ who recomputes them.
 
 The files bound must be of one run, for the approval's goal counts and its deviation gate come
 from plan.json: result.h5 must embed plan.json's record, report.html and report.pdf must name
-its SHA-256 (`specc.report.identity`), segments.json must be of result.h5's plan. A report or a
-dose copied in from another plan is refused at approval, and found by `verify` after it.
+its SHA-256 (`specc.report.identity`), segments.json must be of result.h5's plan, its segments
+delivering result.h5's fluence (checked on the plan's case, as every export checks it: weight moved
+between a beam's segments keeps their count and summed weight). A report or a dose copied in from
+another plan is refused at approval, and found by `verify` after it. Without the plan's case the
+segments' fluence cannot be checked: `approve` then refuses (give the case), `verify` says so.
 
 What cannot be approved: a plan whose solver did not converge (never a usable plan), and a
 plan with failed or unmeasured goals unless the reviewer writes why they are accepted. A plan
@@ -29,13 +32,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
 from specc import __version__
-from specc.errors import SpeccError, validation_text
+from specc.errors import CaseError, SpeccError, validation_text
 from specc.case.importers.external_dose import file_sha256
 from specc.evaluate import PlanRecord
 from specc.export import read_result
@@ -118,6 +121,9 @@ class Verification:
     missing: list[str]  # approved files no longer there
     appeared: list[str]  # plan files (or approval pages) there now that were not approved
     disagreements: list[str]  # approval.json itself edited, or saying other than plan.json
+    # What could not be checked, and why (segments.json's fluence without the plan's case): not a break of the
+    # approval, which bound the file's SHA-256, but not vouched for by this verification either.
+    unchecked: list[str] = field(default_factory=list)
 
     @property
     def intact(self) -> bool:
@@ -130,8 +136,12 @@ class Verification:
                 + [f"{name} appeared" for name in self.appeared] + self.disagreements)
 
 
-def approve(folder: str | Path, reviewer: str, role: str, reason: str | None = None, pdf: bool = False) -> tuple[Approval, list[Path]]:
-    """Approve the plan in `folder` (see module docstring); returns the approval and the files written."""
+def approve(
+    folder: str | Path, reviewer: str, role: str, reason: str | None = None, pdf: bool = False,
+    case: str | Path | None = None,
+) -> tuple[Approval, list[Path]]:
+    """Approve the plan in `folder` (see module docstring); returns the approval and the files written. `case`: the
+    plan's case where it is no longer at the path result.h5 records (needed to check segments.json's fluence)."""
     folder = Path(folder)
     record = read_record(folder / PLAN_JSON)
     existing = folder / APPROVAL_JSON
@@ -149,12 +159,14 @@ def approve(folder: str | Path, reviewer: str, role: str, reason: str | None = N
             f"{folder}: holds {', '.join(leftovers)}, left by a run killed while it wrote its files (not this plan's; "
             "it may hold another run's whole plan): remove it, then approve"
         )
-    foreign = foreign_files(folder)
-    if foreign:
+    run = of_one_run(folder, case)
+    if run.foreign:
         raise ApprovalError(
-            f"{folder}: its files are not of one run: {'; '.join(foreign)}; approve a plan folder as specc wrote it "
-            "(plan it again into a new folder)"
+            f"{folder}: its files are not of one run: {'; '.join(run.foreign)}; approve a plan folder as specc wrote "
+            "it (plan it again into a new folder)"
         )
+    if run.unchecked:
+        raise ApprovalError(f"{folder}: {'; '.join(run.unchecked)}")
     if not record.converged:
         raise ApprovalError(
             f"{folder}: NOT CONVERGED (solver status {record.solver.status if record.solver else 'unknown'}): "
@@ -226,9 +238,10 @@ def protocol_changed_since(record: PlanRecord) -> str | None:
     )
 
 
-def verify(folder: str | Path) -> Verification:
+def verify(folder: str | Path, case: str | Path | None = None) -> Verification:
     """Whether the approval in `folder` still holds: its files and pages as approved, no plan file
-    added, approval.json unedited and in agreement with plan.json."""
+    added, approval.json unedited and in agreement with plan.json, the plan files of one run (`case`, as for
+    `approve`: the plan's case where it has moved; without it, what could not be checked is said)."""
     folder = Path(folder)
     path = folder / APPROVAL_JSON
     if not path.exists():
@@ -245,14 +258,51 @@ def verify(folder: str | Path) -> Verification:
     disagreements = _self_disagreements(approval)
     if PLAN_JSON in approval.files and PLAN_JSON not in changed + missing:
         disagreements += _plan_disagreements(approval, read_record(folder / PLAN_JSON))
+    unchecked = []
     if (folder / PLAN_JSON).is_file():
-        disagreements += foreign_files(folder)
-    return Verification(approval, changed, missing, appeared, disagreements)
+        run = of_one_run(folder, case)
+        disagreements += run.foreign
+        unchecked = run.unchecked
+    return Verification(approval, changed, missing, appeared, disagreements, unchecked)
+
+
+@dataclass
+class OneRun:
+    """Whether a plan folder's files are of one run (`of_one_run`)."""
+
+    foreign: list[str]  # each plan file not of plan.json's run, with what differs
+    unchecked: list[str]  # what could not be checked, and why (segments.json's fluence without the plan's case)
+
+
+def of_one_run(folder: Path, case: str | Path | None = None) -> OneRun:
+    """Which plan files in `folder` are not of the run whose record plan.json holds (`OneRun.foreign`), each with
+    what differs: the record report.html (report.pdf) names, result.h5's embedded record, segments.json's plan.
+    segments.json's fluence is checked on the plan's case (`PlanResult.load_case`: `case`, else the path result.h5
+    records), as every export checks it; where the case cannot be loaded, `OneRun.unchecked` says so."""
+    foreign = foreign_files(folder)
+    segments = folder / SEGMENTS_JSON
+    if foreign or not segments.is_file() or not (folder / RESULT_H5).is_file():
+        return OneRun(foreign, [])
+    result = read_result(folder / RESULT_H5)
+    try:
+        plan_case = result.load_case(case)
+    except (ResultError, CaseError) as error:
+        return OneRun([], [
+            f"{SEGMENTS_JSON}'s fluence (the beamlet weights its segments deliver) cannot be checked against "
+            f"{RESULT_H5}'s without the plan's case ({error}); weight moved between a beam's segments keeps their "
+            "count and summed weight, which alone are checked: give the plan's case with --case"
+        ])
+    try:
+        result.check_segments(read_segments(segments), segments, plan_case)
+    except ResultError as error:
+        return OneRun([str(error)], [])
+    return OneRun([], [])
 
 
 def foreign_files(folder: Path) -> list[str]:
     """The plan files in `folder` that are not of the run whose record plan.json holds, each with what
-    differs: the record report.html (report.pdf) names, result.h5's embedded record, segments.json's plan."""
+    differs: the record report.html (report.pdf) names, result.h5's embedded record, segments.json's plan (its
+    segments per beam and their summed weight; `of_one_run` checks their fluence on the case too)."""
     plan_bytes = (folder / PLAN_JSON).read_bytes()
     digest = hashlib.sha256(plan_bytes).hexdigest()
     out = []

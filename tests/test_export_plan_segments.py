@@ -23,6 +23,7 @@ TERMS = [
     "{kind: quadratic_overdose, structure: Organ, dose: 10 Gy, weight: 1}",
 ]
 GOALS = {"Target": ["D95% >= 57 Gy"], "Organ": ["Mean <= 30 Gy"]}
+ACCEPTED = "the test's segments plan misses a goal"  # specc approve's --accept-deviations
 
 
 def _plan(folder: Path, levels: int) -> Path:
@@ -114,3 +115,44 @@ def test_cli_exports_refuse_edited_segment_weights(plans, tmp_path, format):
     said = " ".join(exported.output.split())
     assert exported.exit_code == 1 and f"beam {beam}: the fluence its segments deliver differs" in said, said
     assert not out.exists()
+
+
+def test_approve_checks_the_segments_fluence_on_the_plans_case(plans, tmp_path, monkeypatch):
+    """Audit s18/r3 F2: specc approve checked segments.json without the case, so weight moved between a beam's
+    segments (which every export refuses) was approved and --verify vouched for it. Now approve refuses it, and an
+    approval made before (without the check) fails --verify; where the case cannot be found approve refuses, naming
+    it, until --case gives it, and --verify says what it could not check."""
+    import specc.approval
+    from specc.approval import OneRun
+
+    folder, beam = _moved_weight(plans[0], tmp_path / "moved")
+    approved = CliRunner().invoke(app, ["approve", str(folder), "--reviewer", "Dr. A. Example", "--accept-deviations", ACCEPTED])
+    said = " ".join(approved.output.split())
+    assert approved.exit_code == 1 and f"beam {beam}: the fluence its segments deliver differs" in said, said
+    assert not (folder / "approval.json").exists()
+    monkeypatch.setattr(specc.approval, "of_one_run", lambda folder, case=None: OneRun(specc.approval.foreign_files(folder), []))
+    specc.approval.approve(folder, "Dr. A. Example", "", reason=ACCEPTED)  # as approve did before
+    monkeypatch.undo()
+    verified = CliRunner().invoke(app, ["approve", str(folder), "--verify"])
+    said = " ".join(verified.output.split())
+    assert verified.exit_code == 1 and f"no longer holds: {folder / 'segments.json'}: beam {beam}: the fluence" in said, said
+
+    (tmp_path / "case-moved").mkdir()
+    moved = _plan(tmp_path / "case-moved", 4)
+    case = (tmp_path / "case-moved" / "case.h5").rename(tmp_path / "elsewhere.h5")
+    refused = CliRunner().invoke(app, ["approve", str(moved), "--reviewer", "Dr. A. Example", "--accept-deviations", ACCEPTED])
+    said = " ".join(refused.output.split())
+    assert refused.exit_code == 1, said
+    assert (f"segments.json's fluence (the beamlet weights its segments deliver) cannot be checked against "
+            f"result.h5's without the plan's case ({moved / 'result.h5'}: its case file "
+            f"{tmp_path / 'case-moved' / 'case.h5'} does not exist") in said, said
+    assert said.endswith("give the plan's case with --case"), said
+    given = CliRunner().invoke(app, ["approve", str(moved), "--reviewer", "Dr. A. Example", "--accept-deviations", ACCEPTED,
+                                       "--case", str(case)])
+    assert given.exit_code == 0, given.output
+    unchecked = CliRunner().invoke(app, ["approve", str(moved), "--verify"])
+    said = " ".join(unchecked.output.split())
+    assert unchecked.exit_code == 0 and "warning: not checked: segments.json's fluence" in said, said
+    assert "the plan files of one run as far as checked (see the warning)" in said
+    checked = CliRunner().invoke(app, ["approve", str(moved), "--verify", "--case", str(case)])
+    assert checked.exit_code == 0 and "not checked" not in checked.output, checked.output

@@ -20,13 +20,17 @@ def approve_command(
         None, "--accept-deviations", help="Why goals that fail or were not measured are accepted (needed when there are any)."
     ),
     pdf: bool = typer.Option(False, "--pdf", help="Also write approval.pdf (WeasyPrint)."),
+    case: Path | None = typer.Option(
+        None, "--case", help="The plan's case file, when it moved since planning: segments.json's fluence is checked on it."
+    ),
     verify: bool = typer.Option(
         False, "--verify", help="Check that the approved files and the approval are unchanged, the plan files are of "
         "one run (plan.json's) and no plan file was added (exit 1 if not)."
     ),
 ) -> None:
     """Approve a plan: approval.json and approval.html bound to the SHA-256 of the plan's files, which must be of one
-    run (refused otherwise); --verify checks them."""
+    run (refused otherwise; segments.json's fluence is checked on the plan's case, --case where it moved); --verify
+    checks them."""
     from specc.approval import approve, protocol_changed_since, verify as verify_approval
     from specc.report.compare import read_record
     from specc.report.identity import PLAN_JSON
@@ -35,21 +39,23 @@ def approve_command(
         if verify:
             if reviewer or accept_deviations or role:
                 fail("--verify takes no --reviewer, --role or --accept-deviations")
-            checked = verify_approval(plan)
+            checked = verify_approval(plan, case)
             approval = checked.approval
+            for unchecked in checked.unchecked:  # said first, above a failure too
+                error_console.print(Text("warning: not checked: ", style="bold yellow") + Text(unchecked), soft_wrap=True)
             if not checked.intact:
                 fail(f"{plan}: the approval ({approval.decision} by {approval.reviewer} at {approval.time_utc}) no longer holds: "
                      + "; ".join(checked.problems))
             console.print(
                 f"{plan}: {approval.decision} by {approval.reviewer} at {approval.time_utc}; "
                 f"{len(approval.files)} plan files and {', '.join(approval.pages)} unchanged, no plan file added, "
-                "the plan files of one run",
+                "the plan files of one run" + (" as far as checked (see the warning)" if checked.unchecked else ""),
                 markup=False,
             )
             return
         if not reviewer:
             fail("give the reviewer's name with --reviewer")
-        approval, written = approve(plan, reviewer, role, accept_deviations, pdf)
+        approval, written = approve(plan, reviewer, role, accept_deviations, pdf, case)
         changed = protocol_changed_since(read_record(plan / PLAN_JSON))
     except SpeccError as error:
         fail(error)
