@@ -142,7 +142,9 @@ def test_the_same_table_stated_twice_is_refused_in_any_form() -> None:
 @pytest.mark.parametrize("structures, named, made", [
     ("  Liver: {role: oar, if_contoured: true}\n", "Liver", ""),
     ("  Liver: {role: oar, if_contoured: true}\n  Liver_Ring: {role: other, expression: \"ring(Liver, 0mm, 5mm)\"}\n",
-     "Liver_Ring", ', derived from "Liver", which is'),
+     "Liver_Ring", ', empty on a case without "Liver", which'),
+    ("  Liver: {role: oar, if_contoured: true}\n  Cut: {role: other, expression: \"(Liver - PTV) & Ring\"}\n",
+     "Cut", ', empty on a case without "Liver", which'),
 ])
 def test_a_table_by_the_volume_of_an_if_contoured_structure_is_refused_at_its_line(
         structures: str, named: str, made: str) -> None:
@@ -154,3 +156,15 @@ def test_a_table_by_the_volume_of_an_if_contoured_structure_is_refused_at_its_li
     assert diagnostic.path == "goals.Ring[0].<=.by_volume_of" and diagnostic.column == 28
     assert diagnostic.message.startswith(f'"{named}"{made} is if_contoured (a case may lack it): on a case without it '
                                          "the goal would have no limit")
+    assert "which is is" not in diagnostic.message  # audit s18/r1 F5: the test had pinned the doubled word
+
+
+def test_a_table_by_a_structure_on_every_case_though_made_with_an_if_contoured_one_is_accepted() -> None:
+    """Audit s18/r1 F5: `PTV - Liver` is the PTV on a case without the liver, and `PTV | Liver` has the PTV, yet a
+    table by either was refused as "a case may lack it"."""
+    for expression in ("PTV - Liver", "PTV | Liver", "crop(PTV, Body) - expand(Liver, 5mm)"):
+        structures = (f'  Liver: {{role: oar, if_contoured: true}}\n  Body: {{role: other}}\n'
+                      f'  Kept: {{role: other, expression: "{expression}"}}\n')
+        text = _goal(TABLE.replace("by_volume_of: PTV", "by_volume_of: Kept")).replace(
+            "  Ring: {role: other}\n", "  Ring: {role: other}\n" + structures)
+        assert parse_protocol_text(text, "p.yaml").goals[0].by_volume.structure == "Kept"

@@ -14,6 +14,7 @@ from specc.protocol.goals import Goal, Threshold, read_at, table_points
 from specc.protocol.metrics import Metric
 from specc.protocol.names import name_key
 from specc.protocol.plausibility import plausible_doses, plausible_margins
+from specc.protocol.structures import Crop, Difference, Intersection, StructureExpr, StructureRef, Union
 from specc.protocol.suggest import did_you_mean
 from specc.protocol.units import format_number
 from specc.terms.base import TermBase
@@ -215,21 +216,40 @@ def _goal_structures(protocol: ProtocolDocument, defined: Mapping[str, Structure
         if name not in protocol.structures:
             yield Issue(at, _undefined(name, defined))
         elif (optional := _optional_in(name, protocol.structures)) is not None:
-            made = "" if optional == name else f', derived from "{optional}", which is'
+            made = "" if optional == name else f', empty on a case without "{optional}", which'
             yield Issue(at, f'"{name}"{made} is if_contoured (a case may lack it): on a case without it the goal '
                             "would have no limit, since its table is read at that volume. Read the table by the "
-                            "volume of a structure every case has (a target, or a structure not if_contoured)")
+                            "volume of a structure every case has (a target, or a structure not if_contoured nor "
+                            "empty without one)")
 
 
 def _optional_in(name: str, structures: Mapping[str, StructureSpec], seen: frozenset[str] = frozenset()) -> str | None:
-    """The `if_contoured` structure `name` is, or is derived from (a case may lack it); None when every case has it."""
+    """The `if_contoured` structure without which `name` is empty on a case (itself, or one it is derived from); None
+    when every case has it. An absent organ is an empty mask to the expressions (`specc.compile.structures`): an
+    intersection, crop, margin or ring of it is empty too, a union with another structure is not, nor a difference
+    from it (`PTV - Liver` is the PTV)."""
     spec = structures.get(name)
     if spec is None or name in seen:  # undefined, or a derivation cycle: their own rules say so
         return None
     if spec.if_contoured:
         return name
-    used = spec.expression.names() if spec.expression is not None else []
-    return next((found for part in used if (found := _optional_in(part, structures, seen | {name})) is not None), None)
+    return None if spec.expression is None else _emptied_by(spec.expression, structures, seen | {name})
+
+
+def _emptied_by(expression: StructureExpr, structures: Mapping[str, StructureSpec], seen: frozenset[str]) -> str | None:
+    """The `if_contoured` structure without which `expression` has no voxel, or None."""
+    if isinstance(expression, StructureRef):
+        return _optional_in(expression.name, structures, seen)
+    if isinstance(expression, Union):  # empty only where both sides are
+        left = _emptied_by(expression.left, structures, seen)
+        return left if left is not None and _emptied_by(expression.right, structures, seen) is not None else None
+    if isinstance(expression, Difference):  # what is subtracted only removes voxels
+        return _emptied_by(expression.left, structures, seen)
+    if isinstance(expression, Intersection):
+        return _emptied_by(expression.left, structures, seen) or _emptied_by(expression.right, structures, seen)
+    if isinstance(expression, Crop):  # nothing is inside an absent boundary
+        return _emptied_by(expression.operand, structures, seen) or _emptied_by(expression.boundary, structures, seen)
+    return _emptied_by(expression.operand, structures, seen)  # expand, shrink, ring
 
 
 def _index_goals(protocol: ProtocolDocument) -> Iterator[Issue]:
