@@ -141,3 +141,14 @@ def test_a_setup_error_written_as_a_mapping_or_object_past_the_bound_is_an_error
         Robustness(setup_error=[Length(mm=40)] * 3)
     with pytest.raises(ValueError, match=r"rotation_error 20 deg is beyond any patient setup"):
         Robustness(setup_error=[Length(mm=1)] * 3, rotation_error=[Angle(deg=20)] * 3)
+
+
+def test_a_table_variation_in_cgy_as_gy_is_refused_like_a_fixed_goals() -> None:
+    """Audit s18/r1 F7: a table's limits were checked for unit slips, its variations not: 3200 Gy was accepted as the
+    variation of a 27 Gy row, refused beside a fixed goal."""
+    table = ('    - metric: Max\n      "<=": {by_volume_of: PTV, volume_cc: [1.8, 163], limit: [27 Gy, 41 Gy], '
+             "variation: [VARIATION]}\n")
+    assert _diagnostics(HEAD + table.replace("VARIATION", "32 Gy, 4500 Gy")) == [(14, (
+        '"Max <= 27-41 Gy by PTV volume, 1.8-163 cc (variation 32-4500 Gy)": its table\'s 163 cc row\'s variation '
+        f"(4500 Gy) is 57.7 times the highest dose level (PTV's 78 Gy): {SLIP}"))]
+    parse_protocol_text(HEAD + table.replace("VARIATION", "32 Gy, 45 Gy"), "p.yaml")

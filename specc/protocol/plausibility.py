@@ -164,12 +164,14 @@ def _stated_doses(goal: Goal, own_level: bool) -> list[tuple[str, float]]:
     """The doses in Gy a goal states, each with what it is ("" for the threshold): a dose metric's threshold
     (unless `own_level`: a target's own physical threshold, which `_target_goals` holds to its level from
     both sides) and variation; a V or CV metric's dose. A percentage of the prescription is none: it cannot
-    be in the wrong unit."""
+    be in the wrong unit. A table states its limits and variations row by row, the limits first."""
     stated: list[tuple[str, float]] = []
     if goal.metric.is_dose and goal.by_volume is not None:  # a table's rows, each a limit some case is judged by
         table = goal.by_volume
         if not table.relative:
             stated += [(f"its table's {format_number(volume)} cc row", gy) for volume, gy in zip(table.volumes_cc, table.limits)]
+            stated += [(f"its table's {format_number(volume)} cc row's variation", gy)
+                       for volume, gy in zip(table.volumes_cc, table.variations or ())]
     elif goal.metric.is_dose:
         if not own_level and not goal.threshold.relative:
             stated.append(("", goal.threshold_value))
