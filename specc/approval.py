@@ -409,21 +409,24 @@ def _read_approval(path: Path) -> Approval:
 
 
 def _deviations(record: PlanRecord) -> list[AcceptedDeviation]:
-    """Goals failed or not measured, nominally or in a setup-error scenario (its worst)."""
+    """Goals failed or not measured, nominally or in a setup-error scenario (its worst), but for a goal on an organ
+    the protocol allows the case to lack and this case does not contour (`absence_allowed`): the protocol's own
+    allowance, which --strict lets pass, is nothing for a reviewer to accept (it asked --accept-deviations and listed
+    the goal as a must-goal NOT EVALUATED: review s18 R2)."""
     found = [
         AcceptedDeviation(structure=g.structure, goal=g.text, value=g.value, unit=g.unit, status=g.status,
                           priority=g.priority, source=g.source)
         for g in record.goals
-        if g.status in _DEVIATING
+        if g.status in _DEVIATING and not g.absence_allowed
     ]
     robustness = record.robustness
     if robustness is not None:
         nominal = {(d.structure, d.goal) for d in found}
         for goal in robustness.goals:
-            if goal.status in _DEVIATING and (goal.structure, goal.text) not in nominal:
+            judged = record.goal_named(goal.structure, goal.text)
+            if goal.status in _DEVIATING and (goal.structure, goal.text) not in nominal and not judged.absence_allowed:
                 labels = robustness.scenario_labels
                 scenario = labels[goal.worst_scenario] if goal.worst_scenario is not None and labels else "a setup-error scenario"
-                judged = record.goal_named(goal.structure, goal.text)
                 found.append(AcceptedDeviation(
                     structure=goal.structure, goal=goal.text, value=goal.worst, unit=goal.unit, status=goal.status,
                     scenario=f"under setup errors, worst: {scenario}", priority=judged.priority, source=judged.source,

@@ -88,10 +88,6 @@ class PlanOutcome:
         """The solve gave a usable plan (optimal, or inaccurate and labelled as such)."""
         return self.solve.usable and self.record is not None
 
-    def failed_must_goals(self) -> list[GoalRecord]:
-        """Priority-1 goals the dose fails (beyond any acceptable variation)."""
-        return [] if self.record is None else self.record.failed_must_goals()
-
     def exit_code(self, strict: bool = False) -> int:
         """0: a plan; 1: no plan (the solve failed); 2: `strict` and a priority-1 goal failed or not evaluated,
         other than one on a structure the protocol allows a case to lack (`PlanRecord.stops_strict`)."""

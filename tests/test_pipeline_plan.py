@@ -39,7 +39,7 @@ def test_a_plan_writes_report_plan_json_and_result_with_stage_timings(tmp_path: 
     assert statuses == {"D50% >= 50 Gy": "pass", "Mean <= 1 Gy": "fail"}
     assert set(record["timings_s"]) == {"compile", "solve", "evaluate"}
     assert outcome.exit_code(strict=True) == 2  # a failed priority-1 goal
-    assert [goal.text for goal in outcome.failed_must_goals()] == ["Mean <= 1 Gy"]
+    assert [goal.text for goal in outcome.record.failed_must_goals()] == ["Mean <= 1 Gy"]
     result = read_result(tmp_path / "result.h5")
     np.testing.assert_allclose(result.fluence, outcome.solve.fluence, rtol=1e-12)
     np.testing.assert_allclose(result.dose_gy, case.dose_on_grid(outcome.solve.fluence, 30), rtol=1e-5, atol=1e-4)

@@ -298,3 +298,22 @@ def test_an_approval_written_before_deviations_had_a_priority_still_verifies(fai
                                                 ensure_ascii=False).encode("utf-8")).hexdigest()
     path.write_text(json.dumps(saved, indent=2))
     assert verify(folder).intact, verify(folder).problems
+
+
+def test_a_goal_on_an_organ_the_protocol_allows_the_case_to_lack_is_no_deviation_to_accept(met, tmp_path):
+    """Review s18 R2: an if_contoured organ the case does not contour (its goal NOT EVALUATED, absence_allowed) asked
+    --accept-deviations and was listed as a must-goal not measured, though --strict lets it pass; a goal not
+    measured for any other reason still needs the reason."""
+    folder = _copy(met, tmp_path)
+    record = PlanRecord.model_validate_json((folder / "plan.json").read_text())
+    organ = next(goal for goal in record.goals if goal.structure == "Organ")
+    absent = organ.model_copy(update={"value": None, "measured_status": "not_evaluated", "status": "not_evaluated",
+                                      "note": "Organ: not contoured on this case (if_contoured: true)"})
+    _rewrite(folder, goals=[absent.model_copy(update={"absence_allowed": True}) if goal is organ else goal
+                            for goal in record.goals])
+    approval, _ = approve(folder, "Dr. A. Example", "")
+    assert approval.accepted_deviations == [] and approval.reason is None
+    unmeasured = _copy(met, tmp_path / "unmeasured")
+    _rewrite(unmeasured, goals=[absent if goal is organ else goal for goal in record.goals])
+    with pytest.raises(ApprovalError, match=r"Organ Mean <= 40 Gy: NOT EVALUATED.*--accept-deviations"):
+        approve(unmeasured, "Dr. A. Example", "")

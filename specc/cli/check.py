@@ -12,8 +12,8 @@ from rich.text import Text
 
 from specc.cli.app import app, console, fail, status_text
 from specc.cli.plan import (
-    StagePrinter, cohort_progress, fail_unwritten, finish_cohort, goal_text, goal_value, print_robustness, print_summary,
-    said_after_the_run, stop_cohort, stop_interrupted,
+    StagePrinter, cohort_progress, fail_unwritten, finish_cohort, goal_text, goal_value, print_not_evaluated,
+    print_robustness, print_summary, said_after_the_run, stop_cohort, stop_interrupted,
 )
 from specc.errors import SpeccError
 
@@ -138,9 +138,7 @@ def _print_check(outcome: CheckOutcome, quiet: bool, strict: bool) -> None:
         for goal in record.goals:
             table.add_row(goal.structure, goal_text(goal), goal_value(goal), status_text(goal.status))
         console.print(table)
-        for goal in record.goals:
-            if goal.status == "not_evaluated":
-                console.print(Text(f"not evaluated: {goal.structure} {goal.text}: {goal.note}"), soft_wrap=True)
+        print_not_evaluated(record)
         if record.robustness is not None:
             print_robustness(record)
     source = record.dose_source

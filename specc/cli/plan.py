@@ -278,7 +278,8 @@ def _stopped_watch(session: PlanSession, out: Path, code: int) -> int:
     said_now = f"SHA-256 {now[:12]}" if now is not None else "one of them no longer readable"
     error_console.print(Text("warning: ", style="bold yellow") + Text(
         f"{out} holds the plan of an earlier save (from {created}; protocol SHA-256 {record.protocol.sha256[:12]}), "
-        f"not of {files} as saved now ({said_now}): the last save gave no plan; exit 1"), soft_wrap=True)
+        f"not of {files} as saved now ({said_now}): the last save gave no plan, or was still being planned; exit 1"),
+        soft_wrap=True)
     return 1
 
 
@@ -507,15 +508,21 @@ def print_summary(
     if not record.converged:  # also under --quiet, where this line is all that is printed
         head = f"NOT CONVERGED: {head}"
     console.print(f"{head}; goals: {counts}; wrote {', '.join(str(path) for path in paths)}")
-    if not strict:
-        return
+    if strict:
+        for line in strict_stops(record):
+            error_console.print(Text(f"--strict: {line}", style="red"), soft_wrap=True)
+
+
+def strict_stops(record: PlanRecord) -> list[str]:
+    """What --strict stops on in `record`, a line each: the failed must-goals together (where one fails only in a
+    setup-error scenario, which), then each must-goal not evaluated with its reason."""
+    lines = []
     if failed := record.failed_must_goals():
-        names = "; ".join(f"{goal.structure} {goal.text} ({_failed_where(record, goal)})" for goal in failed)
-        error_console.print(Text(f"--strict: priority-1 goals failed: {names}", style="red"), soft_wrap=True)
-    for goal in record.unevaluated_must_goals():
-        error_console.print(Text(
-            f"--strict: priority-1 goal not evaluated: {goal.structure} {goal.text} ({goal.source}): "
-            f"{record.not_evaluated_reason(goal)}", style="red"), soft_wrap=True)
+        lines.append("priority-1 goals failed: " + "; ".join(
+            f"{goal.structure} {goal.text} ({_failed_where(record, goal)})" for goal in failed))
+    lines += [f"priority-1 goal not evaluated: {goal.structure} {goal.text} ({goal.source}): "
+              f"{record.not_evaluated_reason(goal)}" for goal in record.unevaluated_must_goals()]
+    return lines
 
 
 def _failed_where(record: PlanRecord, goal: GoalRecord) -> str:
@@ -595,6 +602,8 @@ def cohort_progress(printer: StagePrinter, quiet: bool, noun: str) -> CaseProgre
         if entry.outcome is not None and not quiet:
             for note in entry.outcome.notes:
                 console.print(Text("  note: ", style="yellow") + Text(note))
+        for warning in entry.record.warnings if entry.record is not None else []:  # as `specc plan` says them, -q too
+            error_console.print(Text("  warning: ", style="bold red") + Text(warning), soft_wrap=True)
 
     return report
 
@@ -620,6 +629,9 @@ def finish_cohort(outcome: CohortOutcome, done: str, strict: bool) -> NoReturn:
                            "CONVERGED", style="bold magenta"), soft_wrap=True)
     if unconverged:
         done += f", {len(unconverged)} NOT CONVERGED"
+    for entry in outcome.entries if strict else []:  # what stops --strict, by case (it exited 2 without a word)
+        for line in strict_stops(entry.record) if entry.record is not None else []:
+            error_console.print(Text(f"--strict: {_case_name(entry)}: {line}", style="red"), soft_wrap=True)
     written = ", ".join(str(path) for path in [outcome.summary_csv, *outcome.pages])
     console.print(f"{done}; wrote {written}")
     raise typer.Exit(outcome.exit_code(strict))

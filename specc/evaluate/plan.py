@@ -401,7 +401,7 @@ def evaluate_dose(
         protocol, case, measured, dose, np.flatnonzero(known.ravel()), unmeasured, converged=True,
         solver=None, normalization=None, notes=notes, timings=timings, isocentre_mm=isocentre_mm,
         fixed_gy=np.where(known, case.prior_dose.total_gy, 0.0) if case.prior_dose is not None else None,
-        outside=outside, partial=partial, absence_allowed=(set(allowed_absent) & set(absent or {})) - source.incomplete.keys(),
+        outside=outside, partial=partial, absence_allowed=set(allowed_absent) & set(absent or {}),
         collapsed_targets=collapsed_targets,
     )
     return PlanEvaluation(record=record.model_copy(update={"dose_source": source}), dose=dose, fluence=np.zeros(0),

@@ -217,8 +217,10 @@ class GoalRecord(_Record):
     # True: the value is of the parts of its organ the case has, not the whole organ (the case lacks a part of a
     # structure read from its `parts`, or of one it is derived from); `note` says which. A cohort marks it.
     partial_structure: bool = False
-    # True: NOT EVALUATED because the case does not contour the structure and the protocol allows that
-    # (`if_contoured: true`), the one NOT EVALUATED that --strict lets pass (`PlanRecord.unevaluated_must_goals`).
+    # True: NOT EVALUATED because the case does not contour the structure (no case structure of its names, or one
+    # with no voxel on the grid) and the protocol allows that (`if_contoured: true`), or the structure is derived and
+    # left empty by such an organ (its PRV): the one NOT EVALUATED that --strict lets pass
+    # (`PlanRecord.unevaluated_must_goals`) and `specc approve` does not ask to accept.
     # Absent in a plan.json written before it, read as false: such a file is read back, never gated again.
     absence_allowed: bool = False
     # Where `threshold` and `variation` came from when the protocol states them as a table by a structure's volume,
@@ -444,8 +446,8 @@ class PlanRecord(_Record):
     def not_evaluated_split(self) -> str:
         """How the goals reported NOT EVALUATED divide, where some are allowed absences: "1 allowed absence, 1 not
         measurable" ("" where none is). An organ the protocol lets a case lack (`absence_allowed`) and a goal that
-        could not be measured (a D100cc of a 26 cc rectum) read alike, and only the second stops --strict (audit
-        s18/b1 F8); the summary line and the report's header count them apart."""
+        could not be measured (a D100cc of a 26 cc rectum) read alike, and only the second can stop --strict (where
+        its priority is 1: audit s18/b1 F8); the summary line and the report's header count them apart."""
         unmeasured = [goal for goal in self.goals if goal.status == "not_evaluated"]
         allowed = sum(goal.absence_allowed for goal in unmeasured)
         if not allowed:

@@ -220,8 +220,10 @@ def _worst_by_goal(record: PlanRecord) -> dict[int, RobustGoalRecord]:
 
 
 def warnings(plans: Sequence[ComparedPlan]) -> list[str]:
-    """What the reader must know before comparing numbers."""
-    out = [*_case_warnings(plans), *measurement_warnings(plans)]
+    """What the reader must know before comparing numbers, each plan's own warnings first (`PlanRecord.warnings`: a
+    prior dose unlike the declared, a loosened template goal, a target whose margin the grid lost)."""
+    out = [f"{plan.label}: {warning}" for plan in plans for warning in plan.record.warnings]
+    out += [*_case_warnings(plans), *measurement_warnings(plans)]
     out += _unversioned_changes(plans)
     prescriptions = {
         (plan.record.prescription.fractions, tuple((l.target, l.total_gy) for l in plan.record.prescription.levels))

@@ -174,9 +174,12 @@ def cohort_goal_rows(cohorts: Sequence[ComparedCohort]) -> list[CohortGoalRow]:
 
 
 def cohort_warnings(cohorts: Sequence[ComparedCohort]) -> list[str]:
-    """Protocols that differ (by SHA-256), cases listed twice, cases a comparison cannot pair, different
-    data under one case name, cases left unplanned, unconverged plans."""
-    out = _protocol_warnings(cohorts)
+    """Each plan's own warnings (`PlanRecord.warnings`, by case: the cohort run printed none of them, nor did its
+    page: review s18 R2), protocols that differ (by SHA-256), cases listed twice, cases a comparison cannot pair,
+    different data under one case name, cases left unplanned, unconverged plans."""
+    out = [f"{cohort.label}: {folder}: {warning}" for cohort in cohorts
+           for folder, record in cohort.plans.items() for warning in record.warnings]
+    out += _protocol_warnings(cohorts)
     for cohort in cohorts:
         out += [
             f"{cohort.label}: {folder} is the same case as {earlier} (case SHA-256 "
