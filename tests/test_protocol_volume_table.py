@@ -4,6 +4,8 @@ field; its limit known only once read at a volume, linearly between the rows, ne
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from specc.protocol import Protocol, ProtocolError, parse_protocol_text
@@ -42,6 +44,20 @@ def test_a_table_goal_is_read_at_a_volume_linearly_between_its_rows() -> None:
     assert goal.at_volume(22).threshold.value == 54 and goal.at_volume(1.8).variation.value == 57
     with pytest.raises(ValueError, match=r"PTV is 170\.00 cc on this case, outside the table's 1\.8-163 cc"):
         goal.at_volume(170.0)
+
+
+def test_a_volume_beside_a_row_or_bound_is_printed_with_the_digits_that_tell_them_apart() -> None:
+    """Audit s18/r1 F8: two decimals read 'PTV is 1.80 cc on this case, outside the table's 1.8-163 cc' (115 voxels of
+    2.5 mm are 1.797 cc) and 'at 22.00 cc, between the 22 and 163 cc rows'."""
+    goal = parse_protocol_text(_goal(TABLE), "p.yaml").goals[0]
+    for volume, shown in ((1.7999, "1.7999"), (163.004, "163.004"), (0.001, "0.001")):
+        with pytest.raises(ValueError, match=rf"PTV is {re.escape(shown)} cc on this case, outside the table's 1\.8-163"):
+            goal.at_volume(volume)
+    assert goal.at_volume(22.0000000001).limit_source == (
+        "from the table by PTV volume at 22.0000000001 cc, between the 22 and 163 cc rows")
+    assert goal.at_volume(22.004).limit_source == "from the table by PTV volume at 22.004 cc, between the 22 and 163 cc rows"
+    assert goal.at_volume(22).limit_source == "from the table by PTV volume at 22.00 cc, the 22 cc row"
+    assert goal.at_volume(17.0).limit_source == "from the table by PTV volume at 17.00 cc, between the 1.8 and 22 cc rows"
 
 
 def test_a_protocol_with_a_table_goal_validates_again_from_its_dump() -> None:

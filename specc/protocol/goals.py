@@ -295,7 +295,7 @@ class Goal(BaseModel):
         table, volume = self.by_volume, self.at_volume_cc
         if table is None or volume is None:
             return None
-        return f"from the table by {table.structure} volume at {volume:.2f} cc, {table.rows_text(volume)}"
+        return f"from the table by {table.structure} volume at {table.volume_text(volume)} cc, {table.rows_text(volume)}"
 
     def at_volume(self, volume_cc: float) -> Goal:
         """The goal with its table read at `volume_cc` (the table's structure on a case); itself when its limit is a

@@ -56,7 +56,7 @@ from specc.protocol.goals import (
     table_points,
 )
 from specc.protocol.metrics import Metric
-from specc.protocol.units import Dose, format_number, shown_apart
+from specc.protocol.units import Dose, format_number, places_apart
 from specc.protocol.yaml_source import compose, position_of
 
 EXTENDS = "extends"
@@ -456,7 +456,7 @@ def _where(points: list[dict[str, float]], found: _Looser, which: str) -> str:
 def _reading(limit: Threshold, unit: str, value: float, pair: tuple[float, float]) -> str:
     """A limit read at a row, on the scale it was compared on (as written, or in Gy where the other was in another
     form), interpolated values to two decimals, or more where fewer would show the two limits equal."""
-    shown = shown_apart(value, pair)
+    shown = round(value, places_apart(value, pair))
     if value == limit.value:
         return Threshold(value=shown, relative=limit.relative).text(unit)  # type: ignore[arg-type]
     return f"{format_number(shown)} Gy"

@@ -41,16 +41,16 @@ def format_number(value: float) -> str:
     return written.rstrip("0").rstrip(".") if "." in written else written
 
 
-def shown_apart(value: float, others: Iterable[float] = (), decimals: int = 2) -> float:
-    """`value` rounded to `decimals` decimals, or to more where fewer would show it as one of `others` it is not (a
-    volume of 1.7999 cc beside a table's 1.8 cc bound), or as 0 when it is not: a message comparing two numbers
-    never shows them equal when they differ. Pass it to `format_number`."""
+def places_apart(value: float, others: Iterable[float] = (), decimals: int = 2) -> int:
+    """How many decimals to show `value` with: `decimals`, or more where fewer would show it as one of `others` it is
+    not (a volume of 1.7999 cc beside a table's 1.8 cc bound), or as 0 when it is not, so that a message comparing
+    two numbers never shows them equal when they differ."""
     apart = [other for other in others if other != value]
     for places in range(decimals, 17):
         shown = round(value, places)
         if shown not in apart and (shown != 0 or value == 0):
-            return shown
-    return value
+            return places
+    return 17
 
 
 class TextValue(BaseModel):

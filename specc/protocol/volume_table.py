@@ -24,7 +24,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from specc.protocol.units import format_number
+from specc.protocol.units import format_number, places_apart
 
 # What a row's limit is written as: a number with the unit of the goal's metric ("50%", "30 Gy", 4.5).
 WrittenLimit = Annotated[str | float, Field(description='A limit in the unit of the goal\'s metric, e.g. "54%" or 4.5.')]
@@ -91,12 +91,18 @@ class VolumeTable(BaseModel):
         ValueError outside the table (no limit is extrapolated or clamped)."""
         if not self.covers(volume_cc):
             raise ValueError(
-                f"{self.structure} is {volume_cc:.2f} cc on this case, outside the table's {self.range_text}: the "
-                "protocol states no limit for it (none is extrapolated); add a row for this volume"
+                f"{self.structure} is {self.volume_text(volume_cc)} cc on this case, outside the table's "
+                f"{self.range_text}: the protocol states no limit for it (none is extrapolated); add a row for this "
+                "volume"
             )
         limit = _interpolated(self.volumes_cc, self.limits, volume_cc)
         variation = None if self.variations is None else _interpolated(self.volumes_cc, self.variations, volume_cc)
         return limit, variation
+
+    def volume_text(self, volume_cc: float) -> str:
+        """A case's volume to two decimals, or as many more as tell it from the rows it is compared with ("1.7999",
+        not "1.80" beside the table's 1.8 cc first row)."""
+        return f"{volume_cc:.{places_apart(volume_cc, self.volumes_cc)}f}"
 
     def rows_text(self, volume_cc: float) -> str:
         """Which rows `volume_cc` was read from: "the 22 cc row", "between the 13.2 and 22 cc rows"."""
