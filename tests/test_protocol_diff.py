@@ -200,6 +200,26 @@ def test_a_threshold_rewritten_in_percent_of_the_same_dose_is_a_change_of_the_sa
     assert diff_protocols(load_protocol(gray), load_protocol(percent)).version_problem is not None
 
 
+def test_a_table_in_percent_is_listed_when_its_reference_level_moves_every_row(tmp_path: Path) -> None:
+    """Audit s18/r1 F9: a table by volume in % of a level that changed moved every row, but only the fixed % goal
+    beside it was listed; a table rewritten in Gy of the same doses is the same limit, as a number is."""
+    def table(limits: str) -> str:
+        return ("  Core:\n    - metric: Max\n"
+                f'      "<=": {{by_volume_of: PTV, volume_cc: [1.8, 163], limit: [{limits}], variation: [90%, 95%]}}\n')
+
+    old = _protocol(tmp_path, "old.yaml", "{target: PTV, dose: 50 Gy}", table("60%, 77%"))
+    higher = _protocol(tmp_path, "higher.yaml", "{target: PTV, dose: 60 Gy}", table("60%, 77%"))
+    assert _lines(old, higher)[1:] == [
+        "~ goal Core Max <= limit: Max <= 60%-77% by PTV volume, 1.8-163 cc (variation 90%-95%) [60%-77% = 30-38.5 Gy, "
+        "90%-95% = 45-47.5 Gy] -> Max <= 60%-77% by PTV volume, 1.8-163 cc (variation 90%-95%) [60%-77% = 36-46.2 Gy, "
+        "90%-95% = 54-57 Gy] (its reference level changed: PTV 50 Gy -> PTV 60 Gy)",
+    ]
+    same = _protocol(tmp_path, "same.yaml", "{target: PTV, dose: 50 Gy}", table("60%, 77%").replace(
+        "[60%, 77%], variation: [90%, 95%]", "[30 Gy, 38.5 Gy], variation: [45 Gy, 47.5 Gy]"))
+    assert [line.split(" (")[-1] for line in _lines(old, same)] == [
+        "the same limit: the goal no longer follows the level PTV 50 Gy)"]
+
+
 def test_several_goals_of_one_metric_and_side_are_compared_one_by_one(tmp_path: Path) -> None:
     """Keyed by structure, metric and side alone, the second of two such goals hid the first: removing one
     showed as the other changed."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from typing import Protocol as TypingProtocol
 
-from specc.protocol.goals import LOWER_BOUNDS, THIS_COURSE, Goal, Threshold
+from specc.protocol.goals import LOWER_BOUNDS, THIS_COURSE, Goal, Threshold, span_text
 from specc.protocol.isoeffect import ISOEFFECTIVE
 from specc.protocol.models import Protocol, SiteTemplate
 from specc.protocol.units import format_number
@@ -266,12 +266,32 @@ def _written(goal: Goal) -> tuple[str, Threshold | VolumeTable | None, Threshold
     return goal.comparator, goal.threshold or goal.by_volume, goal.variation, goal.priority
 
 
-def _limits(goal: Goal) -> tuple[float, float | None, float | None] | None:
-    """The threshold, variation and metric dose (V95%) in Gy, or None where a site template leaves
-    the prescription a goal in % refers to to its protocols, or a table by volume leaves to each case."""
-    if goal.per_case or (goal.needs_reference and goal.reference_dose is None):
+def _limits(goal: Goal) -> tuple[object, ...] | None:
+    """The threshold, variation and metric dose (V95%) in Gy, a table by volume's rows each so resolved, or None
+    where a site template leaves the prescription a goal in % refers to to its protocols."""
+    if goal.needs_reference and goal.reference_dose is None:
         return None
+    if goal.by_volume is not None:  # every row moves with a new level where the table is in % of it
+        table = goal.by_volume
+        return (table.structure, table.volumes_cc, _column(goal, table.limits), _column(goal, table.variations),
+                goal.metric_dose_gy)
     return goal.threshold_value, goal.variation_value, goal.metric_dose_gy
+
+
+def _column(goal: Goal, values: tuple[float, ...] | None) -> tuple[float, ...] | None:
+    """A column of `goal`'s table in the metric's unit (% of the prescription resolved)."""
+    if values is None or goal.by_volume is None:
+        return values
+    return tuple(Threshold(value=value, relative=goal.by_volume.relative).resolve(goal.reference_dose)
+                 for value in values)
+
+
+def _relative(goal: Goal) -> bool:
+    """Whether `goal`'s limit is written in % of its prescription (a table's, or its threshold)."""
+    if goal.by_volume is not None:
+        return goal.by_volume.relative
+    assert goal.threshold is not None, "a goal without a table has a threshold"
+    return goal.threshold.relative
 
 
 def _goal_change(
@@ -290,8 +310,8 @@ def _goal_change(
         # "D95% >= 50 Gy" -> "D95% >= 100%" of a 50 Gy level: listed, since the goal now follows its level
         # (or no longer does), but what a plan is judged by today is the same.
         notes.append("the same limit")
-        if was.threshold.relative != now.threshold.relative:
-            follows, level = ("now follows", _reference(new, now)) if now.threshold.relative else (
+        if _relative(was) != _relative(now):
+            follows, level = ("now follows", _reference(new, now)) if _relative(now) else (
                 "no longer follows", _reference(old, was))
             notes[-1] += f": the goal {follows} the level {level}"
     if was.reference_dose is not None and now.reference_dose is not None and was.reference_dose != now.reference_dose:
@@ -304,9 +324,17 @@ def _goal_change(
 
 def _resolved(goal: Goal) -> str:
     """A goal as written, with what its percentages of the prescription are in Gy: "Max <= 80% [80% = 56 Gy]"."""
-    if goal.reference_dose is None or goal.per_case:
+    if goal.reference_dose is None:
         return goal.text
     percentages = [(goal.metric.dose_percent, goal.metric_dose_gy)] if goal.metric.dose_percent is not None else []
+    if goal.by_volume is not None:  # a table's column as its span: "60%-77% = 32.4-41.58 Gy"
+        table, unit = goal.by_volume, goal.metric.unit
+        pieces = [f"{span_text(column, True, unit)} = {span_text(resolved, False, unit)}"
+                  for column in (table.limits, table.variations)
+                  if column is not None and table.relative and (resolved := _column(goal, column)) is not None]
+        pieces[:0] = [f"{format_number(percent)}% = {format_number(gy)} Gy" for percent, gy in percentages
+                      if gy is not None]
+        return goal.text + (f" [{', '.join(pieces)}]" if pieces else "")
     percentages += [(limit.value, value) for limit, value in ((goal.threshold, goal.threshold_value),
                                                              (goal.variation, goal.variation_value))
                     if limit is not None and limit.relative]
