@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 from datetime import datetime, timezone
 from pathlib import Path
@@ -317,6 +318,10 @@ def test_a_beam_whose_segments_all_leave_the_isocentre_blocked_has_no_beam_dose_
     assert len(exported.notes) == 1
     assert exported.notes[0].startswith("beam 1: no segment opens over its isocentre (the beam dose point)")
     assert "Beam Dose omitted" in exported.notes[0]
+    # audit s18/r3 F8: the dose there is said as measured, not called scatter
+    assert re.search(r": the beam's dose computed there, [\d.e-]+ Gy per fraction, comes from beamlets not open over "
+                     "the point, so it cannot set monitor units: Beam Dose omitted", exported.notes[0]), exported.notes[0]
+    assert "scatter" not in exported.notes[0]
 
 
 def test_cli_exports_the_plan_and_says_what_it_is(planned: Path, tmp_path: Path) -> None:

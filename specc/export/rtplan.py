@@ -18,8 +18,10 @@ units with its own beam model, and nothing that would pass for a calibrated mete
 - each beam's dose per fraction at its isocentre (Beam Dose, linked to a coordinate dose
   reference there), computed from the case's influence matrix, for a planning system that
   sets monitor units from a point dose; omitted, with a note, where no dose is computed, and
-  where no segment of the beam opens over the isocentre (`covers_isocentre`): its dose there is
-  the scatter of openings beside it (0 to a few mGy), which sets no monitor units;
+  where no segment of the beam opens over the isocentre (`covers_isocentre`): its dose there
+  comes from beamlets not open over the point (the case's dose model and the trilinear reading
+  between voxel centres; up to 0.26 Gy per fraction of a 2 Gy fraction on the 10 mm C-shape),
+  so it sets no monitor units;
 - Approval Status UNAPPROVED; a plan that did not converge says so in its label, name and
   description.
 
@@ -165,9 +167,10 @@ def write_rtplan(
         many = len(blocked) > 1
         export.notes.append(
             f"beam{'s' if many else ''} {', '.join(map(str, blocked))}: no segment opens over {'their' if many else 'its'} "
-            f"isocentre (the beam dose point); the dose there, {', '.join(f'{dose:.3g}' for dose in blocked.values())} "
-            "Gy per fraction, is scatter from the openings beside it and sets no monitor units: Beam Dose omitted "
-            "(the planning system sets them from another point)"
+            f"isocentre (the beam dose point): the beam's dose computed there, "
+            f"{', '.join(f'{dose:.3g}' for dose in blocked.values())} Gy per fraction, comes from beamlets not open "
+            "over the point, so it cannot set monitor units: Beam Dose omitted (the planning system sets them from "
+            "another point)"
         )
     if references:
         ds.DoseReferenceSequence = references
