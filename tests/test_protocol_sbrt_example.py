@@ -4,11 +4,13 @@ on a 10 mm grid the voxels at 20 mm had 57.7% of the dose against a 54% limit, a
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
 from specc.compile.derived import evaluate_expression
-from specc.protocol import load_protocol
+from specc.protocol import ProtocolError, load_protocol, parse_protocol_text
 
 SBRT = "protocols/examples/lung-sbrt-54-in-3.yaml"
 
@@ -38,3 +40,19 @@ def test_the_language_overview_says_the_spillage_limits_are_read_on_each_case() 
     overview = text[start:text.index("examples to adapt", start)]
     assert "set per patient" not in overview and "22 cc" not in overview
     assert "table by PTV volume" in overview and "read on each case" in overview
+
+
+def test_the_documented_clash_with_d2cms_table_is_the_one_the_code_reports() -> None:
+    """Audit s18/r1 F10: docs/protocol-language.md quoted 'where PTV is 1.8-90.25 cc (the table's 1.8 cc row)', a test's
+    two-row table, for `Min >= 35 Gy` against D2cm's eleven rows."""
+    written = open(SBRT, encoding="utf-8").read()
+    text = written.replace("  D2cm:\n    - metric: Max ", '  D2cm:\n    - "Min >= 35 Gy"\n    - metric: Max ', 1)
+    assert text != written
+    with pytest.raises(ProtocolError) as raised:
+        parse_protocol_text(text, SBRT)
+    [said] = [d.message for d in raised.value.diagnostics if "Min >= 35 Gy" in d.message]
+    quoted = re.search(r"where PTV is [^)]*\)", said)
+    assert quoted is not None
+    assert quoted[0] == "where PTV is 1.8-64.07 cc (the table's 1.8, 3.8, 7.4, 13.2, 22, 34, 50 cc rows)"
+    docs = " ".join(open("docs/protocol-language.md", encoding="utf-8").read().split())
+    assert quoted[0] in docs

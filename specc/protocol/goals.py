@@ -8,8 +8,8 @@ Compact form (one string, as protocols and papers write them):
 
 The optional parenthesis holds the acceptable-variation threshold (a minor deviation, which
 must lie on the lenient side of the threshold) and the priority (1 = must, the default).
-`str(goal)` prints this form and parsing it gives the same goal. The mapping form
-(`GoalMapping`) says the same with keys.
+`str(goal)` prints this form and parsing it gives the same goal, for a goal whose limit is a number.
+The mapping form (`GoalMapping`) says the same with keys.
 
 `EQD2` or `BED` in the parenthesis states the goal in an isoeffective dose (the structure's
 `alpha_beta` converts each voxel's dose, `specc.protocol.isoeffect`), and `this course` judges
@@ -21,7 +21,9 @@ it on this plan's dose alone where a protocol with a prior course judges the com
 
 A mapping goal's limit may be a table by a structure's volume (`specc.protocol.volume_table`): the goal
 then holds the table (`by_volume`) and no threshold until the compile stage reads the table at the
-structure's volume on the case (`Goal.at_volume`), which every later stage sees.
+structure's volume on the case (`Goal.at_volume`), which every later stage sees. Its `str` is a summary
+("Max <= 50%-77% by PTV volume, 1.8-163 cc": the extreme limits and rows), one text for every case of a cohort,
+which does not parse back: the rows between are not in it.
 """
 
 from __future__ import annotations
