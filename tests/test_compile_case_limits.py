@@ -127,3 +127,20 @@ def test_only_a_table_goal_that_gives_a_term_is_noted_as_aimed_at() -> None:
     [organ] = [note for note in notes if note.startswith("Organ Max") and "aimed at" in note]
     assert organ.startswith("Organ Max <= 50%-58% by Target volume, 1.8-34 cc (variation 57%-68%, priority 2) "
                             "(sbrt.yaml:16): aimed at ") and "from the table by Target volume at " in organ
+
+
+def test_explain_and_a_plan_read_the_table_at_one_volume() -> None:
+    """`specc compile --explain` (structure_volumes_cc, then derive) and a plan or check (case_protocol) read a table at
+    the volume one function counts (audit s18/r1 F12: it was computed in two places)."""
+    from specc.compile.case_limits import case_protocol, mask_volumes_cc
+    from specc.compile.derive import structure_volumes_cc
+    from specc.compile.structures import resolve_structures
+
+    case = synthetic_case()
+    protocol = parse_protocol_text(_protocol(), "sbrt.yaml")
+    volumes = structure_volumes_cc(protocol, case)
+    assert volumes == mask_volumes_cc(resolve_structures(protocol, case).masks, case.voxel_volume_cc)
+    explained = protocol.with_limits_at(volumes, {})
+    planned = case_protocol(protocol, case)
+    assert [goal.limit_source for goal in explained.goals] == [goal.limit_source for goal in planned.goals]
+    assert volumes["Target"] == np.count_nonzero(case.structures["Target"].mask) * case.grid.voxel_volume_cc

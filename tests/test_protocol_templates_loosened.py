@@ -1,6 +1,6 @@
 """A protocol goal that asks less than the template goal it replaces is allowed (the merge rule) but said:
-`Protocol.loosened_template_goals`, `specc validate` (text and json), the notes of a compile, the warnings of a plan
-or a check and the goal's own note (audit c4 F2, s18/b1 F2)."""
+`Protocol.loosened_template_goals`, `specc validate` (text and json), a warning of `specc compile`, the warnings of a
+plan's or a check's record and the goal's own note (audit c4 F2, s18/b1 F2); no longer among the compile notes."""
 
 from __future__ import annotations
 

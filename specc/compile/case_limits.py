@@ -32,8 +32,14 @@ def with_case_limits(
     tabled = {goal.by_volume.structure for goal in protocol.goals if goal.by_volume is not None and goal.per_case}
     if not tabled:
         return protocol
-    volumes = {name: float(np.count_nonzero(masks[name])) * voxel_volume_cc for name in tabled if name in masks}
-    return protocol.with_limits_at(volumes, absent)
+    return protocol.with_limits_at(mask_volumes_cc({name: masks[name] for name in tabled if name in masks},
+                                                   voxel_volume_cc), absent)
+
+
+def mask_volumes_cc(masks: Mapping[str, np.ndarray], voxel_volume_cc: float) -> dict[str, float]:
+    """Each structure's volume in cc on its mask: its voxels times the voxel volume, as the evaluation measures a
+    volume. The one count a table is read at, whether for a plan, a check or `specc compile --explain`."""
+    return {name: float(np.count_nonzero(mask)) * voxel_volume_cc for name, mask in masks.items()}
 
 
 def case_protocol(protocol: Protocol, case: Case) -> Protocol:

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from specc.compile.case_limits import case_protocol
+from specc.compile.case_limits import case_protocol, mask_volumes_cc
 from specc.compile.scenarios import with_scenarios
 from specc.compile.structures import resolve_structures
 from specc.errors import CompileError
@@ -178,8 +178,7 @@ class _VolumesOnDemand(Mapping[str, float]):
 
 def structure_volumes_cc(protocol: Protocol, case: Case) -> dict[str, float]:
     """Volume in cc of each protocol structure found in (or derived on) `case`."""
-    masks = resolve_structures(protocol, case).masks
-    return {name: float(mask.sum()) * case.voxel_volume_cc for name, mask in masks.items()}
+    return mask_volumes_cc(resolve_structures(protocol, case).masks, case.voxel_volume_cc)
 
 
 def derive_optimization(protocol: Protocol, volumes_cc: Mapping[str, float] | None = None) -> DerivedOptimization:

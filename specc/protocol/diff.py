@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from typing import Protocol as TypingProtocol
 
-from specc.protocol.goals import LOWER_BOUNDS, THIS_COURSE, Goal, Threshold, span_text
-from specc.protocol.isoeffect import ISOEFFECTIVE
+from specc.protocol.goals import LOWER_BOUNDS, Goal, Threshold, qualifiers, span_text
 from specc.protocol.models import Protocol, SiteTemplate
 from specc.protocol.units import format_number
 from specc.protocol.volume_table import VolumeTable
@@ -215,9 +214,8 @@ def goal_identity(goal: IdentifiedGoal) -> str:
     goals, "Max < 45 Gy" is the first one changed. The threshold, variation and priority are what may
     change of it. A record's course is None without a prior course, the composite's by default."""
     side = ">=" if goal.comparator in LOWER_BOUNDS else "<="
-    qualifiers = ([goal.quantity] if goal.quantity in ISOEFFECTIVE else []) + (
-        [THIS_COURSE] if goal.course == "this" else [])
-    return f"{goal.structure} {goal.metric} {side}" + (f" ({', '.join(qualifiers)})" if qualifiers else "")
+    written = qualifiers(goal.quantity, goal.course)
+    return f"{goal.structure} {goal.metric} {side}" + (f" ({', '.join(written)})" if written else "")
 
 
 @dataclass(frozen=True)

@@ -337,10 +337,8 @@ class Goal(BaseModel):
 
     @property
     def qualifiers(self) -> list[str]:
-        """What the parenthesis says of the dose a goal is on ("EQD2", "this course"), in its written order:
-        with the structure, metric and side, what tells two goals apart (`specc diff`; templates read the
-        same fields through the grammar)."""
-        return ([self.quantity] if self.isoeffective else []) + ([THIS_COURSE] if self.course == "this" else [])
+        """What the parenthesis says of the dose a goal is on ("EQD2", "this course"), in its written order."""
+        return qualifiers(self.quantity, self.course)
 
     @property
     def value_unit(self) -> str:
@@ -401,6 +399,13 @@ class Goal(BaseModel):
             extras.append(f"priority {self.priority}")
         tail = f" ({', '.join(extras)})" if extras else ""
         return f"{self.metric} {self.comparator} {limit}{tail}"
+
+
+def qualifiers(quantity: str, course: str | None) -> list[str]:
+    """What a goal's parenthesis says of the dose it is on ("EQD2", "this course"), in its written order: with the
+    structure, metric and side, what tells two goals apart (`Goal.qualifiers`, and `specc diff`'s `goal_identity`,
+    which a plan record's goal reaches too; templates read the same fields through the grammar)."""
+    return ([quantity] if quantity in ISOEFFECTIVE else []) + ([THIS_COURSE] if course == "this" else [])
 
 
 def span_text(values: tuple[float, ...], relative: bool, unit: MetricUnit) -> str:

@@ -10,7 +10,8 @@ Merge rules (applied on YAML nodes, so each value keeps the file and line it cam
   structure's one goal written without a list is merged as a list of one (replaced as a whole, it
   took every other template goal of the structure with it). What a replacement gives up (a higher
   upper limit, a lower lower limit, a demoted priority, a wider or new acceptable variation) is
-  allowed but said: `loosened_goals` locates each, for `specc validate` and the plan's notes;
+  allowed but said: `loosened_goals` locates each, for `specc validate`'s warnings and those of a plan's or a
+  check's record (and the replacing goal's note in it);
 - any other list (references, authors, levels, aliases, optimization terms) is replaced as a
   whole by the including file's list.
 `extends` is resolved relative to the including file and must stay inside the protocol tree
@@ -327,7 +328,7 @@ def loosened_goals(replacements: list[GoalReplacement], merged: Node, reference:
     priority and acceptable variation. A replaced goal the grammar cannot read is left out: the template
     it is written in reports it when validated itself."""
     final = {(r.structure, r.key): r.by for r in replacements}  # in merge order: the last replacement stands
-    found: list[Diagnostic] = []
+    found: list[LoosenedGoal] = []
     for replacement in replacements:
         old = _goal_of(replacement.replaced, replacement.structure, reference)
         news = [(node, _goal_of(node, replacement.structure, reference))
