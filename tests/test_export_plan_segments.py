@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -115,6 +116,27 @@ def test_cli_exports_refuse_edited_segment_weights(plans, tmp_path, format):
     said = " ".join(exported.output.split())
     assert exported.exit_code == 1 and f"beam {beam}: the fluence its segments deliver differs" in said, said
     assert not out.exists()
+
+
+@pytest.mark.parametrize("format", ["rtplan", "rtdose"])
+@pytest.mark.parametrize("edit, said", [
+    (lambda document: document.update(fractions=document["fractions"] + 5), r"segments.json is not from the plan .*"
+     r"\((\d+) fractions, the plan's (\d+)\)"),
+    (lambda document: document["beams"][0].update(beam=99), r"segments.json is not from the plan .*\(beams \[.*99\], "
+     r"the plan's \["),
+])
+def test_cli_exports_refuse_segments_of_other_fractions_or_beams_alike(plans, tmp_path, format, edit, said):
+    """Audit s18/r3 F3: a segments.json with its fractions edited was refused by export rtplan, while export rtdose
+    exited 0 and wrote an RT Dose referencing the RT Plan that cannot be exported; both now apply one rule
+    (`PlanResult.check_segments`)."""
+    folder = Path(shutil.copytree(plans[0], tmp_path / "plan"))
+    document = json.loads((folder / "segments.json").read_text())
+    edit(document)
+    (folder / "segments.json").write_text(json.dumps(document))
+    exported = CliRunner().invoke(app, ["export", format, str(folder), "--out", str(tmp_path / "out.dcm")])
+    text = " ".join(exported.output.split())
+    assert exported.exit_code == 1 and re.search(said, text), text
+    assert not (tmp_path / "out.dcm").exists()
 
 
 def test_approve_checks_the_segments_fluence_on_the_plans_case(plans, tmp_path, monkeypatch):

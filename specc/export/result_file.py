@@ -170,11 +170,12 @@ class PlanResult:
     def check_segments(self, segments: SegmentsDocument, segments_path: Path, case: Case | None = None) -> None:
         """Refuse a segments.json that is not this plan's own: one copied in from another plan, or
         edited, would be exported as this plan's RT Plan (and referenced by its RT Dose). The case and
-        protocol hashes must match, and so must the plan's record of its delivery: the segments per
-        beam and their summed weight, which tell two plans of one protocol and case apart. With the
-        plan's `case` (`load_case`), the beamlet fluence the segments deliver must also be result.h5's
-        `/fluence` (`FLUENCE_TOLERANCE`): weight moved between segments of a beam keeps the count and
-        the sum. Every export that writes or references an RT Plan passes the case."""
+        protocol hashes and the fractions must match, and so must the plan's record of its delivery: the
+        segments per beam and their summed weight, which tell two plans of one protocol and case apart.
+        With the plan's `case` (`load_case`), its beams must be the case's, and the beamlet fluence the
+        segments deliver must be result.h5's `/fluence` (`FLUENCE_TOLERANCE`): weight moved between
+        segments of a beam keeps the count and the sum. Every export that writes or references an RT
+        Plan, and `specc approve`, pass the case: this is the one rule for all of them."""
         mismatch = self._segments_mismatch(segments)
         if mismatch is not None:
             raise ResultError(
@@ -182,6 +183,9 @@ class PlanResult:
                 f"export the segments.json that specc plan wrote beside it"
             )
         if case is not None:
+            unknown = sorted({entry.beam for entry in segments.beams} - {beam.id for beam in case.beams})
+            if unknown:
+                raise ResultError(f"{segments_path}: beams {unknown} are not beams of case {case.case_id!r}")
             mismatch = self._fluence_mismatch(segments, case)
             if mismatch is not None:
                 raise ResultError(
@@ -215,6 +219,8 @@ class PlanResult:
     def _segments_mismatch(self, segments: SegmentsDocument) -> str | None:
         if segments.case_sha256 != self.case_sha256:
             return f"case sha256 {segments.case_sha256[:12]}..., the plan's {self.case_sha256[:12]}..."
+        if segments.fractions != self.fractions:
+            return f"{segments.fractions} fractions, the plan's {self.fractions}"
         record = self.record
         if record is None:  # a result written without its record: only the case can be checked
             return None

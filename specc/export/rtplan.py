@@ -210,12 +210,9 @@ def covers_isocentre(entry: BeamSegmentsEntry) -> bool:
 
 
 def _check_same_plan(result: PlanResult, segments: SegmentsDocument, segments_path: Path, case: Case) -> None:
-    unknown = sorted({entry.beam for entry in segments.beams} - {beam.id for beam in case.beams})
-    if unknown:
-        raise ResultError(f"{segments_path}: beams {unknown} are not beams of case {case.case_id!r}")
+    """The plan's own segments (`PlanResult.check_segments`, the rule `specc export rtdose` and `specc approve`
+    share), with a beam to export."""
     result.check_segments(segments, segments_path, case)
-    if segments.fractions != result.fractions:
-        raise ResultError(f"{segments_path}: {segments.fractions} fractions, {result.path} has {result.fractions}")
     if not segments.beams:
         raise ResultError(f"{segments_path}: no beam delivers fluence; there is no plan to export")
 
