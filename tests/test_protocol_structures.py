@@ -54,14 +54,18 @@ def test_functions() -> None:
                                "write expand(Cube, 3mm) at character 14"),
         ("shrink(CTV, z=-1cm)", "write expand(CTV, 0mm, 0mm, 10mm) at character 15"),
         ("crop(Cube, Body, -2mm)", 'a margin cannot be negative ("-2mm"): crop\'s margin is how far inside Body to keep; '
-                                   "to keep up to 2mm outside it, crop to its expansion: crop(Cube, expand(Body, 2mm))"),
+                                   "to keep up to 2 mm outside it, crop to its expansion: crop(Cube, expand(Body, 2mm))"),
         ("ring(PTV, -2mm, 20mm)", "a shell reaching inside it is expand(PTV, 20mm) - shrink(PTV, 2mm) at character 11"),
+        # a negative outer distance too gets the hint, not "inner must be smaller than outer" (audit s18/r1 F13)
+        ("ring(PTV, 2mm, -20mm)", 'a margin cannot be negative ("-20mm"): a ring\'s distances are measured outward from '
+                                  "the surface of PTV; a shell reaching inside it is expand(PTV, 2mm) - shrink(PTV, 20mm) "
+                                  "(the inner distance, the smaller, comes first) at character 16"),
         ("expand(CTV, 5mm, -0.5 cm, 5mm)", 'a margin cannot be negative ("-0.5 cm"): to grow along some axes and shrink '
                                            "along others, write the two in turn, e.g. shrink(expand(CTV, 5mm, 0mm, 5mm), "
                                            "0mm, 5mm, 0mm) at character 18"),
         ("expnd(CTV, 5mm)", 'unknown function "expnd" (did you mean "expand"?)'),
         ("A |", 'expected a structure name, a function or "(", found the end at character 4'),
-        ("ring(A, 5mm, 2mm)", "ring inner distance 5mm must be smaller than outer 2mm"),
+        ("ring(A, 5mm, 2mm)", "ring inner distance 5 mm must be smaller than outer 2 mm"),
         ("__import__('os')", 'unknown function "__import__"'),
         ("A; B", 'unexpected character ";" at character 2'),
         ("(A", 'expected ")", found the end'),

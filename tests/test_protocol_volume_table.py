@@ -72,7 +72,7 @@ def test_a_protocol_with_a_table_goal_validates_again_from_its_dump() -> None:
     ("{by_volume_of: PTV, volume_cc: [1.8, 22, 13.2], limit: [50%, 54%, 77%]}", "", 12, 'goals.Ring[0].<=.volume_cc',
      "volume_cc must increase row by row: volume_cc[2] 13.2 cc follows volume_cc[1] 22 cc"),
     ("{by_volume_of: PTV, volume_cc: [0, 22, 163], limit: [50%, 54%, 77%]}", "", 12, 'goals.Ring[0].<=.volume_cc',
-     "volume_cc[0] is 0.0: a structure volume is a finite number of cc above 0"),
+     "volume_cc[0] is 0: a structure volume is a finite number of cc above 0"),
     ("{by_volume_of: PTV, volume_cc: [1.8, 22, 163], limit: [50%, 54%]}", "", 12, "goals.Ring[0].<=",
      "limit has 2 values for the 3 rows of volume_cc: give one per row"),
     ("{by_volume_of: PTV, volume_cc: [1.8, 22, 163], limit: [50%, 29 Gy, 77%]}", "", 11, "goals.Ring[0]",

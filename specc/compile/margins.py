@@ -20,6 +20,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
+from specc.protocol.units import format_number
+
 # A zero margin along an axis becomes this many mm in the metric: any step along that axis
 # then lies far outside the unit ellipsoid, so the expansion stays within the plane.
 _ZERO_MARGIN_MM = 1e-9
@@ -76,5 +78,6 @@ def shrink(mask: np.ndarray, margin_mm: MarginMm, spacing_mm: Sequence[float]) -
 def ring(mask: np.ndarray, inner_mm: float, outer_mm: float, spacing_mm: Sequence[float]) -> np.ndarray:
     """Voxels farther than `inner_mm` but within `outer_mm` of the structure, outside it."""
     if outer_mm <= inner_mm:
-        raise ValueError(f"a ring needs outer > inner distance, got inner {inner_mm} mm, outer {outer_mm} mm")
+        raise ValueError(f"a ring needs outer > inner distance, got inner {format_number(inner_mm)} mm, outer "
+                         f"{format_number(outer_mm)} mm")
     return _within(mask, outer_mm, spacing_mm) & ~_within(mask, inner_mm, spacing_mm) & ~mask.astype(bool)

@@ -348,9 +348,11 @@ class _Parser:
             if len(written) != 2:
                 self._fail(opening.position, "ring takes two distances: ring(PTV, inner, outer), e.g. ring(PTV, 2mm, 20mm)")
             inner, outer = (margin.mm for margin in written)
-            if not inner < outer:
-                self._fail(opening.position, f"ring inner distance {_mm(inner)} must be smaller than outer {_mm(outer)}")
+            # a negative distance first: its hint says what was meant, where "inner < outer" would only refuse it
             self._refuse_negative(written, lambda: _negative_ring(operand, inner, outer))
+            if not inner < outer:
+                self._fail(opening.position, f"ring inner distance {_prose_mm(inner)} must be smaller than outer "
+                                             f"{_prose_mm(outer)}")
             return Ring(operand, inner, outer)
         named = self._peek(1).kind == "name" and self._peek(2).text == "="
         written = self._named_margins() if named else self._margin_list()
@@ -429,9 +431,8 @@ def _negative_margins(function: str, operand: StructureExpr, margins: Margins) -
 
 def _negative_crop(operand: StructureExpr, boundary: StructureExpr, margin_mm: float) -> str:
     """A crop's margin keeps the part at least that far inside the boundary; beyond it is a crop to its expansion."""
-    margin = _mm(-margin_mm)
-    return (f"crop's margin is how far inside {boundary} to keep; to keep up to {margin} outside it, crop to its "
-            f"expansion: crop({operand}, expand({boundary}, {margin}))")
+    return (f"crop's margin is how far inside {boundary} to keep; to keep up to {_prose_mm(-margin_mm)} outside it, "
+            f"crop to its expansion: crop({operand}, expand({boundary}, {_mm(-margin_mm)}))")
 
 
 def _negative_ring(operand: StructureExpr, inner_mm: float, outer_mm: float) -> str:
@@ -440,8 +441,10 @@ def _negative_ring(operand: StructureExpr, inner_mm: float, outer_mm: float) -> 
     def at(mm: float) -> str:
         return f"expand({operand}, {_mm(mm)})" if mm >= 0 else f"shrink({operand}, {_mm(-mm)})"
 
+    inner, outer = sorted((inner_mm, outer_mm))
+    swapped = " (the inner distance, the smaller, comes first)" if inner_mm > outer_mm else ""
     return (f"a ring's distances are measured outward from the surface of {operand}; a shell reaching inside it is "
-            f"{at(outer_mm)} - {at(inner_mm)}")
+            f"{at(outer)} - {at(inner)}{swapped}")
 
 
 def subexpressions(expression: StructureExpr) -> Iterator[StructureExpr]:
@@ -466,7 +469,13 @@ def _wrapped(expression: StructureExpr, parenthesize: bool) -> str:
 
 
 def _mm(value: float) -> str:
+    """A distance as the grammar writes it ("2mm")."""
     return f"{format_number(value)}mm"
+
+
+def _prose_mm(value: float) -> str:
+    """A distance as a message's prose writes it ("2 mm")."""
+    return f"{format_number(value)} mm"
 
 
 def _margins_text(margins: Margins) -> str:

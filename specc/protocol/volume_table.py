@@ -51,7 +51,8 @@ class VolumeTableMapping(BaseModel):
     def _increasing(cls, volumes: list[float]) -> list[float]:
         for index, volume in enumerate(volumes):
             if not math.isfinite(volume) or volume <= 0:
-                raise ValueError(f"volume_cc[{index}] is {volume}: a structure volume is a finite number of cc above 0")
+                shown = format_number(volume) if math.isfinite(volume) else str(volume)  # "0", "-2.5"; "nan", "inf"
+                raise ValueError(f"volume_cc[{index}] is {shown}: a structure volume is a finite number of cc above 0")
             if index and volume <= volumes[index - 1]:
                 raise ValueError(
                     f"volume_cc must increase row by row: volume_cc[{index}] {format_number(volume)} cc follows "
