@@ -318,6 +318,17 @@ def test_a_limit_stop_is_iteration_limit_as_for_any_solver_even_with_a_plan() ->
     assert "time_limit_s" not in result.message
 
 
+def test_a_fast_path_stopped_by_its_time_limit_reads_time_limit() -> None:
+    """Audit s18/r3 F4: the fast path's time limit, with an iteration limit it did not reach beside it, is
+    `time_limit` (1 ns: it stops after its first L-BFGS-B iteration), its plan shown and labelled."""
+    _, program = _compile(CASES["quadratic penalties, uniform dose and l2 fluence"])
+    settings = dataclasses.replace(choose_solver(FIRST_ORDER_SOLVER), time_limit_s=1e-9, max_iterations=1000)
+    result = FirstOrderSolver(program).solve(settings)
+    assert result.status == "time_limit" and not result.converged and result.usable
+    assert "stopped at its time limit of 1e-09 s" in result.message and "raise `time_limit_s`" in result.message
+    assert "max_iterations" not in result.message
+
+
 def test_a_limit_the_protocol_set_is_respected_not_replaced_by_the_reference() -> None:
     _, program = _compile(CASES["hard max and mean limits"])
     settings = dataclasses.replace(choose_solver(FIRST_ORDER_SOLVER), max_iterations=3)

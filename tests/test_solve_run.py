@@ -68,6 +68,37 @@ def test_a_solver_stopped_by_its_limit_returns_no_plan_and_names_the_limit() -> 
     assert "iteration limit of 1 (raise `max_iterations`" in result.message and "time_limit_s" not in result.message
 
 
+def test_a_solver_stopped_by_its_time_limit_reads_time_limit() -> None:
+    """Audit s18/r3 F4: no test pinned the `time_limit` branch; 1 microsecond is less than CLARABEL's first
+    iteration, and the protocol's (unreached) iteration limit beside it does not make it an iteration limit."""
+    case = synthetic_case()
+    program = compile_protocol(protocol(GOALS, terms=TERMS), case)
+    result = solve_program(program, choose_solver("CLARABEL", SolverOptions(max_iterations=1000, time_limit_s=1e-6)))
+    assert result.status == "time_limit" and result.fluence is None and not result.usable
+    assert "its time limit of 1e-06 s (raise `time_limit_s`" in result.message and "max_iterations" not in result.message
+
+
+@pytest.mark.parametrize("max_iterations, time_limit_s, iterations, status, said", [
+    (None, 5.0, 12, "time_limit", "its time limit of 5 s (raise `time_limit_s`"),
+    (50, None, 50, "iteration_limit", "its iteration limit of 50 (raise `max_iterations`"),
+    (50, None, None, "iteration_limit", "its iteration limit of 50 (raise `max_iterations`"),  # the count unknown
+    (50, 5.0, 50, "iteration_limit", "its iteration limit of 50 (raise `max_iterations`"),  # both set, this reached
+    (50, 5.0, 12, "time_limit", "its time limit of 5 s (raise `time_limit_s`"),  # both set, the count short of it
+    (50, 5.0, None, "time_limit", "its time limit of 5 s (raise `time_limit_s`"),  # both set, the count unknown
+    (None, None, 200, "iteration_limit", "its own iteration limit (set a higher `max_iterations`"),
+])
+def test_cvxpys_one_limit_status_reads_as_the_limit_that_stopped_the_solver(
+    max_iterations, time_limit_s, iterations, status, said,
+) -> None:
+    """cvxpy's USER_LIMIT covers both limits: the iteration count against the protocol's `max_iterations` tells them
+    apart (audit s18/r3 F4's table)."""
+    from specc.solve.run import _limit_reached, _limit_status
+
+    settings = SolverSettings("CLARABEL", time_limit_s=time_limit_s, max_iterations=max_iterations)
+    assert _limit_status(settings, iterations) == status
+    assert _limit_reached(settings, iterations).startswith(said)
+
+
 def test_a_solver_failure_says_it_failed_and_where_the_numbers_are(monkeypatch: pytest.MonkeyPatch) -> None:
     """The fast path hands a hard DVH limit to CLARABEL; when CLARABEL fails the message must not say it solved
     the program, and the advice points at the data (an absurd influence value) before another solver (a2 F3)."""
