@@ -258,6 +258,24 @@ def test_an_expansion_past_the_grid_edge_is_noted_with_the_voxels_it_loses_there
     ]
 
 
+def test_voxels_past_the_grid_edge_that_an_intersection_or_crop_would_remove_are_not_counted() -> None:
+    """Audit s18/r1 F14: `expand(Target, 30mm) & Organ` was noted as losing 928 voxels beyond the grid, where Organ,
+    inside the grid, would have kept none of them. Beyond the grid the other operand is its edge carried on: an organ
+    inside the grid allows none, a body that the grid's edge cuts allows all (a crop to it loses what the margin
+    does)."""
+    case = synthetic_case()  # Organ on slices 3-6 of 10, Body the whole grid
+    resolved = _resolve(
+        "  Target: {role: target}\n  Organ: {role: oar}\n  Body: {role: other}\n"
+        "  Cut: {role: other, expression: 'expand(Target, z=15mm) & Organ'}\n"
+        "  Both: {role: other, expression: 'Organ & (expand(Target, z=15mm) | Body)'}\n"
+        "  Cropped: {role: other, expression: 'crop(expand(Target, z=15mm), Body)'}\n"
+        "  Within: {role: other, expression: 'Body & expand(Target, z=15mm)'}\n", case)
+    said = {note.split(":")[0]: note for note in resolved.notes if "past the dose grid's edge" in note}
+    assert set(said) == {"Cropped", "Within"}
+    lost = _beyond_by_brute_force(case, "Target", (0.0, 0.0, 15.0))
+    assert all(f": {lost} of its voxels" in note for note in said.values())
+
+
 def test_the_voxels_an_expansion_loses_past_the_grid_edge_are_those_of_the_grid_extended() -> None:
     case = synthetic_case()
     resolved = _resolve("  Target: {role: target}\n  PTV: {role: other, expression: 'expand(Target, 30mm, 10mm, 15mm)'}\n",

@@ -136,20 +136,28 @@ def coarse_margins(expression: StructureExpr, spacing_mm: Sequence[float]) -> li
 
 
 def beyond_grid(expression: StructureExpr, lookup: MaskLookup, spacing_mm: Sequence[float]) -> list[BeyondGrid]:
-    """Each expansion that makes voxels of `expression` (not one inside a crop's boundary or a subtracted part,
-    whose voxels only remove) and reaches past the grid's edge: how many voxels lie beyond, and where."""
+    """Each expansion that makes voxels of `expression` and reaches past the grid's edge: how many voxels of it lie
+    beyond that `expression` could have kept, and where. A crop's boundary or a subtracted part only removes voxels
+    (its expansions are not followed); an expansion intersected with another operand, or cropped to a boundary, is
+    counted only where that operand allows: beyond the grid, the operand as it reaches the grid's edge, carried on
+    across it (`np.pad`'s "edge": a body cut by the grid's edge goes on, an organ inside the grid allows none), so
+    `expand(Target, 30mm) & Organ` of an organ inside the grid loses nothing there."""
     spacing = tuple(spacing_mm)
     found = []
-    for node in dict.fromkeys(_growing(expression)):
+    for node, within in dict.fromkeys(_growing(expression)):
         reach = [round(along_axis_mm(margin, step) / step) for margin, step in zip(node.margins_mm, spacing)]
         operand = _evaluate(node.operand, lookup, spacing)
         if not any(_near_edge(operand, axis, voxels) for axis, voxels in enumerate(reach)):
             continue
-        grown = expand(np.pad(operand, [(voxels, voxels) for voxels in reach]), node.margins_mm, spacing)
+        padding = [(voxels, voxels) for voxels in reach]
+        grown = expand(np.pad(operand, padding), node.margins_mm, spacing)
+        grown[tuple(slice(voxels, voxels + size) for voxels, size in zip(reach, operand.shape))] = False
+        for other in within:  # what an intersection or a crop would keep of it beyond the grid
+            grown &= np.pad(_evaluate(other, lookup, spacing), padding, mode="edge")
         edges = tuple((axis, side) for axis, voxels in enumerate(reach) for side in (-1, 1)
                       if voxels and grown[_slab(grown.ndim, axis, voxels, side)].any())
-        grown[tuple(slice(voxels, voxels + size) for voxels, size in zip(reach, operand.shape))] = False
-        found.append(BeyondGrid(node, int(np.count_nonzero(grown)), edges))
+        if edges:
+            found.append(BeyondGrid(node, int(np.count_nonzero(grown)), edges))
     return found
 
 
@@ -168,40 +176,50 @@ def _slab(ndim: int, axis: int, voxels: int, side: int) -> tuple[slice, ...]:
     return tuple(index)
 
 
+# An expansion making a structure's voxels, with the operands it is intersected with or cropped to on its way up.
+Growing = tuple[Expand, tuple[StructureExpr, ...]]
+
+
 @singledispatch
-def _growing(expression: object) -> list[Expand]:
-    """The expansions whose voxels make `expression`'s (outermost first)."""
+def _growing(expression: object, within: tuple[StructureExpr, ...] = ()) -> list[Growing]:
+    """The expansions whose voxels make `expression`'s (outermost first), each with the operands that bound it."""
     raise TypeError(f"no expansions for structure expression node {type(expression).__name__}")
 
 
 @_growing.register
-def _(expression: StructureRef) -> list[Expand]:
+def _(expression: StructureRef, within: tuple[StructureExpr, ...] = ()) -> list[Growing]:
     return []
 
 
 @_growing.register
-def _(expression: Union | Intersection) -> list[Expand]:
-    return _growing(expression.left) + _growing(expression.right)
+def _(expression: Union, within: tuple[StructureExpr, ...] = ()) -> list[Growing]:
+    return _growing(expression.left, within) + _growing(expression.right, within)
 
 
 @_growing.register
-def _(expression: Difference) -> list[Expand]:
-    return _growing(expression.left)
+def _(expression: Intersection, within: tuple[StructureExpr, ...] = ()) -> list[Growing]:
+    return (_growing(expression.left, (*within, expression.right))
+            + _growing(expression.right, (*within, expression.left)))
 
 
 @_growing.register
-def _(expression: Expand) -> list[Expand]:
-    return [expression, *_growing(expression.operand)]
+def _(expression: Difference, within: tuple[StructureExpr, ...] = ()) -> list[Growing]:
+    return _growing(expression.left, within)
 
 
 @_growing.register
-def _(expression: Shrink | Ring) -> list[Expand]:
-    return _growing(expression.operand)
+def _(expression: Expand, within: tuple[StructureExpr, ...] = ()) -> list[Growing]:
+    return [(expression, within), *_growing(expression.operand, within)]
 
 
 @_growing.register
-def _(expression: Crop) -> list[Expand]:
-    return _growing(expression.operand)
+def _(expression: Shrink | Ring, within: tuple[StructureExpr, ...] = ()) -> list[Growing]:
+    return _growing(expression.operand, within)
+
+
+@_growing.register
+def _(expression: Crop, within: tuple[StructureExpr, ...] = ()) -> list[Growing]:
+    return _growing(expression.operand, (*within, expression.boundary))
 
 
 def margin_nodes(expression: StructureExpr) -> list[Expand | Shrink | Ring | Crop]:
