@@ -206,7 +206,7 @@ def _patient_notes(dose: ExternalDose, case: Case, case_sha256: str | None) -> l
     named, own = _patient_id(dose), case.metadata.extra.get("dicom.PatientID") or None
     if named is not None and own is not None and named != own:
         raise CaseError(
-            f"{dose.path}: its PatientID is {named!r}, the case {case.case_id!r}'s is {own!r}: another patient's dose "
+            f"{dose.path}: its PatientID is {named!r}, the case {case.case_id!r} has {own!r}: another patient's dose "
             "is not this patient's prior course"
         )
     notes = [

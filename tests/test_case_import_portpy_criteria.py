@@ -237,7 +237,7 @@ def test_portpy_text_is_read_as_portpys_parser_reads_it(tmp_path, definition, ex
     ("BRPLX_L * PTV", "PortPy's parser skips '*' without a word"),
     ("BRPLX_L & 3", "PortPy fails on a margin after '&'"),
     ("BRPLX_L - (PTV + 3", "a '(' is not closed"),
-    ("BODY - inf", "a shrink by 500 mm leaves nothing of a structure a margin is meant for"),
+    ("BODY - inf", "a shrink by 500 mm, beyond any clinical margin (50 mm), which specc refuses as a likely unit slip"),
 ])
 def test_portpy_text_that_portpy_cannot_evaluate_is_listed(tmp_path, definition, reason):
     criterion = {"type": "max_dose", "parameters": {"structure_name": "DERIVED", "structure_def": definition},

@@ -188,6 +188,9 @@ def test_a_fluence_plan_has_no_rt_plan_and_a_dicom_case_no_second_ct(tmp_path):
     assert "ReferencedRTPlanSequence" not in rd and rd.DoseSummationType == "PLAN"
     # audit s18/a3 F4: a PLAN dose without the plan reference PS3.3 makes type 1C says so, in the file and at export
     assert NO_RT_PLAN_NOTE in study.notes and "type 1C" in NO_RT_PLAN_NOTE and "without a plan" in NO_RT_PLAN_NOTE
+    # audit s18/r3 F7: said once, with how to get an RT Plan (two notes said 'an optimized fluence, not MLC segments')
+    assert [note for note in study.notes if "optimized fluence" in note] == [NO_RT_PLAN_NOTE]
+    assert "(a protocol with `delivery: {technique: step_and_shoot}` gives one)" in NO_RT_PLAN_NOTE
     assert rd.ImageComments.endswith(NO_RT_PLAN_COMMENT)
 
     extra = {"dicom.StudyInstanceUID": "1.2.3.4", "dicom.FrameOfReferenceUID": "1.2.3.5",

@@ -9,6 +9,7 @@ for one plan (`specc.composite`), and the plan records each file with its SHA-25
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -25,6 +26,11 @@ class PriorSource:
     fractions: int | None = None  # the fractions the file says its course had (result.h5, matRad), if it says
     frame_of_reference_uid: str | None = None  # the DICOM Frame of Reference its dose is in, if it names one
     patient_id: str | None = None  # the PatientID it names (an RT Dose's, a result.h5's case's), if it names one
+
+    @property
+    def name(self) -> str:
+        """The file's name without its folders: what a note of its reading starts with (`file` is the path given)."""
+        return Path(self.file).name
 
 
 @dataclass(frozen=True, eq=False)

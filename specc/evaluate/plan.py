@@ -618,6 +618,6 @@ def _unconfirmed_fractions(protocol: Protocol, prior: PriorDose) -> list[str]:
         return []
     if not any(goal.isoeffective and goal.course == "composite" for goal in protocol.goals):
         return []
-    return [f"{source.file}: prior course's fractions taken from prescription.prior.fractions ({declared.fractions}): "
+    return [f"{source.name}: prior course's fractions taken from prescription.prior.fractions ({declared.fractions}): "
             "the file does not state them, so the EQD2 / BED of the prior course rests on the protocol's number"
             for source in prior.sources if source.fractions is None]

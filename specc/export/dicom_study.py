@@ -75,10 +75,6 @@ def write_dicom_study(
         export.notes += written.notes
         plan_uid = written.uid
     else:
-        export.notes.append(
-            "the plan is an optimized fluence, not MLC segments: no RT Plan (a protocol with "
-            "`delivery: {technique: step_and_shoot}` gives one)"
-        )
         export.notes.append(NO_RT_PLAN_NOTE)
     export.paths.append(write_rtdose(result, out / "RD.dcm", plan_uid, identity=identity))
     if result.prior_dose_gy is not None:

@@ -37,7 +37,7 @@ from specc.export.result_file import PlanResult, ResultError
 NO_RT_PLAN_COMMENT = "references no RT Plan: the plan is an optimized fluence, not deliverable"
 NO_RT_PLAN_NOTE = (
     "the RT Dose references no RT Plan: the plan is an optimized fluence, not MLC segments, and has no deliverable "
-    "RT Plan. DICOM requires that reference for a dose of DoseSummationType PLAN (PS3.3 RT Dose module, type 1C): "
+    "RT Plan (a protocol with `delivery: {technique: step_and_shoot}` gives one). DICOM requires that reference for a dose of DoseSummationType PLAN (PS3.3 RT Dose module, type 1C): "
     "a planning system may file this dose without a plan (an orphan dose), or refuse it"
 )
 _UINT32_MAX = 2**32 - 1

@@ -1,10 +1,10 @@
-"""Run a compiled program and say, in the contract's six statuses, what came out.
+"""Run a compiled program and say, in the contract's seven statuses (`result.SolveStatus`), what came out.
 
 cvxpy reports a dozen statuses that differ between solvers; a physicist needs to know one
 thing first: is there a plan to look at? A cvxpy solver's point is kept for "optimal" and
 "optimal_inaccurate" (the latter labelled as not converged downstream); the fast path's
 (`first_order`, which `solve_program` hands SPECC-LBFGS to) also at a time or iteration limit
-where its hard limits hold ("time_limit", labelled too; `result.USABLE_STATUSES`). Every other
+where its hard limits hold ("time_limit" or "iteration_limit", labelled too; `result.USABLE_STATUSES`). Every other
 outcome returns no fluence and a message saying what to change. An infeasible program is
 diagnosed (`diagnose.py`) so the message names the hard terms in conflict.
 """
@@ -34,7 +34,7 @@ _STATUS: dict[str, SolveStatus] = {
     cp.INFEASIBLE_INACCURATE: "infeasible",
     cp.UNBOUNDED: "unbounded",
     cp.UNBOUNDED_INACCURATE: "unbounded",
-    cp.USER_LIMIT: "time_limit",
+    cp.USER_LIMIT: "time_limit",  # either limit: `solve_program` reads which one (`_limit_status`)
     cp.SOLVER_ERROR: "solver_error",
 }
 
@@ -76,8 +76,9 @@ def _limit_reached(settings: SolverSettings, iterations: int | None) -> str:
     """Which limit stopped the solver, and the option under `optimization.solver` that raises it.
 
     cvxpy reports both of a solver's limits as one status (USER_LIMIT), so the iteration count
-    tells them apart: a protocol's `max_iterations` reached is that limit; otherwise a time
-    limit the protocol set; otherwise the solver's own iteration limit.
+    tells them apart (`_limit_status`): a protocol's `max_iterations` reached is that limit;
+    otherwise a time limit the protocol set; otherwise the protocol's `max_iterations` where it
+    set one (the count unknown), else the solver's own iteration limit.
     """
     if _limit_status(settings, iterations) == "time_limit":
         return f"its time limit of {settings.time_limit_s:g} s (raise `time_limit_s` under `optimization.solver`)"
@@ -88,7 +89,7 @@ def _limit_reached(settings: SolverSettings, iterations: int | None) -> str:
 
 def _limit_status(settings: SolverSettings, iterations: int | None) -> SolveStatus:
     """cvxpy's USER_LIMIT as the limit that stopped the solver: the protocol's `max_iterations` reached, else a time
-    limit the protocol set, else the solver's own iteration limit (`_limit_reached`)."""
+    limit the protocol set, else an iteration limit, the protocol's or the solver's own (`_limit_reached`)."""
     reached = settings.max_iterations is not None and iterations is not None and iterations >= settings.max_iterations
     return "time_limit" if settings.time_limit_s is not None and not reached else "iteration_limit"
 

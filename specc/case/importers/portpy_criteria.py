@@ -354,8 +354,9 @@ def _portpy_sequence(text: str, tokens: list[str], start: int) -> tuple[Structur
         elif right == 0:
             raise _Untranslatable(f"structure_def {text!r}: a 0 mm margin (PortPy's shrink fails on it)")
         elif right > LARGEST_MARGIN_MM and operator == "-":
-            raise _Untranslatable(f"structure_def {text!r}: a shrink by {format_number(right)} mm leaves nothing of a "
-                                  "structure a margin is meant for")
+            raise _Untranslatable(f"structure_def {text!r}: a shrink by {format_number(right)} mm, beyond any clinical "
+                                  f"margin ({format_number(LARGEST_MARGIN_MM)} mm), which specc refuses as a likely "
+                                  "unit slip")
         elif right > LARGEST_MARGIN_MM:
             # A region far around a structure (PortPy's `+ inf` for "beyond"), not a margin: specc refuses a margin
             # that large as a likely unit slip and writes the region as the structure and a ring around it.

@@ -21,8 +21,9 @@ uncertified point is `optimal_inaccurate`, and `solve_first_order` then hands th
 to the reference solver. When it cannot reach feasibility (the penalty grows without the
 violation shrinking), the reference solver decides too, which also gives the elastic
 diagnosis of an infeasible program. Only a stop at a limit the protocol set is returned
-as it is: `time_limit`, the status any solver's limit gives, with the point where it meets
-the hard limits (labelled NOT CONVERGED downstream), without one where it does not.
+as it is: `time_limit` or `iteration_limit`, the statuses any solver's limits give, with the
+point where it meets the hard limits (labelled NOT CONVERGED downstream), without one where it
+does not.
 """
 
 from __future__ import annotations
