@@ -165,6 +165,18 @@ def test_each_loosened_goal_reads_as_its_warning_at_its_line(tmp_path: Path) -> 
     assert note.startswith(f"{path}:6:10: goals.Cord[0]: ") and "threshold raised from 45 Gy to 50 Gy" in note
 
 
+def _organ_protocol(tmp_path: Path) -> Path:
+    """A protocol on the synthetic case's Target and Organ that raises its template's Organ mean 20 -> 25 Gy."""
+    template = TEMPLATE.replace("  Cord: {role: oar}\n  Lung: {role: oar}\n  PTV: {role: target}\n",
+                                "  Organ: {role: oar}\n  Target: {role: target}\n").replace(
+        '  Cord: ["Max <= 45 Gy", "D0.03cc <= 44 Gy"]\n  Lung: ["V20Gy[%] <= 30 (variation 35)", "Mean <= 20 Gy"]\n'
+        '  PTV: ["D95% >= 95%"]\n', '  Organ: ["Mean <= 20 Gy"]\n  Target: ["D95% >= 95%"]\n')
+    (tmp_path / "base.yaml").write_text(template)
+    path = tmp_path / "p.yaml"
+    path.write_text(HEADER.replace("PTV", "Target") + '  Organ: ["Mean <= 25 Gy"]\n')
+    return path
+
+
 def _said(protocol) -> list[str]:
     return [str(warning) for warning in protocol.loosened_template_goals]
 
@@ -179,13 +191,7 @@ def test_a_plan_warns_of_a_template_goal_its_protocol_loosened_and_marks_its_row
     from specc.compile import compile_protocol
     from specc.compile.derive import with_optimization
 
-    template = TEMPLATE.replace("  Cord: {role: oar}\n  Lung: {role: oar}\n  PTV: {role: target}\n",
-                                "  Organ: {role: oar}\n  Target: {role: target}\n").replace(
-        '  Cord: ["Max <= 45 Gy", "D0.03cc <= 44 Gy"]\n  Lung: ["V20Gy[%] <= 30 (variation 35)", "Mean <= 20 Gy"]\n'
-        '  PTV: ["D95% >= 95%"]\n', '  Organ: ["Mean <= 20 Gy"]\n  Target: ["D95% >= 95%"]\n')
-    (tmp_path / "base.yaml").write_text(template)
-    path = tmp_path / "p.yaml"
-    path.write_text(HEADER.replace("PTV", "Target") + '  Organ: ["Mean <= 25 Gy"]\n')
+    path = _organ_protocol(tmp_path)
     said = "replaces the template goal \"Mean <= 20 Gy\""
     protocol, _ = with_optimization(load_protocol(path))
     assert not any(said in note for note in compile_protocol(protocol, synthetic_case()).notes)  # a warning, not a note
@@ -260,13 +266,7 @@ def test_a_cohort_says_each_plans_warnings_in_the_terminal_the_page_and_a_compar
     from specc.cli.app import app
     from specc.report.compare import read_plans, warnings
 
-    template = TEMPLATE.replace("  Cord: {role: oar}\n  Lung: {role: oar}\n  PTV: {role: target}\n",
-                                "  Organ: {role: oar}\n  Target: {role: target}\n").replace(
-        '  Cord: ["Max <= 45 Gy", "D0.03cc <= 44 Gy"]\n  Lung: ["V20Gy[%] <= 30 (variation 35)", "Mean <= 20 Gy"]\n'
-        '  PTV: ["D95% >= 95%"]\n', '  Organ: ["Mean <= 20 Gy"]\n  Target: ["D95% >= 95%"]\n')
-    (tmp_path / "base.yaml").write_text(template)
-    path = tmp_path / "p.yaml"
-    path.write_text(HEADER.replace("PTV", "Target") + '  Organ: ["Mean <= 25 Gy"]\n')
+    path = _organ_protocol(tmp_path)
     synthetic_case().save(tmp_path / "case.h5")
     said = 'replaces the template goal "Mean <= 20 Gy"'
     result = CliRunner().invoke(app, ["cohort", str(path), str(tmp_path / "case.h5"), "--out", str(tmp_path / "out"),
