@@ -389,17 +389,11 @@ def _asks_less(old: Goal, new: Goal) -> list[str]:
     A limit read from a table by a structure's volume is compared row by row (between two rows it is the straight
     line between them, so a table asks less somewhere only where it does at a row): asking less at any row asks less
     of the cases of that volume, and the reason names the rows, or says every row."""
-    unit, upper = old.metric.unit, not old.is_lower_bound
+    upper = not old.is_lower_bound
     points = table_points(old, new)
     readings = [(point, read_at(old, point), read_at(new, point)) for point in points]
-
-    def looser(pair: tuple[float, float] | None) -> bool:
-        return pair is not None and (pair[1] > pair[0] if upper else pair[1] < pair[0])
-
     reasons: list[str] = []
-    raised = [(point, was, now, pair) for point, was, now in readings
-              if was.threshold is not None and now.threshold is not None
-              and looser(pair := _comparable(was, was.threshold, now, now.threshold))]
+    raised = _looser(readings, "limit", upper)
     if raised:
         reasons.append(f"threshold {'raised' if upper else 'lowered'} from {_written(old, 'limit', raised[0][3][0])} to "
                        f"{_written(new, 'limit', raised[0][3][1])}{_where(points, raised, 'limit')}")
@@ -408,9 +402,7 @@ def _asks_less(old: Goal, new: Goal) -> list[str]:
         reasons.append(f"priority demoted from {old.priority}{must} to {new.priority}")
     if any(now.variation is not None and was.variation is None for _, was, now in readings):
         reasons.append(f"an acceptable variation added ({_written(new, 'variation', None)})")
-    widened = [(point, was, now, pair) for point, was, now in readings
-               if was.variation is not None and now.variation is not None
-               and looser(pair := _comparable(was, was.variation, now, now.variation))]
+    widened = _looser(readings, "variation", upper)
     if widened:
         reasons.append(f"acceptable variation widened from {_written(old, 'variation', widened[0][3][0])} "
                        f"to {_written(new, 'variation', widened[0][3][1])}{_where(points, widened, 'variation')}")
@@ -421,6 +413,23 @@ def _asks_less(old: Goal, new: Goal) -> list[str]:
 _Looser = list[tuple[dict[str, float], Goal, Goal, tuple[float, float]]]
 
 
+def _looser(readings: list[tuple[dict[str, float], Goal, Goal]], which: str, upper: bool) -> _Looser:
+    """The readings where the new goal's limit or variation (`which`) is looser than the old one's, both stated."""
+    found: _Looser = []
+    for point, was, now in readings:
+        old_limit, new_limit = _limit(was, which), _limit(now, which)
+        if old_limit is None or new_limit is None:
+            continue
+        pair = _comparable(was, old_limit, now, new_limit)
+        if pair is not None and (pair[1] > pair[0] if upper else pair[1] < pair[0]):
+            found.append((point, was, now, pair))
+    return found
+
+
+def _limit(goal: Goal, which: str) -> Threshold | None:
+    return goal.threshold if which == "limit" else goal.variation
+
+
 def _written(goal: Goal, which: str, compared: float | None) -> str:
     """`goal`'s limit or variation as written: a table's column as its span by volume ("60-70 Gy by PTV volume"); a
     number with its dose where it was compared in Gy (`compared`) against one in another form ("50% (27 Gy)")."""
@@ -429,7 +438,7 @@ def _written(goal: Goal, which: str, compared: float | None) -> str:
         column = table.limits if which == "limit" else table.variations
         assert column is not None, "`_asks_less`: a variation is written only where the goal has one"
         return f"{span_text(column, table.relative, unit)} by {table.structure} volume"
-    limit = goal.threshold if which == "limit" else goal.variation
+    limit = _limit(goal, which)
     assert limit is not None, "`_asks_less`: a goal without a table has a threshold, and a variation where written"
     return limit.text(unit) if compared is None else _text(limit, unit, compared)
 
@@ -443,7 +452,7 @@ def _where(points: list[dict[str, float]], found: _Looser, which: str) -> str:
         return " at every row of the table"
     rows = []
     for point, was, now, pair in found:
-        read = tuple(goal.threshold if which == "limit" else goal.variation for goal in (was, now))
+        read = tuple(_limit(goal, which) for goal in (was, now))
         assert read[0] is not None and read[1] is not None, "`_asks_less` compared these two"
         values = " to ".join(_reading(limit, was.metric.unit, value, pair) for limit, value in zip(read, pair))
         if len(point) == 1:
