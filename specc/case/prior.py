@@ -53,11 +53,6 @@ class PriorDose:
         protocol's prior course names the file."""
         return {source.file: source.fractions for source in self.sources if source.fractions is not None}
 
-    def median_gy(self, mask: np.ndarray) -> float:
-        """The prior dose's median over a structure (`mask` on the case grid), Gy in all: what a target's level,
-        read as the composite dose, already has before this plan adds any."""
-        return float(np.median(np.asarray(self.total_gy)[mask]))
-
     def on_rows(self, voxel_indices: np.ndarray) -> np.ndarray:
         """The prior dose at the given flat grid indices (an influence matrix's rows), Gy in all."""
         return np.asarray(self.total_gy, dtype=np.float64).ravel()[voxel_indices]
