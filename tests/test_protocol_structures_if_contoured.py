@@ -21,6 +21,19 @@ def test_an_organ_may_be_marked_if_contoured_and_the_default_is_required() -> No
     assert not protocol.structures["Cord"].if_contoured
 
 
+@pytest.mark.parametrize(("written", "shown"), [('"no"', '"no"'), ('"yes"', '"yes"'), ("0", "0"), ("1", "1"),
+                                                ('"true"', '"true"')])
+def test_if_contoured_is_true_or_false_like_every_other_flag(written: str, shown: str) -> None:
+    """Audit s19/a3 F1: `if_contoured: "no"` (or "yes", 0, 1) was read as a boolean, where `hard: "no"` and
+    `robustness.optimize: "yes"` are refused and the schema says boolean: whether a missing organ is an error or a
+    NOT EVALUATED goal is not decided by a quoted word or a number."""
+    with pytest.raises(ProtocolError) as caught:
+        _parse(f"  Target: {{role: target}}\n  Organ: {{role: oar, if_contoured: {written}}}\n")
+    assert [str(diagnostic) for diagnostic in caught.value.diagnostics] == [
+        f"site/p.yaml:7:36: structures.Organ.if_contoured: expected true or false, got {shown}"
+    ]
+
+
 @pytest.mark.parametrize(
     ("structures", "rest", "message"),
     [

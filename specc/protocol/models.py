@@ -238,7 +238,7 @@ class StructureSpec(_Strict):
         "parts (BrachialPlex_L, BrachialPlex_R): a case with no structure of this name or its aliases reads it as "
         "the union of the parts it contours, and a note names them. Not for derived structures.",
     )
-    if_contoured: bool = Field(
+    if_contoured: StrictBool = Field(
         default=False,
         description="A case may not contour this organ (a template's optic nerves, far from an oropharynx field): "
         "on a case without it the plan goes on, its goals read NOT EVALUATED (not contoured on this case) and its "
