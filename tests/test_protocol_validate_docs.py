@@ -1,0 +1,23 @@
+"""The `specc validate` transcript that docs/protocol-language.md shows a new user is the one they get."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from specc.cli import app
+
+_PROMPT = "$ specc validate protocols/examples/*.yaml\n"
+
+
+def test_the_documented_validate_transcript_of_the_example_library_is_what_validate_prints() -> None:
+    """Audit s19/a5 F2: the transcript lacked the three notes printed for the SBRT protocol's
+    by-volume limits, so a new user comparing output to the page saw unexplained lines."""
+    docs = Path("docs/protocol-language.md").read_text(encoding="utf-8")
+    start = docs.index(_PROMPT) + len(_PROMPT)
+    documented = docs[start : docs.index("```", start)]
+    files = sorted(str(path) for path in Path("protocols/examples").glob("*.yaml"))
+    result = CliRunner().invoke(app, ["validate", *files], terminal_width=10_000)
+    assert result.exit_code == 0, result.output
+    assert result.output == documented
