@@ -228,6 +228,15 @@ class GoalRecord(_Record):
     # limit the protocol states as a number (and in a plan.json written before it).
     limit_source: str | None = None
 
+    @property
+    def bounds_curve_from_below(self) -> bool:
+        """Whether the cumulative DVH must pass at or above `dvh_point` (a marker's "at least").
+
+        The comparator says it for every metric but CV, which counts the volume *below* a dose:
+        sparing at least 20 cc at 20 Gy keeps the curve at most at the point (audit s19/a1).
+        """
+        return (self.comparator in (">=", ">")) != self.metric.startswith("CV")
+
     def shown(self, value: float) -> str:
         """A value of this goal (its own, a scenario's, another plan's) with the decimals its judgement needs."""
         return judged_text(value, self.comparator, self.threshold, self.variation)

@@ -75,11 +75,10 @@ def dvh_figure(record: PlanRecord) -> Figure:
         if goal.dvh_point is None:
             continue
         dose_gy, volume_percent = goal.dvh_point
-        lower_bound = goal.comparator in (">=", ">")
         axes.plot(
             dose_gy,
             volume_percent,
-            marker="^" if lower_bound else "v",
+            marker="^" if goal.bounds_curve_from_below else "v",
             ms=8,
             mfc=colors.get(goal.structure, "black"),
             mec=STATUS_COLORS[goal.status],
