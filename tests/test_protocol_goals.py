@@ -78,6 +78,7 @@ def test_goal_fields_and_values() -> None:
         ("D95 % >= 78 Gy", 'write the metric without spaces ("D95%")'),
         ("V50 Gy[%] >= 95", 'write the metric without spaces ("V50Gy[%]")'),
         ("Mean <= -2 Gy", 'threshold "-2 Gy" must be a finite, non-negative number'),
+        ("Mean <= -0 Gy", 'threshold "-0 Gy" must be a finite, non-negative number'),  # as a `dose:` key's "-0 Gy"
         ("V20Gy[%] <= 20 Gy", 'unknown unit "Gy" in threshold "20 Gy" of V20Gy[%] (expected %)'),
         ("V20Gy[%] <= 101%", 'threshold "101%" of V20Gy[%]: a volume cannot exceed 100%'),
     ],

@@ -129,14 +129,18 @@ def test_a_shrink_beyond_any_clinical_margin_is_refused_and_the_widest_margins_a
     parse_protocol_text(MARGINS.replace("MARGIN", "5cm"), "p.yaml")  # a sarcoma's longitudinal GTV-to-CTV margin
 
 
-def test_a_setup_error_written_as_a_mapping_or_object_past_the_bound_is_an_error_at_its_line() -> None:
+def test_a_setup_error_given_as_a_mapping_or_object_past_the_bound_is_refused_as_read() -> None:
     """Audit s18/r1 F2: `{mm: 40}` (a mapping `Length` reads) or a `Length` / `Angle` object past the bound reached
-    the slip message's regex and ended in a raw TypeError, no file or line."""
+    the slip message's regex and ended in a raw TypeError, no file or line. A file writes the text alone (audit s19/a3
+    F2, as the schema says): there the mapping is refused at its line with the text it means; from Python it is read."""
     text = _protocol(["Max <= 75 Gy"], tail="robustness:\n  setup_error: [{mm: 40}, 1 mm, 1 mm]\n")  # line 16
-    assert _diagnostics(text) == [(16, (
-        "setup_error 40 mm is beyond any patient setup (30 mm at most here): a typo? Motion beyond it is an "
-        "internal margin's (ITV), not a setup error's"))]
-    parse_protocol_text(text.replace("{mm: 40}", "{mm: 4}"), "p.yaml")
+    assert _diagnostics(text) == [(16, 'a protocol file writes a distance as text ("40 mm"), not as a mapping of its '
+                                       "fields")]
+    slip = (r"setup_error 40 mm is beyond any patient setup \(30 mm at most here\): a typo\? Motion beyond it is an "
+            r"internal margin's \(ITV\), not a setup error's")
+    with pytest.raises(ValueError, match=slip):
+        Robustness(setup_error=[{"mm": 40}, "1 mm", "1 mm"])
+    assert Robustness(setup_error=[{"mm": 4}, "1 mm", "1 mm"]).setup_error_mm == (4.0, 1.0, 1.0)
     with pytest.raises(ValueError, match=r"setup_error 40 mm is beyond any patient setup"):
         Robustness(setup_error=[Length(mm=40)] * 3)
     with pytest.raises(ValueError, match=r"rotation_error 20 deg is beyond any patient setup"):

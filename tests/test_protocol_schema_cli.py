@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from jsonschema import Draft202012Validator
+from pydantic import ValidationError
 from typer.testing import CliRunner
 
 import specc.cli.validate  # noqa: F401  (registers the commands)
 from specc.cli.app import app
 from specc.errors import SpeccError
-from specc.protocol import load_protocol_or_template
+from specc.protocol import Dose, Protocol, ProtocolError, load_protocol_or_template
 from specc.protocol.schema import protocol_json_schema, protocol_json_schema_text
 
 ROOT = Path(__file__).parent.parent
@@ -151,3 +154,96 @@ def test_the_schema_requires_the_keys_a_file_cannot_take_from_a_template(
             load_protocol_or_template(tmp_path / name)
     else:
         load_protocol_or_template(tmp_path / name)
+
+
+AGREEMENT_BASE = {
+    "specc": 1, "name": "Agree", "site": "t", "version": "1.0.0",
+    "structures": {"PTV": {"role": "target"}, "Core": {"role": "oar"}},
+    "prescription": {"fractions": 25, "levels": [{"target": "PTV", "dose": "50 Gy"}]},
+    "goals": {"PTV": ["D95% >= 47.5 Gy"], "Core": ["Mean <= 20 Gy"]},
+    "optimization": {"terms": [{"kind": "quadratic_underdose", "structure": "PTV", "dose": "50 Gy", "weight": 100}]},
+}
+
+
+def _dvh(volume: Any) -> dict[str, Any]:
+    return {"kind": "dvh", "structure": "Core", "dose": "20 Gy", "volume": volume, "bound": "upper"}
+
+
+def _robust(**errors: Any) -> dict[str, Any]:
+    return {"setup_error": "3 mm", **errors}
+
+
+# (where, value, whether specc and the schema both accept it)
+TERM, LEVEL_DOSE, ROBUSTNESS = ("optimization", "terms", 1), ("prescription", "levels", 0, "dose"), ("robustness",)
+PTV_GOAL, CORE_GOAL = ("goals", "PTV", 1), ("goals", "Core", 1)
+AGREEMENT = [
+    pytest.param(TERM, _dvh("2 cm3"), True, id="dvh volume 2 cm3"),  # parse_volume reads cm3, ml and mL as cc
+    pytest.param(TERM, _dvh("2 ml"), True, id="dvh volume 2 ml"),
+    pytest.param(TERM, _dvh("2 mL"), True, id="dvh volume 2 mL"),
+    pytest.param(TERM, _dvh({"value": 2, "unit": "cc"}), False, id="dvh volume mapping"),  # a file writes "2 cc"
+    pytest.param(LEVEL_DOSE, {"gy": 50}, False, id="level dose mapping"),
+    pytest.param(("optimization", "terms", 0, "dose"), {"gy": 52}, False, id="term dose mapping"),
+    pytest.param(ROBUSTNESS, _robust(random_error=["2 mm", {"mm": 2}, "2 mm"]), False, id="random error mapping item"),
+    pytest.param(("prescription", "normalization"), {"structure": "PTV", "metric": {"quantity": "Mean", "unit": "Gy"}},
+                 False, id="normalization metric mapping"),
+    pytest.param(LEVEL_DOSE, "+50 Gy", True, id="dose +50 Gy"),
+    pytest.param(LEVEL_DOSE, "-50 Gy", False, id="dose -50 Gy"),
+    pytest.param(LEVEL_DOSE, "-0 Gy", False, id="dose -0 Gy"),
+    pytest.param(ROBUSTNESS, _robust(rotation_error=["1 deg", "1 deg", "2 deg"]), True, id="rotation error of three"),
+    pytest.param(ROBUSTNESS, {"setup_error": ["3 mm", "3 mm"]}, False, id="setup error of two"),
+    pytest.param(ROBUSTNESS, _robust(random_error=["2 mm", "2 mm"]), False, id="random error of two"),
+    pytest.param(ROBUSTNESS, _robust(rotation_error=["1 deg", "1 deg"]), False, id="rotation error of two"),
+    pytest.param(PTV_GOAL, {"metric": "D2%", "<=": "56 Gy", "variation": "58 Gy"}, True, id="dose goal with units"),
+    pytest.param(PTV_GOAL, {"metric": "D2%", "<=": 56}, False, id="dose goal bare number"),
+    pytest.param(PTV_GOAL, {"metric": "D2%", "<=": "56 Gy", "variation": 58}, False, id="dose goal bare variation"),
+    pytest.param(CORE_GOAL, {"metric": "Max", "<": 30}, False, id="Max goal bare number"),
+    # a volume metric's bare number is in its own unit, an index is a ratio
+    pytest.param(CORE_GOAL, {"metric": "V20Gy[%]", "<=": 20}, True, id="volume goal bare number"),
+    pytest.param(PTV_GOAL, {"metric": "CI", "<=": 1.2}, True, id="index goal bare number"),
+    pytest.param(("structures", "Core", "if_contoured"), "no", False, id="if_contoured no"),
+    pytest.param(("structures", "Core", "if_contoured"), 0, False, id="if_contoured 0"),
+]
+
+
+@pytest.mark.parametrize(("where", "value", "accepted"), AGREEMENT)
+def test_the_schema_and_specc_validate_agree(tmp_path: Path, where: tuple[str | int, ...], value: Any,
+                                             accepted: bool) -> None:
+    """Audit s19/a3 F2, F3: an editor flagged a DVH term's "2 cm3" that `specc validate` accepts, and let through a
+    setup error of two values, a negative dose and a bare number for a dose goal's limit that it refuses; specc took
+    a quantity written as a mapping of its fields ({gy: 50}), which the schema and the docs know nothing of."""
+    data = copy.deepcopy(AGREEMENT_BASE)
+    parent: Any = data
+    for key in where[:-1]:
+        parent = parent.setdefault(key, {}) if isinstance(parent, dict) else parent[key]
+    if isinstance(parent, list) and where[-1] == len(parent):
+        parent.append(value)
+    else:
+        parent[where[-1]] = value
+    schema = json.loads((ROOT / "schemas" / "protocol.schema.json").read_text(encoding="utf-8"))
+    schema_errors = list(Draft202012Validator(schema).iter_errors(data))
+    path = tmp_path / "agree.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    try:
+        load_protocol_or_template(path)
+        specc_accepts = True
+    except ProtocolError:
+        specc_accepts = False
+    assert (not schema_errors, specc_accepts) == (accepted, accepted), [error.message for error in schema_errors]
+
+
+def test_a_quantity_written_as_a_mapping_is_refused_in_a_file_with_the_text_it_means(tmp_path: Path) -> None:
+    """A file writes a quantity as text (audit s19/a3 F2): `dose: {gy: 50}` is refused at its line, the message
+    giving the text to write; from Python the fields still build it."""
+    data = copy.deepcopy(AGREEMENT_BASE)
+    data["prescription"]["levels"][0]["dose"] = {"gy": 50}
+    path = tmp_path / "mapping.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    with pytest.raises(ProtocolError) as caught:
+        load_protocol_or_template(path)
+    assert [(d.path, d.message) for d in caught.value.diagnostics] == [
+        ("prescription.levels[0].dose",
+         'a protocol file writes a dose as text ("50 Gy"), not as a mapping of its fields'),
+    ]
+    assert Protocol.model_validate(data).prescription.levels[0].dose == Dose(gy=50)
+    with pytest.raises(ValidationError, match="unit\n  Extra inputs are not permitted"):
+        Dose.model_validate({"gy": 50, "unit": "cGy"})  # not 50 Gy: an unknown field is refused, as in a protocol

@@ -39,9 +39,9 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, StrictInt, Tag
 from pydantic.json_schema import SkipJsonSchema
 
 from specc.protocol.isoeffect import ISOEFFECTIVE, DoseQuantity
-from specc.protocol.metrics import Metric, MetricUnit
+from specc.protocol.metrics import DOSE_METRIC_PATTERN, Metric, MetricUnit
 from specc.protocol.suggest import did_you_mean
-from specc.protocol.units import DOSE_UNITS, Dose, format_number
+from specc.protocol.units import DOSE_UNITS, VOLUME_SPELLINGS, Dose, format_number
 from specc.protocol.volume_table import VolumeTable, VolumeTableMapping
 from specc.terms.base import SourceLocation
 
@@ -54,7 +54,6 @@ DEFAULT_PRIORITY = 1
 
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
 _QUANTITY = re.compile(rf"^\s*(?P<value>{_NUMBER})\s*(?P<unit>[^\d\s.+-][^\s]*)?\s*$")
-_VOLUME_UNITS = {"%": "%", "cc": "cc", "cm3": "cc", "ml": "cc", "mL": "cc"}
 _COMPACT = re.compile(
     r"^\s*(?P<metric>[^\s<>=≤≥()]+)\s*(?P<cmp><=|>=|==|=<|=>|=|<|>|≤|≥)?\s*(?P<threshold>[^()]*?)\s*"
     r"(?:\((?P<extras>[^()]*)\))?\s*$"
@@ -102,7 +101,7 @@ def parse_threshold(written: Any, metric: Metric, what: str = "threshold") -> Th
     if not match:
         raise ValueError(f'cannot read {what} "{text}": expected a number and a unit, e.g. "78 Gy" or "20%"')
     value, unit = float(match["value"]), match["unit"] or ""
-    if not math.isfinite(value) or value < 0:
+    if not math.isfinite(value) or math.copysign(1.0, value) < 0:  # "-0 Gy" too: no limit is written with a minus
         raise ValueError(f'{what} "{text}" must be a finite, non-negative number')
     if metric.is_index:
         if unit:
@@ -119,7 +118,7 @@ def parse_threshold(written: Any, metric: Metric, what: str = "threshold") -> Th
                 f'or a percentage of the prescription ("{text}%")'
             )
         raise ValueError(f'unknown unit "{unit}" in {what} "{text}" of {metric}{_unit_hint(unit, metric)}')
-    volume_unit = _VOLUME_UNITS.get(unit) if unit else metric.unit
+    volume_unit = VOLUME_SPELLINGS.get(unit) if unit else metric.unit
     if volume_unit is None:
         raise ValueError(f'unknown unit "{unit}" in {what} "{text}" of {metric}{_unit_hint(unit, metric)}')
     if volume_unit != metric.unit:
@@ -150,12 +149,25 @@ WrittenLimit = Annotated[
     Annotated[str | float, Tag("number")] | Annotated[VolumeTableMapping, Tag("table")], Discriminator(_limit_form)
 ] | None
 _BY_VOLUME = " Or a table by a structure's volume on the case: {by_volume_of, volume_cc, limit, variation}."
+# What the JSON Schema says of a mapping goal on a dose metric (D95%, Mean, ...): its limit and variation are not bare
+# numbers, which `parse_threshold` refuses ("threshold 56 of D2% has no unit"), so an editor flags them too.
+_DOSE_LIMITS_HAVE_UNITS = {
+    "if": {"properties": {"metric": {"pattern": DOSE_METRIC_PATTERN}}, "required": ["metric"]},
+    "then": {
+        "properties": {
+            key: {"not": {"type": "number"}, "description": 'A dose limit has a unit: "56 Gy", "5600 cGy" or "107%".'}
+            for key in (*COMPARATORS, "variation")
+        }
+    },
+}
 
 
 class GoalMapping(BaseModel):
     """The mapping form of a goal: `{metric: D95%, ">=": 78 Gy, variation: 76 Gy, priority: 2}`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, json_schema_extra=_DOSE_LIMITS_HAVE_UNITS
+    )
 
     metric: str = Field(description="DVH metric in TG-263 notation, e.g. D95%, V20Gy[%], Mean.")
     at_most: WrittenLimit = Field(default=None, alias="<=", description="Upper limit (inclusive)." + _BY_VOLUME)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar, Literal
 
-from pydantic import model_validator
+from pydantic import ValidationInfo, model_validator
 
-from specc.protocol.units import DOSE_UNITS, Dose, TextValue, Volume, format_number
+from specc.protocol.units import DOSE_UNITS, Dose, TextValue, Volume, format_number, text_in_a_file
 
 Quantity = Literal["D", "V", "Mean", "Max", "Min", "CV", "DC", "CI", "PCI", "GI", "R50", "HI"]
 MetricUnit = Literal["Gy", "%", "cc", ""]
@@ -43,6 +43,9 @@ def _schema_pattern(*patterns: re.Pattern[str]) -> str:
     return "|".join(re.sub(r"\(\?P<\w+>", "(", pattern.pattern) for pattern in patterns)
 
 
+# The metrics that measure a dose (Gy), for the JSON Schema: their limits are written with a unit.
+DOSE_METRIC_PATTERN = _schema_pattern(_AT_VOLUME, _STATISTIC)
+
 EXAMPLES = "D95%, D2cc, D0.03cc, DC5%, V20Gy[%], V20Gy[cc], V95%, CV15Gy, Mean, Max, Min, CI, PCI, GI, R50, HI"
 
 
@@ -63,11 +66,12 @@ class Metric(TextValue):
 
     @model_validator(mode="before")
     @classmethod
-    def _from_text(cls, data: Any) -> Any:
+    def _from_text(cls, data: Any, info: ValidationInfo) -> Any:
         if isinstance(data, str):
             return _fields(data)
         if not isinstance(data, (dict, Metric)):
             raise ValueError(f"a metric is written as text in TG-263 notation ({EXAMPLES}), got {data!r}")
+        text_in_a_file(cls, data, info, "metric")
         return data
 
     @model_validator(mode="after")

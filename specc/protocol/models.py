@@ -524,6 +524,11 @@ def _three_angles_or_none(value: Any) -> Any:
     return None if value is None else _three(value, 'one angle ("2 deg")', 'three about x, y, z (["1 deg", "1 deg", "2 deg"])')
 
 
+# How a file writes a setup error for the JSON Schema: one value for every axis, or three (`_three`), never two.
+_WrittenLengths = Length | Annotated[list[Length], Field(min_length=3, max_length=3)]
+_WrittenAngles = Angle | Annotated[list[Angle], Field(min_length=3, max_length=3)]
+
+
 def _both_ways(sizes: tuple[float, float, float]) -> list[tuple[float, float, float]]:
     """One vector per non-zero axis and sign: (+s, 0, 0), (-s, 0, 0), (0, +s, 0), ..."""
     out: list[tuple[float, float, float]] = []
@@ -558,7 +563,7 @@ class Robustness(_Strict):
     margins make a plan robust.
     """
 
-    setup_error: Annotated[list[Length], BeforeValidator(_three_lengths, json_schema_input_type=Length | list[Length])] = (
+    setup_error: Annotated[list[Length], BeforeValidator(_three_lengths, json_schema_input_type=_WrittenLengths)] = (
         Field(
             default_factory=lambda: [Length(mm=0.0)] * 3,
             description='The systematic setup error: "3 mm" along every axis, or ["3 mm", "3 mm", "5 mm"] along x, '
@@ -566,7 +571,7 @@ class Robustness(_Strict):
         )
     )
     random_error: Annotated[
-        list[Length] | None, BeforeValidator(_three_lengths_or_none, json_schema_input_type=Length | list[Length])
+        list[Length] | None, BeforeValidator(_three_lengths_or_none, json_schema_input_type=_WrittenLengths)
     ] = Field(
         default=None,
         description='The random (day-to-day) setup error, one standard deviation: "2 mm", or three along x, y, z. '
@@ -574,7 +579,7 @@ class Robustness(_Strict):
         "fractions), and adds a scenario without a shift. With optimize: true, held in those scenarios too.",
     )
     rotation_error: Annotated[
-        list[Angle] | None, BeforeValidator(_three_angles_or_none, json_schema_input_type=Angle | list[Angle])
+        list[Angle] | None, BeforeValidator(_three_angles_or_none, json_schema_input_type=_WrittenAngles)
     ] = Field(
         default=None,
         description='The rotational setup error: "2 deg" about every patient axis, or three about x, y, z. Each '

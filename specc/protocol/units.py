@@ -13,7 +13,15 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, GetJsonSchemaHandler, model_serializer, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    GetJsonSchemaHandler,
+    ValidationError,
+    ValidationInfo,
+    model_serializer,
+    model_validator,
+)
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
@@ -24,8 +32,12 @@ ANGLE_UNITS: dict[str, float] = {"deg": 1.0}
 VolumeUnit = Literal["%", "cc"]
 
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+# What the JSON Schema lets a quantity's number be: no minus sign, since every quantity is non-negative (an editor
+# flags "-50 Gy" as `specc validate` does; "-0 Gy" is refused by both, see `_non_negative`).
+_SCHEMA_NUMBER = r"\+?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+VOLUME_SPELLINGS: dict[str, str] = {"%": "%", "cc": "cc", "cm3": "cc", "ml": "cc", "mL": "cc"}
 _DOSE_RE = re.compile(rf"^\s*(?P<value>{_NUMBER})\s*(?P<unit>[A-Za-z]+[2²]?)\s*$")
-_VOLUME_RE = re.compile(rf"^\s*(?P<value>{_NUMBER})\s*(?P<unit>%|cc|cm3|ml|mL)\s*$")
+_VOLUME_RE = re.compile(rf"^\s*(?P<value>{_NUMBER})\s*(?P<unit>{'|'.join(VOLUME_SPELLINGS)})\s*$")
 
 
 def format_number(value: float) -> str:
@@ -56,9 +68,13 @@ def places_apart(value: float, others: Iterable[float] = (), decimals: int = 2) 
 class TextValue(BaseModel):
     """A value a protocol writes as one string ("78 Gy", "20%", "D95%"): parsed from text by
     the subclass, serialized back to the same text, and described to editors as a string
-    with a pattern (the JSON Schema of the subclass's `text_schema`)."""
+    with a pattern (the JSON Schema of the subclass's `text_schema`).
 
-    model_config = ConfigDict(frozen=True)
+    From Python it is also built from its fields (`Dose(gy=78)`, `{"gy": 78}` where a model
+    takes a dose), an unknown field refused like a protocol's unknown key; a protocol file
+    writes the text alone (`text_in_a_file`)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     text_schema: ClassVar[dict[str, Any]]
 
@@ -84,19 +100,20 @@ class _Quantity(TextValue):
 
     @model_validator(mode="before")
     @classmethod
-    def _from_text(cls, data: Any) -> Any:
+    def _from_text(cls, data: Any, info: ValidationInfo) -> Any:
         if isinstance(data, str):
             example = " or ".join(f'"{value}"' for value in cls.text_schema["examples"])
             return {cls.field: _parse_with_unit(data, cls.units, cls.what, example)}
         if isinstance(data, bool) or isinstance(data, (int, float)):
             written = " or ".join(f'"{data} {unit}"' for unit in cls.units)
             raise ValueError(f"{cls.what} {data!r} has no unit: write it as {written}")
+        text_in_a_file(cls, data, info, cls.what)
         return data
 
     @model_validator(mode="after")
     def _physical(self) -> _Quantity:
         amount = getattr(self, self.field)
-        if not math.isfinite(amount) or amount < 0:
+        if not _non_negative(amount):
             unit = next(iter(self.units))
             raise ValueError(f"{self.what} must be a finite, non-negative number of {unit}, got {amount}")
         return self
@@ -109,7 +126,7 @@ class Dose(_Quantity):
     """A total dose over the treatment course, in Gy."""
 
     text_schema: ClassVar[dict[str, Any]] = {
-        "pattern": rf"^\s*{_NUMBER}\s*(Gy|cGy)\s*$",
+        "pattern": rf"^\s*{_SCHEMA_NUMBER}\s*(Gy|cGy)\s*$",
         "description": 'A total dose with its unit, e.g. "78 Gy" or "7800 cGy".',
         "examples": ["78 Gy", "7800 cGy"],
     }
@@ -133,8 +150,8 @@ class Volume(TextValue):
     """A volume, relative to the structure (%) or absolute (cc)."""
 
     text_schema: ClassVar[dict[str, Any]] = {
-        "pattern": rf"^\s*{_NUMBER}\s*(%|cc)\s*$",
-        "description": 'A volume with its unit: "20%" of the structure or "2 cc".',
+        "pattern": rf"^\s*{_SCHEMA_NUMBER}\s*({'|'.join(VOLUME_SPELLINGS)})\s*$",
+        "description": 'A volume with its unit: "20%" of the structure or "2 cc" (also written cm3, ml or mL).',
         "examples": ["20%", "2 cc"],
     }
 
@@ -143,15 +160,16 @@ class Volume(TextValue):
 
     @model_validator(mode="before")
     @classmethod
-    def _from_text(cls, data: Any) -> Any:
+    def _from_text(cls, data: Any, info: ValidationInfo) -> Any:
         if isinstance(data, str):
             value, unit = parse_volume(data)
             return {"value": value, "unit": unit}
+        text_in_a_file(cls, data, info, "volume")
         return data
 
     @model_validator(mode="after")
     def _physical(self) -> Volume:
-        if not math.isfinite(self.value) or self.value < 0:
+        if not _non_negative(self.value):
             raise ValueError(f"volume must be a finite, non-negative number, got {self.value}")
         if self.unit == "%" and self.value > 100:
             raise ValueError(f"a relative volume cannot exceed 100%, got {format_number(self.value)}%")
@@ -165,7 +183,7 @@ class Length(_Quantity):
     """A distance in the patient (a setup error, a margin), stored in mm."""
 
     text_schema: ClassVar[dict[str, Any]] = {
-        "pattern": rf"^\s*{_NUMBER}\s*(mm|cm)\s*$",
+        "pattern": rf"^\s*{_SCHEMA_NUMBER}\s*(mm|cm)\s*$",
         "description": 'A distance with its unit, e.g. "3 mm" or "0.5 cm".',
         "examples": ["3 mm", "0.5 cm"],
     }
@@ -181,7 +199,7 @@ class Angle(_Quantity):
     """A rotation of the patient (a rotational setup error), stored in degrees."""
 
     text_schema: ClassVar[dict[str, Any]] = {
-        "pattern": rf"^\s*{_NUMBER}\s*deg\s*$",
+        "pattern": rf"^\s*{_SCHEMA_NUMBER}\s*deg\s*$",
         "description": 'An angle in degrees, e.g. "2 deg".',
         "examples": ["2 deg", "1.5 deg"],
     }
@@ -197,7 +215,7 @@ class Area(_Quantity):
     """An area in the beam's eye view at the isocentre (a segment's opening), stored in cm²."""
 
     text_schema: ClassVar[dict[str, Any]] = {
-        "pattern": rf"^\s*{_NUMBER}\s*(cm2|mm2|cm²|mm²)\s*$",
+        "pattern": rf"^\s*{_SCHEMA_NUMBER}\s*(cm2|mm2|cm²|mm²)\s*$",
         "description": 'An area with its unit, e.g. "4 cm2" or "400 mm2".',
         "examples": ["4 cm2", "400 mm2"],
     }
@@ -207,6 +225,25 @@ class Area(_Quantity):
     what: ClassVar[str] = "area"
 
     cm2: float
+
+
+def text_in_a_file(cls: type[TextValue], data: Any, info: ValidationInfo, what: str) -> None:
+    """Refuse a value given as a mapping of its fields (`dose: {gy: 50}`) in a protocol file, which the loader
+    validates with `specc.protocol.models.FILE_CONTEXT`: the language writes each as text ("50 Gy"), the one form
+    the JSON Schema lets an editor accept and the docs describe. The fields are how Python builds one (`Dose(gy=50)`),
+    not a second way to write a protocol (audit s19/a3 F2)."""
+    if isinstance(data, dict) and info.context and info.context.get("file"):
+        try:
+            text = f'"{cls.model_validate(data)}"'
+        except ValidationError:
+            text = f'e.g. "{cls.text_schema["examples"][0]}"'
+        raise ValueError(f"a protocol file writes a {what} as text ({text}), not as a mapping of its fields")
+
+
+def _non_negative(amount: float) -> bool:
+    """Finite and not below zero, nor a negative zero ("-0 Gy"): no quantity of a protocol is written with a minus
+    sign, which the JSON Schema's patterns leave out."""
+    return math.isfinite(amount) and math.copysign(1.0, amount) > 0
 
 
 def parse_dose_gy(text: str) -> float:
