@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 from pathlib import Path
@@ -178,3 +179,90 @@ def test_approve_checks_the_segments_fluence_on_the_plans_case(plans, tmp_path, 
     assert "the plan files of one run as far as checked (see the warning)" in said
     checked = CliRunner().invoke(app, ["approve", str(moved), "--verify", "--case", str(case)])
     assert checked.exit_code == 0 and "not checked" not in checked.output, checked.output
+
+
+def _first_open(document: dict) -> tuple[dict, dict, int]:
+    """The first beam, its first segment and that segment's first open leaf pair."""
+    beam = document["beams"][0]
+    segment = beam["segments"][0]
+    return beam, segment, next(pair for pair, tip in enumerate(segment["left_mm"]) if tip is not None)
+
+
+def _tip_by(mm: float):
+    def edit(document: dict) -> None:
+        _, segment, pair = _first_open(document)
+        segment["left_mm"][pair] -= mm
+        segment["area_cm2"] = round(segment["area_cm2"] + mm * 0.05, 4)  # 5 mm leaves: kept consistent with the tips
+    return edit
+
+
+def _beyond_the_grid(document: dict) -> None:
+    """A leaf tip at the edge of the beam's beamlets (-12.5 or 12.5 mm on the test case) moved 10 mm (two beamlets)
+    further out: on a beamlet edge, over cells where the case has no beamlet, which no fluence can see."""
+    beam = document["beams"][0]
+    for segment in beam["segments"]:
+        for side, edge in (("left_mm", -12.5), ("right_mm", 12.5)):
+            for pair, tip in enumerate(segment[side]):
+                if tip == edge:
+                    segment[side][pair] = 2 * edge - math.copysign(2.5, edge)
+                    segment["area_cm2"] = round(segment["area_cm2"] + 10 * 0.05, 4)
+                    return
+    raise AssertionError("no leaf tip at the beamlets' edge")
+
+
+@pytest.mark.parametrize("edit, said", [
+    # audit s19/a2 F2: a tip moved by less than half a beamlet leaves every beamlet centre where it was
+    (_tip_by(1.0), r"beam 1 segment 1 leaf pair (\d) \(centred on -?\d+ mm\): left tip -?[\d.]+ mm is not on a beamlet "
+                   r"edge \(leaves stop at the beam's beamlet edges, 5 mm apart: -?[\d.]+ or -?[\d.]+ mm here\)"),
+    (_tip_by(2.4), r"beam 1 segment 1 leaf pair \d .*: left tip -?[\d.]+ mm is not on a beamlet edge"),
+    (_beyond_the_grid, r"beam 1 segment \d+ leaf pair \d .*: tips -?[\d.]+ to -?[\d.]+ mm open cells where the "
+                       r"case has no beamlet \(a plan opens only its beamlets\)"),
+    (lambda d: _first_open(d)[1].update(area_cm2=_first_open(d)[1]["area_cm2"] + 0.5),
+     r"beam 1 segment 1: area_cm2 [\d.]+, its leaf tips open [\d.]+ cm²"),
+    (lambda d: d["beams"][0].update(gantry_deg=10.0), r"beam 1: gantry_deg 10.0, the case's 0.0"),
+    (lambda d: d["beams"][0].update(isocenter_mm=[0.0, 0.0, 4.0]),
+     r"beam 1: isocenter_mm \[0.0, 0.0, 4.0\], the case's"),
+    (lambda d: d["beams"][0].update(energy="10 MV"), r"beam 1: energy '10 MV', the case's '6 MV'"),
+    (lambda d: d["beams"][0]["leaf_pair_centres_mm"].__setitem__(0, -11.0),
+     r"beam 1: leaf pair 1 centred on -11 mm, the case's beamlet row 1 on -10 mm"),
+    (lambda d: d["beams"][0].update(leaf_width_mm=4.0), r"beam 1: leaf width 4 mm, the case's beamlet rows 5 mm high"),
+    (lambda d: d.update(converged=False), r"is not from the plan .*\(converged false, the plan's true\)"),
+    (lambda d: d.update(solver_status="optimal_inaccurate"), r"\(solver_status 'optimal_inaccurate', the plan's '"),
+    (lambda d: d.update(case_id="another"), r"\(case_id 'another', the plan's 'synthetic'\)"),
+])
+def test_edits_the_fluence_cannot_see_are_refused_naming_what_and_where(plans, tmp_path, edit, said):
+    """Every field the RT Plan carries is the plan's: leaf tips on the beam's beamlet edges over the case's
+    beamlets, leaf pairs its beamlet rows, the beam's angles, isocentre and energy the case's, and what its
+    descriptions repeat the plan record's. Each of these edits keeps the fluence rebuilt from the tips."""
+    own = plans[0]
+    document = json.loads((own / "segments.json").read_text())
+    edit(document)
+    folder = Path(shutil.copytree(own, tmp_path / "plan"))
+    (folder / "segments.json").write_text(json.dumps(document))
+    result = read_result(own / "result.h5")
+    case = result.load_case()
+    edited = read_segments(folder / "segments.json")
+    # the fluence the file's segments deliver is the plan's: only the new checks see these edits
+    rebuilt = segments_fluence(edited, case.beamlets)
+    assert np.abs(rebuilt - result.fluence).max() <= FLUENCE_TOLERANCE * result.fluence.max()
+    with pytest.raises(ResultError, match=said):
+        result.check_segments(edited, folder / "segments.json", case)
+
+
+@pytest.mark.parametrize("command", ["export rtplan", "approve"])
+def test_a_leaf_tip_moved_by_a_millimetre_is_neither_exported_nor_approved(plans, tmp_path, command):
+    """Audit s19/a2 F2: a left tip moved 1 mm (a beamlet is 5 mm; its centre stays inside the opening) was written
+    to the RT Plan's MLC positions and approved as the plan's own."""
+    folder = Path(shutil.copytree(plans[0], tmp_path / "plan"))
+    document = json.loads((folder / "segments.json").read_text())
+    _tip_by(1.0)(document)
+    (folder / "segments.json").write_text(json.dumps(document))
+    out = tmp_path / "RP.dcm"
+    arguments = ([*command.split(), str(folder), "--out", str(out)] if command.startswith("export")
+                 else ["approve", str(folder), "--reviewer", "Dr. A. Example", "--accept-deviations", ACCEPTED])
+    refused = CliRunner().invoke(app, arguments)
+    said = " ".join(refused.output.split())
+    assert refused.exit_code == 1, said
+    assert re.search(rf"{re.escape(str(folder / 'segments.json'))}: beam 1 segment 1 leaf pair \d "
+                     r"\(centred on -?\d+ mm\): left tip -?[\d.]+ mm is not on a beamlet edge", said), said
+    assert not out.exists() and not (folder / "approval.json").exists()

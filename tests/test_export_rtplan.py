@@ -245,7 +245,17 @@ def test_fff_and_srs_beams_say_their_fluence_mode_and_an_unread_energy_is_a_note
 
 
 def test_a_plan_that_did_not_converge_says_so(planned: Path) -> None:
-    rp, _ = _export(planned, "RP-nc.dcm", converged=False, solver_status="optimal_inaccurate")
+    """A plan whose result.h5 and segments.json both say it did not converge (segments.json alone saying so is an
+    edited file, which `PlanResult.check_segments` refuses)."""
+    result = read_result(planned / "result.h5")
+    solver = result.record.solver.model_copy(update={"status": "optimal_inaccurate"})
+    record = result.record.model_copy(update={"converged": False, "solver": solver})
+    result = dataclasses.replace(result, record_json=record.model_dump_json(), stored_converged=False,
+                                 stored_solver_status="optimal_inaccurate")
+    segments = read_segments(planned / "segments.json").model_copy(
+        update={"converged": False, "solver_status": "optimal_inaccurate"})
+    exported = write_rtplan(result, segments, planned / "segments.json", result.load_case(), planned / "RP-nc.dcm", "")
+    rp = pydicom.dcmread(exported.path)
     assert rp.RTPlanLabel.startswith("NC ")
     assert rp.RTPlanName.startswith("NOT CONVERGED")
     assert rp.RTPlanDescription.startswith("NOT CONVERGED (solver status optimal_inaccurate)")

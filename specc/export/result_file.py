@@ -183,10 +183,12 @@ class PlanResult:
                 f"export the segments.json that specc plan wrote beside it"
             )
         if case is not None:
+            from specc.export.segments import geometry_mismatch
+
             unknown = sorted({entry.beam for entry in segments.beams} - {beam.id for beam in case.beams})
             if unknown:
                 raise ResultError(f"{segments_path}: beams {unknown} are not beams of case {case.case_id!r}")
-            mismatch = self._fluence_mismatch(segments, case)
+            mismatch = geometry_mismatch(segments, case) or self._fluence_mismatch(segments, case)
             if mismatch is not None:
                 raise ResultError(
                     f"{segments_path}: {mismatch}; its segments are not the plan's (edited or damaged): "
@@ -221,6 +223,8 @@ class PlanResult:
             return f"case sha256 {segments.case_sha256[:12]}..., the plan's {self.case_sha256[:12]}..."
         if segments.fractions != self.fractions:
             return f"{segments.fractions} fractions, the plan's {self.fractions}"
+        if self.converged is not None and segments.converged != self.converged:
+            return f"converged {str(segments.converged).lower()}, the plan's {str(self.converged).lower()}"
         record = self.record
         if record is None:  # a result written without its record: only the case can be checked
             return None
@@ -237,6 +241,18 @@ class PlanResult:
             if given_count != count or not math.isclose(given_weight, weight, rel_tol=_WEIGHT_TOLERANCE):
                 return (f"beam {beam}: {given_count} segments of summed weight {given_weight:.6g}, "
                         f"the plan's {count} of {weight:.6g}")
+        said = {  # what the RT Plan's descriptions repeat from the file: the plan record's own
+            "case_id": (segments.case_id, record.case.case_id),
+            "protocol name": (segments.protocol.name, record.protocol.name),
+            "protocol version": (segments.protocol.version, record.protocol.version),
+            "solver_status": (segments.solver_status, record.solver.status),
+            "intensity_levels": (segments.intensity_levels, record.delivery.intensity_levels),
+            "sequencing": (segments.sequencing, record.delivery.sequencing),
+            "segment_weights": (segments.segment_weights, record.delivery.segment_weights),
+        }
+        for field, (given, planned) in said.items():
+            if given != planned:
+                return f"{field} {given!r}, the plan's {planned!r}"
         return None
 
     def _case_hint(self) -> str:

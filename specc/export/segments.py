@@ -22,10 +22,16 @@ from specc.case import Beamlets, Case
 from specc.errors import validation_text
 from specc.evaluate import PlanRecord
 from specc.export.result_file import ResultError
+from specc.case.neighbours import BeamGrid
 from specc.sequence import Sequence
+from specc.sequence.segments import beam_grids_of
 
 FORMAT_NAME = "specc-segments"
 FORMAT_VERSION = 1
+# The file writes its millimetres to 3 decimals: a tip this close to a beamlet edge is on it.
+_FILE_RESOLUTION_MM = 1e-3
+# ... and its areas to 4: an area_cm2 further than this from what its tips open is not the plan's.
+_AREA_RESOLUTION_CM2 = 1e-3
 
 
 class _Entry(BaseModel):
@@ -149,6 +155,73 @@ def segments_fluence(document: SegmentsDocument, beamlets: Beamlets) -> np.ndarr
         opened = (left[:, pair] < x) & (x < right[:, pair]) & under  # (segments, beamlets); closed: NaN, never
         fluence[members] += np.array([s.weight for s in beam.segments]) @ opened
     return fluence
+
+
+def geometry_mismatch(document: SegmentsDocument, case: Case) -> str | None:
+    """The first thing in `document` that no plan of `case` can have written, or None.
+
+    A plan's segments are cut on the case's beamlet grid (`specc.sequence`): each beam's angles,
+    isocentre and energy are the case beam's, its leaf pairs are the grid's beamlet rows, and every
+    leaf tip stops at a beamlet edge with a beamlet of the case under each cell it opens. The RT
+    Plan carries all of these, and `segments_fluence` cannot see a tip moved by less than half a
+    beamlet (a beamlet is open by its centre) nor one moved over cells without a beamlet: this is
+    the check that does (audit s19/a2 F2). Millimetres are compared to the file's 3 decimals."""
+    beams = {beam.id: beam for beam in case.beams}
+    grids = {grid.beam: grid for grid in beam_grids_of(case.beamlets)}
+    for entry in document.beams:
+        beam, grid = beams.get(entry.beam), grids.get(entry.beam)
+        if beam is None or grid is None:
+            return f"beam {entry.beam}: case {case.case_id!r} has no beamlets of such a beam"
+        for field in ("gantry_deg", "couch_deg", "collimator_deg", "energy"):
+            if getattr(entry, field) != getattr(beam, field):
+                return f"beam {entry.beam}: {field} {getattr(entry, field)!r}, the case's {getattr(beam, field)!r}"
+        if not np.allclose(entry.isocenter_mm, beam.isocenter_mm, rtol=0, atol=_FILE_RESOLUTION_MM):
+            return f"beam {entry.beam}: isocenter_mm {list(entry.isocenter_mm)}, the case's {list(beam.isocenter_mm)}"
+        rows = grid.y0_mm + grid.pitch_y_mm * np.arange(grid.cells.shape[1])
+        if abs(entry.leaf_width_mm - grid.pitch_y_mm) > _FILE_RESOLUTION_MM:
+            return (f"beam {entry.beam}: leaf width {entry.leaf_width_mm:g} mm, the case's beamlet rows "
+                    f"{grid.pitch_y_mm:g} mm high")
+        if len(entry.leaf_pair_centres_mm) != len(rows):
+            return (f"beam {entry.beam}: {len(entry.leaf_pair_centres_mm)} leaf pairs, the case's {len(rows)} "
+                    "beamlet rows")
+        for pair, (centre, row) in enumerate(zip(entry.leaf_pair_centres_mm, rows), start=1):
+            if abs(centre - row) > _FILE_RESOLUTION_MM:
+                return (f"beam {entry.beam}: leaf pair {pair} centred on {centre:g} mm, the case's beamlet row "
+                        f"{pair} on {row:g} mm")
+        for number, segment in enumerate(entry.segments, start=1):
+            for pair, tips in enumerate(zip(segment.left_mm, segment.right_mm)):
+                if tips[0] is None:
+                    continue
+                wrong = _tip_off_the_grid(tips, grid, pair)
+                if wrong is not None:
+                    return (f"beam {entry.beam} segment {number} leaf pair {pair + 1} (centred on "
+                            f"{entry.leaf_pair_centres_mm[pair]:g} mm): {wrong}")
+            area = sum(right - left for left, right in zip(segment.left_mm, segment.right_mm) if left is not None)
+            if abs(area * entry.leaf_width_mm / 100.0 - segment.area_cm2) > _AREA_RESOLUTION_CM2:
+                return (f"beam {entry.beam} segment {number}: area_cm2 {segment.area_cm2:g}, its leaf tips open "
+                        f"{area * entry.leaf_width_mm / 100.0:.4g} cm²")
+    return None
+
+
+def _tip_off_the_grid(tips: tuple[float, float], grid: BeamGrid, pair: int) -> str | None:
+    """Why an open pair's (left, right) tips cannot be a plan's: a tip off the beam's beamlet edges, or
+    a cell between them that holds no beamlet of the case (None: neither)."""
+    edge0 = grid.x0_mm - grid.pitch_x_mm / 2
+    edges = []
+    for side, tip in zip(("left", "right"), tips):
+        edge = round((tip - edge0) / grid.pitch_x_mm)
+        if abs(edge0 + edge * grid.pitch_x_mm - tip) > _FILE_RESOLUTION_MM:
+            below = edge0 + math.floor((tip - edge0) / grid.pitch_x_mm) * grid.pitch_x_mm
+            return (f"{side} tip {tip:g} mm is not on a beamlet edge (leaves stop at the beam's beamlet edges, "
+                    f"{grid.pitch_x_mm:g} mm apart: {below:g} or {below + grid.pitch_x_mm:g} mm here)")
+        edges.append(edge)
+    row = grid.cells[:, pair]
+    opened = np.arange(edges[0], edges[1])
+    outside = (opened < 0) | (opened >= len(row))
+    if outside.any() or (row[opened[~outside]] < 0).any():
+        return (f"tips {tips[0]:g} to {tips[1]:g} mm open cells where the case has no beamlet (a plan opens only "
+                "its beamlets)")
+    return None
 
 
 def read_segments(path: str | Path) -> SegmentsDocument:
