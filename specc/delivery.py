@@ -5,8 +5,11 @@ segments deliver, so the pipeline evaluates the segments' fluence, not the optim
 optimized fluence's goal values are kept beside it to show what sequencing cost. A plan is
 converged only when both the fluence and the segment weights were. With `technique: forward`
 no fluence is optimized: the segments are shaped from the structures (`sequence.forward`)
-and only their weights are. Either way a small segment that carries much of its beam's weight
-is noted (`_small_heavy_notes`): the weights stay as optimized, the planner is told.
+and only their weights are. Either way the protocol's minimum opening area, minimum segment
+weight and maximum segments per beam remove segments (each removal counted in a note, so that
+the counts sequenced, removed and delivered add up), and a segment with a small opening that
+carries much of its beam's weight is noted (`_small_heavy_notes`): the weights stay as
+optimized, the planner is told.
 
 The segment weights are solved as the fluence is: the fast path, handing over to the reference
 solver (CLARABEL) where it does. Until 2026-11-27 they went to CLARABEL, since the fast path
@@ -38,13 +41,15 @@ from specc.solve.sample_check import CheckedSolve
 # A segment weight below this fraction of the largest is a solver's rounding of zero: the
 # segment is not delivered (and the plan is evaluated without it).
 WEIGHT_FLOOR = 1e-6
-# A delivered segment opening less than SMALL_SEGMENT_CM2 (about 1.4 x 1.4 cm) that carries
-# more than HEAVY_SEGMENT_SHARE of its beam's summed weight is noted (`_small_heavy_notes`).
+# A delivered segment with a separate opening (`BeamSegments.opening_areas_cm2`) of less than
+# SMALL_SEGMENT_CM2 (about 1.4 x 1.4 cm) that carries more than HEAVY_SEGMENT_SHARE of its beam's
+# summed weight is noted (`_small_heavy_notes`).
 # Such a field is deep in the small-field range: its output factor falls steeply with its size
 # and depends on the detector it was measured with, and a leaf-position error is a large part of
 # its gap (1 mm of a 5 mm gap is 20% of the opening). An output off by 5-10% on a fifth of the
 # beam moves the beam's dose by 1-2%; beyond that share the beam rests on its least certain
-# part. 2 cm² is also the minimum that cost the C-shape under 0.4 Gy (docs/delivery.md step 6).
+# part. 2 cm² is also the minimum that cost the C-shape under 0.4 Gy when the rule summed a segment's
+# openings (docs/delivery.md step 6).
 SMALL_SEGMENT_CM2 = 2.0
 HEAVY_SEGMENT_SHARE = 0.20
 
@@ -70,11 +75,14 @@ def deliver(compiled: CompiledPlan, solve: SolveResult, delivery: Delivery) -> D
         f"weight and sequenced into {len(sequence.weights)} segments ({delivery.sequencer.replace('_', ' ')}); "
         "goals are measured on the segments' dose"
     ]
-    then = "before the weights were optimized" if delivery.optimize_segment_weights else "(the others keep their weights)"
+    then = "before the weights were optimized"
+    if not delivery.optimize_segment_weights:
+        then = "(the segments keep their weights)"
     sequence = _without_small(sequence, delivery, notes, then)
     if not delivery.optimize_segment_weights:
+        sequence = _capped_as_sequenced(sequence, delivery.max_segments_per_beam, notes)
         return _delivered(delivery, _as_sequenced(solve, sequence), sequence, solve, "as sequenced", notes)
-    weighted, sequence = _optimized_weights(compiled, sequence, notes, delivery.min_segment_weight_percent)
+    weighted, sequence = _optimized_weights(compiled, sequence, notes, delivery)
     if not weighted.usable:
         notes.append(
             f"segment weight optimization ended {weighted.status} ({weighted.message}); "
@@ -118,7 +126,7 @@ def plan_forward(compiled: CompiledPlan, delivery: Delivery) -> Delivered:
             + "; ".join(f"{name}: {absent[name]}" for name in unblocked)
         )
     sequence = _without_small(sequence, delivery, notes, "before the weights were optimized")
-    weighted, sequence = _optimized_weights(compiled, sequence, notes, delivery.min_segment_weight_percent)
+    weighted, sequence = _optimized_weights(compiled, sequence, notes, delivery)
     if weighted.usable:
         weighted = replace(weighted, message=f"segment weights ({weighted.solver}): {weighted.message}")
     return _delivered(delivery, weighted, sequence, None, "optimized", notes)
@@ -137,45 +145,78 @@ def _blocked(compiled: CompiledPlan, delivery: Delivery) -> tuple[list[str], lis
 
 
 def _without_small(sequence: Sequence, delivery: Delivery, notes: list[str], then: str) -> Sequence:
-    """`sequence` without the segments opening less than `delivery.min_segment_area` (noted);
-    a SequenceError when none is left, since there would be nothing to deliver."""
-    if delivery.min_segment_area is None:
+    """`sequence` with every separate opening smaller than `delivery.min_segment_area` closed
+    (`Sequence.without_openings_below`: a segment left with none removed, one left the same as
+    another of its beam merged into it; noted); a SequenceError when nothing is left to deliver.
+
+    Per opening, not per segment: the area's reason (small-field output, leaf-position error) is
+    each field's, and a segment of eight separate 5 x 5 mm holes opens 2 cm² in all but is eight
+    0.25 cm² fields (audit s19/a2 F1)."""
+    minimum = delivery.min_segment_area
+    if minimum is None:
         return sequence
-    areas = sequence.areas_cm2()
-    small = areas < delivery.min_segment_area.cm2
-    if not small.any():
+    kept, done = sequence.without_openings_below(minimum.cm2)
+    if done.openings == 0:
         return sequence
-    if small.all():
+    if not kept.beams:
         raise SequenceError(
-            f"every one of the {len(areas)} segments opens less than min_segment_area {delivery.min_segment_area} "
-            f"(the largest {areas.max():.2f} cm²): nothing is left to deliver"
+            f"every opening of the {len(sequence.weights)} segments is smaller than min_segment_area {minimum} "
+            f"(the largest {done.largest_cm2:.2f} cm²): nothing is left to deliver"
         )
-    kept = sequence.with_weights(np.where(small, 0.0, sequence.weights)).without_empty()
     emptied = sorted({beam.beam for beam in sequence.beams} - {beam.beam for beam in kept.beams})
+    removed = [
+        f"{done.emptied} left with no opening" if done.emptied else "",
+        f"{done.merged} left the same as another segment of their beam (merged into it)" if done.merged else "",
+    ]
     notes.append(
-        f"{int(small.sum())} of {len(areas)} segments open less than {delivery.min_segment_area} (the smallest "
-        f"{areas.min():.2f} cm²) and were removed {then}"
+        f"{done.openings} segment openings smaller than {minimum} (the smallest {done.smallest_cm2:.2f} cm²; "
+        f"an opening is leaf pairs whose gaps overlap along the leaves) closed in {done.segments} of {len(sequence.weights)} "
+        f"segments {then}"
+        + (f"; segments removed: {', '.join(part for part in removed if part)}" if any(removed) else "")
         + (f"; beam {', '.join(map(str, emptied))} keeps no segment and delivers nothing" if emptied else "")
     )
     return kept
 
 
+def _capped_as_sequenced(sequence: Sequence, max_segments: int | None, notes: list[str]) -> Sequence:
+    """`sequence` with each beam's lightest segments as cut beyond `max_segments` removed (noted): with
+    `as_sequenced` there is no weight optimization to choose them, and the others keep their weights."""
+    if max_segments is None:
+        return sequence
+    remove = np.zeros(len(sequence.weights), dtype=bool)
+    start = 0
+    for beam in sequence.beams:
+        excess = len(beam.weights) - max_segments
+        if excess > 0:
+            remove[start + np.argsort(beam.weights, kind="stable")[:excess]] = True
+        start += len(beam.weights)
+    if not remove.any():
+        return sequence
+    notes.append(
+        f"{int(remove.sum())} of {len(remove)} segments removed to keep each beam to max_segments_per_beam "
+        f"{max_segments} (the lightest as cut; the others keep their weights)"
+    )
+    return sequence.with_weights(np.where(remove, 0.0, sequence.weights)).without_empty()
+
+
 def _optimized_weights(
-    compiled: CompiledPlan, sequence: Sequence, notes: list[str], min_percent: float | None
+    compiled: CompiledPlan, sequence: Sequence, notes: list[str], delivery: Delivery
 ) -> tuple[SolveResult, Sequence]:
     """The protocol's program solved for the weights of `sequence`'s segments (notes appended).
 
     Usable: the result's fluence is the beamlet fluence of the weighted segments, which are
-    returned without those the optimum does not use and, with `min_percent`, without those
-    below that percentage of their beam's summed weight (removed a few at a time, `_below`,
-    the weights solved again each time, until none is below). Otherwise both come back as
+    returned without those the optimum does not use and without those the protocol's minimum
+    segment weight or maximum segments per beam remove (`_to_remove`: a few at a time, the
+    weights solved again each time, until none is left to remove). Otherwise both come back as
     they were.
     """
+    min_percent, max_segments = delivery.min_segment_weight_percent, delivery.max_segments_per_beam
     program = segment_program(compiled.protocol, compiled.goal_priorities)
     # as the fluence was solved (see the module docstring), its variables the segments' weights, as its messages say
     settings = replace(compiled.settings, variables=SEGMENT_WEIGHTS)
     kept: tuple[SolveResult, Sequence, CheckedSolve] | None = None  # the last solve whose segments all pass
-    removed = solves = 0
+    light = capped = solves = 0  # segments removed by the minimum weight, by the maximum count
+    pending = (0, 0)  # those the last round removed: counted once a solve without them stands
     weightless = 0  # segments the optimum gave no weight (below WEIGHT_FLOOR): not delivered, and said so
     offered = len(sequence.weights)
     case = segment_case(compiled.case, sequence)
@@ -185,21 +226,25 @@ def _optimized_weights(
         if not weighted.usable:
             if kept is None:
                 return weighted, sequence
+            rules = [f"below {min_percent:g}% of their beam's weight" if min_percent is not None else "",
+                     f"beyond max_segments_per_beam {max_segments}" if max_segments is not None else ""]
             notes.append(
-                f"segment weights: without the segments below {min_percent:g}% of their beam's weight the solve ended "
-                f"{weighted.status}; the plan keeps the last weights the solver gave, small segments included"
+                f"segment weights: without the segments {' or '.join(rule for rule in rules if rule)} the solve ended "
+                f"{weighted.status}; the plan keeps the last weights the solver gave, those segments included"
             )
             weighted, sequence, checked = kept
             break
+        light, capped = light + pending[0], capped + pending[1]
         weights = np.where(weighted.fluence > WEIGHT_FLOOR * weighted.fluence.max(), weighted.fluence, 0.0)
-        small = _below(sequence, weights, min_percent)
+        below, beyond = _to_remove(sequence, weights, min_percent, max_segments)
         kept = (weighted, sequence.with_weights(weights).without_empty(), checked)
         weightless += int(np.count_nonzero(weights == 0.0))  # `without_empty` drops them
-        if not small.any():
+        remove = below | beyond
+        if not remove.any():
             sequence = kept[1]
             break
-        removed += int(np.count_nonzero(small))
-        weights = np.where(small, 0.0, weights)
+        pending = (int(np.count_nonzero(below)), int(np.count_nonzero(beyond)))
+        weights = np.where(remove, 0.0, weights)
         sequence = sequence.with_weights(weights).without_empty()
         case = keep_segments(case, np.flatnonzero(weights > 0))  # the segments `without_empty` kept, in order
     notes.extend(f"segment weights: {note}" for note in checked.notes)
@@ -208,10 +253,15 @@ def _optimized_weights(
             f"segment weights: {weightless} of the {offered} segments got no weight from the optimum (below "
             f"{WEIGHT_FLOOR:g} of the largest) and are not delivered"
         )
-    if removed:
+    if light:
         notes.append(
-            f"segment weights: {removed} segments below {min_percent:g}% of their beam's summed weight removed, "
+            f"segment weights: {light} segments below {min_percent:g}% of their beam's summed weight removed, "
             f"the weights optimized again each time ({solves} solves)"
+        )
+    if capped:
+        notes.append(
+            f"segment weights: {capped} segments removed to keep each beam to max_segments_per_beam {max_segments} "
+            f"(the lightest, a few at a time), the weights optimized again each time ({solves} solves)"
         )
     if program.left_out:
         labels = ", ".join(term.label() for term in program.left_out)
@@ -225,25 +275,34 @@ def _optimized_weights(
     return replace(weighted, fluence=sequence.fluence(), terms=[*weighted.terms, *left_out]), sequence
 
 
-def _below(sequence: Sequence, weights: np.ndarray, min_percent: float | None) -> np.ndarray:
-    """The segments to remove this round: of each beam's segments below `min_percent` of the
-    beam's summed weight, the lighter half (at least one).
+def _to_remove(
+    sequence: Sequence, weights: np.ndarray, min_percent: float | None, max_segments: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The segments to remove this round, (below the minimum weight, beyond the maximum count).
 
-    Removing every one at once over-shoots: the weights solved again without them spread over
-    the rest, and the minimum then removes those too (measured, 5 mm C-shape at 10 levels and
-    5%: 35 segments left and every goal failed). Halving keeps the rounds to a few."""
-    remove = np.zeros(len(weights), dtype=bool)
-    if min_percent is None:
-        return remove
+    Of each beam's segments beyond `max_segments` (those with weight counted), the lightest
+    half of the excess (at least one); of the others below `min_percent` of the beam's summed
+    weight, the lighter half (at least one). Removing every one at once over-shoots: the weights
+    solved again without them spread over the rest, and the minimum then removes those too
+    (measured, 5 mm C-shape at 10 levels and 5%: 35 segments left and every goal failed), and the
+    weights solved again choose the next lightest better than the first solve's. Halving keeps
+    the rounds to a few."""
+    below = np.zeros(len(weights), dtype=bool)
+    beyond = np.zeros(len(weights), dtype=bool)
     start = 0
     for beam in sequence.beams:
         stop = start + len(beam.weights)
         own = weights[start:stop]
-        below = np.flatnonzero((own > 0) & (own < min_percent / 100.0 * own.sum()))
-        lightest = below[np.argsort(own[below])][: (len(below) + 1) // 2]
-        remove[start + lightest] = True
+        live = np.flatnonzero(own > 0)
+        if max_segments is not None and len(live) > max_segments:
+            lightest = live[np.argsort(own[live], kind="stable")]
+            beyond[start + lightest[: (len(live) - max_segments + 1) // 2]] = True
+        if min_percent is not None:
+            light = np.flatnonzero((own > 0) & (own < min_percent / 100.0 * own.sum()) & ~beyond[start:stop])
+            lighter = light[np.argsort(own[light], kind="stable")][: (len(light) + 1) // 2]
+            below[start + lighter] = True
         start = stop
-    return remove
+    return below, beyond
 
 
 def _as_sequenced(solve: SolveResult, sequence: Sequence) -> SolveResult:
@@ -263,23 +322,29 @@ def _delivered(
 
 
 def _small_heavy_notes(sequence: Sequence) -> list[str]:
-    """A note naming each delivered segment smaller than SMALL_SEGMENT_CM2 that carries more
-    than HEAVY_SEGMENT_SHARE of its beam's summed weight (see there for why), and the protocol
-    setting that removes them. The weights the optimizer gives are kept: this only says so."""
+    """A note naming each delivered segment with a separate opening smaller than SMALL_SEGMENT_CM2
+    that carries more than HEAVY_SEGMENT_SHARE of its beam's summed weight (see there for why; each
+    opening is its own small field, whatever the segment's other openings), and the protocol
+    setting that closes them. The weights the optimizer gives are kept: this only says so."""
     found = []
     for beam in sequence.beams:
         total = float(beam.weights.sum())
         if total <= 0:
             continue
-        for area, weight in zip(beam.areas_cm2(), beam.weights):
-            if area < SMALL_SEGMENT_CM2 and weight / total > HEAVY_SEGMENT_SHARE:
-                found.append(f"beam {beam.beam}: {area:.2f} cm² with {100 * weight / total:.0f}%")
+        for openings, weight in zip(beam.opening_areas_cm2(), beam.weights):
+            if openings.size and openings.min() < SMALL_SEGMENT_CM2 and weight / total > HEAVY_SEGMENT_SHARE:
+                several = ""
+                if openings.size > 1:
+                    several = f" (the smallest of {openings.size} openings, {openings.sum():.2f} cm² in all)"
+                found.append(f"beam {beam.beam}: {openings.min():.2f} cm²{several} with {100 * weight / total:.0f}%")
     if not found:
         return []
     return [
-        f"small segments carry much of their beam's weight ({'; '.join(found)}; noted under {SMALL_SEGMENT_CM2:g} cm² "
-        f"and over {100 * HEAVY_SEGMENT_SHARE:.0f}% of the beam's summed weight): a small field's output depends "
-        "steeply on its size and on the leaf positions (1 mm is 20% of a 5 mm gap), so much of these beams' dose "
-        f"rests on their least certain segments; `delivery: {{min_segment_area: \"{SMALL_SEGMENT_CM2:g} cm2\"}}` "
-        "removes smaller segments before the weights are optimized (docs/delivery.md)"
+        f"small segments carry much of their beam's weight ({'; '.join(found)}; noted for an opening under "
+        f"{SMALL_SEGMENT_CM2:g} cm² in a segment with over {100 * HEAVY_SEGMENT_SHARE:.0f}% of the beam's summed "
+        "weight): "
+        "a small field's output depends steeply on its size and on the leaf positions (1 mm is 20% of a 5 mm gap), "
+        "so much of these beams' dose rests on their least certain segments; "
+        f"`delivery: {{min_segment_area: \"{SMALL_SEGMENT_CM2:g} cm2\"}}` closes smaller openings before the weights "
+        "are optimized (docs/delivery.md)"
     ]

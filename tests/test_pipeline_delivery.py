@@ -18,7 +18,7 @@ from specc.planning import CompiledPlan, compile_for_plan, compile_terms
 from specc.solve.sample_check import CheckedSolve
 from specc.protocol import ProtocolError, parse_protocol_text
 from specc.case.model import BEAMLET_POSITIONS
-from specc.sequence import SequenceError, sequence_fluence
+from specc.sequence import Apertures, SequenceError, sequence_fluence
 
 TERMS = [
     "{kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}",
@@ -327,8 +327,16 @@ def test_segments_opening_less_than_the_minimum_area_are_removed(tmp_path: Path,
     assert len(areas) == limited.delivery.total_segments and min(areas) >= 1.0
     assert limited.delivery.total_segments < free.delivery.total_segments
     assert limited.delivery.min_segment_area_cm2 == 1.0 and free.delivery.min_segment_area_cm2 is None
-    (note,) = [note for note in limited.notes if "open less than 1 cm²" in note]
+    (note,) = [note for note in limited.notes if "segment openings smaller than 1 cm²" in note]
     assert ("before the weights were optimized" if weights == "optimized" else "keep their weights") in note
+    # every separate opening, not only each segment's sum (audit s19/a2 F1): leaf tips in 5 mm cells from -12.5 mm
+    for beam in document["beams"]:
+        tips = [[[np.nan if tip is None else (tip + 12.5) / 5 for tip in s[side]] for s in beam["segments"]]
+                for side in ("left_mm", "right_mm")]
+        left, right = (np.nan_to_num(np.array(side)).astype(int) for side in tips)
+        labels = Apertures(left, right, np.ones(len(left), dtype=int)).opening_labels()
+        for label, gaps in zip(labels, right - left):
+            assert (np.bincount(label, weights=gaps)[1:] * 0.25 >= 1.0).all()
     html = (tmp_path / f"{weights}{len(', min_segment_area: 1 cm2')}" / "report.html").read_text()
     assert "none opening less than 1.00 cm²" in html and "Smallest segment (cm² at the isocentre)" in html
 
@@ -402,7 +410,8 @@ def test_the_small_segment_note_names_exactly_the_small_and_heavy_ones() -> None
     from specc.delivery import _small_heavy_notes
 
     def beam(number: int, areas: list[float], weights: list[float]) -> SimpleNamespace:
-        return SimpleNamespace(beam=number, weights=np.array(weights), areas_cm2=lambda: np.array(areas))
+        openings = [np.array([area]) for area in areas]  # one opening each
+        return SimpleNamespace(beam=number, weights=np.array(weights), opening_areas_cm2=lambda: openings)
 
     beams = [
         beam(1, [1.5, 1.5, 2.5, 30.0], [30.0, 15.0, 40.0, 15.0]),  # 30% small: named; 15% small, 40% large: not
@@ -410,5 +419,6 @@ def test_the_small_segment_note_names_exactly_the_small_and_heavy_ones() -> None
         beam(3, [0.25], [0.0]),  # a beam with no weight says nothing
     ]
     [note] = _small_heavy_notes(SimpleNamespace(beams=beams))
-    assert note.startswith("small segments carry much of their beam's weight (beam 1: 1.50 cm² with 30%; noted under")
+    assert note.startswith("small segments carry much of their beam's weight (beam 1: 1.50 cm² with 30%; "
+                           "noted for an opening under")
     assert _small_heavy_notes(SimpleNamespace(beams=beams[1:])) == []

@@ -394,6 +394,7 @@ _OPTION_TECHNIQUES = {
     "aperture_margin": ("forward",),
     "min_segment_weight_percent": ("step_and_shoot", "forward"),
     "min_segment_area": ("step_and_shoot", "forward"),
+    "max_segments_per_beam": ("step_and_shoot", "forward"),
 }
 
 
@@ -459,9 +460,20 @@ class Delivery(_Strict):
 
     min_segment_area: Area | None = Field(
         default=None,
-        description='step_and_shoot and forward: a segment opening less than this at the isocentre ("4 cm2") is '
-        "removed before the segment weights are optimized (with `as_sequenced`, the others keep their weights): "
-        "the planning system's minimum segment area, below which output and leaf-position uncertainty grow.",
+        description='step_and_shoot and forward: each separate opening of a segment smaller than this at the '
+        'isocentre ("4 cm2"; leaf pairs whose gaps overlap along the leaves are one opening) is closed before the '
+        "segment weights are optimized, and a segment left with no opening is removed (with `as_sequenced`, the "
+        "segments keep their weights): the planning system's minimum segment area, below which output and "
+        "leaf-position uncertainty grow.",
+    )
+
+    max_segments_per_beam: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        description="step_and_shoot and forward: at most this many segments per beam (the planning system's maximum "
+        "number of segments, which treatment time and QA scale with). Beyond it the lightest segments are removed "
+        "and the weights optimized again, until no beam has more (with `as_sequenced`, the lightest as cut are "
+        "removed and the others keep their weights).",
     )
 
     @model_validator(mode="after")

@@ -48,9 +48,25 @@ class BeamSegments:
         return self.grid.y0_mm + self.grid.pitch_y_mm * np.arange(self.grid.cells.shape[1])
 
     def areas_cm2(self) -> np.ndarray:
-        """Each segment's opening at the isocentre plane: its leaf pairs' gaps times their width."""
+        """Each segment's open area at the isocentre plane: its leaf pairs' gaps times their width,
+        summed over its separate openings (`opening_areas_cm2` gives each)."""
+        return self._gaps_cm2().sum(axis=1)
+
+    def opening_areas_cm2(self) -> list[np.ndarray]:
+        """Per segment, the area in cm² of each of its separate openings (`Apertures.opening_labels`),
+        from the first leaf pair's side. Small-field output and leaf-position error are each
+        opening's: eight 5 x 5 mm holes are eight 0.25 cm² fields, not one of 2 cm²."""
+        labels = self.apertures.opening_labels()
+        return [np.bincount(label, weights=gaps)[1:] for label, gaps in zip(labels, self._gaps_cm2())]
+
+    def smallest_openings_cm2(self) -> np.ndarray:
+        """Each segment's smallest separate opening in cm² (0 for a segment with none)."""
+        return np.array([areas.min() if areas.size else 0.0 for areas in self.opening_areas_cm2()])
+
+    def _gaps_cm2(self) -> np.ndarray:
+        """(segments, leaf pairs): each pair's gap times the leaf width, in cm²."""
         gaps = np.maximum(self.apertures.right - self.apertures.left, 0)
-        return gaps.sum(axis=1) * self.grid.pitch_x_mm * self.grid.pitch_y_mm / 100.0
+        return gaps * self.grid.pitch_x_mm * self.grid.pitch_y_mm / 100.0
 
     def leaf_edges_mm(self) -> tuple[np.ndarray, np.ndarray]:
         """(left, right) leaf tip positions in mm, (segments, leaf pairs); NaN for a closed pair."""
@@ -59,6 +75,20 @@ class BeamSegments:
         left = np.where(closed, np.nan, edge0 + self.grid.pitch_x_mm * self.apertures.left)
         right = np.where(closed, np.nan, edge0 + self.grid.pitch_x_mm * self.apertures.right)
         return left, right
+
+
+@dataclass(frozen=True)
+class ClosedOpenings:
+    """What `Sequence.without_openings_below` did, for the plan's notes: openings closed and in how
+    many segments; segments removed as left with no opening, or merged into an earlier one of their
+    beam that they were left the same as; the smallest and largest opening found before."""
+
+    openings: int
+    segments: int
+    emptied: int
+    merged: int
+    smallest_cm2: float
+    largest_cm2: float
 
 
 @dataclass(frozen=True)
@@ -90,6 +120,55 @@ class Sequence:
             beams.append(BeamSegments(beam.beam, beam.grid, beam.apertures, np.asarray(weights[start:stop], dtype=float)))
             start = stop
         return Sequence(beams, self.levels, self.sequencing, self.apertures)
+
+    def without_openings_below(self, minimum_cm2: float) -> tuple[Sequence, ClosedOpenings]:
+        """The segments with every opening smaller than `minimum_cm2` closed (`opening_areas_cm2`),
+        and what that did.
+
+        The MLC closes such an opening (its leaf pairs meet) and opens the rest of the segment as
+        before. A segment left with no opening delivers nothing and is removed; one left the same as
+        an earlier segment of its beam is merged into it (weights and quanta summed), so that the
+        fluence of everything kept is unchanged. A beam left without segments has none."""
+        beams: list[BeamSegments] = []
+        found: list[np.ndarray] = []
+        closed = in_segments = emptied = merged = 0
+        for beam in self.beams:
+            left, right = beam.apertures.left.copy(), beam.apertures.right.copy()
+            labels = beam.apertures.opening_labels()
+            for index, areas in enumerate(beam.opening_areas_cm2()):
+                found.append(areas)
+                small = np.flatnonzero(areas < minimum_cm2) + 1  # their labels
+                if small.size:
+                    closed, in_segments = closed + small.size, in_segments + 1
+                    shut = np.isin(labels[index], small)
+                    left[index, shut] = right[index, shut] = 0  # closed pairs parked at 0, as the sequencers park them
+            kept: dict[tuple[bytes, bytes], int] = {}  # aperture -> its index among the beam's kept segments
+            order: list[int] = []
+            weights: list[float] = []
+            quanta: list[int] = []
+            for index in range(len(beam.weights)):
+                if not (right[index] > left[index]).any():
+                    emptied += 1
+                    continue
+                key = (left[index].tobytes(), right[index].tobytes())
+                if key in kept:
+                    merged += 1
+                    weights[kept[key]] += float(beam.weights[index])
+                    quanta[kept[key]] += int(beam.apertures.quanta[index])
+                    continue
+                kept[key] = len(order)
+                order.append(index)
+                weights.append(float(beam.weights[index]))
+                quanta.append(int(beam.apertures.quanta[index]))
+            if order:
+                apertures = Apertures(left[order], right[order], np.asarray(quanta, dtype=np.int64))
+                beams.append(BeamSegments(beam.beam, beam.grid, apertures, np.asarray(weights)))
+        areas = np.concatenate(found) if found else np.zeros(0)
+        done = ClosedOpenings(
+            closed, in_segments, emptied, merged,
+            float(areas.min()) if areas.size else 0.0, float(areas.max()) if areas.size else 0.0,
+        )
+        return assemble(beams, self.apertures.shape[0], self.levels, self.sequencing), done
 
     def without_empty(self) -> Sequence:
         """The segments that deliver something (a weight optimization may zero some)."""

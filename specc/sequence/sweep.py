@@ -39,6 +39,21 @@ class Apertures:
         cells = np.arange(n_columns)
         return (cells >= self.left[:, :, None]) & (cells < self.right[:, :, None])
 
+    def opening_labels(self) -> np.ndarray:
+        """(segments, rows): which separate opening of its segment each leaf pair's gap is part of
+        (1, 2, ... from the first row), 0 where the pair is closed.
+
+        An opening is what the beam sees as one field: the gaps of adjacent leaf pairs are one
+        opening where they overlap along the leaves (share an edge of some length). Gaps that meet
+        only at a corner, or have a closed pair between them, are separate fields, each with its
+        own small-field output and leaf-position error. Each pair opens one interval and only
+        adjacent pairs touch, so an opening is a run of consecutive overlapping gaps."""
+        opened = self.right > self.left
+        overlap = np.maximum(self.left[:, 1:], self.left[:, :-1]) < np.minimum(self.right[:, 1:], self.right[:, :-1])
+        joined = opened[:, 1:] & opened[:, :-1] & overlap  # row r + 1 continues row r's opening
+        starts = opened & ~np.pad(joined, ((0, 0), (1, 0)))
+        return np.where(opened, np.cumsum(starts, axis=1), 0)
+
 
 def _row_edges(profile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Leaf edges of each unit interval of one row, both ascending: (rises, falls).
