@@ -156,3 +156,86 @@ def test_a_table_variation_in_cgy_as_gy_is_refused_like_a_fixed_goals() -> None:
         '"Max <= 27-41 Gy by PTV volume, 1.8-163 cc (variation 32-4500 Gy)": its table\'s 163 cc row\'s variation '
         f"(4500 Gy) is 57.7 times the highest dose level (PTV's 78 Gy): {SLIP}"))]
     parse_protocol_text(HEAD + table.replace("VARIATION", "32 Gy, 45 Gy"), "p.yaml")
+
+
+# A 5-fraction simultaneous boost, 35 / 31.5 / 28 Gy (audit s19/a4): levels from line 13, goals from line 17.
+SIB = (
+    "specc: 1\nname: t\nsite: head-neck\nversion: 1.0.0\n"
+    "structures:\n  PTV_70: {role: target, alpha_beta: 10 Gy}\n  PTV_63: {role: target}\n"
+    "  PTV_56: {role: target, alpha_beta: 10 Gy}\n  SpinalCord: {role: oar}\n"
+    "prescription:\n  fractions: 5\n  levels:\n    - {target: PTV_70, dose: HIGH}\n"
+    "    - {target: PTV_63, dose: MIDDLE}\n    - {target: PTV_56, dose: LOW}\n"
+    'goals:\n  PTV_70: ["D95% >= 95%"]\n  PTV_63: ["D95% >= 95%"]\n  PTV_56: ["PTV_GOAL"]\n'
+    '  SpinalCord: ["D0.03cc <= 45 Gy"]\n'
+)
+
+
+def _sib(high: str = "35 Gy", middle: str = "31.5 Gy", low: str = "28 Gy", ptv_goal: str = "D95% >= 95%") -> str:
+    return (SIB.replace("HIGH", high).replace("MIDDLE", middle).replace("LOW", low)
+            .replace("PTV_GOAL", ptv_goal))
+
+
+def test_a_level_written_per_fraction_inside_a_short_sib_is_refused_at_its_line() -> None:
+    """6.3 Gy in 5 fractions is 1.26 Gy per fraction, inside the per-fraction window, and its goals are in %:
+    it was accepted (audit s19/a4 F4). A level below a quarter of the highest is now refused, naming both."""
+    parse_protocol_text(_sib(), "p.yaml")
+    assert _diagnostics(_sib(middle="6.3 Gy")) == [(14, (
+        "6.3 Gy is 18% of the highest dose level (PTV_70's 35 Gy), far below any elective level of a boost: a dose "
+        "per fraction written as the total? `dose` is the total over all fractions (6.3 Gy in each of 5 fractions is "
+        "31.5 Gy); prescription.levels[0] is at p.yaml:13:7"
+    ))]
+    # 0.56 Gy for 56 Gy: its total over 5 fractions is no slip either; the unit may be
+    assert _diagnostics(_sib(low="0.56 Gy"))[0][1].endswith(
+        "a dose per fraction written as the total? `dose` is the total over all fractions (0.56 Gy in each of 5 "
+        "fractions is 2.8 Gy), or \"56 cGy\" written for 56 Gy?; prescription.levels[0] is at p.yaml:13:7")
+
+
+def test_organ_limits_far_above_a_short_courses_level_also_name_the_level_as_the_slip() -> None:
+    """Every level written per fraction (7 / 6.3 / 5.6 Gy in 5) passed, and the correct organ limits were blamed
+    as cGy written as Gy (audit s19/a4 F3): the message now asks whether the level is the slip, at its line."""
+    found = _diagnostics(_sib("7 Gy", "6.3 Gy", "5.6 Gy"))
+    assert found == [(20, (
+        '"D0.03cc <= 45 Gy" is 6.43 times the highest dose level (PTV_70\'s 7 Gy): a dose in the wrong unit? (cGy '
+        "written as Gy; goals are totals over the course); or is the dose level PTV_70 7 Gy (prescription.levels[0]) "
+        "a dose per fraction written as the total? (7 Gy in each of 5 fractions is 35 Gy); prescription.levels[0] is "
+        "at p.yaml:13:7"
+    ))]
+    # 78 Gy in 39 fractions is no dose per fraction (3042 Gy in all): the cGy slip alone is asked
+    assert "prescription.levels" not in _diagnostics(_protocol(["Max <= 7500 Gy"]))[0][1]
+
+
+def test_a_goal_against_a_level_that_is_a_slip_is_not_blamed() -> None:
+    """The level is reported; its target's correct goal got a second error saying that it was in the wrong unit,
+    which the docs said it would not (audit s19/a4 F5)."""
+    assert _diagnostics(_sib(low="5600 Gy", ptv_goal="D95% >= 28 Gy")) == [(15, (
+        "5600 Gy in 5 fractions is 1.12e+03 Gy per fraction, outside the 0.1-100 Gy external-beam courses give: cGy "
+        "written as Gy? (e.g. 5000 cGy, or 50 Gy)"
+    ))]
+    long_course = _sib(low="0.28 Gy", ptv_goal="D95% >= 26.6 Gy").replace("fractions: 5", "fractions: 35")
+    assert [line for line, _ in _diagnostics(long_course)] == [15]
+
+
+@pytest.mark.parametrize(("goal", "message"), [
+    ("D95% >= 28 Gy (variation 25.2 cGy)",
+     '"D95% >= 28 Gy (variation 25.2 cGy)": its variation (0.252 Gy) is 0.9% of PTV_56\'s dose level (28 Gy): a dose '
+     "in the wrong unit? (Gy written as cGy, or a dose per fraction; goals are totals over the course)"),
+    ("D95% >= 1.6 Gy (EQD2)",
+     '"D95% >= 1.6 Gy (EQD2)" is 4.4% of PTV_56\'s dose level in EQD2 (36.4 Gy EQD2: PTV_56\'s 28 Gy in 5 '
+     "fractions, alpha/beta 10 Gy): a dose in the wrong unit? (Gy written as cGy, or a dose per fraction; goals are "
+     "totals over the course)"),
+    ("D95% >= 35 Gy (EQD2, variation 3.3 Gy)",
+     '"D95% >= 35 Gy (EQD2, variation 3.3 Gy)": its variation (3.3 Gy EQD2) is 9.1% of PTV_56\'s dose level in EQD2'),
+    ("D95% >= 3500 Gy (EQD2)", '"D95% >= 3500 Gy (EQD2)" is 96.2 times PTV_56\'s dose level in EQD2'),
+])
+def test_a_targets_variation_and_isoeffective_goals_are_held_to_its_level(goal: str, message: str) -> None:
+    """A variation of "50.4 cGy" meant as 50.4 Gy made every coverage failure above 0.5 Gy an acceptable variation,
+    and an EQD2 coverage goal per fraction passed (audit s19/a4 F6): both are held to the level both ways, an
+    isoeffective goal against the level's own EQD2 or BED."""
+    found = _diagnostics(_sib(ptv_goal=goal))
+    assert len(found) == 1 and found[0][0] == 19 and found[0][1].startswith(message), found
+
+
+@pytest.mark.parametrize("goal", ["D95% >= 28 Gy (variation 25.2 Gy)", "D95% >= 35 Gy (EQD2, variation 33 Gy)",
+                                  "D95% >= 60 Gy (BED)", "D95% >= 95% (variation 90%)"])
+def test_a_targets_plausible_variation_and_isoeffective_goals_pass(goal: str) -> None:
+    parse_protocol_text(_sib(ptv_goal=goal), "p.yaml")

@@ -2,7 +2,9 @@
 
 `Dose` accepts 5000 Gy and 2 Gy alike; only the prescription tells which is a slip. A dose
 level outside the doses per fraction external-beam courses give is one (a per-fraction dose
-written as the total, or cGy written as Gy); so is a target's own goal far from its level,
+written as the total, or cGy written as Gy); so is a level far below the highest (in a short
+course a dose per fraction written as the total lies inside that window: 6.3 Gy in 5 fractions),
+a target's own goal far from its level (its threshold and variation, physical or isoeffective),
 and any dose a goal states (a threshold, a variation, the dose of a V or CV metric) far above
 the highest level: an organ limit of "Max <= 7500 Gy" is 7500 cGy written as Gy, and no plan
 can fail it, so it would pass every time and limit nothing. Setup errors have their bounds too
@@ -105,8 +107,12 @@ def _margin_slip(node: Expand | Shrink) -> str:
 PLAUSIBLE_GY_PER_FRACTION = (0.1, 100.0)
 # A target's own goal in Gy this far from its dose level (a factor) is a unit slip too, and so is any
 # dose a goal states this far above the highest dose level (organs are limited below the targets' dose,
-# hot spots reach some 1.5 times it; cGy written as Gy is 100 times).
+# hot spots reach some 1.5 times it; cGy written as Gy is 100 times), and a dose level this far below
+# the highest (a simultaneous boost's elective level is some 0.7-0.8 of the boost's).
 PLAUSIBLE_GOAL_TO_LEVEL = 4.0
+# The highest total dose external-beam courses give (functional radiosurgery 90 Gy x 1, dose-escalated prostate
+# 81 Gy): a level read as a dose per fraction is offered as a slip only where its total over the course stays below.
+LARGEST_COURSE_GY = 100.0
 
 
 def plausible_doses(protocol: ProtocolDocument) -> Iterator[Issue]:
@@ -114,6 +120,7 @@ def plausible_doses(protocol: ProtocolDocument) -> Iterator[Issue]:
     if protocol.prescription is None:  # a site template: the protocol extending it is checked
         return
     yield from _levels(protocol)
+    yield from _levels_far_below(protocol)
     yield from _target_goals(protocol)
     yield from _goal_doses(protocol)
 
@@ -122,13 +129,20 @@ def _course(fractions: int) -> str:
     return f"{fractions} fraction{'s' if fractions != 1 else ''}"
 
 
+def _is_slip(level: DoseLevel) -> bool:
+    """Whether the level's dose per fraction is outside what courses give (`_levels` reports it): a goal or a
+    level compared with it would be blamed for the level's slip."""
+    low, high = PLAUSIBLE_GY_PER_FRACTION
+    return not low <= level.dose_per_fraction_gy <= high
+
+
 def _levels(protocol: ProtocolDocument) -> Iterator[Issue]:
     assert protocol.prescription is not None
     low, high = PLAUSIBLE_GY_PER_FRACTION
     course = _course(protocol.prescription.fractions)
     for index, level in enumerate(protocol.prescription.levels):
         per_fraction = level.dose_per_fraction_gy
-        if not low <= per_fraction <= high:
+        if _is_slip(level):
             slip = (
                 "a dose per fraction written as the total? `dose` is the total over all fractions (e.g. 50 Gy for "
                 "2 Gy x 25)" if per_fraction < low else "cGy written as Gy? (e.g. 5000 cGy, or 50 Gy)"
@@ -140,30 +154,114 @@ def _levels(protocol: ProtocolDocument) -> Iterator[Issue]:
             )
 
 
+def _highest(protocol: ProtocolDocument) -> tuple[int, DoseLevel] | None:
+    """The highest dose level that is no slip itself, with its index; None when every level is one."""
+    assert protocol.prescription is not None
+    levels = [(index, level) for index, level in enumerate(protocol.prescription.levels) if not _is_slip(level)]
+    return max(levels, key=lambda item: item[1].dose.gy) if levels else None
+
+
+def _levels_far_below(protocol: ProtocolDocument) -> Iterator[Issue]:
+    """A level more than `PLAUSIBLE_GOAL_TO_LEVEL` below the highest (neither a slip by `_levels`): in a short
+    course a dose per fraction written as the total is within the per-fraction window (6.3 Gy in 5 fractions is
+    1.26 Gy per fraction), and a level stated in % goals alone gives no goal to compare. The highest level's
+    place is named (`related`): the other number the message compares."""
+    prescription = protocol.prescription
+    assert prescription is not None
+    found = _highest(protocol)
+    if found is None:
+        return
+    top, highest = found
+    fractions = prescription.fractions
+    for index, level in enumerate(prescription.levels):
+        ratio = level.dose.gy / highest.dose.gy
+        if _is_slip(level) or ratio >= 1 / PLAUSIBLE_GOAL_TO_LEVEL:
+            continue
+        slips = []
+        if fractions > 1 and level.plan_dose_gy * fractions <= LARGEST_COURSE_GY:
+            slips.append(
+                f"a dose per fraction written as the total? `dose` is the total over all fractions ("
+                f"{format_number(level.plan_dose_gy)} Gy in each of {_course(fractions)} is "
+                f"{format_number(round(level.plan_dose_gy * fractions, 4))} Gy)"
+            )
+        if 1 / PLAUSIBLE_GOAL_TO_LEVEL <= 100 * ratio <= PLAUSIBLE_GOAL_TO_LEVEL:
+            written = format_number(round(100 * level.dose.gy, 4))
+            slips.append(f'"{written} cGy" written for {written} Gy?')
+        yield Issue(
+            ("prescription", "levels", index, "dose"),
+            f"{format_number(level.dose.gy)} Gy is {100 * ratio:.2g}% of the highest dose level ({highest.target}'s "
+            f"{format_number(highest.dose.gy)} Gy), far below any elective level of a boost: "
+            + (", or ".join(slips) if slips else "a dose in the wrong unit?"),
+            related=("prescription", "levels", top),
+        )
+
+
 def _target_goals(protocol: ProtocolDocument) -> Iterator[Issue]:
-    """A target's own physical dose goal more than `PLAUSIBLE_GOAL_TO_LEVEL` from its level, either way."""
+    """A target's own dose goal whose threshold or variation in Gy is more than `PLAUSIBLE_GOAL_TO_LEVEL` from its
+    level, either way (the first such, one issue a goal): a variation of "50.4 cGy" for 50.4 Gy makes any coverage
+    between them an acceptable variation. An EQD2 or BED goal is compared with the level in its own quantity and
+    the target's alpha/beta (`_reference`): converting the goal to a physical dose would be the same comparison
+    through the same model. Against a level that is a slip itself (`_levels`) the comparison says nothing."""
     assert protocol.prescription is not None
     for loc, goal in located_goals(protocol.goals):
         level = protocol.prescription.level_for(goal.structure)
-        if level is None or not goal.metric.is_dose or goal.threshold is None or goal.threshold.relative or goal.isoeffective:
+        if level is None or _is_slip(level) or not goal.metric.is_dose or goal.threshold is None:
             continue
+        reference = _reference(protocol, level, goal)
+        if reference is None:
+            continue
+        reference_gy, described = reference
         own = goal.course == "this"
-        reference = level.plan_dose_gy if own else level.dose.gy
-        ratio = goal.threshold_value / reference
-        if goal.threshold_value > 0 and not 1 / PLAUSIBLE_GOAL_TO_LEVEL <= ratio <= PLAUSIBLE_GOAL_TO_LEVEL:
+        if not goal.isoeffective:  # the level by name: "PTV's dose level (78 Gy)"
+            described = (f"{goal.structure}'s {'share of the dose level from this course' if own else 'dose level'} "
+                         f"({format_number(reference_gy)} Gy)")
+        else:
+            described = f"{goal.structure}'s dose level in {goal.quantity} ({described})"
+        unit = f"Gy {goal.quantity}" if goal.isoeffective else "Gy"
+        stated = [("", goal.threshold)] + ([("its variation", goal.variation)] if goal.variation is not None else [])
+        for what, limit in stated:
+            value = limit.resolve(goal.reference_dose)
+            ratio = value / reference_gy
+            if limit.relative or value <= 0 or 1 / PLAUSIBLE_GOAL_TO_LEVEL <= ratio <= PLAUSIBLE_GOAL_TO_LEVEL:
+                continue
+            subject = f'"{goal.text}"' + (f": {what} ({format_number(value)} {unit})" if what else "")
+            slip = "cGy written as Gy" if ratio > 1 else "Gy written as cGy, or a dose per fraction"
+            per_fraction, related = _level_per_fraction(protocol, level, ratio) if ratio > 1 else ("", None)
             yield Issue(
                 loc,
-                f'"{goal.text}" is {f"{100 * ratio:.2g}% of" if ratio < 1 else f"{ratio:.3g} times"} '
-                f"{goal.structure}'s {'share of the dose level from this course' if own else 'dose level'} "
-                f"({format_number(reference)} Gy): a dose in the wrong unit? "
-                "(cGy written as Gy, or a dose per fraction; goals are totals over the course)",
+                f'{subject} is {f"{100 * ratio:.2g}% of" if ratio < 1 else f"{ratio:.3g} times"} {described}: a dose '
+                f"in the wrong unit? ({slip}; goals are totals over the course){per_fraction}",
+                related=related,
             )
+            break
+
+
+def _level_per_fraction(
+    protocol: ProtocolDocument, level: DoseLevel, ratio: float
+) -> tuple[str, tuple[str | int, ...] | None]:
+    """The other slip a goal `ratio` times `level` may be: the level is a dose per fraction written as the total
+    (7 Gy for 7 Gy x 5; a short course's per fraction dose is inside `PLAUSIBLE_GY_PER_FRACTION`), said when the goal
+    would be plausible against the level times the fractions and that total is one courses give (`LARGEST_COURSE_GY`:
+    78 Gy in 39 fractions is no 2 Gy x 39 slip); the text to add and the level's place (`related`), or nothing. Every organ limit of a site template then reads as too high, and the line to change is the level's."""
+    prescription = protocol.prescription
+    assert prescription is not None
+    fractions = prescription.fractions
+    total = level.plan_dose_gy * fractions
+    if fractions == 1 or ratio / fractions > PLAUSIBLE_GOAL_TO_LEVEL or total > LARGEST_COURSE_GY:
+        return "", None
+    index = prescription.levels.index(level)
+    return (
+        f"; or is the dose level {level.target} {format_number(level.dose.gy)} Gy (prescription.levels[{index}]) a dose "
+        f"per fraction written as the total? ({format_number(level.plan_dose_gy)} Gy in each of {_course(fractions)} "
+        f"is {format_number(round(total, 4))} Gy)",
+        ("prescription", "levels", index),
+    )
 
 
 def _stated_doses(goal: Goal, own_level: bool) -> list[tuple[str, float]]:
     """The doses in Gy a goal states, each with what it is ("" for the threshold): a dose metric's threshold
-    (unless `own_level`: a target's own physical threshold, which `_target_goals` holds to its level from
-    both sides) and variation; a V or CV metric's dose. A percentage of the prescription is none: it cannot
+    and variation (unless `own_level`: a target's own, which `_target_goals` holds to its level from both
+    sides); a V or CV metric's dose. A percentage of the prescription is none: it cannot
     be in the wrong unit. A table states its limits and variations row by row, the limits first."""
     stated: list[tuple[str, float]] = []
     if goal.metric.is_dose and goal.by_volume is not None:  # a table's rows, each a limit some case is judged by
@@ -175,7 +273,7 @@ def _stated_doses(goal: Goal, own_level: bool) -> list[tuple[str, float]]:
     elif goal.metric.is_dose:
         if not own_level and not goal.threshold.relative:
             stated.append(("", goal.threshold_value))
-        if goal.variation is not None and not goal.variation.relative:
+        if not own_level and goal.variation is not None and not goal.variation.relative:
             stated.append(("its variation", goal.variation.value))
     elif goal.metric.dose is not None:
         stated.append((f"the dose of {goal.metric}", goal.metric.dose.gy))
@@ -187,14 +285,16 @@ def _goal_doses(protocol: ProtocolDocument) -> Iterator[Issue]:
     such, one issue a goal), on the goal's course (with a prior course the levels are composite; this
     course's share for a goal on this course alone) and in its quantity (an EQD2 or BED goal against the
     level's EQD2 or BED in the structure's alpha/beta: 150 Gy BED is an ordinary limit for 36.25 Gy in 5
-    fractions). Against a level that is a slip itself (`_levels`) the comparison says nothing."""
+    fractions). Against a level that is a slip itself (`_levels`) the comparison says nothing. In a short
+    course the highest level may be the slip instead (a dose per fraction written as the total, inside the
+    per-fraction window): the message asks that too, naming the level's line (`_level_per_fraction`), since
+    every correct organ limit of a site template then reads as too high."""
     assert protocol.prescription is not None
-    low, high = PLAUSIBLE_GY_PER_FRACTION
     highest = max(protocol.prescription.levels, key=lambda level: level.dose.gy)
-    if not low <= highest.dose_per_fraction_gy <= high:
+    if _is_slip(highest):
         return
     for loc, goal in located_goals(protocol.goals):
-        own_level = protocol.prescription.level_for(goal.structure) is not None and not goal.isoeffective
+        own_level = protocol.prescription.level_for(goal.structure) is not None
         stated = _stated_doses(goal, own_level)
         reference = _reference(protocol, highest, goal) if stated else None
         if reference is None:
@@ -205,10 +305,12 @@ def _goal_doses(protocol: ProtocolDocument) -> Iterator[Issue]:
             ratio = gy / reference_gy
             if ratio > PLAUSIBLE_GOAL_TO_LEVEL:
                 subject = f'"{goal.text}"' + (f": {what} ({format_number(gy)} {unit})" if what else "")
+                per_fraction, related = _level_per_fraction(protocol, highest, ratio)
                 yield Issue(
                     loc,
                     f"{subject} is {ratio:.3g} times the highest dose level ({described}): a dose in the wrong "
-                    "unit? (cGy written as Gy; goals are totals over the course)",
+                    f"unit? (cGy written as Gy; goals are totals over the course){per_fraction}",
+                    related=related,
                 )
                 break
 
