@@ -37,6 +37,7 @@ def consistency_issues(protocol: ProtocolDocument) -> list[Issue]:
         *_goal_structures(protocol, defined),
         *_index_goals(protocol),
         *_isoeffective_goals(protocol),
+        *_unleveled_target_references(protocol),
         *_term_structures(protocol, defined),
         *_blocked_structures(protocol, defined),
         *_robust_structures(protocol, defined),
@@ -264,6 +265,34 @@ def _index_goals(protocol: ProtocolDocument) -> Iterator[Issue]:
                 f"{goal.metric} is an index of a prescription target ({', '.join(targets)}): "
                 f'"{goal.structure}" has no dose level of its own',
             )
+
+
+def _unleveled_target_references(protocol: ProtocolDocument) -> Iterator[Issue]:
+    """A goal in % of the prescription (a relative threshold or variation, a V95%-style metric) on a target with
+    no dose level, where the levels differ. % then refers to the highest level (`Prescription.reference_level`,
+    the "Bladder V100%" convention for organs), so an elective PTV whose level line was forgotten had its
+    "D95% >= 100%" planned as a hard limit at the boost's dose. With one dose level (or several of one dose) the
+    reference is unambiguous: the CTV or GTV of the boost beside its PTV legitimately states its coverage in %
+    of the one prescription. With levels of different doses no rule can tell which the target's % means: an
+    error at the goal's line, not a warning, since the plan the goal derives would be wrong, not merely unusual."""
+    prescription = protocol.prescription
+    if prescription is None or len({level.dose.gy for level in prescription.levels}) < 2:
+        return
+    highest = max(prescription.levels, key=lambda level: level.dose.gy)  # what `reference_level` gives
+    levels = ", ".join(f"{level.target} {format_number(level.dose.gy)} Gy" for level in prescription.levels)
+    for loc, goal in located_goals(protocol.goals):
+        spec = protocol.structures.get(goal.structure)
+        if spec is None or spec.role != "target" or not goal.needs_reference:
+            continue
+        if prescription.level_for(goal.structure) is not None:
+            continue
+        yield Issue(
+            loc,
+            f'"{goal.text}": {goal.structure} is a target (role: target) with no dose level, so its % would refer '
+            f"to the highest, {highest.target}'s {format_number(highest.dose.gy)} Gy, of several ({levels}): give "
+            f"{goal.structure} its dose level (prescription.levels: {{target: {goal.structure}, dose: ...}}), or "
+            "state the goal in Gy",
+        )
 
 
 def _isoeffective_goals(protocol: ProtocolDocument) -> Iterator[Issue]:
