@@ -13,6 +13,7 @@ from specc.protocol import (
     load_protocol,
     load_protocol_or_template,
     parse_protocol_text,
+    revise_protocol,
 )
 
 EXAMPLES = Path(__file__).parent.parent / "protocols" / "examples"
@@ -292,3 +293,71 @@ def test_goals_the_grammar_reads_only_once_yaml_has_typed_them_still_override(tm
     (tmp_path / "q.yaml").write_text(protocol.replace("MEAN", "'Mean <= 18 Gray'"))
     found = diagnostics_of(tmp_path / "q.yaml", load_protocol)
     assert len(found) == 1 and 'unknown unit "Gray"' in found[0][2]  # the typo replaced the template's goal
+
+
+def _fractionated(tmp_path: Path, fractions: int, limits: str = "[1.8 Gy, 2.2 Gy]", own: str = "") -> Path:
+    """A template stating the dose per fraction of its limits (the key at line 3) and a protocol of 35 Gy in
+    `fractions` extending it (`extends:` at line 1), with `own` keys of its own after its prescription."""
+    (tmp_path / "base.yaml").write_text(
+        f"template: true\nstructures: {{Cord: {{role: oar}}}}\nlimits_for_dose_per_fraction: {limits}\n"
+        'goals:\n  Cord: ["Max <= 45 Gy"]\n'
+    )
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "extends: base.yaml\nspecc: 1\nname: t\nsite: t\nversion: 1.0.0\nstructures:\n  PTV: {role: target}\n"
+        f"prescription: {{fractions: {fractions}, levels: [{{target: PTV, dose: 35 Gy}}]}}\n{own}"
+        'goals:\n  PTV: ["D95% >= 95%"]\n'
+    )
+    return path
+
+
+def test_a_protocol_at_another_dose_per_fraction_than_its_templates_limits_is_warned_at_extends(tmp_path) -> None:
+    """A 5-fraction protocol extending a 2 Gy-per-fraction template took its organ limits silently (audit s19/a4
+    F2): the template states the dose per fraction its limits are for, and the protocol is warned, valid."""
+    assert load_protocol(_fractionated(tmp_path, 17)).template_warnings == []  # 2.06 Gy per fraction
+    protocol = load_protocol(_fractionated(tmp_path, 5))
+    [warning] = protocol.template_warnings
+    assert (Path(warning.file).name, warning.line, warning.column, warning.path) == ("p.yaml", 1, 10, "extends")
+    assert warning.message.startswith(
+        "PTV's 35 Gy in 5 fractions is 7 Gy per fraction, but the physical dose limits taken are for 1.8-2.2 Gy per "
+        "fraction (limits_for_dose_per_fraction): at 7 Gy per fraction the same physical dose does more to an organ, "
+        "so they limit less than they were set to. State the limits this course needs in this protocol, in EQD2 or BED"
+    )
+    assert warning.message.endswith(f"limits_for_dose_per_fraction is at {tmp_path / 'base.yaml'}:3:1")
+    hyper = load_protocol(_fractionated(tmp_path, 30)).template_warnings  # 1.17 Gy per fraction
+    assert "1.167 Gy per fraction" in hyper[0].message and "they limit more than they were set to" in hyper[0].message
+    # judged on the protocol as it is: one revised in memory to 2 Gy fractions is no longer warned
+    assert revise_protocol(protocol, prescription=protocol.prescription.model_copy(
+        update={"fractions": 17})).template_warnings == []
+
+
+def test_a_protocol_stating_the_key_itself_is_warned_at_the_key(tmp_path) -> None:
+    own = "limits_for_dose_per_fraction: [5 Gy, 8 Gy]\n"  # line 9
+    protocol = load_protocol(_fractionated(tmp_path, 35, own=own))
+    [warning] = protocol.template_warnings
+    assert (Path(warning.file).name, warning.line, warning.path) == ("p.yaml", 9, "limits_for_dose_per_fraction")
+    assert load_protocol(_fractionated(tmp_path, 5, own=own)).template_warnings == []
+
+
+@pytest.mark.parametrize(("limits", "message"), [
+    ("[1.8 Gy, 2 Gy, 2.2 Gy]", "the lowest and highest dose per fraction the limits are for, two doses ([1.8 Gy, "
+                               "2.2 Gy]), got 3"),
+    ("[2.2 Gy, 1.8 Gy]", "the lowest dose per fraction comes first: [2.2 Gy, 1.8 Gy] is empty"),
+    ("[180 Gy, 220 Gy]", "220 Gy per fraction is more than any external-beam course gives (100 Gy): cGy written as "
+                         "Gy? (e.g. 220 cGy, or 2.2 Gy)"),
+    ("2 Gy", "expected a list, got \"2 Gy\""),
+])
+def test_the_limits_dose_per_fraction_is_refused_at_its_line(tmp_path, limits: str, message: str) -> None:
+    found = diagnostics_of(_fractionated(tmp_path, 35, limits=limits))
+    assert found[0] == (3, "limits_for_dose_per_fraction", message), found
+
+
+def test_the_shipped_templates_state_the_dose_per_fraction_of_their_limits() -> None:
+    """Their headers say conventional fractionation, about 2 Gy per fraction; the shipped protocols extending them
+    give 2 Gy, and are not warned."""
+    for name in ("base-head-neck", "base-pelvis", "base-thorax"):
+        template = load_protocol_or_template(EXAMPLES / f"{name}.yaml")
+        assert [dose.gy for dose in template.limits_for_dose_per_fraction] == [1.8, 2.2]
+    for name in ("oropharynx-sib", "lung-60-in-30", "prostate-sib", "prostate-boost-after-pelvis"):
+        protocol = load_protocol(EXAMPLES / f"{name}.yaml")
+        assert protocol.template_warnings == protocol.loosened_template_goals

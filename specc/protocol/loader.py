@@ -44,7 +44,8 @@ from specc.protocol.models import (
 from specc.protocol.suggest import did_you_mean, near_match
 from specc.protocol.volume_table import VolumeTableMapping
 from specc.protocol.templates import (
-    EXTENDS, OWN_KEYS, TEMPLATE, GoalReplacement, LoosenedGoal, loosened_goals, read_protocol_tree,
+    EXTENDS, LIMITS_FOR_DOSE_PER_FRACTION, OWN_KEYS, TEMPLATE, GoalReplacement, LoosenedGoal, loosened_goals,
+    read_protocol_tree,
 )
 from specc.protocol.yaml_source import Path as DataPath
 from specc.protocol.yaml_source import Position, YamlDocument, compose, to_document
@@ -78,14 +79,14 @@ def load_protocol_or_template(path: str | Path, root: str | Path | None = None) 
 
 def _read(
     path: str | Path, root: str | Path | None
-) -> tuple[Any, list[Diagnostic], ProtocolSource, list[GoalReplacement]]:
+) -> tuple[Any, list[Diagnostic], ProtocolSource, list[GoalReplacement], Position | None]:
     path = Path(path)
     display = str(path)
     if not path.is_file():
         raise ProtocolError([Diagnostic(display, None, None, "", "protocol file not found")])
     tree = read_protocol_tree(path, display, Path(root) if root is not None else path.parent)
     source = ProtocolSource(path=display, files=tree.files, sha256=tree.sha256)
-    return tree.node, tree.diagnostics, source, tree.replacements
+    return tree.node, tree.diagnostics, source, tree.replacements, tree.extends_at
 
 
 def parse_protocol_text(text: str, filename: str = "<text>") -> Protocol:
@@ -169,6 +170,7 @@ def _with_carried_sources(revised: Protocol, changed: Protocol) -> Protocol:
         update={"goals": goals, "optimization": optimization, "structures": structures, "source": changed.source}
     )
     carried._loosened_goals = _still_loosened(changed._loosened_goals, goals)
+    carried._fractionation_places = changed._fractionation_places  # the key's and extends' lines, judged anew
     return carried
 
 
@@ -196,6 +198,7 @@ def _validate(
     diagnostics: list[Diagnostic],
     source: ProtocolSource,
     replacements: list[GoalReplacement] | None = None,
+    extends_at: Position | None = None,
     *,
     template_allowed: bool,
 ) -> Protocol | SiteTemplate:
@@ -233,12 +236,28 @@ def _validate(
     reference = prescription.reference_dose if prescription is not None else (lambda structure, course: None)
     by_warning = {found.warning: found for found in loosened_goals(replacements or [], node, reference)}
     located._loosened_goals = [by_warning[warning] for warning in _in_reading_order(list(by_warning), source.files)]
+    located._fractionation_places = _fractionation_places(located, locator, extends_at)
     if isinstance(located, Protocol):
         refusals = [locator.from_issue(issue) for issue in goals_only_issues(located)]
         located._derivation_refusals = _in_reading_order(refusals, source.files)
         if located.prescription.prior is not None:
             located._prior_fractions_place = locator.diagnostic(("prescription", "prior", "fractions"), "")
     return located
+
+
+def _fractionation_places(
+    protocol: ProtocolDocument, locator: _Locator, extends_at: Position | None
+) -> tuple[Diagnostic, str] | None:
+    """Where a dose per fraction outside `limits_for_dose_per_fraction` is said, and where the key is written: at
+    the file's `extends:` line when a template states it (the line that brought the template's limits in), at
+    the key when the file itself does."""
+    if protocol.limits_for_dose_per_fraction is None:
+        return None
+    key = locator.diagnostic((LIMITS_FOR_DOSE_PER_FRACTION,), "", at_key=True)
+    written = f"{key.file}:{key.line}:{key.column}"
+    if extends_at is None or key.file == locator.main_file:
+        return key, written
+    return Diagnostic(extends_at.file, extends_at.line, extends_at.column, EXTENDS, ""), written
 
 
 def _template_flag(data: dict[str, Any], locator: _Locator, template_allowed: bool) -> tuple[bool, list[Diagnostic]]:

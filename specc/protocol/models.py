@@ -36,8 +36,9 @@ from specc.protocol.diagnostics import Diagnostic, ProtocolConsistencyError, Pro
 from specc.protocol.goals import Course, Goal, GoalEntry, GoalMapping
 from specc.protocol.metrics import Metric
 from specc.protocol.names import name_key
-from specc.protocol.plausibility import setup_error_slip
+from specc.protocol.plausibility import PLAUSIBLE_GY_PER_FRACTION, setup_error_slip
 from specc.protocol.structures import FUNCTIONS, StructureExpr, parse_expression
+from specc.protocol.templates import LIMITS_FOR_DOSE_PER_FRACTION, fractionation_misfit
 from specc.protocol.units import Angle, Area, Dose, Length, format_number
 from specc.terms import KINDS, Term
 from specc.terms.base import SourceLocation
@@ -804,12 +805,56 @@ class ProtocolDocument(_Strict):
         default=None,
         description="Goals measured again under patient setup errors; with `optimize: true`, also optimized in them.",
     )
+    limits_for_dose_per_fraction: list[Dose] | None = Field(
+        default=None,
+        description='The lowest and highest dose per fraction the physical dose limits are for, e.g. [1.8 Gy, 2.2 Gy] '
+        "(a site template's, taken by the protocols that extend it): a protocol whose dose per fraction (its highest "
+        "level over its fractions) lies outside is warned at its `extends:` line.",
+        json_schema_extra={"minItems": 2, "maxItems": 2},
+    )
     source: SkipJsonSchema[ProtocolSource | None] = Field(default=None, exclude=True)
     # Goals that replace a template goal of their metric and side and ask less (`specc.protocol.templates`), located
     # by the loader, in reading order: allowed, but said where the protocol is checked, planned and reviewed. Each
     # keeps the template goal it replaces, so that a goal changed in memory is judged again
     # (`specc.protocol.loader.revise_protocol`).
     _loosened_goals: list[LoosenedGoal] = PrivateAttr(default_factory=list)
+    # Where a dose per fraction outside `limits_for_dose_per_fraction` is said (the protocol's `extends:` line, or
+    # the key's where the protocol's own file writes it; its message empty), and where the key is written
+    # ("base-head-neck.yaml:22:31"): located by the loader.
+    _fractionation_places: tuple[Diagnostic, str] | None = PrivateAttr(default=None)
+
+    @property
+    def template_warnings(self) -> list[Diagnostic]:
+        """What a valid protocol is warned of about its templates: each loosened template goal
+        (`loosened_template_goals`), then a dose per fraction outside what the template's physical limits are for
+        (`limits_for_dose_per_fraction`, judged on the protocol as it is now), at the protocol's `extends:` line."""
+        misfit = fractionation_misfit(self.limits_for_dose_per_fraction, self.prescription)
+        if misfit is None:
+            return self.loosened_template_goals
+        if self._fractionation_places is not None:
+            place, written = self._fractionation_places
+            said = dataclasses.replace(place, message=f"{misfit}; {LIMITS_FOR_DOSE_PER_FRACTION} is at {written}")
+        else:
+            where = self.source.path if self.source is not None else "<protocol>"
+            said = Diagnostic(where, None, None, LIMITS_FOR_DOSE_PER_FRACTION, misfit)
+        return [*self.loosened_template_goals, said]
+
+    @field_validator("limits_for_dose_per_fraction")
+    @classmethod
+    def _dose_per_fraction_range(cls, value: list[Dose] | None) -> list[Dose] | None:
+        if value is None:
+            return value
+        if len(value) != 2:
+            raise ValueError(f"the lowest and highest dose per fraction the limits are for, two doses ([1.8 Gy, "
+                             f"2.2 Gy]), got {len(value)}")
+        low, high = value
+        if low.gy > high.gy:
+            raise ValueError(f"the lowest dose per fraction comes first: [{low}, {high}] is empty")
+        largest = PLAUSIBLE_GY_PER_FRACTION[1]
+        if high.gy > largest:
+            raise ValueError(f"{high} per fraction is more than any external-beam course gives ({format_number(largest)} "
+                             "Gy): cGy written as Gy? (e.g. 220 cGy, or 2.2 Gy)")
+        return value
 
     @property
     def loosened_template_goals(self) -> list[Diagnostic]:

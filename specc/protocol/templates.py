@@ -30,10 +30,10 @@ import dataclasses
 import hashlib
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from yaml import YAMLError
@@ -58,10 +58,15 @@ from specc.protocol.goals import (
 )
 from specc.protocol.metrics import Metric
 from specc.protocol.units import Dose, format_number, places_apart
-from specc.protocol.yaml_source import compose, position_of
+from specc.protocol.yaml_source import Position, compose, position_of
+
+if TYPE_CHECKING:
+    from specc.protocol.models import Prescription
 
 EXTENDS = "extends"
 TEMPLATE = "template"
+# The key by which a template states the dose per fraction its physical dose limits are for.
+LIMITS_FOR_DOSE_PER_FRACTION = "limits_for_dose_per_fraction"
 # Keys that describe the file they are written in, never the files extending it.
 OWN_KEYS = (TEMPLATE, "name", "version", "approval")
 
@@ -75,6 +80,7 @@ class ReadProtocol:
     sha256: str = ""
     diagnostics: list[Diagnostic] = field(default_factory=list)
     replacements: list[GoalReplacement] = field(default_factory=list)
+    extends_at: Position | None = None  # the main file's `extends:` value: where a template's misfit is said
 
 
 @dataclass(frozen=True)
@@ -91,7 +97,9 @@ class GoalReplacement:
 def read_protocol_tree(path: Path, display: str, root: Path) -> ReadProtocol:
     reader = _Reader(root.resolve())
     node = reader.read(path.resolve(), display, chain=[])
-    return ReadProtocol(node, reader.files, reader.digest.hexdigest(), reader.diagnostics, reader.replacements)
+    return ReadProtocol(
+        node, reader.files, reader.digest.hexdigest(), reader.diagnostics, reader.replacements, reader.extends_at
+    )
 
 
 class _Reader:
@@ -101,6 +109,7 @@ class _Reader:
         self.digest = hashlib.sha256()
         self.diagnostics: list[Diagnostic] = []
         self.replacements: list[GoalReplacement] = []
+        self.extends_at: Position | None = None
 
     def read(self, real: Path, display: str, chain: list[Path]) -> Node | None:
         try:
@@ -129,6 +138,8 @@ class _Reader:
         own, extends = _split_key(node, EXTENDS)
         if extends is None:
             return own
+        if not chain:
+            self.extends_at = position_of(extends.start_mark)
         base_path = self._template_path(real, display, extends, chain)
         if base_path is None:
             return None
@@ -496,3 +507,36 @@ def _goal_path(merged: Node, structure: str, node: Node) -> str:
     written = goals.value if isinstance(goals, SequenceNode) else []
     index = next((i for i, goal in enumerate(written) if goal is node), None)
     return f"goals.{structure}" if index is None else f"goals.{structure}[{index}]"
+
+
+def fractionation_misfit(limits: Sequence[Dose] | None, prescription: Prescription | None) -> str | None:
+    """Why the physical dose limits of a template stating `limits_for_dose_per_fraction` (`limits`: the lowest and
+    highest Gy per fraction they are for) do not fit `prescription`, or None: its dose per fraction (the highest
+    level's this plan gives, over its fractions) lies outside them. A site template's organ limits are physical
+    doses set for one fractionation (QUANTEC's for about 2 Gy fractions): inherited by a 5-fraction protocol, a
+    cord limit of 45 Gy allows 123.75 Gy EQD2 (alpha/beta 2 Gy: 45 Gy x (9 + 2) / (2 + 2)) where it was set for 45,
+    and nothing but the template's comments said so. A warning, not an error: a clinic may apply them knowingly."""
+    if limits is None or prescription is None:
+        return None
+    low, high = (dose.gy for dose in limits)
+    highest = max(prescription.levels, key=lambda level: level.dose.gy)
+    per_fraction = highest.dose_per_fraction_gy
+    if low <= per_fraction <= high:
+        return None
+    course = f"{prescription.fractions} fraction{'s' if prescription.fractions != 1 else ''}"
+    told = (
+        f"{highest.target}'s {format_number(highest.plan_dose_gy)} Gy in {course} is "
+        f"{format_number(round(per_fraction, 3))} Gy per fraction, but the physical dose limits taken are for "
+        f"{format_number(low)}-{format_number(high)} Gy per fraction ({LIMITS_FOR_DOSE_PER_FRACTION}): "
+    )
+    if per_fraction > high:
+        return told + (
+            f"at {format_number(round(per_fraction, 3))} Gy per fraction the same physical dose does more to an organ, so "
+            "they limit less than they were set to. State the limits this course needs in this protocol, in EQD2 or "
+            'BED with the organ\'s alpha_beta ("Max <= 45 Gy (EQD2)" converts from this fractionation; it is kept '
+            "beside the template's physical goal), or write this course's limits without `extends:`"
+        )
+    return told + (
+        f"at {format_number(round(per_fraction, 3))} Gy per fraction they limit more than they were set to, and a "
+        "template goal cannot be removed: write this course's limits without `extends:`"
+    )
