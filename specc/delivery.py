@@ -5,11 +5,11 @@ segments deliver, so the pipeline evaluates the segments' fluence, not the optim
 optimized fluence's goal values are kept beside it to show what sequencing cost. A plan is
 converged only when both the fluence and the segment weights were. With `technique: forward`
 no fluence is optimized: the segments are shaped from the structures (`sequence.forward`)
-and only their weights are. Either way the protocol's minimum opening area, minimum segment
-weight and maximum segments per beam remove segments (each removal counted in a note, so that
-the counts sequenced, removed and delivered add up), and a segment with a small opening that
-carries much of its beam's weight is noted (`_small_heavy_notes`): the weights stay as
-optimized, the planner is told.
+and only their weights are. Either way the protocol's minimum opening and segment areas,
+minimum segment weight and maximum segments per beam remove segments (each removal counted in
+a note, so that the counts sequenced, removed and delivered add up), and a segment with a small
+opening that carries much of its beam's weight is noted (`_small_heavy_notes`): the weights
+stay as optimized, the planner is told.
 
 The segment weights are solved as the fluence is: the fast path, handing over to the reference
 solver (CLARABEL) where it does. Until 2026-11-27 they went to CLARABEL, since the fast path
@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from specc.planning import CompiledPlan, compile_terms
-from specc.protocol import Delivery
+from specc.protocol import Area, Delivery
 from specc.sequence import Sequence, SequenceError, check_sequenceable, sequence_fluence
 from specc.sequence.forward import forward_sequence
 from specc.sequence.weights import keep_segments, segment_case, segment_program
@@ -48,8 +48,9 @@ WEIGHT_FLOOR = 1e-6
 # and depends on the detector it was measured with, and a leaf-position error is a large part of
 # its gap (1 mm of a 5 mm gap is 20% of the opening). An output off by 5-10% on a fifth of the
 # beam moves the beam's dose by 1-2%; beyond that share the beam rests on its least certain
-# part. 2 cm² is also the minimum that cost the C-shape under 0.4 Gy when the rule summed a segment's
-# openings (docs/delivery.md step 6).
+# part. 2 cm² is also the min_segment_area (a segment's openings summed) that cost the C-shape
+# under 0.4 Gy (docs/delivery.md step 6). The note takes each opening whichever minimum is set:
+# a segment passing min_segment_area may be all small openings.
 SMALL_SEGMENT_CM2 = 2.0
 HEAVY_SEGMENT_SHARE = 0.20
 
@@ -75,10 +76,7 @@ def deliver(compiled: CompiledPlan, solve: SolveResult, delivery: Delivery) -> D
         f"weight and sequenced into {len(sequence.weights)} segments ({delivery.sequencer.replace('_', ' ')}); "
         "goals are measured on the segments' dose"
     ]
-    then = "before the weights were optimized"
-    if not delivery.optimize_segment_weights:
-        then = "(the segments keep their weights)"
-    sequence = _without_small(sequence, delivery, notes, then)
+    sequence = _without_small(sequence, delivery, notes)
     if not delivery.optimize_segment_weights:
         sequence = _capped_as_sequenced(sequence, delivery.max_segments_per_beam, notes)
         return _delivered(delivery, _as_sequenced(solve, sequence), sequence, solve, "as sequenced", notes)
@@ -125,7 +123,7 @@ def plan_forward(compiled: CompiledPlan, delivery: Delivery) -> Delivered:
             "forward plan: not blocked (the default blocks every organ at risk the case has): "
             + "; ".join(f"{name}: {absent[name]}" for name in unblocked)
         )
-    sequence = _without_small(sequence, delivery, notes, "before the weights were optimized")
+    sequence = _without_small(sequence, delivery, notes)
     weighted, sequence = _optimized_weights(compiled, sequence, notes, delivery)
     if weighted.usable:
         weighted = replace(weighted, message=f"segment weights ({weighted.solver}): {weighted.message}")
@@ -144,15 +142,52 @@ def _blocked(compiled: CompiledPlan, delivery: Delivery) -> tuple[list[str], lis
     return [name for name in organs if name in masks], [name for name in organs if name not in masks]
 
 
-def _without_small(sequence: Sequence, delivery: Delivery, notes: list[str], then: str) -> Sequence:
-    """`sequence` with every separate opening smaller than `delivery.min_segment_area` closed
+def _without_small(sequence: Sequence, delivery: Delivery, notes: list[str]) -> Sequence:
+    """`sequence` without what the protocol's minimum areas take (each noted), in the order a
+    delivered segment must pass them: openings smaller than `min_opening_area` closed first, then
+    segments opening less than `min_segment_area` in all removed, so that a segment whose small
+    openings were closed is measured as it is delivered. A SequenceError when nothing is left."""
+    then = "(the weights stay as sequenced)"
+    if delivery.optimize_segment_weights:
+        then = "before the weights were optimized"
+    sequence = _without_small_openings(sequence, delivery.min_opening_area, notes, then)
+    return _without_small_segments(sequence, delivery.min_segment_area, notes, then)
+
+
+def _without_small_segments(sequence: Sequence, minimum: Area | None, notes: list[str], then: str) -> Sequence:
+    """`sequence` without the segments whose open area, summed over their openings, is less than
+    `minimum` (`min_segment_area`, noted); a SequenceError when none is left.
+
+    The whole segment's area, as RayStation, Monaco and Pinnacle define a minimum segment area
+    and their users read `min_segment_area`: a segment of eight separate 0.25 cm² holes passes
+    2 cm². Closing each small opening instead (`min_opening_area`) cost the 5 mm C-shape's PTV
+    D95% 50.81 -> 29.66 Gy at 1 cm² (docs/delivery.md step 7)."""
+    if minimum is None:
+        return sequence
+    areas = sequence.areas_cm2()
+    small = areas < minimum.cm2
+    if not small.any():
+        return sequence
+    if small.all():
+        raise SequenceError(
+            f"every one of the {len(areas)} segments opens less than min_segment_area {minimum} in all "
+            f"(the largest {areas.max():.2f} cm²): nothing is left to deliver"
+        )
+    kept = sequence.with_weights(np.where(small, 0.0, sequence.weights)).without_empty()
+    notes.append(
+        f"{int(small.sum())} of {len(areas)} segments open less than {minimum} in all (their openings summed; the "
+        f"smallest {areas.min():.2f} cm²) and were removed {then}" + _emptied(sequence, kept)
+    )
+    return kept
+
+
+def _without_small_openings(sequence: Sequence, minimum: Area | None, notes: list[str], then: str) -> Sequence:
+    """`sequence` with every separate opening smaller than `minimum` (`min_opening_area`) closed
     (`Sequence.without_openings_below`: a segment left with none removed, one left the same as
     another of its beam merged into it; noted); a SequenceError when nothing is left to deliver.
 
-    Per opening, not per segment: the area's reason (small-field output, leaf-position error) is
-    each field's, and a segment of eight separate 5 x 5 mm holes opens 2 cm² in all but is eight
-    0.25 cm² fields (audit s19/a2 F1)."""
-    minimum = delivery.min_segment_area
+    Small-field output and leaf-position error are each opening's: a segment of eight separate
+    5 x 5 mm holes opens 2 cm² in all but is eight 0.25 cm² fields (audit s19/a2 F1)."""
     if minimum is None:
         return sequence
     kept, done = sequence.without_openings_below(minimum.cm2)
@@ -160,22 +195,28 @@ def _without_small(sequence: Sequence, delivery: Delivery, notes: list[str], the
         return sequence
     if not kept.beams:
         raise SequenceError(
-            f"every opening of the {len(sequence.weights)} segments is smaller than min_segment_area {minimum} "
+            f"every opening of the {len(sequence.weights)} segments is smaller than min_opening_area {minimum} "
             f"(the largest {done.largest_cm2:.2f} cm²): nothing is left to deliver"
         )
-    emptied = sorted({beam.beam for beam in sequence.beams} - {beam.beam for beam in kept.beams})
     removed = [
         f"{done.emptied} left with no opening" if done.emptied else "",
         f"{done.merged} left the same as another segment of their beam (merged into it)" if done.merged else "",
     ]
+    openings = f"{done.openings} segment opening{'s' if done.openings != 1 else ''}"
     notes.append(
-        f"{done.openings} segment openings smaller than {minimum} (the smallest {done.smallest_cm2:.2f} cm²; "
-        f"an opening is leaf pairs whose gaps overlap along the leaves) closed in {done.segments} of {len(sequence.weights)} "
-        f"segments {then}"
+        f"{openings} smaller than min_opening_area {minimum} (the smallest {done.smallest_cm2:.2f} cm²; an opening "
+        "is leaf pairs whose gaps overlap along the leaves) closed in "
+        f"{done.segments} of {len(sequence.weights)} segments {then}"
         + (f"; segments removed: {', '.join(part for part in removed if part)}" if any(removed) else "")
-        + (f"; beam {', '.join(map(str, emptied))} keeps no segment and delivers nothing" if emptied else "")
+        + _emptied(sequence, kept)
     )
     return kept
+
+
+def _emptied(before: Sequence, after: Sequence) -> str:
+    """The clause naming the beams `before` has segments in and `after` has none ("" if none)."""
+    emptied = sorted({beam.beam for beam in before.beams} - {beam.beam for beam in after.beams})
+    return f"; beam {', '.join(map(str, emptied))} keeps no segment and delivers nothing" if emptied else ""
 
 
 def _capped_as_sequenced(sequence: Sequence, max_segments: int | None, notes: list[str]) -> Sequence:
@@ -324,8 +365,9 @@ def _delivered(
 def _small_heavy_notes(sequence: Sequence) -> list[str]:
     """A note naming each delivered segment with a separate opening smaller than SMALL_SEGMENT_CM2
     that carries more than HEAVY_SEGMENT_SHARE of its beam's summed weight (see there for why; each
-    opening is its own small field, whatever the segment's other openings), and the protocol
-    setting that closes them. The weights the optimizer gives are kept: this only says so."""
+    opening is its own small field, whatever the segment's other openings, so a segment that passes
+    `min_segment_area` by its sum is still named), and the protocol setting that closes them. The
+    weights the optimizer gives are kept: this only says so."""
     found = []
     for beam in sequence.beams:
         total = float(beam.weights.sum())
@@ -345,6 +387,7 @@ def _small_heavy_notes(sequence: Sequence) -> list[str]:
         "weight): "
         "a small field's output depends steeply on its size and on the leaf positions (1 mm is 20% of a 5 mm gap), "
         "so much of these beams' dose rests on their least certain segments; "
-        f"`delivery: {{min_segment_area: \"{SMALL_SEGMENT_CM2:g} cm2\"}}` closes smaller openings before the weights "
-        "are optimized (docs/delivery.md)"
+        f"`delivery: {{min_opening_area: \"{SMALL_SEGMENT_CM2:g} cm2\"}}` closes smaller openings before the weights "
+        "are optimized, at a cost to the goals on specc's small-opening segments (min_segment_area removes only "
+        "segments smaller in all; docs/delivery.md)"
     ]

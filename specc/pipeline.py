@@ -386,6 +386,7 @@ def _delivery_record(
             total_weight=float(beam.weights.sum() * factor),
             smallest_weight_percent=float(100.0 * beam.weights.min() / beam.weights.sum()),
             smallest_area_cm2=float(beam.areas_cm2().min()),
+            smallest_opening_cm2=float(beam.smallest_openings_cm2().min()),
         )
         for beam in delivered.sequence.beams
     ]
@@ -396,6 +397,8 @@ def _delivery_record(
         segment_weights=delivered.weights,
         min_segment_weight_percent=delivered.delivery.min_segment_weight_percent,
         min_segment_area_cm2=area.cm2 if (area := delivered.delivery.min_segment_area) is not None else None,
+        min_opening_area_cm2=area.cm2 if (area := delivered.delivery.min_opening_area) is not None else None,
+        max_segments_per_beam=delivered.delivery.max_segments_per_beam,
         beams=beams,
         total_segments=sum(beam.segments for beam in beams),
         fluence_goal_values=[goal.value for goal in optimized.record.goals] if optimized is not None else None,

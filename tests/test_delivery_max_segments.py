@@ -5,6 +5,7 @@ Audit s19/a2 F3: no planning option capped the segments per beam."""
 from __future__ import annotations
 
 import re
+from html import unescape
 from pathlib import Path
 
 import numpy as np
@@ -64,6 +65,10 @@ def test_no_beam_delivers_more_segments_than_the_maximum_and_the_removals_add_up
     weightless = _counts(notes, r"(\d+) of the \d+ segments got no weight")
     capped = _counts(notes, rf"(\d+) segments removed to keep each beam to max_segments_per_beam {cap} ")
     assert capped >= 2 and sequenced - weightless - capped == limited.record.delivery.total_segments, notes
+    # plan.json and the report's Delivery section say what was asked
+    assert limited.record.delivery.max_segments_per_beam == cap and free.record.delivery.max_segments_per_beam is None
+    html = " ".join(unescape((tmp_path / "cap" / "report.html").read_text()).split())
+    assert f"Limits asked: at most {cap} segments per beam (max_segments_per_beam)." in html
 
 
 def test_as_sequenced_keeps_each_beams_heaviest_segments_as_cut() -> None:

@@ -5,18 +5,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+from html import unescape
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from evaluate_fakes import protocol, solve_result, synthetic_case
+from evaluate_fakes import masks_of, protocol, solve_result, synthetic_case
 from specc.delivery import deliver
+from specc.evaluate import PlanRecord
 from specc.export import read_result
 from specc.pipeline import plan
 from specc.planning import CompiledPlan, compile_for_plan, compile_terms
 from specc.solve.sample_check import CheckedSolve
 from specc.protocol import ProtocolError, parse_protocol_text
+from specc.report import render_html
 from specc.case.model import BEAMLET_POSITIONS
 from specc.sequence import Apertures, SequenceError, sequence_fluence
 
@@ -282,6 +285,12 @@ def test_a_forward_plan_blocks_by_default_only_the_organs_the_case_has(tmp_path:
         ("{technique: fluence, min_segment_area: 4 cm2}", "min_segment_area applies to `technique: step_and_shoot`"),
         ("{technique: step_and_shoot, min_segment_area: 4}", 'area 4 has no unit: write it as "4 cm2"'),
         ("{technique: step_and_shoot, min_segment_area: 4 cm}", 'unknown area unit "cm"'),
+        ("{technique: fluence, min_opening_area: 1 cm2}",
+         "delivery: min_opening_area applies to `technique: step_and_shoot` or `technique: forward`, not to fluence"),
+        ("{technique: step_and_shoot, min_opening_area: 1}",
+         'delivery.min_opening_area: area 1 has no unit: write it as "1 cm2"'),
+        ("{technique: forward, min_opening_area: -1 cm2}",
+         "delivery.min_opening_area: area must be a finite, non-negative number of cm2, got -1.0"),
         ("{technique: step_and_shoot, aperture_margin: 5 mm}", "aperture_margin applies to `technique: forward`"),
     ],
 )
@@ -309,36 +318,96 @@ def test_segments_below_the_minimum_weight_are_removed_and_the_weights_solved_ag
     assert limited.converged
 
 
+def _openings_cm2(beam: dict) -> list[np.ndarray]:
+    """Each segment's separate openings (cm²) in a segments.json beam of the test case: leaf tips in 5 mm cells
+    from -12.5 mm, 0.25 cm² a cell."""
+    tips = [[[np.nan if tip is None else (tip + 12.5) / 5 for tip in s[side]] for s in beam["segments"]]
+            for side in ("left_mm", "right_mm")]
+    left, right = (np.nan_to_num(np.array(side)).astype(int) for side in tips)
+    labels = Apertures(left, right, np.ones(len(left), dtype=int)).opening_labels()
+    return [np.bincount(label, weights=gaps)[1:] * 0.25 for label, gaps in zip(labels, right - left)]
+
+
 @pytest.mark.parametrize("weights", ["optimized", "as_sequenced"])
-def test_segments_opening_less_than_the_minimum_area_are_removed(tmp_path: Path, weights: str) -> None:
-    """5 mm beamlets: one open cell is 0.25 cm². Optimized weights are solved without the small
-    segments; as sequenced, the others keep the weights they were cut with."""
+@pytest.mark.parametrize("rule", ["min_segment_area", "min_opening_area"])
+def test_segments_or_openings_smaller_than_the_minimum_area_are_removed(tmp_path: Path, weights: str, rule: str) -> None:
+    """5 mm beamlets: one open cell is 0.25 cm². min_segment_area removes the segments opening less in all (their
+    openings summed, as planning systems define a minimum segment area); min_opening_area closes each separate
+    opening smaller (a segment left with none removed). Optimized weights are solved without them; as sequenced,
+    the others keep the weights they were cut with. plan.json and the report's Delivery section say which minimum
+    was asked and give each beam's smallest segment (summed) and smallest opening."""
     case = synthetic_case()
     plans = {}
-    for minimum in ("", ", min_segment_area: 1 cm2"):
+    for minimum in ("", f", {rule}: 1 cm2"):
         delivery = f"{{technique: step_and_shoot, intensity_levels: 8, segment_weights: {weights}{minimum}}}"
-        plans[minimum] = plan(protocol(GOALS, terms=TERMS, delivery=delivery), case, tmp_path / f"{weights}{len(minimum)}")
-    free, limited = plans[""].record, plans[", min_segment_area: 1 cm2"].record
-    assert min(beam.smallest_area_cm2 for beam in free.delivery.beams) < 1.0  # the minimum had work to do
-    assert min(beam.smallest_area_cm2 for beam in limited.delivery.beams) >= 1.0
-    folder = tmp_path / f"{weights}{len(', min_segment_area: 1 cm2')}"
+        plans[minimum] = plan(protocol(GOALS, terms=TERMS, delivery=delivery), case, tmp_path / str(len(minimum)))
+    free, limited = plans[""].record, plans[f", {rule}: 1 cm2"].record
+    folder = tmp_path / str(len(f", {rule}: 1 cm2"))
     document = json.loads((folder / "segments.json").read_text())
     areas = [segment["area_cm2"] for beam in document["beams"] for segment in beam["segments"]]
-    assert len(areas) == limited.delivery.total_segments and min(areas) >= 1.0
-    assert limited.delivery.total_segments < free.delivery.total_segments
-    assert limited.delivery.min_segment_area_cm2 == 1.0 and free.delivery.min_segment_area_cm2 is None
-    (note,) = [note for note in limited.notes if "segment openings smaller than 1 cm²" in note]
-    assert ("before the weights were optimized" if weights == "optimized" else "keep their weights") in note
-    # every separate opening, not only each segment's sum (audit s19/a2 F1): leaf tips in 5 mm cells from -12.5 mm
-    for beam in document["beams"]:
-        tips = [[[np.nan if tip is None else (tip + 12.5) / 5 for tip in s[side]] for s in beam["segments"]]
-                for side in ("left_mm", "right_mm")]
-        left, right = (np.nan_to_num(np.array(side)).astype(int) for side in tips)
-        labels = Apertures(left, right, np.ones(len(left), dtype=int)).opening_labels()
-        for label, gaps in zip(labels, right - left):
-            assert (np.bincount(label, weights=gaps)[1:] * 0.25 >= 1.0).all()
-    html = (tmp_path / f"{weights}{len(', min_segment_area: 1 cm2')}" / "report.html").read_text()
-    assert "none opening less than 1.00 cm²" in html and "Smallest segment (cm² at the isocentre)" in html
+    openings = [found for beam in document["beams"] for found in _openings_cm2(beam)]
+    assert len(areas) == len(openings) == limited.delivery.total_segments < free.delivery.total_segments
+    assert min(beam.smallest_area_cm2 for beam in free.delivery.beams) < 1.0  # the minimum had work to do
+    assert min(areas) >= 1.0 and min(beam.smallest_area_cm2 for beam in limited.delivery.beams) >= 1.0
+    for record, folder_of in ((free, tmp_path / "0"), (limited, folder)):  # the record's smallest opening, measured
+        beams = json.loads((folder_of / "segments.json").read_text())["beams"]
+        assert [beam.smallest_opening_cm2 for beam in record.delivery.beams] == pytest.approx(
+            [min(found.min() for found in _openings_cm2(beam)) for beam in beams])
+    asked = {"min_segment_area": limited.delivery.min_segment_area_cm2, "min_opening_area": limited.delivery.min_opening_area_cm2}
+    assert asked == {name: 1.0 if name == rule else None for name in asked}
+    assert free.delivery.min_segment_area_cm2 is None and free.delivery.min_opening_area_cm2 is None
+    kept = "before the weights were optimized" if weights == "optimized" else "(the weights stay as sequenced)"
+    if rule == "min_opening_area":
+        assert min(found.min() for found in openings) >= 1.0  # every separate opening (audit s19/a2 F1)
+        (note,) = [note for note in limited.notes if "smaller than min_opening_area 1 cm²" in note]
+    else:
+        # the segment's sum: a segment of openings each under 1 cm² is kept when they sum to 1 cm² (the summed rule
+        # reads so; the synthetic case cuts some, which min_opening_area would have closed)
+        assert any(found.max() < 1.0 <= found.sum() for found in openings)
+        (note,) = [note for note in limited.notes if "segments open less than 1 cm² in all" in note]
+    assert kept in note
+    html = (folder / "report.html").read_text()
+    delivery = _delivery_section(html)
+    assert {"min_segment_area": "each segment's area at least 1.00 cm² (min_segment_area: its openings summed)",
+            "min_opening_area": "each separate opening at least 1.00 cm² (min_opening_area)"}[rule] in delivery
+    table = {row[0]: row[1:] for row in _table_rows(delivery)}
+    assert table["Smallest segment (cm² at the isocentre, its openings summed)"] == [
+        f"{beam.smallest_area_cm2:.2f}" for beam in limited.delivery.beams]
+    assert table["Smallest opening (cm² at the isocentre)"] == [
+        f"{beam.smallest_opening_cm2:.2f}" for beam in limited.delivery.beams]
+    assert "No minimum segment weight, segment area or opening area and no maximum segments per beam asked." in (
+        _delivery_section((tmp_path / "0" / "report.html").read_text()))
+
+
+def _delivery_section(html: str) -> str:
+    """The report's Delivery section, its whitespace runs one space and its entities read."""
+    start = html.index('<section id="delivery"')
+    return " ".join(unescape(html[start: html.index("</section>", start)]).split())
+
+
+def _table_rows(section: str) -> list[list[str]]:
+    """The cell texts of each row of the section's tables."""
+    return [re.findall(r"<t[dh][^>]*>(.*?)</t[dh]>", row) for row in re.findall(r"<tr>(.*?)</tr>", section)]
+
+
+def test_a_plan_json_written_before_the_opening_and_count_fields_is_still_read(tmp_path: Path) -> None:
+    """Records written before 2026-11-28 have no smallest_opening_cm2, min_opening_area_cm2 or
+    max_segments_per_beam: read as None (not asked; the report's 'n/a' for the opening not measured)."""
+    case = synthetic_case()
+    outcome = plan(protocol(GOALS, terms=TERMS, delivery="{technique: step_and_shoot, intensity_levels: 4}"), case,
+                   tmp_path)
+    document = json.loads((tmp_path / "plan.json").read_text())
+    for field in ("min_opening_area_cm2", "max_segments_per_beam"):
+        assert field in document["delivery"]
+        del document["delivery"][field]
+    for beam in document["delivery"]["beams"]:
+        del beam["smallest_opening_cm2"]
+    old = PlanRecord.model_validate(document)
+    assert old.delivery.min_opening_area_cm2 is None and old.delivery.max_segments_per_beam is None
+    assert [beam.smallest_opening_cm2 for beam in old.delivery.beams] == [None] * len(old.delivery.beams)
+    assert old.delivery.beams[0].smallest_area_cm2 == outcome.record.delivery.beams[0].smallest_area_cm2
+    row = {row[0]: row[1:] for row in _table_rows(_delivery_section(render_html(old, case, outcome.evaluation, masks_of(case))))}
+    assert row["Smallest opening (cm² at the isocentre)"] == ["n/a"] * len(old.delivery.beams)
 
 
 def test_a_minimum_area_no_segment_reaches_is_an_error_not_an_empty_plan() -> None:
@@ -395,7 +464,7 @@ def test_small_segments_that_carry_much_of_their_beam_are_noted(tmp_path: Path) 
     delivery = "{technique: step_and_shoot, intensity_levels: 4}"
     outcome = plan(protocol(GOALS, terms=TERMS, delivery=delivery), synthetic_case(), tmp_path / "sns")
     [note] = [note for note in outcome.notes if note.startswith("small segments carry much of their beam's weight")]
-    assert 'min_segment_area: "2 cm2"' in note and note in outcome.record.notes
+    assert 'min_opening_area: "2 cm2"' in note and note in outcome.record.notes
     assert "small segments carry much of their beam" in (tmp_path / "sns" / "report.html").read_text()
 
     forward = plan(protocol(GOALS, terms=TERMS, delivery="{technique: forward, block: [Organ]}"), synthetic_case(), tmp_path / "fwd")

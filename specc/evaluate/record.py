@@ -93,7 +93,10 @@ class BeamSegmentsRecord(_Record):
     segments: int
     total_weight: float  # sum of the segments' weights per fraction (case fluence unit), after normalization
     smallest_weight_percent: float  # the lightest segment's share of total_weight
-    smallest_area_cm2: float  # the smallest segment's opening at the isocentre plane
+    smallest_area_cm2: float  # the smallest segment's open area at the isocentre plane, its openings summed
+    # The smallest separate opening of any of its segments (`BeamSegments.smallest_openings_cm2`): a segment
+    # may pass a minimum segment area by its sum and be all small fields. None: a record written before 2026-11-28.
+    smallest_opening_cm2: float | None = None
 
 
 class DeliveryRecord(_Record):
@@ -110,7 +113,10 @@ class DeliveryRecord(_Record):
     sequencing: str | None = None  # fewest_segments | sweep; None: forward planned
     segment_weights: str  # "optimized", "as sequenced", or why the optimization's result was not used
     min_segment_weight_percent: float | None  # of a beam's summed weight; None: no minimum
-    min_segment_area_cm2: float | None = None  # None: no minimum segment area asked
+    min_segment_area_cm2: float | None = None  # a segment's openings summed; None: no minimum segment area asked
+    # Absent in records written before 2026-11-28, read as None:
+    min_opening_area_cm2: float | None = None  # each separate opening; None: no minimum opening area asked
+    max_segments_per_beam: int | None = None  # None: no maximum asked
     beams: list[BeamSegmentsRecord]
     total_segments: int
     fluence_goal_values: list[float | None] | None  # None: forward planned, no fluence was optimized
