@@ -361,3 +361,30 @@ def test_the_shipped_templates_state_the_dose_per_fraction_of_their_limits() -> 
     for name in ("oropharynx-sib", "lung-60-in-30", "prostate-sib", "prostate-boost-after-pelvis"):
         protocol = load_protocol(EXAMPLES / f"{name}.yaml")
         assert protocol.template_warnings == protocol.loosened_template_goals
+
+
+def test_the_dose_per_fraction_warning_reaches_validate_compile_and_the_plans_record(tmp_path) -> None:
+    """eb43cfd put the warning in `Protocol.template_warnings`, but validate, compile and the plan's record read
+    only the loosened template goals: the CLI said OK and nothing more, the signed record nothing."""
+    import json
+
+    from typer.testing import CliRunner
+
+    import specc
+    from evaluate_fakes import synthetic_case
+    from specc.cli import app
+
+    path = _fractionated(tmp_path, 5)
+    said = "PTV's 35 Gy in 5 fractions is 7 Gy per fraction"
+    text = CliRunner().invoke(app, ["validate", str(path)], terminal_width=10_000)
+    assert text.exit_code == 0 and f"  warning: {path}:1:10: extends: {said}" in text.output, text.output
+    listed = json.loads(CliRunner().invoke(app, ["validate", "--format", "json", str(path)]).output)
+    assert [(entry["severity"], entry["line"], entry["message"][: len(said)]) for entry in listed] == [
+        ("warning", 1, said)]
+    case = synthetic_case(target_name="PTV", oar_name="Cord")
+    case.save(tmp_path / "case.h5")
+    compiled = CliRunner().invoke(app, ["compile", str(path), "--case", str(tmp_path / "case.h5")],
+                                  terminal_width=10_000)
+    assert compiled.exit_code == 0 and said in compiled.output, compiled.output
+    record = specc.plan(load_protocol(path), case, tmp_path / "out").record
+    assert [warning for warning in record.warnings if said in warning] == [str(load_protocol(path).template_warnings[0])]

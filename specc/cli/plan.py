@@ -827,7 +827,7 @@ def compile_command(
     for term in program.terms:  # one line each, not a table: the protocol path must stay whole
         step = f"  [{step_of(term.term, steps)}]" if ranked else ""
         console.print(Text(f"  {term.source}  {'hard' if term.hard else 'soft'}  {term.label}{step}"), soft_wrap=True)
-    for warning in compiled.protocol.loosened_template_goals:  # as `specc validate` and a plan's record say it
+    for warning in compiled.protocol.template_warnings:  # as `specc validate` and a plan's record say it
         console.print(Text("warning: ", style="bold red") + Text(str(warning)), soft_wrap=True)
     for note in program.notes:
         console.print(Text("note: ", style="yellow") + Text(note))

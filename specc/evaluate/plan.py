@@ -519,10 +519,11 @@ def _plan_record(
         target_indices=indices,
         hot_spot=hot_spot("dose grid", dose, np.ones(dose.shape, dtype=bool), grid, voxel_cc),
         structures=structures,
-        # a goal asking less than the site template's goal it replaces: `specc validate`'s warning, word for word
+        # the template warnings (a goal asking less than the one it replaces, a dose per fraction outside what the
+        # template's limits are for): `specc validate`'s, word for word
         warnings=[*_prior_warnings(protocol, masks, fixed_gy),
                   *_collapsed_margin_warnings(protocol, grid, collapsed_targets or {}),
-                  *(str(warning) for warning in protocol.loosened_template_goals)],
+                  *(str(warning) for warning in protocol.template_warnings)],
         notes=[*notes, *isoeffective_notes(protocol),
                *([outside.note] if outside is not None else [])],
         outside_hot_spot=outside.headline if outside is not None else None,
