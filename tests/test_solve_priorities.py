@@ -149,13 +149,15 @@ def test_each_step_is_its_own_problem_under_the_earlier_steps_bounds_only() -> N
     first = lexicographic.step_problem(0)
     assert len(first.constraints) == len(program.problem.constraints) and not first.parameters()
     assert cones(first) == 0  # the later steps' quadratic objectives are not in it
-    lexicographic.keep(0, 1.0)
+    lexicographic.keep(0, 1.0, reached=0.5)
     second = lexicographic.step_problem(1)
     assert second.objective.args[0] is lexicographic.objectives[1]
     assert len(second.constraints) == len(program.problem.constraints) + 1
     for index, _ in enumerate(steps[1:], start=1):
-        lexicographic.keep(index, 1.0)
-    final = lexicographic.problem  # what the exact refinement refines: the last step under the earlier bounds
+        lexicographic.keep(index, 1.0, reached=0.5)
+    refined = lexicographic.refined_step()  # what the exact refinement refines: the last step under the earlier bounds
+    assert refined is not None and refined.reached == 0.5
+    final = refined.problem
     assert final.objective.args[0] is lexicographic.objectives[-1]
     assert len(final.constraints) == len(program.problem.constraints) + len(steps) - 1
 

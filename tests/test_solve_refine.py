@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 from specc.compile import compile_protocol
+from specc.compile.derive import with_optimization
 from specc.protocol import parse_protocol_text
 from specc.solve import SolverSettings, choose_solver, solve_program
+from specc.solve.clinical import solve_clinical
 from specc.solve.refine import ExactDvh, _exact_rows, refine_dvh_limits
 from tests.optimizer_fixtures import c_shape, protocol_text
 
@@ -129,6 +131,37 @@ def test_nothing_is_refined_when_the_last_objective_is_already_zero() -> None:
     kept = refine_dvh_limits(program, program.problem, cvar, choose_solver("CLARABEL"))
     assert kept.fluence is cvar.fluence
     assert [step["status"] for step in kept.steps] == ["skipped", "met"]
+
+
+def test_nothing_is_refined_when_every_priority_step_reached_zero() -> None:
+    met = ("    - {kind: quadratic_overdose, structure: Core, dose: 60 Gy, weight: 1, priority: 2}\n"
+           "    - {kind: quadratic_overdose, structure: Core, dose: 70 Gy, weight: 1, priority: 3}\n")
+    program = compile_protocol(parse_protocol_text(protocol_text("optimization:\n  terms:\n" + met + PTV_COVERAGE),
+                                                   "p.yaml"), c_shape())
+    result = solve_clinical(program, choose_solver("CLARABEL"))
+    assert [row["reached"] for row in result.steps[:2]] == ["0", "0"]
+    (row,) = [row for row in result.steps if row["step"].endswith("exact DVH refinement")]
+    assert row["status"] == "skipped" and row["reached"] == "every step's objective is already 0: CVaR plan kept"
+
+
+def test_a_met_lower_priority_goal_does_not_keep_a_higher_one_from_its_exact_refinement() -> None:
+    """Audit s19/b2 F2: the refinement was skipped when the last step (a met priority-3 goal) reached 0, so the
+    priority-2 goal kept the penalty of the conservative CVaR plan (prostate: rectum D10% 75.87 Gy for a goal of
+    40 Gy, 17.60 Gy without the priority-3 goal). Now it refines the last step still penalized, the met one kept."""
+    text = protocol_text('goals:\n  PTV:\n    - "D95% >= 50 Gy"\n  Core:\n    - "D10% <= 20 Gy (priority 2)"\n'
+                         '    - "Max <= 60 Gy (priority 3)"\n')
+    protocol, priorities = with_optimization(parse_protocol_text(text, "p.yaml"))
+    program = compile_protocol(protocol, c_shape())
+    result = solve_clinical(program, choose_solver(None), priorities)
+    penalized = float(result.steps[1]["reached"])
+    assert penalized > 0.1 and result.steps[2]["reached"] == "0"  # priority 2 penalized, priority 3 met
+    (row,) = [row for row in result.steps if row["step"].endswith("exact DVH refinement")]
+    assert row["status"] == "optimal" and row["minimized"].startswith(
+        "step 2's objective (priority 2 penalties), the steps after it kept at 0, with each CVaR bound replaced")
+    assert result.objective < 0.5 * penalized  # the priority-2 penalty, refined
+    core = c_shape().dose_on_grid(result.fluence, 25)[program.masks["Core"]]
+    assert core.max() <= 60.0  # the met priority-3 goal stays met
+    assert [row["status"] for row in result.steps if row["step"] == "exact value"] == ["met"]
 
 
 def test_a_lower_limit_frees_the_entries_an_organ_limit_caps_below_its_dose_first() -> None:

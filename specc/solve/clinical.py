@@ -1,7 +1,8 @@
 """The clinical optimizer: priorities first, then exact DVH limits.
 
 `solve_clinical` runs the lexicographic steps (`priorities.py`) and, when the program has
-hard DVH limits, the exact refinement of the last step (`refine.py`). With no goal
+hard DVH limits, the exact refinement of the last step whose goals are not all met
+(`LexicographicProblem.refined_step`, `refine.py`). With no goal
 priorities and no DVH limit it is the plain single solve. The steps are the terms' own
 `priority` fields, as `specc plan` solves them, unless a caller maps them otherwise.
 """
@@ -116,8 +117,9 @@ def solve_clinical(
     result, lexicographic = solve_lexicographic(
         program, settings, priorities, slip_percent, coverage_slip_gy, warm, steps, progress, refinement
     )
-    problem = lexicographic.problem if lexicographic is not None else None
-    return refine_dvh_limits(program, problem, result, settings, progress)
+    if lexicographic is None or not result.usable:  # one step: the compiled problem; a step failed: nothing to refine
+        return refine_dvh_limits(program, None, result, settings, progress)
+    return refine_dvh_limits(program, lexicographic.refined_step(), result, settings, progress)
 
 
 def _terms(compiled: Sequence[CompiledTerm]) -> list[TermBase]:

@@ -138,6 +138,7 @@ class LexicographicProblem:
         self.steps = steps
         self.objectives = [cp.sum([program.terms[i].objective for i in step.terms]) for step in steps]
         self.bounds: dict[int, float] = {}  # step index -> the bound later steps keep on its objective
+        self.reached: dict[int, float] = {}  # step index -> the objective it reached (of a kept step: its last plan's)
         self.held: set[int] = set()  # steps that reached 0, kept by their terms' limits instead of their bound
 
     def step_problem(self, index: int, bounds: Mapping[int, float] | None = None) -> cp.Problem:
@@ -170,20 +171,53 @@ class LexicographicProblem:
         """Bound step `index`'s objective at `bound` (`kept_bound`) for the steps after it; held by its
         terms' limits instead when it `reached` 0 and each of its terms has them."""
         self.bounds[index] = bound
+        if reached is not None:
+            self.reached[index] = reached
         terms = [self.program.terms[i] for i in self.steps[index].terms]
         if reached is not None and reached <= REACHED_ZERO and all(term.met for term in terms):
             self.held.add(index)
 
-    @property
-    def problem(self) -> cp.Problem:
-        """The last step's problem, which the exact DVH refinement refines.
+    def refined_step(self) -> RefinedStep:
+        """What the exact DVH refinement minimizes: the last step whose objective did not reach 0 (every step
+        solved; when all reached 0, the last, which the refinement then skips: nothing is left to gain).
 
-        Without the last step's own bound: a bound on the objective being minimized can only
-        make the problem infeasible, never move its optimum, and the refinement's optimum is no
-        worse than the CVaR plan it starts from, which met that bound. Kept, it cost the
-        goals-only C-shape's refinement its coverage terms as cones (9.3 against 7.5 s).
+        Its problem keeps the steps before it as the step itself did, and the steps after it, which all
+        reached 0, at 0 (their terms' limits, or their bound): the refinement then improves the last goals
+        still penalized without giving up a goal of a later step that was met. Until audit s19/b2 F2 the
+        refinement minimized the last step's objective only, and was skipped when that one was 0: a met
+        priority-3 goal then left the priority-2 goals where the conservative CVaR plan had put them (the
+        prostate's rectum D10% 75.87 Gy for a goal of 40 Gy, which the refinement meets without it).
+
+        Without the step's own bound: a bound on the objective being minimized can only make the problem
+        infeasible, never move its optimum, and the refinement's optimum is no worse than the CVaR plan it
+        starts from, which met that bound. Kept, it cost the goals-only C-shape's refinement its coverage
+        terms as cones (9.3 against 7.5 s).
         """
-        return self.step_problem(len(self.steps) - 1)
+        open_steps = [k for k in range(len(self.steps)) if self.reached[k] > ABSOLUTE_SLIP]
+        index = open_steps[-1] if open_steps else len(self.steps) - 1
+        problem = self.step_problem(index)
+        later: list[cp.Constraint] = []
+        for k in range(index + 1, len(self.steps)):
+            if k in self.held:
+                later += [c for i in self.steps[k].terms for c in self.program.terms[i].met]
+            else:
+                later.append(self.objectives[k] <= self.bounds[k])
+        name = f"step {index + 1}'s objective ({self.steps[index].name})"
+        if index < len(self.steps) - 1:
+            name += ", the steps after it kept at 0"
+        return RefinedStep(
+            cp.Problem(problem.objective, [*problem.constraints, *later]), self.reached[index], name, not open_steps
+        )
+
+
+@dataclass(frozen=True)
+class RefinedStep:
+    """The objective the exact DVH refinement minimizes (`LexicographicProblem.refined_step`)."""
+
+    problem: cp.Problem  # that objective under the hard terms and what is kept of the other steps
+    reached: float  # its value at the CVaR plan
+    name: str  # how the log names it ("step 3's objective (priority 2 penalties), ...")
+    every_step_met: bool  # every step reached 0: nothing left to refine
 
 
 @dataclass(frozen=True)
@@ -193,6 +227,7 @@ class SolvedSteps:
     influence: object  # the program's matrix: the same object means the same dose rows
     keys: tuple[str, ...]  # `_step_keys`
     bounds: tuple[float, ...]
+    reached: tuple[float, ...]
     held: frozenset[int]  # the steps kept by their terms' limits (`LexicographicProblem.held`)
     records: tuple[dict, ...]
 
@@ -311,7 +346,8 @@ def solve_lexicographic(
     earlier = _unchanged(memory, program)
     kept = 0
     while earlier is not None and kept < min(len(steps) - 1, len(earlier.keys)) and earlier.keys[kept] == keys[kept]:
-        lexicographic.keep(kept, earlier.bounds[kept])
+        lexicographic.keep(kept, earlier.bounds[kept])  # held as it was then, below (a step may have released it)
+        lexicographic.reached[kept] = earlier.reached[kept]
         if kept in earlier.held:
             lexicographic.held.add(kept)
         kept += 1
@@ -348,8 +384,9 @@ def solve_lexicographic(
         memory.last = None  # a plan whose steps did not all end usable leaves nothing to keep
         if result.usable:
             bounds = tuple(lexicographic.bounds[k] for k in range(len(steps)))
+            reached = tuple(lexicographic.reached[k] for k in range(len(steps)))
             memory.last = SolvedSteps(
-                program.influence, tuple(keys), bounds, frozenset(lexicographic.held), tuple(records)
+                program.influence, tuple(keys), bounds, reached, frozenset(lexicographic.held), tuple(records)
             )
     shown = [{**row, "status": STEP_KEPT, "time": ""} if k < kept else row
              for k, row in enumerate(records)]

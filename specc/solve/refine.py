@@ -40,7 +40,7 @@ import numpy as np
 from specc.protocol.judgement import judged_text
 from specc.solve.choice import reference_settings
 from specc.solve.first_order.solver import FIRST_ORDER_SOLVER, FirstOrderSolver, attempt, handed_over
-from specc.solve.priorities import ABSOLUTE_SLIP, StepProgress, step_label, step_row
+from specc.solve.priorities import ABSOLUTE_SLIP, RefinedStep, StepProgress, step_label, step_row
 from specc.solve.result import SolveResult
 from specc.solve.run import solve_program
 from specc.terms.dvh import ExactDvhLimit
@@ -179,18 +179,20 @@ def bounded_entries(program: CompiledProgram, term: CompiledTerm, dose_per_fract
 
 
 def refine_dvh_limits(
-    program: CompiledProgram, problem: cp.Problem | None, result: SolveResult, settings: SolverSettings,
+    program: CompiledProgram, problem: cp.Problem | RefinedStep | None, result: SolveResult, settings: SolverSettings,
     progress: StepProgress | None = None,
 ) -> SolveResult:
-    """Re-solve `problem` (the program's final objective; None: the compiled problem) with exact
-    DVH limits (module docstring).
+    """Re-solve `problem` with exact DVH limits (module docstring): None (the compiled problem) or a
+    problem, whose objective `result` reached; or a priority step (`LexicographicProblem.refined_step`), the last whose
+    goals the CVaR plan did not all meet, the others kept.
 
-    `result` is the CVaR solve of `problem`. Returns it unchanged when the program has no
-    hard DVH limit or no usable plan. Otherwise the log (`steps`) gains the refinement and
-    each limit's exact value, and the refined plan replaces the CVaR plan only when it is
-    better: solved at least as accurately, its objective lower, every exact limit held. The
-    refinement is skipped when the last objective already reached 0 (nothing to gain).
-    `progress`: told when the refinement, the last step, starts and ends.
+    `result` is the CVaR plan. Returns it unchanged when the program has no hard DVH limit or no
+    usable plan. Otherwise the log (`steps`) gains the refinement and each limit's exact value,
+    and the refined plan replaces the CVaR plan only when it is better: solved at least as
+    accurately, the refined objective lower, every exact limit held (its `objective` is then the
+    refined one). The refinement is skipped when that objective (for priority steps: every
+    step's) already reached 0: nothing is left to gain. `progress`: told when the refinement,
+    the last step, starts and ends.
 
     A refined plan names both solvers where they differ (`refined_by`): the CVaR plan, whose
     solve is most of the time and memory (CLARABEL: 243 of 262 s on the 5 mm head-neck), and the
@@ -205,8 +207,11 @@ def refine_dvh_limits(
     before = [measure_exact(program, term, cvar_dose) for term in terms]
     steps = list(result.steps)
     row = f"{len(result.steps) + 1}. exact DVH refinement"
-    if result.objective is not None and result.objective <= ABSOLUTE_SLIP:
-        steps.append(step_row(step=row, status="skipped", reached="the last objective is already 0: CVaR plan kept"))
+    step = problem if isinstance(problem, RefinedStep) else None
+    cvar = result if step is None else dataclasses.replace(result, objective=step.reached)
+    if step.every_step_met if step is not None else cvar.objective is not None and cvar.objective <= ABSOLUTE_SLIP:
+        said = "every step's objective is" if step is not None else "the objective is"
+        steps.append(step_row(step=row, status="skipped", reached=f"{said} already 0: CVaR plan kept"))
         return dataclasses.replace(result, steps=steps + _exact_rows(before, before))
     label = step_label(len(result.steps) + 1, len(result.steps) + 1, "exact DVH refinement")
     if progress is not None:
@@ -214,19 +219,20 @@ def refine_dvh_limits(
     # Wall time, as the priority steps are timed: the solver's own time leaves out the exact
     # bounds' set-up and a hand-over to the reference solver.
     started = time.perf_counter()
-    refined = _solve_exact(program, problem, result.fluence, cvar_dose, settings)
+    refined = _solve_exact(program, step.problem if step is not None else problem, result.fluence, cvar_dose, settings)
     seconds = time.perf_counter() - started
     if progress is not None:
         progress(label, seconds)
     after = [measure_exact(program, term, program.dose_per_fraction(refined.fluence)) for term in terms] if (
         refined.usable
     ) else []
-    worse = _why_not_better(result, refined, after)
+    worse = _why_not_better(cvar, refined, after)
     steps.append(
         step_row(
             step=row,
-            minimized="the last objective, with each CVaR bound replaced by exact voxel bounds",
-            reached=f"{refined.objective:.6g} (CVaR plan: {result.objective:.6g})"
+            minimized=f"{step.name if step is not None else 'the objective'}, with each CVaR bound replaced by exact "
+                      "voxel bounds",
+            reached=f"{refined.objective:.6g} (CVaR plan: {cvar.objective:.6g})"
             if refined.usable and worse is None
             else f"CVaR plan kept: {worse} ({refined.solver})",
             status=refined.status,
