@@ -188,6 +188,7 @@ def _goal_record(
         threshold=goal.threshold_value,
         variation=goal.variation_value,
         limit_source=goal.limit_source,
+        metric_dose_gy=_relative_metric_dose_gy(goal),
         unit=goal.value_unit,
         quantity=goal.quantity,
         course=goal.course if protocol.prescription.prior is not None else None,
@@ -206,6 +207,13 @@ def _goal_record(
         partial_structure=partial is not None and value is not None,
         absence_allowed=absence_allowed and incomplete is not None,
     )
+
+
+def _relative_metric_dose_gy(goal: Goal) -> float | None:
+    """The Gy of a V or CV metric's dose written in % of the prescription (`GoalRecord.metric_dose_gy`)."""
+    if goal.metric.dose_percent is None or goal.reference_dose is None:
+        return None
+    return goal.metric_dose_gy
 
 
 def _alpha_beta_gy(protocol: Protocol, goal: Goal) -> float | None:

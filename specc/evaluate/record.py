@@ -233,6 +233,10 @@ class GoalRecord(_Record):
     # read on this case ("from the table by PTV volume at 22.04 cc, between the 13.2 and 22 cc rows"); None for a
     # limit the protocol states as a number (and in a plan.json written before it).
     limit_source: str | None = None
+    # The dose of a V or CV metric written in % of the prescription ("V50%[%]"), in Gy as resolved for this
+    # structure (its own level, else the highest): shown beside the goal, since with several levels the text alone
+    # does not say which dose "50%" is. None for a metric with its dose in Gy, or none, and in older plan.json.
+    metric_dose_gy: float | None = None
 
     @property
     def bounds_curve_from_below(self) -> bool:

@@ -15,23 +15,31 @@ from __future__ import annotations
 from specc.evaluate import GoalRecord
 from specc.protocol.goals import Goal
 from specc.protocol.judgement import meets
+from specc.protocol.metrics import Metric
+from specc.protocol.units import format_number
 
 _MOST_DECIMALS = 6
 
 
 def resolved_limits(goal: GoalRecord) -> str | None:
     """'70.62 Gy' (', variation 72.60 Gy' with a variation) for a goal written in % of the prescription;
-    the limits and their source for one read from a table by volume; None for a goal written in its value's
-    own unit, whose text already says its limits."""
-    if goal.limit_source is not None:
-        return f"{_limits(goal)}, {goal.limit_source}"
+    '50% = 35.00 Gy' for a V or CV metric whose dose is (`GoalRecord.metric_dose_gy`: with several dose levels
+    "V50%" alone does not say which); the limits and their source for one read from a table by volume; None for
+    a goal written in its value's own unit, whose text already says its limits."""
     try:
-        written = Goal.parse(goal.text, goal.structure)
-    except ValueError:  # a record another specc version wrote, in words this one does not read: shown as written
-        return None
-    if not written.threshold.relative:  # the variation is relative only with the threshold (protocol rule)
-        return None
-    return _limits(goal)
+        written: Goal | None = Goal.parse(goal.text, goal.structure)
+    except ValueError:  # a record another specc version wrote, or a table by volume: its text as written
+        written = None
+    shown = []
+    if goal.metric_dose_gy is not None:
+        percent = Metric.parse(goal.metric).dose_percent
+        shown.append(f"{format_number(percent)}% = {limit_text(goal.metric_dose_gy)} Gy" if percent is not None
+                     else f"{limit_text(goal.metric_dose_gy)} Gy")
+    if goal.limit_source is not None:
+        shown.append(f"{_limits(goal)}, {goal.limit_source}")
+    elif written is not None and written.threshold.relative:  # the variation is relative only with the threshold
+        shown.append(_limits(goal))
+    return "; ".join(shown) or None
 
 
 def _limits(goal: GoalRecord) -> str:
