@@ -91,3 +91,32 @@ def test_without_dij_names_and_exclusions_follow_the_case_import(tmp_path):
     kept = [name for name in rows if name not in ("Body", "PTV")]
     case = import_matrad(path, engine={"grid_mm": 2.0, "beams": 3}, exclude=["PTV ", "Body", *kept]).case
     assert set(case.structures) == {"PTV"} and case.grid.shape == (6, 4, 3)  # the PTV's box, not the CT's
+
+
+def test_the_import_note_lists_couch_angles_and_says_when_beams_drop_them(tmp_path):
+    pln = {"propStf": {"gantryAngles": np.array([[90.0, 90.0, 0.0]]), "couchAngles": np.array([[0.0, 90.0, 270.0]])}}
+    path = save_matrad_v5(tmp_path / "phantom.mat", geometry_workspace(pln=pln))
+    notes = import_matrad(path, engine={"grid_mm": 2.0}).notes
+    assert any("3 beams (gantry 90, 90, 0 deg; couch 0, 90, 270 deg)" in note for note in notes)
+    replaced = import_matrad(path, engine={"grid_mm": 2.0, "beams": [0.0, 90.0]}).notes
+    assert any("its couch angles 0, 90, 270 deg are not used (all beams at couch 0)" in note for note in replaced)
+    assert any("2 beams (gantry 0, 90 deg)," in note for note in replaced)
+
+
+def test_plan_angles_outside_a_turn_are_the_same_directions_within_it(tmp_path):
+    pln = {"propStf": {"gantryAngles": np.array([[-90.0, 360.0]]), "couchAngles": np.array([[0.0, -10.0]])}}
+    imported = import_matrad(save_matrad_v5(tmp_path / "p.mat", geometry_workspace(pln=pln)), engine={"grid_mm": 2.0})
+    assert [(beam.gantry_deg, beam.couch_deg) for beam in imported.case.beams] == [(270.0, 0.0), (0.0, 350.0)]
+    assert any("outside 0-360 deg taken as the same directions" in note for note in imported.notes)
+
+
+def test_the_rays_cross_the_ct_cube_beyond_the_structures_box(tmp_path):
+    """Only the target kept: the dose grid is its box, the depth still runs through the whole CT cube."""
+    path = save_matrad_v5(tmp_path / "phantom.mat", geometry_workspace())
+    whole = import_matrad(path, engine={"grid_mm": 2.0, "beams": [0.0]}).case
+    target_only = import_matrad(path, exclude=["Body"], engine={"grid_mm": 2.0, "beams": [0.0]}).case
+    assert target_only.grid.shape[1] < whole.grid.shape[1]
+    ptv, ptv_alone = whole.structures["PTV"].mask, target_only.structures["PTV"].mask
+    dose = whole.dose_on_grid(np.ones(whole.n_beamlets), 1)[ptv]
+    dose_alone = target_only.dose_on_grid(np.ones(target_only.n_beamlets), 1)[ptv_alone]
+    assert np.sort(dose_alone) == pytest.approx(np.sort(dose), rel=1e-3)

@@ -84,6 +84,28 @@ class PencilBeamModel:
 
 
 @dataclass(frozen=True, eq=False)
+class DensityVolume:
+    """Relative electron density on a grid of its own: what the rays cross.
+
+    An imported CT is traced at its own resolution and over its whole extent, not on the dose
+    grid: the dose grid covers only the box around the contours, so tissue, couch or
+    immobilisation in front of that box would otherwise be skipped, and a CT point-sampled at
+    dose-grid centres moves the body surface by up to half a dose voxel (docs/dose-engine.md).
+    """
+
+    density: np.ndarray
+    grid: Grid
+
+    def __post_init__(self) -> None:
+        density = np.asarray(self.density, dtype=np.float32)
+        if density.shape != self.grid.shape:
+            raise CaseError(f"dose engine: density has shape {density.shape}, the grid is {self.grid.shape}")
+        if not (np.isfinite(density).all() and (density >= 0).all()):
+            raise CaseError("dose engine: density must be finite and non-negative")
+        object.__setattr__(self, "density", density)
+
+
+@dataclass(frozen=True, eq=False)
 class Influence:
     """What the engine computes: A with its rows (flat grid indices) and columns (beamlets)."""
 
@@ -144,7 +166,7 @@ def equispaced_beams(
 
 
 def compute_influence(
-    density: np.ndarray,
+    density: np.ndarray | DensityVolume,
     grid: Grid,
     beams: Sequence[Beam],
     target_mask: np.ndarray,
@@ -157,17 +179,17 @@ def compute_influence(
 ) -> Influence:
     """Influence matrix of `beams` on the voxels of `rows_mask`, Gy per unit weight per fraction.
 
-    Each beam gets square beamlets of `beamlet_mm` (at the isocentre plane) on a grid whose
-    lines pass through the beam axis, covering the projection of `target_mask` dilated by
-    `margin_mm`. Columns are ordered by beam, then by BEV row (y), then x.
+    `density` is what the rays cross: an array on `grid`, or a `DensityVolume` on a grid of
+    its own (an imported CT at its resolution and extent); beyond it is vacuum. Each beam gets
+    square beamlets of `beamlet_mm` (at the isocentre plane) on a grid whose lines pass through
+    the beam axis, covering the projection of `target_mask` dilated by `margin_mm`. Columns are
+    ordered by beam, then by BEV row (y), then x.
     """
     model = model or PencilBeamModel()
-    density = np.asarray(density, dtype=np.float32)
-    for name, array in (("density", density), ("target_mask", target_mask), ("rows_mask", rows_mask)):
+    traced = density if isinstance(density, DensityVolume) else DensityVolume(density, grid)
+    for name, array in (("target_mask", target_mask), ("rows_mask", rows_mask)):
         if np.shape(array) != grid.shape:
             raise CaseError(f"dose engine: {name} has shape {np.shape(array)}, the grid is {grid.shape}")
-    if not (np.isfinite(density).all() and (density >= 0).all()):
-        raise CaseError("dose engine: density must be finite and non-negative")
     if not np.any(target_mask):
         raise CaseError("dose engine: the target mask is empty, there is nothing to aim the beamlets at")
     if not beamlet_mm > 0 or margin_mm < 0:
@@ -186,7 +208,7 @@ def compute_influence(
     for done, beam in enumerate(beams, start=1):
         frame = BeamFrame.of(beam)
         cells = _beamlet_cells(frame, target_points, beamlet_mm, margin_mm)
-        rows, columns, values = _beam_entries(frame, cells, beamlet_mm, positions, density, grid, model)
+        rows, columns, values = _beam_entries(frame, cells, beamlet_mm, positions, traced, grid, model)
         iy, ix = np.nonzero(cells.open)
         beamlet_parts.append(
             Beamlets(
@@ -279,17 +301,18 @@ def _beam_entries(
     cells: _Cells,
     beamlet_mm: float,
     positions: np.ndarray,
-    density: np.ndarray,
+    traced: DensityVolume,
     grid: Grid,
     model: PencilBeamModel,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(row, column, value) of one beam's entries above the cut-off."""
+    """(row, column, value) of one beam's entries above the cut-off (`grid`: the dose grid of `positions`)."""
     x, y, t = frame.project(positions)
     # Rows that any beamlet can reach: bound the penumbra by the deepest possible depth.
     prefilter = 0.1 * model.cutoff
     reach_per_sigma = math.sqrt(2.0) * float(erfcinv(2.0 * prefilter))
-    diagonal = float(np.linalg.norm(np.asarray(grid.shape) * np.asarray(grid.spacing_mm)))
-    sigma_bound = float(model.sigma_mm(np.array(diagonal * float(density.max())))) * frame.sad_mm / float(t.min())
+    extent = np.asarray(traced.grid.shape) * np.asarray(traced.grid.spacing_mm)
+    deepest = float(np.linalg.norm(extent)) * float(traced.density.max())
+    sigma_bound = float(model.sigma_mm(np.array(deepest))) * frame.sad_mm / float(t.min())
     reach = 0.5 * beamlet_mm + reach_per_sigma * sigma_bound
     x_lo, x_hi = cells.ix0 * beamlet_mm - reach, (cells.ix0 + cells.open.shape[1]) * beamlet_mm + reach
     y_lo, y_hi = cells.iy0 * beamlet_mm - reach, (cells.iy0 + cells.open.shape[0]) * beamlet_mm + reach
@@ -297,7 +320,7 @@ def _beam_entries(
     if len(candidates) == 0:
         return np.empty(0, np.int32), np.empty(0, np.int32), np.empty(0, np.float32)
     x, y, t = x[candidates], y[candidates], t[candidates]
-    depth = _radiological_depth(frame, x, y, t, density, grid)
+    depth = _radiological_depth(frame, x, y, t, traced, 0.5 * min(grid.spacing_mm))
 
     # Cells around a voxel that its penumbra reaches, now from the actual depths.
     sigma_iso = model.sigma_mm(depth) * frame.sad_mm / t
@@ -348,37 +371,43 @@ def _edge_fraction(offset_mm: np.ndarray, width_mm: float, sigma_mm: np.ndarray)
 
 
 def _radiological_depth(
-    frame: BeamFrame, x: np.ndarray, y: np.ndarray, t: np.ndarray, density: np.ndarray, grid: Grid
+    frame: BeamFrame, x: np.ndarray, y: np.ndarray, t: np.ndarray, traced: DensityVolume, lattice_mm: float
 ) -> np.ndarray:
     """Water-equivalent depth (mm) from the source to each point along its divergent ray.
 
-    Rays are traced once on a regular (X, Y, t) lattice in beam coordinates (density sampled
-    trilinearly, integrated along each ray) and the points interpolate in that lattice, so
-    the cost grows with the field size, not with the number of voxels.
+    Rays are traced once on a regular (X, Y, t) lattice in beam coordinates, `lattice_mm` apart
+    (half the dose voxel), and the points interpolate in that lattice, so the cost grows with
+    the field size, not with the number of voxels. Along each ray the density is sampled
+    trilinearly at half the traced grid's smallest voxel (or finer), from where the ray enters
+    that grid: the depth at each lattice point is the integral over the density's own
+    resolution, so a surface stays where the density puts it, not at a dose-grid centre.
     """
-    step = 0.5 * min(grid.spacing_mm)
-    lower = np.asarray(grid.origin_mm) - 0.5 * np.asarray(grid.spacing_mm)
-    upper = lower + np.asarray(grid.shape) * np.asarray(grid.spacing_mm)
+    volume = traced.grid
+    spacing = np.asarray(volume.spacing_mm)
+    origin = np.asarray(volume.origin_mm)
+    substeps = max(1, math.ceil(lattice_mm / (0.5 * float(spacing.min()))))
+    lower = origin - 0.5 * spacing
+    upper = lower + np.asarray(volume.shape) * spacing
     corners = np.array([[a, b, c] for a in (lower[0], upper[0]) for b in (lower[1], upper[1]) for c in (lower[2], upper[2])])
     t_start = max(float(((corners - frame.source_mm) @ frame.direction).min()), 1.0)
-    xs = np.arange(x.min() - step, x.max() + 2 * step, step)
-    ys = np.arange(y.min() - step, y.max() + 2 * step, step)
-    ts = np.arange(t_start, t.max() + 2 * step, step)
-    origin = np.asarray(grid.origin_mm)
-    spacing = np.asarray(grid.spacing_mm)
+    xs = np.arange(x.min() - lattice_mm, x.max() + 2 * lattice_mm, lattice_mm)
+    ys = np.arange(y.min() - lattice_mm, y.max() + 2 * lattice_mm, lattice_mm)
+    ts = np.arange(t_start, t.max() + 2 * lattice_mm, lattice_mm)
+    fine_ts = t_start + (lattice_mm / substeps) * np.arange((len(ts) - 1) * substeps + 1)
 
     depth = np.empty((len(xs), len(ys), len(ts)), dtype=np.float32)
-    rays_per_block = max(1, _SAMPLES_PER_BLOCK // (len(ys) * len(ts)))
+    rays_per_block = max(1, _SAMPLES_PER_BLOCK // (len(ys) * len(fine_ts)))
     for start in range(0, len(xs), rays_per_block):
         bx, by = np.meshgrid(xs[start : start + rays_per_block], ys, indexing="ij")
         # Direction of each ray per unit of axial distance t, and its length per unit t.
         slope = frame.direction + (bx[..., None] * frame.x_axis + by[..., None] * frame.y_axis) / frame.sad_mm
         stretch = np.linalg.norm(slope, axis=-1)
-        points = frame.source_mm + slope[:, :, None, :] * ts[None, None, :, None]
+        points = frame.source_mm + slope[:, :, None, :] * fine_ts[None, None, :, None]
         index = ((points - origin) / spacing).reshape(-1, 3).T
-        samples = map_coordinates(density, index, order=1, mode="constant", cval=0.0).reshape(points.shape[:3])
-        depth[start : start + rays_per_block] = cumulative_trapezoid(samples, ts, axis=-1, initial=0.0) * stretch[..., None]
-    lattice = np.stack([(x - xs[0]) / step, (y - ys[0]) / step, (t - ts[0]) / step])
+        samples = map_coordinates(traced.density, index, order=1, mode="constant", cval=0.0).reshape(points.shape[:3])
+        along = cumulative_trapezoid(samples, fine_ts, axis=-1, initial=0.0)[..., ::substeps]
+        depth[start : start + rays_per_block] = along * stretch[..., None]
+    lattice = np.stack([(x - xs[0]) / lattice_mm, (y - ys[0]) / lattice_mm, (t - ts[0]) / lattice_mm])
     return map_coordinates(depth, lattice, order=1, mode="nearest")
 
 

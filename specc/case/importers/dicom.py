@@ -1,9 +1,10 @@
 """A DICOM CT series with its RT Structure Set, turned into a specc case.
 
 DICOM holds images and contours but no influence matrix, so the case gets one from the
-built-in pencil-beam engine: the CT is resampled onto the dose grid (trilinear, air outside
-the images), converted to relative electron density with an HU table (hu_density.py), and
-the contours are rasterized onto the same grid (rule in rtstruct.py). The patient, study
+built-in pencil-beam engine: the CT is converted to relative electron density with an HU
+table (hu_density.py) and the rays cross it at its own resolution over its whole extent (so
+tissue and couch outside the contours count), the case's /density is the CT resampled onto
+the dose grid, and the contours are rasterized onto that grid (rule in rtstruct.py). The patient, study
 and Frame of Reference identifiers are kept under `dicom.*` in the case metadata so the RT
 Dose export lands in the same study. docs/formats/dicom.md has the details.
 """
@@ -13,10 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from specc.case.engine import PencilBeamModel
-from specc.case.importers.engine_case import box_grid, engine_influence, grid_spacing
+from specc.case.engine import DensityVolume, PencilBeamModel
+from specc.case.importers.engine_case import box_grid, engine_influence, grid_spacing, traced_note
 from specc.case.importers.dicom_ct import DicomFolder, read_dicom_folder
-from specc.case.importers.hu_density import DEFAULT_HU_TABLE, hu_to_relative_electron_density
+from specc.case.importers.hu_density import (
+    DEFAULT_HU_TABLE, beyond_table_notes, hu_table_record, hu_to_relative_electron_density,
+)
 from specc.case.importers.report import ImportedCase, build_case, record_in_metadata
 from specc.case.importers.rtstruct import RoiContours, contour_box, off_slice_notes, rasterize, read_structure_set
 from specc.case.model import CaseMetadata, Grid, Structure
@@ -71,17 +74,24 @@ def import_dicom(
         structures[roi.name] = Structure(name=roi.name, mask=mask, color=roi.color)
 
     target_names = _target_names(dicom, rois, targets, source)
+    traced = DensityVolume(hu_to_relative_electron_density(dicom.ct.hu, hu_table), dicom.ct.grid)
     density = hu_to_relative_electron_density(dicom.ct.on_grid(grid), hu_table)
     model = model or PencilBeamModel()
-    computed = engine_influence(grid, structures, density, target_names, beams, beamlet_mm, model)
+    computed = engine_influence(grid, structures, traced, target_names, beams, beamlet_mm, model)
     influence, beam_list = computed.influence, computed.beams
 
     extra = {f"dicom.{key}": value for key, value in dicom.ct.identifiers.items()}
     extra["dicom.StructureSetSOPInstanceUID"] = str(dicom.structure_set.get("SOPInstanceUID", ""))
+    extra["import.hu_table"] = hu_table_record(hu_table)
     notes = [
         computed.note,
-        "CT resampled to the dose grid (trilinear, air outside the images) and converted to relative "
-        f"electron density with {'the default' if hu_table == DEFAULT_HU_TABLE else 'a user'} HU table",
+        f"CT converted to relative electron density with {'the default' if hu_table == DEFAULT_HU_TABLE else 'a user'} "
+        f"HU table ({len(hu_table)} rows, {hu_table[0][0]:g} to {hu_table[-1][0]:g} HU; recorded in the metadata "
+        "as import.hu_table)",
+        *beyond_table_notes(dicom.ct.hu, hu_table),
+        traced_note(traced, "the CT"),
+        "the case's /density is the CT resampled to the dose grid (trilinear), for reports; the influence matrix "
+        "used the CT itself",
         "contours rasterized by voxel centre inside the polygon, per plane (docs/formats/dicom.md)",
         *off_slice_notes(rois, dicom.ct),
         *dicom.notes,

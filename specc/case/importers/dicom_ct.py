@@ -92,6 +92,11 @@ class CtSeries:
         """Coordinates of voxel centres along one axis."""
         return self.origin_mm[axis] + self.spacing_mm[axis] * np.arange(self.hu.shape[axis])
 
+    @property
+    def grid(self) -> Grid:
+        """The images' own voxel grid (slices on their uniform planes): what the dose engine's rays cross."""
+        return Grid(shape=self.shape, spacing_mm=self.spacing_mm, origin_mm=self.origin_mm)
+
     def on_grid(self, grid: Grid) -> np.ndarray:
         """HU at a grid's voxel centres: trilinear, air beyond the images (where nothing was scanned)."""
         return resample(self.hu, self.origin_mm, self.spacing_mm, grid, AIR_HU)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from specc.case.engine import Influence, PencilBeamModel, compute_influence, equispaced_beams
+from specc.case.engine import DensityVolume, Influence, PencilBeamModel, compute_influence, equispaced_beams
 from specc.case.model import Beam, Grid, Structure
 from specc.errors import CaseError
 
@@ -72,7 +72,7 @@ class EngineInfluence:
 def engine_influence(
     grid: Grid,
     structures: Mapping[str, Structure],
-    density: np.ndarray,
+    density: DensityVolume,
     targets: Sequence[str],
     beams: int | Sequence[float],
     beamlet_mm: float,
@@ -80,7 +80,11 @@ def engine_influence(
     *,
     couch_deg: Sequence[float] = (),
 ) -> EngineInfluence:
-    """Beams (a count of equispaced coplanar ones, or gantry angles) aimed at the centre of `targets`, and their influence."""
+    """Beams (a count of equispaced coplanar ones, or gantry angles) aimed at the centre of `targets`, and their influence.
+
+    `density` is the CT's own (its resolution and whole extent), so that everything scanned in
+    front of the contoured box counts in the depths.
+    """
     target_mask = np.zeros(grid.shape, dtype=bool)
     for name in targets:
         target_mask |= structures[name].mask
@@ -91,12 +95,28 @@ def engine_influence(
         rows_mask |= structure.mask
     influence = compute_influence(density, grid, beam_list, target_mask, rows_mask, beamlet_mm=beamlet_mm, model=model)
     iso = ", ".join(f"{c:g}" for c in isocenter_mm)
+    angles = f"gantry {', '.join(f'{beam.gantry_deg:g}' for beam in beam_list)} deg"
+    if any(beam.couch_deg for beam in beam_list):
+        angles += f"; couch {', '.join(f'{beam.couch_deg:g}' for beam in beam_list)} deg"
     note = (
-        f"influence matrix computed by the built-in engine: {len(beam_list)} beams "
-        f"(gantry {', '.join(f'{beam.gantry_deg:g}' for beam in beam_list)} deg), {beamlet_mm:g} mm beamlets, "
-        f"aimed at {', '.join(targets)}, isocentre ({iso}) mm"
+        f"influence matrix computed by the built-in engine: {len(beam_list)} beams ({angles}), {beamlet_mm:g} mm "
+        f"beamlets, aimed at {', '.join(targets)}, isocentre ({iso}) mm"
     )
     return EngineInfluence(influence, beam_list, note)
+
+
+def traced_note(volume: DensityVolume, what: str) -> str:
+    """What the rays cross, for the import report: the CT's resolution and extent, vacuum beyond."""
+    grid = volume.grid
+    extent = ", ".join(
+        f"{axis} {low - 0.5 * step:g} to {low + (n - 0.5) * step:g}"
+        for axis, low, step, n in zip("xyz", grid.origin_mm, grid.spacing_mm, grid.shape)
+    )
+    return (
+        f"radiological depths traced through {what} at its own resolution ({' x '.join(f'{s:g}' for s in grid.spacing_mm)} "
+        f"mm) over its whole extent ({extent} mm): everything in the images counts, contoured or not (body, couch, "
+        "immobilisation); beyond them nothing (vacuum)"
+    )
 
 
 def _beams(beams: int | Sequence[float], isocenter: tuple[float, float, float], couch_deg: Sequence[float]) -> list[Beam]:
@@ -105,9 +125,16 @@ def _beams(beams: int | Sequence[float], isocenter: tuple[float, float, float], 
     angles = [float(a) for a in beams]
     if not angles:
         raise CaseError("--beams needs a number of beams or a list of gantry angles")
-    couches = list(couch_deg) or [0.0] * len(angles)
+    couches = [float(c) for c in couch_deg] or [0.0] * len(angles)
     if len(couches) != len(angles):
         raise CaseError(f"{len(angles)} gantry angles but {len(couches)} couch angles")
+    for kind, values in (("gantry", angles), ("couch", couches)):
+        outside = [a for a in values if not 0.0 <= a < 360.0]
+        if outside:
+            raise CaseError(
+                f"{kind} angles are 0 to less than 360 deg (IEC 61217); got "
+                + ", ".join(f"{a:g} (the same direction is {a % 360.0:g})" for a in outside)
+            )
     return [
         Beam(id=n + 1, gantry_deg=angle, couch_deg=float(couch), isocenter_mm=isocenter)
         for n, (angle, couch) in enumerate(zip(angles, couches))

@@ -6,8 +6,9 @@ made. specc computes it with its own engine instead (`engine_case.py`; approxima
 so in the case's notes): a dose grid over the box of all structures (x and y at `grid_mm`, z on
 the CT slices unless three spacings are given), the masks resampled as matRad resamples them
 (`cst_structures`), the densities from ct.cube (matRad's relative electron density) or, without
-it, ct.cubeHU through an HU table, and the beams from `beams`, or else from pln.propStf's
-angles, aimed at the centre of mass of the TARGET structures.
+it, ct.cubeHU through an HU table, traced by the rays on the CT grid itself (its resolution, its
+whole extent), and the beams from `beams`, or else from pln.propStf's angles, aimed at the
+centre of mass of the TARGET structures.
 """
 
 from __future__ import annotations
@@ -18,16 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from specc.case.engine import PencilBeamModel
-from specc.case.importers.dicom_ct import AIR_HU, resample
-from specc.case.importers.engine_case import box_grid, engine_influence, grid_spacing
-from specc.case.importers.hu_density import DEFAULT_HU_TABLE, hu_to_relative_electron_density
+from specc.case.engine import DensityVolume, PencilBeamModel
+from specc.case.importers.dicom_ct import resample
+from specc.case.importers.engine_case import box_grid, engine_influence, grid_spacing, traced_note
+from specc.case.importers.hu_density import (
+    DEFAULT_HU_TABLE, beyond_table_notes, hu_table_record, hu_to_relative_electron_density,
+)
 from specc.case.importers.matrad import (
     check_cube_dims, check_index_base, cst_names, ct_axes, ct_grid_record, cst_structures, cst_voxels, field_of,
     first_scenario, int_vector, other_variables, uniform_step,
 )
 from specc.case.importers.report import ImportedCase, build_case, record_in_metadata
-from specc.case.model import CaseMetadata
+from specc.case.model import CaseMetadata, Grid
 from specc.errors import CaseError
 
 DEFAULT_BEAMS = 7
@@ -60,12 +63,22 @@ def import_matrad_geometry(
     grid = box_grid(*_structures_box(cst, dims, axes, names.kept, source), grid_spacing(grid_mm, steps[2]))
     structures = cst_structures(cst, dims, axes, grid.axes_mm(), grid, exclude, source, not_imported)
     check_index_base(cst, ct, dims, source, notes)
-    density, density_note = _density(ct, dims, axes, steps, grid, hu_table, source)
-    notes.append(density_note)
+    traced, converted = _ct_density(ct, dims, axes, steps, hu_table, source)
+    density = resample(traced.density, traced.grid.origin_mm, steps, grid, _AIR_DENSITY)
+    extra = ct_grid_record(dims, axes)
+    if converted is None:
+        notes.append("density: ct.cube (matRad's relative electron density)")
+    else:
+        notes.append(f"density from ct.cubeHU through the HU table (no ct.cube; {len(hu_table)} rows, recorded in "
+                     "the metadata as import.hu_table)")
+        notes += beyond_table_notes(converted, hu_table)
+        extra["import.hu_table"] = hu_table_record(hu_table)
+    notes.append(traced_note(traced, "the CT cube"))
+    notes.append("the case's /density is the CT resampled to the dose grid (trilinear, air beyond the CT), for reports")
     target_names = _targets(cst, names.kept, structures, targets, source)
     angles, couches = _angles(workspace, beams, notes)
     model = model or PencilBeamModel()
-    computed = engine_influence(grid, structures, density, target_names, angles, beamlet_mm, model, couch_deg=couches)
+    computed = engine_influence(grid, structures, traced, target_names, angles, beamlet_mm, model, couch_deg=couches)
     notes.append(computed.note)
     notes.append("structure masks resampled from the CT grid to the dose grid by nearest neighbour (matRad_resizeCstToGrid)")
     case = build_case(
@@ -79,8 +92,7 @@ def import_matrad_geometry(
         structures=structures,
         density=density,
         # the workspace's CT grid, so that a check of a workspace's dose on this case can tell it is the same CT
-        metadata=CaseMetadata(source=f"matRad workspace {path.name} (no dij)", dose_engine=model.label,
-                              extra=ct_grid_record(dims, axes)),
+        metadata=CaseMetadata(source=f"matRad workspace {path.name} (no dij)", dose_engine=model.label, extra=extra),
     )
     not_imported += other_variables(workspace, {"ct", "cst", "pln"})
     imported = ImportedCase(case=case, format="matrad", source=source, notes=notes, not_imported=not_imported)
@@ -103,10 +115,10 @@ def _structures_box(
     return tuple(low), tuple(high)  # type: ignore[return-value]
 
 
-def _density(
-    ct: dict, dims: tuple[int, ...], axes: tuple[np.ndarray, ...], steps: tuple[float, ...], grid, hu_table, source: str
-) -> tuple[np.ndarray, str]:
-    """Relative electron density on the dose grid (trilinear; air beyond the CT), and where it came from."""
+def _ct_density(
+    ct: dict, dims: tuple[int, ...], axes: tuple[np.ndarray, ...], steps: tuple[float, ...], hu_table, source: str
+) -> tuple[DensityVolume, np.ndarray | None]:
+    """Relative electron density on the CT grid (what the rays cross), and the HU it came from (None: ct.cube)."""
     for name, converted in (("cube", False), ("cubeHU", True)):
         if name in ct:
             cube = first_scenario(ct[name], f"ct.{name}", source)
@@ -115,15 +127,12 @@ def _density(
         raise CaseError(f"{source}: ct has neither cube (electron density) nor cubeHU: no density for the dose engine")
     check_cube_dims(ct, dims, source)
     values = np.transpose(np.asarray(cube, dtype=np.float32), (1, 0, 2))  # [Ny Nx Nz] -> (x, y, z)
-    origin = tuple(float(axis[0]) for axis in axes)
+    grid = Grid(shape=values.shape, spacing_mm=steps, origin_mm=tuple(float(axis[0]) for axis in axes))  # type: ignore[arg-type]
     if converted:
-        hu = resample(values, origin, steps, grid, AIR_HU)
-        return hu_to_relative_electron_density(hu, hu_table), "density from ct.cubeHU through the HU table (no ct.cube)"
-    density = resample(values, origin, steps, grid, _AIR_DENSITY)
-    if not (np.isfinite(density).all() and density.min() >= 0):
+        return DensityVolume(hu_to_relative_electron_density(values, hu_table), grid), values
+    if not (np.isfinite(values).all() and values.min() >= 0):
         raise CaseError(f"{source}: ct.cube has negative or non-finite values: not an electron density")
-    return density, "density: ct.cube (matRad's relative electron density), trilinear on the dose grid, air beyond the CT"
-
+    return DensityVolume(values, grid), None
 
 
 def _targets(cst: Any, kept: Mapping[int, str], structures: dict, targets: Sequence[str], source: str) -> list[str]:
@@ -142,14 +151,22 @@ def _angles(
     workspace: dict, beams: int | Sequence[float] | None, notes: list[str]
 ) -> tuple[int | list[float], list[float]]:
     """The beams asked for, else pln.propStf's gantry (and couch) angles, else equispaced ones."""
-    if beams is not None:
-        return (beams if isinstance(beams, int) else list(beams)), []
     pln = workspace.get("pln") if isinstance(workspace.get("pln"), dict) else {}
     prop = pln.get("propStf", {}) if isinstance(pln.get("propStf"), dict) else {}
     gantry = np.asarray(prop.get("gantryAngles", []), dtype=np.float64).ravel()
+    couch = np.asarray(prop.get("couchAngles", np.zeros(gantry.size)), dtype=np.float64).ravel()
+    if beams is not None:
+        if np.any(couch):
+            notes.append(
+                f"--beams replaces pln.propStf's beams, couch angles included: its couch angles "
+                f"{', '.join(f'{c:g}' for c in couch)} deg are not used (all beams at couch 0)"
+            )
+        return (beams if isinstance(beams, int) else list(beams)), []
     if gantry.size:
-        couch = np.asarray(prop.get("couchAngles", np.zeros(gantry.size)), dtype=np.float64).ravel()
         notes.append("beam angles from pln.propStf; its isoCenter is not used (the beams aim at the targets' centre)")
-        return gantry.tolist(), couch.tolist() if couch.size == gantry.size else []
+        turned = np.mod(np.concatenate([gantry, couch]), 360.0)
+        if np.any(turned != np.concatenate([gantry, couch])):
+            notes.append("pln.propStf angles outside 0-360 deg taken as the same directions within it (IEC 61217)")
+        return np.mod(gantry, 360.0).tolist(), np.mod(couch, 360.0).tolist() if couch.size == gantry.size else []
     notes.append(f"no pln.propStf angles and no --beams: {DEFAULT_BEAMS} equispaced coplanar beams")
     return DEFAULT_BEAMS, []
