@@ -85,3 +85,46 @@ def test_portpy_criteria_command_writes_a_valid_protocol(tmp_path):
     assert result.exit_code == 0, result.output
     protocol = load_protocol(tmp_path / "p.yaml")
     assert protocol.prescription.levels[0].target == "PTV"
+
+
+@pytest.fixture(scope="module")
+def small_study(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("beams") / "study"
+    write_study(folder)
+    return folder
+
+
+def _import_beams(study, out, beams: str):
+    return runner.invoke(app, ["import", "dicom", str(study), "--out", str(out), "--beams", beams, "--grid", "5",
+                               "--target", "Target", "--exclude", "Spinal Cord"])
+
+
+@pytest.mark.parametrize("beams", ["90 deg", "90deg", "90°", "90,"])
+def test_one_gantry_angle_is_given_with_its_unit(small_study, tmp_path, beams):
+    result = _import_beams(small_study, tmp_path / "c.h5", beams)
+    assert result.exit_code == 0, result.output
+    assert [beam.gantry_deg for beam in Case.load(tmp_path / "c.h5").beams] == [90.0]
+
+
+def test_a_whole_number_is_a_count_and_a_list_is_angles(small_study, tmp_path):
+    assert _import_beams(small_study, tmp_path / "n.h5", "3").exit_code == 0
+    assert [beam.gantry_deg for beam in Case.load(tmp_path / "n.h5").beams] == [0.0, 120.0, 240.0]
+    assert _import_beams(small_study, tmp_path / "a.h5", "0,72 deg").exit_code == 0
+    assert [beam.gantry_deg for beam in Case.load(tmp_path / "a.h5").beams] == [0.0, 72.0]
+
+
+@pytest.mark.parametrize(
+    ("beams", "message"),
+    [
+        ("0", "the number of beams must be at least 1; one beam at a gantry angle is --beams '0 deg'"),
+        ("45.0", "expected a number of beams (a whole number) or gantry angles, got '45.0'; one beam at a gantry angle "
+                 "is --beams '45.0 deg'"),
+        ("deg", "no gantry angle in 'deg'"),
+        ("400,-30", "gantry angles are 0 to less than 360 deg (IEC 61217); got 400 (the same direction is 40), -30 "
+                    "(the same direction is 330)"),
+    ],
+)
+def test_beams_that_are_neither_a_count_nor_angles_say_how_to_give_one_angle(small_study, tmp_path, beams, message):
+    result = _import_beams(small_study, tmp_path / "c.h5", beams)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert message in " ".join(result.output.split())

@@ -3,8 +3,8 @@ matRad objectives); plans out as RT Dose, RT Plan and DVH tables."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import typer
@@ -31,7 +31,7 @@ def import_command(
     format: str = typer.Argument(..., help=f"Source format: {', '.join(IMPORT_FORMATS)}."),
     source: Path = typer.Argument(..., help="A .mat file (matrad, matrad-objectives), a patient folder (portpy, dicom) or a criteria JSON."),
     out: Path = typer.Option(..., "--out", "-o", help="Case file to write (HDF5), or protocol YAML for portpy-criteria and matrad-objectives."),
-    beams: str | None = typer.Option(None, "--beams", help="dicom, matrad without dij: number of beams, or gantry angles '0,72,144' (default 7; matrad: pln's angles when it has them)."),
+    beams: str | None = typer.Option(None, "--beams", help="dicom, matrad without dij: a number of equispaced beams ('7'), or gantry angles in deg, 0 to <360: '0,72,144' or with the unit, which one angle needs: '90 deg' (default 7; matrad: pln's angles when it has them)."),
     beamlet: float | None = typer.Option(None, "--beamlet", help="dicom, matrad without dij: beamlet size in mm (default 5)."),
     grid: str | None = typer.Option(None, "--grid", help="dicom, matrad without dij: dose grid spacing in mm, 'S' (z on the CT slices) or 'SX,SY,SZ' (default 3)."),
     target: list[str] = typer.Option([], "--target", help="dicom, matrad without dij: structure the beams cover (default: typed PTV/CTV/GTV, matrad: TARGET); portpy-criteria: prescribed target (default PTV, PortPy's default); matrad-objectives: NAME or NAME=DOSE ('PTV=60 Gy'), a target to prescribe (default: every TARGET, at the dose of its objectives)."),
@@ -154,12 +154,23 @@ def _prescribed(target: list[str]) -> dict[str, Dose | None]:
 
 
 def _beams(text: str) -> int | list[float]:
+    """--beams: a whole number is a count of beams; gantry angles are a comma list or carry 'deg' ('90 deg')."""
+    stripped = text.strip()
+    example = stripped if re.fullmatch(r"[0-9.]+", stripped) else "90"
+    how = f"one beam at a gantry angle is --beams '{example} deg', several '0,72,144' (deg)"
+    angles = stripped.removesuffix("deg").removesuffix("°")
     try:
-        if "," not in text:
-            return int(text)
-        return [float(part) for part in text.split(",") if part.strip()]
+        if angles == stripped and "," not in stripped:
+            count = int(stripped)
+            if count < 1:
+                fail(f"--beams {text}: the number of beams must be at least 1; {how}")
+            return count
+        values = [float(part) for part in angles.split(",") if part.strip()]
     except ValueError:
-        fail(f"--beams: expected a number of beams or gantry angles like '0,72,144', got '{text}'")
+        fail(f"--beams: expected a number of beams (a whole number) or gantry angles, got '{text}'; {how}")
+    if not values:
+        fail(f"--beams: no gantry angle in '{text}'; {how}")
+    return values
 
 
 def _grid(text: str) -> float | tuple[float, ...]:
