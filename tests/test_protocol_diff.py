@@ -58,7 +58,8 @@ def test_goals_terms_and_sections_that_change_are_listed_with_their_values(libra
     _edit(edited, "  structures: [CTV_Prostate]", "  structures: [CTV_Prostate]\n  optimize: true")
     _edit(edited, 'color: "#ff0000"', 'color: "#ee0000"')
     changes = _changes(library / EXAMPLE.name, edited)
-    assert changes[("goal", "PTV_High V95%[%] >=", "threshold, priority")] == ("V95%[%] >= 98", "V95%[%] >= 97 (priority 2)")
+    assert changes[("goal", "PTV_High V95%[%] >=", "threshold, priority")] == (
+        "V95%[%] >= 98 (priority 1)", "V95%[%] >= 97 (priority 2)")  # both priorities shown, the default too
     assert changes[("term", "quadratic_underdose PTV_Low", "weight")] == ("100.0", "50.0")
     assert changes[("term", "max_dose Femur_Head_R", "")] == ("max_dose Femur_Head_R <= 50 Gy", None)
     assert changes[("delivery", "delivery", "intensity_levels")] == ("10", "20")
@@ -284,3 +285,28 @@ def test_a_changed_protocol_needs_a_greater_version(tmp_path: Path, version: str
     assert result.exit_code == (0 if problem is None else 1), result.output
     if problem is not None and version != "1.0.2":
         assert problem.split(": ", 1)[1] in result.output  # on the version's line
+
+
+def test_a_goals_only_protocol_says_that_priority_1_makes_a_goal_a_hard_limit_and_shows_it(tmp_path: Path) -> None:
+    """Audit s19/b2 F4: "D10% <= 40 Gy (priority 2) -> D10% <= 45 Gy" hid that the new priority is 1, which in a
+    goals-only protocol turns a penalty into a hard limit of the derived program (that one made it infeasible)."""
+    head = ("specc: 1\nname: t\nsite: t\nversion: {version}\nstructures:\n  PTV: {{role: target}}\n"
+            "  Rectum: {{role: oar}}\nprescription: {{fractions: 42, levels: [{{target: PTV, dose: 75.6 Gy}}]}}\n"
+            'goals:\n  PTV: ["D95% >= 75.6 Gy"]\n  Rectum: [{goal}]\n')
+    soft = tmp_path / "soft.yaml"
+    soft.write_text(head.format(version="1.0.0", goal='"D10% <= 40 Gy (priority 2)"'))
+    hard = tmp_path / "hard.yaml"
+    hard.write_text(head.format(version="1.1.0", goal='"D10% <= 45 Gy"'))
+    (change,) = [c for c in diff_protocols(load_protocol(soft), load_protocol(hard)).changes if c.section == "goal"]
+    assert change.line() == (
+        "~ goal Rectum D10% <= threshold, priority: D10% <= 40 Gy (priority 2) -> D10% <= 45 Gy (priority 1) "
+        "(now a hard limit of the program derived from the goals, no longer a penalty)"
+    )
+    (back,) = [c for c in diff_protocols(load_protocol(hard), load_protocol(soft)).changes if c.section == "goal"]
+    assert back.note == "no longer a hard limit of the program derived from the goals: a penalty, which may give way"
+    # with optimization terms of its own, a goal's priority does not make the program: no such note
+    with_terms = "optimization:\n  terms:\n    - {kind: quadratic_underdose, structure: PTV, dose: 75.6 Gy, weight: 1}\n"
+    soft.write_text(soft.read_text() + with_terms)
+    hard.write_text(hard.read_text() + with_terms)
+    (written,) = [c for c in diff_protocols(load_protocol(soft), load_protocol(hard)).changes if c.section == "goal"]
+    assert written.new == "D10% <= 45 Gy (priority 1)" and written.note == ""

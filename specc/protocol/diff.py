@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from typing import Protocol as TypingProtocol
 
-from specc.protocol.goals import LOWER_BOUNDS, Goal, Threshold, qualifiers, span_text
+from specc.protocol.goals import DEFAULT_PRIORITY, LOWER_BOUNDS, Goal, Threshold, qualifiers, span_text
 from specc.protocol.models import Protocol, SiteTemplate
 from specc.protocol.units import format_number
 from specc.protocol.volume_table import VolumeTable
@@ -314,10 +314,44 @@ def _goal_change(
             notes[-1] += f": the goal {follows} the level {level}"
     if was.reference_dose is not None and now.reference_dose is not None and was.reference_dose != now.reference_dose:
         notes.append(f"its reference level changed: {_reference(old, was)} -> {_reference(new, now)}")
+    if "priority" in fields:
+        meaning = _priority_meaning(was, now, old, new)
+        notes.extend([meaning] if meaning else [])
+        if not notes or notes == [meaning]:  # both priorities shown, the default 1 too (audit s19/b2 F4)
+            return Change("goal", item, _with_priority(was), _with_priority(now), field=", ".join(fields),
+                          note="; ".join(notes))
     if not notes:
         return Change("goal", item, was.text, now.text, field=", ".join(fields))
     field = ", ".join(fields) or "limit"
     return Change("goal", item, _resolved(was), _resolved(now), field=field, note="; ".join(notes))
+
+
+def _with_priority(goal: Goal) -> str:
+    """A goal as written, with its priority where the text leaves it out as the default (1): "D10% <= 45 Gy"
+    became priority 1 from 2, which "(priority 2) -> D10% <= 45 Gy" did not say."""
+    if goal.priority != DEFAULT_PRIORITY or "priority" in goal.text:
+        return goal.text
+    if goal.text.endswith(")") and " (" in goal.text:
+        return f"{goal.text[:-1]}, priority {DEFAULT_PRIORITY})"
+    return f"{goal.text} (priority {DEFAULT_PRIORITY})"
+
+
+def _priority_meaning(was: Goal, now: Goal, old: Protocol | SiteTemplate, new: Protocol | SiteTemplate) -> str:
+    """What a priority change does to the program derived from the goals: priority 1 is a hard limit there, any
+    other a penalty (docs/optimizer.md). "" where the protocol writes its own optimization terms (a goal's
+    priority then only ranks the report), or the change is between two penalties."""
+    if not (_goals_only(new) or _goals_only(old)):
+        return ""
+    if now.priority == DEFAULT_PRIORITY and _goals_only(new):
+        return "now a hard limit of the program derived from the goals, no longer a penalty"
+    if was.priority == DEFAULT_PRIORITY and _goals_only(old):
+        return "no longer a hard limit of the program derived from the goals: a penalty, which may give way"
+    return ""
+
+
+def _goals_only(protocol: Protocol | SiteTemplate) -> bool:
+    """Whether specc derives `protocol`'s optimization from its goals (it writes no terms of its own)."""
+    return isinstance(protocol, Protocol) and (protocol.optimization is None or not protocol.optimization.terms)
 
 
 def _resolved(goal: Goal) -> str:
