@@ -26,3 +26,6 @@ def test_a_cv_goal_marks_the_curve_from_above_as_its_spared_volume_reads() -> No
         if len(xs) == 1 and (float(xs[0]), float(ys[0])) in points:
             drawn[points[(float(xs[0]), float(ys[0]))]] = line.get_marker()
     assert drawn == {text: "^" if text in _AT_LEAST else "v" for text in points.values()}
+    # the legend says which side of the point the curve keeps to, not the comparator's word (review s19/r2 F4)
+    legend = {text.get_text() for text in dvh_figure(record).axes[0].get_legend().get_texts()}
+    assert {"goal: curve at or above", "goal: curve at or below"} <= legend

@@ -92,8 +92,8 @@ def dvh_figure(record: PlanRecord) -> Figure:
     axes.grid(alpha=0.3)
     handles, labels = axes.get_legend_handles_labels()
     handles += [
-        Line2D([], [], marker="^", ls="none", mfc="white", mec="black", label="goal: at least"),
-        Line2D([], [], marker="v", ls="none", mfc="white", mec="black", label="goal: at most"),
+        Line2D([], [], marker="^", ls="none", mfc="white", mec="black", label="goal: curve at or above"),
+        Line2D([], [], marker="v", ls="none", mfc="white", mec="black", label="goal: curve at or below"),
     ]
     if bands:
         scenarios = len(record.robustness.scenarios_mm)  # type: ignore[union-attr]
