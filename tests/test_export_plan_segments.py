@@ -249,6 +249,17 @@ def test_edits_the_fluence_cannot_see_are_refused_naming_what_and_where(plans, t
         result.check_segments(edited, folder / "segments.json", case)
 
 
+def test_a_weight_unit_other_than_specc_writes_is_refused_as_it_is_read(plans, tmp_path):
+    """Review s19/r2 F1: a file edited to say its weights are monitor units passed every check, approve and
+    verify, and the RT Plan would carry weights a reader takes for MU."""
+    document = json.loads((plans[0] / "segments.json").read_text())
+    document["weight_unit"] = "monitor units per fraction"
+    edited = tmp_path / "segments.json"
+    edited.write_text(json.dumps(document))
+    with pytest.raises(ResultError, match=r"segments.json: not a specc segments file: weight_unit"):
+        read_segments(edited)
+
+
 @pytest.mark.parametrize("command", ["export rtplan", "approve"])
 def test_a_leaf_tip_moved_by_a_millimetre_is_neither_exported_nor_approved(plans, tmp_path, command):
     """Audit s19/a2 F2: a left tip moved 1 mm (a beamlet is 5 mm; its centre stays inside the opening) was written

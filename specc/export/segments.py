@@ -73,7 +73,9 @@ class SegmentsDocument(_Entry):
     converged: bool
     solver_status: str
     fractions: int
-    weight_unit: str = "beamlet weight per fraction (the case's influence unit; not monitor units)"
+    # One text, the unit specc writes: a file saying "monitor units" is not one specc wrote (review s19/r2 F1)
+    weight_unit: Literal["beamlet weight per fraction (the case's influence unit; not monitor units)"] = (
+        "beamlet weight per fraction (the case's influence unit; not monitor units)")
     intensity_levels: int | None
     sequencing: str | None = None  # fewest_segments | sweep; None: forward planned (or written before it was recorded)
     segment_weights: str | None
