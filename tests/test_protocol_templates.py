@@ -388,3 +388,46 @@ def test_the_dose_per_fraction_warning_reaches_validate_compile_and_the_plans_re
     assert compiled.exit_code == 0 and said in compiled.output, compiled.output
     record = specc.plan(load_protocol(path), case, tmp_path / "out").record
     assert [warning for warning in record.warnings if said in warning] == [str(load_protocol(path).template_warnings[0])]
+
+
+@pytest.mark.parametrize(("dose", "fractions"), [("64.8 Gy", 36), ("6660 cGy", 37), ("59.4 Gy", 27), ("66 Gy", 30)])
+def test_a_course_exactly_on_a_bound_of_the_limits_dose_per_fraction_is_not_warned(
+    tmp_path: Path, dose: str, fractions: int
+) -> None:
+    """64.8 Gy / 36 is 1.7999999999999998 in binary floating point: a standard 1.8 Gy salvage course was warned as
+    outside 1.8-2.2 Gy (review s19/r1 F1). The dose per fraction is compared at 0.001 Gy, as the message shows it."""
+    path = _fractionated(tmp_path, fractions)
+    path.write_text(path.read_text().replace("dose: 35 Gy", f"dose: {dose}"))
+    assert load_protocol(path).template_warnings == []
+
+
+@pytest.mark.parametrize(("dose", "fractions", "shown"), [("64.7 Gy", 36, "1.797"), ("66.1 Gy", 30, "2.203")])
+def test_a_course_just_outside_a_bound_is_still_warned(tmp_path: Path, dose: str, fractions: int, shown: str) -> None:
+    path = _fractionated(tmp_path, fractions)
+    path.write_text(path.read_text().replace("dose: 35 Gy", f"dose: {dose}"))
+    [warning] = load_protocol(path).template_warnings
+    assert f"is {shown} Gy per fraction" in warning.message
+
+
+def test_a_protocol_without_a_template_writing_the_key_is_not_told_of_templates(tmp_path: Path) -> None:
+    """A protocol with no `extends:` that states the key itself was told to "write this course's limits without
+    `extends:`", and where the key is, which is the warning's own place (review s19/r1 F5)."""
+    path = tmp_path / "own.yaml"
+    path.write_text(
+        "specc: 1\nname: t\nsite: t\nversion: 1.0.0\nstructures:\n  PTV: {role: target}\n  Cord: {role: oar}\n"
+        "prescription: {fractions: FRACTIONS, levels: [{target: PTV, dose: 35 Gy}]}\n"
+        'goals:\n  PTV: ["D95% >= 95%"]\n  Cord: ["Max <= 45 Gy"]\nlimits_for_dose_per_fraction: [1.8 Gy, 2.2 Gy]\n'
+    )
+    text = path.read_text()
+    for fractions, said in ((5, "they limit less than they were set to. State the limits this course needs in this "
+                                "protocol, in EQD2 or BED with the organ's alpha_beta (\"Max <= 45 Gy (EQD2)\" converts "
+                                "from this fractionation)"),
+                            (30, "they limit more than they were set to: state the limits this course needs, in EQD2 "
+                                 "or BED with the organ's alpha_beta (\"Max <= 45 Gy (EQD2)\" converts from this "
+                                 "fractionation) or in physical dose for this fractionation")):
+        path.write_text(text.replace("FRACTIONS", str(fractions)))
+        [warning] = load_protocol(path).template_warnings
+        assert (warning.line, warning.path) == (12, "limits_for_dose_per_fraction")
+        assert "physical dose limits are for 1.8-2.2 Gy per fraction" in warning.message
+        assert warning.message.endswith(said), warning.message
+        assert "extends" not in warning.message and "template" not in warning.message and " is at " not in warning.message

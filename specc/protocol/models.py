@@ -838,12 +838,16 @@ class ProtocolDocument(_Strict):
         """What a valid protocol is warned of about its templates: each loosened template goal
         (`loosened_template_goals`), then a dose per fraction outside what the template's physical limits are for
         (`limits_for_dose_per_fraction`, judged on the protocol as it is now), at the protocol's `extends:` line."""
-        misfit = fractionation_misfit(self.limits_for_dose_per_fraction, self.prescription)
+        extends = self.source is not None and len(self.source.files) > 1  # goals may come from a template
+        misfit = fractionation_misfit(self.limits_for_dose_per_fraction, self.prescription, extends=extends)
         if misfit is None:
             return self.loosened_template_goals
         if self._fractionation_places is not None:
             place, written = self._fractionation_places
-            said = dataclasses.replace(place, message=f"{misfit}; {LIMITS_FOR_DOSE_PER_FRACTION} is at {written}")
+            # at `extends:`, naming the template's line; at the key itself where this file writes it (said once)
+            own = place.path == LIMITS_FOR_DOSE_PER_FRACTION
+            said = dataclasses.replace(
+                place, message=misfit if own else f"{misfit}; {LIMITS_FOR_DOSE_PER_FRACTION} is at {written}")
         else:
             where = self.source.path if self.source is not None else "<protocol>"
             said = Diagnostic(where, None, None, LIMITS_FOR_DOSE_PER_FRACTION, misfit)

@@ -69,6 +69,8 @@ TEMPLATE = "template"
 LIMITS_FOR_DOSE_PER_FRACTION = "limits_for_dose_per_fraction"
 # Keys that describe the file they are written in, never the files extending it.
 OWN_KEYS = (TEMPLATE, "name", "version", "approval")
+# Decimal places of Gy at which a dose per fraction is compared with `limits_for_dose_per_fraction` (0.001 Gy).
+PER_FRACTION_PRECISION = 3
 
 
 @dataclass
@@ -509,34 +511,41 @@ def _goal_path(merged: Node, structure: str, node: Node) -> str:
     return f"goals.{structure}" if index is None else f"goals.{structure}[{index}]"
 
 
-def fractionation_misfit(limits: Sequence[Dose] | None, prescription: Prescription | None) -> str | None:
+def fractionation_misfit(
+    limits: Sequence[Dose] | None, prescription: Prescription | None, *, extends: bool
+) -> str | None:
     """Why the physical dose limits of a template stating `limits_for_dose_per_fraction` (`limits`: the lowest and
     highest Gy per fraction they are for) do not fit `prescription`, or None: its dose per fraction (the highest
     level's this plan gives, over its fractions) lies outside them. A site template's organ limits are physical
     doses set for one fractionation (QUANTEC's for about 2 Gy fractions): inherited by a 5-fraction protocol, a
     cord limit of 45 Gy allows 123.75 Gy EQD2 (alpha/beta 2 Gy: 45 Gy x (9 + 2) / (2 + 2)) where it was set for 45,
-    and nothing but the template's comments said so. A warning, not an error: a clinic may apply them knowingly."""
+    and nothing but the template's comments said so. A warning, not an error: a clinic may apply them knowingly.
+    `extends`: whether the protocol takes goals from a template (the advice to write the limits without
+    `extends:` and that a template goal stays is for such a protocol only).
+    Compared at `PER_FRACTION_PRECISION`, the precision the message shows: in binary floating point 64.8 Gy / 36 is
+    1.7999999999999998, and a 1.8 Gy course was warned as outside 1.8-2.2 Gy."""
     if limits is None or prescription is None:
         return None
-    low, high = (dose.gy for dose in limits)
+    low, high = (round(dose.gy, PER_FRACTION_PRECISION) for dose in limits)
     highest = max(prescription.levels, key=lambda level: level.dose.gy)
-    per_fraction = highest.dose_per_fraction_gy
+    per_fraction = round(highest.dose_per_fraction_gy, PER_FRACTION_PRECISION)
     if low <= per_fraction <= high:
         return None
     course = f"{prescription.fractions} fraction{'s' if prescription.fractions != 1 else ''}"
     told = (
         f"{highest.target}'s {format_number(highest.plan_dose_gy)} Gy in {course} is "
-        f"{format_number(round(per_fraction, 3))} Gy per fraction, but the physical dose limits taken are for "
-        f"{format_number(low)}-{format_number(high)} Gy per fraction ({LIMITS_FOR_DOSE_PER_FRACTION}): "
+        f"{format_number(per_fraction)} Gy per fraction, but the physical dose limits {'taken ' if extends else ''}"
+        f"are for {format_number(low)}-{format_number(high)} Gy per fraction ({LIMITS_FOR_DOSE_PER_FRACTION}): "
     )
+    in_isoeffect = 'in EQD2 or BED with the organ\'s alpha_beta ("Max <= 45 Gy (EQD2)" converts from this fractionation'
     if per_fraction > high:
         return told + (
-            f"at {format_number(round(per_fraction, 3))} Gy per fraction the same physical dose does more to an organ, so "
-            "they limit less than they were set to. State the limits this course needs in this protocol, in EQD2 or "
-            'BED with the organ\'s alpha_beta ("Max <= 45 Gy (EQD2)" converts from this fractionation; it is kept '
-            "beside the template's physical goal), or write this course's limits without `extends:`"
+            f"at {format_number(per_fraction)} Gy per fraction the same physical dose does more to an organ, so "
+            f"they limit less than they were set to. State the limits this course needs in this protocol, {in_isoeffect}"
+            + ("; it is kept beside the template's physical goal), or write this course's limits without `extends:`"
+               if extends else ")")
         )
-    return told + (
-        f"at {format_number(round(per_fraction, 3))} Gy per fraction they limit more than they were set to, and a "
-        "template goal cannot be removed: write this course's limits without `extends:`"
+    return told + f"at {format_number(per_fraction)} Gy per fraction they limit more than they were set to" + (
+        ", and a template goal cannot be removed: write this course's limits without `extends:`" if extends else
+        f": state the limits this course needs, {in_isoeffect}) or in physical dose for this fractionation"
     )
