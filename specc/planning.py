@@ -35,7 +35,7 @@ class CompiledPlan:
     def solve(
         self, warm: WarmStart | None = None, steps: StepMemory | None = None, progress: StepProgress | None = None
     ) -> CheckedSolve:
-        """The clinical solve, its sample checked on every voxel (and finished there when it cost too much).
+        """The clinical solve, its sample checked on every voxel (and solved there when it cost too much).
 
         `warm`: where the fast path starts, when it solves the program alone (a previous plan);
         `steps`: the previous plan's priority steps, kept where unchanged (`StepMemory`);
@@ -46,7 +46,7 @@ class CompiledPlan:
         result = solve_clinical(
             self.program, self.settings, None, options.slip_percent, options.coverage_slip_gy, warm, steps, progress
         )
-        return check_sample(self.protocol, self.case, self.program, result, self.settings)
+        return check_sample(self.protocol, self.case, self.program, result, self.settings, progress=progress)
 
 
 def compile_for_plan(

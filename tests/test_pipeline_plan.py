@@ -133,11 +133,43 @@ def test_a_plan_says_what_its_sample_cost_and_finishes_on_every_voxel_when_it_co
     assert tiny.solve.objective == pytest.approx(every.solve.objective, rel=5e-4)
     assert not any(stats.sampled for stats in tiny.stats.structures)  # the program that gave the plan
 
-    # A protocol that sets its own sample keeps it, and its notes say what the sample cost.
+    # A protocol that sets its own sample keeps it, and its notes say what the sample cost; as that is more than
+    # the optimizer's accuracy, the plan warns (plan.json, the report's banner), not only notes (audit s19/b2 F1).
     chosen = plan(protocol(goals, terms=terms, solver="{sample_voxels: 20}"), case, tmp_path / "chosen")
     assert chosen.succeeded and "compiled on every voxel" not in chosen.solve.message
     assert any(stats.sampled for stats in chosen.stats.structures)
     assert any(note.startswith("Sampling: on every voxel the sampled terms add") for note in chosen.notes)
+    (warning,) = json.loads((tmp_path / "chosen" / "plan.json").read_text())["warnings"]
+    assert warning.startswith("The plan was optimized on a sample of the voxels of Body, Organ, and kept so (the "
+                              "protocol sets its own optimization.solver.sample_voxels)")
+    assert "a goal on Body, Organ may fail because of the sample" in warning
+    assert str(escape(warning)) in (tmp_path / "chosen" / "report.html").read_text()
+    assert not every.record.warnings and not tiny.record.warnings
+
+
+def test_a_plan_of_priority_steps_whose_sample_cost_too_much_is_solved_again_on_every_voxel(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Audit s19/b2 F1/F3: a plan solved by CLARABEL (priority steps, the exact refinement) kept its sample, and a
+    sampled soft max ended far above its goal (prostate 10 mm: 56.78 Gy for 35 Gy, 34.96 Gy on every voxel)."""
+    case = synthetic_case()
+    text = (
+        "specc: 1\nname: t\nsite: t\nversion: 1.0.0\n"
+        "structures:\n  Target: {role: target}\n  Body: {role: other}\n"
+        "  Tissue: {role: oar, expression: 'Body - expand(Target, 5mm)'}\n"
+        "prescription: {fractions: 30, levels: [{target: Target, dose: 60 Gy}]}\n"
+        'goals:\n  Target: ["D95% >= 57 Gy"]\n  Tissue: ["Max <= 40 Gy (priority 2)", "Mean <= 5 Gy (priority 3)"]\n'
+    )
+    monkeypatch.setattr(specc.solve.clinical, "CVXPY_SAMPLE_LIMIT", 20)  # a default far too small for this tissue
+    tiny = plan(parse_protocol_text(text, "p.yaml"), case, tmp_path / "tiny")
+    monkeypatch.setattr(specc.solve.clinical, "CVXPY_SAMPLE_LIMIT", None)  # every voxel from the start
+    every = plan(parse_protocol_text(text, "p.yaml"), case, tmp_path / "every")
+    assert tiny.succeeded and every.succeeded and tiny.solve.status == "optimal"
+    assert "compiled on every voxel and solved again" in tiny.solve.message
+    assert not any(stats.sampled for stats in tiny.stats.structures) and not tiny.record.warnings
+    assert any(note.startswith("Sampling:") and "solved again on every voxel" in note for note in tiny.notes)
+    assert [goal.value for goal in tiny.record.goals] == pytest.approx([goal.value for goal in every.record.goals],
+                                                                       abs=0.01)
 
 
 def test_ctrl_c_removes_the_earlier_plan_and_a_half_written_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

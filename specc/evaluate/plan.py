@@ -348,6 +348,7 @@ def evaluate_plan(
         normalization=normalization, notes=notes, timings=timings, isocentre_mm=isocentre, setup_errors=setup_errors,
         fixed_gy=case.prior_dose.total_gy if case.prior_dose is not None else None, outside=outside, partial=partial,
         absence_allowed=set(allowed_absent) & set(absent or {}), collapsed_targets=collapsed_targets,
+        solve_warnings=solve.warnings,
     )
     return PlanEvaluation(record=record, dose=dose, fluence=fluence, own_dose=own if own is not dose else None,
                           outside_hot_spot=outside)
@@ -436,13 +437,14 @@ def _plan_record(
     partial: Mapping[str, str] | None = None,
     absence_allowed: Collection[str] = (),
     collapsed_targets: Mapping[str, str] | None = None,
+    solve_warnings: Sequence[str] = (),
 ) -> PlanRecord:
     """Everything measured on the final total dose; `dose_voxels`: the flat indices that have a dose;
     `isocentre_mm`: what the robustness check's rotations turn about (None: the targets' centre);
     `fixed_gy`: the part of the dose a setup error does not move (a composite's prior course); `outside`: the hot spot
     outside the targets (`_outside_hot_spot`), noted last; `partial`: as for `evaluate_plan`; `absence_allowed`: the
     structures of `incomplete` the protocol allows a case to lack (`allowed_absent`); `collapsed_targets`: as for
-    `evaluate_plan`."""
+    `evaluate_plan`; `solve_warnings`: the solve's (`SolveResult.warnings`), the record's first warnings."""
     grid = case.grid
     fractions = protocol.prescription.fractions
     voxel_cc = case.voxel_volume_cc
@@ -529,7 +531,7 @@ def _plan_record(
         structures=structures,
         # the template warnings (a goal asking less than the one it replaces, a dose per fraction outside what the
         # template's limits are for): `specc validate`'s, word for word
-        warnings=[*_prior_warnings(protocol, masks, fixed_gy),
+        warnings=[*solve_warnings, *_prior_warnings(protocol, masks, fixed_gy),
                   *_collapsed_margin_warnings(protocol, grid, collapsed_targets or {}),
                   *(str(warning) for warning in protocol.template_warnings)],
         notes=[*notes, *isoeffective_notes(protocol),

@@ -53,6 +53,9 @@ class SolveResult:
     solve_time_s: float
     terms: list[TermValue] = field(default_factory=list)
     steps: list[dict] = field(default_factory=list)
+    # What a reviewer must see before trusting the plan (the record's `warnings`: the report's banner, the
+    # terminal's red line): a sample that cost more than the optimizer's accuracy and was kept (`check_sample`).
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def usable(self) -> bool:
