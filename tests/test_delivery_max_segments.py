@@ -88,3 +88,22 @@ def test_as_sequenced_keeps_each_beams_heaviest_segments_as_cut() -> None:
     removed = sum(max(len(beam.weights) - 3, 0) for beam in cut.beams)
     assert f"{removed} of {len(cut.weights)} segments removed to keep each beam to max_segments_per_beam 3 (the " \
            "lightest as cut; the others keep their weights)" in delivered.notes
+
+
+def test_the_count_and_the_minimum_weight_together_remove_no_more_light_segments_in_a_round_than_either() -> None:
+    """Review s19/r2 F2: weights [1, 2, 50, 50, 50, 50] with at most 5 segments and a 5% minimum removed the 1
+    (beyond the count) and then the 2 (the lighter half of the light ones left), two where each rule alone
+    removes one: the halving that keeps the weights solved again from over-shooting was undone."""
+    from types import SimpleNamespace
+
+    from specc.delivery import _to_remove
+
+    weights = np.array([1.0, 2.0, 50.0, 50.0, 50.0, 50.0])
+    sequence = SimpleNamespace(beams=[SimpleNamespace(weights=weights)])
+    below, beyond = _to_remove(sequence, weights, 5.0, 5)
+    assert beyond.tolist() == [True] + [False] * 5 and not below.any()
+    below, beyond = _to_remove(sequence, weights, 5.0, None)
+    assert below.tolist() == [True] + [False] * 5 and not beyond.any()
+    four_light = np.array([1.0, 2.0, 3.0, 4.0, 100.0, 100.0])  # the minimum's half is two: one beyond, one more
+    below, beyond = _to_remove(SimpleNamespace(beams=[SimpleNamespace(weights=four_light)]), four_light, 5.0, 5)
+    assert beyond.tolist() == [True] + [False] * 5 and below.tolist() == [False, True] + [False] * 4
