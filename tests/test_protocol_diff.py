@@ -169,7 +169,7 @@ def test_a_goal_in_percent_is_listed_when_its_reference_level_moves_it(tmp_path:
     old = _protocol(tmp_path, "old.yaml", "{target: PTV, dose: 50 Gy}", goals)
     boost = _protocol(tmp_path, "boost.yaml", "{target: PTV, dose: 50 Gy}, {target: PTV_Boost, dose: 70 Gy}", goals)
     assert _lines(old, boost) == [
-        "+ prescription level PTV_Boost: dose: 70 Gy",
+        "+ prescription level PTV_Boost: dose: 70 Gy (2.8 Gy per fraction)",
         "~ goal Core Max <= limit: Max <= 80% [80% = 40 Gy] -> Max <= 80% [80% = 56 Gy] "
         "(its reference level changed: PTV 50 Gy -> PTV_Boost 70 Gy)",
     ]
@@ -310,3 +310,38 @@ def test_a_goals_only_protocol_says_that_priority_1_makes_a_goal_a_hard_limit_an
     hard.write_text(hard.read_text() + with_terms)
     (written,) = [c for c in diff_protocols(load_protocol(soft), load_protocol(hard)).changes if c.section == "goal"]
     assert written.new == "D10% <= 45 Gy (priority 1)" and written.note == ""
+
+
+def test_fractions_and_levels_say_what_each_level_gives_per_fraction(tmp_path: Path) -> None:
+    """35 -> 30 fractions read "~ prescription prescription fractions: 35 -> 30" and not that 70 Gy became 2.333 Gy
+    per fraction (audit s19/a4), what the organ limits in physical dose were set for."""
+    goals = '  PTV: ["D95% >= 95%"]\n  PTV_Boost: ["D95% >= 95%"]\n'
+    old = _protocol(tmp_path, "old.yaml", "{target: PTV_Boost, dose: 70 Gy}, {target: PTV, dose: 56 Gy}", goals)
+    fewer = tmp_path / "fewer.yaml"
+    fewer.write_text(old.read_text().replace("fractions: 25", "fractions: 30").replace("dose: 70 Gy", "dose: 72 Gy"))
+    old.write_text(old.read_text().replace("fractions: 25", "fractions: 35"))
+    assert _lines(old, fewer)[:2] == [
+        "~ prescription fractions: 35 -> 30 (per fraction: PTV_Boost 2 -> 2.4 Gy, PTV 1.6 -> 1.867 Gy)",
+        "~ prescription level PTV_Boost dose: 70 Gy -> 72 Gy (2 -> 2.4 Gy per fraction)",
+    ]
+
+
+def test_limits_for_dose_per_fraction_is_a_change_and_says_when_the_warning_goes(tmp_path: Path) -> None:
+    """A protocol writing the key over its template's turned the warning off, and `specc diff` showed nothing
+    (review s19/r1 F2)."""
+    goals = '  PTV: ["D95% >= 95%"]\n  PTV_Boost: ["D95% >= 95%"]\n'
+    old = _protocol(tmp_path, "old.yaml", "{target: PTV_Boost, dose: 36.25 Gy}, {target: PTV, dose: 30 Gy}", goals)
+    old.write_text(old.read_text().replace("fractions: 25", "fractions: 5")
+                   + "limits_for_dose_per_fraction: [1.8 Gy, 2.2 Gy]\n")
+    wide = tmp_path / "wide.yaml"
+    wide.write_text(old.read_text().replace("[1.8 Gy, 2.2 Gy]", "[600 cGy, 8 Gy]"))
+    assert _lines(old, wide) == [
+        "~ header limits_for_dose_per_fraction: [1.8 Gy, 2.2 Gy] -> [6 Gy, 8 Gy] (this protocol is no longer warned "
+        "of its dose per fraction)",
+    ]
+    assert _lines(wide, old)[0].endswith("(this protocol is now warned of its dose per fraction)")
+    none = tmp_path / "none.yaml"
+    none.write_text(old.read_text().replace("limits_for_dose_per_fraction: [1.8 Gy, 2.2 Gy]\n", ""))
+    assert _lines(old, none) == [
+        "- header limits_for_dose_per_fraction: [1.8 Gy, 2.2 Gy] (this protocol is no longer warned of its dose per "
+        "fraction)"]

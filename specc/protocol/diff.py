@@ -13,6 +13,7 @@ goal line changed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
@@ -22,6 +23,7 @@ from typing import Protocol as TypingProtocol
 
 from specc.protocol.goals import DEFAULT_PRIORITY, LOWER_BOUNDS, Goal, Threshold, qualifiers, span_text
 from specc.protocol.models import Protocol, SiteTemplate
+from specc.protocol.templates import LIMITS_FOR_DOSE_PER_FRACTION, PER_FRACTION_PRECISION, fractionation_misfit
 from specc.protocol.units import format_number
 from specc.protocol.volume_table import VolumeTable
 
@@ -86,7 +88,8 @@ def diff_protocols(old: Protocol | SiteTemplate, new: Protocol | SiteTemplate) -
         if before[key] != after[key]:
             note = _version_not_raised(old.version, new.version) if key == "version" else None
             changes.append(Change("header", key, _text(before[key]), _text(after[key]), note=note or ""))
-    changes += _prescription(before["prescription"], after["prescription"])
+    changes += _prescription(old, new, before["prescription"], after["prescription"])
+    changes += _limits_per_fraction(old, new, before, after)
     changes += _keyed("structure", before["structures"], after["structures"])
     changes += _goals(old, new)
     optimization_before, optimization_after = before["optimization"] or {}, after["optimization"] or {}
@@ -162,17 +165,72 @@ def _keyed(section: str, before: dict[str, dict], after: dict[str, dict]) -> lis
     return changes
 
 
-def _prescription(before: dict | None, after: dict | None) -> list[Change]:
-    """Fractions, each level by target, normalization, prior course (a site template may have no prescription)."""
+def _prescription(
+    old: Protocol | SiteTemplate, new: Protocol | SiteTemplate, before: dict | None, after: dict | None
+) -> list[Change]:
+    """Fractions, each level by target, normalization, prior course (a site template may have no prescription).
+    A change of the fractions or of a level's dose says what each level then gives per fraction (2 -> 2.333 Gy
+    for 70 Gy from 35 to 30 fractions): what the organ limits in physical dose were set for, which the totals
+    alone do not show."""
     if before is None or after is None:
         return [] if before == after else [Change("prescription", "prescription", _text(before), _text(after))]
-    changes = _fields("prescription", "prescription", {"fractions": before["fractions"]}, {"fractions": after["fractions"]})
+    assert old.prescription is not None and new.prescription is not None  # dumped from them
+    was = {level.target: level for level in old.prescription.levels}
+    now = {level.target: level for level in new.prescription.levels}
+    changes = []
+    if before["fractions"] != after["fractions"]:
+        per_fraction = [f"{target} {_gy(was[target].dose_per_fraction_gy)} -> {_gy(level.dose_per_fraction_gy)} Gy"
+                        for target, level in now.items() if target in was]
+        changes.append(Change("prescription", "fractions", str(before["fractions"]), str(after["fractions"]),
+                              note=f"{_per_fraction(new)}: {', '.join(per_fraction)}" if per_fraction else ""))
     levels_before = {f"level {level['target']}": {"dose": level["dose"]} for level in before["levels"]}
     levels_after = {f"level {level['target']}": {"dose": level["dose"]} for level in after["levels"]}
-    changes += _keyed("prescription", levels_before, levels_after)
+    for change in _keyed("prescription", levels_before, levels_after):
+        target = change.item.removeprefix("level ")
+        if change.new is None:
+            changes.append(change)
+        elif change.old is None:
+            note = f"{_gy(now[target].dose_per_fraction_gy)} Gy {_per_fraction(new)}"
+            changes.append(dataclasses.replace(change, note=note))
+        else:
+            note = (f"{_gy(was[target].dose_per_fraction_gy)} -> {_gy(now[target].dose_per_fraction_gy)} Gy "
+                    f"{_per_fraction(new)}")
+            changes.append(dataclasses.replace(change, note=note))
     changes += _fields("prescription", "normalization", before.get("normalization"), after.get("normalization"))
     changes += _fields("prescription", "prior course", before.get("prior"), after.get("prior"))
     return changes
+
+
+def _per_fraction(protocol: Protocol | SiteTemplate) -> str:
+    """What a level's dose over the fractions is: with a prior course the levels are composite, and the dose per
+    fraction this plan's share."""
+    assert protocol.prescription is not None
+    return "per fraction" + (" from this course" if protocol.prescription.prior is not None else "")
+
+
+def _gy(value: float) -> str:
+    """A dose per fraction in Gy as the messages show it (0.001 Gy: 2.333)."""
+    return format_number(round(value, PER_FRACTION_PRECISION))
+
+
+def _limits_per_fraction(
+    old: Protocol | SiteTemplate, new: Protocol | SiteTemplate, before: dict, after: dict
+) -> list[Change]:
+    """`limits_for_dose_per_fraction`, a top-level key: a protocol may write it over its template's and so turn the
+    template's warning off, which a review should see (review s19/r1 F2); the note says when the warning comes or
+    goes."""
+    key = LIMITS_FOR_DOSE_PER_FRACTION
+    if before[key] == after[key]:
+        return []
+    warned = [_misfit(protocol) is not None for protocol in (old, new)]
+    note = "" if warned[0] == warned[1] else (
+        "this protocol is now warned of its dose per fraction" if warned[1] else
+        "this protocol is no longer warned of its dose per fraction")
+    return [Change("header", key, _text(before[key]), _text(after[key]), note=note)]
+
+
+def _misfit(protocol: Protocol | SiteTemplate) -> str | None:
+    return fractionation_misfit(protocol.limits_for_dose_per_fraction, protocol.prescription, extends=False)
 
 
 def _goals(old: Protocol | SiteTemplate, new: Protocol | SiteTemplate) -> list[Change]:
