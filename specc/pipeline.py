@@ -254,7 +254,9 @@ def _write_plan(
     if delivered is None and protocol.delivery is not None and protocol.delivery.sequenced:
         with stages.stage("sequence"):
             delivered = deliver(compiled, solve, protocol.delivery)
-        solve = delivered.result
+        # the fluence solve's warnings (a sample kept at a cost) are the delivered plan's too: its segments come
+        # from that fluence
+        solve = replace(delivered.result, warnings=[*solve.warnings, *delivered.result.warnings])
         notes.extend(delivered.notes)
     passed = len(notes)  # the record holds these first, then what the evaluation noted itself
     with stages.stage("evaluate"):
