@@ -254,9 +254,7 @@ def _write_plan(
     if delivered is None and protocol.delivery is not None and protocol.delivery.sequenced:
         with stages.stage("sequence"):
             delivered = deliver(compiled, solve, protocol.delivery)
-        # the fluence solve's warnings (a sample kept at a cost) are the delivered plan's too: its segments come
-        # from that fluence
-        solve = replace(delivered.result, warnings=[*solve.warnings, *delivered.result.warnings])
+        solve = delivered.result
         notes.extend(delivered.notes)
     passed = len(notes)  # the record holds these first, then what the evaluation noted itself
     with stages.stage("evaluate"):
