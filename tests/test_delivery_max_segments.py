@@ -107,3 +107,14 @@ def test_the_count_and_the_minimum_weight_together_remove_no_more_light_segments
     four_light = np.array([1.0, 2.0, 3.0, 4.0, 100.0, 100.0])  # the minimum's half is two: one beyond, one more
     below, beyond = _to_remove(SimpleNamespace(beams=[SimpleNamespace(weights=four_light)]), four_light, 5.0, 5)
     assert beyond.tolist() == [True] + [False] * 5 and below.tolist() == [False, True] + [False] * 4
+
+
+def test_the_delivery_section_lists_each_limit_with_every_digit_it_was_given(tmp_path: Path) -> None:
+    """Review s19/r2 F6: the Delivery section rounded the limits it lists to a table's decimals, so
+    'min_segment_weight_percent: 0.25' read '0.2%' (and an area of 1.125 cm2 '1.12 cm²')."""
+    written = protocol(GOALS, terms=TERMS, delivery="{technique: step_and_shoot, intensity_levels: 8, "
+                                                    "min_segment_weight_percent: 0.25, min_segment_area: 0.125 cm2}")
+    assert plan(written, synthetic_case(), tmp_path / "plan").succeeded
+    html = " ".join(unescape((tmp_path / "plan" / "report.html").read_text()).split())
+    assert "each segment's weight at least 0.25% of its beam's summed weight" in html
+    assert "each segment's area at least 0.125 cm² (min_segment_area" in html

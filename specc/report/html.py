@@ -19,6 +19,7 @@ from specc.evaluate.dvh import UndefinedMetric
 from specc.evaluate.indices import higher_level_targets, index_value, near_max_undefined
 from specc.protocol.metrics import INDEX_QUANTITIES, Metric
 from specc.protocol.models import offset_text
+from specc.protocol.units import format_number as written_number
 from specc.report.figures import (
     ISODOSE_PERCENTS,
     WASH_FROM_FRACTION,
@@ -140,6 +141,7 @@ def environment() -> Environment:
         trim_blocks=False,
     )
     environment.filters["fmt"] = format_number
+    environment.filters["as_written"] = written_number  # a protocol's own value, every digit it was given
     environment.filters["cc"] = format_volume
     environment.filters["css_color"] = css_color
     environment.filters["time"] = format_time
