@@ -239,3 +239,16 @@ def test_a_targets_variation_and_isoeffective_goals_are_held_to_its_level(goal: 
                                   "D95% >= 60 Gy (BED)", "D95% >= 95% (variation 90%)"])
 def test_a_targets_plausible_variation_and_isoeffective_goals_pass(goal: str) -> None:
     parse_protocol_text(_sib(ptv_goal=goal), "p.yaml")
+
+
+def test_a_target_naming_its_level_by_dose_level_of_is_held_to_that_level() -> None:
+    """A boost's CTV with `dose_level_of: PTV_70` (review s19/r1 F3) states its coverage against PTV_70's level: a
+    Gy goal of it in the wrong unit is refused as a target's own, naming that level; an organ naming a level is not
+    held to it from below (its limits lie far under it)."""
+    sib = _sib().replace("  SpinalCord: {role: oar}\n",
+                         "  SpinalCord: {role: oar, dose_level_of: PTV_56}\n  CTV_70: {role: target, dose_level_of: PTV_70}\n")
+    parse_protocol_text(sib + '  CTV_70: ["D98% >= 95%", "D50% >= 35 Gy (variation 33 Gy)"]\n', "p.yaml")
+    found = _diagnostics(sib + '  CTV_70: ["D98% >= 33.25 Gy (variation 31.5 cGy)"]\n')
+    assert found == [(22, (
+        '"D98% >= 33.25 Gy (variation 31.5 cGy)": its variation (0.315 Gy) is 0.9% of PTV_70\'s dose level (35 Gy): '
+        "a dose in the wrong unit? (Gy written as cGy, or a dose per fraction; goals are totals over the course)"))]

@@ -1,4 +1,5 @@
-"""What "% of prescription" refers to: a target with no dose level, where the levels differ, is refused."""
+"""What "% of prescription" refers to: a target with no dose level, where the levels differ, is refused unless
+its `dose_level_of` says which level its % means."""
 
 from __future__ import annotations
 
@@ -25,8 +26,11 @@ def test_a_targets_percent_goals_without_its_level_are_refused_where_the_levels_
     with pytest.raises(ProtocolError) as raised:
         parse_protocol_text(_sib('"D95% >= 100%", "V95%[%] >= 98", "Max <= 75 Gy"'), "p.yaml")
     told = ("PTV_56 is a target (role: target) with no dose level, so its % would refer to the highest, PTV_70's "
-            "70 Gy, of several (PTV_70 70 Gy, PTV_63 63 Gy): give PTV_56 its dose level (prescription.levels: "
-            "{target: PTV_56, dose: ...}), or state the goal in Gy")
+            "70 Gy, of several (PTV_70 70 Gy, PTV_63 63 Gy): say which level its % refers to "
+            "(structures.PTV_56.dose_level_of: PTV_70 or PTV_63), or state the goal in Gy; a target prescribed a dose "
+            "of its own needs its dose level (prescription.levels: {target: PTV_56, dose: ...}), which also makes it "
+            "a prescription: an RT Plan dose reference, a target-index row and, where the optimization is derived "
+            "from the goals, its own coverage, hot-spot and fall-off terms")
     assert [(d.line, d.path, d.message) for d in raised.value.diagnostics] == [
         (14, "goals.PTV_56[0]", f'"D95% >= 100%": {told}'),
         (14, "goals.PTV_56[1]", f'"V95%[%] >= 98": {told}'),
@@ -46,3 +50,44 @@ def test_an_unambiguous_reference_is_taken(goals: str, role: str, level: str) ->
 def test_the_ctv_or_gtv_of_a_single_level_states_its_coverage_in_percent() -> None:
     single = _sib('"D99% >= 100%"').replace(", {target: PTV_63, dose: 63 Gy}", "")
     assert parse_protocol_text(single, "p.yaml").goals[-1].threshold_value == 70
+
+
+def test_dose_level_of_says_which_level_a_targets_percent_refers_to() -> None:
+    """"CTV_70 D98% >= 95%" in a 70 / 63 Gy SIB was refused, and the one fix offered, a level of its own, also made
+    the CTV a second prescription (review s19/r1 F3): `dose_level_of` names the level and adds nothing else."""
+    text = _sib('"D98% >= 95% (variation 90%)", "V95%[%] >= 99"').replace(
+        "PTV_56: {role: target}", "PTV_56: {role: target, dose_level_of: PTV_63}")
+    protocol = parse_protocol_text(text, "p.yaml")
+    assert [level.target for level in protocol.prescription.levels] == ["PTV_70", "PTV_63"]  # no new prescription
+    assert protocol.reference_dose("PTV_56").gy == 63 and protocol.reference_dose("PTV_56", "this").gy == 63
+    assert protocol.reference_level("PTV_56").target == "PTV_63"
+    coverage, volume = protocol.goals[-2:]
+    assert (coverage.threshold_value, coverage.variation_value, volume.metric_dose_gy) == (59.85, 56.7, 59.85)
+    other = parse_protocol_text(text.replace("dose_level_of: PTV_63", "dose_level_of: PTV_70"), "p.yaml")
+    assert other.goals[-2].threshold_value == 66.5  # 95% of 70 Gy
+    organ = parse_protocol_text(_sib('"V100%[%] <= 50"', "oar").replace(
+        "PTV_56: {role: oar}", "PTV_56: {role: oar, dose_level_of: PTV_63}"), "p.yaml")
+    assert organ.goals[-1].metric_dose_gy == 63  # an organ may name one too (the highest, left out)
+
+
+@pytest.mark.parametrize(("written", "message"), [
+    ("PTV_6", 'undefined structure "PTV_6" (did you mean "PTV_63"?)'),
+    ("PTV_56", '"PTV_56" has no dose level, so it gives PTV_56\'s % no reference: name a structure with one '
+               "(PTV_70, PTV_63)"),
+])
+def test_dose_level_of_must_name_a_structure_with_a_level(written: str, message: str) -> None:
+    text = _sib('"D98% >= 95%"').replace("PTV_56: {role: target}", f"PTV_56: {{role: target, dose_level_of: {written}}}")
+    with pytest.raises(ProtocolError) as raised:
+        parse_protocol_text(text, "p.yaml")
+    assert [(d.line, d.column, d.path, d.message) for d in raised.value.diagnostics] == [
+        (8, 41, "structures.PTV_56.dose_level_of", message)]
+
+
+def test_dose_level_of_is_refused_on_a_structure_with_its_own_level() -> None:
+    text = _sib('"V100%[%] <= 50"', "oar").replace("PTV_63: {role: target}",
+                                                "PTV_63: {role: target, dose_level_of: PTV_70}")
+    with pytest.raises(ProtocolError) as raised:
+        parse_protocol_text(text, "p.yaml")
+    assert [(d.line, d.path, d.message) for d in raised.value.diagnostics] == [
+        (7, "structures.PTV_63.dose_level_of", "PTV_63 has its own dose level (63 Gy, prescription.levels[1]), which "
+                                               "its % of the prescription refers to: leave out dose_level_of")]

@@ -37,6 +37,7 @@ def consistency_issues(protocol: ProtocolDocument) -> list[Issue]:
         *_goal_structures(protocol, defined),
         *_index_goals(protocol),
         *_isoeffective_goals(protocol),
+        *_dose_level_of(protocol, defined),
         *_unleveled_target_references(protocol),
         *_term_structures(protocol, defined),
         *_blocked_structures(protocol, defined),
@@ -267,31 +268,59 @@ def _index_goals(protocol: ProtocolDocument) -> Iterator[Issue]:
             )
 
 
+def _dose_level_of(protocol: ProtocolDocument, defined: Mapping[str, StructureSpec]) -> Iterator[Issue]:
+    """`dose_level_of` names a structure with a dose level, on a structure without one of its own (its own level is
+    what its % refers to). Which structures have levels a site template leaves to its protocols: checked there."""
+    levels = protocol.prescription
+    for name, spec in protocol.structures.items():
+        named, loc = spec.dose_level_of, ("structures", name, "dose_level_of")
+        if named is None:
+            continue
+        if named not in defined:
+            yield Issue(loc, _undefined(named, defined))
+        elif levels is None:
+            continue
+        elif (own := levels.level_for(name)) is not None:
+            yield Issue(loc, f"{name} has its own dose level ({format_number(own.dose.gy)} Gy, prescription.levels["
+                             f"{levels.levels.index(own)}]), which its % of the prescription refers to: leave out "
+                             "dose_level_of")
+        elif levels.level_for(named) is None:
+            with_levels = ", ".join(level.target for level in levels.levels)
+            yield Issue(loc, f'"{named}" has no dose level, so it gives {name}\'s % no reference: name a structure '
+                             f"with one ({with_levels})")
+
+
 def _unleveled_target_references(protocol: ProtocolDocument) -> Iterator[Issue]:
     """A goal in % of the prescription (a relative threshold or variation, a V95%-style metric) on a target with
-    no dose level, where the levels differ. % then refers to the highest level (`Prescription.reference_level`,
-    the "Bladder V100%" convention for organs), so an elective PTV whose level line was forgotten had its
-    "D95% >= 100%" planned as a hard limit at the boost's dose. With one dose level (or several of one dose) the
-    reference is unambiguous: the CTV or GTV of the boost beside its PTV legitimately states its coverage in %
-    of the one prescription. With levels of different doses no rule can tell which the target's % means: an
-    error at the goal's line, not a warning, since the plan the goal derives would be wrong, not merely unusual."""
+    no dose level and no `dose_level_of`, where the levels differ. % then refers to the highest level
+    (`Prescription.reference_level`, the "Bladder V100%" convention for organs), so an elective PTV whose level line
+    was forgotten had its "D95% >= 100%" planned as a hard limit at the boost's dose. With one dose level (or
+    several of one dose) the reference is unambiguous: the CTV or GTV of the boost beside its PTV legitimately
+    states its coverage in % of the one prescription. With levels of different doses no rule can tell which the
+    target's % means: an error at the goal's line, not a warning, since the plan the goal derives would be wrong,
+    not merely unusual. The message offers first what says which level is meant and nothing more (`dose_level_of`),
+    then the goal in Gy, and says what a dose level of its own would add besides (review s19/r1 F3)."""
     prescription = protocol.prescription
     if prescription is None or len({level.dose.gy for level in prescription.levels}) < 2:
         return
     highest = max(prescription.levels, key=lambda level: level.dose.gy)  # what `reference_level` gives
     levels = ", ".join(f"{level.target} {format_number(level.dose.gy)} Gy" for level in prescription.levels)
+    targets = " or ".join(level.target for level in prescription.levels)
     for loc, goal in located_goals(protocol.goals):
         spec = protocol.structures.get(goal.structure)
-        if spec is None or spec.role != "target" or not goal.needs_reference:
+        if spec is None or spec.role != "target" or not goal.needs_reference or spec.dose_level_of is not None:
             continue
         if prescription.level_for(goal.structure) is not None:
             continue
         yield Issue(
             loc,
             f'"{goal.text}": {goal.structure} is a target (role: target) with no dose level, so its % would refer '
-            f"to the highest, {highest.target}'s {format_number(highest.dose.gy)} Gy, of several ({levels}): give "
-            f"{goal.structure} its dose level (prescription.levels: {{target: {goal.structure}, dose: ...}}), or "
-            "state the goal in Gy",
+            f"to the highest, {highest.target}'s {format_number(highest.dose.gy)} Gy, of several ({levels}): say "
+            f"which level its % refers to (structures.{goal.structure}.dose_level_of: {targets}), or state the goal "
+            f"in Gy; a target prescribed a dose of its own needs its dose level (prescription.levels: {{target: "
+            f"{goal.structure}, dose: ...}}), which also makes it a prescription: an RT Plan dose reference, a "
+            "target-index row and, where the optimization is derived from the goals, its own coverage, hot-spot and "
+            "fall-off terms",
         )
 
 

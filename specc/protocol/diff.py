@@ -436,7 +436,7 @@ def _reference(protocol: Protocol | SiteTemplate, goal: Goal) -> str:
     """The dose level a goal's percentages refer to, as "PTV_Boost 70 Gy" (this course's share where the
     goal is on this course alone)."""
     assert protocol.prescription is not None and goal.reference_dose is not None  # a resolved goal has both
-    target = protocol.prescription.reference_level(goal.structure).target
+    target = protocol.reference_level(goal.structure).target
     share = " from this course" if goal.course == "this" else ""
     return f"{target} {format_number(goal.reference_dose.gy)} Gy{share}"
 

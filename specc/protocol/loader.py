@@ -233,7 +233,7 @@ def _validate(
     fingerprinted = source.model_copy(update={"content_sha256": ProtocolSource.fingerprint(located)})
     located = located.model_copy(update={"source": fingerprinted})
     prescription = located.prescription
-    reference = prescription.reference_dose if prescription is not None else (lambda structure, course: None)
+    reference = located.reference_dose if prescription is not None else (lambda structure, course: None)
     by_warning = {found.warning: found for found in loosened_goals(replacements or [], node, reference)}
     located._loosened_goals = [by_warning[warning] for warning in _in_reading_order(list(by_warning), source.files)]
     located._fractionation_places = _fractionation_places(located, locator, extends_at)

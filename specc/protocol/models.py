@@ -190,19 +190,28 @@ class Prescription(_Strict):
     def level_for(self, structure: str) -> DoseLevel | None:
         return next((level for level in self.levels if level.target == structure), None)
 
-    def reference_dose(self, structure: str, course: Course = "composite") -> Dose:
+    def reference_dose(self, structure: str, course: Course = "composite", dose_level_of: str | None = None) -> Dose:
         """The dose that "% of prescription" means for `structure`.
 
-        A target's own dose level; for any other structure the highest dose level, the
-        convention of "Bladder V100%" in site protocols. For a goal on this course alone (`course`
+        A target's own dose level; for a structure that names whose level its % refers to (`dose_level_of`,
+        the structure's key: a boost's CTV names its PTV) that level; for any other structure the highest dose
+        level, the convention of "Bladder V100%" in site protocols. For a goal on this course alone (`course`
         "this"), the share of that level this plan gives (the level less the prior course's dose).
         """
-        level = self.reference_level(structure)
+        level = self.reference_level(structure, dose_level_of)
         return level.dose if course == "composite" else Dose(gy=level.plan_dose_gy)
 
-    def reference_level(self, structure: str) -> DoseLevel:
-        """The dose level "% of prescription" refers to for `structure`: its own, else the highest."""
-        return self.level_for(structure) or max(self.levels, key=lambda level: level.dose.gy)
+    def reference_level(self, structure: str, dose_level_of: str | None = None) -> DoseLevel:
+        """The dose level "% of prescription" refers to for `structure`: its own, else that of the structure its
+        `dose_level_of` names, else the highest."""
+        return (self.level_for(structure) or (self.level_for(dose_level_of) if dose_level_of else None)
+                or max(self.levels, key=lambda level: level.dose.gy))
+
+
+def _dose_level_of(structures: Mapping[str, StructureSpec], structure: str) -> str | None:
+    """The structure whose dose level `structure`'s % refers to, as its `dose_level_of` names it (None if unwritten)."""
+    spec = structures.get(structure)
+    return spec.dose_level_of if spec is not None else None
 
 
 def _expression(value: Any) -> StructureExpr:
@@ -250,6 +259,13 @@ class StructureSpec(_Strict):
         default=None,
         description='The tissue\'s alpha/beta ratio, e.g. "3 Gy": needed by its goals in EQD2 or BED '
         "(the linear-quadratic model converts each voxel's dose).",
+    )
+    dose_level_of: Text | None = Field(
+        default=None,
+        description="For a structure with no dose level of its own: the structure whose dose level its goals' % of "
+        "the prescription refer to (a boost's CTV: `dose_level_of: PTV_70`, so that \"D98% >= 95%\" is 95% of 70 Gy). "
+        "Left out, % refers to the structure's own level, else the highest. It adds no prescription (no RT Plan "
+        "dose reference, target-index row or derived terms), as a level would.",
     )
     # Filled in by the loader from the YAML position, so compile errors can point at the line.
     source: SkipJsonSchema[SourceLocation | None] = Field(default=None, exclude=True)
@@ -870,6 +886,25 @@ class ProtocolDocument(_Strict):
                              "Gy): cGy written as Gy? (e.g. 220 cGy, or 2.2 Gy)")
         return value
 
+    def reference_level(self, structure: str) -> DoseLevel:
+        """The dose level "% of prescription" refers to for `structure` (see `Prescription.reference_dose`)."""
+        assert self.prescription is not None, "a site template leaves the prescription to its protocols"
+        return self.prescription.reference_level(structure, _dose_level_of(self.structures, structure))
+
+    def reference_dose(self, structure: str, course: Course = "composite") -> Dose:
+        """The dose that "% of prescription" means for `structure` (see `Prescription.reference_dose`)."""
+        assert self.prescription is not None, "a site template leaves the prescription to its protocols"
+        return self.prescription.reference_dose(structure, course, _dose_level_of(self.structures, structure))
+
+    def stated_level(self, structure: str) -> DoseLevel | None:
+        """The dose level the protocol says `structure`'s % refers to: its own, or its `dose_level_of`'s; None
+        where neither is written (% then refers to the highest by convention, or there is no prescription)."""
+        if self.prescription is None:
+            return None
+        dose_level_of = _dose_level_of(self.structures, structure)
+        return self.prescription.level_for(structure) or (
+            self.prescription.level_for(dose_level_of) if dose_level_of else None)
+
     @property
     def loosened_template_goals(self) -> list[Diagnostic]:
         """Each goal of this file or a template between that asks less than the template goal it replaces (a
@@ -931,8 +966,10 @@ class ProtocolDocument(_Strict):
             return goals
         # Resolved again whenever it differs: goals revalidated from Python carry the reference of the
         # prescription they were validated with, which a revised prescription no longer gives.
+        structures = info.data.get("structures") or {}
         resolved = [
-            (goal, prescription.reference_dose(goal.structure, goal.course) if goal.needs_reference else None)
+            (goal, prescription.reference_dose(goal.structure, goal.course, _dose_level_of(structures, goal.structure))
+             if goal.needs_reference else None)
             for goal in goals
         ]
         return [
@@ -1026,10 +1063,6 @@ class Protocol(ProtocolDocument):
         """The prescribed dose of `structure` if it is a prescription target."""
         level = self.prescription.level_for(structure)
         return level.dose if level else None
-
-    def reference_dose(self, structure: str, course: Course = "composite") -> Dose:
-        """The dose that "% of prescription" means for `structure` (see `Prescription.reference_dose`)."""
-        return self.prescription.reference_dose(structure, course)
 
     def prior_courses_mismatch(
         self, several_courses: bool, stated_fractions: Mapping[str, int] | None = None

@@ -204,7 +204,7 @@ def _target_goals(protocol: ProtocolDocument) -> Iterator[Issue]:
     through the same model. Against a level that is a slip itself (`_levels`) the comparison says nothing."""
     assert protocol.prescription is not None
     for loc, goal in located_goals(protocol.goals):
-        level = protocol.prescription.level_for(goal.structure)
+        level = _target_level(protocol, goal.structure)
         if level is None or _is_slip(level) or not goal.metric.is_dose or goal.threshold is None:
             continue
         reference = _reference(protocol, level, goal)
@@ -213,10 +213,10 @@ def _target_goals(protocol: ProtocolDocument) -> Iterator[Issue]:
         reference_gy, described = reference
         own = goal.course == "this"
         if not goal.isoeffective:  # the level by name: "PTV's dose level (78 Gy)"
-            described = (f"{goal.structure}'s {'share of the dose level from this course' if own else 'dose level'} "
+            described = (f"{level.target}'s {'share of the dose level from this course' if own else 'dose level'} "
                          f"({format_number(reference_gy)} Gy)")
         else:
-            described = f"{goal.structure}'s dose level in {goal.quantity} ({described})"
+            described = f"{level.target}'s dose level in {goal.quantity} ({described})"
         unit = f"Gy {goal.quantity}" if goal.isoeffective else "Gy"
         stated = [("", goal.threshold)] + ([("its variation", goal.variation)] if goal.variation is not None else [])
         for what, limit in stated:
@@ -234,6 +234,16 @@ def _target_goals(protocol: ProtocolDocument) -> Iterator[Issue]:
                 related=related,
             )
             break
+
+
+def _target_level(protocol: ProtocolDocument, structure: str) -> DoseLevel | None:
+    """The dose level a target's dose goals are held to from both sides: its own, or the one its `dose_level_of`
+    names (a boost's CTV, held to its PTV's). An organ naming a level is not: its limits lie far below it."""
+    spec = protocol.structures.get(structure)
+    level = protocol.stated_level(structure)
+    if level is None or (level.target != structure and (spec is None or spec.role != "target")):
+        return None
+    return level
 
 
 def _level_per_fraction(
@@ -294,7 +304,7 @@ def _goal_doses(protocol: ProtocolDocument) -> Iterator[Issue]:
     if _is_slip(highest):
         return
     for loc, goal in located_goals(protocol.goals):
-        own_level = protocol.prescription.level_for(goal.structure) is not None
+        own_level = _target_level(protocol, goal.structure) is not None
         stated = _stated_doses(goal, own_level)
         reference = _reference(protocol, highest, goal) if stated else None
         if reference is None:
