@@ -34,6 +34,10 @@ _STANDARD_TAGS = {
     for name in ("str", "int", "float", "bool", "null", "timestamp", "map", "seq")
 }
 
+# An unquoted yes, no, on or off is a boolean to YAML 1.1 (PyYAML) and text to YAML 1.2 (the yaml-language-server
+# the schema header names): the two would read one file differently, so only true and false are taken.
+_BOOL = "tag:yaml.org,2002:bool"
+
 
 @dataclass(frozen=True)
 class Position:
@@ -129,6 +133,11 @@ def _check(
         out.append(_at(node, path, f'unsupported YAML tag "{node.tag}": only plain values, lists and mappings'))
         return
     if isinstance(node, ScalarNode):
+        if node.tag == _BOOL and node.style is None and node.value.lower() not in ("true", "false"):
+            meant = "true" if node.value.lower() in ("yes", "on") else "false"
+            out.append(_at(node, path, f'"{node.value}" means {meant} to YAML 1.1, which specc reads, but is text to '
+                                       "YAML 1.2, which editors checking the schema read: write true or false (or "
+                                       f'"{node.value}" in quotes for text)'))
         return
     inner = ancestors | {id(node)}
     if isinstance(node, SequenceNode):
