@@ -17,6 +17,7 @@ import specc.cli.validate  # noqa: F401  (registers the commands)
 from specc.cli.app import app
 from specc.errors import SpeccError
 from specc.protocol import Dose, Protocol, ProtocolError, load_protocol_or_template
+from specc.protocol.diagnostics import Diagnostic, format_loc
 from specc.protocol.schema import protocol_json_schema, protocol_json_schema_text
 
 ROOT = Path(__file__).parent.parent
@@ -223,12 +224,15 @@ def test_the_schema_and_specc_validate_agree(tmp_path: Path, where: tuple[str | 
     schema_errors = list(Draft202012Validator(schema).iter_errors(data))
     path = tmp_path / "agree.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    refused: list[Diagnostic] = []
     try:
         load_protocol_or_template(path)
-        specc_accepts = True
-    except ProtocolError:
-        specc_accepts = False
+    except ProtocolError as error:
+        refused = error.diagnostics
+    specc_accepts = not refused
     assert (not schema_errors, specc_accepts) == (accepted, accepted), [error.message for error in schema_errors]
+    changed = format_loc(where)  # refused for the value this case wrote, not for another reason (review s19/r1 F9)
+    assert all(found.path.startswith(changed) for found in refused), (changed, [str(found) for found in refused])
 
 
 def test_a_quantity_written_as_a_mapping_is_refused_in_a_file_with_the_text_it_means(tmp_path: Path) -> None:
@@ -247,3 +251,24 @@ def test_a_quantity_written_as_a_mapping_is_refused_in_a_file_with_the_text_it_m
     assert Protocol.model_validate(data).prescription.levels[0].dose == Dose(gy=50)
     with pytest.raises(ValidationError, match="unit\n  Extra inputs are not permitted"):
         Dose.model_validate({"gy": 50, "unit": "cGy"})  # not 50 Gy: an unknown field is refused, as in a protocol
+
+
+@pytest.mark.parametrize(("written", "meant"), [("no", "false"), ("yes", "true"), ("On", "true"), ("OFF", "false")])
+def test_an_unquoted_yaml_1_1_boolean_word_is_refused_at_its_line(tmp_path: Path, written: str, meant: str) -> None:
+    """`if_contoured: yes` was true to specc (PyYAML reads YAML 1.1) and text to an editor checking the schema
+    (YAML 1.2), so the two disagreed on one file (review s19/r1 F7): only true and false are taken."""
+    data = copy.deepcopy(AGREEMENT_BASE)
+    data["structures"]["Core"]["if_contoured"] = "FLAG"
+    text = yaml.safe_dump(data, sort_keys=False)
+    path = tmp_path / "flag.yaml"
+    path.write_text(text.replace("FLAG", written), encoding="utf-8")
+    line = next(number for number, row in enumerate(path.read_text().splitlines(), 1) if "if_contoured" in row)
+    with pytest.raises(ProtocolError) as caught:
+        load_protocol_or_template(path)
+    assert [(d.line, d.path, d.message) for d in caught.value.diagnostics] == [
+        (line, "structures.Core.if_contoured",
+         f'"{written}" means {meant} to YAML 1.1, which specc reads, but is text to YAML 1.2, which editors checking '
+         f'the schema read: write true or false (or "{written}" in quotes for text)')]
+    for spelled in ("true", "True", "false"):
+        path.write_text(text.replace("FLAG", spelled), encoding="utf-8")
+        assert load_protocol_or_template(path).structures["Core"].if_contoured is (spelled.lower() == "true")
