@@ -194,7 +194,11 @@ def test_organ_limits_far_above_a_short_courses_level_also_name_the_level_as_the
     """Every level written per fraction (7 / 6.3 / 5.6 Gy in 5) passed, and the correct organ limits were blamed
     as cGy written as Gy (audit s19/a4 F3): the message now asks whether the level is the slip, at its line."""
     found = _diagnostics(_sib("7 Gy", "6.3 Gy", "5.6 Gy"))
-    assert found == [(20, (
+    assert found == [(13, (  # the line to change leads (review s19/r1 F6)
+        "7 Gy in 5 fractions: a dose per fraction written as the total? `dose` is the total over all fractions (7 Gy "
+        'in each of 5 fractions is 35 Gy): "D0.03cc <= 45 Gy" states a dose more than 4 times this level, plausible '
+        "against 35 Gy (each at its line)"
+    )), (20, (
         '"D0.03cc <= 45 Gy" is 6.43 times the highest dose level (PTV_70\'s 7 Gy): a dose in the wrong unit? (cGy '
         "written as Gy; goals are totals over the course); or is the dose level PTV_70 7 Gy (prescription.levels[0]) "
         "a dose per fraction written as the total? (7 Gy in each of 5 fractions is 35 Gy); prescription.levels[0] is "

@@ -298,11 +298,40 @@ def _goal_doses(protocol: ProtocolDocument) -> Iterator[Issue]:
     fractions). Against a level that is a slip itself (`_levels`) the comparison says nothing. In a short
     course the highest level may be the slip instead (a dose per fraction written as the total, inside the
     per-fraction window): the message asks that too, naming the level's line (`_level_per_fraction`), since
-    every correct organ limit of a site template then reads as too high."""
+    every correct organ limit of a site template then reads as too high; and the level's own line leads with the
+    question (`_level_asked`): with 7 / 6.3 / 5.6 Gy in 5 fractions the user got 14 errors at a template's correct
+    lines and none at the line to change (review s19/r1 F6)."""
     assert protocol.prescription is not None
     highest = max(protocol.prescription.levels, key=lambda level: level.dose.gy)
     if _is_slip(highest):
         return
+    issues = list(_goal_doses_above(protocol, highest))
+    asked = [issue for issue in issues if issue.related is not None]
+    if asked:
+        yield _level_asked(protocol, highest, asked)
+    yield from issues
+
+
+def _level_asked(protocol: ProtocolDocument, level: DoseLevel, asked: list[Issue]) -> Issue:
+    """One issue at `level`'s dose asking whether it is a dose per fraction written as the total, for the goals
+    (`asked`) whose doses are more than `PLAUSIBLE_GOAL_TO_LEVEL` times it and plausible against its total."""
+    assert protocol.prescription is not None
+    fractions = protocol.prescription.fractions
+    index = protocol.prescription.levels.index(level)
+    first = asked[0].message.split(" is ", 1)[0]  # the goal as quoted: '"D0.03cc <= 45 Gy"'
+    goals = f"{first} and {len(asked) - 1} more goals state" if len(asked) > 1 else f"{first} states"
+    total = format_number(round(level.plan_dose_gy * fractions, 4))
+    return Issue(
+        ("prescription", "levels", index, "dose"),
+        f"{format_number(level.dose.gy)} Gy in {_course(fractions)}: a dose per fraction written as the total? "
+        f"`dose` is the total over all fractions ({format_number(level.plan_dose_gy)} Gy in each of "
+        f"{_course(fractions)} is {total} Gy): {goals} a dose more than {format_number(PLAUSIBLE_GOAL_TO_LEVEL)} "
+        f"times this level, plausible against {total} Gy (each at its line)",
+    )
+
+
+def _goal_doses_above(protocol: ProtocolDocument, highest: DoseLevel) -> Iterator[Issue]:
+    """`_goal_doses`' issue of each goal, against the `highest` level."""
     for loc, goal in located_goals(protocol.goals):
         own_level = _target_level(protocol, goal.structure) is not None
         stated = _stated_doses(goal, own_level)
