@@ -345,3 +345,16 @@ def test_limits_for_dose_per_fraction_is_a_change_and_says_when_the_warning_goes
     assert _lines(old, none) == [
         "- header limits_for_dose_per_fraction: [1.8 Gy, 2.2 Gy] (this protocol is no longer warned of its dose per "
         "fraction)"]
+
+
+def test_fractions_moving_the_dose_per_fraction_out_of_the_templates_limits_say_it_is_now_warned(library: Path) -> None:
+    """The prostate SIB's fractions cut to 20 (its highest level well above 2.2 Gy per fraction, outside
+    base-pelvis's 1.8-2.2 Gy): the diff says the protocol is now warned, not only the new dose per fraction."""
+    edited = library / "edited.yaml"
+    shutil.copy(library / EXAMPLE.name, edited)
+    fractions = load_protocol(edited).prescription.fractions
+    _edit(edited, f"fractions: {fractions}", "fractions: 20")
+    [line] = [text for text in _lines(library / EXAMPLE.name, edited) if text.startswith("~ prescription fractions")]
+    assert line.endswith("; now outside limits_for_dose_per_fraction 1.8-2.2 Gy: warned)"), line
+    assert _lines(edited, library / EXAMPLE.name)[0].endswith("; now inside limits_for_dose_per_fraction 1.8-2.2 Gy: "
+                                                              "no longer warned)")

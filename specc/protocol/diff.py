@@ -196,9 +196,26 @@ def _prescription(
             note = (f"{_gy(was[target].dose_per_fraction_gy)} -> {_gy(now[target].dose_per_fraction_gy)} Gy "
                     f"{_per_fraction(new)}")
             changes.append(dataclasses.replace(change, note=note))
+    changes = _with_warning_change(old, new, changes)
     changes += _fields("prescription", "normalization", before.get("normalization"), after.get("normalization"))
     changes += _fields("prescription", "prior course", before.get("prior"), after.get("prior"))
     return changes
+
+
+def _with_warning_change(
+    old: Protocol | SiteTemplate, new: Protocol | SiteTemplate, changes: list[Change]
+) -> list[Change]:
+    """`changes` of the fractions and levels, the first saying so where they move the dose per fraction across
+    `limits_for_dose_per_fraction` (unchanged: `_limits_per_fraction` says it where the key changed)."""
+    warned = [_misfit(protocol) is not None for protocol in (old, new)]
+    if not changes or warned[0] == warned[1] or old.limits_for_dose_per_fraction != new.limits_for_dose_per_fraction:
+        return changes
+    assert new.limits_for_dose_per_fraction is not None  # one of the two is warned, by the same key
+    low, high = (format_number(dose.gy) for dose in new.limits_for_dose_per_fraction)
+    said = (f"now outside {LIMITS_FOR_DOSE_PER_FRACTION} {low}-{high} Gy: warned" if warned[1] else
+            f"now inside {LIMITS_FOR_DOSE_PER_FRACTION} {low}-{high} Gy: no longer warned")
+    first = changes[0]
+    return [dataclasses.replace(first, note=f"{first.note}; {said}" if first.note else said), *changes[1:]]
 
 
 def _per_fraction(protocol: Protocol | SiteTemplate) -> str:
