@@ -368,8 +368,8 @@ def test_segments_or_openings_smaller_than_the_minimum_area_are_removed(tmp_path
     assert kept in note
     html = (folder / "report.html").read_text()
     delivery = _delivery_section(html)
-    assert {"min_segment_area": "each segment's area at least 1.00 cm² (min_segment_area: its openings summed)",
-            "min_opening_area": "each separate opening at least 1.00 cm² (min_opening_area)"}[rule] in delivery
+    assert {"min_segment_area": "each segment's area at least 1 cm² (min_segment_area: its openings summed)",
+            "min_opening_area": "each separate opening at least 1 cm² (min_opening_area)"}[rule] in delivery
     table = {row[0]: row[1:] for row in _table_rows(delivery)}
     assert table["Smallest segment (cm² at the isocentre, its openings summed)"] == [
         f"{beam.smallest_area_cm2:.2f}" for beam in limited.delivery.beams]
