@@ -37,6 +37,7 @@ _STANDARD_TAGS = {
 # An unquoted yes, no, on or off is a boolean to YAML 1.1 (PyYAML) and text to YAML 1.2 (the yaml-language-server
 # the schema header names): the two would read one file differently, so only true and false are taken.
 _BOOL = "tag:yaml.org,2002:bool"
+_STR = "tag:yaml.org,2002:str"
 
 
 @dataclass(frozen=True)
@@ -134,10 +135,10 @@ def _check(
         return
     if isinstance(node, ScalarNode):
         if node.tag == _BOOL and node.style is None and node.value.lower() not in ("true", "false"):
-            meant = "true" if node.value.lower() in ("yes", "on") else "false"
-            out.append(_at(node, path, f'"{node.value}" means {meant} to YAML 1.1, which specc reads, but is text to '
-                                       "YAML 1.2, which editors checking the schema read: write true or false (or "
-                                       f'"{node.value}" in quotes for text)'))
+            # yes / no / on / off are booleans to YAML 1.1 (PyYAML) and text to YAML 1.2, which editors checking
+            # the schema read: read as text, as they do, so the two agree (`site: no`, an alias `ON` for the optic
+            # nerve stay text; `if_contoured: yes` is refused by its model as not true or false).
+            node.tag = _STR
         return
     inner = ancestors | {id(node)}
     if isinstance(node, SequenceNode):
