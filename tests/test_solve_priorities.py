@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import yaml
 
@@ -155,8 +156,10 @@ def test_each_step_is_its_own_problem_under_the_earlier_steps_bounds_only() -> N
     assert len(second.constraints) == len(program.problem.constraints) + 1
     for index, _ in enumerate(steps[1:], start=1):
         lexicographic.keep(index, 1.0, reached=0.5)
+    for variable in lexicographic.step_problem(len(steps) - 1).variables():  # a plan: what the variables hold
+        variable.value = np.zeros(variable.shape)
     refined = lexicographic.refined_step()  # what the exact refinement refines: the last step under the earlier bounds
-    assert refined is not None and refined.reached == 0.5
+    assert refined.reached == float(lexicographic.objectives[-1].value)  # its value at that plan
     final = refined.problem
     assert final.objective.args[0] is lexicographic.objectives[-1]
     assert len(final.constraints) == len(program.problem.constraints) + len(steps) - 1

@@ -205,8 +205,11 @@ class LexicographicProblem:
         name = f"step {index + 1}'s objective ({self.steps[index].name})"
         if index < len(self.steps) - 1:
             name += ", the steps after it kept at 0"
+        # Its value at the CVaR plan, the last step's solution (the variables hold it): not the value it reached
+        # in its own solve, which the later steps may raise up to its bound (review s19/r4 F1).
+        at_plan = float(self.objectives[index].value)
         return RefinedStep(
-            cp.Problem(problem.objective, [*problem.constraints, *later]), self.reached[index], name, not open_steps
+            cp.Problem(problem.objective, [*problem.constraints, *later]), at_plan, name, not open_steps
         )
 
 
@@ -215,7 +218,7 @@ class RefinedStep:
     """The objective the exact DVH refinement minimizes (`LexicographicProblem.refined_step`)."""
 
     problem: cp.Problem  # that objective under the hard terms and what is kept of the other steps
-    reached: float  # its value at the CVaR plan
+    reached: float  # its value at the CVaR plan (the last step's solution), what the refinement must improve on
     name: str  # how the log names it ("step 3's objective (priority 2 penalties), ...")
     every_step_met: bool  # every step reached 0: nothing left to refine
 
