@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 
 from specc.compile import compile_protocol
@@ -111,3 +112,106 @@ def test_a_finish_that_does_not_certify_leaves_the_sampled_plan_and_says_so(
     assert checked.notes[-1].startswith("Sampling: on every voxel the sampled terms add")
     (warning,) = checked.result.warnings
     assert "kept so (finishing on every voxel from the sampled plan did not certify (not certified))" in warning
+    assert checked.result.solve_time_s == pytest.approx(2 * result.solve_time_s)  # the finish's time too (F6)
+
+
+STEPS = """optimization:
+  solver: {sample_voxels: 40}
+  terms:
+    - {kind: quadratic_underdose, structure: PTV, dose: 50 Gy, weight: 100}
+    - {kind: quadratic_overdose, structure: Body, dose: 20 Gy, weight: 3, priority: 2}
+    - {kind: quadratic_overdose, structure: Body, dose: 5 Gy, weight: 1, priority: 3}
+"""
+
+
+def test_each_priority_steps_sampled_terms_are_judged_against_that_steps_objective(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Review s19/r4 F2: the excess of every step's sampled terms was summed and measured against the last step's
+    objective, so a priority-2 term 10% above its step's objective on every voxel, offset by a priority-3 term as
+    much below (0.01% of its large step), kept its sample without a word. Each step is now judged on its own."""
+    from specc.compile.sampling import SampledTerm
+    from specc.solve import sample_check
+    from specc.solve.result import SolveResult, TermValue
+
+    case = c_shape()
+    protocol = parse_protocol_text(protocol_text(STEPS, with_body=True), "p.yaml")
+    program = compile_protocol(protocol, case)  # its own sample of 40: the plan keeps it, with a warning if too coarse
+    coverage, priority_2, priority_3 = program.terms
+    assert program.selection.structures["Body"].sampled
+    values = {coverage.label: 4.0, priority_2.label: 1.0, priority_3.label: 1000.0}
+    result = SolveResult(
+        status="optimal", converged=True, solver="CLARABEL", message="solved.", fluence=np.zeros(case.n_beamlets),
+        objective=1000.0, iterations=10, solve_time_s=1.0,
+        terms=[TermValue(term.label, term.kind, term.source, term.hard, values[term.label]) for term in program.terms],
+    )
+    found = [SampledTerm(priority_2.label, "Body", 40, 1000, on_sample=1.0, on_every_voxel=1.1),
+             SampledTerm(priority_3.label, "Body", 40, 1000, on_sample=1000.0, on_every_voxel=999.9)]
+    monkeypatch.setattr(sample_check, "sampled_terms", lambda *args: found)
+    checked = check_sample(protocol, case, program, result, choose_solver("CLARABEL"))
+    (warning,) = checked.result.warnings
+    assert ("but the sampled terms of step 2 (priority 2 penalties) were 10.000% of that step's objective higher on "
+            "every voxel than on the sample, more than the optimizer's accuracy (0.1%): the plan may lie") in warning
+    assert "step 3" not in warning  # its excess, 0.01% of its objective, is within the accuracy
+    assert [note for note in checked.notes if note.startswith("Sampling:")] == [
+        "Sampling: on every voxel the sampled terms of step 2 (priority 2 penalties) add 0.1 (+10.000% of that "
+        "step's objective 1) to their value on the sample (`optimization.solver.sample_voxels: all` removes it)",
+        "Sampling: on every voxel the sampled terms of step 3 (priority 3 penalties) add -0.1 (-0.010% of that "
+        "step's objective 1000) to their value on the sample (`optimization.solver.sample_voxels: all` removes it)",
+    ]
+
+
+def test_an_every_voxel_solve_of_priority_steps_is_labelled_and_compared_step_by_step() -> None:
+    """Review s19/r4 F2/F5: the re-solve's progress repeated "step 1/4 ... 4/4" as if the solve started over, and
+    its note compared the two plans' last-step objectives only (the priority-2 penalty the sample had hidden
+    went unsaid). The progress now says "every voxel:", the note gives each step's objective in both plans."""
+    from specc.compile.derive import with_optimization
+    from specc.solve.clinical import solve_clinical
+
+    from tests.evaluate_fakes import synthetic_case
+
+    text = (
+        "specc: 1\nname: t\nsite: t\nversion: 1.0.0\nstructures:\n  Target: {role: target}\n  Body: {role: other}\n"
+        "  Tissue: {role: oar, expression: 'Body - expand(Target, 5mm)'}\n"
+        "prescription: {fractions: 30, levels: [{target: Target, dose: 60 Gy}]}\n"
+        'goals:\n  Target: ["D95% >= 57 Gy"]\n  Tissue: ["Max <= 40 Gy (priority 2)", "Mean <= 5 Gy (priority 3)"]\n'
+    )
+    protocol, priorities = with_optimization(parse_protocol_text(text, "p.yaml"))
+    case = synthetic_case()
+    program = compile_protocol(protocol, case, sample_limit=20)  # the sample hides the tissue's max (review s19/r4)
+    settings = choose_solver("CLARABEL")
+    result = solve_clinical(program, settings, priorities)
+    told: list[str] = []
+    checked = check_sample(protocol, case, program, result, settings, progress=lambda label, _: told.append(label))
+    assert checked.too_coarse and not any(entries.sampled for entries in checked.program.selection.structures.values())
+    assert told and all(label.startswith("every voxel: step ") for label in told)
+    assert told[0] == "every voxel: step 1/4: coverage, hot spots, fall-off and other terms"
+    (note,) = checked.notes
+    compared = note.split("each step's objective, the sampled plan's on its sample -> the every-voxel plan's: ")[1]
+    assert [pair.split(":")[0] for pair in compared.split("; ")] == [
+        "step 1 (coverage, hot spots, fall-off and other terms)", "step 2 (priority 2 penalties)",
+        "step 3 (priority 3 penalties)",
+    ]
+    hidden = compared.split("; ")[1].removeprefix("step 2 (priority 2 penalties): ")
+    assert hidden.startswith("0 -> ") and float(hidden.split(" -> ")[1].rstrip(")")) > 0  # the sample hid it
+
+
+def test_a_failed_every_voxel_solve_counts_in_the_kept_plans_time_and_message(
+    sampled_plan, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review s19/r4 F6: the sampled plan kept after an every-voxel solve that failed showed only its own time."""
+    from specc.solve import sample_check
+
+    protocol, case, program, _, _, _ = sampled_plan
+    settings = choose_solver("CLARABEL")
+    result = solve_program(program, settings)
+    failed = dataclasses.replace(result, status="infeasible", converged=False, fluence=None, objective=None,
+                                 message="no point", solve_time_s=12.5)
+    monkeypatch.setattr(sample_check, "solve_clinical", lambda *args, **kwargs: failed)
+    checked = check_sample(protocol, case, program, result, settings)
+    assert checked.result.fluence is result.fluence and not checked.too_coarse
+    assert checked.result.solve_time_s == pytest.approx(result.solve_time_s + 12.5)
+    assert checked.result.message.startswith(f"{result.message} Then, as the sampled terms were ")
+    assert checked.result.message.endswith(
+        "the protocol was compiled on every voxel: solved again on every voxel, it ended infeasible (no point) "
+        "(12.50 s); the sampled plan is kept.")

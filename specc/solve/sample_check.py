@@ -7,7 +7,10 @@ bound on how far the plan lies above the every-voxel optimum, and its size eithe
 how far the sample's estimate can be off at a fluence (the other part of that gap). When it
 is more than the optimizer's own accuracy (`SAMPLE_TOLERANCE` of the objective; of an
 objective of 0, `ABSOLUTE_SLIP`) in either direction, the sample is too coarse to trust to
-that accuracy, and the protocol is compiled on every voxel:
+that accuracy, and the protocol is compiled on every voxel. A plan of priority steps is judged
+step by step (`StepSample`): each step's sampled terms against that step's objective at the
+plan, since each step is an objective of its own, minimized and then kept by the later steps (until review s19/r4 F2 every step's excess was
+summed and measured against the last step's objective, so that steps' excesses could cancel):
 
 * a certified fast-path plan of one step goes on from the sampled plan on the fast path: most
   of the work is done, so it costs a fraction of a cold every-voxel solve (measured in
@@ -25,7 +28,10 @@ A protocol that sets its own `sample_voxels` has chosen its sample and keeps it;
 plan whose solve did not end optimal, and one whose every-voxel solve does not end optimal.
 Where such a plan's sample cost more than the accuracy, the plan carries a warning
 (`SolveResult.warnings`: plan.json, the report's banner, the terminal), not only a note: the
-goals of its sampled structures may fail for the sample, not for the physics.
+goals of its sampled structures may fail for the sample, not for the physics. A plan solved on
+every voxel after its sample proved too coarse says so (`CheckedSolve.too_coarse`), so that a
+session's next plan of the same structures compiles on every voxel from the start
+(`specc.planning.SampleMemory`).
 """
 
 from __future__ import annotations
@@ -35,17 +41,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from specc.compile import compile_protocol
+from specc.compile.derive import term_priorities
 from specc.compile.sampling import SampledTerm, sampled_terms, sampling_excess, sampling_note
 from specc.solve.clinical import solve_clinical
 from specc.solve.first_order.solver import FIRST_ORDER_SOLVER, FirstOrderSolver
-from specc.solve.priorities import ABSOLUTE_SLIP
+from specc.solve.priorities import ABSOLUTE_SLIP, StepMemory, plan_steps
 
 if TYPE_CHECKING:
     from specc.case import Case
     from specc.compile import CompiledProgram
     from specc.protocol import Protocol
     from specc.solve.choice import SolverSettings
-    from specc.solve.priorities import StepProgress
+    from specc.solve.priorities import Step, StepProgress
     from specc.solve.result import SolveResult
 
 # The issue's accuracy for a plan's objective, which the fast path's certificate is built
@@ -61,6 +68,32 @@ class CheckedSolve:
     result: SolveResult
     sampled: list[SampledTerm] = field(default_factory=list)  # at the plan, when it kept its sample
     notes: list[str] = field(default_factory=list)
+    # The sample cost more than the accuracy and the plan came from every voxel: a re-plan of the same
+    # structures can compile on every voxel from the start (`specc.planning.SampleMemory`).
+    too_coarse: bool = False
+
+
+@dataclass(frozen=True)
+class StepSample:
+    """The sampled terms of one priority step (of a plan of one step: of its objective), against that objective.
+
+    The excess is judged step by step (review s19/r4 F2): a step's objective is what its solve minimized
+    and the later steps kept, so that is what its sampled terms' excess is measured against. Summed over
+    the steps and measured against the last one's objective, a priority-2 excess could be cancelled by a
+    priority-3 term's negative one, and 0.1% of a small last step over-triggered.
+    """
+
+    name: str | None  # "step 2 (priority 2 penalties)"; None for a plan of one step
+    objective: float | None  # the step's objective at the plan, on the sample
+    terms: list[SampledTerm]
+
+    @property
+    def excess(self) -> float:
+        return sampling_excess(self.terms)
+
+    def beyond(self, tolerance: float) -> bool:
+        """Whether its excess on every voxel is more than the optimizer's accuracy (module docstring)."""
+        return _beyond(self.excess, self.objective, tolerance)
 
 
 def check_sample(
@@ -71,18 +104,21 @@ def check_sample(
     settings: SolverSettings,
     tolerance: float = SAMPLE_TOLERANCE,
     progress: StepProgress | None = None,
+    steps: StepMemory | None = None,
 ) -> CheckedSolve:
     """Value the sampled terms of `result`'s plan on every voxel; solve on every voxel when they cost too much
-    (module docstring). `progress`: told of the every-voxel solve's steps, as of the first solve's."""
+    (module docstring). `progress`: told of the every-voxel solve's steps, labelled as such ("every voxel:
+    step 1/4: ..."), or a terminal would read the solve as starting over. `steps`: the session's priority steps
+    (`StepMemory`), which then holds the every-voxel solve's."""
     if result.fluence is None:
         return CheckedSolve(program, result)
     found = sampled_terms(program, case, result.fluence)
-    summary = sampling_note(found, result.objective)
-    notes = [term.note() for term in found] + ([summary] if summary else [])
-    excess = sampling_excess(found)
-    if not found or not _beyond(excess, result.objective, tolerance):
+    samples = step_samples(program, result, found)
+    notes = [term.note() for term in found] + _summaries(samples)
+    beyond = [sample for sample in samples if sample.beyond(tolerance)]
+    if not beyond:
         return CheckedSolve(program, result, found, notes)
-    why = _why(excess, result.objective, tolerance)
+    why = _why(beyond, tolerance)
     chosen = protocol.optimization is not None and protocol.optimization.solver.sample_voxels is not None
     if chosen or result.status != "optimal":
         reason = ("the protocol sets its own optimization.solver.sample_voxels" if chosen
@@ -94,21 +130,85 @@ def check_sample(
     options = protocol.optimization.solver if protocol.optimization is not None else None
     again = solve_clinical(
         every_voxel, settings, None, options.slip_percent if options else None,
-        options.coverage_slip_gy if options else None, progress=progress,
+        options.coverage_slip_gy if options else None, steps=steps, progress=_every_voxel(progress),
     )
     if again.status != "optimal":
         return _kept(program, result, found, notes, why,
-                     f"solved again on every voxel, it ended {again.status} ({again.message})")
+                     f"solved again on every voxel, it ended {again.status} ({again.message})", again)
     message = (
         f"{result.message} Then, as {why}, the protocol was compiled on every voxel and solved again: {again.message}"
     )
-    again = dataclasses.replace(
+    solved = dataclasses.replace(
         again, message=message, solve_time_s=result.solve_time_s + again.solve_time_s,
         iterations=(result.iterations or 0) + (again.iterations or 0),
     )
-    notes = [f"Sampling: {why}: the plan was solved again on every voxel, by the same steps (objective "
-             f"{_shown(result.objective)} on the sample, {_shown(again.objective)} on every voxel)"]
-    return CheckedSolve(every_voxel, again, [], notes)
+    notes = [f"Sampling: {why}: the plan was solved again on every voxel, by the same steps "
+             f"({_compared(samples, step_samples(every_voxel, again, []))})"]
+    return CheckedSolve(every_voxel, solved, [], notes, too_coarse=True)
+
+
+def step_samples(program: CompiledProgram, result: SolveResult, found: list[SampledTerm]) -> list[StepSample]:
+    """`found` grouped by the priority step of its terms, each step with its objective at `result`'s plan.
+
+    The steps are `solve_clinical`'s (the terms' own priorities). A plan of one step is judged against its
+    objective, as solved; a step's objective is the sum of its terms' values in the plan's log (`result.terms`,
+    of the problem the plan solves: every term, the earlier and later steps' kept by their bounds or limits).
+    """
+    steps = plan_steps(program, term_priorities([compiled.term for compiled in program.terms]))
+    if len(steps) <= 1:
+        return [StepSample(None, result.objective, found)]
+    if len(result.terms) != len(program.terms):
+        raise ValueError(f"the plan's log has {len(result.terms)} terms, its program {len(program.terms)}")
+    index_of = dict(zip(_sampled_indices(program, found), found))
+    return [
+        StepSample(
+            f"step {number} ({step.name})", _step_objective(result, step),
+            [index_of[i] for i in step.terms if i in index_of],
+        )
+        for number, step in enumerate(steps, start=1)
+    ]
+
+
+def _sampled_indices(program: CompiledProgram, found: list[SampledTerm]) -> list[int]:
+    """The program's indices of `found`, the terms `sampled_terms` values (in the program's order)."""
+    sampled = {name for name, entries in program.selection.structures.items() if entries.sampled}
+    indices = [
+        index for index, compiled in enumerate(program.terms)
+        if not compiled.hard and compiled.objective is not None and sampled & set(compiled.term.structures())
+    ]
+    if [program.terms[i].label for i in indices] != [term.label for term in found]:
+        raise ValueError("the sampled terms are not the program's soft terms on its sampled structures")
+    return indices
+
+
+def _step_objective(result: SolveResult, step: Step) -> float | None:
+    """The step's objective at the plan: its terms' values in the plan's log (a term no solve valued counts 0)."""
+    if not result.usable:
+        return None
+    values = [result.terms[i].objective_contribution for i in step.terms]
+    return float(sum(value for value in values if value is not None))
+
+
+def _every_voxel(progress: StepProgress | None) -> StepProgress | None:
+    """`progress` with the every-voxel solve's steps labelled as a second solve (review s19/r4 F5)."""
+    if progress is None:
+        return None
+    return lambda label, seconds: progress(f"every voxel: {label}", seconds)
+
+
+def _summaries(samples: list[StepSample]) -> list[str]:
+    """The sampled terms' excess against the objective they are part of: the plan's, or each step's."""
+    if len(samples) == 1 and samples[0].name is None:
+        summary = sampling_note(samples[0].terms, samples[0].objective)
+        return [summary] if summary else []
+    return [
+        f"Sampling: on every voxel the sampled terms of {sample.name} add {sample.excess:.4g} "
+        + (f"({100.0 * sample.excess / sample.objective:+.3f}% of that step's objective {sample.objective:.6g})"
+           if sample.objective is not None and sample.objective > 0 else
+           f"(that step's objective reached {_shown(sample.objective)})")
+        + " to their value on the sample (`optimization.solver.sample_voxels: all` removes it)"
+        for sample in samples if sample.terms
+    ]
 
 
 def _beyond(excess: float, objective: float | None, tolerance: float) -> bool:
@@ -118,15 +218,29 @@ def _beyond(excess: float, objective: float | None, tolerance: float) -> bool:
     return abs(excess) > tolerance * objective
 
 
-def _why(excess: float, objective: float | None, tolerance: float) -> str:
-    if objective is None or objective <= 0.0:
-        return (f"the sampled terms were {abs(excess):.4g} {'higher' if excess > 0 else 'lower'} on every voxel than "
-                f"on the sample, where the objective reached {_shown(objective)}")
-    return (
-        f"the sampled terms were {100 * abs(excess / objective):.3f}% of the objective "
-        f"{'higher' if excess > 0 else 'lower'} on every voxel than on the sample, more than the optimizer's "
-        f"accuracy ({100 * tolerance:g}%)"
-    )
+def _why(beyond: list[StepSample], tolerance: float) -> str:
+    """Which steps' sampled terms cost more than the accuracy, each against its own objective."""
+    said = []
+    for sample in beyond:
+        terms = "the sampled terms" if sample.name is None else f"the sampled terms of {sample.name}"
+        objective = "the objective" if sample.name is None else "that step's objective"
+        way = "higher" if sample.excess > 0 else "lower"
+        if sample.objective is None or sample.objective <= 0.0:
+            said.append(f"{terms} were {abs(sample.excess):.4g} {way} on every voxel than on the sample, where "
+                        f"{objective} reached {_shown(sample.objective)}")
+        else:
+            said.append(f"{terms} were {100 * abs(sample.excess / sample.objective):.3f}% of {objective} {way} on "
+                        f"every voxel than on the sample, more than the optimizer's accuracy ({100 * tolerance:g}%)")
+    return "; ".join(said)
+
+
+def _compared(sampled: list[StepSample], every_voxel: list[StepSample]) -> str:
+    """Each step's objective in the sampled plan (on its sample) and in the every-voxel plan."""
+    if len(sampled) == 1 and sampled[0].name is None:
+        return f"objective {_shown(sampled[0].objective)} on the sample, {_shown(every_voxel[0].objective)} on every voxel"
+    pairs = "; ".join(f"{before.name}: {_shown(before.objective)} -> {_shown(after.objective)}"
+                      for before, after in zip(sampled, every_voxel))
+    return f"each step's objective, the sampled plan's on its sample -> the every-voxel plan's: {pairs}"
 
 
 def _shown(objective: float | None) -> str:
@@ -134,9 +248,11 @@ def _shown(objective: float | None) -> str:
 
 
 def _kept(
-    program: CompiledProgram, result: SolveResult, found: list[SampledTerm], notes: list[str], why: str, reason: str
+    program: CompiledProgram, result: SolveResult, found: list[SampledTerm], notes: list[str], why: str, reason: str,
+    again: SolveResult | None = None,
 ) -> CheckedSolve:
-    """The sampled plan, kept although its sample cost more than the accuracy: with a warning naming the terms."""
+    """The sampled plan, kept although its sample cost more than the accuracy: with a warning naming the terms.
+    `again`: the every-voxel solve that did not end optimal, whose time the plan's solve time includes (F6)."""
     worst = sorted(found, key=lambda term: term.on_sample - term.on_every_voxel)
     named = "; ".join(f"{term.label}: {term.on_sample:.4g} on the sample, {term.on_every_voxel:.4g} on every voxel"
                       for term in worst[:3])
@@ -147,7 +263,14 @@ def _kept(
         f"sample, not because the plan cannot meet it ({named}). Set optimization.solver.sample_voxels: all to "
         "optimize on every voxel"
     )
-    return CheckedSolve(program, dataclasses.replace(result, warnings=[*result.warnings, warning]), found, notes)
+    kept = dataclasses.replace(result, warnings=[*result.warnings, warning])
+    if again is not None:  # review s19/r4 F6: a re-solve of minutes was missing from the plan's time and message
+        kept = dataclasses.replace(
+            kept, solve_time_s=result.solve_time_s + again.solve_time_s,
+            message=f"{result.message} Then, as {why}, the protocol was compiled on every voxel: {reason} "
+                    f"({again.solve_time_s:.2f} s); the sampled plan is kept.",
+        )
+    return CheckedSolve(program, kept, found, notes)
 
 
 def _finished_warm(
@@ -158,7 +281,7 @@ def _finished_warm(
     finished = FirstOrderSolver(every_voxel).solve(settings, start=result.fluence)
     if finished.status != "optimal":
         return _kept(program, result, found, notes, why,
-                     f"finishing on every voxel from the sampled plan did not certify ({finished.message})")
+                     f"finishing on every voxel from the sampled plan did not certify ({finished.message})", finished)
     message = (
         f"{result.message} Then, as {why}, the protocol was compiled on every voxel and the fast path went on "
         f"from that plan: {finished.message}"
@@ -171,4 +294,4 @@ def _finished_warm(
     )
     notes = [f"Sampling: {why}: the plan was finished on every voxel, warm from the sampled plan "
              f"(objective {_shown(result.objective)} on the sample, {finished.objective:.6g} on every voxel)"]
-    return CheckedSolve(every_voxel, finished, [], notes)
+    return CheckedSolve(every_voxel, finished, [], notes, too_coarse=True)
