@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 from interop_fixtures import CircleRoi, CtGeometry, write_ct_series, write_rtstruct
 
-from specc.case.engine import PencilBeamModel
+from specc.case.engine import PencilBeamModel, compute_influence
 from specc.case.importers.dicom import import_dicom
+from specc.case.importers.engine_case import scanned_density
 from specc.case.importers.hu_density import DEFAULT_HU_TABLE, hu_table_record
+from specc.case.model import Beam, Grid
 
 # A square water box (|x|, |y| <= 40 mm, 0 HU) in air, its CT pixels 2.5 mm on a lattice symmetric about 0.
 GEOMETRY = CtGeometry(columns=41, rows=41, slices=5, pixel_mm=2.5, slice_mm=5.0, origin=(-50.0, -50.0, -10.0))
@@ -77,6 +79,39 @@ def test_the_depth_dose_on_a_coarse_grid_follows_the_model_at_the_cts_surface(tm
     t = beam.sad_mm + y[axis] - beam.isocenter_mm[1]
     expected = model.depth_dose(y[axis] + HALF_WIDTH_MM) * (beam.sad_mm / t) ** 2
     np.testing.assert_allclose(dose[axis] / expected, 1.0, atol=0.004)
+
+
+def test_a_voxel_on_the_cts_first_or_last_slice_gets_the_dose_of_one_in_the_middle(tmp_path):
+    """Review s19/r3 M1: the density was vacuum just past the outermost slice centres, and a voxel on an end slice
+    takes its depth partly from a ray up to half a dose voxel beyond it: with Body and Target on every slice, the end
+    slices got 16% and 12% more dose than the middle ones 71 mm deep (0.881 and 0.852 against 0.762)."""
+    body, target = CircleRoi("Body", 0.0, 0.0, 39.0, -10.0, 10.0), CircleRoi("Target", 0.0, 0.0, 12.0, -10.0, 10.0)
+    imported = import_dicom(_water_box(tmp_path / "box", [body, target]), beams=[0.0], grid_mm=3.0, targets=["Target"])
+    case = imported.case
+    x, y, z = case.grid.axes_mm()
+    assert z.tolist() == [-10.0, -5.0, 0.0, 5.0, 10.0]  # the CT's slices, all contoured
+    dose = case.dose_on_grid(np.ones(case.n_beamlets), 1)[np.argmin(np.abs(x)), np.argmin(np.abs(y - 30.0))]
+    assert dose[[0, -1]] == pytest.approx([dose[2]] * 2, rel=0.005)
+    assert any("z -15 to 15" in note and "slices continued 5 mm past theirs" in note for note in imported.notes)
+
+
+def test_the_end_slices_continue_by_a_dose_plane_thicker_than_a_slice():
+    """A dose grid of 6 mm planes over 1 mm slices: its rays are up to 3 mm apart, so one slice of continuation
+    left the last slice's voxels 12% hot; the end slices continue by one dose-grid plane there."""
+    ct = Grid(shape=(81, 81, 21), spacing_mm=(2.5, 2.5, 1.0), origin_mm=(-100.0, -100.0, -10.0))
+    x, y, _ = ct.axes_mm()
+    box = ((np.abs(x)[:, None] <= 90) & (np.abs(y)[None, :] <= 90)).astype(np.float32)
+    water = np.repeat(box[:, :, None], ct.shape[2], axis=2)
+    dose_grid = Grid(shape=(31, 31, 7), spacing_mm=(6.0, 6.0, 6.0), origin_mm=(-90.0, -90.0, -20.0))
+    gx, gy, gz = dose_grid.axes_mm()
+    target = np.broadcast_to(((np.abs(gx)[:, None] <= 12) & (np.abs(gy)[None, :] <= 60))[:, :, None], dose_grid.shape)
+    influence = compute_influence(scanned_density(water, ct, dose_grid), dose_grid,
+                                  [Beam(id=1, gantry_deg=0.0, isocenter_mm=(0.0, 0.0, 0.0))], target, target)
+    dose = np.zeros(dose_grid.shape).ravel()
+    dose[influence.voxel_indices] = influence.matrix @ np.ones(influence.matrix.shape[1])
+    column = dose.reshape(dose_grid.shape)[np.argmin(np.abs(gx)), np.argmin(np.abs(gy - 50.0))]
+    last_slice, middle = int(np.flatnonzero(gz == 10.0)[0]), int(np.flatnonzero(gz == 4.0)[0])  # 140 mm deep
+    assert column[last_slice] == pytest.approx(column[middle], rel=0.005)
 
 
 def test_the_hu_table_used_is_recorded_in_the_metadata(tmp_path):

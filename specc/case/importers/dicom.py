@@ -14,8 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from specc.case.engine import DensityVolume, PencilBeamModel
-from specc.case.importers.engine_case import box_grid, engine_influence, grid_spacing, traced_note
+from specc.case.engine import PencilBeamModel
+from specc.case.importers.engine_case import box_grid, engine_influence, grid_spacing, scanned_density, traced_note
 from specc.case.importers.dicom_ct import DicomFolder, read_dicom_folder
 from specc.case.importers.hu_density import (
     DEFAULT_HU_TABLE, beyond_table_notes, hu_table_record, hu_to_relative_electron_density,
@@ -74,7 +74,7 @@ def import_dicom(
         structures[roi.name] = Structure(name=roi.name, mask=mask, color=roi.color)
 
     target_names = _target_names(dicom, rois, targets, source)
-    traced = DensityVolume(hu_to_relative_electron_density(dicom.ct.hu, hu_table), dicom.ct.grid)
+    traced = scanned_density(hu_to_relative_electron_density(dicom.ct.hu, hu_table), dicom.ct.grid, grid)
     density = hu_to_relative_electron_density(dicom.ct.on_grid(grid), hu_table)
     model = model or PencilBeamModel()
     computed = engine_influence(grid, structures, traced, target_names, beams, beamlet_mm, model)

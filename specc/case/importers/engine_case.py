@@ -105,17 +105,29 @@ def engine_influence(
     return EngineInfluence(influence, beam_list, note)
 
 
+def scanned_density(density: np.ndarray, ct: Grid, dose_grid: Grid) -> DensityVolume:
+    """A CT's density as the rays cross it: its first and last slices continued past their centres.
+
+    By one slice, or one dose-grid plane where that is thicker: a dose voxel on an end slice
+    takes its depth from rays up to half a dose voxel (times the divergence) beyond it, and
+    those must still cross the patient (DensityVolume). A phantom's density is not continued.
+    """
+    return DensityVolume(density, ct, ends_mm=max(ct.spacing_mm[2], dose_grid.spacing_mm[2]))
+
+
 def traced_note(volume: DensityVolume, what: str) -> str:
-    """What the rays cross, for the import report: the CT's resolution and extent, vacuum beyond."""
+    """What the rays cross, for the import report: the CT's resolution and the extent modelled, vacuum beyond."""
     grid = volume.grid
+    reach = volume.reach_mm()
     extent = ", ".join(
-        f"{axis} {low - 0.5 * step:g} to {low + (n - 0.5) * step:g}"
-        for axis, low, step, n in zip("xyz", grid.origin_mm, grid.spacing_mm, grid.shape)
+        f"{axis} {low - far:g} to {low + (n - 1) * step + far:g}"
+        for axis, low, step, n, far in zip("xyz", grid.origin_mm, grid.spacing_mm, grid.shape, reach)
     )
     return (
         f"radiological depths traced through {what} at its own resolution ({' x '.join(f'{s:g}' for s in grid.spacing_mm)} "
-        f"mm) over its whole extent ({extent} mm): everything in the images counts, contoured or not (body, couch, "
-        "immobilisation); beyond them nothing (vacuum)"
+        f"mm) over its whole extent ({extent} mm: x and y to the outermost voxel centres, the first and last "
+        f"slices continued {volume.ends_mm:g} mm past theirs, as the patient goes on beyond the scan): everything "
+        "in the images counts, contoured or not (body, couch, immobilisation); beyond that nothing (vacuum)"
     )
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from specc.case.engine import DensityVolume, PencilBeamModel
 from specc.case.importers.dicom_ct import resample
-from specc.case.importers.engine_case import box_grid, engine_influence, grid_spacing, traced_note
+from specc.case.importers.engine_case import box_grid, engine_influence, grid_spacing, scanned_density, traced_note
 from specc.case.importers.hu_density import (
     DEFAULT_HU_TABLE, beyond_table_notes, hu_table_record, hu_to_relative_electron_density,
 )
@@ -63,7 +63,7 @@ def import_matrad_geometry(
     grid = box_grid(*_structures_box(cst, dims, axes, names.kept, source), grid_spacing(grid_mm, steps[2]))
     structures = cst_structures(cst, dims, axes, grid.axes_mm(), grid, exclude, source, not_imported)
     check_index_base(cst, ct, dims, source, notes)
-    traced, converted = _ct_density(ct, dims, axes, steps, hu_table, source)
+    traced, converted = _ct_density(ct, dims, axes, steps, grid, hu_table, source)
     density = resample(traced.density, traced.grid.origin_mm, steps, grid, _AIR_DENSITY)
     extra = ct_grid_record(dims, axes)
     if converted is None:
@@ -116,7 +116,8 @@ def _structures_box(
 
 
 def _ct_density(
-    ct: dict, dims: tuple[int, ...], axes: tuple[np.ndarray, ...], steps: tuple[float, ...], hu_table, source: str
+    ct: dict, dims: tuple[int, ...], axes: tuple[np.ndarray, ...], steps: tuple[float, ...], dose_grid: Grid,
+    hu_table, source: str,
 ) -> tuple[DensityVolume, np.ndarray | None]:
     """Relative electron density on the CT grid (what the rays cross), and the HU it came from (None: ct.cube)."""
     for name, converted in (("cube", False), ("cubeHU", True)):
@@ -129,10 +130,10 @@ def _ct_density(
     values = np.transpose(np.asarray(cube, dtype=np.float32), (1, 0, 2))  # [Ny Nx Nz] -> (x, y, z)
     grid = Grid(shape=values.shape, spacing_mm=steps, origin_mm=tuple(float(axis[0]) for axis in axes))  # type: ignore[arg-type]
     if converted:
-        return DensityVolume(hu_to_relative_electron_density(values, hu_table), grid), values
+        return scanned_density(hu_to_relative_electron_density(values, hu_table), grid, dose_grid), values
     if not (np.isfinite(values).all() and values.min() >= 0):
         raise CaseError(f"{source}: ct.cube has negative or non-finite values: not an electron density")
-    return DensityVolume(values, grid), None
+    return scanned_density(values, grid, dose_grid), None
 
 
 def _targets(cst: Any, kept: Mapping[int, str], structures: dict, targets: Sequence[str], source: str) -> list[str]:
