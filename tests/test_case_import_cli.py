@@ -113,13 +113,31 @@ def test_a_whole_number_is_a_count_and_a_list_is_angles(small_study, tmp_path):
     assert [beam.gantry_deg for beam in Case.load(tmp_path / "a.h5").beams] == [0.0, 72.0]
 
 
+@pytest.mark.parametrize(("beams", "angles"), [("0 deg, 72 deg", [0.0, 72.0]), ("0 deg,72°", [0.0, 72.0]),
+                                               ("90 deg,", [90.0])])
+def test_each_angle_of_a_list_may_carry_its_unit(small_study, tmp_path, beams, angles):
+    """Review s19/r3 L4: the unit was taken only from the end of the whole text, so '0 deg,72 deg' was refused."""
+    result = _import_beams(small_study, tmp_path / "c.h5", beams)
+    assert result.exit_code == 0, result.output
+    assert [beam.gantry_deg for beam in Case.load(tmp_path / "c.h5").beams] == angles
+
+
+def test_minus_zero_is_gantry_zero(small_study, tmp_path):
+    assert _import_beams(small_study, tmp_path / "c.h5", "-0 deg").exit_code == 0
+    assert [f"{beam.gantry_deg:g}" for beam in Case.load(tmp_path / "c.h5").beams] == ["0"]
+
+
 @pytest.mark.parametrize(
     ("beams", "message"),
     [
         ("0", "the number of beams must be at least 1; one beam at a gantry angle is --beams '0 deg'"),
         ("45.0", "expected a number of beams (a whole number) or gantry angles, got '45.0'; one beam at a gantry angle "
                  "is --beams '45.0 deg'"),
-        ("deg", "no gantry angle in 'deg'"),
+        ("deg", "'deg' is not a gantry angle (degrees, e.g. '72' or '72 deg')"),
+        ("0,abc", "'abc' in '0,abc' is not a gantry angle"),
+        ("nan deg", "'nan deg' is not a gantry angle: angles are finite numbers of degrees, 0 to less than 360"),
+        ("inf,", "'inf' in 'inf,' is not a gantry angle: angles are finite numbers of degrees"),
+        (",", "no gantry angle in ','"),
         ("400,-30", "gantry angles are 0 to less than 360 deg (IEC 61217); got 400 (the same direction is 40), -30 "
                     "(the same direction is 330)"),
     ],

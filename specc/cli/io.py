@@ -3,6 +3,7 @@ matRad objectives); plans out as RT Dose, RT Plan and DVH tables."""
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,7 +32,7 @@ def import_command(
     format: str = typer.Argument(..., help=f"Source format: {', '.join(IMPORT_FORMATS)}."),
     source: Path = typer.Argument(..., help="A .mat file (matrad, matrad-objectives), a patient folder (portpy, dicom) or a criteria JSON."),
     out: Path = typer.Option(..., "--out", "-o", help="Case file to write (HDF5), or protocol YAML for portpy-criteria and matrad-objectives."),
-    beams: str | None = typer.Option(None, "--beams", help="dicom, matrad without dij: a number of equispaced beams ('7'), or gantry angles in deg, 0 to <360: '0,72,144' or with the unit, which one angle needs: '90 deg' (default 7; matrad: pln's angles when it has them)."),
+    beams: str | None = typer.Option(None, "--beams", help="dicom, matrad without dij: a number of equispaced beams ('7'), or gantry angles in deg, 0 to <360: '0,72,144' or with the unit, which one angle needs: '90 deg' (on each too: '0 deg, 72 deg'; default 7; matrad: pln's angles when it has them)."),
     beamlet: float | None = typer.Option(None, "--beamlet", help="dicom, matrad without dij: beamlet size in mm (default 5)."),
     grid: str | None = typer.Option(None, "--grid", help="dicom, matrad without dij: dose grid spacing in mm, 'S' (z on the CT slices) or 'SX,SY,SZ' (default 3)."),
     target: list[str] = typer.Option([], "--target", help="dicom, matrad without dij: structure the beams cover (default: typed PTV/CTV/GTV, matrad: TARGET); portpy-criteria: prescribed target (default PTV, PortPy's default); matrad-objectives: NAME or NAME=DOSE ('PTV=60 Gy'), a target to prescribe (default: every TARGET, at the dose of its objectives)."),
@@ -154,20 +155,36 @@ def _prescribed(target: list[str]) -> dict[str, Dose | None]:
 
 
 def _beams(text: str) -> int | list[float]:
-    """--beams: a whole number is a count of beams; gantry angles are a comma list or carry 'deg' ('90 deg')."""
+    """--beams: a whole number is a count of beams; gantry angles are a comma list or carry 'deg' ('90 deg').
+
+    Each angle may carry its unit ('0 deg, 72 deg'), as an angle is written; one that is not a
+    finite number is refused here, naming it, rather than reaching the engine as nan.
+    """
     stripped = text.strip()
     example = stripped if re.fullmatch(r"[0-9.]+", stripped) else "90"
-    how = f"one beam at a gantry angle is --beams '{example} deg', several '0,72,144' (deg)"
-    angles = stripped.removesuffix("deg").removesuffix("°")
-    try:
-        if angles == stripped and "," not in stripped:
+    how = f"one beam at a gantry angle is --beams '{example} deg', several '0,72,144' or '0 deg, 72 deg'"
+    parts = [part.strip() for part in stripped.split(",")]
+    numbers = [part.removesuffix("deg").removesuffix("°").strip() for part in parts]
+    if len(parts) == 1 and numbers[0] == parts[0]:
+        try:
             count = int(stripped)
-            if count < 1:
-                fail(f"--beams {text}: the number of beams must be at least 1; {how}")
-            return count
-        values = [float(part) for part in angles.split(",") if part.strip()]
-    except ValueError:
-        fail(f"--beams: expected a number of beams (a whole number) or gantry angles, got '{text}'; {how}")
+        except ValueError:
+            fail(f"--beams: expected a number of beams (a whole number) or gantry angles, got '{text}'; {how}")
+        if count < 1:
+            fail(f"--beams {text}: the number of beams must be at least 1; {how}")
+        return count
+    values = []
+    for part, number in zip(parts, numbers):
+        if not part:
+            continue  # '90,': the trailing comma of one angle
+        quoted = f"'{part}'" if part == stripped else f"'{part}' in '{text}'"
+        try:
+            value = float(number)
+        except ValueError:
+            fail(f"--beams: {quoted} is not a gantry angle (degrees, e.g. '72' or '72 deg'); {how}")
+        if not math.isfinite(value):
+            fail(f"--beams: {quoted} is not a gantry angle: angles are finite numbers of degrees, 0 to less than 360")
+        values.append(value + 0.0)  # -0 is 0
     if not values:
         fail(f"--beams: no gantry angle in '{text}'; {how}")
     return values
