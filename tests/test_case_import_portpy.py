@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from interop_fixtures import write_portpy_folder
 
-from specc.case.importers.hu_density import hu_to_relative_electron_density
+from specc.case.importers.hu_density import DEFAULT_HU_TABLE, hu_table_record, hu_to_relative_electron_density
 from specc.case.importers.portpy import import_portpy
 from specc.errors import CaseError
 
@@ -60,6 +60,22 @@ def test_density_comes_from_the_mean_hu_of_each_dose_voxel(imported):
     half_air = float(hu_to_relative_electron_density(np.array(-500.0)))  # mean of -1000 and 0 HU
     assert density[0, 0, 0] == pytest.approx(half_air, abs=1e-6)
     assert density[1, 1, 1] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_the_hu_table_and_ct_numbers_beyond_it_are_recorded(tmp_path):
+    """Review s19/r3 L7: --hu-table converted PortPy's HU but left no record of the table, nor of the CT numbers
+    beyond its ends, as the DICOM and matRad imports give."""
+    folder = tmp_path / "Patient_1"
+    write_portpy_folder(folder)
+    table = ((-100.0, 0.95), (0.0, 1.0), (3000.0, 2.8))
+    result = import_portpy(folder, hu_table=table)
+    assert result.case.metadata.extra["import.hu_table"] == "-100:0.95; 0:1; 3000:2.8"
+    assert any("through a user HU table (3 rows" in note for note in result.notes)
+    below = [note for note in result.notes if "below the HU table's first row (-100 HU)" in note]
+    assert len(below) == 1 and "down to -1000 HU" in below[0]
+    plain = import_portpy(folder)
+    assert plain.case.metadata.extra["import.hu_table"] == hu_table_record(DEFAULT_HU_TABLE)
+    assert not [note for note in plain.notes if "HU table's first row" in note]
 
 
 def test_missing_metadata_file_is_named(tmp_path):

@@ -21,7 +21,9 @@ import h5py
 import numpy as np
 import scipy.sparse as sp
 
-from specc.case.importers.hu_density import DEFAULT_HU_TABLE, hu_to_relative_electron_density
+from specc.case.importers.hu_density import (
+    DEFAULT_HU_TABLE, beyond_table_notes, hu_table_record, hu_to_relative_electron_density,
+)
 from specc.case.importers.report import ImportedCase, build_case, record_in_metadata
 from specc.case.model import Beam, Beamlets, CaseMetadata, Grid, Structure
 from specc.errors import CaseError
@@ -98,7 +100,9 @@ def import_portpy(
         "dose grid from PortPy's optimization voxels; a dose voxel belongs to a structure when at least "
         "half of its CT voxels do",
         "influence read as Gy per unit beamlet intensity per fraction (PortPy's A)",
-        "density: mean HU of each dose voxel's CT voxels through the HU table; air outside the calculation box",
+        f"density: mean HU of each dose voxel's CT voxels through {'the default' if hu_table == DEFAULT_HU_TABLE else 'a user'} "
+        f"HU table ({len(hu_table)} rows, recorded in the metadata as import.hu_table); air outside the calculation box",
+        *beyond_table_notes(hu_zyx[mapped], hu_table),
     ]
     case = build_case(
         str(folder),
@@ -110,7 +114,10 @@ def import_portpy(
         beamlets=beamlets,
         structures=structures,
         density=density.reshape(grid.shape),
-        metadata=CaseMetadata(source=f"PortPy patient {folder.name}", dose_engine="PortPy influence matrix"),
+        metadata=CaseMetadata(
+            source=f"PortPy patient {folder.name}", dose_engine="PortPy influence matrix",
+            extra={"import.hu_table": hu_table_record(hu_table)},
+        ),
     )
     for optional in ("ClinicalCriteria_MetaData.json", "rt_plan.dcm", "rt_dose.dcm"):
         if (folder / optional).exists():
