@@ -71,6 +71,15 @@ def test_without_stf_the_geometry_gap_is_noted(tmp_path):
     assert import_matrad(save_matrad_v5(tmp_path / "stf.mat", matrad_workspace())).case.metadata.beamlet_positions_known
 
 
+def test_without_stf_a_pln_with_more_couch_than_gantry_angles_is_refused(tmp_path):
+    """Review s19/r3 L8: the beams' couch angles were read by position, the extra ones dropped without a word."""
+    workspace = matrad_workspace(with_stf=False)
+    workspace["pln"] = {"propStf": {"gantryAngles": np.array([[0.0, 90.0]]), "couchAngles": np.array([[0.0, 0.0, 90.0]])}}
+    path = save_matrad_v5(tmp_path / "nostf.mat", workspace)
+    with pytest.raises(CaseError, match=r"pln\.propStf has 2 gantry angles \(gantryAngles\) but 3 couch angles"):
+        import_matrad(path)
+
+
 def test_a_workspace_without_ct_is_refused(tmp_path):
     workspace = matrad_workspace()
     del workspace["ct"]

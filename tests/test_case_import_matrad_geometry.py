@@ -103,6 +103,18 @@ def test_the_import_note_lists_couch_angles_and_says_when_beams_drop_them(tmp_pa
     assert any("2 beams (gantry 0, 90 deg)," in note for note in replaced)
 
 
+def test_a_pln_with_fewer_couch_than_gantry_angles_is_refused(tmp_path):
+    """Review s19/r3 L8: every beam silently got couch 0 (matRad itself refuses such a pln)."""
+    pln = {"propStf": {"gantryAngles": np.array([[0.0, 90.0, 180.0]]), "couchAngles": np.array([[0.0, 90.0]])}}
+    path = save_matrad_v5(tmp_path / "p.mat", geometry_workspace(pln=pln))
+    with pytest.raises(CaseError, match=r"p\.mat: pln\.propStf has 3 gantry angles \(gantryAngles\) but 2 couch angles "
+                                        r"\(couchAngles\): each beam needs one of each"):
+        import_matrad(path, engine={"grid_mm": 2.0})
+    # --beams replaces the pln's beams, couch angles included (noted), so its counts do not matter then
+    replaced = import_matrad(path, engine={"grid_mm": 2.0, "beams": [0.0]})
+    assert [beam.couch_deg for beam in replaced.case.beams] == [0.0]
+
+
 def test_plan_angles_outside_a_turn_are_the_same_directions_within_it(tmp_path):
     pln = {"propStf": {"gantryAngles": np.array([[-90.0, 360.0]]), "couchAngles": np.array([[0.0, -10.0]])}}
     imported = import_matrad(save_matrad_v5(tmp_path / "p.mat", geometry_workspace(pln=pln)), engine={"grid_mm": 2.0})

@@ -450,6 +450,17 @@ def _physical_dose(dij: dict, source: str) -> sp.csc_matrix:
     raise CaseError(f"{source}: dij.physicalDose{{1}} is not a matrix")
 
 
+def check_couch_angles(gantry: np.ndarray, couch: np.ndarray, source: str) -> None:
+    """pln.propStf's couch angles pair with its gantry angles, one each; matRad refuses other counts
+    ('Inconsistent number of gantry and couch angles'), and couch 0 for all would silently make
+    non-coplanar beams coplanar."""
+    if couch.size != gantry.size:
+        raise CaseError(
+            f"{source}: pln.propStf has {gantry.size} gantry angles (gantryAngles) but {couch.size} couch angles "
+            "(couchAngles): each beam needs one of each, as matRad requires"
+        )
+
+
 def _beams(workspace: dict, dij: dict, n_columns: int, source: str, notes: list[str]) -> tuple[list[Beam], Beamlets]:
     stf = workspace.get("stf")
     if stf is not None:
@@ -464,6 +475,7 @@ def _beams(workspace: dict, dij: dict, n_columns: int, source: str, notes: list[
     iso = np.asarray(prop.get("isoCenter", np.zeros((1, 3))), dtype=np.float64).reshape(-1, 3)
     width = float(np.asarray(prop.get("bixelWidth", np.nan)).ravel()[0])
     if len(gantry) == len(beam_ids):
+        check_couch_angles(gantry, couch, source)
         notes.append("no stf: beam angles and isocentre from pln.propStf")
     else:
         gantry = np.zeros(len(beam_ids))

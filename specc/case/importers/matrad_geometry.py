@@ -26,8 +26,8 @@ from specc.case.importers.hu_density import (
     DEFAULT_HU_TABLE, beyond_table_notes, hu_table_record, hu_to_relative_electron_density,
 )
 from specc.case.importers.matrad import (
-    check_cube_dims, check_index_base, cst_names, ct_axes, ct_grid_record, cst_structures, cst_voxels, field_of,
-    first_scenario, int_vector, other_variables, uniform_step,
+    check_couch_angles, check_cube_dims, check_index_base, cst_names, ct_axes, ct_grid_record, cst_structures,
+    cst_voxels, field_of, first_scenario, int_vector, other_variables, uniform_step,
 )
 from specc.case.importers.report import ImportedCase, build_case, record_in_metadata
 from specc.case.model import CaseMetadata, Grid
@@ -76,7 +76,7 @@ def import_matrad_geometry(
     notes.append(traced_note(traced, "the CT cube"))
     notes.append("the case's /density is the CT resampled to the dose grid (trilinear, air beyond the CT), for reports")
     target_names = _targets(cst, names.kept, structures, targets, source)
-    angles, couches = _angles(workspace, beams, notes)
+    angles, couches = _angles(workspace, beams, notes, source)
     model = model or PencilBeamModel()
     computed = engine_influence(grid, structures, traced, target_names, angles, beamlet_mm, model, couch_deg=couches)
     notes.append(computed.note)
@@ -149,7 +149,7 @@ def _targets(cst: Any, kept: Mapping[int, str], structures: dict, targets: Seque
 
 
 def _angles(
-    workspace: dict, beams: int | Sequence[float] | None, notes: list[str]
+    workspace: dict, beams: int | Sequence[float] | None, notes: list[str], source: str
 ) -> tuple[int | list[float], list[float]]:
     """The beams asked for, else pln.propStf's gantry (and couch) angles, else equispaced ones."""
     pln = workspace.get("pln") if isinstance(workspace.get("pln"), dict) else {}
@@ -164,10 +164,11 @@ def _angles(
             )
         return (beams if isinstance(beams, int) else list(beams)), []
     if gantry.size:
+        check_couch_angles(gantry, couch, source)
         notes.append("beam angles from pln.propStf; its isoCenter is not used (the beams aim at the targets' centre)")
         turned = np.mod(np.concatenate([gantry, couch]), 360.0)
         if np.any(turned != np.concatenate([gantry, couch])):
             notes.append("pln.propStf angles outside 0-360 deg taken as the same directions within it (IEC 61217)")
-        return np.mod(gantry, 360.0).tolist(), np.mod(couch, 360.0).tolist() if couch.size == gantry.size else []
+        return np.mod(gantry, 360.0).tolist(), np.mod(couch, 360.0).tolist()
     notes.append(f"no pln.propStf angles and no --beams: {DEFAULT_BEAMS} equispaced coplanar beams")
     return DEFAULT_BEAMS, []
