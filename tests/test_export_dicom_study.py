@@ -267,3 +267,22 @@ def test_text_beyond_ascii_is_written_as_utf8_and_says_so_in_every_file(exported
             assert ds.SpecificCharacterSet == "ISO_IR 192", path.name
             assert str(ds.PatientName) == name and name.encode("utf-8") in path.read_bytes(), path.name
     assert "SpecificCharacterSet" not in pydicom.dcmread(folder / "study" / "RD.dcm")  # ASCII needs none
+
+
+def test_a_ct_written_from_densities_reads_them_back_through_the_table_the_case_was_imported_with() -> None:
+    """Review s19/r3 L7: a case imported with its own --hu-table (recorded as import.hu_table since 7664ec8) was
+    written back through the default curve, so its exported CT numbers were another scanner's."""
+    from specc.case.importers.hu_density import HU_TABLE_KEY, hu_table_record, recorded_hu_table
+    from specc.export.dicom_study import _ct_numbers
+
+    table = ((-1000.0, 0.001), (0.0, 1.0), (1000.0, 2.0))  # not the default curve: 1.5 is 500 HU here
+    case = synthetic_case()
+    density = np.full(case.grid.shape, 1.5)
+    imported = dataclasses.replace(case, density=density, ct_hu=None, metadata=dataclasses.replace(
+        case.metadata, extra={HU_TABLE_KEY: hu_table_record(table)}))
+    assert recorded_hu_table(imported.metadata.extra) == table
+    notes: list[str] = []
+    assert np.allclose(_ct_numbers(imported, notes), 500.0)
+    assert "the calibration curve the case was imported with read backwards" in notes[0]
+    default = dataclasses.replace(imported, metadata=dataclasses.replace(case.metadata, extra={}))
+    assert not np.allclose(_ct_numbers(default, []), 500.0)  # the default curve says otherwise

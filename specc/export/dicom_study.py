@@ -29,7 +29,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import CTImageStorage, RTStructureSetStorage
 
 from specc.case import Case
-from specc.case.importers.hu_density import DEFAULT_HU_TABLE
+from specc.case.importers.hu_density import DEFAULT_HU_TABLE, recorded_hu_table
 from specc.export.dicom_identity import DicomIdentity, monochrome_pixels, save, sop_reference
 from specc.export.result_file import PlanResult, ResultError
 from specc.export.roi_types import body_structure, derived_type, target_type
@@ -115,10 +115,12 @@ def _ct_numbers(case: Case, notes: list[str]) -> np.ndarray:
         return np.asarray(case.ct_hu, dtype=np.float64)
     if case.density is None:
         raise ResultError(f"case {case.case_id!r} has neither CT numbers nor densities: there is no CT to write")
-    table = np.asarray(DEFAULT_HU_TABLE, dtype=np.float64)
+    recorded = recorded_hu_table(case.metadata.extra)
+    table = np.asarray(DEFAULT_HU_TABLE if recorded is None else recorded, dtype=np.float64)
+    curve = "default calibration curve" if recorded is None else "calibration curve the case was imported with"
     notes.append(
-        "the case has relative electron densities, no CT: the CT's numbers are the default calibration "
-        "curve read backwards (docs/formats/dicom.md), for display and for a planning system's own dose"
+        f"the case has relative electron densities, no CT: the CT's numbers are the {curve} read backwards "
+        "(docs/formats/dicom.md), for display and for a planning system's own dose"
     )
     return np.interp(case.density, table[:, 1], table[:, 0])
 

@@ -18,7 +18,7 @@ from specc.case.engine import PencilBeamModel
 from specc.case.importers.engine_case import box_grid, engine_influence, grid_spacing, scanned_density, traced_note
 from specc.case.importers.dicom_ct import DicomFolder, read_dicom_folder
 from specc.case.importers.hu_density import (
-    DEFAULT_HU_TABLE, beyond_table_notes, hu_table_record, hu_to_relative_electron_density,
+    DEFAULT_HU_TABLE, HU_TABLE_KEY, beyond_table_notes, hu_table_record, hu_to_relative_electron_density,
 )
 from specc.case.importers.report import ImportedCase, build_case, record_in_metadata
 from specc.case.importers.rtstruct import RoiContours, contour_box, off_slice_notes, rasterize, read_structure_set
@@ -82,7 +82,7 @@ def import_dicom(
 
     extra = {f"dicom.{key}": value for key, value in dicom.ct.identifiers.items()}
     extra["dicom.StructureSetSOPInstanceUID"] = str(dicom.structure_set.get("SOPInstanceUID", ""))
-    extra["import.hu_table"] = hu_table_record(hu_table)
+    extra[HU_TABLE_KEY] = hu_table_record(hu_table)
     notes = [
         computed.note,
         f"CT converted to relative electron density with {'the default' if hu_table == DEFAULT_HU_TABLE else 'a user'} "

@@ -117,9 +117,21 @@ def _checked_row(path: Path, line_no: int, hu: float, density: float) -> tuple[f
     return hu, density
 
 
+HU_TABLE_KEY = "import.hu_table"  # where `metadata.extra` records the table a case's CT was converted with
+
+
 def hu_table_record(table: tuple[tuple[float, float], ...]) -> str:
     """The table as the case metadata records it ('HU:RED' pairs), so the calibration can be traced."""
     return "; ".join(f"{hu:g}:{density:g}" for hu, density in table)
+
+
+def recorded_hu_table(extra: dict[str, str]) -> tuple[tuple[float, float], ...] | None:
+    """The table `hu_table_record` wrote into a case's metadata, None where none was recorded (a phantom, a
+    case written before it was recorded): what a CT written back from the densities is converted with."""
+    if HU_TABLE_KEY not in extra:
+        return None
+    return tuple((float(hu), float(density)) for hu, density in
+                 (pair.split(":") for pair in extra[HU_TABLE_KEY].split("; ")))
 
 
 def beyond_table_notes(hu: np.ndarray, table: tuple[tuple[float, float], ...]) -> list[str]:

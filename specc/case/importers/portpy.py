@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from specc.case.importers.hu_density import (
-    DEFAULT_HU_TABLE, beyond_table_notes, hu_table_record, hu_to_relative_electron_density,
+    DEFAULT_HU_TABLE, HU_TABLE_KEY, beyond_table_notes, hu_table_record, hu_to_relative_electron_density,
 )
 from specc.case.importers.report import ImportedCase, build_case, record_in_metadata
 from specc.case.model import Beam, Beamlets, CaseMetadata, Grid, Structure
@@ -116,7 +116,7 @@ def import_portpy(
         density=density.reshape(grid.shape),
         metadata=CaseMetadata(
             source=f"PortPy patient {folder.name}", dose_engine="PortPy influence matrix",
-            extra={"import.hu_table": hu_table_record(hu_table)},
+            extra={HU_TABLE_KEY: hu_table_record(hu_table)},
         ),
     )
     for optional in ("ClinicalCriteria_MetaData.json", "rt_plan.dcm", "rt_dose.dcm"):
