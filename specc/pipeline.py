@@ -31,7 +31,7 @@ from specc.export.staging import StagedExport
 from specc.protocol import Protocol, ProtocolSource, load_protocol, revise_protocol
 from specc.protocol.goals import Goal
 from specc.protocol.units import format_number
-from specc.planning import CompiledPlan, compile_for_plan
+from specc.planning import CompiledPlan, SampleMemory, compile_for_plan
 from specc.report import write_report
 from specc.approval import APPROVAL_JSON, ApprovalError
 from specc.report.identity import PLAN_FOLDER_FILES, PLAN_JSON, REPORT_HTML, REPORT_PDF, RESULT_H5, SEGMENTS_JSON
@@ -437,9 +437,10 @@ class PlanSession:
             case_path = case_file if case_path is None else case_path
         self.case, self.out, self.case_path = case, out, Path(case_path) if case_path is not None else None
         self.solver, self.pdf, self.progress = solver, pdf, progress
-        self._compiled: CompiledPlan | None = None  # the last program compiled (sampled as solved)
+        self._compiled: CompiledPlan | None = None  # the last plan compiled, with the program it solved
         self._warm = WarmStart()  # the last plan's fluence, and the fast-path solver that made it
         self._steps = StepMemory()  # the last plan's priority steps
+        self._samples = SampleMemory()  # the samples the session's plans found too coarse (review s19/r4 F7)
         self._last: PlanOutcome | None = None  # the last plan written
 
     @property
@@ -459,7 +460,8 @@ class PlanSession:
                 check_sequenceable(self.case)  # before a solve whose plan could not be delivered
             notes = [*changed_in_memory_note(protocol), *_derived_terms_note(protocol)]
             earlier = self._compiled.program if self._compiled is not None else None
-            compiled = compile_for_plan(protocol, self.case, self.solver, reuse=earlier)
+            compiled = compile_for_plan(protocol, self.case, self.solver, reuse=earlier, samples=self._samples)
+            notes += compiled.notes()
         if compiled.protocol.delivery is not None and compiled.protocol.delivery.forward:
             with stages.stage("solve"):
                 delivered = plan_forward(compiled, compiled.protocol.delivery)
@@ -483,7 +485,9 @@ class PlanSession:
             notes.append(f"re-planned after a protocol change: priority steps {', '.join(kept)} kept from the previous "
                          "plan (their terms, the hard terms and the rows are unchanged, so is their optimum); "
                          "the steps after them solved again")
-        self._compiled = compiled
+        # The program the plan solves: the every-voxel one when the sample proved too coarse, whose rows the next
+        # compile (on every voxel, `SampleMemory`) keeps, and with them the priority steps solved on them.
+        self._compiled = replace(compiled, program=checked.program)
         self._warm.fluence = checked.result.fluence if checked.result.usable else None
         return self._written(_write_plan(compiled, checked, self.case_path, self.out, self.pdf, stages, notes,
                                          keep_last=self.last_plan is not None))

@@ -217,3 +217,37 @@ def test_a_prescription_change_solves_again_the_steps_whose_terms_read_the_refer
     fresh = plan(changed, case, tmp_path / "fresh")
     assert [row["status"] for row in again.solve.steps] == ["optimal", "optimal"]
     _near_the_fresh_plan(again, fresh, case)
+
+
+SAMPLED_GOALS = (
+    "specc: 1\nname: t\nsite: t\nversion: 1.0.0\nstructures:\n  Target: {role: target}\n  Body: {role: other}\n"
+    "  Tissue: {role: oar, expression: 'Body - expand(Target, 5mm)'}\n"
+    "prescription: {fractions: 30, levels: [{target: Target, dose: 60 Gy}]}\n"
+    'goals:\n  Target: ["D95% >= 57 Gy"]\n  Tissue: ["Max <= 40 Gy (priority 2)", "Mean <= MEAN Gy (priority 3)"]\n'
+)
+
+
+def test_a_sample_found_too_coarse_is_not_solved_again_on_the_next_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review s19/r4 F7: each re-plan compiled the sample again, solved the steps on it, found it too coarse and
+    solved them all again on every voxel. The session now remembers it: the next change of the same structures
+    is compiled on every voxel from the start and keeps the every-voxel plan's unchanged priority steps."""
+    import specc.solve.clinical as clinical
+    from specc.solve.priorities import STEP_KEPT
+    from tests.evaluate_fakes import synthetic_case
+
+    monkeypatch.setattr(clinical, "CVXPY_SAMPLE_LIMIT", 20)  # a sample that hides the tissue's max
+    case = synthetic_case()
+    session = PlanSession(case, tmp_path / "session")
+    first = session.plan(parse_protocol_text(SAMPLED_GOALS.replace("MEAN", "5"), "p.yaml"))
+    assert first.succeeded and any("the plan was solved again on every voxel" in note for note in first.notes)
+    changed = parse_protocol_text(SAMPLED_GOALS.replace("MEAN", "6"), "p.yaml")
+    again = session.plan(changed)
+    assert again.succeeded and again.solve.converged, again.solve.message
+    assert not any("the plan was solved again on every voxel" in note for note in again.notes)
+    assert any(note.startswith("Sampling: compiled on every voxel, not on a sample of 20 voxels") for note in again.notes)
+    assert [row["status"] for row in again.solve.steps[:3]] == [STEP_KEPT] * 2 + ["optimal"]
+    fresh = plan(changed, case, tmp_path / "fresh")  # sampled, then solved again on every voxel
+    assert any("the plan was solved again on every voxel" in note for note in fresh.notes)
+    assert again.solve.objective == pytest.approx(fresh.solve.objective, rel=1e-4)
