@@ -312,6 +312,22 @@ def test_a_goals_only_protocol_says_that_priority_1_makes_a_goal_a_hard_limit_an
     assert written.new == "D10% <= 45 Gy (priority 1)" and written.note == ""
 
 
+def test_a_priority_change_beside_another_note_still_shows_both_priorities(tmp_path: Path) -> None:
+    """Review s19/r4 F4: with a reference-level or "same limit" note the new default priority was dropped again:
+    "Max <= 80% (priority 2) [80% = 48 Gy] -> Max <= 80% [80% = 52.8 Gy]" under a field saying priority changed."""
+    goals = '  PTV: ["D95% >= 95%"]\n  Core: ["{goal}"]\n'
+    old = _protocol(tmp_path, "old.yaml", "{target: PTV, dose: 60 Gy}", goals.format(goal="Max <= 80% (priority 2)"))
+    new = _protocol(tmp_path, "new.yaml", "{target: PTV, dose: 66 Gy}", goals.format(goal="Max <= 80%"))
+    assert "~ goal Core Max <= priority: Max <= 80% (priority 2) [80% = 48 Gy] -> Max <= 80% (priority 1) "\
+        "[80% = 52.8 Gy] (its reference level changed: PTV 60 Gy -> PTV 66 Gy; now a hard limit" in "\n".join(
+            _lines(old, new))
+    gy = _protocol(tmp_path, "gy.yaml", "{target: PTV, dose: 60 Gy}", goals.format(goal="Max <= 48 Gy (priority 2)"))
+    same = _protocol(tmp_path, "same.yaml", "{target: PTV, dose: 60 Gy}", goals.format(goal="Max <= 80%"))
+    (line,) = [line for line in _lines(gy, same) if line.startswith("~ goal")]
+    assert line.startswith("~ goal Core Max <= threshold, priority: Max <= 48 Gy (priority 2) -> Max <= 80% "
+                           "(priority 1) [80% = 48 Gy] (the same limit: the goal now follows the level PTV 60 Gy")
+
+
 def test_fractions_and_levels_say_what_each_level_gives_per_fraction(tmp_path: Path) -> None:
     """35 -> 30 fractions read "~ prescription prescription fractions: 35 -> 30" and not that 70 Gy became 2.333 Gy
     per fraction (audit s19/a4), what the organ limits in physical dose were set for."""

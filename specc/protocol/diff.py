@@ -389,16 +389,23 @@ def _goal_change(
             notes[-1] += f": the goal {follows} the level {level}"
     if was.reference_dose is not None and now.reference_dose is not None and was.reference_dose != now.reference_dose:
         notes.append(f"its reference level changed: {_reference(old, was)} -> {_reference(new, now)}")
+    # A priority change shows both priorities, the default 1 too (audit s19/b2 F4), also beside another note
+    # (review s19/r4 F4: "Max <= 80% (priority 2) [80% = 48 Gy] -> Max <= 80% [80% = 52.8 Gy]" said neither).
+    shown = _with_priority if "priority" in fields else _as_written
     if "priority" in fields:
         meaning = _priority_meaning(was, now, old, new)
         notes.extend([meaning] if meaning else [])
-        if not notes or notes == [meaning]:  # both priorities shown, the default 1 too (audit s19/b2 F4)
-            return Change("goal", item, _with_priority(was), _with_priority(now), field=", ".join(fields),
-                          note="; ".join(notes))
+        if not notes or notes == [meaning]:
+            return Change("goal", item, shown(was), shown(now), field=", ".join(fields), note="; ".join(notes))
     if not notes:
         return Change("goal", item, was.text, now.text, field=", ".join(fields))
     field = ", ".join(fields) or "limit"
-    return Change("goal", item, _resolved(was), _resolved(now), field=field, note="; ".join(notes))
+    return Change("goal", item, _resolved(was, shown(was)), _resolved(now, shown(now)), field=field,
+                  note="; ".join(notes))
+
+
+def _as_written(goal: Goal) -> str:
+    return goal.text
 
 
 def _with_priority(goal: Goal) -> str:
@@ -429,10 +436,11 @@ def _goals_only(protocol: Protocol | SiteTemplate) -> bool:
     return isinstance(protocol, Protocol) and (protocol.optimization is None or not protocol.optimization.terms)
 
 
-def _resolved(goal: Goal) -> str:
-    """A goal as written, with what its percentages of the prescription are in Gy: "Max <= 80% [80% = 56 Gy]"."""
+def _resolved(goal: Goal, text: str) -> str:
+    """`text`, the goal as written (`_with_priority` where its priority changed), with what its percentages of the
+    prescription are in Gy: "Max <= 80% [80% = 56 Gy]"."""
     if goal.reference_dose is None:
-        return goal.text
+        return text
     percentages = [(goal.metric.dose_percent, goal.metric_dose_gy)] if goal.metric.dose_percent is not None else []
     if goal.by_volume is not None:  # a table's column as its span: "60%-77% = 32.4-41.58 Gy"
         table, unit = goal.by_volume, goal.metric.unit
@@ -441,12 +449,12 @@ def _resolved(goal: Goal) -> str:
                   if column is not None and table.relative and (resolved := _column(goal, column)) is not None]
         pieces[:0] = [f"{format_number(percent)}% = {format_number(gy)} Gy" for percent, gy in percentages
                       if gy is not None]
-        return goal.text + (f" [{', '.join(pieces)}]" if pieces else "")
+        return text + (f" [{', '.join(pieces)}]" if pieces else "")
     percentages += [(limit.value, value) for limit, value in ((goal.threshold, goal.threshold_value),
                                                              (goal.variation, goal.variation_value))
                     if limit is not None and limit.relative]
     pieces = [f"{format_number(percent)}% = {format_number(gy)} Gy" for percent, gy in percentages if gy is not None]
-    return goal.text + (f" [{', '.join(pieces)}]" if pieces else "")
+    return text + (f" [{', '.join(pieces)}]" if pieces else "")
 
 
 def _reference(protocol: Protocol | SiteTemplate, goal: Goal) -> str:
