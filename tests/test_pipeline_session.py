@@ -246,7 +246,8 @@ def test_a_sample_found_too_coarse_is_not_solved_again_on_the_next_change(
     again = session.plan(changed)
     assert again.succeeded and again.solve.converged, again.solve.message
     assert not any("the plan was solved again on every voxel" in note for note in again.notes)
-    assert any(note.startswith("Sampling: compiled on every voxel, not on a sample of 20 voxels") for note in again.notes)
+    remembered = "Sampling: compiled on every voxel, not on a sample of 20 voxels"
+    assert any(note.startswith(remembered) for note in again.notes)
     assert [row["status"] for row in again.solve.steps[:3]] == [STEP_KEPT] * 2 + ["optimal"]
     fresh = plan(changed, case, tmp_path / "fresh")  # sampled, then solved again on every voxel
     assert any("the plan was solved again on every voxel" in note for note in fresh.notes)

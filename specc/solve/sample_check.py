@@ -9,8 +9,9 @@ is more than the optimizer's own accuracy (`SAMPLE_TOLERANCE` of the objective; 
 objective of 0, `ABSOLUTE_SLIP`) in either direction, the sample is too coarse to trust to
 that accuracy, and the protocol is compiled on every voxel. A plan of priority steps is judged
 step by step (`StepSample`): each step's sampled terms against that step's objective at the
-plan, since each step is an objective of its own, minimized and then kept by the later steps (until review s19/r4 F2 every step's excess was
-summed and measured against the last step's objective, so that steps' excesses could cancel):
+plan, since each step is an objective of its own, minimized and then kept by the later steps
+(until review s19/r4 F2 every step's excess was summed and measured against the last step's
+objective, so that steps' excesses could cancel):
 
 * a certified fast-path plan of one step goes on from the sampled plan on the fast path: most
   of the work is done, so it costs a fraction of a cold every-voxel solve (measured in
@@ -237,7 +238,8 @@ def _why(beyond: list[StepSample], tolerance: float) -> str:
 def _compared(sampled: list[StepSample], every_voxel: list[StepSample]) -> str:
     """Each step's objective in the sampled plan (on its sample) and in the every-voxel plan."""
     if len(sampled) == 1 and sampled[0].name is None:
-        return f"objective {_shown(sampled[0].objective)} on the sample, {_shown(every_voxel[0].objective)} on every voxel"
+        before, after = sampled[0].objective, every_voxel[0].objective
+        return f"objective {_shown(before)} on the sample, {_shown(after)} on every voxel"
     pairs = "; ".join(f"{before.name}: {_shown(before.objective)} -> {_shown(after.objective)}"
                       for before, after in zip(sampled, every_voxel))
     return f"each step's objective, the sampled plan's on its sample -> the every-voxel plan's: {pairs}"
