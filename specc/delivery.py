@@ -28,7 +28,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from specc.planning import CompiledPlan, compile_terms
+from specc.planning import CompiledPlan, SampleMemory, compile_terms
 from specc.protocol import Area, Delivery
 from specc.sequence import Sequence, SequenceError, check_sequenceable, sequence_fluence
 from specc.sequence.forward import forward_sequence
@@ -261,8 +261,9 @@ def _optimized_weights(
     weightless = 0  # segments the optimum gave no weight (below WEIGHT_FLOOR): not delivered, and said so
     offered = len(sequence.weights)
     case = segment_case(compiled.case, sequence)
+    samples = SampleMemory()  # a sample one round found too coarse is not compiled again in the next
     while True:
-        checked = compile_terms(program.protocol, case, settings, program.goal_priorities).solve()
+        checked = compile_terms(program.protocol, case, settings, program.goal_priorities, samples=samples).solve()
         weighted, solves = checked.result, solves + 1
         if not weighted.usable:
             if kept is None:

@@ -491,3 +491,34 @@ def test_the_small_segment_note_names_exactly_the_small_and_heavy_ones() -> None
     assert note.startswith("small segments carry much of their beam's weight (beam 1: 1.50 cm² with 30%; "
                            "noted for an opening under")
     assert _small_heavy_notes(SimpleNamespace(beams=beams[1:])) == []
+
+
+def test_the_rounds_of_segment_weights_compile_on_every_voxel_once_a_round_found_the_sample_too_coarse(
+    tmp_path, monkeypatch
+) -> None:
+    """Review s19/r4 F7: each round of the segment weights (the maximum count removing a few segments at a time)
+    paid a sampled solve and then an every-voxel one, the sample found too coarse again every round."""
+    import specc.delivery
+    import specc.solve.clinical
+    from specc.pipeline import plan
+
+    monkeypatch.setattr(specc.solve.clinical, "DEFAULT_SAMPLE_LIMIT", 20)  # far too small for this body
+    compiled: list[bool] = []  # per round: whether it compiled every voxel from what an earlier round found
+    compile_terms = specc.delivery.compile_terms
+
+    def spy(*args, **kwargs):
+        plan_ = compile_terms(*args, **kwargs)
+        compiled.append(plan_.every_voxel_remembered)
+        return plan_
+
+    monkeypatch.setattr(specc.delivery, "compile_terms", spy)
+    terms = [
+        "{kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}",
+        "{kind: quadratic_overdose, structure: Target, dose: 61 Gy, weight: 10}",
+        "{kind: quadratic_overdose, structure: Body, dose: 20 Gy, weight: 1}",
+    ]
+    written = protocol({"Target": ["D50% >= 50 Gy"]}, terms=terms,
+                       delivery="{technique: step_and_shoot, intensity_levels: 8, max_segments_per_beam: 2}")
+    assert plan(written, synthetic_case(), tmp_path / "plan").succeeded
+    assert len(compiled) >= 2, "one round of weights: the case tests nothing"
+    assert compiled[0] is False and all(compiled[1:]), compiled
