@@ -146,3 +146,18 @@ def test_beams_that_are_neither_a_count_nor_angles_say_how_to_give_one_angle(sma
     result = _import_beams(small_study, tmp_path / "c.h5", beams)
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert message in " ".join(result.output.split())
+
+
+def test_the_importers_own_beam_rule_refuses_non_finite_angles_and_reads_minus_zero_as_zero() -> None:
+    """The command line refused nan / inf and read -0 as 0 (56d1f38), but a library call (import_dicom(beams=...), a
+    pln's angles) reached the engine's rule, which said 'got nan (the same direction is nan)' and kept gantry -0."""
+    import pytest
+
+    from specc.case.importers.engine_case import _beams
+    from specc.errors import CaseError
+
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(CaseError, match=r"gantry angles are finite numbers of degrees, 0 to less than 360; got"):
+            _beams([bad], (0.0, 0.0, 0.0), [])
+    (beam,) = _beams([-0.0], (0.0, 0.0, 0.0), [-0.0])
+    assert str(beam.gantry_deg) == "0.0" and str(beam.couch_deg) == "0.0"

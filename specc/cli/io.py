@@ -184,7 +184,7 @@ def _beams(text: str) -> int | list[float]:
             fail(f"--beams: {quoted} is not a gantry angle (degrees, e.g. '72' or '72 deg'); {how}")
         if not math.isfinite(value):
             fail(f"--beams: {quoted} is not a gantry angle: angles are finite numbers of degrees, 0 to less than 360")
-        values.append(value + 0.0)  # -0 is 0
+        values.append(value)
     if not values:
         fail(f"--beams: no gantry angle in '{text}'; {how}")
     return values

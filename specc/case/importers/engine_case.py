@@ -9,6 +9,8 @@ projection, rows on every structure voxel (docs/dose-engine.md for the model and
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -134,13 +136,17 @@ def traced_note(volume: DensityVolume, what: str) -> str:
 def _beams(beams: int | Sequence[float], isocenter: tuple[float, float, float], couch_deg: Sequence[float]) -> list[Beam]:
     if isinstance(beams, int):
         return equispaced_beams(beams, isocenter)
-    angles = [float(a) for a in beams]
+    angles = [float(a) + 0.0 for a in beams]  # + 0.0: -0 is 0
     if not angles:
         raise CaseError("--beams needs a number of beams or a list of gantry angles")
-    couches = [float(c) for c in couch_deg] or [0.0] * len(angles)
+    couches = [float(c) + 0.0 for c in couch_deg] or [0.0] * len(angles)
     if len(couches) != len(angles):
         raise CaseError(f"{len(angles)} gantry angles but {len(couches)} couch angles")
     for kind, values in (("gantry", angles), ("couch", couches)):
+        unreadable = [a for a in values if not math.isfinite(a)]
+        if unreadable:
+            raise CaseError(f"{kind} angles are finite numbers of degrees, 0 to less than 360; got "
+                            + ", ".join(f"{a:g}" for a in unreadable))
         outside = [a for a in values if not 0.0 <= a < 360.0]
         if outside:
             raise CaseError(
