@@ -18,7 +18,8 @@ from specc.case.engine import PencilBeamModel
 from specc.case.importers.engine_case import box_grid, engine_influence, grid_spacing, scanned_density, traced_note
 from specc.case.importers.dicom_ct import DicomFolder, read_dicom_folder
 from specc.case.importers.hu_density import (
-    DEFAULT_HU_TABLE, HU_TABLE_KEY, beyond_table_notes, hu_table_record, hu_to_relative_electron_density,
+    DEFAULT_HU_TABLE, HU_TABLE_KEY, beyond_table_notes, hu_table_record, hu_table_said,
+    hu_to_relative_electron_density,
 )
 from specc.case.importers.report import ImportedCase, build_case, record_in_metadata
 from specc.case.importers.rtstruct import RoiContours, contour_box, off_slice_notes, rasterize, read_structure_set
@@ -85,9 +86,7 @@ def import_dicom(
     extra[HU_TABLE_KEY] = hu_table_record(hu_table)
     notes = [
         computed.note,
-        f"CT converted to relative electron density with {'the default' if hu_table == DEFAULT_HU_TABLE else 'a user'} "
-        f"HU table ({len(hu_table)} rows, {hu_table[0][0]:g} to {hu_table[-1][0]:g} HU; recorded in the metadata "
-        "as import.hu_table)",
+        f"CT converted to relative electron density with {hu_table_said(hu_table)}",
         *beyond_table_notes(dicom.ct.hu, hu_table),
         traced_note(traced, "the CT"),
         "the case's /density is the CT resampled to the dose grid (trilinear), for reports; the influence matrix "

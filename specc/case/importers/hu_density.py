@@ -125,6 +125,13 @@ def hu_table_record(table: tuple[tuple[float, float], ...]) -> str:
     return "; ".join(f"{hu:g}:{density:g}" for hu, density in table)
 
 
+def hu_table_said(table: tuple[tuple[float, float], ...]) -> str:
+    """The table an import converted its CT numbers with, as its notes name it (one wording for every importer)."""
+    whose = "the default" if table == DEFAULT_HU_TABLE else "a user"
+    return (f"{whose} HU table ({len(table)} rows, {table[0][0]:g} to {table[-1][0]:g} HU; recorded in the metadata "
+            f"as {HU_TABLE_KEY})")
+
+
 def recorded_hu_table(extra: dict[str, str]) -> tuple[tuple[float, float], ...] | None:
     """The table `hu_table_record` wrote into a case's metadata, None where none was recorded (a phantom, a
     case written before it was recorded): what a CT written back from the densities is converted with."""

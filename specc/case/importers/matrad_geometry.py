@@ -23,7 +23,8 @@ from specc.case.engine import DensityVolume, PencilBeamModel
 from specc.case.importers.dicom_ct import resample
 from specc.case.importers.engine_case import box_grid, engine_influence, grid_spacing, scanned_density, traced_note
 from specc.case.importers.hu_density import (
-    DEFAULT_HU_TABLE, HU_TABLE_KEY, beyond_table_notes, hu_table_record, hu_to_relative_electron_density,
+    DEFAULT_HU_TABLE, HU_TABLE_KEY, beyond_table_notes, hu_table_record, hu_table_said,
+    hu_to_relative_electron_density,
 )
 from specc.case.importers.matrad import (
     check_couch_angles, check_cube_dims, check_index_base, cst_names, ct_axes, ct_grid_record, cst_structures,
@@ -69,8 +70,7 @@ def import_matrad_geometry(
     if converted is None:
         notes.append("density: ct.cube (matRad's relative electron density)")
     else:
-        notes.append(f"density from ct.cubeHU through the HU table (no ct.cube; {len(hu_table)} rows, recorded in "
-                     "the metadata as import.hu_table)")
+        notes.append(f"density from ct.cubeHU (no ct.cube) through {hu_table_said(hu_table)}")
         notes += beyond_table_notes(converted, hu_table)
         extra[HU_TABLE_KEY] = hu_table_record(hu_table)
     notes.append(traced_note(traced, "the CT cube"))

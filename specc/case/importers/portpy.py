@@ -22,7 +22,8 @@ import numpy as np
 import scipy.sparse as sp
 
 from specc.case.importers.hu_density import (
-    DEFAULT_HU_TABLE, HU_TABLE_KEY, beyond_table_notes, hu_table_record, hu_to_relative_electron_density,
+    DEFAULT_HU_TABLE, HU_TABLE_KEY, beyond_table_notes, hu_table_record, hu_table_said,
+    hu_to_relative_electron_density,
 )
 from specc.case.importers.report import ImportedCase, build_case, record_in_metadata
 from specc.case.model import Beam, Beamlets, CaseMetadata, Grid, Structure
@@ -100,8 +101,8 @@ def import_portpy(
         "dose grid from PortPy's optimization voxels; a dose voxel belongs to a structure when at least "
         "half of its CT voxels do",
         "influence read as Gy per unit beamlet intensity per fraction (PortPy's A)",
-        f"density: mean HU of each dose voxel's CT voxels through {'the default' if hu_table == DEFAULT_HU_TABLE else 'a user'} "
-        f"HU table ({len(hu_table)} rows, recorded in the metadata as import.hu_table); air outside the calculation box",
+        f"density: mean HU of each dose voxel's CT voxels through {hu_table_said(hu_table)}; air outside the "
+        "calculation box",
         *beyond_table_notes(hu_zyx[mapped], hu_table),
     ]
     case = build_case(
