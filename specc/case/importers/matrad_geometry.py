@@ -166,9 +166,9 @@ def _angles(
     if gantry.size:
         check_couch_angles(gantry, couch, source)
         notes.append("beam angles from pln.propStf; its isoCenter is not used (the beams aim at the targets' centre)")
-        turned = np.mod(np.concatenate([gantry, couch]), 360.0)
-        if np.any(turned != np.concatenate([gantry, couch])):
+        turned_gantry, turned_couch = np.mod(gantry, 360.0), np.mod(couch, 360.0)
+        if np.any(turned_gantry != gantry) or np.any(turned_couch != couch):
             notes.append("pln.propStf angles outside 0-360 deg taken as the same directions within it (IEC 61217)")
-        return np.mod(gantry, 360.0).tolist(), np.mod(couch, 360.0).tolist()
+        return turned_gantry.tolist(), turned_couch.tolist()
     notes.append(f"no pln.propStf angles and no --beams: {DEFAULT_BEAMS} equispaced coplanar beams")
     return DEFAULT_BEAMS, []
