@@ -10,7 +10,7 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from specc.protocol.diagnostics import Issue, located_goals
-from specc.protocol.goals import Goal, Threshold, read_at, table_points
+from specc.protocol.goals import Goal, read_at, resolved_column, table_points
 from specc.protocol.metrics import Metric
 from specc.protocol.names import name_key
 from specc.protocol.plausibility import plausible_doses, plausible_margins
@@ -563,24 +563,16 @@ def _limit_key(goal: Goal) -> tuple[object, ...]:
     dose it is on; not its priority or variation."""
     if goal.by_volume is not None and _readable(goal):
         threshold: object = ("table", goal.by_volume.structure, goal.by_volume.volumes_cc,
-                             _table_column(goal, goal.by_volume.limits))
+                             resolved_column(goal, goal.by_volume.limits))
     else:
         threshold = goal.threshold_value if _resolved(goal) else goal.threshold or goal.by_volume
     return (goal.structure, goal.metric, goal.comparator, threshold, goal.quantity, goal.course)
 
 
-def _table_column(goal: Goal, values: tuple[float, ...] | None) -> tuple[float, ...] | None:
-    """A column of `goal`'s table in the metric's unit (% of the prescription resolved)."""
-    if values is None or goal.by_volume is None:
-        return values
-    relative = goal.by_volume.relative
-    return tuple(Threshold(value=value, relative=relative).resolve(goal.reference_dose) for value in values)
-
-
 def _variation_key(goal: Goal) -> object:
     """A goal's acceptable variation as `_repeated_goals` compares it: a table's column resolved, row by row."""
     if goal.by_volume is not None and _readable(goal):
-        return _table_column(goal, goal.by_volume.variations)
+        return resolved_column(goal, goal.by_volume.variations)
     return goal.variation
 
 

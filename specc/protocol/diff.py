@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from typing import Protocol as TypingProtocol
 
-from specc.protocol.goals import DEFAULT_PRIORITY, LOWER_BOUNDS, Goal, Threshold, qualifiers, span_text
+from specc.protocol.goals import (DEFAULT_PRIORITY, LOWER_BOUNDS, Goal, Threshold, qualifiers, resolved_column,
+                                  span_text)
 from specc.protocol.models import Protocol, SiteTemplate
 from specc.protocol.templates import LIMITS_FOR_DOSE_PER_FRACTION, PER_FRACTION_PRECISION, fractionation_misfit
 from specc.protocol.units import format_number
@@ -346,17 +347,9 @@ def _limits(goal: Goal) -> tuple[object, ...] | None:
         return None
     if goal.by_volume is not None:  # every row moves with a new level where the table is in % of it
         table = goal.by_volume
-        return (table.structure, table.volumes_cc, _column(goal, table.limits), _column(goal, table.variations),
-                goal.metric_dose_gy)
+        return (table.structure, table.volumes_cc, resolved_column(goal, table.limits),
+                resolved_column(goal, table.variations), goal.metric_dose_gy)
     return goal.threshold_value, goal.variation_value, goal.metric_dose_gy
-
-
-def _column(goal: Goal, values: tuple[float, ...] | None) -> tuple[float, ...] | None:
-    """A column of `goal`'s table in the metric's unit (% of the prescription resolved)."""
-    if values is None or goal.by_volume is None:
-        return values
-    return tuple(Threshold(value=value, relative=goal.by_volume.relative).resolve(goal.reference_dose)
-                 for value in values)
 
 
 def _relative(goal: Goal) -> bool:
@@ -446,7 +439,8 @@ def _resolved(goal: Goal, text: str) -> str:
         table, unit = goal.by_volume, goal.metric.unit
         pieces = [f"{span_text(column, True, unit)} = {span_text(resolved, False, unit)}"
                   for column in (table.limits, table.variations)
-                  if column is not None and table.relative and (resolved := _column(goal, column)) is not None]
+                  if column is not None and table.relative
+                  and (resolved := resolved_column(goal, column)) is not None]
         pieces[:0] = [f"{format_number(percent)}% = {format_number(gy)} Gy" for percent, gy in percentages
                       if gy is not None]
         return text + (f" [{', '.join(pieces)}]" if pieces else "")

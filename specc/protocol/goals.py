@@ -448,6 +448,15 @@ def read_at(goal: Goal, point: Mapping[str, float]) -> Goal:
     return goal if goal.by_volume is None else goal.at_volume(point[goal.by_volume.structure])
 
 
+def resolved_column(goal: Goal, values: tuple[float, ...] | None) -> tuple[float, ...] | None:
+    """A column of `goal`'s table in the metric's unit (% of the prescription resolved), so that tables written in %
+    and in Gy compare alike (consistency's repeated goals, diff's changed limits)."""
+    if values is None or goal.by_volume is None:
+        return values
+    return tuple(Threshold(value=value, relative=goal.by_volume.relative).resolve(goal.reference_dose)
+                 for value in values)
+
+
 def table_rows(table: VolumeTable) -> list[tuple[Threshold, Threshold | None]]:
     """Each row of `table` as the threshold and variation it gives a case of that row's volume."""
     variations = table.variations or (None,) * len(table.limits)
