@@ -12,8 +12,9 @@ from pydantic import BaseModel, ConfigDict
 
 from specc.evaluate.goals import Comparator, GoalStatus, MeasuredStatus
 from specc.protocol.judgement import judged_text
-from specc.protocol.goals import Course
+from specc.protocol.goals import LOWER_BOUNDS, Course
 from specc.protocol.isoeffect import DoseQuantity
+from specc.protocol.metrics import Metric
 
 RECORD_FORMAT = 1
 
@@ -245,7 +246,7 @@ class GoalRecord(_Record):
         The comparator says it for every metric but CV, which counts the volume *below* a dose:
         sparing at least 20 cc at 20 Gy keeps the curve at most at the point (audit s19/a1).
         """
-        return (self.comparator in (">=", ">")) != self.metric.startswith("CV")
+        return (self.comparator in LOWER_BOUNDS) != (Metric.parse(self.metric).quantity == "CV")
 
     def shown(self, value: float) -> str:
         """A value of this goal (its own, a scenario's, another plan's) with the decimals its judgement needs."""
