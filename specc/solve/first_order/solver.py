@@ -138,7 +138,7 @@ class FirstOrderSolver:
         holds = hard_violation <= LIMIT_TOLERANCE
         if result.outcome == "converged":
             status = "optimal"
-        elif result.outcome in ("time_limit", "iteration_limit"):
+        elif result.outcome in LIMIT_STATUSES:
             status = result.outcome  # as for any solver; with the point where it meets the hard limits
         elif result.outcome == "uncertified" and holds:
             status = "optimal_inaccurate"
@@ -263,7 +263,7 @@ class WarmStart:
 def _stopped_by_user_limit(solver: FirstOrderSolver, settings: SolverSettings) -> bool:
     """A stop at a limit the protocol set is the user's choice: no reference solve after it."""
     user_limit = settings.time_limit_s is not None or settings.max_iterations is not None
-    return user_limit and solver.last_run is not None and solver.last_run.outcome in ("time_limit", "iteration_limit")
+    return user_limit and solver.last_run is not None and solver.last_run.outcome in LIMIT_STATUSES
 
 
 def attempt(
