@@ -276,33 +276,10 @@ class OneRun:
 
 def of_one_run(folder: Path, case: str | Path | None = None) -> OneRun:
     """Which plan files in `folder` are not of the run whose record plan.json holds (`OneRun.foreign`), each with
-    what differs: the record report.html (report.pdf) names, result.h5's embedded record, segments.json's plan.
-    segments.json's fluence is checked on the plan's case (`PlanResult.load_case`: `case`, else the path result.h5
-    records), as every export checks it; where the case cannot be loaded, `OneRun.unchecked` says so."""
-    foreign = foreign_files(folder)
-    segments = folder / SEGMENTS_JSON
-    if foreign or not segments.is_file() or not (folder / RESULT_H5).is_file():
-        return OneRun(foreign, [])
-    result = read_result(folder / RESULT_H5)
-    try:
-        plan_case = result.load_case(case)
-    except (ResultError, CaseError) as error:
-        return OneRun([], [
-            f"{SEGMENTS_JSON}'s fluence (the beamlet weights its segments deliver) cannot be checked against "
-            f"{RESULT_H5}'s without the plan's case ({error}); weight moved between a beam's segments keeps their "
-            "count and summed weight, which alone are checked: give the plan's case with --case"
-        ])
-    try:
-        result.check_segments(read_segments(segments), segments, plan_case)
-    except ResultError as error:
-        return OneRun([str(error)], [])
-    return OneRun([], [])
-
-
-def foreign_files(folder: Path) -> list[str]:
-    """The plan files in `folder` that are not of the run whose record plan.json holds, each with what
-    differs: the record report.html (report.pdf) names, result.h5's embedded record, segments.json's plan (its
-    segments per beam and their summed weight; `of_one_run` checks their fluence on the case too)."""
+    what differs: the record report.html (report.pdf) names, result.h5's embedded record, segments.json's plan (its
+    segments per beam and their summed weight). segments.json's fluence is checked on the plan's case too
+    (`PlanResult.load_case`: `case`, else the path result.h5 records), as every export checks it; where the case
+    cannot be loaded, `OneRun.unchecked` says so. result.h5 and segments.json are each read once, and checked once."""
     plan_bytes = (folder / PLAN_JSON).read_bytes()
     digest = hashlib.sha256(plan_bytes).hexdigest()
     out = []
@@ -312,21 +289,32 @@ def foreign_files(folder: Path) -> list[str]:
             if problem is not None:
                 out.append(problem)
     if not (folder / RESULT_H5).is_file():
-        return out
+        return OneRun(out, [])
     try:
         result = read_result(folder / RESULT_H5)
     except ResultError as error:
-        return [*out, str(error)]
+        return OneRun([*out, str(error)], [])
     problem = _result_mismatch(result, plan_bytes.decode("utf-8", errors="replace"))
     if problem is not None:
-        return [*out, problem]
+        return OneRun([*out, problem], [])
     segments = folder / SEGMENTS_JSON
-    if segments.is_file():
+    if not segments.is_file():
+        return OneRun(out, [])
+    plan_case, unchecked = None, []
+    if not out:  # a folder already shown to mix runs needs no case to say so
         try:
-            result.check_segments(read_segments(segments), segments)
-        except ResultError as error:
-            out.append(str(error))
-    return out
+            plan_case = result.load_case(case)
+        except (ResultError, CaseError) as error:
+            unchecked = [
+                f"{SEGMENTS_JSON}'s fluence (the beamlet weights its segments deliver) cannot be checked against "
+                f"{RESULT_H5}'s without the plan's case ({error}); weight moved between a beam's segments keeps "
+                "their count and summed weight, which alone are checked: give the plan's case with --case"
+            ]
+    try:
+        result.check_segments(read_segments(segments), segments, plan_case)
+    except ResultError as error:
+        return OneRun([*out, str(error)], [])
+    return OneRun(out, unchecked)
 
 
 def _report_mismatch(name: str, named: list[str], digest: str) -> str | None:

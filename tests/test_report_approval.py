@@ -16,7 +16,7 @@ from specc.cli import app
 from specc.evaluate import PlanRecord
 from specc.evaluate.record import RobustGoalRecord, RobustnessRecord
 from specc.pipeline import plan
-from specc.approval import ApprovalError, approve, verify
+from specc.approval import ApprovalError, OneRun, approve, verify
 from specc.report.identity import record_json, record_sha256
 
 TERMS = [
@@ -221,7 +221,7 @@ def test_verify_finds_files_of_another_run_bound_by_an_earlier_approval(met, fai
 
     folder = _copy(met, tmp_path)
     shutil.copy(failing / "report.html", folder)
-    monkeypatch.setattr(specc.approval, "foreign_files", lambda folder: [])  # as approve did before
+    monkeypatch.setattr(specc.approval, "of_one_run", lambda folder, case=None: OneRun([], []))  # as approve did before
     approve(folder, "Dr. A. Example", "")
     monkeypatch.undo()
     checked = verify(folder)
