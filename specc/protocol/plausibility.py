@@ -125,8 +125,20 @@ def plausible_doses(protocol: ProtocolDocument) -> Iterator[Issue]:
     yield from _goal_doses(protocol)
 
 
-def _course(fractions: int) -> str:
+def course_text(fractions: int) -> str:
+    """"1 fraction", "5 fractions": the course as every message about a prescription names it."""
     return f"{fractions} fraction{'s' if fractions != 1 else ''}"
+
+
+def _as_total(level: DoseLevel, fractions: int) -> str | None:
+    """"7 Gy in each of 5 fractions is 35 Gy": `level`'s dose read as a dose per fraction, the reading that the
+    level (or a goal far above it) asks about; None where that reading is no slip, in one fraction (it is the
+    total then) or where the total is more than courses give (`LARGEST_COURSE_GY`)."""
+    total = level.plan_dose_gy * fractions
+    if fractions == 1 or total > LARGEST_COURSE_GY:
+        return None
+    return (f"{format_number(level.plan_dose_gy)} Gy in each of {course_text(fractions)} is "
+            f"{format_number(round(total, 4))} Gy")
 
 
 def _is_slip(level: DoseLevel) -> bool:
@@ -139,7 +151,7 @@ def _is_slip(level: DoseLevel) -> bool:
 def _levels(protocol: ProtocolDocument) -> Iterator[Issue]:
     assert protocol.prescription is not None
     low, high = PLAUSIBLE_GY_PER_FRACTION
-    course = _course(protocol.prescription.fractions)
+    course = course_text(protocol.prescription.fractions)
     for index, level in enumerate(protocol.prescription.levels):
         per_fraction = level.dose_per_fraction_gy
         if _is_slip(level):
@@ -178,12 +190,9 @@ def _levels_far_below(protocol: ProtocolDocument) -> Iterator[Issue]:
         if _is_slip(level) or ratio >= 1 / PLAUSIBLE_GOAL_TO_LEVEL:
             continue
         slips = []
-        if fractions > 1 and level.plan_dose_gy * fractions <= LARGEST_COURSE_GY:
-            slips.append(
-                f"a dose per fraction written as the total? `dose` is the total over all fractions ("
-                f"{format_number(level.plan_dose_gy)} Gy in each of {_course(fractions)} is "
-                f"{format_number(round(level.plan_dose_gy * fractions, 4))} Gy)"
-            )
+        if (as_total := _as_total(level, fractions)) is not None:
+            slips.append(f"a dose per fraction written as the total? `dose` is the total over all fractions "
+                         f"({as_total})")
         if 1 / PLAUSIBLE_GOAL_TO_LEVEL <= 100 * ratio <= PLAUSIBLE_GOAL_TO_LEVEL:
             written = format_number(round(100 * level.dose.gy, 4))
             slips.append(f'"{written} cGy" written for {written} Gy?')
@@ -256,14 +265,13 @@ def _level_per_fraction(
     prescription = protocol.prescription
     assert prescription is not None
     fractions = prescription.fractions
-    total = level.plan_dose_gy * fractions
-    if fractions == 1 or ratio / fractions > PLAUSIBLE_GOAL_TO_LEVEL or total > LARGEST_COURSE_GY:
+    as_total = _as_total(level, fractions)
+    if as_total is None or ratio / fractions > PLAUSIBLE_GOAL_TO_LEVEL:
         return "", None
     index = prescription.levels.index(level)
     return (
         f"; or is the dose level {level.target} {format_number(level.dose.gy)} Gy (prescription.levels[{index}]) a dose "
-        f"per fraction written as the total? ({format_number(level.plan_dose_gy)} Gy in each of {_course(fractions)} "
-        f"is {format_number(round(total, 4))} Gy)",
+        f"per fraction written as the total? ({as_total})",
         ("prescription", "levels", index),
     )
 
@@ -320,13 +328,14 @@ def _level_asked(protocol: ProtocolDocument, level: DoseLevel, asked: list[Issue
     index = protocol.prescription.levels.index(level)
     first = asked[0].message.split(" is ", 1)[0]  # the goal as quoted: '"D0.03cc <= 45 Gy"'
     goals = f"{first} and {len(asked) - 1} more goals state" if len(asked) > 1 else f"{first} states"
+    as_total = _as_total(level, fractions)
+    assert as_total is not None, "asked only where _level_per_fraction found the level readable as per fraction"
     total = format_number(round(level.plan_dose_gy * fractions, 4))
     return Issue(
         ("prescription", "levels", index, "dose"),
-        f"{format_number(level.dose.gy)} Gy in {_course(fractions)}: a dose per fraction written as the total? "
-        f"`dose` is the total over all fractions ({format_number(level.plan_dose_gy)} Gy in each of "
-        f"{_course(fractions)} is {total} Gy): {goals} a dose more than {format_number(PLAUSIBLE_GOAL_TO_LEVEL)} "
-        f"times this level, plausible against {total} Gy (each at its line)",
+        f"{format_number(level.dose.gy)} Gy in {course_text(fractions)}: a dose per fraction written as the total? "
+        f"`dose` is the total over all fractions ({as_total}): {goals} a dose more than "
+        f"{format_number(PLAUSIBLE_GOAL_TO_LEVEL)} times this level, plausible against {total} Gy (each at its line)",
     )
 
 
@@ -376,7 +385,7 @@ def _reference(protocol: ProtocolDocument, level: DoseLevel, goal: Goal) -> tupl
         courses.insert(0, (prior.dose.gy, prior.fractions))
     isoeffective = sum(float(isoeffective_gy(gy, fractions, spec.alpha_beta.gy, goal.quantity))
                        for gy, fractions in courses)
-    given = " then ".join(f"{format_number(gy)} Gy in {_course(fractions)}" for gy, fractions in courses)
-    course = f"{shown} in {_course(prescription.fractions)}" if len(courses) == 1 else f"{shown}: {given}"
+    given = " then ".join(f"{format_number(gy)} Gy in {course_text(fractions)}" for gy, fractions in courses)
+    course = f"{shown} in {course_text(prescription.fractions)}" if len(courses) == 1 else f"{shown}: {given}"
     described = f"{format_number(round(isoeffective, 2))} Gy {goal.quantity}: {course}, alpha/beta {spec.alpha_beta}"
     return isoeffective, described

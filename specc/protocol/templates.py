@@ -57,6 +57,7 @@ from specc.protocol.goals import (
     table_points,
 )
 from specc.protocol.metrics import Metric
+from specc.protocol.plausibility import course_text
 from specc.protocol.units import Dose, format_number, places_apart
 from specc.protocol.yaml_source import Position, compose, position_of
 
@@ -531,7 +532,7 @@ def fractionation_misfit(
     per_fraction = round(highest.dose_per_fraction_gy, PER_FRACTION_PRECISION)
     if low <= per_fraction <= high:
         return None
-    course = f"{prescription.fractions} fraction{'s' if prescription.fractions != 1 else ''}"
+    course = course_text(prescription.fractions)
     told = (
         f"{highest.target}'s {format_number(highest.plan_dose_gy)} Gy in {course} is "
         f"{format_number(per_fraction)} Gy per fraction, but the physical dose limits {'taken ' if extends else ''}"
