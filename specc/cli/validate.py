@@ -49,7 +49,8 @@ def validate(
                 for diagnostic in error.diagnostics:
                     error_console.print(Text(str(diagnostic)), soft_wrap=True, highlight=False)
             continue
-        reported += [{**warning.as_dict(), "severity": "warning"} for warning in checked.template_warnings]
+        warnings = checked.template_warnings  # a property that builds its Diagnostics on each read
+        reported += [{**warning.as_dict(), "severity": "warning"} for warning in warnings]
         # Notes on a valid protocol: what `specc plan` would refuse when it derives the program from the goals
         # alone, and each limit by a structure's volume (no number in the file, one on each case).
         refusals = [] if isinstance(checked, SiteTemplate) else checked.derivation_refusals
@@ -59,7 +60,7 @@ def validate(
         if output is OutputFormat.text:
             kind = " (template)" if isinstance(checked, SiteTemplate) else ""
             console.print(Text(f"OK {file}{kind}"), highlight=False)
-            for warning in checked.template_warnings:
+            for warning in warnings:
                 console.print(Text(f"  warning: {warning}"), soft_wrap=True, highlight=False)
             for said, note in notes:
                 console.print(Text(f"  note: {said}{note}"), soft_wrap=True, highlight=False)
