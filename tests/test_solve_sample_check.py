@@ -145,8 +145,8 @@ def test_each_priority_steps_sampled_terms_are_judged_against_that_steps_objecti
         objective=1000.0, iterations=10, solve_time_s=1.0,
         terms=[TermValue(term.label, term.kind, term.source, term.hard, values[term.label]) for term in program.terms],
     )
-    found = [SampledTerm(priority_2.label, "Body", 40, 1000, on_sample=1.0, on_every_voxel=1.1),
-             SampledTerm(priority_3.label, "Body", 40, 1000, on_sample=1000.0, on_every_voxel=999.9)]
+    found = [SampledTerm(priority_2.label, "Body", 1, 40, 1000, on_sample=1.0, on_every_voxel=1.1),
+             SampledTerm(priority_3.label, "Body", 2, 40, 1000, on_sample=1000.0, on_every_voxel=999.9)]
     monkeypatch.setattr(sample_check, "sampled_terms", lambda *args: found)
     checked = check_sample(protocol, case, program, result, choose_solver("CLARABEL"))
     (warning,) = checked.result.warnings

@@ -50,6 +50,7 @@ class SampledTerm:
 
     label: str
     structure: str
+    index: int  # the term's position in its program (`CompiledProgram.terms`)
     sample_entries: int
     structure_voxels: int
     on_sample: float
@@ -81,14 +82,14 @@ def sampled_terms(program: CompiledProgram, case: Case, fluence: np.ndarray) -> 
     })
     on_sample = SmoothFormContext.of(program, sampled)
     found = []
-    for compiled in program.terms:
+    for index, compiled in enumerate(program.terms):
         names = [name for name in compiled.term.structures() if name in sampled]
         if not names or compiled.hard or compiled.objective is None:
             continue
         name = names[0]  # only soft terms see a sample, and each names one structure
         entries = sampled[name]
         found.append(SampledTerm(
-            compiled.label, name, len(entries.entries),
+            compiled.label, name, index, len(entries.entries),
             entries.n_voxels,
             on_sample=_value(compiled.term, on_sample, program_dose[entries.entries], fluence),
             on_every_voxel=_value(compiled.term, every_voxel, whole[name], fluence),

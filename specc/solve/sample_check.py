@@ -160,7 +160,7 @@ def step_samples(program: CompiledProgram, result: SolveResult, found: list[Samp
         return [StepSample(None, result.objective, found)]
     if len(result.terms) != len(program.terms):
         raise ValueError(f"the plan's log has {len(result.terms)} terms, its program {len(program.terms)}")
-    index_of = dict(zip(_sampled_indices(program, found), found))
+    index_of = {term.index: term for term in found}
     return [
         StepSample(
             f"step {number} ({step.name})", _step_objective(result, step),
@@ -168,18 +168,6 @@ def step_samples(program: CompiledProgram, result: SolveResult, found: list[Samp
         )
         for number, step in enumerate(steps, start=1)
     ]
-
-
-def _sampled_indices(program: CompiledProgram, found: list[SampledTerm]) -> list[int]:
-    """The program's indices of `found`, the terms `sampled_terms` values (in the program's order)."""
-    sampled = {name for name, entries in program.selection.structures.items() if entries.sampled}
-    indices = [
-        index for index, compiled in enumerate(program.terms)
-        if not compiled.hard and compiled.objective is not None and sampled & set(compiled.term.structures())
-    ]
-    if [program.terms[i].label for i in indices] != [term.label for term in found]:
-        raise ValueError("the sampled terms are not the program's soft terms on its sampled structures")
-    return indices
 
 
 def _step_objective(result: SolveResult, step: Step) -> float | None:
