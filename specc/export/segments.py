@@ -24,7 +24,7 @@ from specc.evaluate import PlanRecord
 from specc.export.result_file import ResultError
 from specc.case.neighbours import BeamGrid
 from specc.sequence import Sequence
-from specc.sequence.segments import beam_grids_of
+from specc.sequence.segments import beam_grids_of, first_beamlet_edge_mm, leaf_pair_centres_mm
 
 FORMAT_NAME = "specc-segments"
 FORMAT_VERSION = 1
@@ -179,7 +179,7 @@ def geometry_mismatch(document: SegmentsDocument, case: Case) -> str | None:
                 return f"beam {entry.beam}: {field} {getattr(entry, field)!r}, the case's {getattr(beam, field)!r}"
         if not np.allclose(entry.isocenter_mm, beam.isocenter_mm, rtol=0, atol=_FILE_RESOLUTION_MM):
             return f"beam {entry.beam}: isocenter_mm {list(entry.isocenter_mm)}, the case's {list(beam.isocenter_mm)}"
-        rows = grid.y0_mm + grid.pitch_y_mm * np.arange(grid.cells.shape[1])
+        rows = leaf_pair_centres_mm(grid)
         if abs(entry.leaf_width_mm - grid.pitch_y_mm) > _FILE_RESOLUTION_MM:
             return (f"beam {entry.beam}: leaf width {entry.leaf_width_mm:g} mm, the case's beamlet rows "
                     f"{grid.pitch_y_mm:g} mm high")
@@ -208,7 +208,7 @@ def geometry_mismatch(document: SegmentsDocument, case: Case) -> str | None:
 def _tip_off_the_grid(tips: tuple[float, float], grid: BeamGrid, pair: int) -> str | None:
     """Why an open pair's (left, right) tips cannot be a plan's: a tip off the beam's beamlet edges, or
     a cell between them that holds no beamlet of the case (None: neither)."""
-    edge0 = grid.x0_mm - grid.pitch_x_mm / 2
+    edge0 = first_beamlet_edge_mm(grid)
     edges = []
     for side, tip in zip(("left", "right"), tips):
         edge = round((tip - edge0) / grid.pitch_x_mm)

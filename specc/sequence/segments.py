@@ -25,6 +25,18 @@ from specc.sequence.fewest import fewest_apertures
 from specc.sequence.sweep import Apertures, sweep_apertures
 
 
+def leaf_pair_centres_mm(grid: BeamGrid) -> np.ndarray:
+    """Where a beam's leaf pairs are centred, in mm: on its beamlet rows. One formula for the writer of
+    segments.json and its checker (`specc.export.segments.geometry_mismatch`), so neither refuses the other."""
+    return grid.y0_mm + grid.pitch_y_mm * np.arange(grid.cells.shape[1])
+
+
+def first_beamlet_edge_mm(grid: BeamGrid) -> float:
+    """The x of a beam's first beamlet edge, in mm, where leaf tips are counted from (every tip stops on an edge,
+    `pitch_x_mm` apart): shared by the writer of the tips and their checker, as `leaf_pair_centres_mm` is."""
+    return grid.x0_mm - grid.pitch_x_mm / 2
+
+
 class SequenceError(SpeccError):
     """A plan that cannot be sequenced into MLC segments (beamlet geometry, levels)."""
 
@@ -45,7 +57,7 @@ class BeamSegments:
 
     @property
     def leaf_y_mm(self) -> np.ndarray:
-        return self.grid.y0_mm + self.grid.pitch_y_mm * np.arange(self.grid.cells.shape[1])
+        return leaf_pair_centres_mm(self.grid)
 
     def areas_cm2(self) -> np.ndarray:
         """Each segment's open area at the isocentre plane: its leaf pairs' gaps times their width,
@@ -70,7 +82,7 @@ class BeamSegments:
 
     def leaf_edges_mm(self) -> tuple[np.ndarray, np.ndarray]:
         """(left, right) leaf tip positions in mm, (segments, leaf pairs); NaN for a closed pair."""
-        edge0 = self.grid.x0_mm - self.grid.pitch_x_mm / 2
+        edge0 = first_beamlet_edge_mm(self.grid)
         closed = self.apertures.right <= self.apertures.left
         left = np.where(closed, np.nan, edge0 + self.grid.pitch_x_mm * self.apertures.left)
         right = np.where(closed, np.nan, edge0 + self.grid.pitch_x_mm * self.apertures.right)
