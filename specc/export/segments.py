@@ -28,6 +28,8 @@ from specc.sequence.segments import beam_grids_of, first_beamlet_edge_mm, leaf_p
 
 FORMAT_NAME = "specc-segments"
 FORMAT_VERSION = 1
+# The one unit of a segment's weight specc writes: a file saying "monitor units" is not specc's (review s19/r2 F1)
+WEIGHT_UNIT = "beamlet weight per fraction (the case's influence unit; not monitor units)"
 # The file writes its millimetres to 3 decimals: a tip this close to a beamlet edge is on it.
 _FILE_RESOLUTION_MM = 1e-3
 # ... and its areas to 4: an area_cm2 further than this from what its tips open is not the plan's.
@@ -73,9 +75,7 @@ class SegmentsDocument(_Entry):
     converged: bool
     solver_status: str
     fractions: int
-    # One text, the unit specc writes: a file saying "monitor units" is not one specc wrote (review s19/r2 F1)
-    weight_unit: Literal["beamlet weight per fraction (the case's influence unit; not monitor units)"] = (
-        "beamlet weight per fraction (the case's influence unit; not monitor units)")
+    weight_unit: Literal[WEIGHT_UNIT] = WEIGHT_UNIT
     intensity_levels: int | None
     sequencing: str | None = None  # fewest_segments | sweep; None: forward planned (or written before it was recorded)
     segment_weights: str | None
@@ -160,7 +160,8 @@ def segments_fluence(document: SegmentsDocument, beamlets: Beamlets) -> np.ndarr
 
 
 def geometry_mismatch(document: SegmentsDocument, case: Case) -> str | None:
-    """The first thing in `document` that no plan of `case` can have written, or None.
+    """The first thing in `document` that no plan of `case` can have written, or None. Its beams are the case's
+    (`PlanResult.check_segments`, the one caller, refuses any other first).
 
     A plan's segments are cut on the case's beamlet grid (`specc.sequence`): each beam's angles,
     isocentre and energy are the case beam's, its leaf pairs are the grid's beamlet rows, and every
@@ -171,8 +172,8 @@ def geometry_mismatch(document: SegmentsDocument, case: Case) -> str | None:
     beams = {beam.id: beam for beam in case.beams}
     grids = {grid.beam: grid for grid in beam_grids_of(case.beamlets)}
     for entry in document.beams:
-        beam, grid = beams.get(entry.beam), grids.get(entry.beam)
-        if beam is None or grid is None:
+        beam, grid = beams[entry.beam], grids.get(entry.beam)  # a beam not the case's: `check_segments` refused it
+        if grid is None:
             return f"beam {entry.beam}: case {case.case_id!r} has no beamlets of such a beam"
         for field in ("gantry_deg", "couch_deg", "collimator_deg", "energy"):
             if getattr(entry, field) != getattr(beam, field):
