@@ -31,10 +31,9 @@ def resolved_limits(goal: GoalRecord) -> str | None:
     except ValueError:  # a record another specc version wrote, or a table by volume: its text as written
         written = None
     shown = []
-    if goal.metric_dose_gy is not None:
-        percent = Metric.parse(goal.metric).dose_percent
-        shown.append(f"{format_number(percent)}% = {limit_text(goal.metric_dose_gy)} Gy" if percent is not None
-                     else f"{limit_text(goal.metric_dose_gy)} Gy")
+    percent = Metric.parse(goal.metric).dose_percent if goal.metric_dose_gy is not None else None
+    if percent is not None:  # specc sets metric_dose_gy only for a dose in % (`evaluate.plan._relative_metric_dose_gy`)
+        shown.append(f"{format_number(percent)}% = {limit_text(goal.metric_dose_gy)} Gy")
     if goal.limit_source is not None:
         shown.append(f"{_limits(goal)}, {goal.limit_source}")
     elif written is not None and written.threshold.relative:  # the variation is relative only with the threshold
