@@ -623,7 +623,7 @@ def finish_cohort(outcome: CohortOutcome, done: str, strict: bool) -> NoReturn:
             "(not in cohort.csv)"), soft_wrap=True)
     unconverged = [entry for entry in outcome.entries if entry.record is not None and not entry.record.converged]
     for entry in unconverged:  # also under --quiet: the table's status column alone read "iteration_limit"
-        solver = entry.record.solver if entry.record is not None else None
+        solver = entry.record.solver
         ended = f"the solver ended {solver.status} ({solver.solver})" if solver is not None else "not converged"
         console.print(Text(f"NOT CONVERGED: {_case_name(entry)}: {ended}: not a usable plan; its goals count as NOT "
                            "CONVERGED", style="bold magenta"), soft_wrap=True)
