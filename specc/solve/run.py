@@ -34,7 +34,6 @@ _STATUS: dict[str, SolveStatus] = {
     cp.INFEASIBLE_INACCURATE: "infeasible",
     cp.UNBOUNDED: "unbounded",
     cp.UNBOUNDED_INACCURATE: "unbounded",
-    cp.USER_LIMIT: "time_limit",  # either limit: `solve_program` reads which one (`_limit_status`)
     cp.SOLVER_ERROR: "solver_error",
 }
 
@@ -142,7 +141,10 @@ def solve_program(program: CompiledProgram, settings: SolverSettings, warm: Warm
         solve_interruptibly(
             program.problem, solver=settings.name, canon_backend=cp.SCIPY_CANON_BACKEND, **settings.arguments()
         )
-        status = _STATUS.get(program.problem.status, "solver_error")
+        if program.problem.status == cp.USER_LIMIT:  # either limit: the iteration count tells which
+            status = _limit_status(settings, getattr(program.problem.solver_stats, "num_iters", None))
+        else:
+            status = _STATUS.get(program.problem.status, "solver_error")
         if status == "solver_error":
             detail = f"cvxpy status {program.problem.status!r}"
             numerical = program.problem.status == cp.SOLVER_ERROR
@@ -150,8 +152,6 @@ def solve_program(program: CompiledProgram, settings: SolverSettings, warm: Warm
         status, detail, numerical = "solver_error", str(error), True
     stats = program.problem.solver_stats if status != "solver_error" else None
     iterations = getattr(stats, "num_iters", None)
-    if status == "time_limit":  # cvxpy's USER_LIMIT, of either limit
-        status = _limit_status(settings, iterations)
     usable = status in ("optimal", "optimal_inaccurate") and program.fluence.value is not None
     if status in ("optimal", "optimal_inaccurate") and not usable:
         status, detail = "solver_error", "the solver reported success but returned no fluence"
