@@ -73,6 +73,9 @@ _ENTRY_SAMPLE = 1_000_000
 _SAMPLED_TO_SAY = 50
 # Beamlets an error names of those it finds damaged.
 _NAMED_BEAMLETS = 5
+# Stored entries read at once by a pass over the whole matrix (`beamlets_with_dose`): its temporaries stay
+# near 20 MB however large the matrix.
+_ENTRY_BLOCK = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -406,10 +409,17 @@ class Case:
 
     @cached_property
     def beamlets_with_dose(self) -> np.ndarray:
-        """Whether each beamlet (column) gives any voxel a dose above 0 (one pass over A, kept)."""
+        """Whether each beamlet (column) gives any voxel a dose above 0 (one pass over A, kept).
+
+        Block by block: at once, the column indices of the positive entries (a copy of them all) went to
+        `np.bincount` as int64, 1.5x the matrix at its peak (the large benchmark's compile: 822 MB against
+        444 MB loaded, 1.3 s; 0.1 s and no rise in blocks)."""
         influence = self.influence
-        counts = np.bincount(influence.indices[influence.data > 0], minlength=self.n_beamlets)
-        return counts > 0
+        found = np.zeros(self.n_beamlets, dtype=bool)
+        for start in range(0, influence.nnz, _ENTRY_BLOCK):
+            stop = start + _ENTRY_BLOCK
+            found[influence.indices[start:stop][influence.data[start:stop] > 0]] = True
+        return found
 
     def content_hash(self) -> str:
         """sha256 of the planning content (grid, matrix, beams, structures, density, CT).
