@@ -75,7 +75,7 @@ def test_an_incomplete_protocol_extending_a_template_is_still_incomplete(tmp_pat
 def test_a_protocol_states_its_own_name_version_and_approval(tmp_path: Path) -> None:
     """Inherited, they called a protocol "... (site template) v1.0.0" in its plan and its diff, and gave it
     the template's approval; the site is the template's unless the protocol says otherwise."""
-    write_base(tmp_path, BASE.read_text().replace("version: 1.0.0\n", "version: 1.0.0\napproval: {by: Dr. T}\n"))
+    write_base(tmp_path, BASE.read_text().replace("version: 1.0.0\n", "version: 1.0.0\napproval: {by: Dr. T, date: 2024-01-15}\n"))
     body = (
         "extends: base-pelvis.yaml\nstructures:\n  PTV: {role: target}\n"
         "prescription: {fractions: 25, levels: [{target: PTV, dose: 50 Gy}]}\ngoals: {PTV: ['D95% >= 47.5 Gy']}\n"
@@ -431,3 +431,49 @@ def test_a_protocol_without_a_template_writing_the_key_is_not_told_of_templates(
         assert "physical dose limits are for 1.8-2.2 Gy per fraction" in warning.message
         assert warning.message.endswith(said), warning.message
         assert "extends" not in warning.message and "template" not in warning.message and " is at " not in warning.message
+
+
+def _prostate_over(tmp_path: Path, template: str, protocol: str | None = None) -> list[tuple[str, int, int, str, str]]:
+    """Every diagnostic of the shipped prostate protocol (or `protocol`) over the frozen pelvic template `template`."""
+    write_base(tmp_path, template)
+    child = tmp_path / "prostate-sib.yaml"
+    child.write_text(PROSTATE.read_text() if protocol is None else protocol)
+    with pytest.raises(ProtocolError) as caught:
+        load_protocol(child)
+    return [(Path(d.file).name, d.line or 0, d.column or 0, d.path, d.message) for d in caught.value.diagnostics]
+
+
+def test_a_template_goal_the_protocol_replaces_is_validated_all_the_same(tmp_path: Path) -> None:
+    """Audit s20/t1 F5: the protocol's Rectum "V70Gy[%] <= 20 (variation 25)" replaces the template's goal of that
+    metric and side, so the merge dropped the template's "20 %%" before validation: the protocol was OK (and
+    planned) while `specc validate` of its template failed. Named at the template's line, by its path there."""
+    broken = BASE.read_text().replace('"V70Gy[%] <= 20"', '"V70Gy[%] <= 20 %%"', 1)
+    assert _prostate_over(tmp_path, broken) == [
+        ("base-pelvis.yaml", 44, 7, "goals.Rectum[3]", 'unknown unit "%%" in threshold "20 %%" of V70Gy[%] (expected %)')
+    ]
+    # what else the merge drops of a template: its own keys (a protocol states its own version)
+    assert _prostate_over(tmp_path, BASE.read_text().replace("version: 1.0.0", "version: 1.0", 1)) == [
+        ("base-pelvis.yaml", 11, 10, "version",
+         'version must be text in semantic versioning, e.g. "1.0.0" (quote it), got 1.0')
+    ]
+
+
+def test_a_template_problem_the_merged_protocol_names_is_said_once(tmp_path: Path) -> None:
+    """A broken template goal the protocol keeps is found both merged and in the template alone: one line."""
+    broken = BASE.read_text().replace('"V65Gy[%] <= 25"', '"V65Gy[%] <= 25 Gy"', 1)
+    assert _prostate_over(tmp_path, broken) == [
+        ("base-pelvis.yaml", 43, 7, "goals.Rectum[2]", 'unknown unit "Gy" in threshold "25 Gy" of V65Gy[%] (expected %)')
+    ]
+
+
+def test_a_goal_after_template_goals_is_named_by_its_path_in_its_own_file(tmp_path: Path) -> None:
+    """Audit s20/t1 F3: the protocol's Rectum goals follow the template's five in the merged list, and the field
+    path named their index there (`goals.Rectum[5]`, `[3]`), not in the file named beside it: a tool resolving
+    the path in that file pointed at another goal, or at none."""
+    protocol = PROSTATE.read_text().replace('"<=": 76 Gy, priority: 2}', '"<=": 76 Gy, priority: 0}', 1)
+    assert _prostate_over(tmp_path, BASE.read_text(), protocol) == [
+        ("prostate-sib.yaml", 68, 45, "goals.Rectum[1].priority", "must be greater than or equal to 1, got 0")
+    ]
+    (child := tmp_path / "prostate-sib.yaml").write_text(PROSTATE.read_text())
+    (warning,) = [w for w in load_protocol(child).loosened_template_goals if w.line == 67]
+    assert warning.path == "goals.Rectum[0]"  # the file's first Rectum goal; merged, it replaces the template's [3]

@@ -44,8 +44,8 @@ from specc.protocol.models import (
 from specc.protocol.suggest import did_you_mean, near_match
 from specc.protocol.volume_table import VolumeTableMapping
 from specc.protocol.templates import (
-    EXTENDS, LIMITS_FOR_DOSE_PER_FRACTION, OWN_KEYS, TEMPLATE, GoalReplacement, LoosenedGoal, loosened_goals,
-    read_protocol_tree,
+    EXTENDS, LIMITS_FOR_DOSE_PER_FRACTION, OWN_KEYS, TEMPLATE, LoosenedGoal, ReadProtocol, loosened_goals,
+    read_protocol_tree, written_goal_paths,
 )
 from specc.protocol.yaml_source import Path as DataPath
 from specc.protocol.yaml_source import Position, YamlDocument, compose, to_document
@@ -62,10 +62,11 @@ def load_protocol(path: str | Path, root: str | Path | None = None) -> Protocol:
     """The validated, template-merged protocol in `path`, ready for planning.
 
     Templates (`extends`) must lie under `root`, by default the folder of `path`. Raises
-    `ProtocolError` listing every problem found; a site template (`template: true`) is one.
+    `ProtocolError` listing every problem found, those of its templates included; a site
+    template (`template: true`) is one.
     """
-    # _validate refuses a site template when told to, so what comes back is a Protocol.
-    return typing.cast(Protocol, _validate(*_read(path, root), template_allowed=False))
+    # _load refuses a site template when told to, so what comes back is a Protocol.
+    return typing.cast(Protocol, _load(Path(path), root, template_allowed=False))
 
 
 def load_protocol_or_template(path: str | Path, root: str | Path | None = None) -> Protocol | SiteTemplate:
@@ -74,19 +75,48 @@ def load_protocol_or_template(path: str | Path, root: str | Path | None = None) 
     For checking a library of protocol files (`specc validate`), where templates are files
     like any other. Raises `ProtocolError` listing every problem found.
     """
-    return _validate(*_read(path, root), template_allowed=True)
+    return _load(Path(path), root, template_allowed=True)
 
 
-def _read(
-    path: str | Path, root: str | Path | None
-) -> tuple[Any, list[Diagnostic], ProtocolSource, list[GoalReplacement], Position | None]:
-    path = Path(path)
-    display = str(path)
+def _load(path: Path, root: str | Path | None, *, template_allowed: bool) -> Protocol | SiteTemplate:
+    """`path` validated merged with its templates, and each template validated as the file it is.
+
+    The merge drops what a file replaces of its template (a goal of the same structure, metric and side, a
+    value of the same key): validated merged only, a template goal with an unknown unit passed unseen in every
+    protocol replacing it, and the protocol was "OK" while `specc validate` of its template failed (audit
+    s20/t1 F5). A template's own problem is reported once: not where the merged reading already names its place.
+    """
+    tree, source = _read(path, str(path), root)
+    try:
+        document = _validate(tree, source, template_allowed=template_allowed)
+        problems: list[Diagnostic] = []
+    except ProtocolError as error:
+        problems = error.diagnostics
+    if tree.node is not None:  # a chain that could not be read is reported as such, each file's reading once
+        named = {(d.file, d.line, d.column) for d in problems if d.line is not None}
+        problems += [d for d in _templates_problems(tree, root if root is not None else path.parent)
+                     if (d.file, d.line, d.column) not in named]
+    if problems:
+        raise ProtocolError(_in_reading_order(problems, source.files))
+    return document
+
+
+def _templates_problems(tree: ReadProtocol, root: str | Path) -> list[Diagnostic]:
+    """What is wrong with each template of `tree` validated on its own (as `specc validate TEMPLATE` does)."""
+    problems: list[Diagnostic] = []
+    for template, display in tree.templates:
+        try:
+            _validate(*_read(template, display, root), template_allowed=True)
+        except ProtocolError as error:
+            problems += error.diagnostics
+    return problems
+
+
+def _read(path: Path, display: str, root: str | Path | None) -> tuple[ReadProtocol, ProtocolSource]:
     if not path.is_file():
         raise ProtocolError([Diagnostic(display, None, None, "", "protocol file not found")])
     tree = read_protocol_tree(path, display, Path(root) if root is not None else path.parent)
-    source = ProtocolSource(path=display, files=tree.files, sha256=tree.sha256)
-    return tree.node, tree.diagnostics, source, tree.replacements, tree.extends_at
+    return tree, ProtocolSource(path=display, files=tree.files, sha256=tree.sha256)
 
 
 def parse_protocol_text(text: str, filename: str = "<text>") -> Protocol:
@@ -100,7 +130,8 @@ def parse_protocol_text(text: str, filename: str = "<text>") -> Protocol:
         diagnostics.append(_at(node.start_mark, "", "a protocol is a mapping of keys (specc:, name:, ...)"))
         node = None
     source = ProtocolSource(path=filename, files=[filename], sha256=hashlib.sha256(text.encode()).hexdigest())
-    return typing.cast(Protocol, _validate(node, diagnostics, source, template_allowed=False))
+    tree = ReadProtocol(node, [filename], source.sha256, diagnostics, goal_paths=written_goal_paths(node))
+    return typing.cast(Protocol, _validate(tree, source, template_allowed=False))
 
 
 def revise_protocol(protocol: Protocol, **changes: Any) -> Protocol:
@@ -193,20 +224,13 @@ def _at(mark: Any, path: str, message: str) -> Diagnostic:
     return Diagnostic(mark.name, mark.line + 1, mark.column + 1, path, message)
 
 
-def _validate(
-    node: Any,
-    diagnostics: list[Diagnostic],
-    source: ProtocolSource,
-    replacements: list[GoalReplacement] | None = None,
-    extends_at: Position | None = None,
-    *,
-    template_allowed: bool,
-) -> Protocol | SiteTemplate:
+def _validate(tree: ReadProtocol, source: ProtocolSource, *, template_allowed: bool) -> Protocol | SiteTemplate:
+    node = tree.node
     if node is None:
-        raise ProtocolError(diagnostics)
+        raise ProtocolError(tree.diagnostics)
     document, unreadable = to_document(node)
-    diagnostics = [*diagnostics, *unreadable]
-    locator = _Locator(document, source.path, extends=len(source.files) > 1)
+    diagnostics = [*tree.diagnostics, *unreadable]
+    locator = _Locator(document, source.path, tree.goal_paths, extends=len(source.files) > 1)
     data = document.data
     is_template, template_problems = _template_flag(data, locator, template_allowed)
     diagnostics += template_problems
@@ -234,9 +258,9 @@ def _validate(
     located = located.model_copy(update={"source": fingerprinted})
     prescription = located.prescription
     reference = located.reference_dose if prescription is not None else (lambda structure, course: None)
-    by_warning = {found.warning: found for found in loosened_goals(replacements or [], node, reference)}
+    by_warning = {found.warning: found for found in loosened_goals(tree.replacements, tree.goal_paths, reference)}
     located._loosened_goals = [by_warning[warning] for warning in _in_reading_order(list(by_warning), source.files)]
-    located._fractionation_places = _fractionation_places(located, locator, extends_at)
+    located._fractionation_places = _fractionation_places(located, locator, tree.extends_at)
     if isinstance(located, Protocol):
         refusals = [locator.from_issue(issue) for issue in goals_only_issues(located)]
         located._derivation_refusals = _in_reading_order(refusals, source.files)
@@ -349,9 +373,12 @@ def _with_sources(protocol: _Document, locator: _Locator, source: ProtocolSource
 class _Locator:
     """Maps model paths to YAML positions and pydantic errors to diagnostics."""
 
-    def __init__(self, document: YamlDocument, main_file: str, extends: bool = False) -> None:
+    def __init__(
+        self, document: YamlDocument, main_file: str, goal_paths: dict[Position, DataPath], extends: bool = False
+    ) -> None:
         self.document = document
         self.main_file = main_file
+        self.goal_paths_written = goal_paths  # each goal's path in the file that wrote it, by where it is written
         self.extends = extends  # the file extends a template, whose header keys it does not take
         goals = document.data.get("goals") if isinstance(document.data, dict) else None
         self.goal_paths = [path for path, _ in goal_layout(goals)] if isinstance(goals, dict) else None
@@ -362,6 +389,15 @@ class _Locator:
             if 0 <= loc[1] < len(self.goal_paths):
                 return ("goals", *self.goal_paths[loc[1]], *loc[2:])
         return loc
+
+    def as_written(self, path: tuple[str | int, ...]) -> tuple[str | int, ...]:
+        """A path into the merged goals as the file that wrote the goal names it: a protocol's first Rectum goal is
+        `goals.Rectum[0]` in its file, though it follows the template's Rectum goals in the merged list."""
+        if len(path) < 3 or path[0] != "goals" or not isinstance(path[2], int):
+            return path
+        at = self.document.values.get(path[:3])
+        written = self.goal_paths_written.get(at) if at is not None else None
+        return path if written is None else (*written, *path[3:])
 
     def _walk(self, loc: tuple[str | int, ...]) -> DataPath:
         """The longest part of `loc` present in the data (skipping union tags such as a term's kind)."""
@@ -392,15 +428,17 @@ class _Locator:
         path = self._walk(loc)
         position = self.position(path, at_key=at_key)
         shown = (*path, missing) if missing else path
-        return Diagnostic(position.file, position.line, position.column, format_loc(shown), message)
+        return Diagnostic(position.file, position.line, position.column, format_loc(self.as_written(shown)), message)
 
     def from_issue(self, issue: Issue) -> Diagnostic:
         """A consistency issue at its line; the other place it involves, if any, named with its line (it may
         be in another file of a template chain: the one to change)."""
         message = issue.message
         if issue.related is not None:
-            other = self.location(self.raw_loc(issue.related), at_key=True)
-            message += f"; {format_loc(issue.related)} is at {other.file}:{other.line}:{other.column}"
+            related = self.raw_loc(issue.related)
+            other = self.location(related, at_key=True)
+            named = format_loc(self.as_written(related))
+            message += f"; {named} is at {other.file}:{other.line}:{other.column}"
         return self.diagnostic(self.raw_loc(issue.loc), message, at_key=issue.at_key)
 
     def from_pydantic(self, error: ErrorDetails) -> Diagnostic:

@@ -40,7 +40,7 @@ from yaml import YAMLError
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from specc.protocol.diagnostics import Diagnostic
+from specc.protocol.diagnostics import Diagnostic, format_loc
 from specc.protocol.goals import (
     COMPARATORS,
     DEFAULT_PRIORITY,
@@ -59,6 +59,7 @@ from specc.protocol.goals import (
 from specc.protocol.metrics import Metric
 from specc.protocol.plausibility import course_text
 from specc.protocol.units import Dose, format_number, places_apart
+from specc.protocol.yaml_source import Path as DataPath
 from specc.protocol.yaml_source import Position, compose, position_of
 
 if TYPE_CHECKING:
@@ -84,6 +85,13 @@ class ReadProtocol:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     replacements: list[GoalReplacement] = field(default_factory=list)
     extends_at: Position | None = None  # the main file's `extends:` value: where a template's misfit is said
+    # Where each goal was written, with its path in the file that wrote it (`goals.Rectum[0]`): in the merged
+    # list it may stand at another index (after the template's goals of its structure), which a tool resolving
+    # the path in the file named would take for another goal.
+    goal_paths: dict[Position, DataPath] = field(default_factory=dict)
+    # Each template read (its file, and its name as messages give it), the nearest first: each is also validated on
+    # its own, since what the merge drops of it (a goal the protocol replaces) is never validated in the merged tree.
+    templates: list[tuple[Path, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -101,7 +109,8 @@ def read_protocol_tree(path: Path, display: str, root: Path) -> ReadProtocol:
     reader = _Reader(root.resolve())
     node = reader.read(path.resolve(), display, chain=[])
     return ReadProtocol(
-        node, reader.files, reader.digest.hexdigest(), reader.diagnostics, reader.replacements, reader.extends_at
+        node, reader.files, reader.digest.hexdigest(), reader.diagnostics, reader.replacements, reader.extends_at,
+        reader.goal_paths, reader.templates,
     )
 
 
@@ -113,6 +122,8 @@ class _Reader:
         self.diagnostics: list[Diagnostic] = []
         self.replacements: list[GoalReplacement] = []
         self.extends_at: Position | None = None
+        self.goal_paths: dict[Position, DataPath] = {}
+        self.templates: list[tuple[Path, str]] = []
 
     def read(self, real: Path, display: str, chain: list[Path]) -> Node | None:
         try:
@@ -138,6 +149,7 @@ class _Reader:
                 Diagnostic(display, mark.line, mark.column, "", "a protocol is a mapping of keys (specc:, name:, ...)")
             )
             return None
+        self.goal_paths.update(written_goal_paths(node))
         own, extends = _split_key(node, EXTENDS)
         if extends is None:
             return own
@@ -147,6 +159,7 @@ class _Reader:
         if base_path is None:
             return None
         base_display = os.path.normpath(os.path.join(os.path.dirname(display), extends.value))
+        self.templates.append((base_path, base_display))
         base = self.read(base_path, base_display, [*chain, real])
         if base is None:
             return None
@@ -203,6 +216,22 @@ class _Reader:
             problem(f'template file "{written}" not found (looked for {candidate})')
             return None
         return candidate
+
+
+def written_goal_paths(document: Node) -> dict[Position, DataPath]:
+    """Where each goal of one file's node tree is written, with its path in that file: `("goals", "Rectum", 0)`,
+    or `("goals", "SpinalCord")` for a structure's one goal written without a list."""
+    goals = _value_of(document, "goals")
+    if not isinstance(goals, MappingNode):
+        return {}
+    paths: dict[Position, DataPath] = {}
+    for key, value in goals.value:
+        if isinstance(value, SequenceNode):
+            for index, goal in enumerate(value.value):
+                paths.setdefault(position_of(goal.start_mark), ("goals", key.value, index))
+        else:
+            paths.setdefault(position_of(value.start_mark), ("goals", key.value))
+    return paths
 
 
 def _value_of(node: Node, name: str) -> Node | None:
@@ -331,7 +360,9 @@ def _written_key(written: Any) -> tuple[str, bool, str, str] | None:
 Reference = Callable[[str, Course], Dose | None]
 
 
-def loosened_goals(replacements: list[GoalReplacement], merged: Node, reference: Reference) -> list[LoosenedGoal]:
+def loosened_goals(
+    replacements: list[GoalReplacement], goal_paths: dict[Position, DataPath], reference: Reference
+) -> list[LoosenedGoal]:
     """Each template goal replaced by goals that ask less, at the replacing goal's line, naming the template's.
 
     Allowed by the merge rule (a file's goals of a metric and side are its goals for them), but a site
@@ -340,7 +371,8 @@ def loosened_goals(replacements: list[GoalReplacement], merged: Node, reference:
     replaced goal is compared with the goals its key has once every file is merged (a template between
     may have replaced it first); it is loosened when none of them is at least as strict in threshold,
     priority and acceptable variation. A replaced goal the grammar cannot read is left out: the template
-    it is written in reports it when validated itself."""
+    it is written in reports it when validated itself. `goal_paths`: each goal's path in the file that wrote it
+    (`ReadProtocol.goal_paths`), the path the warning names."""
     final = {(r.structure, r.key): r.by for r in replacements}  # in merge order: the last replacement stands
     found: list[LoosenedGoal] = []
     for replacement in replacements:
@@ -355,7 +387,8 @@ def loosened_goals(replacements: list[GoalReplacement], merged: Node, reference:
         if not reasons:
             continue
         was, mark = position_of(replacement.replaced.start_mark), position_of(node.start_mark)
-        place = Diagnostic(mark.file, mark.line, mark.column, _goal_path(merged, replacement.structure, node), "")
+        path = format_loc(goal_paths.get(mark, ("goals", replacement.structure)))
+        place = Diagnostic(mark.file, mark.line, mark.column, path, "")
         found.append(LoosenedGoal(_loosened_warning(place, old, f"{was.file}:{was.line}", new.text, reasons),
                                   old, f"{was.file}:{was.line}"))
     return found
@@ -501,15 +534,6 @@ def _text(limit: Threshold, unit: str, value: float) -> str:
     """A limit as written, with its dose where it was compared in Gy against one in another form."""
     written = limit.text(unit)
     return f"{written} ({format_number(value)} Gy)" if limit.relative and value != limit.value else written
-
-
-def _goal_path(merged: Node, structure: str, node: Node) -> str:
-    """`goals.STRUCTURE[i]`, the merged goal's field path, as validation errors name it."""
-    by_structure = _value_of(merged, "goals")
-    goals = _value_of(by_structure, structure) if by_structure is not None else None
-    written = goals.value if isinstance(goals, SequenceNode) else []
-    index = next((i for i, goal in enumerate(written) if goal is node), None)
-    return f"goals.{structure}" if index is None else f"goals.{structure}[{index}]"
 
 
 def fractionation_misfit(
