@@ -7,12 +7,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 import specc.cli  # noqa: F401  (registers the commands)
+from specc.cli import validate as validate_command
 from specc.cli.app import app
-from specc.protocol import load_protocol
-from specc.protocol.diff import diff_protocols, version_precedence
+from specc.protocol import load_protocol, load_protocol_or_template
+from specc.protocol.diff import TemplateFile, diff_protocols, version_precedence
 
 ROOT = Path(__file__).parent.parent
 EXAMPLE = ROOT / "protocols" / "examples" / "prostate-sib.yaml"
@@ -60,7 +62,7 @@ def test_goals_terms_and_sections_that_change_are_listed_with_their_values(libra
     changes = _changes(library / EXAMPLE.name, edited)
     assert changes[("goal", "PTV_High V95%[%] >=", "threshold, priority")] == (
         "V95%[%] >= 98 (priority 1)", "V95%[%] >= 97 (priority 2)")  # both priorities shown, the default too
-    assert changes[("term", "quadratic_underdose PTV_Low", "weight")] == ("100.0", "50.0")
+    assert changes[("term", "quadratic_underdose PTV_Low", "weight")] == ("100", "50")
     assert changes[("term", "max_dose Femur_Head_R", "")] == ("max_dose Femur_Head_R <= 50 Gy", None)
     assert changes[("delivery", "delivery", "intensity_levels")] == ("10", "20")
     assert changes[("robustness", "robustness", "optimize")] == ("false", "true")
@@ -300,16 +302,19 @@ def test_a_goals_only_protocol_says_that_priority_1_makes_a_goal_a_hard_limit_an
     (change,) = [c for c in diff_protocols(load_protocol(soft), load_protocol(hard)).changes if c.section == "goal"]
     assert change.line() == (
         "~ goal Rectum D10% <= threshold, priority: D10% <= 40 Gy (priority 2) -> D10% <= 45 Gy (priority 1) "
-        "(now a hard limit of the program derived from the goals, no longer a penalty)"
+        "(asks less: threshold raised from 40 Gy to 45 Gy; "
+        "now a hard limit of the program derived from the goals, no longer a penalty)"
     )
     (back,) = [c for c in diff_protocols(load_protocol(hard), load_protocol(soft)).changes if c.section == "goal"]
-    assert back.note == "no longer a hard limit of the program derived from the goals: a penalty, which may give way"
+    assert back.note == ("asks less: priority demoted from 1 (must) to 2; no longer a hard limit of the program "
+                         "derived from the goals: a penalty, which may give way")
     # with optimization terms of its own, a goal's priority does not make the program: no such note
     with_terms = "optimization:\n  terms:\n    - {kind: quadratic_underdose, structure: PTV, dose: 75.6 Gy, weight: 1}\n"
     soft.write_text(soft.read_text() + with_terms)
     hard.write_text(hard.read_text() + with_terms)
     (written,) = [c for c in diff_protocols(load_protocol(soft), load_protocol(hard)).changes if c.section == "goal"]
-    assert written.new == "D10% <= 45 Gy (priority 1)" and written.note == ""
+    assert written.new == "D10% <= 45 Gy (priority 1)"
+    assert written.note == "asks less: threshold raised from 40 Gy to 45 Gy"
 
 
 def test_a_priority_change_beside_another_note_still_shows_both_priorities(tmp_path: Path) -> None:
@@ -374,3 +379,143 @@ def test_fractions_moving_the_dose_per_fraction_out_of_the_templates_limits_say_
     assert line.endswith("; now outside limits_for_dose_per_fraction 1.8-2.2 Gy: warned)"), line
     assert _lines(edited, library / EXAMPLE.name)[0].endswith("; now inside limits_for_dose_per_fraction 1.8-2.2 Gy: "
                                                               "no longer warned)")
+
+
+def _line_of(path: Path, text: str) -> int:
+    """The line of `path` that holds `text` (1-based)."""
+    (line,) = [number for number, written in enumerate(path.read_text().splitlines(), 1) if text in written]
+    return line
+
+
+def test_single_item_sections_are_named_once_and_numbers_as_the_file_wrote_them(library: Path) -> None:
+    """Audit s20/t1 F2: "~ solver solver time_limit_s: 300.0 -> 30.0", "~ delivery delivery ...", "~ robustness
+    robustness ..." named the section twice, and a weight the file wrote as 100 read 100.0."""
+    edited = library / "edited.yaml"
+    shutil.copy(library / EXAMPLE.name, edited)
+    _edit(edited, "  intensity_levels: 10", "  intensity_levels: 20")
+    _edit(edited, "  structures: [CTV_Prostate]", "  structures: [CTV_Prostate]\n  optimize: true")
+    _edit(edited, "{kind: quadratic_underdose, structure: PTV_Low, dose: 70.2 Gy, weight: 100}",
+          "{kind: quadratic_underdose, structure: PTV_Low, dose: 70.2 Gy, weight: 50}")
+    _edit(edited, "solver: {time_limit_s: 300}", "solver: {time_limit_s: 30}")
+    lines = _lines(library / EXAMPLE.name, edited)
+    assert "~ delivery intensity_levels: 10 -> 20" in lines
+    assert "~ robustness optimize: false -> true" in lines
+    assert "~ term quadratic_underdose PTV_Low weight: 100 -> 50" in lines
+    assert "~ solver time_limit_s: 300 -> 30" in lines, lines
+
+
+def _template_versions(library: Path, name: str, template_version: str) -> Path:
+    """A copy of the library in `name`/, the template stating `template_version`."""
+    folder = library / name
+    folder.mkdir()
+    for source in (EXAMPLE, TEMPLATE):
+        shutil.copy(library / source.name, folder / source.name)
+    shipped = load_protocol_or_template(folder / TEMPLATE.name).version
+    _edit(folder / TEMPLATE.name, f"version: {shipped}", f"version: {template_version}")
+    return folder
+
+
+def test_a_goal_from_a_template_names_the_template_file_and_its_versions(library: Path) -> None:
+    """Audit s20/t1 F7: a goal changed in the site template read "~ goal Bladder ... threshold: ..." with no word of
+    the file it is written in or of the template's versions; the header lines named the protocol's file alone."""
+    before = _template_versions(library, "before", "2.0.0")
+    after = _template_versions(library, "after", "2.1.0")
+    _edit(after / TEMPLATE.name, '"V65Gy[%] <= 50"', '"V65Gy[%] <= 45"')
+    line = _line_of(after / TEMPLATE.name, '"V65Gy[%] <= 45"')
+    found = diff_protocols(load_protocol(before / EXAMPLE.name), load_protocol(after / EXAMPLE.name))
+    assert [change.line() for change in found.changes] == [
+        f"~ template {TEMPLATE.name} version: v2.0.0 -> v2.1.0",
+        "~ goal Bladder V65Gy[%] <= threshold: V65Gy[%] <= 50 -> V65Gy[%] <= 45 "
+        f"(from {TEMPLATE.name}:{line}, template v2.0.0 -> v2.1.0)",
+    ]
+    assert found.new_templates == [TemplateFile(TEMPLATE.name, "2.1.0")]
+    result = CliRunner().invoke(app, ["diff", str(before / EXAMPLE.name), str(after / EXAMPLE.name)])
+    assert f"(sha256 {load_protocol(after / EXAMPLE.name).source.sha256[:12]}), extends {TEMPLATE.name} v2.1.0\n" \
+        in result.output, result.output
+
+
+def test_a_change_of_extends_is_listed_and_alone_asks_for_no_new_version(library: Path) -> None:
+    """Audit s20/t1 F7: a protocol switched to another template showed only what that changed, never `extends`."""
+    shutil.copy(library / TEMPLATE.name, library / "pelvis-copy.yaml")  # the same content under another name
+    moved = library / "moved.yaml"
+    shutil.copy(library / EXAMPLE.name, moved)
+    _edit(moved, f"extends: {TEMPLATE.name}", "extends: pelvis-copy.yaml")
+    version = load_protocol(moved).version
+    found = diff_protocols(load_protocol(library / EXAMPLE.name), load_protocol(moved))
+    assert [change.line() for change in found.changes] == [
+        f"~ header extends: {TEMPLATE.name} v{version_of(TEMPLATE)} -> pelvis-copy.yaml v{version_of(TEMPLATE)}"]
+    assert found.version_problem is None and version  # the same content: what the protocol states did not change
+
+
+def version_of(path: Path) -> str | None:
+    return load_protocol_or_template(path).version
+
+
+def test_a_goal_that_asks_less_says_how_in_validates_words(library: Path) -> None:
+    """Audit s20/t1 F7: a raised upper limit, a demoted priority, read in the diff like any other change, though
+    `specc validate` warns of the same thing in a protocol overriding its template."""
+    loosened = library / "loosened.yaml"
+    shutil.copy(library / EXAMPLE.name, loosened)
+    _edit(loosened, "  Bladder:\n", '  Bladder:\n    - "V65Gy[%] <= 55 (priority 2)"\n')
+    protocol = load_protocol(loosened)
+    (warning,) = [w for w in protocol.template_warnings if '"V65Gy[%] <= 55 (priority 2)"' in w.message]
+    said = warning.message.split(" and asks less: ")[1]
+    assert said == "threshold raised from 50% to 55%, priority demoted from 1 (must) to 2"
+    (change,) = [c for c in diff_protocols(load_protocol(library / EXAMPLE.name), protocol).changes
+                 if c.section == "goal"]
+    assert change.note == f"asks less: {said}"
+    line = _line_of(library / TEMPLATE.name, '"V65Gy[%] <= 50"')
+    assert change.origin == (f"from {TEMPLATE.name}:{line}, template v{version_of(TEMPLATE)}; "
+                             f"now from loosened.yaml:{_line_of(loosened, 'V65Gy[%] <= 55')}")
+    (back,) = [c for c in diff_protocols(protocol, load_protocol(library / EXAMPLE.name)).changes
+               if c.section == "goal"]
+    assert "asks less" not in back.line()  # tightened back
+
+
+def _renamed(library: Path, name: str, *edits: tuple[str, str]) -> Path:
+    path = library / name
+    path.write_text((library / EXAMPLE.name).read_text().replace("PTV_High", "PTV_78"))
+    for old, new in edits:
+        _edit(path, old, new)
+    return path
+
+
+def test_a_renamed_structure_is_one_line_that_says_what_it_does_to_contoured_cases(library: Path) -> None:
+    """Audit s20/t1 F1: PTV_High renamed PTV_78 everywhere read as 16 lines removing and adding the structure, its
+    level, goals, terms and the expressions naming it, with no word that cases contoured PTV_High stop matching."""
+    renamed = _renamed(library, "renamed.yaml")
+    lines = _lines(library / EXAMPLE.name, renamed)
+    assert lines == ["~ structure PTV_High renamed PTV_78 (definition, goals and terms unchanged; a case contoured "
+                     "PTV_High no longer matches: add PTV_High to the aliases of PTV_78 to keep such cases)"]
+    assert diff_protocols(load_protocol(library / EXAMPLE.name), load_protocol(renamed)).version_problem is not None
+    aliased = _renamed(library, "aliased.yaml", ("  PTV_78:\n    role: target\n",
+                                                  "  PTV_78:\n    role: target\n    aliases: [PTV_High]\n"))
+    assert _lines(library / EXAMPLE.name, aliased) == [
+        "~ structure PTV_High renamed PTV_78 (definition, goals and terms unchanged; cases contoured PTV_High still "
+        "match it: an alias of PTV_78)"]
+
+
+def test_a_rename_with_anything_else_changed_keeps_every_line(library: Path) -> None:
+    """The rename line says nothing else changed: a goal of the renamed structure changed too keeps the removal and
+    addition of each item, so the changed threshold is seen; a change elsewhere stays beside the rename line."""
+    tightened = _renamed(library, "tightened.yaml", ('"D95% >= 78 Gy', '"D95% >= 77 Gy'))
+    lines = _lines(library / EXAMPLE.name, tightened)
+    assert not any("renamed" in line for line in lines)
+    assert "+ goal PTV_78 D95% >=: D95% >= 77 Gy (variation 76 Gy)" in lines
+    assert "- prescription level PTV_High: dose: 78 Gy (2 Gy per fraction)" in lines  # as the added one says it
+    elsewhere = _renamed(library, "elsewhere.yaml", ("  intensity_levels: 10", "  intensity_levels: 20"))
+    lines = _lines(library / EXAMPLE.name, elsewhere)
+    assert len(lines) == 2 and lines[0].startswith("~ structure PTV_High renamed PTV_78 ") \
+        and lines[1] == "~ delivery intensity_levels: 10 -> 20", lines
+
+
+def test_no_line_is_wrapped_off_a_terminal(library: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Audit s20/t1 F4: `specc diff ... > log` split a header line longer than 80 columns before its hash (rich
+    wraps at 80 off a terminal), so a grep of the log for the hash missed the file it belongs to."""
+    monkeypatch.setattr(validate_command, "console", Console(markup=False, width=80, force_terminal=False))
+    edited = library / ("a-protocol-file-name-long-enough-to-pass-eighty-columns-" * 2 + ".yaml")
+    shutil.copy(library / EXAMPLE.name, edited)
+    _edit(edited, "  intensity_levels: 10", "  intensity_levels: 20")
+    result = CliRunner().invoke(app, ["diff", str(library / EXAMPLE.name), str(edited)])
+    header = f"{edited}: {load_protocol(edited).name} v{load_protocol(edited).version} (sha256 "
+    assert header in result.output and len(max(result.output.splitlines(), key=len)) > 80, result.output

@@ -96,7 +96,7 @@ def diff_command(
     from contextlib import nullcontext
 
     from specc.errors import SpeccError
-    from specc.protocol.diff import diff_protocols
+    from specc.protocol.diff import chain_text, diff_protocols
     from specc.protocol.revision import protocol_at_revision
 
     if new is None and rev is None:
@@ -116,14 +116,19 @@ def diff_command(
         fail(error)
     before = f"{old} at {rev}" if rev is not None else str(old)
     after = str(new if new is not None else old)
-    console.print(Text(f"{before}: {earlier.name} v{earlier.version} (sha256 {earlier.source.sha256[:12]})"), highlight=False)
-    console.print(Text(f"{after}: {later.name} v{later.version} (sha256 {later.source.sha256[:12]})"), highlight=False)
+    # Every line whole (soft_wrap), on a terminal and in a CI log alike: rich wraps at 80 columns off a terminal,
+    # which split a header mid-way, before or after its hash by the length of the name (audit s20/t1 F4).
+    lines = [f"{shown}: {protocol.name} v{protocol.version} (sha256 {protocol.source.sha256[:12]})"
+             + (f", extends {chain_text(templates)}" if templates else "")
+             for shown, protocol, templates in ((before, earlier, found.old_templates),
+                                                (after, later, found.new_templates))]
     if not found.changes:
-        console.print("no difference in what the protocols state (formatting, order and units aside)")
-        return
-    for change in found.changes:
-        console.print(Text(change.line()), soft_wrap=True, highlight=False)
-    cosmetic = sum(change.cosmetic for change in found.changes)
-    console.print(f"{len(found.changes)} changes ({cosmetic} cosmetic: colours, description, references, authors)")
+        lines.append("no difference in what the protocols state (formatting, order and units aside)")
+    else:
+        cosmetic = sum(change.cosmetic for change in found.changes)
+        lines += [change.line() for change in found.changes]
+        lines.append(f"{len(found.changes)} changes ({cosmetic} cosmetic: colours, description, references, authors)")
+    for line in lines:
+        console.print(Text(line), soft_wrap=True, highlight=False)
     if found.version_problem is not None:
         fail(f"{found.version_problem}: give the new version a greater number")
