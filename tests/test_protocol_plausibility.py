@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from specc.protocol import ProtocolError, parse_protocol_text
+from specc.protocol import ProtocolError, load_protocol_or_template, parse_protocol_text
 from specc.protocol.models import Robustness
 from specc.protocol.units import Angle, Length
 
@@ -256,3 +258,54 @@ def test_a_target_naming_its_level_by_dose_level_of_is_held_to_that_level() -> N
     assert found == [(22, (
         '"D98% >= 33.25 Gy (variation 31.5 cGy)": its variation (0.315 Gy) is 0.9% of PTV_70\'s dose level (35 Gy): '
         "a dose in the wrong unit? (Gy written as cGy, or a dose per fraction; goals are totals over the course)"))]
+
+
+TEMPLATE = (
+    "template: true\nspecc: 1\nlimits_for_dose_per_fraction: [1.8 Gy, 2.2 Gy]\n"
+    "structures:\n  SpinalCord: {role: oar, alpha_beta: 2 Gy}\n  Rectum: {role: oar, alpha_beta: 3 Gy}\n"
+    "goals:\n  SpinalCord:\n"
+)  # SpinalCord's goals from line 9
+
+
+def _template_diagnostics(tmp_path: Path, goals: list[str]) -> list[tuple[int | None, str]]:
+    with pytest.raises(ProtocolError) as raised:
+        load_protocol_or_template(_template(tmp_path, goals))
+    return [(d.line, d.message) for d in raised.value.diagnostics]
+
+
+def _template(tmp_path: Path, goals: list[str]) -> Path:
+    path = tmp_path / "base.yaml"
+    path.write_text(_protocol(goals, TEMPLATE))
+    return path
+
+
+def test_a_site_templates_organ_dose_in_cgy_as_gy_is_refused_in_the_template_itself(tmp_path: Path) -> None:
+    """Audit s20/t1 F8: "D0.03cc <= 4500 Gy" in a template alone was OK (only its protocols found it): no course
+    gives a highest level a quarter of which is 4500 Gy (`LARGEST_COURSE_GY`), so every protocol extending it would
+    refuse the goal; a CI checking the changed template now does too, at its line."""
+    course = "the highest total dose external-beam courses give (100 Gy; a goal may state up to 4 times a protocol's " \
+             "highest dose level)"
+    assert _template_diagnostics(tmp_path, ["D0.03cc <= 4500 Gy", "V5000Gy[cc] <= 1", "Max <= 45 Gy (variation 5000 Gy)"]) == [
+        (9, f'"D0.03cc <= 4500 Gy" is 45 times {course}: {SLIP}'),
+        (10, f'"V5000Gy[cc] <= 1": the dose of V5000Gy[cc] (5000 Gy) is 50 times {course}: {SLIP}'),
+        (11, f'"Max <= 45 Gy (variation 5000 Gy)": its variation (5000 Gy) is 50 times {course}: {SLIP}'),
+    ]
+    # the same in cGy, a large but possible organ dose, and a BED (a course's BED reaches thousands of Gy) pass
+    load_protocol_or_template(_template(tmp_path, ["D0.03cc <= 4500 cGy", "Max <= 400 Gy", "Max <= 1000 Gy (BED)"]))
+
+
+def test_a_protocol_extending_the_template_says_the_slip_once_against_its_own_level(tmp_path: Path) -> None:
+    """The template alone and the merged protocol both find the goal (in different words): said once, at the
+    template's line, in the protocol's words (against its level)."""
+    _template(tmp_path, ["D0.03cc <= 4500 Gy"])
+    protocol = tmp_path / "p.yaml"
+    protocol.write_text(
+        "extends: base.yaml\nname: p\nsite: head and neck\nversion: 1.0.0\nstructures:\n  PTV: {role: target}\n"
+        "prescription: {fractions: 35, levels: [{target: PTV, dose: 70 Gy}]}\ngoals:\n  PTV: [\"D95% >= 66.5 Gy\"]\n"
+    )
+    with pytest.raises(ProtocolError) as raised:
+        load_protocol_or_template(protocol)
+    assert [(Path(d.file).name, d.line, d.path, d.message) for d in raised.value.diagnostics] == [
+        ("base.yaml", 9, "goals.SpinalCord[0]", f'"D0.03cc <= 4500 Gy" is 64.3 times the highest dose level '
+         f"(PTV's 70 Gy): {SLIP}"),
+    ]

@@ -117,12 +117,38 @@ LARGEST_COURSE_GY = 100.0
 
 def plausible_doses(protocol: ProtocolDocument) -> Iterator[Issue]:
     """Dose levels and goal doses no course gives: the slips `Dose` alone cannot see (every unit is valid)."""
-    if protocol.prescription is None:  # a site template: the protocol extending it is checked
+    if protocol.prescription is None:  # a site template: the protocols extending it are checked against their levels
+        yield from _template_goal_doses(protocol)
         return
     yield from _levels(protocol)
     yield from _levels_far_below(protocol)
     yield from _target_goals(protocol)
     yield from _goal_doses(protocol)
+
+
+def _template_goal_doses(protocol: ProtocolDocument) -> Iterator[Issue]:
+    """A physical dose a goal of a file without a prescription (a site template) states more than
+    `PLAUSIBLE_GOAL_TO_LEVEL` times the highest total any course gives (`LARGEST_COURSE_GY`): more than the rule
+    `_goal_doses` holds it to in any protocol extending the template, whatever its levels, so a slip such as
+    "D0.03cc <= 4500 Gy" (cGy written as Gy) is found where it is written, not only in each protocol extending it
+    (audit s20/t1 F8). No tighter bound is honest here: `limits_for_dose_per_fraction` bounds a dose per fraction,
+    and the template states no fractions. An EQD2 or BED dose is not bounded: a course's BED in a low alpha/beta
+    reaches thousands of Gy (100 Gy in 1 fraction is 3433 Gy BED, alpha/beta 3 Gy)."""
+    ceiling = PLAUSIBLE_GOAL_TO_LEVEL * LARGEST_COURSE_GY
+    for loc, goal in located_goals(protocol.goals):
+        if goal.isoeffective:
+            continue
+        for what, gy in _stated_doses(goal, own_level=False):
+            if gy > ceiling:
+                subject = f'"{goal.text}"' + (f": {what} ({format_number(gy)} Gy)" if what else "")
+                yield Issue(
+                    loc,
+                    f"{subject} is {gy / LARGEST_COURSE_GY:.3g} times the highest total dose external-beam courses "
+                    f"give ({format_number(LARGEST_COURSE_GY)} Gy; a goal may state up to "
+                    f"{format_number(PLAUSIBLE_GOAL_TO_LEVEL)} times a protocol's highest dose level): a dose in the "
+                    "wrong unit? (cGy written as Gy; goals are totals over the course)",
+                )
+                break
 
 
 def course_text(fractions: int) -> str:
