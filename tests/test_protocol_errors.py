@@ -81,7 +81,8 @@ EXPECTED: dict[str, list[tuple[str, int, int, str, str]]] = {
         (
             "bad-yaml-syntax.yaml", 20, 8, "",
             "invalid YAML: expected <block end>, but found '<scalar>' "
-            "(while parsing a block collection started at line 17)",
+            "(while parsing a block collection started at line 17); the quoted text opened at line 17, column 7 runs "
+            'on to line 20, where YAML took a " for its end: is the closing " of line 17 missing?',
         ),
     ],
     "bad-expression.yaml": [
@@ -318,6 +319,38 @@ _SMALL = (
         (('  Core: ["Max <= 40 Gy"]\n', "  Core:\n    - metric: Max\n      >=: 40 Gy\n"),
          (12, 8, "", "invalid YAML: expected chomping or indentation indicators, but found '=' (while scanning a block "
                      'scalar started at line 12); quote a comparator written as a key, e.g. {metric: D95%, ">=": 50 Gy}')),
+        # audit s20/t1 F6: the editor slips PyYAML words least readably, each with the fix its place makes likely
+        (("name: t\n", "name: Prostate SIB: 78 Gy\n"),
+         (2, 19, "", 'invalid YAML: mapping values are not allowed here; the ": " inside the value makes YAML read '
+                     'another key: quote the value, name: "Prostate SIB: 78 Gy"')),
+        (("  PTV: {role: target}\n", '  PTV:\n    role: target\n     color: "#ff0000"\n'),  # the slip: line 8 or 7
+         (8, 11, "", "invalid YAML: mapping values are not allowed here; YAML read this line as more of the value on "
+                     "line 7 (role: target), since it starts deeper (column 6) than that line's key (column 5): the "
+                     "keys of one mapping start in the same column")),
+        (('  Core: ["Max <= 40 Gy"]\n', '  Core:\n    - "Max <= 40 Gy\n    - "Mean <= 20 Gy"\n'),
+         (12, 8, "", "invalid YAML: expected <block end>, but found '<scalar>' (while parsing a block collection "
+                     'started at line 11); the quoted text opened at line 11, column 7 runs on to line 12, where YAML '
+                     'took a " for its end: is the closing " of line 11 missing?')),
+        (('  Core: ["Max <= 40 Gy"]\n', '  Core: "Max <= 40 Gy\n'),
+         (11, 1, "", "invalid YAML: found unexpected end of stream (while scanning a quoted scalar started at line "
+                     "10); the quote opened at line 10, column 9 is not closed")),
+        (('  Core: ["Max <= 40 Gy"]\n', "  Core:\n    - metric: Max\n      >: 40 Gy\n"),
+         (12, 8, "", "invalid YAML: expected chomping or indentation indicators, but found ':' (while scanning a block "
+                     'scalar started at line 12); quote a comparator written as a key, e.g. {metric: D95%, ">=": 50 Gy}')),
+        (('  Core: ["Max <= 40 Gy"]\n', "  Core:\n    - Max <= 40 Gy (priority 2): cord\n"),  # was two messages
+         (11, 7, "goals.Core[0]", 'YAML read the goal "Max <= 40 Gy (priority 2): cord" as a mapping, its ": " taken '
+                                  'for a key\'s: write the goal as one quoted text ("Max <= 40 Gy (priority 2)"; a '
+                                  "remark after it goes in a # comment)")),
+        (('  Core: ["Max <= 40 Gy"]\n', "  Core:\n"),  # was "got None"
+         (10, 8, "goals.Core", 'Core holds no goal here (nothing is written after its key or its dash): write its '
+                               'goals, e.g. Core: ["Mean <= 40 Gy"], or leave it out of goals')),
+        # audit s20/t1 F9: a raw regex; a number echoed as YAML's float
+        (("  PTV: {role: target}\n", '  PTV: {role: target, color: "#f00"}\n'),
+         (6, 30, "structures.PTV.color", 'a colour is "#rrggbb", six hex digits, e.g. "#ff0000", got "#f00" (did you '
+                                         'mean "#ff0000"? the three-digit shorthand is not read)')),
+        (('"Max <= 40 Gy"', '{metric: Max, "<=": 40}'),
+         (10, 10, "goals.Core[0]", 'threshold 40 of Max has no unit: write "40 Gy", "40 cGy" or a percentage of the '
+                                   'prescription ("40%")')),
     ],
 )
 def test_the_message_names_the_field_and_what_to_do(change: tuple[str, str], expected: tuple[int, int, str, str]) -> None:
@@ -325,6 +358,27 @@ def test_the_message_names_the_field_and_what_to_do(change: tuple[str, str], exp
     with pytest.raises(ProtocolError) as caught:
         parse_protocol_text(_SMALL.replace(*change), "small.yaml")
     assert [(d.line, d.column, d.path, d.message) for d in caught.value.diagnostics] == [expected]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        # a ": " after a quoted value: no plain value holds it, and the line above is no key it could continue
+        (("name: t\n", 'name: "t": x\n'), "invalid YAML: mapping values are not allowed here"),
+    ],
+)
+def test_no_hint_where_the_parsers_place_does_not_make_a_cause_likely(change: tuple[str, str], expected: str) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        parse_protocol_text(_SMALL.replace(*change), "small.yaml")
+    assert [d.message for d in caught.value.diagnostics] == [expected]
+
+
+def test_text_quoted_over_lines_and_a_goal_mapping_with_a_bad_key_are_read_as_before() -> None:
+    """The hints' conditions are not met by valid YAML or by a mapping goal's own slip."""
+    parse_protocol_text(_SMALL.replace("name: t\n", 'name: "a\n  b"\n'), "small.yaml")  # a quoted text may wrap
+    with pytest.raises(ProtocolError) as caught:  # one key, as a goal split at a ": " has, but a key of the form
+        parse_protocol_text(_SMALL.replace('"Max <= 40 Gy"', "{metric: Max}"), "small.yaml")
+    assert [d.message for d in caught.value.diagnostics] == ['a goal needs exactly one of the keys "<=", ">=", "<", ">"']
 
 
 _NAMES = (

@@ -96,7 +96,7 @@ def parse_threshold(written: Any, metric: Metric, what: str = "threshold") -> Th
     """Read a threshold written as text or a number, in the unit of `metric`'s value."""
     if isinstance(written, bool) or not isinstance(written, (str, int, float)):
         raise ValueError(f"{what} must be a number with a unit, e.g. \"78 Gy\" or \"20%\", got {written!r}")
-    text = str(written)
+    text = written if isinstance(written, str) else format_number(written)  # 76, not YAML's 76.0 a mapping took
     match = _QUANTITY.match(text)
     if not match:
         raise ValueError(f'cannot read {what} "{text}": expected a number and a unit, e.g. "78 Gy" or "20%"')
@@ -246,7 +246,13 @@ class Goal(BaseModel):
         if isinstance(data.entry, str):
             return {"structure": data.structure, **parse_compact(data.entry)}
         if isinstance(data.entry, dict):
+            _not_text_split_at_a_colon(data.entry)
             return {"structure": data.structure, **fields_from_mapping(GoalMapping.model_validate(data.entry))}
+        if data.entry is None:
+            raise ValueError(
+                f"{data.structure} holds no goal here (nothing is written after its key or its dash): write its goals, "
+                f'e.g. {data.structure}: ["Mean <= 40 Gy"], or leave it out of goals'
+            )
         raise ValueError(
             f'a goal is a string such as "D95% >= 78 Gy" or a mapping with `metric` and a comparator, '
             f"got {data.entry!r}"
@@ -518,6 +524,26 @@ def parse_compact(text: str) -> dict[str, Any]:
             expected = ' (expected "variation X", "priority N", "EQD2", "BED" or "this course")'
             raise ValueError(f'goal "{text}": unknown item "{name}" in parentheses{hint or expected}')
     return fields
+
+
+def _not_text_split_at_a_colon(entry: dict[Any, Any]) -> None:
+    """Refuse a mapping that is a compact goal YAML split at a ": " (`- Mean <= 40 Gy (priority 3): bladder`):
+    one key, not a key of the mapping form, that starts as a goal does (a metric, then a comparator). Read as a
+    mapping it gave 'missing required key "metric"' and 'unknown key "Mean <= 40 Gy (priority 3)"', neither
+    saying that the colon made it one (audit s20/t1 F6)."""
+    if len(entry) != 1:
+        return
+    ((key, value),) = entry.items()
+    if not isinstance(key, str) or key in GoalMapping.model_fields or key in COMPARATORS:
+        return
+    match = _COMPACT.match(key)
+    if match is None or match["cmp"] is None:
+        return
+    written = key if value is None else f"{key}: {value}"
+    raise ValueError(
+        f'YAML read the goal "{written}" as a mapping, its ": " taken for a key\'s: write the goal as one quoted '
+        f'text ("{key}"; a remark after it goes in a # comment)'
+    )
 
 
 def fields_from_mapping(mapping: GoalMapping) -> dict[str, Any]:

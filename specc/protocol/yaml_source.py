@@ -90,7 +90,7 @@ def compose(text: str, filename: str) -> tuple[Node | None, list[Diagnostic]]:
                 "this line is indented differently from the lines before it (the keys of one mapping, and the "
                 f"items of one list, start in the same column); the YAML parser says: {problem}"
             )
-        return None, [Diagnostic(filename, line, column, "", f"invalid YAML: {problem}{_advice(problem)}")]
+        return None, [Diagnostic(filename, line, column, "", f"invalid YAML: {problem}{_advice(error, text)}")]
     except yaml.YAMLError as error:  # reader errors (control characters further on) carry no mark
         return None, [Diagnostic(filename, None, None, "", f"invalid YAML: {error}")]
     except RecursionError:
@@ -106,14 +106,87 @@ def compose(text: str, filename: str) -> tuple[Node | None, list[Diagnostic]]:
     return (None if fatal[0] else node), diagnostics
 
 
-def _advice(problem: str) -> str:
-    """What to do about the parser's least readable complaints: a tab, and a bare `>=` key (YAML reads
-    a leading `>` as the start of folded text, inside a flow mapping as no token at all)."""
+def _advice(error: yaml.MarkedYAMLError, text: str) -> str:
+    """What to do about the parser's least readable complaints, where the text at its marks makes the cause likely:
+    a tab; a bare `>` or `>=` key (YAML reads a leading `>` as the start of folded text, inside a flow mapping as no
+    token at all); a ": " inside a plain value (YAML reads a second key); a key indented deeper than the key above
+    it (YAML reads it as more of that key's value, and complains a line late); a quote left open."""
+    problem = error.problem or ""
+    lines = text.splitlines()
     if "found character '\\t' that cannot start any token" in problem:
         return "; indent with spaces, not tabs"
-    if any(sign in problem for sign in ("found character '>' that cannot", "indentation indicators, but found '='")):
+    if "found character '>' that cannot" in problem or (
+        error.context == "while scanning a block scalar" and _text_at(lines, error.context_mark, 2) in (">:", ">=")
+    ):
         return '; quote a comparator written as a key, e.g. {metric: D95%, ">=": 50 Gy}'
+    if problem == "mapping values are not allowed here" and error.problem_mark is not None:
+        return _colon_advice(lines, error.problem_mark)
+    if error.context == "while scanning a quoted scalar" and error.context_mark is not None:
+        opened_at = error.context_mark
+        return f"; the quote opened at line {opened_at.line + 1}, column {opened_at.column + 1} is not closed"
+    opened = _quoted_across_lines_to(text, error.problem_mark)
+    if opened is not None:
+        quote = lines[opened.line][opened.column]
+        return (f"; the quoted text opened at line {opened.line + 1}, column {opened.column + 1} runs on to line "
+                f"{error.problem_mark.line + 1}, where YAML took a {quote} for its end: is the closing {quote} of "
+                f"line {opened.line + 1} missing?")
     return ""
+
+
+def _text_at(lines: list[str], mark: yaml.Mark | None, width: int) -> str:
+    """The `width` characters of the text at `mark`."""
+    if mark is None or mark.line >= len(lines):
+        return ""
+    return lines[mark.line][mark.column : mark.column + width]
+
+
+# `key: value` or `- key: value` on one line, the value plain text (not quoted, not a flow or block collection).
+_KEY_START = re.compile(r"\s*(?:-\s+)?")
+_KEY_AND_PLAIN_VALUE = re.compile(r"^(?P<key>\s*(?:-\s+)?[^\s#'\"{\[\-?][^#]*?):[ \t]+(?P<value>[^\s'\"{\[|>&*!#].*)$")
+
+
+def _colon_advice(lines: list[str], mark: yaml.Mark) -> str:
+    """Why YAML found a key where none may start: a ": " inside the plain value of a key written earlier on the line
+    (`name: Prostate SIB: 78 Gy`), or a key indented deeper than the plain `key: value` line above it, which YAML
+    reads as more of that value (it complains at the deeper line, the slip may be either's indent)."""
+    if mark.line >= len(lines):
+        return ""
+    line = lines[mark.line]
+    written = _KEY_AND_PLAIN_VALUE.match(line)
+    if written is not None and written.start("value") < mark.column:
+        value = written["value"].split(" #", 1)[0].rstrip()
+        quoted = f"'{value.replace(chr(39), chr(39) * 2)}'" if '"' in value else f'"{value}"'
+        return (f'; the ": " inside the value makes YAML read another key: quote the value, '
+                f"{written['key'].strip()}: {quoted}")
+    above = next((index for index in range(mark.line - 1, -1, -1)
+                  if lines[index].strip() and not lines[index].lstrip().startswith("#")), None)
+    if above is None:
+        return ""
+    previous = _KEY_AND_PLAIN_VALUE.match(lines[above])
+    indent = len(line) - len(line.lstrip(" "))
+    key_column = _KEY_START.match(lines[above]).end()  # type: ignore[union-attr]  (it matches any line)
+    if previous is None or indent <= key_column:
+        return ""
+    return (f"; YAML read this line as more of the value on line {above + 1} ({lines[above].strip()}), since it "
+            f"starts deeper (column {indent + 1}) than that line's key (column {key_column + 1}): the keys of one "
+            "mapping start in the same column")
+
+
+def _quoted_across_lines_to(text: str, mark: yaml.Mark | None) -> yaml.Mark | None:
+    """Where a quoted text starts that runs over several lines and ends on `mark`'s line: a YAML error right after
+    one is most likely a quote left open (its text then runs on to the next quote, which YAML takes for its end)."""
+    if mark is None:
+        return None
+    try:
+        for token in yaml.scan(text, Loader=yaml.SafeLoader):
+            if token.start_mark.line > mark.line:
+                break
+            if (isinstance(token, yaml.ScalarToken) and token.style in ('"', "'")
+                    and token.start_mark.line < token.end_mark.line == mark.line):
+                return token.start_mark
+    except yaml.YAMLError:  # the scanner stops where the parser's error is, or later: the tokens before it stand
+        pass
+    return None
 
 
 def _check(
