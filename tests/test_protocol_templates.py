@@ -477,3 +477,14 @@ def test_a_goal_after_template_goals_is_named_by_its_path_in_its_own_file(tmp_pa
     (child := tmp_path / "prostate-sib.yaml").write_text(PROSTATE.read_text())
     (warning,) = [w for w in load_protocol(child).loosened_template_goals if w.line == 67]
     assert warning.path == "goals.Rectum[0]"  # the file's first Rectum goal; merged, it replaces the template's [3]
+
+
+def test_a_per_case_note_names_a_goal_by_its_path_in_its_own_file(tmp_path: Path) -> None:
+    """The note on a limit read on each case by a volume named the goal by the merged list (`goals.Rectum[5]`)."""
+    table = '{metric: D2cc, "<=": {by_volume_of: PTV_High, volume_cc: [50, 150], limit: [74 Gy, 76 Gy]}, priority: 2}'
+    protocol = PROSTATE.read_text().replace('{metric: D2cc, "<=": 76 Gy, priority: 2}', table, 1)
+    write_base(tmp_path, BASE.read_text())
+    (child := tmp_path / "prostate-sib.yaml").write_text(protocol)
+    revised = revise_protocol(loaded := load_protocol(child), description="tuned in memory")
+    for protocol in (loaded, revised):
+        assert [(note.line, note.path) for note in protocol.per_case_goals()] == [(68, "goals.Rectum[1]")]

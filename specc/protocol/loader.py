@@ -202,6 +202,7 @@ def _with_carried_sources(revised: Protocol, changed: Protocol) -> Protocol:
     )
     carried._loosened_goals = _still_loosened(changed._loosened_goals, goals)
     carried._fractionation_places = changed._fractionation_places  # the key's and extends' lines, judged anew
+    carried._written_goal_paths = changed._written_goal_paths  # the goals keep the places they were written at
     return carried
 
 
@@ -266,6 +267,7 @@ def _validate(tree: ReadProtocol, source: ProtocolSource, *, template_allowed: b
         located._derivation_refusals = _in_reading_order(refusals, source.files)
         if located.prescription.prior is not None:
             located._prior_fractions_place = locator.diagnostic(("prescription", "prior", "fractions"), "")
+        located._written_goal_paths = {(at.file, at.line, at.column): path for at, path in tree.goal_paths.items()}
     return located
 
 

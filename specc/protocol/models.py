@@ -1025,6 +1025,9 @@ class Protocol(ProtocolDocument):
     _derivation_refusals: list[Diagnostic] = PrivateAttr(default_factory=list)
     # Where `prescription.prior.fractions` is written (its message empty), located by the loader.
     _prior_fractions_place: Diagnostic | None = PrivateAttr(default=None)
+    # Each goal's field path in the file that wrote it, by where it is written (file, line, column), located by the
+    # loader: its place in the goals merged with a template's is another index (audit s20/t1 F3).
+    _written_goal_paths: dict[tuple[str, int, int], tuple[str | int, ...]] = PrivateAttr(default_factory=dict)
 
     @property
     def derivation_refusals(self) -> list[Diagnostic]:
@@ -1047,7 +1050,8 @@ class Protocol(ProtocolDocument):
     def _goal_diagnostic(self, loc: tuple[str | int, ...], goal: Goal, message: str) -> Diagnostic:
         """`message` at the line `goal` was written on (the protocol's file alone for one built in memory)."""
         if goal.source is not None:
-            return Diagnostic(goal.source.file, goal.source.line, goal.source.column, format_loc(loc), message)
+            at = (goal.source.file, goal.source.line, goal.source.column)
+            return Diagnostic(*at, format_loc(self._written_goal_paths.get(at, loc)), message)
         where = self.source.path if self.source is not None else "<protocol>"
         return Diagnostic(where, None, None, format_loc(loc), message)
 
