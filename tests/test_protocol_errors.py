@@ -336,7 +336,8 @@ _SMALL = (
                      "10); the quote opened at line 10, column 9 is not closed")),
         (('  Core: ["Max <= 40 Gy"]\n', "  Core:\n    - metric: Max\n      >: 40 Gy\n"),
          (12, 8, "", "invalid YAML: expected chomping or indentation indicators, but found ':' (while scanning a block "
-                     'scalar started at line 12); quote a comparator written as a key, e.g. {metric: D95%, ">=": 50 Gy}')),
+                     "scalar started at line 12); quote a comparator written as a key, e.g. "
+                     '{metric: D95%, ">=": 50 Gy}')),
         (('  Core: ["Max <= 40 Gy"]\n', "  Core:\n    - Max <= 40 Gy (priority 2): cord\n"),  # was two messages
          (11, 7, "goals.Core[0]", 'YAML read the goal "Max <= 40 Gy (priority 2): cord" as a mapping, its ": " taken '
                                   'for a key\'s: write the goal as one quoted text ("Max <= 40 Gy (priority 2)"; a '
@@ -378,7 +379,9 @@ def test_text_quoted_over_lines_and_a_goal_mapping_with_a_bad_key_are_read_as_be
     parse_protocol_text(_SMALL.replace("name: t\n", 'name: "a\n  b"\n'), "small.yaml")  # a quoted text may wrap
     with pytest.raises(ProtocolError) as caught:  # one key, as a goal split at a ": " has, but a key of the form
         parse_protocol_text(_SMALL.replace('"Max <= 40 Gy"', "{metric: Max}"), "small.yaml")
-    assert [d.message for d in caught.value.diagnostics] == ['a goal needs exactly one of the keys "<=", ">=", "<", ">"']
+    assert [d.message for d in caught.value.diagnostics] == [
+        'a goal needs exactly one of the keys "<=", ">=", "<", ">"'
+    ]
 
 
 _NAMES = (

@@ -283,9 +283,10 @@ def test_a_site_templates_organ_dose_in_cgy_as_gy_is_refused_in_the_template_its
     """Audit s20/t1 F8: "D0.03cc <= 4500 Gy" in a template alone was OK (only its protocols found it): no course
     gives a highest level a quarter of which is 4500 Gy (`LARGEST_COURSE_GY`), so every protocol extending it would
     refuse the goal; a CI checking the changed template now does too, at its line."""
-    course = "the highest total dose external-beam courses give (100 Gy; a goal may state up to 4 times a protocol's " \
-             "highest dose level)"
-    assert _template_diagnostics(tmp_path, ["D0.03cc <= 4500 Gy", "V5000Gy[cc] <= 1", "Max <= 45 Gy (variation 5000 Gy)"]) == [
+    course = ("the highest total dose external-beam courses give (100 Gy; a goal may state up to 4 times a "
+              "protocol's highest dose level)")
+    slips = ["D0.03cc <= 4500 Gy", "V5000Gy[cc] <= 1", "Max <= 45 Gy (variation 5000 Gy)"]
+    assert _template_diagnostics(tmp_path, slips) == [
         (9, f'"D0.03cc <= 4500 Gy" is 45 times {course}: {SLIP}'),
         (10, f'"V5000Gy[cc] <= 1": the dose of V5000Gy[cc] (5000 Gy) is 50 times {course}: {SLIP}'),
         (11, f'"Max <= 45 Gy (variation 5000 Gy)": its variation (5000 Gy) is 50 times {course}: {SLIP}'),

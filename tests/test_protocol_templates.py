@@ -75,7 +75,8 @@ def test_an_incomplete_protocol_extending_a_template_is_still_incomplete(tmp_pat
 def test_a_protocol_states_its_own_name_version_and_approval(tmp_path: Path) -> None:
     """Inherited, they called a protocol "... (site template) v1.0.0" in its plan and its diff, and gave it
     the template's approval; the site is the template's unless the protocol says otherwise."""
-    write_base(tmp_path, BASE.read_text().replace("version: 1.0.0\n", "version: 1.0.0\napproval: {by: Dr. T, date: 2024-01-15}\n"))
+    approved = "version: 1.0.0\napproval: {by: Dr. T, date: 2024-01-15}\n"  # a valid template: its own errors count
+    write_base(tmp_path, BASE.read_text().replace("version: 1.0.0\n", approved))
     body = (
         "extends: base-pelvis.yaml\nstructures:\n  PTV: {role: target}\n"
         "prescription: {fractions: 25, levels: [{target: PTV, dose: 50 Gy}]}\ngoals: {PTV: ['D95% >= 47.5 Gy']}\n"
@@ -449,7 +450,8 @@ def test_a_template_goal_the_protocol_replaces_is_validated_all_the_same(tmp_pat
     planned) while `specc validate` of its template failed. Named at the template's line, by its path there."""
     broken = BASE.read_text().replace('"V70Gy[%] <= 20"', '"V70Gy[%] <= 20 %%"', 1)
     assert _prostate_over(tmp_path, broken) == [
-        ("base-pelvis.yaml", 44, 7, "goals.Rectum[3]", 'unknown unit "%%" in threshold "20 %%" of V70Gy[%] (expected %)')
+        ("base-pelvis.yaml", 44, 7, "goals.Rectum[3]",
+         'unknown unit "%%" in threshold "20 %%" of V70Gy[%] (expected %)')
     ]
     # what else the merge drops of a template: its own keys (a protocol states its own version)
     assert _prostate_over(tmp_path, BASE.read_text().replace("version: 1.0.0", "version: 1.0", 1)) == [
@@ -462,7 +464,8 @@ def test_a_template_problem_the_merged_protocol_names_is_said_once(tmp_path: Pat
     """A broken template goal the protocol keeps is found both merged and in the template alone: one line."""
     broken = BASE.read_text().replace('"V65Gy[%] <= 25"', '"V65Gy[%] <= 25 Gy"', 1)
     assert _prostate_over(tmp_path, broken) == [
-        ("base-pelvis.yaml", 43, 7, "goals.Rectum[2]", 'unknown unit "Gy" in threshold "25 Gy" of V65Gy[%] (expected %)')
+        ("base-pelvis.yaml", 43, 7, "goals.Rectum[2]",
+         'unknown unit "Gy" in threshold "25 Gy" of V65Gy[%] (expected %)')
     ]
 
 
