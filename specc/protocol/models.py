@@ -742,11 +742,38 @@ class ProtocolSource(BaseModel):
 
     @staticmethod
     def fingerprint(protocol: BaseModel) -> str:
-        """sha256 of a protocol's content: its JSON dump (where each goal and term came from, and this
-        source, are left out: they say where the content was written, not what it is)."""
-        import hashlib
+        """sha256 of a protocol's content: its JSON dump, with what says how the content was written rather than
+        what it is left out, so that an edit `specc diff` finds no difference in keeps it (plan.json records it
+        beside the files' byte hash, and `specc compare` tells a comment edit from an unversioned change by it):
 
-        return hashlib.sha256(protocol.model_dump_json(warnings=False).encode("utf-8")).hexdigest()
+        - where each goal and term came from, and this source (excluded from the dump);
+        - a goal's `text` as written ("D5% <= 8300 cGy", "D5%<=83Gy", an explicit "(priority 1)"): its parsed
+          fields, which the text is read into, are kept;
+        - the order of mapping keys (a YAML mapping has none), of the goals, the optimization terms and the
+          prescription levels: goals are matched by structure, metric and side (a repeated one is refused), a
+          level by its target (one each; the default reference is the highest by dose, not the first), and terms
+          are summed into one objective (each priority step its own), so one moved above another asks, is judged
+          and is optimized the same; only the report's rows, the program's terms, the RT Plan's dose reference
+          numbers and the fallback colour of a structure the protocol and the case give none (picked by its
+          place) come in another order. Lists whose order says something stay in order: a structure's aliases
+          and parts, expression operands, a volume table's rows, the setup error's axes."""
+        import hashlib
+        import json
+
+        def canonical(value: Any) -> str:
+            return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+        content = protocol.model_dump(mode="json", warnings=False)
+        if isinstance(content.get("goals"), list):
+            content["goals"] = sorted(
+                ({key: value for key, value in goal.items() if key != "text"} for goal in content["goals"]),
+                key=canonical,
+            )
+        for section, field in (("optimization", "terms"), ("prescription", "levels")):
+            part = content.get(section)
+            if isinstance(part, dict) and isinstance(part.get(field), list):
+                part[field] = sorted(part[field], key=canonical)
+        return hashlib.sha256(canonical(content).encode("utf-8")).hexdigest()
 
     @classmethod
     def built_in_memory(cls, protocol: BaseModel) -> ProtocolSource:
