@@ -44,6 +44,7 @@ from specc.evaluate import PlanRecord
 from specc.export import read_result
 from specc.export.result_file import PlanResult, ResultError
 from specc.export.segments import read_segments
+from specc.protocol import ProtocolError, load_protocol
 from specc.report.compare import read_record
 from specc.report.html import STATUS_LABELS, environment, style_sheet
 from specc.report.identity import (
@@ -224,18 +225,38 @@ def protocol_sha256_now(record: PlanRecord) -> str | None:
 
 def protocol_changed_since(record: PlanRecord) -> str | None:
     """Why the plan may not be of the protocol as it is now: its files still at their recorded paths, holding
-    other content than it was planned from (a plan of an earlier save of a protocol being tuned, under the same
-    name and version as every save); None where they hold the plan's content or cannot be read. Said, never
-    refused: a protocol may move on, rightly, after its plan."""
+    other bytes than it was planned from (a plan of an earlier save of a protocol being tuned, under the same
+    name and version as every save); None where they hold the plan's bytes or cannot be read. Said, never
+    refused: a protocol may move on, rightly, after its plan. Other bytes are judged by the content fingerprint
+    (`ProtocolSource.fingerprint`, in plan.json since it was recorded) of the protocol the files give now, as
+    `specc compare` judges two plans: a comment or formatting edit, which `specc diff` says needs no new
+    version, is said as one, not as other content; a plan.json without the fingerprint cannot tell them apart."""
     now = protocol_sha256_now(record)
     protocol = record.protocol
     if now is None or now == protocol.sha256:
         return None
-    return (
-        f"the protocol files this plan names ({', '.join(protocol.files)}) hold other content now (SHA-256 {now[:12]}) "
-        f"than the plan was made from ({protocol.sha256[:12]}), both named {protocol.name} v{protocol.version}: "
-        "the approval is of the plan's version, not of the files as they are now: check that it is the version meant"
-    )
+    files = f"the protocol files this plan names ({', '.join(protocol.files)})"
+    hashes = f"(SHA-256 {now[:12]}) than the plan was made from ({protocol.sha256[:12]})"
+    check = ("the approval is of the plan's version, not of the files as they are now: check that it is the version "
+             "meant")
+    if protocol.content_sha256 is None:
+        return (f"{files} differ now (SHA-256 {now[:12]}) from those the plan was made from ({protocol.sha256[:12]}), "
+                f"named {protocol.name} v{protocol.version}: a plan written before specc recorded the content "
+                f"fingerprint cannot tell a comment from a clinical change: {check}")
+    try:
+        loaded = load_protocol(protocol.files[0])
+    except ProtocolError as error:
+        first = str(error.diagnostics[0]) if error.diagnostics else str(error)
+        return f"{files} hold other content now {hashes}, and no longer load as a protocol ({first}): {check}"
+    content = loaded.source.content_sha256 if loaded.source is not None else None
+    if content == protocol.content_sha256:
+        return (f"{files} differ in comments or formatting only (same content, content SHA-256 {content[:12]}; "
+                f"their bytes' SHA-256 {now[:12]} now, {protocol.sha256[:12]} planned): the plan is of the protocol as "
+                "it states now")
+    named = (f"both named {protocol.name} v{protocol.version}"
+             if (loaded.name, str(loaded.version)) == (protocol.name, protocol.version)
+             else f"now named {loaded.name} v{loaded.version}, the plan's {protocol.name} v{protocol.version}")
+    return f"{files} hold other content now {hashes}, {named}: {check}"
 
 
 def verify(folder: str | Path, case: str | Path | None = None) -> Verification:

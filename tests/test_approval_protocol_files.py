@@ -59,3 +59,40 @@ def test_no_warning_where_the_file_holds_the_plan_s_content_or_is_gone(tmp_path:
     moved, folder = _planned(tmp_path, "moved")
     moved.unlink()  # nothing on disk to compare with: nothing to say
     assert protocol_changed_since(read_record(folder / "plan.json")) is None
+
+
+def test_a_comment_or_formatting_edit_since_is_said_as_one_not_as_other_content(tmp_path: Path) -> None:
+    """The file edited in a comment and a goal's spelling since it was planned (`specc diff`: no difference): the
+    approval's warning says the files differ in comments or formatting only, not that they hold other content
+    (audit s20/t1 F0)."""
+    protocol, folder = _planned(tmp_path, "commented")
+    protocol.write_text("# reviewed, no change\n" + PROTOCOL.replace("'Mean <= 40 Gy'", "'Mean<=4000 cGy'"),
+                        encoding="utf-8")
+    record = read_record(folder / "plan.json")
+    said = protocol_changed_since(record)
+    assert said is not None and said.startswith(
+        f"the protocol files this plan names ({protocol}) differ in comments or formatting only (same content, "
+        f"content SHA-256 {record.protocol.content_sha256[:12]}; ")
+    assert "other content" not in said and said.endswith("the plan is of the protocol as it states now")
+    result = CliRunner().invoke(app, ["approve", str(folder), *APPROVE])
+    assert result.exit_code == 0 and "comments or formatting only (same content" in " ".join(result.output.split())
+
+
+def test_a_plan_without_the_content_fingerprint_or_a_file_that_no_longer_loads_is_said_honestly(
+    tmp_path: Path,
+) -> None:
+    """plan.json written before the content fingerprint was recorded: other bytes cannot be told a comment or a
+    clinical change, and the warning says so; a file that no longer loads is named with its first problem."""
+    protocol, folder = _planned(tmp_path, "older")
+    protocol.write_text("# reviewed\n" + PROTOCOL, encoding="utf-8")
+    record = read_record(folder / "plan.json")
+    older = record.model_copy(update={"protocol": record.protocol.model_copy(update={"content_sha256": None})})
+    said = protocol_changed_since(older)
+    assert said is not None and "differ now (SHA-256 " in said and "other content" not in said
+    assert f"from those the plan was made from ({record.protocol.sha256[:12]}), named Tuned v1.1.1: " in said
+    assert ("a plan written before specc recorded the content fingerprint cannot tell a comment from a clinical "
+            "change") in said
+    protocol.write_text(PROTOCOL.replace("fractions: 30", "fractions: 0"), encoding="utf-8")
+    said = protocol_changed_since(record)
+    assert said is not None and "hold other content now" in said
+    assert f"no longer load as a protocol ({protocol}:" in said

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from evaluate_fakes import protocol, synthetic_case
 from specc.cli.app import app
 from specc.pipeline import plan
+from specc.protocol import load_protocol
 from specc.report.compare import (
     CompareError, comparison_figure, goal_rows, read_plans, render_comparison, warnings, write_comparison,
 )
@@ -113,12 +114,14 @@ def test_a_protocol_changed_without_a_new_version_is_warned_of(plans, tmp_path: 
     """Two plans "of v1.0.0" made with different protocols, as the cohort comparison and `specc diff` say
     (audit h7 F3); a new version is no warning."""
     record = _record(plans["first"])
-    first_sha256 = record["protocol"]["sha256"]
-    record["protocol"]["sha256"] = "ab" * 32  # a weight changed, the version left as it was
+    first_sha256, first_content = record["protocol"]["sha256"], record["protocol"]["content_sha256"]
+    # a weight changed, the version left as it was: other bytes, other content
+    record["protocol"].update(sha256="ab" * 32, content_sha256="cd" * 32)
     edited = _plan_folder(tmp_path / "edited", record)
-    expected = (f"the plans' protocols differ (first: Test protocol v1.0.0 (SHA-256 {first_sha256[:12]}); "
-                "edited: Test protocol v1.0.0 (SHA-256 abababababab)): the same name and version with different "
-                "content, so one was changed without a new version")
+    expected = (f"the plans' protocols differ (first: Test protocol v1.0.0 (SHA-256 {first_sha256[:12]}, content "
+                f"SHA-256 {first_content[:12]}); edited: Test protocol v1.0.0 (SHA-256 abababababab, content SHA-256 "
+                "cdcdcdcdcdcd)): the same name and version with different content, so one was changed without a new "
+                "version")
     assert warnings(read_plans([plans["first"], edited])) == [expected]
     assert warnings(read_plans([plans["first"], plans["second"]])) == []  # v1.0.0 and v1.1.0
     result = CliRunner().invoke(app, ["compare", str(plans["first"]), str(edited), "--out", str(tmp_path / "out")])
@@ -243,3 +246,86 @@ def test_one_case_id_over_other_case_data_on_another_grid_is_said_as_such(plans,
     spacing = " × ".join(f"{s:g}" for s in case["grid"]["spacing_mm"])
     assert found[1].startswith(f"the plans are measured on different grids (first: {shape} voxels of {spacing} mm")
     assert f"resampled: {shape} voxels of 2 × 2 × 2 mm" in found[1] and "--measure-on" not in found[1]
+
+
+EDITED_PROTOCOL = (
+    "specc: 1\nname: Edited\nsite: t\nversion: 1.0.0\n"
+    "structures: {Target: {role: target}, Organ: {role: oar}}\n"
+    "prescription: {fractions: 30, levels: [{target: Target, dose: 60 Gy}]}\n"
+    "goals:\n  Target: ['D95% >= 54 Gy']\n  Organ: ['Mean <= 5 Gy', 'Max <= 40 Gy']\n"
+    "optimization:\n  terms:\n"
+    "    - {kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}\n"
+    "    - {kind: quadratic_overdose, structure: Organ, dose: 10 Gy, weight: 1}\n"
+)
+# What `specc diff` finds no difference in: a comment, a goal's spelling (cGy, spaces, the default priority
+# written out), two goals of one structure and the goals' structures in another order, the terms swapped.
+REWRITTEN_PROTOCOL = (
+    "# comment-only edit: a typo fixed in the header comment\n"
+    "specc: 1\nname: Edited\nsite: t\nversion: 1.0.0\n"
+    "structures: {Target: {role: target}, Organ: {role: oar}}\n"
+    "prescription: {fractions: 30, levels: [{target: Target, dose: 6000 cGy}]}\n"
+    "goals:\n  Organ: ['Max<=40Gy (priority 1)', 'Mean <= 500 cGy']\n  Target: ['D95% >= 54 Gy']\n"
+    "optimization:\n  terms:\n"
+    "    - {kind: quadratic_overdose, structure: Organ, dose: 10 Gy, weight: 1}\n"
+    "    - {kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}\n"
+)
+
+
+@pytest.fixture(scope="module")
+def edits(tmp_path_factory) -> dict[str, Path]:
+    """Plans of one protocol file as first written, rewritten (no difference to `specc diff`), and with a weight
+    changed, all three v1.0.0 (audit s20/t1 F0)."""
+    folder = tmp_path_factory.mktemp("edits")
+    case = synthetic_case()
+    texts = {"written": EDITED_PROTOCOL, "rewritten": REWRITTEN_PROTOCOL,
+             "reweighted": EDITED_PROTOCOL.replace("weight: 1}", "weight: 3}")}
+    for name, text in texts.items():
+        (folder / f"{name}.yaml").write_text(text, encoding="utf-8")
+        assert plan(load_protocol(folder / f"{name}.yaml"), case, folder / name).succeeded
+    return {name: folder / name for name in texts}
+
+
+def test_a_comment_or_formatting_edit_is_said_as_one_not_as_an_unversioned_change(edits, tmp_path: Path) -> None:
+    """The files differ, the content does not: `specc compare` says so, as `specc diff` says "no difference"; a
+    weight changed under the same version is still the unversioned change."""
+    written, rewritten = _record(edits["written"])["protocol"], _record(edits["rewritten"])["protocol"]
+    assert written["sha256"] != rewritten["sha256"] and written["content_sha256"] == rewritten["content_sha256"]
+    found = warnings(read_plans([edits["written"], edits["rewritten"]]))
+    content = written["content_sha256"][:12]
+    assert found == [
+        f"the plans' protocols share a name and version (written: Edited v1.0.0 (SHA-256 {written['sha256'][:12]}, "
+        f"content SHA-256 {content}); rewritten: Edited v1.0.0 (SHA-256 {rewritten['sha256'][:12]}, content SHA-256 "
+        f"{content})): the protocol files differ in comments or formatting only (same content)"
+    ]
+    changed = warnings(read_plans([edits["written"], edits["rewritten"], edits["reweighted"]]))
+    assert len(changed) == 1 and changed[0].startswith("the plans' protocols differ (written: Edited v1.0.0")
+    assert changed[0].endswith("the same name and version with different content, so one was changed without a new "
+                               "version")
+    result = CliRunner().invoke(app, ["compare", str(edits["written"]), str(edits["rewritten"]),
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert "comments or formatting only (same content)" in said and "without a new version" not in said
+    page = (tmp_path / "out" / "compare.html").read_text()
+    assert "comments or formatting only (same content)" in page and f'<span class="mono">{content}</span>' in page
+
+
+def test_plans_written_before_the_content_fingerprint_keep_the_byte_rule_worded_honestly(edits, tmp_path: Path) -> None:
+    """plan.json without `protocol.content_sha256` (written before it was recorded) still reads; its other bytes
+    cannot be told a comment or a clinical change, and the warning says exactly that."""
+    folders = []
+    for name in ("written", "rewritten"):
+        record = _record(edits[name])
+        del record["protocol"]["content_sha256"]
+        folders.append(_plan_folder(tmp_path / name, record))
+    compared = read_plans(folders)
+    assert [plan.record.protocol.content_sha256 for plan in compared] == [None, None]
+    [found] = warnings(compared)
+    assert found.startswith("the plans' protocols share a name and version (written: Edited v1.0.0 (SHA-256 ")
+    assert found.endswith("the protocol files differ; plans written before specc recorded the content fingerprint "
+                          "cannot tell a comment from a clinical change")
+    # one plan with the fingerprint, one without: still not told; two fingerprints that differ tell a change
+    one_each = warnings(read_plans([edits["written"], folders[1]]))
+    assert one_each[0].endswith("cannot tell a comment from a clinical change")
+    assert warnings(read_plans([folders[0], edits["written"], edits["reweighted"]]))[0].endswith(
+        "so one was changed without a new version")

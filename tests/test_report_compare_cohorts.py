@@ -13,7 +13,9 @@ from typer.testing import CliRunner
 from evaluate_fakes import protocol, synthetic_case
 from specc.cli.app import app
 from specc.pipeline import COHORT_CSV, plan_cohort
-from specc.report.compare_cohorts import cohort_goal_rows, cohort_warnings, read_cohort, render_cohort_comparison
+from specc.report.compare_cohorts import (
+    ComparedCohort, cohort_goal_rows, cohort_warnings, read_cohort, render_cohort_comparison,
+)
 
 TERMS = [
     "{kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}",
@@ -109,9 +111,11 @@ def test_protocols_are_told_apart_by_their_sha256(cohorts) -> None:
     """Two protocols of one name and version but other content must not read as one."""
     first, second = (read_cohort(cohorts[name] / COHORT_CSV) for name in ("v1", "v2"))
     [digest_1], [digest_2] = first.protocol_sha256s, second.protocol_sha256s
+    [content_1] = first.protocol_content_sha256s
     assert digest_1 != digest_2
     [differ] = [warning for warning in cohort_warnings([first, second]) if "protocols differ" in warning]
-    assert f"v1: Site v1 v1.0.0 (SHA-256 {digest_1[:12]})" in differ and "without a new version" not in differ
+    assert f"v1: Site v1 v1.0.0 (SHA-256 {digest_1[:12]}; content SHA-256 {content_1[:12]})" in differ
+    assert "without a new version" not in differ
     renamed = {case: record.model_copy(update={"protocol": record.protocol.model_copy(update={"name": "Site v1"})})
                for case, record in second.plans.items()}
     same_name = dataclasses.replace(second, plans=renamed)
@@ -120,17 +124,57 @@ def test_protocols_are_told_apart_by_their_sha256(cohorts) -> None:
     assert not [warning for warning in cohort_warnings([first, first]) if "protocol" in warning]
 
 
+def _with_protocol(cohort: ComparedCohort, label: str, **protocol: str | None) -> ComparedCohort:
+    """`cohort` relabelled, each plan's protocol record updated with `protocol` (a value None: the field as a
+    plan.json written before it was recorded reads)."""
+    plans = {case: record.model_copy(update={"protocol": record.protocol.model_copy(update=protocol)})
+             for case, record in cohort.plans.items()}
+    return dataclasses.replace(cohort, label=label, plans=plans)
+
+
+def test_a_comment_edit_between_cohorts_is_said_as_one_not_as_an_unversioned_change(cohorts) -> None:
+    """The same protocol content from files that differ in a comment (other bytes, one content fingerprint): not
+    "changed without a new version" (audit s20/t1 F0); without the fingerprint (older plan.json), the byte rule in
+    honest words; within one cohort the same."""
+    first = read_cohort(cohorts["v1"] / COHORT_CSV)
+    [content] = first.protocol_content_sha256s
+    commented = _with_protocol(first, "commented", sha256="ab" * 32)
+    [said] = [warning for warning in cohort_warnings([first, commented]) if "protocol" in warning]
+    assert said == (f"the cohorts' protocols share a name and version (v1: Site v1 v1.0.0 (SHA-256 "
+                    f"{first.protocol_sha256s[0][:12]}; content SHA-256 {content[:12]}); commented: Site v1 v1.0.0 "
+                    f"(SHA-256 abababababab; content SHA-256 {content[:12]})): the protocol files differ in comments "
+                    "or formatting only (same content)")
+    older = [_with_protocol(cohort, cohort.label, content_sha256=None) for cohort in (first, commented)]
+    [said] = [warning for warning in cohort_warnings(older) if "protocol" in warning]
+    assert "content SHA-256" not in said and said.endswith(
+        "the protocol files differ; plans written before specc recorded the content fingerprint cannot tell a "
+        "comment from a clinical change")
+    [one_case, *_] = commented.plans
+    mixed = dataclasses.replace(first, plans={**first.plans, one_case: commented.plans[one_case]})
+    [said] = [warning for warning in cohort_warnings([mixed]) if "protocol" in warning]
+    assert said.startswith("v1: its plans' protocols share a name and version (Site v1 v1.0.0; SHA-256 ")
+    assert said.endswith("the protocol files differ in comments or formatting only (same content)")
+    edited = dataclasses.replace(first, plans={**first.plans, one_case: _with_protocol(
+        commented, "edited", content_sha256="cd" * 32).plans[one_case]})
+    [said] = [warning for warning in cohort_warnings([edited]) if "protocol" in warning]
+    assert said.startswith("v1: its plans were made with 2 different protocols (Site v1 v1.0.0; SHA-256 ")
+    assert said.endswith("so one was changed without a new version")
+
+
 def test_the_pages_show_the_protocol_and_case_sha256(cohorts, tmp_path: Path) -> None:
     first = read_cohort(cohorts["v1"] / COHORT_CSV)
-    [digest] = first.protocol_sha256s
+    [digest], [content] = first.protocol_sha256s, first.protocol_content_sha256s
     cohort_html = (cohorts["v1"] / "cohort.html").read_text()
     assert digest in cohort_html
+    assert f'<td>Protocol content SHA-256</td><td class="mono">{content}</td>' in cohort_html
     assert all(record.case.sha256[:12] in cohort_html for record in first.plans.values())
     result = CliRunner().invoke(app, ["compare", str(cohorts["v1"]), str(cohorts["v2"]), "--out", str(tmp_path)])
     said = " ".join(result.output.split())
     assert f"v1: Site v1 v1.0.0, protocol SHA-256 {digest[:12]}; 3 cases planned" in said
     assert "warning: the cohorts' protocols differ" in said
-    assert digest[:12] in (tmp_path / "compare.html").read_text()
+    page = (tmp_path / "compare.html").read_text()
+    assert digest[:12] in page
+    assert f'<span class="muted">content</span> <span class="mono">{content[:12]}</span>' in page
 
 
 def test_a_case_id_planned_twice_is_compared_under_its_folder(tmp_path: Path) -> None:

@@ -501,6 +501,7 @@ def _plan_record(
             site=protocol.site,
             files=[str(path) for path in protocol.source.files],
             sha256=protocol.source.sha256,
+            content_sha256=protocol.source.content_sha256,
         ),
         case=CaseInfo(
             case_id=case.case_id,

@@ -24,11 +24,17 @@ class _Record(BaseModel):
 
 
 class ProtocolInfo(_Record):
+    """The protocol a plan was made from: its files' bytes (`sha256`, what `sha256sum` checks) and its content
+    (`content_sha256`, `ProtocolSource.fingerprint`: the same across a comment, formatting or order edit that
+    `specc diff` finds no difference in), so that a comparison tells an edited comment from an unversioned
+    change. None in plan.json written before the fingerprint was recorded."""
+
     name: str
     version: str
     site: str
     files: list[str]
     sha256: str
+    content_sha256: str | None = None
 
 
 class GridInfo(_Record):

@@ -90,10 +90,13 @@ def write_cohort_page(summary: Path, protocol: Protocol, pdf: bool = False) -> l
                         "cases); not part of this run, not counted")
     named = cohort.protocol if cohort.plans else f"{protocol.name} v{protocol.version}"
     digests = cohort.protocol_sha256s or ([protocol.source.sha256] if protocol.source is not None else [])
+    contents = cohort.protocol_content_sha256s or (
+        [protocol.source.content_sha256] if protocol.source is not None and protocol.source.content_sha256 else [])
     total = len(cohort.plans) + len(cohort.unplanned)
     css = style_sheet()
     html = environment().get_template("cohort.html").render(
         heading=f"Cohort: {named}", names=cases_text(total), protocol=named, protocol_sha256s=digests,
+        protocol_content_sha256s=contents,
         cohort=cohort, rows=rows, cases=cases, warnings=warnings, css=css, status_labels=STATUS_LABELS,
         status_order=STATUS_ORDER, not_converged=cohort.unconverged, partial_counts=partial_counts,
         partial_mark=PARTIAL_MARK,

@@ -10,16 +10,17 @@ a goal that one plan lacks, or one whose pairing would be a guess, shows as abse
 value. What would make a comparison misleading is said before any number: plans of different
 cases (or of one case id holding different case data: a matRad check filed under its workspace),
 plans measured on different grids or structure masks (a matRad check on its CT grid beside specc's
-plan on the case's dose grid: the difference may be the measurement's, not the plans'), prescriptions, protocols of one name and version but different content (one changed
-without a new version, as the cohort comparison and `specc diff` say), and a plan whose solver
-did not converge.
+plan on the case's dose grid: the difference may be the measurement's, not the plans'), prescriptions,
+protocols of one name and version but different content (one changed without a new version, as the cohort
+comparison and `specc diff` say: judged by the content fingerprint, so that a comment edit is said as one), and a
+plan whose solver did not converge.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -32,7 +33,7 @@ from specc.case.model import grid_text
 from specc.errors import SpeccError, validation_text
 from specc.evaluate import PlanRecord
 from specc.evaluate.record import (
-    RECORD_FORMAT, STRUCTURES, STRUCTURES_SHA256, GoalRecord, GridInfo, RobustGoalRecord,
+    RECORD_FORMAT, STRUCTURES, STRUCTURES_SHA256, GoalRecord, GridInfo, ProtocolInfo, RobustGoalRecord,
 )
 from specc.protocol.diff import PairedGoals, pair_goals
 from specc.report.figures import to_data_uri
@@ -226,7 +227,8 @@ def warnings(plans: Sequence[ComparedPlan]) -> list[str]:
     out += [*_case_warnings(plans), *measurement_warnings(plans)]
     out += _unversioned_changes(plans)
     prescriptions = {
-        (plan.record.prescription.fractions, tuple((l.target, l.total_gy) for l in plan.record.prescription.levels))
+        (plan.record.prescription.fractions,
+         tuple(sorted((l.target, l.total_gy) for l in plan.record.prescription.levels)))  # a level by its target
         for plan in plans
     }
     if len(prescriptions) > 1:
@@ -345,19 +347,52 @@ def _grid_text(grid: GridInfo) -> str:
     return f"{grid_text(grid)}, first centre ({origin}) mm"
 
 
+# How protocols of one name and version differ (`protocol_difference`): a content change, as `specc diff` would
+# list it; an edit `specc diff` finds no difference in; or, for plans without the content fingerprint, only bytes.
+CONTENT_CHANGED = "the same name and version with different content, so one was changed without a new version"
+FORMATTING_ONLY = "the protocol files differ in comments or formatting only (same content)"
+NOT_TOLD = ("the protocol files differ; plans written before specc recorded the content fingerprint cannot tell a "
+            "comment from a clinical change")
+
+
+def protocol_difference(protocols: Iterable[ProtocolInfo]) -> str | None:
+    """How the protocols of plans that share a name and version differ, in words; None where their files hold the
+    same bytes. Judged by the content fingerprint (`ProtocolInfo.content_sha256`), for the bytes change with a
+    comment, which `specc diff` rightly says needs no new version: two fingerprints that differ are a change
+    without a new version; one fingerprint for all, comments or formatting only. A plan.json written before the
+    fingerprint was recorded leaves the bytes alone to go by, and they cannot tell a comment from a clinical change."""
+    protocols = list(protocols)
+    if len({protocol.sha256 for protocol in protocols}) <= 1:
+        return None
+    contents = {protocol.content_sha256 for protocol in protocols}
+    if len(contents - {None}) > 1:
+        return CONTENT_CHANGED
+    return NOT_TOLD if None in contents else FORMATTING_ONLY
+
+
+def protocol_digests(protocol: ProtocolInfo) -> str:
+    """A plan's protocol hashes as the warnings give them: "SHA-256 b33aff542d26, content SHA-256 acbe21cf22b8" (the
+    files' bytes, then the content fingerprint where plan.json records it)."""
+    content = f", content SHA-256 {protocol.content_sha256[:12]}" if protocol.content_sha256 else ""
+    return f"SHA-256 {protocol.sha256[:12]}{content}"
+
+
 def _unversioned_changes(plans: Sequence[ComparedPlan]) -> list[str]:
-    """Plans whose protocols share a name and version but not their content: a protocol changed without a new
-    version, so that "v1.1.0" on both names two protocols (in the cohort comparison's words)."""
+    """Plans whose protocols share a name and version but not their files: a protocol changed without a new
+    version, so that "v1.1.0" on both names two protocols (in the cohort comparison's words), or one whose
+    comments or formatting were edited (`protocol_difference`)."""
     by_version: dict[tuple[str, str], list[ComparedPlan]] = {}
     for plan in plans:
         by_version.setdefault((plan.record.protocol.name, plan.record.protocol.version), []).append(plan)
     out = []
     for (name, version), same in by_version.items():
-        if len({plan.record.protocol.sha256 for plan in same}) > 1:
-            listed = "; ".join(f"{plan.label}: {name} v{version} (SHA-256 {plan.record.protocol.sha256[:12]})"
-                               for plan in same)
-            out.append(f"the plans' protocols differ ({listed}): the same name and version with different content, "
-                       "so one was changed without a new version")
+        difference = protocol_difference(plan.record.protocol for plan in same)
+        if difference is None:
+            continue
+        listed = "; ".join(f"{plan.label}: {name} v{version} ({protocol_digests(plan.record.protocol)})"
+                           for plan in same)
+        lead = "differ" if difference == CONTENT_CHANGED else "share a name and version"
+        out.append(f"the plans' protocols {lead} ({listed}): {difference}")
     return out
 
 

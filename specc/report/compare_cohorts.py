@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from specc.evaluate import PlanRecord
-from specc.report.compare import COMPARE_PAGE, CompareError, Measured, numbered, read_record, recorded_goals
+from specc.report.compare import (
+    COMPARE_PAGE, CONTENT_CHANGED, CompareError, Measured, numbered, protocol_difference, read_record, recorded_goals,
+)
 from specc.report.identity import PLAN_JSON
 from specc.report.html import STATUS_LABELS, environment, style_sheet
 from specc.report.write import write_page
@@ -80,6 +82,21 @@ class ComparedCohort:
         """The SHA-256 of its plans' protocol: one, unless the cohort mixes protocols. What tells two
         protocols of one name and version apart."""
         return sorted({record.protocol.sha256 for record in self.plans.values()})
+
+    @property
+    def protocol_content_sha256s(self) -> list[str]:
+        """The content fingerprints of its plans' protocols (`ProtocolInfo.content_sha256`), where plan.json
+        records one: the same across a comment or formatting edit that changes `protocol_sha256s`."""
+        return sorted({record.protocol.content_sha256 for record in self.plans.values()
+                       if record.protocol.content_sha256 is not None})
+
+    @property
+    def protocol_digests(self) -> str:
+        """Its protocols' hashes as the warnings give them: "SHA-256 b33aff542d26, e940fdf7671d; content SHA-256
+        acbe21cf22b8"."""
+        content = self.protocol_content_sha256s
+        return (f"SHA-256 {', '.join(digest[:12] for digest in self.protocol_sha256s)}"
+                + (f"; content SHA-256 {', '.join(digest[:12] for digest in content)}" if content else ""))
 
 
 @dataclass(frozen=True)
@@ -175,7 +192,8 @@ def cohort_goal_rows(cohorts: Sequence[ComparedCohort]) -> list[CohortGoalRow]:
 
 def cohort_warnings(cohorts: Sequence[ComparedCohort]) -> list[str]:
     """Each plan's own warnings (`PlanRecord.warnings`, by case: the cohort run printed none of them, nor did its
-    page: review s18 R2), protocols that differ (by SHA-256), cases listed twice, cases a comparison cannot pair,
+    page: review s18 R2), protocols that differ (by SHA-256; by content fingerprint where names and versions are
+    the same: `protocol_difference`), cases listed twice, cases a comparison cannot pair,
     different data under one case name, cases left unplanned, unconverged plans."""
     out = [f"{cohort.label}: {folder}: {warning}" for cohort in cohorts
            for folder, record in cohort.plans.items() for warning in record.warnings]
@@ -205,23 +223,33 @@ def cohort_warnings(cohorts: Sequence[ComparedCohort]) -> list[str]:
 
 
 def _protocol_warnings(cohorts: Sequence[ComparedCohort]) -> list[str]:
-    """A cohort whose plans were made with different protocols; cohorts whose protocols differ, said
-    most loudly when their names and versions are the same (a protocol edited without a new version)."""
+    """A cohort whose plans were made with different protocols; cohorts whose protocols differ. Where their names
+    and versions are the same, said by the content fingerprint as `specc compare` says it of plans
+    (`protocol_difference`): most loudly a protocol edited without a new version; a comment edit as one."""
     out = []
     for cohort in cohorts:
         if len(cohort.protocol_sha256s) > 1:
-            hashes = ", ".join(digest[:12] for digest in cohort.protocol_sha256s)
-            out.append(f"{cohort.label}: its plans were made with {len(cohort.protocol_sha256s)} different protocols "
-                       f"({cohort.protocol}; SHA-256 {hashes})")
-    if len({tuple(cohort.protocol_sha256s) for cohort in cohorts if cohort.plans}) > 1:
-        listed = "; ".join(f"{cohort.label}: {cohort.protocol} (SHA-256 "
-                           f"{', '.join(digest[:12] for digest in cohort.protocol_sha256s)})"
-                           for cohort in cohorts if cohort.plans)
-        same_names = len({cohort.protocol for cohort in cohorts if cohort.plans}) == 1
-        out.append(f"the cohorts' protocols differ ({listed})"
-                   + (": the same name and version with different content, so one was changed without a new version"
-                      if same_names else ""))
+            out.append(f"{cohort.label}: " + _protocols_text(
+                f"its plans were made with {len(cohort.protocol_sha256s)} different protocols", "its plans' protocols",
+                [cohort], f"{cohort.protocol}; {cohort.protocol_digests}"))
+    planned = [cohort for cohort in cohorts if cohort.plans]
+    if len({tuple(cohort.protocol_sha256s) for cohort in planned}) > 1:
+        listed = "; ".join(f"{cohort.label}: {cohort.protocol} ({cohort.protocol_digests})" for cohort in planned)
+        out.append(_protocols_text("the cohorts' protocols differ", "the cohorts' protocols", planned, listed))
     return out
+
+
+def _protocols_text(other: str, shared: str, cohorts: Sequence[ComparedCohort], listed: str) -> str:
+    """Protocols whose files differ over `cohorts`' plans, led by `other` where they are other protocols (other
+    names or versions, or other content under one: `protocol_difference`), else by `shared` as sharing one name
+    and version, with how their files differ (comments or formatting only, or not told)."""
+    protocols_of = [record.protocol for cohort in cohorts for record in cohort.plans.values()]
+    if len({(protocol.name, protocol.version) for protocol in protocols_of}) > 1:
+        return f"{other} ({listed})"  # other names or versions: other protocols, as meant
+    difference = protocol_difference(protocols_of)
+    if difference is None or difference == CONTENT_CHANGED:
+        return f"{other} ({listed})" + (f": {difference}" if difference else "")
+    return f"{shared} share a name and version ({listed}): {difference}"
 
 
 def render_cohort_comparison(cohorts: Sequence[ComparedCohort]) -> str:
