@@ -31,7 +31,7 @@ from specc.protocol.goals import (DEFAULT_PRIORITY, LOWER_BOUNDS, Goal, Threshol
 from specc.protocol.models import Protocol, SiteTemplate
 from specc.protocol.names import name_key
 from specc.protocol.templates import LIMITS_FOR_DOSE_PER_FRACTION, PER_FRACTION_PRECISION, fractionation_misfit
-from specc.protocol.templates import _asks_less as asks_less  # validate's judgement of a loosened override
+from specc.protocol.templates import asks_less  # validate's judgement of a loosened override
 from specc.protocol.units import format_number
 from specc.protocol.volume_table import VolumeTable
 from specc.protocol.yaml_source import compose

@@ -382,7 +382,7 @@ def loosened_goals(
         if old is None or any(goal is None for _, goal in news):
             continue
         # the replacing goal that gives up least: none gives up anything when one is at least as strict
-        node, new, reasons = min(((node, goal, _asks_less(old, goal)) for node, goal in news if goal is not None),
+        node, new, reasons = min(((node, goal, asks_less(old, goal)) for node, goal in news if goal is not None),
                                  key=lambda found: len(found[2]))
         if not reasons:
             continue
@@ -405,7 +405,7 @@ class LoosenedGoal:
 
     def judged_again(self, goal: Goal) -> LoosenedGoal | None:
         """This one for `goal`, now at this goal's place, where it still asks less than the template goal; else None."""
-        reasons = _asks_less(self.template_goal, goal)
+        reasons = asks_less(self.template_goal, goal)
         if not reasons:
             return None
         return dataclasses.replace(
@@ -430,7 +430,7 @@ def _goal_of(node: Node, structure: str, reference: Reference) -> Goal | None:
     return goal.model_copy(update={"reference_dose": reference(structure, goal.course)})
 
 
-def _asks_less(old: Goal, new: Goal) -> list[str]:
+def asks_less(old: Goal, new: Goal) -> list[str]:
     """How `new` (of `old`'s structure, metric, side and dose) is looser than `old`: empty when it is not.
 
     A limit read from a table by a structure's volume is compared row by row (between two rows it is the straight
@@ -483,10 +483,10 @@ def _written(goal: Goal, which: str, compared: float | None) -> str:
     unit, table = goal.metric.unit, goal.by_volume
     if table is not None:
         column = table.limits if which == "limit" else table.variations
-        assert column is not None, "`_asks_less`: a variation is written only where the goal has one"
+        assert column is not None, "`asks_less`: a variation is written only where the goal has one"
         return f"{span_text(column, table.relative, unit)} by {table.structure} volume"
     limit = _limit(goal, which)
-    assert limit is not None, "`_asks_less`: a goal without a table has a threshold, and a variation where written"
+    assert limit is not None, "`asks_less`: a goal without a table has a threshold, and a variation where written"
     return limit.text(unit) if compared is None else _text(limit, unit, compared)
 
 
@@ -500,7 +500,7 @@ def _where(points: list[dict[str, float]], found: _Looser, which: str) -> str:
     rows = []
     for point, was, now, pair in found:
         read = tuple(_limit(goal, which) for goal in (was, now))
-        assert read[0] is not None and read[1] is not None, "`_asks_less` compared these two"
+        assert read[0] is not None and read[1] is not None, "`asks_less` compared these two"
         values = " to ".join(_reading(limit, was.metric.unit, value, pair) for limit, value in zip(read, pair))
         if len(point) == 1:
             rows.append(f"{format_number(next(iter(point.values())))} cc row ({values})")
