@@ -168,3 +168,14 @@ def test_numbers_specc_writes_read_back_exactly_in_metrics_and_goals(value: floa
 def test_a_number_without_a_decimal_form_is_refused_by_name(value: float) -> None:
     with pytest.raises(ValueError, match=rf"{value} has no decimal form"):
         format_number(value)
+
+
+@pytest.mark.parametrize("centigray", ["7560", "5040", "4140", "6615", "1.5", "33.3"])
+def test_a_dose_in_cgy_is_the_number_written_over_100_in_gy(centigray: str) -> None:
+    """7560 * 0.01 is 75.60000000000001 in floating point: a protocol written in cGy then read as another dose than
+    the same protocol in Gy (`specc diff` listed "75.6 Gy -> 75.60000000000001 Gy", its fingerprint changed)."""
+    in_gy = format_number(float(centigray) / 100)
+    assert Dose.model_validate(f"{centigray} cGy").gy == Dose.model_validate(f"{in_gy} Gy").gy
+    assert Goal.parse(f"D95% >= {centigray} cGy", "PTV").threshold_value == Goal.parse(f"D95% >= {in_gy} Gy",
+                                                                                       "PTV").threshold_value
+    assert Metric.parse(f"V{centigray}cGy[%]").dose == Metric.parse(f"V{in_gy}Gy[%]").dose

@@ -41,7 +41,7 @@ from pydantic.json_schema import SkipJsonSchema
 from specc.protocol.isoeffect import ISOEFFECTIVE, DoseQuantity
 from specc.protocol.metrics import DOSE_METRIC_PATTERN, Metric, MetricUnit
 from specc.protocol.suggest import did_you_mean
-from specc.protocol.units import DOSE_UNITS, VOLUME_SPELLINGS, Dose, format_number
+from specc.protocol.units import DOSE_UNITS, VOLUME_SPELLINGS, Dose, format_number, in_base_unit
 from specc.protocol.volume_table import VolumeTable, VolumeTableMapping
 from specc.terms.base import SourceLocation
 
@@ -111,7 +111,7 @@ def parse_threshold(written: Any, metric: Metric, what: str = "threshold") -> Th
         if unit == "%":
             return Threshold(value=value, relative=True)
         if unit in DOSE_UNITS:
-            return Threshold(value=value * DOSE_UNITS[unit])
+            return Threshold(value=in_base_unit(value, DOSE_UNITS[unit]))
         if not unit:
             raise ValueError(
                 f'{what} {text} of {metric} has no unit: write "{text} Gy", "{text} cGy" '

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import ValidationInfo, model_validator
 
-from specc.protocol.units import DOSE_UNITS, Dose, TextValue, Volume, format_number, text_in_a_file
+from specc.protocol.units import DOSE_UNITS, Dose, TextValue, Volume, format_number, in_base_unit, text_in_a_file
 
 Quantity = Literal["D", "V", "Mean", "Max", "Min", "CV", "DC", "CI", "PCI", "GI", "R50", "HI"]
 MetricUnit = Literal["Gy", "%", "cc", ""]
@@ -143,7 +143,7 @@ def _fields(text: str) -> dict[str, Any]:
         if match["u"] == "%":
             fields["dose_percent"] = float(match["num"])
         else:
-            fields["dose"] = Dose(gy=float(match["num"]) * DOSE_UNITS[match["u"]])
+            fields["dose"] = Dose(gy=in_base_unit(float(match["num"]), DOSE_UNITS[match["u"]]))
         return fields
     if match := _STATISTIC.match(stripped):
         return {"quantity": match["q"], "unit": "Gy"}

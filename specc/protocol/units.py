@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Iterable
 from decimal import Decimal
+from fractions import Fraction
 from typing import Any, ClassVar, Literal
 
 from pydantic import (
@@ -25,10 +26,14 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
-DOSE_UNITS: dict[str, float] = {"Gy": 1.0, "cGy": 0.01}
-LENGTH_UNITS: dict[str, float] = {"mm": 1.0, "cm": 10.0}
-AREA_UNITS: dict[str, float] = {"cm2": 1.0, "mm2": 0.01, "cm²": 1.0, "mm²": 0.01}
-ANGLE_UNITS: dict[str, float] = {"deg": 1.0}
+# Each unit's size in the base unit (Gy, mm, cm2, deg) as an exact ratio: `in_base_unit` multiplies by its
+# numerator and divides by its denominator, since 7560 * 0.01 is 75.60000000000001 in binary floating point
+# while 7560 / 100 is 75.6, the number written (a protocol in cGy then diffed and fingerprinted as another dose
+# than the same in Gy).
+DOSE_UNITS: dict[str, Fraction] = {"Gy": Fraction(1), "cGy": Fraction(1, 100)}
+LENGTH_UNITS: dict[str, Fraction] = {"mm": Fraction(1), "cm": Fraction(10)}
+AREA_UNITS: dict[str, Fraction] = {"cm2": Fraction(1), "mm2": Fraction(1, 100), "cm²": Fraction(1), "mm²": Fraction(1, 100)}
+ANGLE_UNITS: dict[str, Fraction] = {"deg": Fraction(1)}
 VolumeUnit = Literal["%", "cc"]
 
 _NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
@@ -93,7 +98,7 @@ class _Quantity(TextValue):
     """A non-negative amount written with one of `units` ("78 Gy", "3 mm"), stored in the
     first unit under the field named `field`; a bare number is an error that names the units."""
 
-    units: ClassVar[dict[str, float]]
+    units: ClassVar[dict[str, Fraction]]
     field: ClassVar[str]
     symbol: ClassVar[str]  # how the stored amount is written back
     what: ClassVar[str]
@@ -130,7 +135,7 @@ class Dose(_Quantity):
         "description": 'A total dose with its unit, e.g. "78 Gy" or "7800 cGy".',
         "examples": ["78 Gy", "7800 cGy"],
     }
-    units: ClassVar[dict[str, float]] = DOSE_UNITS
+    units: ClassVar[dict[str, Fraction]] = DOSE_UNITS
     field: ClassVar[str] = "gy"
     symbol: ClassVar[str] = "Gy"
     what: ClassVar[str] = "dose"
@@ -187,7 +192,7 @@ class Length(_Quantity):
         "description": 'A distance with its unit, e.g. "3 mm" or "0.5 cm".',
         "examples": ["3 mm", "0.5 cm"],
     }
-    units: ClassVar[dict[str, float]] = LENGTH_UNITS
+    units: ClassVar[dict[str, Fraction]] = LENGTH_UNITS
     field: ClassVar[str] = "mm"
     symbol: ClassVar[str] = "mm"
     what: ClassVar[str] = "distance"
@@ -203,7 +208,7 @@ class Angle(_Quantity):
         "description": 'An angle in degrees, e.g. "2 deg".',
         "examples": ["2 deg", "1.5 deg"],
     }
-    units: ClassVar[dict[str, float]] = ANGLE_UNITS
+    units: ClassVar[dict[str, Fraction]] = ANGLE_UNITS
     field: ClassVar[str] = "deg"
     symbol: ClassVar[str] = "deg"
     what: ClassVar[str] = "angle"
@@ -219,7 +224,7 @@ class Area(_Quantity):
         "description": 'An area with its unit, e.g. "4 cm2" or "400 mm2".',
         "examples": ["4 cm2", "400 mm2"],
     }
-    units: ClassVar[dict[str, float]] = AREA_UNITS
+    units: ClassVar[dict[str, Fraction]] = AREA_UNITS
     field: ClassVar[str] = "cm2"
     symbol: ClassVar[str] = "cm²"
     what: ClassVar[str] = "area"
@@ -251,8 +256,8 @@ def parse_dose_gy(text: str) -> float:
     return _parse_with_unit(text, DOSE_UNITS, "dose", '"78 Gy" or "7800 cGy"')
 
 
-def _parse_with_unit(text: str, units: dict[str, float], what: str, example: str) -> float:
-    """A number and one of `units` (case-sensitive), converted by the unit's factor."""
+def _parse_with_unit(text: str, units: dict[str, Fraction], what: str, example: str) -> float:
+    """A number and one of `units` (case-sensitive), converted to the base unit (`in_base_unit`)."""
     match = _DOSE_RE.match(text)
     if not match:
         raise ValueError(f'cannot read {what} "{text}": expected a number and a unit, e.g. {example}')
@@ -261,7 +266,12 @@ def _parse_with_unit(text: str, units: dict[str, float], what: str, example: str
         near = {u.lower(): u for u in units}.get(unit.lower())
         hint = f' (did you mean "{near}"?)' if near else f" (expected one of {', '.join(units)})"
         raise ValueError(f'unknown {what} unit "{unit}"{hint}')
-    return float(match["value"]) * units[unit]
+    return in_base_unit(float(match["value"]), units[unit])
+
+
+def in_base_unit(value: float, size: Fraction) -> float:
+    """`value` of a unit of `size` (`DOSE_UNITS`) in the base unit, rounded once: 7560 cGy is 75.6 Gy."""
+    return value * size.numerator / size.denominator
 
 
 def parse_volume(text: str) -> tuple[float, VolumeUnit]:
