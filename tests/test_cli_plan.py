@@ -345,6 +345,12 @@ def test_quiet_summary_of_an_unconverged_plan_says_not_converged(tmp_path: Path)
     # an iteration limit is `iteration_limit` for every solver (docs/compiler.md, statuses)
     assert said.startswith("NOT CONVERGED: iteration_limit (") and "not_converged" in said, result.output
 
+    # --strict stops on it (audit s20/t2 F2: it exited 0 wherever the measured values happened to pass)
+    strict = runner.invoke(app, ["plan", str(protocol), *COARSE, "--out", str(tmp_path / "strict"), "-q", "--strict"])
+    assert strict.exit_code == 2, strict.output
+    assert ("--strict: the plan did not converge (its solver ended iteration_limit (" in " ".join(strict.output.split())
+            and "none of its goals can be vouched for" in " ".join(strict.output.split())), strict.output
+
 
 def test_a_solve_in_steps_names_each_step_on_its_spinner_and_when_it_ends(tmp_path: Path, monkeypatch) -> None:
     """A goals-only solve of minutes printed nothing between "done compile" and "done solve" (audit a1 F11):

@@ -849,3 +849,35 @@ def test_strict_stops_on_a_must_goal_beyond_the_dose_grid_but_not_on_an_organ_th
     result = runner.invoke(app, ["check", str(protocol), str(export), "--out", str(tmp_path / "out"), "--strict"])
     assert result.exit_code == 0, result.output
     assert "--strict" not in result.output
+
+
+def test_specc_s_own_not_converged_dose_checked_reads_not_converged_stops_strict_and_cannot_be_approved(
+        planned, tmp_path):
+    """Audit s20/t2 F4: the RT Dose specc writes of a plan that did not converge says NOT CONVERGED in its
+    SeriesDescription and DoseComment; checked, it read PASS, passed --strict and was approved, though its plan
+    was refused. The check is now labelled as its plan was (goals not_converged, the banner, --strict, approve)."""
+    case_path, _, plan_dir = planned
+    result = read_result(plan_dir / "result.h5")
+    unconverged = dataclasses.replace(result, record_json=None, stored_converged=False,
+                                      stored_solver_status="iteration_limit")
+    dose_path = write_rtdose(unconverged, tmp_path / "RD-nc.dcm")
+    protocol = REPO / "protocols" / "tg119" / "c-shape.yaml"
+    runner = CliRunner()
+    checked = runner.invoke(app, ["check", str(protocol), "--case", str(case_path), "--dose", str(dose_path),
+                                  "--out", str(tmp_path / "check"), "--strict", "-q"])
+    said = " ".join(checked.output.split())
+    assert checked.exit_code == 2, checked.output
+    assert said.startswith(f"NOT CONVERGED: checked {dose_path}"), checked.output
+    assert "--strict: the plan did not converge (its dose file says so): none of its goals can be vouched for" in said
+    record = json.loads((tmp_path / "check" / "plan.json").read_text())
+    assert record["converged"] is False
+    assert {goal["status"] for goal in record["goals"]} == {"not_converged"}
+    html = (tmp_path / "check" / "report.html").read_text()
+    assert 'NOT CONVERGED: the dose file says it comes from a plan whose solver did not\nconverge ("NOT CONVERGED (solver iteration_limit): not a usable plan")' in html
+    approved = runner.invoke(app, ["approve", str(tmp_path / "check"), "--reviewer", "Dr. T", "--role", "physicist"])
+    assert approved.exit_code == 1 and "did not converge cannot be approved" in approved.output
+    compared = runner.invoke(app, ["compare", str(plan_dir), str(tmp_path / "check"), "--out", str(tmp_path / "cmp")])
+    assert compared.exit_code == 0, compared.output
+    assert "its dose file says it comes from a plan that did not converge" in " ".join(compared.output.split())
+    # the converged plan's own export still checks as converged
+    assert specc.check_dose(protocol, case_path, write_rtdose(result, tmp_path / "RD.dcm"), tmp_path / "c2").record.converged

@@ -72,8 +72,9 @@ def check(
     pdf: bool = typer.Option(False, "--pdf", help="Also write report.pdf (needs WeasyPrint)."),
     strict: bool = typer.Option(
         False, "--strict",
-        help="Exit 2 when a priority-1 goal fails or reads NOT EVALUATED, except on an organ marked if_contoured that "
-        "the case does not contour (with --cohort: the run's, and each row's in cohort.csv).",
+        help="Exit 2 when the dose file says its plan did not converge, or a priority-1 goal fails or reads NOT "
+        "EVALUATED, except on an organ marked if_contoured that the case does not contour (with --cohort: the run's, "
+        "and each row's in cohort.csv).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors and the final line."),
 ) -> None:
@@ -84,13 +85,11 @@ def check(
     CT grid with its cst structures; with --case --measure-on case, on the case's grid with its masks,
     as specc's plan of the case is measured). Exit code 0 when the dose was checked (goal failures are in
     the report), 1 on bad input (with --cohort: any folder; without, the earlier check in OUT is
-    removed, so that it is not taken for this run's), 2 with --strict when a priority-1 goal fails or reads NOT
-    EVALUATED (an organ beyond the dose's calculation volume, a D2cc on a 1 cc organ), except on an organ marked
-    if_contoured that the case does not contour.
+    removed, so that it is not taken for this run's), 2 with --strict when the dose file says its plan did not
+    converge (specc's own NOT CONVERGED export: the check is labelled so too), or a priority-1 goal fails or
+    reads NOT EVALUATED (an organ beyond the dose's calculation volume, a D2cc on a 1 cc organ), except on an
+    organ marked if_contoured that the case does not contour.
     """
-    from specc.check import check_dose, check_export
-    from specc.pipeline import check_plan_folder, plan_files
-
     if cohort:
         if dose is not None or case is not None or prior_dose or measure_on is not None:
             fail("--cohort checks export folders, each with its own RT Dose; --dose, --case, --measure-on and "
@@ -99,8 +98,12 @@ def check(
             fail("--cohort checks plan export folders: give one or more")
         _check_cohort(protocol, exports, out, grid, outside_zero, per_fraction, pdf, strict, quiet)
     printer = StagePrinter(quiet)
-    earlier = plan_files(out)
-    try:
+    earlier: list[Path] = []  # the plan OUT held as the run began; none known before it looked (`stop_interrupted`)
+    try:  # the imports too: a Ctrl-C during them (seconds) left the earlier check in OUT without a word
+        from specc.check import check_dose, check_export
+        from specc.pipeline import check_plan_folder, plan_files
+
+        earlier = plan_files(out)
         check_plan_folder(out)  # before an export is read that a folder no check can go into would waste
         _refuse_combinations(exports or [], case, dose, grid, measure_on)
         if exports:
@@ -186,10 +189,13 @@ def _check_cohort(
     protocol: Path, exports: list[Path], out: Path, grid: float | None, outside_zero: bool, per_fraction: bool,
     pdf: bool, strict: bool, quiet: bool,
 ) -> None:
-    from specc.check import check_cohort
-
     printer = StagePrinter(quiet=True)
+    found = None  # the cohort files OUT held as the run began (`stop_cohort`)
     try:
+        from specc.check import check_cohort
+        from specc.pipeline import cohort_files
+
+        found = cohort_files(out)
         outcome = check_cohort(
             protocol, exports, out, grid_mm=grid, outside_zero=outside_zero, per_fraction=per_fraction, pdf=pdf,
             progress=printer, case_progress=cohort_progress(printer, quiet, "export"), strict=strict,
@@ -197,6 +203,6 @@ def _check_cohort(
     except SpeccError as error:
         fail(error)
     except KeyboardInterrupt as stopped:
-        stop_cohort(stopped, "export", "check")
+        stop_cohort(stopped, "export", "check", out, found)
     checked = sum(1 for entry in outcome.entries if entry.outcome is not None)
     finish_cohort(outcome, f"{checked} of {len(outcome.entries)} exports checked", strict)

@@ -169,8 +169,8 @@ def plan(
     solver: str | None = typer.Option(None, "--solver", help="Solver to use (CLARABEL, OSQP, SCS, ...)."),
     pdf: bool = typer.Option(False, "--pdf", help="Also write report.pdf (needs WeasyPrint)."),
     strict: bool = typer.Option(
-        False, "--strict", help="Exit 2 when a priority-1 goal fails or reads NOT EVALUATED (except on an organ marked "
-        "if_contoured that the case does not contour)."
+        False, "--strict", help="Exit 2 when the plan did not converge, or a priority-1 goal fails or reads NOT "
+        "EVALUATED (except on an organ marked if_contoured that the case does not contour)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors and the final line."),
     grid: float | None = _GRID,
@@ -186,19 +186,23 @@ def plan(
 ) -> None:
     """Plan a case with a protocol: compile, solve, evaluate on the full grid, write the report.
 
-    Exit code 0 when the solve gave a plan (goal failures are in the report), 1 when it did
-    not (nothing is written, and an earlier plan in OUT is removed, so that it is not taken for
-    this run's), 2 with --strict when a priority-1 goal fails or reads NOT EVALUATED, except on an organ marked
-    if_contoured that the case does not contour (with --watch: the last plan's).
+    Exit code 0 when the solve gave a plan (goal failures are in the report; a plan that did not converge is
+    written and labelled NOT CONVERGED), 1 when it did not (nothing is written, and an earlier plan in OUT is
+    removed, so that it is not taken for this run's), 2 with --strict when the plan did not converge, or a
+    priority-1 goal fails or reads NOT EVALUATED, except on an organ marked if_contoured that the case does not
+    contour (with --watch: the last plan's).
     """
-    from specc.case import Case
-    from specc.composite import with_prior_dose
-    from specc.pipeline import PlanSession, check_plan_folder, plan_files
-    from specc.protocol import load_protocol
-
     printer = StagePrinter(quiet)
-    earlier = plan_files(out)
+    earlier: list[Path] = []  # the plan OUT held as the run began; none known before it looked (`stop_interrupted`)
+    # From here on Ctrl-C removes the earlier plan in OUT and says so: also in the seconds of the imports, which
+    # stopped the run without a word, leaving the earlier plan (audit s20/t2 F1).
     try:
+        from specc.case import Case
+        from specc.composite import with_prior_dose
+        from specc.pipeline import PlanSession, check_plan_folder, plan_files
+        from specc.protocol import load_protocol
+
+        earlier = plan_files(out)
         if cases and len(cases) > 1:
             raise SpeccError(
                 "`specc plan` plans one case; for several, run `specc cohort PROTOCOL CASE.h5 CASE.h5 ... --out DIR`"
@@ -303,17 +307,18 @@ def fail_unwritten(out: Path, error: SpeccError) -> NoReturn:
     The library removes it itself where the error came while the plan was written (a full disk): its notes
     on the error name the files (`specc.pipeline.staged_plan`), and are printed here."""
     error_console.print(Text("error: ", style="bold red") + Text(str(error)), soft_wrap=True)
-    _say_discarded(out, getattr(error, "__notes__", []))
+    _say_discarded(out, getattr(error, "__notes__", []), error)
     raise typer.Exit(1)
 
 
-def _say_discarded(out: Path, said: Sequence[str] = ()) -> None:
+def _say_discarded(out: Path, said: Sequence[str] = (), error: SpeccError | None = None) -> None:
     """`said` (what the library removed, or could not), then the earlier plan in `out` removed
     (`discard_unwritten_plan`) and a line naming its files; where it cannot be, a warning that the files left
-    are an earlier run's (once: not again where `said` has it)."""
-    from specc.pipeline import discard_earlier_plan
+    are an earlier run's (once: not again where `said` has it, nor where the `error` printed above says it)."""
+    from specc.pipeline import discard_earlier_plan, said_by
 
-    lines = [*said, *(line for line in discard_earlier_plan(out).said() if line not in said)]
+    discarded = discard_earlier_plan(out).said()
+    lines = [*said, *(line for line in discarded if line not in said and not (error and said_by(error, line)))]
     for line in lines:
         warning = line.startswith("warning: ")
         text = Text("warning: ", style="yellow") + Text(line.removeprefix("warning: ")) if warning else Text(line)
@@ -324,11 +329,13 @@ def stop_interrupted(out: Path, what: str, earlier: list[Path]) -> NoReturn:
     """Ctrl-C before the `what` ("plan", "check") was written into `out`: the earlier plan there is removed
     as for any plan not produced (`discard_unwritten_plan`), one line says so; exit 130 (128 + SIGINT).
 
-    `earlier`: the plan files `out` held before this run began."""
+    `earlier`: the plan files `out` held before this run began, which the library may have removed already;
+    empty where the run stopped before it looked (its imports): nothing of it was removed then but what is now."""
     from specc.pipeline import discard_earlier_plan
 
-    kept = discard_earlier_plan(out).kept
-    removed = bool(earlier) and not any(path.exists() for path in earlier)
+    discarded = discard_earlier_plan(out)
+    kept = discarded.kept
+    removed = kept is None and (bool(discarded.removed) or bool(earlier) and not any(path.exists() for path in earlier))
     said = f"; the earlier plan in {out} was removed" if removed else ""
     error_console.print(Text(f"interrupted: no {what} written{said}", style="red"), soft_wrap=True)
     if kept is not None:
@@ -336,13 +343,24 @@ def stop_interrupted(out: Path, what: str, earlier: list[Path]) -> NoReturn:
     raise typer.Exit(130)
 
 
-def stop_cohort(stopped: KeyboardInterrupt, noun: str, what: str) -> NoReturn:
-    """Ctrl-C during a cohort run of `noun`s ("case", "export") each giving a `what` ("plan", "check"): the
-    item it stopped, whether an earlier plan was removed from its folder, the items finished; exit 130."""
-    from specc.pipeline import CohortInterrupted
+def stop_cohort(
+    stopped: KeyboardInterrupt, noun: str, what: str, out: Path, found: dict[Path, tuple[int, int, int]] | None
+) -> NoReturn:
+    """Ctrl-C during a cohort run of `noun`s ("case", "export") each giving a `what` ("plan", "check") into `out`:
+    the item it stopped, whether an earlier plan was removed from its folder, the items finished; exit 130.
 
-    if not isinstance(stopped, CohortInterrupted):  # while reading the protocol, or writing the cohort page
-        error_console.print(Text("interrupted", style="red"))
+    Stopped before the first item (its imports, the protocol) or after the last (the cohort page), the earlier
+    run's cohort.csv and pages in `out` are removed (those still as `found` when the run began: `cohort_files`;
+    None: it had not looked yet), as when it stops during an item: left, they read as this run's (audit s20/t2 F1)."""
+    from specc.pipeline import CohortInterrupted, remove_earlier_cohort
+
+    if not isinstance(stopped, CohortInterrupted):
+        removed, kept = remove_earlier_cohort(out, found)
+        names = ", ".join(path.name for path in removed)
+        said = f"; the earlier run's {names} in {out} {'was' if len(removed) == 1 else 'were'} removed" if removed else ""
+        error_console.print(Text(f"interrupted{said}", style="red"), soft_wrap=True)
+        for line in kept:
+            error_console.print(Text("warning: ", style="yellow") + Text(line), soft_wrap=True)
         raise typer.Exit(130)
     said = f"interrupted: no {what} written for {stopped.item}"
     if stopped.folder is not None and any(path.parent == stopped.folder for path in stopped.removed):
@@ -515,8 +533,13 @@ def print_summary(
 
 def strict_stops(record: PlanRecord) -> list[str]:
     """What --strict stops on in `record`, a line each: the failed must-goals together (where one fails only in a
-    setup-error scenario, which), then each must-goal not evaluated with its reason."""
+    setup-error scenario, which), then each must-goal not evaluated with its reason; first, a plan that did not
+    converge, none of whose goals can be vouched for (its measured values may read pass: audit s20/t2 F2)."""
     lines = []
+    if not record.converged:
+        ended = (f"its solver ended {record.solver.status} ({record.solver.solver})" if record.solver is not None
+                 else "its dose file says so")
+        lines.append(f"the plan did not converge ({ended}): none of its goals can be vouched for")
     if failed := record.failed_must_goals():
         lines.append("priority-1 goals failed: " + "; ".join(
             f"{goal.structure} {goal.text} ({_failed_where(record, goal)})" for goal in failed))
@@ -538,8 +561,9 @@ def cohort(
     solver: str | None = typer.Option(None, "--solver", help="Solver to use (CLARABEL, OSQP, SCS, ...)."),
     pdf: bool = typer.Option(False, "--pdf", help="Also write each case's report.pdf (needs WeasyPrint)."),
     strict: bool = typer.Option(
-        False, "--strict", help="Count a priority-1 goal failed or NOT EVALUATED (except on an organ marked if_contoured "
-        "that the case does not contour) as exit code 2 (the run's and the case's in cohort.csv)."
+        False, "--strict", help="Count a plan that did not converge, or a priority-1 goal failed or NOT EVALUATED "
+        "(except on an organ marked if_contoured that the case does not contour) as exit code 2 (the run's and the "
+        "case's in cohort.csv)."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only errors and the summary table."),
 ) -> None:
@@ -547,13 +571,15 @@ def cohort(
 
     A case that fails (cannot be read, compiled or solved) is reported, an earlier plan in its
     folder is removed, and the others are planned. Exit code: the worst case's (1 when any case
-    has no plan, else 2 with --strict when a priority-1 goal failed or reads NOT EVALUATED, except on an organ
-    marked if_contoured that the case does not contour, else 0).
+    has no plan, else 2 with --strict when a plan did not converge or a priority-1 goal failed or reads NOT
+    EVALUATED, except on an organ marked if_contoured that the case does not contour, else 0).
     """
-    from specc.pipeline import plan_cohort
-
     printer = StagePrinter(quiet)
-    try:
+    found = None  # the cohort files OUT held as the run began (`stop_cohort`)
+    try:  # the imports too: a Ctrl-C during them left an earlier run's cohort.csv and page without a word
+        from specc.pipeline import cohort_files, plan_cohort
+
+        found = cohort_files(out)
         outcome = plan_cohort(
             protocol, cases, out, solver=solver, pdf=pdf, progress=printer,
             case_progress=cohort_progress(printer, quiet, "case"), strict=strict,
@@ -563,7 +589,7 @@ def cohort(
         fail(error)
     except KeyboardInterrupt as stopped:
         printer.stop()
-        stop_cohort(stopped, "case", "plan")
+        stop_cohort(stopped, "case", "plan", out, found)
     planned = sum(1 for entry in outcome.entries if entry.outcome is not None and entry.outcome.succeeded)
     finish_cohort(outcome, f"{planned} of {len(outcome.entries)} cases planned", strict)
 
@@ -572,7 +598,7 @@ def cohort_progress(printer: StagePrinter, quiet: bool, noun: str) -> CaseProgre
     """What the terminal shows of each item of a cohort run (cases planned, exports checked): its start,
     its error or failed solve and the earlier plan removed from its folder, a second listing of one case,
     its notes."""
-    from specc.pipeline import earlier_plan_removed
+    from specc.pipeline import earlier_plan_removed, said_by
 
     def report(index: int, total: int, item: str, entry: CohortEntry | None) -> None:
         if entry is None:
@@ -581,12 +607,13 @@ def cohort_progress(printer: StagePrinter, quiet: bool, noun: str) -> CaseProgre
             return
         printer.stop()
         if entry.error is not None:
-            # Case errors start with the file already; compile errors with the protocol line.
-            named = "" if entry.error.startswith(item) else f"{item}: "
-            error_console.print(Text(f"  {named}error: ", style="red") + Text(entry.error), soft_wrap=True)
+            # "ITEM: error: ...", as its failed solve's line: a case error that starts with the file already (it could
+            # not be read) does not name it twice, nor in another order (audit s20/t2 F7)
+            error_console.print(Text(f"  {item}: error: ", style="red") + Text(entry.error.removeprefix(f"{item}: ")),
+                                soft_wrap=True)
             if entry.removed:
                 error_console.print(Text(f"  {earlier_plan_removed(entry.removed)}"), soft_wrap=True)
-            if entry.kept is not None:
+            if entry.kept is not None and not said_by(entry.error, entry.kept):  # not the error's own files again
                 error_console.print(Text("  warning: ", style="yellow") + Text(entry.kept), soft_wrap=True)
         elif entry.outcome is not None and not entry.outcome.succeeded:
             error_console.print(

@@ -407,7 +407,8 @@ def evaluate_dose(
         )
     outside = _outside_hot_spot(protocol, dose, measured, grid, case.voxel_volume_cc)
     record = _plan_record(
-        protocol, case, measured, dose, np.flatnonzero(known.ravel()), unmeasured, converged=True,
+        protocol, case, measured, dose, np.flatnonzero(known.ravel()), unmeasured,
+        converged=source.not_converged_label() is None,
         solver=None, normalization=None, notes=notes, timings=timings, isocentre_mm=isocentre_mm,
         fixed_gy=np.where(known, case.prior_dose.total_gy, 0.0) if case.prior_dose is not None else None,
         outside=outside, partial=partial, absence_allowed=set(allowed_absent) & set(absent or {}),

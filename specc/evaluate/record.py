@@ -308,6 +308,11 @@ STRUCTURES = "structures"
 STRUCTURES_SHA256 = "structures SHA-256"
 
 
+# How specc's own exports of a plan that did not converge begin their description and comment (an RT Dose's
+# SeriesDescription and DoseComment, `specc.export.rtdose`): a check of such a file is labelled as its plan was.
+NOT_CONVERGED_LABEL = "NOT CONVERGED"
+
+
 class DoseSourceRecord(_Record):
     """A dose another system computed (`specc check`): specc measured it and optimized nothing."""
 
@@ -324,6 +329,16 @@ class DoseSourceRecord(_Record):
     incomplete: dict[str, str] = {}  # structure -> why part of it has no dose (its goals are not judged)
     outside_zero: bool = False  # voxels beyond the dose grid were given 0 Gy on request (none is then incomplete)
     parts: dict[str, str] = {}  # summed files (beam doses): name -> SHA-256; `file` is then their folder
+
+    def not_converged_label(self) -> str | None:
+        """What the file says of a plan that did not converge (its DoseComment, else its SeriesDescription, where
+        either begins with `NOT_CONVERGED_LABEL`), or None. Checked, such a dose read PASS and could be approved
+        although the plan it came from was refused (audit s20/t2 F4): the check now carries the label."""
+        for key in ("DoseComment", "SeriesDescription"):
+            said = self.attributes.get(key, "")
+            if said.startswith(NOT_CONVERGED_LABEL):
+                return said
+        return None
 
 
 class PriorFileRecord(_Record):
@@ -444,9 +459,11 @@ class PlanRecord(_Record):
         return "no value in any setup-error scenario of the robustness check"
 
     def stops_strict(self) -> bool:
-        """Whether --strict stops on this plan (exit code 2): a priority-1 goal failed or not evaluated, other than
-        one on a structure the protocol allows a case to lack."""
-        return bool(self.failed_must_goals() or self.unevaluated_must_goals())
+        """Whether --strict stops on this plan (exit code 2): it did not converge (none of its goals can be vouched
+        for: until audit s20/t2 F2 such a plan passed --strict wherever its measured values happened to pass), or a
+        priority-1 goal failed or was not evaluated, other than one on a structure the protocol allows a case to
+        lack."""
+        return not self.converged or bool(self.failed_must_goals() or self.unevaluated_must_goals())
 
     def robust_counts(self) -> dict[str, int]:
         """Number of robustness-checked goals per status of their worst scenario (empty without a check)."""

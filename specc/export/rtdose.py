@@ -27,6 +27,7 @@ import numpy as np
 from pydicom.tag import Tag
 from pydicom.uid import RTDoseStorage, RTPlanStorage
 
+from specc.evaluate.record import NOT_CONVERGED_LABEL
 from specc.export.dicom_identity import DicomIdentity, monochrome_pixels, plan_created, save, sop_reference
 from specc.export.result_file import PlanResult, ResultError
 
@@ -144,7 +145,7 @@ def _description(result: PlanResult, identity: DicomIdentity, planned: bool) -> 
     """`planned`: whether the dose references its RT Plan; one that does not says so in its image comments."""
     converged = result.converged
     status = result.solver_status or "unknown"
-    label = {True: "", False: "NOT CONVERGED ", None: f"{CONVERGENCE_UNKNOWN} "}[converged]
+    label = {True: "", False: f"{NOT_CONVERGED_LABEL} ", None: f"{CONVERGENCE_UNKNOWN} "}[converged]
     # What sets this dose apart: (in the description, in the image comments), most needed first. A composite
     # plan's dose is not the dose its goals were judged on; a planning system shows the study anyway.
     qualifiers: list[tuple[str, str]] = []
@@ -161,9 +162,9 @@ def _description(result: PlanResult, identity: DicomIdentity, planned: bool) -> 
     if converged is None:
         warning = comment = f"{CONVERGENCE_UNKNOWN}: no solver status in result.h5"
     elif not converged:
-        warning = f"NOT CONVERGED (solver {status}): not a usable plan"
+        warning = f"{NOT_CONVERGED_LABEL} (solver {status}): not a usable plan"
         # a status longer than any solver gives is said in the image comments alone
-        comment = warning if len(warning) <= LO_MAX else "NOT CONVERGED: not a usable plan"
+        comment = warning if len(warning) <= LO_MAX else f"{NOT_CONVERGED_LABEL}: not a usable plan"
     else:
         warning = comment = ""
     said = [warning] if warning else []
