@@ -96,7 +96,8 @@ def diff_command(
     from contextlib import nullcontext
 
     from specc.errors import SpeccError
-    from specc.protocol.diff import chain_text, diff_protocols
+    from specc.protocol.diff import diff_protocols
+    from specc.protocol.diff_origins import chain_text
     from specc.protocol.revision import protocol_at_revision
 
     if new is None and rev is None:

@@ -15,72 +15,24 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import re
 from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 from typing import Protocol as TypingProtocol
 
-from yaml.nodes import MappingNode, ScalarNode
-
-from specc.protocol.diagnostics import Diagnostic, ProtocolError
+from specc.protocol.diff_change import Change
+from specc.protocol.diff_origins import TemplateFile, TemplateFiles, item_origin, structure_origin, template_changes
+from specc.protocol.diff_renames import with_renames
 from specc.protocol.goals import (DEFAULT_PRIORITY, LOWER_BOUNDS, Goal, Threshold, qualifiers, resolved_column,
                                   span_text)
 from specc.protocol.models import Protocol, SiteTemplate
-from specc.protocol.names import name_key
 from specc.protocol.templates import LIMITS_FOR_DOSE_PER_FRACTION, PER_FRACTION_PRECISION, fractionation_misfit
 from specc.protocol.templates import asks_less  # validate's judgement of a loosened override
 from specc.protocol.units import format_number
 from specc.protocol.volume_table import VolumeTable
-from specc.protocol.yaml_source import compose
-from specc.terms.base import SourceLocation
 
 _HEADER = ("name", "site", "version", "description", "references", "authors", "approval")
-# Changes that do not change what is planned or how it is judged.
-_COSMETIC = {("structure", "color"), ("header", "description"), ("header", "references"), ("header", "authors")}
-# The field of a structure's change that is its rename ("~ structure PTV_High renamed PTV_78").
-RENAMED = "renamed"
-
-
-@dataclass(frozen=True)
-class Change:
-    """One difference: `old` None for an addition, `new` None for a removal."""
-
-    section: str  # header, prescription, structure, goal, term, solver, delivery, robustness
-    item: str
-    old: str | None
-    new: str | None
-    field: str = ""  # what changed within the item ("" for an added or removed item)
-    note: str = ""  # why, where the values alone do not say (a goal's reference level moved)
-    origin: str = ""  # the template file it is written in ("from site-pelvis.yaml:12, template v1.0.1"), if any
-
-    @property
-    def cosmetic(self) -> bool:
-        return (self.section, self.field or self.item) in _COSMETIC
-
-    @property
-    def provenance(self) -> bool:
-        """Whether it changes only where the content comes from: the templates extended, a template's version.
-        What they bring in that changed is listed item by item (and needs a new version of the protocol)."""
-        return self.section == "template" or (self.section, self.item) == ("header", "extends")
-
-    def line(self) -> str:
-        """The change as one line: "+ ..." added, "- ..." removed, "~ ...: old -> new" changed."""
-        # a section with one item (solver, delivery, robustness) is named once: "~ solver time_limit_s: ..."
-        where = " ".join(dict.fromkeys(part for part in (self.section, self.item, self.field) if part))
-        if self.field == RENAMED:
-            text = f"~ {self.section} {self.old} renamed {self.new}"
-        elif self.old is not None and self.new is not None:
-            text = f"~ {where}: {self.old} -> {self.new}"
-        else:
-            value = self.new if self.old is None else self.old
-            assert value is not None
-            shown = self.section if value.startswith(self.item) else where  # a term's label starts with its item
-            text = f"{'+' if self.old is None else '-'} {shown}: {value}"
-        return (text + (f" ({self.note})" if self.note else "") + (f" ({self.origin})" if self.origin else "")
-                + (" (cosmetic)" if self.cosmetic else ""))
 
 
 @dataclass(frozen=True)
@@ -114,11 +66,11 @@ def diff_protocols(old: Protocol | SiteTemplate, new: Protocol | SiteTemplate) -
         if before[key] != after[key]:
             note = _version_not_raised(old.version, new.version) if key == "version" else None
             changes.append(Change("header", key, _text(before[key]), _text(after[key]), note=note or ""))
-    old_files, new_files = _Files(old), _Files(new)
-    changes += _templates(old_files.templates, new_files.templates)
+    old_files, new_files = TemplateFiles(old), TemplateFiles(new)
+    changes += template_changes(old_files.templates, new_files.templates)
     changes += _prescription(old, new, before["prescription"], after["prescription"])
     changes += _limits_per_fraction(old, new, before, after)
-    changes += [_structure_origin(change, old, new, old_files, new_files)
+    changes += [structure_origin(change, old, new, old_files, new_files)
                 for change in _keyed("structure", before["structures"], after["structures"])]
     changes += _goals(old, new, old_files, new_files)
     optimization_before, optimization_after = before["optimization"] or {}, after["optimization"] or {}
@@ -127,103 +79,8 @@ def diff_protocols(old: Protocol | SiteTemplate, new: Protocol | SiteTemplate) -
     changes += _fields("solver", "solver", optimization_before.get("solver"), optimization_after.get("solver"))
     changes += _fields("delivery", "delivery", before["delivery"], after["delivery"])
     changes += _fields("robustness", "robustness", before["robustness"], after["robustness"])
-    changes = _renames(old, new, changes)
+    changes = with_renames(old, new, changes)
     return ProtocolDiff(old, new, changes, old_files.templates, new_files.templates)
-
-
-@dataclass(frozen=True)
-class TemplateFile:
-    """A site template a protocol was read with: the file as named from the protocol's folder (`extends:` names it
-    so, and a git revision's copy of the library gives the same name), and the version the template states."""
-
-    file: str
-    version: str | None
-
-    @property
-    def version_text(self) -> str:
-        return f"v{self.version}" if self.version is not None else "unversioned"
-
-    def __str__(self) -> str:
-        return f"{self.file} {self.version_text}"
-
-
-def chain_text(templates: Sequence[TemplateFile]) -> str:
-    """The templates a protocol extends as its reviewer follows them: "site-pelvis.yaml v1.0.1, which extends
-    base-pelvis.yaml v1.0.0"."""
-    return ", which extends ".join(str(template) for template in templates)
-
-
-class _Files:
-    """The files one version of a protocol was read from: its own, and its templates with their versions, each
-    read again for its `version:` (the merged protocol keeps only its own header: a template's is not taken)."""
-
-    def __init__(self, protocol: Protocol | SiteTemplate) -> None:
-        files = protocol.source.files if protocol.source is not None else []
-        folder = os.path.dirname(files[0]) if files else ""
-        self.by_file = {file: TemplateFile(os.path.relpath(file, folder or os.curdir), _version_in(file))
-                        for file in files[1:]}
-        self.templates = list(self.by_file.values())
-
-    def place(self, where: SourceLocation | None) -> tuple[str, TemplateFile | None] | None:
-        """Where an item is written ("site-pelvis.yaml:12") and the template that is, or None where the item has
-        no location; the template None in the protocol's own file."""
-        if where is None:
-            return None
-        template = self.by_file.get(where.file)
-        shown = template.file if template is not None else os.path.basename(where.file)
-        return f"{shown}:{where.line}", template
-
-
-def _version_in(file: str) -> str | None:
-    """The `version:` a template file states, as written (a template need not state one)."""
-    try:
-        with open(file, encoding="utf-8") as stream:
-            text = stream.read()
-    except (OSError, UnicodeDecodeError) as error:
-        raise ProtocolError([Diagnostic(file, None, None, "version", f"cannot read the template again for its "
-                                        f"version: {getattr(error, 'strerror', None) or error}")]) from None
-    node, diagnostics = compose(text, file)
-    if not isinstance(node, MappingNode):  # it was read as a template a moment ago: changed since
-        raise ProtocolError(diagnostics or [Diagnostic(file, None, None, "", "no longer a mapping of keys")])
-    return next((value.value for key, value in node.value if key.value == "version" and isinstance(value, ScalarNode)),
-                None)
-
-
-def _templates(before: list[TemplateFile], after: list[TemplateFile]) -> list[Change]:
-    """A change of the templates extended (`extends:`, or a template's own) with their versions; else each template
-    whose version changed."""
-    if [template.file for template in before] != [template.file for template in after]:
-        return [Change("header", "extends", chain_text(before) or None, chain_text(after) or None)]
-    return [Change("template", was.file, was.version_text, now.version_text, field="version")
-            for was, now in zip(before, after) if was.version != now.version]
-
-
-def _origin(
-    was: SourceLocation | None, now: SourceLocation | None, old_files: _Files, new_files: _Files
-) -> str:
-    """Which file an item comes from where that is a template, for a reviewer to open: "from site-pelvis.yaml:12,
-    template v1.0.0 -> v1.0.1", or "from base-pelvis.yaml:56, template v1.3.0; now from prostate.yaml:67" where
-    the protocol now writes its own; "" for an item of the protocol's own file on both sides."""
-    present = [side for side in (old_files.place(was), new_files.place(now)) if side is not None]
-    if not any(template is not None for _, template in present):
-        return ""
-    if len(present) == 2 and present[0][1] is not None and present[1][1] is not None \
-            and present[0][1].file == present[1][1].file:
-        (_, before), (shown, after) = present
-        versions = (before.version_text if before.version == after.version
-                    else f"{before.version_text} -> {after.version_text}")
-        return f"from {shown}, template {versions}"
-    texts = [shown if template is None else f"{shown}, template {template.version_text}" for shown, template in present]
-    return "from " + "; now from ".join(texts)
-
-
-def _structure_origin(
-    change: Change, old: Protocol | SiteTemplate, new: Protocol | SiteTemplate, old_files: _Files, new_files: _Files
-) -> Change:
-    was, now = old.structures.get(change.item), new.structures.get(change.item)
-    origin = _origin(was.source if was is not None else None, now.source if now is not None else None,
-                     old_files, new_files)
-    return dataclasses.replace(change, origin=origin)
 
 
 def _version_not_raised(old: str | None, new: str | None) -> str | None:
@@ -380,7 +237,7 @@ def _misfit(protocol: Protocol | SiteTemplate) -> str | None:
 
 
 def _goals(
-    old: Protocol | SiteTemplate, new: Protocol | SiteTemplate, old_files: _Files, new_files: _Files
+    old: Protocol | SiteTemplate, new: Protocol | SiteTemplate, old_files: TemplateFiles, new_files: TemplateFiles
 ) -> list[Change]:
     """Goals paired as `pair_goals` pairs them; a pair is changed when what judges it changed: the comparator,
     the threshold, the acceptable variation or the priority as written (not the spelling: "78 Gy" and
@@ -397,10 +254,10 @@ def _goals(
             looser = asks_less(was, now)
             note = "; ".join([*([f"asks less: {', '.join(looser)}"] if looser else []), *filter(None, [change.note])])
             changes.append(dataclasses.replace(change, note=note,
-                                               origin=_origin(was.source, now.source, old_files, new_files)))
-        changes += [Change("goal", item, goal.text, None, origin=_origin(goal.source, None, old_files, new_files))
+                                               origin=item_origin(was.source, now.source, old_files, new_files)))
+        changes += [Change("goal", item, goal.text, None, origin=item_origin(goal.source, None, old_files, new_files))
                     for goal in paired.removed]
-        changes += [Change("goal", item, None, goal.text, origin=_origin(None, goal.source, old_files, new_files))
+        changes += [Change("goal", item, None, goal.text, origin=item_origin(None, goal.source, old_files, new_files))
                     for goal in paired.added]
     return changes
 
@@ -602,7 +459,7 @@ def _reference(protocol: Protocol | SiteTemplate, goal: Goal) -> str:
 
 def _terms(
     old: Protocol | SiteTemplate, new: Protocol | SiteTemplate, before: list[dict], after: list[dict],
-    files: tuple[_Files, _Files]
+    files: tuple[TemplateFiles, TemplateFiles]
 ) -> list[Change]:
     """Terms as a multiset: the unchanged ones cancel; of the rest, a single term of a kind and
     structure on each side is one term changed field by field, the others are removed or added
@@ -612,7 +469,7 @@ def _terms(
     labels = {key: term.label() for key, term in written.items()}
 
     def origin(was: dict | None, now: dict | None) -> str:
-        return _origin(*(written[id(dump)].source if dump is not None else None for dump in (was, now)), *files)
+        return item_origin(*(written[id(dump)].source if dump is not None else None for dump in (was, now)), *files)
 
     unchanged = Counter(_text(term) for term in before) & Counter(_text(term) for term in after)
     left, right = _without(before, unchanged), _without(after, unchanged)
@@ -653,77 +510,3 @@ def _identity_text(term: dict) -> str:
     return f"{kind} {structure}" if structure else str(kind)
 
 
-def _renames(old: Protocol | SiteTemplate, new: Protocol | SiteTemplate, changes: list[Change]) -> list[Change]:
-    """`changes` with each renamed structure as one line in place of its removal and addition and of every change
-    the new name explains (its goals, terms and level, other structures' expressions naming it): a removed and an
-    added structure are one renamed where reading the old name as the new leaves no change that names either.
-    Anything else changed about it keeps every line: the rename line says nothing else changed, so it must hold."""
-    added = [name for name in new.structures if name not in old.structures]
-    for was in [name for name in old.structures if name not in new.structures]:
-        for now in added:
-            left = _left_by_rename(old, new, changes, was, now)
-            if left is None:
-                continue
-            kept, at = left
-            kept.insert(at, Change("structure", was, was, now, field=RENAMED, note=_rename_note(new, was, now)))
-            changes = kept
-            added.remove(now)
-            break
-    return changes
-
-
-def _left_by_rename(
-    old: Protocol | SiteTemplate, new: Protocol | SiteTemplate, changes: list[Change], was: str, now: str
-) -> tuple[list[Change], int] | None:
-    """The changes `was` renamed `now` does not explain, and where among them the removal of `was` stood; None
-    where it is not a rename: the two structures differ apart from the name (an alias of the old name aside), or a
-    change left names either."""
-    name = re.compile(rf"(?<![\w.-]){re.escape(was)}(?![\w.-])")
-
-    def read(text: str | None) -> str | None:
-        return None if text is None else name.sub(now, text)
-
-    before = old.structures[was].model_dump(mode="json")
-    after = new.structures[now].model_dump(mode="json")
-    after["aliases"] = [alias for alias in after["aliases"] if name_key(alias) != name_key(was)]
-    if before != after:
-        return None
-    removals = Counter((c.section, read(c.item), c.field, read(c.old)) for c in changes if c.new is None)
-    additions = Counter((c.section, c.item, c.field, c.new) for c in changes if c.old is None)
-    # a removal and an addition that are one once the old name reads as the new cancel, each once
-    removals_left, additions_left = removals & additions, removals & additions
-    kept: list[Change] = []
-    at = 0
-    for change in changes:
-        if change.field == RENAMED:  # another structure's, found before
-            kept.append(change)
-            continue
-        if change.section == "structure" and change.item in (was, now):
-            at = len(kept) if change.item == was else at
-            continue  # the two definitions, equal as compared above
-        if change.old is not None and change.new is not None:
-            if read(change.old) == change.new:
-                continue
-        else:
-            left, key = ((removals_left, (change.section, read(change.item), change.field, read(change.old)))
-                         if change.new is None else (additions_left, (change.section, change.item, change.field,
-                                                                      change.new)))
-            if left[key] > 0:
-                left[key] -= 1
-                continue
-        kept.append(change)
-    named = re.compile(rf"(?<![\w.-])({re.escape(was)}|{re.escape(now)})(?![\w.-])")
-    if any(named.search(" ".join(filter(None, (c.item, c.old, c.new, c.note)))) for c in kept if c.field != RENAMED):
-        return None
-    return kept, at
-
-
-def _rename_note(new: Protocol | SiteTemplate, was: str, now: str) -> str:
-    """What a rename does to the cases already contoured: a case's structure names are matched to a protocol's name
-    and aliases (case aside), so one that names it `was` no longer matches unless `was` is one of them."""
-    said = "definition, goals and terms unchanged"
-    if name_key(was) == name_key(now):
-        return f"{said}; cases contoured {was} still match it (names compare case aside)"
-    if any(name_key(alias) == name_key(was) for alias in new.structures[now].aliases):
-        return f"{said}; cases contoured {was} still match it: an alias of {now}"
-    return f"{said}; a case contoured {was} no longer matches: add {was} to the aliases of {now} to keep such cases"
