@@ -223,7 +223,16 @@ def protocol_sha256_now(record: PlanRecord) -> str | None:
     return digest.hexdigest()
 
 
-def protocol_changed_since(record: PlanRecord) -> str | None:
+@dataclass(frozen=True)
+class ProtocolFilesNow:
+    """What `protocol_changed_since` says of the protocol files now: `warning` where they may state another protocol
+    (the signer must check the version meant), not where they differ in comments or formatting only."""
+
+    text: str
+    warning: bool
+
+
+def protocol_changed_since(record: PlanRecord) -> ProtocolFilesNow | None:
     """Why the plan may not be of the protocol as it is now: its files still at their recorded paths, holding
     other bytes than it was planned from (a plan of an earlier save of a protocol being tuned, under the same
     name and version as every save); None where they hold the plan's bytes or cannot be read. Said, never
@@ -240,23 +249,26 @@ def protocol_changed_since(record: PlanRecord) -> str | None:
     check = ("the approval is of the plan's version, not of the files as they are now: check that it is the version "
              "meant")
     if protocol.content_sha256 is None:
-        return (f"{files} differ now (SHA-256 {now[:12]}) from those the plan was made from ({protocol.sha256[:12]}), "
-                f"named {protocol.name} v{protocol.version}: a plan written before specc recorded the content "
-                f"fingerprint cannot tell a comment from a clinical change: {check}")
+        return ProtocolFilesNow(
+            f"{files} differ now (SHA-256 {now[:12]}) from those the plan was made from ({protocol.sha256[:12]}), "
+            f"named {protocol.name} v{protocol.version}: a plan written before specc recorded the content "
+            f"fingerprint cannot tell a comment from a clinical change: {check}", warning=True)
     try:
         loaded = load_protocol(protocol.files[0])
     except ProtocolError as error:
         first = str(error.diagnostics[0]) if error.diagnostics else str(error)
-        return f"{files} hold other content now {hashes}, and no longer load as a protocol ({first}): {check}"
+        return ProtocolFilesNow(
+            f"{files} hold other content now {hashes}, and no longer load as a protocol ({first}): {check}", warning=True)
     content = loaded.source.content_sha256 if loaded.source is not None else None
     if content == protocol.content_sha256:
-        return (f"{files} differ in comments or formatting only (same content, content SHA-256 {content[:12]}; "
-                f"their bytes' SHA-256 {now[:12]} now, {protocol.sha256[:12]} planned): the plan is of the protocol as "
-                "it states now")
+        return ProtocolFilesNow(
+            f"{files} differ in comments or formatting only (same content, content SHA-256 {content[:12]}; "
+            f"their bytes' SHA-256 {now[:12]} now, {protocol.sha256[:12]} planned): the plan is of the protocol as "
+            "it states now", warning=False)
     named = (f"both named {protocol.name} v{protocol.version}"
              if (loaded.name, str(loaded.version)) == (protocol.name, protocol.version)
              else f"now named {loaded.name} v{loaded.version}, the plan's {protocol.name} v{protocol.version}")
-    return f"{files} hold other content now {hashes}, {named}: {check}"
+    return ProtocolFilesNow(f"{files} hold other content now {hashes}, {named}: {check}", warning=True)
 
 
 def verify(folder: str | Path, case: str | Path | None = None) -> Verification:

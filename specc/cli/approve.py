@@ -66,5 +66,7 @@ def approve_command(
         + f"; wrote {', '.join(str(path) for path in written)}",
         markup=False,
     )
-    if changed is not None:  # after the approval line, the last thing the signer reads
-        error_console.print(Text("WARNING: ", style="bold red") + Text(changed, style="bold"), soft_wrap=True)
+    if changed is not None and changed.warning:  # after the approval line, the last thing the signer reads
+        error_console.print(Text("WARNING: ", style="bold red") + Text(changed.text, style="bold"), soft_wrap=True)
+    elif changed is not None:  # a comment or formatting edit since: said, not as a warning (fx-hash's note)
+        console.print(Text("note: ") + Text(changed.text), soft_wrap=True)
