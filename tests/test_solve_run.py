@@ -96,7 +96,7 @@ def test_cvxpys_one_limit_status_reads_as_the_limit_that_stopped_the_solver(
 
     settings = SolverSettings("CLARABEL", time_limit_s=time_limit_s, max_iterations=max_iterations)
     assert _limit_status(settings, iterations) == status
-    assert _limit_reached(settings, iterations).startswith(said)
+    assert _limit_reached(settings, _limit_status(settings, iterations)).startswith(said)
 
 
 def test_a_solver_failure_says_it_failed_and_where_the_numbers_are(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -156,5 +156,5 @@ def test_solver_precedence_and_unknown_solvers() -> None:
     assert settings.name == "OSQP"
     assert settings.arguments() == {"polish": True, "time_limit": 5.0, "eps_rel": 1e-5, "eps_abs": 1e-5}
     assert choose_solver("CLARABEL").arguments()["max_threads"] == 1  # faer's threads lose here (choice.py)
-    with pytest.raises(SolveError, match="not installed; installed solvers: .*CLARABEL"):
+    with pytest.raises(SolveError, match="'GUROBI' is not one specc solves with .*; installed solvers: .*CLARABEL"):
         choose_solver("GUROBI")

@@ -27,15 +27,33 @@ from specc.solve.first_order.solver import FIRST_ORDER_SOLVER, REFERENCE_SOLVER
 
 DEFAULT_SOLVER = FIRST_ORDER_SOLVER
 
-# Option names of each supported solver, as cvxpy passes them on.
+# Option names of each supported solver, as cvxpy passes them on. Every solver the protocol
+# language names (`SolverOptions.name`) has an entry in each table: until audit s20/t2 F5 HIGHS had
+# none for the tolerance and the iteration limit, which were dropped without a word (a protocol's
+# cap of 40 iterations ran 11 minutes).
 _TIME_LIMIT = {"CLARABEL": "time_limit", "OSQP": "time_limit", "SCS": "time_limit_secs", "HIGHS": "time_limit"}
-# The protocol's one `tolerance` sets each solver's gap and feasibility tolerances.
+# The protocol's one `tolerance` sets each solver's gap and feasibility tolerances (HiGHS' active-set
+# QP solver answers to the dual feasibility one: 2125 against 3023 iterations at 1e-2 on the test
+# case; its simplex to both feasibility ones, its interior point to the gap).
 _TOLERANCE = {
     "CLARABEL": ("tol_gap_rel", "tol_gap_abs", "tol_feas"),
     "OSQP": ("eps_rel", "eps_abs"),
     "SCS": ("eps_rel", "eps_abs"),
+    "HIGHS": ("primal_feasibility_tolerance", "dual_feasibility_tolerance", "ipm_optimality_tolerance"),
 }
-_MAX_ITERATIONS = {"CLARABEL": "max_iter", "OSQP": "max_iter", "SCS": "max_iters"}
+# The protocol's `max_iterations` caps every count the solver keeps: HiGHS chooses its method itself
+# (simplex, interior point, active-set QP for a quadratic objective, PDLP) and limits each apart.
+_MAX_ITERATIONS = {
+    "CLARABEL": ("max_iter",),
+    "OSQP": ("max_iter",),
+    "SCS": ("max_iters",),
+    "HIGHS": ("simplex_iteration_limit", "ipm_iteration_limit", "qp_iteration_limit", "pdlp_iteration_limit"),
+}
+# What a solver can take, past which it fails inside cvxpy (CLARABEL: an OverflowError traceback; OSQP: a
+# SolverError read as a numerical failure; HiGHS: a ValueError) instead of solving: the width of its
+# iteration counter, and HiGHS' smallest feasibility tolerance. `choose_solver` refuses the protocol first.
+_LARGEST_MAX_ITERATIONS = {"CLARABEL": 2**32 - 1, "OSQP": 2**31 - 1, "SCS": 2**63 - 1, "HIGHS": 2**31 - 1}
+_SMALLEST_TOLERANCE = {"HIGHS": 1e-10}
 # CLARABEL factorizes with faer; its threads cost more than they give at these sizes: on
 # 2 cores, one thread solved the 5 mm TG-119 prostate in 4.9 s against 7.5-7.6 s with the
 # default (all cores), and the goals-only C-shape's first step in 7.2-7.3 s against 9.5-9.6 s
@@ -82,8 +100,9 @@ class SolverSettings:
         if self.tolerance is not None:
             for option in _TOLERANCE.get(self.name, ()):
                 arguments[option] = float(self.tolerance)
-        if self.max_iterations is not None and self.name in _MAX_ITERATIONS:
-            arguments[_MAX_ITERATIONS[self.name]] = int(self.max_iterations)
+        if self.max_iterations is not None:
+            for option in _MAX_ITERATIONS.get(self.name, ()):
+                arguments[option] = int(self.max_iterations)
         return arguments
 
 
@@ -91,15 +110,42 @@ def choose_solver(requested: str | None = None, options: SolverOptions | None = 
     """The settings to solve with: `requested` (command line) > protocol > default rule."""
     options = options or SolverOptions()
     name = (requested or options.name or DEFAULT_SOLVER).upper()
-    installed = [FIRST_ORDER_SOLVER, *cp.installed_solvers()]
+    supported = [FIRST_ORDER_SOLVER, *_TIME_LIMIT]
+    installed = [FIRST_ORDER_SOLVER, *(solver for solver in _TIME_LIMIT if solver in cp.installed_solvers())]
+    if name not in supported:  # another cvxpy solver (SCIPY, ECOS, ...) would get none of the protocol's limits
+        raise SolveError(
+            f"solver {name!r} is not one specc solves with (the protocol's limits reach only these): "
+            f"{', '.join(supported)}; installed solvers: {', '.join(installed)}"
+        )
     if name not in installed:
         raise SolveError(f"solver {name!r} is not installed; installed solvers: {', '.join(installed)}")
+    # The fast path hands a program it cannot solve or certify to the reference solver, with these limits.
+    for solver in (name, REFERENCE_SOLVER) if name == FIRST_ORDER_SOLVER else (name,):
+        _refuse_what_it_cannot_take(solver, options, name)
     return SolverSettings(
         name=name,
         time_limit_s=options.time_limit_s,
         tolerance=options.tolerance if options.tolerance is not None else _DEFAULT_TOLERANCE.get(name),
         max_iterations=options.max_iterations,
     )
+
+
+def _refuse_what_it_cannot_take(solver: str, options: SolverOptions, chosen: str) -> None:
+    """A SolveError, before any solve, for a protocol limit `solver` cannot take (`_LARGEST_MAX_ITERATIONS`,
+    `_SMALLEST_TOLERANCE`); `chosen`: the solver the run asked for, where `solver` would solve in its place."""
+    who = solver if solver == chosen else f"{solver}, which solves where {chosen} cannot,"
+    largest = _LARGEST_MAX_ITERATIONS.get(solver)
+    if options.max_iterations is not None and largest is not None and options.max_iterations > largest:
+        raise SolveError(
+            f"optimization.solver.max_iterations: {options.max_iterations} is more than {who} can count "
+            f"(at most {largest}); write a smaller limit, or leave it out for the solver's own"
+        )
+    smallest = _SMALLEST_TOLERANCE.get(solver)
+    if options.tolerance is not None and smallest is not None and options.tolerance < smallest:
+        raise SolveError(
+            f"optimization.solver.tolerance: {options.tolerance:g} is below the smallest {who} takes "
+            f"({smallest:g}); write a larger tolerance, or choose another solver (--solver)"
+        )
 
 
 def reference_settings(settings: SolverSettings) -> SolverSettings:

@@ -5,12 +5,16 @@ thing first: is there a plan to look at? A cvxpy solver's point is kept for "opt
 "optimal_inaccurate" (the latter labelled as not converged downstream); the fast path's
 (`first_order`, which `solve_program` hands SPECC-LBFGS to) also at a time or iteration limit
 where its hard limits hold ("time_limit" or "iteration_limit", labelled too; `result.USABLE_STATUSES`). Every other
-outcome returns no fluence and a message saying what to change. An infeasible program is
-diagnosed (`diagnose.py`) so the message names the hard terms in conflict.
+outcome returns no fluence and a message saying what to change. A stop at a limit reads as
+that limit whatever the solver calls it (`_limit_stop`: SCS calls it a result "inaccurate"). An
+infeasible program is diagnosed (`diagnose.py`) so the message names the hard terms in conflict.
 """
 
 from __future__ import annotations
 
+import functools
+import os
+import sys
 import time
 from typing import TYPE_CHECKING
 
@@ -39,19 +43,18 @@ _STATUS: dict[str, SolveStatus] = {
 
 
 def _message(
-    status: SolveStatus, settings: SolverSettings, iterations: int | None, detail: str, program: CompiledProgram,
-    numerical: bool,
+    status: SolveStatus, settings: SolverSettings, after: str, detail: str, program: CompiledProgram, numerical: bool,
 ) -> str:
-    """What came out and what to change. `numerical`: the solver itself failed on the numbers (cvxpy's
-    SolverError), the one failure whose advice starts with the program's influence values."""
+    """What came out and what to change. `after`: the iterations it ran, as said (`_iterations_said`);
+    `numerical`: the solver itself failed on the numbers (cvxpy's SolverError), the one failure whose advice
+    starts with the program's influence values."""
     solver = settings.name
-    after = f" after {iterations} iterations" if iterations is not None else ""
     if status == "optimal":
         return f"{solver} found the optimal {settings.variables.solution}{after}."
     if status == "optimal_inaccurate":
         return (
             f"{solver} stopped{after} near the optimum without reaching its tolerances: the plan is shown "
-            "but labelled NOT CONVERGED; try another solver (--solver) or a longer time limit."
+            "but labelled NOT CONVERGED; try another solver (--solver)."
         )
     if status == "infeasible":
         return f"the hard limits cannot all be met at once: {detail}"
@@ -61,7 +64,7 @@ def _message(
             "objective term must be missing its lower bound."
         )
     if status in LIMIT_STATUSES:
-        return f"{solver} stopped at {_limit_reached(settings, iterations)}{after} without a usable point."
+        return f"{solver} stopped at {_limit_reached(settings, status)}{after} without a usable point."
     failed = f"{solver} failed{after}: {detail or 'no reason given'}."
     if not numerical:
         return f"{failed} Try another solver (--solver)."
@@ -71,15 +74,11 @@ def _message(
     )
 
 
-def _limit_reached(settings: SolverSettings, iterations: int | None) -> str:
-    """Which limit stopped the solver, and the option under `optimization.solver` that raises it.
-
-    cvxpy reports both of a solver's limits as one status (USER_LIMIT), so the iteration count
-    tells them apart (`_limit_status`): a protocol's `max_iterations` reached is that limit;
-    otherwise a time limit the protocol set; otherwise the protocol's `max_iterations` where it
-    set one (the count unknown), else the solver's own iteration limit.
-    """
-    if _limit_status(settings, iterations) == "time_limit":
+def _limit_reached(settings: SolverSettings, status: SolveStatus) -> str:
+    """The limit that stopped the solver (`status`, from `_limit_stop`), and the option under
+    `optimization.solver` that raises it: an iteration limit is the protocol's `max_iterations` where it
+    set one, else the solver's own."""
+    if status == "time_limit":
         return f"its time limit of {settings.time_limit_s:g} s (raise `time_limit_s` under `optimization.solver`)"
     if settings.max_iterations is not None:
         return f"its iteration limit of {settings.max_iterations} (raise `max_iterations` under `optimization.solver`)"
@@ -91,6 +90,71 @@ def _limit_status(settings: SolverSettings, iterations: int | None) -> SolveStat
     limit the protocol set, else an iteration limit, the protocol's or the solver's own (`_limit_reached`)."""
     reached = settings.max_iterations is not None and iterations is not None and iterations >= settings.max_iterations
     return "time_limit" if settings.time_limit_s is not None and not reached else "iteration_limit"
+
+
+def _limit_stop(settings: SolverSettings, problem: cp.Problem) -> SolveStatus | None:
+    """The limit status where a limit stopped the solver, else None (the status is cvxpy's).
+
+    cvxpy reports both of a solver's limits as one status (USER_LIMIT), and SCS's stop at either
+    as a result "inaccurate" (OPTIMAL_INACCURATE, or INFEASIBLE_/UNBOUNDED_INACCURATE by the residual
+    it ended smallest on): audit s20/t2 F6, SCS stopped by a protocol's 40 iterations read "near the
+    optimum" and sent the physicist to a time limit never set. SCS names the limit in its own status;
+    HiGHS keeps a count per method (its QP's first phase runs simplex iterations past the cap), so its
+    run time against the protocol's time limit tells them apart; any other solver's one count does
+    (`_limit_status`).
+    """
+    stats = problem.solver_stats
+    extra = getattr(stats, "extra_stats", None)
+    if settings.name == "SCS" and isinstance(extra, dict):
+        said = str(extra.get("info", {}).get("status", ""))
+        if "reached max_iters" in said:
+            return "iteration_limit"
+        if "reached time_limit_secs" in said:
+            return "time_limit"
+    if problem.status != cp.USER_LIMIT:
+        return None
+    if settings.name == "HIGHS":
+        timed_out = settings.time_limit_s is not None and (stats.solve_time or 0.0) >= settings.time_limit_s
+        return "time_limit" if timed_out else "iteration_limit"
+    return _limit_status(settings, getattr(stats, "num_iters", None))
+
+
+def _iterations_said(settings: SolverSettings, problem: cp.Problem, iterations: int | None) -> str:
+    """The " after N iterations" of the message; HiGHS' count is the sum of its methods' (cvxpy's), each of which
+    the protocol's `max_iterations` caps apart, so they are named ("after 5714 iterations (5674 simplex, 40
+    active-set QP)", where 40 is the cap)."""
+    if iterations is None:
+        return ""
+    extra = getattr(problem.solver_stats, "extra_stats", None)
+    if settings.name != "HIGHS" or extra is None:
+        return f" after {iterations} iterations"
+    counts = [
+        (getattr(extra, f"{method}_iteration_count", 0), said)
+        for method, said in (("simplex", "simplex"), ("ipm", "interior-point"), ("crossover", "crossover"),
+                             ("qp", "active-set QP"), ("pdlp", "PDLP"))
+    ]
+    methods = ", ".join(f"{count} {said}" for count, said in counts if count)
+    return f" after {iterations} iterations ({methods})" if methods else f" after {iterations} iterations"
+
+
+@functools.cache
+def _spend_highs_banner() -> None:
+    """HiGHS writes its banner ("Running HiGHS 1.16.0 ...") to the process's standard output, the file
+    descriptor under Python's `sys.stdout`, when the process constructs its first solver, before cvxpy can set
+    `log_to_console` off: it reached the terminal under -q (audit s20/t2 F5). It is written once a process, so
+    one solver constructed with that descriptor on the null device spends it; specc has no verbose solver log
+    that would want it."""
+    import highspy
+
+    sys.stdout.flush()
+    kept = os.dup(1)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 1)
+            highspy.Highs()
+    finally:
+        os.dup2(kept, 1)
+        os.close(kept)
 
 
 def _influence_range(program: CompiledProgram) -> str:
@@ -134,6 +198,8 @@ def solve_program(program: CompiledProgram, settings: SolverSettings, warm: Warm
         from specc.solve.first_order import solve_first_order
 
         return solve_first_order(program, settings, warm)
+    if settings.name == "HIGHS":
+        _spend_highs_banner()
     started = time.perf_counter()
     detail = ""
     numerical = False
@@ -141,10 +207,7 @@ def solve_program(program: CompiledProgram, settings: SolverSettings, warm: Warm
         solve_interruptibly(
             program.problem, solver=settings.name, canon_backend=cp.SCIPY_CANON_BACKEND, **settings.arguments()
         )
-        if program.problem.status == cp.USER_LIMIT:  # either limit: the iteration count tells which
-            status = _limit_status(settings, getattr(program.problem.solver_stats, "num_iters", None))
-        else:
-            status = _STATUS.get(program.problem.status, "solver_error")
+        status = _limit_stop(settings, program.problem) or _STATUS.get(program.problem.status, "solver_error")
         if status == "solver_error":
             detail = f"cvxpy status {program.problem.status!r}"
             numerical = program.problem.status == cp.SOLVER_ERROR
@@ -173,7 +236,8 @@ def solve_program(program: CompiledProgram, settings: SolverSettings, warm: Warm
         status=status,
         converged=status == "optimal",
         solver=settings.name,
-        message=_message(status, settings, iterations, detail, program, numerical),
+        message=_message(status, settings, _iterations_said(settings, program.problem, iterations), detail, program,
+                         numerical),
         fluence=fluence,
         objective=float(program.problem.value) if usable else None,
         iterations=iterations,
