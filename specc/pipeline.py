@@ -344,9 +344,11 @@ def staged_plan(out: Path, consequence: str = "no plan written") -> Iterator[Sta
             yield staged
             earlier = remove_earlier_plan(out)
             staged.commit()
-    except EarlierPlanKept as kept:  # the error names the files kept; those removed before it, a note
-        Discarded(kept.removed).note_on(kept)
-        raise
+    except EarlierPlanKept as kept:  # this run's plan is whole, but cannot take the earlier one's place
+        refused = EarlierPlanKept(kept.removed, kept.kept, kept.reason, f"; {consequence}, as this run's cannot take "
+                                  "its place: remove that plan, or write into another folder")
+        Discarded(kept.removed).note_on(refused)  # those removed before it, a note
+        raise refused from kept
     except BaseException as error:
         # the earlier plan; once it was removed, this run's files moved in before a move that failed
         discarded = discard_earlier_plan(out)
@@ -534,12 +536,16 @@ class PlanFolderError(SpeccError):
 
 
 class EarlierPlanKept(PlanFolderError):
-    """An earlier run's plan files that could not be removed from a folder this run writes no plan into."""
+    """An earlier run's plan files that could not be removed from a folder this run writes no plan into (or whose
+    plan cannot take their place: `consequence`, said after them). `kept[0]` is the file that could not be removed,
+    for `reason`; the others after it are left so that the earlier plan stays whole."""
 
-    def __init__(self, removed: list[Path], kept: list[Path], reason: str) -> None:
-        self.removed, self.kept = removed, kept
+    def __init__(self, removed: list[Path], kept: list[Path], reason: str, consequence: str = "") -> None:
+        self.removed, self.kept, self.reason = removed, kept, reason
+        others = ", ".join(map(str, kept[1:]))
+        left = f", so {others} {'stay' if len(kept) > 2 else 'stays'} beside it" if others else ""
         super().__init__(
-            f"could not remove {', '.join(map(str, kept))} ({reason}): they are an earlier run's plan, not this run's"
+            f"could not remove {kept[0]} ({reason}){left}: an earlier run's plan, not this run's{consequence}"
         )
 
 
@@ -621,10 +627,17 @@ class Discarded:
             [f"warning: {self.kept}"] if self.kept is not None else [])
 
     def note_on(self, error: BaseException) -> None:
-        """`said` as notes on the `error` that stopped the run, each once (the CLI prints them after it)."""
+        """`said` as notes on the `error` that stopped the run, each once (the CLI prints them after it), none that
+        the error says itself (the files it could not remove: a second try fails on the same file)."""
         for line in self.said():
-            if line not in getattr(error, "__notes__", ()):
+            if line not in getattr(error, "__notes__", ()) and not said_by(error, line):
                 error.add_note(line)
+
+
+def said_by(error: BaseException | str, line: str) -> bool:
+    """Whether the message of `error` already says `line` (a warning without its "warning: "): a failed run's
+    error naming the earlier plan's files it could not remove is not followed by a warning that says so again."""
+    return line.removeprefix("warning: ") in str(error)
 
 
 def discard_earlier_plan(out: Path | None) -> Discarded:
@@ -897,6 +910,36 @@ def _interrupted(item: str, finished: list[CohortEntry], out: Path, folders: set
             path.unlink()
             removed.append(path)
     return CohortInterrupted(item, finished, folder, removed, summary if finished else None)
+
+
+def cohort_files(out: Path) -> dict[Path, tuple[int, int, int]]:
+    """The cohort.csv and cohort pages `out` holds, each with what tells it from the same name written again (inode,
+    size, modification time). Taken as a cohort run begins: a Ctrl-C that stops it before its first case, or after
+    its last, then removes those of an earlier run and leaves its own (`remove_earlier_cohort`)."""
+    found = {}
+    for path in [out / COHORT_CSV, out / f"{COHORT_PAGE}.html", out / f"{COHORT_PAGE}.pdf"]:
+        try:
+            stat = path.stat()
+        except (FileNotFoundError, NotADirectoryError):  # none there: nothing of an earlier run to remove
+            continue
+        found[path] = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+    return found
+
+
+def remove_earlier_cohort(out: Path, found: Mapping[Path, tuple[int, int, int]] | None) -> tuple[list[Path], list[str]]:
+    """Remove the cohort files in `out` still as `found` when the run began (`cohort_files`; None: it stopped before
+    it looked, so that every one there is an earlier run's): left, they would read as this run's. Returns the files
+    removed and, for each that could not be, why."""
+    removed, kept = [], []
+    for path, now in cohort_files(out).items():
+        if found is not None and found.get(path) != now:  # written by this run
+            continue
+        try:
+            path.unlink()
+            removed.append(path)
+        except OSError as error:
+            kept.append(f"could not remove {path} ({error.strerror or error}): an earlier run's, not this run's")
+    return removed, kept
 
 
 def _plan_cohort_case(

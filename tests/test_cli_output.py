@@ -54,8 +54,60 @@ def test_an_earlier_plan_that_cannot_be_removed_is_a_warning_not_a_traceback(
     said = " ".join(result.output.split())
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception  # no traceback
     assert "not a readable HDF5 file" in said
-    assert (f"warning: could not remove {out / 'plan.json'}, {out / 'report.html'}, {out / 'result.h5'} "
-            "(Permission denied): they are an earlier run's plan, not this run's") in said
+    assert (f"warning: could not remove {out / 'plan.json'} (Permission denied), so {out / 'report.html'}, "
+            f"{out / 'result.h5'} stay beside it: an earlier run's plan, not this run's") in said
+
+
+def test_a_plan_that_cannot_replace_an_earlier_one_is_one_error_saying_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """audit s20/t2 F7: an immutable earlier plan.json printed one sentence twice, as 'error:' and as 'warning:',
+    and neither said that the solved plan was not written because of it."""
+    out = tmp_path / "imm"
+    out.mkdir()
+    for name in ("plan.json", "report.html", "result.h5"):
+        (out / name).write_text("earlier", encoding="utf-8")
+    unlink = Path.unlink
+
+    def refused(self: Path, *args: object, **kwargs: object) -> None:
+        if self == out / "plan.json":
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+        unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", refused)
+    result = runner.invoke(app, ["plan", str(PROTOCOL), "--phantom", "c-shape", "--grid", "10", "--beams", "5",
+                                 "--out", str(out), "-q"])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.exception
+    assert said == (f"error: could not remove {out / 'plan.json'} (Operation not permitted), so {out / 'report.html'}, "
+                    f"{out / 'result.h5'} stay beside it: an earlier run's plan, not this run's; no plan written, as "
+                    "this run's cannot take its place: remove that plan, or write into another folder"), said
+    assert sorted(path.name for path in out.iterdir()) == ["plan.json", "report.html", "result.h5"]
+
+
+def test_each_cohort_error_is_item_then_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """audit s20/t2 F7: a case that could not be read said 'error: trunc.h5: ...', one that could not be compiled
+    'pr.h5: error: cs-t1.yaml:19: ...'. Both now as a failed solve's line: 'ITEM: error: ...', the file once."""
+    from specc.cli.app import error_console
+    from specc.cli.plan import StagePrinter, cohort_progress
+
+    report = cohort_progress(StagePrinter(quiet=True), True, "case")
+    unreadable = CohortEntry("trunc.h5", None, None, None, "trunc.h5: not a readable HDF5 file (truncated file)")
+    uncompiled = CohortEntry("pr.h5", "prostate", Path("pr"), None, "cs-t1.yaml:19: structure 'Core': no case "
+                             "structure named 'Core'", kept="could not remove pr/plan.json (Permission denied)")
+    kept = "could not remove c/plan.json (Operation not permitted): an earlier run's plan, not this run's"
+    unreplaced = CohortEntry("cs.h5", "c", Path("c"), None, f"{kept}; no plan written, as this run's cannot take its "
+                             "place", kept=kept)  # the folder tried again after the error: not said twice
+    with error_console.capture() as captured:
+        report(1, 3, "trunc.h5", unreadable)
+        report(2, 3, "pr.h5", uncompiled)
+        report(3, 3, "cs.h5", unreplaced)
+    assert captured.get().splitlines() == [
+        "  trunc.h5: error: not a readable HDF5 file (truncated file)",
+        "  pr.h5: error: cs-t1.yaml:19: structure 'Core': no case structure named 'Core'",
+        "  warning: could not remove pr/plan.json (Permission denied)",
+        f"  cs.h5: error: {kept}; no plan written, as this run's cannot take its place",
+    ]
 
 
 def test_the_cohort_table_keeps_each_case_name_whole_at_80_columns() -> None:

@@ -135,7 +135,7 @@ def test_cohort_plans_each_case_reports_failures_and_exits_with_the_worst_code(t
     out = tmp_path / "out"
     result = runner.invoke(app, ["cohort", str(protocol), str(good), str(damaged), "--out", str(out), "-q"])
     assert result.exit_code == 1, result.output
-    assert f"error: {damaged}: not a readable HDF5 file" in result.output
+    assert f"{damaged}: error: not a readable HDF5 file" in result.output  # "ITEM: error: ...", the file once
     digest = json.loads((out / "synthetic" / "plan.json").read_text())["protocol"]["sha256"]
     assert f"Cohort test: cohort of 2 (protocol SHA-256 {digest[:12]})" in " ".join(result.output.split())
     assert "1 of 2 cases planned" in result.output and (out / "cohort.csv").is_file()

@@ -105,10 +105,38 @@ def test_an_earlier_plan_that_cannot_be_removed_is_said_to_be_an_earlier_runs(
     monkeypatch.setattr(Path, "unlink", refused)
     with pytest.raises(SpeccError, match="not a readable HDF5 file") as raised:  # the case's error, not the removal's
         plan(_good(), damaged, out)
-    assert raised.value.__notes__ == [
-        f"warning: could not remove {out / 'plan.json'}, {out / 'report.html'}, {out / 'result.h5'} "
-        "(Permission denied): they are an earlier run's plan, not this run's"
+    assert raised.value.__notes__ == [  # the file refused named alone as not removable; the others, left with it
+        f"warning: could not remove {out / 'plan.json'} (Permission denied), so {out / 'report.html'}, "
+        f"{out / 'result.h5'} stay beside it: an earlier run's plan, not this run's"
     ]
+
+
+def test_a_solved_plan_that_cannot_replace_the_earlier_one_says_why_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """audit s20/t2 F7: an earlier plan.json that could not be removed (chattr +i) stopped a solved plan with
+    'could not remove plan.json, report.html, result.h5 (...): they are an earlier run's plan', which did not say
+    that this run's plan was not written for it (nor that only plan.json was refused), and a note said the same
+    sentence again as a warning."""
+    unlink = Path.unlink
+
+    def refused(self: Path, *args: object, **kwargs: object) -> None:
+        if self.name == "plan.json" and self.parent.name == "out":
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+        unlink(self, *args, **kwargs)
+
+    out = tmp_path / "out"
+    _earlier_plan(out)
+    monkeypatch.setattr(Path, "unlink", refused)
+    with pytest.raises(PlanFolderError) as raised:
+        plan(_good(), synthetic_case(), out)
+    assert str(raised.value) == (
+        f"could not remove {out / 'plan.json'} (Operation not permitted), so {out / 'report.html'}, "
+        f"{out / 'result.h5'} stay beside it: an earlier run's plan, not this run's; no plan written, as this run's "
+        "cannot take its place: remove that plan, or write into another folder")
+    assert getattr(raised.value, "__notes__", []) == []  # not said again
+    assert {path.name for path in out.iterdir()} == {*PLAN_FILES, "mine.txt"}  # the earlier plan whole
+    assert [path.name for path in tmp_path.iterdir()] == ["out"]  # no staging left
 
 
 def test_an_output_folder_no_plan_can_go_into_is_refused_before_anything_is_loaded(

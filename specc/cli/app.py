@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import NoReturn
 
 import typer
@@ -55,3 +59,23 @@ def fail(error: SpeccError | str, code: int = 1) -> NoReturn:
 def status_text(status: str) -> Text:
     """A goal or solver status, coloured as every table of the command line colours it."""
     return Text(status, style=STATUS_STYLE.get(status, ""))
+
+
+@contextmanager
+def imports_uninterrupted() -> Iterator[None]:
+    """A command's imports of its stages (cvxpy, matplotlib, ...: seconds), a Ctrl-C during them held until they
+    are done and then raised. Stopped half-way, an import leaves a package half-initialized, and the clean-up the
+    Ctrl-C calls for, which imports the same modules (`specc.pipeline`), then ended in a traceback (matplotlib:
+    "no attribute 'get_data_path'"). Where SIGINT cannot be held (not the main thread, a handler that Python did
+    not install), nothing is."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+        yield
+        return
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if held:
+            raise KeyboardInterrupt

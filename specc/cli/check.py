@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from specc.cli.app import app, console, fail, status_text
+from specc.cli.app import app, console, fail, imports_uninterrupted, status_text
 from specc.cli.plan import (
     StagePrinter, cohort_progress, fail_unwritten, finish_cohort, goal_text, goal_value, print_not_evaluated,
     print_robustness, print_summary, said_after_the_run, stop_cohort, stop_interrupted,
@@ -100,9 +100,9 @@ def check(
     printer = StagePrinter(quiet)
     earlier: list[Path] = []  # the plan OUT held as the run began; none known before it looked (`stop_interrupted`)
     try:  # the imports too: a Ctrl-C during them (seconds) left the earlier check in OUT without a word
-        from specc.check import check_dose, check_export
-        from specc.pipeline import check_plan_folder, plan_files
-
+        with imports_uninterrupted():
+            from specc.check import check_dose, check_export
+            from specc.pipeline import check_plan_folder, plan_files
         earlier = plan_files(out)
         check_plan_folder(out)  # before an export is read that a folder no check can go into would waste
         _refuse_combinations(exports or [], case, dose, grid, measure_on)
@@ -192,9 +192,9 @@ def _check_cohort(
     printer = StagePrinter(quiet=True)
     found = None  # the cohort files OUT held as the run began (`stop_cohort`)
     try:
-        from specc.check import check_cohort
-        from specc.pipeline import cohort_files
-
+        with imports_uninterrupted():
+            from specc.check import check_cohort
+            from specc.pipeline import cohort_files
         found = cohort_files(out)
         outcome = check_cohort(
             protocol, exports, out, grid_mm=grid, outside_zero=outside_zero, per_fraction=per_fraction, pdf=pdf,

@@ -15,7 +15,7 @@ from rich.status import Status
 from rich.table import Table
 from rich.text import Text
 
-from specc.cli.app import app, console, error_console, fail, status_text
+from specc.cli.app import app, console, error_console, fail, imports_uninterrupted, status_text
 from specc.errors import SpeccError
 
 if TYPE_CHECKING:
@@ -197,11 +197,11 @@ def plan(
     # From here on Ctrl-C removes the earlier plan in OUT and says so: also in the seconds of the imports, which
     # stopped the run without a word, leaving the earlier plan (audit s20/t2 F1).
     try:
-        from specc.case import Case
-        from specc.composite import with_prior_dose
-        from specc.pipeline import PlanSession, check_plan_folder, plan_files
-        from specc.protocol import load_protocol
-
+        with imports_uninterrupted():
+            from specc.case import Case
+            from specc.composite import with_prior_dose
+            from specc.pipeline import PlanSession, check_plan_folder, plan_files
+            from specc.protocol import load_protocol
         earlier = plan_files(out)
         if cases and len(cases) > 1:
             raise SpeccError(
@@ -356,8 +356,8 @@ def stop_cohort(
 
     if not isinstance(stopped, CohortInterrupted):
         removed, kept = remove_earlier_cohort(out, found)
-        names = ", ".join(path.name for path in removed)
-        said = f"; the earlier run's {names} in {out} {'was' if len(removed) == 1 else 'were'} removed" if removed else ""
+        names, were = ", ".join(path.name for path in removed), "was" if len(removed) == 1 else "were"
+        said = f"; the earlier run's {names} in {out} {were} removed" if removed else ""
         error_console.print(Text(f"interrupted{said}", style="red"), soft_wrap=True)
         for line in kept:
             error_console.print(Text("warning: ", style="yellow") + Text(line), soft_wrap=True)
@@ -577,8 +577,8 @@ def cohort(
     printer = StagePrinter(quiet)
     found = None  # the cohort files OUT held as the run began (`stop_cohort`)
     try:  # the imports too: a Ctrl-C during them left an earlier run's cohort.csv and page without a word
-        from specc.pipeline import cohort_files, plan_cohort
-
+        with imports_uninterrupted():
+            from specc.pipeline import cohort_files, plan_cohort
         found = cohort_files(out)
         outcome = plan_cohort(
             protocol, cases, out, solver=solver, pdf=pdf, progress=printer,
