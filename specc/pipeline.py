@@ -584,6 +584,19 @@ def plan_files(out: Path) -> list[Path]:
     return [out / name for name in PLAN_FOLDER_FILES if (out / name).exists()]
 
 
+def beside_the_plan(out: Path, written: Sequence[Path] = ()) -> list[str]:
+    """What `out` holds besides `written` (this run's plan files; an earlier plan's files, which a plan that cannot
+    replace them names, and hidden entries, such as a staging folder, aside),
+    by name, a folder with a trailing "/". After a run that removed an earlier plan from `out`, these are most
+    likely that plan's exports (an RT Dose, DVH tables), which read as the new plan's: they stayed without a word
+    (audit s20/t2 F3)."""
+    if not out.is_dir():
+        return []
+    names = {Path(path).name for path in written} | set(PLAN_FOLDER_FILES)  # an earlier plan kept is said apart
+    return sorted(entry.name + ("/" if entry.is_dir() else "") for entry in out.iterdir()
+                  if entry.name not in names and not entry.name.startswith("."))
+
+
 def remove_earlier_plan(out: Path) -> list[Path]:
     """Delete the files an earlier `plan` wrote into `out`: left there, they would read as this run's.
     One that cannot be deleted (no permission) raises `EarlierPlanKept`, naming it and those removed."""

@@ -6,6 +6,7 @@ import csv
 import errno
 import hashlib
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -655,3 +656,39 @@ def test_cohort_strict_names_what_it_stops_on_by_case(tmp_path: Path) -> None:
     assert f"--strict: synthetic: priority-1 goal not evaluated: Organ D5000cc <= 60 Gy ({protocol}:" in said, said
     plain = runner.invoke(app, ["cohort", str(protocol), str(case), "--out", str(tmp_path / "plain"), "-q"])
     assert plain.exit_code == 0 and "--strict" not in plain.output, plain.output
+
+
+def test_a_plan_that_replaces_an_earlier_one_names_the_earlier_plans_exports_left_in_its_folder(tmp_path: Path) -> None:
+    """Audit s20/t2 F3: planning again into a folder left the earlier plan's RT Dose and DVH tables beside the new
+    plan (or in place of a plan not produced) without a word; they read as this run's. A folder that held no plan
+    says nothing of the files a user keeps there."""
+    out = tmp_path / "plan"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    first = runner.invoke(app, ["plan", str(PROTOCOL), *COARSE, "--out", str(out), "-q"])
+    assert first.exit_code == 0 and "still holds" not in first.output, first.output
+    exported = runner.invoke(app, ["export", "rtdose", str(out), "--out", str(out / "RD.dcm")])
+    assert exported.exit_code == 0, exported.output
+    again = runner.invoke(app, ["plan", str(PROTOCOL), *COARSE, "--out", str(out), "-q"])
+    said = " ".join(again.output.split())
+    assert again.exit_code == 0, again.output
+    assert (f"note: {out} still holds RD.dcm, notes.txt beside this run's plan: files exported from the earlier plan "
+            "there (an RT Dose, DVH tables) are not of this run; export them again or remove them") in said
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(PROTOCOL.read_text().replace("fractions:", "fractions: 0 #", 1))
+    failed = runner.invoke(app, ["plan", str(broken), *COARSE, "--out", str(out), "-q"])
+    assert failed.exit_code == 1, failed.output
+    assert "still holds RD.dcm, notes.txt though this run wrote no plan" in " ".join(failed.output.split())
+
+
+def test_the_solver_option_lists_exactly_the_solvers_a_protocol_names() -> None:
+    """--solver's help read "CLARABEL, OSQP, SCS, ...", as if any cvxpy solver would do; specc refuses those its
+    limits cannot reach, and takes SPECC-LBFGS and HIGHS, which the help left out."""
+    from typing import get_args
+
+    from specc.cli.plan import SOLVER_HELP
+    from specc.protocol import SolverOptions
+
+    named = list(get_args(get_args(SolverOptions.model_fields["name"].annotation)[0]))
+    listed = re.findall(r"\b[A-Z][A-Z-]+[A-Z]\b", SOLVER_HELP)
+    assert sorted(listed) == sorted(named) and "..." not in SOLVER_HELP

@@ -12,8 +12,8 @@ from rich.text import Text
 
 from specc.cli.app import app, console, fail, imports_uninterrupted, status_text
 from specc.cli.plan import (
-    StagePrinter, cohort_progress, fail_unwritten, finish_cohort, goal_text, goal_value, print_not_evaluated,
-    print_robustness, print_summary, said_after_the_run, stop_cohort, stop_interrupted,
+    StagePrinter, cohort_progress, fail_unwritten, finish_cohort, goal_text, goal_value, note_beside,
+    print_not_evaluated, print_robustness, print_summary, said_after_the_run, stop_cohort, stop_interrupted,
 )
 from specc.errors import SpeccError
 
@@ -118,12 +118,13 @@ def check(
             )
     except SpeccError as error:
         printer.stop()
-        fail_unwritten(out, error)
+        fail_unwritten(out, error, earlier)
     except KeyboardInterrupt:
         printer.stop()
         stop_interrupted(out, "check", earlier)
     code = outcome.exit_code(strict)
-    raise typer.Exit(said_after_the_run(lambda: _print_check(outcome, quiet, strict), code, "check"))
+    raise typer.Exit(said_after_the_run(
+        lambda: (_print_check(outcome, quiet, strict), note_beside(out, earlier, outcome.paths)), code, "check"))
 
 
 def _print_check(outcome: CheckOutcome, quiet: bool, strict: bool) -> None:

@@ -160,13 +160,19 @@ _GRID = typer.Option(None, "--grid", help="With --phantom: dose grid spacing in 
 _BEAMS = typer.Option(None, "--beams", help="With --phantom: number of equispaced beams (default 9).")
 
 
+# The solvers `optimization.solver.name` takes (a test holds the two to one list): "..." read as any cvxpy solver,
+# which specc refuses since the protocol's limits reach only these (fx-lim's note).
+SOLVER_HELP = ("Solver to use: SPECC-LBFGS (the default fast path), CLARABEL, OSQP, SCS or HIGHS; overrides "
+               "optimization.solver.name.")
+
+
 @app.command()
 def plan(
     protocol: Path = typer.Argument(..., help="Protocol file (YAML)."),
     cases: list[Path] | None = typer.Option(None, "--case", help="Case file (HDF5) to plan on."),
     phantom: str | None = _PHANTOM,
     out: Path = typer.Option(..., "--out", "-o", help="Folder for report.html, plan.json and result.h5."),
-    solver: str | None = typer.Option(None, "--solver", help="Solver to use (CLARABEL, OSQP, SCS, ...)."),
+    solver: str | None = typer.Option(None, "--solver", help=SOLVER_HELP),
     pdf: bool = typer.Option(False, "--pdf", help="Also write report.pdf (needs WeasyPrint)."),
     strict: bool = typer.Option(
         False, "--strict", help="Exit 2 when the plan did not converge, or a priority-1 goal fails or reads NOT "
@@ -220,7 +226,7 @@ def plan(
         outcome = session.plan(loaded)
     except SpeccError as error:
         printer.stop()
-        fail_unwritten(out, error)
+        fail_unwritten(out, error, earlier)
     except KeyboardInterrupt:
         printer.stop()
         stop_interrupted(out, "plan", earlier)
@@ -228,7 +234,8 @@ def plan(
         printer.stop()
         _say_discarded(out)
         raise
-    code = said_after_the_run(lambda: _print_outcome(outcome, quiet, strict), outcome.exit_code(strict), "plan")
+    code = said_after_the_run(lambda: (_print_outcome(outcome, quiet, strict), note_beside(out, earlier, outcome.paths)),
+                              outcome.exit_code(strict), "plan")
     if not watch:
         raise typer.Exit(code)
 
@@ -300,15 +307,31 @@ def _no_plan_for_save(session: PlanSession, out: Path, reason: str, code: int) -
     return code
 
 
-def fail_unwritten(out: Path, error: SpeccError) -> NoReturn:
+def fail_unwritten(out: Path, error: SpeccError, earlier: Sequence[Path] = ()) -> NoReturn:
     """An error before the plan was written into `out`: the error, then the earlier plan there removed
-    as after a failed solve (`discard_unwritten_plan`) and a line naming its files; exit 1.
+    as after a failed solve (`discard_unwritten_plan`) and a line naming its files, and what else `out` still
+    holds (`note_beside`; `earlier`: the plan files it held as the run began); exit 1.
 
     The library removes it itself where the error came while the plan was written (a full disk): its notes
     on the error name the files (`specc.pipeline.staged_plan`), and are printed here."""
     error_console.print(Text("error: ", style="bold red") + Text(str(error)), soft_wrap=True)
     _say_discarded(out, getattr(error, "__notes__", []), error)
+    note_beside(out, earlier, [])
     raise typer.Exit(1)
+
+
+def note_beside(out: Path, earlier: Sequence[Path], written: Sequence[Path]) -> None:
+    """Where this run replaced (or removed) an earlier plan in `out`, a note naming what else `out` still holds:
+    that plan's exports (RD.dcm, dvh/) stayed beside the new plan, or in its place, without a word, and read as
+    this run's (audit s20/t2 F3). Nothing where `out` held no plan: files a user keeps there are not a plan's."""
+    from specc.pipeline import beside_the_plan
+
+    beside = beside_the_plan(out, written) if earlier else []
+    if beside:
+        now = "beside this run's plan" if written else "though this run wrote no plan"
+        error_console.print(Text("note: ", style="yellow") + Text(
+            f"{out} still holds {', '.join(beside)} {now}: files exported from the earlier plan there (an RT Dose, "
+            "DVH tables) are not of this run; export them again or remove them"), soft_wrap=True)
 
 
 def _say_discarded(out: Path, said: Sequence[str] = (), error: SpeccError | None = None) -> None:
@@ -558,7 +581,7 @@ def cohort(
     protocol: Path = typer.Argument(..., help="Protocol file (YAML)."),
     cases: list[Path] = typer.Argument(..., help="Case files (HDF5), e.g. cases/*.h5."),
     out: Path = typer.Option(..., "--out", "-o", help="Folder for one folder per case and cohort.csv."),
-    solver: str | None = typer.Option(None, "--solver", help="Solver to use (CLARABEL, OSQP, SCS, ...)."),
+    solver: str | None = typer.Option(None, "--solver", help=SOLVER_HELP),
     pdf: bool = typer.Option(False, "--pdf", help="Also write each case's report.pdf (needs WeasyPrint)."),
     strict: bool = typer.Option(
         False, "--strict", help="Count a plan that did not converge, or a priority-1 goal failed or NOT EVALUATED "
