@@ -4,6 +4,7 @@ banner on the terminal under -q; F6: SCS at the cap read "optimal_inaccurate ...
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import typing
@@ -17,6 +18,7 @@ from evaluate_fakes import protocol, synthetic_case
 from specc.compile import compile_protocol
 from specc.errors import SolveError
 from specc.protocol import SolverOptions
+from specc.protocol.models import SOLVERS
 from specc.solve import SolverSettings, choose_solver, solve_program
 from specc.solve.first_order.solver import FIRST_ORDER_SOLVER
 
@@ -33,7 +35,29 @@ NAMED = [  # the names `optimization.solver.name` takes: Literal[...] | None
 
 
 def test_the_language_names_the_solvers_specc_solves_with() -> None:
-    assert NAMED == ["SPECC-LBFGS", "CLARABEL", "OSQP", "SCS", "HIGHS"]
+    assert NAMED == ["SPECC-LBFGS", "CLARABEL", "OSQP", "SCS", "HIGHS"] == list(SOLVERS)
+
+
+def test_a_protocol_naming_its_solver_is_refused_a_limit_it_cannot_take_at_its_line(tmp_path) -> None:
+    """`specc validate` said OK to a HIGHS protocol with tolerance 1e-12, which only the plan refused, naming no
+    line (review s20/r3 F3); a protocol naming no solver is judged at the plan, by the solver chosen then."""
+    with pytest.raises(ValueError, match=r"tolerance: 1e-12 is below the smallest HIGHS takes \(1e-10\)"):
+        SolverOptions(name="HIGHS", tolerance=1e-12)
+    with pytest.raises(ValueError, match=r"more than CLARABEL, which solves where SPECC-LBFGS cannot, can count"):
+        SolverOptions(name="SPECC-LBFGS", max_iterations=2**32)
+    assert SolverOptions(tolerance=1e-12).tolerance == 1e-12
+
+
+def test_the_highs_banner_is_spent_once_and_a_process_without_stdout_does_not_fail(monkeypatch) -> None:
+    """Review s20/r3 F1: with sys.stdout None (a process whose standard output is closed) the banner's flush raised
+    AttributeError out of solve_program; now it is spent once, under a lock (F2), whatever standard output is."""
+    import specc.solve.run as run
+
+    monkeypatch.setattr(run, "_highs_banner_spent", False)
+    monkeypatch.setattr(sys, "stdout", None)
+    run._spend_highs_banner()
+    assert run._highs_banner_spent
+    run._spend_highs_banner()  # spent: nothing more
 
 
 @pytest.mark.parametrize("name", [name for name in NAMED if name != FIRST_ORDER_SOLVER])
@@ -54,8 +78,10 @@ def test_highs_stops_at_the_protocols_iteration_limit() -> None:
     assert "HIGHS stopped at its iteration limit of 5 (raise `max_iterations` under `optimization.solver`)" in (
         result.message
     )
-    # HiGHS' count is the sum of its methods', each capped apart: the message says which ran how many
-    assert f"after {result.iterations} iterations (" in result.message and " 6 active-set QP)" in result.message
+    # HiGHS' count is the sum of its methods', each capped apart: the message says which ran how many (HiGHS 1.16
+    # counts one past a cap this small, so the count is read, not pinned: review s20/r3 F5)
+    assert f"after {result.iterations} iterations (" in result.message
+    assert re.search(r"\(\d+ simplex, \d+ active-set QP\)|\(\d+ active-set QP\)", result.message), result.message
 
 
 def test_highs_stopped_by_the_protocols_time_limit_reads_time_limit() -> None:

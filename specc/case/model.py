@@ -413,7 +413,7 @@ class Case:
 
         Block by block: at once, the column indices of the positive entries (a copy of them all) went to
         `np.bincount` as int64, 1.5x the matrix at its peak (the large benchmark's compile: 822 MB against
-        444 MB loaded, 1.3 s; 0.1 s and no rise in blocks)."""
+        444 MB loaded, 1.3 s; 0.18 s and no rise in blocks)."""
         influence = self.influence
         found = np.zeros(self.n_beamlets, dtype=bool)
         for start in range(0, influence.nnz, _ENTRY_BLOCK):

@@ -11,7 +11,7 @@ import dataclasses
 import datetime
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -49,7 +49,17 @@ if TYPE_CHECKING:
 FORMAT_VERSION = 1
 # What a plan records as the file of a protocol no file gave (`ProtocolSource.built_in_memory`).
 BUILT_IN_MEMORY = "built in memory (no file)"
-SOLVERS = ("SPECC-LBFGS", "CLARABEL", "OSQP", "SCS", "HIGHS")
+# The solvers a protocol (and --solver) may name: specc's fast path and the cvxpy solvers it passes its limits to.
+SolverName = Literal["SPECC-LBFGS", "CLARABEL", "OSQP", "SCS", "HIGHS"]
+SOLVERS: tuple[str, ...] = get_args(SolverName)
+# The solver the fast path hands a program to where it cannot solve or certify it (`specc.solve.first_order`).
+FAST_PATH_FALLBACK = "CLARABEL"
+# What a solver can take, past which it fails inside cvxpy (CLARABEL: an OverflowError traceback; OSQP: a
+# SolverError read as a numerical failure; HiGHS: a ValueError) instead of solving: the width of its iteration
+# counter, and HiGHS' smallest feasibility tolerance (audit s20/t2 F5). Checked where a protocol names its solver
+# (`SolverOptions`, at the file's line) and again for a solver chosen on the command line (`specc.solve.choice`).
+LARGEST_MAX_ITERATIONS = {"CLARABEL": 2**32 - 1, "OSQP": 2**31 - 1, "SCS": 2**63 - 1, "HIGHS": 2**31 - 1}
+SMALLEST_TOLERANCE = {"HIGHS": 1e-10}
 # Intensity levels per beam when a step-and-shoot protocol does not say: a common planning-system default.
 DEFAULT_INTENSITY_LEVELS = 10
 
@@ -312,8 +322,28 @@ class StructureSpec(_Strict):
         return value
 
 
+def limit_refused(solver: str, tolerance: float | None, max_iterations: int | None, chosen: str) -> str | None:
+    """Why `solver` cannot take these limits (`LARGEST_MAX_ITERATIONS`, `SMALLEST_TOLERANCE`), or None; `chosen`:
+    the solver asked for, where `solver` solves in its place (the fast path's fallback)."""
+    who = solver if solver == chosen else f"{solver}, which solves where {chosen} cannot,"
+    largest = LARGEST_MAX_ITERATIONS.get(solver)
+    if max_iterations is not None and largest is not None and max_iterations > largest:
+        return (f"max_iterations: {max_iterations} is more than {who} can count (at most {largest}); write a smaller "
+                "limit, or leave it out for the solver's own")
+    smallest = SMALLEST_TOLERANCE.get(solver)
+    if tolerance is not None and smallest is not None and tolerance < smallest:
+        return (f"tolerance: {tolerance:g} is below the smallest {who} takes ({smallest:g}); write a larger "
+                "tolerance, or choose another solver")
+    return None
+
+
+def route_of(solver: str) -> tuple[str, ...]:
+    """The solvers a run asking for `solver` may use: the fast path's fallback too."""
+    return (solver, FAST_PATH_FALLBACK) if solver == SOLVERS[0] else (solver,)  # SOLVERS[0]: the fast path
+
+
 class SolverOptions(_Strict):
-    name: Literal["SPECC-LBFGS", "CLARABEL", "OSQP", "SCS", "HIGHS"] | None = Field(
+    name: SolverName | None = Field(
         default=None,
         description="SPECC-LBFGS (specc's matrix-free fast path) or a cvxpy solver; left out, specc "
         "chooses by its documented rule (docs/compiler.md).",
@@ -347,6 +377,16 @@ class SolverOptions(_Strict):
         "finished on every voxel; set, the sample is kept. `all` optimizes on every voxel. Goals and hard limits "
         "always see every voxel.",
     )
+
+    @model_validator(mode="after")
+    def _limits_the_solver_takes(self) -> SolverOptions:
+        """A limit the named solver cannot take, refused at this file's line: `specc validate` said OK to a HIGHS
+        protocol with tolerance 1e-12, which only the plan refused, naming no line (review s20/r3 F3)."""
+        for solver in route_of(self.name) if self.name is not None else ():
+            refused = limit_refused(solver, self.tolerance, self.max_iterations, self.name)
+            if refused is not None:
+                raise ValueError(refused)
+        return self
 
     @field_validator("sample_voxels", mode="before")
     @classmethod

@@ -23,6 +23,7 @@ import cvxpy as cp
 
 from specc.errors import SolveError
 from specc.protocol import SolverOptions
+from specc.protocol.models import limit_refused, route_of
 from specc.solve.first_order.solver import FIRST_ORDER_SOLVER, REFERENCE_SOLVER
 
 DEFAULT_SOLVER = FIRST_ORDER_SOLVER
@@ -49,11 +50,6 @@ _MAX_ITERATIONS = {
     "SCS": ("max_iters",),
     "HIGHS": ("simplex_iteration_limit", "ipm_iteration_limit", "qp_iteration_limit", "pdlp_iteration_limit"),
 }
-# What a solver can take, past which it fails inside cvxpy (CLARABEL: an OverflowError traceback; OSQP: a
-# SolverError read as a numerical failure; HiGHS: a ValueError) instead of solving: the width of its
-# iteration counter, and HiGHS' smallest feasibility tolerance. `choose_solver` refuses the protocol first.
-_LARGEST_MAX_ITERATIONS = {"CLARABEL": 2**32 - 1, "OSQP": 2**31 - 1, "SCS": 2**63 - 1, "HIGHS": 2**31 - 1}
-_SMALLEST_TOLERANCE = {"HIGHS": 1e-10}
 # CLARABEL factorizes with faer; its threads cost more than they give at these sizes: on
 # 2 cores, one thread solved the 5 mm TG-119 prostate in 4.9 s against 7.5-7.6 s with the
 # default (all cores), and the goals-only C-shape's first step in 7.2-7.3 s against 9.5-9.6 s
@@ -120,7 +116,7 @@ def choose_solver(requested: str | None = None, options: SolverOptions | None = 
     if name not in installed:
         raise SolveError(f"solver {name!r} is not installed; installed solvers: {', '.join(installed)}")
     # The fast path hands a program it cannot solve or certify to the reference solver, with these limits.
-    for solver in (name, REFERENCE_SOLVER) if name == FIRST_ORDER_SOLVER else (name,):
+    for solver in route_of(name):
         _refuse_what_it_cannot_take(solver, options, name)
     return SolverSettings(
         name=name,
@@ -131,21 +127,12 @@ def choose_solver(requested: str | None = None, options: SolverOptions | None = 
 
 
 def _refuse_what_it_cannot_take(solver: str, options: SolverOptions, chosen: str) -> None:
-    """A SolveError, before any solve, for a protocol limit `solver` cannot take (`_LARGEST_MAX_ITERATIONS`,
-    `_SMALLEST_TOLERANCE`); `chosen`: the solver the run asked for, where `solver` would solve in its place."""
-    who = solver if solver == chosen else f"{solver}, which solves where {chosen} cannot,"
-    largest = _LARGEST_MAX_ITERATIONS.get(solver)
-    if options.max_iterations is not None and largest is not None and options.max_iterations > largest:
-        raise SolveError(
-            f"optimization.solver.max_iterations: {options.max_iterations} is more than {who} can count "
-            f"(at most {largest}); write a smaller limit, or leave it out for the solver's own"
-        )
-    smallest = _SMALLEST_TOLERANCE.get(solver)
-    if options.tolerance is not None and smallest is not None and options.tolerance < smallest:
-        raise SolveError(
-            f"optimization.solver.tolerance: {options.tolerance:g} is below the smallest {who} takes "
-            f"({smallest:g}); write a larger tolerance, or choose another solver (--solver)"
-        )
+    """A SolveError, before any solve, for a protocol limit `solver` cannot take (`limit_refused`; a protocol that
+    names its solver is refused at its line, this is for one chosen with --solver); `chosen`: the solver the run
+    asked for, where `solver` would solve in its place."""
+    refused = limit_refused(solver, options.tolerance, options.max_iterations, chosen)
+    if refused is not None:
+        raise SolveError(f"optimization.solver.{refused}")
 
 
 def reference_settings(settings: SolverSettings) -> SolverSettings:

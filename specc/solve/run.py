@@ -12,9 +12,9 @@ infeasible program is diagnosed (`diagnose.py`) so the message names the hard te
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -137,24 +137,38 @@ def _iterations_said(settings: SolverSettings, problem: cp.Problem, iterations: 
     return f" after {iterations} iterations ({methods})" if methods else f" after {iterations} iterations"
 
 
-@functools.cache
+_HIGHS_BANNER = threading.Lock()
+_highs_banner_spent = False
+
+
 def _spend_highs_banner() -> None:
     """HiGHS writes its banner ("Running HiGHS 1.16.0 ...") to the process's standard output, the file
     descriptor under Python's `sys.stdout`, when the process constructs its first solver, before cvxpy can set
     `log_to_console` off: it reached the terminal under -q (audit s20/t2 F5). It is written once a process, so
     one solver constructed with that descriptor on the null device spends it; specc has no verbose solver log
-    that would want it."""
-    import highspy
+    that would want it. Once, under a lock: two first solves on two threads could otherwise each save the other's
+    redirection and leave the descriptor on the null device for good (review s20/r3 F2). A process without a
+    standard output (descriptor 1 closed, `sys.stdout` None) has no banner to hide (F1: it raised)."""
+    global _highs_banner_spent
+    with _HIGHS_BANNER:
+        if _highs_banner_spent:
+            return
+        _highs_banner_spent = True
+        import highspy
 
-    sys.stdout.flush()
-    kept = os.dup(1)
-    try:
-        with open(os.devnull, "wb") as null:
-            os.dup2(null.fileno(), 1)
-            highspy.Highs()
-    finally:
-        os.dup2(kept, 1)
-        os.close(kept)
+        if sys.stdout is not None:
+            sys.stdout.flush()
+        try:
+            kept = os.dup(1)
+        except OSError:  # no descriptor 1: nothing can reach a terminal
+            return
+        try:
+            with open(os.devnull, "wb") as null:
+                os.dup2(null.fileno(), 1)
+                highspy.Highs()
+        finally:
+            os.dup2(kept, 1)
+            os.close(kept)
 
 
 def _influence_range(program: CompiledProgram) -> str:

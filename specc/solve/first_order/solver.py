@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from specc.compile.smooth_context import SmoothFormContext
+from specc.protocol.models import FAST_PATH_FALLBACK, SOLVERS
 from specc.solve.first_order.assemble import DoseOperator, FastPathRefused, SmoothProgram
 from specc.solve.first_order.augmented_lagrangian import AugmentedLagrangianResult, Tolerances
 from specc.solve.first_order.working_set import minimize_from_scratch, minimize_on_working_sets
@@ -48,9 +49,10 @@ if TYPE_CHECKING:
     from specc.solve.choice import SolverSettings
     from specc.terms.smooth import SmoothTerm
 
-FIRST_ORDER_SOLVER = "SPECC-LBFGS"
-# What decides when the fast path refuses or cannot reach feasibility: the stock default.
-REFERENCE_SOLVER = "CLARABEL"
+# The fast path's name in a protocol, and what decides when it refuses or cannot reach feasibility: the stock
+# default (the protocol stage names both, so that a protocol's limits are checked against each at its line).
+FIRST_ORDER_SOLVER = SOLVERS[0]
+REFERENCE_SOLVER = FAST_PATH_FALLBACK
 
 
 class FirstOrderSolver:
