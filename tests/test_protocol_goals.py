@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -170,12 +172,20 @@ def test_a_number_without_a_decimal_form_is_refused_by_name(value: float) -> Non
         format_number(value)
 
 
-@pytest.mark.parametrize("centigray", ["7560", "5040", "4140", "6615", "1.5", "33.3"])
+@pytest.mark.parametrize("centigray", ["7560", "5040", "4140", "6615", "1.5", "33.3", "1001.1", "0.5"])
 def test_a_dose_in_cgy_is_the_number_written_over_100_in_gy(centigray: str) -> None:
     """7560 * 0.01 is 75.60000000000001 in floating point: a protocol written in cGy then read as another dose than
     the same protocol in Gy (`specc diff` listed "75.6 Gy -> 75.60000000000001 Gy", its fingerprint changed)."""
-    in_gy = format_number(float(centigray) / 100)
+    in_gy = format(Decimal(centigray) / 100, "f")  # the digits written, moved two places
     assert Dose.model_validate(f"{centigray} cGy").gy == Dose.model_validate(f"{in_gy} Gy").gy
     assert Goal.parse(f"D95% >= {centigray} cGy", "PTV").threshold_value == Goal.parse(f"D95% >= {in_gy} Gy",
                                                                                        "PTV").threshold_value
     assert Metric.parse(f"V{centigray}cGy[%]").dose == Metric.parse(f"V{in_gy}Gy[%]").dose
+
+
+@pytest.mark.parametrize(("written", "mm"), [("0.14 cm", "1.4 mm"), ("0.7 cm", "7 mm"), ("2.35 cm", "23.5 mm")])
+def test_a_length_in_cm_is_the_number_written_times_10_in_mm(written: str, mm: str) -> None:
+    """0.14 * 10 is 1.4000000000000001 in floating point (review s20/r1 F2): the conversion is made on the digits."""
+    from specc.protocol.units import Length
+
+    assert Length.model_validate(written).mm == Length.model_validate(mm).mm

@@ -111,7 +111,7 @@ def parse_threshold(written: Any, metric: Metric, what: str = "threshold") -> Th
         if unit == "%":
             return Threshold(value=value, relative=True)
         if unit in DOSE_UNITS:
-            return Threshold(value=in_base_unit(value, DOSE_UNITS[unit]))
+            return Threshold(value=in_base_unit(match["value"], DOSE_UNITS[unit]))
         if not unit:
             raise ValueError(
                 f'{what} {text} of {metric} has no unit: write "{text} Gy", "{text} cGy" '

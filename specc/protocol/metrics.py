@@ -143,7 +143,7 @@ def _fields(text: str) -> dict[str, Any]:
         if match["u"] == "%":
             fields["dose_percent"] = float(match["num"])
         else:
-            fields["dose"] = Dose(gy=in_base_unit(float(match["num"]), DOSE_UNITS[match["u"]]))
+            fields["dose"] = Dose(gy=in_base_unit(match["num"], DOSE_UNITS[match["u"]]))
         return fields
     if match := _STATISTIC.match(stripped):
         return {"quantity": match["q"], "unit": "Gy"}

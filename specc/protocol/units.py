@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Iterable
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from fractions import Fraction
 from typing import Any, ClassVar, Literal
 
@@ -32,7 +32,11 @@ from pydantic_core import core_schema
 # than the same in Gy).
 DOSE_UNITS: dict[str, Fraction] = {"Gy": Fraction(1), "cGy": Fraction(1, 100)}
 LENGTH_UNITS: dict[str, Fraction] = {"mm": Fraction(1), "cm": Fraction(10)}
-AREA_UNITS: dict[str, Fraction] = {"cm2": Fraction(1), "mm2": Fraction(1, 100), "cm²": Fraction(1), "mm²": Fraction(1, 100)}
+# Digits `in_base_unit` keeps: far more than a float's 17, so a written number scaled by a unit is exact.
+_EXACT_DIGITS = 60
+AREA_UNITS: dict[str, Fraction] = {
+    "cm2": Fraction(1), "mm2": Fraction(1, 100), "cm²": Fraction(1), "mm²": Fraction(1, 100),
+}
 ANGLE_UNITS: dict[str, Fraction] = {"deg": Fraction(1)}
 VolumeUnit = Literal["%", "cc"]
 
@@ -266,12 +270,16 @@ def _parse_with_unit(text: str, units: dict[str, Fraction], what: str, example: 
         near = {u.lower(): u for u in units}.get(unit.lower())
         hint = f' (did you mean "{near}"?)' if near else f" (expected one of {', '.join(units)})"
         raise ValueError(f'unknown {what} unit "{unit}"{hint}')
-    return in_base_unit(float(match["value"]), units[unit])
+    return in_base_unit(match["value"], units[unit])
 
 
-def in_base_unit(value: float, size: Fraction) -> float:
-    """`value` of a unit of `size` (`DOSE_UNITS`) in the base unit, rounded once: 7560 cGy is 75.6 Gy."""
-    return value * size.numerator / size.denominator
+def in_base_unit(written: str, size: Fraction) -> float:
+    """The number `written` (its decimal digits) of a unit of `size` (`DOSE_UNITS`) in the base unit, rounded once:
+    7560 cGy is 75.6 Gy and 1001.1 cGy 10.011 Gy (read as a float first, 10.011000000000001: review s20/r1 F2). In
+    decimal, exact for any number a protocol writes (a ratio of 10s); its exponent stays an exponent, so "1e-999999"
+    costs nothing and "1e400" is infinite, which the callers refuse as such."""
+    with localcontext(prec=_EXACT_DIGITS):
+        return float(Decimal(written) * size.numerator / size.denominator)
 
 
 def parse_volume(text: str) -> tuple[float, VolumeUnit]:
