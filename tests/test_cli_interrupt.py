@@ -127,6 +127,17 @@ def test_a_ctrl_c_during_the_imports_is_raised_once_they_are_done(sigint_restore
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
+def test_a_process_that_ignores_sigint_goes_on_through_the_imports(sigint_restored: None) -> None:
+    """Review s20/r2 F1: `specc plan ... &` in a script ignores SIGINT; holding it during the imports raised it
+    afterwards, so the run stopped and removed the earlier plan where it had gone on before."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    imported = []
+    with imports_uninterrupted():
+        os.kill(os.getpid(), signal.SIGINT)
+        imported.append("the rest of the imports")
+    assert imported == ["the rest of the imports"] and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
 @pytest.mark.parametrize("where", ["typer.main.get_command", "specc.cli.plan.StagePrinter.__init__"])
 def test_a_ctrl_c_no_command_caught_is_one_line(
     where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],

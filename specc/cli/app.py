@@ -66,9 +66,12 @@ def imports_uninterrupted() -> Iterator[None]:
     """A command's imports of its stages (cvxpy, matplotlib, ...: seconds), a Ctrl-C during them held until they
     are done and then raised. Stopped half-way, an import leaves a package half-initialized, and the clean-up the
     Ctrl-C calls for, which imports the same modules (`specc.pipeline`), then ended in a traceback (matplotlib:
-    "no attribute 'get_data_path'"). Where SIGINT cannot be held (not the main thread, a handler that Python did
-    not install), nothing is."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGINT) is None:
+    "no attribute 'get_data_path'"). Held only where a Ctrl-C would raise KeyboardInterrupt anyway (Python's own
+    handler, on the main thread): a process that ignores SIGINT (`specc plan ... &` in a script) went on through
+    the signal before, and a holder installed there made it stop and remove the earlier plan (review s20/r2 F1);
+    a handler of the caller's own is left to it."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
         yield
         return
     held: list[int] = []
