@@ -584,17 +584,25 @@ def plan_files(out: Path) -> list[Path]:
     return [out / name for name in PLAN_FOLDER_FILES if (out / name).exists()]
 
 
-def beside_the_plan(out: Path, written: Sequence[Path] = ()) -> list[str]:
-    """What `out` holds besides `written` (this run's plan files; an earlier plan's files, which a plan that cannot
-    replace them names, and hidden entries, such as a staging folder, aside),
-    by name, a folder with a trailing "/". After a run that removed an earlier plan from `out`, these are most
-    likely that plan's exports (an RT Dose, DVH tables), which read as the new plan's: they stayed without a word
-    (audit s20/t2 F3)."""
+def beside_the_plan(out: Path, written: Sequence[Path] = (), read: Sequence[Path] = ()) -> list[str]:
+    """The exports of a plan that `out` holds besides `written` (this run's files) and `read` (what this run read
+    there, e.g. the RT Dose a check measured), by name, a folder with a trailing "/": DICOM files, and folders of
+    DICOM files or DVH tables (`specc export`'s outputs). After a run that removed an earlier plan from `out`, they
+    are that plan's, and read as the new plan's: they stayed without a word (audit s20/t2 F3). Anything else (the
+    protocol and case of a run with --out ., a user's notes) is not a plan's and not named (review s20/r2 F2)."""
     if not out.is_dir():
         return []
-    names = {Path(path).name for path in written} | set(PLAN_FOLDER_FILES)  # an earlier plan kept is said apart
+    names = {Path(path).name for path in written}
+    taken = {Path(path).resolve() for path in read}
     return sorted(entry.name + ("/" if entry.is_dir() else "") for entry in out.iterdir()
-                  if entry.name not in names and not entry.name.startswith("."))
+                  if entry.name not in names and entry.resolve() not in taken and _exported(entry))
+
+
+def _exported(entry: Path) -> bool:
+    """Whether `entry` is what `specc export` writes: a DICOM file, or a folder holding DICOM files or DVH tables."""
+    if entry.is_file():
+        return entry.suffix.lower() == ".dcm"
+    return entry.is_dir() and (any(entry.glob("*.dcm")) or (entry / "dvh.json").exists())
 
 
 def remove_earlier_plan(out: Path) -> list[Path]:

@@ -123,8 +123,9 @@ def check(
         printer.stop()
         stop_interrupted(out, "check", earlier)
     code = outcome.exit_code(strict)
+    read = [path for path in (dose, *(exports or [])) if path is not None]  # a dose checked in OUT is no leftover
     raise typer.Exit(said_after_the_run(
-        lambda: (_print_check(outcome, quiet, strict), note_beside(out, earlier, outcome.paths)), code, "check"))
+        lambda: (_print_check(outcome, quiet, strict), note_beside(out, earlier, outcome.paths, read)), code, "check"))
 
 
 def _print_check(outcome: CheckOutcome, quiet: bool, strict: bool) -> None:

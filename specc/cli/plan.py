@@ -320,13 +320,17 @@ def fail_unwritten(out: Path, error: SpeccError, earlier: Sequence[Path] = ()) -
     raise typer.Exit(1)
 
 
-def note_beside(out: Path, earlier: Sequence[Path], written: Sequence[Path]) -> None:
-    """Where this run replaced (or removed) an earlier plan in `out`, a note naming what else `out` still holds:
-    that plan's exports (RD.dcm, dvh/) stayed beside the new plan, or in its place, without a word, and read as
-    this run's (audit s20/t2 F3). Nothing where `out` held no plan: files a user keeps there are not a plan's."""
-    from specc.pipeline import beside_the_plan
+def note_beside(out: Path, earlier: Sequence[Path], written: Sequence[Path], read: Sequence[Path] = ()) -> None:
+    """Where this run replaced (or removed) an earlier plan in `out`, a note naming the exports `out` still holds
+    (`beside_the_plan`; `read`: what the run read there, e.g. a check's RT Dose): that plan's RT Dose and DVH
+    tables stayed beside the new plan, or in its place, without a word, and read as this run's (audit s20/t2 F3).
+    Nothing where `out` held no plan, nor where its plan is still there (an approved folder, a file that could not
+    be removed: the exports are still that plan's; review s20/r2 F2)."""
+    from specc.pipeline import beside_the_plan, plan_files
 
-    beside = beside_the_plan(out, written) if earlier else []
+    if not earlier or (not written and plan_files(out)):
+        return
+    beside = beside_the_plan(out, written, read)
     if beside:
         now = "beside this run's plan" if written else "though this run wrote no plan"
         error_console.print(Text("note: ", style="yellow") + Text(
