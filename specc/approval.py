@@ -170,8 +170,7 @@ def approve(
         raise ApprovalError(f"{folder}: {'; '.join(run.unchecked)}")
     if not record.converged:
         raise ApprovalError(
-            f"{folder}: NOT CONVERGED (solver status {record.solver.status if record.solver else 'unknown'}): "
-            "a plan that did not converge cannot be approved"
+            f"{folder}: NOT CONVERGED ({record.why_not_converged()}): a plan that did not converge cannot be approved"
         )
     deviations = _deviations(record)
     if deviations and not (reason and reason.strip()):

@@ -85,8 +85,8 @@ class CheckOutcome:
     message = ""
 
     def exit_code(self, strict: bool = False) -> int:
-        """0: checked; 2: `strict` and a priority-1 goal failed or not evaluated, other than one on a structure the
-        protocol allows a case to lack (`PlanRecord.stops_strict`)."""
+        """0: checked; 2: `strict` and the dose file says its plan did not converge, or a priority-1 goal failed or not
+        evaluated, other than one on a structure the protocol allows a case to lack (`PlanRecord.stops_strict`)."""
         return 2 if strict and self.record.stops_strict() else 0
 
     @property

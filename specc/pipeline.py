@@ -89,8 +89,9 @@ class PlanOutcome:
         return self.solve.usable and self.record is not None
 
     def exit_code(self, strict: bool = False) -> int:
-        """0: a plan; 1: no plan (the solve failed); 2: `strict` and a priority-1 goal failed or not evaluated,
-        other than one on a structure the protocol allows a case to lack (`PlanRecord.stops_strict`)."""
+        """0: a plan (one that did not converge too, labelled so); 1: no plan (the solve failed); 2: `strict` and the
+        plan did not converge, or a priority-1 goal failed or not evaluated, other than one on a structure the
+        protocol allows a case to lack (`PlanRecord.stops_strict`)."""
         if not self.succeeded:
             return 1
         assert self.record is not None  # `succeeded`
@@ -741,7 +742,8 @@ class CohortOutcome:
     pages: list[Path]  # cohort.html (and cohort.pdf): the cohort on one page, each case linked to its report
 
     def exit_code(self, strict: bool = False) -> int:
-        """The worst case's code: 1 (no plan) is worse than 2 (--strict: a must-goal failed or not evaluated), 0 best."""
+        """The worst case's code: 1 (no plan) is worse than 2 (--strict: a plan not converged, a must-goal failed or
+        not evaluated), 0 best."""
         codes = {entry.exit_code(strict) for entry in self.entries}
         return 1 if 1 in codes else max(codes, default=0)
 

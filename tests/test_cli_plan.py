@@ -631,7 +631,7 @@ def test_cohort_says_not_converged_for_each_such_case_and_counts_them(tmp_path: 
     result = runner.invoke(app, ["cohort", str(protocol), str(case), "--out", str(tmp_path / "out"), "-q"])
     assert result.exit_code == 0, result.output
     lines = [" ".join(line.split()) for line in result.output.splitlines()]
-    assert any(line.startswith("NOT CONVERGED: synthetic: the solver ended iteration_limit (") for line in lines), lines
+    assert any(line.startswith("NOT CONVERGED: synthetic: its solver ended iteration_limit (") for line in lines), lines
     assert "1 of 1 cases planned, 1 NOT CONVERGED; wrote " in " ".join(lines), lines
     strict = runner.invoke(app, ["cohort", str(protocol), str(case), "--out", str(tmp_path / "out"), "-q", "--strict"])
     assert strict.exit_code == 2, strict.output

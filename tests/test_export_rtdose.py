@@ -119,7 +119,7 @@ def test_the_dose_of_a_plan_that_did_not_converge_says_so_and_the_terminal_warns
         else:
             assert rd.SeriesDescription.startswith("NOT CONVERGED specc plan dose")
             assert rd.DoseComment == f"NOT CONVERGED (solver {outcome.record.solver.status}): not a usable plan"
-            assert "NOT CONVERGED: the plan's solver ended" in said
+            assert "NOT CONVERGED: its solver ended" in said
 
 
 def test_the_same_export_twice_is_one_object_and_another_dose_or_plan_another(tmp_path):
@@ -176,7 +176,7 @@ def test_a_dose_whose_convergence_is_unknown_says_so_and_one_not_converged_keeps
     rd = pydicom.dcmread(tmp_path / "kept.dcm")
     assert exported.exit_code == 0, exported.output
     assert rd.DoseComment == f"NOT CONVERGED (solver {status}): not a usable plan"
-    assert f"NOT CONVERGED: the plan's solver ended '{status}'" in " ".join(exported.output.split())
+    assert f"NOT CONVERGED: its solver ended {status}; not a usable plan" in " ".join(exported.output.split())
 
     with h5py.File(folder / "result.h5", "r+") as handle:
         del handle.attrs["converged"], handle.attrs["solver_status"]

@@ -868,7 +868,8 @@ def test_specc_s_own_not_converged_dose_checked_reads_not_converged_stops_strict
     said = " ".join(checked.output.split())
     assert checked.exit_code == 2, checked.output
     assert said.startswith(f"NOT CONVERGED: checked {dose_path}"), checked.output
-    assert "--strict: the plan did not converge (its dose file says so): none of its goals can be vouched for" in said
+    assert ("--strict: the plan did not converge (its dose file reads 'NOT CONVERGED (solver iteration_limit): not "
+            "a usable plan'): none of its goals can be vouched for") in said
     record = json.loads((tmp_path / "check" / "plan.json").read_text())
     assert record["converged"] is False
     assert {goal["status"] for goal in record["goals"]} == {"not_converged"}
@@ -878,6 +879,12 @@ def test_specc_s_own_not_converged_dose_checked_reads_not_converged_stops_strict
     assert approved.exit_code == 1 and "did not converge cannot be approved" in approved.output
     compared = runner.invoke(app, ["compare", str(plan_dir), str(tmp_path / "check"), "--out", str(tmp_path / "cmp")])
     assert compared.exit_code == 0, compared.output
-    assert "its dose file says it comes from a plan that did not converge" in " ".join(compared.output.split())
+    assert ("check: its dose file reads 'NOT CONVERGED (solver iteration_limit): not a usable plan'; not a usable plan"
+            in " ".join(compared.output.split()))
+    # its DVH tables say so too (review s20/r2 F3: every dvh.csv row read "external dose")
+    tables = runner.invoke(app, ["export", "dvh", str(tmp_path / "check"), "--out", str(tmp_path / "dvh")])
+    assert tables.exit_code == 0, tables.output
+    rows = (tmp_path / "dvh" / "dvh.csv").read_text().splitlines()
+    assert rows[0].split(",")[4] == "plan_status" and {row.split(",")[4] for row in rows[1:]} == {"NOT CONVERGED"}
     # the converged plan's own export still checks as converged
     assert specc.check_dose(protocol, case_path, write_rtdose(result, tmp_path / "RD.dcm"), tmp_path / "c2").record.converged

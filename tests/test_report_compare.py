@@ -107,7 +107,7 @@ def test_what_would_mislead_is_said_first(plans, tmp_path: Path) -> None:
     assert "different cases" in found[0] and "another" in found[0]
     assert found[1].startswith("the plans' protocols differ (first: Test protocol v1.0.0")  # other: 25 fractions
     assert "prescriptions differ" in found[2] and "in 25" in found[2]
-    assert found[3].startswith("unconverged: the solver ended 'time_limit'; not a usable plan")
+    assert found[3].startswith("unconverged: its solver ended time_limit (SPECC-LBFGS); not a usable plan")
 
 
 def test_a_protocol_changed_without_a_new_version_is_warned_of(plans, tmp_path: Path) -> None:

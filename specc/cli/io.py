@@ -16,6 +16,7 @@ from specc.errors import SpeccError
 
 if TYPE_CHECKING:
     from specc.case.importers import ImportedCase
+    from specc.export.result_file import PlanResult
     from specc.export.staging import StagedExport
     from specc.protocol.units import Dose
 
@@ -285,7 +286,7 @@ def _export_result(
 
             loaded = plan_result.load_case(case) if plan_result.record_json is None else None
             written = write_dvh_tables(plan_result, export.path, loaded)
-            said = _convergence(plan_result.converged, plan_result.solver_status, _TABLES_SAYS)
+            said = _convergence(plan_result.converged, _why_not_converged(plan_result), _TABLES_SAYS)
         export.commit()
         _say_written(export, written, said)
 
@@ -305,7 +306,7 @@ def _export_rtdose(plan_result, segments_path: Path, case: Path | None, path: Pa
         plan_result.check_segments(read_segments(segments_path), segments_path, plan_result.load_case(case))
         plan_uid = rtplan_uid(plan_result, segments_path, machine)
     written = [write_rtdose(plan_result, path, plan_uid)]
-    said = _convergence(plan_result.converged, plan_result.solver_status, _DOSE_SAYS)
+    said = _convergence(plan_result.converged, _why_not_converged(plan_result), _DOSE_SAYS)
     said.append(Text(
         "RT Dose in the source study's Frame of Reference" if DicomIdentity.of(plan_result).linked
         else "the case did not come from DICOM: the RT Dose has the case's own study and Frame of Reference"
@@ -339,7 +340,7 @@ def _export_study(plan_result, segments_path: Path, case: Path | None, folder: P
         plan_result, plan_result.load_case(case), folder, (segments, segments_path) if segments else None, machine
     )
     said = _rtplan_said(segments, study.notes) if segments is not None else [Text(f"note: {note}") for note in study.notes]
-    said += _convergence(plan_result.converged, plan_result.solver_status, _DOSE_SAYS)
+    said += _convergence(plan_result.converged, _why_not_converged(plan_result), _DOSE_SAYS)
     return study.paths, said
 
 
@@ -385,8 +386,7 @@ def _export_record_tables(record_file: Path, out: Path, staged: list[StagedExpor
         staged.append(export)
         written = write_record_tables(record, export.path)
         export.commit()
-        status = record.solver.status if record.solver is not None else None
-        _say_written(export, written, _convergence(record.converged, status, _TABLES_SAYS))
+        _say_written(export, written, _convergence(record.converged, record.why_not_converged(), _TABLES_SAYS))
 
 
 def _say_complete() -> None:
@@ -398,8 +398,16 @@ _TABLES_SAYS = "dvh.csv (plan_status column) and dvh.json (converged, solver_sta
 _DOSE_SAYS = "the RT Dose's SeriesDescription, DoseComment and ImageComments say so"
 
 
-def _convergence(converged: bool | None, status: str | None, where: str) -> _Said:
-    """A plan that did not converge, or whose result.h5 cannot say whether it did, is said so loudly."""
+def _why_not_converged(result: PlanResult) -> str | None:
+    """The record's wording (`PlanRecord.why_not_converged`), or result.h5's root status where it has no record."""
+    if result.record is not None:
+        return result.record.why_not_converged()
+    return f"its solver ended {result.solver_status}" if result.solver_status else None
+
+
+def _convergence(converged: bool | None, why: str | None, where: str) -> _Said:
+    """A plan that did not converge, or whose result.h5 cannot say whether it did, is said so loudly; `why`: the
+    record's `why_not_converged`, or what result.h5's root attributes say."""
     if converged is None:
         return [
             Text("CONVERGENCE UNKNOWN", style="bold red")
@@ -409,6 +417,6 @@ def _convergence(converged: bool | None, status: str | None, where: str) -> _Sai
     if not converged:
         return [
             Text("NOT CONVERGED", style="bold red")
-            + Text(f": the plan's solver ended '{status or 'unknown'}'; not a usable plan: {where}")
+            + Text(f": {why or 'no solver status'}; not a usable plan: {where}")
         ]
     return []

@@ -564,9 +564,7 @@ def strict_stops(record: PlanRecord) -> list[str]:
     converge, none of whose goals can be vouched for (its measured values may read pass: audit s20/t2 F2)."""
     lines = []
     if not record.converged:
-        ended = (f"its solver ended {record.solver.status} ({record.solver.solver})" if record.solver is not None
-                 else "its dose file says so")
-        lines.append(f"the plan did not converge ({ended}): none of its goals can be vouched for")
+        lines.append(f"the plan did not converge ({record.why_not_converged()}): none of its goals can be vouched for")
     if failed := record.failed_must_goals():
         lines.append("priority-1 goals failed: " + "; ".join(
             f"{goal.structure} {goal.text} ({_failed_where(record, goal)})" for goal in failed))
@@ -677,10 +675,8 @@ def finish_cohort(outcome: CohortOutcome, done: str, strict: bool) -> NoReturn:
             "(not in cohort.csv)"), soft_wrap=True)
     unconverged = [entry for entry in outcome.entries if entry.record is not None and not entry.record.converged]
     for entry in unconverged:  # also under --quiet: the table's status column alone read "iteration_limit"
-        solver = entry.record.solver
-        ended = f"the solver ended {solver.status} ({solver.solver})" if solver is not None else "not converged"
-        console.print(Text(f"NOT CONVERGED: {_case_name(entry)}: {ended}: not a usable plan; its goals count as NOT "
-                           "CONVERGED", style="bold magenta"), soft_wrap=True)
+        console.print(Text(f"NOT CONVERGED: {_case_name(entry)}: {entry.record.why_not_converged()}: not a usable "
+                           "plan; its goals count as NOT CONVERGED", style="bold magenta"), soft_wrap=True)
     if unconverged:
         done += f", {len(unconverged)} NOT CONVERGED"
     for entry in outcome.entries if strict else []:  # what stops --strict, by case (it exited 2 without a word)

@@ -369,7 +369,8 @@ class PlanRecord(_Record):
     format: int = RECORD_FORMAT
     specc_version: str
     created: str  # ISO 8601, UTC
-    converged: bool  # False: every goal status reads not_converged (True for a checked external dose)
+    # False: every goal status reads not_converged (a checked dose: False where its file says NOT CONVERGED)
+    converged: bool
     protocol: ProtocolInfo
     case: CaseInfo
     prescription: PrescriptionRecord
@@ -457,6 +458,15 @@ class PlanRecord(_Record):
         if goal.measured_status == "not_evaluated":
             return goal.note
         return "no value in any setup-error scenario of the robustness check"
+
+    def why_not_converged(self) -> str:
+        """Why this record reads NOT CONVERGED, in one wording wherever it is said (the terminal, --strict, compare,
+        approve, the exports; review s20/r2 F6: a check of such a dose was said four ways): its solver's status, or
+        for a checked dose, what its file says of the plan it came from."""
+        if self.solver is not None:
+            return f"its solver ended {self.solver.status} ({self.solver.solver})"
+        said = self.dose_source.not_converged_label() if self.dose_source is not None else None
+        return f"its dose file reads {said!r}" if said is not None else "no solver status"
 
     def stops_strict(self) -> bool:
         """Whether --strict stops on this plan (exit code 2): it did not converge (none of its goals can be vouched

@@ -25,14 +25,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from specc.evaluate.dvh import DVH
-from specc.evaluate.record import GoalRecord, PlanRecord, StructureDose
+from specc.evaluate.record import NOT_CONVERGED_LABEL, GoalRecord, PlanRecord, StructureDose
 from specc.export.result_file import PlanResult, ResultError
 
 if TYPE_CHECKING:
     from specc.case import Case
 
 DVH_COLUMNS = ("structure", "dose_gy", "volume_percent", "volume_cc", "plan_status", "dose_of")
-NOT_CONVERGED = "NOT CONVERGED"
+NOT_CONVERGED = NOT_CONVERGED_LABEL
 COMPOSITE = "composite (prior + this plan)"
 THIS_PLAN = "this plan"
 GOAL_COLUMNS = ("structure", "goal", "metric", "comparator", "threshold", "variation", "unit", "quantity", "course",
@@ -53,8 +53,12 @@ def write_dvh_tables(result: PlanResult, out_dir: str | Path, case: Case | None 
 
 
 def plan_status(record: PlanRecord) -> str:
-    """What dvh.csv's plan_status column says of a plan record: converged, NOT CONVERGED, or
-    external dose (a check of another system's dose)."""
+    """What dvh.csv's plan_status column says of a plan record: converged, NOT CONVERGED, or external dose (a
+    check of another system's dose). A check of a dose whose file says NOT CONVERGED (specc's own export of such
+    a plan) is NOT CONVERGED too: it read "external dose" while the terminal said the column says so (review
+    s20/r2 F3)."""
+    if not record.converged:
+        return NOT_CONVERGED
     return "external dose" if record.solver is None else _status(record.converged)
 
 

@@ -43,6 +43,7 @@ from specc.case import Case
 from specc.case.importers.external_dose import file_sha256
 from specc.case.model import row_lookup
 from specc.evaluate import PlanRecord
+from specc.evaluate.record import NOT_CONVERGED_LABEL
 from specc.export.dicom_identity import DicomIdentity, dicom_date_time, plan_created, save, sop_reference
 from specc.export.result_file import PlanResult, ResultError
 from specc.export.segments import BeamSegmentsEntry, SegmentsDocument
@@ -221,7 +222,7 @@ def _general_plan(
     ds: Dataset, identity: DicomIdentity, segments: SegmentsDocument, record: PlanRecord | None, created: dt.datetime | None
 ) -> None:
     protocol = segments.protocol
-    marker = "" if segments.converged else "NOT CONVERGED "
+    marker = "" if segments.converged else f"{NOT_CONVERGED_LABEL} "
     ds.SeriesDescription = f"specc plan, {segments.fractions} fractions" + (
         "" if identity.linked else " (not linked to a source CT)"
     )
@@ -233,7 +234,7 @@ def _general_plan(
     if record is not None and record.prior_dose is not None:
         levels += f" composite, {record.prior_dose.prescribed_gy:g} Gy of it from a prior course ({record.prior_dose.description}),"
     ds.RTPlanDescription = (
-        (f"NOT CONVERGED (solver status {segments.solver_status}): not a plan to deliver. " if marker else "")
+        (f"{NOT_CONVERGED_LABEL} (solver status {segments.solver_status}): not a plan to deliver. " if marker else "")
         + f"specc plan of case {segments.case_id} with protocol {protocol.name} {protocol.version} "
         f"(sha256 {protocol.sha256[:12]}); {levels + ' in ' if levels else ''}{segments.fractions} fractions. "
         "MLC: the case's beamlet grid (virtual). Meterset weights are beamlet weights per fraction "

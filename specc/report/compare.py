@@ -257,11 +257,8 @@ def warnings(plans: Sequence[ComparedPlan]) -> list[str]:
             )
     for plan in plans:
         if not plan.record.converged:
-            solver, source = plan.record.solver, plan.record.dose_source
-            ended = (f"the solver ended {solver.status!r}" if solver is not None else
-                     f"its dose file says it comes from a plan that did not converge "
-                     f"({source.not_converged_label() if source is not None else 'no solver status'!r})")
-            out.append(f"{plan.label}: {ended}; not a usable plan, its goals read NOT CONVERGED")
+            out.append(f"{plan.label}: {plan.record.why_not_converged()}; not a usable plan, its goals read NOT "
+                       "CONVERGED")
     return out
 
 
