@@ -519,3 +519,43 @@ def test_no_line_is_wrapped_off_a_terminal(library: Path, monkeypatch: pytest.Mo
     result = CliRunner().invoke(app, ["diff", str(library / EXAMPLE.name), str(edited)])
     header = f"{edited}: {load_protocol(edited).name} v{load_protocol(edited).version} (sha256 "
     assert header in result.output and len(max(result.output.splitlines(), key=len)) > 80, result.output
+
+
+_TWO_FEMURS = """\
+specc: 1
+name: Femurs
+site: pelvis
+version: {version}
+structures:
+  PTV: {{role: target}}
+  {first}: {{role: oar}}
+  {second}: {{role: oar}}
+prescription:
+  fractions: 25
+  levels:
+    - {{target: PTV, dose: 50 Gy}}
+goals:
+  PTV:
+    - "D95% >= 50 Gy"
+  {first}:
+    - "Max <= 45 Gy"
+  {second}:
+    - "Max <= 45 Gy"
+"""
+
+
+def test_two_structures_renamed_alike_are_not_paired_by_guess(tmp_path: Path) -> None:
+    """Review s20/r1 F1: Femur_L and Femur_R (the same definition and goals) renamed FemoralHead_R and FemoralHead_L
+    were paired in file order, "Femur_L renamed FemoralHead_R", advising the left femur's name as an alias of the
+    right one. Where either name could pair with another, the removals and additions stay, each on its line."""
+    before, after = tmp_path / "before.yaml", tmp_path / "after.yaml"
+    before.write_text(_TWO_FEMURS.format(version="1.0.0", first="Femur_L", second="Femur_R"))
+    after.write_text(_TWO_FEMURS.format(version="1.1.0", first="FemoralHead_R", second="FemoralHead_L"))
+    lines = _lines(before, after)
+    assert not any("renamed" in line for line in lines), lines
+    assert {"- structure Femur_L: role: oar, if_contoured: false", "+ structure FemoralHead_R: role: oar, "
+            "if_contoured: false", "- goal Femur_L Max <=: Max <= 45 Gy"} <= set(lines), lines
+    one = tmp_path / "one.yaml"  # one of them renamed: the pairing is the one possible
+    one.write_text(_TWO_FEMURS.format(version="1.1.0", first="FemoralHead_L", second="Femur_R"))
+    assert [line for line in _lines(before, one) if "renamed" in line][0].startswith(
+        "~ structure Femur_L renamed FemoralHead_L ")

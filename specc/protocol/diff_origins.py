@@ -107,8 +107,10 @@ def item_origin(
 
 
 def structure_origin(
-    change: Change, old: Protocol | SiteTemplate, new: Protocol | SiteTemplate, old_files: TemplateFiles, new_files: TemplateFiles
+    change: Change, old: Protocol | SiteTemplate, new: Protocol | SiteTemplate, old_files: TemplateFiles,
+    new_files: TemplateFiles,
 ) -> Change:
+    """`change` of a structure with the template file its definition comes from, on either side (`item_origin`)."""
     was, now = old.structures.get(change.item), new.structures.get(change.item)
     origin = item_origin(was.source if was is not None else None, now.source if now is not None else None,
                      old_files, new_files)

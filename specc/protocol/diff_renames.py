@@ -19,18 +19,23 @@ def with_renames(old: Protocol | SiteTemplate, new: Protocol | SiteTemplate, cha
     """`changes` with each renamed structure as one line in place of its removal and addition and of every change
     the new name explains (its goals, terms and level, other structures' expressions naming it): a removed and an
     added structure are one renamed where reading the old name as the new leaves no change that names either.
-    Anything else changed about it keeps every line: the rename line says nothing else changed, so it must hold."""
+    Anything else changed about it keeps every line: the rename line says nothing else changed, so it must hold.
+    Only a pairing that is the one possible is a rename: Femur_L and Femur_R renamed FemoralHead_R and
+    FemoralHead_L (same definitions, goals and terms) were paired in file order, left with right, and the line
+    advised making Femur_L an alias of FemoralHead_R (review s20/r1 F1); such removals and additions stay as they
+    are."""
+    removed = [name for name in old.structures if name not in new.structures]
     added = [name for name in new.structures if name not in old.structures]
-    for was in [name for name in old.structures if name not in new.structures]:
-        for now in added:
-            left = _left_by_rename(old, new, changes, was, now)
-            if left is None:
-                continue
-            kept, at = left
-            kept.insert(at, Change("structure", was, was, now, field=RENAMED, note=_rename_note(new, was, now)))
-            changes = kept
-            added.remove(now)
-            break
+    fits = {(was, now) for was in removed for now in added if _left_by_rename(old, new, changes, was, now) is not None}
+    for was, now in sorted(fits):
+        if sum(1 for pair in fits if pair[0] == was) > 1 or sum(1 for pair in fits if pair[1] == now) > 1:
+            continue  # either name pairs with another as well: which is which is not the diff's to guess
+        left = _left_by_rename(old, new, changes, was, now)
+        if left is None:
+            continue
+        kept, at = left
+        kept.insert(at, Change("structure", was, was, now, field=RENAMED, note=_rename_note(new, was, now)))
+        changes = kept
     return changes
 
 
