@@ -886,5 +886,10 @@ def test_specc_s_own_not_converged_dose_checked_reads_not_converged_stops_strict
     assert tables.exit_code == 0, tables.output
     rows = (tmp_path / "dvh" / "dvh.csv").read_text().splitlines()
     assert rows[0].split(",")[4] == "plan_status" and {row.split(",")[4] for row in rows[1:]} == {"NOT CONVERGED"}
+    # a dose whose result.h5 could not say whether its solver converged is not vouched for either (review s20/r2 F5)
+    unknown = dataclasses.replace(result, record_json=None, stored_converged=None, stored_solver_status=None)
+    record = specc.check_dose(protocol, case_path, write_rtdose(unknown, tmp_path / "RD-u.dcm"), tmp_path / "c3").record
+    assert not record.converged
+    assert record.why_not_converged() == "its dose file reads 'CONVERGENCE UNKNOWN: no solver status in result.h5'"
     # the converged plan's own export still checks as converged
     assert specc.check_dose(protocol, case_path, write_rtdose(result, tmp_path / "RD.dcm"), tmp_path / "c2").record.converged

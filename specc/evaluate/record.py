@@ -311,6 +311,8 @@ STRUCTURES_SHA256 = "structures SHA-256"
 # How specc's own exports of a plan that did not converge begin their description and comment (an RT Dose's
 # SeriesDescription and DoseComment, `specc.export.rtdose`): a check of such a file is labelled as its plan was.
 NOT_CONVERGED_LABEL = "NOT CONVERGED"
+# ... and of a result.h5 that cannot say whether its solver converged: checked, such a dose is not vouched for either.
+CONVERGENCE_UNKNOWN_LABEL = "CONVERGENCE UNKNOWN"
 
 
 class DoseSourceRecord(_Record):
@@ -331,12 +333,13 @@ class DoseSourceRecord(_Record):
     parts: dict[str, str] = {}  # summed files (beam doses): name -> SHA-256; `file` is then their folder
 
     def not_converged_label(self) -> str | None:
-        """What the file says of a plan that did not converge (its DoseComment, else its SeriesDescription, where
-        either begins with `NOT_CONVERGED_LABEL`), or None. Checked, such a dose read PASS and could be approved
-        although the plan it came from was refused (audit s20/t2 F4): the check now carries the label."""
+        """What the file says of a plan that did not converge, or whose convergence is unknown (its DoseComment,
+        else its SeriesDescription, where either begins with `NOT_CONVERGED_LABEL` or `CONVERGENCE_UNKNOWN_LABEL`),
+        or None. Checked, such a dose read PASS and could be approved although the plan it came from was refused
+        (audit s20/t2 F4; an unknown one, review s20/r2 F5): the check now carries the label."""
         for key in ("DoseComment", "SeriesDescription"):
             said = self.attributes.get(key, "")
-            if said.startswith(NOT_CONVERGED_LABEL):
+            if said.startswith((NOT_CONVERGED_LABEL, CONVERGENCE_UNKNOWN_LABEL)):
                 return said
         return None
 

@@ -27,7 +27,7 @@ import numpy as np
 from pydicom.tag import Tag
 from pydicom.uid import RTDoseStorage, RTPlanStorage
 
-from specc.evaluate.record import NOT_CONVERGED_LABEL
+from specc.evaluate.record import CONVERGENCE_UNKNOWN_LABEL, NOT_CONVERGED_LABEL
 from specc.export.dicom_identity import DicomIdentity, monochrome_pixels, plan_created, save, sop_reference
 from specc.export.result_file import PlanResult, ResultError
 
@@ -125,7 +125,6 @@ def _uid(
     return identity.object_uid("rt dose", *sources)
 
 
-CONVERGENCE_UNKNOWN = "CONVERGENCE UNKNOWN"
 # SeriesDescription and DoseComment are LO: 64 characters at most (DICOM PS3.5 6.2).
 LO_MAX = 64
 
@@ -145,7 +144,7 @@ def _description(result: PlanResult, identity: DicomIdentity, planned: bool) -> 
     """`planned`: whether the dose references its RT Plan; one that does not says so in its image comments."""
     converged = result.converged
     status = result.solver_status or "unknown"
-    label = {True: "", False: f"{NOT_CONVERGED_LABEL} ", None: f"{CONVERGENCE_UNKNOWN} "}[converged]
+    label = {True: "", False: f"{NOT_CONVERGED_LABEL} ", None: f"{CONVERGENCE_UNKNOWN_LABEL} "}[converged]
     # What sets this dose apart: (in the description, in the image comments), most needed first. A composite
     # plan's dose is not the dose its goals were judged on; a planning system shows the study anyway.
     qualifiers: list[tuple[str, str]] = []
@@ -160,7 +159,7 @@ def _description(result: PlanResult, identity: DicomIdentity, planned: bool) -> 
         if len(description + short) <= LO_MAX:
             description += short
     if converged is None:
-        warning = comment = f"{CONVERGENCE_UNKNOWN}: no solver status in result.h5"
+        warning = comment = f"{CONVERGENCE_UNKNOWN_LABEL}: no solver status in result.h5"
     elif not converged:
         warning = f"{NOT_CONVERGED_LABEL} (solver {status}): not a usable plan"
         # a status longer than any solver gives is said in the image comments alone
