@@ -45,6 +45,7 @@ from specc.export import read_result
 from specc.export.result_file import PlanResult, ResultError
 from specc.export.segments import read_segments
 from specc.protocol import ProtocolError, load_protocol
+from specc.protocol.models import SAME_CONTENT
 from specc.report.compare import read_record
 from specc.report.html import STATUS_LABELS, environment, style_sheet
 from specc.report.identity import (
@@ -225,7 +226,7 @@ def protocol_sha256_now(record: PlanRecord) -> str | None:
 @dataclass(frozen=True)
 class ProtocolFilesNow:
     """What `protocol_changed_since` says of the protocol files now: `warning` where they may state another protocol
-    (the signer must check the version meant), not where they differ in comments or formatting only."""
+    (the signer must check the version meant), not where they keep the content (`SAME_CONTENT`)."""
 
     text: str
     warning: bool
@@ -261,7 +262,7 @@ def protocol_changed_since(record: PlanRecord) -> ProtocolFilesNow | None:
     content = loaded.source.content_sha256 if loaded.source is not None else None
     if content == protocol.content_sha256:
         return ProtocolFilesNow(
-            f"{files} differ in comments or formatting only (same content, content SHA-256 {content[:12]}; "
+            f"{files} differ in {SAME_CONTENT} (same content, content SHA-256 {content[:12]}; "
             f"their bytes' SHA-256 {now[:12]} now, {protocol.sha256[:12]} planned): the plan is of the protocol as "
             "it states now", warning=False)
     named = (f"both named {protocol.name} v{protocol.version}"

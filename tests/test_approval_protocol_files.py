@@ -71,7 +71,8 @@ def test_a_comment_or_formatting_edit_since_is_said_as_one_not_as_other_content(
     record = read_record(folder / "plan.json")
     said = protocol_changed_since(record)
     assert said is not None and not said.warning and said.text.startswith(
-        f"the protocol files this plan names ({protocol}) differ in comments or formatting only (same content, "
+        f"the protocol files this plan names ({protocol}) differ in comments, formatting or descriptive fields only "
+        f"(description, references, authors, colours) (same content, "
         f"content SHA-256 {record.protocol.content_sha256[:12]}; ")
     assert "other content" not in said.text and said.text.endswith("the plan is of the protocol as it states now")
     result = CliRunner().invoke(app, ["approve", str(folder), *APPROVE])

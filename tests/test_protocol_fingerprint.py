@@ -93,3 +93,22 @@ def test_what_specc_diff_lists_changes_the_fingerprint(tmp_path: Path, label: st
     written, edited = _loaded(tmp_path, "written", WRITTEN), _loaded(tmp_path, "edited", WRITTEN.replace(old, new))
     assert diff_protocols(written, edited).changes != []
     assert written.source.content_sha256 != edited.source.content_sha256
+
+
+# edits specc diff lists as cosmetic (no new version needed): the fingerprint keeps them out too
+DESCRIPTIVE = [
+    ("a description added", "structures:\n", "description: Prostate with nodes, 60 / 54 Gy\nstructures:\n"),
+    ("a structure's colour", "  Bladder: {role: oar}\n", '  Bladder: {role: oar, color: "#ffcc00"}\n'),
+]
+
+
+@pytest.mark.parametrize(("label", "old", "new"), DESCRIPTIVE, ids=[case[0] for case in DESCRIPTIVE])
+def test_a_descriptive_edit_keeps_the_fingerprint_as_diff_keeps_the_version(tmp_path: Path, label: str, old: str,
+                                                                            new: str) -> None:
+    """Review s20/r1 F3: a description edit under one version, which specc diff says needs no new version, read
+    "the same name and version with different content, so one was changed without a new version" in compare."""
+    assert old in WRITTEN
+    written, edited = _loaded(tmp_path, "written", WRITTEN), _loaded(tmp_path, "edited", WRITTEN.replace(old, new))
+    diff = diff_protocols(written, edited)
+    assert diff.changes and all(change.cosmetic for change in diff.changes) and diff.version_problem is None
+    assert written.source.content_sha256 == edited.source.content_sha256

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from specc.protocol.models import DESCRIPTIVE_FIELDS
+
 # Changes that do not change what is planned or how it is judged.
-_COSMETIC = {("structure", "color"), ("header", "description"), ("header", "references"), ("header", "authors")}
+_COSMETIC = DESCRIPTIVE_FIELDS
 # The field of a structure's change that is its rename ("~ structure PTV_High renamed PTV_78").
 RENAMED = "renamed"
 

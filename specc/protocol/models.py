@@ -49,6 +49,14 @@ if TYPE_CHECKING:
 FORMAT_VERSION = 1
 # What a plan records as the file of a protocol no file gave (`ProtocolSource.built_in_memory`).
 BUILT_IN_MEMORY = "built in memory (no file)"
+# What describes a protocol without changing what is planned or how it is judged: `specc diff` needs no new version
+# for a change of these alone, and the content fingerprint leaves them out, so that `specc compare` and `specc
+# approve` agree with it (review s20/r1 F3: a description edit read "changed without a new version" there).
+DESCRIPTIVE_FIELDS = {
+    ("header", "description"), ("header", "references"), ("header", "authors"), ("structure", "color"),
+}
+# How a file edit that keeps the content is said (compare, the cohort comparison, approve).
+SAME_CONTENT = "comments, formatting or descriptive fields only (description, references, authors, colours)"
 # The solvers a protocol (and --solver) may name: specc's fast path and the cvxpy solvers it passes its limits to.
 SolverName = Literal["SPECC-LBFGS", "CLARABEL", "OSQP", "SCS", "HIGHS"]
 SOLVERS: tuple[str, ...] = get_args(SolverName)
@@ -783,8 +791,9 @@ class ProtocolSource(BaseModel):
     @staticmethod
     def fingerprint(protocol: BaseModel) -> str:
         """sha256 of a protocol's content: its JSON dump, with what says how the content was written rather than
-        what it is left out, so that an edit `specc diff` finds no difference in keeps it (plan.json records it
-        beside the files' byte hash, and `specc compare` tells a comment edit from an unversioned change by it):
+        what it is left out, so that an edit `specc diff` finds no difference in, or only descriptive ones
+        (`DESCRIPTIVE_FIELDS`), keeps it (plan.json records it beside the files' byte hash, and `specc compare`
+        tells a comment edit from an unversioned change by it):
 
         - where each goal and term came from, and this source (excluded from the dump);
         - a goal's `text` as written ("D5% <= 8300 cGy", "D5%<=83Gy", an explicit "(priority 1)"): its parsed
@@ -804,6 +813,12 @@ class ProtocolSource(BaseModel):
             return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
         content = protocol.model_dump(mode="json", warnings=False)
+        for section, field in DESCRIPTIVE_FIELDS:
+            if section == "header":
+                content.pop(field, None)
+            elif isinstance(content.get("structures"), dict):
+                for structure in content["structures"].values():
+                    structure.pop(field, None)
         if isinstance(content.get("goals"), list):
             content["goals"] = sorted(
                 ({key: value for key, value in goal.items() if key != "text"} for goal in content["goals"]),

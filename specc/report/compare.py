@@ -36,6 +36,7 @@ from specc.evaluate.record import (
     RECORD_FORMAT, STRUCTURES, STRUCTURES_SHA256, GoalRecord, GridInfo, ProtocolInfo, RobustGoalRecord,
 )
 from specc.protocol.diff import PairedGoals, pair_goals
+from specc.protocol.models import SAME_CONTENT
 from specc.report.figures import to_data_uri
 from specc.report.html import STATUS_LABELS, environment, style_sheet
 from specc.report.identity import PLAN_JSON
@@ -348,7 +349,7 @@ def _grid_text(grid: GridInfo) -> str:
 # How protocols of one name and version differ (`protocol_difference`): a content change, as `specc diff` would
 # list it; an edit `specc diff` finds no difference in; or, for plans without the content fingerprint, only bytes.
 CONTENT_CHANGED = "the same name and version with different content, so one was changed without a new version"
-FORMATTING_ONLY = "the protocol files differ in comments or formatting only (same content)"
+FORMATTING_ONLY = f"the protocol files differ in {SAME_CONTENT} (same content)"
 NOT_TOLD = ("the protocol files differ; plans written before specc recorded the content fingerprint cannot tell a "
             "comment from a clinical change")
 
@@ -357,8 +358,9 @@ def protocol_difference(protocols: Iterable[ProtocolInfo]) -> str | None:
     """How the protocols of plans that share a name and version differ, in words; None where their files hold the
     same bytes. Judged by the content fingerprint (`ProtocolInfo.content_sha256`), for the bytes change with a
     comment, which `specc diff` rightly says needs no new version: two fingerprints that differ are a change
-    without a new version; one fingerprint for all, comments or formatting only. A plan.json written before the
-    fingerprint was recorded leaves the bytes alone to go by, and they cannot tell a comment from a clinical change."""
+    without a new version; one fingerprint for all, comments, formatting or descriptive fields only. A plan.json
+    written before the fingerprint was recorded leaves the bytes alone to go by, and they cannot tell a comment
+    from a clinical change."""
     protocols = list(protocols)
     if len({protocol.sha256 for protocol in protocols}) <= 1:
         return None

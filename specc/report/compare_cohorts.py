@@ -242,7 +242,7 @@ def _protocol_warnings(cohorts: Sequence[ComparedCohort]) -> list[str]:
 def _protocols_text(other: str, shared: str, cohorts: Sequence[ComparedCohort], listed: str) -> str:
     """Protocols whose files differ over `cohorts`' plans, led by `other` where they are other protocols (other
     names or versions, or other content under one: `protocol_difference`), else by `shared` as sharing one name
-    and version, with how their files differ (comments or formatting only, or not told)."""
+    and version, with how their files differ (same content, or not told)."""
     protocols_of = [record.protocol for cohort in cohorts for record in cohort.plans.values()]
     if len({(protocol.name, protocol.version) for protocol in protocols_of}) > 1:
         return f"{other} ({listed})"  # other names or versions: other protocols, as meant
