@@ -449,15 +449,27 @@ def test_a_template_goal_the_protocol_replaces_is_validated_all_the_same(tmp_pat
     metric and side, so the merge dropped the template's "20 %%" before validation: the protocol was OK (and
     planned) while `specc validate` of its template failed. Named at the template's line, by its path there."""
     broken = BASE.read_text().replace('"V70Gy[%] <= 20"', '"V70Gy[%] <= 20 %%"', 1)
+    alone = " (found checking that template on its own, as `specc validate` checks it)"  # review s20/r1 F5
     assert _prostate_over(tmp_path, broken) == [
         ("base-pelvis.yaml", 44, 7, "goals.Rectum[3]",
-         'unknown unit "%%" in threshold "20 %%" of V70Gy[%] (expected %)')
+         'unknown unit "%%" in threshold "20 %%" of V70Gy[%] (expected %)' + alone)
     ]
     # what else the merge drops of a template: its own keys (a protocol states its own version)
     assert _prostate_over(tmp_path, BASE.read_text().replace("version: 1.0.0", "version: 1.0", 1)) == [
         ("base-pelvis.yaml", 11, 10, "version",
-         'version must be text in semantic versioning, e.g. "1.0.0" (quote it), got 1.0')
+         'version must be text in semantic versioning, e.g. "1.0.0" (quote it), got 1.0' + alone)
     ]
+
+
+def test_a_base_extended_without_template_true_is_told_how_to_mark_it(tmp_path: Path) -> None:
+    """Review s20/r1 F5: a partial base file without `template: true` is checked as the complete protocol it then
+    claims to be; its missing keys now say so, and how to mark it, instead of reading as the protocol's own."""
+    partial = BASE.read_text().replace("template: true\n", "", 1)
+    assert partial != BASE.read_text()
+    said = _prostate_over(tmp_path, partial)
+    assert said and all(file != "base-pelvis.yaml" or message.endswith(
+        "(found checking that file on its own: without `template: true` it is a protocol that must be complete; "
+        "mark a partial base `template: true`)") for file, _, _, _, message in said), said
 
 
 def test_a_template_problem_the_merged_protocol_names_is_said_once(tmp_path: Path) -> None:

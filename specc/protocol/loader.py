@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails, PydanticSerializationError
-from yaml.nodes import MappingNode
+from yaml.nodes import MappingNode, ScalarNode
 
 from specc.protocol.diagnostics import (
     Diagnostic,
@@ -102,14 +102,30 @@ def _load(path: Path, root: str | Path | None, *, template_allowed: bool) -> Pro
 
 
 def _templates_problems(tree: ReadProtocol, root: str | Path) -> list[Diagnostic]:
-    """What is wrong with each template of `tree` validated on its own (as `specc validate TEMPLATE` does)."""
+    """What is wrong with each template of `tree` validated on its own (as `specc validate TEMPLATE` does), each
+    message saying so: read beside the protocol's, `goals.PTV: undefined structure "PTV"` in the template seemed
+    to contradict the protocol that defines PTV (review s20/r1 F5). A file extended without `template: true` is
+    checked as the complete protocol it then claims to be; the message says how to mark a partial one."""
     problems: list[Diagnostic] = []
     for template, display in tree.templates:
+        read, source = _read(template, display, root)
         try:
-            _validate(*_read(template, display, root), template_allowed=True)
+            _validate(read, source, template_allowed=True)
         except ProtocolError as error:
-            problems += error.diagnostics
+            marked = _marked_template(read.node)
+            why = ("found checking that template on its own, as `specc validate` checks it" if marked else
+                   "found checking that file on its own: without `template: true` it is a protocol that must be "
+                   "complete; mark a partial base `template: true`")
+            problems += [dataclasses.replace(d, message=f"{d.message} ({why})") if d.file == display else d
+                         for d in error.diagnostics]
     return problems
+
+
+def _marked_template(node: Any) -> bool:
+    """Whether a protocol file's node says `template: true`."""
+    return isinstance(node, MappingNode) and any(
+        isinstance(key, ScalarNode) and key.value == TEMPLATE and isinstance(value, ScalarNode)
+        and value.value.lower() == "true" for key, value in node.value)
 
 
 def _read(path: Path, display: str, root: str | Path | None) -> tuple[ReadProtocol, ProtocolSource]:

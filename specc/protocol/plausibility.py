@@ -128,8 +128,10 @@ def plausible_doses(protocol: ProtocolDocument) -> Iterator[Issue]:
 
 def _template_goal_doses(protocol: ProtocolDocument) -> Iterator[Issue]:
     """A physical dose a goal of a file without a prescription (a site template) states more than
-    `PLAUSIBLE_GOAL_TO_LEVEL` times the highest total any course gives (`LARGEST_COURSE_GY`): more than the rule
-    `_goal_doses` holds it to in any protocol extending the template, whatever its levels, so a slip such as
+    `PLAUSIBLE_GOAL_TO_LEVEL` times the highest total an external-beam course gives (`LARGEST_COURSE_GY`): more
+    than the rule `_goal_doses` holds it to in a protocol extending the template whose levels stay within that
+    total (a composite level above it, a re-irradiation summed with its prior course, could allow more: such a
+    protocol then states that goal itself; review s20/r1 F6), so a slip such as
     "D0.03cc <= 4500 Gy" (cGy written as Gy) is found where it is written, not only in each protocol extending it
     (audit s20/t1 F8). No tighter bound is honest here: `limits_for_dose_per_fraction` bounds a dose per fraction,
     and the template states no fractions. An EQD2 or BED dose is not bounded: a course's BED in a low alpha/beta
