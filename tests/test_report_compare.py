@@ -295,7 +295,8 @@ def test_a_comment_or_formatting_edit_is_said_as_one_not_as_an_unversioned_chang
     assert found == [
         f"the plans' protocols share a name and version (written: Edited v1.0.0 (SHA-256 {written['sha256'][:12]}, "
         f"content SHA-256 {content}); rewritten: Edited v1.0.0 (SHA-256 {rewritten['sha256'][:12]}, content SHA-256 "
-        f"{content})): the protocol files differ in comments, formatting or descriptive fields only (description, references, authors, colours) (same content)"
+        f"{content})): the protocol files differ in comments, formatting or descriptive fields only (description, "
+        "references, authors, colours) (same content)"
     ]
     changed = warnings(read_plans([edits["written"], edits["rewritten"], edits["reweighted"]]))
     assert len(changed) == 1 and changed[0].startswith("the plans' protocols differ (written: Edited v1.0.0")
@@ -305,9 +306,12 @@ def test_a_comment_or_formatting_edit_is_said_as_one_not_as_an_unversioned_chang
                                       "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     said = " ".join(result.output.split())
-    assert "descriptive fields only (description, references, authors, colours) (same content)" in said and "without a new version" not in said
+    assert "descriptive fields only (description, references, authors, colours) (same content)" in said
+    assert "without a new version" not in said
+    assert "note: the plans' protocols share" in said and "warning: the plans' protocols" not in said  # as approve
     page = (tmp_path / "out" / "compare.html").read_text()
-    assert "descriptive fields only (description, references, authors, colours) (same content)" in page and f'<span class="mono">{content}</span>' in page
+    assert "descriptive fields only (description, references, authors, colours) (same content)" in page
+    assert f'<span class="mono">{content}</span>' in page
 
 
 def test_plans_written_before_the_content_fingerprint_keep_the_byte_rule_worded_honestly(edits, tmp_path: Path) -> None:

@@ -153,7 +153,8 @@ def test_a_comment_edit_between_cohorts_is_said_as_one_not_as_an_unversioned_cha
     mixed = dataclasses.replace(first, plans={**first.plans, one_case: commented.plans[one_case]})
     [said] = [warning for warning in cohort_warnings([mixed]) if "protocol" in warning]
     assert said.startswith("v1: its plans' protocols share a name and version (Site v1 v1.0.0; SHA-256 ")
-    assert said.endswith("the protocol files differ in comments, formatting or descriptive fields only (description, references, authors, colours) (same content)")
+    assert said.endswith("the protocol files differ in comments, formatting or descriptive fields only (description, "
+                         "references, authors, colours) (same content)")
     edited = dataclasses.replace(first, plans={**first.plans, one_case: _with_protocol(
         commented, "edited", content_sha256="cd" * 32).plans[one_case]})
     [said] = [warning for warning in cohort_warnings([edited]) if "protocol" in warning]

@@ -36,8 +36,13 @@ def compare_command(
 
 
 def _warn(warnings: list[str]) -> None:
+    """Each warning; protocol files that keep their content (`FORMATTING_ONLY`) are a note, as approve says it
+    (review s20/r2 F7: compare still called a comment edit a warning)."""
+    from specc.report.compare import FORMATTING_ONLY
+
     for warning in warnings:
-        error_console.print(Text("warning: ", style="bold yellow") + Text(warning), soft_wrap=True)
+        kind = "note: " if warning.endswith(FORMATTING_ONLY) else "warning: "
+        error_console.print(Text(kind, style="bold yellow") + Text(warning), soft_wrap=True)
 
 
 def _compare_plans(paths: list[Path], labels: list[str], out: Path, pdf: bool) -> list[Path]:
