@@ -691,3 +691,20 @@ def test_the_solver_option_lists_exactly_the_solvers_a_protocol_names() -> None:
 
     listed = re.findall(r"\b[A-Z][A-Z-]+[A-Z]\b", SOLVER_HELP)
     assert sorted(listed) == sorted(SOLVERS) and "..." not in SOLVER_HELP
+
+
+def test_a_cohort_run_again_names_an_earlier_plans_export_left_in_a_case_folder(tmp_path: Path) -> None:
+    """Review s20/r2 F4: a cohort planned again into its folder left a case's earlier RT Dose beside the new plan
+    without a word, as specc plan did (audit s20/t2 F3)."""
+    protocol = tmp_path / "cohort.yaml"
+    protocol.write_text(SYNTHETIC_PROTOCOL)
+    case = tmp_path / "case.h5"
+    synthetic_case().save(case)
+    out = tmp_path / "out"
+    first = runner.invoke(app, ["cohort", str(protocol), str(case), "--out", str(out), "-q"])
+    assert first.exit_code == 0 and "still holds" not in first.output, first.output
+    (out / "synthetic" / "RD.dcm").write_bytes(b"an earlier export")
+    again = runner.invoke(app, ["cohort", str(protocol), str(case), "--out", str(out), "-q"])
+    assert again.exit_code == 0, again.output
+    assert (f"note: synthetic: {out / 'synthetic'} still holds RD.dcm: files exported from an earlier run's plan there "
+            "are not of this run; export them again or remove them") in " ".join(again.output.split())

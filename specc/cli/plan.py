@@ -664,6 +664,7 @@ def finish_cohort(outcome: CohortOutcome, done: str, strict: bool) -> NoReturn:
     """The cohort's table, plan folders beside it that are not this run's, a NOT CONVERGED line per case whose
     solver did not converge (counted in the last line, as cohort.html's banner names them: audit s18/b1 F4), what
     was done and written, and the run's exit code (a plan that did not converge is planned: 0 without --strict)."""
+    from specc.pipeline import beside_the_plan
     from specc.report.cohort_page import plans_not_in_run
 
     console.print(cohort_table(outcome, console.width))
@@ -673,6 +674,13 @@ def finish_cohort(outcome: CohortOutcome, done: str, strict: bool) -> NoReturn:
         console.print(Text("note: ", style="yellow") + Text(
             f"{', '.join(others)} in {outcome.summary_csv.parent}: an earlier run's plans, not part of this run "
             "(not in cohort.csv)"), soft_wrap=True)
+    for entry in outcome.entries:  # a case folder is the cohort's: an export in it is of an earlier run's plan
+        written = entry.outcome.paths if entry.outcome is not None else []
+        beside = beside_the_plan(entry.folder, written) if entry.folder is not None else []
+        if beside:  # review s20/r2 F4: a cohort run again left them beside the new plans without a word
+            console.print(Text("note: ", style="yellow") + Text(
+                f"{_case_name(entry)}: {entry.folder} still holds {', '.join(beside)}: files exported from an earlier "
+                "run's plan there are not of this run; export them again or remove them"), soft_wrap=True)
     unconverged = [entry for entry in outcome.entries if entry.record is not None and not entry.record.converged]
     for entry in unconverged:  # also under --quiet: the table's status column alone read "iteration_limit"
         console.print(Text(f"NOT CONVERGED: {_case_name(entry)}: {entry.record.why_not_converged()}: not a usable "
