@@ -559,3 +559,14 @@ def test_two_structures_renamed_alike_are_not_paired_by_guess(tmp_path: Path) ->
     one.write_text(_TWO_FEMURS.format(version="1.1.0", first="FemoralHead_L", second="Femur_R"))
     assert [line for line in _lines(before, one) if "renamed" in line][0].startswith(
         "~ structure Femur_L renamed FemoralHead_L ")
+
+
+def test_template_versions_are_those_read_with_the_protocol(library: Path) -> None:
+    """Review s20/r1 F4: the diff read each template's `version:` again from its file, so a template gone (or
+    edited) between loading and diffing failed the diff, or showed another version than the one planned with."""
+    old, new = load_protocol(library / EXAMPLE.name), load_protocol(library / EXAMPLE.name)
+    stated = {Path(file).name: version for file, version in old.source.template_versions.items()}
+    assert stated == {TEMPLATE.name: load_protocol_or_template(TEMPLATE).version}
+    (library / TEMPLATE.name).unlink()
+    diff = diff_protocols(old, new)
+    assert diff.changes == [] and [template.version for template in diff.old_templates] == [stated[TEMPLATE.name]]

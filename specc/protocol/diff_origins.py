@@ -11,12 +11,8 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from yaml.nodes import MappingNode, ScalarNode
-
-from specc.protocol.diagnostics import Diagnostic, ProtocolError
 from specc.protocol.diff_change import Change
 from specc.protocol.models import Protocol, SiteTemplate
-from specc.protocol.yaml_source import compose
 from specc.terms.base import SourceLocation
 
 
@@ -43,14 +39,17 @@ def chain_text(templates: Sequence[TemplateFile]) -> str:
 
 
 class TemplateFiles:
-    """The files one version of a protocol was read from: its own, and its templates with their versions, each
-    read again for its `version:` (the merged protocol keeps only its own header: a template's is not taken)."""
+    """The files one version of a protocol was read from: its own, and its templates with the versions they stated
+    when it was loaded (`ProtocolSource.template_versions`: the merged protocol keeps only its own header)."""
 
     def __init__(self, protocol: Protocol | SiteTemplate) -> None:
-        files = protocol.source.files if protocol.source is not None else []
+        source = protocol.source
+        files = source.files if source is not None else []
         folder = os.path.dirname(files[0]) if files else ""
-        self.by_file = {file: TemplateFile(os.path.relpath(file, folder or os.curdir), _version_in(file))
-                        for file in files[1:]}
+        self.by_file = {
+            file: TemplateFile(os.path.relpath(file, folder or os.curdir), source.template_versions.get(file))
+            for file in files[1:] if source is not None
+        }
         self.templates = list(self.by_file.values())
 
     def place(self, where: SourceLocation | None) -> tuple[str, TemplateFile | None] | None:
@@ -61,21 +60,6 @@ class TemplateFiles:
         template = self.by_file.get(where.file)
         shown = template.file if template is not None else os.path.basename(where.file)
         return f"{shown}:{where.line}", template
-
-
-def _version_in(file: str) -> str | None:
-    """The `version:` a template file states, as written (a template need not state one)."""
-    try:
-        with open(file, encoding="utf-8") as stream:
-            text = stream.read()
-    except (OSError, UnicodeDecodeError) as error:
-        raise ProtocolError([Diagnostic(file, None, None, "version", f"cannot read the template again for its "
-                                        f"version: {getattr(error, 'strerror', None) or error}")]) from None
-    node, diagnostics = compose(text, file)
-    if not isinstance(node, MappingNode):  # it was read as a template a moment ago: changed since
-        raise ProtocolError(diagnostics or [Diagnostic(file, None, None, "", "no longer a mapping of keys")])
-    return next((value.value for key, value in node.value if key.value == "version" and isinstance(value, ScalarNode)),
-                None)
 
 
 def template_changes(before: list[TemplateFile], after: list[TemplateFile]) -> list[Change]:

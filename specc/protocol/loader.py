@@ -132,7 +132,8 @@ def _read(path: Path, display: str, root: str | Path | None) -> tuple[ReadProtoc
     if not path.is_file():
         raise ProtocolError([Diagnostic(display, None, None, "", "protocol file not found")])
     tree = read_protocol_tree(path, display, Path(root) if root is not None else path.parent)
-    return tree, ProtocolSource(path=display, files=tree.files, sha256=tree.sha256)
+    versions = {file: tree.versions.get(file) for file in tree.files[1:]}
+    return tree, ProtocolSource(path=display, files=tree.files, sha256=tree.sha256, template_versions=versions)
 
 
 def parse_protocol_text(text: str, filename: str = "<text>") -> Protocol:

@@ -787,6 +787,10 @@ class ProtocolSource(BaseModel):
     changed_from: str | None = Field(
         default=None, description="The file a protocol changed in memory was loaded from (`sha256`: of the content)."
     )
+    # Each template file read (`files[1:]`) with the `version:` it states, as written (None: it states none): the
+    # merged protocol keeps only its own header, and `specc diff` read each template again at diff time for it
+    # (review s20/r1 F4: a template gone or edited since loading then failed, or showed another version).
+    template_versions: dict[str, str | None] = Field(default_factory=dict)
 
     @staticmethod
     def fingerprint(protocol: BaseModel) -> str:

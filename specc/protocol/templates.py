@@ -92,6 +92,8 @@ class ReadProtocol:
     # Each template read (its file, and its name as messages give it), the nearest first: each is also validated on
     # its own, since what the merge drops of it (a goal the protocol replaces) is never validated in the merged tree.
     templates: list[tuple[Path, str]] = field(default_factory=list)
+    # Each file's `version:` as written (None: it states none), by its name as messages give it (`ProtocolSource`).
+    versions: dict[str, str | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ def read_protocol_tree(path: Path, display: str, root: Path) -> ReadProtocol:
     node = reader.read(path.resolve(), display, chain=[])
     return ReadProtocol(
         node, reader.files, reader.digest.hexdigest(), reader.diagnostics, reader.replacements, reader.extends_at,
-        reader.goal_paths, reader.templates,
+        reader.goal_paths, reader.templates, reader.versions,
     )
 
 
@@ -124,6 +126,7 @@ class _Reader:
         self.extends_at: Position | None = None
         self.goal_paths: dict[Position, DataPath] = {}
         self.templates: list[tuple[Path, str]] = []
+        self.versions: dict[str, str | None] = {}
 
     def read(self, real: Path, display: str, chain: list[Path]) -> Node | None:
         try:
@@ -150,6 +153,8 @@ class _Reader:
             )
             return None
         self.goal_paths.update(written_goal_paths(node))
+        version = _value_of(node, "version")
+        self.versions[display] = version.value if isinstance(version, ScalarNode) else None
         own, extends = _split_key(node, EXTENDS)
         if extends is None:
             return own
