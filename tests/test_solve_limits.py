@@ -15,6 +15,7 @@ import cvxpy as cp
 import pytest
 
 from evaluate_fakes import protocol, synthetic_case
+from test_solve_run import GOALS, TERMS  # the program the solve-status tests run
 from specc.compile import compile_protocol
 from specc.errors import SolveError
 from specc.protocol import SolverOptions
@@ -22,13 +23,6 @@ from specc.protocol.models import SOLVERS
 from specc.solve import SolverSettings, choose_solver, solve_program
 from specc.solve.first_order.solver import FIRST_ORDER_SOLVER
 
-GOALS = {"Target": ["D95% >= 57 Gy"]}
-TERMS = [
-    "{kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}",
-    "{kind: quadratic_overdose, structure: Target, dose: 61 Gy, weight: 10}",
-    "{kind: max_dose, structure: Organ, dose: 30 Gy}",
-    "{kind: quadratic_overdose, structure: Body, dose: 20 Gy, weight: 1}",
-]
 NAMED = [  # the names `optimization.solver.name` takes: Literal[...] | None
     name for part in typing.get_args(SolverOptions.model_fields["name"].annotation) for name in typing.get_args(part)
 ]
