@@ -138,3 +138,15 @@ def test_if_contoured_does_not_hide_two_case_structures_found_by_aliases() -> No
         resolve_structures(_protocol(
             "  Target: {role: target}\n  PenileBulb: {role: oar, aliases: [Bulb, Penile_Bulb], if_contoured: true}\n"
         ), case)
+
+
+@pytest.mark.parametrize("contoured", ["Optic Nerve", "optic_nerve", "Optic-Nerve"])
+def test_an_if_contoured_organ_the_case_contours_under_another_spacing_is_refused_not_absent(contoured: str) -> None:
+    """Audit s20/t3 F2: OpticNerve_L (if_contoured) on a case contouring 'Optic Nerve L' read "not contoured": no
+    limit planned, its goals NOT EVALUATED, --strict passing, one note among thirty. The organ is contoured."""
+    case = synthetic_case()
+    organ = case.structures.pop("Organ")
+    case.structures[contoured] = dataclasses.replace(organ, name=contoured)
+    with pytest.raises(CompileError, match=rf"^site/p\.yaml:7: structure 'OpticNerve' \(if_contoured: true\) is not in "
+                                           rf"the case under its name or aliases, but the case contours '{contoured}'"):
+        resolve_structures(_protocol("  Target: {role: target}\n  OpticNerve: {role: oar, if_contoured: true}\n"), case)

@@ -59,6 +59,7 @@ structure and gives both volumes, since a goal judged on the one would not be ju
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -218,7 +219,16 @@ def resolve_structures(
         needed = spec.role in ("target", "oar") or name in referenced
         match = matches[name]
         if isinstance(match, NoMatch):
-            if spec.if_contoured and not isinstance(match, AmbiguousMatch):  # two matches stay an error
+            spelled = (None if isinstance(match, AmbiguousMatch)  # two matches stay that error
+                       else _spelled_otherwise([name, *spec.aliases], [c for c in case_names if c not in taken]))
+            if spec.if_contoured and spelled is not None:
+                errors[name] = (
+                    f"{_where(protocol, name)}: structure {name!r} (if_contoured: true) is not in the case under its "
+                    f"name or aliases, but the case contours {spelled!r}, the same name but for spaces, underscores "
+                    f"or hyphens: the organ is contoured, so it must be planned and judged; add {spelled!r} to its "
+                    "`aliases`, or rename the case structure"
+                )
+            elif spec.if_contoured and not isinstance(match, AmbiguousMatch):  # two matches stay an error
                 resolved.absent[name] = NOT_CONTOURED
                 resolved.allowed_absent.add(name)
                 hint = not_found_message([name, *spec.aliases], case_names, spec.parts, taken)
@@ -390,6 +400,18 @@ def _without_voxels(protocol: Protocol, name: str, case_name: str, why: str, res
         )
     resolved.absent[name] = resolved.without_voxels[name] = why
     resolved.notes.append(f"{name}: {why}: its goals read NOT EVALUATED")
+
+
+def _spelled_otherwise(names: Sequence[str], case_names: Sequence[str]) -> str | None:
+    """The case structure whose name is one of `names` but for spaces, underscores, hyphens and case ('Optic Nerve
+    L' for OpticNerve_L), or None. An `if_contoured` organ of such a name read "not contoured": no limit planned, its
+    goals NOT EVALUATED, --strict passing, though the case contours it (audit s20/t3 F2); 'PTV 70' for 'PTV_70' is
+    the everyday difference between planning systems."""
+    def key(text: str) -> str:
+        return re.sub(r"[\s_-]+", "", name_key(text))
+
+    wanted = {key(name) for name in names}
+    return next((case_name for case_name in case_names if key(case_name) in wanted), None)
 
 
 def _near_protocol_name(protocol: Protocol, name: str) -> str:
