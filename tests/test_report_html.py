@@ -19,6 +19,7 @@ from evaluate_fakes import masks_of, protocol, solve_result, synthetic_case
 from specc.evaluate import Review, evaluate_plan
 from specc.report import ReportError, render_html, write_report
 from specc.report.figures import fluence_figure, slices_figure
+from specc.solve.priorities import step_row
 from specc.report.identity import record_sha256
 
 HOSTILE = '<script>alert("x")</script>'
@@ -267,6 +268,13 @@ def test_a_normalized_plan_says_which_values_are_before_it_and_which_hard_limits
     assert f"(of the optimized plan, before normalization by {normalization.factor:.4f})" in html
     exceeded = re.search(r'<p id="normalization-exceeded">(.*?)</p>', html, re.S)
     assert exceeded is not None and "max_dose Organ &lt;= 20 Gy" in exceeded.group(1)
+    # the steps' rows (and the exact DVH values among them) are of the plan before it too (audit s20/t4 F2: an
+    # "exact value ... met" row stood beside the same limit "violated" in the normalized plan)
+    stepped = evaluation.record.model_copy(update={"solver": evaluation.record.solver.model_copy(
+        update={"steps": [step_row(step="1. priority 1 penalties", reached="0", status="optimal")]})})
+    html = render_html(stepped, case, evaluation, masks)
+    note = re.search(r'<p class="muted steps-note">(.*?)</p>', html, re.S)
+    assert note is not None and f"before normalization by {normalization.factor:.4f}" in " ".join(note.group(1).split())
     plain = evaluate_plan(protocol({"Organ": ["Max <= 40 Gy"]}), case, masks, solve_result(case, scale=0.65), {})
     html = render_html(plain.record, case, plain, masks)
     assert "before normalization" not in html and "normalization-exceeded" not in html
