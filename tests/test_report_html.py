@@ -19,8 +19,8 @@ from evaluate_fakes import masks_of, protocol, solve_result, synthetic_case
 from specc.evaluate import Review, evaluate_plan
 from specc.report import ReportError, render_html, write_report
 from specc.report.figures import fluence_figure, slices_figure
-from specc.solve.priorities import step_row
 from specc.report.identity import record_sha256
+from specc.solve.priorities import step_row
 
 HOSTILE = '<script>alert("x")</script>'
 TARGET = f"PTV {HOSTILE}"
