@@ -110,3 +110,51 @@ def test_a_lower_level_isodose_leaves_out_the_higher_level_target_but_not_its_ow
     inner = target_indices("PTV_Low", 70.2, dose, nested, GRID, VOXEL_CC, higher_targets=high)
     assert inner.prescription_isodose_cc == pytest.approx(32 * VOXEL_CC)
     assert inner.paddick_conformity_index == pytest.approx(30**2 / (30 * 32))
+
+
+def _box(x: slice, y: slice, z: slice = slice(None)) -> np.ndarray:
+    mask = np.zeros(GRID.shape, dtype=bool)
+    mask[x, y, z] = True
+    return mask
+
+
+def test_the_hot_spot_outside_the_targets_is_searched_inside_the_patients_outline():
+    """Audit s20/t3 F3: another system's RT Dose, hot in air beyond the body, read 123% where the hottest 0.03 cc
+    inside the body was 116%. Searched inside the outline (the structures enclosing every target and organ), the
+    air is left out, and the note says where it searched."""
+    from specc.evaluate.indices import outside_hot_spot, patient_outline
+
+    body, target, organ = _box(slice(1, 9), slice(1, 9)), _box(slice(3, 5), slice(3, 5)), _box(slice(6, 8), slice(3, 5))
+    dose = np.where(body, 40.0, 0.0)
+    dose[target] = RX_GY
+    dose[organ] = 69.0  # 115% in the body (16 voxels: 0.032 cc)
+    dose[0] = 74.0  # 123% in the air on one side (40 voxels: 0.08 cc)
+    outline = patient_outline([target], [organ], {"BODY": body})
+    assert outline is not None and outline[0] == "BODY" and outline[1] is not body and (outline[1] == body).all()
+    whole = outside_hot_spot(dose, [target], RX_GY, GRID, VOXEL_CC)
+    assert whole is not None and whole.peak_gy == 74.0 and whole.within is None  # the air, as before
+    spot = outside_hot_spot(dose, [target], RX_GY, GRID, VOXEL_CC, outline)
+    assert spot is not None and (spot.peak, spot.peak_gy) == ("D0.03cc", 69.0)
+    assert spot.location_mm == tuple(GRID.positions_mm(np.flatnonzero(organ.ravel())[:1])[0])  # not in the air
+    assert spot.note.startswith("hot spot outside the prescription targets inside BODY: D0.03cc 69.00 Gy (115%")
+    dose[organ] = 60.0
+    assert outside_hot_spot(dose, [target], RX_GY, GRID, VOXEL_CC, outline) is None  # 100% in the body: no note
+
+
+def test_only_structures_holding_every_target_and_organ_are_the_outline_and_without_one_the_whole_grid_counts():
+    """A margin around the target (a PTV_eval) encloses the target but not the organ: searching inside it would
+    miss a hot spot in undrawn tissue. The outline is the union of those that hold both ("A or B"), an equal mask
+    (the protocol's Body and the case's BODY) named once; with no organ at risk nothing proves an outline."""
+    from specc.evaluate.indices import patient_outline
+
+    body, target, organ = _box(slice(1, 9), slice(1, 9)), _box(slice(3, 5), slice(3, 5)), _box(slice(6, 8), slice(3, 5))
+    margin = _box(slice(2, 6), slice(2, 6))
+    assert patient_outline([target], [organ], {"PTV_eval": margin}) is None
+    assert patient_outline([target], [organ], {"Target": target, "Organ": organ}) is None  # the targets themselves
+    assert patient_outline([target], [], {"Body": body}) is None
+    couch_side = _box(slice(0, 9), slice(1, 9))  # an outline drawn to take in a bolus
+    name, union = patient_outline([target], [organ], {"Body": body, "PTV_eval": margin, "BODY": body.copy(),
+                                                      "Outline+bolus": couch_side})
+    assert name == "Body or Outline+bolus" and (union == (body | couch_side)).all()
+    beyond = _box(slice(0, 1), slice(0, 1))  # a target reaching out of the body
+    assert patient_outline([target, beyond], [organ], {"Body": body}) is None

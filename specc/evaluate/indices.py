@@ -7,6 +7,8 @@
 - Gradient: R50 = volume of the 50% prescription isodose / TV.
 - Hot spot: D0.03cc (the near-maximum of ICRU 83 practice) and the position of the hottest
   voxel in patient coordinates (mm, LPS), taken from the grid geometry.
+- Hot spot outside the targets: inside the patient's outline where the case has one (`patient_outline`), so that
+  the dose another system reports in air or on the couch is not read as a hot spot in the patient.
 
 A voxel is inside an isodose by the rule of V(d) (`dvh.receives`: within 1e-6 below the level counts), for
 the target's covered volume TV_PIV and for PIV and PIV50 alike, so that TV_PIV <= PIV and PCI <= 1.
@@ -19,7 +21,7 @@ plan (audit b4 F3). A higher target's voxels inside this target stay (they are t
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -78,6 +80,8 @@ class OutsideHotSpot:
     peak_gy: float
     highest_gy: float  # the highest dose level
     location_mm: tuple[float, float, float]  # the hottest voxel outside the targets (LPS)
+    # the outline it was searched inside (`patient_outline`: "BODY", "Body or External"); None: the whole dose grid
+    within: str | None = None
 
     @property
     def percent(self) -> float:
@@ -93,8 +97,9 @@ class OutsideHotSpot:
     @property
     def note(self) -> str:
         x, y, z = self.location_mm
+        where = f" inside {self.within}" if self.within is not None else ""
         return (
-            f"hot spot outside the prescription targets: {self.peak} {self.peak_gy:.2f} Gy "
+            f"hot spot outside the prescription targets{where}: {self.peak} {self.peak_gy:.2f} Gy "
             f"({self.percent:.0f}% of the highest dose level, {self.highest_gy:g} Gy), hottest voxel at "
             f"({x:.1f}, {y:.1f}, {z:.1f}) mm; hot spots belong inside the targets (RTOG-style protocols call more "
             f"than {100 * OUTSIDE_HOT_SPOT_FRACTION:.0f}% outside them a major deviation); a goal on the body limits it "
@@ -102,12 +107,48 @@ class OutsideHotSpot:
         )
 
 
+def patient_outline(
+    targets: Sequence[np.ndarray], organs: Sequence[np.ndarray], candidates: Mapping[str, np.ndarray]
+) -> tuple[str, np.ndarray] | None:
+    """The patient's outline as the case draws it: the union of the `candidates` (name: mask) that enclose every
+    prescription target and every organ at risk (`organs`) and reach beyond the targets, named "A or B"; None
+    when none does, or there is no organ at risk, and the hot spot is searched over the whole grid.
+
+    The body (External, BODY) is such a structure; a margin around the targets (a PTV_eval, a ring) encloses them
+    too but not the organs at risk, and searching inside it would miss a hot spot in undrawn tissue, so an outline
+    must hold the organs as well, and a case with none falls back to the whole grid. Names are not read: a
+    planning system's outline goes by many (specc/export/roi_types.py), and a geometric test needs none of them.
+    A candidate whose mask equals one taken already is left out (the protocol's Body and the case's BODY)."""
+    if not targets or not organs:
+        return None
+    inside = [np.flatnonzero(mask.ravel()) for mask in (*targets, *organs)]  # few voxels: cheap to test per candidate
+    target_count = int(np.count_nonzero(np.logical_or.reduce(list(targets))))
+    names: list[str] = []
+    union: np.ndarray | None = None
+    taken: list[np.ndarray] = []
+    for name, mask in candidates.items():
+        flat = mask.ravel()
+        if not all(flat[voxels].all() for voxels in inside) or np.count_nonzero(flat) <= target_count:
+            continue  # misses a target or an organ, or is the targets themselves
+        if any(np.array_equal(mask, other) for other in taken):
+            continue
+        taken.append(mask)
+        names.append(name)
+        union = mask.copy() if union is None else union | mask
+    return (" or ".join(names), union) if union is not None else None
+
+
 def outside_hot_spot(
-    dose_gy: np.ndarray, target_masks: list[np.ndarray], highest_gy: float, grid: Grid, voxel_volume_cc: float
+    dose_gy: np.ndarray, target_masks: list[np.ndarray], highest_gy: float, grid: Grid, voxel_volume_cc: float,
+    outline: tuple[str, np.ndarray] | None = None,
 ) -> OutsideHotSpot | None:
     """The hot spot outside every prescription target when it peaks above `OUTSIDE_HOT_SPOT_FRACTION` of the
-    highest level (None when it does not, or nothing lies outside)."""
+    highest level (None when it does not, or nothing lies outside). `outline`: the patient's (`patient_outline`),
+    its name and mask, which the search stays inside (audit s20/t3 F3: another system's RT Dose read 123% in air
+    53 mm from the body's axis, 116% at most inside it); None: the whole grid."""
     outside = ~np.logical_or.reduce(target_masks) if target_masks else np.ones(dose_gy.shape, dtype=bool)
+    if outline is not None:
+        outside &= outline[1]
     values = dose_gy[outside]
     if values.size == 0 or highest_gy <= 0 or values.max() <= OUTSIDE_HOT_SPOT_FRACTION * highest_gy:
         return None  # D0.03cc is at most the maximum: no DVH of (nearly) the whole grid for a plan without the note
@@ -119,7 +160,8 @@ def outside_hot_spot(
         peak_gy, peak = spot.d0_03cc_gy, "D0.03cc"
     if peak_gy <= OUTSIDE_HOT_SPOT_FRACTION * highest_gy:
         return None
-    return OutsideHotSpot(peak=peak, peak_gy=peak_gy, highest_gy=highest_gy, location_mm=spot.location_mm)
+    return OutsideHotSpot(peak=peak, peak_gy=peak_gy, highest_gy=highest_gy, location_mm=spot.location_mm,
+                          within=outline[0] if outline is not None else None)
 
 
 def higher_level_targets(target: str, levels: Sequence[tuple[str, float]]) -> list[str]:

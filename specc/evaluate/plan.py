@@ -28,6 +28,7 @@ from specc.evaluate.indices import (
     hot_spot,
     index_value,
     outside_hot_spot,
+    patient_outline,
     target_indices,
 )
 from specc.evaluate.isoeffective import dose_key, isoeffective_notes, judged_dose
@@ -260,12 +261,19 @@ def _term_records(protocol: Protocol, solve: SolveResult, context: PlanDoseConte
 
 
 def _outside_hot_spot(
-    protocol: Protocol, dose: np.ndarray, masks: Mapping[str, np.ndarray], grid: Grid, voxel_cc: float
+    protocol: Protocol, case: Case, dose: np.ndarray, masks: Mapping[str, np.ndarray], grid: Grid, voxel_cc: float
 ) -> OutsideHotSpot | None:
+    """The hot spot outside the targets, inside the patient's outline (`patient_outline`) where the case draws one:
+    among the protocol's structures (`masks`) and then the case's own, which a protocol need not name (a BODY)."""
     levels = protocol.prescription.levels
     highest = max((level.dose.gy for level in levels), default=0.0)
-    return outside_hot_spot(dose, [masks[level.target] for level in levels if level.target in masks], highest, grid,
-                            voxel_cc)
+    targets = [masks[level.target] for level in levels if level.target in masks]
+    organs = [mask for name, mask in masks.items()
+              if (spec := protocol.structures.get(name)) is not None and spec.role == "oar"]
+    candidates = dict(masks)
+    for name, structure in case.structures.items():
+        candidates.setdefault(name, structure.mask)
+    return outside_hot_spot(dose, targets, highest, grid, voxel_cc, patient_outline(targets, organs, candidates))
 
 
 def _union(masks: Mapping[str, np.ndarray], names: Sequence[str]) -> np.ndarray | None:
@@ -342,7 +350,7 @@ def evaluate_plan(
     if normalization is not None:
         exceeded = [f"{term.label}: {term.value:.3f} {term.unit}" for term in terms if term.hard and term.satisfied is False]
         normalization = normalization.model_copy(update={"hard_limits_exceeded": exceeded})
-    outside = _outside_hot_spot(protocol, dose, masks, grid, case.voxel_volume_cc)
+    outside = _outside_hot_spot(protocol, case, dose, masks, grid, case.voxel_volume_cc)
     record = _plan_record(
         protocol, case, masks, dose, case.voxel_indices, dict(absent or {}), converged=solve.converged, solver=solver,
         normalization=normalization, notes=notes, timings=timings, isocentre_mm=isocentre, setup_errors=setup_errors,
@@ -405,7 +413,7 @@ def evaluate_dose(
             f"normalization {protocol.prescription.normalization} not applied: a dose from another system is "
             "checked as it was exported"
         )
-    outside = _outside_hot_spot(protocol, dose, measured, grid, case.voxel_volume_cc)
+    outside = _outside_hot_spot(protocol, case, dose, measured, grid, case.voxel_volume_cc)
     record = _plan_record(
         protocol, case, measured, dose, np.flatnonzero(known.ravel()), unmeasured,
         converged=source.not_converged_label() is None,
