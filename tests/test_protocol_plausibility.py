@@ -310,3 +310,82 @@ def test_a_protocol_extending_the_template_says_the_slip_once_against_its_own_le
         ("base.yaml", 9, "goals.SpinalCord[0]", f'"D0.03cc <= 4500 Gy" is 64.3 times the highest dose level '
          f"(PTV's 70 Gy): {SLIP}"),
     ]
+
+
+TERM_SLIP = "a dose in the wrong unit? ({}; a term's doses are totals over the course)"
+
+
+def _term_diagnostics(terms: list[str]) -> list[tuple[int | None, str, str]]:
+    """The diagnostics of HEAD with one Rectum goal (line 14) and `terms` (from line 17)."""
+    text = _protocol(["Max <= 75 Gy"], tail="optimization:\n  terms:\n" + "".join(f"    - {term}\n" for term in terms))
+    with pytest.raises(ProtocolError) as raised:
+        parse_protocol_text(text, "p.yaml")
+    return [(d.line, d.path, d.message) for d in raised.value.diagnostics]
+
+
+def test_an_optimization_terms_dose_in_cgy_as_gy_is_refused_at_its_field() -> None:
+    """Audit s20/t4 F1: a hard `max_dose Rectum 7500 Gy` (cGy meant) validated and compiled without a word: the
+    limit no plan can fail of a goal, but in the optimizer, which is what protects the organ. Every dose a term
+    states, hard or soft, is held to the highest level as a goal's is, and a target's term to its own level."""
+    found = _term_diagnostics([
+        "{kind: max_dose, structure: Rectum, dose: 7500 Gy}",
+        "{kind: mean_dose, structure: Rectum, min: 1 Gy, max: 4000 Gy, hard: false, weight: 1}",
+        "{kind: quadratic_overdose, structure: Rectum, dose: 5000 Gy, weight: 1}",
+        "{kind: quadratic_underdose, structure: PTV, dose: 7800 Gy, weight: 1}",
+        "{kind: mean_dose, structure: Rectum, max: 7000 Gy, quantity: EQD2}",
+    ])
+    cgy = TERM_SLIP.format("cGy written as Gy")
+    assert found == [
+        (17, "optimization.terms[0].dose",
+         f'"max_dose Rectum <= 7500 Gy" is 96.2 times the highest dose level (PTV\'s 78 Gy): {cgy}'),
+        (18, "optimization.terms[1].max",
+         '"mean_dose Rectum >= 1 Gy and <= 4000 Gy (soft, weight 1)": its max (4000 Gy) is 51.3 times the highest '
+         f"dose level (PTV's 78 Gy): {cgy}"),
+        (19, "optimization.terms[2].dose",
+         f'"quadratic_overdose Rectum above 5000 Gy (weight 1)" is 64.1 times the highest dose level (PTV\'s 78 Gy): '
+         f"{cgy}"),
+        (20, "optimization.terms[3].dose",
+         f'"quadratic_underdose PTV below 7800 Gy (weight 1)" is 100 times PTV\'s dose level (78 Gy): {cgy}'),
+        (21, "optimization.terms[4].max",
+         '"mean_dose Rectum (EQD2, alpha/beta 3 Gy) <= 7000 Gy" is 89.7 times the highest dose level (78 Gy EQD2: '
+         f"PTV's 78 Gy in 39 fractions, alpha/beta 3 Gy): {cgy}"),
+    ]
+    # the same in cGy pass, and so does a term's alpha/beta (a ratio written as a dose, no dose a plan gives)
+    parse_protocol_text(_protocol(["Max <= 75 Gy"], tail=(
+        "optimization:\n  terms:\n    - {kind: max_dose, structure: Rectum, dose: 7500 cGy}\n"
+        "    - {kind: quadratic_underdose, structure: PTV, dose: 7800 cGy, weight: 1}\n"
+        "    - {kind: mean_dose, structure: Rectum, max: 70 Gy, quantity: EQD2, alpha_beta: 3 Gy}\n"
+    )), "p.yaml")
+
+
+def test_a_target_terms_dose_far_below_its_level_is_refused_as_its_goals_are() -> None:
+    """A hard `min_dose PTV 70 cGy` constrained nothing and a soft lower DVH limit at 74 cGy asked nothing: a target's
+    own goal is held to its level from both sides, and so are its terms. An organ's is not (no goal's either): a
+    low organ dose is an ordinary limit."""
+    found = _term_diagnostics([
+        "{kind: min_dose, structure: PTV, dose: 70 cGy}",
+        "{kind: dvh, structure: PTV, dose: 74 cGy, volume: 95%, bound: lower, hard: false, weight: 10}",
+        "{kind: min_dose, structure: Rectum, dose: 0.7 Gy}",
+    ])
+    low = TERM_SLIP.format("Gy written as cGy, or a dose per fraction")
+    assert found == [
+        (17, "optimization.terms[0].dose", f'"min_dose PTV >= 0.7 Gy" is 0.9% of PTV\'s dose level (78 Gy): {low}'),
+        (18, "optimization.terms[1].dose",
+         f'"dvh PTV D95% >= 0.74 Gy (soft, weight 10)" is 0.95% of PTV\'s dose level (78 Gy): {low}'),
+    ]
+
+
+def test_a_site_templates_term_dose_in_cgy_as_gy_is_refused_in_the_template_itself(tmp_path: Path) -> None:
+    """A template's hand-written `max_dose SpinalCord 4500 Gy` limited nothing in every protocol extending it: held
+    to the bound of a template's goals (`LARGEST_COURSE_GY`), at its field."""
+    path = _template(tmp_path, ["Max <= 45 Gy"])
+    terms = "optimization:\n  terms:\n    - {kind: max_dose, structure: SpinalCord, dose: %s}\n"  # line 12
+    path.write_text(path.read_text() + terms % "4500 Gy")
+    with pytest.raises(ProtocolError) as raised:
+        load_protocol_or_template(path)
+    assert [(d.line, d.path, d.message) for d in raised.value.diagnostics] == [(12, "optimization.terms[0].dose", (
+        '"max_dose SpinalCord <= 4500 Gy" is 45 times the highest total dose external-beam courses give (100 Gy; a '
+        "term may state up to 4 times a protocol's highest dose level): "
+        + TERM_SLIP.format("cGy written as Gy")))]
+    path.write_text(path.read_text().replace("4500 Gy", "4500 cGy"))
+    load_protocol_or_template(path)

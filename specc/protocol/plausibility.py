@@ -7,7 +7,8 @@ course a dose per fraction written as the total lies inside that window: 6.3 Gy 
 a target's own goal far from its level (its threshold and variation, physical or isoeffective),
 and any dose a goal states (a threshold, a variation, the dose of a V or CV metric) far above
 the highest level: an organ limit of "Max <= 7500 Gy" is 7500 cGy written as Gy, and no plan
-can fail it, so it would pass every time and limit nothing. Setup errors have their bounds too
+can fail it, so it would pass every time and limit nothing. An optimization term's doses are held to the
+same rules (in the optimizer such a limit is what would have protected the organ). Setup errors have their bounds too
 (`setup_error_slip`): "10 cm" written for "10 mm" would have a plan chase a target shifted 10 cm.
 So do the margins of derived structures (`plausible_margins`): `expand(Prostate, 6cm)` for 6 mm makes
 a 2 L PTV of a 35 cc prostate, which every later stage would plan and judge as written.
@@ -17,16 +18,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 from specc.protocol.diagnostics import Issue, located_goals
 from specc.protocol.isoeffect import isoeffective_gy
 from specc.protocol.structures import Expand, Ring, Shrink, Union, subexpressions
-from specc.protocol.units import format_number
+from specc.protocol.units import Dose, format_number
 
 if TYPE_CHECKING:
     from specc.protocol.goals import Goal
+    from specc.protocol.isoeffect import DoseQuantity
     from specc.protocol.models import DoseLevel, ProtocolDocument
+    from specc.terms.base import TermBase
 
 # Systematic and random setup errors of immobilized patients are a few mm (van Herk 2004: 1-5 mm SD; frameless,
 # breast and abdomen up to 10-15 mm), rotations a few degrees (1-3 deg; a roll of 10 deg is a re-setup).
@@ -119,10 +122,12 @@ def plausible_doses(protocol: ProtocolDocument) -> Iterator[Issue]:
     """Dose levels and goal doses no course gives: the slips `Dose` alone cannot see (every unit is valid)."""
     if protocol.prescription is None:  # a site template: the protocols extending it are checked against their levels
         yield from _template_goal_doses(protocol)
+        yield from _template_term_doses(protocol)
         return
     yield from _levels(protocol)
     yield from _levels_far_below(protocol)
     yield from _target_goals(protocol)
+    yield from _target_terms(protocol)
     yield from _goal_doses(protocol)
 
 
@@ -151,6 +156,69 @@ def _template_goal_doses(protocol: ProtocolDocument) -> Iterator[Issue]:
                     "wrong unit? (cGy written as Gy; goals are totals over the course)",
                 )
                 break
+
+
+def _template_term_doses(protocol: ProtocolDocument) -> Iterator[Issue]:
+    """`_template_goal_doses`' rule for the physical doses an optimization term of a site template states
+    (`_term_doses`): a hand-written `max_dose SpinalCord 4500 Gy` limits nothing in every protocol extending it
+    (audit s20/t4 F1)."""
+    ceiling = PLAUSIBLE_GOAL_TO_LEVEL * LARGEST_COURSE_GY
+    for loc, term, doses in _located_terms(protocol):
+        if getattr(term, "quantity", "physical") != "physical":
+            continue
+        for field, gy in doses:
+            if gy > ceiling:
+                yield Issue(
+                    (*loc, field),
+                    f"{_term_subject(term, field, gy, 'Gy', len(doses))} is {gy / LARGEST_COURSE_GY:.3g} times the "
+                    f"highest total dose external-beam courses give ({format_number(LARGEST_COURSE_GY)} Gy; a term "
+                    f"may state up to {format_number(PLAUSIBLE_GOAL_TO_LEVEL)} times a protocol's highest dose level): "
+                    f"a dose in the wrong unit? (cGy written as Gy; {_TERM_TOTALS})",
+                )
+                break
+
+
+# A tissue's alpha/beta ratio is written as a dose ("3 Gy") but is a parameter of the LQ model, no dose a plan gives.
+_NOT_DOSES = frozenset({"alpha_beta"})
+# The end of every term's unit-slip message, as "goals are totals over the course" ends a goal's.
+_TERM_TOTALS = "a term's doses are totals over the course"
+
+
+def _located_terms(
+    protocol: ProtocolDocument,
+) -> Iterator[tuple[tuple[str | int, ...], TermBase, list[tuple[str, float]]]]:
+    """Each optimization term that states a dose, at its model path, with the doses it states in Gy (`_term_doses`)."""
+    terms = protocol.optimization.terms if protocol.optimization is not None else []
+    for index, term in enumerate(terms):
+        doses = _term_doses(term)
+        if doses:
+            yield ("optimization", "terms", index), term, doses
+
+
+def _term_doses(term: TermBase) -> list[tuple[str, float]]:
+    """The doses a term states, each with its field, in Gy: every field its model types `Dose` (or `Dose | None`)
+    except the tissue parameters (`_NOT_DOSES`), found from the model so that each kind, and a kind added later, is
+    checked without code of its own here. A dose of 0 Gy is none to check: no unit makes it another dose."""
+    doses = []
+    for field, info in type(term).model_fields.items():
+        if field in _NOT_DOSES or Dose not in (info.annotation, *get_args(info.annotation)):
+            continue
+        value = getattr(term, field)
+        if value is not None and value.gy > 0:
+            doses.append((field, value.gy))
+    return doses
+
+
+def _term_subject(term: TermBase, field: str, gy: float, unit: str, stated: int) -> str:
+    """The term as a message quotes it: its label, and which of its doses when it states more than one (a mean's
+    `min` and `max`); the issue's path names the field too."""
+    label = f'"{term.label()}"'
+    return label if stated == 1 else f"{label}: its {field} ({format_number(gy)} {unit})"
+
+
+def _term_quantity(term: TermBase) -> tuple[DoseQuantity, Dose | None]:
+    """The quantity a term's doses are in and the alpha/beta converting them (the structure's when left out)."""
+    return getattr(term, "quantity", "physical"), getattr(term, "alpha_beta", None)
 
 
 def course_text(fractions: int) -> str:
@@ -273,6 +341,42 @@ def _target_goals(protocol: ProtocolDocument) -> Iterator[Issue]:
             break
 
 
+def _target_terms(protocol: ProtocolDocument) -> Iterator[Issue]:
+    """`_target_goals`' rule for the optimization terms on a target: each dose a term on it states (`_term_doses`)
+    more than `PLAUSIBLE_GOAL_TO_LEVEL` from its level, either way (the first such, one issue a term), compared on the
+    composite (a term is judged on it) and in the term's quantity. A hard `min_dose PTV 70 cGy` constrains nothing and
+    a `quadratic_underdose PTV 7800 Gy` drives the whole optimum (audit s20/t4 F1)."""
+    assert protocol.prescription is not None
+    for loc, term, doses in _located_terms(protocol):
+        level = _target_level(protocol, term.structures()[0]) if term.structures() else None
+        if level is None or _is_slip(level):
+            continue
+        quantity, alpha_beta = _term_quantity(term)
+        reference = _level_as(protocol, level, False, quantity, alpha_beta)
+        if reference is None:
+            continue
+        reference_gy, described = reference
+        if quantity == "physical":
+            described = f"{level.target}'s dose level ({format_number(reference_gy)} Gy)"
+        else:
+            described = f"{level.target}'s dose level in {quantity} ({described})"
+        unit = f"Gy {quantity}" if quantity != "physical" else "Gy"
+        for field, gy in doses:
+            ratio = gy / reference_gy
+            if 1 / PLAUSIBLE_GOAL_TO_LEVEL <= ratio <= PLAUSIBLE_GOAL_TO_LEVEL:
+                continue
+            slip = "cGy written as Gy" if ratio > 1 else "Gy written as cGy, or a dose per fraction"
+            per_fraction, related = _level_per_fraction(protocol, level, ratio) if ratio > 1 else ("", None)
+            yield Issue(
+                (*loc, field),
+                f'{_term_subject(term, field, gy, unit, len(doses))} is '
+                f'{f"{100 * ratio:.2g}% of" if ratio < 1 else f"{ratio:.3g} times"} {described}: a dose in the wrong '
+                f"unit? ({slip}; {_TERM_TOTALS}){per_fraction}",
+                related=related,
+            )
+            break
+
+
 def _target_level(protocol: ProtocolDocument, structure: str) -> DoseLevel | None:
     """The dose level a target's dose goals are held to from both sides: its own, or the one its `dose_level_of`
     names (a boost's CTV, held to its PTV's). An organ naming a level is not: its limits lie far below it."""
@@ -341,7 +445,7 @@ def _goal_doses(protocol: ProtocolDocument) -> Iterator[Issue]:
     highest = max(protocol.prescription.levels, key=lambda level: level.dose.gy)
     if _is_slip(highest):
         return
-    issues = list(_goal_doses_above(protocol, highest))
+    issues = [*_goal_doses_above(protocol, highest), *_term_doses_above(protocol, highest)]
     asked = [issue for issue in issues if issue.related is not None]
     if asked:
         yield _level_asked(protocol, highest, asked)
@@ -354,8 +458,9 @@ def _level_asked(protocol: ProtocolDocument, level: DoseLevel, asked: list[Issue
     assert protocol.prescription is not None
     fractions = protocol.prescription.fractions
     index = protocol.prescription.levels.index(level)
-    first = asked[0].message.split(" is ", 1)[0]  # the goal as quoted: '"D0.03cc <= 45 Gy"'
-    goals = f"{first} and {len(asked) - 1} more goals state" if len(asked) > 1 else f"{first} states"
+    first = asked[0].message.split(" is ", 1)[0]  # the goal or term as quoted: '"D0.03cc <= 45 Gy"'
+    more = " and ".join(sorted({"goals" if issue.loc[0] == "goals" else "terms" for issue in asked[1:]}))
+    goals = f"{first} and {len(asked) - 1} more {more} state" if len(asked) > 1 else f"{first} states"
     as_total = _as_total(level, fractions)
     assert as_total is not None, "asked only where _level_per_fraction found the level readable as per fraction"
     total = format_number(round(level.plan_dose_gy * fractions, 4))
@@ -391,19 +496,54 @@ def _goal_doses_above(protocol: ProtocolDocument, highest: DoseLevel) -> Iterato
                 break
 
 
+def _term_doses_above(protocol: ProtocolDocument, highest: DoseLevel) -> Iterator[Issue]:
+    """`_goal_doses_above`' rule for the optimization terms not on a target (`_target_terms` holds those to their
+    own level): a dose a term states (`_term_doses`) more than `PLAUSIBLE_GOAL_TO_LEVEL` times the `highest` level on
+    the composite (a term is judged on it) in the term's quantity (the first such, one issue a term). A hard
+    `max_dose SpinalCord 4500 Gy` (cGy meant) is the limit no plan can fail of a goal, but in the optimizer, which is
+    what protects the organ (audit s20/t4 F1)."""
+    for loc, term, doses in _located_terms(protocol):
+        if term.structures() and _target_level(protocol, term.structures()[0]) is not None:
+            continue
+        quantity, alpha_beta = _term_quantity(term)
+        reference = _level_as(protocol, highest, False, quantity, alpha_beta)
+        if reference is None:
+            continue
+        reference_gy, described = reference
+        unit = f"Gy {quantity}" if quantity != "physical" else "Gy"
+        for field, gy in doses:
+            ratio = gy / reference_gy
+            if ratio > PLAUSIBLE_GOAL_TO_LEVEL:
+                per_fraction, related = _level_per_fraction(protocol, highest, ratio)
+                yield Issue(
+                    (*loc, field),
+                    f"{_term_subject(term, field, gy, unit, len(doses))} is {ratio:.3g} times the highest dose level "
+                    f"({described}): a dose in the wrong unit? (cGy written as Gy; {_TERM_TOTALS}){per_fraction}",
+                    related=related,
+                )
+                break
+
+
 def _reference(protocol: ProtocolDocument, level: DoseLevel, goal: Goal) -> tuple[float, str] | None:
     """The dose level `level` on `goal`'s course and in its quantity, in Gy, and how to name it; None when
     it cannot be told (an isoeffective goal whose structure gives no alpha/beta, or whose composite needs
     the prior course's fractions: both reported by their own rules)."""
+    spec = protocol.structures.get(goal.structure)
+    return _level_as(protocol, level, goal.course == "this", goal.quantity, spec.alpha_beta if spec else None)
+
+
+def _level_as(
+    protocol: ProtocolDocument, level: DoseLevel, this_course: bool, quantity: DoseQuantity, alpha_beta: Dose | None
+) -> tuple[float, str] | None:
+    """`_reference` for a dose on this course alone (`this_course`) or the composite, in `quantity` with `alpha_beta`:
+    what a goal and an optimization term are compared with alike; None for an isoeffective dose without a ratio."""
     prescription = protocol.prescription
     assert prescription is not None
-    this_course = goal.course == "this"
     physical_gy = level.plan_dose_gy if this_course else level.dose.gy
     shown = f"{level.target}'s {format_number(physical_gy)} Gy{' from this course' if this_course else ''}"
-    if not goal.isoeffective:
+    if quantity == "physical":
         return physical_gy, shown
-    spec = protocol.structures.get(goal.structure)
-    if spec is None or spec.alpha_beta is None:
+    if alpha_beta is None:
         return None
     courses = [(level.plan_dose_gy, prescription.fractions)]
     prior = prescription.prior
@@ -411,9 +551,8 @@ def _reference(protocol: ProtocolDocument, level: DoseLevel, goal: Goal) -> tupl
         if prior.fractions is None:
             return None
         courses.insert(0, (prior.dose.gy, prior.fractions))
-    isoeffective = sum(float(isoeffective_gy(gy, fractions, spec.alpha_beta.gy, goal.quantity))
-                       for gy, fractions in courses)
+    isoeffective = sum(float(isoeffective_gy(gy, fractions, alpha_beta.gy, quantity)) for gy, fractions in courses)
     given = " then ".join(f"{format_number(gy)} Gy in {course_text(fractions)}" for gy, fractions in courses)
     course = f"{shown} in {course_text(prescription.fractions)}" if len(courses) == 1 else f"{shown}: {given}"
-    described = f"{format_number(round(isoeffective, 2))} Gy {goal.quantity}: {course}, alpha/beta {spec.alpha_beta}"
+    described = f"{format_number(round(isoeffective, 2))} Gy {quantity}: {course}, alpha/beta {alpha_beta}"
     return isoeffective, described
