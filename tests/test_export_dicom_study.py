@@ -286,3 +286,19 @@ def test_a_ct_written_from_densities_reads_them_back_through_the_table_the_case_
     assert "the calibration curve the case was imported with read backwards" in notes[0]
     default = dataclasses.replace(imported, metadata=dataclasses.replace(case.metadata, extra={}))
     assert not np.allclose(_ct_numbers(default, []), 500.0)  # the default curve says otherwise
+
+
+def test_a_case_without_a_ct_is_refused_with_the_export_that_works_instead(tmp_path):
+    """Audit s20/t3 F1: a matRad case imported with its dij keeps no CT, and `export dicom` of any plan on it said
+    only 'neither CT numbers nor densities: there is no CT to write'; `export rtdose` works on the same plan."""
+    _plan(tmp_path, dataclasses.replace(_case(), density=None, ct_hu=None), delivery="")
+    runner = CliRunner()
+    refused = runner.invoke(app, ["export", "dicom", str(tmp_path / "plan"), "--out", str(tmp_path / "study")])
+    said = " ".join(refused.output.split())
+    assert refused.exit_code == 1, refused.output
+    assert "neither CT numbers nor densities" in said and "matRad workspace with its dij" in said
+    assert "`specc export rtdose PLAN_FOLDER --out RD.dcm` writes the plan's RT Dose alone" in said
+    assert not (tmp_path / "study").exists()  # written whole or not at all
+    dose = runner.invoke(app, ["export", "rtdose", str(tmp_path / "plan"), "--out", str(tmp_path / "RD.dcm")])
+    assert dose.exit_code == 0, dose.output
+    assert pydicom.dcmread(tmp_path / "RD.dcm").Modality == "RTDOSE"

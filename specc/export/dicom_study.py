@@ -113,8 +113,13 @@ def _study_identity(derived: DicomIdentity, result: PlanResult, rois: list[_Roi]
 def _ct_numbers(case: Case, notes: list[str]) -> np.ndarray:
     if case.ct_hu is not None:
         return np.asarray(case.ct_hu, dtype=np.float64)
-    if case.density is None:
-        raise ResultError(f"case {case.case_id!r} has neither CT numbers nor densities: there is no CT to write")
+    if case.density is None:  # a matRad case imported with its dij keeps no CT (docs/formats/matrad.md)
+        raise ResultError(
+            f"case {case.case_id!r} has neither CT numbers nor densities (a case imported with its influence matrix, "
+            "as from a matRad workspace with its dij, keeps no CT): there is no CT to write a study with; "
+            "`specc export rtdose PLAN_FOLDER --out RD.dcm` writes the plan's RT Dose alone (docs/formats/rtdose.md; "
+            "`specc export rtplan` its RT Plan, for a plan with `delivery`)"
+        )
     recorded = recorded_hu_table(case.metadata.extra)
     table = np.asarray(DEFAULT_HU_TABLE if recorded is None else recorded, dtype=np.float64)
     curve = "default calibration curve" if recorded is None else "calibration curve the case was imported with"
