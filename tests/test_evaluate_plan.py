@@ -150,7 +150,7 @@ def test_hard_limits_a_normalization_breaks_are_named(case):
     optimized_max = plain.dose[case.structures["Organ"].mask].max() / factor
     held = (1 + factor) / 2 * optimized_max  # above the optimized plan's maximum, below the normalized one's
     record = _evaluate(case, normalization=rule, terms=[f"{{kind: max_dose, structure: Organ, dose: {held:.4f} Gy}}",
-                                                         "{kind: max_dose, structure: Target, dose: 500 Gy}"]).record
+                                                         "{kind: max_dose, structure: Target, dose: 200 Gy}"]).record
     assert record.normalization.hard_limits_exceeded == [
         f"max_dose Organ <= {held:.4f} Gy: {optimized_max * factor:.3f} Gy"
     ]
