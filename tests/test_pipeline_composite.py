@@ -141,7 +141,9 @@ def test_fast_path_and_reference_solver_agree_on_the_composite(prior_file, tmp_p
 
 
 def test_a_hard_limit_the_prior_dose_already_breaks_is_infeasible(prior_file, tmp_path):
-    text = protocol_text(extra_terms="    - {kind: max_dose, structure: Target, dose: 10 Gy}")
+    # an organ's limit the prior course alone exceeds (on the target, 10 Gy under a 60 Gy level is refused as a
+    # unit slip before any solve: 4bdc449)
+    text = protocol_text(extra_terms="    - {kind: max_dose, structure: Organ, dose: 1 Gy}")
     outcome = plan(composite(text), synthetic_case(), tmp_path / "plan", prior_dose=[prior_file])
     assert not outcome.succeeded and outcome.solve.status == "infeasible"
     assert not (tmp_path / "plan" / "result.h5").exists()
@@ -592,12 +594,20 @@ def test_a_prior_dose_of_another_case_or_patient(prior_file, tmp_path):
     assert "RD.dcm: PatientID &#39;SPECC-TEST-001&#39;" in (tmp_path / "plan" / "report.html").read_text()
 
 
+def _reirradiation_at_15_gy() -> str:
+    """The composite protocol with a 15 Gy level, its goals and target terms with it (a term at 61 Gy on a 15 Gy
+    target is refused as a unit slip)."""
+    return protocol_text(prior="{description: earlier course}").replace("dose: 60 Gy}]", "dose: 15 Gy}]").replace(
+        "'Max <= 70 Gy'", "'Max <= 30 Gy'").replace("'D95% >= 55 Gy'", "'D95% >= 14 Gy'").replace(
+        "structure: Target, dose: 60 Gy", "structure: Target, dose: 15 Gy").replace(
+        "structure: Target, dose: 61 Gy", "structure: Target, dose: 15.5 Gy")
+
+
 def test_a_level_the_prior_dose_alone_reaches_is_warned_in_the_report_banner(prior_file, tmp_path):
     """Audit s18 F6: an in-field re-irradiation written with `prior.dose: 0 Gy` and a level the prior dose already
     gives (15 Gy here, the prior 16.83 Gy median): the plan adds almost nothing, while the banner said 'This plan
     alone adds 15.00 Gy'. The banner states what is declared and warns, with the fix."""
-    text = protocol_text(prior="{description: earlier course}").replace("dose: 60 Gy}]", "dose: 15 Gy}]").replace(
-        "'Max <= 70 Gy'", "'Max <= 30 Gy'").replace("'D95% >= 55 Gy'", "'D95% >= 14 Gy'")
+    text = _reirradiation_at_15_gy()
     assert plan(composite(text), synthetic_case(), tmp_path / "plan", prior_dose=[prior_file]).succeeded
     html = " ".join((tmp_path / "plan" / "report.html").read_text().split())
     assert "This plan alone adds" not in html
@@ -609,8 +619,7 @@ def test_a_level_the_prior_dose_alone_reaches_is_warned_in_the_report_banner(pri
 
 def test_a_level_the_prior_dose_alone_reaches_is_warned_in_the_terminal_even_quiet(prior_file, tmp_path):
     """Audit s18/a1 F6: the terminal said it only in a note among the others ('optimal', exit 0)."""
-    text = protocol_text(prior="{description: earlier course}").replace("dose: 60 Gy}]", "dose: 15 Gy}]").replace(
-        "'Max <= 70 Gy'", "'Max <= 30 Gy'").replace("'D95% >= 55 Gy'", "'D95% >= 14 Gy'")
+    text = _reirradiation_at_15_gy()
     case = synthetic_case()
     case.save(tmp_path / "case.h5")
     protocol_file = tmp_path / "reirradiation.yaml"
