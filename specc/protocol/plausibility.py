@@ -351,16 +351,14 @@ def _target_terms(protocol: ProtocolDocument) -> Iterator[Issue]:
         level = _target_level(protocol, term.structures()[0]) if term.structures() else None
         if level is None or _is_slip(level):
             continue
-        quantity, alpha_beta = _term_quantity(term)
-        reference = _level_as(protocol, level, False, quantity, alpha_beta)
-        if reference is None:
+        compared = _term_reference(protocol, term, level)
+        if compared is None:
             continue
-        reference_gy, described = reference
-        if quantity == "physical":
+        reference_gy, described, unit = compared
+        if unit == "Gy":
             described = f"{level.target}'s dose level ({format_number(reference_gy)} Gy)"
         else:
-            described = f"{level.target}'s dose level in {quantity} ({described})"
-        unit = f"Gy {quantity}" if quantity != "physical" else "Gy"
+            described = f"{level.target}'s dose level in {unit.removeprefix('Gy ')} ({described})"
         for field, gy in doses:
             ratio = gy / reference_gy
             if 1 / PLAUSIBLE_GOAL_TO_LEVEL <= ratio <= PLAUSIBLE_GOAL_TO_LEVEL:
@@ -375,6 +373,17 @@ def _target_terms(protocol: ProtocolDocument) -> Iterator[Issue]:
                 related=related,
             )
             break
+
+
+def _term_reference(protocol: ProtocolDocument, term: TermBase, level: DoseLevel) -> tuple[float, str, str] | None:
+    """`level` as a term's doses are compared with it: on the composite (a term is judged on it), in the term's
+    quantity, in Gy, with how to name it and the unit its doses are written in ("Gy", "Gy EQD2"); None where it
+    cannot be told (`_level_as`). One prologue for `_target_terms` and `_term_doses_above`."""
+    quantity, alpha_beta = _term_quantity(term)
+    reference = _level_as(protocol, level, False, quantity, alpha_beta)
+    if reference is None:
+        return None
+    return (*reference, f"Gy {quantity}" if quantity != "physical" else "Gy")
 
 
 def _target_level(protocol: ProtocolDocument, structure: str) -> DoseLevel | None:
@@ -505,12 +514,10 @@ def _term_doses_above(protocol: ProtocolDocument, highest: DoseLevel) -> Iterato
     for loc, term, doses in _located_terms(protocol):
         if term.structures() and _target_level(protocol, term.structures()[0]) is not None:
             continue
-        quantity, alpha_beta = _term_quantity(term)
-        reference = _level_as(protocol, highest, False, quantity, alpha_beta)
-        if reference is None:
+        compared = _term_reference(protocol, term, highest)
+        if compared is None:
             continue
-        reference_gy, described = reference
-        unit = f"Gy {quantity}" if quantity != "physical" else "Gy"
+        reference_gy, described, unit = compared
         for field, gy in doses:
             ratio = gy / reference_gy
             if ratio > PLAUSIBLE_GOAL_TO_LEVEL:
