@@ -15,30 +15,20 @@ def _table(tmp_path, text: str):
     return path
 
 
-@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
-def test_a_value_that_is_not_finite_is_refused_at_its_line(tmp_path, value):
-    path = _table(tmp_path, f"HU,RED\n-1000,0.001\n0,{value}\n3000,2.8\n")
-    with pytest.raises(CaseError, match=rf"hu\.csv:3: .*must be finite numbers, got 0, {value}"):
-        read_hu_table(path)
-
-
-def test_a_third_column_is_refused_not_dropped(tmp_path):
-    path = _table(tmp_path, "HU,mass density,RED\n-1000,0.0012,0.001\n0,1.0,1.0\n")
-    with pytest.raises(CaseError, match=r"hu\.csv:2: 3 columns .*an HU table has two.*not mass density"):
-        read_hu_table(path)
-
-
-def test_densities_in_percent_are_refused_at_their_line(tmp_path):
-    path = _table(tmp_path, "HU,RED\n-1000,0.1\n0,100\n3000,280\n")
-    with pytest.raises(CaseError, match=r"hu\.csv:3: relative electron density 100 is above 10.*percent"):
-        read_hu_table(path)
-
-
-def test_a_table_that_is_not_water_at_0_hu_is_refused(tmp_path):
-    # CT numbers with water at 1000 (HU + 1000): 0 would be air.
-    path = _table(tmp_path, "0,0.001\n1000,1.0\n2200,1.7\n")
-    with pytest.raises(CaseError, match=r"hu\.csv: the table gives relative electron density 0.001 at 0 HU"):
-        read_hu_table(path)
+@pytest.mark.parametrize(("text", "message"), [
+    *((f"HU,RED\n-1000,0.001\n0,{value}\n3000,2.8\n", rf"hu\.csv:3: .*must be finite numbers, got 0, {value}")
+      for value in ("nan", "inf", "-inf")),  # a value that is not finite, at its line
+    # a third column is refused, not dropped
+    ("HU,mass density,RED\n-1000,0.0012,0.001\n0,1.0,1.0\n",
+     r"hu\.csv:2: 3 columns .*an HU table has two.*not mass density"),
+    # densities in percent, at their line
+    ("HU,RED\n-1000,0.1\n0,100\n3000,280\n", r"hu\.csv:3: relative electron density 100 is above 10.*percent"),
+    # CT numbers with water at 1000 (HU + 1000): 0 would be air
+    ("0,0.001\n1000,1.0\n2200,1.7\n", r"hu\.csv: the table gives relative electron density 0.001 at 0 HU"),
+], ids=["nan", "inf", "-inf", "third column", "percent", "not water at 0 HU"])
+def test_a_table_that_cannot_be_read_as_written_is_refused_at_its_line(tmp_path, text: str, message: str):
+    with pytest.raises(CaseError, match=message):
+        read_hu_table(_table(tmp_path, text))
 
 
 def test_a_header_after_comment_lines_and_a_trailing_comma_are_read(tmp_path):
