@@ -113,6 +113,11 @@ class DensityVolume:
             raise CaseError(f"dose engine: ends_mm must be finite and non-negative, got {self.ends_mm}")
         object.__setattr__(self, "density", density)
 
+    @cached_property
+    def densest(self) -> float:
+        """The highest density, which bounds every depth: taken once, not per beam over the whole CT."""
+        return float(self.density.max())
+
     def reach_mm(self) -> np.ndarray:
         """How far past its outermost voxel centres (x, y, z) the density is not vacuum."""
         return np.array([0.0, 0.0, self.ends_mm])
@@ -324,7 +329,7 @@ def _beam_entries(
     prefilter = 0.1 * model.cutoff
     reach_per_sigma = math.sqrt(2.0) * float(erfcinv(2.0 * prefilter))
     extent = np.asarray(traced.grid.shape) * np.asarray(traced.grid.spacing_mm) + 2.0 * traced.reach_mm()
-    deepest = float(np.linalg.norm(extent)) * float(traced.density.max())
+    deepest = float(np.linalg.norm(extent)) * traced.densest
     sigma_bound = float(model.sigma_mm(np.array(deepest))) * frame.sad_mm / float(t.min())
     reach = 0.5 * beamlet_mm + reach_per_sigma * sigma_bound
     x_lo, x_hi = cells.ix0 * beamlet_mm - reach, (cells.ix0 + cells.open.shape[1]) * beamlet_mm + reach
