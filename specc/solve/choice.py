@@ -23,7 +23,7 @@ import cvxpy as cp
 
 from specc.errors import SolveError
 from specc.protocol import SolverOptions
-from specc.protocol.models import limit_refused, route_of
+from specc.protocol.models import SOLVERS, limit_refused, route_of
 from specc.solve.first_order.solver import FIRST_ORDER_SOLVER, REFERENCE_SOLVER
 
 DEFAULT_SOLVER = FIRST_ORDER_SOLVER
@@ -106,8 +106,9 @@ def choose_solver(requested: str | None = None, options: SolverOptions | None = 
     """The settings to solve with: `requested` (command line) > protocol > default rule."""
     options = options or SolverOptions()
     name = (requested or options.name or DEFAULT_SOLVER).upper()
-    supported = [FIRST_ORDER_SOLVER, *_TIME_LIMIT]
-    installed = [FIRST_ORDER_SOLVER, *(solver for solver in _TIME_LIMIT if solver in cp.installed_solvers())]
+    supported = list(SOLVERS)  # the protocol's names: each of cvxpy's has an entry in every option table
+    by_cvxpy = cp.installed_solvers()
+    installed = [FIRST_ORDER_SOLVER, *(solver for solver in SOLVERS[1:] if solver in by_cvxpy)]
     if name not in supported:  # another cvxpy solver (SCIPY, ECOS, ...) would get none of the protocol's limits
         raise SolveError(
             f"solver {name!r} is not one specc solves with (the protocol's limits reach only these): "
