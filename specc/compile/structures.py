@@ -59,7 +59,6 @@ structure and gives both volumes, since a goal judged on the one would not be ju
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
@@ -73,7 +72,7 @@ from specc.compile.names import (
     AmbiguousMatch, NoMatch, PartsMatch, StructureMatch, match_structure, near_missing_parts, near_parts_message,
     not_found_message,
 )
-from specc.protocol.names import name_key, other_side
+from specc.protocol.names import name_key, other_side, spelling_key
 from specc.protocol.suggest import did_you_mean
 from specc.errors import CompileError
 from specc.protocol.structures import Crop, Expand, Ring, Shrink, StructureExpr, StructureRef
@@ -407,11 +406,8 @@ def _spelled_otherwise(names: Sequence[str], case_names: Sequence[str]) -> str |
     L' for OpticNerve_L), or None. An `if_contoured` organ of such a name read "not contoured": no limit planned, its
     goals NOT EVALUATED, --strict passing, though the case contours it (audit s20/t3 F2); 'PTV 70' for 'PTV_70' is
     the everyday difference between planning systems."""
-    def key(text: str) -> str:
-        return re.sub(r"[\s_-]+", "", name_key(text))
-
-    wanted = {key(name) for name in names}
-    return next((case_name for case_name in case_names if key(case_name) in wanted), None)
+    wanted = {spelling_key(name) for name in names}
+    return next((case_name for case_name in case_names if spelling_key(case_name) in wanted), None)
 
 
 def _near_protocol_name(protocol: Protocol, name: str) -> str:

@@ -40,6 +40,12 @@ def _words(key: str) -> list[str]:
     return [word for word in re.split(r"[_\-.+\s]+", key) if word]
 
 
+def spelling_key(name: str) -> str:
+    """A name key without its separators ("_", "-", ".", "+", blanks): 'Optic Nerve L' and 'OpticNerve_L' read alike,
+    the everyday difference between planning systems' spellings."""
+    return "".join(_words(name_key(name)))
+
+
 def name_key(name: str, fold: bool = True) -> str:
     """What two structure names are compared by: NFC, and case-folded unless `fold` is False."""
     normal = unicodedata.normalize("NFC", name)
