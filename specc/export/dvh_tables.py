@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from specc.case import Case
 
 DVH_COLUMNS = ("structure", "dose_gy", "volume_percent", "volume_cc", "plan_status", "dose_of")
-NOT_CONVERGED = NOT_CONVERGED_LABEL
 COMPOSITE = "composite (prior + this plan)"
 THIS_PLAN = "this plan"
 GOAL_COLUMNS = ("structure", "goal", "metric", "comparator", "threshold", "variation", "unit", "quantity", "course",
@@ -58,13 +57,13 @@ def plan_status(record: PlanRecord) -> str:
     a plan) is NOT CONVERGED too: it read "external dose" while the terminal said the column says so (review
     s20/r2 F3)."""
     if not record.converged:
-        return NOT_CONVERGED
-    return "external dose" if record.solver is None else _status(record.converged)
+        return NOT_CONVERGED_LABEL
+    return "external dose" if record.solver is None else "converged"
 
 
 def _status(converged: bool | None) -> str:
     """converged, NOT CONVERGED, or unknown (a result.h5 that can say neither)."""
-    return "unknown" if converged is None else "converged" if converged else NOT_CONVERGED
+    return "unknown" if converged is None else "converged" if converged else NOT_CONVERGED_LABEL
 
 
 def write_record_tables(record: PlanRecord, out_dir: str | Path) -> list[Path]:

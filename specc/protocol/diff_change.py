@@ -10,8 +10,6 @@ from dataclasses import dataclass
 
 from specc.protocol.models import DESCRIPTIVE_FIELDS
 
-# Changes that do not change what is planned or how it is judged.
-_COSMETIC = DESCRIPTIVE_FIELDS
 # The field of a structure's change that is its rename ("~ structure PTV_High renamed PTV_78").
 RENAMED = "renamed"
 
@@ -30,7 +28,7 @@ class Change:
 
     @property
     def cosmetic(self) -> bool:
-        return (self.section, self.field or self.item) in _COSMETIC
+        return (self.section, self.field or self.item) in DESCRIPTIVE_FIELDS
 
     @property
     def provenance(self) -> bool:

@@ -164,7 +164,7 @@ def _template_term_doses(protocol: ProtocolDocument) -> Iterator[Issue]:
     (audit s20/t4 F1)."""
     ceiling = PLAUSIBLE_GOAL_TO_LEVEL * LARGEST_COURSE_GY
     for loc, term, doses in _located_terms(protocol):
-        if getattr(term, "quantity", "physical") != "physical":
+        if _term_quantity(term)[0] != "physical":
             continue
         for field, gy in doses:
             if gy > ceiling:
