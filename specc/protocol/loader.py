@@ -45,7 +45,7 @@ from specc.protocol.suggest import did_you_mean, near_match
 from specc.protocol.volume_table import VolumeTableMapping
 from specc.protocol.templates import (
     EXTENDS, LIMITS_FOR_DOSE_PER_FRACTION, OWN_KEYS, TEMPLATE, LoosenedGoal, ReadProtocol, loosened_goals,
-    read_protocol_tree, written_goal_paths,
+    read_protocol_tree, value_of, written_goal_paths,
 )
 from specc.protocol.yaml_source import Path as DataPath
 from specc.protocol.yaml_source import Position, YamlDocument, compose, to_document
@@ -122,10 +122,10 @@ def _templates_problems(tree: ReadProtocol, root: str | Path) -> list[Diagnostic
 
 
 def _marked_template(node: Any) -> bool:
-    """Whether a protocol file's node says `template: true`."""
-    return isinstance(node, MappingNode) and any(
-        isinstance(key, ScalarNode) and key.value == TEMPLATE and isinstance(value, ScalarNode)
-        and value.value.lower() == "true" for key, value in node.value)
+    """Whether a protocol file's node marks it a template as `_template_flag` reads it: a `template` key whose value
+    is not false (one neither true nor false is reported there and checked as a template)."""
+    flag = value_of(node, TEMPLATE) if isinstance(node, MappingNode) else None
+    return flag is not None and not (isinstance(flag, ScalarNode) and flag.value.lower() == "false")
 
 
 def _read(path: Path, display: str, root: str | Path | None) -> tuple[ReadProtocol, ProtocolSource]:

@@ -153,7 +153,7 @@ class _Reader:
             )
             return None
         self.goal_paths.update(written_goal_paths(node))
-        version = _value_of(node, "version")
+        version = value_of(node, "version")
         self.versions[display] = version.value if isinstance(version, ScalarNode) else None
         own, extends = _split_key(node, EXTENDS)
         if extends is None:
@@ -174,12 +174,12 @@ class _Reader:
     def _check_kept_goals(self, own: Node, base: Node, display: str) -> None:
         """Refuse `Structure: []` under `goals` where the base has goals for the structure: goals are merged,
         so the empty list would keep them all while reading as "no goals" (every other list is replaced)."""
-        inherited = _value_of(base, "goals")
-        written = _value_of(own, "goals")
+        inherited = value_of(base, "goals")
+        written = value_of(own, "goals")
         if not isinstance(written, MappingNode) or not isinstance(inherited, MappingNode):
             return
         for key, value in written.value:
-            kept = _value_of(inherited, key.value)
+            kept = value_of(inherited, key.value)
             if not isinstance(value, SequenceNode) or value.value or kept is None:
                 continue
             if isinstance(kept, SequenceNode):
@@ -226,7 +226,7 @@ class _Reader:
 def written_goal_paths(document: Node) -> dict[Position, DataPath]:
     """Where each goal of one file's node tree is written, with its path in that file: `("goals", "Rectum", 0)`,
     or `("goals", "SpinalCord")` for a structure's one goal written without a list."""
-    goals = _value_of(document, "goals")
+    goals = value_of(document, "goals")
     if not isinstance(goals, MappingNode):
         return {}
     paths: dict[Position, DataPath] = {}
@@ -239,7 +239,7 @@ def written_goal_paths(document: Node) -> dict[Position, DataPath]:
     return paths
 
 
-def _value_of(node: Node, name: str) -> Node | None:
+def value_of(node: Node, name: str) -> Node | None:
     """The value of key `name` in a mapping `node` (None if absent or not a mapping)."""
     if not isinstance(node, MappingNode):
         return None
@@ -256,7 +256,7 @@ def _without_keys(node: Node, names: tuple[str, ...]) -> Node:
 
 def _split_key(node: Node, name: str) -> tuple[Node, Node | None]:
     """A mapping `node` without its key `name`, and that key's value (None if absent)."""
-    value = _value_of(node, name)
+    value = value_of(node, name)
     return (node, None) if value is None else (_without_keys(node, (name,)), value)
 
 
