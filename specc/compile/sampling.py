@@ -108,14 +108,26 @@ def sampling_excess(terms: list[SampledTerm]) -> float:
     return sum(term.on_every_voxel - term.on_sample for term in terms)
 
 
-def sampling_note(terms: list[SampledTerm], objective: float | None) -> str | None:
-    """The sampled terms' total excess on every voxel, against the plan's objective."""
-    if not terms or objective is None or objective <= 0:
+def sampling_note(terms: list[SampledTerm], objective: float | None, step: str | None = None) -> str | None:
+    """The sampled terms' total excess on every voxel, against the objective they are part of: the plan's, or with
+    `step` ("step 2 (priority 2 penalties)") that priority step's, which its solve minimized and the later steps
+    kept (`specc.solve.sample_check.StepSample`). One wording for both, so that a plan of steps reads as one of a
+    single step. A plan's objective of 0 gives no note (a share of 0 is no measure; the check of the sample says
+    an excess beyond the optimizer's accuracy); a step's says what the step reached."""
+    if not terms:
         return None
     excess = sampling_excess(terms)
+    objective_of = "the objective" if step is None else "that step's objective"
+    if objective is not None and objective > 0:
+        share = f"{100.0 * excess / objective:+.3f}% of {objective_of} {objective:.6g}"
+    elif step is None:
+        return None
+    else:
+        share = f"{objective_of} reached {'n/a' if objective is None else f'{objective:.6g}'}"
+    meaning = ("" if step is not None else "; on average this bounds how far the plan lies above the every-voxel "
+               "optimum, and its size shows how far the sample's estimate can be off")
     return (
-        f"Sampling: on every voxel the sampled terms add {excess:.4g} ({100.0 * excess / objective:+.3f}% of the "
-        f"objective {objective:.6g}) to their value on the sample; on average this bounds how far the plan lies "
-        "above the every-voxel optimum, and its size shows how far the sample's estimate can be off "
-        "(`optimization.solver.sample_voxels: all` removes both)"
+        f"Sampling: on every voxel the sampled terms{'' if step is None else f' of {step}'} add {excess:.4g} ({share}) "
+        f"to their value on the sample{meaning} (`optimization.solver.sample_voxels: all` removes "
+        f"{'both' if step is None else 'it'})"
     )

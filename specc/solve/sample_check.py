@@ -96,6 +96,10 @@ class StepSample:
         """Whether its excess on every voxel is more than the optimizer's accuracy (module docstring)."""
         return _beyond(self.excess, self.objective, tolerance)
 
+    def note(self) -> str | None:
+        """Its sampled terms' excess against its objective, worded as a plan's of one step (`sampling_note`)."""
+        return sampling_note(self.terms, self.objective, self.name)
+
 
 def check_sample(
     protocol: Protocol,
@@ -115,7 +119,7 @@ def check_sample(
         return CheckedSolve(program, result)
     found = sampled_terms(program, case, result.fluence)
     samples = step_samples(program, result, found)
-    notes = [term.note() for term in found] + _summaries(samples)
+    notes = [term.note() for term in found] + [note for sample in samples if (note := sample.note()) is not None]
     beyond = [sample for sample in samples if sample.beyond(tolerance)]
     if not beyond:
         return CheckedSolve(program, result, found, notes)
@@ -127,7 +131,7 @@ def check_sample(
         return _kept(program, result, found, notes, why, reason)
     every_voxel = compile_protocol(protocol, case, sample_limit=None)
     if result.solver == FIRST_ORDER_SOLVER and not program.hard_dvh_terms():
-        return _finished_warm(every_voxel, program, result, settings, found, notes, why)
+        return _finished_warm(every_voxel, program, result, settings, found, samples, notes, why)
     options = protocol.optimization.solver if protocol.optimization is not None else None
     again = solve_clinical(
         every_voxel, settings, None, options.slip_percent if options else None,
@@ -136,16 +140,8 @@ def check_sample(
     if again.status != "optimal":
         return _kept(program, result, found, notes, why,
                      f"solved again on every voxel, it ended {again.status} ({again.message})", again)
-    message = (
-        f"{result.message} Then, as {why}, the protocol was compiled on every voxel and solved again: {again.message}"
-    )
-    solved = dataclasses.replace(
-        again, message=message, solve_time_s=result.solve_time_s + again.solve_time_s,
-        iterations=(result.iterations or 0) + (again.iterations or 0),
-    )
-    notes = [f"Sampling: {why}: the plan was solved again on every voxel, by the same steps "
-             f"({_compared(samples, step_samples(every_voxel, again, []))})"]
-    return CheckedSolve(every_voxel, solved, [], notes, too_coarse=True)
+    return _in_its_place(every_voxel, samples, result, again, why, "solved again",
+                         "solved again on every voxel, by the same steps")
 
 
 def step_samples(program: CompiledProgram, result: SolveResult, found: list[SampledTerm]) -> list[StepSample]:
@@ -183,21 +179,6 @@ def _every_voxel(progress: StepProgress | None) -> StepProgress | None:
     if progress is None:
         return None
     return lambda label, seconds: progress(f"every voxel: {label}", seconds)
-
-
-def _summaries(samples: list[StepSample]) -> list[str]:
-    """The sampled terms' excess against the objective they are part of: the plan's, or each step's."""
-    if len(samples) == 1 and samples[0].name is None:
-        summary = sampling_note(samples[0].terms, samples[0].objective)
-        return [summary] if summary else []
-    return [
-        f"Sampling: on every voxel the sampled terms of {sample.name} add {sample.excess:.4g} "
-        + (f"({100.0 * sample.excess / sample.objective:+.3f}% of that step's objective {sample.objective:.6g})"
-           if sample.objective is not None and sample.objective > 0 else
-           f"(that step's objective reached {_shown(sample.objective)})")
-        + " to their value on the sample (`optimization.solver.sample_voxels: all` removes it)"
-        for sample in samples if sample.terms
-    ]
 
 
 def _beyond(excess: float, objective: float | None, tolerance: float) -> bool:
@@ -265,23 +246,29 @@ def _kept(
 
 def _finished_warm(
     every_voxel: CompiledProgram, program: CompiledProgram, result: SolveResult, settings: SolverSettings,
-    found: list[SampledTerm], notes: list[str], why: str,
+    found: list[SampledTerm], samples: list[StepSample], notes: list[str], why: str,
 ) -> CheckedSolve:
     """A one-step fast-path plan, finished on every voxel by the fast path from the sampled plan."""
     finished = FirstOrderSolver(every_voxel).solve(settings, start=result.fluence)
     if finished.status != "optimal":
         return _kept(program, result, found, notes, why,
                      f"finishing on every voxel from the sampled plan did not certify ({finished.message})", finished)
-    message = (
-        f"{result.message} Then, as {why}, the protocol was compiled on every voxel and the fast path went on "
-        f"from that plan: {finished.message}"
+    return _in_its_place(every_voxel, samples, result, finished, why, "the fast path went on from that plan",
+                         "finished on every voxel, warm from the sampled plan")
+
+
+def _in_its_place(
+    every_voxel: CompiledProgram, samples: list[StepSample], result: SolveResult, again: SolveResult, why: str,
+    went: str, how: str,
+) -> CheckedSolve:
+    """`again`, the every-voxel plan, in place of the sampled `result`: the time and iterations of both, its message
+    after the sampled plan's with `why` and how it went on (`went`: "solved again"), and a note comparing each
+    step's objective in both plans (`how`: "solved again on every voxel, by the same steps"): a reader sees the
+    sampled solve, why it was not kept and what the second one changed."""
+    message = f"{result.message} Then, as {why}, the protocol was compiled on every voxel and {went}: {again.message}"
+    solved = dataclasses.replace(
+        again, message=message, solve_time_s=result.solve_time_s + again.solve_time_s,
+        iterations=(result.iterations or 0) + (again.iterations or 0),
     )
-    finished = dataclasses.replace(
-        finished,
-        message=message,
-        iterations=(result.iterations or 0) + (finished.iterations or 0),
-        solve_time_s=result.solve_time_s + finished.solve_time_s,
-    )
-    notes = [f"Sampling: {why}: the plan was finished on every voxel, warm from the sampled plan "
-             f"(objective {_shown(result.objective)} on the sample, {finished.objective:.6g} on every voxel)"]
-    return CheckedSolve(every_voxel, finished, [], notes, too_coarse=True)
+    compared = _compared(samples, step_samples(every_voxel, again, []))
+    return CheckedSolve(every_voxel, solved, [], [f"Sampling: {why}: the plan was {how} ({compared})"], too_coarse=True)
