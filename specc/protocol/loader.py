@@ -94,23 +94,22 @@ def _load(path: Path, root: str | Path | None, *, template_allowed: bool) -> Pro
         problems = error.diagnostics
     if tree.node is not None:  # a chain that could not be read is reported as such, each file's reading once
         named = {(d.file, d.line, d.column) for d in problems if d.line is not None}
-        problems += [d for d in _templates_problems(tree, root if root is not None else path.parent)
-                     if (d.file, d.line, d.column) not in named]
+        problems += [d for d in _templates_problems(tree) if (d.file, d.line, d.column) not in named]
     if problems:
         raise ProtocolError(_in_reading_order(problems, source.files))
     return document
 
 
-def _templates_problems(tree: ReadProtocol, root: str | Path) -> list[Diagnostic]:
+def _templates_problems(tree: ReadProtocol) -> list[Diagnostic]:
     """What is wrong with each template of `tree` validated on its own (as `specc validate TEMPLATE` does), each
     message saying so: read beside the protocol's, `goals.PTV: undefined structure "PTV"` in the template seemed
     to contradict the protocol that defines PTV (review s20/r1 F5). A file extended without `template: true` is
-    checked as the complete protocol it then claims to be; the message says how to mark a partial one."""
+    checked as the complete protocol it then claims to be; the message says how to mark a partial one. Each is
+    validated as this reading of the chain read it (`ReadProtocol.templates`), not read again from disk."""
     problems: list[Diagnostic] = []
-    for template, display in tree.templates:
-        read, source = _read(template, display, root)
+    for display, read in tree.templates:
         try:
-            _validate(read, source, template_allowed=True)
+            _validate(read, _source(read, display), template_allowed=True)
         except ProtocolError as error:
             marked = _marked_template(read.node)
             why = ("found checking that template on its own, as `specc validate` checks it" if marked else
@@ -132,8 +131,13 @@ def _read(path: Path, display: str, root: str | Path | None) -> tuple[ReadProtoc
     if not path.is_file():
         raise ProtocolError([Diagnostic(display, None, None, "", "protocol file not found")])
     tree = read_protocol_tree(path, display, Path(root) if root is not None else path.parent)
+    return tree, _source(tree, display)
+
+
+def _source(tree: ReadProtocol, display: str) -> ProtocolSource:
+    """Where the protocol read as `tree` (named `display` in messages) comes from: its files and their SHA-256."""
     versions = {file: tree.versions.get(file) for file in tree.files[1:]}
-    return tree, ProtocolSource(path=display, files=tree.files, sha256=tree.sha256, template_versions=versions)
+    return ProtocolSource(path=display, files=tree.files, sha256=tree.sha256, template_versions=versions)
 
 
 def parse_protocol_text(text: str, filename: str = "<text>") -> Protocol:

@@ -89,9 +89,10 @@ class ReadProtocol:
     # list it may stand at another index (after the template's goals of its structure), which a tool resolving
     # the path in the file named would take for another goal.
     goal_paths: dict[Position, DataPath] = field(default_factory=dict)
-    # Each template read (its file, and its name as messages give it), the nearest first: each is also validated on
-    # its own, since what the merge drops of it (a goal the protocol replaces) is never validated in the merged tree.
-    templates: list[tuple[Path, str]] = field(default_factory=list)
+    # Each template read, by its name as messages give it, with its own reading (the tree `read_protocol_tree` gives
+    # of that file), the nearest first: each is also validated on its own, since what the merge drops of it (a goal
+    # the protocol replaces) is never validated in the merged tree; kept from this reading, not read from disk again.
+    templates: list[tuple[str, ReadProtocol]] = field(default_factory=list)
     # Each file's `version:` as written (None: it states none), by its name as messages give it (`ProtocolSource`).
     versions: dict[str, str | None] = field(default_factory=dict)
 
@@ -108,34 +109,44 @@ class GoalReplacement:
 
 
 def read_protocol_tree(path: Path, display: str, root: Path) -> ReadProtocol:
-    reader = _Reader(root.resolve())
-    node = reader.read(path.resolve(), display, chain=[])
-    return ReadProtocol(
-        node, reader.files, reader.digest.hexdigest(), reader.diagnostics, reader.replacements, reader.extends_at,
-        reader.goal_paths, reader.templates, reader.versions,
-    )
+    """`path` (named `display` in messages) merged with the templates it extends, which lie under `root`."""
+    return _Reader(root.resolve()).read(path.resolve(), display, chain=[])
 
 
 class _Reader:
+    """Reads one file and, through a reader of its own, the template it extends: the template's reading is then its
+    own tree (`ReadProtocol.templates`), as `read_protocol_tree` of that file gives it, and part of this one."""
+
     def __init__(self, root: Path) -> None:
         self.root = root
         self.files: list[str] = []
-        self.digest = hashlib.sha256()
+        self.contents: list[bytes] = []  # each file's bytes in reading order: the SHA-256 of this file's chain
         self.diagnostics: list[Diagnostic] = []
         self.replacements: list[GoalReplacement] = []
         self.extends_at: Position | None = None
         self.goal_paths: dict[Position, DataPath] = {}
-        self.templates: list[tuple[Path, str]] = []
+        self.templates: list[tuple[str, ReadProtocol]] = []
         self.versions: dict[str, str | None] = {}
 
-    def read(self, real: Path, display: str, chain: list[Path]) -> Node | None:
+    def read(self, real: Path, display: str, chain: list[Path]) -> ReadProtocol:
+        """The tree of `real` merged with its templates; `chain`: the files extending it, for finding cycles."""
+        node = self._node(real, display, chain)
+        digest = hashlib.sha256()
+        for data in self.contents:
+            digest.update(data)
+        return ReadProtocol(
+            node, self.files, digest.hexdigest(), self.diagnostics, self.replacements, self.extends_at,
+            self.goal_paths, self.templates, self.versions,
+        )
+
+    def _node(self, real: Path, display: str, chain: list[Path]) -> Node | None:
         try:
             data = real.read_bytes()
         except OSError as error:
             self.diagnostics.append(Diagnostic(display, None, None, "", f"cannot read file: {error.strerror}"))
             return None
         self.files.append(display)
-        self.digest.update(data)
+        self.contents.append(data)
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as error:
@@ -158,18 +169,29 @@ class _Reader:
         own, extends = _split_key(node, EXTENDS)
         if extends is None:
             return own
-        if not chain:
-            self.extends_at = position_of(extends.start_mark)
+        self.extends_at = position_of(extends.start_mark)
         base_path = self._template_path(real, display, extends, chain)
         if base_path is None:
             return None
         base_display = os.path.normpath(os.path.join(os.path.dirname(display), extends.value))
-        self.templates.append((base_path, base_display))
-        base = self.read(base_path, base_display, [*chain, real])
+        base = self._read_template(base_path, base_display, [*chain, real])
         if base is None:
             return None
         self._check_kept_goals(own, base, display)
         return merge(_without_keys(base, OWN_KEYS), own, replacements=self.replacements)
+
+    def _read_template(self, real: Path, display: str, chain: list[Path]) -> Node | None:
+        """The node of the template `real`, read by a reader of its own whose reading this one takes in and keeps."""
+        reader = _Reader(self.root)
+        tree = reader.read(real, display, chain)
+        self.files += tree.files
+        self.contents += reader.contents
+        self.diagnostics += tree.diagnostics
+        self.replacements += tree.replacements
+        self.goal_paths.update(tree.goal_paths)
+        self.templates += [(display, tree), *tree.templates]
+        self.versions.update(tree.versions)
+        return tree.node
 
     def _check_kept_goals(self, own: Node, base: Node, display: str) -> None:
         """Refuse `Structure: []` under `goals` where the base has goals for the structure: goals are merged,
