@@ -91,3 +91,18 @@ def test_dose_level_of_is_refused_on_a_structure_with_its_own_level() -> None:
     assert [(d.line, d.path, d.message) for d in raised.value.diagnostics] == [
         (7, "structures.PTV_63.dose_level_of", "PTV_63 has its own dose level (63 Gy, prescription.levels[1]), which "
                                                "its % of the prescription refers to: leave out dose_level_of")]
+
+
+def test_the_stated_level_is_the_reference_level_short_of_the_highest() -> None:
+    """One rule for the level a structure's % refers to (`Prescription.stated_level`): its own, else its
+    `dose_level_of`'s; the reference level falls back to the highest only where none is stated, and the protocol's
+    stated level is the prescription's for the structure's `dose_level_of`."""
+    text = _sib('"D98% >= 95%"').replace("PTV_56: {role: target}", "PTV_56: {role: target, dose_level_of: PTV_63}")
+    protocol = parse_protocol_text(text, "p.yaml")
+    prescription = protocol.prescription
+    assert prescription.stated_level("PTV_63").target == "PTV_63"
+    assert prescription.stated_level("PTV_56", "PTV_63").target == "PTV_63"
+    assert prescription.stated_level("PTV_56") is None and prescription.stated_level("Bladder", "Rectum") is None
+    assert prescription.reference_level("PTV_56").target == "PTV_70"  # none stated: the highest
+    assert [protocol.stated_level(name).target for name in ("PTV_70", "PTV_56")] == ["PTV_70", "PTV_63"]
+    assert protocol.stated_level("Bladder") is None

@@ -219,11 +219,15 @@ class Prescription(_Strict):
         level = self.reference_level(structure, dose_level_of)
         return level.dose if course == "composite" else Dose(gy=level.plan_dose_gy)
 
+    def stated_level(self, structure: str, dose_level_of: str | None = None) -> DoseLevel | None:
+        """The dose level stated for `structure`: its own, else that of the structure its `dose_level_of` names; None
+        where neither is (its % then refers to the highest, `reference_level`)."""
+        return self.level_for(structure) or (self.level_for(dose_level_of) if dose_level_of else None)
+
     def reference_level(self, structure: str, dose_level_of: str | None = None) -> DoseLevel:
-        """The dose level "% of prescription" refers to for `structure`: its own, else that of the structure its
-        `dose_level_of` names, else the highest."""
-        return (self.level_for(structure) or (self.level_for(dose_level_of) if dose_level_of else None)
-                or max(self.levels, key=lambda level: level.dose.gy))
+        """The dose level "% of prescription" refers to for `structure`: the one stated for it (`stated_level`), else
+        the highest."""
+        return self.stated_level(structure, dose_level_of) or max(self.levels, key=lambda level: level.dose.gy)
 
 
 def _dose_level_of(structures: Mapping[str, StructureSpec], structure: str) -> str | None:
@@ -1002,9 +1006,7 @@ class ProtocolDocument(_Strict):
         where neither is written (% then refers to the highest by convention, or there is no prescription)."""
         if self.prescription is None:
             return None
-        dose_level_of = _dose_level_of(self.structures, structure)
-        return self.prescription.level_for(structure) or (
-            self.prescription.level_for(dose_level_of) if dose_level_of else None)
+        return self.prescription.stated_level(structure, _dose_level_of(self.structures, structure))
 
     @property
     def loosened_template_goals(self) -> list[Diagnostic]:
