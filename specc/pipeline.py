@@ -722,7 +722,8 @@ class CohortInterrupted(KeyboardInterrupt):
     and what was done so that no earlier run's file reads as this one's (`run_cohort`)."""
 
     def __init__(
-        self, item: str, finished: list[CohortEntry], folder: Path | None, removed: list[Path], summary: Path | None
+        self, item: str, finished: list[CohortEntry], folder: Path | None, removed: list[Path], summary: Path | None,
+        kept: Sequence[str] = (),
     ) -> None:
         super().__init__(f"interrupted during {item}")
         self.item = item
@@ -730,6 +731,7 @@ class CohortInterrupted(KeyboardInterrupt):
         self.folder = folder  # the item's folder; None when it stopped before one was chosen (case not yet read)
         self.removed = removed  # the earlier plan's files in `folder`, an earlier run's cohort.csv and pages
         self.summary = summary  # cohort.csv, None when no item finished (no cohort.csv is left)
+        self.kept = list(kept)  # an earlier run's cohort files that could not be removed, each with why (a warning)
 
 
 @dataclass(frozen=True)
@@ -927,12 +929,9 @@ def _interrupted(item: str, finished: list[CohortEntry], out: Path, folders: set
     folder = out / next(iter(folders)) if folders else None
     removed = discard_earlier_plan(folder).removed  # files kept stay on disk: the terminal's check of them sees it
     summary = out / COHORT_CSV
-    stale = [out / f"{COHORT_PAGE}.html", out / f"{COHORT_PAGE}.pdf"] + ([] if finished else [summary])
-    for path in stale:
-        if path.exists():
-            path.unlink()
-            removed.append(path)
-    return CohortInterrupted(item, finished, folder, removed, summary if finished else None)
+    # the pages are written after the last item, so those there are an earlier run's; cohort.csv too until one finished
+    pages, kept = _remove_earlier_cohort([path for path in cohort_files(out) if not (finished and path == summary)])
+    return CohortInterrupted(item, finished, folder, removed + pages, summary if finished else None, kept)
 
 
 def cohort_files(out: Path) -> dict[Path, tuple[int, int, int]]:
@@ -953,10 +952,14 @@ def remove_earlier_cohort(out: Path, found: Mapping[Path, tuple[int, int, int]] 
     """Remove the cohort files in `out` still as `found` when the run began (`cohort_files`; None: it stopped before
     it looked, so that every one there is an earlier run's): left, they would read as this run's. Returns the files
     removed and, for each that could not be, why."""
+    earlier = [path for path, now in cohort_files(out).items() if found is None or found.get(path) == now]
+    return _remove_earlier_cohort(earlier)  # those changed since `found` were written by this run
+
+
+def _remove_earlier_cohort(paths: Sequence[Path]) -> tuple[list[Path], list[str]]:
+    """Remove `paths`, an earlier run's cohort files: those removed and, for each that could not be, why."""
     removed, kept = [], []
-    for path, now in cohort_files(out).items():
-        if found is not None and found.get(path) != now:  # written by this run
-            continue
+    for path in paths:
         try:
             path.unlink()
             removed.append(path)

@@ -181,3 +181,36 @@ def test_a_case_that_fails_leaves_no_earlier_plan_in_its_folder_and_the_page_nam
     assert "<title>Cohort: Test protocol v1.0.0: 1 case</title>" in html  # one case, in the singular
     with (out / COHORT_CSV).open(newline="") as handle:
         assert next(csv.DictReader(handle))["protocol_sha256"] in html
+
+
+def test_ctrl_c_during_a_case_removes_the_earlier_runs_cohort_files_and_names_one_it_cannot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C during the first case removes an earlier run's cohort.csv and pages (they would read as this run's);
+    one that cannot be removed was a PermissionError raised out of the clean-up in place of the interruption. It
+    is now named in `CohortInterrupted.kept`, as when the run stops before its first case (`remove_earlier_cohort`)."""
+    import errno
+
+    from specc.pipeline import CohortInterrupted, run_cohort
+
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in (COHORT_CSV, "cohort.html", "cohort.pdf"):
+        (out / name).write_text("earlier run", encoding="utf-8")
+    unlink = Path.unlink
+
+    def refused(self: Path, *args: object, **kwargs: object) -> None:
+        if self.name == "cohort.html":
+            raise PermissionError(errno.EACCES, "Permission denied")
+        unlink(self, *args, **kwargs)
+
+    def stopped(item: Path, out: Path, taken: set[str]):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "unlink", refused)
+    with pytest.raises(CohortInterrupted) as raised:
+        run_cohort(protocol(GOALS, terms=TERMS), ["a.h5"], out, stopped)
+    assert raised.value.removed == [out / COHORT_CSV, out / "cohort.pdf"] and raised.value.summary is None
+    assert raised.value.kept == [
+        f"could not remove {out / 'cohort.html'} (Permission denied): an earlier run's, not this run's"]
+    assert [path.name for path in out.iterdir()] == ["cohort.html"]
