@@ -1,4 +1,5 @@
-"""Ctrl-C at any moment of `specc plan`, `specc check` and `specc cohort` (audit s20/t2 F1).
+"""Ctrl-C at any moment of `specc plan`, `specc check` and `specc cohort` (audit s20/t2 F1), and in the first seconds
+of `specc export`.
 
 Pressed in the first seconds (the command line loading, then each command importing its stages), it exited
 130 without a word and left the earlier plan, check or cohort page in DIR; while `specc.cli` loaded, a Python
@@ -94,6 +95,24 @@ def test_ctrl_c_while_a_cohort_imports_its_stages_removes_the_earlier_cohort_pag
     assert said == f"interrupted; the earlier run's cohort.csv, cohort.html in {out} were removed", said
     assert [path.name for path in out.iterdir()] == ["c-shape"]
     assert len(list((out / "c-shape").iterdir())) == 3
+
+
+@pytest.mark.parametrize(("stage", "args"), [
+    # halfway through matplotlib (specc.report): the clean-up's import of the staging module then ended in a
+    # traceback ("KeyError: 'Rectangle:kwdoc'") where the interrupt was not held until the imports were done
+    ("matplotlib.rcsetup", ["dvh"]),
+    # --machine was checked before the command's try: its import got the command line's bare `interrupted`
+    ("specc.export.dicom_identity", ["rtdose", "--machine", "TrueBeam"]),
+])
+def test_ctrl_c_while_an_export_imports_its_stages_says_nothing_was_exported(
+    tmp_path: Path, stage: str, args: list[str]
+) -> None:
+    format, *options = args
+    out = tmp_path / "out"
+    run = _specc_interrupted_on_import(stage, "export", format, str(tmp_path / "plan"), "--out", str(out), *options)
+    assert run.returncode == 130, run.stderr[-3000:]
+    assert " ".join(run.stderr.split()) == "interrupted: nothing exported" and run.stdout == ""
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_a_cohort_stopped_after_its_last_case_keeps_its_own_cohort_csv(tmp_path: Path) -> None:

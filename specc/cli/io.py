@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.text import Text
 
-from specc.cli.app import app, console, error_console, fail
+from specc.cli.app import app, console, error_console, fail, imports_uninterrupted
 from specc.errors import SpeccError
 
 if TYPE_CHECKING:
@@ -223,16 +223,18 @@ def export_command(
         fail(f"unknown export format '{format}'; choose one of {', '.join(EXPORT_FORMATS)}")
     if machine and format == "dvh":
         fail("--machine is for rtdose, rtplan and dicom only")
-    if machine:  # refused before anything is written; the limits are those every DICOM object is checked against
-        from specc.export.dicom_identity import check_text_value
-
-        problem = check_text_value("SH", machine)
-        if problem is not None:
-            fail(f"--machine {machine!r} {problem}: it is written as the RT Plan's TreatmentMachineName")
     staged: list[StagedExport] = []  # the export, once staged: whether it is in place decides what Ctrl-C means
     try:  # from the first import on: Ctrl-C anywhere before the move says that nothing was exported
-        from specc.report.identity import PLAN_JSON, RESULT_H5
-
+        # Its first imports (matplotlib through specc.report, pydicom: a second or more), a Ctrl-C during them
+        # held until they are done, as `specc plan` holds its own: one stopped half-way left matplotlib
+        # half-initialized, and the clean-up's import of the staging module then ended in a traceback.
+        with imports_uninterrupted():
+            from specc.export.dicom_identity import check_text_value
+            from specc.report.identity import PLAN_JSON, RESULT_H5
+        if machine:  # refused before anything is written; the limits are those every DICOM object is checked against
+            problem = check_text_value("SH", machine)
+            if problem is not None:
+                fail(f"--machine {machine!r} {problem}: it is written as the RT Plan's TreatmentMachineName")
         if result.is_dir() and (result / RESULT_H5).exists() and format != "dvh":
             result = result / RESULT_H5
         record_file = result / PLAN_JSON if result.is_dir() else result if result.suffix == ".json" else None
@@ -248,9 +250,11 @@ def export_command(
         if staged and staged[0].committed:  # once the hold was released: the files are all in place
             _say_complete()
             return
-        from specc.export.staging import ExportError
+        failed = None
+        if staged:  # a move can fail only once the export is staged, its module imported whole: a cached import
+            from specc.export.staging import ExportError
 
-        failed = interrupt.__cause__ if isinstance(interrupt.__cause__, ExportError) else None
+            failed = interrupt.__cause__ if isinstance(interrupt.__cause__, ExportError) else None
         said = f"interrupted during a move that failed: {failed}" if failed else "interrupted: nothing exported"
         error_console.print(Text(said, style="red"), soft_wrap=True)
         raise typer.Exit(130) from None
