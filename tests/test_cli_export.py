@@ -10,12 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import pydicom
 import pytest
 from evaluate_fakes import protocol, synthetic_case
 from typer.testing import CliRunner
 
 from specc.cli import app
+from specc.evaluate import PlanRecord
 from specc.export.dicom_identity import check_text_value
 from specc.export.staging import StagedExport
 from specc.pipeline import plan
@@ -266,3 +268,24 @@ def test_an_rt_dose_of_an_optimized_fluence_says_it_references_no_rt_plan(planne
     code, said, _ = _export("rtdose", str(planned / "result.h5"), "--out", str(tmp_path / "RD.dcm"))
     assert code == 0, said
     assert " ".join(NO_RT_PLAN_NOTE.split()) in said
+
+
+def test_a_not_converged_plan_is_said_in_the_record_s_words_with_or_without_its_record(tmp_path):
+    """result.h5 without its plan record is said by its root solver_status in the words of the record's
+    `why_not_converged` (`PlanRecord.solver_ended`), not in a second wording of the command line's."""
+    terms = [*TERMS, "{kind: quadratic_overdose, structure: Organ, dose: 10 Gy, weight: 1}"]
+    folder = tmp_path / "plan"
+    synthetic_case().save(tmp_path / "case.h5")  # the case result.h5 names: a result without its record needs it
+    outcome = plan(protocol({"Target": ["D50% >= 55 Gy"]}, terms=terms, solver="{max_iterations: 3}"),
+                   tmp_path / "case.h5", folder)
+    record = outcome.record
+    assert not record.converged
+    said = PlanRecord.solver_ended(record.solver.status)
+    assert record.why_not_converged() == f"{said} ({record.solver.solver})"
+    code, output, _ = _export("dvh", str(folder / "result.h5"), "--out", str(tmp_path / "with"))
+    assert code == 0 and f"NOT CONVERGED: {record.why_not_converged()}; not a usable plan" in output, output
+    with h5py.File(folder / "result.h5", "r+") as handle:
+        del handle["plan_json"]
+    code, output, _ = _export("dvh", str(folder / "result.h5"), "--out", str(tmp_path / "without"))
+    assert code == 0 and f"NOT CONVERGED: {said}; not a usable plan" in output, output
+    assert PlanRecord.solver_ended(None) == PlanRecord.solver_ended("") == "no solver status"

@@ -402,16 +402,19 @@ _TABLES_SAYS = "dvh.csv (plan_status column) and dvh.json (converged, solver_sta
 _DOSE_SAYS = "the RT Dose's SeriesDescription, DoseComment and ImageComments say so"
 
 
-def _why_not_converged(result: PlanResult) -> str | None:
-    """The record's wording (`PlanRecord.why_not_converged`), or result.h5's root status where it has no record."""
+def _why_not_converged(result: PlanResult) -> str:
+    """The record's `PlanRecord.why_not_converged`, or in its words (`PlanRecord.solver_ended`) result.h5's root
+    status where the file holds no record."""
+    from specc.evaluate import PlanRecord
+
     if result.record is not None:
         return result.record.why_not_converged()
-    return f"its solver ended {result.solver_status}" if result.solver_status else None
+    return PlanRecord.solver_ended(result.solver_status)
 
 
-def _convergence(converged: bool | None, why: str | None, where: str) -> _Said:
+def _convergence(converged: bool | None, why: str, where: str) -> _Said:
     """A plan that did not converge, or whose result.h5 cannot say whether it did, is said so loudly; `why`: the
-    record's `why_not_converged`, or what result.h5's root attributes say."""
+    record's `why_not_converged` (a result.h5's: `_why_not_converged`)."""
     if converged is None:
         return [
             Text("CONVERGENCE UNKNOWN", style="bold red")
@@ -421,6 +424,6 @@ def _convergence(converged: bool | None, why: str | None, where: str) -> _Said:
     if not converged:
         return [
             Text("NOT CONVERGED", style="bold red")
-            + Text(f": {why or 'no solver status'}; not a usable plan: {where}")
+            + Text(f": {why}; not a usable plan: {where}")
         ]
     return []

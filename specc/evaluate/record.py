@@ -467,9 +467,18 @@ class PlanRecord(_Record):
         approve, the exports; review s20/r2 F6: a check of such a dose was said four ways): its solver's status, or
         for a checked dose, what its file says of the plan it came from."""
         if self.solver is not None:
-            return f"its solver ended {self.solver.status} ({self.solver.solver})"
+            return self.solver_ended(self.solver.status, self.solver.solver)
         said = self.dose_source.not_converged_label() if self.dose_source is not None else None
-        return f"its dose file reads {said!r}" if said is not None else "no solver status"
+        return f"its dose file reads {said!r}" if said is not None else self.solver_ended(None)
+
+    @staticmethod
+    def solver_ended(status: str | None, solver: str | None = None) -> str:
+        """`why_not_converged`'s words for a solver's status: "its solver ended iteration_limit (SPECC-LBFGS)", or
+        "no solver status" where none is known; also what a result.h5 holding no plan record is said by, from its
+        root attribute solver_status (`specc export`), so that the two never word one status two ways."""
+        if not status:  # none recorded, or an empty attribute
+            return "no solver status"
+        return f"its solver ended {status}" + (f" ({solver})" if solver is not None else "")
 
     def stops_strict(self) -> bool:
         """Whether --strict stops on this plan (exit code 2): it did not converge (none of its goals can be vouched
