@@ -643,23 +643,26 @@ class Discarded:
     removed: list[Path]
     kept: EarlierPlanKept | None = None
 
-    def said(self) -> list[str]:
-        """What a run says of it: the files removed and why, then a warning naming those kept."""
+    def said(self, error: BaseException | None = None) -> list[str]:
+        """What a run says of it: the files removed and why, then a warning naming those kept, unless `error` (what
+        stopped the run, said before) is the refusal of those same files: a second try of the folder fails on the
+        file the first could not remove, and the warning would say the error's sentence again (audit s20/t2 F7)."""
+        said_by_error = isinstance(error, EarlierPlanKept) and self.kept is not None and error.kept == self.kept.kept
         return ([earlier_plan_removed(self.removed)] if self.removed else []) + (
-            [f"warning: {self.kept}"] if self.kept is not None else [])
+            [f"warning: {self.kept}"] if self.kept is not None and not said_by_error else [])
 
     def note_on(self, error: BaseException) -> None:
-        """`said` as notes on the `error` that stopped the run, each once (the CLI prints them after it), none that
-        the error says itself (the files it could not remove: a second try fails on the same file)."""
-        for line in self.said():
-            if line not in getattr(error, "__notes__", ()) and not said_by(error, line):
+        """`said` of `error` as notes on it (the CLI prints them after it), each once."""
+        for line in self.said(error):
+            if line not in getattr(error, "__notes__", ()):
                 error.add_note(line)
 
 
-def said_by(error: BaseException | str, line: str) -> bool:
-    """Whether the message of `error` already says `line` (a warning without its "warning: "): a failed run's
-    error naming the earlier plan's files it could not remove is not followed by a warning that says so again."""
-    return line.removeprefix("warning: ") in str(error)
+def said_by(error: str, kept: str) -> bool:
+    """Whether a cohort item's `error` names the earlier plan's files its folder `kept` (`CohortEntry.kept`):
+    a case stopped by those files is not followed by a warning that says them again. Entries hold both as text
+    (`Discarded.said` decides on the files themselves where the error is at hand)."""
+    return kept in error
 
 
 def discard_earlier_plan(out: Path | None) -> Discarded:

@@ -253,3 +253,34 @@ def test_a_bug_while_writing_result_h5_shows_as_itself_and_leaves_no_plan(
     with pytest.raises(RuntimeError, match="a bug in write_result"):
         plan(_good(), synthetic_case(), tmp_path)
     assert not list(tmp_path.iterdir())  # no half plan, no hidden partial file
+
+
+def test_a_warning_of_files_kept_is_left_out_only_after_the_refusal_of_the_same_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """audit s20/t2 F7 left out the warning of an earlier plan that could not be removed wherever the error's text
+    held the warning's: decided on the files themselves now. After the refusal of those files (a solved plan that
+    cannot take their place) the warning would say the error again; after any other error it is said."""
+    from specc.pipeline import EarlierPlanKept, discard_earlier_plan
+
+    unlink = Path.unlink
+
+    def refused(self: Path, *args: object, **kwargs: object) -> None:
+        if self.name == "plan.json":
+            raise PermissionError(errno.EPERM, "Operation not permitted")
+        unlink(self, *args, **kwargs)
+
+    out = tmp_path / "out"
+    _earlier_plan(out)
+    monkeypatch.setattr(Path, "unlink", refused)
+    discarded = discard_earlier_plan(out)
+    assert discarded.kept is not None and discarded.kept.kept == [out / name for name in PLAN_FILES]
+    warning = f"warning: {discarded.kept}"
+    refusal = EarlierPlanKept([], discarded.kept.kept, "Operation not permitted", "; no plan written")
+    assert discarded.said(refusal) == [] and discarded.said() == [warning]
+    # another folder's refusal, and an error whose message quotes the warning, name other files: said
+    elsewhere = EarlierPlanKept([], [tmp_path / "other" / "plan.json"], "Operation not permitted")
+    quoting = SpeccError(f"the case could not be read; earlier: {discarded.kept}")
+    assert discarded.said(elsewhere) == [warning]
+    discarded.note_on(quoting)
+    assert quoting.__notes__ == [warning]

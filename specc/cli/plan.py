@@ -341,11 +341,12 @@ def note_beside(out: Path, earlier: Sequence[Path], written: Sequence[Path], rea
 def _say_discarded(out: Path, said: Sequence[str] = (), error: SpeccError | None = None) -> None:
     """`said` (what the library removed, or could not), then the earlier plan in `out` removed
     (`discard_unwritten_plan`) and a line naming its files; where it cannot be, a warning that the files left
-    are an earlier run's (once: not again where `said` has it, nor where the `error` printed above says it)."""
-    from specc.pipeline import discard_earlier_plan, said_by
+    are an earlier run's (once: not again where `said` has it, nor where the `error` printed above is the refusal
+    of the same files: `Discarded.said`)."""
+    from specc.pipeline import discard_earlier_plan
 
-    discarded = discard_earlier_plan(out).said()
-    lines = [*said, *(line for line in discarded if line not in said and not (error and said_by(error, line)))]
+    discarded = discard_earlier_plan(out).said(error)
+    lines = [*said, *(line for line in discarded if line not in said)]
     for line in lines:
         warning = line.startswith("warning: ")
         text = Text("warning: ", style="yellow") + Text(line.removeprefix("warning: ")) if warning else Text(line)
