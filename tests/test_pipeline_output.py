@@ -10,6 +10,7 @@ as such, not as its file.
 from __future__ import annotations
 
 import errno
+import os
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,18 @@ def _earlier_plan(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name in (*PLAN_FILES, "mine.txt"):
         (folder / name).write_text("earlier", encoding="utf-8")
+
+
+def _refuse_removing(monkeypatch: pytest.MonkeyPatch, name: str, code: int) -> None:
+    """Removing any file called `name` refused with `code` (EACCES: no permission; EPERM: an immutable file)."""
+    unlink = Path.unlink
+
+    def refused(self: Path, *args: object, **kwargs: object) -> None:
+        if self.name == name:
+            raise PermissionError(code, os.strerror(code))
+        unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", refused)
 
 
 def _good():
@@ -91,18 +104,11 @@ def test_an_earlier_plan_that_cannot_be_removed_is_said_to_be_an_earlier_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """a2 F6 (b, b2): a PermissionError removing the earlier plan replaced the real error by a traceback."""
-    unlink = Path.unlink
-
-    def refused(self: Path, *args: object, **kwargs: object) -> None:
-        if self.name == "plan.json":
-            raise PermissionError(errno.EACCES, "Permission denied")
-        unlink(self, *args, **kwargs)
-
     out = tmp_path / "out"
     _earlier_plan(out)
     damaged = tmp_path / "damaged.h5"
     damaged.write_bytes(b"not an HDF5 file")
-    monkeypatch.setattr(Path, "unlink", refused)
+    _refuse_removing(monkeypatch, "plan.json", errno.EACCES)
     with pytest.raises(SpeccError, match="not a readable HDF5 file") as raised:  # the case's error, not the removal's
         plan(_good(), damaged, out)
     assert raised.value.__notes__ == [  # the file refused named alone as not removable; the others, left with it
@@ -263,16 +269,9 @@ def test_a_warning_of_files_kept_is_left_out_only_after_the_refusal_of_the_same_
     cannot take their place) the warning would say the error again; after any other error it is said."""
     from specc.pipeline import EarlierPlanKept, discard_earlier_plan
 
-    unlink = Path.unlink
-
-    def refused(self: Path, *args: object, **kwargs: object) -> None:
-        if self.name == "plan.json":
-            raise PermissionError(errno.EPERM, "Operation not permitted")
-        unlink(self, *args, **kwargs)
-
     out = tmp_path / "out"
     _earlier_plan(out)
-    monkeypatch.setattr(Path, "unlink", refused)
+    _refuse_removing(monkeypatch, "plan.json", errno.EPERM)
     discarded = discard_earlier_plan(out)
     assert discarded.kept is not None and discarded.kept.kept == [out / name for name in PLAN_FILES]
     warning = f"warning: {discarded.kept}"
