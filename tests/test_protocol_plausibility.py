@@ -210,6 +210,30 @@ def test_organ_limits_far_above_a_short_courses_level_also_name_the_level_as_the
     assert "prescription.levels" not in _diagnostics(_protocol(["Max <= 7500 Gy"]))[0][1]
 
 
+def _short_course_with_terms(cord: str, goals: str, terms: list[str]) -> str:
+    """`_sib` at 7 / 6.3 / 5.6 Gy in 5 fractions, the organ named `cord`, with its `goals` (a list as YAML writes it)
+    and the optimization `terms` on it (from line 23)."""
+    text = _sib("7 Gy", "6.3 Gy", "5.6 Gy").replace('SpinalCord: ["D0.03cc <= 45 Gy"]', f"SpinalCord: {goals}")
+    text += "optimization:\n  terms:\n" + "".join(f"    - {term}\n" for term in terms)
+    return text.replace("SpinalCord", cord)
+
+
+def test_the_level_line_counts_the_goals_and_terms_it_asks_about() -> None:
+    """Goals and terms far above a short course's level are one rule: the level's line names the first and counts
+    the rest of both, each at its own line with its own ending."""
+    found = _diagnostics(_short_course_with_terms(
+        "SpinalCord", '["D0.03cc <= 45 Gy", "Mean <= 30 Gy"]', ["{kind: max_dose, structure: SpinalCord, dose: 45 Gy}"]))
+    assert [(line, message.split(": a dose")[0]) for line, message in found] == [
+        (13, "7 Gy in 5 fractions"),
+        (20, '"D0.03cc <= 45 Gy" is 6.43 times the highest dose level (PTV_70\'s 7 Gy)'),
+        (20, '"Mean <= 30 Gy" is 4.29 times the highest dose level (PTV_70\'s 7 Gy)'),
+        (23, '"max_dose SpinalCord <= 45 Gy" is 6.43 times the highest dose level (PTV_70\'s 7 Gy)'),
+    ]
+    assert '"D0.03cc <= 45 Gy" and 2 more goals and terms state a dose more than 4 times this level' in found[0][1]
+    assert found[1][1].endswith("prescription.levels[0] is at p.yaml:13:7") and "goals are totals" in found[1][1]
+    assert "(cGy written as Gy; a term's doses are totals over the course); or is the dose level" in found[3][1]
+
+
 def test_a_goal_against_a_level_that_is_a_slip_is_not_blamed() -> None:
     """The level is reported; its target's correct goal got a second error saying that it was in the wrong unit,
     which the docs said it would not (audit s19/a4 F5)."""

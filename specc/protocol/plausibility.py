@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, get_args
 
 from specc.protocol.diagnostics import Issue, located_goals
@@ -119,80 +120,148 @@ LARGEST_COURSE_GY = 100.0
 
 
 def plausible_doses(protocol: ProtocolDocument) -> Iterator[Issue]:
-    """Dose levels and goal doses no course gives: the slips `Dose` alone cannot see (every unit is valid)."""
+    """Dose levels and goal and term doses no course gives: the slips `Dose` alone cannot see (every unit is valid)."""
+    statings = _statings(protocol)
     if protocol.prescription is None:  # a site template: the protocols extending it are checked against their levels
-        yield from _template_goal_doses(protocol)
-        yield from _template_term_doses(protocol)
+        yield from _template_doses(statings)
         return
     yield from _levels(protocol)
     yield from _levels_far_below(protocol)
-    yield from _target_goals(protocol)
-    yield from _target_terms(protocol)
-    yield from _goal_doses(protocol)
+    yield from _target_doses(protocol, statings)
+    yield from _doses_above(protocol, statings)
 
 
-def _template_goal_doses(protocol: ProtocolDocument) -> Iterator[Issue]:
-    """A physical dose a goal of a file without a prescription (a site template) states more than
-    `PLAUSIBLE_GOAL_TO_LEVEL` times the highest total an external-beam course gives (`LARGEST_COURSE_GY`): more
-    than the rule `_goal_doses` holds it to in a protocol extending the template whose levels stay within that
-    total (a composite level above it, a re-irradiation summed with its prior course, could allow more: such a
-    protocol then states that goal itself; review s20/r1 F6), so a slip such as
-    "D0.03cc <= 4500 Gy" (cGy written as Gy) is found where it is written, not only in each protocol extending it
-    (audit s20/t1 F8). No tighter bound is honest here: `limits_for_dose_per_fraction` bounds a dose per fraction,
-    and the template states no fractions. An EQD2 or BED dose is not bounded: a course's BED in a low alpha/beta
-    reaches thousands of Gy (100 Gy in 1 fraction is 3433 Gy BED, alpha/beta 3 Gy)."""
+# A model path, as an `Issue` points at a goal, a term or one of its fields.
+_Loc = tuple[str | int, ...]
+# The end of every term's unit-slip message, as "goals are totals over the course" ends a goal's.
+_TERM_TOTALS = "a term's doses are totals over the course"
+
+
+@dataclass(frozen=True)
+class _StatedDose:
+    """A dose in Gy that a goal or a term states: what it is as a message names it ("" for a goal's threshold and for a
+    term's one dose; "its variation", "its max", "the dose of V20Gy"), and the path its issue points at (a term's
+    names the field)."""
+
+    what: str
+    gy: float
+    loc: _Loc
+
+
+@dataclass(frozen=True)
+class _Stating:
+    """A goal or an optimization term as the unit-slip rules read it: one shape for both, so that each rule is one
+    loop, the goals' and the terms' issues differing only in what this holds. How a message quotes it, the dose its
+    doses are in (course, quantity, alpha/beta), the target level it is on, and its doses by the rule holding them."""
+
+    quoted: str  # '"D0.03cc <= 45 Gy"', '"max_dose SpinalCord <= 45 Gy"'
+    noun: str  # "goal" or "term"
+    this_course: bool  # its doses are on this course alone ("(this course)"; a term is judged on the composite)
+    quantity: DoseQuantity
+    alpha_beta: Dose | None  # what converts a level into `quantity`; None where none is given
+    level: DoseLevel | None  # the target level it is held to from both sides (`_target_level`); None off a target
+    own: tuple[_StatedDose, ...]  # the doses held to `level` from both sides (`_target_doses`)
+    others: tuple[_StatedDose, ...]  # the doses held below the highest level (`_doses_above`)
+
+    @property
+    def unit(self) -> str:
+        """The unit its doses are written in: "Gy", "Gy EQD2"."""
+        return "Gy" if self.quantity == "physical" else f"Gy {self.quantity}"
+
+    @property
+    def totals(self) -> str:
+        """The end of each unit-slip message about it: the doses it states are totals over the course."""
+        return "goals are totals over the course" if self.noun == "goal" else _TERM_TOTALS
+
+    def subject(self, dose: _StatedDose) -> str:
+        """It as a message about `dose` quotes it: the goal or term, and which of its doses where `dose` has a name."""
+        return self.quoted + (f": {dose.what} ({format_number(dose.gy)} {self.unit})" if dose.what else "")
+
+
+def _statings(protocol: ProtocolDocument) -> list[_Stating]:
+    """Each goal, then each optimization term that states a dose, as the unit-slip rules read it."""
+    goals = [_goal_stating(protocol, loc, goal) for loc, goal in located_goals(protocol.goals)]
+    terms = protocol.optimization.terms if protocol.optimization is not None else []
+    located = [(("optimization", "terms", index), term) for index, term in enumerate(terms) if _term_doses(term)]
+    return [*goals, *(_term_stating(protocol, loc, term) for loc, term in located)]
+
+
+def _goal_stating(protocol: ProtocolDocument, loc: _Loc, goal: Goal) -> _Stating:
+    """A goal: on its course, in its quantity with its structure's alpha/beta; on a target, the threshold and variation
+    of its dose metric are held to the target's level (`_goal_doses`), every other dose it states below the highest."""
+    spec = protocol.structures.get(goal.structure)
+    level = _target_level(protocol, goal.structure)
+    limits, others = _goal_doses(goal, loc)
+    own, others = (limits, others) if level is not None else ((), (*limits, *others))
+    return _Stating(f'"{goal.text}"', "goal", goal.course == "this", goal.quantity,
+                    spec.alpha_beta if spec is not None else None, level, own, others)
+
+
+def _goal_doses(goal: Goal, loc: _Loc) -> tuple[tuple[_StatedDose, ...], tuple[_StatedDose, ...]]:
+    """The doses in Gy a goal states: a dose metric's threshold and variation (a target's own goal holds them to its
+    level); the others, a table's limits and variations row by row, the limits first (each a limit some case is judged
+    by), or a V or CV metric's dose. A percentage of the prescription is none: it cannot be in the wrong unit; nor is a
+    limit of 0 Gy, which no unit makes another dose."""
+    if goal.metric.is_dose and goal.by_volume is not None:
+        table = goal.by_volume
+        if table.relative:
+            return (), ()
+        rows = [(f"its table's {format_number(volume)} cc row", gy)
+                for volume, gy in zip(table.volumes_cc, table.limits)]
+        rows += [(f"its table's {format_number(volume)} cc row's variation", gy)
+                 for volume, gy in zip(table.volumes_cc, table.variations or ())]
+        return (), tuple(_StatedDose(what, gy, loc) for what, gy in rows)
+    if goal.metric.is_dose:
+        limits = (("", goal.threshold), ("its variation", goal.variation))
+        return tuple(_StatedDose(what, limit.value, loc) for what, limit in limits
+                     if limit is not None and not limit.relative and limit.value > 0), ()
+    if goal.metric.dose is not None:
+        return (), (_StatedDose(f"the dose of {goal.metric}", goal.metric.dose.gy, loc),)
+    return (), ()
+
+
+def _term_stating(protocol: ProtocolDocument, loc: _Loc, term: TermBase) -> _Stating:
+    """A term that states a dose (`_term_doses`): on the composite (a term is judged on it), in its quantity with its
+    alpha/beta; each dose, named by its field where it states more than one (a mean's `min` and `max`), held to its
+    structure's level where that is a target's, else below the highest level."""
+    quantity, alpha_beta = _term_quantity(term)
+    structures = term.structures()
+    level = _target_level(protocol, structures[0]) if structures else None
+    doses = _term_doses(term)
+    stated = tuple(_StatedDose(f"its {field}" if len(doses) > 1 else "", gy, (*loc, field)) for field, gy in doses)
+    own, others = (stated, ()) if level is not None else ((), stated)
+    return _Stating(f'"{term.label()}"', "term", False, quantity, alpha_beta, level, own, others)
+
+
+def _template_doses(statings: list[_Stating]) -> Iterator[Issue]:
+    """A physical dose a goal or term of a file without a prescription (a site template) states more than
+    `PLAUSIBLE_GOAL_TO_LEVEL` times the highest total an external-beam course gives (`LARGEST_COURSE_GY`; the first
+    such, one issue a goal or term): more than the rule `_doses_above` holds it to in a protocol extending the template
+    whose levels stay within that total (a composite level above it, a re-irradiation summed with its prior course,
+    could allow more: such a protocol then states that goal itself; review s20/r1 F6), so a slip such as
+    "D0.03cc <= 4500 Gy" or a hand-written `max_dose SpinalCord 4500 Gy` (cGy written as Gy) is found where it is
+    written, not only in each protocol extending it (audit s20/t1 F8, s20/t4 F1). No tighter bound is honest here:
+    `limits_for_dose_per_fraction` bounds a dose per fraction, and the template states no fractions. An EQD2 or BED dose
+    is not bounded: a course's BED in a low alpha/beta reaches thousands of Gy (100 Gy in 1 fraction is 3433 Gy BED,
+    alpha/beta 3 Gy)."""
     ceiling = PLAUSIBLE_GOAL_TO_LEVEL * LARGEST_COURSE_GY
-    for loc, goal in located_goals(protocol.goals):
-        if goal.isoeffective:
+    for stating in statings:
+        if stating.quantity != "physical":
             continue
-        for what, gy in _stated_doses(goal, own_level=False):
-            if gy > ceiling:
-                subject = f'"{goal.text}"' + (f": {what} ({format_number(gy)} Gy)" if what else "")
+        for dose in (*stating.own, *stating.others):
+            if dose.gy > ceiling:
                 yield Issue(
-                    loc,
-                    f"{subject} is {gy / LARGEST_COURSE_GY:.3g} times the highest total dose external-beam courses "
-                    f"give ({format_number(LARGEST_COURSE_GY)} Gy; a goal may state up to "
-                    f"{format_number(PLAUSIBLE_GOAL_TO_LEVEL)} times a protocol's highest dose level): a dose in the "
-                    "wrong unit? (cGy written as Gy; goals are totals over the course)",
-                )
-                break
-
-
-def _template_term_doses(protocol: ProtocolDocument) -> Iterator[Issue]:
-    """`_template_goal_doses`' rule for the physical doses an optimization term of a site template states
-    (`_term_doses`): a hand-written `max_dose SpinalCord 4500 Gy` limits nothing in every protocol extending it
-    (audit s20/t4 F1)."""
-    ceiling = PLAUSIBLE_GOAL_TO_LEVEL * LARGEST_COURSE_GY
-    for loc, term, doses in _located_terms(protocol):
-        if _term_quantity(term)[0] != "physical":
-            continue
-        for field, gy in doses:
-            if gy > ceiling:
-                yield Issue(
-                    (*loc, field),
-                    f"{_term_subject(term, field, gy, 'Gy', len(doses))} is {gy / LARGEST_COURSE_GY:.3g} times the "
-                    f"highest total dose external-beam courses give ({format_number(LARGEST_COURSE_GY)} Gy; a term "
-                    f"may state up to {format_number(PLAUSIBLE_GOAL_TO_LEVEL)} times a protocol's highest dose level): "
-                    f"a dose in the wrong unit? (cGy written as Gy; {_TERM_TOTALS})",
+                    dose.loc,
+                    f"{stating.subject(dose)} is {dose.gy / LARGEST_COURSE_GY:.3g} times the highest total dose "
+                    f"external-beam courses give ({format_number(LARGEST_COURSE_GY)} Gy; a {stating.noun} may state "
+                    f"up to {format_number(PLAUSIBLE_GOAL_TO_LEVEL)} times a protocol's highest dose level): a dose in "
+                    f"the wrong unit? (cGy written as Gy; {stating.totals})",
                 )
                 break
 
 
 # A tissue's alpha/beta ratio is written as a dose ("3 Gy") but is a parameter of the LQ model, no dose a plan gives.
 _NOT_DOSES = frozenset({"alpha_beta"})
-# The end of every term's unit-slip message, as "goals are totals over the course" ends a goal's.
-_TERM_TOTALS = "a term's doses are totals over the course"
-
-
-def _located_terms(
-    protocol: ProtocolDocument,
-) -> Iterator[tuple[tuple[str | int, ...], TermBase, list[tuple[str, float]]]]:
-    """Each optimization term that states a dose, at its model path, with the doses it states in Gy (`_term_doses`)."""
-    terms = protocol.optimization.terms if protocol.optimization is not None else []
-    for index, term in enumerate(terms):
-        doses = _term_doses(term)
-        if doses:
-            yield ("optimization", "terms", index), term, doses
 
 
 def _term_doses(term: TermBase) -> list[tuple[str, float]]:
@@ -207,13 +276,6 @@ def _term_doses(term: TermBase) -> list[tuple[str, float]]:
         if value is not None and value.gy > 0:
             doses.append((field, value.gy))
     return doses
-
-
-def _term_subject(term: TermBase, field: str, gy: float, unit: str, stated: int) -> str:
-    """The term as a message quotes it: its label, and which of its doses when it states more than one (a mean's
-    `min` and `max`); the issue's path names the field too."""
-    label = f'"{term.label()}"'
-    return label if stated == 1 else f"{label}: its {field} ({format_number(gy)} {unit})"
 
 
 def _term_quantity(term: TermBase) -> tuple[DoseQuantity, Dose | None]:
@@ -301,89 +363,39 @@ def _levels_far_below(protocol: ProtocolDocument) -> Iterator[Issue]:
         )
 
 
-def _target_goals(protocol: ProtocolDocument) -> Iterator[Issue]:
-    """A target's own dose goal whose threshold or variation in Gy is more than `PLAUSIBLE_GOAL_TO_LEVEL` from its
-    level, either way (the first such, one issue a goal): a variation of "50.4 cGy" for 50.4 Gy makes any coverage
-    between them an acceptable variation. An EQD2 or BED goal is compared with the level in its own quantity and
-    the target's alpha/beta (`_reference`): converting the goal to a physical dose would be the same comparison
-    through the same model. Against a level that is a slip itself (`_levels`) the comparison says nothing."""
-    assert protocol.prescription is not None
-    for loc, goal in located_goals(protocol.goals):
-        level = _target_level(protocol, goal.structure)
-        if level is None or _is_slip(level) or not goal.metric.is_dose or goal.threshold is None:
+def _target_doses(protocol: ProtocolDocument, statings: list[_Stating]) -> Iterator[Issue]:
+    """A dose a target's own goal or a term on a target states (`_Stating.own`) more than `PLAUSIBLE_GOAL_TO_LEVEL`
+    from its level, either way (the first such, one issue a goal or term): a variation of "50.4 cGy" for 50.4 Gy makes
+    any coverage between them an acceptable variation; a hard `min_dose PTV 70 cGy` constrains nothing and a
+    `quadratic_underdose PTV 7800 Gy` drives the whole optimum (audit s20/t4 F1). An EQD2 or BED dose is compared with
+    the level in its own quantity and alpha/beta (`_level_as`): converting it to a physical dose would be the same
+    comparison through the same model. Against a level that is a slip itself (`_levels`) the comparison says nothing."""
+    for stating in statings:
+        level = stating.level
+        if level is None or _is_slip(level) or not stating.own:
             continue
-        reference = _reference(protocol, level, goal)
+        reference = _level_as(protocol, level, stating.this_course, stating.quantity, stating.alpha_beta)
         if reference is None:
             continue
         reference_gy, described = reference
-        own = goal.course == "this"
-        if not goal.isoeffective:  # the level by name: "PTV's dose level (78 Gy)"
-            described = (f"{level.target}'s {'share of the dose level from this course' if own else 'dose level'} "
-                         f"({format_number(reference_gy)} Gy)")
+        if stating.quantity == "physical":  # the level by name: "PTV's dose level (78 Gy)"
+            share = "share of the dose level from this course" if stating.this_course else "dose level"
+            described = f"{level.target}'s {share} ({format_number(reference_gy)} Gy)"
         else:
-            described = f"{level.target}'s dose level in {goal.quantity} ({described})"
-        unit = f"Gy {goal.quantity}" if goal.isoeffective else "Gy"
-        stated = [("", goal.threshold)] + ([("its variation", goal.variation)] if goal.variation is not None else [])
-        for what, limit in stated:
-            value = limit.resolve(goal.reference_dose)
-            ratio = value / reference_gy
-            if limit.relative or value <= 0 or 1 / PLAUSIBLE_GOAL_TO_LEVEL <= ratio <= PLAUSIBLE_GOAL_TO_LEVEL:
-                continue
-            subject = f'"{goal.text}"' + (f": {what} ({format_number(value)} {unit})" if what else "")
-            slip = "cGy written as Gy" if ratio > 1 else "Gy written as cGy, or a dose per fraction"
-            per_fraction, related = _level_per_fraction(protocol, level, ratio) if ratio > 1 else ("", None)
-            yield Issue(
-                loc,
-                f'{subject} is {f"{100 * ratio:.2g}% of" if ratio < 1 else f"{ratio:.3g} times"} {described}: a dose '
-                f"in the wrong unit? ({slip}; goals are totals over the course){per_fraction}",
-                related=related,
-            )
-            break
-
-
-def _target_terms(protocol: ProtocolDocument) -> Iterator[Issue]:
-    """`_target_goals`' rule for the optimization terms on a target: each dose a term on it states (`_term_doses`)
-    more than `PLAUSIBLE_GOAL_TO_LEVEL` from its level, either way (the first such, one issue a term), compared on the
-    composite (a term is judged on it) and in the term's quantity. A hard `min_dose PTV 70 cGy` constrains nothing and
-    a `quadratic_underdose PTV 7800 Gy` drives the whole optimum (audit s20/t4 F1)."""
-    assert protocol.prescription is not None
-    for loc, term, doses in _located_terms(protocol):
-        level = _target_level(protocol, term.structures()[0]) if term.structures() else None
-        if level is None or _is_slip(level):
-            continue
-        compared = _term_reference(protocol, term, level)
-        if compared is None:
-            continue
-        reference_gy, described, unit = compared
-        if unit == "Gy":
-            described = f"{level.target}'s dose level ({format_number(reference_gy)} Gy)"
-        else:
-            described = f"{level.target}'s dose level in {unit.removeprefix('Gy ')} ({described})"
-        for field, gy in doses:
-            ratio = gy / reference_gy
+            described = f"{level.target}'s dose level in {stating.quantity} ({described})"
+        for dose in stating.own:
+            ratio = dose.gy / reference_gy
             if 1 / PLAUSIBLE_GOAL_TO_LEVEL <= ratio <= PLAUSIBLE_GOAL_TO_LEVEL:
                 continue
             slip = "cGy written as Gy" if ratio > 1 else "Gy written as cGy, or a dose per fraction"
             per_fraction, related = _level_per_fraction(protocol, level, ratio) if ratio > 1 else ("", None)
             yield Issue(
-                (*loc, field),
-                f'{_term_subject(term, field, gy, unit, len(doses))} is '
-                f'{f"{100 * ratio:.2g}% of" if ratio < 1 else f"{ratio:.3g} times"} {described}: a dose in the wrong '
-                f"unit? ({slip}; {_TERM_TOTALS}){per_fraction}",
+                dose.loc,
+                f'{stating.subject(dose)} is {f"{100 * ratio:.2g}% of" if ratio < 1 else f"{ratio:.3g} times"} '
+                f"{described}: a dose in the wrong unit? ({slip}; {stating.totals}){per_fraction}",
                 related=related,
             )
             break
-
-
-def _term_reference(protocol: ProtocolDocument, term: TermBase, level: DoseLevel) -> tuple[float, str, str] | None:
-    """`level` as a term's doses are compared with it: on the composite (a term is judged on it), in the term's
-    quantity, in Gy, with how to name it and the unit its doses are written in ("Gy", "Gy EQD2"); None where it
-    cannot be told (`_level_as`). One prologue for `_target_terms` and `_term_doses_above`."""
-    quantity, alpha_beta = _term_quantity(term)
-    reference = _level_as(protocol, level, False, quantity, alpha_beta)
-    if reference is None:
-        return None
-    return (*reference, f"Gy {quantity}" if quantity != "physical" else "Gy")
 
 
 def _target_level(protocol: ProtocolDocument, structure: str) -> DoseLevel | None:
@@ -417,48 +429,49 @@ def _level_per_fraction(
     )
 
 
-def _stated_doses(goal: Goal, own_level: bool) -> list[tuple[str, float]]:
-    """The doses in Gy a goal states, each with what it is ("" for the threshold): a dose metric's threshold
-    and variation (unless `own_level`: a target's own, which `_target_goals` holds to its level from both
-    sides); a V or CV metric's dose. A percentage of the prescription is none: it cannot
-    be in the wrong unit. A table states its limits and variations row by row, the limits first."""
-    stated: list[tuple[str, float]] = []
-    if goal.metric.is_dose and goal.by_volume is not None:  # a table's rows, each a limit some case is judged by
-        table = goal.by_volume
-        if not table.relative:
-            stated += [(f"its table's {format_number(volume)} cc row", gy) for volume, gy in zip(table.volumes_cc, table.limits)]
-            stated += [(f"its table's {format_number(volume)} cc row's variation", gy)
-                       for volume, gy in zip(table.volumes_cc, table.variations or ())]
-    elif goal.metric.is_dose:
-        if not own_level and not goal.threshold.relative:
-            stated.append(("", goal.threshold_value))
-        if not own_level and goal.variation is not None and not goal.variation.relative:
-            stated.append(("its variation", goal.variation.value))
-    elif goal.metric.dose is not None:
-        stated.append((f"the dose of {goal.metric}", goal.metric.dose.gy))
-    return stated
-
-
-def _goal_doses(protocol: ProtocolDocument) -> Iterator[Issue]:
-    """A dose a goal states more than `PLAUSIBLE_GOAL_TO_LEVEL` times the highest dose level (the first
-    such, one issue a goal), on the goal's course (with a prior course the levels are composite; this
-    course's share for a goal on this course alone) and in its quantity (an EQD2 or BED goal against the
-    level's EQD2 or BED in the structure's alpha/beta: 150 Gy BED is an ordinary limit for 36.25 Gy in 5
-    fractions). Against a level that is a slip itself (`_levels`) the comparison says nothing. In a short
-    course the highest level may be the slip instead (a dose per fraction written as the total, inside the
-    per-fraction window): the message asks that too, naming the level's line (`_level_per_fraction`), since
-    every correct organ limit of a site template then reads as too high; and the level's own line leads with the
-    question (`_level_asked`): with 7 / 6.3 / 5.6 Gy in 5 fractions the user got 14 errors at a template's correct
-    lines and none at the line to change (review s19/r1 F6)."""
+def _doses_above(protocol: ProtocolDocument, statings: list[_Stating]) -> Iterator[Issue]:
+    """A dose a goal or term states (`_Stating.others`: not a target's own) more than `PLAUSIBLE_GOAL_TO_LEVEL` times
+    the highest dose level (the first such, one issue a goal or term), on its course (with a prior course the levels
+    are composite; this course's share for a goal on this course alone) and in its quantity (an EQD2 or BED dose
+    against the level's EQD2 or BED in the structure's alpha/beta: 150 Gy BED is an ordinary limit for 36.25 Gy in 5
+    fractions). An organ limit of "Max <= 7500 Gy" can never fail; a hard `max_dose SpinalCord 4500 Gy` (cGy meant)
+    is that limit in the optimizer, which is what protects the organ (audit s20/t4 F1). Against a level that is a slip
+    itself (`_levels`) the comparison says nothing. In a short course the highest level may be the slip instead (a
+    dose per fraction written as the total, inside the per-fraction window): the message asks that too, naming the
+    level's line (`_level_per_fraction`), since every correct organ limit of a site template then reads as too high;
+    and the level's own line leads with the question (`_level_asked`): with 7 / 6.3 / 5.6 Gy in 5 fractions the user
+    got 14 errors at a template's correct lines and none at the line to change (review s19/r1 F6)."""
     assert protocol.prescription is not None
     highest = max(protocol.prescription.levels, key=lambda level: level.dose.gy)
     if _is_slip(highest):
         return
-    issues = [*_goal_doses_above(protocol, highest), *_term_doses_above(protocol, highest)]
+    issues = list(_above(protocol, highest, statings))
     asked = [issue for issue in issues if issue.related is not None]
     if asked:
         yield _level_asked(protocol, highest, asked)
     yield from issues
+
+
+def _above(protocol: ProtocolDocument, highest: DoseLevel, statings: list[_Stating]) -> Iterator[Issue]:
+    """`_doses_above`' issue of each goal and term against the `highest` level."""
+    for stating in statings:
+        if not stating.others:
+            continue
+        reference = _level_as(protocol, highest, stating.this_course, stating.quantity, stating.alpha_beta)
+        if reference is None:
+            continue
+        reference_gy, described = reference
+        for dose in stating.others:
+            ratio = dose.gy / reference_gy
+            if ratio > PLAUSIBLE_GOAL_TO_LEVEL:
+                per_fraction, related = _level_per_fraction(protocol, highest, ratio)
+                yield Issue(
+                    dose.loc,
+                    f"{stating.subject(dose)} is {ratio:.3g} times the highest dose level ({described}): a dose in the wrong unit? "
+                    f"(cGy written as Gy; {stating.totals}){per_fraction}",
+                    related=related,
+                )
+                break
 
 
 def _level_asked(protocol: ProtocolDocument, level: DoseLevel, asked: list[Issue]) -> Issue:
@@ -481,69 +494,13 @@ def _level_asked(protocol: ProtocolDocument, level: DoseLevel, asked: list[Issue
     )
 
 
-def _goal_doses_above(protocol: ProtocolDocument, highest: DoseLevel) -> Iterator[Issue]:
-    """`_goal_doses`' issue of each goal, against the `highest` level."""
-    for loc, goal in located_goals(protocol.goals):
-        own_level = _target_level(protocol, goal.structure) is not None
-        stated = _stated_doses(goal, own_level)
-        reference = _reference(protocol, highest, goal) if stated else None
-        if reference is None:
-            continue
-        reference_gy, described = reference
-        unit = f"Gy {goal.quantity}" if goal.isoeffective else "Gy"
-        for what, gy in stated:
-            ratio = gy / reference_gy
-            if ratio > PLAUSIBLE_GOAL_TO_LEVEL:
-                subject = f'"{goal.text}"' + (f": {what} ({format_number(gy)} {unit})" if what else "")
-                per_fraction, related = _level_per_fraction(protocol, highest, ratio)
-                yield Issue(
-                    loc,
-                    f"{subject} is {ratio:.3g} times the highest dose level ({described}): a dose in the wrong "
-                    f"unit? (cGy written as Gy; goals are totals over the course){per_fraction}",
-                    related=related,
-                )
-                break
-
-
-def _term_doses_above(protocol: ProtocolDocument, highest: DoseLevel) -> Iterator[Issue]:
-    """`_goal_doses_above`' rule for the optimization terms not on a target (`_target_terms` holds those to their
-    own level): a dose a term states (`_term_doses`) more than `PLAUSIBLE_GOAL_TO_LEVEL` times the `highest` level on
-    the composite (a term is judged on it) in the term's quantity (the first such, one issue a term). A hard
-    `max_dose SpinalCord 4500 Gy` (cGy meant) is the limit no plan can fail of a goal, but in the optimizer, which is
-    what protects the organ (audit s20/t4 F1)."""
-    for loc, term, doses in _located_terms(protocol):
-        if term.structures() and _target_level(protocol, term.structures()[0]) is not None:
-            continue
-        compared = _term_reference(protocol, term, highest)
-        if compared is None:
-            continue
-        reference_gy, described, unit = compared
-        for field, gy in doses:
-            ratio = gy / reference_gy
-            if ratio > PLAUSIBLE_GOAL_TO_LEVEL:
-                per_fraction, related = _level_per_fraction(protocol, highest, ratio)
-                yield Issue(
-                    (*loc, field),
-                    f"{_term_subject(term, field, gy, unit, len(doses))} is {ratio:.3g} times the highest dose level "
-                    f"({described}): a dose in the wrong unit? (cGy written as Gy; {_TERM_TOTALS}){per_fraction}",
-                    related=related,
-                )
-                break
-
-
-def _reference(protocol: ProtocolDocument, level: DoseLevel, goal: Goal) -> tuple[float, str] | None:
-    """The dose level `level` on `goal`'s course and in its quantity, in Gy, and how to name it; None when
-    it cannot be told (an isoeffective goal whose structure gives no alpha/beta, or whose composite needs
-    the prior course's fractions: both reported by their own rules)."""
-    spec = protocol.structures.get(goal.structure)
-    return _level_as(protocol, level, goal.course == "this", goal.quantity, spec.alpha_beta if spec else None)
-
-
 def _level_as(
     protocol: ProtocolDocument, level: DoseLevel, this_course: bool, quantity: DoseQuantity, alpha_beta: Dose | None
 ) -> tuple[float, str] | None:
-    """`_reference` for a dose on this course alone (`this_course`) or the composite, in `quantity` with `alpha_beta`:
-    what a goal and an optimization term are compared with alike; None for an isoeffective dose without a ratio."""
+    """The dose level `level` on this course alone (`this_course`) or the composite, in `quantity` with `alpha_beta`,
+    in Gy, and how to name it: what a goal and an optimization term are compared with alike; None when it cannot be
+    told (an isoeffective dose without a ratio, or a composite needing the prior course's fractions: both reported by
+    their own rules)."""
     prescription = protocol.prescription
     assert prescription is not None
     physical_gy = level.plan_dose_gy if this_course else level.dose.gy
