@@ -12,8 +12,9 @@ structures on the dose grid); a specc case file with an RT Dose (the dose interp
 the case grid, so specc's and the other system's plans are measured on the same masks); a
 matRad workspace, measured as matRad measures it: on its CT grid, resultGUI's own, with the
 cst{i,4} voxels of its structures (a case given with it files the check under that case, its id and
-SHA-256, and must be of that workspace where it tells: `read_matrad_plan`), or with `measure_on="case"`
-as specc measures its own plan of the case: resultGUI interpolated onto the case's grid, the case's masks
+SHA-256, and must be of that workspace: `read_matrad_plan` refuses a case of another workspace, or one
+from elsewhere sharing no structure name or space with it, and a partial match is a record warning), or
+with `measure_on="case"` as specc measures its own plan of the case: resultGUI interpolated onto the case's grid, the case's masks
 (the reading a comparison of plans needs: the two systems' own readings differ by the grid). A
 structure part of which has no dose (beyond the dose grid) is measured on the rest for its DVH,
 and its goals are reported NOT EVALUATED with the reason, never judged on part of it; one wholly
@@ -180,6 +181,9 @@ class _Read:
     # The case the check is filed under where it is not the one measured on: a case given with a matRad
     # workspace measured on its CT grid (its id, SHA-256 and source go on the record, so compare pairs them)
     filed_under: Case | None = None
+    # What a signer must see before the goals (the record's warnings): a case given with a matRad workspace
+    # that matches it only in part
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
 
 def _read_export(
@@ -282,8 +286,9 @@ def check_dose(
     or a matRad workspace (.mat) whose resultGUI holds matRad's plan (always one fraction).
     `measure_on` "ct": judged as matRad measures it, on the workspace's CT grid with its cst{i,4}
     structures, whatever grid `case` has (`case` then files the check under its id and SHA-256, and is
-    refused when it was imported from another workspace; None: filed under the workspace's stem and its
-    CT structures). "case": judged as specc measures its own plan of `case` (needed), resultGUI
+    refused when it was imported from another workspace or, from elsewhere, shares no structure name or
+    space with it; a partial match is one of the record's warnings. None: filed under the workspace's stem
+    and its CT structures). "case": judged as specc measures its own plan of `case` (needed), resultGUI
     interpolated onto the case's grid with the case's masks, so that it compares with that plan like for
     like. `outside_zero`, `per_fraction`, `prior_dose`, `out_dir`: as for `check_export`.
     """
@@ -304,7 +309,8 @@ def check_dose(
         }
     source = _source_record(read.dose, read.measured_on, incomplete=incomplete, plan={}, outside_zero=outside_zero,
                             attributes=read.attributes)
-    checked = _Read(read.measured_on, resolved, values, known, source, notes, filed_under=read.filed_under)
+    checked = _Read(read.measured_on, resolved, values, known, source, notes, filed_under=read.filed_under,
+                    warnings=read.warnings)
     return _measure(protocol, _with_prior(protocol, checked, prior_dose, stages), out_dir, pdf, stages)
 
 
@@ -362,6 +368,7 @@ class _DoseOnCase:
     left_out: list[str]  # structures the reader left out, and why (for the error when a goal names one)
     attributes: dict[str, str] = dataclasses.field(default_factory=dict)  # added to the dose source record's
     filed_under: Case | None = None  # the case the record names, where it is not `measured_on`
+    warnings: list[str] = dataclasses.field(default_factory=list)  # the record's (`_Read.warnings`)
 
 
 def _case_and_dose(
@@ -386,7 +393,8 @@ def _case_and_dose(
             STRUCTURES_SHA256: plan.case.content_hash(),
         }
         notes = [*plan.dose.notes, plan.measured_on_ct, *plan.left_out, *_unused_case_note(case, plan.case)]
-        return _DoseOnCase(plan.case, plan.dose, notes, plan.left_out, attributes, filed_under=case)
+        return _DoseOnCase(plan.case, plan.dose, notes, plan.left_out, attributes, filed_under=case,
+                           warnings=plan.warnings)
     if measure_on != "ct":
         raise CaseError(f"{path}: --measure-on applies to a matRad workspace; an RT Dose is measured on the case's grid")
     if case is None:
@@ -407,7 +415,7 @@ def _on_the_case(plan: MatradPlan, case: Case, path: Path) -> _DoseOnCase:
         "read otherwise (the check without --measure-on case gives those)"
     )
     attributes = {MEASURED_ON: f"the case {case.case_id!r}'s grid and masks, as specc measures its plans (--measure-on case)"}
-    return _DoseOnCase(case, plan.dose, [*plan.dose.notes, note], [], attributes)
+    return _DoseOnCase(case, plan.dose, [*plan.dose.notes, note], [], attributes, warnings=plan.warnings)
 
 
 def _unused_case_note(case: Case | None, measured_on: Case) -> list[str]:
@@ -613,7 +621,10 @@ def _measure(protocol: Protocol, read: _Read, out_dir: str | Path, pdf: bool, st
     # staged as a plan is: whole, moved in with plan.json last, or none (a kill -9 part way included)
     with stages.stage("report"), staged_plan(out, "no check written") as staged:
         folder = staged.path
-        record = evaluation.record.model_copy(update={"timings_s": dict(stages.timings), **_filed_under(read, evaluation.record)})
+        record = evaluation.record.model_copy(update={
+            "timings_s": dict(stages.timings), "warnings": [*evaluation.record.warnings, *read.warnings],
+            **_filed_under(read, evaluation.record),
+        })
         paths = write_report(folder, record, read.case, evaluation, read.resolved.masks, pdf=pdf, named_in=out)
         with writing(out / PLAN_JSON, "no check written"):
             # the bytes the report's digest is of

@@ -15,14 +15,16 @@ a check's values are matRad's own.
 A case given with the workspace names the check, and its case id is what `specc compare` and
 cohorts pair the check with specc's plan of that case on; so a case imported from a matRad
 workspace must be of this one (`_case_of_workspace`: its structures are cst rows whose cst{i,4}
-voxels, resampled onto its grid as the importer does, are its masks), and one from elsewhere
-(PortPy, DICOM, a phantom) is noted as unchecked. File names are no test: two workspaces of one
-patient (before and after optimizing) differ in name only, two patients' may not.
+voxels, resampled onto its grid as the importer does, are its masks). One from elsewhere (PortPy,
+DICOM, a phantom) is compared where it can be (`_case_from_elsewhere`): its structure names with the
+cst's, its grid with the workspace's CT in the patient frame (mm); one sharing no structure name, or
+no voxel of space, is refused, one matching in part is a warning. File names are no test: two
+workspaces of one patient (before and after optimizing) differ in name only, two patients' may not.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +60,9 @@ class MatradPlan:
     left_out: list[str]  # cst rows that are no structure of the case, and why
     # What a check measuring on `case` (the CT grid, cst{i,4}) says of it; a check on another case says otherwise.
     measured_on_ct: str
+    # What a signer must see before the goals: a case from elsewhere that matches the workspace only in part
+    # (`_case_from_elsewhere`)
+    warnings: list[str] = field(default_factory=list)
 
 
 def read_matrad_dose(path: str | Path, fractions: int | None) -> ExternalDose:
@@ -74,12 +79,14 @@ def read_matrad_plan(
     the CT grid and the cst{i,4} voxels of every cst row, named after `named_by` (else the file's stem).
 
     `named_by` (read from `case_file`, which messages name) must be a case of this workspace when it was
-    imported from a matRad workspace, else it is refused saying what differs; from elsewhere, a note
-    says the match could not be checked (`_case_of_workspace`)."""
+    imported from a matRad workspace, else it is refused saying what differs; from elsewhere, it must share
+    structure names and space with the workspace, and a partial match is a warning (`_case_of_workspace`)."""
     path = Path(path)
     workspace = load_mat(path)
     dose = _result_dose(workspace, path, fractions)
-    case_notes = _case_of_workspace(named_by, case_file, workspace, path) if named_by is not None else []
+    case_notes, warnings = (
+        _case_of_workspace(named_by, case_file, workspace, path, dose.grid) if named_by is not None else ([], [])
+    )
     case_id = named_by.case_id if named_by is not None else None
     structures, left_out = _ct_structures(workspace.get("cst"), dose.grid, str(path))
     voxel_indices = np.zeros(dose.grid.n_voxels, dtype=bool)
@@ -108,7 +115,7 @@ def read_matrad_plan(
         "CT voxels, cst{i,4}"
     )
     return MatradPlan(dose=replace(dose, notes=[*dose.notes, *case_notes]), case=case, left_out=left_out,
-                      measured_on_ct=note)
+                      measured_on_ct=note, warnings=warnings)
 
 
 def _result_dose(workspace: dict[str, Any], path: Path, fractions: int | None) -> ExternalDose:
@@ -215,25 +222,22 @@ _SAME_MM = 1e-3
 _LISTED = 6  # differing structures named in a refusal; the rest are counted
 
 
-def _case_of_workspace(case: Case, case_file: str | Path | None, workspace: dict[str, Any], path: Path) -> list[str]:
-    """A note that `case` is of the workspace at `path`, or that this could not be checked; a case imported
-    from another matRad workspace is refused, naming both files and what differs.
+def _case_of_workspace(
+    case: Case, case_file: str | Path | None, workspace: dict[str, Any], path: Path, ct_grid: Grid
+) -> tuple[list[str], list[str]]:
+    """Notes that `case` is of the workspace at `path` (or how far that could be checked) and warnings of a
+    partial match; a case imported from another matRad workspace is refused, naming both files and what differs.
 
     A case from `specc import matrad` holds the workspace's structures (cst names, less any excluded) on
     its grid, each the nearest CT voxel's cst{i,4} membership (`cst_structures`); the same resampling of
     this workspace's cst must give its masks. That holds for the workspace it was imported from, before
     and after optimizing and under any file name, and fails for another patient, another CT (dimensions,
-    resolution or position) or structures renamed or contoured again. A case from elsewhere carries
-    nothing of a matRad workspace to compare."""
+    resolution or position) or structures renamed or contoured again. A case from elsewhere is compared
+    where it can be (`_case_from_elsewhere`); `ct_grid` is the workspace's CT grid in the patient frame."""
     named = f"the case {case.case_id!r}" + (f" ({case_file})" if case_file is not None else "")
     extra = case.metadata.extra
     if extra.get("import.format") != "matrad" and not case.metadata.source.startswith("matRad workspace"):
-        came_from = case.metadata.source + (f" (imported from {extra['import.source']})" if "import.source" in extra else "")
-        return [
-            f"{named} came from {came_from}, not from a matRad workspace: whether it is the patient of {path.name} "
-            f"could not be checked; the check is filed under its case id {case.case_id!r}, which specc compare and "
-            "cohorts pair on"
-        ]
+        return _case_from_elsewhere(case, named, workspace, path, ct_grid)
     source = str(path)
     imported_from = extra.get("import.source", case.metadata.source)
     differences = _differences(case, workspace, source)
@@ -248,21 +252,108 @@ def _case_of_workspace(case: Case, case_file: str | Path | None, workspace: dict
     return [
         f"{named}, imported from {imported_from}, is a case of {path.name}: {ct}its {len(case.structures)} "
         "structures are cst rows of the workspace, their masks its cst{i,4} voxels resampled onto the case's grid"
+    ], []
+
+
+def _case_from_elsewhere(
+    case: Case, named: str, workspace: dict[str, Any], path: Path, ct_grid: Grid
+) -> tuple[list[str], list[str]]:
+    """Notes and warnings on a case not imported from a matRad workspace (PortPy, DICOM, a phantom), which the
+    check is filed under though the dose and structures measured are the workspace's.
+
+    Nothing of such a case says which workspace it is of, but two things can be compared: its structure names
+    with the cst's (as for a case from a workspace: `_not_in_cst`), and whether its grid lies in the space of
+    the workspace's CT, both in mm in the patient frame. A case sharing no structure name, or no voxel of space,
+    is another patient's (or placed in another frame): refused, naming both files and what differs. One that
+    shares some names, or reaches beyond the CT, is a warning naming what differs: the check would otherwise be
+    filed under a patient whose structures and grid it was not measured on, with only a note to say so."""
+    extra = case.metadata.extra
+    came_from = case.metadata.source + (f" (imported from {extra['import.source']})" if "import.source" in extra else "")
+    rows = _cst_rows(workspace, str(path))
+    missing = _not_in_cst(case, rows)
+    shared = [name for name in case.structures if name not in missing]
+    cst_only = [name for name in rows if name not in shared]
+    case_box, ct_box = _box_mm(case.grid), _box_mm(ct_grid)
+    apart = [axis for axis, (low, high), (ct_low, ct_high) in zip("xyz", case_box, ct_box)
+             if min(high, ct_high) - max(low, ct_low) <= _SAME_MM]
+    # a grid around the contours (`box_grid`) may reach up to one of its voxels beyond the CT it was made on
+    beyond = [axis for axis, (low, high), (ct_low, ct_high), step in zip("xyz", case_box, ct_box, case.grid.spacing_mm)
+              if low < ct_low - step or high > ct_high + step]
+    grids = f"the case's grid spans {_box_text(case_box)}, the workspace's CT {_box_text(ct_box)}"
+    if not shared or apart:
+        reasons = []
+        if not shared:
+            reasons.append(
+                f"no structure name in common (the case's {_quoted(case.structures)}; the workspace's cst "
+                f"{_quoted(rows)})"
+            )
+        if apart:
+            reasons.append(f"no space in common in the patient frame: {grids}, apart along {', '.join(apart)}")
+        raise CaseError(
+            f"{named} came from {came_from}, not from a matRad workspace, and is not of the patient of the "
+            f"workspace {path}: " + "; ".join(reasons) + ". Check the workspace without --case (the check is "
+            f"then filed under its name, {path.stem!r}), or give the case of its patient"
+        )
+    notes = [
+        f"{named} came from {came_from}, not from a matRad workspace: whether it is the patient of {path.name} "
+        f"could not be checked; the check is filed under its case id {case.case_id!r}, which specc compare and "
+        "cohorts pair on",
+        f"{named} and {path.name} compared by what they share: the structures {_quoted(shared)} by name, and the "
+        f"space of their grids in mm ({grids})",
     ]
+    differences = []
+    if missing:
+        differences.append(f"its structures {_quoted(missing)} are no cst row of the workspace")
+    if cst_only:
+        differences.append(f"the workspace's cst rows {_quoted(cst_only)} are no structure of the case")
+    if beyond:
+        differences.append(f"its grid reaches beyond the workspace's CT along {', '.join(beyond)} ({grids})")
+    if not differences:
+        return notes, []
+    return notes, [
+        f"{named}, from {came_from}, matches the matRad workspace {path.name} only in part: " + "; ".join(differences)
+        + f". The check is filed under {case.case_id!r} but measured on the workspace's dose and cst structures: "
+        "make sure both are of one patient, or check the workspace without --case"
+    ]
+
+
+def _cst_rows(workspace: dict[str, Any], source: str) -> dict[str, int]:
+    """The workspace's structures by the name `specc import matrad` gives them (`cst_names`), each its cst row."""
+    return {name: row for row, name in cst_names(workspace.get("cst"), (), source).kept.items()}
+
+
+def _not_in_cst(case: Case, rows: dict[str, int]) -> list[str]:
+    """The case's structures that no cst row of the workspace names (`_cst_rows`): named as the importer names
+    them, a structure of the workspace's patient is a cst row, whatever system the case came from."""
+    return [name for name in case.structures if name not in rows]
+
+
+def _box_mm(grid: Grid) -> list[tuple[float, float]]:
+    """The space a grid's voxels fill, per axis (x, y, z): from the first voxel's outer face to the last's, in mm."""
+    return [
+        (origin - step / 2, origin + (count - 1) * step + step / 2)
+        for origin, step, count in zip(grid.origin_mm, grid.spacing_mm, grid.shape)
+    ]
+
+
+def _box_text(box: list[tuple[float, float]]) -> str:
+    return ", ".join(f"{axis} {low:g} to {high:g}" for axis, (low, high) in zip("xyz", box)) + " mm"
+
+
+def _quoted(names: Any) -> str:
+    return ", ".join(map(repr, names))
 
 
 def _differences(case: Case, workspace: dict[str, Any], source: str) -> list[str]:
     """What of `case` the workspace does not give: the CT it recorded at import (`ct_grid_record`), structures
     its cst lacks, masks its cst{i,4} voxels do not make."""
     cst, ct, dij = workspace.get("cst"), workspace["ct"], workspace.get("dij")
-    kept = cst_names(cst, (), source).kept
-    rows = {name: row for row, name in kept.items()}
-    missing = [name for name in case.structures if name not in rows]
+    rows = _cst_rows(workspace, source)
+    missing = _not_in_cst(case, rows)
     differences = []
     if missing:
         differences.append(
-            f"its structures {', '.join(map(repr, missing))} are no cst row of the workspace (whose cst names "
-            f"{', '.join(map(repr, rows))})"
+            f"its structures {_quoted(missing)} are no cst row of the workspace (whose cst names {_quoted(rows)})"
         )
     dims = int_vector(field_of(ct, "cubeDim", source, "ct"), 3, source, "ct.cubeDim")
     axes = ct_axes(ct, dij if isinstance(dij, dict) else {}, dims, source, [])
