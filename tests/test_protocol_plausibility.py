@@ -218,6 +218,20 @@ def _short_course_with_terms(cord: str, goals: str, terms: list[str]) -> str:
     return text.replace("SpinalCord", cord)
 
 
+def test_the_level_line_quotes_a_term_whose_structure_name_says_is() -> None:
+    """The level's line read the first goal or term back from that one's own message, cut at its first " is ":
+    a term on "Cord is PRV" was quoted as '"max_dose Cord', its quote never closed (code review). It quotes the
+    term as the term's own line does."""
+    text = _short_course_with_terms('"Cord is PRV"', "[]", ['{kind: max_dose, structure: "Cord is PRV", dose: 45 Gy}'])
+    level, term = _diagnostics(text)
+    assert level == (13, (
+        "7 Gy in 5 fractions: a dose per fraction written as the total? `dose` is the total over all fractions (7 Gy "
+        'in each of 5 fractions is 35 Gy): "max_dose Cord is PRV <= 45 Gy" states a dose more than 4 times this '
+        "level, plausible against 35 Gy (each at its line)"
+    ))
+    assert term[0] == 23 and term[1].startswith('"max_dose Cord is PRV <= 45 Gy" is 6.43 times the highest dose level')
+
+
 def test_the_level_line_counts_the_goals_and_terms_it_asks_about() -> None:
     """Goals and terms far above a short course's level are one rule: the level's line names the first and counts
     the rest of both, each at its own line with its own ending."""

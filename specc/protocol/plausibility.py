@@ -445,15 +445,18 @@ def _doses_above(protocol: ProtocolDocument, statings: list[_Stating]) -> Iterat
     highest = max(protocol.prescription.levels, key=lambda level: level.dose.gy)
     if _is_slip(highest):
         return
-    issues = list(_above(protocol, highest, statings))
-    asked = [issue for issue in issues if issue.related is not None]
+    found = list(_above(protocol, highest, statings))
+    asked = [(stating, subject) for stating, subject, issue in found if issue.related is not None]
     if asked:
         yield _level_asked(protocol, highest, asked)
-    yield from issues
+    yield from (issue for _, _, issue in found)
 
 
-def _above(protocol: ProtocolDocument, highest: DoseLevel, statings: list[_Stating]) -> Iterator[Issue]:
-    """`_doses_above`' issue of each goal and term against the `highest` level."""
+def _above(
+    protocol: ProtocolDocument, highest: DoseLevel, statings: list[_Stating]
+) -> Iterator[tuple[_Stating, str, Issue]]:
+    """`_doses_above`' issue of each goal and term against the `highest` level, with the goal or term and its subject
+    as the issue quotes it."""
     for stating in statings:
         if not stating.others:
             continue
@@ -464,24 +467,26 @@ def _above(protocol: ProtocolDocument, highest: DoseLevel, statings: list[_Stati
         for dose in stating.others:
             ratio = dose.gy / reference_gy
             if ratio > PLAUSIBLE_GOAL_TO_LEVEL:
+                subject = stating.subject(dose)
                 per_fraction, related = _level_per_fraction(protocol, highest, ratio)
-                yield Issue(
+                yield stating, subject, Issue(
                     dose.loc,
-                    f"{stating.subject(dose)} is {ratio:.3g} times the highest dose level ({described}): a dose in the wrong unit? "
+                    f"{subject} is {ratio:.3g} times the highest dose level ({described}): a dose in the wrong unit? "
                     f"(cGy written as Gy; {stating.totals}){per_fraction}",
                     related=related,
                 )
                 break
 
 
-def _level_asked(protocol: ProtocolDocument, level: DoseLevel, asked: list[Issue]) -> Issue:
-    """One issue at `level`'s dose asking whether it is a dose per fraction written as the total, for the goals
-    (`asked`) whose doses are more than `PLAUSIBLE_GOAL_TO_LEVEL` times it and plausible against its total."""
+def _level_asked(protocol: ProtocolDocument, level: DoseLevel, asked: list[tuple[_Stating, str]]) -> Issue:
+    """One issue at `level`'s dose asking whether it is a dose per fraction written as the total, for the goals and
+    terms (`asked`, each with its subject as its own issue quotes it) whose doses are more than
+    `PLAUSIBLE_GOAL_TO_LEVEL` times it and plausible against its total."""
     assert protocol.prescription is not None
     fractions = protocol.prescription.fractions
     index = protocol.prescription.levels.index(level)
-    first = asked[0].message.split(" is ", 1)[0]  # the goal or term as quoted: '"D0.03cc <= 45 Gy"'
-    more = " and ".join(sorted({"goals" if issue.loc[0] == "goals" else "terms" for issue in asked[1:]}))
+    first = asked[0][1]  # the goal or term as quoted: '"D0.03cc <= 45 Gy"'
+    more = " and ".join(sorted({f"{stating.noun}s" for stating, _ in asked[1:]}))
     goals = f"{first} and {len(asked) - 1} more {more} state" if len(asked) > 1 else f"{first} states"
     as_total = _as_total(level, fractions)
     assert as_total is not None, "asked only where _level_per_fraction found the level readable as per fraction"
