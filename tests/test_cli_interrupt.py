@@ -175,3 +175,22 @@ def test_a_ctrl_c_no_command_caught_is_one_line(
         main()
     assert ended.value.code == 130
     assert " ".join(capsys.readouterr().err.split()) == "interrupted"
+
+
+def test_ctrl_c_during_a_cohort_case_names_the_earlier_runs_files_it_could_not_remove(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`CohortInterrupted.kept` (an earlier run's cohort.html that could not be removed) reached no terminal: the
+    file, read as this run's page, was left without a word."""
+    import typer
+
+    from specc.cli.plan import stop_cohort
+    from specc.pipeline import CohortInterrupted
+
+    kept = f"could not remove {tmp_path / 'cohort.html'} (Permission denied): an earlier run's, not this run's"
+    stopped = CohortInterrupted("a.h5", [], None, [tmp_path / "cohort.csv"], None, [kept])
+    with pytest.raises(typer.Exit) as raised:
+        stop_cohort(stopped, "case", "plan", tmp_path, None)
+    assert raised.value.exit_code == 130
+    said = " ".join(capsys.readouterr().err.split())
+    assert said == f"interrupted: no plan written for a.h5; no case finished; no cohort page written warning: {kept}"

@@ -396,6 +396,8 @@ def stop_cohort(
     finished = ", ".join(_case_name(entry) for entry in stopped.finished)
     said += f"; {noun}s finished before it: {finished} (in {stopped.summary})" if finished else f"; no {noun} finished"
     error_console.print(Text(said + "; no cohort page written", style="red"), soft_wrap=True)
+    for line in stopped.kept:
+        error_console.print(Text("warning: ", style="yellow") + Text(line), soft_wrap=True)
     raise typer.Exit(130)
 
 
