@@ -21,7 +21,15 @@ class CaseError(SpeccError):
 
 
 class CompileError(SpeccError):
-    """A protocol that cannot be compiled against a case (names the protocol line)."""
+    """A protocol that cannot be compiled against a case (names the file, line, column and field path).
+
+    Raised where the item's place is not known (a term building itself), it names the item's `field` the
+    problem is in (a dvh term's `volume`), for the caller that knows where the item is written to point at.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class SolveError(SpeccError):

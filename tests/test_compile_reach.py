@@ -66,7 +66,8 @@ def test_an_organ_beside_the_fields_may_have_rows_without_dose() -> None:
 
 def test_a_target_no_beamlet_reaches_at_all_is_an_error_naming_it() -> None:
     case = synthetic_case()
-    with pytest.raises(CompileError, match=r"protocols/test.yaml:\d+: target 'Target': none of its \d+ voxels"):
+    with pytest.raises(CompileError, match=r"protocols/test.yaml:\d+:3: structures\.Target: "
+                                           r"target 'Target': none of its \d+ voxels"):
         compile_protocol(protocol(GOALS, terms=TERMS), _emptied(case, rows=_target_rows(case)))
 
 

@@ -36,7 +36,8 @@ def test_a_protocol_may_not_set_a_structures_source() -> None:
 
 
 def test_a_structure_missing_from_the_case_names_its_line() -> None:
-    with pytest.raises(CompileError, match=r"^site/p\.yaml:7: structure 'Rectum': no case structure named"):
+    with pytest.raises(CompileError, match=r"^site/p\.yaml:7:3: structures\.Rectum: "
+                                           r"structure 'Rectum': no case structure named"):
         _resolve("  Target: {role: target}\n  Rectum: {role: oar}\n")
 
 
@@ -44,7 +45,8 @@ def test_an_empty_case_structure_is_an_error_at_its_line_when_used_and_a_note_ot
     case = synthetic_case()
     organ = case.structures["Organ"]
     case.structures["Organ"] = dataclasses.replace(organ, mask=np.zeros_like(organ.mask))
-    with pytest.raises(CompileError, match=r"^site/p\.yaml:7: structure 'Organ': .*no voxel on the dose grid"):
+    with pytest.raises(CompileError, match=r"^site/p\.yaml:7:3: structures\.Organ: "
+                                           r"structure 'Organ': .*no voxel on the dose grid"):
         _resolve("  Target: {role: target}\n  Organ: {role: oar}\n", case)
     resolved = _resolve("  Target: {role: target}\n  Organ: {role: other}\n", case)
     assert "Organ" not in resolved.masks
@@ -54,14 +56,16 @@ def test_an_empty_case_structure_is_an_error_at_its_line_when_used_and_a_note_ot
 def test_an_empty_derived_target_names_its_line() -> None:
     """An empty overlap of organs is anatomy (tests/test_compile_structures_absent.py); an empty target is not."""
     structures = "  Target: {role: target}\n  Organ: {role: oar}\n  Nothing: {role: target, expression: Target & Organ}\n"
-    with pytest.raises(CompileError, match=r"^site/p\.yaml:8: derived structure 'Nothing' = .* is empty on the case "
+    with pytest.raises(CompileError, match=r"^site/p\.yaml:8:3: structures\.Nothing\.expression: "
+                                           r"derived structure 'Nothing' = .* is empty on the case "
                                            r"grid, and a target must be on every case"):
         _resolve(structures)
 
 
 def test_a_structure_used_only_by_an_expression_must_be_in_the_case_and_names_its_line() -> None:
     structures = "  Target: {role: target}\n  Couch: {role: other}\n  Room: {role: other, expression: Target | Couch}\n"
-    with pytest.raises(CompileError, match=r"^site/p\.yaml:7: structure 'Couch': no case structure named"):
+    with pytest.raises(CompileError, match=r"^site/p\.yaml:7:3: structures\.Couch: "
+                                           r"structure 'Couch': no case structure named"):
         _resolve(structures)
 
 
@@ -169,7 +173,8 @@ def test_a_ring_around_a_structure_covering_the_whole_case_names_that_structure_
     with pytest.raises(CompileError) as error:
         resolve_structures(protocol, case)
     assert str(error.value) == (
-        f"site/p.yaml:7: structure 'Target' = expand(CTV, 50mm) covers the whole case (all {rows} voxels it holds "
+        "site/p.yaml:7:3: structures.Target.expression: "
+        f"structure 'Target' = expand(CTV, 50mm) covers the whole case (all {rows} voxels it holds "
         "dose for), which leaves no room for `ring(Target, 5mm, 30mm)` outside it: structure 'Falloff_Target' = "
         "ring(Target, 5mm, 30mm), which specc adds to the optimization it derives from the goals, is empty; check "
         "the margins of Target"
@@ -177,7 +182,8 @@ def test_a_ring_around_a_structure_covering_the_whole_case_names_that_structure_
     # A ring the protocol writes itself: the ring's line too.
     written = HEADER + "  Target: {role: target}\n  Big: {role: other, expression: 'expand(Target, 50mm)'}\n" \
         "  Shell: {role: other, expression: 'crop(ring(Big, 5mm, 30mm), Body)'}\n  Body: {role: other}\n"
-    with pytest.raises(CompileError, match=r"^site/p\.yaml:7: structure 'Big' = expand\(Target, 50mm\) covers the "
+    with pytest.raises(CompileError, match=r"^site/p\.yaml:7:3: structures\.Big\.expression: "
+                                           r"structure 'Big' = expand\(Target, 50mm\) covers the "
                                            r"whole case .* structure 'Shell' = .* \(site/p\.yaml:8\) is empty"):
         resolve_structures(parse_protocol_text(written + PRESCRIPTION, "site/p.yaml"), synthetic_case())
 
@@ -209,11 +215,13 @@ def test_every_required_structure_the_case_lacks_is_reported_in_one_error_each_a
     lines = str(error.value).splitlines()
     assert lines == [
         "4 structures of the protocol cannot be read on this case:",
-        "site/p.yaml:7: structure 'Brainstem': no case structure named 'Brainstem'.",
-        "site/p.yaml:9: structure 'Larynx': no case structure named 'Larynx'.",
-        "site/p.yaml:10: structure 'Orgn_L': no case structure named 'Orgn_L'. The case's 'Organ' is read as Organ, "
+        "site/p.yaml:7:3: structures.Brainstem: structure 'Brainstem': no case structure named 'Brainstem'.",
+        "site/p.yaml:9:3: structures.Larynx: structure 'Larynx': no case structure named 'Larynx'.",
+        "site/p.yaml:10:3: structures.Orgn_L: "
+        "structure 'Orgn_L': no case structure named 'Orgn_L'. The case's 'Organ' is read as Organ, "
         "another structure of the protocol, so it is not this one.",
-        "site/p.yaml:11: structure 'Bodyy': no case structure named 'Bodyy'. Did you mean 'Body'? (add it to `aliases`)",
+        "site/p.yaml:11:3: structures.Bodyy: "
+        "structure 'Bodyy': no case structure named 'Bodyy'. Did you mean 'Body'? (add it to `aliases`)",
         "the case has: Body, Organ, Target.",
     ]
 

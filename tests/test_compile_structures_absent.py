@@ -36,7 +36,8 @@ def test_an_empty_overlap_of_organs_is_absent_with_its_expression_and_a_note() -
 def test_an_empty_derived_structure_of_the_setup_error_check_stays_an_error() -> None:
     structures = "  Target: {role: target}\n  Organ: {role: oar}\n  Overlap: {role: oar, expression: Target & Organ}\n"
     rest = "goals: {Overlap: ['Max <= 4 Gy']}\nrobustness: {setup_error: 3 mm, structures: [Overlap]}\n"
-    with pytest.raises(CompileError, match=r"^site/p\.yaml:8: derived structure 'Overlap' .* is empty on the case grid, "
+    with pytest.raises(CompileError, match=r"^site/p\.yaml:8:3: structures\.Overlap\.expression: "
+                                           r"derived structure 'Overlap' .* is empty on the case grid, "
                                            r"and a structure of the setup-error check must be on every case"):
         resolve_structures(_protocol(structures, rest), synthetic_case())
 
@@ -64,7 +65,8 @@ def test_an_organ_marked_if_contoured_that_the_case_lacks_is_absent_and_counts_a
 
 
 def test_a_missing_organ_without_if_contoured_stays_an_error_at_its_line() -> None:
-    with pytest.raises(CompileError, match=r"^site/p\.yaml:7: structure 'OpticNerve': no case structure named"):
+    with pytest.raises(CompileError, match=r"^site/p\.yaml:7:3: structures\.OpticNerve: "
+                                           r"structure 'OpticNerve': no case structure named"):
         resolve_structures(_protocol("  Target: {role: target}\n  OpticNerve: {role: oar}\n"), synthetic_case())
 
 
@@ -147,6 +149,7 @@ def test_an_if_contoured_organ_the_case_contours_under_another_spacing_is_refuse
     case = synthetic_case()
     organ = case.structures.pop("Organ")
     case.structures[contoured] = dataclasses.replace(organ, name=contoured)
-    with pytest.raises(CompileError, match=rf"^site/p\.yaml:7: structure 'OpticNerve' \(if_contoured: true\) is not in "
+    with pytest.raises(CompileError, match=rf"^site/p\.yaml:7:3: structures\.OpticNerve: "
+                                           rf"structure 'OpticNerve' \(if_contoured: true\) is not in "
                                            rf"the case under its name or aliases, but the case contours '{contoured}'"):
         resolve_structures(_protocol("  Target: {role: target}\n  OpticNerve: {role: oar, if_contoured: true}\n"), case)

@@ -105,7 +105,8 @@ def test_a_part_contoured_under_a_near_name_is_an_error_naming_both_and_the_fix(
     with pytest.raises(CompileError) as error:
         resolve_structures(_protocol(if_contoured=False), _case(BrachialPlex_L=left, **{near: right}))
     assert str(error.value) == (
-        f"site/p.yaml:7: structure 'Plexus': its part 'BrachialPlex_R' is not in the case, which has {near!r}, a near "
+        "site/p.yaml:7:3: structures.Plexus.parts: "
+        f"structure 'Plexus': its part 'BrachialPlex_R' is not in the case, which has {near!r}, a near "
         f"name no structure of the protocol reads. If it is that part, rename it 'BrachialPlex_R' in the case; if it is "
         f"another part of Plexus, add it to its `parts` (parts: [BrachialPlex_L, BrachialPlex_R, {near}]); otherwise "
         "give it a name unlike the part's. As it stands Plexus would be read from the case's 'BrachialPlex_L' alone, "
@@ -140,7 +141,8 @@ def test_a_case_with_neither_reads_not_contoured_naming_the_parts_tried() -> Non
 
 
 def test_a_required_organ_without_whole_or_parts_stays_an_error_and_parts_satisfy_it() -> None:
-    with pytest.raises(CompileError, match=r"^site/p\.yaml:7: structure 'Plexus': no case structure named 'Plexus', "
+    with pytest.raises(CompileError, match=r"^site/p\.yaml:7:3: structures\.Plexus: "
+                                           r"structure 'Plexus': no case structure named 'Plexus', "
                                            r"'BrachialPlexs' nor its parts"):
         resolve_structures(_protocol(if_contoured=False), _case())
     left, right = _sides()

@@ -36,16 +36,16 @@ them with the terms so that the whole derivation can be pasted into the protocol
 
 from __future__ import annotations
 
-import hashlib
 import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
+from yaml.nodes import ScalarNode, SequenceNode
 
 from specc.compile.case_limits import case_protocol, mask_volumes_cc
+from specc.compile.places import protocol_trees, said_at
 from specc.compile.scenarios import with_scenarios
 from specc.compile.structures import resolve_structures
 from specc.errors import CompileError
@@ -55,7 +55,9 @@ from specc.protocol.goals import Threshold
 from specc.protocol.isoeffect import physical_gy
 from specc.protocol.models import Optimization, SolverOptions, StructureSpec
 from specc.protocol.structures import parse_expression
+from specc.protocol.templates import value_of
 from specc.protocol.units import Dose, Volume, format_number
+from specc.protocol.yaml_source import position_of
 from specc.terms import DVH, MaxDose, MeanDose, MinDose, QuadraticOverdose, QuadraticUnderdose, TermBase
 from specc.terms.base import LIMIT_TOLERANCE, SourceLocation
 
@@ -224,16 +226,17 @@ def derive_optimization(protocol: Protocol, volumes_cc: Mapping[str, float] | No
     per_case: dict[int, str] = {}
     for written, goal in zip(protocol.goals, goals):
         first, said = len(terms), len(notes)
-        if goal.isoeffective:  # a mean: its own kind of term
-            terms.extend(_goal_terms(goal, volumes_cc, notes, protocol.structures[goal.structure].alpha_beta))
-        else:
-            if goal is not written:
-                notes.append(
-                    f"{written.structure} {written.text} ({written.source}): aimed at its physical equivalent "
-                    f"{goal.metric} {goal.comparator} {goal.threshold.text(goal.metric.unit)} in "
-                    f"{protocol.prescription.fractions} fractions"
-                )
-            terms.extend(_goal_terms(goal, volumes_cc, notes))
+        alpha_beta = protocol.structures[goal.structure].alpha_beta if goal.isoeffective else None  # a mean's own term
+        if goal is not written and not goal.isoeffective:
+            notes.append(
+                f"{written.structure} {written.text} ({written.source}): aimed at its physical equivalent "
+                f"{goal.metric} {goal.comparator} {goal.threshold.text(goal.metric.unit)} in "
+                f"{protocol.prescription.fractions} fractions"
+            )
+        try:
+            terms.extend(_goal_terms(goal, volumes_cc, notes, alpha_beta))
+        except CompileError as error:
+            raise CompileError(said_at(protocol, written.source, f"goal {written.text!r}: {error}")) from None
         if written.limit_source is not None and len(terms) > first:  # not an index R50, measured, never aimed at
             # read from the table (`with_limits_at`), interpolated: two decimals here, the term holds the number
             limit = written.threshold.model_copy(update={"value": round(written.threshold.value, 2)}).text(
@@ -466,8 +469,7 @@ def _complement(volume: Volume, structure: str, volumes_cc: Mapping[str, float] 
         return Volume(value=max(0.0, 100.0 - volume.value), unit="%")
     if volumes_cc is None or structure not in volumes_cc:
         raise CompileError(
-            f"{goal.source}: goal {goal.text!r} on {structure}: its convex form needs {structure}'s volume "
-            "from the case (derive the optimization with the case)"
+            f"its convex form needs {structure}'s volume from the case (derive the optimization with the case)"
         )
     return Volume(value=max(0.0, volumes_cc[structure] - volume.value), unit="cc")
 
@@ -477,49 +479,23 @@ def _prescription_locations(protocol: Protocol) -> dict[str, SourceLocation]:
 
     Terms derived from a dose level point at it in logs and diagnoses. The loader keeps no line for a
     dose level, so the files are read again, and trusted only if they are the very bytes the protocol
-    was read from (`_files_read`). A protocol parsed from text (whose name may be that of another file
-    on disk), built in memory, read from files changed since, or with the prescription in a template the
+    was read from (`places.protocol_trees`). A protocol parsed from text (whose name may be that of another
+    file on disk), built in memory, read from files changed since, or with the prescription in a template the
     lookup cannot find, gets its file at line 0: no line rather than another text's line (audit a3 F7).
     """
     path = protocol.source.path if protocol.source is not None else "<protocol>"
     fallback = SourceLocation(path, 0, 0)
     locations = {level.target: fallback for level in protocol.prescription.levels}
-    for file, text in _files_read(protocol):
-        root = yaml.compose(text)  # the loader composed these very bytes
-        levels = _mapping_value(_mapping_value(root, "prescription"), "levels")
-        if not isinstance(levels, yaml.SequenceNode):
+    for tree in protocol_trees(protocol).values():
+        levels = value_of(value_of(tree, "prescription"), "levels")
+        if not isinstance(levels, SequenceNode):
             continue
         for node in levels.value:
-            target = _mapping_value(node, "target")
-            if isinstance(target, yaml.ScalarNode) and target.value in locations:
-                mark = node.start_mark
-                locations[target.value] = SourceLocation(file, mark.line + 1, mark.column + 1)
+            target = value_of(node, "target")
+            if isinstance(target, ScalarNode) and target.value in locations:
+                at = position_of(node.start_mark)
+                locations[target.value] = SourceLocation(at.file, at.line, at.column)
     return locations
-
-
-def _files_read(protocol: Protocol) -> list[tuple[str, str]]:
-    """(file, text) of each file the protocol was read from, if these files still hold exactly the bytes
-    read (their sha256, in order, is `protocol.source.sha256`); else none."""
-    if protocol.source is None:
-        return []
-    digest = hashlib.sha256()
-    contents: list[tuple[str, bytes]] = []
-    for file in protocol.source.files:
-        try:
-            data = Path(file).read_bytes()
-        except OSError:  # moved, or the name of a text that was never a file
-            return []
-        digest.update(data)
-        contents.append((file, data))
-    if digest.hexdigest() != protocol.source.sha256:
-        return []
-    return [(file, data.decode("utf-8")) for file, data in contents]
-
-
-def _mapping_value(node: Any, key: str) -> Any:
-    if not isinstance(node, yaml.MappingNode):
-        return None
-    return next((value for name, value in node.value if getattr(name, "value", None) == key), None)
 
 
 def explain_yaml(protocol: Protocol, derived: DerivedOptimization) -> str:

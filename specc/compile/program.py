@@ -23,6 +23,7 @@ import scipy.sparse as sp
 from specc.case.products import select_rows
 from specc.case.shifts import Displacement, beams_isocentre, displaced_influences
 from specc.compile.context import ProgramContext, ScaledFluence
+from specc.compile.places import said_at
 from specc.compile.reach import reach_notes
 from specc.compile.scenarios import robust_notes
 from specc.compile.smooth_context import ReferenceFluence, reference_fluence
@@ -206,6 +207,12 @@ def _source(term: TermBase) -> str:
     return str(term.source) if term.source is not None else "(no source line)"
 
 
+def _refused(protocol: Protocol, term: TermBase, error: str, field: str | None = None) -> CompileError:
+    """A term's error where the term is written (at its `field`, where the problem is in one): the place a
+    protocol file's own errors are named by (`specc.compile.places`)."""
+    return CompileError(said_at(protocol, term.source, f"{term.label()}: {error}", field=field))
+
+
 def compile_protocol(
     protocol: Protocol,
     case: Case,
@@ -248,7 +255,7 @@ def compile_protocol(
         for name in term.structures():
             base = scenarios[name].structure if name in scenarios else name
             if base not in structures.masks:
-                raise CompileError(f"{_source(term)}: {term.label()}: structure {base!r} is not defined")
+                raise _refused(protocol, term, f"structure {base!r} is not defined", field="structure")
             (displaced if name in scenarios else referenced)[name] = None
     _check_prior(protocol, case)
     exact = {name for term in terms for name in term.every_voxel() if name not in scenarios}
@@ -316,7 +323,7 @@ def compile_protocol(
         try:
             built = term.build(context)
         except CompileError as error:
-            raise CompileError(f"{_source(term)}: {term.label()}: {error}") from None
+            raise _refused(protocol, term, str(error), field=error.field) from None
         compiled.append(
             CompiledTerm(
                 term=term,
@@ -379,7 +386,8 @@ def _check_prior(protocol: Protocol, case: Case) -> None:
     prior = case.prior_dose
     mismatch = protocol.prescription.prior_mismatch(prior is not None)
     if mismatch is not None:
-        raise CompileError(f"{protocol.source.path}: {mismatch}")
+        declared = ("prescription", "prior") if prior is None else ()  # the prior course, where the protocol has one
+        raise CompileError(said_at(protocol, None, mismatch, path=declared))
     courses = protocol.prior_courses_mismatch(prior.several_courses, prior.stated_fractions) if prior is not None else None
     if courses is not None:
         raise CompileError(courses)  # located at `prescription.prior.fractions`

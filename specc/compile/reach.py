@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from specc.case.products import select_rows
+from specc.compile.places import said_at_structure
 from specc.errors import CompileError
 
 if TYPE_CHECKING:
@@ -56,12 +57,10 @@ def _unreached_target(protocol: Protocol, case: Case, name: str, mask: np.ndarra
     if not unreached:
         return []
     if unreached == total:
-        spec = protocol.structures.get(name)
-        where = f"{spec.source}: " if spec is not None and spec.source is not None else ""
-        raise CompileError(
-            f"{where}target {name!r}: none of its {total} voxels receives dose from any beamlet of case "
+        raise CompileError(said_at_structure(
+            protocol, name, f"target {name!r}: none of its {total} voxels receives dose from any beamlet of case "
             f"{case.case_id!r} (their rows of the influence matrix are empty), so no fluence can treat it; {_CAUSES}"
-        )
+        ))
     share = 100.0 * unreached / total
     return [
         f"{name}: {unreached} of its {total} voxels ({share:.1f}% of the target) receive no dose from any beamlet "

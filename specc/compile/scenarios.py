@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from specc.case.shifts import Displacement, DisplacedVoxels, beams_isocentre, outside_note
+from specc.compile.places import said_at_structure
 from specc.errors import CompileError
 from specc.protocol.models import SetupScenario, random_error_text, scenario_name
 from specc.terms.worst_case import WORST_CASE_KINDS, WorstCase
@@ -79,11 +80,10 @@ def with_scenarios(protocol: Protocol) -> Protocol:
         names = [scenario_name(structure, offset, rotation, blur) for offset, rotation in displacements]
         for name, (offset, rotation) in zip(names, displacements):
             if name in protocol.structures:
-                where = protocol.source.path if protocol.source else "the protocol"
-                raise CompileError(
-                    f"{where}: structure {name!r} has the name robust optimization gives {structure} displaced by "
-                    "a setup error; rename it"
-                )
+                raise CompileError(said_at_structure(
+                    protocol, name, f"structure {name!r} has the name robust optimization gives {structure} displaced "
+                    "by a setup error; rename it"
+                ))
             scenarios[name] = SetupScenario(structure=structure, offset_mm=offset, rotation_deg=rotation,
                                             random_error_mm=blur)
         copies = [term, *(term.model_copy(update={"structure": name}) for name in names)]

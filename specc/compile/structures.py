@@ -72,6 +72,7 @@ from specc.compile.names import (
     AmbiguousMatch, NoMatch, PartsMatch, StructureMatch, match_structure, near_missing_parts, near_parts_message,
     not_found_message,
 )
+from specc.compile.places import said_at_structure
 from specc.protocol.names import name_key, other_side, spelling_key
 from specc.protocol.suggest import did_you_mean
 from specc.errors import CompileError
@@ -142,7 +143,8 @@ class ResolvedStructures:
 
 
 def _where(protocol: Protocol, name: str) -> str:
-    """'file:line' of a structure's definition; the protocol file for one the compiler added."""
+    """'file:line' of a structure's definition, for a message about another place to name it by; the protocol
+    file for one the compiler added."""
     spec = protocol.structures.get(name)
     if spec is not None and spec.source is not None:
         return str(spec.source)
@@ -221,8 +223,8 @@ def resolve_structures(
             spelled = (None if isinstance(match, AmbiguousMatch)  # two matches stay that error
                        else _spelled_otherwise([name, *spec.aliases], [c for c in case_names if c not in taken]))
             if spec.if_contoured and spelled is not None:
-                errors[name] = (
-                    f"{_where(protocol, name)}: structure {name!r} (if_contoured: true) is not in the case under its "
+                errors[name] = said_at_structure(
+                    protocol, name, f"structure {name!r} (if_contoured: true) is not in the case under its "
                     f"name or aliases, but the case contours {spelled!r}, the same name but for spaces, underscores "
                     f"or hyphens: the organ is contoured, so it must be planned and judged; add {spelled!r} to its "
                     "`aliases`, or rename the case structure"
@@ -235,7 +237,7 @@ def resolve_structures(
                     f"{name}: {NOT_CONTOURED}: its goals read NOT EVALUATED ({hint}){_near_protocol_name(protocol, name)}"
                 )
             elif needed and isinstance(match, AmbiguousMatch):
-                errors[name] = f"{_where(protocol, name)}: structure {name!r}: {match}"
+                errors[name] = said_at_structure(protocol, name, f"structure {name!r}: {match}")
             elif needed:
                 missing.append(name)
                 errors[name] = ""  # written by `_unresolved`, once it is known how many there are
@@ -246,8 +248,8 @@ def resolve_structures(
             match = near_missing_parts(match, [name, *spec.aliases], spec.parts,
                                        [c for c in case_names if c not in taken])
             if match.respelled:
-                errors[name] = (f"{_where(protocol, name)}: structure {name!r}: "
-                                f"{near_parts_message(name, match, spec.parts)}")
+                parts = near_parts_message(name, match, spec.parts)
+                errors[name] = said_at_structure(protocol, name, f"structure {name!r}: {parts}", field="parts")
                 continue
         if isinstance(match, StructureMatch) and match.parts_passed_over:
             match = replace(match, parts_passed_over=tuple(c for c in match.parts_passed_over if c not in taken))
@@ -277,16 +279,18 @@ def resolve_structures(
         if not ready:
             missing = sorted({n for spec in pending.values() for n in spec.expression.names() if not known(n)})
             name = next(iter(pending))
-            raise CompileError(
-                f"{_where(protocol, name)}: derived structures {', '.join(sorted(pending))} refer to "
-                f"{', '.join(missing) or 'each other in a cycle'}, which cannot be computed"
-            )
+            raise CompileError(said_at_structure(
+                protocol, name, f"derived structures {', '.join(sorted(pending))} refer to "
+                f"{', '.join(missing) or 'each other in a cycle'}, which cannot be computed", field="expression",
+            ))
         for name in ready:
             spec = pending.pop(name)
             try:
                 mask = evaluate_expression(spec.expression, lookup, case.grid.spacing_mm)
             except ValueError as error:
-                raise CompileError(f"{_where(protocol, name)}: structure {name!r} = {spec.expression}: {error}") from None
+                raise CompileError(said_at_structure(
+                    protocol, name, f"structure {name!r} = {spec.expression}: {error}", field="expression"
+                )) from None
             outside = int(np.count_nonzero(mask & ~has_row))
             if outside:
                 mask = mask & has_row
@@ -297,10 +301,10 @@ def resolve_structures(
             if not mask.any():
                 message = _empty_message(protocol, name, spec.expression, lookup, has_row, case)
                 if message is not None or name in whole or _added_by_compiler(protocol, name):
-                    raise CompileError(message or (
-                        f"{_where(protocol, name)}: derived structure {name!r} = {spec.expression} is empty on the "
+                    raise CompileError(message or said_at_structure(
+                        protocol, name, f"derived structure {name!r} = {spec.expression} is empty on the "
                         f"case grid{_absent_parts(spec.expression, resolved)}, and a {_whole_because(protocol, name)} "
-                        "must be on every case"
+                        "must be on every case", field="expression",
                     ))
                 resolved.absent[name] = f"empty on this case (`{spec.expression}` has no voxel" + (
                     f"{_absent_parts(spec.expression, resolved)})"
@@ -350,10 +354,10 @@ def _resolve_plain(
             resolved.notes.append(f"{name}: {resolved.absent[name]}: its goals read NOT EVALUATED")
             return
         if needed:
-            raise CompileError(
-                f"{_where(protocol, name)}: structure {name!r}: {contour} of case {case.case_id!r} {has} no voxel "
+            raise CompileError(said_at_structure(
+                protocol, name, f"structure {name!r}: {contour} of case {case.case_id!r} {has} no voxel "
                 "on the dose grid (an empty contour)"
-            )
+            ))
         resolved.notes.append(f"{name}: {contour} {'is' if len(masks) == 1 else 'are'} empty and no goal or term "
                               "uses it; skipped")
         return
@@ -380,7 +384,7 @@ def _unresolved(
         if name in missing:
             spec = protocol.structures[name]
             hint = not_found_message([name, *spec.aliases], case_names, spec.parts, taken, listing=not several)
-            error = f"{_where(protocol, name)}: structure {name!r}: {hint}"
+            error = said_at_structure(protocol, name, f"structure {name!r}: {hint}")
         lines.append(error)
     if not several:
         return lines[0]
@@ -393,10 +397,10 @@ def _without_voxels(protocol: Protocol, name: str, case_name: str, why: str, res
     """Plain structure `name`, matched to case ROI `case_name` that has no voxel on the grid (`why`): absent
     with that reason, or an error where it must be whole (`_needed_whole`)."""
     if name in _needed_whole(protocol):
-        raise CompileError(
-            f"{_where(protocol, name)}: structure {name!r} (the case's {case_name!r}): {why}, and a "
+        raise CompileError(said_at_structure(
+            protocol, name, f"structure {name!r} (the case's {case_name!r}): {why}, and a "
             f"{_whole_because(protocol, name)} must be whole on every case"
-        )
+        ))
     resolved.absent[name] = resolved.without_voxels[name] = why
     resolved.notes.append(f"{name}: {why}: its goals read NOT EVALUATED")
 
@@ -486,14 +490,15 @@ def _empty_message(
         whose = f"structure {name!r} = {expression}, which specc adds to the optimization it derives from the goals,"
     else:
         whose = f"structure {name!r} = {expression} ({_where(protocol, name)})"
-    ringed, where = f"`{full.operand}`", _where(protocol, name)
+    ringed, at, field = f"`{full.operand}`", name, "expression"
     if isinstance(full.operand, StructureRef):
-        spec = protocol.structures.get(full.operand.name)
+        at = full.operand.name
+        spec = protocol.structures.get(at)
         written = f" = {spec.expression}" if spec is not None and spec.expression is not None else ""
-        ringed, where = f"structure {full.operand.name!r}{written}", _where(protocol, full.operand.name)
-    return (
-        f"{where}: {ringed} covers the whole case (all {int(has_row.sum())} voxels it holds dose for), which "
-        f"leaves no room for `{full}` outside it: {whose} is empty; check the margins of {full.operand}"
+        ringed, field = f"structure {at!r}{written}", "expression" if written else None
+    return said_at_structure(
+        protocol, at, f"{ringed} covers the whole case (all {int(has_row.sum())} voxels it holds dose for), which "
+        f"leaves no room for `{full}` outside it: {whose} is empty; check the margins of {full.operand}", field=field,
     )
 
 

@@ -105,6 +105,13 @@ class DVH(HardOrSoftLimit):
             return self.volume.value / 100.0
         return self.volume.value / structure_cc
 
+    def _too_large(self, structure_cc: float) -> CompileError:
+        """A lower limit on more cc than the structure has: nothing can cover it (its `volume` to change)."""
+        return CompileError(
+            f"{self.structure} is only {structure_cc:.3g} cc, less than the {self.volume} that must be covered",
+            field="volume",
+        )
+
     def build(self, ctx: BuildContext) -> BuiltTerm:
         import cvxpy as cp
 
@@ -125,11 +132,8 @@ class DVH(HardOrSoftLimit):
                 hottest = threshold + (weights @ cp.pos(dose - threshold)) / fraction
             return self.upper_limit(hottest, limit)
         else:
-            if fraction > 1.0 + _COUNT_SLACK:  # the compile stage prefixes the protocol line and label
-                raise CompileError(
-                    f"{self.structure} is only {ctx.volume_cc(self.structure):.3g} cc, "
-                    f"less than the {self.volume} that must be covered"
-                )
+            if fraction > 1.0 + _COUNT_SLACK:  # the compile stage prefixes the protocol place and label
+                raise self._too_large(ctx.volume_cc(self.structure))
             cold_fraction = 1.0 - min(fraction, 1.0)
             if cold_fraction <= smallest_entry:
                 coldest = cp.min(dose)
@@ -151,10 +155,7 @@ class DVH(HardOrSoftLimit):
             share = fraction
         else:
             if fraction > 1.0 + _COUNT_SLACK:
-                raise CompileError(
-                    f"{self.structure} is only {ctx.volume_cc(self.structure):.3g} cc, "
-                    f"less than the {self.volume} that must be covered"
-                )
+                raise self._too_large(ctx.volume_cc(self.structure))
             share = 1.0 - min(fraction, 1.0)
         if share <= smallest_entry:
             return voxelwise_limit(self.structure, limit, upper=upper, hard=self.hard, weight=self.weight)

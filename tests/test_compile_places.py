@@ -1,0 +1,158 @@
+"""A protocol refused against a case is named as a protocol file's own errors are: file:line:column: field.path.
+
+Audit s20/t4 F4: `specc compile` said `p.yaml:35: dvh PTV D90000cc >= 75.6 Gy: PTV is only 80 cc ...` (no column,
+no `optimization.terms[13].volume`) and `absent.yaml:13: structure 'SpinalCord': ...`, while `specc validate`
+names the column and the field path of every error (docs/protocol-language.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evaluate_fakes import synthetic_case
+from specc.compile import compile_protocol
+from specc.compile.derive import derive_optimization, with_optimization
+from specc.errors import CompileError
+from specc.protocol import load_protocol
+
+HEADER = "specc: 1\nname: t\nsite: t\nversion: 1.0.0\n"
+STRUCTURES = "structures:\n  Target: {role: target}\n  Organ: {role: oar}\n  Body: {role: other}\n"
+PRESCRIPTION = "prescription: {fractions: 30, levels: [{target: Target, dose: 60 Gy}]}\n"
+GOALS = 'goals:\n  Target: ["D95% >= 57 Gy"]\n'
+COVERAGE = "    - {kind: quadratic_underdose, structure: Target, dose: 60 Gy, weight: 10}\n"
+TOO_MUCH = "    - {kind: dvh, structure: Target, dose: 57 Gy, volume: 9000 cc, bound: lower}\n"
+
+
+def _written(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _at(path: Path, text: str, written: str) -> str:
+    """'file:line:column' of the first `written` in `text`, 1-based as the loader counts."""
+    lines = text.splitlines()
+    line = next(index for index, content in enumerate(lines) if written in content)
+    return f"{path}:{line + 1}:{lines[line].index(written) + 1}"
+
+
+def _target_cc() -> str:
+    case = synthetic_case()
+    return f"{np.count_nonzero(case.structures['Target'].mask) * case.voxel_volume_cc:.3g}"
+
+
+def test_a_dvh_volume_larger_than_its_structure_is_named_at_the_volume_and_its_field_path(tmp_path: Path) -> None:
+    text = HEADER + STRUCTURES + PRESCRIPTION + GOALS + "optimization:\n  terms:\n" + COVERAGE + TOO_MUCH
+    path = _written(tmp_path / "p.yaml", text)
+    with pytest.raises(CompileError) as error:
+        compile_protocol(load_protocol(path), synthetic_case())
+    assert str(error.value) == (
+        f"{_at(path, text, '9000 cc')}: optimization.terms[1].volume: dvh Target D9000cc >= 57 Gy: Target is only "
+        f"{_target_cc()} cc, less than the 9000 cc that must be covered"
+    )
+
+
+def test_a_term_a_template_writes_is_named_in_the_template_at_its_own_path(tmp_path: Path) -> None:
+    """The protocol writes no terms: the template's list is the program's, and the error names the template file and
+    the term's place in it (a term list is taken whole, so its place is the same in both; docs/protocol-language.md)."""
+    template = "template: true\nspecc: 1\nname: base\nsite: t\nversion: 1.0.0\n" + STRUCTURES \
+        + "optimization:\n  terms:\n" + TOO_MUCH + COVERAGE
+    base = _written(tmp_path / "base.yaml", template)
+    path = _written(tmp_path / "p.yaml", "extends: base.yaml\n" + HEADER + PRESCRIPTION + GOALS)
+    with pytest.raises(CompileError) as error:
+        compile_protocol(load_protocol(path), synthetic_case())
+    assert str(error.value) == (
+        f"{_at(base, template, '9000 cc')}: optimization.terms[0].volume: dvh Target D9000cc >= 57 Gy: Target is only "
+        f"{_target_cc()} cc, less than the 9000 cc that must be covered"
+    )
+
+
+def test_a_structure_the_case_lacks_is_named_at_its_key_and_path(tmp_path: Path) -> None:
+    text = HEADER + STRUCTURES + "  Rectum: {role: oar}\n" + PRESCRIPTION + GOALS
+    path = _written(tmp_path / "p.yaml", text)
+    with pytest.raises(CompileError) as error:
+        compile_protocol(with_optimization(load_protocol(path))[0], synthetic_case())
+    assert str(error.value) == (
+        f"{_at(path, text, 'Rectum:')}: structures.Rectum: structure 'Rectum': no case structure named 'Rectum'; "
+        "the case has: Body, Organ, Target."
+    )
+
+
+def test_a_derived_structure_empty_on_the_case_is_named_at_its_expression(tmp_path: Path) -> None:
+    text = HEADER + STRUCTURES + "  Overlap: {role: target, expression: Target & Organ}\n" + PRESCRIPTION + GOALS
+    path = _written(tmp_path / "p.yaml", text)
+    with pytest.raises(CompileError) as error:
+        compile_protocol(with_optimization(load_protocol(path))[0], synthetic_case())
+    assert str(error.value) == (
+        f"{_at(path, text, 'Target & Organ')}: structures.Overlap.expression: derived structure 'Overlap' = "
+        "Target & Organ is empty on the case grid, and a target must be on every case"
+    )
+
+
+def test_a_structure_named_like_a_setup_error_scenario_is_named_at_its_key(tmp_path: Path) -> None:
+    text = (HEADER + STRUCTURES + '  "Target (x +5 mm)": {role: other}\n' + PRESCRIPTION + GOALS
+            + "optimization:\n  terms:\n" + COVERAGE
+            + "robustness: {setup_error: 5 mm, structures: [Target], optimize: true}\n")
+    path = _written(tmp_path / "p.yaml", text)
+    with pytest.raises(CompileError) as error:
+        with_optimization(load_protocol(path))
+    key = _at(path, text, '"Target (x +5 mm)":')
+    assert str(error.value) == (
+        f"{key}: structures.Target (x +5 mm): structure 'Target (x +5 mm)' has the name robust optimization gives "
+        "Target displaced by a setup error; rename it"
+    )
+
+
+def test_a_goal_is_named_by_its_path_in_the_file_that_writes_it_not_its_merged_place(tmp_path: Path) -> None:
+    """The template's Organ goal comes first in the merged goals; the protocol's own is `goals.Organ[0]` in its file."""
+    template = "template: true\nspecc: 1\nname: base\nsite: t\nversion: 1.0.0\n" + STRUCTURES \
+        + 'goals:\n  Organ: ["Max <= 40 Gy"]\n'
+    _written(tmp_path / "base.yaml", template)
+    text = "extends: base.yaml\n" + HEADER + PRESCRIPTION + GOALS + '  Organ: ["CV20Gy >= 10 cc"]\n'
+    path = _written(tmp_path / "p.yaml", text)
+    with pytest.raises(CompileError) as error:
+        derive_optimization(load_protocol(path))  # no case: no volume to take the complement of
+    goal = _at(path, text, '"CV20Gy')
+    assert str(error.value) == (
+        f"{goal}: goals.Organ[0]: goal 'CV20Gy >= 10 cc': its convex form needs Organ's "
+        "volume from the case (derive the optimization with the case)"
+    )
+
+
+def test_a_protocol_file_changed_since_loading_keeps_its_position_but_no_path(tmp_path: Path) -> None:
+    """The path is read back from the very bytes the protocol was read from: after an edit it would be another
+    text's, so the error gives the position recorded when loading and no path."""
+    text = HEADER + STRUCTURES + PRESCRIPTION + GOALS + "optimization:\n  terms:\n" + COVERAGE + TOO_MUCH
+    path = _written(tmp_path / "p.yaml", text)
+    protocol = load_protocol(path)
+    path.write_text("# edited\n" + text, encoding="utf-8")
+    with pytest.raises(CompileError) as error:
+        compile_protocol(protocol, synthetic_case())
+    assert str(error.value).startswith(f"{_at(path, text, '{kind: dvh')}: dvh Target D9000cc >= 57 Gy: Target is ")
+
+
+def test_a_term_derived_from_a_goal_is_named_at_the_goal_which_writes_no_term_field(tmp_path: Path) -> None:
+    """A goals-only protocol: the dvh limit of "D9000cc >= 57 Gy" is the goal's; the goal has no `volume` key."""
+    text = HEADER + STRUCTURES + PRESCRIPTION + GOALS + '    - "D9000cc >= 57 Gy"\n'
+    text = text.replace('Target: ["D95% >= 57 Gy"]\n', 'Target:\n    - "D95% >= 57 Gy"\n')
+    path = _written(tmp_path / "p.yaml", text)
+    with pytest.raises(CompileError) as error:
+        compile_protocol(with_optimization(load_protocol(path))[0], synthetic_case())
+    goal = _at(path, text, '"D9000cc')
+    assert str(error.value) == (f"{goal}: goals.Target[1]: dvh Target D9000cc >= 57.057 Gy: Target is only "
+                                f"{_target_cc()} cc, less than the 9000 cc that must be covered")
+
+
+def test_a_composite_planned_without_its_prior_dose_is_named_at_the_prior_course(tmp_path: Path) -> None:
+    prior = "  prior: {description: initial course, dose: 20 Gy}\n"
+    text = (HEADER + STRUCTURES + "prescription:\n  fractions: 30\n  levels: [{target: Target, dose: 60 Gy}]\n" + prior
+            + GOALS + "optimization:\n  terms:\n" + COVERAGE)
+    path = _written(tmp_path / "p.yaml", text)
+    with pytest.raises(CompileError) as error:
+        compile_protocol(load_protocol(path), synthetic_case())
+    assert str(error.value) == (
+        f"{_at(path, text, '{description')}: prescription.prior: the goals are on the composite with a prior course "
+        "(initial course): give the prior dose; on the command line, give its dose with --prior-dose FILE"
+    )
