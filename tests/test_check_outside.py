@@ -150,6 +150,7 @@ def test_a_target_wholly_outside_an_exports_dose_grid_is_an_error_with_the_reaso
     with pytest.raises(CompileError) as raised:
         specc.check_export(path, export_missing_an_organ, tmp_path / "check")
     assert str(raised.value) == (
-        f"{path}:8: structure 'Kidney' (the case's 'Distant'): {kidney}, and a target must be whole on every case"
+        f"{path}:8:3: structures.Kidney: structure 'Kidney' (the case's 'Distant'): {kidney}, "
+        "and a target must be whole on every case"
     )
     assert not (tmp_path / "check").exists()
