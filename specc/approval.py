@@ -46,7 +46,7 @@ from specc.export.result_file import PlanResult, ResultError
 from specc.export.segments import read_segments
 from specc.protocol import ProtocolError, load_protocol
 from specc.protocol.models import SAME_CONTENT
-from specc.report.compare import read_record
+from specc.report.compare import FORMATTING_ONLY, NOT_TOLD, Notice, protocol_difference, read_record
 from specc.report.html import STATUS_LABELS, environment, style_sheet
 from specc.report.identity import (
     PLAN_FOLDER_FILES, PLAN_JSON, RECORD_META, REPORT_HTML, REPORT_PDF, RESULT_H5, SEGMENTS_JSON, html_record_sha256s,
@@ -223,52 +223,44 @@ def protocol_sha256_now(record: PlanRecord) -> str | None:
     return digest.hexdigest()
 
 
-@dataclass(frozen=True)
-class ProtocolFilesNow:
-    """What `protocol_changed_since` says of the protocol files now: `warning` where they may state another protocol
-    (the signer must check the version meant), not where they keep the content (`SAME_CONTENT`)."""
-
-    text: str
-    warning: bool
-
-
-def protocol_changed_since(record: PlanRecord) -> ProtocolFilesNow | None:
+def protocol_changed_since(record: PlanRecord) -> Notice | None:
     """Why the plan may not be of the protocol as it is now: its files still at their recorded paths, holding
     other bytes than it was planned from (a plan of an earlier save of a protocol being tuned, under the same
     name and version as every save); None where they hold the plan's bytes or cannot be read. Said, never
-    refused: a protocol may move on, rightly, after its plan. Other bytes are judged by the content fingerprint
-    (`ProtocolSource.fingerprint`, in plan.json since it was recorded) of the protocol the files give now, as
-    `specc compare` judges two plans: a comment or formatting edit, which `specc diff` says needs no new
-    version, is said as one, not as other content; a plan.json without the fingerprint cannot tell them apart."""
+    refused: a protocol may move on, rightly, after its plan. Other bytes are judged by `protocol_difference`, as
+    `specc compare` judges two plans, on the plan's protocol and the one the files give now (its content
+    fingerprint, `ProtocolSource.fingerprint`): a comment or formatting edit, which `specc diff` says needs no new
+    version, is a note (`Notice.warning` False), not other content; a plan.json without the fingerprint cannot tell
+    them apart; files that no longer load as a protocol hold other content whatever the plan recorded."""
     now = protocol_sha256_now(record)
     protocol = record.protocol
-    if now is None or now == protocol.sha256:
+    if now is None or now == protocol.sha256:  # nothing to compare with, or the plan's bytes: no protocol to load
         return None
     files = f"the protocol files this plan names ({', '.join(protocol.files)})"
     hashes = f"(SHA-256 {now[:12]}) than the plan was made from ({protocol.sha256[:12]})"
     check = ("the approval is of the plan's version, not of the files as they are now: check that it is the version "
              "meant")
-    if protocol.content_sha256 is None:
-        return ProtocolFilesNow(
-            f"{files} differ now (SHA-256 {now[:12]}) from those the plan was made from ({protocol.sha256[:12]}), "
-            f"named {protocol.name} v{protocol.version}: a plan written before specc recorded the content "
-            f"fingerprint cannot tell a comment from a clinical change: {check}", warning=True)
     try:
         loaded = load_protocol(protocol.files[0])
     except ProtocolError as error:
         first = str(error.diagnostics[0]) if error.diagnostics else str(error)
-        return ProtocolFilesNow(
-            f"{files} hold other content now {hashes}, and no longer load as a protocol ({first}): {check}", warning=True)
+        return Notice(f"{files} hold other content now {hashes}, and no longer load as a protocol ({first}): {check}")
     content = loaded.source.content_sha256 if loaded.source is not None else None
-    if content == protocol.content_sha256:
-        return ProtocolFilesNow(
+    difference = protocol_difference([protocol, protocol.model_copy(update={"sha256": now, "content_sha256": content})])
+    if difference == NOT_TOLD:
+        return Notice(
+            f"{files} differ now (SHA-256 {now[:12]}) from those the plan was made from ({protocol.sha256[:12]}), "
+            f"named {protocol.name} v{protocol.version}: a plan written before specc recorded the content "
+            f"fingerprint cannot tell a comment from a clinical change: {check}", difference.warning)
+    if difference == FORMATTING_ONLY:
+        return Notice(
             f"{files} differ in {SAME_CONTENT} (same content, content SHA-256 {content[:12]}; "
             f"their bytes' SHA-256 {now[:12]} now, {protocol.sha256[:12]} planned): the plan is of the protocol as "
-            "it states now", warning=False)
+            "it states now", difference.warning)
     named = (f"both named {protocol.name} v{protocol.version}"
              if (loaded.name, str(loaded.version)) == (protocol.name, protocol.version)
              else f"now named {loaded.name} v{loaded.version}, the plan's {protocol.name} v{protocol.version}")
-    return ProtocolFilesNow(f"{files} hold other content now {hashes}, {named}: {check}", warning=True)
+    return Notice(f"{files} hold other content now {hashes}, {named}: {check}", difference.warning)
 
 
 def verify(folder: str | Path, case: str | Path | None = None) -> Verification:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
@@ -10,6 +11,9 @@ from rich.text import Text
 
 from specc.cli.app import app, console, error_console, fail, status_text
 from specc.errors import SpeccError
+
+if TYPE_CHECKING:
+    from specc.report.compare import Notice
 
 
 @app.command("compare")
@@ -35,14 +39,12 @@ def compare_command(
     console.print(f"wrote {', '.join(str(path) for path in written)}", markup=False)
 
 
-def _warn(warnings: list[str]) -> None:
-    """Each warning; protocol files that keep their content (`FORMATTING_ONLY`) are a note, as approve says it
-    (review s20/r2 F7: compare still called a comment edit a warning)."""
-    from specc.report.compare import FORMATTING_ONLY
-
-    for warning in warnings:
-        kind = "note: " if warning.endswith(FORMATTING_ONLY) else "warning: "
-        error_console.print(Text(kind, style="bold yellow") + Text(warning), soft_wrap=True)
+def _warn(notices: list[Notice]) -> None:
+    """Each warning, and each note as one, by its severity (`Notice.warning`): protocol files that keep their
+    content are a note, as approve says it (review s20/r2 F7: compare still called a comment edit a warning)."""
+    for notice in notices:
+        kind = "warning: " if notice.warning else "note: "
+        error_console.print(Text(kind, style="bold yellow") + Text(notice.text), soft_wrap=True)
 
 
 def _compare_plans(paths: list[Path], labels: list[str], out: Path, pdf: bool) -> list[Path]:

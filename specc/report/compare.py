@@ -53,6 +53,24 @@ class CompareError(SpeccError):
     """Plans that cannot be compared as asked (a missing or unreadable plan.json, one plan only)."""
 
 
+class Notice(str):
+    """A line said before any number (a comparison's, an approval's), with its severity: `warning` where it may make
+    the numbers misleading or asks the reader to check something; a note where it only says what is so (protocol
+    files that keep their content: `FORMATTING_ONLY`). The command line prints it by `warning` ("warning:" or
+    "note:"), never by its words; a str, so that a page, or anything reading it as text, reads it as written."""
+
+    warning: bool
+
+    def __new__(cls, text: str, warning: bool = True) -> Notice:
+        notice = super().__new__(cls, text)
+        notice.warning = warning
+        return notice
+
+    @property
+    def text(self) -> str:
+        return str(self)
+
+
 @dataclass(frozen=True)
 class ComparedPlan:
     label: str
@@ -221,11 +239,12 @@ def _worst_by_goal(record: PlanRecord) -> dict[int, RobustGoalRecord]:
     return {id(record.goal_named(goal.structure, goal.text)): goal for goal in robust}
 
 
-def warnings(plans: Sequence[ComparedPlan]) -> list[str]:
+def warnings(plans: Sequence[ComparedPlan]) -> list[Notice]:
     """What the reader must know before comparing numbers, each plan's own warnings first (`PlanRecord.warnings`: a
-    prior dose unlike the declared, a loosened template goal, a target whose margin the grid lost)."""
-    out = [f"{plan.label}: {warning}" for plan in plans for warning in plan.record.warnings]
-    out += [*_case_warnings(plans), *measurement_warnings(plans)]
+    prior dose unlike the declared, a loosened template goal, a target whose margin the grid lost); each a warning
+    but protocol files that keep their content, a note (`Notice.warning`)."""
+    out = [Notice(f"{plan.label}: {warning}") for plan in plans for warning in plan.record.warnings]
+    out += [Notice(warning) for warning in (*_case_warnings(plans), *measurement_warnings(plans))]
     out += _unversioned_changes(plans)
     prescriptions = {
         (plan.record.prescription.fractions,
@@ -238,13 +257,14 @@ def warnings(plans: Sequence[ComparedPlan]) -> list[str]:
             + f" in {plan.record.prescription.fractions}"
             for plan in plans
         )
-        out.append(f"the prescriptions differ ({listed}): a goal in % of prescription refers to each plan's own")
+        out.append(Notice(f"the prescriptions differ ({listed}): a goal in % of prescription refers to each plan's "
+                          "own"))
     composites = [plan.label for plan in plans if plan.record.prior_dose is not None]
     if composites and len(composites) < len(plans):
-        out.append(
+        out.append(Notice(
             f"{', '.join(composites)}: a composite (a prior course's dose plus the plan), the others are not: "
             "their values are of different things"
-        )
+        ))
     ratios: dict[tuple[str, str], set[float]] = {}
     for plan in plans:
         for goal in plan.record.goals:
@@ -252,14 +272,14 @@ def warnings(plans: Sequence[ComparedPlan]) -> list[str]:
                 ratios.setdefault((goal.structure, goal.text), set()).add(goal.alpha_beta_gy)
     for (structure, text), values in ratios.items():
         if len(values) > 1:
-            out.append(
+            out.append(Notice(
                 f"{structure} {text}: converted with alpha/beta {', '.join(f'{v:g}' for v in sorted(values))} Gy in "
                 "different plans: its values differ by the model, not only by the dose"
-            )
+            ))
     for plan in plans:
         if not plan.record.converged:
-            out.append(f"{plan.label}: {plan.record.why_not_converged()}; not a usable plan, its goals read NOT "
-                       "CONVERGED")
+            out.append(Notice(f"{plan.label}: {plan.record.why_not_converged()}; not a usable plan, its goals read "
+                              "NOT CONVERGED"))
     return out
 
 
@@ -347,20 +367,22 @@ def _grid_text(grid: GridInfo) -> str:
 
 
 # How protocols of one name and version differ (`protocol_difference`): a content change, as `specc diff` would
-# list it; an edit `specc diff` finds no difference in; or, for plans without the content fingerprint, only bytes.
-CONTENT_CHANGED = "the same name and version with different content, so one was changed without a new version"
-FORMATTING_ONLY = f"the protocol files differ in {SAME_CONTENT} (same content)"
-NOT_TOLD = ("the protocol files differ; plans written before specc recorded the content fingerprint cannot tell a "
-            "comment from a clinical change")
+# list it; an edit `specc diff` finds no difference in (a note: the plans are of one protocol); or, for plans
+# without the content fingerprint, only bytes.
+CONTENT_CHANGED = Notice("the same name and version with different content, so one was changed without a new version")
+FORMATTING_ONLY = Notice(f"the protocol files differ in {SAME_CONTENT} (same content)", warning=False)
+NOT_TOLD = Notice("the protocol files differ; plans written before specc recorded the content fingerprint cannot "
+                  "tell a comment from a clinical change")
 
 
-def protocol_difference(protocols: Iterable[ProtocolInfo]) -> str | None:
-    """How the protocols of plans that share a name and version differ, in words; None where their files hold the
-    same bytes. Judged by the content fingerprint (`ProtocolInfo.content_sha256`), for the bytes change with a
-    comment, which `specc diff` rightly says needs no new version: two fingerprints that differ are a change
-    without a new version; one fingerprint for all, comments, formatting or descriptive fields only. A plan.json
-    written before the fingerprint was recorded leaves the bytes alone to go by, and they cannot tell a comment
-    from a clinical change."""
+def protocol_difference(protocols: Iterable[ProtocolInfo]) -> Notice | None:
+    """How the protocols of plans that share a name and version differ (`CONTENT_CHANGED`, `FORMATTING_ONLY`,
+    `NOT_TOLD`); None where their files hold the same bytes. Judged by the content fingerprint
+    (`ProtocolInfo.content_sha256`), for the bytes change with a comment, which `specc diff` rightly says needs no
+    new version: two fingerprints that differ are a change without a new version; one fingerprint for all,
+    comments, formatting or descriptive fields only. A plan.json written before the fingerprint was recorded
+    leaves the bytes alone to go by, and they cannot tell a comment from a clinical change. The one rule: `specc
+    approve` judges a plan's protocol files as they are now by it too (`approval.protocol_changed_since`)."""
     protocols = list(protocols)
     if len({protocol.sha256 for protocol in protocols}) <= 1:
         return None
@@ -370,17 +392,21 @@ def protocol_difference(protocols: Iterable[ProtocolInfo]) -> str | None:
     return NOT_TOLD if None in contents else FORMATTING_ONLY
 
 
-def protocol_digests(protocol: ProtocolInfo) -> str:
-    """A plan's protocol hashes as the warnings give them: "SHA-256 b33aff542d26, content SHA-256 acbe21cf22b8" (the
-    files' bytes, then the content fingerprint where plan.json records it)."""
-    content = f", content SHA-256 {protocol.content_sha256[:12]}" if protocol.content_sha256 else ""
-    return f"SHA-256 {protocol.sha256[:12]}{content}"
+def protocol_digests(protocols: Iterable[ProtocolInfo], between: str = ", ") -> str:
+    """Protocol hashes as the warnings give them, each once: the files' bytes, then the content fingerprints where
+    plan.json records them, `between` the two: a plan's "SHA-256 b33aff542d26, content SHA-256 acbe21cf22b8"; a
+    cohort's several, whose lists hold commas, "SHA-256 b33aff542d26, e940fdf7671d; content SHA-256 acbe21cf22b8"."""
+    protocols = list(protocols)
+    sha256s = sorted({protocol.sha256 for protocol in protocols})
+    contents = sorted({protocol.content_sha256 for protocol in protocols if protocol.content_sha256 is not None})
+    return (f"SHA-256 {', '.join(digest[:12] for digest in sha256s)}"
+            + (f"{between}content SHA-256 {', '.join(digest[:12] for digest in contents)}" if contents else ""))
 
 
-def _unversioned_changes(plans: Sequence[ComparedPlan]) -> list[str]:
+def _unversioned_changes(plans: Sequence[ComparedPlan]) -> list[Notice]:
     """Plans whose protocols share a name and version but not their files: a protocol changed without a new
     version, so that "v1.1.0" on both names two protocols (in the cohort comparison's words), or one whose
-    comments or formatting were edited (`protocol_difference`)."""
+    comments or formatting were edited, a note (`protocol_difference`)."""
     by_version: dict[tuple[str, str], list[ComparedPlan]] = {}
     for plan in plans:
         by_version.setdefault((plan.record.protocol.name, plan.record.protocol.version), []).append(plan)
@@ -389,10 +415,10 @@ def _unversioned_changes(plans: Sequence[ComparedPlan]) -> list[str]:
         difference = protocol_difference(plan.record.protocol for plan in same)
         if difference is None:
             continue
-        listed = "; ".join(f"{plan.label}: {name} v{version} ({protocol_digests(plan.record.protocol)})"
+        listed = "; ".join(f"{plan.label}: {name} v{version} ({protocol_digests([plan.record.protocol])})"
                            for plan in same)
         lead = "differ" if difference == CONTENT_CHANGED else "share a name and version"
-        out.append(f"the plans' protocols {lead} ({listed}): {difference}")
+        out.append(Notice(f"the plans' protocols {lead} ({listed}): {difference}", difference.warning))
     return out
 
 

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from specc.evaluate import PlanRecord
 from specc.report.compare import (
-    COMPARE_PAGE, CONTENT_CHANGED, CompareError, Measured, numbered, protocol_difference, read_record, recorded_goals,
+    COMPARE_PAGE, CONTENT_CHANGED, CompareError, Measured, Notice, numbered, protocol_difference, protocol_digests,
+    read_record, recorded_goals,
 )
 from specc.report.identity import PLAN_JSON
 from specc.report.html import STATUS_LABELS, environment, style_sheet
@@ -92,11 +93,9 @@ class ComparedCohort:
 
     @property
     def protocol_digests(self) -> str:
-        """Its protocols' hashes as the warnings give them: "SHA-256 b33aff542d26, e940fdf7671d; content SHA-256
-        acbe21cf22b8"."""
-        content = self.protocol_content_sha256s
-        return (f"SHA-256 {', '.join(digest[:12] for digest in self.protocol_sha256s)}"
-                + (f"; content SHA-256 {', '.join(digest[:12] for digest in content)}" if content else ""))
+        """Its protocols' hashes as the warnings give them (`compare.protocol_digests`): "SHA-256 b33aff542d26,
+        e940fdf7671d; content SHA-256 acbe21cf22b8"."""
+        return protocol_digests((record.protocol for record in self.plans.values()), between="; ")
 
 
 @dataclass(frozen=True)
@@ -190,48 +189,49 @@ def cohort_goal_rows(cohorts: Sequence[ComparedCohort]) -> list[CohortGoalRow]:
     return rows
 
 
-def cohort_warnings(cohorts: Sequence[ComparedCohort]) -> list[str]:
+def cohort_warnings(cohorts: Sequence[ComparedCohort]) -> list[Notice]:
     """Each plan's own warnings (`PlanRecord.warnings`, by case: the cohort run printed none of them, nor did its
     page: review s18 R2), protocols that differ (by SHA-256; by content fingerprint where names and versions are
-    the same: `protocol_difference`), cases listed twice, cases a comparison cannot pair,
-    different data under one case name, cases left unplanned, unconverged plans."""
-    out = [f"{cohort.label}: {folder}: {warning}" for cohort in cohorts
+    the same: `protocol_difference`, protocol files that keep their content a note), cases listed twice, cases a
+    comparison cannot pair, different data under one case name, cases left unplanned, unconverged plans."""
+    out = [Notice(f"{cohort.label}: {folder}: {warning}") for cohort in cohorts
            for folder, record in cohort.plans.items() for warning in record.warnings]
     out += _protocol_warnings(cohorts)
     for cohort in cohorts:
         out += [
-            f"{cohort.label}: {folder} is the same case as {earlier} (case SHA-256 "
-            f"{cohort.plans[folder].case.sha256[:12]}), listed twice: counted once in the goal statistics"
+            Notice(f"{cohort.label}: {folder} is the same case as {earlier} (case SHA-256 "
+                   f"{cohort.plans[folder].case.sha256[:12]}), listed twice: counted once in the goal statistics")
             for folder, earlier in cohort.repeated.items()
         ]
     every = set().union(*(cohort.counted for cohort in cohorts))
     for cohort in cohorts:
         missing = sorted(every - set(cohort.plans))
         if missing:
-            out.append(f"{cohort.label}: no plan for {', '.join(missing)} (planned in another cohort)")
+            out.append(Notice(f"{cohort.label}: no plan for {', '.join(missing)} (planned in another cohort)"))
         if cohort.unplanned:
-            out.append(f"{cohort.label}: {cases_text(len(cohort.unplanned))} without a plan: "
-                       f"{'; '.join(cohort.unplanned)}")
+            out.append(Notice(f"{cohort.label}: {cases_text(len(cohort.unplanned))} without a plan: "
+                              f"{'; '.join(cohort.unplanned)}"))
     for case in sorted(every):
         hashes = {cohort.plans[case].case.sha256 for cohort in cohorts if case in cohort.plans}
         if len(hashes) > 1:
-            out.append(f"case {case}: different case data in different cohorts (case SHA-256 differs)")
+            out.append(Notice(f"case {case}: different case data in different cohorts (case SHA-256 differs)"))
     for cohort in cohorts:
         if cohort.unconverged:
-            out.append(f"{cohort.label}: {', '.join(cohort.unconverged)} did not converge; their goals count as NOT CONVERGED")
+            out.append(Notice(f"{cohort.label}: {', '.join(cohort.unconverged)} did not converge; their goals count "
+                              "as NOT CONVERGED"))
     return out
 
 
-def _protocol_warnings(cohorts: Sequence[ComparedCohort]) -> list[str]:
+def _protocol_warnings(cohorts: Sequence[ComparedCohort]) -> list[Notice]:
     """A cohort whose plans were made with different protocols; cohorts whose protocols differ. Where their names
     and versions are the same, said by the content fingerprint as `specc compare` says it of plans
     (`protocol_difference`): most loudly a protocol edited without a new version; a comment edit as one."""
     out = []
     for cohort in cohorts:
         if len(cohort.protocol_sha256s) > 1:
-            out.append(f"{cohort.label}: " + _protocols_text(
-                f"its plans were made with {len(cohort.protocol_sha256s)} different protocols", "its plans' protocols",
-                [cohort], f"{cohort.protocol}; {cohort.protocol_digests}"))
+            out.append(_protocols_text(
+                f"{cohort.label}: its plans were made with {len(cohort.protocol_sha256s)} different protocols",
+                f"{cohort.label}: its plans' protocols", [cohort], f"{cohort.protocol}; {cohort.protocol_digests}"))
     planned = [cohort for cohort in cohorts if cohort.plans]
     if len({tuple(cohort.protocol_sha256s) for cohort in planned}) > 1:
         listed = "; ".join(f"{cohort.label}: {cohort.protocol} ({cohort.protocol_digests})" for cohort in planned)
@@ -239,17 +239,17 @@ def _protocol_warnings(cohorts: Sequence[ComparedCohort]) -> list[str]:
     return out
 
 
-def _protocols_text(other: str, shared: str, cohorts: Sequence[ComparedCohort], listed: str) -> str:
+def _protocols_text(other: str, shared: str, cohorts: Sequence[ComparedCohort], listed: str) -> Notice:
     """Protocols whose files differ over `cohorts`' plans, led by `other` where they are other protocols (other
     names or versions, or other content under one: `protocol_difference`), else by `shared` as sharing one name
-    and version, with how their files differ (same content, or not told)."""
+    and version, with how their files differ (same content, a note; or not told)."""
     protocols_of = [record.protocol for cohort in cohorts for record in cohort.plans.values()]
     if len({(protocol.name, protocol.version) for protocol in protocols_of}) > 1:
-        return f"{other} ({listed})"  # other names or versions: other protocols, as meant
+        return Notice(f"{other} ({listed})")  # other names or versions: other protocols, as meant
     difference = protocol_difference(protocols_of)
     if difference is None or difference == CONTENT_CHANGED:
-        return f"{other} ({listed})" + (f": {difference}" if difference else "")
-    return f"{shared} share a name and version ({listed}): {difference}"
+        return Notice(f"{other} ({listed})" + (f": {difference}" if difference else ""))
+    return Notice(f"{shared} share a name and version ({listed}): {difference}", difference.warning)
 
 
 def render_cohort_comparison(cohorts: Sequence[ComparedCohort]) -> str:

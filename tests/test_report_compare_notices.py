@@ -1,0 +1,92 @@
+"""What `specc compare` and `specc approve` say before any number: how a protocol's files differ is judged by one
+rule (`protocol_difference`), for two plans and for a plan and its files now; each line carries its severity
+(`Notice.warning`), and the command line prints "warning:" or "note:" by it, never by the line's words."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from evaluate_fakes import synthetic_case
+from specc.approval import protocol_changed_since
+from specc.cli.compare import _warn
+from specc.evaluate.record import ProtocolInfo
+from specc.pipeline import plan
+from specc.protocol import load_protocol
+from specc.report.compare import (
+    CONTENT_CHANGED, FORMATTING_ONLY, NOT_TOLD, Notice, protocol_difference, protocol_digests, read_plans, read_record,
+    warnings,
+)
+from specc.report.compare_cohorts import ComparedCohort, cohort_warnings
+from test_approval_protocol_files import PROTOCOL  # a protocol being tuned, as its approvals see it
+
+EDITS = {
+    "commented": ("# reviewed, no change\n" + PROTOCOL, FORMATTING_ONLY),
+    "reweighted": (PROTOCOL.replace("weight: 1}", "weight: 3}"), CONTENT_CHANGED),
+}
+
+
+def _planned(protocol_file: Path, text: str, folder: Path) -> Path:
+    protocol_file.write_text(text, encoding="utf-8")
+    assert plan(load_protocol(protocol_file), synthetic_case(), folder).succeeded
+    return folder
+
+
+@pytest.mark.parametrize("edit", list(EDITS))
+def test_approve_judges_the_files_now_by_the_rule_compare_judges_two_plans_by(tmp_path: Path, edit: str) -> None:
+    """A plan of a protocol file, the file then edited and planned again: `specc compare` of the two plans and
+    `specc approve` of the first (its files now the edited ones) give one verdict, with one severity."""
+    protocol_file = tmp_path / "tuned.yaml"
+    first = _planned(protocol_file, PROTOCOL, tmp_path / "first")
+    text, verdict = EDITS[edit]
+    second = _planned(protocol_file, text, tmp_path / "second")
+    record = read_record(first / "plan.json")
+    edited = read_record(second / "plan.json").protocol
+    assert protocol_difference([record.protocol, edited]) == verdict
+    [compared] = warnings(read_plans([first, second]))
+    approved = protocol_changed_since(record)
+    assert isinstance(approved, Notice) and compared.endswith(verdict)
+    assert approved.warning == compared.warning == verdict.warning == (verdict != FORMATTING_ONLY)
+    # a plan.json written before the content fingerprint: the rule cannot tell, and both say so as a warning
+    older = record.protocol.model_copy(update={"content_sha256": None})
+    assert protocol_difference([older, edited]) == NOT_TOLD and NOT_TOLD.warning
+    said = protocol_changed_since(record.model_copy(update={"protocol": older}))
+    assert said is not None and said.warning and "cannot tell a comment from a clinical change" in said.text
+    # files that no longer load are no comment edit, whatever plan.json recorded
+    protocol_file.write_text(PROTOCOL.replace("fractions: 30", "fractions: 0"), encoding="utf-8")
+    for planned in (record, record.model_copy(update={"protocol": older})):
+        said = protocol_changed_since(planned)
+        assert said is not None and said.warning and "hold other content now" in said.text
+        assert f"no longer load as a protocol ({protocol_file}:" in said.text
+
+
+def test_a_cohort_whose_plans_differ_in_comments_only_is_a_note(tmp_path: Path) -> None:
+    """Within one cohort as between cohorts: the line naming the cohort keeps the rule's severity."""
+    record = read_record(_planned(tmp_path / "tuned.yaml", PROTOCOL, tmp_path / "plan") / "plan.json")
+    commented = record.model_copy(update={"protocol": record.protocol.model_copy(update={"sha256": "ab" * 32})})
+    cohort = ComparedCohort("v1", tmp_path / "cohort.csv", {"p0": record, "p1": commented}, [])
+    [said] = [notice for notice in cohort_warnings([cohort]) if "protocol" in notice]
+    assert said.startswith("v1: its plans' protocols share a name and version") and said.endswith(FORMATTING_ONLY)
+    assert not said.warning
+    reweighted = commented.protocol.model_copy(update={"content_sha256": "cd" * 32})
+    cohort = ComparedCohort("v1", cohort.summary, {"p0": record, "p1": commented.model_copy(
+        update={"protocol": reweighted})}, [])
+    [said] = [notice for notice in cohort_warnings([cohort]) if "protocol" in notice]
+    assert said.endswith(CONTENT_CHANGED) and said.warning
+    assert cohort.protocol_digests == protocol_digests([record.protocol, reweighted], between="; ")
+
+
+def test_one_rule_gives_a_plan_s_and_a_cohort_s_protocol_hashes() -> None:
+    planned = ProtocolInfo(name="P", version="1", site="s", files=[], sha256="a" * 64, content_sha256="c" * 64)
+    edited = planned.model_copy(update={"sha256": "b" * 64})
+    assert protocol_digests([planned]) == "SHA-256 aaaaaaaaaaaa, content SHA-256 cccccccccccc"
+    assert protocol_digests([edited, planned, planned], between="; ") == (
+        "SHA-256 aaaaaaaaaaaa, bbbbbbbbbbbb; content SHA-256 cccccccccccc")
+    assert protocol_digests([planned.model_copy(update={"content_sha256": None})]) == "SHA-256 aaaaaaaaaaaa"
+
+
+def test_the_command_line_prints_each_line_by_its_severity_not_by_its_words(capsys: pytest.CaptureFixture[str]) -> None:
+    _warn([Notice(f"a warning whose words end as a note's: {FORMATTING_ONLY}"), Notice("a note", warning=False)])
+    said = " ".join(capsys.readouterr().err.split())
+    assert said == f"warning: a warning whose words end as a note's: {FORMATTING_ONLY} note: a note"
