@@ -90,3 +90,20 @@ def test_the_command_line_prints_each_line_by_its_severity_not_by_its_words(caps
     _warn([Notice(f"a warning whose words end as a note's: {FORMATTING_ONLY}"), Notice("a note", warning=False)])
     said = " ".join(capsys.readouterr().err.split())
     assert said == f"warning: a warning whose words end as a note's: {FORMATTING_ONLY} note: a note"
+
+
+def test_the_comparison_page_shows_a_note_apart_from_its_warnings(tmp_path: Path) -> None:
+    """compare.html showed a comment-only edit in the red warnings banner, the terminal calling it a note."""
+    from specc.report.compare import render_comparison
+
+    protocol_file = tmp_path / "tuned.yaml"
+    first = _planned(protocol_file, PROTOCOL, tmp_path / "first")
+    second = _planned(protocol_file, EDITS["commented"][0], tmp_path / "second")
+    html = render_comparison(read_plans([first, second]))
+    assert '<div class="banner" id="warnings">' not in html
+    notes = html.split('<div class="banner banner-info" id="notes">')[1].split("</div>")[0]
+    assert FORMATTING_ONLY in notes
+    reweighted = _planned(protocol_file, EDITS["reweighted"][0], tmp_path / "third")
+    html = render_comparison(read_plans([first, reweighted]))
+    assert 'id="notes"' not in html
+    assert CONTENT_CHANGED in html.split('<div class="banner" id="warnings">')[1].split("</div>")[0]
