@@ -19,12 +19,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, get_args
+from typing import TYPE_CHECKING
 
 from specc.protocol.diagnostics import Issue, located_goals
 from specc.protocol.isoeffect import isoeffective_gy
 from specc.protocol.structures import Expand, Ring, Shrink, Union, subexpressions
 from specc.protocol.units import Dose, format_number
+from specc.terms.dose_roles import DoseRole, dose_roles
 
 if TYPE_CHECKING:
     from specc.protocol.goals import Goal
@@ -228,8 +229,11 @@ def _term_stating(protocol: ProtocolDocument, loc: _Loc, term: TermBase) -> _Sta
     structures = term.structures()
     level = _target_level(protocol, structures[0]) if structures else None
     doses = _term_doses(term)
-    stated = tuple(_StatedDose(f"its {field}" if len(doses) > 1 else "", gy, (*loc, field)) for field, gy in doses)
-    own, others = (stated, ()) if level is not None else ((), stated)
+    stated = [(_StatedDose(f"its {field}" if len(doses) > 1 else "", gy, (*loc, field)), role)
+              for field, gy, role in doses]
+    levels = tuple(dose for dose, role in stated if role is DoseRole.LEVEL)
+    differences = tuple(dose for dose, role in stated if role is DoseRole.DIFFERENCE)
+    own, others = (levels, differences) if level is not None else ((), (*levels, *differences))
     return _Stating(f'"{term.label()}"', "term", False, quantity, alpha_beta, level, own, others)
 
 
@@ -260,21 +264,16 @@ def _template_doses(statings: list[_Stating]) -> Iterator[Issue]:
                 break
 
 
-# A tissue's alpha/beta ratio is written as a dose ("3 Gy") but is a parameter of the LQ model, no dose a plan gives.
-_NOT_DOSES = frozenset({"alpha_beta"})
-
-
-def _term_doses(term: TermBase) -> list[tuple[str, float]]:
-    """The doses a term states, each with its field, in Gy: every field its model types `Dose` (or `Dose | None`)
-    except the tissue parameters (`_NOT_DOSES`), found from the model so that each kind, and a kind added later, is
-    checked without code of its own here. A dose of 0 Gy is none to check: no unit makes it another dose."""
+def _term_doses(term: TermBase) -> list[tuple[str, float, DoseRole]]:
+    """The doses a term states, each with its field and role, in Gy: every field its model types `Dose` (or
+    `Dose | None`) but a tissue parameter, found from the model so that each kind, and a kind added later, is checked
+    without code of its own here; which are levels and which differences the kind declares with each field
+    (`specc.terms.dose_roles`). A dose of 0 Gy is none to check: no unit makes it another dose."""
     doses = []
-    for field, info in type(term).model_fields.items():
-        if field in _NOT_DOSES or Dose not in (info.annotation, *get_args(info.annotation)):
-            continue
+    for field, role in dose_roles(type(term)).items():
         value = getattr(term, field)
-        if value is not None and value.gy > 0:
-            doses.append((field, value.gy))
+        if role is not DoseRole.PARAMETER and value is not None and value.gy > 0:
+            doses.append((field, value.gy, role))
     return doses
 
 

@@ -16,7 +16,7 @@ pneumonitis from a hypofractionated lung dose (mean lung EQD2), not the EQD2 of 
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -24,6 +24,7 @@ from pydantic import Field, model_validator
 from specc.protocol.isoeffect import DoseQuantity, divisor, isoeffective_gy
 from specc.protocol.units import Dose
 from specc.terms.base import BuildContext, BuiltTerm, EvaluationContext, TermResult
+from specc.terms.dose_roles import DoseRole
 from specc.terms.limits import ScalarLimit, StructureName, check_min_max
 from specc.terms.smooth import SmoothContext, SmoothForm, SmoothGradient, SmoothPoint
 
@@ -45,7 +46,7 @@ class MeanDose(ScalarLimit):
         default="physical",
         description="physical (default), or EQD2 / BED: the mean of each voxel's isoeffective dose (max only).",
     )
-    alpha_beta: Dose | None = Field(
+    alpha_beta: Annotated[Dose | None, DoseRole.PARAMETER] = Field(
         default=None,
         description='The tissue\'s alpha/beta ratio, e.g. "3 Gy" (EQD2 / BED); left out, the structure\'s `alpha_beta`.',
     )
