@@ -1,8 +1,9 @@
 """Optimization kinds: one module per kind (model, cvxpy form, evaluation).
 
 `Term` is the discriminated union of all kinds, used by the protocol models; `KINDS` maps
-each YAML `kind:` name to its class. To add a kind, write its module and add its class to
-`_KIND_CLASSES` below.
+each YAML `kind:` name to its class, read from the union. To add a kind, write its module,
+import its class here and add it to `Term` and `__all__`: docs/adding-a-kind.md lists the
+rest (its hooks, the schema, the shared test lists, the docs' example).
 """
 
 from __future__ import annotations
