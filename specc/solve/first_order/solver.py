@@ -147,19 +147,23 @@ class FirstOrderSolver:
         else:
             status = "solver_error"
         fluence = smooth.fluence(result.z) if status != "solver_error" and holds else None
+        # Each term's own value at the plan, as a cvxpy solver's log gives it, and the objective as their sum
+        # (the augmented Lagrangian's objective reads auxiliaries held within a tolerance: `term_values`).
+        values: list[float | None] = [None] * len(smooth.forms)
         if fluence is not None:
+            dose = smooth.plan_dose(result.z)
             self.program.fluence.value = fluence
-            self.program.dose.value = self.operator.forward(result.z[: smooth.n_beamlets])
-        values = smooth.objective_values(result.z)
+            self.program.dose.value = dose
+            values = smooth.term_values(result.z, dose)
         term_values = [
             TermValue(
                 label=term.label(),
                 kind=term.kind,
                 source=str(term.source) if term.source is not None else "(no source line)",
                 hard=bool(term.is_constraint),
-                objective_contribution=value if fluence is not None and form.form.objective is not None else None,
+                objective_contribution=value,
             )
-            for term, form, value in zip(terms, smooth.forms, values)
+            for term, value in zip(terms, values)
         ]
         return SolveResult(
             status=status,
@@ -169,7 +173,7 @@ class FirstOrderSolver:
                 status, result, hard_violation, settings, hard=any(c.constraint.hard for c in smooth.constraints)
             ),
             fluence=fluence,
-            objective=result.objective if fluence is not None else None,
+            objective=float(sum(value for value in values if value is not None)) if fluence is not None else None,
             iterations=result.iterations,
             solve_time_s=seconds,
             terms=term_values,
