@@ -16,7 +16,7 @@ from evaluate_fakes import synthetic_case
 from specc.compile import compile_protocol
 from specc.compile.derive import derive_optimization, with_optimization
 from specc.errors import CompileError
-from specc.protocol import load_protocol
+from specc.protocol import load_protocol, parse_protocol_text, revise_protocol
 
 HEADER = "specc: 1\nname: t\nsite: t\nversion: 1.0.0\n"
 STRUCTURES = "structures:\n  Target: {role: target}\n  Organ: {role: oar}\n  Body: {role: other}\n"
@@ -121,16 +121,38 @@ def test_a_goal_is_named_by_its_path_in_the_file_that_writes_it_not_its_merged_p
     )
 
 
-def test_a_protocol_file_changed_since_loading_keeps_its_position_but_no_path(tmp_path: Path) -> None:
-    """The path is read back from the very bytes the protocol was read from: after an edit it would be another
-    text's, so the error gives the position recorded when loading and no path."""
+def test_a_protocol_parsed_from_text_is_named_at_the_field_and_its_path() -> None:
+    """The loader records each item's path and fields as it reads them: a protocol that no file holds gets them too
+    (named after a file that does not exist, nothing could be read back)."""
     text = HEADER + STRUCTURES + PRESCRIPTION + GOALS + "optimization:\n  terms:\n" + COVERAGE + TOO_MUCH
+    path = Path("no-such-folder/p.yaml")
+    with pytest.raises(CompileError) as error:
+        compile_protocol(parse_protocol_text(text, str(path)), synthetic_case())
+    assert str(error.value) == (
+        f"{_at(path, text, '9000 cc')}: optimization.terms[1].volume: dvh Target D9000cc >= 57 Gy: Target is only "
+        f"{_target_cc()} cc, less than the 9000 cc that must be covered"
+    )
+
+
+def test_a_protocol_revised_after_its_files_are_gone_keeps_the_places_read_when_loading(tmp_path: Path) -> None:
+    """Recorded when loading, the places need no file afterwards: a protocol revised in memory (its name changed) after
+    its file was removed names its goal and its dose level where and as they were written."""
+    text = (HEADER + STRUCTURES + "prescription:\n  fractions: 30\n  levels:\n    - {target: Target, dose: 60 Gy}\n"
+            + 'goals:\n  Target: ["D95% >= 57 Gy"]\n  Organ: ["CV20Gy >= 10 cc"]\n')
     path = _written(tmp_path / "p.yaml", text)
     protocol = load_protocol(path)
-    path.write_text("# edited\n" + text, encoding="utf-8")
+    path.unlink()
+    revised = revise_protocol(protocol, name="t (tuned)")
     with pytest.raises(CompileError) as error:
-        compile_protocol(protocol, synthetic_case())
-    assert str(error.value).startswith(f"{_at(path, text, '{kind: dvh')}: dvh Target D9000cc >= 57 Gy: Target is ")
+        derive_optimization(revised)  # no case: no volume to take the complement of
+    goal = _at(path, text, '"CV20Gy')
+    assert str(error.value) == (
+        f"{goal}: goals.Organ[0]: goal 'CV20Gy >= 10 cc': its convex form needs Organ's "
+        "volume from the case (derive the optimization with the case)"
+    )
+    level = revised.prescription.levels[0].source
+    assert (f"{level.file}:{level.line}:{level.column}", level.path) == (
+        _at(path, text, "{target: Target"), ("prescription", "levels", 0))
 
 
 def test_a_term_derived_from_a_goal_is_named_at_the_goal_which_writes_no_term_field(tmp_path: Path) -> None:

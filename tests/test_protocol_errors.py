@@ -448,3 +448,24 @@ def test_a_suggestion_differing_in_case_is_quoted_plainly() -> None:
 
     assert did_you_mean("core", ["Core"]) == ' (did you mean "Core"?)'  # a case difference shows
     assert "differ in characters that do not show" in did_you_mean("Core", ["Core\u200b"])
+
+
+@pytest.mark.parametrize(
+    "prescription",
+    [
+        "{fractions: 30, levels: [{target: T, dose: 60 Gy, source: {file: x, line: 1, column: 1}}]}",
+        "{fractions: 30, levels: [{target: T, dose: 60 Gy}], prior: {description: first, dose: 20 Gy, source: x}}",
+    ],
+)
+def test_a_dose_level_or_prior_course_cannot_write_the_place_the_loader_records(prescription: str) -> None:
+    """Where a dose level and a prior course are written (their `source`, which compile errors name) is the loader's
+    record: a file writing one is refused at that key, not taken for its place."""
+    text = ("specc: 1\nname: t\nsite: t\nversion: 1.0.0\nstructures: {T: {role: target}}\n"
+            f"prescription: {prescription}\ngoals: {{T: ['D95% >= 57 Gy']}}\n")
+    with pytest.raises(ProtocolError) as caught:
+        parse_protocol_text(text, "p.yaml")
+    (diagnostic,) = caught.value.diagnostics
+    key = text.index("source:")
+    assert (diagnostic.line, diagnostic.column, diagnostic.message) == (6, key - text.index("prescription:") + 1,
+                                                                         'unknown key "source"')
+    assert diagnostic.path.startswith("prescription.") and diagnostic.path.endswith(".source")

@@ -42,10 +42,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import yaml
-from yaml.nodes import ScalarNode, SequenceNode
 
 from specc.compile.case_limits import case_protocol, mask_volumes_cc
-from specc.compile.places import protocol_trees, said_at
+from specc.compile.places import said_at
 from specc.compile.scenarios import with_scenarios
 from specc.compile.structures import resolve_structures
 from specc.errors import CompileError
@@ -55,9 +54,7 @@ from specc.protocol.goals import Threshold
 from specc.protocol.isoeffect import physical_gy
 from specc.protocol.models import Optimization, SolverOptions, StructureSpec
 from specc.protocol.structures import parse_expression
-from specc.protocol.templates import value_of
 from specc.protocol.units import Dose, Volume, format_number
-from specc.protocol.yaml_source import position_of
 from specc.terms import DVH, MaxDose, MeanDose, MinDose, QuadraticOverdose, QuadraticUnderdose, TermBase
 from specc.terms.base import LIMIT_TOLERANCE, SourceLocation
 
@@ -475,27 +472,13 @@ def _complement(volume: Volume, structure: str, volumes_cc: Mapping[str, float] 
 
 
 def _prescription_locations(protocol: Protocol) -> dict[str, SourceLocation]:
-    """The protocol line of each dose level (by target), read back from the protocol's files.
+    """Where each dose level is written (by target), with its path, as the loader recorded it.
 
-    Terms derived from a dose level point at it in logs and diagnoses. The loader keeps no line for a
-    dose level, so the files are read again, and trusted only if they are the very bytes the protocol
-    was read from (`places.protocol_trees`). A protocol parsed from text (whose name may be that of another
-    file on disk), built in memory, read from files changed since, or with the prescription in a template the
-    lookup cannot find, gets its file at line 0: no line rather than another text's line (audit a3 F7).
+    Terms derived from a dose level point at it in logs, diagnoses and compile errors. A protocol built in
+    memory gets its file at line 0: no line rather than a guessed one (audit a3 F7).
     """
     path = protocol.source.path if protocol.source is not None else "<protocol>"
-    fallback = SourceLocation(path, 0, 0)
-    locations = {level.target: fallback for level in protocol.prescription.levels}
-    for tree in protocol_trees(protocol).values():
-        levels = value_of(value_of(tree, "prescription"), "levels")
-        if not isinstance(levels, SequenceNode):
-            continue
-        for node in levels.value:
-            target = value_of(node, "target")
-            if isinstance(target, ScalarNode) and target.value in locations:
-                at = position_of(node.start_mark)
-                locations[target.value] = SourceLocation(at.file, at.line, at.column)
-    return locations
+    return {level.target: level.source or SourceLocation(path, 0, 0) for level in protocol.prescription.levels}
 
 
 def explain_yaml(protocol: Protocol, derived: DerivedOptimization) -> str:

@@ -385,9 +385,11 @@ def _check_prior(protocol: Protocol, case: Case) -> None:
     """A composite needs its prior dose, and only a composite takes one (before any row is selected)."""
     prior = case.prior_dose
     mismatch = protocol.prescription.prior_mismatch(prior is not None)
-    if mismatch is not None:
-        declared = ("prescription", "prior") if prior is None else ()  # the prior course, where the protocol has one
-        raise CompileError(said_at(protocol, None, mismatch, path=declared))
+    declared = protocol.prescription.prior
+    if mismatch is not None and declared is not None:  # at the prior course the case gives no dose for
+        raise CompileError(said_at(protocol, declared.source, mismatch, path=("prescription", "prior")))
+    if mismatch is not None:  # a prior dose the protocol declares no course for: nothing in its files to point at
+        raise CompileError(said_at(protocol, None, mismatch))
     courses = protocol.prior_courses_mismatch(prior.several_courses, prior.stated_fractions) if prior is not None else None
     if courses is not None:
         raise CompileError(courses)  # located at `prescription.prior.fractions`

@@ -16,7 +16,7 @@ import hashlib
 import re
 import types
 import typing
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from specc.protocol.goals import COMPARATORS, Goal, GoalMapping
 from specc.protocol.goals_only import goals_only_issues
 from specc.protocol.models import (
     FILE_CONTEXT,
+    Prescription,
     Protocol,
     ProtocolDocument,
     ProtocolSource,
@@ -201,8 +202,8 @@ def _unlocated(where: str, error: ErrorDetails) -> Diagnostic:
 
 
 def _with_carried_sources(revised: Protocol, changed: Protocol) -> Protocol:
-    """`revised` with the source, and the file positions of its goals, terms and structures, that `changed`
-    carried (validation leaves them out, like a dump)."""
+    """`revised` with the source, and the file positions of its goals, terms, structures, dose levels and prior
+    course (each with its path and fields), that `changed` carried (validation leaves them out, like a dump)."""
     goals = [
         goal.model_copy(update={"source": getattr(before, "source", None)})
         for goal, before in zip(revised.goals, changed.goals)
@@ -218,13 +219,28 @@ def _with_carried_sources(revised: Protocol, changed: Protocol) -> Protocol:
         name: spec.model_copy(update={"source": getattr(changed.structures.get(name), "source", None)})
         for name, spec in revised.structures.items()
     }
-    carried = revised.model_copy(
-        update={"goals": goals, "optimization": optimization, "structures": structures, "source": changed.source}
+    before = changed.prescription  # a mapping given to `model_copy` carries no source
+    prescription = _prescription_placed(
+        revised.prescription, [getattr(level, "source", None) for level in getattr(before, "levels", ())],
+        getattr(getattr(before, "prior", None), "source", None),
     )
+    carried = revised.model_copy(update={
+        "goals": goals, "optimization": optimization, "structures": structures, "prescription": prescription,
+        "source": changed.source,
+    })
     carried._loosened_goals = _still_loosened(changed._loosened_goals, goals)
     carried._fractionation_places = changed._fractionation_places  # the key's and extends' lines, judged anew
-    carried._written_goal_paths = changed._written_goal_paths  # the goals keep the places they were written at
     return carried
+
+
+def _prescription_placed(
+    prescription: Prescription, levels: Sequence[SourceLocation | None], prior: SourceLocation | None
+) -> Prescription:
+    """`prescription` with the sources of its dose levels (in order; None past the end) and of its prior course."""
+    placed = [level.model_copy(update={"source": levels[index] if index < len(levels) else None})
+              for index, level in enumerate(prescription.levels)]  # a copy keeps the level's binding to its course
+    course = prescription.prior.model_copy(update={"source": prior}) if prescription.prior is not None else None
+    return prescription.model_copy(update={"levels": placed, "prior": course})
 
 
 def _still_loosened(loosened: list[LoosenedGoal], goals: list[Goal]) -> list[LoosenedGoal]:
@@ -286,9 +302,6 @@ def _validate(tree: ReadProtocol, source: ProtocolSource, *, template_allowed: b
     if isinstance(located, Protocol):
         refusals = [locator.from_issue(issue) for issue in goals_only_issues(located)]
         located._derivation_refusals = _in_reading_order(refusals, source.files)
-        if located.prescription.prior is not None:
-            located._prior_fractions_place = locator.diagnostic(("prescription", "prior", "fractions"), "")
-        located._written_goal_paths = {(at.file, at.line, at.column): path for at, path in tree.goal_paths.items()}
     return located
 
 
@@ -351,19 +364,30 @@ def _suggested_key(loc: tuple[str | int, ...]) -> str | None:
 
 
 def _internal_keys(data: Any) -> list[DataPath]:
+    """Where the file writes a key only the loader fills in (`source`), at the top or in an item it places."""
     found: list[DataPath] = [(key,) for key in _INTERNAL_KEYS if key in data]
+    for loc, item in _placed_items(data):
+        if isinstance(item, dict):
+            found += [(*loc, key) for key in _INTERNAL_KEYS if key in item]
+    return found
+
+
+def _placed_items(data: dict[str, Any]) -> Iterator[tuple[DataPath, Any]]:
+    """Each item the loader records the place of (`_with_sources`) other than goals, which the grammar reads, as
+    written in `data` (anything, before validation): structures, dose levels, the prior course, terms."""
     structures = data.get("structures")
     if isinstance(structures, dict):
-        for name, spec in structures.items():
-            if isinstance(spec, dict):
-                found += [("structures", name, key) for key in _INTERNAL_KEYS if key in spec]
+        yield from ((("structures", name), spec) for name, spec in structures.items())
+    prescription = data.get("prescription")
+    if isinstance(prescription, dict):
+        levels = prescription.get("levels")
+        if isinstance(levels, list):
+            yield from ((("prescription", "levels", index), level) for index, level in enumerate(levels))
+        yield ("prescription", "prior"), prescription.get("prior")
     optimization = data.get("optimization")
     terms = optimization.get("terms") if isinstance(optimization, dict) else None
     if isinstance(terms, list):
-        for index, term in enumerate(terms):
-            if isinstance(term, dict):
-                found += [("optimization", "terms", index, key) for key in _INTERNAL_KEYS if key in term]
-    return found
+        yield from ((("optimization", "terms", index), term) for index, term in enumerate(terms))
 
 
 def _in_reading_order(diagnostics: list[Diagnostic], files: list[str]) -> list[Diagnostic]:
@@ -388,9 +412,15 @@ def _with_sources(protocol: _Document, locator: _Locator, source: ProtocolSource
         name: spec.model_copy(update={"source": locator.location(("structures", name), at_key=True)})
         for name, spec in protocol.structures.items()
     }
-    return protocol.model_copy(
-        update={"goals": goals, "optimization": optimization, "structures": structures, "source": source}
-    )
+    prescription = protocol.prescription
+    if prescription is not None:
+        levels = [locator.location(("prescription", "levels", index)) for index in range(len(prescription.levels))]
+        prior = locator.location(("prescription", "prior")) if prescription.prior is not None else None
+        prescription = _prescription_placed(prescription, levels, prior)
+    return protocol.model_copy(update={
+        "goals": goals, "optimization": optimization, "structures": structures, "prescription": prescription,
+        "source": source,
+    })
 
 
 class _Locator:
@@ -444,8 +474,21 @@ class _Locator:
         return self.document.values[next(known)]
 
     def location(self, loc: tuple[str | int, ...], at_key: bool = False) -> SourceLocation:
-        position = self.position(self._walk(loc), at_key=at_key)
-        return SourceLocation(position.file, position.line, position.column)
+        """Where `loc` is written (its key, `at_key`), with its path in the file that writes it and where each of its
+        fields is: a compile error found against a case names the field to change from these, with no second
+        reading of the files (a mapping merged key by key with a template's has its fields in both files)."""
+        path = self._walk(loc)
+        position = self.position(path, at_key=at_key)
+        written = self.as_written(path)
+        value: Any = self.document.data
+        for part in path:
+            value = value[part]
+        fields = {}
+        if isinstance(value, dict):  # a goal written as text has none
+            for key in value:
+                at = self.document.values[(*path, key)]
+                fields[key] = SourceLocation(at.file, at.line, at.column, (*written, key))
+        return SourceLocation(position.file, position.line, position.column, written, fields)
 
     def diagnostic(self, loc: tuple[str | int, ...], message: str, at_key: bool = False, missing: str = "") -> Diagnostic:
         path = self._walk(loc)

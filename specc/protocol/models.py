@@ -100,6 +100,8 @@ class DoseLevel(_Strict):
         description='Total prescribed dose over all fractions, e.g. "78 Gy"; with a `prior` course, the '
         "composite: the prior course's dose plus this plan's."
     )
+    # Filled in by the loader (with its path and fields): a term derived from the level is named at it.
+    source: SkipJsonSchema[SourceLocation | None] = Field(default=None, exclude=True)
     _fractions: int | None = PrivateAttr(default=None)
     _prior_gy: float = PrivateAttr(default=0.0)
 
@@ -136,6 +138,9 @@ class PriorCourse(_Strict):
         description="The prior course's number of fractions: needed by goals in EQD2 or BED, which convert "
         "each course's dose from its own dose per fraction.",
     )
+    # Filled in by the loader (with its path and fields): a plan refused for its prior dose is named at the course,
+    # a prior dose file's other fraction count at its `fractions`.
+    source: SkipJsonSchema[SourceLocation | None] = Field(default=None, exclude=True)
 
 
 class Normalization(_Strict):
@@ -293,7 +298,8 @@ class StructureSpec(_Strict):
         "Left out, % refers to the structure's own level, else the highest. It adds no prescription (no RT Plan "
         "dose reference, target-index row or derived terms), as a level would.",
     )
-    # Filled in by the loader from the YAML position, so compile errors can point at the line.
+    # Filled in by the loader from the YAML position (at the structure's name, with its path and fields), so compile
+    # errors can point at the line and the field.
     source: SkipJsonSchema[SourceLocation | None] = Field(default=None, exclude=True)
 
     @field_validator("parts")
@@ -1111,11 +1117,6 @@ class Protocol(ProtocolDocument):
     # its files by the loader; a valid protocol all the same: `specc check` judges a dose by goals no derived
     # program can aim for, and a protocol with terms of its own plans them.
     _derivation_refusals: list[Diagnostic] = PrivateAttr(default_factory=list)
-    # Where `prescription.prior.fractions` is written (its message empty), located by the loader.
-    _prior_fractions_place: Diagnostic | None = PrivateAttr(default=None)
-    # Each goal's field path in the file that wrote it, by where it is written (file, line, column), located by the
-    # loader: its place in the goals merged with a template's is another index (audit s20/t1 F3).
-    _written_goal_paths: dict[tuple[str, int, int], tuple[str | int, ...]] = PrivateAttr(default_factory=dict)
 
     @property
     def derivation_refusals(self) -> list[Diagnostic]:
@@ -1136,10 +1137,12 @@ class Protocol(ProtocolDocument):
         ]
 
     def _goal_diagnostic(self, loc: tuple[str | int, ...], goal: Goal, message: str) -> Diagnostic:
-        """`message` at the line `goal` was written on (the protocol's file alone for one built in memory)."""
-        if goal.source is not None:
-            at = (goal.source.file, goal.source.line, goal.source.column)
-            return Diagnostic(*at, format_loc(self._written_goal_paths.get(at, loc)), message)
+        """`message` at the line `goal` was written on, with its path in the file that wrote it (merged with a
+        template's goals it stands at another index: audit s20/t1 F3); the protocol's file alone for one built in
+        memory."""
+        at = goal.source
+        if at is not None:
+            return Diagnostic(at.file, at.line, at.column, format_loc(at.path or loc), message)
         where = self.source.path if self.source is not None else "<protocol>"
         return Diagnostic(where, None, None, format_loc(loc), message)
 
@@ -1199,11 +1202,12 @@ class Protocol(ProtocolDocument):
         return None
 
     def _at_prior_fractions(self, message: str) -> str:
-        """`message` at the place `prescription.prior.fractions` is written (located by the loader when it read
-        the files); the protocol file and the field alone for a protocol built in memory."""
-        place = self._prior_fractions_place
-        if place is not None:
-            return str(dataclasses.replace(place, message=message))
+        """`message` at the place `prescription.prior.fractions` is written (the prior course's, where it states
+        none), as the loader recorded it; the protocol file and the field alone for a protocol built in memory."""
+        prior = self.prescription.prior
+        if prior is not None and prior.source is not None:
+            at = prior.source.fields.get("fractions", prior.source)
+            return str(Diagnostic(at.file, at.line, at.column, format_loc(at.path), message))
         where = self.source.path if self.source is not None else "<protocol>"
         return str(Diagnostic(where, None, None, "prescription.prior.fractions", message))
 

@@ -10,6 +10,7 @@ dose vectors with their relative volume weights.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -29,11 +30,20 @@ if TYPE_CHECKING:  # cvxpy is only needed once a term is built
 
 @dataclass(frozen=True)
 class SourceLocation:
-    """Where a protocol statement was written, so reports and errors can point at it."""
+    """Where a protocol statement was written, so reports and errors can point at it.
+
+    The loader also records the statement's `path` in the file that writes it (`goals.Rectum[0]`, though the goal
+    may stand at another index once merged with a template's) and where each of its `fields` is written (as
+    locations of their own), so that an error found only against a case names the field to change as a protocol
+    file's own errors do, without reading the files again. Both are left out of equality and hashing: a place is
+    its file, line and column (a term derived from a goal carries the goal's place, and is found by it).
+    """
 
     file: str
     line: int
     column: int
+    path: tuple[str | int, ...] = field(default=(), compare=False)
+    fields: Mapping[str, SourceLocation] = field(default_factory=dict, compare=False)
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}"
