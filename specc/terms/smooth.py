@@ -92,7 +92,7 @@ class Auxiliary:
 
     lower: np.ndarray
     upper: np.ndarray
-    start: Callable[[np.ndarray], np.ndarray]  # dose entries -> a good first value
+    start: Callable[[np.ndarray], np.ndarray]  # dose entries -> the tight value (the log values the term there)
 
 
 @dataclass(frozen=True)
