@@ -327,7 +327,8 @@ def test_dose_level_terms_point_at_the_level_only_in_the_bytes_the_protocol_was_
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Coverage, hot-spot and fall-off terms point at their dose level's line; a protocol parsed from text
-    named like a file on disk never gets that file's line (audit a3 F7: the text's line 17 was shown as 12)."""
+    named like a file on disk gets its own text's line, never that file's (audit a3 F7: the text's line 17 was shown
+    as 12): the loader records it as it reads the text."""
     text = protocol_text("goals:\n" + PTV_GOAL)
     monkeypatch.chdir(tmp_path)
     Path("p.yaml").write_text(text, encoding="utf-8")
@@ -340,7 +341,7 @@ def test_dose_level_terms_point_at_the_level_only_in_the_bytes_the_protocol_was_
     assert level_lines(load_protocol("p.yaml")) == {level_line}
     assert level_lines(parse_protocol_text(text, "p.yaml")) == {level_line}  # the same bytes as the file
     shifted = parse_protocol_text("# a comment\n" * 5 + text, "p.yaml")
-    assert level_lines(shifted) == {0}  # no line rather than the file's
+    assert level_lines(shifted) == {level_line + 5}  # its own line, not the file's
     assert [goal.source.line for goal in shifted.goals] == [goal.source.line + 5 for goal in load_protocol("p.yaml").goals]
 
 

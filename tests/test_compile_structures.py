@@ -56,7 +56,7 @@ def test_an_empty_case_structure_is_an_error_at_its_line_when_used_and_a_note_ot
 def test_an_empty_derived_target_names_its_line() -> None:
     """An empty overlap of organs is anatomy (tests/test_compile_structures_absent.py); an empty target is not."""
     structures = "  Target: {role: target}\n  Organ: {role: oar}\n  Nothing: {role: target, expression: Target & Organ}\n"
-    with pytest.raises(CompileError, match=r"^site/p\.yaml:8:3: structures\.Nothing\.expression: "
+    with pytest.raises(CompileError, match=r"^site/p\.yaml:8:39: structures\.Nothing\.expression: "
                                            r"derived structure 'Nothing' = .* is empty on the case "
                                            r"grid, and a target must be on every case"):
         _resolve(structures)
@@ -173,7 +173,7 @@ def test_a_ring_around_a_structure_covering_the_whole_case_names_that_structure_
     with pytest.raises(CompileError) as error:
         resolve_structures(protocol, case)
     assert str(error.value) == (
-        "site/p.yaml:7:3: structures.Target.expression: "
+        "site/p.yaml:9:17: structures.Target.expression: "
         f"structure 'Target' = expand(CTV, 50mm) covers the whole case (all {rows} voxels it holds "
         "dose for), which leaves no room for `ring(Target, 5mm, 30mm)` outside it: structure 'Falloff_Target' = "
         "ring(Target, 5mm, 30mm), which specc adds to the optimization it derives from the goals, is empty; check "
@@ -182,7 +182,7 @@ def test_a_ring_around_a_structure_covering_the_whole_case_names_that_structure_
     # A ring the protocol writes itself: the ring's line too.
     written = HEADER + "  Target: {role: target}\n  Big: {role: other, expression: 'expand(Target, 50mm)'}\n" \
         "  Shell: {role: other, expression: 'crop(ring(Big, 5mm, 30mm), Body)'}\n  Body: {role: other}\n"
-    with pytest.raises(CompileError, match=r"^site/p\.yaml:7:3: structures\.Big\.expression: "
+    with pytest.raises(CompileError, match=r"^site/p\.yaml:7:34: structures\.Big\.expression: "
                                            r"structure 'Big' = expand\(Target, 50mm\) covers the "
                                            r"whole case .* structure 'Shell' = .* \(site/p\.yaml:8\) is empty"):
         resolve_structures(parse_protocol_text(written + PRESCRIPTION, "site/p.yaml"), synthetic_case())

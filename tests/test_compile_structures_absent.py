@@ -36,7 +36,7 @@ def test_an_empty_overlap_of_organs_is_absent_with_its_expression_and_a_note() -
 def test_an_empty_derived_structure_of_the_setup_error_check_stays_an_error() -> None:
     structures = "  Target: {role: target}\n  Organ: {role: oar}\n  Overlap: {role: oar, expression: Target & Organ}\n"
     rest = "goals: {Overlap: ['Max <= 4 Gy']}\nrobustness: {setup_error: 3 mm, structures: [Overlap]}\n"
-    with pytest.raises(CompileError, match=r"^site/p\.yaml:8:3: structures\.Overlap\.expression: "
+    with pytest.raises(CompileError, match=r"^site/p\.yaml:8:36: structures\.Overlap\.expression: "
                                            r"derived structure 'Overlap' .* is empty on the case grid, "
                                            r"and a structure of the setup-error check must be on every case"):
         resolve_structures(_protocol(structures, rest), synthetic_case())

@@ -105,7 +105,7 @@ def test_a_part_contoured_under_a_near_name_is_an_error_naming_both_and_the_fix(
     with pytest.raises(CompileError) as error:
         resolve_structures(_protocol(if_contoured=False), _case(BrachialPlex_L=left, **{near: right}))
     assert str(error.value) == (
-        "site/p.yaml:7:3: structures.Plexus.parts: "
+        "site/p.yaml:7:56: structures.Plexus.parts: "
         f"structure 'Plexus': its part 'BrachialPlex_R' is not in the case, which has {near!r}, a near "
         f"name no structure of the protocol reads. If it is that part, rename it 'BrachialPlex_R' in the case; if it is "
         f"another part of Plexus, add it to its `parts` (parts: [BrachialPlex_L, BrachialPlex_R, {near}]); otherwise "
