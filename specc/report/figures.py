@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import base64
 import io
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
 from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.markers import MarkerStyle
 from matplotlib.patches import Patch
 
 from specc.evaluate.record import PlanRecord
@@ -25,9 +26,12 @@ from specc.evaluate.record import PlanRecord
 if TYPE_CHECKING:
     from specc.case import Case
 
-# Isodose lines in % of the highest prescription (issue 4), and their colours.
+# Isodose lines in % of the highest prescription (issue 4), their colours, and a dash pattern each, so that a
+# greyscale print (the clinic files one) still tells the levels apart; no isodose is solid, as no contour is dashed.
 ISODOSE_PERCENTS = (50, 80, 95, 100, 107)
 _ISODOSE_COLORS = ("#2c7bb6", "#00a6ca", "#90eb9d", "#f9d057", "#d7191c")
+ISODOSE_DASHES = ((0, (1, 1.5)), (0, (4, 1.5, 1, 1.5)), (0, (3, 2)), (0, (7, 2)), (0, (7, 1.5, 1, 1.5, 1, 1.5)))
+_ISODOSE_WIDTHS = (1.0, 1.0, 1.2, 1.6, 1.2)  # the prescription isodose the heaviest
 # The colour wash starts at this fraction of the highest prescription, so that low dose
 # does not hide the anatomy.
 WASH_FROM_FRACTION = 0.1
@@ -38,6 +42,50 @@ STATUS_COLORS = {
     "not_evaluated": "#6e7781",
     "not_converged": "#cf222e",
 }
+
+
+# What a structure is to the plan, as the record says it: a prescription level's target (role: target, which the
+# protocol's validation asks of a level's structure), an organ or structure a goal judges, or a helper that no goal
+# judges and no level names (a ring or shell the optimization keeps dose off, the body outline).
+TARGET, JUDGED, HELPER = "target", "judged", "helper"
+# Contour width per part: a helper thin, drawn first; a target thickest, drawn last, on top. A ring around a PTV
+# starts in the voxel next to it, so its contour lies on the PTV's: drawn after it, it hid the PTV in every plane.
+_CONTOUR_WIDTHS = {HELPER: 0.9, JUDGED: 1.6, TARGET: 2.4}
+_DRAW_ORDER = (HELPER, JUDGED, TARGET)
+# DVH line patterns, so that curves of one grey (or of one colour: protocols give Body and NormalTissue the same
+# grey) stay apart in a greyscale print: targets solid (further targets long-dashed), the others dashed in turn.
+_TARGET_DASHES = ("solid", (0, (8, 2)), (0, (8, 2, 1, 2, 1, 2)))
+_OTHER_DASHES = ((0, (5, 2)), (0, (1, 1.5)), (0, (5, 1.5, 1, 1.5)), (0, (2, 1)), (0, (8, 2, 1, 2)), "solid")
+_DVH_WIDTHS = {HELPER: 1.1, JUDGED: 1.5, TARGET: 2.2}
+# A goal marker's verdict beside its edge colour: a glyph inside it (a pass has none), for a greyscale print.
+STATUS_GLYPHS = {"variation": "o", "fail": "x", "not_converged": "x", "not_evaluated": "$?$"}
+_GLYPH_NAMES = {"x": "FAIL or NOT CONVERGED", "o": "VARIATION", "$?$": "NOT EVALUATED"}
+
+
+def structure_parts(record: PlanRecord, names: Iterable[str]) -> dict[str, str]:
+    """TARGET, JUDGED or HELPER for each of `names`, by what the record says of it (not by its name)."""
+    targets = {level.target for level in record.prescription.levels} | {t.structure for t in record.target_indices}
+    judged = {goal.structure for goal in record.goals}
+    return {name: TARGET if name in targets else JUDGED if name in judged else HELPER for name in names}
+
+
+def dvh_line_styles(record: PlanRecord) -> dict[str, tuple[object, float]]:
+    """(dash pattern, width) of each structure's DVH curve: by its part (`structure_parts`), the patterns taken in
+    turn, and a structure of the same colour as one before it never given that one's pattern."""
+    parts = structure_parts(record, [structure.structure for structure in record.structures])
+    taken: dict[str, set[object]] = {}  # by colour: the patterns its structures have
+    turns = {_TARGET_DASHES: 0, _OTHER_DASHES: 0}
+    styles = {}
+    for structure in record.structures:
+        part = parts[structure.structure]
+        patterns = _TARGET_DASHES if part == TARGET else _OTHER_DASHES
+        same_colour = taken.setdefault(structure.color.lower(), set())
+        free = [patterns[(turns[patterns] + step) % len(patterns)] for step in range(len(patterns))]
+        pattern = next((dashes for dashes in free if dashes not in same_colour), free[0])
+        turns[patterns] += 1
+        same_colour.add(pattern)
+        styles[structure.structure] = (pattern, _DVH_WIDTHS[part])
+    return styles
 
 
 def to_data_uri(figure: Figure) -> str:
@@ -63,14 +111,18 @@ def dvh_figure(record: PlanRecord) -> Figure:
     figure = Figure(figsize=(8.0, 4.6))
     axes = figure.add_subplot()
     colors = {structure.structure: structure.color for structure in record.structures}
+    styles = dvh_line_styles(record)
     for structure in record.structures:
-        axes.plot(structure.dose_gy, structure.volume_percent, color=structure.color, lw=1.6, label=structure.structure)
+        dashes, width = styles[structure.structure]
+        axes.plot(structure.dose_gy, structure.volume_percent, color=structure.color, lw=width, ls=dashes,
+                  label=structure.structure)
     bands = record.robustness.bands if record.robustness is not None else []
     for band in bands:
         axes.fill_between(
             band.dose_gy, band.volume_min_percent, band.volume_max_percent, color=colors.get(band.structure, "black"),
             alpha=0.25, lw=0,
         )
+    glyphs: dict[str, list[tuple[float, float]]] = {}  # verdict glyph: the goal points it marks
     for goal in record.goals:
         if goal.dvh_point is None:
             continue
@@ -85,20 +137,31 @@ def dvh_figure(record: PlanRecord) -> Figure:
             mew=2.0,
             ls="none",
         )
+        if goal.status in STATUS_GLYPHS:
+            glyphs.setdefault(STATUS_GLYPHS[goal.status], []).append(goal.dvh_point)
+    for glyph, points in glyphs.items():  # a collection beside the markers: one marker line per goal, as before
+        paint = {"facecolors": "white", "edgecolors": "black"} if MarkerStyle(glyph).is_filled() else {"color": "black"}
+        axes.scatter(*zip(*points), marker=glyph, s=16, linewidths=1.3, zorder=3, **paint)
     axes.set_xlabel("Dose (Gy, total)")
     axes.set_ylabel("Volume (%)")
     axes.set_ylim(0, 102)
     axes.set_xlim(left=0)
     axes.grid(alpha=0.3)
-    handles, labels = axes.get_legend_handles_labels()
+    handles: list = axes.get_legend_handles_labels()[0]
     handles += [
         Line2D([], [], marker="^", ls="none", mfc="white", mec="black", label="goal: curve at or above"),
         Line2D([], [], marker="v", ls="none", mfc="white", mec="black", label="goal: curve at or below"),
     ]
+    labels = [handle.get_label() for handle in handles]
+    for glyph in glyphs:  # a key to each verdict drawn, in the order first drawn
+        handles.append((Line2D([], [], marker="^", ms=8, ls="none", mfc="white", mec="black"),
+                        Line2D([], [], marker=glyph, ms=4, ls="none", mfc="white", mec="black", mew=1.3)))
+        labels.append(f"goal {_GLYPH_NAMES[glyph]}")
     if bands:
         scenarios = len(record.robustness.scenarios_mm)  # type: ignore[union-attr]
-        handles.append(Patch(color="black", alpha=0.25, lw=0, label=f"band: nominal and {scenarios} setup errors"))
-    axes.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        handles.append(Patch(color="black", alpha=0.25, lw=0))
+        labels.append(f"band: nominal and {scenarios} setup errors")
+    axes.legend(handles, labels, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     figure.tight_layout()
     return figure
 
@@ -158,6 +221,10 @@ def slices_figure(
     axes_mm = case.grid.axes_mm()
     spacing = case.grid.spacing_mm
     colors = {structure.structure: structure.color for structure in record.structures}
+    parts = structure_parts(record, masks)
+    # helpers first, targets last (the highest prescription on top): each drawn over what it must not be hidden by
+    level_gy = {level.target: level.total_gy for level in record.prescription.levels}
+    drawn = sorted(masks, key=lambda name: (_DRAW_ORDER.index(parts[name]), level_gy.get(name, 0.0)))
     figure = Figure(figsize=(10.0, 8.6), layout="constrained")
     places = figure.add_gridspec(2, 2)
     wash_image = None
@@ -176,15 +243,17 @@ def slices_figure(
                                  extent=extent, interpolation="nearest")
         if plane_dose.shape[0] > 1 and plane_dose.shape[1] > 1:
             levels = [p / 100 * reference for p in ISODOSE_PERCENTS]
-            present = [(level, color) for level, color in zip(levels, _ISODOSE_COLORS) if plane_dose.max() >= level]
+            present = [line for line in zip(levels, _ISODOSE_COLORS, ISODOSE_DASHES, _ISODOSE_WIDTHS)
+                       if plane_dose.max() >= line[0]]
             if present:
-                axes.contour(plane_dose, levels=[lv for lv, _ in present], colors=[c for _, c in present],
-                             linewidths=1.0, linestyles="--", origin=origin, extent=extent)
-            for name, mask in masks.items():
-                plane_mask = mask[index].T
+                level_gy, level_colors, dashes, widths = zip(*present)
+                axes.contour(plane_dose, levels=list(level_gy), colors=list(level_colors), linewidths=list(widths),
+                             linestyles=list(dashes), origin=origin, extent=extent)
+            for name in drawn:
+                plane_mask = masks[name][index].T
                 if plane_mask.any() and not plane_mask.all():
                     axes.contour(plane_mask.astype(float), levels=[0.5], colors=[colors.get(name, "white")],
-                                 linewidths=1.8, origin=origin, extent=extent)
+                                 linewidths=_CONTOUR_WIDTHS[parts[name]], origin=origin, extent=extent)
         axes.set_title(f"{title}, {'xyz'[fixed]} = {axes_mm[fixed][centre[fixed]]:.1f} mm", fontsize=10)
         axes.set_xlabel(f"{'xyz'[horizontal]} (mm)", fontsize=9)
         axes.set_ylabel(f"{'xyz'[vertical]} (mm)", fontsize=9)
@@ -196,9 +265,10 @@ def slices_figure(
     colorbar = figure.colorbar(wash_image, ax=key, location="left", shrink=0.9)
     colorbar.set_label("Dose (Gy, total)", fontsize=9)
     colorbar.ax.tick_params(labelsize=8)
-    handles = [Line2D([], [], color=c, lw=1.2, ls="--", label=f"{p}% ({p / 100 * reference:.1f} Gy)")
-               for p, c in zip(ISODOSE_PERCENTS, _ISODOSE_COLORS)]
-    handles += [Line2D([], [], color=colors.get(name, "white"), lw=1.8, label=name) for name in masks]
+    handles = [Line2D([], [], color=c, lw=w, ls=d, label=f"{p}% ({p / 100 * reference:.1f} Gy)")
+               for p, c, d, w in zip(ISODOSE_PERCENTS, _ISODOSE_COLORS, ISODOSE_DASHES, _ISODOSE_WIDTHS)]
+    handles += [Line2D([], [], color=colors.get(name, "white"), lw=_CONTOUR_WIDTHS[parts[name]], label=name)
+                for name in masks]
     key.legend(handles=handles, loc="center left", fontsize=9, frameon=False, title="Isodoses, contours",
                title_fontsize=9, ncol=2 if len(handles) > 14 else 1)
     return figure
