@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -14,11 +15,13 @@ import numpy as np
 import pytest
 from markupsafe import escape
 from matplotlib.collections import PolyCollection
+from pypdf import PdfReader
 from evaluate_fakes import masks_of, protocol, solve_result, synthetic_case
 
 from specc.evaluate import Review, evaluate_plan
 from specc.report import ReportError, render_html, write_report
 from specc.report.figures import fluence_figure, slices_figure
+from specc.report.html import style_sheet
 from specc.report.identity import record_sha256
 from specc.solve.priorities import step_row
 
@@ -132,11 +135,17 @@ def test_style_sheet_is_inlined_as_css_not_as_escaped_text(converged):
     assert 'font-family: "DejaVu Sans"' in style and "&#34;" not in style
 
 
-def test_each_printed_page_names_the_case_and_protocol(converged):
+def test_each_printed_page_names_the_case_and_protocol_and_the_run(converged):
+    """Two runs of one case and protocol printed alike page for page (audit s21/p1 F4): the header adds the plan's
+    creation time and the first digits of its record's SHA-256, which the title block gives whole."""
     _, _, evaluation, html = converged
     record = evaluation.record
-    expected = f"Case {record.case.case_id} · {record.protocol.name} v{record.protocol.version}"
+    created = datetime.fromisoformat(record.created).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    digest = record_sha256(record)
+    expected = (f"Case {record.case.case_id} · {record.protocol.name} v{record.protocol.version} · created {created}"
+                f" · plan {digest[:12]}")
     assert f'<p class="running-title">{escape(expected)}</p>' in html
+    assert f'<span class="mono" id="plan-record">{digest}</span>' in html
     assert "string-set: running content(text)" in html and "content: string(running)" in html
 
 
@@ -478,3 +487,181 @@ def test_the_header_count_tells_an_allowed_absence_from_a_goal_not_measurable():
     html = render_html(evaluation.record, case, evaluation, masks)
     summary = re.sub(r"<[^>]+>", "", re.search(r'<p class="summary" id="goal-summary">(.*?)</p>', html, re.S).group(1))
     assert "NOT EVALUATED × 2 (1 allowed absence, 1 not measurable)" in summary, summary
+
+
+class HeaderRows(HTMLParser):
+    """Per table: its header rows (a row of <th> cells), and how many of them lie outside a <thead>."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loose: list[str] = []  # the first header cell's text of each header row outside a <thead>
+        self.headed = 0
+        self._in_thead = False
+        self._row_cells: list[str] = []
+        self._cell: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "thead":
+            self._in_thead = True
+        elif tag == "tr":
+            self._row_cells = []
+        elif tag in ("th", "td"):
+            self._row_cells.append(tag)
+            self._cell = tag
+            if tag == "th" and self._row_cells == ["th"] and not self._in_thead:
+                self.loose.append("")
+            elif tag == "th" and self._row_cells == ["th"]:
+                self.headed += 1
+
+    def handle_endtag(self, tag):
+        if tag == "thead":
+            self._in_thead = False
+
+    def handle_data(self, data):
+        if self._cell == "th" and self.loose and self._row_cells == ["th"] and not self._in_thead:
+            self.loose[-1] += data
+
+
+def _approval_html(sources: list[str]) -> str:
+    from specc.approval import AcceptedDeviation, Approval
+    from specc.report.html import STATUS_LABELS, environment
+
+    approval = Approval(
+        decision="approved", reviewer="Dr. A. Example", role="Radiation oncologist", time_utc="2026-11-28T09:15:02+00:00",
+        specc_version="0.1.0", protocol={"name": "Pelvis", "version": "1.2.0", "sha256": "a" * 64},
+        case={"case_id": "p0", "sha256": "b" * 64}, plan_created="2026-11-28T08:00:00+00:00", dose_source=None,
+        goals={"pass": 3, "fail": len(sources)}, reason="discussed at chart rounds", files={"plan.json": "c" * 64},
+        accepted_deviations=[AcceptedDeviation(structure="Rectum", goal="D2cc <= 76 Gy", value=78.6, unit="Gy",
+                                               status="fail", priority=2, source=source) for source in sources],
+    )
+    return environment().get_template("approval.html").render(approval=approval, status_labels=STATUS_LABELS,
+                                                               css=style_sheet())
+
+
+def test_every_header_row_of_the_report_and_the_approval_repeats_on_a_page_a_table_runs_onto(converged):
+    """A header row outside <thead> is printed once: the optimization log's term table (five pages in a robust plan)
+    ran on without its column names (audit s21/p1 F1). Every table with header cells has them in a <thead>."""
+    case, masks, evaluation, _ = converged
+    record = evaluation.record
+    solver = record.solver.model_copy(update={"steps": [step_row(step="1. priority 1", reached="0", status="optimal")]})
+    html = render_html(record.model_copy(update={"solver": solver}), case, evaluation, masks)
+    for page in (html, _approval_html(["boost.yaml:63"])):
+        parser = HeaderRows()
+        parser.feed(page)
+        assert parser.loose == [] and parser.headed >= 1
+    assert "<thead><tr><th>Term</th>" in html and "<thead><tr><th>step</th>" in html
+
+
+def test_a_protocol_path_may_wrap_at_its_separators_only():
+    """`.mono { word-break: break-all }` cut paths and hashes anywhere ("prostate.y / aml:49", "c- / shape"):
+    a path now wraps after a separator, a hash only where it must."""
+    from specc.report.html import path_breaks
+
+    assert str(path_breaks("/tmp/a <b>/tg119/prostate.yaml:49")) == (
+        "/<wbr>tmp/<wbr>a &lt;b&gt;/<wbr>tg119/<wbr>prostate.yaml:49")
+    assert "break-all" not in style_sheet()
+    weasyprint = pytest.importorskip("weasyprint")
+
+    path = "/tmp/audit/repo/protocols/tg119/prostate.yaml:49"
+    page = (f"<html><head><style>{style_sheet()}</style></head><body><table style='width: 40mm'><tr>"
+            f"<td class='mono path'>{path_breaks(path)}</td></tr></table></body></html>")
+    pdf = weasyprint.HTML(string=page).write_pdf()
+    text = PdfReader(io.BytesIO(pdf)).pages[0].extract_text().split("page 1 of 1")[0]  # the style sheet's page footer
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    assert "".join(lines) == path and len(lines) > 1
+    assert all(line.endswith("/") for line in lines[:-1]), lines
+
+
+def _pdf_pages(html: str) -> list[str]:
+    weasyprint = pytest.importorskip("weasyprint")
+    return [page.extract_text() for page in PdfReader(io.BytesIO(weasyprint.HTML(string=html).write_pdf())).pages]
+
+
+def test_a_heading_and_its_caption_stay_with_the_first_rows_of_their_table():
+    """"Clinical goals" and its caption stood alone at a page's foot, the table on the next (audit s21/p1 F6)."""
+    rows = "".join(f"<tr><td>row {n}</td><td>D95% &gt;= 75.6 Gy</td></tr>" for n in range(30))
+    for space_mm in range(200, 262, 4):  # the heading at every height near the foot of the first page
+        html = (f"<html><head><style>{style_sheet()}</style></head><body><div style='height: {space_mm}mm'></div>"
+                "<section><h2>Clinical goals</h2><p class='muted caption'>Measured on the total dose of every voxel.</p>"
+                f"<table><thead><tr><th>Structure</th><th>Goal</th></tr></thead><tbody>{rows}</tbody></table>"
+                "</section></body></html>")
+        (with_heading,) = [page for page in _pdf_pages(html) if "Clinical goals" in page]
+        assert "row 0" in with_heading and "Measured on" in with_heading, space_mm
+
+
+@pytest.fixture(scope="module")
+def robust_pdf(converged, tmp_path_factory):
+    """The report of a plan checked in six setup-error scenarios whose optimization log runs over several pages (a
+    robust plan's term copies), printed: its record, its HTML and the PDF's path."""
+    from specc.evaluate.record import RobustGoalRecord, RobustnessRecord, TermRecord
+    from specc.report.write import html_to_pdf
+
+    case, masks, evaluation, _ = converged
+    record = evaluation.record
+    labels = [f"{axis} {sign}5 mm" for axis in "xyz" for sign in "+-"]
+    robust = RobustnessRecord(
+        setup_error_mm=(5.0, 5.0, 5.0), model="static dose cloud", scenarios_mm=[(5.0, 0.0, 0.0)] * 6,
+        scenario_labels=labels, structures=[TARGET],
+        goals=[RobustGoalRecord(structure=goal.structure, text=goal.text, unit=goal.unit, nominal=goal.value,
+                                scenario_values=[goal.value + shift for shift in (0.3, -0.4, 0.1, 0.2, -0.1, 0.5)],
+                                worst=goal.value - 0.4, worst_scenario=1,
+                                measured_status=goal.measured_status, status=goal.status)
+               for goal in record.goals if goal.structure == TARGET],
+    )
+    terms = [TermRecord(label=f"quadratic_underdose {TARGET} below 62 Gy ({labels[n % 6]})", kind="quadratic_underdose",
+                        source=f"/srv/clinic/protocols/site/prostate-robust.yaml:{40 + n // 6}", hard=False,
+                        objective_contribution=0.0125, value=1.221, unit="Gy", satisfied=None,
+                        detail="RMS shortfall below 62 Gy", scenario_mm=[5.0, 0.0, 0.0] if n % 6 else None)
+             for n in range(72)]
+    solver = record.solver.model_copy(update={"terms": terms})
+    long_log = record.model_copy(update={"robustness": robust, "solver": solver})
+    html = render_html(long_log, case, evaluation, masks)
+    pdf = tmp_path_factory.mktemp("robust") / "report.pdf"
+    html_to_pdf(html, pdf)
+    return long_log, html, pdf
+
+
+def test_a_table_run_onto_further_pages_repeats_its_column_names_there(robust_pdf):
+    """The term table of a robust plan ran over five pages, all but the first without its header (audit s21/p1 F1)."""
+    record, _, pdf = robust_pdf
+    pages = [page.extract_text() for page in PdfReader(pdf).pages]
+    with_terms = [text for text in pages if "prostate-robust.yaml:" in "".join(text.split())]
+    assert len(with_terms) >= 2
+    for text in with_terms:  # a header cell wraps its words onto lines of their own
+        assert "Objectivecontribution" in "".join(text.split()) and "Protocol line" in text, text[:300]
+
+
+def test_every_page_fits_the_printable_width(robust_pdf):
+    """A Robustness table with six scenarios ran 9.5 mm into the right margin, to 2.5 mm from the paper's edge, where
+    many printers cut (audit s21/p1 F3): nothing is drawn beyond the page margins (report.css: 12 mm either side)."""
+    pdfium = pytest.importorskip("pypdfium2")
+    _, _, pdf = robust_pdf
+    margin_mm = float(re.search(r"@page \{[^}]*?margin: [\d.]+mm ([\d.]+)mm", str(style_sheet())).group(1))
+    document = pdfium.PdfDocument(pdf)
+    for number in range(len(document)):
+        pixels = np.asarray(document[number].render(scale=3).to_pil().convert("L"))
+        inked = np.flatnonzero((pixels < 250).any(axis=0))
+        right_mm = (pixels.shape[1] - 1 - inked.max()) / pixels.shape[1] * 210
+        left_mm = inked.min() / pixels.shape[1] * 210
+        assert min(left_mm, right_mm) > margin_mm - 0.5, (number + 1, left_mm, right_mm)
+
+
+def test_the_pdf_names_its_author_creation_time_and_protocol_version(robust_pdf):
+    """A document system indexes title, author and date: the PDF had no author or date, and two versions of a
+    protocol on one case had one title (audit s21/p1 F8). The keywords still hold the plan record alone."""
+    record, _, pdf = robust_pdf
+    info = PdfReader(pdf).metadata
+    assert info["/Title"] == f"Plan report: {record.protocol.name} v{record.protocol.version} on {record.case.case_id}"
+    assert info["/Author"] == "specc" and info["/Creator"] == f"specc {record.specc_version}"
+    created = datetime.fromisoformat(record.created).astimezone(timezone.utc)
+    assert info["/CreationDate"].startswith(created.strftime("D:%Y%m%d%H%M%S"))
+    assert info["/Keywords"] == f"specc-plan-record {record_sha256(record)}"
+
+
+def test_the_approval_pdf_is_titled_with_the_version_and_authored_by_its_reviewer(tmp_path):
+    from specc.report.write import html_to_pdf
+
+    html_to_pdf(_approval_html(["boost.yaml:63"]), tmp_path / "approval.pdf")
+    info = PdfReader(tmp_path / "approval.pdf").metadata
+    assert info["/Title"] == "Approved: Pelvis v1.2.0 on p0" and info["/Author"] == "Dr. A. Example"
+    assert info["/CreationDate"].startswith("D:20261128091502")

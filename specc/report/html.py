@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from specc.evaluate import PlanEvaluation, PlanRecord, TargetIndices
 from specc.evaluate.dvh import UndefinedMetric
@@ -43,6 +43,11 @@ STATUS_LABELS = {
     "not_converged": "NOT CONVERGED",
 }
 _HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+# After each of these a file path may wrap (`path_breaks`).
+_PATH_SEPARATOR = re.compile(r"(?<=[/\\])")
+# How many leading digits of the plan record's SHA-256 name the plan at the top of every printed page: as many as
+# `specc compare` shows of a protocol's, enough to tell two runs of one case and protocol apart on a loose page.
+PLAN_ID_DIGITS = 12
 # How the target-index table names each plan-quality index a goal can state, and its decimals.
 _INDEX_ROWS = {
     "CI": ("CI: conformity (RTOG)", 2),
@@ -122,6 +127,13 @@ def format_time(iso: str) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S") + (" UTC" if moment.tzinfo is not None else "")
 
 
+def path_breaks(path: str) -> Markup:
+    """A file path (or "file:line") that may wrap after each separator: `<wbr>` between its escaped parts. A table
+    column too narrow for "protocols/tg119/prostate.yaml:49" then breaks it where a reader expects, not as
+    "prostate.y / aml:49" (report.css: `.mono.path`)."""
+    return Markup("<wbr>").join(escape(part) for part in _PATH_SEPARATOR.split(path))
+
+
 def css_color(value: str) -> str:
     """A colour safe inside a style attribute (only #rrggbb passes)."""
     return value if _HEX_COLOR.match(value) else "#000000"
@@ -144,6 +156,7 @@ def environment() -> Environment:
     environment.filters["as_written"] = written_number  # a protocol's own value, every digit it was given
     environment.filters["cc"] = format_volume
     environment.filters["css_color"] = css_color
+    environment.filters["path_breaks"] = path_breaks
     environment.filters["time"] = format_time
     environment.filters["offset"] = offset_text
     environment.filters["resolved_limits"] = resolved_limits
@@ -168,6 +181,7 @@ def render_html(
             record=record,
             record_meta=RECORD_META,
             record_sha256=record_sha256(record),
+            plan_id_digits=PLAN_ID_DIGITS,
             figures=figures,
             css=css,
             status_labels=STATUS_LABELS,
