@@ -15,7 +15,8 @@ same compiled program), in one process, so the ratios compare runs on the same m
 minutes apart.
 It prints, per change, the first solve's time, the warm and the cold re-solve's time and
 L-BFGS-B iterations, warm / first, and how far the warm and cold objectives differ (both
-are certified by the same KKT test). Results also go to a JSON file.
+are certified by the same KKT test). Results also go to a JSON file, with the date, commit,
+machine and load (`benchmarks.run.provenance`).
 
 `--session` measures what a planner tuning a protocol waits for instead: each change planned
 by a `PlanSession` after its first plan (as `specc plan --watch` does: the compile keeps the
@@ -30,7 +31,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.run import LARGE, STANDARD, TINY, BenchmarkCase, write_json
+from benchmarks.run import LARGE, STANDARD, TINY, BenchmarkCase, finish_provenance, provenance, write_json
 from specc.protocol.units import Dose
 from specc.terms import TermBase
 
@@ -197,14 +198,16 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     case = TINY if args.tiny else LARGE if args.large else PROSTATE if args.prostate else STANDARD
     changes = PROSTATE_CHANGES if args.prostate else CHANGES
+    started = provenance()  # date, commit, machine, load: the JSON says where its figures come from
     if args.session:
         result = run_session(case, changes)
         _print_session(result)
     else:
         result = run_case(case, changes)
         _print(result)
-    write_json(args.json, result)
-    return result
+    report = finish_provenance({**started, **result})
+    write_json(args.json, report)
+    return report
 
 
 if __name__ == "__main__":
