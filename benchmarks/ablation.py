@@ -1,37 +1,45 @@
 """Benchmark: what each technique of the fast path contributes, each switched off in turn.
 
-    python -m benchmarks.ablation            # the 5 mm C-shape, about a minute
-    python -m benchmarks.ablation --large    # the clinical-size case of benchmarks.run (minutes)
+    python -m benchmarks.ablation            # the 5 mm C-shape cases, a few minutes
+    python -m benchmarks.ablation --large    # the clinical-size cases of benchmarks.run (many minutes)
     python -m benchmarks.ablation --tiny     # the CI configuration
     python -m benchmarks.ablation --repeats 3 --only "no working sets"
 
-The default is the plan as `specc plan` makes it (`benchmarks.run`'s "specc fast path":
-compiled for the plan, solved, the sample checked on every voxel). Each ablation runs the
-same plan with one technique switched off, in a spawned process of its own (its peak memory
-is its own; the switch never leaks into another run), and prints the figures of
-`benchmarks.run` plus the run's time over the default's from the same command. Runs are
-interleaved over the repeats, so machine load falls on all of them alike, and the table
-gives each one's median. A switch replaces one name in the module that owns the technique
-(listed in `ABLATIONS`), which must exist: a renamed function makes this benchmark fail,
-never silently measure the default. Results also go to a JSON file.
+Each size runs two cases: the C-shape protocol of `benchmarks.run` (soft terms only) and the same
+with active hard limits on the core (`benchmarks.run`'s limits case), where the techniques for
+constrained programs (inexact rounds, the objective-only start) do their work. The default is the
+plan as `specc plan` makes it (`benchmarks.run`'s "specc fast path": compiled for the plan,
+solved, the sample checked on every voxel). Each ablation runs the same plan with one technique
+switched off, in a spawned process of its own (its peak memory is its own; the switch never leaks
+into another run), and prints the figures of `benchmarks.run` plus the run's time over the
+default's from the same command, and its plan's objective on every voxel with the gap to a tight
+reference: CLARABEL at 1e-9 on the every-voxel program, run once per case. Runs are interleaved
+over the repeats, so machine load falls on all of them alike, and the table gives each one's
+median. A switch replaces one name in the module that owns the technique (listed in
+`ABLATIONS`), which must exist: a renamed function makes this benchmark fail, never silently
+measure the default. Results also go to a JSON file.
 """
-
 from __future__ import annotations
 
 import argparse
 import multiprocessing
 import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from benchmarks.run import (
-    EVERY_VOXEL, LARGE, STANDARD, TINY, BenchmarkCase, _commit, _run_method, in_child, write_json,
+    EVERY_VOXEL, EVERY_VOXEL_REFERENCE, LARGE, LARGE_LIMITS, STANDARD, STANDARD_LIMITS, TINY, TINY_LIMITS,
+    BenchmarkCase, _run_method, finish_provenance, in_child, provenance, write_json,
 )
 
 DEFAULT = "default (as specc plan)"
 FAST_PATH = "specc fast path"
+NO_FAST_PATH = "no fast path (CLARABEL 1e-6)"
+# The gaps' optimum: CLARABEL at 1e-9 on the every-voxel program, one run per case (not an ablation).
+REFERENCE = "reference (CLARABEL 1e-9, every voxel)"
 
 
 def _replace(owner: object, name: str, value: object) -> None:
@@ -49,6 +57,49 @@ def _no_working_sets() -> None:
              augmented_lagrangian.minimize_augmented_lagrangian(program, z, tolerances))
 
 
+def _exact_rounds() -> None:
+    """Every augmented-Lagrangian round, and the objective-only start, run on until L-BFGS-B's own `ftol` or the
+    certificate stops it, never at the round's tolerance (ninth pass: inexact rounds)."""
+    from specc.solve.first_order import augmented_lagrangian
+
+    _replace(augmented_lagrangian, "_round_tolerance", lambda tolerances, left: -np.inf)
+
+
+def _no_objective_only_start() -> None:
+    """A cold solve with hard limits starts its rounds at once, the first penalty set at the start point
+    ("Tried": the objective-only phase first)."""
+    from specc.solve.first_order import augmented_lagrangian
+
+    _replace(augmented_lagrangian, "_objective_only_start", lambda program, z, loop, tolerances: z)
+
+
+def _no_anchor_doses() -> None:
+    """Each float32 forward product of the whole fluence, not a float64 anchor dose plus the float32 product of the
+    step from it (ninth pass: anchors; before them the float32 rounds ended in a float64 polish)."""
+    from specc.solve.first_order.assemble import DoseOperator
+
+    def forward(self, fluence: np.ndarray) -> np.ndarray:
+        return self._dose(self._blocks.forward(np.asarray(fluence).astype(self._vector)).astype(np.float64))
+
+    _replace(DoseOperator, "forward", forward)
+
+
+def _uniform_sample() -> None:
+    """The soft-only structures' sample drawn uniformly, each voxel standing for as many, not one voxel per run of
+    a Morton curve (eighth pass: a stratified sample). The voxels whose rows the program holds stay exact."""
+    from specc.compile import voxels
+
+    _replace(voxels, "stratified_sample", uniform_sample)
+
+
+def uniform_sample(
+    voxel_groups: np.ndarray, order: np.ndarray, size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """`size` of the voxels drawn uniformly without replacement: (their groups, the voxels each stands for)."""
+    drawn = np.sort(rng.choice(len(order), size=size, replace=False))
+    return voxel_groups[order[drawn]], np.full(size, len(order) / size)
+
+
 def _no_threads() -> None:
     """Every product as one block on one thread (seventh pass: products on threads)."""
     from specc.case import products
@@ -58,8 +109,6 @@ def _no_threads() -> None:
 
 def _no_row_merging() -> None:
     """Every selected voxel its own dose entry, identical rows not merged (first and fourth passes)."""
-    import numpy as np
-
     from specc.compile import voxels
 
     _replace(voxels, "_group_identical_rows", lambda influence, rows, offsets=None: np.arange(len(rows), dtype=np.int64))
@@ -74,8 +123,6 @@ def _fixed_memory() -> None:
 
 def _float64_matrix() -> None:
     """The influence matrix in float64, products in float64 (ninth pass: float32 with float64 anchors)."""
-    import numpy as np
-
     from specc.case import Case
 
     load = Case.load
@@ -92,30 +139,45 @@ def _float64_matrix() -> None:
 ABLATIONS: dict[str, tuple[str, Callable[[], None] | None]] = {
     DEFAULT: (FAST_PATH, None),
     "no sampling (every voxel)": (EVERY_VOXEL, None),
+    "uniform sample": (FAST_PATH, _uniform_sample),
     "no working sets": (FAST_PATH, _no_working_sets),
+    "exact rounds (to ftol)": (FAST_PATH, _exact_rounds),
+    "no objective-only start": (FAST_PATH, _no_objective_only_start),
+    "no float64 anchor doses": (FAST_PATH, _no_anchor_doses),
     "no product threads": (FAST_PATH, _no_threads),
     "no identical-row merging": (FAST_PATH, _no_row_merging),
     "20 L-BFGS pairs": (FAST_PATH, _fixed_memory),
     "float64 matrix": (FAST_PATH, _float64_matrix),
-    "no fast path (CLARABEL 1e-6)": ("CLARABEL 1e-6 (no fast path)", None),
+    # benchmarks.run's method: CLARABEL at its own tolerance (1e-6), on the default's sample
+    NO_FAST_PATH: ("CLARABEL 1e-6 (no fast path)", None),
+}
+
+# Each size on the C-shape protocol (soft terms only) and on the same with active hard limits on the
+# core (benchmarks/protocols/c-shape-limits.yaml): the rounds, the objective-only start and the
+# penalty work only where there are limits. The tiny cases' sample (benchmarks.run: 2,000 voxels, the
+# default's 30,000 would take the whole 10 mm body) makes the sample's rows switch something in CI.
+SIZES: dict[str, tuple[BenchmarkCase, ...]] = {
+    "tiny": (TINY, TINY_LIMITS), "standard": (STANDARD, STANDARD_LIMITS), "large": (LARGE, LARGE_LIMITS),
 }
 
 
-def _run_ablation(case_path: str, protocol: str, name: str, queue: multiprocessing.Queue) -> None:
-    method, switch = ABLATIONS[name]
+def _run_ablation(case_path: str, protocol: str, name: str, sample_limit: int | None,
+                  queue: multiprocessing.Queue) -> None:
+    method, switch = (EVERY_VOXEL_REFERENCE, None) if name == REFERENCE else ABLATIONS[name]
     if switch is not None:
         switch()
-    _run_method(case_path, protocol, method, queue)
+    _run_method(case_path, protocol, method, queue, sample_limit)
 
 
-def _measure(case_path: str, protocol: str, name: str, time_limit_s: float) -> dict:
-    run, seconds = in_child(_run_ablation, (case_path, protocol, name), time_limit_s)
+def _measure(case_path: str, protocol: str, name: str, sample_limit: int | None, time_limit_s: float) -> dict:
+    run, seconds = in_child(_run_ablation, (case_path, protocol, name, sample_limit), time_limit_s)
     if run is None:
         return {"ablation": name, "status": "time limit (benchmark)", "total_s": seconds}
     return {"ablation": name, **run}
 
 
 def run_case(case: BenchmarkCase, folder: Path, names: list[str], repeats: int, time_limit_s: float) -> dict:
+    """Every ablation in `names` on `case`, interleaved over `repeats`, and the tight reference once."""
     from specc.case.phantoms import build_phantom
 
     built = build_phantom(case.phantom, beams=case.beams, grid_mm=case.grid_mm, beamlet_mm=case.beamlet_mm)
@@ -126,18 +188,19 @@ def run_case(case: BenchmarkCase, folder: Path, names: list[str], repeats: int, 
     runs: dict[str, list[dict]] = {name: [] for name in names}
     for _ in range(repeats):
         for name in names:
-            runs[name].append(_measure(str(case_path), case.protocol, name, time_limit_s))
-    rows = [_summary(name, measured) for name, measured in runs.items()]
+            runs[name].append(_measure(str(case_path), case.protocol, name, case.sample_limit, time_limit_s))
+    reference = _measure(str(case_path), case.protocol, REFERENCE, case.sample_limit, time_limit_s)
+    rows = [_summary(name, measured) for name, measured in runs.items()] + [_summary(REFERENCE, [reference])]
     default = next((row for row in rows if row["ablation"] == DEFAULT), None)
-    optimum = next((row["objective_every_voxel"] for row in rows
-                    if row["ablation"] == "no sampling (every voxel)" and row["status"] == "optimal"), None)
+    # Its objective valued as every row's is (`objective_every_voxel`), so that its own gap is 0.
+    optimum = reference.get("objective_every_voxel") if reference["status"] == "optimal" else None
     for row in rows:
         if default is not None and row.get("total_s") and default.get("total_s"):
             row["total_over_default"] = row["total_s"] / default["total_s"]
-        if optimum and row.get("objective_every_voxel") is not None:
+        if optimum is not None and row.get("objective_every_voxel") is not None:
             row["gap_every_voxel"] = (row["objective_every_voxel"] - optimum) / abs(optimum)
-    return {"case": case.name, "protocol": case.protocol, "size": size, "repeats": repeats, "rows": rows,
-            "runs": runs}
+    return {"case": case.name, "protocol": case.protocol, "size": size, "sample_limit": case.sample_limit,
+            "repeats": repeats, "reference": REFERENCE if optimum is not None else None, "rows": rows, "runs": runs}
 
 
 def _summary(name: str, measured: list[dict]) -> dict:
@@ -148,7 +211,8 @@ def _summary(name: str, measured: list[dict]) -> dict:
         values = [run[key] for run in measured if key in run]
         if values:
             row[key] = statistics.median(values)
-    for key in ("objective", "objective_every_voxel", "iterations", "program_size", "solver"):
+    for key in ("objective", "objective_every_voxel", "iterations", "program_size", "solver", "tolerance",
+                "hard_limits", "hard_violation_gy", "message"):
         if key in first:
             row[key] = first[key]
     return row
@@ -156,42 +220,56 @@ def _summary(name: str, measured: list[dict]) -> dict:
 
 def _print(result: dict) -> None:
     size = result["size"]
+    sample = f"; the fast path's sample {result['sample_limit']:,} voxels" if result["sample_limit"] else ""
+    against = ("its distance to the reference's optimum" if result["reference"]
+               else "no reference (it did not end optimal): no gap")
     print(f"\n{result['case']} ({result['protocol']}): {size['rows']} rows, {size['beamlets']} beamlets, "
-          f"{size['nonzeros']} nonzeros; medians of {result['repeats']} run(s); 'every voxel': the plan's objective "
-          "on every voxel, 'gap': its distance to the every-voxel run's")
-    print(f"{'ablation':30} {'status':12} {'entries':>8} {'compile':>8} {'solve':>8} {'total':>8} {'x default':>9} "
-          f"{'peak MB':>8} {'iterations':>10} {'every voxel':>12} {'gap':>9}")
+          f"{size['nonzeros']} nonzeros{sample}; medians of {result['repeats']} run(s); 'every voxel': the plan's "
+          f"objective on every voxel, 'gap to ref': {against}; 'viol Gy': the largest hard dose limit's violation "
+          "on the full grid")
+    print(f"{'ablation':38} {'status':12} {'entries':>8} {'compile':>8} {'solve':>8} {'total':>8} {'x default':>9} "
+          f"{'peak MB':>8} {'iterations':>10} {'every voxel':>12} {'gap to ref':>10} {'viol Gy':>8}")
     nan = float("nan")
     for row in result["rows"]:
         iterations = row.get("iterations")
         entries = row["program_size"][0] if row.get("program_size") else ""
-        print(f"{row['ablation']:30} {row['status'][:12]:12} {entries:>8} {row.get('compile_s', nan):8.2f} "
+        print(f"{row['ablation']:38} {row['status'][:12]:12} {entries:>8} {row.get('compile_s', nan):8.2f} "
               f"{row.get('solve_s', nan):8.2f} "
               f"{row.get('total_s', nan):8.2f} {row.get('total_over_default', nan):9.2f} "
               f"{row.get('peak_memory_mb', nan):8.0f} {iterations if iterations is not None else '':>10} "
-              f"{row.get('objective_every_voxel') or nan:12.6g} {row.get('gap_every_voxel', nan):9.1e}")
+              f"{row.get('objective_every_voxel') or nan:12.6g} {row.get('gap_every_voxel', nan):10.1e} "
+              f"{_violation(row):>8}")
+
+
+def _violation(row: dict) -> str:
+    """The largest hard dose limit's violation (Gy), '-' for a case without one, '?' for a run without a plan."""
+    if "hard_violation_gy" not in row:
+        return "?"
+    return "-" if row["hard_violation_gy"] is None else f"{row['hard_violation_gy']:.3g}"
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.ablation", description=__doc__.splitlines()[0])
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--large", action="store_true", help="the clinical-size case instead of the 5 mm one")
-    size.add_argument("--tiny", action="store_true", help="the small CI case")
+    size.add_argument("--large", action="store_true", help="the clinical-size cases instead of the 5 mm ones")
+    size.add_argument("--tiny", action="store_true", help="the small CI cases")
     parser.add_argument("--only", nargs="+", choices=[name for name in ABLATIONS if name != DEFAULT], default=None,
-                        help="these ablations (the default always runs)")
+                        help="these ablations (the default and the reference always run)")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each, interleaved; the table gives medians")
     parser.add_argument("--time-limit", type=float, default=600.0, help="seconds per run")
     parser.add_argument("--json", type=Path, default=Path("ablation-results.json"))
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
-    case = TINY if args.tiny else LARGE if args.large else STANDARD
+    cases = SIZES["tiny" if args.tiny else "large" if args.large else "standard"]
     names = [DEFAULT, *(args.only or [name for name in ABLATIONS if name != DEFAULT])]
+    report = {**provenance(), "cases": []}
     with tempfile.TemporaryDirectory() as folder:
-        result = run_case(case, Path(folder), names, args.repeats, args.time_limit)
-    report = {"date": time.strftime("%Y-%m-%d %H:%M"), "commit": _commit(), "cpus": multiprocessing.cpu_count(),
-              **result}
-    _print(result)
+        for case in cases:
+            result = run_case(case, Path(folder), names, args.repeats, args.time_limit)
+            _print(result)
+            report["cases"].append(result)
+    finish_provenance(report)
     write_json(args.json, report)
     return report
 

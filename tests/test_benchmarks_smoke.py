@@ -143,23 +143,54 @@ def test_the_refine_benchmark_compares_both_refinements_of_one_cvar_plan(tmp_pat
 
 
 def test_the_tiny_ablation_switches_each_technique_off_and_every_run_gives_the_same_plan(tmp_path: Path) -> None:
-    """`python -m benchmarks.ablation`: no technique of the fast path changes the plan beyond the issue's accuracy."""
-    from benchmarks.ablation import ABLATIONS, DEFAULT
+    """`python -m benchmarks.ablation --tiny`: on the C-shape and on the same with active hard limits, no technique
+    of the fast path changes the plan by more than the issue's 0.1% of the optimum: CLARABEL at 1e-9 on every voxel
+    (audit s21/b1 F5, F7, F8)."""
+    from benchmarks.ablation import ABLATIONS, DEFAULT, NO_FAST_PATH, REFERENCE
     from benchmarks.ablation import main as ablation
 
     out = tmp_path / "ablation.json"
     report = ablation(["--tiny", "--json", str(out)])
-    assert json.loads(out.read_text())["rows"] == report["rows"]
-    rows = {row["ablation"]: row for row in report["rows"]}
-    assert list(rows) == list(ABLATIONS)
-    assert rows[DEFAULT]["total_over_default"] == 1.0
-    for name, row in rows.items():
-        assert row["status"] == "optimal", name
-        assert abs(row["gap_every_voxel"]) <= 1e-3, name  # against the every-voxel plan, all certified
-    assert rows["no fast path (CLARABEL 1e-6)"]["solver"] == "CLARABEL"
-    assert {row["solver"] for name, row in rows.items() if not name.startswith("no fast path")} == {"SPECC-LBFGS"}
-    # The switches reach the solve: without working sets the first solve runs on the whole program.
-    assert rows["no working sets"]["iterations"] != rows[DEFAULT]["iterations"]
+    assert [case["rows"] for case in json.loads(out.read_text())["cases"]] == [case["rows"] for case in report["cases"]]
+    c_shape, limits = ({row["ablation"]: row for row in case["rows"]} for case in report["cases"])
+    for rows in (c_shape, limits):
+        assert list(rows) == [*ABLATIONS, REFERENCE]
+        assert rows[DEFAULT]["total_over_default"] == 1.0
+        for name, row in rows.items():
+            assert row["status"] == "optimal", name
+            assert abs(row["gap_every_voxel"]) <= 1e-3, name  # against the tight every-voxel reference
+        assert rows[REFERENCE]["solver"] == "CLARABEL" and rows[REFERENCE]["tolerance"] == 1e-9
+        assert rows[REFERENCE]["gap_every_voxel"] == 0.0
+        # CLARABEL at its own tolerance, not the reference's (F8: it ran at 1e-9)
+        assert rows[NO_FAST_PATH]["solver"] == "CLARABEL" and rows[NO_FAST_PATH]["tolerance"] == 1e-6
+        assert rows[NO_FAST_PATH]["iterations"] != rows[REFERENCE]["iterations"]
+        assert {row["solver"] for name, row in rows.items() if name not in (NO_FAST_PATH, REFERENCE)} == {"SPECC-LBFGS"}
+        # The switches reach the solve: without working sets the first solve runs on the whole program; with
+        # float32 products of the whole fluence the rounds see other doses.
+        for name in ("no working sets", "no float64 anchor doses"):
+            assert rows[name]["iterations"] != rows[DEFAULT]["iterations"], name
+    # The sample is really taken (the tiny case's 2,000 of the 10 mm body), and drawn otherwise when uniform.
+    assert c_shape["no sampling (every voxel)"]["program_size"][0] > c_shape[DEFAULT]["program_size"][0]
+    assert c_shape["uniform sample"]["objective"] != c_shape[DEFAULT]["objective"]
+    # Every plan of the limits case meets both hard limits on the full grid within 0.1% of their dose.
+    for name, row in limits.items():
+        assert len(row["hard_limits"]) == 2 and all(limit["relative_violation"] <= 1e-3 for limit in row["hard_limits"])
+    # Rounds and the objective-only start exist only where there are limits, which the limits case has.
+    for name in ("exact rounds (to ftol)", "no objective-only start"):
+        assert limits[name]["iterations"] != limits[DEFAULT]["iterations"], name
+        assert c_shape[name]["iterations"] == c_shape[DEFAULT]["iterations"], name
+
+
+def test_a_uniform_sample_stands_for_every_voxel_with_equal_weights() -> None:
+    """The ablation's uniform sample: distinct voxels, each standing for the same share, all voxels in total."""
+    import numpy as np
+
+    from benchmarks.ablation import uniform_sample
+
+    groups = np.arange(100, 200)
+    drawn, stands_for = uniform_sample(groups, np.arange(100)[::-1], 30, np.random.default_rng(1))
+    assert len(set(drawn.tolist())) == 30 and set(drawn.tolist()) <= set(groups.tolist())
+    assert np.allclose(stands_for, 100 / 30) and stands_for.sum() == pytest.approx(100)
 
 
 def test_an_ablation_switch_refuses_a_name_the_code_no_longer_has() -> None:
