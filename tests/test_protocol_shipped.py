@@ -7,7 +7,9 @@ file that passes one and fails the other means the schema and the models disagre
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -179,3 +181,82 @@ def test_limits_are_those_of_the_cited_sources() -> None:
     assert _goals("base-thorax.yaml")["Heart"] == [
         "V60Gy[%] <= 33 (priority 2)", "V45Gy[%] <= 67 (priority 2)", "Mean <= 26 Gy (priority 3)"
     ]
+
+
+# Colours: a protocol's structures are told apart by colour in the DVH and the dose planes. Two that look alike
+# (Body and NormalTissue both #c8c8c8, CTV_Prostate #ff0000 beside PTV_Boost #ff4040: audit s21/p1 F5) leave a
+# reader to guess which curve or contour is which. The rule: every two structures of one protocol, its templates'
+# merged in, at least DISTINCT_DELTA_E00 apart in CIEDE2000 (CIE 2001, on CIELAB under D65 from sRGB), the colour
+# difference that follows what an eye sees, where plain RGB or CIE76 distances call saturated reds far apart that
+# look alike (#ff0000 and #ff4040: CIE76 24.7, CIEDE2000 8.2). A difference of 1 is about the least one can see
+# between two patches side by side; 15 keeps lines a point or two wide apart at a glance (a red and a dark red,
+# #ff0000 and #800000, are 26 apart; a teal and a darker teal, the femoral heads' #00a0a0 and #00c0c0, were 9).
+DISTINCT_DELTA_E00 = 15.0
+ALL_SHIPPED = [load_protocol_or_template(path, root=ROOT / "protocols") for path in PROTOCOLS]
+
+
+def _cielab(color: str) -> tuple[float, float, float]:
+    """CIELAB (D65 white) of an sRGB "#rrggbb"."""
+    def linear(channel: float) -> float:
+        return channel / 12.92 if channel <= 0.04045 else ((channel + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (linear(int(color[i:i + 2], 16) / 255) for i in (1, 3, 5))
+    xyz = (
+        (0.4124564 * r + 0.3575761 * g + 0.1804375 * b) / 0.95047,
+        0.2126729 * r + 0.7151522 * g + 0.0721750 * b,
+        (0.0193339 * r + 0.1191920 * g + 0.9503041 * b) / 1.08883,
+    )
+    fx, fy, fz = (t ** (1 / 3) if t > (6 / 29) ** 3 else t / (3 * (6 / 29) ** 2) + 4 / 29 for t in xyz)
+    return 116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)
+
+
+def _delta_e00(lab1: tuple[float, float, float], lab2: tuple[float, float, float]) -> float:
+    """CIEDE2000 colour difference (Sharma, Wu and Dalal 2005, eqs. 1-22), kL = kC = kH = 1."""
+    (l1, a1, b1), (l2, a2, b2) = lab1, lab2
+    mean_c = (math.hypot(a1, b1) + math.hypot(a2, b2)) / 2
+    g = 0.5 * (1 - math.sqrt(mean_c ** 7 / (mean_c ** 7 + 25 ** 7)))
+    c1, c2 = math.hypot((1 + g) * a1, b1), math.hypot((1 + g) * a2, b2)
+    h1 = math.degrees(math.atan2(b1, (1 + g) * a1)) % 360 if c1 else 0.0
+    h2 = math.degrees(math.atan2(b2, (1 + g) * a2)) % 360 if c2 else 0.0
+    turn = 0.0 if c1 * c2 == 0 else (h2 - h1 + 180) % 360 - 180  # the hue difference, in (-180, 180]
+    delta_h = 2 * math.sqrt(c1 * c2) * math.sin(math.radians(turn / 2))
+    mean_l, mean_cp = (l1 + l2) / 2, (c1 + c2) / 2
+    if c1 * c2 == 0:
+        mean_h = h1 + h2
+    elif abs(h1 - h2) <= 180:
+        mean_h = (h1 + h2) / 2
+    else:
+        mean_h = (h1 + h2 + 360) / 2 if h1 + h2 < 360 else (h1 + h2 - 360) / 2
+    t = (1 - 0.17 * math.cos(math.radians(mean_h - 30)) + 0.24 * math.cos(math.radians(2 * mean_h))
+         + 0.32 * math.cos(math.radians(3 * mean_h + 6)) - 0.20 * math.cos(math.radians(4 * mean_h - 63)))
+    s_l = 1 + 0.015 * (mean_l - 50) ** 2 / math.sqrt(20 + (mean_l - 50) ** 2)
+    s_c, s_h = 1 + 0.045 * mean_cp, 1 + 0.015 * mean_cp * t
+    r_t = (-2 * math.sqrt(mean_cp ** 7 / (mean_cp ** 7 + 25 ** 7))
+           * math.sin(math.radians(60 * math.exp(-(((mean_h - 275) / 25) ** 2)))))
+    terms = ((l2 - l1) / s_l, (c2 - c1) / s_c, delta_h / s_h)
+    return math.sqrt(sum(term ** 2 for term in terms) + r_t * terms[1] * terms[2])
+
+
+@pytest.mark.parametrize(("lab1", "lab2", "expected"), [  # Sharma, Wu and Dalal 2005, Table 1: pairs 1, 7, 17-20
+    ((50.0, 2.6772, -79.7751), (50.0, 0.0, -82.7485), 2.0425),
+    ((50.0, 0.0, 0.0), (50.0, -1.0, 2.0), 2.3669),
+    ((50.0, 2.5, 0.0), (73.0, 25.0, -18.0), 27.1492),
+    ((50.0, 2.5, 0.0), (61.0, -5.0, 29.0), 22.8977),
+    ((50.0, 2.5, 0.0), (56.0, -27.0, -3.0), 31.9030),
+    ((50.0, 2.5, 0.0), (58.0, 24.0, 15.0), 19.4535),
+])
+def test_the_colour_difference_is_ciede2000(lab1, lab2, expected) -> None:
+    assert _delta_e00(lab1, lab2) == pytest.approx(expected, abs=1e-4)
+    assert _cielab("#ffffff") == pytest.approx((100.0, 0.0, 0.0), abs=1e-3)
+
+
+@pytest.mark.parametrize("protocol", ALL_SHIPPED, ids=[str(path.relative_to(ROOT)) for path in PROTOCOLS])
+def test_every_two_structures_of_a_shipped_protocol_have_distinct_colours(protocol: Protocol | SiteTemplate) -> None:
+    colors = {name: spec.color for name, spec in protocol.structures.items()}
+    assert [name for name, color in colors.items() if color is None] == []  # else the report picks one, unchecked
+    alike = [
+        f"{first} {colors[first]} and {second} {colors[second]}: {difference:.1f}"
+        for first, second in itertools.combinations(colors, 2)
+        if (difference := _delta_e00(_cielab(colors[first]), _cielab(colors[second]))) < DISTINCT_DELTA_E00
+    ]
+    assert alike == []
