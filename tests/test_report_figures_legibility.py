@@ -3,6 +3,8 @@ tells DVH curves, isodose levels and goal verdicts apart (audit s21/p1 F2, F5)."
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from evaluate_fakes import masks_of, protocol, solve_result, synthetic_case
@@ -10,8 +12,12 @@ from matplotlib.contour import ContourSet
 from matplotlib.lines import Line2D
 from matplotlib.markers import MarkerStyle
 
-from specc.evaluate import evaluate_plan
-from specc.report.figures import STATUS_GLYPHS, dvh_figure, slices_figure
+from specc.evaluate import PlanRecord, evaluate_plan
+from specc.protocol import parse_protocol_text
+from specc.report.figures import (
+    HELPER, ORGAN, STATUS_GLYPHS, TARGET, dvh_figure, dvh_line_styles, slices_figure, structure_parts,
+)
+from specc.report.identity import record_json
 
 _GOALS = {"Target": ["D95% >= 50 Gy", "D2% <= 52 Gy"], "Organ": ["Max <= 70 Gy"]}
 
@@ -105,3 +111,81 @@ def test_a_goal_markers_verdict_is_marked_inside_it_not_only_by_its_edge_colour(
     keys = [text.get_text() for text in axes.get_legend().get_texts()]
     assert "goal FAIL or NOT CONVERGED" in keys
     assert all(isinstance(handle, Line2D) or len(handle) == 2 for handle in axes.get_legend().legend_handles)
+
+
+_ROLES_PROTOCOL = """\
+specc: 1
+name: Roles
+site: test
+version: 1.0.0
+structures:
+  Target: {role: target, color: '#d62728'}
+  CTV: {role: target, color: '#ff7f0e'}
+  Organ: {role: oar, color: '#1f77b4'}
+  Quiet: {role: oar, color: '#2ca02c'}
+  Body: {role: other, color: '#7f7f7f'}
+  Ring: {role: other, color: '#9467bd'}
+prescription: {fractions: 30, levels: [{target: Target, dose: 60 Gy}]}
+goals:
+  Target: ['D95% >= 50 Gy']
+  CTV: ['D98% >= 50 Gy']
+  Organ: ['Max <= 70 Gy']
+"""
+
+
+@pytest.fixture(scope="module")
+def with_roles():
+    """A target without a dose level (a boost's CTV, judged by a goal), an organ no goal judges, and a ring."""
+    case = synthetic_case()
+    masks = masks_of(case)
+    target = masks["Target"]
+    inner = target & np.roll(target, 1, 0) & np.roll(target, -1, 0) & np.roll(target, 1, 1) & np.roll(target, -1, 1)
+    grown = target | np.roll(target, 1, 0) | np.roll(target, -1, 0) | np.roll(target, 1, 1) | np.roll(target, -1, 1)
+    quiet = np.roll(masks["Organ"], -12, 0)  # on the target's other side, cut by the axial plane too
+    masks = {"Ring": grown & ~target, "Target": target, "CTV": inner, "Organ": masks["Organ"], "Quiet": quiet,
+             "Body": masks["Body"]}
+    protocol = parse_protocol_text(_ROLES_PROTOCOL, "protocols/roles.yaml")
+    evaluation = evaluate_plan(protocol, case, masks, solve_result(case, scale=0.8), {})
+    return case, masks, evaluation
+
+
+def _contour_widths(figure) -> list[tuple[str, float]]:
+    """(colour, width) of each structure contour of the axial plane, in the order drawn."""
+    return [("#{:02x}{:02x}{:02x}".format(*(round(255 * c) for c in contour.get_edgecolor()[0][:3])),
+             float(contour.get_linewidth()[0]))
+            for contour in _contours(figure.axes[0]) if len(contour.levels) == 1]
+
+
+def test_a_target_without_a_dose_level_is_drawn_as_a_target_and_an_organ_without_goals_as_an_organ(with_roles) -> None:
+    """The record held no roles, so a CTV without a dose level was drawn as an organ (judged by a goal) under its PTV
+    level's contour, and an organ at risk no goal judges as thinly as a helper ring."""
+    case, masks, evaluation = with_roles
+    colors = {s.structure: s.color for s in evaluation.record.structures}
+    parts = structure_parts(evaluation.record, masks)
+    assert parts == {"Ring": HELPER, "Target": TARGET, "CTV": TARGET, "Organ": ORGAN, "Quiet": ORGAN, "Body": HELPER}
+    drawn = _contour_widths(slices_figure(evaluation.record, case, evaluation.dose, masks))
+    width = dict(drawn)
+    assert width[colors["CTV"]] == width[colors["Target"]] > width[colors["Organ"]] == width[colors["Quiet"]] \
+        > width[colors["Ring"]] == width[colors["Body"]]
+    order = [color for color, _ in drawn]
+    assert max(order.index(colors[name]) for name in ("Ring", "Body")) < min(
+        order.index(colors[name]) for name in ("Organ", "Quiet")) < order.index(colors["CTV"])
+    assert order[-2:] == [colors["CTV"], colors["Target"]]  # the targets last, the one with the level on top
+    styles = dvh_line_styles(evaluation.record)
+    assert styles["CTV"][1] == styles["Target"][1] > styles["Quiet"][1]
+
+
+def test_a_plan_json_written_before_roles_were_recorded_reads_and_renders(with_roles) -> None:
+    """Without roles the parts are read from the rest of the record: a level's target, a structure a goal judges."""
+    case, masks, evaluation = with_roles
+    written = json.loads(record_json(evaluation.record))
+    for structure in written["structures"]:
+        del structure["role"]
+    older = PlanRecord.model_validate_json(json.dumps(written))
+    assert {structure.role for structure in older.structures} == {None}
+    assert structure_parts(older, masks) == {"Ring": HELPER, "Target": TARGET, "CTV": ORGAN, "Organ": ORGAN,
+                                              "Quiet": HELPER, "Body": HELPER}
+    slices = slices_figure(older, case, evaluation.dose, masks)
+    target_color = next(s.color for s in older.structures if s.structure == "Target")
+    assert dict(_contour_widths(slices))[target_color] == max(width for _, width in _contour_widths(slices))
+    assert {line.get_label() for line in dvh_figure(older).axes[0].get_lines()} >= set(masks)

@@ -487,6 +487,7 @@ def _plan_record(
             StructureDose(
                 structure=name,
                 color=_structure_color(protocol, case, name, index),
+                role=protocol.structures[name].role if name in protocol.structures else None,
                 volume_cc=dvh.volume_cc,
                 min_gy=dvh.min,
                 mean_gy=dvh.mean,

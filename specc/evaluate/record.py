@@ -8,6 +8,8 @@ totals over the course unless the name says `per_fraction`. docs/plan-json.md do
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict
 
 from specc.evaluate.goals import Comparator, GoalStatus, MeasuredStatus
@@ -287,11 +289,19 @@ class TargetIndices(_Record):
     hot_spot: HotSpot
 
 
+# A structure's role as its protocol states it (`StructureSpec.role`): what the report draws it as.
+StructureRole = Literal["target", "oar", "other"]
+
+
 class StructureDose(_Record):
-    """Dose statistics and the cumulative DVH curve of one structure."""
+    """Dose statistics and the cumulative DVH curve of one structure, and its `role` in the protocol, so that a
+    reader of the record alone (the report's figures, a comparison) knows a target that has no dose level of its
+    own (a boost's CTV) from a helper ring; None in plan.json written before roles were recorded, and for a case
+    structure the protocol does not name."""
 
     structure: str
     color: str
+    role: StructureRole | None = None
     volume_cc: float
     min_gy: float
     mean_gy: float

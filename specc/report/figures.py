@@ -44,29 +44,41 @@ STATUS_COLORS = {
 }
 
 
-# What a structure is to the plan, as the record says it: a prescription level's target (role: target, which the
-# protocol's validation asks of a level's structure), an organ or structure a goal judges, or a helper that no goal
-# judges and no level names (a ring or shell the optimization keeps dose off, the body outline).
-TARGET, JUDGED, HELPER = "target", "judged", "helper"
+# What a structure is to the plan, by its role in the protocol (`StructureDose.role`): a target (a dose level's, or
+# one without a level of its own: a boost's CTV), an organ at risk or another structure a goal judges, or a helper
+# (role other, no goal: a ring or shell the optimization keeps dose off, the body outline).
+TARGET, ORGAN, HELPER = "target", "organ", "helper"
 # Contour width per part: a helper thin, drawn first; a target thickest, drawn last, on top. A ring around a PTV
 # starts in the voxel next to it, so its contour lies on the PTV's: drawn after it, it hid the PTV in every plane.
-_CONTOUR_WIDTHS = {HELPER: 0.9, JUDGED: 1.6, TARGET: 2.4}
-_DRAW_ORDER = (HELPER, JUDGED, TARGET)
-# DVH line patterns, so that curves of one grey (or of one colour: protocols give Body and NormalTissue the same
+_CONTOUR_WIDTHS = {HELPER: 0.9, ORGAN: 1.6, TARGET: 2.4}
+_DRAW_ORDER = (HELPER, ORGAN, TARGET)
+# DVH line patterns, so that curves of one grey (or of one colour: a protocol may give two structures the same
 # grey) stay apart in a greyscale print: targets solid (further targets long-dashed), the others dashed in turn.
 _TARGET_DASHES = ("solid", (0, (8, 2)), (0, (8, 2, 1, 2, 1, 2)))
 _OTHER_DASHES = ((0, (5, 2)), (0, (1, 1.5)), (0, (5, 1.5, 1, 1.5)), (0, (2, 1)), (0, (8, 2, 1, 2)), "solid")
-_DVH_WIDTHS = {HELPER: 1.1, JUDGED: 1.5, TARGET: 2.2}
+_DVH_WIDTHS = {HELPER: 1.1, ORGAN: 1.5, TARGET: 2.2}
 # A goal marker's verdict beside its edge colour: a glyph inside it (a pass has none), for a greyscale print.
 STATUS_GLYPHS = {"variation": "o", "fail": "x", "not_converged": "x", "not_evaluated": "$?$"}
 _GLYPH_NAMES = {"x": "FAIL or NOT CONVERGED", "o": "VARIATION", "$?$": "NOT EVALUATED"}
 
 
 def structure_parts(record: PlanRecord, names: Iterable[str]) -> dict[str, str]:
-    """TARGET, JUDGED or HELPER for each of `names`, by what the record says of it (not by its name)."""
-    targets = {level.target for level in record.prescription.levels} | {t.structure for t in record.target_indices}
+    """TARGET, ORGAN or HELPER for each of `names`, by its role as the record gives it (never by its name): role
+    target TARGET, role oar ORGAN, role other ORGAN where a goal judges it, else HELPER. A structure with no role
+    recorded (plan.json written before roles were, or a case structure the protocol does not name) is read by what
+    the rest of the record says of it: a dose level's target or a target index's structure TARGET, a structure a goal
+    judges ORGAN, else HELPER; in such a record a target without a dose level (a boost's CTV) reads ORGAN."""
+    roles = {structure.structure: structure.role for structure in record.structures}
+    leveled = {level.target for level in record.prescription.levels} | {t.structure for t in record.target_indices}
     judged = {goal.structure for goal in record.goals}
-    return {name: TARGET if name in targets else JUDGED if name in judged else HELPER for name in names}
+
+    def part(name: str) -> str:
+        role = roles.get(name)
+        if role == "target" or (role is None and name in leveled):
+            return TARGET
+        return ORGAN if role == "oar" or name in judged else HELPER
+
+    return {name: part(name) for name in names}
 
 
 def dvh_line_styles(record: PlanRecord) -> dict[str, tuple[object, float]]:
