@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import re
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from pypdf import PdfReader
 from typer.testing import CliRunner
 
 from evaluate_fakes import protocol, synthetic_case
@@ -16,6 +20,7 @@ from specc.protocol import load_protocol
 from specc.report.compare import (
     CompareError, comparison_figure, goal_rows, read_plans, render_comparison, warnings, write_comparison,
 )
+from specc.report.identity import record_json
 from test_report_pdf import pages, says
 
 TERMS = [
@@ -330,3 +335,48 @@ def test_plans_written_before_the_content_fingerprint_keep_the_byte_rule_worded_
     assert one_each[0].endswith("cannot tell a comment from a clinical change")
     assert warnings(read_plans([folders[0], edits["written"], edits["reweighted"]]))[0].endswith(
         "so one was changed without a new version")
+
+
+def _plan_id(folder: Path) -> str:
+    """A plan's id as its report's pages give it: the first 12 digits of its plan.json's SHA-256."""
+    return hashlib.sha256((folder / "plan.json").read_bytes()).hexdigest()[:12]
+
+
+def test_every_page_names_the_plans_by_id_and_the_time_of_the_comparison(plans, tmp_path: Path) -> None:
+    """compare.pdf's pages read "Plan comparison · first vs second": no date, no plan ids, so two comparisons of two
+    runs of one case and protocol were alike page for page, and its PDF had no author, creator or date (audit s21/p1
+    F4, F8). Each page now names every plan with its id, as each plan's report names it, and when it was compared."""
+    compared = read_plans([plans["first"], plans["second"]])
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    html_page, pdf = write_comparison(tmp_path, compared, pdf=True)
+    after = datetime.now(timezone.utc)
+    ids = [_plan_id(plans["first"]), _plan_id(plans["second"])]
+    html = html_page.read_text()
+    header = re.search(r'<p class="running-title">(.*?)</p>', html).group(1)
+    stamp = re.search(r"compared (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) UTC", header)
+    assert header.startswith(f"Plan comparison · first (plan {ids[0]}) vs second (plan {ids[1]}) · compared ")
+    assert before <= datetime.fromisoformat(stamp.group(1)).replace(tzinfo=timezone.utc) <= after
+    provenance = html.split('<table id="plans">')[1].split("</table>")[0]
+    assert all(f'<span class="mono plan-id">{plan_id}</span>' in provenance for plan_id in ids)
+    document = pages(pdf)
+    assert all(says(page.top, f"first (plan {ids[0]}) vs second (plan {ids[1]})") and says(page.top, stamp.group(0))
+               for page in document), [page.top for page in document]
+    info = PdfReader(pdf).metadata
+    record = compared[1].record
+    assert info["/Title"] == "Plan comparison: first vs second (Test protocol v1.0.0, Test protocol v1.1.0 on synthetic)"
+    assert info["/Author"] == "specc" and info["/Creator"] == f"specc {record.specc_version}"
+    assert info["/CreationDate"].startswith(datetime.fromisoformat(stamp.group(1)).strftime("D:%Y%m%d%H%M%S"))
+    assert all(plan.sha256 in info["/Subject"] and plan.record.created[:10] in info["/Subject"] for plan in compared)
+
+
+def test_the_plan_id_is_of_the_file_read_even_where_this_specc_would_write_it_otherwise(plans, tmp_path: Path) -> None:
+    """A plan.json written before a field was added reads with its default, so written out again it is other bytes:
+    the id is of the file, the one its report printed and `specc approve` binds."""
+    record = _record(plans["first"])
+    for structure in record["structures"]:
+        structure.pop("role")
+    older = _plan_folder(tmp_path / "older", record)
+    compared = read_plans([older, plans["second"]])
+    assert compared[0].sha256[:12] == _plan_id(older)
+    assert compared[0].sha256 != hashlib.sha256(record_json(compared[0].record).encode()).hexdigest()
+    assert f"older (plan {_plan_id(older)})" in render_comparison(compared)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import statistics
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -243,3 +245,19 @@ def test_one_case_is_said_in_the_singular(cohorts, tmp_path: Path) -> None:
     (one / COHORT_CSV).write_text("".join(lines[:2]), encoding="utf-8")  # the header and one case
     result = CliRunner().invoke(app, ["compare", str(one), str(cohorts["v2"]), "--out", str(tmp_path / "cmp")])
     assert result.exit_code == 0 and "; 1 case planned" in " ".join(result.output.split()), result.output
+
+
+def test_the_comparison_page_gives_its_time_and_the_protocols_versions(cohorts) -> None:
+    """The cohort comparison said nowhere when it was made, and its PDF had no author, creator or date (audit s21/p1
+    F4, F8, found on the plan comparison, which shares its frame)."""
+    compared = [read_cohort(cohorts[name] / COHORT_CSV) for name in ("v1", "v2")]
+    before = datetime.now(timezone.utc).replace(microsecond=0)
+    html = render_cohort_comparison(compared)
+    version = next(iter(compared[0].plans.values())).specc_version
+    stamp = re.search(rf"Compared (\S+ \S+) UTC by specc {re.escape(version)}\. Each case", html)
+    assert stamp is not None
+    assert before <= datetime.fromisoformat(stamp.group(1)).replace(tzinfo=timezone.utc) <= datetime.now(timezone.utc)
+    assert '<meta name="author" content="specc">' in html and f'<meta name="generator" content="specc {version}">' in html
+    created = datetime.fromisoformat(stamp.group(1)).strftime("%Y-%m-%dT%H:%M:%S")
+    assert f'<meta name="dcterms.created" content="{created}+00:00">' in html
+    assert "<title>Cohort comparison: v1 vs v2 (Site v1 v1.0.0, Site v2 v1.0.0)</title>" in html

@@ -19,9 +19,11 @@ plan whose solver did not converge.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Literal
 
@@ -29,6 +31,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from pydantic import ValidationError
 
+import specc
 from specc.case.model import grid_text
 from specc.errors import SpeccError, validation_text
 from specc.evaluate import PlanRecord
@@ -38,7 +41,7 @@ from specc.evaluate.record import (
 from specc.protocol.diff import PairedGoals, pair_goals
 from specc.protocol.models import SAME_CONTENT
 from specc.report.figures import to_data_uri
-from specc.report.html import STATUS_LABELS, environment, style_sheet
+from specc.report.html import PLAN_ID_DIGITS, STATUS_LABELS, environment, style_sheet
 from specc.report.identity import PLAN_JSON
 from specc.report.limits import resolved_limits
 from specc.report.write import write_page
@@ -76,6 +79,7 @@ class ComparedPlan:
     label: str
     source: Path  # the plan.json read
     record: PlanRecord
+    sha256: str  # of the plan.json read, as its report's pages and `specc approve` name the plan
 
 
 @dataclass(frozen=True)
@@ -130,9 +134,9 @@ def read_plans(paths: Sequence[Path], labels: Sequence[str] = ()) -> list[Compar
     plans = []
     for index, path in enumerate(paths):
         plan_file = path / PLAN_JSON if path.is_dir() else path
-        record = read_record(plan_file)
+        record, sha256 = read_plan_file(plan_file)
         label = labels[index] if labels else (plan_file.parent.name or str(plan_file))
-        plans.append(ComparedPlan(label, plan_file, record))
+        plans.append(ComparedPlan(label, plan_file, record, sha256))
     return numbered(plans)
 
 
@@ -152,8 +156,15 @@ def numbered(items: list) -> list:
 
 def read_record(plan_file: Path) -> PlanRecord:
     """A plan.json as `specc plan` wrote it; errors name the file and the field."""
+    return read_plan_file(plan_file)[0]
+
+
+def read_plan_file(plan_file: Path) -> tuple[PlanRecord, str]:
+    """A plan.json as `specc plan` wrote it, and the SHA-256 of its bytes: the plan's identity, which its report
+    prints (the first digits at the top of every page) and `specc approve` binds. Of the bytes read, not of the record
+    written out again, which a later specc's added fields would change. Errors name the file and the field."""
     try:
-        text = plan_file.read_text(encoding="utf-8")
+        data = plan_file.read_bytes()
     except FileNotFoundError:
         raise CompareError(
             f"{plan_file}: no such file (give a folder written by `specc plan` or `specc check`, or its plan.json)"
@@ -161,12 +172,16 @@ def read_record(plan_file: Path) -> PlanRecord:
     except OSError as error:
         raise CompareError(f"{plan_file}: cannot be read ({error.strerror})") from None
     try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise CompareError(f"{plan_file}: not a specc plan record (not UTF-8 text at byte {error.start})") from None
+    try:
         record = PlanRecord.model_validate_json(text)
     except ValidationError as error:
         raise CompareError(f"{plan_file}: not a specc plan record ({validation_text(error, 'the file')})") from None
     if record.format != RECORD_FORMAT:
         raise CompareError(f"{plan_file}: plan record format {record.format}; this specc reads format {RECORD_FORMAT}")
-    return record
+    return record, hashlib.sha256(data).hexdigest()
 
 
 def pair_recorded_goals(before: Sequence[GoalRecord], after: Sequence[GoalRecord]) -> list[PairedGoals[GoalRecord]]:
@@ -450,8 +465,23 @@ def comparison_figure(plans: Sequence[ComparedPlan]) -> Figure:
     return figure
 
 
+def protocols_compared(records: Iterable[PlanRecord]) -> str:
+    """The protocols of the records, each "name vVERSION" once, in the order first met: what a comparison's document
+    title and description name beside its labels, as a plan report's title names its protocol's version."""
+    return ", ".join(dict.fromkeys(f"{record.protocol.name} v{record.protocol.version}" for record in records))
+
+
+def compared_now() -> str:
+    """When a comparison is written (UTC, ISO 8601 to the second), as a plan record's `created`: a comparison's pages
+    and document information carry it, for two comparisons of the same plans are otherwise alike page for page."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
 def render_comparison(plans: Sequence[ComparedPlan]) -> str:
-    """The comparison page: provenance of each plan, warnings, goals side by side, DVHs overlaid."""
+    """The comparison page: provenance of each plan, warnings, goals side by side, DVHs overlaid. Every printed page
+    names the plans with their plan ids (the first digits of each plan.json's SHA-256, as each plan report's pages
+    give it) and the time of the comparison; the PDF's document information has author, creator, that time and a
+    title naming the protocols with their versions."""
     css = style_sheet()
     structures = list(dict.fromkeys(s.structure for plan in plans for s in plan.record.structures))
     doses = [{s.structure: s for s in plan.record.structures} for plan in plans]
@@ -467,6 +497,11 @@ def render_comparison(plans: Sequence[ComparedPlan]) -> str:
         not_converged=[plan.label for plan in plans if not plan.record.converged],
         css=css,
         status_labels=STATUS_LABELS,
+        compared=compared_now(),
+        specc_version=specc.__version__,
+        plan_id_digits=PLAN_ID_DIGITS,
+        protocols=protocols_compared(plan.record for plan in plans),
+        cases=", ".join(dict.fromkeys(plan.record.case.case_id for plan in plans)),
     )
 
 

@@ -23,10 +23,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import specc
 from specc.evaluate import PlanRecord
 from specc.report.compare import (
-    COMPARE_PAGE, CONTENT_CHANGED, CompareError, Measured, Notice, numbered, protocol_difference, protocol_digests,
-    read_record, recorded_goals,
+    COMPARE_PAGE, CONTENT_CHANGED, CompareError, Measured, Notice, compared_now, numbered, protocol_difference,
+    protocol_digests, protocols_compared, read_record, recorded_goals,
 )
 from specc.report.identity import PLAN_JSON
 from specc.report.html import STATUS_LABELS, environment, style_sheet
@@ -253,12 +254,17 @@ def _protocols_text(other: str, shared: str, cohorts: Sequence[ComparedCohort], 
 
 
 def render_cohort_comparison(cohorts: Sequence[ComparedCohort]) -> str:
+    """The cohort comparison page. Its first page says when it was compared and by which specc, and the PDF's
+    document information gives author, creator, that time and the protocols' versions, as a plan comparison's
+    (`compare.render_comparison`)."""
     css = style_sheet()
     return environment().get_template("compare_cohorts.html").render(
         heading="Cohort comparison", names=" vs ".join(cohort.label for cohort in cohorts),
         cohorts=cohorts, rows=cohort_goal_rows(cohorts), warnings=cohort_warnings(cohorts), css=css,
         status_labels=STATUS_LABELS, status_order=STATUS_ORDER,
         not_converged=[f"{cohort.label}: {case}" for cohort in cohorts for case in cohort.unconverged],
+        compared=compared_now(), specc_version=specc.__version__,
+        protocols=protocols_compared(record for cohort in cohorts for record in cohort.plans.values()),
     )
 
 
