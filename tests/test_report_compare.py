@@ -380,3 +380,11 @@ def test_the_plan_id_is_of_the_file_read_even_where_this_specc_would_write_it_ot
     assert compared[0].sha256[:12] == _plan_id(older)
     assert compared[0].sha256 != hashlib.sha256(record_json(compared[0].record).encode()).hexdigest()
     assert f"older (plan {_plan_id(older)})" in render_comparison(compared)
+
+
+def test_a_plan_json_that_is_not_utf8_text_is_an_error_naming_the_file(plans, tmp_path: Path) -> None:
+    """It raised UnicodeDecodeError, a traceback, from `specc compare` and `specc approve` alike."""
+    broken = tmp_path / "latin1.json"
+    broken.write_bytes('{"format": 1, "note": "Ärzte"}'.encode("latin-1"))
+    with pytest.raises(CompareError, match=rf"^{re.escape(str(broken))}: not a specc plan record \(not UTF-8 text"):
+        read_plans([plans["first"], broken])
