@@ -167,7 +167,9 @@ def _run_method(
         "method": method, "solver": result.solver, "tolerance": tolerance, "status": str(result.status),
         "objective": result.objective, "message": result.message, "iterations": result.iterations,
         "load_s": load_s, "compile_s": compile_s, "solve_s": solve_s, "evaluate_s": evaluate_s,
-        "total_s": compile_s + solve_s + evaluate_s, "yaml_to_plan_s": load_s + compile_s + solve_s + evaluate_s,
+        "total_s": compile_s + solve_s + evaluate_s, "plan": evaluation is not None,
+        # None without a plan: the time it ran until its solver stopped is load + compile + solve
+        "yaml_to_plan_s": load_s + compile_s + solve_s + evaluate_s if evaluation is not None else None,
         "peak_memory_mb": _own_peak_rss_mb(),
         "goals": [_goal(goal) for goal in record.goals] if record is not None else [],
         "hard_limits": hard, **_largest_violations(hard),
@@ -212,8 +214,10 @@ def _solve_naive(program):
     status = program.problem.status
     usable = status in ("optimal", "optimal_inaccurate") and program.fluence.value is not None
     terms = [TermValue(term.label, term.kind, term.source, term.hard, None) for term in program.terms]
+    # cvxpy's user_limit: its solver's own iteration limit (no limit is given here), specc's iteration_limit
+    stopped = {"user_limit": "iteration_limit", "infeasible": "infeasible", "unbounded": "unbounded"}
     return SolveResult(
-        status=status if usable else "solver_error", converged=usable and status == "optimal",
+        status=status if usable else stopped.get(status, "solver_error"), converged=usable and status == "optimal",
         solver=program.problem.solver_stats.solver_name, message="" if usable else f"cvxpy status {status!r}",
         fluence=np.maximum(np.asarray(program.fluence.value, dtype=float), 0.0) if usable else None,
         objective=float(program.problem.value) if usable else None,
@@ -332,7 +336,8 @@ def _measure(case_path: str, protocol: str, method: str, sample_limit: int, time
         nan = float("nan")
         return {"method": method, "solver": METHODS[method].solver or "cvxpy default", "status": "time limit (benchmark)",
                 "objective": None, "load_s": nan, "compile_s": nan, "solve_s": nan, "evaluate_s": nan,
-                "total_s": seconds, "yaml_to_plan_s": None, "child_s": seconds, "time_limit_s": time_limit_s,
+                "total_s": seconds, "plan": False, "yaml_to_plan_s": None, "child_s": seconds,
+                "time_limit_s": time_limit_s,
                 "peak_memory_mb": nan, "goals": [], "hard_limits": [], "hard_violation_gy": nan,
                 "hard_violation_volume": {}, "terms": {}}
     # The child's own start (spawn, imports) and the end of its run, outside `run_s`.
@@ -385,27 +390,31 @@ def _every_voxel_optimum(runs: list[dict]) -> dict:
 
 
 def _speedups(runs: list[dict]) -> None:
-    """Each run's YAML-to-plan time against the naive baseline's; against a baseline stopped at the time
-    limit, a lower bound (printed with ">"): its time until stopped, less the largest start and end of a
-    child process measured beside it (spawn, imports, the every-voxel objective after the run's timings)."""
+    """Each run's YAML-to-plan time against the naive baseline's. Against a baseline that gave no plan, a
+    lower bound (printed with ">"): the time it ran until stopped. Stopped by its own solver (OSQP at its
+    iteration limit), its load, compile and solve; stopped at the benchmark's time limit, the child's time
+    less the largest start and end of a child process measured beside it (spawn, imports, the every-voxel
+    objective after the run's timings)."""
     naive = next((r for r in runs if r["method"] == NAIVE), None)
     if naive is None:
         return
-    if naive["yaml_to_plan_s"] is not None:
+    if naive["plan"]:
         baseline, bound = naive["yaml_to_plan_s"], False
-    else:
-        overheads = [r["child_s"] - r["yaml_to_plan_s"] for r in runs if r["yaml_to_plan_s"] is not None]
+    elif "time_limit_s" in naive:
+        overheads = [r["child_s"] - r["yaml_to_plan_s"] for r in runs if r["plan"]]
         baseline, bound = naive["child_s"] - max(overheads, default=0.0), True
+    else:
+        baseline, bound = naive["load_s"] + naive["compile_s"] + naive["solve_s"], True
     for run in runs:
-        if run["yaml_to_plan_s"] is not None:
+        if run["plan"]:
             run["speedup_vs_naive"] = baseline / run["yaml_to_plan_s"]
             run["speedup_is_lower_bound"] = bound
 
 
 def _violation_text(run: dict) -> str:
     """The largest hard-limit violation: Gy for dose limits, the limit's unit for volume limits."""
-    if run["status"] == "time limit (benchmark)":
-        return "-"
+    if not run["plan"]:
+        return "no plan"
     parts = ([f"{run['hard_violation_gy']:.3g} Gy"] if run["hard_violation_gy"] is not None else []) + [
         f"{value:.3g} {unit}" for unit, value in run["hard_violation_volume"].items()]
     return ", ".join(parts) if parts else "no limit"
@@ -427,14 +436,18 @@ def _print(result: dict) -> None:
           f"{'gap every vox':>13} {'hard viol':>10} {'speed-up':>8}")
     for run in result["runs"]:
         objective = run["objective"] if run["objective"] is not None else nan
-        yaml_s = run["yaml_to_plan_s"] if run["yaml_to_plan_s"] is not None else run["total_s"]
+        # without a plan: the time until it was stopped (">"), at the time limit or by its own solver
+        yaml_s = run["yaml_to_plan_s"] if run["plan"] else run["total_s"] if "time_limit_s" in run else \
+            run["load_s"] + run["compile_s"] + run["solve_s"]
         print(f"{run['method']:36} {run['status'][:18]:18} {run['load_s']:5.2f} {run['compile_s']:7.2f} "
               f"{run['solve_s']:7.2f} {run['evaluate_s']:5.2f} "
-              f"{'>' if run['yaml_to_plan_s'] is None else ' '}{yaml_s:9.2f} {run['peak_memory_mb']:7.0f} "
+              f"{' ' if run['plan'] else '>'}{yaml_s:9.2f} {run['peak_memory_mb']:7.0f} "
               f"{run['peak_over_matrix']:6.2f} {objective:10.6g} {run.get('gap_to_reference', nan):13.2e} "
               f"{run.get('objective_every_voxel') or nan:10.6g} {run.get('gap_every_voxel', nan):13.2e} "
               f"{_violation_text(run):>10} "
               f"{'>' if run.get('speedup_is_lower_bound') else ' '}{run.get('speedup_vs_naive', nan):7.1f}")
+        if not run["plan"]:
+            print(f"    no plan: {run.get('message') or run['status']}")
         for goal in run["goals"]:
             print(f"    goal {goal['structure']} {goal['goal']}: {goal['shown']} {goal['status']}")
         for limit in run["hard_limits"]:

@@ -82,6 +82,28 @@ def test_a_hard_limit_is_measured_in_its_own_quantity_and_unit() -> None:
     assert limit_violation(MaxDose(kind="max_dose", structure="Core", dose="18 Gy"), 18.5) == (0.5, 18.0)
 
 
+def test_a_baseline_without_a_plan_bounds_the_speed_up_and_a_run_without_one_reads_no_plan() -> None:
+    """The naive baseline stopped by OSQP's own iteration limit (5 mm, hard limits) or by the time limit gave no
+    plan: the speed-up against it is a lower bound, its violation 'no plan' (it read 'no limit')."""
+    from benchmarks.run import NAIVE, _speedups, _violation_text
+
+    def runs(naive: dict) -> tuple[dict, dict]:
+        fast = {"method": "specc fast path", "plan": True, "yaml_to_plan_s": 10.0, "child_s": 14.0,
+                "hard_violation_gy": 0.004, "hard_violation_volume": {}}
+        naive = {"method": NAIVE, "plan": False, "yaml_to_plan_s": None, "hard_violation_gy": None,
+                 "hard_violation_volume": {}, **naive}
+        _speedups([naive, fast])
+        return naive, fast
+
+    naive, fast = runs({"status": "iteration_limit", "load_s": 0.2, "compile_s": 0.1, "solve_s": 299.7})
+    assert fast["speedup_vs_naive"] == pytest.approx(30.0) and fast["speedup_is_lower_bound"]
+    assert "speedup_vs_naive" not in naive
+    assert (_violation_text(naive), _violation_text(fast)) == ("no plan", "0.004 Gy")
+    # stopped at the time limit: its child's time less the largest start-up beside it (14 - 10 s)
+    naive, fast = runs({"status": "time limit (benchmark)", "time_limit_s": 300.0, "child_s": 303.0})
+    assert fast["speedup_vs_naive"] == pytest.approx(29.9) and fast["speedup_is_lower_bound"]
+
+
 def test_the_tiny_resolve_benchmark_runs_and_its_warm_plans_are_the_cold_ones(tmp_path: Path) -> None:
     from benchmarks.resolve import CHANGES
     from benchmarks.resolve import main as resolve
