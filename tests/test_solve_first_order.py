@@ -55,7 +55,7 @@ CASES = {
     "hard gEUD limit": SOFT + "    - {kind: geud, structure: Core, a: 4, max: 9.5 Gy}\n",
     "hard mean EQD2 limit": SOFT + "    - {kind: mean_dose, structure: Core, max: 7 Gy, quantity: EQD2, alpha_beta: 3 Gy}\n",
     # The core's maximum holds beamlets at 0 with a pull 13x the objective's gradient: measured against
-    # it, a point 0.37% above the optimum passed the certificate (docs/performance.md, twelfth pass).
+    # it, a point 0.37% above the optimum passed the certificate (docs/performance-history.md, twelfth pass).
     "hard maximum blocking beamlets and a hard min dose": """
     - {kind: quadratic_underdose, structure: PTV, dose: 50 Gy, weight: 100}
     - {kind: quadratic_overdose, structure: PTV, dose: 50 Gy, weight: 20}

@@ -138,7 +138,7 @@ def test_a_tighter_coverage_slip_leaves_the_next_priority_less_room(default_slip
 def test_each_step_is_its_own_problem_under_the_earlier_steps_bounds_only() -> None:
     """A step carries no later step's objective: kept objectives are second-order cones, one per
     dose entry of a quadratic term, and one shared problem carrying them all made CLARABEL 2.6x
-    slower on the first step of the goals-only C-shape (docs/performance.md, thirteenth pass)."""
+    slower on the first step of the goals-only C-shape (docs/performance-history.md, thirteenth pass)."""
     _, program, priorities = _program()
     steps = plan_steps(program, priorities)
     lexicographic = LexicographicProblem(program, steps)

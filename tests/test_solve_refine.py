@@ -233,7 +233,7 @@ def test_the_fast_path_refines_the_compiled_program_to_the_reference_refinement(
     assert fast.solver == "CLARABEL, refined by SPECC-LBFGS" and fast.status == "optimal"
     # Within 0.1% of what the refinement is refining. (The upper case's refined objective is 1/17 of the
     # CVaR plan's, 5e-4: there the fast path's certified point is 0.36% above CLARABEL's, 1.8e-6 absolute;
-    # the lower case is within 0.024%; docs/performance.md, twelfth pass.)
+    # the lower case is within 0.024%; docs/performance-history.md, twelfth pass.)
     assert fast.objective == pytest.approx(reference.objective, abs=1e-3 * cvar.objective)
     assert fast.objective < cvar.objective
     assert [row["status"] for row in fast.steps if row["step"] == "exact value"] == ["met"] * limits.count("dvh")

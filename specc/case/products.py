@@ -22,7 +22,7 @@ import scipy.sparse as sp
 # blocks: 0.50 -> 0.60 ms), small enough that the working sets of a solve (1-6M nonzeros)
 # share two cores. A x and A.T g on two cores, 2M-nonzero blocks -> these (the first as
 # uneven as the old cuts left them): 1.8M nonzeros 1.42 -> 0.95 ms, 5.5M 3.10 -> 2.66 ms,
-# 13.6M and the 32M benchmark matrix unchanged (docs/performance.md, eleventh pass). It
+# 13.6M and the 32M benchmark matrix unchanged (docs/performance-history.md, eleventh pass). It
 # also bounds the float64 copy scipy makes of a float32 block times a float64 vector (8 MB).
 BLOCK_NONZEROS = 1_000_000
 

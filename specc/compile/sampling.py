@@ -15,7 +15,7 @@ one, x_s the plan (S's optimum) and x* F's optimum, F(x_s) - F(x*) = [F - S](x_s
 `sampling_note` reports; the second is the sample's error at a fixed fluence, zero on
 average. So the excess is, on average, an upper bound on how far the plan lies above the
 every-voxel optimum (measured on the TG-119 cases where both were positive: 1.9 to 5.8
-times that gap; docs/performance.md, eighth pass).
+times that gap; docs/performance-history.md, eighth pass).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ Two reductions keep it small, each keeping what is needed to read results back:
   every volume-weighted mean stays unbiased, and stratification never raises its variance
   above that of a uniform sample (proportional allocation). Measured on every voxel, the
   optimum it leads to is nearer the every-voxel optimum than a uniform sample's
-  (docs/performance.md, eighth pass). Only soft objectives see the sample; a hard limit
+  (docs/performance-history.md, eighth pass). Only soft objectives see the sample; a hard limit
   always sees every voxel of its structure, so it is never weakened. The sample is
   reported in the program notes and the plan is still evaluated on the full grid.
 """

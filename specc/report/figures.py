@@ -306,7 +306,7 @@ def fluence_figure(case: Case, fluence: np.ndarray) -> Figure:
         members = np.flatnonzero(beamlets.beam_id == beam.id)
         # One rectangle per beamlet, as corner arrays; embedded as an image (`rasterized`): the
         # map is a grid of cells, and as vector paths it was the report's slowest part (2,051
-        # beamlets: 0.35 s to build, 0.33 s and 694 KB of SVG; docs/performance.md, eleventh pass).
+        # beamlets: 0.35 s to build, 0.33 s and 694 KB of SVG; docs/performance-history.md, eleventh pass).
         half_x, half_y = beamlets.width_mm[members] / 2, beamlets.height_mm[members] / 2
         x, y = beamlets.x_mm[members], beamlets.y_mm[members]
         corners = np.stack([np.stack([x - half_x, y - half_y], axis=1), np.stack([x + half_x, y - half_y], axis=1),

@@ -53,7 +53,7 @@ _MAX_ITERATIONS = {
 # CLARABEL factorizes with faer; its threads cost more than they give at these sizes: on
 # 2 cores, one thread solved the 5 mm TG-119 prostate in 4.9 s against 7.5-7.6 s with the
 # default (all cores), and the goals-only C-shape's first step in 7.2-7.3 s against 9.5-9.6 s
-# (docs/performance.md, seventh pass). QDLDL, the other method, took 23.6 s on the latter.
+# (docs/performance-history.md, seventh pass). QDLDL, the other method, took 23.6 s on the latter.
 _EXTRA = {"OSQP": {"polish": True}, "CLARABEL": {"max_threads": 1}}
 
 

@@ -56,7 +56,7 @@ _COUNT_SLACK = 1e-9
 # and the fast path meets them within it: a plan then holds every exact limit counted
 # strictly. The fast path's default feasibility, 1e-4, cost 0.2% of the refined objective on
 # the 10 mm lower-limit test (1e-5: 0.06%) and leaves the prostate and head-neck refinements
-# as fast (docs/performance.md, twelfth pass).
+# as fast (docs/performance-history.md, twelfth pass).
 EXACT_FEASIBILITY = 1e-5
 
 
@@ -267,7 +267,7 @@ def _solve_exact(
 
     On the fast path when it was chosen and the problem is the compiled one: the exact bounds
     are voxelwise hard limits, which it certifies (5 mm TG-119 head-neck: 6.5 s from the CVaR
-    plan, CLARABEL 81.7 s, objectives within 3e-5; docs/performance.md, twelfth pass). A
+    plan, CLARABEL 81.7 s, objectives within 3e-5; docs/performance-history.md, twelfth pass). A
     lexicographic step's problem (earlier steps kept within their slip) goes to the reference
     solver (on the fast path it took twice as long: the kept steps are CVaR bounds again), and
     so does a fast solve that does not certify, with a note.

@@ -15,7 +15,7 @@ objective, so that steps' excesses could cancel):
 
 * a certified fast-path plan of one step goes on from the sampled plan on the fast path: most
   of the work is done, so it costs a fraction of a cold every-voxel solve (measured in
-  docs/performance.md, eighth pass);
+  docs/performance-history.md, eighth pass);
 * any other plan (priority steps, hard DVH limits and their exact refinement, a requested
   cvxpy solver: interior-point solves, which do not start warm) is solved again on every
   voxel by the same pipeline (`solve_clinical`). Until audit s19/b2 F1/F3 such a plan kept
@@ -23,7 +23,7 @@ objective, so that steps' excesses could cancel):
   `Max <= 35 Gy` penalty to 0 by dosing the unsampled voxels (prostate, 10 mm: tissue max
   56.78 Gy; 34.96 Gy on every voxel), the plan read `optimal` with no warning. Adding the
   voxels that carry the excess to the sample as exact rows and solving again (row
-  generation) was measured against it: docs/performance.md, "Sampled plans solved again".
+  generation) was measured against it: docs/performance-history.md, "Sampled plans solved again".
 
 A protocol that sets its own `sample_voxels` has chosen its sample and keeps it; so does a
 plan whose solve did not end optimal, and one whose every-voxel solve does not end optimal.

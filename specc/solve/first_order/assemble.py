@@ -123,7 +123,7 @@ class DoseOperator:
         A float32 dose carries an absolute error of about 1e-7 of the dose itself, which is
         what L-BFGS-B's line search sees near an optimum, where the objective changes by less
         than that between iterates: it stalled at a stationarity of ~4e-3 and needed a float64
-        polish of 110-170 iterations (docs/performance.md, ninth pass). The error of
+        polish of 110-170 iterations (docs/performance-history.md, ninth pass). The error of
         `anchor + A (x - x_anchor)` is 1e-7 of the step's dose only; the anchor is renewed
         with a float64 product every `_ANCHOR_RENEWAL` products, so the step stays short.
         """
@@ -249,7 +249,7 @@ class SmoothProgram:
         An objective that is a sum over entries (`SmoothForm.on_entries`) is evaluated on the
         set's rows only, plus its constant value on the other rows (held at the set's base
         dose): on every voxel of the large case the forms over all 576,000 entries cost 18% of
-        a first solve whose sets had 77,000 rows (docs/performance.md, eleventh pass).
+        a first solve whose sets had 77,000 rows (docs/performance-history.md, eleventh pass).
         """
         self.pulls_at_zero()  # of the whole program, which the set stands for
         twin = self.with_operator(operator)

@@ -44,7 +44,7 @@ _MAX_OUTER = 60
 # x variables (5 mm prostate, 6,706 variables: 1.5 ms per iteration with 20 pairs, 2.7 ms with
 # 100). A quarter of the nonzeros per variable, between 20 and 100 pairs, keeps that work to
 # about a quarter of the products': 100 on the large case (first solve 2.3-2.5 -> 2.0 s), 20 on
-# the tests' 10 mm programs (100 made them 15% slower); docs/performance.md, eleventh pass.
+# the tests' 10 mm programs (100 made them 15% slower); docs/performance-history.md, eleventh pass.
 _HISTORY_MIN, _HISTORY_MAX = 20, 100
 _NONZEROS_PER_PAIR_AND_VARIABLE = 4
 
@@ -63,7 +63,7 @@ class Tolerances:
     objective's gradient and the multipliers' pull), in the max norm, block by block: the fluence
     and each term's auxiliary variables apart, since they are in different units. (One max
     over all of them let a CVaR's large auxiliary pull hide a fluence residual of 3e-3 of its
-    own scale, at a point 0.14% above the optimum; docs/performance.md, ninth pass.)
+    own scale, at a point 0.14% above the optimum; docs/performance-history.md, ninth pass.)
     """
 
     feasibility: float = 1e-4  # ten times tighter than LIMIT_TOLERANCE, which judges the final dose
@@ -151,7 +151,7 @@ def _round_tolerance(tolerances: Tolerances, left: float) -> float:
 
     Solving a round's subproblem further only polishes a point whose multipliers are still wrong: without
     this rule each round ran to `ftol`, and programs with hard limits took 3-7x the iterations (inexact rounds
-    in the manner of Conn, Gould and Toint's LANCELOT; docs/performance.md, ninth pass).
+    in the manner of Conn, Gould and Toint's LANCELOT; docs/performance-history.md, ninth pass).
     """
     return max(tolerances.stationarity, left)
 
@@ -179,7 +179,7 @@ def pulls(program: SmoothProgram, z: np.ndarray, parts: KktParts, among: np.ndar
     on beamlets that can still move: a hard limit pushes the beamlets it blocks at 0 with a
     pull far above anything the objective asks of the others (10 mm test cases, hard maximum
     on the core: 19 against 1.4), and measured against that, points 0.2-0.37% above the
-    optimum passed (docs/performance.md, twelfth pass).
+    optimum passed (docs/performance-history.md, twelfth pass).
     """
     lower, upper = program.bounds()
     movable = ~_blocked(parts.objective_gradient + parts.constraint_gradient, z, lower, upper)
@@ -379,7 +379,7 @@ class _Rounds:
             # violation left is the products' rounding (float32: about 1e-7 of a dose), which a
             # large penalty turns into multiplier noise, until the multipliers of active limits
             # are wiped out and the rounds stall (measured: a sampled body with a hard max and
-            # mean limit ran the penalty to 4e7 and stalled; docs/performance.md, eighth pass).
+            # mean limit ran the penalty to 4e7 and stalled; docs/performance-history.md, eighth pass).
             if progress > _REQUIRED_DECREASE * previous and progress > self.tolerances.feasibility:
                 rho *= _GROWTH
             if rho > _LARGEST_PENALTY:
@@ -409,7 +409,7 @@ def _objective_only_start(program: SmoothProgram, z: np.ndarray, loop: _Rounds, 
     It puts z, the objective's scale and so the initial penalty where the constraints will be
     enforced (the first penalty set at x = 0 on a hard C-shape protocol, objective 416, gave one
     round of 2,828 iterations, 34 s; set after this phase, objective 1.7, five rounds and 565
-    iterations, 1 s: docs/performance.md, "Tried"). Like a round, only until it is as stationary
+    iterations, 1 s: docs/performance-history.md, "Tried"). Like a round, only until it is as stationary
     as the limits are met (`_round_tolerance`).
     """
     last = _LastEvaluation()

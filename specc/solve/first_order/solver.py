@@ -120,7 +120,7 @@ class FirstOrderSolver:
                 # The multipliers carry over; the penalty restarts where the last solve started:
                 # its final (largest) value only makes the first round ill-conditioned (10 mm
                 # test cases, weight x1.5 and x4: 5,980 -> 5,150 warm iterations in all;
-                # docs/performance.md, ninth pass).
+                # docs/performance-history.md, ninth pass).
                 multipliers, penalty = result.multipliers, result.initial_penalty
             result = minimize_on_working_sets(smooth, z, tolerances, multipliers, penalty)
         self._last = (smooth, result)
@@ -310,7 +310,7 @@ def solve_first_order(program: CompiledProgram, settings: SolverSettings, warm: 
     if not program.problem_is_compiled:
         reason = "the problem carries constraints or objectives beyond the compiled terms"
     elif hard_dvh:
-        # Measured (docs/performance.md, twelfth pass): certified on the 5 mm prostate in 3.7 s
+        # Measured (docs/performance-history.md, twelfth pass): certified on the 5 mm prostate in 3.7 s
         # and head-neck in 37.8 s (CLARABEL 6.9 / 88.6 s), but the goals-only multi-target ran
         # to its 20,000-iteration limit uncertified (55 s) before CLARABEL's 13 s: an attempt
         # that fails costs its time first, and nothing yet tells early that it will.

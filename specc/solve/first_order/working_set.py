@@ -6,7 +6,7 @@ half the beamlets are at 0 with a gradient pushing them there, and 79% of the do
 (54% of the nonzeros) sit where no term pulls even with every dose moved by 10%. A warm
 re-solve therefore runs on the submatrix of the pulled rows and the beamlets that hold or
 want fluence (`WorkingSetOperator`): every product is cheaper, and beamlets that only
-hover at 0 no longer slow L-BFGS-B down (docs/performance.md, tenth pass). A first solve
+hover at 0 no longer slow L-BFGS-B down (docs/performance-history.md, tenth pass). A first solve
 does the same once its plan has taken shape (`minimize_from_scratch`).
 
 Nothing is assumed: the working set's plan is judged by the whole program's float64
@@ -40,7 +40,7 @@ ROW_MARGIN = 0.1
 _MAX_WORKING_SETS = 6  # after that many, the whole program finishes the solve
 # Inner iterations (at the end of a round) between checks of the set against the whole program:
 # beamlets the moving plan comes to want join before a run converges without them (each such
-# convergence cost about as many iterations again after the set grew; docs/performance.md, tenth pass).
+# convergence cost about as many iterations again after the set grew; docs/performance-history.md, tenth pass).
 CHECK_EVERY = 200
 SHAPED = 0.1  # the stationarity at which a first solve leaves the whole program for working sets
 LOOK_AHEAD = 20  # whole-program iterations before the first set, from a start that is not shaped
@@ -77,7 +77,7 @@ class WorkingSetOperator:
 
     def in_float64(self) -> WorkingSetOperator:
         # No float64 copy of the set's values: it would live beside the whole matrix (every voxel of
-        # the large case, weight x4: peak 3.06x the matrix with the copy; docs/performance.md, tenth pass).
+        # the large case, weight x4: peak 3.06x the matrix with the copy; docs/performance-history.md, tenth pass).
         products = self._products.in_float64_without_copy()
         return WorkingSetOperator(products, self.rows, self.columns, self.n_beamlets, self.base_dose)
 
@@ -191,7 +191,7 @@ def minimize_from_scratch(program: SmoothProgram, z: np.ndarray, tolerances: Tol
     The whole program runs until its stationarity is `SHAPED` (a tenth of the pull), when the
     beamlets and rows that matter are known; working sets take it from there to the
     certificate (5 mm C-shape first solve 1.65 -> 0.87 s, large case 3.66 -> 2.59 s, and
-    within the noise of that for a stationarity of 0.03 to 0.3; docs/performance.md, tenth pass).
+    within the noise of that for a stationarity of 0.03 to 0.3; docs/performance-history.md, tenth pass).
     """
     started = time.perf_counter()
     shaped = minimize_augmented_lagrangian(
