@@ -261,3 +261,23 @@ def test_the_comparison_page_gives_its_time_and_the_protocols_versions(cohorts) 
     created = datetime.fromisoformat(stamp.group(1)).strftime("%Y-%m-%dT%H:%M:%S")
     assert f'<meta name="dcterms.created" content="{created}+00:00">' in html
     assert "<title>Cohort comparison: v1 vs v2 (Site v1 v1.0.0, Site v2 v1.0.0)</title>" in html
+
+
+def test_every_header_row_of_the_cohort_and_comparison_pages_repeats_on_a_page_a_table_runs_onto(cohorts) -> None:
+    """The plan report's tables repeat their column names on each printed page (a <thead>, audit s21/p1 F1); the
+    cohort page, the plans' and the cohorts' comparisons printed theirs once, on the first page a table took."""
+    from specc.report.cohort_page import COHORT_PAGE
+    from specc.report.compare import read_plans, render_comparison
+    from test_report_html import HeaderRows
+
+    first, second = (read_cohort(cohorts[name] / COHORT_CSV) for name in ("v1", "v2"))
+    plans = [cohorts["v1"] / "p0", cohorts["v2"] / "p0"]
+    pages = {
+        "cohort.html": (cohorts["v1"] / f"{COHORT_PAGE}.html").read_text(encoding="utf-8"),
+        "compare_cohorts.html": render_cohort_comparison([first, second]),
+        "compare.html": render_comparison(read_plans(plans, ["v1", "v2"])),
+    }
+    for name, page in pages.items():
+        parser = HeaderRows()
+        parser.feed(page)
+        assert (parser.loose, parser.headed >= 2) == ([], True), name
