@@ -8,7 +8,7 @@ the optimization terms, all measured on that one normalized full-resolution dose
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
@@ -231,11 +231,12 @@ def _term_records(protocol: Protocol, solve: SolveResult, context: PlanDoseConte
     for compiled in solve.terms:
         term = protocol_terms.get((compiled.source, compiled.label))
         scenario = rotation = random = None
-        if term is None:
-            value, unit, satisfied, detail = None, None, None, "not a protocol term: measured by the solver only"
-        else:
-            result = term.evaluate(context)
-            value, unit, satisfied, detail = result.value, result.unit, result.satisfied, result.detail
+        # TermResult's fields are TermRecord's: value, unit, satisfied, detail, and a limit's limit and violation.
+        measured: dict[str, float | str | bool | None] = {
+            "value": None, "unit": None, "satisfied": None, "detail": "not a protocol term: measured by the solver only",
+        }
+        if term is not None:
+            measured = asdict(term.evaluate(context))
             displaced = scenarios.get(getattr(term, "structure", None) or "")
             if displaced is not None:
                 scenario = list(displaced.offset_mm)
@@ -248,10 +249,7 @@ def _term_records(protocol: Protocol, solve: SolveResult, context: PlanDoseConte
                 source=compiled.source,
                 hard=compiled.hard,
                 objective_contribution=compiled.objective_contribution,
-                value=value,
-                unit=unit,
-                satisfied=satisfied,
-                detail=detail,
+                **measured,
                 scenario_mm=scenario,
                 scenario_rotation_deg=rotation,
                 scenario_random_error_mm=random,

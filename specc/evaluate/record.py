@@ -8,9 +8,10 @@ totals over the course unless the name says `per_fraction`. docs/plan-json.md do
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_serializer
 
 from specc.evaluate.goals import Comparator, GoalStatus, MeasuredStatus
 from specc.protocol.judgement import judged_text
@@ -78,11 +79,22 @@ class TermRecord(_Record):
     unit: str | None
     satisfied: bool | None  # None for pure objectives
     detail: str
+    # Of a limit (`TermResult`): the bound `value` is judged against, in `unit`, and how far past it `value` lies
+    # (0 within, no tolerance; inf where the value is undefined, "Infinity" in JSON, which has no infinite number).
+    # None for objectives and in records written before 2026-11-28 (which then said only `satisfied`).
+    limit: float | None = None
+    violation: float | None = None
     # Of a robust copy: the setup error (LPS mm) its structure is displaced by, measured there,
     # and for a rotation scenario the turn (deg about x, y, z) about the beams' isocentre.
     scenario_mm: list[float] | None = None
     scenario_rotation_deg: list[float] | None = None
     scenario_random_error_mm: list[float] | None = None  # SD of the random errors whose blurred dose it is measured on
+
+    @field_serializer("violation", when_used="json")
+    def _infinite_as_text(self, violation: float | None) -> float | str | None:
+        """An unbounded violation as "Infinity", which reads back as inf (pydantic would write null, read as
+        "no limit")."""
+        return "Infinity" if violation is not None and math.isinf(violation) else violation
 
 
 class SolverRecord(_Record):

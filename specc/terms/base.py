@@ -121,13 +121,20 @@ class BuiltTerm:
 class TermResult:
     """A term measured on the final dose, for the optimization log of the report.
 
-    `satisfied` is None for pure objectives (nothing to satisfy), a bool for limits.
+    `satisfied` is None for pure objectives (nothing to satisfy), a bool for limits. A limit also says what it was
+    judged against and by how much it misses it, so that no reader has to know each kind to tell (a DVH upper limit
+    judges a volume, an EQD2 mean an isoeffective dose): `limit`, the bound `value` is compared with, in `unit` (of
+    a two-sided limit the one broken, else the upper one), and `violation`, how far `value` lies beyond it in
+    `unit` (0 within, the plain distance: `satisfied` allows `LIMIT_TOLERANCE`, this does not; inf where the value
+    is undefined, as a DVH's dose for more volume than its structure has). Both None for an objective.
     """
 
     value: float
     unit: str
     satisfied: bool | None
     detail: str = ""
+    limit: float | None = None
+    violation: float | None = None
 
 
 class TermBase(BaseModel):

@@ -20,7 +20,9 @@ in Gy per fraction is penalized (see `limits`).
 
 On the final dose the exact DVH is measured from the voxel order statistics (no
 interpolation): the upper form reports the volume above `dose` (in the unit of `volume`),
-the lower form the dose that at least `volume` receives (D_v, in Gy).
+judged against `volume`, the lower form the dose that at least `volume` receives (D_v, in Gy),
+judged against `dose`; each gives that bound as its `limit` and the distance past it as its
+`violation`.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from pydantic import Field, model_validator
 from specc.errors import CompileError
 from specc.protocol.units import Dose, Volume, format_number
 from specc.terms.base import LIMIT_TOLERANCE, BuildContext, BuiltTerm, EvaluationContext, TermResult
-from specc.terms.limits import HardOrSoftLimit, StructureName, meets_lower
+from specc.terms.limits import HardOrSoftLimit, StructureName, beyond, meets_lower
 from specc.terms.smooth import ConditionalValueAtRisk, SmoothContext, SmoothForm, scalar_limit, voxelwise_limit
 
 # Voxel counts are compared with volumes given as decimal fractions: without this slack,
@@ -180,19 +182,26 @@ class DVH(HardOrSoftLimit):
                 detail = f"the limit is not less than {self.structure}'s {structure_cc:.3g} cc: always met"
             else:
                 detail = f"D{self._compact_volume()} = {dose_covering(dose, fraction):.2f} Gy"
+            volume = 100.0 * above if self.volume.unit == "%" else above * structure_cc
+            limit, violation = beyond(volume, None, self.volume.value)  # judged by its volume, in its unit
             return TermResult(
-                value=100.0 * above if self.volume.unit == "%" else above * structure_cc,
+                value=volume,
                 unit=self.volume.unit,
                 satisfied=above_tolerated <= fraction + _COUNT_SLACK,
                 detail=f"volume of {self.structure} above {self.dose}; {detail}",
+                limit=limit,
+                violation=violation,
             )
         covered = dose_covering(dose, fraction)
+        limit, violation = beyond(covered, self.dose.gy, None)  # judged by the dose covering its volume
         if math.isnan(covered):
             return TermResult(
                 value=covered,
                 unit="Gy",
                 satisfied=False,
                 detail=f"{self.structure} is only {structure_cc:.3g} cc, less than the {self.volume} to be covered",
+                limit=limit,
+                violation=violation,
             )
         reached = 100.0 * float(np.mean(dose >= self.dose.gy))
         return TermResult(
@@ -201,6 +210,8 @@ class DVH(HardOrSoftLimit):
             satisfied=meets_lower(covered, self.dose.gy),
             detail=f"dose received by at least {self.volume} of {self.structure}; "
             f"{reached:.1f}% receives at least {self.dose}",
+            limit=limit,
+            violation=violation,
         )
 
 

@@ -145,10 +145,4 @@ class GEUD(ScalarLimit):
 
     def evaluate(self, ctx: EvaluationContext) -> TermResult:
         eud = generalized_eud(ctx.dose(self.structure), self.a)
-        satisfied = self.within_bounds(eud)
-        return TermResult(
-            value=eud,
-            unit="Gy",
-            satisfied=satisfied,
-            detail=f"gEUD of {self.structure} with a = {format_number(self.a)}",
-        )
+        return self.judged(eud, f"gEUD of {self.structure} with a = {format_number(self.a)}")

@@ -7,16 +7,18 @@ Gy per fraction. Squaring puts soft limits on the same Gy^2-per-fraction scale a
 objectives, so a weight means the same thing whichever kind it sits on.
 
 On the final dose a limit is judged with `LIMIT_TOLERANCE`: an upper limit of D counts as
-met up to D * (1 + LIMIT_TOLERANCE), a lower limit down to D * (1 - LIMIT_TOLERANCE).
+met up to D * (1 + LIMIT_TOLERANCE), a lower limit down to D * (1 - LIMIT_TOLERANCE). Its
+`TermResult` also gives the bound and the plain distance past it (`beyond`), without tolerance.
 """
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field, StringConstraints, model_validator
 
-from specc.terms.base import LIMIT_TOLERANCE, BuiltTerm, TermBase
+from specc.terms.base import LIMIT_TOLERANCE, BuiltTerm, TermBase, TermResult
 
 from specc.protocol.units import Dose
 from specc.terms.smooth import ScalarFunction, SmoothContext, SmoothForm, min_max_form
@@ -64,6 +66,20 @@ def meets_upper(value_gy: float, limit_gy: float) -> bool:
 def meets_lower(value_gy: float, limit_gy: float) -> bool:
     """Whether a dose meets a lower limit, allowing the solver's tolerance."""
     return value_gy >= limit_gy * (1.0 - LIMIT_TOLERANCE)
+
+
+def beyond(value: float, low: float | None, high: float | None) -> tuple[float, float]:
+    """(limit, violation) of a measured `value` bounded by `low` and/or `high` (in its unit): the bound it is
+    judged against (the one it breaks; within both, the upper one where there is one) and how far past that bound
+    it lies, 0 within. An undefined value (nan) breaks its limit by an unknown amount: inf."""
+    bound = high if high is not None else low
+    if bound is None:
+        raise ValueError("a limit needs a lower or an upper bound")
+    if math.isnan(value):
+        return bound, math.inf
+    if low is not None and value < low:
+        return low, low - value
+    return bound, (max(value - bound, 0.0) if high is not None else 0.0)
 
 
 class HardOrSoftLimit(TermBase):
@@ -156,6 +172,12 @@ class ScalarLimit(HardOrSoftLimit):
 
     def limit_smooth_value(self, structure: str, value: ScalarFunction, ctx: SmoothContext) -> SmoothForm:
         return min_max_form(structure, value, *self.fraction_bounds(ctx), self.hard, self.weight)
+
+    def judged(self, value_gy: float, detail: str) -> TermResult:
+        """The measured total dose `value_gy` (Gy) against both bounds, as `evaluate` reports it."""
+        limit, violation = beyond(value_gy, *(None if bound is None else bound.gy for bound in (self.min, self.max)))
+        return TermResult(value=value_gy, unit="Gy", satisfied=self.within_bounds(value_gy), detail=detail,
+                          limit=limit, violation=violation)
 
     def within_bounds(self, value_gy: float) -> bool:
         """Whether a measured total dose meets both bounds (with `LIMIT_TOLERANCE`)."""

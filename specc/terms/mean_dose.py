@@ -129,4 +129,4 @@ class MeanDose(ScalarLimit):
             detail = (
                 f"mean {self.quantity} in {self.structure} (alpha/beta {self.alpha_beta}, {ctx.fractions} fractions)"
             )
-        return TermResult(value=mean, unit="Gy", satisfied=self.within_bounds(mean), detail=detail)
+        return self.judged(mean, detail)
