@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import multiprocessing
 import os
 import platform
@@ -162,7 +161,7 @@ def _run_method(
     ) if result.usable else None
     evaluate_s = time.perf_counter() - started if evaluation is not None else float("nan")
     record = evaluation.record if evaluation is not None else None
-    hard = hard_limits(protocol, record.solver.terms) if record is not None else []
+    hard = hard_limits(record.solver.terms) if record is not None else []
     run = {
         "method": method, "solver": result.solver, "tolerance": tolerance, "status": str(result.status),
         "objective": result.objective, "message": result.message, "iterations": result.iterations,
@@ -232,41 +231,18 @@ def _goal(goal) -> dict:
             "status": goal.status}
 
 
-def limit_violation(term, value: float) -> tuple[float, float]:
-    """(violation, limit) of a hard term whose own measure on the full grid is `value` (`term.evaluate`,
-    in its unit: Gy for a dose limit, whatever quantity it limits, EQD2 included; % or cc for the volume of
-    an upper DVH limit). The violation is how far `value` lies beyond the limit (0 within); a measure
-    that is undefined (a DVH volume larger than its structure) is broken by an unknown amount: inf."""
-    from specc.terms import DVH
-    from specc.terms.limits import ScalarLimit
-
-    if isinstance(term, DVH):
-        low, high = (None, term.volume.value) if term.bound == "upper" else (term.dose.gy, None)
-    elif isinstance(term, ScalarLimit):
-        low, high = (bound.gy if bound is not None else None for bound in (term.min, term.max))
-    else:
-        low, high = (bound.gy if bound is not None else None for bound in term.dose_bounds())
-    if low is None and high is None:
-        raise ValueError(f"{term.label()}: a hard term without a limit the benchmark can measure")
-    limit = high if high is not None else low
-    if math.isnan(value):
-        return math.inf, limit
-    over = value - high if high is not None else 0.0
-    under = low - value if low is not None else 0.0
-    if over > 0.0 or under > 0.0:
-        limit = high if over >= under else low
-    return max(over, under, 0.0), limit
-
-
-def hard_limits(protocol, records) -> list[dict]:
-    """Every hard term of the plan with its value, limit and violation, in the term's own unit, from the
-    evaluation's term records (each `term.evaluate` on the final full-grid dose, as `specc plan` reports)."""
-    by_label = {term.label(): term for term in protocol.optimization.terms if term.is_constraint}
+def hard_limits(records) -> list[dict]:
+    """Every hard term of the plan with its value, limit and violation, in the term's own unit, as the evaluation
+    recorded them (each term's `evaluate` on the final full-grid dose, as `specc plan` reports: Gy for a dose
+    limit in whatever quantity it limits, EQD2 included; % or cc for an upper DVH limit's volume; inf for an
+    undefined value). Terms the solver alone measures (no protocol term, no value) are left out."""
     measured = []
     for record in records:
-        if not record.hard or record.label not in by_label:
+        if not record.hard or record.value is None:
             continue
-        violation, limit = limit_violation(by_label[record.label], record.value)
+        if record.limit is None or record.violation is None:
+            raise ValueError(f"{record.label}: a hard term whose evaluation gives no limit and violation")
+        violation, limit = record.violation, record.limit
         measured.append({"label": record.label, "value": record.value, "unit": record.unit, "limit": limit,
                          "violation": violation, "relative_violation": violation / abs(limit) if limit else violation,
                          "satisfied": record.satisfied})

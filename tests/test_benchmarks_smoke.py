@@ -66,20 +66,29 @@ def test_the_tiny_benchmark_runs_every_method_and_meets_the_issues_accuracy(tmp_
         assert limit["value"] >= limit["limit"] * (1 - LIMIT_TOLERANCE), limit
 
 
-def test_a_hard_limit_is_measured_in_its_own_quantity_and_unit() -> None:
-    """An EQD2 mean limit against the EQD2 mean, an upper DVH limit by its volume, a lower one by its dose."""
-    from benchmarks.run import limit_violation
-    from specc.terms import DVH, MaxDose, MeanDose
+def test_a_hard_limits_violation_is_the_kinds_own_from_the_plan_record() -> None:
+    """The benchmark reads each hard limit's bound and violation from plan.json's term records (the kind's evaluate:
+    an EQD2 mean against its EQD2 limit, an upper DVH limit by its volume); it no longer works them out itself."""
+    from benchmarks.run import hard_limits
+    from specc.evaluate.record import TermRecord
 
-    eqd2 = MeanDose(kind="mean_dose", structure="Core", max="7 Gy", quantity="EQD2", alpha_beta="3 Gy")
-    assert limit_violation(eqd2, 7.001) == pytest.approx((0.001, 7.0))
-    assert limit_violation(eqd2, 6.5) == (0.0, 7.0)
-    upper = DVH(kind="dvh", structure="Rectum", dose="70 Gy", volume="20%", bound="upper")
-    assert limit_violation(upper, 23.5) == pytest.approx((3.5, 20.0))  # % of the structure
-    lower = DVH(kind="dvh", structure="PTV", dose="50 Gy", volume="95%", bound="lower")
-    assert limit_violation(lower, 49.2) == pytest.approx((0.8, 50.0))
-    assert limit_violation(lower, float("nan")) == (math.inf, 50.0)  # undefined: broken, by an unknown amount
-    assert limit_violation(MaxDose(kind="max_dose", structure="Core", dose="18 Gy"), 18.5) == (0.5, 18.0)
+    def record(label: str, hard: bool = True, **measured) -> TermRecord:
+        return TermRecord(label=label, kind="k", source="p.yaml:1", hard=hard, objective_contribution=None,
+                          detail="", **{"value": None, "unit": None, "satisfied": None, **measured})
+
+    records = [
+        record("mean EQD2", value=7.014, unit="Gy", satisfied=False, limit=7.0, violation=0.014),
+        record("V70Gy", value=23.5, unit="%", satisfied=False, limit=20.0, violation=3.5),
+        record("D95%", value=math.nan, unit="Gy", satisfied=False, limit=50.0, violation=math.inf),
+        record("soft", hard=False, value=30.0, unit="Gy", satisfied=False, limit=20.0, violation=10.0),
+        record("exact DVH rows"),  # the solver's own term: nothing measured
+    ]
+    measured = hard_limits(records)
+    assert [(limit["label"], limit["limit"], limit["violation"]) for limit in measured] == [
+        ("mean EQD2", 7.0, 0.014), ("V70Gy", 20.0, 3.5), ("D95%", 50.0, math.inf)]
+    assert [limit["relative_violation"] for limit in measured] == pytest.approx([0.002, 0.175, math.inf])
+    with pytest.raises(ValueError, match="max: a hard term whose evaluation gives no limit"):
+        hard_limits([record("max", value=1.0, unit="Gy", satisfied=True)])
 
 
 def test_a_baseline_without_a_plan_bounds_the_speed_up_and_a_run_without_one_reads_no_plan() -> None:
