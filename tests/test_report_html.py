@@ -262,6 +262,13 @@ def test_a_soft_limit_not_reached_is_not_shown_as_a_violated_constraint():
     html = render_html(evaluation.record, case, evaluation, masks)
     assert html.count('<span class="status status-fail">violated</span>') == 1
     assert html.count('<span class="status status-variation">not reached</span>') == 1
+    # by how much, in the term's unit, against the bound it is judged by
+    over = f"{hard.value - 20:.3f} Gy (limit 20.000 Gy)"
+    assert f'<span class="status status-fail">violated</span> by {over}' in html
+    assert f'<span class="status status-variation">not reached</span> by {over}' in html
+    older = evaluation.record.model_copy(update={"solver": evaluation.record.solver.model_copy(update={"terms": [
+        term.model_copy(update={"limit": None, "violation": None}) for term in (hard, soft)]})})
+    assert '<span class="status status-fail">violated</span> by' not in render_html(older, case, evaluation, masks)
 
 
 def test_a_normalized_plan_says_which_values_are_before_it_and_which_hard_limits_it_broke():
