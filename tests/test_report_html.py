@@ -641,7 +641,7 @@ def test_a_table_run_onto_further_pages_repeats_its_column_names_there(robust_pd
 def test_every_page_fits_the_printable_width(robust_pdf):
     """A Robustness table with six scenarios ran 9.5 mm into the right margin, to 2.5 mm from the paper's edge, where
     many printers cut (audit s21/p1 F3): nothing is drawn beyond the page margins (report.css: 12 mm either side)."""
-    pdfium = pytest.importorskip("pypdfium2")
+    import pypdfium2 as pdfium  # the test extra's renderer: the pixels a printer gets
     _, _, pdf = robust_pdf
     margin_mm = float(re.search(r"@page \{[^}]*?margin: [\d.]+mm ([\d.]+)mm", str(style_sheet())).group(1))
     document = pdfium.PdfDocument(pdf)
