@@ -196,7 +196,12 @@ def test_the_review_block_for_signing_is_whole_on_one_page(written, run) -> None
 def test_every_page_of_the_cohort_page_names_the_cohort_and_its_unconverged_cases(written, run) -> None:
     folder = written[f"cohort-{run}"]
     (identity,) = element_texts(folder / "cohort.html", "p", "class", "running-title")
-    assert identity == "Cohort: TG-119 C-shape v1.1.1 · 1 case"
+    # two runs over one cohort are told apart on every page by when the page was written
+    assert re.fullmatch(r"Cohort: TG-119 C-shape v1\.1\.1 · 1 case · written \d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC",
+                        identity), identity
+    info = PdfReader(folder / "cohort.pdf").metadata
+    assert info["/Author"] == "specc" and info["/Creator"].startswith("specc ")
+    assert info["/CreationDate"].startswith("D:" + re.sub(r"\D", "", identity.split("written ")[1]))
     document = pages(folder / "cohort.pdf")
     for number, page in enumerate(document, start=1):
         assert says(page.top, identity), (number, page)
@@ -211,7 +216,8 @@ def test_every_page_of_the_cohort_page_names_the_cohort_and_its_unconverged_case
 def test_every_page_of_a_cohort_comparison_names_the_unconverged_cohort_case(written) -> None:
     folder = written["compare"]
     (identity,) = element_texts(folder / "compare.html", "p", "class", "running-title")
-    assert identity == "Cohort comparison · cohort-converged vs cohort-starved"
+    assert re.fullmatch(r"Cohort comparison · cohort-converged vs cohort-starved · compared \d{4}-\d\d-\d\d "
+                        r"\d\d:\d\d:\d\d UTC", identity), identity
     document = pages(folder / "compare.pdf")
     for number, page in enumerate(document, start=1):
         assert says(page.top, identity), (number, page)
