@@ -9,12 +9,12 @@ totals over the course unless the name says `per_fraction`. docs/plan-json.md do
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_serializer
 
 from specc.evaluate.goals import Comparator, GoalStatus, MeasuredStatus
 from specc.protocol.judgement import judged_text
+from specc.protocol.models import StructureRole
 from specc.protocol.goals import LOWER_BOUNDS, Course
 from specc.protocol.isoeffect import DoseQuantity
 from specc.protocol.metrics import Metric
@@ -299,10 +299,6 @@ class TargetIndices(_Record):
     half_isodose_cc: float  # the same at 50% of the prescription
     r50: float  # half_isodose_cc / volume_cc
     hot_spot: HotSpot
-
-
-# A structure's role as its protocol states it (`StructureSpec.role`): what the report draws it as.
-StructureRole = Literal["target", "oar", "other"]
 
 
 class StructureDose(_Record):

@@ -266,8 +266,12 @@ _COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _SHORT_COLOUR = re.compile(r"^#[0-9a-fA-F]{3}$")
 
 
+# A structure's role: what it is planned and drawn as (the plan record keeps it, `StructureDose.role`).
+StructureRole = Literal["target", "oar", "other"]
+
+
 class StructureSpec(_Strict):
-    role: Literal["target", "oar", "other"] = Field(description="target, oar (organ at risk) or other.")
+    role: StructureRole = Field(description="target, oar (organ at risk) or other.")
     aliases: list[Text] = Field(
         default_factory=list, description="Other names this structure may have in a case (case-insensitive)."
     )
