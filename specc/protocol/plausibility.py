@@ -183,8 +183,9 @@ def _statings(protocol: ProtocolDocument) -> list[_Stating]:
     """Each goal, then each optimization term that states a dose, as the unit-slip rules read it."""
     goals = [_goal_stating(protocol, loc, goal) for loc, goal in located_goals(protocol.goals)]
     terms = protocol.optimization.terms if protocol.optimization is not None else []
-    located = [(("optimization", "terms", index), term) for index, term in enumerate(terms) if _term_doses(term)]
-    return [*goals, *(_term_stating(protocol, loc, term) for loc, term in located)]
+    stated = [(("optimization", "terms", index), term, doses) for index, term in enumerate(terms)
+              if (doses := _term_doses(term))]
+    return [*goals, *(_term_stating(protocol, loc, term, doses) for loc, term, doses in stated)]
 
 
 def _goal_stating(protocol: ProtocolDocument, loc: _Loc, goal: Goal) -> _Stating:
@@ -221,14 +222,15 @@ def _goal_doses(goal: Goal, loc: _Loc) -> tuple[tuple[_StatedDose, ...], tuple[_
     return (), ()
 
 
-def _term_stating(protocol: ProtocolDocument, loc: _Loc, term: TermBase) -> _Stating:
-    """A term that states a dose (`_term_doses`): on the composite (a term is judged on it), in its quantity with its
+def _term_stating(
+    protocol: ProtocolDocument, loc: _Loc, term: TermBase, doses: list[tuple[str, float, DoseRole]]
+) -> _Stating:
+    """A term that states a dose (its `_term_doses`, `doses`): on the composite (a term is judged on it), in its quantity with its
     alpha/beta; each dose, named by its field where it states more than one (a mean's `min` and `max`), held to its
     structure's level where that is a target's, else below the highest level."""
     quantity, alpha_beta = _term_quantity(term)
     structures = term.structures()
     level = _target_level(protocol, structures[0]) if structures else None
-    doses = _term_doses(term)
     stated = [(_StatedDose(f"its {field}" if len(doses) > 1 else "", gy, (*loc, field)), role)
               for field, gy, role in doses]
     levels = tuple(dose for dose, role in stated if role is DoseRole.LEVEL)
