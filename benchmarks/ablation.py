@@ -32,7 +32,7 @@ import numpy as np
 
 from benchmarks.run import (
     EVERY_VOXEL, EVERY_VOXEL_REFERENCE, LARGE, LARGE_LIMITS, STANDARD, STANDARD_LIMITS, TINY, TINY_LIMITS,
-    BenchmarkCase, _run_method, finish_provenance, in_child, provenance, write_json,
+    BenchmarkCase, _run_method, finish_provenance, in_child, provenance, replace_existing, write_json,
 )
 
 DEFAULT = "default (as specc plan)"
@@ -42,11 +42,7 @@ NO_FAST_PATH = "no fast path (CLARABEL 1e-6)"
 REFERENCE = "reference (CLARABEL 1e-9, every voxel)"
 
 
-def _replace(owner: object, name: str, value: object) -> None:
-    """Set `owner.name`, which must exist: setting a name the code no longer has would measure the default."""
-    if not hasattr(owner, name):
-        raise AttributeError(f"{owner!r} has no {name!r}: the ablation no longer switches anything off")
-    setattr(owner, name, value)
+_replace = replace_existing  # each ablation sets a name the code must still have
 
 
 def _no_working_sets() -> None:
@@ -166,7 +162,7 @@ def _run_ablation(case_path: str, protocol: str, name: str, sample_limit: int | 
     method, switch = (EVERY_VOXEL_REFERENCE, None) if name == REFERENCE else ABLATIONS[name]
     if switch is not None:
         switch()
-    _run_method(case_path, protocol, method, queue, sample_limit)
+    _run_method(case_path, protocol, method, sample_limit, queue)
 
 
 def _measure(case_path: str, protocol: str, name: str, sample_limit: int | None, time_limit_s: float) -> dict:

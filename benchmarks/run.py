@@ -110,8 +110,7 @@ REFERENCES = (REFERENCE, EVERY_VOXEL_REFERENCE)
 
 
 def _run_method(
-    case_path: str, protocol_path: str, method: str, queue: multiprocessing.Queue,
-    sample_limit: int = DEFAULT_SAMPLE_LIMIT,
+    case_path: str, protocol_path: str, method: str, sample_limit: int, queue: multiprocessing.Queue,
 ) -> None:
     """One method on one case, from the protocol's file to the evaluated plan, alone in this process so
     that its peak memory is its own. `sample_limit`: the case's sample (`BenchmarkCase.sample_limit`)."""
@@ -174,8 +173,7 @@ def _run_method(
         "hard_limits": hard, **_largest_violations(hard),
         "terms": {term.label: f"{term.value:.4g} {term.unit}" for term in record.solver.terms
                   if term.value is not None} if record is not None else {},
-        "influence_mb": (program.influence.data.nbytes + program.influence.indices.nbytes
-                         + program.influence.indptr.nbytes) / 2**20,
+        "influence_mb": csr_mb(program.influence),
         "cvxpy": cp.__version__,
         # What was solved (a finish on every voxel changes it): the gap compares equal programs only.
         "program_size": [program.stats.dose_entries, program.stats.nonzeros],
@@ -190,6 +188,11 @@ def _run_method(
     queue.put(run)
 
 
+def csr_mb(matrix) -> float:
+    """A CSR matrix's own size in MB (its three arrays): what the memory target is a multiple of."""
+    return (matrix.data.nbytes + matrix.indices.nbytes + matrix.indptr.nbytes) / 2**20
+
+
 def _fast_path_default_sample(limit: int) -> None:
     """Make `limit` the fast path's default sample in this (child) process, where `specc plan`'s rule
     reads it (`specc.solve.clinical.sample_limit_for`): a 10 mm case then samples, its plan is checked on
@@ -197,11 +200,16 @@ def _fast_path_default_sample(limit: int) -> None:
     measures the unsampled plan in silence."""
     from specc.solve import clinical
 
-    if limit == DEFAULT_SAMPLE_LIMIT:
-        return
-    if not hasattr(clinical, "DEFAULT_SAMPLE_LIMIT"):
-        raise AttributeError("specc.solve.clinical has no DEFAULT_SAMPLE_LIMIT: the benchmark cannot set its sample")
-    clinical.DEFAULT_SAMPLE_LIMIT = limit
+    if limit != DEFAULT_SAMPLE_LIMIT:
+        replace_existing(clinical, "DEFAULT_SAMPLE_LIMIT", limit)
+
+
+def replace_existing(owner: object, name: str, value: object) -> None:
+    """Set `owner.name`, which must exist: setting a name the code no longer has would measure the default."""
+    if not hasattr(owner, name):
+        raise AttributeError(f"{owner!r} has no {name!r}: the benchmark no longer switches anything off "
+                             "(it would measure the default)")
+    setattr(owner, name, value)
 
 
 def _solve_naive(program):
@@ -301,13 +309,9 @@ def in_child(target, args: tuple, time_limit_s: float) -> tuple[dict | None, flo
     return result, time.perf_counter() - started
 
 
-def _run_sampled(case_path: str, protocol: str, method: str, sample_limit: int, queue: multiprocessing.Queue) -> None:
-    _run_method(case_path, protocol, method, queue, sample_limit)
-
-
 def _measure(case_path: str, protocol: str, method: str, sample_limit: int, time_limit_s: float) -> dict:
     """One run in a child process; one that passes `time_limit_s` is stopped and reported as such."""
-    result, seconds = in_child(_run_sampled, (case_path, protocol, method, sample_limit), time_limit_s)
+    result, seconds = in_child(_run_method, (case_path, protocol, method, sample_limit), time_limit_s)
     if result is None:
         nan = float("nan")
         return {"method": method, "solver": METHODS[method].solver or "cvxpy default", "status": "time limit (benchmark)",
@@ -332,7 +336,7 @@ def run_case(case: BenchmarkCase, folder: Path, methods: list[str], time_limit_s
     influence = built.influence
     size = {"grid_voxels": built.grid.n_voxels, "largest_structure_voxels": body,
             "rows": influence.shape[0], "beamlets": built.n_beamlets, "nonzeros": int(influence.nnz),
-            "influence_mb": (influence.data.nbytes + influence.indices.nbytes + influence.indptr.nbytes) / 2**20,
+            "influence_mb": csr_mb(influence),
             "phantom_build_s": build_s}
     del built, influence
     runs = [_measure(str(case_path), case.protocol, method, case.sample_limit, time_limit_s) for method in methods]
