@@ -193,10 +193,18 @@ def _goal_stating(protocol: ProtocolDocument, loc: _Loc, goal: Goal) -> _Stating
     of its dose metric are held to the target's level (`_goal_doses`), every other dose it states below the highest."""
     spec = protocol.structures.get(goal.structure)
     level = _target_level(protocol, goal.structure)
-    limits, others = _goal_doses(goal, loc)
-    own, others = (limits, others) if level is not None else ((), (*limits, *others))
+    own, others = _held_to(level, *_goal_doses(goal, loc))
     return _Stating(f'"{goal.text}"', "goal", goal.course == "this", goal.quantity,
                     spec.alpha_beta if spec is not None else None, level, own, others)
+
+
+def _held_to(
+    level: DoseLevel | None, at_level: tuple[_StatedDose, ...], below: tuple[_StatedDose, ...]
+) -> tuple[tuple[_StatedDose, ...], tuple[_StatedDose, ...]]:
+    """A goal's or term's doses as `_Stating.own` and `_Stating.others`: on a target (`level`), those a target's
+    goal or term holds to its level from both sides (`at_level`) and the rest; off a target there is no level to hold
+    a dose to from both sides, so every dose is only held below the highest level."""
+    return (at_level, below) if level is not None else ((), (*at_level, *below))
 
 
 def _goal_doses(goal: Goal, loc: _Loc) -> tuple[tuple[_StatedDose, ...], tuple[_StatedDose, ...]]:
@@ -233,9 +241,8 @@ def _term_stating(
     level = _target_level(protocol, structures[0]) if structures else None
     stated = [(_StatedDose(f"its {field}" if len(doses) > 1 else "", gy, (*loc, field)), role)
               for field, gy, role in doses]
-    levels = tuple(dose for dose, role in stated if role is DoseRole.LEVEL)
-    differences = tuple(dose for dose, role in stated if role is DoseRole.DIFFERENCE)
-    own, others = (levels, differences) if level is not None else ((), (*levels, *differences))
+    own, others = _held_to(level, tuple(dose for dose, role in stated if role is DoseRole.LEVEL),
+                           tuple(dose for dose, role in stated if role is DoseRole.DIFFERENCE))
     return _Stating(f'"{term.label()}"', "term", False, quantity, alpha_beta, level, own, others)
 
 
