@@ -82,6 +82,16 @@ def beyond(value: float, low: float | None, high: float | None) -> tuple[float, 
     return bound, (max(value - bound, 0.0) if high is not None else 0.0)
 
 
+def judged_dose(value_gy: float, low: Dose | None, high: Dose | None, detail: str) -> TermResult:
+    """A measured total dose `value_gy` (Gy) against a lower and/or an upper bound, as every kind bounding one dose
+    (max_dose, min_dose; mean_dose and gEUD through `ScalarLimit.judged`) reports it: met with `LIMIT_TOLERANCE`,
+    and the bound judged against with the plain distance past it (`beyond`). One rule, so that a kind's judgement and
+    the limit and violation plan.json records of it cannot part. `detail` says what was measured."""
+    limit, violation = beyond(value_gy, *(None if bound is None else bound.gy for bound in (low, high)))
+    satisfied = (high is None or meets_upper(value_gy, high.gy)) and (low is None or meets_lower(value_gy, low.gy))
+    return TermResult(value=value_gy, unit="Gy", satisfied=satisfied, detail=detail, limit=limit, violation=violation)
+
+
 class HardOrSoftLimit(TermBase):
     """A limit the solver must meet (`hard: true`, the default) or a weighted penalty."""
 
@@ -175,12 +185,4 @@ class ScalarLimit(HardOrSoftLimit):
 
     def judged(self, value_gy: float, detail: str) -> TermResult:
         """The measured total dose `value_gy` (Gy) against both bounds, as `evaluate` reports it."""
-        limit, violation = beyond(value_gy, *(None if bound is None else bound.gy for bound in (self.min, self.max)))
-        return TermResult(value=value_gy, unit="Gy", satisfied=self.within_bounds(value_gy), detail=detail,
-                          limit=limit, violation=violation)
-
-    def within_bounds(self, value_gy: float) -> bool:
-        """Whether a measured total dose meets both bounds (with `LIMIT_TOLERANCE`)."""
-        return (self.max is None or meets_upper(value_gy, self.max.gy)) and (
-            self.min is None or meets_lower(value_gy, self.min.gy)
-        )
+        return judged_dose(value_gy, self.min, self.max, detail)

@@ -15,7 +15,7 @@ from pydantic import Field
 from specc.protocol.units import Dose
 from specc.terms.base import BuildContext, BuiltTerm, EvaluationContext, TermResult
 from specc.terms.smooth import SmoothContext, SmoothForm, voxelwise_limit
-from specc.terms.limits import HardOrSoftLimit, StructureName, beyond, meets_upper
+from specc.terms.limits import HardOrSoftLimit, StructureName, judged_dose
 
 
 class MaxDose(HardOrSoftLimit):
@@ -50,12 +50,4 @@ class MaxDose(HardOrSoftLimit):
 
     def evaluate(self, ctx: EvaluationContext) -> TermResult:
         highest = float(np.max(ctx.dose(self.structure)))
-        limit, violation = beyond(highest, None, self.dose.gy)
-        return TermResult(
-            value=highest,
-            unit="Gy",
-            satisfied=meets_upper(highest, self.dose.gy),
-            detail=f"maximum dose in {self.structure}",
-            limit=limit,
-            violation=violation,
-        )
+        return judged_dose(highest, None, self.dose, f"maximum dose in {self.structure}")

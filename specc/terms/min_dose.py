@@ -15,7 +15,7 @@ from pydantic import Field, field_validator
 from specc.protocol.units import Dose
 from specc.terms.base import BuildContext, BuiltTerm, EvaluationContext, TermResult
 from specc.terms.smooth import SmoothContext, SmoothForm, voxelwise_limit
-from specc.terms.limits import HardOrSoftLimit, StructureName, beyond, meets_lower
+from specc.terms.limits import HardOrSoftLimit, StructureName, judged_dose
 
 
 class MinDose(HardOrSoftLimit):
@@ -53,12 +53,4 @@ class MinDose(HardOrSoftLimit):
 
     def evaluate(self, ctx: EvaluationContext) -> TermResult:
         lowest = float(np.min(ctx.dose(self.structure)))
-        limit, violation = beyond(lowest, self.dose.gy, None)
-        return TermResult(
-            value=lowest,
-            unit="Gy",
-            satisfied=meets_lower(lowest, self.dose.gy),
-            detail=f"minimum dose in {self.structure}",
-            limit=limit,
-            violation=violation,
-        )
+        return judged_dose(lowest, self.dose, None, f"minimum dose in {self.structure}")
