@@ -59,7 +59,38 @@ def test_a_sample_within_the_accuracy_is_kept_with_what_it_cost(sampled_plan) ->
     checked = check_sample(protocol, case, program, result, settings, tolerance=float("inf"))
     assert checked.program is program and checked.result is result
     assert {term.structure for term in checked.sampled} == {"Body"}
-    assert any(note.startswith("Sampling: on every voxel") for note in checked.notes)
+    # The total excess, against the plan's objective, is what sampling can have cost on average.
+    excess = sum(term.on_every_voxel - term.on_sample for term in checked.sampled)
+    (note,) = [note for note in checked.notes if note.startswith("Sampling: on every voxel")]
+    assert f"{100 * excess / result.objective:+.3f}% of the objective" in note and "sample_voxels: all" in note
+
+
+def test_a_priority_steps_note_and_why_are_the_plans_wording_against_that_steps_objective() -> None:
+    """A plan of priority steps judges each step's sampled terms against that step's objective (review s19/r4 F2).
+    Its note was worded by a step branch of the compile stage's `sampling_note`, and why the sample cost too much
+    a third way in the solve stage: `StepSample` words both, a plan of one step as one of steps, the step named."""
+    from specc.compile.sampling import SampledTerm
+    from specc.solve.sample_check import StepSample
+
+    terms = [SampledTerm("quadratic_overdose Body above 20 Gy (weight 3)", "Body", 1, 40, 1000, on_sample=1.0,
+                         on_every_voxel=1.1)]
+    step = "step 2 (priority 2 penalties)"
+    assert StepSample(None, 1.0, terms).note().startswith(
+        "Sampling: on every voxel the sampled terms add 0.1 (+10.000% of the objective 1) to their value on the "
+        "sample; on average this bounds how far the plan lies above the every-voxel optimum")
+    assert StepSample(step, 1.0, terms).note() == (
+        "Sampling: on every voxel the sampled terms of step 2 (priority 2 penalties) add 0.1 (+10.000% of that "
+        "step's objective 1) to their value on the sample (`optimization.solver.sample_voxels: all` removes it)")
+    assert StepSample(None, 1.0, terms).why(1e-3) == (
+        "the sampled terms were 10.000% of the objective higher on every voxel than on the sample, more than the "
+        "optimizer's accuracy (0.1%)")
+    # an objective of 0: no share of it; a plan's note says nothing, a step's what the step reached, and so does why
+    assert StepSample(None, 0.0, terms).note() is None
+    assert "add 0.1 (that step's objective reached 0) to their value" in StepSample(step, 0.0, terms).note()
+    assert StepSample(step, 0.0, terms).why(1e-3) == (
+        "the sampled terms of step 2 (priority 2 penalties) were 0.1 higher on every voxel than on the sample, "
+        "where that step's objective reached 0")
+    assert StepSample(step, 1.0, []).note() is None
 
 
 def test_a_plan_from_a_cvxpy_solver_whose_sample_cost_too_much_is_solved_again_on_every_voxel(sampled_plan) -> None:

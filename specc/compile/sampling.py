@@ -11,10 +11,11 @@ reviewer sees what the sampling cost.
 
 Why the total excess bounds the cost: with F the objective on every voxel, S the sampled
 one, x_s the plan (S's optimum) and x* F's optimum, F(x_s) - F(x*) = [F - S](x_s) +
-[S(x_s) - S(x*)] + [S - F](x*) <= [F - S](x_s) + [S - F](x*). The first part is what
-`sampling_note` reports; the second is the sample's error at a fixed fluence, zero on
-average. So the excess is, on average, an upper bound on how far the plan lies above the
-every-voxel optimum (measured on the TG-119 cases where both were positive: 1.9 to 5.8
+[S(x_s) - S(x*)] + [S - F](x*) <= [F - S](x_s) + [S - F](x*). The first part is
+`sampling_excess`, which the solve stage words in the plan notes against the objective
+(`specc.solve.sample_check`, step by step); the second is the sample's error at a fixed
+fluence, zero on average. So the excess is, on average, an upper bound on how far the plan
+lies above the every-voxel optimum (measured on the TG-119 cases where both were positive: 1.9 to 5.8
 times that gap; docs/performance-history.md, eighth pass).
 """
 
@@ -106,28 +107,3 @@ def _composite(case: Case, per_fraction: np.ndarray, voxels: np.ndarray, fractio
 def sampling_excess(terms: list[SampledTerm]) -> float:
     """How much more the sampled terms are on every voxel than on their sample (module docstring)."""
     return sum(term.on_every_voxel - term.on_sample for term in terms)
-
-
-def sampling_note(terms: list[SampledTerm], objective: float | None, step: str | None = None) -> str | None:
-    """The sampled terms' total excess on every voxel, against the objective they are part of: the plan's, or with
-    `step` ("step 2 (priority 2 penalties)") that priority step's, which its solve minimized and the later steps
-    kept (`specc.solve.sample_check.StepSample`). One wording for both, so that a plan of steps reads as one of a
-    single step. A plan's objective of 0 gives no note (a share of 0 is no measure; the check of the sample says
-    an excess beyond the optimizer's accuracy); a step's says what the step reached."""
-    if not terms:
-        return None
-    excess = sampling_excess(terms)
-    objective_of = "the objective" if step is None else "that step's objective"
-    if objective is not None and objective > 0:
-        share = f"{100.0 * excess / objective:+.3f}% of {objective_of} {objective:.6g}"
-    elif step is None:
-        return None
-    else:
-        share = f"{objective_of} reached {'n/a' if objective is None else f'{objective:.6g}'}"
-    meaning = ("" if step is not None else "; on average this bounds how far the plan lies above the every-voxel "
-               "optimum, and its size shows how far the sample's estimate can be off")
-    return (
-        f"Sampling: on every voxel the sampled terms{'' if step is None else f' of {step}'} add {excess:.4g} ({share}) "
-        f"to their value on the sample{meaning} (`optimization.solver.sample_voxels: all` removes "
-        f"{'both' if step is None else 'it'})"
-    )

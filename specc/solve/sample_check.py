@@ -39,11 +39,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 from specc.compile import compile_protocol
 from specc.compile.derive import term_priorities
-from specc.compile.sampling import SampledTerm, sampled_terms, sampling_excess, sampling_note
+from specc.compile.sampling import SampledTerm, sampled_terms, sampling_excess
 from specc.solve.clinical import solve_clinical
 from specc.solve.first_order.solver import FIRST_ORDER_SOLVER, FirstOrderSolver
 from specc.solve.priorities import ABSOLUTE_SLIP, StepMemory, plan_steps
@@ -97,8 +97,41 @@ class StepSample:
         return _beyond(self.excess, self.objective, tolerance)
 
     def note(self) -> str | None:
-        """Its sampled terms' excess against its objective, worded as a plan's of one step (`sampling_note`)."""
-        return sampling_note(self.terms, self.objective, self.name)
+        """Its sampled terms' excess on every voxel against its objective, the plan note. A step's is worded as a
+        plan's of one step with the step named, so that a plan of steps reads as one of a single step. A plan's
+        objective of 0 gives no note (a share of 0 is no measure; `why` says an excess beyond the optimizer's
+        accuracy); a step's says what the step reached."""
+        if not self.terms:
+            return None
+        if _measures(self.objective):
+            share = f"{100.0 * self.excess / self.objective:+.3f}% of {self._objective} {self.objective:.6g}"
+        elif self.name is None:
+            return None
+        else:
+            share = f"{self._objective} reached {_shown(self.objective)}"
+        meaning = ("" if self.name is not None else "; on average this bounds how far the plan lies above the "
+                   "every-voxel optimum, and its size shows how far the sample's estimate can be off")
+        return (
+            f"Sampling: on every voxel {self._terms} add {self.excess:.4g} ({share}) to their value on the sample"
+            f"{meaning} (`optimization.solver.sample_voxels: all` removes {'both' if self.name is None else 'it'})"
+        )
+
+    def why(self, tolerance: float) -> str:
+        """How its excess is beyond the optimizer's accuracy, for a plan's message and warning (`beyond`)."""
+        way = "higher" if self.excess > 0 else "lower"
+        if not _measures(self.objective):
+            return (f"{self._terms} were {abs(self.excess):.4g} {way} on every voxel than on the sample, where "
+                    f"{self._objective} reached {_shown(self.objective)}")
+        return (f"{self._terms} were {100 * abs(self.excess / self.objective):.3f}% of {self._objective} {way} on "
+                f"every voxel than on the sample, more than the optimizer's accuracy ({100 * tolerance:g}%)")
+
+    @property
+    def _terms(self) -> str:
+        return "the sampled terms" if self.name is None else f"the sampled terms of {self.name}"
+
+    @property
+    def _objective(self) -> str:
+        return "the objective" if self.name is None else "that step's objective"
 
 
 def check_sample(
@@ -123,7 +156,7 @@ def check_sample(
     beyond = [sample for sample in samples if sample.beyond(tolerance)]
     if not beyond:
         return CheckedSolve(program, result, found, notes)
-    why = _why(beyond, tolerance)
+    why = "; ".join(sample.why(tolerance) for sample in beyond)
     chosen = protocol.optimization is not None and protocol.optimization.solver.sample_voxels is not None
     if chosen or result.status != "optimal":
         reason = ("the protocol sets its own optimization.solver.sample_voxels" if chosen
@@ -183,25 +216,14 @@ def _every_voxel(progress: StepProgress | None) -> StepProgress | None:
 
 def _beyond(excess: float, objective: float | None, tolerance: float) -> bool:
     """Whether the sampled terms' excess on every voxel is more than the optimizer's accuracy (module docstring)."""
-    if objective is None or objective <= 0.0:
+    if not _measures(objective):
         return abs(excess) > ABSOLUTE_SLIP
     return abs(excess) > tolerance * objective
 
 
-def _why(beyond: list[StepSample], tolerance: float) -> str:
-    """Which steps' sampled terms cost more than the accuracy, each against its own objective."""
-    said = []
-    for sample in beyond:
-        terms = "the sampled terms" if sample.name is None else f"the sampled terms of {sample.name}"
-        objective = "the objective" if sample.name is None else "that step's objective"
-        way = "higher" if sample.excess > 0 else "lower"
-        if sample.objective is None or sample.objective <= 0.0:
-            said.append(f"{terms} were {abs(sample.excess):.4g} {way} on every voxel than on the sample, where "
-                        f"{objective} reached {_shown(sample.objective)}")
-        else:
-            said.append(f"{terms} were {100 * abs(sample.excess / sample.objective):.3f}% of {objective} {way} on "
-                        f"every voxel than on the sample, more than the optimizer's accuracy ({100 * tolerance:g}%)")
-    return "; ".join(said)
+def _measures(objective: float | None) -> TypeGuard[float]:
+    """Whether a share of `objective` measures an excess: of an objective of 0 (or none) it is no measure."""
+    return objective is not None and objective > 0.0
 
 
 def _compared(sampled: list[StepSample], every_voxel: list[StepSample]) -> str:
