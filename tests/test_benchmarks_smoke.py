@@ -94,23 +94,48 @@ def test_a_hard_limits_violation_is_the_kinds_own_from_the_plan_record() -> None
 def test_a_baseline_without_a_plan_bounds_the_speed_up_and_a_run_without_one_reads_no_plan() -> None:
     """The naive baseline stopped by OSQP's own iteration limit (5 mm, hard limits) or by the time limit gave no
     plan: the speed-up against it is a lower bound, its violation 'no plan' (it read 'no limit')."""
-    from benchmarks.run import NAIVE, _speedups, _violation_text
+    from benchmarks.run import NAIVE, _speedups, _until_stopped, _violation_text
 
     def runs(naive: dict) -> tuple[dict, dict]:
         fast = {"method": "specc fast path", "plan": True, "yaml_to_plan_s": 10.0, "child_s": 14.0,
                 "hard_violation_gy": 0.004, "hard_violation_volume": {}}
         naive = {"method": NAIVE, "plan": False, "yaml_to_plan_s": None, "hard_violation_gy": None,
                  "hard_violation_volume": {}, **naive}
+        _until_stopped([naive, fast])
         _speedups([naive, fast])
         return naive, fast
 
     naive, fast = runs({"status": "iteration_limit", "load_s": 0.2, "compile_s": 0.1, "solve_s": 299.7})
+    assert naive["until_stopped_s"] == pytest.approx(300.0) and "until_stopped_s" not in fast
     assert fast["speedup_vs_naive"] == pytest.approx(30.0) and fast["speedup_is_lower_bound"]
     assert "speedup_vs_naive" not in naive
     assert (_violation_text(naive), _violation_text(fast)) == ("no plan", "0.004 Gy")
     # stopped at the time limit: its child's time less the largest start-up beside it (14 - 10 s)
     naive, fast = runs({"status": "time limit (benchmark)", "time_limit_s": 300.0, "child_s": 303.0})
+    assert naive["until_stopped_s"] == pytest.approx(299.0)
     assert fast["speedup_vs_naive"] == pytest.approx(29.9) and fast["speedup_is_lower_bound"]
+
+
+def test_a_baseline_stopped_at_the_time_limit_prints_the_time_its_speed_up_divides(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The table printed a baseline stopped at the time limit with its child's seconds (303) while the speed-up
+    against it divided them less the start-up measured beside it (299): two lower bounds, one row apart. The row
+    now prints the one the ratio divides."""
+    import benchmarks.run as run
+
+    monkeypatch.setattr(run, "in_child", lambda target, args, time_limit_s: (None, 303.0))
+    naive = run._measure("case.h5", "protocol.yaml", run.NAIVE, 2_000, 300.0)  # a run the time limit stopped
+    fast = {"method": "specc fast path", "status": "optimal", "plan": True, "yaml_to_plan_s": 10.0, "child_s": 14.0,
+            "load_s": 1.0, "compile_s": 2.0, "solve_s": 5.0, "evaluate_s": 2.0, "objective": 1.5,
+            "peak_memory_mb": 100.0, "hard_violation_gy": None, "hard_violation_volume": {}}
+    for each in (naive, fast):
+        each["peak_over_matrix"] = 1.0
+    run._until_stopped([naive, fast])
+    run._speedups([naive, fast])
+    assert f">{299.0:9.2f}" in run._row(naive) and f"{303.0:9.2f}" not in run._row(naive)
+    assert fast["speedup_vs_naive"] == pytest.approx(299.0 / 10.0)
+    assert run._row(fast).endswith(f">{29.9:7.1f}") and f" {10.0:9.2f}" in run._row(fast)
 
 
 def test_the_tiny_resolve_benchmark_runs_and_its_warm_plans_are_the_cold_ones(tmp_path: Path) -> None:
