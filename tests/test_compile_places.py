@@ -7,6 +7,7 @@ names the column and the field path of every error (docs/protocol-language.md).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,10 @@ import pytest
 from evaluate_fakes import synthetic_case
 from specc.compile import compile_protocol
 from specc.compile.derive import derive_optimization, with_optimization
+from specc.compile.places import said_at
 from specc.errors import CompileError
 from specc.protocol import load_protocol, parse_protocol_text, revise_protocol
+from specc.terms.base import SourceLocation
 
 HEADER = "specc: 1\nname: t\nsite: t\nversion: 1.0.0\n"
 STRUCTURES = "structures:\n  Target: {role: target}\n  Organ: {role: oar}\n  Body: {role: other}\n"
@@ -178,3 +181,37 @@ def test_a_composite_planned_without_its_prior_dose_is_named_at_the_prior_course
         f"{_at(path, text, '{description')}: prescription.prior: the goals are on the composite with a prior course "
         "(initial course): give the prior dose; on the command line, give its dose with --prior-dose FILE"
     )
+
+
+def _file_alone(source: SourceLocation) -> SourceLocation:
+    """`source` as a place known by its file alone (line 0), its fields too: a dose level's place where derive has
+    none to give, or any record a tool writes without a line."""
+    fields = {key: dataclasses.replace(at, line=0, column=0) for key, at in source.fields.items()}
+    return dataclasses.replace(source, line=0, column=0, fields=fields)
+
+
+def test_a_place_known_by_its_file_alone_is_named_alike_by_every_message_after_loading() -> None:
+    """One rule (`diagnostic_at`) for a compile refusal, a goal read on each case and the prior course's fractions:
+    a place with no line names its file and path, never `p.yaml:0:0`, which an editor takes for a place in the file
+    (the prior course's message gave it)."""
+    text = (HEADER + STRUCTURES + "  Cord: {role: oar, alpha_beta: 2 Gy}\n"
+            + "prescription:\n  fractions: 30\n  levels: [{target: Target, dose: 60 Gy}]\n"
+            + "  prior: {description: initial course, dose: 20 Gy, fractions: 10}\n"
+            + 'goals:\n  Target: ["D95% >= 57 Gy"]\n  Cord: ["Max <= 50 Gy (EQD2)"]\n  Organ:\n    - metric: Max\n'
+            + '      "<=": {by_volume_of: Target, volume_cc: [1, 100], limit: [50%, 60%]}\n'
+            + "optimization:\n  terms:\n" + TOO_MUCH)
+    loaded = parse_protocol_text(text, "p.yaml")
+    prior = loaded.prescription.prior
+    protocol = loaded.model_copy(update={
+        "goals": [goal.model_copy(update={"source": _file_alone(goal.source)}) for goal in loaded.goals],
+        "prescription": loaded.prescription.model_copy(
+            update={"prior": prior.model_copy(update={"source": _file_alone(prior.source)})}),
+    })
+    term = protocol.optimization.terms[0]
+    assert said_at(protocol, _file_alone(term.source), "refused", field="volume") == (
+        "p.yaml: optimization.terms[0].volume: refused")
+    assert str(protocol.per_case_goals()[0]).startswith("p.yaml: goals.Organ[0]: ")
+    assert protocol.prior_courses_mismatch(several_courses=True).startswith("p.yaml: prescription.prior.fractions: ")
+    # the places with their lines, for contrast: the same rule names them there
+    assert loaded.prior_courses_mismatch(several_courses=True).startswith(f"{_at(Path('p.yaml'), text, '10}')}: ")
+

@@ -6,14 +6,15 @@ derived structure empty on its grid) must say it the same way. The loader record
 term, structure, dose level and prior course is written (`source`), its path in the file that writes it
 and where each of its fields is (`SourceLocation.path`, `.fields`): a term or goal inherited from a
 template is named in the template, at its path there. An item no file writes (built in memory, or added
-by the compiler) is named by the protocol file and its model path alone.
+by the compiler) is named by the protocol file and its model path alone. The rule is the protocol's
+(`specc.protocol.diagnostics.diagnostic_at`), which its own per-case messages use too.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from specc.protocol.diagnostics import Diagnostic, format_loc
+from specc.protocol.diagnostics import diagnostic_at
 from specc.protocol.yaml_source import Path as DataPath
 
 if TYPE_CHECKING:
@@ -32,14 +33,7 @@ def said_at(
     """`message` where `source` is written, as `file:line:column: field.path: message`; at its `field` (a key of
     the item: the dvh term's `volume`) where the item writes one, else at the item (a goal a term is derived from
     writes no term field). Without `source`, the protocol file and the item's model `path` (with its `field`)."""
-    if source is None:
-        where = protocol.source.path if protocol.source is not None else "<protocol>"
-        shown = (*path, field) if path and field is not None else path
-        return str(Diagnostic(where, None, None, format_loc(shown), message))
-    at = source.fields.get(field, source) if field is not None else source
-    if at.line <= 0:  # a place known by its file alone: no line rather than a guessed one
-        return str(Diagnostic(at.file, None, None, format_loc(at.path), message))
-    return str(Diagnostic(at.file, at.line, at.column, format_loc(at.path), message))
+    return str(diagnostic_at(protocol, source, message, field=field, path=path))
 
 
 def said_at_structure(protocol: Protocol, name: str, message: str, field: str | None = None) -> str:

@@ -15,6 +15,8 @@ from specc.errors import SpeccError
 
 if TYPE_CHECKING:
     from specc.protocol.goals import Goal
+    from specc.protocol.models import ProtocolDocument
+    from specc.terms.base import SourceLocation
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,30 @@ class Issue:
     message: str
     at_key: bool = False  # point at the mapping key (a name) rather than its value
     related: tuple[str | int, ...] | None = None  # the other place the problem involves, named in the message
+
+
+def diagnostic_at(
+    protocol: ProtocolDocument,
+    source: SourceLocation | None,
+    message: str,
+    *,
+    field: str | None = None,
+    path: tuple[str | int, ...] = (),
+) -> Diagnostic:
+    """`message` where `source` is written, at its `field` (a key of the item: a dvh term's `volume`) where the
+    item writes one, else at the item (a goal a term is derived from writes no term field), with the path the
+    writing file gives it. One rule for every error found after loading (a protocol's own per-case notes, a
+    case's refusals in compile), so that each reads as `specc validate`'s do: a place without a line (`line` 0,
+    a file known alone) names its file and no `:0:0`, which an editor would take for a place in it. An item no
+    file places (built in memory, or added by the compiler) is named by the protocol's file and its model `path`
+    (with its `field`)."""
+    if source is None:
+        where = protocol.source.path if protocol.source is not None else "<protocol>"
+        named = (*path, field) if path and field is not None else path
+        return Diagnostic(where, None, None, format_loc(named), message)
+    at = source.fields.get(field, source) if field is not None else source
+    line, column = (at.line, at.column) if at.line > 0 else (None, None)
+    return Diagnostic(at.file, line, column, format_loc(at.path or path), message)
 
 
 def located_goals(goals: Iterable[Goal]) -> Iterator[tuple[tuple[str | int, ...], Goal]]:

@@ -32,7 +32,7 @@ from pydantic import (
 from pydantic.json_schema import SkipJsonSchema
 
 from specc.protocol.consistency import consistency_issues
-from specc.protocol.diagnostics import Diagnostic, ProtocolConsistencyError, ProtocolError, format_loc, located_goals
+from specc.protocol.diagnostics import Diagnostic, ProtocolConsistencyError, ProtocolError, diagnostic_at, located_goals
 from specc.protocol.goals import Course, Goal, GoalEntry, GoalMapping
 from specc.protocol.metrics import Metric
 from specc.protocol.names import name_key
@@ -980,8 +980,7 @@ class ProtocolDocument(_Strict):
             said = dataclasses.replace(
                 place, message=misfit if own else f"{misfit}; {LIMITS_FOR_DOSE_PER_FRACTION} is at {written}")
         else:
-            where = self.source.path if self.source is not None else "<protocol>"
-            said = Diagnostic(where, None, None, LIMITS_FOR_DOSE_PER_FRACTION, misfit)
+            said = diagnostic_at(self, None, misfit, path=(LIMITS_FOR_DOSE_PER_FRACTION,))
         return [*self.loosened_template_goals, said]
 
     @field_validator("limits_for_dose_per_fraction")
@@ -1142,13 +1141,9 @@ class Protocol(ProtocolDocument):
 
     def _goal_diagnostic(self, loc: tuple[str | int, ...], goal: Goal, message: str) -> Diagnostic:
         """`message` at the line `goal` was written on, with its path in the file that wrote it (merged with a
-        template's goals it stands at another index: audit s20/t1 F3); the protocol's file alone for one built in
-        memory."""
-        at = goal.source
-        if at is not None:
-            return Diagnostic(at.file, at.line, at.column, format_loc(at.path or loc), message)
-        where = self.source.path if self.source is not None else "<protocol>"
-        return Diagnostic(where, None, None, format_loc(loc), message)
+        template's goals it stands at another index: audit s20/t1 F3); the protocol's file and the goal's model
+        path `loc` for one built in memory."""
+        return diagnostic_at(self, goal.source, message, path=loc)
 
     def with_limits_at(self, volumes_cc: Mapping[str, float], absent: Mapping[str, str]) -> Protocol:
         """The protocol of one case: each goal's table by volume read at its structure's volume there
@@ -1209,11 +1204,8 @@ class Protocol(ProtocolDocument):
         """`message` at the place `prescription.prior.fractions` is written (the prior course's, where it states
         none), as the loader recorded it; the protocol file and the field alone for a protocol built in memory."""
         prior = self.prescription.prior
-        if prior is not None and prior.source is not None:
-            at = prior.source.fields.get("fractions", prior.source)
-            return str(Diagnostic(at.file, at.line, at.column, format_loc(at.path), message))
-        where = self.source.path if self.source is not None else "<protocol>"
-        return str(Diagnostic(where, None, None, "prescription.prior.fractions", message))
+        source = prior.source if prior is not None else None
+        return str(diagnostic_at(self, source, message, field="fractions", path=("prescription", "prior")))
 
     def robust_structures(self) -> list[str]:
         """The structures of the robustness section: those listed, else the prescription targets (none without one)."""
