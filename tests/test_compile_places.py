@@ -16,7 +16,7 @@ import pytest
 from evaluate_fakes import synthetic_case
 from specc.compile import compile_protocol
 from specc.compile.derive import derive_optimization, with_optimization
-from specc.compile.places import said_at
+from specc.compile.places import said_at, said_at_structure
 from specc.errors import CompileError
 from specc.protocol import load_protocol, parse_protocol_text, revise_protocol
 from specc.terms.base import SourceLocation
@@ -215,3 +215,15 @@ def test_a_place_known_by_its_file_alone_is_named_alike_by_every_message_after_l
     # the places with their lines, for contrast: the same rule names them there
     assert loaded.prior_courses_mismatch(several_courses=True).startswith(f"{_at(Path('p.yaml'), text, '10}')}: ")
 
+
+def test_a_structure_no_file_places_is_named_by_the_protocol_file_and_its_model_path() -> None:
+    """One rule for a structure with no place: the fall-off shell the compiler adds to a goals-only protocol was named
+    by the file alone (its field lost), while a name the protocol lacks got the file and `structures.NAME`."""
+    protocol, _ = with_optimization(parse_protocol_text(HEADER + STRUCTURES + PRESCRIPTION + GOALS, "site/p.yaml"))
+    assert protocol.structures["Falloff_Target"].source is None
+    assert said_at_structure(protocol, "Falloff_Target", "empty", field="expression") == (
+        "site/p.yaml: structures.Falloff_Target.expression: empty")
+    assert said_at_structure(protocol, "Nowhere", "empty", field="expression") == (
+        "site/p.yaml: structures.Nowhere.expression: empty")
+    written = said_at_structure(protocol, "Organ", "empty", field="role")
+    assert written == f"{_at(Path('site/p.yaml'), HEADER + STRUCTURES, 'oar}')}: structures.Organ.role: empty"

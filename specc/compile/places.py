@@ -38,10 +38,9 @@ def said_at(
 
 def said_at_structure(protocol: Protocol, name: str, message: str, field: str | None = None) -> str:
     """`message` at structure `name`'s definition, `file:line:column: structures.NAME: message` (at its `field`,
-    as `expression`, where the problem is in one); the protocol file alone for a structure the compiler added
-    (a goals-only protocol's fall-off shell), which no file writes."""
+    as `expression`, where the problem is in one). A structure no file places (one the compiler added, as a
+    goals-only protocol's fall-off shell, or any of a protocol built in memory) is named as every unplaced item
+    is: the protocol's file and `structures.NAME` (with the field), its path in the protocol compiled."""
     spec = protocol.structures.get(name)
-    if spec is not None and spec.source is None and protocol.source is not None:
-        return said_at(protocol, None, message)
     return said_at(protocol, spec.source if spec is not None else None, message, field=field,
                    path=("structures", name))
