@@ -227,3 +227,17 @@ def test_a_structure_no_file_places_is_named_by_the_protocol_file_and_its_model_
         "site/p.yaml: structures.Nowhere.expression: empty")
     written = said_at_structure(protocol, "Organ", "empty", field="role")
     assert written == f"{_at(Path('site/p.yaml'), HEADER + STRUCTURES, 'oar}')}: structures.Organ.role: empty"
+
+
+def test_each_field_an_item_writes_is_placed_where_it_is_written_and_no_other() -> None:
+    """The loader keeps a field's place to be made when an error asks for it: each key the term writes, at its value,
+    with its path; a key it does not write has none (the error then names the term)."""
+    text = HEADER + STRUCTURES + PRESCRIPTION + GOALS + "optimization:\n  terms:\n" + COVERAGE + TOO_MUCH
+    path = Path("p.yaml")
+    fields = parse_protocol_text(text, str(path)).optimization.terms[1].source.fields
+    assert {key: (f"{at.file}:{at.line}:{at.column}", at.path) for key, at in fields.items()} == {
+        key: (_at(path, text, written), ("optimization", "terms", 1, key)) for key, written in (
+            ("kind", "dvh,"), ("structure", "Target, dose: 57"), ("dose", "57 Gy, volume"), ("volume", "9000 cc"),
+            ("bound", "lower}"))
+    }
+    assert fields.get("weight") is None and len(fields) == 5

@@ -16,7 +16,7 @@ import hashlib
 import re
 import types
 import typing
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -423,6 +423,36 @@ def _with_sources(protocol: _Document, locator: _Locator, source: ProtocolSource
     })
 
 
+class _FieldPlaces(Mapping[str, SourceLocation]):
+    """Where each field of one placed item is written (`SourceLocation.fields`), made when an error asks for it.
+
+    Every goal, term, structure, dose level and prior course is placed on each load, but only an error found
+    against a case reads a field's place, and then one field of one item: making each field's `SourceLocation`
+    up front was a quarter of the placing work. The file's positions are kept (shared by all items) instead."""
+
+    def __init__(self, values: Mapping[DataPath, Position], path: DataPath, written: DataPath,
+                 keys: tuple[str, ...]) -> None:
+        self._values = values  # every position of the merged document, by its path there
+        self._path = path  # the item's path in the merged document
+        self._written = written  # its path in the file that writes it, which an error names
+        self._keys = keys
+
+    def __getitem__(self, key: str) -> SourceLocation:
+        if key not in self._keys:
+            raise KeyError(key)
+        at = self._values[(*self._path, key)]
+        return SourceLocation(at.file, at.line, at.column, (*self._written, key))
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys)
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
 class _Locator:
     """Maps model paths to YAML positions and pydantic errors to diagnostics."""
 
@@ -452,8 +482,9 @@ class _Locator:
         written = self.goal_paths_written.get(at) if at is not None else None
         return path if written is None else (*written, *path[3:])
 
-    def _walk(self, loc: tuple[str | int, ...]) -> DataPath:
-        """The longest part of `loc` present in the data (skipping union tags such as a term's kind)."""
+    def _walk(self, loc: tuple[str | int, ...]) -> tuple[DataPath, Any]:
+        """The longest part of `loc` present in the data (skipping union tags such as a term's kind), and the value
+        written there."""
         current = self.document.data
         matched: list[str | int] = []
         for part in loc:
@@ -464,7 +495,7 @@ class _Locator:
             else:
                 continue
             matched.append(part)
-        return tuple(matched)
+        return tuple(matched), current
 
     def position(self, path: DataPath, at_key: bool = False) -> Position:
         if at_key and path in self.document.keys:
@@ -477,21 +508,15 @@ class _Locator:
         """Where `loc` is written (its key, `at_key`), with its path in the file that writes it and where each of its
         fields is: a compile error found against a case names the field to change from these, with no second
         reading of the files (a mapping merged key by key with a template's has its fields in both files)."""
-        path = self._walk(loc)
+        path, value = self._walk(loc)
         position = self.position(path, at_key=at_key)
         written = self.as_written(path)
-        value: Any = self.document.data
-        for part in path:
-            value = value[part]
-        fields = {}
-        if isinstance(value, dict):  # a goal written as text has none
-            for key in value:
-                at = self.document.values[(*path, key)]
-                fields[key] = SourceLocation(at.file, at.line, at.column, (*written, key))
+        keys = tuple(value) if isinstance(value, dict) else ()  # a goal written as text has none
+        fields = _FieldPlaces(self.document.values, path, written, keys)
         return SourceLocation(position.file, position.line, position.column, written, fields)
 
     def diagnostic(self, loc: tuple[str | int, ...], message: str, at_key: bool = False, missing: str = "") -> Diagnostic:
-        path = self._walk(loc)
+        path, _ = self._walk(loc)
         position = self.position(path, at_key=at_key)
         shown = (*path, missing) if missing else path
         return Diagnostic(position.file, position.line, position.column, format_loc(self.as_written(shown)), message)
@@ -502,7 +527,7 @@ class _Locator:
         message = issue.message
         if issue.related is not None:
             related = self.raw_loc(issue.related)
-            other = self.location(related, at_key=True)
+            other = self.position(self._walk(related)[0], at_key=True)
             named = format_loc(self.as_written(related))
             message += f"; {named} is at {other.file}:{other.line}:{other.column}"
         return self.diagnostic(self.raw_loc(issue.loc), message, at_key=issue.at_key)
