@@ -658,13 +658,6 @@ class Discarded:
                 error.add_note(line)
 
 
-def said_by(error: str, kept: str) -> bool:
-    """Whether a cohort item's `error` names the earlier plan's files its folder `kept` (`CohortEntry.kept`):
-    a case stopped by those files is not followed by a warning that says them again. Entries hold both as text
-    (`Discarded.said` decides on the files themselves where the error is at hand)."""
-    return kept in error
-
-
 def discard_earlier_plan(out: Path | None) -> Discarded:
     """`discard_unwritten_plan` into `out` (None: a run that had no folder yet, nothing to do), files that cannot
     be removed given back in `kept`, not raised: each caller goes on and says so."""

@@ -626,7 +626,7 @@ def cohort_progress(printer: StagePrinter, quiet: bool, noun: str) -> CaseProgre
     """What the terminal shows of each item of a cohort run (cases planned, exports checked): its start,
     its error or failed solve and the earlier plan removed from its folder, a second listing of one case,
     its notes."""
-    from specc.pipeline import earlier_plan_removed, said_by
+    from specc.pipeline import earlier_plan_removed
 
     def report(index: int, total: int, item: str, entry: CohortEntry | None) -> None:
         if entry is None:
@@ -641,7 +641,9 @@ def cohort_progress(printer: StagePrinter, quiet: bool, noun: str) -> CaseProgre
                                 soft_wrap=True)
             if entry.removed:
                 error_console.print(Text(f"  {earlier_plan_removed(entry.removed)}"), soft_wrap=True)
-            if entry.kept is not None and not said_by(entry.error, entry.kept):  # not the error's own files again
+            # not the error's own files again: a case stopped by the earlier plan's files it could not remove names
+            # them (both held as text here; `Discarded.said` decides on the files where the error is at hand)
+            if entry.kept is not None and entry.kept not in entry.error:
                 error_console.print(Text("  warning: ", style="yellow") + Text(entry.kept), soft_wrap=True)
         elif entry.outcome is not None and not entry.outcome.succeeded:
             error_console.print(
