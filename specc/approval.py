@@ -46,7 +46,7 @@ from specc.export.result_file import PlanResult, ResultError
 from specc.export.segments import read_segments
 from specc.protocol import ProtocolError, load_protocol
 from specc.protocol.models import SAME_CONTENT
-from specc.report.compare import FORMATTING_ONLY, NOT_TOLD, Notice, protocol_difference, read_record
+from specc.report.compare import FORMATTING_ONLY, NOT_TOLD, Notice, content_difference, read_record
 from specc.report.html import STATUS_LABELS, environment, style_sheet
 from specc.report.identity import (
     PLAN_FOLDER_FILES, PLAN_JSON, RECORD_META, REPORT_HTML, REPORT_PDF, RESULT_H5, SEGMENTS_JSON, html_record_sha256s,
@@ -138,12 +138,23 @@ class Verification:
                 + [f"{name} appeared" for name in self.appeared] + self.disagreements)
 
 
+@dataclass(frozen=True)
+class Approved:
+    """What `approve` did: the approval, the files written, and why the plan may not be of its protocol files as
+    they are now (`protocol_changed_since`; None where they hold its bytes or cannot be read): what the signer reads
+    last, judged on the plan record the approval was made from, not on plan.json read again."""
+
+    approval: Approval
+    written: list[Path]
+    protocol_changed: Notice | None
+
+
 def approve(
     folder: str | Path, reviewer: str, role: str, reason: str | None = None, pdf: bool = False,
     case: str | Path | None = None,
-) -> tuple[Approval, list[Path]]:
-    """Approve the plan in `folder` (see module docstring); returns the approval and the files written. `case`: the
-    plan's case where it is no longer at the path result.h5 records (needed to check segments.json's fluence)."""
+) -> Approved:
+    """Approve the plan in `folder` (see module docstring). `case`: the plan's case where it is no longer at the path
+    result.h5 records (needed to check segments.json's fluence)."""
     folder = Path(folder)
     record = read_record(folder / PLAN_JSON)
     existing = folder / APPROVAL_JSON
@@ -206,7 +217,7 @@ def approve(
     approval = approval.model_copy(update={"sha256": approval.content_sha256()})
     # Written last: approval.json is what makes the folder approved, and it binds the pages.
     existing.write_text(approval.model_dump_json(indent=2), encoding="utf-8")
-    return approval, [existing, *pages]
+    return Approved(approval, [existing, *pages], protocol_changed_since(record))
 
 
 def protocol_sha256_now(record: PlanRecord) -> str | None:
@@ -227,9 +238,9 @@ def protocol_changed_since(record: PlanRecord) -> Notice | None:
     """Why the plan may not be of the protocol as it is now: its files still at their recorded paths, holding
     other bytes than it was planned from (a plan of an earlier save of a protocol being tuned, under the same
     name and version as every save); None where they hold the plan's bytes or cannot be read. Said, never
-    refused: a protocol may move on, rightly, after its plan. Other bytes are judged by `protocol_difference`, as
-    `specc compare` judges two plans, on the plan's protocol and the one the files give now (its content
-    fingerprint, `ProtocolSource.fingerprint`): a comment or formatting edit, which `specc diff` says needs no new
+    refused: a protocol may move on, rightly, after its plan. Other bytes are judged as `specc compare` judges two
+    plans (`content_difference`, `protocol_difference`'s rule), by the plan's content fingerprint and the one the
+    files give now (`ProtocolSource.fingerprint`): a comment or formatting edit, which `specc diff` says needs no new
     version, is a note (`Notice.warning` False), not other content; a plan.json without the fingerprint cannot tell
     them apart; files that no longer load as a protocol hold other content whatever the plan recorded."""
     now = protocol_sha256_now(record)
@@ -246,7 +257,7 @@ def protocol_changed_since(record: PlanRecord) -> Notice | None:
         first = str(error.diagnostics[0]) if error.diagnostics else str(error)
         return Notice(f"{files} hold other content now {hashes}, and no longer load as a protocol ({first}): {check}")
     content = loaded.source.content_sha256 if loaded.source is not None else None
-    difference = protocol_difference([protocol, protocol.model_copy(update={"sha256": now, "content_sha256": content})])
+    difference = content_difference([protocol.content_sha256, content])  # the bytes differ: judged by the content
     if difference == NOT_TOLD:
         return Notice(
             f"{files} differ now (SHA-256 {now[:12]}) from those the plan was made from ({protocol.sha256[:12]}), "

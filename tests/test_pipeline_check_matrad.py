@@ -401,7 +401,7 @@ def test_a_matrad_check_with_its_case_is_filed_under_that_case_and_compare_names
     assert any("the check is filed under it, but its masks are not used" in note and "--measure-on case" in note
                for note in on_ct.notes)
 
-    ct_warnings = warnings(read_plans([tmp_path / "specc", tmp_path / "matrad"]))
+    ct_warnings = [notice.text for notice in warnings(read_plans([tmp_path / "specc", tmp_path / "matrad"]))]
     assert not any("different case" in warning for warning in ct_warnings)
     assert ct_warnings == [
         "the plans are measured on different grids and structure masks (specc: 5 × 4 × 3 voxels of 4 × 4 × 4 mm, "
@@ -412,7 +412,7 @@ def test_a_matrad_check_with_its_case_is_filed_under_that_case_and_compare_names
         "--case CASE.h5 --dose WORKSPACE.mat --measure-on case"
     ]
     # Without the case: the same case id over other case data, said as the workspace's CT structures
-    alone_warnings = warnings(read_plans([tmp_path / "specc", tmp_path / "alone"]))
+    alone_warnings = [notice.text for notice in warnings(read_plans([tmp_path / "specc", tmp_path / "alone"]))]
     assert alone_warnings[0].startswith(
         f"the plans name the same case 'ws' but hold different case data (specc: the case ws from "
         f"{planned.case.source} ({planned.case.sha256[:12]}); alone: the CT grid and cst{{i,4}} structures of the "

@@ -265,7 +265,7 @@ def test_tables_and_comparisons_say_a_composite_is_one(prior_file, tmp_path):
     write_dvh_tables(read_result(bare), tmp_path / "bare-tables", case)
     assert {row["dose_of"] for row in _csv_rows(tmp_path / "bare-tables" / "dvh.csv")} == {"composite (prior + this plan)"}
     said = warnings(plans)
-    assert any("summed: a composite" in warning for warning in said)
+    assert any("summed: a composite" in notice.text for notice in said)
 
 
 def test_a_checked_dose_with_the_prior_course_gives_the_composite_plans_values(prior_file, tmp_path):

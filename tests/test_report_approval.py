@@ -63,7 +63,8 @@ def _rewrite(folder: Path, **changes) -> None:
 
 def test_an_approval_binds_the_files_and_verify_finds_a_change(met, tmp_path):
     folder = _copy(met, tmp_path)
-    approval, written = approve(folder, "Dr. A. Example", "Radiation oncologist")
+    approved = approve(folder, "Dr. A. Example", "Radiation oncologist")
+    approval, written = approved.approval, approved.written
     assert [path.name for path in written] == ["approval.json", "approval.html"]
     assert approval.decision == "approved" and approval.accepted_deviations == [] and approval.reason is None
     assert sorted(approval.files) == ["plan.json", "report.html", "result.h5"]
@@ -87,7 +88,8 @@ def test_failed_goals_need_a_reason_and_are_recorded(failing, tmp_path):
     with pytest.raises(ApprovalError, match=r"1 goals are not met or not measured \(Organ Mean <= 1 Gy: FAIL\).*--accept-deviations"):
         approve(folder, "Dr. A. Example", "")
     assert not (folder / "approval.json").exists()
-    approval, _ = approve(folder, "Dr. A. Example", "", reason="palliative intent; organ sparing traded for coverage")
+    reason = "palliative intent; organ sparing traded for coverage"
+    approval = approve(folder, "Dr. A. Example", "", reason=reason).approval
     [deviation] = approval.accepted_deviations
     assert (deviation.structure, deviation.goal, deviation.status) == ("Organ", "Mean <= 1 Gy", "fail")
     assert deviation.value is not None and deviation.value > 1
@@ -183,7 +185,7 @@ def test_an_edited_approval_page_or_record_fails_verification(met, tmp_path):
 def test_goal_counts_are_checked_against_the_plan(met, tmp_path):
     """Even with its own hash recomputed, approval.json must say what plan.json says."""
     folder = _copy(met, tmp_path)
-    approval, _ = approve(folder, "Dr. A. Example", "")
+    approval = approve(folder, "Dr. A. Example", "").approval
     forged = approval.model_copy(update={"goals": {"pass": 5}})
     forged = forged.model_copy(update={"sha256": forged.content_sha256()})
     (folder / "approval.json").write_text(forged.model_dump_json(indent=2))
@@ -236,7 +238,7 @@ def test_report_pdf_names_its_plan_record(met, failing, tmp_path):
 
     own = _copy(met, tmp_path / "own")
     html_to_pdf((met / "report.html").read_text(), own / "report.pdf")  # as write_report prints it
-    approval, _ = approve(own, "Dr. A. Example", "")
+    approval = approve(own, "Dr. A. Example", "").approval
     assert "report.pdf" in approval.files
 
     other = _copy(met, tmp_path / "other")
@@ -255,7 +257,7 @@ def test_a_folder_holding_a_killed_runs_staging_folder_is_not_approved(met, tmp_
                                             r"wrote its files .*: remove it, then approve"):
         approve(folder, "Dr. A. Example", "Radiation oncologist")
     shutil.rmtree(leftover)
-    assert approve(folder, "Dr. A. Example", "Radiation oncologist")[0].decision == "approved"
+    assert approve(folder, "Dr. A. Example", "Radiation oncologist").approval.decision == "approved"
 
 
 HOT_SPOT = "hot spot outside the targets 114% (D0.03cc 57.25 Gy)"
@@ -270,7 +272,7 @@ def test_a_deviation_is_recorded_with_its_priority_and_line_and_the_page_shows_t
     [organ] = [goal for goal in record.goals if goal.structure == "Organ"]
     warning = "target PTV = `expand(CTV, 3mm)` is CTV itself on this 5 mm grid"
     _rewrite(folder, warnings=[warning], outside_hot_spot=HOT_SPOT)
-    approval, _ = approve(folder, "Dr. A. Example", "", reason="organ sparing traded for coverage")
+    approval = approve(folder, "Dr. A. Example", "", reason="organ sparing traded for coverage").approval
     [deviation] = approval.accepted_deviations
     assert (deviation.priority, deviation.source) == (1, organ.source) and organ.source.endswith(".yaml:16")
     assert (approval.warnings, approval.outside_hot_spot) == ([warning], HOT_SPOT)
@@ -311,7 +313,7 @@ def test_a_goal_on_an_organ_the_protocol_allows_the_case_to_lack_is_no_deviation
                                       "note": "Organ: not contoured on this case (if_contoured: true)"})
     _rewrite(folder, goals=[absent.model_copy(update={"absence_allowed": True}) if goal is organ else goal
                             for goal in record.goals])
-    approval, _ = approve(folder, "Dr. A. Example", "")
+    approval = approve(folder, "Dr. A. Example", "").approval
     assert approval.accepted_deviations == [] and approval.reason is None
     unmeasured = _copy(met, tmp_path / "unmeasured")
     _rewrite(unmeasured, goals=[absent if goal is organ else goal for goal in record.goals])

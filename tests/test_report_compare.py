@@ -18,7 +18,7 @@ from specc.cli.app import app
 from specc.pipeline import plan
 from specc.protocol import load_protocol
 from specc.report.compare import (
-    CompareError, comparison_figure, goal_rows, read_plans, render_comparison, warnings, write_comparison,
+    CompareError, Notice, comparison_figure, goal_rows, read_plans, render_comparison, warnings, write_comparison,
 )
 from specc.report.identity import record_json
 from test_report_pdf import pages, says
@@ -107,7 +107,7 @@ def test_what_would_mislead_is_said_first(plans, tmp_path: Path) -> None:
     record.update(converged=False)
     record["solver"]["status"] = "time_limit"
     unconverged = _plan_folder(tmp_path / "unconverged", record)
-    found = warnings(read_plans([plans["first"], plans["other"], unconverged]))
+    found = [notice.text for notice in warnings(read_plans([plans["first"], plans["other"], unconverged]))]
     assert "different cases" in found[0] and "another" in found[0]
     assert found[1].startswith("the plans' protocols differ (first: Test protocol v1.0.0")  # other: 25 fractions
     assert "prescriptions differ" in found[2] and "in 25" in found[2]
@@ -126,7 +126,7 @@ def test_a_protocol_changed_without_a_new_version_is_warned_of(plans, tmp_path: 
                 f"SHA-256 {first_content[:12]}); edited: Test protocol v1.0.0 (SHA-256 abababababab, content SHA-256 "
                 "cdcdcdcdcdcd)): the same name and version with different content, so one was changed without a new "
                 "version")
-    assert warnings(read_plans([plans["first"], edited])) == [expected]
+    assert warnings(read_plans([plans["first"], edited])) == [Notice(expected)]  # a warning
     assert warnings(read_plans([plans["first"], plans["second"]])) == []  # v1.0.0 and v1.1.0
     result = CliRunner().invoke(app, ["compare", str(plans["first"]), str(edited), "--out", str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
@@ -226,7 +226,7 @@ def test_goals_converted_with_different_ratios_are_warned_of(plans, tmp_path: Pa
         goal = dict(record["goals"][0], text="Max <= 30 Gy (EQD2)", quantity="EQD2", alpha_beta_gy=ratio)
         record["goals"] = [goal]
         folders.append(_plan_folder(tmp_path / f"ab{ratio:g}", record))
-    found = warnings(read_plans(folders))
+    found = [notice.text for notice in warnings(read_plans(folders))]
     assert any(f"{goal['structure']} Max <= 30 Gy (EQD2): converted with alpha/beta 2, 3 Gy" in line for line in found)
     assert warnings(read_plans([folders[0], folders[0]])) == []
 
@@ -237,7 +237,7 @@ def test_one_case_id_over_other_case_data_on_another_grid_is_said_as_such(plans,
     record = _record(plans["first"])
     record["case"].update(sha256="f" * 64, source="resampled", grid={**record["case"]["grid"], "spacing_mm": [2, 2, 2]})
     resampled = _plan_folder(tmp_path / "resampled", record)
-    found = warnings(read_plans([plans["first"], resampled]))
+    found = [notice.text for notice in warnings(read_plans([plans["first"], resampled]))]
     case = _record(plans["first"])["case"]
     assert found[0] == (
         f"the plans name the same case {case['case_id']!r} but hold different case data (first: the case "
@@ -294,13 +294,14 @@ def test_a_comment_or_formatting_edit_is_said_as_one_not_as_an_unversioned_chang
     assert written["sha256"] != rewritten["sha256"] and written["content_sha256"] == rewritten["content_sha256"]
     found = warnings(read_plans([edits["written"], edits["rewritten"]]))
     content = written["content_sha256"][:12]
-    assert found == [
+    assert found == [Notice(
         f"the plans' protocols share a name and version (written: Edited v1.0.0 (SHA-256 {written['sha256'][:12]}, "
         f"content SHA-256 {content}); rewritten: Edited v1.0.0 (SHA-256 {rewritten['sha256'][:12]}, content SHA-256 "
         f"{content})): the protocol files differ in comments, formatting or descriptive fields only (description, "
-        "references, authors, colours) (same content)"
-    ]
-    changed = warnings(read_plans([edits["written"], edits["rewritten"], edits["reweighted"]]))
+        "references, authors, colours) (same content)", warning=False,  # a note
+    )]
+    three = read_plans([edits["written"], edits["rewritten"], edits["reweighted"]])
+    changed = [notice.text for notice in warnings(three)]
     assert len(changed) == 1 and changed[0].startswith("the plans' protocols differ (written: Edited v1.0.0")
     assert changed[0].endswith("the same name and version with different content, so one was changed without a new "
                                "version")
@@ -326,14 +327,14 @@ def test_plans_written_before_the_content_fingerprint_keep_the_byte_rule_worded_
         folders.append(_plan_folder(tmp_path / name, record))
     compared = read_plans(folders)
     assert [plan.record.protocol.content_sha256 for plan in compared] == [None, None]
-    [found] = warnings(compared)
+    [found] = [notice.text for notice in warnings(compared)]
     assert found.startswith("the plans' protocols share a name and version (written: Edited v1.0.0 (SHA-256 ")
     assert found.endswith("the protocol files differ; plans written before specc recorded the content fingerprint "
                           "cannot tell a comment from a clinical change")
     # one plan with the fingerprint, one without: still not told; two fingerprints that differ tell a change
-    one_each = warnings(read_plans([edits["written"], folders[1]]))
+    one_each = [notice.text for notice in warnings(read_plans([edits["written"], folders[1]]))]
     assert one_each[0].endswith("cannot tell a comment from a clinical change")
-    assert warnings(read_plans([folders[0], edits["written"], edits["reweighted"]]))[0].endswith(
+    assert warnings(read_plans([folders[0], edits["written"], edits["reweighted"]]))[0].text.endswith(
         "so one was changed without a new version")
 
 

@@ -41,6 +41,11 @@ def cohorts(tmp_path_factory) -> dict[str, Path]:
     return {"v1": folder / "v1", "v2": folder / "v2"}
 
 
+def _said(compared: list[ComparedCohort]) -> list[str]:
+    """The words of the cohorts' warnings and notes (`cohort_warnings`), in order."""
+    return [notice.text for notice in cohort_warnings(compared)]
+
+
 def _values(folder: Path, structure: str) -> dict[str, float]:
     out = {}
     for case in folder.iterdir():
@@ -67,10 +72,10 @@ def test_each_goal_is_counted_per_status_with_its_median_and_the_paired_differen
 
 def test_unpaired_cases_and_unconverged_plans_are_said(cohorts, tmp_path: Path) -> None:
     first, second = (read_cohort(cohorts[name] / COHORT_CSV) for name in ("v1", "v2"))
-    assert cohort_warnings([first, second])[1:] == ["v1: no plan for p3 (planned in another cohort)"]
+    assert _said([first, second])[1:] == ["v1: no plan for p3 (planned in another cohort)"]
     record = first.plans["p0"].model_copy(update={"converged": False})
     stalled = dataclasses.replace(first, plans={**first.plans, "p0": record})
-    assert "v1: p0 did not converge; their goals count as NOT CONVERGED" in cohort_warnings([stalled, second])
+    assert "v1: p0 did not converge; their goals count as NOT CONVERGED" in _said([stalled, second])
     assert '<p class="running-unconverged">NOT CONVERGED: v1: p0</p>' in render_cohort_comparison([stalled, second])
     goals = [goal.model_copy(update={"status": "not_converged"}) for goal in record.goals]
     stalled.plans["p0"] = record.model_copy(update={"goals": goals})
@@ -115,15 +120,15 @@ def test_protocols_are_told_apart_by_their_sha256(cohorts) -> None:
     [digest_1], [digest_2] = first.protocol_sha256s, second.protocol_sha256s
     [content_1] = first.protocol_content_sha256s
     assert digest_1 != digest_2
-    [differ] = [warning for warning in cohort_warnings([first, second]) if "protocols differ" in warning]
+    [differ] = [warning for warning in _said([first, second]) if "protocols differ" in warning]
     assert f"v1: Site v1 v1.0.0 (SHA-256 {digest_1[:12]}; content SHA-256 {content_1[:12]})" in differ
     assert "without a new version" not in differ
     renamed = {case: record.model_copy(update={"protocol": record.protocol.model_copy(update={"name": "Site v1"})})
                for case, record in second.plans.items()}
     same_name = dataclasses.replace(second, plans=renamed)
-    [differ] = [warning for warning in cohort_warnings([first, same_name]) if "protocols differ" in warning]
+    [differ] = [warning for warning in _said([first, same_name]) if "protocols differ" in warning]
     assert differ.endswith("the same name and version with different content, so one was changed without a new version")
-    assert not [warning for warning in cohort_warnings([first, first]) if "protocol" in warning]
+    assert not [warning for warning in _said([first, first]) if "protocol" in warning]
 
 
 def _with_protocol(cohort: ComparedCohort, label: str, **protocol: str | None) -> ComparedCohort:
@@ -141,25 +146,25 @@ def test_a_comment_edit_between_cohorts_is_said_as_one_not_as_an_unversioned_cha
     first = read_cohort(cohorts["v1"] / COHORT_CSV)
     [content] = first.protocol_content_sha256s
     commented = _with_protocol(first, "commented", sha256="ab" * 32)
-    [said] = [warning for warning in cohort_warnings([first, commented]) if "protocol" in warning]
+    [said] = [warning for warning in _said([first, commented]) if "protocol" in warning]
     assert said == (f"the cohorts' protocols share a name and version (v1: Site v1 v1.0.0 (SHA-256 "
                     f"{first.protocol_sha256s[0][:12]}; content SHA-256 {content[:12]}); commented: Site v1 v1.0.0 "
                     f"(SHA-256 abababababab; content SHA-256 {content[:12]})): the protocol files differ in comments, "
                     "formatting or descriptive fields only (description, references, authors, colours) (same content)")
     older = [_with_protocol(cohort, cohort.label, content_sha256=None) for cohort in (first, commented)]
-    [said] = [warning for warning in cohort_warnings(older) if "protocol" in warning]
+    [said] = [warning for warning in _said(older) if "protocol" in warning]
     assert "content SHA-256" not in said and said.endswith(
         "the protocol files differ; plans written before specc recorded the content fingerprint cannot tell a "
         "comment from a clinical change")
     [one_case, *_] = commented.plans
     mixed = dataclasses.replace(first, plans={**first.plans, one_case: commented.plans[one_case]})
-    [said] = [warning for warning in cohort_warnings([mixed]) if "protocol" in warning]
+    [said] = [warning for warning in _said([mixed]) if "protocol" in warning]
     assert said.startswith("v1: its plans' protocols share a name and version (Site v1 v1.0.0; SHA-256 ")
     assert said.endswith("the protocol files differ in comments, formatting or descriptive fields only (description, "
                          "references, authors, colours) (same content)")
     edited = dataclasses.replace(first, plans={**first.plans, one_case: _with_protocol(
         commented, "edited", content_sha256="cd" * 32).plans[one_case]})
-    [said] = [warning for warning in cohort_warnings([edited]) if "protocol" in warning]
+    [said] = [warning for warning in _said([edited]) if "protocol" in warning]
     assert said.startswith("v1: its plans were made with 2 different protocols (Site v1 v1.0.0; SHA-256 ")
     assert said.endswith("so one was changed without a new version")
 
@@ -190,7 +195,7 @@ def test_a_case_id_planned_twice_is_compared_under_its_folder(tmp_path: Path) ->
     plan_cohort(protocol(GOALS, terms=heavier, name="Site v2"), files, tmp_path / "v2")
     first, second = (read_cohort(tmp_path / name / COHORT_CSV) for name in ("v1", "v2"))
     assert sorted(first.plans) == sorted(second.plans) == ["p0", "p0-2"]
-    assert not [warning for warning in cohort_warnings([first, second]) if "case SHA-256 differs" in warning]
+    assert not [warning for warning in _said([first, second]) if "case SHA-256 differs" in warning]
     organ = next(row for row in cohort_goal_rows([first, second]) if row.structure == "Organ")
     assert organ.paired_cases == 2
     result = CliRunner().invoke(app, ["compare", str(tmp_path / "v1"), str(tmp_path / "v2"), "--out", str(tmp_path / "cmp")])
@@ -223,7 +228,7 @@ def test_a_case_listed_twice_is_counted_once_and_said(cohorts, tmp_path: Path) -
     assert [sum(counts.values()) for counts in organ.counts] == [3, 4]  # as if listed once
     assert organ.medians == expected.medians and (organ.paired_cases, organ.paired_median) == (3, expected.paired_median)
     assert first.repeated == {"p0-2": "p0"} and sorted(first.counted) == ["p0", "p1", "p2"] and len(first.plans) == 4
-    warnings = cohort_warnings([first, second])
+    warnings = _said([first, second])
     digest = first.plans["p0"].case.sha256[:12]
     assert f"v1: p0-2 is the same case as p0 (case SHA-256 {digest}), listed twice: counted once in the goal statistics" \
         in warnings and not [warning for warning in warnings if "no plan for p0-2" in warning]
@@ -238,7 +243,7 @@ def test_one_case_is_said_in_the_singular(cohorts, tmp_path: Path) -> None:
 
     first, second = (read_cohort(cohorts[name] / COHORT_CSV) for name in ("v1", "v2"))
     unplanned = dataclasses.replace(first, unplanned=["p9 (not a readable HDF5 file)"])
-    assert "v1: 1 case without a plan: p9 (not a readable HDF5 file)" in cohort_warnings([unplanned, second])
+    assert "v1: 1 case without a plan: p9 (not a readable HDF5 file)" in _said([unplanned, second])
     one = shutil.copytree(cohorts["v1"], tmp_path / "v1")
     with (one / COHORT_CSV).open(newline="") as handle:
         lines = handle.readlines()

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from evaluate_fakes import synthetic_case
-from specc.approval import protocol_changed_since
+from specc.approval import approve, protocol_changed_since
 from specc.cli.compare import _warn
 from specc.evaluate.record import ProtocolInfo
 from specc.pipeline import plan
@@ -46,7 +46,9 @@ def test_approve_judges_the_files_now_by_the_rule_compare_judges_two_plans_by(tm
     assert protocol_difference([record.protocol, edited]) == verdict
     [compared] = warnings(read_plans([first, second]))
     approved = protocol_changed_since(record)
-    assert isinstance(approved, Notice) and compared.endswith(verdict)
+    assert isinstance(approved, Notice) and compared.text.endswith(verdict.text)
+    # `specc approve` says it of the record it approved, not of plan.json read again
+    assert approve(first, "Dr. A. Example", "", reason="tuned").protocol_changed == approved
     assert approved.warning == compared.warning == verdict.warning == (verdict != FORMATTING_ONLY)
     # a plan.json written before the content fingerprint: the rule cannot tell, and both say so as a warning
     older = record.protocol.model_copy(update={"content_sha256": None})
@@ -66,14 +68,15 @@ def test_a_cohort_whose_plans_differ_in_comments_only_is_a_note(tmp_path: Path) 
     record = read_record(_planned(tmp_path / "tuned.yaml", PROTOCOL, tmp_path / "plan") / "plan.json")
     commented = record.model_copy(update={"protocol": record.protocol.model_copy(update={"sha256": "ab" * 32})})
     cohort = ComparedCohort("v1", tmp_path / "cohort.csv", {"p0": record, "p1": commented}, [])
-    [said] = [notice for notice in cohort_warnings([cohort]) if "protocol" in notice]
-    assert said.startswith("v1: its plans' protocols share a name and version") and said.endswith(FORMATTING_ONLY)
+    [said] = [notice for notice in cohort_warnings([cohort]) if "protocol" in notice.text]
+    assert said.text.startswith("v1: its plans' protocols share a name and version")
+    assert said.text.endswith(FORMATTING_ONLY.text)
     assert not said.warning
     reweighted = commented.protocol.model_copy(update={"content_sha256": "cd" * 32})
     cohort = ComparedCohort("v1", cohort.summary, {"p0": record, "p1": commented.model_copy(
         update={"protocol": reweighted})}, [])
-    [said] = [notice for notice in cohort_warnings([cohort]) if "protocol" in notice]
-    assert said.endswith(CONTENT_CHANGED) and said.warning
+    [said] = [notice for notice in cohort_warnings([cohort]) if "protocol" in notice.text]
+    assert said.text.endswith(CONTENT_CHANGED.text) and said.warning
     assert cohort.protocol_digests == protocol_digests([record.protocol, reweighted], between="; ")
 
 
@@ -87,9 +90,18 @@ def test_one_rule_gives_a_plan_s_and_a_cohort_s_protocol_hashes() -> None:
 
 
 def test_the_command_line_prints_each_line_by_its_severity_not_by_its_words(capsys: pytest.CaptureFixture[str]) -> None:
-    _warn([Notice(f"a warning whose words end as a note's: {FORMATTING_ONLY}"), Notice("a note", warning=False)])
+    _warn([Notice(f"a warning whose words end as a note's: {FORMATTING_ONLY.text}"), Notice("a note", warning=False)])
     said = " ".join(capsys.readouterr().err.split())
-    assert said == f"warning: a warning whose words end as a note's: {FORMATTING_ONLY} note: a note"
+    assert said == f"warning: a warning whose words end as a note's: {FORMATTING_ONLY.text} note: a note"
+
+
+def test_a_notice_is_its_words_and_its_severity_together() -> None:
+    """A Notice was a str carrying its severity beside it: equal to its words alone, and to a notice of the other
+    severity, so that a test or a caller comparing lines lost the severity without a word. Now both make it."""
+    assert Notice(FORMATTING_ONLY.text) != FORMATTING_ONLY  # the same words as a warning: another line
+    assert Notice(FORMATTING_ONLY.text, warning=False) == FORMATTING_ONLY
+    assert FORMATTING_ONLY != FORMATTING_ONLY.text and not isinstance(FORMATTING_ONLY, str)
+    assert f"{CONTENT_CHANGED}" == CONTENT_CHANGED.text  # as a page's template renders it
 
 
 def test_the_comparison_page_shows_a_note_apart_from_its_warnings(tmp_path: Path) -> None:
@@ -102,8 +114,8 @@ def test_the_comparison_page_shows_a_note_apart_from_its_warnings(tmp_path: Path
     html = render_comparison(read_plans([first, second]))
     assert '<div class="banner" id="warnings">' not in html
     notes = html.split('<div class="banner banner-info" id="notes">')[1].split("</div>")[0]
-    assert FORMATTING_ONLY in notes
+    assert FORMATTING_ONLY.text in notes
     reweighted = _planned(protocol_file, EDITS["reweighted"][0], tmp_path / "third")
     html = render_comparison(read_plans([first, reweighted]))
     assert 'id="notes"' not in html
-    assert CONTENT_CHANGED in html.split('<div class="banner" id="warnings">')[1].split("</div>")[0]
+    assert CONTENT_CHANGED.text in html.split('<div class="banner" id="warnings">')[1].split("</div>")[0]

@@ -31,9 +31,7 @@ def approve_command(
     """Approve a plan: approval.json and approval.html bound to the SHA-256 of the plan's files, which must be of one
     run (refused otherwise; segments.json's fluence is checked on the plan's case, --case where it moved); --verify
     checks them."""
-    from specc.approval import approve, protocol_changed_since, verify as verify_approval
-    from specc.report.compare import read_record
-    from specc.report.identity import PLAN_JSON
+    from specc.approval import approve, verify as verify_approval
 
     try:
         if verify:
@@ -55,15 +53,15 @@ def approve_command(
             return
         if not reviewer:
             fail("give the reviewer's name with --reviewer")
-        approval, written = approve(plan, reviewer, role, accept_deviations, pdf, case)
-        changed = protocol_changed_since(read_record(plan / PLAN_JSON))
+        approved = approve(plan, reviewer, role, accept_deviations, pdf, case)
     except SpeccError as error:
         fail(error)
+    approval, changed = approved.approval, approved.protocol_changed
     accepted = len(approval.accepted_deviations)
     console.print(
         f"{approval.decision} by {approval.reviewer} at {approval.time_utc}"
         + (f"; {accepted} deviations accepted" if accepted else "")
-        + f"; wrote {', '.join(str(path) for path in written)}",
+        + f"; wrote {', '.join(str(path) for path in approved.written)}",
         markup=False,
     )
     if changed is not None and changed.warning:  # after the approval line, the last thing the signer reads

@@ -56,22 +56,20 @@ class CompareError(SpeccError):
     """Plans that cannot be compared as asked (a missing or unreadable plan.json, one plan only)."""
 
 
-class Notice(str):
+@dataclass(frozen=True)
+class Notice:
     """A line said before any number (a comparison's, an approval's), with its severity: `warning` where it may make
     the numbers misleading or asks the reader to check something; a note where it only says what is so (protocol
-    files that keep their content: `FORMATTING_ONLY`). The command line prints it by `warning` ("warning:" or
-    "note:"), never by its words; a str, so that a page, or anything reading it as text, reads it as written."""
+    files that keep their content: `FORMATTING_ONLY`). The command line and the pages show it by `warning`
+    ("warning:" or "note:", the warnings' banner or the notes'), never by its words: not a str, so that no caller
+    takes its words for the whole of it."""
 
-    warning: bool
+    text: str
+    warning: bool = True
 
-    def __new__(cls, text: str, warning: bool = True) -> Notice:
-        notice = super().__new__(cls, text)
-        notice.warning = warning
-        return notice
-
-    @property
-    def text(self) -> str:
-        return str(self)
+    def __str__(self) -> str:
+        """Its words, as a page's template shows the line where it renders it."""
+        return self.text
 
 
 @dataclass(frozen=True)
@@ -401,7 +399,15 @@ def protocol_difference(protocols: Iterable[ProtocolInfo]) -> Notice | None:
     protocols = list(protocols)
     if len({protocol.sha256 for protocol in protocols}) <= 1:
         return None
-    contents = {protocol.content_sha256 for protocol in protocols}
+    return content_difference(protocol.content_sha256 for protocol in protocols)
+
+
+def content_difference(fingerprints: Iterable[str | None]) -> Notice:
+    """How protocol files whose bytes differ differ by their content fingerprints (`ProtocolInfo.content_sha256`,
+    None where a plan.json was written before it was recorded): two that differ, `CONTENT_CHANGED`; one for all,
+    `FORMATTING_ONLY`; else `NOT_TOLD`. `protocol_difference`'s judgement, for a caller that holds the fingerprints
+    rather than the plans' protocol records (`approval.protocol_changed_since`: the plan's and the files' now)."""
+    contents = set(fingerprints)
     if len(contents - {None}) > 1:
         return CONTENT_CHANGED
     return NOT_TOLD if None in contents else FORMATTING_ONLY
@@ -433,7 +439,7 @@ def _unversioned_changes(plans: Sequence[ComparedPlan]) -> list[Notice]:
         listed = "; ".join(f"{plan.label}: {name} v{version} ({protocol_digests([plan.record.protocol])})"
                            for plan in same)
         lead = "differ" if difference == CONTENT_CHANGED else "share a name and version"
-        out.append(Notice(f"the plans' protocols {lead} ({listed}): {difference}", difference.warning))
+        out.append(Notice(f"the plans' protocols {lead} ({listed}): {difference.text}", difference.warning))
     return out
 
 
