@@ -427,8 +427,9 @@ def test_a_point_near_zero_fluence_is_not_certified_however_large_its_objective(
 
 def test_a_warm_re_solve_keeps_the_multipliers_and_restarts_the_penalty() -> None:
     """The last solve's final penalty is its largest: starting there makes the first round ill-conditioned
-    (measured on the 10 mm test cases: 5,980 -> 5,150 warm iterations over six weight changes)."""
-    _, program = _compile(CASES["hard max and mean limits"])
+    (measured on the 10 mm test cases: 5,980 -> 5,150 warm iterations over six weight changes). A program whose
+    first solve grows the penalty: its soft limits' exact rewritings, met to the certificate on the working sets."""
+    _, program = _compile(CASES["soft limits, linear overdose and l1 fluence"])
     solver = FirstOrderSolver(program)
     settings = choose_solver(FIRST_ORDER_SOLVER)
     solver.solve(settings)
