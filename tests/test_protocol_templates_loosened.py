@@ -278,4 +278,4 @@ def test_a_cohort_says_each_plans_warnings_in_the_terminal_the_page_and_a_compar
     assert f"synthetic: {path}:6:11: goals.Organ[0]: " in page and said in page, page
     folder = next(path for path in (tmp_path / "out").iterdir() if (path / "plan.json").exists())
     compared = warnings(read_plans([folder, folder]))
-    assert sum(said in warning for warning in compared) == 2  # each plan's, named by its label
+    assert sum(said in warning.text for warning in compared) == 2  # each plan's, named by its label
