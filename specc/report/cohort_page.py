@@ -27,7 +27,7 @@ from pathlib import Path
 import specc
 from specc.protocol import Protocol
 from specc.report.identity import PLAN_FOLDER_FILES, is_staging_name
-from specc.report.compare import Measured, compared_now, recorded_goals
+from specc.report.compare import Measured, Notice, compared_now, recorded_goals
 from specc.report.compare_cohorts import (
     STATUS_ORDER, cases_text, cohort_goal_rows, cohort_warnings, read_cohort,
 )
@@ -87,8 +87,8 @@ def write_cohort_page(summary: Path, protocol: Protocol, pdf: bool = False) -> l
     warnings = cohort_warnings([cohort])
     others = plans_not_in_run(summary.parent, cohort.plans)
     if others:
-        warnings.append(f"{', '.join(others)}: plan folders beside cohort.csv that it does not list (an earlier run's "
-                        "cases); not part of this run, not counted")
+        warnings.append(Notice(f"{', '.join(others)}: plan folders beside cohort.csv that it does not list (an "
+                               "earlier run's cases); not part of this run, not counted"))
     named = cohort.protocol if cohort.plans else f"{protocol.name} v{protocol.version}"
     digests = cohort.protocol_sha256s or ([protocol.source.sha256] if protocol.source is not None else [])
     contents = cohort.protocol_content_sha256s or (

@@ -249,8 +249,8 @@ def _protocols_text(other: str, shared: str, cohorts: Sequence[ComparedCohort], 
         return Notice(f"{other} ({listed})")  # other names or versions: other protocols, as meant
     difference = protocol_difference(protocols_of)
     if difference is None or difference == CONTENT_CHANGED:
-        return Notice(f"{other} ({listed})" + (f": {difference}" if difference else ""))
-    return Notice(f"{shared} share a name and version ({listed}): {difference}", difference.warning)
+        return Notice(f"{other} ({listed})" + (f": {difference.text}" if difference else ""))
+    return Notice(f"{shared} share a name and version ({listed}): {difference.text}", difference.warning)
 
 
 def render_cohort_comparison(cohorts: Sequence[ComparedCohort]) -> str:
