@@ -67,10 +67,6 @@ class Notice:
     text: str
     warning: bool = True
 
-    def __str__(self) -> str:
-        """Its words, as a page's template shows the line where it renders it."""
-        return self.text
-
 
 @dataclass(frozen=True)
 class ComparedPlan:
