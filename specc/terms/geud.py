@@ -29,7 +29,7 @@ from pydantic import Field, model_validator
 
 from specc.protocol.units import Dose, format_number
 from specc.terms.base import BuildContext, BuiltTerm, EvaluationContext, TermResult
-from specc.terms.limits import ScalarLimit, StructureName, check_min_max
+from specc.terms.limits import ScalarLimit, StructureName, check_min_max, judged_dose
 from specc.terms.smooth import NoSmoothForm, SmoothContext, SmoothForm, SmoothGradient, SmoothPoint
 
 
@@ -145,4 +145,4 @@ class GEUD(ScalarLimit):
 
     def evaluate(self, ctx: EvaluationContext) -> TermResult:
         eud = generalized_eud(ctx.dose(self.structure), self.a)
-        return self.judged(eud, f"gEUD of {self.structure} with a = {format_number(self.a)}")
+        return judged_dose(eud, self.min, self.max, f"gEUD of {self.structure} with a = {format_number(self.a)}")

@@ -84,7 +84,7 @@ def beyond(value: float, low: float | None, high: float | None) -> tuple[float, 
 
 def judged_dose(value_gy: float, low: Dose | None, high: Dose | None, detail: str) -> TermResult:
     """A measured total dose `value_gy` (Gy) against a lower and/or an upper bound, as every kind bounding one dose
-    (max_dose, min_dose; mean_dose and gEUD through `ScalarLimit.judged`) reports it: met with `LIMIT_TOLERANCE`,
+    (max_dose, min_dose, mean_dose, gEUD) reports it: met with `LIMIT_TOLERANCE`,
     and the bound judged against with the plain distance past it (`beyond`). One rule, so that a kind's judgement and
     the limit and violation plan.json records of it cannot part. `detail` says what was measured."""
     limit, violation = beyond(value_gy, *(None if bound is None else bound.gy for bound in (low, high)))
@@ -149,7 +149,8 @@ class ScalarLimit(HardOrSoftLimit):
     """A limit on one number summarizing a structure's dose (its mean, its gEUD): `min` and/or `max`.
 
     The kind computes its number (cvxpy expression, smooth function, measured value); the
-    bounds, their per-fraction conversion and their judgement are shared here.
+    bounds and their per-fraction conversion are shared here, and the kind judges its measured value
+    by `judged_dose`, as every kind bounding one dose does.
     """
 
     max: Dose | None = None
@@ -182,7 +183,3 @@ class ScalarLimit(HardOrSoftLimit):
 
     def limit_smooth_value(self, structure: str, value: ScalarFunction, ctx: SmoothContext) -> SmoothForm:
         return min_max_form(structure, value, *self.fraction_bounds(ctx), self.hard, self.weight)
-
-    def judged(self, value_gy: float, detail: str) -> TermResult:
-        """The measured total dose `value_gy` (Gy) against both bounds, as `evaluate` reports it."""
-        return judged_dose(value_gy, self.min, self.max, detail)

@@ -25,7 +25,7 @@ from specc.protocol.isoeffect import DoseQuantity, divisor, isoeffective_gy
 from specc.protocol.units import Dose
 from specc.terms.base import BuildContext, BuiltTerm, EvaluationContext, TermResult
 from specc.terms.dose_roles import DoseRole
-from specc.terms.limits import ScalarLimit, StructureName, check_min_max
+from specc.terms.limits import ScalarLimit, StructureName, check_min_max, judged_dose
 from specc.terms.smooth import SmoothContext, SmoothForm, SmoothGradient, SmoothPoint
 
 
@@ -129,4 +129,4 @@ class MeanDose(ScalarLimit):
             detail = (
                 f"mean {self.quantity} in {self.structure} (alpha/beta {self.alpha_beta}, {ctx.fractions} fractions)"
             )
-        return self.judged(mean, detail)
+        return judged_dose(mean, self.min, self.max, detail)
