@@ -32,7 +32,7 @@ import numpy as np
 
 from benchmarks.run import (
     EVERY_VOXEL, EVERY_VOXEL_REFERENCE, LARGE, LARGE_LIMITS, STANDARD, STANDARD_LIMITS, TINY, TINY_LIMITS,
-    BenchmarkCase, _run_method, finish_provenance, in_child, provenance, replace_existing, write_json,
+    BenchmarkCase, _run_method, _until_stopped, finish_provenance, in_child, provenance, replace_existing, write_json,
 )
 
 DEFAULT = "default (as specc plan)"
@@ -166,10 +166,13 @@ def _run_ablation(case_path: str, protocol: str, name: str, sample_limit: int | 
 
 
 def _measure(case_path: str, protocol: str, name: str, sample_limit: int | None, time_limit_s: float) -> dict:
+    """One run in a child process, with the child's seconds (`child_s`, which `_until_stopped` reads). One the
+    time limit stopped has no plan and no total (its parts are unknown), as `benchmarks.run`'s."""
     run, seconds = in_child(_run_ablation, (case_path, protocol, name, sample_limit), time_limit_s)
     if run is None:
-        return {"ablation": name, "status": "time limit (benchmark)", "total_s": seconds}
-    return {"ablation": name, **run}
+        return {"ablation": name, "status": "time limit (benchmark)", "plan": False, "total_s": float("nan"),
+                "child_s": seconds, "time_limit_s": time_limit_s}
+    return {"ablation": name, **run, "child_s": seconds}
 
 
 def run_case(case: BenchmarkCase, folder: Path, names: list[str], repeats: int, time_limit_s: float) -> dict:
@@ -186,13 +189,12 @@ def run_case(case: BenchmarkCase, folder: Path, names: list[str], repeats: int, 
         for name in names:
             runs[name].append(_measure(str(case_path), case.protocol, name, case.sample_limit, time_limit_s))
     reference = _measure(str(case_path), case.protocol, REFERENCE, case.sample_limit, time_limit_s)
+    _until_stopped([*(run for measured in runs.values() for run in measured), reference])
     rows = [_summary(name, measured) for name, measured in runs.items()] + [_summary(REFERENCE, [reference])]
-    default = next((row for row in rows if row["ablation"] == DEFAULT), None)
+    _over_default(rows)
     # Its objective valued as every row's is (`objective_every_voxel`), so that its own gap is 0.
     optimum = reference.get("objective_every_voxel") if reference["status"] == "optimal" else None
     for row in rows:
-        if default is not None and row.get("total_s") and default.get("total_s"):
-            row["total_over_default"] = row["total_s"] / default["total_s"]
         if optimum is not None and row.get("objective_every_voxel") is not None:
             row["gap_every_voxel"] = (row["objective_every_voxel"] - optimum) / abs(optimum)
     return {"case": case.name, "protocol": case.protocol, "size": size, "sample_limit": case.sample_limit,
@@ -200,18 +202,42 @@ def run_case(case: BenchmarkCase, folder: Path, names: list[str], repeats: int, 
 
 
 def _summary(name: str, measured: list[dict]) -> dict:
-    """The median of each timing over the repeats; the plan's figures from the first run (they repeat)."""
+    """The median of each timing over the repeats; the plan's figures from the first run (they repeat). A row whose
+    runs all gave a plan has their median total and YAML-to-plan; one with a run without a plan (stopped at the
+    time limit or by its solver) has no total, and its time is `until_stopped_s`: the median of each run's
+    YAML-to-plan or, without a plan, its `until_stopped_s` (`benchmarks.run._until_stopped`), a lower bound."""
     first = measured[0]
     row = {"ablation": name, "status": "/".join(sorted({run["status"] for run in measured}))}
-    for key in ("compile_s", "solve_s", "evaluate_s", "total_s", "peak_memory_mb"):
+    for key in ("compile_s", "solve_s", "evaluate_s", "peak_memory_mb"):
         values = [run[key] for run in measured if key in run]
         if values:
             row[key] = statistics.median(values)
+    if all(run["plan"] for run in measured):
+        row["total_s"] = statistics.median(run["total_s"] for run in measured)
+        row["yaml_to_plan_s"] = statistics.median(run["yaml_to_plan_s"] for run in measured)
+    else:
+        row["total_s"] = float("nan")
+        row["until_stopped_s"] = statistics.median(
+            run["yaml_to_plan_s"] if run["plan"] else run["until_stopped_s"] for run in measured)
     for key in ("objective", "objective_every_voxel", "iterations", "program_size", "solver", "tolerance",
                 "hard_limits", "hard_violation_gy", "message"):
         if key in first:
             row[key] = first[key]
     return row
+
+
+def _over_default(rows: list[dict]) -> None:
+    """Each row's time over the default's: its total over the default's; for a row without a total, its time until
+    stopped over the default's YAML-to-plan (both from the YAML), a lower bound (`over_default_is_lower_bound`),
+    as `benchmarks.run` bounds a speed-up against a baseline that gave no plan. None without a default's plan."""
+    default = next((row for row in rows if row["ablation"] == DEFAULT), None)
+    if default is None or "yaml_to_plan_s" not in default:
+        return
+    for row in rows:
+        stopped = "until_stopped_s" in row
+        row["total_over_default"] = (row["until_stopped_s"] / default["yaml_to_plan_s"] if stopped
+                                     else row["total_s"] / default["total_s"])
+        row["over_default_is_lower_bound"] = stopped
 
 
 def _print(result: dict) -> None:
@@ -222,19 +248,28 @@ def _print(result: dict) -> None:
     print(f"\n{result['case']} ({result['protocol']}): {size['rows']} rows, {size['beamlets']} beamlets, "
           f"{size['nonzeros']} nonzeros{sample}; medians of {result['repeats']} run(s); 'every voxel': the plan's "
           f"objective on every voxel, 'gap to ref': {against}; 'viol Gy': the largest hard dose limit's violation "
-          "on the full grid")
+          "on the full grid; 'total': compile + solve + evaluate, or with '>' for a run without a plan the seconds "
+          "from its YAML until it was stopped (a lower bound), its 'x default' over the default's YAML-to-plan")
     print(f"{'ablation':38} {'status':12} {'entries':>8} {'compile':>8} {'solve':>8} {'total':>8} {'x default':>9} "
           f"{'peak MB':>8} {'iterations':>10} {'every voxel':>12} {'gap to ref':>10} {'viol Gy':>8}")
-    nan = float("nan")
     for row in result["rows"]:
-        iterations = row.get("iterations")
-        entries = row["program_size"][0] if row.get("program_size") else ""
-        print(f"{row['ablation']:38} {row['status'][:12]:12} {entries:>8} {row.get('compile_s', nan):8.2f} "
-              f"{row.get('solve_s', nan):8.2f} "
-              f"{row.get('total_s', nan):8.2f} {row.get('total_over_default', nan):9.2f} "
-              f"{row.get('peak_memory_mb', nan):8.0f} {iterations if iterations is not None else '':>10} "
-              f"{row.get('objective_every_voxel') or nan:12.6g} {row.get('gap_every_voxel', nan):10.1e} "
-              f"{_violation(row):>8}")
+        print(_row(row))
+
+
+def _row(row: dict) -> str:
+    """An ablation's line of the table: without a plan its total is `until_stopped_s`, marked '>' as is its time
+    over the default's (`_over_default`)."""
+    nan = float("nan")
+    iterations = row.get("iterations")
+    entries = row["program_size"][0] if row.get("program_size") else ""
+    stopped = "until_stopped_s" in row
+    return (f"{row['ablation']:38} {row['status'][:12]:12} {entries:>8} {row.get('compile_s', nan):8.2f} "
+            f"{row.get('solve_s', nan):8.2f} "
+            f"{'>' if stopped else ' '}{row['until_stopped_s'] if stopped else row['total_s']:7.2f} "
+            f"{'>' if row.get('over_default_is_lower_bound') else ' '}{row.get('total_over_default', nan):8.2f} "
+            f"{row.get('peak_memory_mb', nan):8.0f} {iterations if iterations is not None else '':>10} "
+            f"{row.get('objective_every_voxel') or nan:12.6g} {row.get('gap_every_voxel', nan):10.1e} "
+            f"{_violation(row):>8}")
 
 
 def _violation(row: dict) -> str:
