@@ -6,12 +6,13 @@ import dataclasses
 
 import numpy as np
 import pytest
+import yaml
 
 from evaluate_fakes import synthetic_case
 from specc.compile import resolve_structures
 from specc.compile.derive import with_optimization
 from specc.errors import CompileError
-from specc.protocol import ProtocolError, parse_protocol_text
+from specc.protocol import Protocol, ProtocolError, parse_protocol_text
 
 HEADER = "specc: 1\nname: t\nsite: t\nversion: 1.0.0\nstructures:\n"
 PRESCRIPTION = "prescription: {fractions: 2, levels: [{target: Target, dose: 4 Gy}]}\n"
@@ -186,6 +187,12 @@ def test_a_ring_around_a_structure_covering_the_whole_case_names_that_structure_
                                            r"structure 'Big' = expand\(Target, 50mm\) covers the "
                                            r"whole case .* structure 'Shell' = .* \(site/p\.yaml:8\) is empty"):
         resolve_structures(parse_protocol_text(written + PRESCRIPTION, "site/p.yaml"), synthetic_case())
+    # A protocol built in memory: the ring is named by the name every message gives such a protocol
+    # (`diagnostic_at`'s), where it read '(protocol)'.
+    built = Protocol.model_validate(yaml.safe_load(written + PRESCRIPTION))
+    with pytest.raises(CompileError, match=r"^<protocol>: structures\.Big\.expression: .* structure 'Shell' = "
+                                           r"crop\(ring\(Big, 5mm, 30mm\), Body\) \(<protocol>\) is empty"):
+        resolve_structures(built, synthetic_case())
 
 
 def test_a_case_structure_another_structure_reads_is_named_as_that_never_suggested_as_an_alias() -> None:

@@ -73,6 +73,7 @@ from specc.compile.names import (
     not_found_message,
 )
 from specc.compile.places import said_at_structure
+from specc.protocol.diagnostics import NO_FILE
 from specc.protocol.names import name_key, other_side, spelling_key
 from specc.protocol.suggest import did_you_mean
 from specc.errors import CompileError
@@ -144,11 +145,11 @@ class ResolvedStructures:
 
 def _where(protocol: Protocol, name: str) -> str:
     """'file:line' of a structure's definition, for a message about another place to name it by; the protocol
-    file for one the compiler added."""
+    file for one no file places, and for a protocol built in memory `NO_FILE`, as `diagnostic_at` names it."""
     spec = protocol.structures.get(name)
     if spec is not None and spec.source is not None:
         return str(spec.source)
-    return str(protocol.source.path) if protocol.source is not None else "(protocol)"
+    return str(protocol.source.path) if protocol.source is not None else NO_FILE
 
 
 def _added_by_compiler(protocol: Protocol, name: str) -> bool:

@@ -18,6 +18,10 @@ if TYPE_CHECKING:
     from specc.protocol.models import ProtocolDocument
     from specc.terms.base import SourceLocation
 
+# What a message names a protocol built in memory by, in place of the file it has not: one name in every stage,
+# so that a message from compile reads as validate's of the same protocol.
+NO_FILE = "<protocol>"
+
 
 @dataclass(frozen=True)
 class Diagnostic:
@@ -72,7 +76,7 @@ def diagnostic_at(
     file places (built in memory, or added by the compiler) is named by the protocol's file and its model `path`
     (with its `field`)."""
     if source is None:
-        where = protocol.source.path if protocol.source is not None else "<protocol>"
+        where = protocol.source.path if protocol.source is not None else NO_FILE
         named = (*path, field) if path and field is not None else path
         return Diagnostic(where, None, None, format_loc(named), message)
     at = source.fields.get(field, source) if field is not None else source
@@ -106,7 +110,7 @@ class ProtocolConsistencyError(ProtocolError):
     def __init__(self, issues: list[Issue]) -> None:
         self.issues = list(issues)
         super().__init__(
-            [Diagnostic("<protocol>", None, None, format_loc(issue.loc), issue.message) for issue in self.issues]
+            [Diagnostic(NO_FILE, None, None, format_loc(issue.loc), issue.message) for issue in self.issues]
         )
 
 
