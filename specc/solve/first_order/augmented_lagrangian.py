@@ -43,9 +43,12 @@ _MAX_OUTER = 60
 # 459, 360 iterations with 20, 50, 100) but L-BFGS-B's own work per iteration grows with pairs
 # x variables (5 mm prostate, 6,706 variables: 1.5 ms per iteration with 20 pairs, 2.7 ms with
 # 100). A quarter of the nonzeros per variable, between 20 and 100 pairs, keeps that work to
-# about a quarter of the products': 100 on the large case (first solve 2.3-2.5 -> 2.0 s), 20 on
-# the tests' 10 mm programs (100 made them 15% slower); docs/performance-history.md, eleventh pass.
-_HISTORY_MIN, _HISTORY_MAX = 20, 100
+# about a quarter of the products': 20 on the tests' 10 mm programs (100 made them 15% slower);
+# docs/performance-history.md, eleventh pass. The cap of 400 (it was 100) keeps a whole round's
+# pairs where rounds are long: the large case with hard limits, rounds of 150-400 iterations,
+# 1,400 -> 1,050 iterations and 13.0 -> 9.1 s, the soft-only large case 361 -> 313 iterations;
+# a cap of 200 gave 1,180, no cap (731 pairs) 1,050; docs/performance.md, twenty-second pass.
+_HISTORY_MIN, _HISTORY_MAX = 20, 400
 _NONZEROS_PER_PAIR_AND_VARIABLE = 4
 
 
