@@ -232,7 +232,7 @@ def test_the_tiny_ablation_switches_each_technique_off_and_every_run_gives_the_s
     for name, row in limits.items():
         assert len(row["hard_limits"]) == 2 and all(limit["relative_violation"] <= 1e-3 for limit in row["hard_limits"])
     # Rounds and the objective-only start exist only where there are limits, which the limits case has.
-    for name in ("exact rounds (to ftol)", "no objective-only start"):
+    for name in ("exact rounds (to ftol)", "no objective-only start", "shaping to the certificate's feasibility"):
         assert limits[name]["iterations"] != limits[DEFAULT]["iterations"], name
         assert c_shape[name]["iterations"] == c_shape[DEFAULT]["iterations"], name
 
