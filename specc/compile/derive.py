@@ -48,7 +48,7 @@ from specc.compile.places import said_at
 from specc.compile.scenarios import with_scenarios
 from specc.compile.structures import resolve_structures
 from specc.errors import CompileError
-from specc.protocol.diagnostics import NO_FILE, ProtocolError, format_loc
+from specc.protocol.diagnostics import ProtocolError, format_loc, protocol_file
 from specc.protocol.goals_only import goals_only_issues
 from specc.protocol.goals import Threshold
 from specc.protocol.isoeffect import physical_gy
@@ -477,8 +477,8 @@ def _prescription_locations(protocol: Protocol) -> dict[str, SourceLocation]:
     Terms derived from a dose level point at it in logs, diagnoses and compile errors. A protocol built in
     memory gets its file at line 0: no line rather than a guessed one (audit a3 F7).
     """
-    path = protocol.source.path if protocol.source is not None else NO_FILE
-    return {level.target: level.source or SourceLocation(path, 0, 0) for level in protocol.prescription.levels}
+    file = protocol_file(protocol)
+    return {level.target: level.source or SourceLocation(file, 0, 0) for level in protocol.prescription.levels}
 
 
 def explain_yaml(protocol: Protocol, derived: DerivedOptimization) -> str:

@@ -73,7 +73,7 @@ from specc.compile.names import (
     not_found_message,
 )
 from specc.compile.places import said_at_structure
-from specc.protocol.diagnostics import NO_FILE
+from specc.protocol.diagnostics import protocol_file
 from specc.protocol.names import name_key, other_side, spelling_key
 from specc.protocol.suggest import did_you_mean
 from specc.errors import CompileError
@@ -145,11 +145,11 @@ class ResolvedStructures:
 
 def _where(protocol: Protocol, name: str) -> str:
     """'file:line' of a structure's definition, for a message about another place to name it by; the protocol
-    file for one no file places, and for a protocol built in memory `NO_FILE`, as `diagnostic_at` names it."""
+    file for one no file places (`protocol_file`, as `diagnostic_at` names it)."""
     spec = protocol.structures.get(name)
     if spec is not None and spec.source is not None:
         return str(spec.source)
-    return str(protocol.source.path) if protocol.source is not None else NO_FILE
+    return protocol_file(protocol)
 
 
 def _added_by_compiler(protocol: Protocol, name: str) -> bool:

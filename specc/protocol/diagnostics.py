@@ -75,13 +75,17 @@ def diagnostic_at(
     a file known alone) names its file and no `:0:0`, which an editor would take for a place in it. An item no
     file places (built in memory, or added by the compiler) is named by the protocol's file and its model `path`
     (with its `field`)."""
+    named = (*path, field) if path and field is not None else path
     if source is None:
-        where = protocol.source.path if protocol.source is not None else NO_FILE
-        named = (*path, field) if path and field is not None else path
-        return Diagnostic(where, None, None, format_loc(named), message)
+        return Diagnostic(protocol_file(protocol), None, None, format_loc(named), message)
     at = source.fields.get(field, source) if field is not None else source
     line, column = (at.line, at.column) if at.line > 0 else (None, None)
-    return Diagnostic(at.file, line, column, format_loc(at.path or path), message)
+    return Diagnostic(at.file, line, column, format_loc(at.path or named), message)
+
+
+def protocol_file(protocol: ProtocolDocument) -> str:
+    """The file a protocol was read from, `NO_FILE` for one built in memory: what names a place no file records."""
+    return str(protocol.source.path) if protocol.source is not None else NO_FILE
 
 
 def located_goals(goals: Iterable[Goal]) -> Iterator[tuple[tuple[str | int, ...], Goal]]:
