@@ -38,7 +38,7 @@ from pydantic import Field, model_validator
 from specc.errors import CompileError
 from specc.protocol.units import Dose, Volume, format_number
 from specc.terms.base import LIMIT_TOLERANCE, BuildContext, BuiltTerm, EvaluationContext, TermResult
-from specc.terms.limits import HardOrSoftLimit, StructureName, beyond, meets_lower
+from specc.terms.limits import HardOrSoftLimit, StructureName, beyond, judged_dose
 from specc.terms.smooth import ConditionalValueAtRisk, SmoothContext, SmoothForm, scalar_limit, voxelwise_limit
 
 # Voxel counts are compared with volumes given as decimal fractions: without this slack,
@@ -193,26 +193,13 @@ class DVH(HardOrSoftLimit):
                 violation=violation,
             )
         covered = dose_covering(dose, fraction)
-        limit, violation = beyond(covered, self.dose.gy, None)  # judged by the dose covering its volume
         if math.isnan(covered):
-            return TermResult(
-                value=covered,
-                unit="Gy",
-                satisfied=False,
-                detail=f"{self.structure} is only {structure_cc:.3g} cc, less than the {self.volume} to be covered",
-                limit=limit,
-                violation=violation,
-            )
-        reached = 100.0 * float(np.mean(dose >= self.dose.gy))
-        return TermResult(
-            value=covered,
-            unit="Gy",
-            satisfied=meets_lower(covered, self.dose.gy),
-            detail=f"dose received by at least {self.volume} of {self.structure}; "
-            f"{reached:.1f}% receives at least {self.dose}",
-            limit=limit,
-            violation=violation,
-        )
+            detail = f"{self.structure} is only {structure_cc:.3g} cc, less than the {self.volume} to be covered"
+        else:
+            reached = 100.0 * float(np.mean(dose >= self.dose.gy))
+            detail = (f"dose received by at least {self.volume} of {self.structure}; "
+                      f"{reached:.1f}% receives at least {self.dose}")
+        return judged_dose(covered, self.dose, None, detail)  # judged by the dose covering its volume
 
 
 @dataclass(frozen=True)

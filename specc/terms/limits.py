@@ -84,7 +84,7 @@ def beyond(value: float, low: float | None, high: float | None) -> tuple[float, 
 
 def judged_dose(value_gy: float, low: Dose | None, high: Dose | None, detail: str) -> TermResult:
     """A measured total dose `value_gy` (Gy) against a lower and/or an upper bound, as every kind bounding one dose
-    (max_dose, min_dose, mean_dose, gEUD) reports it: met with `LIMIT_TOLERANCE`,
+    (max_dose, min_dose, mean_dose, gEUD, a lower DVH limit's covering dose) reports it: met with `LIMIT_TOLERANCE`,
     and the bound judged against with the plain distance past it (`beyond`). One rule, so that a kind's judgement and
     the limit and violation plan.json records of it cannot part. `detail` says what was measured."""
     limit, violation = beyond(value_gy, *(None if bound is None else bound.gy for bound in (low, high)))
