@@ -215,21 +215,19 @@ def replace_existing(owner: object, name: str, value: object) -> None:
 def _solve_naive(program):
     """The naive baseline: the whole cvxpy problem, cvxpy's default solver and canon backend, no specc limit."""
     from specc.solve.result import SolveResult, TermValue
-    from specc.solve.run import cvxpy_status
+    from specc.solve.run import cvxpy_status, plan_fluence
 
     started = time.perf_counter()
     program.problem.solve()
     said = program.problem.status
-    status = cvxpy_status(said)  # as specc labels it (no limit is set here: user_limit is the solver's own)
-    usable = status in ("optimal", "optimal_inaccurate") and program.fluence.value is not None
-    if status in ("optimal", "optimal_inaccurate") and not usable:
-        status = "solver_error"  # success without a fluence, as `solve_program` says
+    # As specc labels it (no limit is set here: user_limit is the solver's own), and its plan as `solve_program` takes it.
+    status, fluence = plan_fluence(cvxpy_status(said), program.fluence.value)
+    usable = fluence is not None
     terms = [TermValue(term.label, term.kind, term.source, term.hard, None) for term in program.terms]
     return SolveResult(
         status=status, converged=status == "optimal",
         solver=program.problem.solver_stats.solver_name, message="" if usable else f"cvxpy status {said!r}",
-        fluence=np.maximum(np.asarray(program.fluence.value, dtype=float), 0.0) if usable else None,
-        objective=float(program.problem.value) if usable else None,
+        fluence=fluence, objective=float(program.problem.value) if usable else None,
         iterations=program.problem.solver_stats.num_iters, solve_time_s=time.perf_counter() - started, terms=terms,
     )
 

@@ -44,6 +44,17 @@ _STATUS: dict[str, SolveStatus] = {
 }
 
 
+def plan_fluence(status: SolveStatus, value: np.ndarray | None) -> tuple[SolveStatus, np.ndarray | None]:
+    """The plan of a cvxpy solve that ended with `status` and fluence `value`: its fluence (the solver's rounding
+    below 0 clipped) where it succeeded, none otherwise, and a solver error where it reported success but returned
+    no fluence. One rule for `solve_program` and the benchmark's naive baseline."""
+    if status not in ("optimal", "optimal_inaccurate"):
+        return status, None
+    if value is None:
+        return "solver_error", None
+    return status, np.maximum(np.asarray(value, dtype=np.float64), 0.0)
+
+
 def cvxpy_status(status: str) -> SolveStatus:
     """cvxpy's `status` in the contract's statuses, one mapping for every caller: an inaccurate infeasible or
     unbounded reads as infeasible or unbounded, a stop at a user limit as the solver's own iteration limit, anything
@@ -239,12 +250,13 @@ def solve_program(program: CompiledProgram, settings: SolverSettings, warm: Warm
         status, detail, numerical = "solver_error", str(error), True
     stats = program.problem.solver_stats if status != "solver_error" else None
     iterations = getattr(stats, "num_iters", None)
-    usable = status in ("optimal", "optimal_inaccurate") and program.fluence.value is not None
-    if status in ("optimal", "optimal_inaccurate") and not usable:
-        status, detail = "solver_error", "the solver reported success but returned no fluence"
+    reported = status
+    status, fluence = plan_fluence(status, program.fluence.value)
+    usable = fluence is not None
+    if status != reported:
+        detail = "the solver reported success but returned no fluence"
     if status == "infeasible":
         detail = explain_infeasibility(program, settings)
-    fluence = np.maximum(np.asarray(program.fluence.value, dtype=np.float64), 0.0) if usable else None
 
     terms = [
         TermValue(
