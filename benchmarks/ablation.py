@@ -33,7 +33,8 @@ import numpy as np
 
 from benchmarks.run import (
     EVERY_VOXEL, EVERY_VOXEL_REFERENCE, LARGE, LARGE_LIMITS, STANDARD, STANDARD_LIMITS, TINY, TINY_LIMITS,
-    BenchmarkCase, _run_method, _until_stopped, finish_provenance, in_child, provenance, replace_existing, write_json,
+    BenchmarkCase, _run_method, _until_stopped, finish_provenance, in_child, provenance, replace_existing, stopped,
+    write_json,
 )
 
 DEFAULT = "default (as specc plan)"
@@ -189,8 +190,7 @@ def _measure(case_path: str, protocol: str, name: str, sample_limit: int | None,
     time limit stopped has no plan and no total (its parts are unknown), as `benchmarks.run`'s."""
     run, seconds = in_child(_run_ablation, (case_path, protocol, name, sample_limit), time_limit_s)
     if run is None:
-        return {"ablation": name, "status": "time limit (benchmark)", "plan": False, "total_s": float("nan"),
-                "child_s": seconds, "time_limit_s": time_limit_s}
+        return {"ablation": name, **stopped(seconds, time_limit_s)}
     return {"ablation": name, **run, "child_s": seconds}
 
 

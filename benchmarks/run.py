@@ -314,14 +314,19 @@ def _measure(case_path: str, protocol: str, method: str, sample_limit: int, time
     result, seconds = in_child(_run_method, (case_path, protocol, method, sample_limit), time_limit_s)
     if result is None:
         nan = float("nan")
-        return {"method": method, "solver": METHODS[method].solver or "cvxpy default", "status": "time limit (benchmark)",
+        return {"method": method, "solver": METHODS[method].solver or "cvxpy default", **stopped(seconds, time_limit_s),
                 "objective": None, "load_s": nan, "compile_s": nan, "solve_s": nan, "evaluate_s": nan,
-                "total_s": nan, "plan": False, "yaml_to_plan_s": None, "child_s": seconds,
-                "time_limit_s": time_limit_s,
-                "peak_memory_mb": nan, "goals": [], "hard_limits": [], "hard_violation_gy": nan,
+                "yaml_to_plan_s": None, "peak_memory_mb": nan, "goals": [], "hard_limits": [], "hard_violation_gy": nan,
                 "hard_violation_volume": {}, "terms": {}}
     # The child's own start (spawn, imports) and the end of its run, outside `run_s`.
     return {**result, "child_s": seconds}
+
+
+def stopped(seconds: float, time_limit_s: float) -> dict:
+    """What a run the time limit stopped records, here and in the ablation: no plan, no total (its parts are
+    unknown), and the child's seconds and the limit, from which `_until_stopped` gives its one lower bound."""
+    return {"status": "time limit (benchmark)", "plan": False, "total_s": float("nan"), "child_s": seconds,
+            "time_limit_s": time_limit_s}
 
 
 def run_case(case: BenchmarkCase, folder: Path, methods: list[str], time_limit_s: float) -> dict:
