@@ -24,7 +24,6 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-import specc
 from specc.protocol import Protocol
 from specc.report.identity import PLAN_FOLDER_FILES, is_staging_name
 from specc.report.compare import Measured, Notice, compared_now, recorded_goals
@@ -100,6 +99,6 @@ def write_cohort_page(summary: Path, protocol: Protocol, pdf: bool = False) -> l
         protocol_content_sha256s=contents,
         cohort=cohort, rows=rows, cases=cases, warnings=warnings, css=css, status_labels=STATUS_LABELS,
         status_order=STATUS_ORDER, not_converged=cohort.unconverged, partial_counts=partial_counts,
-        partial_mark=PARTIAL_MARK, written=compared_now(), specc_version=specc.__version__,
+        partial_mark=PARTIAL_MARK, written=compared_now(),
     )
     return write_page(summary.parent, COHORT_PAGE, html, pdf)

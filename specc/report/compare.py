@@ -31,7 +31,6 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from pydantic import ValidationError
 
-import specc
 from specc.case.model import grid_text
 from specc.errors import SpeccError, validation_text
 from specc.evaluate import PlanRecord
@@ -41,7 +40,7 @@ from specc.evaluate.record import (
 from specc.protocol.diff import PairedGoals, pair_goals
 from specc.protocol.models import SAME_CONTENT
 from specc.report.figures import to_data_uri
-from specc.report.html import PLAN_ID_DIGITS, STATUS_LABELS, environment, style_sheet
+from specc.report.html import STATUS_LABELS, environment, style_sheet
 from specc.report.identity import PLAN_JSON
 from specc.report.limits import resolved_limits
 from specc.report.write import write_page
@@ -500,8 +499,6 @@ def render_comparison(plans: Sequence[ComparedPlan]) -> str:
         css=css,
         status_labels=STATUS_LABELS,
         compared=compared_now(),
-        specc_version=specc.__version__,
-        plan_id_digits=PLAN_ID_DIGITS,
         protocols=protocols_compared(plan.record for plan in plans),
         cases=", ".join(dict.fromkeys(plan.record.case.case_id for plan in plans)),
     )

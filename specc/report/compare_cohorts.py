@@ -23,7 +23,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import specc
 from specc.evaluate import PlanRecord
 from specc.report.compare import (
     COMPARE_PAGE, CONTENT_CHANGED, CompareError, Measured, Notice, compared_now, numbered, protocol_difference,
@@ -263,7 +262,7 @@ def render_cohort_comparison(cohorts: Sequence[ComparedCohort]) -> str:
         cohorts=cohorts, rows=cohort_goal_rows(cohorts), warnings=cohort_warnings(cohorts), css=css,
         status_labels=STATUS_LABELS, status_order=STATUS_ORDER,
         not_converged=[f"{cohort.label}: {case}" for cohort in cohorts for case in cohort.unconverged],
-        compared=compared_now(), specc_version=specc.__version__,
+        compared=compared_now(),
         protocols=protocols_compared(record for cohort in cohorts for record in cohort.plans.values()),
     )
 

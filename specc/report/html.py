@@ -14,6 +14,7 @@ import numpy as np
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup, escape
 
+import specc
 from specc.evaluate import PlanEvaluation, PlanRecord, TargetIndices
 from specc.evaluate.dvh import UndefinedMetric
 from specc.evaluate.indices import higher_level_targets, index_value, near_max_undefined
@@ -160,6 +161,9 @@ def environment() -> Environment:
     environment.filters["time"] = format_time
     environment.filters["offset"] = offset_text
     environment.filters["resolved_limits"] = resolved_limits
+    # What every page may name: the specc writing it (a plan report names the one that made its plan, from the
+    # record) and how many digits of a SHA-256 identify a plan.
+    environment.globals.update(specc_version=specc.__version__, plan_id_digits=PLAN_ID_DIGITS)
     return environment
 
 
@@ -181,7 +185,6 @@ def render_html(
             record=record,
             record_meta=RECORD_META,
             record_sha256=record_sha256(record),
-            plan_id_digits=PLAN_ID_DIGITS,
             figures=figures,
             css=css,
             status_labels=STATUS_LABELS,
