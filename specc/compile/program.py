@@ -386,10 +386,10 @@ def _check_prior(protocol: Protocol, case: Case) -> None:
     prior = case.prior_dose
     mismatch = protocol.prescription.prior_mismatch(prior is not None)
     declared = protocol.prescription.prior
-    if mismatch is not None:  # at the prior course the case gives no dose for; of a prior dose the protocol declares
-        # no course for, nothing in its files to point at
-        raise CompileError(said_at(protocol, declared.source if declared is not None else None, mismatch,
-                                   path=("prescription", "prior") if declared is not None else ()))
+    if mismatch is not None and declared is None:  # a prior dose the protocol declares no course for: no place
+        raise CompileError(said_at(protocol, None, mismatch))
+    if mismatch is not None:  # at the prior course the case gives no dose for
+        raise CompileError(said_at(protocol, declared.source, mismatch, path=("prescription", "prior")))
     courses = protocol.prior_courses_mismatch(prior.several_courses, prior.stated_fractions) if prior is not None else None
     if courses is not None:
         raise CompileError(courses)  # located at `prescription.prior.fractions`
