@@ -33,8 +33,8 @@ import numpy as np
 
 from benchmarks.run import (
     EVERY_VOXEL, EVERY_VOXEL_REFERENCE, LARGE, LARGE_LIMITS, STANDARD, STANDARD_LIMITS, TINY, TINY_LIMITS,
-    BenchmarkCase, _run_method, _until_stopped, finish_provenance, in_child, provenance, replace_existing, stopped,
-    write_json,
+    BenchmarkCase, _run_method, _until_stopped, finish_provenance, has_plan, in_child, provenance, replace_existing,
+    stopped, write_json,
 )
 
 DEFAULT = "default (as specc plan)"
@@ -231,13 +231,13 @@ def _summary(name: str, measured: list[dict]) -> dict:
         values = [run[key] for run in measured if key in run]
         if values:
             row[key] = statistics.median(values)
-    if all(run["plan"] for run in measured):
+    if all(has_plan(run) for run in measured):
         row["total_s"] = statistics.median(run["total_s"] for run in measured)
         row["yaml_to_plan_s"] = statistics.median(run["yaml_to_plan_s"] for run in measured)
     else:
         row["total_s"] = float("nan")
         row["until_stopped_s"] = statistics.median(
-            run["yaml_to_plan_s"] if run["plan"] else run["until_stopped_s"] for run in measured)
+            run["yaml_to_plan_s"] if has_plan(run) else run["until_stopped_s"] for run in measured)
     for key in ("objective", "objective_every_voxel", "iterations", "program_size", "solver", "tolerance",
                 "hard_limits", "hard_violation_gy", "message"):
         if key in first:
@@ -247,16 +247,14 @@ def _summary(name: str, measured: list[dict]) -> dict:
 
 def _over_default(rows: list[dict]) -> None:
     """Each row's time over the default's: its total over the default's; for a row without a total, its time until
-    stopped over the default's YAML-to-plan (both from the YAML), a lower bound (`over_default_is_lower_bound`),
-    as `benchmarks.run` bounds a speed-up against a baseline that gave no plan. None without a default's plan."""
+    stopped over the default's YAML-to-plan (both from the YAML), a lower bound (the row's `until_stopped_s` says
+    so), as `benchmarks.run` bounds a speed-up against a baseline that gave no plan. None without a default's plan."""
     default = next((row for row in rows if row["ablation"] == DEFAULT), None)
     if default is None or "yaml_to_plan_s" not in default:
         return
     for row in rows:
-        stopped = "until_stopped_s" in row
-        row["total_over_default"] = (row["until_stopped_s"] / default["yaml_to_plan_s"] if stopped
+        row["total_over_default"] = (row["until_stopped_s"] / default["yaml_to_plan_s"] if "until_stopped_s" in row
                                      else row["total_s"] / default["total_s"])
-        row["over_default_is_lower_bound"] = stopped
 
 
 def _print(result: dict) -> None:
@@ -277,7 +275,7 @@ def _print(result: dict) -> None:
 
 def _row(row: dict) -> str:
     """An ablation's line of the table: without a plan its total is `until_stopped_s`, marked '>' as is its time
-    over the default's (`_over_default`)."""
+    over the default's where there is one (`_over_default`)."""
     nan = float("nan")
     iterations = row.get("iterations")
     entries = row["program_size"][0] if row.get("program_size") else ""
@@ -285,7 +283,7 @@ def _row(row: dict) -> str:
     return (f"{row['ablation']:38} {row['status'][:12]:12} {entries:>8} {row.get('compile_s', nan):8.2f} "
             f"{row.get('solve_s', nan):8.2f} "
             f"{'>' if stopped else ' '}{row['until_stopped_s'] if stopped else row['total_s']:7.2f} "
-            f"{'>' if row.get('over_default_is_lower_bound') else ' '}{row.get('total_over_default', nan):8.2f} "
+            f"{'>' if stopped and 'total_over_default' in row else ' '}{row.get('total_over_default', nan):8.2f} "
             f"{row.get('peak_memory_mb', nan):8.0f} {iterations if iterations is not None else '':>10} "
             f"{row.get('objective_every_voxel') or nan:12.6g} {row.get('gap_every_voxel', nan):10.1e} "
             f"{_violation(row):>8}")

@@ -165,8 +165,8 @@ def _run_method(
         "method": method, "solver": result.solver, "tolerance": tolerance, "status": str(result.status),
         "objective": result.objective, "message": result.message, "iterations": result.iterations,
         "load_s": load_s, "compile_s": compile_s, "solve_s": solve_s, "evaluate_s": evaluate_s,
-        "total_s": compile_s + solve_s + evaluate_s, "plan": evaluation is not None,
-        # None without a plan: the time it ran until its solver stopped is load + compile + solve
+        "total_s": compile_s + solve_s + evaluate_s,
+        # None without a plan (`has_plan`): the time it ran until its solver stopped is load + compile + solve
         "yaml_to_plan_s": load_s + compile_s + solve_s + evaluate_s if evaluation is not None else None,
         "peak_memory_mb": _own_peak_rss_mb(),
         "goals": [_goal(goal) for goal in record.goals] if record is not None else [],
@@ -316,17 +316,24 @@ def _measure(case_path: str, protocol: str, method: str, sample_limit: int, time
         nan = float("nan")
         return {"method": method, "solver": METHODS[method].solver or "cvxpy default", **stopped(seconds, time_limit_s),
                 "objective": None, "load_s": nan, "compile_s": nan, "solve_s": nan, "evaluate_s": nan,
-                "yaml_to_plan_s": None, "peak_memory_mb": nan, "goals": [], "hard_limits": [], "hard_violation_gy": nan,
+                "peak_memory_mb": nan, "goals": [], "hard_limits": [], "hard_violation_gy": nan,
                 "hard_violation_volume": {}, "terms": {}}
     # The child's own start (spawn, imports) and the end of its run, outside `run_s`.
     return {**result, "child_s": seconds}
 
 
 def stopped(seconds: float, time_limit_s: float) -> dict:
-    """What a run the time limit stopped records, here and in the ablation: no plan, no total (its parts are
-    unknown), and the child's seconds and the limit, from which `_until_stopped` gives its one lower bound."""
-    return {"status": "time limit (benchmark)", "plan": False, "total_s": float("nan"), "child_s": seconds,
+    """What a run the time limit stopped records, here and in the ablation: no plan (no YAML-to-plan), no total
+    (its parts are unknown), and the child's seconds and the limit, from which `_until_stopped` gives its one
+    lower bound."""
+    return {"status": "time limit (benchmark)", "yaml_to_plan_s": None, "total_s": float("nan"), "child_s": seconds,
             "time_limit_s": time_limit_s}
+
+
+def has_plan(run: dict) -> bool:
+    """Whether a run gave a plan: its record says so by its YAML-to-plan time, None without one (stopped by its
+    own solver or at the time limit), so that the JSON states it once."""
+    return run["yaml_to_plan_s"] is not None
 
 
 def run_case(case: BenchmarkCase, folder: Path, methods: list[str], time_limit_s: float) -> dict:
@@ -382,9 +389,9 @@ def _until_stopped(runs: list[dict]) -> None:
     benchmark's time limit, which sees only the child's seconds: those less the largest start and end of a child
     process measured beside it (spawn, imports, the every-voxel objective after the run's timings); with no run
     beside it that gave a plan there is nothing to take off, and the child's seconds are printed as they are."""
-    overhead = max((r["child_s"] - r["yaml_to_plan_s"] for r in runs if r["plan"]), default=0.0)
+    overhead = max((r["child_s"] - r["yaml_to_plan_s"] for r in runs if has_plan(r)), default=0.0)
     for run in runs:
-        if not run["plan"]:
+        if not has_plan(run):
             run["until_stopped_s"] = (run["child_s"] - overhead if "time_limit_s" in run
                                       else run["load_s"] + run["compile_s"] + run["solve_s"])
 
@@ -395,16 +402,16 @@ def _speedups(runs: list[dict]) -> None:
     naive = next((r for r in runs if r["method"] == NAIVE), None)
     if naive is None:
         return
-    baseline, bound = (naive["yaml_to_plan_s"], False) if naive["plan"] else (naive["until_stopped_s"], True)
+    baseline, bound = (naive["yaml_to_plan_s"], False) if has_plan(naive) else (naive["until_stopped_s"], True)
     for run in runs:
-        if run["plan"]:
+        if has_plan(run):
             run["speedup_vs_naive"] = baseline / run["yaml_to_plan_s"]
             run["speedup_is_lower_bound"] = bound
 
 
 def _violation_text(run: dict) -> str:
     """The largest hard-limit violation: Gy for dose limits, the limit's unit for volume limits."""
-    if not run["plan"]:
+    if not has_plan(run):
         return "no plan"
     parts = ([f"{run['hard_violation_gy']:.3g} Gy"] if run["hard_violation_gy"] is not None else []) + [
         f"{value:.3g} {unit}" for unit, value in run["hard_violation_volume"].items()]
@@ -430,7 +437,7 @@ def _print(result: dict) -> None:
           f"{'gap every vox':>13} {'hard viol':>10} {'speed-up':>8}")
     for run in result["runs"]:
         print(_row(run))
-        if not run["plan"]:
+        if not has_plan(run):
             print(f"    no plan: {run.get('message') or run['status']}")
         for goal in run["goals"]:
             print(f"    goal {goal['structure']} {goal['goal']}: {goal['shown']} {goal['status']}")
@@ -444,10 +451,11 @@ def _row(run: dict) -> str:
     against it has (`_speedups`)."""
     nan = float("nan")
     objective = run["objective"] if run["objective"] is not None else nan
-    yaml_s = run["yaml_to_plan_s"] if run["plan"] else run["until_stopped_s"]
+    planned = has_plan(run)
+    yaml_s = run["yaml_to_plan_s"] if planned else run["until_stopped_s"]
     return (f"{run['method']:36} {run['status'][:18]:18} {run['load_s']:5.2f} {run['compile_s']:7.2f} "
             f"{run['solve_s']:7.2f} {run['evaluate_s']:5.2f} "
-            f"{' ' if run['plan'] else '>'}{yaml_s:9.2f} {run['peak_memory_mb']:7.0f} "
+            f"{' ' if planned else '>'}{yaml_s:9.2f} {run['peak_memory_mb']:7.0f} "
             f"{run['peak_over_matrix']:6.2f} {objective:10.6g} {run.get('gap_to_reference', nan):13.2e} "
             f"{run.get('objective_every_voxel') or nan:10.6g} {run.get('gap_every_voxel', nan):13.2e} "
             f"{_violation_text(run):>10} "

@@ -97,9 +97,9 @@ def test_a_baseline_without_a_plan_bounds_the_speed_up_and_a_run_without_one_rea
     from benchmarks.run import NAIVE, _speedups, _until_stopped, _violation_text
 
     def runs(naive: dict) -> tuple[dict, dict]:
-        fast = {"method": "specc fast path", "plan": True, "yaml_to_plan_s": 10.0, "child_s": 14.0,
+        fast = {"method": "specc fast path", "yaml_to_plan_s": 10.0, "child_s": 14.0,
                 "hard_violation_gy": 0.004, "hard_violation_volume": {}}
-        naive = {"method": NAIVE, "plan": False, "yaml_to_plan_s": None, "hard_violation_gy": None,
+        naive = {"method": NAIVE, "yaml_to_plan_s": None, "hard_violation_gy": None,
                  "hard_violation_volume": {}, **naive}
         _until_stopped([naive, fast])
         _speedups([naive, fast])
@@ -126,7 +126,7 @@ def test_a_baseline_stopped_at_the_time_limit_prints_the_time_its_speed_up_divid
 
     monkeypatch.setattr(run, "in_child", lambda target, args, time_limit_s: (None, 303.0))
     naive = run._measure("case.h5", "protocol.yaml", run.NAIVE, 2_000, 300.0)  # a run the time limit stopped
-    fast = {"method": "specc fast path", "status": "optimal", "plan": True, "yaml_to_plan_s": 10.0, "child_s": 14.0,
+    fast = {"method": "specc fast path", "status": "optimal", "yaml_to_plan_s": 10.0, "child_s": 14.0,
             "load_s": 1.0, "compile_s": 2.0, "solve_s": 5.0, "evaluate_s": 2.0, "objective": 1.5,
             "peak_memory_mb": 100.0, "hard_violation_gy": None, "hard_violation_volume": {}}
     for each in (naive, fast):
