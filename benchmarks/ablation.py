@@ -33,7 +33,7 @@ import numpy as np
 
 from benchmarks.run import (
     EVERY_VOXEL, EVERY_VOXEL_REFERENCE, LARGE, LARGE_LIMITS, STANDARD, STANDARD_LIMITS, TINY, TINY_LIMITS,
-    BenchmarkCase, _run_method, _until_stopped, finish_provenance, has_plan, in_child, provenance, replace_existing,
+    BenchmarkCase, add_until_stopped, finish_provenance, has_plan, in_child, provenance, replace_existing, run_method,
     stopped, write_json,
 )
 
@@ -182,11 +182,11 @@ def _run_ablation(case_path: str, protocol: str, name: str, sample_limit: int | 
     method, switch = (EVERY_VOXEL_REFERENCE, None) if name == REFERENCE else ABLATIONS[name]
     if switch is not None:
         switch()
-    _run_method(case_path, protocol, method, sample_limit, queue)
+    run_method(case_path, protocol, method, sample_limit, queue)
 
 
 def _measure(case_path: str, protocol: str, name: str, sample_limit: int | None, time_limit_s: float) -> dict:
-    """One run in a child process, with the child's seconds (`child_s`, which `_until_stopped` reads). One the
+    """One run in a child process, with the child's seconds (`child_s`, which `add_until_stopped` reads). One the
     time limit stopped has no plan and no total (its parts are unknown), as `benchmarks.run`'s."""
     run, seconds = in_child(_run_ablation, (case_path, protocol, name, sample_limit), time_limit_s)
     if run is None:
@@ -208,7 +208,7 @@ def run_case(case: BenchmarkCase, folder: Path, names: list[str], repeats: int, 
         for name in names:
             runs[name].append(_measure(str(case_path), case.protocol, name, case.sample_limit, time_limit_s))
     reference = _measure(str(case_path), case.protocol, REFERENCE, case.sample_limit, time_limit_s)
-    _until_stopped([*(run for measured in runs.values() for run in measured), reference])
+    add_until_stopped([*(run for measured in runs.values() for run in measured), reference])
     rows = [_summary(name, measured) for name, measured in runs.items()] + [_summary(REFERENCE, [reference])]
     _over_default(rows)
     # Its objective valued as every row's is (`objective_every_voxel`), so that its own gap is 0.
@@ -224,7 +224,7 @@ def _summary(name: str, measured: list[dict]) -> dict:
     """The median of each timing over the repeats; the plan's figures from the first run (they repeat). A row whose
     runs all gave a plan has their median total and YAML-to-plan; one with a run without a plan (stopped at the
     time limit or by its solver) has no total, and its time is `until_stopped_s`: the median of each run's
-    YAML-to-plan or, without a plan, its `until_stopped_s` (`benchmarks.run._until_stopped`), a lower bound."""
+    YAML-to-plan or, without a plan, its `until_stopped_s` (`benchmarks.run.add_until_stopped`), a lower bound."""
     first = measured[0]
     row = {"ablation": name, "status": "/".join(sorted({run["status"] for run in measured}))}
     for key in ("compile_s", "solve_s", "evaluate_s", "peak_memory_mb"):

@@ -109,7 +109,7 @@ METHODS: dict[str, Method] = {
 REFERENCES = (REFERENCE, EVERY_VOXEL_REFERENCE)
 
 
-def _run_method(
+def run_method(
     case_path: str, protocol_path: str, method: str, sample_limit: int, queue: multiprocessing.Queue,
 ) -> None:
     """One method on one case, from the protocol's file to the evaluated plan, alone in this process so
@@ -311,7 +311,7 @@ def in_child(target, args: tuple, time_limit_s: float) -> tuple[dict | None, flo
 
 def _measure(case_path: str, protocol: str, method: str, sample_limit: int, time_limit_s: float) -> dict:
     """One run in a child process; one that passes `time_limit_s` is stopped and reported as such."""
-    result, seconds = in_child(_run_method, (case_path, protocol, method, sample_limit), time_limit_s)
+    result, seconds = in_child(run_method, (case_path, protocol, method, sample_limit), time_limit_s)
     if result is None:
         nan = float("nan")
         return {"method": method, "solver": METHODS[method].solver or "cvxpy default", **stopped(seconds, time_limit_s),
@@ -324,7 +324,7 @@ def _measure(case_path: str, protocol: str, method: str, sample_limit: int, time
 
 def stopped(seconds: float, time_limit_s: float) -> dict:
     """What a run the time limit stopped records, here and in the ablation: no plan (no YAML-to-plan), no total
-    (its parts are unknown), and the child's seconds and the limit, from which `_until_stopped` gives its one
+    (its parts are unknown), and the child's seconds and the limit, from which `add_until_stopped` gives its one
     lower bound."""
     return {"status": "time limit (benchmark)", "yaml_to_plan_s": None, "total_s": float("nan"), "child_s": seconds,
             "time_limit_s": time_limit_s}
@@ -363,7 +363,7 @@ def run_case(case: BenchmarkCase, folder: Path, methods: list[str], time_limit_s
     for run in runs:
         if optimum["objective"] and run.get("objective_every_voxel") is not None:
             run["gap_every_voxel"] = (run["objective_every_voxel"] - optimum["objective"]) / abs(optimum["objective"])
-    _until_stopped(runs)
+    add_until_stopped(runs)
     _speedups(runs)
     return {"case": case.name, "protocol": case.protocol, "sample_limit": case.sample_limit, "size": size,
             "every_voxel_reference": optimum, "runs": runs}
@@ -382,7 +382,7 @@ def _every_voxel_optimum(runs: list[dict]) -> dict:
     return {"method": EVERY_VOXEL, "tight": False, "objective": fallback["objective_every_voxel"], "why": why}
 
 
-def _until_stopped(runs: list[dict]) -> None:
+def add_until_stopped(runs: list[dict]) -> None:
     """Each run without a plan: `until_stopped_s`, its seconds from the protocol's YAML until it was stopped, a
     lower bound on its YAML-to-plan time, which the table prints (with ">") and a speed-up against it divides.
     Stopped by its own solver (OSQP at its iteration limit): its load, compile and solve. Stopped at the

@@ -94,14 +94,14 @@ def test_a_hard_limits_violation_is_the_kinds_own_from_the_plan_record() -> None
 def test_a_baseline_without_a_plan_bounds_the_speed_up_and_a_run_without_one_reads_no_plan() -> None:
     """The naive baseline stopped by OSQP's own iteration limit (5 mm, hard limits) or by the time limit gave no
     plan: the speed-up against it is a lower bound, its violation 'no plan' (it read 'no limit')."""
-    from benchmarks.run import NAIVE, _speedups, _until_stopped, _violation_text
+    from benchmarks.run import NAIVE, _speedups, _violation_text, add_until_stopped
 
     def runs(naive: dict) -> tuple[dict, dict]:
         fast = {"method": "specc fast path", "yaml_to_plan_s": 10.0, "child_s": 14.0,
                 "hard_violation_gy": 0.004, "hard_violation_volume": {}}
         naive = {"method": NAIVE, "yaml_to_plan_s": None, "hard_violation_gy": None,
                  "hard_violation_volume": {}, **naive}
-        _until_stopped([naive, fast])
+        add_until_stopped([naive, fast])
         _speedups([naive, fast])
         return naive, fast
 
@@ -131,7 +131,7 @@ def test_a_baseline_stopped_at_the_time_limit_prints_the_time_its_speed_up_divid
             "peak_memory_mb": 100.0, "hard_violation_gy": None, "hard_violation_volume": {}}
     for each in (naive, fast):
         each["peak_over_matrix"] = 1.0
-    run._until_stopped([naive, fast])
+    run.add_until_stopped([naive, fast])
     run._speedups([naive, fast])
     assert f">{299.0:9.2f}" in run._row(naive) and f"{303.0:9.2f}" not in run._row(naive)
     assert fast["speedup_vs_naive"] == pytest.approx(299.0 / 10.0)
@@ -314,9 +314,9 @@ def test_a_benchmark_child_that_dies_is_reported_not_waited_out() -> None:
     """A run that crashes in its child process stops the benchmark at once, not after its time limit."""
     import time
 
-    from benchmarks.run import _run_method, in_child
+    from benchmarks.run import in_child, run_method
 
     started = time.perf_counter()
     with pytest.raises(RuntimeError, match="ended with exit code 1 and no result"):
-        in_child(_run_method, ("/nonexistent/case.h5", "protocols/tg119/c-shape.yaml", "specc fast path"), 600.0)
+        in_child(run_method, ("/nonexistent/case.h5", "protocols/tg119/c-shape.yaml", "specc fast path"), 600.0)
     assert time.perf_counter() - started < 120
