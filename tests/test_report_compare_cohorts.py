@@ -286,3 +286,26 @@ def test_every_header_row_of_the_cohort_and_comparison_pages_repeats_on_a_page_a
         parser = HeaderRows()
         parser.feed(page)
         assert (parser.loose, parser.headed >= 2) == ([], True), name
+
+
+def test_the_cohort_and_comparison_pages_each_give_their_author_generator_and_time(cohorts) -> None:
+    """The three pages share their frame's document information (comparison_base.html): specc as author, the
+    running specc as generator, and the time the page was written, the one its header gives."""
+    from specc import __version__
+    from specc.report.cohort_page import COHORT_PAGE
+    from specc.report.compare import read_plans, render_comparison
+
+    first, second = (read_cohort(cohorts[name] / COHORT_CSV) for name in ("v1", "v2"))
+    pages = {
+        "cohort.html": (cohorts["v1"] / f"{COHORT_PAGE}.html").read_text(encoding="utf-8"),
+        "compare_cohorts.html": render_cohort_comparison([first, second]),
+        "compare.html": render_comparison(read_plans([cohorts["v1"] / "p0", cohorts["v2"] / "p0"], ["v1", "v2"])),
+    }
+    for name, page in pages.items():
+        head = page.split("</head>")[0]
+        assert head.count('<meta name="author" content="specc">') == 1, name
+        assert head.count(f'<meta name="generator" content="specc {__version__}">') == 1, name
+        [created] = re.findall(r'<meta name="dcterms.created" content="(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\+00:00">', head)
+        written = datetime.fromisoformat(created).strftime("%Y-%m-%d %H:%M:%S")
+        assert re.search(rf'class="running-title">[^<]* (written|compared) {written} UTC<', page), name
+        assert head.count('<meta name="description" content="') == 1, name

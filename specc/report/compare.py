@@ -498,7 +498,7 @@ def render_comparison(plans: Sequence[ComparedPlan]) -> str:
         not_converged=[plan.label for plan in plans if not plan.record.converged],
         css=css,
         status_labels=STATUS_LABELS,
-        compared=compared_now(),
+        written=compared_now(),
         protocols=protocols_compared(plan.record for plan in plans),
         cases=", ".join(dict.fromkeys(plan.record.case.case_id for plan in plans)),
     )

@@ -262,7 +262,7 @@ def render_cohort_comparison(cohorts: Sequence[ComparedCohort]) -> str:
         cohorts=cohorts, rows=cohort_goal_rows(cohorts), warnings=cohort_warnings(cohorts), css=css,
         status_labels=STATUS_LABELS, status_order=STATUS_ORDER,
         not_converged=[f"{cohort.label}: {case}" for cohort in cohorts for case in cohort.unconverged],
-        compared=compared_now(),
+        written=compared_now(),
         protocols=protocols_compared(record for cohort in cohorts for record in cohort.plans.values()),
     )
 
