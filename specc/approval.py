@@ -46,7 +46,7 @@ from specc.export.result_file import PlanResult, ResultError
 from specc.export.segments import read_segments
 from specc.protocol import ProtocolError, load_protocol
 from specc.protocol.models import SAME_CONTENT
-from specc.report.compare import FORMATTING_ONLY, NOT_TOLD, Notice, content_difference, read_record
+from specc.report.compare import FORMATTING_ONLY, NOT_TOLD, CompareError, Notice, content_difference, read_plan_file
 from specc.report.html import STATUS_LABELS, environment, style_sheet
 from specc.report.identity import (
     PLAN_FOLDER_FILES, PLAN_JSON, RECORD_META, REPORT_HTML, REPORT_PDF, RESULT_H5, SEGMENTS_JSON, html_record_sha256s,
@@ -156,7 +156,8 @@ def approve(
     """Approve the plan in `folder` (see module docstring). `case`: the plan's case where it is no longer at the path
     result.h5 records (needed to check segments.json's fluence)."""
     folder = Path(folder)
-    record = read_record(folder / PLAN_JSON)
+    # Read once: the record judged here, the one the other files are checked against and the bytes bound are one.
+    record, plan_sha256 = read_plan_file(folder / PLAN_JSON)
     existing = folder / APPROVAL_JSON
     if existing.exists():
         earlier = _read_approval(existing)
@@ -172,7 +173,7 @@ def approve(
             f"{folder}: holds {', '.join(leftovers)}, left by a run killed while it wrote its files (not this plan's; "
             "it may hold another run's whole plan): remove it, then approve"
         )
-    run = of_one_run(folder, case)
+    run = of_one_run(folder, record, plan_sha256, case)
     if run.foreign:
         raise ApprovalError(
             f"{folder}: its files are not of one run: {'; '.join(run.foreign)}; approve a plan folder as specc wrote "
@@ -206,7 +207,8 @@ def approve(
         goals=record.goal_counts(),
         accepted_deviations=deviations,
         reason=reason.strip() if deviations and reason else None,
-        files={name: file_sha256(folder / name) for name in PLAN_FOLDER_FILES if (folder / name).is_file()},
+        files={PLAN_JSON: plan_sha256} | {name: file_sha256(folder / name) for name in PLAN_FOLDER_FILES
+                                          if name != PLAN_JSON and (folder / name).is_file()},
         warnings=list(record.warnings),
         outside_hot_spot=record.outside_hot_spot,
     )
@@ -283,20 +285,28 @@ def verify(folder: str | Path, case: str | Path | None = None) -> Verification:
     if not path.exists():
         raise ApprovalError(f"{folder}: no {APPROVAL_JSON}: the plan has not been approved")
     approval = _read_approval(path)
-    bound = {**approval.files, **approval.pages}
-    changed, missing = [], []
-    for name, digest in bound.items():
-        if not (folder / name).is_file():
-            missing.append(name)
-        elif file_sha256(folder / name) != digest:
-            changed.append(name)
-    appeared = [name for name in (*PLAN_FOLDER_FILES, *APPROVAL_PAGES) if name not in bound and (folder / name).exists()]
-    disagreements = _self_disagreements(approval)
-    if PLAN_JSON in approval.files and PLAN_JSON not in changed + missing:
-        disagreements += _plan_disagreements(approval, read_record(folder / PLAN_JSON))
-    unchecked = []
+    # plan.json read once, as `approve` reads it: its hash, its record and the run the other files are checked against
+    # are of the same bytes.
+    plan, unread = None, []
     if (folder / PLAN_JSON).is_file():
-        run = of_one_run(folder, case)
+        try:
+            plan = read_plan_file(folder / PLAN_JSON)
+        except CompareError as error:  # edited into what is no plan record (or of a format this specc does not read)
+            unread = [str(error)]
+    bound = {**approval.files, **approval.pages}
+    sha256_now = {PLAN_JSON: plan[1]} if plan is not None else {}
+    sha256_now |= {name: file_sha256(folder / name) for name in bound
+                   if name not in sha256_now and (folder / name).is_file()}
+    missing = [name for name in bound if name not in sha256_now]
+    changed = [name for name in bound if name in sha256_now and sha256_now[name] != bound[name]]
+    appeared = [name for name in (*PLAN_FOLDER_FILES, *APPROVAL_PAGES) if name not in bound and (folder / name).exists()]
+    disagreements = _self_disagreements(approval) + unread
+    unchecked = []
+    if plan is not None:
+        record, plan_sha256 = plan
+        if PLAN_JSON in approval.files and PLAN_JSON not in changed:
+            disagreements += _plan_disagreements(approval, record)
+        run = of_one_run(folder, record, plan_sha256, case)
         disagreements += run.foreign
         unchecked = run.unchecked
     return Verification(approval, changed, missing, appeared, disagreements, unchecked)
@@ -310,18 +320,19 @@ class OneRun:
     unchecked: list[str]  # what could not be checked, and why (segments.json's fluence without the plan's case)
 
 
-def of_one_run(folder: Path, case: str | Path | None = None) -> OneRun:
+def of_one_run(folder: Path, record: PlanRecord, plan_sha256: str, case: str | Path | None = None) -> OneRun:
     """Which plan files in `folder` are not of the run whose record plan.json holds (`OneRun.foreign`), each with
     what differs: the record report.html (report.pdf) names, result.h5's embedded record, segments.json's plan (its
-    segments per beam and their summed weight). segments.json's fluence is checked on the plan's case too
-    (`PlanResult.load_case`: `case`, else the path result.h5 records), as every export checks it; where the case
-    cannot be loaded, `OneRun.unchecked` says so. result.h5 and segments.json are each read once, and checked once."""
-    plan_bytes = (folder / PLAN_JSON).read_bytes()
-    digest = hashlib.sha256(plan_bytes).hexdigest()
+    segments per beam and their summed weight). `record` and `plan_sha256` are plan.json's record and the SHA-256 of
+    its bytes as the caller read them (`read_plan_file`), not read here again: the files are checked against the very
+    plan the caller judges and binds, even where plan.json is replaced meanwhile. segments.json's fluence is checked
+    on the plan's case too (`PlanResult.load_case`: `case`, else the path result.h5 records), as every export checks
+    it; where the case cannot be loaded, `OneRun.unchecked` says so. result.h5 and segments.json are each read once,
+    and checked once."""
     out = []
     for name, named in ((REPORT_HTML, html_record_sha256s), (REPORT_PDF, pdf_record_sha256s)):
         if (folder / name).is_file():
-            problem = _report_mismatch(name, named(folder / name), digest)
+            problem = _report_mismatch(name, named(folder / name), plan_sha256)
             if problem is not None:
                 out.append(problem)
     if not (folder / RESULT_H5).is_file():
@@ -330,7 +341,7 @@ def of_one_run(folder: Path, case: str | Path | None = None) -> OneRun:
         result = read_result(folder / RESULT_H5)
     except ResultError as error:
         return OneRun([*out, str(error)], [])
-    problem = _result_mismatch(result, plan_bytes.decode("utf-8", errors="replace"))
+    problem = _result_mismatch(result, record, plan_sha256)
     if problem is not None:
         return OneRun([*out, problem], [])
     segments = folder / SEGMENTS_JSON
@@ -364,20 +375,21 @@ def _report_mismatch(name: str, named: list[str], digest: str) -> str | None:
     return f"{name} was rendered from another plan record (SHA-256 {said}) than plan.json ({digest[:12]})"
 
 
-def _result_mismatch(result: PlanResult, plan_text: str) -> str | None:
-    """Whether result.h5 embeds plan.json's record; else what differs."""
+def _result_mismatch(result: PlanResult, record: PlanRecord, plan_sha256: str) -> str | None:
+    """Whether result.h5 embeds plan.json's record (`record`, its bytes' SHA-256 `plan_sha256`) byte for byte; else
+    what differs. plan.json is UTF-8 (`read_plan_file` reads no other), so the embedded text is plan.json's exactly
+    where its UTF-8 has plan.json's SHA-256; a lone surrogate, which no UTF-8 file holds, is encoded to differ, not
+    to fail."""
     name = result.path.name
-    if result.record_json == plan_text:
-        return None
     if result.record_json is None:
         return f"{name} holds no plan record (dataset plan_json), so it cannot be shown to be plan.json's dose"
-    records = {}
-    for file, text in ((name, result.record_json), (PLAN_JSON, plan_text)):
-        try:
-            records[file] = PlanRecord.model_validate_json(text)
-        except ValidationError:
-            return f"{name} holds another plan record than plan.json ({file}'s is not a plan record this specc reads)"
-    return f"{name} is another run's dose: {_record_difference(name, records[name], records[PLAN_JSON])}"
+    if hashlib.sha256(result.record_json.encode("utf-8", errors="surrogatepass")).hexdigest() == plan_sha256:
+        return None
+    try:
+        embedded = PlanRecord.model_validate_json(result.record_json)
+    except ValidationError:
+        return f"{name} holds another plan record than plan.json ({name}'s is not a plan record this specc reads)"
+    return f"{name} is another run's dose: {_record_difference(name, embedded, record)}"
 
 
 def _record_difference(name: str, embedded: PlanRecord, planned: PlanRecord) -> str:

@@ -223,7 +223,9 @@ def test_verify_finds_files_of_another_run_bound_by_an_earlier_approval(met, fai
 
     folder = _copy(met, tmp_path)
     shutil.copy(failing / "report.html", folder)
-    monkeypatch.setattr(specc.approval, "of_one_run", lambda folder, case=None: OneRun([], []))  # as approve did before
+    monkeypatch.setattr(  # as approve did before
+        specc.approval, "of_one_run", lambda folder, record, plan_sha256, case=None: OneRun([], [])
+    )
     approve(folder, "Dr. A. Example", "")
     monkeypatch.undo()
     checked = verify(folder)
