@@ -235,6 +235,30 @@ def test_verify_finds_files_of_another_run_bound_by_an_earlier_approval(met, fai
     assert result.exit_code == 1 and "report.html was rendered from another plan record" in " ".join(result.output.split())
 
 
+def test_an_approval_binds_the_very_plan_json_bytes_whose_record_it_judged(met, failing, tmp_path, monkeypatch):
+    """plan.json is read once: a plan written into the folder the moment after approve read it is neither half
+    judged nor bound in the other's stead. The approval holds the record it judged and that record's SHA-256, the
+    other files are checked against it, and --verify then finds plan.json changed."""
+    import specc.approval
+
+    folder = _copy(met, tmp_path)
+    judged = (folder / "plan.json").read_bytes()
+    read_plan_file = specc.approval.read_plan_file
+
+    def read_then_replaced(plan_file: Path):
+        read = read_plan_file(plan_file)
+        shutil.copy(failing / "plan.json", plan_file)  # another run's plan.json, written just after the read
+        return read
+
+    monkeypatch.setattr(specc.approval, "read_plan_file", read_then_replaced)
+    approval = approve(folder, "Dr. A. Example", "").approval
+    monkeypatch.undo()
+    assert approval.goals == {"pass": 2} and approval.accepted_deviations == []
+    assert approval.files["plan.json"] == hashlib.sha256(judged).hexdigest()
+    checked = verify(folder)
+    assert checked.changed == ["plan.json"] and not checked.intact
+
+
 def test_report_pdf_names_its_plan_record(met, failing, tmp_path):
     from specc.report.write import html_to_pdf
 
