@@ -131,6 +131,19 @@ def test_protocols_are_told_apart_by_their_sha256(cohorts) -> None:
     assert not [warning for warning in _said([first, first]) if "protocol" in warning]
 
 
+def test_a_cohort_names_its_protocols_as_a_plan_comparison_names_its_plans(cohorts) -> None:
+    """One wording of a set of protocols (`protocols_compared`): a cohort mixing protocols names them in its cases'
+    order, joined by commas (it named them sorted, joined by "; "); a cohort without a plan says so."""
+    from specc.report.compare import protocols_compared
+
+    first, second = (read_cohort(cohorts[name] / COHORT_CSV) for name in ("v1", "v2"))
+    mixed = dataclasses.replace(first, plans={"p3": second.plans["p3"], **first.plans})
+    assert mixed.protocol == protocols_compared(mixed.plans.values()) == "Site v2 v1.0.0, Site v1 v1.0.0"
+    [said] = [warning for warning in _said([mixed]) if "different protocols" in warning]
+    assert said.startswith("v1: its plans were made with 2 different protocols (Site v2 v1.0.0, Site v1 v1.0.0; SHA-256 ")
+    assert dataclasses.replace(first, plans={}).protocol == "(no plan)"
+
+
 def _with_protocol(cohort: ComparedCohort, label: str, **protocol: str | None) -> ComparedCohort:
     """`cohort` relabelled, each plan's protocol record updated with `protocol` (a value None: the field as a
     plan.json written before it was recorded reads)."""

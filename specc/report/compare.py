@@ -468,7 +468,8 @@ def comparison_figure(plans: Sequence[ComparedPlan]) -> Figure:
 
 def protocols_compared(records: Iterable[PlanRecord]) -> str:
     """The protocols of the records, each "name vVERSION" once, in the order first met: what a comparison's document
-    title and description name beside its labels, as a plan report's title names its protocol's version."""
+    title and description name beside its labels, as a plan report's title names its protocol's version, and how a
+    cohort names its plans' (`ComparedCohort.protocol`)."""
     return ", ".join(dict.fromkeys(f"{record.protocol.name} v{record.protocol.version}" for record in records))
 
 

@@ -69,9 +69,9 @@ class ComparedCohort:
 
     @property
     def protocol(self) -> str:
-        """The protocol of its plans, as "name vVERSION" (several when they differ)."""
-        names = sorted({f"{r.protocol.name} v{r.protocol.version}" for r in self.plans.values()})
-        return "; ".join(names) or "(no plan)"
+        """The protocol of its plans as a plan comparison names its plans' (`protocols_compared`: "name vVERSION",
+        several when they differ), or "(no plan)"."""
+        return protocols_compared(self.plans.values()) or "(no plan)"
 
     @property
     def unconverged(self) -> list[str]:
