@@ -191,7 +191,7 @@ def test_the_pages_show_the_protocol_and_case_sha256(cohorts, tmp_path: Path) ->
     assert all(record.case.sha256[:12] in cohort_html for record in first.plans.values())
     result = CliRunner().invoke(app, ["compare", str(cohorts["v1"]), str(cohorts["v2"]), "--out", str(tmp_path)])
     said = " ".join(result.output.split())
-    assert f"v1: Site v1 v1.0.0, protocol SHA-256 {digest[:12]}; 3 cases planned" in said
+    assert f"v1: Site v1 v1.0.0 (protocol SHA-256 {digest[:12]}); 3 cases planned" in said
     assert "warning: the cohorts' protocols differ" in said
     page = (tmp_path / "compare.html").read_text()
     assert digest[:12] in page
