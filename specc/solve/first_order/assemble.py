@@ -416,9 +416,7 @@ class SmoothProgram:
         """
         dose = self.operator.forward(z[: self.n_beamlets]) if dose is None else dose
         objective_gradient = np.zeros(self.size)
-        constraint_gradient = np.zeros(self.size)
         objective_dose = np.zeros(len(dose))
-        constraint_dose = np.zeros(len(dose))
         objective = 0.0
         for p in self.forms:
             if p.form.objective is not None:
@@ -427,11 +425,29 @@ class SmoothProgram:
                 self._add(objective_gradient, objective_dose, p, piece)
         residuals = np.empty(self.n_constraints)
         for c in self.constraints:
-            point = self._point(c.placed, z, dose)
-            residuals[c.multipliers] = c.constraint.residual(point) / c.scale
+            residuals[c.multipliers] = c.constraint.residual(self._point(c.placed, z, dose)) / c.scale
+        objective_gradient[: self.n_beamlets] += self.operator.adjoint(objective_dose)
+        return KktParts(objective, residuals, objective_gradient, self._pull(z, multipliers, dose))
+
+    def kkt_parts_of(self, z: np.ndarray, evaluation: Evaluation, multipliers: np.ndarray) -> KktParts:
+        """`kkt_parts` at a point `evaluate` gave with the Lagrangian's gradient at `multipliers` (the shifted ones,
+        pos(y + rho r)): the objective's gradient is that gradient less the multipliers' pull, so the check an
+        inner run makes every few iterations costs one adjoint product, not two."""
+        constraint_gradient = self._pull(z, multipliers, evaluation.dose)
+        return KktParts(evaluation.objective, evaluation.residuals, evaluation.gradient - constraint_gradient,
+                        constraint_gradient)
+
+    def _pull(self, z: np.ndarray, multipliers: np.ndarray, dose: np.ndarray) -> np.ndarray:
+        """J(z).T y: the multipliers' pull on z."""
+        gradient = np.zeros(self.size)
+        dose_gradient = np.zeros(len(dose))
+        pulled = False
+        for c in self.constraints:
             pull = multipliers[c.multipliers]
             if pull.any():
-                self._add(constraint_gradient, constraint_dose, c.placed, c.constraint.pullback(point, pull / c.scale))
-        objective_gradient[: self.n_beamlets] += self.operator.adjoint(objective_dose)
-        constraint_gradient[: self.n_beamlets] += self.operator.adjoint(constraint_dose)
-        return KktParts(objective, residuals, objective_gradient, constraint_gradient)
+                point = self._point(c.placed, z, dose)
+                self._add(gradient, dose_gradient, c.placed, c.constraint.pullback(point, pull / c.scale))
+                pulled = True
+        if pulled:
+            gradient[: self.n_beamlets] += self.operator.adjoint(dose_gradient)
+        return gradient

@@ -341,10 +341,13 @@ class _Rounds:
                 if current is not None and not program.n_constraints:
                     # No multipliers: the iterate's own gradient is the objective's; the check costs no product.
                     certificate = _objective_certificate(program, point, current)
+                elif current is not None:  # its gradient is the Lagrangian's at the shifted multipliers
+                    shifted = np.maximum(y + rho * current.residuals, 0.0)
+                    certificate = judge(checker, point, shifted, checker.kkt_parts_of(point, current, shifted))
                 else:
-                    residuals = (checker.evaluate(point) if current is None else current).residuals
-                    shifted = np.maximum(y + rho * residuals, 0.0)
-                    certificate = certify(checker, point, shifted, None if current is None else current.dose)
+                    evaluation = checker.evaluate(point)
+                    shifted = np.maximum(y + rho * evaluation.residuals, 0.0)
+                    certificate = certify(checker, point, shifted, evaluation.dose)
                 if certificate.holds(self.tolerances):
                     return "certified"
                 return "round" if certificate.stationarity <= within else None
