@@ -334,9 +334,9 @@ def test_loading_a_case_checks_the_influence_values_once(saved: Path, monkeypatc
     checked: list[int] = []
     issue = model.influence_value_issue
 
-    def counted(influence):
+    def counted(influence, peaks):
         checked.append(influence.nnz)
-        return issue(influence)
+        return issue(influence, peaks)
 
     monkeypatch.setattr(model, "influence_value_issue", counted)
     monkeypatch.setattr(hdf5, "influence_value_issue", counted, raising=False)

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 import specc
 from specc.case import Beam, Beamlets, Case, CaseMetadata, Grid, Structure
 from specc.case.phantoms import build_phantom
-from specc.case.model import influence_value_issue
+from specc.case.model import beamlet_peaks, influence_value_issue
 from specc.errors import CaseError
 
 GRID = Grid((3, 2, 2), (2.0, 2.0, 2.5), (0.0, 0.0, 0.0))
@@ -133,6 +133,10 @@ def test_parts_validate_themselves():
         CaseMetadata(source="s", dose_engine="e", extra={"PatientID": 5})  # type: ignore[dict-item]
 
 
+def _issue(influence: sp.csr_matrix) -> str | None:
+    return influence_value_issue(influence, beamlet_peaks(influence))
+
+
 def _influence(*rows: list[float]) -> sp.csr_matrix:
     return sp.csr_matrix(np.array(rows, dtype=np.float32))
 
@@ -239,7 +243,7 @@ def test_a_matrix_stored_without_a_tail_cutoff_is_accepted(sigma: float):
     """Review R1 F1: Gaussian beamlets stored to float32's smallest values (no cutoff: the median entry near
     10^-12 of the peaks) were refused as damaged in every beamlet, by a rule that assumed tails cut near
     10^-3-10^-4 of the peak."""
-    assert influence_value_issue(_gaussian_columns(sigma)) is None
+    assert _issue(_gaussian_columns(sigma)) is None
 
 
 @pytest.mark.parametrize("share", [0.02, 0.10])
@@ -248,7 +252,7 @@ def test_damage_spread_over_a_matrix_stored_without_a_tail_cutoff_is_refused(sha
     empty decade, so 2% or 10% of the entries x 10^9 (70-98% of the beamlets' peaks raised) were accepted."""
     influence = _gaussian_columns(5.0)
     influence.data[np.random.default_rng(7).choice(influence.nnz, int(influence.nnz * share), replace=False)] *= 2.0**64
-    issue = influence_value_issue(influence)
+    issue = _issue(influence)
     assert issue is not None
     assert re.search(r"^has damaged entries: beamlets \d+, \d+, \d+, \d+, \d+, \.\.\. \(\d+ of 60 beamlets with dose\) "
                      r".* more than 10\^10 times their own top-tenth entry", issue)
@@ -276,7 +280,7 @@ def test_proton_spots_on_a_coarse_grid_stored_to_float32s_smallest_values_are_ac
         values = np.sort(by_beamlet.data[by_beamlet.indptr[beamlet]:by_beamlet.indptr[beamlet + 1]])[::-1]
         ratios.append(values[0] / values[math.ceil(values.size / 10) - 1])
     assert max(ratios) > 1e6  # what the earlier limit refused
-    assert influence_value_issue(influence) is None
+    assert _issue(influence) is None
 
 
 def test_a_two_level_matrix_is_accepted():
@@ -286,7 +290,7 @@ def test_a_two_level_matrix_is_accepted():
     for beamlet in range(20):
         influence[beamlet, beamlet] = 1.0
         influence[beamlet + 1: beamlet + 4, beamlet] = 1e-4
-    assert influence_value_issue(sp.csr_matrix(influence)) is None
+    assert _issue(sp.csr_matrix(influence)) is None
 
 
 @pytest.mark.parametrize(("within", "refused"), [(200, False), (199, True)])
@@ -302,7 +306,7 @@ def test_a_beamlet_at_the_limit_is_judged_on_all_its_entries(within: int, refuse
     data = np.concatenate([beamlet, np.ones(2_000_000, dtype=np.float32)])
     indices = np.concatenate([np.ones(beamlet.size, np.int32), np.zeros(2_000_000, np.int32)])
     influence = sp.csr_matrix((data, indices, np.arange(data.size + 1)), shape=(data.size, 2))
-    issue = influence_value_issue(influence)
+    issue = _issue(influence)
     assert (issue is not None) == refused
     if refused:
         assert re.search(r"beamlet 1 \(1 of 2 beamlets with dose\) peak at 1 Gy .* beamlet 1 peaks at 1 over 1e-11",
@@ -321,40 +325,30 @@ def test_beamlets_with_dose_marks_columns_with_an_entry_above_zero():
     assert _case().beamlets_with_dose.tolist() == [True, True]
 
 
-def test_beamlets_with_dose_reads_the_matrix_block_by_block_with_the_same_answer(monkeypatch):
-    """The pass goes in blocks of stored entries (its temporaries stay small on a 32M-entry matrix); a column
-    whose only positive entry lies in a later block, or across a block's edge, is still found."""
-    import specc.case.model as model
-
+def test_a_beamlet_whose_one_dose_is_the_last_stored_entry_has_dose():
     # stored entries, row by row: (0, b0) 0, (0, b1) 0, (1, b0) 0, (2, b1) 2: b1's one dose is the last entry
     influence = sp.csr_matrix((np.array([0, 0, 0, 2], np.float32), np.array([0, 1, 0, 1], np.int32),
                                np.array([0, 2, 3, 4])), shape=(3, 2))
-    whole = _case(influence=influence).beamlets_with_dose.tolist()
-    assert whole == [False, True]
-    for block in (1, 2, 3):
-        monkeypatch.setattr(model, "_ENTRY_BLOCK", block)
-        assert _case(influence=influence).beamlets_with_dose.tolist() == whole
+    assert _case(influence=influence).beamlets_with_dose.tolist() == [False, True]
 
 
-def test_beamlets_with_dose_allocates_far_less_than_the_matrix():
+def test_the_beamlets_peaks_allocate_far_less_than_the_matrix():
     """Peak memory is an issue-6 target (<= 3x the matrix): reading every stored entry at once, the column
     indices of the positive entries were copied and widened to int64 by np.bincount, 1.5x the matrix (the
-    large benchmark case's compile peaked at 822 MB against 444 MB loaded; 524 MB in blocks)."""
+    large benchmark case's compile peaked at 822 MB against 444 MB loaded). The peaks' one pass copies nothing."""
     import tracemalloc
-    from types import SimpleNamespace
 
     rows, columns = 1_000, 8_000
     influence = sp.csr_matrix((np.ones(rows * columns, np.float32), np.tile(np.arange(columns, dtype=np.int32), rows),
                                np.arange(0, rows * columns + 1, columns)), shape=(rows, columns))
-    holder = SimpleNamespace(influence=influence, n_beamlets=columns)
     tracemalloc.start()
     try:
-        found = Case.beamlets_with_dose.func(holder)
+        found = beamlet_peaks(influence) > 0
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     assert found.all()
-    assert peak < influence.indices.nbytes  # 32 MB of column indices: at once 96 MB, in blocks 20 MB
+    assert peak < influence.indices.nbytes / 4  # 32 MB of column indices: at once 96 MB
 
 
 @pytest.mark.parametrize(

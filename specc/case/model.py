@@ -73,9 +73,6 @@ _ENTRY_SAMPLE = 1_000_000
 _SAMPLED_TO_SAY = 50
 # Beamlets an error names of those it finds damaged.
 _NAMED_BEAMLETS = 5
-# Stored entries read at once by a pass over the whole matrix (`beamlets_with_dose`): its temporaries stay
-# near 20 MB however large the matrix.
-_ENTRY_BLOCK = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -408,18 +405,16 @@ class Case:
         return RowBlocks(self.influence)
 
     @cached_property
-    def beamlets_with_dose(self) -> np.ndarray:
-        """Whether each beamlet (column) gives any voxel a dose above 0 (one pass over A, kept).
+    def beamlet_peaks(self) -> np.ndarray:
+        """Each beamlet's (column's) largest entry: what the validation judges damage by, and whether it gives
+        any voxel a dose. One pass over A, kept: the compile's reach notes read it again (a second pass was
+        0.13 s of the large benchmark case's compile)."""
+        return beamlet_peaks(self.influence)
 
-        Block by block: at once, the column indices of the positive entries (a copy of them all) went to
-        `np.bincount` as int64, 1.5x the matrix at its peak (the large benchmark's compile: 822 MB against
-        444 MB loaded, 1.3 s; 0.18 s and no rise in blocks)."""
-        influence = self.influence
-        found = np.zeros(self.n_beamlets, dtype=bool)
-        for start in range(0, influence.nnz, _ENTRY_BLOCK):
-            stop = start + _ENTRY_BLOCK
-            found[influence.indices[start:stop][influence.data[start:stop] > 0]] = True
-        return found
+    @property
+    def beamlets_with_dose(self) -> np.ndarray:
+        """Whether each beamlet (column) gives any voxel a dose above 0."""
+        return self.beamlet_peaks > 0
 
     def content_hash(self) -> str:
         """sha256 of the planning content (grid, matrix, beams, structures, density, CT).
@@ -503,7 +498,7 @@ def _validate(case: Case) -> None:
         raise InfluenceValueError("contains NaN or Inf entries")
     if (influence.data < 0).any():
         raise InfluenceValueError("contains negative entries (dose per unit weight must be >= 0)")
-    issue = influence_value_issue(influence)
+    issue = influence_value_issue(influence, case.beamlet_peaks)
     if issue is not None:
         raise InfluenceValueError(issue)
     if not influence.has_canonical_format:  # unsorted indices are the writer's choice; a repeated one is not
@@ -574,7 +569,15 @@ def repeated_entry(matrix: sp.csr_matrix) -> tuple[int, int] | None:
     return int(np.searchsorted(matrix.indptr, position, side="right")) - 1, int(matrix.indices[position])
 
 
-def influence_value_issue(influence: sp.csr_matrix) -> str | None:
+def beamlet_peaks(influence: sp.csr_matrix) -> np.ndarray:
+    """Each column's largest entry (0 where it stores none), in A's dtype: one pass, no column-major copy (a cast
+    to another dtype is 20x slower in numpy's `maximum.at`)."""
+    peaks = np.zeros(influence.shape[1], dtype=influence.data.dtype)
+    np.maximum.at(peaks, influence.indices, influence.data)
+    return peaks
+
+
+def influence_value_issue(influence: sp.csr_matrix, peaks: np.ndarray) -> str | None:
     """What makes these influence values (finite, >= 0) no dose a case can hold, or None.
 
     A matrix without a single dose above 0 plans an "optimal" 0 Gy everywhere; damaged entries
@@ -584,18 +587,16 @@ def influence_value_issue(influence: sp.csr_matrix) -> str | None:
     less than half the beamlets cannot move its own yardstick; the second compares each beamlet with
     itself, so damage spread over most beamlets, which lifts the median peak, is still seen, and neither
     depends on a tail cutoff or on the matrix's other values. A matrix without beamlets is no dose
-    calculation at all (the geometry `specc check` measures a dose on), not a failed one.
+    calculation at all (the geometry `specc check` measures a dose on), not a failed one. `peaks`:
+    `beamlet_peaks(influence)`.
     """
     if influence.shape[1] == 0:
         return None
     data = influence.data
-    highest = float(data.max()) if data.size else 0.0
+    highest = float(peaks.max())
     if highest <= 0:
         stored = f"every one of its {data.size} stored entries is 0" if data.size else "it stores no entry"
         return f"holds no dose: {stored} (a failed dose calculation or import: no beamlet reaches any voxel)"
-    # one pass, no column-major copy of A; in A's own dtype (numpy's fast path: a cast is 20x slower)
-    peaks = np.zeros(influence.shape[1], dtype=data.dtype)
-    np.maximum.at(peaks, influence.indices, data)
     with_dose = np.flatnonzero(peaks > 0)
     # "lower": a beamlet's own peak, so with two beamlets the damaged one is not half the yardstick
     median_peak = float(np.percentile(peaks[with_dose], 50, method="lower"))
