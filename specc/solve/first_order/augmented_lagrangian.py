@@ -47,7 +47,7 @@ _MAX_OUTER = 60
 # docs/performance-history.md, eleventh pass. The cap of 400 (it was 100) keeps a whole round's
 # pairs where rounds are long: the large case with hard limits, rounds of 150-400 iterations,
 # 1,400 -> 1,050 iterations and 13.0 -> 9.1 s, the soft-only large case 361 -> 313 iterations;
-# a cap of 200 gave 1,180, no cap (731 pairs) 1,050; docs/performance.md, twenty-second pass.
+# a cap of 200 gave 1,180, no cap (731 pairs) 1,050; docs/performance-history.md, twenty-second pass.
 _HISTORY_MIN, _HISTORY_MAX = 20, 400
 _NONZEROS_PER_PAIR_AND_VARIABLE = 4
 

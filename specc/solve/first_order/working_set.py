@@ -221,7 +221,7 @@ def shaping(tolerances: Tolerances) -> Tolerances:
     certificate. Held to the certificate's feasibility there, its rounds (each cut at the loose stationarity, their
     multipliers from subproblems hardly solved) failed to halve the violation, the penalty grew a hundredfold and
     one round at the largest penalty took most of the solve (5 mm C-shape with a hard PTV maximum and core mean:
-    1,710 -> 850 iterations; large case 2,040 -> 1,400; docs/performance.md, twenty-second pass).
+    1,710 -> 850 iterations; large case 2,040 -> 1,400; docs/performance-history.md, twenty-second pass).
     """
     factor = max(SHAPED / tolerances.stationarity, 1.0)
     return dataclasses.replace(
