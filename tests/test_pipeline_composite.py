@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import html
 import json
 import re
@@ -191,8 +192,8 @@ def test_prior_dose_files_rt_dose_chains_and_refusals(prior_file, tmp_path):
     session = write_rtdose_file(tmp_path / "RD-session.dcm", half, origin, spacing, summation="FRACTION_SESSION")
     with pytest.raises(CaseError, match="one session's dose, not a course's"):
         read_prior_dose([session], case)
-    linked = case.__class__(**{**case.__dict__, "metadata": case.metadata.__class__(
-        source="tests", dose_engine="synthetic", extra={"dicom.FrameOfReferenceUID": "9.9.9"})})
+    linked = dataclasses.replace(case, metadata=case.metadata.__class__(
+        source="tests", dose_engine="synthetic", extra={"dicom.FrameOfReferenceUID": "9.9.9"}))
     with pytest.raises(CaseError, match="Frame of Reference 1.2.3, the case 'synthetic' in 9.9.9"):
         read_prior_dose([rd], linked)
 
@@ -574,7 +575,7 @@ def test_a_prior_dose_of_another_case_or_patient(prior_file, tmp_path):
     case, so it is not refused); an RT Dose whose PatientID is not the case's is refused, naming both; the PatientID
     a prior file names is in the prior dose's notes (plan.json, report, terminal)."""
     other = synthetic_case(seed=1)
-    other = other.__class__(**{**other.__dict__, "case_id": "other-case"})
+    other = dataclasses.replace(other, case_id="other-case")
     elsewhere = write_result(tmp_path / "elsewhere.h5", other, np.zeros(other.n_beamlets), prior_field(other), 20)
     case = synthetic_case()
     notes = read_prior_dose([elsewhere], case).notes
@@ -585,7 +586,7 @@ def test_a_prior_dose_of_another_case_or_patient(prior_file, tmp_path):
     rd = write_rtdose_file(tmp_path / "RD.dcm", prior_field(case), case.grid.origin_mm, case.grid.spacing_mm)
     assert "RD.dcm: PatientID 'SPECC-TEST-001' (the case names none)" in read_prior_dose([rd], case).notes
     metadata = case.metadata.__class__(source="tests", dose_engine="synthetic", extra={"dicom.PatientID": "PAT-7"})
-    patient = case.__class__(**{**case.__dict__, "metadata": metadata})
+    patient = dataclasses.replace(case, metadata=metadata)
     with pytest.raises(CaseError, match=f"{re.escape(str(rd))}: its PatientID is 'SPECC-TEST-001', the case "
                                         "'synthetic' has 'PAT-7': another patient's dose"):
         read_prior_dose([rd], patient)
