@@ -7,6 +7,7 @@ import json
 import re
 import statistics
 from datetime import datetime, timezone
+from html import unescape
 from pathlib import Path
 
 import pytest
@@ -303,7 +304,8 @@ def test_every_header_row_of_the_cohort_and_comparison_pages_repeats_on_a_page_a
 
 def test_the_cohort_and_comparison_pages_each_give_their_author_generator_and_time(cohorts) -> None:
     """The three pages share their frame's document information (comparison_base.html): specc as author, the
-    running specc as generator, and the time the page was written, the one its header gives."""
+    running specc as generator, the time the page was written, the one its header gives, and a description that
+    names what the page compares (or, the cohort page, what it is of)."""
     from specc import __version__
     from specc.report.cohort_page import COHORT_PAGE
     from specc.report.compare import read_plans, render_comparison
@@ -314,6 +316,12 @@ def test_the_cohort_and_comparison_pages_each_give_their_author_generator_and_ti
         "compare_cohorts.html": render_cohort_comparison([first, second]),
         "compare.html": render_comparison(read_plans([cohorts["v1"] / "p0", cohorts["v2"] / "p0"], ["v1", "v2"])),
     }
+    # what each page's description names: what it compares (its labels with their protocols), or what it is of
+    compared = {
+        "cohort.html": ["Cohort: Site v1 v1.0.0", "3 cases", str(cohorts["v1"] / COHORT_CSV)],
+        "compare_cohorts.html": ["v1: Site v1 v1.0.0", "v2: Site v2 v1.0.0"],
+        "compare.html": ["v1: Site v1 v1.0.0 on p0", "v2: Site v2 v1.0.0 on p0"],
+    }
     for name, page in pages.items():
         head = page.split("</head>")[0]
         assert head.count('<meta name="author" content="specc">') == 1, name
@@ -321,4 +329,18 @@ def test_the_cohort_and_comparison_pages_each_give_their_author_generator_and_ti
         [created] = re.findall(r'<meta name="dcterms.created" content="(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)\+00:00">', head)
         written = datetime.fromisoformat(created).strftime("%Y-%m-%d %H:%M:%S")
         assert re.search(rf'class="running-title">[^<]* (written|compared) {written} UTC<', page), name
-        assert head.count('<meta name="description" content="') == 1, name
+        [description] = re.findall(r'<meta name="description" content="([^"]*)">', head)
+        assert all(what in unescape(description) for what in compared[name]), (name, description)
+
+
+def test_a_comparison_page_without_a_description_is_not_written() -> None:
+    """comparison_base.html requires each page's description block: a page that forgot it would write an empty
+    description (the PDF's /Subject) without a word."""
+    from jinja2 import TemplateRuntimeError
+
+    from specc.report.html import environment
+
+    undescribed = environment().from_string('{% extends "comparison_base.html" %}')
+    with pytest.raises(TemplateRuntimeError, match="description"):
+        undescribed.render(heading="Cohort comparison", names="v1 vs v2", warnings=[], not_converged=[], css="",
+                           written="2024-01-01T00:00:00+00:00", specc_version="0")
