@@ -26,7 +26,7 @@ from pathlib import Path
 
 from specc.protocol import Protocol
 from specc.report.identity import PLAN_FOLDER_FILES, is_staging_name
-from specc.report.compare import Measured, Notice, compared_now, recorded_goals
+from specc.report.compare import Measured, Notice, recorded_goals, written_now
 from specc.report.compare_cohorts import (
     STATUS_ORDER, cases_text, cohort_goal_rows, cohort_warnings, read_cohort,
 )
@@ -99,6 +99,6 @@ def write_cohort_page(summary: Path, protocol: Protocol, pdf: bool = False) -> l
         protocol_content_sha256s=contents,
         cohort=cohort, rows=rows, cases=cases, warnings=warnings, css=css, status_labels=STATUS_LABELS,
         status_order=STATUS_ORDER, not_converged=cohort.unconverged, partial_counts=partial_counts,
-        partial_mark=PARTIAL_MARK, written=compared_now(),
+        partial_mark=PARTIAL_MARK, written=written_now(),
     )
     return write_page(summary.parent, COHORT_PAGE, html, pdf)

@@ -473,9 +473,10 @@ def protocols_compared(records: Iterable[PlanRecord]) -> str:
     return ", ".join(dict.fromkeys(f"{record.protocol.name} v{record.protocol.version}" for record in records))
 
 
-def compared_now() -> str:
-    """When a comparison is written (UTC, ISO 8601 to the second), as a plan record's `created`: a comparison's pages
-    and document information carry it, for two comparisons of the same plans are otherwise alike page for page."""
+def written_now() -> str:
+    """When a page of several plans is written (UTC, ISO 8601 to the second), as a plan record's `created`: the
+    plan comparison's, the cohort comparison's and the cohort page's pages and document information carry it (their
+    frame's `written`), for two such pages of the same plans or cohort are otherwise alike page for page."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
@@ -499,7 +500,7 @@ def render_comparison(plans: Sequence[ComparedPlan]) -> str:
         not_converged=[plan.label for plan in plans if not plan.record.converged],
         css=css,
         status_labels=STATUS_LABELS,
-        written=compared_now(),
+        written=written_now(),
         protocols=protocols_compared(plan.record for plan in plans),
         cases=", ".join(dict.fromkeys(plan.record.case.case_id for plan in plans)),
     )

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from specc.evaluate import PlanRecord
 from specc.report.compare import (
-    COMPARE_PAGE, CONTENT_CHANGED, CompareError, Measured, Notice, compared_now, numbered, protocol_difference,
-    protocol_digests, protocols_compared, read_record, recorded_goals,
+    COMPARE_PAGE, CONTENT_CHANGED, CompareError, Measured, Notice, numbered, protocol_difference,
+    protocol_digests, protocols_compared, read_record, recorded_goals, written_now,
 )
 from specc.report.identity import PLAN_JSON
 from specc.report.html import STATUS_LABELS, environment, style_sheet
@@ -262,7 +262,7 @@ def render_cohort_comparison(cohorts: Sequence[ComparedCohort]) -> str:
         cohorts=cohorts, rows=cohort_goal_rows(cohorts), warnings=cohort_warnings(cohorts), css=css,
         status_labels=STATUS_LABELS, status_order=STATUS_ORDER,
         not_converged=[f"{cohort.label}: {case}" for cohort in cohorts for case in cohort.unconverged],
-        written=compared_now(),
+        written=written_now(),
         protocols=protocols_compared(record for cohort in cohorts for record in cohort.plans.values()),
     )
 
