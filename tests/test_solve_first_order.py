@@ -279,6 +279,30 @@ def test_the_certificate_accepts_the_reference_optimum_and_refuses_a_nearby_poin
     assert certify(precise, fast.z, fast.multipliers) == fast.certificate
 
 
+@pytest.mark.parametrize("name", ["hard max and mean limits", "hard DVH limits (CVaR, both bounds) and a hard min dose"])
+def test_a_check_at_an_evaluated_point_takes_the_objective_gradient_from_the_lagrangian(name: str) -> None:
+    """An inner run's KKT check reuses the evaluation at its iterate: the objective's gradient is the Lagrangian's
+    less the pull of the multipliers it was taken at, the same parts as computed apart (auxiliaries included)."""
+    _, program = _compile(CASES[name])
+    solver = FirstOrderSolver(program)
+    smooth = solver.smooth_program()
+    precise = smooth.with_operator(solver.operator.in_float64())
+    rng = np.random.default_rng(3)
+    z = precise.start(rng.uniform(0.5, 1.5, precise.n_beamlets) * precise.scale)
+    y = rng.uniform(0.0, 2.0, precise.n_constraints) * (rng.random(precise.n_constraints) < 0.5)
+    evaluation = precise.evaluate(z, y, 10.0)
+    assert evaluation.shifted is not None and evaluation.shifted.any()
+    reused = precise.kkt_parts_of(z, evaluation)
+    apart = precise.kkt_parts(z, evaluation.shifted, evaluation.dose)
+    np.testing.assert_array_equal(reused.constraint_gradient, apart.constraint_gradient)
+    scale = np.abs(apart.objective_gradient).max()
+    np.testing.assert_allclose(reused.objective_gradient, apart.objective_gradient, rtol=0, atol=1e-10 * scale)
+    assert reused.objective == pytest.approx(apart.objective, rel=1e-12)
+    np.testing.assert_array_equal(reused.residuals, apart.residuals)
+    with pytest.raises(ValueError, match="without multipliers"):
+        precise.kkt_parts_of(z, precise.evaluate(z))
+
+
 class _NoFastForm(TermBase):
     kind: str = "no_fast_form"
 

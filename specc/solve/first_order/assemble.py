@@ -159,6 +159,9 @@ class Evaluation:
     lagrangian: float
     gradient: np.ndarray  # of the Lagrangian on z (of the objective when no multipliers are given)
     dose: np.ndarray  # s A z, which a KKT check at the same point reuses
+    # The multipliers whose pull `gradient` holds, pos(y + rho r) (the Lagrangian's gradient is that of the
+    # Lagrangian at them); None when evaluated without multipliers. A KKT check at the point reuses them.
+    shifted: np.ndarray | None = None
 
 
 @dataclass
@@ -366,20 +369,22 @@ class SmoothProgram:
                 objective += value
                 self._add(gradient, dose_gradient, p, piece)
         residuals = np.empty(self.n_constraints)
+        all_shifted = None if multipliers is None else np.zeros(self.n_constraints)
         lagrangian = objective
         for c in self.constraints:
             point = self._point(c.placed, z, dose)
             residual = c.constraint.residual(point) / c.scale
             residuals[c.multipliers] = residual
-            if multipliers is None:
+            if all_shifted is None:
                 continue
             current = multipliers[c.multipliers]
             shifted = np.maximum(current + penalty * residual, 0.0)
+            all_shifted[c.multipliers] = shifted
             lagrangian += float(shifted @ shifted - current @ current) / (2.0 * penalty)
             if shifted.any():
                 self._add(gradient, dose_gradient, c.placed, c.constraint.pullback(point, shifted / c.scale))
         gradient[: self.n_beamlets] += self.operator.adjoint(dose_gradient)
-        return Evaluation(objective, residuals, lagrangian, gradient, dose)
+        return Evaluation(objective, residuals, lagrangian, gradient, dose, all_shifted)
 
     def active_entries(self, z: np.ndarray, multipliers: np.ndarray, penalty: float, margin: float,
                        dose: np.ndarray | None = None) -> np.ndarray:
@@ -410,7 +415,8 @@ class SmoothProgram:
         return active
 
     def kkt_parts(self, z: np.ndarray, multipliers: np.ndarray, dose: np.ndarray | None = None) -> KktParts:
-        """grad f(z) and J(z).T y apart (two adjoint products), with the objective and residuals.
+        """grad f(z) and J(z).T y apart (two adjoint products, one where no multiplier pulls), with the objective and
+        residuals.
 
         `dose`: A x at z when the caller has it (an evaluation at the same point), which saves the product.
         """
@@ -429,11 +435,13 @@ class SmoothProgram:
         objective_gradient[: self.n_beamlets] += self.operator.adjoint(objective_dose)
         return KktParts(objective, residuals, objective_gradient, self._pull(z, multipliers, dose))
 
-    def kkt_parts_of(self, z: np.ndarray, evaluation: Evaluation, multipliers: np.ndarray) -> KktParts:
-        """`kkt_parts` at a point `evaluate` gave with the Lagrangian's gradient at `multipliers` (the shifted ones,
-        pos(y + rho r)): the objective's gradient is that gradient less the multipliers' pull, so the check an
-        inner run makes every few iterations costs one adjoint product, not two."""
-        constraint_gradient = self._pull(z, multipliers, evaluation.dose)
+    def kkt_parts_of(self, z: np.ndarray, evaluation: Evaluation) -> KktParts:
+        """`kkt_parts` at z, with the multipliers `evaluation` (evaluated at z with multipliers) holds the pull of
+        (`Evaluation.shifted`): the objective's gradient is its gradient less that pull, so the check an inner run
+        makes every few iterations costs one adjoint product, not two."""
+        if evaluation.shifted is None:
+            raise ValueError("an evaluation without multipliers holds no pull to take off its gradient")
+        constraint_gradient = self._pull(z, evaluation.shifted, evaluation.dose)
         return KktParts(evaluation.objective, evaluation.residuals, evaluation.gradient - constraint_gradient,
                         constraint_gradient)
 

@@ -317,8 +317,9 @@ class _Rounds:
 
         The KKT test (`certify` with `checker`'s products) runs on the multipliers the round
         would produce, y+ = pos(y + rho r(z)): the gradient of the augmented Lagrangian is
-        exactly that of the Lagrangian at y+, so an inner run stops as soon as its iterate
-        is certifiable instead of running on to `ftol`. It also stops once that stationarity
+        exactly that of the Lagrangian at y+ (so at the iterate just evaluated the test takes
+        the objective's part from it, `SmoothProgram.kkt_parts_of`), and an inner run stops as
+        soon as its iterate is certifiable instead of running on to `ftol`. It also stops once that stationarity
         is down to the round's own tolerance, `_round_tolerance` of the progress the previous
         round left (inexact rounds).
         """
@@ -342,8 +343,7 @@ class _Rounds:
                     # No multipliers: the iterate's own gradient is the objective's; the check costs no product.
                     certificate = _objective_certificate(program, point, current)
                 elif current is not None:  # its gradient is the Lagrangian's at the shifted multipliers
-                    shifted = np.maximum(y + rho * current.residuals, 0.0)
-                    certificate = judge(checker, point, shifted, checker.kkt_parts_of(point, current, shifted))
+                    certificate = judge(checker, point, current.shifted, checker.kkt_parts_of(point, current))
                 else:
                     evaluation = checker.evaluate(point)
                     shifted = np.maximum(y + rho * evaluation.residuals, 0.0)
