@@ -136,7 +136,10 @@ def _memory_cap_100() -> None:
 
 
 def _float64_matrix() -> None:
-    """The influence matrix in float64, products in float64 (ninth pass: float32 with float64 anchors)."""
+    """The influence matrix in float64, products in float64 (ninth pass: float32 with float64 anchors).
+
+    Set after loading, past the validation that stores A in float32 (a new Case would be made float32 again); what
+    the case keeps of its matrix (its beamlets' peaks) has the same values in either precision."""
     from specc.case import Case
 
     load = Case.load

@@ -32,14 +32,10 @@ FORMAT_VERSION = 1
 # What `/influence` entries are (docs/case-format.md); the `units` attribute may say only this.
 INFLUENCE_UNITS = "Gy per unit beamlet weight per fraction"
 
-# Chunks of about 1 MiB for the long 1-D arrays of A; masks and density one x-slab per chunk.
+# Chunks of 2^18 entries (2 MiB) for the other long 1-D arrays (voxel indices, row pointers); masks, density and CT
+# one x-slab per chunk.
 _CHUNK_1D = 1 << 18
 _COMPRESSION = {"compression": "gzip", "compression_opts": 4, "shuffle": True}
-# A's values and column indices are stored as they are, contiguous: they are most of a case file and all of its
-# load time when compressed. The large benchmark case's 32.2M entries read in 0.06 s from 257 MB instead of 0.61 s
-# from 110 MB with gzip and shuffle (0.27 s from 156 MB with LZF, which readers outside h5py lack): a planning
-# session loads its case again for every protocol and cohort, and disk is the cheaper of the two
-# (docs/performance.md, twenty-third pass).
 
 
 def write_case(case: Case, path: str | Path) -> None:
@@ -62,6 +58,11 @@ def write_case(case: Case, path: str | Path) -> None:
             influence.attrs["units"] = INFLUENCE_UNITS
             _write_1d(influence, "voxel_indices", case.voxel_indices.astype(np.int64, copy=False))
             _write_1d(influence, "indptr", case.influence.indptr.astype(np.int64, copy=False))
+            # A's values and column indices as they are, contiguous: they are most of a case file and, compressed,
+            # most of its load time (the large benchmark case's 32.2M entries: 0.06 s from 257 MB, against 0.61 s
+            # from 110 MB with gzip and shuffle, 0.27 s from 156 MB with LZF, which readers outside h5py lack). A
+            # planning session loads its case again for every protocol and cohort; disk is the cheaper of the two
+            # (docs/performance.md, twenty-third pass).
             influence.create_dataset("indices", data=case.influence.indices.astype(np.int32, copy=False))
             influence.create_dataset("data", data=case.influence.data.astype(np.float32, copy=False))
 

@@ -306,7 +306,9 @@ class Case:
 
     `influence` rows are the grid voxels listed in `voxel_indices` (strictly increasing flat
     indices); columns are `beamlets`; entries are Gy per unit beamlet weight per fraction.
-    Every voxel of every structure is a row.
+    Every voxel of every structure is a row. A case is validated once, when made, and keeps what it
+    derives from its matrix (its beamlets' peaks, its row blocks): make another with
+    `dataclasses.replace` rather than reassigning its fields.
     """
 
     case_id: str
