@@ -192,7 +192,7 @@ def test_the_pages_show_the_protocol_and_case_sha256(cohorts, tmp_path: Path) ->
     assert all(record.case.sha256[:12] in cohort_html for record in first.plans.values())
     result = CliRunner().invoke(app, ["compare", str(cohorts["v1"]), str(cohorts["v2"]), "--out", str(tmp_path)])
     said = " ".join(result.output.split())
-    assert f"v1: Site v1 v1.0.0 (protocol SHA-256 {digest[:12]}); 3 cases planned" in said
+    assert f"v1: Site v1 v1.0.0 (SHA-256 {digest[:12]}; content SHA-256 {content[:12]}); 3 cases planned" in said
     assert "warning: the cohorts' protocols differ" in said
     page = (tmp_path / "compare.html").read_text()
     assert digest[:12] in page
@@ -300,6 +300,18 @@ def test_every_header_row_of_the_cohort_and_comparison_pages_repeats_on_a_page_a
         parser = HeaderRows()
         parser.feed(page)
         assert (parser.loose, parser.headed >= 2) == ([], True), name
+
+
+def test_the_console_says_a_cohort_without_a_plan_has_none(cohorts, tmp_path: Path) -> None:
+    """A cohort that planned no case has no protocol to name nor hash: "v2: no plan", not "(no plan) (protocol
+    SHA-256 n/a)"."""
+    failed = tmp_path / "failed"
+    failed.mkdir()
+    (failed / COHORT_CSV).write_text("case_id,case_file,folder,error\np0,case0.h5,,not a readable HDF5 file\n")
+    result = CliRunner().invoke(app, ["compare", str(cohorts["v1"]), str(failed), "--out", str(tmp_path / "out")])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert "failed: no plan; 0 cases planned" in said and "n/a" not in said
 
 
 def test_the_cohort_and_comparison_pages_each_give_their_author_generator_and_time(cohorts) -> None:

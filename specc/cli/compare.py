@@ -82,10 +82,10 @@ def _compare_cohorts(summaries: list[Path], labels: list[str], out: Path, pdf: b
     written = write_cohort_comparison(out, cohorts, pdf=pdf)
     _warn(cohort_warnings(cohorts))
     for cohort in cohorts:
-        hashes = ", ".join(digest[:12] for digest in cohort.protocol_sha256s) or "n/a"
+        protocols = f"{cohort.protocol} ({cohort.protocol_digests})" if cohort.plans else "no plan"
         twice = f" ({len(cohort.repeated)} listed twice, counted once)" if cohort.repeated else ""
-        console.print(f"{cohort.label}: {cohort.protocol} (protocol SHA-256 {hashes}); "
-                      f"{cases_text(len(cohort.plans))} planned{twice}", markup=False, highlight=False)
+        console.print(f"{cohort.label}: {protocols}; {cases_text(len(cohort.plans))} planned{twice}",
+                      markup=False, highlight=False)
     paired = len(cohorts) == 2
     table = Table("structure", "goal", *(cohort.label for cohort in cohorts), *(["median paired difference"] if paired else []),
                   title="Clinical goals over the cohort (cases per status; median)")
