@@ -32,6 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -173,7 +174,21 @@ def approve(
             f"{folder}: holds {', '.join(leftovers)}, left by a run killed while it wrote its files (not this plan's; "
             "it may hold another run's whole plan): remove it, then approve"
         )
+    def plan_file_sha256s() -> dict[str, str]:
+        sha256s, unreadable = _sha256s_now(folder, PLAN_FOLDER_FILES, plan_sha256)
+        if unreadable:
+            raise ApprovalError("; ".join(unreadable.values()))
+        return sha256s
+
+    # Hashed before `of_one_run` reads them and again after: what is bound is what it judged, not a file swapped in (or
+    # one that appeared) meanwhile. Changed after this, a file no longer has the SHA-256 bound, which `verify` finds.
+    judged = plan_file_sha256s()
     run = of_one_run(folder, record, plan_sha256, case)
+    now = plan_file_sha256s()
+    moved = [f"{folder / name} " + ("appeared" if name not in judged else "was removed" if name not in now else "changed")
+             for name in PLAN_FOLDER_FILES if judged.get(name) != now.get(name)]
+    if moved:
+        raise ApprovalError(f"{'; '.join(moved)} while the plan was being approved: approve again")
     if run.foreign:
         raise ApprovalError(
             f"{folder}: its files are not of one run: {'; '.join(run.foreign)}; approve a plan folder as specc wrote "
@@ -207,8 +222,7 @@ def approve(
         goals=record.goal_counts(),
         accepted_deviations=deviations,
         reason=reason.strip() if deviations and reason else None,
-        files={PLAN_JSON: plan_sha256} | {name: file_sha256(folder / name) for name in PLAN_FOLDER_FILES
-                                          if name != PLAN_JSON and (folder / name).is_file()},
+        files=judged,
         warnings=list(record.warnings),
         outside_hot_spot=record.outside_hot_spot,
     )
@@ -294,22 +308,44 @@ def verify(folder: str | Path, case: str | Path | None = None) -> Verification:
         except CompareError as error:  # edited into what is no plan record (or of a format this specc does not read)
             unread = [str(error)]
     bound = {**approval.files, **approval.pages}
-    sha256_now = {PLAN_JSON: plan[1]} if plan is not None else {}
-    sha256_now |= {name: file_sha256(folder / name) for name in bound
-                   if name not in sha256_now and (folder / name).is_file()}
-    missing = [name for name in bound if name not in sha256_now]
-    changed = [name for name in bound if name in sha256_now and sha256_now[name] != bound[name]]
+    sha256_now, unreadable = _sha256s_now(folder, bound, plan[1] if plan is not None else None)
+    missing = [name for name in bound if not (folder / name).is_file()]
+    # A plan.json whose read failed has no SHA-256 now (not read again, its error is said): it counts as changed.
+    changed = [name for name in bound if name not in missing and name not in unreadable
+               and sha256_now.get(name) != bound[name]]
     appeared = [name for name in (*PLAN_FOLDER_FILES, *APPROVAL_PAGES) if name not in bound and (folder / name).exists()]
-    disagreements = _self_disagreements(approval) + unread
+    disagreements = _self_disagreements(approval) + unread + list(unreadable.values())
     unchecked = []
     if plan is not None:
         record, plan_sha256 = plan
         if PLAN_JSON in approval.files and PLAN_JSON not in changed:
             disagreements += _plan_disagreements(approval, record)
-        run = of_one_run(folder, record, plan_sha256, case)
-        disagreements += run.foreign
-        unchecked = run.unchecked
+        if unreadable:  # of_one_run would read them too
+            unchecked = [f"whether the plan files are of one run: {', '.join(unreadable)} cannot be read"]
+        else:
+            run = of_one_run(folder, record, plan_sha256, case)
+            disagreements += run.foreign
+            unchecked = run.unchecked
     return Verification(approval, changed, missing, appeared, disagreements, unchecked)
+
+
+def _sha256s_now(folder: Path, names: Iterable[str], plan_sha256: str | None) -> tuple[dict[str, str], dict[str, str]]:
+    """The SHA-256 of each of `names` that is a file in `folder`, and, by name, why each that cannot be read could
+    not be hashed. plan.json's is `plan_sha256`, of the one read whose record the caller judges (`read_plan_file`),
+    never of its bytes read again, which may be another plan's by now; where the caller could not read it (None) it
+    has none here."""
+    sha256s, unreadable = {}, {}
+    for name in names:
+        path = folder / name
+        if name == PLAN_JSON:
+            if plan_sha256 is not None:
+                sha256s[name] = plan_sha256
+        elif path.is_file():
+            try:
+                sha256s[name] = file_sha256(path)
+            except OSError as error:  # permissions, I/O: said, naming the file
+                unreadable[name] = f"{path}: cannot be read ({error.strerror})"
+    return sha256s, unreadable
 
 
 @dataclass

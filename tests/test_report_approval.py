@@ -345,3 +345,66 @@ def test_a_goal_on_an_organ_the_protocol_allows_the_case_to_lack_is_no_deviation
     _rewrite(unmeasured, goals=[absent if goal is organ else goal for goal in record.goals])
     with pytest.raises(ApprovalError, match=r"Organ Mean <= 40 Gy: NOT EVALUATED.*--accept-deviations"):
         approve(unmeasured, "Dr. A. Example", "")
+
+
+@pytest.mark.parametrize("swap", ["report.html", "segments.json"])
+def test_a_plan_file_swapped_while_approve_checks_it_is_refused_not_bound_unjudged(met, failing, tmp_path, monkeypatch,
+                                                                                   swap):
+    """The files are hashed before `of_one_run` reads them and again after: another run's report.html written in
+    between, or a segments.json that appeared, would otherwise be bound although never checked to be of this run."""
+    import specc.approval
+
+    folder = _copy(met, tmp_path)
+    of_one_run = specc.approval.of_one_run
+
+    def checked_then_swapped(*args, **kwargs):
+        run = of_one_run(*args, **kwargs)
+        shutil.copy(failing / ("plan.json" if swap == "segments.json" else swap), folder / swap)
+        return run
+
+    monkeypatch.setattr(specc.approval, "of_one_run", checked_then_swapped)
+    said = "appeared" if swap == "segments.json" else "changed"
+    with pytest.raises(ApprovalError, match=rf"{swap} {said} while the plan was being approved: approve again"):
+        approve(folder, "Dr. A. Example", "")
+    assert not (folder / "approval.json").exists() and not (folder / "approval.html").exists()
+
+
+def _unreadable(monkeypatch, name: str) -> None:
+    """`name` in the plan folder as a file whose bytes cannot be read (permissions, I/O): root reads through chmod."""
+    import specc.approval
+
+    file_sha256, read_plan_file = specc.approval.file_sha256, specc.approval.read_plan_file
+
+    def sha256_or_denied(path: Path) -> str:
+        if path.name == name:
+            raise PermissionError(13, "Permission denied", str(path))
+        return file_sha256(path)
+
+    def read_or_denied(path: Path):
+        if path.name == name:
+            raise specc.approval.CompareError(f"{path}: cannot be read (Permission denied)")
+        return read_plan_file(path)
+
+    monkeypatch.setattr(specc.approval, "file_sha256", sha256_or_denied)
+    monkeypatch.setattr(specc.approval, "read_plan_file", read_or_denied)
+
+
+def test_an_unreadable_plan_file_is_a_problem_named_never_a_traceback(met, tmp_path, monkeypatch):
+    folder = _copy(met, tmp_path)
+    approve(folder, "Dr. A. Example", "")
+    _unreadable(monkeypatch, "plan.json")
+    checked = verify(folder)
+    assert not checked.intact and checked.changed == ["plan.json"]
+    assert f"{folder / 'plan.json'}: cannot be read (Permission denied)" in checked.problems
+    result = CliRunner().invoke(app, ["approve", str(folder), "--verify"])
+    assert result.exit_code == 1 and "plan.json: cannot be read (Permission denied)" in " ".join(result.output.split())
+
+    monkeypatch.undo()
+    _unreadable(monkeypatch, "result.h5")
+    checked = verify(folder)
+    assert not checked.intact and checked.changed == [] and checked.missing == []
+    assert checked.unchecked == ["whether the plan files are of one run: result.h5 cannot be read"]
+    assert f"{folder / 'result.h5'}: cannot be read (Permission denied)" in checked.problems
+    fresh = _copy(met, tmp_path / "fresh")
+    with pytest.raises(ApprovalError, match=r"result\.h5: cannot be read \(Permission denied\)"):
+        approve(fresh, "Dr. A. Example", "")
