@@ -123,9 +123,12 @@ class Verification:
     changed: list[str]  # approved files (and approval pages) whose content differs now
     missing: list[str]  # approved files no longer there
     appeared: list[str]  # plan files (or approval pages) there now that were not approved
-    disagreements: list[str]  # approval.json itself edited, or saying other than plan.json
-    # What could not be checked, and why (segments.json's fluence without the plan's case): not a break of the
-    # approval, which bound the file's SHA-256, but not vouched for by this verification either.
+    # Every other break, one phrase each: approval.json edited or saying other than plan.json, plan.json no plan record
+    # (or unreadable), a bound file unreadable, a plan file not of plan.json's run (`of_one_run`).
+    disagreements: list[str]
+    # What could not be checked, and why (segments.json's fluence without the plan's case; whether the files are of one
+    # run, without a plan record or a file to read): not a break of the approval, which bound the files' SHA-256, but
+    # not vouched for by this verification either.
     unchecked: list[str] = field(default_factory=list)
 
     @property
@@ -316,7 +319,10 @@ def verify(folder: str | Path, case: str | Path | None = None) -> Verification:
     appeared = [name for name in (*PLAN_FOLDER_FILES, *APPROVAL_PAGES) if name not in bound and (folder / name).exists()]
     disagreements = _self_disagreements(approval) + unread + list(unreadable.values())
     unchecked = []
-    if plan is not None:
+    if plan is None:
+        unchecked = [f"whether the plan files are of one run: {PLAN_JSON}, which they are checked against, is "
+                     + ("no plan record this specc reads" if unread else "not there")]
+    else:
         record, plan_sha256 = plan
         if PLAN_JSON in approval.files and PLAN_JSON not in changed:
             disagreements += _plan_disagreements(approval, record)

@@ -408,3 +408,22 @@ def test_an_unreadable_plan_file_is_a_problem_named_never_a_traceback(met, tmp_p
     fresh = _copy(met, tmp_path / "fresh")
     with pytest.raises(ApprovalError, match=r"result\.h5: cannot be read \(Permission denied\)"):
         approve(fresh, "Dr. A. Example", "")
+
+
+@pytest.mark.parametrize(("content", "problem"), [
+    ("not json", "plan.json: not a specc plan record"),
+    (None, "plan.json: plan record format 999; this specc reads format 1"),
+])
+def test_a_plan_json_replaced_by_no_plan_record_breaks_the_approval_and_says_what_went_unchecked(met, tmp_path, content,
+                                                                                                 problem):
+    folder = _copy(met, tmp_path)
+    approve(folder, "Dr. A. Example", "")
+    path = folder / "plan.json"
+    if content is None:
+        content = json.dumps(json.loads(path.read_text()) | {"format": 999})
+    path.write_text(content)
+    checked = verify(folder)
+    assert not checked.intact and checked.changed == ["plan.json"] and "plan.json changed" in checked.problems
+    assert any(said.startswith(f"{folder / problem}") for said in checked.problems), checked.problems
+    assert checked.unchecked == ["whether the plan files are of one run: plan.json, which they are checked against, is "
+                                 "no plan record this specc reads"]
