@@ -119,10 +119,10 @@ def test_protocols_are_told_apart_by_their_sha256(cohorts) -> None:
     """Two protocols of one name and version but other content must not read as one."""
     first, second = (read_cohort(cohorts[name] / COHORT_CSV) for name in ("v1", "v2"))
     [digest_1], [digest_2] = first.protocol_sha256s, second.protocol_sha256s
-    [content_1] = first.protocol_content_sha256s
+    [content_1] = (protocol.content_sha256 for protocol in first.protocol_files)
     assert digest_1 != digest_2
     [differ] = [warning for warning in _said([first, second]) if "protocols differ" in warning]
-    assert f"v1: Site v1 v1.0.0 (SHA-256 {digest_1[:12]}; content SHA-256 {content_1[:12]})" in differ
+    assert f"v1: Site v1 v1.0.0 (SHA-256 {digest_1[:12]}, content SHA-256 {content_1[:12]})" in differ
     assert "without a new version" not in differ
     renamed = {case: record.model_copy(update={"protocol": record.protocol.model_copy(update={"name": "Site v1"})})
                for case, record in second.plans.items()}
@@ -132,16 +132,28 @@ def test_protocols_are_told_apart_by_their_sha256(cohorts) -> None:
     assert not [warning for warning in _said([first, first]) if "protocol" in warning]
 
 
-def test_a_cohort_names_its_protocols_as_a_plan_comparison_names_its_plans(cohorts) -> None:
+def test_a_cohort_names_its_protocols_as_a_plan_comparison_names_its_plans(cohorts, tmp_path: Path) -> None:
     """One wording of a set of protocols (`protocols_compared`): a cohort mixing protocols names them in its cases'
-    order, joined by commas (it named them sorted, joined by "; "); a cohort without a plan says so."""
+    order, joined by commas (it named them sorted, joined by "; "); a cohort without a plan says so. Where its
+    protocols are shown with their hashes (warnings, console, page) each is beside its own: the names in the cases'
+    order beside the hashes sorted apart read as pairs they were not."""
     from specc.report.compare import protocols_compared
 
     first, second = (read_cohort(cohorts[name] / COHORT_CSV) for name in ("v1", "v2"))
     mixed = dataclasses.replace(first, plans={"p3": second.plans["p3"], **first.plans})
     assert mixed.protocol == protocols_compared(mixed.plans.values()) == "Site v2 v1.0.0, Site v1 v1.0.0"
+    [(v2, v2_content)], [(v1, v1_content)] = ({(record.protocol.sha256[:12], record.protocol.content_sha256[:12])
+                                               for record in cohort.plans.values()} for cohort in (second, first))
+    paired = (f"Site v2 v1.0.0 (SHA-256 {v2}, content SHA-256 {v2_content}), "
+              f"Site v1 v1.0.0 (SHA-256 {v1}, content SHA-256 {v1_content})")
+    assert mixed.protocols_with_digests == paired
     [said] = [warning for warning in _said([mixed]) if "different protocols" in warning]
-    assert said.startswith("v1: its plans were made with 2 different protocols (Site v2 v1.0.0, Site v1 v1.0.0; SHA-256 ")
+    assert said == f"v1: its plans were made with 2 different protocols ({paired})"
+    page = render_cohort_comparison([mixed, second])
+    shown = [" ".join(re.sub(r"<[^>]+>", " ", cell).split())
+             for cell in re.findall(r'<span class="compared-protocol">(.*?)</span>(?=<br><span class="compared|</td>)',
+                                    page)]
+    assert shown[:2] == [f"Site v2 v1.0.0 {v2} content {v2_content}", f"Site v1 v1.0.0 {v1} content {v1_content}"]
     assert dataclasses.replace(first, plans={}).protocol == "(no plan)"
 
 
@@ -158,12 +170,12 @@ def test_a_comment_edit_between_cohorts_is_said_as_one_not_as_an_unversioned_cha
     "changed without a new version" (audit s20/t1 F0); without the fingerprint (older plan.json), the byte rule in
     honest words; within one cohort the same."""
     first = read_cohort(cohorts["v1"] / COHORT_CSV)
-    [content] = first.protocol_content_sha256s
+    [content] = (protocol.content_sha256 for protocol in first.protocol_files)
     commented = _with_protocol(first, "commented", sha256="ab" * 32)
     [said] = [warning for warning in _said([first, commented]) if "protocol" in warning]
     assert said == (f"the cohorts' protocols share a name and version (v1: Site v1 v1.0.0 (SHA-256 "
-                    f"{first.protocol_sha256s[0][:12]}; content SHA-256 {content[:12]}); commented: Site v1 v1.0.0 "
-                    f"(SHA-256 abababababab; content SHA-256 {content[:12]})): the protocol files differ in comments, "
+                    f"{first.protocol_sha256s[0][:12]}, content SHA-256 {content[:12]}); commented: Site v1 v1.0.0 "
+                    f"(SHA-256 abababababab, content SHA-256 {content[:12]})): the protocol files differ in comments, "
                     "formatting or descriptive fields only (description, references, authors, colours) (same content)")
     older = [_with_protocol(cohort, cohort.label, content_sha256=None) for cohort in (first, commented)]
     [said] = [warning for warning in _said(older) if "protocol" in warning]
@@ -173,26 +185,26 @@ def test_a_comment_edit_between_cohorts_is_said_as_one_not_as_an_unversioned_cha
     [one_case, *_] = commented.plans
     mixed = dataclasses.replace(first, plans={**first.plans, one_case: commented.plans[one_case]})
     [said] = [warning for warning in _said([mixed]) if "protocol" in warning]
-    assert said.startswith("v1: its plans' protocols share a name and version (Site v1 v1.0.0; SHA-256 ")
+    assert said.startswith("v1: its plans' protocols share a name and version (Site v1 v1.0.0 (SHA-256 ")
     assert said.endswith("the protocol files differ in comments, formatting or descriptive fields only (description, "
                          "references, authors, colours) (same content)")
     edited = dataclasses.replace(first, plans={**first.plans, one_case: _with_protocol(
         commented, "edited", content_sha256="cd" * 32).plans[one_case]})
     [said] = [warning for warning in _said([edited]) if "protocol" in warning]
-    assert said.startswith("v1: its plans were made with 2 different protocols (Site v1 v1.0.0; SHA-256 ")
+    assert said.startswith("v1: its plans were made with 2 different protocols (Site v1 v1.0.0 (SHA-256 ")
     assert said.endswith("so one was changed without a new version")
 
 
 def test_the_pages_show_the_protocol_and_case_sha256(cohorts, tmp_path: Path) -> None:
     first = read_cohort(cohorts["v1"] / COHORT_CSV)
-    [digest], [content] = first.protocol_sha256s, first.protocol_content_sha256s
+    [(digest, content)] = ((protocol.sha256, protocol.content_sha256) for protocol in first.protocol_files)
     cohort_html = (cohorts["v1"] / "cohort.html").read_text()
     assert digest in cohort_html
     assert f'<td>Protocol content SHA-256</td><td class="mono">{content}</td>' in cohort_html
     assert all(record.case.sha256[:12] in cohort_html for record in first.plans.values())
     result = CliRunner().invoke(app, ["compare", str(cohorts["v1"]), str(cohorts["v2"]), "--out", str(tmp_path)])
     said = " ".join(result.output.split())
-    assert f"v1: Site v1 v1.0.0 (SHA-256 {digest[:12]}; content SHA-256 {content[:12]}); 3 cases planned" in said
+    assert f"v1: Site v1 v1.0.0 (SHA-256 {digest[:12]}, content SHA-256 {content[:12]}); 3 cases planned" in said
     assert "warning: the cohorts' protocols differ" in said
     page = (tmp_path / "compare.html").read_text()
     assert digest[:12] in page

@@ -15,7 +15,7 @@ from specc.evaluate.record import ProtocolInfo
 from specc.pipeline import plan
 from specc.protocol import load_protocol
 from specc.report.compare import (
-    CONTENT_CHANGED, FORMATTING_ONLY, NOT_TOLD, Notice, protocol_difference, protocol_digests, read_plans, read_record,
+    CONTENT_CHANGED, FORMATTING_ONLY, NOT_TOLD, Notice, protocol_difference, protocol_with_digests, read_plans, read_record,
     warnings,
 )
 from specc.report.compare_cohorts import ComparedCohort, cohort_warnings
@@ -77,16 +77,22 @@ def test_a_cohort_whose_plans_differ_in_comments_only_is_a_note(tmp_path: Path) 
         update={"protocol": reweighted})}, [])
     [said] = [notice for notice in cohort_warnings([cohort]) if "protocol" in notice.text]
     assert said.text.endswith(CONTENT_CHANGED.text) and said.warning
-    assert cohort.protocol_digests == protocol_digests([record.protocol, reweighted], between="; ")
+    assert cohort.protocols_with_digests == ", ".join(map(protocol_with_digests, [record.protocol, reweighted]))
 
 
-def test_one_rule_gives_a_plan_s_and_a_cohort_s_protocol_hashes() -> None:
+def test_one_rule_gives_a_plan_s_and_a_cohort_s_protocol_hashes(tmp_path: Path) -> None:
+    """Each protocol beside its own hashes, a plan's as a cohort's; a cohort's several in its cases' order, each
+    file once."""
     planned = ProtocolInfo(name="P", version="1", site="s", files=[], sha256="a" * 64, content_sha256="c" * 64)
-    edited = planned.model_copy(update={"sha256": "b" * 64})
-    assert protocol_digests([planned]) == "SHA-256 aaaaaaaaaaaa, content SHA-256 cccccccccccc"
-    assert protocol_digests([edited, planned, planned], between="; ") == (
-        "SHA-256 aaaaaaaaaaaa, bbbbbbbbbbbb; content SHA-256 cccccccccccc")
-    assert protocol_digests([planned.model_copy(update={"content_sha256": None})]) == "SHA-256 aaaaaaaaaaaa"
+    edited = planned.model_copy(update={"name": "Q", "sha256": "b" * 64, "content_sha256": "d" * 64})
+    assert protocol_with_digests(planned) == "P v1 (SHA-256 aaaaaaaaaaaa, content SHA-256 cccccccccccc)"
+    assert protocol_with_digests(planned.model_copy(update={"content_sha256": None})) == "P v1 (SHA-256 aaaaaaaaaaaa)"
+    record = read_record(_planned(tmp_path / "tuned.yaml", PROTOCOL, tmp_path / "plan") / "plan.json")
+    plans = {case: record.model_copy(update={"protocol": protocol})
+             for case, protocol in (("p0", edited), ("p1", planned), ("p2", planned))}
+    assert ComparedCohort("v1", tmp_path / "cohort.csv", plans, []).protocols_with_digests == (
+        "Q v1 (SHA-256 bbbbbbbbbbbb, content SHA-256 dddddddddddd), "
+        "P v1 (SHA-256 aaaaaaaaaaaa, content SHA-256 cccccccccccc)")
 
 
 def test_the_command_line_prints_each_line_by_its_severity_not_by_its_words(capsys: pytest.CaptureFixture[str]) -> None:

@@ -82,7 +82,7 @@ def _compare_cohorts(summaries: list[Path], labels: list[str], out: Path, pdf: b
     written = write_cohort_comparison(out, cohorts, pdf=pdf)
     _warn(cohort_warnings(cohorts))
     for cohort in cohorts:
-        protocols = f"{cohort.protocol} ({cohort.protocol_digests})" if cohort.plans else "no plan"
+        protocols = cohort.protocols_with_digests or "no plan"
         twice = f" ({len(cohort.repeated)} listed twice, counted once)" if cohort.repeated else ""
         console.print(f"{cohort.label}: {protocols}; {cases_text(len(cohort.plans))} planned{twice}",
                       markup=False, highlight=False)

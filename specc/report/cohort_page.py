@@ -24,6 +24,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
+from specc.evaluate.record import ProtocolInfo
 from specc.protocol import Protocol
 from specc.report.identity import PLAN_FOLDER_FILES, is_staging_name
 from specc.report.compare import Measured, Notice, recorded_goals, written_now
@@ -89,14 +90,16 @@ def write_cohort_page(summary: Path, protocol: Protocol, pdf: bool = False) -> l
         warnings.append(Notice(f"{', '.join(others)}: plan folders beside cohort.csv that it does not list (an "
                                "earlier run's cases); not part of this run, not counted"))
     named = cohort.protocol if cohort.plans else f"{protocol.name} v{protocol.version}"
-    digests = cohort.protocol_sha256s or ([protocol.source.sha256] if protocol.source is not None else [])
-    contents = cohort.protocol_content_sha256s or (
-        [protocol.source.content_sha256] if protocol.source is not None and protocol.source.content_sha256 else [])
+    # no plan: the protocol this run read, with its hashes where it was read from a file
+    protocol_files = cohort.protocol_files or ([ProtocolInfo(
+        name=protocol.name, version=str(protocol.version), site=protocol.site,
+        files=[str(path) for path in protocol.source.files], sha256=protocol.source.sha256,
+        content_sha256=protocol.source.content_sha256,
+    )] if protocol.source is not None else [])
     total = len(cohort.plans) + len(cohort.unplanned)
     css = style_sheet()
     html = environment().get_template("cohort.html").render(
-        heading=f"Cohort: {named}", names=cases_text(total), protocol=named, protocol_sha256s=digests,
-        protocol_content_sha256s=contents,
+        heading=f"Cohort: {named}", names=cases_text(total), protocol=named, protocol_files=protocol_files,
         cohort=cohort, rows=rows, cases=cases, warnings=warnings, css=css, status_labels=STATUS_LABELS,
         status_order=STATUS_ORDER, not_converged=cohort.unconverged, partial_counts=partial_counts,
         partial_mark=PARTIAL_MARK, written=written_now(),

@@ -408,15 +408,12 @@ def content_difference(fingerprints: Iterable[str | None]) -> Notice:
     return NOT_TOLD if None in contents else FORMATTING_ONLY
 
 
-def protocol_digests(protocols: Iterable[ProtocolInfo], between: str = ", ") -> str:
-    """Protocol hashes as the warnings give them, each once: the files' bytes, then the content fingerprints where
-    plan.json records them, `between` the two: a plan's "SHA-256 b33aff542d26, content SHA-256 acbe21cf22b8"; a
-    cohort's several, whose lists hold commas, "SHA-256 b33aff542d26, e940fdf7671d; content SHA-256 acbe21cf22b8"."""
-    protocols = list(protocols)
-    sha256s = sorted({protocol.sha256 for protocol in protocols})
-    contents = sorted({protocol.content_sha256 for protocol in protocols if protocol.content_sha256 is not None})
-    return (f"SHA-256 {', '.join(digest[:12] for digest in sha256s)}"
-            + (f"{between}content SHA-256 {', '.join(digest[:12] for digest in contents)}" if contents else ""))
+def protocol_with_digests(protocol: ProtocolInfo) -> str:
+    """A protocol as the warnings and the console name it, with its own hashes beside it: its files' bytes, then
+    its content fingerprint where plan.json records one, "Site v1 v1.0.0 (SHA-256 b33aff542d26, content SHA-256
+    acbe21cf22b8)". One protocol at a time: several hashes beside several names would read as pairs they are not."""
+    content = f", content SHA-256 {protocol.content_sha256[:12]}" if protocol.content_sha256 is not None else ""
+    return f"{protocol.name} v{protocol.version} (SHA-256 {protocol.sha256[:12]}{content})"
 
 
 def _unversioned_changes(plans: Sequence[ComparedPlan]) -> list[Notice]:
@@ -431,8 +428,7 @@ def _unversioned_changes(plans: Sequence[ComparedPlan]) -> list[Notice]:
         difference = protocol_difference(plan.record.protocol for plan in same)
         if difference is None:
             continue
-        listed = "; ".join(f"{plan.label}: {name} v{version} ({protocol_digests([plan.record.protocol])})"
-                           for plan in same)
+        listed = "; ".join(f"{plan.label}: {protocol_with_digests(plan.record.protocol)}" for plan in same)
         lead = "differ" if difference == CONTENT_CHANGED else "share a name and version"
         out.append(Notice(f"the plans' protocols {lead} ({listed}): {difference.text}", difference.warning))
     return out

@@ -24,9 +24,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from specc.evaluate import PlanRecord
+from specc.evaluate.record import ProtocolInfo
 from specc.report.compare import (
     COMPARE_PAGE, CONTENT_CHANGED, CompareError, Measured, Notice, numbered, protocol_difference,
-    protocol_digests, protocols_compared, read_record, recorded_goals, written_now,
+    protocol_with_digests, protocols_compared, read_record, recorded_goals, written_now,
 )
 from specc.report.identity import PLAN_JSON
 from specc.report.html import STATUS_LABELS, environment, style_sheet
@@ -85,17 +86,17 @@ class ComparedCohort:
         return sorted({record.protocol.sha256 for record in self.plans.values()})
 
     @property
-    def protocol_content_sha256s(self) -> list[str]:
-        """The content fingerprints of its plans' protocols (`ProtocolInfo.content_sha256`), where plan.json
-        records one: the same across a comment or formatting edit that changes `protocol_sha256s`."""
-        return sorted({record.protocol.content_sha256 for record in self.plans.values()
-                       if record.protocol.content_sha256 is not None})
+    def protocol_files(self) -> list[ProtocolInfo]:
+        """Its plans' protocols, one per file (by SHA-256) in its cases' order, each with its own name, version and
+        hashes: what the pages show a cohort's protocols by, so that a name is never beside another's hashes."""
+        return list({record.protocol.sha256: record.protocol for record in self.plans.values()}.values())
 
     @property
-    def protocol_digests(self) -> str:
-        """Its protocols' hashes as the warnings give them (`compare.protocol_digests`): "SHA-256 b33aff542d26,
-        e940fdf7671d; content SHA-256 acbe21cf22b8"."""
-        return protocol_digests((record.protocol for record in self.plans.values()), between="; ")
+    def protocols_with_digests(self) -> str:
+        """Its protocols as the warnings and the console give them, each beside its own hashes
+        (`compare.protocol_with_digests`): "Site v2 v1.0.0 (SHA-256 e940fdf7671d), Site v1 v1.0.0 (SHA-256
+        b33aff542d26)"."""
+        return ", ".join(protocol_with_digests(protocol) for protocol in self.protocol_files)
 
 
 @dataclass(frozen=True)
@@ -231,10 +232,10 @@ def _protocol_warnings(cohorts: Sequence[ComparedCohort]) -> list[Notice]:
         if len(cohort.protocol_sha256s) > 1:
             out.append(_protocols_text(
                 f"{cohort.label}: its plans were made with {len(cohort.protocol_sha256s)} different protocols",
-                f"{cohort.label}: its plans' protocols", [cohort], f"{cohort.protocol}; {cohort.protocol_digests}"))
+                f"{cohort.label}: its plans' protocols", [cohort], cohort.protocols_with_digests))
     planned = [cohort for cohort in cohorts if cohort.plans]
     if len({tuple(cohort.protocol_sha256s) for cohort in planned}) > 1:
-        listed = "; ".join(f"{cohort.label}: {cohort.protocol} ({cohort.protocol_digests})" for cohort in planned)
+        listed = "; ".join(f"{cohort.label}: {cohort.protocols_with_digests}" for cohort in planned)
         out.append(_protocols_text("the cohorts' protocols differ", "the cohorts' protocols", planned, listed))
     return out
 
