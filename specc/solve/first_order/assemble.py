@@ -430,10 +430,11 @@ class SmoothProgram:
                 objective += value
                 self._add(objective_gradient, objective_dose, p, piece)
         residuals = np.empty(self.n_constraints)
-        for c in self.constraints:
-            residuals[c.multipliers] = c.constraint.residual(self._point(c.placed, z, dose)) / c.scale
+        points = [self._point(c.placed, z, dose) for c in self.constraints]
+        for c, point in zip(self.constraints, points):
+            residuals[c.multipliers] = c.constraint.residual(point) / c.scale
         objective_gradient[: self.n_beamlets] += self.operator.adjoint(objective_dose)
-        return KktParts(objective, residuals, objective_gradient, self._pull(z, multipliers, dose))
+        return KktParts(objective, residuals, objective_gradient, self._pull(z, multipliers, dose, points))
 
     def kkt_parts_of(self, z: np.ndarray, evaluation: Evaluation) -> KktParts:
         """`kkt_parts` at z, with the multipliers `evaluation` (evaluated at z with multipliers) holds the pull of
@@ -445,15 +446,16 @@ class SmoothProgram:
         return KktParts(evaluation.objective, evaluation.residuals, evaluation.gradient - constraint_gradient,
                         constraint_gradient)
 
-    def _pull(self, z: np.ndarray, multipliers: np.ndarray, dose: np.ndarray) -> np.ndarray:
-        """J(z).T y: the multipliers' pull on z."""
+    def _pull(self, z: np.ndarray, multipliers: np.ndarray, dose: np.ndarray,
+              points: list[SmoothPoint] | None = None) -> np.ndarray:
+        """J(z).T y: the multipliers' pull on z (`points`: each constraint's point at z, where the caller has them)."""
         gradient = np.zeros(self.size)
         dose_gradient = np.zeros(len(dose))
         pulled = False
-        for c in self.constraints:
+        for index, c in enumerate(self.constraints):
             pull = multipliers[c.multipliers]
             if pull.any():
-                point = self._point(c.placed, z, dose)
+                point = self._point(c.placed, z, dose) if points is None else points[index]
                 self._add(gradient, dose_gradient, c.placed, c.constraint.pullback(point, pull / c.scale))
                 pulled = True
         if pulled:

@@ -342,12 +342,9 @@ class _Rounds:
                 if current is not None and not program.n_constraints:
                     # No multipliers: the iterate's own gradient is the objective's; the check costs no product.
                     certificate = _objective_certificate(program, point, current)
-                elif current is not None:  # its gradient is the Lagrangian's at the shifted multipliers
-                    certificate = judge(checker, point, current.shifted, checker.kkt_parts_of(point, current))
-                else:
-                    evaluation = checker.evaluate(point)
-                    shifted = np.maximum(y + rho * evaluation.residuals, 0.0)
-                    certificate = certify(checker, point, shifted, evaluation.dose)
+                else:  # the Lagrangian's gradient at the shifted multipliers: the iterate's own, where just evaluated
+                    evaluation = current if current is not None else checker.evaluate(point, y, rho)
+                    certificate = judge(checker, point, evaluation.shifted, checker.kkt_parts_of(point, evaluation))
                 if certificate.holds(self.tolerances):
                     return "certified"
                 return "round" if certificate.stationarity <= within else None
