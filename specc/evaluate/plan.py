@@ -503,14 +503,7 @@ def _plan_record(
         specc_version=specc.__version__,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         converged=converged,
-        protocol=ProtocolInfo(
-            name=protocol.name,
-            version=str(protocol.version),
-            site=protocol.site,
-            files=[str(path) for path in protocol.source.files],
-            sha256=protocol.source.sha256,
-            content_sha256=protocol.source.content_sha256,
-        ),
+        protocol=ProtocolInfo.of(protocol),
         case=CaseInfo(
             case_id=case.case_id,
             sha256=case.content_hash(),

@@ -9,6 +9,7 @@ totals over the course unless the name says `per_fraction`. docs/plan-json.md do
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, field_serializer
 
@@ -18,6 +19,9 @@ from specc.protocol.models import StructureRole
 from specc.protocol.goals import LOWER_BOUNDS, Course
 from specc.protocol.isoeffect import DoseQuantity
 from specc.protocol.metrics import Metric
+
+if TYPE_CHECKING:
+    from specc.protocol.models import Protocol
 
 RECORD_FORMAT = 1
 
@@ -38,6 +42,15 @@ class ProtocolInfo(_Record):
     files: list[str]
     sha256: str
     content_sha256: str | None = None
+
+    @classmethod
+    def of(cls, protocol: Protocol) -> ProtocolInfo:
+        """What a plan records of `protocol` (read from its files: `protocol.source` set); the cohort page of a run
+        that planned no case shows the same."""
+        assert protocol.source is not None
+        return cls(name=protocol.name, version=str(protocol.version), site=protocol.site,
+                   files=[str(path) for path in protocol.source.files], sha256=protocol.source.sha256,
+                   content_sha256=protocol.source.content_sha256)
 
 
 class GridInfo(_Record):

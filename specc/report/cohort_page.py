@@ -91,11 +91,7 @@ def write_cohort_page(summary: Path, protocol: Protocol, pdf: bool = False) -> l
                                "earlier run's cases); not part of this run, not counted"))
     named = cohort.protocol if cohort.plans else f"{protocol.name} v{protocol.version}"
     # no plan: the protocol this run read, with its hashes where it was read from a file
-    protocol_files = cohort.protocol_files or ([ProtocolInfo(
-        name=protocol.name, version=str(protocol.version), site=protocol.site,
-        files=[str(path) for path in protocol.source.files], sha256=protocol.source.sha256,
-        content_sha256=protocol.source.content_sha256,
-    )] if protocol.source is not None else [])
+    protocol_files = cohort.protocol_files or ([ProtocolInfo.of(protocol)] if protocol.source is not None else [])
     total = len(cohort.plans) + len(cohort.unplanned)
     css = style_sheet()
     html = environment().get_template("cohort.html").render(
