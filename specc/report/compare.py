@@ -424,7 +424,7 @@ def _unversioned_changes(plans: Sequence[ComparedPlan]) -> list[Notice]:
     for plan in plans:
         by_version.setdefault((plan.record.protocol.name, plan.record.protocol.version), []).append(plan)
     out = []
-    for (name, version), same in by_version.items():
+    for same in by_version.values():
         difference = protocol_difference(plan.record.protocol for plan in same)
         if difference is None:
             continue

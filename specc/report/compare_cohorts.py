@@ -83,7 +83,7 @@ class ComparedCohort:
     def protocol_sha256s(self) -> list[str]:
         """The SHA-256 of its plans' protocol: one, unless the cohort mixes protocols. What tells two
         protocols of one name and version apart."""
-        return sorted({record.protocol.sha256 for record in self.plans.values()})
+        return sorted(protocol.sha256 for protocol in self.protocol_files)
 
     @property
     def protocol_files(self) -> list[ProtocolInfo]:

@@ -161,9 +161,9 @@ def environment() -> Environment:
     environment.filters["time"] = format_time
     environment.filters["offset"] = offset_text
     environment.filters["resolved_limits"] = resolved_limits
-    # What every page may name: the specc writing it (a plan report names the one that made its plan, from the
-    # record) and how many digits of a SHA-256 identify a plan.
-    environment.globals.update(specc_version=specc.__version__, plan_id_digits=PLAN_ID_DIGITS)
+    # What every page may name: the specc writing it (not the one that made a plan or an approval, which their
+    # records name) and how many digits of a SHA-256 identify a plan.
+    environment.globals.update(writing_specc_version=specc.__version__, plan_id_digits=PLAN_ID_DIGITS)
     return environment
 
 
