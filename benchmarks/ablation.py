@@ -282,11 +282,11 @@ def _row(row: dict) -> str:
     nan = float("nan")
     iterations = row.get("iterations")
     entries = row["program_size"][0] if row.get("program_size") else ""
-    stopped = "until_stopped_s" in row
+    without_plan = "until_stopped_s" in row
     return (f"{row['ablation']:38} {row['status'][:12]:12} {entries:>8} {row.get('compile_s', nan):8.2f} "
             f"{row.get('solve_s', nan):8.2f} "
-            f"{'>' if stopped else ' '}{row['until_stopped_s'] if stopped else row['total_s']:7.2f} "
-            f"{'>' if stopped and 'total_over_default' in row else ' '}{row.get('total_over_default', nan):8.2f} "
+            f"{'>' if without_plan else ' '}{row['until_stopped_s'] if without_plan else row['total_s']:7.2f} "
+            f"{'>' if without_plan and 'total_over_default' in row else ' '}{row.get('total_over_default', nan):8.2f} "
             f"{row.get('peak_memory_mb', nan):8.0f} {iterations if iterations is not None else '':>10} "
             f"{row.get('objective_every_voxel') or nan:12.6g} {row.get('gap_every_voxel', nan):10.1e} "
             f"{_violation(row):>8}")

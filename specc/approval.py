@@ -340,13 +340,11 @@ def _sha256s_now(folder: Path, names: Iterable[str], plan_sha256: str | None) ->
     not be hashed. plan.json's is `plan_sha256`, of the one read whose record the caller judges (`read_plan_file`),
     never of its bytes read again, which may be another plan's by now; where the caller could not read it (None) it
     has none here."""
-    sha256s, unreadable = {}, {}
+    sha256s: dict[str, str] = {} if plan_sha256 is None else {PLAN_JSON: plan_sha256}
+    unreadable: dict[str, str] = {}
     for name in names:
         path = folder / name
-        if name == PLAN_JSON:
-            if plan_sha256 is not None:
-                sha256s[name] = plan_sha256
-        elif path.is_file():
+        if name != PLAN_JSON and path.is_file():
             try:
                 sha256s[name] = file_sha256(path)
             except OSError as error:  # permissions, I/O: said, naming the file
