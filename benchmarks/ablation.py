@@ -139,7 +139,8 @@ def _float64_matrix() -> None:
     """The influence matrix in float64, products in float64 (ninth pass: float32 with float64 anchors).
 
     Set after loading, past the validation that stores A in float32 (a new Case would be made float32 again); what
-    the case keeps of its matrix (its beamlets' peaks) has the same values in either precision."""
+    the case keeps of its matrix (its beamlets' peaks) has the same values in either precision, and its content
+    hash, checked against the file when it was loaded, stays the file's (the float32 matrix's)."""
     from specc.case import Case
 
     load = Case.load

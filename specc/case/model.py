@@ -307,7 +307,7 @@ class Case:
     `influence` rows are the grid voxels listed in `voxel_indices` (strictly increasing flat
     indices); columns are `beamlets`; entries are Gy per unit beamlet weight per fraction.
     Every voxel of every structure is a row. A case is validated once, when made, and keeps what it
-    derives from its matrix (its beamlets' peaks, its row blocks): make another with
+    derives from its content (its beamlets' peaks, its row blocks, its content hash): make another with
     `dataclasses.replace` rather than reassigning its fields.
     """
 
@@ -424,6 +424,13 @@ class Case:
         Metadata (creation time, notes) is left out, so rebuilding the same phantom gives
         the same hash and a report can prove which data it was planned on.
         """
+        return self._content_sha256
+
+    @cached_property
+    def _content_sha256(self) -> str:
+        """`content_hash`, kept like the other things a case derives from its content: loading checks it against
+        the file, the plan record, the result file and its check name it again, and each pass over the large
+        benchmark case's 258 MB took 0.15 s (docs/performance.md, twenty-fourth pass)."""
         digest = hashlib.sha256()
 
         def add(label: str, values: np.ndarray | str) -> None:
