@@ -377,13 +377,15 @@ def _solver_attributes(record: PlanRecord) -> dict[str, bool | str]:
     return said
 
 
-def read_result(path: str | Path) -> PlanResult:
-    """Read result.h5 back; errors name the file and the dataset or attribute that is missing or wrong."""
+def read_result(path: str | Path, data: bytes | None = None) -> PlanResult:
+    """Read result.h5 back; errors name the file and the dataset or attribute that is missing or wrong. `data`: the
+    file's bytes where the caller has read them (an approval judges the very bytes it hashes:
+    `specc.approval.PlanFiles`), read instead of the file at `path`, which then only names them."""
     path = Path(path)
-    if not path.exists():
+    if data is None and not path.exists():
         raise ResultError(f"{path}: no such result file")
     try:
-        handle = h5py.File(path, "r")
+        handle = h5py.File(path if data is None else io.BytesIO(data), "r")
     except OSError as error:
         raise ResultError(f"{path}: not an HDF5 file ({error})") from None
     with handle as src:

@@ -227,18 +227,19 @@ def _tip_off_the_grid(tips: tuple[float, float], grid: BeamGrid, pair: int) -> s
     return None
 
 
-def read_segments(path: str | Path) -> SegmentsDocument:
-    """Read a segments.json back; errors name the file and the first field that is wrong."""
+def read_segments(path: str | Path, data: bytes | None = None) -> SegmentsDocument:
+    """Read a segments.json back; errors name the file and the first field that is wrong. `data`: its bytes where the
+    caller has read them, as for `read_result`."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        content = path.read_bytes() if data is None else data
     except FileNotFoundError:
         raise ResultError(
             f"{path}: no such file (specc plan writes segments.json only for a protocol with "
             "`delivery: {technique: step_and_shoot}` or `forward`)"
         ) from None
     try:
-        document = SegmentsDocument.model_validate_json(text)
+        document = SegmentsDocument.model_validate_json(content)
     except ValidationError as error:
         raise ResultError(f"{path}: not a specc segments file: {validation_text(error, '(top level)')}") from None
     for beam in document.beams:

@@ -64,18 +64,20 @@ class _RecordMeta(HTMLParser):
             self.named.append(values.get("content") or "")
 
 
-def html_record_sha256s(path: Path) -> list[str]:
-    """The record SHA-256s a report page names: one for a report specc wrote, none for one written before
-    reports named their record."""
+def html_record_sha256s(page: Path | bytes) -> list[str]:
+    """The record SHA-256s a report page (the file, or its bytes as a caller read them) names: one for a report
+    specc wrote, none for one written before reports named their record. Its bytes, for an approval judges the very
+    bytes it hashes (`specc.approval.PlanFiles`), not the file read again."""
     parser = _RecordMeta()
-    parser.feed(path.read_text(encoding="utf-8", errors="replace"))
+    parser.feed(_bytes(page).decode("utf-8", errors="replace"))
     return sorted(set(parser.named))
 
 
-def pdf_record_sha256s(path: Path) -> list[str]:
-    """The record SHA-256s in a report PDF's keywords, looked for in the document information as written
-    and inside compressed object streams, where WeasyPrint writes it."""
-    data = path.read_bytes()
+def pdf_record_sha256s(document: Path | bytes) -> list[str]:
+    """The record SHA-256s in a report PDF's keywords (the file, or its bytes as a caller read them, as for
+    `html_record_sha256s`), looked for in the document information as written and inside compressed object streams,
+    where WeasyPrint writes it."""
+    data = _bytes(document)
     found = {match.group(1) for match in _PDF_KEYWORDS.finditer(data)}
     view = memoryview(data)
     for stream in _PDF_OBJECT_STREAM.finditer(data):
@@ -85,3 +87,7 @@ def pdf_record_sha256s(path: Path) -> list[str]:
             continue
         found.update(match.group(1) for match in _PDF_KEYWORDS.finditer(text))
     return sorted(digest.decode("ascii") for digest in found)
+
+
+def _bytes(file: Path | bytes) -> bytes:
+    return file if isinstance(file, bytes) else file.read_bytes()
