@@ -177,21 +177,13 @@ def approve(
             f"{folder}: holds {', '.join(leftovers)}, left by a run killed while it wrote its files (not this plan's; "
             "it may hold another run's whole plan): remove it, then approve"
         )
-    def plan_file_sha256s() -> dict[str, str]:
-        sha256s, unreadable = _sha256s_now(folder, PLAN_FOLDER_FILES, plan_sha256)
-        if unreadable:
-            raise ApprovalError("; ".join(unreadable.values()))
-        return sha256s
-
-    # Hashed before `of_one_run` reads them and again after: what is bound is what it judged, not a file swapped in (or
-    # one that appeared) meanwhile. Changed after this, a file no longer has the SHA-256 bound, which `verify` finds.
-    judged = plan_file_sha256s()
-    run = of_one_run(folder, record, plan_sha256, case)
-    now = plan_file_sha256s()
-    moved = [f"{folder / name} " + ("appeared" if name not in judged else "was removed" if name not in now else "changed")
-             for name in PLAN_FOLDER_FILES if judged.get(name) != now.get(name)]
-    if moved:
-        raise ApprovalError(f"{'; '.join(moved)} while the plan was being approved: approve again")
+    # Each read once, as plan.json: what `of_one_run` judges and what is bound are the same bytes, not a file swapped
+    # in (and back) meanwhile. Changed after this, a file no longer has the SHA-256 bound, which `verify` finds; one
+    # that appears after it is not bound, which `verify` finds too.
+    files = PlanFiles.read(folder, PLAN_FOLDER_FILES)
+    if files.unreadable:
+        raise ApprovalError("; ".join(files.unreadable.values()))
+    run = of_one_run(files, record, plan_sha256, case)
     if run.foreign:
         raise ApprovalError(
             f"{folder}: its files are not of one run: {'; '.join(run.foreign)}; approve a plan folder as specc wrote "
@@ -225,7 +217,7 @@ def approve(
         goals=record.goal_counts(),
         accepted_deviations=deviations,
         reason=reason.strip() if deviations and reason else None,
-        files=judged,
+        files={PLAN_JSON: plan_sha256, **files.sha256s()},
         warnings=list(record.warnings),
         outside_hot_spot=record.outside_hot_spot,
     )
@@ -311,7 +303,10 @@ def verify(folder: str | Path, case: str | Path | None = None) -> Verification:
         except CompareError as error:  # edited into what is no plan record (or of a format this specc does not read)
             unread = [str(error)]
     bound = {**approval.files, **approval.pages}
-    sha256_now, unreadable = _sha256s_now(folder, bound, plan[1] if plan is not None else None)
+    # Each read once: the bytes hashed are those `of_one_run` judges, of every plan file there, bound or appeared.
+    files = PlanFiles.read(folder, dict.fromkeys((*bound, *PLAN_FOLDER_FILES)))
+    unreadable = files.unreadable
+    sha256_now = files.sha256s() | ({PLAN_JSON: plan[1]} if plan is not None else {})
     missing = [name for name in bound if not (folder / name).is_file()]
     # A plan.json whose read failed has no SHA-256 now (not read again, its error is said): it counts as changed.
     changed = [name for name in bound if name not in missing and name not in unreadable
@@ -326,30 +321,43 @@ def verify(folder: str | Path, case: str | Path | None = None) -> Verification:
         record, plan_sha256 = plan
         if PLAN_JSON in approval.files and PLAN_JSON not in changed:
             disagreements += _plan_disagreements(approval, record)
-        if unreadable:  # of_one_run would read them too
+        if unreadable:  # of_one_run would judge them too
             unchecked = [f"whether the plan files are of one run: {', '.join(unreadable)} cannot be read"]
         else:
-            run = of_one_run(folder, record, plan_sha256, case)
+            run = of_one_run(files, record, plan_sha256, case)
             disagreements += run.foreign
             unchecked = run.unchecked
     return Verification(approval, changed, missing, appeared, disagreements, unchecked)
 
 
-def _sha256s_now(folder: Path, names: Iterable[str], plan_sha256: str | None) -> tuple[dict[str, str], dict[str, str]]:
-    """The SHA-256 of each of `names` that is a file in `folder`, and, by name, why each that cannot be read could
-    not be hashed. plan.json's is `plan_sha256`, of the one read whose record the caller judges (`read_plan_file`),
-    never of its bytes read again, which may be another plan's by now; where the caller could not read it (None) it
-    has none here."""
-    sha256s: dict[str, str] = {} if plan_sha256 is None else {PLAN_JSON: plan_sha256}
-    unreadable: dict[str, str] = {}
-    for name in names:
-        path = folder / name
-        if name != PLAN_JSON and path.is_file():
-            try:
-                sha256s[name] = file_sha256(path)
-            except OSError as error:  # permissions, I/O: said, naming the file
-                unreadable[name] = f"{path}: cannot be read ({error.strerror})"
-    return sha256s, unreadable
+@dataclass(frozen=True)
+class PlanFiles:
+    """A plan folder's files (and, for `verify`, its approval pages), each read once into memory (kilobytes to a few
+    megabytes): the bytes `of_one_run` judges are the bytes whose SHA-256 an approval binds or `verify` compares,
+    never the file read again, which may be another by then (swapped in, and back). plan.json is not among them: the
+    caller reads it once, for its record (`read_plan_file`), and judges and binds that read."""
+
+    folder: Path
+    contents: dict[str, bytes]  # file name -> its bytes, of each name that was a file
+    unreadable: dict[str, str]  # file name -> why it could not be read, naming the file
+
+    @classmethod
+    def read(cls, folder: Path, names: Iterable[str]) -> PlanFiles:
+        """Those of `names` (but plan.json) that are files in `folder`."""
+        contents: dict[str, bytes] = {}
+        unreadable: dict[str, str] = {}
+        for name in names:
+            path = folder / name
+            if name != PLAN_JSON and path.is_file():
+                try:
+                    contents[name] = path.read_bytes()
+                except OSError as error:  # permissions, I/O, removed since it was listed: said, naming the file
+                    unreadable[name] = f"{path}: cannot be read ({error.strerror})"
+        return cls(folder, contents, unreadable)
+
+    def sha256s(self) -> dict[str, str]:
+        """The SHA-256 of each file read, by name."""
+        return {name: hashlib.sha256(data).hexdigest() for name, data in self.contents.items()}
 
 
 @dataclass
@@ -360,32 +368,32 @@ class OneRun:
     unchecked: list[str]  # what could not be checked, and why (segments.json's fluence without the plan's case)
 
 
-def of_one_run(folder: Path, record: PlanRecord, plan_sha256: str, case: str | Path | None = None) -> OneRun:
-    """Which plan files in `folder` are not of the run whose record plan.json holds (`OneRun.foreign`), each with
+def of_one_run(files: PlanFiles, record: PlanRecord, plan_sha256: str, case: str | Path | None = None) -> OneRun:
+    """Which plan files read (`files`) are not of the run whose record plan.json holds (`OneRun.foreign`), each with
     what differs: the record report.html (report.pdf) names, result.h5's embedded record, segments.json's plan (its
     segments per beam and their summed weight). `record` and `plan_sha256` are plan.json's record and the SHA-256 of
     its bytes as the caller read them (`read_plan_file`), not read here again: the files are checked against the very
-    plan the caller judges and binds, even where plan.json is replaced meanwhile. segments.json's fluence is checked
-    on the plan's case too (`PlanResult.load_case`: `case`, else the path result.h5 records), as every export checks
-    it; where the case cannot be loaded, `OneRun.unchecked` says so. result.h5 and segments.json are each read once,
-    and checked once."""
+    plan the caller judges and binds, even where plan.json is replaced meanwhile. The other files too are judged by
+    the bytes the caller read and hashes, none read here. segments.json's fluence is checked on the plan's case too
+    (`PlanResult.load_case`: `case`, else the path result.h5 records), as every export checks it; where the case
+    cannot be loaded, `OneRun.unchecked` says so."""
     out = []
+    contents = files.contents
     for name, named in ((REPORT_HTML, html_record_sha256s), (REPORT_PDF, pdf_record_sha256s)):
-        if (folder / name).is_file():
-            problem = _report_mismatch(name, named(folder / name), plan_sha256)
+        if name in contents:
+            problem = _report_mismatch(name, named(contents[name]), plan_sha256)
             if problem is not None:
                 out.append(problem)
-    if not (folder / RESULT_H5).is_file():
+    if RESULT_H5 not in contents:
         return OneRun(out, [])
     try:
-        result = read_result(folder / RESULT_H5)
+        result = read_result(files.folder / RESULT_H5, contents[RESULT_H5])
     except ResultError as error:
         return OneRun([*out, str(error)], [])
     problem = _result_mismatch(result, record, plan_sha256)
     if problem is not None:
         return OneRun([*out, problem], [])
-    segments = folder / SEGMENTS_JSON
-    if not segments.is_file():
+    if SEGMENTS_JSON not in contents:
         return OneRun(out, [])
     plan_case, unchecked = None, []
     if not out:  # a folder already shown to mix runs needs no case to say so
@@ -398,7 +406,8 @@ def of_one_run(folder: Path, record: PlanRecord, plan_sha256: str, case: str | P
                 "their count and summed weight, which alone are checked: give the plan's case with --case"
             ]
     try:
-        result.check_segments(read_segments(segments), segments, plan_case)
+        segments = files.folder / SEGMENTS_JSON
+        result.check_segments(read_segments(segments, contents[SEGMENTS_JSON]), segments, plan_case)
     except ResultError as error:
         return OneRun([*out, str(error)], [])
     return OneRun(out, unchecked)

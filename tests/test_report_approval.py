@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -347,11 +348,61 @@ def test_a_goal_on_an_organ_the_protocol_allows_the_case_to_lack_is_no_deviation
         approve(unmeasured, "Dr. A. Example", "")
 
 
+def _swapped_during_the_check(monkeypatch, folder: Path, name: str, during: Path) -> None:
+    """`of_one_run` run while `folder`'s `name` holds `during`'s bytes, and the file put back after: a file swapped
+    for another and swapped back while the plan files are checked."""
+    import specc.approval
+
+    of_one_run = specc.approval.of_one_run
+
+    def checked_while_swapped(*args, **kwargs):
+        kept = (folder / name).read_bytes()
+        shutil.copy(during, folder / name)
+        try:
+            return of_one_run(*args, **kwargs)
+        finally:
+            (folder / name).write_bytes(kept)
+
+    monkeypatch.setattr(specc.approval, "of_one_run", checked_while_swapped)
+
+
+@pytest.mark.parametrize("name", ["report.html", "result.h5"])
+def test_approve_judges_the_bytes_it_binds_not_a_file_swapped_in_and_back_while_it_checks(met, failing, tmp_path,
+                                                                                          monkeypatch, name):
+    """Each plan file is read once, and `of_one_run` judges those bytes: another run's file, swapped for this run's
+    while the files are checked and back after, is judged, and refused, not bound unjudged (hashing before the check
+    and after it, as approve did, found both hashes alike and bound it)."""
+    folder = _copy(met, tmp_path)
+    shutil.copy(failing / name, folder / name)  # another run's, on disk before the check and after it
+    _swapped_during_the_check(monkeypatch, folder, name, met / name)
+    with pytest.raises(ApprovalError, match=f"not of one run: {re.escape(name)} "):
+        approve(folder, "Dr. A. Example", "")
+    assert not (folder / "approval.json").exists()
+
+
+def test_verify_judges_the_bytes_it_hashes_not_a_file_swapped_in_and_back_while_it_checks(met, failing, tmp_path,
+                                                                                         monkeypatch):
+    """As approve: an approval that bound another run's report.html (made before files were checked to be of one run)
+    is found by `verify` even while this run's report.html is swapped in for the check and back after it."""
+    import specc.approval
+
+    folder = _copy(met, tmp_path)
+    shutil.copy(failing / "report.html", folder)
+    monkeypatch.setattr(specc.approval, "of_one_run", lambda files, record, plan_sha256, case=None: OneRun([], []))
+    approve(folder, "Dr. A. Example", "")
+    monkeypatch.undo()
+    _swapped_during_the_check(monkeypatch, folder, "report.html", met / "report.html")
+    checked = verify(folder)
+    assert (checked.changed, checked.missing, checked.appeared) == ([], [], [])
+    assert [problem.split(" (")[0] for problem in checked.disagreements] == ["report.html was rendered from another plan record"]
+
+
 @pytest.mark.parametrize("swap", ["report.html", "segments.json"])
-def test_a_plan_file_swapped_while_approve_checks_it_is_refused_not_bound_unjudged(met, failing, tmp_path, monkeypatch,
-                                                                                   swap):
-    """The files are hashed before `of_one_run` reads them and again after: another run's report.html written in
-    between, or a segments.json that appeared, would otherwise be bound although never checked to be of this run."""
+def test_a_plan_file_swapped_after_approve_checked_it_is_not_bound_and_verify_finds_it(met, failing, tmp_path,
+                                                                                       monkeypatch, swap):
+    """The approval binds the bytes `of_one_run` judged: another run's report.html written after the check leaves
+    this run's report.html's SHA-256 bound (the file changed, as `verify` says), a segments.json that appeared after it
+    is not bound (it appeared, as `verify` says); neither is bound although never checked to be of this run."""
     import specc.approval
 
     folder = _copy(met, tmp_path)
@@ -363,30 +414,25 @@ def test_a_plan_file_swapped_while_approve_checks_it_is_refused_not_bound_unjudg
         return run
 
     monkeypatch.setattr(specc.approval, "of_one_run", checked_then_swapped)
-    said = "appeared" if swap == "segments.json" else "changed"
-    with pytest.raises(ApprovalError, match=rf"{swap} {said} while the plan was being approved: approve again"):
-        approve(folder, "Dr. A. Example", "")
-    assert not (folder / "approval.json").exists() and not (folder / "approval.html").exists()
+    approval = approve(folder, "Dr. A. Example", "").approval
+    monkeypatch.undo()
+    if swap == "report.html":
+        assert approval.files["report.html"] == hashlib.sha256((met / "report.html").read_bytes()).hexdigest()
+    assert sorted(approval.files) == ["plan.json", "report.html", "result.h5"]
+    checked = verify(folder)
+    assert (checked.changed, checked.appeared) == (([swap], []) if swap == "report.html" else ([], [swap]))
 
 
 def _unreadable(monkeypatch, name: str) -> None:
     """`name` in the plan folder as a file whose bytes cannot be read (permissions, I/O): root reads through chmod."""
-    import specc.approval
+    read_bytes = Path.read_bytes
 
-    file_sha256, read_plan_file = specc.approval.file_sha256, specc.approval.read_plan_file
-
-    def sha256_or_denied(path: Path) -> str:
+    def read_or_denied(path: Path) -> bytes:
         if path.name == name:
             raise PermissionError(13, "Permission denied", str(path))
-        return file_sha256(path)
+        return read_bytes(path)
 
-    def read_or_denied(path: Path):
-        if path.name == name:
-            raise specc.approval.CompareError(f"{path}: cannot be read (Permission denied)")
-        return read_plan_file(path)
-
-    monkeypatch.setattr(specc.approval, "file_sha256", sha256_or_denied)
-    monkeypatch.setattr(specc.approval, "read_plan_file", read_or_denied)
+    monkeypatch.setattr(Path, "read_bytes", read_or_denied)
 
 
 def test_an_unreadable_plan_file_is_a_problem_named_never_a_traceback(met, tmp_path, monkeypatch):
