@@ -62,7 +62,7 @@ def write_case(case: Case, path: str | Path) -> None:
             # most of its load time (the large benchmark case's 32.2M entries: 0.06 s from 257 MB, against 0.61 s
             # from 110 MB with gzip and shuffle, 0.27 s from 156 MB with LZF, which readers outside h5py lack). A
             # planning session loads its case again for every protocol and cohort; disk is the cheaper of the two
-            # (docs/performance.md, twenty-third pass).
+            # (docs/performance-history.md, twenty-third pass).
             influence.create_dataset("indices", data=case.influence.indices.astype(np.int32, copy=False))
             influence.create_dataset("data", data=case.influence.data.astype(np.float32, copy=False))
 
