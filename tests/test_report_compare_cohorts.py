@@ -161,38 +161,45 @@ def test_the_cohort_page_of_a_mixed_cohort_gives_each_protocol_its_own_block_in_
         cohorts, tmp_path: Path) -> None:
     """cohort.html of one run whose cases used two protocols: one block per protocol file (name, SHA-256, content
     SHA-256), each name beside its own hashes, in the order its cases came (`ComparedCohort.protocol_files`). The
-    case that leads is the one whose protocol's SHA-256 sorts last, so that blocks sorted by hash, or names beside
-    hashes sorted apart, read otherwise."""
+    page is written twice, v2's case leading and then v1's, and the blocks swap with the rows: blocks sorted by
+    hash or by name either way, or names beside hashes sorted apart, read otherwise in one of the two."""
     import csv
     import shutil
 
     from specc.report.cohort_page import write_cohort_page
 
-    mixed = shutil.copytree(cohorts["v1"], tmp_path / "mixed")
-    shutil.copytree(cohorts["v2"] / "p3", mixed / "p3")  # the case v1 did not plan, planned with Site v2
     rows = {}
     for name in ("v1", "v2"):
         with (cohorts[name] / COHORT_CSV).open(newline="") as handle:
             rows[name] = {Path(row["folder"]).name: row for row in csv.DictReader(handle)}
     first, second = (read_cohort(cohorts[name] / COHORT_CSV) for name in ("v1", "v2"))
     v1, v2 = first.plans["p0"].protocol, second.plans["p3"].protocol
-    in_order = sorted([v1, v2], key=lambda info: info.sha256, reverse=True)  # the cases' order, not the hashes'
-    listed = [rows["v2"]["p3"], *rows["v1"].values()] if in_order[0] is v2 else [*rows["v1"].values(), rows["v2"]["p3"]]
-    with (mixed / COHORT_CSV).open("w", newline="") as handle:
-        # v2's table adds its worst-case columns, which the page does not read
-        writer = csv.DictWriter(handle, fieldnames=list({**rows["v1"]["p0"], **rows["v2"]["p3"]}))
-        writer.writeheader()
-        writer.writerows({**row, "folder": str(mixed / Path(row["folder"]).name)} for row in listed)
-    write_cohort_page(mixed / COHORT_CSV, protocol(GOALS, terms=TERMS, name="Site v1"))
-
-    page = (mixed / "cohort.html").read_text(encoding="utf-8")
-    [table] = re.findall(r'<table id="cohort">(.*?)</table>', page, re.S)
-    shown = re.findall(r"<tr><td>([^<]*)</td><td[^>]*>([^<]*)</td></tr>", table)
     assert v1.sha256 != v2.sha256 and v1.content_sha256 != v2.content_sha256
-    assert shown[:-2] == [row for info in in_order for row in (
-        ("Protocol", f"{info.name} v{info.version}"), ("Protocol SHA-256", info.sha256),
-        ("Protocol content SHA-256", info.content_sha256))]
-    assert [name for name, _ in shown[-2:]] == ["Summary file", "Cases"] and "4 with a plan" in shown[-1][1]
+
+    def page_of(label: str, listed: list[dict[str, str]]) -> list[tuple[str, str]]:
+        """The provenance rows of cohort.html for v1's cohort plus v2's p3, its cohort.csv listing `listed`."""
+        mixed = shutil.copytree(cohorts["v1"], tmp_path / label)
+        shutil.copytree(cohorts["v2"] / "p3", mixed / "p3")  # the case v1 did not plan, planned with Site v2
+        with (mixed / COHORT_CSV).open("w", newline="") as handle:
+            # v2's table adds its worst-case columns, which the page does not read
+            writer = csv.DictWriter(handle, fieldnames=list({**rows["v1"]["p0"], **rows["v2"]["p3"]}))
+            writer.writeheader()
+            writer.writerows({**row, "folder": str(mixed / Path(row["folder"]).name)} for row in listed)
+        write_cohort_page(mixed / COHORT_CSV, protocol(GOALS, terms=TERMS, name="Site v1"))
+        page = (mixed / "cohort.html").read_text(encoding="utf-8")
+        [table] = re.findall(r'<table id="cohort">(.*?)</table>', page, re.S)
+        return re.findall(r"<tr><td>([^<]*)</td><td[^>]*>([^<]*)</td></tr>", table)
+
+    orders = {
+        "v2_first": ([rows["v2"]["p3"], *rows["v1"].values()], [v2, v1]),
+        "v1_first": ([*rows["v1"].values(), rows["v2"]["p3"]], [v1, v2]),
+    }
+    for label, (listed, in_order) in orders.items():
+        shown = page_of(label, listed)
+        assert shown[:-2] == [row for info in in_order for row in (
+            ("Protocol", f"{info.name} v{info.version}"), ("Protocol SHA-256", info.sha256),
+            ("Protocol content SHA-256", info.content_sha256))], label
+        assert [name for name, _ in shown[-2:]] == ["Summary file", "Cases"] and "4 with a plan" in shown[-1][1]
 
 
 def _with_protocol(cohort: ComparedCohort, label: str, **protocol: str | None) -> ComparedCohort:
