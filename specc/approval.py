@@ -178,8 +178,7 @@ def approve(
             "it may hold another run's whole plan): remove it, then approve"
         )
     # Each read once, as plan.json: what `of_one_run` judges and what is bound are the same bytes, not a file swapped
-    # in (and back) meanwhile. Changed after this, a file no longer has the SHA-256 bound, which `verify` finds; one
-    # that appears after it is not bound, which `verify` finds too.
+    # in (and back) meanwhile. Hashed again on disk before anything is written (`_moved_since`).
     files = PlanFiles.read(folder, PLAN_FOLDER_FILES)
     if files.unreadable:
         raise ApprovalError("; ".join(files.unreadable.values()))
@@ -223,12 +222,37 @@ def approve(
     )
     css = style_sheet()
     html = environment().get_template("approval.html").render(approval=approval, status_labels=STATUS_LABELS, css=css)
+    moved = _moved_since(files, plan_sha256)
+    if moved:
+        raise ApprovalError(f"{'; '.join(moved)} while the plan was being approved: approve again")
     pages = write_page(folder, "approval", html, pdf)
     approval = approval.model_copy(update={"pages": {page.name: file_sha256(page) for page in pages}})
     approval = approval.model_copy(update={"sha256": approval.content_sha256()})
     # Written last: approval.json is what makes the folder approved, and it binds the pages.
     existing.write_text(approval.model_dump_json(indent=2), encoding="utf-8")
     return Approved(approval, [existing, *pages], protocol_changed_since(record))
+
+
+def _moved_since(files: PlanFiles, plan_sha256: str) -> list[str]:
+    """Each plan file in the folder whose bytes on disk now are not those read (`files`; plan.json's, those
+    `read_plan_file` read, SHA-256 `plan_sha256`), one phrase each: '<path> changed', 'appeared', 'was removed' or
+    'became unreadable'. An approval binds what was read and judged: written over a folder that differs from it, it
+    would fail `verify` at once, and approve would then refuse the folder as approved, leaving approval.json to be
+    deleted by hand. Changed after this, a file no longer has the SHA-256 bound, which `verify` finds."""
+    read = {PLAN_JSON: plan_sha256, **files.sha256s()}
+    moved = []
+    for name in PLAN_FOLDER_FILES:
+        path = files.folder / name
+        try:
+            now = file_sha256(path) if path.is_file() else None
+        except FileNotFoundError:  # removed since it was listed
+            now = None
+        except OSError as error:  # permissions, I/O
+            moved.append(f"{path} became unreadable ({error.strerror})")
+            continue
+        if now != read.get(name):
+            moved.append(f"{path} " + ("appeared" if name not in read else "was removed" if now is None else "changed"))
+    return moved
 
 
 def protocol_sha256_now(record: PlanRecord) -> str | None:

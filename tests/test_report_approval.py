@@ -236,30 +236,6 @@ def test_verify_finds_files_of_another_run_bound_by_an_earlier_approval(met, fai
     assert result.exit_code == 1 and "report.html was rendered from another plan record" in " ".join(result.output.split())
 
 
-def test_an_approval_binds_the_very_plan_json_bytes_whose_record_it_judged(met, failing, tmp_path, monkeypatch):
-    """plan.json is read once: a plan written into the folder the moment after approve read it is neither half
-    judged nor bound in the other's stead. The approval holds the record it judged and that record's SHA-256, the
-    other files are checked against it, and --verify then finds plan.json changed."""
-    import specc.approval
-
-    folder = _copy(met, tmp_path)
-    judged = (folder / "plan.json").read_bytes()
-    read_plan_file = specc.approval.read_plan_file
-
-    def read_then_replaced(plan_file: Path):
-        read = read_plan_file(plan_file)
-        shutil.copy(failing / "plan.json", plan_file)  # another run's plan.json, written just after the read
-        return read
-
-    monkeypatch.setattr(specc.approval, "read_plan_file", read_then_replaced)
-    approval = approve(folder, "Dr. A. Example", "").approval
-    monkeypatch.undo()
-    assert approval.goals == {"pass": 2} and approval.accepted_deviations == []
-    assert approval.files["plan.json"] == hashlib.sha256(judged).hexdigest()
-    checked = verify(folder)
-    assert checked.changed == ["plan.json"] and not checked.intact
-
-
 def test_report_pdf_names_its_plan_record(met, failing, tmp_path):
     from specc.report.write import html_to_pdf
 
@@ -388,7 +364,7 @@ def test_verify_judges_the_bytes_it_hashes_not_a_file_swapped_in_and_back_while_
 
     folder = _copy(met, tmp_path)
     shutil.copy(failing / "report.html", folder)
-    monkeypatch.setattr(specc.approval, "of_one_run", lambda files, record, plan_sha256, case=None: OneRun([], []))
+    monkeypatch.setattr(specc.approval, "of_one_run", lambda folder, record, plan_sha256, case=None: OneRun([], []))
     approve(folder, "Dr. A. Example", "")
     monkeypatch.undo()
     _swapped_during_the_check(monkeypatch, folder, "report.html", met / "report.html")
@@ -397,30 +373,38 @@ def test_verify_judges_the_bytes_it_hashes_not_a_file_swapped_in_and_back_while_
     assert [problem.split(" (")[0] for problem in checked.disagreements] == ["report.html was rendered from another plan record"]
 
 
-@pytest.mark.parametrize("swap", ["report.html", "segments.json"])
-def test_a_plan_file_swapped_after_approve_checked_it_is_not_bound_and_verify_finds_it(met, failing, tmp_path,
-                                                                                       monkeypatch, swap):
-    """The approval binds the bytes `of_one_run` judged: another run's report.html written after the check leaves
-    this run's report.html's SHA-256 bound (the file changed, as `verify` says), a segments.json that appeared after it
-    is not bound (it appeared, as `verify` says); neither is bound although never checked to be of this run."""
+@pytest.mark.parametrize(("name", "said"), [
+    ("report.html", "changed"), ("plan.json", "changed"), ("segments.json", "appeared"), ("result.h5", "was removed"),
+])
+def test_a_plan_file_changed_while_approve_runs_is_refused_and_nothing_is_written(met, failing, tmp_path, monkeypatch,
+                                                                                  name, said):
+    """Approve binds the bytes it read and judged, and hashes the files on disk again before it writes anything:
+    another run's report.html or plan.json written after the check, a segments.json that appeared or a result.h5
+    removed meanwhile is refused, and nothing is written. An approval.json bound to what the folder no longer holds
+    failed `verify` at once, and approve then refused the folder as approved: approval.json to delete by hand."""
     import specc.approval
 
     folder = _copy(met, tmp_path)
     of_one_run = specc.approval.of_one_run
 
-    def checked_then_swapped(*args, **kwargs):
+    def checked_then_moved(*args, **kwargs):
         run = of_one_run(*args, **kwargs)
-        shutil.copy(failing / ("plan.json" if swap == "segments.json" else swap), folder / swap)
+        if said == "was removed":
+            (folder / name).unlink()
+        else:  # another run's file (any file, for a plan file that appears)
+            shutil.copy(failing / ("plan.json" if name == "segments.json" else name), folder / name)
         return run
 
-    monkeypatch.setattr(specc.approval, "of_one_run", checked_then_swapped)
-    approval = approve(folder, "Dr. A. Example", "").approval
+    monkeypatch.setattr(specc.approval, "of_one_run", checked_then_moved)
+    with pytest.raises(ApprovalError, match=rf"^{re.escape(str(folder / name))} {said} while the plan was being "
+                                            r"approved: approve again$"):
+        approve(folder, "Dr. A. Example", "")
+    assert not (folder / "approval.json").exists() and not (folder / "approval.html").exists()
     monkeypatch.undo()
-    if swap == "report.html":
-        assert approval.files["report.html"] == hashlib.sha256((met / "report.html").read_bytes()).hexdigest()
-    assert sorted(approval.files) == ["plan.json", "report.html", "result.h5"]
-    checked = verify(folder)
-    assert (checked.changed, checked.appeared) == (([swap], []) if swap == "report.html" else ([], [swap]))
+    (folder / name).unlink(missing_ok=True)
+    if name != "segments.json":
+        shutil.copy(met / name, folder / name)
+    assert approve(folder, "Dr. A. Example", "").approval.decision == "approved"  # approved again, as the error says
 
 
 def _unreadable(monkeypatch, name: str) -> None:
