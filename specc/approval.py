@@ -321,21 +321,24 @@ def verify(folder: str | Path, case: str | Path | None = None) -> Verification:
     # plan.json read once, as `approve` reads it: its hash, its record and the run the other files are checked against
     # are of the same bytes.
     plan, unread = None, []
-    if (folder / PLAN_JSON).is_file():
+    plan_there = (folder / PLAN_JSON).is_file()
+    if plan_there:
         try:
             plan = read_plan_file(folder / PLAN_JSON)
         except CompareError as error:  # edited into what is no plan record (or of a format this specc does not read)
             unread = [str(error)]
     bound = {**approval.files, **approval.pages}
     # Each read once: the bytes hashed are those `of_one_run` judges, of every plan file there, bound or appeared.
-    files = PlanFiles.read(folder, dict.fromkeys((*bound, *PLAN_FOLDER_FILES)))
+    # What is missing or appeared is of that read too, not of a look again, which may find the folder otherwise.
+    files = PlanFiles.read(folder, dict.fromkeys((*bound, *PLAN_FOLDER_FILES, *APPROVAL_PAGES)))
     unreadable = files.unreadable
     sha256_now = files.sha256s() | ({PLAN_JSON: plan[1]} if plan is not None else {})
-    missing = [name for name in bound if not (folder / name).is_file()]
+    there = {*files.contents, *unreadable, *([PLAN_JSON] if plan_there else [])}
+    missing = [name for name in bound if name not in there]
     # A plan.json whose read failed has no SHA-256 now (not read again, its error is said): it counts as changed.
     changed = [name for name in bound if name not in missing and name not in unreadable
                and sha256_now.get(name) != bound[name]]
-    appeared = [name for name in (*PLAN_FOLDER_FILES, *APPROVAL_PAGES) if name not in bound and (folder / name).exists()]
+    appeared = [name for name in (*PLAN_FOLDER_FILES, *APPROVAL_PAGES) if name not in bound and name in there]
     disagreements = _self_disagreements(approval) + unread + list(unreadable.values())
     unchecked = []
     if plan is None:

@@ -364,7 +364,7 @@ def test_verify_judges_the_bytes_it_hashes_not_a_file_swapped_in_and_back_while_
 
     folder = _copy(met, tmp_path)
     shutil.copy(failing / "report.html", folder)
-    monkeypatch.setattr(specc.approval, "of_one_run", lambda folder, record, plan_sha256, case=None: OneRun([], []))
+    monkeypatch.setattr(specc.approval, "of_one_run", lambda files, record, plan_sha256, case=None: OneRun([], []))
     approve(folder, "Dr. A. Example", "")
     monkeypatch.undo()
     _swapped_during_the_check(monkeypatch, folder, "report.html", met / "report.html")
@@ -405,6 +405,43 @@ def test_a_plan_file_changed_while_approve_runs_is_refused_and_nothing_is_writte
     if name != "segments.json":
         shutil.copy(met / name, folder / name)
     assert approve(folder, "Dr. A. Example", "").approval.decision == "approved"  # approved again, as the error says
+
+
+@pytest.mark.parametrize("when", ["as it is read", "after it is read"])
+def test_verify_says_missing_and_appeared_of_its_one_read(met, failing, tmp_path, monkeypatch, when):
+    """`missing` and `appeared` are of the one read whose bytes are hashed, not of a look at the folder again:
+    report.html removed as it is read is said unreadable, not missing besides; removed after it was read, and its
+    SHA-256 found as bound, it is not said missing, nor is a segments.json that appeared after the read said to have
+    appeared. An approval.pdf there before the read did appear."""
+    import specc.approval
+
+    folder = _copy(met, tmp_path)
+    approve(folder, "Dr. A. Example", "")
+    (folder / "approval.pdf").write_bytes(b"%PDF- not this approval's")
+    report = folder / "report.html"
+    if when == "as it is read":
+        read_bytes = Path.read_bytes
+
+        def removed_first(path: Path) -> bytes:
+            if path == report:
+                path.unlink()
+            return read_bytes(path)
+
+        monkeypatch.setattr(Path, "read_bytes", removed_first)
+    else:
+        read = specc.approval.PlanFiles.read
+
+        def read_then_moved(cls, *args):
+            files = read(*args)
+            report.unlink()
+            shutil.copy(failing / "plan.json", folder / "segments.json")
+            return files
+
+        monkeypatch.setattr(specc.approval.PlanFiles, "read", classmethod(read_then_moved))
+    checked = verify(folder)
+    assert (checked.changed, checked.missing, checked.appeared) == ([], [], ["approval.pdf"])
+    unreadable = [f"{report}: cannot be read (No such file or directory)"] if when == "as it is read" else []
+    assert [problem for problem in checked.disagreements if "cannot be read" in problem] == unreadable
 
 
 def _unreadable(monkeypatch, name: str) -> None:
