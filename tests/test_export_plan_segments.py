@@ -153,7 +153,7 @@ def test_approve_checks_the_segments_fluence_on_the_plans_case(plans, tmp_path, 
     said = " ".join(approved.output.split())
     assert approved.exit_code == 1 and f"beam {beam}: the fluence its segments deliver differs" in said, said
     assert not (folder / "approval.json").exists()
-    monkeypatch.setattr(specc.approval, "of_one_run", lambda folder, record, plan_sha256, case=None: OneRun([], []))  # no check at all: the fluence one is what it lacked
+    monkeypatch.setattr(specc.approval, "of_one_run", lambda files, record, plan_sha256, case=None: OneRun([], []))  # no check at all: the fluence one is what it lacked
     specc.approval.approve(folder, "Dr. A. Example", "", reason=ACCEPTED)  # as approve did before
     monkeypatch.undo()
     verified = CliRunner().invoke(app, ["approve", str(folder), "--verify"])

@@ -225,7 +225,7 @@ def test_verify_finds_files_of_another_run_bound_by_an_earlier_approval(met, fai
     folder = _copy(met, tmp_path)
     shutil.copy(failing / "report.html", folder)
     monkeypatch.setattr(  # as approve did before
-        specc.approval, "of_one_run", lambda folder, record, plan_sha256, case=None: OneRun([], [])
+        specc.approval, "of_one_run", lambda files, record, plan_sha256, case=None: OneRun([], [])
     )
     approve(folder, "Dr. A. Example", "")
     monkeypatch.undo()
