@@ -181,6 +181,32 @@ def test_approve_checks_the_segments_fluence_on_the_plans_case(plans, tmp_path, 
     assert checked.exit_code == 0 and "not checked" not in checked.output, checked.output
 
 
+def test_approve_judges_the_segments_it_binds_not_a_file_swapped_in_and_back_while_it_checks(plans, tmp_path,
+                                                                                          monkeypatch):
+    """As report.html and result.h5 (tests/test_report_approval.py): segments.json is read once, and those bytes are
+    judged and bound. Another plan's, in the folder before the check and after it, with this plan's swapped in while
+    the files are checked, is refused, not bound unjudged (hashing before the check and after it found both alike)."""
+    import specc.approval
+
+    own, other = plans
+    folder = Path(shutil.copytree(own, tmp_path / "plan"))
+    shutil.copy(other / "segments.json", folder / "segments.json")
+    of_one_run = specc.approval.of_one_run
+
+    def checked_while_swapped(*args, **kwargs):
+        shutil.copy(own / "segments.json", folder / "segments.json")
+        try:
+            return of_one_run(*args, **kwargs)
+        finally:
+            shutil.copy(other / "segments.json", folder / "segments.json")
+
+    monkeypatch.setattr(specc.approval, "of_one_run", checked_while_swapped)
+    with pytest.raises(specc.approval.ApprovalError, match=rf"not of one run: {re.escape(str(folder / 'segments.json'))} "
+                                                          r"is not from the plan"):
+        specc.approval.approve(folder, "Dr. A. Example", "", reason=ACCEPTED)
+    assert not (folder / "approval.json").exists()
+
+
 def _first_open(document: dict) -> tuple[dict, dict, int]:
     """The first beam, its first segment and that segment's first open leaf pair."""
     beam = document["beams"][0]
