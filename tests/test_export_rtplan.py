@@ -375,6 +375,17 @@ def test_a_broken_segments_file_is_named(tmp_path: Path) -> None:
         read_segments(path)
 
 
+def test_a_segments_file_that_is_not_utf8_is_named_not_a_traceback(tmp_path: Path) -> None:
+    """read_segments parses the bytes read (as approve reads each plan file once): one not UTF-8 text (a Latin-1
+    case name) is a ResultError naming the file, as a broken field is, not a UnicodeDecodeError's traceback."""
+    path = tmp_path / "segments.json"
+    path.write_bytes('{"format": "specc-segments", "version": 1, "case_id": "Müller"}'.encode("latin-1"))
+    with pytest.raises(ResultError, match=rf"^{re.escape(str(path))}: not a specc segments file: .*Invalid JSON"):
+        read_segments(path)
+    with pytest.raises(ResultError, match=rf"^{re.escape(str(path))}: not a specc segments file: .*Invalid JSON"):
+        read_segments(path, path.read_bytes())
+
+
 def test_a_plan_without_its_case_path_says_how_to_get_the_case(tmp_path: Path) -> None:
     outcome = plan(protocol(GOALS, terms=TERMS, delivery=DELIVERY), synthetic_case(), tmp_path / "plan")
     assert outcome.succeeded
