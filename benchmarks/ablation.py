@@ -153,6 +153,14 @@ def _float64_matrix() -> None:
     _replace(Case, "load", load_in_float64)
 
 
+def _every_variable_to_lbfgsb() -> None:
+    """L-BFGS-B handed every variable, a working set's held beamlets too, fixed there by their bounds (twenty-fourth
+    pass: only the variables that can move)."""
+    from specc.solve.first_order import augmented_lagrangian
+
+    _replace(augmented_lagrangian, "_movable", lambda lower, upper: np.arange(len(lower)))
+
+
 # name -> (method of benchmarks.run, switch applied in the child before it runs)
 ABLATIONS: dict[str, tuple[str, Callable[[], None] | None]] = {
     DEFAULT: (FAST_PATH, None),
@@ -167,6 +175,7 @@ ABLATIONS: dict[str, tuple[str, Callable[[], None] | None]] = {
     "20 L-BFGS pairs": (FAST_PATH, _fixed_memory),
     "at most 100 L-BFGS pairs": (FAST_PATH, _memory_cap_100),
     "shaping to the certificate's feasibility": (FAST_PATH, _shaping_to_feasibility),
+    "held beamlets handed to L-BFGS-B": (FAST_PATH, _every_variable_to_lbfgsb),
     "float64 matrix": (FAST_PATH, _float64_matrix),
     # benchmarks.run's method: CLARABEL at its own tolerance (1e-6), on the default's sample
     NO_FAST_PATH: ("CLARABEL 1e-6 (no fast path)", None),

@@ -169,6 +169,32 @@ def test_a_set_that_passed_against_stale_floors_goes_on_on_the_same_set(monkeypa
     assert len(runs) == 2 and runs[0][0] is runs[1][0]  # the same set twice ...
     assert all(on_set for _, on_set in runs)  # ... and never the whole program
 
+def test_l_bfgs_b_is_handed_only_the_variables_a_set_leaves_free(monkeypatch) -> None:
+    """A working set's held beamlets are fixed at 0 by their bounds: L-BFGS-B runs without them, so that its curvature
+    pairs and its work per iteration follow the beamlets that can move (large limits case: solve 8.0-8.3 -> 7.1-7.4 s;
+    docs/performance.md, twenty-fourth pass). The plan is the whole program's: held beamlets stay at 0."""
+    import specc.solve.first_order.augmented_lagrangian as augmented_lagrangian
+
+    program = _program()
+    settings = choose_solver(FIRST_ORDER_SOLVER)
+    solver = FirstOrderSolver(program)
+    solver.solve(settings)
+    handed: list[tuple[int, bool]] = []  # per L-BFGS-B run: how many variables, whether each can move
+    minimize = augmented_lagrangian.minimize
+
+    def spy(function, x0, **options):
+        handed.append((len(x0), all(low < high for low, high in options["bounds"])))
+        return minimize(function, x0, **options)
+
+    monkeypatch.setattr(augmented_lagrangian, "minimize", spy)
+    warm = solver.solve(settings, terms=_changed(program, "quadratic_overdose", "Core", weight=210.0))
+    assert warm.status == "optimal", warm.message
+    assert handed and all(movable for _, movable in handed)
+    assert min(size for size, _ in handed) < program.fluence.size  # a set held beamlets, and L-BFGS-B never saw them
+    cold = FirstOrderSolver(program).solve(settings, terms=_changed(program, "quadratic_overdose", "Core", weight=210.0))
+    assert abs(warm.objective - cold.objective) <= OBJECTIVE_ACCURACY * cold.objective
+
+
 def test_a_first_solve_shapes_its_plan_without_meeting_the_limits_to_the_certificate(monkeypatch) -> None:
     """The shaping run finds the beamlets and rows that matter; meeting the hard limits to the certificate is the
     working sets' part. Held to the certificate's feasibility, its rounds (cut at the loose stationarity) failed to
