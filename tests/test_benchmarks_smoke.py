@@ -222,9 +222,11 @@ def test_the_tiny_ablation_switches_each_technique_off_and_every_run_gives_the_s
         assert rows[NO_FAST_PATH]["iterations"] != rows[REFERENCE]["iterations"]
         assert {row["solver"] for name, row in rows.items() if name not in (NO_FAST_PATH, REFERENCE)} == {"SPECC-LBFGS"}
         # The switches reach the solve: without working sets the first solve runs on the whole program; with
-        # float32 products of the whole fluence the rounds see other doses.
+        # float32 products of the whole fluence the rounds see other doses. Another path, not the same run: its
+        # iterations or its objective differ (another path can end on the same count: 416 and 416 on the C-shape).
         for name in ("no working sets", "no float64 anchor doses"):
-            assert rows[name]["iterations"] != rows[DEFAULT]["iterations"], name
+            assert (rows[name]["iterations"], rows[name]["objective"]) != (
+                rows[DEFAULT]["iterations"], rows[DEFAULT]["objective"]), name
     # The sample is really taken (the tiny case's 2,000 of the 10 mm body), and drawn otherwise when uniform.
     assert c_shape["no sampling (every voxel)"]["program_size"][0] > c_shape[DEFAULT]["program_size"][0]
     assert c_shape["uniform sample"]["objective"] != c_shape[DEFAULT]["objective"]
