@@ -325,6 +325,8 @@ class _Rounds:
             options={"maxiter": remaining, "maxfun": 4 * remaining, "ftol": self.tolerances.ftol,
                      "gtol": self.gtol, "maxcor": self.history},
         )
+        if "nit" not in result:  # scipy's answer when every variable it is handed is fixed (the ablation that hands
+            result.nit, result.status = 0, 0  # it the held beamlets too, on a set of none free): converged there
         result.x = whole(result.x)
         self.iterations += result.nit
         self.nonzero_iterations += result.nit * self.nonzeros
