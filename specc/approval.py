@@ -40,11 +40,11 @@ from pydantic import BaseModel, ValidationError
 
 from specc import __version__
 from specc.errors import CaseError, SpeccError, validation_text
-from specc.case.importers.external_dose import file_sha256
 from specc.evaluate import PlanRecord
 from specc.export import read_result
 from specc.export.result_file import PlanResult, ResultError
 from specc.export.segments import read_segments
+from specc.hashing import file_sha256
 from specc.protocol import ProtocolError, load_protocol
 from specc.protocol.models import SAME_CONTENT
 from specc.report.compare import FORMATTING_ONLY, NOT_TOLD, CompareError, Notice, content_difference, read_plan_file
@@ -216,7 +216,7 @@ def approve(
         goals=record.goal_counts(),
         accepted_deviations=deviations,
         reason=reason.strip() if deviations and reason else None,
-        files={PLAN_JSON: plan_sha256, **files.sha256s()},
+        files={PLAN_JSON: plan_sha256, **files.sha256s},
         warnings=list(record.warnings),
         outside_hot_spot=record.outside_hot_spot,
     )
@@ -239,7 +239,7 @@ def _moved_since(files: PlanFiles, plan_sha256: str) -> list[str]:
     'became unreadable'. An approval binds what was read and judged: written over a folder that differs from it, it
     would fail `verify` at once, and approve would then refuse the folder as approved, leaving approval.json to be
     deleted by hand. Changed after this, a file no longer has the SHA-256 bound, which `verify` finds."""
-    read = {PLAN_JSON: plan_sha256, **files.sha256s()}
+    read = {PLAN_JSON: plan_sha256, **files.sha256s}
     moved = []
     for name in PLAN_FOLDER_FILES:
         path = files.folder / name
@@ -332,7 +332,7 @@ def verify(folder: str | Path, case: str | Path | None = None) -> Verification:
     # What is missing or appeared is of that read too, not of a look again, which may find the folder otherwise.
     files = PlanFiles.read(folder, dict.fromkeys((*bound, *PLAN_FOLDER_FILES, *APPROVAL_PAGES)))
     unreadable = files.unreadable
-    sha256_now = files.sha256s() | ({PLAN_JSON: plan[1]} if plan is not None else {})
+    sha256_now = files.sha256s | ({PLAN_JSON: plan[1]} if plan is not None else {})
     there = {*files.contents, *unreadable, *([PLAN_JSON] if plan_there else [])}
     missing = [name for name in bound if name not in there]
     # A plan.json whose read failed has no SHA-256 now (not read again, its error is said): it counts as changed.
@@ -367,6 +367,7 @@ class PlanFiles:
     folder: Path
     contents: dict[str, bytes]  # file name -> its bytes, of each name that was a file
     unreadable: dict[str, str]  # file name -> why it could not be read, naming the file
+    sha256s: dict[str, str]  # file name -> the SHA-256 of its bytes read: bound, then compared with the files again
 
     @classmethod
     def read(cls, folder: Path, names: Iterable[str]) -> PlanFiles:
@@ -380,11 +381,8 @@ class PlanFiles:
                     contents[name] = path.read_bytes()
                 except OSError as error:  # permissions, I/O, removed since it was listed: said, naming the file
                     unreadable[name] = f"{path}: cannot be read ({error.strerror})"
-        return cls(folder, contents, unreadable)
-
-    def sha256s(self) -> dict[str, str]:
-        """The SHA-256 of each file read, by name."""
-        return {name: hashlib.sha256(data).hexdigest() for name, data in self.contents.items()}
+        sha256s = {name: hashlib.sha256(data).hexdigest() for name, data in contents.items()}
+        return cls(folder, contents, unreadable, sha256s)
 
 
 @dataclass

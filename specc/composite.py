@@ -40,12 +40,13 @@ from pathlib import Path
 import numpy as np
 
 from specc.case import Case, Grid
-from specc.case.importers.external_dose import ExternalDose, file_sha256
+from specc.case.importers.external_dose import ExternalDose
 from specc.case.importers.matrad_dose import read_matrad_dose
 from specc.case.importers.rtdose import read_rtdose
 from specc.case.prior import PriorDose, PriorSource
 from specc.errors import CaseError
 from specc.export.result_file import PlanResult, ResultError, read_result
+from specc.hashing import file_sha256
 
 
 # How a composite plan's result.h5 reads as a prior dose: its course and the ones it stood on.

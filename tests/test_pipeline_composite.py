@@ -111,7 +111,7 @@ def test_a_composite_plan_is_judged_on_prior_plus_plan_and_stores_both(prior_fil
     # the plan made up for the prior dose: its own median in the target is about the 40 Gy it adds
     assert float(np.median(result.dose_gy[target])) == pytest.approx(d50 - float(np.median(prior[target])), abs=1.0)
     assert record.prior_dose.prescribed_gy == 20.0 and record.prior_dose.files[0].file == str(prior_file)
-    assert record.prior_dose.files[0].sha256 == specc.case.importers.external_dose.file_sha256(prior_file)
+    assert record.prior_dose.files[0].sha256 == specc.hashing.file_sha256(prior_file)
     html = (tmp_path / "plan" / "report.html").read_text()
     assert 'id="composite"' in html and ("The protocol declares the prior course as 20.00 Gy, so this plan is to add "
                                          "40.00 Gy to Target in 20 fractions") in html

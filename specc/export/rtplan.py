@@ -40,13 +40,13 @@ from pydicom.dataset import Dataset
 from pydicom.uid import RTPlanStorage, RTStructureSetStorage
 
 from specc.case import Case
-from specc.case.importers.external_dose import file_sha256
 from specc.case.model import row_lookup
 from specc.evaluate import PlanRecord
 from specc.evaluate.record import NOT_CONVERGED_LABEL
 from specc.export.dicom_identity import DicomIdentity, dicom_date_time, plan_created, save, sop_reference
 from specc.export.result_file import PlanResult, ResultError
 from specc.export.segments import BeamSegmentsEntry, SegmentsDocument
+from specc.hashing import file_sha256
 
 # specc's beam angles are IEC 61217 for a head-first supine patient (specc.case.Beam).
 PATIENT_POSITION = "HFS"

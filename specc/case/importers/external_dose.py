@@ -8,7 +8,6 @@ the plan's.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,9 +124,3 @@ def same_grid(a: Grid, b: Grid) -> bool:
     return a.shape == b.shape and all(
         abs(x - y) <= POSITION_TOLERANCE_MM for x, y in zip((*a.spacing_mm, *a.origin_mm), (*b.spacing_mm, *b.origin_mm))
     )
-
-
-def file_sha256(path: Path) -> str:
-    """The file's SHA-256, read in chunks: a matRad workspace with its dij can be gigabytes."""
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()

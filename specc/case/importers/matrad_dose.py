@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from specc.case.importers.external_dose import ExternalDose, file_sha256
+from specc.case.importers.external_dose import ExternalDose
 from specc.case.importers.mat_file import load_mat
 from specc.case.importers.matrad import (
     CT_DIMS, CT_FIRST_CENTRE, CT_RESOLUTION, cst_names, ct_axes, ct_grid_record, cst_voxels, field_of, int_vector,
@@ -40,6 +40,7 @@ from specc.case.importers.matrad import (
 from specc.case.importers.report import build_case
 from specc.case.model import MIN_HU, Beamlets, Case, CaseMetadata, Grid, Structure
 from specc.errors import CaseError
+from specc.hashing import file_sha256
 
 DOSE_FIELD = "physicalDose"
 _FALLBACK_COLORS = ("#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#46f0f0", "#f032e6", "#bcf60c")
