@@ -7,6 +7,7 @@ import math
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 import scipy.sparse
 
@@ -61,3 +62,24 @@ def test_a_row_with_a_stopped_repeat_has_no_total_and_bounds_its_time_by_every_r
     assert math.isnan(row["total_s"]) and row["until_stopped_s"] == 12.0  # the median of 10, 12 and 299
     assert row["status"] == "optimal/time limit (benchmark)"
     assert _summary("exact rounds (to ftol)", finished)["total_s"] == 10.0
+
+
+def test_the_held_beamlets_switch_reads_a_set_of_no_free_beamlet_as_converged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ablation that hands L-BFGS-B every variable hands it only fixed ones on a working set of no free beamlet,
+    where scipy answers without `nit` or `status`: the switch reads that as converged after no iteration (as the
+    code before the twenty-fourth pass did), where the solver itself returns before calling scipy."""
+    import benchmarks.ablation as ablation
+    from specc.solve.first_order import augmented_lagrangian
+
+    for name in ("_movable", "minimize"):  # the switch replaces these for good, as in its child: restored here
+        monkeypatch.setattr(augmented_lagrangian, name, getattr(augmented_lagrangian, name))
+    ablation._every_variable_to_lbfgsb()
+    fixed = np.zeros(3)
+    program = types.SimpleNamespace(bounds=lambda: (fixed, fixed), operator=types.SimpleNamespace(nonzeros=12), size=3)
+    loop = augmented_lagrangian._Rounds(program, augmented_lagrangian.Tolerances())
+    assert len(loop.free) == 3  # handed every variable, none of which can move
+
+    result, reason = loop.inner(lambda z: (float(z @ z), 2.0 * z), np.ones(3), budget=100)
+
+    assert (result.nit, result.status, reason, loop.iterations) == (0, 0, None, 0)
+    assert np.array_equal(result.x, fixed)

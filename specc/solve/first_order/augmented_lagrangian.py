@@ -151,7 +151,7 @@ def _history(program: SmoothProgram) -> int:
 def _movable(lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
     """The variables L-BFGS-B runs on: those its bounds leave free. A working set's held beamlets, fixed at 0, stay
     out of its curvature pairs and of its work per iteration, which follows the variables it is given (large limits
-    case: solve 8.0-8.3 -> 7.1-7.4 s, 1,050 -> 1,040 iterations; docs/performance.md, twenty-fourth pass)."""
+    case: solve 8.0-8.3 -> 7.1-7.4 s, 1,050 -> 1,040 iterations; docs/performance-history.md, twenty-fourth pass)."""
     return np.flatnonzero(lower < upper)
 
 
@@ -325,8 +325,6 @@ class _Rounds:
             options={"maxiter": remaining, "maxfun": 4 * remaining, "ftol": self.tolerances.ftol,
                      "gtol": self.gtol, "maxcor": self.history},
         )
-        if "nit" not in result:  # scipy's answer when every variable it is handed is fixed (the ablation that hands
-            result.nit, result.status = 0, 0  # it the held beamlets too, on a set of none free): converged there
         result.x = whole(result.x)
         self.iterations += result.nit
         self.nonzero_iterations += result.nit * self.nonzeros
