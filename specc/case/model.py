@@ -430,7 +430,7 @@ class Case:
     def _content_sha256(self) -> str:
         """`content_hash`, kept like the other things a case derives from its content: loading checks it against
         the file, the plan record, the result file and its check name it again, and each pass over the large
-        benchmark case's 258 MB took 0.15 s (docs/performance.md, twenty-fourth pass)."""
+        benchmark case's 258 MB took 0.15 s (docs/performance-history.md, twenty-fourth pass)."""
         digest = hashlib.sha256()
 
         def add(label: str, values: np.ndarray | str) -> None:
