@@ -250,9 +250,9 @@ class PlanResult:
             "sequencing": (segments.sequencing, record.delivery.sequencing),
             "segment_weights": (segments.segment_weights, record.delivery.segment_weights),
         }
-        for field, (given, planned) in said.items():
+        for name, (given, planned) in said.items():
             if given != planned:
-                return f"{field} {given!r}, the plan's {planned!r}"
+                return f"{name} {given!r}, the plan's {planned!r}"
         return None
 
     def _case_hint(self) -> str:
