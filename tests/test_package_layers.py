@@ -1,8 +1,8 @@
 """Data flows one way: no stage imports a later one (docs/architecture.md).
 
-Every module of the package has a place (`_stage`): `specc.errors`, `specc.terms`, `specc.protocol.units` and
-`specc.protocol.isoeffect` (EQD2 / BED, which a `mean_dose` term computes) below every stage, then the stages in
-`ORDER`, then the package itself (whose lazy exports reach `specc.check` and `specc.pipeline`) and `python -m specc`
+Every module of the package has a place (`_stage`): `specc.errors`, `specc.hashing`, `specc.terms`,
+`specc.protocol.units` and `specc.protocol.isoeffect` (EQD2 / BED, which a `mean_dose` term computes) below every
+stage, then the stages in `ORDER`, then the package itself (whose lazy exports reach `specc.check` and `specc.pipeline`) and `python -m specc`
 on top. Runtime imports only (an `if TYPE_CHECKING:` import is a type, not a dependency), lazy imports inside functions
 included, relative ones resolved, and `importlib.import_module` too: of a literal name, of an f-string's leading
 package, or, where the name is computed (a lazy-export table), of every module name the module writes as a string.
@@ -20,7 +20,7 @@ import pytest
 PACKAGE = Path(__file__).parent.parent / "specc"
 ORDER = ("protocol", "case", "compile", "solve", "sequence", "evaluate", "report", "export", "approval", "planning",
          "delivery", "composite", "pipeline", "check", "cli")
-BELOW = ("specc.errors", "specc.terms", "specc.protocol.units", "specc.protocol.isoeffect")
+BELOW = ("specc.errors", "specc.hashing", "specc.terms", "specc.protocol.units", "specc.protocol.isoeffect")
 TOP = ("specc", "specc.__main__")
 _MODULE_NAME = re.compile(r"specc(\.\w+)*")
 
