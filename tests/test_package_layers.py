@@ -2,10 +2,11 @@
 
 Every module of the package has a place (`_stage`): `specc.errors`, `specc.hashing`, `specc.terms`,
 `specc.protocol.units` and `specc.protocol.isoeffect` (EQD2 / BED, which a `mean_dose` term computes) below every
-stage, then the stages in `ORDER`, then the package itself (whose lazy exports reach `specc.check` and `specc.pipeline`) and `python -m specc`
-on top. Runtime imports only (an `if TYPE_CHECKING:` import is a type, not a dependency), lazy imports inside functions
-included, relative ones resolved, and `importlib.import_module` too: of a literal name, of an f-string's leading
-package, or, where the name is computed (a lazy-export table), of every module name the module writes as a string.
+stage, then the stages in `ORDER`, then the package itself (whose lazy exports reach `specc.check` and
+`specc.pipeline`) and `python -m specc` on top. Runtime imports only (an `if TYPE_CHECKING:` import is a type, not a
+dependency), lazy imports inside functions included, relative ones resolved, and `importlib.import_module` too: of a
+literal name, of an f-string's leading package, or, where the name is computed (a lazy-export table), of every module
+name the module writes as a string.
 """
 
 from __future__ import annotations
