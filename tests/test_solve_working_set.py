@@ -172,7 +172,7 @@ def test_a_set_that_passed_against_stale_floors_goes_on_on_the_same_set(monkeypa
 def test_l_bfgs_b_is_handed_only_the_variables_a_set_leaves_free(monkeypatch) -> None:
     """A working set's held beamlets are fixed at 0 by their bounds: L-BFGS-B runs without them, so that its curvature
     pairs and its work per iteration follow the beamlets that can move (large limits case: solve 8.0-8.3 -> 7.1-7.4 s;
-    docs/performance.md, twenty-fourth pass). The plan is the whole program's: held beamlets stay at 0."""
+    docs/performance-history.md, twenty-fourth pass). The plan is the whole program's: held beamlets stay at 0."""
     import specc.solve.first_order.augmented_lagrangian as augmented_lagrangian
 
     program = _program()
