@@ -7,6 +7,7 @@ import pytest
 import scipy.sparse as sp
 
 from evaluate_fakes import protocol, synthetic_case
+from specc.case import products
 from specc.compile import compile_protocol, resolve_structures
 from specc.compile.margins import expand
 from specc.compile import voxels
@@ -256,6 +257,30 @@ def test_rows_are_grouped_as_numpy_unique_groups_them() -> None:
     first, inverse = voxels._unique_rows(table)
     np.testing.assert_array_equal(first, expected_first)
     np.testing.assert_array_equal(inverse, expected_inverse.ravel())
+
+
+def test_a_body_s_rows_are_projected_on_the_whole_matrix_and_a_few_rows_on_their_copies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The merging's projection of rows holding most of the matrix's nonzeros (a body) runs on the whole float32
+    matrix by row blocks, without copying the rows (large case: 0.14 -> 0.03 s); a few rows are copied chunk by
+    chunk. Both give each row's float64 product, the float32 values times the float64 vectors."""
+    monkeypatch.setattr(products, "BLOCK_NONZEROS", 7)  # several blocks, on the thread pool
+    monkeypatch.setattr(voxels, "_CHUNK_NONZEROS", 5)  # several chunks
+    rng = np.random.default_rng(3)
+    influence = sp.random(40, 9, density=0.4, format="csr", dtype=np.float32, random_state=rng)
+    vectors = rng.standard_normal((9, 2))
+    exact = influence.toarray().astype(np.float64) @ vectors
+    copied = []
+    select = sp.csr_matrix.__getitem__
+    monkeypatch.setattr(sp.csr_matrix, "__getitem__", lambda matrix, key: copied.append(key) or select(matrix, key))
+
+    most = np.arange(2, 40)
+    np.testing.assert_allclose(voxels._projection(influence, most, vectors), exact[most], rtol=1e-12)
+    assert copied == []
+    few = np.array([0, 5, 6, 30])
+    np.testing.assert_allclose(voxels._projection(influence, few, vectors), exact[few], rtol=1e-12)
+    assert copied
 
 
 def test_a_recompile_that_selects_the_same_rows_keeps_them_and_builds_the_new_terms() -> None:

@@ -34,6 +34,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.sparse as sp
 
+from specc.case.products import RowBlocks
+
 if TYPE_CHECKING:
     from specc.protocol.models import SetupScenario
 
@@ -94,13 +96,20 @@ def _chunks(lengths: np.ndarray) -> list[tuple[int, int]]:
 
 
 def _projection(influence: sp.csr_matrix, rows: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """`influence[rows] @ vectors`, chunk by chunk.
+    """`influence[rows] @ vectors`: of the whole matrix by row blocks on threads when `rows` hold most of its
+    nonzeros (a body's rows), else of copies of the rows chunk by chunk.
 
     A float32 matrix times float64 vectors makes scipy convert all of the matrix's values to
-    float64 first; per chunk that copy stays small. Each row's sum is the same either way.
+    float64 first; per block or chunk that copy stays small. Each row's sum is the same either way.
+    Copying the rows of a body cost more than the product (large benchmark case, all 576,000 rows:
+    0.14 s chunked, docs/performance.md, twenty-fifth pass).
     """
+    lengths = np.diff(influence.indptr)[rows]
+    if 2 * int(lengths.sum()) >= influence.nnz:
+        blocks = RowBlocks(influence)
+        return np.column_stack([blocks.forward(vector)[rows] for vector in vectors.T])
     result = np.empty((len(rows), vectors.shape[1]), dtype=np.float64)
-    for start, stop in _chunks(np.diff(influence.indptr)[rows]):
+    for start, stop in _chunks(lengths):
         result[start:stop] = influence[rows[start:stop]] @ vectors
     return result
 
@@ -155,7 +164,7 @@ def _unique_rows(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _group_identical_rows(influence: sp.csr_matrix, rows: np.ndarray, offsets: np.ndarray | None = None) -> np.ndarray:
     """Group id of each of `rows`; rows with identical sparsity pattern and values share an id.
 
-    Candidate groups come from two random projections (equal rows always project equally);
+    Candidate groups come from a random projection and the row's length (equal rows always project equally);
     each candidate is then checked exactly against its representative, and a row that
     differs keeps a group of its own, so the merge never relies on luck. Both passes go
     through the case's own arrays chunk by chunk: no copy of the selected rows is made.
@@ -165,7 +174,7 @@ def _group_identical_rows(influence: sp.csr_matrix, rows: np.ndarray, offsets: n
     if len(rows) == 0:
         return np.empty(0, dtype=np.int64)
     rng = np.random.default_rng(0)
-    projection = _projection(influence, rows, rng.standard_normal((influence.shape[1], 2)))
+    projection = _projection(influence, rows, rng.standard_normal((influence.shape[1], 1)))
     columns = [np.diff(influence.indptr)[rows], projection]
     if offsets is not None:
         columns.append(offsets[rows])
