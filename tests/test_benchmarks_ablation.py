@@ -83,3 +83,40 @@ def test_the_held_beamlets_switch_reads_a_set_of_no_free_beamlet_as_converged(mo
 
     assert (result.nit, result.status, reason, loop.iterations) == (0, 0, None, 0)
     assert np.array_equal(result.x, fixed)
+
+
+def test_without_the_reference_no_reference_run_is_made_and_the_table_says_why_there_is_no_gap(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """At the large size the tight reference runs to its time limit and gives no gap: a one-row run spent 20 of its
+    22 minutes on it. `--no-reference` leaves it out: no child runs it, the table has no row for it and says why
+    no row has a gap."""
+    import benchmarks.ablation as ablation
+    import specc.case.phantoms
+    from benchmarks.run import TINY
+
+    asked: list[str] = []
+
+    def child(target, args: tuple, time_limit_s: float) -> tuple[dict | None, float]:
+        asked.append(args[2])
+        return {"method": args[2], "status": "optimal", "load_s": 1.0, "compile_s": 2.0, "solve_s": 5.0,
+                "evaluate_s": 2.0, "total_s": 9.0, "yaml_to_plan_s": 10.0, "peak_memory_mb": 100.0,
+                "objective": 1.5, "objective_every_voxel": 1.5}, 14.0
+
+    built = types.SimpleNamespace(influence=scipy.sparse.csr_matrix((4, 3)), n_beamlets=3, save=lambda path: None)
+    monkeypatch.setattr(specc.case.phantoms, "build_phantom", lambda *args, **kwargs: built)
+    monkeypatch.setattr(ablation, "in_child", child)
+    monkeypatch.setattr(ablation, "SIZES", {"tiny": (TINY,)})
+    report = ablation.main(["--tiny", "--no-reference", "--only", "no working sets", "--json", str(tmp_path / "a.json")])
+
+    assert asked == [ablation.DEFAULT, "no working sets"]
+    (result,) = report["cases"]
+    assert [row["ablation"] for row in result["rows"]] == [ablation.DEFAULT, "no working sets"]
+    assert result["reference"] is None and all("gap_every_voxel" not in row for row in result["rows"])
+    assert "no reference (--no-reference)" in capsys.readouterr().out
+
+    asked.clear()
+    with_reference = ablation.run_case(TINY, tmp_path, [ablation.DEFAULT], 1, 300.0)
+    assert asked == [ablation.DEFAULT, ablation.REFERENCE]
+    assert with_reference["reference"] == ablation.REFERENCE
+    assert [row["gap_every_voxel"] for row in with_reference["rows"]] == [0.0, 0.0]
