@@ -237,14 +237,13 @@ def run_case(case: BenchmarkCase, folder: Path, names: list[str], repeats: int, 
     for _ in range(repeats):
         for name in names:
             runs[name].append(_measure(str(case_path), case.protocol, name, case.sample_limit, time_limit_s))
-    if reference:
-        runs[REFERENCE] = [_measure(str(case_path), case.protocol, REFERENCE, case.sample_limit, time_limit_s)]
-    add_until_stopped([run for measured in runs.values() for run in measured])
+    tight = [_measure(str(case_path), case.protocol, REFERENCE, case.sample_limit, time_limit_s)] if reference else []
+    add_until_stopped([*(run for measured in runs.values() for run in measured), *tight])
     rows = [_summary(name, measured) for name, measured in runs.items()]
+    rows += [_summary(REFERENCE, tight)] if tight else []
     _over_default(rows)
     # Its objective valued as every row's is (`objective_every_voxel`), so that its own gap is 0.
-    tight = runs[REFERENCE][0] if reference else None
-    optimum = tight.get("objective_every_voxel") if tight is not None and tight["status"] == "optimal" else None
+    optimum = tight[0].get("objective_every_voxel") if tight and tight[0]["status"] == "optimal" else None
     for row in rows:
         if optimum is not None and row.get("objective_every_voxel") is not None:
             row["gap_every_voxel"] = (row["objective_every_voxel"] - optimum) / abs(optimum)
@@ -351,7 +350,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {**provenance(), "cases": []}
     with tempfile.TemporaryDirectory() as folder:
         for case in cases:
-            result = run_case(case, Path(folder), names, args.repeats, args.time_limit, not args.no_reference)
+            result = run_case(case, Path(folder), names, args.repeats, args.time_limit, reference=not args.no_reference)
             _print(result)
             report["cases"].append(result)
     finish_provenance(report)

@@ -97,7 +97,7 @@ def test_without_the_reference_no_reference_run_is_made_and_the_table_says_why_t
 
     asked: list[str] = []
 
-    def child(target, args: tuple, time_limit_s: float) -> tuple[dict | None, float]:
+    def child(target: object, args: tuple, time_limit_s: float) -> tuple[dict | None, float]:
         asked.append(args[2])
         return {"method": args[2], "status": "optimal", "load_s": 1.0, "compile_s": 2.0, "solve_s": 5.0,
                 "evaluate_s": 2.0, "total_s": 9.0, "yaml_to_plan_s": 10.0, "peak_memory_mb": 100.0,
@@ -107,7 +107,8 @@ def test_without_the_reference_no_reference_run_is_made_and_the_table_says_why_t
     monkeypatch.setattr(specc.case.phantoms, "build_phantom", lambda *args, **kwargs: built)
     monkeypatch.setattr(ablation, "in_child", child)
     monkeypatch.setattr(ablation, "SIZES", {"tiny": (TINY,)})
-    report = ablation.main(["--tiny", "--no-reference", "--only", "no working sets", "--json", str(tmp_path / "a.json")])
+    report = ablation.main(["--tiny", "--no-reference", "--only", "no working sets",
+                            "--json", str(tmp_path / "a.json")])
 
     assert asked == [ablation.DEFAULT, "no working sets"]
     (result,) = report["cases"]
@@ -120,3 +121,4 @@ def test_without_the_reference_no_reference_run_is_made_and_the_table_says_why_t
     assert asked == [ablation.DEFAULT, ablation.REFERENCE]
     assert with_reference["reference"] == ablation.REFERENCE
     assert [row["gap_every_voxel"] for row in with_reference["rows"]] == [0.0, 0.0]
+    assert list(with_reference["runs"]) == [ablation.DEFAULT]  # the ablations' runs; the reference is its row

@@ -674,22 +674,21 @@ def test_the_approval_pdf_is_titled_with_the_version_and_authored_by_its_reviewe
     assert info["/CreationDate"].startswith("D:20261128091502")
 
 
-def test_the_report_templates_are_compiled_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_report_templates_are_compiled_once_per_process(monkeypatch: pytest.MonkeyPatch, converged) -> None:
     """Each report built a new jinja2 environment, which compiled report.html and its parts again: 0.06 s of every
-    report a cohort or a --watch session writes. The environment is kept, and a second report compiles nothing."""
+    report a cohort or a --watch session writes. The environment is kept, and a report after the first (the
+    fixture's) compiles nothing."""
     from jinja2 import Environment
 
-    from specc.report.html import environment
-
+    case, masks, evaluation, _ = converged
     compiled: list[str | None] = []
     compile_source = Environment.compile
 
-    def spy(self, source, name=None, filename=None, raw=False, defer_init=False):
+    def spy(self: Environment, source: str, name: str | None = None, filename: str | None = None, raw: bool = False,
+            defer_init: bool = False) -> object:
         compiled.append(name)
         return compile_source(self, source, name, filename, raw, defer_init)
 
     monkeypatch.setattr(Environment, "compile", spy)
-    environment().get_template("report.html")  # compiled here unless an earlier test rendered a report
-    compiled.clear()
-    environment().get_template("report.html")
+    render_html(evaluation.record, case, evaluation, masks)
     assert compiled == []

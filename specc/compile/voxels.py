@@ -82,7 +82,9 @@ class VoxelSelection:
 
 # Row budget of one chunk of the row grouping (nonzeros): its temporaries (a float64 copy of
 # a chunk's values for the projection, positions and comparisons for the exact check, about
-# 50 bytes per nonzero) stay near 50 MB whatever the size of the influence matrix.
+# 50 bytes per nonzero) stay near 50 MB whatever the size of the influence matrix. A body's
+# projection runs by row blocks instead, as `Case.dose` does: an 8 MB float64 copy per block
+# on each of the product threads (one per core).
 _CHUNK_NONZEROS = 1_000_000
 
 
@@ -166,8 +168,9 @@ def _group_identical_rows(influence: sp.csr_matrix, rows: np.ndarray, offsets: n
 
     Candidate groups come from a random projection and the row's length (equal rows always project equally);
     each candidate is then checked exactly against its representative, and a row that
-    differs keeps a group of its own, so the merge never relies on luck. Both passes go
-    through the case's own arrays chunk by chunk: no copy of the selected rows is made.
+    differs keeps a group of its own, so the merge never relies on luck. The projection runs by row blocks of the
+    whole matrix (a body's rows) or on copies of a few rows chunk by chunk (`_projection`); the exact check goes
+    through the case's own arrays chunk by chunk.
     `offsets`: a constant dose per case row (a composite plan's prior dose), a column of the
     signature itself: rows whose offsets differ are never grouped, however equal their influence.
     """
