@@ -34,6 +34,7 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
@@ -367,7 +368,6 @@ class PlanFiles:
     folder: Path
     contents: dict[str, bytes]  # file name -> its bytes, of each name that was a file
     unreadable: dict[str, str]  # file name -> why it could not be read, naming the file
-    sha256s: dict[str, str]  # file name -> the SHA-256 of its bytes read: bound, then compared with the files again
 
     @classmethod
     def read(cls, folder: Path, names: Iterable[str]) -> PlanFiles:
@@ -381,8 +381,12 @@ class PlanFiles:
                     contents[name] = path.read_bytes()
                 except OSError as error:  # permissions, I/O, removed since it was listed: said, naming the file
                     unreadable[name] = f"{path}: cannot be read ({error.strerror})"
-        sha256s = {name: hashlib.sha256(data).hexdigest() for name, data in contents.items()}
-        return cls(folder, contents, unreadable, sha256s)
+        return cls(folder, contents, unreadable)
+
+    @cached_property
+    def sha256s(self) -> dict[str, str]:
+        """The SHA-256 of each file read, by name: bound, then compared with the files on disk again, hashed once."""
+        return {name: hashlib.sha256(data).hexdigest() for name, data in self.contents.items()}
 
 
 @dataclass
