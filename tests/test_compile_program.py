@@ -121,7 +121,8 @@ def test_rows_merged_in_chunks_are_exactly_the_identical_rows(monkeypatch: pytes
 
     # Projections made useless (every row of a length collides): the exact check alone keeps
     # every unequal row apart (a colliding row may stay unmerged, never wrongly merged).
-    monkeypatch.setattr(voxels, "_projection", lambda matrix, rows, vectors: np.zeros((len(rows), vectors.shape[1])))
+    monkeypatch.setattr(voxels, "_projection",
+                        lambda matrix, rows, vectors, lengths: np.zeros((len(rows), vectors.shape[1])))
     group = voxels._group_identical_rows(influence, rows)
     merged = group[:, None] == group[None, :]
     assert not (merged & ~identical).any()
@@ -275,11 +276,12 @@ def test_a_body_s_rows_are_projected_on_the_whole_matrix_and_a_few_rows_on_their
     select = sp.csr_matrix.__getitem__
     monkeypatch.setattr(sp.csr_matrix, "__getitem__", lambda matrix, key: copied.append(key) or select(matrix, key))
 
+    lengths = np.diff(influence.indptr)
     most = np.arange(2, 40)
-    np.testing.assert_allclose(voxels._projection(influence, most, vectors), exact[most], rtol=1e-12)
+    np.testing.assert_allclose(voxels._projection(influence, most, vectors, lengths[most]), exact[most], rtol=1e-12)
     assert copied == []
     few = np.array([0, 5, 6, 30])
-    np.testing.assert_allclose(voxels._projection(influence, few, vectors), exact[few], rtol=1e-12)
+    np.testing.assert_allclose(voxels._projection(influence, few, vectors, lengths[few]), exact[few], rtol=1e-12)
     assert copied
 
 

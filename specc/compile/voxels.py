@@ -97,16 +97,15 @@ def _chunks(lengths: np.ndarray) -> list[tuple[int, int]]:
     return [(int(start), int(stop)) for start, stop in zip(edges[:-1], edges[1:])]
 
 
-def _projection(influence: sp.csr_matrix, rows: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """`influence[rows] @ vectors`: of the whole matrix by row blocks on threads when `rows` hold most of its
-    nonzeros (a body's rows), else of copies of the rows chunk by chunk.
+def _projection(influence: sp.csr_matrix, rows: np.ndarray, vectors: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """`influence[rows] @ vectors` (`lengths`: the rows' stored lengths): of the whole matrix by row blocks on
+    threads when `rows` hold most of its nonzeros (a body's rows), else of copies of the rows chunk by chunk.
 
     A float32 matrix times float64 vectors makes scipy convert all of the matrix's values to
     float64 first; per block or chunk that copy stays small. Each row's sum is the same either way.
     Copying the rows of a body cost more than the product (large benchmark case, all 576,000 rows:
     0.14 s chunked, docs/performance.md, twenty-fifth pass).
     """
-    lengths = np.diff(influence.indptr)[rows]
     if 2 * int(lengths.sum()) >= influence.nnz:
         blocks = RowBlocks(influence)
         return np.column_stack([blocks.forward(vector)[rows] for vector in vectors.T])
@@ -177,8 +176,9 @@ def _group_identical_rows(influence: sp.csr_matrix, rows: np.ndarray, offsets: n
     if len(rows) == 0:
         return np.empty(0, dtype=np.int64)
     rng = np.random.default_rng(0)
-    projection = _projection(influence, rows, rng.standard_normal((influence.shape[1], 1)))
-    columns = [np.diff(influence.indptr)[rows], projection]
+    lengths = np.diff(influence.indptr)[rows]
+    projection = _projection(influence, rows, rng.standard_normal((influence.shape[1], 1)), lengths)
+    columns = [lengths, projection]
     if offsets is not None:
         columns.append(offsets[rows])
     signature = np.column_stack(columns)
