@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 _COUNT_SLACK = 1e-9
 # The exact bounds sit this fraction of their dose inside the limit (`ExactDvhLimit.inside`),
 # and the fast path meets them within it: a plan then holds every exact limit counted
-# strictly. The fast path's default feasibility, 1e-4, cost 0.2% of the refined objective on
+# strictly. A feasibility of 1e-4 (the fast path's default then) cost 0.2% of the refined objective on
 # the 10 mm lower-limit test (1e-5: 0.06%) and leaves the prostate and head-neck refinements
 # as fast (docs/performance-history.md, twelfth pass).
 EXACT_FEASIBILITY = 1e-5
