@@ -104,7 +104,7 @@ def _projection(influence: sp.csr_matrix, rows: np.ndarray, vectors: np.ndarray,
     A float32 matrix times float64 vectors makes scipy convert all of the matrix's values to
     float64 first; per block or chunk that copy stays small. Each row's sum is the same either way.
     Copying the rows of a body cost more than the product (large benchmark case, all 576,000 rows:
-    0.14 s chunked, docs/performance.md, twenty-fifth pass).
+    0.14 s chunked, docs/performance-history.md, twenty-fifth pass).
     """
     if 2 * int(lengths.sum()) >= influence.nnz:
         blocks = RowBlocks(influence)
