@@ -87,3 +87,36 @@ def test_more_weight_means_less_penalty(kind) -> None:
         measured = kind(structure=structure, dose=level, weight=1).evaluate(FakeEvaluationContext(case, fluence))
         reported.append(measured.value)
     assert reported[0] > reported[1] > reported[2]
+
+
+# kind -> the derivative of PENALTIES' objective per voxel on the dose, for the kinds whose smooth form is squares
+SQUARES_DERIVATIVES = {
+    QuadraticUnderdose: lambda d, level: 2 * np.minimum(d - level, 0),
+    QuadraticOverdose: lambda d, level: 2 * np.maximum(d - level, 0),
+    UniformDose: lambda d, level: 2 * (d - level),
+}
+
+
+@pytest.mark.parametrize("kind", SQUARES_DERIVATIVES, ids=lambda kind: kind.__name__)
+def test_the_fast_path_form_is_the_objective_with_its_gradient_on_all_entries_or_some(kind) -> None:
+    """The fast path evaluates these forms at every iterate (`specc.terms.smooth.weighted_squares`): value and dose
+    gradient are the cvxpy objective's, on doses either side of the level; a working set's form on some entries sums
+    over those alone, and evaluating never changes the point it is given."""
+    from specc.terms.smooth import SmoothPoint
+
+    case = random_case(20, weighted=True)
+    term = kind(structure="Organ", dose="12 Gy", weight=7)
+    ctx = FakeBuildContext(case)
+    form = term.smooth_form(ctx)
+    per_voxel, _ = PENALTIES[kind]
+    level, volumes = 12.0 / case.fractions, case.weights["Organ"]
+    dose = np.linspace(0.5, 1.5, len(volumes)) * level  # under the level, at it and over it
+    given = dose.copy()
+    value, gradient = form.objective(SmoothPoint(dose, np.zeros(0), np.zeros(case.n_beamlets)))
+    assert value == pytest.approx(7 * volumes @ per_voxel(dose, level))
+    np.testing.assert_allclose(gradient.dose, 7 * volumes * SQUARES_DERIVATIVES[kind](dose, level))
+    np.testing.assert_array_equal(dose, given)
+    kept = np.arange(0, len(volumes), 3)
+    part, part_gradient = form.on_entries(kept)(SmoothPoint(dose[kept], np.zeros(0), np.zeros(case.n_beamlets)))
+    assert part == pytest.approx(7 * volumes[kept] @ per_voxel(dose[kept], level))
+    np.testing.assert_allclose(part_gradient.dose, gradient.dose[kept])

@@ -139,16 +139,22 @@ class NoSmoothForm(Exception):
 
 
 def weighted_squares(weight: float, volumes: np.ndarray, level: float, side: str) -> ObjectiveFunction:
-    """`weight * sum_i volumes_i * e_i**2` with e the excess (`over`), shortfall (`under`) or deviation (`both`)."""
+    """`weight * sum_i volumes_i * e_i**2` with e the excess (`over`), shortfall (`under`) or deviation (`both`).
+
+    Evaluated at every iterate of the fast path: the gradient's factor is taken once, and each evaluation makes two
+    arrays instead of five (the same values: the factors of 2 are exact). 40,000 entries: 443 -> 190 us; the 5 mm
+    C-shape's warm re-solve spent a tenth of its time here (docs/performance.md, twenty-sixth pass).
+    """
+    doubled = 2.0 * weight * volumes
 
     def objective(point: SmoothPoint) -> tuple[float, SmoothGradient]:
         deviation = point.dose - level
         if side == "over":
-            deviation = np.maximum(deviation, 0.0)
+            np.maximum(deviation, 0.0, out=deviation)
         elif side == "under":
-            deviation = np.minimum(deviation, 0.0)
-        weighted = weight * volumes * deviation
-        return float(weighted @ deviation), SmoothGradient(dose=2.0 * weighted)
+            np.minimum(deviation, 0.0, out=deviation)
+        gradient = doubled * deviation
+        return 0.5 * float(gradient @ deviation), SmoothGradient(dose=gradient)
 
     return objective
 
