@@ -122,7 +122,7 @@ def test_rows_merged_in_chunks_are_exactly_the_identical_rows(monkeypatch: pytes
     # Projections made useless (every row of a length collides): the exact check alone keeps
     # every unequal row apart (a colliding row may stay unmerged, never wrongly merged).
     monkeypatch.setattr(voxels, "_projection",
-                        lambda matrix, rows, vectors, lengths: np.zeros((len(rows), vectors.shape[1])))
+                        lambda matrix, rows, vector, lengths: np.zeros(len(rows)))
     group = voxels._group_identical_rows(influence, rows)
     merged = group[:, None] == group[None, :]
     assert not (merged & ~identical).any()
@@ -265,23 +265,23 @@ def test_a_body_s_rows_are_projected_on_the_whole_matrix_and_a_few_rows_on_their
 ) -> None:
     """The merging's projection of rows holding most of the matrix's nonzeros (a body) runs on the whole float32
     matrix by row blocks, without copying the rows (large case: 0.14 -> 0.03 s); a few rows are copied chunk by
-    chunk. Both give each row's float64 product, the float32 values times the float64 vectors."""
+    chunk. Both give each row's float64 product, the float32 values times the float64 vector."""
     monkeypatch.setattr(products, "BLOCK_NONZEROS", 7)  # several blocks, on the thread pool
     monkeypatch.setattr(voxels, "_CHUNK_NONZEROS", 5)  # several chunks
     rng = np.random.default_rng(3)
     influence = sp.random(40, 9, density=0.4, format="csr", dtype=np.float32, random_state=rng)
-    vectors = rng.standard_normal((9, 2))
-    exact = influence.toarray().astype(np.float64) @ vectors
+    vector = rng.standard_normal(9)
+    exact = influence.toarray().astype(np.float64) @ vector
     copied = []
     select = sp.csr_matrix.__getitem__
     monkeypatch.setattr(sp.csr_matrix, "__getitem__", lambda matrix, key: copied.append(key) or select(matrix, key))
 
     lengths = np.diff(influence.indptr)
     most = np.arange(2, 40)
-    np.testing.assert_allclose(voxels._projection(influence, most, vectors, lengths[most]), exact[most], rtol=1e-12)
+    np.testing.assert_allclose(voxels._projection(influence, most, vector, lengths[most]), exact[most], rtol=1e-12)
     assert copied == []
     few = np.array([0, 5, 6, 30])
-    np.testing.assert_allclose(voxels._projection(influence, few, vectors, lengths[few]), exact[few], rtol=1e-12)
+    np.testing.assert_allclose(voxels._projection(influence, few, vector, lengths[few]), exact[few], rtol=1e-12)
     assert copied
 
 

@@ -97,21 +97,20 @@ def _chunks(lengths: np.ndarray) -> list[tuple[int, int]]:
     return [(int(start), int(stop)) for start, stop in zip(edges[:-1], edges[1:])]
 
 
-def _projection(influence: sp.csr_matrix, rows: np.ndarray, vectors: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """`influence[rows] @ vectors` (`lengths`: the rows' stored lengths): of the whole matrix by row blocks on
+def _projection(influence: sp.csr_matrix, rows: np.ndarray, vector: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """`influence[rows] @ vector` (`lengths`: the rows' stored lengths): of the whole matrix by row blocks on
     threads when `rows` hold most of its nonzeros (a body's rows), else of copies of the rows chunk by chunk.
 
-    A float32 matrix times float64 vectors makes scipy convert all of the matrix's values to
+    A float32 matrix times a float64 vector makes scipy convert all of the matrix's values to
     float64 first; per block or chunk that copy stays small. Each row's sum is the same either way.
     Copying the rows of a body cost more than the product (large benchmark case, all 576,000 rows:
     0.14 s chunked, docs/performance-history.md, twenty-fifth pass).
     """
     if 2 * int(lengths.sum()) >= influence.nnz:
-        blocks = RowBlocks(influence)
-        return np.column_stack([blocks.forward(vector)[rows] for vector in vectors.T])
-    result = np.empty((len(rows), vectors.shape[1]), dtype=np.float64)
+        return RowBlocks(influence).forward(vector)[rows]
+    result = np.empty(len(rows), dtype=np.float64)
     for start, stop in _chunks(lengths):
-        result[start:stop] = influence[rows[start:stop]] @ vectors
+        result[start:stop] = influence[rows[start:stop]] @ vector
     return result
 
 
@@ -177,7 +176,7 @@ def _group_identical_rows(influence: sp.csr_matrix, rows: np.ndarray, offsets: n
         return np.empty(0, dtype=np.int64)
     rng = np.random.default_rng(0)
     lengths = np.diff(influence.indptr)[rows]
-    projection = _projection(influence, rows, rng.standard_normal((influence.shape[1], 1)), lengths)
+    projection = _projection(influence, rows, rng.standard_normal(influence.shape[1]), lengths)
     columns = [lengths, projection]
     if offsets is not None:
         columns.append(offsets[rows])
