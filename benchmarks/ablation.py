@@ -300,10 +300,12 @@ def _over_default(rows: list[dict]) -> None:
 def _print(result: dict) -> None:
     size = result["size"]
     sample = f"; the fast path's sample {result['sample_limit']:,} voxels" if result["sample_limit"] else ""
-    against = ("its distance to the reference's optimum" if result["reference"]
-               else "no reference (it did not end optimal): no gap" if any(row["ablation"] == REFERENCE
-                                                                          for row in result["rows"])
-               else "no reference (--no-reference): no gap")
+    if result["reference"]:
+        against = "its distance to the reference's optimum"
+    elif any(row["ablation"] == REFERENCE for row in result["rows"]):
+        against = "no reference (it did not end optimal): no gap"
+    else:
+        against = "no reference (--no-reference): no gap"
     print(f"\n{result['case']} ({result['protocol']}): {size['rows']} rows, {size['beamlets']} beamlets, "
           f"{size['nonzeros']} nonzeros{sample}; medians of {result['repeats']} run(s); 'every voxel': the plan's "
           f"objective on every voxel, 'gap to ref': {against}; 'viol Gy': the largest hard dose limit's violation "
